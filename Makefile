@@ -1,0 +1,59 @@
+# Switchyard: the two commands a user types are `make demo` and `make test`.
+# Everything installs what it needs first (scripts/install-deps.sh, quick when present).
+
+PY        ?= /usr/bin/python3
+JOBS      ?= 2
+BUILD     ?= build
+ASAN      ?= build-asan
+FUZZBUILD ?= build-fuzz
+PYTEST     = $(PY) -m pytest -p no:cacheprovider
+
+.PHONY: all deps build build-asan build-fuzz unit fuzz-short integration integration-asan test demo bench soak fuzz clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+build-asan: deps
+	@cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DSY_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN) -j $(JOBS)
+
+build-fuzz: deps
+	@cmake -S . -B $(FUZZBUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DSY_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZBUILD) -j $(JOBS) --target fuzz_targets
+
+unit: build build-asan
+	@cd $(BUILD) && ctest --output-on-failure
+	@cd $(ASAN) && ctest --output-on-failure
+
+# Every libFuzzer target: committed corpus replayed + a fixed number of runs with a fixed seed.
+fuzz-short: build-fuzz
+	@scripts/fuzz.sh $(FUZZBUILD) short
+
+integration: build
+	@SY_BUILD_DIR=$(CURDIR)/$(BUILD) $(PYTEST) tests/integration
+
+integration-asan: build-asan
+	@SY_BUILD_DIR=$(CURDIR)/$(ASAN) SY_SANITIZED=1 $(PYTEST) -m "not nosan" tests/integration
+
+test: unit fuzz-short integration integration-asan
+
+demo: build
+	@scripts/demo.sh $(CURDIR)/$(BUILD)
+
+bench: build
+	@$(PY) bench/proxy_bench.py --build $(CURDIR)/$(BUILD)
+
+soak: build
+	@SY_BUILD_DIR=$(CURDIR)/$(BUILD) SY_SOAK=1 $(PYTEST) -m soak tests/integration
+
+fuzz: build-fuzz
+	@scripts/fuzz.sh $(FUZZBUILD) long
+
+clean:
+	rm -rf $(BUILD) $(ASAN) $(FUZZBUILD)

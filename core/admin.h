@@ -1,0 +1,43 @@
+/* The admin Unix socket: JSON lines each way (CONTRACT.md). Modules register command tables;
+ * a handler answers with sy_admin_ok() / sy_admin_fail() now, or keeps the request and answers
+ * later (long commands such as switchover), always exactly once. */
+#ifndef SY_ADMIN_H
+#define SY_ADMIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "core/parse.h"
+
+struct sy_admin;
+struct sy_admin_req;
+
+typedef void (*sy_admin_handler_fn)(struct sy_admin_req *req, json_t *args, void *ctx);
+
+struct sy_admin_cmd {
+    const char *name;      /* as typed: "status", "create-reverse" */
+    const char *usage;     /* "status [PAIR] : pairs, instances, lag" (help prints it) */
+    sy_admin_handler_fn fn;
+};
+
+/* Creates the socket (mode 0600; peers must be root or the daemon's uid, SO_PEERCRED). */
+struct sy_admin *sy_admin_open(struct event_base *base, const char *path, char *err, size_t errlen);
+void sy_admin_close(struct sy_admin *a);
+/* cmds must outlive the admin socket (static tables). */
+void sy_admin_register(struct sy_admin *a, const struct sy_admin_cmd *cmds, size_t n, void *ctx);
+
+/* Answer a request; takes ownership of result (may be NULL = {}). Frees req. */
+void sy_admin_ok(struct sy_admin_req *req, json_t *result);
+void sy_admin_fail(struct sy_admin_req *req, const char *code, const char *fmt, ...) SY_PRINTF(3, 4);
+
+/* The command's name as the client typed it. */
+const char *sy_admin_req_cmd(const struct sy_admin_req *req);
+
+/* Argument helpers: NULL when absent or not a string. */
+const char *sy_admin_arg_str(json_t *args, const char *key);
+bool sy_admin_arg_bool(json_t *args, const char *key);
+
+#endif

@@ -1,0 +1,147 @@
+/* Pair runtime: persisted epoch and active side, the hold timer, and the pair's status entry.
+ * The engine's proxy is reached only through pair->proto (core never includes proxy/). */
+#include "core/pair.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "core/state_file.h"
+
+uint64_t sy_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+const char *sy_side_name(enum sy_side s)
+{
+    return s == SY_SIDE_DR ? "dr" : "business";
+}
+
+const struct sy_endpoint *sy_pair_active_endpoint(const struct sy_pair *p)
+{
+    return p->active_side == SY_SIDE_DR ? &p->cfg->dr : &p->cfg->business;
+}
+
+static void pair_state_path(const struct sy_pair *p, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/pairs/%s.json", p->state_dir, p->cfg->name);
+}
+
+static int pair_load_epoch(struct sy_pair *p, char *err, size_t errlen)
+{
+    char dir[1024], path[1100];
+    snprintf(dir, sizeof dir, "%s/pairs", p->state_dir);
+    if (sy_mkdirs(dir, err, errlen) != 0)
+        return -1;
+    pair_state_path(p, path, sizeof path);
+    int missing = 0;
+    json_t *doc = sy_state_read_json(path, &missing, err, errlen);
+    if (doc == NULL && !missing)
+        return -1;
+    if (doc == NULL) {
+        p->epoch = 1;
+        p->active_side = SY_SIDE_BUSINESS;
+        json_t *fresh = json_pack("{s:I,s:s}", "epoch", (json_int_t)p->epoch, "active_side", "business");
+        int rc = sy_state_write_json(path, fresh, err, errlen);
+        json_decref(fresh);
+        return rc;
+    }
+    json_t *epoch = json_object_get(doc, "epoch");
+    const char *side = json_string_value(json_object_get(doc, "active_side"));
+    if (!json_is_integer(epoch) || json_integer_value(epoch) < 1 || side == NULL ||
+        (strcmp(side, "business") != 0 && strcmp(side, "dr") != 0)) {
+        snprintf(err, errlen, "%s: expected {\"epoch\": N >= 1, \"active_side\": \"business\"|\"dr\"}", path);
+        json_decref(doc);
+        return -1;
+    }
+    p->epoch = (uint64_t)json_integer_value(epoch);
+    p->active_side = strcmp(side, "dr") == 0 ? SY_SIDE_DR : SY_SIDE_BUSINESS;
+    json_decref(doc);
+    return 0;
+}
+
+static void on_hold_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct sy_pair *p = arg;
+    sy_log_warn("pair %s: hold reached max_hold_ms=%d, releasing", p->cfg->name, p->cfg->max_hold_ms);
+    sy_pair_release(p, "max_hold_ms");
+}
+
+int sy_pair_start(struct sy_pair *p, const struct sy_pair_cfg *cfg, const struct sy_proxy_protocol *proto,
+                  const char *state_dir, struct event_base *base, char *err, size_t errlen)
+{
+    memset(p, 0, sizeof *p);
+    p->cfg = cfg;
+    p->proto = proto;
+    p->state_dir = state_dir;
+    p->base = base;
+    if (p->proto == NULL) {
+        snprintf(err, errlen, "not_implemented: pair %s: engine %s is not built yet", cfg->name,
+                 sy_engine_name(cfg->engine));
+        return -1;
+    }
+    if (pair_load_epoch(p, err, errlen) != 0)
+        return -1;
+    p->hold_timer = evtimer_new(base, on_hold_timeout, p);
+    if (p->hold_timer == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    p->proto_state = p->proto->start(p, err, errlen);
+    if (p->proto_state == NULL) {
+        event_free(p->hold_timer);
+        p->hold_timer = NULL;
+        return -1;
+    }
+    sy_log_info("pair %s: %s proxy on %s, active side %s (%s:%u), epoch %llu", cfg->name,
+                sy_engine_name(cfg->engine), p->listen_addr, sy_side_name(p->active_side),
+                sy_pair_active_endpoint(p)->host, sy_pair_active_endpoint(p)->port,
+                (unsigned long long)p->epoch);
+    return 0;
+}
+
+void sy_pair_stop(struct sy_pair *p)
+{
+    if (p->proto && p->proto_state)
+        p->proto->stop(p->proto_state);
+    p->proto_state = NULL;
+    if (p->hold_timer)
+        event_free(p->hold_timer);
+    p->hold_timer = NULL;
+}
+
+void sy_pair_hold(struct sy_pair *p)
+{
+    if (p->held)
+        return;
+    p->held = true;
+    p->hold_started_ms = sy_now_ms();
+    struct timeval tv = { p->cfg->max_hold_ms / 1000, (p->cfg->max_hold_ms % 1000) * 1000 };
+    evtimer_add(p->hold_timer, &tv);
+    sy_log_info("pair %s: hold (new requests outside transactions wait, at most %d ms)", p->cfg->name,
+                p->cfg->max_hold_ms);
+    p->proto->hold_changed(p->proto_state, true);
+}
+
+void sy_pair_release(struct sy_pair *p, const char *why)
+{
+    if (!p->held)
+        return;
+    p->held = false;
+    evtimer_del(p->hold_timer);
+    sy_log_info("pair %s: release after %llu ms (%s)", p->cfg->name,
+                (unsigned long long)(sy_now_ms() - p->hold_started_ms), why);
+    p->proto->hold_changed(p->proto_state, false);
+}
+
+json_t *sy_pair_status_json(const struct sy_pair *p)
+{
+    return json_pack("{s:s,s:s,s:s,s:s,s:I,s:b,s:I,s:[]}", "name", p->cfg->name, "engine",
+                     sy_engine_name(p->cfg->engine), "listen", p->listen_addr, "active_side",
+                     sy_side_name(p->active_side), "epoch", (json_int_t)p->epoch, "held", p->held, "clients",
+                     (json_int_t)p->proto->client_count(p->proto_state), "instances");
+}

@@ -1,0 +1,73 @@
+/* A server connection Switchyard drives itself: connect, log in with mysql_native_password from a
+ * stage1 hash (never a password), and run internal queries whose text rows it collects. Sessions
+ * use it to open their backend and then take over its bufferevent; the account cache uses it for
+ * its admin queries. Every failure is reported as a MySQL ERR payload the caller can forward. */
+#ifndef SY_MYSQL_CONN_H
+#define SY_MYSQL_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/bufferevent.h>
+
+#include "core/config.h"
+#include "proxy/mysql_auth.h"
+#include "proxy/mysql_codec.h"
+
+/* Who to log in as, and how. */
+struct sy_mysql_login {
+    char user[SY_MYSQL_NAME_MAX];
+    enum { SY_LOGIN_STAGE1, SY_LOGIN_EMPTY, SY_LOGIN_BOGUS } auth; /* BOGUS: the client failed our check:
+                                                                      let the server say "denied" */
+    uint8_t stage1[SY_SHA1_LEN];      /* secret (STAGE1 only): wiped with the conn */
+    char db[SY_MYSQL_DB_MAX];         /* "" = none */
+    uint64_t caps;                    /* wanted capabilities; masked with the server's */
+    uint8_t collation;
+    uint8_t *attrs;                   /* owned copy of connect attributes, may be NULL */
+    size_t attrs_len;
+};
+
+/* Rows of an internal query, text protocol; cells[r * n_cols + c] is NULL for SQL NULL. */
+struct sy_mysql_result {
+    bool ok;                 /* false: err_* describe the failure */
+    uint16_t err_code;
+    char err_state[6];
+    char err_msg[512];
+    uint16_t status;         /* final server status */
+    uint64_t affected_rows;
+    size_t n_cols;
+    size_t n_rows;
+    char **cells;            /* owned by the result */
+};
+
+struct sy_mysql_conn;
+
+/* err/err_len: NULL on success, else an ERR payload (from the server or made up for network errors). */
+typedef void (*sy_mysql_login_cb)(struct sy_mysql_conn *c, const uint8_t *err, size_t err_len, void *arg);
+typedef void (*sy_mysql_query_cb)(struct sy_mysql_conn *c, const struct sy_mysql_result *res, void *arg);
+
+/* Starts connecting; cb is called exactly once (never from inside this call). The login struct is
+ * copied (attrs too) and the caller's copy may be wiped. label names the conn in logs. */
+struct sy_mysql_conn *sy_mysql_conn_open(struct event_base *base, const struct sy_endpoint *ep,
+                                         const struct sy_mysql_login *login, const char *label,
+                                         sy_mysql_login_cb cb, void *arg);
+void sy_mysql_conn_free(struct sy_mysql_conn *c); /* NULL-safe; never calls callbacks */
+
+/* One internal COM_QUERY on a logged-in, idle conn; cb once. -1 if the conn is not idle. */
+int sy_mysql_conn_query(struct sy_mysql_conn *c, const char *sql, sy_mysql_query_cb cb, void *arg) SY_MUST_CHECK;
+
+/* What the server told us at connect and login. */
+const struct sy_mysql_greeting *sy_mysql_conn_greeting(const struct sy_mysql_conn *c);
+uint64_t sy_mysql_conn_caps(const struct sy_mysql_conn *c);     /* negotiated */
+struct bufferevent *sy_mysql_conn_bev(struct sy_mysql_conn *c); /* ref: the caller may set callbacks
+                                                                    while no query runs */
+/* The local address of the connection as the server sees it ("127.0.0.1"). */
+const char *sy_mysql_conn_local_ip(const struct sy_mysql_conn *c);
+
+void sy_mysql_result_clear(struct sy_mysql_result *r);
+
+/* Builds an ERR payload (for a made-up error) into buf; returns its length. */
+size_t sy_mysql_conn_make_err(uint8_t *buf, size_t cap, uint16_t code, const char *state, const char *fmt, ...)
+    SY_PRINTF(5, 6);
+
+#endif

@@ -1,0 +1,139 @@
+/* The MariaDB engine's proxy for one pair (sy_proxy_protocol): listener, client TLS context,
+ * account cache warm-up, the session registry, hold/release and the `clients` listing. */
+#include "proxy/mysql_proxy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+
+#include "core/log.h"
+#include "proxy/proxy.h"
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+    sy_mysql_session_accept(arg, fd, sa, salen);
+}
+
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+    sy_mysql_session_reap(arg);
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    sy_mysql_sessions_resume(arg);
+}
+
+static void on_warm(void *arg, const char *err)
+{
+    struct sy_mysql_proxy *px = arg;
+    if (err)
+        sy_log_warn("pair %s: %s (clients will be refused until it answers)", px->pair->cfg->name, err);
+}
+
+static SSL_CTX *tls_context(const struct sy_pair_cfg *cfg, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL) {
+        snprintf(err, errlen, "TLS: cannot create context");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+        char why[256];
+        ERR_error_string_n(ERR_get_error(), why, sizeof why);
+        snprintf(err, errlen, "tls_cert %s / tls_key %s: %s", cfg->tls_cert, cfg->tls_key, why);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+static void proxy_stop(void *state)
+{
+    struct sy_mysql_proxy *px = state;
+    if (px == NULL)
+        return;
+    if (px->listener)
+        evconnlistener_free(px->listener);
+    struct sy_mysql_session *s;
+    while ((s = TAILQ_FIRST(&px->sessions)) != NULL)
+        sy_mysql_session_close(s, "switchyardd shutting down");
+    sy_mysql_session_reap(px);
+    sy_mysql_accounts_free(px->accounts);
+    if (px->reaper)
+        event_free(px->reaper);
+    if (px->resume)
+        event_free(px->resume);
+    if (px->tls)
+        SSL_CTX_free(px->tls);
+    free(px);
+}
+
+static void *proxy_start(struct sy_pair *pair, char *err, size_t errlen)
+{
+    struct sy_mysql_proxy *px = calloc(1, sizeof *px);
+    if (px == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    px->pair = pair;
+    px->base = pair->base;
+    px->next_id = SY_MYSQL_FIRST_SESSION_ID;
+    TAILQ_INIT(&px->sessions);
+    TAILQ_INIT(&px->closing);
+    px->reaper = evtimer_new(px->base, on_reap, px);
+    px->resume = evtimer_new(px->base, on_resume, px);
+    px->accounts = sy_mysql_accounts_new(px->base, pair->cfg->name, pair->cfg);
+    if (px->reaper == NULL || px->resume == NULL || px->accounts == NULL) {
+        snprintf(err, errlen, "out of memory");
+        proxy_stop(px);
+        return NULL;
+    }
+    sy_mysql_accounts_set_endpoint(px->accounts, sy_pair_active_endpoint(pair));
+    if (pair->cfg->tls_cert[0] != '\0' && (px->tls = tls_context(pair->cfg, err, errlen)) == NULL) {
+        proxy_stop(px);
+        return NULL;
+    }
+    px->listener = sy_listener_open(px->base, &pair->cfg->listen, on_accept, px, pair->listen_addr,
+                                    sizeof pair->listen_addr, err, errlen);
+    if (px->listener == NULL) {
+        proxy_stop(px);
+        return NULL;
+    }
+    /* Warm the account cache (and learn the server's version for our greeting). */
+    sy_mysql_accounts_refresh(px->accounts, on_warm, px);
+    return px;
+}
+
+static size_t proxy_client_count(void *state)
+{
+    struct sy_mysql_proxy *px = state;
+    return px->n_sessions;
+}
+
+static json_t *proxy_clients_json(void *state)
+{
+    return sy_mysql_sessions_json(state);
+}
+
+static void proxy_hold_changed(void *state, bool held)
+{
+    struct sy_mysql_proxy *px = state;
+    if (!held) {
+        static const struct timeval now = { 0, 0 };
+        evtimer_add(px->resume, &now);
+    }
+}
+
+const struct sy_proxy_protocol sy_mysql_protocol = {
+    .engine = SY_ENGINE_MARIADB,
+    .start = proxy_start,
+    .stop = proxy_stop,
+    .client_count = proxy_client_count,
+    .clients_json = proxy_clients_json,
+    .hold_changed = proxy_hold_changed,
+};

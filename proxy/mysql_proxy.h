@@ -1,0 +1,53 @@
+/* The MariaDB proxy of one pair: its listener, client TLS context, account cache, sessions and the
+ * ack ledger. Types shared by mysql_proxy.c (pair-level) and mysql_session.c (one client). */
+#ifndef SY_MYSQL_PROXY_H
+#define SY_MYSQL_PROXY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include <event2/listener.h>
+#include <jansson.h>
+#include <openssl/ssl.h>
+
+#include "core/gtid_set.h"
+#include "core/pair.h"
+#include "proxy/mysql_accounts.h"
+
+#define SY_MYSQL_FIRST_SESSION_ID 1000000000u /* far above backend thread ids: KILL can tell them apart */
+
+struct sy_mysql_session;
+TAILQ_HEAD(sy_mysql_session_list, sy_mysql_session);
+
+struct sy_mysql_proxy {
+    struct sy_pair *pair;                    /* ref: owns us through proto_state */
+    struct event_base *base;                 /* ref: pair->base */
+    struct evconnlistener *listener;         /* owned */
+    SSL_CTX *tls;                            /* owned; NULL = no client TLS */
+    struct sy_mysql_accounts *accounts;      /* owned */
+    struct sy_mysql_session_list sessions;   /* every live session, in accept order */
+    struct sy_mysql_session_list closing;    /* closed sessions freed by `reaper` next loop turn */
+    size_t n_sessions;                       /* length of `sessions` */
+    uint32_t next_id;                        /* client-visible connection ids */
+    struct event *reaper;                    /* owned */
+    struct event *resume;                    /* owned: lets held sessions through after a release */
+    struct sy_gtid_set ack_ledger;           /* highest last_gtid acknowledged to any client, per domain */
+};
+
+/* Accepted client socket -> new session (greeting sent). */
+void sy_mysql_session_accept(struct sy_mysql_proxy *px, evutil_socket_t fd, const struct sockaddr *sa, int salen);
+/* Frees sessions on the closing list. */
+void sy_mysql_session_reap(struct sy_mysql_proxy *px);
+/* Closes a session now (proxy shutdown). */
+void sy_mysql_session_close(struct sy_mysql_session *s, const char *why);
+/* After a release: lets every held session's queued request through, in accept order. */
+void sy_mysql_sessions_resume(struct sy_mysql_proxy *px);
+/* `clients` listing: one object per live session. */
+json_t *sy_mysql_sessions_json(struct sy_mysql_proxy *px);
+/* The session with this client-visible id, or NULL. */
+struct sy_mysql_session *sy_mysql_proxy_find_session(struct sy_mysql_proxy *px, uint32_t id);
+/* The backend thread id of a session (0 when it has no backend yet). */
+uint32_t sy_mysql_session_backend_thread(const struct sy_mysql_session *s);
+
+#endif

@@ -1,0 +1,1261 @@
+/* One MariaDB client session: the proxy's own handshake and mysql_native_password check, the
+ * backend login as the same account, then packet-by-packet relay with one request in flight:
+ *
+ *   client --request--> [frame, inspect, maybe rewrite] --> backend
+ *   client <--reply---- [track status, session state, ack ledger] <-- backend
+ *
+ * What a switchover needs is tracked on the way: in-transaction (server status flags), schema and
+ * session variables (session tracking '*', hidden from clients that did not ask for it), prepared
+ * statements, the last GTID acknowledged. Rows and large packets stream through without being
+ * buffered whole. A request that arrives while the pair is held (and no transaction is open) stays
+ * in the socket buffer until release. Sessions are freed by the proxy's reaper, never inside their
+ * own callbacks. */
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "core/log.h"
+#include "proxy/mysql_codec.h"
+#include "proxy/mysql_conn.h"
+#include "proxy/mysql_proxy.h"
+
+#define SESS_HIGH_WATER (4u << 20)  /* stop reading a side while the other's output holds more */
+#define SESS_MAX_TRACKED_SQL (1u << 20) /* prepared statement text kept for re-prepare */
+
+/* What the session waits for. */
+enum sess_state {
+    SS_HANDSHAKE,     /* greeting sent; waiting for the handshake response (or SSLRequest) */
+    SS_AUTH_SWITCH,   /* asked the client to switch to mysql_native_password */
+    SS_LOOKUP,        /* waiting for the account cache */
+    SS_LOGIN,         /* logging in on the active side as the client's account */
+    SS_INIT,          /* session-tracking setup query on the new backend */
+    SS_IDLE,          /* no request in flight */
+    SS_BUSY,          /* request forwarded, reply not complete */
+    SS_INFILE,        /* LOAD DATA LOCAL: client file packets flow to the backend */
+    SS_CHANGE_USER,   /* COM_CHANGE_USER: verifying and replaying it on the backend */
+    SS_HELD,          /* pair held: the next request waits in the socket buffer */
+    SS_CLOSING,       /* closed; freed by the reaper */
+    SS__COUNT
+};
+
+static const char *const sess_state_names[SS__COUNT] = {
+    "HANDSHAKE", "AUTH_SWITCH", "LOOKUP", "LOGIN", "INIT", "IDLE",
+    "BUSY", "INFILE", "CHANGE_USER", "HELD", "CLOSING",
+};
+
+/* A prepared statement as a switchover must re-create it. */
+struct sess_stmt {
+    uint32_t id;            /* id the client uses (= the backend's until a switchover maps them) */
+    uint32_t backend_id;    /* id on the current backend */
+    uint16_t num_params;
+    uint8_t *types;         /* owned: 2 * num_params bytes of the last bound types, NULL before */
+    char *sql;              /* owned: statement text; NULL when longer than SESS_MAX_TRACKED_SQL */
+};
+
+struct sess_var {
+    char *name;   /* owned */
+    char *value;  /* owned */
+};
+
+struct sy_mysql_session {
+    TAILQ_ENTRY(sy_mysql_session) link;  /* in px->sessions, then px->closing */
+    struct sy_mysql_proxy *px;           /* ref: owns the session */
+    uint32_t id;                         /* connection id the client sees (greeting, KILL) */
+    enum sess_state state;
+    char peer[80];                       /* "127.0.0.1:51234" */
+    char label[160];                     /* "orders C-1000000001 127.0.0.1:51234" for logs */
+    struct bufferevent *client;          /* owned; an OpenSSL filter over the socket once TLS is up */
+    struct sy_mysql_conn *backend;       /* owned; its bufferevent is driven by us once logged in */
+    struct sy_mysql_accounts_wait *wait; /* owned registration while in SS_LOOKUP / CHANGE_USER */
+    enum sy_side side;                   /* which DB the backend is on */
+    uint8_t salt[SY_MYSQL_SALT_LEN];     /* our scramble to the client */
+    uint64_t caps;                       /* negotiated with the client */
+    uint64_t backend_caps;               /* asked of the backend: client's + SESSION_TRACK */
+    uint8_t collation;
+    uint32_t max_packet;
+    char user[SY_MYSQL_NAME_MAX];
+    char schema[SY_MYSQL_DB_MAX];        /* current database ("" = none) */
+    uint8_t *attrs;                      /* owned: client's connect attributes, replayed on logins */
+    size_t attrs_len;
+    bool have_stage1;                    /* stage1 below is valid (client proved the password) */
+    bool empty_password;                 /* account has no password and the client sent none */
+    uint8_t stage1[SY_SHA1_LEN];         /* secret: SHA1(password); wiped on free */
+    uint8_t client_auth[SY_MYSQL_AUTH_MAX]; /* scramble being verified; wiped after use */
+    size_t client_auth_len;
+    bool refreshed;                      /* the account cache was reloaded for this login already */
+    uint8_t seq;                         /* last sequence id received from the client */
+    uint16_t status;                     /* last server status flags */
+    bool in_txn;                         /* status has IN_TRANS */
+    uint8_t cmd;                         /* command in flight (SS_BUSY) */
+    struct sy_mysql_resp resp;           /* tracker of the reply in flight */
+    uint64_t req_left;                   /* bytes of the current client packet still to forward */
+    bool req_continues;                  /* current client packet is 0xFFFFFF long: more follow */
+    uint64_t resp_left;                  /* bytes of the current server packet still to forward */
+    bool resp_done_after_stream;         /* the streaming packet ends the reply */
+    uint64_t held_since_ms;              /* when SS_HELD began */
+    bool client_bp;                      /* client reads paused: backend output over high water */
+    bool backend_bp;                     /* backend reads paused: client output over high water */
+    char *pending_prepare_sql;           /* owned: text of the COM_STMT_PREPARE in flight */
+    bool pending_reset;                  /* reply in flight is for COM_RESET_CONNECTION */
+    bool login_reply_due;                /* INIT ends a login: the client still waits for its OK */
+    struct sess_stmt *stmts;             /* owned array */
+    size_t n_stmts, cap_stmts;
+    struct sess_var *vars;               /* owned: tracked session variables, as last reported */
+    size_t n_vars, cap_vars;
+    char last_gtid[64];                  /* this session's last acknowledged commit */
+    /* COM_CHANGE_USER in progress */
+    char cu_user[SY_MYSQL_NAME_MAX];
+    char cu_db[SY_MYSQL_DB_MAX];
+    uint16_t cu_collation;
+    bool cu_has_collation;
+};
+
+static void process_client(struct sy_mysql_session *s);
+static void process_backend(struct sy_mysql_session *s);
+static void auth_lookup(struct sy_mysql_session *s);
+static void rearm_client(struct sy_mysql_session *s);
+
+/* ---- state, closing ---------------------------------------------------------------------------- */
+
+static bool sess_set_state(struct sy_mysql_session *s, enum sess_state to)
+{
+    sy_log_debug("%s: %s -> %s", s->label, sess_state_names[s->state], sess_state_names[to]);
+    s->state = to;
+    return true;
+}
+
+static void stmt_free(struct sess_stmt *st)
+{
+    free(st->types);
+    free(st->sql);
+}
+
+static void stmts_clear(struct sy_mysql_session *s)
+{
+    for (size_t i = 0; i < s->n_stmts; i++)
+        stmt_free(&s->stmts[i]);
+    s->n_stmts = 0;
+}
+
+static void vars_clear(struct sy_mysql_session *s)
+{
+    for (size_t i = 0; i < s->n_vars; i++) {
+        free(s->vars[i].name);
+        free(s->vars[i].value);
+    }
+    s->n_vars = 0;
+}
+
+void sy_mysql_session_close(struct sy_mysql_session *s, const char *why)
+{
+    if (s->state == SS_CLOSING)
+        return;
+    sy_log_info("%s: closed (%s)", s->label, why);
+    sess_set_state(s, SS_CLOSING);
+    if (s->client)
+        bufferevent_disable(s->client, EV_READ | EV_WRITE);
+    if (s->backend)
+        bufferevent_disable(sy_mysql_conn_bev(s->backend), EV_READ | EV_WRITE);
+    sy_mysql_accounts_cancel(s->wait);
+    s->wait = NULL;
+    struct sy_mysql_proxy *px = s->px;
+    TAILQ_REMOVE(&px->sessions, s, link);
+    px->n_sessions--;
+    TAILQ_INSERT_TAIL(&px->closing, s, link);
+    static const struct timeval now = { 0, 0 };
+    evtimer_add(px->reaper, &now);
+}
+
+static void session_free(struct sy_mysql_session *s)
+{
+    if (s->client)
+        bufferevent_free(s->client);
+    sy_mysql_conn_free(s->backend);
+    OPENSSL_cleanse(s->stage1, sizeof s->stage1);
+    OPENSSL_cleanse(s->client_auth, sizeof s->client_auth);
+    free(s->attrs);
+    free(s->pending_prepare_sql);
+    stmts_clear(s);
+    free(s->stmts);
+    vars_clear(s);
+    free(s->vars);
+    free(s);
+}
+
+void sy_mysql_session_reap(struct sy_mysql_proxy *px)
+{
+    struct sy_mysql_session *s;
+    while ((s = TAILQ_FIRST(&px->closing)) != NULL) {
+        TAILQ_REMOVE(&px->closing, s, link);
+        session_free(s);
+    }
+}
+
+/* ---- writing to the client ------------------------------------------------------------------- */
+
+static void client_packet(struct sy_mysql_session *s, uint8_t seq, const uint8_t *payload, size_t len)
+{
+    uint8_t hdr[4];
+    sy_mysql_hdr_encode(hdr, (uint32_t)len, seq);
+    struct evbuffer *out = bufferevent_get_output(s->client);
+    evbuffer_add(out, hdr, 4);
+    evbuffer_add(out, payload, len);
+}
+
+static void client_err(struct sy_mysql_session *s, uint8_t seq, uint16_t code, const char *state, const char *msg)
+{
+    uint8_t buf[1024];
+    size_t len = sy_mysql_err_encode(code, state, msg, buf, sizeof buf);
+    if (len)
+        client_packet(s, seq, buf, len);
+}
+
+static void client_ok(struct sy_mysql_session *s, uint8_t seq)
+{
+    struct sy_mysql_ok ok = { .status = s->status };
+    uint8_t buf[64];
+    size_t len = sy_mysql_ok_encode(&ok, 0x00, s->caps & ~SY_CAP_SESSION_TRACK, buf, sizeof buf);
+    if (len)
+        client_packet(s, seq, buf, len);
+}
+
+/* Closes after flushing an error the client can still read. */
+static void fail_session(struct sy_mysql_session *s, uint8_t seq, uint16_t code, const char *state, const char *msg)
+{
+    if (s->client && s->state != SS_CLOSING)
+        client_err(s, seq, code, state, msg);
+    /* Let the error reach the client: close once the output drains (on_client_write). */
+    if (s->client && evbuffer_get_length(bufferevent_get_output(s->client)) > 0) {
+        if (s->backend)
+            bufferevent_disable(sy_mysql_conn_bev(s->backend), EV_READ);
+        bufferevent_disable(s->client, EV_READ);
+        sess_set_state(s, SS_CLOSING);
+        struct sy_mysql_proxy *px = s->px;
+        TAILQ_REMOVE(&px->sessions, s, link);
+        px->n_sessions--;
+        TAILQ_INSERT_TAIL(&px->closing, s, link);
+        sy_mysql_accounts_cancel(s->wait);
+        s->wait = NULL;
+        sy_log_info("%s: closed (%u %s)", s->label, code, msg);
+        /* Freed by the reaper once flushed: keep the client bev writing until then. */
+        return;
+    }
+    sy_mysql_session_close(s, msg);
+}
+
+/* ---- backpressure ------------------------------------------------------------------------------ */
+
+static void client_read_update(struct sy_mysql_session *s)
+{
+    if (s->state == SS_CLOSING)
+        return;
+    if (s->client_bp || s->state == SS_HELD)
+        bufferevent_disable(s->client, EV_READ);
+    else
+        bufferevent_enable(s->client, EV_READ);
+}
+
+static void backend_read_update(struct sy_mysql_session *s)
+{
+    if (s->state == SS_CLOSING || s->backend == NULL)
+        return;
+    if (s->backend_bp)
+        bufferevent_disable(sy_mysql_conn_bev(s->backend), EV_READ);
+    else
+        bufferevent_enable(sy_mysql_conn_bev(s->backend), EV_READ);
+}
+
+/* Moves n bytes from src to dst; pauses reading src's side when dst is over high water. */
+static void move_bytes(struct sy_mysql_session *s, struct evbuffer *src, struct evbuffer *dst, size_t n, bool to_backend)
+{
+    evbuffer_remove_buffer(src, dst, n);
+    if (evbuffer_get_length(dst) > SESS_HIGH_WATER) {
+        if (to_backend) {
+            s->client_bp = true;
+            client_read_update(s);
+        } else {
+            s->backend_bp = true;
+            backend_read_update(s);
+        }
+    }
+}
+
+/* ---- session variables, schema, ledger ------------------------------------------------------- */
+
+static void var_set(struct sy_mysql_session *s, const uint8_t *name, size_t nlen, const uint8_t *val, size_t vlen)
+{
+    for (size_t i = 0; i < s->n_vars; i++) {
+        if (strlen(s->vars[i].name) == nlen && memcmp(s->vars[i].name, name, nlen) == 0) {
+            char *v = strndup((const char *)val, vlen);
+            if (v) {
+                free(s->vars[i].value);
+                s->vars[i].value = v;
+            }
+            return;
+        }
+    }
+    if (s->n_vars == s->cap_vars) {
+        size_t cap = s->cap_vars ? s->cap_vars * 2 : 16;
+        struct sess_var *nv = realloc(s->vars, cap * sizeof *nv);
+        if (nv == NULL)
+            return;
+        s->vars = nv;
+        s->cap_vars = cap;
+    }
+    char *n = strndup((const char *)name, nlen), *v = strndup((const char *)val, vlen);
+    if (n == NULL || v == NULL) {
+        free(n);
+        free(v);
+        return;
+    }
+    s->vars[s->n_vars++] = (struct sess_var){ n, v };
+}
+
+static void track_ok(struct sy_mysql_session *s, const struct sy_mysql_ok *ok)
+{
+    if (ok->state_p == NULL)
+        return;
+    struct sy_rd rd = sy_rd_make(ok->state_p, ok->state_len);
+    struct sy_mysql_track t;
+    int rc;
+    while ((rc = sy_mysql_track_next(&rd, &t)) == 1) {
+        if (t.type == SY_TRACK_SCHEMA) {
+            snprintf(s->schema, sizeof s->schema, "%.*s", (int)t.name_len, (const char *)t.name_p);
+        } else if (t.type == SY_TRACK_SYSTEM_VARIABLES) {
+            var_set(s, t.name_p, t.name_len, t.value_p, t.value_len);
+            if (t.name_len == 9 && memcmp(t.name_p, "last_gtid", 9) == 0 && t.value_len > 0) {
+                struct sy_gtid g;
+                if (sy_gtid_parse((const char *)t.value_p, t.value_len, &g)) {
+                    sy_gtid_set_advance(&s->px->ack_ledger, &g);
+                    snprintf(s->last_gtid, sizeof s->last_gtid, "%.*s", (int)t.value_len,
+                             (const char *)t.value_p);
+                }
+            }
+        }
+    }
+    if (rc < 0)
+        sy_log_warn("%s: malformed session-state block ignored", s->label);
+}
+
+/* ---- prepared statements ------------------------------------------------------------------------ */
+
+static struct sess_stmt *stmt_find(struct sy_mysql_session *s, uint32_t id)
+{
+    for (size_t i = 0; i < s->n_stmts; i++)
+        if (s->stmts[i].id == id)
+            return &s->stmts[i];
+    return NULL;
+}
+
+static void stmt_add(struct sy_mysql_session *s, uint32_t id, uint16_t num_params)
+{
+    if (s->n_stmts == s->cap_stmts) {
+        size_t cap = s->cap_stmts ? s->cap_stmts * 2 : 8;
+        struct sess_stmt *ns = realloc(s->stmts, cap * sizeof *ns);
+        if (ns == NULL)
+            return;
+        s->stmts = ns;
+        s->cap_stmts = cap;
+    }
+    s->stmts[s->n_stmts++] = (struct sess_stmt){ .id = id, .backend_id = id, .num_params = num_params,
+                                                 .sql = s->pending_prepare_sql };
+    s->pending_prepare_sql = NULL;
+}
+
+static void stmt_remove(struct sy_mysql_session *s, uint32_t id)
+{
+    for (size_t i = 0; i < s->n_stmts; i++) {
+        if (s->stmts[i].id == id) {
+            stmt_free(&s->stmts[i]);
+            s->stmts[i] = s->stmts[--s->n_stmts];
+            return;
+        }
+    }
+}
+
+static void stmt_note_exec(struct sy_mysql_session *s, const uint8_t *p, size_t n)
+{
+    if (n < 5)
+        return;
+    uint32_t id = (uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 | (uint32_t)p[4] << 24;
+    struct sess_stmt *st = stmt_find(s, id);
+    struct sy_mysql_stmt_exec ex;
+    if (st == NULL || st->num_params == 0 || sy_mysql_stmt_exec_parse(p, n, st->num_params, &ex) != SY_PARSE_OK ||
+        !ex.new_params_bound)
+        return;
+    uint8_t *types = malloc(2u * st->num_params);
+    if (types == NULL)
+        return;
+    memcpy(types, ex.types_p, 2u * st->num_params);
+    free(st->types);
+    st->types = types;
+}
+
+/* ---- login ------------------------------------------------------------------------------------- */
+
+static void send_greeting(struct sy_mysql_session *s)
+{
+    struct sy_mysql_greeting g = { 0 };
+    const char *version = sy_mysql_accounts_server_version(s->px->accounts);
+    snprintf(g.server_version, sizeof g.server_version, "%s", version[0] ? version : "5.5.5-10.11.0-MariaDB");
+    g.thread_id = s->id;
+    RAND_bytes(s->salt, sizeof s->salt);
+    for (size_t i = 0; i < sizeof s->salt; i++)
+        s->salt[i] = (uint8_t)(0x21 + s->salt[i] % 94); /* printable, never NUL: as servers do */
+    memcpy(g.salt, s->salt, sizeof s->salt);
+    g.salt_len = sizeof s->salt;
+    uint64_t caps = SY_CAP_MYSQL | SY_CAP_FOUND_ROWS | SY_CAP_LONG_FLAG | SY_CAP_CONNECT_WITH_DB |
+                    SY_CAP_NO_SCHEMA | SY_CAP_ODBC | SY_CAP_LOCAL_FILES | SY_CAP_IGNORE_SPACE |
+                    SY_CAP_PROTOCOL_41 | SY_CAP_INTERACTIVE | SY_CAP_IGNORE_SIGPIPE | SY_CAP_TRANSACTIONS |
+                    SY_CAP_SECURE_CONNECTION | SY_CAP_MULTI_STATEMENTS | SY_CAP_MULTI_RESULTS |
+                    SY_CAP_PS_MULTI_RESULTS | SY_CAP_PLUGIN_AUTH | SY_CAP_CONNECT_ATTRS | SY_CAP_PLUGIN_AUTH_LENENC |
+                    SY_CAP_CAN_HANDLE_EXPIRED_PASSWORDS | SY_CAP_SESSION_TRACK | SY_CAP_DEPRECATE_EOF;
+    uint64_t server = sy_mysql_accounts_server_caps(s->px->accounts);
+    if (server != 0)
+        caps &= server | SY_CAP_MYSQL;
+    if (s->px->tls)
+        caps |= SY_CAP_SSL;
+    g.caps = caps;
+    g.collation = sy_mysql_accounts_server_collation(s->px->accounts);
+    if (g.collation == 0)
+        g.collation = 45; /* utf8mb4_general_ci */
+    g.status = SY_STATUS_AUTOCOMMIT;
+    snprintf(g.auth_plugin, sizeof g.auth_plugin, "mysql_native_password");
+    uint8_t buf[256];
+    size_t len = sy_mysql_greeting_encode(&g, buf, sizeof buf);
+    s->seq = 0;
+    client_packet(s, 0, buf, len);
+}
+
+static void on_init_done(struct sy_mysql_conn *c, const struct sy_mysql_result *res, void *arg);
+static void on_backend_read(struct bufferevent *bev, void *arg);
+static void on_backend_write(struct bufferevent *bev, void *arg);
+static void on_backend_event(struct bufferevent *bev, short what, void *arg);
+
+/* Session tracking for everything a switchover replays, on every backend session. */
+static const char init_sql[] = "SET SESSION session_track_system_variables='*', session_track_schema=ON, "
+                               "session_track_state_change=ON";
+
+static void forward_backend_err(struct sy_mysql_session *s, const uint8_t *err, size_t len)
+{
+    struct sy_mysql_err e;
+    char msg[600] = "authentication failed";
+    uint16_t code = 1045;
+    char state[6] = "28000";
+    if (sy_mysql_err_parse(err, len, &e) == SY_PARSE_OK) {
+        snprintf(msg, sizeof msg, "%.*s", (int)e.msg_len, e.msg_p);
+        code = e.code;
+        snprintf(state, sizeof state, "%s", e.sqlstate);
+    }
+    sy_log_info("%s: login as '%s' refused by %s side: %u %s", s->label, s->user, sy_side_name(s->side), code, msg);
+    fail_session(s, (uint8_t)(s->seq + 1), code, state, msg);
+}
+
+static void on_backend_login(struct sy_mysql_conn *c, const uint8_t *err, size_t err_len, void *arg)
+{
+    struct sy_mysql_session *s = arg;
+    if (err != NULL) {
+        if (s->state == SS_CHANGE_USER) {
+            sy_mysql_conn_free(s->backend);
+            s->backend = NULL;
+        }
+        forward_backend_err(s, err, err_len);
+        return;
+    }
+    sess_set_state(s, SS_INIT);
+    if (sy_mysql_conn_query(c, init_sql, on_init_done, s) != 0)
+        fail_session(s, (uint8_t)(s->seq + 1), 2013, "HY000", "Switchyard: backend session setup failed");
+}
+
+static void take_backend(struct sy_mysql_session *s)
+{
+    struct bufferevent *bev = sy_mysql_conn_bev(s->backend);
+    bufferevent_setcb(bev, on_backend_read, on_backend_write, on_backend_event, s);
+    bufferevent_set_timeouts(bev, NULL, NULL);
+    bufferevent_setwatermark(bev, EV_WRITE, SESS_HIGH_WATER / 2, 0);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+static void on_init_done(struct sy_mysql_conn *c, const struct sy_mysql_result *res, void *arg)
+{
+    struct sy_mysql_session *s = arg;
+    if (!res->ok) {
+        char msg[700];
+        snprintf(msg, sizeof msg, "Switchyard: backend session setup failed: %s", res->err_msg);
+        fail_session(s, (uint8_t)(s->seq + 1), res->err_code ? res->err_code : 2013, "HY000", msg);
+        return;
+    }
+    s->status = res->status;
+    s->in_txn = (s->status & SY_STATUS_IN_TRANS) != 0;
+    take_backend(s);
+    s->client_auth_len = 0;
+    OPENSSL_cleanse(s->client_auth, sizeof s->client_auth);
+    if (s->login_reply_due) {
+        s->login_reply_due = false;
+        sy_log_info("%s: logged in as '%s' on %s side (backend thread %u)", s->label, s->user,
+                    sy_side_name(s->side), sy_mysql_conn_greeting(c)->thread_id);
+        client_ok(s, (uint8_t)(s->seq + 1));
+    }
+    sess_set_state(s, SS_IDLE);
+    process_client(s);
+    if (s->state != SS_CLOSING)
+        process_backend(s);
+}
+
+static void backend_login(struct sy_mysql_session *s, int auth_kind)
+{
+    struct sy_mysql_login login = { .auth = auth_kind, .caps = s->backend_caps, .collation = s->collation };
+    snprintf(login.user, sizeof login.user, "%s", s->user);
+    snprintf(login.db, sizeof login.db, "%s", s->schema);
+    if (auth_kind == SY_LOGIN_STAGE1)
+        memcpy(login.stage1, s->stage1, sizeof login.stage1);
+    login.attrs = s->attrs;
+    login.attrs_len = s->attrs_len;
+    const struct sy_endpoint *ep = sy_pair_active_endpoint(s->px->pair);
+    s->side = s->px->pair->active_side;
+    char label[200];
+    snprintf(label, sizeof label, "%s backend %s %s:%u", s->label, sy_side_name(s->side), ep->host, ep->port);
+    if (s->state != SS_CHANGE_USER)
+        sess_set_state(s, SS_LOGIN);
+    s->login_reply_due = true;
+    s->backend = sy_mysql_conn_open(s->px->base, ep, &login, label, on_backend_login, s);
+    OPENSSL_cleanse(login.stage1, sizeof login.stage1);
+    if (s->backend == NULL)
+        fail_session(s, (uint8_t)(s->seq + 1), 2013, "HY000", "Switchyard: out of memory");
+}
+
+static void on_accounts(void *arg, const char *err)
+{
+    struct sy_mysql_session *s = arg;
+    s->wait = NULL;
+    if (err != NULL) {
+        char msg[800];
+        snprintf(msg, sizeof msg, "Switchyard: cannot check the password: %s", err);
+        fail_session(s, (uint8_t)(s->seq + 1), 2013, "HY000", msg);
+        return;
+    }
+    s->refreshed = true;
+    auth_lookup(s);
+}
+
+/* Checks the client's scramble against the account the server would match, then logs in on the
+ * backend. An unknown user or a wrong password still goes to the backend (with an empty or bogus
+ * response) so the client gets the server's own 1045 text, with the host the server sees. */
+static void auth_lookup(struct sy_mysql_session *s)
+{
+    const struct sy_mysql_account *acc = sy_mysql_accounts_find(s->px->accounts, s->user);
+    bool verified = false;
+    if (acc != NULL) {
+        bool native = acc->plugin[0] == '\0' || strcmp(acc->plugin, "mysql_native_password") == 0;
+        if (!native) {
+            char msg[700];
+            snprintf(msg, sizeof msg,
+                     "Switchyard: account '%s'@'%s' uses authentication plugin '%s'; only mysql_native_password "
+                     "accounts can log in through the proxy",
+                     acc->user, acc->host, acc->plugin);
+            fail_session(s, (uint8_t)(s->seq + 1), 1251, "08004", msg);
+            return;
+        }
+        uint8_t stage2[SY_SHA1_LEN];
+        if (acc->auth_string[0] == '\0') {
+            verified = s->client_auth_len == 0;
+            s->empty_password = verified;
+            s->have_stage1 = false;
+        } else if (sy_mysql_native_hash_parse(acc->auth_string, stage2)) {
+            verified = sy_mysql_native_recover(s->client_auth, s->client_auth_len, s->salt, sizeof s->salt, stage2,
+                                               s->stage1);
+            s->have_stage1 = verified;
+        }
+    }
+    if (!verified && !s->refreshed) {
+        s->wait = sy_mysql_accounts_refresh(s->px->accounts, on_accounts, s);
+        if (s->wait == NULL)
+            fail_session(s, (uint8_t)(s->seq + 1), 2013, "HY000", "Switchyard: out of memory");
+        return;
+    }
+    int kind = verified ? (s->empty_password ? SY_LOGIN_EMPTY : SY_LOGIN_STAGE1)
+                        : (s->client_auth_len == 0 ? SY_LOGIN_EMPTY : SY_LOGIN_BOGUS);
+    if (!verified)
+        sy_log_info("%s: password check failed for '%s'%s; the server will refuse it", s->label, s->user,
+                    acc ? "" : " (no such account)");
+    backend_login(s, kind);
+}
+
+static void start_auth(struct sy_mysql_session *s)
+{
+    s->refreshed = false;
+    if (s->state != SS_CHANGE_USER)
+        sess_set_state(s, SS_LOOKUP);
+    auth_lookup(s);
+}
+
+static void on_handshake_response(struct sy_mysql_session *s, const uint8_t *p, size_t n)
+{
+    struct sy_mysql_hsresp *h = calloc(1, sizeof *h);
+    if (h == NULL) {
+        sy_mysql_session_close(s, "out of memory");
+        return;
+    }
+    if (sy_mysql_hsresp_parse(p, n, h) != SY_PARSE_OK || !(h->caps & SY_CAP_PROTOCOL_41)) {
+        free(h);
+        fail_session(s, (uint8_t)(s->seq + 1), 1043, "08S01", "Bad handshake");
+        return;
+    }
+    if (h->ssl_request) {
+        free(h);
+        if (s->px->tls == NULL || bufferevent_get_underlying(s->client) != NULL) {
+            fail_session(s, (uint8_t)(s->seq + 1), 1043, "08S01", "Bad handshake: TLS is not enabled on this listener");
+            return;
+        }
+        SSL *ssl = SSL_new(s->px->tls);
+        struct bufferevent *tls = ssl ? bufferevent_openssl_filter_new(s->px->base, s->client, ssl,
+                                                                       BUFFEREVENT_SSL_ACCEPTING,
+                                                                       BEV_OPT_CLOSE_ON_FREE)
+                                      : NULL;
+        if (tls == NULL) {
+            if (ssl)
+                SSL_free(ssl);
+            sy_mysql_session_close(s, "TLS setup failed");
+            return;
+        }
+        s->client = tls;
+        bufferevent_setcb(s->client, NULL, NULL, NULL, s);
+        rearm_client(s);
+        return;
+    }
+    s->caps = h->caps & (SY_CAP_MYSQL | SY_CAP_FOUND_ROWS | SY_CAP_LONG_FLAG | SY_CAP_CONNECT_WITH_DB |
+                         SY_CAP_NO_SCHEMA | SY_CAP_ODBC | SY_CAP_LOCAL_FILES | SY_CAP_IGNORE_SPACE |
+                         SY_CAP_PROTOCOL_41 | SY_CAP_INTERACTIVE | SY_CAP_SSL | SY_CAP_IGNORE_SIGPIPE |
+                         SY_CAP_TRANSACTIONS | SY_CAP_SECURE_CONNECTION | SY_CAP_MULTI_STATEMENTS |
+                         SY_CAP_MULTI_RESULTS | SY_CAP_PS_MULTI_RESULTS | SY_CAP_PLUGIN_AUTH | SY_CAP_CONNECT_ATTRS |
+                         SY_CAP_PLUGIN_AUTH_LENENC | SY_CAP_CAN_HANDLE_EXPIRED_PASSWORDS | SY_CAP_SESSION_TRACK |
+                         SY_CAP_DEPRECATE_EOF);
+    s->backend_caps = (s->caps | SY_CAP_SESSION_TRACK) & ~(SY_CAP_SSL | SY_CAP_CONNECT_WITH_DB);
+    s->collation = h->collation;
+    s->max_packet = h->max_packet;
+    snprintf(s->user, sizeof s->user, "%s", h->user);
+    if (h->has_db)
+        snprintf(s->schema, sizeof s->schema, "%s", h->db);
+    if (h->attrs_len > 0 && (s->attrs = malloc(h->attrs_len)) != NULL) {
+        memcpy(s->attrs, h->attrs_p, h->attrs_len);
+        s->attrs_len = h->attrs_len;
+    }
+    snprintf(s->label + strlen(s->label), sizeof s->label - strlen(s->label), " user=%s", s->user);
+    bool other_plugin = (h->caps & SY_CAP_PLUGIN_AUTH) && h->plugin[0] != '\0' &&
+                        strcmp(h->plugin, "mysql_native_password") != 0;
+    memcpy(s->client_auth, h->auth, h->auth_len);
+    s->client_auth_len = h->auth_len;
+    OPENSSL_cleanse(h->auth, sizeof h->auth);
+    free(h);
+    if (other_plugin) {
+        /* AuthSwitchRequest: 0xFE, plugin name NUL, our salt NUL. */
+        uint8_t buf[1 + 22 + SY_MYSQL_SALT_LEN + 1];
+        size_t len = 0;
+        buf[len++] = 0xFE;
+        memcpy(buf + len, "mysql_native_password", 22);
+        len += 22;
+        memcpy(buf + len, s->salt, sizeof s->salt);
+        len += sizeof s->salt;
+        buf[len++] = 0;
+        s->seq++;
+        client_packet(s, s->seq, buf, len);
+        sess_set_state(s, SS_AUTH_SWITCH);
+        return;
+    }
+    start_auth(s);
+}
+
+/* ---- requests ---------------------------------------------------------------------------------- */
+
+static void backend_packet(struct sy_mysql_session *s, uint8_t seq, const uint8_t *payload, size_t len)
+{
+    uint8_t hdr[4];
+    sy_mysql_hdr_encode(hdr, (uint32_t)len, seq);
+    struct evbuffer *out = bufferevent_get_output(sy_mysql_conn_bev(s->backend));
+    evbuffer_add(out, hdr, 4);
+    evbuffer_add(out, payload, len);
+}
+
+/* KILL with a proxy connection id -> the backend thread of that session. */
+static bool rewrite_kill(struct sy_mysql_session *s, const uint8_t *p, size_t n, uint8_t seq)
+{
+    struct sy_mysql_kill k;
+    if (p[0] == SY_COM_PROCESS_KILL) {
+        if (n < 5)
+            return false;
+        k.id = (uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 | (uint32_t)p[4] << 24;
+    } else if (!sy_mysql_kill_parse(p + 1, n - 1, &k)) {
+        return false;
+    }
+    if (k.id < SY_MYSQL_FIRST_SESSION_ID)
+        return false; /* a backend thread id: the server decides */
+    struct sy_mysql_session *target = k.id <= UINT32_MAX ? sy_mysql_proxy_find_session(s->px, (uint32_t)k.id) : NULL;
+    uint32_t thread = target ? sy_mysql_session_backend_thread(target) : 0;
+    if (thread == 0 || target->side != s->side) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "Unknown thread id: %llu", (unsigned long long)k.id);
+        client_err(s, (uint8_t)(seq + 1), 1094, "HY000", msg);
+        return true;
+    }
+    uint8_t buf[256];
+    size_t len;
+    if (p[0] == SY_COM_PROCESS_KILL) {
+        buf[0] = SY_COM_PROCESS_KILL;
+        buf[1] = (uint8_t)thread;
+        buf[2] = (uint8_t)(thread >> 8);
+        buf[3] = (uint8_t)(thread >> 16);
+        buf[4] = (uint8_t)(thread >> 24);
+        len = 5;
+    } else {
+        int m = snprintf((char *)buf + 1, sizeof buf - 1, "%.*s%u%.*s", (int)k.id_off, (const char *)p + 1, thread,
+                         (int)(n - 1 - k.id_off - k.id_len), (const char *)p + 1 + k.id_off + k.id_len);
+        if (m < 0 || (size_t)m >= sizeof buf - 1)
+            return false;
+        buf[0] = SY_COM_QUERY;
+        len = 1 + (size_t)m;
+    }
+    sy_log_info("%s: KILL%s %llu -> backend thread %u", s->label, k.query_only ? " QUERY" : "",
+                (unsigned long long)k.id, thread);
+    backend_packet(s, seq, buf, len);
+    s->cmd = p[0];
+    sy_mysql_resp_start(&s->resp, p[0], s->backend_caps);
+    sess_set_state(s, SS_BUSY);
+    return true;
+}
+
+/* How many payload bytes of a request we inspect before forwarding it. */
+static size_t inspect_len(struct sy_mysql_session *s, uint8_t cmd, uint32_t len)
+{
+    switch (cmd) {
+    case SY_COM_QUERY:
+        return len < 64 ? len : 64; /* enough to recognise KILL */
+    case SY_COM_STMT_EXECUTE: {
+        if (len < 5)
+            return len;
+        return len; /* types follow a short header; whole packets up to 16 MiB are pulled up */
+    }
+    case SY_COM_STMT_PREPARE:
+    case SY_COM_CHANGE_USER:
+    case SY_COM_PROCESS_KILL:
+    case SY_COM_INIT_DB:
+    case SY_COM_STMT_CLOSE:
+        return len;
+    default:
+        return 1;
+    }
+}
+
+/* Handles the request whose header is at the front of `in`, with `want` payload bytes available. */
+static void start_request(struct sy_mysql_session *s, struct evbuffer *in, struct sy_mysql_hdr hdr, size_t want)
+{
+    const uint8_t *pk = evbuffer_pullup(in, (ssize_t)(4 + want));
+    const uint8_t *p = pk + 4;
+    uint8_t cmd = p[0];
+    s->seq = hdr.seq;
+    bool whole = want == hdr.len;
+    switch (cmd) {
+    case SY_COM_QUIT:
+        evbuffer_drain(in, 4 + hdr.len);
+        sy_mysql_session_close(s, "client quit");
+        return;
+    case SY_COM_CHANGE_USER: {
+        struct sy_mysql_change_user *cu = calloc(1, sizeof *cu);
+        if (cu == NULL || sy_mysql_change_user_parse(p, hdr.len, s->caps, cu) != SY_PARSE_OK) {
+            free(cu);
+            evbuffer_drain(in, 4 + hdr.len);
+            fail_session(s, (uint8_t)(hdr.seq + 1), 1043, "08S01", "Bad handshake (COM_CHANGE_USER)");
+            return;
+        }
+        snprintf(s->cu_user, sizeof s->cu_user, "%s", cu->user);
+        snprintf(s->cu_db, sizeof s->cu_db, "%s", cu->db);
+        s->cu_has_collation = cu->has_collation;
+        s->cu_collation = cu->collation;
+        memcpy(s->client_auth, cu->auth, cu->auth_len);
+        s->client_auth_len = cu->auth_len;
+        if (cu->attrs_len > 0) {
+            uint8_t *a = malloc(cu->attrs_len);
+            if (a) {
+                memcpy(a, cu->attrs_p, cu->attrs_len);
+                free(s->attrs);
+                s->attrs = a;
+                s->attrs_len = cu->attrs_len;
+            }
+        }
+        OPENSSL_cleanse(cu->auth, sizeof cu->auth);
+        free(cu);
+        evbuffer_drain(in, 4 + hdr.len);
+        /* Replayed as a fresh login as the new account: the server checks it, resets the session
+         * (as COM_CHANGE_USER does) and the proxy keeps the secret for later logins. */
+        sess_set_state(s, SS_CHANGE_USER);
+        snprintf(s->user, sizeof s->user, "%s", s->cu_user);
+        snprintf(s->schema, sizeof s->schema, "%s", s->cu_db);
+        if (s->cu_has_collation)
+            s->collation = (uint8_t)s->cu_collation;
+        stmts_clear(s);
+        vars_clear(s);
+        s->have_stage1 = false;
+        s->empty_password = false;
+        OPENSSL_cleanse(s->stage1, sizeof s->stage1);
+        sy_mysql_conn_free(s->backend); /* the old session ends, as COM_CHANGE_USER ends it on the server */
+        s->backend = NULL;
+        start_auth(s);
+        return;
+    }
+    case SY_COM_PROCESS_KILL:
+    case SY_COM_QUERY:
+        if (whole && (cmd == SY_COM_PROCESS_KILL || hdr.len <= 64)) {
+            if (rewrite_kill(s, p, hdr.len, hdr.seq)) {
+                evbuffer_drain(in, 4 + hdr.len);
+                return;
+            }
+        }
+        break;
+    case SY_COM_STMT_PREPARE:
+        free(s->pending_prepare_sql);
+        s->pending_prepare_sql =
+            whole && hdr.len - 1 <= SESS_MAX_TRACKED_SQL ? strndup((const char *)p + 1, hdr.len - 1) : NULL;
+        break;
+    case SY_COM_STMT_CLOSE:
+        if (hdr.len >= 5)
+            stmt_remove(s, (uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 | (uint32_t)p[4] << 24);
+        break;
+    case SY_COM_STMT_EXECUTE:
+        if (whole)
+            stmt_note_exec(s, p, hdr.len);
+        break;
+    case SY_COM_RESET_CONNECTION:
+        s->pending_reset = true;
+        break;
+    case SY_COM_BINLOG_DUMP:
+    case SY_COM_BINLOG_DUMP_GTID:
+    case SY_COM_REGISTER_SLAVE:
+        evbuffer_drain(in, 4 + hdr.len);
+        client_err(s, (uint8_t)(hdr.seq + 1), 1235, "42000",
+                   "Switchyard: replication commands are not supported through the proxy");
+        return;
+    default:
+        break;
+    }
+    /* Forward the header and what we have of the payload; stream the rest. */
+    size_t avail = evbuffer_get_length(in) - 4;
+    size_t now = avail < hdr.len ? avail : hdr.len;
+    move_bytes(s, in, bufferevent_get_output(sy_mysql_conn_bev(s->backend)), 4 + now, true);
+    s->req_left = hdr.len - now;
+    s->req_continues = hdr.len == SY_MYSQL_MAX_PAYLOAD;
+    if (sy_mysql_cmd_has_reply(cmd)) {
+        s->cmd = cmd;
+        sy_mysql_resp_start(&s->resp, cmd, s->backend_caps);
+        sess_set_state(s, SS_BUSY);
+    }
+}
+
+static void process_client(struct sy_mysql_session *s)
+{
+    if (s->state == SS_CLOSING || s->client == NULL)
+        return;
+    struct evbuffer *in = bufferevent_get_input(s->client);
+    for (;;) {
+        if (s->state == SS_CLOSING)
+            return;
+        size_t avail = evbuffer_get_length(in);
+        /* Rest of a packet being streamed to the backend. */
+        if (s->req_left > 0) {
+            if (avail == 0 || s->client_bp)
+                return;
+            size_t n = avail < s->req_left ? avail : (size_t)s->req_left;
+            move_bytes(s, in, bufferevent_get_output(sy_mysql_conn_bev(s->backend)), n, true);
+            s->req_left -= n;
+            continue;
+        }
+        uint8_t hb[5];
+        struct sy_mysql_hdr hdr;
+        if (evbuffer_copyout(in, hb, 4) < 4)
+            return;
+        sy_mysql_hdr_parse(hb, 4, &hdr);
+        /* Next packet of a request larger than 16 MiB, or LOCAL INFILE data: passed through. */
+        if (s->req_continues || s->state == SS_INFILE) {
+            if (s->client_bp)
+                return;
+            bool infile_end = s->state == SS_INFILE && !s->req_continues && hdr.len == 0;
+            s->req_continues = hdr.len == SY_MYSQL_MAX_PAYLOAD;
+            move_bytes(s, in, bufferevent_get_output(sy_mysql_conn_bev(s->backend)), 4, true);
+            s->req_left = hdr.len;
+            if (infile_end)
+                sess_set_state(s, SS_BUSY); /* the server now sends OK or ERR */
+            continue;
+        }
+        switch (s->state) {
+        case SS_HANDSHAKE:
+        case SS_AUTH_SWITCH: {
+            if (hdr.len > 64 * 1024) {
+                fail_session(s, (uint8_t)(hdr.seq + 1), 1043, "08S01", "Bad handshake");
+                return;
+            }
+            if (avail < 4 + (size_t)hdr.len)
+                return;
+            uint8_t *p = malloc(hdr.len ? hdr.len : 1);
+            if (p == NULL) {
+                sy_mysql_session_close(s, "out of memory");
+                return;
+            }
+            evbuffer_drain(in, 4);
+            evbuffer_remove(in, p, hdr.len);
+            s->seq = hdr.seq;
+            if (s->state == SS_HANDSHAKE) {
+                on_handshake_response(s, p, hdr.len);
+            } else {
+                size_t n = hdr.len < SY_MYSQL_AUTH_MAX ? hdr.len : SY_MYSQL_AUTH_MAX;
+                memcpy(s->client_auth, p, n);
+                s->client_auth_len = n;
+                start_auth(s);
+            }
+            OPENSSL_cleanse(p, hdr.len);
+            free(p);
+            if (s->state == SS_HANDSHAKE)
+                continue; /* TLS upgrade: the real handshake response follows */
+            return;
+        }
+        case SS_IDLE:
+            break;
+        default:
+            return; /* one request at a time: the next waits in the buffer */
+        }
+        /* SS_IDLE: a new request. */
+        if (hdr.len == 0) {
+            fail_session(s, (uint8_t)(hdr.seq + 1), 1047, "08S01", "Unknown command");
+            return;
+        }
+        if (avail < 5)
+            return;
+        evbuffer_copyout(in, hb, 5);
+        uint8_t cmd = hb[4];
+        if (s->px->pair->held && !s->in_txn) {
+            if (cmd == SY_COM_PING && hdr.len == 1) {
+                evbuffer_drain(in, 5);
+                client_ok(s, (uint8_t)(hdr.seq + 1));
+                continue;
+            }
+            s->held_since_ms = sy_now_ms();
+            sess_set_state(s, SS_HELD);
+            client_read_update(s);
+            return;
+        }
+        size_t want = inspect_len(s, cmd, hdr.len);
+        if (want == hdr.len && hdr.len == SY_MYSQL_MAX_PAYLOAD)
+            want = 1; /* a continued packet is never inspected whole */
+        if (avail < 4 + want)
+            return;
+        start_request(s, in, hdr, want);
+    }
+}
+
+/* ---- replies ----------------------------------------------------------------------------------- */
+
+static void finish_reply(struct sy_mysql_session *s)
+{
+    s->in_txn = (s->status & SY_STATUS_IN_TRANS) != 0;
+    if (s->pending_reset) {
+        s->pending_reset = false;
+        stmts_clear(s);
+        vars_clear(s);
+        s->last_gtid[0] = '\0';
+        /* RESET_CONNECTION resets session tracking: set it again before the next request. */
+        sess_set_state(s, SS_INIT);
+        if (sy_mysql_conn_query(s->backend, init_sql, on_init_done, s) != 0)
+            fail_session(s, (uint8_t)(s->seq + 1), 2013, "HY000", "Switchyard: backend session setup failed");
+        return;
+    }
+    sess_set_state(s, SS_IDLE);
+    process_client(s);
+}
+
+/* An OK the client may see: hide session tracking it did not ask for. */
+static void forward_ok(struct sy_mysql_session *s, uint8_t seq, uint8_t header, const uint8_t *p, size_t n,
+                       const struct sy_mysql_ok *ok)
+{
+    if ((s->caps & SY_CAP_SESSION_TRACK) || !(s->backend_caps & SY_CAP_SESSION_TRACK)) {
+        client_packet(s, seq, p, n);
+        return;
+    }
+    struct sy_mysql_ok copy = *ok;
+    copy.status &= (uint16_t)~SY_STATUS_SESSION_STATE_CHANGED;
+    copy.state_p = NULL;
+    copy.state_len = 0;
+    size_t cap = n + 16;
+    uint8_t *buf = malloc(cap);
+    size_t len = buf ? sy_mysql_ok_encode(&copy, header, s->caps, buf, cap) : 0;
+    if (len == 0)
+        client_packet(s, seq, p, n);
+    else
+        client_packet(s, seq, buf, len);
+    free(buf);
+}
+
+static void process_backend(struct sy_mysql_session *s)
+{
+    if (s->state == SS_CLOSING || s->backend == NULL)
+        return;
+    struct evbuffer *in = bufferevent_get_input(sy_mysql_conn_bev(s->backend));
+    struct evbuffer *out = bufferevent_get_output(s->client);
+    for (;;) {
+        if (s->state == SS_CLOSING)
+            return;
+        size_t avail = evbuffer_get_length(in);
+        if (s->resp_left > 0) {
+            if (avail == 0 || s->backend_bp)
+                return;
+            size_t n = avail < s->resp_left ? avail : (size_t)s->resp_left;
+            move_bytes(s, in, out, n, false);
+            s->resp_left -= n;
+            if (s->resp_left == 0 && s->resp_done_after_stream) {
+                s->resp_done_after_stream = false;
+                finish_reply(s);
+            }
+            continue;
+        }
+        if (avail < 4)
+            return;
+        uint8_t hb[5];
+        struct sy_mysql_hdr hdr;
+        evbuffer_copyout(in, hb, avail < 5 ? 4 : 5);
+        sy_mysql_hdr_parse(hb, 4, &hdr);
+        if (s->state != SS_BUSY && s->state != SS_INFILE) {
+            /* The server speaks unasked: an ERR before it closes (killed, shutdown). Pass it on. */
+            if (avail < 4 + (size_t)hdr.len)
+                return;
+            const uint8_t *pk = evbuffer_pullup(in, (ssize_t)(4 + hdr.len));
+            struct sy_mysql_err e;
+            char msg[600] = "unexpected data from the server";
+            if (hdr.len > 0 && pk[4] == 0xFF && sy_mysql_err_parse(pk + 4, hdr.len, &e) == SY_PARSE_OK)
+                snprintf(msg, sizeof msg, "%.*s", (int)e.msg_len, e.msg_p);
+            evbuffer_drain(in, 4 + hdr.len);
+            fail_session(s, 0, 2013, "HY000", msg);
+            return;
+        }
+        if (s->backend_bp)
+            return;
+        if (hdr.len > 0 && avail < 5)
+            return;
+        uint8_t first = hdr.len > 0 ? hb[4] : 0;
+        bool whole = !s->resp.continued && sy_mysql_resp_wants_whole(&s->resp, first, hdr.len);
+        struct sy_mysql_pkt pkt;
+        enum sy_mysql_step step;
+        if (whole) {
+            if (avail < 4 + (size_t)hdr.len)
+                return;
+            const uint8_t *pk = evbuffer_pullup(in, (ssize_t)(4 + hdr.len));
+            step = sy_mysql_resp_feed(&s->resp, pk + 4, hdr.len, hdr.len, &pkt);
+            if (step == SY_STEP_BAD) {
+                fail_session(s, (uint8_t)(hdr.seq + 1), 2027, "HY000", "Switchyard: malformed packet from the server");
+                return;
+            }
+            if (pkt.kind == SY_PKT_OK) {
+                s->status = pkt.ok.status;
+                track_ok(s, &pkt.ok);
+                forward_ok(s, hdr.seq, pk[4], pk + 4, hdr.len, &pkt.ok);
+                evbuffer_drain(in, 4 + hdr.len);
+            } else {
+                if (pkt.kind == SY_PKT_EOF)
+                    s->status = pkt.eof.status;
+                else if (pkt.kind == SY_PKT_PREPARE_OK)
+                    stmt_add(s, s->resp.stmt_id, s->resp.num_params);
+                move_bytes(s, in, out, 4 + hdr.len, false);
+            }
+        } else {
+            step = sy_mysql_resp_feed(&s->resp, hb + 4, hdr.len > 0 ? 1 : 0, hdr.len, &pkt);
+            if (step == SY_STEP_BAD) {
+                fail_session(s, (uint8_t)(hdr.seq + 1), 2027, "HY000", "Switchyard: malformed packet from the server");
+                return;
+            }
+            size_t now = avail - 4 < hdr.len ? avail - 4 : hdr.len;
+            move_bytes(s, in, out, 4 + now, false);
+            s->resp_left = hdr.len - now;
+        }
+        if (s->resp.has_status)
+            s->status = s->resp.status;
+        if (step == SY_STEP_INFILE) {
+            sess_set_state(s, SS_INFILE);
+            process_client(s);
+            continue;
+        }
+        if (step == SY_STEP_DONE) {
+            if (s->resp_left > 0) {
+                s->resp_done_after_stream = true;
+                continue;
+            }
+            finish_reply(s);
+        }
+    }
+}
+
+/* ---- events ------------------------------------------------------------------------------------ */
+
+static void on_client_read(struct bufferevent *bev, void *arg)
+{
+    process_client(arg);
+}
+
+static void on_client_write(struct bufferevent *bev, void *arg)
+{
+    struct sy_mysql_session *s = arg;
+    if (s->state == SS_CLOSING) {
+        /* An error was flushed: now the session can go. */
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+            static const struct timeval now = { 0, 0 };
+            evtimer_add(s->px->reaper, &now);
+        }
+        return;
+    }
+    if (s->backend_bp && evbuffer_get_length(bufferevent_get_output(bev)) <= SESS_HIGH_WATER / 2) {
+        s->backend_bp = false;
+        backend_read_update(s);
+        process_backend(s);
+    }
+}
+
+static void on_client_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct sy_mysql_session *s = arg;
+    if (what & BEV_EVENT_CONNECTED)
+        return;
+    if (s->state == SS_CLOSING)
+        return;
+    if (what & BEV_EVENT_EOF)
+        sy_mysql_session_close(s, s->state == SS_BUSY ? "client vanished mid-request" : "client disconnected");
+    else if (what & BEV_EVENT_ERROR)
+        sy_mysql_session_close(s, "client socket error");
+}
+
+static void on_backend_read(struct bufferevent *bev, void *arg)
+{
+    process_backend(arg);
+}
+
+static void on_backend_write(struct bufferevent *bev, void *arg)
+{
+    struct sy_mysql_session *s = arg;
+    if (s->client_bp && evbuffer_get_length(bufferevent_get_output(bev)) <= SESS_HIGH_WATER / 2) {
+        s->client_bp = false;
+        client_read_update(s);
+        process_client(s);
+    }
+}
+
+static void on_backend_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct sy_mysql_session *s = arg;
+    if (s->state == SS_CLOSING)
+        return;
+    /* At a packet boundary the client can still be told in its protocol; mid-packet it cannot. */
+    bool boundary = s->resp_left == 0;
+    const char *msg = (what & BEV_EVENT_EOF) ? "Switchyard: lost connection to the database server"
+                                             : "Switchyard: database server connection error";
+    if ((s->state == SS_BUSY || s->state == SS_INFILE) && boundary)
+        fail_session(s, (uint8_t)(s->seq + 1), 2013, "HY000", msg);
+    else
+        sy_mysql_session_close(s, msg);
+}
+
+static void rearm_client(struct sy_mysql_session *s)
+{
+    bufferevent_setcb(s->client, on_client_read, on_client_write, on_client_event, s);
+    bufferevent_setwatermark(s->client, EV_WRITE, SESS_HIGH_WATER / 2, 0);
+    bufferevent_enable(s->client, EV_READ | EV_WRITE);
+}
+
+/* ---- public ------------------------------------------------------------------------------------ */
+
+void sy_mysql_session_accept(struct sy_mysql_proxy *px, evutil_socket_t fd, const struct sockaddr *sa, int salen)
+{
+    struct sy_mysql_session *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        evutil_closesocket(fd);
+        return;
+    }
+    s->px = px;
+    s->id = px->next_id++;
+    if (px->next_id < SY_MYSQL_FIRST_SESSION_ID)
+        px->next_id = SY_MYSQL_FIRST_SESSION_ID;
+    char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
+    getnameinfo(sa, (socklen_t)salen, host, sizeof host, serv, sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV);
+    snprintf(s->peer, sizeof s->peer, "%s:%s", host, serv);
+    snprintf(s->label, sizeof s->label, "%s C-%u %s", px->pair->cfg->name, s->id, s->peer);
+    s->status = SY_STATUS_AUTOCOMMIT;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    s->client = bufferevent_socket_new(px->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (s->client == NULL) {
+        evutil_closesocket(fd);
+        free(s);
+        return;
+    }
+    TAILQ_INSERT_TAIL(&px->sessions, s, link);
+    px->n_sessions++;
+    rearm_client(s);
+    sy_log_debug("%s: accepted", s->label);
+    send_greeting(s);
+}
+
+static void session_resume(struct sy_mysql_session *s)
+{
+    if (s->state != SS_HELD)
+        return;
+    sess_set_state(s, SS_IDLE);
+    client_read_update(s);
+    process_client(s);
+}
+
+struct sy_mysql_session *sy_mysql_proxy_find_session(struct sy_mysql_proxy *px, uint32_t id)
+{
+    struct sy_mysql_session *s;
+    TAILQ_FOREACH(s, &px->sessions, link)
+        if (s->id == id)
+            return s;
+    return NULL;
+}
+
+uint32_t sy_mysql_session_backend_thread(const struct sy_mysql_session *s)
+{
+    if (s->backend == NULL || s->state < SS_IDLE || s->state == SS_CLOSING)
+        return 0;
+    return sy_mysql_conn_greeting(s->backend)->thread_id;
+}
+
+void sy_mysql_sessions_resume(struct sy_mysql_proxy *px)
+{
+    struct sy_mysql_session *s, *next;
+    for (s = TAILQ_FIRST(&px->sessions); s != NULL && !px->pair->held; s = next) {
+        next = TAILQ_NEXT(s, link);
+        session_resume(s); /* may close s: next was taken first */
+    }
+}
+
+static json_t *session_json(const struct sy_mysql_session *s)
+{
+    uint64_t held = s->state == SS_HELD ? sy_now_ms() - s->held_since_ms : 0;
+    bool movable = s->state != SS_INFILE && !(s->status & SY_STATUS_CURSOR_EXISTS);
+    return json_pack("{s:I,s:s,s:s,s:s,s:b,s:I,s:b,s:s,s:s,s:s,s:I,s:I}", "id", (json_int_t)s->id, "user", s->user,
+                     "peer", s->peer, "side", sy_side_name(s->side), "in_transaction", s->in_txn, "held_ms",
+                     (json_int_t)held, "movable", movable, "state", sess_state_names[s->state], "schema", s->schema,
+                     "last_gtid", s->last_gtid, "prepared_statements", (json_int_t)s->n_stmts, "backend_thread",
+                     (json_int_t)sy_mysql_session_backend_thread(s));
+}
+
+json_t *sy_mysql_sessions_json(struct sy_mysql_proxy *px)
+{
+    json_t *list = json_array();
+    struct sy_mysql_session *s;
+    TAILQ_FOREACH(s, &px->sessions, link)
+        json_array_append_new(list, session_json(s));
+    return list;
+}

@@ -1,0 +1,18 @@
+/* The engines' proxies the daemon can start (NULL-terminated), and the shared TCP listener. */
+#ifndef SY_PROXY_H
+#define SY_PROXY_H
+
+#include <event2/listener.h>
+
+#include "core/config.h"
+#include "core/pair.h"
+
+extern const struct sy_proxy_protocol sy_mysql_protocol;
+extern const struct sy_proxy_protocol *const sy_proxy_protocols[];
+
+/* Binds ep (port 0 = any free port), writes the bound "host:port" into bound. */
+struct evconnlistener *sy_listener_open(struct event_base *base, const struct sy_endpoint *ep,
+                                        evconnlistener_cb cb, void *arg, char *bound, size_t boundlen,
+                                        char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,185 @@
+/* A real Connector/C client for what PyMySQL cannot do: server-side prepared statements (binary
+ * protocol, long data, cursors), COM_CHANGE_USER and COM_RESET_CONNECTION. Prints one line per
+ * result for tests/integration to compare with a direct connection; exits 1 on any failure.
+ *   sy_test_client HOST PORT USER PASSWORD stmt|change_user USER2 PASS2|reset */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mysql.h>
+
+static int fail(MYSQL *m, const char *what)
+{
+    printf("ERROR %s: %u %s %s\n", what, mysql_errno(m), mysql_sqlstate(m), mysql_error(m));
+    return 1;
+}
+
+static int stmt_fail(MYSQL_STMT *st, const char *what)
+{
+    printf("ERROR %s: %u %s %s\n", what, mysql_stmt_errno(st), mysql_stmt_sqlstate(st), mysql_stmt_error(st));
+    return 1;
+}
+
+static int query_print(MYSQL *m, const char *sql)
+{
+    if (mysql_query(m, sql) != 0)
+        return fail(m, sql);
+    MYSQL_RES *res = mysql_store_result(m);
+    if (res == NULL) {
+        printf("affected %llu\n", (unsigned long long)mysql_affected_rows(m));
+        return 0;
+    }
+    MYSQL_ROW row;
+    unsigned n = mysql_num_fields(res);
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        printf("row");
+        for (unsigned i = 0; i < n; i++)
+            printf(" %s", row[i] ? row[i] : "NULL");
+        printf("\n");
+    }
+    mysql_free_result(res);
+    return 0;
+}
+
+static int run_stmt(MYSQL *m)
+{
+    if (mysql_query(m, "CREATE DATABASE IF NOT EXISTS sy_client") || mysql_query(m, "USE sy_client") ||
+        mysql_query(m, "DROP TABLE IF EXISTS ps") ||
+        mysql_query(m, "CREATE TABLE ps (id INT PRIMARY KEY, name VARCHAR(64), price DECIMAL(10,2), doc LONGBLOB)"))
+        return fail(m, "setup");
+    MYSQL_STMT *st = mysql_stmt_init(m);
+    const char *ins = "INSERT INTO ps (id, name, price, doc) VALUES (?, ?, ?, ?)";
+    if (mysql_stmt_prepare(st, ins, strlen(ins)))
+        return stmt_fail(st, "prepare insert");
+    printf("params %lu\n", mysql_stmt_param_count(st));
+    for (int id = 1; id <= 3; id++) {
+        MYSQL_BIND b[4];
+        memset(b, 0, sizeof b);
+        char name[32];
+        unsigned long name_len = (unsigned long)snprintf(name, sizeof name, "item-%d", id);
+        char price[16] = "12.50";
+        unsigned long price_len = strlen(price);
+        my_bool null_doc = id == 3;
+        b[0].buffer_type = MYSQL_TYPE_LONG;
+        b[0].buffer = &id;
+        b[1].buffer_type = MYSQL_TYPE_STRING;
+        b[1].buffer = name;
+        b[1].length = &name_len;
+        b[2].buffer_type = MYSQL_TYPE_NEWDECIMAL;
+        b[2].buffer = price;
+        b[2].length = &price_len;
+        b[3].buffer_type = MYSQL_TYPE_BLOB;
+        b[3].is_null = &null_doc;
+        if (mysql_stmt_bind_param(st, b))
+            return stmt_fail(st, "bind");
+        if (id == 2) { /* long data in pieces for row 2 */
+            char chunk[1000];
+            memset(chunk, 'z', sizeof chunk);
+            for (int i = 0; i < 300; i++)
+                if (mysql_stmt_send_long_data(st, 3, chunk, sizeof chunk))
+                    return stmt_fail(st, "send_long_data");
+        }
+        if (mysql_stmt_execute(st))
+            return stmt_fail(st, "execute insert");
+        printf("inserted %d affected %llu\n", id, (unsigned long long)mysql_stmt_affected_rows(st));
+    }
+    mysql_stmt_close(st);
+    /* A cursor: rows come through COM_STMT_FETCH, two at a time. */
+    st = mysql_stmt_init(m);
+    const char *sel = "SELECT id, name, price, LENGTH(doc) FROM ps WHERE id >= ? ORDER BY id";
+    unsigned long cursor = CURSOR_TYPE_READ_ONLY, prefetch = 2;
+    mysql_stmt_attr_set(st, STMT_ATTR_CURSOR_TYPE, &cursor);
+    mysql_stmt_attr_set(st, STMT_ATTR_PREFETCH_ROWS, &prefetch);
+    if (mysql_stmt_prepare(st, sel, strlen(sel)))
+        return stmt_fail(st, "prepare select");
+    int from = 1;
+    MYSQL_BIND p;
+    memset(&p, 0, sizeof p);
+    p.buffer_type = MYSQL_TYPE_LONG;
+    p.buffer = &from;
+    if (mysql_stmt_bind_param(st, &p) || mysql_stmt_execute(st))
+        return stmt_fail(st, "execute select");
+    int id;
+    char name[65], price[20];
+    long long doclen;
+    unsigned long name_len, price_len;
+    my_bool doc_null, name_null, price_null;
+    MYSQL_BIND r[4];
+    memset(r, 0, sizeof r);
+    r[0].buffer_type = MYSQL_TYPE_LONG;
+    r[0].buffer = &id;
+    r[1].buffer_type = MYSQL_TYPE_STRING;
+    r[1].buffer = name;
+    r[1].buffer_length = sizeof name;
+    r[1].length = &name_len;
+    r[1].is_null = &name_null;
+    r[2].buffer_type = MYSQL_TYPE_STRING;
+    r[2].buffer = price;
+    r[2].buffer_length = sizeof price;
+    r[2].length = &price_len;
+    r[2].is_null = &price_null;
+    r[3].buffer_type = MYSQL_TYPE_LONGLONG;
+    r[3].buffer = &doclen;
+    r[3].is_null = &doc_null;
+    if (mysql_stmt_bind_result(st, r))
+        return stmt_fail(st, "bind result");
+    int rc;
+    while ((rc = mysql_stmt_fetch(st)) == 0)
+        printf("row %d %.*s %.*s %s%lld\n", id, (int)name_len, name, (int)price_len, price, doc_null ? "NULL" : "",
+               doc_null ? 0LL : doclen);
+    if (rc != MYSQL_NO_DATA)
+        return stmt_fail(st, "fetch");
+    mysql_stmt_close(st);
+    /* An error through the binary protocol. */
+    st = mysql_stmt_init(m);
+    const char *dup = "INSERT INTO ps (id) VALUES (1)";
+    if (mysql_stmt_prepare(st, dup, strlen(dup)))
+        return stmt_fail(st, "prepare dup");
+    if (mysql_stmt_execute(st) == 0) {
+        printf("ERROR duplicate insert succeeded\n");
+        return 1;
+    }
+    printf("dup %u %s %s\n", mysql_stmt_errno(st), mysql_stmt_sqlstate(st), mysql_stmt_error(st));
+    mysql_stmt_close(st);
+    return query_print(m, "SELECT COUNT(*), SUM(LENGTH(doc)) FROM ps");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 6) {
+        fprintf(stderr, "usage: sy_test_client HOST PORT USER PASSWORD stmt|change_user U P|reset\n");
+        return 2;
+    }
+    MYSQL *m = mysql_init(NULL);
+    unsigned int proto = MYSQL_PROTOCOL_TCP;
+    mysql_optionsv(m, MYSQL_OPT_PROTOCOL, &proto);
+    if (!mysql_real_connect(m, argv[1], argv[3], argv[4], NULL, (unsigned)atoi(argv[2]), NULL, CLIENT_MULTI_STATEMENTS))
+        return fail(m, "connect");
+    int rc = 1;
+    if (strcmp(argv[5], "stmt") == 0) {
+        rc = run_stmt(m);
+    } else if (strcmp(argv[5], "change_user") == 0 && argc >= 8) {
+        rc = query_print(m, "SELECT CURRENT_USER()") || query_print(m, "SET @v := 42") ||
+             query_print(m, "SELECT @v");
+        if (rc == 0 && mysql_change_user(m, argv[6], argv[7], NULL) != 0) {
+            rc = fail(m, "change_user");
+        } else if (rc == 0) {
+            printf("changed\n");
+            rc = query_print(m, "SELECT CURRENT_USER(), @v");
+        }
+        if (rc == 0 && mysql_change_user(m, argv[6], "wrong-password", NULL) != 0)
+            printf("change_user_wrong %u %s %s\n", mysql_errno(m), mysql_sqlstate(m), mysql_error(m));
+    } else if (strcmp(argv[5], "reset") == 0) {
+        rc = query_print(m, "SET @v := 7") || query_print(m, "SELECT @v");
+        if (rc == 0 && mysql_reset_connection(m) != 0)
+            rc = fail(m, "reset_connection");
+        else if (rc == 0)
+            rc = query_print(m, "SELECT @v") || query_print(m, "SELECT 1");
+    } else {
+        fprintf(stderr, "unknown mode %s\n", argv[5]);
+        rc = 2;
+    }
+    mysql_close(m);
+    printf("%s\n", rc == 0 ? "DONE" : "FAILED");
+    return rc;
+}

@@ -1,0 +1,110 @@
+/* switchyardd -c switchyard.ini [--foreground]: loads and validates the config, raises the open-file
+ * limit, detaches unless --foreground (logging then goes to state_dir/switchyardd.log), and runs. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/daemon.h"
+#include "core/log.h"
+#include "core/state_file.h"
+#include "proxy/proxy.h"
+
+static struct sy_config config; /* large: static, not on the stack */
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: switchyardd -c switchyard.ini [--foreground]\n");
+}
+
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t want = rl.rlim_max;
+    if (want == RLIM_INFINITY || want > 1048576)
+        want = 1048576;
+    if (rl.rlim_cur < want) {
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            sy_log_warn("cannot raise open-file limit to %llu: %s", (unsigned long long)want, strerror(errno));
+    }
+}
+
+static int detach(const char *state_dir)
+{
+    char path[1100], err[256];
+    if (sy_mkdirs(state_dir, err, sizeof err) != 0) {
+        fprintf(stderr, "switchyardd: %s\n", err);
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s/switchyardd.log", state_dir);
+    FILE *log = fopen(path, "a");
+    if (log == NULL) {
+        fprintf(stderr, "switchyardd: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (daemon(1, 0) != 0) {
+        fprintf(stderr, "switchyardd: daemon: %s\n", strerror(errno));
+        return -1;
+    }
+    sy_log_set_stream(log);
+    snprintf(path, sizeof path, "%s/switchyardd.pid", state_dir);
+    FILE *pid = fopen(path, "w");
+    if (pid) {
+        fprintf(pid, "%d\n", (int)getpid());
+        fclose(pid);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "foreground", no_argument, NULL, 'f' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *path = NULL;
+    bool foreground = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:fh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'f':
+            foreground = true;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (path == NULL || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    char err[1024];
+    if (sy_config_load(path, &config, err, sizeof err) != 0) {
+        fprintf(stderr, "switchyardd: %s\n", err);
+        return 1;
+    }
+    sy_log_set_level(config.log_level);
+    raise_nofile();
+    if (!foreground && detach(config.state_dir) != 0)
+        return 1;
+    int rc = sy_daemon_run(&config, sy_proxy_protocols);
+    sy_config_wipe(&config);
+    return rc;
+}
