@@ -489,3 +489,32 @@ def test_sysbench_oltp_read_write_through_proxy(proxy, mariadb_pair):
         assert rows(via, f"CHECKSUM TABLE {t}") == rows(direct, f"CHECKSUM TABLE {t}")
     via.close()
     direct.close()
+
+
+def test_client_tls(daemon, app_account, tmp_path):
+    import ssl
+    cert, key = tmp_path / "proxy.pem", tmp_path / "proxy.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=60)
+    d = daemon(tls_cert=str(cert), tls_key=str(key))
+    c = pymysql.connect(host="127.0.0.1", port=d.port, user=APP_USER, password=APP_PASSWORD,
+                        ssl_ca=str(cert), ssl_verify_cert=True, ssl_verify_identity=False)
+    assert isinstance(c._sock, ssl.SSLSocket) and c._sock.cipher() is not None
+    assert rows(c, "SELECT CURRENT_USER(), REPEAT('t', 100000) = REPEAT('t', 100000)") == ((f"{APP_USER}@%", 1),)
+    c.close()
+    plain = pymysql.connect(host="127.0.0.1", port=d.port, user=APP_USER, password=APP_PASSWORD)
+    assert rows(plain, "SELECT 1") == ((1,),)
+    plain.close()
+
+
+def test_tls_refused_when_not_configured(proxy, connect):
+    """An SSLRequest to a listener without tls_cert: a clear error, never a plaintext fallback."""
+    s, greeting = raw_connect(proxy.port)
+    caps = 0x200 | 0x800 | 0x8000 | 0x80000          # PROTOCOL_41 | SSL | SECURE_CONNECTION | PLUGIN_AUTH
+    body = struct.pack("<IIB", caps, 1 << 24, 45) + b"\0" * 23
+    s.sendall(struct.pack("<I", len(body))[:3] + b"\x01" + body)
+    reply = read_packet(s)
+    s.close()
+    assert reply[0] == 0xFF and struct.unpack("<H", reply[1:3])[0] == 1043
+    assert b"TLS is not enabled" in reply
+    assert rows(connect(proxy), "SELECT 1") == ((1,),)
