@@ -282,7 +282,7 @@ struct sy_mysql_resp {
 
 /* What one fed packet was, for the session to act on (session tracking, ledger, statements). */
 enum sy_mysql_pkt_kind {
-    SY_PKT_DATA,        /* row, column definition, count, continuation: nothing to act on */
+    SY_PKT_DATA,        /* row, column definition, count, continuation, MariaDB progress report */
     SY_PKT_OK,          /* ok is set (also the DEPRECATE_EOF terminator) */
     SY_PKT_ERR,         /* err is set */
     SY_PKT_EOF,         /* eof is set */
@@ -301,7 +301,7 @@ struct sy_mysql_pkt {
 enum sy_mysql_step {
     SY_STEP_MORE,   /* the response continues */
     SY_STEP_DONE,   /* this packet ended the response; resp->status is the final status */
-    SY_STEP_INFILE, /* client must send file packets + an empty packet; then feed on (phase FIRST) */
+    SY_STEP_INFILE, /* client sends file packets + an empty one; feed on: INFILE_WAIT acts as FIRST */
     SY_STEP_BAD,    /* not a valid packet here: the stream cannot be trusted any more */
 };
 

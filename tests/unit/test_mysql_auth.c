@@ -144,7 +144,7 @@ static void test_host_match(void)
         { "a\\%", "ab", false },
         { "a%b%c", "aXXbYYc", true },
         { "a%b%c", "aXXbYY", false },
-        { "%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", false },
+        { "%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", false },
         { "192.168.0.0/255.255.0.0", "192.168.44.3", true },
         { "192.168.0.0/255.255.0.0", "192.169.0.1", false },
         { "192.168.0.0/255.255.0.0", "db.example.com", false },

@@ -1,0 +1,63 @@
+/* An instance's spool: an append-only sequence of records on disk under state_dir, between the
+ * collection module (one appending thread) and the write module (one reading thread).
+ *
+ *   <dir>/00000000000000000001.spool   segment files named by their first record's sequence number
+ *   record = u32 payload_len | u32 crc32(seq..payload) | u64 seq | u8 type | payload
+ *
+ * Sequence numbers start at 1 and have no gaps. Open recovers: a torn record at the very end of the
+ * last segment (a crash mid-append) is truncated away; a CRC failure anywhere else is corruption and
+ * fails the open naming segment and offset. The spool never holds more than max_bytes on disk: an
+ * append that would exceed it (or hits ENOSPC) fails with SY_SPOOL_FULL and writes nothing, so the
+ * collector can retry the same record later ("spool_full"). Records below the writer's checkpoint
+ * are dropped a whole segment at a time. Thread-safe for one appender and one reader. */
+#ifndef SY_SPOOL_H
+#define SY_SPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/parse.h"
+
+#define SY_SPOOL_RECORD_MAX (1u << 30)  /* a single record (one row change) is never larger */
+
+enum sy_spool_rc {
+    SY_SPOOL_OK = 0,
+    SY_SPOOL_EMPTY = 1,   /* reader: no record yet (wait, then try again) */
+    SY_SPOOL_FULL = 2,    /* append: max_bytes reached or the disk is full; nothing written */
+    SY_SPOOL_ERROR = -1,  /* I/O error or corruption: err says which file and offset */
+};
+
+struct sy_spool;
+
+/* Creates dir if needed, recovers, returns the spool or NULL with err. segment_bytes: size after
+ * which a new segment starts (0 = 64 MiB). max_bytes 0 = no cap. */
+struct sy_spool *sy_spool_open(const char *dir, uint64_t max_bytes, uint64_t segment_bytes, char *err,
+                               size_t errlen);
+void sy_spool_close(struct sy_spool *s); /* NULL-safe */
+
+/* Appends one record; *seq_out = its sequence number. Durable only after sy_spool_sync(). A record that
+ * could never fit (len > SY_SPOOL_RECORD_MAX, or larger than max_bytes) is an ERROR, not FULL. */
+enum sy_spool_rc sy_spool_append(struct sy_spool *s, uint8_t type, const void *payload, size_t len,
+                                 uint64_t *seq_out, char *err, size_t errlen);
+enum sy_spool_rc sy_spool_sync(struct sy_spool *s, char *err, size_t errlen);
+
+/* Sequence of the last appended record (0 = none ever), and of the first still on disk (0 = none). */
+uint64_t sy_spool_last_seq(struct sy_spool *s);
+uint64_t sy_spool_first_seq(struct sy_spool *s);
+uint64_t sy_spool_bytes(struct sy_spool *s);
+
+/* Reads the record with sequence `seq` (the reader keeps its own cursor: callers read seq, seq+1, ...).
+ * On OK, *type, *payload and *len describe it; payload is owned by the spool until the next read. EMPTY when
+ * seq > last_seq. Waits up to wait_ms for it to be appended (0 = no wait), or until sy_spool_wake(): a wake
+ * with no reader waiting is kept for the next read that would wait. ERROR when seq was truncated away. */
+enum sy_spool_rc sy_spool_read(struct sy_spool *s, uint64_t seq, uint8_t *type, const uint8_t **payload,
+                               size_t *len, int wait_ms, char *err, size_t errlen);
+
+/* Drops every segment whose records are all < seq (the write checkpoint). */
+enum sy_spool_rc sy_spool_truncate_below(struct sy_spool *s, uint64_t seq, char *err, size_t errlen);
+
+/* Wakes a reader blocked in sy_spool_read (shutdown, pause). */
+void sy_spool_wake(struct sy_spool *s);
+
+#endif

@@ -1,0 +1,640 @@
+/* Unit tests for core/spool.c: round trips across segments, reopen, torn-tail recovery, corruption
+ * naming file and offset, the byte cap and truncation, ENOSPC (a segment that is /dev/full), and a
+ * reader blocked in sy_spool_read while another thread appends or wakes it. Each test works in its
+ * own mkdtemp directory, removed afterwards. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/spool.h"
+#include "tests/unit/check.h"
+
+#define REC_HDR 17
+
+static char errbuf[512];
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static void rm_rf(const char *dir)
+{
+    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static char *make_tmpdir(void)
+{
+    char tmpl[] = "/tmp/sy_spool_test.XXXXXX";
+    char *d = mkdtemp(tmpl);
+    return d ? strdup(d) : NULL;
+}
+
+static void seg_name(char *out, size_t len, const char *dir, uint64_t first)
+{
+    snprintf(out, len, "%s/%020" PRIu64 ".spool", dir, first);
+}
+
+static off_t file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+static int count_segments(const char *dir, uint64_t *firsts, int max)
+{
+    int n = 0;
+    char path[512];
+    for (uint64_t f = 1; f < 10000 && n < max; f++) {
+        seg_name(path, sizeof path, dir, f);
+        if (access(path, F_OK) == 0)
+            firsts[n++] = f;
+    }
+    return n;
+}
+
+/* Payload i: (i * 7) % 90 bytes derived from i, so every record differs (record 0 mod 90: empty). */
+static size_t payload_for(uint64_t i, uint8_t *buf)
+{
+    size_t n = (size_t)((i * 7) % 90);
+    for (size_t k = 0; k < n; k++)
+        buf[k] = (uint8_t)(i * 31 + k);
+    return n;
+}
+
+static bool read_is(struct sy_spool *s, uint64_t seq)
+{
+    uint8_t want[128], type = 0;
+    const uint8_t *p = NULL;
+    size_t len = 0, wlen = payload_for(seq, want);
+    if (sy_spool_read(s, seq, &type, &p, &len, 0, errbuf, sizeof errbuf) != SY_SPOOL_OK) {
+        fprintf(stderr, "read %" PRIu64 ": %s\n", seq, errbuf);
+        return false;
+    }
+    return type == (uint8_t)(seq & 0xff) && len == wlen && (len == 0 || memcmp(p, want, len) == 0);
+}
+
+static bool append_n(struct sy_spool *s, uint64_t from, uint64_t to)
+{
+    uint8_t buf[128];
+    for (uint64_t i = from; i <= to; i++) {
+        uint64_t seq = 0;
+        size_t n = payload_for(i, buf);
+        if (sy_spool_append(s, (uint8_t)(i & 0xff), buf, n, &seq, errbuf, sizeof errbuf) != SY_SPOOL_OK ||
+            seq != i) {
+            fprintf(stderr, "append %" PRIu64 ": %s\n", i, errbuf);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Sum of the segment files' sizes in dir. */
+static uint64_t disk_bytes(const char *dir)
+{
+    uint64_t firsts[1000], sum = 0;
+    char path[512];
+    int n = count_segments(dir, firsts, 1000);
+    for (int i = 0; i < n; i++) {
+        seg_name(path, sizeof path, dir, firsts[i]);
+        sum += (uint64_t)file_size(path);
+    }
+    return sum;
+}
+
+static void test_roundtrip_segments(void)
+{
+    char *dir = make_tmpdir();
+    char sub[600];
+    snprintf(sub, sizeof sub, "%s/a/b", dir);  /* created on open */
+    struct sy_spool *s = sy_spool_open(sub, 0, 300, errbuf, sizeof errbuf);
+    CHECK(s != NULL);
+    if (s == NULL)
+        goto out;
+    CHECK(sy_spool_last_seq(s) == 0 && sy_spool_first_seq(s) == 0 && sy_spool_bytes(s) == 0);
+    uint8_t type;
+    const uint8_t *p;
+    size_t len;
+    CHECK(sy_spool_read(s, 1, &type, &p, &len, 0, errbuf, sizeof errbuf) == SY_SPOOL_EMPTY);
+    CHECK(append_n(s, 1, 60));
+    CHECK(sy_spool_sync(s, errbuf, sizeof errbuf) == SY_SPOOL_OK);
+    CHECK(sy_spool_last_seq(s) == 60 && sy_spool_first_seq(s) == 1);
+    CHECK(sy_spool_bytes(s) == disk_bytes(sub));
+
+    uint64_t firsts[100];
+    int nseg = count_segments(sub, firsts, 100);
+    CHECK(nseg >= 5);
+    CHECK(firsts[0] == 1);
+
+    bool all = true;
+    for (uint64_t i = 1; i <= 60; i++)
+        all = all && read_is(s, i);
+    CHECK(all);
+    CHECK(sy_spool_read(s, 61, &type, &p, &len, 0, errbuf, sizeof errbuf) == SY_SPOOL_EMPTY);
+    CHECK(sy_spool_read(s, 0, &type, &p, &len, 0, errbuf, sizeof errbuf) == SY_SPOOL_ERROR);
+    /* Random access: backwards within a segment, across segments, forward skips. */
+    static const uint64_t order[] = { 30, 29, 1, 60, 2, 45, 44, 46, 10, 59, 3 };
+    for (size_t i = 0; i < SY_ARRAY_LEN(order); i++)
+        CHECK(read_is(s, order[i]));
+    /* Reading goes on after new appends into a segment the reader has open. */
+    CHECK(append_n(s, 61, 62));
+    CHECK(read_is(s, 61) && read_is(s, 62));
+
+    /* Reopen: same records, numbering continues. */
+    sy_spool_close(s);
+    s = sy_spool_open(sub, 0, 300, errbuf, sizeof errbuf);
+    CHECK(s != NULL);
+    if (s == NULL)
+        goto out;
+    CHECK(sy_spool_last_seq(s) == 62 && sy_spool_first_seq(s) == 1 && sy_spool_bytes(s) == disk_bytes(sub));
+    CHECK(append_n(s, 63, 70));
+    all = true;
+    for (uint64_t i = 1; i <= 70; i++)
+        all = all && read_is(s, i);
+    CHECK(all);
+
+    /* truncate_below drops whole segments only, never the newest. */
+    nseg = count_segments(sub, firsts, 100);
+    CHECK(sy_spool_truncate_below(s, firsts[2], errbuf, sizeof errbuf) == SY_SPOOL_OK);
+    CHECK(sy_spool_first_seq(s) == firsts[2]);
+    CHECK(count_segments(sub, firsts, 100) == nseg - 2);
+    CHECK(sy_spool_bytes(s) == disk_bytes(sub));
+    CHECK(sy_spool_read(s, 1, &type, &p, &len, 0, errbuf, sizeof errbuf) == SY_SPOOL_ERROR);
+    CHECK(read_is(s, firsts[0]) && read_is(s, 70));
+    CHECK(sy_spool_truncate_below(s, UINT64_MAX, errbuf, sizeof errbuf) == SY_SPOOL_OK);
+    CHECK(count_segments(sub, firsts, 100) == 1);
+    CHECK(sy_spool_first_seq(s) == firsts[0] && read_is(s, 70));
+    CHECK(sy_spool_bytes(s) == disk_bytes(sub));
+    sy_spool_close(s);
+    s = sy_spool_open(sub, 0, 300, errbuf, sizeof errbuf);
+    CHECK(s != NULL && sy_spool_last_seq(s) == 70 && sy_spool_first_seq(s) == firsts[0]);
+    CHECK(s != NULL && append_n(s, 71, 71) && read_is(s, 71));
+out:
+    sy_spool_close(s);
+    sy_spool_close(NULL);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* Offset of record `seq` in the segment file (records from `first` on, payloads from payload_for). */
+static off_t record_offset(uint64_t first, uint64_t seq)
+{
+    uint8_t buf[128];
+    off_t off = 0;
+    for (uint64_t i = first; i < seq; i++)
+        off += REC_HDR + (off_t)payload_for(i, buf);
+    return off;
+}
+
+static void flip_byte(const char *path, off_t off)
+{
+    int fd = open(path, O_RDWR);
+    uint8_t b = 0;
+    CHECK(fd >= 0 && pread(fd, &b, 1, off) == 1);
+    b ^= 0x10;
+    CHECK(pwrite(fd, &b, 1, off) == 1);
+    close(fd);
+}
+
+static void test_torn_tail(void)
+{
+    char *dir = make_tmpdir();
+    char path[512];
+    uint8_t type;
+    const uint8_t *p;
+    size_t len;
+    struct sy_spool *s = sy_spool_open(dir, 0, 400, errbuf, sizeof errbuf);
+    CHECK(s != NULL && append_n(s, 1, 20));
+    sy_spool_close(s);
+    uint64_t firsts[100];
+    int nseg = count_segments(dir, firsts, 100);
+    uint64_t lastf = firsts[nseg - 1];
+    seg_name(path, sizeof path, dir, lastf);
+    off_t size = file_size(path);
+
+    /* Cut the last record in the middle of its payload (record 20 has 140 % 90 = 50 bytes). */
+    off_t at20 = record_offset(lastf, 20);
+    CHECK(size == at20 + REC_HDR + 50);
+    CHECK(truncate(path, at20 + REC_HDR + 10) == 0);
+    s = sy_spool_open(dir, 0, 400, errbuf, sizeof errbuf);
+    CHECK(s != NULL);
+    if (s == NULL)
+        goto out;
+    CHECK(sy_spool_last_seq(s) == 19 && file_size(path) == at20);
+    CHECK(sy_spool_read(s, 20, &type, &p, &len, 0, errbuf, sizeof errbuf) == SY_SPOOL_EMPTY);
+    CHECK(append_n(s, 20, 20) && read_is(s, 20) && read_is(s, 19));
+    sy_spool_close(s);
+
+    /* Only part of the header made it. */
+    CHECK(truncate(path, at20 + 5) == 0);
+    s = sy_spool_open(dir, 0, 400, errbuf, sizeof errbuf);
+    CHECK(s != NULL && sy_spool_last_seq(s) == 19 && file_size(path) == at20);
+    CHECK(s != NULL && append_n(s, 20, 20));
+    sy_spool_close(s);
+
+    /* The length and the data made it but not all of it: bad CRC on a record that ends at EOF. */
+    flip_byte(path, at20 + REC_HDR + 3);
+    s = sy_spool_open(dir, 0, 400, errbuf, sizeof errbuf);
+    CHECK(s != NULL && sy_spool_last_seq(s) == 19 && file_size(path) == at20);
+    CHECK(s != NULL && append_n(s, 20, 20));
+    sy_spool_close(s);
+
+    /* The file was extended with zeros that never got their data. */
+    int fd = open(path, O_WRONLY | O_APPEND);
+    static const uint8_t zeros[300];
+    CHECK(fd >= 0 && write(fd, zeros, sizeof zeros) == (ssize_t)sizeof zeros);
+    close(fd);
+    s = sy_spool_open(dir, 0, 400, errbuf, sizeof errbuf);
+    CHECK(s != NULL && sy_spool_last_seq(s) == 20 && file_size(path) == size);
+    CHECK(s != NULL && read_is(s, 20));
+    sy_spool_close(s);
+
+    /* A torn first record of a new segment leaves an empty segment, which keeps the numbering. */
+    s = sy_spool_open(dir, 0, 1, errbuf, sizeof errbuf);  /* segment_bytes 1: every record starts one */
+    CHECK(s != NULL && append_n(s, 21, 21));
+    sy_spool_close(s);
+    seg_name(path, sizeof path, dir, 21);
+    CHECK(file_size(path) > 0 && truncate(path, 3) == 0);
+    s = sy_spool_open(dir, 0, 1, errbuf, sizeof errbuf);
+    CHECK(s != NULL && sy_spool_last_seq(s) == 20 && file_size(path) == 0);
+    sy_spool_close(s);
+    s = sy_spool_open(dir, 0, 1, errbuf, sizeof errbuf);
+    CHECK(s != NULL && sy_spool_last_seq(s) == 20);
+    CHECK(s != NULL && append_n(s, 21, 22) && read_is(s, 21) && read_is(s, 22) && read_is(s, 1));
+out:
+    sy_spool_close(s);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* Opening dir must fail; a spool that opened anyway is closed (and the CHECK fails). */
+static bool open_fails(const char *dir)
+{
+    errbuf[0] = '\0';
+    struct sy_spool *s = sy_spool_open(dir, 0, 400, errbuf, sizeof errbuf);
+    sy_spool_close(s);
+    return s == NULL;
+}
+
+static void test_corruption(void)
+{
+    char *dir = make_tmpdir();
+    char path[512], want[600];
+    struct sy_spool *s = sy_spool_open(dir, 0, 400, errbuf, sizeof errbuf);
+    CHECK(s != NULL && append_n(s, 1, 30));
+    sy_spool_close(s);
+    uint64_t firsts[100];
+    int nseg = count_segments(dir, firsts, 100);
+    CHECK(nseg >= 3);
+
+    /* A bit flip in the payload of record 3 of the first segment. */
+    seg_name(path, sizeof path, dir, 1);
+    off_t at3 = record_offset(1, 3);
+    flip_byte(path, at3 + REC_HDR + 2);
+    CHECK(open_fails(dir));
+    snprintf(want, sizeof want, "spool %s offset %lld: CRC mismatch (corrupt)", path, (long long)at3);
+    CHECK(strcmp(errbuf, want) == 0);
+    if (strcmp(errbuf, want) != 0)
+        fprintf(stderr, "got: %s\nwant: %s\n", errbuf, want);
+    flip_byte(path, at3 + REC_HDR + 2);  /* repaired */
+
+    /* The last record of a segment that is not the newest: corruption, not a torn write. */
+    uint64_t f2 = firsts[1];
+    off_t atlast = record_offset(1, f2 - 1);
+    flip_byte(path, atlast + 9);  /* in its seq */
+    CHECK(open_fails(dir));
+    snprintf(want, sizeof want, "spool %s offset %lld: CRC mismatch (corrupt)", path, (long long)atlast);
+    CHECK(strcmp(errbuf, want) == 0);
+    flip_byte(path, atlast + 9);
+
+    /* ... and truncated: also corruption. */
+    off_t full = file_size(path);
+    CHECK(truncate(path, full - 1) == 0);
+    CHECK(open_fails(dir) && strstr(errbuf, path) != NULL && strstr(errbuf, "(corrupt)") != NULL);
+    rm_rf(dir);  /* start over with a healthy spool */
+    CHECK(mkdir(dir, 0700) == 0);
+    s = sy_spool_open(dir, 0, 400, errbuf, sizeof errbuf);
+    CHECK(s != NULL && append_n(s, 1, 30));
+    sy_spool_close(s);
+
+    /* A flip in the newest segment, not in its last record. */
+    uint64_t lastf = firsts[nseg - 1];
+    seg_name(path, sizeof path, dir, lastf);
+    CHECK(lastf < 29);
+    off_t atmid = record_offset(lastf, lastf);
+    flip_byte(path, atmid + 4);  /* in the CRC itself */
+    CHECK(open_fails(dir));
+    snprintf(want, sizeof want, "spool %s offset %lld: CRC mismatch (corrupt)", path, (long long)atmid);
+    CHECK(strcmp(errbuf, want) == 0);
+    flip_byte(path, atmid + 4);
+
+    /* After the last record, a whole record with a bad CRC followed by more non-zero bytes: not the
+     * shape of a torn append, so corruption. */
+    off_t healthy = file_size(path);
+    int fd = open(path, O_WRONLY | O_APPEND);
+    uint8_t junk[40];
+    memset(junk, 0x77, sizeof junk);
+    memcpy(junk, "\x01\0\0\0\x09\x09\x09\x09", 8);  /* len 1: an 18-byte record, then 22 bytes */
+    CHECK(fd >= 0 && write(fd, junk, sizeof junk) == (ssize_t)sizeof junk);
+    close(fd);
+    CHECK(open_fails(dir));
+    snprintf(want, sizeof want, "spool %s offset %lld: CRC mismatch (corrupt)", path, (long long)healthy);
+    CHECK(strcmp(errbuf, want) == 0);
+    /* The same record followed by zeros only is a torn append (the zeros never got their data). */
+    memset(junk + 18, 0, sizeof junk - 18);
+    CHECK(truncate(path, healthy) == 0);
+    fd = open(path, O_WRONLY | O_APPEND);
+    CHECK(fd >= 0 && write(fd, junk, sizeof junk) == (ssize_t)sizeof junk);
+    close(fd);
+    s = sy_spool_open(dir, 0, 400, errbuf, sizeof errbuf);
+    CHECK(s != NULL && sy_spool_last_seq(s) == 30 && file_size(path) == healthy);
+    sy_spool_close(s);
+
+    /* A missing segment in the middle: a gap. */
+    char mid[512];
+    seg_name(mid, sizeof mid, dir, firsts[1]);
+    char moved[600];
+    snprintf(moved, sizeof moved, "%s.moved", mid);
+    CHECK(rename(mid, moved) == 0);
+    CHECK(open_fails(dir) && strstr(errbuf, "(gap)") != NULL);
+    CHECK(rename(moved, mid) == 0);
+
+    /* Healthy again; files that are not segments are ignored. */
+    snprintf(moved, sizeof moved, "%s/notes.txt", dir);
+    fd = open(moved, O_WRONLY | O_CREAT, 0600);
+    close(fd);
+    s = sy_spool_open(dir, 0, 400, errbuf, sizeof errbuf);
+    CHECK(s != NULL && sy_spool_last_seq(s) == 30);
+
+    /* Corruption that appears after open is caught by the reader, naming file and offset. */
+    if (s != NULL) {
+        seg_name(path, sizeof path, dir, firsts[1]);
+        off_t at = record_offset(firsts[1], firsts[1] + 1);
+        flip_byte(path, at + REC_HDR + 1);
+        uint8_t type;
+        const uint8_t *p;
+        size_t len;
+        CHECK(read_is(s, firsts[1]));
+        CHECK(sy_spool_read(s, firsts[1] + 1, &type, &p, &len, 0, errbuf, sizeof errbuf) == SY_SPOOL_ERROR);
+        snprintf(want, sizeof want, "spool %s offset %lld: CRC mismatch (corrupt)", path, (long long)at);
+        CHECK(strcmp(errbuf, want) == 0);
+        CHECK(read_is(s, 1) && read_is(s, 30));
+    }
+    sy_spool_close(s);
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_full(void)
+{
+    char *dir = make_tmpdir();
+    uint8_t buf[100] = { 0 };
+    uint64_t seq;
+    /* 117 bytes a record, cap 1000: 8 fit (936). Segments of 300 bytes (3 records). */
+    struct sy_spool *s = sy_spool_open(dir, 1000, 300, errbuf, sizeof errbuf);
+    CHECK(s != NULL);
+    if (s == NULL)
+        goto out;
+    int ok = 0;
+    enum sy_spool_rc rc;
+    while ((rc = sy_spool_append(s, 1, buf, sizeof buf, &seq, errbuf, sizeof errbuf)) == SY_SPOOL_OK)
+        ok++;
+    CHECK(rc == SY_SPOOL_FULL && ok == 8);
+    CHECK(strstr(errbuf, "spool_max_bytes") != NULL);
+    uint64_t bytes = sy_spool_bytes(s);
+    CHECK(bytes == 8 * 117 && disk_bytes(dir) == bytes && sy_spool_last_seq(s) == 8);
+    CHECK(sy_spool_append(s, 1, buf, sizeof buf, &seq, errbuf, sizeof errbuf) == SY_SPOOL_FULL);
+    CHECK(disk_bytes(dir) == bytes && sy_spool_last_seq(s) == 8);
+    /* A small record still fits. */
+    CHECK(sy_spool_append(s, 1, buf, 10, &seq, errbuf, sizeof errbuf) == SY_SPOOL_OK && seq == 9);
+    /* The writer applied up to 6: segments wholly below 7 go, room again. */
+    CHECK(sy_spool_truncate_below(s, 7, errbuf, sizeof errbuf) == SY_SPOOL_OK);
+    CHECK(sy_spool_bytes(s) < bytes && sy_spool_bytes(s) == disk_bytes(dir));
+    CHECK(sy_spool_append(s, 1, buf, sizeof buf, &seq, errbuf, sizeof errbuf) == SY_SPOOL_OK && seq == 10);
+    /* Never fits: an error, not FULL (retrying would not help). */
+    static uint8_t big[2000];
+    CHECK(sy_spool_append(s, 1, big, sizeof big, &seq, errbuf, sizeof errbuf) == SY_SPOOL_ERROR);
+    sy_spool_close(s);
+
+    /* Cap below the segment size: everything is in one segment when the cap is hit. The spool moves
+     * on to a new segment, so truncation can still make room. */
+    rm_rf(dir);
+    CHECK(mkdir(dir, 0700) == 0);
+    s = sy_spool_open(dir, 500, 0, errbuf, sizeof errbuf);
+    CHECK(s != NULL);
+    if (s == NULL)
+        goto out;
+    ok = 0;
+    while ((rc = sy_spool_append(s, 1, buf, sizeof buf, &seq, errbuf, sizeof errbuf)) == SY_SPOOL_OK)
+        ok++;
+    CHECK(rc == SY_SPOOL_FULL && ok == 4);
+    CHECK(sy_spool_truncate_below(s, 5, errbuf, sizeof errbuf) == SY_SPOOL_OK);
+    CHECK(sy_spool_bytes(s) == 0 && disk_bytes(dir) == 0 && sy_spool_first_seq(s) == 0);
+    CHECK(sy_spool_append(s, 1, buf, sizeof buf, &seq, errbuf, sizeof errbuf) == SY_SPOOL_OK && seq == 5);
+    CHECK(sy_spool_first_seq(s) == 5);
+    sy_spool_close(s);
+    s = sy_spool_open(dir, 500, 0, errbuf, sizeof errbuf);
+    CHECK(s != NULL && sy_spool_last_seq(s) == 5 && sy_spool_first_seq(s) == 5);
+out:
+    sy_spool_close(s);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* ENOSPC from write(): a segment that is /dev/full. FULL, nothing written. */
+static void test_enospc(void)
+{
+    char *dir = make_tmpdir();
+    char path[512];
+    seg_name(path, sizeof path, dir, 1);
+    if (access("/dev/full", W_OK) != 0 || symlink("/dev/full", path) != 0) {
+        fprintf(stderr, "test_enospc: no /dev/full to write to: %s (skipped)\n", strerror(errno));
+        goto out;
+    }
+    struct sy_spool *s = sy_spool_open(dir, 0, 0, errbuf, sizeof errbuf);
+    CHECK(s != NULL);
+    if (s != NULL) {
+        uint64_t seq = 0;
+        CHECK(sy_spool_append(s, 1, "abc", 3, &seq, errbuf, sizeof errbuf) == SY_SPOOL_FULL);
+        CHECK(strstr(errbuf, "No space left") != NULL);
+        CHECK(sy_spool_last_seq(s) == 0 && sy_spool_bytes(s) == 0);
+        CHECK(sy_spool_append(s, 1, "abc", 3, &seq, errbuf, sizeof errbuf) == SY_SPOOL_FULL);
+    }
+    sy_spool_close(s);
+out:
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_big_records(void)
+{
+    char *dir = make_tmpdir();
+    size_t big = 3u << 20;  /* larger than the read-ahead buffer */
+    uint8_t *p1 = malloc(big);
+    for (size_t i = 0; i < big; i++)
+        p1[i] = (uint8_t)(i * 7 + (i >> 12));
+    struct sy_spool *s = sy_spool_open(dir, 0, 0, errbuf, sizeof errbuf);
+    uint64_t seq;
+    CHECK(s != NULL);
+    if (s == NULL)
+        goto out;
+    CHECK(sy_spool_append(s, 9, "x", 1, &seq, errbuf, sizeof errbuf) == SY_SPOOL_OK && seq == 1);
+    CHECK(sy_spool_append(s, 10, p1, big, &seq, errbuf, sizeof errbuf) == SY_SPOOL_OK && seq == 2);
+    CHECK(sy_spool_append(s, 11, NULL, 0, &seq, errbuf, sizeof errbuf) == SY_SPOOL_OK && seq == 3);
+    uint8_t type;
+    const uint8_t *p;
+    size_t len;
+    for (int round = 0; round < 2; round++) {
+        CHECK(sy_spool_read(s, 1, &type, &p, &len, 0, errbuf, sizeof errbuf) == SY_SPOOL_OK && type == 9 &&
+              len == 1 && p[0] == 'x');
+        CHECK(sy_spool_read(s, 2, &type, &p, &len, 0, errbuf, sizeof errbuf) == SY_SPOOL_OK && type == 10 &&
+              len == big && memcmp(p, p1, big) == 0);
+        CHECK(sy_spool_read(s, 3, &type, &p, &len, 0, errbuf, sizeof errbuf) == SY_SPOOL_OK && type == 11 &&
+              len == 0);
+    }
+    CHECK(sy_spool_append(s, 1, p1, (size_t)SY_SPOOL_RECORD_MAX + 1, &seq, errbuf, sizeof errbuf) ==
+          SY_SPOOL_ERROR);
+    sy_spool_close(s);
+    s = sy_spool_open(dir, 0, 0, errbuf, sizeof errbuf);
+    CHECK(s != NULL && sy_spool_last_seq(s) == 3);
+out:
+    sy_spool_close(s);
+    free(p1);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* ---- threads ---- */
+
+struct reader_arg {
+    struct sy_spool *s;
+    uint64_t from, n;     /* read from..n (from 0 = 1) */
+    _Atomic uint64_t done; /* the last seq read correctly */
+    int wait_ms;
+    uint64_t got;         /* records read correctly */
+    enum sy_spool_rc last_rc;
+    double elapsed_ms;
+};
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void *reader_main(void *p)
+{
+    struct reader_arg *a = p;
+    char err[256];
+    double t0 = now_ms();
+    for (uint64_t seq = a->from ? a->from : 1; seq <= a->n; seq++) {
+        uint8_t want[128], type;
+        const uint8_t *pl;
+        size_t len, wlen = payload_for(seq, want);
+        a->last_rc = sy_spool_read(a->s, seq, &type, &pl, &len, a->wait_ms, err, sizeof err);
+        if (a->last_rc != SY_SPOOL_OK)
+            break;
+        if (type == (uint8_t)(seq & 0xff) && len == wlen && (len == 0 || memcmp(pl, want, len) == 0))
+            a->got++;
+        atomic_store(&a->done, seq);
+    }
+    a->elapsed_ms = now_ms() - t0;
+    return NULL;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+static void test_blocking_reader(void)
+{
+    char *dir = make_tmpdir();
+    struct sy_spool *s = sy_spool_open(dir, 0, 1000, errbuf, sizeof errbuf);
+    CHECK(s != NULL);
+    if (s == NULL)
+        goto out;
+
+    /* A reader waiting up to 10 s per record while this thread appends slowly, then fast. */
+    struct reader_arg a = { .s = s, .n = 300, .wait_ms = 10000 };
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, reader_main, &a) == 0);
+    for (uint64_t i = 1; i <= 300; i++) {
+        if (i <= 10)
+            sleep_ms(5);
+        CHECK(append_n(s, i, i));
+    }
+    pthread_join(t, NULL);
+    CHECK(a.last_rc == SY_SPOOL_OK && a.got == 300);
+
+    /* A timed wait with nothing appended: EMPTY after about wait_ms. */
+    uint8_t type;
+    const uint8_t *p;
+    size_t len;
+    double t0 = now_ms();
+    CHECK(sy_spool_read(s, 301, &type, &p, &len, 100, errbuf, sizeof errbuf) == SY_SPOOL_EMPTY);
+    double waited = now_ms() - t0;
+    CHECK(waited >= 95 && waited < 5000);
+
+    /* wake: a reader blocked for up to 20 s comes back at once with EMPTY. */
+    struct reader_arg b = { .s = s, .n = 301, .wait_ms = 20000 };
+    /* it reads 1..300 instantly then blocks on 301 */
+    CHECK(pthread_create(&t, NULL, reader_main, &b) == 0);
+    sleep_ms(100);
+    sy_spool_wake(s);
+    pthread_join(t, NULL);
+    CHECK(b.last_rc == SY_SPOOL_EMPTY && b.got == 300 && b.elapsed_ms < 10000);
+
+    /* A wake with no reader waiting is kept for the next read that would wait (no lost wake-up);
+     * a read that finds its record returns it regardless. */
+    sy_spool_wake(s);
+    CHECK(read_is(s, 300));
+    t0 = now_ms();
+    CHECK(sy_spool_read(s, 301, &type, &p, &len, 20000, errbuf, sizeof errbuf) == SY_SPOOL_EMPTY);
+    CHECK(now_ms() - t0 < 5000);
+
+    /* Appends, truncation and the accessors from three threads at once (for TSan/ASan). */
+    struct reader_arg c = { .s = s, .from = 301, .n = 3300, .wait_ms = 10000 };
+    CHECK(pthread_create(&t, NULL, reader_main, &c) == 0);
+    for (uint64_t i = 301; i <= 3300; i++) {
+        CHECK(append_n(s, i, i));
+        if (i % 50 == 0) {
+            uint64_t lo = sy_spool_first_seq(s);
+            CHECK(sy_spool_bytes(s) > 0 && lo <= i && sy_spool_last_seq(s) == i);
+            /* the writer's checkpoint: what the reader has read */
+            CHECK(sy_spool_truncate_below(s, atomic_load(&c.done), errbuf, sizeof errbuf) == SY_SPOOL_OK);
+        }
+    }
+    pthread_join(t, NULL);
+    CHECK(c.last_rc == SY_SPOOL_OK && c.got == 3000);
+    CHECK(sy_spool_truncate_below(s, 3300, errbuf, sizeof errbuf) == SY_SPOOL_OK);
+    CHECK(sy_spool_bytes(s) == disk_bytes(dir) && sy_spool_first_seq(s) > 3000);
+    sy_spool_close(s);
+out:
+    rm_rf(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    test_roundtrip_segments();
+    test_torn_tail();
+    test_corruption();
+    test_full();
+    test_enospc();
+    test_big_records();
+    test_blocking_reader();
+    return CHECK_DONE();
+}
