@@ -2,6 +2,7 @@
  * (precheck, create-reverse, switchover, ...) answer not_implemented until their modules exist. */
 #include "core/daemon.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 
 struct daemon {
     const struct sy_config *cfg;  /* ref: main's */
+    const struct sy_engine_modules *const *modules; /* ref: static list of built engines' modules */
     struct event_base *base;      /* owned */
     struct sy_admin *admin;       /* owned */
     struct sy_pair *pairs;        /* owned array of cfg->n_pairs */
@@ -90,6 +92,146 @@ static void cmd_release(struct sy_admin_req *req, json_t *args, void *ctx)
                                "held_ms", (json_int_t)held_ms));
 }
 
+/* "orders/forward" -> the instance, or NULL after answering unknown_instance / unknown_pair. */
+static struct sy_instance *instance_arg(struct sy_admin_req *req, json_t *args, struct daemon *d)
+{
+    const char *id = sy_admin_arg_str(args, "instance");
+    if (id == NULL) {
+        sy_admin_fail(req, "bad_request", "missing argument: instance (PAIR/forward or PAIR/reverse)");
+        return NULL;
+    }
+    const char *slash = strchr(id, '/');
+    char name[64];
+    snprintf(name, sizeof name, "%.*s", slash ? (int)(slash - id) : (int)strlen(id), id);
+    struct sy_pair *p = find_pair(d, name);
+    if (p == NULL) {
+        sy_admin_fail(req, "unknown_pair", "no pair named '%s'", name);
+        return NULL;
+    }
+    struct sy_instance *in = NULL;
+    if (slash && strcmp(slash + 1, "forward") == 0)
+        in = p->forward;
+    else if (slash && strcmp(slash + 1, "reverse") == 0)
+        in = p->reverse;
+    if (in == NULL)
+        sy_admin_fail(req, "unknown_instance", "no instance '%s'%s", id,
+                      slash && strcmp(slash + 1, "forward") == 0 ? " (the pair has no objects to synchronize)" : "");
+    return in;
+}
+
+typedef int (*instance_op_fn)(struct sy_instance *, const char **, char *, size_t);
+
+static void instance_cmd(struct sy_admin_req *req, json_t *args, struct daemon *d, instance_op_fn op)
+{
+    struct sy_instance *in = instance_arg(req, args, d);
+    if (in == NULL)
+        return;
+    const char *code = "bad_state";
+    char msg[512];
+    if (op(in, &code, msg, sizeof msg) != 0) {
+        sy_admin_fail(req, code, "%s", msg);
+        return;
+    }
+    sy_admin_ok(req, json_pack("{s:s,s:s}", "instance", sy_instance_id(in), "state",
+                               sy_instance_state_name(sy_instance_state(in))));
+}
+
+static void cmd_pause(struct sy_admin_req *req, json_t *args, void *ctx)
+{
+    instance_cmd(req, args, ctx, sy_instance_pause);
+}
+
+static void cmd_start(struct sy_admin_req *req, json_t *args, void *ctx)
+{
+    instance_cmd(req, args, ctx, sy_instance_start);
+}
+
+static void cmd_terminate(struct sy_admin_req *req, json_t *args, void *ctx)
+{
+    instance_cmd(req, args, ctx, sy_instance_terminate);
+}
+
+static const struct sy_engine_modules *find_modules(const struct daemon *d, enum sy_engine e)
+{
+    for (size_t i = 0; d->modules[i] != NULL; i++)
+        if (d->modules[i]->engine == e)
+            return d->modules[i];
+    return NULL;
+}
+
+/* precheck runs blocking checks against both databases: on a thread, answered when done. */
+struct precheck_job {
+    struct sy_admin_req *req;
+    struct daemon *d;
+    const struct sy_pair_cfg *cfg;
+    enum sy_direction dir;
+    char direction[16];
+    const struct sy_engine_modules *mods;
+    json_t *checks;
+    int rc;
+    struct event *done;
+};
+
+static void *precheck_thread(void *arg)
+{
+    struct precheck_job *job = arg;
+    job->rc = job->mods->precheck(job->cfg, job->dir, job->checks);
+    event_active(job->done, 0, 0);
+    return NULL;
+}
+
+static void on_precheck_done(evutil_socket_t fd, short what, void *arg)
+{
+    struct precheck_job *job = arg;
+    sy_admin_ok(job->req, json_pack("{s:s,s:s,s:b,s:o}", "pair", job->cfg->name, "direction", job->direction,
+                                    "passed", job->rc == 0, "checks", job->checks));
+    event_free(job->done);
+    free(job);
+}
+
+static void cmd_precheck(struct sy_admin_req *req, json_t *args, void *ctx)
+{
+    struct daemon *d = ctx;
+    struct sy_pair *p = pair_arg(req, args, d);
+    if (p == NULL)
+        return;
+    const char *dir = sy_admin_arg_str(args, "direction");
+    if (dir == NULL)
+        dir = "forward";
+    if (strcmp(dir, "forward") != 0 && strcmp(dir, "reverse") != 0 && strcmp(dir, "switchover") != 0) {
+        sy_admin_fail(req, "bad_request", "direction must be forward, reverse or switchover, not '%s'", dir);
+        return;
+    }
+    if (strcmp(dir, "switchover") == 0) {
+        sy_admin_fail(req, "not_implemented", "the switchover precheck is not built yet");
+        return;
+    }
+    const struct sy_engine_modules *mods = find_modules(d, p->cfg->engine);
+    if (mods == NULL) {
+        sy_admin_fail(req, "not_implemented", "engine %s has no synchronization yet", sy_engine_name(p->cfg->engine));
+        return;
+    }
+    struct precheck_job *job = calloc(1, sizeof *job);
+    if (job == NULL) {
+        sy_admin_fail(req, "internal", "out of memory");
+        return;
+    }
+    *job = (struct precheck_job){ .req = req, .d = d, .cfg = p->cfg, .mods = mods, .checks = json_array(),
+                                  .dir = strcmp(dir, "reverse") == 0 ? SY_DIR_REVERSE : SY_DIR_FORWARD };
+    snprintf(job->direction, sizeof job->direction, "%s", dir);
+    job->done = event_new(d->base, -1, 0, on_precheck_done, job);
+    pthread_t th;
+    if (job->done == NULL || pthread_create(&th, NULL, precheck_thread, job) != 0) {
+        if (job->done)
+            event_free(job->done);
+        json_decref(job->checks);
+        free(job);
+        sy_admin_fail(req, "internal", "cannot start the precheck");
+        return;
+    }
+    pthread_detach(th);
+}
+
 static void cmd_not_built(struct sy_admin_req *req, json_t *args, void *ctx)
 {
     sy_admin_fail(req, "not_implemented", "'%s' is not built yet in this version of switchyardd",
@@ -101,11 +243,11 @@ static const struct sy_admin_cmd pair_cmds[] = {
     { "clients", "clients PAIR : client sessions (id, user, peer, side, in_transaction, held_ms)", cmd_clients },
     { "hold", "hold PAIR : queue new client requests outside transactions (max_hold_ms)", cmd_hold },
     { "release", "release PAIR : let held requests through, in order", cmd_release },
-    { "precheck", "precheck PAIR [--direction forward|reverse|switchover] : checks with fixes", cmd_not_built },
+    { "precheck", "precheck PAIR [--direction forward|reverse|switchover] : checks with fixes", cmd_precheck },
     { "create-reverse", "create-reverse PAIR : create the reverse instance", cmd_not_built },
-    { "pause", "pause INSTANCE : pause, keeping position and spool", cmd_not_built },
-    { "start", "start INSTANCE : start or resume; reverse: start its write", cmd_not_built },
-    { "terminate", "terminate INSTANCE : end an instance for good", cmd_not_built },
+    { "pause", "pause INSTANCE : pause, keeping position and spool", cmd_pause },
+    { "start", "start INSTANCE : start or resume; reverse: start its write", cmd_start },
+    { "terminate", "terminate INSTANCE : end an instance for good", cmd_terminate },
     { "switchover", "switchover PAIR [--force] : planned switch to the other side", cmd_not_built },
     { "failover", "failover PAIR [--force] : business DB is down: flip to DR", cmd_not_built },
     { "switchback", "switchback PAIR : drain reverse, flip to business", cmd_not_built },
@@ -128,11 +270,12 @@ static const struct sy_proxy_protocol *find_proto(const struct sy_proxy_protocol
     return NULL;
 }
 
-int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *const *protos)
+int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *const *protos,
+                  const struct sy_engine_modules *const *modules)
 {
     char err[1024] = "";
     int status = 1;
-    struct daemon d = { .cfg = cfg };
+    struct daemon d = { .cfg = cfg, .modules = modules };
     struct event *sigterm = NULL, *sigint = NULL;
     signal(SIGPIPE, SIG_IGN);
     evthread_use_pthreads();
@@ -153,6 +296,14 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
             goto out;
         }
         d.n_started = i + 1;
+        const struct sy_engine_modules *mods = find_modules(&d, cfg->pairs[i].engine);
+        if (mods != NULL && cfg->pairs[i].n_objects > 0) {
+            d.pairs[i].forward = sy_instance_open(&d.pairs[i], SY_DIR_FORWARD, mods, err, sizeof err);
+            if (d.pairs[i].forward == NULL) {
+                sy_log_error("pair %s: forward instance: %s", cfg->pairs[i].name, err);
+                goto out;
+            }
+        }
     }
     d.admin = sy_admin_open(d.base, cfg->admin_socket, err, sizeof err);
     if (d.admin == NULL) {

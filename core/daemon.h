@@ -4,10 +4,12 @@
 #define SY_DAEMON_H
 
 #include "core/config.h"
+#include "core/instance.h"
 #include "core/pair.h"
 
-/* Runs until SIGTERM/SIGINT. protos: NULL-terminated list of the built engines' proxies.
- * Returns the process exit status. */
-int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *const *protos);
+/* Runs until SIGTERM/SIGINT. protos / modules: NULL-terminated lists of the built engines' proxies and
+ * synchronization modules. Returns the process exit status. */
+int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *const *protos,
+                  const struct sy_engine_modules *const *modules);
 
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/instance.h"
 #include "core/log.h"
 #include "core/state_file.h"
 
@@ -106,6 +107,9 @@ int sy_pair_start(struct sy_pair *p, const struct sy_pair_cfg *cfg, const struct
 
 void sy_pair_stop(struct sy_pair *p)
 {
+    sy_instance_close(p->forward);
+    sy_instance_close(p->reverse);
+    p->forward = p->reverse = NULL;
     if (p->proto && p->proto_state)
         p->proto->stop(p->proto_state);
     p->proto_state = NULL;
@@ -140,8 +144,13 @@ void sy_pair_release(struct sy_pair *p, const char *why)
 
 json_t *sy_pair_status_json(const struct sy_pair *p)
 {
-    return json_pack("{s:s,s:s,s:s,s:s,s:I,s:b,s:I,s:[]}", "name", p->cfg->name, "engine",
+    json_t *instances = json_array();
+    if (p->forward)
+        json_array_append_new(instances, sy_instance_status_json(p->forward));
+    if (p->reverse)
+        json_array_append_new(instances, sy_instance_status_json(p->reverse));
+    return json_pack("{s:s,s:s,s:s,s:s,s:I,s:b,s:I,s:o}", "name", p->cfg->name, "engine",
                      sy_engine_name(p->cfg->engine), "listen", p->listen_addr, "active_side",
                      sy_side_name(p->active_side), "epoch", (json_int_t)p->epoch, "held", p->held, "clients",
-                     (json_int_t)p->proto->client_count(p->proto_state), "instances");
+                     (json_int_t)p->proto->client_count(p->proto_state), "instances", instances);
 }

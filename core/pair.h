@@ -16,6 +16,7 @@
 enum sy_side { SY_SIDE_BUSINESS, SY_SIDE_DR };
 
 struct sy_pair;
+struct sy_instance;
 
 /* What an engine's proxy offers the core. Implemented once per engine in proxy/. */
 struct sy_proxy_protocol {
@@ -44,6 +45,8 @@ struct sy_pair {
     char listen_addr[300];           /* the address actually bound ("127.0.0.1:41234") */
     const struct sy_proxy_protocol *proto; /* ref: static vtable of the engine */
     void *proto_state;               /* owned through proto->stop */
+    struct sy_instance *forward;     /* owned: NULL when the pair synchronizes nothing (no objects) */
+    struct sy_instance *reverse;     /* owned: created by create-reverse */
 };
 
 /* Loads the persisted epoch/side (or creates epoch 1, business), starts the proxy.

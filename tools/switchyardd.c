@@ -9,13 +9,28 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <mysql.h>
+
 #include "core/config.h"
 #include "core/daemon.h"
 #include "core/log.h"
 #include "core/state_file.h"
+#include "capture/mariadb_modules.h"
+#include "capture/mariadb_precheck.h"
 #include "proxy/proxy.h"
+#include "replay/mariadb_modules.h"
 
 static struct sy_config config; /* large: static, not on the stack */
+
+/* The MariaDB engine's synchronization: collection from capture/, initial sync and write from replay/. */
+static const struct sy_engine_modules mariadb_modules = {
+    .engine = SY_ENGINE_MARIADB,
+    .initial_sync = &sy_mariadb_initial_sync,
+    .collection = &sy_mariadb_collection,
+    .write = &sy_mariadb_write,
+    .precheck = sy_mariadb_precheck,
+};
+static const struct sy_engine_modules *const engine_modules[] = { &mariadb_modules, NULL };
 
 static void usage(FILE *f)
 {
@@ -104,7 +119,9 @@ int main(int argc, char **argv)
     raise_nofile();
     if (!foreground && detach(config.state_dir) != 0)
         return 1;
-    int rc = sy_daemon_run(&config, sy_proxy_protocols);
+    mysql_library_init(0, NULL, NULL); /* before any module thread uses Connector/C */
+    int rc = sy_daemon_run(&config, sy_proxy_protocols, engine_modules);
+    mysql_library_end();
     sy_config_wipe(&config);
     return rc;
 }

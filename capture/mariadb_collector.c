@@ -1,0 +1,829 @@
+/* Incremental Data Collection for MariaDB: a thread that reads the source's binlog through
+ * Connector/C's mariadb_rpl (GTID-based dump from the instance's position) and appends change
+ * records to the spool:
+ *
+ *   GTID ... TABLE_MAP ROWS ... XID        ->  TXN_BEGIN, TABLE, ROW..., TXN_COMMIT(position)
+ *   GTID  QUERY(DDL on a synchronized object) ->  TXN_BEGIN, DDL, TXN_COMMIT
+ *   anything skipped (echo, other objects)  ->  POSITION (batched), so checkpoints advance
+ *
+ * A transaction's records are written only once it commits in the binlog (they are buffered in
+ * memory until then, spilled to the spool as they come when large), so a restart resumes from the
+ * spool's last TXN_COMMIT/POSITION with no partial transaction behind it; the writer discards a
+ * TXN_BEGIN without its commit. Events carrying server_id = writer_tag are Switchyard's own writes
+ * (echo) and are skipped. STATEMENT-format DML or a non-FULL row image on a synchronized table, and
+ * a DDL whose target cannot be determined, stop the instance with that reason. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mysql.h>
+#include <mariadb_rpl.h>
+
+#include "capture/binlog_codec.h"
+#include "capture/mariadb_modules.h"
+#include "core/change.h"
+#include "core/gtid_set.h"
+#include "core/instance.h"
+#include "core/log.h"
+#include "core/mariadb_client.h"
+
+#define COLL_TIMEOUT_S 5
+#define COLL_MAX_BACKOFF_MS 2000
+#define POSITION_EVERY_MS 1000   /* skipped transactions: a POSITION record at most this often */
+#define SYNC_EVERY_MS 100        /* spool fdatasync at most this often while events stream */
+#define MAX_TABLE_MAPS 256
+
+struct collector {
+    struct sy_module_ctx *ctx;           /* ref */
+    const struct sy_pair_cfg *cfg;       /* ref */
+    MYSQL *conn;                         /* owned */
+    MARIADB_RPL *rpl;                    /* owned */
+    MARIADB_RPL_EVENT *ev;               /* owned */
+    struct sy_gtid_set pos;              /* position of everything spooled (committed) */
+    bool has_crc;
+    /* transaction in progress */
+    bool in_txn;
+    struct sy_gtid txn_gtid;
+    uint32_t txn_server_id;
+    uint64_t txn_time_ms;
+    bool txn_echo;                       /* written by Switchyard's writer: skip */
+    bool txn_begun;                      /* TXN_BEGIN appended (something in it is synchronized) */
+    uint64_t txn_tables_sent[MAX_TABLE_MAPS]; /* table ids whose TABLE record this txn carries */
+    size_t n_tables_sent;
+    struct sy_binlog_table_map maps[MAX_TABLE_MAPS];
+    size_t n_maps;
+    bool skipped_since_position;         /* skipped transactions since the last POSITION/COMMIT */
+    uint64_t last_position_ms;
+    uint64_t last_sync_ms;
+    bool dirty;                          /* appended since the last sync */
+    struct sy_buf buf;                   /* encoding scratch */
+    uint8_t *inflate_buf;                /* owned: compressed events */
+    size_t inflate_cap;
+    struct sy_value *before, *after;     /* owned: per-row value arrays */
+    size_t values_cap;
+    uint64_t events;
+    char err[1024];
+};
+
+static uint64_t wall_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
+}
+
+static bool stopping(const struct collector *c)
+{
+    return __atomic_load_n(c->ctx->stop, __ATOMIC_ACQUIRE) != 0;
+}
+
+/* ---- spool ------------------------------------------------------------------------------------- */
+
+/* Appends; on a full spool reports retrying and waits for room (never drops). false = stopping/error. */
+static bool append(struct collector *c, const struct sy_change *ch)
+{
+    if (sy_change_encode(ch, &c->buf) != 0) {
+        sy_module_report_failed(c->ctx->report, "encode_failed", "cannot encode a %s record",
+                                sy_change_kind_name(ch->kind));
+        return false;
+    }
+    int backoff = 100;
+    bool was_full = false;
+    for (;;) {
+        uint64_t seq;
+        char err[512];
+        enum sy_spool_rc rc = sy_spool_append(c->ctx->spool, (uint8_t)ch->kind, c->buf.p, c->buf.len, &seq, err,
+                                              sizeof err);
+        if (rc == SY_SPOOL_OK) {
+            if (was_full)
+                sy_module_report_running(c->ctx->report);
+            c->dirty = true;
+            pthread_mutex_lock(&c->ctx->report->lock);
+            c->ctx->report->spool_seq = seq;
+            pthread_mutex_unlock(&c->ctx->report->lock);
+            return true;
+        }
+        if (rc == SY_SPOOL_ERROR) {
+            sy_module_report_failed(c->ctx->report, "spool_error", "%s", err);
+            return false;
+        }
+        was_full = true;
+        sy_module_report_retrying(c->ctx->report, "spool_full",
+                                  "spool is full (spool_max_bytes=%llu or the disk): waiting for the writer",
+                                  (unsigned long long)c->cfg->spool_max_bytes);
+        if (stopping(c))
+            return false;
+        usleep((useconds_t)backoff * 1000u);
+        if (backoff < COLL_MAX_BACKOFF_MS)
+            backoff *= 2;
+    }
+}
+
+static void sync_spool(struct collector *c, bool force)
+{
+    uint64_t now = wall_ms();
+    if (!c->dirty || (!force && now - c->last_sync_ms < SYNC_EVERY_MS))
+        return;
+    char err[256];
+    if (sy_spool_sync(c->ctx->spool, err, sizeof err) != SY_SPOOL_OK)
+        sy_log_warn("%s: spool sync: %s", c->ctx->instance_id, err);
+    c->dirty = false;
+    c->last_sync_ms = now;
+}
+
+static void publish_position(struct collector *c)
+{
+    char text[1024];
+    sy_gtid_set_format(&c->pos, text, sizeof text);
+    pthread_mutex_lock(&c->ctx->report->lock);
+    snprintf(c->ctx->report->position, sizeof c->ctx->report->position, "%s", text);
+    c->ctx->report->events = c->events;
+    pthread_mutex_unlock(&c->ctx->report->lock);
+}
+
+static bool append_position(struct collector *c)
+{
+    char text[1024];
+    sy_gtid_set_format(&c->pos, text, sizeof text);
+    struct sy_change ch = { .kind = SY_CHANGE_POSITION, .source_time_ms = c->txn_time_ms, .position = text,
+                            .position_len = strlen(text) };
+    c->skipped_since_position = false;
+    c->last_position_ms = wall_ms();
+    return append(c, &ch);
+}
+
+/* ---- transactions -------------------------------------------------------------------------------- */
+
+static void maps_clear(struct collector *c)
+{
+    for (size_t i = 0; i < c->n_maps; i++)
+        sy_binlog_table_map_free(&c->maps[i]);
+    c->n_maps = 0;
+}
+
+static void txn_start(struct collector *c, const struct sy_binlog_gtid *g, const struct sy_binlog_header *h)
+{
+    c->in_txn = true;
+    c->txn_gtid = (struct sy_gtid){ g->domain_id, h->server_id, g->seq_no };
+    c->txn_server_id = h->server_id;
+    c->txn_time_ms = (uint64_t)h->timestamp * 1000u;
+    c->txn_echo = h->server_id == c->cfg->writer_tag;
+    c->txn_begun = false;
+    c->n_tables_sent = 0;
+    maps_clear(c);
+}
+
+static bool txn_begin_record(struct collector *c)
+{
+    if (c->txn_begun)
+        return true;
+    char id[64];
+    snprintf(id, sizeof id, "%u-%u-%llu", c->txn_gtid.domain, c->txn_gtid.server,
+             (unsigned long long)c->txn_gtid.seq);
+    struct sy_change ch = { .kind = SY_CHANGE_TXN_BEGIN, .source_time_ms = c->txn_time_ms, .position = id,
+                            .position_len = strlen(id) };
+    c->txn_begun = true;
+    return append(c, &ch);
+}
+
+/* The transaction committed in the binlog: its position is part of the collected position now. */
+static bool txn_commit(struct collector *c)
+{
+    if (!c->in_txn)
+        return true;
+    c->in_txn = false;
+    sy_gtid_set_advance(&c->pos, &c->txn_gtid);
+    maps_clear(c);
+    bool ok = true;
+    if (c->txn_begun) {
+        char text[1024];
+        sy_gtid_set_format(&c->pos, text, sizeof text);
+        struct sy_change ch = { .kind = SY_CHANGE_TXN_COMMIT, .source_time_ms = c->txn_time_ms, .position = text,
+                                .position_len = strlen(text) };
+        ok = append(c, &ch);
+        c->skipped_since_position = false;
+        c->last_position_ms = wall_ms();
+    } else {
+        c->skipped_since_position = true;
+        if (wall_ms() - c->last_position_ms >= POSITION_EVERY_MS)
+            ok = append_position(c);
+    }
+    publish_position(c);
+    return ok;
+}
+
+/* ---- rows ---------------------------------------------------------------------------------------- */
+
+static struct sy_binlog_table_map *map_find(struct collector *c, uint64_t id)
+{
+    for (size_t i = 0; i < c->n_maps; i++)
+        if (c->maps[i].table_id == id)
+            return &c->maps[i];
+    return NULL;
+}
+
+static bool on_table_map(struct collector *c, const struct sy_binlog_body *b)
+{
+    if (c->n_maps == MAX_TABLE_MAPS) {
+        sy_module_report_failed(c->ctx->report, "too_many_tables", "more than %d tables in one transaction",
+                                MAX_TABLE_MAPS);
+        return false;
+    }
+    struct sy_binlog_table_map *tm = &c->maps[c->n_maps];
+    memset(tm, 0, sizeof *tm);
+    if (sy_binlog_table_map_parse(b, tm) != SY_PARSE_OK) {
+        sy_binlog_table_map_free(tm);
+        sy_module_report_failed(c->ctx->report, "bad_event", "malformed TABLE_MAP event in transaction %u-%u-%llu",
+                                c->txn_gtid.domain, c->txn_gtid.server, (unsigned long long)c->txn_gtid.seq);
+        return false;
+    }
+    c->n_maps++;
+    return true;
+}
+
+static bool send_table(struct collector *c, const struct sy_binlog_table_map *tm)
+{
+    for (size_t i = 0; i < c->n_tables_sent; i++)
+        if (c->txn_tables_sent[i] == tm->table_id)
+            return true;
+    struct sy_column *cols = calloc(tm->n_columns ? tm->n_columns : 1, sizeof *cols);
+    if (cols == NULL)
+        return false;
+    for (uint32_t i = 0; i < tm->n_columns; i++) {
+        cols[i].name = tm->names && tm->names[i] ? tm->names[i] : "";
+        cols[i].name_len = strlen(cols[i].name);
+        cols[i].source_type = tm->types[i];
+        cols[i].flags = (uint8_t)((tm->is_unsigned && tm->is_unsigned[i] ? SY_COL_UNSIGNED : 0) |
+                                  (tm->nullable && tm->nullable[i] ? SY_COL_NULLABLE : 0) |
+                                  (tm->is_key && tm->is_key[i] ? SY_COL_KEY : 0));
+        cols[i].charset = tm->charset ? tm->charset[i] : 0;
+    }
+    struct sy_change ch = { .kind = SY_CHANGE_TABLE, .source_time_ms = c->txn_time_ms };
+    ch.u.table = (struct sy_change_table){ .table_id = tm->table_id, .db = tm->db, .db_len = strlen(tm->db),
+                                           .table = tm->table, .table_len = strlen(tm->table),
+                                           .n_columns = tm->n_columns, .columns = cols };
+    bool ok = append(c, &ch);
+    free(cols);
+    if (ok && c->n_tables_sent < MAX_TABLE_MAPS)
+        c->txn_tables_sent[c->n_tables_sent++] = tm->table_id;
+    return ok;
+}
+
+static bool on_rows(struct collector *c, uint8_t type, const struct sy_binlog_body *b)
+{
+    struct sy_binlog_rows rows;
+    if (sy_binlog_rows_parse(type, b, &rows) != SY_PARSE_OK) {
+        sy_module_report_failed(c->ctx->report, "bad_event", "malformed ROWS event in transaction %u-%u-%llu",
+                                c->txn_gtid.domain, c->txn_gtid.server, (unsigned long long)c->txn_gtid.seq);
+        return false;
+    }
+    struct sy_binlog_table_map *tm = map_find(c, rows.table_id);
+    if (tm == NULL) {
+        sy_module_report_failed(c->ctx->report, "bad_event", "ROWS event for unknown table id %llu",
+                                (unsigned long long)rows.table_id);
+        return false;
+    }
+    if (c->txn_echo || !sy_objects_match(c->cfg, tm->db, tm->table))
+        return true;
+    if (!tm->has_names) {
+        sy_module_report_failed(c->ctx->report, "row_metadata_not_full",
+                                "%s.%s: the binlog has no column names (binlog_row_metadata must be FULL) at %u-%u-%llu",
+                                tm->db, tm->table, c->txn_gtid.domain, c->txn_gtid.server,
+                                (unsigned long long)c->txn_gtid.seq);
+        return false;
+    }
+    if (!sy_binlog_rows_full_image(&rows)) {
+        sy_module_report_failed(c->ctx->report, "row_image_not_full",
+                                "%s.%s: a row event without the full row image (binlog_row_image must be FULL) at "
+                                "%u-%u-%llu",
+                                tm->db, tm->table, c->txn_gtid.domain, c->txn_gtid.server,
+                                (unsigned long long)c->txn_gtid.seq);
+        return false;
+    }
+    if (tm->n_columns > c->values_cap) {
+        free(c->before);
+        free(c->after);
+        c->before = calloc(tm->n_columns, sizeof *c->before);
+        c->after = calloc(tm->n_columns, sizeof *c->after);
+        c->values_cap = tm->n_columns;
+        if (c->before == NULL || c->after == NULL) {
+            c->values_cap = 0;
+            sy_module_report_failed(c->ctx->report, "out_of_memory", "out of memory decoding rows");
+            return false;
+        }
+    }
+    if (!txn_begin_record(c) || !send_table(c, tm))
+        return false;
+    struct sy_binlog_row_iter it;
+    sy_binlog_row_iter_init(&it, &rows, tm);
+    enum sy_parse pr;
+    bool ok = true;
+    while (ok && (pr = sy_binlog_row_next(&it, c->before, c->after)) == SY_PARSE_OK) {
+        struct sy_change ch = { .kind = SY_CHANGE_ROW, .source_time_ms = c->txn_time_ms };
+        ch.u.row = (struct sy_change_row){ .table_id = tm->table_id, .op = rows.op, .n_columns = tm->n_columns,
+                                           .before = rows.op == SY_ROW_INSERT ? NULL : c->before,
+                                           .after = rows.op == SY_ROW_DELETE ? NULL : c->after };
+        ok = append(c, &ch);
+    }
+    if (ok && pr == SY_PARSE_BAD) {
+        sy_module_report_failed(c->ctx->report, "bad_event", "%s.%s: malformed row image at %u-%u-%llu: %s", tm->db,
+                                tm->table, c->txn_gtid.domain, c->txn_gtid.server, (unsigned long long)c->txn_gtid.seq,
+                                it.err);
+        ok = false;
+    }
+    sy_binlog_row_iter_fini(&it);
+    return ok;
+}
+
+/* ---- DDL ----------------------------------------------------------------------------------------- */
+
+/* Skips spaces and comments; returns the next word (letters, digits, _ , $ or a `quoted` name). */
+static const char *next_token(const char *p, const char *end, char *out, size_t outlen)
+{
+    for (;;) {
+        while (p < end && isspace((unsigned char)*p))
+            p++;
+        if (end - p >= 2 && p[0] == '/' && p[1] == '*') {
+            const char *q = p + 2;
+            while (end - q >= 2 && !(q[0] == '*' && q[1] == '/'))
+                q++;
+            p = end - q >= 2 ? q + 2 : end;
+            continue;
+        }
+        if (end - p >= 2 && ((p[0] == '-' && p[1] == '-') || p[0] == '#')) {
+            while (p < end && *p != '\n')
+                p++;
+            continue;
+        }
+        break;
+    }
+    size_t n = 0;
+    if (p < end && *p == '`') {
+        p++;
+        while (p < end && n + 1 < outlen) {
+            if (*p == '`') {
+                if (end - p >= 2 && p[1] == '`') {
+                    out[n++] = '`';
+                    p += 2;
+                    continue;
+                }
+                p++;
+                break;
+            }
+            out[n++] = *p++;
+        }
+    } else {
+        while (p < end && (isalnum((unsigned char)*p) || *p == '_' || *p == '$') && n + 1 < outlen)
+            out[n++] = *p++;
+        if (n == 0 && p < end && n + 1 < outlen)
+            out[n++] = *p++; /* punctuation: one char */
+    }
+    out[n] = '\0';
+    return p;
+}
+
+/* "[db.]name" after the keyword; fills db (default when unqualified) and table. */
+static const char *qualified_name(const char *p, const char *end, const char *default_db, char *db, char *table)
+{
+    char a[256], b[256];
+    p = next_token(p, end, a, sizeof a);
+    const char *save = p;
+    char dot[4];
+    p = next_token(p, end, dot, sizeof dot);
+    if (strcmp(dot, ".") == 0) {
+        p = next_token(p, end, b, sizeof b);
+        snprintf(db, 256, "%s", a);
+        snprintf(table, 256, "%s", b);
+        return p;
+    }
+    snprintf(db, 256, "%s", default_db);
+    snprintf(table, 256, "%s", a);
+    return save;
+}
+
+enum ddl_kind { DDL_NONE, DDL_SYNC, DDL_SKIP, DDL_UNKNOWN_TARGET, DDL_STATEMENT_DML };
+
+/* Classifies a QUERY event's text: DDL on a synchronized object, something to skip, statement DML. */
+static enum ddl_kind classify(struct collector *c, const char *sql, size_t len, const char *default_db, char *what,
+                              size_t whatlen)
+{
+    const char *p = sql, *end = sql + len;
+    char w1[64], w2[64], db[256], table[256];
+    p = next_token(p, end, w1, sizeof w1);
+    if (strcasecmp(w1, "BEGIN") == 0 || strcasecmp(w1, "COMMIT") == 0 || strcasecmp(w1, "ROLLBACK") == 0 ||
+        strcasecmp(w1, "XA") == 0 || strcasecmp(w1, "SAVEPOINT") == 0)
+        return DDL_NONE;
+    if (strcasecmp(w1, "INSERT") == 0 || strcasecmp(w1, "UPDATE") == 0 || strcasecmp(w1, "DELETE") == 0 ||
+        strcasecmp(w1, "REPLACE") == 0 || strcasecmp(w1, "LOAD") == 0) {
+        snprintf(what, whatlen, "%s", w1);
+        return default_db[0] && sy_objects_match_db(c->cfg, default_db) ? DDL_STATEMENT_DML : DDL_SKIP;
+    }
+    bool create = strcasecmp(w1, "CREATE") == 0, alter = strcasecmp(w1, "ALTER") == 0,
+         drop = strcasecmp(w1, "DROP") == 0, rename = strcasecmp(w1, "RENAME") == 0,
+         truncate = strcasecmp(w1, "TRUNCATE") == 0;
+    if (!create && !alter && !drop && !rename && !truncate)
+        return DDL_SKIP; /* GRANT, SET, FLUSH, ANALYZE ...: not schema of synchronized objects */
+    p = next_token(p, end, w2, sizeof w2);
+    /* CREATE [OR REPLACE] [TEMPORARY] [UNIQUE|FULLTEXT|SPATIAL] ... */
+    while (strcasecmp(w2, "OR") == 0 || strcasecmp(w2, "REPLACE") == 0 || strcasecmp(w2, "TEMPORARY") == 0 ||
+           strcasecmp(w2, "UNIQUE") == 0 || strcasecmp(w2, "FULLTEXT") == 0 || strcasecmp(w2, "SPATIAL") == 0 ||
+           strcasecmp(w2, "ONLINE") == 0 || strcasecmp(w2, "IGNORE") == 0)
+        p = next_token(p, end, w2, sizeof w2);
+    if (truncate && strcasecmp(w2, "TABLE") != 0) { /* TRUNCATE name */
+        p = sql;
+        p = next_token(p, end, w1, sizeof w1);
+        snprintf(w2, sizeof w2, "TABLE");
+    }
+    if (strcasecmp(w2, "DATABASE") == 0 || strcasecmp(w2, "SCHEMA") == 0) {
+        char name[256];
+        const char *q = next_token(p, end, name, sizeof name);
+        while (strcasecmp(name, "IF") == 0 || strcasecmp(name, "NOT") == 0 || strcasecmp(name, "EXISTS") == 0)
+            q = next_token(q, end, name, sizeof name);
+        snprintf(what, whatlen, "%s DATABASE %s", w1, name);
+        return sy_objects_match_db(c->cfg, name) ? DDL_SYNC : DDL_SKIP;
+    }
+    if (strcasecmp(w2, "INDEX") == 0) { /* CREATE INDEX i ON t / DROP INDEX i ON t */
+        char tok[256];
+        do
+            p = next_token(p, end, tok, sizeof tok);
+        while (p < end && strcasecmp(tok, "ON") != 0);
+        if (strcasecmp(tok, "ON") != 0)
+            return DDL_UNKNOWN_TARGET;
+        qualified_name(p, end, default_db, db, table);
+    } else if (strcasecmp(w2, "TABLE") == 0 || strcasecmp(w2, "TABLES") == 0) {
+        char tok[256];
+        const char *q = p;
+        q = next_token(q, end, tok, sizeof tok);
+        while (strcasecmp(tok, "IF") == 0 || strcasecmp(tok, "NOT") == 0 || strcasecmp(tok, "EXISTS") == 0) {
+            p = q;
+            q = next_token(q, end, tok, sizeof tok);
+        }
+        p = qualified_name(p, end, default_db, db, table);
+        /* DROP TABLE a, b / RENAME TABLE a TO b: every named table must agree */
+        bool any = sy_objects_match(c->cfg, db, table), all = any;
+        for (;;) {
+            char sep[256];
+            const char *q2 = next_token(p, end, sep, sizeof sep);
+            if (strcmp(sep, ",") != 0 && strcasecmp(sep, "TO") != 0)
+                break;
+            char db2[256], t2[256];
+            p = qualified_name(q2, end, default_db, db2, t2);
+            bool m = sy_objects_match(c->cfg, db2, t2);
+            any = any || m;
+            all = all && m;
+        }
+        snprintf(what, whatlen, "%s TABLE %s.%s", w1, db, table);
+        if (any && !all)
+            return DDL_UNKNOWN_TARGET; /* mixes synchronized and other tables: cannot apply safely */
+        return any ? DDL_SYNC : DDL_SKIP;
+    } else if (strcasecmp(w2, "VIEW") == 0 || strcasecmp(w2, "TRIGGER") == 0 || strcasecmp(w2, "PROCEDURE") == 0 ||
+               strcasecmp(w2, "FUNCTION") == 0 || strcasecmp(w2, "EVENT") == 0 || strcasecmp(w2, "USER") == 0 ||
+               strcasecmp(w2, "ROLE") == 0 || strcasecmp(w2, "SEQUENCE") == 0 || strcasecmp(w2, "SERVER") == 0) {
+        return DDL_SKIP;
+    } else {
+        snprintf(what, whatlen, "%s %s", w1, w2);
+        return default_db[0] && sy_objects_match_db(c->cfg, default_db) ? DDL_UNKNOWN_TARGET : DDL_SKIP;
+    }
+    snprintf(what, whatlen, "%s %s %s.%s", w1, w2, db, table);
+    if (db[0] == '\0')
+        return DDL_UNKNOWN_TARGET;
+    return sy_objects_match(c->cfg, db, table) ? DDL_SYNC : DDL_SKIP;
+}
+
+static bool on_query(struct collector *c, const struct sy_binlog_body *b)
+{
+    struct sy_binlog_query q;
+    if (sy_binlog_query_parse(b, &q) != SY_PARSE_OK) {
+        sy_module_report_failed(c->ctx->report, "bad_event", "malformed QUERY event");
+        return false;
+    }
+    char default_db[257];
+    snprintf(default_db, sizeof default_db, "%.*s", (int)q.db_len, q.db);
+    char w[16];
+    next_token(q.sql, q.sql + q.sql_len, w, sizeof w);
+    if (strcasecmp(w, "COMMIT") == 0 || strcasecmp(w, "ROLLBACK") == 0)
+        return txn_commit(c); /* closes a non-transactional group; its changes happened */
+    if (strcasecmp(w, "BEGIN") == 0 || c->txn_echo)
+        return true;
+    char what[600] = "";
+    switch (classify(c, q.sql, q.sql_len, default_db, what, sizeof what)) {
+    case DDL_NONE:
+    case DDL_SKIP:
+        return true;
+    case DDL_STATEMENT_DML:
+        sy_module_report_failed(c->ctx->report, "statement_format",
+                                "STATEMENT-format %s in synchronized database %s at %u-%u-%llu "
+                                "(binlog_format must be ROW)",
+                                what, default_db, c->txn_gtid.domain, c->txn_gtid.server,
+                                (unsigned long long)c->txn_gtid.seq);
+        return false;
+    case DDL_UNKNOWN_TARGET:
+        sy_module_report_failed(c->ctx->report, "ddl_target_unknown",
+                                "cannot tell which objects `%s` (default database '%s') changes at %u-%u-%llu", what,
+                                default_db, c->txn_gtid.domain, c->txn_gtid.server, (unsigned long long)c->txn_gtid.seq);
+        return false;
+    case DDL_SYNC:
+        break;
+    }
+    if (!txn_begin_record(c))
+        return false;
+    struct sy_change ch = { .kind = SY_CHANGE_DDL, .source_time_ms = c->txn_time_ms };
+    ch.u.ddl = (struct sy_change_ddl){ .db = q.db, .db_len = q.db_len, .sql = q.sql, .sql_len = q.sql_len,
+                                       .sql_mode = q.has_sql_mode ? q.sql_mode : 0,
+                                       .charset_client = q.has_charset ? q.charset_client : 0,
+                                       .collation_connection = q.has_charset ? q.collation_connection : 0,
+                                       .collation_server = q.has_charset ? q.collation_server : 0,
+                                       .time_zone = q.time_zone ? q.time_zone : "",
+                                       .time_zone_len = q.time_zone ? q.time_zone_len : 0 };
+    sy_log_info("%s: DDL %s at %u-%u-%llu", c->ctx->instance_id, what, c->txn_gtid.domain, c->txn_gtid.server,
+                (unsigned long long)c->txn_gtid.seq);
+    return append(c, &ch);
+}
+
+/* ---- the event loop -------------------------------------------------------------------------------- */
+
+static bool on_event(struct collector *c, const uint8_t *p, size_t n)
+{
+    struct sy_binlog_header h;
+    if (sy_binlog_header_parse(p, n, &h) != SY_PARSE_OK || h.event_size != n) {
+        sy_module_report_failed(c->ctx->report, "bad_event", "malformed binlog event header");
+        return false;
+    }
+    if (h.type == SY_BL_FORMAT_DESCRIPTION) {
+        struct sy_binlog_fde fde;
+        if (sy_binlog_fde_parse(p, n, &fde) == SY_PARSE_OK)
+            c->has_crc = fde.checksum_alg == 1;
+        return true;
+    }
+    if (h.type == SY_BL_HEARTBEAT) {
+        pthread_mutex_lock(&c->ctx->report->lock);
+        c->ctx->report->lag_ms = 0;
+        pthread_mutex_unlock(&c->ctx->report->lock);
+        if (c->skipped_since_position && !c->in_txn)
+            return append_position(c);
+        return true;
+    }
+    if (c->has_crc && !sy_binlog_crc_ok(p, n)) {
+        sy_module_report_failed(c->ctx->report, "bad_checksum", "binlog event type %u at position %u: CRC32 mismatch",
+                                h.type, h.next_pos);
+        return false;
+    }
+    struct sy_binlog_body body;
+    if (!sy_binlog_body(p, n, c->has_crc, &body)) {
+        sy_module_report_failed(c->ctx->report, "bad_event", "binlog event type %u too short", h.type);
+        return false;
+    }
+    c->events++;
+    if (h.timestamp) {
+        int64_t lag = (int64_t)wall_ms() - (int64_t)h.timestamp * 1000;
+        pthread_mutex_lock(&c->ctx->report->lock);
+        c->ctx->report->lag_ms = lag < 0 ? 0 : lag;
+        c->ctx->report->source_time_ms = (uint64_t)h.timestamp * 1000u;
+        pthread_mutex_unlock(&c->ctx->report->lock);
+    }
+    uint8_t type = h.type;
+    struct sy_binlog_body inflated;
+    if (sy_binlog_uncompressed_type(type) != type) {
+        if (sy_binlog_inflate(type, &body, &c->inflate_buf, &c->inflate_cap, &inflated) != SY_PARSE_OK) {
+            sy_module_report_failed(c->ctx->report, "bad_event", "compressed binlog event type %u does not inflate",
+                                    type);
+            return false;
+        }
+        body = inflated;
+        type = sy_binlog_uncompressed_type(type);
+    }
+    switch (type) {
+    case SY_BL_GTID: {
+        struct sy_binlog_gtid g;
+        if (sy_binlog_gtid_parse(&body, &g) != SY_PARSE_OK) {
+            sy_module_report_failed(c->ctx->report, "bad_event", "malformed GTID event");
+            return false;
+        }
+        txn_start(c, &g, &h);
+        if (g.flags & SY_GTID_FL_STANDALONE)
+            c->in_txn = true; /* a DDL group: its QUERY ends it */
+        return true;
+    }
+    case SY_BL_TABLE_MAP:
+        return on_table_map(c, &body);
+    case SY_BL_WRITE_ROWS_V1:
+    case SY_BL_UPDATE_ROWS_V1:
+    case SY_BL_DELETE_ROWS_V1:
+    case SY_BL_WRITE_ROWS_V2:
+    case SY_BL_UPDATE_ROWS_V2:
+    case SY_BL_DELETE_ROWS_V2:
+        return on_rows(c, type, &body);
+    case SY_BL_QUERY: {
+        bool ok = on_query(c, &body);
+        /* A standalone group (DDL) has no XID: the statement is the whole transaction. */
+        if (ok && c->in_txn && c->n_maps == 0) {
+            struct sy_binlog_query q;
+            char w[16] = "";
+            if (sy_binlog_query_parse(&body, &q) == SY_PARSE_OK)
+                next_token(q.sql, q.sql + q.sql_len, w, sizeof w);
+            if (strcasecmp(w, "BEGIN") != 0 && strcasecmp(w, "COMMIT") != 0 && strcasecmp(w, "ROLLBACK") != 0 &&
+                strcasecmp(w, "SAVEPOINT") != 0)
+                ok = txn_commit(c);
+        }
+        return ok;
+    }
+    case SY_BL_XID:
+        return txn_commit(c);
+    case SY_BL_XA_PREPARE:
+        return txn_commit(c); /* the prepared part is final in the binlog; XA COMMIT follows as a QUERY */
+    default:
+        return true; /* ROTATE, GTID_LIST, BINLOG_CHECKPOINT, ANNOTATE_ROWS, STOP, ...: nothing to apply */
+    }
+}
+
+/* The position to start from: the spool's last TXN_COMMIT/POSITION, else the instance's start position. */
+static int load_position(struct collector *c)
+{
+    struct sy_spool *sp = c->ctx->spool;
+    uint64_t first = sy_spool_first_seq(sp), last = sy_spool_last_seq(sp);
+    const char *from = c->ctx->start_position;
+    char found[1024] = "";
+    for (uint64_t seq = first; seq && seq <= last; seq++) {
+        uint8_t type;
+        const uint8_t *payload;
+        size_t len;
+        char err[256];
+        if (sy_spool_read(sp, seq, &type, &payload, &len, 0, err, sizeof err) != SY_SPOOL_OK)
+            break;
+        if (type != SY_CHANGE_TXN_COMMIT && type != SY_CHANGE_POSITION)
+            continue;
+        struct sy_change_scratch s;
+        struct sy_change ch;
+        sy_change_scratch_init(&s);
+        if (sy_change_decode(payload, len, &s, &ch) == SY_PARSE_OK)
+            snprintf(found, sizeof found, "%.*s", (int)ch.position_len, ch.position);
+        sy_change_scratch_fini(&s);
+    }
+    if (found[0])
+        from = found;
+    if (!sy_gtid_set_parse(from, strlen(from), &c->pos)) {
+        sy_module_report_failed(c->ctx->report, "bad_position", "cannot parse the start position '%s'", from);
+        return -1;
+    }
+    return 0;
+}
+
+static void disconnect(struct collector *c)
+{
+    if (c->ev) {
+        mariadb_free_rpl_event(c->ev);
+        c->ev = NULL;
+    }
+    if (c->rpl) {
+        mariadb_rpl_close(c->rpl);
+        c->rpl = NULL;
+    }
+    if (c->conn) {
+        mysql_close(c->conn);
+        c->conn = NULL;
+    }
+}
+
+/* 0 = streaming; 1 = retry later (transient); -1 = failed for good (reported). */
+static int connect_dump(struct collector *c)
+{
+    unsigned int e = 0;
+    c->conn = sy_mariadb_connect(c->ctx->source, c->cfg, 0, COLL_TIMEOUT_S, &e, c->err, sizeof c->err);
+    if (c->conn == NULL)
+        return sy_mariadb_is_transient(e) || e == 0 ? 1 : -1;
+    char pos[1024];
+    sy_gtid_set_format(&c->pos, pos, sizeof pos);
+    char err[512];
+    if (sy_mariadb_exec(c->conn, err, sizeof err, "SET @master_binlog_checksum=@@global.binlog_checksum, "
+                                                  "@mariadb_slave_capability=4, @slave_connect_state='%s', "
+                                                  "@slave_gtid_strict_mode=0, @slave_gtid_ignore_duplicates=0, "
+                                                  "@master_heartbeat_period=1000000000",
+                        pos) != 0) {
+        snprintf(c->err, sizeof c->err, "setting up the binlog dump: %s", err);
+        return 1;
+    }
+    c->rpl = mariadb_rpl_init(c->conn);
+    if (c->rpl == NULL) {
+        snprintf(c->err, sizeof c->err, "mariadb_rpl_init failed");
+        return 1;
+    }
+    uint32_t sid = c->cfg->collector_server_id;
+    mariadb_rpl_optionsv(c->rpl, MARIADB_RPL_SERVER_ID, sid);
+    mariadb_rpl_optionsv(c->rpl, MARIADB_RPL_FILENAME, "", (size_t)0);
+    mariadb_rpl_optionsv(c->rpl, MARIADB_RPL_START, (unsigned long)4);
+    mariadb_rpl_optionsv(c->rpl, MARIADB_RPL_FLAGS, (uint32_t)MARIADB_RPL_BINLOG_SEND_ANNOTATE_ROWS);
+    if (mariadb_rpl_open(c->rpl) != 0 || mysql_errno(c->conn) != 0) {
+        unsigned int me = mysql_errno(c->conn);
+        snprintf(c->err, sizeof c->err, "binlog dump from %s:%u at %s: %u %s", c->ctx->source->host,
+                 c->ctx->source->port, pos[0] ? pos : "(start)", me ? me : mariadb_rpl_errno(c->rpl),
+                 me ? mysql_error(c->conn) : mariadb_rpl_error(c->rpl));
+        return me == 1236 ? -1 : 1; /* 1236: the position is gone (purged) or unknown */
+    }
+    sy_log_info("%s: reading the binlog of %s:%u from %s", c->ctx->instance_id, c->ctx->source->host,
+                c->ctx->source->port, pos[0] ? pos : "its beginning");
+    return 0;
+}
+
+static void collect(struct collector *c)
+{
+    int backoff = 100;
+    while (!stopping(c)) {
+        int rc = connect_dump(c);
+        if (rc < 0) {
+            sy_module_report_failed(c->ctx->report, "position_unavailable", "%s", c->err);
+            disconnect(c);
+            return;
+        }
+        if (rc > 0) {
+            sy_module_report_retrying(c->ctx->report, "source_unreachable", "%s", c->err);
+            disconnect(c);
+            for (int waited = 0; waited < backoff && !stopping(c); waited += 50)
+                usleep(50 * 1000);
+            if (backoff < COLL_MAX_BACKOFF_MS)
+                backoff *= 2;
+            continue;
+        }
+        /* A partial transaction from before a reconnect is re-read whole: forget it. */
+        c->in_txn = false;
+        c->txn_begun = false;
+        bool streaming = false;
+        while (!stopping(c)) {
+            c->ev = mariadb_rpl_fetch(c->rpl, c->ev);
+            if (c->ev == NULL) {
+                unsigned int me = mysql_errno(c->conn);
+                char pos[1024];
+                sy_gtid_set_format(&c->pos, pos, sizeof pos);
+                snprintf(c->err, sizeof c->err, "binlog stream from %s:%u at %s ended: %u %s", c->ctx->source->host,
+                         c->ctx->source->port, pos[0] ? pos : "(start)", me,
+                         me ? mysql_error(c->conn) : mariadb_rpl_error(c->rpl));
+                if (me == 1236) { /* the position was purged or never existed: never skip, fail */
+                    sync_spool(c, true);
+                    disconnect(c);
+                    sy_module_report_failed(c->ctx->report, "position_unavailable", "%s", c->err);
+                    return;
+                }
+                break;
+            }
+            if (!streaming) {
+                /* Only a stream that delivers counts as recovered (a reconnect that breaks at once must
+                 * not restart the retry window). */
+                streaming = true;
+                backoff = 100;
+                sy_module_report_running(c->ctx->report);
+            }
+            const uint8_t *raw = c->ev->raw_data;
+            size_t len = c->ev->raw_data_size;
+            if (len == (size_t)c->ev->event_length + 1) { /* the packet's OK byte leads */
+                raw++;
+                len--;
+            }
+            if (!on_event(c, raw, len)) {
+                sync_spool(c, true);
+                disconnect(c);
+                return; /* failed: reported */
+            }
+            sync_spool(c, false);
+        }
+        sync_spool(c, true);
+        disconnect(c);
+        if (!stopping(c)) {
+            if (c->txn_begun)
+                sy_log_info("%s: stream broke inside %u-%u-%llu: it is read again", c->ctx->instance_id,
+                            c->txn_gtid.domain, c->txn_gtid.server, (unsigned long long)c->txn_gtid.seq);
+            sy_module_report_retrying(c->ctx->report, "source_unreachable", "%s", c->err);
+        }
+    }
+}
+
+static void *collector_main(void *arg)
+{
+    struct collector *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->ctx = arg;
+    c->cfg = c->ctx->cfg;
+    c->has_crc = true;
+    c->last_position_ms = wall_ms();
+    sy_buf_init(&c->buf);
+    mysql_thread_init();
+    if (load_position(c) == 0)
+        collect(c);
+    sync_spool(c, true);
+    disconnect(c);
+    maps_clear(c);
+    sy_buf_fini(&c->buf);
+    free(c->inflate_buf);
+    free(c->before);
+    free(c->after);
+    free(c);
+    mysql_thread_end();
+    return NULL;
+}
+
+const struct sy_module_ops sy_mariadb_collection = { "collection", collector_main };

@@ -1,0 +1,559 @@
+/* Instance state machine (ARCHITECTURE.md "States"): modules run as threads, report through
+ * struct sy_module_report, and the loop turns reports into instance states every POLL_MS:
+ *
+ *   PRECHECKING --pass--> INITIAL_SYNC --done--> RUNNING <--> RETRYING --window spent--> FAILED
+ *        \--fail--> PRECHECK_FAILED            PAUSED (command)        TERMINATED (final)
+ *
+ * Persisted: state, whether initial sync finished and the position it ended at, last error. A
+ * restart resumes: PRECHECKING and INITIAL_SYNC start over (the copy restarts cleanly), RUNNING and
+ * RETRYING start the modules (collection resumes after the spool's last complete transaction, write
+ * after its checkpoint in the destination), PAUSED/FAILED/TERMINATED stay. */
+#include "core/instance.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/state_file.h"
+
+#define POLL_MS 200
+
+enum { MOD_INIT, MOD_COLL, MOD_WRITE, MOD__COUNT };
+
+struct module {
+    const struct sy_module_ops *ops;  /* ref: engine's static ops; NULL = this module does not exist */
+    pthread_t thread;
+    bool running;                     /* thread started and not joined */
+    volatile int stop;                /* asks the thread to return */
+    struct sy_module_report report;
+    struct sy_module_ctx ctx;
+    uint64_t rate_events;             /* events counter at rate_ms */
+    uint64_t rate_ms;                 /* monotonic time of the last rate sample */
+    double per_s;                     /* events (rows for the writer) per second over the last second+ */
+};
+
+struct sy_instance {
+    struct sy_pair *pair;                    /* ref */
+    enum sy_direction dir;
+    const struct sy_engine_modules *mods;    /* ref: static */
+    char id[96];                             /* "orders/forward" */
+    char dir_path[1024];                     /* state_dir/instances/<pair>.<direction> */
+    char state_path[1100];                   /* .../state.json */
+    enum sy_instance_state state;
+    bool initial_sync_done;                  /* persisted: the copy finished */
+    char start_position[1024];               /* persisted: where collection starts if the spool is empty */
+    char last_error[1024];                   /* persisted; "" = none */
+    char reason[64];                         /* snake_case reason of the last error / retry */
+    struct sy_spool *spool;                  /* owned */
+    struct module mod[MOD__COUNT];
+    struct event *poll;                      /* owned: POLL_MS timer */
+    pthread_t precheck_thread;
+    bool precheck_running;
+    volatile int precheck_done;              /* set by the precheck thread when finished */
+    int precheck_rc;
+    json_t *checks;                          /* owned: last precheck result */
+};
+
+static const char *const state_names[] = {
+    "prechecking", "precheck_failed", "initial_sync", "collecting", "running",
+    "paused",      "retrying",        "failed",       "terminated",
+};
+static const char *const module_state_names[] = { "stopped", "running", "paused", "retrying", "failed" };
+
+const char *sy_instance_state_name(enum sy_instance_state s)
+{
+    return state_names[s];
+}
+
+const char *sy_module_state_name(enum sy_module_state s)
+{
+    return module_state_names[s];
+}
+
+const char *sy_instance_id(const struct sy_instance *in)
+{
+    return in->id;
+}
+
+enum sy_instance_state sy_instance_state(const struct sy_instance *in)
+{
+    return in->state;
+}
+
+/* ---- reports ----------------------------------------------------------------------------------- */
+
+void sy_module_report_init(struct sy_module_report *r)
+{
+    memset(r, 0, sizeof *r);
+    pthread_mutex_init(&r->lock, NULL);
+    r->lag_ms = -1;
+}
+
+void sy_module_report_fini(struct sy_module_report *r)
+{
+    pthread_mutex_destroy(&r->lock);
+}
+
+void sy_module_report_running(struct sy_module_report *r)
+{
+    pthread_mutex_lock(&r->lock);
+    r->state = SY_MOD_RUNNING;
+    r->retry_since_ms = 0;
+    r->reason[0] = '\0';
+    pthread_mutex_unlock(&r->lock);
+}
+
+static void report_set(struct sy_module_report *r, enum sy_module_state st, const char *reason, const char *fmt,
+                       va_list ap)
+{
+    pthread_mutex_lock(&r->lock);
+    if (st == SY_MOD_RETRYING && r->state != SY_MOD_RETRYING)
+        r->retry_since_ms = sy_now_ms();
+    r->state = st;
+    snprintf(r->reason, sizeof r->reason, "%s", reason);
+    vsnprintf(r->error, sizeof r->error, fmt, ap);
+    pthread_mutex_unlock(&r->lock);
+}
+
+void sy_module_report_retrying(struct sy_module_report *r, const char *reason, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    report_set(r, SY_MOD_RETRYING, reason, fmt, ap);
+    va_end(ap);
+}
+
+void sy_module_report_failed(struct sy_module_report *r, const char *reason, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    report_set(r, SY_MOD_FAILED, reason, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- persistence ----------------------------------------------------------------------------- */
+
+static int persist(struct sy_instance *in)
+{
+    char err[512];
+    json_t *doc = json_pack("{s:s,s:b,s:s,s:s,s:s}", "state", state_names[in->state], "initial_sync_done",
+                            in->initial_sync_done, "start_position", in->start_position, "last_error",
+                            in->last_error, "reason", in->reason);
+    int rc = sy_state_write_json(in->state_path, doc, err, sizeof err);
+    json_decref(doc);
+    if (rc != 0)
+        sy_log_error("%s: cannot persist state: %s", in->id, err);
+    return rc;
+}
+
+static void set_state(struct sy_instance *in, enum sy_instance_state to)
+{
+    if (in->state == to)
+        return;
+    sy_log_info("%s: %s -> %s%s%s", in->id, state_names[in->state], state_names[to], in->last_error[0] ? ": " : "",
+                to == SY_INST_FAILED || to == SY_INST_RETRYING || to == SY_INST_PRECHECK_FAILED ? in->last_error
+                                                                                                : "");
+    in->state = to;
+    persist(in);
+}
+
+static int load(struct sy_instance *in, char *err, size_t errlen)
+{
+    int missing = 0;
+    json_t *doc = sy_state_read_json(in->state_path, &missing, err, errlen);
+    if (doc == NULL)
+        return missing ? 1 : -1;
+    const char *st = json_string_value(json_object_get(doc, "state"));
+    int found = -1;
+    for (size_t i = 0; st && i < SY_ARRAY_LEN(state_names); i++)
+        if (strcmp(st, state_names[i]) == 0)
+            found = (int)i;
+    if (found < 0) {
+        snprintf(err, errlen, "%s: unknown state '%s'", in->state_path, st ? st : "(none)");
+        json_decref(doc);
+        return -1;
+    }
+    in->state = (enum sy_instance_state)found;
+    in->initial_sync_done = json_is_true(json_object_get(doc, "initial_sync_done"));
+    snprintf(in->start_position, sizeof in->start_position, "%s",
+             json_string_value(json_object_get(doc, "start_position")) ?: "");
+    snprintf(in->last_error, sizeof in->last_error, "%s", json_string_value(json_object_get(doc, "last_error")) ?: "");
+    snprintf(in->reason, sizeof in->reason, "%s", json_string_value(json_object_get(doc, "reason")) ?: "");
+    json_decref(doc);
+    return 0;
+}
+
+/* ---- module threads ---------------------------------------------------------------------------- */
+
+static int module_start(struct sy_instance *in, int which)
+{
+    struct module *m = &in->mod[which];
+    if (m->ops == NULL || m->running)
+        return 0;
+    m->stop = 0;
+    pthread_mutex_lock(&m->report.lock);
+    m->report.state = SY_MOD_RUNNING;
+    m->report.retry_since_ms = 0;
+    m->report.reason[0] = '\0';
+    m->report.error[0] = '\0';
+    pthread_mutex_unlock(&m->report.lock);
+    int rc = pthread_create(&m->thread, NULL, m->ops->run, &m->ctx);
+    if (rc != 0) {
+        snprintf(in->last_error, sizeof in->last_error, "cannot start %s thread: %s", m->ops->name, strerror(rc));
+        return -1;
+    }
+    m->running = true;
+    sy_log_info("%s: %s module started", in->id, m->ops->name);
+    return 0;
+}
+
+static void module_stop(struct sy_instance *in, int which, enum sy_module_state as)
+{
+    struct module *m = &in->mod[which];
+    if (!m->running)
+        return;
+    m->stop = 1;
+    sy_spool_wake(in->spool);
+    pthread_join(m->thread, NULL);
+    m->running = false;
+    pthread_mutex_lock(&m->report.lock);
+    if (m->report.state != SY_MOD_FAILED || as != SY_MOD_STOPPED)
+        m->report.state = as;
+    pthread_mutex_unlock(&m->report.lock);
+    sy_log_info("%s: %s module stopped", in->id, m->ops->name);
+}
+
+static void modules_stop(struct sy_instance *in, enum sy_module_state as)
+{
+    for (int i = 0; i < MOD__COUNT; i++)
+        module_stop(in, i, as);
+}
+
+static void *precheck_main(void *arg)
+{
+    struct sy_instance *in = arg;
+    json_t *checks = json_array();
+    in->precheck_rc = in->mods->precheck(in->pair->cfg, in->dir, checks);
+    in->checks = checks;
+    __atomic_store_n(&in->precheck_done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void begin_precheck(struct sy_instance *in)
+{
+    json_decref(in->checks);
+    in->checks = NULL;
+    in->precheck_done = 0;
+    set_state(in, SY_INST_PRECHECKING);
+    if (pthread_create(&in->precheck_thread, NULL, precheck_main, in) != 0) {
+        snprintf(in->last_error, sizeof in->last_error, "cannot start the precheck thread");
+        set_state(in, SY_INST_FAILED);
+        return;
+    }
+    in->precheck_running = true;
+}
+
+/* Starts what the current state needs. */
+static void run_state(struct sy_instance *in)
+{
+    switch (in->state) {
+    case SY_INST_PRECHECKING:
+        begin_precheck(in);
+        break;
+    case SY_INST_INITIAL_SYNC:
+        if (in->mod[MOD_INIT].ops == NULL) {
+            in->initial_sync_done = true;
+            set_state(in, SY_INST_RUNNING);
+            run_state(in);
+            break;
+        }
+        if (module_start(in, MOD_INIT) != 0)
+            set_state(in, SY_INST_FAILED);
+        break;
+    case SY_INST_RUNNING:
+    case SY_INST_RETRYING:
+        if (module_start(in, MOD_COLL) != 0 || module_start(in, MOD_WRITE) != 0) {
+            modules_stop(in, SY_MOD_STOPPED);
+            set_state(in, SY_INST_FAILED);
+        }
+        break;
+    case SY_INST_COLLECTING:
+        if (module_start(in, MOD_COLL) != 0)
+            set_state(in, SY_INST_FAILED);
+        break;
+    default:
+        break;
+    }
+}
+
+static void fail_instance(struct sy_instance *in, const char *reason, const char *error)
+{
+    snprintf(in->reason, sizeof in->reason, "%s", reason);
+    snprintf(in->last_error, sizeof in->last_error, "%s", error);
+    modules_stop(in, SY_MOD_STOPPED);
+    set_state(in, SY_INST_FAILED);
+}
+
+static void on_poll(evutil_socket_t fd, short what, void *arg)
+{
+    struct sy_instance *in = arg;
+    if (in->precheck_running && __atomic_load_n(&in->precheck_done, __ATOMIC_ACQUIRE)) {
+        pthread_join(in->precheck_thread, NULL);
+        in->precheck_running = false;
+        if (in->precheck_rc == 0) {
+            in->last_error[0] = '\0';
+            set_state(in, in->initial_sync_done ? SY_INST_RUNNING : SY_INST_INITIAL_SYNC);
+            run_state(in);
+        } else {
+            snprintf(in->reason, sizeof in->reason, "precheck_failed");
+            snprintf(in->last_error, sizeof in->last_error, "precheck failed: run `switchyardctl precheck %s`",
+                     in->pair->cfg->name);
+            set_state(in, SY_INST_PRECHECK_FAILED);
+        }
+    }
+    uint64_t now = sy_now_ms();
+    bool any_retrying = false;
+    for (int i = 0; i < MOD__COUNT; i++) {
+        struct module *m = &in->mod[i];
+        if (!m->running)
+            continue;
+        pthread_mutex_lock(&m->report.lock);
+        if (now - m->rate_ms >= 1000) {
+            uint64_t ev = m->report.events;
+            m->per_s = m->rate_ms && ev >= m->rate_events ? (double)(ev - m->rate_events) * 1000.0 /
+                                                                (double)(now - m->rate_ms)
+                                                          : 0.0;
+            m->rate_events = ev;
+            m->rate_ms = now;
+        }
+        enum sy_module_state st = m->report.state;
+        uint64_t since = m->report.retry_since_ms;
+        bool sync_done = m->report.initial_sync_done;
+        char reason[64], error[1024], position[1024];
+        snprintf(reason, sizeof reason, "%s", m->report.reason);
+        snprintf(error, sizeof error, "%s", m->report.error);
+        snprintf(position, sizeof position, "%s", m->report.position);
+        pthread_mutex_unlock(&m->report.lock);
+        if (st == SY_MOD_FAILED) {
+            char msg[1200];
+            snprintf(msg, sizeof msg, "%s: %s", m->ops->name, error);
+            fail_instance(in, reason, msg);
+            return;
+        }
+        if (st == SY_MOD_RETRYING) {
+            any_retrying = true;
+            snprintf(in->reason, sizeof in->reason, "%s", reason);
+            snprintf(in->last_error, sizeof in->last_error, "%s: %s", m->ops->name, error);
+            /* spool_full is backpressure, not a failed connection: it waits as long as it takes */
+            if (since && strcmp(reason, "spool_full") != 0 &&
+                now - since > (uint64_t)in->pair->cfg->retry_seconds * 1000u) {
+                char msg[1200];
+                snprintf(msg, sizeof msg, "%s: %s (retried for retry_seconds=%d)", m->ops->name, error,
+                         in->pair->cfg->retry_seconds);
+                fail_instance(in, reason, msg);
+                return;
+            }
+        }
+        if (i == MOD_INIT && sync_done) {
+            module_stop(in, MOD_INIT, SY_MOD_STOPPED);
+            in->initial_sync_done = true;
+            snprintf(in->start_position, sizeof in->start_position, "%s", position);
+            sy_log_info("%s: initial synchronization done; incremental from %s", in->id, position);
+            set_state(in, SY_INST_RUNNING);
+            run_state(in);
+        }
+    }
+    if (in->state == SY_INST_RUNNING && any_retrying)
+        set_state(in, SY_INST_RETRYING);
+    else if (in->state == SY_INST_RETRYING && !any_retrying) {
+        in->last_error[0] = '\0';
+        set_state(in, SY_INST_RUNNING);
+    }
+}
+
+/* ---- lifecycle --------------------------------------------------------------------------------- */
+
+struct sy_instance *sy_instance_open(struct sy_pair *pair, enum sy_direction dir,
+                                     const struct sy_engine_modules *mods, char *err, size_t errlen)
+{
+    struct sy_instance *in = calloc(1, sizeof *in);
+    if (in == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    in->pair = pair;
+    in->dir = dir;
+    in->mods = mods;
+    const char *dname = dir == SY_DIR_FORWARD ? "forward" : "reverse";
+    snprintf(in->id, sizeof in->id, "%s/%s", pair->cfg->name, dname);
+    snprintf(in->dir_path, sizeof in->dir_path, "%s/instances/%s.%s", pair->state_dir, pair->cfg->name, dname);
+    snprintf(in->state_path, sizeof in->state_path, "%s/state.json", in->dir_path);
+    if (sy_mkdirs(in->dir_path, err, errlen) != 0)
+        goto fail;
+    int rc = load(in, err, errlen);
+    if (rc < 0)
+        goto fail;
+    if (rc == 1) {
+        in->state = SY_INST_PRECHECKING;
+        persist(in);
+    } else if (in->state == SY_INST_INITIAL_SYNC) {
+        sy_log_info("%s: restarted during initial synchronization: the copy starts again", in->id);
+    }
+    char spool_dir[1200];
+    snprintf(spool_dir, sizeof spool_dir, "%s/spool", in->dir_path);
+    /* Segments small enough that truncation below the checkpoint frees room under the cap. */
+    uint64_t segment = pair->cfg->spool_max_bytes / 8;
+    if (segment > (64u << 20))
+        segment = 64u << 20;
+    if (segment < 4096)
+        segment = 4096;
+    in->spool = sy_spool_open(spool_dir, pair->cfg->spool_max_bytes, segment, err, errlen);
+    if (in->spool == NULL)
+        goto fail;
+    const struct sy_module_ops *ops[MOD__COUNT] = {
+        dir == SY_DIR_FORWARD ? mods->initial_sync : NULL,
+        mods->collection,
+        mods->write,
+    };
+    for (int i = 0; i < MOD__COUNT; i++) {
+        struct module *m = &in->mod[i];
+        m->ops = ops[i];
+        sy_module_report_init(&m->report);
+        m->ctx = (struct sy_module_ctx){
+            .cfg = pair->cfg,
+            .instance_id = in->id,
+            .direction = dir,
+            .source = dir == SY_DIR_FORWARD ? &pair->cfg->business : &pair->cfg->dr,
+            .dest = dir == SY_DIR_FORWARD ? &pair->cfg->dr : &pair->cfg->business,
+            .state_dir = in->dir_path,
+            .start_position = in->start_position,
+            .spool = in->spool,
+            .report = &m->report,
+            .stop = &m->stop,
+        };
+    }
+    in->poll = event_new(pair->base, -1, EV_PERSIST, on_poll, in);
+    struct timeval tv = { 0, POLL_MS * 1000 };
+    if (in->poll == NULL || event_add(in->poll, &tv) != 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    run_state(in);
+    return in;
+fail:
+    sy_instance_close(in);
+    return NULL;
+}
+
+void sy_instance_close(struct sy_instance *in)
+{
+    if (in == NULL)
+        return;
+    if (in->poll)
+        event_free(in->poll);
+    if (in->spool)
+        modules_stop(in, SY_MOD_STOPPED);
+    if (in->precheck_running)
+        pthread_join(in->precheck_thread, NULL);
+    for (int i = 0; i < MOD__COUNT; i++)
+        if (in->mod[i].ctx.report)
+            sy_module_report_fini(&in->mod[i].report);
+    sy_spool_close(in->spool);
+    json_decref(in->checks);
+    free(in);
+}
+
+/* ---- commands ---------------------------------------------------------------------------------- */
+
+int sy_instance_pause(struct sy_instance *in, const char **code, char *msg, size_t msglen)
+{
+    if (in->state != SY_INST_RUNNING && in->state != SY_INST_RETRYING && in->state != SY_INST_COLLECTING &&
+        in->state != SY_INST_INITIAL_SYNC) {
+        *code = "bad_state";
+        snprintf(msg, msglen, "%s is %s: only a running instance can be paused", in->id, state_names[in->state]);
+        return -1;
+    }
+    modules_stop(in, SY_MOD_PAUSED);
+    set_state(in, SY_INST_PAUSED);
+    return 0;
+}
+
+int sy_instance_start(struct sy_instance *in, const char **code, char *msg, size_t msglen)
+{
+    switch (in->state) {
+    case SY_INST_PAUSED:
+    case SY_INST_FAILED:
+        in->last_error[0] = '\0';
+        in->reason[0] = '\0';
+        if (!in->initial_sync_done) {
+            begin_precheck(in);
+            return 0;
+        }
+        set_state(in, SY_INST_RUNNING);
+        run_state(in);
+        return 0;
+    case SY_INST_PRECHECK_FAILED:
+        begin_precheck(in);
+        return 0;
+    default:
+        *code = "bad_state";
+        snprintf(msg, msglen, "%s is %s: start applies to a paused, failed or precheck_failed instance", in->id,
+                 state_names[in->state]);
+        return -1;
+    }
+}
+
+int sy_instance_terminate(struct sy_instance *in, const char **code, char *msg, size_t msglen)
+{
+    if (in->state == SY_INST_TERMINATED) {
+        *code = "bad_state";
+        snprintf(msg, msglen, "%s is already terminated", in->id);
+        return -1;
+    }
+    modules_stop(in, SY_MOD_STOPPED);
+    set_state(in, SY_INST_TERMINATED);
+    return 0;
+}
+
+static json_t *module_json(struct module *m, const char *rate_key)
+{
+    if (m->ops == NULL)
+        return json_null();
+    pthread_mutex_lock(&m->report.lock);
+    enum sy_module_state st = m->running ? m->report.state : (m->report.state == SY_MOD_PAUSED ? SY_MOD_PAUSED
+                                                                                                : SY_MOD_STOPPED);
+    json_t *o = json_pack("{s:s,s:I,s:I,s:s,s:I,s:I,s:f}", "state", module_state_names[st], "lag_ms",
+                          (json_int_t)(m->report.lag_ms < 0 ? 0 : m->report.lag_ms), "lag_events",
+                          (json_int_t)m->report.lag_events, "position", m->report.position, "spool_seq",
+                          (json_int_t)m->report.spool_seq, "events", (json_int_t)m->report.events,
+                          rate_key, m->running ? m->per_s : 0.0);
+    if (m->report.lag_ms < 0)
+        json_object_set_new(o, "lag_ms", json_null());
+    pthread_mutex_unlock(&m->report.lock);
+    return o;
+}
+
+json_t *sy_instance_status_json(struct sy_instance *in)
+{
+    struct module *init = &in->mod[MOD_INIT];
+    pthread_mutex_lock(&init->report.lock);
+    uint64_t done = init->report.done_rows, total = init->report.total_rows;
+    pthread_mutex_unlock(&init->report.lock);
+    json_t *o = json_pack("{s:s,s:s,s:s,s:o,s:o}", "id", in->id, "direction",
+                          in->dir == SY_DIR_FORWARD ? "forward" : "reverse", "state", state_names[in->state],
+                          "collection", module_json(&in->mod[MOD_COLL], "events_per_s"), "write",
+                          module_json(&in->mod[MOD_WRITE], "rows_per_s"));
+    if (in->dir == SY_DIR_FORWARD)
+        json_object_set_new(o, "initial_sync",
+                            json_pack("{s:I,s:I,s:b}", "done_rows", (json_int_t)done, "total_rows", (json_int_t)total,
+                                      "done", in->initial_sync_done));
+    json_object_set_new(o, "last_error", in->last_error[0] ? json_string(in->last_error) : json_null());
+    if (in->reason[0])
+        json_object_set_new(o, "reason", json_string(in->reason));
+    if (in->checks)
+        json_object_set(o, "precheck", in->checks);
+    return o;
+}

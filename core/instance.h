@@ -1,0 +1,116 @@
+/* A synchronization instance: one direction of a pair (forward business -> dr, or reverse) with its
+ * modules — Initial Synchronization (forward only), Incremental Data Collection (source log -> spool)
+ * and Incremental Write (spool -> destination). Engines supply the modules through vtables; the core
+ * owns the state machine, its persistence (state_dir/instances/<pair>.<direction>.json), the spool,
+ * the retry window and the admin commands (pause, start, terminate, status fields).
+ *
+ * Modules run in their own threads (the engines' client libraries block) and report through a
+ * mutex-protected struct sy_module_report; the loop polls the reports every 200 ms and decides
+ * state changes here, in one place. */
+#ifndef SY_INSTANCE_H
+#define SY_INSTANCE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "core/config.h"
+#include "core/pair.h"
+#include "core/spool.h"
+
+enum sy_direction { SY_DIR_FORWARD, SY_DIR_REVERSE };
+
+enum sy_instance_state {
+    SY_INST_PRECHECKING,
+    SY_INST_PRECHECK_FAILED,
+    SY_INST_INITIAL_SYNC,
+    SY_INST_COLLECTING,
+    SY_INST_RUNNING,
+    SY_INST_PAUSED,
+    SY_INST_RETRYING,
+    SY_INST_FAILED,
+    SY_INST_TERMINATED,
+};
+
+enum sy_module_state { SY_MOD_STOPPED, SY_MOD_RUNNING, SY_MOD_PAUSED, SY_MOD_RETRYING, SY_MOD_FAILED };
+
+/* What a module thread tells the loop. Written by the module under `lock`, read by the loop. */
+struct sy_module_report {
+    pthread_mutex_t lock;
+    enum sy_module_state state;  /* RUNNING, RETRYING (a database or the spool cannot be used), FAILED */
+    char position[1024];         /* collector: source position collected; writer: applied */
+    uint64_t spool_seq;          /* collector: last appended; writer: last applied (checkpoint) */
+    uint64_t events;             /* collector: events read; writer: rows applied (monotonic counters) */
+    uint64_t source_time_ms;     /* source timestamp of the last event handled (wall clock, ms) */
+    int64_t lag_ms;              /* -1 = unknown */
+    uint64_t lag_events;
+    uint64_t done_rows, total_rows; /* initial sync progress */
+    bool initial_sync_done;      /* initial sync module: finished; start position is in `position` */
+    char reason[64];             /* snake_case: why RETRYING/FAILED ("spool_full", "dr_unreachable") */
+    char error[1024];            /* human text for last_error */
+    uint64_t retry_since_ms;     /* monotonic: when the current RETRYING began (0 = not retrying) */
+};
+
+void sy_module_report_init(struct sy_module_report *r);
+void sy_module_report_fini(struct sy_module_report *r);
+/* Helpers modules call from their threads. */
+void sy_module_report_running(struct sy_module_report *r);
+void sy_module_report_retrying(struct sy_module_report *r, const char *reason, const char *fmt, ...)
+    SY_PRINTF(3, 4);
+void sy_module_report_failed(struct sy_module_report *r, const char *reason, const char *fmt, ...) SY_PRINTF(3, 4);
+
+struct sy_instance;
+
+/* Everything a module needs to run; owned by the instance, valid while the module runs. */
+struct sy_module_ctx {
+    const struct sy_pair_cfg *cfg;     /* ref: the pair's config */
+    const char *instance_id;           /* "orders/forward" */
+    enum sy_direction direction;
+    const struct sy_endpoint *source;  /* ref: business for forward */
+    const struct sy_endpoint *dest;    /* ref */
+    const char *state_dir;             /* instance's own dir: state_dir/instances/<pair>.<direction>/ */
+    const char *start_position;        /* collection: where to start when the spool has no position yet
+                                          (the initial sync's snapshot position) */
+    struct sy_spool *spool;            /* ref: owned by the instance */
+    struct sy_module_report *report;   /* ref: this module's report */
+    volatile int *stop;                /* set to 1 by the loop: the thread returns soon */
+};
+
+/* A module = a thread body. run() returns when *ctx->stop is set or it FAILED for good. */
+struct sy_module_ops {
+    const char *name;    /* "collection", "write", "initial_sync" */
+    void *(*run)(void *ctx); /* pthread start routine; arg is struct sy_module_ctx * */
+};
+
+/* The engine's modules for one direction. */
+struct sy_engine_modules {
+    enum sy_engine engine;
+    const struct sy_module_ops *initial_sync;   /* NULL: none */
+    const struct sy_module_ops *collection;
+    const struct sy_module_ops *write;
+    /* Runs the precheck synchronously (a worker thread); fills checks (JSON array of
+     * {name, status: pass|fail|warn, detail, fix}). Returns 0 when nothing failed. */
+    int (*precheck)(const struct sy_pair_cfg *cfg, enum sy_direction dir, json_t *checks);
+};
+
+/* Loads or creates the forward instance of a pair whose `objects` is set. NULL + err on a broken
+ * state file (never silently starts over). */
+struct sy_instance *sy_instance_open(struct sy_pair *pair, enum sy_direction dir,
+                                     const struct sy_engine_modules *mods, char *err, size_t errlen);
+void sy_instance_close(struct sy_instance *in); /* stops the threads (they resume at restart); NULL-safe */
+
+json_t *sy_instance_status_json(struct sy_instance *in);
+const char *sy_instance_id(const struct sy_instance *in);
+enum sy_instance_state sy_instance_state(const struct sy_instance *in);
+
+/* Commands. 0 = done; -1 with code (snake_case) and message. */
+int sy_instance_pause(struct sy_instance *in, const char **code, char *msg, size_t msglen);
+int sy_instance_start(struct sy_instance *in, const char **code, char *msg, size_t msglen);
+int sy_instance_terminate(struct sy_instance *in, const char **code, char *msg, size_t msglen);
+
+const char *sy_instance_state_name(enum sy_instance_state s);
+const char *sy_module_state_name(enum sy_module_state s);
+
+#endif

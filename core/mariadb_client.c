@@ -1,0 +1,197 @@
+/* Connector/C helpers for module threads: admin connections, statements, single values, error
+ * classification, identifier quoting, and the `objects` filter. */
+#include "core/mariadb_client.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <stdlib.h>
+#include <strings.h>
+
+#include <errmsg.h>
+#include <mysqld_error.h>
+
+MYSQL *sy_mariadb_connect(const struct sy_endpoint *ep, const struct sy_pair_cfg *cfg, unsigned long flags,
+                          int timeout_s, unsigned int *mysql_errno_out, char *err, size_t errlen)
+{
+    if (mysql_errno_out)
+        *mysql_errno_out = 0;
+    MYSQL *m = mysql_init(NULL);
+    if (m == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    unsigned int t = (unsigned int)timeout_s, proto = MYSQL_PROTOCOL_TCP;
+    mysql_optionsv(m, MYSQL_OPT_CONNECT_TIMEOUT, &t);
+    mysql_optionsv(m, MYSQL_OPT_READ_TIMEOUT, &t);
+    mysql_optionsv(m, MYSQL_OPT_WRITE_TIMEOUT, &t);
+    mysql_optionsv(m, MYSQL_OPT_PROTOCOL, &proto);
+    mysql_optionsv(m, MYSQL_SET_CHARSET_NAME, "binary");
+    if (!mysql_real_connect(m, ep->host, cfg->admin_user, cfg->admin_password, NULL, ep->port, NULL, flags)) {
+        snprintf(err, errlen, "%s:%u: %u %s", ep->host, ep->port, mysql_errno(m), mysql_error(m));
+        if (mysql_errno_out)
+            *mysql_errno_out = mysql_errno(m);
+        mysql_close(m);
+        return NULL;
+    }
+    return m;
+}
+
+static int vexec(MYSQL *m, char *err, size_t errlen, const char *fmt, va_list ap)
+{
+    char stack[4096];
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(stack, sizeof stack, fmt, ap);
+    char *sql = stack;
+    if (n < 0) {
+        va_end(ap2);
+        snprintf(err, errlen, "bad statement format");
+        return -1;
+    }
+    if ((size_t)n >= sizeof stack) {
+        sql = malloc((size_t)n + 1);
+        if (sql == NULL) {
+            va_end(ap2);
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        vsnprintf(sql, (size_t)n + 1, fmt, ap2);
+    }
+    va_end(ap2);
+    int rc = mysql_real_query(m, sql, (unsigned long)n);
+    if (sql != stack)
+        free(sql);
+    if (rc != 0) {
+        snprintf(err, errlen, "%u %s", mysql_errno(m), mysql_error(m));
+        return -1;
+    }
+    return 0;
+}
+
+int sy_mariadb_exec(MYSQL *m, char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vexec(m, err, errlen, fmt, ap);
+    va_end(ap);
+    if (rc != 0)
+        return -1;
+    do {
+        MYSQL_RES *res = mysql_store_result(m);
+        if (res)
+            mysql_free_result(res);
+        else if (mysql_field_count(m) != 0) {
+            snprintf(err, errlen, "%u %s", mysql_errno(m), mysql_error(m));
+            return -1;
+        }
+    } while (mysql_next_result(m) == 0);
+    if (mysql_errno(m) != 0) {
+        snprintf(err, errlen, "%u %s", mysql_errno(m), mysql_error(m));
+        return -1;
+    }
+    return 0;
+}
+
+int sy_mariadb_value(MYSQL *m, char *out, size_t outlen, bool *found, char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vexec(m, err, errlen, fmt, ap);
+    va_end(ap);
+    if (rc != 0)
+        return -1;
+    MYSQL_RES *res = mysql_store_result(m);
+    if (res == NULL) {
+        if (mysql_field_count(m) != 0) {
+            snprintf(err, errlen, "%u %s", mysql_errno(m), mysql_error(m));
+            return -1;
+        }
+        *found = false;
+        out[0] = '\0';
+        return 0;
+    }
+    MYSQL_ROW row = mysql_fetch_row(res);
+    unsigned long *lens = row ? mysql_fetch_lengths(res) : NULL;
+    *found = row != NULL && row[0] != NULL;
+    if (*found)
+        snprintf(out, outlen, "%.*s", (int)lens[0], row[0]);
+    else
+        out[0] = '\0';
+    mysql_free_result(res);
+    while (mysql_next_result(m) == 0) {
+        MYSQL_RES *r = mysql_store_result(m);
+        if (r)
+            mysql_free_result(r);
+    }
+    return 0;
+}
+
+bool sy_mariadb_is_transient(unsigned int e)
+{
+    switch (e) {
+    case CR_CONNECTION_ERROR:     /* 2002 */
+    case CR_CONN_HOST_ERROR:      /* 2003 */
+    case CR_SERVER_GONE_ERROR:    /* 2006 */
+    case CR_SERVER_LOST:          /* 2013 */
+    case CR_SERVER_LOST_EXTENDED: /* 2055 */
+    case ER_SERVER_SHUTDOWN:      /* 1053 */
+    case ER_CONNECTION_KILLED:    /* 1927 */
+    case ER_CON_COUNT_ERROR:      /* 1040 */
+    case ER_LOCK_WAIT_TIMEOUT:    /* 1205 */
+    case ER_LOCK_DEADLOCK:        /* 1213 */
+    case ER_QUERY_INTERRUPTED:    /* 1317 */
+        return true;
+    default:
+        return false;
+    }
+}
+
+void sy_mariadb_quote_ident(const char *name, char *out, size_t outlen)
+{
+    size_t o = 0;
+    if (outlen < 3) {
+        if (outlen)
+            out[0] = '\0';
+        return;
+    }
+    out[o++] = '`';
+    for (const char *p = name; *p && o + 3 < outlen; p++) {
+        if (*p == '`')
+            out[o++] = '`';
+        out[o++] = *p;
+    }
+    out[o++] = '`';
+    out[o] = '\0';
+}
+
+static bool system_schema(const char *db)
+{
+    static const char *const sys[] = { "mysql", "information_schema", "performance_schema", "sys", SY_SCHEMA };
+    for (size_t i = 0; i < SY_ARRAY_LEN(sys); i++)
+        if (strcasecmp(db, sys[i]) == 0)
+            return true;
+    return false;
+}
+
+bool sy_objects_match(const struct sy_pair_cfg *cfg, const char *db, const char *table)
+{
+    if (system_schema(db))
+        return false;
+    for (size_t i = 0; i < cfg->n_objects; i++) {
+        const struct sy_object_pattern *o = &cfg->objects[i];
+        if (strcmp(o->db, db) == 0 && (strcmp(o->table, "*") == 0 || strcmp(o->table, table) == 0))
+            return true;
+    }
+    return false;
+}
+
+bool sy_objects_match_db(const struct sy_pair_cfg *cfg, const char *db)
+{
+    if (system_schema(db))
+        return false;
+    for (size_t i = 0; i < cfg->n_objects; i++)
+        if (strcmp(cfg->objects[i].db, db) == 0)
+            return true;
+    return false;
+}

@@ -1,0 +1,42 @@
+/* Blocking MariaDB Connector/C helpers shared by the module threads (capture, replay, precheck):
+ * connect as the pair's admin account with timeouts, run a statement, read one value, and tell
+ * network errors (retry) from SQL errors (a real failure). The one engine-specific file in core/:
+ * capture/ and replay/ may not depend on each other, and both need it. Never used on the loop. */
+#ifndef SY_MARIADB_CLIENT_H
+#define SY_MARIADB_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <mysql.h>
+
+#include "core/config.h"
+#include "core/parse.h"
+
+/* Connects to ep as cfg's admin account. flags: CLIENT_* for mysql_real_connect (e.g.
+ * CLIENT_FOUND_ROWS). timeout_s applies to connect, read and write. NULL + err on failure;
+ * *mysql_errno_out (may be NULL) gets the client error number (2003: unreachable, 1045: denied...). */
+MYSQL *sy_mariadb_connect(const struct sy_endpoint *ep, const struct sy_pair_cfg *cfg, unsigned long flags,
+                          int timeout_s, unsigned int *mysql_errno_out, char *err, size_t errlen);
+
+/* Runs one statement (results, if any, are read and dropped). 0 or -1 with "errno: text" in err. */
+int sy_mariadb_exec(MYSQL *m, char *err, size_t errlen, const char *fmt, ...) SY_PRINTF(4, 5) SY_MUST_CHECK;
+
+/* First column of the first row into out ("" for NULL / no row: *found = false). 0 or -1. */
+int sy_mariadb_value(MYSQL *m, char *out, size_t outlen, bool *found, char *err, size_t errlen, const char *fmt,
+                     ...) SY_PRINTF(7, 8) SY_MUST_CHECK;
+
+/* Connection-level failures (server gone, killed, unreachable, read-only shutdown): retry later. */
+bool sy_mariadb_is_transient(unsigned int mysql_errno);
+
+/* `name` quoted as an identifier: `a``b` (out must hold 2 * strlen + 3). */
+void sy_mariadb_quote_ident(const char *name, char *out, size_t outlen);
+
+/* Whether db.table is synchronized by cfg->objects (never Switchyard's own schema or system schemas). */
+bool sy_objects_match(const struct sy_pair_cfg *cfg, const char *db, const char *table);
+/* Whether any object pattern names db. */
+bool sy_objects_match_db(const struct sy_pair_cfg *cfg, const char *db);
+
+#define SY_SCHEMA "switchyard" /* Switchyard's own schema on each side (checkpoints) */
+
+#endif

@@ -1,0 +1,543 @@
+/* Initial Synchronization for MariaDB: schema and data of every synchronized table from one
+ * consistent snapshot of the source (START TRANSACTION WITH CONSISTENT SNAPSHOT, no FTWRL), whose
+ * binlog position (Binlog_snapshot_file/position -> BINLOG_GTID_POS) becomes the position the
+ * collection starts from: nothing between the copy and the incremental stream is missed or doubled.
+ *
+ * Each table is dropped and re-created on the destination from SHOW CREATE TABLE (a restart copies
+ * again from scratch), then copied in key order, CHUNK_ROWS rows per SELECT (WHERE key > last ORDER
+ * BY key LIMIT n) and one multi-row INSERT per chunk, generated columns left out. Both sessions use
+ * character set binary, so bytes travel unchanged. Progress: done_rows / total_rows in the report. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <mysql.h>
+
+#include "core/instance.h"
+#include "core/log.h"
+#include "core/mariadb_client.h"
+#include "replay/mariadb_modules.h"
+#include "replay/mariadb_checkpoint.h"
+
+#define IS_TIMEOUT_S 60
+#define CHUNK_ROWS 2000
+#define INSERT_MAX_BYTES (4u << 20)
+
+struct copy_table {
+    char db[257], table[257];
+    char **cols;          /* owned: non-generated columns, destination order */
+    size_t n_cols;
+    int *key_idx;         /* owned: indexes into cols of the key, in key order */
+    char **coll;          /* owned per column: "utf8mb4 COLLATE utf8mb4_general_ci" for strings, else NULL:
+                             chunk boundaries compare in the column's collation, as its index orders */
+    size_t n_key;
+    uint64_t rows;        /* count in the snapshot */
+};
+
+struct isync {
+    struct sy_module_ctx *ctx;
+    const struct sy_pair_cfg *cfg;
+    MYSQL *src, *dst;
+    struct copy_table *tables;
+    size_t n_tables;
+    char position[1024];
+    char err[1024];
+    uint64_t done, total;
+};
+
+static bool stopping(const struct isync *s)
+{
+    return __atomic_load_n(s->ctx->stop, __ATOMIC_ACQUIRE) != 0;
+}
+
+static void progress(struct isync *s)
+{
+    pthread_mutex_lock(&s->ctx->report->lock);
+    s->ctx->report->done_rows = s->done;
+    s->ctx->report->total_rows = s->total;
+    pthread_mutex_unlock(&s->ctx->report->lock);
+}
+
+static char *esc(MYSQL *m, const char *v, size_t n)
+{
+    char *o = malloc(2 * n + 1);
+    if (o)
+        mysql_real_escape_string(m, o, v, (unsigned long)n);
+    return o;
+}
+
+/* Lists the synchronized base tables of the source with their columns and key. -1 on error. */
+static int list_tables(struct isync *s)
+{
+    static const char sql[] =
+        "SELECT t.TABLE_SCHEMA, t.TABLE_NAME FROM information_schema.TABLES t WHERE t.TABLE_TYPE='BASE TABLE' "
+        "AND t.TABLE_SCHEMA NOT IN ('mysql','information_schema','performance_schema','sys','" SY_SCHEMA "') "
+        "ORDER BY 1, 2";
+    if (mysql_query(s->src, sql) != 0) {
+        snprintf(s->err, sizeof s->err, "listing tables: %u %s", mysql_errno(s->src), mysql_error(s->src));
+        return -1;
+    }
+    MYSQL_RES *res = mysql_store_result(s->src);
+    if (res == NULL)
+        return -1;
+    s->tables = calloc(mysql_num_rows(res) + 1, sizeof *s->tables);
+    if (s->tables == NULL) {
+        mysql_free_result(res);
+        return -1;
+    }
+    MYSQL_ROW row;
+    while ((row = mysql_fetch_row(res)) != NULL)
+        if (sy_objects_match(s->cfg, row[0], row[1])) {
+            struct copy_table *t = &s->tables[s->n_tables++];
+            snprintf(t->db, sizeof t->db, "%s", row[0]);
+            snprintf(t->table, sizeof t->table, "%s", row[1]);
+        }
+    mysql_free_result(res);
+    for (size_t i = 0; i < s->n_tables; i++) {
+        struct copy_table *t = &s->tables[i];
+        char *edb = esc(s->src, t->db, strlen(t->db)), *etb = esc(s->src, t->table, strlen(t->table));
+        char q[2048];
+        snprintf(q, sizeof q,
+                 "SELECT c.COLUMN_NAME, IF(c.CHARACTER_SET_NAME IS NULL, NULL, CONCAT(c.CHARACTER_SET_NAME, "
+                 "' COLLATE ', c.COLLATION_NAME)), (SELECT k.SEQ_IN_INDEX FROM information_schema.STATISTICS k WHERE "
+                 "k.TABLE_SCHEMA=c.TABLE_SCHEMA AND k.TABLE_NAME=c.TABLE_NAME AND k.COLUMN_NAME=c.COLUMN_NAME AND "
+                 "k.INDEX_NAME=(SELECT x.INDEX_NAME FROM information_schema.STATISTICS x WHERE "
+                 "x.TABLE_SCHEMA=c.TABLE_SCHEMA AND x.TABLE_NAME=c.TABLE_NAME AND x.NON_UNIQUE=0 GROUP BY "
+                 "x.INDEX_NAME HAVING SUM(x.NULLABLE='YES')=0 ORDER BY x.INDEX_NAME<>'PRIMARY', x.INDEX_NAME LIMIT 1)) "
+                 "FROM information_schema.COLUMNS c WHERE c.TABLE_SCHEMA='%s' AND c.TABLE_NAME='%s' AND "
+                 "c.IS_GENERATED='NEVER' ORDER BY c.ORDINAL_POSITION",
+                 edb ? edb : "", etb ? etb : "");
+        free(edb);
+        free(etb);
+        if (mysql_query(s->src, q) != 0 || (res = mysql_store_result(s->src)) == NULL) {
+            snprintf(s->err, sizeof s->err, "columns of %s.%s: %u %s", t->db, t->table, mysql_errno(s->src),
+                     mysql_error(s->src));
+            return -1;
+        }
+        size_t n = (size_t)mysql_num_rows(res);
+        t->cols = calloc(n + 1, sizeof *t->cols);
+        t->key_idx = calloc(n + 1, sizeof *t->key_idx);
+        t->coll = calloc(n + 1, sizeof *t->coll);
+        if (t->cols == NULL || t->key_idx == NULL || t->coll == NULL) {
+            mysql_free_result(res);
+            return -1;
+        }
+        int seq_of[4096];
+        while ((row = mysql_fetch_row(res)) != NULL && t->n_cols < 4096) {
+            seq_of[t->n_cols] = row[2] ? atoi(row[2]) : 0;
+            t->coll[t->n_cols] = row[1] ? strdup(row[1]) : NULL;
+            t->cols[t->n_cols++] = strdup(row[0]);
+        }
+        mysql_free_result(res);
+        for (int k = 1; k <= (int)t->n_cols; k++)
+            for (size_t c = 0; c < t->n_cols; c++)
+                if (seq_of[c] == k)
+                    t->key_idx[t->n_key++] = (int)c;
+        if (t->n_key == 0) {
+            snprintf(s->err, sizeof s->err,
+                     "%s.%s has no PRIMARY KEY or NOT NULL UNIQUE key: it cannot be synchronized", t->db, t->table);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int snapshot(struct isync *s)
+{
+    char err[512], file[512], pos[64];
+    bool found;
+    if (sy_mariadb_exec(s->src, err, sizeof err, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ") != 0 ||
+        sy_mariadb_exec(s->src, err, sizeof err, "START TRANSACTION WITH CONSISTENT SNAPSHOT") != 0 ||
+        sy_mariadb_value(s->src, file, sizeof file, &found, err, sizeof err,
+                         "SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS WHERE "
+                         "VARIABLE_NAME='BINLOG_SNAPSHOT_FILE'") != 0 ||
+        sy_mariadb_value(s->src, pos, sizeof pos, &found, err, sizeof err,
+                         "SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS WHERE "
+                         "VARIABLE_NAME='BINLOG_SNAPSHOT_POSITION'") != 0) {
+        snprintf(s->err, sizeof s->err, "consistent snapshot: %s", err);
+        return -1;
+    }
+    if (file[0] == '\0') {
+        snprintf(s->err, sizeof s->err, "the source has no binary log (log_bin is OFF)");
+        return -2;
+    }
+    char *efile = esc(s->src, file, strlen(file));
+    int rc = sy_mariadb_value(s->src, s->position, sizeof s->position, &found, err, sizeof err,
+                              "SELECT BINLOG_GTID_POS('%s', %s)", efile ? efile : "", pos);
+    free(efile);
+    if (rc != 0) {
+        snprintf(s->err, sizeof s->err, "BINLOG_GTID_POS: %s", err);
+        return -1;
+    }
+    sy_log_info("%s: snapshot at %s:%s = GTID position '%s'", s->ctx->instance_id, file, pos, s->position);
+    return 0;
+}
+
+static int count_rows(struct isync *s)
+{
+    s->total = 0;
+    for (size_t i = 0; i < s->n_tables; i++) {
+        char q[1200], qd[600], qt[600], v[32], err[512];
+        bool found;
+        sy_mariadb_quote_ident(s->tables[i].db, qd, sizeof qd);
+        sy_mariadb_quote_ident(s->tables[i].table, qt, sizeof qt);
+        snprintf(q, sizeof q, "SELECT COUNT(*) FROM %s.%s", qd, qt);
+        if (sy_mariadb_value(s->src, v, sizeof v, &found, err, sizeof err, "%s", q) != 0) {
+            snprintf(s->err, sizeof s->err, "counting %s.%s: %s", s->tables[i].db, s->tables[i].table, err);
+            return -1;
+        }
+        s->tables[i].rows = strtoull(v, NULL, 10);
+        s->total += s->tables[i].rows;
+    }
+    progress(s);
+    return 0;
+}
+
+static int create_table(struct isync *s, const struct copy_table *t)
+{
+    char qd[600], qt[600], err[512];
+    sy_mariadb_quote_ident(t->db, qd, sizeof qd);
+    sy_mariadb_quote_ident(t->table, qt, sizeof qt);
+    char q[1400];
+    snprintf(q, sizeof q, "SHOW CREATE TABLE %s.%s", qd, qt);
+    if (mysql_query(s->src, q) != 0) {
+        snprintf(s->err, sizeof s->err, "SHOW CREATE TABLE %s.%s: %u %s", t->db, t->table, mysql_errno(s->src),
+                 mysql_error(s->src));
+        return -1;
+    }
+    MYSQL_RES *res = mysql_store_result(s->src);
+    MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
+    if (row == NULL || row[1] == NULL) {
+        if (res)
+            mysql_free_result(res);
+        snprintf(s->err, sizeof s->err, "SHOW CREATE TABLE %s.%s returned nothing", t->db, t->table);
+        return -1;
+    }
+    int rc = 0;
+    if (sy_mariadb_exec(s->dst, err, sizeof err, "CREATE DATABASE IF NOT EXISTS %s", qd) != 0 ||
+        sy_mariadb_exec(s->dst, err, sizeof err, "USE %s", qd) != 0 ||
+        sy_mariadb_exec(s->dst, err, sizeof err, "DROP TABLE IF EXISTS %s", qt) != 0 ||
+        sy_mariadb_exec(s->dst, err, sizeof err, "%s", row[1]) != 0) {
+        snprintf(s->err, sizeof s->err, "creating %s.%s on the destination: %s", t->db, t->table, err);
+        rc = -1;
+    }
+    mysql_free_result(res);
+    return rc;
+}
+
+static int grow(char **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    size_t nc = *cap * 2 > need ? *cap * 2 : need;
+    char *nb = realloc(*buf, nc);
+    if (nb == NULL)
+        return -1;
+    *buf = nb;
+    *cap = nc;
+    return 0;
+}
+
+/* Appends one value as an SQL literal: NULL, or _binary'...' with the bytes escaped — exact for every
+ * column type (numbers and dates parse from the text; strings and BIT take the bytes unchanged). */
+static int add_literal(MYSQL *m, char **buf, size_t *len, size_t *cap, const char *v, unsigned long n)
+{
+    if (grow(buf, cap, *len + 2 * (size_t)n + 16) != 0)
+        return -1;
+    if (v == NULL) {
+        memcpy(*buf + *len, "NULL", 4);
+        *len += 4;
+        return 0;
+    }
+    memcpy(*buf + *len, "_binary'", 8);
+    *len += 8;
+    *len += mysql_real_escape_string(m, *buf + *len, v, n);
+    (*buf)[(*len)++] = '\'';
+    return 0;
+}
+
+static int copy_table(struct isync *s, struct copy_table *t)
+{
+    char qd[600], qt[600];
+    sy_mariadb_quote_ident(t->db, qd, sizeof qd);
+    sy_mariadb_quote_ident(t->table, qt, sizeof qt);
+    size_t cols_cap = 64 + t->n_cols * 600;
+    char *cols = malloc(cols_cap), *order = malloc(cols_cap);
+    if (cols == NULL || order == NULL) {
+        free(cols);
+        free(order);
+        return -1;
+    }
+    size_t o = 0, oo = 0;
+    for (size_t i = 0; i < t->n_cols; i++) {
+        char q[600];
+        sy_mariadb_quote_ident(t->cols[i], q, sizeof q);
+        o += (size_t)snprintf(cols + o, cols_cap - o, "%s%s", i ? "," : "", q);
+    }
+    for (size_t k = 0; k < t->n_key; k++) {
+        char q[600];
+        sy_mariadb_quote_ident(t->cols[t->key_idx[k]], q, sizeof q);
+        oo += (size_t)snprintf(order + oo, cols_cap - oo, "%s%s", k ? "," : "", q);
+    }
+    char **last = calloc(t->n_key, sizeof *last); /* key of the last row copied (hex literals) */
+    char *ins = NULL, *q = NULL;
+    size_t ins_cap = 1 << 16, q_cap = 4096 + cols_cap * 2;
+    ins = malloc(ins_cap);
+    q = malloc(q_cap);
+    int rc = -1;
+    if (last == NULL || ins == NULL || q == NULL)
+        goto out;
+    for (;;) {
+        if (stopping(s)) {
+            rc = 1;
+            goto out;
+        }
+        size_t ql = (size_t)snprintf(q, q_cap, "SELECT %s FROM %s.%s", cols, qd, qt);
+        if (last[0] != NULL) {
+            ql += (size_t)snprintf(q + ql, q_cap - ql, " WHERE (%s) > (", order);
+            for (size_t k = 0; k < t->n_key; k++) {
+                size_t need = ql + strlen(last[k]) + 8;
+                if (need > q_cap) {
+                    char *nq = realloc(q, need * 2);
+                    if (nq == NULL)
+                        goto out;
+                    q = nq;
+                    q_cap = need * 2;
+                }
+                ql += (size_t)snprintf(q + ql, q_cap - ql, "%s%s", k ? "," : "", last[k]);
+            }
+            ql += (size_t)snprintf(q + ql, q_cap - ql, ")");
+        }
+        ql += (size_t)snprintf(q + ql, q_cap - ql, " ORDER BY %s LIMIT %d", order, CHUNK_ROWS);
+        if (mysql_real_query(s->src, q, (unsigned long)ql) != 0) {
+            snprintf(s->err, sizeof s->err, "reading %s.%s: %u %s", t->db, t->table, mysql_errno(s->src),
+                     mysql_error(s->src));
+            goto out;
+        }
+        MYSQL_RES *res = mysql_use_result(s->src);
+        if (res == NULL)
+            goto out;
+        size_t il = (size_t)snprintf(ins, ins_cap, "INSERT INTO %s.%s (", qd, qt);
+        if (il + o + 16 > ins_cap) {
+            char *ni = realloc(ins, il + o + 16 + ins_cap);
+            if (ni == NULL) {
+                mysql_free_result(res);
+                goto out;
+            }
+            ins = ni;
+            ins_cap += il + o + 16;
+        }
+        il += (size_t)snprintf(ins + il, ins_cap - il, "%s) VALUES ", cols);
+        size_t header = il;
+        unsigned long nrows = 0, in_stmt = 0;
+        MYSQL_ROW row;
+        bool oom = false;
+        while ((row = mysql_fetch_row(res)) != NULL) {
+            unsigned long *lens = mysql_fetch_lengths(res);
+            if (in_stmt && il > INSERT_MAX_BYTES) {
+                char err[512];
+                if (sy_mariadb_exec(s->dst, err, sizeof err, "%.*s", (int)il, ins) != 0) {
+                    snprintf(s->err, sizeof s->err, "writing %s.%s: %s", t->db, t->table, err);
+                    oom = true;
+                    break;
+                }
+                il = header;
+                in_stmt = 0;
+            }
+            oom = grow(&ins, &ins_cap, il + 4) != 0;
+            if (!oom && in_stmt)
+                ins[il++] = ',';
+            if (!oom)
+                ins[il++] = '(';
+            for (size_t c = 0; c < t->n_cols && !oom; c++) {
+                if (c)
+                    ins[il++] = ',';
+                oom = add_literal(s->dst, &ins, &il, &ins_cap, row[c], lens[c]) != 0;
+            }
+            if (oom)
+                break;
+            ins[il++] = ')';
+            for (size_t k = 0; k < t->n_key && !oom; k++) {
+                size_t kl = 0, kc = 8;
+                char *lit = malloc(kc);
+                int c = t->key_idx[k];
+                oom = lit == NULL || add_literal(s->src, &lit, &kl, &kc, row[c], lens[c]) != 0;
+                if (!oom && t->coll[c]) { /* CONVERT(_binary'..' USING cs COLLATE coll) */
+                    size_t need = kl + strlen(t->coll[c]) + 32;
+                    char *conv = malloc(need);
+                    oom = conv == NULL;
+                    if (conv) {
+                        char *sp = strchr(t->coll[c], ' ');
+                        snprintf(conv, need, "CONVERT(%.*s USING %.*s)%s", (int)kl, lit,
+                                 (int)(sp ? sp - t->coll[c] : (long)strlen(t->coll[c])), t->coll[c], sp ? sp : "");
+                        free(lit);
+                        lit = conv;
+                        kl = strlen(conv);
+                        kc = need;
+                    }
+                }
+                if (!oom) {
+                    char *nl = realloc(lit, kl + 1);
+                    lit = nl ? nl : lit;
+                    lit[kl] = '\0';
+                    free(last[k]);
+                    last[k] = lit;
+                } else {
+                    free(lit);
+                }
+            }
+            nrows++;
+            in_stmt++;
+        }
+        if (mysql_errno(s->src) != 0 && !oom) {
+            snprintf(s->err, sizeof s->err, "reading %s.%s: %u %s", t->db, t->table, mysql_errno(s->src),
+                     mysql_error(s->src));
+            oom = true;
+        }
+        mysql_free_result(res);
+        if (oom)
+            goto out;
+        if (in_stmt) {
+            char err[512];
+            if (sy_mariadb_exec(s->dst, err, sizeof err, "%.*s", (int)il, ins) != 0) {
+                snprintf(s->err, sizeof s->err, "writing %s.%s: %s", t->db, t->table, err);
+                goto out;
+            }
+        }
+        char err[512];
+        if (sy_mariadb_exec(s->dst, err, sizeof err, "COMMIT") != 0) {
+            snprintf(s->err, sizeof s->err, "COMMIT on the destination: %s", err);
+            goto out;
+        }
+        s->done += nrows;
+        progress(s);
+        if (nrows < CHUNK_ROWS)
+            break;
+    }
+    rc = 0;
+out:
+    for (size_t k = 0; last && k < t->n_key; k++)
+        free(last[k]);
+    free(last);
+    free(ins);
+    free(q);
+    free(cols);
+    free(order);
+    return rc;
+}
+
+static void tables_free(struct isync *s)
+{
+    for (size_t i = 0; i < s->n_tables; i++) {
+        for (size_t c = 0; c < s->tables[i].n_cols; c++) {
+            free(s->tables[i].cols[c]);
+            free(s->tables[i].coll[c]);
+        }
+        free(s->tables[i].cols);
+        free(s->tables[i].coll);
+        free(s->tables[i].key_idx);
+    }
+    free(s->tables);
+    s->tables = NULL;
+    s->n_tables = 0;
+}
+
+/* One attempt: 0 done, 1 transient failure (retry), -1 hard failure, 2 stopped. */
+static int attempt(struct isync *s)
+{
+    unsigned int e = 0;
+    s->done = s->total = 0;
+    s->src = sy_mariadb_connect(s->ctx->source, s->cfg, 0, IS_TIMEOUT_S, &e, s->err, sizeof s->err);
+    if (s->src == NULL)
+        return e == 0 || sy_mariadb_is_transient(e) ? 1 : -1;
+    s->dst = sy_mariadb_connect(s->ctx->dest, s->cfg, 0, IS_TIMEOUT_S, &e, s->err, sizeof s->err);
+    if (s->dst == NULL)
+        return e == 0 || sy_mariadb_is_transient(e) ? 1 : -1;
+    char err[512];
+    if (sy_mariadb_exec(s->dst, err, sizeof err,
+                        "SET SESSION server_id=%u, foreign_key_checks=0, unique_checks=0, autocommit=0, "
+                        "sql_mode='NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION', time_zone='+00:00'",
+                        s->cfg->writer_tag) != 0 ||
+        sy_mariadb_exec(s->src, err, sizeof err, "SET SESSION time_zone='+00:00'") != 0 ||
+        sy_mariadb_exec(s->dst, err, sizeof err, "CREATE DATABASE IF NOT EXISTS " SY_SCHEMA) != 0 ||
+        sy_mariadb_exec(s->dst, err, sizeof err,
+                        SY_MARIADB_CHECKPOINT_DDL) != 0 ||
+        /* a new copy starts a new instance history: no checkpoint of an earlier one applies */
+        sy_mariadb_exec(s->dst, err, sizeof err, "DELETE FROM " SY_SCHEMA ".checkpoint WHERE instance='%s'",
+                        s->ctx->instance_id) != 0 ||
+        sy_mariadb_exec(s->dst, err, sizeof err, "COMMIT") != 0) {
+        snprintf(s->err, sizeof s->err, "session setup: %s", err);
+        return -1;
+    }
+    int rc = snapshot(s);
+    if (rc != 0)
+        return rc == -2 ? -1 : 1;
+    if (list_tables(s) != 0)
+        return mysql_errno(s->src) && sy_mariadb_is_transient(mysql_errno(s->src)) ? 1 : -1;
+    if (count_rows(s) != 0)
+        return 1;
+    sy_log_info("%s: initial synchronization of %zu table(s), %llu row(s)", s->ctx->instance_id, s->n_tables,
+                (unsigned long long)s->total);
+    for (size_t i = 0; i < s->n_tables; i++) {
+        if (create_table(s, &s->tables[i]) != 0)
+            return sy_mariadb_is_transient(mysql_errno(s->dst)) ? 1 : -1;
+        rc = copy_table(s, &s->tables[i]);
+        if (rc == 1)
+            return 2;
+        if (rc != 0)
+            return (mysql_errno(s->src) && sy_mariadb_is_transient(mysql_errno(s->src))) ||
+                           (mysql_errno(s->dst) && sy_mariadb_is_transient(mysql_errno(s->dst)))
+                       ? 1
+                       : -1;
+    }
+    if (sy_mariadb_exec(s->src, err, sizeof err, "COMMIT") != 0)
+        sy_log_warn("%s: ending the snapshot: %s", s->ctx->instance_id, err);
+    return 0;
+}
+
+static void *isync_main(void *arg)
+{
+    struct isync *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    s->ctx = arg;
+    s->cfg = s->ctx->cfg;
+    mysql_thread_init();
+    int backoff = 200;
+    for (;;) {
+        int rc = attempt(s);
+        if (s->src)
+            mysql_close(s->src);
+        if (s->dst)
+            mysql_close(s->dst);
+        s->src = s->dst = NULL;
+        tables_free(s);
+        if (rc == 0) {
+            pthread_mutex_lock(&s->ctx->report->lock);
+            snprintf(s->ctx->report->position, sizeof s->ctx->report->position, "%s", s->position);
+            s->ctx->report->initial_sync_done = true;
+            pthread_mutex_unlock(&s->ctx->report->lock);
+            break;
+        }
+        if (rc == 2 || stopping(s))
+            break;
+        if (rc < 0) {
+            sy_module_report_failed(s->ctx->report, "initial_sync_failed", "%s", s->err);
+            break;
+        }
+        sy_module_report_retrying(s->ctx->report, "unreachable", "%s (the copy starts again)", s->err);
+        for (int waited = 0; waited < backoff && !stopping(s); waited += 50)
+            usleep(50 * 1000);
+        if (backoff < 2000)
+            backoff *= 2;
+        if (stopping(s))
+            break;
+        sy_module_report_running(s->ctx->report);
+    }
+    free(s);
+    mysql_thread_end();
+    return NULL;
+}
+
+const struct sy_module_ops sy_mariadb_initial_sync = { "initial_sync", isync_main };

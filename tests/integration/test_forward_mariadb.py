@@ -1,0 +1,361 @@
+"""The MariaDB forward instance (business -> DR) against two real servers: what a user relies on is that
+DR ends up with exactly the business rows — every column type, transactions, DDL — and that crashes,
+outages, pauses and a full spool lose nothing and apply nothing twice."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import subprocess
+import threading
+import time
+
+import pymysql
+import pytest
+
+from conftest import ADMIN_PASSWORD, ADMIN_USER
+
+_counter = itertools.count()
+
+
+def wait_for(cond, timeout=30.0, what="condition", interval=0.1):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = cond()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def conn(server, db=None, **kw):
+    return pymysql.connect(host="127.0.0.1", port=server.port, user=ADMIN_USER, password=ADMIN_PASSWORD,
+                           database=db, autocommit=True, charset="utf8mb4", **kw)
+
+
+def q(server, sql, db=None):
+    c = conn(server, db)
+    try:
+        with c.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchall()
+    finally:
+        c.close()
+
+
+def table_rows(server, db, table):
+    c = conn(server, db)
+    try:
+        with c.cursor() as cur:
+            cur.execute(f"SELECT * FROM `{table}` ORDER BY 1")
+            return cur.fetchall()
+    finally:
+        c.close()
+
+
+def tables_of(server, db):
+    return [r[0] for r in q(server, f"SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA='{db}' "
+                                    "ORDER BY 1")]
+
+
+def assert_equal_eventually(pair, db, timeout=60):
+    """Every table of db has the same rows on both sides (polled with a deadline)."""
+    def same():
+        tb, td = tables_of(pair.business, db), tables_of(pair.dr, db)
+        if tb != td:
+            return False
+        return all(table_rows(pair.business, db, t) == table_rows(pair.dr, db, t) for t in tb)
+    wait_for(same, timeout, f"{db} equal on both sides")
+
+
+def instance(d, pair_name):
+    return d.pair_status(pair_name)["instances"][0]
+
+
+def wait_state(d, pair_name, state, timeout=60):
+    return wait_for(lambda: instance(d, pair_name)["state"] == state and instance(d, pair_name), timeout,
+                    f"{pair_name}/forward {state}")
+
+
+@pytest.fixture
+def fresh(mariadb_pair):
+    """A database of this test's own on both sides (the pair is shared)."""
+    name = f"fw{os.getpid() % 1000}_{next(_counter)}"
+    for s in mariadb_pair:
+        s.sql(f"DROP DATABASE IF EXISTS {name}")
+    mariadb_pair.business.sql(f"CREATE DATABASE {name}")
+    yield name
+    for s in mariadb_pair:
+        s.sql(f"DROP DATABASE IF EXISTS {name}")
+
+
+ALL_TYPES = """CREATE TABLE alltypes (
+  id INT NOT NULL PRIMARY KEY,
+  ti TINYINT, tiu TINYINT UNSIGNED, si SMALLINT, siu SMALLINT UNSIGNED, mi MEDIUMINT, miu MEDIUMINT UNSIGNED,
+  i INT, iu INT UNSIGNED, bi BIGINT, biu BIGINT UNSIGNED,
+  d1 DECIMAL(10,2), d2 DECIMAL(65,30), f FLOAT, dbl DOUBLE,
+  dt DATE, tm TIME, tm3 TIME(3), dtm DATETIME(6), ts TIMESTAMP(6) NULL DEFAULT NULL, y YEAR,
+  c CHAR(10), vc VARCHAR(200), txt TEXT, lat VARCHAR(50) CHARACTER SET latin1,
+  bin BINARY(4), vb VARBINARY(20), bl LONGBLOB,
+  e ENUM('red','green','blue'), st SET('a','b','c','d'), b1 BIT(1), b64 BIT(64),
+  j JSON, g BIGINT AS (i * 2) VIRTUAL, gs VARCHAR(210) AS (CONCAT(vc, '!')) STORED
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"""
+
+ROW1 = """INSERT INTO alltypes (id, ti, tiu, si, siu, mi, miu, i, iu, bi, biu, d1, d2, f, dbl, dt, tm, tm3, dtm, ts, y,
+  c, vc, txt, lat, bin, vb, bl, e, st, b1, b64, j) VALUES
+  (1, -128, 255, -32768, 65535, -8388608, 16777215, -2147483648, 4294967295, -9223372036854775808,
+   18446744073709551615, -12.50, 0.000000000000000000000000000001, 1.5, -2.25e100, '2024-02-29', '-838:59:59',
+   '12:34:56.789', '2024-01-02 03:04:05.123456', '2024-06-30 23:59:59.999999', 2155,
+   'abc', 'ünïcødé 😀 漢字', REPEAT('long text ', 1000), 'café', X'00FF7F80', X'DEADBEEF', X'000102',
+   'green', 'a,c,d', b'1', b'1010101010101010101010101010101010101010101010101010101010101010',
+   '{"k": [1, 2, {"n": null}]}'),
+  (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+   NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+  (3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.00, -99.5, 0, 0, '1000-01-01', '00:00:00', '00:00:00.000',
+   '1000-01-01 00:00:00.000000', '1970-01-01 00:00:01', 1901, '', '', '', '', X'00000000', X'', X'', 'red', '',
+   b'0', b'0', '[]')"""
+
+
+def test_forward_every_type_initial_sync_then_incremental(daemon, mariadb_pair, fresh):
+    b = mariadb_pair.business
+    b.sql(ALL_TYPES, database=fresh)
+    b.sql(ROW1, database=fresh)
+    pname = f"p{fresh}"
+    d = daemon(pair=pname, objects=f"{fresh}.*")
+    wait_state(d, pname, "running")
+    st = instance(d, pname)
+    assert st["initial_sync"]["done"] is True and st["initial_sync"]["total_rows"] == 3
+    assert_equal_eventually(mariadb_pair, fresh)
+    # incremental: every type again, updates of every column, deletes, a 10 MB blob, a rollback
+    c = conn(b, fresh)
+    with c.cursor() as cur:
+        cur.execute(ROW1.replace("(1, -128", "(11, -128").replace("(2, NULL", "(12, NULL").replace("(3, 0", "(13, 0"))
+        cur.execute("UPDATE alltypes SET vc = CONCAT(vc, ' ✓'), d1 = d1 + 1, ts = '2030-01-01 00:00:00', "
+                    "e = 'blue', st = 'b', j = '{\"a\": 1}', b64 = b'1', dtm = NOW(6) WHERE id IN (1, 11)")
+        cur.execute("UPDATE alltypes SET ti = 5 WHERE id = 2")
+        cur.execute("DELETE FROM alltypes WHERE id = 3")
+        cur.execute("UPDATE alltypes SET bl = %s WHERE id = 12", (os.urandom(10 * 1024 * 1024),))
+        cur.execute("BEGIN")
+        cur.execute("INSERT INTO alltypes (id, i) VALUES (100, 1), (101, 2), (102, 3)")
+        cur.execute("UPDATE alltypes SET i = i + 10 WHERE id >= 100")
+        cur.execute("COMMIT")
+        cur.execute("BEGIN")
+        cur.execute("INSERT INTO alltypes (id, i) VALUES (200, 1)")
+        cur.execute("ROLLBACK")
+    c.close()
+    assert_equal_eventually(mariadb_pair, fresh)
+    assert q(mariadb_pair.dr, "SELECT COUNT(*) FROM alltypes WHERE id = 200", fresh) == ((0,),)
+    # generated columns were computed by DR, not copied
+    assert q(mariadb_pair.dr, "SELECT g, gs FROM alltypes WHERE id = 11", fresh) == \
+        q(b, "SELECT g, gs FROM alltypes WHERE id = 11", fresh)
+    st = wait_for(lambda: instance(d, pname)["write"]["lag_events"] == 0 and instance(d, pname), 30, "no lag")
+    assert st["write"]["position"].startswith("1-10-")
+    assert st["last_error"] is None
+
+
+def test_forward_ddl_mid_stream_and_multi_statement(daemon, mariadb_pair, fresh):
+    b = mariadb_pair.business
+    b.sql("CREATE TABLE t1 (id INT PRIMARY KEY, v VARCHAR(20))", database=fresh)
+    pname = f"p{fresh}"
+    d = daemon(pair=pname, objects=f"{fresh}.*")
+    wait_state(d, pname, "running")
+    c = conn(b, fresh, client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS)
+    with c.cursor() as cur:
+        cur.execute("INSERT INTO t1 VALUES (1, 'a'), (2, 'b'); INSERT INTO t1 VALUES (3, 'c')")
+        while cur.nextset():
+            pass
+        cur.execute("ALTER TABLE t1 ADD COLUMN extra INT DEFAULT 7")
+        cur.execute("INSERT INTO t1 (id, v, extra) VALUES (4, 'd', 9)")
+        cur.execute("CREATE TABLE t2 (k VARCHAR(10) NOT NULL, n INT NOT NULL, UNIQUE KEY (k)) ENGINE=InnoDB")
+        cur.execute("INSERT INTO t2 VALUES ('x', 1), ('y', 2)")
+        cur.execute("UPDATE t2 SET n = n * 10")
+        cur.execute("CREATE INDEX iv ON t1 (v)")
+        cur.execute("RENAME TABLE t2 TO t3")
+        cur.execute("INSERT INTO t3 VALUES ('z', 3)")
+        cur.execute("TRUNCATE TABLE t1")
+        cur.execute("INSERT INTO t1 (id, v) VALUES (10, 'after truncate')")
+        cur.execute("CREATE TABLE gone (id INT PRIMARY KEY)")
+        cur.execute("DROP TABLE gone")
+    c.close()
+    assert_equal_eventually(mariadb_pair, fresh)
+    assert tables_of(mariadb_pair.dr, fresh) == ["t1", "t3"]
+    assert q(mariadb_pair.dr, "SHOW INDEX FROM t1 WHERE Key_name = 'iv'", fresh)
+
+
+def test_objects_filter_and_echo_free(daemon, mariadb_pair, fresh):
+    """Only the configured objects travel; other databases and tables stay on business."""
+    b = mariadb_pair.business
+    b.sql("CREATE TABLE keep (id INT PRIMARY KEY)", database=fresh)
+    b.sql("CREATE TABLE skip_me (id INT PRIMARY KEY)", database=fresh)
+    pname = f"p{fresh}"
+    d = daemon(pair=pname, objects=f"{fresh}.keep")
+    wait_state(d, pname, "running")
+    b.sql("INSERT INTO keep VALUES (1), (2)", database=fresh)
+    b.sql("INSERT INTO skip_me VALUES (1)", database=fresh)
+    wait_for(lambda: q(mariadb_pair.dr, f"SELECT COUNT(*) FROM {fresh}.keep") == ((2,),), 30, "keep copied")
+    assert tables_of(mariadb_pair.dr, fresh) == ["keep"]
+
+
+def test_sysbench_write_only_equal(daemon, mariadb_pair, fresh):
+    pname = f"p{fresh}"
+    common = ["--db-driver=mysql", "--mysql-host=127.0.0.1", f"--mysql-port={mariadb_pair.business.port}",
+              f"--mysql-user={ADMIN_USER}", f"--mysql-password={ADMIN_PASSWORD}", f"--mysql-db={fresh}",
+              "--tables=2", "--table-size=2000"]
+    r = subprocess.run(["sysbench", "oltp_write_only", *common, "prepare"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    d = daemon(pair=pname, objects=f"{fresh}.*")
+    wait_state(d, pname, "running")
+    r = subprocess.run(["sysbench", "oltp_write_only", *common, "--threads=4", "--time=15", "run"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert_equal_eventually(mariadb_pair, fresh, timeout=120)
+    assert instance(d, pname)["state"] == "running"
+
+
+@pytest.mark.parametrize("failpoint", ["writer_before_commit", "writer_during_ddl"])
+def test_kill9_at_failpoint_then_restart_is_exactly_once(daemon, mariadb_pair, fresh, failpoint):
+    b = mariadb_pair.business
+    b.sql("CREATE TABLE acc (id INT PRIMARY KEY, bal INT NOT NULL)", database=fresh)
+    b.sql("INSERT INTO acc SELECT seq, 100 FROM seq_1_to_50", database=fresh)
+    pname = f"p{fresh}"
+    d = daemon(pair=pname, objects=f"{fresh}.*", env={"SY_FAILPOINT": failpoint})
+    wait_state(d, pname, "running")
+    # the copy runs without the failpoint; the first incremental commit / DDL hits it
+    if failpoint == "writer_during_ddl":
+        b.sql("ALTER TABLE acc ADD COLUMN note VARCHAR(10)", database=fresh)
+    else:
+        b.sql("UPDATE acc SET bal = bal + 1 WHERE id <= 10", database=fresh)
+    rc = d.wait(60)
+    assert rc != 0, "the failpoint should have stopped switchyardd"
+    # more work while it is down, then restart without the failpoint
+    b.sql("UPDATE acc SET bal = bal + 1 WHERE id <= 20", database=fresh)
+    d.env.pop("SY_FAILPOINT", None)
+    d.restart()
+    assert_equal_eventually(mariadb_pair, fresh)
+    # nothing applied twice: relative updates would show it
+    assert q(mariadb_pair.dr, "SELECT SUM(bal) FROM acc", fresh) == q(b, "SELECT SUM(bal) FROM acc", fresh)
+
+
+def test_kill9_during_initial_sync_restarts_the_copy(daemon, mariadb_pair, fresh):
+    b = mariadb_pair.business
+    b.sql("CREATE TABLE big (id INT PRIMARY KEY, pad VARCHAR(200))", database=fresh)
+    b.sql("INSERT INTO big SELECT seq, REPEAT('p', 200) FROM seq_1_to_60000", database=fresh)
+    pname = f"p{fresh}"
+    d = daemon(pair=pname, objects=f"{fresh}.*")
+    wait_for(lambda: instance(d, pname)["initial_sync"]["done_rows"] > 0, 60, "copy under way")
+    d.kill9()
+    b.sql("UPDATE big SET pad = 'changed' WHERE id % 1000 = 0", database=fresh)
+    d.restart()
+    wait_state(d, pname, "running", timeout=120)
+    assert_equal_eventually(mariadb_pair, fresh, timeout=120)
+
+
+def test_pause_start_keeps_position(daemon, mariadb_pair, fresh):
+    b = mariadb_pair.business
+    b.sql("CREATE TABLE t (id INT PRIMARY KEY)", database=fresh)
+    pname = f"p{fresh}"
+    d = daemon(pair=pname, objects=f"{fresh}.*")
+    wait_state(d, pname, "running")
+    b.sql("INSERT INTO t VALUES (1)", database=fresh)
+    assert_equal_eventually(mariadb_pair, fresh)
+    before = instance(d, pname)["write"]["position"]
+    r = d.ctl("pause", f"{pname}/forward")
+    assert r.returncode == 0, r.stderr
+    assert instance(d, pname)["state"] == "paused"
+    b.sql("INSERT INTO t VALUES (2), (3)", database=fresh)
+    time.sleep(1)
+    assert q(mariadb_pair.dr, "SELECT COUNT(*) FROM t", fresh) == ((1,),)
+    assert instance(d, pname)["write"]["position"] == before
+    r = d.ctl("pause", f"{pname}/forward")
+    assert r.returncode == 1 and "bad_state" in r.stderr
+    assert d.ctl("start", f"{pname}/forward").returncode == 0
+    assert_equal_eventually(mariadb_pair, fresh)
+    wait_state(d, pname, "running")
+
+
+def test_dr_down_retrying_then_failed_then_start(daemon, mariadb_pair, fresh):
+    b, dr = mariadb_pair
+    b.sql("CREATE TABLE t (id INT PRIMARY KEY)", database=fresh)
+    pname = f"p{fresh}"
+    d = daemon(pair=pname, objects=f"{fresh}.*", retry_seconds=4)
+    wait_state(d, pname, "running")
+    dr.shutdown()
+    try:
+        b.sql("INSERT INTO t VALUES (1)", database=fresh)
+        st = wait_state(d, pname, "retrying", timeout=30)
+        assert st["write"]["state"] == "retrying"
+        st = wait_state(d, pname, "failed", timeout=30)
+        assert "retry_seconds=4" in st["last_error"]
+    finally:
+        dr.start()
+    b.sql("INSERT INTO t VALUES (2)", database=fresh)
+    assert d.ctl("start", f"{pname}/forward").returncode == 0
+    assert_equal_eventually(mariadb_pair, fresh)
+    wait_state(d, pname, "running")
+
+
+def test_dr_short_outage_recovers_by_itself(daemon, mariadb_pair, fresh):
+    b, dr = mariadb_pair
+    b.sql("CREATE TABLE t (id INT PRIMARY KEY)", database=fresh)
+    pname = f"p{fresh}"
+    d = daemon(pair=pname, objects=f"{fresh}.*", retry_seconds=60)
+    wait_state(d, pname, "running")
+    dr.shutdown()
+    try:
+        b.sql("INSERT INTO t VALUES (1), (2)", database=fresh)
+        wait_state(d, pname, "retrying", timeout=30)
+    finally:
+        dr.start()
+    assert_equal_eventually(mariadb_pair, fresh)
+    wait_state(d, pname, "running")
+
+
+def test_spool_full_retries_and_loses_nothing(daemon, mariadb_pair, fresh):
+    b, dr = mariadb_pair
+    b.sql("CREATE TABLE t (id INT PRIMARY KEY, pad VARCHAR(255))", database=fresh)
+    pname = f"p{fresh}"
+    d = daemon(pair=pname, objects=f"{fresh}.*", spool_max_bytes="64K")
+    wait_state(d, pname, "running")
+    # hold the writer back: a DR transaction locks the whole table, so the spool fills up
+    blocker = conn(dr, fresh)
+    blocker.begin()
+    with blocker.cursor() as cur:
+        cur.execute("SELECT * FROM t FOR UPDATE")
+    try:
+        # many transactions of 20 rows (~6 KB each): together far more than the 64 KB spool; each one
+        # fits (spool_max_bytes must exceed the largest source transaction)
+        for n in range(100):
+            b.sql(f"INSERT INTO t SELECT seq + {n * 20}, REPEAT('x', 255) FROM seq_1_to_20", database=fresh)
+        st = wait_for(lambda: instance(d, pname).get("reason") == "spool_full" and instance(d, pname), 60,
+                      "spool_full")
+        assert st["state"] == "retrying" and st["collection"]["state"] == "retrying"
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert_equal_eventually(mariadb_pair, fresh, timeout=120)
+    wait_state(d, pname, "running")
+
+
+def test_purged_binlog_fails_naming_the_position(daemon, mariadb_pair, fresh):
+    b = mariadb_pair.business
+    b.sql("CREATE TABLE t (id INT PRIMARY KEY)", database=fresh)
+    pname = f"p{fresh}"
+    d = daemon(pair=pname, objects=f"{fresh}.*")
+    wait_state(d, pname, "running")
+    assert d.ctl("pause", f"{pname}/forward").returncode == 0
+    b.sql("INSERT INTO t VALUES (1)", database=fresh)
+    b.sql("FLUSH BINARY LOGS")
+    b.sql("INSERT INTO t VALUES (2)", database=fresh)
+    b.sql("FLUSH BINARY LOGS")
+    (last,) = q(b, "SHOW MASTER STATUS")[0][:1]
+
+    def purged():  # a binlog is purgeable once InnoDB's binlog checkpoint passed it (~1 s here)
+        b.sql(f"PURGE BINARY LOGS TO '{last}'")
+        return [r[0] for r in q(b, "SHOW BINARY LOGS")] == [last]
+    wait_for(purged, 30, "old binlogs purged", interval=0.5)
+    assert d.ctl("start", f"{pname}/forward").returncode == 0
+    st = wait_state(d, pname, "failed", timeout=30)
+    assert "1236" in st["last_error"] and "1-10-" in st["last_error"]
