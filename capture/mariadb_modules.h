@@ -6,4 +6,8 @@
 
 extern const struct sy_module_ops sy_mariadb_collection;
 
+/* @@gtid_binlog_pos of src (blocking; worker threads only). */
+int sy_mariadb_source_position(const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, char *out,
+                               size_t outlen, char *err, size_t errlen);
+
 #endif

@@ -106,6 +106,22 @@ void sy_admin_fail(struct sy_admin_req *req, const char *code, const char *fmt, 
     req_finish(req, reply);
 }
 
+void sy_admin_fail_with(struct sy_admin_req *req, const char *code, json_t *extra, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    sy_log_info("admin: %s -> %s: %s", req->cmd, code, msg);
+    json_t *error = json_pack("{s:s,s:s}", "code", code, "message", msg);
+    if (extra) {
+        json_object_update(error, extra);
+        json_decref(extra);
+    }
+    req_finish(req, json_pack("{s:b,s:o}", "ok", 0, "error", error));
+}
+
 const char *sy_admin_req_cmd(const struct sy_admin_req *req)
 {
     return req->cmd;

@@ -32,6 +32,9 @@ void sy_admin_register(struct sy_admin *a, const struct sy_admin_cmd *cmds, size
 /* Answer a request; takes ownership of result (may be NULL = {}). Frees req. */
 void sy_admin_ok(struct sy_admin_req *req, json_t *result);
 void sy_admin_fail(struct sy_admin_req *req, const char *code, const char *fmt, ...) SY_PRINTF(3, 4);
+/* As sy_admin_fail, with more fields in the error object (takes ownership of extra, may be NULL). */
+void sy_admin_fail_with(struct sy_admin_req *req, const char *code, json_t *extra, const char *fmt, ...)
+    SY_PRINTF(4, 5);
 
 /* The command's name as the client typed it. */
 const char *sy_admin_req_cmd(const struct sy_admin_req *req);

@@ -232,6 +232,102 @@ static void cmd_precheck(struct sy_admin_req *req, json_t *args, void *ctx)
     pthread_detach(th);
 }
 
+/* create-reverse: precheck (reverse direction) and the DR position on a thread; the instance is
+ * created on the loop only when the precheck passed (a failed precheck leaves nothing behind). */
+struct reverse_job {
+    struct sy_admin_req *req;
+    struct sy_pair *pair;
+    const struct sy_engine_modules *mods;
+    json_t *checks;
+    int rc;
+    char position[1024];
+    char err[512];
+    int pos_rc;
+    struct event *done;
+};
+
+static void *reverse_thread(void *arg)
+{
+    struct reverse_job *job = arg;
+    job->rc = job->mods->precheck(job->pair->cfg, SY_DIR_REVERSE, job->checks);
+    if (job->rc == 0)
+        job->pos_rc = job->mods->source_position(job->pair->cfg, &job->pair->cfg->dr, job->position,
+                                                 sizeof job->position, job->err, sizeof job->err);
+    event_active(job->done, 0, 0);
+    return NULL;
+}
+
+static void on_reverse_done(evutil_socket_t fd, short what, void *arg)
+{
+    struct reverse_job *job = arg;
+    struct sy_pair *p = job->pair;
+    char err[1024];
+    if (job->rc != 0) {
+        sy_admin_fail_with(job->req, "precheck_failed", json_pack("{s:o}", "checks", job->checks),
+                           "the reverse precheck of %s failed: nothing was created (see checks)", p->cfg->name);
+        job->checks = NULL;
+    } else if (job->pos_rc != 0) {
+        sy_admin_fail(job->req, "precheck_failed", "cannot read the DR position: %s", job->err);
+    } else if (p->reverse != NULL && sy_instance_state(p->reverse) != SY_INST_TERMINATED) {
+        sy_admin_fail(job->req, "reverse_exists", "%s/reverse already exists (%s)", p->cfg->name,
+                      sy_instance_state_name(sy_instance_state(p->reverse)));
+    } else {
+        if (p->reverse) {
+            sy_instance_close(p->reverse);
+            p->reverse = NULL;
+        }
+        p->reverse = sy_instance_create_reverse(p, job->mods, job->position, err, sizeof err);
+        if (p->reverse == NULL)
+            sy_admin_fail(job->req, "internal", "creating %s/reverse: %s", p->cfg->name, err);
+        else
+            sy_admin_ok(job->req, json_pack("{s:s,s:s,s:s,s:O}", "instance", sy_instance_id(p->reverse), "state",
+                                            sy_instance_state_name(sy_instance_state(p->reverse)),
+                                            "start_position", job->position, "checks", job->checks));
+    }
+    json_decref(job->checks);
+    event_free(job->done);
+    free(job);
+}
+
+static void cmd_create_reverse(struct sy_admin_req *req, json_t *args, void *ctx)
+{
+    struct daemon *d = ctx;
+    struct sy_pair *p = pair_arg(req, args, d);
+    if (p == NULL)
+        return;
+    if (p->forward == NULL) {
+        sy_admin_fail(req, "unknown_instance",
+                      "%s has no forward instance (no objects configured): a reverse instance belongs to one",
+                      p->cfg->name);
+        return;
+    }
+    if (p->reverse != NULL && sy_instance_state(p->reverse) != SY_INST_TERMINATED) {
+        sy_admin_fail(req, "reverse_exists", "%s/reverse already exists (%s)", p->cfg->name,
+                      sy_instance_state_name(sy_instance_state(p->reverse)));
+        return;
+    }
+    struct reverse_job *job = calloc(1, sizeof *job);
+    if (job == NULL) {
+        sy_admin_fail(req, "internal", "out of memory");
+        return;
+    }
+    job->req = req;
+    job->pair = p;
+    job->mods = find_modules(d, p->cfg->engine);
+    job->checks = json_array();
+    job->done = event_new(d->base, -1, 0, on_reverse_done, job);
+    pthread_t th;
+    if (job->mods == NULL || job->done == NULL || pthread_create(&th, NULL, reverse_thread, job) != 0) {
+        if (job->done)
+            event_free(job->done);
+        json_decref(job->checks);
+        free(job);
+        sy_admin_fail(req, "internal", "cannot start the reverse precheck");
+        return;
+    }
+    pthread_detach(th);
+}
+
 static void cmd_not_built(struct sy_admin_req *req, json_t *args, void *ctx)
 {
     sy_admin_fail(req, "not_implemented", "'%s' is not built yet in this version of switchyardd",
@@ -244,7 +340,7 @@ static const struct sy_admin_cmd pair_cmds[] = {
     { "hold", "hold PAIR : queue new client requests outside transactions (max_hold_ms)", cmd_hold },
     { "release", "release PAIR : let held requests through, in order", cmd_release },
     { "precheck", "precheck PAIR [--direction forward|reverse|switchover] : checks with fixes", cmd_precheck },
-    { "create-reverse", "create-reverse PAIR : create the reverse instance", cmd_not_built },
+    { "create-reverse", "create-reverse PAIR : create the reverse instance", cmd_create_reverse },
     { "pause", "pause INSTANCE : pause, keeping position and spool", cmd_pause },
     { "start", "start INSTANCE : start or resume; reverse: start its write", cmd_start },
     { "terminate", "terminate INSTANCE : end an instance for good", cmd_terminate },
@@ -302,6 +398,13 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
             if (d.pairs[i].forward == NULL) {
                 sy_log_error("pair %s: forward instance: %s", cfg->pairs[i].name, err);
                 goto out;
+            }
+            if (sy_instance_exists(&d.pairs[i], SY_DIR_REVERSE)) {
+                d.pairs[i].reverse = sy_instance_open(&d.pairs[i], SY_DIR_REVERSE, mods, err, sizeof err);
+                if (d.pairs[i].reverse == NULL) {
+                    sy_log_error("pair %s: reverse instance: %s", cfg->pairs[i].name, err);
+                    goto out;
+                }
             }
         }
     }

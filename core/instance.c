@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "core/state_file.h"
@@ -44,6 +45,8 @@ struct sy_instance {
     char state_path[1100];                   /* .../state.json */
     enum sy_instance_state state;
     bool initial_sync_done;                  /* persisted: the copy finished */
+    bool write_enabled;                      /* persisted: the write module belongs to the running
+                                                instance (forward: after the copy; reverse: after start) */
     char start_position[1024];               /* persisted: where collection starts if the spool is empty */
     char last_error[1024];                   /* persisted; "" = none */
     char reason[64];                         /* snake_case reason of the last error / retry */
@@ -139,9 +142,9 @@ void sy_module_report_failed(struct sy_module_report *r, const char *reason, con
 static int persist(struct sy_instance *in)
 {
     char err[512];
-    json_t *doc = json_pack("{s:s,s:b,s:s,s:s,s:s}", "state", state_names[in->state], "initial_sync_done",
-                            in->initial_sync_done, "start_position", in->start_position, "last_error",
-                            in->last_error, "reason", in->reason);
+    json_t *doc = json_pack("{s:s,s:b,s:b,s:s,s:s,s:s}", "state", state_names[in->state], "initial_sync_done",
+                            in->initial_sync_done, "write_enabled", in->write_enabled, "start_position",
+                            in->start_position, "last_error", in->last_error, "reason", in->reason);
     int rc = sy_state_write_json(in->state_path, doc, err, sizeof err);
     json_decref(doc);
     if (rc != 0)
@@ -178,6 +181,8 @@ static int load(struct sy_instance *in, char *err, size_t errlen)
     }
     in->state = (enum sy_instance_state)found;
     in->initial_sync_done = json_is_true(json_object_get(doc, "initial_sync_done"));
+    json_t *we = json_object_get(doc, "write_enabled");
+    in->write_enabled = we ? json_is_true(we) : in->initial_sync_done;
     snprintf(in->start_position, sizeof in->start_position, "%s",
              json_string_value(json_object_get(doc, "start_position")) ?: "");
     snprintf(in->last_error, sizeof in->last_error, "%s", json_string_value(json_object_get(doc, "last_error")) ?: "");
@@ -266,6 +271,7 @@ static void run_state(struct sy_instance *in)
     case SY_INST_INITIAL_SYNC:
         if (in->mod[MOD_INIT].ops == NULL) {
             in->initial_sync_done = true;
+            in->write_enabled = true;
             set_state(in, SY_INST_RUNNING);
             run_state(in);
             break;
@@ -275,7 +281,7 @@ static void run_state(struct sy_instance *in)
         break;
     case SY_INST_RUNNING:
     case SY_INST_RETRYING:
-        if (module_start(in, MOD_COLL) != 0 || module_start(in, MOD_WRITE) != 0) {
+        if (module_start(in, MOD_COLL) != 0 || (in->write_enabled && module_start(in, MOD_WRITE) != 0)) {
             modules_stop(in, SY_MOD_STOPPED);
             set_state(in, SY_INST_FAILED);
         }
@@ -360,17 +366,18 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
         if (i == MOD_INIT && sync_done) {
             module_stop(in, MOD_INIT, SY_MOD_STOPPED);
             in->initial_sync_done = true;
+            in->write_enabled = true;
             snprintf(in->start_position, sizeof in->start_position, "%s", position);
             sy_log_info("%s: initial synchronization done; incremental from %s", in->id, position);
             set_state(in, SY_INST_RUNNING);
             run_state(in);
         }
     }
-    if (in->state == SY_INST_RUNNING && any_retrying)
+    if ((in->state == SY_INST_RUNNING || in->state == SY_INST_COLLECTING) && any_retrying)
         set_state(in, SY_INST_RETRYING);
     else if (in->state == SY_INST_RETRYING && !any_retrying) {
         in->last_error[0] = '\0';
-        set_state(in, SY_INST_RUNNING);
+        set_state(in, in->write_enabled ? SY_INST_RUNNING : SY_INST_COLLECTING);
     }
 }
 
@@ -466,6 +473,59 @@ void sy_instance_close(struct sy_instance *in)
     free(in);
 }
 
+void sy_instance_write_position(struct sy_instance *in, char *out, size_t outlen)
+{
+    struct module *m = &in->mod[MOD_WRITE];
+    pthread_mutex_lock(&m->report.lock);
+    snprintf(out, outlen, "%s", m->report.position);
+    pthread_mutex_unlock(&m->report.lock);
+}
+
+bool sy_instance_writing(const struct sy_instance *in)
+{
+    return in->mod[MOD_WRITE].running &&
+           (in->state == SY_INST_RUNNING || in->state == SY_INST_RETRYING);
+}
+
+static void instance_dir(const struct sy_pair *pair, enum sy_direction dir, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%s/instances/%s.%s", pair->state_dir, pair->cfg->name,
+             dir == SY_DIR_FORWARD ? "forward" : "reverse");
+}
+
+bool sy_instance_exists(const struct sy_pair *pair, enum sy_direction dir)
+{
+    char path[1200];
+    instance_dir(pair, dir, path, sizeof path);
+    strncat(path, "/state.json", sizeof path - strlen(path) - 1);
+    return access(path, F_OK) == 0;
+}
+
+struct sy_instance *sy_instance_create_reverse(struct sy_pair *pair, const struct sy_engine_modules *mods,
+                                               const char *start_position, char *err, size_t errlen)
+{
+    char dir[1200], path[1300];
+    instance_dir(pair, SY_DIR_REVERSE, dir, sizeof dir);
+    if (sy_rmtree(dir, err, errlen) != 0 || sy_mkdirs(dir, err, errlen) != 0)
+        return NULL;
+    snprintf(path, sizeof path, "%s/state.json", dir);
+    json_t *doc = json_pack("{s:s,s:b,s:b,s:s,s:s,s:s}", "state", "collecting", "initial_sync_done", 1,
+                            "write_enabled", 0, "start_position", start_position, "last_error", "", "reason", "");
+    int rc = sy_state_write_json(path, doc, err, errlen);
+    json_decref(doc);
+    if (rc != 0)
+        return NULL;
+    return sy_instance_open(pair, SY_DIR_REVERSE, mods, err, errlen);
+}
+
+int sy_instance_destroy(struct sy_instance *in, char *err, size_t errlen)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", in->dir_path);
+    sy_instance_close(in);
+    return sy_rmtree(dir, err, errlen);
+}
+
 /* ---- commands ---------------------------------------------------------------------------------- */
 
 int sy_instance_pause(struct sy_instance *in, const char **code, char *msg, size_t msglen)
@@ -483,6 +543,12 @@ int sy_instance_pause(struct sy_instance *in, const char **code, char *msg, size
 
 int sy_instance_start(struct sy_instance *in, const char **code, char *msg, size_t msglen)
 {
+    if (in->dir == SY_DIR_FORWARD && in->pair->reverse && sy_instance_writing(in->pair->reverse)) {
+        *code = "reverse_running";
+        snprintf(msg, msglen, "%s writes to the business database: pause it (or switch back) before starting %s",
+                 in->pair->reverse->id, in->id);
+        return -1;
+    }
     switch (in->state) {
     case SY_INST_PAUSED:
     case SY_INST_FAILED:
@@ -492,6 +558,12 @@ int sy_instance_start(struct sy_instance *in, const char **code, char *msg, size
             begin_precheck(in);
             return 0;
         }
+        set_state(in, in->write_enabled ? SY_INST_RUNNING : SY_INST_COLLECTING);
+        run_state(in);
+        return 0;
+    case SY_INST_COLLECTING:
+        /* the seed's "Start Incremental Write" */
+        in->write_enabled = true;
         set_state(in, SY_INST_RUNNING);
         run_state(in);
         return 0;
@@ -500,8 +572,8 @@ int sy_instance_start(struct sy_instance *in, const char **code, char *msg, size
         return 0;
     default:
         *code = "bad_state";
-        snprintf(msg, msglen, "%s is %s: start applies to a paused, failed or precheck_failed instance", in->id,
-                 state_names[in->state]);
+        snprintf(msg, msglen, "%s is %s: start applies to a paused, failed, collecting or precheck_failed instance",
+                 in->id, state_names[in->state]);
         return -1;
     }
 }

@@ -93,6 +93,10 @@ struct sy_engine_modules {
     /* Runs the precheck synchronously (a worker thread); fills checks (JSON array of
      * {name, status: pass|fail|warn, detail, fix}). Returns 0 when nothing failed. */
     int (*precheck)(const struct sy_pair_cfg *cfg, enum sy_direction dir, json_t *checks);
+    /* The source's current log position (MariaDB: @@gtid_binlog_pos), blocking: where a reverse
+     * instance starts collecting when it is created. 0, or -1 with err. */
+    int (*source_position)(const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, char *out, size_t outlen,
+                           char *err, size_t errlen);
 };
 
 /* Loads or creates the forward instance of a pair whose `objects` is set. NULL + err on a broken
@@ -101,9 +105,24 @@ struct sy_instance *sy_instance_open(struct sy_pair *pair, enum sy_direction dir
                                      const struct sy_engine_modules *mods, char *err, size_t errlen);
 void sy_instance_close(struct sy_instance *in); /* stops the threads (they resume at restart); NULL-safe */
 
+/* Whether a reverse instance was created for this pair before (its state survives restarts). */
+bool sy_instance_exists(const struct sy_pair *pair, enum sy_direction dir);
+/* Creates the reverse instance after its precheck passed: incremental only, collecting from
+ * start_position (the DR's position at creation), its write not started until `start`. Replaces
+ * the state of a terminated one. NULL + err on failure. */
+struct sy_instance *sy_instance_create_reverse(struct sy_pair *pair, const struct sy_engine_modules *mods,
+                                               const char *start_position, char *err, size_t errlen);
+/* Removes a terminated instance's state directory (spool included). */
+int sy_instance_destroy(struct sy_instance *in, char *err, size_t errlen);
+/* Whether the write module runs (or retries): for rule 4, start forward refused while reverse writes. */
+bool sy_instance_writing(const struct sy_instance *in);
+
 json_t *sy_instance_status_json(struct sy_instance *in);
 const char *sy_instance_id(const struct sy_instance *in);
 enum sy_instance_state sy_instance_state(const struct sy_instance *in);
+
+/* The write module's applied position (thread-safe: may be called from worker threads). "" when none. */
+void sy_instance_write_position(struct sy_instance *in, char *out, size_t outlen);
 
 /* Commands. 0 = done; -1 with code (snake_case) and message. */
 int sy_instance_pause(struct sy_instance *in, const char **code, char *msg, size_t msglen);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,22 @@ int sy_mkdirs(const char *path, char *err, size_t errlen)
             if (saved == '\0')
                 break;
         }
+    }
+    return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+int sy_rmtree(const char *path, char *err, size_t errlen)
+{
+    if (access(path, F_OK) != 0)
+        return 0;
+    if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) {
+        snprintf(err, errlen, "removing %s: %s", path, strerror(errno));
+        return -1;
     }
     return 0;
 }

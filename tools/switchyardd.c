@@ -29,6 +29,7 @@ static const struct sy_engine_modules mariadb_modules = {
     .collection = &sy_mariadb_collection,
     .write = &sy_mariadb_write,
     .precheck = sy_mariadb_precheck,
+    .source_position = sy_mariadb_source_position,
 };
 static const struct sy_engine_modules *const engine_modules[] = { &mariadb_modules, NULL };
 

@@ -1,0 +1,128 @@
+"""The reverse instance (DR -> business, incremental only): ARCHITECTURE.md's reverse-instance rules, each
+as its own test, against two real MariaDB servers."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from test_forward_mariadb import conn, fresh, instance, q, wait_for, wait_state  # noqa: F401 (fixture)
+
+
+def reverse(d, pname):
+    insts = d.pair_status(pname)["instances"]
+    return next((i for i in insts if i["direction"] == "reverse"), None)
+
+
+def wait_reverse(d, pname, state, timeout=60):
+    return wait_for(lambda: (reverse(d, pname) or {}).get("state") == state and reverse(d, pname), timeout,
+                    f"{pname}/reverse {state}")
+
+
+@pytest.fixture
+def synced(daemon, mariadb_pair, fresh):  # noqa: F811
+    """A pair whose forward instance runs on a table of this test's own database."""
+    mariadb_pair.business.sql("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))", database=fresh)
+    mariadb_pair.business.sql("INSERT INTO t VALUES (1, 'from business')", database=fresh)
+    pname = f"p{fresh}"
+    d = daemon(pair=pname, objects=f"{fresh}.*")
+    wait_state(d, pname, "running")
+    wait_for(lambda: q(mariadb_pair.dr, "SELECT COUNT(*) FROM t", fresh) == ((1,),), 30, "initial copy")
+    return d, pname, fresh
+
+
+def test_rule1_reverse_needs_a_forward_instance(daemon, mariadb_pair):
+    d = daemon(pair="noobjects", objects=None)
+    r = d.admin("create-reverse", pair="noobjects")
+    assert r["ok"] is False and r["error"]["code"] == "unknown_instance"
+    assert "no forward instance" in r["error"]["message"]
+
+
+def test_rule2_and_3_collects_from_creation_writes_after_start(synced, mariadb_pair):
+    d, pname, db = synced
+    b, dr = mariadb_pair
+    dr.sql("INSERT INTO t VALUES (100, 'dr before')", database=db)      # before creation: never synchronized
+    r = d.admin_ok("create-reverse", pair=pname)
+    assert r["instance"] == f"{pname}/reverse" and r["state"] == "collecting"
+    assert r["start_position"].startswith("2-11-")
+    st = reverse(d, pname)
+    assert st["state"] == "collecting" and st["write"]["state"] == "stopped"
+    assert "initial_sync" not in st                                      # incremental only
+    dr.sql("INSERT INTO t VALUES (101, 'dr after')", database=db)       # after creation: collected ...
+    wait_for(lambda: reverse(d, pname)["collection"]["spool_seq"] > 0, 30, "collected")
+    time.sleep(0.5)
+    assert q(b, "SELECT COUNT(*) FROM t WHERE id = 101", db) == ((0,),)  # ... but not written yet
+    ctl = d.ctl("start", f"{pname}/reverse")
+    assert ctl.returncode == 0, ctl.stderr
+    wait_reverse(d, pname, "running")
+    wait_for(lambda: q(b, "SELECT v FROM t WHERE id = 101", db) == (("dr after",),), 30, "written after start")
+    assert q(b, "SELECT COUNT(*) FROM t WHERE id = 100", db) == ((0,),)
+
+
+def test_rule4_one_reverse_and_forward_refused_while_reverse_writes(synced):
+    d, pname, _ = synced
+    d.admin_ok("create-reverse", pair=pname)
+    r = d.admin("create-reverse", pair=pname)
+    assert r["ok"] is False and r["error"]["code"] == "reverse_exists"
+    assert d.ctl("start", f"{pname}/reverse").returncode == 0
+    wait_reverse(d, pname, "running")
+    assert d.ctl("pause", f"{pname}/forward").returncode == 0
+    r = d.admin("start", instance=f"{pname}/forward")
+    assert r["ok"] is False and r["error"]["code"] == "reverse_running"
+    assert f"{pname}/reverse" in r["error"]["message"]
+    assert d.ctl("pause", f"{pname}/reverse").returncode == 0
+    assert d.ctl("start", f"{pname}/forward").returncode == 0
+
+
+def test_rule9_echo_suppression_both_directions(synced, mariadb_pair):
+    d, pname, db = synced
+    b, dr = mariadb_pair
+    d.admin_ok("create-reverse", pair=pname)
+    assert d.ctl("start", f"{pname}/reverse").returncode == 0
+    wait_reverse(d, pname, "running")
+    for i in range(2, 30):
+        b.sql(f"INSERT INTO t VALUES ({i}, 'b{i}')", database=db)
+    for i in range(500, 510):
+        dr.sql(f"INSERT INTO t VALUES ({i}, 'd{i}')", database=db)
+    b.sql("UPDATE t SET v = CONCAT(v, '+') WHERE id < 10", database=db)
+    want = 1 + 28 + 10
+
+    def converged():
+        return (q(b, "SELECT COUNT(*) FROM t", db) == ((want,),) and
+                q(b, "SELECT * FROM t ORDER BY id", db) == q(dr, "SELECT * FROM t ORDER BY id", db))
+    wait_for(converged, 60, "both sides equal")
+    time.sleep(1.5)  # an echo would come back as a conflict or a duplicate apply
+    fw, rv = instance(d, pname), reverse(d, pname)
+    assert fw["state"] == "running" and rv["state"] == "running", (fw, rv)
+    assert rv["write"]["events"] == 10                                   # only the DR-local rows went back
+    assert fw["last_error"] is None and rv["last_error"] is None
+
+
+def test_reverse_survives_restart(synced, mariadb_pair):
+    d, pname, db = synced
+    b, dr = mariadb_pair
+    d.admin_ok("create-reverse", pair=pname)
+    dr.sql("INSERT INTO t VALUES (700, 'while collecting')", database=db)
+    wait_for(lambda: reverse(d, pname)["collection"]["spool_seq"] > 0, 30, "collected")
+    d.restart()
+    assert reverse(d, pname)["state"] == "collecting"
+    assert d.ctl("start", f"{pname}/reverse").returncode == 0
+    wait_for(lambda: q(b, "SELECT COUNT(*) FROM t WHERE id = 700", db) == ((1,),), 30, "applied after restart")
+
+
+def test_failed_reverse_precheck_leaves_nothing(synced, mariadb_pair):
+    d, pname, _ = synced
+    dr = mariadb_pair.dr
+    dr.sql("SET GLOBAL binlog_row_image = 'MINIMAL'")
+    try:
+        r = d.admin("create-reverse", pair=pname)
+    finally:
+        dr.sql("SET GLOBAL binlog_row_image = 'FULL'")
+    assert r["ok"] is False and r["error"]["code"] == "precheck_failed"
+    failed = [c for c in r["error"]["checks"] if c["status"] == "fail"]
+    assert any(c["name"] == "binlog_row_image" for c in failed)
+    assert reverse(d, pname) is None
+    d.restart()
+    assert reverse(d, pname) is None
+    assert d.admin_ok("create-reverse", pair=pname)["state"] == "collecting"
