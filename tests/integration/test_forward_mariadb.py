@@ -359,3 +359,25 @@ def test_purged_binlog_fails_naming_the_position(daemon, mariadb_pair, fresh):
     assert d.ctl("start", f"{pname}/forward").returncode == 0
     st = wait_state(d, pname, "failed", timeout=30)
     assert "1236" in st["last_error"] and "1-10-" in st["last_error"]
+
+
+def test_compressed_binlog_events(daemon, mariadb_pair, fresh):
+    """log_bin_compress=ON: QUERY and ROWS events arrive zlib-compressed and must apply the same."""
+    b = mariadb_pair.business
+    b.sql("CREATE TABLE z (id INT PRIMARY KEY, body MEDIUMTEXT, n INT)", database=fresh)
+    pname = f"p{fresh}"
+    d = daemon(pair=pname, objects=f"{fresh}.*")
+    wait_state(d, pname, "running")
+    b.sql("SET GLOBAL log_bin_compress = ON, GLOBAL log_bin_compress_min_len = 10")
+    try:
+        c = conn(b, fresh)  # a new session picks up the global setting
+        with c.cursor() as cur:
+            cur.execute("INSERT INTO z SELECT seq, REPEAT(CONCAT('compressible ', seq), 200), seq FROM seq_1_to_200")
+            cur.execute("UPDATE z SET body = CONCAT(body, '!'), n = n * 2 WHERE id % 3 = 0")
+            cur.execute("DELETE FROM z WHERE id % 7 = 0")
+            cur.execute("ALTER TABLE z ADD COLUMN tag VARCHAR(200) DEFAULT 'a fairly long default to compress'")
+        c.close()
+    finally:
+        b.sql("SET GLOBAL log_bin_compress = OFF")
+    assert_equal_eventually(mariadb_pair, fresh)
+    assert instance(d, pname)["last_error"] is None
