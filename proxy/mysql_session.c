@@ -103,6 +103,7 @@ struct sy_mysql_session {
     uint64_t resp_left;                  /* bytes of the current server packet still to forward */
     bool resp_done_after_stream;         /* the streaming packet ends the reply */
     uint64_t held_since_ms;              /* when SS_HELD began */
+    bool direct;                         /* logged in: plain sockets are written directly (see flush) */
     bool client_bp;                      /* client reads paused: backend output over high water */
     bool backend_bp;                     /* backend reads paused: client output over high water */
     char *pending_prepare_sql;           /* owned: text of the COM_STMT_PREPARE in flight */
@@ -239,6 +240,7 @@ static void fail_session(struct sy_mysql_session *s, uint8_t seq, uint16_t code,
         if (s->backend)
             bufferevent_disable(sy_mysql_conn_bev(s->backend), EV_READ);
         bufferevent_disable(s->client, EV_READ);
+        bufferevent_enable(s->client, EV_WRITE);
         sess_set_state(s, SS_CLOSING);
         struct sy_mysql_proxy *px = s->px;
         TAILQ_REMOVE(&px->sessions, s, link);
@@ -288,6 +290,56 @@ static void move_bytes(struct sy_mysql_session *s, struct evbuffer *src, struct 
             backend_read_update(s);
         }
     }
+}
+
+/* ---- direct writes -----------------------------------------------------------------------------
+ * Once a session is logged in, bytes produced while handling a read are written straight to plain
+ * TCP sockets at the end of that callback: one write per batch, and libevent's write event (two
+ * epoll_ctl calls per message) is armed only when the socket takes less than we have, disarmed once
+ * drained. A TLS client keeps the OpenSSL bufferevent's own writing. */
+
+static bool is_plain(struct bufferevent *bev)
+{
+    return bufferevent_get_underlying(bev) == NULL;
+}
+
+static void flush_side(struct bufferevent *bev)
+{
+    if (!is_plain(bev)) {
+        bufferevent_enable(bev, EV_WRITE);
+        return;
+    }
+    struct evbuffer *out = bufferevent_get_output(bev);
+    /* A bufferevent keeps its output's front frozen; its own write path unfreezes around the write,
+     * and so do we. */
+    evbuffer_unfreeze(out, 1);
+    while (evbuffer_get_length(out) > 0)
+        if (evbuffer_write(out, bufferevent_getfd(bev)) <= 0)
+            break; /* EAGAIN, or an error libevent will report once the write event runs */
+    evbuffer_freeze(out, 1);
+    if (evbuffer_get_length(out) > 0)
+        bufferevent_enable(bev, EV_WRITE);
+    else
+        bufferevent_disable(bev, EV_WRITE); /* no-op (no syscall) when it was not armed */
+}
+
+static void session_flush(struct sy_mysql_session *s)
+{
+    if (!s->direct || s->state == SS_CLOSING)
+        return;
+    flush_side(s->client);
+    /* The backend's bufferevent is ours only between logins (mysql_conn drives it while connecting,
+     * logging in or running the session-setup query). */
+    bool owned = s->state == SS_IDLE || s->state == SS_BUSY || s->state == SS_INFILE || s->state == SS_HELD;
+    if (s->backend && owned)
+        flush_side(sy_mysql_conn_bev(s->backend));
+}
+
+/* A write callback: output drained -> stop watching writability (plain sockets). */
+static void write_drained(struct sy_mysql_session *s, struct bufferevent *bev)
+{
+    if (s->direct && s->state != SS_CLOSING && is_plain(bev) && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_disable(bev, EV_WRITE);
 }
 
 /* ---- session variables, schema, ledger ------------------------------------------------------- */
@@ -507,9 +559,11 @@ static void on_init_done(struct sy_mysql_conn *c, const struct sy_mysql_result *
         client_ok(s, (uint8_t)(s->seq + 1));
     }
     sess_set_state(s, SS_IDLE);
+    s->direct = true;
     process_client(s);
     if (s->state != SS_CLOSING)
         process_backend(s);
+    session_flush(s);
 }
 
 static void backend_login(struct sy_mysql_session *s, int auth_kind)
@@ -1103,6 +1157,7 @@ static void process_backend(struct sy_mysql_session *s)
 static void on_client_read(struct bufferevent *bev, void *arg)
 {
     process_client(arg);
+    session_flush(arg);
 }
 
 static void on_client_write(struct bufferevent *bev, void *arg)
@@ -1120,7 +1175,9 @@ static void on_client_write(struct bufferevent *bev, void *arg)
         s->backend_bp = false;
         backend_read_update(s);
         process_backend(s);
+        session_flush(s);
     }
+    write_drained(s, bev);
 }
 
 static void on_client_event(struct bufferevent *bev, short what, void *arg)
@@ -1139,6 +1196,7 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
 static void on_backend_read(struct bufferevent *bev, void *arg)
 {
     process_backend(arg);
+    session_flush(arg);
 }
 
 static void on_backend_write(struct bufferevent *bev, void *arg)
@@ -1148,7 +1206,9 @@ static void on_backend_write(struct bufferevent *bev, void *arg)
         s->client_bp = false;
         client_read_update(s);
         process_client(s);
+        session_flush(s);
     }
+    write_drained(s, bev);
 }
 
 static void on_backend_event(struct bufferevent *bev, short what, void *arg)
@@ -1213,6 +1273,7 @@ static void session_resume(struct sy_mysql_session *s)
     sess_set_state(s, SS_IDLE);
     client_read_update(s);
     process_client(s);
+    session_flush(s);
 }
 
 struct sy_mysql_session *sy_mysql_proxy_find_session(struct sy_mysql_proxy *px, uint32_t id)
