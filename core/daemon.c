@@ -7,11 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/thread.h>
 
 #include "core/admin.h"
+#include "core/gtid_set.h"
 #include "core/log.h"
 #include "core/state_file.h"
 
@@ -328,6 +330,111 @@ static void cmd_create_reverse(struct sy_admin_req *req, json_t *args, void *ctx
     pthread_detach(th);
 }
 
+/* verify: row counts and chunked checksums on both sides, blocking on a thread; each destination
+ * chunk is read once the forward writer has applied the position the source chunk was read at. */
+struct verify_job {
+    struct sy_admin_req *req;
+    const struct sy_pair_cfg *cfg;      /* ref: the pair's */
+    struct sy_instance *forward;        /* ref: the pair's forward instance (write position) */
+    const struct sy_engine_modules *mods;
+    char *objects;                      /* owned: --objects, NULL = every synchronized table */
+    json_t *result;
+    int rc;
+    char err[1024];
+    struct event *done;
+};
+
+/* Whether the forward writer's applied position covers `position` (a source GTID set); polls from
+ * 2 ms up to every 50 ms until timeout_ms (a short first wait narrows the window in which business
+ * writes to a chunk can make the two sides differ). Runs on the verify thread. */
+static bool verify_write_reached(void *arg, const char *position, int timeout_ms)
+{
+    struct verify_job *job = arg;
+    struct sy_gtid_set want, have;
+    if (!sy_gtid_set_parse(position, strlen(position), &want)) {
+        sy_log_warn("pair %s: verify: cannot parse source position '%s'", job->cfg->name, position);
+        return false;
+    }
+    uint64_t deadline = sy_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    for (unsigned sleep_ms = 2;; sleep_ms = sleep_ms < 25 ? sleep_ms * 2 : 50) {
+        char pos[1024];
+        sy_instance_write_position(job->forward, pos, sizeof pos);
+        if (sy_gtid_set_parse(pos, strlen(pos), &have) && sy_gtid_set_covers(&have, &want))
+            return true;
+        if (sy_now_ms() >= deadline)
+            return false;
+        usleep(sleep_ms * 1000);
+    }
+}
+
+static void *verify_thread(void *arg)
+{
+    struct verify_job *job = arg;
+    job->rc = job->mods->verify(job->cfg, job->objects, verify_write_reached, job, job->result, job->err,
+                                sizeof job->err);
+    event_active(job->done, 0, 0);
+    return NULL;
+}
+
+static void on_verify_done(evutil_socket_t fd, short what, void *arg)
+{
+    struct verify_job *job = arg;
+    if (job->rc == 0) {
+        sy_admin_ok(job->req, job->result);
+        job->result = NULL;
+    } else {
+        sy_admin_fail(job->req, job->rc == -2 ? "bad_request" : "verify_failed", "%s", job->err);
+    }
+    json_decref(job->result);
+    event_free(job->done);
+    free(job->objects);
+    free(job);
+}
+
+static void cmd_verify(struct sy_admin_req *req, json_t *args, void *ctx)
+{
+    struct daemon *d = ctx;
+    struct sy_pair *p = pair_arg(req, args, d);
+    if (p == NULL)
+        return;
+    const struct sy_engine_modules *mods = find_modules(d, p->cfg->engine);
+    if (mods == NULL || mods->verify == NULL) {
+        sy_admin_fail(req, "not_implemented", "engine %s has no verify yet", sy_engine_name(p->cfg->engine));
+        return;
+    }
+    if (p->forward == NULL) {
+        sy_admin_fail(req, "unknown_instance",
+                      "%s has no forward instance (no objects configured): there is nothing to verify", p->cfg->name);
+        return;
+    }
+    if (sy_instance_state(p->forward) != SY_INST_RUNNING) {
+        sy_admin_fail(req, "bad_state", "%s is %s: verify needs it running (its writer must reach each chunk's position)",
+                      sy_instance_id(p->forward), sy_instance_state_name(sy_instance_state(p->forward)));
+        return;
+    }
+    const char *objects = sy_admin_arg_str(args, "objects");
+    struct verify_job *job = calloc(1, sizeof *job);
+    if (job == NULL) {
+        sy_admin_fail(req, "internal", "out of memory");
+        return;
+    }
+    *job = (struct verify_job){ .req = req, .cfg = p->cfg, .forward = p->forward, .mods = mods,
+                                .objects = objects ? strdup(objects) : NULL, .result = json_object() };
+    job->done = event_new(d->base, -1, 0, on_verify_done, job);
+    pthread_t th;
+    if (job->done == NULL || job->result == NULL || (objects && job->objects == NULL) ||
+        pthread_create(&th, NULL, verify_thread, job) != 0) {
+        if (job->done)
+            event_free(job->done);
+        json_decref(job->result);
+        free(job->objects);
+        free(job);
+        sy_admin_fail(req, "internal", "cannot start the verify");
+        return;
+    }
+    pthread_detach(th);
+}
+
 static void cmd_not_built(struct sy_admin_req *req, json_t *args, void *ctx)
 {
     sy_admin_fail(req, "not_implemented", "'%s' is not built yet in this version of switchyardd",
@@ -348,7 +455,7 @@ static const struct sy_admin_cmd pair_cmds[] = {
     { "failover", "failover PAIR [--force] : business DB is down: flip to DR", cmd_not_built },
     { "switchback", "switchback PAIR : drain reverse, flip to business", cmd_not_built },
     { "resolve-tail", "resolve-tail PAIR --export FILE | --discard : decide the unreplicated tail", cmd_not_built },
-    { "verify", "verify PAIR [--objects ...] : row counts and chunked checksums", cmd_not_built },
+    { "verify", "verify PAIR [--objects ...] : row counts and chunked checksums", cmd_verify },
 };
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)

@@ -479,6 +479,10 @@ void sy_instance_write_position(struct sy_instance *in, char *out, size_t outlen
     pthread_mutex_lock(&m->report.lock);
     snprintf(out, outlen, "%s", m->report.position);
     pthread_mutex_unlock(&m->report.lock);
+    /* No checkpoint yet (nothing applied since the copy): the destination holds the start position.
+     * start_position is set before the write module starts and not changed while it runs. */
+    if (out[0] == '\0' && in->initial_sync_done)
+        snprintf(out, outlen, "%s", in->start_position);
 }
 
 bool sy_instance_writing(const struct sy_instance *in)

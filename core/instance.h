@@ -97,6 +97,12 @@ struct sy_engine_modules {
      * instance starts collecting when it is created. 0, or -1 with err. */
     int (*source_position)(const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, char *out, size_t outlen,
                            char *err, size_t errlen);
+    /* `verify`, blocking (a worker thread): fills result; write_reached(arg, position, timeout_ms) says
+     * whether the forward writer has applied a source position. 0; -1 (err) failed; -2 (err) bad
+     * objects filter. NULL: not built for this engine. See replay/mariadb_verify.h. */
+    int (*verify)(const struct sy_pair_cfg *cfg, const char *objects,
+                  bool (*write_reached)(void *arg, const char *position, int timeout_ms), void *arg, json_t *result,
+                  char *err, size_t errlen);
 };
 
 /* Loads or creates the forward instance of a pair whose `objects` is set. NULL + err on a broken

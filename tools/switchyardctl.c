@@ -77,7 +77,7 @@ static const struct ctl_cmd ctl_cmds[] = {
     { "hold", "PAIR", "queue new client requests (max_hold_ms)", ARG_PAIR, 0, PRINT_FIELDS, false },
     { "release", "PAIR", "resume queued client requests", ARG_PAIR, 0, PRINT_FIELDS, false },
     { "verify", "PAIR [--objects db.table,db.*]", "row counts and checksums on both sides",
-      ARG_PAIR, OPT_OBJECTS, PRINT_FIELDS, false },
+      ARG_PAIR, OPT_OBJECTS, PRINT_FIELDS, true },
     { "clients", "PAIR", "client sessions of the pair", ARG_PAIR, 0, PRINT_CLIENTS, false },
     { "help", "[COMMAND]", "this list (needs no daemon)", ARG_COMMAND_OPTIONAL, 0, PRINT_LOCAL, false },
 };

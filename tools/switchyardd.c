@@ -19,6 +19,7 @@
 #include "capture/mariadb_precheck.h"
 #include "proxy/proxy.h"
 #include "replay/mariadb_modules.h"
+#include "replay/mariadb_verify.h"
 
 static struct sy_config config; /* large: static, not on the stack */
 
@@ -30,6 +31,7 @@ static const struct sy_engine_modules mariadb_modules = {
     .write = &sy_mariadb_write,
     .precheck = sy_mariadb_precheck,
     .source_position = sy_mariadb_source_position,
+    .verify = sy_mariadb_verify,
 };
 static const struct sy_engine_modules *const engine_modules[] = { &mariadb_modules, NULL };
 
