@@ -143,6 +143,50 @@ static int list_tables(struct isync *s)
     return 0;
 }
 
+/* Every synchronized database that exists on the source exists on the destination afterwards, even
+ * with no table yet: later DDL uses it as its default database. */
+static int create_databases(struct isync *s)
+{
+    if (mysql_query(s->src, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA") != 0) {
+        snprintf(s->err, sizeof s->err, "listing databases: %u %s", mysql_errno(s->src), mysql_error(s->src));
+        return -1;
+    }
+    MYSQL_RES *res = mysql_store_result(s->src);
+    if (res == NULL)
+        return -1;
+    char **names = calloc(mysql_num_rows(res) + 1, sizeof *names);
+    size_t n = 0;
+    MYSQL_ROW row;
+    while (names && (row = mysql_fetch_row(res)) != NULL)
+        if (row[0] && sy_objects_match_db(s->cfg, row[0]))
+            names[n++] = strdup(row[0]);
+    mysql_free_result(res);
+    int rc = names ? 0 : -1;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char q[600], err[512];
+        sy_mariadb_quote_ident(names[i], q, sizeof q);
+        char sql[700];
+        snprintf(sql, sizeof sql, "SHOW CREATE DATABASE %s", q);
+        MYSQL_RES *r = mysql_query(s->src, sql) == 0 ? mysql_store_result(s->src) : NULL;
+        MYSQL_ROW cr = r ? mysql_fetch_row(r) : NULL;
+        const char *ddl = cr && cr[1] ? cr[1] : NULL;
+        if (ddl && strncmp(ddl, "CREATE DATABASE ", 16) == 0 && strncmp(ddl + 16, "IF NOT EXISTS", 13) != 0)
+            rc = sy_mariadb_exec(s->dst, err, sizeof err, "CREATE DATABASE IF NOT EXISTS %s", ddl + 16);
+        else if (ddl)
+            rc = sy_mariadb_exec(s->dst, err, sizeof err, "%s", ddl);
+        else
+            rc = sy_mariadb_exec(s->dst, err, sizeof err, "CREATE DATABASE IF NOT EXISTS %s", q);
+        if (rc != 0)
+            snprintf(s->err, sizeof s->err, "creating database %s on the destination: %s", names[i], err);
+        if (r)
+            mysql_free_result(r);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return rc;
+}
+
 static int snapshot(struct isync *s)
 {
     char err[512], file[512], pos[64];
@@ -473,7 +517,7 @@ static int attempt(struct isync *s)
     int rc = snapshot(s);
     if (rc != 0)
         return rc == -2 ? -1 : 1;
-    if (list_tables(s) != 0)
+    if (list_tables(s) != 0 || create_databases(s) != 0)
         return mysql_errno(s->src) && sy_mariadb_is_transient(mysql_errno(s->src)) ? 1 : -1;
     if (count_rows(s) != 0)
         return 1;

@@ -699,8 +699,14 @@ static int apply_ddl(struct writer *w, const struct sy_change_ddl *d, bool retry
     snprintf(tz, sizeof tz, "%.*s", (int)d->time_zone_len, d->time_zone);
     char qdb[600];
     sy_mariadb_quote_ident(db, qdb, sizeof qdb);
-    if ((db[0] && sy_mariadb_exec(w->conn, err, sizeof err, "USE %s", qdb) != 0 &&
-         mysql_errno(w->conn) != ER_BAD_DB_ERROR) ||
+    if (db[0] && sy_mariadb_exec(w->conn, err, sizeof err, "USE %s", qdb) != 0 &&
+        mysql_errno(w->conn) == ER_BAD_DB_ERROR && sy_objects_match_db(w->cfg, db)) {
+        /* the statement's default database was created on the source before the instance existed */
+        if (sy_mariadb_exec(w->conn, err, sizeof err, "CREATE DATABASE IF NOT EXISTS %s", qdb) == 0 &&
+            sy_mariadb_exec(w->conn, err, sizeof err, "USE %s", qdb) == 0)
+            err[0] = '\0';
+    }
+    if ((db[0] && mysql_errno(w->conn) != 0 && mysql_errno(w->conn) != ER_BAD_DB_ERROR) ||
         sy_mariadb_exec(w->conn, err, sizeof err, "SET SESSION sql_mode=%llu%s%s%s", (unsigned long long)d->sql_mode,
                         tz[0] ? ", time_zone='" : "", tz[0] ? tz : "", tz[0] ? "'" : "") != 0 ||
         (d->charset_client &&

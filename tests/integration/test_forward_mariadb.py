@@ -381,3 +381,18 @@ def test_compressed_binlog_events(daemon, mariadb_pair, fresh):
         b.sql("SET GLOBAL log_bin_compress = OFF")
     assert_equal_eventually(mariadb_pair, fresh)
     assert instance(d, pname)["last_error"] is None
+
+
+def test_empty_database_at_start_then_ddl(daemon, mariadb_pair, fresh):
+    """A synchronized database with no table yet exists on DR after the copy; later DDL finds it."""
+    pname = f"p{fresh}"
+    d = daemon(pair=pname, objects=f"{fresh}.*")
+    wait_state(d, pname, "running")
+    assert q(mariadb_pair.dr, f"SHOW DATABASES LIKE '{fresh}'") == ((fresh,),)
+    c = conn(mariadb_pair.business, fresh)
+    with c.cursor() as cur:
+        cur.execute("CREATE TABLE later (id INT PRIMARY KEY)")
+        cur.execute("INSERT INTO later VALUES (1), (2)")
+    c.close()
+    assert_equal_eventually(mariadb_pair, fresh)
+    assert instance(d, pname)["state"] == "running"
