@@ -46,8 +46,12 @@ test: unit fuzz-short integration integration-asan
 demo: build
 	@scripts/demo.sh $(CURDIR)/$(BUILD)
 
+# Both benchmarks run even when the first one fails; the target fails if either did.
 bench: build
-	@$(PY) bench/proxy_bench.py --build $(CURDIR)/$(BUILD)
+	@rc=0; \
+	$(PY) bench/proxy_bench.py --build $(CURDIR)/$(BUILD) || rc=1; \
+	$(PY) bench/apply_bench.py --build $(CURDIR)/$(BUILD) || rc=1; \
+	exit $$rc
 
 soak: build
 	@SY_BUILD_DIR=$(CURDIR)/$(BUILD) SY_SOAK=1 $(PYTEST) -m soak tests/integration
