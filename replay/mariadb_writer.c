@@ -788,7 +788,8 @@ static int connect_dest(struct writer *w, uint64_t *pending_ddl)
     MYSQL_RES *res = mysql_store_result(w->conn);
     MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
     w->applied_seq = row && row[0] ? strtoull(row[0], NULL, 10) : 0;
-    snprintf(w->position, sizeof w->position, "%s", row && row[1] ? row[1] : "");
+    /* no checkpoint yet: the destination holds what the copy (or creation) started from */
+    snprintf(w->position, sizeof w->position, "%s", row && row[1] ? row[1] : w->ctx->start_position);
     *pending_ddl = row && row[2] ? strtoull(row[2], NULL, 10) : 0;
     if (res)
         mysql_free_result(res);

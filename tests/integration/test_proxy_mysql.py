@@ -518,3 +518,24 @@ def test_tls_refused_when_not_configured(proxy, connect):
     assert reply[0] == 0xFF and struct.unpack("<H", reply[1:3])[0] == 1043
     assert b"TLS is not enabled" in reply
     assert rows(connect(proxy), "SELECT 1") == ((1,),)
+
+
+def test_init_db_and_locked_account(proxy, mariadb_pair, connect):
+    c = connect(proxy)
+    c.select_db("shop")  # COM_INIT_DB
+    assert rows(c, "SELECT DATABASE()") == (("shop",),)
+    assert proxy.admin_ok("clients", pair="demo")["clients"][0]["schema"] == "shop"
+    with pytest.raises(pymysql.MySQLError) as ei:
+        c.select_db("no_such_db_here")
+    assert ei.value.args[0] == 1049
+    # a locked account stays locked through the proxy: the server's own error, as direct
+    mariadb_pair.business.sql("CREATE USER IF NOT EXISTS 'locked_u'@'%' IDENTIFIED BY 'lk-pw' ACCOUNT LOCK")
+    try:
+        errs = []
+        for target in (proxy, mariadb_pair.business):
+            with pytest.raises(pymysql.MySQLError) as ei:
+                pymysql.connect(host="127.0.0.1", port=target.port, user="locked_u", password="lk-pw")
+            errs.append(ei.value.args)
+        assert errs[0] == errs[1] and errs[0][0] == 4151
+    finally:
+        mariadb_pair.business.sql("DROP USER IF EXISTS 'locked_u'@'%'")
