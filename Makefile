@@ -39,7 +39,7 @@ integration: build
 	@SY_BUILD_DIR=$(CURDIR)/$(BUILD) $(PYTEST) tests/integration
 
 integration-asan: build-asan
-	@SY_BUILD_DIR=$(CURDIR)/$(ASAN) SY_SANITIZED=1 $(PYTEST) -m "not nosan" tests/integration
+	@SY_BUILD_DIR=$(CURDIR)/$(ASAN) SY_SANITIZED=1 $(PYTEST) -m "not nosan and not soak" tests/integration
 
 test: unit fuzz-short integration integration-asan
 
