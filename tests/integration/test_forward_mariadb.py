@@ -35,11 +35,11 @@ def conn(server, db=None, **kw):
                            database=db, autocommit=True, charset="utf8mb4", **kw)
 
 
-def q(server, sql, db=None):
+def q(server, sql, db=None, args=None):
     c = conn(server, db)
     try:
         with c.cursor() as cur:
-            cur.execute(sql)
+            cur.execute(sql, args)
             return cur.fetchall()
     finally:
         c.close()

@@ -4,66 +4,17 @@ deleted or missing on DR behind Switchyard's back is reported, by table and key 
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import random
 import threading
 import time
 
-import pymysql
 import pytest
 
-from conftest import ADMIN_PASSWORD, ADMIN_USER
 
-_counter = itertools.count()
-
-
-def wait_for(cond, timeout=30.0, what="condition", interval=0.1):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
-def conn(server, db=None, **kw):
-    return pymysql.connect(host="127.0.0.1", port=server.port, user=ADMIN_USER, password=ADMIN_PASSWORD,
-                           database=db, autocommit=True, charset="utf8mb4", **kw)
-
-
-def q(server, sql, db=None, args=None):
-    c = conn(server, db)
-    try:
-        with c.cursor() as cur:
-            cur.execute(sql, args)
-            return cur.fetchall()
-    finally:
-        c.close()
-
-
-def instance(d, pair_name):
-    return d.pair_status(pair_name)["instances"][0]
-
-
-def wait_state(d, pair_name, state, timeout=60):
-    return wait_for(lambda: instance(d, pair_name)["state"] == state and instance(d, pair_name), timeout,
-                    f"{pair_name}/forward {state}")
-
-
-@pytest.fixture
-def fresh(mariadb_pair):
-    """A database of this test's own on both sides (the pair is shared)."""
-    name = f"vf{os.getpid() % 1000}_{next(_counter)}"
-    for s in mariadb_pair:
-        s.sql(f"DROP DATABASE IF EXISTS {name}")
-    mariadb_pair.business.sql(f"CREATE DATABASE {name}")
-    yield name
-    for s in mariadb_pair:
-        s.sql(f"DROP DATABASE IF EXISTS {name}")
+# shared helpers and the per-test database fixture
+from test_forward_mariadb import conn, fresh, instance, q, wait_for, wait_state  # noqa: E402,F401
 
 
 SCHEMA = [
