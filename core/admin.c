@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -28,7 +29,11 @@ struct admin_table {
     void *ctx;                       /* ref: handed to each handler */
 };
 
+struct admin_conn;
+TAILQ_HEAD(admin_conn_list, admin_conn);
+
 struct sy_admin {
+    struct admin_conn_list conns;     /* open connections, freed by sy_admin_close */
     struct event_base *base;          /* ref */
     struct evconnlistener *listener;  /* owned */
     char path[108];                   /* socket path, unlinked on close */
@@ -37,6 +42,7 @@ struct sy_admin {
 };
 
 struct admin_conn {
+    TAILQ_ENTRY(admin_conn) link;  /* in admin->conns */
     struct sy_admin *admin;   /* ref */
     struct bufferevent *bev;  /* owned; NULL once closed */
     int pending;              /* requests not answered yet: the conn lives until they are */
@@ -53,6 +59,7 @@ static void conn_maybe_free(struct admin_conn *c)
     if (c->closing && c->pending == 0) {
         if (c->bev)
             bufferevent_free(c->bev);
+        TAILQ_REMOVE(&c->admin->conns, c, link);
         free(c);
     }
 }
@@ -274,6 +281,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         close(fd);
         return;
     }
+    TAILQ_INSERT_TAIL(&a->conns, c, link);
     bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
@@ -303,6 +311,7 @@ struct sy_admin *sy_admin_open(struct event_base *base, const char *path, char *
         return NULL;
     }
     a->base = base;
+    TAILQ_INIT(&a->conns);
     snprintf(a->path, sizeof a->path, "%s", path);
     mode_t old = umask(0177); /* the socket is born 0600: no window where others may connect */
     a->listener = evconnlistener_new_bind(base, on_accept, a, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 64,
@@ -325,5 +334,14 @@ void sy_admin_close(struct sy_admin *a)
         return;
     evconnlistener_free(a->listener);
     unlink(a->path);
+    /* Requests still unanswered at shutdown lose their connection; nothing answers them later
+     * (the daemon waited for its worker threads first). */
+    struct admin_conn *c;
+    while ((c = TAILQ_FIRST(&a->conns)) != NULL) {
+        TAILQ_REMOVE(&a->conns, c, link);
+        if (c->bev)
+            bufferevent_free(c->bev);
+        free(c);
+    }
     free(a);
 }

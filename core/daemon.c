@@ -26,6 +26,20 @@ struct daemon {
     size_t n_started;             /* pairs[0..n_started) were started and must be stopped */
 };
 
+/* Worker threads of long admin commands (precheck, create-reverse, verify) still running: shutdown waits
+ * for them before the pairs, configs and the loop they use are freed. */
+static int admin_jobs;
+
+static void admin_job_begin(void)
+{
+    __atomic_add_fetch(&admin_jobs, 1, __ATOMIC_ACQ_REL);
+}
+
+static void admin_job_end(void)
+{
+    __atomic_sub_fetch(&admin_jobs, 1, __ATOMIC_ACQ_REL);
+}
+
 static struct sy_pair *find_pair(struct daemon *d, const char *name)
 {
     for (size_t i = 0; name && i < d->n_started; i++)
@@ -179,6 +193,7 @@ static void *precheck_thread(void *arg)
     struct precheck_job *job = arg;
     job->rc = job->mods->precheck(job->cfg, job->dir, job->checks);
     event_active(job->done, 0, 0);
+    admin_job_end(); /* last touch of shared state */
     return NULL;
 }
 
@@ -223,7 +238,9 @@ static void cmd_precheck(struct sy_admin_req *req, json_t *args, void *ctx)
     snprintf(job->direction, sizeof job->direction, "%s", dir);
     job->done = event_new(d->base, -1, 0, on_precheck_done, job);
     pthread_t th;
+    admin_job_begin();
     if (job->done == NULL || pthread_create(&th, NULL, precheck_thread, job) != 0) {
+        admin_job_end();
         if (job->done)
             event_free(job->done);
         json_decref(job->checks);
@@ -256,6 +273,7 @@ static void *reverse_thread(void *arg)
         job->pos_rc = job->mods->source_position(job->pair->cfg, &job->pair->cfg->dr, job->position,
                                                  sizeof job->position, job->err, sizeof job->err);
     event_active(job->done, 0, 0);
+    admin_job_end(); /* last touch of shared state */
     return NULL;
 }
 
@@ -319,7 +337,9 @@ static void cmd_create_reverse(struct sy_admin_req *req, json_t *args, void *ctx
     job->checks = json_array();
     job->done = event_new(d->base, -1, 0, on_reverse_done, job);
     pthread_t th;
+    admin_job_begin();
     if (job->mods == NULL || job->done == NULL || pthread_create(&th, NULL, reverse_thread, job) != 0) {
+        admin_job_end();
         if (job->done)
             event_free(job->done);
         json_decref(job->checks);
@@ -373,6 +393,7 @@ static void *verify_thread(void *arg)
     job->rc = job->mods->verify(job->cfg, job->objects, verify_write_reached, job, job->result, job->err,
                                 sizeof job->err);
     event_active(job->done, 0, 0);
+    admin_job_end(); /* last touch of shared state */
     return NULL;
 }
 
@@ -422,8 +443,10 @@ static void cmd_verify(struct sy_admin_req *req, json_t *args, void *ctx)
                                 .objects = objects ? strdup(objects) : NULL, .result = json_object() };
     job->done = event_new(d->base, -1, 0, on_verify_done, job);
     pthread_t th;
+    admin_job_begin();
     if (job->done == NULL || job->result == NULL || (objects && job->objects == NULL) ||
         pthread_create(&th, NULL, verify_thread, job) != 0) {
+        admin_job_end();
         if (job->done)
             event_free(job->done);
         json_decref(job->result);
@@ -529,6 +552,13 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
     event_base_dispatch(d.base);
     status = 0;
 out:
+    for (int waited = 0; __atomic_load_n(&admin_jobs, __ATOMIC_ACQUIRE) > 0 && waited < 120000; waited += 10) {
+        if (waited == 0)
+            sy_log_info("waiting for %d admin command(s) to finish", __atomic_load_n(&admin_jobs, __ATOMIC_ACQUIRE));
+        usleep(10 * 1000);
+    }
+    if (d.base)
+        event_base_loop(d.base, EVLOOP_NONBLOCK); /* answer (and free) the commands that finished */
     if (sigterm)
         event_free(sigterm);
     if (sigint)

@@ -126,3 +126,19 @@ def test_failed_reverse_precheck_leaves_nothing(synced, mariadb_pair):
     d.restart()
     assert reverse(d, pname) is None
     assert d.admin_ok("create-reverse", pair=pname)["state"] == "collecting"
+
+
+def test_sigterm_while_admin_commands_run(synced):
+    """Shutdown waits for precheck / create-reverse / verify threads instead of freeing what they use."""
+    import json
+    import socket
+    d, pname, _ = synced
+    socks = []
+    for cmd in ("precheck", "create-reverse", "verify"):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(d.admin_socket)
+        s.sendall(json.dumps({"cmd": cmd, "args": {"pair": pname}}).encode() + b"\n")
+        socks.append(s)
+    assert d.stop() == 0
+    for s in socks:
+        s.close()
