@@ -147,6 +147,15 @@ bool sy_mariadb_is_transient(unsigned int e)
     }
 }
 
+char *sy_mariadb_escape(MYSQL *m, const char *s)
+{
+    size_t n = strlen(s);
+    char *out = malloc(2 * n + 1);
+    if (out)
+        mysql_real_escape_string(m, out, s, (unsigned long)n);
+    return out;
+}
+
 void sy_mariadb_quote_ident(const char *name, char *out, size_t outlen)
 {
     size_t o = 0;

@@ -29,6 +29,19 @@ int sy_mariadb_value(MYSQL *m, char *out, size_t outlen, bool *found, char *err,
 /* Connection-level failures (server gone, killed, unreachable, read-only shutdown): retry later. */
 bool sy_mariadb_is_transient(unsigned int mysql_errno);
 
+/* s escaped for a '...' string literal (malloc'ed; NULL on out of memory). */
+char *sy_mariadb_escape(MYSQL *m, const char *s);
+
+/* A scalar subquery over information_schema for column alias `c` of COLUMNS: its position (1..n) in the
+ * key rows are found by — the PRIMARY KEY, else the first UNIQUE key whose columns are all NOT NULL —
+ * or NULL when the column is not part of it. Shared by initial sync, write and verify. */
+#define SY_MARIADB_KEY_SEQ_SQL                                                                                  \
+    "(SELECT k.SEQ_IN_INDEX FROM information_schema.STATISTICS k WHERE k.TABLE_SCHEMA=c.TABLE_SCHEMA AND "    \
+    "k.TABLE_NAME=c.TABLE_NAME AND k.COLUMN_NAME=c.COLUMN_NAME AND k.INDEX_NAME=(SELECT x.INDEX_NAME FROM "    \
+    "information_schema.STATISTICS x WHERE x.TABLE_SCHEMA=c.TABLE_SCHEMA AND x.TABLE_NAME=c.TABLE_NAME AND "   \
+    "x.NON_UNIQUE=0 GROUP BY x.INDEX_NAME HAVING SUM(x.NULLABLE='YES')=0 ORDER BY x.INDEX_NAME<>'PRIMARY', "  \
+    "x.INDEX_NAME LIMIT 1))"
+
 /* `name` quoted as an identifier: `a``b` (out must hold 2 * strlen + 3). */
 void sy_mariadb_quote_ident(const char *name, char *out, size_t outlen);
 

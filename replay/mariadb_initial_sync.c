@@ -59,14 +59,6 @@ static void progress(struct isync *s)
     pthread_mutex_unlock(&s->ctx->report->lock);
 }
 
-static char *esc(MYSQL *m, const char *v, size_t n)
-{
-    char *o = malloc(2 * n + 1);
-    if (o)
-        mysql_real_escape_string(m, o, v, (unsigned long)n);
-    return o;
-}
-
 /* Lists the synchronized base tables of the source with their columns and key. -1 on error. */
 static int list_tables(struct isync *s)
 {
@@ -96,15 +88,11 @@ static int list_tables(struct isync *s)
     mysql_free_result(res);
     for (size_t i = 0; i < s->n_tables; i++) {
         struct copy_table *t = &s->tables[i];
-        char *edb = esc(s->src, t->db, strlen(t->db)), *etb = esc(s->src, t->table, strlen(t->table));
+        char *edb = sy_mariadb_escape(s->src, t->db), *etb = sy_mariadb_escape(s->src, t->table);
         char q[2048];
         snprintf(q, sizeof q,
                  "SELECT c.COLUMN_NAME, IF(c.CHARACTER_SET_NAME IS NULL, NULL, CONCAT(c.CHARACTER_SET_NAME, "
-                 "' COLLATE ', c.COLLATION_NAME)), (SELECT k.SEQ_IN_INDEX FROM information_schema.STATISTICS k WHERE "
-                 "k.TABLE_SCHEMA=c.TABLE_SCHEMA AND k.TABLE_NAME=c.TABLE_NAME AND k.COLUMN_NAME=c.COLUMN_NAME AND "
-                 "k.INDEX_NAME=(SELECT x.INDEX_NAME FROM information_schema.STATISTICS x WHERE "
-                 "x.TABLE_SCHEMA=c.TABLE_SCHEMA AND x.TABLE_NAME=c.TABLE_NAME AND x.NON_UNIQUE=0 GROUP BY "
-                 "x.INDEX_NAME HAVING SUM(x.NULLABLE='YES')=0 ORDER BY x.INDEX_NAME<>'PRIMARY', x.INDEX_NAME LIMIT 1)) "
+                 "' COLLATE ', c.COLLATION_NAME)), " SY_MARIADB_KEY_SEQ_SQL " "
                  "FROM information_schema.COLUMNS c WHERE c.TABLE_SCHEMA='%s' AND c.TABLE_NAME='%s' AND "
                  "c.IS_GENERATED='NEVER' ORDER BY c.ORDINAL_POSITION",
                  edb ? edb : "", etb ? etb : "");
@@ -206,7 +194,7 @@ static int snapshot(struct isync *s)
         snprintf(s->err, sizeof s->err, "the source has no binary log (log_bin is OFF)");
         return -2;
     }
-    char *efile = esc(s->src, file, strlen(file));
+    char *efile = sy_mariadb_escape(s->src, file);
     int rc = sy_mariadb_value(s->src, s->position, sizeof s->position, &found, err, sizeof err,
                               "SELECT BINLOG_GTID_POS('%s', %s)", efile ? efile : "", pos);
     free(efile);

@@ -175,15 +175,6 @@ static void sb_ident(struct sbuf *b, const char *name)
 
 /* ---- tables ---------------------------------------------------------------------------------- */
 
-static char *esc(MYSQL *m, const char *v)
-{
-    size_t n = strlen(v);
-    char *o = malloc(2 * n + 1);
-    if (o)
-        mysql_real_escape_string(m, o, v, (unsigned long)n);
-    return o;
-}
-
 static void table_fini(struct vtable *t)
 {
     for (size_t c = 0; c < t->n_cols; c++) {
@@ -339,15 +330,11 @@ static void fail_query(struct verify *v, MYSQL *m, const char *what)
  * first NOT NULL UNIQUE key by name). 0, 1 = the table cannot be verified (v->table_err), -1 fatal. */
 static int load_columns(struct verify *v, struct vtable *t)
 {
-    char *edb = esc(v->src, t->db), *etb = esc(v->src, t->table);
+    char *edb = sy_mariadb_escape(v->src, t->db), *etb = sy_mariadb_escape(v->src, t->table);
     struct sbuf q = { 0 };
     sb_printf(&q,
               "SELECT c.COLUMN_NAME, c.DATA_TYPE, c.CHARACTER_SET_NAME, c.COLLATION_NAME, "
-              "IFNULL(c.CHARACTER_OCTET_LENGTH, 0), (SELECT k.SEQ_IN_INDEX FROM information_schema.STATISTICS k "
-              "WHERE k.TABLE_SCHEMA=c.TABLE_SCHEMA AND k.TABLE_NAME=c.TABLE_NAME AND k.COLUMN_NAME=c.COLUMN_NAME AND "
-              "k.INDEX_NAME=(SELECT x.INDEX_NAME FROM information_schema.STATISTICS x WHERE "
-              "x.TABLE_SCHEMA=c.TABLE_SCHEMA AND x.TABLE_NAME=c.TABLE_NAME AND x.NON_UNIQUE=0 GROUP BY "
-              "x.INDEX_NAME HAVING SUM(x.NULLABLE='YES')=0 ORDER BY x.INDEX_NAME<>'PRIMARY', x.INDEX_NAME LIMIT 1)) "
+              "IFNULL(c.CHARACTER_OCTET_LENGTH, 0), " SY_MARIADB_KEY_SEQ_SQL " "
               "FROM information_schema.COLUMNS c WHERE c.TABLE_SCHEMA='%s' AND c.TABLE_NAME='%s' AND "
               "c.IS_GENERATED='NEVER' ORDER BY c.ORDINAL_POSITION",
               edb ? edb : "", etb ? etb : "");
@@ -756,7 +743,7 @@ static json_t *table_json(const struct verify *v, const struct vtable *t, const 
 /* Whether the destination has the table. 0 / 1 (missing) / -1. */
 static int dest_missing(struct verify *v, const struct vtable *t)
 {
-    char *edb = esc(v->dst, t->db), *etb = esc(v->dst, t->table), out[32], err[512];
+    char *edb = sy_mariadb_escape(v->dst, t->db), *etb = sy_mariadb_escape(v->dst, t->table), out[32], err[512];
     bool found;
     int rc = sy_mariadb_value(v->dst, out, sizeof out, &found, err, sizeof err,
                               "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='%s' AND "

@@ -145,15 +145,6 @@ static void tt_clear(struct writer *w)
     w->n_tt = 0;
 }
 
-static char *esc(MYSQL *m, const char *s)
-{
-    size_t n = strlen(s);
-    char *out = malloc(2 * n + 1);
-    if (out)
-        mysql_real_escape_string(m, out, s, (unsigned long)n);
-    return out;
-}
-
 /* Reads the destination table's columns and key. -1: transient error (err), -2: hard (err). */
 static int plan_load(struct writer *w, const char *db, const char *table, struct plan **out)
 {
@@ -162,15 +153,10 @@ static int plan_load(struct writer *w, const char *db, const char *table, struct
             *out = w->plans[i];
             return 0;
         }
-    char *edb = esc(w->conn, db), *etb = esc(w->conn, table);
+    char *edb = sy_mariadb_escape(w->conn, db), *etb = sy_mariadb_escape(w->conn, table);
     char sql[2048];
     snprintf(sql, sizeof sql,
-             "SELECT c.COLUMN_NAME, c.IS_GENERATED, "
-             "(SELECT k.INDEX_NAME FROM information_schema.STATISTICS k WHERE k.TABLE_SCHEMA=c.TABLE_SCHEMA AND "
-             " k.TABLE_NAME=c.TABLE_NAME AND k.COLUMN_NAME=c.COLUMN_NAME AND k.NON_UNIQUE=0 AND k.INDEX_NAME = ("
-             "  SELECT s.INDEX_NAME FROM information_schema.STATISTICS s WHERE s.TABLE_SCHEMA=c.TABLE_SCHEMA AND "
-             "  s.TABLE_NAME=c.TABLE_NAME AND s.NON_UNIQUE=0 GROUP BY s.INDEX_NAME HAVING SUM(s.NULLABLE='YES')=0 "
-             "  ORDER BY s.INDEX_NAME<>'PRIMARY', s.INDEX_NAME LIMIT 1) LIMIT 1) "
+             "SELECT c.COLUMN_NAME, c.IS_GENERATED, " SY_MARIADB_KEY_SEQ_SQL " "
              "FROM information_schema.COLUMNS c WHERE c.TABLE_SCHEMA='%s' AND c.TABLE_NAME='%s' "
              "ORDER BY c.ORDINAL_POSITION",
              edb ? edb : "", etb ? etb : "");
@@ -588,7 +574,7 @@ conflict : {
 
 static int checkpoint(struct writer *w, uint64_t seq, const char *position, bool pending_ddl)
 {
-    char *epos = esc(w->conn, position), *eid = esc(w->conn, w->ctx->instance_id);
+    char *epos = sy_mariadb_escape(w->conn, position), *eid = sy_mariadb_escape(w->conn, w->ctx->instance_id);
     char err[512];
     int rc = sy_mariadb_exec(w->conn, err, sizeof err,
                              "INSERT INTO " SY_SCHEMA ".checkpoint (instance, spool_seq, position, pending_ddl_seq) "
@@ -776,7 +762,7 @@ static int connect_dest(struct writer *w, uint64_t *pending_ddl)
         unsigned int me = mysql_errno(w->conn);
         return sy_mariadb_is_transient(me) ? 1 : -1;
     }
-    char *eid = esc(w->conn, w->ctx->instance_id);
+    char *eid = sy_mariadb_escape(w->conn, w->ctx->instance_id);
     char sql[512];
     snprintf(sql, sizeof sql, "SELECT spool_seq, position, pending_ddl_seq FROM " SY_SCHEMA ".checkpoint WHERE "
              "instance='%s'", eid ? eid : "");
