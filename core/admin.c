@@ -345,3 +345,20 @@ void sy_admin_close(struct sy_admin *a)
     }
     free(a);
 }
+
+static int admin_jobs;
+
+void sy_admin_job_begin(void)
+{
+    __atomic_add_fetch(&admin_jobs, 1, __ATOMIC_ACQ_REL);
+}
+
+void sy_admin_job_end(void)
+{
+    __atomic_sub_fetch(&admin_jobs, 1, __ATOMIC_ACQ_REL);
+}
+
+int sy_admin_jobs(void)
+{
+    return __atomic_load_n(&admin_jobs, __ATOMIC_ACQUIRE);
+}

@@ -39,6 +39,12 @@ void sy_admin_fail_with(struct sy_admin_req *req, const char *code, json_t *extr
 /* The command's name as the client typed it. */
 const char *sy_admin_req_cmd(const struct sy_admin_req *req);
 
+/* Worker threads of long commands (precheck, verify, switches) still running: shutdown waits for
+ * them before freeing what they use. begin before the thread starts; end as its last step. */
+void sy_admin_job_begin(void);
+void sy_admin_job_end(void);
+int sy_admin_jobs(void);
+
 /* Argument helpers: NULL when absent or not a string. */
 const char *sy_admin_arg_str(json_t *args, const char *key);
 bool sy_admin_arg_bool(json_t *args, const char *key);

@@ -16,6 +16,8 @@
 #include "core/gtid_set.h"
 #include "core/log.h"
 #include "core/state_file.h"
+#include "core/fence_keeper.h"
+#include "core/switch.h"
 
 struct daemon {
     const struct sy_config *cfg;  /* ref: main's */
@@ -25,20 +27,6 @@ struct daemon {
     struct sy_pair *pairs;        /* owned array of cfg->n_pairs */
     size_t n_started;             /* pairs[0..n_started) were started and must be stopped */
 };
-
-/* Worker threads of long admin commands (precheck, create-reverse, verify) still running: shutdown waits
- * for them before the pairs, configs and the loop they use are freed. */
-static int admin_jobs;
-
-static void admin_job_begin(void)
-{
-    __atomic_add_fetch(&admin_jobs, 1, __ATOMIC_ACQ_REL);
-}
-
-static void admin_job_end(void)
-{
-    __atomic_sub_fetch(&admin_jobs, 1, __ATOMIC_ACQ_REL);
-}
 
 static struct sy_pair *find_pair(struct daemon *d, const char *name)
 {
@@ -193,7 +181,7 @@ static void *precheck_thread(void *arg)
     struct precheck_job *job = arg;
     job->rc = job->mods->precheck(job->cfg, job->dir, job->checks);
     event_active(job->done, 0, 0);
-    admin_job_end(); /* last touch of shared state */
+    sy_admin_job_end(); /* last touch of shared state */
     return NULL;
 }
 
@@ -238,9 +226,9 @@ static void cmd_precheck(struct sy_admin_req *req, json_t *args, void *ctx)
     snprintf(job->direction, sizeof job->direction, "%s", dir);
     job->done = event_new(d->base, -1, 0, on_precheck_done, job);
     pthread_t th;
-    admin_job_begin();
+    sy_admin_job_begin();
     if (job->done == NULL || pthread_create(&th, NULL, precheck_thread, job) != 0) {
-        admin_job_end();
+        sy_admin_job_end();
         if (job->done)
             event_free(job->done);
         json_decref(job->checks);
@@ -273,7 +261,7 @@ static void *reverse_thread(void *arg)
         job->pos_rc = job->mods->source_position(job->pair->cfg, &job->pair->cfg->dr, job->position,
                                                  sizeof job->position, job->err, sizeof job->err);
     event_active(job->done, 0, 0);
-    admin_job_end(); /* last touch of shared state */
+    sy_admin_job_end(); /* last touch of shared state */
     return NULL;
 }
 
@@ -337,9 +325,9 @@ static void cmd_create_reverse(struct sy_admin_req *req, json_t *args, void *ctx
     job->checks = json_array();
     job->done = event_new(d->base, -1, 0, on_reverse_done, job);
     pthread_t th;
-    admin_job_begin();
+    sy_admin_job_begin();
     if (job->mods == NULL || job->done == NULL || pthread_create(&th, NULL, reverse_thread, job) != 0) {
-        admin_job_end();
+        sy_admin_job_end();
         if (job->done)
             event_free(job->done);
         json_decref(job->checks);
@@ -393,7 +381,7 @@ static void *verify_thread(void *arg)
     job->rc = job->mods->verify(job->cfg, job->objects, verify_write_reached, job, job->result, job->err,
                                 sizeof job->err);
     event_active(job->done, 0, 0);
-    admin_job_end(); /* last touch of shared state */
+    sy_admin_job_end(); /* last touch of shared state */
     return NULL;
 }
 
@@ -443,10 +431,10 @@ static void cmd_verify(struct sy_admin_req *req, json_t *args, void *ctx)
                                 .objects = objects ? strdup(objects) : NULL, .result = json_object() };
     job->done = event_new(d->base, -1, 0, on_verify_done, job);
     pthread_t th;
-    admin_job_begin();
+    sy_admin_job_begin();
     if (job->done == NULL || job->result == NULL || (objects && job->objects == NULL) ||
         pthread_create(&th, NULL, verify_thread, job) != 0) {
-        admin_job_end();
+        sy_admin_job_end();
         if (job->done)
             event_free(job->done);
         json_decref(job->result);
@@ -464,6 +452,47 @@ static void cmd_not_built(struct sy_admin_req *req, json_t *args, void *ctx)
                   sy_admin_req_cmd(req));
 }
 
+static void cmd_switchover(struct sy_admin_req *req, json_t *args, void *ctx)
+{
+    struct sy_pair *p = pair_arg(req, args, ctx);
+    if (p != NULL)
+        sy_switch_switchover(p, req, sy_admin_arg_bool(args, "force"));
+}
+
+static void cmd_switchback(struct sy_admin_req *req, json_t *args, void *ctx)
+{
+    struct sy_pair *p = pair_arg(req, args, ctx);
+    if (p != NULL)
+        sy_switch_switchback(p, req, sy_admin_arg_bool(args, "force"));
+}
+
+static void cmd_failover(struct sy_admin_req *req, json_t *args, void *ctx)
+{
+    struct sy_pair *p = pair_arg(req, args, ctx);
+    if (p != NULL)
+        sy_switch_failover(p, req, sy_admin_arg_bool(args, "force"));
+}
+
+/* After a restart the persisted epoch decides which write runs, whatever step a switch died at: the
+ * write into the active side is stopped, the write out of it runs (unless paused, failed or waiting
+ * for a failover's tail to be resolved). */
+static void resolve_writes(struct sy_pair *p)
+{
+    const char *code;
+    char msg[600];
+    struct sy_instance *into_active = p->active_side == SY_SIDE_DR ? p->forward : p->reverse;
+    struct sy_instance *out_of_active = p->active_side == SY_SIDE_DR ? p->reverse : p->forward;
+    if (into_active && p->active_side == SY_SIDE_DR &&
+        (sy_instance_state(into_active) == SY_INST_RUNNING || sy_instance_state(into_active) == SY_INST_RETRYING) &&
+        sy_instance_stop_write(into_active, &code, msg, sizeof msg) == 0)
+        sy_log_info("pair %s: dr side is active (epoch %llu): %s stops writing", p->cfg->name,
+                    (unsigned long long)p->epoch, sy_instance_id(into_active));
+    if (out_of_active && sy_instance_state(out_of_active) == SY_INST_COLLECTING && p->tail_state[0] == '\0' &&
+        sy_instance_start_write(out_of_active, &code, msg, sizeof msg) == 0)
+        sy_log_info("pair %s: %s side is active (epoch %llu): %s writes", p->cfg->name, sy_side_name(p->active_side),
+                    (unsigned long long)p->epoch, sy_instance_id(out_of_active));
+}
+
 static const struct sy_admin_cmd pair_cmds[] = {
     { "status", "status [PAIR] : pairs, active side, epoch, instances, lag", cmd_status },
     { "clients", "clients PAIR : client sessions (id, user, peer, side, in_transaction, held_ms)", cmd_clients },
@@ -474,9 +503,9 @@ static const struct sy_admin_cmd pair_cmds[] = {
     { "pause", "pause INSTANCE : pause, keeping position and spool", cmd_pause },
     { "start", "start INSTANCE : start or resume; reverse: start its write", cmd_start },
     { "terminate", "terminate INSTANCE : end an instance for good", cmd_terminate },
-    { "switchover", "switchover PAIR [--force] : planned switch to the other side", cmd_not_built },
-    { "failover", "failover PAIR [--force] : business DB is down: flip to DR", cmd_not_built },
-    { "switchback", "switchback PAIR : drain reverse, flip to business", cmd_not_built },
+    { "switchover", "switchover PAIR [--force] : planned switch to the other side", cmd_switchover },
+    { "failover", "failover PAIR [--force] : business DB is down: flip to DR", cmd_failover },
+    { "switchback", "switchback PAIR : drain reverse, flip to business", cmd_switchback },
     { "resolve-tail", "resolve-tail PAIR --export FILE | --discard : decide the unreplicated tail", cmd_not_built },
     { "verify", "verify PAIR [--objects ...] : row counts and chunked checksums", cmd_verify },
 };
@@ -523,6 +552,7 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
         }
         d.n_started = i + 1;
         const struct sy_engine_modules *mods = find_modules(&d, cfg->pairs[i].engine);
+        d.pairs[i].mods = mods;
         if (mods != NULL && cfg->pairs[i].n_objects > 0) {
             d.pairs[i].forward = sy_instance_open(&d.pairs[i], SY_DIR_FORWARD, mods, err, sizeof err);
             if (d.pairs[i].forward == NULL) {
@@ -536,6 +566,11 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
                     goto out;
                 }
             }
+            resolve_writes(&d.pairs[i]);
+        }
+        if (sy_fence_keeper_start(&d.pairs[i]) != 0) {
+            sy_log_error("pair %s: cannot start the fence keeper", cfg->pairs[i].name);
+            goto out;
         }
     }
     d.admin = sy_admin_open(d.base, cfg->admin_socket, err, sizeof err);
@@ -552,9 +587,13 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
     event_base_dispatch(d.base);
     status = 0;
 out:
-    for (int waited = 0; __atomic_load_n(&admin_jobs, __ATOMIC_ACQUIRE) > 0 && waited < 120000; waited += 10) {
+    sy_switch_shutdown = 1;
+    for (int waited = 0; sy_admin_jobs() > 0 && waited < 120000; waited += 10) {
         if (waited == 0)
-            sy_log_info("waiting for %d admin command(s) to finish", __atomic_load_n(&admin_jobs, __ATOMIC_ACQUIRE));
+            sy_log_info("waiting for %d admin command(s) to finish", sy_admin_jobs());
+        /* a switch rolling back runs steps on the loop: keep it turning */
+        if (d.base)
+            event_base_loop(d.base, EVLOOP_NONBLOCK);
         usleep(10 * 1000);
     }
     if (d.base)
@@ -564,8 +603,10 @@ out:
     if (sigint)
         event_free(sigint);
     sy_admin_close(d.admin);
-    for (size_t i = 0; i < d.n_started; i++)
+    for (size_t i = 0; i < d.n_started; i++) {
+        sy_fence_keeper_stop(&d.pairs[i]);
         sy_pair_stop(&d.pairs[i]);
+    }
     free(d.pairs);
     if (d.base)
         event_base_free(d.base);

@@ -485,6 +485,57 @@ void sy_instance_write_position(struct sy_instance *in, char *out, size_t outlen
         snprintf(out, outlen, "%s", in->start_position);
 }
 
+void sy_instance_progress(struct sy_instance *in, struct sy_instance_progress *out)
+{
+    memset(out, 0, sizeof *out);
+    out->state = in->state;
+    struct module *c = &in->mod[MOD_COLL], *w = &in->mod[MOD_WRITE];
+    pthread_mutex_lock(&c->report.lock);
+    out->collected_seq = c->report.spool_seq;
+    snprintf(out->collected, sizeof out->collected, "%s", c->report.position);
+    pthread_mutex_unlock(&c->report.lock);
+    pthread_mutex_lock(&w->report.lock);
+    out->applied_seq = w->report.spool_seq;
+    out->write_state = w->report.state;
+    snprintf(out->error, sizeof out->error, "%s", w->report.error);
+    pthread_mutex_unlock(&w->report.lock);
+    out->write_running = w->running;
+    sy_instance_write_position(in, out->applied, sizeof out->applied);
+}
+
+int sy_instance_stop_write(struct sy_instance *in, const char **code, char *msg, size_t msglen)
+{
+    if (in->state != SY_INST_RUNNING && in->state != SY_INST_RETRYING && in->state != SY_INST_COLLECTING) {
+        *code = "bad_state";
+        snprintf(msg, msglen, "%s is %s: its write cannot be stopped", in->id, state_names[in->state]);
+        return -1;
+    }
+    module_stop(in, MOD_WRITE, SY_MOD_STOPPED);
+    in->write_enabled = false;
+    if (in->state == SY_INST_RUNNING)
+        set_state(in, SY_INST_COLLECTING);
+    else
+        persist(in);
+    return 0;
+}
+
+int sy_instance_start_write(struct sy_instance *in, const char **code, char *msg, size_t msglen)
+{
+    if (in->state != SY_INST_COLLECTING && !(in->state == SY_INST_RETRYING && !in->write_enabled)) {
+        *code = "bad_state";
+        snprintf(msg, msglen, "%s is %s: only a collecting instance can start writing", in->id,
+                 state_names[in->state]);
+        return -1;
+    }
+    in->write_enabled = true;
+    if (in->state == SY_INST_COLLECTING)
+        set_state(in, SY_INST_RUNNING);
+    else
+        persist(in);
+    run_state(in);
+    return 0;
+}
+
 bool sy_instance_writing(const struct sy_instance *in)
 {
     return in->mod[MOD_WRITE].running &&

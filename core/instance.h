@@ -103,6 +103,14 @@ struct sy_engine_modules {
     int (*verify)(const struct sy_pair_cfg *cfg, const char *objects,
                   bool (*write_reached)(void *arg, const char *position, int timeout_ms), void *arg, json_t *result,
                   char *err, size_t errlen);
+    /* Fencing a side (MariaDB: read_only), blocking. on: returns once commits in flight are done
+     * (at most wait_ms) and fills pos (may be NULL) with the side's position after them. 0, or -1. */
+    int (*fence)(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, bool on, int wait_ms, char *pos,
+                 size_t poslen, char *err, size_t errlen);
+    /* Whether ep answers within about timeout_ms (failover is refused while the business DB does). */
+    bool (*alive)(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, int timeout_ms);
+    /* Whether position `have` includes every transaction of `want` (same source). */
+    bool (*position_covers)(const char *have, const char *want);
 };
 
 /* Loads or creates the forward instance of a pair whose `objects` is set. NULL + err on a broken
@@ -129,6 +137,25 @@ enum sy_instance_state sy_instance_state(const struct sy_instance *in);
 
 /* The write module's applied position (thread-safe: may be called from worker threads). "" when none. */
 void sy_instance_write_position(struct sy_instance *in, char *out, size_t outlen);
+
+/* Where the modules stand (thread-safe). */
+struct sy_instance_progress {
+    enum sy_instance_state state;
+    bool write_running;           /* the write module's thread runs */
+    enum sy_module_state write_state;
+    uint64_t collected_seq;       /* last spool record the collection appended */
+    uint64_t applied_seq;         /* last spool record the write applied (its checkpoint) */
+    char collected[1024];         /* source position collected */
+    char applied[1024];           /* source position applied (sy_instance_write_position) */
+    char error[1024];             /* the write module's last error, "" none */
+};
+void sy_instance_progress(struct sy_instance *in, struct sy_instance_progress *out);
+
+/* Switches: stop / start only the write module (collections keep running). stop: the instance
+ * becomes `collecting` (persisted); start: a collecting instance becomes `running`. 0, or -1 with
+ * code and message. */
+int sy_instance_stop_write(struct sy_instance *in, const char **code, char *msg, size_t msglen);
+int sy_instance_start_write(struct sy_instance *in, const char **code, char *msg, size_t msglen);
 
 /* Commands. 0 = done; -1 with code (snake_case) and message. */
 int sy_instance_pause(struct sy_instance *in, const char **code, char *msg, size_t msglen);

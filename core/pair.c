@@ -46,10 +46,7 @@ static int pair_load_epoch(struct sy_pair *p, char *err, size_t errlen)
     if (doc == NULL) {
         p->epoch = 1;
         p->active_side = SY_SIDE_BUSINESS;
-        json_t *fresh = json_pack("{s:I,s:s}", "epoch", (json_int_t)p->epoch, "active_side", "business");
-        int rc = sy_state_write_json(path, fresh, err, errlen);
-        json_decref(fresh);
-        return rc;
+        return sy_pair_save(p, err, errlen);
     }
     json_t *epoch = json_object_get(doc, "epoch");
     const char *side = json_string_value(json_object_get(doc, "active_side"));
@@ -61,7 +58,39 @@ static int pair_load_epoch(struct sy_pair *p, char *err, size_t errlen)
     }
     p->epoch = (uint64_t)json_integer_value(epoch);
     p->active_side = strcmp(side, "dr") == 0 ? SY_SIDE_DR : SY_SIDE_BUSINESS;
+    snprintf(p->tail_state, sizeof p->tail_state, "%s", json_string_value(json_object_get(doc, "tail_state")) ?: "");
+    json_t *tail = json_object_get(doc, "tail");
+    p->tail = json_is_object(tail) ? json_incref(tail) : NULL;
     json_decref(doc);
+    return 0;
+}
+
+int sy_pair_save(struct sy_pair *p, char *err, size_t errlen)
+{
+    char path[1100];
+    pair_state_path(p, path, sizeof path);
+    json_t *doc = json_pack("{s:I,s:s,s:s}", "epoch", (json_int_t)p->epoch, "active_side",
+                            sy_side_name(p->active_side), "tail_state", p->tail_state);
+    if (p->tail)
+        json_object_set(doc, "tail", p->tail);
+    int rc = sy_state_write_json(path, doc, err, errlen);
+    json_decref(doc);
+    return rc;
+}
+
+int sy_pair_set_active(struct sy_pair *p, enum sy_side to, char *err, size_t errlen)
+{
+    enum sy_side was = p->active_side;
+    uint64_t epoch = p->epoch;
+    p->active_side = to;
+    p->epoch = epoch + 1;
+    if (sy_pair_save(p, err, errlen) != 0) {
+        p->active_side = was;
+        p->epoch = epoch;
+        return -1;
+    }
+    sy_log_info("pair %s: epoch %llu: %s side is active (%s:%u)", p->cfg->name, (unsigned long long)p->epoch,
+                sy_side_name(to), sy_pair_active_endpoint(p)->host, sy_pair_active_endpoint(p)->port);
     return 0;
 }
 
@@ -76,6 +105,7 @@ int sy_pair_start(struct sy_pair *p, const struct sy_pair_cfg *cfg, const struct
                   const char *state_dir, struct event_base *base, char *err, size_t errlen)
 {
     memset(p, 0, sizeof *p);
+    pthread_mutex_init(&p->fence_lock, NULL);
     p->cfg = cfg;
     p->proto = proto;
     p->state_dir = state_dir;
@@ -116,6 +146,10 @@ void sy_pair_stop(struct sy_pair *p)
     if (p->hold_timer)
         event_free(p->hold_timer);
     p->hold_timer = NULL;
+    json_decref(p->tail);
+    p->tail = NULL;
+    json_decref(p->last_switch);
+    p->last_switch = NULL;
 }
 
 void sy_pair_hold(struct sy_pair *p)
@@ -128,6 +162,15 @@ void sy_pair_hold(struct sy_pair *p)
     evtimer_add(p->hold_timer, &tv);
     sy_log_info("pair %s: hold (new requests outside transactions wait, at most %d ms)", p->cfg->name,
                 p->cfg->max_hold_ms);
+    p->proto->hold_changed(p->proto_state, true);
+}
+
+void sy_pair_hold_for_switch(struct sy_pair *p)
+{
+    if (p->held)
+        evtimer_del(p->hold_timer); /* a manual hold becomes the switch's */
+    p->held = true;
+    p->hold_started_ms = sy_now_ms();
     p->proto->hold_changed(p->proto_state, true);
 }
 
@@ -149,8 +192,17 @@ json_t *sy_pair_status_json(const struct sy_pair *p)
         json_array_append_new(instances, sy_instance_status_json(p->forward));
     if (p->reverse)
         json_array_append_new(instances, sy_instance_status_json(p->reverse));
-    return json_pack("{s:s,s:s,s:s,s:s,s:I,s:b,s:I,s:o}", "name", p->cfg->name, "engine",
-                     sy_engine_name(p->cfg->engine), "listen", p->listen_addr, "active_side",
-                     sy_side_name(p->active_side), "epoch", (json_int_t)p->epoch, "held", p->held, "clients",
-                     (json_int_t)p->proto->client_count(p->proto_state), "instances", instances);
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:I,s:b,s:I,s:o}", "name", p->cfg->name, "engine",
+                          sy_engine_name(p->cfg->engine), "listen", p->listen_addr, "active_side",
+                          sy_side_name(p->active_side), "epoch", (json_int_t)p->epoch, "held", p->held, "clients",
+                          (json_int_t)p->proto->client_count(p->proto_state), "instances", instances);
+    json_object_set_new(o, "switching", json_boolean(p->op != NULL));
+    if (p->last_switch)
+        json_object_set(o, "last_switch", p->last_switch);
+    if (p->tail_state[0]) {
+        json_t *t = p->tail ? json_deep_copy(p->tail) : json_object();
+        json_object_set_new(t, "state", json_string(p->tail_state));
+        json_object_set_new(o, "tail", t);
+    }
+    return o;
 }

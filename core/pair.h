@@ -4,6 +4,7 @@
 #ifndef SY_PAIR_H
 #define SY_PAIR_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -17,6 +18,17 @@ enum sy_side { SY_SIDE_BUSINESS, SY_SIDE_DR };
 
 struct sy_pair;
 struct sy_instance;
+struct sy_engine_modules;
+
+/* Where the sessions stand during a switch (core/switch.c polls it). */
+struct sy_switch_progress {
+    size_t sessions;        /* open client sessions */
+    size_t in_transaction;  /* inside a transaction */
+    size_t busy;            /* a request, login or internal query in flight */
+    size_t not_ready;       /* logged in, but no ready connection on the target side yet */
+    size_t warm_failed;     /* a connection on the target side could not be prepared */
+    size_t uservars_pending;/* prepared, but user variables not copied yet (needs the hold) */
+};
 
 /* What an engine's proxy offers the core. Implemented once per engine in proxy/. */
 struct sy_proxy_protocol {
@@ -31,6 +43,21 @@ struct sy_proxy_protocol {
     json_t *(*clients_json)(void *state);
     /* The pair's hold state changed: on release, held sessions resume in arrival order. */
     void (*hold_changed)(void *state, bool held);
+
+    /* ---- switches (core/switch.c); all on the loop thread ---- */
+    /* Prepares, for every logged-in session, a connection on `to` with the session's state (again for
+     * sessions whose state changed; user variables once the pair is held and the session quiet, read
+     * from the old side unless old_side_alive is false). Asynchronous: poll switch_progress. */
+    void (*switch_warm)(void *state, enum sy_side to, bool old_side_alive);
+    void (*switch_progress)(void *state, enum sy_side to, struct sy_switch_progress *out);
+    json_t *(*switch_failures)(void *state);      /* [{id, user, error}] of sessions that cannot be prepared */
+    size_t (*switch_abort_transactions)(void *state); /* rolls open transactions back; how many */
+    json_t *(*switch_unmovable)(void *state);     /* [{id, user, peer, reason}] */
+    size_t (*switch_close_unmovable)(void *state);/* --force: closes them with a named error; how many */
+    void (*switch_unwarm)(void *state);           /* a switch rolled back: drops the prepared connections */
+    size_t (*switch_flip)(void *state, enum sy_side to); /* after active_side changed: swaps; sessions moved */
+    /* The ack ledger of a side: highest position acknowledged to any client there ("" = none). */
+    void (*ack_ledger)(void *state, enum sy_side side, char *out, size_t outlen);
 };
 
 struct sy_pair {
@@ -47,6 +74,19 @@ struct sy_pair {
     void *proto_state;               /* owned through proto->stop */
     struct sy_instance *forward;     /* owned: NULL when the pair synchronizes nothing (no objects) */
     struct sy_instance *reverse;     /* owned: created by create-reverse */
+    const struct sy_engine_modules *mods; /* ref: the engine's synchronization (NULL: none built) */
+    /* fencing: the keeper thread keeps the passive side read_only (fence_passive) */
+    pthread_mutex_t fence_lock;      /* held around every fencing change and the flip of active_side */
+    pthread_t keeper;
+    bool keeper_running;
+    volatile int keeper_stop;
+    volatile int switching;          /* a switch runs: the keeper leaves the sides alone */
+    char fence_error[512];           /* last fencing error the keeper logged (logged once) */
+    struct sy_switch *op;            /* the switch in progress (owned by core/switch.c), NULL when none */
+    json_t *last_switch;             /* owned: result of the last switch (status) */
+    /* failover: business transactions the forward collector had not spooled (persisted) */
+    char tail_state[16];             /* "" none | "pending" (business not back) | "open" (reported, undecided) */
+    json_t *tail;                    /* owned: what is known about the tail (persisted) */
 };
 
 /* Loads the persisted epoch/side (or creates epoch 1, business), starts the proxy.
@@ -54,6 +94,14 @@ struct sy_pair {
 int sy_pair_start(struct sy_pair *p, const struct sy_pair_cfg *cfg, const struct sy_proxy_protocol *proto,
                   const char *state_dir, struct event_base *base, char *err, size_t errlen) SY_MUST_CHECK;
 void sy_pair_stop(struct sy_pair *p);
+
+/* Persists a new epoch with `to` active (write temp + fsync + rename) and only then changes the pair.
+ * Caller holds fence_lock. */
+int sy_pair_set_active(struct sy_pair *p, enum sy_side to, char *err, size_t errlen) SY_MUST_CHECK;
+/* Persists the failover tail state (with the epoch file). */
+int sy_pair_save(struct sy_pair *p, char *err, size_t errlen) SY_MUST_CHECK;
+/* A hold for a switch: like sy_pair_hold but bounded by the switch itself, not the pair's timer. */
+void sy_pair_hold_for_switch(struct sy_pair *p);
 
 /* The endpoint of the side that receives traffic now. */
 const struct sy_endpoint *sy_pair_active_endpoint(const struct sy_pair *p);

@@ -104,6 +104,12 @@ static void stmt_exec(const uint8_t *p, size_t n, uint16_t num_params)
     REQUIRE(x.new_params_bound || x.types_p == NULL);
 }
 
+static void pin_stmt(const uint8_t *p, size_t n)
+{
+    enum sy_mysql_pin pin = sy_mysql_pin_classify(p, n);
+    REQUIRE(pin >= SY_PIN_NONE && pin <= SY_PIN_ROLLBACK);
+}
+
 static void kill_stmt(const uint8_t *p, size_t n)
 {
     struct sy_mysql_kill k, again;
@@ -188,6 +194,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case 5:
         kill_stmt(p, n);
+        pin_stmt(p, n);
         break;
     default:
         auth_match(p, n);

@@ -1042,3 +1042,100 @@ bool sy_mysql_kill_parse(const uint8_t *sql, size_t len, struct sy_mysql_kill *o
     out->id_len = end - start;
     return true;
 }
+
+/* Skips whitespace and comments (slash-star ... star-slash, "-- ", "#" to end of line). */
+static size_t skip_space_comments(const uint8_t *s, size_t len, size_t i)
+{
+    for (;;) {
+        i = skip_space(s, len, i);
+        if (i + 1 < len && s[i] == '/' && s[i + 1] == '*') {
+            size_t j = i + 2;
+            while (j + 1 < len && !(s[j] == '*' && s[j + 1] == '/'))
+                j++;
+            if (j + 1 >= len)
+                return len;
+            i = j + 2;
+        } else if (i < len && (s[i] == '#' || (i + 2 < len && s[i] == '-' && s[i + 1] == '-' && is_space(s[i + 2])))) {
+            while (i < len && s[i] != '\n')
+                i++;
+        } else {
+            return i;
+        }
+    }
+}
+
+/* Keyword kw (lower case) at *i, followed by a space, '(', ';' or the end; moves *i past it. */
+static bool match_word(const uint8_t *s, size_t len, size_t *i, const char *kw)
+{
+    size_t k = strlen(kw);
+    if (len - *i < k)
+        return false;
+    for (size_t j = 0; j < k; j++) {
+        uint8_t c = s[*i + j];
+        if (c >= 'A' && c <= 'Z')
+            c = (uint8_t)(c - 'A' + 'a');
+        if (c != (uint8_t)kw[j])
+            return false;
+    }
+    if (*i + k < len && !is_space(s[*i + k]) && s[*i + k] != '(' && s[*i + k] != ';')
+        return false;
+    *i = skip_space_comments(s, len, *i + k);
+    return true;
+}
+
+/* Case-insensitive search for needle (lower case) in s. */
+static bool contains_ci(const uint8_t *s, size_t len, const char *needle)
+{
+    size_t k = strlen(needle);
+    for (size_t i = 0; k <= len && i <= len - k; i++) {
+        size_t j = 0;
+        for (; j < k; j++) {
+            uint8_t c = s[i + j];
+            if (c >= 'A' && c <= 'Z')
+                c = (uint8_t)(c - 'A' + 'a');
+            if (c != (uint8_t)needle[j])
+                break;
+        }
+        if (j == k)
+            return true;
+    }
+    return false;
+}
+
+enum sy_mysql_pin sy_mysql_pin_classify(const uint8_t *sql, size_t len)
+{
+    if (sql == NULL)
+        return SY_PIN_NONE;
+    size_t i = skip_space_comments(sql, len, 0);
+    size_t start = i;
+    if (match_word(sql, len, &i, "create")) {
+        if (match_word(sql, len, &i, "or"))
+            (void)match_word(sql, len, &i, "replace");
+        if (match_word(sql, len, &i, "temporary"))
+            return SY_PIN_TEMP_CREATE;
+        return SY_PIN_NONE;
+    }
+    if (match_word(sql, len, &i, "drop"))
+        return match_word(sql, len, &i, "temporary") ? SY_PIN_TEMP_DROP : SY_PIN_NONE;
+    if (match_word(sql, len, &i, "lock"))
+        return match_word(sql, len, &i, "tables") || match_word(sql, len, &i, "table") ? SY_PIN_LOCK_TABLES
+                                                                                         : SY_PIN_NONE;
+    if (match_word(sql, len, &i, "unlock"))
+        return match_word(sql, len, &i, "tables") || match_word(sql, len, &i, "table") ? SY_PIN_UNLOCK_TABLES
+                                                                                         : SY_PIN_NONE;
+    if (match_word(sql, len, &i, "xa")) {
+        if (match_word(sql, len, &i, "start") || match_word(sql, len, &i, "begin"))
+            return SY_PIN_XA_START;
+        if (match_word(sql, len, &i, "commit") || match_word(sql, len, &i, "rollback"))
+            return SY_PIN_XA_END;
+        return SY_PIN_NONE;
+    }
+    if (match_word(sql, len, &i, "rollback"))
+        return SY_PIN_ROLLBACK;
+    i = start;
+    if (contains_ci(sql + i, len - i, "release_all_locks(") || contains_ci(sql + i, len - i, "release_lock("))
+        return SY_PIN_RELEASE_LOCKS;
+    if (contains_ci(sql + i, len - i, "get_lock("))
+        return SY_PIN_USER_LOCK;
+    return SY_PIN_NONE;
+}

@@ -339,4 +339,23 @@ struct sy_mysql_kill {
 };
 bool sy_mysql_kill_parse(const uint8_t *sql, size_t len, struct sy_mysql_kill *out);
 
+/* What a COM_QUERY text does to whether its session can move to the other side in a switchover,
+ * read from its first keywords (leading whitespace and comments skipped). A heuristic by design:
+ * the server reports none of this, so the proxy keeps flags from it and lists such sessions as
+ * unmovable (temporary tables, LOCK TABLES, user locks, XA). ROLLBACK ends a transaction the proxy
+ * aborted. */
+enum sy_mysql_pin {
+    SY_PIN_NONE,
+    SY_PIN_TEMP_CREATE,   /* CREATE [OR REPLACE] TEMPORARY TABLE */
+    SY_PIN_TEMP_DROP,     /* DROP TEMPORARY TABLE */
+    SY_PIN_LOCK_TABLES,   /* LOCK TABLE(S) */
+    SY_PIN_UNLOCK_TABLES, /* UNLOCK TABLE(S) */
+    SY_PIN_USER_LOCK,     /* GET_LOCK( anywhere in the text */
+    SY_PIN_RELEASE_LOCKS, /* RELEASE_LOCK( or RELEASE_ALL_LOCKS( */
+    SY_PIN_XA_START,      /* XA START | XA BEGIN */
+    SY_PIN_XA_END,        /* XA COMMIT | XA ROLLBACK */
+    SY_PIN_ROLLBACK,      /* ROLLBACK ... */
+};
+enum sy_mysql_pin sy_mysql_pin_classify(const uint8_t *sql, size_t len);
+
 #endif

@@ -332,6 +332,9 @@ static bool on_query_packet(struct sy_mysql_conn *c, const uint8_t *p, size_t n)
         snprintf(c->result.err_msg, sizeof c->result.err_msg, "%.*s", (int)pkt.err.msg_len, pkt.err.msg_p);
     } else if (pkt.kind == SY_PKT_OK) {
         c->result.affected_rows += pkt.ok.affected_rows;
+    } else if (pkt.kind == SY_PKT_PREPARE_OK) {
+        c->result.stmt_id = c->resp.stmt_id;
+        c->result.num_params = c->resp.num_params;
     }
     if (step == SY_STEP_DONE) {
         c->result.status = c->resp.status;
@@ -463,7 +466,7 @@ struct sy_mysql_conn *sy_mysql_conn_open(struct event_base *base, const struct s
     return c;
 }
 
-int sy_mysql_conn_query(struct sy_mysql_conn *c, const char *sql, sy_mysql_query_cb cb, void *arg)
+static int conn_command(struct sy_mysql_conn *c, uint8_t cmd, const char *sql, sy_mysql_query_cb cb, void *arg)
 {
     if (c->state != CS_IDLE)
         return -1;
@@ -471,7 +474,7 @@ int sy_mysql_conn_query(struct sy_mysql_conn *c, const char *sql, sy_mysql_query
     uint8_t *buf = malloc(len + 1);
     if (buf == NULL)
         return -1;
-    buf[0] = SY_COM_QUERY;
+    buf[0] = cmd;
     memcpy(buf + 1, sql, len);
     c->seq = 0xFF; /* send_packet pre-increments: the command goes out with sequence id 0 */
     send_packet(c, buf, len + 1);
@@ -479,7 +482,7 @@ int sy_mysql_conn_query(struct sy_mysql_conn *c, const char *sql, sy_mysql_query
     sy_mysql_result_clear(&c->result);
     c->result.ok = true;
     c->rows_cap = 0;
-    sy_mysql_resp_start(&c->resp, SY_COM_QUERY, c->caps);
+    sy_mysql_resp_start(&c->resp, cmd, c->caps);
     c->state = CS_QUERY;
     c->query_cb = cb;
     c->arg = arg;
@@ -488,4 +491,19 @@ int sy_mysql_conn_query(struct sy_mysql_conn *c, const char *sql, sy_mysql_query
     bufferevent_set_timeouts(c->bev, &tmo, NULL);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     return 0;
+}
+
+int sy_mysql_conn_query(struct sy_mysql_conn *c, const char *sql, sy_mysql_query_cb cb, void *arg)
+{
+    return conn_command(c, SY_COM_QUERY, sql, cb, arg);
+}
+
+int sy_mysql_conn_prepare(struct sy_mysql_conn *c, const char *sql, sy_mysql_query_cb cb, void *arg)
+{
+    return conn_command(c, SY_COM_STMT_PREPARE, sql, cb, arg);
+}
+
+uint16_t sy_mysql_conn_status(const struct sy_mysql_conn *c)
+{
+    return c->resp.has_status ? c->resp.status : c->greeting.status;
 }

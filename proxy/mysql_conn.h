@@ -35,6 +35,8 @@ struct sy_mysql_result {
     char err_msg[512];
     uint16_t status;         /* final server status */
     uint64_t affected_rows;
+    uint32_t stmt_id;        /* sy_mysql_conn_prepare: the server's statement id */
+    uint16_t num_params;
     size_t n_cols;
     size_t n_rows;
     char **cells;            /* owned by the result */
@@ -55,6 +57,11 @@ void sy_mysql_conn_free(struct sy_mysql_conn *c); /* NULL-safe; never calls call
 
 /* One internal COM_QUERY on a logged-in, idle conn; cb once. -1 if the conn is not idle. */
 int sy_mysql_conn_query(struct sy_mysql_conn *c, const char *sql, sy_mysql_query_cb cb, void *arg) SY_MUST_CHECK;
+
+/* COM_STMT_PREPARE on a logged-in, idle conn; the result carries stmt_id and num_params. */
+int sy_mysql_conn_prepare(struct sy_mysql_conn *c, const char *sql, sy_mysql_query_cb cb, void *arg) SY_MUST_CHECK;
+/* The server status after the last internal command (or the greeting's). */
+uint16_t sy_mysql_conn_status(const struct sy_mysql_conn *c);
 
 /* What the server told us at connect and login. */
 const struct sy_mysql_greeting *sy_mysql_conn_greeting(const struct sy_mysql_conn *c);

@@ -129,6 +129,51 @@ static void proxy_hold_changed(void *state, bool held)
     }
 }
 
+static void px_warm(void *state, enum sy_side to, bool old_side_alive)
+{
+    sy_mysql_switch_warm(state, to, old_side_alive);
+}
+
+static void px_progress(void *state, enum sy_side to, struct sy_switch_progress *out)
+{
+    sy_mysql_switch_progress(state, to, out);
+}
+
+static json_t *px_failures(void *state)
+{
+    return sy_mysql_switch_failures(state);
+}
+
+static size_t px_abort(void *state)
+{
+    return sy_mysql_switch_abort_transactions(state);
+}
+
+static json_t *px_unmovable(void *state)
+{
+    return sy_mysql_switch_unmovable(state);
+}
+
+static size_t px_close_unmovable(void *state)
+{
+    return sy_mysql_switch_close_unmovable(state);
+}
+
+static void px_unwarm(void *state)
+{
+    sy_mysql_switch_unwarm(state);
+}
+
+static size_t px_flip(void *state, enum sy_side to)
+{
+    return sy_mysql_switch_flip(state, to);
+}
+
+static void px_ledger(void *state, enum sy_side side, char *out, size_t outlen)
+{
+    sy_mysql_switch_ledger(state, side, out, outlen);
+}
+
 const struct sy_proxy_protocol sy_mysql_protocol = {
     .engine = SY_ENGINE_MARIADB,
     .start = proxy_start,
@@ -136,4 +181,13 @@ const struct sy_proxy_protocol sy_mysql_protocol = {
     .client_count = proxy_client_count,
     .clients_json = proxy_clients_json,
     .hold_changed = proxy_hold_changed,
+    .switch_warm = px_warm,
+    .switch_progress = px_progress,
+    .switch_failures = px_failures,
+    .switch_abort_transactions = px_abort,
+    .switch_unmovable = px_unmovable,
+    .switch_close_unmovable = px_close_unmovable,
+    .switch_unwarm = px_unwarm,
+    .switch_flip = px_flip,
+    .ack_ledger = px_ledger,
 };

@@ -32,7 +32,8 @@ struct sy_mysql_proxy {
     uint32_t next_id;                        /* client-visible connection ids */
     struct event *reaper;                    /* owned */
     struct event *resume;                    /* owned: lets held sessions through after a release */
-    struct sy_gtid_set ack_ledger;           /* highest last_gtid acknowledged to any client, per domain */
+    struct sy_gtid_set ack_ledger[2];        /* per side (enum sy_side): highest last_gtid acknowledged to
+                                                any client, per domain */
 };
 
 /* Accepted client socket -> new session (greeting sent). */
@@ -49,5 +50,16 @@ json_t *sy_mysql_sessions_json(struct sy_mysql_proxy *px);
 struct sy_mysql_session *sy_mysql_proxy_find_session(struct sy_mysql_proxy *px, uint32_t id);
 /* The backend thread id of a session (0 when it has no backend yet). */
 uint32_t sy_mysql_session_backend_thread(const struct sy_mysql_session *s);
+
+/* Switch support (mysql_switch.c); see sy_proxy_protocol's switch_* members in core/pair.h. */
+void sy_mysql_switch_warm(struct sy_mysql_proxy *px, enum sy_side to, bool old_side_alive);
+void sy_mysql_switch_progress(struct sy_mysql_proxy *px, enum sy_side to, struct sy_switch_progress *out);
+json_t *sy_mysql_switch_failures(struct sy_mysql_proxy *px);
+size_t sy_mysql_switch_abort_transactions(struct sy_mysql_proxy *px);
+json_t *sy_mysql_switch_unmovable(struct sy_mysql_proxy *px);
+size_t sy_mysql_switch_close_unmovable(struct sy_mysql_proxy *px);
+void sy_mysql_switch_unwarm(struct sy_mysql_proxy *px);
+size_t sy_mysql_switch_flip(struct sy_mysql_proxy *px, enum sy_side to);
+void sy_mysql_switch_ledger(struct sy_mysql_proxy *px, enum sy_side side, char *out, size_t outlen);
 
 #endif

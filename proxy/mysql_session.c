@@ -28,107 +28,25 @@
 #include "proxy/mysql_codec.h"
 #include "proxy/mysql_conn.h"
 #include "proxy/mysql_proxy.h"
+#include "proxy/mysql_session.h"
 
 #define SESS_HIGH_WATER (4u << 20)  /* stop reading a side while the other's output holds more */
 #define SESS_MAX_TRACKED_SQL (1u << 20) /* prepared statement text kept for re-prepare */
 
-/* What the session waits for. */
-enum sess_state {
-    SS_HANDSHAKE,     /* greeting sent; waiting for the handshake response (or SSLRequest) */
-    SS_AUTH_SWITCH,   /* asked the client to switch to mysql_native_password */
-    SS_LOOKUP,        /* waiting for the account cache */
-    SS_LOGIN,         /* logging in on the active side as the client's account */
-    SS_INIT,          /* session-tracking setup query on the new backend */
-    SS_IDLE,          /* no request in flight */
-    SS_BUSY,          /* request forwarded, reply not complete */
-    SS_INFILE,        /* LOAD DATA LOCAL: client file packets flow to the backend */
-    SS_CHANGE_USER,   /* COM_CHANGE_USER: verifying and replaying it on the backend */
-    SS_HELD,          /* pair held: the next request waits in the socket buffer */
-    SS_CLOSING,       /* closed; freed by the reaper */
-    SS__COUNT
-};
-
 static const char *const sess_state_names[SS__COUNT] = {
     "HANDSHAKE", "AUTH_SWITCH", "LOOKUP", "LOGIN", "INIT", "IDLE",
-    "BUSY", "INFILE", "CHANGE_USER", "HELD", "CLOSING",
-};
-
-/* A prepared statement as a switchover must re-create it. */
-struct sess_stmt {
-    uint32_t id;            /* id the client uses (= the backend's until a switchover maps them) */
-    uint32_t backend_id;    /* id on the current backend */
-    uint16_t num_params;
-    uint8_t *types;         /* owned: 2 * num_params bytes of the last bound types, NULL before */
-    char *sql;              /* owned: statement text; NULL when longer than SESS_MAX_TRACKED_SQL */
-};
-
-struct sess_var {
-    char *name;   /* owned */
-    char *value;  /* owned */
-};
-
-struct sy_mysql_session {
-    TAILQ_ENTRY(sy_mysql_session) link;  /* in px->sessions, then px->closing */
-    struct sy_mysql_proxy *px;           /* ref: owns the session */
-    uint32_t id;                         /* connection id the client sees (greeting, KILL) */
-    enum sess_state state;
-    char peer[80];                       /* "127.0.0.1:51234" */
-    char label[160];                     /* "orders C-1000000001 127.0.0.1:51234" for logs */
-    struct bufferevent *client;          /* owned; an OpenSSL filter over the socket once TLS is up */
-    struct sy_mysql_conn *backend;       /* owned; its bufferevent is driven by us once logged in */
-    struct sy_mysql_accounts_wait *wait; /* owned registration while in SS_LOOKUP / CHANGE_USER */
-    enum sy_side side;                   /* which DB the backend is on */
-    uint8_t salt[SY_MYSQL_SALT_LEN];     /* our scramble to the client */
-    uint64_t caps;                       /* negotiated with the client */
-    uint64_t backend_caps;               /* asked of the backend: client's + SESSION_TRACK */
-    uint8_t collation;
-    uint32_t max_packet;
-    char user[SY_MYSQL_NAME_MAX];
-    char schema[SY_MYSQL_DB_MAX];        /* current database ("" = none) */
-    uint8_t *attrs;                      /* owned: client's connect attributes, replayed on logins */
-    size_t attrs_len;
-    bool have_stage1;                    /* stage1 below is valid (client proved the password) */
-    bool empty_password;                 /* account has no password and the client sent none */
-    uint8_t stage1[SY_SHA1_LEN];         /* secret: SHA1(password); wiped on free */
-    uint8_t client_auth[SY_MYSQL_AUTH_MAX]; /* scramble being verified; wiped after use */
-    size_t client_auth_len;
-    bool refreshed;                      /* the account cache was reloaded for this login already */
-    uint8_t seq;                         /* last sequence id received from the client */
-    uint16_t status;                     /* last server status flags */
-    bool in_txn;                         /* status has IN_TRANS */
-    uint8_t cmd;                         /* command in flight (SS_BUSY) */
-    struct sy_mysql_resp resp;           /* tracker of the reply in flight */
-    uint64_t req_left;                   /* bytes of the current client packet still to forward */
-    bool req_continues;                  /* current client packet is 0xFFFFFF long: more follow */
-    uint64_t resp_left;                  /* bytes of the current server packet still to forward */
-    bool resp_done_after_stream;         /* the streaming packet ends the reply */
-    uint64_t held_since_ms;              /* when SS_HELD began */
-    bool direct;                         /* logged in: plain sockets are written directly (see flush) */
-    bool client_bp;                      /* client reads paused: backend output over high water */
-    bool backend_bp;                     /* backend reads paused: client output over high water */
-    char *pending_prepare_sql;           /* owned: text of the COM_STMT_PREPARE in flight */
-    bool pending_reset;                  /* reply in flight is for COM_RESET_CONNECTION */
-    bool login_reply_due;                /* INIT ends a login: the client still waits for its OK */
-    struct sess_stmt *stmts;             /* owned array */
-    size_t n_stmts, cap_stmts;
-    struct sess_var *vars;               /* owned: tracked session variables, as last reported */
-    size_t n_vars, cap_vars;
-    char last_gtid[64];                  /* this session's last acknowledged commit */
-    /* COM_CHANGE_USER in progress */
-    char cu_user[SY_MYSQL_NAME_MAX];
-    char cu_db[SY_MYSQL_DB_MAX];
-    uint16_t cu_collation;
-    bool cu_has_collation;
+    "BUSY", "INFILE", "CHANGE_USER", "HELD", "INTERNAL", "PARKED", "RECONNECT", "CLOSING",
 };
 
 static void process_client(struct sy_mysql_session *s);
 static void process_backend(struct sy_mysql_session *s);
 static void auth_lookup(struct sy_mysql_session *s);
 static void rearm_client(struct sy_mysql_session *s);
+static void backend_lost(struct sy_mysql_session *s);
 
 /* ---- state, closing ---------------------------------------------------------------------------- */
 
-static bool sess_set_state(struct sy_mysql_session *s, enum sess_state to)
+bool sy_mysql_session_set_state(struct sy_mysql_session *s, enum sess_state to)
 {
     sy_log_debug("%s: %s -> %s", s->label, sess_state_names[s->state], sess_state_names[to]);
     s->state = to;
@@ -162,7 +80,7 @@ void sy_mysql_session_close(struct sy_mysql_session *s, const char *why)
     if (s->state == SS_CLOSING)
         return;
     sy_log_info("%s: closed (%s)", s->label, why);
-    sess_set_state(s, SS_CLOSING);
+    sy_mysql_session_set_state(s, SS_CLOSING);
     if (s->client)
         bufferevent_disable(s->client, EV_READ | EV_WRITE);
     if (s->backend)
@@ -182,6 +100,7 @@ static void session_free(struct sy_mysql_session *s)
     if (s->client)
         bufferevent_free(s->client);
     sy_mysql_conn_free(s->backend);
+    sy_mysql_conn_free(s->warm);
     OPENSSL_cleanse(s->stage1, sizeof s->stage1);
     OPENSSL_cleanse(s->client_auth, sizeof s->client_auth);
     free(s->attrs);
@@ -241,7 +160,7 @@ static void fail_session(struct sy_mysql_session *s, uint8_t seq, uint16_t code,
             bufferevent_disable(sy_mysql_conn_bev(s->backend), EV_READ);
         bufferevent_disable(s->client, EV_READ);
         bufferevent_enable(s->client, EV_WRITE);
-        sess_set_state(s, SS_CLOSING);
+        sy_mysql_session_set_state(s, SS_CLOSING);
         struct sy_mysql_proxy *px = s->px;
         TAILQ_REMOVE(&px->sessions, s, link);
         px->n_sessions--;
@@ -344,23 +263,26 @@ static void write_drained(struct sy_mysql_session *s, struct bufferevent *bev)
 
 /* ---- session variables, schema, ledger ------------------------------------------------------- */
 
-static void var_set(struct sy_mysql_session *s, const uint8_t *name, size_t nlen, const uint8_t *val, size_t vlen)
+/* Records a tracked variable's value; returns whether it differs from what was known. */
+static bool var_set(struct sy_mysql_session *s, const uint8_t *name, size_t nlen, const uint8_t *val, size_t vlen)
 {
     for (size_t i = 0; i < s->n_vars; i++) {
         if (strlen(s->vars[i].name) == nlen && memcmp(s->vars[i].name, name, nlen) == 0) {
+            if (strlen(s->vars[i].value) == vlen && memcmp(s->vars[i].value, val, vlen) == 0)
+                return false;
             char *v = strndup((const char *)val, vlen);
             if (v) {
                 free(s->vars[i].value);
                 s->vars[i].value = v;
             }
-            return;
+            return true;
         }
     }
     if (s->n_vars == s->cap_vars) {
         size_t cap = s->cap_vars ? s->cap_vars * 2 : 16;
         struct sess_var *nv = realloc(s->vars, cap * sizeof *nv);
         if (nv == NULL)
-            return;
+            return true;
         s->vars = nv;
         s->cap_vars = cap;
     }
@@ -368,9 +290,17 @@ static void var_set(struct sy_mysql_session *s, const uint8_t *name, size_t nlen
     if (n == NULL || v == NULL) {
         free(n);
         free(v);
-        return;
+        return true;
     }
     s->vars[s->n_vars++] = (struct sess_var){ n, v };
+    return true;
+}
+
+/* The session's state changed: a warm connection built before no longer matches it. */
+static void warm_outdated(struct sy_mysql_session *s)
+{
+    if (s->warm_state != WARM_NONE)
+        s->warm_stale = true;
 }
 
 static void track_ok(struct sy_mysql_session *s, const struct sy_mysql_ok *ok)
@@ -383,12 +313,15 @@ static void track_ok(struct sy_mysql_session *s, const struct sy_mysql_ok *ok)
     while ((rc = sy_mysql_track_next(&rd, &t)) == 1) {
         if (t.type == SY_TRACK_SCHEMA) {
             snprintf(s->schema, sizeof s->schema, "%.*s", (int)t.name_len, (const char *)t.name_p);
+            warm_outdated(s);
         } else if (t.type == SY_TRACK_SYSTEM_VARIABLES) {
-            var_set(s, t.name_p, t.name_len, t.value_p, t.value_len);
-            if (t.name_len == 9 && memcmp(t.name_p, "last_gtid", 9) == 0 && t.value_len > 0) {
+            bool gtid = t.name_len == 9 && memcmp(t.name_p, "last_gtid", 9) == 0;
+            if (var_set(s, t.name_p, t.name_len, t.value_p, t.value_len) && !gtid)
+                warm_outdated(s);
+            if (gtid && t.value_len > 0) {
                 struct sy_gtid g;
                 if (sy_gtid_parse((const char *)t.value_p, t.value_len, &g)) {
-                    sy_gtid_set_advance(&s->px->ack_ledger, &g);
+                    sy_gtid_set_advance(&s->px->ack_ledger[s->side], &g);
                     snprintf(s->last_gtid, sizeof s->last_gtid, "%.*s", (int)t.value_len,
                              (const char *)t.value_p);
                 }
@@ -409,25 +342,34 @@ static struct sess_stmt *stmt_find(struct sy_mysql_session *s, uint32_t id)
     return NULL;
 }
 
-static void stmt_add(struct sy_mysql_session *s, uint32_t id, uint16_t num_params)
+/* A statement the backend prepared with backend_id: the client gets the same id unless, after a
+ * flip, a statement re-prepared there already uses it; then an unused one. Returns the client's id. */
+static uint32_t stmt_add(struct sy_mysql_session *s, uint32_t backend_id, uint16_t num_params)
 {
+    uint32_t id = backend_id;
+    if (s->ids_mapped)
+        while (stmt_find(s, id) != NULL)
+            id = id == UINT32_MAX ? 1 : id + 1;
+    warm_outdated(s);
     if (s->n_stmts == s->cap_stmts) {
         size_t cap = s->cap_stmts ? s->cap_stmts * 2 : 8;
         struct sess_stmt *ns = realloc(s->stmts, cap * sizeof *ns);
         if (ns == NULL)
-            return;
+            return id;
         s->stmts = ns;
         s->cap_stmts = cap;
     }
-    s->stmts[s->n_stmts++] = (struct sess_stmt){ .id = id, .backend_id = id, .num_params = num_params,
+    s->stmts[s->n_stmts++] = (struct sess_stmt){ .id = id, .backend_id = backend_id, .num_params = num_params,
                                                  .sql = s->pending_prepare_sql };
     s->pending_prepare_sql = NULL;
+    return id;
 }
 
 static void stmt_remove(struct sy_mysql_session *s, uint32_t id)
 {
     for (size_t i = 0; i < s->n_stmts; i++) {
         if (s->stmts[i].id == id) {
+            warm_outdated(s);
             stmt_free(&s->stmts[i]);
             s->stmts[i] = s->stmts[--s->n_stmts];
             return;
@@ -494,8 +436,7 @@ static void on_backend_read(struct bufferevent *bev, void *arg);
 static void on_backend_write(struct bufferevent *bev, void *arg);
 static void on_backend_event(struct bufferevent *bev, short what, void *arg);
 
-/* Session tracking for everything a switchover replays, on every backend session. */
-static const char init_sql[] = "SET SESSION session_track_system_variables='*', session_track_schema=ON, "
+const char sy_mysql_session_init_sql[] = "SET SESSION session_track_system_variables='*', session_track_schema=ON, "
                                "session_track_state_change=ON";
 
 static void forward_backend_err(struct sy_mysql_session *s, const uint8_t *err, size_t len)
@@ -524,12 +465,12 @@ static void on_backend_login(struct sy_mysql_conn *c, const uint8_t *err, size_t
         forward_backend_err(s, err, err_len);
         return;
     }
-    sess_set_state(s, SS_INIT);
-    if (sy_mysql_conn_query(c, init_sql, on_init_done, s) != 0)
+    sy_mysql_session_set_state(s, SS_INIT);
+    if (sy_mysql_conn_query(c, sy_mysql_session_init_sql, on_init_done, s) != 0)
         fail_session(s, (uint8_t)(s->seq + 1), 2013, "HY000", "Switchyard: backend session setup failed");
 }
 
-static void take_backend(struct sy_mysql_session *s)
+void sy_mysql_session_take_backend(struct sy_mysql_session *s)
 {
     struct bufferevent *bev = sy_mysql_conn_bev(s->backend);
     bufferevent_setcb(bev, on_backend_read, on_backend_write, on_backend_event, s);
@@ -549,7 +490,7 @@ static void on_init_done(struct sy_mysql_conn *c, const struct sy_mysql_result *
     }
     s->status = res->status;
     s->in_txn = (s->status & SY_STATUS_IN_TRANS) != 0;
-    take_backend(s);
+    sy_mysql_session_take_backend(s);
     s->client_auth_len = 0;
     OPENSSL_cleanse(s->client_auth, sizeof s->client_auth);
     if (s->login_reply_due) {
@@ -558,7 +499,7 @@ static void on_init_done(struct sy_mysql_conn *c, const struct sy_mysql_result *
                     sy_side_name(s->side), sy_mysql_conn_greeting(c)->thread_id);
         client_ok(s, (uint8_t)(s->seq + 1));
     }
-    sess_set_state(s, SS_IDLE);
+    sy_mysql_session_set_state(s, SS_IDLE);
     s->direct = true;
     process_client(s);
     if (s->state != SS_CLOSING)
@@ -568,6 +509,12 @@ static void on_init_done(struct sy_mysql_conn *c, const struct sy_mysql_result *
 
 static void backend_login(struct sy_mysql_session *s, int auth_kind)
 {
+    if (s->px->pair->held && s->state != SS_CHANGE_USER) {
+        /* a switch may be about to change the active side: log in where it ends */
+        s->parked_auth = auth_kind;
+        sy_mysql_session_set_state(s, SS_PARKED);
+        return;
+    }
     struct sy_mysql_login login = { .auth = auth_kind, .caps = s->backend_caps, .collation = s->collation };
     snprintf(login.user, sizeof login.user, "%s", s->user);
     snprintf(login.db, sizeof login.db, "%s", s->schema);
@@ -580,7 +527,7 @@ static void backend_login(struct sy_mysql_session *s, int auth_kind)
     char label[200];
     snprintf(label, sizeof label, "%s backend %s %s:%u", s->label, sy_side_name(s->side), ep->host, ep->port);
     if (s->state != SS_CHANGE_USER)
-        sess_set_state(s, SS_LOGIN);
+        sy_mysql_session_set_state(s, SS_LOGIN);
     s->login_reply_due = true;
     s->backend = sy_mysql_conn_open(s->px->base, ep, &login, label, on_backend_login, s);
     OPENSSL_cleanse(login.stage1, sizeof login.stage1);
@@ -649,7 +596,7 @@ static void start_auth(struct sy_mysql_session *s)
 {
     s->refreshed = false;
     if (s->state != SS_CHANGE_USER)
-        sess_set_state(s, SS_LOOKUP);
+        sy_mysql_session_set_state(s, SS_LOOKUP);
     auth_lookup(s);
 }
 
@@ -723,7 +670,7 @@ static void on_handshake_response(struct sy_mysql_session *s, const uint8_t *p, 
         buf[len++] = 0;
         s->seq++;
         client_packet(s, s->seq, buf, len);
-        sess_set_state(s, SS_AUTH_SWITCH);
+        sy_mysql_session_set_state(s, SS_AUTH_SWITCH);
         return;
     }
     start_auth(s);
@@ -783,7 +730,7 @@ static bool rewrite_kill(struct sy_mysql_session *s, const uint8_t *p, size_t n,
     backend_packet(s, seq, buf, len);
     s->cmd = p[0];
     sy_mysql_resp_start(&s->resp, p[0], s->backend_caps);
-    sess_set_state(s, SS_BUSY);
+    sy_mysql_session_set_state(s, SS_BUSY);
     return true;
 }
 
@@ -798,6 +745,11 @@ static size_t inspect_len(struct sy_mysql_session *s, uint8_t cmd, uint32_t len)
             return len;
         return len; /* types follow a short header; whole packets up to 16 MiB are pulled up */
     }
+    case SY_COM_STMT_SEND_LONG_DATA:
+    case SY_COM_STMT_RESET:
+    case SY_COM_STMT_FETCH:
+    case SY_COM_STMT_BULK_EXECUTE:
+        return len < 5 ? len : 5; /* the statement id */
     case SY_COM_STMT_PREPARE:
     case SY_COM_CHANGE_USER:
     case SY_COM_PROCESS_KILL:
@@ -809,14 +761,139 @@ static size_t inspect_len(struct sy_mysql_session *s, uint8_t cmd, uint32_t len)
     }
 }
 
+/* After a flip the client's statement ids map to re-prepared ones: rewrites the id in the pulled-up
+ * request (p, at least 5 bytes). An execute that relies on types bound on the old side gets them
+ * inserted: then the packet is sent here and true returned. */
+static bool stmt_request_map(struct sy_mysql_session *s, struct evbuffer *in, struct sy_mysql_hdr hdr, uint8_t *p,
+                             bool whole)
+{
+    if (!s->ids_mapped || hdr.len < 5)
+        return false;
+    uint32_t id = (uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 | (uint32_t)p[4] << 24;
+    struct sess_stmt *st = stmt_find(s, id);
+    if (st == NULL)
+        return false; /* unknown to us: the server answers "unknown prepared statement" */
+    p[1] = (uint8_t)st->backend_id;
+    p[2] = (uint8_t)(st->backend_id >> 8);
+    p[3] = (uint8_t)(st->backend_id >> 16);
+    p[4] = (uint8_t)(st->backend_id >> 24);
+    if (p[0] != SY_COM_STMT_EXECUTE || !st->send_types)
+        return false;
+    size_t nb = ((size_t)st->num_params + 7) / 8, at = 10 + nb;
+    if (!whole || st->num_params == 0 || st->types == NULL || hdr.len <= at) {
+        st->send_types = false;
+        return false;
+    }
+    st->send_types = false;
+    if (p[at] != 0)
+        return false; /* the client binds types itself */
+    size_t tlen = 2u * st->num_params, n = hdr.len + tlen;
+    if (n >= SY_MYSQL_MAX_PAYLOAD)
+        return false;
+    uint8_t *q = malloc(n);
+    if (q == NULL)
+        return false;
+    memcpy(q, p, at);
+    q[at] = 1;
+    memcpy(q + at + 1, st->types, tlen);
+    memcpy(q + at + 1 + tlen, p + at + 1, hdr.len - at - 1);
+    evbuffer_drain(in, 4 + hdr.len);
+    backend_packet(s, hdr.seq, q, n);
+    free(q);
+    s->cmd = SY_COM_STMT_EXECUTE;
+    sy_mysql_resp_start(&s->resp, SY_COM_STMT_EXECUTE, s->backend_caps);
+    sy_mysql_session_set_state(s, SS_BUSY);
+    return true;
+}
+
+/* The client's transaction was rolled back by the proxy (switch): everything but ROLLBACK, QUIT,
+ * PING and statement close gets 1213 / 40001 — a COMMIT never returns OK. True when answered. */
+static bool aborted_txn_reply(struct sy_mysql_session *s, struct evbuffer *in, struct sy_mysql_hdr hdr, const uint8_t *p,
+                              size_t want)
+{
+    uint8_t cmd = p[0];
+    if (cmd == SY_COM_QUIT || cmd == SY_COM_STMT_CLOSE)
+        return false;
+    if (cmd == SY_COM_RESET_CONNECTION || cmd == SY_COM_CHANGE_USER) {
+        s->txn_aborted = false; /* the session starts over anyway */
+        return false;
+    }
+    if (cmd == SY_COM_PING) {
+        evbuffer_drain(in, 4 + hdr.len);
+        client_ok(s, (uint8_t)(hdr.seq + 1));
+        return true;
+    }
+    evbuffer_drain(in, 4 + hdr.len);
+    if (cmd == SY_COM_QUERY && sy_mysql_pin_classify(p + 1, want - 1) == SY_PIN_ROLLBACK) {
+        s->txn_aborted = false;
+        client_ok(s, (uint8_t)(hdr.seq + 1));
+        return true;
+    }
+    client_err(s, (uint8_t)(hdr.seq + 1), 1213, "40001",
+               "Switchyard: the transaction was rolled back by a switchover; send ROLLBACK and run it again");
+    return true;
+}
+
+static void pins_clear(struct sy_mysql_session *s)
+{
+    s->temp_tables = 0;
+    s->locked_tables = s->user_locks = s->xa = false;
+    s->ids_mapped = false;
+    warm_outdated(s);
+}
+
+/* Flags from statements that pin a session to its side (temporary tables, locks, XA). */
+static void note_pins(struct sy_mysql_session *s, const uint8_t *sql, size_t len)
+{
+    switch (sy_mysql_pin_classify(sql, len)) {
+    case SY_PIN_TEMP_CREATE:
+        s->temp_tables++;
+        break;
+    case SY_PIN_TEMP_DROP:
+        if (s->temp_tables > 0)
+            s->temp_tables--;
+        break;
+    case SY_PIN_LOCK_TABLES:
+        s->locked_tables = true;
+        break;
+    case SY_PIN_UNLOCK_TABLES:
+        s->locked_tables = false;
+        break;
+    case SY_PIN_USER_LOCK:
+        s->user_locks = true;
+        break;
+    case SY_PIN_RELEASE_LOCKS:
+        s->user_locks = false;
+        break;
+    case SY_PIN_XA_START:
+        s->xa = true;
+        break;
+    case SY_PIN_XA_END:
+        s->xa = false;
+        break;
+    default:
+        break;
+    }
+}
+
 /* Handles the request whose header is at the front of `in`, with `want` payload bytes available. */
 static void start_request(struct sy_mysql_session *s, struct evbuffer *in, struct sy_mysql_hdr hdr, size_t want)
 {
-    const uint8_t *pk = evbuffer_pullup(in, (ssize_t)(4 + want));
-    const uint8_t *p = pk + 4;
+    uint8_t *pk = evbuffer_pullup(in, (ssize_t)(4 + want));
+    uint8_t *p = pk + 4;
     uint8_t cmd = p[0];
     s->seq = hdr.seq;
     bool whole = want == hdr.len;
+    if (want >= 5 && (cmd == SY_COM_STMT_EXECUTE || cmd == SY_COM_STMT_SEND_LONG_DATA || cmd == SY_COM_STMT_CLOSE ||
+                      cmd == SY_COM_STMT_RESET || cmd == SY_COM_STMT_FETCH || cmd == SY_COM_STMT_BULK_EXECUTE)) {
+        uint32_t client_id = (uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 | (uint32_t)p[4] << 24;
+        if (cmd == SY_COM_STMT_EXECUTE && whole)
+            stmt_note_exec(s, p, hdr.len);
+        if (stmt_request_map(s, in, hdr, p, whole))
+            return;
+        if (cmd == SY_COM_STMT_CLOSE)
+            stmt_remove(s, client_id);
+    }
     switch (cmd) {
     case SY_COM_QUIT:
         evbuffer_drain(in, 4 + hdr.len);
@@ -850,13 +927,14 @@ static void start_request(struct sy_mysql_session *s, struct evbuffer *in, struc
         evbuffer_drain(in, 4 + hdr.len);
         /* Replayed as a fresh login as the new account: the server checks it, resets the session
          * (as COM_CHANGE_USER does) and the proxy keeps the secret for later logins. */
-        sess_set_state(s, SS_CHANGE_USER);
+        sy_mysql_session_set_state(s, SS_CHANGE_USER);
         snprintf(s->user, sizeof s->user, "%s", s->cu_user);
         snprintf(s->schema, sizeof s->schema, "%s", s->cu_db);
         if (s->cu_has_collation)
             s->collation = (uint8_t)s->cu_collation;
         stmts_clear(s);
         vars_clear(s);
+        pins_clear(s);
         s->have_stage1 = false;
         s->empty_password = false;
         OPENSSL_cleanse(s->stage1, sizeof s->stage1);
@@ -867,6 +945,8 @@ static void start_request(struct sy_mysql_session *s, struct evbuffer *in, struc
     }
     case SY_COM_PROCESS_KILL:
     case SY_COM_QUERY:
+        if (cmd == SY_COM_QUERY)
+            note_pins(s, p + 1, want - 1);
         if (whole && (cmd == SY_COM_PROCESS_KILL || hdr.len <= 64)) {
             if (rewrite_kill(s, p, hdr.len, hdr.seq)) {
                 evbuffer_drain(in, 4 + hdr.len);
@@ -878,14 +958,6 @@ static void start_request(struct sy_mysql_session *s, struct evbuffer *in, struc
         free(s->pending_prepare_sql);
         s->pending_prepare_sql =
             whole && hdr.len - 1 <= SESS_MAX_TRACKED_SQL ? strndup((const char *)p + 1, hdr.len - 1) : NULL;
-        break;
-    case SY_COM_STMT_CLOSE:
-        if (hdr.len >= 5)
-            stmt_remove(s, (uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 | (uint32_t)p[4] << 24);
-        break;
-    case SY_COM_STMT_EXECUTE:
-        if (whole)
-            stmt_note_exec(s, p, hdr.len);
         break;
     case SY_COM_RESET_CONNECTION:
         s->pending_reset = true;
@@ -909,7 +981,7 @@ static void start_request(struct sy_mysql_session *s, struct evbuffer *in, struc
     if (sy_mysql_cmd_has_reply(cmd)) {
         s->cmd = cmd;
         sy_mysql_resp_start(&s->resp, cmd, s->backend_caps);
-        sess_set_state(s, SS_BUSY);
+        sy_mysql_session_set_state(s, SS_BUSY);
     }
 }
 
@@ -945,7 +1017,7 @@ static void process_client(struct sy_mysql_session *s)
             move_bytes(s, in, bufferevent_get_output(sy_mysql_conn_bev(s->backend)), 4, true);
             s->req_left = hdr.len;
             if (infile_end)
-                sess_set_state(s, SS_BUSY); /* the server now sends OK or ERR */
+                sy_mysql_session_set_state(s, SS_BUSY); /* the server now sends OK or ERR */
             continue;
         }
         switch (s->state) {
@@ -993,6 +1065,15 @@ static void process_client(struct sy_mysql_session *s)
             return;
         evbuffer_copyout(in, hb, 5);
         uint8_t cmd = hb[4];
+        size_t want = inspect_len(s, cmd, hdr.len);
+        if (want == hdr.len && hdr.len == SY_MYSQL_MAX_PAYLOAD)
+            want = 5; /* a continued packet is never inspected whole: command and statement id */
+        if (s->txn_aborted) {
+            if (avail < 4 + want)
+                return;
+            if (aborted_txn_reply(s, in, hdr, evbuffer_pullup(in, (ssize_t)(4 + want)) + 4, want))
+                continue;
+        }
         if (s->px->pair->held && !s->in_txn) {
             if (cmd == SY_COM_PING && hdr.len == 1) {
                 evbuffer_drain(in, 5);
@@ -1000,15 +1081,22 @@ static void process_client(struct sy_mysql_session *s)
                 continue;
             }
             s->held_since_ms = sy_now_ms();
-            sess_set_state(s, SS_HELD);
+            sy_mysql_session_set_state(s, SS_HELD);
             client_read_update(s);
             return;
         }
-        size_t want = inspect_len(s, cmd, hdr.len);
-        if (want == hdr.len && hdr.len == SY_MYSQL_MAX_PAYLOAD)
-            want = 1; /* a continued packet is never inspected whole */
         if (avail < 4 + want)
             return;
+        if (s->backend_lost && cmd != SY_COM_QUIT) {
+            if (cmd == SY_COM_STMT_CLOSE && want >= 5) { /* nothing to close on a backend that is gone */
+                const uint8_t *p = evbuffer_pullup(in, 9) + 4;
+                stmt_remove(s, (uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 | (uint32_t)p[4] << 24);
+                evbuffer_drain(in, 4 + hdr.len);
+                continue;
+            }
+            sy_mysql_switch_reconnect(s); /* the request waits for the new backend */
+            return;
+        }
         start_request(s, in, hdr, want);
     }
 }
@@ -1022,14 +1110,22 @@ static void finish_reply(struct sy_mysql_session *s)
         s->pending_reset = false;
         stmts_clear(s);
         vars_clear(s);
+        pins_clear(s);
         s->last_gtid[0] = '\0';
         /* RESET_CONNECTION resets session tracking: set it again before the next request. */
-        sess_set_state(s, SS_INIT);
-        if (sy_mysql_conn_query(s->backend, init_sql, on_init_done, s) != 0)
+        sy_mysql_session_set_state(s, SS_INIT);
+        if (sy_mysql_conn_query(s->backend, sy_mysql_session_init_sql, on_init_done, s) != 0)
             fail_session(s, (uint8_t)(s->seq + 1), 2013, "HY000", "Switchyard: backend session setup failed");
         return;
     }
-    sess_set_state(s, SS_IDLE);
+    sy_mysql_session_set_state(s, SS_IDLE);
+    if (s->abort_due) {
+        s->abort_due = false;
+        if (s->in_txn) {
+            sy_mysql_switch_rollback(s); /* the switch's drain time is spent */
+            return;
+        }
+    }
     process_client(s);
 }
 
@@ -1090,9 +1186,14 @@ static void process_backend(struct sy_mysql_session *s)
             const uint8_t *pk = evbuffer_pullup(in, (ssize_t)(4 + hdr.len));
             struct sy_mysql_err e;
             char msg[600] = "unexpected data from the server";
-            if (hdr.len > 0 && pk[4] == 0xFF && sy_mysql_err_parse(pk + 4, hdr.len, &e) == SY_PARSE_OK)
+            bool parsed = hdr.len > 0 && pk[4] == 0xFF && sy_mysql_err_parse(pk + 4, hdr.len, &e) == SY_PARSE_OK;
+            if (parsed)
                 snprintf(msg, sizeof msg, "%.*s", (int)e.msg_len, e.msg_p);
             evbuffer_drain(in, 4 + hdr.len);
+            if (parsed && e.code == 1053 && (s->state == SS_IDLE || s->state == SS_HELD)) {
+                backend_lost(s); /* "Server shutdown in progress": like a vanished server */
+                return;
+            }
             fail_session(s, 0, 2013, "HY000", msg);
             return;
         }
@@ -1121,8 +1222,17 @@ static void process_backend(struct sy_mysql_session *s)
             } else {
                 if (pkt.kind == SY_PKT_EOF)
                     s->status = pkt.eof.status;
-                else if (pkt.kind == SY_PKT_PREPARE_OK)
-                    stmt_add(s, s->resp.stmt_id, s->resp.num_params);
+                else if (pkt.kind == SY_PKT_PREPARE_OK) {
+                    uint32_t id = stmt_add(s, s->resp.stmt_id, s->resp.num_params);
+                    if (id != s->resp.stmt_id) {
+                        /* the pulled-up packet is ours: give the client its id */
+                        uint8_t *w = (uint8_t *)pk + 5;
+                        w[0] = (uint8_t)id;
+                        w[1] = (uint8_t)(id >> 8);
+                        w[2] = (uint8_t)(id >> 16);
+                        w[3] = (uint8_t)(id >> 24);
+                    }
+                }
                 move_bytes(s, in, out, 4 + hdr.len, false);
             }
         } else {
@@ -1138,7 +1248,7 @@ static void process_backend(struct sy_mysql_session *s)
         if (s->resp.has_status)
             s->status = s->resp.status;
         if (step == SY_STEP_INFILE) {
-            sess_set_state(s, SS_INFILE);
+            sy_mysql_session_set_state(s, SS_INFILE);
             process_client(s);
             continue;
         }
@@ -1211,11 +1321,31 @@ static void on_backend_write(struct bufferevent *bev, void *arg)
     write_drained(s, bev);
 }
 
+/* The backend went away while nothing was in flight (the database died or restarted): the client
+ * keeps its connection; its next request gets a new backend on the active side with the session's
+ * state rebuilt. An open transaction is lost with it: the client is told at its next statement. */
+static void backend_lost(struct sy_mysql_session *s)
+{
+    sy_log_warn("%s: backend on %s side lost while idle%s", s->label, sy_side_name(s->side),
+                s->in_txn ? " inside a transaction (rolled back by the server)" : "");
+    if (s->in_txn) {
+        s->txn_aborted = true;
+        s->in_txn = false;
+    }
+    sy_mysql_conn_free(s->backend);
+    s->backend = NULL;
+    s->backend_lost = true;
+}
+
 static void on_backend_event(struct bufferevent *bev, short what, void *arg)
 {
     struct sy_mysql_session *s = arg;
     if (s->state == SS_CLOSING)
         return;
+    if ((s->state == SS_IDLE || s->state == SS_HELD) && s->resp_left == 0 && s->req_left == 0) {
+        backend_lost(s);
+        return;
+    }
     /* At a packet boundary the client can still be told in its protocol; mid-packet it cannot. */
     bool boundary = s->resp_left == 0;
     const char *msg = (what & BEV_EVENT_EOF) ? "Switchyard: lost connection to the database server"
@@ -1234,6 +1364,62 @@ static void rearm_client(struct sy_mysql_session *s)
 }
 
 /* ---- public ------------------------------------------------------------------------------------ */
+
+/* ---- shared with mysql_switch.c --------------------------------------------------------------- */
+
+void sy_mysql_session_kick(struct sy_mysql_session *s)
+{
+    if (s->state == SS_CLOSING)
+        return;
+    client_read_update(s);
+    backend_read_update(s);
+    process_client(s);
+    if (s->state != SS_CLOSING)
+        process_backend(s);
+    session_flush(s);
+}
+
+void sy_mysql_session_fail(struct sy_mysql_session *s, uint8_t seq, uint16_t code, const char *state, const char *msg)
+{
+    fail_session(s, seq, code, state, msg);
+}
+
+void sy_mysql_session_login(const struct sy_mysql_session *s, struct sy_mysql_login *out)
+{
+    memset(out, 0, sizeof *out);
+    out->auth = s->have_stage1 ? SY_LOGIN_STAGE1 : SY_LOGIN_EMPTY;
+    out->caps = s->backend_caps;
+    out->collation = s->collation;
+    snprintf(out->user, sizeof out->user, "%s", s->user);
+    snprintf(out->db, sizeof out->db, "%s", s->schema);
+    if (s->have_stage1)
+        memcpy(out->stage1, s->stage1, sizeof out->stage1);
+    out->attrs = s->attrs;
+    out->attrs_len = s->attrs_len;
+}
+
+bool sy_mysql_session_quiet(const struct sy_mysql_session *s)
+{
+    return (s->state == SS_IDLE || s->state == SS_HELD) && s->req_left == 0 && s->resp_left == 0 &&
+           !s->req_continues;
+}
+
+const char *sy_mysql_session_pinned(const struct sy_mysql_session *s)
+{
+    if (s->temp_tables > 0)
+        return "temporary tables";
+    if (s->locked_tables)
+        return "LOCK TABLES";
+    if (s->user_locks)
+        return "user locks (GET_LOCK)";
+    if (s->xa)
+        return "an XA transaction";
+    if (s->status & SY_STATUS_CURSOR_EXISTS)
+        return "an open cursor";
+    if (s->state == SS_INFILE)
+        return "LOAD DATA LOCAL in progress";
+    return NULL;
+}
 
 void sy_mysql_session_accept(struct sy_mysql_proxy *px, evutil_socket_t fd, const struct sockaddr *sa, int salen)
 {
@@ -1268,9 +1454,13 @@ void sy_mysql_session_accept(struct sy_mysql_proxy *px, evutil_socket_t fd, cons
 
 static void session_resume(struct sy_mysql_session *s)
 {
+    if (s->state == SS_PARKED) {
+        backend_login(s, s->parked_auth);
+        return;
+    }
     if (s->state != SS_HELD)
         return;
-    sess_set_state(s, SS_IDLE);
+    sy_mysql_session_set_state(s, SS_IDLE);
     client_read_update(s);
     process_client(s);
     session_flush(s);
@@ -1304,7 +1494,7 @@ void sy_mysql_sessions_resume(struct sy_mysql_proxy *px)
 static json_t *session_json(const struct sy_mysql_session *s)
 {
     uint64_t held = s->state == SS_HELD ? sy_now_ms() - s->held_since_ms : 0;
-    bool movable = s->state != SS_INFILE && !(s->status & SY_STATUS_CURSOR_EXISTS);
+    bool movable = sy_mysql_session_pinned(s) == NULL;
     return json_pack("{s:I,s:s,s:s,s:s,s:b,s:I,s:b,s:s,s:s,s:s,s:I,s:I}", "id", (json_int_t)s->id, "user", s->user,
                      "peer", s->peer, "side", sy_side_name(s->side), "in_transaction", s->in_txn, "held_ms",
                      (json_int_t)held, "movable", movable, "state", sess_state_names[s->state], "schema", s->schema,

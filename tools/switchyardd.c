@@ -32,6 +32,9 @@ static const struct sy_engine_modules mariadb_modules = {
     .precheck = sy_mariadb_precheck,
     .source_position = sy_mariadb_source_position,
     .verify = sy_mariadb_verify,
+    .fence = sy_mariadb_fence,
+    .alive = sy_mariadb_alive,
+    .position_covers = sy_mariadb_position_covers,
 };
 static const struct sy_engine_modules *const engine_modules[] = { &mariadb_modules, NULL };
 

@@ -1,0 +1,720 @@
+/* Switchover, switchback and failover (ARCHITECTURE.md), written once for every engine.
+ *
+ * A switch runs on its own thread (fencing and positions are blocking database calls); whatever
+ * touches sessions, instances or the pair runs on the loop through loop_call(), so the algorithm
+ * reads top to bottom:
+ *
+ *   switchover / switchback (from = active side, to = the other):
+ *     1 catch up   the write into `to` is within switchover_max_lag_ms of `from`'s position
+ *     2 warm       every session gets a connection on `to` with its state (proxy)
+ *     3 hold       new requests wait; open transactions run to their end, rolled back after
+ *                  txn_drain_ms; user variables copied once sessions are quiet
+ *     4 fence      `from` read_only (waits for commits in flight), its final position; drain: the
+ *                  write's low-watermark reaches it; the ack ledger must be inside what was drained
+ *     5 flip       stop that write, unfence `to`, persist the new epoch, swap every session
+ *     6 start      the write of the other instance; release
+ *   Any failure before the epoch is persisted rolls back: restart the write, unfence `from`, drop the
+ *   warm connections, release on the old side. The hold (3-6) is bounded by max_hold_ms.
+ *
+ *   failover: the business side is dead: apply what the forward spool holds, pause the forward
+ *   instance (its collector must not pick up the unreplicated tail when the business DB returns),
+ *   hold, warm on DR, flip, release; the tail is computed once the business DB answers again
+ *   (core/tail.c) and the reverse write starts after `resolve-tail`.
+ *
+ * Failpoints (SY_FAILPOINT) at each step let tests kill the daemon there; the fence keeper and the
+ * persisted epoch resolve it on restart. */
+#include "core/switch.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/admin.h"
+#include "core/failpoint.h"
+#include "core/instance.h"
+#include "core/log.h"
+
+#define SW_WARM_TIMEOUT_MS 10000  /* step 2 (before the hold: nobody waits on it) */
+#define SW_ALIVE_TIMEOUT_MS 1500  /* failover: does the business DB still answer? */
+
+volatile int sy_switch_shutdown;
+
+enum sw_kind { SW_SWITCHOVER, SW_SWITCHBACK, SW_FAILOVER };
+static const char *const kind_names[] = { "switchover", "switchback", "failover" };
+
+struct sy_switch {
+    struct sy_pair *p;
+    struct sy_admin_req *req;
+    enum sw_kind kind;
+    bool force;
+    enum sy_side from, to;
+    struct sy_instance *draining;   /* writes into `from`'s peer now; its write stops at the flip */
+    struct sy_instance *starting;   /* writes into `from` after the flip (NULL: none) */
+    /* loop calls */
+    struct event *call_ev, *done_ev;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    void (*call_fn)(struct sy_switch *);
+    bool call_done;
+    /* outcome */
+    const char *code;               /* NULL = success */
+    char msg[1200];
+    json_t *detail;                 /* extra error fields */
+    /* progress */
+    bool held, fenced, to_unfenced, write_stopped, flipped;
+    uint64_t t_start, t_step, t_hold, t_release;
+    char final_pos[1024], drained[1024], ledger[1024];
+    size_t aborted, moved, forced_closed;
+    struct sy_switch_progress prog;
+    json_t *list;                   /* result of the last list-returning loop call */
+    json_t *steps;                  /* per-step milliseconds */
+    int call_rc;
+    char call_err[600];
+};
+
+static uint64_t now_ms(void)
+{
+    return sy_now_ms();
+}
+
+static const struct sy_endpoint *side_ep(const struct sy_pair *p, enum sy_side s)
+{
+    return s == SY_SIDE_DR ? &p->cfg->dr : &p->cfg->business;
+}
+
+static int fail(struct sy_switch *sw, const char *code, const char *fmt, ...) SY_PRINTF(3, 4);
+static int fail(struct sy_switch *sw, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sw->msg, sizeof sw->msg, fmt, ap);
+    va_end(ap);
+    sw->code = code;
+    return -1;
+}
+
+/* Records how long the step that ends now took. */
+static void step_done(struct sy_switch *sw, const char *name)
+{
+    uint64_t t = now_ms();
+    json_object_set_new(sw->steps, name, json_integer((json_int_t)(t - sw->t_step)));
+    sw->t_step = t;
+}
+
+/* ---- running on the loop --------------------------------------------------------------------- */
+
+static void on_call(evutil_socket_t fd, short what, void *arg)
+{
+    struct sy_switch *sw = arg;
+    sw->call_fn(sw);
+    pthread_mutex_lock(&sw->mu);
+    sw->call_done = true;
+    pthread_cond_signal(&sw->cv);
+    pthread_mutex_unlock(&sw->mu);
+}
+
+/* Runs fn(sw) on the loop thread and waits for it. */
+static void loop_call(struct sy_switch *sw, void (*fn)(struct sy_switch *))
+{
+    pthread_mutex_lock(&sw->mu);
+    sw->call_fn = fn;
+    sw->call_done = false;
+    pthread_mutex_unlock(&sw->mu);
+    event_active(sw->call_ev, 0, 0);
+    pthread_mutex_lock(&sw->mu);
+    while (!sw->call_done)
+        pthread_cond_wait(&sw->cv, &sw->mu);
+    pthread_mutex_unlock(&sw->mu);
+}
+
+static void do_unmovable(struct sy_switch *sw)
+{
+    json_decref(sw->list);
+    sw->list = sw->p->proto->switch_unmovable(sw->p->proto_state);
+}
+
+static void do_failures(struct sy_switch *sw)
+{
+    json_decref(sw->list);
+    sw->list = sw->p->proto->switch_failures(sw->p->proto_state);
+}
+
+static void do_warm(struct sy_switch *sw)
+{
+    struct sy_pair *p = sw->p;
+    p->proto->switch_warm(p->proto_state, sw->to, sw->kind != SW_FAILOVER);
+    p->proto->switch_progress(p->proto_state, sw->to, &sw->prog);
+}
+
+static void do_hold(struct sy_switch *sw)
+{
+    sy_pair_hold_for_switch(sw->p);
+    sw->held = true;
+    sw->t_hold = now_ms();
+}
+
+static void do_close_unmovable(struct sy_switch *sw)
+{
+    sw->forced_closed += sw->p->proto->switch_close_unmovable(sw->p->proto_state);
+}
+
+static void do_abort(struct sy_switch *sw)
+{
+    sw->aborted += sw->p->proto->switch_abort_transactions(sw->p->proto_state);
+}
+
+static void do_ledger(struct sy_switch *sw)
+{
+    sw->p->proto->ack_ledger(sw->p->proto_state, sw->from, sw->ledger, sizeof sw->ledger);
+}
+
+static void do_stop_write(struct sy_switch *sw)
+{
+    const char *code = "bad_state";
+    sw->call_rc = sy_instance_stop_write(sw->draining, &code, sw->call_err, sizeof sw->call_err);
+    if (sw->call_rc == 0)
+        sw->write_stopped = true;
+}
+
+static void do_restart_write(struct sy_switch *sw)
+{
+    const char *code = "bad_state";
+    int rc = sy_instance_state(sw->draining) == SY_INST_PAUSED
+                 ? sy_instance_start(sw->draining, &code, sw->call_err, sizeof sw->call_err)
+                 : sy_instance_start_write(sw->draining, &code, sw->call_err, sizeof sw->call_err);
+    if (rc != 0)
+        sy_log_error("pair %s: rollback: cannot restart %s's write: %s", sw->p->cfg->name,
+                     sy_instance_id(sw->draining), sw->call_err);
+    sw->write_stopped = false;
+}
+
+static void do_pause_forward(struct sy_switch *sw)
+{
+    const char *code = "bad_state";
+    sw->call_rc = 0;
+    if (sy_instance_state(sw->draining) != SY_INST_PAUSED)
+        sw->call_rc = sy_instance_pause(sw->draining, &code, sw->call_err, sizeof sw->call_err);
+    if (sw->call_rc == 0)
+        sw->write_stopped = true;
+}
+
+/* The flip itself: persisted epoch first, then every session. Caller holds fence_lock. */
+static void do_flip(struct sy_switch *sw)
+{
+    struct sy_pair *p = sw->p;
+    if (sw->kind == SW_FAILOVER) {
+        snprintf(p->tail_state, sizeof p->tail_state, "pending");
+        json_decref(p->tail);
+        struct sy_instance_progress fw;
+        sy_instance_progress(sw->draining, &fw);
+        p->tail = json_pack("{s:s,s:s,s:s}", "collected_position", fw.collected, "ack_ledger_position", sw->ledger,
+                            "failover_at", "");
+        time_t t = time(NULL);
+        char when[32];
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+        json_object_set_new(p->tail, "failover_at", json_string(when));
+    }
+    sw->call_rc = sy_pair_set_active(p, sw->to, sw->call_err, sizeof sw->call_err);
+    if (sw->call_rc != 0) {
+        if (sw->kind == SW_FAILOVER)
+            p->tail_state[0] = '\0';
+        return;
+    }
+    sw->flipped = true;
+    sw->moved = p->proto->switch_flip(p->proto_state, sw->to);
+}
+
+static void do_start_and_release(struct sy_switch *sw)
+{
+    struct sy_pair *p = sw->p;
+    if (sw->starting != NULL && p->tail_state[0] == '\0') {
+        const char *code = "bad_state";
+        char msg[600];
+        if (sy_instance_start_write(sw->starting, &code, msg, sizeof msg) != 0)
+            sy_log_error("pair %s: %s: %s", p->cfg->name, kind_names[sw->kind], msg);
+    }
+    sy_pair_release(p, kind_names[sw->kind]);
+    sw->t_release = now_ms();
+    sw->held = false;
+}
+
+static void do_unwarm_release(struct sy_switch *sw)
+{
+    struct sy_pair *p = sw->p;
+    p->proto->switch_unwarm(p->proto_state);
+    if (sw->held) {
+        sy_pair_release(p, "switch rolled back");
+        sw->t_release = now_ms();
+        sw->held = false;
+    }
+}
+
+/* ---- waiting on positions (switch thread) ---------------------------------------------------- */
+
+/* Whether the draining instance's write reaches `want` before deadline (monotonic ms). */
+static bool write_reaches(struct sy_switch *sw, struct sy_instance *in, const char *want, uint64_t deadline)
+{
+    for (unsigned nap = 1;; nap = nap < 8 ? nap * 2 : 8) {
+        struct sy_instance_progress pr;
+        sy_instance_progress(in, &pr);
+        if (pr.applied[0] != '\0' && sw->p->mods->position_covers(pr.applied, want))
+            return true;
+        if (now_ms() >= deadline || sy_switch_shutdown)
+            return false;
+        usleep(nap * 1000);
+    }
+}
+
+static uint64_t hold_deadline(const struct sy_switch *sw)
+{
+    return sw->t_hold + (uint64_t)sw->p->cfg->max_hold_ms;
+}
+
+/* ---- the steps ----------------------------------------------------------------------------------- */
+
+static int catch_up(struct sy_switch *sw)
+{
+    const struct sy_pair_cfg *cfg = sw->p->cfg;
+    uint64_t deadline = now_ms() + (uint64_t)cfg->drain_timeout_ms;
+    char pos[1024], err[512];
+    for (;;) {
+        struct sy_instance_progress pr;
+        sy_instance_progress(sw->draining, &pr);
+        if (pr.state != SY_INST_RUNNING)
+            return fail(sw, "bad_state", "%s is %s, not running: %s", sy_instance_id(sw->draining),
+                        sy_instance_state_name(pr.state), pr.error[0] ? pr.error : "start it first");
+        if (sw->p->mods->source_position(cfg, side_ep(sw->p, sw->from), pos, sizeof pos, err, sizeof err) != 0)
+            return fail(sw, "bad_state", "cannot read the %s position: %s", sy_side_name(sw->from), err);
+        uint64_t read_at = now_ms();
+        if (write_reaches(sw, sw->draining, pos, read_at + (uint64_t)cfg->switchover_max_lag_ms)) {
+            json_object_set_new(sw->steps, "catch_up_lag_ms", json_integer((json_int_t)(now_ms() - read_at)));
+            return 0;
+        }
+        if (now_ms() >= deadline || sy_switch_shutdown)
+            return fail(sw, "lag_too_high",
+                        "%s is still more than switchover_max_lag_ms=%d ms behind the %s side after "
+                        "drain_timeout_ms=%d ms (applied %s, %s at %s)",
+                        sy_instance_id(sw->draining), cfg->switchover_max_lag_ms, sy_side_name(sw->from),
+                        cfg->drain_timeout_ms, pr.applied, sy_side_name(sw->from), pos);
+    }
+}
+
+static int refuse_unmovable(struct sy_switch *sw)
+{
+    loop_call(sw, do_unmovable);
+    if (json_array_size(sw->list) == 0 || sw->force)
+        return 0;
+    json_decref(sw->detail);
+    sw->detail = json_pack("{s:O}", "sessions", sw->list);
+    json_t *ids = json_array();
+    size_t i;
+    json_t *it;
+    json_array_foreach(sw->list, i, it)
+        json_array_append(ids, json_object_get(it, "id"));
+    json_object_set_new(sw->detail, "ids", ids);
+    return fail(sw, "unmovable_sessions",
+                "%zu session(s) cannot move to the %s side (temporary tables, locks, XA or cursors): see "
+                "`switchyardctl clients %s`; --force closes them",
+                json_array_size(sw->list), sy_side_name(sw->to), sw->p->cfg->name);
+}
+
+static int refuse_warm_failures(struct sy_switch *sw)
+{
+    loop_call(sw, do_failures);
+    json_decref(sw->detail);
+    sw->detail = json_pack("{s:O}", "sessions", sw->list);
+    json_t *first = json_array_get(sw->list, 0);
+    return fail(sw, "unmovable_sessions", "%zu session(s) cannot be prepared on the %s side (first: %s)",
+                json_array_size(sw->list), sy_side_name(sw->to),
+                first ? json_string_value(json_object_get(first, "error")) : "?");
+}
+
+static int warm(struct sy_switch *sw)
+{
+    if (refuse_unmovable(sw) != 0)
+        return -1;
+    uint64_t deadline = now_ms() + SW_WARM_TIMEOUT_MS;
+    for (;;) {
+        loop_call(sw, do_warm);
+        if (sw->prog.warm_failed > 0)
+            return refuse_warm_failures(sw);
+        if (sw->prog.not_ready == 0)
+            return 0;
+        if (now_ms() >= deadline || sy_switch_shutdown)
+            return fail(sw, "hold_timeout", "%zu session(s) still have no connection on the %s side after %d ms",
+                        sw->prog.not_ready, sy_side_name(sw->to), SW_WARM_TIMEOUT_MS);
+        usleep(1000);
+    }
+}
+
+/* Step 3 after the hold: until every session is quiet, outside a transaction and prepared. */
+static int quiesce(struct sy_switch *sw)
+{
+    const struct sy_pair_cfg *cfg = sw->p->cfg;
+    uint64_t abort_at = sw->t_hold + (uint64_t)(sw->kind == SW_FAILOVER ? 0 : cfg->txn_drain_ms);
+    for (;;) {
+        if (sw->kind != SW_FAILOVER && refuse_unmovable(sw) != 0)
+            return -1;
+        loop_call(sw, do_warm);
+        if (sw->prog.in_transaction > 0 && now_ms() >= abort_at)
+            loop_call(sw, do_abort);
+        if (sw->prog.warm_failed > 0)
+            return refuse_warm_failures(sw);
+        if (sw->prog.in_transaction == 0 && sw->prog.busy == 0 && sw->prog.not_ready == 0 &&
+            sw->prog.uservars_pending == 0)
+            return 0;
+        if (now_ms() >= hold_deadline(sw) || sy_switch_shutdown) {
+            if (sw->kind == SW_FAILOVER)
+                return 0; /* sessions stuck on the dead side get an error at the flip */
+            return fail(sw, "hold_timeout",
+                        "sessions did not settle within max_hold_ms=%d ms (%zu in a transaction, %zu busy, %zu "
+                        "not prepared)",
+                        cfg->max_hold_ms, sw->prog.in_transaction, sw->prog.busy, sw->prog.not_ready);
+        }
+        usleep(1000);
+    }
+}
+
+static int fence_and_drain(struct sy_switch *sw)
+{
+    struct sy_pair *p = sw->p;
+    char err[512];
+    uint64_t left = hold_deadline(sw) > now_ms() ? hold_deadline(sw) - now_ms() : 1;
+    if (p->mods->fence(p->cfg, side_ep(p, sw->from), true, (int)left, sw->final_pos, sizeof sw->final_pos, err,
+                       sizeof err) != 0)
+        return fail(sw, "fence_failed", "cannot fence the %s side: %s", sy_side_name(sw->from), err);
+    sw->fenced = true;
+    step_done(sw, "fence_ms");
+    sy_failpoint("switch_after_fence");
+    uint64_t deadline = now_ms() + (uint64_t)p->cfg->drain_timeout_ms;
+    if (deadline > hold_deadline(sw))
+        deadline = hold_deadline(sw);
+    if (!write_reaches(sw, sw->draining, sw->final_pos, deadline)) {
+        struct sy_instance_progress pr;
+        sy_instance_progress(sw->draining, &pr);
+        return fail(sw, "drain_timeout",
+                    "%s did not apply up to the %s side's final position %s in time (drain_timeout_ms=%d, "
+                    "max_hold_ms=%d): applied %s",
+                    sy_instance_id(sw->draining), sy_side_name(sw->from), sw->final_pos, p->cfg->drain_timeout_ms,
+                    p->cfg->max_hold_ms, pr.applied);
+    }
+    struct sy_instance_progress pr;
+    sy_instance_progress(sw->draining, &pr);
+    snprintf(sw->drained, sizeof sw->drained, "%s", pr.applied);
+    step_done(sw, "drain_ms");
+    loop_call(sw, do_ledger);
+    if (sw->ledger[0] != '\0' && !p->mods->position_covers(sw->drained, sw->ledger))
+        return fail(sw, "ledger_ahead_of_drain",
+                    "clients were acknowledged %s but only %s was drained to the %s side: refusing to flip",
+                    sw->ledger, sw->drained, sy_side_name(sw->to));
+    sy_failpoint("switch_after_drain");
+    return 0;
+}
+
+/* Step 5: nothing before the persisted epoch is irreversible. */
+static int flip(struct sy_switch *sw)
+{
+    struct sy_pair *p = sw->p;
+    char err[512];
+    loop_call(sw, sw->kind == SW_FAILOVER ? do_pause_forward : do_stop_write);
+    if (sw->call_rc != 0)
+        return fail(sw, "bad_state", "cannot stop %s's write: %s", sy_instance_id(sw->draining), sw->call_err);
+    sy_failpoint("switch_after_stop_write");
+    pthread_mutex_lock(&p->fence_lock);
+    if (p->mods->fence(p->cfg, side_ep(p, sw->to), false, 2000, NULL, 0, err, sizeof err) != 0) {
+        pthread_mutex_unlock(&p->fence_lock);
+        return fail(sw, "fence_failed", "cannot unfence the %s side: %s", sy_side_name(sw->to), err);
+    }
+    sw->to_unfenced = true;
+    sy_failpoint("switch_after_unfence");
+    loop_call(sw, do_flip);
+    pthread_mutex_unlock(&p->fence_lock);
+    if (sw->call_rc != 0)
+        return fail(sw, "internal", "cannot persist the new epoch: %s", sw->call_err);
+    step_done(sw, "flip_ms");
+    sy_failpoint("switch_after_flip");
+    return 0;
+}
+
+/* Undoes what was done before the flip. */
+static void rollback(struct sy_switch *sw)
+{
+    struct sy_pair *p = sw->p;
+    char err[512];
+    if (sw->flipped)
+        return;
+    sy_log_warn("pair %s: %s refused (%s): rolling back", p->cfg->name, kind_names[sw->kind], sw->code);
+    if (sw->write_stopped)
+        loop_call(sw, do_restart_write);
+    if (sw->to_unfenced && p->cfg->fence_passive &&
+        p->mods->fence(p->cfg, side_ep(p, sw->to), true, 2000, NULL, 0, err, sizeof err) != 0)
+        sy_log_error("pair %s: rollback: cannot fence the %s side again: %s (the fence keeper retries)",
+                     p->cfg->name, sy_side_name(sw->to), err);
+    for (int i = 0; sw->fenced && i < 3; i++) {
+        if (p->mods->fence(p->cfg, side_ep(p, sw->from), false, 2000, NULL, 0, err, sizeof err) == 0)
+            break;
+        sy_log_error("pair %s: rollback: cannot unfence the %s side: %s", p->cfg->name, sy_side_name(sw->from), err);
+        usleep(200 * 1000);
+    }
+    loop_call(sw, do_unwarm_release);
+}
+
+static int run_switchover(struct sy_switch *sw)
+{
+    if (catch_up(sw) != 0)
+        return -1;
+    step_done(sw, "catch_up_ms");
+    if (warm(sw) != 0)
+        return -1;
+    step_done(sw, "warm_ms");
+    loop_call(sw, do_hold);
+    sy_failpoint("switch_after_hold");
+    if (sw->force)
+        loop_call(sw, do_close_unmovable);
+    if (quiesce(sw) != 0)
+        return -1;
+    step_done(sw, "quiesce_ms");
+    if (fence_and_drain(sw) != 0 || flip(sw) != 0)
+        return -1;
+    loop_call(sw, do_start_and_release);
+    step_done(sw, "start_release_ms");
+    char err[512];
+    if (!sw->p->cfg->fence_passive &&
+        sw->p->mods->fence(sw->p->cfg, side_ep(sw->p, sw->from), false, 2000, NULL, 0, err, sizeof err) != 0)
+        sy_log_warn("pair %s: fence_passive=off: cannot unfence the %s side: %s", sw->p->cfg->name,
+                    sy_side_name(sw->from), err);
+    return 0;
+}
+
+static int run_failover(struct sy_switch *sw)
+{
+    struct sy_pair *p = sw->p;
+    char err[512];
+    bool alive = p->mods->alive(p->cfg, side_ep(p, SY_SIDE_BUSINESS), SW_ALIVE_TIMEOUT_MS);
+    if (alive && !sw->force)
+        return fail(sw, "business_alive",
+                    "the business database %s:%u still answers: use switchover (or failover --force, which fences "
+                    "it first)",
+                    p->cfg->business.host, p->cfg->business.port);
+    if (alive) {
+        if (p->mods->fence(p->cfg, side_ep(p, SY_SIDE_BUSINESS), true, 2000, sw->final_pos, sizeof sw->final_pos,
+                           err, sizeof err) != 0)
+            return fail(sw, "fence_failed", "--force: cannot fence the business side: %s", err);
+        sw->fenced = true;
+    }
+    step_done(sw, "fence_ms");
+    /* Everything the forward collector spooled reaches DR (and, when fenced, everything there is). */
+    uint64_t deadline = now_ms() + (uint64_t)p->cfg->drain_timeout_ms;
+    for (;;) {
+        struct sy_instance_progress pr;
+        sy_instance_progress(sw->draining, &pr);
+        bool collected = !alive || (pr.collected[0] && p->mods->position_covers(pr.collected, sw->final_pos));
+        if (collected && pr.applied_seq >= pr.collected_seq) {
+            snprintf(sw->drained, sizeof sw->drained, "%s", pr.applied);
+            break;
+        }
+        if (pr.write_state == SY_MOD_FAILED || pr.state == SY_INST_FAILED)
+            return fail(sw, "bad_state", "%s failed before its spool was applied: %s", sy_instance_id(sw->draining),
+                        pr.error);
+        if (!pr.write_running && pr.applied_seq < pr.collected_seq)
+            return fail(sw, "bad_state", "%s is %s with %llu spooled record(s) not applied: start it first",
+                        sy_instance_id(sw->draining), sy_instance_state_name(pr.state),
+                        (unsigned long long)(pr.collected_seq - pr.applied_seq));
+        if (now_ms() >= deadline || sy_switch_shutdown)
+            return fail(sw, "drain_timeout",
+                        "the forward spool was not applied to DR within drain_timeout_ms=%d (applied %llu of %llu)",
+                        p->cfg->drain_timeout_ms, (unsigned long long)pr.applied_seq,
+                        (unsigned long long)pr.collected_seq);
+        usleep(2000);
+    }
+    step_done(sw, "drain_ms");
+    loop_call(sw, do_ledger);
+    loop_call(sw, do_hold);
+    loop_call(sw, do_warm);
+    if (quiesce(sw) != 0)
+        return -1;
+    step_done(sw, "quiesce_ms");
+    if (flip(sw) != 0)
+        return -1;
+    loop_call(sw, do_start_and_release);
+    step_done(sw, "start_release_ms");
+    return 0;
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------------ */
+
+static void *switch_main(void *arg)
+{
+    struct sy_switch *sw = arg;
+    sy_log_info("pair %s: %s from %s to %s started", sw->p->cfg->name, kind_names[sw->kind], sy_side_name(sw->from),
+                sy_side_name(sw->to));
+    int rc = sw->kind == SW_FAILOVER ? run_failover(sw) : run_switchover(sw);
+    if (rc != 0)
+        rollback(sw);
+    event_active(sw->done_ev, 0, 0);
+    sy_admin_job_end(); /* last touch of shared state */
+    return NULL;
+}
+
+static void switch_free(struct sy_switch *sw)
+{
+    if (sw->call_ev)
+        event_free(sw->call_ev);
+    if (sw->done_ev)
+        event_free(sw->done_ev);
+    pthread_mutex_destroy(&sw->mu);
+    pthread_cond_destroy(&sw->cv);
+    json_decref(sw->list);
+    json_decref(sw->detail);
+    json_decref(sw->steps);
+    free(sw);
+}
+
+static void on_done(evutil_socket_t fd, short what, void *arg)
+{
+    struct sy_switch *sw = arg;
+    struct sy_pair *p = sw->p;
+    p->op = NULL;
+    __atomic_store_n(&p->switching, 0, __ATOMIC_RELEASE);
+    if (sw->code != NULL) {
+        sy_log_warn("pair %s: %s refused: %s: %s", p->cfg->name, kind_names[sw->kind], sw->code, sw->msg);
+        json_t *detail = sw->detail ? json_incref(sw->detail) : json_object();
+        json_object_set(detail, "steps", sw->steps);
+        sy_admin_fail_with(sw->req, sw->code, detail, "%s", sw->msg);
+        switch_free(sw);
+        return;
+    }
+    json_t *res = json_pack("{s:s,s:s,s:s,s:I,s:s,s:s,s:I,s:I,s:I,s:O}", "pair", p->cfg->name, "operation",
+                            kind_names[sw->kind], "active_side", sy_side_name(p->active_side), "pause_ms",
+                            (json_int_t)(sw->t_release - sw->t_hold), "drained_position", sw->drained,
+                            "ack_ledger_position", sw->ledger, "aborted_transactions", (json_int_t)sw->aborted,
+                            "moved_clients", (json_int_t)sw->moved, "epoch", (json_int_t)p->epoch, "steps", sw->steps);
+    if (sw->forced_closed > 0)
+        json_object_set_new(res, "closed_unmovable", json_integer((json_int_t)sw->forced_closed));
+    if (sw->kind == SW_FAILOVER)
+        json_object_set_new(res, "tail", json_pack("{s:s}", "state", p->tail_state[0] ? p->tail_state : "none"));
+    sy_log_info("pair %s: %s done: %s side active, epoch %llu, pause %llu ms, %zu client(s) moved, %zu "
+                "transaction(s) aborted",
+                p->cfg->name, kind_names[sw->kind], sy_side_name(p->active_side), (unsigned long long)p->epoch,
+                (unsigned long long)(sw->t_release - sw->t_hold), sw->moved, sw->aborted);
+    json_decref(p->last_switch);
+    p->last_switch = json_deep_copy(res);
+    sy_admin_ok(sw->req, res);
+    switch_free(sw);
+}
+
+/* Refusals that need no database: answered at once, nothing started. */
+static int preconditions(struct sy_switch *sw, const char **code, char *msg, size_t msglen)
+{
+    struct sy_pair *p = sw->p;
+    const char *name = p->cfg->name;
+    if (p->op != NULL) {
+        *code = "bad_state";
+        snprintf(msg, msglen, "a switch of %s is already running", name);
+        return -1;
+    }
+    if (p->mods == NULL || p->mods->fence == NULL || p->forward == NULL) {
+        *code = p->mods == NULL ? "not_implemented" : "unknown_instance";
+        snprintf(msg, msglen, "%s has no forward instance (no objects configured, or the engine has no "
+                              "synchronization yet): nothing to switch with", name);
+        return -1;
+    }
+    enum sy_side want = sw->kind == SW_SWITCHBACK ? SY_SIDE_DR : SY_SIDE_BUSINESS;
+    if (p->active_side != want) {
+        *code = "bad_state";
+        snprintf(msg, msglen, "the %s side of %s is active already: %s applies when the %s side is", 
+                 sy_side_name(p->active_side), name, kind_names[sw->kind], sy_side_name(want));
+        return -1;
+    }
+    if (sw->kind != SW_FAILOVER && p->tail_state[0] != '\0') {
+        *code = "tail_unresolved";
+        snprintf(msg, msglen, "the unreplicated tail of the last failover is %s: run `switchyardctl resolve-tail %s "
+                              "--export FILE | --discard` first", p->tail_state, name);
+        return -1;
+    }
+    if (sw->kind == SW_FAILOVER) {
+        sw->draining = p->forward;
+        sw->starting = p->reverse && sy_instance_state(p->reverse) == SY_INST_COLLECTING ? p->reverse : NULL;
+        return 0;
+    }
+    if (p->reverse == NULL || sy_instance_state(p->reverse) == SY_INST_TERMINATED) {
+        *code = "no_reverse_instance";
+        snprintf(msg, msglen, "%s has no reverse instance: run `switchyardctl create-reverse %s` first", name, name);
+        return -1;
+    }
+    sw->draining = sw->kind == SW_SWITCHOVER ? p->forward : p->reverse;
+    sw->starting = sw->kind == SW_SWITCHOVER ? p->reverse : p->forward;
+    if (sy_instance_state(sw->draining) != SY_INST_RUNNING) {
+        *code = "bad_state";
+        snprintf(msg, msglen, "%s is %s: it must be running (writing) to drain", sy_instance_id(sw->draining),
+                 sy_instance_state_name(sy_instance_state(sw->draining)));
+        return -1;
+    }
+    if (sy_instance_state(sw->starting) != SY_INST_COLLECTING) {
+        *code = "bad_state";
+        snprintf(msg, msglen, "%s is %s: it must be collecting (not writing) to take over", sy_instance_id(sw->starting),
+                 sy_instance_state_name(sy_instance_state(sw->starting)));
+        return -1;
+    }
+    return 0;
+}
+
+static void switch_start(struct sy_pair *p, struct sy_admin_req *req, enum sw_kind kind, bool force)
+{
+    struct sy_switch *sw = calloc(1, sizeof *sw);
+    if (sw == NULL) {
+        sy_admin_fail(req, "internal", "out of memory");
+        return;
+    }
+    sw->p = p;
+    sw->req = req;
+    sw->kind = kind;
+    sw->force = force;
+    sw->from = p->active_side;
+    sw->to = p->active_side == SY_SIDE_DR ? SY_SIDE_BUSINESS : SY_SIDE_DR;
+    pthread_mutex_init(&sw->mu, NULL);
+    pthread_cond_init(&sw->cv, NULL);
+    sw->steps = json_object();
+    const char *code = "bad_state";
+    char msg[700];
+    if (preconditions(sw, &code, msg, sizeof msg) != 0) {
+        sy_admin_fail(req, code, "%s", msg);
+        switch_free(sw);
+        return;
+    }
+    sw->call_ev = event_new(p->base, -1, 0, on_call, sw);
+    sw->done_ev = event_new(p->base, -1, 0, on_done, sw);
+    sw->t_start = sw->t_step = now_ms();
+    pthread_t th;
+    sy_admin_job_begin();
+    p->op = sw;
+    __atomic_store_n(&p->switching, 1, __ATOMIC_RELEASE);
+    if (sw->call_ev == NULL || sw->done_ev == NULL || pthread_create(&th, NULL, switch_main, sw) != 0) {
+        sy_admin_job_end();
+        p->op = NULL;
+        __atomic_store_n(&p->switching, 0, __ATOMIC_RELEASE);
+        sy_admin_fail(req, "internal", "cannot start the %s", kind_names[kind]);
+        switch_free(sw);
+        return;
+    }
+    pthread_detach(th);
+}
+
+void sy_switch_switchover(struct sy_pair *p, struct sy_admin_req *req, bool force)
+{
+    switch_start(p, req, SW_SWITCHOVER, force);
+}
+
+void sy_switch_switchback(struct sy_pair *p, struct sy_admin_req *req, bool force)
+{
+    switch_start(p, req, SW_SWITCHBACK, force);
+}
+
+void sy_switch_failover(struct sy_pair *p, struct sy_admin_req *req, bool force)
+{
+    switch_start(p, req, SW_FAILOVER, force);
+}

@@ -1,0 +1,19 @@
+/* Switchover, switchback and failover of a pair (ARCHITECTURE.md): the algorithm, engine-neutral,
+ * on its own thread; see switch.c. Each answers the admin request when done (result fields of
+ * CONTRACT.md, or an error code with nothing changed). */
+#ifndef SY_SWITCH_H
+#define SY_SWITCH_H
+
+#include <stdbool.h>
+
+#include "core/admin.h"
+#include "core/pair.h"
+
+void sy_switch_switchover(struct sy_pair *p, struct sy_admin_req *req, bool force);
+void sy_switch_switchback(struct sy_pair *p, struct sy_admin_req *req, bool force);
+void sy_switch_failover(struct sy_pair *p, struct sy_admin_req *req, bool force);
+
+/* Set at daemon shutdown: running switches stop waiting and roll back (when before the flip). */
+extern volatile int sy_switch_shutdown;
+
+#endif

@@ -1,0 +1,162 @@
+/* One MariaDB client session's state, shared by mysql_session.c (login, relay, tracking) and
+ * mysql_switch.c (warm connections on the other side, transaction abort, flip). Private to proxy/. */
+#ifndef SY_PROXY_MYSQL_SESSION_H
+#define SY_PROXY_MYSQL_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/bufferevent.h>
+
+#include "core/pair.h"
+#include "proxy/mysql_codec.h"
+#include "proxy/mysql_conn.h"
+#include "proxy/mysql_proxy.h"
+
+/* What the session waits for. */
+enum sess_state {
+    SS_HANDSHAKE,     /* greeting sent; waiting for the handshake response (or SSLRequest) */
+    SS_AUTH_SWITCH,   /* asked the client to switch to mysql_native_password */
+    SS_LOOKUP,        /* waiting for the account cache */
+    SS_LOGIN,         /* logging in on the active side as the client's account */
+    SS_INIT,          /* session-tracking setup query on the new backend */
+    SS_IDLE,          /* no request in flight */
+    SS_BUSY,          /* request forwarded, reply not complete */
+    SS_INFILE,        /* LOAD DATA LOCAL: client file packets flow to the backend */
+    SS_CHANGE_USER,   /* COM_CHANGE_USER: verifying and replaying it on the backend */
+    SS_HELD,          /* pair held: the next request waits in the socket buffer */
+    SS_INTERNAL,      /* the proxy's own query runs on the backend (rollback, user variables) */
+    SS_PARKED,        /* logged in by us, but the backend login waits for the release of a hold */
+    SS_RECONNECT,     /* the backend was lost while idle: a new one is being built on the active side */
+    SS_CLOSING,       /* closed; freed by the reaper */
+    SS__COUNT
+};
+
+
+/* A prepared statement as a switchover must re-create it. */
+struct sess_stmt {
+    uint32_t id;            /* id the client uses (= the backend's until a switchover maps them) */
+    uint32_t backend_id;    /* id on the current backend */
+    uint16_t num_params;
+    uint8_t *types;         /* owned: 2 * num_params bytes of the last bound types, NULL before */
+    char *sql;              /* owned: statement text; NULL when longer than SESS_MAX_TRACKED_SQL */
+    uint32_t warm_id;       /* id of the re-prepared statement on the warm connection */
+    bool warm_ok;           /* warm_id is valid */
+    bool send_types;        /* re-prepared: the next execute must carry the remembered types */
+};
+
+/* The connection a session moves to at a flip. */
+enum sess_warm {
+    WARM_NONE,      /* none */
+    WARM_BUILDING,  /* logging in / replaying state */
+    WARM_READY,     /* logged in with the session's state (user variables: see uservars_done) */
+    WARM_FAILED,    /* warm_error says why */
+};
+
+struct sess_var {
+    char *name;   /* owned */
+    char *value;  /* owned */
+};
+
+struct sy_mysql_session {
+    TAILQ_ENTRY(sy_mysql_session) link;  /* in px->sessions, then px->closing */
+    struct sy_mysql_proxy *px;           /* ref: owns the session */
+    uint32_t id;                         /* connection id the client sees (greeting, KILL) */
+    enum sess_state state;
+    char peer[80];                       /* "127.0.0.1:51234" */
+    char label[160];                     /* "orders C-1000000001 127.0.0.1:51234" for logs */
+    struct bufferevent *client;          /* owned; an OpenSSL filter over the socket once TLS is up */
+    struct sy_mysql_conn *backend;       /* owned; its bufferevent is driven by us once logged in */
+    struct sy_mysql_accounts_wait *wait; /* owned registration while in SS_LOOKUP / CHANGE_USER */
+    enum sy_side side;                   /* which DB the backend is on */
+    uint8_t salt[SY_MYSQL_SALT_LEN];     /* our scramble to the client */
+    uint64_t caps;                       /* negotiated with the client */
+    uint64_t backend_caps;               /* asked of the backend: client's + SESSION_TRACK */
+    uint8_t collation;
+    uint32_t max_packet;
+    char user[SY_MYSQL_NAME_MAX];
+    char schema[SY_MYSQL_DB_MAX];        /* current database ("" = none) */
+    uint8_t *attrs;                      /* owned: client's connect attributes, replayed on logins */
+    size_t attrs_len;
+    bool have_stage1;                    /* stage1 below is valid (client proved the password) */
+    bool empty_password;                 /* account has no password and the client sent none */
+    uint8_t stage1[SY_SHA1_LEN];         /* secret: SHA1(password); wiped on free */
+    uint8_t client_auth[SY_MYSQL_AUTH_MAX]; /* scramble being verified; wiped after use */
+    size_t client_auth_len;
+    bool refreshed;                      /* the account cache was reloaded for this login already */
+    uint8_t seq;                         /* last sequence id received from the client */
+    uint16_t status;                     /* last server status flags */
+    bool in_txn;                         /* status has IN_TRANS */
+    uint8_t cmd;                         /* command in flight (SS_BUSY) */
+    struct sy_mysql_resp resp;           /* tracker of the reply in flight */
+    uint64_t req_left;                   /* bytes of the current client packet still to forward */
+    bool req_continues;                  /* current client packet is 0xFFFFFF long: more follow */
+    uint64_t resp_left;                  /* bytes of the current server packet still to forward */
+    bool resp_done_after_stream;         /* the streaming packet ends the reply */
+    uint64_t held_since_ms;              /* when SS_HELD began */
+    bool direct;                         /* logged in: plain sockets are written directly (see flush) */
+    bool client_bp;                      /* client reads paused: backend output over high water */
+    bool backend_bp;                     /* backend reads paused: client output over high water */
+    char *pending_prepare_sql;           /* owned: text of the COM_STMT_PREPARE in flight */
+    bool pending_reset;                  /* reply in flight is for COM_RESET_CONNECTION */
+    bool login_reply_due;                /* INIT ends a login: the client still waits for its OK */
+    struct sess_stmt *stmts;             /* owned array */
+    size_t n_stmts, cap_stmts;
+    struct sess_var *vars;               /* owned: tracked session variables, as last reported */
+    size_t n_vars, cap_vars;
+    char last_gtid[64];                  /* this session's last acknowledged commit */
+    /* switch support (mysql_switch.c) */
+    struct sy_mysql_conn *warm;          /* owned: logged in on warm_side with this session's state */
+    enum sess_warm warm_state;
+    enum sy_side warm_side;
+    bool warm_stale;                     /* session state changed after the warm connection was built */
+    bool uservars_done;                  /* user variables were copied (needs a quiet session) */
+    size_t warm_next;                    /* next statement to re-prepare while building */
+    char warm_error[400];
+    bool txn_aborted;                    /* the proxy rolled the transaction back: 1213 until ROLLBACK */
+    bool abort_due;                      /* roll back once the statement in flight ends */
+    bool ids_mapped;                     /* statements were re-prepared: client ids != backend ids */
+    bool backend_lost;                   /* the backend went away while idle; rebuilt on the next request */
+    enum sess_state internal_return;     /* state to go back to after SS_INTERNAL */
+    int parked_auth;                     /* SS_PARKED: the login kind to use at release */
+    unsigned temp_tables;                /* CREATE TEMPORARY TABLE seen, minus DROP TEMPORARY TABLE */
+    bool locked_tables, user_locks, xa;  /* LOCK TABLES, GET_LOCK, XA START seen (until undone) */
+    /* COM_CHANGE_USER in progress */
+    char cu_user[SY_MYSQL_NAME_MAX];
+    char cu_db[SY_MYSQL_DB_MAX];
+    uint16_t cu_collation;
+    bool cu_has_collation;
+};
+
+
+/* ---- shared between mysql_session.c and mysql_switch.c ------------------------------------------ */
+
+/* Session tracking for everything a switchover replays, on every backend session. */
+extern const char sy_mysql_session_init_sql[];
+
+bool sy_mysql_session_set_state(struct sy_mysql_session *s, enum sess_state to);
+/* Takes the backend's bufferevent over for relaying (after a login or an internal query). */
+void sy_mysql_session_take_backend(struct sy_mysql_session *s);
+/* Processes what waits in the client buffer, then writes what is due (after a state change). */
+void sy_mysql_session_kick(struct sy_mysql_session *s);
+/* Sends an ERR to the client and closes once it is flushed. */
+void sy_mysql_session_fail(struct sy_mysql_session *s, uint8_t seq, uint16_t code, const char *state,
+                           const char *msg);
+/* The client's login as the account it proved, for a connection on another side. */
+void sy_mysql_session_login(const struct sy_mysql_session *s, struct sy_mysql_login *out);
+/* Whether the session has a logged-in backend and nothing in flight (idle or held). */
+bool sy_mysql_session_quiet(const struct sy_mysql_session *s);
+/* Why the session cannot move to the other side (temporary tables, LOCK TABLES, GET_LOCK, XA, an
+ * open cursor), or NULL. */
+const char *sy_mysql_session_pinned(const struct sy_mysql_session *s);
+
+/* ---- mysql_switch.c ---------------------------------------------------------------------------- */
+
+/* Rolls the open transaction back on the backend (internal query); afterwards the client gets
+ * 1213 / 40001 until it sends ROLLBACK. */
+void sy_mysql_switch_rollback(struct sy_mysql_session *s);
+/* The backend was lost while idle and a request waits: builds a new one on the active side with the
+ * session's state, then lets the request through (or fails the session with the reason). */
+void sy_mysql_switch_reconnect(struct sy_mysql_session *s);
+
+#endif

@@ -1,0 +1,527 @@
+/* The MariaDB proxy's part of a switch (switchover, switchback, failover), driven by core/switch.c
+ * through the sy_proxy_protocol vtable, all on the loop thread:
+ *
+ *   warm      every logged-in session gets a second connection on the other side, logged in as the
+ *             same account (its proven SHA1 stage), with the session's state rebuilt: database,
+ *             tracked session variables, prepared statements re-prepared (ids mapped at the flip,
+ *             bound parameter types re-sent at the first execute); once the pair is held and the
+ *             session quiet, its user variables are copied too (read from USER_VARIABLES);
+ *   abort     transactions still open when txn_drain_ms is spent are rolled back; the client then
+ *             gets 1213 / 40001 until it sends ROLLBACK (a COMMIT never returns OK on the new side);
+ *   flip      each session's backend is swapped for its warm connection — a pointer swap.
+ *
+ * A session whose backend died while idle (failover) is rebuilt the same way on its next request. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "core/log.h"
+#include "proxy/mysql_session.h"
+
+#define USER_VARS_SQL                                                                                      \
+    "SELECT VARIABLE_NAME, VARIABLE_VALUE, VARIABLE_TYPE, CHARACTER_SET_NAME FROM "                     \
+    "information_schema.USER_VARIABLES"
+
+/* Tracked variables that are not the client's to replay: read-only, or Switchyard's own tracking. */
+static const char *const not_replayed[] = {
+    "session_track_system_variables", "session_track_schema", "session_track_state_change",
+    "session_track_transaction_info", "last_gtid", "gtid_seq_no", "in_transaction", "warning_count",
+    "error_count", "identity", "server_id", "timestamp", "rand_seed1", "rand_seed2", "external_user",
+    "proxy_user", "pseudo_thread_id", "character_set_results",
+};
+
+static bool replayed(const char *name)
+{
+    for (size_t i = 0; i < sizeof not_replayed / sizeof not_replayed[0]; i++)
+        if (strcmp(name, not_replayed[i]) == 0)
+            return false;
+    return true;
+}
+
+/* Appends s to a growing string; false on allocation failure. */
+static bool str_add(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
+{
+    if (*len + n + 1 > *cap) {
+        size_t c = *cap ? *cap : 256;
+        while (*len + n + 1 > c)
+            c *= 2;
+        char *b = realloc(*buf, c);
+        if (b == NULL)
+            return false;
+        *buf = b;
+        *cap = c;
+    }
+    memcpy(*buf + *len, s, n);
+    *len += n;
+    (*buf)[*len] = '\0';
+    return true;
+}
+
+static bool str_addz(char **buf, size_t *len, size_t *cap, const char *s)
+{
+    return str_add(buf, len, cap, s, strlen(s));
+}
+
+/* `name` with backquotes doubled. */
+static bool add_ident(char **buf, size_t *len, size_t *cap, const char *name)
+{
+    bool ok = str_addz(buf, len, cap, "`");
+    for (const char *p = name; ok && *p; p++)
+        ok = *p == '`' ? str_addz(buf, len, cap, "``") : str_add(buf, len, cap, p, 1);
+    return ok && str_addz(buf, len, cap, "`");
+}
+
+/* A value as a literal: plain numbers as they are, anything else as X'hex' (no escaping to get wrong),
+ * converted to charset when given. */
+static bool add_value(char **buf, size_t *len, size_t *cap, const char *v, const char *charset, bool numeric)
+{
+    if (v == NULL)
+        return str_addz(buf, len, cap, "NULL");
+    bool plain = numeric && v[0] != '\0';
+    for (const char *p = v; plain && *p; p++)
+        plain = (*p >= '0' && *p <= '9') || *p == '-' || *p == '+' || *p == '.' || *p == 'e' || *p == 'E';
+    if (plain)
+        return str_addz(buf, len, cap, v);
+    bool ok = true;
+    if (charset && charset[0])
+        ok = str_addz(buf, len, cap, "CONVERT(");
+    ok = ok && str_addz(buf, len, cap, "X'");
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)v; ok && *p; p++) {
+        char h[2] = { hex[*p >> 4], hex[*p & 15] };
+        ok = str_add(buf, len, cap, h, 2);
+    }
+    ok = ok && str_addz(buf, len, cap, "'");
+    if (ok && charset && charset[0]) {
+        ok = str_addz(buf, len, cap, " USING ");
+        for (const char *p = charset; ok && *p; p++) /* charset names are [a-z0-9_] */
+            if ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_')
+                ok = str_add(buf, len, cap, p, 1);
+        ok = ok && str_addz(buf, len, cap, ")");
+    }
+    return ok;
+}
+
+/* ---- building a warm connection ---------------------------------------------------------------- */
+
+static void warm_prepare_next(struct sy_mysql_session *s);
+static void warm_done(struct sy_mysql_session *s);
+
+static const struct sy_endpoint *side_endpoint(const struct sy_mysql_session *s, enum sy_side side)
+{
+    return side == SY_SIDE_DR ? &s->px->pair->cfg->dr : &s->px->pair->cfg->business;
+}
+
+/* what: the step that failed; detail: why. */
+static void warm_fail(struct sy_mysql_session *s, const char *what, const char *detail)
+{
+    s->warm_state = WARM_FAILED;
+    snprintf(s->warm_error, sizeof s->warm_error, "%s: %s", what, detail);
+    sy_log_warn("%s: cannot prepare the session on the %s side: %s", s->label, sy_side_name(s->warm_side),
+                s->warm_error);
+    if (s->state == SS_RECONNECT) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "Switchyard: lost connection to the database server; reconnecting on the %s side "
+                                  "failed: %s",
+                 sy_side_name(s->warm_side), s->warm_error);
+        sy_mysql_session_fail(s, (uint8_t)(s->seq + 1), 2013, "HY000", msg);
+    }
+}
+
+static void on_warm_uservars(struct sy_mysql_conn *c, const struct sy_mysql_result *res, void *arg)
+{
+    struct sy_mysql_session *s = arg;
+    if (!res->ok) {
+        warm_fail(s, "copying user variables", res->err_msg);
+        return;
+    }
+    s->uservars_done = true;
+}
+
+/* The session's user variables, read on its current backend (the session is quiet). */
+static void on_source_uservars(struct sy_mysql_conn *c, const struct sy_mysql_result *res, void *arg)
+{
+    struct sy_mysql_session *s = arg;
+    sy_mysql_session_take_backend(s);
+    sy_mysql_session_set_state(s, s->internal_return);
+    if (!res->ok) {
+        warm_fail(s, "reading user variables", res->err_msg);
+        sy_mysql_session_kick(s);
+        return;
+    }
+    if (s->warm == NULL || s->warm_state != WARM_READY || res->n_rows == 0 || res->n_cols < 4) {
+        s->uservars_done = s->warm_state == WARM_READY;
+        sy_mysql_session_kick(s);
+        return;
+    }
+    char *sql = NULL;
+    size_t len = 0, cap = 0;
+    bool ok = str_addz(&sql, &len, &cap, "SET ");
+    for (size_t r = 0; ok && r < res->n_rows; r++) {
+        char **row = res->cells + r * res->n_cols;
+        const char *type = row[2] ? row[2] : "";
+        bool numeric = strcmp(type, "INT") == 0 || strcmp(type, "INTEGER") == 0 || strcmp(type, "DECIMAL") == 0 ||
+                       strcmp(type, "DOUBLE") == 0 || strcmp(type, "REAL") == 0;
+        ok = (r == 0 || str_addz(&sql, &len, &cap, ", ")) && str_addz(&sql, &len, &cap, "@") &&
+             add_ident(&sql, &len, &cap, row[0] ? row[0] : "") && str_addz(&sql, &len, &cap, " = ") &&
+             add_value(&sql, &len, &cap, row[1], numeric ? NULL : row[3], numeric);
+    }
+    if (!ok || sy_mysql_conn_query(s->warm, sql, on_warm_uservars, s) != 0)
+        warm_fail(s, "copying user variables", ok ? "connection busy" : "out of memory");
+    free(sql);
+    sy_mysql_session_kick(s); /* what the client sent meanwhile */
+}
+
+static void copy_uservars(struct sy_mysql_session *s)
+{
+    s->internal_return = s->state;
+    sy_mysql_session_set_state(s, SS_INTERNAL);
+    if (sy_mysql_conn_query(s->backend, USER_VARS_SQL, on_source_uservars, s) != 0) {
+        sy_mysql_session_set_state(s, s->internal_return);
+        sy_mysql_session_take_backend(s);
+        warm_fail(s, "reading user variables", "connection busy");
+    }
+}
+
+static void on_warm_prepared(struct sy_mysql_conn *c, const struct sy_mysql_result *res, void *arg)
+{
+    struct sy_mysql_session *s = arg;
+    struct sess_stmt *st = s->warm_next < s->n_stmts ? &s->stmts[s->warm_next] : NULL;
+    if (!res->ok) {
+        warm_fail(s, "re-preparing a statement", res->err_msg);
+        return;
+    }
+    if (st != NULL) {
+        st->warm_id = res->stmt_id;
+        st->warm_ok = true;
+    }
+    s->warm_next++;
+    warm_prepare_next(s);
+}
+
+static void warm_prepare_next(struct sy_mysql_session *s)
+{
+    while (s->warm_next < s->n_stmts && s->stmts[s->warm_next].sql == NULL)
+        s->warm_next++; /* too long to keep: the server will answer "unknown prepared statement" */
+    if (s->warm_next >= s->n_stmts) {
+        warm_done(s);
+        return;
+    }
+    if (sy_mysql_conn_prepare(s->warm, s->stmts[s->warm_next].sql, on_warm_prepared, s) != 0)
+        warm_fail(s, "re-preparing a statement", "connection busy");
+}
+
+static void on_warm_vars(struct sy_mysql_conn *c, const struct sy_mysql_result *res, void *arg)
+{
+    struct sy_mysql_session *s = arg;
+    if (!res->ok) {
+        warm_fail(s, "replaying session variables", res->err_msg);
+        return;
+    }
+    for (size_t i = 0; i < s->n_stmts; i++)
+        s->stmts[i].warm_ok = false;
+    s->warm_next = 0;
+    warm_prepare_next(s);
+}
+
+static void on_warm_init(struct sy_mysql_conn *c, const struct sy_mysql_result *res, void *arg)
+{
+    struct sy_mysql_session *s = arg;
+    if (!res->ok) {
+        warm_fail(s, "session setup", res->err_msg);
+        return;
+    }
+    char *sql = NULL;
+    size_t len = 0, cap = 0;
+    bool ok = true, any = false;
+    for (size_t i = 0; ok && i < s->n_vars; i++) {
+        if (!replayed(s->vars[i].name))
+            continue;
+        ok = str_addz(&sql, &len, &cap, any ? ", " : "SET SESSION ") && add_ident(&sql, &len, &cap, s->vars[i].name) &&
+             str_addz(&sql, &len, &cap, " = ") && add_value(&sql, &len, &cap, s->vars[i].value, NULL, true);
+        any = true;
+    }
+    if (!ok) {
+        free(sql);
+        warm_fail(s, "replaying session variables", "out of memory");
+        return;
+    }
+    if (!any) {
+        struct sy_mysql_result none = { .ok = true };
+        on_warm_vars(c, &none, s);
+        return;
+    }
+    if (sy_mysql_conn_query(s->warm, sql, on_warm_vars, s) != 0)
+        warm_fail(s, "replaying session variables", "connection busy");
+    free(sql);
+}
+
+static void on_warm_login(struct sy_mysql_conn *c, const uint8_t *err, size_t err_len, void *arg)
+{
+    struct sy_mysql_session *s = arg;
+    if (err != NULL) {
+        struct sy_mysql_err e;
+        char msg[600] = "login refused";
+        if (sy_mysql_err_parse(err, err_len, &e) == SY_PARSE_OK)
+            snprintf(msg, sizeof msg, "%u %.*s", e.code, (int)e.msg_len, e.msg_p);
+        warm_fail(s, "login", msg);
+        return;
+    }
+    if (sy_mysql_conn_query(c, sy_mysql_session_init_sql, on_warm_init, s) != 0)
+        warm_fail(s, "session setup", "connection busy");
+}
+
+/* Starts a warm connection on `side` (replacing one that is outdated). */
+static void warm_build(struct sy_mysql_session *s, enum sy_side side)
+{
+    sy_mysql_conn_free(s->warm);
+    s->warm = NULL;
+    s->warm_state = WARM_BUILDING;
+    s->warm_side = side;
+    s->warm_stale = false;
+    s->uservars_done = false;
+    s->warm_error[0] = '\0';
+    struct sy_mysql_login login;
+    sy_mysql_session_login(s, &login);
+    char label[220];
+    const struct sy_endpoint *ep = side_endpoint(s, side);
+    snprintf(label, sizeof label, "%s warm %s %s:%u", s->label, sy_side_name(side), ep->host, ep->port);
+    s->warm = sy_mysql_conn_open(s->px->base, ep, &login, label, on_warm_login, s);
+    OPENSSL_cleanse(login.stage1, sizeof login.stage1);
+    if (s->warm == NULL)
+        warm_fail(s, "login", "out of memory");
+}
+
+/* Makes the warm connection the session's backend. */
+static void install_warm(struct sy_mysql_session *s)
+{
+    sy_mysql_conn_free(s->backend);
+    s->backend = s->warm;
+    s->warm = NULL;
+    s->warm_state = WARM_NONE;
+    s->side = s->warm_side;
+    s->backend_lost = false;
+    for (size_t i = 0; i < s->n_stmts; i++) {
+        struct sess_stmt *st = &s->stmts[i];
+        st->backend_id = st->warm_ok ? st->warm_id : 0; /* 0: the server answers "unknown statement" */
+        st->send_types = st->warm_ok && st->types != NULL;
+        st->warm_ok = false;
+    }
+    s->ids_mapped = s->ids_mapped || s->n_stmts > 0;
+    s->status = sy_mysql_conn_status(s->backend);
+    s->in_txn = false;
+    sy_mysql_session_take_backend(s);
+}
+
+static void warm_done(struct sy_mysql_session *s)
+{
+    s->warm_state = WARM_READY;
+    if (s->state == SS_RECONNECT) {
+        /* the old side is gone: its user variables went with it */
+        sy_log_info("%s: reconnected on the %s side", s->label, sy_side_name(s->warm_side));
+        install_warm(s);
+        sy_mysql_session_set_state(s, SS_IDLE);
+        sy_mysql_session_kick(s);
+    }
+}
+
+/* ---- session entry points ------------------------------------------------------------------------ */
+
+static void on_rollback(struct sy_mysql_conn *c, const struct sy_mysql_result *res, void *arg)
+{
+    struct sy_mysql_session *s = arg;
+    s->txn_aborted = true;
+    s->in_txn = false;
+    if (!res->ok) {
+        sy_log_warn("%s: rollback of the open transaction failed (%u %s): dropping the backend", s->label,
+                    res->err_code, res->err_msg);
+        sy_mysql_conn_free(s->backend); /* the server rolls back what a closed connection had open */
+        s->backend = NULL;
+        s->backend_lost = true;
+    } else {
+        s->status = res->status;
+        sy_mysql_session_take_backend(s);
+    }
+    sy_log_info("%s: open transaction rolled back for a switch", s->label);
+    sy_mysql_session_set_state(s, s->internal_return);
+    sy_mysql_session_kick(s);
+}
+
+void sy_mysql_switch_rollback(struct sy_mysql_session *s)
+{
+    s->internal_return = s->state;
+    sy_mysql_session_set_state(s, SS_INTERNAL);
+    if (sy_mysql_conn_query(s->backend, "ROLLBACK", on_rollback, s) != 0) {
+        struct sy_mysql_result failed = { .ok = false, .err_code = 2013, .err_msg = "connection busy" };
+        on_rollback(s->backend, &failed, s);
+    }
+}
+
+void sy_mysql_switch_reconnect(struct sy_mysql_session *s)
+{
+    enum sy_side active = s->px->pair->active_side;
+    sy_mysql_session_set_state(s, SS_RECONNECT);
+    if (s->warm_state == WARM_READY && s->warm_side == active && !s->warm_stale) {
+        warm_done(s);
+        return;
+    }
+    if (s->warm_state == WARM_BUILDING && s->warm_side == active && !s->warm_stale)
+        return; /* warm_done installs it */
+    warm_build(s, active);
+}
+
+/* ---- proxy level (sy_proxy_protocol) ----------------------------------------------------------- */
+
+static bool logged_in(const struct sy_mysql_session *s)
+{
+    return s->state == SS_IDLE || s->state == SS_BUSY || s->state == SS_INFILE || s->state == SS_HELD ||
+           s->state == SS_INTERNAL;
+}
+
+void sy_mysql_switch_warm(struct sy_mysql_proxy *px, enum sy_side to, bool old_side_alive)
+{
+    struct sy_mysql_session *s;
+    TAILQ_FOREACH(s, &px->sessions, link) {
+        if (!logged_in(s) && !s->backend_lost)
+            continue;
+        bool outdated = s->warm_state == WARM_NONE || s->warm_side != to ||
+                        (s->warm_stale && s->warm_state != WARM_FAILED);
+        if (outdated) {
+            warm_build(s, to);
+            continue;
+        }
+        if (s->warm_state != WARM_READY || s->uservars_done)
+            continue;
+        if (!old_side_alive || s->backend_lost)
+            s->uservars_done = true; /* nothing to read them from */
+        else if (px->pair->held && sy_mysql_session_quiet(s) && !s->in_txn)
+            copy_uservars(s);
+    }
+}
+
+void sy_mysql_switch_progress(struct sy_mysql_proxy *px, enum sy_side to, struct sy_switch_progress *out)
+{
+    memset(out, 0, sizeof *out);
+    struct sy_mysql_session *s;
+    TAILQ_FOREACH(s, &px->sessions, link) {
+        out->sessions++;
+        if (s->in_txn)
+            out->in_transaction++;
+        if (s->state == SS_PARKED || s->state == SS_HANDSHAKE || s->state == SS_AUTH_SWITCH || s->state == SS_LOOKUP)
+            continue; /* logs in on the active side once released */
+        if (!sy_mysql_session_quiet(s) && !s->backend_lost)
+            out->busy++;
+        if (!logged_in(s) && !s->backend_lost)
+            continue;
+        if (s->warm_state == WARM_FAILED)
+            out->warm_failed++;
+        else if (s->warm_state != WARM_READY || s->warm_side != to || s->warm_stale)
+            out->not_ready++;
+        else if (!s->uservars_done)
+            out->uservars_pending++;
+    }
+}
+
+json_t *sy_mysql_switch_failures(struct sy_mysql_proxy *px)
+{
+    json_t *list = json_array();
+    struct sy_mysql_session *s;
+    TAILQ_FOREACH(s, &px->sessions, link)
+        if (s->warm_state == WARM_FAILED)
+            json_array_append_new(list, json_pack("{s:I,s:s,s:s}", "id", (json_int_t)s->id, "user", s->user, "error",
+                                                  s->warm_error));
+    return list;
+}
+
+size_t sy_mysql_switch_abort_transactions(struct sy_mysql_proxy *px)
+{
+    size_t n = 0;
+    struct sy_mysql_session *s, *next;
+    for (s = TAILQ_FIRST(&px->sessions); s != NULL; s = next) {
+        next = TAILQ_NEXT(s, link);
+        if (!s->in_txn || s->abort_due || s->state == SS_INTERNAL)
+            continue;
+        n++;
+        if (s->state == SS_IDLE && s->backend != NULL)
+            sy_mysql_switch_rollback(s);
+        else
+            s->abort_due = true; /* once the statement in flight ends */
+    }
+    return n;
+}
+
+json_t *sy_mysql_switch_unmovable(struct sy_mysql_proxy *px)
+{
+    json_t *list = json_array();
+    struct sy_mysql_session *s;
+    TAILQ_FOREACH(s, &px->sessions, link) {
+        const char *why = sy_mysql_session_pinned(s);
+        if (why != NULL)
+            json_array_append_new(list, json_pack("{s:I,s:s,s:s,s:s}", "id", (json_int_t)s->id, "user", s->user,
+                                                  "peer", s->peer, "reason", why));
+    }
+    return list;
+}
+
+size_t sy_mysql_switch_close_unmovable(struct sy_mysql_proxy *px)
+{
+    size_t n = 0;
+    struct sy_mysql_session *s, *next;
+    for (s = TAILQ_FIRST(&px->sessions); s != NULL; s = next) {
+        next = TAILQ_NEXT(s, link);
+        const char *why = sy_mysql_session_pinned(s);
+        if (why == NULL)
+            continue;
+        char msg[300];
+        snprintf(msg, sizeof msg, "Switchyard: connection closed by a forced switchover: the session held %s, which "
+                                  "cannot move to the other database",
+                 why);
+        sy_mysql_session_fail(s, 1, 1927, "70100", msg);
+        n++;
+    }
+    return n;
+}
+
+void sy_mysql_switch_unwarm(struct sy_mysql_proxy *px)
+{
+    struct sy_mysql_session *s;
+    TAILQ_FOREACH(s, &px->sessions, link) {
+        sy_mysql_conn_free(s->warm);
+        s->warm = NULL;
+        s->warm_state = WARM_NONE;
+        s->warm_stale = false;
+        for (size_t i = 0; i < s->n_stmts; i++)
+            s->stmts[i].warm_ok = false;
+    }
+}
+
+size_t sy_mysql_switch_flip(struct sy_mysql_proxy *px, enum sy_side to)
+{
+    size_t moved = 0;
+    sy_mysql_accounts_set_endpoint(px->accounts, sy_pair_active_endpoint(px->pair));
+    struct sy_mysql_session *s, *next;
+    for (s = TAILQ_FIRST(&px->sessions); s != NULL; s = next) {
+        next = TAILQ_NEXT(s, link);
+        if (!logged_in(s) && !s->backend_lost)
+            continue; /* not logged in yet: logs in on the active side */
+        bool ready = s->warm_state == WARM_READY && s->warm_side == to && !s->warm_stale &&
+                     (sy_mysql_session_quiet(s) || s->backend_lost);
+        if (!ready) {
+            char msg[600];
+            snprintf(msg, sizeof msg, "Switchyard: the session could not be moved to the %s side%s%s",
+                     sy_side_name(to), s->warm_error[0] ? ": " : "", s->warm_error);
+            sy_mysql_session_fail(s, 1, 2013, "HY000", msg);
+            continue;
+        }
+        install_warm(s);
+        moved++;
+    }
+    return moved;
+}
+
+void sy_mysql_switch_ledger(struct sy_mysql_proxy *px, enum sy_side side, char *out, size_t outlen)
+{
+    sy_gtid_set_format(&px->ack_ledger[side], out, outlen);
+}
