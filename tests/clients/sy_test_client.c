@@ -144,6 +144,56 @@ static int run_stmt(MYSQL *m)
     return query_print(m, "SELECT COUNT(*), SUM(LENGTH(doc)) FROM ps");
 }
 
+/* Session state that must survive a switch: builds it, prints "ready", waits for a line on stdin (the
+ * test switches meanwhile), then uses it again with the same prepared statement, no re-binding. */
+static int run_switch_state(MYSQL *m, const char *db)
+{
+    char use[300];
+    snprintf(use, sizeof use, "USE `%s`", db);
+    if (query_print(m, use) || query_print(m, "SET SESSION sql_mode = 'ANSI_QUOTES,NO_ENGINE_SUBSTITUTION'") ||
+        query_print(m, "SET time_zone = '+05:30'") || query_print(m, "SET @greeting = 'h\xc3\xa9llo', @n = 41"))
+        return 1;
+    MYSQL_STMT *st = mysql_stmt_init(m);
+    const char *sql = "SELECT ? + @n, @greeting, @@session.time_zone, @@session.sql_mode, DATABASE(), "
+                      "@@global.read_only";
+    if (mysql_stmt_prepare(st, sql, strlen(sql)) != 0)
+        return stmt_fail(st, "prepare");
+    long long in = 1;
+    MYSQL_BIND pb = { .buffer_type = MYSQL_TYPE_LONGLONG, .buffer = &in };
+    if (mysql_stmt_bind_param(st, &pb) != 0)
+        return stmt_fail(st, "bind");
+    for (int round = 0; round < 2; round++) {
+        if (round == 1) {
+            printf("ready\n");
+            fflush(stdout);
+            char line[16];
+            if (fgets(line, sizeof line, stdin) == NULL)
+                return 1;
+        }
+        if (mysql_stmt_execute(st) != 0)
+            return stmt_fail(st, "execute");
+        long long sum = 0, ro = 0;
+        char greet[64] = "", tz[64] = "", mode[256] = "", dbn[128] = "";
+        unsigned long l[6] = { 0 };
+        MYSQL_BIND rb[6] = {
+            { .buffer_type = MYSQL_TYPE_LONGLONG, .buffer = &sum, .length = &l[0] },
+            { .buffer_type = MYSQL_TYPE_STRING, .buffer = greet, .buffer_length = sizeof greet - 1, .length = &l[1] },
+            { .buffer_type = MYSQL_TYPE_STRING, .buffer = tz, .buffer_length = sizeof tz - 1, .length = &l[2] },
+            { .buffer_type = MYSQL_TYPE_STRING, .buffer = mode, .buffer_length = sizeof mode - 1, .length = &l[3] },
+            { .buffer_type = MYSQL_TYPE_STRING, .buffer = dbn, .buffer_length = sizeof dbn - 1, .length = &l[4] },
+            { .buffer_type = MYSQL_TYPE_LONGLONG, .buffer = &ro, .length = &l[5] },
+        };
+        if (mysql_stmt_bind_result(st, rb) != 0 || mysql_stmt_store_result(st) != 0)
+            return stmt_fail(st, "result");
+        if (mysql_stmt_fetch(st) != 0)
+            return stmt_fail(st, "fetch");
+        printf("state %lld %s %s %s %s read_only=%lld\n", sum, greet, tz, mode, dbn, ro);
+        mysql_stmt_free_result(st);
+    }
+    mysql_stmt_close(st);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 6) {
@@ -169,6 +219,8 @@ int main(int argc, char **argv)
         }
         if (rc == 0 && mysql_change_user(m, argv[6], "wrong-password", NULL) != 0)
             printf("change_user_wrong %u %s %s\n", mysql_errno(m), mysql_sqlstate(m), mysql_error(m));
+    } else if (strcmp(argv[5], "switch_state") == 0 && argc >= 7) {
+        rc = run_switch_state(m, argv[6]);
     } else if (strcmp(argv[5], "reset") == 0) {
         rc = query_print(m, "SET @v := 7") || query_print(m, "SELECT @v");
         if (rc == 0 && mysql_reset_connection(m) != 0)

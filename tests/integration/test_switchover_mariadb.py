@@ -73,3 +73,163 @@ def test_switchover_then_switchback_moves_the_client(switchable, mariadb_pair):
     wait_for(lambda: q(dr, "SELECT v FROM t WHERE id = 4", db) == (("back",),), 30, "forward applied")
     assert q(b, "SELECT @@global.read_only")[0][0] == 0 and q(dr, "SELECT @@global.read_only")[0][0] == 1
     c.close()
+
+
+def test_session_state_survives_a_switch(switchable, mariadb_pair):
+    """USE db, sql_mode, time zone (numeric offset), user variables and a server-side prepared statement
+    (executed again without re-binding: the remembered parameter types are re-sent) keep working."""
+    import subprocess
+    from conftest import BUILD_DIR
+    d, pname, db = switchable
+    p = subprocess.Popen([str(BUILD_DIR / "sy_test_client"), "127.0.0.1", str(d.port), APP_USER, APP_PASSWORD,
+                          "switch_state", db], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        while True:
+            line = p.stdout.readline()
+            assert line, f"client ended early: {lines}"
+            lines.append(line.strip())
+            if line.strip() == "ready":
+                break
+        before = [x for x in lines if x.startswith("state ")]
+        assert before == [f"state 42 héllo +05:30 ANSI_QUOTES,NO_ENGINE_SUBSTITUTION {db} read_only=0"], lines
+        r = d.admin_ok("switchover", pair=pname)
+        assert r["moved_clients"] >= 1
+        out, _ = p.communicate("go\n", timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    after = [x for x in out.splitlines() if x.startswith("state ") or x.startswith("ERROR")]
+    # same values, and read_only=0 although business is now read_only: it ran on DR
+    assert after == [f"state 42 héllo +05:30 ANSI_QUOTES,NO_ENGINE_SUBSTITUTION {db} read_only=0"], out
+    assert q(mariadb_pair.business, "SELECT @@global.read_only")[0][0] == 1
+    assert "DONE" in out
+
+
+def test_open_transaction_is_rolled_back_and_commit_never_succeeds(switchable, mariadb_pair):
+    d, pname, db = switchable
+    b, dr = mariadb_pair
+    c = app_conn(d, db)
+    c.begin()
+    one(c, "INSERT INTO t VALUES (50, 'in an open transaction')")
+    r = d.admin_ok("switchover", pair=pname)        # the client stays idle inside its transaction
+    assert r["aborted_transactions"] == 1 and r["pause_ms"] >= 500, r  # txn_drain_ms = 500
+    for sql in ("INSERT INTO t VALUES (51, 'x')", "COMMIT"):
+        with pytest.raises(pymysql.err.OperationalError) as e:
+            one(c, sql)
+        assert e.value.args == (1213, "Switchyard: the transaction was rolled back by a switchover; send ROLLBACK "
+                                      "and run it again"), e.value.args
+    c.rollback()
+    one(c, "INSERT INTO t VALUES (52, 'after rollback')")
+    assert q(dr, "SELECT id FROM t WHERE id >= 50 ORDER BY id", db) == ((52,),)
+    wait_for(lambda: q(b, "SELECT id FROM t WHERE id >= 50 ORDER BY id", db) == ((52,),), 30, "reverse applied")
+
+
+def test_transaction_that_ends_within_txn_drain_ms_commits(switchable, mariadb_pair):
+    d, pname, db = switchable
+    c = app_conn(d, db)
+    c.begin()
+    one(c, "INSERT INTO t VALUES (60, 'commits during the hold')")
+    done = threading.Event()
+    result = {}
+
+    def switch():
+        result["r"] = d.admin("switchover", pair=pname)
+        done.set()
+    th = threading.Thread(target=switch)
+    th.start()
+    time.sleep(0.2)
+    c.commit()                                       # inside txn_drain_ms: the old side commits it
+    th.join(30)
+    assert result["r"]["ok"], result
+    assert result["r"]["result"]["aborted_transactions"] == 0
+    assert q(mariadb_pair.dr, "SELECT v FROM t WHERE id = 60", db) == (("commits during the hold",),)
+
+
+def test_writer_bypassing_the_proxy_gets_read_only(switchable, mariadb_pair):
+    d, pname, db = switchable
+    b, dr = mariadb_pair
+    direct = pymysql.connect(host="127.0.0.1", port=b.port, user=APP_USER, password=APP_PASSWORD, database=db,
+                             autocommit=False)
+    with direct.cursor() as cur:
+        cur.execute("INSERT INTO t VALUES (70, 'bypass, open during the switch')")
+    d.admin_ok("switchover", pair=pname)
+    with pytest.raises(pymysql.err.OperationalError) as e:
+        direct.commit()
+    assert e.value.args[0] == 1290 and "read-only" in e.value.args[1], e.value.args
+    direct.close()
+    direct = pymysql.connect(host="127.0.0.1", port=b.port, user=APP_USER, password=APP_PASSWORD, database=db)
+    with pytest.raises(pymysql.err.OperationalError) as e, direct.cursor() as cur:
+        cur.execute("INSERT INTO t VALUES (71, 'bypass after')")
+    assert e.value.args[0] == 1290
+    direct.close()
+    for s in (b, dr):   # neither lost silently nor split: on no side
+        assert q(s, "SELECT COUNT(*) FROM t WHERE id IN (70, 71)", db) == ((0,),)
+
+
+def test_temporary_table_is_unmovable_and_force_closes_it(switchable, mariadb_pair):
+    d, pname, db = switchable
+    pinned = app_conn(d, db)
+    one(pinned, "CREATE TEMPORARY TABLE scratch (a INT)")
+    other = app_conn(d, db)
+    sid = one(pinned, "SELECT 1") and [c for c in d.admin_ok("clients", pair=pname)["clients"] if not c["movable"]]
+    assert len(sid) == 1
+    r = d.admin("switchover", pair=pname)
+    assert r["ok"] is False and r["error"]["code"] == "unmovable_sessions", r
+    assert r["error"]["ids"] == [sid[0]["id"]] and "temporary tables" in r["error"]["message"] + str(r["error"])
+    assert d.pair_status(pname)["active_side"] == "business" and not d.pair_status(pname)["held"]
+    assert q(mariadb_pair.business, "SELECT @@global.read_only")[0][0] == 0        # rolled back: unfenced
+    one(other, "INSERT INTO t VALUES (80, 'still on business')")
+    r = d.admin_ok("switchover", pair=pname, force=True)
+    assert r["closed_unmovable"] == 1 and r["active_side"] == "dr"
+    with pytest.raises(pymysql.err.OperationalError) as e:
+        one(pinned, "SELECT * FROM scratch")
+    assert e.value.args[0] == 1927 and "forced switchover" in e.value.args[1] and "temporary tables" in e.value.args[1]
+    one(other, "INSERT INTO t VALUES (81, 'moved')")
+    assert q(mariadb_pair.dr, "SELECT COUNT(*) FROM t WHERE id IN (80, 81)", db) == ((2,),)
+
+
+def test_refusals_change_nothing(switchable, mariadb_pair, daemon):
+    d, pname, db = switchable
+    r = d.admin("switchback", pair=pname)
+    assert r["ok"] is False and r["error"]["code"] == "bad_state"
+    r = d.admin("failover", pair=pname)
+    assert r["ok"] is False and r["error"]["code"] == "business_alive"
+    st = d.pair_status(pname)
+    assert st["active_side"] == "business" and st["epoch"] == 1 and not st["held"]
+    d.admin_ok("terminate", instance=f"{pname}/reverse")
+    r = d.admin("switchover", pair=pname)
+    assert r["ok"] is False and r["error"]["code"] == "no_reverse_instance"
+
+
+@pytest.mark.parametrize("failpoint", ["switch_after_hold", "switch_after_fence", "switch_after_drain",
+                                       "switch_after_stop_write", "switch_after_unfence", "switch_after_flip"])
+def test_kill9_at_each_switchover_step_resolves_on_restart(daemon, mariadb_pair, fresh, failpoint):  # noqa: F811
+    b, dr = mariadb_pair
+    b.sql("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))", database=fresh)
+    app_user(mariadb_pair, fresh)
+    pname = f"k{fresh}"
+    d = daemon(pair=pname, objects=f"{fresh}.*", env={"SY_FAILPOINT": failpoint})
+    wait_state(d, pname, "running")
+    d.admin_ok("create-reverse", pair=pname)
+    wait_reverse(d, pname, "collecting")
+    c = app_conn(d, fresh)
+    one(c, "INSERT INTO t VALUES (1, 'acknowledged before the switch')")
+    with pytest.raises(ConnectionError):
+        d.admin("switchover", pair=pname)           # the daemon dies at the failpoint
+    assert d.wait(30) != 0
+    d.env.pop("SY_FAILPOINT", None)
+    d.restart()
+    active = d.pair_status(pname)["active_side"]
+    assert active == ("dr" if failpoint == "switch_after_flip" else "business"), (failpoint, active)
+    act, pas = (dr, b) if active == "dr" else (b, dr)
+    wait_for(lambda: q(act, "SELECT @@global.read_only")[0][0] == 0 and q(pas, "SELECT @@global.read_only")[0][0] == 1,
+             30, "exactly one side writable")
+    fw, rv = forward(d, pname), reverse(d, pname)
+    writing = [i["direction"] for i in (fw, rv) if i["state"] == "running"]
+    assert writing == (["reverse"] if active == "dr" else ["forward"]), (fw["state"], rv["state"])
+    c2 = app_conn(d, fresh)
+    one(c2, "INSERT INTO t VALUES (2, 'after the restart')")
+    other = pas
+    wait_for(lambda: q(other, "SELECT COUNT(*) FROM t", fresh) == ((2,),), 30, "both rows on the passive side")
+    assert q(act, "SELECT id FROM t ORDER BY id", fresh) == ((1,), (2,))
