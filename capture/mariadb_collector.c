@@ -230,20 +230,28 @@ static struct sy_binlog_table_map *map_find(struct collector *c, uint64_t id)
 
 static bool on_table_map(struct collector *c, const struct sy_binlog_body *b)
 {
-    if (c->n_maps == MAX_TABLE_MAPS) {
-        sy_module_report_failed(c->ctx->report, "too_many_tables", "more than %d tables in one transaction",
-                                MAX_TABLE_MAPS);
-        return false;
-    }
-    struct sy_binlog_table_map *tm = &c->maps[c->n_maps];
-    memset(tm, 0, sizeof *tm);
-    if (sy_binlog_table_map_parse(b, tm) != SY_PARSE_OK) {
-        sy_binlog_table_map_free(tm);
+    struct sy_binlog_table_map parsed;
+    memset(&parsed, 0, sizeof parsed);
+    if (sy_binlog_table_map_parse(b, &parsed) != SY_PARSE_OK) {
+        sy_binlog_table_map_free(&parsed);
         sy_module_report_failed(c->ctx->report, "bad_event", "malformed TABLE_MAP event in transaction %u-%u-%llu",
                                 c->txn_gtid.domain, c->txn_gtid.server, (unsigned long long)c->txn_gtid.seq);
         return false;
     }
-    c->n_maps++;
+    /* Every statement of a transaction maps its tables again, with the same id: replace. */
+    struct sy_binlog_table_map *tm = map_find(c, parsed.table_id);
+    if (tm != NULL) {
+        sy_binlog_table_map_free(tm);
+        *tm = parsed;
+        return true;
+    }
+    if (c->n_maps == MAX_TABLE_MAPS) {
+        sy_binlog_table_map_free(&parsed);
+        sy_module_report_failed(c->ctx->report, "too_many_tables", "more than %d tables in one transaction",
+                                MAX_TABLE_MAPS);
+        return false;
+    }
+    c->maps[c->n_maps++] = parsed;
     return true;
 }
 

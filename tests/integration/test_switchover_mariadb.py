@@ -233,3 +233,94 @@ def test_kill9_at_each_switchover_step_resolves_on_restart(daemon, mariadb_pair,
     other = pas
     wait_for(lambda: q(other, "SELECT COUNT(*) FROM t", fresh) == ((2,),), 30, "both rows on the passive side")
     assert q(act, "SELECT id FROM t ORDER BY id", fresh) == ((1,), (2,))
+
+
+def test_bank_invariant_across_ten_alternating_switches(daemon, mariadb_pair, fresh):  # noqa: F811
+    """Transfers from PyMySQL threads plus sysbench oltp_read_write through the proxy; 10 switchovers and
+    switchbacks under that load: 0 client errors, the sum of balances constant after each switch, every
+    acknowledged transfer present at the end on both sides, verify clean, each pause recorded."""
+    import random
+    import subprocess
+    b, dr = mariadb_pair
+    n_acc, start_bal = 20, 1000
+    b.sql("CREATE TABLE acc (id INT PRIMARY KEY, bal INT NOT NULL)", database=fresh)
+    b.sql("CREATE TABLE transfers (id VARCHAR(40) PRIMARY KEY, src INT, dst INT, amount INT)", database=fresh)
+    b.sql(f"INSERT INTO acc SELECT seq, {start_bal} FROM seq_1_to_{n_acc}", database=fresh)
+    app_user(mariadb_pair, fresh)
+    pname = f"b{fresh}"
+    d = daemon(pair=pname, objects=f"{fresh}.*")
+    wait_state(d, pname, "running")
+    d.admin_ok("create-reverse", pair=pname)
+    wait_reverse(d, pname, "collecting")
+    sb = ["--db-driver=mysql", "--mysql-host=127.0.0.1", f"--mysql-port={d.port}", f"--mysql-user={APP_USER}",
+          f"--mysql-password={APP_PASSWORD}", f"--mysql-db={fresh}", "--tables=2", "--table-size=1000"]
+    r = subprocess.run(["sysbench", "oltp_read_write", *sb, "prepare"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    def dr_rows():
+        try:
+            return q(dr, "SELECT COUNT(*) FROM sbtest2", fresh) == ((1000,),)
+        except pymysql.err.ProgrammingError:
+            return False                              # not created there yet
+    wait_for(dr_rows, 60, "sysbench tables on DR")
+
+    stop = threading.Event()
+    acked, errors = [], []
+
+    def transfers(worker):
+        c = app_conn(d, fresh)
+        rnd = random.Random(worker)
+        k = 0
+        while not stop.is_set():
+            src, dst = rnd.sample(range(1, n_acc + 1), 2)
+            amount, tid = rnd.randint(1, 50), f"w{worker}-{k}"
+            k += 1
+            try:
+                c.begin()   # rows locked in id order: the workers never deadlock each other
+                for acc, delta in sorted([(src, -amount), (dst, amount)]):
+                    one(c, "UPDATE acc SET bal = bal + %s WHERE id = %s", (delta, acc))
+                one(c, "INSERT INTO transfers VALUES (%s, %s, %s, %s)", (tid, src, dst, amount))
+                c.commit()
+                acked.append(tid)
+            except Exception as e:  # noqa: BLE001 - every client error counts
+                errors.append(f"{tid}: {e!r}")
+                try:
+                    c.rollback()
+                except Exception:  # noqa: BLE001
+                    c = app_conn(d, fresh)
+        c.close()
+
+    workers = [threading.Thread(target=transfers, args=(w,)) for w in range(4)]
+    for w in workers:
+        w.start()
+    bench = subprocess.Popen(["sysbench", "oltp_read_write", *sb, "--threads=4", "--time=0", "--events=0",
+                              "--report-interval=0", "run"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+    pauses = []
+    try:
+        time.sleep(1.0)
+        for i in range(10):
+            cmd = "switchover" if i % 2 == 0 else "switchback"
+            r = d.admin(cmd, pair=pname, _timeout=60)
+            assert r["ok"], (i, cmd, r)
+            pauses.append(r["result"]["pause_ms"])
+            active = mariadb_pair.dr if cmd == "switchover" else b
+            assert q(active, "SELECT SUM(bal) FROM acc", fresh) == ((n_acc * start_bal,),), (i, cmd)
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(30)
+        bench.terminate()
+        out, _ = bench.communicate(timeout=30)
+    assert errors == [], errors[:5]
+    assert "FATAL" not in out and "error" not in out.lower().replace("errors:", ""), out[-2000:]
+    assert len(acked) > 50 and len(pauses) == 10, (len(acked), pauses)
+    assert_equal_eventually = __import__("test_forward_mariadb").assert_equal_eventually
+    assert_equal_eventually(mariadb_pair, fresh, timeout=120)
+    for s in (b, dr):
+        got = {r[0] for r in q(s, "SELECT id FROM transfers", fresh)}
+        assert set(acked) <= got, f"acknowledged transfers missing: {sorted(set(acked) - got)[:5]}"
+        assert q(s, "SELECT SUM(bal) FROM acc", fresh) == ((n_acc * start_bal,),)
+    v = d.admin_ok("verify", pair=pname, _timeout=300)
+    assert v.get("clean", v.get("ok")) in (True, None) and not v.get("mismatches"), v
+    print(f"pauses ms: {pauses}")
