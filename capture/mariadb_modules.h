@@ -16,6 +16,9 @@ int sy_mariadb_fence(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep
                      size_t poslen, char *err, size_t errlen);
 /* Whether GTID set `have` covers every domain's sequence number of `want`. */
 bool sy_mariadb_position_covers(const char *have, const char *want);
+/* Failover tail between two positions of the business DB (see core/instance.h tail_count). */
+int sy_mariadb_tail_count(const char *collected, const char *now, const char *ledger, uint64_t *transactions,
+                          uint64_t *acknowledged, json_t *ranges);
 /* Whether ep accepts a login and answers SELECT 1 within about timeout_ms. */
 bool sy_mariadb_alive(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, int timeout_ms);
 

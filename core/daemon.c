@@ -18,6 +18,7 @@
 #include "core/state_file.h"
 #include "core/fence_keeper.h"
 #include "core/switch.h"
+#include "core/tail.h"
 
 struct daemon {
     const struct sy_config *cfg;  /* ref: main's */
@@ -446,12 +447,6 @@ static void cmd_verify(struct sy_admin_req *req, json_t *args, void *ctx)
     pthread_detach(th);
 }
 
-static void cmd_not_built(struct sy_admin_req *req, json_t *args, void *ctx)
-{
-    sy_admin_fail(req, "not_implemented", "'%s' is not built yet in this version of switchyardd",
-                  sy_admin_req_cmd(req));
-}
-
 static void cmd_switchover(struct sy_admin_req *req, json_t *args, void *ctx)
 {
     struct sy_pair *p = pair_arg(req, args, ctx);
@@ -464,6 +459,13 @@ static void cmd_switchback(struct sy_admin_req *req, json_t *args, void *ctx)
     struct sy_pair *p = pair_arg(req, args, ctx);
     if (p != NULL)
         sy_switch_switchback(p, req, sy_admin_arg_bool(args, "force"));
+}
+
+static void cmd_resolve_tail(struct sy_admin_req *req, json_t *args, void *ctx)
+{
+    struct sy_pair *p = pair_arg(req, args, ctx);
+    if (p != NULL)
+        sy_tail_resolve(p, req, sy_admin_arg_str(args, "export"), sy_admin_arg_bool(args, "discard"));
 }
 
 static void cmd_failover(struct sy_admin_req *req, json_t *args, void *ctx)
@@ -506,7 +508,7 @@ static const struct sy_admin_cmd pair_cmds[] = {
     { "switchover", "switchover PAIR [--force] : planned switch to the other side", cmd_switchover },
     { "failover", "failover PAIR [--force] : business DB is down: flip to DR", cmd_failover },
     { "switchback", "switchback PAIR : drain reverse, flip to business", cmd_switchback },
-    { "resolve-tail", "resolve-tail PAIR --export FILE | --discard : decide the unreplicated tail", cmd_not_built },
+    { "resolve-tail", "resolve-tail PAIR --export FILE | --discard : decide the unreplicated tail", cmd_resolve_tail },
     { "verify", "verify PAIR [--objects ...] : row counts and chunked checksums", cmd_verify },
 };
 
@@ -568,7 +570,7 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
             }
             resolve_writes(&d.pairs[i]);
         }
-        if (sy_fence_keeper_start(&d.pairs[i]) != 0) {
+        if (sy_tail_watch_start(&d.pairs[i]) != 0 || sy_fence_keeper_start(&d.pairs[i]) != 0) {
             sy_log_error("pair %s: cannot start the fence keeper", cfg->pairs[i].name);
             goto out;
         }
@@ -605,6 +607,7 @@ out:
     sy_admin_close(d.admin);
     for (size_t i = 0; i < d.n_started; i++) {
         sy_fence_keeper_stop(&d.pairs[i]);
+        sy_tail_watch_stop(&d.pairs[i]);
         sy_pair_stop(&d.pairs[i]);
     }
     free(d.pairs);

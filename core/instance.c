@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/change.h"
 #include "core/log.h"
 #include "core/state_file.h"
 
@@ -501,6 +502,33 @@ void sy_instance_progress(struct sy_instance *in, struct sy_instance_progress *o
     pthread_mutex_unlock(&w->report.lock);
     out->write_running = w->running;
     sy_instance_write_position(in, out->applied, sizeof out->applied);
+}
+
+int sy_instance_skip_to(struct sy_instance *in, const char *position, char *err, size_t errlen)
+{
+    if (in->state != SY_INST_PAUSED) {
+        snprintf(err, errlen, "%s is %s, not paused", in->id, state_names[in->state]);
+        return -1;
+    }
+    struct sy_buf buf;
+    sy_buf_init(&buf);
+    struct sy_change ch = { .kind = SY_CHANGE_POSITION, .position = position, .position_len = strlen(position) };
+    uint64_t seq;
+    int rc = -1;
+    if (sy_change_encode(&ch, &buf) == 0 &&
+        sy_spool_append(in->spool, SY_CHANGE_POSITION, buf.p, buf.len, &seq, err, errlen) == SY_SPOOL_OK &&
+        sy_spool_sync(in->spool, err, errlen) == SY_SPOOL_OK)
+        rc = 0;
+    sy_buf_fini(&buf);
+    if (rc != 0)
+        return -1;
+    sy_log_info("%s: collection continues at %s (spool record %llu)", in->id, position, (unsigned long long)seq);
+    in->write_enabled = false;
+    in->reason[0] = '\0';
+    in->last_error[0] = '\0';
+    set_state(in, SY_INST_COLLECTING);
+    run_state(in);
+    return 0;
 }
 
 int sy_instance_stop_write(struct sy_instance *in, const char **code, char *msg, size_t msglen)

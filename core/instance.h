@@ -111,6 +111,10 @@ struct sy_engine_modules {
     bool (*alive)(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, int timeout_ms);
     /* Whether position `have` includes every transaction of `want` (same source). */
     bool (*position_covers)(const char *have, const char *want);
+    /* The unreplicated tail between two positions of the same source: how many transactions, and how
+     * many of them at or below `ledger` (acknowledged to clients); ranges: a JSON array describing them. */
+    int (*tail_count)(const char *collected, const char *now, const char *ledger, uint64_t *transactions,
+                      uint64_t *acknowledged, json_t *ranges);
 };
 
 /* Loads or creates the forward instance of a pair whose `objects` is set. NULL + err on a broken
@@ -156,6 +160,11 @@ void sy_instance_progress(struct sy_instance *in, struct sy_instance_progress *o
  * code and message. */
 int sy_instance_stop_write(struct sy_instance *in, const char **code, char *msg, size_t msglen);
 int sy_instance_start_write(struct sy_instance *in, const char **code, char *msg, size_t msglen);
+
+/* After a failover's tail is resolved: a paused instance's collection restarts at `position` (a
+ * POSITION record in the spool: the writer's checkpoint moves past the tail without applying it),
+ * state `collecting`. 0, or -1 with err. */
+int sy_instance_skip_to(struct sy_instance *in, const char *position, char *err, size_t errlen);
 
 /* Commands. 0 = done; -1 with code (snake_case) and message. */
 int sy_instance_pause(struct sy_instance *in, const char **code, char *msg, size_t msglen);

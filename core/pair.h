@@ -87,6 +87,8 @@ struct sy_pair {
     /* failover: business transactions the forward collector had not spooled (persisted) */
     char tail_state[16];             /* "" none | "pending" (business not back) | "open" (reported, undecided) */
     json_t *tail;                    /* owned: what is known about the tail (persisted) */
+    struct event *tail_timer;        /* owned by core/tail.c: looks for the business DB while "pending" */
+    bool tail_job;                   /* a tail thread runs */
 };
 
 /* Loads the persisted epoch/side (or creates epoch 1, business), starts the proxy.

@@ -35,6 +35,7 @@ static const struct sy_engine_modules mariadb_modules = {
     .fence = sy_mariadb_fence,
     .alive = sy_mariadb_alive,
     .position_covers = sy_mariadb_position_covers,
+    .tail_count = sy_mariadb_tail_count,
 };
 static const struct sy_engine_modules *const engine_modules[] = { &mariadb_modules, NULL };
 

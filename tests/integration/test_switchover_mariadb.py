@@ -324,3 +324,50 @@ def test_bank_invariant_across_ten_alternating_switches(daemon, mariadb_pair, fr
     v = d.admin_ok("verify", pair=pname, _timeout=300)
     assert v.get("clean", v.get("ok")) in (True, None) and not v.get("mismatches"), v
     print(f"pauses ms: {pauses}")
+
+
+def test_failover_tail_resolve_then_switchback(switchable, mariadb_pair):
+    """kill -9 of the business mariadbd; failover moves the idle client to DR without an error; the business
+    DB comes back fenced, the tail (written while the forward collector was paused) is reported with how many
+    of its transactions were acknowledged; nothing of it reaches DR; after resolve-tail the reverse write
+    catches up and a switchback restores the forward direction with both sides equal."""
+    d, pname, db = switchable
+    b, dr = mariadb_pair
+    c = app_conn(d, db)
+    one(c, "INSERT INTO t VALUES (10, 'replicated')")
+    wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t WHERE id = 10", db) == ((1,),), 30, "forward applied")
+    d.admin_ok("pause", instance=f"{pname}/forward")
+    for i in (11, 12):                                # the tail: acknowledged to a client through the proxy
+        one(c, "INSERT INTO t VALUES (%s, 'tail')", (i,))
+    r = d.admin("failover", pair=pname)
+    assert r["ok"] is False and r["error"]["code"] == "business_alive"
+    b.kill9()
+    try:
+        r = d.admin_ok("failover", pair=pname)
+        assert r["active_side"] == "dr" and r["tail"]["state"] == "pending", r
+        one(c, "INSERT INTO t VALUES (13, 'on DR after the failover')")   # the same connection, no error
+        assert q(dr, "SELECT COUNT(*) FROM t WHERE id = 13", db) == ((1,),)
+        r = d.admin("switchback", pair=pname)
+        assert r["ok"] is False and r["error"]["code"] == "tail_unresolved"
+    finally:
+        b.start()
+    tail = wait_for(lambda: d.pair_status(pname).get("tail", {}).get("state") == "open" and
+                    d.pair_status(pname)["tail"], 30, "tail reported")
+    assert tail["transactions"] == 2 and tail["acknowledged"] == 2, tail
+    assert q(b, "SELECT @@global.read_only")[0][0] == 1                   # fenced as soon as it is back
+    assert q(dr, "SELECT COUNT(*) FROM t WHERE id IN (11, 12)", db) == ((0,),)   # nothing applied silently
+    time.sleep(1.5)
+    assert q(b, "SELECT COUNT(*) FROM t WHERE id = 13", db) == ((0,),)    # no reverse write before the decision
+    export = d.cwd / "tail.json"
+    r = d.admin_ok("resolve-tail", pair=pname, export=str(export))
+    assert r["tail"]["resolved"] == "exported" and export.exists()
+    assert oct(export.stat().st_mode & 0o777) == "0o600"
+    wait_for(lambda: q(b, "SELECT COUNT(*) FROM t WHERE id = 13", db) == ((1,),), 30, "reverse caught up")
+    # the operator re-applies nothing; the exported tail rows stay on business only: remove them by hand
+    b.sql(f"SET SESSION sql_log_bin = 0; DELETE FROM `{db}`.t WHERE id IN (11, 12)")
+    r = d.admin_ok("switchback", pair=pname)
+    assert r["active_side"] == "business"
+    one(c, "INSERT INTO t VALUES (14, 'back on business')")
+    assert_equal_eventually = __import__("test_forward_mariadb").assert_equal_eventually
+    assert_equal_eventually(mariadb_pair, db)
+    assert q(b, "SELECT id FROM t ORDER BY id", db) == ((1,), (10,), (13,), (14,))
