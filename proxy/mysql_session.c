@@ -823,8 +823,9 @@ static bool aborted_txn_reply(struct sy_mysql_session *s, struct evbuffer *in, s
         client_ok(s, (uint8_t)(hdr.seq + 1));
         return true;
     }
-    evbuffer_drain(in, 4 + hdr.len);
-    if (cmd == SY_COM_QUERY && sy_mysql_pin_classify(p + 1, want - 1) == SY_PIN_ROLLBACK) {
+    bool rollback = cmd == SY_COM_QUERY && sy_mysql_pin_classify(p + 1, want - 1) == SY_PIN_ROLLBACK;
+    evbuffer_drain(in, 4 + hdr.len); /* p is gone from here on */
+    if (rollback) {
         s->txn_aborted = false;
         client_ok(s, (uint8_t)(hdr.seq + 1));
         return true;
@@ -1094,7 +1095,13 @@ static void process_client(struct sy_mysql_session *s)
                 evbuffer_drain(in, 4 + hdr.len);
                 continue;
             }
-            sy_mysql_switch_reconnect(s); /* the request waits for the new backend */
+            if (s->side == s->px->pair->active_side) {
+                /* same side (the server restarted, or a KILL): the session is gone, as it would be direct */
+                fail_session(s, (uint8_t)(hdr.seq + 1), 2013, "HY000",
+                             "Switchyard: lost connection to the database server");
+                return;
+            }
+            sy_mysql_switch_reconnect(s); /* failed over meanwhile: the request waits for a new backend */
             return;
         }
         start_request(s, in, hdr, want);
@@ -1321,9 +1328,11 @@ static void on_backend_write(struct bufferevent *bev, void *arg)
     write_drained(s, bev);
 }
 
-/* The backend went away while nothing was in flight (the database died or restarted): the client
- * keeps its connection; its next request gets a new backend on the active side with the session's
- * state rebuilt. An open transaction is lost with it: the client is told at its next statement. */
+/* The backend went away while nothing was in flight (the database died, restarted, or killed the
+ * connection): the client keeps its socket until its next request. If a failover changed the active
+ * side meanwhile, that request gets a new backend there with the session's state rebuilt (an open
+ * transaction is lost: the client is told at its next statement); otherwise it gets "lost connection",
+ * as it would without the proxy. */
 static void backend_lost(struct sy_mysql_session *s)
 {
     sy_log_warn("%s: backend on %s side lost while idle%s", s->label, sy_side_name(s->side),
