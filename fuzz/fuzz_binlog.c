@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "capture/binlog_codec.h"
+#include "capture/binlog_ddl.h"
 
 #define REQUIRE(c)                                                                                    \
     do {                                                                                              \
@@ -144,6 +145,33 @@ static void parse_table_map(const struct sy_binlog_body *b)
     g_map = tm;
 }
 
+/* capture/binlog_ddl.c on the statement: "synchronized" = names starting with 's' (so every branch runs). */
+static bool fz_match_table(void *arg, const char *db, const char *table)
+{
+    REQUIRE(strlen(db) < 256 && strlen(table) < 256);
+    return db[0] == 's' || table[0] == 's';
+}
+
+static bool fz_match_db(void *arg, const char *db)
+{
+    REQUIRE(strlen(db) < 256);
+    return db[0] == 's';
+}
+
+static void classify_query(const struct sy_binlog_query *q)
+{
+    char db[257], what[600], word[16];
+    size_t n = q->db_len < sizeof db - 1 ? q->db_len : sizeof db - 1;
+    if (n > 0)
+        memcpy(db, q->db, n);
+    db[n] = '\0';
+    struct sy_ddl_match m = { fz_match_table, fz_match_db, NULL };
+    enum sy_ddl_kind k = sy_ddl_classify(q->sql, q->sql_len, db, &m, what, sizeof what);
+    REQUIRE(k >= SY_DDL_NONE && k <= SY_DDL_STATEMENT_DML && memchr(what, 0, sizeof what) != NULL);
+    sy_ddl_first_word(q->sql, q->sql_len, word, sizeof word);
+    REQUIRE(memchr(word, 0, sizeof word) != NULL);
+}
+
 static void parse_query(const struct sy_binlog_body *b)
 {
     struct sy_binlog_query q;
@@ -152,6 +180,7 @@ static void parse_query(const struct sy_binlog_body *b)
     REQUIRE(within(q.db, q.db_len, b) && within(q.sql, q.sql_len, b));
     REQUIRE(q.time_zone == NULL || within(q.time_zone, q.time_zone_len, b));
     REQUIRE((const uint8_t *)q.sql + q.sql_len == b->p + b->len);
+    classify_query(&q);
 }
 
 static void parse_inflate(uint8_t type, const struct sy_binlog_body *b, bool force_id)
