@@ -115,6 +115,12 @@ struct sy_engine_modules {
      * many of them at or below `ledger` (acknowledged to clients); ranges: a JSON array describing them. */
     int (*tail_count)(const char *collected, const char *now, const char *ledger, uint64_t *transactions,
                       uint64_t *acknowledged, json_t *ranges);
+    /* The tail's transactions with their rows (capture/mariadb_tail.h), blocking. NULL: not built. */
+    int (*tail_read)(const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, const char *from_position,
+                     json_t *out, char *err, size_t errlen);
+    /* Undoes a tail read by tail_read on ep, newest first (replay/mariadb_tail_revert.h), blocking. */
+    int (*tail_revert)(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, const json_t *tail,
+                       json_t *result, char *err, size_t errlen);
 };
 
 /* Loads or creates the forward instance of a pair whose `objects` is set. NULL + err on a broken

@@ -1,45 +1,94 @@
 /* The unreplicated tail of a failover: business transactions after the last one the forward collector
  * spooled. While the business DB is down the tail is "pending"; a timer looks for it every second and,
- * once it answers, a thread fences it (read_only: nothing more lands there) and reads its position. The
- * tail is then (collected position, that position]: counted per domain, with how many of those
- * transactions the ack ledger saw acknowledged to clients, and reported in status as "open". Nothing
- * is applied anywhere until the operator decides: `resolve-tail --export FILE` writes the report to a
- * new file, `--discard` does not; both then restart the forward collection after the tail (so it is
- * never replayed to DR by a later switchback) and start the reverse write. An empty tail resolves by
- * itself. */
+ * once it answers, a thread fences it (read_only: nothing more lands there), reads its position and the
+ * tail's transactions from its binlog (GTIDs, tables, keys, row images; engine's tail_read). The tail is
+ * reported in status as "open" with how many of its transactions the ack ledger saw acknowledged to
+ * clients; the full detail is kept in state_dir/pairs/<pair>.tail.json. Nothing is applied anywhere until
+ * the operator decides:
+ *
+ *   resolve-tail --export FILE   writes the detail to a new file (0600), then reverts the tail on the
+ *                                business DB, newest first (engine's tail_revert), so it equals DR again;
+ *   resolve-tail --discard       reverts it without a copy.
+ *
+ * Then the forward collection restarts after the tail (it is never replayed to DR by a later
+ * switchback) and the reverse write starts. An empty tail resolves by itself. */
 #include "core/tail.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "core/instance.h"
 #include "core/log.h"
+#include "core/state_file.h"
+#include "core/tail_export.h"
 
 #define TAIL_POLL_MS 1000
+#define TAIL_LISTED 100   /* transactions listed in status (all of them are in the detail file) */
 
 struct tail_job {
     struct sy_pair *p;
+    struct sy_admin_req *req;      /* resolve: the request to answer */
     struct event *done;
     bool alive;
     int rc;
-    char position[1024];
-    char err[512];
+    char position[1024];           /* the business position after the job */
+    char err[1024];
+    json_t *detail;                /* owned: tail_read's output (find) / input (resolve) */
+    json_t *result;                /* owned: tail_revert's result */
+    char export_path[1024];        /* resolve: "" = --discard */
 };
 
-static void *tail_thread(void *arg)
+static void job_free(struct tail_job *j)
+{
+    if (j->done)
+        event_free(j->done);
+    json_decref(j->detail);
+    json_decref(j->result);
+    free(j);
+}
+
+static void detail_path(const struct sy_pair *p, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%s/pairs/%s.tail.json", p->state_dir, p->cfg->name);
+}
+
+/* Starts fn on a thread that ends with event_active(j->done). */
+static int job_start(struct tail_job *j, void *(*fn)(void *), event_callback_fn done)
+{
+    j->done = event_new(j->p->base, -1, 0, done, j);
+    pthread_t th;
+    sy_admin_job_begin();
+    if (j->done == NULL || pthread_create(&th, NULL, fn, j) != 0) {
+        sy_admin_job_end();
+        return -1;
+    }
+    pthread_detach(th);
+    j->p->tail_job = true;
+    return 0;
+}
+
+/* ---- finding the tail ------------------------------------------------------------------------------ */
+
+static void *find_thread(void *arg)
 {
     struct tail_job *j = arg;
     struct sy_pair *p = j->p;
     j->alive = p->mods->alive(p->cfg, &p->cfg->business, 1000);
     if (j->alive) {
-        pthread_mutex_lock(&p->fence_lock); /* against the keeper: same fence, same side */
+        pthread_mutex_lock(&p->fence_lock); /* the keeper fences the same side */
         j->rc = p->mods->fence(p->cfg, &p->cfg->business, true, 2000, j->position, sizeof j->position, j->err,
                                sizeof j->err);
         pthread_mutex_unlock(&p->fence_lock);
+        const char *collected = json_string_value(json_object_get(p->tail, "collected_position")) ?: "";
+        if (j->rc == 0 && p->mods->tail_read != NULL) {
+            j->detail = json_object();
+            if (p->mods->tail_read(p->cfg, &p->cfg->business, collected, j->detail, j->err, sizeof j->err) != 0) {
+                json_decref(j->detail);
+                j->detail = NULL;
+                j->rc = -1;
+            }
+        }
     }
     event_active(j->done, 0, 0);
     sy_admin_job_end(); /* last touch of shared state */
@@ -47,15 +96,10 @@ static void *tail_thread(void *arg)
 }
 
 /* Moves the forward collection past the tail and lets the reverse write start. */
-static int tail_close(struct sy_pair *p, const char *how, char *err, size_t errlen)
+static int tail_close(struct sy_pair *p, const char *how, const char *position, char *err, size_t errlen)
 {
-    const char *business = json_string_value(json_object_get(p->tail, "business_position"));
-    if (business == NULL || p->forward == NULL) {
-        snprintf(err, errlen, "the tail has no business position yet");
-        return -1;
-    }
-    if (sy_instance_state(p->forward) == SY_INST_PAUSED &&
-        sy_instance_skip_to(p->forward, business, err, errlen) != 0)
+    if (p->forward && sy_instance_state(p->forward) == SY_INST_PAUSED &&
+        sy_instance_skip_to(p->forward, position, err, errlen) != 0)
         return -1;
     json_object_set_new(p->tail, "resolved", json_string(how));
     p->tail_state[0] = '\0';
@@ -66,22 +110,51 @@ static int tail_close(struct sy_pair *p, const char *how, char *err, size_t errl
     if (p->reverse && sy_instance_state(p->reverse) == SY_INST_COLLECTING && p->active_side == SY_SIDE_DR &&
         sy_instance_start_write(p->reverse, &code, msg, sizeof msg) != 0)
         sy_log_warn("pair %s: %s", p->cfg->name, msg);
-    sy_log_info("pair %s: tail %s; %s collects from %s", p->cfg->name, how, sy_instance_id(p->forward), business);
+    sy_log_info("pair %s: tail %s; %s collects from %s", p->cfg->name, how,
+                p->forward ? sy_instance_id(p->forward) : "forward", position);
     return 0;
 }
 
-static void on_tail_done(evutil_socket_t fd, short what, void *arg)
+/* What status lists of the tail: GTIDs, tables, keys, acknowledged or not (first TAIL_LISTED). */
+static void summarize(struct sy_pair *p, const json_t *detail, const char *ledger)
+{
+    json_t *list = json_array(), *tables = json_object_get(detail, "tables");
+    size_t i;
+    json_t *txn;
+    json_array_foreach(json_object_get(detail, "transactions"), i, txn) {
+        if (i >= TAIL_LISTED)
+            break;
+        const char *gtid = json_string_value(json_object_get(txn, "gtid")) ?: "";
+        json_t *keys = json_array(), *row;
+        size_t k;
+        json_array_foreach(json_object_get(txn, "rows"), k, row) {
+            if (k >= 20)
+                break;
+            json_array_append_new(keys, json_pack("{s:O,s:O,s:O}", "table", json_object_get(row, "table"), "op",
+                                                  json_object_get(row, "op"), "key", json_object_get(row, "key")));
+        }
+        bool acked = p->mods->position_covers(ledger, gtid);
+        json_array_append_new(list, json_pack("{s:s,s:O,s:o,s:b}", "gtid", gtid, "tables",
+                                              json_object_get(txn, "tables"), "keys", keys, "acknowledged", acked));
+    }
+    json_object_set_new(p->tail, "listed", list);
+    json_object_set(p->tail, "tables", tables ? tables : json_array());
+    json_object_set_new(p->tail, "rows", json_integer(json_integer_value(json_object_get(detail, "rows"))));
+}
+
+static void on_found(evutil_socket_t fd, short what, void *arg)
 {
     struct tail_job *j = arg;
     struct sy_pair *p = j->p;
     p->tail_job = false;
     if (j->alive && j->rc != 0)
-        sy_log_warn("pair %s: the business DB is back but cannot be fenced: %s", p->cfg->name, j->err);
+        sy_log_warn("pair %s: the business DB is back but its tail cannot be read yet: %s", p->cfg->name, j->err);
     if (j->alive && j->rc == 0 && strcmp(p->tail_state, "pending") == 0) {
         const char *collected = json_string_value(json_object_get(p->tail, "collected_position")) ?: "";
         const char *ledger = json_string_value(json_object_get(p->tail, "ack_ledger_position")) ?: "";
         uint64_t n = 0, acked = 0;
         json_t *ranges = json_array();
+        char err[1024], path[1200];
         if (p->mods->tail_count(collected, j->position, ledger, &n, &acked, ranges) != 0) {
             sy_log_error("pair %s: cannot compare positions %s and %s", p->cfg->name, collected, j->position);
             json_decref(ranges);
@@ -90,10 +163,14 @@ static void on_tail_done(evutil_socket_t fd, short what, void *arg)
             json_object_set_new(p->tail, "transactions", json_integer((json_int_t)n));
             json_object_set_new(p->tail, "acknowledged", json_integer((json_int_t)acked));
             json_object_set_new(p->tail, "ranges", ranges);
-            char err[512];
+            if (j->detail)
+                summarize(p, j->detail, ledger);
+            detail_path(p, path, sizeof path);
             if (n == 0) {
-                if (tail_close(p, "empty", err, sizeof err) != 0)
+                if (tail_close(p, "empty", j->position, err, sizeof err) != 0)
                     sy_log_error("pair %s: %s", p->cfg->name, err);
+            } else if (j->detail && sy_state_write_json(path, j->detail, err, sizeof err) != 0) {
+                sy_log_error("pair %s: cannot keep the tail's detail: %s", p->cfg->name, err);
             } else {
                 snprintf(p->tail_state, sizeof p->tail_state, "open");
                 if (sy_pair_save(p, err, sizeof err) != 0)
@@ -105,8 +182,7 @@ static void on_tail_done(evutil_socket_t fd, short what, void *arg)
             }
         }
     }
-    event_free(j->done);
-    free(j);
+    job_free(j);
 }
 
 static void on_tail_timer(evutil_socket_t fd, short what, void *arg)
@@ -118,18 +194,8 @@ static void on_tail_timer(evutil_socket_t fd, short what, void *arg)
     if (j == NULL)
         return;
     j->p = p;
-    j->done = event_new(p->base, -1, 0, on_tail_done, j);
-    pthread_t th;
-    sy_admin_job_begin();
-    if (j->done == NULL || pthread_create(&th, NULL, tail_thread, j) != 0) {
-        sy_admin_job_end();
-        if (j->done)
-            event_free(j->done);
-        free(j);
-        return;
-    }
-    pthread_detach(th);
-    p->tail_job = true;
+    if (job_start(j, find_thread, on_found) != 0)
+        job_free(j);
 }
 
 int sy_tail_watch_start(struct sy_pair *p)
@@ -148,24 +214,51 @@ void sy_tail_watch_stop(struct sy_pair *p)
     p->tail_timer = NULL;
 }
 
-/* Writes the report to a file that must not exist yet, readable by its owner only. */
-static int export_tail(const json_t *tail, const char *path, char *err, size_t errlen)
+/* ---- resolving it ------------------------------------------------------------------------------------ */
+
+static void *resolve_thread(void *arg)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
+    struct tail_job *j = arg;
+    struct sy_pair *p = j->p;
+    j->rc = 0;
+    if (j->export_path[0] && sy_tail_export(j->detail, j->export_path, j->err, sizeof j->err) != 0)
+        j->rc = -2;
+    j->result = json_object();
+    if (j->rc == 0 && p->mods->tail_revert(p->cfg, &p->cfg->business, j->detail, j->result, j->err,
+                                           sizeof j->err) != 0)
+        j->rc = -1;
+    if (j->rc == 0 && p->mods->source_position(p->cfg, &p->cfg->business, j->position, sizeof j->position, j->err,
+                                               sizeof j->err) != 0)
+        j->rc = -1;
+    event_active(j->done, 0, 0);
+    sy_admin_job_end(); /* last touch of shared state */
+    return NULL;
+}
+
+static void on_resolved(evutil_socket_t fd, short what, void *arg)
+{
+    struct tail_job *j = arg;
+    struct sy_pair *p = j->p;
+    p->tail_job = false;
+    const char *how = j->export_path[0] ? "exported and reverted" : "discarded (reverted)";
+    char err[1024];
+    if (j->rc == -2) {
+        sy_admin_fail(j->req, "export_failed", "cannot export the tail: %s (nothing changed)", j->err);
+    } else if (j->rc != 0) {
+        sy_admin_fail_with(j->req, "revert_failed", json_pack("{s:O}", "result", j->result),
+                           "reverting the tail on the business DB failed: %s%s%s (the tail stays open)", j->err,
+                           j->export_path[0] ? "; exported to " : "", j->export_path);
+    } else if (tail_close(p, how, j->position, err, sizeof err) != 0) {
+        sy_admin_fail(j->req, "internal", "%s", err);
+    } else {
+        json_t *tail = json_deep_copy(p->tail);
+        json_object_set_new(tail, "revert", json_incref(j->result));
+        if (j->export_path[0])
+            json_object_set_new(tail, "file", json_string(j->export_path));
+        json_object_set_new(tail, "forward_restarts_at", json_string(j->position));
+        sy_admin_ok(j->req, json_pack("{s:s,s:o}", "pair", p->cfg->name, "tail", tail));
     }
-    char *text = json_dumps(tail, JSON_INDENT(2) | JSON_SORT_KEYS);
-    size_t len = text ? strlen(text) : 0;
-    bool ok = text && write(fd, text, len) == (ssize_t)len && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
-    if (!ok)
-        snprintf(err, errlen, "%s: %s", path, text ? strerror(errno) : "out of memory");
-    free(text);
-    close(fd);
-    if (!ok)
-        unlink(path);
-    return ok ? 0 : -1;
+    job_free(j);
 }
 
 void sy_tail_resolve(struct sy_pair *p, struct sy_admin_req *req, const char *export_path, bool discard)
@@ -178,24 +271,34 @@ void sy_tail_resolve(struct sy_pair *p, struct sy_admin_req *req, const char *ex
         sy_admin_fail(req, "bad_state", "%s has no unresolved failover tail", p->cfg->name);
         return;
     }
-    if (strcmp(p->tail_state, "open") != 0) {
+    if (strcmp(p->tail_state, "open") != 0 || p->tail_job) {
         sy_admin_fail(req, "tail_unresolved", "the business DB of %s has not answered since the failover: the tail "
                                               "is not known yet (status shows it once it is)", p->cfg->name);
         return;
     }
-    char err[1024];
-    if (export_path && export_tail(p->tail, export_path, err, sizeof err) != 0) {
-        sy_admin_fail(req, "export_failed", "cannot export the tail: %s (nothing changed)", err);
+    if (p->mods->tail_revert == NULL) {
+        sy_admin_fail(req, "not_implemented", "engine %s cannot revert a tail yet", sy_engine_name(p->cfg->engine));
         return;
     }
-    json_t *tail = json_deep_copy(p->tail);
-    if (tail_close(p, export_path ? "exported" : "discarded", err, sizeof err) != 0) {
-        json_decref(tail);
-        sy_admin_fail(req, "internal", "%s", err);
+    char path[1200], err[512];
+    detail_path(p, path, sizeof path);
+    int missing = 0;
+    struct tail_job *j = calloc(1, sizeof *j);
+    if (j == NULL) {
+        sy_admin_fail(req, "internal", "out of memory");
         return;
     }
-    json_object_set_new(tail, "resolved", json_string(export_path ? "exported" : "discarded"));
-    if (export_path)
-        json_object_set_new(tail, "file", json_string(export_path));
-    sy_admin_ok(req, json_pack("{s:s,s:o}", "pair", p->cfg->name, "tail", tail));
+    j->p = p;
+    j->req = req;
+    j->detail = sy_state_read_json(path, &missing, err, sizeof err);
+    if (j->detail == NULL) {
+        sy_admin_fail(req, "internal", "the tail's detail is missing: %s", missing ? path : err);
+        job_free(j);
+        return;
+    }
+    snprintf(j->export_path, sizeof j->export_path, "%s", export_path ? export_path : "");
+    if (job_start(j, resolve_thread, on_resolved) != 0) {
+        sy_admin_fail(req, "internal", "cannot start resolve-tail");
+        job_free(j);
+    }
 }

@@ -20,6 +20,8 @@
 #include "proxy/proxy.h"
 #include "replay/mariadb_modules.h"
 #include "replay/mariadb_verify.h"
+#include "replay/mariadb_tail_revert.h"
+#include "capture/mariadb_tail.h"
 
 static struct sy_config config; /* large: static, not on the stack */
 
@@ -36,6 +38,8 @@ static const struct sy_engine_modules mariadb_modules = {
     .alive = sy_mariadb_alive,
     .position_covers = sy_mariadb_position_covers,
     .tail_count = sy_mariadb_tail_count,
+    .tail_read = sy_mariadb_tail_read,
+    .tail_revert = sy_mariadb_tail_revert,
 };
 static const struct sy_engine_modules *const engine_modules[] = { &mariadb_modules, NULL };
 
