@@ -369,6 +369,8 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
             in->initial_sync_done = true;
             in->write_enabled = true;
             snprintf(in->start_position, sizeof in->start_position, "%s", position);
+            in->last_error[0] = '\0'; /* a retried copy that finished leaves no error behind */
+            in->reason[0] = '\0';
             sy_log_info("%s: initial synchronization done; incremental from %s", in->id, position);
             set_state(in, SY_INST_RUNNING);
             run_state(in);

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# make demo: two sandbox MariaDB servers (business + DR), switchyardd in front of the business one,
-# a workload through the proxy with the mariadb CLI and sysbench, `switchyardctl status` and
-# `clients`, then everything it started is stopped -- also on failure or Ctrl-C.
+# make demo: the whole story on two sandbox MariaDB servers (business + DR): switchyardd in front of
+# them, the forward instance (precheck, initial sync, incremental), a workload through the proxy with
+# the mariadb CLI and sysbench, create-reverse, a switchover under a running sysbench (status before and
+# after, the measured pause), a switchback, verify -- then everything it started is stopped, also on
+# failure or Ctrl-C.
 set -euo pipefail
 build=${1:?usage: demo.sh BUILD_DIR}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,7 +42,9 @@ business       = 127.0.0.1:$bport
 dr             = 127.0.0.1:$dport
 admin_user     = switchyard
 admin_password = sy-admin-pw
-objects        = shop.*
+objects        = shop.*, sbtest.*
+txn_drain_ms   = 2000
+max_hold_ms    = 5000
 INI
 step "starting switchyardd (config: $work/switchyard.ini)"
 "$build/switchyardd" -c "$work/switchyard.ini" --foreground 2> "$work/switchyardd.log" &
@@ -72,11 +76,41 @@ sb=(sysbench oltp_read_write --db-driver=mysql --mysql-host=127.0.0.1 --mysql-po
 "${sb[@]}" prepare | tail -n 2
 "${sb[@]}" --threads=8 --time=10 run | sed -n '/SQL statistics/,/Latency/p;/95th/p'
 
-step "switchyardctl status"
-ctl status
+step "forward instance: precheck, initial synchronization, incremental"
+ctl precheck orders | head -n 25
+for _ in $(seq 600); do
+    ctl --json status orders | "$py" -c 'import json,sys; i=json.load(sys.stdin)["pairs"][0]["instances"][0]; sys.exit(0 if i["state"]=="running" and i["write"]["lag_events"]==0 else 1)' && break
+    sleep 0.1
+done
+ctl status orders
+
 step "switchyardctl clients orders (one idle session held open)"
 mysql_app -e "SELECT SLEEP(2)" >/dev/null &
 sleep 0.5
 ctl clients orders
 wait $!
+
+step "create-reverse orders (DR -> business: precheck, then collecting, not writing)"
+ctl create-reverse orders | tail -n 3
+sleep 1
+
+step "switchover under a running sysbench (8 threads, 12 s) -- the clients stay connected"
+"${sb[@]}" --threads=8 --time=12 --report-interval=2 run > "$work/sysbench.out" 2>&1 &
+sb_pid=$!
+sleep 3
+echo "-- before:"; ctl status orders | head -n 4
+ctl switchover orders
+echo "-- after:"; ctl status orders
+sleep 3
+step "switchback orders (still under load)"
+ctl switchback orders
+wait "$sb_pid" || true
+sed -n '/^\[/p;/SQL statistics/,/Latency/p;/95th/p' "$work/sysbench.out"
+echo "(sysbench 'ignored errors' are deadlocks it retries; a lost connection would have stopped it)"
+
+step "verify orders (row counts and chunked checksums on both sides)"
+ctl verify orders | tail -n 6
+
+step "switchyardctl status"
+ctl status
 step "stopping everything the demo started"
