@@ -19,6 +19,10 @@ bool sy_mariadb_position_covers(const char *have, const char *want);
 /* Failover tail between two positions of the business DB (see core/instance.h tail_count). */
 int sy_mariadb_tail_count(const char *collected, const char *now, const char *ledger, uint64_t *transactions,
                           uint64_t *acknowledged, json_t *ranges);
+/* The source position over a connection kept in *handle (opened on first use, dropped on error). */
+int sy_mariadb_position_poll(void **handle, const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, char *out,
+                             size_t outlen, char *err, size_t errlen);
+void sy_mariadb_position_poll_close(void *handle);
 /* Whether ep accepts a login and answers SELECT 1 within about timeout_ms. */
 bool sy_mariadb_alive(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, int timeout_ms);
 

@@ -61,3 +61,25 @@ int sy_mariadb_tail_count(const char *collected, const char *now, const char *le
     }
     return 0;
 }
+
+int sy_mariadb_position_poll(void **handle, const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, char *out,
+                             size_t outlen, char *err, size_t errlen)
+{
+    MYSQL *m = *handle;
+    if (m == NULL && (m = sy_mariadb_connect(src, cfg, 0, 2, NULL, err, errlen)) == NULL)
+        return -1;
+    *handle = m;
+    bool found = false;
+    if (sy_mariadb_value(m, out, outlen, &found, err, errlen, "SELECT @@global.gtid_binlog_pos") != 0) {
+        mysql_close(m);
+        *handle = NULL; /* reconnect next time */
+        return -1;
+    }
+    return 0;
+}
+
+void sy_mariadb_position_poll_close(void *handle)
+{
+    if (handle != NULL)
+        mysql_close(handle);
+}

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "core/change.h"
+#include "core/lag.h"
 #include "core/log.h"
 #include "core/state_file.h"
 
@@ -59,6 +60,10 @@ struct sy_instance {
     volatile int precheck_done;              /* set by the precheck thread when finished */
     int precheck_rc;
     json_t *checks;                          /* owned: last precheck result */
+    struct sy_lag lag;                       /* source positions polled with local timestamps */
+    pthread_t lag_thread;
+    bool lag_running;
+    volatile int lag_stop;
 };
 
 static const char *const state_names[] = {
@@ -160,7 +165,7 @@ static void set_state(struct sy_instance *in, enum sy_instance_state to)
     sy_log_info("%s: %s -> %s%s%s", in->id, state_names[in->state], state_names[to], in->last_error[0] ? ": " : "",
                 to == SY_INST_FAILED || to == SY_INST_RETRYING || to == SY_INST_PRECHECK_FAILED ? in->last_error
                                                                                                 : "");
-    in->state = to;
+    __atomic_store_n(&in->state, to, __ATOMIC_RELEASE); /* the lag thread reads it */
     persist(in);
 }
 
@@ -247,6 +252,8 @@ static void *precheck_main(void *arg)
     __atomic_store_n(&in->precheck_done, 1, __ATOMIC_RELEASE);
     return NULL;
 }
+
+static void *lag_main(void *arg);
 
 static void begin_precheck(struct sy_instance *in)
 {
@@ -445,6 +452,9 @@ struct sy_instance *sy_instance_open(struct sy_pair *pair, enum sy_direction dir
             .stop = &m->stop,
         };
     }
+    sy_lag_init(&in->lag);
+    if (mods->position_poll && pthread_create(&in->lag_thread, NULL, lag_main, in) == 0)
+        in->lag_running = true;
     in->poll = event_new(pair->base, -1, EV_PERSIST, on_poll, in);
     struct timeval tv = { 0, POLL_MS * 1000 };
     if (in->poll == NULL || event_add(in->poll, &tv) != 0) {
@@ -464,6 +474,11 @@ void sy_instance_close(struct sy_instance *in)
         return;
     if (in->poll)
         event_free(in->poll);
+    if (in->lag_running) {
+        __atomic_store_n(&in->lag_stop, 1, __ATOMIC_RELEASE);
+        pthread_join(in->lag_thread, NULL);
+        sy_lag_fini(&in->lag);
+    }
     if (in->spool)
         modules_stop(in, SY_MOD_STOPPED);
     if (in->precheck_running)
@@ -675,10 +690,45 @@ int sy_instance_terminate(struct sy_instance *in, const char **code, char *msg, 
     return 0;
 }
 
-static json_t *module_json(struct module *m, const char *rate_key)
+/* Polls the source's position for lag while the instance runs. */
+static void *lag_main(void *arg)
+{
+    struct sy_instance *in = arg;
+    void *handle = NULL;
+    bool warned = false;
+    while (!__atomic_load_n(&in->lag_stop, __ATOMIC_ACQUIRE)) {
+        enum sy_instance_state st = __atomic_load_n(&in->state, __ATOMIC_ACQUIRE);
+        if (st == SY_INST_RUNNING || st == SY_INST_COLLECTING || st == SY_INST_RETRYING || st == SY_INST_PAUSED ||
+            st == SY_INST_FAILED) {
+            char pos[SY_LAG_POSITION_MAX], err[256];
+            if (in->mods->position_poll(&handle, in->pair->cfg, in->mod[MOD_COLL].ctx.source, pos, sizeof pos, err,
+                                        sizeof err) == 0) {
+                sy_lag_note(&in->lag, pos, sy_now_ms());
+                warned = false;
+            } else if (!warned) {
+                sy_log_debug("%s: lag: cannot read the source position: %s", in->id, err);
+                warned = true;
+            }
+        }
+        for (int i = 0; i < 5 && !__atomic_load_n(&in->lag_stop, __ATOMIC_ACQUIRE); i++)
+            usleep(50 * 1000);
+    }
+    in->mods->position_poll_close(handle);
+    return NULL;
+}
+
+static json_t *module_json(struct sy_instance *in, struct module *m, const char *rate_key)
 {
     if (m->ops == NULL)
         return json_null();
+    char have[1024];
+    pthread_mutex_lock(&m->report.lock);
+    snprintf(have, sizeof have, "%s", m->report.position);
+    pthread_mutex_unlock(&m->report.lock);
+    if (m == &in->mod[MOD_WRITE] && have[0] == '\0')
+        sy_instance_write_position(in, have, sizeof have);
+    int64_t polled = in->mods->position_covers ? sy_lag_ms(&in->lag, have, in->mods->position_covers, sy_now_ms())
+                                               : -1;
     pthread_mutex_lock(&m->report.lock);
     enum sy_module_state st = m->running ? m->report.state : (m->report.state == SY_MOD_PAUSED ? SY_MOD_PAUSED
                                                                                                 : SY_MOD_STOPPED);
@@ -687,7 +737,9 @@ static json_t *module_json(struct module *m, const char *rate_key)
                           (json_int_t)m->report.lag_events, "position", m->report.position, "spool_seq",
                           (json_int_t)m->report.spool_seq, "events", (json_int_t)m->report.events,
                           rate_key, m->running ? m->per_s : 0.0);
-    if (m->report.lag_ms < 0)
+    if (polled >= 0)
+        json_object_set_new(o, "lag_ms", json_integer((json_int_t)polled));
+    else if (m->report.lag_ms < 0)
         json_object_set_new(o, "lag_ms", json_null());
     pthread_mutex_unlock(&m->report.lock);
     return o;
@@ -701,8 +753,8 @@ json_t *sy_instance_status_json(struct sy_instance *in)
     pthread_mutex_unlock(&init->report.lock);
     json_t *o = json_pack("{s:s,s:s,s:s,s:o,s:o}", "id", in->id, "direction",
                           in->dir == SY_DIR_FORWARD ? "forward" : "reverse", "state", state_names[in->state],
-                          "collection", module_json(&in->mod[MOD_COLL], "events_per_s"), "write",
-                          module_json(&in->mod[MOD_WRITE], "rows_per_s"));
+                          "collection", module_json(in, &in->mod[MOD_COLL], "events_per_s"), "write",
+                          module_json(in, &in->mod[MOD_WRITE], "rows_per_s"));
     if (in->dir == SY_DIR_FORWARD)
         json_object_set_new(o, "initial_sync",
                             json_pack("{s:I,s:I,s:b}", "done_rows", (json_int_t)done, "total_rows", (json_int_t)total,

@@ -115,6 +115,10 @@ struct sy_engine_modules {
      * many of them at or below `ledger` (acknowledged to clients); ranges: a JSON array describing them. */
     int (*tail_count)(const char *collected, const char *now, const char *ledger, uint64_t *transactions,
                       uint64_t *acknowledged, json_t *ranges);
+    /* The source position for lag (core/lag.h), over a connection kept in *handle; blocking. */
+    int (*position_poll)(void **handle, const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, char *out,
+                         size_t outlen, char *err, size_t errlen);
+    void (*position_poll_close)(void *handle);
     /* The tail's transactions with their rows (capture/mariadb_tail.h), blocking. NULL: not built. */
     int (*tail_read)(const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, const char *from_position,
                      json_t *out, char *err, size_t errlen);

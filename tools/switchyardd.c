@@ -38,6 +38,8 @@ static const struct sy_engine_modules mariadb_modules = {
     .alive = sy_mariadb_alive,
     .position_covers = sy_mariadb_position_covers,
     .tail_count = sy_mariadb_tail_count,
+    .position_poll = sy_mariadb_position_poll,
+    .position_poll_close = sy_mariadb_position_poll_close,
     .tail_read = sy_mariadb_tail_read,
     .tail_revert = sy_mariadb_tail_revert,
 };
