@@ -75,10 +75,20 @@ static void cmd_clients(struct sy_admin_req *req, json_t *args, void *ctx)
                                    p->proto->clients_json(p->proto_state)));
 }
 
+/* While a switch runs, the hold and the instances are its own: refused (true) with bad_state. */
+static bool refuse_while_switching(struct sy_admin_req *req, const struct sy_pair *p)
+{
+    if (p->op == NULL)
+        return false;
+    sy_admin_fail(req, "bad_state", "a switch of %s is running: '%s' waits until it is done", p->cfg->name,
+                  sy_admin_req_cmd(req));
+    return true;
+}
+
 static void cmd_hold(struct sy_admin_req *req, json_t *args, void *ctx)
 {
     struct sy_pair *p = pair_arg(req, args, ctx);
-    if (p == NULL)
+    if (p == NULL || refuse_while_switching(req, p))
         return;
     sy_pair_hold(p);
     sy_admin_ok(req, json_pack("{s:s,s:b,s:i}", "pair", p->cfg->name, "held", 1, "max_hold_ms",
@@ -88,7 +98,7 @@ static void cmd_hold(struct sy_admin_req *req, json_t *args, void *ctx)
 static void cmd_release(struct sy_admin_req *req, json_t *args, void *ctx)
 {
     struct sy_pair *p = pair_arg(req, args, ctx);
-    if (p == NULL)
+    if (p == NULL || refuse_while_switching(req, p))
         return;
     uint64_t held_ms = p->held ? sy_now_ms() - p->hold_started_ms : 0;
     bool was_held = p->held;
@@ -129,7 +139,7 @@ typedef int (*instance_op_fn)(struct sy_instance *, const char **, char *, size_
 static void instance_cmd(struct sy_admin_req *req, json_t *args, struct daemon *d, instance_op_fn op)
 {
     struct sy_instance *in = instance_arg(req, args, d);
-    if (in == NULL)
+    if (in == NULL || refuse_while_switching(req, sy_instance_pair(in)))
         return;
     const char *code = "bad_state";
     char msg[512];

@@ -82,6 +82,11 @@ const char *sy_module_state_name(enum sy_module_state s)
     return module_state_names[s];
 }
 
+const struct sy_pair *sy_instance_pair(const struct sy_instance *in)
+{
+    return in->pair;
+}
+
 const char *sy_instance_id(const struct sy_instance *in)
 {
     return in->id;
@@ -631,9 +636,10 @@ int sy_instance_destroy(struct sy_instance *in, char *err, size_t errlen)
 int sy_instance_pause(struct sy_instance *in, const char **code, char *msg, size_t msglen)
 {
     if (in->state != SY_INST_RUNNING && in->state != SY_INST_RETRYING && in->state != SY_INST_COLLECTING &&
-        in->state != SY_INST_INITIAL_SYNC) {
+        in->state != SY_INST_INITIAL_SYNC && in->state != SY_INST_FAILED) {
         *code = "bad_state";
-        snprintf(msg, msglen, "%s is %s: only a running instance can be paused", in->id, state_names[in->state]);
+        snprintf(msg, msglen, "%s is %s: only a running (or failed) instance can be paused", in->id,
+                 state_names[in->state]);
         return -1;
     }
     modules_stop(in, SY_MOD_PAUSED);

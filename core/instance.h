@@ -147,6 +147,7 @@ bool sy_instance_writing(const struct sy_instance *in);
 
 json_t *sy_instance_status_json(struct sy_instance *in);
 const char *sy_instance_id(const struct sy_instance *in);
+const struct sy_pair *sy_instance_pair(const struct sy_instance *in);
 enum sy_instance_state sy_instance_state(const struct sy_instance *in);
 
 /* The write module's applied position (thread-safe: may be called from worker threads). "" when none. */

@@ -192,6 +192,16 @@ static void do_restart_write(struct sy_switch *sw)
     sw->write_stopped = false;
 }
 
+static void do_resume_forward(struct sy_switch *sw)
+{
+    const char *code = "bad_state";
+    enum sy_instance_state st = sy_instance_state(sw->draining);
+    if ((st == SY_INST_FAILED || st == SY_INST_PAUSED) &&
+        sy_instance_start(sw->draining, &code, sw->call_err, sizeof sw->call_err) != 0)
+        sy_log_warn("pair %s: failover: cannot restart %s to apply its spool: %s", sw->p->cfg->name,
+                    sy_instance_id(sw->draining), sw->call_err);
+}
+
 static void do_pause_forward(struct sy_switch *sw)
 {
     const char *code = "bad_state";
@@ -507,6 +517,9 @@ static int run_failover(struct sy_switch *sw)
         sw->fenced = true;
     }
     step_done(sw, "fence_ms");
+    /* A forward instance that failed (its collector gave up on the dead business DB) or was paused still
+     * has to apply its spool: started again, its writer does while the collector retries. */
+    loop_call(sw, do_resume_forward);
     /* Everything the forward collector spooled reaches DR (and, when fenced, everything there is). */
     uint64_t deadline = now_ms() + (uint64_t)p->cfg->drain_timeout_ms;
     for (;;) {

@@ -382,3 +382,35 @@ def test_failover_tail_resolve_then_switchback(switchable, mariadb_pair, decisio
     assert_equal_eventually = __import__("test_forward_mariadb").assert_equal_eventually
     assert_equal_eventually(mariadb_pair, db)
     assert q(b, "SELECT id FROM t ORDER BY id", db) == ((1,), (10,), (13,), (14,))
+
+
+def test_failover_after_forward_failed_and_empty_tail_resolves_itself(daemon, mariadb_pair, fresh):  # noqa: F811
+    """The business DB is down for longer than retry_seconds (the forward instance is failed by then): failover
+    still applies what was spooled; when business is back with nothing unreplicated, the tail closes by itself
+    and the reverse write starts."""
+    b, dr = mariadb_pair
+    b.sql("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))", database=fresh)
+    app_user(mariadb_pair, fresh)
+    pname = f"f{fresh}"
+    d = daemon(pair=pname, objects=f"{fresh}.*", retry_seconds=2)
+    wait_state(d, pname, "running")
+    d.admin_ok("create-reverse", pair=pname)
+    wait_reverse(d, pname, "collecting")
+    c = app_conn(d, fresh)
+    one(c, "INSERT INTO t VALUES (1, 'spooled before the crash')")
+    wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", fresh) == ((1,),), 30, "applied")
+    b.kill9()
+    try:
+        wait_state(d, pname, "failed", timeout=30)
+        r = d.admin_ok("failover", pair=pname)
+        assert r["active_side"] == "dr", r
+        one(c, "INSERT INTO t VALUES (2, 'on DR')")
+    finally:
+        b.start()
+    wait_for(lambda: "tail" not in d.pair_status(pname), 30, "empty tail closed by itself")
+    wait_reverse(d, pname, "running")
+    wait_for(lambda: q(b, "SELECT COUNT(*) FROM t WHERE id = 2", fresh) == ((1,),), 30, "reverse applied")
+    assert q(b, "SELECT @@global.read_only")[0][0] == 1
+    assert d.admin_ok("switchback", pair=pname)["active_side"] == "business"
+    one(c, "INSERT INTO t VALUES (3, 'back')")
+    wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", fresh) == ((3,),), 30, "forward again")
