@@ -142,3 +142,87 @@ def test_sigterm_while_admin_commands_run(synced):
     assert d.stop() == 0
     for s in socks:
         s.close()
+
+
+@pytest.mark.parametrize("on_conflict", ["fail", "overwrite"])
+def test_rule2_direct_dr_write_racing_the_forward_writer(daemon, mariadb_pair, fresh, on_conflict):  # noqa: F811
+    """A row written straight to DR (by an account allowed to write the fenced DR) that the forward writer
+    later also writes is a conflict: fail names table, key and transaction; overwrite takes business's row."""
+    b, dr = mariadb_pair
+    b.sql("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))", database=fresh)
+    pname = f"c{fresh}"
+    d = daemon(pair=pname, objects=f"{fresh}.*", on_conflict=on_conflict)
+    wait_state(d, pname, "running")
+    wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", fresh) == ((0,),), 30, "table on DR")
+    dr.sql("INSERT INTO t VALUES (200, 'dr direct')", database=fresh)
+    b.sql("INSERT INTO t VALUES (200, 'business')", database=fresh)
+    if on_conflict == "fail":
+        st = wait_state(d, pname, "failed", timeout=30)
+        err = st["last_error"]
+        assert f"conflict on {fresh}.t" in err and "200" in err and "duplicate key on INSERT" in err, err
+        assert "source transaction 1-10-" in err, err
+        assert q(dr, "SELECT v FROM t WHERE id = 200", fresh) == (("dr direct",),)   # nothing overwritten
+    else:
+        wait_for(lambda: q(dr, "SELECT v FROM t WHERE id = 200", fresh) == (("business",),), 30, "overwritten")
+        assert instance(d, pname)["state"] == "running"
+
+
+def test_rule5_reverse_precheck_names_a_dr_table_without_key(synced, mariadb_pair):
+    d, pname, db = synced
+    mariadb_pair.dr.sql("CREATE TABLE dr_only_nokey (a INT, b INT)", database=db)   # exists on DR only
+    r = d.admin("create-reverse", pair=pname)
+    assert r["ok"] is False and r["error"]["code"] == "precheck_failed"
+    failed = [c for c in r["error"]["checks"] if c["status"] == "fail"]
+    assert any(f"{db}.dr_only_nokey" in c["detail"] for c in failed), failed
+    assert reverse(d, pname) is None
+
+
+def test_rule6_reverse_precheck_reports_dr_retention(synced, mariadb_pair):
+    d, pname, _ = synced
+    r = d.admin_ok("precheck", pair=pname, direction="reverse")
+    ret = [c for c in r["checks"] if c["name"] == "binlog_retention"]
+    assert ret[0]["status"] == "pass" and ret[0]["detail"].startswith("dr "), ret        # never purged here
+    mariadb_pair.dr.sql("SET GLOBAL binlog_expire_logs_seconds = 1")        # < retry_seconds (3 in tests)
+    try:
+        r = d.admin_ok("precheck", pair=pname, direction="reverse")
+    finally:
+        mariadb_pair.dr.sql("SET GLOBAL binlog_expire_logs_seconds = 0")
+    ret = [c for c in r["checks"] if c["name"] == "binlog_retention"]
+    assert ret[0]["status"] == "warn" and "kept 1 s" in ret[0]["detail"], ret
+
+
+def test_rule7_paused_reverse_resumes_exactly_there(synced, mariadb_pair):
+    d, pname, db = synced
+    b, dr = mariadb_pair
+    d.admin_ok("create-reverse", pair=pname)
+    d.admin_ok("start", instance=f"{pname}/reverse")
+    wait_reverse(d, pname, "running")
+    dr.sql("INSERT INTO t VALUES (300, 'before pause')", database=db)
+    wait_for(lambda: q(b, "SELECT COUNT(*) FROM t WHERE id = 300", db) == ((1,),), 30, "applied")
+    d.admin_ok("pause", instance=f"{pname}/reverse")
+    pos = reverse(d, pname)["collection"]["position"]
+    dr.sql("INSERT INTO t VALUES (301, 'while paused')", database=db)
+    dr.sql("UPDATE t SET v = CONCAT(v, '+') WHERE id = 300", database=db)
+    time.sleep(1)
+    assert q(b, "SELECT COUNT(*) FROM t WHERE id = 301", db) == ((0,),)
+    assert reverse(d, pname)["collection"]["position"] == pos
+    d.admin_ok("start", instance=f"{pname}/reverse")
+    wait_for(lambda: q(b, "SELECT v FROM t WHERE id IN (300, 301) ORDER BY id", db) ==
+             (("before pause+",), ("while paused",)), 30, "resumed exactly there")
+
+
+def test_rule8_business_unreachable_reverse_retries_and_recovers(synced, mariadb_pair):
+    d, pname, db = synced
+    b, dr = mariadb_pair
+    d.admin_ok("create-reverse", pair=pname)
+    d.admin_ok("start", instance=f"{pname}/reverse")
+    wait_reverse(d, pname, "running")
+    b.shutdown()
+    try:
+        dr.sql("INSERT INTO t VALUES (400, 'business down')", database=db)
+        st = wait_reverse(d, pname, "retrying", timeout=30)
+        assert st["write"]["state"] == "retrying"
+    finally:
+        b.start()
+    wait_reverse(d, pname, "running", timeout=60)
+    wait_for(lambda: q(b, "SELECT COUNT(*) FROM t WHERE id = 400", db) == ((1,),), 30, "applied after recovery")
