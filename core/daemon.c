@@ -185,12 +185,33 @@ struct precheck_job {
     json_t *checks;
     int rc;
     struct event *done;
+    struct sy_pair *pair;       /* switchover: both directions, then the readiness checks */
 };
+
+/* The database checks of one direction, names prefixed ("forward:binlog_format"). */
+static int precheck_direction(struct precheck_job *job, enum sy_direction dir, const char *prefix)
+{
+    json_t *checks = json_array();
+    int rc = job->mods->precheck(job->cfg, dir, checks);
+    size_t i;
+    json_t *c;
+    json_array_foreach(checks, i, c) {
+        char name[160];
+        snprintf(name, sizeof name, "%s:%s", prefix, json_string_value(json_object_get(c, "name")) ?: "?");
+        json_object_set_new(c, "name", json_string(name));
+        json_array_append(job->checks, c);
+    }
+    json_decref(checks);
+    return rc;
+}
 
 static void *precheck_thread(void *arg)
 {
     struct precheck_job *job = arg;
-    job->rc = job->mods->precheck(job->cfg, job->dir, job->checks);
+    if (job->pair != NULL)
+        job->rc = precheck_direction(job, SY_DIR_FORWARD, "forward") | precheck_direction(job, SY_DIR_REVERSE, "reverse");
+    else
+        job->rc = job->mods->precheck(job->cfg, job->dir, job->checks);
     event_active(job->done, 0, 0);
     sy_admin_job_end(); /* last touch of shared state */
     return NULL;
@@ -199,6 +220,17 @@ static void *precheck_thread(void *arg)
 static void on_precheck_done(evutil_socket_t fd, short what, void *arg)
 {
     struct precheck_job *job = arg;
+    if (job->pair != NULL) {
+        json_t *ready = sy_switch_readiness(job->pair);
+        size_t i;
+        json_t *c;
+        json_array_foreach(ready, i, c) {
+            if (strcmp(json_string_value(json_object_get(c, "status")), "fail") == 0)
+                job->rc = 1;
+        }
+        json_array_extend(job->checks, ready);
+        json_decref(ready);
+    }
     sy_admin_ok(job->req, json_pack("{s:s,s:s,s:b,s:o}", "pair", job->cfg->name, "direction", job->direction,
                                     "passed", job->rc == 0, "checks", job->checks));
     event_free(job->done);
@@ -218,10 +250,6 @@ static void cmd_precheck(struct sy_admin_req *req, json_t *args, void *ctx)
         sy_admin_fail(req, "bad_request", "direction must be forward, reverse or switchover, not '%s'", dir);
         return;
     }
-    if (strcmp(dir, "switchover") == 0) {
-        sy_admin_fail(req, "not_implemented", "the switchover precheck is not built yet");
-        return;
-    }
     const struct sy_engine_modules *mods = find_modules(d, p->cfg->engine);
     if (mods == NULL) {
         sy_admin_fail(req, "not_implemented", "engine %s has no synchronization yet", sy_engine_name(p->cfg->engine));
@@ -233,7 +261,8 @@ static void cmd_precheck(struct sy_admin_req *req, json_t *args, void *ctx)
         return;
     }
     *job = (struct precheck_job){ .req = req, .d = d, .cfg = p->cfg, .mods = mods, .checks = json_array(),
-                                  .dir = strcmp(dir, "reverse") == 0 ? SY_DIR_REVERSE : SY_DIR_FORWARD };
+                                  .dir = strcmp(dir, "reverse") == 0 ? SY_DIR_REVERSE : SY_DIR_FORWARD,
+                                  .pair = strcmp(dir, "switchover") == 0 ? p : NULL };
     snprintf(job->direction, sizeof job->direction, "%s", dir);
     job->done = event_new(d->base, -1, 0, on_precheck_done, job);
     pthread_t th;

@@ -676,6 +676,54 @@ static int preconditions(struct sy_switch *sw, const char **code, char *msg, siz
     return 0;
 }
 
+static json_t *check(const char *name, const char *status, const char *detail, const char *fix)
+{
+    return json_pack("{s:s,s:s,s:s,s:s}", "name", name, "status", status, "detail", detail, "fix", fix);
+}
+
+json_t *sy_switch_readiness(struct sy_pair *p)
+{
+    json_t *checks = json_array();
+    struct sy_switch probe = { .p = p, .kind = p->active_side == SY_SIDE_DR ? SW_SWITCHBACK : SW_SWITCHOVER };
+    probe.from = p->active_side;
+    probe.to = p->active_side == SY_SIDE_DR ? SY_SIDE_BUSINESS : SY_SIDE_DR;
+    const char *code = NULL;
+    char msg[700], detail[900];
+    if (preconditions(&probe, &code, msg, sizeof msg) != 0) {
+        snprintf(detail, sizeof detail, "%s: %s", code, msg);
+        json_array_append_new(checks, check("instances", "fail", detail, "see the message"));
+        return checks;
+    }
+    snprintf(detail, sizeof detail, "%s writes, %s collects: a %s moves the clients to the %s side",
+             sy_instance_id(probe.draining), sy_instance_id(probe.starting), kind_names[probe.kind],
+             sy_side_name(probe.to));
+    json_array_append_new(checks, check("instances", "pass", detail, ""));
+    json_t *st = sy_instance_status_json(probe.draining);
+    json_t *lag = json_object_get(json_object_get(st, "write"), "lag_ms");
+    if (!json_is_integer(lag)) {
+        json_array_append_new(checks, check("write_lag", "warn", "the write lag is not known yet", "wait a moment"));
+    } else {
+        bool ok = json_integer_value(lag) <= p->cfg->switchover_max_lag_ms;
+        snprintf(detail, sizeof detail, "%s write lag %lld ms (switchover_max_lag_ms=%d)",
+                 sy_instance_id(probe.draining), (long long)json_integer_value(lag), p->cfg->switchover_max_lag_ms);
+        json_array_append_new(checks, check("write_lag", ok ? "pass" : "warn", detail,
+                                            ok ? "" : "the switch waits up to drain_timeout_ms for it to catch up"));
+    }
+    json_decref(st);
+    json_t *pinned = p->proto->switch_unmovable(p->proto_state);
+    if (json_array_size(pinned) == 0) {
+        json_array_append_new(checks, check("unmovable_sessions", "pass", "every session can move", ""));
+    } else {
+        char *list = json_dumps(pinned, JSON_COMPACT);
+        snprintf(detail, sizeof detail, "%zu session(s) cannot move: %s", json_array_size(pinned), list ? list : "");
+        free(list);
+        json_array_append_new(checks, check("unmovable_sessions", "warn", detail,
+                                            "let them finish (temporary tables, locks, XA, cursors), or use --force"));
+    }
+    json_decref(pinned);
+    return checks;
+}
+
 static void switch_start(struct sy_pair *p, struct sy_admin_req *req, enum sw_kind kind, bool force)
 {
     struct sy_switch *sw = calloc(1, sizeof *sw);

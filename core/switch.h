@@ -13,6 +13,10 @@ void sy_switch_switchover(struct sy_pair *p, struct sy_admin_req *req, bool forc
 void sy_switch_switchback(struct sy_pair *p, struct sy_admin_req *req, bool force);
 void sy_switch_failover(struct sy_pair *p, struct sy_admin_req *req, bool force);
 
+/* `precheck --direction switchover`: the checks that need no database (instances, lag, sessions);
+ * the caller adds both directions' database checks. */
+json_t *sy_switch_readiness(struct sy_pair *p);
+
 /* Set at daemon shutdown: running switches stop waiting and roll back (when before the flip). */
 extern volatile int sy_switch_shutdown;
 

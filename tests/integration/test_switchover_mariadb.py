@@ -414,3 +414,21 @@ def test_failover_after_forward_failed_and_empty_tail_resolves_itself(daemon, ma
     assert d.admin_ok("switchback", pair=pname)["active_side"] == "business"
     one(c, "INSERT INTO t VALUES (3, 'back')")
     wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", fresh) == ((3,),), 30, "forward again")
+
+
+def test_precheck_direction_switchover(switchable, mariadb_pair):
+    d, pname, db = switchable
+    r = d.admin_ok("precheck", pair=pname, direction="switchover")
+    names = {c["name"]: c["status"] for c in r["checks"]}
+    assert r["passed"] is True, r["checks"]
+    assert names["instances"] == "pass" and names["unmovable_sessions"] == "pass"
+    assert names["forward:binlog_format"] == "pass" and names["reverse:binlog_format"] == "pass"
+    pinned = app_conn(d, db)
+    one(pinned, "SELECT GET_LOCK('sw-test', 1)")
+    r = d.admin_ok("precheck", pair=pname, direction="switchover")
+    c = next(c for c in r["checks"] if c["name"] == "unmovable_sessions")
+    assert c["status"] == "warn" and "GET_LOCK" in c["detail"] and "--force" in c["fix"], c
+    d.admin_ok("pause", instance=f"{pname}/forward")
+    r = d.admin_ok("precheck", pair=pname, direction="switchover")
+    c = next(c for c in r["checks"] if c["name"] == "instances")
+    assert r["passed"] is False and c["status"] == "fail" and "paused" in c["detail"], c
