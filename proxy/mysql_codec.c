@@ -988,20 +988,27 @@ static size_t skip_space(const uint8_t *s, size_t len, size_t i)
     return i;
 }
 
-/* Keyword kw (lower case) at *i, followed by at least one space; moves *i past the spaces. */
-static bool match_keyword(const uint8_t *s, size_t len, size_t *i, const char *kw)
+/* Whether the lower-case keyword kw is at s[i..] (case-insensitive). */
+static bool keyword_at(const uint8_t *s, size_t len, size_t i, const char *kw)
 {
     size_t k = strlen(kw);
-    if (len - *i < k + 1)
+    if (len - i < k)
         return false;
     for (size_t j = 0; j < k; j++) {
-        uint8_t c = s[*i + j];
+        uint8_t c = s[i + j];
         if (c >= 'A' && c <= 'Z')
             c = (uint8_t)(c - 'A' + 'a');
         if (c != (uint8_t)kw[j])
             return false;
     }
-    if (!is_space(s[*i + k]))
+    return true;
+}
+
+/* Keyword kw (lower case) at *i, followed by at least one space; moves *i past the spaces. */
+static bool match_keyword(const uint8_t *s, size_t len, size_t *i, const char *kw)
+{
+    size_t k = strlen(kw);
+    if (!keyword_at(s, len, *i, kw) || len - *i < k + 1 || !is_space(s[*i + k]))
         return false;
     *i = skip_space(s, len, *i + k);
     return true;
@@ -1068,15 +1075,8 @@ static size_t skip_space_comments(const uint8_t *s, size_t len, size_t i)
 static bool match_word(const uint8_t *s, size_t len, size_t *i, const char *kw)
 {
     size_t k = strlen(kw);
-    if (len - *i < k)
+    if (!keyword_at(s, len, *i, kw))
         return false;
-    for (size_t j = 0; j < k; j++) {
-        uint8_t c = s[*i + j];
-        if (c >= 'A' && c <= 'Z')
-            c = (uint8_t)(c - 'A' + 'a');
-        if (c != (uint8_t)kw[j])
-            return false;
-    }
     if (*i + k < len && !is_space(s[*i + k]) && s[*i + k] != '(' && s[*i + k] != ';')
         return false;
     *i = skip_space_comments(s, len, *i + k);
@@ -1086,19 +1086,9 @@ static bool match_word(const uint8_t *s, size_t len, size_t *i, const char *kw)
 /* Case-insensitive search for needle (lower case) in s. */
 static bool contains_ci(const uint8_t *s, size_t len, const char *needle)
 {
-    size_t k = strlen(needle);
-    for (size_t i = 0; k <= len && i <= len - k; i++) {
-        size_t j = 0;
-        for (; j < k; j++) {
-            uint8_t c = s[i + j];
-            if (c >= 'A' && c <= 'Z')
-                c = (uint8_t)(c - 'A' + 'a');
-            if (c != (uint8_t)needle[j])
-                break;
-        }
-        if (j == k)
+    for (size_t i = 0; i < len; i++)
+        if (keyword_at(s, len, i, needle))
             return true;
-    }
     return false;
 }
 
