@@ -735,6 +735,11 @@ static int connect_dump(struct collector *c)
     }
     sy_log_info("%s: reading the binlog of %s:%u from %s", c->ctx->instance_id, c->ctx->source->host,
                 c->ctx->source->port, pos[0] ? pos : "its beginning");
+    /* what is collected already, before any new event: a switch compares it at once */
+    publish_position(c);
+    pthread_mutex_lock(&c->ctx->report->lock);
+    c->ctx->report->spool_seq = sy_spool_last_seq(c->ctx->spool);
+    pthread_mutex_unlock(&c->ctx->report->lock);
     return 0;
 }
 

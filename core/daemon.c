@@ -528,6 +528,14 @@ static void resolve_writes(struct sy_pair *p)
         sy_instance_stop_write(into_active, &code, msg, sizeof msg) == 0)
         sy_log_info("pair %s: dr side is active (epoch %llu): %s stops writing", p->cfg->name,
                     (unsigned long long)p->epoch, sy_instance_id(into_active));
+    if (out_of_active == p->forward && out_of_active && sy_instance_state(out_of_active) == SY_INST_PAUSED &&
+        strcmp(sy_instance_reason(out_of_active), "failover") == 0 && p->tail_state[0] == '\0') {
+        /* a failover died before its flip: business is still active, the forward instance runs again */
+        if (sy_instance_start(out_of_active, &code, msg, sizeof msg) == 0)
+            sy_log_info("pair %s: the failover did not complete: %s runs again", p->cfg->name,
+                        sy_instance_id(out_of_active));
+        return;
+    }
     if (out_of_active && sy_instance_state(out_of_active) == SY_INST_COLLECTING && p->tail_state[0] == '\0' &&
         sy_instance_start_write(out_of_active, &code, msg, sizeof msg) == 0)
         sy_log_info("pair %s: %s side is active (epoch %llu): %s writes", p->cfg->name, sy_side_name(p->active_side),

@@ -82,6 +82,19 @@ const char *sy_module_state_name(enum sy_module_state s)
     return module_state_names[s];
 }
 
+static int persist(struct sy_instance *in);
+
+const char *sy_instance_reason(const struct sy_instance *in)
+{
+    return in->reason;
+}
+
+void sy_instance_set_reason(struct sy_instance *in, const char *reason)
+{
+    snprintf(in->reason, sizeof in->reason, "%s", reason);
+    persist(in);
+}
+
 const struct sy_pair *sy_instance_pair(const struct sy_instance *in)
 {
     return in->pair;

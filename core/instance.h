@@ -148,6 +148,10 @@ bool sy_instance_writing(const struct sy_instance *in);
 json_t *sy_instance_status_json(struct sy_instance *in);
 const char *sy_instance_id(const struct sy_instance *in);
 const struct sy_pair *sy_instance_pair(const struct sy_instance *in);
+/* The snake_case reason of the current state ("" none); set_reason persists one (e.g. "failover" for
+ * an instance a failover paused, so a restart can tell it from an operator's pause). */
+const char *sy_instance_reason(const struct sy_instance *in);
+void sy_instance_set_reason(struct sy_instance *in, const char *reason);
 enum sy_instance_state sy_instance_state(const struct sy_instance *in);
 
 /* The write module's applied position (thread-safe: may be called from worker threads). "" when none. */

@@ -208,8 +208,10 @@ static void do_pause_forward(struct sy_switch *sw)
     sw->call_rc = 0;
     if (sy_instance_state(sw->draining) != SY_INST_PAUSED)
         sw->call_rc = sy_instance_pause(sw->draining, &code, sw->call_err, sizeof sw->call_err);
-    if (sw->call_rc == 0)
+    if (sw->call_rc == 0) {
         sw->write_stopped = true;
+        sy_instance_set_reason(sw->draining, "failover"); /* a restart before the flip resumes it */
+    }
 }
 
 /* The flip itself: persisted epoch first, then every session. Caller holds fence_lock. */

@@ -432,3 +432,74 @@ def test_precheck_direction_switchover(switchable, mariadb_pair):
     r = d.admin_ok("precheck", pair=pname, direction="switchover")
     c = next(c for c in r["checks"] if c["name"] == "instances")
     assert r["passed"] is False and c["status"] == "fail" and "paused" in c["detail"], c
+
+
+def _writable(server):
+    return q(server, "SELECT @@global.read_only")[0][0] == 0
+
+
+def _one_side_writable(d, pname, mariadb_pair):
+    b, dr = mariadb_pair
+    active = d.pair_status(pname)["active_side"]
+    act, pas = (dr, b) if active == "dr" else (b, dr)
+    wait_for(lambda: _writable(act) and not _writable(pas), 30, "exactly one side writable")
+    return active, act, pas
+
+
+def test_failover_force_fences_a_live_business_and_closes_an_empty_tail(switchable, mariadb_pair):
+    d, pname, db = switchable
+    b, dr = mariadb_pair
+    c = app_conn(d, db)
+    one(c, "INSERT INTO t VALUES (90, 'before')")
+    r = d.admin_ok("failover", pair=pname, force=True)
+    assert r["active_side"] == "dr" and r["moved_clients"] >= 1, r
+    assert q(dr, "SELECT COUNT(*) FROM t WHERE id = 90", db) == ((1,),)      # everything there was, applied
+    assert not _writable(b)
+    one(c, "INSERT INTO t VALUES (91, 'after')")
+    wait_for(lambda: "tail" not in d.pair_status(pname), 30, "empty tail closed by itself")
+    wait_reverse(d, pname, "running")
+    wait_for(lambda: q(b, "SELECT COUNT(*) FROM t WHERE id = 91", db) == ((1,),), 30, "reverse applied")
+
+
+@pytest.mark.parametrize("op,failpoint,expect", [
+    ("switchback", "switch_after_fence", "dr"),
+    ("switchback", "switch_after_unfence", "dr"),
+    ("switchback", "switch_after_flip", "business"),
+    ("failover", "switch_after_stop_write", "business"),
+    ("failover", "switch_after_flip", "dr"),
+])
+def test_kill9_during_switchback_and_failover_resolves_on_restart(daemon, mariadb_pair, fresh, op, failpoint,  # noqa: F811
+                                                                   expect):
+    b, dr = mariadb_pair
+    b.sql("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))", database=fresh)
+    app_user(mariadb_pair, fresh)
+    pname = f"x{fresh}"
+    d = daemon(pair=pname, objects=f"{fresh}.*")
+    wait_state(d, pname, "running")
+    d.admin_ok("create-reverse", pair=pname)
+    wait_reverse(d, pname, "collecting")
+    c = app_conn(d, fresh)
+    one(c, "INSERT INTO t VALUES (1, 'acknowledged')")
+    if op == "switchback":
+        d.admin_ok("switchover", pair=pname)
+        one(c, "INSERT INTO t VALUES (2, 'acknowledged on DR')")
+    d.stop()
+    d.env["SY_FAILPOINT"] = failpoint
+    d.start()
+    try:
+        r = d.admin(op, pair=pname, force=True) if op == "failover" else d.admin(op, pair=pname)
+        raise AssertionError(f"{op} answered instead of dying at {failpoint}: {r}")
+    except ConnectionError:
+        pass
+    assert d.wait(30) != 0
+    d.env.pop("SY_FAILPOINT", None)
+    d.start()
+    active, act, pas = _one_side_writable(d, pname, mariadb_pair)
+    assert active == expect, (op, failpoint, active)
+    wait_for(lambda: [i["direction"] for i in d.pair_status(pname)["instances"] if i["state"] == "running"] ==
+             (["reverse"] if active == "dr" else ["forward"]), 30, "the write out of the active side runs")
+    c2 = app_conn(d, fresh)
+    one(c2, "INSERT INTO t VALUES (3, 'after the restart')")
+    want = 3 if op == "switchback" else 2
+    wait_for(lambda: q(pas, "SELECT COUNT(*) FROM t", fresh) == ((want,),), 30, "every row on the passive side")
+    assert q(act, "SELECT COUNT(*) FROM t", fresh) == ((want,),)
