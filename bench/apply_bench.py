@@ -2,10 +2,11 @@
 """Apply-speed benchmark: a native MariaDB replica (single SQL thread) vs Switchyard's forward instance
 catching up on the same pre-generated backlog, plus lag over time under a live load.
 
-    /usr/bin/python3 bench/apply_bench.py --build build            # 3 reps x 60 s backlog + 30 s live (~20 min*)
+    /usr/bin/python3 bench/apply_bench.py --build build            # 3 reps x 60 s backlog + 30 s live (~10 min*)
     /usr/bin/python3 bench/apply_bench.py --build build --quick    # smoke run: 1 rep x 10 s backlog + 30 s live
-    * the runtime is mostly Switchyard's catch-up: ~250 s per rep on a 2-core box where business writes
-      ~8000 TPS and Switchyard applies ~1900 txns/s (Nov 2026); about 8 min in all at the 1.5x target.
+    /usr/bin/python3 bench/apply_bench.py --build build --apply-threads 2   # the writer's apply_threads
+    * on a 2-core box where business writes ~7700 TPS, Switchyard catches up a 60 s backlog in ~27 s
+      (~17600 txns/s, apply_threads = 2, Nov 2026): about 8 min in all with --no-live.
 
 What it does (TESTING.md "Benchmarks": side by side in one run, >= 3 interleaved repetitions, no asserted timing):
   1. four sandbox MariaDB servers (scripts/sandbox.py): business (index 0), the DR of the Switchyard pair
@@ -86,6 +87,7 @@ LABEL = {"switchyard": "switchyard (collect+write)",
          "native-e2e": "native e2e (IO+SQL thread)",
          "native-sql": "native SQL thread only"}
 TARGET_RATIO = 1.5
+APPLY_THREADS = None  # --apply-threads: the writer's apply_threads (None: Switchyard's default)
 SPOOL_MAX = "8G"     # a 60 s backlog at ~8000 TPS is ~1.1 GB of spool: more than the 1G default
 
 
@@ -215,7 +217,8 @@ class SwitchyardForward(pb.Switchyard):
     def config(self) -> str:
         return (super().config().replace("log_level    = warn", "log_level    = info")
                 .replace("[pair bench]", f"[pair {PAIR}]") + f"objects        = {SB_DB}.*\n"
-                f"spool_max_bytes = {SPOOL_MAX}\n")
+                f"spool_max_bytes = {SPOOL_MAX}\n" +
+                (f"apply_threads = {APPLY_THREADS}\n" if APPLY_THREADS else ""))
 
     def admin(self, cmd: str, timeout: float = 10, **args) -> dict:
         """One request on the admin socket (JSON line each way), without spawning switchyardctl."""
@@ -559,12 +562,16 @@ def main() -> int:
                     "--quick 10)")
     ap.add_argument("--live-time", type=int, default=30, help="seconds of live load (default 30)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 10 s backlog x 1 rep")
+    ap.add_argument("--apply-threads", type=int, default=None,
+                    help="apply_threads of the forward instance's writer (default: Switchyard's default)")
     ap.add_argument("--no-live", action="store_true", help="skip the live-load lag run")
     ap.add_argument("--results-dir", default=str(ROOT / "bench" / "results"))
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (switchyardd log, sysbench outputs)")
     args = ap.parse_args()
     args.reps = args.reps if args.reps is not None else (1 if args.quick else 3)
     args.backlog_time = args.backlog_time if args.backlog_time is not None else (10 if args.quick else 60)
+    global APPLY_THREADS
+    APPLY_THREADS = args.apply_threads
     build = Path(args.build).resolve()
 
     for sig in (signal.SIGTERM, signal.SIGHUP):

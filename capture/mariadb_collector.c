@@ -11,7 +11,10 @@
  * spool's last TXN_COMMIT/POSITION with no partial transaction behind it; the writer discards a
  * TXN_BEGIN without its commit. Events carrying server_id = writer_tag are Switchyard's own writes
  * (echo) and are skipped. STATEMENT-format DML or a non-FULL row image on a synchronized table, and
- * a DDL whose target cannot be determined, stop the instance with that reason. */
+ * a DDL whose target cannot be determined, stop the instance with that reason. So does a transaction
+ * that cannot fit under spool_max_bytes even once everything before it is applied and truncated: the
+ * writer applies a transaction only whole, so waiting for room would wait forever
+ * (transaction_too_large). */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -54,6 +57,10 @@ struct collector {
     uint64_t txn_time_ms;
     bool txn_echo;                       /* written by Switchyard's writer: skip */
     bool txn_begun;                      /* TXN_BEGIN appended (something in it is synchronized) */
+    uint64_t txn_bytes;                  /* spool bytes of this transaction's records so far */
+    uint64_t last_commit_seq;            /* spool seq of the last TXN_COMMIT/POSITION outside a transaction
+                                            (0 = none): the writer's checkpoint can reach it, so the spool
+                                            can shrink to the segment holding it */
     uint64_t txn_tables_sent[MAX_TABLE_MAPS]; /* table ids whose TABLE record this txn carries */
     size_t n_tables_sent;
     struct sy_binlog_table_map maps[MAX_TABLE_MAPS];
@@ -85,6 +92,45 @@ static bool stopping(const struct collector *c)
 
 /* ---- spool ------------------------------------------------------------------------------------- */
 
+/* Whether the transaction being spooled, with a next record of rec_bytes, can never fit under
+ * spool_max_bytes: the writer applies and the spool truncates at best up to the last record before the
+ * transaction (whole segments: sy_spool_bytes_kept_from), and applies nothing of the transaction before
+ * its commit is spooled. full: the spool just refused the record (else only a record larger than the
+ * cap counts). Reports failed (transaction_too_large) when so. */
+static bool txn_too_large(struct collector *c, const struct sy_change *ch, uint64_t rec_bytes, bool full)
+{
+    uint64_t max = c->cfg->spool_max_bytes, held = 0;
+    if (max == 0)
+        return false;
+    if (rec_bytes <= max) {
+        if (!full || !c->txn_begun || ch->kind == SY_CHANGE_TXN_BEGIN)
+            return false;
+        held = sy_spool_bytes_kept_from(c->ctx->spool, c->last_commit_seq);
+        if (held + rec_bytes <= max)
+            return false;
+    }
+    sy_module_report_failed(c->ctx->report, "transaction_too_large",
+                            "source transaction %u-%u-%llu does not fit in the spool: %llu bytes spooled so far and "
+                            "a %llu-byte record to come exceed spool_max_bytes=%llu (%llu bytes of spool held "
+                            "from the last complete transaction on), and it is applied only whole; raise "
+                            "spool_max_bytes above the largest source transaction, restart switchyardd and "
+                            "start the instance",
+                            c->txn_gtid.domain, c->txn_gtid.server, (unsigned long long)c->txn_gtid.seq,
+                            (unsigned long long)c->txn_bytes, (unsigned long long)rec_bytes,
+                            (unsigned long long)max, (unsigned long long)held);
+    return true;
+}
+
+/* Keeps what txn_too_large needs to know after record seq (of rec_bytes) was appended. */
+static void appended(struct collector *c, const struct sy_change *ch, uint64_t seq, uint64_t rec_bytes)
+{
+    if (ch->kind == SY_CHANGE_TXN_BEGIN)
+        c->txn_bytes = 0;
+    c->txn_bytes += rec_bytes;
+    if (ch->kind == SY_CHANGE_TXN_COMMIT || (ch->kind == SY_CHANGE_POSITION && !c->txn_begun))
+        c->last_commit_seq = seq;
+}
+
 /* Appends; on a full spool reports retrying and waits for room (never drops). false = stopping/error. */
 static bool append(struct collector *c, const struct sy_change *ch)
 {
@@ -93,6 +139,9 @@ static bool append(struct collector *c, const struct sy_change *ch)
                                 sy_change_kind_name(ch->kind));
         return false;
     }
+    uint64_t rec_bytes = sy_spool_record_bytes(c->buf.len);
+    if (txn_too_large(c, ch, rec_bytes, false))
+        return false;
     int backoff = 100;
     bool was_full = false;
     for (;;) {
@@ -103,6 +152,7 @@ static bool append(struct collector *c, const struct sy_change *ch)
         if (rc == SY_SPOOL_OK) {
             if (was_full)
                 sy_module_report_running(c->ctx->report);
+            appended(c, ch, seq, rec_bytes);
             c->dirty = true;
             pthread_mutex_lock(&c->ctx->report->lock);
             c->ctx->report->spool_seq = seq;
@@ -113,6 +163,8 @@ static bool append(struct collector *c, const struct sy_change *ch)
             sy_module_report_failed(c->ctx->report, "spool_error", "%s", err);
             return false;
         }
+        if (txn_too_large(c, ch, rec_bytes, true))
+            return false;
         was_full = true;
         sy_module_report_retrying(c->ctx->report, "spool_full",
                                   "spool is full (spool_max_bytes=%llu or the disk): waiting for the writer",
@@ -650,28 +702,41 @@ static bool on_event(struct collector *c, const uint8_t *p, size_t n)
     }
 }
 
-/* The position to start from: the spool's last TXN_COMMIT/POSITION, else the instance's start position. */
+static bool is_position_record(uint8_t type, void *arg)
+{
+    return type == SY_CHANGE_TXN_COMMIT || type == SY_CHANGE_POSITION;
+}
+
+/* The position to start from: the spool's last TXN_COMMIT/POSITION (found from the spool's tail), else
+ * the instance's start position. */
 static int load_position(struct collector *c)
 {
-    struct sy_spool *sp = c->ctx->spool;
-    uint64_t first = sy_spool_first_seq(sp), last = sy_spool_last_seq(sp);
     const char *from = c->ctx->start_position;
-    char found[1024] = "";
-    for (uint64_t seq = first; seq && seq <= last; seq++) {
-        uint8_t type;
-        const uint8_t *payload;
-        size_t len;
-        char err[256];
-        if (sy_spool_read(sp, seq, &type, &payload, &len, 0, err, sizeof err) != SY_SPOOL_OK)
-            break;
-        if (type != SY_CHANGE_TXN_COMMIT && type != SY_CHANGE_POSITION)
-            continue;
+    char found[1024] = "", err[512];
+    uint64_t seq = 0;
+    uint8_t type, *payload = NULL;
+    size_t len = 0;
+    enum sy_spool_rc rc = sy_spool_find_last(c->ctx->spool, is_position_record, NULL, &seq, &type, &payload, &len,
+                                             err, sizeof err);
+    if (rc == SY_SPOOL_ERROR) {
+        sy_module_report_failed(c->ctx->report, "spool_error", "finding the last position in the spool: %s", err);
+        return -1;
+    }
+    if (rc == SY_SPOOL_OK) {
         struct sy_change_scratch s;
         struct sy_change ch;
         sy_change_scratch_init(&s);
-        if (sy_change_decode(payload, len, &s, &ch) == SY_PARSE_OK)
+        bool decoded = sy_change_decode(payload, len, &s, &ch) == SY_PARSE_OK;
+        if (decoded)
             snprintf(found, sizeof found, "%.*s", (int)ch.position_len, ch.position);
         sy_change_scratch_fini(&s);
+        free(payload);
+        if (!decoded) {
+            sy_module_report_failed(c->ctx->report, "spool_error", "spool record %llu: undecodable %s record",
+                                    (unsigned long long)seq, sy_change_kind_name(type));
+            return -1;
+        }
+        c->last_commit_seq = seq;
     }
     if (found[0])
         from = found;

@@ -87,6 +87,7 @@ static const struct cfg_key pair_keys[] = {
     { "drain_timeout_ms", CFG_INT, PK(drain_timeout_ms), "5000", 1, MS_MAX, NULL, 0, 0 },
     { "max_hold_ms", CFG_INT, PK(max_hold_ms), "10000", 1, MS_MAX, NULL, 0, 0 },
     { "spool_max_bytes", CFG_SIZE, PK(spool_max_bytes), "1G", 1, SIZE_CAP, NULL, 0, 0 },
+    { "initial_sync_chunk_rows", CFG_INT, PK(initial_sync_chunk_rows), "2000", 1, 1000000, NULL, 0, 0 },
     { "on_conflict", CFG_ENUM, PK(on_conflict), "fail", 0, 0, on_conflict_names, 0, 0 },
     { "tls_cert", CFG_STR, PK(tls_cert), "", 0, 0, NULL, 0, 0 },
     { "tls_key", CFG_STR, PK(tls_key), "", 0, 0, NULL, 0, 0 },
@@ -94,6 +95,7 @@ static const struct cfg_key pair_keys[] = {
     { "backend_ca", CFG_STR, PK(backend_ca), "", 0, 0, NULL, 0, 0 },
     { "collector_server_id", CFG_U32, PK(collector_server_id), "4001", 1, UINT32_MAX, NULL, 0, 0 },
     { "writer_tag", CFG_U32, PK(writer_tag), "4002", 1, UINT32_MAX, NULL, 0, 0 },
+    { "apply_threads", CFG_INT, PK(apply_threads), "2", 1, 64, NULL, 0, 0 },
 };
 
 #define MAX_KEYS 32 /* per section; key_line[] below is sized by it */

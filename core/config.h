@@ -46,6 +46,7 @@ struct sy_pair_cfg {
     int drain_timeout_ms;                /* default 5000, 1..3600000 */
     int max_hold_ms;                     /* default 10000, 1..3600000 */
     uint64_t spool_max_bytes;            /* default 1G; accepts K/M/G/T suffixes (powers of 1024) */
+    int initial_sync_chunk_rows;         /* default 2000, 1..1000000: rows per SELECT of the initial copy */
     enum sy_on_conflict on_conflict;     /* default fail */
     char tls_cert[512];                  /* "" = no client TLS; tls_cert and tls_key go together */
     char tls_key[512];
@@ -53,6 +54,7 @@ struct sy_pair_cfg {
     char backend_ca[512];                /* required when backend_tls = verify */
     uint32_t collector_server_id;        /* default 4001, 1..4294967295 */
     uint32_t writer_tag;                 /* default 4002, 1..4294967295 */
+    int apply_threads;                   /* default 2, 1..64: writer connections applying in parallel */
 };
 
 #define SY_MAX_PAIRS 64

@@ -650,6 +650,124 @@ uint64_t sy_spool_bytes(struct sy_spool *s)
     return v;
 }
 
+uint64_t sy_spool_bytes_kept_from(struct sy_spool *s, uint64_t seq)
+{
+    pthread_mutex_lock(&s->mu);
+    uint64_t kept = 0;
+    for (size_t i = s->n_segs; i-- > 0;) {
+        kept += s->segs[i].bytes;
+        if (s->segs[i].first <= seq)
+            break;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return kept;
+}
+
+uint64_t sy_spool_record_bytes(size_t len)
+{
+    return REC_HDR_LEN + (uint64_t)len;
+}
+
+/* ---- finding the last record of some types ---- */
+
+/* Scans sg's records up to sg->bytes (structure and CRC), keeping the last one want() accepts in *found
+ * (0 = none; *off its offset, *flen its payload length). 0, or -1 with err. */
+static int scan_for_last(struct sy_spool *s, struct seg_rd *r, const struct seg *sg,
+                         bool (*want)(uint8_t type, void *arg), void *arg, uint64_t *found, uint64_t *foff,
+                         uint32_t *flen, char *err, size_t errlen)
+{
+    char path[PATH_MAX];
+    seg_path(s, sg->first, path, sizeof path);
+    *found = 0;
+    if (seg_rd_open(r, path, sg->first) != 0) {
+        snprintf(err, errlen, "spool %s: %s", path, strerror(errno));
+        return -1;
+    }
+    uint64_t off = 0, seq = sg->first;
+    const char *why = NULL;
+    while (off < sg->bytes) {
+        const uint8_t *h = seg_rd_get(r, off, REC_HDR_LEN, sg->bytes);
+        uint32_t n = h ? get_le32(h) : 0;
+        if (h == NULL || n > SY_SPOOL_RECORD_MAX || sg->bytes - off - REC_HDR_LEN < n) {
+            why = h == NULL && errno != 0 ? strerror(errno) : "record runs past the end of the segment (corrupt)";
+            break;
+        }
+        const uint8_t *rec = seg_rd_get(r, off, REC_HDR_LEN + (size_t)n, sg->bytes);
+        if (rec == NULL) {
+            why = errno != 0 ? strerror(errno) : "file shrank (corrupt)";
+            break;
+        }
+        if (get_le64(rec + 8) != seq) {
+            why = "unexpected sequence number (corrupt)";
+            break;
+        }
+        if (record_crc(rec + 8, rec + REC_HDR_LEN, n) != get_le32(rec + 4)) {
+            why = "CRC mismatch (corrupt)";
+            break;
+        }
+        if (want(rec[16], arg)) {
+            *found = seq;
+            *foff = off;
+            *flen = n;
+        }
+        off += REC_HDR_LEN + (uint64_t)n;
+        seq++;
+    }
+    if (why != NULL) {
+        snprintf(err, errlen, "spool %s offset %" PRIu64 ": %s", path, off, why);
+        return -1;
+    }
+    return 0;
+}
+
+enum sy_spool_rc sy_spool_find_last(struct sy_spool *s, bool (*want)(uint8_t type, void *arg), void *arg,
+                                    uint64_t *seq_out, uint8_t *type_out, uint8_t **payload_out, size_t *len_out,
+                                    char *err, size_t errlen)
+{
+    pthread_mutex_lock(&s->mu);
+    size_t n = s->n_segs;
+    struct seg *segs = n ? malloc(n * sizeof *segs) : NULL;
+    if (segs)
+        memcpy(segs, s->segs, n * sizeof *segs);
+    pthread_mutex_unlock(&s->mu);
+    if (n > 0 && segs == NULL) {
+        snprintf(err, errlen, "spool %s: out of memory", s->dir);
+        return SY_SPOOL_ERROR;
+    }
+    struct seg_rd r;
+    seg_rd_init(&r);
+    enum sy_spool_rc rc = SY_SPOOL_EMPTY;
+    for (size_t i = n; i-- > 0 && rc == SY_SPOOL_EMPTY;) {
+        uint64_t found = 0, off = 0;
+        uint32_t len = 0;
+        if (segs[i].bytes == 0)
+            continue;
+        if (scan_for_last(s, &r, &segs[i], want, arg, &found, &off, &len, err, errlen) != 0) {
+            rc = SY_SPOOL_ERROR;
+            break;
+        }
+        if (found == 0)
+            continue;
+        const uint8_t *rec = seg_rd_get(&r, off, REC_HDR_LEN + (size_t)len, segs[i].bytes);
+        uint8_t *copy = rec ? malloc((size_t)len + 1) : NULL;
+        if (copy == NULL) {
+            snprintf(err, errlen, "spool %s: %s", s->dir, rec ? "out of memory" : "record vanished while read");
+            rc = SY_SPOOL_ERROR;
+            break;
+        }
+        memcpy(copy, rec + REC_HDR_LEN, len);
+        copy[len] = '\0';
+        *seq_out = found;
+        *type_out = rec[16];
+        *payload_out = copy;
+        *len_out = len;
+        rc = SY_SPOOL_OK;
+    }
+    seg_rd_fini(&r);
+    free(segs);
+    return rc;
+}
+
 /* ---- reading ---- */
 
 static void deadline_after(struct timespec *ts, int ms)

@@ -54,6 +54,23 @@ uint64_t sy_spool_bytes(struct sy_spool *s);
 enum sy_spool_rc sy_spool_read(struct sy_spool *s, uint64_t seq, uint8_t *type, const uint8_t **payload,
                                size_t *len, int wait_ms, char *err, size_t errlen);
 
+/* The last record on disk whose type want(type, arg) accepts: *seq_out, *type_out, and a copy of its payload
+ * in *payload_out (malloc'ed, NUL-terminated after len bytes; the caller frees it). Reads the segments
+ * newest first and stops in the first one that holds such a record, so its cost is the spool's tail, not
+ * its size; every record it reads is CRC-checked. Uses its own file handle: safe beside the reader and the
+ * appender (it sees the records appended before the call). OK, EMPTY (no such record), ERROR (err). */
+enum sy_spool_rc sy_spool_find_last(struct sy_spool *s, bool (*want)(uint8_t type, void *arg), void *arg,
+                                    uint64_t *seq_out, uint8_t *type_out, uint8_t **payload_out, size_t *len_out,
+                                    char *err, size_t errlen);
+
+/* Bytes that sy_spool_truncate_below(seq) would keep: the segment holding seq and every later one (all of
+ * them when seq precedes the first record). What the spool cannot shrink below while record seq and those
+ * after it still wait to be applied. */
+uint64_t sy_spool_bytes_kept_from(struct sy_spool *s, uint64_t seq);
+
+/* On-disk size of a record with a payload of len bytes (header included), as counted against max_bytes. */
+uint64_t sy_spool_record_bytes(size_t len);
+
 /* Drops every segment whose records are all < seq (the write checkpoint). */
 enum sy_spool_rc sy_spool_truncate_below(struct sy_spool *s, uint64_t seq, char *err, size_t errlen);
 

@@ -4,9 +4,11 @@
  * collection starts from: nothing between the copy and the incremental stream is missed or doubled.
  *
  * Each table is dropped and re-created on the destination from SHOW CREATE TABLE (a restart copies
- * again from scratch), then copied in key order, CHUNK_ROWS rows per SELECT (WHERE key > last ORDER
- * BY key LIMIT n) and one multi-row INSERT per chunk, generated columns left out. Both sessions use
- * character set binary, so bytes travel unchanged. Progress: done_rows / total_rows in the report. */
+ * again from scratch), then copied in key order, initial_sync_chunk_rows rows per SELECT (WHERE key >
+ * last ORDER BY key LIMIT n, the bound written by replay/mariadb_keyrange.c so that it compares in
+ * index order and is range-scanned) and one multi-row INSERT per chunk, generated columns left out.
+ * Both sessions use character set binary, so bytes travel unchanged. Progress: done_rows / total_rows
+ * in the report. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,9 +21,9 @@
 #include "core/mariadb_client.h"
 #include "replay/mariadb_modules.h"
 #include "replay/mariadb_checkpoint.h"
+#include "replay/mariadb_keyrange.h"
 
 #define IS_TIMEOUT_S 60
-#define CHUNK_ROWS 2000
 #define INSERT_MAX_BYTES (4u << 20)
 
 struct copy_table {
@@ -29,8 +31,9 @@ struct copy_table {
     char **cols;          /* owned: non-generated columns, destination order */
     size_t n_cols;
     int *key_idx;         /* owned: indexes into cols of the key, in key order */
-    char **coll;          /* owned per column: "utf8mb4 COLLATE utf8mb4_general_ci" for strings, else NULL:
-                             chunk boundaries compare in the column's collation, as its index orders */
+    char **charset;       /* owned per column: character columns only, else NULL */
+    char **collation;     /* owned per column: with charset */
+    struct sy_key_col *key; /* owned (names etc. ref cols/charset/collation): the key, for its bounds */
     size_t n_key;
     uint64_t rows;        /* count in the snapshot */
 };
@@ -91,8 +94,8 @@ static int list_tables(struct isync *s)
         char *edb = sy_mariadb_escape(s->src, t->db), *etb = sy_mariadb_escape(s->src, t->table);
         char q[2048];
         snprintf(q, sizeof q,
-                 "SELECT c.COLUMN_NAME, IF(c.CHARACTER_SET_NAME IS NULL, NULL, CONCAT(c.CHARACTER_SET_NAME, "
-                 "' COLLATE ', c.COLLATION_NAME)), " SY_MARIADB_KEY_SEQ_SQL " "
+                 "SELECT c.COLUMN_NAME, c.CHARACTER_SET_NAME, c.COLLATION_NAME, c.DATA_TYPE, c.COLUMN_TYPE, "
+                 SY_MARIADB_KEY_SEQ_SQL " "
                  "FROM information_schema.COLUMNS c WHERE c.TABLE_SCHEMA='%s' AND c.TABLE_NAME='%s' AND "
                  "c.IS_GENERATED='NEVER' ORDER BY c.ORDINAL_POSITION",
                  edb ? edb : "", etb ? etb : "");
@@ -106,22 +109,48 @@ static int list_tables(struct isync *s)
         size_t n = (size_t)mysql_num_rows(res);
         t->cols = calloc(n + 1, sizeof *t->cols);
         t->key_idx = calloc(n + 1, sizeof *t->key_idx);
-        t->coll = calloc(n + 1, sizeof *t->coll);
-        if (t->cols == NULL || t->key_idx == NULL || t->coll == NULL) {
+        t->charset = calloc(n + 1, sizeof *t->charset);
+        t->collation = calloc(n + 1, sizeof *t->collation);
+        t->key = calloc(n + 1, sizeof *t->key);
+        int *seq_of = calloc(n + 1, sizeof *seq_of);
+        if (t->cols == NULL || t->key_idx == NULL || t->charset == NULL || t->collation == NULL ||
+            t->key == NULL || seq_of == NULL) {
+            free(seq_of);
             mysql_free_result(res);
             return -1;
         }
-        int seq_of[4096];
-        while ((row = mysql_fetch_row(res)) != NULL && t->n_cols < 4096) {
-            seq_of[t->n_cols] = row[2] ? atoi(row[2]) : 0;
-            t->coll[t->n_cols] = row[1] ? strdup(row[1]) : NULL;
-            t->cols[t->n_cols++] = strdup(row[0]);
+        while ((row = mysql_fetch_row(res)) != NULL && t->n_cols < n) {
+            size_t c = t->n_cols;
+            bool text = row[1] != NULL && row[2] != NULL;
+            seq_of[c] = row[5] ? atoi(row[5]) : 0;
+            t->charset[c] = text ? strdup(row[1]) : NULL;
+            t->collation[c] = text ? strdup(row[2]) : NULL;
+            t->key[c] = (struct sy_key_col){ .kind = sy_keyrange_kind_of(row[3] ? row[3] : "", text),
+                                             .enum_count = sy_keyrange_enum_count(row[4] ? row[4] : "") };
+            t->cols[t->n_cols++] = strdup(row[0] ? row[0] : "");
         }
         mysql_free_result(res);
         for (int k = 1; k <= (int)t->n_cols; k++)
             for (size_t c = 0; c < t->n_cols; c++)
                 if (seq_of[c] == k)
                     t->key_idx[t->n_key++] = (int)c;
+        free(seq_of);
+        /* t->key: per column so far; keep the key columns' entries, in key order */
+        for (size_t k = 0; k < t->n_key; k++) {
+            size_t c = (size_t)t->key_idx[k];
+            struct sy_key_col kc = t->key[c];
+            kc.name = t->cols[c];
+            kc.charset = t->charset[c];
+            kc.collation = t->collation[c];
+            t->key[c] = kc;
+        }
+        struct sy_key_col *ordered = calloc(t->n_key + 1, sizeof *ordered);
+        if (ordered == NULL)
+            return -1;
+        for (size_t k = 0; k < t->n_key; k++)
+            ordered[k] = t->key[t->key_idx[k]];
+        free(t->key);
+        t->key = ordered;
         if (t->n_key == 0) {
             snprintf(s->err, sizeof s->err,
                      "%s.%s has no PRIMARY KEY or NOT NULL UNIQUE key: it cannot be synchronized", t->db, t->table);
@@ -289,60 +318,99 @@ static int add_literal(MYSQL *m, char **buf, size_t *len, size_t *cap, const cha
     return 0;
 }
 
+/* The key of the last row copied: the read-back value of each key column (raw bytes). */
+struct last_key {
+    char **v;             /* owned per column; NULL = SQL NULL */
+    unsigned long *len;
+    size_t *cap;
+    bool set;             /* a row was copied: the next chunk starts after it */
+};
+
+static int last_key_save(struct last_key *lk, size_t n_key, MYSQL_ROW vals, const unsigned long *lens)
+{
+    for (size_t k = 0; k < n_key; k++) {
+        if (vals[k] == NULL) {
+            lk->len[k] = 0;
+            free(lk->v[k]);
+            lk->v[k] = NULL;
+            lk->cap[k] = 0;
+            continue;
+        }
+        if (lk->v[k] == NULL || lk->cap[k] < lens[k] + 1) {
+            char *nv = realloc(lk->v[k], lens[k] + 1);
+            if (nv == NULL)
+                return -1;
+            lk->v[k] = nv;
+            lk->cap[k] = lens[k] + 1;
+        }
+        memcpy(lk->v[k], vals[k], lens[k]);
+        lk->v[k][lens[k]] = '\0';
+        lk->len[k] = lens[k];
+    }
+    lk->set = true;
+    return 0;
+}
+
+/* SELECT cols, key read-backs FROM t [WHERE key > last] ORDER BY key LIMIT n, NUL-terminated. */
+static void chunk_query(struct sy_buf *q, const struct copy_table *t, const char *cols, const char *qname,
+                        const struct last_key *lk, unsigned chunk_rows)
+{
+    sy_buf_reset(q);
+    sy_keyrange_str(q, "SELECT ");
+    sy_keyrange_str(q, cols);
+    for (size_t k = 0; k < t->n_key; k++) {
+        sy_keyrange_str(q, ",");
+        sy_keyrange_readback(q, &t->key[k]);
+    }
+    sy_keyrange_str(q, " FROM ");
+    sy_keyrange_str(q, qname);
+    if (lk->set) {
+        sy_keyrange_str(q, " WHERE ");
+        sy_keyrange_bound(q, t->key, t->n_key, (const char *const *)lk->v, lk->len, ">", ">");
+    }
+    sy_keyrange_str(q, " ORDER BY ");
+    sy_keyrange_order(q, t->key, t->n_key);
+    char lim[32];
+    snprintf(lim, sizeof lim, " LIMIT %u", chunk_rows);
+    sy_buf_add(q, lim, strlen(lim) + 1);
+}
+
 static int copy_table(struct isync *s, struct copy_table *t)
 {
-    char qd[600], qt[600];
+    char qd[600], qt[600], qname[1300];
     sy_mariadb_quote_ident(t->db, qd, sizeof qd);
     sy_mariadb_quote_ident(t->table, qt, sizeof qt);
+    snprintf(qname, sizeof qname, "%s.%s", qd, qt);
+    unsigned chunk_rows = (unsigned)s->cfg->initial_sync_chunk_rows;
     size_t cols_cap = 64 + t->n_cols * 600;
-    char *cols = malloc(cols_cap), *order = malloc(cols_cap);
-    if (cols == NULL || order == NULL) {
-        free(cols);
-        free(order);
+    char *cols = malloc(cols_cap);
+    if (cols == NULL)
         return -1;
-    }
-    size_t o = 0, oo = 0;
+    size_t o = 0;
     for (size_t i = 0; i < t->n_cols; i++) {
         char q[600];
         sy_mariadb_quote_ident(t->cols[i], q, sizeof q);
         o += (size_t)snprintf(cols + o, cols_cap - o, "%s%s", i ? "," : "", q);
     }
-    for (size_t k = 0; k < t->n_key; k++) {
-        char q[600];
-        sy_mariadb_quote_ident(t->cols[t->key_idx[k]], q, sizeof q);
-        oo += (size_t)snprintf(order + oo, cols_cap - oo, "%s%s", k ? "," : "", q);
-    }
-    char **last = calloc(t->n_key, sizeof *last); /* key of the last row copied (hex literals) */
-    char *ins = NULL, *q = NULL;
-    size_t ins_cap = 1 << 16, q_cap = 4096 + cols_cap * 2;
+    struct last_key lk = { calloc(t->n_key + 1, sizeof *lk.v), calloc(t->n_key + 1, sizeof *lk.len),
+                           calloc(t->n_key + 1, sizeof *lk.cap), false };
+    struct sy_buf q;
+    sy_buf_init(&q);
+    char *ins = NULL;
+    size_t ins_cap = 1 << 16;
     ins = malloc(ins_cap);
-    q = malloc(q_cap);
     int rc = -1;
-    if (last == NULL || ins == NULL || q == NULL)
+    if (lk.v == NULL || lk.len == NULL || lk.cap == NULL || ins == NULL)
         goto out;
     for (;;) {
         if (stopping(s)) {
             rc = 1;
             goto out;
         }
-        size_t ql = (size_t)snprintf(q, q_cap, "SELECT %s FROM %s.%s", cols, qd, qt);
-        if (last[0] != NULL) {
-            ql += (size_t)snprintf(q + ql, q_cap - ql, " WHERE (%s) > (", order);
-            for (size_t k = 0; k < t->n_key; k++) {
-                size_t need = ql + strlen(last[k]) + 8;
-                if (need > q_cap) {
-                    char *nq = realloc(q, need * 2);
-                    if (nq == NULL)
-                        goto out;
-                    q = nq;
-                    q_cap = need * 2;
-                }
-                ql += (size_t)snprintf(q + ql, q_cap - ql, "%s%s", k ? "," : "", last[k]);
-            }
-            ql += (size_t)snprintf(q + ql, q_cap - ql, ")");
-        }
-        ql += (size_t)snprintf(q + ql, q_cap - ql, " ORDER BY %s LIMIT %d", order, CHUNK_ROWS);
-        if (mysql_real_query(s->src, q, (unsigned long)ql) != 0) {
+        chunk_query(&q, t, cols, qname, &lk, chunk_rows);
+        if (q.oom)
+            goto out;
+        if (mysql_real_query(s->src, (const char *)q.p, (unsigned long)(q.len - 1)) != 0) {
             snprintf(s->err, sizeof s->err, "reading %s.%s: %u %s", t->db, t->table, mysql_errno(s->src),
                      mysql_error(s->src));
             goto out;
@@ -350,7 +418,7 @@ static int copy_table(struct isync *s, struct copy_table *t)
         MYSQL_RES *res = mysql_use_result(s->src);
         if (res == NULL)
             goto out;
-        size_t il = (size_t)snprintf(ins, ins_cap, "INSERT INTO %s.%s (", qd, qt);
+        size_t il = (size_t)snprintf(ins, ins_cap, "INSERT INTO %s (", qname);
         if (il + o + 16 > ins_cap) {
             char *ni = realloc(ins, il + o + 16 + ins_cap);
             if (ni == NULL) {
@@ -387,38 +455,11 @@ static int copy_table(struct isync *s, struct copy_table *t)
                     ins[il++] = ',';
                 oom = add_literal(s->dst, &ins, &il, &ins_cap, row[c], lens[c]) != 0;
             }
+            if (!oom)
+                oom = last_key_save(&lk, t->n_key, row + t->n_cols, lens + t->n_cols) != 0;
             if (oom)
                 break;
             ins[il++] = ')';
-            for (size_t k = 0; k < t->n_key && !oom; k++) {
-                size_t kl = 0, kc = 8;
-                char *lit = malloc(kc);
-                int c = t->key_idx[k];
-                oom = lit == NULL || add_literal(s->src, &lit, &kl, &kc, row[c], lens[c]) != 0;
-                if (!oom && t->coll[c]) { /* CONVERT(_binary'..' USING cs COLLATE coll) */
-                    size_t need = kl + strlen(t->coll[c]) + 32;
-                    char *conv = malloc(need);
-                    oom = conv == NULL;
-                    if (conv) {
-                        char *sp = strchr(t->coll[c], ' ');
-                        snprintf(conv, need, "CONVERT(%.*s USING %.*s)%s", (int)kl, lit,
-                                 (int)(sp ? sp - t->coll[c] : (long)strlen(t->coll[c])), t->coll[c], sp ? sp : "");
-                        free(lit);
-                        lit = conv;
-                        kl = strlen(conv);
-                        kc = need;
-                    }
-                }
-                if (!oom) {
-                    char *nl = realloc(lit, kl + 1);
-                    lit = nl ? nl : lit;
-                    lit[kl] = '\0';
-                    free(last[k]);
-                    last[k] = lit;
-                } else {
-                    free(lit);
-                }
-            }
             nrows++;
             in_stmt++;
         }
@@ -444,18 +485,19 @@ static int copy_table(struct isync *s, struct copy_table *t)
         }
         s->done += nrows;
         progress(s);
-        if (nrows < CHUNK_ROWS)
+        if (nrows < chunk_rows)
             break;
     }
     rc = 0;
 out:
-    for (size_t k = 0; last && k < t->n_key; k++)
-        free(last[k]);
-    free(last);
+    for (size_t k = 0; lk.v && k < t->n_key; k++)
+        free(lk.v[k]);
+    free(lk.v);
+    free(lk.len);
+    free(lk.cap);
+    sy_buf_fini(&q);
     free(ins);
-    free(q);
     free(cols);
-    free(order);
     return rc;
 }
 
@@ -464,10 +506,13 @@ static void tables_free(struct isync *s)
     for (size_t i = 0; i < s->n_tables; i++) {
         for (size_t c = 0; c < s->tables[i].n_cols; c++) {
             free(s->tables[i].cols[c]);
-            free(s->tables[i].coll[c]);
+            free(s->tables[i].charset[c]);
+            free(s->tables[i].collation[c]);
         }
         free(s->tables[i].cols);
-        free(s->tables[i].coll);
+        free(s->tables[i].charset);
+        free(s->tables[i].collation);
+        free(s->tables[i].key);
         free(s->tables[i].key_idx);
     }
     free(s->tables);

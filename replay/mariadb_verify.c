@@ -5,9 +5,9 @@
  * sees) the forward writer must reach before the same sums are read on the destination. A mismatch
  * is rechecked RECHECKS times with a new snapshot — the last time with the source range held under
  * share locks while the destination catches up, so writes still flowing into the chunk cannot fake a
- * difference — and only then listed by key range. Key bounds compare in each column's own collation
- * (as the index orders), expanded to OR/AND (MariaDB does not range-scan row constructors). Reads
- * only, on both sides; never logs row data. */
+ * difference — and only then listed by key range. Key bounds come from replay/mariadb_keyrange.c
+ * (the same as the initial copy's): they compare in index order and are range-scanned. Reads only,
+ * on both sides; never logs row data. */
 #include "replay/mariadb_verify.h"
 
 #include <stdarg.h>
@@ -23,6 +23,7 @@
 
 #include "core/log.h"
 #include "core/mariadb_client.h"
+#include "replay/mariadb_keyrange.h"
 
 #define CHUNK_ROWS 1000
 #define RECHECKS 3                  /* after the first check; the last one locks the source range */
@@ -33,20 +34,13 @@
 #define MAX_LISTED 100              /* mismatching chunks listed per table */
 #define TIMEOUT_S 120               /* connect / read / write */
 
-/* How a key value read back from the source is written as a literal for the next bound. */
-enum key_kind {
-    KEY_TEXT,    /* character column: CONVERT(_binary'..' USING cs) COLLATE coll, as its index orders */
-    KEY_NUMBER,  /* integer, decimal, float, year: the server's own text, unquoted */
-    KEY_BYTES,   /* binary strings, temporal types: _binary'..' */
-    KEY_ORDINAL, /* ENUM, SET, BIT: compared as (col+0), the order of their index */
-};
-
 struct vcol {
     char *name;          /* owned */
     char *charset;       /* owned: character columns only, else NULL */
     char *collation;     /* owned: with charset */
     bool big;            /* BLOB/TEXT/JSON or long: hashed on its own, so the row's CONCAT stays short */
-    enum key_kind kind;
+    enum sy_key_kind kind;
+    unsigned enum_count; /* ENUM: members */
 };
 
 struct vtable {
@@ -55,9 +49,10 @@ struct vtable {
     struct vcol *cols;   /* owned: non-generated columns, ordinal order */
     size_t n_cols;
     size_t *key_idx;     /* owned: indexes into cols, key order */
-    char **key_expr;     /* owned, per key column: "`a`" or "(`e`+0)" */
+    struct sy_key_col *key; /* owned (strings ref cols): the key columns, key order, for bounds */
     size_t n_key;
-    char *key_list;      /* owned: key_expr joined by ',' (SELECT list, ORDER BY) */
+    char *key_list;      /* owned: the key's read-back expressions joined by ',' (SELECT list) */
+    char *order_list;    /* owned: the key columns joined by ',' (ORDER BY, index order) */
     char *display_list;  /* owned: the key as users read it (character, ENUM, SET: as utf8mb4 text) */
     char *hash;          /* owned: the per-row 64-bit hash expression */
 };
@@ -147,19 +142,6 @@ static void SY_PRINTF(2, 3) sb_printf(struct sbuf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
-/* _binary'...' with the bytes escaped (both sessions use character set binary). */
-static void sb_binary(struct sbuf *b, MYSQL *m, const char *v, unsigned long n)
-{
-    sb_need(b, 2 * (size_t)n + 10);
-    if (b->oom)
-        return;
-    memcpy(b->p + b->len, "_binary'", 8);
-    b->len += 8;
-    b->len += mysql_real_escape_string(m, b->p + b->len, v, n);
-    b->p[b->len++] = '\'';
-    b->p[b->len] = '\0';
-}
-
 static void sb_ident(struct sbuf *b, const char *name)
 {
     size_t n = strlen(name);
@@ -182,12 +164,11 @@ static void table_fini(struct vtable *t)
         free(t->cols[c].charset);
         free(t->cols[c].collation);
     }
-    for (size_t k = 0; t->key_expr && k < t->n_key; k++)
-        free(t->key_expr[k]);
     free(t->cols);
     free(t->key_idx);
-    free(t->key_expr);
+    free(t->key);
     free(t->key_list);
+    free(t->order_list);
     free(t->display_list);
     free(t->hash);
 }
@@ -243,20 +224,6 @@ static bool filter_valid(const char *filter)
     return entries > 0;
 }
 
-static enum key_kind kind_of(const char *data_type, bool has_charset)
-{
-    static const char *const numbers[] = { "tinyint", "smallint", "mediumint", "int", "bigint", "decimal",
-                                           "float", "double", "year" };
-    static const char *const ordinals[] = { "enum", "set", "bit" };
-    for (size_t i = 0; i < SY_ARRAY_LEN(numbers); i++)
-        if (strcmp(data_type, numbers[i]) == 0)
-            return KEY_NUMBER;
-    for (size_t i = 0; i < SY_ARRAY_LEN(ordinals); i++)
-        if (strcmp(data_type, ordinals[i]) == 0)
-            return KEY_ORDINAL;
-    return has_charset ? KEY_TEXT : KEY_BYTES;
-}
-
 /* The per-row hash: each column as "<octet length>:<bytes>", or its MD5 when big, or 'N' for NULL
  * (neither a digit nor hex: no two rows concatenate alike), then the first 64 bits of the MD5 of all.
  * CAST(.. AS BINARY) compares bytes, not the collation's idea of equal ('a' vs 'A', 'a' vs 'a '). */
@@ -280,44 +247,54 @@ static int build_exprs(struct vtable *t)
         free(q.p);
     }
     sb_str(&h, ")),16),16,10) AS UNSIGNED)");
-    t->key_expr = calloc(t->n_key, sizeof *t->key_expr);
-    if (t->key_expr == NULL)
+    t->key = calloc(t->n_key + 1, sizeof *t->key);
+    if (t->key == NULL)
         kl.oom = true;
     for (size_t k = 0; !kl.oom && k < t->n_key; k++) {
         const struct vcol *c = &t->cols[t->key_idx[k]];
-        struct sbuf e = { 0 };
-        if (c->kind == KEY_ORDINAL)
-            sb_str(&e, "(");
-        sb_ident(&e, c->name);
-        if (c->kind == KEY_ORDINAL)
-            sb_str(&e, "+0)");
-        if (e.oom) {
-            free(e.p);
+        t->key[k] = (struct sy_key_col){ .name = c->name, .kind = c->kind, .charset = c->charset,
+                                         .collation = c->collation, .enum_count = c->enum_count };
+    }
+    struct sy_buf rb, ob;
+    sy_buf_init(&rb);
+    sy_buf_init(&ob);
+    for (size_t k = 0; !kl.oom && k < t->n_key; k++) {
+        const struct vcol *c = &t->cols[t->key_idx[k]];
+        sy_buf_reset(&rb);
+        sy_keyrange_readback(&rb, &t->key[k]);
+        sy_buf_add(&rb, "", 1);
+        if (rb.oom) {
             kl.oom = true;
             break;
         }
-        t->key_expr[k] = e.p;
         if (k)
             sb_str(&kl, ",");
-        sb_str(&kl, e.p);
+        sb_str(&kl, (const char *)rb.p);
         sb_str(&dl, ",");
         if (c->charset) { /* character columns, ENUM and SET: their text, in UTF-8 */
             sb_str(&dl, "CONVERT(");
             sb_ident(&dl, c->name);
             sb_str(&dl, " USING utf8mb4)");
         } else {
-            sb_str(&dl, e.p);
+            sb_str(&dl, (const char *)rb.p);
         }
     }
-    if (h.oom || kl.oom || dl.oom) {
+    if (t->key != NULL) {
+        sy_keyrange_order(&ob, t->key, t->n_key);
+        sy_buf_add(&ob, "", 1);
+    }
+    sy_buf_fini(&rb);
+    if (h.oom || kl.oom || dl.oom || ob.oom) {
         free(h.p);
         free(kl.p);
         free(dl.p);
+        sy_buf_fini(&ob);
         return -1;
     }
     t->hash = h.p;
     t->key_list = kl.p;
     t->display_list = dl.p;
+    t->order_list = (char *)ob.p; /* ownership moves to t */
     return 0;
 }
 
@@ -334,7 +311,7 @@ static int load_columns(struct verify *v, struct vtable *t)
     struct sbuf q = { 0 };
     sb_printf(&q,
               "SELECT c.COLUMN_NAME, c.DATA_TYPE, c.CHARACTER_SET_NAME, c.COLLATION_NAME, "
-              "IFNULL(c.CHARACTER_OCTET_LENGTH, 0), " SY_MARIADB_KEY_SEQ_SQL " "
+              "IFNULL(c.CHARACTER_OCTET_LENGTH, 0), " SY_MARIADB_KEY_SEQ_SQL ", c.COLUMN_TYPE "
               "FROM information_schema.COLUMNS c WHERE c.TABLE_SCHEMA='%s' AND c.TABLE_NAME='%s' AND "
               "c.IS_GENERATED='NEVER' ORDER BY c.ORDINAL_POSITION",
               edb ? edb : "", etb ? etb : "");
@@ -368,7 +345,8 @@ static int load_columns(struct verify *v, struct vtable *t)
         c->name = strdup(row[0] ? row[0] : "");
         c->charset = row[2] ? strdup(row[2]) : NULL;
         c->collation = row[3] ? strdup(row[3]) : NULL;
-        c->kind = kind_of(type, row[2] != NULL && row[3] != NULL);
+        c->kind = sy_keyrange_kind_of(type, row[2] != NULL && row[3] != NULL);
+        c->enum_count = sy_keyrange_enum_count(row[6] ? row[6] : "");
         c->big = strstr(type, "blob") || strstr(type, "text") || strcmp(type, "json") == 0 ||
                  strcmp(type, "geometry") == 0 || strtoull(row[4] ? row[4] : "0", NULL, 10) > 512;
         seq[t->n_cols++] = row[5] ? atoi(row[5]) : 0;
@@ -443,60 +421,18 @@ static void key_free(struct vkey *k, size_t n)
     *k = (struct vkey){ 0 };
 }
 
-static bool is_number(const char *s, unsigned long n)
-{
-    if (n == 0)
-        return false;
-    for (unsigned long i = 0; i < n; i++)
-        if (!strchr("0123456789+-.eE", s[i]) || s[i] == '\0')
-            return false;
-    return true;
-}
-
-static void sb_key_literal(struct sbuf *b, MYSQL *m, const struct vcol *c, const char *val, unsigned long n)
-{
-    if (val == NULL) {
-        sb_str(b, "NULL");
-        return;
-    }
-    switch (c->kind) {
-    case KEY_NUMBER:
-    case KEY_ORDINAL:
-        if (is_number(val, n)) {
-            sb_add(b, val, n);
-            return;
-        }
-        sb_binary(b, m, val, n);
-        return;
-    case KEY_TEXT:
-        sb_str(b, "CONVERT(");
-        sb_binary(b, m, val, n);
-        sb_printf(b, " USING %s) COLLATE %s", c->charset, c->collation);
-        return;
-    case KEY_BYTES:
-        sb_binary(b, m, val, n);
-        return;
-    }
-}
-
-/* (k1 > v1) OR (k1 = v1 AND k2 > v2) OR ... ; the last column takes `last_op` (">" or "<="), the
- * others `op` (">" or "<"). */
-static void sb_bound(struct sbuf *b, MYSQL *m, const struct vtable *t, const struct vkey *k, const char *op,
+/* The expanded bound over the key (replay/mariadb_keyrange.c). */
+static void sb_bound(struct sbuf *b, const struct vtable *t, const struct vkey *k, const char *op,
                      const char *last_op)
 {
-    sb_str(b, "(");
-    for (size_t i = 0; i < t->n_key; i++) {
-        sb_str(b, i ? " OR (" : "(");
-        for (size_t j = 0; j < i; j++) {
-            sb_printf(b, "%s=", t->key_expr[j]);
-            sb_key_literal(b, m, &t->cols[t->key_idx[j]], k->v[j], k->len[j]);
-            sb_str(b, " AND ");
-        }
-        sb_printf(b, "%s%s", t->key_expr[i], i + 1 == t->n_key ? last_op : op);
-        sb_key_literal(b, m, &t->cols[t->key_idx[i]], k->v[i], k->len[i]);
-        sb_str(b, ")");
-    }
-    sb_str(b, ")");
+    struct sy_buf c;
+    sy_buf_init(&c);
+    sy_keyrange_bound(&c, t->key, t->n_key, (const char *const *)k->v, k->len, op, last_op);
+    if (c.oom)
+        b->oom = true;
+    else
+        sb_add(b, (const char *)c.p, c.len);
+    sy_buf_fini(&c);
 }
 
 /* "SELECT <what> FROM t [WHERE key > lo [AND key <= hi]] <tail>", or NULL (out of memory). */
@@ -508,11 +444,11 @@ static char *chunk_sql(const struct verify *v, const struct vtable *t, const str
     if (lo->set || (hi && hi->set))
         sb_str(&b, " WHERE ");
     if (lo->set)
-        sb_bound(&b, v->src, t, lo, ">", ">");
+        sb_bound(&b, t, lo, ">", ">");
     if (lo->set && hi && hi->set)
         sb_str(&b, " AND ");
     if (hi && hi->set)
-        sb_bound(&b, v->src, t, hi, "<", "<=");
+        sb_bound(&b, t, hi, "<", "<=");
     sb_printf(&b, " %s", tail);
     if (b.oom) {
         free(b.p);
@@ -618,7 +554,7 @@ static int chunk_end(struct verify *v, const struct vtable *t, const struct vkey
 {
     size_t len = 0;
     struct sbuf tl = { 0 }, what = { 0 };
-    sb_printf(&tl, "ORDER BY %s LIMIT %d, 1", t->key_list, CHUNK_ROWS - 1);
+    sb_printf(&tl, "ORDER BY %s LIMIT %d, 1", t->order_list, CHUNK_ROWS - 1);
     sb_printf(&what, "%s%s", t->key_list, t->display_list);
     char *sql = tl.oom || what.oom ? NULL : chunk_sql(v, t, lo, NULL, what.p, tl.p, &len);
     free(tl.p);

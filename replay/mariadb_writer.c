@@ -1,90 +1,119 @@
-/* Incremental Write for MariaDB: a thread that reads the instance's spool and applies it to the
- * destination, one destination transaction per source transaction, with the checkpoint row
- * (switchyard.checkpoint: spool seq + source position) updated in that same transaction — so a
- * kill -9 anywhere leaves either all of a transaction and its checkpoint, or neither.
+/* Incremental Write for MariaDB: the write module's thread (the coordinator) reads the instance's
+ * spool, gathers each source transaction (payload copies) and hands it to one of `apply_threads`
+ * workers, each with its own destination connection:
  *
- * The writer's session carries server_id = writer_tag (collectors skip those events: echo
- * suppression), time_zone '+00:00' (TIMESTAMP values arrive in UTC), sql_mode NO_AUTO_VALUE_ON_ZERO,
- * CLIENT_FOUND_ROWS (an UPDATE that matches no row is a conflict, one that changes nothing is not)
- * and character set binary (values are bound as the bytes the source stored, in the column's own
- * charset). Rows are found by the destination table's key (PRIMARY or a NOT NULL UNIQUE key);
- * generated columns are never written. A DDL runs alone: checkpoint marks it pending, it runs in
- * its IF [NOT] EXISTS form, then the checkpoint moves past it; a pending DDL found at start is
- * re-run, tolerating "already done" errors. */
-#include <ctype.h>
+ *   spool -> coordinator -- txn --> worker queue -> group of txns -> one destination transaction
+ *              |  keys in flight (db, table, key bytes) -> owning worker
+ *              '- in-flight FIFO in spool order -> low-watermark -> checkpoint row, report
+ *
+ * Per-key order: a transaction touching a key that an in-flight transaction holds goes to that
+ * transaction's worker (queues are applied in order) or, when two workers hold its keys, waits.
+ * A worker takes every queued transaction (up to a group size) and applies them in ONE destination
+ * transaction that also inserts their TXN_COMMIT seqs into switchyard.applied; it commits as soon
+ * as its queue is empty (no waiting for more). The low-watermark W is the last spool record such
+ * that everything up to it is committed; the published position is W's. The checkpoint row holds W
+ * (written by the coordinator on its control connection, together with deleting the applied rows
+ * up to W), so after a kill -9 a restart applies from W + 1 and skips exactly the transactions
+ * listed in switchyard.applied: nothing twice, nothing skipped.
+ *
+ * DDL is a barrier: all workers idle, then the DDL transaction alone on the control connection
+ * (checkpoint marks it pending, it runs in its IF [NOT] EXISTS form, then the checkpoint moves past
+ * it; a pending DDL found at start is re-run, tolerating "already done" errors). Any transient
+ * error ends the session (all connections) and it starts again from the checkpoint with backoff. */
 #include <errno.h>
+#include <stdarg.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <mysql.h>
-#include <mysqld_error.h>
 
 #include "core/change.h"
 #include "core/failpoint.h"
 #include "core/instance.h"
 #include "core/log.h"
 #include "core/mariadb_client.h"
+#include "core/spool.h"
+#include "replay/mariadb_apply.h"
 #include "replay/mariadb_modules.h"
-#include "replay/mariadb_checkpoint.h"
 
-#define WR_TIMEOUT_S 30
 #define WR_MAX_BACKOFF_MS 2000
-#define WR_POSITION_FLUSH 1000    /* skipped-position records between checkpoint writes */
-#define WR_MAX_PLANS 1024
+#define WR_MAX_WORKERS 64
+#define WR_GROUP_MAX_TXNS 512        /* source transactions per destination transaction */
+#define WR_GROUP_MAX_ROWS 4000
+#define WR_INFLIGHT_MAX_TXNS 8192    /* read ahead of the watermark at most this much */
+#define WR_INFLIGHT_MAX_BYTES (64u << 20)
+#define WR_FLUSH_MS 1000             /* checkpoint row at least this often while busy */
+#define WR_DEADLOCK_RETRIES 5
+#define WR_FILL_MS 100               /* a busy worker's next group is filled for this long (then it may
+                                        be stuck on a lock: others take the work) */
 
-struct dest_col {
-    char *name;        /* owned */
-    bool generated;
-    bool key;
+/* Keys in flight: open addressing, linear probing, backward-shift deletion. */
+struct key_slot {
+    uint64_t key;
+    int32_t owner;    /* worker */
+    uint32_t count;   /* in-flight references; 0 = empty slot */
+};
+struct key_map {
+    struct key_slot *s; /* owned */
+    size_t cap;         /* power of two */
+    size_t n;
 };
 
-/* How rows of one destination table are written. */
-struct plan {
-    char db[257], table[257];
-    struct dest_col *cols;   /* owned: destination columns in ordinal order */
-    size_t n_cols;
-    size_t n_key;
-    MYSQL_STMT *ins, *ups, *upd, *del; /* owned, prepared lazily */
-    /* mapping of the current TABLE record: source column i -> destination column map[i] (-1: absent) */
-};
+struct writer;
 
-/* A TABLE record of the current transaction: source layout + the plan it maps to. */
-struct txn_table {
-    uint64_t table_id;
-    struct plan *plan;         /* ref: in writer->plans */
-    int *src_to_dest;          /* owned: source column -> destination column or -1 */
-    uint32_t n_src;
+struct worker {
+    struct writer *w;          /* ref */
+    int id;
+    pthread_t thread;
+    bool started;
+    struct sy_apply_conn ac;   /* its destination connection */
+    pthread_cond_t cv;         /* queue not empty, or abort */
+    struct sy_apply_txn *q_head, *q_tail; /* under w->mu: handed, not yet taken */
+    size_t q_txns;
+    size_t inprog_txns;        /* under w->mu: in the group it is applying */
+    uint64_t group_start_ms;   /* under w->mu: when it took that group */
+    unsigned ddl_gen;          /* plans are from this DDL generation */
+    uint64_t rows;             /* under w->mu: its ac.rows after its last group */
 };
 
 struct writer {
     struct sy_module_ctx *ctx;
     const struct sy_pair_cfg *cfg;
-    MYSQL *conn;
-    MYSQL_STMT *ckpt;                 /* owned: checkpoint upsert */
-    struct plan *plans[WR_MAX_PLANS]; /* owned */
-    size_t n_plans;
-    struct txn_table *tt;             /* owned array for the current transaction */
-    size_t n_tt, cap_tt;
-    bool in_txn;
-    uint64_t applied_seq;             /* checkpoint: last spool seq durably applied */
-    char position[1024];              /* checkpoint: source position */
-    uint64_t pending_pos_seq;         /* POSITION records not yet in the checkpoint */
-    char pending_pos[1024];
-    uint64_t pending_pos_count;
-    uint64_t rows;                    /* rows applied (status) */
+    struct sy_apply_conn ctl;          /* control connection: checkpoint, plans for keys, DDL */
+    struct worker *workers;            /* owned: n_workers */
+    int n_workers;
+    int next_worker;                   /* round robin among equals */
+
+    pthread_mutex_t mu;                /* guards the worker queues, done list, abort, errors, ddl_gen */
+    pthread_cond_t coord_cv;           /* a worker finished a group */
+    struct sy_apply_txn *done_head;    /* finished by workers, keys not yet released */
+    bool abort;                        /* workers stop after their current group */
+    int worker_rc;                     /* first worker failure: SY_APPLY_* */
+    char worker_reason[32];
+    char worker_err[1024];
+    unsigned ddl_gen;
+
+    /* coordinator only */
+    struct sy_apply_txn *fifo_head, *fifo_tail; /* in-flight, spool order */
+    size_t inflight_txns, inflight_bytes;
+    struct sy_apply_txn *blocked;      /* read, waiting for its keys to free up (not in the FIFO) */
+    struct key_map keys;
+    uint64_t watermark;                /* every record <= it is committed */
+    char position[1024];               /* source position at the watermark */
+    uint64_t durable_seq;              /* the checkpoint row's spool_seq */
+    uint64_t last_flush_ms;
+    uint64_t *gc;                      /* owned: applied seqs <= watermark still in switchyard.applied */
+    size_t n_gc, cap_gc;
+    uint64_t *skip;                    /* owned: seqs applied above the checkpoint before a restart */
+    size_t n_skip, i_skip;
+    uint64_t rows_before;              /* rows of earlier sessions */
     uint64_t txn_time_ms;
-    uint64_t conflicts_overwritten;
-    struct sy_change_scratch scratch;
-    char err[1024];
-    bool failed;                      /* reported FAILED: stop */
-    MYSQL_BIND *binds;                /* owned scratch */
-    size_t cap_binds;
-    my_bool *nulls;
-    unsigned long *lens;
+    bool failed;
 };
 
 static uint64_t wall_ms(void)
@@ -111,810 +140,925 @@ static void fail(struct writer *w, const char *reason, const char *fmt, ...)
     w->failed = true;
 }
 
-/* ---- plans ----------------------------------------------------------------------------------- */
+/* ---- transactions ----------------------------------------------------------------------------- */
 
-static void plan_free(struct plan *p)
+static struct sy_apply_txn *txn_new(uint64_t first_seq)
 {
-    if (p == NULL)
+    struct sy_apply_txn *tx = calloc(1, sizeof *tx);
+    if (tx) {
+        tx->first_seq = first_seq;
+        tx->worker = -1;
+    }
+    return tx;
+}
+
+static void txn_free(struct sy_apply_txn *tx)
+{
+    if (tx == NULL)
         return;
-    for (size_t i = 0; i < p->n_cols; i++)
-        free(p->cols[i].name);
-    free(p->cols);
-    if (p->ins)
-        mysql_stmt_close(p->ins);
-    if (p->ups)
-        mysql_stmt_close(p->ups);
-    if (p->upd)
-        mysql_stmt_close(p->upd);
-    if (p->del)
-        mysql_stmt_close(p->del);
-    free(p);
+    free(tx->position);
+    free(tx->buf);
+    free(tx->recs);
+    free(tx->keys);
+    free(tx);
 }
 
-static void plans_clear(struct writer *w)
+static int txn_add_rec(struct sy_apply_txn *tx, uint64_t seq, const uint8_t *p, size_t len)
 {
-    for (size_t i = 0; i < w->n_plans; i++)
-        plan_free(w->plans[i]);
-    w->n_plans = 0;
-}
-
-static void tt_clear(struct writer *w)
-{
-    for (size_t i = 0; i < w->n_tt; i++)
-        free(w->tt[i].src_to_dest);
-    w->n_tt = 0;
-}
-
-/* Reads the destination table's columns and key. -1: transient error (err), -2: hard (err). */
-static int plan_load(struct writer *w, const char *db, const char *table, struct plan **out)
-{
-    for (size_t i = 0; i < w->n_plans; i++)
-        if (strcmp(w->plans[i]->db, db) == 0 && strcmp(w->plans[i]->table, table) == 0) {
-            *out = w->plans[i];
-            return 0;
-        }
-    char *edb = sy_mariadb_escape(w->conn, db), *etb = sy_mariadb_escape(w->conn, table);
-    char sql[2048];
-    snprintf(sql, sizeof sql,
-             "SELECT c.COLUMN_NAME, c.IS_GENERATED, " SY_MARIADB_KEY_SEQ_SQL " "
-             "FROM information_schema.COLUMNS c WHERE c.TABLE_SCHEMA='%s' AND c.TABLE_NAME='%s' "
-             "ORDER BY c.ORDINAL_POSITION",
-             edb ? edb : "", etb ? etb : "");
-    free(edb);
-    free(etb);
-    if (mysql_real_query(w->conn, sql, (unsigned long)strlen(sql)) != 0) {
-        snprintf(w->err, sizeof w->err, "reading %s.%s columns on the destination: %u %s", db, table,
-                 mysql_errno(w->conn), mysql_error(w->conn));
-        return sy_mariadb_is_transient(mysql_errno(w->conn)) ? -1 : -2;
-    }
-    MYSQL_RES *res = mysql_store_result(w->conn);
-    if (res == NULL) {
-        snprintf(w->err, sizeof w->err, "reading %s.%s columns: %u %s", db, table, mysql_errno(w->conn),
-                 mysql_error(w->conn));
+    if (sy_apply_grow((void **)&tx->recs, &tx->cap_recs, tx->n_recs, sizeof *tx->recs, 8) != 0)
         return -1;
-    }
-    struct plan *p = calloc(1, sizeof *p);
-    size_t n = (size_t)mysql_num_rows(res);
-    if (p == NULL || (p->cols = calloc(n ? n : 1, sizeof *p->cols)) == NULL) {
-        free(p);
-        mysql_free_result(res);
-        snprintf(w->err, sizeof w->err, "out of memory");
-        return -2;
-    }
-    snprintf(p->db, sizeof p->db, "%s", db);
-    snprintf(p->table, sizeof p->table, "%s", table);
-    MYSQL_ROW row;
-    while ((row = mysql_fetch_row(res)) != NULL) {
-        struct dest_col *c = &p->cols[p->n_cols++];
-        c->name = strdup(row[0] ? row[0] : "");
-        c->generated = row[1] && strcmp(row[1], "NEVER") != 0;
-        c->key = row[2] != NULL;
-        p->n_key += c->key;
-    }
-    mysql_free_result(res);
-    if (p->n_cols == 0) {
-        plan_free(p);
-        snprintf(w->err, sizeof w->err, "table %s.%s does not exist on the destination", db, table);
-        return -2;
-    }
-    if (p->n_key == 0) {
-        plan_free(p);
-        snprintf(w->err, sizeof w->err,
-                 "table %s.%s has no PRIMARY KEY or NOT NULL UNIQUE key on the destination: rows cannot be found",
-                 db, table);
-        return -2;
-    }
-    if (w->n_plans == WR_MAX_PLANS)
-        plans_clear(w);
-    w->plans[w->n_plans++] = p;
-    *out = p;
-    return 0;
-}
-
-static MYSQL_STMT *prepare(struct writer *w, const char *sql)
-{
-    MYSQL_STMT *st = mysql_stmt_init(w->conn);
-    if (st == NULL)
-        return NULL;
-    if (mysql_stmt_prepare(st, sql, (unsigned long)strlen(sql)) != 0) {
-        snprintf(w->err, sizeof w->err, "prepare: %u %s", mysql_stmt_errno(st), mysql_stmt_error(st));
-        mysql_stmt_close(st);
-        return NULL;
-    }
-    return st;
-}
-
-/* Builds one of the statements of a plan: columns in destination order, generated ones left out. */
-static MYSQL_STMT *plan_stmt(struct writer *w, struct plan *p, char kind)
-{
-    MYSQL_STMT **slot = kind == 'i' ? &p->ins : kind == 'u' ? &p->ups : kind == 'U' ? &p->upd : &p->del;
-    if (*slot)
-        return *slot;
-    size_t cap = 256 + p->n_cols * 600;
-    char *sql = malloc(cap), q[600], qt[1200];
-    if (sql == NULL)
-        return NULL;
-    size_t o = 0;
-    char qdb[600];
-    sy_mariadb_quote_ident(p->db, qdb, sizeof qdb);
-    sy_mariadb_quote_ident(p->table, q, sizeof q);
-    snprintf(qt, sizeof qt, "%s.%s", qdb, q);
-    if (kind == 'i' || kind == 'u') {
-        o += (size_t)snprintf(sql + o, cap - o, "INSERT INTO %s (", qt);
-        bool first = true;
-        for (size_t i = 0; i < p->n_cols; i++) {
-            if (p->cols[i].generated)
-                continue;
-            sy_mariadb_quote_ident(p->cols[i].name, q, sizeof q);
-            o += (size_t)snprintf(sql + o, cap - o, "%s%s", first ? "" : ",", q);
-            first = false;
-        }
-        o += (size_t)snprintf(sql + o, cap - o, ") VALUES (");
-        first = true;
-        for (size_t i = 0; i < p->n_cols; i++) {
-            if (p->cols[i].generated)
-                continue;
-            o += (size_t)snprintf(sql + o, cap - o, "%s?", first ? "" : ",");
-            first = false;
-        }
-        o += (size_t)snprintf(sql + o, cap - o, ")");
-        if (kind == 'u') {
-            o += (size_t)snprintf(sql + o, cap - o, " ON DUPLICATE KEY UPDATE ");
-            first = true;
-            for (size_t i = 0; i < p->n_cols; i++) {
-                if (p->cols[i].generated)
-                    continue;
-                sy_mariadb_quote_ident(p->cols[i].name, q, sizeof q);
-                o += (size_t)snprintf(sql + o, cap - o, "%s%s=VALUES(%s)", first ? "" : ",", q, q);
-                first = false;
-            }
-        }
-    } else if (kind == 'U') {
-        o += (size_t)snprintf(sql + o, cap - o, "UPDATE %s SET ", qt);
-        bool first = true;
-        for (size_t i = 0; i < p->n_cols; i++) {
-            if (p->cols[i].generated)
-                continue;
-            sy_mariadb_quote_ident(p->cols[i].name, q, sizeof q);
-            o += (size_t)snprintf(sql + o, cap - o, "%s%s=?", first ? "" : ",", q);
-            first = false;
-        }
-    } else {
-        o += (size_t)snprintf(sql + o, cap - o, "DELETE FROM %s", qt);
-    }
-    if (kind == 'U' || kind == 'd') {
-        o += (size_t)snprintf(sql + o, cap - o, " WHERE ");
-        bool first = true;
-        for (size_t i = 0; i < p->n_cols; i++) {
-            if (!p->cols[i].key)
-                continue;
-            sy_mariadb_quote_ident(p->cols[i].name, q, sizeof q);
-            o += (size_t)snprintf(sql + o, cap - o, "%s%s=?", first ? "" : " AND ", q);
-            first = false;
-        }
-    }
-    *slot = prepare(w, sql);
-    free(sql);
-    return *slot;
-}
-
-/* ---- binding ------------------------------------------------------------------------------------ */
-
-static int binds_reserve(struct writer *w, size_t n)
-{
-    if (n <= w->cap_binds)
-        return 0;
-    free(w->binds);
-    free(w->nulls);
-    free(w->lens);
-    w->binds = calloc(n, sizeof *w->binds);
-    w->nulls = calloc(n, sizeof *w->nulls);
-    w->lens = calloc(n, sizeof *w->lens);
-    w->cap_binds = w->binds && w->nulls && w->lens ? n : 0;
-    return w->cap_binds ? 0 : -1;
-}
-
-static void bind_value(struct writer *w, size_t slot, const struct sy_value *v)
-{
-    MYSQL_BIND *b = &w->binds[slot];
-    memset(b, 0, sizeof *b);
-    w->nulls[slot] = 0;
-    b->is_null = &w->nulls[slot];
-    b->length = &w->lens[slot];
-    switch (v->type) {
-    case SY_VAL_NULL:
-        w->nulls[slot] = 1;
-        b->buffer_type = MYSQL_TYPE_NULL;
-        break;
-    case SY_VAL_INT:
-        b->buffer_type = MYSQL_TYPE_LONGLONG;
-        b->buffer = (void *)&v->i;
-        break;
-    case SY_VAL_UINT:
-        b->buffer_type = MYSQL_TYPE_LONGLONG;
-        b->buffer = (void *)&v->u;
-        b->is_unsigned = 1;
-        break;
-    case SY_VAL_FLOAT:
-    case SY_VAL_DOUBLE:
-        b->buffer_type = MYSQL_TYPE_DOUBLE;
-        b->buffer = (void *)&v->d;
-        break;
-    case SY_VAL_DECIMAL:
-        b->buffer_type = MYSQL_TYPE_NEWDECIMAL;
-        b->buffer = (void *)v->p;
-        w->lens[slot] = (unsigned long)v->len;
-        break;
-    case SY_VAL_BLOB:
-        b->buffer_type = MYSQL_TYPE_BLOB;
-        b->buffer = (void *)v->p;
-        w->lens[slot] = (unsigned long)v->len;
-        break;
-    case SY_VAL_STRING:
-    case SY_VAL_TEMPORAL:
-        b->buffer_type = MYSQL_TYPE_STRING;
-        b->buffer = (void *)v->p;
-        w->lens[slot] = (unsigned long)v->len;
-        break;
-    }
-    b->buffer_length = w->lens[slot];
-}
-
-static const struct sy_value *src_value(const struct txn_table *t, const struct sy_value *vals, size_t dest_col)
-{
-    for (uint32_t i = 0; i < t->n_src; i++)
-        if (t->src_to_dest[i] == (int)dest_col)
-            return &vals[i];
-    return NULL;
-}
-
-static void key_text(const struct txn_table *t, const struct sy_value *vals, char *out, size_t outlen)
-{
-    size_t o = 0;
-    out[0] = '\0';
-    for (size_t i = 0; i < t->plan->n_cols && o + 1 < outlen; i++) {
-        if (!t->plan->cols[i].key)
-            continue;
-        const struct sy_value *v = src_value(t, vals, i);
-        if (v == NULL)
-            continue;
-        int n;
-        if (v->type == SY_VAL_INT)
-            n = snprintf(out + o, outlen - o, "%s%s=%lld", o ? "," : "", t->plan->cols[i].name, (long long)v->i);
-        else if (v->type == SY_VAL_UINT)
-            n = snprintf(out + o, outlen - o, "%s%s=%llu", o ? "," : "", t->plan->cols[i].name,
-                         (unsigned long long)v->u);
-        else if (v->type == SY_VAL_STRING || v->type == SY_VAL_TEMPORAL || v->type == SY_VAL_DECIMAL)
-            n = snprintf(out + o, outlen - o, "%s%s='%.*s'", o ? "," : "", t->plan->cols[i].name,
-                         (int)(v->len > 64 ? 64 : v->len), (const char *)v->p);
-        else
-            n = snprintf(out + o, outlen - o, "%s%s=(%zu bytes)", o ? "," : "", t->plan->cols[i].name, v->len);
-        if (n < 0)
-            break;
-        o += (size_t)n;
-    }
-}
-
-/* Runs a plan statement with values bound in order: data columns (non-generated) then/or key columns. */
-static int exec_stmt(struct writer *w, MYSQL_STMT *st, const struct txn_table *t, const struct sy_value *data,
-                     const struct sy_value *keyvals, my_ulonglong *affected)
-{
-    const struct plan *p = t->plan;
-    if (binds_reserve(w, p->n_cols * 2) != 0) {
-        snprintf(w->err, sizeof w->err, "out of memory");
-        return -2;
-    }
-    size_t slot = 0;
-    static const struct sy_value null_value = { .type = SY_VAL_NULL };
-    if (data)
-        for (size_t i = 0; i < p->n_cols; i++) {
-            if (p->cols[i].generated)
-                continue;
-            const struct sy_value *v = src_value(t, data, i);
-            bind_value(w, slot++, v ? v : &null_value);
-        }
-    if (keyvals)
-        for (size_t i = 0; i < p->n_cols; i++) {
-            if (!p->cols[i].key)
-                continue;
-            const struct sy_value *v = src_value(t, keyvals, i);
-            bind_value(w, slot++, v ? v : &null_value);
-        }
-    if (mysql_stmt_bind_param(st, w->binds) != 0 || mysql_stmt_execute(st) != 0) {
-        unsigned int e = mysql_stmt_errno(st);
-        snprintf(w->err, sizeof w->err, "%u %s", e, mysql_stmt_error(st));
-        return sy_mariadb_is_transient(e) ? -1 : (e == ER_DUP_ENTRY ? -3 : -2);
-    }
-    *affected = mysql_stmt_affected_rows(st);
-    return 0;
-}
-
-/* ---- applying records --------------------------------------------------------------------------- */
-
-static struct txn_table *tt_find(struct writer *w, uint64_t id)
-{
-    for (size_t i = 0; i < w->n_tt; i++)
-        if (w->tt[i].table_id == id)
-            return &w->tt[i];
-    return NULL;
-}
-
-/* -1 transient, -2 hard failure (reported by caller from w->err). */
-static int on_table(struct writer *w, const struct sy_change_table *t)
-{
-    char db[257], table[257];
-    snprintf(db, sizeof db, "%.*s", (int)t->db_len, t->db);
-    snprintf(table, sizeof table, "%.*s", (int)t->table_len, t->table);
-    struct plan *p;
-    int rc = plan_load(w, db, table, &p);
-    if (rc != 0)
-        return rc;
-    if (w->n_tt == w->cap_tt) {
-        size_t cap = w->cap_tt ? w->cap_tt * 2 : 16;
-        struct txn_table *n = realloc(w->tt, cap * sizeof *n);
+    if (tx->cap - tx->len < len) {
+        size_t cap = tx->cap ? tx->cap : 512;
+        while (cap - tx->len < len)
+            cap *= 2;
+        uint8_t *n = realloc(tx->buf, cap);
         if (n == NULL)
-            return -2;
-        w->tt = n;
-        w->cap_tt = cap;
+            return -1;
+        tx->buf = n;
+        tx->cap = cap;
     }
-    struct txn_table *tt = &w->tt[w->n_tt];
-    tt->table_id = t->table_id;
-    tt->plan = p;
-    tt->n_src = t->n_columns;
-    tt->src_to_dest = calloc(t->n_columns ? t->n_columns : 1, sizeof *tt->src_to_dest);
-    if (tt->src_to_dest == NULL)
-        return -2;
-    for (uint32_t i = 0; i < t->n_columns; i++) {
-        tt->src_to_dest[i] = -1;
-        for (size_t j = 0; j < p->n_cols; j++)
-            if (strlen(p->cols[j].name) == t->columns[i].name_len &&
-                strncasecmp(p->cols[j].name, t->columns[i].name, t->columns[i].name_len) == 0)
-                tt->src_to_dest[i] = (int)j;
-        if (tt->src_to_dest[i] < 0) {
-            snprintf(w->err, sizeof w->err, "column %.*s of %s.%s does not exist on the destination",
-                     (int)t->columns[i].name_len, t->columns[i].name, db, table);
-            free(tt->src_to_dest);
-            return -2;
-        }
-    }
-    for (size_t j = 0; j < p->n_cols; j++) {
-        bool mapped = false;
-        for (uint32_t i = 0; i < t->n_columns; i++)
-            mapped = mapped || tt->src_to_dest[i] == (int)j;
-        if (!mapped && p->cols[j].key) {
-            snprintf(w->err, sizeof w->err, "key column %s of %s.%s is not in the source's rows", p->cols[j].name,
-                     db, table);
-            free(tt->src_to_dest);
-            return -2;
-        }
-    }
-    w->n_tt++;
+    memcpy(tx->buf + tx->len, p, len);
+    tx->recs[tx->n_recs++] = (struct sy_apply_rec){ .seq = seq, .off = tx->len, .len = len };
+    tx->len += len;
     return 0;
 }
 
-static int on_row(struct writer *w, const struct sy_change_row *r, uint64_t seq, const char *txn)
+static int txn_add_key(struct sy_apply_txn *tx, uint64_t key)
 {
-    struct txn_table *t = tt_find(w, r->table_id);
-    if (t == NULL) {
-        snprintf(w->err, sizeof w->err, "row for table id %llu without its TABLE record (spool seq %llu)",
-                 (unsigned long long)r->table_id, (unsigned long long)seq);
-        return -2;
-    }
-    if (r->n_columns != t->n_src) {
-        snprintf(w->err, sizeof w->err, "row of %s.%s has %u columns, its table %u", t->plan->db, t->plan->table,
-                 r->n_columns, t->n_src);
-        return -2;
-    }
-    bool overwrite = w->cfg->on_conflict == SY_ON_CONFLICT_OVERWRITE;
-    my_ulonglong affected = 0;
-    int rc;
-    const char *what;
-    const struct sy_value *keyvals = r->op == SY_ROW_INSERT ? r->after : r->before;
-    switch (r->op) {
-    case SY_ROW_INSERT: {
-        MYSQL_STMT *st = plan_stmt(w, t->plan, overwrite ? 'u' : 'i');
-        if (st == NULL)
-            return -2;
-        rc = exec_stmt(w, st, t, r->after, NULL, &affected);
-        what = "duplicate key on INSERT";
-        if (rc == -3)
-            goto conflict;
-        if (rc == 0 && overwrite && affected > 1)
-            w->conflicts_overwritten++;
-        break;
-    }
-    case SY_ROW_UPDATE: {
-        MYSQL_STMT *st = plan_stmt(w, t->plan, 'U');
-        if (st == NULL)
-            return -2;
-        rc = exec_stmt(w, st, t, r->after, r->before, &affected);
-        what = "no row to UPDATE";
-        if (rc == -3) {
-            what = "duplicate key on UPDATE";
-            goto conflict;
-        }
-        if (rc == 0 && affected == 0) {
-            if (!overwrite)
-                goto conflict;
-            MYSQL_STMT *up = plan_stmt(w, t->plan, 'u');
-            if (up == NULL)
-                return -2;
-            rc = exec_stmt(w, up, t, r->after, NULL, &affected);
-            w->conflicts_overwritten++;
-        }
-        break;
-    }
-    default: {
-        MYSQL_STMT *st = plan_stmt(w, t->plan, 'd');
-        if (st == NULL)
-            return -2;
-        rc = exec_stmt(w, st, t, NULL, r->before, &affected);
-        what = "no row to DELETE";
-        if (rc == 0 && affected == 0) {
-            if (!overwrite)
-                goto conflict;
-            w->conflicts_overwritten++;
-        }
-        break;
-    }
-    }
-    if (rc == 0)
-        w->rows++;
-    return rc;
-conflict : {
-    char key[512];
-    key_text(t, keyvals, key, sizeof key);
-    char detail[700];
-    snprintf(detail, sizeof detail, "%s", rc == -3 ? w->err : "");
-    snprintf(w->err, sizeof w->err, "conflict on %s.%s key (%s): %s%s%s in source transaction %s (spool seq %llu)",
-             t->plan->db, t->plan->table, key, what, detail[0] ? ": " : "", detail, txn, (unsigned long long)seq);
-    return -4;
-}
-}
-
-static int checkpoint(struct writer *w, uint64_t seq, const char *position, bool pending_ddl)
-{
-    char *epos = sy_mariadb_escape(w->conn, position), *eid = sy_mariadb_escape(w->conn, w->ctx->instance_id);
-    char err[512];
-    int rc = sy_mariadb_exec(w->conn, err, sizeof err,
-                             "INSERT INTO " SY_SCHEMA ".checkpoint (instance, spool_seq, position, pending_ddl_seq) "
-                             "VALUES ('%s', %llu, '%s', %llu) ON DUPLICATE KEY UPDATE spool_seq=VALUES(spool_seq), "
-                             "position=VALUES(position), pending_ddl_seq=VALUES(pending_ddl_seq), updated_at=NOW(6)",
-                             eid ? eid : "", (unsigned long long)(pending_ddl ? w->applied_seq : seq),
-                             epos ? epos : "", (unsigned long long)(pending_ddl ? seq : 0));
-    free(epos);
-    free(eid);
-    if (rc != 0)
-        snprintf(w->err, sizeof w->err, "checkpoint: %s", err);
-    return rc;
-}
-
-static int commit(struct writer *w)
-{
-    if (mysql_commit(w->conn) != 0) {
-        snprintf(w->err, sizeof w->err, "COMMIT: %u %s", mysql_errno(w->conn), mysql_error(w->conn));
+    for (size_t i = tx->n_keys; i > 0 && i + 8 > tx->n_keys; i--) /* cheap dedup of the recent ones */
+        if (tx->keys[i - 1] == key)
+            return 0;
+    if (sy_apply_grow((void **)&tx->keys, &tx->cap_keys, tx->n_keys, sizeof *tx->keys, 8) != 0)
         return -1;
+    tx->keys[tx->n_keys++] = key;
+    return 0;
+}
+
+/* ---- keys in flight ----------------------------------------------------------------------------- */
+
+static struct key_slot *keys_find(struct key_map *m, uint64_t key)
+{
+    if (m->cap == 0)
+        return NULL;
+    for (size_t i = key & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        if (m->s[i].count == 0)
+            return NULL;
+        if (m->s[i].key == key)
+            return &m->s[i];
+    }
+}
+
+static int keys_grow(struct key_map *m)
+{
+    size_t cap = m->cap ? m->cap * 2 : 4096;
+    struct key_slot *s = calloc(cap, sizeof *s);
+    if (s == NULL)
+        return -1;
+    for (size_t j = 0; j < m->cap; j++) {
+        if (m->s[j].count == 0)
+            continue;
+        size_t i = m->s[j].key & (cap - 1);
+        while (s[i].count)
+            i = (i + 1) & (cap - 1);
+        s[i] = m->s[j];
+    }
+    free(m->s);
+    m->s = s;
+    m->cap = cap;
+    return 0;
+}
+
+static int keys_acquire(struct key_map *m, uint64_t key, int owner)
+{
+    struct key_slot *k = keys_find(m, key);
+    if (k) {
+        k->owner = owner;
+        k->count++;
+        return 0;
+    }
+    if ((m->n + 1) * 2 > m->cap && keys_grow(m) != 0)
+        return -1;
+    size_t i = key & (m->cap - 1);
+    while (m->s[i].count)
+        i = (i + 1) & (m->cap - 1);
+    m->s[i] = (struct key_slot){ .key = key, .owner = owner, .count = 1 };
+    m->n++;
+    return 0;
+}
+
+static void keys_release(struct key_map *m, uint64_t key)
+{
+    struct key_slot *k = keys_find(m, key);
+    if (k == NULL || --k->count > 0)
+        return;
+    /* backward-shift deletion keeps every probe chain unbroken */
+    size_t i = (size_t)(k - m->s), j = i;
+    for (;;) {
+        j = (j + 1) & (m->cap - 1);
+        if (m->s[j].count == 0)
+            break;
+        size_t home = m->s[j].key & (m->cap - 1);
+        if (((j - home) & (m->cap - 1)) >= ((j - i) & (m->cap - 1))) {
+            m->s[i] = m->s[j];
+            i = j;
+        }
+    }
+    m->s[i].count = 0;
+    m->n--;
+}
+
+/* ---- workers -------------------------------------------------------------------------------------- */
+
+/* Applies the group row by row with prepared statements (exact conflict reports). */
+static int apply_rows(struct worker *wk, struct sy_apply_txn *const *txs, size_t n, char *reason, size_t rlen)
+{
+    struct sy_apply_conn *ac = &wk->ac;
+    for (size_t k = 0; k < n; k++) {
+        const struct sy_apply_txn *tx = txs[k];
+        sy_apply_txn_reset(ac);
+        for (size_t i = 0; i < tx->n_recs; i++) {
+            const struct sy_apply_rec *rec = &tx->recs[i];
+            struct sy_change ch;
+            int rc = 0;
+            if (sy_change_decode(tx->buf + rec->off, rec->len, &ac->scratch, &ch) != SY_PARSE_OK) {
+                snprintf(ac->err, sizeof ac->err, "spool record %llu does not decode", (unsigned long long)rec->seq);
+                rc = SY_APPLY_HARD;
+            } else if (ch.kind == SY_CHANGE_TABLE) {
+                rc = sy_apply_table(ac, &ch.u.table);
+            } else if (ch.kind == SY_CHANGE_ROW) {
+                rc = sy_apply_row(ac, &ch.u.row, rec->seq, tx->gtid);
+            }
+            if (rc == SY_APPLY_CONFLICT) {
+                snprintf(reason, rlen, "conflict");
+                return rc;
+            }
+            if (rc == SY_APPLY_HARD) {
+                char msg[1024];
+                snprintf(msg, sizeof msg, "source transaction %s (spool seq %llu): %s", tx->gtid,
+                         (unsigned long long)rec->seq, ac->err);
+                snprintf(ac->err, sizeof ac->err, "%s", msg);
+                snprintf(reason, rlen, "apply_failed");
+                return rc;
+            }
+            if (rc != 0)
+                return SY_APPLY_TRANSIENT;
+        }
+    }
+    sy_apply_txn_reset(ac);
+    return 0;
+}
+
+/* The group's TXN_COMMIT seqs, in the group's own transaction. */
+static int record_applied(struct worker *wk, struct sy_apply_txn *const *txs, size_t n)
+{
+    struct sy_apply_conn *ac = &wk->ac;
+    char *eid = sy_mariadb_escape(ac->conn, ac->ctx->instance_id);
+    struct sy_buf *b = &ac->sql;
+    sy_buf_reset(b);
+    static const char head[] = "INSERT INTO " SY_SCHEMA ".applied (instance, spool_seq) VALUES ";
+    sy_buf_add(b, head, sizeof head - 1);
+    for (size_t k = 0; k < n; k++) {
+        char v[400];
+        int len = snprintf(v, sizeof v, "%s('%s',%llu)", k ? "," : "", eid ? eid : "",
+                           (unsigned long long)txs[k]->commit_seq);
+        sy_buf_add(b, v, (size_t)len);
+    }
+    free(eid);
+    if (b->oom || mysql_real_query(ac->conn, (const char *)b->p, (unsigned long)b->len) != 0) {
+        snprintf(ac->err, sizeof ac->err, "recording applied transactions: %u %s", mysql_errno(ac->conn),
+                 mysql_error(ac->conn));
+        return sy_mariadb_is_transient(mysql_errno(ac->conn)) ? SY_APPLY_TRANSIENT : SY_APPLY_HARD;
     }
     return 0;
 }
 
-static void publish(struct writer *w, uint64_t last_seq)
+static int apply_group(struct worker *wk, struct sy_apply_txn *const *txs, size_t n, char *reason, size_t rlen)
 {
-    pthread_mutex_lock(&w->ctx->report->lock);
-    snprintf(w->ctx->report->position, sizeof w->ctx->report->position, "%s", w->position);
-    w->ctx->report->spool_seq = w->applied_seq;
-    w->ctx->report->events = w->rows;
-    w->ctx->report->lag_events = last_seq > w->applied_seq ? last_seq - w->applied_seq : 0;
-    if (last_seq <= w->applied_seq)
-        w->ctx->report->lag_ms = 0;
+    struct sy_apply_conn *ac = &wk->ac;
+    bool batched = ac->cfg->on_conflict == SY_ON_CONFLICT_FAIL;
+    for (int attempt = 0;; attempt++) {
+        uint64_t rows0 = ac->rows;
+        int rc = batched ? sy_apply_batch(ac, txs, n) : -3;
+        if (rc == -3) {
+            if (batched)
+                sy_log_debug("%s: worker %d: a group of %zu transactions goes row by row: %s", ac->ctx->instance_id,
+                             wk->id, n, ac->err);
+            sy_apply_rollback(ac);
+            ac->rows = rows0;
+            rc = apply_rows(wk, txs, n, reason, rlen);
+        } else if (rc != 0) {
+            rc = SY_APPLY_TRANSIENT;
+        }
+        if (rc == 0)
+            rc = record_applied(wk, txs, n);
+        if (rc == 0) {
+            sy_failpoint("writer_before_commit");
+            rc = sy_apply_commit(ac) == 0 ? 0 : SY_APPLY_TRANSIENT;
+        }
+        if (rc == 0)
+            return 0;
+        sy_apply_rollback(ac);
+        ac->rows = rows0;
+        /* a deadlock or lock wait timeout leaves the connection usable: try the group again */
+        if (rc != SY_APPLY_TRANSIENT || attempt >= WR_DEADLOCK_RETRIES || mysql_ping(ac->conn) != 0)
+            return rc;
+        sy_log_info("%s: worker %d: group of %zu transactions retried: %s", ac->ctx->instance_id, wk->id, n,
+                    ac->err);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *wk = arg;
+    struct writer *w = wk->w;
+    struct sy_apply_txn **group = calloc(WR_GROUP_MAX_TXNS, sizeof *group);
+    mysql_thread_init();
+    pthread_mutex_lock(&w->mu);
+    while (group != NULL) {
+        while (wk->q_head == NULL && !w->abort)
+            pthread_cond_wait(&wk->cv, &w->mu);
+        if (w->abort)
+            break;
+        size_t n = 0, rows = 0;
+        while (wk->q_head && n < WR_GROUP_MAX_TXNS && (n == 0 || rows + wk->q_head->n_rows <= WR_GROUP_MAX_ROWS)) {
+            struct sy_apply_txn *tx = wk->q_head;
+            wk->q_head = tx->next_q;
+            if (wk->q_head == NULL)
+                wk->q_tail = NULL;
+            wk->q_txns--;
+            tx->next_q = NULL;
+            group[n++] = tx;
+            rows += tx->n_rows;
+        }
+        wk->inprog_txns = n;
+        wk->group_start_ms = wall_ms();
+        unsigned gen = w->ddl_gen;
+        pthread_mutex_unlock(&w->mu);
+        if (gen != wk->ddl_gen) { /* table layouts may have changed */
+            sy_apply_plans_clear(&wk->ac);
+            wk->ddl_gen = gen;
+        }
+        char reason[32] = "";
+        int rc = apply_group(wk, group, n, reason, sizeof reason);
+        pthread_mutex_lock(&w->mu);
+        wk->rows = wk->ac.rows;
+        wk->inprog_txns = 0;
+        if (rc == 0) {
+            for (size_t i = n; i > 0; i--) { /* `done` is the coordinator's to set (collect_done) */
+                group[i - 1]->next_q = w->done_head;
+                w->done_head = group[i - 1];
+            }
+        } else {
+            if (w->worker_rc == 0) {
+                w->worker_rc = rc;
+                snprintf(w->worker_reason, sizeof w->worker_reason, "%s", reason);
+                snprintf(w->worker_err, sizeof w->worker_err, "%s", wk->ac.err);
+            }
+            w->abort = true;
+        }
+        pthread_cond_signal(&w->coord_cv);
+        sy_spool_wake(w->ctx->spool); /* the coordinator may be waiting for the spool */
+    }
+    pthread_mutex_unlock(&w->mu);
+    free(group);
+    mysql_thread_end();
+    return NULL;
+}
+
+static void workers_stop(struct writer *w)
+{
+    pthread_mutex_lock(&w->mu);
+    w->abort = true;
+    for (int i = 0; i < w->n_workers; i++)
+        pthread_cond_signal(&w->workers[i].cv);
+    pthread_mutex_unlock(&w->mu);
+    for (int i = 0; i < w->n_workers; i++) {
+        struct worker *wk = &w->workers[i];
+        if (wk->started)
+            pthread_join(wk->thread, NULL);
+        wk->started = false;
+        w->rows_before += wk->ac.rows;
+        wk->ac.rows = 0;
+        wk->rows = 0;
+        wk->q_head = wk->q_tail = NULL;
+        wk->q_txns = wk->inprog_txns = 0;
+        sy_apply_conn_close(&wk->ac);
+    }
+}
+
+/* ---- watermark and checkpoint ------------------------------------------------------------------- */
+
+static void publish(struct writer *w)
+{
+    uint64_t rows = w->rows_before + w->ctl.rows;
+    pthread_mutex_lock(&w->mu);
+    for (int i = 0; i < w->n_workers; i++)
+        rows += w->workers[i].rows;
+    pthread_mutex_unlock(&w->mu);
+    uint64_t last_seq = sy_spool_last_seq(w->ctx->spool);
+    struct sy_module_report *r = w->ctx->report;
+    pthread_mutex_lock(&r->lock);
+    snprintf(r->position, sizeof r->position, "%s", w->position);
+    r->spool_seq = w->watermark;
+    r->events = rows;
+    r->lag_events = last_seq > w->watermark ? last_seq - w->watermark : 0;
+    if (last_seq <= w->watermark)
+        r->lag_ms = 0;
     else if (w->txn_time_ms)
-        w->ctx->report->lag_ms = (int64_t)(wall_ms() > w->txn_time_ms ? wall_ms() - w->txn_time_ms : 0);
-    pthread_mutex_unlock(&w->ctx->report->lock);
+        r->lag_ms = (int64_t)(wall_ms() > w->txn_time_ms ? wall_ms() - w->txn_time_ms : 0);
+    pthread_mutex_unlock(&r->lock);
 }
 
-/* ---- DDL ------------------------------------------------------------------------------------------ */
-
-/* Writes the IF [NOT] EXISTS form of common DDL into out (else the text as it is). */
-static void idempotent_ddl(const char *sql, size_t len, char *out, size_t outlen)
+static int gc_add(struct writer *w, uint64_t seq)
 {
-    struct rule {
-        const char *prefix;
-        const char *guard;
-        const char *insert_after;
-    };
-    static const struct rule rules[] = {
-        { "CREATE TABLE ", "IF NOT EXISTS", "CREATE TABLE " },
-        { "CREATE DATABASE ", "IF NOT EXISTS", "CREATE DATABASE " },
-        { "CREATE SCHEMA ", "IF NOT EXISTS", "CREATE SCHEMA " },
-        { "CREATE INDEX ", "IF NOT EXISTS", "CREATE INDEX " },
-        { "CREATE UNIQUE INDEX ", "IF NOT EXISTS", "CREATE UNIQUE INDEX " },
-        { "DROP TABLE ", "IF EXISTS", "DROP TABLE " },
-        { "DROP DATABASE ", "IF EXISTS", "DROP DATABASE " },
-        { "DROP SCHEMA ", "IF EXISTS", "DROP SCHEMA " },
-        { "DROP INDEX ", "IF EXISTS", "DROP INDEX " },
-        { "RENAME TABLE ", "IF EXISTS", "RENAME TABLE " },
-    };
-    const char *p = sql;
-    while ((size_t)(p - sql) < len && isspace((unsigned char)*p))
-        p++;
-    size_t rest = len - (size_t)(p - sql);
-    for (size_t i = 0; i < SY_ARRAY_LEN(rules); i++) {
-        size_t pl = strlen(rules[i].prefix);
-        if (rest > pl && strncasecmp(p, rules[i].prefix, pl) == 0) {
-            const char *after = p + pl;
-            size_t gl = strlen(rules[i].guard);
-            if ((size_t)(sql + len - after) >= gl && strncasecmp(after, rules[i].guard, gl) == 0)
-                break; /* already guarded */
-            snprintf(out, outlen, "%s%s %.*s", rules[i].insert_after, rules[i].guard, (int)(sql + len - after),
-                     after);
-            return;
+    if (sy_apply_grow((void **)&w->gc, &w->cap_gc, w->n_gc, sizeof *w->gc, 1024) != 0)
+        return -1;
+    w->gc[w->n_gc++] = seq;
+    return 0;
+}
+
+/* Releases the keys of finished transactions and moves the watermark over the done FIFO head. */
+static void collect_done(struct writer *w)
+{
+    pthread_mutex_lock(&w->mu);
+    struct sy_apply_txn *d = w->done_head;
+    w->done_head = NULL;
+    pthread_mutex_unlock(&w->mu);
+    for (; d; d = d->next_q) {
+        for (size_t i = 0; i < d->n_keys; i++)
+            keys_release(&w->keys, d->keys[i]);
+        d->done = true;
+    }
+    bool moved = false;
+    while (w->fifo_head && w->fifo_head->done) {
+        struct sy_apply_txn *tx = w->fifo_head;
+        w->fifo_head = tx->next;
+        if (w->fifo_head == NULL)
+            w->fifo_tail = NULL;
+        w->watermark = tx->commit_seq;
+        snprintf(w->position, sizeof w->position, "%s", tx->position ? tx->position : "");
+        if (tx->source_time_ms)
+            w->txn_time_ms = tx->source_time_ms;
+        if (tx->recorded && gc_add(w, tx->commit_seq) != 0)
+            sy_log_warn("%s: out of memory: switchyard.applied keeps a row", w->ctx->instance_id);
+        w->inflight_txns--;
+        w->inflight_bytes -= tx->cap;
+        txn_free(tx);
+        moved = true;
+    }
+    if (moved)
+        publish(w);
+}
+
+/* Writes the watermark into the checkpoint row and deletes the applied rows it covers. */
+static int flush_checkpoint(struct writer *w)
+{
+    if (w->watermark <= w->durable_seq && w->n_gc == 0)
+        return 0;
+    struct sy_apply_conn *c = &w->ctl;
+    if (sy_apply_checkpoint(c, w->watermark, w->position, 0) != 0)
+        return -1;
+    char *eid = sy_mariadb_escape(c->conn, w->ctx->instance_id);
+    for (size_t i = 0; i < w->n_gc;) {
+        struct sy_buf *b = &c->sql;
+        sy_buf_reset(b);
+        char head[400];
+        int len = snprintf(head, sizeof head, "DELETE FROM " SY_SCHEMA ".applied WHERE instance='%s' AND spool_seq IN (",
+                           eid ? eid : "");
+        sy_buf_add(b, head, (size_t)len);
+        for (size_t k = 0; k < 4096 && i < w->n_gc; k++, i++) {
+            char v[32];
+            len = snprintf(v, sizeof v, "%s%llu", k ? "," : "", (unsigned long long)w->gc[i]);
+            sy_buf_add(b, v, (size_t)len);
+        }
+        sy_buf_add(b, ")", 1);
+        if (b->oom || mysql_real_query(c->conn, (const char *)b->p, (unsigned long)b->len) != 0) {
+            snprintf(c->err, sizeof c->err, "checkpoint: %u %s", mysql_errno(c->conn), mysql_error(c->conn));
+            free(eid);
+            return -1;
         }
     }
-    snprintf(out, outlen, "%.*s", (int)len, sql);
+    free(eid);
+    if (sy_apply_commit(c) != 0)
+        return -1;
+    w->durable_seq = w->watermark;
+    w->n_gc = 0;
+    w->last_flush_ms = wall_ms();
+    char terr[256];
+    if (sy_spool_truncate_below(w->ctx->spool, w->durable_seq, terr, sizeof terr) != SY_SPOOL_OK)
+        sy_log_warn("%s: spool truncate: %s", w->ctx->instance_id, terr);
+    return 0;
 }
 
-static bool already_done(unsigned int e)
+static void fifo_push(struct writer *w, struct sy_apply_txn *tx)
 {
-    switch (e) {
-    case ER_TABLE_EXISTS_ERROR:  /* 1050 */
-    case ER_BAD_TABLE_ERROR:     /* 1051 */
-    case ER_DUP_FIELDNAME:       /* 1060 */
-    case ER_DUP_KEYNAME:         /* 1061 */
-    case ER_CANT_DROP_FIELD_OR_KEY: /* 1091 */
-    case ER_DB_CREATE_EXISTS:    /* 1007 */
-    case ER_DB_DROP_EXISTS:      /* 1008 */
-    case ER_NO_SUCH_TABLE:       /* 1146 */
-        return true;
-    default:
-        return false;
-    }
+    tx->next = NULL;
+    if (w->fifo_tail)
+        w->fifo_tail->next = tx;
+    else
+        w->fifo_head = tx;
+    w->fifo_tail = tx;
+    w->inflight_txns++;
+    w->inflight_bytes += tx->cap;
 }
 
-/* -1 transient, -2 hard. retry: this DDL was pending at start (may have run already). */
-static int apply_ddl(struct writer *w, const struct sy_change_ddl *d, bool retry)
+static void fifo_free(struct writer *w)
 {
-    size_t cap = d->sql_len + 64;
-    char *sql = malloc(cap);
-    if (sql == NULL)
-        return -2;
-    idempotent_ddl(d->sql, d->sql_len, sql, cap);
-    char err[1024];
-    int rc = 0;
-    char db[257], tz[80];
-    snprintf(db, sizeof db, "%.*s", (int)d->db_len, d->db);
-    snprintf(tz, sizeof tz, "%.*s", (int)d->time_zone_len, d->time_zone);
-    char qdb[600];
-    sy_mariadb_quote_ident(db, qdb, sizeof qdb);
-    if (db[0] && sy_mariadb_exec(w->conn, err, sizeof err, "USE %s", qdb) != 0 &&
-        mysql_errno(w->conn) == ER_BAD_DB_ERROR && sy_objects_match_db(w->cfg, db)) {
-        /* the statement's default database was created on the source before the instance existed */
-        if (sy_mariadb_exec(w->conn, err, sizeof err, "CREATE DATABASE IF NOT EXISTS %s", qdb) == 0 &&
-            sy_mariadb_exec(w->conn, err, sizeof err, "USE %s", qdb) == 0)
-            err[0] = '\0';
+    while (w->fifo_head) {
+        struct sy_apply_txn *tx = w->fifo_head;
+        w->fifo_head = tx->next;
+        txn_free(tx);
     }
-    if ((db[0] && mysql_errno(w->conn) != 0 && mysql_errno(w->conn) != ER_BAD_DB_ERROR) ||
-        sy_mariadb_exec(w->conn, err, sizeof err, "SET SESSION sql_mode=%llu%s%s%s", (unsigned long long)d->sql_mode,
-                        tz[0] ? ", time_zone='" : "", tz[0] ? tz : "", tz[0] ? "'" : "") != 0 ||
-        (d->charset_client &&
-         sy_mariadb_exec(w->conn, err, sizeof err,
-                         "SET SESSION character_set_client=%u, collation_connection=%u, collation_server=%u",
-                         d->charset_client, d->collation_connection, d->collation_server) != 0)) {
-        snprintf(w->err, sizeof w->err, "DDL session setup: %s", err);
-        free(sql);
-        return sy_mariadb_is_transient(mysql_errno(w->conn)) ? -1 : -2;
-    }
-    sy_failpoint("writer_during_ddl");
-    if (mysql_real_query(w->conn, sql, (unsigned long)strlen(sql)) != 0) {
-        unsigned int e = mysql_errno(w->conn);
-        if (!(retry && already_done(e))) {
-            snprintf(w->err, sizeof w->err, "DDL failed on the destination: %u %s", e, mysql_error(w->conn));
-            rc = sy_mariadb_is_transient(e) ? -1 : -2;
+    w->fifo_tail = NULL;
+    w->inflight_txns = w->inflight_bytes = 0;
+    txn_free(w->blocked);
+    w->blocked = NULL;
+    w->done_head = NULL; /* its entries were in the FIFO */
+    free(w->keys.s);
+    memset(&w->keys, 0, sizeof w->keys);
+}
+
+/* Waits for a worker to finish something (or a timeout). */
+static void wait_workers(struct writer *w, int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += (long)ms * 1000000L;
+    ts.tv_sec += ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_mutex_lock(&w->mu);
+    if (w->done_head == NULL && w->worker_rc == 0)
+        pthread_cond_timedwait(&w->coord_cv, &w->mu, &ts);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* ---- dispatch ------------------------------------------------------------------------------------ */
+
+/* A worker for a transaction free of keys in flight. Big groups cost the destination less per row,
+ * so a busy worker's next group is filled up first (up to a group, while its current group is
+ * young); an idle worker starts as soon as no busy one has room; else the least loaded. Round robin
+ * among equals. */
+static int pick_worker(struct writer *w)
+{
+    int fill = -1, idle = -1, least = 0;
+    size_t fill_q = 0, least_load = SIZE_MAX;
+    uint64_t now = wall_ms();
+    pthread_mutex_lock(&w->mu);
+    for (int j = 0; j < w->n_workers; j++) {
+        int i = (w->next_worker + j) % w->n_workers;
+        const struct worker *wk = &w->workers[i];
+        size_t load = wk->q_txns + wk->inprog_txns;
+        if (wk->inprog_txns > 0 && wk->q_txns < WR_GROUP_MAX_TXNS && now - wk->group_start_ms < WR_FILL_MS &&
+            (fill < 0 || wk->q_txns > fill_q)) {
+            fill = i;
+            fill_q = wk->q_txns;
         }
-    } else {
-        MYSQL_RES *res = mysql_store_result(w->conn);
-        if (res)
-            mysql_free_result(res);
+        if (load == 0 && idle < 0)
+            idle = i;
+        if (load < least_load) {
+            least_load = load;
+            least = i;
+        }
     }
-    free(sql);
-    if (sy_mariadb_exec(w->conn, err, sizeof err,
-                        "SET SESSION sql_mode='NO_AUTO_VALUE_ON_ZERO', time_zone='+00:00', NAMES binary") != 0 &&
-        rc == 0) {
-        snprintf(w->err, sizeof w->err, "restoring the writer session: %s", err);
-        rc = -1;
-    }
-    plans_clear(w); /* table layouts may have changed */
-    return rc;
+    pthread_mutex_unlock(&w->mu);
+    return fill >= 0 ? fill : idle >= 0 ? idle : least;
 }
 
-/* ---- connection ----------------------------------------------------------------------------------- */
-
-static void disconnect(struct writer *w)
+/* Hands tx to a worker if its keys allow: true when handed (it is then in the FIFO). */
+static bool try_dispatch(struct writer *w, struct sy_apply_txn *tx)
 {
-    tt_clear(w);
-    plans_clear(w);
-    if (w->ckpt) {
-        mysql_stmt_close(w->ckpt);
-        w->ckpt = NULL;
+    int owner = -1;
+    for (size_t i = 0; i < tx->n_keys; i++) {
+        struct key_slot *k = keys_find(&w->keys, tx->keys[i]);
+        if (k == NULL)
+            continue;
+        if (owner >= 0 && k->owner != owner)
+            return false; /* two workers hold its keys: wait until one is done */
+        owner = k->owner;
     }
-    if (w->conn) {
-        mysql_close(w->conn);
-        w->conn = NULL;
+    if (owner < 0) {
+        owner = pick_worker(w);
+        w->next_worker = (owner + 1) % w->n_workers;
     }
-    w->in_txn = false;
+    for (size_t i = 0; i < tx->n_keys; i++)
+        if (keys_acquire(&w->keys, tx->keys[i], owner) != 0) {
+            for (size_t j = 0; j < i; j++)
+                keys_release(&w->keys, tx->keys[j]);
+            return false;
+        }
+    tx->worker = owner;
+    tx->recorded = true;
+    fifo_push(w, tx);
+    struct worker *wk = &w->workers[owner];
+    pthread_mutex_lock(&w->mu);
+    tx->next_q = NULL;
+    if (wk->q_tail)
+        wk->q_tail->next_q = tx;
+    else
+        wk->q_head = tx;
+    wk->q_tail = tx;
+    wk->q_txns++;
+    pthread_cond_signal(&wk->cv);
+    pthread_mutex_unlock(&w->mu);
+    return true;
 }
 
-/* 0 ok, 1 transient (w->err), -1 hard. Reads the checkpoint into applied_seq/position. */
-static int connect_dest(struct writer *w, uint64_t *pending_ddl)
+/* ---- barrier: a DDL transaction alone on the control connection --------------------------------- */
+
+/* 0 ok, 1 transient, -1 failed (reported). */
+static int apply_barrier(struct writer *w, struct sy_apply_txn *tx)
 {
-    unsigned int e = 0;
-    w->conn = sy_mariadb_connect(w->ctx->dest, w->cfg, CLIENT_FOUND_ROWS, WR_TIMEOUT_S, &e, w->err, sizeof w->err);
-    if (w->conn == NULL)
-        return e == 0 || sy_mariadb_is_transient(e) ? 1 : -1;
-    char err[512];
-    if (sy_mariadb_exec(w->conn, err, sizeof err,
-                        "SET SESSION server_id=%u, time_zone='+00:00', sql_mode='NO_AUTO_VALUE_ON_ZERO', "
-                        "foreign_key_checks=0, autocommit=0",
-                        w->cfg->writer_tag) != 0 ||
-        sy_mariadb_exec(w->conn, err, sizeof err, "CREATE DATABASE IF NOT EXISTS " SY_SCHEMA) != 0 ||
-        sy_mariadb_exec(w->conn, err, sizeof err,
-                        SY_MARIADB_CHECKPOINT_DDL) != 0) {
-        snprintf(w->err, sizeof w->err, "writer session on %s:%u: %s", w->ctx->dest->host, w->ctx->dest->port, err);
-        unsigned int me = mysql_errno(w->conn);
-        return sy_mariadb_is_transient(me) ? 1 : -1;
+    while (w->fifo_head) { /* every earlier transaction committed */
+        collect_done(w);
+        if (w->fifo_head == NULL)
+            break;
+        pthread_mutex_lock(&w->mu);
+        int wrc = w->worker_rc;
+        pthread_mutex_unlock(&w->mu);
+        if (wrc != 0)
+            return 2; /* the caller reports the worker's failure */
+        wait_workers(w, 100);
     }
-    char *eid = sy_mariadb_escape(w->conn, w->ctx->instance_id);
-    char sql[512];
+    struct sy_apply_conn *c = &w->ctl;
+    if (flush_checkpoint(w) != 0)
+        return 1;
+    bool retry = tx->ddl_retry;
+    sy_apply_txn_reset(c);
+    for (size_t i = 0; i < tx->n_recs; i++) {
+        const struct sy_apply_rec *rec = &tx->recs[i];
+        struct sy_change ch;
+        int rc = 0;
+        if (sy_change_decode(tx->buf + rec->off, rec->len, &c->scratch, &ch) != SY_PARSE_OK) {
+            fail(w, "spool_corrupt", "spool record %llu does not decode", (unsigned long long)rec->seq);
+            return -1;
+        }
+        switch (ch.kind) {
+        case SY_CHANGE_TABLE:
+            rc = sy_apply_table(c, &ch.u.table);
+            break;
+        case SY_CHANGE_ROW:
+            rc = sy_apply_row(c, &ch.u.row, rec->seq, tx->gtid);
+            break;
+        case SY_CHANGE_DDL:
+            if (!retry) {
+                if (sy_apply_checkpoint(c, w->watermark, w->position, rec->seq) != 0 || sy_apply_commit(c) != 0)
+                    return 1;
+            }
+            rc = sy_apply_ddl(c, &ch.u.ddl, retry);
+            retry = false;
+            pthread_mutex_lock(&w->mu);
+            w->ddl_gen++;
+            pthread_mutex_unlock(&w->mu);
+            break;
+        default:
+            break;
+        }
+        if (rc == SY_APPLY_TRANSIENT)
+            return 1;
+        if (rc == SY_APPLY_CONFLICT) {
+            sy_apply_rollback(c);
+            fail(w, "conflict", "%s", c->err);
+            return -1;
+        }
+        if (rc < 0) {
+            sy_apply_rollback(c);
+            fail(w, "apply_failed", "source transaction %s (spool seq %llu): %s", tx->gtid,
+                 (unsigned long long)rec->seq, c->err);
+            return -1;
+        }
+    }
+    if (sy_apply_checkpoint(c, tx->commit_seq, tx->position, 0) != 0)
+        return 1;
+    sy_failpoint("writer_before_commit");
+    if (sy_apply_commit(c) != 0)
+        return 1;
+    sy_apply_txn_reset(c);
+    w->watermark = w->durable_seq = tx->commit_seq;
+    snprintf(w->position, sizeof w->position, "%s", tx->position);
+    w->txn_time_ms = tx->source_time_ms;
+    publish(w);
+    return 0;
+}
+
+/* ---- the session: one set of connections, from the checkpoint on ------------------------------- */
+
+/* Reads the checkpoint and the transactions applied above it. 0, or 1 transient (ctl.err). */
+static int read_checkpoint(struct writer *w, uint64_t *pending_ddl)
+{
+    struct sy_apply_conn *c = &w->ctl;
+    char *eid = sy_mariadb_escape(c->conn, w->ctx->instance_id);
+    char sql[512], err[512];
     snprintf(sql, sizeof sql, "SELECT spool_seq, position, pending_ddl_seq FROM " SY_SCHEMA ".checkpoint WHERE "
              "instance='%s'", eid ? eid : "");
-    free(eid);
-    if (mysql_real_query(w->conn, sql, (unsigned long)strlen(sql)) != 0) {
-        snprintf(w->err, sizeof w->err, "reading the checkpoint: %u %s", mysql_errno(w->conn), mysql_error(w->conn));
-        return 1;
-    }
-    MYSQL_RES *res = mysql_store_result(w->conn);
-    MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
-    w->applied_seq = row && row[0] ? strtoull(row[0], NULL, 10) : 0;
+    int rc = 1;
+    MYSQL_RES *res = NULL;
+    if (mysql_real_query(c->conn, sql, (unsigned long)strlen(sql)) != 0 || (res = mysql_store_result(c->conn)) == NULL)
+        goto out;
+    MYSQL_ROW row = mysql_fetch_row(res);
+    bool have = row != NULL;
+    w->watermark = w->durable_seq = have && row[0] ? strtoull(row[0], NULL, 10) : 0;
     /* no checkpoint yet: the destination holds what the copy (or creation) started from */
-    snprintf(w->position, sizeof w->position, "%s", row && row[1] ? row[1] : w->ctx->start_position);
-    *pending_ddl = row && row[2] ? strtoull(row[2], NULL, 10) : 0;
+    snprintf(w->position, sizeof w->position, "%s", have && row[1] ? row[1] : w->ctx->start_position);
+    *pending_ddl = have && row[2] ? strtoull(row[2], NULL, 10) : 0;
+    mysql_free_result(res);
+    res = NULL;
+    if (!have) {
+        /* a new history (first start, or a new copy): applied rows of an earlier one mean nothing */
+        if (sy_mariadb_exec(c->conn, err, sizeof err, "DELETE FROM " SY_SCHEMA ".applied WHERE instance='%s'",
+                            eid ? eid : "") != 0 ||
+            sy_apply_checkpoint(c, 0, w->position, 0) != 0)
+            goto out;
+    } else if (sy_mariadb_exec(c->conn, err, sizeof err,
+                               "DELETE FROM " SY_SCHEMA ".applied WHERE instance='%s' AND spool_seq <= %llu",
+                               eid ? eid : "", (unsigned long long)w->watermark) != 0) {
+        goto out;
+    }
+    snprintf(sql, sizeof sql, "SELECT spool_seq FROM " SY_SCHEMA ".applied WHERE instance='%s' ORDER BY spool_seq",
+             eid ? eid : "");
+    if (mysql_real_query(c->conn, sql, (unsigned long)strlen(sql)) != 0 || (res = mysql_store_result(c->conn)) == NULL)
+        goto out;
+    size_t n = (size_t)mysql_num_rows(res);
+    free(w->skip);
+    w->skip = calloc(n ? n : 1, sizeof *w->skip);
+    w->n_skip = w->i_skip = 0;
+    while (w->skip && (row = mysql_fetch_row(res)) != NULL)
+        w->skip[w->n_skip++] = strtoull(row[0], NULL, 10);
+    rc = sy_apply_commit(c) == 0 && w->skip ? 0 : 1;
+out:
+    if (rc != 0 && c->err[0] == '\0')
+        snprintf(c->err, sizeof c->err, "reading the checkpoint: %u %s", mysql_errno(c->conn), mysql_error(c->conn));
+    if (rc != 0 && mysql_errno(c->conn))
+        snprintf(c->err, sizeof c->err, "reading the checkpoint: %u %s", mysql_errno(c->conn), mysql_error(c->conn));
     if (res)
         mysql_free_result(res);
-    mysql_commit(w->conn);
+    free(eid);
+    return rc;
+}
+
+static bool skipped(struct writer *w, uint64_t commit_seq)
+{
+    while (w->i_skip < w->n_skip && w->skip[w->i_skip] < commit_seq)
+        w->i_skip++;
+    return w->i_skip < w->n_skip && w->skip[w->i_skip] == commit_seq;
+}
+
+/* A record of the transaction being read: keep it, and its keys. -1 transient, -2 hard (ctl.err). */
+static int read_record(struct writer *w, struct sy_apply_txn *tx, const struct sy_change *ch, uint64_t seq,
+                       const uint8_t *payload, size_t len)
+{
+    if (txn_add_rec(tx, seq, payload, len) != 0) {
+        snprintf(w->ctl.err, sizeof w->ctl.err, "out of memory");
+        return -2;
+    }
+    if (ch->kind == SY_CHANGE_DDL)
+        tx->barrier = true;
+    if (tx->barrier)
+        return 0;
+    if (ch->kind == SY_CHANGE_TABLE) {
+        size_t loaded = w->ctl.n_plans;
+        int rc = sy_apply_table(&w->ctl, &ch->u.table);
+        if (rc == 0 && w->ctl.n_plans != loaded) /* end the read's transaction: no metadata locks kept */
+            rc = sy_apply_commit(&w->ctl) == 0 ? 0 : SY_APPLY_TRANSIENT;
+        return rc;
+    }
+    if (ch->kind != SY_CHANGE_ROW)
+        return 0;
+    const struct sy_change_row *r = &ch->u.row;
+    tx->n_rows++;
+    struct sy_apply_table *t = sy_apply_table_find(&w->ctl, r->table_id);
+    if (t == NULL || r->n_columns != t->n_src) { /* the worker's row path reports it */
+        tx->barrier = true;
+        return 0;
+    }
+    if ((r->before && txn_add_key(tx, sy_apply_row_key(t, r->before)) != 0) ||
+        (r->after && txn_add_key(tx, sy_apply_row_key(t, r->after)) != 0)) {
+        snprintf(w->ctl.err, sizeof w->ctl.err, "out of memory");
+        return -2;
+    }
     return 0;
 }
 
-/* ---- main loop -------------------------------------------------------------------------------------- */
+/* A POSITION record outside a transaction, or a transaction applied before a restart: nothing to
+ * apply, the watermark passes it once everything before it is done. */
+static int position_entry(struct writer *w, uint64_t seq, const char *pos, size_t pos_len, bool recorded)
+{
+    struct sy_apply_txn *tail = w->fifo_tail;
+    if (tail && tail->position_only && !tail->recorded && !recorded) {
+        char *p = strndup(pos, pos_len);
+        if (p == NULL)
+            return -1;
+        free(tail->position);
+        tail->position = p;
+        tail->commit_seq = seq;
+        return 0;
+    }
+    struct sy_apply_txn *tx = txn_new(seq);
+    if (tx == NULL || (tx->position = strndup(pos, pos_len)) == NULL) {
+        txn_free(tx);
+        return -1;
+    }
+    tx->commit_seq = seq;
+    tx->position_only = tx->done = true;
+    tx->recorded = recorded;
+    fifo_push(w, tx);
+    return 0;
+}
 
-/* Applies records from applied_seq + 1 on. Returns 1 on a transient error (reconnect), 0 when stopping,
- * -1 when failed (reported). */
-static int apply_loop(struct writer *w, uint64_t pending_ddl)
+/* 1 transient (reconnect), 0 stopping, -1 failed (reported). */
+static int apply_session(struct writer *w, uint64_t pending_ddl)
 {
     struct sy_spool *sp = w->ctx->spool;
-    if (sy_spool_first_seq(sp) > w->applied_seq + 1 && sy_spool_last_seq(sp) >= sy_spool_first_seq(sp)) {
+    if (sy_spool_first_seq(sp) > w->watermark + 1 && sy_spool_last_seq(sp) >= sy_spool_first_seq(sp)) {
         fail(w, "spool_gap",
              "the spool starts at record %llu but the destination's checkpoint is at %llu: records in between are "
              "gone",
-             (unsigned long long)sy_spool_first_seq(sp), (unsigned long long)w->applied_seq);
+             (unsigned long long)sy_spool_first_seq(sp), (unsigned long long)w->watermark);
         return -1;
     }
-    if (w->applied_seq > sy_spool_last_seq(sp)) {
+    if (w->watermark > sy_spool_last_seq(sp)) {
         fail(w, "spool_mismatch",
              "the destination's checkpoint (%s record %llu) is ahead of this spool (last record %llu): "
              "the state directory was replaced; terminate and recreate the instance",
-             w->ctx->instance_id, (unsigned long long)w->applied_seq, (unsigned long long)sy_spool_last_seq(sp));
+             w->ctx->instance_id, (unsigned long long)w->watermark, (unsigned long long)sy_spool_last_seq(sp));
         return -1;
     }
-    uint64_t seq = w->applied_seq + 1;
-    char txn[64] = "";
-    bool ddl_pending_here = false;
-    uint64_t last_truncate = 0;
+    uint64_t seq = w->watermark + 1;
+    struct sy_apply_txn *cur = NULL;
     if (pending_ddl) {
         /* Crash between "pending" and "done": the DDL may or may not have run. Run it again. */
         seq = pending_ddl;
-        ddl_pending_here = true;
+        if ((cur = txn_new(seq)) == NULL)
+            return 1;
+        cur->barrier = cur->ddl_retry = true;
+        snprintf(cur->gtid, sizeof cur->gtid, "(pending DDL)");
     }
+    int ret = 0;
     while (!stopping(w)) {
+        collect_done(w);
+        pthread_mutex_lock(&w->mu);
+        int wrc = w->worker_rc;
+        pthread_mutex_unlock(&w->mu);
+        if (wrc != 0) {
+            ret = wrc == SY_APPLY_TRANSIENT ? 1 : 2;
+            break;
+        }
+        if (w->blocked) {
+            if (try_dispatch(w, w->blocked))
+                w->blocked = NULL;
+            else
+                wait_workers(w, 100);
+            continue;
+        }
+        if (w->inflight_txns >= WR_INFLIGHT_MAX_TXNS || w->inflight_bytes >= WR_INFLIGHT_MAX_BYTES) {
+            wait_workers(w, 100);
+            continue;
+        }
+        if (w->fifo_head == NULL && cur == NULL &&
+            (w->watermark > w->durable_seq || w->n_gc > 0) && sy_spool_last_seq(sp) < seq) {
+            if (flush_checkpoint(w) != 0) { /* idle: the checkpoint row catches up */
+                ret = 1;
+                break;
+            }
+        } else if (w->watermark > w->durable_seq && wall_ms() - w->last_flush_ms >= WR_FLUSH_MS) {
+            if (flush_checkpoint(w) != 0) {
+                ret = 1;
+                break;
+            }
+        }
         uint8_t type;
         const uint8_t *payload;
         size_t len;
         char err[512];
-        enum sy_spool_rc rc = sy_spool_read(sp, seq, &type, &payload, &len, 200, err, sizeof err);
-        if (rc == SY_SPOOL_EMPTY) {
-            if (!w->in_txn && w->pending_pos_seq > w->applied_seq) {
-                if (checkpoint(w, w->pending_pos_seq, w->pending_pos, false) != 0 || commit(w) != 0)
-                    return 1;
-                w->applied_seq = w->pending_pos_seq;
-                snprintf(w->position, sizeof w->position, "%s", w->pending_pos);
-            }
-            publish(w, sy_spool_last_seq(sp));
+        enum sy_spool_rc src = sy_spool_read(sp, seq, &type, &payload, &len, 200, err, sizeof err);
+        if (src == SY_SPOOL_EMPTY) {
+            publish(w);
             continue;
         }
-        if (rc != SY_SPOOL_OK) {
+        if (src != SY_SPOOL_OK) {
             fail(w, "spool_error", "%s", err);
-            return -1;
+            ret = -1;
+            break;
         }
         struct sy_change ch;
-        if (sy_change_decode(payload, len, &w->scratch, &ch) != SY_PARSE_OK) {
+        if (sy_change_decode(payload, len, &w->ctl.scratch, &ch) != SY_PARSE_OK) {
             fail(w, "spool_corrupt", "spool record %llu does not decode", (unsigned long long)seq);
-            return -1;
+            ret = -1;
+            break;
         }
-        int arc = 0;
+        int rc = 0;
         switch (ch.kind) {
         case SY_CHANGE_TXN_BEGIN:
-            if (w->in_txn) {
-                /* The collector re-read a transaction after a broken stream: drop the partial one. */
-                mysql_rollback(w->conn);
+            /* a partial transaction before it: the collector re-read it after a broken stream */
+            txn_free(cur);
+            sy_apply_txn_reset(&w->ctl);
+            if ((cur = txn_new(seq)) == NULL) {
+                rc = -2;
+                break;
             }
-            tt_clear(w);
-            snprintf(txn, sizeof txn, "%.*s", (int)ch.position_len, ch.position);
-            w->txn_time_ms = ch.source_time_ms;
-            w->in_txn = true;
+            snprintf(cur->gtid, sizeof cur->gtid, "%.*s", (int)ch.position_len, ch.position);
+            cur->source_time_ms = ch.source_time_ms;
             break;
         case SY_CHANGE_TABLE:
-            arc = on_table(w, &ch.u.table);
-            break;
         case SY_CHANGE_ROW:
-            arc = on_row(w, &ch.u.row, seq, txn);
-            break;
         case SY_CHANGE_DDL:
-            if (!ddl_pending_here) {
-                if (checkpoint(w, seq, w->position, true) != 0 || commit(w) != 0)
-                    return 1;
+            if (cur == NULL && (cur = txn_new(seq)) == NULL) {
+                rc = -2;
+                break;
             }
-            arc = apply_ddl(w, &ch.u.ddl, ddl_pending_here);
-            ddl_pending_here = false;
+            rc = read_record(w, cur, &ch, seq, payload, len);
             break;
         case SY_CHANGE_TXN_COMMIT: {
-            char pos[1024];
-            snprintf(pos, sizeof pos, "%.*s", (int)ch.position_len, ch.position);
-            if (checkpoint(w, seq, pos, false) != 0)
-                return 1;
-            sy_failpoint("writer_before_commit");
-            if (commit(w) != 0)
-                return 1;
-            w->in_txn = false;
-            w->applied_seq = seq;
-            snprintf(w->position, sizeof w->position, "%s", pos);
-            w->txn_time_ms = ch.source_time_ms;
-            tt_clear(w);
-            publish(w, sy_spool_last_seq(sp));
+            if (cur == NULL && (cur = txn_new(seq)) == NULL) {
+                rc = -2;
+                break;
+            }
+            struct sy_apply_txn *tx = cur;
+            cur = NULL;
+            sy_apply_txn_reset(&w->ctl);
+            tx->commit_seq = seq;
+            tx->source_time_ms = ch.source_time_ms;
+            if ((tx->position = strndup(ch.position, ch.position_len)) == NULL) {
+                txn_free(tx);
+                rc = -2;
+                break;
+            }
+            if (skipped(w, seq)) {
+                rc = position_entry(w, seq, ch.position, ch.position_len, true) == 0 ? 0 : -2;
+                txn_free(tx);
+            } else if (tx->barrier) {
+                int brc = apply_barrier(w, tx);
+                txn_free(tx);
+                if (brc != 0) {
+                    ret = brc == 1 ? 1 : brc == 2 ? 2 : -1;
+                    goto end;
+                }
+            } else if (tx->n_rows == 0) {
+                rc = position_entry(w, seq, ch.position, ch.position_len, false) == 0 ? 0 : -2;
+                txn_free(tx);
+            } else if (!try_dispatch(w, tx)) {
+                w->blocked = tx;
+            }
             break;
         }
         case SY_CHANGE_POSITION:
-            if (!w->in_txn) {
-                w->pending_pos_seq = seq;
-                snprintf(w->pending_pos, sizeof w->pending_pos, "%.*s", (int)ch.position_len, ch.position);
-                if (++w->pending_pos_count % WR_POSITION_FLUSH == 0) {
-                    if (checkpoint(w, seq, w->pending_pos, false) != 0 || commit(w) != 0)
-                        return 1;
-                    w->applied_seq = seq;
-                    snprintf(w->position, sizeof w->position, "%s", w->pending_pos);
-                }
-            }
+            if (cur == NULL && position_entry(w, seq, ch.position, ch.position_len, false) != 0)
+                rc = -2;
             break;
         }
-        if (arc == -1)
-            return 1;
-        if (arc == -4) {
-            mysql_rollback(w->conn);
-            fail(w, "conflict", "%s", w->err);
-            return -1;
+        if (rc == SY_APPLY_TRANSIENT) {
+            ret = 1;
+            break;
         }
-        if (arc < 0) {
-            mysql_rollback(w->conn);
-            fail(w, "apply_failed", "source transaction %s (spool seq %llu): %s", txn, (unsigned long long)seq,
-                 w->err);
-            return -1;
+        if (rc < 0) {
+            fail(w, "apply_failed", "source transaction %s (spool seq %llu): %s", cur ? cur->gtid : "",
+                 (unsigned long long)seq, w->ctl.err[0] ? w->ctl.err : "out of memory");
+            ret = -1;
+            break;
         }
         seq++;
-        /* Free whole segments below the checkpoint as soon as there are any: a small spool_max_bytes
-         * (or a full disk) must drain while the collector waits. */
-        if (w->applied_seq > last_truncate && !w->in_txn) {
-            char terr[256];
-            if (sy_spool_truncate_below(sp, w->applied_seq, terr, sizeof terr) != SY_SPOOL_OK)
-                sy_log_warn("%s: spool truncate: %s", w->ctx->instance_id, terr);
-            last_truncate = w->applied_seq;
+    }
+end:
+    txn_free(cur);
+    workers_stop(w);
+    collect_done(w);
+    if (ret == 2) {
+        fail(w, w->worker_reason[0] ? w->worker_reason : "apply_failed", "%s", w->worker_err);
+        ret = -1;
+    } else if (ret == 1 && w->worker_err[0]) {
+        snprintf(w->ctl.err, sizeof w->ctl.err, "%s", w->worker_err);
+    }
+    if (ret != 1 && w->ctl.conn && flush_checkpoint(w) != 0 && ret == 0)
+        sy_log_warn("%s: checkpoint at stop: %s", w->ctx->instance_id, w->ctl.err);
+    publish(w);
+    return ret;
+}
+
+/* Connects the control connection and every worker, starts the workers. 0, 1 transient, -1 refused. */
+static int session_open(struct writer *w, uint64_t *pending_ddl)
+{
+    int rc = sy_apply_conn_open(&w->ctl);
+    if (rc != 0)
+        return rc;
+    if (read_checkpoint(w, pending_ddl) != 0)
+        return 1;
+    for (int i = 0; i < w->n_workers; i++) {
+        struct worker *wk = &w->workers[i];
+        if ((rc = sy_apply_conn_open(&wk->ac)) != 0) {
+            snprintf(w->ctl.err, sizeof w->ctl.err, "%s", wk->ac.err);
+            return rc;
         }
+    }
+    w->abort = false;
+    w->worker_rc = 0;
+    w->worker_reason[0] = w->worker_err[0] = '\0';
+    w->last_flush_ms = wall_ms();
+    for (int i = 0; i < w->n_workers; i++) {
+        struct worker *wk = &w->workers[i];
+        if (pthread_create(&wk->thread, NULL, worker_main, wk) != 0) {
+            snprintf(w->ctl.err, sizeof w->ctl.err, "starting an apply worker: %s", strerror(errno));
+            return 1;
+        }
+        wk->started = true;
     }
     return 0;
 }
@@ -926,39 +1070,64 @@ static void *writer_main(void *arg)
         return NULL;
     w->ctx = arg;
     w->cfg = w->ctx->cfg;
-    sy_change_scratch_init(&w->scratch);
     mysql_thread_init();
+    sy_apply_conn_init(&w->ctl, w->ctx);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->coord_cv, NULL);
+    w->n_workers = w->cfg->apply_threads < 1 ? 1 : w->cfg->apply_threads > WR_MAX_WORKERS ? WR_MAX_WORKERS
+                                                                                           : w->cfg->apply_threads;
+    w->workers = calloc((size_t)w->n_workers, sizeof *w->workers);
+    if (w->workers == NULL) {
+        fail(w, "out_of_memory", "out of memory");
+        w->n_workers = 0;
+    }
+    for (int i = 0; i < w->n_workers; i++) {
+        w->workers[i].w = w;
+        w->workers[i].id = i;
+        sy_apply_conn_init(&w->workers[i].ac, w->ctx);
+        pthread_cond_init(&w->workers[i].cv, NULL);
+    }
     int backoff = 100;
     while (!stopping(w) && !w->failed) {
         uint64_t pending_ddl = 0;
-        int rc = connect_dest(w, &pending_ddl);
+        w->ctl.err[0] = '\0';
+        int rc = session_open(w, &pending_ddl);
         if (rc < 0) {
-            fail(w, "destination_refused", "%s", w->err);
+            fail(w, "destination_refused", "%s", w->ctl.err);
             break;
         }
         if (rc == 0) {
             backoff = 100;
             sy_module_report_running(w->ctx->report);
-            publish(w, sy_spool_last_seq(w->ctx->spool));
-            rc = apply_loop(w, pending_ddl);
-            if (rc <= 0)
-                break;
+            publish(w);
+            rc = apply_session(w, pending_ddl);
         }
-        disconnect(w);
-        if (stopping(w))
+        workers_stop(w);
+        fifo_free(w);
+        w->n_gc = 0;
+        w->rows_before += w->ctl.rows;
+        w->ctl.rows = 0;
+        sy_apply_conn_close(&w->ctl);
+        if (rc <= 0 || stopping(w))
             break;
-        sy_module_report_retrying(w->ctx->report, "destination_unreachable", "%s", w->err);
+        sy_module_report_retrying(w->ctx->report, "destination_unreachable", "%s", w->ctl.err);
         for (int waited = 0; waited < backoff && !stopping(w); waited += 50)
             usleep(50 * 1000);
         if (backoff < WR_MAX_BACKOFF_MS)
             backoff *= 2;
     }
-    disconnect(w);
-    sy_change_scratch_fini(&w->scratch);
-    free(w->binds);
-    free(w->nulls);
-    free(w->lens);
-    free(w->tt);
+    workers_stop(w);
+    fifo_free(w);
+    for (int i = 0; i < w->n_workers; i++) {
+        sy_apply_conn_fini(&w->workers[i].ac);
+        pthread_cond_destroy(&w->workers[i].cv);
+    }
+    sy_apply_conn_fini(&w->ctl);
+    pthread_cond_destroy(&w->coord_cv);
+    pthread_mutex_destroy(&w->mu);
+    free(w->workers);
+    free(w->gc);
+    free(w->skip);
     free(w);
     mysql_thread_end();
     return NULL;

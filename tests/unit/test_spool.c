@@ -1,6 +1,7 @@
 /* Unit tests for core/spool.c: round trips across segments, reopen, torn-tail recovery, corruption
  * naming file and offset, the byte cap and truncation, ENOSPC (a segment that is /dev/full), and a
- * reader blocked in sy_spool_read while another thread appends or wakes it. Each test works in its
+ * reader blocked in sy_spool_read while another thread appends or wakes it, finding the last record of
+ * some types from the tail, and the bytes a truncation keeps. Each test works in its
  * own mkdtemp directory, removed afterwards. */
 #include <errno.h>
 #include <fcntl.h>
@@ -627,6 +628,102 @@ out:
     free(dir);
 }
 
+/* ---- sy_spool_find_last, sy_spool_bytes_kept_from ---- */
+
+static bool type_is(uint8_t type, void *arg)
+{
+    return type == *(const uint8_t *)arg;
+}
+
+static bool type_mod10(uint8_t type, void *arg)
+{
+    return type % 10 == 0;
+}
+
+/* find_last returns seq with its type and payload (a copy the caller frees). */
+static bool found_is(struct sy_spool *s, bool (*want)(uint8_t, void *), void *arg, uint64_t seq)
+{
+    uint64_t got = 0;
+    uint8_t type = 0, *p = NULL, buf[128];
+    size_t len = 0, wlen = payload_for(seq, buf);
+    enum sy_spool_rc rc = sy_spool_find_last(s, want, arg, &got, &type, &p, &len, errbuf, sizeof errbuf);
+    bool ok = rc == SY_SPOOL_OK && got == seq && type == (uint8_t)(seq & 0xff) && len == wlen &&
+              (len == 0 || memcmp(p, buf, len) == 0) && p[len] == '\0';
+    if (!ok)
+        fprintf(stderr, "find_last: rc %d seq %" PRIu64 " (want %" PRIu64 "): %s\n", rc, got, seq, errbuf);
+    free(p);
+    return ok;
+}
+
+static void test_find_last(void)
+{
+    char *dir = make_tmpdir();
+    struct sy_spool *s = sy_spool_open(dir, 0, 300, errbuf, sizeof errbuf);
+    uint64_t seq = 0, firsts[100];
+    uint8_t type = 0, *p = NULL, seven = 7, one = 1;
+    size_t len = 0;
+    CHECK(s != NULL);
+    if (s == NULL)
+        goto out;
+    CHECK(sy_spool_find_last(s, type_mod10, NULL, &seq, &type, &p, &len, errbuf, sizeof errbuf) == SY_SPOOL_EMPTY);
+    CHECK(sy_spool_bytes_kept_from(s, 0) == 0);
+    CHECK(append_n(s, 1, 65));
+    CHECK(found_is(s, type_mod10, NULL, 60));   /* in the newest segments */
+    CHECK(found_is(s, type_is, &seven, 7));     /* found in an old segment: the scan goes back */
+    uint8_t none = 200;
+    CHECK(sy_spool_find_last(s, type_is, &none, &seq, &type, &p, &len, errbuf, sizeof errbuf) == SY_SPOOL_EMPTY);
+
+    /* Bytes kept: everything from 0, the newest segment alone from the last seq. */
+    int nseg = count_segments(dir, firsts, 100);
+    char path[600];
+    CHECK(nseg >= 4);
+    seg_name(path, sizeof path, dir, firsts[nseg - 1]);
+    CHECK(sy_spool_bytes_kept_from(s, 0) == sy_spool_bytes(s));
+    CHECK(sy_spool_bytes_kept_from(s, 65) == (uint64_t)file_size(path));
+    uint64_t kept = sy_spool_bytes_kept_from(s, firsts[2] + 1);
+    CHECK(kept < sy_spool_bytes(s));
+    CHECK(sy_spool_truncate_below(s, firsts[2] + 1, errbuf, sizeof errbuf) == SY_SPOOL_OK);
+    CHECK(sy_spool_bytes(s) == kept && sy_spool_bytes_kept_from(s, 0) == kept);
+
+    /* Corruption in an older segment: the newest one answers without reading it; a search that has to
+     * read it reports the CRC failure (never an older, wrong answer). */
+    seg_name(path, sizeof path, dir, firsts[2]);
+    int fd = open(path, O_RDWR);
+    uint8_t x;
+    CHECK(fd >= 0 && pread(fd, &x, 1, REC_HDR) == 1);
+    x ^= 0x5a;
+    CHECK(pwrite(fd, &x, 1, REC_HDR) == 1);
+    close(fd);
+    CHECK(found_is(s, type_mod10, NULL, 60));
+    one = (uint8_t)(firsts[2] & 0xff);
+    CHECK(sy_spool_find_last(s, type_is, &one, &seq, &type, &p, &len, errbuf, sizeof errbuf) == SY_SPOOL_ERROR);
+    CHECK(strstr(errbuf, "CRC") != NULL && strstr(errbuf, path) != NULL);
+    x ^= 0x5a;
+    fd = open(path, O_RDWR);
+    CHECK(fd >= 0 && pwrite(fd, &x, 1, REC_HDR) == 1);
+    close(fd);
+
+    /* A torn tail after a crash: recovery cuts it, find_last sees the last whole record. */
+    CHECK(append_n(s, 66, 70) && sy_spool_sync(s, errbuf, sizeof errbuf) == SY_SPOOL_OK);
+    sy_spool_close(s);
+    nseg = count_segments(dir, firsts, 100);
+    seg_name(path, sizeof path, dir, firsts[nseg - 1]);
+    off_t size = file_size(path);
+    CHECK(size > 10 && truncate(path, size - 3) == 0);  /* record 70 torn */
+    s = sy_spool_open(dir, 0, 300, errbuf, sizeof errbuf);
+    CHECK(s != NULL && sy_spool_last_seq(s) == 69);
+    if (s == NULL)
+        goto out;
+    CHECK(found_is(s, type_mod10, NULL, 60));
+    uint8_t t69 = 69;
+    CHECK(found_is(s, type_is, &t69, 69));
+    CHECK(append_n(s, 70, 70) && found_is(s, type_mod10, NULL, 70));
+out:
+    sy_spool_close(s);
+    rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     test_roundtrip_segments();
@@ -636,5 +733,6 @@ int main(void)
     test_enospc();
     test_big_records();
     test_blocking_reader();
+    test_find_last();
     return CHECK_DONE();
 }

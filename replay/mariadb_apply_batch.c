@@ -1,0 +1,576 @@
+/* The fast path of a group of source transactions (on_conflict = fail): their rows become SQL text
+ * sent as multi-statement batches, a few round trips per group instead of one per row.
+ *
+ * Rows are reordered only where that cannot be seen: every row gets a round, one more than the last
+ * round of any earlier row of the group with the same key (sy_apply_row_key; a table whose keys are
+ * not byte-comparable, or that has a second UNIQUE key, is one key), so each key's changes stay in
+ * source order while rows of one round have distinct keys and commute. Within a round, the rows of
+ * one table and kind are merged: INSERTs into one multi-row INSERT, DELETEs by a one-column key into
+ * DELETE ... IN (...), UPDATEs that keep their one-column key into SELECT COUNT(*) ... FOR UPDATE
+ * (every row must exist: locked, counted) + INSERT ... ON DUPLICATE KEY UPDATE. Other rows are single
+ * UPDATE / DELETE statements by key. Every statement's count is checked (CLIENT_FOUND_ROWS): a
+ * missing row, a duplicate key or any other error makes the caller roll the group back and apply it
+ * again row by row in source order (sy_apply_row), which names the exact row and source
+ * transaction. Values are literals of the bytes the source stored (session charset binary, strings
+ * escaped): the same values the prepared path binds. A group with a row whose values are large
+ * (> 1 MiB) or have no exact literal (a non-finite double, odd decimal text) takes the row path. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mysql.h>
+
+#include "core/mariadb_client.h"
+#include "replay/mariadb_apply.h"
+
+#define BATCH_MAX_BYTES (512u * 1024u)   /* per round trip */
+#define BATCH_MAX_STMTS 256
+#define STMT_MAX_ROWS 1000               /* rows merged into one statement */
+#define ROW_MAX_BYTES (1u << 20)
+
+enum op_kind {
+    OP_INSERT,    /* frag: "(values)" */
+    OP_DELETE_IN, /* frag: key literal */
+    OP_UPSERT,    /* frag: "(values)", key: key literal, single: the UPDATE statement */
+    OP_SINGLE,    /* single: the whole statement (UPDATE / DELETE by key) */
+};
+
+struct op {
+    uint32_t round;
+    uint32_t plan_no;      /* in batch.plans */
+    uint32_t kind;
+    uint32_t idx;          /* source order */
+    uint64_t key_before, key_after;
+    uint32_t has_key;      /* bit 0: key_before, bit 1: key_after */
+    size_t off, len;       /* frag in batch.frag */
+    size_t koff, klen;
+    size_t soff, slen;
+};
+
+enum expect_how { EXPECT_AFFECTED, EXPECT_ANY, EXPECT_COUNT };
+
+struct expect {
+    uint64_t n;
+    enum expect_how how;
+};
+
+struct batch {
+    struct sy_apply_conn *ac;
+    struct sy_buf *out;          /* where the helpers write: frag or ac->sql */
+    struct sy_buf frag;          /* rendered rows */
+    struct op *ops;              /* owned */
+    size_t n_ops, cap_ops;
+    const struct sy_apply_plan **plans; /* owned array of refs (ac's plans stay loaded for the group) */
+    size_t n_plans, cap_plans;
+    struct expect expect[BATCH_MAX_STMTS];
+    size_t n_stmts;
+    char *esc;                   /* owned: escaping scratch */
+    size_t cap_esc;
+};
+
+static void add_str(struct batch *b, const char *s)
+{
+    sy_buf_add(b->out, s, strlen(s));
+}
+
+static void add_ident(struct batch *b, const char *name)
+{
+    char q[600];
+    sy_mariadb_quote_ident(name, q, sizeof q);
+    add_str(b, q);
+}
+
+static void add_table(struct batch *b, const struct sy_apply_plan *p)
+{
+    add_ident(b, p->db);
+    add_str(b, ".");
+    add_ident(b, p->table);
+}
+
+/* Whether v has an exact literal (checked before anything of the row is written). */
+static bool literal_ok(const struct sy_value *v)
+{
+    if (v->type == SY_VAL_FLOAT || v->type == SY_VAL_DOUBLE)
+        return isfinite(v->d);
+    if (v->type == SY_VAL_DECIMAL) {
+        if (v->len == 0 || v->len > 80)
+            return false;
+        for (size_t i = 0; i < v->len; i++)
+            if (!strchr("0123456789.-+", v->p[i]))
+                return false;
+    }
+    return true;
+}
+
+static int add_value(struct batch *b, const struct sy_value *v)
+{
+    char num[64];
+    switch (v->type) {
+    case SY_VAL_NULL:
+        add_str(b, "NULL");
+        return 0;
+    case SY_VAL_INT:
+        snprintf(num, sizeof num, "%lld", (long long)v->i);
+        add_str(b, num);
+        return 0;
+    case SY_VAL_UINT:
+        snprintf(num, sizeof num, "%llu", (unsigned long long)v->u);
+        add_str(b, num);
+        return 0;
+    case SY_VAL_FLOAT:
+    case SY_VAL_DOUBLE:
+        snprintf(num, sizeof num, "%.16e", v->d); /* exponent form: a DOUBLE literal; 17 digits: exact */
+        add_str(b, num);
+        return 0;
+    case SY_VAL_DECIMAL:
+        sy_buf_add(b->out, v->p, v->len);
+        return 0;
+    case SY_VAL_STRING:
+    case SY_VAL_TEMPORAL:
+    case SY_VAL_BLOB:
+        if (v->len * 2 + 1 > b->cap_esc) {
+            char *n = realloc(b->esc, v->len * 2 + 1);
+            if (n == NULL)
+                return -1;
+            b->esc = n;
+            b->cap_esc = v->len * 2 + 1;
+        }
+        unsigned long n = mysql_real_escape_string(b->ac->conn, b->esc, (const char *)v->p, (unsigned long)v->len);
+        add_str(b, "'");
+        sy_buf_add(b->out, b->esc, n);
+        add_str(b, "'");
+        return 0;
+    }
+    return -1;
+}
+
+static const struct sy_value null_value = { .type = SY_VAL_NULL };
+
+static const struct sy_value *col_value(const struct sy_apply_table *t, const struct sy_value *vals, size_t col)
+{
+    const struct sy_value *v = sy_apply_src_value(t, vals, col);
+    return v ? v : &null_value;
+}
+
+/* What a column list writes for each column it takes. */
+enum col_form {
+    COL_NAME,    /* c */
+    COL_VALUE,   /* value */
+    COL_SET,     /* c=value */
+    COL_UPSERT,  /* c=VALUES(c) */
+};
+
+/* The written (non-generated) columns, or with `keys` the key columns, in destination order,
+ * separated by sep. vals: the row image (COL_VALUE, COL_SET). */
+static int add_col_list(struct batch *b, const struct sy_apply_table *t, const struct sy_apply_plan *p,
+                        const struct sy_value *vals, bool keys, enum col_form form, const char *sep)
+{
+    bool first = true;
+    for (size_t i = 0; i < p->n_cols; i++) {
+        if (keys ? !p->cols[i].key : p->cols[i].generated)
+            continue;
+        if (!first)
+            add_str(b, sep);
+        first = false;
+        if (form != COL_VALUE)
+            add_ident(b, p->cols[i].name);
+        if (form == COL_UPSERT) {
+            add_str(b, "=VALUES(");
+            add_ident(b, p->cols[i].name);
+            add_str(b, ")");
+        } else if (form != COL_NAME) {
+            if (form == COL_SET)
+                add_str(b, "=");
+            if (add_value(b, col_value(t, vals, i)) != 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* "(v1,v2,...)" of the written columns. */
+static int add_row_values(struct batch *b, const struct sy_apply_table *t, const struct sy_value *vals)
+{
+    add_str(b, "(");
+    int rc = add_col_list(b, t, t->plan, vals, false, COL_VALUE, ",");
+    add_str(b, ")");
+    return rc;
+}
+
+static int add_where_key(struct batch *b, const struct sy_apply_table *t, const struct sy_value *vals)
+{
+    add_str(b, " WHERE ");
+    return add_col_list(b, t, t->plan, vals, true, COL_SET, " AND ");
+}
+
+/* ---- pass 1: render every row of the group -------------------------------------------------------- */
+
+static int plan_no(struct batch *b, const struct sy_apply_plan *p, uint32_t *out)
+{
+    for (size_t i = 0; i < b->n_plans; i++)
+        if (b->plans[i] == p) {
+            *out = (uint32_t)i;
+            return 0;
+        }
+    if (sy_apply_grow((void **)&b->plans, &b->cap_plans, b->n_plans, sizeof *b->plans, 16) != 0)
+        return -1;
+    *out = (uint32_t)b->n_plans;
+    b->plans[b->n_plans++] = p;
+    return 0;
+}
+
+static bool same_key(const struct sy_apply_table *t, const struct sy_value *a, const struct sy_value *b)
+{
+    for (size_t i = 0; i < t->plan->n_cols; i++) {
+        if (!t->plan->cols[i].key)
+            continue;
+        const struct sy_value *x = col_value(t, a, i), *y = col_value(t, b, i);
+        if (x->type != y->type || x->i != y->i || x->u != y->u || x->len != y->len ||
+            (x->len && memcmp(x->p, y->p, x->len) != 0))
+            return false;
+    }
+    return true;
+}
+
+static int render_update(struct batch *b, const struct sy_apply_table *t, const struct sy_change_row *r)
+{
+    const struct sy_apply_plan *p = t->plan;
+    add_str(b, "UPDATE ");
+    add_table(b, p);
+    add_str(b, " SET ");
+    if (add_col_list(b, t, p, r->after, false, COL_SET, ",") != 0)
+        return -1;
+    return add_where_key(b, t, r->before);
+}
+
+/* The key's value (a one-column key). */
+static int key_literal(struct batch *b, const struct sy_apply_table *t, const struct sy_value *vals)
+{
+    return add_col_list(b, t, t->plan, vals, true, COL_VALUE, ",");
+}
+
+/* 0, -3: this group takes the row path. */
+static int render_row(struct batch *b, const struct sy_change_row *r)
+{
+    struct sy_apply_table *t = sy_apply_table_find(b->ac, r->table_id);
+    if (t == NULL || r->n_columns != t->n_src)
+        return -3;
+    const struct sy_apply_plan *p = t->plan;
+    size_t bytes = 0;
+    for (uint32_t i = 0; i < r->n_columns; i++) {
+        if ((r->before && !literal_ok(&r->before[i])) || (r->after && !literal_ok(&r->after[i])))
+            return -3;
+        bytes += (r->before ? r->before[i].len : 0) + (r->after ? r->after[i].len : 0);
+    }
+    if (bytes > ROW_MAX_BYTES)
+        return -3;
+    if (sy_apply_grow((void **)&b->ops, &b->cap_ops, b->n_ops, sizeof *b->ops, 256) != 0)
+        return -3;
+    struct op *o = &b->ops[b->n_ops];
+    memset(o, 0, sizeof *o);
+    o->idx = (uint32_t)b->n_ops;
+    if (plan_no(b, p, &o->plan_no) != 0)
+        return -3;
+    o->key_before = r->before ? sy_apply_row_key(t, r->before) : 0;
+    o->key_after = r->after ? sy_apply_row_key(t, r->after) : 0;
+    o->has_key = (r->before ? 1u : 0u) | (r->after ? 2u : 0u);
+    b->out = &b->frag;
+    int rc = 0;
+    o->off = b->frag.len;
+    switch (r->op) {
+    case SY_ROW_INSERT:
+        o->kind = OP_INSERT;
+        rc = add_row_values(b, t, r->after);
+        break;
+    case SY_ROW_UPDATE:
+        if (p->n_key == 1 && !p->whole_table && same_key(t, r->before, r->after)) {
+            o->kind = OP_UPSERT;
+            rc = add_row_values(b, t, r->after);
+            o->len = b->frag.len - o->off;
+            o->koff = b->frag.len;
+            rc = rc ? rc : key_literal(b, t, r->before);
+            o->klen = b->frag.len - o->koff;
+        } else {
+            o->kind = OP_SINGLE;
+        }
+        o->soff = b->frag.len;
+        rc = rc ? rc : render_update(b, t, r);
+        o->slen = b->frag.len - o->soff;
+        b->ops[b->n_ops++] = *o;
+        return rc == 0 && !b->frag.oom ? 0 : -3;
+    default:
+        if (p->n_key == 1) {
+            o->kind = OP_DELETE_IN;
+            rc = key_literal(b, t, r->before);
+        } else {
+            o->kind = OP_SINGLE;
+            o->soff = b->frag.len;
+            add_str(b, "DELETE FROM ");
+            add_table(b, p);
+            rc = add_where_key(b, t, r->before);
+            o->slen = b->frag.len - o->soff;
+        }
+        break;
+    }
+    o->len = b->frag.len - o->off;
+    b->n_ops++;
+    return rc == 0 && !b->frag.oom ? 0 : -3;
+}
+
+/* ---- rounds --------------------------------------------------------------------------------------- */
+
+struct round_map {
+    struct round_slot {
+        uint64_t key;
+        uint32_t round; /* 0 = empty */
+    } *s;               /* owned */
+    size_t cap;         /* power of two, > 2x the keys */
+};
+
+static struct round_slot *round_slot(struct round_map *m, uint64_t key)
+{
+    size_t j = key & (m->cap - 1);
+    while (m->s[j].round && m->s[j].key != key)
+        j = (j + 1) & (m->cap - 1);
+    return &m->s[j];
+}
+
+/* Each op's round: one more than the last round of its keys (before and after image). */
+static int assign_rounds(struct batch *b)
+{
+    struct round_map m = { .cap = 64 };
+    while (m.cap < b->n_ops * 4)
+        m.cap *= 2;
+    if ((m.s = calloc(m.cap, sizeof *m.s)) == NULL)
+        return -1;
+    for (size_t i = 0; i < b->n_ops; i++) {
+        struct op *o = &b->ops[i];
+        uint32_t round = 1;
+        for (int k = 0; k < 2; k++) {
+            if (!(o->has_key & (1u << k)))
+                continue;
+            struct round_slot *sl = round_slot(&m, k ? o->key_after : o->key_before);
+            if (sl->round >= round)
+                round = sl->round + 1;
+        }
+        o->round = round;
+        for (int k = 0; k < 2; k++) {
+            if (!(o->has_key & (1u << k)))
+                continue;
+            uint64_t key = k ? o->key_after : o->key_before;
+            struct round_slot *sl = round_slot(&m, key);
+            sl->key = key;
+            sl->round = round;
+        }
+    }
+    free(m.s);
+    return 0;
+}
+
+static int op_cmp(const void *x, const void *y)
+{
+    const struct op *a = x, *b = y;
+    if (a->round != b->round)
+        return a->round < b->round ? -1 : 1;
+    if (a->plan_no != b->plan_no)
+        return a->plan_no < b->plan_no ? -1 : 1;
+    if (a->kind != b->kind)
+        return a->kind < b->kind ? -1 : 1;
+    return a->idx < b->idx ? -1 : a->idx > b->idx;
+}
+
+/* ---- pass 2: statements --------------------------------------------------------------------------- */
+
+/* Sends the statements so far and checks every count. 0, -1 transient, -3 mismatch / error. */
+static int run(struct batch *b)
+{
+    if (b->n_stmts == 0)
+        return 0;
+    struct sy_apply_conn *ac = b->ac;
+    size_t n = b->n_stmts;
+    b->n_stmts = 0;
+    if (ac->sql.oom) {
+        snprintf(ac->err, sizeof ac->err, "out of memory");
+        sy_buf_reset(&ac->sql);
+        return -3;
+    }
+    int rc = 0;
+    if (mysql_real_query(ac->conn, (const char *)ac->sql.p, (unsigned long)ac->sql.len) != 0)
+        goto error;
+    for (size_t i = 0; i < n; i++) {
+        const struct expect *e = &b->expect[i];
+        uint64_t got;
+        if (mysql_field_count(ac->conn) > 0) {
+            MYSQL_RES *res = mysql_store_result(ac->conn);
+            MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
+            got = row && row[0] ? strtoull(row[0], NULL, 10) : UINT64_MAX;
+            if (res)
+                mysql_free_result(res);
+        } else {
+            got = (uint64_t)mysql_affected_rows(ac->conn);
+        }
+        if (e->how != EXPECT_ANY && got != e->n && rc == 0) {
+            snprintf(ac->err, sizeof ac->err, "statement %zu of a batch: %llu rows, not %llu", i,
+                     (unsigned long long)got, (unsigned long long)e->n);
+            rc = -3; /* keep reading: the connection must end the batch in sync */
+        }
+        int nr = mysql_next_result(ac->conn);
+        if (nr > 0)
+            goto error;
+        if (nr < 0)
+            break;
+    }
+    sy_buf_reset(&ac->sql);
+    return rc;
+error: {
+    unsigned int en = mysql_errno(ac->conn);
+    snprintf(ac->err, sizeof ac->err, "%u %s", en, mysql_error(ac->conn));
+    sy_buf_reset(&ac->sql);
+    return sy_mariadb_is_transient(en) ? -1 : -3;
+}
+}
+
+static void stmt_begin(struct batch *b)
+{
+    b->out = &b->ac->sql;
+    if (b->n_stmts > 0)
+        add_str(b, ";");
+}
+
+static int stmt_end(struct batch *b, uint64_t n, enum expect_how how)
+{
+    b->expect[b->n_stmts++] = (struct expect){ .n = n, .how = how };
+    if (b->n_stmts >= BATCH_MAX_STMTS || b->ac->sql.len >= BATCH_MAX_BYTES)
+        return run(b);
+    return 0;
+}
+
+/* The fragments of ops[0..n), comma-separated; key: their key fragments. */
+static void add_frags(struct batch *b, const struct op *ops, size_t n, bool key)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            add_str(b, ",");
+        sy_buf_add(b->out, b->frag.p + (key ? ops[i].koff : ops[i].off), key ? ops[i].klen : ops[i].len);
+    }
+}
+
+static void add_insert(struct batch *b, const struct sy_apply_plan *p, const struct op *ops, size_t n)
+{
+    add_str(b, "INSERT INTO ");
+    add_table(b, p);
+    add_str(b, " (");
+    add_col_list(b, NULL, p, NULL, false, COL_NAME, ",");
+    add_str(b, ") VALUES ");
+    add_frags(b, ops, n, false);
+}
+
+/* "db.t WHERE k IN (k1,k2,...)" */
+static void add_key_in(struct batch *b, const struct sy_apply_plan *p, const struct op *ops, size_t n, bool key)
+{
+    add_table(b, p);
+    add_str(b, " WHERE ");
+    add_col_list(b, NULL, p, NULL, true, COL_NAME, ",");
+    add_str(b, " IN (");
+    add_frags(b, ops, n, key);
+    add_str(b, ")");
+}
+
+/* One merged statement (or two, for UPSERT) of ops[0..n): same round, table and kind. */
+static int emit_run(struct batch *b, const struct op *ops, size_t n)
+{
+    const struct sy_apply_plan *p = b->plans[ops[0].plan_no];
+    int rc;
+    switch (ops[0].kind) {
+    case OP_INSERT:
+        stmt_begin(b);
+        add_insert(b, p, ops, n);
+        return stmt_end(b, n, EXPECT_AFFECTED);
+    case OP_DELETE_IN:
+        stmt_begin(b);
+        add_str(b, "DELETE FROM ");
+        add_key_in(b, p, ops, n, false);
+        return stmt_end(b, n, EXPECT_AFFECTED);
+    case OP_UPSERT:
+        if (n == 1)
+            break;
+        stmt_begin(b);
+        add_str(b, "SELECT COUNT(*) FROM ");
+        add_key_in(b, p, ops, n, true);
+        add_str(b, " FOR UPDATE");
+        if ((rc = stmt_end(b, n, EXPECT_COUNT)) != 0)
+            return rc;
+        stmt_begin(b);
+        add_insert(b, p, ops, n);
+        add_str(b, " ON DUPLICATE KEY UPDATE ");
+        add_col_list(b, NULL, p, NULL, false, COL_UPSERT, ",");
+        return stmt_end(b, n, EXPECT_ANY);
+    default:
+        break;
+    }
+    for (size_t i = 0; i < n; i++) { /* one statement each */
+        stmt_begin(b);
+        sy_buf_add(b->out, b->frag.p + ops[i].soff, ops[i].slen);
+        if ((rc = stmt_end(b, 1, EXPECT_AFFECTED)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int emit(struct batch *b)
+{
+    qsort(b->ops, b->n_ops, sizeof *b->ops, op_cmp);
+    for (size_t i = 0; i < b->n_ops;) {
+        size_t j = i + 1;
+        while (j < b->n_ops && j - i < STMT_MAX_ROWS && b->ops[j].round == b->ops[i].round &&
+               b->ops[j].plan_no == b->ops[i].plan_no && b->ops[j].kind == b->ops[i].kind)
+            j++;
+        int rc = emit_run(b, &b->ops[i], j - i);
+        if (rc != 0)
+            return rc;
+        i = j;
+    }
+    return run(b);
+}
+
+int sy_apply_batch(struct sy_apply_conn *ac, struct sy_apply_txn *const *txns, size_t ntx)
+{
+    struct batch b = { .ac = ac, .out = &ac->sql };
+    sy_buf_init(&b.frag);
+    sy_buf_reset(&ac->sql);
+    int rc = 0;
+    for (size_t k = 0; k < ntx && rc == 0; k++) {
+        const struct sy_apply_txn *tx = txns[k];
+        sy_apply_txn_reset(ac);
+        for (size_t i = 0; i < tx->n_recs && rc == 0; i++) {
+            const struct sy_apply_rec *rec = &tx->recs[i];
+            struct sy_change ch;
+            if (sy_change_decode(tx->buf + rec->off, rec->len, &ac->scratch, &ch) != SY_PARSE_OK) {
+                rc = -3;
+            } else if (ch.kind == SY_CHANGE_TABLE) {
+                if (ac->n_plans + 1 >= SY_APPLY_MAX_PLANS) { /* loading could free plans the group uses */
+                    rc = -3;
+                    break;
+                }
+                int trc = sy_apply_table(ac, &ch.u.table);
+                rc = trc == 0 ? 0 : trc == SY_APPLY_TRANSIENT ? -1 : -3;
+            } else if (ch.kind == SY_CHANGE_ROW) {
+                rc = render_row(&b, &ch.u.row);
+            }
+        }
+    }
+    sy_apply_txn_reset(ac);
+    if (rc == 0 && assign_rounds(&b) != 0)
+        rc = -3;
+    if (rc == 0)
+        rc = emit(&b);
+    if (rc == 0)
+        ac->rows += b.n_ops;
+    sy_buf_reset(&ac->sql);
+    sy_buf_fini(&b.frag);
+    free(b.ops);
+    free(b.plans);
+    free(b.esc);
+    return rc;
+}
