@@ -29,6 +29,7 @@
 #include <mariadb_rpl.h>
 
 #include "capture/binlog_codec.h"
+#include "capture/binlog_ddl.h"
 #include "capture/mariadb_modules.h"
 #include "core/change.h"
 #include "core/gtid_set.h"
@@ -403,157 +404,15 @@ static bool on_rows(struct collector *c, uint8_t type, const struct sy_binlog_bo
 
 /* ---- DDL ----------------------------------------------------------------------------------------- */
 
-/* Skips spaces and comments; returns the next word (letters, digits, _ , $ or a `quoted` name). */
-static const char *next_token(const char *p, const char *end, char *out, size_t outlen)
+/* Which objects are synchronized, for capture/binlog_ddl.c. */
+static bool match_table(void *arg, const char *db, const char *table)
 {
-    for (;;) {
-        while (p < end && isspace((unsigned char)*p))
-            p++;
-        if (end - p >= 2 && p[0] == '/' && p[1] == '*') {
-            const char *q = p + 2;
-            while (end - q >= 2 && !(q[0] == '*' && q[1] == '/'))
-                q++;
-            p = end - q >= 2 ? q + 2 : end;
-            continue;
-        }
-        if (end - p >= 2 && ((p[0] == '-' && p[1] == '-') || p[0] == '#')) {
-            while (p < end && *p != '\n')
-                p++;
-            continue;
-        }
-        break;
-    }
-    size_t n = 0;
-    if (p < end && *p == '`') {
-        p++;
-        while (p < end && n + 1 < outlen) {
-            if (*p == '`') {
-                if (end - p >= 2 && p[1] == '`') {
-                    out[n++] = '`';
-                    p += 2;
-                    continue;
-                }
-                p++;
-                break;
-            }
-            out[n++] = *p++;
-        }
-    } else {
-        while (p < end && (isalnum((unsigned char)*p) || *p == '_' || *p == '$') && n + 1 < outlen)
-            out[n++] = *p++;
-        if (n == 0 && p < end && n + 1 < outlen)
-            out[n++] = *p++; /* punctuation: one char */
-    }
-    out[n] = '\0';
-    return p;
+    return sy_objects_match(arg, db, table);
 }
 
-/* "[db.]name" after the keyword; fills db (default when unqualified) and table. */
-static const char *qualified_name(const char *p, const char *end, const char *default_db, char *db, char *table)
+static bool match_db(void *arg, const char *db)
 {
-    char a[256], b[256];
-    p = next_token(p, end, a, sizeof a);
-    const char *save = p;
-    char dot[4];
-    p = next_token(p, end, dot, sizeof dot);
-    if (strcmp(dot, ".") == 0) {
-        p = next_token(p, end, b, sizeof b);
-        snprintf(db, 256, "%s", a);
-        snprintf(table, 256, "%s", b);
-        return p;
-    }
-    snprintf(db, 256, "%s", default_db);
-    snprintf(table, 256, "%s", a);
-    return save;
-}
-
-enum ddl_kind { DDL_NONE, DDL_SYNC, DDL_SKIP, DDL_UNKNOWN_TARGET, DDL_STATEMENT_DML };
-
-/* Classifies a QUERY event's text: DDL on a synchronized object, something to skip, statement DML. */
-static enum ddl_kind classify(struct collector *c, const char *sql, size_t len, const char *default_db, char *what,
-                              size_t whatlen)
-{
-    const char *p = sql, *end = sql + len;
-    char w1[64], w2[64], db[256], table[256];
-    p = next_token(p, end, w1, sizeof w1);
-    if (strcasecmp(w1, "BEGIN") == 0 || strcasecmp(w1, "COMMIT") == 0 || strcasecmp(w1, "ROLLBACK") == 0 ||
-        strcasecmp(w1, "XA") == 0 || strcasecmp(w1, "SAVEPOINT") == 0)
-        return DDL_NONE;
-    if (strcasecmp(w1, "INSERT") == 0 || strcasecmp(w1, "UPDATE") == 0 || strcasecmp(w1, "DELETE") == 0 ||
-        strcasecmp(w1, "REPLACE") == 0 || strcasecmp(w1, "LOAD") == 0) {
-        snprintf(what, whatlen, "%s", w1);
-        return default_db[0] && sy_objects_match_db(c->cfg, default_db) ? DDL_STATEMENT_DML : DDL_SKIP;
-    }
-    bool create = strcasecmp(w1, "CREATE") == 0, alter = strcasecmp(w1, "ALTER") == 0,
-         drop = strcasecmp(w1, "DROP") == 0, rename = strcasecmp(w1, "RENAME") == 0,
-         truncate = strcasecmp(w1, "TRUNCATE") == 0;
-    if (!create && !alter && !drop && !rename && !truncate)
-        return DDL_SKIP; /* GRANT, SET, FLUSH, ANALYZE ...: not schema of synchronized objects */
-    p = next_token(p, end, w2, sizeof w2);
-    /* CREATE [OR REPLACE] [TEMPORARY] [UNIQUE|FULLTEXT|SPATIAL] ... */
-    while (strcasecmp(w2, "OR") == 0 || strcasecmp(w2, "REPLACE") == 0 || strcasecmp(w2, "TEMPORARY") == 0 ||
-           strcasecmp(w2, "UNIQUE") == 0 || strcasecmp(w2, "FULLTEXT") == 0 || strcasecmp(w2, "SPATIAL") == 0 ||
-           strcasecmp(w2, "ONLINE") == 0 || strcasecmp(w2, "IGNORE") == 0)
-        p = next_token(p, end, w2, sizeof w2);
-    if (truncate && strcasecmp(w2, "TABLE") != 0) { /* TRUNCATE name */
-        p = sql;
-        p = next_token(p, end, w1, sizeof w1);
-        snprintf(w2, sizeof w2, "TABLE");
-    }
-    if (strcasecmp(w2, "DATABASE") == 0 || strcasecmp(w2, "SCHEMA") == 0) {
-        char name[256];
-        const char *q = next_token(p, end, name, sizeof name);
-        while (strcasecmp(name, "IF") == 0 || strcasecmp(name, "NOT") == 0 || strcasecmp(name, "EXISTS") == 0)
-            q = next_token(q, end, name, sizeof name);
-        snprintf(what, whatlen, "%s DATABASE %s", w1, name);
-        return sy_objects_match_db(c->cfg, name) ? DDL_SYNC : DDL_SKIP;
-    }
-    if (strcasecmp(w2, "INDEX") == 0) { /* CREATE INDEX i ON t / DROP INDEX i ON t */
-        char tok[256];
-        do
-            p = next_token(p, end, tok, sizeof tok);
-        while (p < end && strcasecmp(tok, "ON") != 0);
-        if (strcasecmp(tok, "ON") != 0)
-            return DDL_UNKNOWN_TARGET;
-        qualified_name(p, end, default_db, db, table);
-    } else if (strcasecmp(w2, "TABLE") == 0 || strcasecmp(w2, "TABLES") == 0) {
-        char tok[256];
-        const char *q = p;
-        q = next_token(q, end, tok, sizeof tok);
-        while (strcasecmp(tok, "IF") == 0 || strcasecmp(tok, "NOT") == 0 || strcasecmp(tok, "EXISTS") == 0) {
-            p = q;
-            q = next_token(q, end, tok, sizeof tok);
-        }
-        p = qualified_name(p, end, default_db, db, table);
-        /* DROP TABLE a, b / RENAME TABLE a TO b: every named table must agree */
-        bool any = sy_objects_match(c->cfg, db, table), all = any;
-        for (;;) {
-            char sep[256];
-            const char *q2 = next_token(p, end, sep, sizeof sep);
-            if (strcmp(sep, ",") != 0 && strcasecmp(sep, "TO") != 0)
-                break;
-            char db2[256], t2[256];
-            p = qualified_name(q2, end, default_db, db2, t2);
-            bool m = sy_objects_match(c->cfg, db2, t2);
-            any = any || m;
-            all = all && m;
-        }
-        snprintf(what, whatlen, "%s TABLE %s.%s", w1, db, table);
-        if (any && !all)
-            return DDL_UNKNOWN_TARGET; /* mixes synchronized and other tables: cannot apply safely */
-        return any ? DDL_SYNC : DDL_SKIP;
-    } else if (strcasecmp(w2, "VIEW") == 0 || strcasecmp(w2, "TRIGGER") == 0 || strcasecmp(w2, "PROCEDURE") == 0 ||
-               strcasecmp(w2, "FUNCTION") == 0 || strcasecmp(w2, "EVENT") == 0 || strcasecmp(w2, "USER") == 0 ||
-               strcasecmp(w2, "ROLE") == 0 || strcasecmp(w2, "SEQUENCE") == 0 || strcasecmp(w2, "SERVER") == 0) {
-        return DDL_SKIP;
-    } else {
-        snprintf(what, whatlen, "%s %s", w1, w2);
-        return default_db[0] && sy_objects_match_db(c->cfg, default_db) ? DDL_UNKNOWN_TARGET : DDL_SKIP;
-    }
-    snprintf(what, whatlen, "%s %s %s.%s", w1, w2, db, table);
-    if (db[0] == '\0')
-        return DDL_UNKNOWN_TARGET;
-    return sy_objects_match(c->cfg, db, table) ? DDL_SYNC : DDL_SKIP;
+    return sy_objects_match_db(arg, db);
 }
 
 static bool on_query(struct collector *c, const struct sy_binlog_body *b)
@@ -566,29 +425,30 @@ static bool on_query(struct collector *c, const struct sy_binlog_body *b)
     char default_db[257];
     snprintf(default_db, sizeof default_db, "%.*s", (int)q.db_len, q.db);
     char w[16];
-    next_token(q.sql, q.sql + q.sql_len, w, sizeof w);
+    sy_ddl_first_word(q.sql, q.sql_len, w, sizeof w);
     if (strcasecmp(w, "COMMIT") == 0 || strcasecmp(w, "ROLLBACK") == 0)
         return txn_commit(c); /* closes a non-transactional group; its changes happened */
     if (strcasecmp(w, "BEGIN") == 0 || c->txn_echo)
         return true;
     char what[600] = "";
-    switch (classify(c, q.sql, q.sql_len, default_db, what, sizeof what)) {
-    case DDL_NONE:
-    case DDL_SKIP:
+    struct sy_ddl_match m = { match_table, match_db, (void *)c->cfg };
+    switch (sy_ddl_classify(q.sql, q.sql_len, default_db, &m, what, sizeof what)) {
+    case SY_DDL_NONE:
+    case SY_DDL_SKIP:
         return true;
-    case DDL_STATEMENT_DML:
+    case SY_DDL_STATEMENT_DML:
         sy_module_report_failed(c->ctx->report, "statement_format",
                                 "STATEMENT-format %s in synchronized database %s at %u-%u-%llu "
                                 "(binlog_format must be ROW)",
                                 what, default_db, c->txn_gtid.domain, c->txn_gtid.server,
                                 (unsigned long long)c->txn_gtid.seq);
         return false;
-    case DDL_UNKNOWN_TARGET:
+    case SY_DDL_UNKNOWN_TARGET:
         sy_module_report_failed(c->ctx->report, "ddl_target_unknown",
                                 "cannot tell which objects `%s` (default database '%s') changes at %u-%u-%llu", what,
                                 default_db, c->txn_gtid.domain, c->txn_gtid.server, (unsigned long long)c->txn_gtid.seq);
         return false;
-    case DDL_SYNC:
+    case SY_DDL_SYNC:
         break;
     }
     if (!txn_begin_record(c))
@@ -686,7 +546,7 @@ static bool on_event(struct collector *c, const uint8_t *p, size_t n)
             struct sy_binlog_query q;
             char w[16] = "";
             if (sy_binlog_query_parse(&body, &q) == SY_PARSE_OK)
-                next_token(q.sql, q.sql + q.sql_len, w, sizeof w);
+                sy_ddl_first_word(q.sql, q.sql_len, w, sizeof w);
             if (strcasecmp(w, "BEGIN") != 0 && strcasecmp(w, "COMMIT") != 0 && strcasecmp(w, "ROLLBACK") != 0 &&
                 strcasecmp(w, "SAVEPOINT") != 0)
                 ok = txn_commit(c);
