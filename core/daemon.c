@@ -19,12 +19,14 @@
 #include "core/fence_keeper.h"
 #include "core/switch.h"
 #include "core/tail.h"
+#include "core/metrics.h"
 
 struct daemon {
     const struct sy_config *cfg;  /* ref: main's */
     const struct sy_engine_modules *const *modules; /* ref: static list of built engines' modules */
     struct event_base *base;      /* owned */
     struct sy_admin *admin;       /* owned */
+    struct sy_metrics *metrics;   /* owned; NULL unless `metrics` is set */
     struct sy_pair *pairs;        /* owned array of cfg->n_pairs */
     size_t n_started;             /* pairs[0..n_started) were started and must be stopped */
 };
@@ -628,6 +630,11 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
         goto out;
     }
     sy_admin_register(d.admin, pair_cmds, SY_ARRAY_LEN(pair_cmds), &d);
+    if (cfg->has_metrics &&
+        (d.metrics = sy_metrics_open(d.base, &cfg->metrics, d.pairs, &d.n_started, err, sizeof err)) == NULL) {
+        sy_log_error("%s", err);
+        goto out;
+    }
     sigterm = evsignal_new(d.base, SIGTERM, on_signal, &d);
     sigint = evsignal_new(d.base, SIGINT, on_signal, &d);
     event_add(sigterm, NULL);
@@ -651,6 +658,7 @@ out:
         event_free(sigterm);
     if (sigint)
         event_free(sigint);
+    sy_metrics_close(d.metrics);
     sy_admin_close(d.admin);
     for (size_t i = 0; i < d.n_started; i++) {
         sy_fence_keeper_stop(&d.pairs[i]);

@@ -58,6 +58,8 @@ struct sy_proxy_protocol {
     size_t (*switch_flip)(void *state, enum sy_side to); /* after active_side changed: swaps; sessions moved */
     /* The ack ledger of a side: highest position acknowledged to any client there ("" = none). */
     void (*ack_ledger)(void *state, enum sy_side side, char *out, size_t outlen);
+    /* Errors the proxy answered itself: {"reason": count, ...} (metrics). */
+    json_t *(*client_errors)(void *state);
 };
 
 struct sy_pair {

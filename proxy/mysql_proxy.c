@@ -169,6 +169,17 @@ static size_t px_flip(void *state, enum sy_side to)
     return sy_mysql_switch_flip(state, to);
 }
 
+static json_t *px_client_errors(void *state)
+{
+    struct sy_mysql_proxy *px = state;
+    static const char *const names[SY_ERR__COUNT] = { "auth", "aborted_transaction", "forced_close",
+                                                      "lost_connection", "other" };
+    json_t *o = json_object();
+    for (int i = 0; i < SY_ERR__COUNT; i++)
+        json_object_set_new(o, names[i], json_integer((json_int_t)px->client_errors[i]));
+    return o;
+}
+
 static void px_ledger(void *state, enum sy_side side, char *out, size_t outlen)
 {
     sy_mysql_switch_ledger(state, side, out, outlen);
@@ -190,4 +201,5 @@ const struct sy_proxy_protocol sy_mysql_protocol = {
     .switch_unwarm = px_unwarm,
     .switch_flip = px_flip,
     .ack_ledger = px_ledger,
+    .client_errors = px_client_errors,
 };

@@ -20,6 +20,10 @@
 struct sy_mysql_session;
 TAILQ_HEAD(sy_mysql_session_list, sy_mysql_session);
 
+/* Errors the proxy answered itself, by reason (metrics). */
+enum sy_mysql_err_reason { SY_ERR_AUTH, SY_ERR_ABORTED_TXN, SY_ERR_FORCED_CLOSE, SY_ERR_LOST_CONNECTION, SY_ERR_OTHER,
+                           SY_ERR__COUNT };
+
 struct sy_mysql_proxy {
     struct sy_pair *pair;                    /* ref: owns us through proto_state */
     struct event_base *base;                 /* ref: pair->base */
@@ -32,6 +36,7 @@ struct sy_mysql_proxy {
     uint32_t next_id;                        /* client-visible connection ids */
     struct event *reaper;                    /* owned */
     struct event *resume;                    /* owned: lets held sessions through after a release */
+    uint64_t client_errors[SY_ERR__COUNT];   /* by enum sy_mysql_err_reason */
     struct sy_gtid_set ack_ledger[2];        /* per side (enum sy_side): highest last_gtid acknowledged to
                                                 any client, per domain */
 };

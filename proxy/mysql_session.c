@@ -132,8 +132,26 @@ static void client_packet(struct sy_mysql_session *s, uint8_t seq, const uint8_t
     evbuffer_add(out, payload, len);
 }
 
+/* Why the proxy itself answered an error, for switchyard_client_errors_total{reason}. */
+static enum sy_mysql_err_reason err_reason(uint16_t code)
+{
+    switch (code) {
+    case 1043: case 1044: case 1045: case 1251: case 4151:
+        return SY_ERR_AUTH;
+    case 1213:
+        return SY_ERR_ABORTED_TXN;
+    case 1927:
+        return SY_ERR_FORCED_CLOSE;
+    case 2013:
+        return SY_ERR_LOST_CONNECTION;
+    default:
+        return SY_ERR_OTHER;
+    }
+}
+
 static void client_err(struct sy_mysql_session *s, uint8_t seq, uint16_t code, const char *state, const char *msg)
 {
+    s->px->client_errors[err_reason(code)]++;
     uint8_t buf[1024];
     size_t len = sy_mysql_err_encode(code, state, msg, buf, sizeof buf);
     if (len)

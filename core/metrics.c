@@ -1,0 +1,166 @@
+/* See metrics.h. One scrape walks every pair's status (the same JSON `status` answers with) and the
+ * proxy's own counters; nothing is kept between scrapes. */
+#include "core/metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+
+#include "core/instance.h"
+#include "core/log.h"
+
+struct sy_metrics {
+    struct evhttp *http;     /* owned */
+    struct sy_pair *pairs;   /* ref: the daemon's */
+    const size_t *n_pairs;   /* ref: how many are started */
+};
+
+static const char *const instance_states[] = { "prechecking", "precheck_failed", "initial_sync", "collecting",
+                                               "running", "paused", "retrying", "failed", "terminated" };
+
+/* Label values here are pair names, instance ids and fixed words: no quotes or backslashes to escape
+ * (pair names are [A-Za-z0-9_-], checked by the config). */
+static void line(struct evbuffer *b, const char *fmt, ...) SY_PRINTF(2, 3);
+static void line(struct evbuffer *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    evbuffer_add_vprintf(b, fmt, ap);
+    va_end(ap);
+    evbuffer_add(b, "\n", 1);
+}
+
+static void header(struct evbuffer *b, const char *name, const char *type, const char *help)
+{
+    line(b, "# HELP %s %s", name, help);
+    line(b, "# TYPE %s %s", name, type);
+}
+
+static void instances(struct evbuffer *b, const char *pair, json_t *list, const char *what)
+{
+    size_t i;
+    json_t *in;
+    json_array_foreach(list, i, in) {
+        const char *id = json_string_value(json_object_get(in, "id"));
+        if (strcmp(what, "state") == 0) {
+            const char *st = json_string_value(json_object_get(in, "state"));
+            for (size_t k = 0; k < SY_ARRAY_LEN(instance_states); k++)
+                line(b, "switchyard_instance_state{pair=\"%s\",instance=\"%s\",state=\"%s\"} %d", pair, id,
+                     instance_states[k], st && strcmp(st, instance_states[k]) == 0);
+        } else if (strcmp(what, "lag") == 0) {
+            static const char *const mods[] = { "collection", "write" };
+            for (size_t k = 0; k < 2; k++) {
+                json_t *lag = json_object_get(json_object_get(in, mods[k]), "lag_ms");
+                if (json_is_integer(lag))
+                    line(b, "switchyard_instance_lag_seconds{pair=\"%s\",instance=\"%s\",module=\"%s\"} %.3f", pair,
+                         id, mods[k], (double)json_integer_value(lag) / 1000.0);
+            }
+        } else {
+            json_t *rows = json_object_get(json_object_get(in, "write"), "events");
+            line(b, "switchyard_rows_applied_total{pair=\"%s\",instance=\"%s\"} %lld", pair, id,
+                 (long long)json_integer_value(rows));
+        }
+    }
+}
+
+static void on_metrics(struct evhttp_request *req, void *arg)
+{
+    struct sy_metrics *m = arg;
+    struct evbuffer *b = evbuffer_new();
+    if (b == NULL) {
+        evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
+        return;
+    }
+    json_t *status[SY_MAX_PAIRS] = { 0 };
+    size_t n = *m->n_pairs;
+    for (size_t i = 0; i < n; i++)
+        status[i] = sy_pair_status_json(&m->pairs[i]);
+    static const struct {
+        const char *name, *type, *help, *what;
+    } inst[] = {
+        { "switchyard_instance_state", "gauge", "1 for the instance's current state", "state" },
+        { "switchyard_instance_lag_seconds", "gauge", "time behind the source, per module", "lag" },
+        { "switchyard_rows_applied_total", "counter", "rows the write module applied since start", "rows" },
+    };
+    for (size_t k = 0; k < SY_ARRAY_LEN(inst); k++) {
+        header(b, inst[k].name, inst[k].type, inst[k].help);
+        for (size_t i = 0; i < n; i++)
+            instances(b, m->pairs[i].cfg->name, json_object_get(status[i], "instances"), inst[k].what);
+    }
+    header(b, "switchyard_client_connections", "gauge", "client sessions, by the side they use");
+    for (size_t i = 0; i < n; i++) {
+        struct sy_pair *p = &m->pairs[i];
+        json_t *clients = p->proto->clients_json(p->proto_state);
+        size_t on[2] = { 0, 0 }, k;
+        json_t *c;
+        json_array_foreach(clients, k, c)
+            on[strcmp(json_string_value(json_object_get(c, "side")) ?: "", "dr") == 0]++;
+        json_decref(clients);
+        line(b, "switchyard_client_connections{pair=\"%s\",side=\"business\"} %zu", p->cfg->name, on[0]);
+        line(b, "switchyard_client_connections{pair=\"%s\",side=\"dr\"} %zu", p->cfg->name, on[1]);
+    }
+    header(b, "switchyard_switchover_pause_seconds", "gauge", "pause of the last switchover, switchback or failover");
+    for (size_t i = 0; i < n; i++) {
+        json_t *last = m->pairs[i].last_switch;
+        if (last)
+            line(b, "switchyard_switchover_pause_seconds{pair=\"%s\"} %.3f", m->pairs[i].cfg->name,
+                 (double)json_integer_value(json_object_get(last, "pause_ms")) / 1000.0);
+    }
+    header(b, "switchyard_client_errors_total", "counter", "errors the proxy answered itself, by reason");
+    for (size_t i = 0; i < n; i++) {
+        struct sy_pair *p = &m->pairs[i];
+        json_t *errs = p->proto->client_errors ? p->proto->client_errors(p->proto_state) : json_object();
+        const char *reason;
+        json_t *v;
+        json_object_foreach(errs, reason, v)
+            line(b, "switchyard_client_errors_total{pair=\"%s\",reason=\"%s\"} %lld", p->cfg->name, reason,
+                 (long long)json_integer_value(v));
+        json_decref(errs);
+    }
+    for (size_t i = 0; i < n; i++)
+        json_decref(status[i]);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain; version=0.0.4");
+    evhttp_send_reply(req, HTTP_OK, "OK", b);
+    evbuffer_free(b);
+}
+
+static void on_other(struct evhttp_request *req, void *arg)
+{
+    evhttp_send_error(req, HTTP_NOTFOUND, "only /metrics is served here");
+}
+
+struct sy_metrics *sy_metrics_open(struct event_base *base, const struct sy_endpoint *ep, struct sy_pair *pairs,
+                                   const size_t *n_pairs, char *err, size_t errlen)
+{
+    struct sy_metrics *m = calloc(1, sizeof *m);
+    if (m == NULL || (m->http = evhttp_new(base)) == NULL) {
+        snprintf(err, errlen, "metrics: out of memory");
+        free(m);
+        return NULL;
+    }
+    m->pairs = pairs;
+    m->n_pairs = n_pairs;
+    evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+    evhttp_set_cb(m->http, "/metrics", on_metrics, m);
+    evhttp_set_gencb(m->http, on_other, m);
+    if (evhttp_bind_socket(m->http, ep->host, ep->port) != 0) {
+        snprintf(err, errlen, "metrics: cannot listen on %s:%u", ep->host, ep->port);
+        sy_metrics_close(m);
+        return NULL;
+    }
+    sy_log_info("metrics on http://%s:%u/metrics", ep->host, ep->port);
+    return m;
+}
+
+void sy_metrics_close(struct sy_metrics *m)
+{
+    if (m == NULL)
+        return;
+    if (m->http)
+        evhttp_free(m->http);
+    free(m);
+}
