@@ -344,6 +344,36 @@ static void print_instances(const json_t *pair)
     table_fini(&t);
 }
 
+/* A switch running, the last one, a failover's unreplicated tail: one line each. */
+static void print_pair_notes(const json_t *p)
+{
+    char *name = fmt_field(p, "name", false);
+    if (json_is_true(json_object_get(p, "switching")))
+        printf("%s: a switch is running\n", name);
+    const json_t *last = json_object_get(p, "last_switch");
+    if (json_is_object(last)) {
+        char *op = fmt_field(last, "operation", false), *side = fmt_field(last, "active_side", false);
+        printf("%s last switch: %s to %s, pause %.0f ms, %.0f client(s) moved, epoch %.0f\n", name, op, side,
+               json_number_value(json_object_get(last, "pause_ms")),
+               json_number_value(json_object_get(last, "moved_clients")), json_number_value(json_object_get(last, "epoch")));
+        free(op);
+        free(side);
+    }
+    const json_t *tail = json_object_get(p, "tail");
+    if (json_is_object(tail)) {
+        char *st = fmt_field(tail, "state", false);
+        if (json_is_integer(json_object_get(tail, "transactions")))
+            printf("%s failover tail: %s, %.0f transaction(s) never replicated to DR (%.0f acknowledged to clients):"
+                   " decide with `switchyardctl resolve-tail %s --export FILE | --discard`\n", name, st,
+                   json_number_value(json_object_get(tail, "transactions")),
+                   json_number_value(json_object_get(tail, "acknowledged")), name);
+        else
+            printf("%s failover tail: %s (known once the business database answers again)\n", name, st);
+        free(st);
+    }
+    free(name);
+}
+
 static void print_status(const json_t *result)
 {
     static const char *const hdr[] = { "NAME", "ENGINE", "LISTEN", "ACTIVE", "EPOCH", "HELD", "CLIENTS" };
@@ -362,8 +392,10 @@ static void print_status(const json_t *result)
     }
     table_print(&t, stdout);
     table_fini(&t);
-    json_array_foreach(pairs, i, p)
+    json_array_foreach(pairs, i, p) {
         print_instances(p);
+        print_pair_notes(p);
+    }
 }
 
 static void print_clients(const json_t *result)

@@ -359,6 +359,9 @@ def test_failover_tail_resolve_then_switchback(switchable, mariadb_pair, decisio
     assert [(x["tables"], x["keys"][0]["key"], x["acknowledged"]) for x in tail["listed"]] == \
         [([f"{db}.t"], {"id": 11}, True), ([f"{db}.t"], {"id": 12}, True)], tail["listed"]
     assert q(b, "SELECT @@global.read_only")[0][0] == 1                   # fenced as soon as it is back
+    text = d.ctl("status", pname).stdout
+    assert f"{pname} failover tail: open, 2 transaction(s) never replicated to DR (2 acknowledged" in text, text
+    assert f"{pname} last switch: failover to dr" in text, text
     assert q(dr, "SELECT COUNT(*) FROM t WHERE id IN (11, 12)", db) == ((0,),)   # nothing applied silently
     time.sleep(1.5)
     assert q(b, "SELECT COUNT(*) FROM t WHERE id = 13", db) == ((0,),)    # no reverse write before the decision
