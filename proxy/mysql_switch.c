@@ -492,6 +492,7 @@ void sy_mysql_switch_unwarm(struct sy_mysql_proxy *px)
         s->warm = NULL;
         s->warm_state = WARM_NONE;
         s->warm_stale = false;
+        s->abort_due = false; /* the switch is off: a statement still running keeps its transaction */
         for (size_t i = 0; i < s->n_stmts; i++)
             s->stmts[i].warm_ok = false;
     }
