@@ -506,3 +506,37 @@ def test_kill9_during_switchback_and_failover_resolves_on_restart(daemon, mariad
     want = 3 if op == "switchback" else 2
     wait_for(lambda: q(pas, "SELECT COUNT(*) FROM t", fresh) == ((want,),), 30, "every row on the passive side")
     assert q(act, "SELECT COUNT(*) FROM t", fresh) == ((want,),)
+
+
+def test_hold_timeout_rolls_back_and_the_running_transaction_keeps_going(daemon, mariadb_pair, fresh):  # noqa: F811
+    """A statement inside a transaction outlasts max_hold_ms: the switchover refuses with hold_timeout,
+    business is unfenced and released, and that transaction commits normally afterwards."""
+    b, dr = mariadb_pair
+    b.sql("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))", database=fresh)
+    app_user(mariadb_pair, fresh)
+    pname = f"h{fresh}"
+    d = daemon(pair=pname, objects=f"{fresh}.*", txn_drain_ms=200, max_hold_ms=1000)
+    wait_state(d, pname, "running")
+    d.admin_ok("create-reverse", pair=pname)
+    wait_reverse(d, pname, "collecting")
+    c = app_conn(d, fresh)
+    c.begin()
+    one(c, "INSERT INTO t VALUES (1, 'in a long transaction')")
+    done = {}
+
+    def slow():
+        done["rows"] = one(c, "SELECT SLEEP(2.5)")
+    th = threading.Thread(target=slow)
+    th.start()
+    time.sleep(0.3)
+    r = d.admin("switchover", pair=pname)
+    th.join(10)
+    assert r["ok"] is False and r["error"]["code"] == "hold_timeout", r
+    assert "max_hold_ms=1000" in r["error"]["message"]
+    st = d.pair_status(pname)
+    assert st["active_side"] == "business" and not st["held"] and st["epoch"] == 1
+    assert _writable(b) and not _writable(dr)
+    assert done["rows"] == ((0,),)
+    c.commit()                                        # the transaction was not touched
+    assert q(b, "SELECT v FROM t WHERE id = 1", fresh) == (("in a long transaction",),)
+    wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", fresh) == ((1,),), 30, "forward still running")
