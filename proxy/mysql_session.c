@@ -1521,12 +1521,14 @@ void sy_mysql_sessions_resume(struct sy_mysql_proxy *px)
 static json_t *session_json(const struct sy_mysql_session *s)
 {
     uint64_t held = s->state == SS_HELD ? sy_now_ms() - s->held_since_ms : 0;
-    bool movable = sy_mysql_session_pinned(s) == NULL;
-    return json_pack("{s:I,s:s,s:s,s:s,s:b,s:I,s:b,s:s,s:s,s:s,s:I,s:I}", "id", (json_int_t)s->id, "user", s->user,
-                     "peer", s->peer, "side", sy_side_name(s->side), "in_transaction", s->in_txn, "held_ms",
-                     (json_int_t)held, "movable", movable, "state", sess_state_names[s->state], "schema", s->schema,
-                     "last_gtid", s->last_gtid, "prepared_statements", (json_int_t)s->n_stmts, "backend_thread",
-                     (json_int_t)sy_mysql_session_backend_thread(s));
+    const char *pinned = sy_mysql_session_pinned(s);
+    json_t *o = json_pack("{s:I,s:s,s:s,s:s,s:b,s:I,s:b,s:s,s:s,s:s,s:I,s:I}", "id", (json_int_t)s->id, "user",
+                          s->user, "peer", s->peer, "side", sy_side_name(s->side), "in_transaction", s->in_txn,
+                          "held_ms", (json_int_t)held, "movable", pinned == NULL, "state", sess_state_names[s->state],
+                          "schema", s->schema, "last_gtid", s->last_gtid, "prepared_statements", (json_int_t)s->n_stmts,
+                          "backend_thread", (json_int_t)sy_mysql_session_backend_thread(s));
+    json_object_set_new(o, "unmovable_reason", pinned ? json_string(pinned) : json_null());
+    return o;
 }
 
 json_t *sy_mysql_sessions_json(struct sy_mysql_proxy *px)

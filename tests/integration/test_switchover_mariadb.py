@@ -174,7 +174,7 @@ def test_temporary_table_is_unmovable_and_force_closes_it(switchable, mariadb_pa
     one(pinned, "CREATE TEMPORARY TABLE scratch (a INT)")
     other = app_conn(d, db)
     sid = one(pinned, "SELECT 1") and [c for c in d.admin_ok("clients", pair=pname)["clients"] if not c["movable"]]
-    assert len(sid) == 1
+    assert len(sid) == 1 and sid[0]["unmovable_reason"] == "temporary tables", sid
     r = d.admin("switchover", pair=pname)
     assert r["ok"] is False and r["error"]["code"] == "unmovable_sessions", r
     assert r["error"]["ids"] == [sid[0]["id"]] and "temporary tables" in r["error"]["message"] + str(r["error"])
