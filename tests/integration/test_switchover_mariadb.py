@@ -540,3 +540,58 @@ def test_hold_timeout_rolls_back_and_the_running_transaction_keeps_going(daemon,
     c.commit()                                        # the transaction was not touched
     assert q(b, "SELECT v FROM t WHERE id = 1", fresh) == (("in a long transaction",),)
     wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", fresh) == ((1,),), 30, "forward still running")
+
+
+def test_failover_under_load_loses_no_acknowledged_write_silently(switchable, mariadb_pair):
+    """Inserts keep coming through the proxy while the business mariadbd is killed; after the failover the
+    clients continue on DR. Every insert a client saw acknowledged is on DR or in the reported tail
+    (exported, then reverted), and after resolve-tail + switchback both sides are equal."""
+    d, pname, db = switchable
+    b, dr = mariadb_pair
+    stop, acked, errors = threading.Event(), [], []
+
+    def loader():
+        c, i = None, 1000
+        while not stop.is_set():
+            try:
+                c = c or app_conn(d, db, connect_timeout=2, read_timeout=5)
+                one(c, "INSERT INTO t VALUES (%s, 'load')", (i,))
+                acked.append(i)
+                i += 1
+            except pymysql.err.MySQLError as e:
+                errors.append(e.args[0])
+                c = None
+                i += 1
+                time.sleep(0.05)
+    th = threading.Thread(target=loader)
+    th.start()
+    try:
+        time.sleep(1.0)
+        b.kill9()
+        r = d.admin_ok("failover", pair=pname)
+        assert r["active_side"] == "dr"
+        n = len(acked)
+        wait_for(lambda: len(acked) > n + 20, 30, "clients continue on DR")
+    finally:
+        stop.set()
+        th.join(30)
+        b.start()
+    assert set(errors) <= {2013, 2003, 1053}, errors          # only lost-connection kinds, while business died
+    st = wait_for(lambda: d.pair_status(pname).get("tail", {"state": "closed"})["state"] in ("open", "closed") and
+                  (d.pair_status(pname).get("tail") or {"state": "closed"}), 30, "tail known")
+    exported = set()
+    if st["state"] == "open":
+        path = d.cwd / "load-tail.json"
+        d.admin_ok("resolve-tail", pair=pname, export=str(path))
+        for txn in json.loads(path.read_text())["transactions"]:
+            exported |= {row["after"]["id"] for row in txn["rows"] if row["after"]}
+    on_dr = {r[0] for r in q(dr, "SELECT id FROM t WHERE id >= 1000", db)}
+    missing = set(acked) - on_dr - exported
+    assert not missing, f"acknowledged but neither on DR nor in the tail: {sorted(missing)[:10]}"
+    assert not (exported & on_dr)
+    print(f"acked {len(acked)}, errors {errors}, tail {st.get('transactions', 0)} txn(s), exported {len(exported)}")
+    wait_reverse(d, pname, "running")
+    r = d.admin_ok("switchback", pair=pname)
+    assert r["active_side"] == "business"
+    assert_equal_eventually = __import__("test_forward_mariadb").assert_equal_eventually
+    assert_equal_eventually(mariadb_pair, db)
