@@ -1,5 +1,6 @@
 """`make soak`: minutes of sysbench oltp_read_write through the proxy while the forward instance replicates;
-zero client errors and both sides equal at the end. Duration: SY_SOAK_SECONDS (default 600)."""
+zero client errors and both sides equal at the end; then the bank invariant under a switchover or switchback
+every 5 s for as long. Duration: SY_SOAK_SECONDS (default 600) per test."""
 
 from __future__ import annotations
 
@@ -30,3 +31,12 @@ def test_soak_proxy_and_forward(daemon, mariadb_pair, fresh):  # noqa: F811
     assert "reconnects:                          0" in r.stdout
     assert_equal_eventually(mariadb_pair, fresh, timeout=600)
     assert instance(d, pname)["state"] == "running"
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(7200)
+def test_soak_bank_invariant_under_repeated_switches(daemon, mariadb_pair, fresh):  # noqa: F811
+    from test_switchover_mariadb import bank_under_switches
+    seconds = int(os.environ.get("SY_SOAK_SECONDS", "600"))
+    pauses = bank_under_switches(daemon, mariadb_pair, fresh, switches=max(2, seconds // 5), gap_s=4.0)
+    print(f"{len(pauses)} switches, pause max {max(pauses)} ms, p50 {sorted(pauses)[len(pauses) // 2]} ms")

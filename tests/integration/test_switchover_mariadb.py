@@ -240,6 +240,11 @@ def test_bank_invariant_across_ten_alternating_switches(daemon, mariadb_pair, fr
     """Transfers from PyMySQL threads plus sysbench oltp_read_write through the proxy; 10 switchovers and
     switchbacks under that load: 0 client errors, the sum of balances constant after each switch, every
     acknowledged transfer present at the end on both sides, verify clean, each pause recorded."""
+    bank_under_switches(daemon, mariadb_pair, fresh, switches=10, gap_s=0.5)
+
+
+def bank_under_switches(daemon, mariadb_pair, fresh, switches, gap_s):  # noqa: F811
+    """The bank-invariant run (also `make soak`'s switch soak): `switches` alternating switches gap_s apart."""
     import random
     import subprocess
     b, dr = mariadb_pair
@@ -299,14 +304,14 @@ def test_bank_invariant_across_ten_alternating_switches(daemon, mariadb_pair, fr
     pauses = []
     try:
         time.sleep(1.0)
-        for i in range(10):
+        for i in range(switches):
             cmd = "switchover" if i % 2 == 0 else "switchback"
             r = d.admin(cmd, pair=pname, _timeout=60)
             assert r["ok"], (i, cmd, r)
             pauses.append(r["result"]["pause_ms"])
             active = mariadb_pair.dr if cmd == "switchover" else b
             assert q(active, "SELECT SUM(bal) FROM acc", fresh) == ((n_acc * start_bal,),), (i, cmd)
-            time.sleep(0.5)
+            time.sleep(gap_s)
     finally:
         stop.set()
         for w in workers:
@@ -315,7 +320,7 @@ def test_bank_invariant_across_ten_alternating_switches(daemon, mariadb_pair, fr
         out, _ = bench.communicate(timeout=30)
     assert errors == [], errors[:5]
     assert "FATAL" not in out and "error" not in out.lower().replace("errors:", ""), out[-2000:]
-    assert len(acked) > 50 and len(pauses) == 10, (len(acked), pauses)
+    assert len(acked) > 50 and len(pauses) == switches, (len(acked), pauses)
     assert_equal_eventually = __import__("test_forward_mariadb").assert_equal_eventually
     assert_equal_eventually(mariadb_pair, fresh, timeout=120)
     for s in (b, dr):
@@ -325,6 +330,7 @@ def test_bank_invariant_across_ten_alternating_switches(daemon, mariadb_pair, fr
     v = d.admin_ok("verify", pair=pname, _timeout=300)
     assert v.get("clean", v.get("ok")) in (True, None) and not v.get("mismatches"), v
     print(f"pauses ms: {pauses}")
+    return pauses
 
 
 @pytest.mark.parametrize("decision", ["export", "discard"])
