@@ -120,6 +120,8 @@ struct sy_apply_rec {
  * (multi-statement, consecutive INSERTs / single-key DELETEs of a table merged). 0 ok, -1 transient,
  * -3: something did not match (a conflict or an error): roll back and apply the group with
  * sy_apply_row, which names the exact row. */
+#define SY_APPLY_MAX_DEPS 8
+
 struct sy_apply_txn {
     uint64_t first_seq;        /* its first record (TXN_BEGIN, or the pending DDL at start) */
     uint64_t commit_seq;       /* its TXN_COMMIT record (a POSITION entry: the last POSITION record) */
@@ -134,6 +136,9 @@ struct sy_apply_txn {
     uint64_t *keys;            /* owned: hashes of (db, table, key bytes) it touches */
     size_t n_keys, cap_keys;
     int worker;                /* the worker it was handed to, -1 none */
+    uint32_t n_deps;           /* other workers' transactions it must wait for (shared keys): it is */
+    int dep_worker[SY_APPLY_MAX_DEPS];      /* applied once dep_worker[i] committed dep_seq[i] */
+    uint64_t dep_seq[SY_APPLY_MAX_DEPS];
     bool barrier;              /* holds a DDL: applied alone on the control connection */
     bool ddl_retry;            /* begins at a DDL that was pending at start */
     bool position_only;        /* POSITION records (or a transaction applied before a restart): no work */
@@ -144,6 +149,9 @@ struct sy_apply_txn {
     struct sy_apply_txn *next;     /* next in spool order among the in-flight ones */
 };
 
-int sy_apply_batch(struct sy_apply_conn *ac, struct sy_apply_txn *const *txns, size_t ntx);
+/* ready (may be NULL) is called once before the first statement goes to the destination (the
+ * rendering before it may overlap another connection's work); non-zero from it: -1, nothing sent. */
+int sy_apply_batch(struct sy_apply_conn *ac, struct sy_apply_txn *const *txns, size_t ntx, int (*ready)(void *),
+                   void *ready_arg);
 
 #endif

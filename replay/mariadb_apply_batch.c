@@ -6,8 +6,9 @@
  * not byte-comparable, or that has a second UNIQUE key, is one key), so each key's changes stay in
  * source order while rows of one round have distinct keys and commute. Within a round, the rows of
  * one table and kind are merged: INSERTs into one multi-row INSERT, DELETEs by a one-column key into
- * DELETE ... IN (...), UPDATEs that keep their one-column key into SELECT COUNT(*) ... FOR UPDATE
- * (every row must exist: locked, counted) + INSERT ... ON DUPLICATE KEY UPDATE. Other rows are single
+ * DELETE ... IN (...), UPDATEs that keep their one-column key into INSERT ... ON DUPLICATE KEY UPDATE
+ * (every row must exist: its count 2 x rows proves it; any other count sends the group again with a
+ * SELECT COUNT(*) ... FOR UPDATE before each such upsert, locked and counted). Other rows are single
  * UPDATE / DELETE statements by key. Every statement's count is checked (CLIENT_FOUND_ROWS): a
  * missing row, a duplicate key or any other error makes the caller roll the group back and apply it
  * again row by row in source order (sy_apply_row), which names the exact row and source
@@ -48,7 +49,12 @@ struct op {
     size_t soff, slen;
 };
 
-enum expect_how { EXPECT_AFFECTED, EXPECT_ANY, EXPECT_COUNT };
+enum expect_how {
+    EXPECT_AFFECTED,
+    EXPECT_ANY,
+    EXPECT_COUNT,
+    EXPECT_UPSERT_ALL_UPDATED, /* n = 2 x rows: every row existed and changed (see emit_run) */
+};
 
 struct expect {
     uint64_t n;
@@ -67,6 +73,10 @@ struct batch {
     size_t n_stmts;
     char *esc;                   /* owned: escaping scratch */
     size_t cap_esc;
+    int (*ready)(void *);        /* called once before the first statement is sent; non-zero: give up */
+    void *ready_arg;
+    bool optimistic;             /* merged UPDATEs without their SELECT COUNT(*) ... FOR UPDATE */
+    bool upsert_miss;            /* an optimistic upsert's count did not prove its rows existed */
 };
 
 static void add_str(struct batch *b, const char *s)
@@ -396,6 +406,15 @@ static int run(struct batch *b)
         return -3;
     }
     int rc = 0;
+    if (b->ready) {
+        int (*ready)(void *) = b->ready;
+        b->ready = NULL;
+        if (ready(b->ready_arg) != 0) {
+            snprintf(ac->err, sizeof ac->err, "stopped");
+            sy_buf_reset(&ac->sql);
+            return -1;
+        }
+    }
     if (mysql_real_query(ac->conn, (const char *)ac->sql.p, (unsigned long)ac->sql.len) != 0)
         goto error;
     for (size_t i = 0; i < n; i++) {
@@ -411,6 +430,8 @@ static int run(struct batch *b)
             got = (uint64_t)mysql_affected_rows(ac->conn);
         }
         if (e->how != EXPECT_ANY && got != e->n && rc == 0) {
+            if (e->how == EXPECT_UPSERT_ALL_UPDATED)
+                b->upsert_miss = true;
             snprintf(ac->err, sizeof ac->err, "statement %zu of a batch: %llu rows, not %llu", i,
                      (unsigned long long)got, (unsigned long long)e->n);
             rc = -3; /* keep reading: the connection must end the batch in sync */
@@ -495,17 +516,23 @@ static int emit_run(struct batch *b, const struct op *ops, size_t n)
     case OP_UPSERT:
         if (n == 1)
             break;
-        stmt_begin(b);
-        add_str(b, "SELECT COUNT(*) FROM ");
-        add_key_in(b, p, ops, n, true);
-        add_str(b, " FOR UPDATE");
-        if ((rc = stmt_end(b, n, EXPECT_COUNT)) != 0)
-            return rc;
+        /* Optimistic first: with CLIENT_FOUND_ROWS the upsert counts 1 per inserted row, 1 per row
+         * found unchanged and 2 per row found and changed, so 2 x n proves that every row existed.
+         * Anything else: the group is rolled back and sent again with the counted locking read
+         * first (sy_apply_batch), which tells a missing row from an unchanged one. */
+        if (!b->optimistic) {
+            stmt_begin(b);
+            add_str(b, "SELECT COUNT(*) FROM ");
+            add_key_in(b, p, ops, n, true);
+            add_str(b, " FOR UPDATE");
+            if ((rc = stmt_end(b, n, EXPECT_COUNT)) != 0)
+                return rc;
+        }
         stmt_begin(b);
         add_insert(b, p, ops, n);
         add_str(b, " ON DUPLICATE KEY UPDATE ");
         add_col_list(b, NULL, p, NULL, false, COL_UPSERT, ",");
-        return stmt_end(b, n, EXPECT_ANY);
+        return b->optimistic ? stmt_end(b, 2 * (uint64_t)n, EXPECT_UPSERT_ALL_UPDATED) : stmt_end(b, n, EXPECT_ANY);
     default:
         break;
     }
@@ -534,9 +561,10 @@ static int emit(struct batch *b)
     return run(b);
 }
 
-int sy_apply_batch(struct sy_apply_conn *ac, struct sy_apply_txn *const *txns, size_t ntx)
+int sy_apply_batch(struct sy_apply_conn *ac, struct sy_apply_txn *const *txns, size_t ntx, int (*ready)(void *),
+                   void *ready_arg)
 {
-    struct batch b = { .ac = ac, .out = &ac->sql };
+    struct batch b = { .ac = ac, .out = &ac->sql, .ready = ready, .ready_arg = ready_arg, .optimistic = true };
     sy_buf_init(&b.frag);
     sy_buf_reset(&ac->sql);
     int rc = 0;
@@ -565,6 +593,13 @@ int sy_apply_batch(struct sy_apply_conn *ac, struct sy_apply_txn *const *txns, s
         rc = -3;
     if (rc == 0)
         rc = emit(&b);
+    if (rc == -3 && b.upsert_miss) { /* the careful way: counted locking reads before the upserts */
+        sy_buf_reset(&ac->sql);
+        sy_apply_rollback(ac);
+        b.optimistic = b.upsert_miss = false;
+        b.n_stmts = 0;
+        rc = emit(&b);
+    }
     if (rc == 0)
         ac->rows += b.n_ops;
     sy_buf_reset(&ac->sql);

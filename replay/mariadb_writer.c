@@ -3,14 +3,18 @@
  * workers, each with its own destination connection:
  *
  *   spool -> coordinator -- txn --> worker queue -> group of txns -> one destination transaction
- *              |  keys in flight (db, table, key bytes) -> owning worker
+ *              |  keys in flight (db, table, key bytes) -> latest holder (worker, commit seq)
  *              '- in-flight FIFO in spool order -> low-watermark -> checkpoint row, report
  *
- * Per-key order: a transaction touching a key that an in-flight transaction holds goes to that
- * transaction's worker (queues are applied in order) or, when two workers hold its keys, waits.
- * A worker takes every queued transaction (up to a group size) and applies them in ONE destination
- * transaction that also inserts their TXN_COMMIT seqs into switchyard.applied; it commits as soon
- * as its queue is empty (no waiting for more). The low-watermark W is the last spool record such
+ * The coordinator hands transactions out in blocks of one group's size, one worker after the other.
+ * Per-key order: a transaction sharing a key with in-flight transactions of other workers depends
+ * on the latest of them per worker; a worker takes a transaction into a group only once those are
+ * in groups their workers took, renders the group's SQL, and sends it only once they are committed
+ * (so a group waits only for groups taken before it: no cycle). Workers thus render and commit
+ * while another one's group runs on the destination, and groups without shared keys run at once.
+ * A worker takes every queued transaction it may (up to a group size) and applies them in ONE
+ * destination transaction that also inserts their TXN_COMMIT seqs into switchyard.applied; it
+ * commits as soon as it has nothing more it may take (no waiting for more). The low-watermark W is the last spool record such
  * that everything up to it is committed; the published position is W's. The checkpoint row holds W
  * (written by the coordinator on its control connection, together with deleting the applied rows
  * up to W), so after a kill -9 a restart applies from W + 1 and skips exactly the transactions
@@ -49,13 +53,16 @@
 #define WR_INFLIGHT_MAX_BYTES (64u << 20)
 #define WR_FLUSH_MS 1000             /* checkpoint row at least this often while busy */
 #define WR_DEADLOCK_RETRIES 5
-#define WR_FILL_MS 100               /* a busy worker's next group is filled for this long (then it may
-                                        be stuck on a lock: others take the work) */
+#define WR_STUCK_MS 100              /* a worker's group running this long may be stuck on a lock: the
+                                        next transactions go to the others */
+#define WR_QUEUE_MAX_TXNS (2 * WR_GROUP_MAX_TXNS) /* handed to one worker, not yet taken: shallow
+                                        queues keep few keys in flight, so few transactions share one */
 
 /* Keys in flight: open addressing, linear probing, backward-shift deletion. */
 struct key_slot {
     uint64_t key;
-    int32_t owner;    /* worker */
+    uint64_t seq;     /* commit seq of the latest in-flight transaction holding it */
+    int32_t owner;    /* that transaction's worker */
     uint32_t count;   /* in-flight references; 0 = empty slot */
 };
 struct key_map {
@@ -79,6 +86,9 @@ struct worker {
     uint64_t group_start_ms;   /* under w->mu: when it took that group */
     unsigned ddl_gen;          /* plans are from this DDL generation */
     uint64_t rows;             /* under w->mu: its ac.rows after its last group */
+    uint64_t taken_seq;        /* under w->mu: every transaction handed to it up to this commit seq is
+                                  in a group it took (its queue is in spool order) */
+    uint64_t committed_seq;    /* under w->mu: ... is committed */
 };
 
 struct writer {
@@ -87,7 +97,8 @@ struct writer {
     struct sy_apply_conn ctl;          /* control connection: checkpoint, plans for keys, DDL */
     struct worker *workers;            /* owned: n_workers */
     int n_workers;
-    int next_worker;                   /* round robin among equals */
+    int next_worker;                   /* the worker whose block is being filled */
+    size_t block_txns, block_rows;     /* handed to it in this block */
 
     pthread_mutex_t mu;                /* guards the worker queues, done list, abort, errors, ddl_gen */
     pthread_cond_t coord_cv;           /* a worker finished a group */
@@ -228,11 +239,12 @@ static int keys_grow(struct key_map *m)
     return 0;
 }
 
-static int keys_acquire(struct key_map *m, uint64_t key, int owner)
+static int keys_acquire(struct key_map *m, uint64_t key, int owner, uint64_t seq)
 {
     struct key_slot *k = keys_find(m, key);
     if (k) {
         k->owner = owner;
+        k->seq = seq;
         k->count++;
         return 0;
     }
@@ -241,7 +253,7 @@ static int keys_acquire(struct key_map *m, uint64_t key, int owner)
     size_t i = key & (m->cap - 1);
     while (m->s[i].count)
         i = (i + 1) & (m->cap - 1);
-    m->s[i] = (struct key_slot){ .key = key, .owner = owner, .count = 1 };
+    m->s[i] = (struct key_slot){ .key = key, .seq = seq, .owner = owner, .count = 1 };
     m->n++;
     return 0;
 }
@@ -268,6 +280,55 @@ static void keys_release(struct key_map *m, uint64_t key)
 }
 
 /* ---- workers -------------------------------------------------------------------------------------- */
+
+/* Under w->mu: the transactions of other workers that tx shares keys with are in groups those
+ * workers took (taken) or committed (!taken). A group takes a transaction only when its dependencies
+ * are taken, so every group waits only for groups taken before it: no cycle. */
+static bool deps_met(const struct writer *w, const struct sy_apply_txn *tx, bool taken)
+{
+    for (uint32_t i = 0; i < tx->n_deps; i++) {
+        const struct worker *o = &w->workers[tx->dep_worker[i]];
+        if ((taken ? o->taken_seq : o->committed_seq) < tx->dep_seq[i])
+            return false;
+    }
+    return true;
+}
+
+struct group_ref {
+    struct worker *wk;
+    struct sy_apply_txn *const *txs;
+    size_t n;
+};
+
+/* Before a group's first statement is sent: waits until every transaction it depends on is
+ * committed (its SQL was rendered meanwhile). 0, or -1 when the workers stop. */
+static int group_ready(void *arg)
+{
+    const struct group_ref *g = arg;
+    struct writer *w = g->wk->w;
+    int rc = -1;
+    pthread_mutex_lock(&w->mu);
+    while (!w->abort) {
+        size_t k = 0;
+        while (k < g->n && deps_met(w, g->txs[k], false))
+            k++;
+        if (k == g->n) {
+            rc = 0;
+            break;
+        }
+        pthread_cond_wait(&g->wk->cv, &w->mu);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+/* Wakes the other workers: a group was taken or committed. Under w->mu. */
+static void wake_others(struct writer *w, const struct worker *wk)
+{
+    for (int i = 0; i < w->n_workers; i++)
+        if (i != wk->id)
+            pthread_cond_signal(&w->workers[i].cv);
+}
 
 /* Applies the group row by row with prepared statements (exact conflict reports). */
 static int apply_rows(struct worker *wk, struct sy_apply_txn *const *txs, size_t n, char *reason, size_t rlen)
@@ -336,19 +397,22 @@ static int apply_group(struct worker *wk, struct sy_apply_txn *const *txs, size_
 {
     struct sy_apply_conn *ac = &wk->ac;
     bool batched = ac->cfg->on_conflict == SY_ON_CONFLICT_FAIL;
+    struct group_ref g = { .wk = wk, .txs = txs, .n = n };
     for (int attempt = 0;; attempt++) {
         uint64_t rows0 = ac->rows;
-        int rc = batched ? sy_apply_batch(ac, txs, n) : -3;
+        int rc = batched ? sy_apply_batch(ac, txs, n, group_ready, &g) : -3;
         if (rc == -3) {
             if (batched)
                 sy_log_debug("%s: worker %d: a group of %zu transactions goes row by row: %s", ac->ctx->instance_id,
                              wk->id, n, ac->err);
             sy_apply_rollback(ac);
             ac->rows = rows0;
-            rc = apply_rows(wk, txs, n, reason, rlen);
+            rc = group_ready(&g) == 0 ? apply_rows(wk, txs, n, reason, rlen) : SY_APPLY_TRANSIENT;
         } else if (rc != 0) {
             rc = SY_APPLY_TRANSIENT;
         }
+        if (rc == 0 && group_ready(&g) != 0) /* a group without statements */
+            rc = SY_APPLY_TRANSIENT;
         if (rc == 0)
             rc = record_applied(wk, txs, n);
         if (rc == 0) {
@@ -359,8 +423,11 @@ static int apply_group(struct worker *wk, struct sy_apply_txn *const *txs, size_
             return 0;
         sy_apply_rollback(ac);
         ac->rows = rows0;
+        pthread_mutex_lock(&wk->w->mu);
+        bool stop = wk->w->abort;
+        pthread_mutex_unlock(&wk->w->mu);
         /* a deadlock or lock wait timeout leaves the connection usable: try the group again */
-        if (rc != SY_APPLY_TRANSIENT || attempt >= WR_DEADLOCK_RETRIES || mysql_ping(ac->conn) != 0)
+        if (stop || rc != SY_APPLY_TRANSIENT || attempt >= WR_DEADLOCK_RETRIES || mysql_ping(ac->conn) != 0)
             return rc;
         sy_log_info("%s: worker %d: group of %zu transactions retried: %s", ac->ctx->instance_id, wk->id, n,
                     ac->err);
@@ -375,12 +442,13 @@ static void *worker_main(void *arg)
     mysql_thread_init();
     pthread_mutex_lock(&w->mu);
     while (group != NULL) {
-        while (wk->q_head == NULL && !w->abort)
+        while ((wk->q_head == NULL || !deps_met(w, wk->q_head, true)) && !w->abort)
             pthread_cond_wait(&wk->cv, &w->mu);
         if (w->abort)
             break;
         size_t n = 0, rows = 0;
-        while (wk->q_head && n < WR_GROUP_MAX_TXNS && (n == 0 || rows + wk->q_head->n_rows <= WR_GROUP_MAX_ROWS)) {
+        while (wk->q_head && n < WR_GROUP_MAX_TXNS && (n == 0 || rows + wk->q_head->n_rows <= WR_GROUP_MAX_ROWS) &&
+               deps_met(w, wk->q_head, true)) {
             struct sy_apply_txn *tx = wk->q_head;
             wk->q_head = tx->next_q;
             if (wk->q_head == NULL)
@@ -392,6 +460,8 @@ static void *worker_main(void *arg)
         }
         wk->inprog_txns = n;
         wk->group_start_ms = wall_ms();
+        wk->taken_seq = group[n - 1]->commit_seq;
+        wake_others(w, wk);
         unsigned gen = w->ddl_gen;
         pthread_mutex_unlock(&w->mu);
         if (gen != wk->ddl_gen) { /* table layouts may have changed */
@@ -404,10 +474,14 @@ static void *worker_main(void *arg)
         wk->rows = wk->ac.rows;
         wk->inprog_txns = 0;
         if (rc == 0) {
+            wk->committed_seq = group[n - 1]->commit_seq;
             for (size_t i = n; i > 0; i--) { /* `done` is the coordinator's to set (collect_done) */
                 group[i - 1]->next_q = w->done_head;
                 w->done_head = group[i - 1];
             }
+            wake_others(w, wk); /* a group may wait for this one */
+        } else if (w->abort) {
+            break; /* stopped while waiting for another worker: whoever set abort reports */
         } else {
             if (w->worker_rc == 0) {
                 w->worker_rc = rc;
@@ -442,6 +516,7 @@ static void workers_stop(struct writer *w)
         wk->rows = 0;
         wk->q_head = wk->q_tail = NULL;
         wk->q_txns = wk->inprog_txns = 0;
+        wk->taken_seq = wk->committed_seq = 0;
         sy_apply_conn_close(&wk->ac);
     }
 }
@@ -594,58 +669,76 @@ static void wait_workers(struct writer *w, int ms)
 
 /* ---- dispatch ------------------------------------------------------------------------------------ */
 
-/* A worker for a transaction free of keys in flight. Big groups cost the destination less per row,
- * so a busy worker's next group is filled up first (up to a group, while its current group is
- * young); an idle worker starts as soon as no busy one has room; else the least loaded. Round robin
- * among equals. */
-static int pick_worker(struct writer *w)
+/* Under w->mu: wk's group has run for WR_STUCK_MS (it may wait for a lock held outside). */
+static bool stuck(const struct worker *wk, uint64_t now)
 {
-    int fill = -1, idle = -1, least = 0;
-    size_t fill_q = 0, least_load = SIZE_MAX;
-    uint64_t now = wall_ms();
-    pthread_mutex_lock(&w->mu);
-    for (int j = 0; j < w->n_workers; j++) {
-        int i = (w->next_worker + j) % w->n_workers;
-        const struct worker *wk = &w->workers[i];
-        size_t load = wk->q_txns + wk->inprog_txns;
-        if (wk->inprog_txns > 0 && wk->q_txns < WR_GROUP_MAX_TXNS && now - wk->group_start_ms < WR_FILL_MS &&
-            (fill < 0 || wk->q_txns > fill_q)) {
-            fill = i;
-            fill_q = wk->q_txns;
-        }
-        if (load == 0 && idle < 0)
-            idle = i;
-        if (load < least_load) {
-            least_load = load;
-            least = i;
-        }
-    }
-    pthread_mutex_unlock(&w->mu);
-    return fill >= 0 ? fill : idle >= 0 ? idle : least;
+    return wk->inprog_txns > 0 && now - wk->group_start_ms >= WR_STUCK_MS;
 }
 
-/* Hands tx to a worker if its keys allow: true when handed (it is then in the FIFO). */
+/* Hands tx to a worker: true when handed (it is then in the FIFO), false when its worker's queue is
+ * full (or out of memory, or its keys are held by more than SY_APPLY_MAX_DEPS workers): try again
+ * after a worker finished something. A transaction whose keys in-flight ones hold goes to the worker
+ * of the latest of them (its queue is applied in order) while that queue has room; every other
+ * holder's latest transaction becomes a dependency: the worker starts tx only once those are
+ * committed (deps_met), so per-key order holds across workers without stopping the reading. */
 static bool try_dispatch(struct writer *w, struct sy_apply_txn *tx)
 {
-    int owner = -1;
+    int hw[SY_APPLY_MAX_DEPS];
+    uint64_t hs[SY_APPLY_MAX_DEPS];
+    uint32_t nh = 0;
+    bool too_many = false;
     for (size_t i = 0; i < tx->n_keys; i++) {
-        struct key_slot *k = keys_find(&w->keys, tx->keys[i]);
+        const struct key_slot *k = keys_find(&w->keys, tx->keys[i]);
         if (k == NULL)
             continue;
-        if (owner >= 0 && k->owner != owner)
-            return false; /* two workers hold its keys: wait until one is done */
-        owner = k->owner;
-    }
-    if (owner < 0) {
-        owner = pick_worker(w);
-        w->next_worker = (owner + 1) % w->n_workers;
-    }
-    for (size_t i = 0; i < tx->n_keys; i++)
-        if (keys_acquire(&w->keys, tx->keys[i], owner) != 0) {
-            for (size_t j = 0; j < i; j++)
-                keys_release(&w->keys, tx->keys[j]);
-            return false;
+        uint32_t j = 0;
+        while (j < nh && hw[j] != k->owner)
+            j++;
+        if (j == nh) {
+            if (nh == SY_APPLY_MAX_DEPS) {
+                too_many = true;
+                continue;
+            }
+            hw[nh] = k->owner;
+            hs[nh++] = k->seq;
+        } else if (k->seq > hs[j]) {
+            hs[j] = k->seq;
         }
+    }
+    if (too_many)
+        return false; /* more workers than dependencies fit: wait until some are done */
+    while ((w->keys.n + tx->n_keys) * 2 > w->keys.cap) /* keys_acquire below cannot fail */
+        if (keys_grow(&w->keys) != 0)
+            return false;
+    uint64_t now = wall_ms();
+    int owner;
+    pthread_mutex_lock(&w->mu);
+    if (nh == 1 && stuck(&w->workers[hw[0]], now)) {
+        owner = hw[0]; /* behind a group that may wait for a lock: keep the others free of it */
+    } else {
+        if (w->block_txns >= WR_GROUP_MAX_TXNS || (w->block_txns > 0 && w->block_rows + tx->n_rows > WR_GROUP_MAX_ROWS) ||
+            stuck(&w->workers[w->next_worker], now)) {
+            w->next_worker = (w->next_worker + 1) % w->n_workers;
+            w->block_txns = w->block_rows = 0;
+        }
+        owner = w->next_worker;
+    }
+    bool full = w->workers[owner].q_txns >= WR_QUEUE_MAX_TXNS;
+    pthread_mutex_unlock(&w->mu);
+    if (full)
+        return false;
+    if (owner == w->next_worker) {
+        w->block_txns++;
+        w->block_rows += tx->n_rows;
+    }
+    tx->n_deps = 0;
+    for (uint32_t j = 0; j < nh; j++)
+        if (hw[j] != owner) {
+            tx->dep_worker[tx->n_deps] = hw[j];
+            tx->dep_seq[tx->n_deps++] = hs[j];
+        }
+    for (size_t i = 0; i < tx->n_keys; i++)
+        (void)keys_acquire(&w->keys, tx->keys[i], owner, tx->commit_seq);
     tx->worker = owner;
     tx->recorded = true;
     fifo_push(w, tx);
