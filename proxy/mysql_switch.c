@@ -17,6 +17,7 @@
 
 #include <openssl/crypto.h>
 
+#include "core/change.h"
 #include "core/log.h"
 #include "proxy/mysql_session.h"
 
@@ -40,68 +41,63 @@ static bool replayed(const char *name)
     return true;
 }
 
-/* Appends s to a growing string; false on allocation failure. */
-static bool str_add(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
+static void add(struct sy_buf *b, const char *s)
 {
-    if (*len + n + 1 > *cap) {
-        size_t c = *cap ? *cap : 256;
-        while (*len + n + 1 > c)
-            c *= 2;
-        char *b = realloc(*buf, c);
-        if (b == NULL)
-            return false;
-        *buf = b;
-        *cap = c;
-    }
-    memcpy(*buf + *len, s, n);
-    *len += n;
-    (*buf)[*len] = '\0';
-    return true;
-}
-
-static bool str_addz(char **buf, size_t *len, size_t *cap, const char *s)
-{
-    return str_add(buf, len, cap, s, strlen(s));
+    sy_buf_add(b, s, strlen(s));
 }
 
 /* `name` with backquotes doubled. */
-static bool add_ident(char **buf, size_t *len, size_t *cap, const char *name)
+static void add_ident(struct sy_buf *b, const char *name)
 {
-    bool ok = str_addz(buf, len, cap, "`");
-    for (const char *p = name; ok && *p; p++)
-        ok = *p == '`' ? str_addz(buf, len, cap, "``") : str_add(buf, len, cap, p, 1);
-    return ok && str_addz(buf, len, cap, "`");
+    add(b, "`");
+    for (const char *p = name; *p; p++)
+        sy_buf_add(b, *p == '`' ? "``" : p, *p == '`' ? 2 : 1);
+    add(b, "`");
 }
 
 /* A value as a literal: plain numbers as they are, anything else as X'hex' (no escaping to get wrong),
  * converted to charset when given. */
-static bool add_value(char **buf, size_t *len, size_t *cap, const char *v, const char *charset, bool numeric)
+static void add_value(struct sy_buf *b, const char *v, const char *charset, bool numeric)
 {
-    if (v == NULL)
-        return str_addz(buf, len, cap, "NULL");
+    if (v == NULL) {
+        add(b, "NULL");
+        return;
+    }
     bool plain = numeric && v[0] != '\0';
     for (const char *p = v; plain && *p; p++)
         plain = (*p >= '0' && *p <= '9') || *p == '-' || *p == '+' || *p == '.' || *p == 'e' || *p == 'E';
-    if (plain)
-        return str_addz(buf, len, cap, v);
-    bool ok = true;
-    if (charset && charset[0])
-        ok = str_addz(buf, len, cap, "CONVERT(");
-    ok = ok && str_addz(buf, len, cap, "X'");
+    if (plain) {
+        add(b, v);
+        return;
+    }
+    bool convert = charset && charset[0];
+    if (convert)
+        add(b, "CONVERT(");
+    add(b, "X'");
     static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *p = (const unsigned char *)v; ok && *p; p++) {
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
         char h[2] = { hex[*p >> 4], hex[*p & 15] };
-        ok = str_add(buf, len, cap, h, 2);
+        sy_buf_add(b, h, 2);
     }
-    ok = ok && str_addz(buf, len, cap, "'");
-    if (ok && charset && charset[0]) {
-        ok = str_addz(buf, len, cap, " USING ");
-        for (const char *p = charset; ok && *p; p++) /* charset names are [a-z0-9_] */
+    add(b, "'");
+    if (convert) {
+        add(b, " USING ");
+        for (const char *p = charset; *p; p++) /* charset names are [a-z0-9_] */
             if ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_')
-                ok = str_add(buf, len, cap, p, 1);
-        ok = ok && str_addz(buf, len, cap, ")");
+                sy_buf_add(b, p, 1);
+        add(b, ")");
     }
-    return ok;
+}
+
+/* Runs the statement built in b (NUL-terminated here) on the warm connection; false when it could not
+ * be sent (why: "out of memory" or "connection busy"). Frees b. */
+static bool warm_send(struct sy_mysql_session *s, struct sy_buf *b, sy_mysql_query_cb cb, const char **why)
+{
+    sy_buf_add(b, "", 1);
+    *why = b->oom ? "out of memory" : "connection busy";
+    bool sent = !b->oom && sy_mysql_conn_query(s->warm, (const char *)b->p, cb, s) == 0;
+    sy_buf_fini(b);
+    return sent;
 }
 
 /* ---- building a warm connection ---------------------------------------------------------------- */
@@ -156,21 +152,22 @@ static void on_source_uservars(struct sy_mysql_conn *c, const struct sy_mysql_re
         sy_mysql_session_kick(s);
         return;
     }
-    char *sql = NULL;
-    size_t len = 0, cap = 0;
-    bool ok = str_addz(&sql, &len, &cap, "SET ");
-    for (size_t r = 0; ok && r < res->n_rows; r++) {
+    struct sy_buf sql;
+    sy_buf_init(&sql);
+    add(&sql, "SET ");
+    for (size_t r = 0; r < res->n_rows; r++) {
         char **row = res->cells + r * res->n_cols;
         const char *type = row[2] ? row[2] : "";
         bool numeric = strcmp(type, "INT") == 0 || strcmp(type, "INTEGER") == 0 || strcmp(type, "DECIMAL") == 0 ||
                        strcmp(type, "DOUBLE") == 0 || strcmp(type, "REAL") == 0;
-        ok = (r == 0 || str_addz(&sql, &len, &cap, ", ")) && str_addz(&sql, &len, &cap, "@") &&
-             add_ident(&sql, &len, &cap, row[0] ? row[0] : "") && str_addz(&sql, &len, &cap, " = ") &&
-             add_value(&sql, &len, &cap, row[1], numeric ? NULL : row[3], numeric);
+        add(&sql, r == 0 ? "@" : ", @");
+        add_ident(&sql, row[0] ? row[0] : "");
+        add(&sql, " = ");
+        add_value(&sql, row[1], numeric ? NULL : row[3], numeric);
     }
-    if (!ok || sy_mysql_conn_query(s->warm, sql, on_warm_uservars, s) != 0)
-        warm_fail(s, "copying user variables", ok ? "connection busy" : "out of memory");
-    free(sql);
+    const char *why;
+    if (!warm_send(s, &sql, on_warm_uservars, &why))
+        warm_fail(s, "copying user variables", why);
     sy_mysql_session_kick(s); /* what the client sent meanwhile */
 }
 
@@ -233,29 +230,24 @@ static void on_warm_init(struct sy_mysql_conn *c, const struct sy_mysql_result *
         warm_fail(s, "session setup", res->err_msg);
         return;
     }
-    char *sql = NULL;
-    size_t len = 0, cap = 0;
-    bool ok = true, any = false;
-    for (size_t i = 0; ok && i < s->n_vars; i++) {
+    struct sy_buf sql;
+    sy_buf_init(&sql);
+    for (size_t i = 0; i < s->n_vars; i++) {
         if (!replayed(s->vars[i].name))
             continue;
-        ok = str_addz(&sql, &len, &cap, any ? ", " : "SET SESSION ") && add_ident(&sql, &len, &cap, s->vars[i].name) &&
-             str_addz(&sql, &len, &cap, " = ") && add_value(&sql, &len, &cap, s->vars[i].value, NULL, true);
-        any = true;
+        add(&sql, sql.len == 0 ? "SET SESSION " : ", ");
+        add_ident(&sql, s->vars[i].name);
+        add(&sql, " = ");
+        add_value(&sql, s->vars[i].value, NULL, true);
     }
-    if (!ok) {
-        free(sql);
-        warm_fail(s, "replaying session variables", "out of memory");
-        return;
-    }
-    if (!any) {
+    if (sql.len == 0 && !sql.oom) {
         struct sy_mysql_result none = { .ok = true };
         on_warm_vars(c, &none, s);
         return;
     }
-    if (sy_mysql_conn_query(s->warm, sql, on_warm_vars, s) != 0)
-        warm_fail(s, "replaying session variables", "connection busy");
-    free(sql);
+    const char *why;
+    if (!warm_send(s, &sql, on_warm_vars, &why))
+        warm_fail(s, "replaying session variables", why);
 }
 
 static void on_warm_login(struct sy_mysql_conn *c, const uint8_t *err, size_t err_len, void *arg)
