@@ -400,21 +400,13 @@ struct verify_job {
 static bool verify_write_reached(void *arg, const char *position, int timeout_ms)
 {
     struct verify_job *job = arg;
-    struct sy_gtid_set want, have;
+    struct sy_gtid_set want;
     if (!sy_gtid_set_parse(position, strlen(position), &want)) {
         sy_log_warn("pair %s: verify: cannot parse source position '%s'", job->cfg->name, position);
         return false;
     }
-    uint64_t deadline = sy_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
-    for (unsigned sleep_ms = 2;; sleep_ms = sleep_ms < 25 ? sleep_ms * 2 : 50) {
-        char pos[1024];
-        sy_instance_write_position(job->forward, pos, sizeof pos);
-        if (sy_gtid_set_parse(pos, strlen(pos), &have) && sy_gtid_set_covers(&have, &want))
-            return true;
-        if (sy_now_ms() >= deadline)
-            return false;
-        usleep(sleep_ms * 1000);
-    }
+    return sy_instance_write_reaches(job->forward, position, sy_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0),
+                                     2, 50, NULL);
 }
 
 static void *verify_thread(void *arg)

@@ -267,18 +267,10 @@ static void do_unwarm_release(struct sy_switch *sw)
 
 /* ---- waiting on positions (switch thread) ---------------------------------------------------- */
 
-/* Whether the draining instance's write reaches `want` before deadline (monotonic ms). */
-static bool write_reaches(struct sy_switch *sw, struct sy_instance *in, const char *want, uint64_t deadline)
+/* Whether `in`'s write reaches `want` before deadline (monotonic ms); polls 1 ms apart up to 8 ms. */
+static bool write_reaches(struct sy_instance *in, const char *want, uint64_t deadline)
 {
-    for (unsigned nap = 1;; nap = nap < 8 ? nap * 2 : 8) {
-        struct sy_instance_progress pr;
-        sy_instance_progress(in, &pr);
-        if (pr.applied[0] != '\0' && sw->p->mods->position_covers(pr.applied, want))
-            return true;
-        if (now_ms() >= deadline || sy_switch_shutdown)
-            return false;
-        usleep(nap * 1000);
-    }
+    return sy_instance_write_reaches(in, want, deadline, 1, 8, &sy_switch_shutdown);
 }
 
 static uint64_t hold_deadline(const struct sy_switch *sw)
@@ -302,7 +294,7 @@ static int catch_up(struct sy_switch *sw)
         if (sw->p->mods->source_position(cfg, side_ep(sw->p, sw->from), pos, sizeof pos, err, sizeof err) != 0)
             return fail(sw, "bad_state", "cannot read the %s position: %s", sy_side_name(sw->from), err);
         uint64_t read_at = now_ms();
-        if (write_reaches(sw, sw->draining, pos, read_at + (uint64_t)cfg->switchover_max_lag_ms)) {
+        if (write_reaches(sw->draining, pos, read_at + (uint64_t)cfg->switchover_max_lag_ms)) {
             json_object_set_new(sw->steps, "catch_up_lag_ms", json_integer((json_int_t)(now_ms() - read_at)));
             return 0;
         }
@@ -405,7 +397,7 @@ static int fence_and_drain(struct sy_switch *sw)
     uint64_t deadline = now_ms() + (uint64_t)p->cfg->drain_timeout_ms;
     if (deadline > hold_deadline(sw))
         deadline = hold_deadline(sw);
-    if (!write_reaches(sw, sw->draining, sw->final_pos, deadline)) {
+    if (!write_reaches(sw->draining, sw->final_pos, deadline)) {
         struct sy_instance_progress pr;
         sy_instance_progress(sw->draining, &pr);
         return fail(sw, "drain_timeout",
