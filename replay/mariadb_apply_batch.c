@@ -1,6 +1,16 @@
 /* The fast path of a group of source transactions (on_conflict = fail): their rows become SQL text
  * sent as multi-statement batches, a few round trips per group instead of one per row.
  *
+ * Rows of one key are first folded into their net effect (net changes): within the group, which is
+ * one destination transaction, only the key's state before the first and after the last of its rows
+ * can be seen. A chain of rows on one key (a table whose keys compare as bytes, the key not changed
+ * by any of them) becomes one operation: present before -> present after: the last image written
+ * over the row, which must exist (upsert, counted as below); present -> absent: DELETE; absent ->
+ * present: INSERT of the last image; absent -> absent: a locking read that must find nothing. So
+ * DELETE + INSERT of one key, or a row updated by several transactions, costs the destination one
+ * row operation, and a conflict on the key's first row is still found. The chain is matched on the
+ * key's exact literal (hashes only find candidates); a row changing a key ends that key's chain.
+ *
  * Rows are reordered only where that cannot be seen: every row gets a round, one more than the last
  * round of any earlier row of the group with the same key (sy_apply_row_key; a table whose keys are
  * not byte-comparable, or that has a second UNIQUE key, is one key), so each key's changes stay in
@@ -35,6 +45,7 @@ enum op_kind {
     OP_DELETE_IN, /* frag: key literal */
     OP_UPSERT,    /* frag: "(values)", key: key literal, single: the UPDATE statement */
     OP_SINGLE,    /* single: the whole statement (UPDATE / DELETE by key) */
+    OP_ABSENT,    /* single: SELECT COUNT(*) ... FOR UPDATE that must count 0 (a chain absent -> absent) */
 };
 
 struct op {
@@ -47,7 +58,20 @@ struct op {
     size_t off, len;       /* frag in batch.frag */
     size_t koff, klen;
     size_t soff, slen;
+    uint32_t n_src;        /* source rows folded into it */
+    bool chained;          /* a net-change op: koff/klen hold its exact key literal */
+    bool pre_absent;       /* chained: the key's first row was an INSERT (the key must be absent) */
 };
+
+/* Chains of a group: key hash -> the chained op holding that key's net change. */
+struct chain_map {
+    struct chain_slot {
+        uint64_t key;
+        uint32_t op;     /* index + 1 in batch.ops; 0 = empty; CHAIN_NONE = the key's chain ended */
+    } *s;                /* owned */
+    size_t cap, n;       /* cap: power of two */
+};
+#define CHAIN_NONE UINT32_MAX
 
 enum expect_how {
     EXPECT_AFFECTED,
@@ -77,6 +101,8 @@ struct batch {
     void *ready_arg;
     bool optimistic;             /* merged UPDATEs without their SELECT COUNT(*) ... FOR UPDATE */
     bool upsert_miss;            /* an optimistic upsert's count did not prove its rows existed */
+    struct chain_map chains;
+    uint64_t n_src_rows;         /* source rows rendered */
 };
 
 static void add_str(struct batch *b, const char *s)
@@ -260,6 +286,159 @@ static int key_literal(struct batch *b, const struct sy_apply_table *t, const st
     return add_col_list(b, t, t->plan, vals, true, COL_VALUE, ",");
 }
 
+/* ---- net changes --------------------------------------------------------------------------------- */
+
+static struct chain_slot *chain_slot(struct chain_map *m, uint64_t key)
+{
+    size_t j = key & (m->cap - 1);
+    while (m->s[j].op && m->s[j].key != key)
+        j = (j + 1) & (m->cap - 1);
+    return &m->s[j];
+}
+
+/* The slot of key (created empty when missing); NULL when out of memory. */
+static struct chain_slot *chain_get(struct chain_map *m, uint64_t key)
+{
+    if ((m->n + 1) * 2 > m->cap) {
+        struct chain_map g = { .cap = m->cap ? m->cap * 2 : 256, .n = m->n };
+        if ((g.s = calloc(g.cap, sizeof *g.s)) == NULL)
+            return NULL;
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->s[i].op)
+                *chain_slot(&g, m->s[i].key) = m->s[i];
+        free(m->s);
+        *m = g;
+    }
+    struct chain_slot *sl = chain_slot(m, key);
+    if (sl->op == 0) {
+        sl->key = key;
+        m->n++;
+    }
+    return sl;
+}
+
+/* Whether a row's key can carry a net change: a key that compares as bytes, not NULL, the same
+ * before and after. */
+static bool chainable(const struct sy_apply_table *t, const struct sy_change_row *r)
+{
+    const struct sy_apply_plan *p = t->plan;
+    if (p->whole_table || p->n_key == 0)
+        return false;
+    const struct sy_value *img = r->before ? r->before : r->after;
+    for (size_t i = 0; i < p->n_cols; i++)
+        if (p->cols[i].key && col_value(t, img, i)->type == SY_VAL_NULL)
+            return false;
+    return r->op != SY_ROW_UPDATE || same_key(t, r->before, r->after);
+}
+
+/* Renders a chained op for the key's state after row r: its kind and fragments from the chain's
+ * first requirement (o->pre_absent) and r's result. */
+static int render_net(struct batch *b, const struct sy_apply_table *t, struct op *o, const struct sy_change_row *r)
+{
+    const struct sy_apply_plan *p = t->plan;
+    const struct sy_value *img = r->after ? r->after : r->before;
+    bool post_absent = r->op == SY_ROW_DELETE;
+    b->out = &b->frag;
+    o->off = o->len = o->soff = o->slen = 0;
+    int rc = 0;
+    if (post_absent && o->pre_absent) {
+        o->kind = OP_ABSENT;
+        o->soff = b->frag.len;
+        add_str(b, "SELECT COUNT(*) FROM ");
+        add_table(b, p);
+        rc = add_where_key(b, t, img);
+        add_str(b, " FOR UPDATE");
+        o->slen = b->frag.len - o->soff;
+    } else if (post_absent) {
+        if (p->n_key == 1) {
+            o->kind = OP_DELETE_IN;
+            o->off = o->koff;
+            o->len = o->klen;
+        } else {
+            o->kind = OP_SINGLE;
+            o->soff = b->frag.len;
+            add_str(b, "DELETE FROM ");
+            add_table(b, p);
+            rc = add_where_key(b, t, img);
+            o->slen = b->frag.len - o->soff;
+        }
+    } else if (o->pre_absent) {
+        o->kind = OP_INSERT;
+        o->off = b->frag.len;
+        rc = add_row_values(b, t, img);
+        o->len = b->frag.len - o->off;
+    } else {
+        if (p->n_key == 1) {
+            o->kind = OP_UPSERT;
+            o->off = b->frag.len;
+            rc = add_row_values(b, t, img);
+            o->len = b->frag.len - o->off;
+        } else {
+            o->kind = OP_SINGLE;
+        }
+        const struct sy_change_row u = { .table_id = r->table_id, .op = SY_ROW_UPDATE, .n_columns = r->n_columns,
+                                         .before = img, .after = img };
+        o->soff = b->frag.len;
+        rc = rc ? rc : render_update(b, t, &u);
+        o->slen = b->frag.len - o->soff;
+    }
+    return rc == 0 && !b->frag.oom ? 0 : -3;
+}
+
+/* Folds r into its key's chain, or starts one. 0, -3. */
+static int render_chained(struct batch *b, const struct sy_apply_table *t, uint32_t plan, const struct sy_change_row *r)
+{
+    const struct sy_value *img = r->before ? r->before : r->after;
+    uint64_t key = sy_apply_row_key(t, img);
+    b->out = &b->frag;
+    size_t koff = b->frag.len;
+    if (key_literal(b, t, img) != 0 || b->frag.oom)
+        return -3;
+    size_t klen = b->frag.len - koff;
+    struct chain_slot *sl = chain_get(&b->chains, key);
+    if (sl == NULL)
+        return -3;
+    struct op *o = NULL;
+    if (sl->op != 0 && sl->op != CHAIN_NONE) {
+        struct op *c = &b->ops[sl->op - 1];
+        if (c->plan_no == plan && c->klen == klen && memcmp(b->frag.p + c->koff, b->frag.p + koff, klen) == 0)
+            o = c; /* else: another key with the same hash; the newer one takes the slot */
+    }
+    if (o == NULL) {
+        if (sy_apply_grow((void **)&b->ops, &b->cap_ops, b->n_ops, sizeof *b->ops, 256) != 0)
+            return -3;
+        o = &b->ops[b->n_ops];
+        memset(o, 0, sizeof *o);
+        o->idx = (uint32_t)b->n_ops;
+        o->plan_no = plan;
+        o->key_before = o->key_after = key;
+        o->has_key = 3;
+        o->chained = true;
+        o->pre_absent = r->op == SY_ROW_INSERT;
+        b->n_ops++;
+        sl->op = o->idx + 1;
+    }
+    o->koff = koff;
+    o->klen = klen;
+    o->n_src++;
+    return render_net(b, t, o, r);
+}
+
+/* A row that changes a key (or of a table without byte keys) ends the chains of its keys: later
+ * rows of those keys start new ones, after it. */
+static int end_chains(struct batch *b, const struct op *o)
+{
+    for (int k = 0; k < 2; k++) {
+        if (!(o->has_key & (1u << k)))
+            continue;
+        struct chain_slot *sl = chain_get(&b->chains, k ? o->key_after : o->key_before);
+        if (sl == NULL)
+            return -1;
+        sl->op = CHAIN_NONE;
+    }
+    return 0;
+}
+
 /* 0, -3: this group takes the row path. */
 static int render_row(struct batch *b, const struct sy_change_row *r)
 {
@@ -275,16 +454,24 @@ static int render_row(struct batch *b, const struct sy_change_row *r)
     }
     if (bytes > ROW_MAX_BYTES)
         return -3;
+    b->n_src_rows++;
+    uint32_t plan;
+    if (plan_no(b, p, &plan) != 0)
+        return -3;
+    if (chainable(t, r))
+        return render_chained(b, t, plan, r);
     if (sy_apply_grow((void **)&b->ops, &b->cap_ops, b->n_ops, sizeof *b->ops, 256) != 0)
         return -3;
     struct op *o = &b->ops[b->n_ops];
     memset(o, 0, sizeof *o);
     o->idx = (uint32_t)b->n_ops;
-    if (plan_no(b, p, &o->plan_no) != 0)
-        return -3;
+    o->plan_no = plan;
+    o->n_src = 1;
     o->key_before = r->before ? sy_apply_row_key(t, r->before) : 0;
     o->key_after = r->after ? sy_apply_row_key(t, r->after) : 0;
     o->has_key = (r->before ? 1u : 0u) | (r->after ? 2u : 0u);
+    if (end_chains(b, o) != 0)
+        return -3;
     b->out = &b->frag;
     int rc = 0;
     o->off = b->frag.len;
@@ -294,20 +481,11 @@ static int render_row(struct batch *b, const struct sy_change_row *r)
         rc = add_row_values(b, t, r->after);
         break;
     case SY_ROW_UPDATE:
-        if (p->n_key == 1 && !p->whole_table && same_key(t, r->before, r->after)) {
-            o->kind = OP_UPSERT;
-            rc = add_row_values(b, t, r->after);
-            o->len = b->frag.len - o->off;
-            o->koff = b->frag.len;
-            rc = rc ? rc : key_literal(b, t, r->before);
-            o->klen = b->frag.len - o->koff;
-        } else {
-            o->kind = OP_SINGLE;
-        }
+        o->kind = OP_SINGLE;
         o->soff = b->frag.len;
-        rc = rc ? rc : render_update(b, t, r);
+        rc = render_update(b, t, r);
         o->slen = b->frag.len - o->soff;
-        b->ops[b->n_ops++] = *o;
+        b->n_ops++;
         return rc == 0 && !b->frag.oom ? 0 : -3;
     default:
         if (p->n_key == 1) {
@@ -539,7 +717,8 @@ static int emit_run(struct batch *b, const struct op *ops, size_t n)
     for (size_t i = 0; i < n; i++) { /* one statement each */
         stmt_begin(b);
         sy_buf_add(b->out, b->frag.p + ops[i].soff, ops[i].slen);
-        if ((rc = stmt_end(b, 1, EXPECT_AFFECTED)) != 0)
+        rc = ops[i].kind == OP_ABSENT ? stmt_end(b, 0, EXPECT_COUNT) : stmt_end(b, 1, EXPECT_AFFECTED);
+        if (rc != 0)
             return rc;
     }
     return 0;
@@ -601,11 +780,12 @@ int sy_apply_batch(struct sy_apply_conn *ac, struct sy_apply_txn *const *txns, s
         rc = emit(&b);
     }
     if (rc == 0)
-        ac->rows += b.n_ops;
+        ac->rows += b.n_src_rows;
     sy_buf_reset(&ac->sql);
     sy_buf_fini(&b.frag);
     free(b.ops);
     free(b.plans);
     free(b.esc);
+    free(b.chains.s);
     return rc;
 }

@@ -176,7 +176,95 @@ def test_kill9_before_a_group_commit_with_parallel_workers(daemon, mariadb_pair,
     assert q(mariadb_pair.dr, "SELECT SUM(n) FROM hot", fresh) == q(b, "SELECT SUM(n) FROM hot", fresh)
 
 
-@pytest.mark.parametrize("kind", ["missing_row", "duplicate_key"])
+def net_change_txns(cur, rnd, i):
+    """Rows that fold into net changes inside a group (one key changed several times); returns the number of
+    rows the source changed (each one a row event in its binlog)."""
+    rows = 0
+
+    def ex(sql, args):
+        nonlocal rows
+        cur.execute(sql, args)
+        rows += cur.rowcount
+
+    a = rnd.randint(1, 60)
+    ex("DELETE FROM t WHERE id = %s", (a,))  # delete + re-insert: present -> present
+    ex("INSERT INTO t VALUES (%s, %s, %s)", (a, i, rnd.randint(1, 9)))
+    n = 1000 + i
+    ex("INSERT INTO t VALUES (%s, 1, 1)", (n,))  # absent -> absent
+    ex("DELETE FROM t WHERE id = %s", (n,))
+    ex("INSERT INTO t VALUES (%s, 2, 2)", (20000 + i,))  # absent -> present
+    ex("UPDATE t SET v = v + 1 WHERE id = %s", (20000 + i,))
+    b = rnd.randint(1, 60)
+    ex("UPDATE t SET v = v + 7 WHERE id = %s", (b,))  # present -> present, back to where it was
+    ex("UPDATE t SET v = v - 7 WHERE id = %s", (b,))
+    c = rnd.randint(1, 60)
+    ex("UPDATE t SET k = k + 1 WHERE id = %s", (c,))  # present -> absent
+    ex("DELETE FROM t WHERE id = %s", (c,))
+    ex("INSERT IGNORE INTO t VALUES (%s, 0, 0)", (rnd.randint(1, 60),))
+    if i % 5 == 0:  # a key moves away and another row takes its place: chains end at the key change
+        m = rnd.randint(1, 60)
+        ex("UPDATE t SET v = v + 1 WHERE id = %s", (m,))
+        ex("UPDATE t SET id = %s WHERE id = %s", (30000 + i, m))
+        ex("INSERT INTO t VALUES (%s, 9, 9)", (m,))
+        ex("UPDATE t SET v = v + 1 WHERE id = %s", (m,))
+    x, y = rnd.randint(1, 4), rnd.randint(1, 4)  # two-column key
+    ex("DELETE FROM t2 WHERE a = %s AND b = %s", (x, y))
+    ex("INSERT INTO t2 VALUES (%s, %s, %s)", (x, y, i))
+    ex("UPDATE t2 SET v = v + 1 WHERE a = %s AND b = %s", (x, y))
+    return rows
+
+
+def test_net_changes_of_a_group_are_equal(daemon, mariadb_pair, fresh):
+    b = mariadb_pair.business
+    b.sql("CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL, k INT NOT NULL, KEY (k))", database=fresh)
+    b.sql("INSERT INTO t SELECT seq, seq, seq % 10 FROM seq_1_to_60", database=fresh)
+    b.sql("CREATE TABLE t2 (a INT, b INT, v INT NOT NULL, PRIMARY KEY (a, b))", database=fresh)
+    b.sql("INSERT INTO t2 SELECT a.seq, b.seq, 0 FROM seq_1_to_4 a, seq_1_to_4 b", database=fresh)
+    pname = f"p{fresh}"
+    d = daemon(pair=pname, objects=f"{fresh}.*", apply_threads=2)
+    wait_state(d, pname, "running")
+    assert d.ctl("pause", f"{pname}/forward").returncode == 0
+    rnd = random.Random(7)
+    c = conn(b, fresh)
+    rows = 0
+    for i in range(200):
+        c.begin()
+        with c.cursor() as cur:
+            for j in range(rnd.randint(1, 3)):
+                rows += net_change_txns(cur, rnd, i * 3 + j)
+        c.commit()
+    c.close()
+    assert d.ctl("start", f"{pname}/forward").returncode == 0
+    assert_equal_eventually(mariadb_pair, fresh, timeout=120)
+    st = wait_state(d, pname, "running")
+    assert st["last_error"] is None
+    # rows applied counts the source's rows, not the folded operations
+    assert instance(d, pname)["write"]["events"] == rows
+
+
+CONFLICTS = {
+    # kind: (DR set-up, the source transaction's statements, the error, the key)
+    "missing_row": ("DELETE FROM t WHERE id = 13", ["UPDATE t SET v = 5 WHERE id = 13"],
+                    "no row to UPDATE", "id=13"),
+    "duplicate_key": ("INSERT INTO t VALUES (21, 0)", ["INSERT INTO t VALUES (21, 1)"],
+                      "duplicate key on INSERT", "id=21"),
+    # net changes: the key's first row still decides
+    "insert_then_delete_over_existing": ("INSERT INTO t VALUES (21, 0)",
+                                         ["INSERT INTO t VALUES (21, 1)", "DELETE FROM t WHERE id = 21"],
+                                         "duplicate key on INSERT", "id=21"),
+    "update_and_back_missing": ("DELETE FROM t WHERE id = 13",
+                                ["UPDATE t SET v = 5 WHERE id = 13", "UPDATE t SET v = 0 WHERE id = 13"],
+                                "no row to UPDATE", "id=13"),
+    "update_then_delete_missing": ("DELETE FROM t WHERE id = 13",
+                                   ["UPDATE t SET v = 5 WHERE id = 13", "DELETE FROM t WHERE id = 13"],
+                                   "no row to UPDATE", "id=13"),
+    "delete_then_insert_missing": ("DELETE FROM t WHERE id = 13",
+                                   ["DELETE FROM t WHERE id = 13", "INSERT INTO t VALUES (13, 4)"],
+                                   "no row to DELETE", "id=13"),
+}
+
+
+@pytest.mark.parametrize("kind", list(CONFLICTS))
 def test_conflict_inside_a_group_names_the_source_transaction(daemon, mariadb_pair, fresh, kind):
     b, dr = mariadb_pair
     b.sql("CREATE TABLE t (id INT PRIMARY KEY, v INT)", database=fresh)
@@ -188,18 +276,15 @@ def test_conflict_inside_a_group_names_the_source_transaction(daemon, mariadb_pa
     # a backlog: the conflicting transaction sits in the middle of a group
     for i in range(1, 8):
         b.sql(f"UPDATE t SET v = v + 1 WHERE id = {i}", database=fresh)
+    setup, stmts, want, key = CONFLICTS[kind]
+    dr.sql(setup, database=fresh)
     c = conn(b, fresh)
+    c.begin()
     with c.cursor() as cur:
-        if kind == "missing_row":
-            dr.sql("DELETE FROM t WHERE id = 13", database=fresh)
-            cur.execute("UPDATE t SET v = 5 WHERE id = 13")
-            want = "no row to UPDATE"
-            key = "id=13"
-        else:
-            dr.sql("INSERT INTO t VALUES (21, 0)", database=fresh)
-            cur.execute("INSERT INTO t VALUES (21, 1)")
-            want = "duplicate key on INSERT"
-            key = "id=21"
+        for sql in stmts:
+            cur.execute(sql)
+    c.commit()
+    with c.cursor() as cur:
         cur.execute("SELECT @@last_gtid")
         gtid = cur.fetchone()[0]
     c.close()
@@ -212,7 +297,7 @@ def test_conflict_inside_a_group_names_the_source_transaction(daemon, mariadb_pa
     # the published position stops before it
     assert seq_no(st["write"]["position"], gtid) < int(gtid.split("-")[2])
     # repair DR, start again: equal
-    if kind == "missing_row":
+    if key == "id=13":
         dr.sql("INSERT INTO t VALUES (13, 0)", database=fresh)
     else:
         dr.sql("DELETE FROM t WHERE id = 21", database=fresh)
