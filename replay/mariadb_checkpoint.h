@@ -12,11 +12,21 @@
     "DEFAULT 0, updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB"
 
 /* Source transactions a worker committed above the checkpoint's spool_seq (parallel apply: the
- * checkpoint row is the low-watermark, every record <= spool_seq is applied). A worker inserts the
- * TXN_COMMIT seqs of its group in the group's own transaction; a restart skips them; rows at or
- * below the watermark are deleted in the transaction that moves it. */
+ * checkpoint row is the low-watermark, every record <= spool_seq is applied). A row is a range: every
+ * source transaction whose TXN_COMMIT seq is in [spool_seq, last_seq] is applied (last_seq 0: just
+ * spool_seq; rows of an older version). A worker inserts one row per run of consecutive transactions
+ * in its group (no other transaction's commit between them), in the group's own transaction; a
+ * restart skips them; a row is deleted in the transaction that moves the watermark past last_seq. */
 #define SY_MARIADB_APPLIED_DDL                                                                             \
     "CREATE TABLE IF NOT EXISTS " SY_SCHEMA ".applied (instance VARCHAR(128) NOT NULL, "                   \
-    "spool_seq BIGINT UNSIGNED NOT NULL, PRIMARY KEY (instance, spool_seq)) ENGINE=InnoDB"
+    "spool_seq BIGINT UNSIGNED NOT NULL, last_seq BIGINT UNSIGNED NOT NULL DEFAULT 0, "                    \
+    "PRIMARY KEY (instance, spool_seq)) ENGINE=InnoDB"
+
+/* The range column, for a table created before it existed. */
+#define SY_MARIADB_APPLIED_HAS_RANGES_SQL                                                                  \
+    "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA='" SY_SCHEMA "' AND "              \
+    "TABLE_NAME='applied' AND COLUMN_NAME='last_seq'"
+#define SY_MARIADB_APPLIED_ADD_RANGES_SQL                                                                  \
+    "ALTER TABLE " SY_SCHEMA ".applied ADD COLUMN IF NOT EXISTS last_seq BIGINT UNSIGNED NOT NULL DEFAULT 0"
 
 #endif

@@ -13,7 +13,8 @@
  * (so a group waits only for groups taken before it: no cycle). Workers thus render and commit
  * while another one's group runs on the destination, and groups without shared keys run at once.
  * A worker takes every queued transaction it may (up to a group size) and applies them in ONE
- * destination transaction that also inserts their TXN_COMMIT seqs into switchyard.applied; it
+ * destination transaction that also records their TXN_COMMIT seqs in switchyard.applied (as ranges
+ * of transactions consecutive in spool order: about one row per group); it
  * commits as soon as it has nothing more it may take (no waiting for more). The low-watermark W is the last spool record such
  * that everything up to it is committed; the published position is W's. The checkpoint row holds W
  * (written by the coordinator on its control connection, together with deleting the applied rows
@@ -43,6 +44,7 @@
 #include "core/mariadb_client.h"
 #include "core/spool.h"
 #include "replay/mariadb_apply.h"
+#include "replay/mariadb_checkpoint.h"
 #include "replay/mariadb_modules.h"
 
 #define WR_MAX_BACKOFF_MS 2000
@@ -120,8 +122,11 @@ struct writer {
     uint64_t last_flush_ms;
     uint64_t *gc;                      /* owned: applied seqs <= watermark still in switchyard.applied */
     size_t n_gc, cap_gc;
-    uint64_t *skip;                    /* owned: seqs applied above the checkpoint before a restart */
+    struct applied_range {
+        uint64_t first, last;
+    } *skip;                           /* owned: ranges applied above the checkpoint before a restart */
     size_t n_skip, i_skip;
+    uint64_t n_read;                   /* transactions read (their `ord`) */
     uint64_t rows_before;              /* rows of earlier sessions */
     uint64_t txn_time_ms;
     bool failed;
@@ -369,20 +374,30 @@ static int apply_rows(struct worker *wk, struct sy_apply_txn *const *txs, size_t
     return 0;
 }
 
-/* The group's TXN_COMMIT seqs, in the group's own transaction. */
+/* The group's TXN_COMMIT seqs, in the group's own transaction: one row per run of transactions
+ * consecutive in spool order (no other transaction committed between them, so [first, last] holds
+ * exactly this run's commits). The run's last transaction carries the row's key for its deletion. */
 static int record_applied(struct worker *wk, struct sy_apply_txn *const *txs, size_t n)
 {
     struct sy_apply_conn *ac = &wk->ac;
     char *eid = sy_mariadb_escape(ac->conn, ac->ctx->instance_id);
     struct sy_buf *b = &ac->sql;
     sy_buf_reset(b);
-    static const char head[] = "INSERT INTO " SY_SCHEMA ".applied (instance, spool_seq) VALUES ";
+    static const char head[] = "INSERT INTO " SY_SCHEMA ".applied (instance, spool_seq, last_seq) VALUES ";
     sy_buf_add(b, head, sizeof head - 1);
-    for (size_t k = 0; k < n; k++) {
+    for (size_t k = 0, rows = 0; k < n; k++) {
+        size_t j = k;
+        while (j + 1 < n && txs[j + 1]->ord == txs[j]->ord + 1)
+            j++;
         char v[400];
-        int len = snprintf(v, sizeof v, "%s('%s',%llu)", k ? "," : "", eid ? eid : "",
-                           (unsigned long long)txs[k]->commit_seq);
+        int len = snprintf(v, sizeof v, "%s('%s',%llu,%llu)", rows++ ? "," : "", eid ? eid : "",
+                           (unsigned long long)txs[k]->commit_seq, (unsigned long long)txs[j]->commit_seq);
         sy_buf_add(b, v, (size_t)len);
+        for (size_t i = k; i < j; i++)
+            txs[i]->recorded = false;
+        txs[j]->recorded = true;
+        txs[j]->applied_row = txs[k]->commit_seq;
+        k = j;
     }
     free(eid);
     if (b->oom || mysql_real_query(ac->conn, (const char *)b->p, (unsigned long)b->len) != 0) {
@@ -574,7 +589,7 @@ static void collect_done(struct writer *w)
         snprintf(w->position, sizeof w->position, "%s", tx->position ? tx->position : "");
         if (tx->source_time_ms)
             w->txn_time_ms = tx->source_time_ms;
-        if (tx->recorded && gc_add(w, tx->commit_seq) != 0)
+        if (tx->recorded && gc_add(w, tx->applied_row) != 0)
             sy_log_warn("%s: out of memory: switchyard.applied keeps a row", w->ctx->instance_id);
         w->inflight_txns--;
         w->inflight_bytes -= tx->cap;
@@ -740,7 +755,6 @@ static bool try_dispatch(struct writer *w, struct sy_apply_txn *tx)
     for (size_t i = 0; i < tx->n_keys; i++)
         (void)keys_acquire(&w->keys, tx->keys[i], owner, tx->commit_seq);
     tx->worker = owner;
-    tx->recorded = true;
     fifo_push(w, tx);
     struct worker *wk = &w->workers[owner];
     pthread_mutex_lock(&w->mu);
@@ -845,9 +859,17 @@ static int read_checkpoint(struct writer *w, uint64_t *pending_ddl)
              "instance='%s'", eid ? eid : "");
     int rc = 1;
     MYSQL_RES *res = NULL;
+    MYSQL_ROW row;
+    if (mysql_query(c->conn, SY_MARIADB_APPLIED_HAS_RANGES_SQL) != 0 || (res = mysql_store_result(c->conn)) == NULL)
+        goto out;
+    bool ranges = (row = mysql_fetch_row(res)) != NULL && row[0] && strtoull(row[0], NULL, 10) > 0;
+    mysql_free_result(res);
+    res = NULL;
+    if (!ranges && sy_mariadb_exec(c->conn, err, sizeof err, SY_MARIADB_APPLIED_ADD_RANGES_SQL) != 0)
+        goto out;
     if (mysql_real_query(c->conn, sql, (unsigned long)strlen(sql)) != 0 || (res = mysql_store_result(c->conn)) == NULL)
         goto out;
-    MYSQL_ROW row = mysql_fetch_row(res);
+    row = mysql_fetch_row(res);
     bool have = row != NULL;
     w->watermark = w->durable_seq = have && row[0] ? strtoull(row[0], NULL, 10) : 0;
     /* no checkpoint yet: the destination holds what the copy (or creation) started from */
@@ -862,20 +884,26 @@ static int read_checkpoint(struct writer *w, uint64_t *pending_ddl)
             sy_apply_checkpoint(c, 0, w->position, 0) != 0)
             goto out;
     } else if (sy_mariadb_exec(c->conn, err, sizeof err,
-                               "DELETE FROM " SY_SCHEMA ".applied WHERE instance='%s' AND spool_seq <= %llu",
+                               "DELETE FROM " SY_SCHEMA ".applied WHERE instance='%s' AND GREATEST(spool_seq, "
+                               "last_seq) <= %llu",
                                eid ? eid : "", (unsigned long long)w->watermark) != 0) {
         goto out;
     }
-    snprintf(sql, sizeof sql, "SELECT spool_seq FROM " SY_SCHEMA ".applied WHERE instance='%s' ORDER BY spool_seq",
-             eid ? eid : "");
+    snprintf(sql, sizeof sql, "SELECT spool_seq, last_seq FROM " SY_SCHEMA ".applied WHERE instance='%s' "
+             "ORDER BY spool_seq", eid ? eid : "");
     if (mysql_real_query(c->conn, sql, (unsigned long)strlen(sql)) != 0 || (res = mysql_store_result(c->conn)) == NULL)
         goto out;
     size_t n = (size_t)mysql_num_rows(res);
     free(w->skip);
     w->skip = calloc(n ? n : 1, sizeof *w->skip);
     w->n_skip = w->i_skip = 0;
-    while (w->skip && (row = mysql_fetch_row(res)) != NULL)
-        w->skip[w->n_skip++] = strtoull(row[0], NULL, 10);
+    while (w->skip && (row = mysql_fetch_row(res)) != NULL) {
+        struct applied_range *r = &w->skip[w->n_skip++];
+        r->first = strtoull(row[0], NULL, 10);
+        r->last = row[1] ? strtoull(row[1], NULL, 10) : 0;
+        if (r->last < r->first) /* a row of an older version: one transaction */
+            r->last = r->first;
+    }
     rc = sy_apply_commit(c) == 0 && w->skip ? 0 : 1;
 out:
     if (rc != 0 && c->err[0] == '\0')
@@ -888,11 +916,15 @@ out:
     return rc;
 }
 
-static bool skipped(struct writer *w, uint64_t commit_seq)
+/* Whether the transaction committed at commit_seq was applied before a restart; *row: the key of
+ * its applied row when it ends that row's range (0 otherwise). */
+static bool skipped(struct writer *w, uint64_t commit_seq, uint64_t *row)
 {
-    while (w->i_skip < w->n_skip && w->skip[w->i_skip] < commit_seq)
+    while (w->i_skip < w->n_skip && w->skip[w->i_skip].last < commit_seq)
         w->i_skip++;
-    return w->i_skip < w->n_skip && w->skip[w->i_skip] == commit_seq;
+    const struct applied_range *r = w->i_skip < w->n_skip ? &w->skip[w->i_skip] : NULL;
+    *row = r && r->last == commit_seq ? r->first : 0;
+    return r && r->first <= commit_seq;
 }
 
 /* A record of the transaction being read: keep it, and its keys. -1 transient, -2 hard (ctl.err). */
@@ -932,9 +964,11 @@ static int read_record(struct writer *w, struct sy_apply_txn *tx, const struct s
 }
 
 /* A POSITION record outside a transaction, or a transaction applied before a restart: nothing to
- * apply, the watermark passes it once everything before it is done. */
-static int position_entry(struct writer *w, uint64_t seq, const char *pos, size_t pos_len, bool recorded)
+ * apply, the watermark passes it once everything before it is done. applied_row: the switchyard.applied
+ * row it ends (0: none). */
+static int position_entry(struct writer *w, uint64_t seq, const char *pos, size_t pos_len, uint64_t applied_row)
 {
+    bool recorded = applied_row != 0;
     struct sy_apply_txn *tail = w->fifo_tail;
     if (tail && tail->position_only && !tail->recorded && !recorded) {
         char *p = strndup(pos, pos_len);
@@ -953,6 +987,7 @@ static int position_entry(struct writer *w, uint64_t seq, const char *pos, size_
     tx->commit_seq = seq;
     tx->position_only = tx->done = true;
     tx->recorded = recorded;
+    tx->applied_row = applied_row;
     fifo_push(w, tx);
     return 0;
 }
@@ -1070,13 +1105,15 @@ static int apply_session(struct writer *w, uint64_t pending_ddl)
             sy_apply_txn_reset(&w->ctl);
             tx->commit_seq = seq;
             tx->source_time_ms = ch.source_time_ms;
+            tx->ord = ++w->n_read;
             if ((tx->position = strndup(ch.position, ch.position_len)) == NULL) {
                 txn_free(tx);
                 rc = -2;
                 break;
             }
-            if (skipped(w, seq)) {
-                rc = position_entry(w, seq, ch.position, ch.position_len, true) == 0 ? 0 : -2;
+            uint64_t applied_row;
+            if (skipped(w, seq, &applied_row)) {
+                rc = position_entry(w, seq, ch.position, ch.position_len, applied_row) == 0 ? 0 : -2;
                 txn_free(tx);
             } else if (tx->barrier) {
                 int brc = apply_barrier(w, tx);
@@ -1086,7 +1123,7 @@ static int apply_session(struct writer *w, uint64_t pending_ddl)
                     goto end;
                 }
             } else if (tx->n_rows == 0) {
-                rc = position_entry(w, seq, ch.position, ch.position_len, false) == 0 ? 0 : -2;
+                rc = position_entry(w, seq, ch.position, ch.position_len, 0) == 0 ? 0 : -2;
                 txn_free(tx);
             } else if (!try_dispatch(w, tx)) {
                 w->blocked = tx;
@@ -1094,7 +1131,7 @@ static int apply_session(struct writer *w, uint64_t pending_ddl)
             break;
         }
         case SY_CHANGE_POSITION:
-            if (cur == NULL && position_entry(w, seq, ch.position, ch.position_len, false) != 0)
+            if (cur == NULL && position_entry(w, seq, ch.position, ch.position_len, 0) != 0)
                 rc = -2;
             break;
         }
