@@ -13,6 +13,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "core/crc32.h"
 #include "core/rd.h"
 
 /* MYSQL_TYPE_* codes as they appear in a TABLE_MAP. */
@@ -109,18 +110,6 @@ enum sy_parse sy_binlog_header_parse(const uint8_t *p, size_t n, struct sy_binlo
     return SY_PARSE_OK;
 }
 
-static uint32_t crc_update(uint32_t crc, const uint8_t *p, size_t n)
-{
-    uLong c = crc;
-    while (n > 0) {
-        uInt chunk = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        c = crc32(c, p, chunk);
-        p += chunk;
-        n -= chunk;
-    }
-    return (uint32_t)c;
-}
-
 bool sy_binlog_crc_ok(const uint8_t *p, size_t n)
 {
     if (p == NULL || n < SY_BINLOG_CRC_LEN)
@@ -128,16 +117,16 @@ bool sy_binlog_crc_ok(const uint8_t *p, size_t n)
     size_t m = n - SY_BINLOG_CRC_LEN;
     uint32_t stored = (uint32_t)p[m] | (uint32_t)p[m + 1] << 8 | (uint32_t)p[m + 2] << 16 |
                       (uint32_t)p[m + 3] << 24;
-    uint32_t crc = (uint32_t)crc32(0L, Z_NULL, 0);
+    uint32_t crc = 0;
     /* The server computes a FORMAT_DESCRIPTION's CRC with LOG_EVENT_BINLOG_IN_USE_F clear and sets the
      * flag in place while the file is open: check it the same way. */
     if (m >= SY_BINLOG_HEADER_LEN && p[4] == SY_BL_FORMAT_DESCRIPTION && (p[17] & BINLOG_IN_USE_F)) {
         uint8_t flag = (uint8_t)(p[17] & ~BINLOG_IN_USE_F);
-        crc = crc_update(crc, p, 17);
-        crc = crc_update(crc, &flag, 1);
-        crc = crc_update(crc, p + 18, m - 18);
+        crc = sy_crc32(crc, p, 17);
+        crc = sy_crc32(crc, &flag, 1);
+        crc = sy_crc32(crc, p + 18, m - 18);
     } else {
-        crc = crc_update(crc, p, m);
+        crc = sy_crc32(crc, p, m);
     }
     return crc == stored;
 }

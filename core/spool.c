@@ -25,8 +25,8 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
-#include <zlib.h>
 
+#include "core/crc32.h"
 #include "core/state_file.h"
 
 #define REC_HDR_LEN 17                      /* len 4 | crc 4 | seq 8 | type 1 */
@@ -105,11 +105,7 @@ static uint64_t get_le64(const uint8_t *p)
 /* CRC over seq | type | payload: the record bytes from offset 8 on, n = 9 + payload_len. */
 static uint32_t record_crc(const uint8_t *seq_type, const void *payload, size_t len)
 {
-    uLong c = crc32(0L, Z_NULL, 0);
-    c = crc32(c, seq_type, 9);
-    if (len > 0)
-        c = crc32(c, payload, (uInt)len);  /* len <= SY_SPOOL_RECORD_MAX fits uInt */
-    return (uint32_t)c;
+    return sy_crc32(sy_crc32(0, seq_type, 9), payload, len);
 }
 
 static void seg_path(const struct sy_spool *s, uint64_t first, char *out, size_t outlen)
