@@ -19,10 +19,12 @@ void sy_keyrange_str(struct sy_buf *b, const char *s)
 enum sy_key_kind sy_keyrange_kind_of(const char *data_type, bool has_charset)
 {
     static const char *const numbers[] = { "tinyint", "smallint", "mediumint", "int", "bigint", "decimal",
-                                           "float", "double", "year" };
+                                           "year" };
     for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++)
         if (strcmp(data_type, numbers[i]) == 0)
             return SY_KEY_NUMBER;
+    if (strcmp(data_type, "float") == 0 || strcmp(data_type, "double") == 0)
+        return SY_KEY_FLOAT;
     if (strcmp(data_type, "enum") == 0)
         return SY_KEY_ENUM;
     if (strcmp(data_type, "set") == 0)
@@ -78,6 +80,12 @@ static bool is_ordinal(enum sy_key_kind k)
 
 void sy_keyrange_readback(struct sy_buf *b, const struct sy_key_col *c)
 {
+    if (c->kind == SY_KEY_FLOAT) {
+        sy_keyrange_str(b, "CAST(");
+        add_ident(b, c->name);
+        sy_keyrange_str(b, " AS DOUBLE)");
+        return;
+    }
     if (is_ordinal(c->kind))
         sy_keyrange_str(b, "(");
     add_ident(b, c->name);
@@ -138,6 +146,7 @@ static void add_literal(struct sy_buf *b, const struct sy_key_col *c, const char
     }
     switch (c->kind) {
     case SY_KEY_NUMBER:
+    case SY_KEY_FLOAT:
     case SY_KEY_ENUM:
     case SY_KEY_SET:
     case SY_KEY_BIT:

@@ -20,7 +20,9 @@
 
 enum sy_key_kind {
     SY_KEY_TEXT,   /* character column: compared in its charset and collation */
-    SY_KEY_NUMBER, /* integer, decimal, float, double, year */
+    SY_KEY_NUMBER, /* integer, decimal, year */
+    SY_KEY_FLOAT,  /* float, double: read back as a DOUBLE, whose text is exact (a FLOAT's own text is
+                      rounded to 6 digits, so a bound read from it would repeat or skip rows) */
     SY_KEY_BYTES,  /* binary strings, temporal types: compared as bytes / parsed by the server */
     SY_KEY_ENUM,   /* compared by ordinal (1..enum_count; 0 = the error value '') */
     SY_KEY_SET,    /* compared by its bitmask value */
@@ -44,8 +46,8 @@ enum sy_key_kind sy_keyrange_kind_of(const char *data_type, bool has_charset);
 /* Number of members of an ENUM from COLUMN_TYPE ("enum('a','b''c')" -> 2); 0 when it is not one. */
 unsigned sy_keyrange_enum_count(const char *column_type);
 
-/* Appends how to SELECT the column so that its value can be handed back as a bound: `c`, or (`c`+0)
- * for ENUM, SET and BIT. */
+/* Appends how to SELECT the column so that its value can be handed back as a bound: `c`, (`c`+0)
+ * for ENUM, SET and BIT, CAST(`c` AS DOUBLE) for FLOAT and DOUBLE. */
 void sy_keyrange_readback(struct sy_buf *b, const struct sy_key_col *c);
 
 /* Appends the columns joined by ',' for ORDER BY, in index order (plain columns: the index is used). */

@@ -1,7 +1,7 @@
 """The initial copy pages every table by its key, a few rows per chunk: what a user relies on is that DR
 ends up with exactly the business rows whatever the key type — ENUM (index order = member order, not
 text order), BIT, SET, composite keys, strings whose collation order differs from their byte order,
-DECIMAL and DATETIME — with no row copied twice (duplicate key) or skipped, and that `verify` agrees."""
+DECIMAL, DATETIME, FLOAT and DOUBLE — with no row copied twice (duplicate key) or skipped, and that `verify` agrees."""
 
 from __future__ import annotations
 
@@ -35,6 +35,10 @@ TABLES = {
     "k_dec_dt": ("(x DECIMAL(12,3) NOT NULL, d DATETIME(6) NOT NULL, v INT, PRIMARY KEY (x, d))",
                  "SELECT seq DIV 4 / 8 - 3, '2024-01-01' + INTERVAL seq * 1000003 MICROSECOND, seq "
                  "FROM seq_0_to_79"),
+    # FLOAT text is rounded to 6 digits (0.1 is 0.100000001490116...): a bound read as text repeats rows
+    "k_float": ("(f FLOAT NOT NULL PRIMARY KEY, v INT)", "SELECT seq / 10 + seq * 0.000001, seq FROM seq_0_to_60"),
+    "k_double_id": ("(d DOUBLE NOT NULL, id INT NOT NULL, v INT, PRIMARY KEY (d, id))",
+                    "SELECT 1e0 / (seq DIV 2 + 3), seq, seq FROM seq_0_to_40"),
     "k_vbin": ("(k VARBINARY(8) NOT NULL PRIMARY KEY, v INT)",
                "SELECT CONCAT(UNHEX(LPAD(HEX(seq % 256), 2, '0')), IF(seq % 2, X'00', X'FF27'), seq), seq "
                "FROM seq_0_to_40"),

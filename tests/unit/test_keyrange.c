@@ -28,6 +28,8 @@ static void test_kinds(void)
 {
     CHECK(sy_keyrange_kind_of("int", false) == SY_KEY_NUMBER);
     CHECK(sy_keyrange_kind_of("decimal", false) == SY_KEY_NUMBER);
+    CHECK(sy_keyrange_kind_of("float", false) == SY_KEY_FLOAT);
+    CHECK(sy_keyrange_kind_of("double", false) == SY_KEY_FLOAT);
     CHECK(sy_keyrange_kind_of("varchar", true) == SY_KEY_TEXT);
     CHECK(sy_keyrange_kind_of("varbinary", false) == SY_KEY_BYTES);
     CHECK(sy_keyrange_kind_of("datetime", false) == SY_KEY_BYTES);
@@ -54,6 +56,10 @@ static void test_readback_and_order(void)
     sy_keyrange_order(&b, cols, 2);
     CHECK(b.len == strlen("(`e`+0)|`we``ird`|`e`,`we``ird`") &&
           memcmp(b.p, "(`e`+0)|`we``ird`|`e`,`we``ird`", b.len) == 0);
+    sy_buf_reset(&b);
+    struct sy_key_col f = { .name = "f", .kind = SY_KEY_FLOAT };
+    sy_keyrange_readback(&b, &f); /* a FLOAT's own text is rounded: read it as an exact DOUBLE */
+    CHECK(b.len == strlen("CAST(`f` AS DOUBLE)") && memcmp(b.p, "CAST(`f` AS DOUBLE)", b.len) == 0);
     sy_buf_fini(&b);
 }
 
