@@ -96,15 +96,22 @@ def setup_tables(server, db):
         server.sql(sql, database=db)
 
 
+def paused_instance(daemon, fresh, threads):
+    """A daemon whose forward instance ran its initial sync of `fresh` and is paused: what the business
+    side does next is a backlog, applied in groups once it is started."""
+    pname = f"p{fresh}"
+    d = daemon(pair=pname, objects=f"{fresh}.*", apply_threads=threads)
+    wait_state(d, pname, "running")
+    assert d.ctl("pause", f"{pname}/forward").returncode == 0
+    return d, pname
+
+
 @pytest.mark.parametrize("threads", [1, 4])
 def test_parallel_apply_of_a_backlog_on_overlapping_keys_is_equal(daemon, mariadb_pair, fresh, threads):
     b = mariadb_pair.business
     setup_tables(b, fresh)
-    pname = f"p{fresh}"
-    d = daemon(pair=pname, objects=f"{fresh}.*", apply_threads=threads)
-    wait_state(d, pname, "running")
+    d, pname = paused_instance(daemon, fresh, threads)
     # a backlog: the writer applies it in groups, on `threads` connections
-    assert d.ctl("pause", f"{pname}/forward").returncode == 0
     run_workload(b, fresh, ddl_at=60)
     assert d.ctl("start", f"{pname}/forward").returncode == 0
     assert_equal_eventually(mariadb_pair, fresh, timeout=120)
@@ -220,10 +227,7 @@ def test_net_changes_of_a_group_are_equal(daemon, mariadb_pair, fresh):
     b.sql("INSERT INTO t SELECT seq, seq, seq % 10 FROM seq_1_to_60", database=fresh)
     b.sql("CREATE TABLE t2 (a INT, b INT, v INT NOT NULL, PRIMARY KEY (a, b))", database=fresh)
     b.sql("INSERT INTO t2 SELECT a.seq, b.seq, 0 FROM seq_1_to_4 a, seq_1_to_4 b", database=fresh)
-    pname = f"p{fresh}"
-    d = daemon(pair=pname, objects=f"{fresh}.*", apply_threads=2)
-    wait_state(d, pname, "running")
-    assert d.ctl("pause", f"{pname}/forward").returncode == 0
+    d, pname = paused_instance(daemon, fresh, 2)
     rnd = random.Random(7)
     c = conn(b, fresh)
     rows = 0
@@ -269,10 +273,7 @@ def test_conflict_inside_a_group_names_the_source_transaction(daemon, mariadb_pa
     b, dr = mariadb_pair
     b.sql("CREATE TABLE t (id INT PRIMARY KEY, v INT)", database=fresh)
     b.sql("INSERT INTO t SELECT seq, 0 FROM seq_1_to_20", database=fresh)
-    pname = f"p{fresh}"
-    d = daemon(pair=pname, objects=f"{fresh}.*", apply_threads=2)
-    wait_state(d, pname, "running")
-    assert d.ctl("pause", f"{pname}/forward").returncode == 0
+    d, pname = paused_instance(daemon, fresh, 2)
     # a backlog: the conflicting transaction sits in the middle of a group
     for i in range(1, 8):
         b.sql(f"UPDATE t SET v = v + 1 WHERE id = {i}", database=fresh)
