@@ -312,6 +312,7 @@ KEY_TABLES = {
     "k_dec": ("(x DECIMAL(12,3) NOT NULL PRIMARY KEY, v INT)", "SELECT seq / 8 - 100, seq FROM seq_0_to_2499"),
     "k_vbin": ("(k VARBINARY(16) NOT NULL PRIMARY KEY, v INT)",
                "SELECT CONCAT(UNHEX(LPAD(HEX(seq % 256), 2, '0')), X'00', seq), seq FROM seq_0_to_2499"),
+    "k_float": ("(f FLOAT NOT NULL PRIMARY KEY, v INT)", "SELECT seq / 10 + 0.01, seq FROM seq_0_to_2499"),
     "k_ubig": ("(u BIGINT UNSIGNED NOT NULL PRIMARY KEY, v INT)",
                "SELECT 18446744073709551615 - seq * 3, seq FROM seq_0_to_2499"),
     "k_latin": ("(s VARCHAR(20) CHARACTER SET latin1 COLLATE latin1_german1_ci NOT NULL PRIMARY KEY, v INT)",
