@@ -48,7 +48,7 @@ What it does (TESTING.md "Benchmarks": side by side in one run, >= 3 interleaved
      VmHWM at the end.
 Prints the catch-up table (medians, ratio Switchyard/native, per-rep raw numbers) and the lag table, and
 writes everything as JSON to bench/results/apply-<timestamp>.json. Everything started here is stopped at
-the end, on exceptions, on Ctrl-C and on SIGTERM/SIGHUP (process handling of bench/proxy_bench.py).
+the end, on exceptions, on Ctrl-C and on SIGTERM/SIGHUP (process handling of bench/common.py).
 Exit status 1 when a run failed or timed out, a checksum differed, switchyardd died or did not exit 0 on
 SIGTERM (the report is still written).
 """
@@ -71,10 +71,12 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import proxy_bench as pb  # noqa: E402  (also puts scripts/ on sys.path)
-import sandbox  # noqa: E402
+from common import (ROOT, Interrupted, interrupt_on_term_signals, on_crash, on_interrupt,  # noqa: E402
+                    remove_work_dir, report_problems, spawn, stop, stop_all_children, switchyard_log_summary,
+                    tail, tool_version, write_report)
+import proxy_bench as pb  # noqa: E402
+import sandbox  # noqa: E402  (common put scripts/ on sys.path)
 
-ROOT = pb.ROOT
 HOST = pb.HOST
 PAIR = "bench"
 INSTANCE = f"{PAIR}/forward"
@@ -251,7 +253,7 @@ class SwitchyardForward(pb.Switchyard):
     def alive(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             raise BenchError(f"switchyardd exited with {self.proc.returncode if self.proc else '?'}:\n"
-                             f"{pb.tail(self.log, 40)}")
+                             f"{tail(self.log, 40)}")
 
     def state_bytes(self) -> int:
         """Bytes under state_dir (spool files + state): how much the backlog occupies on disk."""
@@ -301,7 +303,7 @@ def sysbench_run(port: int, secs: int, work: Path, label: str, rate: int = 0, wa
                  f"--rate={rate}", "run")
     outp = work / f"sb-{label}.out"
     out = open(outp, "wb")
-    p = pb.spawn(cmd, stdout=out, stderr=subprocess.STDOUT)
+    p = spawn(cmd, stdout=out, stderr=subprocess.STDOUT)
     out.close()
     if not wait:
         return p, outp
@@ -314,7 +316,7 @@ def sysbench_finish(p, outp: Path, secs: int) -> dict:
     except subprocess.TimeoutExpired:
         pass
     timed_out = p.poll() is None
-    pb.stop(p, signal.SIGKILL if timed_out else signal.SIGTERM, timeout=5)
+    stop(p, signal.SIGKILL if timed_out else signal.SIGTERM, timeout=5)
     text = outp.read_text(errors="replace")
     r = pb.parse_sysbench(text)
     r = {k: r[k] for k in ("transactions", "tps", "queries", "qps", "errors", "reconnects", "total_time_s",
@@ -574,8 +576,7 @@ def main() -> int:
     APPLY_THREADS = args.apply_threads
     build = Path(args.build).resolve()
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, pb._on_signal)
+    interrupt_on_term_signals()
     if not shutil.which("sysbench"):
         print("apply_bench: sysbench not found (scripts/install-deps.sh)", file=sys.stderr)
         return 2
@@ -590,8 +591,8 @@ def main() -> int:
         "started": datetime.now().astimezone().isoformat(timespec="seconds"),
         "args": vars(args),
         "host": {"nproc": os.cpu_count(), "loadavg_start": os.getloadavg(), "uname": " ".join(os.uname())},
-        "versions": {"sysbench": pb.tool_version(["sysbench", "--version"]),
-                     "mariadbd": pb.tool_version([shutil.which("mariadbd") or "/usr/sbin/mariadbd", "--version"])},
+        "versions": {"sysbench": tool_version(["sysbench", "--version"]),
+                     "mariadbd": tool_version([shutil.which("mariadbd") or "/usr/sbin/mariadbd", "--version"])},
         "switchyardd": {"path": str(build / "switchyardd"),
                         "mtime": datetime.fromtimestamp((build / "switchyardd").stat().st_mtime).isoformat(),
                         "size": (build / "switchyardd").stat().st_size},
@@ -615,7 +616,7 @@ def main() -> int:
                                               "--skip-slave-start", "--relay-log=relay"]))
             conns = []
             stack.callback(lambda: [c.close() for c in conns])
-            stack.callback(pb.stop_all_children)          # LIFO: switchyardd/sysbench stop before the servers
+            stack.callback(stop_all_children)             # LIFO: switchyardd/sysbench stop before the servers
             print(f"  MariaDB business {HOST}:{business.port}, dr {HOST}:{dr.port}, native replica A (e2e) "
                   f"{HOST}:{rep_a.port}, native replica B (SQL-only) {HOST}:{rep_b.port}", flush=True)
             report["servers"] = {"business": business.port, "dr": dr.port, "native_a": rep_a.port,
@@ -808,54 +809,19 @@ def main() -> int:
             mem["hwm_kib"] = sy.hwm()
             print_memory(mem)
             report["switchyard_final_status"] = sy.instance()
-            sy_rc = sy.stop()
-            report["switchyard_exit"] = sy_rc
-            if sy_rc != 0:
-                problems.append({"where": "switchyardd shutdown", "error": f"exit {sy_rc} on SIGTERM (expected 0)"})
-            log = sy.log.read_text(errors="replace") if sy.log.exists() else ""
-            report["switchyard_log_lines"] = len(log.splitlines())
-            report["switchyard_log_tail"] = "\n".join(log.splitlines()[-60:])
-            bad = [ln for ln in log.splitlines() if ln.split()[1:2] and ln.split()[1] in ("WARN", "ERROR")]
-            report["switchyard_log_warnings"] = bad[:200]
-            print(f"\nswitchyardd log (log_level=info): {len(log.splitlines())} line(s), {len(bad)} warning/error "
-                  f"line(s){'; first ones:' if bad else ''}")
-            for ln in bad[:10]:
-                print(f"  {ln}")
-    except (KeyboardInterrupt, pb.Interrupted) as e:
-        print(f"\napply_bench: interrupted ({str(e) or 'Ctrl-C'}); stopping everything", file=sys.stderr)
-        report["interrupted"] = str(e) or "KeyboardInterrupt"
-        rc = 130
+            switchyard_log_summary(sy, report, problems, "info")
+    except (KeyboardInterrupt, Interrupted) as e:
+        rc = on_interrupt("apply_bench", e, report)
     except Exception as e:  # noqa: BLE001 - still write what we have
-        import traceback
-        traceback.print_exc()
-        report["fatal"] = repr(e)
-        if sy is not None and sy.log.exists():
-            report["switchyard_log_tail"] = pb.tail(sy.log, 80)
-            print(f"\nswitchyardd log tail:\n{pb.tail(sy.log, 30)}", file=sys.stderr)
-        rc = 1
+        rc = on_crash(e, report, {"switchyard": sy.log if sy else None})
     finally:
-        pb.stop_all_children()
-        report["finished"] = datetime.now().astimezone().isoformat(timespec="seconds")
-        report["host"]["loadavg_end"] = os.getloadavg()
+        stop_all_children()
         if report["reps"] and not report["summary"]:
             with contextlib.suppress(Exception):
                 report["summary"] = summarize(report["reps"])
-        out_dir = Path(args.results_dir)
-        with contextlib.suppress(OSError):
-            out_dir.mkdir(parents=True, exist_ok=True)
-            out = out_dir / f"apply-{stamp}.json"
-            out.write_text(json.dumps(report, indent=2, default=str) + "\n")
-            print(f"\nreport: {out}")
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    if problems:
-        print(f"\napply_bench: {len(problems)} problem(s):", file=sys.stderr)
-        for p in problems:
-            print(f"  - {p['where']}: {p.get('error') or ''}", file=sys.stderr)
-        rc = rc or 1
-    return rc
+        write_report(report, args.results_dir, f"apply-{stamp}.json")
+        remove_work_dir(work, args.keep)
+    return report_problems("apply_bench", problems, rc)
 
 
 if __name__ == "__main__":

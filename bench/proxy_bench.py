@@ -33,7 +33,6 @@ import json
 import math
 import os
 import re
-import resource
 import shutil
 import signal
 import socket
@@ -41,15 +40,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-import sandbox  # noqa: E402
+from common import (ROOT, Interrupted, interrupt_on_term_signals, on_crash, on_interrupt, raise_nofile,
+                    remove_work_dir, report_problems, spawn, stop, stop_all_children, switchyard_log_summary,
+                    tail, tool_version, write_report)
+import sandbox  # common put scripts/ on sys.path
 
 WORKLOADS = ("oltp_point_select", "oltp_read_write")
 TARGETS = ("direct", "haproxy", "switchyard")
@@ -59,73 +58,7 @@ RSS_TARGET_MIB = 64
 HOST = "127.0.0.1"
 
 
-class Interrupted(Exception):
-    """SIGTERM/SIGHUP: unwind through the finally blocks like Ctrl-C does."""
-
-
-def _on_signal(signum, frame):
-    raise Interrupted(f"signal {signum}")
-
-
-# --- child processes ------------------------------------------------------------------------------------
-
-_children: list = []          # every Popen started here (own session/process group), stopped at the end
-_children_lock = threading.Lock()
-
-
-def spawn(cmd, **kw) -> subprocess.Popen:
-    """Start cmd in its own session (pgid == pid); the kernel kills it if this process dies."""
-    kw.setdefault("stdin", subprocess.DEVNULL)
-    p = subprocess.Popen([str(c) for c in cmd], start_new_session=True,
-                         preexec_fn=sandbox.preexec_kill_with_parent(os.getpid(),
-                                                                     threading.current_thread() is
-                                                                     threading.main_thread()), **kw)
-    with _children_lock:
-        _children.append(p)
-    return p
-
-
-def stop(p: subprocess.Popen | None, sig=signal.SIGTERM, timeout: float = 15.0) -> int | None:
-    """Send sig to p, wait, SIGKILL its process group if it does not exit; returns its exit code."""
-    if p is None:
-        return None
-    if p.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(p.pid, sig)
-        try:
-            p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(p.pid, signal.SIGKILL)
-            p.wait(10)
-    with contextlib.suppress(ProcessLookupError, PermissionError):   # leftovers of its group
-        os.killpg(p.pid, signal.SIGKILL)
-    with _children_lock:
-        if p in _children:
-            _children.remove(p)
-    return p.returncode
-
-
-def stop_all_children() -> None:
-    with _children_lock:
-        procs = list(reversed(_children))
-    for p in procs:
-        try:
-            stop(p, timeout=5)
-        except Exception as e:  # noqa: BLE001 - stop the others anyway
-            print(f"proxy_bench: stopping pid {p.pid} failed: {e}", file=sys.stderr)
-
-
-def raise_nofile(want: int = 65536) -> tuple:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    new_hard = hard if hard == resource.RLIM_INFINITY or hard >= want else want
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, new_hard) if new_hard != resource.RLIM_INFINITY
-                                                    else want, new_hard))
-    except (ValueError, OSError):                # not privileged: go as far as the hard limit
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)
-
+# --- /proc and ports ------------------------------------------------------------------------------------
 
 def vm_rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
@@ -163,21 +96,6 @@ def greeting_via(port: int, timeout: float = 2.0) -> bool:
             return len(hdr) == 5 and hdr[4] == 10
     except OSError:
         return False
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return f"(no {path})"
-
-
-def tool_version(cmd) -> str:
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
-        return (r.stdout or r.stderr).strip().splitlines()[0]
-    except (OSError, subprocess.SubprocessError, IndexError):
-        return "?"
 
 
 # --- HAProxy --------------------------------------------------------------------------------------------
@@ -635,8 +553,7 @@ def main() -> int:
     workloads = [w for w in args.workloads.split(",") if w]
     build = Path(args.build).resolve()
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _on_signal)                  # before sandbox: it leaves non-default handlers alone
+    interrupt_on_term_signals()                          # before sandbox: it leaves non-default handlers alone
     nofile = raise_nofile()                              # inherited by mariadbd, haproxy and switchyardd
     for prog in ("sysbench",):
         if not shutil.which(prog):
@@ -758,52 +675,20 @@ def main() -> int:
             print_rss(report["rss"])
 
             report["switchyard_rss_end_kib"] = vm_rss_kib(sy.proc.pid)
-            hp_rc = hp.stop()
-            sy_rc = sy.stop()
-            report["haproxy_exit"] = hp_rc
-            report["switchyard_exit"] = sy_rc
-            if sy_rc != 0:
-                problems.append({"where": "switchyardd shutdown", "error": f"exit {sy_rc} on SIGTERM (expected 0)"})
-            log = sy.log.read_text(errors="replace") if sy.log.exists() else ""
-            report["switchyard_log_lines"] = len(log.splitlines())
-            report["switchyard_log_tail"] = "\n".join(log.splitlines()[-40:])
-            if log.strip():
-                print(f"\nswitchyardd log (log_level=warn): {report['switchyard_log_lines']} line(s); last ones:")
-                print("  " + "\n  ".join(log.splitlines()[-15:]))
+            report["haproxy_exit"] = hp.stop()
+            switchyard_log_summary(sy, report, problems, "warn")
     except (KeyboardInterrupt, Interrupted) as e:
-        print(f"\nproxy_bench: interrupted ({str(e) or 'Ctrl-C'}); stopping everything", file=sys.stderr)
-        report["interrupted"] = str(e) or "KeyboardInterrupt"
-        rc = 130
+        rc = on_interrupt("proxy_bench", e, report)
     except Exception as e:  # noqa: BLE001 - still write what we have
-        import traceback
-        traceback.print_exc()
-        report["fatal"] = repr(e)
-        for name, obj in (("haproxy", hp), ("switchyard", sy)):
-            if obj is not None and obj.log.exists():
-                report[f"{name}_log_tail"] = tail(obj.log, 60)
-        rc = 1
+        logs = {"haproxy": hp.log if hp else None, "switchyard": sy.log if sy else None}
+        rc = on_crash(e, report, logs, keep=60, show=0)
     finally:
         stop_all_children()             # newest first: sysbench/strace, then switchyardd, then haproxy (SIGTERM)
-        report["finished"] = datetime.now().astimezone().isoformat(timespec="seconds")
-        report["host"]["loadavg_end"] = os.getloadavg()
         if report["results"] and not report["summary"]:
             report["summary"] = summarize(report["results"])
-        out_dir = Path(args.results_dir)
-        with contextlib.suppress(OSError):
-            out_dir.mkdir(parents=True, exist_ok=True)
-            out = out_dir / f"proxy-{stamp}.json"
-            out.write_text(json.dumps(report, indent=2, default=str) + "\n")
-            print(f"\nreport: {out}")
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    if problems:
-        print(f"\nproxy_bench: {len(problems)} problem(s):", file=sys.stderr)
-        for p in problems:
-            print(f"  - {p['where']}: {p.get('error') or ''}", file=sys.stderr)
-        rc = rc or 1
-    return rc
+        write_report(report, args.results_dir, f"proxy-{stamp}.json")
+        remove_work_dir(work, args.keep)
+    return report_problems("proxy_bench", problems, rc)
 
 
 if __name__ == "__main__":

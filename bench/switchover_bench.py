@@ -39,7 +39,7 @@ What it does (TESTING.md "Benchmarks": side by side in one run, >= 3 interleaved
      equal on both sides.
 Prints the tables and writes everything as JSON to bench/results/switchover-<timestamp>.json. Everything
 started here is stopped at the end, on exceptions, on Ctrl-C and on SIGTERM/SIGHUP (process handling of
-bench/proxy_bench.py). Exit status 1 when something broke (sysbench failed, switchyardd died, checksums
+bench/common.py). Exit status 1 when something broke (sysbench failed, switchyardd died, checksums
 differ, a switch failed); a missed target alone is not a failure.
 """
 
@@ -64,10 +64,12 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import proxy_bench as pb  # noqa: E402  (also puts scripts/ on sys.path)
-import sandbox  # noqa: E402
+from common import (ROOT, Interrupted, interrupt_on_term_signals, on_crash, on_interrupt,  # noqa: E402
+                    raise_nofile, remove_work_dir, report_problems, spawn, stop, stop_all_children,
+                    switchyard_log_summary, tail, tool_version, write_report)
+import proxy_bench as pb  # noqa: E402
+import sandbox  # noqa: E402  (common put scripts/ on sys.path)
 
-ROOT = pb.ROOT
 HOST = pb.HOST
 PAIR = "bench"
 SB_DB = "sbtest"
@@ -143,7 +145,7 @@ class SwitchyardPair(pb.Switchyard):
     def alive(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             raise BenchError(f"switchyardd exited with {self.proc.returncode if self.proc else '?'}:\n"
-                             f"{pb.tail(self.log, 40)}")
+                             f"{tail(self.log, 40)}")
 
     def wait(self, pred, timeout: float, what: str):
         deadline = time.monotonic() + timeout
@@ -191,7 +193,7 @@ class SysbenchRun:
             cmd = ["stdbuf", "-oL", "-eL", *cmd]
         self.lines: list = []                     # (t since spawn, line)
         self.t0 = time.monotonic()
-        self.proc = pb.spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.proc = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -216,7 +218,7 @@ class SysbenchRun:
         except subprocess.TimeoutExpired:
             pass
         timed_out = self.proc.poll() is None
-        pb.stop(self.proc, signal.SIGKILL if timed_out else signal.SIGTERM, timeout=5)
+        stop(self.proc, signal.SIGKILL if timed_out else signal.SIGTERM, timeout=5)
         self.reader.join(10)
         text = "\n".join(line for _, line in self.lines)
         seconds, queue = [], {}
@@ -493,9 +495,8 @@ def main() -> int:
     args.reps = max(1, min(args.reps, args.switches))
     build = Path(args.build).resolve()
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, pb._on_signal)
-    pb.raise_nofile()
+    interrupt_on_term_signals()
+    raise_nofile()
     if not shutil.which("sysbench"):
         print("switchover_bench: sysbench not found (scripts/install-deps.sh)", file=sys.stderr)
         return 2
@@ -510,8 +511,8 @@ def main() -> int:
         "started": datetime.now().astimezone().isoformat(timespec="seconds"),
         "args": vars(args),
         "host": {"nproc": os.cpu_count(), "loadavg_start": os.getloadavg(), "uname": " ".join(os.uname())},
-        "versions": {"sysbench": pb.tool_version(["sysbench", "--version"]),
-                     "mariadbd": pb.tool_version([shutil.which("mariadbd") or "/usr/sbin/mariadbd", "--version"])},
+        "versions": {"sysbench": tool_version(["sysbench", "--version"]),
+                     "mariadbd": tool_version([shutil.which("mariadbd") or "/usr/sbin/mariadbd", "--version"])},
         "switchyardd": {"path": str(build / "switchyardd"),
                         "mtime": datetime.fromtimestamp((build / "switchyardd").stat().st_mtime).isoformat()},
         "sysbench": {"workload": "oltp_read_write", "tables": SB_TABLES, "table_size": SB_TABLE_SIZE,
@@ -527,7 +528,7 @@ def main() -> int:
     try:
         with contextlib.ExitStack() as stack:
             business, dr = stack.enter_context(sandbox.servers(2))
-            stack.callback(pb.stop_all_children)          # LIFO: switchyardd/sysbench stop before the servers
+            stack.callback(stop_all_children)             # LIFO: switchyardd/sysbench stop before the servers
             print(f"  MariaDB business {HOST}:{business.port}, dr {HOST}:{dr.port}", flush=True)
             report["servers"] = {"business": business.port, "dr": dr.port}
             business.sql(f"CREATE DATABASE {SB_DB}")
@@ -624,54 +625,19 @@ def main() -> int:
             if sums_b != sums_d:
                 problems.append({"where": "checksums", "error": f"business {sums_b} != dr {sums_d}"})
 
-            sy_rc = sy.stop()
-            report["switchyard_exit"] = sy_rc
-            if sy_rc != 0:
-                problems.append({"where": "switchyardd shutdown", "error": f"exit {sy_rc} on SIGTERM (expected 0)"})
-            log = sy.log.read_text(errors="replace") if sy.log.exists() else ""
-            bad = [ln for ln in log.splitlines() if ln.split()[1:2] and ln.split()[1] in ("WARN", "ERROR")]
-            report["switchyard_log_lines"] = len(log.splitlines())
-            report["switchyard_log_warnings"] = bad[:200]
-            report["switchyard_log_tail"] = "\n".join(log.splitlines()[-60:])
-            print(f"\nswitchyardd log (log_level=info): {len(log.splitlines())} line(s), {len(bad)} warning/error "
-                  f"line(s){'; first ones:' if bad else ''}")
-            for ln in bad[:10]:
-                print(f"  {ln}")
-    except (KeyboardInterrupt, pb.Interrupted) as e:
-        print(f"\nswitchover_bench: interrupted ({str(e) or 'Ctrl-C'}); stopping everything", file=sys.stderr)
-        report["interrupted"] = str(e) or "KeyboardInterrupt"
-        rc = 130
+            switchyard_log_summary(sy, report, problems, "info")
+    except (KeyboardInterrupt, Interrupted) as e:
+        rc = on_interrupt("switchover_bench", e, report)
     except Exception as e:  # noqa: BLE001 - still write what we have
-        import traceback
-        traceback.print_exc()
-        report["fatal"] = repr(e)
-        if sy is not None and sy.log.exists():
-            report["switchyard_log_tail"] = pb.tail(sy.log, 80)
-            print(f"\nswitchyardd log tail:\n{pb.tail(sy.log, 30)}", file=sys.stderr)
-        rc = 1
+        rc = on_crash(e, report, {"switchyard": sy.log if sy else None})
     finally:
-        pb.stop_all_children()
-        report["finished"] = datetime.now().astimezone().isoformat(timespec="seconds")
-        report["host"]["loadavg_end"] = os.getloadavg()
+        stop_all_children()
         if report["switches"] and not report["analysis"]:
             with contextlib.suppress(Exception):
                 report["analysis"] = analyze(report)
-        out_dir = Path(args.results_dir)
-        with contextlib.suppress(OSError):
-            out_dir.mkdir(parents=True, exist_ok=True)
-            out = out_dir / f"switchover-{stamp}.json"
-            out.write_text(json.dumps(report, indent=2, default=str) + "\n")
-            print(f"\nreport: {out}")
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    if problems:
-        print(f"\nswitchover_bench: {len(problems)} problem(s):", file=sys.stderr)
-        for p in problems:
-            print(f"  - {p['where']}: {p.get('error') or ''}", file=sys.stderr)
-        rc = rc or 1
-    return rc
+        write_report(report, args.results_dir, f"switchover-{stamp}.json")
+        remove_work_dir(work, args.keep)
+    return report_problems("switchover_bench", problems, rc)
 
 
 if __name__ == "__main__":
