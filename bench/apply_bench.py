@@ -5,6 +5,7 @@ catching up on the same pre-generated backlog, plus lag over time under a live l
     /usr/bin/python3 bench/apply_bench.py --build build            # 3 reps x 60 s backlog + 30 s live (~10 min*)
     /usr/bin/python3 bench/apply_bench.py --build build --quick    # smoke run: 1 rep x 10 s backlog + 30 s live
     /usr/bin/python3 bench/apply_bench.py --build build --apply-threads 2   # the writer's apply_threads
+    /usr/bin/python3 bench/apply_bench.py --build build --on-conflict overwrite   # the pair's on_conflict
     * on a 2-core box where business writes ~7300 TPS, Switchyard catches up a 60 s backlog in ~13 s
       (~34000 txns/s, apply_threads = 2, Nov 2026), native end to end in ~28 s: about 6 min in all.
 
@@ -90,6 +91,7 @@ LABEL = {"switchyard": "switchyard (collect+write)",
          "native-sql": "native SQL thread only"}
 TARGET_RATIO = 1.5
 APPLY_THREADS = None  # --apply-threads: the writer's apply_threads (None: Switchyard's default)
+ON_CONFLICT = None    # --on-conflict: the pair's on_conflict (None: Switchyard's default, fail)
 SPOOL_MAX = "8G"     # a 60 s backlog at ~8000 TPS is ~1.1 GB of spool: more than the 1G default
 
 
@@ -220,7 +222,8 @@ class SwitchyardForward(pb.Switchyard):
         return (super().config().replace("log_level    = warn", "log_level    = info")
                 .replace("[pair bench]", f"[pair {PAIR}]") + f"objects        = {SB_DB}.*\n"
                 f"spool_max_bytes = {SPOOL_MAX}\n" +
-                (f"apply_threads = {APPLY_THREADS}\n" if APPLY_THREADS else ""))
+                (f"apply_threads = {APPLY_THREADS}\n" if APPLY_THREADS else "") +
+                (f"on_conflict = {ON_CONFLICT}\n" if ON_CONFLICT else ""))
 
     def admin(self, cmd: str, timeout: float = 10, **args) -> dict:
         """One request on the admin socket (JSON line each way), without spawning switchyardctl."""
@@ -566,14 +569,17 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="smoke run: 10 s backlog x 1 rep")
     ap.add_argument("--apply-threads", type=int, default=None,
                     help="apply_threads of the forward instance's writer (default: Switchyard's default)")
+    ap.add_argument("--on-conflict", choices=["fail", "overwrite"], default=None,
+                    help="on_conflict of the pair (default: Switchyard's default, fail)")
     ap.add_argument("--no-live", action="store_true", help="skip the live-load lag run")
     ap.add_argument("--results-dir", default=str(ROOT / "bench" / "results"))
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (switchyardd log, sysbench outputs)")
     args = ap.parse_args()
     args.reps = args.reps if args.reps is not None else (1 if args.quick else 3)
     args.backlog_time = args.backlog_time if args.backlog_time is not None else (10 if args.quick else 60)
-    global APPLY_THREADS
+    global APPLY_THREADS, ON_CONFLICT
     APPLY_THREADS = args.apply_threads
+    ON_CONFLICT = args.on_conflict
     build = Path(args.build).resolve()
 
     interrupt_on_term_signals()

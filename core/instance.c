@@ -770,6 +770,8 @@ static json_t *module_json(struct sy_instance *in, struct module *m, const char 
                           (json_int_t)m->report.lag_events, "position", m->report.position, "spool_seq",
                           (json_int_t)m->report.spool_seq, "events", (json_int_t)m->report.events,
                           rate_key, m->running ? m->per_s : 0.0);
+    if (m == &in->mod[MOD_WRITE])
+        json_object_set_new(o, "conflicts_overwritten", json_integer((json_int_t)m->report.conflicts));
     if (polled >= 0)
         json_object_set_new(o, "lag_ms", json_integer((json_int_t)polled));
     else if (m->report.lag_ms < 0)

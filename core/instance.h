@@ -43,6 +43,8 @@ struct sy_module_report {
     char position[1024];         /* collector: source position collected; writer: applied */
     uint64_t spool_seq;          /* collector: last appended; writer: last applied (checkpoint) */
     uint64_t events;             /* collector: events read; writer: rows applied (monotonic counters) */
+    uint64_t conflicts;          /* writer: changes that did not fit and were overwritten / ignored
+                                    (on_conflict = overwrite; monotonic) */
     uint64_t source_time_ms;     /* source timestamp of the last event handled (wall clock, ms) */
     int64_t lag_ms;              /* -1 = unknown */
     uint64_t lag_events;

@@ -60,9 +60,11 @@ static void instances(struct evbuffer *b, const char *pair, json_t *list, const 
                          id, mods[k], (double)json_integer_value(lag) / 1000.0);
             }
         } else {
-            json_t *rows = json_object_get(json_object_get(in, "write"), "events");
-            line(b, "switchyard_rows_applied_total{pair=\"%s\",instance=\"%s\"} %lld", pair, id,
-                 (long long)json_integer_value(rows));
+            bool rows = strcmp(what, "rows") == 0;
+            json_t *v = json_object_get(json_object_get(in, "write"), rows ? "events" : "conflicts_overwritten");
+            line(b, "%s{pair=\"%s\",instance=\"%s\"} %lld",
+                 rows ? "switchyard_rows_applied_total" : "switchyard_conflicts_overwritten_total", pair, id,
+                 (long long)json_integer_value(v));
         }
     }
 }
@@ -85,6 +87,8 @@ static void on_metrics(struct evhttp_request *req, void *arg)
         { "switchyard_instance_state", "gauge", "1 for the instance's current state", "state" },
         { "switchyard_instance_lag_seconds", "gauge", "time behind the source, per module", "lag" },
         { "switchyard_rows_applied_total", "counter", "rows the write module applied since start", "rows" },
+        { "switchyard_conflicts_overwritten_total", "counter",
+          "changes that did not fit the destination, overwritten or ignored (on_conflict = overwrite)", "conflicts" },
     };
     for (size_t k = 0; k < SY_ARRAY_LEN(inst); k++) {
         header(b, inst[k].name, inst[k].type, inst[k].help);

@@ -1,5 +1,7 @@
-/* The fast path of a group of source transactions (on_conflict = fail): their rows become SQL text
- * sent as multi-statement batches, a few round trips per group instead of one per row.
+/* The fast path of a group of source transactions: their rows become SQL text sent as multi-statement
+ * batches, a few round trips per group instead of one per row. It applies a group only when nothing in
+ * it conflicts; any conflict rolls the group back for the row path, which fails naming the row
+ * (on_conflict = fail) or overwrites / ignores and counts it (overwrite).
  *
  * Rows of one key are first folded into their net effect (net changes): within the group, which is
  * one destination transaction, only the key's state before the first and after the last of its rows

@@ -88,6 +88,7 @@ struct worker {
     uint64_t group_start_ms;   /* under w->mu: when it took that group */
     unsigned ddl_gen;          /* plans are from this DDL generation */
     uint64_t rows;             /* under w->mu: its ac.rows after its last group */
+    uint64_t conflicts;        /* under w->mu: its ac.conflicts_overwritten after its last group */
     uint64_t taken_seq;        /* under w->mu: every transaction handed to it up to this commit seq is
                                   in a group it took (its queue is in spool order) */
     uint64_t committed_seq;    /* under w->mu: ... is committed */
@@ -128,6 +129,7 @@ struct writer {
     size_t n_skip, i_skip;
     uint64_t n_read;                   /* transactions read (their `ord`) */
     uint64_t rows_before;              /* rows of earlier sessions */
+    uint64_t conflicts_before;         /* conflicts overwritten in earlier sessions */
     uint64_t txn_time_ms;
     bool failed;
 };
@@ -411,15 +413,15 @@ static int record_applied(struct worker *wk, struct sy_apply_txn *const *txs, si
 static int apply_group(struct worker *wk, struct sy_apply_txn *const *txs, size_t n, char *reason, size_t rlen)
 {
     struct sy_apply_conn *ac = &wk->ac;
-    bool batched = ac->cfg->on_conflict == SY_ON_CONFLICT_FAIL;
     struct group_ref g = { .wk = wk, .txs = txs, .n = n };
     for (int attempt = 0;; attempt++) {
-        uint64_t rows0 = ac->rows;
-        int rc = batched ? sy_apply_batch(ac, txs, n, group_ready, &g) : -3;
+        uint64_t rows0 = ac->rows, conflicts0 = ac->conflicts_overwritten;
+        /* the batch applies a group only when nothing conflicts; a conflict sends the group row by row,
+         * which fails naming it (on_conflict = fail) or overwrites and counts it (overwrite) */
+        int rc = sy_apply_batch(ac, txs, n, group_ready, &g);
         if (rc == -3) {
-            if (batched)
-                sy_log_debug("%s: worker %d: a group of %zu transactions goes row by row: %s", ac->ctx->instance_id,
-                             wk->id, n, ac->err);
+            sy_log_debug("%s: worker %d: a group of %zu transactions goes row by row: %s", ac->ctx->instance_id,
+                         wk->id, n, ac->err);
             sy_apply_rollback(ac);
             ac->rows = rows0;
             rc = group_ready(&g) == 0 ? apply_rows(wk, txs, n, reason, rlen) : SY_APPLY_TRANSIENT;
@@ -438,6 +440,7 @@ static int apply_group(struct worker *wk, struct sy_apply_txn *const *txs, size_
             return 0;
         sy_apply_rollback(ac);
         ac->rows = rows0;
+        ac->conflicts_overwritten = conflicts0;
         pthread_mutex_lock(&wk->w->mu);
         bool stop = wk->w->abort;
         pthread_mutex_unlock(&wk->w->mu);
@@ -487,6 +490,7 @@ static void *worker_main(void *arg)
         int rc = apply_group(wk, group, n, reason, sizeof reason);
         pthread_mutex_lock(&w->mu);
         wk->rows = wk->ac.rows;
+        wk->conflicts = wk->ac.conflicts_overwritten;
         wk->inprog_txns = 0;
         if (rc == 0) {
             wk->committed_seq = group[n - 1]->commit_seq;
@@ -527,8 +531,9 @@ static void workers_stop(struct writer *w)
             pthread_join(wk->thread, NULL);
         wk->started = false;
         w->rows_before += wk->ac.rows;
-        wk->ac.rows = 0;
-        wk->rows = 0;
+        w->conflicts_before += wk->ac.conflicts_overwritten;
+        wk->ac.rows = wk->ac.conflicts_overwritten = 0;
+        wk->rows = wk->conflicts = 0;
         wk->q_head = wk->q_tail = NULL;
         wk->q_txns = wk->inprog_txns = 0;
         wk->taken_seq = wk->committed_seq = 0;
@@ -540,10 +545,12 @@ static void workers_stop(struct writer *w)
 
 static void publish(struct writer *w)
 {
-    uint64_t rows = w->rows_before + w->ctl.rows;
+    uint64_t rows = w->rows_before + w->ctl.rows, conflicts = w->conflicts_before + w->ctl.conflicts_overwritten;
     pthread_mutex_lock(&w->mu);
-    for (int i = 0; i < w->n_workers; i++)
+    for (int i = 0; i < w->n_workers; i++) {
         rows += w->workers[i].rows;
+        conflicts += w->workers[i].conflicts;
+    }
     pthread_mutex_unlock(&w->mu);
     uint64_t last_seq = sy_spool_last_seq(w->ctx->spool);
     struct sy_module_report *r = w->ctx->report;
@@ -551,6 +558,7 @@ static void publish(struct writer *w)
     snprintf(r->position, sizeof r->position, "%s", w->position);
     r->spool_seq = w->watermark;
     r->events = rows;
+    r->conflicts = conflicts;
     r->lag_events = last_seq > w->watermark ? last_seq - w->watermark : 0;
     if (last_seq <= w->watermark)
         r->lag_ms = 0;
@@ -1236,7 +1244,8 @@ static void *writer_main(void *arg)
         fifo_free(w);
         w->n_gc = 0;
         w->rows_before += w->ctl.rows;
-        w->ctl.rows = 0;
+        w->conflicts_before += w->ctl.conflicts_overwritten;
+        w->ctl.rows = w->ctl.conflicts_overwritten = 0;
         sy_apply_conn_close(&w->ctl);
         if (rc <= 0 || stopping(w))
             break;

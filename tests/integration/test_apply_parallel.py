@@ -354,3 +354,38 @@ def test_applied_ranges_after_kill9_and_an_older_applied_table(daemon, mariadb_p
     assert q(dr, "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'switchyard' AND "
                  "TABLE_NAME = 'applied' AND COLUMN_NAME = 'last_seq'")[0][0] == 1
     wait_state(d, pname, "running")
+
+
+def test_overwrite_applies_a_backlog_and_counts_each_conflict(daemon, mariadb_pair, fresh):
+    """on_conflict = overwrite: changes that do not fit DR (rows DR lost or gained behind the writer's back)
+    are overwritten or ignored and counted, one each, also inside folded chains; DR ends up with business's
+    rows and the instance keeps running."""
+    b, dr = mariadb_pair
+    b.sql("CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)", database=fresh)
+    b.sql("INSERT INTO t SELECT seq, 0 FROM seq_1_to_100", database=fresh)
+    pname = f"p{fresh}"
+    d = daemon(pair=pname, objects=f"{fresh}.*", apply_threads=2, on_conflict="overwrite")
+    wait_state(d, pname, "running")
+    assert d.ctl("pause", f"{pname}/forward").returncode == 0
+    for sql in ("DELETE FROM t WHERE id IN (10, 20, 30)", "INSERT INTO t VALUES (500, -1), (600, -1)"):
+        dr.sql(sql, database=fresh)
+    c = conn(b, fresh)
+    with c.cursor() as cur:
+        for i in range(300):
+            cur.execute("UPDATE t SET v = v + 1 WHERE id = %s", (40 + i % 60,))
+            if i == 100:
+                cur.execute("UPDATE t SET v = 7 WHERE id = 10")       # DR lacks it: inserted (1)
+                cur.execute("DELETE FROM t WHERE id = 20")            # DR lacks it: nothing to delete (2)
+                cur.execute("INSERT INTO t VALUES (500, 5)")          # DR has another: overwritten (3)
+                c.begin()
+                cur.execute("INSERT INTO t VALUES (600, 6)")          # DR has another: overwritten (4) ...
+                cur.execute("DELETE FROM t WHERE id = 600")           # ... then deleted
+                cur.execute("DELETE FROM t WHERE id = 30")            # DR lacks it (5) ...
+                cur.execute("INSERT INTO t VALUES (30, 33)")          # ... then inserted
+                c.commit()
+    c.close()
+    assert d.ctl("start", f"{pname}/forward").returncode == 0
+    assert_equal_eventually(mariadb_pair, fresh, timeout=60)
+    st = wait_state(d, pname, "running")
+    assert st["last_error"] is None
+    assert st["write"]["conflicts_overwritten"] == 5, st["write"]
