@@ -96,14 +96,23 @@ def setup_tables(server, db):
         server.sql(sql, database=db)
 
 
-def paused_instance(daemon, fresh, threads):
+def paused_instance(daemon, fresh, threads, **cfg):
     """A daemon whose forward instance ran its initial sync of `fresh` and is paused: what the business
     side does next is a backlog, applied in groups once it is started."""
     pname = f"p{fresh}"
-    d = daemon(pair=pname, objects=f"{fresh}.*", apply_threads=threads)
+    d = daemon(pair=pname, objects=f"{fresh}.*", apply_threads=threads, **cfg)
     wait_state(d, pname, "running")
     assert d.ctl("pause", f"{pname}/forward").returncode == 0
     return d, pname
+
+
+def apply_backlog(d, pname, pair, fresh, timeout=120):
+    """Starts the paused instance; DR equals business, the instance runs without an error. Its status."""
+    assert d.ctl("start", f"{pname}/forward").returncode == 0
+    assert_equal_eventually(pair, fresh, timeout=timeout)
+    st = wait_state(d, pname, "running")
+    assert st["last_error"] is None
+    return st
 
 
 @pytest.mark.parametrize("threads", [1, 4])
@@ -238,12 +247,9 @@ def test_net_changes_of_a_group_are_equal(daemon, mariadb_pair, fresh):
                 rows += net_change_txns(cur, rnd, i * 3 + j)
         c.commit()
     c.close()
-    assert d.ctl("start", f"{pname}/forward").returncode == 0
-    assert_equal_eventually(mariadb_pair, fresh, timeout=120)
-    st = wait_state(d, pname, "running")
-    assert st["last_error"] is None
-    # rows applied counts the source's rows, not the folded operations
-    assert instance(d, pname)["write"]["events"] == rows
+    apply_backlog(d, pname, mariadb_pair, fresh)
+    # rows applied counts the source's rows, not the folded operations (published just after the commit)
+    wait_for(lambda: instance(d, pname)["write"]["events"] == rows, 10, f"write events = {rows} source rows")
 
 
 CONFLICTS = {
@@ -363,10 +369,7 @@ def test_overwrite_applies_a_backlog_and_counts_each_conflict(daemon, mariadb_pa
     b, dr = mariadb_pair
     b.sql("CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)", database=fresh)
     b.sql("INSERT INTO t SELECT seq, 0 FROM seq_1_to_100", database=fresh)
-    pname = f"p{fresh}"
-    d = daemon(pair=pname, objects=f"{fresh}.*", apply_threads=2, on_conflict="overwrite")
-    wait_state(d, pname, "running")
-    assert d.ctl("pause", f"{pname}/forward").returncode == 0
+    d, pname = paused_instance(daemon, fresh, 2, on_conflict="overwrite")
     for sql in ("DELETE FROM t WHERE id IN (10, 20, 30)", "INSERT INTO t VALUES (500, -1), (600, -1)"):
         dr.sql(sql, database=fresh)
     c = conn(b, fresh)
@@ -384,8 +387,6 @@ def test_overwrite_applies_a_backlog_and_counts_each_conflict(daemon, mariadb_pa
                 cur.execute("INSERT INTO t VALUES (30, 33)")          # ... then inserted
                 c.commit()
     c.close()
-    assert d.ctl("start", f"{pname}/forward").returncode == 0
-    assert_equal_eventually(mariadb_pair, fresh, timeout=60)
-    st = wait_state(d, pname, "running")
-    assert st["last_error"] is None
-    assert st["write"]["conflicts_overwritten"] == 5, st["write"]
+    apply_backlog(d, pname, mariadb_pair, fresh, timeout=60)
+    wait_for(lambda: instance(d, pname)["write"]["conflicts_overwritten"] == 5, 10, "5 conflicts counted")
+    assert instance(d, pname)["write"]["conflicts_overwritten"] == 5  # and no more
