@@ -41,6 +41,8 @@
 #define BATCH_MAX_STMTS 256
 #define STMT_MAX_ROWS 1000               /* rows merged into one statement */
 #define ROW_MAX_BYTES (1u << 20)
+#define PART_MAX_OPS 65536               /* a large group is rendered and sent in parts of this size */
+#define PART_MAX_BYTES (16u << 20)
 
 enum op_kind {
     OP_INSERT,    /* frag: "(values)" */
@@ -105,6 +107,7 @@ struct batch {
     bool upsert_miss;            /* an optimistic upsert's count did not prove its rows existed */
     struct chain_map chains;
     uint64_t n_src_rows;         /* source rows rendered */
+    unsigned parts_sent;         /* parts of the group already sent (see send_part) */
 };
 
 static void add_str(struct batch *b, const char *s)
@@ -742,6 +745,29 @@ static int emit(struct batch *b)
     return run(b);
 }
 
+/* Sends the rendered rows (a part of the group: rows in source order, so parts apply in order) and
+ * starts the next part empty: a large transaction costs a part's memory, not its SQL text whole. Net
+ * changes and rounds are per part. An optimistic upsert that did not prove its rows is sent again the
+ * careful way only while this is the first part (a rollback would undo earlier parts too); later,
+ * -3: the group takes the row path. */
+static int send_part(struct batch *b)
+{
+    int rc = assign_rounds(b) == 0 ? emit(b) : -3;
+    if (rc == -3 && b->upsert_miss && b->parts_sent == 0) { /* counted locking reads before the upserts */
+        sy_buf_reset(&b->ac->sql);
+        sy_apply_rollback(b->ac);
+        b->optimistic = b->upsert_miss = false;
+        b->n_stmts = 0;
+        rc = emit(b);
+    }
+    b->parts_sent++;
+    b->n_ops = 0;
+    sy_buf_reset(&b->frag);
+    free(b->chains.s);
+    memset(&b->chains, 0, sizeof b->chains);
+    return rc;
+}
+
 int sy_apply_batch(struct sy_apply_conn *ac, struct sy_apply_txn *const *txns, size_t ntx, int (*ready)(void *),
                    void *ready_arg)
 {
@@ -766,21 +792,14 @@ int sy_apply_batch(struct sy_apply_conn *ac, struct sy_apply_txn *const *txns, s
                 rc = trc == 0 ? 0 : trc == SY_APPLY_TRANSIENT ? -1 : -3;
             } else if (ch.kind == SY_CHANGE_ROW) {
                 rc = render_row(&b, &ch.u.row);
+                if (rc == 0 && (b.n_ops >= PART_MAX_OPS || b.frag.len >= PART_MAX_BYTES))
+                    rc = send_part(&b);
             }
         }
     }
     sy_apply_txn_reset(ac);
-    if (rc == 0 && assign_rounds(&b) != 0)
-        rc = -3;
     if (rc == 0)
-        rc = emit(&b);
-    if (rc == -3 && b.upsert_miss) { /* the careful way: counted locking reads before the upserts */
-        sy_buf_reset(&ac->sql);
-        sy_apply_rollback(ac);
-        b.optimistic = b.upsert_miss = false;
-        b.n_stmts = 0;
-        rc = emit(&b);
-    }
+        rc = send_part(&b);
     if (rc == 0)
         ac->rows += b.n_src_rows;
     sy_buf_reset(&ac->sql);
