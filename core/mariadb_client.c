@@ -174,6 +174,14 @@ void sy_mariadb_quote_ident(const char *name, char *out, size_t outlen)
     out[o] = '\0';
 }
 
+void sy_mariadb_add_ident(struct sy_buf *b, const char *name)
+{
+    sy_buf_add(b, "`", 1);
+    for (const char *p = name; *p; p++)
+        sy_buf_add(b, *p == '`' ? "``" : p, *p == '`' ? 2 : 1);
+    sy_buf_add(b, "`", 1);
+}
+
 static bool system_schema(const char *db)
 {
     static const char *const sys[] = { "mysql", "information_schema", "performance_schema", "sys", SY_SCHEMA };

@@ -10,6 +10,7 @@
 
 #include <mysql.h>
 
+#include "core/change.h"
 #include "core/config.h"
 #include "core/parse.h"
 
@@ -44,6 +45,9 @@ char *sy_mariadb_escape(MYSQL *m, const char *s);
 
 /* `name` quoted as an identifier: `a``b` (out must hold 2 * strlen + 3). */
 void sy_mariadb_quote_ident(const char *name, char *out, size_t outlen);
+
+/* Appends `name` to b, backquotes doubled (any length). */
+void sy_mariadb_add_ident(struct sy_buf *b, const char *name);
 
 /* Whether db.table is synchronized by cfg->objects (never Switchyard's own schema or system schemas). */
 bool sy_objects_match(const struct sy_pair_cfg *cfg, const char *db, const char *table);

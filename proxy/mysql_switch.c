@@ -19,6 +19,7 @@
 
 #include "core/change.h"
 #include "core/log.h"
+#include "core/mariadb_client.h"
 #include "proxy/mysql_session.h"
 
 #define USER_VARS_SQL                                                                                      \
@@ -44,15 +45,6 @@ static bool replayed(const char *name)
 static void add(struct sy_buf *b, const char *s)
 {
     sy_buf_add(b, s, strlen(s));
-}
-
-/* `name` with backquotes doubled. */
-static void add_ident(struct sy_buf *b, const char *name)
-{
-    add(b, "`");
-    for (const char *p = name; *p; p++)
-        sy_buf_add(b, *p == '`' ? "``" : p, *p == '`' ? 2 : 1);
-    add(b, "`");
 }
 
 /* A value as a literal: plain numbers as they are, anything else as X'hex' (no escaping to get wrong),
@@ -161,7 +153,7 @@ static void on_source_uservars(struct sy_mysql_conn *c, const struct sy_mysql_re
         bool numeric = strcmp(type, "INT") == 0 || strcmp(type, "INTEGER") == 0 || strcmp(type, "DECIMAL") == 0 ||
                        strcmp(type, "DOUBLE") == 0 || strcmp(type, "REAL") == 0;
         add(&sql, r == 0 ? "@" : ", @");
-        add_ident(&sql, row[0] ? row[0] : "");
+        sy_mariadb_add_ident(&sql, row[0] ? row[0] : "");
         add(&sql, " = ");
         add_value(&sql, row[1], numeric ? NULL : row[3], numeric);
     }
@@ -236,7 +228,7 @@ static void on_warm_init(struct sy_mysql_conn *c, const struct sy_mysql_result *
         if (!replayed(s->vars[i].name))
             continue;
         add(&sql, sql.len == 0 ? "SET SESSION " : ", ");
-        add_ident(&sql, s->vars[i].name);
+        sy_mariadb_add_ident(&sql, s->vars[i].name);
         add(&sql, " = ");
         add_value(&sql, s->vars[i].value, NULL, true);
     }

@@ -117,9 +117,7 @@ static void add_str(struct batch *b, const char *s)
 
 static void add_ident(struct batch *b, const char *name)
 {
-    char q[600];
-    sy_mariadb_quote_ident(name, q, sizeof q);
-    add_str(b, q);
+    sy_mariadb_add_ident(b->out, name);
 }
 
 static void add_table(struct batch *b, const struct sy_apply_plan *p)

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/mariadb_client.h"
+
 
 /* Up to this many ordinals an ENUM bound is written as an IN list (range-scanned); above it as
  * `e` > N, which compares right but reads the index from its start. */
@@ -58,21 +60,6 @@ unsigned sy_keyrange_enum_count(const char *column_type)
     return n;
 }
 
-/* `name`, backquotes doubled. */
-static void add_ident(struct sy_buf *b, const char *name)
-{
-    sy_buf_add(b, "`", 1);
-    for (const char *p = name; *p && !b->oom; p++) {
-        const char *q = strchr(p, '`');
-        size_t n = q ? (size_t)(q - p) + 1 : strlen(p);
-        sy_buf_add(b, p, n);
-        if (q)
-            sy_buf_add(b, "`", 1);
-        p += n - 1;
-    }
-    sy_buf_add(b, "`", 1);
-}
-
 static bool is_ordinal(enum sy_key_kind k)
 {
     return k == SY_KEY_ENUM || k == SY_KEY_SET || k == SY_KEY_BIT;
@@ -82,13 +69,13 @@ void sy_keyrange_readback(struct sy_buf *b, const struct sy_key_col *c)
 {
     if (c->kind == SY_KEY_FLOAT) {
         sy_keyrange_str(b, "CAST(");
-        add_ident(b, c->name);
+        sy_mariadb_add_ident(b, c->name);
         sy_keyrange_str(b, " AS DOUBLE)");
         return;
     }
     if (is_ordinal(c->kind))
         sy_keyrange_str(b, "(");
-    add_ident(b, c->name);
+    sy_mariadb_add_ident(b, c->name);
     if (is_ordinal(c->kind))
         sy_keyrange_str(b, "+0)");
 }
@@ -98,7 +85,7 @@ void sy_keyrange_order(struct sy_buf *b, const struct sy_key_col *cols, size_t n
     for (size_t i = 0; i < n; i++) {
         if (i)
             sy_keyrange_str(b, ",");
-        add_ident(b, cols[i].name);
+        sy_mariadb_add_ident(b, cols[i].name);
     }
 }
 
@@ -202,7 +189,7 @@ static bool add_enum_term(struct sy_buf *b, const struct sy_key_col *c, const ch
     }
     if (hi - lo + 1 > ENUM_IN_MAX)
         return false;
-    add_ident(b, c->name);
+    sy_mariadb_add_ident(b, c->name);
     sy_keyrange_str(b, " IN (");
     for (unsigned long long i = lo; i <= hi && !b->oom; i++) {
         char num[24];
@@ -218,7 +205,7 @@ static void add_term(struct sy_buf *b, const struct sy_key_col *c, const char *v
 {
     if (c->kind == SY_KEY_ENUM && add_enum_term(b, c, v, n, op))
         return;
-    add_ident(b, c->name);
+    sy_mariadb_add_ident(b, c->name);
     sy_keyrange_str(b, op);
     add_literal(b, c, v, n);
 }

@@ -391,9 +391,7 @@ static void sql_add(struct reverter *r, const char *s)
 
 static void sql_ident(struct reverter *r, const char *name)
 {
-    char q[600];
-    sy_mariadb_quote_ident(name, q, sizeof q);
-    sql_add(r, q);
+    sy_mariadb_add_ident(&r->sql, name);
 }
 
 static void sql_table(struct reverter *r, const struct rv_table *t)
