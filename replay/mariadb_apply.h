@@ -143,9 +143,9 @@ struct sy_apply_txn {
     bool ddl_retry;            /* begins at a DDL that was pending at start */
     bool position_only;        /* POSITION records (or a transaction applied before a restart): no work */
     bool done;                 /* committed on the destination (or nothing to do) */
-    bool recorded;             /* it ends a range in switchyard.applied (the row applied_row): delete
-                                  that row once the watermark passes it */
-    uint64_t applied_row;      /* recorded: the row's spool_seq (the range's first commit seq) */
+    uint64_t applied_row;      /* non-zero: it ends a range in switchyard.applied, the row whose spool_seq
+                                  (the range's first commit seq) this is; deleted once the watermark
+                                  passes it (spool seqs start at 1) */
     uint64_t ord;              /* its number among the transactions read, in spool order */
     struct sy_apply_txn *next_q;   /* next in its worker's queue / group */
     struct sy_apply_txn *next;     /* next in spool order among the in-flight ones */

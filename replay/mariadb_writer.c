@@ -396,8 +396,7 @@ static int record_applied(struct worker *wk, struct sy_apply_txn *const *txs, si
                            (unsigned long long)txs[k]->commit_seq, (unsigned long long)txs[j]->commit_seq);
         sy_buf_add(b, v, (size_t)len);
         for (size_t i = k; i < j; i++)
-            txs[i]->recorded = false;
-        txs[j]->recorded = true;
+            txs[i]->applied_row = 0;
         txs[j]->applied_row = txs[k]->commit_seq;
         k = j;
     }
@@ -597,7 +596,7 @@ static void collect_done(struct writer *w)
         snprintf(w->position, sizeof w->position, "%s", tx->position ? tx->position : "");
         if (tx->source_time_ms)
             w->txn_time_ms = tx->source_time_ms;
-        if (tx->recorded && gc_add(w, tx->applied_row) != 0)
+        if (tx->applied_row && gc_add(w, tx->applied_row) != 0)
             sy_log_warn("%s: out of memory: switchyard.applied keeps a row", w->ctx->instance_id);
         w->inflight_txns--;
         w->inflight_bytes -= tx->cap;
@@ -976,9 +975,8 @@ static int read_record(struct writer *w, struct sy_apply_txn *tx, const struct s
  * row it ends (0: none). */
 static int position_entry(struct writer *w, uint64_t seq, const char *pos, size_t pos_len, uint64_t applied_row)
 {
-    bool recorded = applied_row != 0;
     struct sy_apply_txn *tail = w->fifo_tail;
-    if (tail && tail->position_only && !tail->recorded && !recorded) {
+    if (tail && tail->position_only && !tail->applied_row && !applied_row) {
         char *p = strndup(pos, pos_len);
         if (p == NULL)
             return -1;
@@ -994,7 +992,6 @@ static int position_entry(struct writer *w, uint64_t seq, const char *pos, size_
     }
     tx->commit_seq = seq;
     tx->position_only = tx->done = true;
-    tx->recorded = recorded;
     tx->applied_row = applied_row;
     fifo_push(w, tx);
     return 0;
