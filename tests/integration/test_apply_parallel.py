@@ -13,8 +13,8 @@ import time
 import pymysql
 import pytest
 
-from test_forward_mariadb import (assert_equal_eventually, conn, fresh, instance, q, wait_for,  # noqa: F401
-                                  wait_state)
+from test_forward_mariadb import (assert_equal_eventually, conn, fresh, instance, locked, q,  # noqa: F401
+                                  wait_for, wait_state)
 
 SCHEMA = [
     "CREATE TABLE hot (id INT PRIMARY KEY, n INT NOT NULL)",
@@ -141,11 +141,7 @@ def test_kill9_with_some_workers_committed_then_restart_is_exactly_once(daemon, 
     d = daemon(pair=pname, objects=f"{fresh}.*", apply_threads=4)
     wait_state(d, pname, "running")
     # hold one hot row on DR: the worker applying the first transaction that touches it waits ...
-    blocker = conn(dr, fresh)
-    blocker.begin()
-    with blocker.cursor() as cur:
-        cur.execute("SELECT * FROM hot WHERE id = 1 FOR UPDATE")
-    try:
+    with locked(dr, fresh, "SELECT * FROM hot WHERE id = 1 FOR UPDATE"):
         c = conn(b, fresh)
         with c.cursor() as cur:
             cur.execute("UPDATE hot SET n = n + 1 WHERE id = 1")
@@ -164,9 +160,6 @@ def test_kill9_with_some_workers_committed_then_restart_is_exactly_once(daemon, 
         # the published position (the low-watermark) never covers the held transaction
         assert seq_no(instance(d, pname)["write"]["position"], held_gtid) < int(held_gtid.split("-")[2])
         d.kill9()
-    finally:
-        blocker.rollback()
-        blocker.close()
     b.sql("UPDATE hot SET n = n + 100", database=fresh)
     d.restart()
     assert_equal_eventually(mariadb_pair, fresh, timeout=120)
@@ -322,11 +315,8 @@ def test_applied_ranges_after_kill9_and_an_older_applied_table(daemon, mariadb_p
     pname = f"p{fresh}"
     d = daemon(pair=pname, objects=f"{fresh}.*", apply_threads=2)
     wait_state(d, pname, "running")
-    blocker = conn(dr, fresh)  # hold a hot row: later groups commit above the low-watermark
-    blocker.begin()
-    with blocker.cursor() as cur:
-        cur.execute("SELECT * FROM hot WHERE id = 1 FOR UPDATE")
-    try:
+    # hold a hot row: later groups commit above the low-watermark
+    with locked(dr, fresh, "SELECT * FROM hot WHERE id = 1 FOR UPDATE"):
         assert d.ctl("pause", f"{pname}/forward").returncode == 0
         b.sql("UPDATE hot SET n = n + 1 WHERE id = 1", database=fresh)
         c = conn(b, fresh)
@@ -343,9 +333,6 @@ def test_applied_ranges_after_kill9_and_an_older_applied_table(daemon, mariadb_p
         # under ASan: about 3 transactions a row there, hundreds in a normal build)
         assert 0 < rows and rows * 2 <= applied, (rows, applied)
         d.kill9()
-    finally:
-        blocker.rollback()
-        blocker.close()
     d.restart()
     assert_equal_eventually(mariadb_pair, fresh, timeout=120)
     assert q(dr, "SELECT SUM(n) FROM hot", fresh) == q(b, "SELECT SUM(n) FROM hot", fresh)

@@ -4,6 +4,7 @@ outages, pauses and a full spool lose nothing and apply nothing twice."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
@@ -58,6 +59,21 @@ def table_rows(server, db, table):
 def tables_of(server, db):
     return [r[0] for r in q(server, f"SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA='{db}' "
                                     "ORDER BY 1")]
+
+
+@contextlib.contextmanager
+def locked(server, db, sql):
+    """Holds the locks of `sql` (a SELECT ... FOR UPDATE) in a transaction on server while the block runs:
+    the writer waits on them."""
+    c = conn(server, db)
+    c.begin()
+    try:
+        with c.cursor() as cur:
+            cur.execute(sql)
+        yield
+    finally:
+        c.rollback()
+        c.close()
 
 
 def assert_equal_eventually(pair, db, timeout=60):
@@ -320,11 +336,7 @@ def test_spool_full_retries_and_loses_nothing(daemon, mariadb_pair, fresh):
     d = daemon(pair=pname, objects=f"{fresh}.*", spool_max_bytes="64K")
     wait_state(d, pname, "running")
     # hold the writer back: a DR transaction locks the whole table, so the spool fills up
-    blocker = conn(dr, fresh)
-    blocker.begin()
-    with blocker.cursor() as cur:
-        cur.execute("SELECT * FROM t FOR UPDATE")
-    try:
+    with locked(dr, fresh, "SELECT * FROM t FOR UPDATE"):
         # many transactions of 20 rows (~6 KB each): together far more than the 64 KB spool; each one
         # fits (spool_max_bytes must exceed the largest source transaction)
         for n in range(100):
@@ -332,9 +344,6 @@ def test_spool_full_retries_and_loses_nothing(daemon, mariadb_pair, fresh):
         st = wait_for(lambda: instance(d, pname).get("reason") == "spool_full" and instance(d, pname), 60,
                       "spool_full")
         assert st["state"] == "retrying" and st["collection"]["state"] == "retrying"
-    finally:
-        blocker.rollback()
-        blocker.close()
     assert_equal_eventually(mariadb_pair, fresh, timeout=120)
     wait_state(d, pname, "running")
 
