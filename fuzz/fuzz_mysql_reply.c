@@ -8,6 +8,7 @@
 
 #include "proxy/mysql_auth.h"
 #include "proxy/mysql_codec.h"
+#include "proxy/mysql_sql.h"
 
 #define REQUIRE(c)                                                                                    \
     do {                                                                                              \
@@ -104,10 +105,20 @@ static void stmt_exec(const uint8_t *p, size_t n, uint16_t num_params)
     REQUIRE(x.new_params_bound || x.types_p == NULL);
 }
 
-static void pin_stmt(const uint8_t *p, size_t n)
+/* Statements of a text: in order, inside it, never overlapping; the fold agrees on their number. */
+static void sql_stmts(const uint8_t *p, size_t n)
 {
-    enum sy_mysql_pin pin = sy_mysql_pin_classify(p, n);
-    REQUIRE(pin >= SY_PIN_NONE && pin <= SY_PIN_ROLLBACK);
+    size_t pos = 0, prev_end = 0, count = 0;
+    struct sy_sql_stmt st;
+    while (sy_sql_next(p, n, &pos, &st)) {
+        REQUIRE(st.off >= prev_end && st.off + st.len <= n && pos <= n && pos >= st.off + st.len);
+        REQUIRE(st.kind >= SY_SQL_OTHER && st.kind <= SY_SQL_CALL);
+        prev_end = st.off + st.len;
+        count++;
+    }
+    struct sy_sql_effect e;
+    sy_sql_effect(p, n, &e);
+    REQUIRE(e.statements == count);
 }
 
 static void kill_stmt(const uint8_t *p, size_t n)
@@ -194,7 +205,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case 5:
         kill_stmt(p, n);
-        pin_stmt(p, n);
+        sql_stmts(p, n);
         break;
     default:
         auth_match(p, n);

@@ -217,6 +217,8 @@ enum sy_parse sy_mysql_ok_parse(const uint8_t *p, size_t n, uint64_t caps, struc
 size_t sy_mysql_ok_encode(const struct sy_mysql_ok *ok, uint8_t header, uint64_t caps, uint8_t *buf,
                           size_t cap);
 
+#define SY_ER_CONNECTION_KILLED 1927 /* the server's "Connection was killed" */
+
 struct sy_mysql_err {
     uint16_t code;
     char sqlstate[6];   /* 5 chars + NUL; "HY000" when the packet has no '#' marker */
@@ -339,23 +341,5 @@ struct sy_mysql_kill {
 };
 bool sy_mysql_kill_parse(const uint8_t *sql, size_t len, struct sy_mysql_kill *out);
 
-/* What a COM_QUERY text does to whether its session can move to the other side in a switchover,
- * read from its first keywords (leading whitespace and comments skipped). A heuristic by design:
- * the server reports none of this, so the proxy keeps flags from it and lists such sessions as
- * unmovable (temporary tables, LOCK TABLES, user locks, XA). ROLLBACK ends a transaction the proxy
- * aborted. */
-enum sy_mysql_pin {
-    SY_PIN_NONE,
-    SY_PIN_TEMP_CREATE,   /* CREATE [OR REPLACE] TEMPORARY TABLE */
-    SY_PIN_TEMP_DROP,     /* DROP TEMPORARY TABLE */
-    SY_PIN_LOCK_TABLES,   /* LOCK TABLE(S) */
-    SY_PIN_UNLOCK_TABLES, /* UNLOCK TABLE(S) */
-    SY_PIN_USER_LOCK,     /* GET_LOCK( anywhere in the text */
-    SY_PIN_RELEASE_LOCKS, /* RELEASE_LOCK( or RELEASE_ALL_LOCKS( */
-    SY_PIN_XA_START,      /* XA START | XA BEGIN */
-    SY_PIN_XA_END,        /* XA COMMIT | XA ROLLBACK */
-    SY_PIN_ROLLBACK,      /* ROLLBACK ... */
-};
-enum sy_mysql_pin sy_mysql_pin_classify(const uint8_t *sql, size_t len);
 
 #endif

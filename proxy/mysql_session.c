@@ -29,6 +29,7 @@
 #include "proxy/mysql_conn.h"
 #include "proxy/mysql_proxy.h"
 #include "proxy/mysql_session.h"
+#include "proxy/mysql_sql.h"
 
 #define SESS_HIGH_WATER (4u << 20)  /* stop reading a side while the other's output holds more */
 #define SESS_MAX_TRACKED_SQL (1u << 20) /* prepared statement text kept for re-prepare */
@@ -66,15 +67,6 @@ static void stmts_clear(struct sy_mysql_session *s)
     s->n_stmts = 0;
 }
 
-static void vars_clear(struct sy_mysql_session *s)
-{
-    for (size_t i = 0; i < s->n_vars; i++) {
-        free(s->vars[i].name);
-        free(s->vars[i].value);
-    }
-    s->n_vars = 0;
-}
-
 void sy_mysql_session_close(struct sy_mysql_session *s, const char *why)
 {
     if (s->state == SS_CLOSING)
@@ -107,8 +99,9 @@ static void session_free(struct sy_mysql_session *s)
     free(s->pending_prepare_sql);
     stmts_clear(s);
     free(s->stmts);
-    vars_clear(s);
+    sy_mysql_track_vars_clear(s);
     free(s->vars);
+    sy_mysql_track_free(s);
     free(s);
 }
 
@@ -149,9 +142,17 @@ static enum sy_mysql_err_reason err_reason(uint16_t code)
     }
 }
 
+/* Every error the proxy answers itself goes through here. Codes 2000-2999 are the client library's own:
+ * Connector/C rejects them from a server ("malformed packet") and then does not treat the connection as
+ * dead, so auto-reconnect never triggers. Such a reason is sent as the server's 1927 "connection killed"
+ * with SQLSTATE 08S01 (a communication failure to JDBC pools), and the proxy closes the connection after. */
 static void client_err(struct sy_mysql_session *s, uint8_t seq, uint16_t code, const char *state, const char *msg)
 {
     s->px->client_errors[err_reason(code)]++;
+    if (code >= 2000 && code <= 2999) {
+        code = SY_ER_CONNECTION_KILLED;
+        state = "08S01";
+    }
     uint8_t buf[1024];
     size_t len = sy_mysql_err_encode(code, state, msg, buf, sizeof buf);
     if (len)
@@ -165,6 +166,14 @@ static void client_ok(struct sy_mysql_session *s, uint8_t seq)
     size_t len = sy_mysql_ok_encode(&ok, 0x00, s->caps & ~SY_CAP_SESSION_TRACK, buf, sizeof buf);
     if (len)
         client_packet(s, seq, buf, len);
+}
+
+/* The backend went away: the client's connection goes too, without a packet — exactly what the client
+ * would see connected directly (its library reports 2013/2006 and may reconnect). */
+static void lose_session(struct sy_mysql_session *s, const char *why)
+{
+    s->px->client_errors[SY_ERR_LOST_CONNECTION]++;
+    sy_mysql_session_close(s, why);
 }
 
 /* Closes after flushing an error the client can still read. */
@@ -279,77 +288,6 @@ static void write_drained(struct sy_mysql_session *s, struct bufferevent *bev)
         bufferevent_disable(bev, EV_WRITE);
 }
 
-/* ---- session variables, schema, ledger ------------------------------------------------------- */
-
-/* Records a tracked variable's value; returns whether it differs from what was known. */
-static bool var_set(struct sy_mysql_session *s, const uint8_t *name, size_t nlen, const uint8_t *val, size_t vlen)
-{
-    for (size_t i = 0; i < s->n_vars; i++) {
-        if (strlen(s->vars[i].name) == nlen && memcmp(s->vars[i].name, name, nlen) == 0) {
-            if (strlen(s->vars[i].value) == vlen && memcmp(s->vars[i].value, val, vlen) == 0)
-                return false;
-            char *v = strndup((const char *)val, vlen);
-            if (v) {
-                free(s->vars[i].value);
-                s->vars[i].value = v;
-            }
-            return true;
-        }
-    }
-    if (s->n_vars == s->cap_vars) {
-        size_t cap = s->cap_vars ? s->cap_vars * 2 : 16;
-        struct sess_var *nv = realloc(s->vars, cap * sizeof *nv);
-        if (nv == NULL)
-            return true;
-        s->vars = nv;
-        s->cap_vars = cap;
-    }
-    char *n = strndup((const char *)name, nlen), *v = strndup((const char *)val, vlen);
-    if (n == NULL || v == NULL) {
-        free(n);
-        free(v);
-        return true;
-    }
-    s->vars[s->n_vars++] = (struct sess_var){ n, v };
-    return true;
-}
-
-/* The session's state changed: a warm connection built before no longer matches it. */
-static void warm_outdated(struct sy_mysql_session *s)
-{
-    if (s->warm_state != WARM_NONE)
-        s->warm_stale = true;
-}
-
-static void track_ok(struct sy_mysql_session *s, const struct sy_mysql_ok *ok)
-{
-    if (ok->state_p == NULL)
-        return;
-    struct sy_rd rd = sy_rd_make(ok->state_p, ok->state_len);
-    struct sy_mysql_track t;
-    int rc;
-    while ((rc = sy_mysql_track_next(&rd, &t)) == 1) {
-        if (t.type == SY_TRACK_SCHEMA) {
-            snprintf(s->schema, sizeof s->schema, "%.*s", (int)t.name_len, (const char *)t.name_p);
-            warm_outdated(s);
-        } else if (t.type == SY_TRACK_SYSTEM_VARIABLES) {
-            bool gtid = t.name_len == 9 && memcmp(t.name_p, "last_gtid", 9) == 0;
-            if (var_set(s, t.name_p, t.name_len, t.value_p, t.value_len) && !gtid)
-                warm_outdated(s);
-            if (gtid && t.value_len > 0) {
-                struct sy_gtid g;
-                if (sy_gtid_parse((const char *)t.value_p, t.value_len, &g)) {
-                    sy_gtid_set_advance(&s->px->ack_ledger[s->side], &g);
-                    snprintf(s->last_gtid, sizeof s->last_gtid, "%.*s", (int)t.value_len,
-                             (const char *)t.value_p);
-                }
-            }
-        }
-    }
-    if (rc < 0)
-        sy_log_warn("%s: malformed session-state block ignored", s->label);
-}
-
 /* ---- prepared statements ------------------------------------------------------------------------ */
 
 static struct sess_stmt *stmt_find(struct sy_mysql_session *s, uint32_t id)
@@ -368,7 +306,7 @@ static uint32_t stmt_add(struct sy_mysql_session *s, uint32_t backend_id, uint16
     if (s->ids_mapped)
         while (stmt_find(s, id) != NULL)
             id = id == UINT32_MAX ? 1 : id + 1;
-    warm_outdated(s);
+    sy_mysql_track_warm_outdated(s);
     if (s->n_stmts == s->cap_stmts) {
         size_t cap = s->cap_stmts ? s->cap_stmts * 2 : 8;
         struct sess_stmt *ns = realloc(s->stmts, cap * sizeof *ns);
@@ -387,7 +325,7 @@ static void stmt_remove(struct sy_mysql_session *s, uint32_t id)
 {
     for (size_t i = 0; i < s->n_stmts; i++) {
         if (s->stmts[i].id == id) {
-            warm_outdated(s);
+            sy_mysql_track_warm_outdated(s);
             stmt_free(&s->stmts[i]);
             s->stmts[i] = s->stmts[--s->n_stmts];
             return;
@@ -757,7 +695,7 @@ static size_t inspect_len(struct sy_mysql_session *s, uint8_t cmd, uint32_t len)
 {
     switch (cmd) {
     case SY_COM_QUERY:
-        return len < 64 ? len : 64; /* enough to recognise KILL */
+        return len; /* the whole text: pins and tracking settings anywhere in it (mysql_track.c) */
     case SY_COM_STMT_EXECUTE: {
         if (len < 5)
             return len;
@@ -841,58 +779,39 @@ static bool aborted_txn_reply(struct sy_mysql_session *s, struct evbuffer *in, s
         client_ok(s, (uint8_t)(hdr.seq + 1));
         return true;
     }
-    bool rollback = cmd == SY_COM_QUERY && sy_mysql_pin_classify(p + 1, want - 1) == SY_PIN_ROLLBACK;
-    evbuffer_drain(in, 4 + hdr.len); /* p is gone from here on */
-    if (rollback) {
+    /* what the statement is: a query's text, or the text a prepared statement was prepared from */
+    struct sy_sql_effect e = { .kind = SY_SQL_OTHER };
+    if (cmd == SY_COM_QUERY) {
+        sy_sql_effect(p + 1, want - 1, &e);
+    } else if (cmd == SY_COM_STMT_EXECUTE && want >= 5) {
+        const struct sess_stmt *st = stmt_find(s, (uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 |
+                                                      (uint32_t)p[4] << 24);
+        if (st != NULL && st->sql != NULL)
+            sy_sql_effect((const uint8_t *)st->sql, strlen(st->sql), &e);
+    }
+    if (e.kind == SY_SQL_ROLLBACK) {
+        /* the server rolled back already; this one finds nothing open, and any statements after it in
+         * the batch run as they would on the server */
         s->txn_aborted = false;
-        client_ok(s, (uint8_t)(hdr.seq + 1));
-        return true;
+        return false;
+    }
+    evbuffer_drain(in, 4 + hdr.len); /* p is gone from here on */
+    if (e.kind == SY_SQL_COMMIT) {
+        /* as MariaDB ends a transaction that failed with a deadlock: the COMMIT fails, and the
+         * transaction is over (database/sql and JDBC treat a failed COMMIT as its end) */
+        s->txn_aborted = false;
     }
     client_err(s, (uint8_t)(hdr.seq + 1), 1213, "40001",
                "Switchyard: the transaction was rolled back by a switchover; send ROLLBACK and run it again");
     return true;
 }
 
-static void pins_clear(struct sy_mysql_session *s)
+/* The session starts over (COM_CHANGE_USER, COM_RESET_CONNECTION): nothing pins it any more. */
+static void pins_reset(struct sy_mysql_session *s)
 {
-    s->temp_tables = 0;
-    s->locked_tables = s->user_locks = s->xa = false;
+    sy_mysql_track_pins_clear(s);
     s->ids_mapped = false;
-    warm_outdated(s);
-}
-
-/* Flags from statements that pin a session to its side (temporary tables, locks, XA). */
-static void note_pins(struct sy_mysql_session *s, const uint8_t *sql, size_t len)
-{
-    switch (sy_mysql_pin_classify(sql, len)) {
-    case SY_PIN_TEMP_CREATE:
-        s->temp_tables++;
-        break;
-    case SY_PIN_TEMP_DROP:
-        if (s->temp_tables > 0)
-            s->temp_tables--;
-        break;
-    case SY_PIN_LOCK_TABLES:
-        s->locked_tables = true;
-        break;
-    case SY_PIN_UNLOCK_TABLES:
-        s->locked_tables = false;
-        break;
-    case SY_PIN_USER_LOCK:
-        s->user_locks = true;
-        break;
-    case SY_PIN_RELEASE_LOCKS:
-        s->user_locks = false;
-        break;
-    case SY_PIN_XA_START:
-        s->xa = true;
-        break;
-    case SY_PIN_XA_END:
-        s->xa = false;
-        break;
-    default:
-        break;
-    }
+    sy_mysql_track_warm_outdated(s);
 }
 
 /* Handles the request whose header is at the front of `in`, with `want` payload bytes available. */
@@ -908,6 +827,11 @@ static void start_request(struct sy_mysql_session *s, struct evbuffer *in, struc
         uint32_t client_id = (uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 | (uint32_t)p[4] << 24;
         if (cmd == SY_COM_STMT_EXECUTE && whole)
             stmt_note_exec(s, p, hdr.len);
+        if (cmd == SY_COM_STMT_EXECUTE) {
+            const struct sess_stmt *st = stmt_find(s, client_id);
+            if (st != NULL && st->sql != NULL)
+                sy_mysql_track_request(s, (const uint8_t *)st->sql, strlen(st->sql));
+        }
         if (stmt_request_map(s, in, hdr, p, whole))
             return;
         if (cmd == SY_COM_STMT_CLOSE)
@@ -952,8 +876,8 @@ static void start_request(struct sy_mysql_session *s, struct evbuffer *in, struc
         if (s->cu_has_collation)
             s->collation = (uint8_t)s->cu_collation;
         stmts_clear(s);
-        vars_clear(s);
-        pins_clear(s);
+        sy_mysql_track_vars_clear(s);
+        pins_reset(s);
         s->have_stage1 = false;
         s->empty_password = false;
         OPENSSL_cleanse(s->stage1, sizeof s->stage1);
@@ -965,7 +889,7 @@ static void start_request(struct sy_mysql_session *s, struct evbuffer *in, struc
     case SY_COM_PROCESS_KILL:
     case SY_COM_QUERY:
         if (cmd == SY_COM_QUERY)
-            note_pins(s, p + 1, want - 1);
+            sy_mysql_track_request(s, p + 1, want - 1);
         if (whole && (cmd == SY_COM_PROCESS_KILL || hdr.len <= 64)) {
             if (rewrite_kill(s, p, hdr.len, hdr.seq)) {
                 evbuffer_drain(in, 4 + hdr.len);
@@ -1072,6 +996,14 @@ static void process_client(struct sy_mysql_session *s)
         }
         case SS_IDLE:
             break;
+        case SS_HELD:
+            if (s->px->pair->held)
+                return;
+            /* every way out of a hold (release, rollback, timeout, an internal query that ended
+             * after it) comes through here: the request that waits goes on */
+            sy_mysql_session_set_state(s, SS_IDLE);
+            client_read_update(s);
+            continue;
         default:
             return; /* one request at a time: the next waits in the buffer */
         }
@@ -1115,8 +1047,7 @@ static void process_client(struct sy_mysql_session *s)
             }
             if (s->side == s->px->pair->active_side) {
                 /* same side (the server restarted, or a KILL): the session is gone, as it would be direct */
-                fail_session(s, (uint8_t)(hdr.seq + 1), 2013, "HY000",
-                             "Switchyard: lost connection to the database server");
+                lose_session(s, "the backend connection was lost while idle; closed at the next request");
                 return;
             }
             sy_mysql_switch_reconnect(s); /* failed over meanwhile: the request waits for a new backend */
@@ -1131,11 +1062,12 @@ static void process_client(struct sy_mysql_session *s)
 static void finish_reply(struct sy_mysql_session *s)
 {
     s->in_txn = (s->status & SY_STATUS_IN_TRANS) != 0;
+    sy_mysql_track_reply(s, s->resp.failed);
     if (s->pending_reset) {
         s->pending_reset = false;
         stmts_clear(s);
-        vars_clear(s);
-        pins_clear(s);
+        sy_mysql_track_vars_clear(s);
+        pins_reset(s);
         s->last_gtid[0] = '\0';
         /* RESET_CONNECTION resets session tracking: set it again before the next request. */
         sy_mysql_session_set_state(s, SS_INIT);
@@ -1151,6 +1083,8 @@ static void finish_reply(struct sy_mysql_session *s)
             return;
         }
     }
+    if (sy_mysql_track_resync(s))
+        return;
     process_client(s);
 }
 
@@ -1158,14 +1092,30 @@ static void finish_reply(struct sy_mysql_session *s)
 static void forward_ok(struct sy_mysql_session *s, uint8_t seq, uint8_t header, const uint8_t *p, size_t n,
                        const struct sy_mysql_ok *ok)
 {
-    if ((s->caps & SY_CAP_SESSION_TRACK) || !(s->backend_caps & SY_CAP_SESSION_TRACK)) {
+    bool hide_all = !(s->caps & SY_CAP_SESSION_TRACK) && (s->backend_caps & SY_CAP_SESSION_TRACK);
+    bool filter = (s->caps & SY_CAP_SESSION_TRACK) && s->client_track_set && ok->state_p != NULL;
+    if (!hide_all && !filter) {
         client_packet(s, seq, p, n);
         return;
     }
     struct sy_mysql_ok copy = *ok;
-    copy.status &= (uint16_t)~SY_STATUS_SESSION_STATE_CHANGED;
-    copy.state_p = NULL;
-    copy.state_len = 0;
+    uint8_t *state = NULL;
+    size_t state_len = 0;
+    if (filter && (state = malloc(ok->state_len + 1)) != NULL)
+        state_len = sy_mysql_track_filter(s, ok->state_p, ok->state_len, state, ok->state_len + 1);
+    if (filter && (state == NULL || state_len == (size_t)-1)) {
+        free(state);
+        client_packet(s, seq, p, n); /* cannot rebuild it: more than asked for, never less */
+        return;
+    }
+    if (state_len == 0) {
+        copy.status &= (uint16_t)~SY_STATUS_SESSION_STATE_CHANGED;
+        copy.state_p = NULL;
+        copy.state_len = 0;
+    } else {
+        copy.state_p = state;
+        copy.state_len = state_len;
+    }
     size_t cap = n + 16;
     uint8_t *buf = malloc(cap);
     size_t len = buf ? sy_mysql_ok_encode(&copy, header, s->caps, buf, cap) : 0;
@@ -1174,6 +1124,7 @@ static void forward_ok(struct sy_mysql_session *s, uint8_t seq, uint8_t header, 
     else
         client_packet(s, seq, buf, len);
     free(buf);
+    free(state);
 }
 
 static void process_backend(struct sy_mysql_session *s)
@@ -1219,7 +1170,10 @@ static void process_backend(struct sy_mysql_session *s)
                 backend_lost(s); /* "Server shutdown in progress": like a vanished server */
                 return;
             }
-            fail_session(s, 0, 2013, "HY000", msg);
+            if (parsed) /* the server's own error (a timeout, KILL): the client gets it, then the close */
+                fail_session(s, 0, e.code, e.sqlstate, msg);
+            else
+                lose_session(s, msg);
             return;
         }
         if (s->backend_bp)
@@ -1241,7 +1195,7 @@ static void process_backend(struct sy_mysql_session *s)
             }
             if (pkt.kind == SY_PKT_OK) {
                 s->status = pkt.ok.status;
-                track_ok(s, &pkt.ok);
+                sy_mysql_track_ok(s, &pkt.ok);
                 forward_ok(s, hdr.seq, pk[4], pk + 4, hdr.len, &pkt.ok);
                 evbuffer_drain(in, 4 + hdr.len);
             } else {
@@ -1373,14 +1327,10 @@ static void on_backend_event(struct bufferevent *bev, short what, void *arg)
         backend_lost(s);
         return;
     }
-    /* At a packet boundary the client can still be told in its protocol; mid-packet it cannot. */
-    bool boundary = s->resp_left == 0;
-    const char *msg = (what & BEV_EVENT_EOF) ? "Switchyard: lost connection to the database server"
-                                             : "Switchyard: database server connection error";
-    if ((s->state == SS_BUSY || s->state == SS_INFILE) && boundary)
-        fail_session(s, (uint8_t)(s->seq + 1), 2013, "HY000", msg);
-    else
-        sy_mysql_session_close(s, msg);
+    /* A request in flight: the client sees the connection drop, as it would directly ("lost connection
+     * during query"); an error packet could only carry a client-range code. */
+    lose_session(s, (what & BEV_EVENT_EOF) ? "lost connection to the database server"
+                                           : "database server connection error");
 }
 
 static void rearm_client(struct sy_mysql_session *s)
@@ -1429,23 +1379,6 @@ bool sy_mysql_session_quiet(const struct sy_mysql_session *s)
 {
     return (s->state == SS_IDLE || s->state == SS_HELD) && s->req_left == 0 && s->resp_left == 0 &&
            !s->req_continues;
-}
-
-const char *sy_mysql_session_pinned(const struct sy_mysql_session *s)
-{
-    if (s->temp_tables > 0)
-        return "temporary tables";
-    if (s->locked_tables)
-        return "LOCK TABLES";
-    if (s->user_locks)
-        return "user locks (GET_LOCK)";
-    if (s->xa)
-        return "an XA transaction";
-    if (s->status & SY_STATUS_CURSOR_EXISTS)
-        return "an open cursor";
-    if (s->state == SS_INFILE)
-        return "LOAD DATA LOCAL in progress";
-    return NULL;
 }
 
 void sy_mysql_session_accept(struct sy_mysql_proxy *px, evutil_socket_t fd, const struct sockaddr *sa, int salen)

@@ -111,6 +111,7 @@ struct sy_mysql_session {
     enum sy_side warm_side;
     bool warm_stale;                     /* session state changed after the warm connection was built */
     bool uservars_done;                  /* user variables were copied (needs a quiet session) */
+    bool uservars_copying;               /* a copy is in flight (read on the backend, set on warm) */
     size_t warm_next;                    /* next statement to re-prepare while building */
     char warm_error[400];
     bool txn_aborted;                    /* the proxy rolled the transaction back: 1213 until ROLLBACK */
@@ -119,8 +120,22 @@ struct sy_mysql_session {
     bool backend_lost;                   /* the backend went away while idle; rebuilt on the next request */
     enum sess_state internal_return;     /* state to go back to after SS_INTERNAL */
     int parked_auth;                     /* SS_PARKED: the login kind to use at release */
-    unsigned temp_tables;                /* CREATE TEMPORARY TABLE seen, minus DROP TEMPORARY TABLE */
-    bool locked_tables, user_locks, xa;  /* LOCK TABLES, GET_LOCK, XA START seen (until undone) */
+    /* pins (mysql_track.c): what the session holds on its side, from its statements' text */
+    char **temp_names;                   /* owned: temporary tables, "schema" 0x1F "name" */
+    size_t n_temp, cap_temp;
+    bool locked_tables;                  /* LOCK TABLES / FLUSH ... WITH READ LOCK / BACKUP LOCK */
+    unsigned user_locks;                 /* GET_LOCK calls minus RELEASE_LOCK calls */
+    bool xa;                             /* XA START seen, XA COMMIT / ROLLBACK not yet */
+    bool pin_unknown;                    /* the proxy lost track (out of memory, variables unreadable) */
+    char **pend_drops;                   /* owned: temporary tables the request in flight drops */
+    size_t n_pend_drops, cap_pend_drops;
+    bool pend_unlock, pend_xa_end, pend_release_all; /* ends the request in flight applies if it succeeds */
+    int pend_locks_after;                /* user locks the request in flight takes (< 0: releases) */
+    /* the client's own session-tracking settings (mysql_track.c) */
+    bool resync_due;                     /* a statement named them: read the session's variables back */
+    bool client_track_set;               /* the client chose its own: filter what it is shown */
+    char *client_track_vars;             /* owned: its session_track_system_variables list */
+    bool client_track_schema, client_track_state;
     /* COM_CHANGE_USER in progress */
     char cu_user[SY_MYSQL_NAME_MAX];
     char cu_db[SY_MYSQL_DB_MAX];
@@ -149,6 +164,27 @@ bool sy_mysql_session_quiet(const struct sy_mysql_session *s);
 /* Why the session cannot move to the other side (temporary tables, LOCK TABLES, GET_LOCK, XA, an
  * open cursor), or NULL. */
 const char *sy_mysql_session_pinned(const struct sy_mysql_session *s);
+
+/* ---- mysql_track.c ------------------------------------------------------------------------------- */
+
+/* A request's SQL text (COM_QUERY, or a prepared statement's at execute): pins it starts count now,
+ * ends wait for the reply (sy_mysql_track_reply). */
+void sy_mysql_track_request(struct sy_mysql_session *s, const uint8_t *sql, size_t len);
+void sy_mysql_track_reply(struct sy_mysql_session *s, bool failed);
+void sy_mysql_track_pins_clear(struct sy_mysql_session *s);
+void sy_mysql_track_free(struct sy_mysql_session *s);
+void sy_mysql_track_vars_clear(struct sy_mysql_session *s);
+/* The session's state changed: a warm connection built before no longer matches it. */
+void sy_mysql_track_warm_outdated(struct sy_mysql_session *s);
+/* Schema, variables and the ack ledger from an OK's session-state block. */
+void sy_mysql_track_ok(struct sy_mysql_session *s, const struct sy_mysql_ok *ok);
+/* After a reply, when a statement named the tracking settings: reads the session's variables back and
+ * sets the proxy's tracking again (internal queries); true when started (the session is INTERNAL). */
+bool sy_mysql_track_resync(struct sy_mysql_session *s);
+/* The state block with only what the client's own tracking settings show; (size_t)-1 when it cannot be
+ * rebuilt in cap. */
+size_t sy_mysql_track_filter(const struct sy_mysql_session *s, const uint8_t *state, size_t len, uint8_t *out,
+                             size_t cap);
 
 /* ---- mysql_switch.c ---------------------------------------------------------------------------- */
 

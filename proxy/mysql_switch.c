@@ -121,6 +121,7 @@ static void warm_fail(struct sy_mysql_session *s, const char *what, const char *
 static void on_warm_uservars(struct sy_mysql_conn *c, const struct sy_mysql_result *res, void *arg)
 {
     struct sy_mysql_session *s = arg;
+    s->uservars_copying = false;
     if (!res->ok) {
         warm_fail(s, "copying user variables", res->err_msg);
         return;
@@ -135,11 +136,13 @@ static void on_source_uservars(struct sy_mysql_conn *c, const struct sy_mysql_re
     sy_mysql_session_take_backend(s);
     sy_mysql_session_set_state(s, s->internal_return);
     if (!res->ok) {
+        s->uservars_copying = false;
         warm_fail(s, "reading user variables", res->err_msg);
         sy_mysql_session_kick(s);
         return;
     }
     if (s->warm == NULL || s->warm_state != WARM_READY || res->n_rows == 0 || res->n_cols < 4) {
+        s->uservars_copying = false;
         s->uservars_done = s->warm_state == WARM_READY;
         sy_mysql_session_kick(s);
         return;
@@ -158,19 +161,27 @@ static void on_source_uservars(struct sy_mysql_conn *c, const struct sy_mysql_re
         add_value(&sql, row[1], numeric ? NULL : row[3], numeric);
     }
     const char *why;
-    if (!warm_send(s, &sql, on_warm_uservars, &why))
+    if (!warm_send(s, &sql, on_warm_uservars, &why)) {
+        s->uservars_copying = false;
         warm_fail(s, "copying user variables", why);
+    }
     sy_mysql_session_kick(s); /* what the client sent meanwhile */
 }
 
+/* Reads the session's user variables on its backend and sets them on the warm connection. Only one copy
+ * is ever in flight (uservars_copying, until the warm connection answered); a session that is not quiet
+ * is simply asked again at the next warm tick, inside the hold, so a busy session never fails a switch. */
 static void copy_uservars(struct sy_mysql_session *s)
 {
+    if (s->uservars_copying)
+        return;
+    s->uservars_copying = true;
     s->internal_return = s->state;
     sy_mysql_session_set_state(s, SS_INTERNAL);
     if (sy_mysql_conn_query(s->backend, USER_VARS_SQL, on_source_uservars, s) != 0) {
+        s->uservars_copying = false;
         sy_mysql_session_set_state(s, s->internal_return);
-        sy_mysql_session_take_backend(s);
-        warm_fail(s, "reading user variables", "connection busy");
+        sy_mysql_session_take_backend(s); /* the backend is busy: the next tick tries again */
     }
 }
 
@@ -266,6 +277,7 @@ static void warm_build(struct sy_mysql_session *s, enum sy_side side)
     s->warm_side = side;
     s->warm_stale = false;
     s->uservars_done = false;
+    s->uservars_copying = false;
     s->warm_error[0] = '\0';
     struct sy_mysql_login login;
     sy_mysql_session_login(s, &login);

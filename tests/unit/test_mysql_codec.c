@@ -1083,45 +1083,6 @@ static void test_kill(void)
     CHECK(!sy_mysql_kill_parse((const uint8_t *)"KILL 5", 5, &k));   /* length honoured: "KILL " */
 }
 
-static void test_pin_classify(void)
-{
-    static const struct {
-        const char *sql;
-        enum sy_mysql_pin want;
-    } cases[] = {
-        { "CREATE TEMPORARY TABLE t (a INT)", SY_PIN_TEMP_CREATE },
-        { "  /* x */ create   temporary table t(a int)", SY_PIN_TEMP_CREATE },
-        { "CREATE OR REPLACE TEMPORARY TABLE t (a INT)", SY_PIN_TEMP_CREATE },
-        { "-- c\nCREATE TEMPORARY TABLE t (a INT)", SY_PIN_TEMP_CREATE },
-        { "CREATE TABLE t (a INT)", SY_PIN_NONE },
-        { "CREATE TEMPORARYX", SY_PIN_NONE },
-        { "DROP TEMPORARY TABLE t", SY_PIN_TEMP_DROP },
-        { "DROP TABLE t", SY_PIN_NONE },
-        { "LOCK TABLES t WRITE", SY_PIN_LOCK_TABLES },
-        { "lock table t read", SY_PIN_LOCK_TABLES },
-        { "UNLOCK TABLES", SY_PIN_UNLOCK_TABLES },
-        { "SELECT GET_LOCK('a', 1)", SY_PIN_USER_LOCK },
-        { "select get_lock ('a', 1)", SY_PIN_NONE }, /* the server refuses the space too */
-        { "SELECT RELEASE_LOCK('a')", SY_PIN_RELEASE_LOCKS },
-        { "SELECT RELEASE_ALL_LOCKS()", SY_PIN_RELEASE_LOCKS },
-        { "XA START 'x'", SY_PIN_XA_START },
-        { "xa begin 'x'", SY_PIN_XA_START },
-        { "XA COMMIT 'x'", SY_PIN_XA_END },
-        { "XA ROLLBACK 'x'", SY_PIN_XA_END },
-        { "XA END 'x'", SY_PIN_NONE },
-        { "ROLLBACK", SY_PIN_ROLLBACK },
-        { "rollback work;", SY_PIN_ROLLBACK },
-        { "ROLLBACKS", SY_PIN_NONE },
-        { "/* unterminated", SY_PIN_NONE },
-        { "", SY_PIN_NONE },
-        { "SELECT 1", SY_PIN_NONE },
-    };
-    for (size_t i = 0; i < N(cases); i++)
-        CHECK(sy_mysql_pin_classify((const uint8_t *)cases[i].sql, strlen(cases[i].sql)) == cases[i].want);
-    CHECK(sy_mysql_pin_classify(NULL, 0) == SY_PIN_NONE);
-    CHECK(sy_mysql_pin_classify((const uint8_t *)"ROLLBACK", 4) == SY_PIN_NONE); /* length honoured */
-}
-
 int main(void)
 {
     test_hdr();
@@ -1144,6 +1105,5 @@ int main(void)
     test_resp_continuation();
     test_stmt_exec();
     test_kill();
-    test_pin_classify();
     return CHECK_DONE();
 }

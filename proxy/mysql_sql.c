@@ -1,0 +1,377 @@
+/* MariaDB SQL text, read as tokens only as far as the proxy needs (see mysql_sql.h). Not a parser:
+ * statements are recognised by their first keywords, function calls by a word followed by '('. */
+#include "proxy/mysql_sql.h"
+
+#include <string.h>
+
+enum tok { T_END, T_WORD, T_STRING, T_IDENT, T_PUNCT };
+
+struct token {
+    enum tok t;
+    size_t off, len; /* T_IDENT: the name between the backticks */
+};
+
+struct lex {
+    const uint8_t *s;
+    size_t len, i;
+    bool in_exec; /* inside an executable comment: its closing star-slash is trivia */
+};
+
+static bool is_space(uint8_t c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+static bool is_word(uint8_t c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '$' ||
+           c >= 0x80;
+}
+
+static void skip_to_eol(struct lex *lx)
+{
+    while (lx->i < lx->len && lx->s[lx->i] != '\n')
+        lx->i++;
+}
+
+/* Whitespace and comments; the markers of executable comments (their contents are code). */
+static void skip_trivia(struct lex *lx)
+{
+    const uint8_t *s = lx->s;
+    for (;;) {
+        while (lx->i < lx->len && is_space(s[lx->i]))
+            lx->i++;
+        size_t left = lx->len - lx->i;
+        if (left >= 2 && s[lx->i] == '/' && s[lx->i + 1] == '*') {
+            size_t bang = left >= 3 && s[lx->i + 2] == '!' ? 3
+                        : left >= 4 && (s[lx->i + 2] == 'M' || s[lx->i + 2] == 'm') && s[lx->i + 3] == '!' ? 4
+                        : 0;
+            if (bang) {
+                lx->i += bang;
+                while (lx->i < lx->len && s[lx->i] >= '0' && s[lx->i] <= '9')
+                    lx->i++; /* version */
+                lx->in_exec = true;
+                continue;
+            }
+            size_t j = lx->i + 2;
+            while (j + 1 < lx->len && !(s[j] == '*' && s[j + 1] == '/'))
+                j++;
+            lx->i = j + 1 < lx->len ? j + 2 : lx->len;
+            continue;
+        }
+        if (lx->in_exec && left >= 2 && s[lx->i] == '*' && s[lx->i + 1] == '/') {
+            lx->i += 2;
+            lx->in_exec = false;
+            continue;
+        }
+        if (left >= 1 && s[lx->i] == '#') {
+            skip_to_eol(lx);
+            continue;
+        }
+        if (left >= 2 && s[lx->i] == '-' && s[lx->i + 1] == '-' && (left == 2 || s[lx->i + 2] <= ' ')) {
+            skip_to_eol(lx);
+            continue;
+        }
+        return;
+    }
+}
+
+/* A quoted string or identifier from its opening quote q: backslash escapes (strings only) and
+ * doubled quotes. An unterminated one runs to the end of the text. */
+static void skip_quoted(struct lex *lx, uint8_t q)
+{
+    lx->i++;
+    while (lx->i < lx->len) {
+        uint8_t c = lx->s[lx->i++];
+        if (c == '\\' && q != '`') {
+            if (lx->i < lx->len)
+                lx->i++;
+        } else if (c == q) {
+            if (lx->i < lx->len && lx->s[lx->i] == q)
+                lx->i++;
+            else
+                return;
+        }
+    }
+}
+
+static struct token next_token(struct lex *lx)
+{
+    skip_trivia(lx);
+    struct token t = { T_END, lx->i, 0 };
+    if (lx->i >= lx->len)
+        return t;
+    uint8_t c = lx->s[lx->i];
+    if (is_word(c)) {
+        while (lx->i < lx->len && is_word(lx->s[lx->i]))
+            lx->i++;
+        t.t = T_WORD;
+    } else if (c == '\'' || c == '"') {
+        skip_quoted(lx, c);
+        t.t = T_STRING;
+    } else if (c == '`') {
+        skip_quoted(lx, c);
+        t.t = T_IDENT;
+        t.off++;
+        t.len = lx->i - t.off;
+        if (t.len > 0 && lx->s[lx->i - 1] == '`')
+            t.len--;
+        return t;
+    } else {
+        lx->i++;
+        t.t = T_PUNCT;
+    }
+    t.len = lx->i - t.off;
+    return t;
+}
+
+/* Whether the token is the word kw (lower case), case-insensitive. */
+static bool tok_is(const struct lex *lx, struct token t, const char *kw)
+{
+    if (t.t != T_WORD && t.t != T_IDENT)
+        return false;
+    size_t k = strlen(kw);
+    if (t.len != k)
+        return false;
+    for (size_t j = 0; j < k; j++) {
+        uint8_t c = lx->s[t.off + j];
+        if (c >= 'A' && c <= 'Z')
+            c = (uint8_t)(c - 'A' + 'a');
+        if (c != (uint8_t)kw[j])
+            return false;
+    }
+    return true;
+}
+
+static bool tok_punct(const struct lex *lx, struct token t, char c)
+{
+    return t.t == T_PUNCT && lx->s[t.off] == (uint8_t)c;
+}
+
+/* The first words of a statement decide its kind. */
+#define LEAD_MAX 8
+
+static bool is_compound(const struct lex *lx, const struct token *lead, size_t n)
+{
+    if (n >= 3 && tok_is(lx, lead[0], "begin") && tok_is(lx, lead[1], "not") && tok_is(lx, lead[2], "atomic"))
+        return true;
+    if (n == 0 || !tok_is(lx, lead[0], "create"))
+        return false;
+    static const char *const routine[] = { "procedure", "function", "trigger", "event", "package" };
+    static const char *const other[] = { "table", "view", "index", "database", "schema", "user", "role",
+                                         "sequence", "server", "temporary", "unique", "fulltext", "spatial" };
+    for (size_t i = 1; i < n; i++) {
+        for (size_t k = 0; k < sizeof routine / sizeof routine[0]; k++)
+            if (tok_is(lx, lead[i], routine[k]))
+                return true;
+        for (size_t k = 0; k < sizeof other / sizeof other[0]; k++)
+            if (tok_is(lx, lead[i], other[k]))
+                return false;
+    }
+    return false;
+}
+
+/* Past "TABLE [IF [NOT] EXISTS]" at w[i] (the word TABLE): where the names start. */
+static size_t names_after(const struct token *w, size_t n, size_t i, const struct lex *lx)
+{
+    size_t last = i;
+    if (i + 2 < n && tok_is(lx, w[i + 1], "if") && tok_is(lx, w[i + 2], "exists"))
+        last = i + 2;
+    else if (i + 3 < n && tok_is(lx, w[i + 1], "if") && tok_is(lx, w[i + 2], "not") && tok_is(lx, w[i + 3], "exists"))
+        last = i + 3;
+    return w[last].off + w[last].len;
+}
+
+static enum sy_sql_kind classify(const struct lex *lx, const struct token *w, size_t n, size_t *names_off)
+{
+    if (n == 0)
+        return SY_SQL_OTHER;
+    size_t i = 1;
+    if (tok_is(lx, w[0], "create")) {
+        if (i + 1 < n && tok_is(lx, w[i], "or") && tok_is(lx, w[i + 1], "replace"))
+            i += 2;
+        if (i + 1 < n && tok_is(lx, w[i], "temporary") && tok_is(lx, w[i + 1], "table")) {
+            *names_off = names_after(w, n, i + 1, lx);
+            return SY_SQL_TEMP_CREATE;
+        }
+        return SY_SQL_OTHER;
+    }
+    if (tok_is(lx, w[0], "drop")) {
+        if (n >= 3 && tok_is(lx, w[1], "temporary") && tok_is(lx, w[2], "table")) {
+            *names_off = names_after(w, n, 2, lx);
+            return SY_SQL_TEMP_DROP;
+        }
+        if (n >= 2 && tok_is(lx, w[1], "table")) {
+            *names_off = names_after(w, n, 1, lx);
+            return SY_SQL_DROP_TABLE;
+        }
+        return SY_SQL_OTHER;
+    }
+    if (n >= 2 && (tok_is(lx, w[1], "tables") || tok_is(lx, w[1], "table"))) {
+        if (tok_is(lx, w[0], "lock"))
+            return SY_SQL_LOCK_TABLES;
+        if (tok_is(lx, w[0], "unlock"))
+            return SY_SQL_UNLOCK_TABLES;
+    }
+    if (n >= 2 && tok_is(lx, w[0], "backup")) {
+        if (tok_is(lx, w[1], "lock"))
+            return SY_SQL_LOCK_TABLES;
+        if (tok_is(lx, w[1], "unlock"))
+            return SY_SQL_UNLOCK_TABLES;
+    }
+    if (n >= 2 && tok_is(lx, w[0], "xa")) {
+        if (tok_is(lx, w[1], "start") || tok_is(lx, w[1], "begin"))
+            return SY_SQL_XA_START;
+        if (tok_is(lx, w[1], "commit") || tok_is(lx, w[1], "rollback"))
+            return SY_SQL_XA_END;
+        return SY_SQL_OTHER;
+    }
+    if (tok_is(lx, w[0], "commit"))
+        return SY_SQL_COMMIT;
+    if (tok_is(lx, w[0], "rollback")) {
+        if (i < n && tok_is(lx, w[i], "work"))
+            i++;
+        return i < n && tok_is(lx, w[i], "to") ? SY_SQL_OTHER : SY_SQL_ROLLBACK;
+    }
+    if (tok_is(lx, w[0], "call"))
+        return SY_SQL_CALL;
+    return SY_SQL_OTHER;
+}
+
+bool sy_sql_next(const uint8_t *sql, size_t len, size_t *pos, struct sy_sql_stmt *out)
+{
+    memset(out, 0, sizeof *out);
+    if (sql == NULL || *pos >= len)
+        return false;
+    struct lex lx = { .s = sql, .len = len, .i = *pos };
+    struct token lead[LEAD_MAX];
+    size_t n_lead = 0;
+    bool compound = false, flush = false, with_read = false;
+    unsigned depth = 0, commas = 0;
+    struct token prev = { T_END, 0, 0 }, prev2 = { T_END, 0, 0 };
+    size_t end = 0;
+    bool started = false;
+    for (;;) {
+        struct token t = next_token(&lx);
+        if (t.t == T_END)
+            break;
+        if (!started) {
+            started = true;
+            out->off = t.off;
+        }
+        if (!compound && tok_punct(&lx, t, ';')) {
+            lx.i = t.off + 1;
+            break;
+        }
+        end = t.t == T_IDENT ? lx.i : t.off + t.len;
+        if (n_lead < LEAD_MAX && t.t == T_WORD) {
+            lead[n_lead++] = t;
+            if (n_lead == 1)
+                flush = tok_is(&lx, t, "flush");
+            if (!compound && (n_lead == 3 || tok_is(&lx, lead[0], "create")))
+                compound = is_compound(&lx, lead, n_lead);
+        }
+        if (tok_punct(&lx, t, '('))
+            depth++;
+        else if (tok_punct(&lx, t, ')') && depth > 0)
+            depth--;
+        else if (tok_punct(&lx, t, ',') && depth == 0)
+            commas++;
+        if (tok_punct(&lx, t, '(') && prev.t == T_WORD) {
+            if (tok_is(&lx, prev, "get_lock"))
+                out->get_locks++;
+            else if (tok_is(&lx, prev, "release_lock"))
+                out->release_locks++;
+            else if (tok_is(&lx, prev, "release_all_locks"))
+                out->release_all_locks = true;
+        }
+        if (tok_is(&lx, t, "session_track_system_variables") || tok_is(&lx, t, "session_track_schema") ||
+            tok_is(&lx, t, "session_track_state_change"))
+            out->tracking = true;
+        if (flush && tok_is(&lx, t, "lock") && tok_is(&lx, prev, "read") && tok_is(&lx, prev2, "with"))
+            with_read = true;
+        prev2 = prev;
+        prev = t;
+    }
+    if (!started) {
+        *pos = len;
+        return false;
+    }
+    out->len = end - out->off;
+    out->kind = classify(&lx, lead, n_lead, &out->names_off);
+    if (with_read)
+        out->kind = SY_SQL_LOCK_TABLES;
+    if (out->kind == SY_SQL_TEMP_DROP || out->kind == SY_SQL_DROP_TABLE)
+        out->tables = commas + 1;
+    *pos = lx.i;
+    return true;
+}
+
+/* One part of a name: a word or a backquoted identifier. */
+static bool name_part(struct lex *lx, const uint8_t **p, size_t *n)
+{
+    struct token t = next_token(lx);
+    if (t.t != T_WORD && t.t != T_IDENT)
+        return false;
+    *p = lx->s + t.off;
+    *n = t.len;
+    return true;
+}
+
+bool sy_sql_next_name(const uint8_t *sql, size_t end, size_t *pos, struct sy_sql_name *out)
+{
+    memset(out, 0, sizeof *out);
+    if (sql == NULL || *pos >= end)
+        return false;
+    struct lex lx = { .s = sql, .len = end, .i = *pos };
+    if (!name_part(&lx, &out->name_p, &out->name_len))
+        return false;
+    struct token t = next_token(&lx);
+    if (tok_punct(&lx, t, '.')) {
+        out->db_p = out->name_p;
+        out->db_len = out->name_len;
+        if (!name_part(&lx, &out->name_p, &out->name_len))
+            return false;
+        t = next_token(&lx);
+    }
+    /* past a following ',' to the next name; anything else ends the list after this name */
+    *pos = tok_punct(&lx, t, ',') ? lx.i : end;
+    return true;
+}
+
+void sy_sql_effect(const uint8_t *sql, size_t len, struct sy_sql_effect *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t pos = 0;
+    struct sy_sql_stmt st;
+    while (sy_sql_next(sql, len, &pos, &st)) {
+        if (out->statements++ == 0)
+            out->kind = st.kind;
+        switch (st.kind) {
+        case SY_SQL_TEMP_CREATE:
+            out->temp_tables++;
+            break;
+        case SY_SQL_TEMP_DROP:
+            out->temp_tables -= (int)st.tables;
+            break;
+        case SY_SQL_LOCK_TABLES:
+        case SY_SQL_UNLOCK_TABLES:
+            out->lock_tables = st.kind == SY_SQL_LOCK_TABLES;
+            out->unlock_tables = !out->lock_tables;
+            break;
+        case SY_SQL_XA_START:
+        case SY_SQL_XA_END:
+            out->xa_start = st.kind == SY_SQL_XA_START;
+            out->xa_end = !out->xa_start;
+            break;
+        default:
+            break;
+        }
+        if (st.release_all_locks) {
+            out->release_all_locks = true;
+            out->user_locks = 0;
+        }
+        out->user_locks += (int)st.get_locks - (int)st.release_locks;
+        out->tracking = out->tracking || st.tracking;
+    }
+}

@@ -1,0 +1,71 @@
+/* A small lexer over MariaDB SQL text, for what the proxy must know about a client's statements that
+ * the server never reports: whether a session pins itself to its side (temporary tables, LOCK TABLES,
+ * user locks, XA), whether a statement ends a transaction (COMMIT, ROLLBACK), and whether it touches
+ * the session-tracking settings the proxy relies on. Pure: no I/O, no allocation; fuzzed.
+ *
+ * It reads the whole text: statements of a multi-statement batch one by one (split at ';' outside
+ * strings, quoted identifiers and comments), leading comments skipped, executable comments
+ * (slash-star-bang, slash-star-M-bang) read as code. A compound statement (CREATE PROCEDURE / FUNCTION /
+ * TRIGGER / EVENT, BEGIN NOT ATOMIC) is one statement to the end of the text. */
+#ifndef SY_MYSQL_SQL_H
+#define SY_MYSQL_SQL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum sy_sql_kind {
+    SY_SQL_OTHER,
+    SY_SQL_TEMP_CREATE,   /* CREATE [OR REPLACE] TEMPORARY TABLE */
+    SY_SQL_TEMP_DROP,     /* DROP TEMPORARY TABLE a[, b...]: `tables` says how many */
+    SY_SQL_DROP_TABLE,    /* DROP TABLE a[, b...]: drops a temporary table of that name first, if any */
+    SY_SQL_LOCK_TABLES,   /* LOCK TABLE(S), FLUSH TABLES ... WITH READ LOCK, BACKUP LOCK */
+    SY_SQL_UNLOCK_TABLES, /* UNLOCK TABLE(S), BACKUP UNLOCK */
+    SY_SQL_XA_START,      /* XA START | XA BEGIN */
+    SY_SQL_XA_END,        /* XA COMMIT | XA ROLLBACK */
+    SY_SQL_COMMIT,        /* COMMIT [WORK] ... */
+    SY_SQL_ROLLBACK,      /* ROLLBACK [WORK] ... but not ROLLBACK TO SAVEPOINT */
+    SY_SQL_CALL,          /* CALL proc(...) */
+};
+
+/* One statement of a text. */
+struct sy_sql_stmt {
+    size_t off, len;         /* the statement in the text, from its first token to before its ';' */
+    enum sy_sql_kind kind;
+    unsigned tables;         /* SY_SQL_TEMP_DROP: tables named */
+    size_t names_off;        /* TEMP_CREATE, TEMP_DROP, DROP_TABLE: where the table names start */
+    unsigned get_locks;      /* GET_LOCK( calls (outside strings and comments) */
+    unsigned release_locks;  /* RELEASE_LOCK( calls */
+    bool release_all_locks;  /* RELEASE_ALL_LOCKS( */
+    bool tracking;           /* names session_track_system_variables, _schema or _state_change */
+};
+
+/* The statement starting at *pos (an offset into sql); moves *pos past it and its ';'. Returns
+ * false when only whitespace and comments are left. */
+bool sy_sql_next(const uint8_t *sql, size_t len, size_t *pos, struct sy_sql_stmt *out);
+
+/* A table name `db`.`t`, db.t or t; db_len = 0 when unqualified. Backquoted names are given without
+ * their quotes (a doubled backquote inside stays doubled). */
+struct sy_sql_name {
+    const uint8_t *db_p, *name_p;
+    size_t db_len, name_len;
+};
+/* The next name of a statement's table list, from *pos (start at names_off) up to end (the
+ * statement's off + len); false at the end of the list. */
+bool sy_sql_next_name(const uint8_t *sql, size_t end, size_t *pos, struct sy_sql_name *out);
+
+/* What a whole text does, statements folded in order (a batch that creates and drops a temporary
+ * table nets to zero). `kind` is the first statement's; `statements` counts them. */
+struct sy_sql_effect {
+    enum sy_sql_kind kind;
+    unsigned statements;
+    int temp_tables;         /* created minus dropped */
+    bool lock_tables, unlock_tables; /* the last of them wins: lock_tables set = held at the end */
+    int user_locks;          /* GET_LOCK minus RELEASE_LOCK */
+    bool release_all_locks;  /* RELEASE_ALL_LOCKS before any later GET_LOCK */
+    bool xa_start, xa_end;   /* the last of them wins */
+    bool tracking;
+};
+void sy_sql_effect(const uint8_t *sql, size_t len, struct sy_sql_effect *out);
+
+#endif

@@ -1,0 +1,424 @@
+/* What a session holds that pins it to its side, read from its statements' text (proxy/mysql_sql.c):
+ * temporary tables by name, LOCK TABLES, user locks (GET_LOCK count), XA. The server reports none of
+ * it, so the proxy errs on the side of pinning: what a statement starts (a table, a lock) counts from
+ * the request on, what it ends (DROP, UNLOCK, RELEASE_LOCK, XA COMMIT) only once its reply carried no
+ * error. A prepared statement's text is read again at each execute.
+ *
+ * Also the session-tracking settings the proxy relies on ('*', schema, state change): a statement that
+ * names them makes the proxy read the session's variables back from the server once the reply is in
+ * (information_schema.SESSION_VARIABLES against GLOBAL_VARIABLES: the state a switch must replay,
+ * exactly, whatever the statement also changed untracked), set its own tracking again, and from then
+ * on show the client only the tracking it asked for. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "proxy/mysql_session.h"
+#include "proxy/mysql_sql.h"
+
+/* ---- temporary tables by name -------------------------------------------------------------------- */
+
+/* "db" 0x1F "name": a name qualified by the schema current when it was named. */
+static char *temp_key(const struct sy_mysql_session *s, const struct sy_sql_name *nm)
+{
+    char *k = NULL;
+    if (nm->db_len > 0)
+        k = strndup((const char *)nm->db_p, nm->db_len);
+    else
+        k = strdup(s->schema);
+    if (k == NULL)
+        return NULL;
+    size_t dl = strlen(k);
+    char *full = malloc(dl + 1 + nm->name_len + 1);
+    if (full != NULL) {
+        memcpy(full, k, dl);
+        full[dl] = 0x1F;
+        memcpy(full + dl + 1, nm->name_p, nm->name_len);
+        full[dl + 1 + nm->name_len] = '\0';
+    }
+    free(k);
+    return full;
+}
+
+static ssize_t names_find(char **v, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i], key) == 0)
+            return (ssize_t)i;
+    return -1;
+}
+
+/* Adds key (taking it) unless present. On allocation failure the session is pinned anyway. */
+static void names_add(struct sy_mysql_session *s, char ***v, size_t *n, size_t *cap, char *key)
+{
+    if (key == NULL) {
+        s->pin_unknown = true;
+        return;
+    }
+    if (names_find(*v, *n, key) >= 0) {
+        free(key);
+        return;
+    }
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 4;
+        char **nv = realloc(*v, nc * sizeof *nv);
+        if (nv == NULL) {
+            free(key);
+            s->pin_unknown = true;
+            return;
+        }
+        *v = nv;
+        *cap = nc;
+    }
+    (*v)[(*n)++] = key;
+}
+
+static void names_remove(char **v, size_t *n, const char *key)
+{
+    ssize_t i = names_find(v, *n, key);
+    if (i < 0)
+        return;
+    free(v[i]);
+    v[i] = v[--*n];
+}
+
+static void names_clear(char **v, size_t *n)
+{
+    for (size_t i = 0; i < *n; i++)
+        free(v[i]);
+    *n = 0;
+}
+
+/* ---- applying a statement text ------------------------------------------------------------------- */
+
+void sy_mysql_track_request(struct sy_mysql_session *s, const uint8_t *sql, size_t len)
+{
+    struct sy_sql_effect e;
+    sy_sql_effect(sql, len, &e);
+    if (e.tracking)
+        s->resync_due = true;
+    if (e.lock_tables)
+        s->locked_tables = true;
+    s->pend_unlock = e.unlock_tables;
+    if (e.xa_start)
+        s->xa = true;
+    s->pend_xa_end = e.xa_end;
+    s->pend_release_all = e.release_all_locks;
+    s->pend_locks_after = e.user_locks;
+    if (!e.release_all_locks && e.user_locks > 0)
+        s->user_locks += (unsigned)e.user_locks; /* held from the request on */
+    names_clear(s->pend_drops, &s->n_pend_drops);
+    size_t pos = 0;
+    struct sy_sql_stmt st;
+    while (sy_sql_next(sql, len, &pos, &st)) {
+        if (st.kind != SY_SQL_TEMP_CREATE && st.kind != SY_SQL_TEMP_DROP && st.kind != SY_SQL_DROP_TABLE)
+            continue;
+        size_t np = st.names_off, end = st.off + st.len;
+        struct sy_sql_name nm;
+        while (sy_sql_next_name(sql, end, &np, &nm)) {
+            char *key = temp_key(s, &nm);
+            if (st.kind == SY_SQL_TEMP_CREATE) {
+                names_add(s, &s->temp_names, &s->n_temp, &s->cap_temp, key);
+                /* CREATE OR REPLACE TEMPORARY TABLE t ... (rest of the statement is not a name list) */
+                break;
+            }
+            if (key == NULL)
+                continue;
+            if (names_find(s->temp_names, s->n_temp, key) < 0) {
+                free(key); /* not a temporary table of ours: a plain DROP TABLE of a real one */
+                continue;
+            }
+            names_add(s, &s->pend_drops, &s->n_pend_drops, &s->cap_pend_drops, key);
+        }
+    }
+}
+
+void sy_mysql_track_reply(struct sy_mysql_session *s, bool failed)
+{
+    if (!failed) {
+        for (size_t i = 0; i < s->n_pend_drops; i++)
+            names_remove(s->temp_names, &s->n_temp, s->pend_drops[i]);
+        if (s->pend_unlock)
+            s->locked_tables = false;
+        if (s->pend_xa_end)
+            s->xa = false;
+        if (s->pend_release_all)
+            s->user_locks = s->pend_locks_after > 0 ? (unsigned)s->pend_locks_after : 0;
+        else if (s->pend_locks_after < 0)
+            s->user_locks = s->user_locks > (unsigned)-s->pend_locks_after
+                                ? s->user_locks - (unsigned)-s->pend_locks_after
+                                : 0;
+    }
+    names_clear(s->pend_drops, &s->n_pend_drops);
+    s->pend_unlock = s->pend_xa_end = s->pend_release_all = false;
+    s->pend_locks_after = 0;
+}
+
+void sy_mysql_track_pins_clear(struct sy_mysql_session *s)
+{
+    names_clear(s->temp_names, &s->n_temp);
+    names_clear(s->pend_drops, &s->n_pend_drops);
+    s->locked_tables = s->xa = s->pin_unknown = false;
+    s->user_locks = 0;
+    s->pend_unlock = s->pend_xa_end = s->pend_release_all = false;
+    s->pend_locks_after = 0;
+}
+
+void sy_mysql_track_free(struct sy_mysql_session *s)
+{
+    sy_mysql_track_pins_clear(s);
+    free(s->temp_names);
+    free(s->pend_drops);
+    free(s->client_track_vars);
+    s->temp_names = s->pend_drops = NULL;
+    s->client_track_vars = NULL;
+}
+
+const char *sy_mysql_session_pinned(const struct sy_mysql_session *s)
+{
+    if (s->n_temp > 0)
+        return "temporary tables";
+    if (s->locked_tables)
+        return "LOCK TABLES";
+    if (s->user_locks > 0)
+        return "user locks (GET_LOCK)";
+    if (s->xa)
+        return "an XA transaction";
+    if (s->pin_unknown)
+        return "state the proxy could not follow (out of memory)";
+    if (s->status & SY_STATUS_CURSOR_EXISTS)
+        return "an open cursor";
+    if (s->state == SS_INFILE)
+        return "LOAD DATA LOCAL in progress";
+    return NULL;
+}
+
+/* ---- session variables, schema, ledger ----------------------------------------------------------- */
+
+void sy_mysql_track_vars_clear(struct sy_mysql_session *s)
+{
+    for (size_t i = 0; i < s->n_vars; i++) {
+        free(s->vars[i].name);
+        free(s->vars[i].value);
+    }
+    s->n_vars = 0;
+}
+
+/* Records a tracked variable's value; returns whether it differs from what was known. */
+static bool var_set(struct sy_mysql_session *s, const uint8_t *name, size_t nlen, const uint8_t *val, size_t vlen)
+{
+    for (size_t i = 0; i < s->n_vars; i++) {
+        if (strlen(s->vars[i].name) == nlen && memcmp(s->vars[i].name, name, nlen) == 0) {
+            if (strlen(s->vars[i].value) == vlen && memcmp(s->vars[i].value, val, vlen) == 0)
+                return false;
+            char *v = strndup((const char *)val, vlen);
+            if (v) {
+                free(s->vars[i].value);
+                s->vars[i].value = v;
+            }
+            return true;
+        }
+    }
+    if (s->n_vars == s->cap_vars) {
+        size_t cap = s->cap_vars ? s->cap_vars * 2 : 16;
+        struct sess_var *nv = realloc(s->vars, cap * sizeof *nv);
+        if (nv == NULL)
+            return true;
+        s->vars = nv;
+        s->cap_vars = cap;
+    }
+    char *n = strndup((const char *)name, nlen), *v = strndup((const char *)val, vlen);
+    if (n == NULL || v == NULL) {
+        free(n);
+        free(v);
+        return true;
+    }
+    s->vars[s->n_vars++] = (struct sess_var){ n, v };
+    return true;
+}
+
+void sy_mysql_track_warm_outdated(struct sy_mysql_session *s)
+{
+    if (s->warm_state != WARM_NONE)
+        s->warm_stale = true;
+}
+
+void sy_mysql_track_ok(struct sy_mysql_session *s, const struct sy_mysql_ok *ok)
+{
+    if (ok->state_p == NULL)
+        return;
+    struct sy_rd rd = sy_rd_make(ok->state_p, ok->state_len);
+    struct sy_mysql_track t;
+    int rc;
+    while ((rc = sy_mysql_track_next(&rd, &t)) == 1) {
+        if (t.type == SY_TRACK_SCHEMA) {
+            snprintf(s->schema, sizeof s->schema, "%.*s", (int)t.name_len, (const char *)t.name_p);
+            sy_mysql_track_warm_outdated(s);
+        } else if (t.type == SY_TRACK_SYSTEM_VARIABLES) {
+            bool gtid = t.name_len == 9 && memcmp(t.name_p, "last_gtid", 9) == 0;
+            if (var_set(s, t.name_p, t.name_len, t.value_p, t.value_len) && !gtid)
+                sy_mysql_track_warm_outdated(s);
+            if (gtid && t.value_len > 0) {
+                struct sy_gtid g;
+                if (sy_gtid_parse((const char *)t.value_p, t.value_len, &g)) {
+                    sy_gtid_set_advance(&s->px->ack_ledger[s->side], &g);
+                    snprintf(s->last_gtid, sizeof s->last_gtid, "%.*s", (int)t.value_len,
+                             (const char *)t.value_p);
+                }
+            }
+        }
+    }
+    if (rc < 0)
+        sy_log_warn("%s: malformed session-state block ignored", s->label);
+}
+
+/* ---- the client's own tracking settings ----------------------------------------------------------- */
+
+/* The session's variables that differ from the server's defaults, its tracking settings and schema. */
+#define RESYNC_SQL                                                                                            \
+    "SELECT LOWER(s.VARIABLE_NAME), s.VARIABLE_VALUE FROM information_schema.SESSION_VARIABLES s JOIN "      \
+    "information_schema.GLOBAL_VARIABLES g USING (VARIABLE_NAME) WHERE NOT (s.VARIABLE_VALUE <=> "            \
+    "g.VARIABLE_VALUE) OR s.VARIABLE_NAME IN ('SESSION_TRACK_SYSTEM_VARIABLES', 'SESSION_TRACK_SCHEMA', "      \
+    "'SESSION_TRACK_STATE_CHANGE') UNION ALL SELECT '', DATABASE()"
+
+static bool is_on(const char *v)
+{
+    return v != NULL && (strcmp(v, "ON") == 0 || strcmp(v, "1") == 0);
+}
+
+static void resync_end(struct sy_mysql_session *s, const char *failed)
+{
+    if (failed != NULL) {
+        /* the session's variables are unknown now: keep it on its side rather than move it wrong */
+        sy_log_warn("%s: cannot read the session's variables back (%s): the session cannot move", s->label,
+                    failed);
+        s->pin_unknown = true;
+    }
+    sy_mysql_session_take_backend(s);
+    sy_mysql_session_set_state(s, s->internal_return);
+    sy_mysql_session_kick(s);
+}
+
+static void on_resync_init(struct sy_mysql_conn *c, const struct sy_mysql_result *res, void *arg)
+{
+    struct sy_mysql_session *s = arg;
+    if (res->ok)
+        s->status = res->status;
+    resync_end(s, res->ok ? NULL : res->err_msg);
+}
+
+static void on_resync_vars(struct sy_mysql_conn *c, const struct sy_mysql_result *res, void *arg)
+{
+    struct sy_mysql_session *s = arg;
+    if (!res->ok || res->n_cols < 2) {
+        resync_end(s, res->ok ? "unexpected result" : res->err_msg);
+        return;
+    }
+    char *last_gtid = NULL;
+    for (size_t i = 0; i < s->n_vars; i++)
+        if (strcmp(s->vars[i].name, "last_gtid") == 0)
+            last_gtid = strdup(s->vars[i].value);
+    sy_mysql_track_vars_clear(s);
+    if (last_gtid != NULL)
+        var_set(s, (const uint8_t *)"last_gtid", 9, (const uint8_t *)last_gtid, strlen(last_gtid));
+    free(last_gtid);
+    const char *list = "*";
+    bool schema = true, state = true;
+    for (size_t r = 0; r < res->n_rows; r++) {
+        const char *name = res->cells[r * res->n_cols], *value = res->cells[r * res->n_cols + 1];
+        if (name == NULL)
+            continue;
+        if (name[0] == '\0')
+            snprintf(s->schema, sizeof s->schema, "%s", value ? value : "");
+        else if (strcmp(name, "session_track_system_variables") == 0)
+            list = value ? value : "";
+        else if (strcmp(name, "session_track_schema") == 0)
+            schema = is_on(value);
+        else if (strcmp(name, "session_track_state_change") == 0)
+            state = is_on(value);
+        else
+            var_set(s, (const uint8_t *)name, strlen(name), (const uint8_t *)(value ? value : ""),
+                    value ? strlen(value) : 0);
+    }
+    free(s->client_track_vars);
+    s->client_track_vars = NULL;
+    s->client_track_set = !(strcmp(list, "*") == 0 && schema && state);
+    if (s->client_track_set && (s->client_track_vars = strdup(list)) == NULL)
+        s->client_track_set = false; /* out of memory: the client sees everything, as before */
+    s->client_track_schema = schema;
+    s->client_track_state = state;
+    sy_mysql_track_warm_outdated(s);
+    sy_log_info("%s: the client set its own session tracking (variables '%s', schema %s, state changes %s); "
+                "the proxy keeps tracking everything and shows the client only that",
+                s->label, list, schema ? "ON" : "OFF", state ? "ON" : "OFF");
+    if (sy_mysql_conn_query(c, sy_mysql_session_init_sql, on_resync_init, s) != 0)
+        resync_end(s, "connection busy");
+}
+
+bool sy_mysql_track_resync(struct sy_mysql_session *s)
+{
+    if (!s->resync_due || s->backend == NULL)
+        return false;
+    s->resync_due = false;
+    s->internal_return = s->state;
+    sy_mysql_session_set_state(s, SS_INTERNAL);
+    if (sy_mysql_conn_query(s->backend, RESYNC_SQL, on_resync_vars, s) != 0) {
+        resync_end(s, "connection busy");
+        return true;
+    }
+    return true;
+}
+
+/* Whether name is in the client's comma-separated list (case-insensitive, spaces ignored). */
+static bool in_list(const char *list, const uint8_t *name, size_t nlen)
+{
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *e = p;
+        while (*e && *e != ',')
+            e++;
+        const char *t = e;
+        while (t > p && t[-1] == ' ')
+            t--;
+        if ((size_t)(t - p) == 1 && *p == '*')
+            return true;
+        if ((size_t)(t - p) == nlen && strncasecmp(p, (const char *)name, nlen) == 0)
+            return true;
+        p = e;
+    }
+    return false;
+}
+
+size_t sy_mysql_track_filter(const struct sy_mysql_session *s, const uint8_t *state, size_t len, uint8_t *out,
+                             size_t cap)
+{
+    struct sy_rd rd = sy_rd_make(state, len);
+    struct sy_wr w = sy_wr_make(out, cap);
+    struct sy_mysql_track t;
+    uint8_t data[1024];
+    while (sy_mysql_track_next(&rd, &t) == 1) {
+        struct sy_wr d = sy_wr_make(data, sizeof data);
+        if (t.type == SY_TRACK_SYSTEM_VARIABLES) {
+            if (!in_list(s->client_track_vars ? s->client_track_vars : "", t.name_p, t.name_len))
+                continue;
+            sy_mysql_lenenc_str_put(&d, t.name_p, t.name_len);
+            sy_mysql_lenenc_str_put(&d, t.value_p, t.value_len);
+        } else if (t.type == SY_TRACK_SCHEMA) {
+            if (!s->client_track_schema)
+                continue;
+            sy_mysql_lenenc_str_put(&d, t.name_p, t.name_len);
+        } else {
+            if (t.type == SY_TRACK_STATE_CHANGE && !s->client_track_state)
+                continue;
+            sy_wr_bytes(&d, t.name_p, t.name_len);
+        }
+        if (d.bad)
+            return (size_t)-1; /* too big to rebuild here: the caller passes the packet on as it is */
+        sy_wr_u8(&w, t.type);
+        sy_mysql_lenenc_str_put(&w, data, d.len);
+    }
+    return w.bad ? (size_t)-1 : w.len;
+}
