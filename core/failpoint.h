@@ -4,6 +4,8 @@
 #ifndef SY_FAILPOINT_H
 #define SY_FAILPOINT_H
 
+#include <stdbool.h>
+
 #ifdef SY_FAILPOINTS
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,8 +20,35 @@ static inline void sy_failpoint(const char *name)
         _exit(134); /* like abort() without a core dump or sanitizer report */
     }
 }
+
+/* SY_FAIL_STEPS=a,b,c: the first time step a is reached it fails (the caller returns an error, as if
+ * the step had failed for real), then b the next time it is reached, and so on; once the list is used
+ * up nothing fails. Tests use it to drive every rollback of a switch in one daemon's life. Only the
+ * switch thread calls it. */
+static inline bool sy_failpoint_fails(const char *name)
+{
+    static size_t next; /* index into the list of the step that fails next */
+    const char *list = getenv("SY_FAIL_STEPS");
+    if (list == NULL)
+        return false;
+    size_t i = 0;
+    for (const char *p = list; *p; i++) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (i == next) {
+            if (strlen(name) != n || strncmp(p, name, n) != 0)
+                return false;
+            next++;
+            fprintf(stderr, "failpoint %s: failing this step\n", name);
+            return true;
+        }
+        p += n + (e ? 1 : 0);
+    }
+    return false;
+}
 #else
 #define sy_failpoint(name) ((void)0)
+#define sy_failpoint_fails(name) false
 #endif
 
 #endif

@@ -394,6 +394,8 @@ static int fence_and_drain(struct sy_switch *sw)
     sw->fenced = true;
     step_done(sw, "fence_ms");
     sy_failpoint("switch_after_fence");
+    if (sy_failpoint_fails("switch_fail_after_fence"))
+        return fail(sw, "internal", "failpoint switch_fail_after_fence");
     uint64_t deadline = now_ms() + (uint64_t)p->cfg->drain_timeout_ms;
     if (deadline > hold_deadline(sw))
         deadline = hold_deadline(sw);
@@ -435,6 +437,10 @@ static int flip(struct sy_switch *sw)
     }
     sw->to_unfenced = true;
     sy_failpoint("switch_after_unfence");
+    if (sy_failpoint_fails("switch_fail_after_unfence")) {
+        pthread_mutex_unlock(&p->fence_lock);
+        return fail(sw, "internal", "failpoint switch_fail_after_unfence");
+    }
     loop_call(sw, do_flip);
     pthread_mutex_unlock(&p->fence_lock);
     if (sw->call_rc != 0)
@@ -477,12 +483,20 @@ static int run_switchover(struct sy_switch *sw)
     step_done(sw, "warm_ms");
     loop_call(sw, do_hold);
     sy_failpoint("switch_after_hold");
+    if (sy_failpoint_fails("switch_fail_after_hold"))
+        return fail(sw, "internal", "failpoint switch_fail_after_hold");
     if (sw->force)
         loop_call(sw, do_close_unmovable);
     if (quiesce(sw) != 0)
         return -1;
     step_done(sw, "quiesce_ms");
-    if (fence_and_drain(sw) != 0 || flip(sw) != 0)
+    if (sy_failpoint_fails("switch_fail_after_quiesce"))
+        return fail(sw, "internal", "failpoint switch_fail_after_quiesce");
+    if (fence_and_drain(sw) != 0)
+        return -1;
+    if (sy_failpoint_fails("switch_fail_after_drain"))
+        return fail(sw, "internal", "failpoint switch_fail_after_drain");
+    if (flip(sw) != 0)
         return -1;
     loop_call(sw, do_start_and_release);
     step_done(sw, "start_release_ms");

@@ -1199,6 +1199,8 @@ static void process_backend(struct sy_mysql_session *s)
                 forward_ok(s, hdr.seq, pk[4], pk + 4, hdr.len, &pkt.ok);
                 evbuffer_drain(in, 4 + hdr.len);
             } else {
+                if (pkt.kind == SY_PKT_ERR)
+                    sy_mysql_track_error(s, &pkt.err);
                 if (pkt.kind == SY_PKT_EOF)
                     s->status = pkt.eof.status;
                 else if (pkt.kind == SY_PKT_PREPARE_OK) {

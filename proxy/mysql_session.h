@@ -130,6 +130,7 @@ struct sy_mysql_session {
     char **pend_drops;                   /* owned: temporary tables the request in flight drops */
     size_t n_pend_drops, cap_pend_drops;
     bool pend_unlock, pend_xa_end, pend_release_all; /* ends the request in flight applies if it succeeds */
+    bool pend_drops_known;               /* an "Unknown table" error left in pend_drops only what was dropped */
     int pend_locks_after;                /* user locks the request in flight takes (< 0: releases) */
     /* the client's own session-tracking settings (mysql_track.c) */
     bool resync_due;                     /* a statement named them: read the session's variables back */
@@ -171,6 +172,9 @@ const char *sy_mysql_session_pinned(const struct sy_mysql_session *s);
  * ends wait for the reply (sy_mysql_track_reply). */
 void sy_mysql_track_request(struct sy_mysql_session *s, const uint8_t *sql, size_t len);
 void sy_mysql_track_reply(struct sy_mysql_session *s, bool failed);
+/* An error in the reply in flight: "Unknown table" names the tables a DROP did not find; the others
+ * it dropped. */
+void sy_mysql_track_error(struct sy_mysql_session *s, const struct sy_mysql_err *e);
 void sy_mysql_track_pins_clear(struct sy_mysql_session *s);
 void sy_mysql_track_free(struct sy_mysql_session *s);
 void sy_mysql_track_vars_clear(struct sy_mysql_session *s);

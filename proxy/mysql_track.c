@@ -134,11 +134,43 @@ void sy_mysql_track_request(struct sy_mysql_session *s, const uint8_t *sql, size
     }
 }
 
+#define ER_BAD_TABLE_ERROR 1051 /* "Unknown table 'db.a,db.b'": DROP drops the others and says so */
+
+void sy_mysql_track_error(struct sy_mysql_session *s, const struct sy_mysql_err *e)
+{
+    if (e->code != ER_BAD_TABLE_ERROR || s->n_pend_drops == 0)
+        return;
+    for (size_t i = 0; i < s->n_pend_drops;) {
+        /* the key "db" 0x1F "name" as the server writes it: db.name */
+        char dotted[SY_MYSQL_DB_MAX + 200];
+        snprintf(dotted, sizeof dotted, "%s", s->pend_drops[i]);
+        char *sep = strchr(dotted, 0x1F);
+        if (sep != NULL)
+            *sep = '.';
+        bool missing = false;
+        size_t dl = strlen(dotted);
+        for (size_t j = 0; j + dl <= e->msg_len && !missing; j++)
+            missing = memcmp(e->msg_p + j, dotted, dl) == 0 &&
+                      (j + dl == e->msg_len || e->msg_p[j + dl] == ',' || e->msg_p[j + dl] == '\'') &&
+                      (j == 0 || e->msg_p[j - 1] == ',' || e->msg_p[j - 1] == '\'');
+        if (missing) {
+            free(s->pend_drops[i]);
+            s->pend_drops[i] = s->pend_drops[--s->n_pend_drops];
+        } else {
+            i++;
+        }
+    }
+    s->pend_drops_known = true;
+}
+
 void sy_mysql_track_reply(struct sy_mysql_session *s, bool failed)
 {
-    if (!failed) {
+    if (!failed || s->pend_drops_known) {
         for (size_t i = 0; i < s->n_pend_drops; i++)
             names_remove(s->temp_names, &s->n_temp, s->pend_drops[i]);
+    }
+    s->pend_drops_known = false;
+    if (!failed) {
         if (s->pend_unlock)
             s->locked_tables = false;
         if (s->pend_xa_end)

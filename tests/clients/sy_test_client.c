@@ -1,7 +1,12 @@
 /* A real Connector/C client for what PyMySQL cannot do: server-side prepared statements (binary
  * protocol, long data, cursors), COM_CHANGE_USER and COM_RESET_CONNECTION. Prints one line per
  * result for tests/integration to compare with a direct connection; exits 1 on any failure.
- *   sy_test_client HOST PORT USER PASSWORD stmt|change_user USER2 PASS2|reset */
+ *   sy_test_client HOST PORT USER PASSWORD stmt|change_user USER2 PASS2|reset|script
+ * script: one command per stdin line, one or more output lines each, then "." alone:
+ *   query SQL      rows ("row a b"), "affected N" or "ERROR ..."; then the tracked system variables
+ *                  the server reported ("track name=value") and the schema ("track_schema db")
+ *   prepare SQL    server-side prepare (the statement kept for execute)
+ *   execute        execute the last prepared statement (no parameters); rows like query */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,6 +199,80 @@ static int run_switch_state(MYSQL *m, const char *db)
     return 0;
 }
 
+static void print_tracking(MYSQL *m)
+{
+    const char *d, *v;
+    size_t l, vl;
+    if (mysql_session_track_get_first(m, SESSION_TRACK_SYSTEM_VARIABLES, &d, &l) == 0) {
+        do {
+            if (mysql_session_track_get_next(m, SESSION_TRACK_SYSTEM_VARIABLES, &v, &vl) != 0)
+                break;
+            printf("track %.*s=%.*s\n", (int)l, d, (int)vl, v);
+        } while (mysql_session_track_get_next(m, SESSION_TRACK_SYSTEM_VARIABLES, &d, &l) == 0);
+    }
+    if (mysql_session_track_get_first(m, SESSION_TRACK_SCHEMA, &d, &l) == 0)
+        printf("track_schema %.*s\n", (int)l, d);
+}
+
+static int run_script(MYSQL *m)
+{
+    char line[8192];
+    MYSQL_STMT *st = NULL;
+    while (fgets(line, sizeof line, stdin) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        if (strncmp(line, "query ", 6) == 0) {
+            const char *sql = line + 6;
+            if (mysql_query(m, sql) != 0) {
+                printf("ERROR %u %s %s\n", mysql_errno(m), mysql_sqlstate(m), mysql_error(m));
+            } else {
+                do {
+                    MYSQL_RES *res = mysql_store_result(m);
+                    if (res == NULL) {
+                        printf("affected %llu\n", (unsigned long long)mysql_affected_rows(m));
+                    } else {
+                        MYSQL_ROW row;
+                        unsigned n = mysql_num_fields(res);
+                        while ((row = mysql_fetch_row(res)) != NULL) {
+                            printf("row");
+                            for (unsigned i = 0; i < n; i++)
+                                printf(" %s", row[i] ? row[i] : "NULL");
+                            printf("\n");
+                        }
+                        mysql_free_result(res);
+                    }
+                    print_tracking(m);
+                } while (mysql_next_result(m) == 0);
+                if (mysql_errno(m))
+                    printf("ERROR %u %s %s\n", mysql_errno(m), mysql_sqlstate(m), mysql_error(m));
+            }
+        } else if (strncmp(line, "prepare ", 8) == 0) {
+            if (st != NULL)
+                mysql_stmt_close(st);
+            st = mysql_stmt_init(m);
+            if (mysql_stmt_prepare(st, line + 8, strlen(line + 8)) != 0)
+                printf("ERROR %u %s %s\n", mysql_stmt_errno(st), mysql_stmt_sqlstate(st), mysql_stmt_error(st));
+            else
+                printf("prepared %lu\n", mysql_stmt_param_count(st));
+        } else if (strcmp(line, "execute") == 0 && st != NULL) {
+            if (mysql_stmt_execute(st) != 0 || mysql_stmt_store_result(st) != 0) {
+                printf("ERROR %u %s %s\n", mysql_stmt_errno(st), mysql_stmt_sqlstate(st), mysql_stmt_error(st));
+            } else {
+                printf("executed rows %llu\n", (unsigned long long)mysql_stmt_num_rows(st));
+                mysql_stmt_free_result(st);
+                while (mysql_stmt_next_result(st) == 0)
+                    mysql_stmt_free_result(st);
+            }
+        } else {
+            printf("ERROR unknown command\n");
+        }
+        printf(".\n");
+        fflush(stdout);
+    }
+    if (st != NULL)
+        mysql_stmt_close(st);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 6) {
@@ -221,6 +300,8 @@ int main(int argc, char **argv)
             printf("change_user_wrong %u %s %s\n", mysql_errno(m), mysql_sqlstate(m), mysql_error(m));
     } else if (strcmp(argv[5], "switch_state") == 0 && argc >= 7) {
         rc = run_switch_state(m, argv[6]);
+    } else if (strcmp(argv[5], "script") == 0) {
+        rc = run_script(m);
     } else if (strcmp(argv[5], "reset") == 0) {
         rc = query_print(m, "SET @v := 7") || query_print(m, "SELECT @v");
         if (rc == 0 && mysql_reset_connection(m) != 0)

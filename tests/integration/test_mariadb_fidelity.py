@@ -1,0 +1,321 @@
+"""The MariaDB path as real clients see it (issue 13, issue 16.3): session state a client's own tracking
+settings would hide, transactions a switch aborted, lost backends, and what pins a session to its side.
+Each test runs the client that showed the problem (PyMySQL, Connector/C, the mariadb CLI) through the
+proxy, and where it matters compares with the same client connected directly."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+
+import pymysql
+import pytest
+
+from conftest import BUILD_DIR
+from test_forward_mariadb import fresh, q, wait_for  # noqa: F401 (fixture)
+from test_switchover_mariadb import APP_PASSWORD, APP_USER, app_conn, one, switchable  # noqa: F401
+
+# What MariaDB Connector/J 3.5 sends right after login (its session-tracking list replaces the '*' the
+# proxy set on the backend), as captured from the driver.
+CONNECTOR_J_SET = ("set autocommit=1, sql_mode = concat(@@sql_mode,',STRICT_TRANS_TABLES'), "
+                   "session_track_schema=1, session_track_system_variables = "
+                   "CONCAT('autocommit,character_set_client,character_set_connection,character_set_results,"
+                   "time_zone,tx_isolation')")
+
+# Session variables of every kind (string, set, integer, double, boolean, enum, numeric offset zone).
+SESSION_STATE = ("SET sql_mode='STRICT_ALL_TABLES', group_concat_max_len=4242, max_statement_time=7, "
+                 "foreign_key_checks=0, time_zone='+03:00', div_precision_increment=9, "
+                 "tx_isolation='READ-COMMITTED', sql_select_limit=77, unique_checks=0, "
+                 "lock_wait_timeout=33, character_set_results=latin1")
+STATE_QUERY = ("SELECT @@sql_mode, @@group_concat_max_len, @@max_statement_time, @@foreign_key_checks, "
+               "@@time_zone, @@div_precision_increment, @@tx_isolation, @@sql_select_limit, "
+               "@@unique_checks, @@lock_wait_timeout, @@global.read_only")
+
+
+class CClient:
+    """tests/clients/sy_test_client in script mode: one Connector/C connection driven line by line."""
+
+    def __init__(self, port: int, user: str = APP_USER, password: str = APP_PASSWORD):
+        self.p = subprocess.Popen([str(BUILD_DIR / "sy_test_client"), "127.0.0.1", str(port), user, password,
+                                   "script"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def cmd(self, line: str, timeout: float = 30.0) -> list:
+        assert self.p.poll() is None, "client exited"
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+        out = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            row = self.p.stdout.readline()
+            assert row, f"client ended: {out}"
+            row = row.rstrip("\n")
+            if row == ".":
+                return out
+            out.append(row)
+        raise AssertionError(f"no answer to {line!r}: {out}")
+
+    def close(self):
+        if self.p.poll() is None:
+            self.p.stdin.close()
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+
+
+@pytest.fixture
+def cclients():
+    made = []
+
+    def make(port, **kw):
+        c = CClient(port, **kw)
+        made.append(c)
+        return c
+    yield make
+    for c in made:
+        c.close()
+
+
+def test_client_tracking_list_keeps_every_session_variable_across_a_switch(switchable, mariadb_pair):
+    """Connector/J's connect-time SET replaced the proxy's tracking list: after a switch the session had the
+    server's defaults again, silently. Now the proxy reads the session's variables back and keeps them."""
+    d, pname, db = switchable
+    c = app_conn(d, db)
+    one(c, CONNECTOR_J_SET)
+    one(c, SESSION_STATE)
+    before = one(c, STATE_QUERY)
+    assert before[0][:10] == ("STRICT_ALL_TABLES", 4242, 7.0, 0, "+03:00", 9, "READ-COMMITTED", 77, 0, 33), before
+    one(c, "SET max_statement_time=8")                            # tracked again after the proxy's re-set
+    r = d.admin_ok("switchover", pair=pname)
+    assert r["moved_clients"] >= 1, r
+    after = one(c, STATE_QUERY)
+    assert after[0][:10] == ("STRICT_ALL_TABLES", 4242, 8.0, 0, "+03:00", 9, "READ-COMMITTED", 77, 0, 33), after
+    assert after[0][10] == 0 and q(mariadb_pair.business, "SELECT @@global.read_only")[0][0] == 1  # on DR
+    c.close()
+
+
+def test_client_sees_only_the_tracking_it_asked_for(switchable, mariadb_pair, cclients):
+    """Same statements directly and through the proxy: the session-state block a Connector/C client reads
+    is the same once the client chose its own list (the proxy still tracks everything for itself)."""
+    d, pname, db = switchable
+    script = ["query SET SESSION session_track_system_variables='autocommit,time_zone'",
+              "query SET time_zone='+01:00', sql_mode='ANSI'",
+              "query SET autocommit=0",
+              "query SET autocommit=1, max_statement_time=3",
+              "query SELECT @@time_zone, @@sql_mode"]
+    direct = cclients(mariadb_pair.business.port)
+    proxied = cclients(d.port)
+    want = [direct.cmd(s) for s in script]
+    got = [proxied.cmd(s) for s in script]
+    assert got == want
+    assert any("track time_zone=+01:00" in x for x in want[1]) and not any("sql_mode" in x for x in want[1])
+
+
+def test_commit_after_an_aborted_transaction_ends_it(switchable, mariadb_pair):
+    """database/sql treats a failed COMMIT as the end of its transaction and sends nothing more: the next
+    statement on that connection must run, as after a deadlock on MariaDB."""
+    d, pname, db = switchable
+    b, dr = mariadb_pair
+    c = app_conn(d, db)
+    c.begin()
+    one(c, "INSERT INTO t VALUES (70, 'aborted')")
+    r = d.admin_ok("switchover", pair=pname)
+    assert r["aborted_transactions"] == 1, r
+    with pytest.raises(pymysql.err.OperationalError) as e:
+        one(c, "COMMIT")
+    assert e.value.args[0] == 1213
+    one(c, "INSERT INTO t VALUES (71, 'after the failed commit')")     # autocommit, no ROLLBACK sent
+    assert q(dr, "SELECT id FROM t WHERE id >= 70 ORDER BY id", db) == ((71,),)
+    c.close()
+
+
+def test_rollback_to_savepoint_does_not_end_an_aborted_transaction(switchable, mariadb_pair):
+    d, pname, db = switchable
+    c = app_conn(d, db)
+    c.begin()
+    one(c, "SAVEPOINT s1")
+    one(c, "INSERT INTO t VALUES (80, 'aborted')")
+    d.admin_ok("switchover", pair=pname)
+    for sql in ("ROLLBACK TO SAVEPOINT s1", "INSERT INTO t VALUES (81, 'x')"):
+        with pytest.raises(pymysql.err.OperationalError) as e:
+            one(c, sql)
+        assert e.value.args[0] == 1213, sql
+    c.rollback()
+    one(c, "INSERT INTO t VALUES (82, 'after rollback')")
+    assert q(mariadb_pair.dr, "SELECT id FROM t WHERE id >= 80 ORDER BY id", db) == ((82,),)
+
+
+def _cli(port: int, script: str, user: str, password: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["mariadb", "-h127.0.0.1", f"-P{port}", f"-u{user}", f"-p{password}", "--reconnect",
+                           "--force", "--batch", "--skip-column-names"], input=script, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_killed_backend_reconnects_like_a_direct_connection(switchable, mariadb_pair):
+    """KILL of the session's own backend: the mariadb CLI reconnects and goes on, as it does directly; the
+    proxy never answers with a client-range code (2013 in an ERR packet reads as a malformed packet)."""
+    d, pname, db = switchable
+    script = "KILL CONNECTION_ID();\nDO SLEEP(0.3);\nSELECT 1;\nSELECT 2;\n"
+    direct = _cli(mariadb_pair.business.port, script, APP_USER, APP_PASSWORD)
+    proxied = _cli(d.port, script, APP_USER, APP_PASSWORD)
+    assert "malformed" not in proxied.stderr.lower(), proxied.stderr
+    assert proxied.stdout == direct.stdout, (direct, proxied)
+    codes = lambda err: [line.split()[1] for line in err.splitlines() if line.startswith("ERROR")]  # noqa: E731
+    assert codes(proxied.stderr) == codes(direct.stderr), (direct.stderr, proxied.stderr)
+
+
+def test_lost_backend_is_a_closed_socket_not_a_client_code(switchable, mariadb_pair):
+    """A backend killed from elsewhere while the session is idle: PyMySQL sees the connection end (2013),
+    and a new connection works."""
+    d, pname, db = switchable
+    c = app_conn(d, db)
+    thread = one(c, "SELECT CONNECTION_ID()")[0][0]
+    mariadb_pair.business.sql(f"KILL {thread}")
+    time.sleep(0.2)
+    with pytest.raises(pymysql.err.OperationalError) as e:
+        one(c, "SELECT 1")
+    assert e.value.args[0] in (2013, 2006), e.value.args
+    c2 = app_conn(d, db)
+    assert one(c2, "SELECT 1") == ((1,),)
+    c2.close()
+
+
+@pytest.mark.parametrize("sql,reason", [
+    ("/* traceparent=00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01 service=orders */ "
+     "CREATE TEMPORARY TABLE scratch (a INT)", "temporary tables"),
+    ("/* a long tracing comment, longer than sixty-four bytes of text before the call */ "
+     "SELECT GET_LOCK('job-7', 0)", "user locks (GET_LOCK)"),
+    ("SELECT 1; CREATE TEMPORARY TABLE scratch2 (a INT)", "temporary tables"),
+])
+def test_pins_past_comments_and_in_batches(switchable, sql, reason):
+    d, pname, db = switchable
+    c = app_conn(d, db, client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS)
+    with c.cursor() as cur:
+        cur.execute(sql)
+        while cur.nextset():
+            pass
+    mine = [x for x in d.admin_ok("clients", pair=pname)["clients"] if x["in_transaction"] is False]
+    assert any(x["unmovable_reason"] == reason for x in mine), mine
+    r = d.admin("switchover", pair=pname)
+    assert r["ok"] is False and r["error"]["code"] == "unmovable_sessions", r
+    c.close()
+
+
+def test_pins_end_only_when_they_really_end(switchable):
+    d, pname, db = switchable
+    c = app_conn(d, db, client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS)
+    reason = lambda: [x["unmovable_reason"] for x in d.admin_ok("clients", pair=pname)["clients"]]  # noqa: E731
+    one(c, "CREATE TEMPORARY TABLE keep (a INT)")
+    one(c, "DROP TEMPORARY TABLE IF EXISTS other")          # another name: `keep` still pins
+    assert reason() == ["temporary tables"]
+    one(c, "CREATE TEMPORARY TABLE keep2 (a INT)")
+    with pytest.raises(pymysql.err.MySQLError) as e:
+        one(c, "DROP TEMPORARY TABLE keep2, missing")        # fails, but drops keep2: the error says so
+    assert e.value.args[0] == 1051 and "missing" in e.value.args[1]
+    assert reason() == ["temporary tables"]                  # keep is still there
+    with c.cursor() as cur:                                  # created and dropped in one batch
+        cur.execute("CREATE TEMPORARY TABLE t2 (a INT); DROP TEMPORARY TABLE t2")
+        while cur.nextset():
+            pass
+    one(c, "DROP TABLE keep")                                # a plain DROP drops the temporary table
+    assert reason() == [None]
+    one(c, "SELECT GET_LOCK('a', 0), GET_LOCK('b', 0)")
+    one(c, "SELECT RELEASE_LOCK('a')")
+    assert reason() == ["user locks (GET_LOCK)"]
+    one(c, "SELECT RELEASE_LOCK('b')")
+    assert reason() == [None]
+    assert d.admin_ok("switchover", pair=pname)["moved_clients"] == 1
+    c.close()
+
+
+def test_prepared_statements_pin_on_execute(switchable, cclients):
+    d, pname, db = switchable
+    c = cclients(d.port)
+    reasons = lambda: [x["unmovable_reason"] for x in d.admin_ok("clients", pair=pname)["clients"]]  # noqa: E731
+    c.cmd(f"query USE {db}")
+    assert c.cmd("prepare /* comment */ CREATE TEMPORARY TABLE ptmp (a INT)") == ["prepared 0"]
+    assert reasons() == [None]                               # prepared, not yet run
+    assert c.cmd("execute")[0].startswith("executed")
+    assert reasons() == ["temporary tables"]
+    assert c.cmd("query DROP TEMPORARY TABLE ptmp")[0] == "affected 0"
+    assert c.cmd("prepare SELECT GET_LOCK('p', 0)") == ["prepared 0"]
+    assert c.cmd("execute")[0].startswith("executed")
+    assert reasons() == ["user locks (GET_LOCK)"]
+
+
+def test_busy_sessions_with_user_variables_survive_switches_and_failed_switches(daemon, mariadb_pair, fresh):  # noqa: F811
+    """Sessions holding a user variable and running statements back to back: switches are never refused
+    for them, and a switch that fails at any step (hold, quiesce, fence, drain, unfence) lets every held
+    request go on at once: none waits longer than max_hold_ms, none is lost, no socket is left half-closed."""
+    from test_forward_mariadb import wait_state
+    from test_reverse_mariadb import wait_reverse
+    from test_switchover_mariadb import app_user
+    b, dr = mariadb_pair
+    b.sql("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))", database=fresh)
+    b.sql("INSERT INTO t VALUES (1, 'one')", database=fresh)
+    app_user(mariadb_pair, fresh)
+    pname = f"u{fresh}"
+    steps = ["switch_fail_after_hold", "switch_fail_after_quiesce", "switch_fail_after_fence",
+             "switch_fail_after_drain", "switch_fail_after_unfence"]
+    max_hold_ms = 3000
+    d = daemon(pair=pname, objects=f"{fresh}.*", txn_drain_ms=300, max_hold_ms=max_hold_ms,
+               env={"SY_FAIL_STEPS": ",".join(steps)})
+    wait_state(d, pname, "running")
+    wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", fresh) == ((1,),), 30, "initial copy")
+    d.admin_ok("create-reverse", pair=pname)
+    wait_reverse(d, pname, "collecting")
+
+    stop = threading.Event()
+    errors, slowest, counts = [], [0.0], {}
+
+    def worker(i):
+        c = app_conn(d, fresh)
+        one(c, f"SET @tag = 'worker-{i}', @n = {i}")
+        n = 0
+        while not stop.is_set():
+            t0 = time.monotonic()
+            try:
+                row = one(c, "SELECT @tag, @n, COUNT(*) FROM t")[0]
+            except Exception as e:  # noqa: BLE001
+                errors.append(f"worker {i}: {e!r}")
+                return
+            slowest[0] = max(slowest[0], time.monotonic() - t0)
+            if row[:2] != (f"worker-{i}", i):
+                errors.append(f"worker {i}: user variables became {row[:2]}")
+                return
+            n += 1
+        counts[i] = n
+        c.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)
+        for step in steps:                                   # each attempt fails at the next step
+            r = d.admin("switchover", pair=pname, _timeout=60)
+            assert r["ok"] is False and r["error"]["code"] == "internal" and step in r["error"]["message"], r
+            assert d.pair_status(pname)["active_side"] == "business"
+            held = [x["held_ms"] for x in d.admin_ok("clients", pair=pname)["clients"]]
+            assert max(held) < max_hold_ms, held
+            time.sleep(0.2)
+        for op in ("switchover", "switchback", "switchover", "switchback"):
+            r = d.admin(op, pair=pname, _timeout=60)
+            assert r["ok"], r                                 # never refused for busy user-variable sessions
+            time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert errors == [], errors
+    assert len(counts) == 16 and min(counts.values()) > 0, counts
+    assert slowest[0] * 1000 < max_hold_ms + 1500, slowest
+    # a client that leaves while the pair is held is closed by the proxy too (no CLOSE-WAIT left behind)
+    port = d.port
+
+    def close_wait():
+        out = subprocess.run(["ss", "-Htn", "state", "close-wait", f"( sport = :{port} )"], capture_output=True,
+                             text=True).stdout
+        return [x for x in out.splitlines() if x.strip()]
+    wait_for(lambda: close_wait() == [], 10, "no CLOSE-WAIT sockets on the proxy port")
