@@ -756,7 +756,7 @@ static enum sy_mysql_step resp_defs_eof(struct sy_mysql_resp *r, const uint8_t *
     (void)resp_status(r, out->eof.status, false);
     switch (r->phase) {
     case SY_RESP_COLDEFS_EOF:
-        if (r->cmd == SY_COM_STMT_EXECUTE && (out->eof.status & SY_STATUS_CURSOR_EXISTS))
+        if (r->cmd == SY_COM_STMT_EXECUTE && r->cursor && (out->eof.status & SY_STATUS_CURSOR_EXISTS))
             return resp_done(r);              /* rows come later through COM_STMT_FETCH */
         r->phase = SY_RESP_ROWS;
         return SY_STEP_MORE;
@@ -875,8 +875,8 @@ static enum sy_mysql_step resp_first(struct sy_mysql_resp *r, const uint8_t *p, 
         if (first == HDR_OK)
             return resp_ok(r, p, len, out);
         if (first == HDR_INFILE) {
-            if (r->cmd != SY_COM_QUERY)
-                return resp_bad(r);
+            if (r->cmd != SY_COM_QUERY && r->cmd != SY_COM_STMT_EXECUTE)
+                return resp_bad(r); /* a prepared LOAD DATA LOCAL asks for its file too */
             out->kind = SY_PKT_INFILE;
             r->phase = SY_RESP_INFILE_WAIT;
             return SY_STEP_INFILE;

@@ -277,6 +277,9 @@ struct sy_mysql_resp {
     uint16_t status;                 /* last server status seen; valid when has_status */
     bool has_status;
     bool failed;                     /* an ERR packet ended (part of) the response */
+    bool cursor;                     /* COM_STMT_EXECUTE asked for a cursor (flags != 0): only then does
+                                        CURSOR_EXISTS end the reply after the metadata (MariaDB also sets
+                                        it for a CALL whose procedure opened a cursor, then sends rows) */
     uint32_t stmt_id;                /* COM_STMT_PREPARE reply */
     uint16_t num_params;
     uint16_t num_cols;
@@ -308,7 +311,8 @@ enum sy_mysql_step {
 };
 
 /* A COM_STMT_EXECUTE that opened a cursor ends after its metadata: the EOF/OK after the column
- * definitions carries SY_STATUS_CURSOR_EXISTS, and rows come later through COM_STMT_FETCH. */
+ * definitions carries SY_STATUS_CURSOR_EXISTS, and rows come later through COM_STMT_FETCH. The caller
+ * sets r->cursor after start when the execute asked for one. */
 void sy_mysql_resp_start(struct sy_mysql_resp *r, uint8_t cmd, uint64_t caps);
 /* Whether feed() needs the whole payload of a packet that starts with `first` and has `len`. */
 bool sy_mysql_resp_wants_whole(const struct sy_mysql_resp *r, uint8_t first, uint32_t len);

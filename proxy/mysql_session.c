@@ -755,9 +755,11 @@ static bool stmt_request_map(struct sy_mysql_session *s, struct evbuffer *in, st
     memcpy(q + at + 1 + tlen, p + at + 1, hdr.len - at - 1);
     evbuffer_drain(in, 4 + hdr.len);
     backend_packet(s, hdr.seq, q, n);
-    free(q);
     s->cmd = SY_COM_STMT_EXECUTE;
     sy_mysql_resp_start(&s->resp, SY_COM_STMT_EXECUTE, s->backend_caps);
+    s->resp.cursor = q[5] != 0;
+    s->cursors_used = s->cursors_used || s->resp.cursor;
+    free(q);
     sy_mysql_session_set_state(s, SS_BUSY);
     return true;
 }
@@ -820,6 +822,7 @@ static void start_request(struct sy_mysql_session *s, struct evbuffer *in, struc
     uint8_t *pk = evbuffer_pullup(in, (ssize_t)(4 + want));
     uint8_t *p = pk + 4;
     uint8_t cmd = p[0];
+    bool cursor = cmd == SY_COM_STMT_EXECUTE && want >= 6 && p[5] != 0; /* flags: a cursor type */
     s->seq = hdr.seq;
     bool whole = want == hdr.len;
     if (want >= 5 && (cmd == SY_COM_STMT_EXECUTE || cmd == SY_COM_STMT_SEND_LONG_DATA || cmd == SY_COM_STMT_CLOSE ||
@@ -924,6 +927,8 @@ static void start_request(struct sy_mysql_session *s, struct evbuffer *in, struc
     if (sy_mysql_cmd_has_reply(cmd)) {
         s->cmd = cmd;
         sy_mysql_resp_start(&s->resp, cmd, s->backend_caps);
+        s->resp.cursor = cursor;
+        s->cursors_used = s->cursors_used || cursor;
         sy_mysql_session_set_state(s, SS_BUSY);
     }
 }

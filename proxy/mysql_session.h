@@ -126,6 +126,7 @@ struct sy_mysql_session {
     bool locked_tables;                  /* LOCK TABLES / FLUSH ... WITH READ LOCK / BACKUP LOCK */
     unsigned user_locks;                 /* GET_LOCK calls minus RELEASE_LOCK calls */
     bool xa;                             /* XA START seen, XA COMMIT / ROLLBACK not yet */
+    bool cursors_used;                   /* an execute asked for a cursor: CURSOR_EXISTS then means one is open */
     bool pin_unknown;                    /* the proxy lost track (out of memory, variables unreadable) */
     char **pend_drops;                   /* owned: temporary tables the request in flight drops */
     size_t n_pend_drops, cap_pend_drops;

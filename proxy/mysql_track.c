@@ -219,7 +219,7 @@ const char *sy_mysql_session_pinned(const struct sy_mysql_session *s)
         return "an XA transaction";
     if (s->pin_unknown)
         return "state the proxy could not follow (out of memory)";
-    if (s->status & SY_STATUS_CURSOR_EXISTS)
+    if ((s->status & SY_STATUS_CURSOR_EXISTS) && s->cursors_used)
         return "an open cursor";
     if (s->state == SS_INFILE)
         return "LOAD DATA LOCAL in progress";

@@ -282,6 +282,8 @@ int main(int argc, char **argv)
     MYSQL *m = mysql_init(NULL);
     unsigned int proto = MYSQL_PROTOCOL_TCP;
     mysql_optionsv(m, MYSQL_OPT_PROTOCOL, &proto);
+    my_bool local_infile = 1;
+    mysql_optionsv(m, MYSQL_OPT_LOCAL_INFILE, &local_infile);
     if (!mysql_real_connect(m, argv[1], argv[3], argv[4], NULL, (unsigned)atoi(argv[2]), NULL, CLIENT_MULTI_STATEMENTS))
         return fail(m, "connect");
     int rc = 1;

@@ -319,3 +319,32 @@ def test_busy_sessions_with_user_variables_survive_switches_and_failed_switches(
                              text=True).stdout
         return [x for x in out.splitlines() if x.strip()]
     wait_for(lambda: close_wait() == [], 10, "no CLOSE-WAIT sockets on the proxy port")
+
+
+def test_prepared_load_data_local_and_call_with_an_inner_cursor(switchable, mariadb_pair, cclients, tmp_path):
+    """Two prepared statements the response tracker did not follow closed the session: LOAD DATA LOCAL
+    INFILE (the server asks for the file after COM_STMT_EXECUTE) and a CALL whose procedure opens a cursor
+    (MariaDB sets CURSOR_EXISTS without being asked, then sends rows). Same results as directly."""
+    d, pname, db = switchable
+    b = mariadb_pair.business
+    b.sql("SET GLOBAL local_infile = ON")
+    b.sql("CREATE TABLE li (id INT PRIMARY KEY, v VARCHAR(20))", database=db)
+    with b.connect(database=db) as c:                    # the CLI would split the body at its ';'
+        c.cursor().execute("CREATE PROCEDURE pc() BEGIN DECLARE x INT; DECLARE c CURSOR FOR SELECT id FROM t "
+                           "ORDER BY id; OPEN c; FETCH c INTO x; CLOSE c; SELECT x AS first_id, 'tail' AS tag; END")
+    for s in mariadb_pair:
+        s.sql(f"GRANT EXECUTE ON `{db}`.* TO '{APP_USER}'@'%'")
+    results = {}
+    for where, port in (("direct", b.port), ("proxy", d.port)):
+        data = tmp_path / f"{where}.tsv"
+        base = 100 if where == "direct" else 200
+        data.write_text("".join(f"{base + i}\trow-{i}\n" for i in range(5)))
+        c = cclients(port)
+        c.cmd(f"query USE {db}")
+        out = [c.cmd(f"prepare LOAD DATA LOCAL INFILE '{data}' INTO TABLE li"), c.cmd("execute"),
+               c.cmd("prepare CALL pc()"), c.cmd("execute"), c.cmd("execute"),
+               c.cmd(f"query SELECT COUNT(*) FROM li WHERE id >= {base} AND id < {base + 100}")]
+        results[where] = out
+    assert results["proxy"] == results["direct"], results
+    assert results["proxy"][1] == ["executed rows 0"] and results["proxy"][5][0] == "row 5", results
+    assert [x["unmovable_reason"] for x in d.admin_ok("clients", pair=pname)["clients"]] == [None]

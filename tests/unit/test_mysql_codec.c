@@ -775,10 +775,15 @@ static void test_resp_prepare_execute(void)
 
     /* execute with a cursor: ends after the metadata; rows come with COM_STMT_FETCH */
     sy_mysql_resp_start(&r, SY_COM_STMT_EXECUTE, CAPS_CLASSIC);
+    r.cursor = true;
     CHECK(r.binary_rows);
     x = run_packets(&r, classic_execute_cursor, N(classic_execute_cursor));
     CHECK(x.fed == N(classic_execute_cursor) && x.last == SY_STEP_DONE);
     CHECK(r.status & SY_STATUS_CURSOR_EXISTS);
+    /* the same flag on an execute that asked for no cursor (a CALL whose procedure opened one): rows follow */
+    sy_mysql_resp_start(&r, SY_COM_STMT_EXECUTE, CAPS_CLASSIC);
+    x = run_packets(&r, classic_execute_cursor, N(classic_execute_cursor));
+    CHECK(x.fed == N(classic_execute_cursor) && x.last == SY_STEP_MORE && r.phase == SY_RESP_ROWS);
     sy_mysql_resp_start(&r, SY_COM_STMT_EXECUTE, CAPS_DEPRECATE);
     x = run_packets(&r, deprecate_execute_cursor, N(deprecate_execute_cursor));
     CHECK(x.fed == N(deprecate_execute_cursor) && x.last == SY_STEP_DONE && x.pkt.kind == SY_PKT_OK);
@@ -878,7 +883,9 @@ static void test_resp_infile(void)
     sy_mysql_resp_start(&r, SY_COM_QUERY, CAPS_CLASSIC);
     CHECK(feed_hex(&r, infile_req_hex, &pkt) == SY_STEP_INFILE);
     CHECK(feed_hex(&r, err_no_table_hex, &pkt) == SY_STEP_DONE && r.failed);
-    sy_mysql_resp_start(&r, SY_COM_STMT_EXECUTE, CAPS_CLASSIC);
+    sy_mysql_resp_start(&r, SY_COM_STMT_EXECUTE, CAPS_CLASSIC); /* a prepared LOAD DATA LOCAL */
+    CHECK(feed_hex(&r, infile_req_hex, &pkt) == SY_STEP_INFILE);
+    sy_mysql_resp_start(&r, SY_COM_PROCESS_INFO, CAPS_CLASSIC);
     CHECK(feed_hex(&r, infile_req_hex, &pkt) == SY_STEP_BAD);
 }
 
