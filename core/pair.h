@@ -25,6 +25,7 @@ struct sy_switch_progress {
     size_t sessions;        /* open client sessions */
     size_t in_transaction;  /* inside a transaction */
     size_t busy;            /* a request, login or internal query in flight */
+    size_t reading;         /* an autocommit read in flight (not waited for: it ends on the old side) */
     size_t not_ready;       /* logged in, but no ready connection on the target side yet */
     size_t warm_failed;     /* a connection on the target side could not be prepared */
     size_t uservars_pending;/* prepared, but user variables not copied yet (needs the hold) */

@@ -823,6 +823,7 @@ static void start_request(struct sy_mysql_session *s, struct evbuffer *in, struc
     uint8_t *p = pk + 4;
     uint8_t cmd = p[0];
     bool cursor = cmd == SY_COM_STMT_EXECUTE && want >= 6 && p[5] != 0; /* flags: a cursor type */
+    s->req_read = false; /* set by the text of a query or prepared statement */
     s->seq = hdr.seq;
     bool whole = want == hdr.len;
     if (want >= 5 && (cmd == SY_COM_STMT_EXECUTE || cmd == SY_COM_STMT_SEND_LONG_DATA || cmd == SY_COM_STMT_CLOSE ||
@@ -1088,6 +1089,8 @@ static void finish_reply(struct sy_mysql_session *s)
             return;
         }
     }
+    if (s->flip_due && sy_mysql_switch_finish_flip(s))
+        return;
     if (sy_mysql_track_resync(s))
         return;
     process_client(s);

@@ -126,6 +126,9 @@ struct sy_mysql_session {
     bool locked_tables;                  /* LOCK TABLES / FLUSH ... WITH READ LOCK / BACKUP LOCK */
     unsigned user_locks;                 /* GET_LOCK calls minus RELEASE_LOCK calls */
     bool xa;                             /* XA START seen, XA COMMIT / ROLLBACK not yet */
+    bool req_read;                       /* the request in flight is an autocommit read (it may finish on
+                                            the old side while the others move: see flip_due) */
+    bool flip_due;                       /* a switch flipped while a read ran: move once its reply ends */
     bool cursors_used;                   /* an execute asked for a cursor: CURSOR_EXISTS then means one is open */
     bool pin_unknown;                    /* the proxy lost track (out of memory, variables unreadable) */
     char **pend_drops;                   /* owned: temporary tables the request in flight drops */
@@ -199,5 +202,8 @@ void sy_mysql_switch_rollback(struct sy_mysql_session *s);
 /* The backend was lost while idle and a request waits: builds a new one on the active side with the
  * session's state, then lets the request through (or fails the session with the reason). */
 void sy_mysql_switch_reconnect(struct sy_mysql_session *s);
+/* The reply of a read that ran across a flip has ended: copies the user variables (now that the session
+ * is quiet), then moves the session to its warm connection. True when it took the session over. */
+bool sy_mysql_switch_finish_flip(struct sy_mysql_session *s);
 
 #endif

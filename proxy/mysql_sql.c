@@ -246,7 +246,7 @@ bool sy_sql_next(const uint8_t *sql, size_t len, size_t *pos, struct sy_sql_stmt
     struct lex lx = { .s = sql, .len = len, .i = *pos };
     struct token lead[LEAD_MAX];
     size_t n_lead = 0;
-    bool compound = false, flush = false, with_read = false;
+    bool compound = false, flush = false, with_read = false, not_read = false;
     unsigned depth = 0, commas = 0;
     struct token prev = { T_END, 0, 0 }, prev2 = { T_END, 0, 0 };
     size_t end = 0;
@@ -288,6 +288,10 @@ bool sy_sql_next(const uint8_t *sql, size_t len, size_t *pos, struct sy_sql_stmt
         if (tok_is(&lx, t, "session_track_system_variables") || tok_is(&lx, t, "session_track_schema") ||
             tok_is(&lx, t, "session_track_state_change"))
             out->tracking = true;
+        if ((tok_is(&lx, t, "update") && tok_is(&lx, prev, "for")) || (tok_is(&lx, t, "mode") && tok_is(&lx, prev, "share")) ||
+            tok_is(&lx, t, "into") || tok_is(&lx, t, "nextval") || tok_is(&lx, t, "setval") ||
+            tok_is(&lx, t, "analyze"))
+            not_read = true;
         if (flush && tok_is(&lx, t, "lock") && tok_is(&lx, prev, "read") && tok_is(&lx, prev2, "with"))
             with_read = true;
         prev2 = prev;
@@ -303,6 +307,10 @@ bool sy_sql_next(const uint8_t *sql, size_t len, size_t *pos, struct sy_sql_stmt
         out->kind = SY_SQL_LOCK_TABLES;
     if (out->kind == SY_SQL_TEMP_DROP || out->kind == SY_SQL_DROP_TABLE)
         out->tables = commas + 1;
+    static const char *const reads[] = { "select", "with", "values", "show", "desc", "describe", "explain" };
+    for (size_t k = 0; n_lead > 0 && k < sizeof reads / sizeof reads[0]; k++)
+        if (tok_is(&lx, lead[0], reads[k]) && lead[0].off == out->off)
+            out->read = !not_read && out->get_locks == 0 && out->release_locks == 0 && !out->release_all_locks;
     *pos = lx.i;
     return true;
 }
@@ -344,7 +352,9 @@ void sy_sql_effect(const uint8_t *sql, size_t len, struct sy_sql_effect *out)
     memset(out, 0, sizeof *out);
     size_t pos = 0;
     struct sy_sql_stmt st;
+    bool all_read = true;
     while (sy_sql_next(sql, len, &pos, &st)) {
+        all_read = all_read && st.read;
         if (out->statements++ == 0)
             out->kind = st.kind;
         switch (st.kind) {
@@ -374,4 +384,5 @@ void sy_sql_effect(const uint8_t *sql, size_t len, struct sy_sql_effect *out)
         out->user_locks += (int)st.get_locks - (int)st.release_locks;
         out->tracking = out->tracking || st.tracking;
     }
+    out->read = all_read && out->statements > 0;
 }

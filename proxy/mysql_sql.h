@@ -38,6 +38,9 @@ struct sy_sql_stmt {
     unsigned release_locks;  /* RELEASE_LOCK( calls */
     bool release_all_locks;  /* RELEASE_ALL_LOCKS( */
     bool tracking;           /* names session_track_system_variables, _schema or _state_change */
+    bool read;               /* a plain read: SELECT / WITH / VALUES / SHOW / DESCRIBE / EXPLAIN without
+                                FOR UPDATE, LOCK IN SHARE MODE, INTO, NEXTVAL/SETVAL, ANALYZE or a lock
+                                function; it may finish on a side that was fenced meanwhile */
 };
 
 /* The statement starting at *pos (an offset into sql); moves *pos past it and its ';'. Returns
@@ -65,6 +68,7 @@ struct sy_sql_effect {
     bool release_all_locks;  /* RELEASE_ALL_LOCKS before any later GET_LOCK */
     bool xa_start, xa_end;   /* the last of them wins */
     bool tracking;
+    bool read;               /* every statement is a read (and there is at least one) */
 };
 void sy_sql_effect(const uint8_t *sql, size_t len, struct sy_sql_effect *out);
 

@@ -118,15 +118,21 @@ static void warm_fail(struct sy_mysql_session *s, const char *what, const char *
     }
 }
 
+static void finish_flip_now(struct sy_mysql_session *s);
+
 static void on_warm_uservars(struct sy_mysql_conn *c, const struct sy_mysql_result *res, void *arg)
 {
     struct sy_mysql_session *s = arg;
     s->uservars_copying = false;
     if (!res->ok) {
         warm_fail(s, "copying user variables", res->err_msg);
+        if (s->flip_due)
+            finish_flip_now(s);
         return;
     }
     s->uservars_done = true;
+    if (s->flip_due)
+        finish_flip_now(s);
 }
 
 /* The session's user variables, read on its current backend (the session is quiet). */
@@ -138,12 +144,20 @@ static void on_source_uservars(struct sy_mysql_conn *c, const struct sy_mysql_re
     if (!res->ok) {
         s->uservars_copying = false;
         warm_fail(s, "reading user variables", res->err_msg);
+        if (s->flip_due) {
+            finish_flip_now(s);
+            return;
+        }
         sy_mysql_session_kick(s);
         return;
     }
     if (s->warm == NULL || s->warm_state != WARM_READY || res->n_rows == 0 || res->n_cols < 4) {
         s->uservars_copying = false;
         s->uservars_done = s->warm_state == WARM_READY;
+        if (s->flip_due) {
+            finish_flip_now(s);
+            return;
+        }
         sy_mysql_session_kick(s);
         return;
     }
@@ -164,6 +178,14 @@ static void on_source_uservars(struct sy_mysql_conn *c, const struct sy_mysql_re
     if (!warm_send(s, &sql, on_warm_uservars, &why)) {
         s->uservars_copying = false;
         warm_fail(s, "copying user variables", why);
+        if (s->flip_due) {
+            finish_flip_now(s);
+            return;
+        }
+    }
+    if (s->flip_due) {
+        sy_mysql_session_set_state(s, SS_INTERNAL); /* waits for the warm connection's answer */
+        return;
     }
     sy_mysql_session_kick(s); /* what the client sent meanwhile */
 }
@@ -355,6 +377,44 @@ void sy_mysql_switch_rollback(struct sy_mysql_session *s)
     }
 }
 
+/* Moves a session whose read ran across the flip, or fails it if its connection on the active side
+ * could not be completed. */
+static void finish_flip_now(struct sy_mysql_session *s)
+{
+    s->flip_due = false;
+    enum sy_side active = s->px->pair->active_side;
+    if (s->side == active) { /* switched back meanwhile: it never left */
+        sy_mysql_session_set_state(s, SS_IDLE);
+        sy_mysql_session_kick(s);
+        return;
+    }
+    if (s->warm_state != WARM_READY || s->warm_side != active || s->warm_stale || !s->uservars_done) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "Switchyard: the session could not be moved to the %s side%s%s",
+                 sy_side_name(active), s->warm_error[0] ? ": " : "", s->warm_error);
+        sy_mysql_session_fail(s, (uint8_t)(s->seq + 1), 1927, "08S01", msg);
+        return;
+    }
+    install_warm(s);
+    sy_log_info("%s: moved to the %s side after its read ended", s->label, sy_side_name(active));
+    sy_mysql_session_set_state(s, SS_IDLE);
+    sy_mysql_session_kick(s);
+}
+
+bool sy_mysql_switch_finish_flip(struct sy_mysql_session *s)
+{
+    if (!s->flip_due)
+        return false;
+    if (s->side == s->px->pair->active_side || s->uservars_done || s->warm_state != WARM_READY) {
+        finish_flip_now(s);
+        return true;
+    }
+    copy_uservars(s); /* the old side is fenced but readable: then on_warm_uservars moves it */
+    if (!s->uservars_copying)
+        finish_flip_now(s);
+    return true;
+}
+
 void sy_mysql_switch_reconnect(struct sy_mysql_session *s)
 {
     enum sy_side active = s->px->pair->active_side;
@@ -374,6 +434,14 @@ static bool logged_in(const struct sy_mysql_session *s)
 {
     return s->state == SS_IDLE || s->state == SS_BUSY || s->state == SS_INFILE || s->state == SS_HELD ||
            s->state == SS_INTERNAL;
+}
+
+/* An autocommit read in flight outside a transaction: it finishes on the old side (a fence does not stop
+ * reads), and the session moves right after (flip_due), so no one else waits for it. */
+static bool reads_across(const struct sy_mysql_session *s)
+{
+    return s->state == SS_BUSY && s->req_read && !s->in_txn && !s->backend_lost && s->req_left == 0 &&
+           !s->req_continues;
 }
 
 void sy_mysql_switch_warm(struct sy_mysql_proxy *px, enum sy_side to, bool old_side_alive)
@@ -407,7 +475,10 @@ void sy_mysql_switch_progress(struct sy_mysql_proxy *px, enum sy_side to, struct
             out->in_transaction++;
         if (s->state == SS_PARKED || s->state == SS_HANDSHAKE || s->state == SS_AUTH_SWITCH || s->state == SS_LOOKUP)
             continue; /* logs in on the active side once released */
-        if (!sy_mysql_session_quiet(s) && !s->backend_lost)
+        bool reading = reads_across(s);
+        if (reading)
+            out->reading++;
+        else if (!sy_mysql_session_quiet(s) && !s->backend_lost)
             out->busy++;
         if (!logged_in(s) && !s->backend_lost)
             continue;
@@ -415,8 +486,8 @@ void sy_mysql_switch_progress(struct sy_mysql_proxy *px, enum sy_side to, struct
             out->warm_failed++;
         else if (s->warm_state != WARM_READY || s->warm_side != to || s->warm_stale)
             out->not_ready++;
-        else if (!s->uservars_done)
-            out->uservars_pending++;
+        else if (!s->uservars_done && !reading)
+            out->uservars_pending++; /* a reading session's are copied once its read ends */
     }
 }
 
@@ -503,9 +574,13 @@ size_t sy_mysql_switch_flip(struct sy_mysql_proxy *px, enum sy_side to)
         next = TAILQ_NEXT(s, link);
         if (!logged_in(s) && !s->backend_lost)
             continue; /* not logged in yet: logs in on the active side */
-        bool ready = s->warm_state == WARM_READY && s->warm_side == to && !s->warm_stale &&
-                     (sy_mysql_session_quiet(s) || s->backend_lost);
-        if (!ready) {
+        bool ready = s->warm_state == WARM_READY && s->warm_side == to && !s->warm_stale;
+        if (ready && reads_across(s)) {
+            s->flip_due = true; /* moves when its read ends (sy_mysql_switch_finish_flip) */
+            moved++;
+            continue;
+        }
+        if (!ready || !(sy_mysql_session_quiet(s) || s->backend_lost)) {
             char msg[600];
             snprintf(msg, sizeof msg, "Switchyard: the session could not be moved to the %s side%s%s",
                      sy_side_name(to), s->warm_error[0] ? ": " : "", s->warm_error);

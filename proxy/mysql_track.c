@@ -96,6 +96,7 @@ void sy_mysql_track_request(struct sy_mysql_session *s, const uint8_t *sql, size
 {
     struct sy_sql_effect e;
     sy_sql_effect(sql, len, &e);
+    s->req_read = e.read && !s->in_txn && (s->status & SY_STATUS_AUTOCOMMIT);
     if (e.tracking)
         s->resync_due = true;
     if (e.lock_tables)

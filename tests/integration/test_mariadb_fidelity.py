@@ -348,3 +348,42 @@ def test_prepared_load_data_local_and_call_with_an_inner_cursor(switchable, mari
     assert results["proxy"] == results["direct"], results
     assert results["proxy"][1] == ["executed rows 0"] and results["proxy"][5][0] == "row 5", results
     assert [x["unmovable_reason"] for x in d.admin_ok("clients", pair=pname)["clients"]] == [None]
+
+
+def test_a_long_read_does_not_hold_up_the_others(daemon, mariadb_pair, fresh):  # noqa: F811
+    """An autocommit SELECT SLEEP(3) in flight, longer than max_hold_ms: the switch goes on without waiting
+    for it (the others pause briefly), the read finishes on the old side, then its session moves with its
+    user variables."""
+    from test_forward_mariadb import wait_state
+    from test_reverse_mariadb import wait_reverse
+    from test_switchover_mariadb import app_user
+    b, dr = mariadb_pair
+    b.sql("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))", database=fresh)
+    app_user(mariadb_pair, fresh)
+    pname = f"r{fresh}"
+    d = daemon(pair=pname, objects=f"{fresh}.*", txn_drain_ms=300, max_hold_ms=2000)
+    wait_state(d, pname, "running")
+    d.admin_ok("create-reverse", pair=pname)
+    wait_reverse(d, pname, "collecting")
+    reader, writer = app_conn(d, fresh), app_conn(d, fresh)
+    one(reader, "SET @mine = 'kept'")
+    one(writer, "INSERT INTO t VALUES (1, 'before')")
+    got = {}
+
+    def long_read():
+        t0 = time.monotonic()
+        got["sleep"] = one(reader, "SELECT SLEEP(3), @@global.read_only")
+        got["read_s"] = time.monotonic() - t0
+    t = threading.Thread(target=long_read)
+    t.start()
+    time.sleep(0.5)                                         # the read is running on business
+    r = d.admin_ok("switchover", pair=pname)
+    assert r["pause_ms"] < 1500 and r["moved_clients"] == 2, r
+    one(writer, "INSERT INTO t VALUES (2, 'after')")          # on DR at once, while the read still runs
+    assert q(dr, "SELECT v FROM t WHERE id = 2", fresh) == (("after",),)
+    t.join(10)
+    assert got["sleep"] == ((0, 1),), got                    # it finished where it started: business, fenced by then
+    assert one(reader, "SELECT @mine, @@global.read_only") == (("kept", 0),)   # moved to DR, variable kept
+    assert q(b, "SELECT @@global.read_only")[0][0] == 1
+    reader.close()
+    writer.close()

@@ -198,6 +198,37 @@ static void test_names(void)
           nm.name_len == 2);
 }
 
+static void test_reads(void)
+{
+    static const struct {
+        const char *sql;
+        bool read;
+    } cases[] = {
+        { "SELECT SLEEP(4)", true },
+        { "/* report */ select * from t where a = 'for update'", true },
+        { "WITH x AS (SELECT 1) SELECT * FROM x", true },
+        { "SHOW PROCESSLIST", true },
+        { "EXPLAIN SELECT 1", true },
+        { "SELECT * FROM t FOR UPDATE", false },
+        { "SELECT * FROM t LOCK IN SHARE MODE", false },
+        { "SELECT a INTO @x FROM t", false },
+        { "SELECT NEXTVAL(s)", false },
+        { "SELECT GET_LOCK('a', 1)", false },
+        { "ANALYZE SELECT 1", false },
+        { "INSERT INTO t VALUES (1)", false },
+        { "UPDATE t SET a = 1", false },
+        { "CALL p()", false },
+    };
+    for (size_t i = 0; i < N(cases); i++) {
+        if (first(cases[i].sql).read != cases[i].read)
+            fprintf(stderr, "read case %zu: %s\n", i, cases[i].sql);
+        CHECK(first(cases[i].sql).read == cases[i].read);
+    }
+    CHECK(effect("SELECT 1; SELECT 2").read);
+    CHECK(!effect("SELECT 1; DELETE FROM t").read);
+    CHECK(!effect("").read);
+}
+
 int main(void)
 {
     test_kinds();
@@ -205,5 +236,6 @@ int main(void)
     test_batches();
     test_compound();
     test_names();
+    test_reads();
     return CHECK_DONE();
 }
