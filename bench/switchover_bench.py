@@ -262,10 +262,36 @@ class SysbenchRun:
 
 # --- switches -------------------------------------------------------------------------------------------
 
-def do_switch(sy: SwitchyardPair, index: int, sb: SysbenchRun | None) -> dict:
+def long_read(port: int, secs: float, out: dict) -> threading.Thread:
+    """An autocommit SELECT SLEEP(secs) through the proxy (a report query), started before a switch."""
+    import pymysql
+
+    def run():
+        t0 = time.monotonic()
+        try:
+            c = pymysql.connect(host=HOST, port=port, user=APP_USER, password=APP_PASSWORD, database=SB_DB,
+                                autocommit=True)
+            with c.cursor() as cur:
+                cur.execute(f"SELECT SLEEP({secs})")
+                out["result"] = cur.fetchall()
+            c.close()
+        except Exception as e:  # noqa: BLE001 - recorded, the bench goes on
+            out["error"] = repr(e)
+        out["read_s"] = round(time.monotonic() - t0, 3)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def do_switch(sy: SwitchyardPair, index: int, sb: SysbenchRun | None, long_read_s: float = 0) -> dict:
     active = sy.pair().get("active_side")
     cmd = "switchover" if active == "business" else "switchback"
     rec = {"index": index, "cmd": cmd, "active_before": active}
+    reader = None
+    if long_read_s > 0:
+        rec["long_read"] = {"seconds": long_read_s}
+        reader = long_read(sy.port, long_read_s, rec["long_read"])
+        time.sleep(0.5)                         # the read is running when the switch starts
     rec["t_sent"] = round(sb.now(), 3) if sb else None
     t0 = time.monotonic()
     try:
@@ -285,6 +311,8 @@ def do_switch(sy: SwitchyardPair, index: int, sb: SysbenchRun | None) -> dict:
         rec["error"] = {"code": err.get("code"), "message": err.get("message")}
         rec["error_detail"] = {k: v for k, v in err.items() if k not in ("code", "message")}
         rec["steps"] = (err.get("steps") or {}) if isinstance(err, dict) else {}
+    if reader is not None:
+        reader.join(long_read_s + 30)
     return rec
 
 
@@ -463,6 +491,14 @@ def print_summary(report: dict, a: dict) -> None:
         for rec in report["switches"]:
             if not rec["ok"]:
                 print(f"    #{rec['index'] + 1} {rec['cmd']}: {rec['error']['code']}: {rec['error']['message']}")
+    if report["args"].get("long_read"):
+        w = [r["pause_ms"] for r in report["switches"] if r["ok"] and r.get("long_read")]
+        wo = [r["pause_ms"] for r in report["switches"] if r["ok"] and not r.get("long_read")]
+        reads = [r["long_read"] for r in report["switches"] if r.get("long_read")]
+        print(f"\n  pause with an autocommit SELECT SLEEP({report['args']['long_read']}) in flight: p50 "
+              f"{f(pct(w, 50), '{:.0f}')} max {f(max(w, default=None), '{:.0f}')} ms ({len(w)} switches); without: "
+              f"p50 {f(pct(wo, 50), '{:.0f}')} max {f(max(wo, default=None), '{:.0f}')} ms ({len(wo)}); the reads: "
+              f"{[x.get('read_s') for x in reads]} s, errors {[x['error'] for x in reads if 'error' in x]}")
     v = a["verdict"]
     yn = lambda x: "-" if x is None else ("met" if x else "NOT MET")  # noqa: E731
     print(f"\n  verdict vs target: max pause {f(p['max'], '{:.0f}')} <= {TARGET_MAX_MS} ms: {yn(v['max_pause'])}; "
@@ -486,6 +522,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="smoke run: 5 switches")
     ap.add_argument("--reps", type=int, default=3, help="baseline/switch run pairs (default 3)")
     ap.add_argument("--gap", type=float, default=2.0, help="seconds between a switch's answer and the next call")
+    ap.add_argument("--long-read", type=float, default=0.0,
+                    help="every other switch runs with an autocommit SELECT SLEEP(S) in flight (pauses compared)")
     ap.add_argument("--threads", type=int, default=64)
     ap.add_argument("--rate", type=int, default=1000, help="sysbench --rate (target TPS)")
     ap.add_argument("--results-dir", default=str(ROOT / "bench" / "results"))
@@ -579,7 +617,7 @@ def main() -> int:
                                 break
                             if k and secs - sb.now() < PER_SWITCH_S - args.gap:   # out of time: next run
                                 break
-                            rec = do_switch(sy, done, sb)
+                            rec = do_switch(sy, done, sb, args.long_read if done % 2 == 1 else 0)
                             rec["run"] = label
                             report["switches"].append(rec)
                             print_switch(rec)

@@ -387,3 +387,41 @@ def test_a_long_read_does_not_hold_up_the_others(daemon, mariadb_pair, fresh):  
     assert q(b, "SELECT @@global.read_only")[0][0] == 1
     reader.close()
     writer.close()
+
+
+@pytest.mark.parametrize("which", ["connection_id", "handshake_id"])
+def test_kill_by_either_id_and_processlist_agree(switchable, mariadb_pair, which):
+    """A session has two ids: the one in the proxy's greeting (>= 1000000000, what the driver reports) and
+    its backend thread (CONNECTION_ID(), SHOW PROCESSLIST). KILL QUERY and KILL CONNECTION of either act on
+    that session, as they would directly."""
+    d, pname, db = switchable
+    victim, killer = app_conn(d, db), app_conn(d, db)
+    backend_id = one(victim, "SELECT CONNECTION_ID()")[0][0]
+    assert victim.thread_id() >= 1_000_000_000 and backend_id < 1_000_000_000
+    listed = {x["id"]: x["backend_thread"] for x in d.admin_ok("clients", pair=pname)["clients"]}
+    assert listed[victim.thread_id()] == backend_id
+    ids = [r[0] for r in one(killer, "SHOW PROCESSLIST")]
+    assert backend_id in ids                                  # the processlist shows the backend thread id
+    target = backend_id if which == "connection_id" else victim.thread_id()
+    got = {}
+
+    def sleeper():
+        try:
+            got["rows"] = one(victim, "SELECT SLEEP(20)")
+        except pymysql.err.MySQLError as e:
+            got["error"] = e.args
+    t = threading.Thread(target=sleeper)
+    t.start()
+    wait_for(lambda: any(r[0] == backend_id and (r[7] or "").startswith("SELECT SLEEP")
+                         for r in one(killer, "SHOW PROCESSLIST")), 10, "the sleep is running")
+    one(killer, f"KILL QUERY {target}")
+    t.join(10)
+    # MariaDB ends an interrupted SLEEP() with result 1 (or error 1317): either way the connection stays
+    assert got.get("rows") == ((1,),) or got.get("error", (0,))[0] == 1317, got
+    assert one(victim, "SELECT 1") == ((1,),)
+    one(killer, f"KILL CONNECTION {target}")
+    with pytest.raises(pymysql.err.OperationalError) as e:
+        one(victim, "SELECT 1")
+    assert e.value.args[0] in (2013, 2006), e.value.args
+    assert backend_id not in [r[0] for r in one(killer, "SHOW PROCESSLIST")]
+    killer.close()
