@@ -33,6 +33,12 @@
 
 #define SESS_HIGH_WATER (4u << 20)  /* stop reading a side while the other's output holds more */
 #define SESS_MAX_TRACKED_SQL (1u << 20) /* prepared statement text kept for re-prepare */
+/* MariaDB extensions offered when the server offers them: progress reports (ERR 0xFFFF packets inside a
+ * reply, followed by the tracker), bulk execute (statement ids mapped like any COM_STMT_*), extended type
+ * info and metadata caching (the tracker reads the "metadata follows" byte). COM_MULTI is not offered. */
+#define SESS_EXT_CAPS                                                                                      \
+    (SY_CAP_MARIADB_PROGRESS | SY_CAP_MARIADB_STMT_BULK | SY_CAP_MARIADB_EXT_TYPE_INFO |                 \
+     SY_CAP_MARIADB_CACHE_METADATA)
 
 static const char *const sess_state_names[SS__COUNT] = {
     "HANDSHAKE", "AUTH_SWITCH", "LOOKUP", "LOGIN", "INIT", "IDLE",
@@ -369,10 +375,13 @@ static void send_greeting(struct sy_mysql_session *s)
                     SY_CAP_PROTOCOL_41 | SY_CAP_INTERACTIVE | SY_CAP_IGNORE_SIGPIPE | SY_CAP_TRANSACTIONS |
                     SY_CAP_SECURE_CONNECTION | SY_CAP_MULTI_STATEMENTS | SY_CAP_MULTI_RESULTS |
                     SY_CAP_PS_MULTI_RESULTS | SY_CAP_PLUGIN_AUTH | SY_CAP_CONNECT_ATTRS | SY_CAP_PLUGIN_AUTH_LENENC |
-                    SY_CAP_CAN_HANDLE_EXPIRED_PASSWORDS | SY_CAP_SESSION_TRACK | SY_CAP_DEPRECATE_EOF;
+                    SY_CAP_CAN_HANDLE_EXPIRED_PASSWORDS | SY_CAP_SESSION_TRACK | SY_CAP_DEPRECATE_EOF |
+                    SESS_EXT_CAPS;
     uint64_t server = sy_mysql_accounts_server_caps(s->px->accounts);
     if (server != 0)
-        caps &= server | SY_CAP_MYSQL;
+        caps &= server; /* a MariaDB server clears CLIENT_MYSQL to announce its extended capabilities */
+    else
+        caps &= ~SESS_EXT_CAPS;
     if (s->px->tls)
         caps |= SY_CAP_SSL;
     g.caps = caps;
@@ -596,7 +605,7 @@ static void on_handshake_response(struct sy_mysql_session *s, const uint8_t *p, 
                          SY_CAP_TRANSACTIONS | SY_CAP_SECURE_CONNECTION | SY_CAP_MULTI_STATEMENTS |
                          SY_CAP_MULTI_RESULTS | SY_CAP_PS_MULTI_RESULTS | SY_CAP_PLUGIN_AUTH | SY_CAP_CONNECT_ATTRS |
                          SY_CAP_PLUGIN_AUTH_LENENC | SY_CAP_CAN_HANDLE_EXPIRED_PASSWORDS | SY_CAP_SESSION_TRACK |
-                         SY_CAP_DEPRECATE_EOF);
+                         SY_CAP_DEPRECATE_EOF | SESS_EXT_CAPS);
     s->backend_caps = (s->caps | SY_CAP_SESSION_TRACK) & ~(SY_CAP_SSL | SY_CAP_CONNECT_WITH_DB);
     s->collation = h->collation;
     s->max_packet = h->max_packet;

@@ -580,6 +580,13 @@ size_t sy_mysql_switch_flip(struct sy_mysql_proxy *px, enum sy_side to)
             moved++;
             continue;
         }
+        if (ready && !s->uservars_done && sy_mysql_session_quiet(s) && !s->backend_lost) {
+            /* its read ended after the last progress check: copy its user variables first, then move */
+            s->flip_due = true;
+            moved++;
+            sy_mysql_switch_finish_flip(s);
+            continue;
+        }
         if (!ready || !(sy_mysql_session_quiet(s) || s->backend_lost)) {
             char msg[600];
             snprintf(msg, sizeof msg, "Switchyard: the session could not be moved to the %s side%s%s",

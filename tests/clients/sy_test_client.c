@@ -6,7 +6,10 @@
  *   query SQL      rows ("row a b"), "affected N" or "ERROR ..."; then the tracked system variables
  *                  the server reported ("track name=value") and the schema ("track_schema db")
  *   prepare SQL    server-side prepare (the statement kept for execute)
- *   execute        execute the last prepared statement (no parameters); rows like query */
+ *   execute        execute the last prepared statement (no parameters); rows like query
+ *   bulk T FIRST N INSERT INTO T (id, v) VALUES (?, ?) for ids FIRST..FIRST+N-1 as one array execute
+ *                  (COM_STMT_BULK_EXECUTE when the server offers it); the statement is kept: `bulk`
+ *                  again with the same T re-executes it ("bulk_ok N" or "ERROR ...") */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -214,10 +217,57 @@ static void print_tracking(MYSQL *m)
         printf("track_schema %.*s\n", (int)l, d);
 }
 
+/* One array execute of INSERT INTO table (id, v) VALUES (?, ?); *bst is prepared on first use. */
+static void run_bulk(MYSQL *m, MYSQL_STMT **bst, const char *table, int first, unsigned n)
+{
+    if (*bst == NULL) {
+        char sql[300];
+        snprintf(sql, sizeof sql, "INSERT INTO %s (id, v) VALUES (?, ?)", table);
+        *bst = mysql_stmt_init(m);
+        if (mysql_stmt_prepare(*bst, sql, strlen(sql)) != 0) {
+            printf("ERROR %u %s %s\n", mysql_stmt_errno(*bst), mysql_stmt_sqlstate(*bst), mysql_stmt_error(*bst));
+            mysql_stmt_close(*bst);
+            *bst = NULL;
+            return;
+        }
+    }
+    int *ids = calloc(n, sizeof *ids);
+    char *vals = calloc(n, 16);
+    char **ptrs = calloc(n, sizeof *ptrs); /* column-wise strings: an array of pointers */
+    unsigned long *lens = calloc(n, sizeof *lens);
+    if (ids == NULL || vals == NULL || ptrs == NULL || lens == NULL) {
+        printf("ERROR out of memory\n");
+    } else {
+        for (unsigned i = 0; i < n; i++) {
+            ids[i] = first + (int)i;
+            lens[i] = (unsigned long)snprintf(vals + 16 * i, 16, "bulk-%d", ids[i]);
+            ptrs[i] = vals + 16 * i;
+        }
+        MYSQL_BIND b[2];
+        memset(b, 0, sizeof b);
+        b[0].buffer_type = MYSQL_TYPE_LONG;
+        b[0].buffer = ids;
+        b[1].buffer_type = MYSQL_TYPE_STRING;
+        b[1].buffer = ptrs;
+        b[1].length = lens;
+        size_t row_size = 0; /* column-wise arrays */
+        if (mysql_stmt_attr_set(*bst, STMT_ATTR_ARRAY_SIZE, &n) != 0 ||
+            mysql_stmt_attr_set(*bst, STMT_ATTR_ROW_SIZE, &row_size) != 0 || mysql_stmt_bind_param(*bst, b) != 0 ||
+            mysql_stmt_execute(*bst) != 0)
+            printf("ERROR %u %s %s\n", mysql_stmt_errno(*bst), mysql_stmt_sqlstate(*bst), mysql_stmt_error(*bst));
+        else
+            printf("bulk_ok %llu\n", (unsigned long long)mysql_stmt_affected_rows(*bst));
+    }
+    free(ids);
+    free(vals);
+    free(ptrs);
+    free(lens);
+}
+
 static int run_script(MYSQL *m)
 {
     char line[8192];
-    MYSQL_STMT *st = NULL;
+    MYSQL_STMT *st = NULL, *bst = NULL;
     while (fgets(line, sizeof line, stdin) != NULL) {
         line[strcspn(line, "\n")] = '\0';
         if (strncmp(line, "query ", 6) == 0) {
@@ -262,6 +312,14 @@ static int run_script(MYSQL *m)
                 while (mysql_stmt_next_result(st) == 0)
                     mysql_stmt_free_result(st);
             }
+        } else if (strncmp(line, "bulk ", 5) == 0) {
+            char table[200];
+            int first;
+            unsigned n;
+            if (sscanf(line + 5, "%199s %d %u", table, &first, &n) == 3 && n > 0)
+                run_bulk(m, &bst, table, first, n);
+            else
+                printf("ERROR usage: bulk TABLE FIRST N\n");
         } else {
             printf("ERROR unknown command\n");
         }
@@ -270,6 +328,8 @@ static int run_script(MYSQL *m)
     }
     if (st != NULL)
         mysql_stmt_close(st);
+    if (bst != NULL)
+        mysql_stmt_close(bst);
     return 0;
 }
 

@@ -425,3 +425,25 @@ def test_kill_by_either_id_and_processlist_agree(switchable, mariadb_pair, which
     assert e.value.args[0] in (2013, 2006), e.value.args
     assert backend_id not in [r[0] for r in one(killer, "SHOW PROCESSLIST")]
     killer.close()
+
+
+def test_bulk_inserts_use_bulk_execute_across_a_switch(switchable, mariadb_pair, cclients):
+    """Connector/C array binding: one COM_STMT_BULK_EXECUTE per batch through the proxy (as directly), and
+    the same prepared statement keeps working on the other side after a switch (its id is mapped)."""
+    d, pname, db = switchable
+    b, dr = mariadb_pair
+    b.sql("CREATE TABLE bk (id INT PRIMARY KEY, v VARCHAR(20))", database=db)
+    wait_for(lambda: q(dr, f"SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='{db}' AND "
+                           "TABLE_NAME='bk'") == ((1,),), 30, "table on DR")
+    execs = lambda srv: int(q(srv, "SHOW GLOBAL STATUS LIKE 'Com_stmt_execute'")[0][1])  # noqa: E731
+    c = cclients(d.port)
+    c.cmd(f"query USE {db}")
+    before = execs(b)
+    assert c.cmd("bulk bk 1 500") == ["bulk_ok 500"]
+    assert execs(b) - before <= 2, "500 rows should be one bulk execute, not a round trip per row"
+    d.admin_ok("switchover", pair=pname)
+    before_dr = execs(dr)
+    assert c.cmd("bulk bk 501 500") == ["bulk_ok 500"]     # the same statement, re-prepared on DR
+    assert execs(dr) - before_dr <= 2
+    assert q(dr, "SELECT COUNT(*), SUM(id) FROM bk", db) == ((1000, sum(range(1, 1001))),)
+    wait_for(lambda: q(b, "SELECT COUNT(*) FROM bk", db) == ((1000,),), 30, "reverse applied")
