@@ -83,10 +83,13 @@ struct sy_instance {
                                                 what persist() writes) */
     struct event *stopped_ev;                /* owned: a module thread is done (made active by the thread) */
     struct settle_waiter *waiters;           /* owned: called once the instance is not STOPPING */
-    bool initial_sync_done;                  /* persisted: the copy finished */
+    bool initial_sync_done;                  /* persisted: the copy finished; changed under the write module's
+                                                report lock once threads run (sy_instance_write_position) */
     bool write_enabled;                      /* persisted: the write module belongs to the running
                                                 instance (forward: after the copy; reverse: after start) */
-    char start_position[1024];               /* persisted: where collection starts if the spool is empty */
+    char start_position[1024];               /* persisted: where collection starts if the spool is empty;
+                                                changed under the write module's report lock, like
+                                                initial_sync_done */
     char last_error[1024];                   /* persisted; "" = none */
     char reason[64];                         /* snake_case reason of the last error / retry */
     struct sy_spool *spool;                  /* owned */
@@ -96,7 +99,8 @@ struct sy_instance {
     bool precheck_running;
     volatile int precheck_done;              /* set by the precheck thread when finished */
     int precheck_rc;
-    json_t *checks;                          /* owned: last precheck result */
+    json_t *precheck_out;                    /* owned by the precheck thread until it is joined */
+    json_t *checks;                          /* owned: last precheck result (loop only) */
     struct sy_lag lag;                       /* source positions polled with local timestamps */
     pthread_t lag_thread;
     bool lag_running;
@@ -496,7 +500,7 @@ static void *precheck_main(void *arg)
     struct sy_instance *in = arg;
     json_t *checks = json_array();
     in->precheck_rc = in->mods->precheck(in->pair->cfg, in->dir, checks);
-    in->checks = checks;
+    in->precheck_out = checks; /* the loop takes it after the join */
     __atomic_store_n(&in->precheck_done, 1, __ATOMIC_RELEASE);
     return NULL;
 }
@@ -526,7 +530,7 @@ static void run_state(struct sy_instance *in)
         break;
     case SY_INST_INITIAL_SYNC:
         if (in->mod[MOD_INIT].ops == NULL) {
-            in->initial_sync_done = true;
+            in->initial_sync_done = true; /* no thread runs yet */
             in->write_enabled = true;
             set_state(in, SY_INST_RUNNING);
             run_state(in);
@@ -568,6 +572,9 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
     if (in->precheck_running && __atomic_load_n(&in->precheck_done, __ATOMIC_ACQUIRE)) {
         pthread_join(in->precheck_thread, NULL);
         in->precheck_running = false;
+        json_decref(in->checks);
+        in->checks = in->precheck_out;
+        in->precheck_out = NULL;
         if (in->precheck_rc == 0) {
             in->last_error[0] = '\0';
             set_state(in, in->initial_sync_done ? SY_INST_RUNNING : SY_INST_INITIAL_SYNC);
@@ -624,9 +631,12 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
         if (i == MOD_INIT && sync_done) {
             module_stop(in, MOD_INIT, SY_MOD_STOPPED); /* its thread is returning; joined when done */
             module_reap(in, MOD_INIT);
+            struct sy_module_report *wr = &in->mod[MOD_WRITE].report;
+            pthread_mutex_lock(&wr->lock); /* sy_instance_write_position reads them off the loop */
             in->initial_sync_done = true;
-            in->write_enabled = true;
             snprintf(in->start_position, sizeof in->start_position, "%s", position);
+            pthread_mutex_unlock(&wr->lock);
+            in->write_enabled = true;
             in->last_error[0] = '\0'; /* a retried copy that finished leaves no error behind */
             in->reason[0] = '\0';
             sy_log_info("%s: initial synchronization done; incremental from %s", in->id, position);
@@ -760,6 +770,7 @@ void sy_instance_close(struct sy_instance *in)
     call_waiters(in);
     if (in->precheck_running)
         pthread_join(in->precheck_thread, NULL);
+    json_decref(in->precheck_out);
     for (int i = 0; i < MOD__COUNT; i++) {
         if (in->mod[i].ctx.report) {
             sy_module_report_fini(&in->mod[i].report);
@@ -779,11 +790,11 @@ void sy_instance_write_position(struct sy_instance *in, char *out, size_t outlen
     struct module *m = &in->mod[MOD_WRITE];
     pthread_mutex_lock(&m->report.lock);
     snprintf(out, outlen, "%s", m->report.position);
-    pthread_mutex_unlock(&m->report.lock);
-    /* No checkpoint yet (nothing applied since the copy): the destination holds the start position.
-     * start_position is set before the write module starts and not changed while it runs. */
+    /* No checkpoint yet (nothing applied since the copy): the destination holds the start position
+     * (both change under this lock). */
     if (out[0] == '\0' && in->initial_sync_done)
         snprintf(out, outlen, "%s", in->start_position);
+    pthread_mutex_unlock(&m->report.lock);
 }
 
 void sy_instance_progress(struct sy_instance *in, struct sy_instance_progress *out)
