@@ -664,6 +664,13 @@ out:
     }
     if (d.base)
         event_base_loop(d.base, EVLOOP_NONBLOCK); /* answer (and free) the commands that finished */
+    if (sy_admin_jobs() > 0) {
+        /* A thread still uses the pairs, the loop or the admin socket: freeing them would pull them from
+         * under it. Exit without tearing down (the process ends; the state on disk is consistent). */
+        sy_log_error("%d admin command(s) still running after 120 s: exiting without freeing what they use",
+                     sy_admin_jobs());
+        return 1;
+    }
     if (sigterm)
         event_free(sigterm);
     if (sigint)
