@@ -49,6 +49,7 @@ struct collector {
     MYSQL *conn;                         /* owned */
     MARIADB_RPL *rpl;                    /* owned */
     MARIADB_RPL_EVENT *ev;               /* owned */
+    int sock_slot;                       /* conn's socket as watched for a stop (sy_module_socket_watch) */
     struct sy_gtid_set pos;              /* position of everything spooled (committed) */
     bool has_crc;
     /* transaction in progress */
@@ -621,6 +622,8 @@ static void disconnect(struct collector *c)
         mysql_close(c->conn);
         c->conn = NULL;
     }
+    sy_module_socket_drop(c->ctx, c->sock_slot);
+    c->sock_slot = -1;
 }
 
 /* 0 = streaming; 1 = retry later (transient); -1 = failed for good (reported). */
@@ -630,6 +633,8 @@ static int connect_dump(struct collector *c)
     c->conn = sy_mariadb_connect(c->ctx->source, c->cfg, 0, COLL_TIMEOUT_S, &e, c->err, sizeof c->err);
     if (c->conn == NULL)
         return sy_mariadb_is_transient(e) || e == 0 ? 1 : -1;
+    /* a stop shuts it down: a binlog read on a black-holed server would otherwise wait COLL_TIMEOUT_S */
+    c->sock_slot = sy_module_socket_watch(c->ctx, mysql_get_socket(c->conn));
     char pos[1024];
     sy_gtid_set_format(&c->pos, pos, sizeof pos);
     char err[512];
@@ -747,6 +752,7 @@ static void *collector_main(void *arg)
     c->ctx = arg;
     c->cfg = c->ctx->cfg;
     c->has_crc = true;
+    c->sock_slot = -1;
     c->last_position_ms = wall_ms();
     sy_buf_init(&c->buf);
     mysql_thread_init();

@@ -138,6 +138,20 @@ static struct sy_instance *instance_arg(struct sy_admin_req *req, json_t *args, 
 
 typedef int (*instance_op_fn)(struct sy_instance *, const char **, char *, size_t);
 
+static void reply_instance_state(void *arg, struct sy_instance *in)
+{
+    sy_admin_ok(arg, json_pack("{s:s,s:s}", "instance", sy_instance_id(in), "state",
+                               sy_instance_state_name(sy_instance_state(in))));
+}
+
+/* A pause or terminate whose threads are still finishing is answered once they are (the loop serves
+ * everything else meanwhile); shutdown waits for it like for a worker thread. */
+static void reply_when_settled(void *arg, struct sy_instance *in)
+{
+    reply_instance_state(arg, in);
+    sy_admin_job_end();
+}
+
 static void instance_cmd(struct sy_admin_req *req, json_t *args, struct daemon *d, instance_op_fn op)
 {
     struct sy_instance *in = instance_arg(req, args, d);
@@ -149,8 +163,12 @@ static void instance_cmd(struct sy_admin_req *req, json_t *args, struct daemon *
         sy_admin_fail(req, code, "%s", msg);
         return;
     }
-    sy_admin_ok(req, json_pack("{s:s,s:s}", "instance", sy_instance_id(in), "state",
-                               sy_instance_state_name(sy_instance_state(in))));
+    if (sy_instance_state(in) != SY_INST_STOPPING) {
+        reply_instance_state(req, in);
+        return;
+    }
+    sy_admin_job_begin();
+    sy_instance_when_settled(in, reply_when_settled, req);
 }
 
 static void cmd_pause(struct sy_admin_req *req, json_t *args, void *ctx)
@@ -646,6 +664,13 @@ out:
     }
     if (d.base)
         event_base_loop(d.base, EVLOOP_NONBLOCK); /* answer (and free) the commands that finished */
+    if (sy_admin_jobs() > 0) {
+        /* A thread still uses the pairs, the loop or the admin socket: freeing them would pull them from
+         * under it. Exit without tearing down (the process ends; the state on disk is consistent). */
+        sy_log_error("%d admin command(s) still running after 120 s: exiting without freeing what they use",
+                     sy_admin_jobs());
+        return 1;
+    }
     if (sigterm)
         event_free(sigterm);
     if (sigint)

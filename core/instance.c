@@ -7,14 +7,24 @@
  * Persisted: state, whether initial sync finished and the position it ended at, last error. A
  * restart resumes: PRECHECKING and INITIAL_SYNC start over (the copy restarts cleanly), RUNNING and
  * RETRYING start the modules (collection resumes after the spool's last complete transaction, write
- * after its checkpoint in the destination), PAUSED/FAILED/TERMINATED stay. */
+ * after its checkpoint in the destination), PAUSED/FAILED/TERMINATED stay.
+ *
+ * Stops never block the loop. Pause, terminate, a failure and a switch's stop of the write ask the
+ * threads to stop and put the instance in STOPPING with a target state (persisted at once, so a
+ * restart lands there); each thread says when it is done (a flag + an event), the loop joins it then —
+ * a join that cannot block — and the instance reaches its target once every stopped thread is joined.
+ * A collection's database socket is shut down at once (a binlog read is always safe to cut: it
+ * resumes from the spool); a writer or a copy gets STOP_GRACE_MS to finish what it does (commit a
+ * group, write its checkpoint), then its sockets are shut too. */
 #include "core/instance.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "core/change.h"
@@ -23,19 +33,41 @@
 #include "core/state_file.h"
 
 #define POLL_MS 200
+#define STOP_GRACE_MS 2000      /* a writer or a copy still busy this long after a stop has its sockets shut */
+#define MODULE_SOCKETS_MAX 72   /* a writer's control connection + apply_threads (<= 64) workers, and spare */
 
 enum { MOD_INIT, MOD_COLL, MOD_WRITE, MOD__COUNT };
 
+struct sy_module_sockets {
+    pthread_mutex_t lock;            /* held while a descriptor is added, dropped or shut down */
+    int dup[MODULE_SOCKETS_MAX];     /* owned duplicates of the module's database sockets; -1 = free */
+    bool shut;                       /* a stop shut them down: one published later is shut at once */
+};
+
 struct module {
+    struct sy_instance *in;           /* ref: the owner (the thread signals its stopped_ev) */
     const struct sy_module_ops *ops;  /* ref: engine's static ops; NULL = this module does not exist */
     pthread_t thread;
-    bool running;                     /* thread started and not joined */
+    bool running;                     /* thread started and not joined: written by the loop, read by other
+                                         threads (progress) with __atomic loads */
+    bool stopping;                    /* asked to stop, not joined yet (loop only) */
+    int done;                         /* __atomic: set by the thread as it returns; joining it then cannot
+                                         block the loop */
+    enum sy_module_state stop_as;     /* what the module is once joined (loop only) */
+    uint64_t stop_asked_ms;           /* monotonic: when it was asked to stop (the grace runs from here) */
     volatile int stop;                /* asks the thread to return */
+    struct sy_module_sockets sockets; /* what a stop shuts down to wake the thread */
     struct sy_module_report report;
     struct sy_module_ctx ctx;
     uint64_t rate_events;             /* events counter at rate_ms */
     uint64_t rate_ms;                 /* monotonic time of the last rate sample */
     double per_s;                     /* events (rows for the writer) per second over the last second+ */
+};
+
+struct settle_waiter {
+    struct settle_waiter *next;
+    void (*fn)(void *arg, struct sy_instance *in);
+    void *arg;
 };
 
 struct sy_instance {
@@ -45,11 +77,19 @@ struct sy_instance {
     char id[96];                             /* "orders/forward" */
     char dir_path[1024];                     /* state_dir/instances/<pair>.<direction> */
     char state_path[1100];                   /* .../state.json */
-    enum sy_instance_state state;
-    bool initial_sync_done;                  /* persisted: the copy finished */
+    enum sy_instance_state state;            /* written by the loop with __atomic stores (other threads read
+                                                it through sy_instance_progress and the lag thread) */
+    enum sy_instance_state stop_target;      /* STOPPING: the state once every stopped thread is joined (it is
+                                                what persist() writes) */
+    struct event *stopped_ev;                /* owned: a module thread is done (made active by the thread) */
+    struct settle_waiter *waiters;           /* owned: called once the instance is not STOPPING */
+    bool initial_sync_done;                  /* persisted: the copy finished; changed under the write module's
+                                                report lock once threads run (sy_instance_write_position) */
     bool write_enabled;                      /* persisted: the write module belongs to the running
                                                 instance (forward: after the copy; reverse: after start) */
-    char start_position[1024];               /* persisted: where collection starts if the spool is empty */
+    char start_position[1024];               /* persisted: where collection starts if the spool is empty;
+                                                changed under the write module's report lock, like
+                                                initial_sync_done */
     char last_error[1024];                   /* persisted; "" = none */
     char reason[64];                         /* snake_case reason of the last error / retry */
     struct sy_spool *spool;                  /* owned */
@@ -59,7 +99,8 @@ struct sy_instance {
     bool precheck_running;
     volatile int precheck_done;              /* set by the precheck thread when finished */
     int precheck_rc;
-    json_t *checks;                          /* owned: last precheck result */
+    json_t *precheck_out;                    /* owned by the precheck thread until it is joined */
+    json_t *checks;                          /* owned: last precheck result (loop only) */
     struct sy_lag lag;                       /* source positions polled with local timestamps */
     pthread_t lag_thread;
     bool lag_running;
@@ -68,9 +109,9 @@ struct sy_instance {
 
 static const char *const state_names[] = {
     "prechecking", "precheck_failed", "initial_sync", "collecting", "running",
-    "paused",      "retrying",        "failed",       "terminated",
+    "paused",      "retrying",        "failed",       "terminated", "stopping",
 };
-static const char *const module_state_names[] = { "stopped", "running", "paused", "retrying", "failed" };
+static const char *const module_state_names[] = { "stopped", "running", "paused", "retrying", "failed", "stopping" };
 
 const char *sy_instance_state_name(enum sy_instance_state s)
 {
@@ -166,7 +207,8 @@ void sy_module_report_failed(struct sy_module_report *r, const char *reason, con
 static int persist(struct sy_instance *in)
 {
     char err[512];
-    json_t *doc = json_pack("{s:s,s:b,s:b,s:s,s:s,s:s}", "state", state_names[in->state], "initial_sync_done",
+    enum sy_instance_state st = in->state == SY_INST_STOPPING ? in->stop_target : in->state;
+    json_t *doc = json_pack("{s:s,s:b,s:b,s:s,s:s,s:s}", "state", state_names[st], "initial_sync_done",
                             in->initial_sync_done, "write_enabled", in->write_enabled, "start_position",
                             in->start_position, "last_error", in->last_error, "reason", in->reason);
     int rc = sy_state_write_json(in->state_path, doc, err, sizeof err);
@@ -203,6 +245,11 @@ static int load(struct sy_instance *in, char *err, size_t errlen)
         json_decref(doc);
         return -1;
     }
+    if (found == SY_INST_STOPPING) { /* never written; a hand-edited file lands in the safe state */
+        snprintf(err, errlen, "%s: state 'stopping' is never persisted", in->state_path);
+        json_decref(doc);
+        return -1;
+    }
     in->state = (enum sy_instance_state)found;
     in->initial_sync_done = json_is_true(json_object_get(doc, "initial_sync_done"));
     json_t *we = json_object_get(doc, "write_enabled");
@@ -217,42 +264,126 @@ static int load(struct sy_instance *in, char *err, size_t errlen)
 
 /* ---- module threads ---------------------------------------------------------------------------- */
 
+int sy_module_socket_watch(const struct sy_module_ctx *ctx, int fd)
+{
+    struct sy_module_sockets *s = ctx->sockets;
+    if (s == NULL || fd < 0)
+        return -1;
+    int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (d < 0)
+        return -1;
+    int slot = -1;
+    pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < MODULE_SOCKETS_MAX && slot < 0; i++)
+        if (s->dup[i] < 0)
+            slot = i;
+    if (slot >= 0) {
+        s->dup[slot] = d;
+        if (s->shut)
+            shutdown(d, SHUT_RDWR);
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (slot < 0)
+        close(d);
+    return slot;
+}
+
+void sy_module_socket_drop(const struct sy_module_ctx *ctx, int slot)
+{
+    struct sy_module_sockets *s = ctx->sockets;
+    if (s == NULL || slot < 0 || slot >= MODULE_SOCKETS_MAX)
+        return;
+    pthread_mutex_lock(&s->lock);
+    if (s->dup[slot] >= 0)
+        close(s->dup[slot]);
+    s->dup[slot] = -1;
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void sockets_init(struct sy_module_sockets *s)
+{
+    pthread_mutex_init(&s->lock, NULL);
+    for (int i = 0; i < MODULE_SOCKETS_MAX; i++)
+        s->dup[i] = -1;
+    s->shut = false;
+}
+
+/* Shuts every published socket down (the thread's blocked call returns an error); they stay open. */
+static size_t sockets_shut(struct sy_module_sockets *s)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&s->lock);
+    s->shut = true;
+    for (int i = 0; i < MODULE_SOCKETS_MAX; i++)
+        if (s->dup[i] >= 0 && shutdown(s->dup[i], SHUT_RDWR) == 0)
+            n++;
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+/* After the join: what the thread did not drop is closed; a next start begins unshut. */
+static void sockets_reset(struct sy_module_sockets *s)
+{
+    pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < MODULE_SOCKETS_MAX; i++) {
+        if (s->dup[i] >= 0)
+            close(s->dup[i]);
+        s->dup[i] = -1;
+    }
+    s->shut = false;
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* The thread body around the engine's run(): says when it is done, as its last touch of the instance. */
+static void *module_main(void *arg)
+{
+    struct module *m = arg;
+    m->ops->run(&m->ctx);
+    __atomic_store_n(&m->done, 1, __ATOMIC_RELEASE);
+    event_active(m->in->stopped_ev, 0, 0);
+    return NULL;
+}
+
 static int module_start(struct sy_instance *in, int which)
 {
     struct module *m = &in->mod[which];
     if (m->ops == NULL || m->running)
         return 0;
     m->stop = 0;
+    m->done = 0;
+    m->stopping = false;
     pthread_mutex_lock(&m->report.lock);
     m->report.state = SY_MOD_RUNNING;
     m->report.retry_since_ms = 0;
     m->report.reason[0] = '\0';
     m->report.error[0] = '\0';
     pthread_mutex_unlock(&m->report.lock);
-    int rc = pthread_create(&m->thread, NULL, m->ops->run, &m->ctx);
+    int rc = pthread_create(&m->thread, NULL, module_main, m);
     if (rc != 0) {
         snprintf(in->last_error, sizeof in->last_error, "cannot start %s thread: %s", m->ops->name, strerror(rc));
         return -1;
     }
-    m->running = true;
+    __atomic_store_n(&m->running, true, __ATOMIC_RELEASE);
     sy_log_info("%s: %s module started", in->id, m->ops->name);
     return 0;
 }
 
+/* Asks a module's thread to stop (it is `as` once joined); returns at once. */
 static void module_stop(struct sy_instance *in, int which, enum sy_module_state as)
 {
     struct module *m = &in->mod[which];
     if (!m->running)
         return;
-    m->stop = 1;
+    m->stop_as = as;
+    if (m->stopping)
+        return;
+    m->stopping = true;
+    m->stop_asked_ms = sy_now_ms();
+    __atomic_store_n(&m->stop, 1, __ATOMIC_RELEASE);
     sy_spool_wake(in->spool);
-    pthread_join(m->thread, NULL);
-    m->running = false;
-    pthread_mutex_lock(&m->report.lock);
-    if (m->report.state != SY_MOD_FAILED || as != SY_MOD_STOPPED)
-        m->report.state = as;
-    pthread_mutex_unlock(&m->report.lock);
-    sy_log_info("%s: %s module stopped", in->id, m->ops->name);
+    if (which == MOD_COLL)
+        sockets_shut(&m->sockets); /* a binlog read is always safe to cut: it resumes from the spool */
+    sy_log_info("%s: %s module stopping", in->id, m->ops->name);
 }
 
 static void modules_stop(struct sy_instance *in, enum sy_module_state as)
@@ -261,12 +392,115 @@ static void modules_stop(struct sy_instance *in, enum sy_module_state as)
         module_stop(in, i, as);
 }
 
+/* Joins a stopping module whose thread said it is done (never blocks). */
+static void module_reap(struct sy_instance *in, int which)
+{
+    struct module *m = &in->mod[which];
+    if (!m->running || !m->stopping || !__atomic_load_n(&m->done, __ATOMIC_ACQUIRE))
+        return;
+    pthread_join(m->thread, NULL);
+    sockets_reset(&m->sockets);
+    __atomic_store_n(&m->running, false, __ATOMIC_RELEASE);
+    m->stopping = false;
+    pthread_mutex_lock(&m->report.lock);
+    if (m->report.state != SY_MOD_FAILED || m->stop_as != SY_MOD_STOPPED)
+        m->report.state = m->stop_as;
+    pthread_mutex_unlock(&m->report.lock);
+    sy_log_info("%s: %s module stopped after %llu ms", in->id, m->ops->name,
+                (unsigned long long)(sy_now_ms() - m->stop_asked_ms));
+}
+
+/* A writer or a copy still busy STOP_GRACE_MS after its stop: its database calls are cut. */
+static void modules_past_grace(struct sy_instance *in, uint64_t now)
+{
+    for (int i = 0; i < MOD__COUNT; i++) {
+        struct module *m = &in->mod[i];
+        if (!m->stopping || m->sockets.shut || now - m->stop_asked_ms < STOP_GRACE_MS)
+            continue;
+        size_t n = sockets_shut(&m->sockets);
+        sy_log_warn("%s: %s module still busy %d ms after its stop: %zu database connection(s) shut down to end "
+                    "it (what it had not committed is applied again after a start)",
+                    in->id, m->ops->name, STOP_GRACE_MS, n);
+    }
+}
+
+static void call_waiters(struct sy_instance *in)
+{
+    struct settle_waiter *w = in->waiters;
+    in->waiters = NULL;
+    while (w != NULL) {
+        struct settle_waiter *next = w->next;
+        w->fn(w->arg, in);
+        free(w);
+        w = next;
+    }
+}
+
+/* Joins the stopped threads that are done; whether some are still busy. */
+static bool modules_busy(struct sy_instance *in)
+{
+    bool busy = false;
+    for (int i = 0; i < MOD__COUNT; i++) {
+        module_reap(in, i);
+        busy |= in->mod[i].stopping;
+    }
+    return busy;
+}
+
+/* A STOPPING instance whose stopped threads are all joined reaches its target. */
+static void settle(struct sy_instance *in)
+{
+    if (modules_busy(in) || in->state != SY_INST_STOPPING)
+        return;
+    set_state(in, in->stop_target);
+    call_waiters(in);
+}
+
+/* After modules_stop / module_stop: the instance is `to` once their threads are joined (STOPPING until
+ * then, with `to` persisted at once). */
+static void stop_into(struct sy_instance *in, enum sy_instance_state to)
+{
+    in->stop_target = to;
+    if (modules_busy(in)) {
+        if (in->state == SY_INST_STOPPING)
+            persist(in); /* a new target */
+        else
+            set_state(in, SY_INST_STOPPING);
+        return;
+    }
+    if (in->state == to)
+        persist(in); /* e.g. RETRYING whose write stopped: write_enabled changed */
+    else
+        set_state(in, to);
+    call_waiters(in);
+}
+
+static void on_module_done(evutil_socket_t fd, short what, void *arg)
+{
+    settle(arg);
+}
+
+void sy_instance_when_settled(struct sy_instance *in, void (*fn)(void *arg, struct sy_instance *in), void *arg)
+{
+    struct settle_waiter *w = in->state == SY_INST_STOPPING ? calloc(1, sizeof *w) : NULL;
+    if (w == NULL) {
+        fn(arg, in);
+        return;
+    }
+    w->fn = fn;
+    w->arg = arg;
+    struct settle_waiter **tail = &in->waiters;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = w;
+}
+
 static void *precheck_main(void *arg)
 {
     struct sy_instance *in = arg;
     json_t *checks = json_array();
     in->precheck_rc = in->mods->precheck(in->pair->cfg, in->dir, checks);
-    in->checks = checks;
+    in->precheck_out = checks; /* the loop takes it after the join */
     __atomic_store_n(&in->precheck_done, 1, __ATOMIC_RELEASE);
     return NULL;
 }
@@ -296,7 +530,7 @@ static void run_state(struct sy_instance *in)
         break;
     case SY_INST_INITIAL_SYNC:
         if (in->mod[MOD_INIT].ops == NULL) {
-            in->initial_sync_done = true;
+            in->initial_sync_done = true; /* no thread runs yet */
             in->write_enabled = true;
             set_state(in, SY_INST_RUNNING);
             run_state(in);
@@ -309,7 +543,7 @@ static void run_state(struct sy_instance *in)
     case SY_INST_RETRYING:
         if (module_start(in, MOD_COLL) != 0 || (in->write_enabled && module_start(in, MOD_WRITE) != 0)) {
             modules_stop(in, SY_MOD_STOPPED);
-            set_state(in, SY_INST_FAILED);
+            stop_into(in, SY_INST_FAILED);
         }
         break;
     case SY_INST_COLLECTING:
@@ -326,15 +560,21 @@ static void fail_instance(struct sy_instance *in, const char *reason, const char
     snprintf(in->reason, sizeof in->reason, "%s", reason);
     snprintf(in->last_error, sizeof in->last_error, "%s", error);
     modules_stop(in, SY_MOD_STOPPED);
-    set_state(in, SY_INST_FAILED);
+    stop_into(in, SY_INST_FAILED);
 }
 
 static void on_poll(evutil_socket_t fd, short what, void *arg)
 {
     struct sy_instance *in = arg;
+    uint64_t now = sy_now_ms();
+    modules_past_grace(in, now);
+    settle(in);
     if (in->precheck_running && __atomic_load_n(&in->precheck_done, __ATOMIC_ACQUIRE)) {
         pthread_join(in->precheck_thread, NULL);
         in->precheck_running = false;
+        json_decref(in->checks);
+        in->checks = in->precheck_out;
+        in->precheck_out = NULL;
         if (in->precheck_rc == 0) {
             in->last_error[0] = '\0';
             set_state(in, in->initial_sync_done ? SY_INST_RUNNING : SY_INST_INITIAL_SYNC);
@@ -346,11 +586,10 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
             set_state(in, SY_INST_PRECHECK_FAILED);
         }
     }
-    uint64_t now = sy_now_ms();
     bool any_retrying = false;
     for (int i = 0; i < MOD__COUNT; i++) {
         struct module *m = &in->mod[i];
-        if (!m->running)
+        if (!m->running || m->stopping) /* a stopping module's reports no longer decide anything */
             continue;
         pthread_mutex_lock(&m->report.lock);
         if (now - m->rate_ms >= 1000) {
@@ -390,10 +629,14 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
             }
         }
         if (i == MOD_INIT && sync_done) {
-            module_stop(in, MOD_INIT, SY_MOD_STOPPED);
+            module_stop(in, MOD_INIT, SY_MOD_STOPPED); /* its thread is returning; joined when done */
+            module_reap(in, MOD_INIT);
+            struct sy_module_report *wr = &in->mod[MOD_WRITE].report;
+            pthread_mutex_lock(&wr->lock); /* sy_instance_write_position reads them off the loop */
             in->initial_sync_done = true;
-            in->write_enabled = true;
             snprintf(in->start_position, sizeof in->start_position, "%s", position);
+            pthread_mutex_unlock(&wr->lock);
+            in->write_enabled = true;
             in->last_error[0] = '\0'; /* a retried copy that finished leaves no error behind */
             in->reason[0] = '\0';
             sy_log_info("%s: initial synchronization done; incremental from %s", in->id, position);
@@ -455,8 +698,10 @@ struct sy_instance *sy_instance_open(struct sy_pair *pair, enum sy_direction dir
     };
     for (int i = 0; i < MOD__COUNT; i++) {
         struct module *m = &in->mod[i];
+        m->in = in;
         m->ops = ops[i];
         sy_module_report_init(&m->report);
+        sockets_init(&m->sockets);
         m->ctx = (struct sy_module_ctx){
             .cfg = pair->cfg,
             .instance_id = in->id,
@@ -468,14 +713,16 @@ struct sy_instance *sy_instance_open(struct sy_pair *pair, enum sy_direction dir
             .spool = in->spool,
             .report = &m->report,
             .stop = &m->stop,
+            .sockets = &m->sockets,
         };
     }
     sy_lag_init(&in->lag);
     if (mods->position_poll && pthread_create(&in->lag_thread, NULL, lag_main, in) == 0)
         in->lag_running = true;
     in->poll = event_new(pair->base, -1, EV_PERSIST, on_poll, in);
+    in->stopped_ev = event_new(pair->base, -1, 0, on_module_done, in);
     struct timeval tv = { 0, POLL_MS * 1000 };
-    if (in->poll == NULL || event_add(in->poll, &tv) != 0) {
+    if (in->poll == NULL || in->stopped_ev == NULL || event_add(in->poll, &tv) != 0) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -497,13 +744,42 @@ void sy_instance_close(struct sy_instance *in)
         pthread_join(in->lag_thread, NULL);
         sy_lag_fini(&in->lag);
     }
-    if (in->spool)
+    if (in->spool) {
+        /* Closing (shutdown) may wait: the threads get the grace to finish cleanly, then are cut. */
         modules_stop(in, SY_MOD_STOPPED);
+        uint64_t t0 = sy_now_ms();
+        for (bool busy = true; busy && sy_now_ms() - t0 < STOP_GRACE_MS;) {
+            busy = false;
+            for (int i = 0; i < MOD__COUNT; i++)
+                busy |= in->mod[i].running && !__atomic_load_n(&in->mod[i].done, __ATOMIC_ACQUIRE);
+            if (busy)
+                usleep(5 * 1000);
+        }
+        for (int i = 0; i < MOD__COUNT; i++) {
+            struct module *m = &in->mod[i];
+            if (!m->running)
+                continue;
+            sockets_shut(&m->sockets);
+            while (!__atomic_load_n(&m->done, __ATOMIC_ACQUIRE))
+                usleep(5 * 1000);
+            module_reap(in, i);
+        }
+        if (in->state == SY_INST_STOPPING)
+            set_state(in, in->stop_target);
+    }
+    call_waiters(in);
     if (in->precheck_running)
         pthread_join(in->precheck_thread, NULL);
-    for (int i = 0; i < MOD__COUNT; i++)
-        if (in->mod[i].ctx.report)
+    json_decref(in->precheck_out);
+    for (int i = 0; i < MOD__COUNT; i++) {
+        if (in->mod[i].ctx.report) {
             sy_module_report_fini(&in->mod[i].report);
+            sockets_reset(&in->mod[i].sockets);
+            pthread_mutex_destroy(&in->mod[i].sockets.lock);
+        }
+    }
+    if (in->stopped_ev)
+        event_free(in->stopped_ev);
     sy_spool_close(in->spool);
     json_decref(in->checks);
     free(in);
@@ -514,17 +790,17 @@ void sy_instance_write_position(struct sy_instance *in, char *out, size_t outlen
     struct module *m = &in->mod[MOD_WRITE];
     pthread_mutex_lock(&m->report.lock);
     snprintf(out, outlen, "%s", m->report.position);
-    pthread_mutex_unlock(&m->report.lock);
-    /* No checkpoint yet (nothing applied since the copy): the destination holds the start position.
-     * start_position is set before the write module starts and not changed while it runs. */
+    /* No checkpoint yet (nothing applied since the copy): the destination holds the start position
+     * (both change under this lock). */
     if (out[0] == '\0' && in->initial_sync_done)
         snprintf(out, outlen, "%s", in->start_position);
+    pthread_mutex_unlock(&m->report.lock);
 }
 
 void sy_instance_progress(struct sy_instance *in, struct sy_instance_progress *out)
 {
     memset(out, 0, sizeof *out);
-    out->state = in->state;
+    out->state = __atomic_load_n(&in->state, __ATOMIC_ACQUIRE);
     struct module *c = &in->mod[MOD_COLL], *w = &in->mod[MOD_WRITE];
     pthread_mutex_lock(&c->report.lock);
     out->collected_seq = c->report.spool_seq;
@@ -535,7 +811,7 @@ void sy_instance_progress(struct sy_instance *in, struct sy_instance_progress *o
     out->write_state = w->report.state;
     snprintf(out->error, sizeof out->error, "%s", w->report.error);
     pthread_mutex_unlock(&w->report.lock);
-    out->write_running = w->running;
+    out->write_running = __atomic_load_n(&w->running, __ATOMIC_ACQUIRE);
     sy_instance_write_position(in, out->applied, sizeof out->applied);
 }
 
@@ -575,10 +851,7 @@ int sy_instance_stop_write(struct sy_instance *in, const char **code, char *msg,
     }
     module_stop(in, MOD_WRITE, SY_MOD_STOPPED);
     in->write_enabled = false;
-    if (in->state == SY_INST_RUNNING)
-        set_state(in, SY_INST_COLLECTING);
-    else
-        persist(in);
+    stop_into(in, in->state == SY_INST_RUNNING ? SY_INST_COLLECTING : in->state);
     return 0;
 }
 
@@ -616,7 +889,7 @@ bool sy_instance_write_reaches(struct sy_instance *in, const char *want, uint64_
 bool sy_instance_writing(const struct sy_instance *in)
 {
     return in->mod[MOD_WRITE].running &&
-           (in->state == SY_INST_RUNNING || in->state == SY_INST_RETRYING);
+           (in->state == SY_INST_RUNNING || in->state == SY_INST_RETRYING || in->state == SY_INST_STOPPING);
 }
 
 static void instance_dir(const struct sy_pair *pair, enum sy_direction dir, char *out, size_t outlen)
@@ -663,14 +936,14 @@ int sy_instance_destroy(struct sy_instance *in, char *err, size_t errlen)
 int sy_instance_pause(struct sy_instance *in, const char **code, char *msg, size_t msglen)
 {
     if (in->state != SY_INST_RUNNING && in->state != SY_INST_RETRYING && in->state != SY_INST_COLLECTING &&
-        in->state != SY_INST_INITIAL_SYNC && in->state != SY_INST_FAILED) {
+        in->state != SY_INST_INITIAL_SYNC && in->state != SY_INST_FAILED && in->state != SY_INST_STOPPING) {
         *code = "bad_state";
         snprintf(msg, msglen, "%s is %s: only a running (or failed) instance can be paused", in->id,
                  state_names[in->state]);
         return -1;
     }
     modules_stop(in, SY_MOD_PAUSED);
-    set_state(in, SY_INST_PAUSED);
+    stop_into(in, SY_INST_PAUSED);
     return 0;
 }
 
@@ -703,6 +976,11 @@ int sy_instance_start(struct sy_instance *in, const char **code, char *msg, size
     case SY_INST_PRECHECK_FAILED:
         begin_precheck(in);
         return 0;
+    case SY_INST_STOPPING:
+        *code = "bad_state";
+        snprintf(msg, msglen, "%s is stopping (to %s): its threads are finishing; start it once it is %s", in->id,
+                 state_names[in->stop_target], state_names[in->stop_target]);
+        return -1;
     default:
         *code = "bad_state";
         snprintf(msg, msglen, "%s is %s: start applies to a paused, failed, collecting or precheck_failed instance",
@@ -719,7 +997,7 @@ int sy_instance_terminate(struct sy_instance *in, const char **code, char *msg, 
         return -1;
     }
     modules_stop(in, SY_MOD_STOPPED);
-    set_state(in, SY_INST_TERMINATED);
+    stop_into(in, SY_INST_TERMINATED);
     return 0;
 }
 
@@ -732,7 +1010,7 @@ static void *lag_main(void *arg)
     while (!__atomic_load_n(&in->lag_stop, __ATOMIC_ACQUIRE)) {
         enum sy_instance_state st = __atomic_load_n(&in->state, __ATOMIC_ACQUIRE);
         if (st == SY_INST_RUNNING || st == SY_INST_COLLECTING || st == SY_INST_RETRYING || st == SY_INST_PAUSED ||
-            st == SY_INST_FAILED) {
+            st == SY_INST_FAILED || st == SY_INST_STOPPING) {
             char pos[SY_LAG_POSITION_MAX], err[256];
             if (in->mods->position_poll(&handle, in->pair->cfg, in->mod[MOD_COLL].ctx.source, pos, sizeof pos, err,
                                         sizeof err) == 0) {
@@ -763,8 +1041,9 @@ static json_t *module_json(struct sy_instance *in, struct module *m, const char 
     int64_t polled = in->mods->position_covers ? sy_lag_ms(&in->lag, have, in->mods->position_covers, sy_now_ms())
                                                : -1;
     pthread_mutex_lock(&m->report.lock);
-    enum sy_module_state st = m->running ? m->report.state : (m->report.state == SY_MOD_PAUSED ? SY_MOD_PAUSED
-                                                                                                : SY_MOD_STOPPED);
+    enum sy_module_state st = m->stopping  ? SY_MOD_STOPPING
+                              : m->running ? m->report.state
+                                           : (m->report.state == SY_MOD_PAUSED ? SY_MOD_PAUSED : SY_MOD_STOPPED);
     json_t *o = json_pack("{s:s,s:I,s:I,s:s,s:I,s:I,s:f}", "state", module_state_names[st], "lag_ms",
                           (json_int_t)(m->report.lag_ms < 0 ? 0 : m->report.lag_ms), "lag_events",
                           (json_int_t)m->report.lag_events, "position", m->report.position, "spool_seq",
@@ -797,6 +1076,8 @@ json_t *sy_instance_status_json(struct sy_instance *in)
     json_object_set_new(o, "last_error", in->last_error[0] ? json_string(in->last_error) : json_null());
     if (in->reason[0])
         json_object_set_new(o, "reason", json_string(in->reason));
+    if (in->state == SY_INST_STOPPING)
+        json_object_set_new(o, "stopping_to", json_string(state_names[in->stop_target]));
     if (in->checks)
         json_object_set(o, "precheck", in->checks);
     return o;

@@ -6,7 +6,9 @@
  *
  * Modules run in their own threads (the engines' client libraries block) and report through a
  * mutex-protected struct sy_module_report; the loop polls the reports every 200 ms and decides
- * state changes here, in one place. */
+ * state changes here, in one place. Stopping a module never blocks the loop: the instance is
+ * `stopping` until every thread asked to stop said it is done (then joined at once); a thread
+ * still busy after a grace period has its database sockets shut down (sy_module_socket_watch). */
 #ifndef SY_INSTANCE_H
 #define SY_INSTANCE_H
 
@@ -32,9 +34,14 @@ enum sy_instance_state {
     SY_INST_RETRYING,
     SY_INST_FAILED,
     SY_INST_TERMINATED,
+    SY_INST_STOPPING,  /* module threads asked to stop are not done yet; then the target state (never
+                          persisted: the state file holds the target) */
 };
 
-enum sy_module_state { SY_MOD_STOPPED, SY_MOD_RUNNING, SY_MOD_PAUSED, SY_MOD_RETRYING, SY_MOD_FAILED };
+/* STOPPING: shown for a module whose thread was asked to stop and has not returned yet (never reported
+ * by a module itself). */
+enum sy_module_state { SY_MOD_STOPPED, SY_MOD_RUNNING, SY_MOD_PAUSED, SY_MOD_RETRYING, SY_MOD_FAILED,
+                       SY_MOD_STOPPING };
 
 /* What a module thread tells the loop. Written by the module under `lock`, read by the loop. */
 struct sy_module_report {
@@ -64,6 +71,7 @@ void sy_module_report_retrying(struct sy_module_report *r, const char *reason, c
 void sy_module_report_failed(struct sy_module_report *r, const char *reason, const char *fmt, ...) SY_PRINTF(3, 4);
 
 struct sy_instance;
+struct sy_module_sockets;
 
 /* Everything a module needs to run; owned by the instance, valid while the module runs. */
 struct sy_module_ctx {
@@ -78,7 +86,19 @@ struct sy_module_ctx {
     struct sy_spool *spool;            /* ref: owned by the instance */
     struct sy_module_report *report;   /* ref: this module's report */
     volatile int *stop;                /* set to 1 by the loop: the thread returns soon */
+    struct sy_module_sockets *sockets; /* ref: the sockets a stop may shut down (sy_module_socket_watch) */
 };
+
+/* A module thread publishes each database socket it blocks on, right after connecting: a stop that
+ * finds the thread still busy after a grace period (at once for a collection, whose reads are always
+ * safe to cut) shuts the socket down, which wakes a call stuck in a client library (a lock wait, a
+ * black-holed server) with an error; the thread then sees *stop and returns. The registry keeps a
+ * duplicate descriptor of the socket, so the library closing or reusing its own descriptor can never
+ * make the loop shut a stranger's. A socket published after its module was told to stop is shut at
+ * once. Returns the slot to drop when the connection is closed (-1: not watched; the thread returns at
+ * its next stop check). */
+int sy_module_socket_watch(const struct sy_module_ctx *ctx, int fd);
+void sy_module_socket_drop(const struct sy_module_ctx *ctx, int slot); /* slot -1: nothing */
 
 /* A module = a thread body. run() returns when *ctx->stop is set or it FAILED for good. */
 struct sy_module_ops {
@@ -165,8 +185,8 @@ bool sy_instance_write_reaches(struct sy_instance *in, const char *want, uint64_
 
 /* Where the modules stand (thread-safe). */
 struct sy_instance_progress {
-    enum sy_instance_state state;
-    bool write_running;           /* the write module's thread runs */
+    enum sy_instance_state state; /* SY_INST_STOPPING until every stop asked for is done */
+    bool write_running;           /* the write module's thread runs (or is stopping, not joined yet) */
     enum sy_module_state write_state;
     uint64_t collected_seq;       /* last spool record the collection appended */
     uint64_t applied_seq;         /* last spool record the write applied (its checkpoint) */
@@ -177,8 +197,9 @@ struct sy_instance_progress {
 void sy_instance_progress(struct sy_instance *in, struct sy_instance_progress *out);
 
 /* Switches: stop / start only the write module (collections keep running). stop: the instance
- * becomes `collecting` (persisted); start: a collecting instance becomes `running`. 0, or -1 with
- * code and message. */
+ * becomes `collecting` (persisted at once) once the write's thread is done — `stopping` until then:
+ * wait for progress.state to leave SY_INST_STOPPING before anything that needs the write gone; start:
+ * a collecting instance becomes `running`. 0, or -1 with code and message. */
 int sy_instance_stop_write(struct sy_instance *in, const char **code, char *msg, size_t msglen);
 int sy_instance_start_write(struct sy_instance *in, const char **code, char *msg, size_t msglen);
 
@@ -187,10 +208,16 @@ int sy_instance_start_write(struct sy_instance *in, const char **code, char *msg
  * state `collecting`. 0, or -1 with err. */
 int sy_instance_skip_to(struct sy_instance *in, const char *position, char *err, size_t errlen);
 
-/* Commands. 0 = done; -1 with code (snake_case) and message. */
+/* Commands. 0 = done or begun; -1 with code (snake_case) and message. pause and terminate leave the
+ * instance `stopping` while module threads finish (the target state is persisted at once; a restart
+ * lands in it); sy_instance_when_settled tells when it is there. */
 int sy_instance_pause(struct sy_instance *in, const char **code, char *msg, size_t msglen);
 int sy_instance_start(struct sy_instance *in, const char **code, char *msg, size_t msglen);
 int sy_instance_terminate(struct sy_instance *in, const char **code, char *msg, size_t msglen);
+
+/* Calls fn(arg, in) on the loop once the instance is no longer `stopping` (at once if it is not), or
+ * when it is closed. */
+void sy_instance_when_settled(struct sy_instance *in, void (*fn)(void *arg, struct sy_instance *in), void *arg);
 
 const char *sy_instance_state_name(enum sy_instance_state s);
 const char *sy_module_state_name(enum sy_module_state s);

@@ -20,7 +20,8 @@ struct sy_metrics {
 };
 
 static const char *const instance_states[] = { "prechecking", "precheck_failed", "initial_sync", "collecting",
-                                               "running", "paused", "retrying", "failed", "terminated" };
+                                               "running", "paused", "retrying", "failed", "terminated",
+                                               "stopping" };
 
 /* Label values here are pair names, instance ids and fixed words: no quotes or backslashes to escape
  * (pair names are [A-Za-z0-9_-], checked by the config). */

@@ -21,6 +21,11 @@
  *   hold, warm on DR, flip, release; the tail is computed once the business DB answers again
  *   (core/tail.c) and the reverse write starts after `resolve-tail`.
  *
+ * Stopping a write (or pausing the forward instance) only begins on the loop; this thread then waits
+ * until the instance is no longer `stopping` (wait_settled): a module thread stuck on a lock or on a
+ * black-holed server never stalls the loop, and nothing after the stop runs before its threads are
+ * joined.
+ *
  * Failpoints (SY_FAILPOINT) at each step let tests kill the daemon there; the fence keeper and the
  * persisted epoch resolve it on restart. */
 #include "core/switch.h"
@@ -267,6 +272,28 @@ static void do_unwarm_release(struct sy_switch *sw)
 
 /* ---- waiting on positions (switch thread) ---------------------------------------------------- */
 
+/* Until `in`'s stopped module threads are joined (the instance leaves `stopping`): bounded by the
+ * instance's stop grace plus a client call's own timeout at worst (a connect in progress is not cut). */
+static void wait_settled(struct sy_switch *sw, struct sy_instance *in)
+{
+    uint64_t t0 = now_ms(), next_note = t0 + 5000;
+    for (;;) {
+        struct sy_instance_progress pr;
+        sy_instance_progress(in, &pr);
+        if (pr.state != SY_INST_STOPPING)
+            break;
+        if (now_ms() >= next_note) {
+            sy_log_warn("pair %s: %s: still waiting for %s to stop (%llu ms)", sw->p->cfg->name, kind_names[sw->kind],
+                        sy_instance_id(in), (unsigned long long)(now_ms() - t0));
+            next_note += 5000;
+        }
+        usleep(1000);
+    }
+    if (now_ms() - t0 >= 100)
+        sy_log_info("pair %s: %s: %s stopped after %llu ms", sw->p->cfg->name, kind_names[sw->kind],
+                    sy_instance_id(in), (unsigned long long)(now_ms() - t0));
+}
+
 /* Whether `in`'s write reaches `want` before deadline (monotonic ms); polls 1 ms apart up to 8 ms. */
 static bool write_reaches(struct sy_instance *in, const char *want, uint64_t deadline)
 {
@@ -429,6 +456,7 @@ static int flip(struct sy_switch *sw)
     loop_call(sw, sw->kind == SW_FAILOVER ? do_pause_forward : do_stop_write);
     if (sw->call_rc != 0)
         return fail(sw, "bad_state", "cannot stop %s's write: %s", sy_instance_id(sw->draining), sw->call_err);
+    wait_settled(sw, sw->draining); /* its writer is gone before the other side is unfenced */
     sy_failpoint("switch_after_stop_write");
     pthread_mutex_lock(&p->fence_lock);
     if (p->mods->fence(p->cfg, side_ep(p, sw->to), false, 2000, NULL, 0, err, sizeof err) != 0) {
@@ -458,8 +486,10 @@ static void rollback(struct sy_switch *sw)
     if (sw->flipped)
         return;
     sy_log_warn("pair %s: %s refused (%s): rolling back", p->cfg->name, kind_names[sw->kind], sw->code);
-    if (sw->write_stopped)
+    if (sw->write_stopped) {
+        wait_settled(sw, sw->draining);
         loop_call(sw, do_restart_write);
+    }
     if (sw->to_unfenced && p->cfg->fence_passive &&
         p->mods->fence(p->cfg, side_ep(p, sw->to), true, 2000, NULL, 0, err, sizeof err) != 0)
         sy_log_error("pair %s: rollback: cannot fence the %s side again: %s (the fence keeper retries)",
@@ -526,7 +556,9 @@ static int run_failover(struct sy_switch *sw)
     }
     step_done(sw, "fence_ms");
     /* A forward instance that failed (its collector gave up on the dead business DB) or was paused still
-     * has to apply its spool: started again, its writer does while the collector retries. */
+     * has to apply its spool: started again, its writer does while the collector retries. One failing
+     * right now is stopping first. */
+    wait_settled(sw, sw->draining);
     loop_call(sw, do_resume_forward);
     /* Everything the forward collector spooled reaches DR (and, when fenced, everything there is). */
     uint64_t deadline = now_ms() + (uint64_t)p->cfg->drain_timeout_ms;

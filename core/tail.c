@@ -33,6 +33,8 @@ struct tail_job {
     bool alive;
     int rc;
     char position[1024];           /* the business position after the job */
+    char collected[1024];          /* find: the tail starts after it (copied on the loop: p->tail is the
+                                      loop's) */
     char err[1024];
     json_t *detail;                /* owned: tail_read's output (find) / input (resolve) */
     json_t *result;                /* owned: tail_revert's result */
@@ -80,10 +82,9 @@ static void *find_thread(void *arg)
         j->rc = p->mods->fence(p->cfg, &p->cfg->business, true, 2000, j->position, sizeof j->position, j->err,
                                sizeof j->err);
         pthread_mutex_unlock(&p->fence_lock);
-        const char *collected = json_string_value(json_object_get(p->tail, "collected_position")) ?: "";
         if (j->rc == 0 && p->mods->tail_read != NULL) {
             j->detail = json_object();
-            if (p->mods->tail_read(p->cfg, &p->cfg->business, collected, j->detail, j->err, sizeof j->err) != 0) {
+            if (p->mods->tail_read(p->cfg, &p->cfg->business, j->collected, j->detail, j->err, sizeof j->err) != 0) {
                 json_decref(j->detail);
                 j->detail = NULL;
                 j->rc = -1;
@@ -194,6 +195,8 @@ static void on_tail_timer(evutil_socket_t fd, short what, void *arg)
     if (j == NULL)
         return;
     j->p = p;
+    snprintf(j->collected, sizeof j->collected, "%s",
+             json_string_value(json_object_get(p->tail, "collected_position")) ?: "");
     if (job_start(j, find_thread, on_found) != 0)
         job_free(j);
 }

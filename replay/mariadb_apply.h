@@ -49,6 +49,7 @@ struct sy_apply_conn {
     const struct sy_module_ctx *ctx;  /* ref: the write module's */
     const struct sy_pair_cfg *cfg;    /* ref */
     MYSQL *conn;                      /* owned; NULL when closed */
+    int sock_slot;                    /* conn's socket as watched for a stop (sy_module_socket_watch), -1 */
     struct sy_apply_plan *plans[SY_APPLY_MAX_PLANS]; /* owned */
     size_t n_plans;
     struct sy_apply_table *tt;        /* owned: TABLE records of the current source transaction */

@@ -703,6 +703,7 @@ void sy_apply_conn_init(struct sy_apply_conn *w, const struct sy_module_ctx *ctx
 {
     memset(w, 0, sizeof *w);
     w->ctx = ctx;
+    w->sock_slot = -1;
     w->cfg = ctx->cfg;
     sy_change_scratch_init(&w->scratch);
     sy_buf_init(&w->sql);
@@ -716,6 +717,8 @@ void sy_apply_conn_close(struct sy_apply_conn *w)
         mysql_close(w->conn);
         w->conn = NULL;
     }
+    sy_module_socket_drop(w->ctx, w->sock_slot);
+    w->sock_slot = -1;
 }
 
 void sy_apply_conn_fini(struct sy_apply_conn *w)
@@ -740,6 +743,8 @@ int sy_apply_conn_open(struct sy_apply_conn *w)
     w->conn = sy_mariadb_connect(w->ctx->dest, w->cfg, CLIENT_FOUND_ROWS, WR_TIMEOUT_S, &e, w->err, sizeof w->err);
     if (w->conn == NULL)
         return e == 0 || sy_mariadb_is_transient(e) ? 1 : -1;
+    /* a stop that finds it still busy after its grace (a lock wait) shuts it down */
+    w->sock_slot = sy_module_socket_watch(w->ctx, mysql_get_socket(w->conn));
     char err[512];
     if (mysql_set_server_option(w->conn, MYSQL_OPTION_MULTI_STATEMENTS_ON) != 0 ||
         sy_mariadb_exec(w->conn, err, sizeof err,

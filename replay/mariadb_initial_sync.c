@@ -42,6 +42,7 @@ struct isync {
     struct sy_module_ctx *ctx;
     const struct sy_pair_cfg *cfg;
     MYSQL *src, *dst;
+    int src_slot, dst_slot;     /* their sockets as watched for a stop (sy_module_socket_watch), -1 none */
     struct copy_table *tables;
     size_t n_tables;
     char position[1024];
@@ -528,9 +529,11 @@ static int attempt(struct isync *s)
     s->src = sy_mariadb_connect(s->ctx->source, s->cfg, 0, IS_TIMEOUT_S, &e, s->err, sizeof s->err);
     if (s->src == NULL)
         return e == 0 || sy_mariadb_is_transient(e) ? 1 : -1;
+    s->src_slot = sy_module_socket_watch(s->ctx, mysql_get_socket(s->src)); /* a stop may cut it */
     s->dst = sy_mariadb_connect(s->ctx->dest, s->cfg, 0, IS_TIMEOUT_S, &e, s->err, sizeof s->err);
     if (s->dst == NULL)
         return e == 0 || sy_mariadb_is_transient(e) ? 1 : -1;
+    s->dst_slot = sy_module_socket_watch(s->ctx, mysql_get_socket(s->dst));
     char err[512];
     if (sy_mariadb_exec(s->dst, err, sizeof err,
                         "SET SESSION server_id=%u, foreign_key_checks=0, unique_checks=0, autocommit=0, "
@@ -583,12 +586,15 @@ static void *isync_main(void *arg)
     mysql_thread_init();
     int backoff = 200;
     for (;;) {
+        s->src_slot = s->dst_slot = -1;
         int rc = attempt(s);
         if (s->src)
             mysql_close(s->src);
         if (s->dst)
             mysql_close(s->dst);
         s->src = s->dst = NULL;
+        sy_module_socket_drop(s->ctx, s->src_slot);
+        sy_module_socket_drop(s->ctx, s->dst_slot);
         tables_free(s);
         if (rc == 0) {
             pthread_mutex_lock(&s->ctx->report->lock);
