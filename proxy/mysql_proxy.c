@@ -18,7 +18,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
 static void on_reap(evutil_socket_t fd, short what, void *arg)
 {
-    sy_mysql_session_reap(arg);
+    sy_mysql_session_reap(arg, false);
 }
 
 static void on_resume(evutil_socket_t fd, short what, void *arg)
@@ -62,7 +62,8 @@ static void proxy_stop(void *state)
     struct sy_mysql_session *s;
     while ((s = TAILQ_FIRST(&px->sessions)) != NULL)
         sy_mysql_session_close(s, "switchyardd shutting down");
-    sy_mysql_session_reap(px);
+    sy_mysql_session_reap(px, true);
+    free(px->dead);
     sy_mysql_accounts_free(px->accounts);
     if (px->reaper)
         event_free(px->reaper);

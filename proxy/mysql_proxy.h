@@ -34,7 +34,9 @@ struct sy_mysql_proxy {
     struct sy_mysql_session_list closing;    /* closed sessions freed by `reaper` next loop turn */
     size_t n_sessions;                       /* length of `sessions` */
     uint32_t next_id;                        /* client-visible connection ids */
-    struct event *reaper;                    /* owned */
+    struct event *reaper;                    /* owned: frees closed sessions and released conns */
+    struct sy_mysql_conn **dead;             /* owned: released connections the reaper frees */
+    size_t n_dead, cap_dead;
     struct event *resume;                    /* owned: lets held sessions through after a release */
     uint64_t client_errors[SY_ERR__COUNT];   /* by enum sy_mysql_err_reason */
     struct sy_gtid_set ack_ledger[2];        /* per side (enum sy_side): highest last_gtid acknowledged to
@@ -43,8 +45,10 @@ struct sy_mysql_proxy {
 
 /* Accepted client socket -> new session (greeting sent). */
 void sy_mysql_session_accept(struct sy_mysql_proxy *px, evutil_socket_t fd, const struct sockaddr *sa, int salen);
-/* Frees sessions on the closing list. */
-void sy_mysql_session_reap(struct sy_mysql_proxy *px);
+/* Frees released connections and the closed sessions that are done flushing (all of them: `all`). */
+void sy_mysql_session_reap(struct sy_mysql_proxy *px, bool all);
+/* Stops a connection's I/O now and frees it on the next loop turn (never inside its own callbacks). */
+void sy_mysql_session_release_conn(struct sy_mysql_proxy *px, struct sy_mysql_conn *c);
 /* Closes a session now (proxy shutdown). */
 void sy_mysql_session_close(struct sy_mysql_session *s, const char *why);
 /* After a release: lets every held session's queued request through, in accept order. */

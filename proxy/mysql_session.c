@@ -33,6 +33,7 @@
 
 #define SESS_HIGH_WATER (4u << 20)  /* stop reading a side while the other's output holds more */
 #define SESS_MAX_TRACKED_SQL (1u << 20) /* prepared statement text kept for re-prepare */
+#define SESS_FLUSH_MS 5000              /* how long a closed session's final error may take to be read */
 /* MariaDB extensions offered when the server offers them: progress reports (ERR 0xFFFF packets inside a
  * reply, followed by the tracker), bulk execute (statement ids mapped like any COM_STMT_*), extended type
  * info and metadata caching (the tracker reads the "metadata follows" byte). COM_MULTI is not offered. */
@@ -73,19 +74,54 @@ static void stmts_clear(struct sy_mysql_session *s)
     s->n_stmts = 0;
 }
 
-void sy_mysql_session_close(struct sy_mysql_session *s, const char *why)
+/* A connection the session no longer uses: its reads and writes stop now, and the reaper frees it on the
+ * next loop turn (never inside a callback of its own), so the database ends that session (its locks, its
+ * temporary tables) without waiting for anything else. */
+void sy_mysql_session_release_conn(struct sy_mysql_proxy *px, struct sy_mysql_conn *c)
+{
+    if (c == NULL)
+        return;
+    bufferevent_disable(sy_mysql_conn_bev(c), EV_READ | EV_WRITE);
+    if (px->n_dead == px->cap_dead) {
+        size_t cap = px->cap_dead ? px->cap_dead * 2 : 16;
+        struct sy_mysql_conn **nd = realloc(px->dead, cap * sizeof *nd);
+        if (nd == NULL) {
+            sy_mysql_conn_free(c); /* out of memory: free it now (it never calls back) */
+            return;
+        }
+        px->dead = nd;
+        px->cap_dead = cap;
+    }
+    px->dead[px->n_dead++] = c;
+    static const struct timeval now = { 0, 0 };
+    evtimer_add(px->reaper, &now);
+}
+
+/* The one way a session ends. With `flush`, what is queued for the client (a final error) is still
+ * written, for at most SESS_FLUSH_MS; the backend and any warm connection are released at once either
+ * way. The session leaves the live list now and is freed by the reaper. */
+static void close_session(struct sy_mysql_session *s, const char *why, bool flush)
 {
     if (s->state == SS_CLOSING)
         return;
     sy_log_info("%s: closed (%s)", s->label, why);
     sy_mysql_session_set_state(s, SS_CLOSING);
-    if (s->client)
-        bufferevent_disable(s->client, EV_READ | EV_WRITE);
-    if (s->backend)
-        bufferevent_disable(sy_mysql_conn_bev(s->backend), EV_READ | EV_WRITE);
+    struct sy_mysql_proxy *px = s->px;
+    sy_mysql_session_release_conn(px, s->backend);
+    sy_mysql_session_release_conn(px, s->warm);
+    s->backend = s->warm = NULL;
     sy_mysql_accounts_cancel(s->wait);
     s->wait = NULL;
-    struct sy_mysql_proxy *px = s->px;
+    s->flush_deadline_ms = 0;
+    if (s->client) {
+        bufferevent_disable(s->client, EV_READ);
+        if (flush && evbuffer_get_length(bufferevent_get_output(s->client)) > 0) {
+            s->flush_deadline_ms = sy_now_ms() + SESS_FLUSH_MS;
+            bufferevent_enable(s->client, EV_WRITE); /* on_client_write wakes the reaper once drained */
+        } else {
+            bufferevent_disable(s->client, EV_WRITE);
+        }
+    }
     TAILQ_REMOVE(&px->sessions, s, link);
     px->n_sessions--;
     TAILQ_INSERT_TAIL(&px->closing, s, link);
@@ -93,11 +129,16 @@ void sy_mysql_session_close(struct sy_mysql_session *s, const char *why)
     evtimer_add(px->reaper, &now);
 }
 
+void sy_mysql_session_close(struct sy_mysql_session *s, const char *why)
+{
+    close_session(s, why, false);
+}
+
 static void session_free(struct sy_mysql_session *s)
 {
     if (s->client)
         bufferevent_free(s->client);
-    sy_mysql_conn_free(s->backend);
+    sy_mysql_conn_free(s->backend); /* released at close already: NULL here */
     sy_mysql_conn_free(s->warm);
     OPENSSL_cleanse(s->stage1, sizeof s->stage1);
     OPENSSL_cleanse(s->client_auth, sizeof s->client_auth);
@@ -111,12 +152,34 @@ static void session_free(struct sy_mysql_session *s)
     free(s);
 }
 
-void sy_mysql_session_reap(struct sy_mysql_proxy *px)
+/* The reaper (a zero timer: the next loop turn after a close): frees released connections, and closed
+ * sessions whose last bytes reached the client, whose client is gone, or whose flush deadline passed
+ * (a client that never reads cannot keep anything open). `all`: everything now (proxy shutdown). */
+void sy_mysql_session_reap(struct sy_mysql_proxy *px, bool all)
 {
-    struct sy_mysql_session *s;
-    while ((s = TAILQ_FIRST(&px->closing)) != NULL) {
-        TAILQ_REMOVE(&px->closing, s, link);
-        session_free(s);
+    for (size_t i = 0; i < px->n_dead; i++)
+        sy_mysql_conn_free(px->dead[i]);
+    px->n_dead = 0;
+    uint64_t now = sy_now_ms(), next = 0;
+    struct sy_mysql_session *s, *tmp;
+    for (s = TAILQ_FIRST(&px->closing); s != NULL; s = tmp) {
+        tmp = TAILQ_NEXT(s, link);
+        bool flushed = s->client == NULL || s->client_gone ||
+                       evbuffer_get_length(bufferevent_get_output(s->client)) == 0;
+        if (all || flushed || now >= s->flush_deadline_ms) {
+            if (!flushed)
+                sy_log_info("%s: the client did not read its final error within %d ms: dropped", s->label,
+                            SESS_FLUSH_MS);
+            TAILQ_REMOVE(&px->closing, s, link);
+            session_free(s);
+        } else if (next == 0 || s->flush_deadline_ms < next) {
+            next = s->flush_deadline_ms;
+        }
+    }
+    if (next != 0) {
+        uint64_t wait = next > now ? next - now : 1;
+        struct timeval tv = { (time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000 };
+        evtimer_add(px->reaper, &tv);
     }
 }
 
@@ -187,24 +250,9 @@ static void fail_session(struct sy_mysql_session *s, uint8_t seq, uint16_t code,
 {
     if (s->client && s->state != SS_CLOSING)
         client_err(s, seq, code, state, msg);
-    /* Let the error reach the client: close once the output drains (on_client_write). */
-    if (s->client && evbuffer_get_length(bufferevent_get_output(s->client)) > 0) {
-        if (s->backend)
-            bufferevent_disable(sy_mysql_conn_bev(s->backend), EV_READ);
-        bufferevent_disable(s->client, EV_READ);
-        bufferevent_enable(s->client, EV_WRITE);
-        sy_mysql_session_set_state(s, SS_CLOSING);
-        struct sy_mysql_proxy *px = s->px;
-        TAILQ_REMOVE(&px->sessions, s, link);
-        px->n_sessions--;
-        TAILQ_INSERT_TAIL(&px->closing, s, link);
-        sy_mysql_accounts_cancel(s->wait);
-        s->wait = NULL;
-        sy_log_info("%s: closed (%u %s)", s->label, code, msg);
-        /* Freed by the reaper once flushed: keep the client bev writing until then. */
-        return;
-    }
-    sy_mysql_session_close(s, msg);
+    char why[700];
+    snprintf(why, sizeof why, "%u %s", code, msg);
+    close_session(s, why, true);
 }
 
 /* ---- backpressure ------------------------------------------------------------------------------ */
@@ -424,7 +472,7 @@ static void on_backend_login(struct sy_mysql_conn *c, const uint8_t *err, size_t
     struct sy_mysql_session *s = arg;
     if (err != NULL) {
         if (s->state == SS_CHANGE_USER) {
-            sy_mysql_conn_free(s->backend);
+            sy_mysql_session_release_conn(s->px, s->backend);
             s->backend = NULL;
         }
         forward_backend_err(s, err, err_len);
@@ -894,7 +942,7 @@ static void start_request(struct sy_mysql_session *s, struct evbuffer *in, struc
         s->have_stage1 = false;
         s->empty_password = false;
         OPENSSL_cleanse(s->stage1, sizeof s->stage1);
-        sy_mysql_conn_free(s->backend); /* the old session ends, as COM_CHANGE_USER ends it on the server */
+        sy_mysql_session_release_conn(s->px, s->backend); /* the old session ends, as COM_CHANGE_USER ends it */
         s->backend = NULL;
         start_auth(s);
         return;
@@ -1293,8 +1341,12 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
     struct sy_mysql_session *s = arg;
     if (what & BEV_EVENT_CONNECTED)
         return;
-    if (s->state == SS_CLOSING)
+    if (s->state == SS_CLOSING) {
+        s->client_gone = true; /* nothing more can be flushed: free it */
+        static const struct timeval now = { 0, 0 };
+        evtimer_add(s->px->reaper, &now);
         return;
+    }
     if (what & BEV_EVENT_EOF)
         sy_mysql_session_close(s, s->state == SS_BUSY ? "client vanished mid-request" : "client disconnected");
     else if (what & BEV_EVENT_ERROR)
@@ -1332,7 +1384,7 @@ static void backend_lost(struct sy_mysql_session *s)
         s->txn_aborted = true;
         s->in_txn = false;
     }
-    sy_mysql_conn_free(s->backend);
+    sy_mysql_session_release_conn(s->px, s->backend); /* we are inside its event callback */
     s->backend = NULL;
     s->backend_lost = true;
 }

@@ -293,7 +293,7 @@ static void on_warm_login(struct sy_mysql_conn *c, const uint8_t *err, size_t er
 /* Starts a warm connection on `side` (replacing one that is outdated). */
 static void warm_build(struct sy_mysql_session *s, enum sy_side side)
 {
-    sy_mysql_conn_free(s->warm);
+    sy_mysql_session_release_conn(s->px, s->warm);
     s->warm = NULL;
     s->warm_state = WARM_BUILDING;
     s->warm_side = side;
@@ -315,7 +315,7 @@ static void warm_build(struct sy_mysql_session *s, enum sy_side side)
 /* Makes the warm connection the session's backend. */
 static void install_warm(struct sy_mysql_session *s)
 {
-    sy_mysql_conn_free(s->backend);
+    sy_mysql_session_release_conn(s->px, s->backend);
     s->backend = s->warm;
     s->warm = NULL;
     s->warm_state = WARM_NONE;
@@ -355,7 +355,7 @@ static void on_rollback(struct sy_mysql_conn *c, const struct sy_mysql_result *r
     if (!res->ok) {
         sy_log_warn("%s: rollback of the open transaction failed (%u %s): dropping the backend", s->label,
                     res->err_code, res->err_msg);
-        sy_mysql_conn_free(s->backend); /* the server rolls back what a closed connection had open */
+        sy_mysql_session_release_conn(s->px, s->backend); /* the server rolls back what it had open */
         s->backend = NULL;
         s->backend_lost = true;
     } else {
@@ -555,7 +555,7 @@ void sy_mysql_switch_unwarm(struct sy_mysql_proxy *px)
 {
     struct sy_mysql_session *s;
     TAILQ_FOREACH(s, &px->sessions, link) {
-        sy_mysql_conn_free(s->warm);
+        sy_mysql_session_release_conn(px, s->warm);
         s->warm = NULL;
         s->warm_state = WARM_NONE;
         s->warm_stale = false;

@@ -33,6 +33,17 @@ STATE_QUERY = ("SELECT @@sql_mode, @@group_concat_max_len, @@max_statement_time,
                "@@unique_checks, @@lock_wait_timeout, @@global.read_only")
 
 
+def tcp_sockets() -> list:
+    """(state, local port, peer port) of every TCP socket on this host (ss, parsed here)."""
+    out = subprocess.run(["ss", "-Htan"], capture_output=True, text=True, check=True).stdout
+    rows = []
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) >= 5 and f[3].rsplit(":", 1)[-1].isdigit() and f[4].rsplit(":", 1)[-1].isdigit():
+            rows.append((f[0], int(f[3].rsplit(":", 1)[1]), int(f[4].rsplit(":", 1)[1])))
+    return rows
+
+
 class CClient:
     """tests/clients/sy_test_client in script mode: one Connector/C connection driven line by line."""
 
@@ -314,11 +325,8 @@ def test_busy_sessions_with_user_variables_survive_switches_and_failed_switches(
     # a client that leaves while the pair is held is closed by the proxy too (no CLOSE-WAIT left behind)
     port = d.port
 
-    def close_wait():
-        out = subprocess.run(["ss", "-Htn", "state", "close-wait", f"( sport = :{port} )"], capture_output=True,
-                             text=True).stdout
-        return [x for x in out.splitlines() if x.strip()]
-    wait_for(lambda: close_wait() == [], 10, "no CLOSE-WAIT sockets on the proxy port")
+    wait_for(lambda: [x for x in tcp_sockets() if x[1] == port and x[0] == "CLOSE-WAIT"] == [], 10,
+             "no CLOSE-WAIT sockets on the proxy port")
 
 
 def test_prepared_load_data_local_and_call_with_an_inner_cursor(switchable, mariadb_pair, cclients, tmp_path):
@@ -447,3 +455,45 @@ def test_bulk_inserts_use_bulk_execute_across_a_switch(switchable, mariadb_pair,
     assert execs(dr) - before_dr <= 2
     assert q(dr, "SELECT COUNT(*), SUM(id) FROM bk", db) == ((1000, sum(range(1, 1001))),)
     wait_for(lambda: q(b, "SELECT COUNT(*) FROM bk", db) == ((1000,),), 30, "reverse applied")
+
+
+def test_a_client_that_never_reads_cannot_keep_its_backend(switchable, mariadb_pair):
+    """A session holding a user lock streams a large result to a client that stops reading; a forced
+    switchover closes it (1927). Its backend on business is released at once (the lock is free for others
+    immediately), and the proxy drops the client once the final error could not be flushed in time."""
+    import socket as so
+    d, pname, db = switchable
+    b = mariadb_pair.business
+    stuck = app_conn(d, db, cursorclass=pymysql.cursors.SSCursor)
+    stuck._sock.setsockopt(so.SOL_SOCKET, so.SO_RCVBUF, 4096)
+    backend_id = one(stuck, "SELECT CONNECTION_ID()")[0][0]
+    one(stuck, "SELECT GET_LOCK('held-by-stuck', 0)")
+    cur = stuck.cursor()
+    cur.execute("SELECT REPEAT('x', 1000) FROM seq_1_to_50000")   # ~50 MB; the client reads one row only
+    cur.fetchone()
+    # every buffer on the way is full once the server itself waits to write (the proxy stopped reading)
+    wait_for(lambda: any(row[0] == backend_id and row[6] == "Writing to net" for row in q(b, "SHOW PROCESSLIST")),
+             30, "the server blocked writing to the proxy")
+    local_port = stuck._sock.getsockname()[1]
+    r = d.admin_ok("switchover", pair=pname, force=True)
+    assert r["closed_unmovable"] == 1, r
+    t0 = time.monotonic()
+    wait_for(lambda: backend_id not in [row[0] for row in q(b, "SHOW PROCESSLIST")], 2, "backend released at once")
+    other = app_conn(d, db)
+    assert one(other, "SELECT GET_LOCK('held-by-stuck', 0)") == ((1,),)     # on DR now; and business is free:
+    assert q(b, "SELECT IS_FREE_LOCK('held-by-stuck')") == ((1,),)
+    assert time.monotonic() - t0 < 2
+
+    # the proxy's end of the connection: once it closed its fd the kernel may still hold unsent data
+    # (FIN-WAIT-1), so "closed" means no longer ESTAB
+    proxy_end = lambda: [st for st, local, peer in tcp_sockets() if local == d.port and peer == local_port]  # noqa
+    assert proxy_end() == ["ESTAB"]                          # still flushing its final error, for a while
+    wait_for(lambda: "ESTAB" not in proxy_end(), 15, "the proxy dropped the client that never read")
+    assert time.monotonic() - t0 >= 4                       # the flush deadline (5 s), not at once
+    wait_for(lambda: "did not read its final error" in d.log(), 5, "the drop logged")
+    other.close()
+    # drop the stuck client without PyMySQL reading the rest of its result first
+    cur.connection = None
+    stuck._rfile.close()
+    stuck._sock.close()
+    stuck._sock = None
