@@ -142,14 +142,15 @@ find_go() {
     minor=$(go_minor "$GO")
     [ -n "$minor" ] || die "cannot tell the version of $GO"
     if [ "$minor" -lt "$GO_MIN_MINOR" ]; then
-        # The same module the go command itself downloads for GOTOOLCHAIN=auto (Go >= 1.21).
-        mod="golang.org/toolchain@v0.0.1-$GO_FALLBACK_TOOLCHAIN.linux-$(dpkg --print-architecture)"
-        say "$GO is $("$GO" env GOVERSION), go.mod needs go1.$GO_MIN_MINOR: fetching $mod"
-        tdir=$(cd /tmp && GOFLAGS=-mod=mod "$GO" mod download -json "$mod" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-        [ -n "$tdir" ] && [ -f "$tdir/bin/go" ] || die "could not fetch $mod through the Go module proxy"
-        # Module zips carry no exec bits: copy the toolchain into the cache and mark its programs executable.
         GO_TC="$CACHE/toolchain-$GO_FALLBACK_TOOLCHAIN"
         if [ ! -f "$GO_TC/.complete" ]; then
+            # The same module the go command itself downloads for GOTOOLCHAIN=auto (Go >= 1.21).
+            mod="golang.org/toolchain@v0.0.1-$GO_FALLBACK_TOOLCHAIN.linux-$(dpkg --print-architecture)"
+            say "$GO is $("$GO" env GOVERSION), go.mod needs go1.$GO_MIN_MINOR: fetching $mod"
+            tdir=$(cd /tmp && GOFLAGS=-mod=mod "$GO" mod download -json "$mod" |
+                   sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+            [ -n "$tdir" ] && [ -f "$tdir/bin/go" ] || die "could not fetch $mod through the Go module proxy"
+            # Module zips carry no exec bits: copy the toolchain into the cache and mark its programs executable.
             rm -rf "$GO_TC"
             cp -r "$tdir" "$GO_TC"
             chmod -R u+w "$GO_TC"
