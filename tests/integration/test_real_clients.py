@@ -10,6 +10,8 @@ import re
 import pytest
 
 from clients import KINDS, ClientError
+from test_forward_mariadb import fresh, q  # noqa: F401 (fixture)
+from test_switchover_mariadb import APP_PASSWORD, APP_USER, switchable  # noqa: F401 (fixture)
 
 DB = "rc"
 
@@ -163,3 +165,29 @@ def test_command_timeout_kills_the_client(mariadb_pair, real_client):
         c.ping()
     with pytest.raises(ValueError, match="unknown op"):
         real_client("go", mariadb_pair.business).send("no-such-op")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_pooled_client_across_a_switchover(kind, switchable, mariadb_pair, real_client):
+    """The reason these drivers exist: two pooled connections of a real driver stay open across a
+    switchover. The idle one keeps its server-side prepared statement and now writes on DR; the one idle
+    inside a transaction gets Switchyard's 1213 until it rolls back, then works (CONTRACT.md)."""
+    d, pname, db = switchable
+    b, dr = mariadb_pair
+    c = real_client(kind, d, user=APP_USER, password=APP_PASSWORD, database=db, pool=2)
+    assert c.prepare("ins", "INSERT INTO t VALUES (?, ?)", conn=0)["ok"]
+    assert c.execute("ins", 2, "before", conn=0) == {"ok": True, "affected": 1}
+    assert c.begin(conn=1)["ok"]
+    assert c.exec("INSERT INTO t VALUES (50, 'in an open transaction')", conn=1)["affected"] == 1
+    r = d.admin_ok("switchover", pair=pname)
+    assert r["active_side"] == "dr" and r["moved_clients"] >= 2 and r["aborted_transactions"] == 1, r
+    assert c.execute("ins", 3, "after", conn=0) == {"ok": True, "affected": 1}
+    assert c.query("SELECT @@global.read_only", conn=0)["rows"] == [["0"]]          # it ran on DR
+    r = c.exec("INSERT INTO t VALUES (51, 'x')", conn=1)
+    assert (r["ok"], r["code"], r["sqlstate"]) == (False, 1213, "40001"), r
+    assert norm(r)["message"] == ("Switchyard: the transaction was rolled back by a switchover; send ROLLBACK "
+                                  "and run it again")
+    assert c.rollback(conn=1)["ok"]
+    assert c.exec("INSERT INTO t VALUES (52, 'after rollback')", conn=1)["affected"] == 1
+    assert q(dr, "SELECT id, v FROM t ORDER BY id", db) == ((1, "one"), (2, "before"), (3, "after"),
+                                                             (52, "after rollback"))
