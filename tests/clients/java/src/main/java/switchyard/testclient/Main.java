@@ -123,7 +123,13 @@ public final class Main {
                 case "--url": url = v; break;
                 case "--user": user = v; break;
                 case "--password": password = v; break;
-                case "--pool": pool = Integer.parseInt(v); break;
+                case "--pool":
+                    try {
+                        pool = Integer.parseInt(v);
+                    } catch (NumberFormatException e) {
+                        throw new UsageError("--pool needs a number, not " + v);
+                    }
+                    break;
                 case "--init-sql": initSql = v; break;
                 default: throw new UsageError("unknown option " + a);
             }
