@@ -6,6 +6,8 @@ Run with Debian's interpreter:  /usr/bin/python3 -m pytest tests/integration
 - `daemon` (function): factory starting build/switchyardd on an ini written in tmp_path; every daemon is
   stopped at teardown and must exit 0 on SIGTERM (unless the test killed it or observed its exit).
 - `connect` (function): PyMySQL connections to a server or through a daemon, closed at teardown.
+- `real_client` (function): real Java (JDBC) / Go (database/sql) client processes (clients.py), driven one
+  command at a time, closed at teardown.
 A failing test gets its daemons' logs (and the error log of a sandbox server that died) in its report. At
 the end of the session, any mariadbd/switchyardd the suite started and left running fails the run.
 """
@@ -36,6 +38,7 @@ except ImportError as e:
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 import sandbox  # noqa: E402
+from clients import RealClient  # noqa: E402
 
 BUILD_DIR = Path(os.environ.get("SY_BUILD_DIR") or ROOT / "build")
 SWITCHYARDD = BUILD_DIR / "switchyardd"
@@ -410,6 +413,27 @@ def connect():
             c.close()
 
 
+@pytest.fixture
+def real_client(request):
+    """real_client(kind, target, user=ADMIN_USER, password=ADMIN_PASSWORD, database=None, **kw) -> RealClient.
+
+    kind: "java-mariadb" | "java-mysql" | "go"; target: a sandbox server (direct) or a Daemon (through the
+    proxy) -- anything with .host and .port; kw: RealClient's init_sql, extra, pool, timeout. Every client is
+    closed (its process reaped) at teardown; a failing test gets each client's stderr in its report."""
+    made: list = []
+    request.node._sy_clients = made
+
+    def factory(kind: str, target, user: str = ADMIN_USER, password: str = ADMIN_PASSWORD,
+                database: str | None = None, **kw) -> RealClient:
+        c = RealClient(kind, target.host, target.port, user, password, database, **kw)
+        made.append(c)
+        return c
+
+    yield factory
+    for c in made:
+        c.close()
+
+
 # --- hooks ------------------------------------------------------------------------------------------------
 
 def pytest_collection_modifyitems(config, items):
@@ -436,6 +460,10 @@ def pytest_runtest_makereport(item, call):
         return
     for i, d in enumerate(getattr(item, "_sy_daemons", ())):
         rep.sections.append((f"switchyardd #{i} log ({d.log_path})", _tail(d.log_path)))
+    for c in getattr(item, "_sy_clients", ()):
+        err = c.stderr()
+        if err.strip():
+            rep.sections.append((f"{c!r} stderr", err[-8000:]))
     pair = item.funcargs.get("mariadb_pair") if hasattr(item, "funcargs") else None
     for s in pair or ():
         if s.dir and not s.is_alive():
