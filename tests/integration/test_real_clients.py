@@ -191,3 +191,39 @@ def test_pooled_client_across_a_switchover(kind, switchable, mariadb_pair, real_
     assert c.exec("INSERT INTO t VALUES (52, 'after rollback')", conn=1)["affected"] == 1
     assert q(dr, "SELECT id, v FROM t ORDER BY id", db) == ((1, "one"), (2, "before"), (3, "after"),
                                                              (52, "after rollback"))
+
+
+@pytest.mark.parametrize("kind", ["java-mariadb", "java-mysql", "go"])
+def test_session_variables_of_a_pooled_init_sql_survive_a_switch(kind, switchable, mariadb_pair, real_client):
+    """Issue 13.1: MariaDB Connector/J sets its own session_track_system_variables at connect; a pool's init
+    SQL then set sql_mode, group_concat_max_len, max_statement_time and foreign_key_checks, and after a
+    switch the session had the server's defaults again. Every driver keeps them now."""
+    d, pname, db = switchable
+    init = ("SET sql_mode='STRICT_ALL_TABLES', group_concat_max_len=4242, max_statement_time=7, "
+            "foreign_key_checks=0, time_zone='+02:00', @tag='pool-init'")
+    c = real_client(kind, d, user=APP_USER, password=APP_PASSWORD, database=db, pool=2, init_sql=init)
+    sql = ("SELECT @@sql_mode, @@group_concat_max_len, @@max_statement_time = 7, @@foreign_key_checks, @@time_zone, "
+           "@tag, @@global.read_only")
+    want = ["STRICT_ALL_TABLES", "4242", "1", "0", "+02:00", "pool-init"]
+    for i in (0, 1):
+        assert c.query(sql, conn=i)["rows"][0][:6] == want
+    assert d.admin_ok("switchover", pair=pname)["moved_clients"] >= 2
+    for i in (0, 1):
+        row = c.query(sql, conn=i)["rows"][0]
+        assert row[:6] == want and row[6] == "0", (i, row)             # the same state, on DR
+
+
+def test_go_commit_after_a_switch_abort_leaves_the_connection_usable(switchable, mariadb_pair, real_client):
+    """Issue 13.3: database/sql treats a failed COMMIT as the end of the transaction (its Rollback() then
+    sends nothing); the proxy used to answer every later statement on that connection with 1213."""
+    d, pname, db = switchable
+    c = real_client("go", d, user=APP_USER, password=APP_PASSWORD, database=db)
+    assert c.begin()["ok"]
+    assert c.exec("INSERT INTO t VALUES (90, 'aborted')")["affected"] == 1
+    assert d.admin_ok("switchover", pair=pname)["aborted_transactions"] == 1
+    r = c.commit()
+    assert (r["ok"], r.get("code")) == (False, 1213), r
+    # database/sql: the transaction is over (a Rollback() would return ErrTxDone and send nothing)
+    for i in range(3):
+        assert c.exec(f"INSERT INTO t VALUES ({91 + i}, 'after')")["affected"] == 1
+    assert q(mariadb_pair.dr, "SELECT id FROM t WHERE id >= 90 ORDER BY id", db) == ((91,), (92,), (93,))
