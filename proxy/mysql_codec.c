@@ -5,6 +5,8 @@
  * Decoders take whole payloads (already framed), so a short payload is BAD, not AGAIN. */
 #include "proxy/mysql_codec.h"
 
+#include <libdeflate.h>
+
 #include <string.h>
 
 #define HDR_OK 0x00
@@ -147,6 +149,58 @@ void sy_mysql_lenenc_str_put(struct sy_wr *w, const void *s, size_t len)
 {
     sy_mysql_lenenc_put(w, len);
     sy_wr_bytes(w, s, len);
+}
+
+/* ---- compressed protocol ------------------------------------------------------------------------ */
+
+enum sy_parse sy_mysql_zhdr_parse(const uint8_t *p, size_t n, struct sy_mysql_zhdr *out)
+{
+    memset(out, 0, sizeof *out);
+    if (p == NULL || n < SY_MYSQL_ZHDR_LEN)
+        return SY_PARSE_AGAIN;
+    out->comp_len = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16;
+    out->seq = p[3];
+    out->raw_len = (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16;
+    return SY_PARSE_OK;
+}
+
+void sy_mysql_zhdr_encode(uint8_t out[SY_MYSQL_ZHDR_LEN], const struct sy_mysql_zhdr *h)
+{
+    out[0] = (uint8_t)h->comp_len;
+    out[1] = (uint8_t)(h->comp_len >> 8);
+    out[2] = (uint8_t)(h->comp_len >> 16);
+    out[3] = h->seq;
+    out[4] = (uint8_t)h->raw_len;
+    out[5] = (uint8_t)(h->raw_len >> 8);
+    out[6] = (uint8_t)(h->raw_len >> 16);
+}
+
+enum sy_parse sy_mysql_zframe_decode(struct libdeflate_decompressor *d, const uint8_t *p, size_t n, uint8_t *out,
+                                     size_t cap, size_t *frame_len, size_t *out_len, uint8_t *seq)
+{
+    struct sy_mysql_zhdr h;
+    *frame_len = *out_len = 0;
+    if (sy_mysql_zhdr_parse(p, n, &h) != SY_PARSE_OK)
+        return SY_PARSE_AGAIN;
+    if (n - SY_MYSQL_ZHDR_LEN < h.comp_len)
+        return SY_PARSE_AGAIN;
+    const uint8_t *payload = p + SY_MYSQL_ZHDR_LEN;
+    *seq = h.seq;
+    if (h.raw_len == 0) {
+        if (h.comp_len > cap)
+            return SY_PARSE_BAD;
+        memcpy(out, payload, h.comp_len);
+        *out_len = h.comp_len;
+    } else {
+        size_t got = 0;
+        if (h.raw_len > cap ||
+            libdeflate_zlib_decompress(d, payload, h.comp_len, out, h.raw_len, &got) != LIBDEFLATE_SUCCESS ||
+            got != h.raw_len)
+            return SY_PARSE_BAD;
+        *out_len = h.raw_len;
+    }
+    *frame_len = SY_MYSQL_ZHDR_LEN + h.comp_len;
+    return SY_PARSE_OK;
 }
 
 /* ---- connection phase ------------------------------------------------------------------------- */

@@ -126,6 +126,29 @@ const uint8_t *sy_mysql_lenenc_str_get(struct sy_rd *r, size_t *len);
 void sy_mysql_lenenc_put(struct sy_wr *w, uint64_t v);
 void sy_mysql_lenenc_str_put(struct sy_wr *w, const void *s, size_t len);
 
+/* ---- compressed protocol (CLIENT_COMPRESS) ----------------------------------------------------
+ * After the login, every packet travels inside frames: 3 bytes payload length, 1 byte sequence id (its
+ * own counter: 0 for a command's first frame, +1 per frame either way), 3 bytes uncompressed length
+ * (0: the payload is stored as is), then the payload (zlib when compressed). A frame may hold several
+ * packets or part of one. */
+#define SY_MYSQL_ZHDR_LEN 7
+#define SY_MYSQL_ZMIN 50 /* shorter payloads are sent as is, as servers do */
+struct sy_mysql_zhdr {
+    uint32_t comp_len; /* bytes of payload in this frame */
+    uint8_t seq;
+    uint32_t raw_len;  /* its length uncompressed; 0 = stored */
+};
+/* AGAIN when n < 7; never BAD (every 7-byte header is well formed). */
+enum sy_parse sy_mysql_zhdr_parse(const uint8_t *p, size_t n, struct sy_mysql_zhdr *out);
+void sy_mysql_zhdr_encode(uint8_t out[SY_MYSQL_ZHDR_LEN], const struct sy_mysql_zhdr *h);
+struct libdeflate_decompressor;
+/* One frame at p (n bytes there): OK with *frame_len bytes of it consumed and its payload written to out
+ * (*out_len bytes: raw_len when compressed, else comp_len); AGAIN when the frame is not all there; BAD
+ * when it does not inflate to exactly its stated length or does not fit cap. Pure (fuzzed). */
+enum sy_parse sy_mysql_zframe_decode(struct libdeflate_decompressor *d, const uint8_t *p, size_t n, uint8_t *out,
+                                     size_t cap, size_t *frame_len, size_t *out_len, uint8_t *seq);
+
+
 /* ---- connection phase ------------------------------------------------------------------------- */
 
 #define SY_MYSQL_SALT_LEN 20

@@ -26,6 +26,7 @@
 
 #include "core/log.h"
 #include "proxy/mysql_codec.h"
+#include "proxy/mysql_compress.h"
 #include "proxy/mysql_conn.h"
 #include "proxy/mysql_proxy.h"
 #include "proxy/mysql_session.h"
@@ -424,7 +425,7 @@ static void send_greeting(struct sy_mysql_session *s)
                     SY_CAP_SECURE_CONNECTION | SY_CAP_MULTI_STATEMENTS | SY_CAP_MULTI_RESULTS |
                     SY_CAP_PS_MULTI_RESULTS | SY_CAP_PLUGIN_AUTH | SY_CAP_CONNECT_ATTRS | SY_CAP_PLUGIN_AUTH_LENENC |
                     SY_CAP_CAN_HANDLE_EXPIRED_PASSWORDS | SY_CAP_SESSION_TRACK | SY_CAP_DEPRECATE_EOF |
-                    SESS_EXT_CAPS;
+                    SY_CAP_COMPRESS | SESS_EXT_CAPS;
     uint64_t server = sy_mysql_accounts_server_caps(s->px->accounts);
     if (server != 0)
         caps &= server; /* a MariaDB server clears CLIENT_MYSQL to announce its extended capabilities */
@@ -511,6 +512,17 @@ static void on_init_done(struct sy_mysql_conn *c, const struct sy_mysql_result *
         sy_log_info("%s: logged in as '%s' on %s side (backend thread %u)", s->label, s->user,
                     sy_side_name(s->side), sy_mysql_conn_greeting(c)->thread_id);
         client_ok(s, (uint8_t)(s->seq + 1));
+        if ((s->caps & SY_CAP_COMPRESS) && !s->compressed) {
+            /* the OK above goes out as it is; everything after it in frames */
+            struct bufferevent *z = sy_mysql_compress_wrap(s->client);
+            if (z == NULL) {
+                sy_mysql_session_close(s, "out of memory (compression)");
+                return;
+            }
+            s->client = z;
+            s->compressed = true;
+            rearm_client(s);
+        }
     }
     sy_mysql_session_set_state(s, SS_IDLE);
     s->direct = true;
@@ -653,8 +665,8 @@ static void on_handshake_response(struct sy_mysql_session *s, const uint8_t *p, 
                          SY_CAP_TRANSACTIONS | SY_CAP_SECURE_CONNECTION | SY_CAP_MULTI_STATEMENTS |
                          SY_CAP_MULTI_RESULTS | SY_CAP_PS_MULTI_RESULTS | SY_CAP_PLUGIN_AUTH | SY_CAP_CONNECT_ATTRS |
                          SY_CAP_PLUGIN_AUTH_LENENC | SY_CAP_CAN_HANDLE_EXPIRED_PASSWORDS | SY_CAP_SESSION_TRACK |
-                         SY_CAP_DEPRECATE_EOF | SESS_EXT_CAPS);
-    s->backend_caps = (s->caps | SY_CAP_SESSION_TRACK) & ~(SY_CAP_SSL | SY_CAP_CONNECT_WITH_DB);
+                         SY_CAP_DEPRECATE_EOF | SY_CAP_COMPRESS | SESS_EXT_CAPS);
+    s->backend_caps = (s->caps | SY_CAP_SESSION_TRACK) & ~(SY_CAP_SSL | SY_CAP_CONNECT_WITH_DB | SY_CAP_COMPRESS);
     s->collation = h->collation;
     s->max_packet = h->max_packet;
     snprintf(s->user, sizeof s->user, "%s", h->user);

@@ -95,6 +95,7 @@ struct sy_mysql_session {
     bool resp_done_after_stream;         /* the streaming packet ends the reply */
     uint64_t held_since_ms;              /* when SS_HELD began */
     bool direct;                         /* logged in: plain sockets are written directly (see flush) */
+    bool compressed;                     /* client is a compression filter (CLIENT_COMPRESS) from login on */
     uint64_t flush_deadline_ms;          /* SS_CLOSING with a final error queued: freed by then at the latest */
     bool client_gone;                    /* SS_CLOSING: the client socket ended (nothing left to flush) */
     bool client_bp;                      /* client reads paused: backend output over high water */

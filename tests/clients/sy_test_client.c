@@ -344,6 +344,8 @@ int main(int argc, char **argv)
     mysql_optionsv(m, MYSQL_OPT_PROTOCOL, &proto);
     my_bool local_infile = 1;
     mysql_optionsv(m, MYSQL_OPT_LOCAL_INFILE, &local_infile);
+    if (getenv("SY_TEST_COMPRESS") != NULL) /* the compressed protocol (CLIENT_COMPRESS) */
+        mysql_optionsv(m, MYSQL_OPT_COMPRESS, NULL);
     if (!mysql_real_connect(m, argv[1], argv[3], argv[4], NULL, (unsigned)atoi(argv[2]), NULL, CLIENT_MULTI_STATEMENTS))
         return fail(m, "connect");
     int rc = 1;

@@ -5,6 +5,7 @@ proxy, and where it matters compares with the same client connected directly."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -47,9 +48,10 @@ def tcp_sockets() -> list:
 class CClient:
     """tests/clients/sy_test_client in script mode: one Connector/C connection driven line by line."""
 
-    def __init__(self, port: int, user: str = APP_USER, password: str = APP_PASSWORD):
+    def __init__(self, port: int, user: str = APP_USER, password: str = APP_PASSWORD, compress: bool = False):
+        env = {**os.environ, **({"SY_TEST_COMPRESS": "1"} if compress else {})}
         self.p = subprocess.Popen([str(BUILD_DIR / "sy_test_client"), "127.0.0.1", str(port), user, password,
-                                   "script"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                   "script"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
     def cmd(self, line: str, timeout: float = 30.0) -> list:
         assert self.p.poll() is None, "client exited"
@@ -497,3 +499,48 @@ def test_a_client_that_never_reads_cannot_keep_its_backend(switchable, mariadb_p
     stuck._rfile.close()
     stuck._sock.close()
     stuck._sock = None
+
+
+def test_compressed_protocol_like_the_server(switchable, mariadb_pair, cclients, tmp_path):
+    """CLIENT_COMPRESS on the client side (the backend is spoken to uncompressed): `mariadb -C` and a
+    Connector/C client with MYSQL_OPT_COMPRESS get the same results as directly - small and large packets,
+    a 6 MB value, LOAD DATA LOCAL - the bytes on the wire are compressed, and a switch moves the session."""
+    d, pname, db = switchable
+    b = mariadb_pair.business
+    b.sql("SET GLOBAL local_infile = ON")
+    b.sql("CREATE TABLE zl (id INT PRIMARY KEY, v VARCHAR(20))", database=db)
+    data = tmp_path / "zl.tsv"
+    data.write_text("".join(f"{i}\trow-{i}\n" for i in range(1000)))
+    script = (f"USE {db};\nSELECT 1;\nSELECT LENGTH(REPEAT('ab', 3000000)), MD5(REPEAT('ab', 3000000));\n"
+              f"SELECT REPEAT('x', 60), NULL, 'é';\nSELECT * FROM nosuchtable;\n"
+              f"LOAD DATA LOCAL INFILE '{data}' INTO TABLE zl;\nSELECT COUNT(*), SUM(id) FROM zl;\n"
+              f"DELETE FROM zl;\nSELECT 2;\n")
+    outs = {}
+    for where, port in (("direct", b.port), ("proxy", d.port)):
+        outs[where] = subprocess.run(["mariadb", "-h127.0.0.1", f"-P{port}", f"-u{APP_USER}", f"-p{APP_PASSWORD}",
+                                      "-C", "--local-infile=1", "--batch", "--force"], input=script,
+                                     capture_output=True, text=True, timeout=60)
+    assert outs["proxy"].stdout == outs["direct"].stdout and "1000\t499500" in outs["proxy"].stdout, outs
+    assert outs["proxy"].stderr == outs["direct"].stderr, outs          # the same 1146 text
+    c = cclients(d.port, compress=True)
+    c.cmd(f"query USE {db}")
+    assert c.cmd("query SELECT MD5(REPEAT('ab', 3000000))")[0] == "row 82ffdc6a14684197b8be14212e71eb95"
+    local = [x for x in tcp_sockets() if x[2] == d.port and x[0] == "ESTAB"]
+    assert c.cmd("prepare SELECT REPEAT('ab', 3000000)") == ["prepared 0"]
+    assert c.cmd("execute") == ["executed rows 1"]
+    assert d.admin_ok("switchover", pair=pname)["moved_clients"] >= 1
+    assert c.cmd("query SELECT MD5(REPEAT('ab', 3000000)), @@global.read_only")[0] == \
+        "row 82ffdc6a14684197b8be14212e71eb95 0"                          # on DR, still compressed
+    assert c.cmd("execute") == ["executed rows 1"]
+    # about 18 MB of highly compressible values reached this client: far fewer bytes crossed its socket
+    out = subprocess.run(["ss", "-Htin"], capture_output=True, text=True).stdout
+    received = None
+    lines = out.splitlines()
+    for i, line in enumerate(lines):
+        f = line.split()
+        if len(f) >= 5 and f[4].endswith(f":{d.port}") and any(f[3].endswith(f":{x[1]}") for x in local):
+            detail = lines[i + 1] if i + 1 < len(lines) else ""
+            for tok in detail.split():
+                if tok.startswith("bytes_received:"):
+                    received = int(tok.split(":")[1])
+    assert received is not None and received < 2_000_000, received

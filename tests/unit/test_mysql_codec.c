@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <libdeflate.h>
+
 #include "proxy/mysql_codec.h"
 #include "tests/unit/check.h"
 
@@ -1090,8 +1092,43 @@ static void test_kill(void)
     CHECK(!sy_mysql_kill_parse((const uint8_t *)"KILL 5", 5, &k));   /* length honoured: "KILL " */
 }
 
+static void test_compressed_frames(void)
+{
+    struct sy_mysql_zhdr h = { .comp_len = 0x123456, .seq = 7, .raw_len = 0xABCDEF }, back;
+    uint8_t hb[SY_MYSQL_ZHDR_LEN];
+    sy_mysql_zhdr_encode(hb, &h);
+    CHECK(sy_mysql_zhdr_parse(hb, sizeof hb, &back) == SY_PARSE_OK);
+    CHECK(back.comp_len == h.comp_len && back.seq == 7 && back.raw_len == h.raw_len);
+    CHECK(sy_mysql_zhdr_parse(hb, 6, &back) == SY_PARSE_AGAIN);
+    struct libdeflate_compressor *c = libdeflate_alloc_compressor(1);
+    struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
+    uint8_t raw[300], frame[400], out[400];
+    memset(raw, 'q', sizeof raw);
+    size_t zn = libdeflate_zlib_compress(c, raw, sizeof raw, frame + SY_MYSQL_ZHDR_LEN, sizeof frame - 7);
+    CHECK(zn > 0 && zn < sizeof raw);
+    h = (struct sy_mysql_zhdr){ .comp_len = (uint32_t)zn, .seq = 3, .raw_len = sizeof raw };
+    sy_mysql_zhdr_encode(frame, &h);
+    size_t used, len;
+    uint8_t seq;
+    CHECK(sy_mysql_zframe_decode(d, frame, 7 + zn, out, sizeof out, &used, &len, &seq) == SY_PARSE_OK);
+    CHECK(used == 7 + zn && len == sizeof raw && seq == 3 && memcmp(out, raw, len) == 0);
+    CHECK(sy_mysql_zframe_decode(d, frame, 6 + zn, out, sizeof out, &used, &len, &seq) == SY_PARSE_AGAIN);
+    CHECK(sy_mysql_zframe_decode(d, frame, 7 + zn, out, 100, &used, &len, &seq) == SY_PARSE_BAD); /* no room */
+    h.raw_len = sizeof raw + 1; /* a lie about the length */
+    sy_mysql_zhdr_encode(frame, &h);
+    CHECK(sy_mysql_zframe_decode(d, frame, 7 + zn, out, sizeof out, &used, &len, &seq) == SY_PARSE_BAD);
+    h = (struct sy_mysql_zhdr){ .comp_len = 5, .seq = 0, .raw_len = 0 }; /* stored */
+    sy_mysql_zhdr_encode(frame, &h);
+    memcpy(frame + 7, "hello", 5);
+    CHECK(sy_mysql_zframe_decode(d, frame, 12, out, sizeof out, &used, &len, &seq) == SY_PARSE_OK);
+    CHECK(used == 12 && len == 5 && memcmp(out, "hello", 5) == 0);
+    libdeflate_free_compressor(c);
+    libdeflate_free_decompressor(d);
+}
+
 int main(void)
 {
+    test_compressed_frames();
     test_hdr();
     test_lenenc();
     test_greeting_real();
