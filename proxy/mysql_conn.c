@@ -37,6 +37,7 @@ struct sy_mysql_conn {
     uint8_t seq;                      /* last sequence id seen or sent */
     char local_ip[64];
     sy_mysql_login_cb login_cb;       /* called once, then NULL */
+    sy_mysql_auth_relay_cb relay_cb;  /* SY_LOGIN_RELAY: the server's auth packets go there */
     sy_mysql_query_cb query_cb;       /* set while a query runs */
     void *arg;
     struct sy_mysql_resp resp;        /* tracker of the internal query's response */
@@ -177,6 +178,7 @@ static void send_auth_response(struct sy_mysql_conn *c, const uint8_t *salt, siz
         *out_len = SY_SHA1_LEN;
         break;
     case SY_LOGIN_EMPTY:
+    case SY_LOGIN_RELAY: /* the server then asks for its plugin's answer: relayed to the client */
         *out_len = 0;
         break;
     }
@@ -251,6 +253,10 @@ static bool on_auth_reply(struct sy_mysql_conn *c, const uint8_t *p, size_t n)
     if (p[0] == 0xFF) {
         login_done(c, p, n);
         return true;
+    }
+    if (c->login.auth == SY_LOGIN_RELAY && c->relay_cb != NULL && (p[0] == 0xFE || p[0] == 0x01)) {
+        c->relay_cb(c, p, n, c->arg); /* answered through sy_mysql_conn_auth_answer */
+        return false;
     }
     struct sy_mysql_auth_switch sw;
     if (p[0] == 0xFE && sy_mysql_auth_switch_parse(p, n, &sw) == SY_PARSE_OK &&
@@ -415,6 +421,17 @@ static void on_later(evutil_socket_t fd, short what, void *arg)
 {
     struct sy_mysql_conn *c = arg;
     login_done(c, c->pending_err, c->pending_err_len);
+}
+
+void sy_mysql_conn_set_relay(struct sy_mysql_conn *c, sy_mysql_auth_relay_cb cb)
+{
+    c->relay_cb = cb;
+}
+
+void sy_mysql_conn_auth_answer(struct sy_mysql_conn *c, const uint8_t *p, size_t n)
+{
+    if (c->state == CS_AUTH)
+        send_packet(c, p, n);
 }
 
 struct sy_mysql_conn *sy_mysql_conn_open(struct event_base *base, const struct sy_endpoint *ep,

@@ -17,7 +17,9 @@
 /* Who to log in as, and how. */
 struct sy_mysql_login {
     char user[SY_MYSQL_NAME_MAX];
-    enum { SY_LOGIN_STAGE1, SY_LOGIN_EMPTY, SY_LOGIN_BOGUS } auth; /* BOGUS: the client failed our check:
+    enum { SY_LOGIN_STAGE1, SY_LOGIN_EMPTY, SY_LOGIN_BOGUS, SY_LOGIN_RELAY } auth; /* RELAY: the server's
+                                      auth exchange goes to the relay callback (sy_mysql_conn_set_relay);
+                                      BOGUS: the client failed our check:
                                                                       let the server say "denied" */
     uint8_t stage1[SY_SHA1_LEN];      /* secret (STAGE1 only): wiped with the conn */
     char db[SY_MYSQL_DB_MAX];         /* "" = none */
@@ -54,6 +56,13 @@ struct sy_mysql_conn *sy_mysql_conn_open(struct event_base *base, const struct s
                                          const struct sy_mysql_login *login, const char *label,
                                          sy_mysql_login_cb cb, void *arg);
 void sy_mysql_conn_free(struct sy_mysql_conn *c); /* NULL-safe; never calls callbacks */
+
+/* SY_LOGIN_RELAY: every packet of the server's authentication exchange (an auth switch request, more
+ * data) is handed to cb, which answers with sy_mysql_conn_auth_answer; set right after open. The login
+ * callback still reports the end (OK or the server's ERR). */
+typedef void (*sy_mysql_auth_relay_cb)(struct sy_mysql_conn *c, const uint8_t *p, size_t n, void *arg);
+void sy_mysql_conn_set_relay(struct sy_mysql_conn *c, sy_mysql_auth_relay_cb cb);
+void sy_mysql_conn_auth_answer(struct sy_mysql_conn *c, const uint8_t *p, size_t n);
 
 /* One internal COM_QUERY on a logged-in, idle conn; cb once. -1 if the conn is not idle. */
 int sy_mysql_conn_query(struct sy_mysql_conn *c, const char *sql, sy_mysql_query_cb cb, void *arg) SY_MUST_CHECK;

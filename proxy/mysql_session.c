@@ -43,7 +43,7 @@
      SY_CAP_MARIADB_CACHE_METADATA)
 
 static const char *const sess_state_names[SS__COUNT] = {
-    "HANDSHAKE", "AUTH_SWITCH", "LOOKUP", "LOGIN", "INIT", "IDLE",
+    "HANDSHAKE", "AUTH_SWITCH", "AUTH_RELAY", "LOOKUP", "LOGIN", "INIT", "IDLE",
     "BUSY", "INFILE", "CHANGE_USER", "HELD", "INTERNAL", "PARKED", "RECONNECT", "CLOSING",
 };
 
@@ -52,6 +52,7 @@ static void process_backend(struct sy_mysql_session *s);
 static void auth_lookup(struct sy_mysql_session *s);
 static void rearm_client(struct sy_mysql_session *s);
 static void backend_lost(struct sy_mysql_session *s);
+static void on_backend_auth_packet(struct sy_mysql_conn *c, const uint8_t *p, size_t n, void *arg);
 
 /* ---- state, closing ---------------------------------------------------------------------------- */
 
@@ -532,6 +533,17 @@ static void on_init_done(struct sy_mysql_conn *c, const struct sy_mysql_result *
     session_flush(s);
 }
 
+/* The server asks the client something for its plugin (ed25519's nonce, ...): passed on, re-numbered in the
+ * client's sequence; the answer comes back in SS_AUTH_RELAY. */
+static void on_backend_auth_packet(struct sy_mysql_conn *c, const uint8_t *p, size_t n, void *arg)
+{
+    struct sy_mysql_session *s = arg;
+    s->seq++;
+    client_packet(s, s->seq, p, n);
+    s->relay_return = s->state;
+    sy_mysql_session_set_state(s, SS_AUTH_RELAY);
+}
+
 static void backend_login(struct sy_mysql_session *s, int auth_kind)
 {
     if (s->px->pair->held && s->state != SS_CHANGE_USER) {
@@ -558,6 +570,8 @@ static void backend_login(struct sy_mysql_session *s, int auth_kind)
     OPENSSL_cleanse(login.stage1, sizeof login.stage1);
     if (s->backend == NULL)
         fail_session(s, (uint8_t)(s->seq + 1), 2013, "HY000", "Switchyard: out of memory");
+    else if (auth_kind == SY_LOGIN_RELAY)
+        sy_mysql_conn_set_relay(s->backend, on_backend_auth_packet);
 }
 
 static void on_accounts(void *arg, const char *err)
@@ -584,14 +598,16 @@ static void auth_lookup(struct sy_mysql_session *s)
     if (acc != NULL) {
         bool native = acc->plugin[0] == '\0' || strcmp(acc->plugin, "mysql_native_password") == 0;
         if (!native) {
-            char msg[700];
-            snprintf(msg, sizeof msg,
-                     "Switchyard: account '%s'@'%s' uses authentication plugin '%s'; only mysql_native_password "
-                     "accounts can log in through the proxy",
-                     acc->user, acc->host, acc->plugin);
-            fail_session(s, (uint8_t)(s->seq + 1), 1251, "08004", msg);
+            /* ed25519 and other plugins: the server checks the client itself, through the proxy (the
+             * proxy learns no secret, so the session cannot move: it is pinned) */
+            snprintf(s->relayed_plugin, sizeof s->relayed_plugin, "%s", acc->plugin);
+            s->have_stage1 = false;
+            sy_log_info("%s: account '%s'@'%s' uses '%s': its login is relayed to the server", s->label, acc->user,
+                        acc->host, acc->plugin);
+            backend_login(s, SY_LOGIN_RELAY);
             return;
         }
+        s->relayed_plugin[0] = '\0';
         uint8_t stage2[SY_SHA1_LEN];
         if (acc->auth_string[0] == '\0') {
             verified = s->client_auth_len == 0;
@@ -1067,6 +1083,20 @@ static void process_client(struct sy_mysql_session *s)
             free(p);
             if (s->state == SS_HANDSHAKE)
                 continue; /* TLS upgrade: the real handshake response follows */
+            return;
+        }
+        case SS_AUTH_RELAY: {
+            if (hdr.len > 64 * 1024) {
+                fail_session(s, (uint8_t)(hdr.seq + 1), 1043, "08S01", "Bad handshake");
+                return;
+            }
+            if (avail < 4 + (size_t)hdr.len)
+                return;
+            const uint8_t *p = evbuffer_pullup(in, (ssize_t)(4 + hdr.len)) + 4;
+            s->seq = hdr.seq;
+            sy_mysql_session_set_state(s, s->relay_return);
+            sy_mysql_conn_auth_answer(s->backend, p, hdr.len);
+            evbuffer_drain(in, 4 + hdr.len);
             return;
         }
         case SS_IDLE:

@@ -17,6 +17,7 @@
 enum sess_state {
     SS_HANDSHAKE,     /* greeting sent; waiting for the handshake response (or SSLRequest) */
     SS_AUTH_SWITCH,   /* asked the client to switch to mysql_native_password */
+    SS_AUTH_RELAY,    /* passed the server's auth request (another plugin) on: the client's answer is due */
     SS_LOOKUP,        /* waiting for the account cache */
     SS_LOGIN,         /* logging in on the active side as the client's account */
     SS_INIT,          /* session-tracking setup query on the new backend */
@@ -80,6 +81,9 @@ struct sy_mysql_session {
     size_t attrs_len;
     bool have_stage1;                    /* stage1 below is valid (client proved the password) */
     bool empty_password;                 /* account has no password and the client sent none */
+    char relayed_plugin[SY_MYSQL_PLUGIN_MAX]; /* the login was relayed to the server (this plugin): the proxy
+                                            cannot log the session in elsewhere, so it is pinned */
+    enum sess_state relay_return;        /* SS_LOGIN or SS_CHANGE_USER, after the client's answer */
     uint8_t stage1[SY_SHA1_LEN];         /* secret: SHA1(password); wiped on free */
     uint8_t client_auth[SY_MYSQL_AUTH_MAX]; /* scramble being verified; wiped after use */
     size_t client_auth_len;

@@ -218,6 +218,8 @@ const char *sy_mysql_session_pinned(const struct sy_mysql_session *s)
         return "user locks (GET_LOCK)";
     if (s->xa)
         return "an XA transaction";
+    if (s->relayed_plugin[0] != '\0')
+        return "a login by another authentication plugin (the proxy cannot repeat it on the other side)";
     if (s->pin_unknown)
         return "state the proxy could not follow (out of memory)";
     if ((s->status & SY_STATUS_CURSOR_EXISTS) && s->cursors_used)

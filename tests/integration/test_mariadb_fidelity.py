@@ -433,7 +433,8 @@ def test_kill_by_either_id_and_processlist_agree(switchable, mariadb_pair, which
     with pytest.raises(pymysql.err.OperationalError) as e:
         one(victim, "SELECT 1")
     assert e.value.args[0] in (2013, 2006), e.value.args
-    assert backend_id not in [r[0] for r in one(killer, "SHOW PROCESSLIST")]
+    wait_for(lambda: backend_id not in [r[0] for r in one(killer, "SHOW PROCESSLIST")], 10,
+             "the killed thread has left the processlist")    # the server ends a killed thread shortly after
     killer.close()
 
 
@@ -544,3 +545,45 @@ def test_compressed_protocol_like_the_server(switchable, mariadb_pair, cclients,
                 if tok.startswith("bytes_received:"):
                     received = int(tok.split(":")[1])
     assert received is not None and received < 2_000_000, received
+
+
+def test_ed25519_accounts_log_in_through_the_proxy_and_are_pinned(switchable, mariadb_pair):
+    """An ed25519 account: the server's own challenge is relayed to the client (the proxy learns no secret),
+    so the login works, a wrong password gets the server's own error, and the session is listed as unable
+    to move (a switchover refuses; --force closes it with 1927)."""
+    d, pname, db = switchable
+    for s in mariadb_pair:
+        s.sql("INSTALL SONAME 'auth_ed25519'") if not q(s, "SELECT COUNT(*) FROM information_schema.PLUGINS "
+                                                           "WHERE PLUGIN_NAME = 'ed25519'")[0][0] else None
+        s.sql("CREATE USER IF NOT EXISTS 'ed_app'@'%' IDENTIFIED VIA ed25519 USING PASSWORD('ed-Secret-1')")
+        s.sql(f"GRANT ALL PRIVILEGES ON `{db}`.* TO 'ed_app'@'%'")
+
+    def cli(port, password, script="SELECT CURRENT_USER(), @@global.read_only;\n"):
+        return subprocess.run(["mariadb", "-h127.0.0.1", f"-P{port}", "-ued_app", f"-p{password}", "--batch",
+                               "--skip-column-names", db], input=script, capture_output=True, text=True, timeout=30)
+    direct, proxied = cli(mariadb_pair.business.port, "ed-Secret-1"), cli(d.port, "ed-Secret-1")
+    assert proxied.returncode == 0 and proxied.stdout == direct.stdout == "ed_app@%\t0\n", (direct, proxied)
+    bad_direct, bad_proxied = cli(mariadb_pair.business.port, "wrong"), cli(d.port, "wrong")
+    assert bad_proxied.returncode != 0 and "1045" in bad_proxied.stderr, bad_proxied
+    strip = lambda e: e.split("'@'")[0]  # noqa: E731 - the host part names the proxy's address, not the CLI's
+    assert strip(bad_proxied.stderr) == strip(bad_direct.stderr)
+    p = subprocess.Popen(["mariadb", "-h127.0.0.1", f"-P{d.port}", "-ued_app", "-ped-Secret-1", "--batch",
+                          "--unbuffered", "--skip-column-names", db],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        p.stdin.write("SELECT 'logged-in';\n")
+        p.stdin.flush()
+        assert p.stdout.readline().strip() == "logged-in"
+        reasons = [x["unmovable_reason"] for x in d.admin_ok("clients", pair=pname)["clients"] if x["user"] == "ed_app"]
+        assert reasons == ["a login by another authentication plugin (the proxy cannot repeat it on the other side)"]
+        r = d.admin("switchover", pair=pname)
+        assert r["ok"] is False and r["error"]["code"] == "unmovable_sessions", r
+        r = d.admin_ok("switchover", pair=pname, force=True)
+        assert r["closed_unmovable"] == 1
+        p.stdin.write("SELECT 1;\n")
+        p.stdin.close()
+        err = p.stderr.read()
+        assert "1927" in err or "server has gone away" in err.lower() or "lost connection" in err.lower(), err
+    finally:
+        if p.poll() is None:
+            p.kill()
