@@ -125,13 +125,12 @@ static struct token next_token(struct lex *lx)
     return t;
 }
 
-/* Whether the token is the word kw (lower case), case-insensitive. */
-static bool tok_is(const struct lex *lx, struct token t, const char *kw)
+/* Whether the token is the word kw (lower case, k bytes), case-insensitive. Every query goes through
+ * here many times: the length is compared first, and tok_is() takes strlen of a literal at the call
+ * site, where the compiler folds it. */
+static inline bool tok_is_n(const struct lex *lx, struct token t, const char *kw, size_t k)
 {
-    if (t.t != T_WORD && t.t != T_IDENT)
-        return false;
-    size_t k = strlen(kw);
-    if (t.len != k)
+    if ((t.t != T_WORD && t.t != T_IDENT) || t.len != k)
         return false;
     for (size_t j = 0; j < k; j++) {
         uint8_t c = lx->s[t.off + j];
@@ -142,6 +141,8 @@ static bool tok_is(const struct lex *lx, struct token t, const char *kw)
     }
     return true;
 }
+
+#define tok_is(lx, t, kw) tok_is_n((lx), (t), (kw), strlen(kw))
 
 static bool tok_punct(const struct lex *lx, struct token t, char c)
 {
@@ -355,6 +356,8 @@ void sy_sql_effect(const uint8_t *sql, size_t len, struct sy_sql_effect *out)
     bool all_read = true;
     while (sy_sql_next(sql, len, &pos, &st)) {
         all_read = all_read && st.read;
+        out->names_tables = out->names_tables || st.kind == SY_SQL_TEMP_CREATE || st.kind == SY_SQL_TEMP_DROP ||
+                            st.kind == SY_SQL_DROP_TABLE;
         if (out->statements++ == 0)
             out->kind = st.kind;
         switch (st.kind) {

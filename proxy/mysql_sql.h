@@ -69,6 +69,7 @@ struct sy_sql_effect {
     bool xa_start, xa_end;   /* the last of them wins */
     bool tracking;
     bool read;               /* every statement is a read (and there is at least one) */
+    bool names_tables;       /* a statement creates or drops tables by name (sy_sql_next_name) */
 };
 void sy_sql_effect(const uint8_t *sql, size_t len, struct sy_sql_effect *out);
 

@@ -110,6 +110,8 @@ void sy_mysql_track_request(struct sy_mysql_session *s, const uint8_t *sql, size
     if (!e.release_all_locks && e.user_locks > 0)
         s->user_locks += (unsigned)e.user_locks; /* held from the request on */
     names_clear(s->pend_drops, &s->n_pend_drops);
+    if (!e.names_tables)
+        return; /* the usual case: one pass over the text was enough */
     size_t pos = 0;
     struct sy_sql_stmt st;
     while (sy_sql_next(sql, len, &pos, &st)) {
