@@ -6,7 +6,7 @@
  *
  * Also the session-tracking settings the proxy relies on ('*', schema, state change): a statement that
  * names them makes the proxy read the session's variables back from the server once the reply is in
- * (information_schema.SESSION_VARIABLES against GLOBAL_VARIABLES: the state a switch must replay,
+ * (information_schema.SYSTEM_VARIABLES, session against global value: the state a switch must replay,
  * exactly, whatever the statement also changed untracked), set its own tracking again, and from then
  * on show the client only the tracking it asked for. */
 #include <stdio.h>
@@ -312,12 +312,13 @@ void sy_mysql_track_ok(struct sy_mysql_session *s, const struct sy_mysql_ok *ok)
 
 /* ---- the client's own tracking settings ----------------------------------------------------------- */
 
-/* The session's variables that differ from the server's defaults, its tracking settings and schema. */
+/* The session's settable variables that differ from the server's defaults (not read-only ones such as
+ * gtid_current_pos, not session-only counters), its tracking settings, and its schema. */
 #define RESYNC_SQL                                                                                            \
-    "SELECT LOWER(s.VARIABLE_NAME), s.VARIABLE_VALUE FROM information_schema.SESSION_VARIABLES s JOIN "      \
-    "information_schema.GLOBAL_VARIABLES g USING (VARIABLE_NAME) WHERE NOT (s.VARIABLE_VALUE <=> "            \
-    "g.VARIABLE_VALUE) OR s.VARIABLE_NAME IN ('SESSION_TRACK_SYSTEM_VARIABLES', 'SESSION_TRACK_SCHEMA', "      \
-    "'SESSION_TRACK_STATE_CHANGE') UNION ALL SELECT '', DATABASE()"
+    "SELECT LOWER(VARIABLE_NAME), SESSION_VALUE FROM information_schema.SYSTEM_VARIABLES WHERE "              \
+    "(VARIABLE_SCOPE = 'SESSION' AND READ_ONLY = 'NO' AND NOT (SESSION_VALUE <=> GLOBAL_VALUE)) OR "         \
+    "VARIABLE_NAME IN ('SESSION_TRACK_SYSTEM_VARIABLES', 'SESSION_TRACK_SCHEMA', 'SESSION_TRACK_STATE_CHANGE') " \
+    "UNION ALL SELECT '', DATABASE()"
 
 static bool is_on(const char *v)
 {
