@@ -39,6 +39,7 @@ def test_rule1_reverse_needs_a_forward_instance(daemon, mariadb_pair):
     assert "no forward instance" in r["error"]["message"]
 
 
+@pytest.mark.tsan
 def test_rule2_and_3_collects_from_creation_writes_after_start(synced, mariadb_pair):
     d, pname, db = synced
     b, dr = mariadb_pair
@@ -128,6 +129,7 @@ def test_failed_reverse_precheck_leaves_nothing(synced, mariadb_pair):
     assert d.admin_ok("create-reverse", pair=pname)["state"] == "collecting"
 
 
+@pytest.mark.tsan
 def test_sigterm_while_admin_commands_run(synced):
     """Shutdown waits for precheck / create-reverse / verify threads instead of freeing what they use."""
     import json
@@ -211,6 +213,7 @@ def test_rule7_paused_reverse_resumes_exactly_there(synced, mariadb_pair):
              (("before pause+",), ("while paused",)), 30, "resumed exactly there")
 
 
+@pytest.mark.tsan
 def test_rule8_business_unreachable_reverse_retries_and_recovers(synced, mariadb_pair):
     d, pname, db = synced
     b, dr = mariadb_pair

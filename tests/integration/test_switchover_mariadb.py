@@ -54,6 +54,7 @@ def switchable(daemon, mariadb_pair, fresh):  # noqa: F811
     return d, pname, fresh
 
 
+@pytest.mark.tsan
 def test_switchover_then_switchback_moves_the_client(switchable, mariadb_pair):
     d, pname, db = switchable
     b, dr = mariadb_pair
@@ -236,6 +237,7 @@ def test_kill9_at_each_switchover_step_resolves_on_restart(daemon, mariadb_pair,
     assert q(act, "SELECT id FROM t ORDER BY id", fresh) == ((1,), (2,))
 
 
+@pytest.mark.tsan
 def test_bank_invariant_across_ten_alternating_switches(daemon, mariadb_pair, fresh):  # noqa: F811
     """Transfers from PyMySQL threads plus sysbench oltp_read_write through the proxy; 10 switchovers and
     switchbacks under that load: 0 client errors, the sum of balances constant after each switch, every
@@ -333,7 +335,7 @@ def bank_under_switches(daemon, mariadb_pair, fresh, switches, gap_s):  # noqa: 
     return pauses
 
 
-@pytest.mark.parametrize("decision", ["export", "discard"])
+@pytest.mark.parametrize("decision", [pytest.param("export", marks=pytest.mark.tsan), "discard"])
 def test_failover_tail_resolve_then_switchback(switchable, mariadb_pair, decision):
     """kill -9 of the business mariadbd; failover moves the idle client to DR without an error; the business
     DB comes back fenced, the tail (written while the forward collector was paused) is reported with how many
@@ -425,6 +427,7 @@ def test_failover_after_forward_failed_and_empty_tail_resolves_itself(daemon, ma
     wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", fresh) == ((3,),), 30, "forward again")
 
 
+@pytest.mark.tsan
 def test_precheck_direction_switchover(switchable, mariadb_pair):
     d, pname, db = switchable
     r = d.admin_ok("precheck", pair=pname, direction="switchover")
@@ -514,6 +517,7 @@ def test_kill9_during_switchback_and_failover_resolves_on_restart(daemon, mariad
     assert q(act, "SELECT COUNT(*) FROM t", fresh) == ((want,),)
 
 
+@pytest.mark.tsan
 def test_hold_timeout_rolls_back_and_the_running_transaction_keeps_going(daemon, mariadb_pair, fresh):  # noqa: F811
     """A statement inside a transaction outlasts max_hold_ms: the switchover refuses with hold_timeout,
     business is unfenced and released, and that transaction commits normally afterwards."""
@@ -548,6 +552,7 @@ def test_hold_timeout_rolls_back_and_the_running_transaction_keeps_going(daemon,
     wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", fresh) == ((1,),), 30, "forward still running")
 
 
+@pytest.mark.tsan
 def test_failover_under_load_loses_no_acknowledged_write_silently(switchable, mariadb_pair):
     """Inserts keep coming through the proxy while the business mariadbd is killed; after the failover the
     clients continue on DR. Every insert a client saw acknowledged is on DR or in the reported tail
