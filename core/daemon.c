@@ -653,7 +653,7 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
     event_base_dispatch(d.base);
     status = 0;
 out:
-    sy_switch_shutdown = 1;
+    sy_switch_shutdown();
     for (int waited = 0; sy_admin_jobs() > 0 && waited < 120000; waited += 10) {
         if (waited == 0)
             sy_log_info("waiting for %d admin command(s) to finish", sy_admin_jobs());

@@ -10,7 +10,7 @@ import time
 import pymysql
 import pytest
 
-from test_forward_mariadb import fresh, q, wait_for, wait_state  # noqa: F401 (fixture)
+from test_forward_mariadb import fresh, locked, q, wait_for, wait_state  # noqa: F401 (fixture)
 from test_reverse_mariadb import reverse, wait_reverse
 
 APP_USER, APP_PASSWORD = "sw_app", "app-Secret-1"
@@ -606,3 +606,37 @@ def test_failover_under_load_loses_no_acknowledged_write_silently(switchable, ma
     assert r["active_side"] == "business"
     assert_equal_eventually = __import__("test_forward_mariadb").assert_equal_eventually
     assert_equal_eventually(mariadb_pair, db)
+
+
+@pytest.mark.tsan
+def test_sigterm_during_a_switchover_rolls_it_back_and_exits_0(switchable, mariadb_pair):
+    """SIGTERM while a switchover waits in its catch-up (the DR writer is held on a row lock): the switch
+    sees the shutdown, refuses and rolls back, the daemon exits 0; after a restart business is still
+    active at the same epoch, the only writable side, and the held change reaches DR."""
+    d, pname, db = switchable
+    b, dr = mariadb_pair
+    epoch = d.pair_status(pname)["epoch"]
+    replies = {}
+
+    def switchover():
+        try:
+            replies["r"] = d.admin("switchover", pair=pname, _timeout=60)
+        except (OSError, ValueError) as e:        # the socket closed with the daemon before a reply
+            replies["r"] = e
+    with locked(dr, db, "SELECT * FROM t WHERE id = 1 FOR UPDATE"):
+        b.sql("UPDATE t SET v = 'held' WHERE id = 1", database=db)
+        wait_for(lambda: q(dr, "SELECT COUNT(*) FROM information_schema.INNODB_TRX "
+                               "WHERE trx_state = 'LOCK WAIT'")[0][0] > 0, 30, "the writer waits on the lock")
+        th = threading.Thread(target=switchover)
+        th.start()
+        wait_for(lambda: "switchover from business to dr started" in d.log(), 30, "the switch runs")
+        assert d.stop() == 0
+        th.join(30)
+    r = replies["r"]
+    assert not (isinstance(r, dict) and r.get("ok")), r
+    assert "rolling back" in d.log()
+    d.start()
+    st = d.pair_status(pname)
+    assert st["active_side"] == "business" and st["epoch"] == epoch and not st["held"], st
+    wait_for(lambda: _writable(b) and not _writable(dr), 30, "business writable, DR fenced")
+    wait_for(lambda: q(dr, "SELECT v FROM t WHERE id = 1", db) == (("held",),), 30, "the held change on DR")
