@@ -39,6 +39,7 @@ struct sy_admin {
     char path[108];                   /* socket path, unlinked on close */
     struct admin_table tables[ADMIN_MAX_TABLES];
     size_t n_tables;
+    bool shutting_down;               /* set by sy_admin_shutdown: every new request is refused */
 };
 
 struct admin_conn {
@@ -194,6 +195,11 @@ static void dispatch(struct admin_conn *c, const char *line, size_t len)
         return;
     }
     snprintf(req->cmd, sizeof req->cmd, "%s", name);
+    if (c->admin->shutting_down) { /* no new worker thread may start once shutdown counts them */
+        sy_admin_fail(req, "shutting_down", "switchyardd is shutting down: '%s' was not run", name);
+        json_decref(doc);
+        return;
+    }
     json_t *empty = NULL;
     if (args == NULL)
         args = empty = json_object();
@@ -326,6 +332,12 @@ struct sy_admin *sy_admin_open(struct event_base *base, const char *path, char *
     chmod(path, 0600);
     sy_admin_register(a, admin_cmds, SY_ARRAY_LEN(admin_cmds), a);
     return a;
+}
+
+void sy_admin_shutdown(struct sy_admin *a)
+{
+    if (a != NULL)
+        a->shutting_down = true;
 }
 
 void sy_admin_close(struct sy_admin *a)

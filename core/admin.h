@@ -26,6 +26,9 @@ struct sy_admin_cmd {
 /* Creates the socket (mode 0600; peers must be root or the daemon's uid, SO_PEERCRED). */
 struct sy_admin *sy_admin_open(struct event_base *base, const char *path, char *err, size_t errlen);
 void sy_admin_close(struct sy_admin *a);
+/* From now on every request is answered `shutting_down` without running: the loop keeps turning while
+ * shutdown waits for running jobs, and a request read then must not start another (NULL-safe). */
+void sy_admin_shutdown(struct sy_admin *a);
 /* cmds must outlive the admin socket (static tables). */
 void sy_admin_register(struct sy_admin *a, const struct sy_admin_cmd *cmds, size_t n, void *ctx);
 

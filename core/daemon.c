@@ -653,7 +653,8 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
     event_base_dispatch(d.base);
     status = 0;
 out:
-    sy_switch_shutdown = 1;
+    sy_admin_shutdown(d.admin);
+    sy_switch_shutdown();
     for (int waited = 0; sy_admin_jobs() > 0 && waited < 120000; waited += 10) {
         if (waited == 0)
             sy_log_info("waiting for %d admin command(s) to finish", sy_admin_jobs());
@@ -665,11 +666,13 @@ out:
     if (d.base)
         event_base_loop(d.base, EVLOOP_NONBLOCK); /* answer (and free) the commands that finished */
     if (sy_admin_jobs() > 0) {
-        /* A thread still uses the pairs, the loop or the admin socket: freeing them would pull them from
-         * under it. Exit without tearing down (the process ends; the state on disk is consistent). */
+        /* A thread still uses the pairs, the config, the loop and Connector/C: freeing them, or letting
+         * main() end the client library and wipe the config (or exit() run atexit handlers), would pull
+         * them from under it. The process ends here; the state on disk is consistent. */
         sy_log_error("%d admin command(s) still running after 120 s: exiting without freeing what they use",
                      sy_admin_jobs());
-        return 1;
+        fflush(NULL);
+        _exit(1);
     }
     if (sigterm)
         event_free(sigterm);

@@ -873,14 +873,14 @@ int sy_instance_start_write(struct sy_instance *in, const char **code, char *msg
 }
 
 bool sy_instance_write_reaches(struct sy_instance *in, const char *want, uint64_t deadline_ms, unsigned first_nap_ms,
-                               unsigned max_nap_ms, volatile int *abort)
+                               unsigned max_nap_ms, int *abort)
 {
     for (unsigned nap = first_nap_ms;; nap = nap * 2 < max_nap_ms ? nap * 2 : max_nap_ms) {
         char have[1024];
         sy_instance_write_position(in, have, sizeof have);
         if (in->mods->position_covers(have, want))
             return true;
-        if (sy_now_ms() >= deadline_ms || (abort && *abort))
+        if (sy_now_ms() >= deadline_ms || (abort && __atomic_load_n(abort, __ATOMIC_ACQUIRE)))
             return false;
         usleep(nap * 1000);
     }

@@ -179,9 +179,10 @@ enum sy_instance_state sy_instance_state(const struct sy_instance *in);
 /* The write module's applied position (thread-safe: may be called from worker threads). "" when none. */
 void sy_instance_write_position(struct sy_instance *in, char *out, size_t outlen);
 /* Waits (worker threads) until the write's applied position covers `want`: true; false at deadline_ms
- * (monotonic) or once *abort is set (may be NULL). Polls first_nap_ms apart, doubling up to max_nap_ms. */
+ * (monotonic) or once *abort is set (may be NULL; read atomically: another thread sets it). Polls
+ * first_nap_ms apart, doubling up to max_nap_ms. */
 bool sy_instance_write_reaches(struct sy_instance *in, const char *want, uint64_t deadline_ms, unsigned first_nap_ms,
-                               unsigned max_nap_ms, volatile int *abort);
+                               unsigned max_nap_ms, int *abort);
 
 /* Where the modules stand (thread-safe). */
 struct sy_instance_progress {

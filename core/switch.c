@@ -46,7 +46,17 @@
 #define SW_WARM_TIMEOUT_MS 10000  /* step 2 (before the hold: nobody waits on it) */
 #define SW_ALIVE_TIMEOUT_MS 1500  /* failover: does the business DB still answer? */
 
-volatile int sy_switch_shutdown;
+static int switch_shutdown; /* atomic: set once by the loop at shutdown, read by switch threads */
+
+void sy_switch_shutdown(void)
+{
+    __atomic_store_n(&switch_shutdown, 1, __ATOMIC_RELEASE);
+}
+
+static bool shutting_down(void)
+{
+    return __atomic_load_n(&switch_shutdown, __ATOMIC_ACQUIRE) != 0;
+}
 
 enum sw_kind { SW_SWITCHOVER, SW_SWITCHBACK, SW_FAILOVER };
 static const char *const kind_names[] = { "switchover", "switchback", "failover" };
@@ -297,7 +307,7 @@ static void wait_settled(struct sy_switch *sw, struct sy_instance *in)
 /* Whether `in`'s write reaches `want` before deadline (monotonic ms); polls 1 ms apart up to 8 ms. */
 static bool write_reaches(struct sy_instance *in, const char *want, uint64_t deadline)
 {
-    return sy_instance_write_reaches(in, want, deadline, 1, 8, &sy_switch_shutdown);
+    return sy_instance_write_reaches(in, want, deadline, 1, 8, &switch_shutdown);
 }
 
 static uint64_t hold_deadline(const struct sy_switch *sw)
@@ -325,7 +335,7 @@ static int catch_up(struct sy_switch *sw)
             json_object_set_new(sw->steps, "catch_up_lag_ms", json_integer((json_int_t)(now_ms() - read_at)));
             return 0;
         }
-        if (now_ms() >= deadline || sy_switch_shutdown)
+        if (now_ms() >= deadline || shutting_down())
             return fail(sw, "lag_too_high",
                         "%s is still more than switchover_max_lag_ms=%d ms behind the %s side after "
                         "drain_timeout_ms=%d ms (applied %s, %s at %s)",
@@ -375,7 +385,7 @@ static int warm(struct sy_switch *sw)
             return refuse_warm_failures(sw);
         if (sw->prog.not_ready == 0)
             return 0;
-        if (now_ms() >= deadline || sy_switch_shutdown)
+        if (now_ms() >= deadline || shutting_down())
             return fail(sw, "hold_timeout", "%zu session(s) still have no connection on the %s side after %d ms",
                         sw->prog.not_ready, sy_side_name(sw->to), SW_WARM_TIMEOUT_MS);
         usleep(1000);
@@ -398,7 +408,7 @@ static int quiesce(struct sy_switch *sw)
         if (sw->prog.in_transaction == 0 && sw->prog.busy == 0 && sw->prog.not_ready == 0 &&
             sw->prog.uservars_pending == 0)
             return 0;
-        if (now_ms() >= hold_deadline(sw) || sy_switch_shutdown) {
+        if (now_ms() >= hold_deadline(sw) || shutting_down()) {
             if (sw->kind == SW_FAILOVER)
                 return 0; /* sessions stuck on the dead side get an error at the flip */
             return fail(sw, "hold_timeout",
@@ -577,7 +587,7 @@ static int run_failover(struct sy_switch *sw)
             return fail(sw, "bad_state", "%s is %s with %llu spooled record(s) not applied: start it first",
                         sy_instance_id(sw->draining), sy_instance_state_name(pr.state),
                         (unsigned long long)(pr.collected_seq - pr.applied_seq));
-        if (now_ms() >= deadline || sy_switch_shutdown)
+        if (now_ms() >= deadline || shutting_down())
             return fail(sw, "drain_timeout",
                         "the forward spool was not applied to DR within drain_timeout_ms=%d (applied %llu of %llu)",
                         p->cfg->drain_timeout_ms, (unsigned long long)pr.applied_seq,

@@ -17,7 +17,8 @@ void sy_switch_failover(struct sy_pair *p, struct sy_admin_req *req, bool force)
  * the caller adds both directions' database checks. */
 json_t *sy_switch_readiness(struct sy_pair *p);
 
-/* Set at daemon shutdown: running switches stop waiting and roll back (when before the flip). */
-extern volatile int sy_switch_shutdown;
+/* Called by the loop at daemon shutdown: running switches stop waiting and roll back (when before the
+ * flip). Switch threads read the flag atomically (the loop and they share nothing else for it). */
+void sy_switch_shutdown(void);
 
 #endif

@@ -10,6 +10,8 @@ Run with Debian's interpreter:  /usr/bin/python3 -m pytest tests/integration
   command at a time, closed at teardown.
 A failing test gets its daemons' logs (and the error log of a sandbox server that died) in its report. At
 the end of the session, any mariadbd/switchyardd the suite started and left running fails the run.
+With SY_TSAN=1 (a ThreadSanitizer build, `make integration-tsan`) each daemon writes its reports to
+<work>/tsan.<pid>, and a test whose daemons wrote any fails at teardown with the reports in its output.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ ADMIN_USER = sandbox.ADMIN_USER
 ADMIN_PASSWORD = sandbox.ADMIN_PASSWORD
 DAEMON_START_TIMEOUT_S = float(os.environ.get("SY_DAEMON_START_TIMEOUT", "30"))
 DAEMON_STOP_TIMEOUT_S = 15.0
+TSAN = os.environ.get("SY_TSAN") == "1"
+TSAN_SUPP = ROOT / "tsan.supp"
 DEFAULT_TEST_TIMEOUT_S = 300          # per test, unless --timeout / PYTEST_TIMEOUT / ini timeout is set
 LOG_TAIL_LINES = 400
 
@@ -377,8 +381,11 @@ def daemon(request, tmp_path):
         lines += ["", f"[pair {pair}]"] + [f"{k} = {_ini_value(v)}" for k, v in keys.items() if v is not None]
         ini = work / "switchyard.ini"
         ini.write_text("\n".join(lines) + "\n" + (extra_ini + "\n" if extra_ini else ""))
-        d = Daemon(ini, glob["admin_socket"], work / "switchyardd.log", work, {**os.environ, **(env or {})},
-                   sock_dir)
+        denv = {**os.environ, **(env or {})}
+        if TSAN:        # reports go to files the teardown checks: one is enough to fail the test
+            denv["TSAN_OPTIONS"] = (f"log_path={work / 'tsan'} suppressions={TSAN_SUPP} exitcode=66 "
+                                    f"second_deadlock_stack=1 history_size=4 {denv.get('TSAN_OPTIONS', '')}")
+        d = Daemon(ini, glob["admin_socket"], work / "switchyardd.log", work, denv, sock_dir)
         made.append(d)
         return d.start(wait=wait)
 
@@ -389,6 +396,8 @@ def daemon(request, tmp_path):
             d.finalize()
         except AssertionError as e:
             errors.append(str(e))
+        for report in sorted(d.cwd.glob("tsan.*")):        # SY_TSAN: any report fails the test
+            errors.append(f"ThreadSanitizer report {report}:\n{_tail(report, 200)}")
     if errors:
         pytest.fail("\n\n".join(errors), pytrace=False)
 

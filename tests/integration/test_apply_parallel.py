@@ -115,7 +115,7 @@ def apply_backlog(d, pname, pair, fresh, timeout=120):
     return st
 
 
-@pytest.mark.parametrize("threads", [1, 4])
+@pytest.mark.parametrize("threads", [1, pytest.param(4, marks=pytest.mark.tsan)])
 def test_parallel_apply_of_a_backlog_on_overlapping_keys_is_equal(daemon, mariadb_pair, fresh, threads):
     b = mariadb_pair.business
     setup_tables(b, fresh)

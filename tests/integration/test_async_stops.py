@@ -89,6 +89,7 @@ def check_fast(what, samples, job, min_samples):
         assert len(v) >= min_samples, f"{what}: only {len(v)} {k} sample(s) while it ran ({took:.2f}s)"
 
 
+@pytest.mark.tsan
 def test_pause_waiting_on_a_locked_writer_leaves_the_loop_serving(daemon, mariadb_pair, fresh):  # noqa: F811
     b, dr = mariadb_pair
     b.sql("CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)", database=fresh)
@@ -145,6 +146,7 @@ def stopped(server):
         os.kill(server.pid, signal.SIGCONT)
 
 
+@pytest.mark.tsan
 def test_failover_against_a_stopped_business_leaves_the_loop_serving(daemon, mariadb_pair, fresh,  # noqa: F811
                                                                      third_server):
     b, dr = mariadb_pair

@@ -134,6 +134,7 @@ ROW1 = """INSERT INTO alltypes (id, ti, tiu, si, siu, mi, miu, i, iu, bi, biu, d
    b'0', b'0', '[]')"""
 
 
+@pytest.mark.tsan
 def test_forward_every_type_initial_sync_then_incremental(daemon, mariadb_pair, fresh):
     b = mariadb_pair.business
     b.sql(ALL_TYPES, database=fresh)
@@ -214,6 +215,7 @@ def test_objects_filter_and_echo_free(daemon, mariadb_pair, fresh):
     assert tables_of(mariadb_pair.dr, fresh) == ["keep"]
 
 
+@pytest.mark.tsan
 def test_sysbench_write_only_equal(daemon, mariadb_pair, fresh):
     pname = f"p{fresh}"
     common = ["--db-driver=mysql", "--mysql-host=127.0.0.1", f"--mysql-port={mariadb_pair.business.port}",
@@ -269,6 +271,7 @@ def test_kill9_during_initial_sync_restarts_the_copy(daemon, mariadb_pair, fresh
     assert_equal_eventually(mariadb_pair, fresh, timeout=120)
 
 
+@pytest.mark.tsan
 def test_pause_start_keeps_position(daemon, mariadb_pair, fresh):
     b = mariadb_pair.business
     b.sql("CREATE TABLE t (id INT PRIMARY KEY)", database=fresh)
@@ -292,6 +295,7 @@ def test_pause_start_keeps_position(daemon, mariadb_pair, fresh):
     wait_state(d, pname, "running")
 
 
+@pytest.mark.tsan
 def test_dr_down_retrying_then_failed_then_start(daemon, mariadb_pair, fresh):
     b, dr = mariadb_pair
     b.sql("CREATE TABLE t (id INT PRIMARY KEY)", database=fresh)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from test_forward_mariadb import fresh, instance, wait_for, wait_state  # noqa: F401 (fixture)
 
 
+@pytest.mark.tsan
 def test_lag_grows_while_paused_and_returns_to_zero(daemon, mariadb_pair, fresh):  # noqa: F811
     b = mariadb_pair.business
     b.sql("CREATE TABLE t (id INT PRIMARY KEY)", database=fresh)

@@ -257,6 +257,7 @@ def test_prepared_statements_pin_on_execute(switchable, cclients):
     assert reasons() == ["user locks (GET_LOCK)"]
 
 
+@pytest.mark.tsan
 def test_busy_sessions_with_user_variables_survive_switches_and_failed_switches(daemon, mariadb_pair, fresh):  # noqa: F811
     """Sessions holding a user variable and running statements back to back: switches are never refused
     for them, and a switch that fails at any step (hold, quiesce, fence, drain, unfence) lets every held

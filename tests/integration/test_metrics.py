@@ -27,6 +27,7 @@ def scrape(port):
                 for ln in r.read().decode().splitlines() if ln and not ln.startswith("#")}
 
 
+@pytest.mark.tsan
 def test_metrics_follow_state_lag_clients_errors_and_switches(daemon, mariadb_pair, fresh):  # noqa: F811
     b = mariadb_pair.business
     b.sql("CREATE TABLE t (id INT PRIMARY KEY)", database=fresh)

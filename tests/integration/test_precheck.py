@@ -72,6 +72,7 @@ def ctl_checks(d, *args):
     return got
 
 
+@pytest.mark.tsan
 def test_all_pass_on_the_sandbox_pair(mariadb_pair, precheck_db, daemon):
     b, dr = mariadb_pair
     d = daemon(objects=f"{precheck_db}.*")

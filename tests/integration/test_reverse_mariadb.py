@@ -3,11 +3,14 @@ as its own test, against two real MariaDB servers."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 
 import pytest
 
-from test_forward_mariadb import conn, fresh, instance, q, wait_for, wait_state  # noqa: F401 (fixture)
+from test_forward_mariadb import conn, fresh, instance, locked, q, wait_for, wait_state  # noqa: F401 (fixture)
 
 
 def reverse(d, pname):
@@ -39,6 +42,7 @@ def test_rule1_reverse_needs_a_forward_instance(daemon, mariadb_pair):
     assert "no forward instance" in r["error"]["message"]
 
 
+@pytest.mark.tsan
 def test_rule2_and_3_collects_from_creation_writes_after_start(synced, mariadb_pair):
     d, pname, db = synced
     b, dr = mariadb_pair
@@ -128,6 +132,7 @@ def test_failed_reverse_precheck_leaves_nothing(synced, mariadb_pair):
     assert d.admin_ok("create-reverse", pair=pname)["state"] == "collecting"
 
 
+@pytest.mark.tsan
 def test_sigterm_while_admin_commands_run(synced):
     """Shutdown waits for precheck / create-reverse / verify threads instead of freeing what they use."""
     import json
@@ -142,6 +147,41 @@ def test_sigterm_while_admin_commands_run(synced):
     assert d.stop() == 0
     for s in socks:
         s.close()
+
+
+@pytest.mark.tsan
+def test_requests_read_during_shutdown_are_refused_while_a_job_finishes(synced, mariadb_pair):
+    """SIGTERM while a verify waits for the DR writer (held on a row lock): shutdown waits for the verify
+    with the loop turning, and a request read meanwhile is answered `shutting_down` instead of starting
+    another worker thread (before, one read in the last turn started a thread that shutdown never waited
+    for: it exited 1 at once, tearing Connector/C and the config down under it). Once the lock goes the
+    verify ends and the daemon exits 0."""
+    d, pname, db = synced
+    b, dr = mariadb_pair
+    replies = {}
+
+    def verify():
+        try:
+            replies["verify"] = d.admin("verify", pair=pname, _timeout=60)
+        except (OSError, ValueError) as e:        # the reply may be lost with the socket at exit
+            replies["verify"] = e
+    with locked(dr, db, "SELECT * FROM t WHERE id = 1 FOR UPDATE"):
+        b.sql("UPDATE t SET v = 'held' WHERE id = 1", database=db)
+        wait_for(lambda: q(dr, "SELECT COUNT(*) FROM information_schema.INNODB_TRX "
+                               "WHERE trx_state = 'LOCK WAIT'")[0][0] > 0, 30, "the writer waits on the lock")
+        th = threading.Thread(target=verify)
+        th.start()
+        wait_for(lambda: "verify started" in d.log(), 30, "the verify runs")
+        os.kill(d.pid, signal.SIGTERM)
+        wait_for(lambda: "waiting for 1 admin command(s) to finish" in d.log(), 30, "shutdown waits for it")
+        for cmd in ("precheck", "create-reverse", "status"):
+            r = d.admin(cmd, pair=pname, _timeout=10)
+            assert r["ok"] is False and r["error"]["code"] == "shutting_down", r
+            assert cmd in r["error"]["message"], r
+    assert d.wait(60) == 0, d.log()[-3000:]
+    th.join(30)
+    assert "still running after 120 s" not in d.log()
+    assert not isinstance(replies["verify"], dict) or replies["verify"]["ok"] is True, replies
 
 
 @pytest.mark.parametrize("on_conflict", ["fail", "overwrite"])
@@ -211,6 +251,7 @@ def test_rule7_paused_reverse_resumes_exactly_there(synced, mariadb_pair):
              (("before pause+",), ("while paused",)), 30, "resumed exactly there")
 
 
+@pytest.mark.tsan
 def test_rule8_business_unreachable_reverse_retries_and_recovers(synced, mariadb_pair):
     d, pname, db = synced
     b, dr = mariadb_pair

@@ -192,6 +192,7 @@ WORKLOAD_S = 5.0
 WRITES_PER_S = 2000.0
 
 
+@pytest.mark.tsan
 def test_verify_clean_while_business_writes(daemon, mariadb_pair, fresh):
     """Chunks are compared at the position they were read at: a busy business side is no mismatch."""
     b = mariadb_pair.business
