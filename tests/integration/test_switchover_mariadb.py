@@ -140,7 +140,7 @@ def test_transaction_that_ends_within_txn_drain_ms_commits(switchable, mariadb_p
         done.set()
     th = threading.Thread(target=switch)
     th.start()
-    time.sleep(0.2)
+    wait_for(lambda: d.pair_status(pname)["held"], 10, "the switch holds the pair")   # txn_drain_ms runs now
     c.commit()                                       # inside txn_drain_ms: the old side commits it
     th.join(30)
     assert result["r"]["ok"], result
