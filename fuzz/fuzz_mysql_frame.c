@@ -2,7 +2,7 @@
  * stream is split into packets by sy_mysql_hdr_parse and fed to the tracker as the proxy would: whole
  * when wants_whole() says so, else only what is there (a header may claim 16 MiB: the rest of it is
  * taken as streamed and the next header follows the bytes that are there).
- * Flags pick DEPRECATE_EOF, SESSION_TRACK, PROGRESS and CACHE_METADATA. A second tracker is fed every
+ * Flags pick DEPRECATE_EOF, SESSION_TRACK, PROGRESS, CACHE_METADATA and a requested cursor. A second tracker is fed every
  * byte that is there and must agree with the first at each packet. Traps on broken invariants. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -52,6 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct sy_mysql_pkt pkt, pkt2;
     sy_mysql_resp_start(&r, cmd, caps);
     sy_mysql_resp_start(&r2, cmd, caps);
+    r.cursor = r2.cursor = (flags & 16) != 0; /* an execute that asked for a cursor */
     REQUIRE(sy_mysql_cmd_has_reply(cmd) == (r.phase != SY_RESP_DONE));
 
     const uint8_t *p = data + 2;
@@ -86,7 +87,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             REQUIRE(r.phase != SY_RESP_DONE);
             break;
         case SY_STEP_INFILE:
-            REQUIRE(r.phase == SY_RESP_INFILE_WAIT && pkt.kind == SY_PKT_INFILE && cmd == SY_COM_QUERY);
+            REQUIRE(r.phase == SY_RESP_INFILE_WAIT && pkt.kind == SY_PKT_INFILE &&
+                    (cmd == SY_COM_QUERY || cmd == SY_COM_STMT_EXECUTE)); /* a prepared LOAD DATA LOCAL too */
             break;
         case SY_STEP_DONE:
             REQUIRE(r.phase == SY_RESP_DONE && before != SY_RESP_DONE);
