@@ -17,6 +17,8 @@ struct zstream {
     struct libdeflate_compressor *c;
     struct libdeflate_decompressor *d;
     uint8_t next_seq; /* sequence id of our next frame */
+    struct bufferevent *self; /* ref: the filter (to report a bad frame) */
+    bool failed;              /* a bad frame came: everything after it is dropped */
 };
 
 static enum bufferevent_filter_result inflate_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t lim,
@@ -24,6 +26,10 @@ static enum bufferevent_filter_result inflate_in(struct evbuffer *src, struct ev
 {
     struct zstream *z = arg;
     bool any = false;
+    if (z->failed) {
+        evbuffer_drain(src, evbuffer_get_length(src));
+        return BEV_ERROR;
+    }
     for (;;) {
         uint8_t hb[SY_MYSQL_ZHDR_LEN];
         struct sy_mysql_zhdr h;
@@ -41,8 +47,14 @@ static enum bufferevent_filter_result inflate_in(struct evbuffer *src, struct ev
         size_t used, len;
         uint8_t seq;
         if (p == NULL || sy_mysql_zframe_decode(z->d, p, frame, v.iov_base, v.iov_len, &used, &len, &seq) !=
-                             SY_PARSE_OK)
-            return BEV_ERROR; /* the session sees an error event and closes */
+                             SY_PARSE_OK) {
+            /* libevent 2.1 ignores an input filter's BEV_ERROR: report it as the socket error it is,
+             * so the session closes, and drop what came */
+            z->failed = true;
+            evbuffer_drain(src, evbuffer_get_length(src));
+            bufferevent_trigger_event(z->self, BEV_EVENT_READING | BEV_EVENT_ERROR, BEV_TRIG_DEFER_CALLBACKS);
+            return BEV_ERROR;
+        }
         v.iov_len = len;
         evbuffer_commit_space(dst, &v, 1);
         evbuffer_drain(src, used);
@@ -104,5 +116,7 @@ struct bufferevent *sy_mysql_compress_wrap(struct bufferevent *under)
                                          : NULL;
     if (f == NULL)
         zstream_free(z);
+    else
+        z->self = f;
     return f;
 }

@@ -254,7 +254,8 @@ static bool on_auth_reply(struct sy_mysql_conn *c, const uint8_t *p, size_t n)
         login_done(c, p, n);
         return true;
     }
-    if (c->login.auth == SY_LOGIN_RELAY && c->relay_cb != NULL && (p[0] == 0xFE || p[0] == 0x01)) {
+    if (c->login.auth == SY_LOGIN_RELAY && c->relay_cb != NULL) {
+        /* an auth switch, more data, or a plugin's raw round (PAM dialog, GSSAPI tokens) */
         c->relay_cb(c, p, n, c->arg); /* answered through sy_mysql_conn_auth_answer */
         return false;
     }
@@ -421,6 +422,17 @@ static void on_later(evutil_socket_t fd, short what, void *arg)
 {
     struct sy_mysql_conn *c = arg;
     login_done(c, c->pending_err, c->pending_err_len);
+}
+
+void sy_mysql_conn_detach(struct sy_mysql_conn *c)
+{
+    if (c == NULL)
+        return;
+    c->login_cb = NULL;
+    c->query_cb = NULL;
+    c->relay_cb = NULL;
+    if (c->later)
+        evtimer_del(c->later);
 }
 
 void sy_mysql_conn_set_relay(struct sy_mysql_conn *c, sy_mysql_auth_relay_cb cb)

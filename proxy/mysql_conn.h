@@ -62,6 +62,8 @@ void sy_mysql_conn_free(struct sy_mysql_conn *c); /* NULL-safe; never calls call
  * callback still reports the end (OK or the server's ERR). */
 typedef void (*sy_mysql_auth_relay_cb)(struct sy_mysql_conn *c, const uint8_t *p, size_t n, void *arg);
 void sy_mysql_conn_set_relay(struct sy_mysql_conn *c, sy_mysql_auth_relay_cb cb);
+/* No callback of c runs any more (its owner let it go; it is freed later). */
+void sy_mysql_conn_detach(struct sy_mysql_conn *c);
 void sy_mysql_conn_auth_answer(struct sy_mysql_conn *c, const uint8_t *p, size_t n);
 
 /* One internal COM_QUERY on a logged-in, idle conn; cb once. -1 if the conn is not idle. */

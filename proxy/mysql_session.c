@@ -53,6 +53,9 @@ static void auth_lookup(struct sy_mysql_session *s);
 static void rearm_client(struct sy_mysql_session *s);
 static void backend_lost(struct sy_mysql_session *s);
 static void on_backend_auth_packet(struct sy_mysql_conn *c, const uint8_t *p, size_t n, void *arg);
+static void on_client_write(struct bufferevent *bev, void *arg);
+static void on_socket_out(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg);
+static void on_client_drained(evutil_socket_t fd, short what, void *arg);
 
 /* ---- state, closing ---------------------------------------------------------------------------- */
 
@@ -76,6 +79,30 @@ static void stmts_clear(struct sy_mysql_session *s)
     s->n_stmts = 0;
 }
 
+/* Where bytes for the client go: the socket's (or TLS filter's) output, or, for a compressed session, a
+ * plain buffer that client_push() hands to the compression filter in one piece per loop callback (so a
+ * result set becomes a few frames, not one per row). */
+static struct evbuffer *client_out(const struct sy_mysql_session *s)
+{
+    return s->zout ? s->zout : bufferevent_get_output(s->client);
+}
+
+static void client_push(struct sy_mysql_session *s)
+{
+    if (s->zout && s->client && evbuffer_get_length(s->zout) > 0)
+        evbuffer_add_buffer(bufferevent_get_output(s->client), s->zout);
+}
+
+/* Bytes queued toward the client that the kernel does not have yet, down every filter (TLS,
+ * compression) to the socket's own bufferevent. */
+static size_t client_pending(const struct sy_mysql_session *s)
+{
+    size_t n = s->zout ? evbuffer_get_length(s->zout) : 0;
+    for (struct bufferevent *b = s->client; b != NULL; b = bufferevent_get_underlying(b))
+        n += evbuffer_get_length(bufferevent_get_output(b));
+    return n;
+}
+
 /* A connection the session no longer uses: its reads and writes stop now, and the reaper frees it on the
  * next loop turn (never inside a callback of its own), so the database ends that session (its locks, its
  * temporary tables) without waiting for anything else. */
@@ -83,6 +110,8 @@ void sy_mysql_session_release_conn(struct sy_mysql_proxy *px, struct sy_mysql_co
 {
     if (c == NULL)
         return;
+    sy_mysql_conn_detach(c);
+    bufferevent_setcb(sy_mysql_conn_bev(c), NULL, NULL, NULL, NULL); /* not the session's any more */
     bufferevent_disable(sy_mysql_conn_bev(c), EV_READ | EV_WRITE);
     if (px->n_dead == px->cap_dead) {
         size_t cap = px->cap_dead ? px->cap_dead * 2 : 16;
@@ -117,7 +146,8 @@ static void close_session(struct sy_mysql_session *s, const char *why, bool flus
     s->flush_deadline_ms = 0;
     if (s->client) {
         bufferevent_disable(s->client, EV_READ);
-        if (flush && evbuffer_get_length(bufferevent_get_output(s->client)) > 0) {
+        client_push(s);
+        if (flush && client_pending(s) > 0) {
             s->flush_deadline_ms = sy_now_ms() + SESS_FLUSH_MS;
             bufferevent_enable(s->client, EV_WRITE); /* on_client_write wakes the reaper once drained */
         } else {
@@ -140,6 +170,10 @@ static void session_free(struct sy_mysql_session *s)
 {
     if (s->client)
         bufferevent_free(s->client);
+    if (s->zout)
+        evbuffer_free(s->zout);
+    if (s->drained_ev)
+        event_free(s->drained_ev);
     sy_mysql_conn_free(s->backend); /* released at close already: NULL here */
     sy_mysql_conn_free(s->warm);
     OPENSSL_cleanse(s->stage1, sizeof s->stage1);
@@ -166,8 +200,7 @@ void sy_mysql_session_reap(struct sy_mysql_proxy *px, bool all)
     struct sy_mysql_session *s, *tmp;
     for (s = TAILQ_FIRST(&px->closing); s != NULL; s = tmp) {
         tmp = TAILQ_NEXT(s, link);
-        bool flushed = s->client == NULL || s->client_gone ||
-                       evbuffer_get_length(bufferevent_get_output(s->client)) == 0;
+        bool flushed = s->client == NULL || s->client_gone || client_pending(s) == 0;
         if (all || flushed || now >= s->flush_deadline_ms) {
             if (!flushed)
                 sy_log_info("%s: the client did not read its final error within %d ms: dropped", s->label,
@@ -191,7 +224,7 @@ static void client_packet(struct sy_mysql_session *s, uint8_t seq, const uint8_t
 {
     uint8_t hdr[4];
     sy_mysql_hdr_encode(hdr, (uint32_t)len, seq);
-    struct evbuffer *out = bufferevent_get_output(s->client);
+    struct evbuffer *out = client_out(s);
     evbuffer_add(out, hdr, 4);
     evbuffer_add(out, payload, len);
 }
@@ -283,7 +316,7 @@ static void backend_read_update(struct sy_mysql_session *s)
 static void move_bytes(struct sy_mysql_session *s, struct evbuffer *src, struct evbuffer *dst, size_t n, bool to_backend)
 {
     evbuffer_remove_buffer(src, dst, n);
-    if (evbuffer_get_length(dst) > SESS_HIGH_WATER) {
+    if ((to_backend ? evbuffer_get_length(dst) : client_pending(s)) > SESS_HIGH_WATER) {
         if (to_backend) {
             s->client_bp = true;
             client_read_update(s);
@@ -329,6 +362,7 @@ static void session_flush(struct sy_mysql_session *s)
 {
     if (!s->direct || s->state == SS_CLOSING)
         return;
+    client_push(s);
     flush_side(s->client);
     /* The backend's bufferevent is ours only between logins (mysql_conn drives it while connecting,
      * logging in or running the session-setup query). */
@@ -522,6 +556,15 @@ static void on_init_done(struct sy_mysql_conn *c, const struct sy_mysql_result *
             }
             s->client = z;
             s->compressed = true;
+            s->zout = evbuffer_new();
+            s->drained_ev = event_new(s->px->base, -1, 0, on_client_drained, s);
+            if (s->zout == NULL || s->drained_ev == NULL) {
+                sy_mysql_session_close(s, "out of memory (compression)");
+                return;
+            }
+            /* the filter calls our write callback only when it has just deflated something; a socket
+             * that drains later must still release backpressure: watch its buffer ourselves */
+            evbuffer_add_cb(bufferevent_get_output(bufferevent_get_underlying(z)), on_socket_out, s);
             rearm_client(s);
         }
     }
@@ -851,10 +894,25 @@ static bool stmt_request_map(struct sy_mysql_session *s, struct evbuffer *in, st
 
 /* The client's transaction was rolled back by the proxy (switch): everything but ROLLBACK, QUIT,
  * PING and statement close gets 1213 / 40001 — a COMMIT never returns OK. True when answered. */
+/* Drops a request the proxy answers itself: what is there now, and the rest of it (and any 16 MiB
+ * continuation packets) as it arrives (process_client). */
+static void discard_request(struct sy_mysql_session *s, struct evbuffer *in, struct sy_mysql_hdr hdr)
+{
+    size_t have = evbuffer_get_length(in) - 4;
+    size_t n = have < hdr.len ? have : hdr.len;
+    evbuffer_drain(in, 4 + n);
+    s->discard_left = hdr.len - n;
+    s->discard_continues = hdr.len == SY_MYSQL_MAX_PAYLOAD;
+}
+
 static bool aborted_txn_reply(struct sy_mysql_session *s, struct evbuffer *in, struct sy_mysql_hdr hdr, const uint8_t *p,
                               size_t want)
 {
     uint8_t cmd = p[0];
+    if (cmd == SY_COM_STMT_SEND_LONG_DATA) {
+        discard_request(s, in, hdr); /* no reply to it, ever: the execute that follows gets the 1213 */
+        return true;
+    }
     if (cmd == SY_COM_QUIT || cmd == SY_COM_STMT_CLOSE)
         return false;
     if (cmd == SY_COM_RESET_CONNECTION || cmd == SY_COM_CHANGE_USER) {
@@ -882,7 +940,7 @@ static bool aborted_txn_reply(struct sy_mysql_session *s, struct evbuffer *in, s
         s->txn_aborted = false;
         return false;
     }
-    evbuffer_drain(in, 4 + hdr.len); /* p is gone from here on */
+    discard_request(s, in, hdr); /* p is gone from here on */
     if (e.kind == SY_SQL_COMMIT) {
         /* as MariaDB ends a transaction that failed with a deadlock: the COMMIT fails, and the
          * transaction is over (database/sql and JDBC treat a failed COMMIT as its end) */
@@ -997,7 +1055,7 @@ static void start_request(struct sy_mysql_session *s, struct evbuffer *in, struc
     case SY_COM_BINLOG_DUMP:
     case SY_COM_BINLOG_DUMP_GTID:
     case SY_COM_REGISTER_SLAVE:
-        evbuffer_drain(in, 4 + hdr.len);
+        discard_request(s, in, hdr);
         client_err(s, (uint8_t)(hdr.seq + 1), 1235, "42000",
                    "Switchyard: replication commands are not supported through the proxy");
         return;
@@ -1028,6 +1086,26 @@ static void process_client(struct sy_mysql_session *s)
         if (s->state == SS_CLOSING)
             return;
         size_t avail = evbuffer_get_length(in);
+        /* Rest of a request the proxy answered itself (discard_request). */
+        if (s->discard_left > 0 || s->discard_continues) {
+            if (s->discard_left == 0) { /* the next 16 MiB continuation packet of it */
+                uint8_t h4[4];
+                struct sy_mysql_hdr ch;
+                if (evbuffer_copyout(in, h4, 4) < 4)
+                    return;
+                sy_mysql_hdr_parse(h4, 4, &ch);
+                evbuffer_drain(in, 4);
+                s->discard_left = ch.len;
+                s->discard_continues = ch.len == SY_MYSQL_MAX_PAYLOAD;
+                continue;
+            }
+            if (avail == 0)
+                return;
+            size_t n = avail < s->discard_left ? avail : (size_t)s->discard_left;
+            evbuffer_drain(in, n);
+            s->discard_left -= n;
+            continue;
+        }
         /* Rest of a packet being streamed to the backend. */
         if (s->req_left > 0) {
             if (avail == 0 || s->client_bp)
@@ -1124,6 +1202,12 @@ static void process_client(struct sy_mysql_session *s)
         size_t want = inspect_len(s, cmd, hdr.len);
         if (want == hdr.len && hdr.len == SY_MYSQL_MAX_PAYLOAD)
             want = 5; /* a continued packet is never inspected whole: command and statement id */
+        if (s->backend_lost && s->side == s->px->pair->active_side && cmd != SY_COM_QUIT &&
+            cmd != SY_COM_STMT_CLOSE) {
+            /* killed, timed out or restarted on the same side: gone, as directly - not a switch's abort */
+            lose_session(s, "the backend connection was lost while idle; closed at the next request");
+            return;
+        }
         if (s->txn_aborted) {
             if (avail < 4 + want)
                 return;
@@ -1239,7 +1323,7 @@ static void process_backend(struct sy_mysql_session *s)
     if (s->state == SS_CLOSING || s->backend == NULL)
         return;
     struct evbuffer *in = bufferevent_get_input(sy_mysql_conn_bev(s->backend));
-    struct evbuffer *out = bufferevent_get_output(s->client);
+    struct evbuffer *out = client_out(s);
     for (;;) {
         if (s->state == SS_CLOSING)
             return;
@@ -1253,6 +1337,7 @@ static void process_backend(struct sy_mysql_session *s)
             if (s->resp_left == 0 && s->resp_done_after_stream) {
                 s->resp_done_after_stream = false;
                 finish_reply(s);
+                return; /* the backend may have been swapped or lent to an internal query: `in` is stale */
             }
             continue;
         }
@@ -1346,6 +1431,7 @@ static void process_backend(struct sy_mysql_session *s)
                 continue;
             }
             finish_reply(s);
+            return; /* as above; a new reply comes with a new read event */
         }
     }
 }
@@ -1363,19 +1449,33 @@ static void on_client_write(struct bufferevent *bev, void *arg)
     struct sy_mysql_session *s = arg;
     if (s->state == SS_CLOSING) {
         /* An error was flushed: now the session can go. */
-        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        if (client_pending(s) == 0) {
             static const struct timeval now = { 0, 0 };
             evtimer_add(s->px->reaper, &now);
         }
         return;
     }
-    if (s->backend_bp && evbuffer_get_length(bufferevent_get_output(bev)) <= SESS_HIGH_WATER / 2) {
+    if (s->backend_bp && client_pending(s) <= SESS_HIGH_WATER / 2) {
         s->backend_bp = false;
         backend_read_update(s);
         process_backend(s);
         session_flush(s);
     }
     write_drained(s, bev);
+}
+
+/* Compressed sessions: the socket's output shrank (evbuffer callback, inside libevent's write path):
+ * look again from the loop. */
+static void on_socket_out(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct sy_mysql_session *s = arg;
+    if (info->n_deleted > 0 && s->drained_ev != NULL)
+        event_active(s->drained_ev, EV_WRITE, 0);
+}
+
+static void on_client_drained(evutil_socket_t fd, short what, void *arg)
+{
+    on_client_write(((struct sy_mysql_session *)arg)->client, arg);
 }
 
 static void on_client_event(struct bufferevent *bev, short what, void *arg)

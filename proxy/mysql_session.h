@@ -94,12 +94,16 @@ struct sy_mysql_session {
     uint8_t cmd;                         /* command in flight (SS_BUSY) */
     struct sy_mysql_resp resp;           /* tracker of the reply in flight */
     uint64_t req_left;                   /* bytes of the current client packet still to forward */
+    uint64_t discard_left;               /* bytes of a request the proxy answered itself, still to drop */
+    bool discard_continues;              /* ... and it continues in another 16 MiB packet */
     bool req_continues;                  /* current client packet is 0xFFFFFF long: more follow */
     uint64_t resp_left;                  /* bytes of the current server packet still to forward */
     bool resp_done_after_stream;         /* the streaming packet ends the reply */
     uint64_t held_since_ms;              /* when SS_HELD began */
     bool direct;                         /* logged in: plain sockets are written directly (see flush) */
     bool compressed;                     /* client is a compression filter (CLIENT_COMPRESS) from login on */
+    struct evbuffer *zout;               /* owned, compressed sessions: client bytes until client_push() */
+    struct event *drained_ev;            /* owned, compressed sessions: the socket's output shrank */
     uint64_t flush_deadline_ms;          /* SS_CLOSING with a final error queued: freed by then at the latest */
     bool client_gone;                    /* SS_CLOSING: the client socket ended (nothing left to flush) */
     bool client_bp;                      /* client reads paused: backend output over high water */
@@ -137,14 +141,16 @@ struct sy_mysql_session {
                                             the old side while the others move: see flip_due) */
     bool flip_due;                       /* a switch flipped while a read ran: move once its reply ends */
     bool cursors_used;                   /* an execute asked for a cursor: CURSOR_EXISTS then means one is open */
-    bool pin_unknown;                    /* the proxy lost track (out of memory, variables unreadable) */
+    bool pin_unknown;
+    bool pin_ambiguous;                  /* a statement read differently under other quoting sql_modes */                    /* the proxy lost track (out of memory, variables unreadable) */
     char **pend_drops;                   /* owned: temporary tables the request in flight drops */
     size_t n_pend_drops, cap_pend_drops;
     bool pend_unlock, pend_xa_end, pend_release_all; /* ends the request in flight applies if it succeeds */
     bool pend_drops_known;               /* an "Unknown table" error left in pend_drops only what was dropped */
     int pend_locks_after;                /* user locks the request in flight takes (< 0: releases) */
     /* the client's own session-tracking settings (mysql_track.c) */
-    bool resync_due;                     /* a statement named them: read the session's variables back */
+    unsigned resync_names;               /* SY_SQL_TRACK_* a statement set: read the variables back */
+    unsigned resync_names_now;           /* those of the read-back in flight */
     bool client_track_set;               /* the client chose its own: filter what it is shown */
     char *client_track_vars;             /* owned: its session_track_system_variables list */
     bool client_track_schema, client_track_state;

@@ -15,6 +15,7 @@ struct lex {
     const uint8_t *s;
     size_t len, i;
     bool in_exec; /* inside an executable comment: its closing star-slash is trivia */
+    enum sy_sql_quoting quoting;
 };
 
 static bool is_space(uint8_t c)
@@ -80,10 +81,11 @@ static void skip_trivia(struct lex *lx)
  * doubled quotes. An unterminated one runs to the end of the text. */
 static void skip_quoted(struct lex *lx, uint8_t q)
 {
+    bool escapes = q != '`' && lx->quoting != SY_SQL_ESC_NONE && !(q == '"' && lx->quoting == SY_SQL_ESC_SINGLE);
     lx->i++;
     while (lx->i < lx->len) {
         uint8_t c = lx->s[lx->i++];
-        if (c == '\\' && q != '`') {
+        if (c == '\\' && escapes) {
             if (lx->i < lx->len)
                 lx->i++;
         } else if (c == q) {
@@ -241,10 +243,15 @@ static enum sy_sql_kind classify(const struct lex *lx, const struct token *w, si
 
 bool sy_sql_next(const uint8_t *sql, size_t len, size_t *pos, struct sy_sql_stmt *out)
 {
+    return sy_sql_next_q(sql, len, pos, SY_SQL_ESC_ALL, out);
+}
+
+bool sy_sql_next_q(const uint8_t *sql, size_t len, size_t *pos, enum sy_sql_quoting quoting, struct sy_sql_stmt *out)
+{
     memset(out, 0, sizeof *out);
     if (sql == NULL || *pos >= len)
         return false;
-    struct lex lx = { .s = sql, .len = len, .i = *pos };
+    struct lex lx = { .s = sql, .len = len, .i = *pos, .quoting = quoting };
     struct token lead[LEAD_MAX];
     size_t n_lead = 0;
     bool compound = false, flush = false, with_read = false, not_read = false;
@@ -286,9 +293,16 @@ bool sy_sql_next(const uint8_t *sql, size_t len, size_t *pos, struct sy_sql_stmt
             else if (tok_is(&lx, prev, "release_all_locks"))
                 out->release_all_locks = true;
         }
-        if (tok_is(&lx, t, "session_track_system_variables") || tok_is(&lx, t, "session_track_schema") ||
-            tok_is(&lx, t, "session_track_state_change"))
-            out->tracking = true;
+        if (n_lead > 0 && tok_is(&lx, lead[0], "set")) {
+            if (tok_is(&lx, t, "session_track_system_variables"))
+                out->tracking |= SY_SQL_TRACK_VARIABLES;
+            else if (tok_is(&lx, t, "session_track_schema"))
+                out->tracking |= SY_SQL_TRACK_SCHEMA;
+            else if (tok_is(&lx, t, "session_track_state_change"))
+                out->tracking |= SY_SQL_TRACK_STATE;
+        }
+        if (tok_is(&lx, t, "value") && tok_is(&lx, prev, "next"))
+            not_read = true; /* NEXT VALUE FOR seq: a read that writes */
         if ((tok_is(&lx, t, "update") && tok_is(&lx, prev, "for")) || (tok_is(&lx, t, "mode") && tok_is(&lx, prev, "share")) ||
             tok_is(&lx, t, "into") || tok_is(&lx, t, "nextval") || tok_is(&lx, t, "setval") ||
             tok_is(&lx, t, "analyze"))
@@ -350,11 +364,41 @@ bool sy_sql_next_name(const uint8_t *sql, size_t end, size_t *pos, struct sy_sql
 
 void sy_sql_effect(const uint8_t *sql, size_t len, struct sy_sql_effect *out)
 {
+    sy_sql_effect_q(sql, len, SY_SQL_ESC_ALL, out);
+}
+
+static bool effects_agree(const struct sy_sql_effect *a, const struct sy_sql_effect *b)
+{
+    return a->kind == b->kind && a->statements == b->statements && a->temp_tables == b->temp_tables &&
+           a->lock_tables == b->lock_tables && a->unlock_tables == b->unlock_tables &&
+           a->user_locks == b->user_locks && a->release_all_locks == b->release_all_locks &&
+           a->xa_start == b->xa_start && a->xa_end == b->xa_end && a->tracking == b->tracking &&
+           a->read == b->read && a->names_tables == b->names_tables;
+}
+
+bool sy_sql_effect_any_mode(const uint8_t *sql, size_t len, struct sy_sql_effect *out)
+{
+    sy_sql_effect_q(sql, len, SY_SQL_ESC_ALL, out);
+    if (sql == NULL || memchr(sql, '\\', len) == NULL)
+        return true; /* without a backslash every quoting reads the same */
+    struct sy_sql_effect other;
+    for (int q = SY_SQL_ESC_NONE; q <= SY_SQL_ESC_SINGLE; q++) {
+        sy_sql_effect_q(sql, len, (enum sy_sql_quoting)q, &other);
+        if (!effects_agree(out, &other)) {
+            out->read = false;
+            return false;
+        }
+    }
+    return true;
+}
+
+void sy_sql_effect_q(const uint8_t *sql, size_t len, enum sy_sql_quoting quoting, struct sy_sql_effect *out)
+{
     memset(out, 0, sizeof *out);
     size_t pos = 0;
     struct sy_sql_stmt st;
     bool all_read = true;
-    while (sy_sql_next(sql, len, &pos, &st)) {
+    while (sy_sql_next_q(sql, len, &pos, quoting, &st)) {
         all_read = all_read && st.read;
         out->names_tables = out->names_tables || st.kind == SY_SQL_TEMP_CREATE || st.kind == SY_SQL_TEMP_DROP ||
                             st.kind == SY_SQL_DROP_TABLE;
@@ -385,7 +429,7 @@ void sy_sql_effect(const uint8_t *sql, size_t len, struct sy_sql_effect *out)
             out->user_locks = 0;
         }
         out->user_locks += (int)st.get_locks - (int)st.release_locks;
-        out->tracking = out->tracking || st.tracking;
+        out->tracking |= st.tracking;
     }
     out->read = all_read && out->statements > 0;
 }

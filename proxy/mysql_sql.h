@@ -28,6 +28,18 @@ enum sy_sql_kind {
     SY_SQL_CALL,          /* CALL proc(...) */
 };
 
+/* How backslashes and double quotes read: the server's sql_mode decides (NO_BACKSLASH_ESCAPES,
+ * ANSI_QUOTES), and the proxy does not always know it: sy_sql_effect_any_mode tries all three. */
+enum sy_sql_quoting {
+    SY_SQL_ESC_ALL,    /* the default: backslash escapes in '...' and "..." */
+    SY_SQL_ESC_NONE,   /* NO_BACKSLASH_ESCAPES */
+    SY_SQL_ESC_SINGLE, /* ANSI_QUOTES: "..." is an identifier (no escapes), '...' a string */
+};
+
+#define SY_SQL_TRACK_VARIABLES 1u
+#define SY_SQL_TRACK_SCHEMA 2u
+#define SY_SQL_TRACK_STATE 4u
+
 /* One statement of a text. */
 struct sy_sql_stmt {
     size_t off, len;         /* the statement in the text, from its first token to before its ';' */
@@ -37,7 +49,7 @@ struct sy_sql_stmt {
     unsigned get_locks;      /* GET_LOCK( calls (outside strings and comments) */
     unsigned release_locks;  /* RELEASE_LOCK( calls */
     bool release_all_locks;  /* RELEASE_ALL_LOCKS( */
-    bool tracking;           /* names session_track_system_variables, _schema or _state_change */
+    unsigned tracking;       /* a SET of session_track_system_variables / _schema / _state_change: SY_SQL_TRACK_* */
     bool read;               /* a plain read: SELECT / WITH / VALUES / SHOW / DESCRIBE / EXPLAIN without
                                 FOR UPDATE, LOCK IN SHARE MODE, INTO, NEXTVAL/SETVAL, ANALYZE or a lock
                                 function; it may finish on a side that was fenced meanwhile */
@@ -46,6 +58,7 @@ struct sy_sql_stmt {
 /* The statement starting at *pos (an offset into sql); moves *pos past it and its ';'. Returns
  * false when only whitespace and comments are left. */
 bool sy_sql_next(const uint8_t *sql, size_t len, size_t *pos, struct sy_sql_stmt *out);
+bool sy_sql_next_q(const uint8_t *sql, size_t len, size_t *pos, enum sy_sql_quoting quoting, struct sy_sql_stmt *out);
 
 /* A table name `db`.`t`, db.t or t; db_len = 0 when unqualified. Backquoted names are given without
  * their quotes (a doubled backquote inside stays doubled). */
@@ -67,10 +80,15 @@ struct sy_sql_effect {
     int user_locks;          /* GET_LOCK minus RELEASE_LOCK */
     bool release_all_locks;  /* RELEASE_ALL_LOCKS before any later GET_LOCK */
     bool xa_start, xa_end;   /* the last of them wins */
-    bool tracking;
+    unsigned tracking;       /* SY_SQL_TRACK_* of every statement */
     bool read;               /* every statement is a read (and there is at least one) */
     bool names_tables;       /* a statement creates or drops tables by name (sy_sql_next_name) */
 };
 void sy_sql_effect(const uint8_t *sql, size_t len, struct sy_sql_effect *out);
+void sy_sql_effect_q(const uint8_t *sql, size_t len, enum sy_sql_quoting quoting, struct sy_sql_effect *out);
+/* The default reading, checked against the other two quotings when the text has a backslash: false
+ * (and read = false) when they disagree - the statement means different things under different
+ * sql_modes, so the caller must assume the worst. */
+bool sy_sql_effect_any_mode(const uint8_t *sql, size_t len, struct sy_sql_effect *out);
 
 #endif

@@ -31,7 +31,7 @@ static const char *const not_replayed[] = {
     "session_track_system_variables", "session_track_schema", "session_track_state_change",
     "session_track_transaction_info", "last_gtid", "gtid_seq_no", "in_transaction", "warning_count",
     "error_count", "identity", "server_id", "timestamp", "rand_seed1", "rand_seed2", "external_user",
-    "proxy_user", "pseudo_thread_id", "character_set_results",
+    "proxy_user", "pseudo_thread_id", "character_set_results", "max_allowed_packet", "net_buffer_length",
 };
 
 static bool replayed(const char *name)
@@ -384,8 +384,19 @@ static void finish_flip_now(struct sy_mysql_session *s)
     s->flip_due = false;
     enum sy_side active = s->px->pair->active_side;
     if (s->side == active) { /* switched back meanwhile: it never left */
+        sy_mysql_session_release_conn(s->px, s->warm);
+        s->warm = NULL;
+        s->warm_state = WARM_NONE;
         sy_mysql_session_set_state(s, SS_IDLE);
         sy_mysql_session_kick(s);
+        return;
+    }
+    const char *pinned = sy_mysql_session_pinned(s);
+    if (pinned != NULL) { /* its read left something on the old side (a cursor, a lock): it cannot move */
+        char msg[400];
+        snprintf(msg, sizeof msg, "Switchyard: connection closed by a switchover: the session held %s, which "
+                                  "cannot move to the other database", pinned);
+        sy_mysql_session_fail(s, (uint8_t)(s->seq + 1), 1927, "70100", msg);
         return;
     }
     if (s->warm_state != WARM_READY || s->warm_side != active || s->warm_stale || !s->uservars_done) {
@@ -440,8 +451,8 @@ static bool logged_in(const struct sy_mysql_session *s)
  * reads), and the session moves right after (flip_due), so no one else waits for it. */
 static bool reads_across(const struct sy_mysql_session *s)
 {
-    return s->state == SS_BUSY && s->req_read && !s->in_txn && !s->backend_lost && s->req_left == 0 &&
-           !s->req_continues;
+    return s->state == SS_BUSY && s->req_read && !s->resp.cursor && !s->in_txn && !s->backend_lost &&
+           s->req_left == 0 && !s->req_continues;
 }
 
 void sy_mysql_switch_warm(struct sy_mysql_proxy *px, enum sy_side to, bool old_side_alive)
@@ -450,8 +461,8 @@ void sy_mysql_switch_warm(struct sy_mysql_proxy *px, enum sy_side to, bool old_s
     TAILQ_FOREACH(s, &px->sessions, link) {
         if (!logged_in(s) && !s->backend_lost)
             continue;
-        if (s->relayed_plugin[0] != '\0')
-            continue; /* its login cannot be repeated: it is pinned (refused, or closed by --force) */
+        if (s->relayed_plugin[0] != '\0' || s->flip_due)
+            continue; /* a login that cannot be repeated (pinned), or a move still in progress */
         bool outdated = s->warm_state == WARM_NONE || s->warm_side != to ||
                         (s->warm_stale && s->warm_state != WARM_FAILED);
         if (outdated) {

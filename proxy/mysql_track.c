@@ -95,10 +95,11 @@ static void names_clear(char **v, size_t *n)
 void sy_mysql_track_request(struct sy_mysql_session *s, const uint8_t *sql, size_t len)
 {
     struct sy_sql_effect e;
-    sy_sql_effect(sql, len, &e);
+    bool clear = sy_sql_effect_any_mode(sql, len, &e);
     s->req_read = e.read && !s->in_txn && (s->status & SY_STATUS_AUTOCOMMIT);
-    if (e.tracking)
-        s->resync_due = true;
+    s->resync_names |= e.tracking;
+    if (!clear)
+        s->pin_ambiguous = true; /* its meaning depends on quoting modes: assume the worst */
     if (e.lock_tables)
         s->locked_tables = true;
     s->pend_unlock = e.unlock_tables;
@@ -194,7 +195,7 @@ void sy_mysql_track_pins_clear(struct sy_mysql_session *s)
 {
     names_clear(s->temp_names, &s->n_temp);
     names_clear(s->pend_drops, &s->n_pend_drops);
-    s->locked_tables = s->xa = s->pin_unknown = false;
+    s->locked_tables = s->xa = s->pin_unknown = s->pin_ambiguous = false;
     s->user_locks = 0;
     s->pend_unlock = s->pend_xa_end = s->pend_release_all = false;
     s->pend_locks_after = 0;
@@ -222,6 +223,8 @@ const char *sy_mysql_session_pinned(const struct sy_mysql_session *s)
         return "an XA transaction";
     if (s->relayed_plugin[0] != '\0')
         return "a login by another authentication plugin (the proxy cannot repeat it on the other side)";
+    if (s->pin_ambiguous)
+        return "a statement whose meaning depends on sql_mode's quoting (backslashes inside quotes)";
     if (s->pin_unknown)
         return "state the proxy could not follow (out of memory)";
     if ((s->status & SY_STATUS_CURSOR_EXISTS) && s->cursors_used)
@@ -318,6 +321,8 @@ void sy_mysql_track_ok(struct sy_mysql_session *s, const struct sy_mysql_ok *ok)
     "SELECT LOWER(VARIABLE_NAME), SESSION_VALUE FROM information_schema.SYSTEM_VARIABLES WHERE "              \
     "(VARIABLE_SCOPE = 'SESSION' AND READ_ONLY = 'NO' AND NOT (SESSION_VALUE <=> GLOBAL_VALUE)) OR "         \
     "VARIABLE_NAME IN ('SESSION_TRACK_SYSTEM_VARIABLES', 'SESSION_TRACK_SCHEMA', 'SESSION_TRACK_STATE_CHANGE') " \
+    "UNION ALL SELECT CONCAT('@', LOWER(VARIABLE_NAME)), GLOBAL_VALUE FROM information_schema.SYSTEM_VARIABLES "      \
+    "WHERE VARIABLE_NAME IN ('SESSION_TRACK_SYSTEM_VARIABLES', 'SESSION_TRACK_SCHEMA', 'SESSION_TRACK_STATE_CHANGE') " \
     "UNION ALL SELECT '', DATABASE()"
 
 static bool is_on(const char *v)
@@ -361,44 +366,56 @@ static void on_resync_vars(struct sy_mysql_conn *c, const struct sy_mysql_result
     if (last_gtid != NULL)
         var_set(s, (const uint8_t *)"last_gtid", 9, (const uint8_t *)last_gtid, strlen(last_gtid));
     free(last_gtid);
-    const char *list = "*";
-    bool schema = true, state = true;
+    /* [0] the session's values (what the statement set), [1] the server's defaults */
+    const char *list[2] = { "*", "*" };
+    bool schema[2] = { true, true }, state[2] = { true, true };
     for (size_t r = 0; r < res->n_rows; r++) {
         const char *name = res->cells[r * res->n_cols], *value = res->cells[r * res->n_cols + 1];
         if (name == NULL)
             continue;
+        int g = name[0] == '@';
+        const char *bare = name + g;
         if (name[0] == '\0')
             snprintf(s->schema, sizeof s->schema, "%s", value ? value : "");
-        else if (strcmp(name, "session_track_system_variables") == 0)
-            list = value ? value : "";
-        else if (strcmp(name, "session_track_schema") == 0)
-            schema = is_on(value);
-        else if (strcmp(name, "session_track_state_change") == 0)
-            state = is_on(value);
-        else
+        else if (strcmp(bare, "session_track_system_variables") == 0)
+            list[g] = value ? value : "";
+        else if (strcmp(bare, "session_track_schema") == 0)
+            schema[g] = is_on(value);
+        else if (strcmp(bare, "session_track_state_change") == 0)
+            state[g] = is_on(value);
+        else if (!g)
             var_set(s, (const uint8_t *)name, strlen(name), (const uint8_t *)(value ? value : ""),
                     value ? strlen(value) : 0);
     }
+    /* What the client chose: what this statement set, else what it chose before, else the defaults (the
+     * backend shows the proxy's own '*'/ON/ON for what the client did not set again). */
+    unsigned named = s->resync_names_now;
+    const char *prev_list = s->client_track_set && s->client_track_vars ? s->client_track_vars : list[1];
+    char *new_list = strdup((named & SY_SQL_TRACK_VARIABLES) ? list[0] : prev_list);
+    bool new_schema = (named & SY_SQL_TRACK_SCHEMA) ? schema[0] : s->client_track_set ? s->client_track_schema
+                                                                                          : schema[1];
+    bool new_state = (named & SY_SQL_TRACK_STATE) ? state[0] : s->client_track_set ? s->client_track_state : state[1];
     free(s->client_track_vars);
-    s->client_track_vars = NULL;
-    s->client_track_set = !(strcmp(list, "*") == 0 && schema && state);
-    if (s->client_track_set && (s->client_track_vars = strdup(list)) == NULL)
-        s->client_track_set = false; /* out of memory: the client sees everything, as before */
-    s->client_track_schema = schema;
-    s->client_track_state = state;
+    s->client_track_vars = new_list;
+    s->client_track_set = new_list != NULL; /* out of memory: the client sees everything, as before */
+    s->client_track_schema = new_schema;
+    s->client_track_state = new_state;
+    const char *shown = new_list ? new_list : "*";
+    bool schema_on = new_schema, state_on = new_state;
     sy_mysql_track_warm_outdated(s);
     sy_log_info("%s: the client set its own session tracking (variables '%s', schema %s, state changes %s); "
                 "the proxy keeps tracking everything and shows the client only that",
-                s->label, list, schema ? "ON" : "OFF", state ? "ON" : "OFF");
+                s->label, shown, schema_on ? "ON" : "OFF", state_on ? "ON" : "OFF");
     if (sy_mysql_conn_query(c, sy_mysql_session_init_sql, on_resync_init, s) != 0)
         resync_end(s, "connection busy");
 }
 
 bool sy_mysql_track_resync(struct sy_mysql_session *s)
 {
-    if (!s->resync_due || s->backend == NULL)
+    if (s->resync_names == 0 || s->backend == NULL)
         return false;
-    s->resync_due = false;
+    s->resync_names_now = s->resync_names;
+    s->resync_names = 0;
     s->internal_return = s->state;
     sy_mysql_session_set_state(s, SS_INTERNAL);
     if (sy_mysql_conn_query(s->backend, RESYNC_SQL, on_resync_vars, s) != 0) {

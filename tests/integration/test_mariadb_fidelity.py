@@ -482,11 +482,11 @@ def test_a_client_that_never_reads_cannot_keep_its_backend(switchable, mariadb_p
     r = d.admin_ok("switchover", pair=pname, force=True)
     assert r["closed_unmovable"] == 1, r
     t0 = time.monotonic()
-    wait_for(lambda: backend_id not in [row[0] for row in q(b, "SHOW PROCESSLIST")], 2, "backend released at once")
+    # released at once: long before the client's 5 s flush deadline ends
+    wait_for(lambda: backend_id not in [row[0] for row in q(b, "SHOW PROCESSLIST")], 3, "backend released at once")
     other = app_conn(d, db)
     assert one(other, "SELECT GET_LOCK('held-by-stuck', 0)") == ((1,),)     # on DR now; and business is free:
     assert q(b, "SELECT IS_FREE_LOCK('held-by-stuck')") == ((1,),)
-    assert time.monotonic() - t0 < 2
 
     # the proxy's end of the connection: once it closed its fd the kernel may still hold unsent data
     # (FIN-WAIT-1), so "closed" means no longer ESTAB
@@ -530,11 +530,14 @@ def test_compressed_protocol_like_the_server(switchable, mariadb_pair, cclients,
     local = [x for x in tcp_sockets() if x[2] == d.port and x[0] == "ESTAB"]
     assert c.cmd("prepare SELECT REPEAT('ab', 3000000)") == ["prepared 0"]
     assert c.cmd("execute") == ["executed rows 1"]
+    # 20 MB in 20000 rows: many frames under backpressure (the socket drains after the filter is done)
+    assert c.cmd("prepare SELECT REPEAT('x', 1000), seq FROM seq_1_to_20000") == ["prepared 0"]
+    assert c.cmd("execute", timeout=60) == ["executed rows 20000"]
     assert d.admin_ok("switchover", pair=pname)["moved_clients"] >= 1
     assert c.cmd("query SELECT MD5(REPEAT('ab', 3000000)), @@global.read_only")[0] == \
         "row 82ffdc6a14684197b8be14212e71eb95 0"                          # on DR, still compressed
-    assert c.cmd("execute") == ["executed rows 1"]
-    # about 18 MB of highly compressible values reached this client: far fewer bytes crossed its socket
+    assert c.cmd("execute", timeout=60) == ["executed rows 20000"]          # re-prepared there
+    # about 58 MB of highly compressible values reached this client: far fewer bytes crossed its socket
     out = subprocess.run(["ss", "-Htin"], capture_output=True, text=True).stdout
     received = None
     lines = out.splitlines()
@@ -545,7 +548,7 @@ def test_compressed_protocol_like_the_server(switchable, mariadb_pair, cclients,
             for tok in detail.split():
                 if tok.startswith("bytes_received:"):
                     received = int(tok.split(":")[1])
-    assert received is not None and received < 2_000_000, received
+    assert received is not None and received < 4_000_000, received
 
 
 def test_ed25519_accounts_log_in_through_the_proxy_and_are_pinned(switchable, mariadb_pair):

@@ -229,6 +229,33 @@ static void test_reads(void)
     CHECK(!effect("").read);
 }
 
+static void test_quoting_modes(void)
+{
+    /* under NO_BACKSLASH_ESCAPES the server runs three statements here, one of them an INSERT */
+    const char *sql = "SELECT 'a\\'; INSERT INTO t VALUES (1); SELECT '\\'";
+    struct sy_sql_effect e;
+    sy_sql_effect_q((const uint8_t *)sql, strlen(sql), SY_SQL_ESC_ALL, &e);
+    CHECK(e.statements == 1 && e.read);
+    sy_sql_effect_q((const uint8_t *)sql, strlen(sql), SY_SQL_ESC_NONE, &e);
+    CHECK(e.statements == 3 && !e.read);
+    CHECK(!sy_sql_effect_any_mode((const uint8_t *)sql, strlen(sql), &e) && !e.read);
+    /* ANSI_QUOTES: "..." is a name, without escapes */
+    sql = "SELECT \"a\\\"; CREATE TEMPORARY TABLE x (a INT); SELECT \"\\\"";
+    sy_sql_effect_q((const uint8_t *)sql, strlen(sql), SY_SQL_ESC_SINGLE, &e);
+    CHECK(e.temp_tables == 1);
+    CHECK(!sy_sql_effect_any_mode((const uint8_t *)sql, strlen(sql), &e));
+    /* backslashes that do not change anything: the same in every mode */
+    sql = "SELECT 'C:\\\\dir', \"x\"";
+    CHECK(sy_sql_effect_any_mode((const uint8_t *)sql, strlen(sql), &e) && e.read);
+    CHECK(sy_sql_effect_any_mode((const uint8_t *)"SELECT 1", 8, &e) && e.read);
+    /* NEXT VALUE FOR writes a sequence; tracking counts only SETs */
+    CHECK(!first("SELECT NEXT VALUE FOR s").read);
+    CHECK(first("SELECT PREVIOUS VALUE FOR s").read);
+    CHECK(first("SELECT @@session_track_system_variables").tracking == 0);
+    CHECK(first("SET session_track_state_change = 1, session_track_schema = 0").tracking ==
+          (SY_SQL_TRACK_STATE | SY_SQL_TRACK_SCHEMA));
+}
+
 int main(void)
 {
     test_kinds();
@@ -237,5 +264,6 @@ int main(void)
     test_compound();
     test_names();
     test_reads();
+    test_quoting_modes();
     return CHECK_DONE();
 }
