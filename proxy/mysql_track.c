@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/comma_list.h"
 #include "core/log.h"
 #include "proxy/mysql_session.h"
 #include "proxy/mysql_sql.h"
@@ -428,22 +429,11 @@ bool sy_mysql_track_resync(struct sy_mysql_session *s)
 /* Whether name is in the client's comma-separated list (case-insensitive, spaces ignored). */
 static bool in_list(const char *list, const uint8_t *name, size_t nlen)
 {
-    const char *p = list;
-    while (*p) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *e = p;
-        while (*e && *e != ',')
-            e++;
-        const char *t = e;
-        while (t > p && t[-1] == ' ')
-            t--;
-        if ((size_t)(t - p) == 1 && *p == '*')
+    const char *walk = list, *p;
+    size_t n;
+    while (sy_comma_next(&walk, &p, &n))
+        if ((n == 1 && *p == '*') || (n == nlen && strncasecmp(p, (const char *)name, nlen) == 0))
             return true;
-        if ((size_t)(t - p) == nlen && strncasecmp(p, (const char *)name, nlen) == 0)
-            return true;
-        p = e;
-    }
     return false;
 }
 

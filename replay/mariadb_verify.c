@@ -21,6 +21,7 @@
 #include <mysql.h>
 #include <mysqld_error.h>
 
+#include "core/comma_list.h"
 #include "core/log.h"
 #include "core/mariadb_client.h"
 #include "replay/mariadb_keyrange.h"
@@ -178,23 +179,16 @@ static bool filter_match(const char *filter, const char *db, const char *table)
 {
     if (filter == NULL)
         return true;
-    const char *p = filter;
-    while (*p) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *e = p;
-        while (*e && *e != ',')
-            e++;
-        const char *end = e;
-        while (end > p && end[-1] == ' ')
-            end--;
-        const char *dot = memchr(p, '.', (size_t)(end - p));
+    const char *walk = filter, *p;
+    size_t n;
+    while (sy_comma_next(&walk, &p, &n)) {
+        const char *end = p + n;
+        const char *dot = memchr(p, '.', n);
         if (dot && (size_t)(dot - p) == strlen(db) && strncmp(p, db, (size_t)(dot - p)) == 0) {
             size_t tl = (size_t)(end - dot - 1);
             if ((tl == 1 && dot[1] == '*') || (tl == strlen(table) && strncmp(dot + 1, table, tl) == 0))
                 return true;
         }
-        p = e;
     }
     return false;
 }

@@ -28,14 +28,12 @@ static int stmt_fail(MYSQL_STMT *st, const char *what)
     return 1;
 }
 
-static int query_print(MYSQL *m, const char *sql)
+/* "row a b ..." per row, or "affected N" for a statement without a result set. */
+static void print_result(MYSQL *m, MYSQL_RES *res)
 {
-    if (mysql_query(m, sql) != 0)
-        return fail(m, sql);
-    MYSQL_RES *res = mysql_store_result(m);
     if (res == NULL) {
         printf("affected %llu\n", (unsigned long long)mysql_affected_rows(m));
-        return 0;
+        return;
     }
     MYSQL_ROW row;
     unsigned n = mysql_num_fields(res);
@@ -46,6 +44,13 @@ static int query_print(MYSQL *m, const char *sql)
         printf("\n");
     }
     mysql_free_result(res);
+}
+
+static int query_print(MYSQL *m, const char *sql)
+{
+    if (mysql_query(m, sql) != 0)
+        return fail(m, sql);
+    print_result(m, mysql_store_result(m));
     return 0;
 }
 
@@ -276,20 +281,7 @@ static int run_script(MYSQL *m)
                 printf("ERROR %u %s %s\n", mysql_errno(m), mysql_sqlstate(m), mysql_error(m));
             } else {
                 do {
-                    MYSQL_RES *res = mysql_store_result(m);
-                    if (res == NULL) {
-                        printf("affected %llu\n", (unsigned long long)mysql_affected_rows(m));
-                    } else {
-                        MYSQL_ROW row;
-                        unsigned n = mysql_num_fields(res);
-                        while ((row = mysql_fetch_row(res)) != NULL) {
-                            printf("row");
-                            for (unsigned i = 0; i < n; i++)
-                                printf(" %s", row[i] ? row[i] : "NULL");
-                            printf("\n");
-                        }
-                        mysql_free_result(res);
-                    }
+                    print_result(m, mysql_store_result(m));
                     print_tracking(m);
                 } while (mysql_next_result(m) == 0);
                 if (mysql_errno(m))
