@@ -203,6 +203,13 @@ def test_verify_clean_while_business_writes(daemon, mariadb_pair, fresh):
     d, pname = start(daemon, mariadb_pair, fresh)
     stop = threading.Event()
     done = {"writes": 0, "error": None}
+    results = []
+
+    def busy(t_start):
+        # at least WORKLOAD_S, and until two verify runs have ended while it writes (a slow build, such
+        # as TSan's, may need longer for one verify than the whole nominal workload)
+        elapsed = time.monotonic() - t_start
+        return elapsed < WORKLOAD_S or (len(results) < 2 and elapsed < 20 * WORKLOAD_S)
 
     def writer():
         # WRITES_PER_S for WORKLOAD_S: busy, yet within what the forward writer applies
@@ -211,7 +218,7 @@ def test_verify_clean_while_business_writes(daemon, mariadb_pair, fresh):
         t_start = time.monotonic()
         try:
             with c.cursor() as cur:
-                while not stop.is_set() and time.monotonic() - t_start < WORKLOAD_S:
+                while not stop.is_set() and busy(t_start):
                     ahead = done["writes"] / WRITES_PER_S - (time.monotonic() - t_start)
                     if ahead > 0:
                         time.sleep(ahead)
@@ -236,7 +243,6 @@ def test_verify_clean_while_business_writes(daemon, mariadb_pair, fresh):
 
     th = threading.Thread(target=writer, daemon=True)
     th.start()
-    results = []
     try:
         time.sleep(0.3)                     # the workload is under way before the first verify
         while th.is_alive():                # verify after verify, for as long as business writes
