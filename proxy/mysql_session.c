@@ -1066,6 +1066,7 @@ static void start_request(struct sy_mysql_session *s, struct evbuffer *in, struc
     size_t avail = evbuffer_get_length(in) - 4;
     size_t now = avail < hdr.len ? avail : hdr.len;
     move_bytes(s, in, bufferevent_get_output(sy_mysql_conn_bev(s->backend)), 4 + now, true);
+    s->fwd_seq = hdr.seq;
     s->req_left = hdr.len - now;
     s->req_continues = hdr.len == SY_MYSQL_MAX_PAYLOAD;
     if (sy_mysql_cmd_has_reply(cmd)) {
@@ -1125,8 +1126,17 @@ static void process_client(struct sy_mysql_session *s)
             if (s->client_bp)
                 return;
             bool infile_end = s->state == SS_INFILE && !s->req_continues && hdr.len == 0;
+            if (s->compressed && s->req_continues) {
+                /* inside compressed frames the client's continuation packets carry the frames' numbering;
+                 * the backend, spoken to uncompressed, wants the packet sequence: one more each time */
+                uint8_t fixed[4];
+                sy_mysql_hdr_encode(fixed, hdr.len, ++s->fwd_seq);
+                evbuffer_drain(in, 4);
+                evbuffer_add(bufferevent_get_output(sy_mysql_conn_bev(s->backend)), fixed, 4);
+            } else {
+                move_bytes(s, in, bufferevent_get_output(sy_mysql_conn_bev(s->backend)), 4, true);
+            }
             s->req_continues = hdr.len == SY_MYSQL_MAX_PAYLOAD;
-            move_bytes(s, in, bufferevent_get_output(sy_mysql_conn_bev(s->backend)), 4, true);
             s->req_left = hdr.len;
             if (infile_end)
                 sy_mysql_session_set_state(s, SS_BUSY); /* the server now sends OK or ERR */

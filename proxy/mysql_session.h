@@ -97,6 +97,7 @@ struct sy_mysql_session {
     uint64_t discard_left;               /* bytes of a request the proxy answered itself, still to drop */
     bool discard_continues;              /* ... and it continues in another 16 MiB packet */
     bool req_continues;                  /* current client packet is 0xFFFFFF long: more follow */
+    uint8_t fwd_seq;                     /* sequence id of the last request packet sent to the backend */
     uint64_t resp_left;                  /* bytes of the current server packet still to forward */
     bool resp_done_after_stream;         /* the streaming packet ends the reply */
     uint64_t held_since_ms;              /* when SS_HELD began */

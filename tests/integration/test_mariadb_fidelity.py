@@ -524,6 +524,13 @@ def test_compressed_protocol_like_the_server(switchable, mariadb_pair, cclients,
                                      capture_output=True, text=True, timeout=60)
     assert outs["proxy"].stdout == outs["direct"].stdout and "1000\t499500" in outs["proxy"].stdout, outs
     assert outs["proxy"].stderr == outs["direct"].stderr, outs          # the same 1146 text
+    # a command larger than one 16 MiB packet, sent compressed (conformance: go-sql-driver's TestLongData)
+    big = f"SELECT LENGTH('{'a' * 20_000_000}');\n"
+    for where, port in (("direct", b.port), ("proxy", d.port)):
+        outs[where] = subprocess.run(["mariadb", "-h127.0.0.1", f"-P{port}", f"-u{APP_USER}", f"-p{APP_PASSWORD}",
+                                      "-C", "--max-allowed-packet=64M", "--batch", "--skip-column-names"],
+                                     input=big, capture_output=True, text=True, timeout=120)
+    assert outs["proxy"].stdout == outs["direct"].stdout == "20000000\n", (outs["direct"].stderr, outs["proxy"].stderr)
     c = cclients(d.port, compress=True)
     c.cmd(f"query USE {db}")
     assert c.cmd("query SELECT MD5(REPEAT('ab', 3000000))")[0] == "row 82ffdc6a14684197b8be14212e71eb95"
