@@ -9,7 +9,7 @@ FUZZBUILD ?= build-fuzz
 PYTEST     = $(PY) -m pytest -p no:cacheprovider
 
 .PHONY: all deps test-clients build build-asan build-fuzz unit fuzz-short integration integration-asan test demo bench soak \
-        fuzz clean
+        fuzz conformance clean
 
 all: build
 
@@ -65,6 +65,12 @@ soak: build
 
 fuzz: build-fuzz
 	@scripts/fuzz.sh $(FUZZBUILD) long
+
+# Not part of `make test` (~6 min): go-sql-driver/mysql's and mysqlclient's own test suites run directly and
+# through switchyardd, compared per test (differences must be in conformance/known_differences.json), and a
+# database/sql pool workload through 10 switches (scripts/conformance.py; clients cached outside the repo).
+conformance: build test-clients
+	@$(PY) scripts/conformance.py --build $(CURDIR)/$(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN) $(FUZZBUILD)
