@@ -66,7 +66,7 @@ soak: build
 fuzz: build-fuzz
 	@scripts/fuzz.sh $(FUZZBUILD) long
 
-# Not part of `make test` (~6 min): go-sql-driver/mysql's and mysqlclient's own test suites run directly and
+# Not part of `make test` (~4 min): go-sql-driver/mysql's and mysqlclient's own test suites run directly and
 # through switchyardd, compared per test (differences must be in conformance/known_differences.json), and a
 # database/sql pool workload through 10 switches (scripts/conformance.py; clients cached outside the repo).
 conformance: build test-clients
