@@ -10,7 +10,7 @@ FUZZBUILD ?= build-fuzz
 PYTEST     = $(PY) -m pytest -p no:cacheprovider
 
 .PHONY: all deps test-clients build build-asan build-tsan build-fuzz unit fuzz-short integration integration-asan \
-        integration-tsan test demo bench soak fuzz clean
+        integration-tsan test demo bench soak fuzz conformance clean
 
 all: build
 
@@ -81,6 +81,12 @@ soak: build
 
 fuzz: build-fuzz
 	@scripts/fuzz.sh $(FUZZBUILD) long
+
+# Not part of `make test` (~4 min): go-sql-driver/mysql's and mysqlclient's own test suites run directly and
+# through switchyardd, compared per test (differences must be in conformance/known_differences.json), and a
+# database/sql pool workload through 10 switches (scripts/conformance.py; clients cached outside the repo).
+conformance: build test-clients
+	@$(PY) scripts/conformance.py --build $(CURDIR)/$(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN) $(TSAN) $(FUZZBUILD)
