@@ -140,7 +140,8 @@ static void close_session(struct sy_mysql_session *s, const char *why, bool flus
     struct sy_mysql_proxy *px = s->px;
     sy_mysql_session_release_conn(px, s->backend);
     sy_mysql_session_release_conn(px, s->warm);
-    s->backend = s->warm = NULL;
+    sy_mysql_session_release_conn(px, s->probe);
+    s->backend = s->warm = s->probe = NULL;
     sy_mysql_accounts_cancel(s->wait);
     s->wait = NULL;
     s->flush_deadline_ms = 0;
@@ -296,10 +297,19 @@ static void client_read_update(struct sy_mysql_session *s)
 {
     if (s->state == SS_CLOSING)
         return;
-    if (s->client_bp || s->state == SS_HELD)
+    if (s->client_bp || s->state == SS_HELD) {
         bufferevent_disable(s->client, EV_READ);
-    else
+    } else {
         bufferevent_enable(s->client, EV_READ);
+        if (s->compressed) {
+            /* frames that reached the socket while reading was off: a filter only looks at them when more
+             * arrive, which may be never (the client sent everything). Inflate them now; the caller goes on
+             * to process_client, so the read callback this raises is not needed. */
+            s->pulling = true;
+            bufferevent_flush(s->client, EV_READ, BEV_NORMAL);
+            s->pulling = false;
+        }
+    }
 }
 
 static void backend_read_update(struct sy_mysql_session *s)
@@ -1450,6 +1460,8 @@ static void process_backend(struct sy_mysql_session *s)
 
 static void on_client_read(struct bufferevent *bev, void *arg)
 {
+    if (((struct sy_mysql_session *)arg)->pulling)
+        return; /* inside client_read_update: its caller processes */
     process_client(arg);
     session_flush(arg);
 }
@@ -1528,6 +1540,36 @@ static void on_backend_write(struct bufferevent *bev, void *arg)
  * side meanwhile, that request gets a new backend there with the session's state rebuilt (an open
  * transaction is lost: the client is told at its next statement); otherwise it gets "lost connection",
  * as it would without the proxy. */
+/* After an idle backend was lost: does its server still answer? Then it ended the session itself
+ * (wait_timeout, KILL from elsewhere) and the client's connection ends now, as it would directly - a
+ * pool's stale-connection check sees it before the next statement. If it does not answer, the client
+ * stays: a failover may rebuild the session on the other side at its next request. */
+static void on_probe(struct sy_mysql_conn *c, const uint8_t *err, size_t err_len, void *arg)
+{
+    struct sy_mysql_session *s = arg;
+    sy_mysql_session_release_conn(s->px, s->probe);
+    s->probe = NULL;
+    struct sy_mysql_err e;
+    bool answered = err == NULL ||
+                    (sy_mysql_err_parse(err, err_len, &e) == SY_PARSE_OK && (e.code < 2000 || e.code > 2999));
+    if (!answered || s->state == SS_CLOSING || !s->backend_lost)
+        return;
+    lose_session(s, "the server ended the idle session (it still answers): closed as it would be directly");
+}
+
+static void probe_side(struct sy_mysql_session *s)
+{
+    if (s->probe != NULL || s->side != s->px->pair->active_side || s->px->pair->held)
+        return;
+    struct sy_mysql_login login;
+    sy_mysql_session_login(s, &login);
+    char label[220];
+    const struct sy_endpoint *ep = sy_pair_active_endpoint(s->px->pair);
+    snprintf(label, sizeof label, "%s probe %s:%u", s->label, ep->host, ep->port);
+    s->probe = sy_mysql_conn_open(s->px->base, ep, &login, label, on_probe, s);
+    OPENSSL_cleanse(login.stage1, sizeof login.stage1);
+}
+
 static void backend_lost(struct sy_mysql_session *s)
 {
     sy_log_warn("%s: backend on %s side lost while idle%s", s->label, sy_side_name(s->side),
@@ -1539,6 +1581,7 @@ static void backend_lost(struct sy_mysql_session *s)
     sy_mysql_session_release_conn(s->px, s->backend); /* we are inside its event callback */
     s->backend = NULL;
     s->backend_lost = true;
+    probe_side(s);
 }
 
 static void on_backend_event(struct bufferevent *bev, short what, void *arg)

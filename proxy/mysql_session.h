@@ -105,6 +105,7 @@ struct sy_mysql_session {
     bool compressed;                     /* client is a compression filter (CLIENT_COMPRESS) from login on */
     struct evbuffer *zout;               /* owned, compressed sessions: client bytes until client_push() */
     struct event *drained_ev;            /* owned, compressed sessions: the socket's output shrank */
+    bool pulling;                        /* inflating buffered frames in client_read_update */
     uint64_t flush_deadline_ms;          /* SS_CLOSING with a final error queued: freed by then at the latest */
     bool client_gone;                    /* SS_CLOSING: the client socket ended (nothing left to flush) */
     bool client_bp;                      /* client reads paused: backend output over high water */
@@ -130,6 +131,7 @@ struct sy_mysql_session {
     bool abort_due;                      /* roll back once the statement in flight ends */
     bool ids_mapped;                     /* statements were re-prepared: client ids != backend ids */
     bool backend_lost;                   /* the backend went away while idle; rebuilt on the next request */
+    struct sy_mysql_conn *probe;         /* owned: after backend_lost, does the same server still answer? */
     enum sess_state internal_return;     /* state to go back to after SS_INTERNAL */
     int parked_auth;                     /* SS_PARKED: the login kind to use at release */
     /* pins (mysql_track.c): what the session holds on its side, from its statements' text */

@@ -598,3 +598,17 @@ def test_ed25519_accounts_log_in_through_the_proxy_and_are_pinned(switchable, ma
     finally:
         if p.poll() is None:
             p.kill()
+
+
+def test_a_session_the_server_ends_is_closed_at_once(switchable, mariadb_pair):
+    """wait_timeout ends an idle session on the server: directly the client's socket closes at that moment
+    (a pool's stale-connection check sees it); through the proxy too, not only at the next request."""
+    d, pname, db = switchable
+    c = app_conn(d, db)
+    local = c._sock.getsockname()[1]
+    one(c, "SET SESSION wait_timeout = 2")
+    proxy_end = lambda: [st for st, lp, pp in tcp_sockets() if lp == d.port and pp == local]  # noqa: E731
+    assert proxy_end() == ["ESTAB"]
+    wait_for(lambda: "ESTAB" not in proxy_end(), 15, "the proxy closed the client whose session the server ended")
+    with pytest.raises(pymysql.err.OperationalError):
+        one(c, "SELECT 1")
