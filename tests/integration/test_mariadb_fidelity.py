@@ -475,9 +475,18 @@ def test_a_client_that_never_reads_cannot_keep_its_backend(switchable, mariadb_p
     cur = stuck.cursor()
     cur.execute("SELECT REPEAT('x', 1000) FROM seq_1_to_50000")   # ~50 MB; the client reads one row only
     cur.fetchone()
-    # every buffer on the way is full once the server itself waits to write (the proxy stopped reading)
-    wait_for(lambda: any(row[0] == backend_id and row[6] == "Writing to net" for row in q(b, "SHOW PROCESSLIST")),
-             30, "the server blocked writing to the proxy")
+    # every buffer on the way is full once the server itself waits to write because the proxy stopped
+    # reading: "Writing to net" seen on 4 polls over 1.5 s, not a moment of a busy box
+    writing = lambda: any(row[0] == backend_id and row[6] == "Writing to net"  # noqa: E731
+                          for row in q(b, "SHOW PROCESSLIST"))
+    streak = {"n": 0}
+
+    def blocked():
+        streak["n"] = streak["n"] + 1 if writing() else 0
+        if streak["n"] < 4:
+            time.sleep(0.5)
+        return streak["n"] >= 4
+    wait_for(blocked, 60, "the server blocked writing to the proxy")
     local_port = stuck._sock.getsockname()[1]
     r = d.admin_ok("switchover", pair=pname, force=True)
     assert r["closed_unmovable"] == 1, r
