@@ -104,6 +104,23 @@ def raise_nofile(want: int = 65536) -> tuple:
 
 # --- small helpers --------------------------------------------------------------------------------------
 
+def admin_request(sock, cmd: str, timeout: float = 10, **args) -> dict:
+    """One request on switchyardd's admin socket (a JSON line each way); the whole reply. ConnectionError when
+    the socket closes before a full reply line."""
+    import socket
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(sock))
+        s.sendall(json.dumps({"cmd": cmd, "args": args}).encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"admin socket closed before a full reply to {cmd} (got {buf[:200]!r})")
+            buf += chunk
+    return json.loads(buf)
+
+
 def tail(path: Path, lines: int = 30) -> str:
     """The last lines of a text file, or a note that it does not exist."""
     try:

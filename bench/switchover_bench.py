@@ -53,7 +53,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -64,7 +63,7 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (ROOT, Interrupted, interrupt_on_term_signals, on_crash, on_interrupt,  # noqa: E402
+from common import (ROOT, Interrupted, admin_request, interrupt_on_term_signals, on_crash, on_interrupt,  # noqa: E402
                     raise_nofile, remove_work_dir, report_problems, spawn, stop, stop_all_children,
                     switchyard_log_summary, tail, tool_version, write_report)
 import proxy_bench as pb  # noqa: E402
@@ -117,17 +116,7 @@ class SwitchyardPair(pb.Switchyard):
 
     def admin(self, cmd: str, timeout: float = 10, **args) -> dict:
         """One request on the admin socket (a JSON line each way); returns the whole reply."""
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
-            s.connect(str(self.sock))
-            s.sendall(json.dumps({"cmd": cmd, "args": args}).encode() + b"\n")
-            buf = b""
-            while not buf.endswith(b"\n"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    raise ConnectionError(f"admin socket closed before a full reply to {cmd} (got {buf[:200]!r})")
-                buf += chunk
-        return json.loads(buf)
+        return admin_request(self.sock, cmd, timeout, **args)
 
     def admin_ok(self, cmd: str, timeout: float = 10, **args) -> dict:
         reply = self.admin(cmd, timeout, **args)

@@ -47,7 +47,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from common import (interrupt_on_term_signals, raise_nofile, spawn, stop, stop_all_children,  # noqa: E402
+from common import (admin_request, interrupt_on_term_signals, raise_nofile, spawn, stop, stop_all_children,  # noqa: E402
                     tail)
 import sandbox  # noqa: E402  (common put scripts/ on sys.path)
 
@@ -124,17 +124,10 @@ class Switchyard:
             raise ConformanceError(f"switchyardd exited ({self.proc and self.proc.returncode}):\n{tail(self.log)}")
 
     def admin(self, cmd: str, timeout: float = 10, **args) -> dict:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
-            s.connect(str(self.sock))
-            s.sendall(json.dumps({"cmd": cmd, "args": args}).encode() + b"\n")
-            buf = b""
-            while not buf.endswith(b"\n"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    raise ConformanceError(f"admin socket closed during {cmd}")
-                buf += chunk
-        return json.loads(buf)
+        try:
+            return admin_request(self.sock, cmd, timeout, **args)
+        except ConnectionError as e:
+            raise ConformanceError(str(e)) from None
 
     def admin_ok(self, cmd: str, timeout: float = 10, **args) -> dict:
         r = self.admin(cmd, timeout, **args)
