@@ -32,10 +32,11 @@
 #include "capture/binlog_ddl.h"
 #include "capture/mariadb_modules.h"
 #include "core/change.h"
-#include "core/gtid_set.h"
+#include "engine/mariadb_gtid_set.h"
 #include "core/instance.h"
 #include "core/log.h"
-#include "core/mariadb_client.h"
+#include "engine/mariadb_client.h"
+#include "engine/mariadb_ddl_context.h"
 
 #define COLL_TIMEOUT_S 5
 #define COLL_MAX_BACKOFF_MS 2000
@@ -454,17 +455,29 @@ static bool on_query(struct collector *c, const struct sy_binlog_body *b)
     }
     if (!txn_begin_record(c))
         return false;
+    struct sy_mariadb_ddl_context session = {
+        .sql_mode = q.has_sql_mode ? q.sql_mode : 0,
+        .charset_client = q.has_charset ? q.charset_client : 0,
+        .collation_connection = q.has_charset ? q.collation_connection : 0,
+        .collation_server = q.has_charset ? q.collation_server : 0,
+        .time_zone = q.time_zone ? q.time_zone : "",
+        .time_zone_len = q.time_zone ? q.time_zone_len : 0,
+    };
+    struct sy_buf context;
+    sy_buf_init(&context);
+    if (sy_mariadb_ddl_context_encode(&session, &context) != 0 || context.oom) {
+        sy_buf_fini(&context);
+        sy_module_report_failed(c->ctx->report, "encode_failed", "cannot encode the session context of a DDL");
+        return false;
+    }
     struct sy_change ch = { .kind = SY_CHANGE_DDL, .source_time_ms = c->txn_time_ms };
     ch.u.ddl = (struct sy_change_ddl){ .db = q.db, .db_len = q.db_len, .sql = q.sql, .sql_len = q.sql_len,
-                                       .sql_mode = q.has_sql_mode ? q.sql_mode : 0,
-                                       .charset_client = q.has_charset ? q.charset_client : 0,
-                                       .collation_connection = q.has_charset ? q.collation_connection : 0,
-                                       .collation_server = q.has_charset ? q.collation_server : 0,
-                                       .time_zone = q.time_zone ? q.time_zone : "",
-                                       .time_zone_len = q.time_zone ? q.time_zone_len : 0 };
+                                       .context = context.p, .context_len = context.len };
     sy_log_info("%s: DDL %s at %u-%u-%llu", c->ctx->instance_id, what, c->txn_gtid.domain, c->txn_gtid.server,
                 (unsigned long long)c->txn_gtid.seq);
-    return append(c, &ch);
+    bool ok = append(c, &ch);
+    sy_buf_fini(&context);
+    return ok;
 }
 
 /* ---- the event loop -------------------------------------------------------------------------------- */

@@ -7,7 +7,7 @@
 #include <mysql.h>
 
 #include "capture/mariadb_modules.h"
-#include "core/mariadb_client.h"
+#include "engine/mariadb_client.h"
 
 int sy_mariadb_fence(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, bool on, int wait_ms, char *pos,
                      size_t poslen, char *err, size_t errlen)

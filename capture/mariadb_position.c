@@ -6,8 +6,8 @@
 #include <mysql.h>
 
 #include "capture/mariadb_modules.h"
-#include "core/gtid_set.h"
-#include "core/mariadb_client.h"
+#include "engine/mariadb_gtid_set.h"
+#include "engine/mariadb_client.h"
 
 int sy_mariadb_source_position(const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, char *out,
                                size_t outlen, char *err, size_t errlen)

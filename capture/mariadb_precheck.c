@@ -18,7 +18,7 @@
 #include <mysql.h>
 #include <mysqld_error.h>
 
-#include "core/mariadb_client.h"
+#include "engine/mariadb_client.h"
 
 #define CONNECT_TIMEOUT_S 5
 #define MAX_ROLES 16 /* active role plus the roles granted to it, transitively */

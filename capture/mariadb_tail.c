@@ -19,8 +19,8 @@
 
 #include "capture/binlog_codec.h"
 #include "capture/binlog_ddl.h"
-#include "core/gtid_set.h"
-#include "core/mariadb_client.h"
+#include "engine/mariadb_gtid_set.h"
+#include "engine/mariadb_client.h"
 
 #define MAX_TABLE_MAPS 256
 #define HEARTBEAT_NS 500000000ull /* 0.5 s: only sent if the server ignored NON_BLOCK and went idle */
@@ -124,6 +124,9 @@ static json_t *value_json(const struct sy_value *v)
     case SY_VAL_STRING:
     case SY_VAL_BLOB:
         return bytes_json(v->p, v->len);
+    case SY_VAL_DOCUMENT: /* never in a binlog */
+    case SY_VAL_PATCH:
+        return NULL;
     }
     return NULL;
 }

@@ -1,15 +1,17 @@
 /* Change records <-> bytes: the spool payload of one change (core/change.h).
  *
- *   u8 version (1) | u8 kind | varint source_time_ms | text position | kind fields
+ *   u8 version (2) | u8 kind | varint source_time_ms | text position | kind fields
  *   text  = varint len | len bytes | NUL          (decoded strings are NUL-terminated in place)
  *   TABLE = varint table_id | text db | text table | varint n_columns |
  *           n x (text name | u8 source_type | u8 flags | u16 charset)
  *   ROW   = varint table_id | u8 op | varint n_columns | before values (UPDATE, DELETE) | after values
  *           (INSERT, UPDATE)
- *   DDL   = text db | text sql | varint sql_mode | u16 charset_client | u16 collation_connection |
- *           u16 collation_server | text time_zone
+ *   DDL   = text db | text sql | varint len | len bytes of context (the engine's encoding, opaque here)
+ *           Format 1 (read, never written) had MariaDB's session fields where the context is, without
+ *           a length: they are taken as the context (every byte left), which is what
+ *           engine/mariadb_ddl_context.c encodes, so spools written before 2 apply the same.
  *   value = u8 type | NULL: - | INT: zigzag varint | UINT: varint | FLOAT, DOUBLE: u64 IEEE bits |
- *           DECIMAL, STRING, BLOB, TEMPORAL: varint len | len bytes | u16 charset
+ *           DECIMAL, STRING, BLOB, TEMPORAL, DOCUMENT, PATCH: varint len | len bytes | u16 charset
  * Integers are little-endian, varints LEB128 (at most 10 bytes). Identifiers (db, table, column,
  * time_zone) may not contain NUL; positions and SQL text may. The decoder is pure: every length and
  * count is checked against the bytes left before it is used, counts are capped before the scratch
@@ -21,7 +23,8 @@
 
 #include "core/rd.h"
 
-#define CHANGE_FORMAT_VERSION 1
+#define CHANGE_FORMAT_VERSION 2
+#define CHANGE_FORMAT_V1 1 /* DDL context without its length */
 
 #define TEXT_MIN_BYTES 2   /* varint 0 + NUL */
 #define COLUMN_MIN_BYTES (TEXT_MIN_BYTES + 4)
@@ -82,7 +85,7 @@ static void put_u8(struct sy_buf *b, uint8_t v)
     sy_buf_add(b, &v, 1);
 }
 
-static void put_le(struct sy_buf *b, uint64_t v, size_t n)
+void sy_buf_put_le(struct sy_buf *b, uint64_t v, size_t n)
 {
     uint8_t t[8];
     for (size_t i = 0; i < n; i++)
@@ -90,7 +93,7 @@ static void put_le(struct sy_buf *b, uint64_t v, size_t n)
     sy_buf_add(b, t, n);
 }
 
-static void put_varint(struct sy_buf *b, uint64_t v)
+void sy_buf_put_varint(struct sy_buf *b, uint64_t v)
 {
     uint8_t t[10];
     size_t n = 0;
@@ -103,13 +106,13 @@ static void put_varint(struct sy_buf *b, uint64_t v)
 }
 
 /* len bytes + NUL; -1 when an identifier holds a NUL (it could not be NUL-terminated faithfully). */
-static int put_text(struct sy_buf *b, const char *s, size_t len, bool ident)
+int sy_buf_put_text(struct sy_buf *b, const char *s, size_t len, bool ident)
 {
     if (len > 0 && s == NULL)
         return -1;
     if (ident && len > 0 && memchr(s, 0, len) != NULL)
         return -1;
-    put_varint(b, len);
+    sy_buf_put_varint(b, len);
     sy_buf_add(b, s, len);
     put_u8(b, 0);
     return 0;
@@ -129,24 +132,26 @@ static int put_value(struct sy_buf *b, const struct sy_value *v)
     case SY_VAL_NULL:
         return 0;
     case SY_VAL_INT:
-        put_varint(b, ((uint64_t)v->i << 1) ^ (v->i < 0 ? UINT64_MAX : 0)); /* zigzag */
+        sy_buf_put_varint(b, ((uint64_t)v->i << 1) ^ (v->i < 0 ? UINT64_MAX : 0)); /* zigzag */
         return 0;
     case SY_VAL_UINT:
-        put_varint(b, v->u);
+        sy_buf_put_varint(b, v->u);
         return 0;
     case SY_VAL_FLOAT:
     case SY_VAL_DOUBLE:
-        put_le(b, double_bits(v->d), 8);
+        sy_buf_put_le(b, double_bits(v->d), 8);
         return 0;
     case SY_VAL_DECIMAL:
     case SY_VAL_STRING:
     case SY_VAL_BLOB:
     case SY_VAL_TEMPORAL:
+    case SY_VAL_DOCUMENT:
+    case SY_VAL_PATCH:
         if (v->len > 0 && v->p == NULL)
             return -1;
-        put_varint(b, v->len);
+        sy_buf_put_varint(b, v->len);
         sy_buf_add(b, v->p, v->len);
-        put_le(b, v->charset, 2);
+        sy_buf_put_le(b, v->charset, 2);
         return 0;
     }
     return -1;
@@ -166,17 +171,17 @@ static int encode_table(const struct sy_change_table *t, struct sy_buf *out)
 {
     if (t->n_columns == 0 || t->n_columns > SY_CHANGE_MAX_COLUMNS || t->columns == NULL)
         return -1;
-    put_varint(out, t->table_id);
-    if (put_text(out, t->db, t->db_len, true) != 0 || put_text(out, t->table, t->table_len, true) != 0)
+    sy_buf_put_varint(out, t->table_id);
+    if (sy_buf_put_text(out, t->db, t->db_len, true) != 0 || sy_buf_put_text(out, t->table, t->table_len, true) != 0)
         return -1;
-    put_varint(out, t->n_columns);
+    sy_buf_put_varint(out, t->n_columns);
     for (uint32_t i = 0; i < t->n_columns; i++) {
         const struct sy_column *c = &t->columns[i];
-        if (put_text(out, c->name, c->name_len, true) != 0)
+        if (sy_buf_put_text(out, c->name, c->name_len, true) != 0)
             return -1;
         put_u8(out, c->source_type);
         put_u8(out, c->flags);
-        put_le(out, c->charset, 2);
+        sy_buf_put_le(out, c->charset, 2);
     }
     return 0;
 }
@@ -187,9 +192,9 @@ static int encode_row(const struct sy_change_row *r, struct sy_buf *out)
         return -1;
     if (r->op != SY_ROW_INSERT && r->op != SY_ROW_UPDATE && r->op != SY_ROW_DELETE)
         return -1;
-    put_varint(out, r->table_id);
+    sy_buf_put_varint(out, r->table_id);
     put_u8(out, (uint8_t)r->op);
-    put_varint(out, r->n_columns);
+    sy_buf_put_varint(out, r->n_columns);
     if (r->op != SY_ROW_INSERT && put_values(out, r->before, r->n_columns) != 0)
         return -1;
     if (r->op != SY_ROW_DELETE && put_values(out, r->after, r->n_columns) != 0)
@@ -199,13 +204,14 @@ static int encode_row(const struct sy_change_row *r, struct sy_buf *out)
 
 static int encode_ddl(const struct sy_change_ddl *d, struct sy_buf *out)
 {
-    if (put_text(out, d->db, d->db_len, true) != 0 || put_text(out, d->sql, d->sql_len, false) != 0)
+    if (sy_buf_put_text(out, d->db, d->db_len, true) != 0 || sy_buf_put_text(out, d->sql, d->sql_len, false) != 0)
         return -1;
-    put_varint(out, d->sql_mode);
-    put_le(out, d->charset_client, 2);
-    put_le(out, d->collation_connection, 2);
-    put_le(out, d->collation_server, 2);
-    return put_text(out, d->time_zone, d->time_zone_len, true);
+    if (d->context_len > 0 && d->context == NULL)
+        return -1;
+    sy_buf_put_varint(out, d->context_len);
+    if (d->context_len > 0)
+        sy_buf_add(out, d->context, d->context_len);
+    return 0;
 }
 
 int sy_change_encode(const struct sy_change *c, struct sy_buf *out)
@@ -213,8 +219,8 @@ int sy_change_encode(const struct sy_change *c, struct sy_buf *out)
     sy_buf_reset(out);
     put_u8(out, CHANGE_FORMAT_VERSION);
     put_u8(out, (uint8_t)c->kind);
-    put_varint(out, c->source_time_ms);
-    if (put_text(out, c->position, c->position_len, false) != 0)
+    sy_buf_put_varint(out, c->source_time_ms);
+    if (sy_buf_put_text(out, c->position, c->position_len, false) != 0)
         return -1;
     int rc;
     switch (c->kind) {
@@ -282,7 +288,7 @@ static bool scratch_values(struct sy_change_scratch *s, size_t n)
 }
 
 /* LEB128, at most 10 bytes, no bits beyond 64. */
-static uint64_t rd_varint(struct sy_rd *r)
+uint64_t sy_rd_varint(struct sy_rd *r)
 {
     uint64_t v = 0;
     for (unsigned shift = 0; shift < 64; shift += 7) {
@@ -304,7 +310,7 @@ static uint64_t rd_varint(struct sy_rd *r)
 /* A count that must fit the remaining bytes at min_bytes each, and max. */
 static uint32_t rd_count(struct sy_rd *r, uint32_t max, size_t min_bytes)
 {
-    uint64_t n = rd_varint(r);
+    uint64_t n = sy_rd_varint(r);
     if (r->bad || n == 0 || n > max || n > sy_rd_left(r) / min_bytes) {
         r->bad = true;
         return 0;
@@ -312,9 +318,9 @@ static uint32_t rd_count(struct sy_rd *r, uint32_t max, size_t min_bytes)
     return (uint32_t)n;
 }
 
-static const char *rd_text(struct sy_rd *r, size_t *len_out, bool ident)
+const char *sy_rd_text(struct sy_rd *r, size_t *len_out, bool ident)
 {
-    uint64_t len = rd_varint(r);
+    uint64_t len = sy_rd_varint(r);
     if (r->bad || len >= sy_rd_left(r)) { /* room for the NUL too */
         r->bad = true;
         return NULL;
@@ -338,12 +344,12 @@ static void rd_value(struct sy_rd *r, struct sy_value *v)
     case SY_VAL_NULL:
         break;
     case SY_VAL_INT: {
-        uint64_t z = rd_varint(r);
+        uint64_t z = sy_rd_varint(r);
         v->i = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
         break;
     }
     case SY_VAL_UINT:
-        v->u = rd_varint(r);
+        v->u = sy_rd_varint(r);
         break;
     case SY_VAL_FLOAT:
     case SY_VAL_DOUBLE: {
@@ -354,8 +360,10 @@ static void rd_value(struct sy_rd *r, struct sy_value *v)
     case SY_VAL_DECIMAL:
     case SY_VAL_STRING:
     case SY_VAL_BLOB:
-    case SY_VAL_TEMPORAL: {
-        uint64_t len = rd_varint(r);
+    case SY_VAL_TEMPORAL:
+    case SY_VAL_DOCUMENT:
+    case SY_VAL_PATCH: {
+        uint64_t len = sy_rd_varint(r);
         if (r->bad || len > sy_rd_left(r)) {
             r->bad = true;
             return;
@@ -374,9 +382,9 @@ static void rd_value(struct sy_rd *r, struct sy_value *v)
 
 static void decode_table(struct sy_rd *r, struct sy_change_scratch *s, struct sy_change_table *t)
 {
-    t->table_id = rd_varint(r);
-    t->db = rd_text(r, &t->db_len, true);
-    t->table = rd_text(r, &t->table_len, true);
+    t->table_id = sy_rd_varint(r);
+    t->db = sy_rd_text(r, &t->db_len, true);
+    t->table = sy_rd_text(r, &t->table_len, true);
     t->n_columns = rd_count(r, SY_CHANGE_MAX_COLUMNS, COLUMN_MIN_BYTES);
     if (r->bad)
         return;
@@ -386,7 +394,7 @@ static void decode_table(struct sy_rd *r, struct sy_change_scratch *s, struct sy
     }
     for (uint32_t i = 0; i < t->n_columns && !r->bad; i++) {
         struct sy_column *c = &s->columns[i];
-        c->name = rd_text(r, &c->name_len, true);
+        c->name = sy_rd_text(r, &c->name_len, true);
         c->source_type = sy_rd_u8(r);
         c->flags = sy_rd_u8(r);
         c->charset = sy_rd_u16le(r);
@@ -396,7 +404,7 @@ static void decode_table(struct sy_rd *r, struct sy_change_scratch *s, struct sy
 
 static void decode_row(struct sy_rd *r, struct sy_change_scratch *s, struct sy_change_row *w)
 {
-    w->table_id = rd_varint(r);
+    w->table_id = sy_rd_varint(r);
     uint8_t op = sy_rd_u8(r);
     if (op != SY_ROW_INSERT && op != SY_ROW_UPDATE && op != SY_ROW_DELETE) {
         r->bad = true;
@@ -418,15 +426,17 @@ static void decode_row(struct sy_rd *r, struct sy_change_scratch *s, struct sy_c
     w->after = op == SY_ROW_DELETE ? NULL : op == SY_ROW_UPDATE ? s->values + n : s->values;
 }
 
-static void decode_ddl(struct sy_rd *r, struct sy_change_ddl *d)
+static void decode_ddl(struct sy_rd *r, struct sy_change_ddl *d, uint8_t version)
 {
-    d->db = rd_text(r, &d->db_len, true);
-    d->sql = rd_text(r, &d->sql_len, false);
-    d->sql_mode = rd_varint(r);
-    d->charset_client = sy_rd_u16le(r);
-    d->collation_connection = sy_rd_u16le(r);
-    d->collation_server = sy_rd_u16le(r);
-    d->time_zone = rd_text(r, &d->time_zone_len, true);
+    d->db = sy_rd_text(r, &d->db_len, true);
+    d->sql = sy_rd_text(r, &d->sql_len, false);
+    uint64_t len = version == CHANGE_FORMAT_V1 ? sy_rd_left(r) : sy_rd_varint(r);
+    if (r->bad || len > sy_rd_left(r)) {
+        r->bad = true;
+        return;
+    }
+    d->context_len = (size_t)len;
+    d->context = sy_rd_take(r, d->context_len);
 }
 
 /* Never AGAIN: a spool record is whole, so a short one is BAD. Running out of memory for the scratch
@@ -435,11 +445,12 @@ enum sy_parse sy_change_decode(const uint8_t *p, size_t n, struct sy_change_scra
 {
     struct sy_rd r = sy_rd_make(p, n);
     memset(out, 0, sizeof *out);
-    if (sy_rd_u8(&r) != CHANGE_FORMAT_VERSION)
+    uint8_t version = sy_rd_u8(&r);
+    if (version != CHANGE_FORMAT_VERSION && version != CHANGE_FORMAT_V1)
         return SY_PARSE_BAD;
     uint8_t kind = sy_rd_u8(&r);
-    out->source_time_ms = rd_varint(&r);
-    out->position = rd_text(&r, &out->position_len, false);
+    out->source_time_ms = sy_rd_varint(&r);
+    out->position = sy_rd_text(&r, &out->position_len, false);
     if (r.bad)
         return SY_PARSE_BAD;
     switch (kind) {
@@ -454,7 +465,7 @@ enum sy_parse sy_change_decode(const uint8_t *p, size_t n, struct sy_change_scra
         decode_row(&r, s, &out->u.row);
         break;
     case SY_CHANGE_DDL:
-        decode_ddl(&r, &out->u.ddl);
+        decode_ddl(&r, &out->u.ddl, version);
         break;
     default:
         return SY_PARSE_BAD;

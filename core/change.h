@@ -1,7 +1,17 @@
 /* Change records: what a collector appends to an instance's spool and a writer applies. Engine-
  * neutral in shape (transactions of row changes and DDL, with positions as opaque text), typed
  * values as a destination needs them to bind. One spool record holds one change; a transaction is
- * TXN_BEGIN, TABLE/ROW/DDL records, TXN_COMMIT. Encoding and decoding are pure (fuzzed). */
+ * TXN_BEGIN, TABLE/ROW/DDL records, TXN_COMMIT. Encoding and decoding are pure (fuzzed).
+ *
+ * How engines map onto it:
+ *   MariaDB  a table is a TABLE record (its columns with types and key flags); a row change is a
+ *            ROW with typed values per column; DDL carries the statement and its session context.
+ *   MongoDB  a collection is a TABLE record with db = database, table = collection and two columns:
+ *            `_id` (SY_COL_KEY) and `doc`, both SY_VAL_DOCUMENT (`_id` as the one-field document
+ *            {_id: value}, so any BSON type can be a key). INSERT: after = the document; DELETE:
+ *            before = {_id} and NULL; UPDATE: after `doc` = the whole document after the update
+ *            (FerretDB's `$set` of everything), or an SY_VAL_PATCH holding the update description
+ *            when the source logged only a diff (MongoDB's `$v:2`). Positions are oplog timestamps. */
 #ifndef SY_CHANGE_H
 #define SY_CHANGE_H
 
@@ -34,6 +44,9 @@ enum sy_value_type {
     SY_VAL_BLOB = 7,     /* p/len: binary bytes (BINARY, VARBINARY, BLOB, GEOMETRY) */
     SY_VAL_TEMPORAL = 8, /* p/len: "YYYY-MM-DD", "hh:mm:ss[.ffffff]" (may be negative / > 24h),
                             "YYYY-MM-DD hh:mm:ss[.ffffff]"; TIMESTAMP values in UTC */
+    SY_VAL_DOCUMENT = 9, /* p/len: one BSON document (MongoDB), validated by the engine that reads it */
+    SY_VAL_PATCH = 10,   /* p/len: a BSON update description to apply to the destination's document
+                            (MongoDB `$v:2` oplog diffs) */
 };
 
 struct sy_value {
@@ -85,12 +98,10 @@ struct sy_change_ddl {
     size_t db_len;
     const char *sql;           /* the statement text (never logged whole) */
     size_t sql_len;
-    uint64_t sql_mode;         /* source session sql_mode bits */
-    uint16_t charset_client;   /* collation ids of the session */
-    uint16_t collation_connection;
-    uint16_t collation_server;
-    const char *time_zone;     /* "" = the server's */
-    size_t time_zone_len;
+    const uint8_t *context;    /* the source session's context the statement needs, encoded by the
+                                  engine that wrote it and read back by the same engine's writer
+                                  (MariaDB: engine/mariadb_ddl_context.h); may be empty */
+    size_t context_len;
 };
 
 struct sy_change {
@@ -117,6 +128,16 @@ void sy_buf_init(struct sy_buf *b);
 void sy_buf_fini(struct sy_buf *b);
 void sy_buf_reset(struct sy_buf *b);
 void sy_buf_add(struct sy_buf *b, const void *p, size_t len);
+/* The encodings change records use, for engines that encode their own parts (a DDL context) alike:
+ * little-endian integers, LEB128 varints, text = varint len | bytes | NUL (-1: an identifier holding
+ * a NUL, or len > 0 with s NULL). */
+void sy_buf_put_le(struct sy_buf *b, uint64_t v, size_t n);
+void sy_buf_put_varint(struct sy_buf *b, uint64_t v);
+int sy_buf_put_text(struct sy_buf *b, const char *s, size_t len, bool ident) SY_MUST_CHECK;
+/* And their readers over a struct sy_rd (core/rd.h); r->bad on anything malformed. */
+struct sy_rd;
+uint64_t sy_rd_varint(struct sy_rd *r);
+const char *sy_rd_text(struct sy_rd *r, size_t *len_out, bool ident);
 
 /* Appends the encoding of c to out (cleared first). Values of ROW records are encoded with their
  * types; TABLE columns with names. Returns 0, or -1 on out of memory or a change that cannot be

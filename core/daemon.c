@@ -1,6 +1,7 @@
 /* Daemon wiring: loop, signals, admin socket and the pair-level admin commands. Instance commands
  * (precheck, create-reverse, switchover, ...) answer not_implemented until their modules exist. */
 #include "core/daemon.h"
+#include "core/engine.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -13,7 +14,6 @@
 #include <event2/thread.h>
 
 #include "core/admin.h"
-#include "core/gtid_set.h"
 #include "core/log.h"
 #include "core/state_file.h"
 #include "core/fence_keeper.h"
@@ -23,7 +23,7 @@
 
 struct daemon {
     const struct sy_config *cfg;  /* ref: main's */
-    const struct sy_engine_modules *const *modules; /* ref: static list of built engines' modules */
+    const struct sy_engine_ops *const *engines; /* ref: static list of the built engines */
     struct event_base *base;      /* owned */
     struct sy_admin *admin;       /* owned */
     struct sy_metrics *metrics;   /* owned; NULL unless `metrics` is set */
@@ -186,11 +186,11 @@ static void cmd_terminate(struct sy_admin_req *req, json_t *args, void *ctx)
     instance_cmd(req, args, ctx, sy_instance_terminate);
 }
 
-static const struct sy_engine_modules *find_modules(const struct daemon *d, enum sy_engine e)
+static const struct sy_engine_ops *find_engine(const struct daemon *d, enum sy_engine e)
 {
-    for (size_t i = 0; d->modules[i] != NULL; i++)
-        if (d->modules[i]->engine == e)
-            return d->modules[i];
+    for (size_t i = 0; d->engines[i] != NULL; i++)
+        if (d->engines[i]->engine == e)
+            return d->engines[i];
     return NULL;
 }
 
@@ -201,7 +201,7 @@ struct precheck_job {
     const struct sy_pair_cfg *cfg;
     enum sy_direction dir;
     char direction[16];
-    const struct sy_engine_modules *mods;
+    const struct sy_engine_ops *eng;
     json_t *checks;
     int rc;
     struct event *done;
@@ -212,7 +212,7 @@ struct precheck_job {
 static int precheck_direction(struct precheck_job *job, enum sy_direction dir, const char *prefix)
 {
     json_t *checks = json_array();
-    int rc = job->mods->precheck(job->cfg, dir, checks);
+    int rc = job->eng->sync->precheck(job->cfg, dir, checks);
     size_t i;
     json_t *c;
     json_array_foreach(checks, i, c) {
@@ -231,7 +231,7 @@ static void *precheck_thread(void *arg)
     if (job->pair != NULL)
         job->rc = precheck_direction(job, SY_DIR_FORWARD, "forward") | precheck_direction(job, SY_DIR_REVERSE, "reverse");
     else
-        job->rc = job->mods->precheck(job->cfg, job->dir, job->checks);
+        job->rc = job->eng->sync->precheck(job->cfg, job->dir, job->checks);
     event_active(job->done, 0, 0);
     sy_admin_job_end(); /* last touch of shared state */
     return NULL;
@@ -270,8 +270,8 @@ static void cmd_precheck(struct sy_admin_req *req, json_t *args, void *ctx)
         sy_admin_fail(req, "bad_request", "direction must be forward, reverse or switchover, not '%s'", dir);
         return;
     }
-    const struct sy_engine_modules *mods = find_modules(d, p->cfg->engine);
-    if (mods == NULL) {
+    const struct sy_engine_ops *eng = find_engine(d, p->cfg->engine);
+    if (eng == NULL) {
         sy_admin_fail(req, "not_implemented", "engine %s has no synchronization yet", sy_engine_name(p->cfg->engine));
         return;
     }
@@ -280,7 +280,7 @@ static void cmd_precheck(struct sy_admin_req *req, json_t *args, void *ctx)
         sy_admin_fail(req, "internal", "out of memory");
         return;
     }
-    *job = (struct precheck_job){ .req = req, .d = d, .cfg = p->cfg, .mods = mods, .checks = json_array(),
+    *job = (struct precheck_job){ .req = req, .d = d, .cfg = p->cfg, .eng = eng, .checks = json_array(),
                                   .dir = strcmp(dir, "reverse") == 0 ? SY_DIR_REVERSE : SY_DIR_FORWARD,
                                   .pair = strcmp(dir, "switchover") == 0 ? p : NULL };
     snprintf(job->direction, sizeof job->direction, "%s", dir);
@@ -304,7 +304,7 @@ static void cmd_precheck(struct sy_admin_req *req, json_t *args, void *ctx)
 struct reverse_job {
     struct sy_admin_req *req;
     struct sy_pair *pair;
-    const struct sy_engine_modules *mods;
+    const struct sy_engine_ops *eng;
     json_t *checks;
     int rc;
     char position[1024];
@@ -316,9 +316,9 @@ struct reverse_job {
 static void *reverse_thread(void *arg)
 {
     struct reverse_job *job = arg;
-    job->rc = job->mods->precheck(job->pair->cfg, SY_DIR_REVERSE, job->checks);
+    job->rc = job->eng->sync->precheck(job->pair->cfg, SY_DIR_REVERSE, job->checks);
     if (job->rc == 0)
-        job->pos_rc = job->mods->source_position(job->pair->cfg, &job->pair->cfg->dr, job->position,
+        job->pos_rc = job->eng->position->current(job->pair->cfg, &job->pair->cfg->dr, job->position,
                                                  sizeof job->position, job->err, sizeof job->err);
     event_active(job->done, 0, 0);
     sy_admin_job_end(); /* last touch of shared state */
@@ -344,7 +344,7 @@ static void on_reverse_done(evutil_socket_t fd, short what, void *arg)
             sy_instance_close(p->reverse);
             p->reverse = NULL;
         }
-        p->reverse = sy_instance_create_reverse(p, job->mods, job->position, err, sizeof err);
+        p->reverse = sy_instance_create_reverse(p, job->eng, job->position, err, sizeof err);
         if (p->reverse == NULL)
             sy_admin_fail(job->req, "internal", "creating %s/reverse: %s", p->cfg->name, err);
         else
@@ -381,12 +381,12 @@ static void cmd_create_reverse(struct sy_admin_req *req, json_t *args, void *ctx
     }
     job->req = req;
     job->pair = p;
-    job->mods = find_modules(d, p->cfg->engine);
+    job->eng = find_engine(d, p->cfg->engine);
     job->checks = json_array();
     job->done = event_new(d->base, -1, 0, on_reverse_done, job);
     pthread_t th;
     sy_admin_job_begin();
-    if (job->mods == NULL || job->done == NULL || pthread_create(&th, NULL, reverse_thread, job) != 0) {
+    if (job->eng == NULL || job->done == NULL || pthread_create(&th, NULL, reverse_thread, job) != 0) {
         sy_admin_job_end();
         if (job->done)
             event_free(job->done);
@@ -404,7 +404,7 @@ struct verify_job {
     struct sy_admin_req *req;
     const struct sy_pair_cfg *cfg;      /* ref: the pair's */
     struct sy_instance *forward;        /* ref: the pair's forward instance (write position) */
-    const struct sy_engine_modules *mods;
+    const struct sy_engine_ops *eng;
     char *objects;                      /* owned: --objects, NULL = every synchronized table */
     json_t *result;
     int rc;
@@ -412,17 +412,12 @@ struct verify_job {
     struct event *done;
 };
 
-/* Whether the forward writer's applied position covers `position` (a source GTID set); polls from
- * 2 ms up to every 50 ms until timeout_ms (a short first wait narrows the window in which business
+/* Whether the forward writer's applied position covers `position` (a source position, compared by
+ * the engine's position ops); polls from 2 ms up to every 50 ms until timeout_ms (a short first wait narrows the window in which business
  * writes to a chunk can make the two sides differ). Runs on the verify thread. */
 static bool verify_write_reached(void *arg, const char *position, int timeout_ms)
 {
     struct verify_job *job = arg;
-    struct sy_gtid_set want;
-    if (!sy_gtid_set_parse(position, strlen(position), &want)) {
-        sy_log_warn("pair %s: verify: cannot parse source position '%s'", job->cfg->name, position);
-        return false;
-    }
     return sy_instance_write_reaches(job->forward, position, sy_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0),
                                      2, 50, NULL);
 }
@@ -430,7 +425,7 @@ static bool verify_write_reached(void *arg, const char *position, int timeout_ms
 static void *verify_thread(void *arg)
 {
     struct verify_job *job = arg;
-    job->rc = job->mods->verify(job->cfg, job->objects, verify_write_reached, job, job->result, job->err,
+    job->rc = job->eng->sync->verify(job->cfg, job->objects, verify_write_reached, job, job->result, job->err,
                                 sizeof job->err);
     event_active(job->done, 0, 0);
     sy_admin_job_end(); /* last touch of shared state */
@@ -458,8 +453,8 @@ static void cmd_verify(struct sy_admin_req *req, json_t *args, void *ctx)
     struct sy_pair *p = pair_arg(req, args, d);
     if (p == NULL)
         return;
-    const struct sy_engine_modules *mods = find_modules(d, p->cfg->engine);
-    if (mods == NULL || mods->verify == NULL) {
+    const struct sy_engine_ops *eng = find_engine(d, p->cfg->engine);
+    if (eng == NULL || eng->sync == NULL || eng->sync->verify == NULL) {
         sy_admin_fail(req, "not_implemented", "engine %s has no verify yet", sy_engine_name(p->cfg->engine));
         return;
     }
@@ -479,7 +474,7 @@ static void cmd_verify(struct sy_admin_req *req, json_t *args, void *ctx)
         sy_admin_fail(req, "internal", "out of memory");
         return;
     }
-    *job = (struct verify_job){ .req = req, .cfg = p->cfg, .forward = p->forward, .mods = mods,
+    *job = (struct verify_job){ .req = req, .cfg = p->cfg, .forward = p->forward, .eng = eng,
                                 .objects = objects ? strdup(objects) : NULL, .result = json_object() };
     job->done = event_new(d->base, -1, 0, on_verify_done, job);
     pthread_t th;
@@ -587,11 +582,11 @@ static const struct sy_proxy_protocol *find_proto(const struct sy_proxy_protocol
 }
 
 int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *const *protos,
-                  const struct sy_engine_modules *const *modules)
+                  const struct sy_engine_ops *const *engines)
 {
     char err[1024] = "";
     int status = 1;
-    struct daemon d = { .cfg = cfg, .modules = modules };
+    struct daemon d = { .cfg = cfg, .engines = engines };
     struct event *sigterm = NULL, *sigint = NULL;
     signal(SIGPIPE, SIG_IGN);
     evthread_use_pthreads();
@@ -612,16 +607,16 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
             goto out;
         }
         d.n_started = i + 1;
-        const struct sy_engine_modules *mods = find_modules(&d, cfg->pairs[i].engine);
-        d.pairs[i].mods = mods;
-        if (mods != NULL && cfg->pairs[i].n_objects > 0) {
-            d.pairs[i].forward = sy_instance_open(&d.pairs[i], SY_DIR_FORWARD, mods, err, sizeof err);
+        const struct sy_engine_ops *eng = find_engine(&d, cfg->pairs[i].engine);
+        d.pairs[i].eng = eng;
+        if (eng != NULL && cfg->pairs[i].n_objects > 0) {
+            d.pairs[i].forward = sy_instance_open(&d.pairs[i], SY_DIR_FORWARD, eng, err, sizeof err);
             if (d.pairs[i].forward == NULL) {
                 sy_log_error("pair %s: forward instance: %s", cfg->pairs[i].name, err);
                 goto out;
             }
             if (sy_instance_exists(&d.pairs[i], SY_DIR_REVERSE)) {
-                d.pairs[i].reverse = sy_instance_open(&d.pairs[i], SY_DIR_REVERSE, mods, err, sizeof err);
+                d.pairs[i].reverse = sy_instance_open(&d.pairs[i], SY_DIR_REVERSE, eng, err, sizeof err);
                 if (d.pairs[i].reverse == NULL) {
                     sy_log_error("pair %s: reverse instance: %s", cfg->pairs[i].name, err);
                     goto out;

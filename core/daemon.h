@@ -7,9 +7,9 @@
 #include "core/instance.h"
 #include "core/pair.h"
 
-/* Runs until SIGTERM/SIGINT. protos / modules: NULL-terminated lists of the built engines' proxies and
- * synchronization modules. Returns the process exit status. */
+/* Runs until SIGTERM/SIGINT. protos / engines: NULL-terminated lists of the built engines' proxies and
+ * synchronization, positions and failover (core/engine.h). Returns the process exit status. */
 int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *const *protos,
-                  const struct sy_engine_modules *const *modules);
+                  const struct sy_engine_ops *const *engines);
 
 #endif

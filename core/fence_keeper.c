@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/engine.h"
 #include "core/instance.h"
 #include "core/log.h"
 
@@ -38,7 +39,7 @@ static bool keeper_round(struct sy_pair *p, bool *active_done)
     if (!__atomic_load_n(&p->switching, __ATOMIC_ACQUIRE)) {
         enum sy_side active = p->active_side, passive = active == SY_SIDE_DR ? SY_SIDE_BUSINESS : SY_SIDE_DR;
         if (!*active_done) {
-            if (p->mods->fence(p->cfg, side_ep(p, active), false, KEEPER_WAIT_MS, NULL, 0, err, sizeof err) == 0) {
+            if (p->eng->failover->fence(p->cfg, side_ep(p, active), false, KEEPER_WAIT_MS, NULL, 0, err, sizeof err) == 0) {
                 *active_done = true;
                 sy_log_info("pair %s: %s side (active) is writable", p->cfg->name, sy_side_name(active));
             } else {
@@ -47,7 +48,7 @@ static bool keeper_round(struct sy_pair *p, bool *active_done)
             }
         }
         if (p->cfg->fence_passive) {
-            if (p->mods->fence(p->cfg, side_ep(p, passive), true, KEEPER_WAIT_MS, NULL, 0, err, sizeof err) == 0) {
+            if (p->eng->failover->fence(p->cfg, side_ep(p, passive), true, KEEPER_WAIT_MS, NULL, 0, err, sizeof err) == 0) {
                 if (p->fence_error[0] != '\0')
                     sy_log_info("pair %s: %s side (passive) is fenced (read_only)", p->cfg->name,
                                 sy_side_name(passive));
@@ -77,7 +78,7 @@ static void *keeper_main(void *arg)
 
 int sy_fence_keeper_start(struct sy_pair *p)
 {
-    if (p->mods == NULL || p->mods->fence == NULL)
+    if (p->eng == NULL || p->eng->failover == NULL || p->eng->failover->fence == NULL)
         return 0;
     p->keeper_stop = 0;
     if (pthread_create(&p->keeper, NULL, keeper_main, p) != 0)

@@ -16,6 +16,7 @@
  * A collection's database socket is shut down at once (a binlog read is always safe to cut: it
  * resumes from the spool); a writer or a copy gets STOP_GRACE_MS to finish what it does (commit a
  * group, write its checkpoint), then its sockets are shut too. */
+#include "core/engine.h"
 #include "core/instance.h"
 
 #include <errno.h>
@@ -73,7 +74,7 @@ struct settle_waiter {
 struct sy_instance {
     struct sy_pair *pair;                    /* ref */
     enum sy_direction dir;
-    const struct sy_engine_modules *mods;    /* ref: static */
+    const struct sy_engine_ops *eng;    /* ref: static */
     char id[96];                             /* "orders/forward" */
     char dir_path[1024];                     /* state_dir/instances/<pair>.<direction> */
     char state_path[1100];                   /* .../state.json */
@@ -499,7 +500,7 @@ static void *precheck_main(void *arg)
 {
     struct sy_instance *in = arg;
     json_t *checks = json_array();
-    in->precheck_rc = in->mods->precheck(in->pair->cfg, in->dir, checks);
+    in->precheck_rc = in->eng->sync->precheck(in->pair->cfg, in->dir, checks);
     in->precheck_out = checks; /* the loop takes it after the join */
     __atomic_store_n(&in->precheck_done, 1, __ATOMIC_RELEASE);
     return NULL;
@@ -655,7 +656,7 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
 /* ---- lifecycle --------------------------------------------------------------------------------- */
 
 struct sy_instance *sy_instance_open(struct sy_pair *pair, enum sy_direction dir,
-                                     const struct sy_engine_modules *mods, char *err, size_t errlen)
+                                     const struct sy_engine_ops *eng, char *err, size_t errlen)
 {
     struct sy_instance *in = calloc(1, sizeof *in);
     if (in == NULL) {
@@ -664,7 +665,7 @@ struct sy_instance *sy_instance_open(struct sy_pair *pair, enum sy_direction dir
     }
     in->pair = pair;
     in->dir = dir;
-    in->mods = mods;
+    in->eng = eng;
     const char *dname = dir == SY_DIR_FORWARD ? "forward" : "reverse";
     snprintf(in->id, sizeof in->id, "%s/%s", pair->cfg->name, dname);
     snprintf(in->dir_path, sizeof in->dir_path, "%s/instances/%s.%s", pair->state_dir, pair->cfg->name, dname);
@@ -692,9 +693,9 @@ struct sy_instance *sy_instance_open(struct sy_pair *pair, enum sy_direction dir
     if (in->spool == NULL)
         goto fail;
     const struct sy_module_ops *ops[MOD__COUNT] = {
-        dir == SY_DIR_FORWARD ? mods->initial_sync : NULL,
-        mods->collection,
-        mods->write,
+        dir == SY_DIR_FORWARD ? eng->sync->initial_sync : NULL,
+        eng->sync->collection,
+        eng->sync->write,
     };
     for (int i = 0; i < MOD__COUNT; i++) {
         struct module *m = &in->mod[i];
@@ -717,7 +718,7 @@ struct sy_instance *sy_instance_open(struct sy_pair *pair, enum sy_direction dir
         };
     }
     sy_lag_init(&in->lag);
-    if (mods->position_poll && pthread_create(&in->lag_thread, NULL, lag_main, in) == 0)
+    if (eng->position->poll && pthread_create(&in->lag_thread, NULL, lag_main, in) == 0)
         in->lag_running = true;
     in->poll = event_new(pair->base, -1, EV_PERSIST, on_poll, in);
     in->stopped_ev = event_new(pair->base, -1, 0, on_module_done, in);
@@ -878,7 +879,7 @@ bool sy_instance_write_reaches(struct sy_instance *in, const char *want, uint64_
     for (unsigned nap = first_nap_ms;; nap = nap * 2 < max_nap_ms ? nap * 2 : max_nap_ms) {
         char have[1024];
         sy_instance_write_position(in, have, sizeof have);
-        if (in->mods->position_covers(have, want))
+        if (in->eng->position->covers(have, want))
             return true;
         if (sy_now_ms() >= deadline_ms || (abort && __atomic_load_n(abort, __ATOMIC_ACQUIRE)))
             return false;
@@ -906,7 +907,7 @@ bool sy_instance_exists(const struct sy_pair *pair, enum sy_direction dir)
     return access(path, F_OK) == 0;
 }
 
-struct sy_instance *sy_instance_create_reverse(struct sy_pair *pair, const struct sy_engine_modules *mods,
+struct sy_instance *sy_instance_create_reverse(struct sy_pair *pair, const struct sy_engine_ops *eng,
                                                const char *start_position, char *err, size_t errlen)
 {
     char dir[1200], path[1300];
@@ -920,7 +921,7 @@ struct sy_instance *sy_instance_create_reverse(struct sy_pair *pair, const struc
     json_decref(doc);
     if (rc != 0)
         return NULL;
-    return sy_instance_open(pair, SY_DIR_REVERSE, mods, err, errlen);
+    return sy_instance_open(pair, SY_DIR_REVERSE, eng, err, errlen);
 }
 
 int sy_instance_destroy(struct sy_instance *in, char *err, size_t errlen)
@@ -1012,7 +1013,7 @@ static void *lag_main(void *arg)
         if (st == SY_INST_RUNNING || st == SY_INST_COLLECTING || st == SY_INST_RETRYING || st == SY_INST_PAUSED ||
             st == SY_INST_FAILED || st == SY_INST_STOPPING) {
             char pos[SY_LAG_POSITION_MAX], err[256];
-            if (in->mods->position_poll(&handle, in->pair->cfg, in->mod[MOD_COLL].ctx.source, pos, sizeof pos, err,
+            if (in->eng->position->poll(&handle, in->pair->cfg, in->mod[MOD_COLL].ctx.source, pos, sizeof pos, err,
                                         sizeof err) == 0) {
                 sy_lag_note(&in->lag, pos, sy_now_ms());
                 warned = false;
@@ -1024,7 +1025,7 @@ static void *lag_main(void *arg)
         for (int i = 0; i < 5 && !__atomic_load_n(&in->lag_stop, __ATOMIC_ACQUIRE); i++)
             usleep(50 * 1000);
     }
-    in->mods->position_poll_close(handle);
+    in->eng->position->poll_close(handle);
     return NULL;
 }
 
@@ -1038,7 +1039,7 @@ static json_t *module_json(struct sy_instance *in, struct module *m, const char 
     pthread_mutex_unlock(&m->report.lock);
     if (m == &in->mod[MOD_WRITE] && have[0] == '\0')
         sy_instance_write_position(in, have, sizeof have);
-    int64_t polled = in->mods->position_covers ? sy_lag_ms(&in->lag, have, in->mods->position_covers, sy_now_ms())
+    int64_t polled = in->eng->position->covers ? sy_lag_ms(&in->lag, have, in->eng->position->covers, sy_now_ms())
                                                : -1;
     pthread_mutex_lock(&m->report.lock);
     enum sy_module_state st = m->stopping  ? SY_MOD_STOPPING

@@ -106,53 +106,10 @@ struct sy_module_ops {
     void *(*run)(void *ctx); /* pthread start routine; arg is struct sy_module_ctx * */
 };
 
-/* The engine's modules for one direction. */
-struct sy_engine_modules {
-    enum sy_engine engine;
-    const struct sy_module_ops *initial_sync;   /* NULL: none */
-    const struct sy_module_ops *collection;
-    const struct sy_module_ops *write;
-    /* Runs the precheck synchronously (a worker thread); fills checks (JSON array of
-     * {name, status: pass|fail|warn, detail, fix}). Returns 0 when nothing failed. */
-    int (*precheck)(const struct sy_pair_cfg *cfg, enum sy_direction dir, json_t *checks);
-    /* The source's current log position (MariaDB: @@gtid_binlog_pos), blocking: where a reverse
-     * instance starts collecting when it is created. 0, or -1 with err. */
-    int (*source_position)(const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, char *out, size_t outlen,
-                           char *err, size_t errlen);
-    /* `verify`, blocking (a worker thread): fills result; write_reached(arg, position, timeout_ms) says
-     * whether the forward writer has applied a source position. 0; -1 (err) failed; -2 (err) bad
-     * objects filter. NULL: not built for this engine. See replay/mariadb_verify.h. */
-    int (*verify)(const struct sy_pair_cfg *cfg, const char *objects,
-                  bool (*write_reached)(void *arg, const char *position, int timeout_ms), void *arg, json_t *result,
-                  char *err, size_t errlen);
-    /* Fencing a side (MariaDB: read_only), blocking. on: returns once commits in flight are done
-     * (at most wait_ms) and fills pos (may be NULL) with the side's position after them. 0, or -1. */
-    int (*fence)(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, bool on, int wait_ms, char *pos,
-                 size_t poslen, char *err, size_t errlen);
-    /* Whether ep answers within about timeout_ms (failover is refused while the business DB does). */
-    bool (*alive)(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, int timeout_ms);
-    /* Whether position `have` includes every transaction of `want` (same source). */
-    bool (*position_covers)(const char *have, const char *want);
-    /* The unreplicated tail between two positions of the same source: how many transactions, and how
-     * many of them at or below `ledger` (acknowledged to clients); ranges: a JSON array describing them. */
-    int (*tail_count)(const char *collected, const char *now, const char *ledger, uint64_t *transactions,
-                      uint64_t *acknowledged, json_t *ranges);
-    /* The source position for lag (core/lag.h), over a connection kept in *handle; blocking. */
-    int (*position_poll)(void **handle, const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, char *out,
-                         size_t outlen, char *err, size_t errlen);
-    void (*position_poll_close)(void *handle);
-    /* The tail's transactions with their rows (capture/mariadb_tail.h), blocking. NULL: not built. */
-    int (*tail_read)(const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, const char *from_position,
-                     json_t *out, char *err, size_t errlen);
-    /* Undoes a tail read by tail_read on ep, newest first (replay/mariadb_tail_revert.h), blocking. */
-    int (*tail_revert)(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, const json_t *tail,
-                       json_t *result, char *err, size_t errlen);
-};
-
 /* Loads or creates the forward instance of a pair whose `objects` is set. NULL + err on a broken
  * state file (never silently starts over). */
 struct sy_instance *sy_instance_open(struct sy_pair *pair, enum sy_direction dir,
-                                     const struct sy_engine_modules *mods, char *err, size_t errlen);
+                                     const struct sy_engine_ops *eng, char *err, size_t errlen);
 void sy_instance_close(struct sy_instance *in); /* stops the threads (they resume at restart); NULL-safe */
 
 /* Whether a reverse instance was created for this pair before (its state survives restarts). */
@@ -160,7 +117,7 @@ bool sy_instance_exists(const struct sy_pair *pair, enum sy_direction dir);
 /* Creates the reverse instance after its precheck passed: incremental only, collecting from
  * start_position (the DR's position at creation), its write not started until `start`. Replaces
  * the state of a terminated one. NULL + err on failure. */
-struct sy_instance *sy_instance_create_reverse(struct sy_pair *pair, const struct sy_engine_modules *mods,
+struct sy_instance *sy_instance_create_reverse(struct sy_pair *pair, const struct sy_engine_ops *eng,
                                                const char *start_position, char *err, size_t errlen);
 /* Removes a terminated instance's state directory (spool included). */
 int sy_instance_destroy(struct sy_instance *in, char *err, size_t errlen);

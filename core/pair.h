@@ -18,7 +18,7 @@ enum sy_side { SY_SIDE_BUSINESS, SY_SIDE_DR };
 
 struct sy_pair;
 struct sy_instance;
-struct sy_engine_modules;
+struct sy_engine_ops;
 
 /* Where the sessions stand during a switch (core/switch.c polls it). */
 struct sy_switch_progress {
@@ -28,7 +28,8 @@ struct sy_switch_progress {
     size_t reading;         /* an autocommit read in flight (not waited for: it ends on the old side) */
     size_t not_ready;       /* logged in, but no ready connection on the target side yet */
     size_t warm_failed;     /* a connection on the target side could not be prepared */
-    size_t uservars_pending;/* prepared, but user variables not copied yet (needs the hold) */
+    size_t state_pending;   /* prepared, but state that can only be copied while the pair is held and the
+                               session quiet (MariaDB: user variables) not copied yet */
 };
 
 /* What an engine's proxy offers the core. Implemented once per engine in proxy/. */
@@ -77,7 +78,7 @@ struct sy_pair {
     void *proto_state;               /* owned through proto->stop */
     struct sy_instance *forward;     /* owned: NULL when the pair synchronizes nothing (no objects) */
     struct sy_instance *reverse;     /* owned: created by create-reverse */
-    const struct sy_engine_modules *mods; /* ref: the engine's synchronization (NULL: none built) */
+    const struct sy_engine_ops *eng; /* ref: the engine's synchronization (NULL: none built) */
     /* fencing: the keeper thread keeps the passive side read_only (fence_passive) */
     pthread_mutex_t fence_lock;      /* held around every fencing change and the flip of active_side */
     pthread_t keeper;

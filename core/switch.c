@@ -40,6 +40,7 @@
 
 #include "core/admin.h"
 #include "core/failpoint.h"
+#include "core/engine.h"
 #include "core/instance.h"
 #include "core/log.h"
 
@@ -328,7 +329,7 @@ static int catch_up(struct sy_switch *sw)
         if (pr.state != SY_INST_RUNNING)
             return fail(sw, "bad_state", "%s is %s, not running: %s", sy_instance_id(sw->draining),
                         sy_instance_state_name(pr.state), pr.error[0] ? pr.error : "start it first");
-        if (sw->p->mods->source_position(cfg, side_ep(sw->p, sw->from), pos, sizeof pos, err, sizeof err) != 0)
+        if (sw->p->eng->position->current(cfg, side_ep(sw->p, sw->from), pos, sizeof pos, err, sizeof err) != 0)
             return fail(sw, "bad_state", "cannot read the %s position: %s", sy_side_name(sw->from), err);
         uint64_t read_at = now_ms();
         if (write_reaches(sw->draining, pos, read_at + (uint64_t)cfg->switchover_max_lag_ms)) {
@@ -406,7 +407,7 @@ static int quiesce(struct sy_switch *sw)
         if (sw->prog.warm_failed > 0)
             return refuse_warm_failures(sw);
         if (sw->prog.in_transaction == 0 && sw->prog.busy == 0 && sw->prog.not_ready == 0 &&
-            sw->prog.uservars_pending == 0)
+            sw->prog.state_pending == 0)
             return 0;
         if (now_ms() >= hold_deadline(sw) || shutting_down()) {
             if (sw->kind == SW_FAILOVER)
@@ -425,7 +426,7 @@ static int fence_and_drain(struct sy_switch *sw)
     struct sy_pair *p = sw->p;
     char err[512];
     uint64_t left = hold_deadline(sw) > now_ms() ? hold_deadline(sw) - now_ms() : 1;
-    if (p->mods->fence(p->cfg, side_ep(p, sw->from), true, (int)left, sw->final_pos, sizeof sw->final_pos, err,
+    if (p->eng->failover->fence(p->cfg, side_ep(p, sw->from), true, (int)left, sw->final_pos, sizeof sw->final_pos, err,
                        sizeof err) != 0)
         return fail(sw, "fence_failed", "cannot fence the %s side: %s", sy_side_name(sw->from), err);
     sw->fenced = true;
@@ -450,7 +451,7 @@ static int fence_and_drain(struct sy_switch *sw)
     snprintf(sw->drained, sizeof sw->drained, "%s", pr.applied);
     step_done(sw, "drain_ms");
     loop_call(sw, do_ledger);
-    if (sw->ledger[0] != '\0' && !p->mods->position_covers(sw->drained, sw->ledger))
+    if (sw->ledger[0] != '\0' && !p->eng->position->covers(sw->drained, sw->ledger))
         return fail(sw, "ledger_ahead_of_drain",
                     "clients were acknowledged %s but only %s was drained to the %s side: refusing to flip",
                     sw->ledger, sw->drained, sy_side_name(sw->to));
@@ -469,7 +470,7 @@ static int flip(struct sy_switch *sw)
     wait_settled(sw, sw->draining); /* its writer is gone before the other side is unfenced */
     sy_failpoint("switch_after_stop_write");
     pthread_mutex_lock(&p->fence_lock);
-    if (p->mods->fence(p->cfg, side_ep(p, sw->to), false, 2000, NULL, 0, err, sizeof err) != 0) {
+    if (p->eng->failover->fence(p->cfg, side_ep(p, sw->to), false, 2000, NULL, 0, err, sizeof err) != 0) {
         pthread_mutex_unlock(&p->fence_lock);
         return fail(sw, "fence_failed", "cannot unfence the %s side: %s", sy_side_name(sw->to), err);
     }
@@ -501,11 +502,11 @@ static void rollback(struct sy_switch *sw)
         loop_call(sw, do_restart_write);
     }
     if (sw->to_unfenced && p->cfg->fence_passive &&
-        p->mods->fence(p->cfg, side_ep(p, sw->to), true, 2000, NULL, 0, err, sizeof err) != 0)
+        p->eng->failover->fence(p->cfg, side_ep(p, sw->to), true, 2000, NULL, 0, err, sizeof err) != 0)
         sy_log_error("pair %s: rollback: cannot fence the %s side again: %s (the fence keeper retries)",
                      p->cfg->name, sy_side_name(sw->to), err);
     for (int i = 0; sw->fenced && i < 3; i++) {
-        if (p->mods->fence(p->cfg, side_ep(p, sw->from), false, 2000, NULL, 0, err, sizeof err) == 0)
+        if (p->eng->failover->fence(p->cfg, side_ep(p, sw->from), false, 2000, NULL, 0, err, sizeof err) == 0)
             break;
         sy_log_error("pair %s: rollback: cannot unfence the %s side: %s", p->cfg->name, sy_side_name(sw->from), err);
         usleep(200 * 1000);
@@ -542,7 +543,7 @@ static int run_switchover(struct sy_switch *sw)
     step_done(sw, "start_release_ms");
     char err[512];
     if (!sw->p->cfg->fence_passive &&
-        sw->p->mods->fence(sw->p->cfg, side_ep(sw->p, sw->from), false, 2000, NULL, 0, err, sizeof err) != 0)
+        sw->p->eng->failover->fence(sw->p->cfg, side_ep(sw->p, sw->from), false, 2000, NULL, 0, err, sizeof err) != 0)
         sy_log_warn("pair %s: fence_passive=off: cannot unfence the %s side: %s", sw->p->cfg->name,
                     sy_side_name(sw->from), err);
     return 0;
@@ -552,14 +553,14 @@ static int run_failover(struct sy_switch *sw)
 {
     struct sy_pair *p = sw->p;
     char err[512];
-    bool alive = p->mods->alive(p->cfg, side_ep(p, SY_SIDE_BUSINESS), SW_ALIVE_TIMEOUT_MS);
+    bool alive = p->eng->failover->alive(p->cfg, side_ep(p, SY_SIDE_BUSINESS), SW_ALIVE_TIMEOUT_MS);
     if (alive && !sw->force)
         return fail(sw, "business_alive",
                     "the business database %s:%u still answers: use switchover (or failover --force, which fences "
                     "it first)",
                     p->cfg->business.host, p->cfg->business.port);
     if (alive) {
-        if (p->mods->fence(p->cfg, side_ep(p, SY_SIDE_BUSINESS), true, 2000, sw->final_pos, sizeof sw->final_pos,
+        if (p->eng->failover->fence(p->cfg, side_ep(p, SY_SIDE_BUSINESS), true, 2000, sw->final_pos, sizeof sw->final_pos,
                            err, sizeof err) != 0)
             return fail(sw, "fence_failed", "--force: cannot fence the business side: %s", err);
         sw->fenced = true;
@@ -575,7 +576,7 @@ static int run_failover(struct sy_switch *sw)
     for (;;) {
         struct sy_instance_progress pr;
         sy_instance_progress(sw->draining, &pr);
-        bool collected = !alive || (pr.collected[0] && p->mods->position_covers(pr.collected, sw->final_pos));
+        bool collected = !alive || (pr.collected[0] && p->eng->position->covers(pr.collected, sw->final_pos));
         if (collected && pr.applied_seq >= pr.collected_seq) {
             snprintf(sw->drained, sizeof sw->drained, "%s", pr.applied);
             break;
@@ -680,8 +681,8 @@ static int preconditions(struct sy_switch *sw, const char **code, char *msg, siz
         snprintf(msg, msglen, "a switch of %s is already running", name);
         return -1;
     }
-    if (p->mods == NULL || p->mods->fence == NULL || p->forward == NULL) {
-        *code = p->mods == NULL ? "not_implemented" : "unknown_instance";
+    if (p->eng == NULL || p->eng->failover == NULL || p->eng->failover->fence == NULL || p->forward == NULL) {
+        *code = p->eng == NULL ? "not_implemented" : "unknown_instance";
         snprintf(msg, msglen, "%s has no forward instance (no objects configured, or the engine has no "
                               "synchronization yet): nothing to switch with", name);
         return -1;

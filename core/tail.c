@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/engine.h"
 #include "core/instance.h"
 #include "core/log.h"
 #include "core/state_file.h"
@@ -76,15 +77,15 @@ static void *find_thread(void *arg)
 {
     struct tail_job *j = arg;
     struct sy_pair *p = j->p;
-    j->alive = p->mods->alive(p->cfg, &p->cfg->business, 1000);
+    j->alive = p->eng->failover->alive(p->cfg, &p->cfg->business, 1000);
     if (j->alive) {
         pthread_mutex_lock(&p->fence_lock); /* the keeper fences the same side */
-        j->rc = p->mods->fence(p->cfg, &p->cfg->business, true, 2000, j->position, sizeof j->position, j->err,
+        j->rc = p->eng->failover->fence(p->cfg, &p->cfg->business, true, 2000, j->position, sizeof j->position, j->err,
                                sizeof j->err);
         pthread_mutex_unlock(&p->fence_lock);
-        if (j->rc == 0 && p->mods->tail_read != NULL) {
+        if (j->rc == 0 && p->eng->failover->tail_read != NULL) {
             j->detail = json_object();
-            if (p->mods->tail_read(p->cfg, &p->cfg->business, j->collected, j->detail, j->err, sizeof j->err) != 0) {
+            if (p->eng->failover->tail_read(p->cfg, &p->cfg->business, j->collected, j->detail, j->err, sizeof j->err) != 0) {
                 json_decref(j->detail);
                 j->detail = NULL;
                 j->rc = -1;
@@ -134,7 +135,7 @@ static void summarize(struct sy_pair *p, const json_t *detail, const char *ledge
             json_array_append_new(keys, json_pack("{s:O,s:O,s:O}", "table", json_object_get(row, "table"), "op",
                                                   json_object_get(row, "op"), "key", json_object_get(row, "key")));
         }
-        bool acked = p->mods->position_covers(ledger, gtid);
+        bool acked = p->eng->position->covers(ledger, gtid);
         json_array_append_new(list, json_pack("{s:s,s:O,s:o,s:b}", "gtid", gtid, "tables",
                                               json_object_get(txn, "tables"), "keys", keys, "acknowledged", acked));
     }
@@ -156,7 +157,7 @@ static void on_found(evutil_socket_t fd, short what, void *arg)
         uint64_t n = 0, acked = 0;
         json_t *ranges = json_array();
         char err[1024], path[1200];
-        if (p->mods->tail_count(collected, j->position, ledger, &n, &acked, ranges) != 0) {
+        if (p->eng->position->tail_count(collected, j->position, ledger, &n, &acked, ranges) != 0) {
             sy_log_error("pair %s: cannot compare positions %s and %s", p->cfg->name, collected, j->position);
             json_decref(ranges);
         } else {
@@ -203,7 +204,7 @@ static void on_tail_timer(evutil_socket_t fd, short what, void *arg)
 
 int sy_tail_watch_start(struct sy_pair *p)
 {
-    if (p->mods == NULL || p->mods->tail_count == NULL)
+    if (p->eng == NULL || p->eng->position == NULL || p->eng->position->tail_count == NULL)
         return 0;
     p->tail_timer = event_new(p->base, -1, EV_PERSIST, on_tail_timer, p);
     struct timeval tv = { TAIL_POLL_MS / 1000, (TAIL_POLL_MS % 1000) * 1000 };
@@ -227,10 +228,10 @@ static void *resolve_thread(void *arg)
     if (j->export_path[0] && sy_tail_export(j->detail, j->export_path, j->err, sizeof j->err) != 0)
         j->rc = -2;
     j->result = json_object();
-    if (j->rc == 0 && p->mods->tail_revert(p->cfg, &p->cfg->business, j->detail, j->result, j->err,
+    if (j->rc == 0 && p->eng->failover->tail_revert(p->cfg, &p->cfg->business, j->detail, j->result, j->err,
                                            sizeof j->err) != 0)
         j->rc = -1;
-    if (j->rc == 0 && p->mods->source_position(p->cfg, &p->cfg->business, j->position, sizeof j->position, j->err,
+    if (j->rc == 0 && p->eng->position->current(p->cfg, &p->cfg->business, j->position, sizeof j->position, j->err,
                                                sizeof j->err) != 0)
         j->rc = -1;
     event_active(j->done, 0, 0);
@@ -279,7 +280,7 @@ void sy_tail_resolve(struct sy_pair *p, struct sy_admin_req *req, const char *ex
                                               "is not known yet (status shows it once it is)", p->cfg->name);
         return;
     }
-    if (p->mods->tail_revert == NULL) {
+    if (p->eng->failover->tail_revert == NULL) {
         sy_admin_fail(req, "not_implemented", "engine %s cannot revert a tail yet", sy_engine_name(p->cfg->engine));
         return;
     }

@@ -2,12 +2,14 @@
  * Whatever decodes must re-encode (the decoder accepts only encodable changes), the re-encoding must
  * decode to the same change field by field, and encoding that again must give the same bytes (the
  * encoding is canonical once through the encoder). Decoded strings must lie inside the input and be
- * NUL-terminated. Traps on broken invariants. */
+ * NUL-terminated. A DDL record's context is also read as MariaDB's (engine/mariadb_ddl_context.c): what
+ * decodes there must re-encode to the same bytes. Traps on broken invariants. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/change.h"
+#include "engine/mariadb_ddl_context.h"
 
 #define REQUIRE(c)                                                                                    \
     do {                                                                                              \
@@ -17,6 +19,11 @@
 
 static const uint8_t *span_p;
 static size_t span_n;
+
+static int same_mem(const void *a, size_t alen, const void *b, size_t blen)
+{
+    return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
+}
 
 /* s[0..len] (with its NUL) lies inside the decoded span and s[len] is the NUL. */
 static void check_text(const char *s, size_t len)
@@ -59,13 +66,18 @@ static void check_view(const struct sy_change *c)
     } else if (c->kind == SY_CHANGE_DDL) {
         check_text(c->u.ddl.db, c->u.ddl.db_len);
         check_text(c->u.ddl.sql, c->u.ddl.sql_len);
-        check_text(c->u.ddl.time_zone, c->u.ddl.time_zone_len);
+        if (c->u.ddl.context_len > 0)
+            check_bytes(c->u.ddl.context, c->u.ddl.context_len);
+        struct sy_mariadb_ddl_context ctx;
+        if (sy_mariadb_ddl_context_decode(c->u.ddl.context, c->u.ddl.context_len, &ctx)) {
+            check_text(ctx.time_zone, ctx.time_zone_len);
+            struct sy_buf again;
+            sy_buf_init(&again);
+            REQUIRE(sy_mariadb_ddl_context_encode(&ctx, &again) == 0 && !again.oom);
+            REQUIRE(same_mem(again.p, again.len, c->u.ddl.context, c->u.ddl.context_len));
+            sy_buf_fini(&again);
+        }
     }
-}
-
-static int same_mem(const void *a, size_t alen, const void *b, size_t blen)
-{
-    return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
 }
 
 static void require_same_values(const struct sy_value *a, const struct sy_value *b, uint32_t n)
@@ -116,10 +128,7 @@ static void require_same(const struct sy_change *a, const struct sy_change *b)
         const struct sy_change_ddl *x = &a->u.ddl, *y = &b->u.ddl;
         REQUIRE(same_mem(x->db, x->db_len, y->db, y->db_len));
         REQUIRE(same_mem(x->sql, x->sql_len, y->sql, y->sql_len));
-        REQUIRE(x->sql_mode == y->sql_mode && x->charset_client == y->charset_client);
-        REQUIRE(x->collation_connection == y->collation_connection);
-        REQUIRE(x->collation_server == y->collation_server);
-        REQUIRE(same_mem(x->time_zone, x->time_zone_len, y->time_zone, y->time_zone_len));
+        REQUIRE(same_mem(x->context, x->context_len, y->context, y->context_len));
     }
 }
 

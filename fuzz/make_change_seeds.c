@@ -1,12 +1,13 @@
 /* Writes the seed corpus of fuzz_change into fuzz/corpus/fuzz_change/ (or the directory given as
  * argv[1]): one encoded change of every kind, and rows holding every value type, made with the real
  * encoder so the seeds follow the format. Deterministic; rewrites the files it owns.
- *   cc -std=c11 -D_GNU_SOURCE -I. fuzz/make_change_seeds.c core/change.c -o /tmp/mk && /tmp/mk */
+ *   cc -std=c11 -D_GNU_SOURCE -I. fuzz/make_change_seeds.c core/change.c engine/mariadb_ddl_context.c -o /tmp/mk && /tmp/mk */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/change.h"
+#include "engine/mariadb_ddl_context.h"
 
 static const char *out_dir = "fuzz/corpus/fuzz_change";
 
@@ -114,12 +115,16 @@ int main(int argc, char **argv)
     c.u.ddl.db_len = 4;
     c.u.ddl.sql = "ALTER TABLE orders ADD COLUMN note VARCHAR(20)";
     c.u.ddl.sql_len = strlen(c.u.ddl.sql);
-    c.u.ddl.sql_mode = 0x1ea00000ull;
-    c.u.ddl.charset_client = 33;
-    c.u.ddl.collation_connection = 224;
-    c.u.ddl.collation_server = 8;
-    c.u.ddl.time_zone = "SYSTEM";
-    c.u.ddl.time_zone_len = 6;
+    struct sy_mariadb_ddl_context session = { .sql_mode = 0x1ea00000ull, .charset_client = 33,
+                                              .collation_connection = 224, .collation_server = 8,
+                                              .time_zone = "SYSTEM", .time_zone_len = 6 };
+    struct sy_buf context;
+    sy_buf_init(&context);
+    if (sy_mariadb_ddl_context_encode(&session, &context) != 0)
+        return 1;
+    c.u.ddl.context = context.p;
+    c.u.ddl.context_len = context.len;
     emit("ddl", &c);
+    sy_buf_fini(&context);
     return 0;
 }

@@ -11,7 +11,7 @@
 #include <jansson.h>
 #include <openssl/ssl.h>
 
-#include "core/gtid_set.h"
+#include "engine/mariadb_gtid_set.h"
 #include "core/pair.h"
 #include "proxy/mysql_accounts.h"
 

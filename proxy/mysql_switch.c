@@ -19,7 +19,7 @@
 
 #include "core/change.h"
 #include "core/log.h"
-#include "core/mariadb_client.h"
+#include "engine/mariadb_client.h"
 #include "proxy/mysql_session.h"
 
 #define USER_VARS_SQL                                                                                      \
@@ -500,7 +500,7 @@ void sy_mysql_switch_progress(struct sy_mysql_proxy *px, enum sy_side to, struct
         else if (s->warm_state != WARM_READY || s->warm_side != to || s->warm_stale)
             out->not_ready++;
         else if (!s->uservars_done && !reading)
-            out->uservars_pending++; /* a reading session's are copied once its read ends */
+            out->state_pending++; /* a reading session's are copied once its read ends */
     }
 }
 

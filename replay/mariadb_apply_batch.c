@@ -34,7 +34,7 @@
 
 #include <mysql.h>
 
-#include "core/mariadb_client.h"
+#include "engine/mariadb_client.h"
 #include "replay/mariadb_apply.h"
 
 #define BATCH_MAX_BYTES (512u * 1024u)   /* per round trip */
@@ -180,6 +180,9 @@ static int add_value(struct batch *b, const struct sy_value *v)
         sy_buf_add(b->out, b->esc, n);
         add_str(b, "'");
         return 0;
+    case SY_VAL_DOCUMENT: /* another engine's values: the writer refuses such rows when it reads them */
+    case SY_VAL_PATCH:
+        return -1;
     }
     return -1;
 }

@@ -19,7 +19,8 @@
 
 #include "core/failpoint.h"
 #include "core/log.h"
-#include "core/mariadb_client.h"
+#include "engine/mariadb_client.h"
+#include "engine/mariadb_ddl_context.h"
 #include "replay/mariadb_apply.h"
 #include "replay/mariadb_checkpoint.h"
 
@@ -287,6 +288,10 @@ static void bind_value(struct sy_apply_conn *w, size_t slot, const struct sy_val
         b->buffer_type = MYSQL_TYPE_STRING;
         b->buffer = (void *)v->p;
         w->lens[slot] = (unsigned long)v->len;
+        break;
+    case SY_VAL_DOCUMENT: /* never bound: the writer refuses another engine's rows when it reads them */
+    case SY_VAL_PATCH:
+        b->buffer_type = MYSQL_TYPE_NULL;
         break;
     }
     b->buffer_length = w->lens[slot];
@@ -591,6 +596,11 @@ static bool already_done(unsigned int e)
 /* -1 transient, -2 hard. retry: this DDL was pending at start (may have run already). */
 int sy_apply_ddl(struct sy_apply_conn *w, const struct sy_change_ddl *d, bool retry)
 {
+    struct sy_mariadb_ddl_context ctx;
+    if (!sy_mariadb_ddl_context_decode(d->context, d->context_len, &ctx)) {
+        snprintf(w->err, sizeof w->err, "DDL record with a malformed session context (%zu bytes)", d->context_len);
+        return -2;
+    }
     size_t cap = d->sql_len + 64;
     char *sql = malloc(cap);
     if (sql == NULL)
@@ -600,7 +610,7 @@ int sy_apply_ddl(struct sy_apply_conn *w, const struct sy_change_ddl *d, bool re
     int rc = 0;
     char db[257], tz[80];
     snprintf(db, sizeof db, "%.*s", (int)d->db_len, d->db);
-    snprintf(tz, sizeof tz, "%.*s", (int)d->time_zone_len, d->time_zone);
+    snprintf(tz, sizeof tz, "%.*s", (int)ctx.time_zone_len, ctx.time_zone);
     char qdb[600];
     sy_mariadb_quote_ident(db, qdb, sizeof qdb);
     if (db[0] && sy_mariadb_exec(w->conn, err, sizeof err, "USE %s", qdb) != 0 &&
@@ -611,12 +621,12 @@ int sy_apply_ddl(struct sy_apply_conn *w, const struct sy_change_ddl *d, bool re
             err[0] = '\0';
     }
     if ((db[0] && mysql_errno(w->conn) != 0 && mysql_errno(w->conn) != ER_BAD_DB_ERROR) ||
-        sy_mariadb_exec(w->conn, err, sizeof err, "SET SESSION sql_mode=%llu%s%s%s", (unsigned long long)d->sql_mode,
+        sy_mariadb_exec(w->conn, err, sizeof err, "SET SESSION sql_mode=%llu%s%s%s", (unsigned long long)ctx.sql_mode,
                         tz[0] ? ", time_zone='" : "", tz[0] ? tz : "", tz[0] ? "'" : "") != 0 ||
-        (d->charset_client &&
+        (ctx.charset_client &&
          sy_mariadb_exec(w->conn, err, sizeof err,
                          "SET SESSION character_set_client=%u, collation_connection=%u, collation_server=%u",
-                         d->charset_client, d->collation_connection, d->collation_server) != 0)) {
+                         ctx.charset_client, ctx.collation_connection, ctx.collation_server) != 0)) {
         snprintf(w->err, sizeof w->err, "DDL session setup: %s", err);
         free(sql);
         return sy_mariadb_is_transient(mysql_errno(w->conn)) ? -1 : -2;

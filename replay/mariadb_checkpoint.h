@@ -4,7 +4,7 @@
 #ifndef SY_REPLAY_MARIADB_CHECKPOINT_H
 #define SY_REPLAY_MARIADB_CHECKPOINT_H
 
-#include "core/mariadb_client.h"
+#include "engine/mariadb_client.h"
 
 #define SY_MARIADB_CHECKPOINT_DDL                                                                          \
     "CREATE TABLE IF NOT EXISTS " SY_SCHEMA ".checkpoint (instance VARCHAR(128) NOT NULL PRIMARY KEY, "   \

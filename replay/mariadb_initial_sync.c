@@ -18,7 +18,7 @@
 
 #include "core/instance.h"
 #include "core/log.h"
-#include "core/mariadb_client.h"
+#include "engine/mariadb_client.h"
 #include "replay/mariadb_modules.h"
 #include "replay/mariadb_checkpoint.h"
 #include "replay/mariadb_keyrange.h"

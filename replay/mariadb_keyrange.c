@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/mariadb_client.h"
+#include "engine/mariadb_client.h"
 
 
 /* Up to this many ordinals an ENUM bound is written as an IN list (range-scanned); above it as

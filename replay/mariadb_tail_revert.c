@@ -17,7 +17,7 @@
 #include <mysqld_error.h>
 
 #include "core/change.h"
-#include "core/mariadb_client.h"
+#include "engine/mariadb_client.h"
 
 #define RV_TIMEOUT_S 30
 #define KEY_TEXT_MAX 200 /* bytes of a key quoted in an error */

@@ -23,7 +23,7 @@
 
 #include "core/comma_list.h"
 #include "core/log.h"
-#include "core/mariadb_client.h"
+#include "engine/mariadb_client.h"
 #include "replay/mariadb_keyrange.h"
 
 #define CHUNK_ROWS 1000

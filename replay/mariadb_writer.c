@@ -41,7 +41,7 @@
 #include "core/failpoint.h"
 #include "core/instance.h"
 #include "core/log.h"
-#include "core/mariadb_client.h"
+#include "engine/mariadb_client.h"
 #include "core/spool.h"
 #include "replay/mariadb_apply.h"
 #include "replay/mariadb_checkpoint.h"
@@ -956,6 +956,16 @@ static int read_record(struct writer *w, struct sy_apply_txn *tx, const struct s
     if (ch->kind != SY_CHANGE_ROW)
         return 0;
     const struct sy_change_row *r = &ch->u.row;
+    for (int img = 0; img < 2; img++) {
+        const struct sy_value *v = img ? r->after : r->before;
+        for (uint32_t i = 0; v != NULL && i < r->n_columns; i++)
+            if (v[i].type == SY_VAL_DOCUMENT || v[i].type == SY_VAL_PATCH) {
+                snprintf(w->ctl.err, sizeof w->ctl.err,
+                         "spool record %llu is not a MariaDB row change (it holds a document value)",
+                         (unsigned long long)seq);
+                return -2;
+            }
+    }
     tx->n_rows++;
     struct sy_apply_table *t = sy_apply_table_find(&w->ctl, r->table_id);
     if (t == NULL || r->n_columns != t->n_src) { /* the worker's row path reports it */

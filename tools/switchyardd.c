@@ -9,41 +9,14 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <mysql.h>
-
 #include "core/config.h"
 #include "core/daemon.h"
 #include "core/log.h"
 #include "core/state_file.h"
-#include "capture/mariadb_modules.h"
-#include "capture/mariadb_precheck.h"
+#include "engine/engines.h"
 #include "proxy/proxy.h"
-#include "replay/mariadb_modules.h"
-#include "replay/mariadb_verify.h"
-#include "replay/mariadb_tail_revert.h"
-#include "capture/mariadb_tail.h"
 
 static struct sy_config config; /* large: static, not on the stack */
-
-/* The MariaDB engine's synchronization: collection from capture/, initial sync and write from replay/. */
-static const struct sy_engine_modules mariadb_modules = {
-    .engine = SY_ENGINE_MARIADB,
-    .initial_sync = &sy_mariadb_initial_sync,
-    .collection = &sy_mariadb_collection,
-    .write = &sy_mariadb_write,
-    .precheck = sy_mariadb_precheck,
-    .source_position = sy_mariadb_source_position,
-    .verify = sy_mariadb_verify,
-    .fence = sy_mariadb_fence,
-    .alive = sy_mariadb_alive,
-    .position_covers = sy_mariadb_position_covers,
-    .tail_count = sy_mariadb_tail_count,
-    .position_poll = sy_mariadb_position_poll,
-    .position_poll_close = sy_mariadb_position_poll_close,
-    .tail_read = sy_mariadb_tail_read,
-    .tail_revert = sy_mariadb_tail_revert,
-};
-static const struct sy_engine_modules *const engine_modules[] = { &mariadb_modules, NULL };
 
 static void usage(FILE *f)
 {
@@ -132,9 +105,13 @@ int main(int argc, char **argv)
     raise_nofile();
     if (!foreground && detach(config.state_dir) != 0)
         return 1;
-    mysql_library_init(0, NULL, NULL); /* before any module thread uses Connector/C */
-    int rc = sy_daemon_run(&config, sy_proxy_protocols, engine_modules);
-    mysql_library_end();
+    for (size_t i = 0; sy_engines[i] != NULL; i++)
+        if (sy_engines[i]->library_init != NULL)
+            sy_engines[i]->library_init();
+    int rc = sy_daemon_run(&config, sy_proxy_protocols, sy_engines);
+    for (size_t i = 0; sy_engines[i] != NULL; i++)
+        if (sy_engines[i]->library_end != NULL)
+            sy_engines[i]->library_end();
     sy_config_wipe(&config);
     return rc;
 }

@@ -89,6 +89,8 @@ static void dump_value(const struct sy_value *v, bool present)
     case SY_VAL_DOUBLE: dump_add("d:%.17g", v->d); break;
     case SY_VAL_DECIMAL: dump_add("m:%.*s", (int)v->len, (const char *)v->p); break;
     case SY_VAL_TEMPORAL: dump_add("t:%.*s", (int)v->len, (const char *)v->p); break;
+    case SY_VAL_DOCUMENT: dump_add("doc(%zu)", v->len); break; /* never from a binlog */
+    case SY_VAL_PATCH: dump_add("patch(%zu)", v->len); break;
     case SY_VAL_STRING:
     case SY_VAL_BLOB:
         if (v->type == SY_VAL_STRING)

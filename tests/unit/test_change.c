@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/change.h"
+#include "engine/mariadb_ddl_context.h"
 #include "tests/unit/check.h"
 
 static bool same_bytes(const void *a, size_t alen, const void *b, size_t blen)
@@ -90,11 +91,8 @@ static bool same_change(const struct sy_change *a, const struct sy_change *d)
         const struct sy_change_ddl *x = &a->u.ddl, *y = &d->u.ddl;
         return same_text(x->db, x->db_len, y->db, y->db_len) && nul_terminated(y->db, y->db_len) &&
                same_text(x->sql, x->sql_len, y->sql, y->sql_len) && nul_terminated(y->sql, y->sql_len) &&
-               x->sql_mode == y->sql_mode && x->charset_client == y->charset_client &&
-               x->collation_connection == y->collation_connection &&
-               x->collation_server == y->collation_server &&
-               same_text(x->time_zone, x->time_zone_len, y->time_zone, y->time_zone_len) &&
-               nul_terminated(y->time_zone, y->time_zone_len);
+               x->context_len == y->context_len &&
+               (x->context_len == 0 || memcmp(x->context, y->context, x->context_len) == 0);
     }
     default:
         return true;
@@ -319,13 +317,54 @@ static void test_ddl(void)
     c.u.ddl.db_len = 4;
     c.u.ddl.sql = "ALTER TABLE orders ADD COLUMN note VARCHAR(20) DEFAULT 'x'";
     c.u.ddl.sql_len = strlen(c.u.ddl.sql);
-    c.u.ddl.sql_mode = 0x5a000000ull | 1ull << 40;
-    c.u.ddl.charset_client = 33;
-    c.u.ddl.collation_connection = 224;
-    c.u.ddl.collation_server = 0xffff;
-    c.u.ddl.time_zone = "+00:00";
-    c.u.ddl.time_zone_len = 6;
+    struct sy_mariadb_ddl_context session = { .sql_mode = 0x5a000000ull | 1ull << 40, .charset_client = 33,
+                                              .collation_connection = 224, .collation_server = 0xffff,
+                                              .time_zone = "+00:00", .time_zone_len = 6 };
+    struct sy_buf context;
+    sy_buf_init(&context);
+    CHECK(sy_mariadb_ddl_context_encode(&session, &context) == 0);
+    c.u.ddl.context = context.p;
+    c.u.ddl.context_len = context.len;
     CHECK(roundtrip(&c, 1));
+    /* the context comes back byte for byte, and reads back as the session it was */
+    struct sy_buf enc;
+    sy_buf_init(&enc);
+    CHECK(sy_change_encode(&c, &enc) == 0);
+    struct sy_change_scratch sc;
+    sy_change_scratch_init(&sc);
+    struct sy_change d;
+    CHECK(sy_change_decode(enc.p, enc.len, &sc, &d) == SY_PARSE_OK);
+    struct sy_mariadb_ddl_context back;
+    CHECK(sy_mariadb_ddl_context_decode(d.u.ddl.context, d.u.ddl.context_len, &back));
+    CHECK(back.sql_mode == session.sql_mode && back.charset_client == 33 && back.collation_connection == 224 &&
+          back.collation_server == 0xffff && back.time_zone_len == 6 && strcmp(back.time_zone, "+00:00") == 0);
+    /* a record of format 1 (before the context was opaque) reads the same: its DDL fields are the context */
+    static const uint8_t v1[] = { 1, SY_CHANGE_DDL, 0, 0, 0,    /* version, kind, time 0, position "" */
+                                  1, 'd', 0, 4, 'D', 'R', 'O', 'P', 0, /* db "d", sql "DROP" */
+                                  0x85, 0x01,                     /* sql_mode 133 */
+                                  33, 0, 224, 0, 8, 0,            /* charsets */
+                                  6, 'S', 'Y', 'S', 'T', 'E', 'M', 0 };
+    CHECK(sy_change_decode(v1, sizeof v1, &sc, &d) == SY_PARSE_OK);
+    CHECK(sy_mariadb_ddl_context_decode(d.u.ddl.context, d.u.ddl.context_len, &back));
+    CHECK(back.sql_mode == 133 && back.charset_client == 33 && back.collation_server == 8 &&
+          strcmp(back.time_zone, "SYSTEM") == 0);
+    /* malformed contexts are refused: truncated, trailing bytes, a NUL in the zone */
+    CHECK(!sy_mariadb_ddl_context_decode(context.p, context.len - 1, &back));
+    uint8_t longer[64];
+    memcpy(longer, context.p, context.len);
+    longer[context.len] = 0;
+    CHECK(!sy_mariadb_ddl_context_decode(longer, context.len + 1, &back));
+    struct sy_mariadb_ddl_context bad = session;
+    bad.time_zone = "a\0b";
+    bad.time_zone_len = 3;
+    bad.time_zone = (const char[]){ 'a', 0, 'b' };
+    sy_buf_reset(&context);
+    CHECK(sy_mariadb_ddl_context_encode(&bad, &context) == -1);
+    sy_change_scratch_fini(&sc);
+    sy_buf_fini(&enc);
+    sy_buf_fini(&context);
+    c.u.ddl.context = NULL;
+    c.u.ddl.context_len = 0;
     memset(&c.u.ddl, 0, sizeof c.u.ddl);           /* every text empty (NULL pointers, length 0) */
     CHECK(roundtrip(&c, 1));
     static const char sql_nul[] = "INSERT INTO t VALUES ('a\0b')"; /* SQL text may hold a NUL */
@@ -485,11 +524,12 @@ static void test_bad_headers(void)
     struct sy_change_scratch s;
     struct sy_change d;
     sy_change_scratch_init(&s);
-    static const uint8_t ok[] = { 1, 6, 0, 0, 0 };
+    static const uint8_t ok[] = { 2, 6, 0, 0, 0 }, ok_v1[] = { 1, 6, 0, 0, 0 };
     CHECK(sy_change_decode(ok, sizeof ok, &s, &d) == SY_PARSE_OK && d.kind == SY_CHANGE_POSITION);
-    static const uint8_t ver0[] = { 0, 6, 0, 0, 0 }, ver2[] = { 2, 6, 0, 0, 0 };
+    CHECK(sy_change_decode(ok_v1, sizeof ok_v1, &s, &d) == SY_PARSE_OK && d.kind == SY_CHANGE_POSITION);
+    static const uint8_t ver0[] = { 0, 6, 0, 0, 0 }, ver3[] = { 3, 6, 0, 0, 0 };
     CHECK(sy_change_decode(ver0, sizeof ver0, &s, &d) == SY_PARSE_BAD);
-    CHECK(sy_change_decode(ver2, sizeof ver2, &s, &d) == SY_PARSE_BAD);
+    CHECK(sy_change_decode(ver3, sizeof ver3, &s, &d) == SY_PARSE_BAD);
     static const uint8_t kind0[] = { 1, 0, 0, 0, 0 }, kind7[] = { 1, 7, 0, 0, 0 };
     CHECK(sy_change_decode(kind0, sizeof kind0, &s, &d) == SY_PARSE_BAD);
     CHECK(sy_change_decode(kind7, sizeof kind7, &s, &d) == SY_PARSE_BAD);

@@ -1,7 +1,7 @@
 /* GTID sets: parsing (strict), per-domain advance, cover test, formatting. */
 #include <string.h>
 
-#include "core/gtid_set.h"
+#include "engine/mariadb_gtid_set.h"
 #include "tests/unit/check.h"
 
 static bool parse(const char *s, struct sy_gtid_set *set)

@@ -1,6 +1,6 @@
 /* Connector/C helpers for module threads: admin connections, statements, single values, error
  * classification, identifier quoting, and the `objects` filter. */
-#include "core/mariadb_client.h"
+#include "engine/mariadb_client.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* Blocking MariaDB Connector/C helpers shared by the module threads (capture, replay, precheck):
  * connect as the pair's admin account with timeouts, run a statement, read one value, and tell
- * network errors (retry) from SQL errors (a real failure). The one engine-specific file in core/:
- * capture/ and replay/ may not depend on each other, and both need it. Never used on the loop. */
+ * network errors (retry) from SQL errors (a real failure). In engine/ because capture/, replay/ and
+ * proxy/ all need it and may not depend on each other. Never used on the loop. */
 #ifndef SY_MARIADB_CLIENT_H
 #define SY_MARIADB_CLIENT_H
 

@@ -1,5 +1,5 @@
 /* GTID set arithmetic: parse, advance per domain, cover test, format. */
-#include "core/gtid_set.h"
+#include "engine/mariadb_gtid_set.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,0 +1,85 @@
+/* What an engine offers the core besides its proxy (core/pair.h's sy_proxy_protocol): three tables,
+ * one per concern, so that an engine can be built a part at a time and a reader sees which calls a
+ * step depends on. Positions are opaque strings (MariaDB: a GTID set; MongoDB: an oplog timestamp)
+ * that only the engine's position ops read or compare; the core stores, persists and shows them.
+ * Every call here blocks (a client library talks to a database): module threads, the switch thread
+ * and admin job threads make them, never the loop. Engines put their tables together in
+ * engine/<engine>_engine.c. */
+#ifndef SY_ENGINE_H
+#define SY_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "core/config.h"
+#include "core/instance.h"
+
+/* Synchronization: the instance's modules and the checks around them. */
+struct sy_sync_ops {
+    const struct sy_module_ops *initial_sync;   /* NULL: none */
+    const struct sy_module_ops *collection;
+    const struct sy_module_ops *write;
+    /* Runs the precheck (a worker thread); fills checks (JSON array of {name, status: pass|fail|warn,
+     * detail, fix}). Returns 0 when nothing failed. */
+    int (*precheck)(const struct sy_pair_cfg *cfg, enum sy_direction dir, json_t *checks);
+    /* `verify` (a worker thread): fills result; write_reached(arg, position, timeout_ms) says whether
+     * the forward writer has applied a source position. 0; -1 (err) failed; -2 (err) bad objects
+     * filter. NULL: not built for this engine. See replay/mariadb_verify.h. */
+    int (*verify)(const struct sy_pair_cfg *cfg, const char *objects,
+                  bool (*write_reached)(void *arg, const char *position, int timeout_ms), void *arg, json_t *result,
+                  char *err, size_t errlen);
+};
+
+/* Positions in a source's log. */
+struct sy_position_ops {
+    /* The source's current position (MariaDB: @@gtid_binlog_pos): where a reverse instance starts
+     * collecting when it is created, and what a switch's catch-up step compares with. 0, or -1. */
+    int (*current)(const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, char *out, size_t outlen, char *err,
+                   size_t errlen);
+    /* Whether position `have` includes every transaction of `want` (same source). false when either
+     * cannot be read. */
+    bool (*covers)(const char *have, const char *want);
+    /* The current position for lag (core/lag.h), over a connection kept in *handle between calls. */
+    int (*poll)(void **handle, const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, char *out, size_t outlen,
+                char *err, size_t errlen);
+    void (*poll_close)(void *handle);
+    /* The transactions between two positions of the same source (a failover's unreplicated tail): how
+     * many, and how many of them at or below `ledger` (acknowledged to clients); ranges: a JSON array
+     * describing them. 0, or -1. */
+    int (*tail_count)(const char *collected, const char *now, const char *ledger, uint64_t *transactions,
+                      uint64_t *acknowledged, json_t *ranges);
+};
+
+/* Fencing and failover. */
+struct sy_failover_ops {
+    /* Fencing a side (MariaDB: read_only). on: returns once commits in flight are done (at most
+     * wait_ms) and fills pos (may be NULL) with the side's position after them. 0, or -1. NULL: the
+     * engine's servers cannot be fenced (no switchover: a flip without a fence could lose writes). */
+    int (*fence)(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, bool on, int wait_ms, char *pos,
+                 size_t poslen, char *err, size_t errlen);
+    /* Whether ep answers within about timeout_ms (failover is refused while the business DB does). */
+    bool (*alive)(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, int timeout_ms);
+    /* The tail's transactions with their changes (capture/mariadb_tail.h). NULL: not built. */
+    int (*tail_read)(const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, const char *from_position,
+                     json_t *out, char *err, size_t errlen);
+    /* Undoes a tail read by tail_read on ep, newest first (replay/mariadb_tail_revert.h). */
+    int (*tail_revert)(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, const json_t *tail,
+                       json_t *result, char *err, size_t errlen);
+};
+
+/* One engine. A part left NULL is not built yet: the commands that need it answer not_implemented. */
+struct sy_engine_ops {
+    enum sy_engine engine;
+    const struct sy_sync_ops *sync;
+    const struct sy_position_ops *position;
+    const struct sy_failover_ops *failover;
+    /* Process-wide set-up of the engine's client library, before any thread uses it, and its end
+     * after every thread stopped. NULL: nothing to do. */
+    void (*library_init)(void);
+    void (*library_end)(void);
+};
+
+#endif
