@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
 #include "core/pair.h"
@@ -164,6 +165,50 @@ struct sy_mysql_session {
     bool cu_has_collation;
 };
 
+
+/* ---- between the session's files (mysql_session.c, mysql_login.c, mysql_relay.c) --------------- */
+
+#define SESS_HIGH_WATER (4u << 20)  /* stop reading a side while the other's output holds more */
+#define SESS_MAX_TRACKED_SQL (1u << 20) /* prepared statement text kept for re-prepare */
+#define SESS_FLUSH_MS 5000              /* how long a closed session's final error may take to be read */
+/* MariaDB extensions offered when the server offers them: progress reports (ERR 0xFFFF packets inside a
+ * reply, followed by the tracker), bulk execute (statement ids mapped like any COM_STMT_*), extended type
+ * info and metadata caching (the tracker reads the "metadata follows" byte). COM_MULTI is not offered. */
+#define SESS_EXT_CAPS                                                                                      \
+    (SY_CAP_MARIADB_PROGRESS | SY_CAP_MARIADB_STMT_BULK | SY_CAP_MARIADB_EXT_TYPE_INFO |                 \
+     SY_CAP_MARIADB_CACHE_METADATA)
+
+/* mysql_session.c: client writes, backpressure, closing, socket callbacks */
+void sy_mysql_session_backend_lost(struct sy_mysql_session *s);
+void sy_mysql_session_client_err(struct sy_mysql_session *s, uint8_t seq, uint16_t code, const char *state, const char *msg);
+void sy_mysql_session_client_ok(struct sy_mysql_session *s, uint8_t seq);
+struct evbuffer *sy_mysql_session_client_out(const struct sy_mysql_session *s);
+void sy_mysql_session_client_packet(struct sy_mysql_session *s, uint8_t seq, const uint8_t *payload, size_t len);
+void sy_mysql_session_client_read_update(struct sy_mysql_session *s);
+void sy_mysql_session_lose(struct sy_mysql_session *s, const char *why);
+void sy_mysql_session_move_bytes(struct sy_mysql_session *s, struct evbuffer *src, struct evbuffer *dst, size_t n, bool to_backend);
+void sy_mysql_session_on_client_drained(evutil_socket_t fd, short what, void *arg);
+void sy_mysql_session_on_socket_out(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg);
+void sy_mysql_session_rearm_client(struct sy_mysql_session *s);
+void sy_mysql_session_flush(struct sy_mysql_session *s);
+void sy_mysql_session_stmt_free(struct sess_stmt *st);
+void sy_mysql_session_stmts_clear(struct sy_mysql_session *s);
+void sy_mysql_session_on_backend_read(struct bufferevent *bev, void *arg);
+void sy_mysql_session_on_backend_write(struct bufferevent *bev, void *arg);
+void sy_mysql_session_on_backend_event(struct bufferevent *bev, short what, void *arg);
+
+/* mysql_login.c */
+void sy_mysql_login_backend(struct sy_mysql_session *s, int auth_kind);
+void sy_mysql_login_handshake_response(struct sy_mysql_session *s, const uint8_t *p, size_t n);
+void sy_mysql_login_on_init_done(struct sy_mysql_conn *c, const struct sy_mysql_result *res, void *arg);
+void sy_mysql_login_greet(struct sy_mysql_session *s);
+void sy_mysql_login_start_auth(struct sy_mysql_session *s);
+void sy_mysql_login_lookup(struct sy_mysql_session *s);
+void sy_mysql_login_on_auth_packet(struct sy_mysql_conn *c, const uint8_t *p, size_t n, void *arg);
+
+/* mysql_relay.c: processes what waits in the client's / the backend's input */
+void sy_mysql_relay_backend(struct sy_mysql_session *s);
+void sy_mysql_relay_client(struct sy_mysql_session *s);
 
 /* ---- shared between mysql_session.c and mysql_switch.c ------------------------------------------ */
 

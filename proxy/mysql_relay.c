@@ -1,0 +1,775 @@
+/* One MariaDB client session's relay: one request in flight, framed and inspected on the way (KILL of a proxy
+ * id rewritten, statement ids mapped after a flip, requests in an aborted transaction answered, pins and
+ * tracking from the statement text), the reply followed by the tracker to its end (status flags, OK
+ * state blocks, errors) (see mysql_session.c for how the session's files divide). */
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "core/log.h"
+#include "proxy/mysql_codec.h"
+#include "proxy/mysql_compress.h"
+#include "proxy/mysql_conn.h"
+#include "proxy/mysql_proxy.h"
+#include "proxy/mysql_session.h"
+#include "proxy/mysql_sql.h"
+
+/* ---- prepared statements ------------------------------------------------------------------------ */
+
+static struct sess_stmt *stmt_find(struct sy_mysql_session *s, uint32_t id)
+{
+    for (size_t i = 0; i < s->n_stmts; i++)
+        if (s->stmts[i].id == id)
+            return &s->stmts[i];
+    return NULL;
+}
+
+/* A statement the backend prepared with backend_id: the client gets the same id unless, after a
+ * flip, a statement re-prepared there already uses it; then an unused one. Returns the client's id. */
+static uint32_t stmt_add(struct sy_mysql_session *s, uint32_t backend_id, uint16_t num_params)
+{
+    uint32_t id = backend_id;
+    if (s->ids_mapped)
+        while (stmt_find(s, id) != NULL)
+            id = id == UINT32_MAX ? 1 : id + 1;
+    sy_mysql_track_warm_outdated(s);
+    if (s->n_stmts == s->cap_stmts) {
+        size_t cap = s->cap_stmts ? s->cap_stmts * 2 : 8;
+        struct sess_stmt *ns = realloc(s->stmts, cap * sizeof *ns);
+        if (ns == NULL)
+            return id;
+        s->stmts = ns;
+        s->cap_stmts = cap;
+    }
+    s->stmts[s->n_stmts++] = (struct sess_stmt){ .id = id, .backend_id = backend_id, .num_params = num_params,
+                                                 .sql = s->pending_prepare_sql };
+    s->pending_prepare_sql = NULL;
+    return id;
+}
+
+static void stmt_remove(struct sy_mysql_session *s, uint32_t id)
+{
+    for (size_t i = 0; i < s->n_stmts; i++) {
+        if (s->stmts[i].id == id) {
+            sy_mysql_track_warm_outdated(s);
+            sy_mysql_session_stmt_free(&s->stmts[i]);
+            s->stmts[i] = s->stmts[--s->n_stmts];
+            return;
+        }
+    }
+}
+
+static void stmt_note_exec(struct sy_mysql_session *s, const uint8_t *p, size_t n)
+{
+    if (n < 5)
+        return;
+    uint32_t id = (uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 | (uint32_t)p[4] << 24;
+    struct sess_stmt *st = stmt_find(s, id);
+    struct sy_mysql_stmt_exec ex;
+    if (st == NULL || st->num_params == 0 || sy_mysql_stmt_exec_parse(p, n, st->num_params, &ex) != SY_PARSE_OK ||
+        !ex.new_params_bound)
+        return;
+    uint8_t *types = malloc(2u * st->num_params);
+    if (types == NULL)
+        return;
+    memcpy(types, ex.types_p, 2u * st->num_params);
+    free(st->types);
+    st->types = types;
+}
+
+/* ---- requests ---------------------------------------------------------------------------------- */
+
+static void backend_packet(struct sy_mysql_session *s, uint8_t seq, const uint8_t *payload, size_t len)
+{
+    uint8_t hdr[4];
+    sy_mysql_hdr_encode(hdr, (uint32_t)len, seq);
+    struct evbuffer *out = bufferevent_get_output(sy_mysql_conn_bev(s->backend));
+    evbuffer_add(out, hdr, 4);
+    evbuffer_add(out, payload, len);
+}
+
+/* KILL with a proxy connection id -> the backend thread of that session. */
+static bool rewrite_kill(struct sy_mysql_session *s, const uint8_t *p, size_t n, uint8_t seq)
+{
+    struct sy_mysql_kill k;
+    if (p[0] == SY_COM_PROCESS_KILL) {
+        if (n < 5)
+            return false;
+        k.id = (uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 | (uint32_t)p[4] << 24;
+    } else if (!sy_mysql_kill_parse(p + 1, n - 1, &k)) {
+        return false;
+    }
+    if (k.id < SY_MYSQL_FIRST_SESSION_ID)
+        return false; /* a backend thread id: the server decides */
+    struct sy_mysql_session *target = k.id <= UINT32_MAX ? sy_mysql_proxy_find_session(s->px, (uint32_t)k.id) : NULL;
+    uint32_t thread = target ? sy_mysql_session_backend_thread(target) : 0;
+    if (thread == 0 || target->side != s->side) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "Unknown thread id: %llu", (unsigned long long)k.id);
+        sy_mysql_session_client_err(s, (uint8_t)(seq + 1), 1094, "HY000", msg);
+        return true;
+    }
+    uint8_t buf[256];
+    size_t len;
+    if (p[0] == SY_COM_PROCESS_KILL) {
+        buf[0] = SY_COM_PROCESS_KILL;
+        buf[1] = (uint8_t)thread;
+        buf[2] = (uint8_t)(thread >> 8);
+        buf[3] = (uint8_t)(thread >> 16);
+        buf[4] = (uint8_t)(thread >> 24);
+        len = 5;
+    } else {
+        int m = snprintf((char *)buf + 1, sizeof buf - 1, "%.*s%u%.*s", (int)k.id_off, (const char *)p + 1, thread,
+                         (int)(n - 1 - k.id_off - k.id_len), (const char *)p + 1 + k.id_off + k.id_len);
+        if (m < 0 || (size_t)m >= sizeof buf - 1)
+            return false;
+        buf[0] = SY_COM_QUERY;
+        len = 1 + (size_t)m;
+    }
+    sy_log_info("%s: KILL%s %llu -> backend thread %u", s->label, k.query_only ? " QUERY" : "",
+                (unsigned long long)k.id, thread);
+    backend_packet(s, seq, buf, len);
+    s->cmd = p[0];
+    sy_mysql_resp_start(&s->resp, p[0], s->backend_caps);
+    sy_mysql_session_set_state(s, SS_BUSY);
+    return true;
+}
+
+/* How many payload bytes of a request we inspect before forwarding it. */
+static size_t inspect_len(struct sy_mysql_session *s, uint8_t cmd, uint32_t len)
+{
+    switch (cmd) {
+    case SY_COM_QUERY:
+        return len; /* the whole text: pins and tracking settings anywhere in it (mysql_track.c) */
+    case SY_COM_STMT_EXECUTE: {
+        if (len < 5)
+            return len;
+        return len; /* types follow a short header; whole packets up to 16 MiB are pulled up */
+    }
+    case SY_COM_STMT_SEND_LONG_DATA:
+    case SY_COM_STMT_RESET:
+    case SY_COM_STMT_FETCH:
+    case SY_COM_STMT_BULK_EXECUTE:
+        return len < 5 ? len : 5; /* the statement id */
+    case SY_COM_STMT_PREPARE:
+    case SY_COM_CHANGE_USER:
+    case SY_COM_PROCESS_KILL:
+    case SY_COM_INIT_DB:
+    case SY_COM_STMT_CLOSE:
+        return len;
+    default:
+        return 1;
+    }
+}
+
+/* After a flip the client's statement ids map to re-prepared ones: rewrites the id in the pulled-up
+ * request (p, at least 5 bytes). An execute that relies on types bound on the old side gets them
+ * inserted: then the packet is sent here and true returned. */
+static bool stmt_request_map(struct sy_mysql_session *s, struct evbuffer *in, struct sy_mysql_hdr hdr, uint8_t *p,
+                             bool whole)
+{
+    if (!s->ids_mapped || hdr.len < 5)
+        return false;
+    uint32_t id = (uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 | (uint32_t)p[4] << 24;
+    struct sess_stmt *st = stmt_find(s, id);
+    if (st == NULL)
+        return false; /* unknown to us: the server answers "unknown prepared statement" */
+    p[1] = (uint8_t)st->backend_id;
+    p[2] = (uint8_t)(st->backend_id >> 8);
+    p[3] = (uint8_t)(st->backend_id >> 16);
+    p[4] = (uint8_t)(st->backend_id >> 24);
+    if (p[0] != SY_COM_STMT_EXECUTE || !st->send_types)
+        return false;
+    size_t nb = ((size_t)st->num_params + 7) / 8, at = 10 + nb;
+    if (!whole || st->num_params == 0 || st->types == NULL || hdr.len <= at) {
+        st->send_types = false;
+        return false;
+    }
+    st->send_types = false;
+    if (p[at] != 0)
+        return false; /* the client binds types itself */
+    size_t tlen = 2u * st->num_params, n = hdr.len + tlen;
+    if (n >= SY_MYSQL_MAX_PAYLOAD)
+        return false;
+    uint8_t *q = malloc(n);
+    if (q == NULL)
+        return false;
+    memcpy(q, p, at);
+    q[at] = 1;
+    memcpy(q + at + 1, st->types, tlen);
+    memcpy(q + at + 1 + tlen, p + at + 1, hdr.len - at - 1);
+    evbuffer_drain(in, 4 + hdr.len);
+    backend_packet(s, hdr.seq, q, n);
+    s->cmd = SY_COM_STMT_EXECUTE;
+    sy_mysql_resp_start(&s->resp, SY_COM_STMT_EXECUTE, s->backend_caps);
+    s->resp.cursor = q[5] != 0;
+    s->cursors_used = s->cursors_used || s->resp.cursor;
+    free(q);
+    sy_mysql_session_set_state(s, SS_BUSY);
+    return true;
+}
+
+/* The client's transaction was rolled back by the proxy (switch): everything but ROLLBACK, QUIT,
+ * PING and statement close gets 1213 / 40001 — a COMMIT never returns OK. True when answered. */
+/* Drops a request the proxy answers itself: what is there now, and the rest of it (and any 16 MiB
+ * continuation packets) as it arrives (sy_mysql_relay_client). */
+static void discard_request(struct sy_mysql_session *s, struct evbuffer *in, struct sy_mysql_hdr hdr)
+{
+    size_t have = evbuffer_get_length(in) - 4;
+    size_t n = have < hdr.len ? have : hdr.len;
+    evbuffer_drain(in, 4 + n);
+    s->discard_left = hdr.len - n;
+    s->discard_continues = hdr.len == SY_MYSQL_MAX_PAYLOAD;
+}
+
+static bool aborted_txn_reply(struct sy_mysql_session *s, struct evbuffer *in, struct sy_mysql_hdr hdr, const uint8_t *p,
+                              size_t want)
+{
+    uint8_t cmd = p[0];
+    if (cmd == SY_COM_STMT_SEND_LONG_DATA) {
+        discard_request(s, in, hdr); /* no reply to it, ever: the execute that follows gets the 1213 */
+        return true;
+    }
+    if (cmd == SY_COM_QUIT || cmd == SY_COM_STMT_CLOSE)
+        return false;
+    if (cmd == SY_COM_RESET_CONNECTION || cmd == SY_COM_CHANGE_USER) {
+        s->txn_aborted = false; /* the session starts over anyway */
+        return false;
+    }
+    if (cmd == SY_COM_PING) {
+        evbuffer_drain(in, 4 + hdr.len);
+        sy_mysql_session_client_ok(s, (uint8_t)(hdr.seq + 1));
+        return true;
+    }
+    /* what the statement is: a query's text, or the text a prepared statement was prepared from */
+    struct sy_sql_effect e = { .kind = SY_SQL_OTHER };
+    if (cmd == SY_COM_QUERY) {
+        sy_sql_effect(p + 1, want - 1, &e);
+    } else if (cmd == SY_COM_STMT_EXECUTE && want >= 5) {
+        const struct sess_stmt *st = stmt_find(s, (uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 |
+                                                      (uint32_t)p[4] << 24);
+        if (st != NULL && st->sql != NULL)
+            sy_sql_effect((const uint8_t *)st->sql, strlen(st->sql), &e);
+    }
+    if (e.kind == SY_SQL_ROLLBACK) {
+        /* the server rolled back already; this one finds nothing open, and any statements after it in
+         * the batch run as they would on the server */
+        s->txn_aborted = false;
+        return false;
+    }
+    discard_request(s, in, hdr); /* p is gone from here on */
+    if (e.kind == SY_SQL_COMMIT) {
+        /* as MariaDB ends a transaction that failed with a deadlock: the COMMIT fails, and the
+         * transaction is over (database/sql and JDBC treat a failed COMMIT as its end) */
+        s->txn_aborted = false;
+    }
+    sy_mysql_session_client_err(s, (uint8_t)(hdr.seq + 1), 1213, "40001",
+               "Switchyard: the transaction was rolled back by a switchover; send ROLLBACK and run it again");
+    return true;
+}
+
+/* The session starts over (COM_CHANGE_USER, COM_RESET_CONNECTION): nothing pins it any more. */
+static void pins_reset(struct sy_mysql_session *s)
+{
+    sy_mysql_track_pins_clear(s);
+    s->ids_mapped = false;
+    sy_mysql_track_warm_outdated(s);
+}
+
+/* Handles the request whose header is at the front of `in`, with `want` payload bytes available. */
+static void start_request(struct sy_mysql_session *s, struct evbuffer *in, struct sy_mysql_hdr hdr, size_t want)
+{
+    uint8_t *pk = evbuffer_pullup(in, (ssize_t)(4 + want));
+    uint8_t *p = pk + 4;
+    uint8_t cmd = p[0];
+    bool cursor = cmd == SY_COM_STMT_EXECUTE && want >= 6 && p[5] != 0; /* flags: a cursor type */
+    s->req_read = false; /* set by the text of a query or prepared statement */
+    s->seq = hdr.seq;
+    bool whole = want == hdr.len;
+    if (want >= 5 && (cmd == SY_COM_STMT_EXECUTE || cmd == SY_COM_STMT_SEND_LONG_DATA || cmd == SY_COM_STMT_CLOSE ||
+                      cmd == SY_COM_STMT_RESET || cmd == SY_COM_STMT_FETCH || cmd == SY_COM_STMT_BULK_EXECUTE)) {
+        uint32_t client_id = (uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 | (uint32_t)p[4] << 24;
+        if (cmd == SY_COM_STMT_EXECUTE && whole)
+            stmt_note_exec(s, p, hdr.len);
+        if (cmd == SY_COM_STMT_EXECUTE) {
+            const struct sess_stmt *st = stmt_find(s, client_id);
+            if (st != NULL && st->sql != NULL)
+                sy_mysql_track_request(s, (const uint8_t *)st->sql, strlen(st->sql));
+        }
+        if (stmt_request_map(s, in, hdr, p, whole))
+            return;
+        if (cmd == SY_COM_STMT_CLOSE)
+            stmt_remove(s, client_id);
+    }
+    switch (cmd) {
+    case SY_COM_QUIT:
+        evbuffer_drain(in, 4 + hdr.len);
+        sy_mysql_session_close(s, "client quit");
+        return;
+    case SY_COM_CHANGE_USER: {
+        struct sy_mysql_change_user *cu = calloc(1, sizeof *cu);
+        if (cu == NULL || sy_mysql_change_user_parse(p, hdr.len, s->caps, cu) != SY_PARSE_OK) {
+            free(cu);
+            evbuffer_drain(in, 4 + hdr.len);
+            sy_mysql_session_fail(s, (uint8_t)(hdr.seq + 1), 1043, "08S01", "Bad handshake (COM_CHANGE_USER)");
+            return;
+        }
+        snprintf(s->cu_user, sizeof s->cu_user, "%s", cu->user);
+        snprintf(s->cu_db, sizeof s->cu_db, "%s", cu->db);
+        s->cu_has_collation = cu->has_collation;
+        s->cu_collation = cu->collation;
+        memcpy(s->client_auth, cu->auth, cu->auth_len);
+        s->client_auth_len = cu->auth_len;
+        if (cu->attrs_len > 0) {
+            uint8_t *a = malloc(cu->attrs_len);
+            if (a) {
+                memcpy(a, cu->attrs_p, cu->attrs_len);
+                free(s->attrs);
+                s->attrs = a;
+                s->attrs_len = cu->attrs_len;
+            }
+        }
+        OPENSSL_cleanse(cu->auth, sizeof cu->auth);
+        free(cu);
+        evbuffer_drain(in, 4 + hdr.len);
+        /* Replayed as a fresh login as the new account: the server checks it, resets the session
+         * (as COM_CHANGE_USER does) and the proxy keeps the secret for later logins. */
+        sy_mysql_session_set_state(s, SS_CHANGE_USER);
+        snprintf(s->user, sizeof s->user, "%s", s->cu_user);
+        snprintf(s->schema, sizeof s->schema, "%s", s->cu_db);
+        if (s->cu_has_collation)
+            s->collation = (uint8_t)s->cu_collation;
+        sy_mysql_session_stmts_clear(s);
+        sy_mysql_track_vars_clear(s);
+        pins_reset(s);
+        s->have_stage1 = false;
+        s->empty_password = false;
+        OPENSSL_cleanse(s->stage1, sizeof s->stage1);
+        sy_mysql_session_release_conn(s->px, s->backend); /* the old session ends, as COM_CHANGE_USER ends it */
+        s->backend = NULL;
+        sy_mysql_login_start_auth(s);
+        return;
+    }
+    case SY_COM_PROCESS_KILL:
+    case SY_COM_QUERY:
+        if (cmd == SY_COM_QUERY)
+            sy_mysql_track_request(s, p + 1, want - 1);
+        if (whole && (cmd == SY_COM_PROCESS_KILL || hdr.len <= 64)) {
+            if (rewrite_kill(s, p, hdr.len, hdr.seq)) {
+                evbuffer_drain(in, 4 + hdr.len);
+                return;
+            }
+        }
+        break;
+    case SY_COM_STMT_PREPARE:
+        free(s->pending_prepare_sql);
+        s->pending_prepare_sql =
+            whole && hdr.len - 1 <= SESS_MAX_TRACKED_SQL ? strndup((const char *)p + 1, hdr.len - 1) : NULL;
+        break;
+    case SY_COM_RESET_CONNECTION:
+        s->pending_reset = true;
+        break;
+    case SY_COM_BINLOG_DUMP:
+    case SY_COM_BINLOG_DUMP_GTID:
+    case SY_COM_REGISTER_SLAVE:
+        discard_request(s, in, hdr);
+        sy_mysql_session_client_err(s, (uint8_t)(hdr.seq + 1), 1235, "42000",
+                   "Switchyard: replication commands are not supported through the proxy");
+        return;
+    default:
+        break;
+    }
+    /* Forward the header and what we have of the payload; stream the rest. */
+    size_t avail = evbuffer_get_length(in) - 4;
+    size_t now = avail < hdr.len ? avail : hdr.len;
+    sy_mysql_session_move_bytes(s, in, bufferevent_get_output(sy_mysql_conn_bev(s->backend)), 4 + now, true);
+    s->fwd_seq = hdr.seq;
+    s->req_left = hdr.len - now;
+    s->req_continues = hdr.len == SY_MYSQL_MAX_PAYLOAD;
+    if (sy_mysql_cmd_has_reply(cmd)) {
+        s->cmd = cmd;
+        sy_mysql_resp_start(&s->resp, cmd, s->backend_caps);
+        s->resp.cursor = cursor;
+        s->cursors_used = s->cursors_used || cursor;
+        sy_mysql_session_set_state(s, SS_BUSY);
+    }
+}
+
+void sy_mysql_relay_client(struct sy_mysql_session *s)
+{
+    if (s->state == SS_CLOSING || s->client == NULL)
+        return;
+    struct evbuffer *in = bufferevent_get_input(s->client);
+    for (;;) {
+        if (s->state == SS_CLOSING)
+            return;
+        size_t avail = evbuffer_get_length(in);
+        /* Rest of a request the proxy answered itself (discard_request). */
+        if (s->discard_left > 0 || s->discard_continues) {
+            if (s->discard_left == 0) { /* the next 16 MiB continuation packet of it */
+                uint8_t h4[4];
+                struct sy_mysql_hdr ch;
+                if (evbuffer_copyout(in, h4, 4) < 4)
+                    return;
+                sy_mysql_hdr_parse(h4, 4, &ch);
+                evbuffer_drain(in, 4);
+                s->discard_left = ch.len;
+                s->discard_continues = ch.len == SY_MYSQL_MAX_PAYLOAD;
+                continue;
+            }
+            if (avail == 0)
+                return;
+            size_t n = avail < s->discard_left ? avail : (size_t)s->discard_left;
+            evbuffer_drain(in, n);
+            s->discard_left -= n;
+            continue;
+        }
+        /* Rest of a packet being streamed to the backend. */
+        if (s->req_left > 0) {
+            if (avail == 0 || s->client_bp)
+                return;
+            size_t n = avail < s->req_left ? avail : (size_t)s->req_left;
+            sy_mysql_session_move_bytes(s, in, bufferevent_get_output(sy_mysql_conn_bev(s->backend)), n, true);
+            s->req_left -= n;
+            continue;
+        }
+        uint8_t hb[5];
+        struct sy_mysql_hdr hdr;
+        if (evbuffer_copyout(in, hb, 4) < 4)
+            return;
+        sy_mysql_hdr_parse(hb, 4, &hdr);
+        /* Next packet of a request larger than 16 MiB, or LOCAL INFILE data: passed through. */
+        if (s->req_continues || s->state == SS_INFILE) {
+            if (s->client_bp)
+                return;
+            bool infile_end = s->state == SS_INFILE && !s->req_continues && hdr.len == 0;
+            if (s->compressed && s->req_continues) {
+                /* inside compressed frames the client's continuation packets carry the frames' numbering;
+                 * the backend, spoken to uncompressed, wants the packet sequence: one more each time */
+                uint8_t fixed[4];
+                sy_mysql_hdr_encode(fixed, hdr.len, ++s->fwd_seq);
+                evbuffer_drain(in, 4);
+                evbuffer_add(bufferevent_get_output(sy_mysql_conn_bev(s->backend)), fixed, 4);
+            } else {
+                sy_mysql_session_move_bytes(s, in, bufferevent_get_output(sy_mysql_conn_bev(s->backend)), 4, true);
+            }
+            s->req_continues = hdr.len == SY_MYSQL_MAX_PAYLOAD;
+            s->req_left = hdr.len;
+            if (infile_end)
+                sy_mysql_session_set_state(s, SS_BUSY); /* the server now sends OK or ERR */
+            continue;
+        }
+        switch (s->state) {
+        case SS_HANDSHAKE:
+        case SS_AUTH_SWITCH: {
+            if (hdr.len > 64 * 1024) {
+                sy_mysql_session_fail(s, (uint8_t)(hdr.seq + 1), 1043, "08S01", "Bad handshake");
+                return;
+            }
+            if (avail < 4 + (size_t)hdr.len)
+                return;
+            uint8_t *p = malloc(hdr.len ? hdr.len : 1);
+            if (p == NULL) {
+                sy_mysql_session_close(s, "out of memory");
+                return;
+            }
+            evbuffer_drain(in, 4);
+            evbuffer_remove(in, p, hdr.len);
+            s->seq = hdr.seq;
+            if (s->state == SS_HANDSHAKE) {
+                sy_mysql_login_handshake_response(s, p, hdr.len);
+            } else {
+                size_t n = hdr.len < SY_MYSQL_AUTH_MAX ? hdr.len : SY_MYSQL_AUTH_MAX;
+                memcpy(s->client_auth, p, n);
+                s->client_auth_len = n;
+                sy_mysql_login_start_auth(s);
+            }
+            OPENSSL_cleanse(p, hdr.len);
+            free(p);
+            if (s->state == SS_HANDSHAKE)
+                continue; /* TLS upgrade: the real handshake response follows */
+            return;
+        }
+        case SS_AUTH_RELAY: {
+            if (hdr.len > 64 * 1024) {
+                sy_mysql_session_fail(s, (uint8_t)(hdr.seq + 1), 1043, "08S01", "Bad handshake");
+                return;
+            }
+            if (avail < 4 + (size_t)hdr.len)
+                return;
+            const uint8_t *p = evbuffer_pullup(in, (ssize_t)(4 + hdr.len)) + 4;
+            s->seq = hdr.seq;
+            sy_mysql_session_set_state(s, s->relay_return);
+            sy_mysql_conn_auth_answer(s->backend, p, hdr.len);
+            evbuffer_drain(in, 4 + hdr.len);
+            return;
+        }
+        case SS_IDLE:
+            break;
+        case SS_HELD:
+            if (s->px->pair->held)
+                return;
+            /* every way out of a hold (release, rollback, timeout, an internal query that ended
+             * after it) comes through here: the request that waits goes on */
+            sy_mysql_session_set_state(s, SS_IDLE);
+            sy_mysql_session_client_read_update(s);
+            continue;
+        default:
+            return; /* one request at a time: the next waits in the buffer */
+        }
+        /* SS_IDLE: a new request. */
+        if (hdr.len == 0) {
+            sy_mysql_session_fail(s, (uint8_t)(hdr.seq + 1), 1047, "08S01", "Unknown command");
+            return;
+        }
+        if (avail < 5)
+            return;
+        evbuffer_copyout(in, hb, 5);
+        uint8_t cmd = hb[4];
+        size_t want = inspect_len(s, cmd, hdr.len);
+        if (want == hdr.len && hdr.len == SY_MYSQL_MAX_PAYLOAD)
+            want = 5; /* a continued packet is never inspected whole: command and statement id */
+        if (s->backend_lost && s->side == s->px->pair->active_side && cmd != SY_COM_QUIT &&
+            cmd != SY_COM_STMT_CLOSE) {
+            /* killed, timed out or restarted on the same side: gone, as directly - not a switch's abort */
+            sy_mysql_session_lose(s, "the backend connection was lost while idle; closed at the next request");
+            return;
+        }
+        if (s->txn_aborted) {
+            if (avail < 4 + want)
+                return;
+            if (aborted_txn_reply(s, in, hdr, evbuffer_pullup(in, (ssize_t)(4 + want)) + 4, want))
+                continue;
+        }
+        if (s->px->pair->held && !s->in_txn) {
+            if (cmd == SY_COM_PING && hdr.len == 1) {
+                evbuffer_drain(in, 5);
+                sy_mysql_session_client_ok(s, (uint8_t)(hdr.seq + 1));
+                continue;
+            }
+            s->held_since_ms = sy_now_ms();
+            sy_mysql_session_set_state(s, SS_HELD);
+            sy_mysql_session_client_read_update(s);
+            return;
+        }
+        if (avail < 4 + want)
+            return;
+        if (s->backend_lost && cmd != SY_COM_QUIT) {
+            if (cmd == SY_COM_STMT_CLOSE && want >= 5) { /* nothing to close on a backend that is gone */
+                const uint8_t *p = evbuffer_pullup(in, 9) + 4;
+                stmt_remove(s, (uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 | (uint32_t)p[4] << 24);
+                evbuffer_drain(in, 4 + hdr.len);
+                continue;
+            }
+            if (s->side == s->px->pair->active_side) {
+                /* same side (the server restarted, or a KILL): the session is gone, as it would be direct */
+                sy_mysql_session_lose(s, "the backend connection was lost while idle; closed at the next request");
+                return;
+            }
+            sy_mysql_switch_reconnect(s); /* failed over meanwhile: the request waits for a new backend */
+            return;
+        }
+        start_request(s, in, hdr, want);
+    }
+}
+
+/* ---- replies ----------------------------------------------------------------------------------- */
+
+static void finish_reply(struct sy_mysql_session *s)
+{
+    s->in_txn = (s->status & SY_STATUS_IN_TRANS) != 0;
+    sy_mysql_track_reply(s, s->resp.failed);
+    if (s->pending_reset) {
+        s->pending_reset = false;
+        sy_mysql_session_stmts_clear(s);
+        sy_mysql_track_vars_clear(s);
+        pins_reset(s);
+        s->last_gtid[0] = '\0';
+        /* RESET_CONNECTION resets session tracking: set it again before the next request. */
+        sy_mysql_session_set_state(s, SS_INIT);
+        if (sy_mysql_conn_query(s->backend, sy_mysql_session_init_sql, sy_mysql_login_on_init_done, s) != 0)
+            sy_mysql_session_fail(s, (uint8_t)(s->seq + 1), 2013, "HY000", "Switchyard: backend session setup failed");
+        return;
+    }
+    sy_mysql_session_set_state(s, SS_IDLE);
+    if (s->abort_due) {
+        s->abort_due = false;
+        if (s->in_txn) {
+            sy_mysql_switch_rollback(s); /* the switch's drain time is spent */
+            return;
+        }
+    }
+    if (s->flip_due && sy_mysql_switch_finish_flip(s))
+        return;
+    if (sy_mysql_track_resync(s))
+        return;
+    sy_mysql_relay_client(s);
+}
+
+/* An OK the client may see: hide session tracking it did not ask for. */
+static void forward_ok(struct sy_mysql_session *s, uint8_t seq, uint8_t header, const uint8_t *p, size_t n,
+                       const struct sy_mysql_ok *ok)
+{
+    bool hide_all = !(s->caps & SY_CAP_SESSION_TRACK) && (s->backend_caps & SY_CAP_SESSION_TRACK);
+    bool filter = (s->caps & SY_CAP_SESSION_TRACK) && s->client_track_set && ok->state_p != NULL;
+    if (!hide_all && !filter) {
+        sy_mysql_session_client_packet(s, seq, p, n);
+        return;
+    }
+    struct sy_mysql_ok copy = *ok;
+    uint8_t *state = NULL;
+    size_t state_len = 0;
+    if (filter && (state = malloc(ok->state_len + 1)) != NULL)
+        state_len = sy_mysql_track_filter(s, ok->state_p, ok->state_len, state, ok->state_len + 1);
+    if (filter && (state == NULL || state_len == (size_t)-1)) {
+        free(state);
+        sy_mysql_session_client_packet(s, seq, p, n); /* cannot rebuild it: more than asked for, never less */
+        return;
+    }
+    if (state_len == 0) {
+        copy.status &= (uint16_t)~SY_STATUS_SESSION_STATE_CHANGED;
+        copy.state_p = NULL;
+        copy.state_len = 0;
+    } else {
+        copy.state_p = state;
+        copy.state_len = state_len;
+    }
+    size_t cap = n + 16;
+    uint8_t *buf = malloc(cap);
+    size_t len = buf ? sy_mysql_ok_encode(&copy, header, s->caps, buf, cap) : 0;
+    if (len == 0)
+        sy_mysql_session_client_packet(s, seq, p, n);
+    else
+        sy_mysql_session_client_packet(s, seq, buf, len);
+    free(buf);
+    free(state);
+}
+
+void sy_mysql_relay_backend(struct sy_mysql_session *s)
+{
+    if (s->state == SS_CLOSING || s->backend == NULL)
+        return;
+    struct evbuffer *in = bufferevent_get_input(sy_mysql_conn_bev(s->backend));
+    struct evbuffer *out = sy_mysql_session_client_out(s);
+    for (;;) {
+        if (s->state == SS_CLOSING)
+            return;
+        size_t avail = evbuffer_get_length(in);
+        if (s->resp_left > 0) {
+            if (avail == 0 || s->backend_bp)
+                return;
+            size_t n = avail < s->resp_left ? avail : (size_t)s->resp_left;
+            sy_mysql_session_move_bytes(s, in, out, n, false);
+            s->resp_left -= n;
+            if (s->resp_left == 0 && s->resp_done_after_stream) {
+                s->resp_done_after_stream = false;
+                finish_reply(s);
+                return; /* the backend may have been swapped or lent to an internal query: `in` is stale */
+            }
+            continue;
+        }
+        if (avail < 4)
+            return;
+        uint8_t hb[5];
+        struct sy_mysql_hdr hdr;
+        evbuffer_copyout(in, hb, avail < 5 ? 4 : 5);
+        sy_mysql_hdr_parse(hb, 4, &hdr);
+        if (s->state != SS_BUSY && s->state != SS_INFILE) {
+            /* The server speaks unasked: an ERR before it closes (killed, shutdown). Pass it on. */
+            if (avail < 4 + (size_t)hdr.len)
+                return;
+            const uint8_t *pk = evbuffer_pullup(in, (ssize_t)(4 + hdr.len));
+            struct sy_mysql_err e;
+            char msg[600] = "unexpected data from the server";
+            bool parsed = hdr.len > 0 && pk[4] == 0xFF && sy_mysql_err_parse(pk + 4, hdr.len, &e) == SY_PARSE_OK;
+            if (parsed)
+                snprintf(msg, sizeof msg, "%.*s", (int)e.msg_len, e.msg_p);
+            evbuffer_drain(in, 4 + hdr.len);
+            if (parsed && e.code == 1053 && (s->state == SS_IDLE || s->state == SS_HELD)) {
+                sy_mysql_session_backend_lost(s); /* "Server shutdown in progress": like a vanished server */
+                return;
+            }
+            if (parsed) /* the server's own error (a timeout, KILL): the client gets it, then the close */
+                sy_mysql_session_fail(s, 0, e.code, e.sqlstate, msg);
+            else
+                sy_mysql_session_lose(s, msg);
+            return;
+        }
+        if (s->backend_bp)
+            return;
+        if (hdr.len > 0 && avail < 5)
+            return;
+        uint8_t first = hdr.len > 0 ? hb[4] : 0;
+        bool whole = !s->resp.continued && sy_mysql_resp_wants_whole(&s->resp, first, hdr.len);
+        struct sy_mysql_pkt pkt;
+        enum sy_mysql_step step;
+        if (whole) {
+            if (avail < 4 + (size_t)hdr.len)
+                return;
+            const uint8_t *pk = evbuffer_pullup(in, (ssize_t)(4 + hdr.len));
+            step = sy_mysql_resp_feed(&s->resp, pk + 4, hdr.len, hdr.len, &pkt);
+            if (step == SY_STEP_BAD) {
+                sy_mysql_session_fail(s, (uint8_t)(hdr.seq + 1), 2027, "HY000", "Switchyard: malformed packet from the server");
+                return;
+            }
+            if (pkt.kind == SY_PKT_OK) {
+                s->status = pkt.ok.status;
+                sy_mysql_track_ok(s, &pkt.ok);
+                forward_ok(s, hdr.seq, pk[4], pk + 4, hdr.len, &pkt.ok);
+                evbuffer_drain(in, 4 + hdr.len);
+            } else {
+                if (pkt.kind == SY_PKT_ERR)
+                    sy_mysql_track_error(s, &pkt.err);
+                if (pkt.kind == SY_PKT_EOF)
+                    s->status = pkt.eof.status;
+                else if (pkt.kind == SY_PKT_PREPARE_OK) {
+                    uint32_t id = stmt_add(s, s->resp.stmt_id, s->resp.num_params);
+                    if (id != s->resp.stmt_id) {
+                        /* the pulled-up packet is ours: give the client its id */
+                        uint8_t *w = (uint8_t *)pk + 5;
+                        w[0] = (uint8_t)id;
+                        w[1] = (uint8_t)(id >> 8);
+                        w[2] = (uint8_t)(id >> 16);
+                        w[3] = (uint8_t)(id >> 24);
+                    }
+                }
+                sy_mysql_session_move_bytes(s, in, out, 4 + hdr.len, false);
+            }
+        } else {
+            step = sy_mysql_resp_feed(&s->resp, hb + 4, hdr.len > 0 ? 1 : 0, hdr.len, &pkt);
+            if (step == SY_STEP_BAD) {
+                sy_mysql_session_fail(s, (uint8_t)(hdr.seq + 1), 2027, "HY000", "Switchyard: malformed packet from the server");
+                return;
+            }
+            size_t now = avail - 4 < hdr.len ? avail - 4 : hdr.len;
+            sy_mysql_session_move_bytes(s, in, out, 4 + now, false);
+            s->resp_left = hdr.len - now;
+        }
+        if (s->resp.has_status)
+            s->status = s->resp.status;
+        if (step == SY_STEP_INFILE) {
+            sy_mysql_session_set_state(s, SS_INFILE);
+            sy_mysql_relay_client(s);
+            continue;
+        }
+        if (step == SY_STEP_DONE) {
+            if (s->resp_left > 0) {
+                s->resp_done_after_stream = true;
+                continue;
+            }
+            finish_reply(s);
+            return; /* as above; a new reply comes with a new read event */
+        }
+    }
+}
+
