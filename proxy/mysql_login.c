@@ -22,6 +22,7 @@
 #include "proxy/mysql_proxy.h"
 #include "proxy/mysql_session.h"
 #include "proxy/mysql_sql.h"
+#include "proxy/relay.h"
 
 /* ---- login ------------------------------------------------------------------------------------- */
 
@@ -102,7 +103,7 @@ void sy_mysql_session_take_backend(struct sy_mysql_session *s)
     struct bufferevent *bev = sy_mysql_conn_bev(s->backend);
     bufferevent_setcb(bev, sy_mysql_session_on_backend_read, sy_mysql_session_on_backend_write, sy_mysql_session_on_backend_event, s);
     bufferevent_set_timeouts(bev, NULL, NULL);
-    bufferevent_setwatermark(bev, EV_WRITE, SESS_HIGH_WATER / 2, 0);
+    bufferevent_setwatermark(bev, EV_WRITE, SY_RELAY_LOW_WATER, 0);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 

@@ -695,7 +695,7 @@ void sy_mysql_relay_backend(struct sy_mysql_session *s)
             if (parsed)
                 snprintf(msg, sizeof msg, "%.*s", (int)e.msg_len, e.msg_p);
             evbuffer_drain(in, 4 + hdr.len);
-            if (parsed && e.code == 1053 && (s->state == SS_IDLE || s->state == SS_HELD)) {
+            if (parsed && e.code == 1053 && SESS_STATE(s)->between_requests) {
                 sy_mysql_session_backend_lost(s); /* "Server shutdown in progress": like a vanished server */
                 return;
             }

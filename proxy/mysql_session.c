@@ -34,10 +34,25 @@
 #include "proxy/mysql_proxy.h"
 #include "proxy/mysql_session.h"
 #include "proxy/mysql_sql.h"
+#include "proxy/relay.h"
 
-static const char *const sess_state_names[SS__COUNT] = {
-    "HANDSHAKE", "AUTH_SWITCH", "AUTH_RELAY", "LOOKUP", "LOGIN", "INIT", "IDLE",
-    "BUSY", "INFILE", "CHANGE_USER", "HELD", "INTERNAL", "PARKED", "RECONNECT", "CLOSING",
+/*                                                  name        logged_in relaying between past_login later */
+const struct sess_state_info sy_mysql_sess_states[SS__COUNT] = {
+    [SS_HANDSHAKE] = { "HANDSHAKE", false, false, false, false, true },
+    [SS_AUTH_SWITCH] = { "AUTH_SWITCH", false, false, false, false, true },
+    [SS_AUTH_RELAY] = { "AUTH_RELAY", false, false, false, false, false },
+    [SS_LOOKUP] = { "LOOKUP", false, false, false, false, true },
+    [SS_LOGIN] = { "LOGIN", false, false, false, false, false },
+    [SS_INIT] = { "INIT", false, false, false, false, false },
+    [SS_IDLE] = { "IDLE", true, true, true, true, false },
+    [SS_BUSY] = { "BUSY", true, true, false, true, false },
+    [SS_INFILE] = { "INFILE", true, true, false, true, false },
+    [SS_CHANGE_USER] = { "CHANGE_USER", false, false, false, true, false },
+    [SS_HELD] = { "HELD", true, true, true, true, false },
+    [SS_INTERNAL] = { "INTERNAL", true, false, false, true, false },
+    [SS_PARKED] = { "PARKED", false, false, false, true, true },
+    [SS_RECONNECT] = { "RECONNECT", false, false, false, true, false },
+    [SS_CLOSING] = { "CLOSING", false, false, false, false, false },
 };
 
 static void on_client_write(struct bufferevent *bev, void *arg);
@@ -46,7 +61,7 @@ static void on_client_write(struct bufferevent *bev, void *arg);
 
 bool sy_mysql_session_set_state(struct sy_mysql_session *s, enum sess_state to)
 {
-    sy_log_debug("%s: %s -> %s", s->label, sess_state_names[s->state], sess_state_names[to]);
+    sy_log_debug("%s: %s -> %s", s->label, SESS_STATE(s)->name, sy_mysql_sess_states[to].name);
     s->state = to;
     return true;
 }
@@ -82,10 +97,7 @@ static void client_push(struct sy_mysql_session *s)
  * compression) to the socket's own bufferevent. */
 static size_t client_pending(const struct sy_mysql_session *s)
 {
-    size_t n = s->zout ? evbuffer_get_length(s->zout) : 0;
-    for (struct bufferevent *b = s->client; b != NULL; b = bufferevent_get_underlying(b))
-        n += evbuffer_get_length(bufferevent_get_output(b));
-    return n;
+    return sy_relay_pending(s->client, s->zout);
 }
 
 /* A connection the session no longer uses: its reads and writes stop now, and the reaper frees it on the
@@ -311,7 +323,7 @@ static void backend_read_update(struct sy_mysql_session *s)
 void sy_mysql_session_move_bytes(struct sy_mysql_session *s, struct evbuffer *src, struct evbuffer *dst, size_t n, bool to_backend)
 {
     evbuffer_remove_buffer(src, dst, n);
-    if ((to_backend ? evbuffer_get_length(dst) : client_pending(s)) > SESS_HIGH_WATER) {
+    if (sy_relay_over(to_backend ? evbuffer_get_length(dst) : client_pending(s))) {
         if (to_backend) {
             s->client_bp = true;
             sy_mysql_session_client_read_update(s);
@@ -322,55 +334,25 @@ void sy_mysql_session_move_bytes(struct sy_mysql_session *s, struct evbuffer *sr
     }
 }
 
-/* ---- direct writes -----------------------------------------------------------------------------
- * Once a session is logged in, bytes produced while handling a read are written straight to plain
- * TCP sockets at the end of that callback: one write per batch, and libevent's write event (two
- * epoll_ctl calls per message) is armed only when the socket takes less than we have, disarmed once
- * drained. A TLS client keeps the OpenSSL bufferevent's own writing. */
-
-static bool is_plain(struct bufferevent *bev)
-{
-    return bufferevent_get_underlying(bev) == NULL;
-}
-
-static void flush_side(struct bufferevent *bev)
-{
-    if (!is_plain(bev)) {
-        bufferevent_enable(bev, EV_WRITE);
-        return;
-    }
-    struct evbuffer *out = bufferevent_get_output(bev);
-    /* A bufferevent keeps its output's front frozen; its own write path unfreezes around the write,
-     * and so do we. */
-    evbuffer_unfreeze(out, 1);
-    while (evbuffer_get_length(out) > 0)
-        if (evbuffer_write(out, bufferevent_getfd(bev)) <= 0)
-            break; /* EAGAIN, or an error libevent will report once the write event runs */
-    evbuffer_freeze(out, 1);
-    if (evbuffer_get_length(out) > 0)
-        bufferevent_enable(bev, EV_WRITE);
-    else
-        bufferevent_disable(bev, EV_WRITE); /* no-op (no syscall) when it was not armed */
-}
+/* ---- direct writes (proxy/relay.h) ------------------------------------------------------------- */
 
 void sy_mysql_session_flush(struct sy_mysql_session *s)
 {
     if (!s->direct || s->state == SS_CLOSING)
         return;
     client_push(s);
-    flush_side(s->client);
+    sy_relay_flush(s->client);
     /* The backend's bufferevent is ours only between logins (mysql_conn drives it while connecting,
      * logging in or running the session-setup query). */
-    bool owned = s->state == SS_IDLE || s->state == SS_BUSY || s->state == SS_INFILE || s->state == SS_HELD;
-    if (s->backend && owned)
-        flush_side(sy_mysql_conn_bev(s->backend));
+    if (s->backend && SESS_STATE(s)->relaying)
+        sy_relay_flush(sy_mysql_conn_bev(s->backend));
 }
 
 /* A write callback: output drained -> stop watching writability (plain sockets). */
 static void write_drained(struct sy_mysql_session *s, struct bufferevent *bev)
 {
-    if (s->direct && s->state != SS_CLOSING && is_plain(bev) && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-        bufferevent_disable(bev, EV_WRITE);
+    if (s->direct && s->state != SS_CLOSING)
+        sy_relay_write_drained(bev);
 }
 
 /* ---- events ------------------------------------------------------------------------------------ */
@@ -394,7 +376,7 @@ static void on_client_write(struct bufferevent *bev, void *arg)
         }
         return;
     }
-    if (s->backend_bp && client_pending(s) <= SESS_HIGH_WATER / 2) {
+    if (s->backend_bp && sy_relay_drained(client_pending(s))) {
         s->backend_bp = false;
         backend_read_update(s);
         sy_mysql_relay_backend(s);
@@ -443,7 +425,7 @@ void sy_mysql_session_on_backend_read(struct bufferevent *bev, void *arg)
 void sy_mysql_session_on_backend_write(struct bufferevent *bev, void *arg)
 {
     struct sy_mysql_session *s = arg;
-    if (s->client_bp && evbuffer_get_length(bufferevent_get_output(bev)) <= SESS_HIGH_WATER / 2) {
+    if (s->client_bp && sy_relay_drained(evbuffer_get_length(bufferevent_get_output(bev)))) {
         s->client_bp = false;
         sy_mysql_session_client_read_update(s);
         sy_mysql_relay_client(s);
@@ -506,7 +488,7 @@ void sy_mysql_session_on_backend_event(struct bufferevent *bev, short what, void
     struct sy_mysql_session *s = arg;
     if (s->state == SS_CLOSING)
         return;
-    if ((s->state == SS_IDLE || s->state == SS_HELD) && s->resp_left == 0 && s->req_left == 0) {
+    if (SESS_STATE(s)->between_requests && s->resp_left == 0 && s->req_left == 0) {
         sy_mysql_session_backend_lost(s);
         return;
     }
@@ -519,7 +501,7 @@ void sy_mysql_session_on_backend_event(struct bufferevent *bev, short what, void
 void sy_mysql_session_rearm_client(struct sy_mysql_session *s)
 {
     bufferevent_setcb(s->client, on_client_read, on_client_write, on_client_event, s);
-    bufferevent_setwatermark(s->client, EV_WRITE, SESS_HIGH_WATER / 2, 0);
+    bufferevent_setwatermark(s->client, EV_WRITE, SY_RELAY_LOW_WATER, 0);
     bufferevent_enable(s->client, EV_READ | EV_WRITE);
 }
 
@@ -560,8 +542,7 @@ void sy_mysql_session_login(const struct sy_mysql_session *s, struct sy_mysql_lo
 
 bool sy_mysql_session_quiet(const struct sy_mysql_session *s)
 {
-    return (s->state == SS_IDLE || s->state == SS_HELD) && s->req_left == 0 && s->resp_left == 0 &&
-           !s->req_continues;
+    return SESS_STATE(s)->between_requests && s->req_left == 0 && s->resp_left == 0 && !s->req_continues;
 }
 
 void sy_mysql_session_accept(struct sy_mysql_proxy *px, evutil_socket_t fd, const struct sockaddr *sa, int salen)
@@ -620,7 +601,7 @@ struct sy_mysql_session *sy_mysql_proxy_find_session(struct sy_mysql_proxy *px, 
 
 uint32_t sy_mysql_session_backend_thread(const struct sy_mysql_session *s)
 {
-    if (s->backend == NULL || s->state < SS_IDLE || s->state == SS_CLOSING)
+    if (s->backend == NULL || !SESS_STATE(s)->past_login)
         return 0;
     return sy_mysql_conn_greeting(s->backend)->thread_id;
 }
@@ -640,7 +621,7 @@ static json_t *session_json(const struct sy_mysql_session *s)
     const char *pinned = sy_mysql_session_pinned(s);
     json_t *o = json_pack("{s:I,s:s,s:s,s:s,s:b,s:I,s:b,s:s,s:s,s:s,s:I,s:I}", "id", (json_int_t)s->id, "user",
                           s->user, "peer", s->peer, "side", sy_side_name(s->side), "in_transaction", s->in_txn,
-                          "held_ms", (json_int_t)held, "movable", pinned == NULL, "state", sess_state_names[s->state],
+                          "held_ms", (json_int_t)held, "movable", pinned == NULL, "state", SESS_STATE(s)->name,
                           "schema", s->schema, "last_gtid", s->last_gtid, "prepared_statements", (json_int_t)s->n_stmts,
                           "backend_thread", (json_int_t)sy_mysql_session_backend_thread(s));
     json_object_set_new(o, "unmovable_reason", pinned ? json_string(pinned) : json_null());

@@ -34,6 +34,22 @@ enum sess_state {
     SS__COUNT
 };
 
+/* What each state means to the code that asks: one table (mysql_session.c) instead of lists of states
+ * written out at each place that needs to know. */
+struct sess_state_info {
+    const char *name;      /* as `clients` and the debug log show it */
+    bool logged_in;        /* the client is logged in on a backend session we relay for: IDLE, BUSY, INFILE,
+                              HELD, INTERNAL */
+    bool relaying;         /* the client's traffic flows through our bufferevents (the backend's is ours, not
+                              mysql_conn's): IDLE, BUSY, INFILE, HELD */
+    bool between_requests; /* no request of the client in flight: IDLE, HELD */
+    bool past_login;       /* the login is done (a backend may be lost or being rebuilt): IDLE .. RECONNECT */
+    bool logs_in_later;    /* not on any side yet: it logs in on the active side when it gets there
+                              (HANDSHAKE, AUTH_SWITCH, LOOKUP, PARKED) */
+};
+extern const struct sess_state_info sy_mysql_sess_states[SS__COUNT];
+#define SESS_STATE(s) (&sy_mysql_sess_states[(s)->state])
+
 
 /* A prepared statement as a switchover must re-create it. */
 struct sess_stmt {
@@ -168,7 +184,6 @@ struct sy_mysql_session {
 
 /* ---- between the session's files (mysql_session.c, mysql_login.c, mysql_relay.c) --------------- */
 
-#define SESS_HIGH_WATER (4u << 20)  /* stop reading a side while the other's output holds more */
 #define SESS_MAX_TRACKED_SQL (1u << 20) /* prepared statement text kept for re-prepare */
 #define SESS_FLUSH_MS 5000              /* how long a closed session's final error may take to be read */
 /* MariaDB extensions offered when the server offers them: progress reports (ERR 0xFFFF packets inside a

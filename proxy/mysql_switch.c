@@ -443,8 +443,7 @@ void sy_mysql_switch_reconnect(struct sy_mysql_session *s)
 
 static bool logged_in(const struct sy_mysql_session *s)
 {
-    return s->state == SS_IDLE || s->state == SS_BUSY || s->state == SS_INFILE || s->state == SS_HELD ||
-           s->state == SS_INTERNAL;
+    return SESS_STATE(s)->logged_in;
 }
 
 /* An autocommit read in flight outside a transaction: it finishes on the old side (a fence does not stop
@@ -486,7 +485,7 @@ void sy_mysql_switch_progress(struct sy_mysql_proxy *px, enum sy_side to, struct
         out->sessions++;
         if (s->in_txn)
             out->in_transaction++;
-        if (s->state == SS_PARKED || s->state == SS_HANDSHAKE || s->state == SS_AUTH_SWITCH || s->state == SS_LOOKUP)
+        if (SESS_STATE(s)->logs_in_later)
             continue; /* logs in on the active side once released */
         bool reading = reads_across(s);
         if (reading)
