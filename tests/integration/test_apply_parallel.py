@@ -13,8 +13,8 @@ import time
 import pymysql
 import pytest
 
-from test_forward_mariadb import (assert_equal_eventually, conn, fresh, instance, locked, q,  # noqa: F401
-                                  wait_for, wait_state)
+from test_forward_mariadb import fresh  # noqa: F401
+from helpers import assert_equal_eventually, conn, instance, locked, q, wait_for, wait_state
 
 SCHEMA = [
     "CREATE TABLE hot (id INT PRIMARY KEY, n INT NOT NULL)",

@@ -15,7 +15,8 @@ import pytest
 
 import sandbox
 from conftest import pymysql_connect
-from test_forward_mariadb import fresh, instance, locked, q, wait_for, wait_state  # noqa: F401 (fixture)
+from helpers import instance, locked, q, wait_for, wait_state
+from test_forward_mariadb import fresh  # noqa: F401 (fixture)
 
 FAST_S = 1.0     # what "answers at once" means here: a status or a SELECT 1 on a loop that is not blocked
 

@@ -16,83 +16,9 @@ import pymysql
 import pytest
 
 from conftest import ADMIN_PASSWORD, ADMIN_USER
+from helpers import assert_equal_eventually, conn, instance, locked, q, tables_of, wait_for, wait_state
 
 _counter = itertools.count()
-
-
-def wait_for(cond, timeout=30.0, what="condition", interval=0.1):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
-def conn(server, db=None, **kw):
-    return pymysql.connect(host="127.0.0.1", port=server.port, user=ADMIN_USER, password=ADMIN_PASSWORD,
-                           database=db, autocommit=True, charset="utf8mb4", **kw)
-
-
-def q(server, sql, db=None, args=None):
-    c = conn(server, db)
-    try:
-        with c.cursor() as cur:
-            cur.execute(sql, args)
-            return cur.fetchall()
-    finally:
-        c.close()
-
-
-def table_rows(server, db, table):
-    c = conn(server, db)
-    try:
-        with c.cursor() as cur:
-            cur.execute(f"SELECT * FROM `{table}` ORDER BY 1")
-            return cur.fetchall()
-    finally:
-        c.close()
-
-
-def tables_of(server, db):
-    return [r[0] for r in q(server, f"SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA='{db}' "
-                                    "ORDER BY 1")]
-
-
-@contextlib.contextmanager
-def locked(server, db, sql):
-    """Holds the locks of `sql` (a SELECT ... FOR UPDATE) in a transaction on server while the block runs:
-    the writer waits on them."""
-    c = conn(server, db)
-    c.begin()
-    try:
-        with c.cursor() as cur:
-            cur.execute(sql)
-        yield
-    finally:
-        c.rollback()
-        c.close()
-
-
-def assert_equal_eventually(pair, db, timeout=60):
-    """Every table of db has the same rows on both sides (polled with a deadline)."""
-    def same():
-        tb, td = tables_of(pair.business, db), tables_of(pair.dr, db)
-        if tb != td:
-            return False
-        return all(table_rows(pair.business, db, t) == table_rows(pair.dr, db, t) for t in tb)
-    wait_for(same, timeout, f"{db} equal on both sides")
-
-
-def instance(d, pair_name):
-    return d.pair_status(pair_name)["instances"][0]
-
-
-def wait_state(d, pair_name, state, timeout=60):
-    return wait_for(lambda: instance(d, pair_name)["state"] == state and instance(d, pair_name), timeout,
-                    f"{pair_name}/forward {state}")
 
 
 @pytest.fixture

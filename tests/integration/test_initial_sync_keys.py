@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 
-from test_forward_mariadb import conn, fresh, instance, q, wait_for  # noqa: F401 - fresh is a fixture
+from test_forward_mariadb import fresh  # noqa: F401 - fresh is a fixture
+from helpers import conn, instance, q, wait_for
 
 CHUNK_ROWS = 2
 

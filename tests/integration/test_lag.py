@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from test_forward_mariadb import fresh, instance, wait_for, wait_state  # noqa: F401 (fixture)
+from test_forward_mariadb import fresh  # noqa: F401 (fixture)
+from helpers import instance, wait_for, wait_state
 
 
 @pytest.mark.tsan

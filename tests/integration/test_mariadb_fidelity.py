@@ -14,8 +14,9 @@ import pymysql
 import pytest
 
 from conftest import BUILD_DIR
-from test_forward_mariadb import fresh, q, wait_for  # noqa: F401 (fixture)
-from test_switchover_mariadb import APP_PASSWORD, APP_USER, app_conn, one, switchable  # noqa: F401
+from helpers import APP_PASSWORD, APP_USER, app_conn, app_user, one, q, wait_for, wait_reverse, wait_state
+from test_forward_mariadb import fresh  # noqa: F401 (fixture)
+from test_switchover_mariadb import switchable  # noqa: F401
 
 # What MariaDB Connector/J 3.5 sends right after login (its session-tracking list replaces the '*' the
 # proxy set on the backend), as captured from the driver.
@@ -262,9 +263,9 @@ def test_busy_sessions_with_user_variables_survive_switches_and_failed_switches(
     """Sessions holding a user variable and running statements back to back: switches are never refused
     for them, and a switch that fails at any step (hold, quiesce, fence, drain, unfence) lets every held
     request go on at once: none waits longer than max_hold_ms, none is lost, no socket is left half-closed."""
-    from test_forward_mariadb import wait_state
-    from test_reverse_mariadb import wait_reverse
-    from test_switchover_mariadb import app_user
+    from helpers import wait_state
+    from helpers import wait_reverse
+    from helpers import app_user
     b, dr = mariadb_pair
     b.sql("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))", database=fresh)
     b.sql("INSERT INTO t VALUES (1, 'one')", database=fresh)
@@ -365,9 +366,9 @@ def test_a_long_read_does_not_hold_up_the_others(daemon, mariadb_pair, fresh):  
     """An autocommit SELECT SLEEP(3) in flight, longer than max_hold_ms: the switch goes on without waiting
     for it (the others pause briefly), the read finishes on the old side, then its session moves with its
     user variables."""
-    from test_forward_mariadb import wait_state
-    from test_reverse_mariadb import wait_reverse
-    from test_switchover_mariadb import app_user
+    from helpers import wait_state
+    from helpers import wait_reverse
+    from helpers import app_user
     b, dr = mariadb_pair
     b.sql("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))", database=fresh)
     app_user(mariadb_pair, fresh)

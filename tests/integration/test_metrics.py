@@ -9,9 +9,8 @@ import urllib.request
 import pymysql
 import pytest
 
-from test_forward_mariadb import fresh, wait_for, wait_state  # noqa: F401 (fixture)
-from test_reverse_mariadb import wait_reverse
-from test_switchover_mariadb import APP_PASSWORD, APP_USER, app_conn, app_user, one
+from test_forward_mariadb import fresh  # noqa: F401 (fixture)
+from helpers import APP_USER, app_conn, app_user, one, wait_for, wait_reverse, wait_state
 
 
 def free_port():

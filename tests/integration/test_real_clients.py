@@ -10,8 +10,9 @@ import re
 import pytest
 
 from clients import KINDS, ClientError
-from test_forward_mariadb import fresh, q  # noqa: F401 (fixture)
-from test_switchover_mariadb import APP_PASSWORD, APP_USER, switchable  # noqa: F401 (fixture)
+from test_forward_mariadb import fresh  # noqa: F401 (fixture)
+from test_switchover_mariadb import switchable  # noqa: F401 (fixture)
+from helpers import APP_PASSWORD, APP_USER, q
 
 DB = "rc"
 

@@ -10,17 +10,8 @@ import time
 
 import pytest
 
-from test_forward_mariadb import conn, fresh, instance, locked, q, wait_for, wait_state  # noqa: F401 (fixture)
-
-
-def reverse(d, pname):
-    insts = d.pair_status(pname)["instances"]
-    return next((i for i in insts if i["direction"] == "reverse"), None)
-
-
-def wait_reverse(d, pname, state, timeout=60):
-    return wait_for(lambda: (reverse(d, pname) or {}).get("state") == state and reverse(d, pname), timeout,
-                    f"{pname}/reverse {state}")
+from test_forward_mariadb import fresh  # noqa: F401 (fixture)
+from helpers import instance, locked, q, reverse, wait_for, wait_reverse, wait_state
 
 
 @pytest.fixture

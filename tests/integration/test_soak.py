@@ -10,7 +10,8 @@ import subprocess
 import pytest
 
 from conftest import ADMIN_PASSWORD, ADMIN_USER
-from test_forward_mariadb import assert_equal_eventually, fresh, instance, wait_state  # noqa: F401
+from helpers import assert_equal_eventually, instance, wait_state
+from test_forward_mariadb import fresh  # noqa: F401
 
 
 @pytest.mark.soak

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import re
 
-from test_forward_mariadb import assert_equal_eventually, fresh, instance, q, wait_for, wait_state  # noqa: F401
+from test_forward_mariadb import fresh  # noqa: F401
+from helpers import assert_equal_eventually, instance, q, wait_for, wait_state
 
 
 def test_transaction_larger_than_spool_fails_then_arrives_after_raising_the_cap(daemon, mariadb_pair, fresh):

@@ -10,33 +10,8 @@ import time
 import pymysql
 import pytest
 
-from test_forward_mariadb import fresh, locked, q, wait_for, wait_state  # noqa: F401 (fixture)
-from test_reverse_mariadb import reverse, wait_reverse
-
-APP_USER, APP_PASSWORD = "sw_app", "app-Secret-1"
-
-
-def forward(d, pname):
-    return next(i for i in d.pair_status(pname)["instances"] if i["direction"] == "forward")
-
-
-def app_user(pair, db):
-    """An application account (no SUPER, no READ ONLY ADMIN) on both sides, as applications have."""
-    for s in pair:
-        s.sql(f"CREATE USER IF NOT EXISTS '{APP_USER}'@'%' IDENTIFIED BY '{APP_PASSWORD}'")
-        s.sql(f"GRANT ALL PRIVILEGES ON `{db}`.* TO '{APP_USER}'@'%'")
-
-
-def app_conn(d, db=None, **kw):
-    return pymysql.connect(host="127.0.0.1", port=d.port, user=APP_USER, password=APP_PASSWORD, database=db,
-                           autocommit=True, charset="utf8mb4", **kw)
-
-
-def one(c, sql, args=None):
-    with c.cursor() as cur:
-        cur.execute(sql, args)
-        return cur.fetchall()
-
+from test_forward_mariadb import fresh  # noqa: F401 (fixture)
+from helpers import APP_PASSWORD, APP_USER, app_conn, app_user, assert_equal_eventually, forward, locked, one, q, reverse, wait_for, wait_reverse, wait_state
 
 @pytest.fixture
 def switchable(daemon, mariadb_pair, fresh):  # noqa: F811

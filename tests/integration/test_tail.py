@@ -15,7 +15,7 @@ import subprocess
 import pytest
 
 from conftest import ADMIN_PASSWORD, ADMIN_USER, BUILD_DIR
-from test_forward_mariadb import conn, q
+from helpers import conn, q
 
 TOOL = BUILD_DIR / "sy_tail_tool"
 WRITER_TAG = 4002

@@ -14,7 +14,8 @@ import pytest
 
 
 # shared helpers and the per-test database fixture
-from test_forward_mariadb import conn, fresh, instance, q, wait_for, wait_state  # noqa: E402,F401
+from test_forward_mariadb import fresh  # noqa: E402,F401
+from helpers import conn, q, wait_state
 
 
 SCHEMA = [
