@@ -21,6 +21,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import sandbox  # noqa: E402
+from make_crc import crc32c_py as crc32c  # noqa: E402
 from mongo_tee import MongoTee  # noqa: E402
 
 pymongo = sandbox.pymongo4()
@@ -28,15 +29,6 @@ import bson  # noqa: E402  (pymongo 4's)
 
 USER, PASSWORD = "seeduser", "seed-pw-1"
 OP_REPLY, OP_QUERY, OP_COMPRESSED, OP_MSG = 1, 2004, 2012, 2013
-
-
-def crc32c(data: bytes) -> int:
-    crc = 0xFFFFFFFF
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
-    return crc ^ 0xFFFFFFFF
 
 
 def op(f):

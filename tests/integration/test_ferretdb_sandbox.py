@@ -6,6 +6,7 @@ password log in on the other server. Frames pass through a recording tee (mongo_
 handshake's opcodes matter."""
 
 import base64
+import socket
 import struct
 import time
 
@@ -256,3 +257,121 @@ def test_restart_keeps_data_and_port(ferretdb_pair):
     with dr.client() as c:
         assert c.sbxr.t.find_one({"_id": "kept"}) == {"_id": "kept"}
         c.sbxr.t.drop()
+
+
+# --- wire edges the proxy must handle itself (raw sockets, no driver) ------------------------------------
+
+def _op_msg(doc, flags=0, request_id=1, checksum=False):
+    import bson                                    # pymongo 4's, already imported through sandbox.pymongo4()
+    from make_crc import crc32c_py
+    m = bytearray(struct.pack("<iiiiI", 0, request_id, 0, OP_MSG, flags | (1 if checksum else 0)))
+    m += b"\x00" + bson.encode(doc)
+    struct.pack_into("<i", m, 0, len(m) + (4 if checksum else 0))
+    if checksum:
+        m += struct.pack("<I", crc32c_py(bytes(m)))
+    return bytes(m)
+
+
+def _read_reply(s, timeout=2.0):
+    """(responseTo, flagBits, body) of the next OP_MSG, or 'closed' / 'timeout'."""
+    import bson
+    s.settimeout(timeout)
+    try:
+        hdr = s.recv(16, socket.MSG_WAITALL)
+    except socket.timeout:
+        return "timeout"
+    except ConnectionResetError:
+        return "closed"
+    if len(hdr) < 16:
+        return "closed"
+    n, _, response_to, op = struct.unpack("<iiii", hdr)
+    rest = s.recv(n - 16, socket.MSG_WAITALL)
+    assert op == OP_MSG, op
+    flags = struct.unpack_from("<I", rest)[0]
+    return response_to, flags, bson.decode(rest[5:5 + struct.unpack_from("<i", rest, 5)[0]])
+
+
+def test_wire_edges(ferretdb_pair):
+    """What FerretDB does with the message forms a proxy must treat carefully (hello needs no login)."""
+    b = ferretdb_pair.business
+    hello = {"hello": 1, "$db": "admin"}
+    with socket.create_connection((b.host, b.port)) as s:
+        s.sendall(_op_msg(hello, request_id=5, checksum=True))
+        rto, flags, body = _read_reply(s)
+        assert rto == 5 and body["ok"] == 1.0 and flags == 0          # checksum accepted; reply has none
+        s.sendall(_op_msg({"ping": 1, "$db": "admin"}, flags=2, request_id=6))
+        assert _read_reply(s)[:2] == (6, 0)       # moreToCome answered anyway: a stray reply (MongoDB: none)
+        s.sendall(_op_msg(hello, flags=0x10000, request_id=7))
+        assert _read_reply(s)[:2] == (7, 0)       # exhaustAllowed ignored: one reply, no moreToCome
+        s.sendall(_op_msg(hello, flags=0x4, request_id=8))
+        assert _read_reply(s)[:2] == (8, 0)       # an unknown required bit is accepted (MongoDB rejects it)
+    bad = bytearray(_op_msg(hello, request_id=9, checksum=True))
+    bad[-1] ^= 1
+    compressed = struct.pack("<iiiiiiB", 28, 10, 0, 2012, OP_MSG, 100, 0) + b"abc"
+    oversize = struct.pack("<iiii", 48000001, 11, 0, OP_MSG)
+    for what, msg in (("bad checksum", bytes(bad)), ("OP_COMPRESSED", compressed), ("48000001 bytes", oversize)):
+        with socket.create_connection((b.host, b.port)) as s:
+            s.sendall(msg)
+            assert _read_reply(s) == "closed", what    # no error document: the connection just closes
+
+
+def test_user_changes_are_in_the_oplog(ferretdb_pair):
+    b = ferretdb_pair.business
+    with b.client() as c:
+        last = list(c.local["oplog.rs"].find(sort=[("$natural", -1)], limit=1))
+        ts0 = last[0]["ts"] if last else None
+    b.create_user("oplogged", "pw-1")
+    with b.client() as c:
+        c.admin.command({"updateUser": "oplogged", "pwd": "pw-2"})
+    b.drop_user("oplogged")
+    entries = wait_until(lambda: (lambda e: e if len(e) >= 3 else None)(oplog_since(b, ts0, "admin.system.users")),
+                         what="3 oplog entries for admin.system.users")
+    assert [e["op"] for e in entries] == ["i", "u", "d"]
+    assert entries[0]["o"]["_id"] == "admin.oplogged" and "SCRAM-SHA-256" in entries[0]["o"]["credentials"]
+    assert entries[1]["o"]["$set"]["credentials"] != entries[0]["o"]["credentials"]   # the new password's
+
+
+def test_oplog_tailing_and_cursors(ferretdb_pair):
+    b = ferretdb_pair.business
+    with b.client() as c:
+        c.sbxcur.t.insert_many([{"_id": i} for i in range(5)])
+        wait_until(lambda: len(oplog_since(b, None, "sbxcur.t")) >= 5, what="5 oplog entries")
+        # a tailable awaitData cursor stays open only if its first batch comes back full (batch size 1)
+        tail = c.local["oplog.rs"].find({}, cursor_type=pymongo.CursorType.TAILABLE_AWAIT,
+                                        batch_size=1).max_await_time_ms(100)
+        # read up to our 5 entries: an empty batch is not "caught up" (under load a getMore can come back
+        # empty after maxAwaitTimeMS while entries exist; seen here with fuzzers running beside the test)
+        seen = []
+        wait_until(lambda: (seen.extend(d for d in tail) or
+                            sum(1 for d in seen if d["ns"] == "sbxcur.t") >= 5), what="the 5 tailed inserts")
+        assert tail.alive
+        c.sbxcur.t.insert_one({"_id": "late"})
+        late = wait_until(lambda: [d for d in tail if d.get("ns") == "sbxcur.t"], what="the tailed insert")
+        assert late[0]["o"] == {"_id": "late"}
+        tail.close()
+        short = c.local["oplog.rs"].find({}, cursor_type=pymongo.CursorType.TAILABLE_AWAIT).max_await_time_ms(100)
+        list(short)
+        assert not short.alive                     # default batch size: the first (short) batch ends it
+        # killCursors, then getMore on it: CursorNotFound (43), the code the proxy answers after a switch
+        cur = c.sbxcur.t.find({}, batch_size=2)
+        next(cur)
+        killed = c.sbxcur.command({"killCursors": "t", "cursors": [cur.cursor_id]})
+        assert killed["cursorsKilled"] == [cur.cursor_id]
+        with pytest.raises(OperationFailure) as ei:
+            c.sbxcur.command({"getMore": cur.cursor_id, "collection": "t"})
+        assert ei.value.code == 43 and ei.value.details.get("codeName") == "CursorNotFound"
+        # what FerretDB 1.24 lacks (issue 10): transactions (9), killOp / replSetGetStatus (59)
+        with pytest.raises(OperationFailure) as ei:
+            with c.start_session() as s:
+                s.start_transaction()
+                c.sbxcur.t.insert_one({"_id": "txn"}, session=s)
+                s.commit_transaction()
+        assert ei.value.code == 9
+        for cmd in ({"killOp": 1, "op": 1}, {"replSetGetStatus": 1}):
+            with pytest.raises(OperationFailure) as ei:
+                c.admin.command(cmd)
+            assert ei.value.code == 59
+        with pytest.raises(OperationFailure) as ei:
+            c.sbxcur.t.insert_one({"_id": 0})
+        assert ei.value.code == 11000 and "codeName" not in ei.value.details
+        c.sbxcur.t.drop()
