@@ -211,8 +211,97 @@ def _tail(path: str, start: int = 0, lines: int = 40) -> str:
 
 # --- the server ---------------------------------------------------------------------------------------
 
-class MariaDB:
+class _ServerProcess:
+    """The process lifecycle MariaDB and FerretDB share: a child in its own process group (pgid == pid),
+    recognized by a marker on its command line, stopped by pid / process group, never by name.
+    Subclasses set PROGRAM and provide _marker, start() and _remove_dir()."""
+
+    PROGRAM = "server"
+    pid: int | None
+    dir: str | None
+    _proc: subprocess.Popen | None
+
+    def __enter__(self):
+        if not self.is_alive():
+            self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def is_alive(self) -> bool:
+        if self._proc is not None and self._proc.poll() is not None:
+            return False
+        return pid_alive(self.pid, self._marker)
+
+    def shutdown(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Stop the process (SIGTERM, then SIGKILL to its group after timeout) and keep the data dir."""
+        pid = self.pid
+        if pid is None:
+            return
+        if self.is_alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            if not self._wait_exit(timeout):
+                self._killpg()
+                if not self._wait_exit(STOP_TIMEOUT_S):
+                    raise SandboxError(f"{self.PROGRAM} pid {pid} survived SIGKILL ({self.dir})")
+        elif self._proc is not None:
+            self._proc.poll()                             # reap
+        self.pid = None
+        self._proc = None
+
+    def kill9(self) -> None:
+        """SIGKILL the server's process group (a crash: nothing flushed beyond the OS); data dir stays."""
+        if self.pid is None:
+            return
+        if self.is_alive():
+            self._killpg()
+            if not self._wait_exit(STOP_TIMEOUT_S):
+                raise SandboxError(f"{self.PROGRAM} pid {self.pid} survived SIGKILL ({self.dir})")
+        elif self._proc is not None:
+            self._proc.poll()
+        self.pid = None
+        self._proc = None
+
+    def restart(self):
+        """Clean shutdown (if running) and start again on the same port and data dir."""
+        self.shutdown()
+        return self.start()
+
+    def stop(self) -> None:
+        """Shut down and remove the temp dir; safe to call twice."""
+        try:
+            self.shutdown()
+        finally:
+            self._remove_dir()
+            _live.discard(self)
+
+    def _killpg(self) -> None:
+        # start_new_session=True made the server a session and process-group leader: pgid == pid.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+
+    def _wait_exit(self, timeout: float) -> bool:
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=timeout)
+                return True
+            except subprocess.TimeoutExpired:
+                return False
+        deadline = time.monotonic() + timeout            # not our child (CLI stop): poll /proc
+        while pid_alive(self.pid, self._marker):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+
+class MariaDB(_ServerProcess):
     """One throwaway mariadbd. Not started until start() (or start_servers()/servers()/`with`)."""
+
+    PROGRAM = "mariadbd"
 
     def __init__(self, index: int = 0, *, admin_user: str = ADMIN_USER, admin_password: str = ADMIN_PASSWORD,
                  server_id: int | None = None, domain_id: int | None = None, extra_args=(),
@@ -264,21 +353,6 @@ class MariaDB:
     def __repr__(self) -> str:
         return (f"MariaDB(#{self.index} {self.host}:{self.port} pid={self.pid} server_id={self.server_id} "
                 f"domain_id={self.domain_id} dir={self.dir})")
-
-    def __enter__(self):
-        if not self.is_alive():
-            self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
-
-    # lifecycle
-    def is_alive(self) -> bool:
-        if self._proc is not None and self._proc.poll() is not None:
-            return False
-        return pid_alive(self.pid, self._marker)
 
     def start(self) -> "MariaDB":
         """Install (first time), launch, wait until the socket answers, create accounts (first time)."""
@@ -415,49 +489,6 @@ class MariaDB:
         self.sql(";\n".join(stmts))
         self._bootstrapped = True
 
-    def shutdown(self, timeout: float = STOP_TIMEOUT_S) -> None:
-        """Stop the process (SIGTERM, then SIGKILL to its group after timeout) and keep the data dir."""
-        pid = self.pid
-        if pid is None:
-            return
-        if self.is_alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            if not self._wait_exit(timeout):
-                self._killpg()
-                if not self._wait_exit(STOP_TIMEOUT_S):
-                    raise SandboxError(f"mariadbd pid {pid} survived SIGKILL ({self.dir})")
-        elif self._proc is not None:
-            self._proc.poll()                             # reap
-        self.pid = None
-        self._proc = None
-
-    def kill9(self) -> None:
-        """SIGKILL the server's process group (a crash: nothing flushed beyond the OS); data dir stays."""
-        if self.pid is None:
-            return
-        if self.is_alive():
-            self._killpg()
-            if not self._wait_exit(STOP_TIMEOUT_S):
-                raise SandboxError(f"mariadbd pid {self.pid} survived SIGKILL ({self.dir})")
-        elif self._proc is not None:
-            self._proc.poll()
-        self.pid = None
-        self._proc = None
-
-    def restart(self) -> "MariaDB":
-        """Clean shutdown (if running) and start again on the same port and data dir."""
-        self.shutdown()
-        return self.start()
-
-    def stop(self) -> None:
-        """Shut down and remove the temp dir; safe to call twice."""
-        try:
-            self.shutdown()
-        finally:
-            self._remove_dir()
-            _live.discard(self)
-
     def _remove_dir(self) -> None:
         if self.dir and os.path.basename(self.dir).startswith("sy-"):
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -465,25 +496,6 @@ class MariaDB:
         self._installed = False
         self._bootstrapped = False
         _live.discard(self)
-
-    def _killpg(self) -> None:
-        # start_new_session=True made the server a session and process-group leader: pgid == pid.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
-
-    def _wait_exit(self, timeout: float) -> bool:
-        if self._proc is not None:
-            try:
-                self._proc.wait(timeout=timeout)
-                return True
-            except subprocess.TimeoutExpired:
-                return False
-        deadline = time.monotonic() + timeout            # not our child (CLI stop): poll /proc
-        while pid_alive(self.pid, self._marker):
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
 
     # queries
     def sql(self, query: str, database: str | None = None, timeout: float = 60.0) -> list:
@@ -602,7 +614,7 @@ def _op_msg_hello_answers(host: str, port: int) -> bool:
         return False
 
 
-class FerretDB:
+class FerretDB(_ServerProcess):
     """One throwaway FerretDB (SQLite handler) in /tmp/sy-f-XXXXXXXX (data/, state/, ferretdb.log).
 
     Loopback, a free port (retried on EADDRINUSE), its own process group, killed with its parent, stopped
@@ -610,6 +622,8 @@ class FerretDB:
     hello reports a replica set, --debug-addr=- (two instances would both take :8088), --telemetry=disable,
     --test-enable-new-auth with the setup user admin_user/admin_password in `admin` (SCRAM-SHA-256 and
     SHA-1 users, code 18 on a wrong password; without the flag any credentials pass)."""
+
+    PROGRAM = "ferretdb"
 
     def __init__(self, index: int = 0, *, admin_user: str = ADMIN_USER, admin_password: str = ADMIN_PASSWORD,
                  repl_set: str = "rs0", persist: bool = False, port: int | None = None, host: str = "127.0.0.1",
@@ -644,20 +658,6 @@ class FerretDB:
 
     def __repr__(self) -> str:
         return f"FerretDB(#{self.index} {self.host}:{self.port} pid={self.pid} dir={self.dir})"
-
-    def __enter__(self):
-        if not self.is_alive():
-            self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
-
-    def is_alive(self) -> bool:
-        if self._proc is not None and self._proc.poll() is not None:
-            return False
-        return pid_alive(self.pid, self._marker)
 
     def _args(self) -> list:
         return [mongo_tools()["ferretdb"], "--handler=sqlite", f"--sqlite-url=file:{self.dir}/data/",
@@ -739,70 +739,11 @@ class FerretDB:
                                        f"{_tail(self.log_path, self._log_offset)}") from None
                 time.sleep(0.1)
 
-    def shutdown(self, timeout: float = STOP_TIMEOUT_S) -> None:
-        """SIGTERM, then SIGKILL to the process group after timeout; the data dir stays."""
-        pid = self.pid
-        if pid is None:
-            return
-        if self.is_alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            if not self._wait_exit(timeout):
-                self._killpg()
-                if not self._wait_exit(STOP_TIMEOUT_S):
-                    raise SandboxError(f"ferretdb pid {pid} survived SIGKILL ({self.dir})")
-        elif self._proc is not None:
-            self._proc.poll()
-        self.pid = None
-        self._proc = None
-
-    def kill9(self) -> None:
-        """SIGKILL the process group (a crash); the data dir stays."""
-        if self.pid is None:
-            return
-        if self.is_alive():
-            self._killpg()
-            if not self._wait_exit(STOP_TIMEOUT_S):
-                raise SandboxError(f"ferretdb pid {self.pid} survived SIGKILL ({self.dir})")
-        elif self._proc is not None:
-            self._proc.poll()
-        self.pid = None
-        self._proc = None
-
-    def restart(self) -> "FerretDB":
-        self.shutdown()
-        return self.start()
-
-    def stop(self) -> None:
-        """Shut down and remove the temp dir; safe to call twice."""
-        try:
-            self.shutdown()
-        finally:
-            self._remove_dir()
-
     def _remove_dir(self) -> None:
         if self.dir and os.path.basename(self.dir).startswith("sy-f-"):
             shutil.rmtree(self.dir, ignore_errors=True)
         self.dir = None
         _live.discard(self)
-
-    def _killpg(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
-
-    def _wait_exit(self, timeout: float) -> bool:
-        if self._proc is not None:
-            try:
-                self._proc.wait(timeout=timeout)
-                return True
-            except subprocess.TimeoutExpired:
-                return False
-        deadline = time.monotonic() + timeout
-        while pid_alive(self.pid, self._marker):
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
 
     # clients and helpers (pymongo 4, imported on first use)
     def client(self, user: str | None = None, password: str | None = None, *, auth: bool = True,
