@@ -221,16 +221,24 @@ static int check_op(const struct sy_mongo_header *h, size_t len, int32_t want, c
     return 0;
 }
 
-int sy_mongo_msg_parse(const uint8_t *frame, size_t len, struct sy_mongo_msg *m, char *err, size_t errlen)
+/* Starts decoding a whole frame: header read into *h, opcode `want`, messageLength == len. */
+static int frame_open(struct sy_rd *r, const uint8_t *frame, size_t len, int32_t want, struct sy_mongo_header *h,
+                      char *err, size_t errlen)
 {
-    struct sy_rd r = sy_rd_make(frame, len);
-    memset(m, 0, sizeof *m);
-    header_read(&r, &m->hdr);
-    if (r.bad) {
-        snprintf(err, errlen, "OP_MSG: %zu bytes, shorter than the header", len);
+    *r = sy_rd_make(frame, len);
+    header_read(r, h);
+    if (r->bad) {
+        snprintf(err, errlen, "%s: %zu bytes, shorter than the header", sy_mongo_op_name(want), len);
         return -1;
     }
-    if (check_op(&m->hdr, len, SY_MONGO_OP_MSG, err, errlen) != 0)
+    return check_op(h, len, want, err, errlen);
+}
+
+int sy_mongo_msg_parse(const uint8_t *frame, size_t len, struct sy_mongo_msg *m, char *err, size_t errlen)
+{
+    struct sy_rd r;
+    memset(m, 0, sizeof *m);
+    if (frame_open(&r, frame, len, SY_MONGO_OP_MSG, &m->hdr, err, errlen) != 0)
         return -1;
     m->flags = sy_rd_u32le(&r);
     if (r.bad) {
@@ -335,14 +343,9 @@ bool sy_mongo_seq_next(const struct sy_mongo_seq *s, size_t *off, const uint8_t 
 
 int sy_mongo_query_parse(const uint8_t *frame, size_t len, struct sy_mongo_query *q, char *err, size_t errlen)
 {
-    struct sy_rd r = sy_rd_make(frame, len);
+    struct sy_rd r;
     memset(q, 0, sizeof *q);
-    header_read(&r, &q->hdr);
-    if (r.bad) {
-        snprintf(err, errlen, "OP_QUERY: %zu bytes, shorter than the header", len);
-        return -1;
-    }
-    if (check_op(&q->hdr, len, SY_MONGO_OP_QUERY, err, errlen) != 0)
+    if (frame_open(&r, frame, len, SY_MONGO_OP_QUERY, &q->hdr, err, errlen) != 0)
         return -1;
     q->flags = sy_rd_u32le(&r);
     q->ns = sy_rd_cstr(&r, &q->ns_len);
@@ -371,14 +374,9 @@ int sy_mongo_query_parse(const uint8_t *frame, size_t len, struct sy_mongo_query
 
 int sy_mongo_reply_parse(const uint8_t *frame, size_t len, struct sy_mongo_reply *rp, char *err, size_t errlen)
 {
-    struct sy_rd r = sy_rd_make(frame, len);
+    struct sy_rd r;
     memset(rp, 0, sizeof *rp);
-    header_read(&r, &rp->hdr);
-    if (r.bad) {
-        snprintf(err, errlen, "OP_REPLY: %zu bytes, shorter than the header", len);
-        return -1;
-    }
-    if (check_op(&rp->hdr, len, SY_MONGO_OP_REPLY, err, errlen) != 0)
+    if (frame_open(&r, frame, len, SY_MONGO_OP_REPLY, &rp->hdr, err, errlen) != 0)
         return -1;
     rp->flags = sy_rd_u32le(&r);
     rp->cursor_id = (int64_t)sy_rd_uNle(&r, 8);
@@ -412,14 +410,9 @@ int sy_mongo_reply_parse(const uint8_t *frame, size_t len, struct sy_mongo_reply
 int sy_mongo_compressed_parse(const uint8_t *frame, size_t len, struct sy_mongo_compressed *c, char *err,
                               size_t errlen)
 {
-    struct sy_rd r = sy_rd_make(frame, len);
+    struct sy_rd r;
     memset(c, 0, sizeof *c);
-    header_read(&r, &c->hdr);
-    if (r.bad) {
-        snprintf(err, errlen, "OP_COMPRESSED: %zu bytes, shorter than the header", len);
-        return -1;
-    }
-    if (check_op(&c->hdr, len, SY_MONGO_OP_COMPRESSED, err, errlen) != 0)
+    if (frame_open(&r, frame, len, SY_MONGO_OP_COMPRESSED, &c->hdr, err, errlen) != 0)
         return -1;
     c->original_op = rd_i32(&r);
     c->uncompressed_size = rd_i32(&r);
