@@ -214,7 +214,7 @@ def _tail(path: str, start: int = 0, lines: int = 40) -> str:
 class _ServerProcess:
     """The process lifecycle MariaDB and FerretDB share: a child in its own process group (pgid == pid),
     recognized by a marker on its command line, stopped by pid / process group, never by name.
-    Subclasses set PROGRAM and provide _marker, start() and _remove_dir()."""
+    Subclasses set PROGRAM and provide _marker, _remove_dir() and the hooks named above _before_spawn()."""
 
     PROGRAM = "server"
     pid: int | None
@@ -277,6 +277,72 @@ class _ServerProcess:
         finally:
             self._remove_dir()
             _live.discard(self)
+
+    def start(self):
+        """Prepare (first time), launch, wait until it answers, bootstrap (first time); on any failure the
+        process is stopped and a dir made by this call removed."""
+        if self.is_alive():
+            return self
+        fresh = self.dir is None
+        if not self.persist:
+            _install_handlers()
+        try:
+            self._prepare()
+            self._spawn()
+            self._await_ready()
+            self._bootstrap()
+        except BaseException:
+            self.shutdown()
+            if fresh:
+                self._remove_dir()
+            raise
+        return self
+
+    # hooks: _prepare, _args, _bootstrap, _answers, _port_in_use(log), _log_file (what _await_ready tails),
+    # _out_file (the child's stdout/stderr), _before_spawn
+    def _before_spawn(self) -> None:
+        pass
+
+    def _spawn(self) -> None:
+        if self.port is None:
+            self.port = free_port(self.host)
+        self._before_spawn()
+        try:
+            self._log_offset = os.path.getsize(self._log_file)
+        except FileNotFoundError:
+            self._log_offset = 0
+        pdeathsig = not self.persist and threading.current_thread() is threading.main_thread()
+        with open(self._out_file, "ab") as out:
+            self._proc = subprocess.Popen(self._args(), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                          start_new_session=True, close_fds=True,
+                                          preexec_fn=preexec_kill_with_parent(os.getpid(), pdeathsig))
+        self.pid = self._proc.pid
+        _spawned.append((self.pid, self._marker))
+
+    def _await_ready(self) -> None:
+        """Until _answers(); a child that died on a port taken since free_port() is spawned again."""
+        deadline = time.monotonic() + self.ready_timeout
+        attempts = 1
+        while True:
+            if self._proc.poll() is not None:
+                log = _tail(self._log_file, self._log_offset)
+                if self._port_in_use(log) and attempts < PORT_ATTEMPTS and time.monotonic() < deadline:
+                    attempts += 1
+                    if not self._port_fixed:
+                        self.port = None                  # somebody took it between bind(0) and the server
+                    else:
+                        time.sleep(0.2)                   # restart: keep the port clients were given
+                    self._spawn()
+                    continue
+                raise SandboxError(f"{self.PROGRAM} exited with rc={self._proc.returncode} "
+                                   f"(port {self.port}, dir {self.dir}):\n{log}")
+            if self._answers():
+                self._port_fixed = True
+                return
+            if time.monotonic() > deadline:
+                raise SandboxError(f"{self.PROGRAM} not ready after {self.ready_timeout:.0f}s (dir {self.dir}):\n"
+                                   f"{_tail(self._log_file, self._log_offset)}")
+            time.sleep(0.05)
 
     def _killpg(self) -> None:
         # start_new_session=True made the server a session and process-group leader: pgid == pid.
@@ -354,25 +420,6 @@ class MariaDB(_ServerProcess):
         return (f"MariaDB(#{self.index} {self.host}:{self.port} pid={self.pid} server_id={self.server_id} "
                 f"domain_id={self.domain_id} dir={self.dir})")
 
-    def start(self) -> "MariaDB":
-        """Install (first time), launch, wait until the socket answers, create accounts (first time)."""
-        if self.is_alive():
-            return self
-        fresh = self.dir is None
-        if not self.persist:
-            _install_handlers()
-        try:
-            self._prepare()
-            self._spawn()
-            self._await_ready()
-            self._bootstrap()
-        except BaseException:
-            self.shutdown()
-            if fresh:
-                self._remove_dir()
-            raise
-        return self
-
     def _prepare(self) -> None:
         if self.dir is None:
             self.dir = tempfile.mkdtemp(prefix="sy-", dir="/tmp")   # short: the socket path must stay < 107
@@ -412,47 +459,24 @@ class MariaDB(_ServerProcess):
             args.append("--user=root")
         return args + self.extra_args
 
-    def _spawn(self) -> None:
-        if self.port is None:
-            self.port = free_port(self.host)
+    @property
+    def _log_file(self) -> str:
+        return self.error_log
+
+    @property
+    def _out_file(self) -> str:
+        return os.path.join(self.dir, "mariadbd.out")
+
+    def _before_spawn(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket)                        # a stale socket from a kill -9 would fool the poll
-        try:
-            self._log_offset = os.path.getsize(self.error_log)
-        except FileNotFoundError:
-            self._log_offset = 0
-        pdeathsig = not self.persist and threading.current_thread() is threading.main_thread()
-        with open(os.path.join(self.dir, "mariadbd.out"), "ab") as out:
-            self._proc = subprocess.Popen(self._args(), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                          start_new_session=True, close_fds=True,
-                                          preexec_fn=preexec_kill_with_parent(os.getpid(), pdeathsig))
-        self.pid = self._proc.pid
-        _spawned.append((self.pid, self._marker))
 
-    def _await_ready(self) -> None:
-        deadline = time.monotonic() + self.ready_timeout
-        attempts = 1
-        while True:
-            if self._proc.poll() is not None:
-                log = _tail(self.error_log, self._log_offset)
-                in_use = "Address already in use" in log or "error: 98" in log
-                if in_use and attempts < PORT_ATTEMPTS and time.monotonic() < deadline:
-                    attempts += 1
-                    if not self._port_fixed:
-                        self.port = None                  # somebody took it between bind(0) and mariadbd
-                    else:
-                        time.sleep(0.2)                   # restart: keep the port clients were given
-                    self._spawn()
-                    continue
-                raise SandboxError(f"mariadbd exited with rc={self._proc.returncode} "
-                                   f"(port {self.port}, dir {self.dir}):\n{log}")
-            if self._socket_answers():
-                self._port_fixed = True
-                return
-            if time.monotonic() > deadline:
-                raise SandboxError(f"mariadbd not ready after {self.ready_timeout:.0f}s (dir {self.dir}):\n"
-                                   f"{_tail(self.error_log, self._log_offset)}")
-            time.sleep(0.05)
+    @staticmethod
+    def _port_in_use(log: str) -> bool:
+        return "Address already in use" in log or "error: 98" in log
+
+    def _answers(self) -> bool:
+        return self._socket_answers()
 
     def _socket_answers(self) -> bool:
         """True once the Unix socket sends a protocol-10 greeting (server ready for connections)."""
@@ -666,68 +690,30 @@ class FerretDB(_ServerProcess):
                 "--test-enable-new-auth", "--setup-database=admin", f"--setup-username={self.admin_user}",
                 f"--setup-password={self.admin_password}"] + self.extra_args
 
-    def start(self) -> "FerretDB":
-        """Launch (a fresh dir the first time), wait until hello answers and the admin user can log in."""
-        if self.is_alive():
-            return self
-        fresh = self.dir is None
+    def _prepare(self) -> None:
+        if self.dir is None:
+            self.dir = tempfile.mkdtemp(prefix="sy-f-", dir="/tmp")
+            os.makedirs(os.path.join(self.dir, "data"))
+            os.makedirs(self.state_dir)
         if not self.persist:
-            _install_handlers()
-        try:
-            if self.dir is None:
-                self.dir = tempfile.mkdtemp(prefix="sy-f-", dir="/tmp")
-                os.makedirs(os.path.join(self.dir, "data"))
-                os.makedirs(self.state_dir)
-            if not self.persist:
-                _live.add(self)
-            self._spawn()
-            self._await_ready()
-        except BaseException:
-            self.shutdown()
-            if fresh:
-                self._remove_dir()
-            raise
-        return self
+            _live.add(self)
 
-    def _spawn(self) -> None:
-        if self.port is None:
-            self.port = free_port(self.host)
-        try:
-            self._log_offset = os.path.getsize(self.log_path)
-        except FileNotFoundError:
-            self._log_offset = 0
-        pdeathsig = not self.persist and threading.current_thread() is threading.main_thread()
-        with open(self.log_path, "ab") as out:
-            self._proc = subprocess.Popen(self._args(), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                          cwd=self.dir, start_new_session=True, close_fds=True,
-                                          preexec_fn=preexec_kill_with_parent(os.getpid(), pdeathsig))
-        self.pid = self._proc.pid
-        _spawned.append((self.pid, self._marker))
+    @property
+    def _log_file(self) -> str:
+        return self.log_path
 
-    def _await_ready(self) -> None:
+    _out_file = _log_file
+
+    @staticmethod
+    def _port_in_use(log: str) -> bool:
+        return "address already in use" in log
+
+    def _answers(self) -> bool:
+        return _op_msg_hello_answers(self.host, self.port)
+
+    def _bootstrap(self) -> None:
+        """Wait until the admin user logs in (FerretDB creates it at the first connection's backend setup)."""
         deadline = time.monotonic() + self.ready_timeout
-        attempts = 1
-        while True:
-            if self._proc.poll() is not None:
-                log = _tail(self.log_path, self._log_offset)
-                if "address already in use" in log and attempts < PORT_ATTEMPTS and time.monotonic() < deadline:
-                    attempts += 1
-                    if not self._port_fixed:
-                        self.port = None
-                    else:
-                        time.sleep(0.2)
-                    self._spawn()
-                    continue
-                raise SandboxError(f"ferretdb exited with rc={self._proc.returncode} (port {self.port}, "
-                                   f"dir {self.dir}):\n{log}")
-            if _op_msg_hello_answers(self.host, self.port):
-                self._port_fixed = True
-                break
-            if time.monotonic() > deadline:
-                raise SandboxError(f"ferretdb not ready after {self.ready_timeout:.0f}s (dir {self.dir}):\n"
-                                   f"{_tail(self.log_path, self._log_offset)}")
-            time.sleep(0.05)
-        # The setup user is created at the first connection's backend initialization: log in until it works.
         while True:
             try:
                 with self.client() as c:
