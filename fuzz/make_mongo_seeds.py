@@ -13,6 +13,7 @@ the frames carry random nonces, request ids and timestamps, so each run writes d
 """
 import hashlib
 import os
+import shutil
 import struct
 import sys
 
@@ -148,6 +149,14 @@ def main():
                ("ferretdb_op_reply_ismaster_v3", "", reply_to(f3, pick(f3, "c2s", OP_QUERY, "ismaster"))),
                ("pymongo3_insert", "insert", pick(f3, "c2s", OP_MSG, "insert"))]
 
+    everything = f4 + fapi + f3
+    ping = pick(fapi, "c2s", OP_MSG, "ping")
+    flagged = bytearray(ping)            # pymongo sends no checksum: one by hand (FerretDB accepts this form)
+    struct.pack_into("<I", flagged, 16, struct.unpack_from("<I", flagged, 16)[0] | 1)
+    struct.pack_into("<i", flagged, 0, len(flagged) + 4)
+    flagged += struct.pack("<I", crc32c(bytes(flagged)))
+    chosen.append(("synthetic_checksum_ping", "ping", bytes(flagged)))
+
     # The SCRAM-SHA-256 exchange of the ServerApi connection: saslStart, saslContinue, (empty) saslContinue.
     start = pick(fapi, "c2s", OP_MSG, "saslStart")
     cont = pick(fapi, "c2s", OP_MSG, "saslContinue")
@@ -181,20 +190,17 @@ def main():
     with open(os.path.join(ROOT, "tests", "unit", "mongo_frames.h"), "w") as fh:
         fh.write("\n".join(out))
 
+    for target in ("fuzz_mongo_frame", "fuzz_mongo_query", "fuzz_mongo_scram"):   # owned: rewritten whole
+        shutil.rmtree(os.path.join(HERE, "corpus", target), ignore_errors=True)
+
     def write(target, name, data):
         d = os.path.join(HERE, "corpus", target)
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, name), "wb") as fh:
             fh.write(data)
 
-    everything = f4 + fapi + f3
     for i, (_, _, f) in enumerate(everything):
         write("fuzz_mongo_frame", f"rec-{i:03d}", f)
-    ping = pick(fapi, "c2s", OP_MSG, "ping")
-    flagged = bytearray(ping)
-    struct.pack_into("<I", flagged, 16, struct.unpack_from("<I", flagged, 16)[0] | 1)
-    struct.pack_into("<i", flagged, 0, len(flagged) + 4)
-    flagged += struct.pack("<I", crc32c(bytes(flagged)))
     write("fuzz_mongo_frame", "synthetic-checksum", bytes(flagged))
     write("fuzz_mongo_frame", "two-frames", bytes(flagged) + chosen[3][2])
     for name, _, f in chosen:

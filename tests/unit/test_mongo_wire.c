@@ -329,6 +329,7 @@ static void test_captured_frames(void)
             if (f->cmd[0] != '\0')
                 CHECK(cmd != NULL && strcmp(cmd, f->cmd) == 0);
             CHECK(m.nseqs == f->nseqs);
+            CHECK(m.checksum_present == (strstr(f->name, "checksum") != NULL));
         } else if (h.op_code == SY_MONGO_OP_QUERY) {
             struct sy_mongo_query q;
             CHECK(sy_mongo_query_parse(f->data, f->len, &q, err, sizeof err) == 0);
