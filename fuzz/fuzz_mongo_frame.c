@@ -2,11 +2,14 @@
  * by sy_mongo_frame as the proxy would (max 1 MiB here so the fuzzer reaches the end of its claims); each
  * whole frame is parsed by its opcode. A parsed OP_MSG is rebuilt from its parts (checksum recomputed)
  * and must parse back to the same parts; every frame is also parsed once with its length patched to the
- * frame (the fuzzer then explores bodies, not just headers). Traps on broken invariants. */
+ * frame (the fuzzer then explores bodies, not just headers). Each command document also goes through the
+ * SASL readers (saslStart/saslContinue, speculativeAuthenticate, saslSupportedMechs, credentials).
+ * Traps on broken invariants. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxy/mongo_sasl.h"
 #include "proxy/mongo_wire.h"
 
 #define REQUIRE(c)                                                                                    \
@@ -39,6 +42,22 @@ static void check_msg_roundtrip(const struct sy_mongo_msg *m)
     }
 }
 
+static void sasl_readers(const uint8_t *doc, size_t len)
+{
+    char err[256], user[64];
+    struct sy_mongo_sasl s;
+    struct sy_scram_cred c;
+    if (sy_mongo_sasl_parse(doc, len, &s, err, sizeof err) == 0 && s.payload_len > 0)
+        REQUIRE((const uint8_t *)s.payload > doc && (const uint8_t *)s.payload + s.payload_len < doc + len);
+    if (sy_mongo_sasl_speculative(doc, len, &s, err, sizeof err) == 1 && s.payload_len > 0)
+        REQUIRE((const uint8_t *)s.payload > doc && (const uint8_t *)s.payload + s.payload_len < doc + len);
+    if (sy_mongo_sasl_supported_mechs_user(doc, len, user, sizeof user) == 1)
+        REQUIRE(strlen(user) < sizeof user);
+    if (sy_mongo_cred_parse(doc, len, SY_SCRAM_SHA256, &c, err, sizeof err) == 0)
+        REQUIRE(c.iterations > 0 && c.salt_len > 0 && c.salt_len <= sizeof c.salt);
+    (void)sy_mongo_cred_parse(doc, len, SY_SCRAM_SHA1, &c, err, sizeof err);
+}
+
 static void parse_one(const uint8_t *f, size_t n)
 {
     char err[256];
@@ -52,12 +71,14 @@ static void parse_one(const uint8_t *f, size_t n)
             REQUIRE(m.body != NULL && m.body >= f && m.body + m.body_len <= f + n);
             REQUIRE(sy_mongo_cmd_name(m.body, m.body_len) != NULL || m.body_len == 5);
             check_msg_roundtrip(&m);
+            sasl_readers(m.body, m.body_len);
         } else {
             REQUIRE(err[0] != '\0');
         }
     } else if (h.op_code == SY_MONGO_OP_QUERY) {
         struct sy_mongo_query q;
-        (void)sy_mongo_query_parse(f, n, &q, err, sizeof err);
+        if (sy_mongo_query_parse(f, n, &q, err, sizeof err) == 0)
+            sasl_readers(q.query, q.query_len);
     } else if (h.op_code == SY_MONGO_OP_REPLY) {
         struct sy_mongo_reply r;
         (void)sy_mongo_reply_parse(f, n, &r, err, sizeof err);

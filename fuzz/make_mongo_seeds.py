@@ -129,7 +129,8 @@ def main():
     try:
         server.create_user(USER, PASSWORD)
         f4, fapi, f3 = record(server)
-        cred = server.user_credentials(USER)["credentials"]["SCRAM-SHA-256"]
+        user_doc = server.user_credentials(USER)
+        cred = user_doc["credentials"]["SCRAM-SHA-256"]
     finally:
         server.stop()
 
@@ -186,7 +187,9 @@ def main():
             f"    0, {c_str(USER)}, {c_str(PASSWORD)},", f"    {c_str(client_first)},", f"    {c_str(server_first)},",
             f"    {c_str(client_final)},", f"    {c_str(server_final)},",
             f"    {c_str(cred['salt'])}, {c_str(cred['storedKey'])}, {c_str(cred['serverKey'])},",
-            f"    {cred['iterationCount']},", "};", "", "#endif", ""]
+            f"    {cred['iterationCount']},", "};", "",
+            "/* That user's document as usersInfo {showCredentials: true} returned it. */",
+            "static const uint8_t mongo_user_doc[] = {", c_bytes(bson.encode(user_doc)), "};", "", "#endif", ""]
     with open(os.path.join(ROOT, "tests", "unit", "mongo_frames.h"), "w") as fh:
         fh.write("\n".join(out))
 
