@@ -9,7 +9,7 @@ TSAN      ?= build-tsan
 FUZZBUILD ?= build-fuzz
 PYTEST     = $(PY) -m pytest -p no:cacheprovider
 
-.PHONY: all deps test-clients build build-asan build-tsan build-fuzz unit fuzz-short integration integration-asan \
+.PHONY: all deps test-clients mongo-tools build build-asan build-tsan build-fuzz unit fuzz-short integration integration-asan \
         integration-tsan test demo bench soak fuzz conformance clean
 
 all: build
@@ -21,6 +21,13 @@ deps:
 # source hash: ~30 s the first time on a machine, ~0.3 s after (tests/integration/clients.py drives them).
 test-clients: deps
 	@scripts/install-test-clients.sh
+
+# FerretDB v1.24.2 (the MongoDB-protocol server the tests run) built from its Go module source, and pymongo 4
+# in a venv, cached outside the repo by version: ~80 s the first time on a machine, ~0.1 s after. The pytest
+# process imports pymongo 4 from that venv (scripts/sandbox.py pymongo4()); Debian's pymongo 3.11 runs in a
+# /usr/bin/python3 child (sandbox.run_pymongo3) because both are the package `pymongo`.
+mongo-tools: deps
+	@scripts/install-ferretdb.sh
 
 build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -47,10 +54,10 @@ unit: build build-asan build-tsan
 fuzz-short: build-fuzz
 	@scripts/fuzz.sh $(FUZZBUILD) short
 
-integration: build test-clients
+integration: build test-clients mongo-tools
 	@SY_BUILD_DIR=$(CURDIR)/$(BUILD) $(PYTEST) tests/integration
 
-integration-asan: build-asan test-clients
+integration-asan: build-asan test-clients mongo-tools
 	@SY_BUILD_DIR=$(CURDIR)/$(ASAN) SY_SANITIZED=1 $(PYTEST) -m "not nosan and not soak" tests/integration
 
 # ThreadSanitizer: the tests marked `tsan` (pytest.ini), which run every kind of thread the daemon has.
@@ -60,7 +67,7 @@ integration-asan: build-asan test-clients
 # thread was created (T3 created by main thread at module_start ...: the main thread is the event loop).
 # A race in our code is fixed (mutex, atomic, or moving the access to the owning thread), never suppressed;
 # tsan.supp is for uninstrumented libraries only, one reason per line.
-integration-tsan: build-tsan test-clients
+integration-tsan: build-tsan test-clients mongo-tools
 	@SY_BUILD_DIR=$(CURDIR)/$(TSAN) SY_TSAN=1 $(PYTEST) -m "tsan and not soak" tests/integration
 
 test: unit fuzz-short integration integration-asan integration-tsan
@@ -76,7 +83,7 @@ bench: build
 	$(PY) bench/switchover_bench.py --build $(CURDIR)/$(BUILD) || rc=1; \
 	exit $$rc
 
-soak: build
+soak: build mongo-tools
 	@SY_BUILD_DIR=$(CURDIR)/$(BUILD) SY_SOAK=1 $(PYTEST) -m soak tests/integration
 
 fuzz: build-fuzz

@@ -32,6 +32,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -210,8 +211,163 @@ def _tail(path: str, start: int = 0, lines: int = 40) -> str:
 
 # --- the server ---------------------------------------------------------------------------------------
 
-class MariaDB:
+class _ServerProcess:
+    """The process lifecycle MariaDB and FerretDB share: a child in its own process group (pgid == pid),
+    recognized by a marker on its command line, stopped by pid / process group, never by name.
+    Subclasses set PROGRAM and provide _marker, _remove_dir() and the hooks named above _before_spawn()."""
+
+    PROGRAM = "server"
+    pid: int | None
+    dir: str | None
+    _proc: subprocess.Popen | None
+
+    def __enter__(self):
+        if not self.is_alive():
+            self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def is_alive(self) -> bool:
+        if self._proc is not None and self._proc.poll() is not None:
+            return False
+        return pid_alive(self.pid, self._marker)
+
+    def shutdown(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Stop the process (SIGTERM, then SIGKILL to its group after timeout) and keep the data dir."""
+        pid = self.pid
+        if pid is None:
+            return
+        if self.is_alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            if not self._wait_exit(timeout):
+                self._killpg()
+                if not self._wait_exit(STOP_TIMEOUT_S):
+                    raise SandboxError(f"{self.PROGRAM} pid {pid} survived SIGKILL ({self.dir})")
+        elif self._proc is not None:
+            self._proc.poll()                             # reap
+        self.pid = None
+        self._proc = None
+
+    def kill9(self) -> None:
+        """SIGKILL the server's process group (a crash: nothing flushed beyond the OS); data dir stays."""
+        if self.pid is None:
+            return
+        if self.is_alive():
+            self._killpg()
+            if not self._wait_exit(STOP_TIMEOUT_S):
+                raise SandboxError(f"{self.PROGRAM} pid {self.pid} survived SIGKILL ({self.dir})")
+        elif self._proc is not None:
+            self._proc.poll()
+        self.pid = None
+        self._proc = None
+
+    def restart(self):
+        """Clean shutdown (if running) and start again on the same port and data dir."""
+        self.shutdown()
+        return self.start()
+
+    def stop(self) -> None:
+        """Shut down and remove the temp dir; safe to call twice."""
+        try:
+            self.shutdown()
+        finally:
+            self._remove_dir()
+            _live.discard(self)
+
+    def start(self):
+        """Prepare (first time), launch, wait until it answers, bootstrap (first time); on any failure the
+        process is stopped and a dir made by this call removed."""
+        if self.is_alive():
+            return self
+        fresh = self.dir is None
+        if not self.persist:
+            _install_handlers()
+        try:
+            self._prepare()
+            self._spawn()
+            self._await_ready()
+            self._bootstrap()
+        except BaseException:
+            self.shutdown()
+            if fresh:
+                self._remove_dir()
+            raise
+        return self
+
+    # hooks: _prepare, _args, _bootstrap, _answers, _port_in_use(log), _log_file (what _await_ready tails),
+    # _out_file (the child's stdout/stderr), _before_spawn
+    def _before_spawn(self) -> None:
+        pass
+
+    def _spawn(self) -> None:
+        if self.port is None:
+            self.port = free_port(self.host)
+        self._before_spawn()
+        try:
+            self._log_offset = os.path.getsize(self._log_file)
+        except FileNotFoundError:
+            self._log_offset = 0
+        pdeathsig = not self.persist and threading.current_thread() is threading.main_thread()
+        with open(self._out_file, "ab") as out:
+            self._proc = subprocess.Popen(self._args(), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                          start_new_session=True, close_fds=True,
+                                          preexec_fn=preexec_kill_with_parent(os.getpid(), pdeathsig))
+        self.pid = self._proc.pid
+        _spawned.append((self.pid, self._marker))
+
+    def _await_ready(self) -> None:
+        """Until _answers(); a child that died on a port taken since free_port() is spawned again."""
+        deadline = time.monotonic() + self.ready_timeout
+        attempts = 1
+        while True:
+            if self._proc.poll() is not None:
+                log = _tail(self._log_file, self._log_offset)
+                if self._port_in_use(log) and attempts < PORT_ATTEMPTS and time.monotonic() < deadline:
+                    attempts += 1
+                    if not self._port_fixed:
+                        self.port = None                  # somebody took it between bind(0) and the server
+                    else:
+                        time.sleep(0.2)                   # restart: keep the port clients were given
+                    self._spawn()
+                    continue
+                raise SandboxError(f"{self.PROGRAM} exited with rc={self._proc.returncode} "
+                                   f"(port {self.port}, dir {self.dir}):\n{log}")
+            if self._answers():
+                self._port_fixed = True
+                return
+            if time.monotonic() > deadline:
+                raise SandboxError(f"{self.PROGRAM} not ready after {self.ready_timeout:.0f}s (dir {self.dir}):\n"
+                                   f"{_tail(self._log_file, self._log_offset)}")
+            time.sleep(0.05)
+
+    def _killpg(self) -> None:
+        # start_new_session=True made the server a session and process-group leader: pgid == pid.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+
+    def _wait_exit(self, timeout: float) -> bool:
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=timeout)
+                return True
+            except subprocess.TimeoutExpired:
+                return False
+        deadline = time.monotonic() + timeout            # not our child (CLI stop): poll /proc
+        while pid_alive(self.pid, self._marker):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+
+class MariaDB(_ServerProcess):
     """One throwaway mariadbd. Not started until start() (or start_servers()/servers()/`with`)."""
+
+    PROGRAM = "mariadbd"
 
     def __init__(self, index: int = 0, *, admin_user: str = ADMIN_USER, admin_password: str = ADMIN_PASSWORD,
                  server_id: int | None = None, domain_id: int | None = None, extra_args=(),
@@ -264,40 +420,6 @@ class MariaDB:
         return (f"MariaDB(#{self.index} {self.host}:{self.port} pid={self.pid} server_id={self.server_id} "
                 f"domain_id={self.domain_id} dir={self.dir})")
 
-    def __enter__(self):
-        if not self.is_alive():
-            self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
-
-    # lifecycle
-    def is_alive(self) -> bool:
-        if self._proc is not None and self._proc.poll() is not None:
-            return False
-        return pid_alive(self.pid, self._marker)
-
-    def start(self) -> "MariaDB":
-        """Install (first time), launch, wait until the socket answers, create accounts (first time)."""
-        if self.is_alive():
-            return self
-        fresh = self.dir is None
-        if not self.persist:
-            _install_handlers()
-        try:
-            self._prepare()
-            self._spawn()
-            self._await_ready()
-            self._bootstrap()
-        except BaseException:
-            self.shutdown()
-            if fresh:
-                self._remove_dir()
-            raise
-        return self
-
     def _prepare(self) -> None:
         if self.dir is None:
             self.dir = tempfile.mkdtemp(prefix="sy-", dir="/tmp")   # short: the socket path must stay < 107
@@ -337,47 +459,24 @@ class MariaDB:
             args.append("--user=root")
         return args + self.extra_args
 
-    def _spawn(self) -> None:
-        if self.port is None:
-            self.port = free_port(self.host)
+    @property
+    def _log_file(self) -> str:
+        return self.error_log
+
+    @property
+    def _out_file(self) -> str:
+        return os.path.join(self.dir, "mariadbd.out")
+
+    def _before_spawn(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket)                        # a stale socket from a kill -9 would fool the poll
-        try:
-            self._log_offset = os.path.getsize(self.error_log)
-        except FileNotFoundError:
-            self._log_offset = 0
-        pdeathsig = not self.persist and threading.current_thread() is threading.main_thread()
-        with open(os.path.join(self.dir, "mariadbd.out"), "ab") as out:
-            self._proc = subprocess.Popen(self._args(), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                          start_new_session=True, close_fds=True,
-                                          preexec_fn=preexec_kill_with_parent(os.getpid(), pdeathsig))
-        self.pid = self._proc.pid
-        _spawned.append((self.pid, self._marker))
 
-    def _await_ready(self) -> None:
-        deadline = time.monotonic() + self.ready_timeout
-        attempts = 1
-        while True:
-            if self._proc.poll() is not None:
-                log = _tail(self.error_log, self._log_offset)
-                in_use = "Address already in use" in log or "error: 98" in log
-                if in_use and attempts < PORT_ATTEMPTS and time.monotonic() < deadline:
-                    attempts += 1
-                    if not self._port_fixed:
-                        self.port = None                  # somebody took it between bind(0) and mariadbd
-                    else:
-                        time.sleep(0.2)                   # restart: keep the port clients were given
-                    self._spawn()
-                    continue
-                raise SandboxError(f"mariadbd exited with rc={self._proc.returncode} "
-                                   f"(port {self.port}, dir {self.dir}):\n{log}")
-            if self._socket_answers():
-                self._port_fixed = True
-                return
-            if time.monotonic() > deadline:
-                raise SandboxError(f"mariadbd not ready after {self.ready_timeout:.0f}s (dir {self.dir}):\n"
-                                   f"{_tail(self.error_log, self._log_offset)}")
-            time.sleep(0.05)
+    @staticmethod
+    def _port_in_use(log: str) -> bool:
+        return "Address already in use" in log or "error: 98" in log
+
+    def _answers(self) -> bool:
+        return self._socket_answers()
 
     def _socket_answers(self) -> bool:
         """True once the Unix socket sends a protocol-10 greeting (server ready for connections)."""
@@ -414,49 +513,6 @@ class MariaDB:
         self.sql(";\n".join(stmts))
         self._bootstrapped = True
 
-    def shutdown(self, timeout: float = STOP_TIMEOUT_S) -> None:
-        """Stop the process (SIGTERM, then SIGKILL to its group after timeout) and keep the data dir."""
-        pid = self.pid
-        if pid is None:
-            return
-        if self.is_alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            if not self._wait_exit(timeout):
-                self._killpg()
-                if not self._wait_exit(STOP_TIMEOUT_S):
-                    raise SandboxError(f"mariadbd pid {pid} survived SIGKILL ({self.dir})")
-        elif self._proc is not None:
-            self._proc.poll()                             # reap
-        self.pid = None
-        self._proc = None
-
-    def kill9(self) -> None:
-        """SIGKILL the server's process group (a crash: nothing flushed beyond the OS); data dir stays."""
-        if self.pid is None:
-            return
-        if self.is_alive():
-            self._killpg()
-            if not self._wait_exit(STOP_TIMEOUT_S):
-                raise SandboxError(f"mariadbd pid {self.pid} survived SIGKILL ({self.dir})")
-        elif self._proc is not None:
-            self._proc.poll()
-        self.pid = None
-        self._proc = None
-
-    def restart(self) -> "MariaDB":
-        """Clean shutdown (if running) and start again on the same port and data dir."""
-        self.shutdown()
-        return self.start()
-
-    def stop(self) -> None:
-        """Shut down and remove the temp dir; safe to call twice."""
-        try:
-            self.shutdown()
-        finally:
-            self._remove_dir()
-            _live.discard(self)
-
     def _remove_dir(self) -> None:
         if self.dir and os.path.basename(self.dir).startswith("sy-"):
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -464,25 +520,6 @@ class MariaDB:
         self._installed = False
         self._bootstrapped = False
         _live.discard(self)
-
-    def _killpg(self) -> None:
-        # start_new_session=True made the server a session and process-group leader: pgid == pid.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
-
-    def _wait_exit(self, timeout: float) -> bool:
-        if self._proc is not None:
-            try:
-                self._proc.wait(timeout=timeout)
-                return True
-            except subprocess.TimeoutExpired:
-                return False
-        deadline = time.monotonic() + timeout            # not our child (CLI stop): poll /proc
-        while pid_alive(self.pid, self._marker):
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
 
     # queries
     def sql(self, query: str, database: str | None = None, timeout: float = 60.0) -> list:
@@ -530,6 +567,237 @@ class MariaDB:
         s.pid = d.get("pid")
         s._installed = s._bootstrapped = True
         return s
+
+
+# --- FerretDB (the MongoDB-protocol server that runs here: FINDINGS.md) --------------------------------------
+
+FERRETDB_VERSION = "v1.24.2"
+OPLOG_SIZE_BYTES = 64 << 20
+_mongo_paths: dict = {}
+
+
+def mongo_tools() -> dict:
+    """{'ferretdb': binary, 'pymongo4_site': venv site-packages}, from scripts/install-ferretdb.sh (cached,
+    ~0.1 s when built; ~80 s the first time on a machine). $SY_FERRETDB overrides the binary."""
+    if not _mongo_paths:
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "install-ferretdb.sh")
+        r = subprocess.run([script, "--print-paths"], stdin=subprocess.DEVNULL, capture_output=True, timeout=900)
+        if r.returncode != 0:
+            raise SandboxError(f"install-ferretdb.sh failed:\n{r.stderr.decode(errors='replace')[-3000:]}")
+        for line in r.stdout.decode().splitlines():
+            k, _, v = line.partition("=")
+            _mongo_paths[k] = v
+        if os.environ.get("SY_FERRETDB"):
+            _mongo_paths["ferretdb"] = os.environ["SY_FERRETDB"]
+    return _mongo_paths
+
+
+def pymongo4():
+    """The pymongo 4 module for this interpreter: the cached venv's site-packages go first on sys.path.
+
+    Debian's pymongo 3.11 (dist-packages) and pymongo 4 are both `pymongo`: one process can hold one.
+    The pytest process holds 4 (imported through here); 3.11 runs in a child: run_pymongo3()."""
+    import sys as _sys
+    site_dir = mongo_tools()["pymongo4_site"]
+    if site_dir not in _sys.path:
+        _sys.path.insert(0, site_dir)
+    import pymongo
+    if not pymongo.version.startswith("4."):
+        raise SandboxError(f"imported pymongo {pymongo.version} from {pymongo.__file__}, expected 4.x: "
+                           f"something imported Debian's pymongo before sandbox.pymongo4()")
+    return pymongo
+
+
+def run_pymongo3(script: str, args: dict, timeout: float = 60.0) -> dict:
+    """Run script under Debian's /usr/bin/python3 -s (its pymongo 3.11, legacy OP_QUERY handshake).
+
+    The script reads its arguments as the dict ARGS and sets RESULT (JSON-serializable); pymongo is
+    imported for it and its version checked. Raises SandboxError with the child's stderr on failure."""
+    prog = ("import json, sys\nimport pymongo\n"
+            "assert pymongo.version.startswith('3.'), pymongo.version\n"
+            "ARGS = json.loads(sys.stdin.read())\nRESULT = None\n" + script +
+            "\nsys.stdout.write(json.dumps(RESULT, default=str))\n")
+    r = subprocess.run(["/usr/bin/python3", "-s", "-c", prog], input=json.dumps(args).encode(),
+                       capture_output=True, timeout=timeout, env={**os.environ, "PYTHONPATH": ""})
+    if r.returncode != 0:
+        raise SandboxError(f"pymongo 3 child failed (rc={r.returncode}):\n{r.stderr.decode(errors='replace')}")
+    return json.loads(r.stdout.decode() or "null")
+
+
+def _op_msg_hello_answers(host: str, port: int) -> bool:
+    """True once host:port answers an OP_MSG {hello: 1, $db: "admin"} (no driver needed)."""
+    body = b"\x10hello\x00\x01\x00\x00\x00\x02$db\x00\x06\x00\x00\x00admin\x00\x00"
+    body = struct.pack("<i", 4 + len(body)) + body
+    msg = struct.pack("<iiiiI", 16 + 4 + 1 + len(body), 1, 0, 2013, 0) + b"\x00" + body
+    try:
+        with socket.create_connection((host, port), timeout=2.0) as s:
+            s.sendall(msg)
+            hdr = s.recv(16, socket.MSG_WAITALL)
+            return len(hdr) == 16 and struct.unpack("<iiii", hdr)[3] == 2013
+    except OSError:
+        return False
+
+
+class FerretDB(_ServerProcess):
+    """One throwaway FerretDB (SQLite handler) in /tmp/sy-f-XXXXXXXX (data/, state/, ferretdb.log).
+
+    Loopback, a free port (retried on EADDRINUSE), its own process group, killed with its parent, stopped
+    by pid / process group (never by name) also when a start fails. Flags (FINDINGS.md): --repl-set-name so
+    hello reports a replica set, --debug-addr=- (two instances would both take :8088), --telemetry=disable,
+    --test-enable-new-auth with the setup user admin_user/admin_password in `admin` (SCRAM-SHA-256 and
+    SHA-1 users, code 18 on a wrong password; without the flag any credentials pass)."""
+
+    PROGRAM = "ferretdb"
+
+    def __init__(self, index: int = 0, *, admin_user: str = ADMIN_USER, admin_password: str = ADMIN_PASSWORD,
+                 repl_set: str = "rs0", persist: bool = False, port: int | None = None, host: str = "127.0.0.1",
+                 ready_timeout: float = READY_TIMEOUT_S, extra_args=()):
+        self.index = index
+        self.host = host
+        self.port = port
+        self.admin_user = admin_user
+        self.admin_password = admin_password
+        self.repl_set = repl_set
+        self.persist = persist
+        self.ready_timeout = ready_timeout
+        self.extra_args = list(extra_args)
+        self.dir: str | None = None
+        self.pid: int | None = None
+        self._proc: subprocess.Popen | None = None
+        self._port_fixed = port is not None
+        self._log_offset = 0
+        self._clients: list = []
+
+    @property
+    def state_dir(self) -> str | None:
+        return os.path.join(self.dir, "state") if self.dir else None
+
+    @property
+    def log_path(self) -> str | None:
+        return os.path.join(self.dir, "ferretdb.log") if self.dir else None
+
+    @property
+    def _marker(self) -> str:
+        return f"--state-dir={self.state_dir}"
+
+    def __repr__(self) -> str:
+        return f"FerretDB(#{self.index} {self.host}:{self.port} pid={self.pid} dir={self.dir})"
+
+    def _args(self) -> list:
+        return [mongo_tools()["ferretdb"], "--handler=sqlite", f"--sqlite-url=file:{self.dir}/data/",
+                self._marker, f"--listen-addr={self.host}:{self.port}", "--debug-addr=-",
+                "--telemetry=disable", f"--repl-set-name={self.repl_set}", "--log-level=INFO",
+                "--test-enable-new-auth", "--setup-database=admin", f"--setup-username={self.admin_user}",
+                f"--setup-password={self.admin_password}"] + self.extra_args
+
+    def _prepare(self) -> None:
+        if self.dir is None:
+            self.dir = tempfile.mkdtemp(prefix="sy-f-", dir="/tmp")
+            os.makedirs(os.path.join(self.dir, "data"))
+            os.makedirs(self.state_dir)
+        if not self.persist:
+            _live.add(self)
+
+    @property
+    def _log_file(self) -> str:
+        return self.log_path
+
+    _out_file = _log_file
+
+    @staticmethod
+    def _port_in_use(log: str) -> bool:
+        return "address already in use" in log
+
+    def _answers(self) -> bool:
+        return _op_msg_hello_answers(self.host, self.port)
+
+    def _bootstrap(self) -> None:
+        """Wait until the admin user logs in (FerretDB creates it at the first connection's backend setup)."""
+        deadline = time.monotonic() + self.ready_timeout
+        while True:
+            try:
+                with self.client() as c:
+                    c.admin.command("ping")
+                return
+            except Exception as e:  # noqa: BLE001 - any failure: retry until the deadline
+                if time.monotonic() > deadline:
+                    raise SandboxError(f"ferretdb admin login failed after {self.ready_timeout:.0f}s: {e}\n"
+                                       f"{_tail(self.log_path, self._log_offset)}") from None
+                time.sleep(0.1)
+
+    def _remove_dir(self) -> None:
+        if self.dir and os.path.basename(self.dir).startswith("sy-f-"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir = None
+        _live.discard(self)
+
+    # clients and helpers (pymongo 4, imported on first use)
+    def client(self, user: str | None = None, password: str | None = None, *, auth: bool = True,
+               mechanism: str | None = None, **kw):
+        """A pymongo 4 MongoClient straight to this server (directConnection), the admin user by default;
+        auth=False: no credentials. authSource is admin."""
+        pymongo = pymongo4()
+        kw.setdefault("directConnection", True)
+        kw.setdefault("serverSelectionTimeoutMS", 10000)
+        kw.setdefault("connectTimeoutMS", 5000)
+        if auth:
+            kw.setdefault("username", self.admin_user if user is None else user)
+            kw.setdefault("password", self.admin_password if user is None else password)
+            kw.setdefault("authSource", "admin")
+            if mechanism:
+                kw.setdefault("authMechanism", mechanism)
+        return pymongo.MongoClient(self.host, self.port, **kw)
+
+    def command(self, db: str, cmd: dict, **kw):
+        """One command as the admin user on a short-lived client; returns the reply document."""
+        with self.client() as c:
+            return c[db].command(cmd, **kw)
+
+    def create_oplog(self, size_bytes: int = OPLOG_SIZE_BYTES) -> None:
+        """Create the capped local.oplog.rs (FerretDB then logs inserts, updates, deletes); idempotent."""
+        with self.client() as c:
+            if "oplog.rs" in c.local.list_collection_names():
+                return
+            c.local.create_collection("oplog.rs", capped=True, size=size_bytes)
+
+    def create_user(self, name: str, password: str, mechanisms=None, db: str = "admin") -> None:
+        """createUser with no roles (FerretDB 1.24 rejects roles: code 238); SCRAM-SHA-256 and -1 by default."""
+        cmd = {"createUser": name, "pwd": password, "roles": []}
+        if mechanisms:
+            cmd["mechanisms"] = list(mechanisms)
+        with self.client() as c:
+            c[db].command(cmd)
+
+    def drop_user(self, name: str, db: str = "admin") -> None:
+        with self.client() as c:
+            c[db].command({"dropUser": name})
+
+    def user_credentials(self, name: str, db: str = "admin") -> dict:
+        """usersInfo with showCredentials: the user's document (credentials.SCRAM-SHA-256 / SCRAM-SHA-1)."""
+        with self.client() as c:
+            r = c[db].command({"usersInfo": name, "showCredentials": True})
+        if not r.get("users"):
+            raise SandboxError(f"no user {name!r} in {db} on {self!r}")
+        return r["users"][0]
+
+
+def start_ferretdb_pair(**opts) -> list:
+    """[business, dr]: two FerretDB servers (indexes 0 and 1) with local.oplog.rs created on each.
+    All or nothing: if one fails, both are stopped before the error propagates."""
+    servers_ = [FerretDB(i, **opts) for i in range(2)]
+    if not opts.get("persist"):
+        _install_handlers()
+    try:
+        for s in servers_:
+            s.start()
+        for s in servers_:
+            s.create_oplog()
+    except BaseException:
+        for s in servers_:
+            with contextlib.suppress(Exception):
+                s.stop()
+        raise
+    return servers_
 
 
 def start_servers(n: int, first_index: int = 0, **opts) -> list:

@@ -64,6 +64,11 @@ class MariaDBPair(NamedTuple):
     dr: sandbox.MariaDB
 
 
+class FerretDBPair(NamedTuple):
+    business: sandbox.FerretDB
+    dr: sandbox.FerretDB
+
+
 class DaemonError(AssertionError):
     """The daemon did not start, did not answer, or exited badly (its log is attached to the report)."""
 
@@ -333,6 +338,28 @@ def mariadb_pair():
         yield MariaDBPair(business, dr)
 
 
+@pytest.fixture(scope="session")
+def ferretdb_pair():
+    """Two FerretDB servers for the whole session (business, dr): SQLite handler, replica set rs0, SCRAM
+    auth with the admin user, local.oplog.rs created on each. pymongo 4 clients: .client(); pymongo 3.11:
+    sandbox.run_pymongo3 (a child process; scripts/install-ferretdb.sh says why)."""
+    business, dr = sandbox.start_ferretdb_pair()
+    try:
+        yield FerretDBPair(business, dr)
+    finally:
+        for s in (business, dr):
+            s.stop()
+
+
+@pytest.fixture(autouse=True)
+def _ferretdb_pair_alive(request):
+    """Restart a FerretDB pair server an earlier test killed (same port and data), before a test using it."""
+    if "ferretdb_pair" in request.fixturenames:
+        for s in request.getfixturevalue("ferretdb_pair"):
+            if not s.is_alive():
+                s.start()
+
+
 @pytest.fixture(autouse=True)
 def _mariadb_pair_alive(request):
     """Restart a pair server an earlier test killed, before a test that uses the pair runs."""
@@ -477,6 +504,10 @@ def pytest_runtest_makereport(item, call):
     for s in pair or ():
         if s.dir and not s.is_alive():
             rep.sections.append((f"mariadbd {s.index} (not running) error log", _tail(s.error_log, 60)))
+    fpair = item.funcargs.get("ferretdb_pair") if hasattr(item, "funcargs") else None
+    for s in fpair or ():
+        if s.dir:
+            rep.sections.append((f"ferretdb {s.index} log ({s.log_path})", _tail(Path(s.log_path), 60)))
 
 
 @pytest.hookimpl(trylast=True)          # after the runner's own sessionfinish has torn fixtures down
