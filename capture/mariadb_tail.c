@@ -303,9 +303,9 @@ static int txn_commit(struct tail_reader *t)
     if (t->counts && (json_array_size(t->rows) > 0 || json_array_size(t->ddl) > 0)) {
         char id[80];
         gtid_text(&t->gtid, id, sizeof id);
-        json_t *o = json_pack("{s:s, s:I, s:I, s:O, s:O, s:O}", "gtid", id, "server_id", (json_int_t)t->server_id,
-                              "timestamp", (json_int_t)t->timestamp, "tables", t->tables, "rows", t->rows, "ddl",
-                              t->ddl);
+        json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:O, s:O, s:O}", "position", id, "gtid", id, "server_id",
+                              (json_int_t)t->server_id, "timestamp", (json_int_t)t->timestamp, "tables", t->tables,
+                              "rows", t->rows, "ddl", t->ddl);
         size_t i;
         json_t *v;
         json_array_foreach(t->tables, i, v)

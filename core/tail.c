@@ -126,7 +126,8 @@ static void summarize(struct sy_pair *p, const json_t *detail, const char *ledge
     json_array_foreach(json_object_get(detail, "transactions"), i, txn) {
         if (i >= TAIL_LISTED)
             break;
-        const char *gtid = json_string_value(json_object_get(txn, "gtid")) ?: "";
+        /* the transaction's position in the source's terms (an engine may name it too: MariaDB "gtid") */
+        const char *position = json_string_value(json_object_get(txn, "position")) ?: "";
         json_t *keys = json_array(), *row;
         size_t k;
         json_array_foreach(json_object_get(txn, "rows"), k, row) {
@@ -135,8 +136,9 @@ static void summarize(struct sy_pair *p, const json_t *detail, const char *ledge
             json_array_append_new(keys, json_pack("{s:O,s:O,s:O}", "table", json_object_get(row, "table"), "op",
                                                   json_object_get(row, "op"), "key", json_object_get(row, "key")));
         }
-        bool acked = p->eng->position->covers(ledger, gtid);
-        json_array_append_new(list, json_pack("{s:s,s:O,s:o,s:b}", "gtid", gtid, "tables",
+        bool acked = p->eng->position->covers(ledger, position);
+        json_t *gtid = json_object_get(txn, "gtid");
+        json_array_append_new(list, json_pack("{s:s,s:O*,s:O,s:o,s:b}", "position", position, "gtid", gtid, "tables",
                                               json_object_get(txn, "tables"), "keys", keys, "acknowledged", acked));
     }
     json_object_set_new(p->tail, "listed", list);

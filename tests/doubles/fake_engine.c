@@ -185,7 +185,7 @@ static int tail_read(const struct sy_pair_cfg *cfg, const struct sy_endpoint *sr
     for (uint64_t i = from; i < db->n; i++) {
         char id[64];
         format_pos(i + 1, id, sizeof id);
-        json_array_append_new(txns, json_pack("{s:s,s:[s],s:[{s:s,s:s,s:{s:I}}]}", "gtid", id, "tables", "db.t",
+        json_array_append_new(txns, json_pack("{s:s,s:[s],s:[{s:s,s:s,s:{s:I}}]}", "position", id, "tables", "db.t",
                                               "rows", "table", "db.t", "op", "insert", "key", "id",
                                               (json_int_t)(i + 1)));
     }

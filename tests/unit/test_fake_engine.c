@@ -516,7 +516,10 @@ static void group_failover(void)
     CHECK(tail != NULL);
     CHECK(json_integer_value(json_object_get(tail, "transactions")) == 2);
     CHECK(json_integer_value(json_object_get(tail, "acknowledged")) == 2);
-    CHECK(json_array_size(json_object_get(tail, "listed")) == 2);
+    json_t *listed = json_object_get(tail, "listed");
+    CHECK(json_array_size(listed) == 2);
+    CHECK(json_is_true(json_object_get(json_array_get(listed, 1), "acknowledged")));
+    CHECK(strncmp(json_string_value(json_object_get(json_array_get(listed, 0), "position")) ?: "", "fake:", 5) == 0);
     json_decref(tail);
     CHECK(fake_fenced(FAKE_BUSINESS));
     uint64_t business_before = fake_count_origin(FAKE_BUSINESS, 'B');
