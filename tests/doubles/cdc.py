@@ -1,0 +1,329 @@
+"""Change data capture for the SQL Server double (test code, never shipped), shaped as SQL Server exposes it.
+
+Inside PostgreSQL: a row trigger on each captured table writes the row images into sy_cdc.pending; a deferred
+constraint trigger, run as the transaction commits, takes an advisory lock held through the commit and numbers
+the transaction (sy_cdc.commits.commit_seq), so numbers follow commit order. The Capture thread (the
+"capture job") moves committed transactions older than the capture delay into cdc.<ci>_CT in commit_seq
+order, one binary(10) __$start_lsn per transaction, and records cdc.lsn_time_mapping. The sys.fn_cdc_*
+functions are PostgreSQL functions over those tables; cdc.fn_cdc_get_all_changes_<ci> is translated into a
+query on cdc.<ci>_CT (translate.py) guarded by cdc.sy_check_range (error 313 outside the timeline)."""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+import time
+
+LSN_FILE = 0x00000027
+SEQ_FILE = 0x00000026
+
+
+def lsn(commit_seq: int) -> bytes:
+    return struct.pack(">IIH", LSN_FILE, commit_seq, 1)
+
+
+def seqval(grp: int) -> bytes:
+    return struct.pack(">IIH", SEQ_FILE, grp & 0xFFFFFFFF, 0)
+
+
+# Objects every database of the double has (installed in the template database).
+BASE_SQL = r"""
+CREATE SCHEMA IF NOT EXISTS dbo;
+CREATE SCHEMA IF NOT EXISTS sys;
+CREATE SCHEMA IF NOT EXISTS sy_cdc;
+CREATE TABLE sy_cdc.state (enabled boolean NOT NULL DEFAULT false, max_lsn bytea);
+INSERT INTO sy_cdc.state VALUES (false, NULL);
+CREATE SEQUENCE sy_cdc.commit_seq START 16;
+CREATE SEQUENCE sy_cdc.grp;
+CREATE TABLE sy_cdc.pending (seq bigserial PRIMARY KEY, xid bigint NOT NULL DEFAULT txid_current(),
+    begin_time timestamp NOT NULL DEFAULT now()::timestamp, ci text NOT NULL, op int NOT NULL, grp bigint NOT NULL,
+    data jsonb NOT NULL, changed text[]);
+CREATE TABLE sy_cdc.commits (xid bigint PRIMARY KEY, commit_seq bigint NOT NULL,
+    commit_time timestamp NOT NULL DEFAULT clock_timestamp()::timestamp);
+
+CREATE FUNCTION sy_cdc.on_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('sy.cdc_numbered', true) = 'y' THEN RETURN NULL; END IF;
+    PERFORM pg_advisory_xact_lock(715100);
+    INSERT INTO sy_cdc.commits (xid, commit_seq) VALUES (txid_current(), nextval('sy_cdc.commit_seq'));
+    PERFORM set_config('sy.cdc_numbered', 'y', true);
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER sy_number_commit AFTER INSERT ON sy_cdc.pending DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION sy_cdc.on_commit();
+
+CREATE FUNCTION sy_cdc.capture_row() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE g bigint := nextval('sy_cdc.grp'); ci text; o jsonb; n jsonb;
+BEGIN
+    FOREACH ci IN ARRAY TG_ARGV LOOP
+        IF TG_OP = 'INSERT' THEN
+            INSERT INTO sy_cdc.pending (ci, op, grp, data) VALUES (ci, 2, g, to_jsonb(NEW));
+        ELSIF TG_OP = 'DELETE' THEN
+            INSERT INTO sy_cdc.pending (ci, op, grp, data) VALUES (ci, 1, g, to_jsonb(OLD));
+        ELSE
+            o := to_jsonb(OLD); n := to_jsonb(NEW);
+            INSERT INTO sy_cdc.pending (ci, op, grp, data, changed) VALUES
+                (ci, 3, g, o, NULL),
+                (ci, 4, g, n, ARRAY(SELECT k FROM jsonb_object_keys(n) k WHERE n->k IS DISTINCT FROM o->k));
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION sys.sy_lsn_int(l bytea) RETURNS numeric LANGUAGE sql IMMUTABLE AS $$
+    SELECT sum(get_byte(l, i)::numeric * (256::numeric ^ (length(l) - 1 - i))) FROM generate_series(0, length(l) - 1) i $$;
+CREATE FUNCTION sys.sy_int_lsn(v numeric) RETURNS bytea LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE b bytea := '\x00000000000000000000'; i int; x numeric := v;
+BEGIN
+    FOR i IN REVERSE 9..0 LOOP
+        b := set_byte(b, i, (x % 256)::int); x := trunc(x / 256);
+    END LOOP;
+    RETURN b;
+END $$;
+CREATE FUNCTION sys.fn_cdc_get_max_lsn() RETURNS bytea LANGUAGE sql STABLE AS $$
+    SELECT coalesce((SELECT max_lsn FROM sy_cdc.state), '\x00000000000000000000'::bytea) $$;
+CREATE FUNCTION sys.fn_cdc_get_min_lsn(ci text) RETURNS bytea LANGUAGE plpgsql STABLE AS $$
+DECLARE r bytea;
+BEGIN
+    IF to_regclass('cdc.change_tables') IS NULL THEN RETURN '\x00000000000000000000'::bytea; END IF;
+    EXECUTE 'SELECT start_lsn FROM cdc.change_tables WHERE capture_instance = $1' INTO r USING ci;
+    RETURN coalesce(r, '\x00000000000000000000'::bytea);
+END $$;
+CREATE FUNCTION sys.fn_cdc_increment_lsn(l bytea) RETURNS bytea LANGUAGE sql IMMUTABLE AS $$
+    SELECT sys.sy_int_lsn(sys.sy_lsn_int(l) + 1) $$;
+CREATE FUNCTION sys.fn_cdc_decrement_lsn(l bytea) RETURNS bytea LANGUAGE sql IMMUTABLE AS $$
+    SELECT sys.sy_int_lsn(greatest(sys.sy_lsn_int(l) - 1, 0)) $$;
+CREATE FUNCTION sys.fn_cdc_map_lsn_to_time(l bytea) RETURNS timestamp LANGUAGE plpgsql STABLE AS $$
+DECLARE r timestamp;
+BEGIN
+    IF to_regclass('cdc.lsn_time_mapping') IS NULL THEN RETURN NULL; END IF;
+    EXECUTE 'SELECT tran_end_time FROM cdc.lsn_time_mapping WHERE start_lsn = $1' INTO r USING l;
+    RETURN r;
+END $$;
+CREATE FUNCTION sys.fn_cdc_map_time_to_lsn(rel text, t timestamp) RETURNS bytea LANGUAGE plpgsql STABLE AS $$
+DECLARE r bytea;
+BEGIN
+    IF to_regclass('cdc.lsn_time_mapping') IS NULL THEN RETURN NULL; END IF;
+    IF lower(rel) = 'largest less than or equal' THEN
+        EXECUTE 'SELECT max(start_lsn) FROM cdc.lsn_time_mapping WHERE tran_end_time <= $1' INTO r USING t;
+    ELSIF lower(rel) = 'largest less than' THEN
+        EXECUTE 'SELECT max(start_lsn) FROM cdc.lsn_time_mapping WHERE tran_end_time < $1' INTO r USING t;
+    ELSIF lower(rel) = 'smallest greater than' THEN
+        EXECUTE 'SELECT min(start_lsn) FROM cdc.lsn_time_mapping WHERE tran_end_time > $1' INTO r USING t;
+    ELSE
+        EXECUTE 'SELECT min(start_lsn) FROM cdc.lsn_time_mapping WHERE tran_end_time >= $1' INTO r USING t;
+    END IF;
+    RETURN r;
+END $$;
+"""
+
+ENABLE_DB_SQL = r"""
+CREATE SCHEMA cdc;
+CREATE TABLE cdc.lsn_time_mapping (start_lsn bytea PRIMARY KEY, tran_begin_time timestamp,
+    tran_end_time timestamp, tran_id bytea, tran_begin_lsn bytea);
+COMMENT ON COLUMN cdc.lsn_time_mapping.start_lsn IS 'binary(10)|start_lsn';
+COMMENT ON COLUMN cdc.lsn_time_mapping.tran_begin_time IS 'datetime|tran_begin_time';
+COMMENT ON COLUMN cdc.lsn_time_mapping.tran_end_time IS 'datetime|tran_end_time';
+COMMENT ON COLUMN cdc.lsn_time_mapping.tran_id IS 'varbinary(10)|tran_id';
+COMMENT ON COLUMN cdc.lsn_time_mapping.tran_begin_lsn IS 'binary(10)|tran_begin_lsn';
+CREATE TABLE cdc.change_tables (object_id integer, source_object_id integer, capture_instance varchar(128),
+    start_lsn bytea, supports_net_changes smallint, role_name varchar(128), create_date timestamp,
+    source_schema varchar(128), source_name varchar(128), captured_columns text[]);
+COMMENT ON COLUMN cdc.change_tables.start_lsn IS 'binary(10)|start_lsn';
+COMMENT ON COLUMN cdc.change_tables.supports_net_changes IS 'bit|supports_net_changes';
+COMMENT ON COLUMN cdc.change_tables.capture_instance IS 'nvarchar(128)|capture_instance';
+CREATE FUNCTION cdc.sy_check_range(ci text, a bytea, b bytea) RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF a IS NULL OR b IS NULL OR a > b OR a < sys.fn_cdc_get_min_lsn(ci) OR b > sys.fn_cdc_get_max_lsn() THEN
+        RAISE EXCEPTION 'An insufficient number of arguments were supplied for the procedure or function cdc.fn_cdc_get_all_changes_ ... .'
+            USING ERRCODE = 'SY313';
+    END IF;
+    RETURN true;
+END $$;
+UPDATE sy_cdc.state SET enabled = true;
+"""
+
+
+class CdcError(Exception):
+    def __init__(self, number, text):
+        super().__init__(text)
+        self.number, self.text = number, text
+
+
+def enable_db(cur) -> None:
+    cur.execute("SELECT enabled FROM sy_cdc.state")
+    if cur.fetchone()[0]:
+        return
+    cur.execute(ENABLE_DB_SQL)
+
+
+def enable_table(cur, db: str, schema: str, table: str, ci: str | None, role, supports_net: int,
+                 column_types: dict[str, str]) -> str:
+    """Create capture instance ci (default schema_table) for schema.table: change table, trigger, row."""
+    cur.execute("SELECT enabled FROM sy_cdc.state")
+    if not cur.fetchone()[0]:
+        raise CdcError(22901, f"The database '{db}' is not enabled for Change Data Capture. Ensure that the "
+                              "correct database context is set, and retry the operation. To report on the "
+                              "databases enabled for Change Data Capture, query the is_cdc_enabled column in "
+                              "the sys.databases catalog view.")
+    cur.execute("SELECT to_regclass(%s)", (f'"{schema}"."{table}"',))
+    oid_row = cur.fetchone()
+    if oid_row[0] is None:
+        raise CdcError(22914, f"Only members of the sysadmin or db_owner or db_owner role can perform this "
+                              f"operation when a schema or table does not exist. Source table '{schema}.{table}' does not exist.")
+    ci = (ci or f"{schema}_{table}").lower()
+    cur.execute("SELECT count(*) FROM cdc.change_tables WHERE source_schema = %s AND source_name = %s",
+                (schema, table))
+    if cur.fetchone()[0] >= 2:
+        raise CdcError(22962, f"Two capture instances already exist for source table '{schema}.{table}'. A "
+                              "table can have a maximum of two capture instances. If this is not a disabled "
+                              "capture instance, drop one of the existing capture instances and retry the operation.")
+    cur.execute("SELECT 1 FROM cdc.change_tables WHERE capture_instance = %s", (ci,))
+    if cur.fetchone():
+        raise CdcError(22926, f"Could not create a capture instance because the capture instance name '{ci}' "
+                              "already exists in the current database. Specify an explicit unique name for "
+                              "the parameter @capture_instance.")
+    cur.execute("""SELECT a.attname, format_type(a.atttypid, a.atttypmod), col_description(a.attrelid, a.attnum)
+                   FROM pg_attribute a WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped
+                   ORDER BY a.attnum""", (f'"{schema}"."{table}"',))
+    cols = cur.fetchall()
+    defs = ", ".join(f'"{n}" {t}' for n, t, _c in cols)
+    ct = f'cdc."{ci}_ct"'
+    cur.execute(f'CREATE TABLE {ct} ("__$start_lsn" bytea NOT NULL, "__$seqval" bytea NOT NULL, '
+                f'"__$operation" integer NOT NULL, "__$update_mask" bytea, {defs})')
+    for n, t in (("__$start_lsn", "binary(10)"), ("__$seqval", "binary(10)"), ("__$operation", "int"),
+                 ("__$update_mask", "varbinary(128)")):
+        cur.execute(f'COMMENT ON COLUMN {ct}."{n}" IS %s', (f"{t}|{n}",))
+    for n, _t, c in cols:
+        if c:
+            cur.execute(f'COMMENT ON COLUMN {ct}."{n}" IS %s', (c,))
+    cur.execute(f'CREATE INDEX ON {ct} ("__$start_lsn", "__$seqval", "__$operation")')
+    # reserve a commit number: the instance starts just before anything committed after this
+    cur.execute("SELECT nextval('sy_cdc.commit_seq')")
+    start = lsn(cur.fetchone()[0])
+    cur.execute("""INSERT INTO cdc.change_tables (object_id, source_object_id, capture_instance, start_lsn,
+                   supports_net_changes, role_name, create_date, source_schema, source_name, captured_columns)
+                   VALUES (to_regclass(%s)::oid::int, to_regclass(%s)::oid::int, %s, %s, %s, %s, now(), %s, %s, %s)""",
+                (ct, f'"{schema}"."{table}"', ci, start, supports_net, role, schema, table, [n for n, _t, _c in cols]))
+    _install_trigger(cur, schema, table)
+    return ci
+
+
+def _install_trigger(cur, schema, table) -> None:
+    cur.execute("SELECT array_agg(capture_instance ORDER BY capture_instance) FROM cdc.change_tables "
+                "WHERE source_schema = %s AND source_name = %s", (schema, table))
+    cis = cur.fetchone()[0] or []
+    cur.execute(f'DROP TRIGGER IF EXISTS sy_cdc_capture ON "{schema}"."{table}"')
+    if cis:
+        args = ", ".join("'" + c.replace("'", "''") + "'" for c in cis)
+        cur.execute(f'CREATE TRIGGER sy_cdc_capture AFTER INSERT OR UPDATE OR DELETE ON "{schema}"."{table}" '
+                    f'FOR EACH ROW EXECUTE FUNCTION sy_cdc.capture_row({args})')
+
+
+def disable_table(cur, schema, table, ci) -> None:
+    cur.execute("SELECT capture_instance FROM cdc.change_tables WHERE source_schema = %s AND source_name = %s "
+                "AND (%s = 'all' OR capture_instance = %s)", (schema, table, (ci or "all").lower(), (ci or "").lower()))
+    for (name,) in cur.fetchall():
+        cur.execute(f'DROP TABLE IF EXISTS cdc."{name}_ct"')
+        cur.execute("DELETE FROM cdc.change_tables WHERE capture_instance = %s", (name,))
+        cur.execute("DELETE FROM sy_cdc.pending WHERE ci = %s", (name,))
+    _install_trigger(cur, schema, table)
+
+
+def cleanup(cur, ci: str, low_water_mark: bytes | None) -> None:
+    """sys.sp_cdc_cleanup_change_table: drop rows below the mark, raise the instance's minimum LSN."""
+    ci = ci.lower()
+    cur.execute("SELECT start_lsn FROM cdc.change_tables WHERE capture_instance = %s", (ci,))
+    row = cur.fetchone()
+    if not row:
+        raise CdcError(22985, f"Could not find a capture instance named '{ci}'.")
+    if low_water_mark is None:
+        cur.execute("SELECT sys.fn_cdc_get_max_lsn()")
+        low_water_mark = bytes(cur.fetchone()[0])
+    cur.execute(f'DELETE FROM cdc."{ci}_ct" WHERE "__$start_lsn" < %s', (low_water_mark,))
+    cur.execute("UPDATE cdc.change_tables SET start_lsn = greatest(start_lsn, %s) WHERE capture_instance = %s",
+                (low_water_mark, ci))
+
+
+def _update_mask(columns: list[str], changed: set[str] | None) -> bytes:
+    """SQL Server's __$update_mask: bit i (from the last byte's lowest bit) set for changed column i+1."""
+    n = len(columns)
+    v = 0
+    for i, c in enumerate(columns):
+        if changed is None or c in changed:
+            v |= 1 << i
+    return v.to_bytes((n + 7) // 8 or 1, "big")
+
+
+def capture_once(cur, delay_s: float) -> int:
+    """Move committed transactions older than delay_s into the change tables; returns how many."""
+    cur.execute("SELECT enabled FROM sy_cdc.state")
+    if not cur.fetchone()[0]:
+        return 0
+    cur.execute("SELECT xid, commit_seq, commit_time FROM sy_cdc.commits ORDER BY commit_seq")
+    commits = cur.fetchall()
+    cur.execute("SELECT clock_timestamp()::timestamp")
+    now = cur.fetchone()[0]
+    cur.execute("SELECT capture_instance, source_schema, source_name, captured_columns FROM cdc.change_tables")
+    instances = {r[0]: r[1:] for r in cur.fetchall()}
+    done = 0
+    for xid, seq, ctime in commits:
+        if (now - ctime).total_seconds() < delay_s:
+            break
+        start = lsn(seq)
+        cur.execute("SELECT ci, op, grp, data::text, changed, begin_time FROM sy_cdc.pending WHERE xid = %s "
+                    "ORDER BY seq", (xid,))
+        begin_time = None
+        for ci, op, grp, data, changed, btime in cur.fetchall():
+            begin_time = begin_time or btime
+            if ci not in instances:
+                continue
+            schema, table, columns = instances[ci]
+            mask = _update_mask(columns, set(changed) if op == 4 else None if op != 3 else None)
+            collist = ", ".join(f'r."{c}"' for c in columns)
+            names = ", ".join(f'"{c}"' for c in columns)
+            cur.execute(f'INSERT INTO cdc."{ci}_ct" ("__$start_lsn", "__$seqval", "__$operation", '
+                        f'"__$update_mask", {names}) SELECT %s, %s, %s, %s, {collist} '
+                        f'FROM jsonb_populate_record(NULL::"{schema}"."{table}", %s::jsonb) r',
+                        (start, seqval(grp), op, mask, data))
+        cur.execute("INSERT INTO cdc.lsn_time_mapping VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    (start, begin_time or ctime, ctime, struct.pack(">Q", xid)[-10:].rjust(10, b"\0"), start))
+        cur.execute("DELETE FROM sy_cdc.pending WHERE xid = %s", (xid,))
+        cur.execute("DELETE FROM sy_cdc.commits WHERE xid = %s", (xid,))
+        cur.execute("UPDATE sy_cdc.state SET max_lsn = %s", (start,))
+        done += 1
+    return done
+
+
+class Capture(threading.Thread):
+    """The capture job: polls every CDC-enabled database of the double."""
+
+    def __init__(self, connect, databases, delay_s: float, poll_s: float = 0.1):
+        super().__init__(daemon=True, name="cdc-capture")
+        self.connect, self.databases, self.delay_s, self.poll_s = connect, databases, delay_s, poll_s
+        self.stopping = threading.Event()
+        self.conns = {}
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.poll_s):
+            for db in list(self.databases()):
+                try:
+                    conn = self.conns.get(db)
+                    if conn is None or conn.closed:
+                        conn = self.conns[db] = self.connect(db)
+                    with conn:
+                        with conn.cursor() as cur:
+                            capture_once(cur, self.delay_s)
+                except Exception as e:  # noqa: BLE001 - the job retries, like SQL Server's agent job
+                    self.conns.pop(db, None)
+                    print(f"sqlserver-double: capture in {db}: {e}", flush=True)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(5)
+        for c in self.conns.values():
+            try:
+                c.close()
+            except Exception:  # noqa: BLE001
+                pass
