@@ -54,7 +54,7 @@ CREATE CONSTRAINT TRIGGER sy_number_commit AFTER INSERT ON sy_cdc.pending DEFERR
     FOR EACH ROW EXECUTE FUNCTION sy_cdc.on_commit();
 
 CREATE FUNCTION sy_cdc.capture_row() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE g bigint := nextval('sy_cdc.grp'); ci text; o jsonb; n jsonb;
+DECLARE g bigint := nextval('sy_cdc.grp'); ci text; o jsonb; n jsonb; ch text[];
 BEGIN
     FOREACH ci IN ARRAY TG_ARGV LOOP
         IF TG_OP = 'INSERT' THEN
@@ -63,9 +63,8 @@ BEGIN
             INSERT INTO sy_cdc.pending (ci, op, grp, data) VALUES (ci, 1, g, to_jsonb(OLD));
         ELSE
             o := to_jsonb(OLD); n := to_jsonb(NEW);
-            INSERT INTO sy_cdc.pending (ci, op, grp, data, changed) VALUES
-                (ci, 3, g, o, NULL),
-                (ci, 4, g, n, ARRAY(SELECT k FROM jsonb_object_keys(n) k WHERE n->k IS DISTINCT FROM o->k));
+            ch := ARRAY(SELECT k FROM jsonb_object_keys(n) k WHERE n->k IS DISTINCT FROM o->k);
+            INSERT INTO sy_cdc.pending (ci, op, grp, data, changed) VALUES (ci, 3, g, o, ch), (ci, 4, g, n, ch);
         END IF;
     END LOOP;
     RETURN NULL;
@@ -280,7 +279,7 @@ def capture_once(cur, delay_s: float) -> int:
             if ci not in instances:
                 continue
             schema, table, columns = instances[ci]
-            mask = _update_mask(columns, set(changed) if op == 4 else None if op != 3 else None)
+            mask = _update_mask(columns, set(changed) if op in (3, 4) else None)
             collist = ", ".join(f'r."{c}"' for c in columns)
             names = ", ".join(f'"{c}"' for c in columns)
             cur.execute(f'INSERT INTO cdc."{ci}_ct" ("__$start_lsn", "__$seqval", "__$operation", '

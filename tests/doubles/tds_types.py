@@ -20,7 +20,7 @@ GUID, INTN, DECIMAL, NUMERIC, BITN, DECIMALN, NUMERICN, FLTN, MONEYN, DATETIMN =
 DATEN, TIMEN, DATETIME2N, DATETIMEOFFSETN = 0x28, 0x29, 0x2A, 0x2B
 CHAR, VARCHAR, BINARY, VARBINARY = 0x2F, 0x27, 0x2D, 0x25
 BIGVARBIN, BIGVARCHR, BIGBINARY, BIGCHAR, NVARCHAR, NCHAR = 0xA5, 0xA7, 0xAD, 0xAF, 0xE7, 0xEF
-TEXT, NTEXT, IMAGE, XML, SSVARIANT, UDT = 0x23, 0x63, 0x22, 0xF1, 0x62, 0xF0
+TEXT, NTEXT, IMAGE, XML, SSVARIANT, UDT, NULLTYPE = 0x23, 0x63, 0x22, 0xF1, 0x62, 0xF0, 0x1F
 
 # SQL_Latin1_General_CP1_CI_AS: LCID 0x0409, IgnoreCase|IgnoreKana|IgnoreWidth, SortId 52
 COLLATION = bytes([0x09, 0x04, 0xD0, 0x00, 0x34])
@@ -273,6 +273,8 @@ class WireType:
 
 def read_type_info(r: Reader) -> WireType:
     tok = r.u8()
+    if tok == NULLTYPE:
+        return WireType(tok, 0, sqltype=SqlType("int"))
     if tok in _FIXED:
         name, size = _FIXED[tok]
         st = SqlType.parse(name)
@@ -362,6 +364,8 @@ def _read_date(b: bytes) -> dt.date:
 def read_value(r: Reader, w: WireType):
     """The Python value of one parameter value of type w (None for NULL)."""
     tok = w.token
+    if tok == NULLTYPE:
+        return None
     if tok in _FIXED:
         b = r.take(w.size)
         return _decode_fixed(tok, b)

@@ -144,8 +144,7 @@ def _continues(prev: str, text: str, pos: int) -> bool:
 def pg_literal(value, t: SqlType | None) -> str:
     """A PostgreSQL literal for a parameter or variable value of SQL Server type t."""
     if value is None:
-        pg = pg_type(t) if t else None
-        return f"NULL::{pg}" if pg else "NULL"
+        return "NULL"          # untyped, as SQL Server converts a NULL of any type implicitly
     name = t.name if t else None
     if isinstance(value, bool) or name == "bit":
         return f"{int(bool(value))}::smallint"
@@ -364,6 +363,8 @@ def _rewrite(tree: exp.Expression, tr: Translation, binder: Binder) -> exp.Expre
             elif re.match(r"^(?:sys\.)?(\w+)\(", inner.sql(), re.I) and \
                     re.match(r"^(?:sys\.)?(\w+)\(", inner.sql(), re.I).group(1).lower() in _CDC_BINARY10:
                 hint = SqlType("binary", length=10)
+            elif re.match(r"^(?:sys\.)?fn_cdc_map_lsn_to_time\(", inner.sql(), re.I):
+                hint = SqlType("datetime")
             if hint is not None:
                 tr.hints[i] = hint
             if name is None:
