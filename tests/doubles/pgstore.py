@@ -64,6 +64,10 @@ class PgCluster:
         os.makedirs(self.datadir, exist_ok=True)
         if self.uid is not None:
             os.chown(self.datadir, self.uid, self.gid)
+            r = self._run(["test", "-x", self.datadir])
+            if r.returncode:
+                raise StoreError(f"user postgres cannot reach {self.datadir}: a parent directory is not "
+                                 "searchable by others (chmod o+x it)")
         if not os.path.exists(os.path.join(self.pgdata, "PG_VERSION")):
             r = self._run([os.path.join(PG_BIN, "initdb"), "-D", self.pgdata, "-U", self.user, "-A", "trust",
                            "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"])

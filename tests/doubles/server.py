@@ -388,6 +388,7 @@ class Session:
         if enc == lg.ENCRYPT_OFF:
             self.t.tls_off()            # only the LOGIN7 message travels encrypted
         self.encrypted = self.t.tls is not None
+        self.enc = enc
         if ptype != P.LOGIN7:
             raise P.ProtocolError(f"expected LOGIN7, got packet type {ptype:#x}")
         return self.login(lg.Login7(payload))
@@ -395,6 +396,7 @@ class Session:
     def login(self, l: lg.Login7) -> bool:
         login = self.server.state["logins"].get(l.username.lower())
         if l.integrated or login is None or login["password"] != l.password:
+            print(f"sqlserver-double: login failed spid={self.spid} user={l.username!r}", flush=True)
             self.send(T.error(18456, 1, 14, f"Login failed for user '{l.username}'.") + T.done(T.DONE_ERROR))
             return False
         db = l.database or login.get("default_db") or "master"
@@ -424,6 +426,9 @@ class Session:
         self.t.packet_size = size
         self.t.spid = self.spid
         self.connect_time = dt.datetime.utcnow()
+        mode = "on" if self.encrypted else ("login-only" if self.enc == lg.ENCRYPT_OFF else "off")
+        print(f"sqlserver-double: login spid={self.spid} user={self.user} db={self.db} encryption={mode} "
+              f"tds={l.tds_version:#010x} packet={size} app={l.appname!r} library={l.library!r}", flush=True)
         with self.server.lock:
             self.server.sessions[self.spid] = self
         return True
@@ -570,7 +575,7 @@ class Session:
             out.add(T.error(e.number, e.state, e.klass, e.text))
             out.done(token, T.DONE_ERROR, 0, 0)
             return
-        scope = dict(params)
+        scope = params          # SET @out = ... inside sp_executesql reaches the OUTPUT parameter
         for i, stmt in enumerate(stmts):
             if self.attention.is_set():
                 raise Cancelled()
@@ -1054,7 +1059,7 @@ class Session:
             if name == "sp_executesql":
                 stmt = params[0][1] if params else ""
                 decl = params[1][1] if len(params) > 1 else ""
-                bound, outputs = self.bind_params(decl or "", params[2:])
+                bound, outputs = self.bind_params(decl or "", params[2:], first_ordinal=2)
                 self.run_batch(stmt or "", bound, out, in_proc=True)
                 retvals = [(i, n, t, bound[n][0]) for i, n, t in outputs]
             elif name in ("sp_prepare", "sp_prepexec"):
@@ -1064,7 +1069,7 @@ class Session:
                 self.prepared[handle] = (decl, stmt)
                 if name == "sp_prepexec":
                     out.add(T.returnvalue(0, params[0][0] or "", SqlType("int"), handle))
-                    bound, outputs = self.bind_params(decl, params[3:])
+                    bound, outputs = self.bind_params(decl, params[3:], first_ordinal=3)
                     self.run_batch(stmt, bound, out, in_proc=True)
                     retvals = [(i, n, t, bound[n][0]) for i, n, t in outputs]
                 else:
@@ -1074,7 +1079,7 @@ class Session:
                 if handle not in self.prepared:
                     raise SqlError(8179, f"Could not find prepared statement with handle {handle}.", 16, 4)
                 decl, stmt = self.prepared[handle]
-                bound, outputs = self.bind_params(decl, params[1:])
+                bound, outputs = self.bind_params(decl, params[1:], first_ordinal=1)
                 self.run_batch(stmt, bound, out, in_proc=True)
                 retvals = [(i, n, t, bound[n][0]) for i, n, t in outputs]
             elif name == "sp_unprepare":
@@ -1103,9 +1108,10 @@ class Session:
             out.add(T.returnvalue(ordinal, pname, t, _to_wire(v, t)))
         out.done(done_token, self.done_status() | (T.DONE_ERROR if err else 0), 0, 0)
 
-    def bind_params(self, decl: str, values):
+    def bind_params(self, decl: str, values, first_ordinal: int):
         """sp_executesql / sp_execute parameters: declared '@a int, @b nvarchar(10) OUTPUT', values by name or
-        position. Returns (scope, [(ordinal, name, SqlType) of outputs])."""
+        position (the first value is RPC parameter number first_ordinal). Returns (scope, [(ordinal, name,
+        SqlType) of outputs])."""
         declared = []
         for part in _split_top(decl, ","):
             m = re.match(r"^\s*(@\w+)\s+(?:AS\s+)?(.+?)(\s+OUT(?:PUT)?)?\s*$", part, re.I | re.S)
@@ -1123,7 +1129,7 @@ class Session:
             n, t, _o = match
             scope[n] = (_coerce(value, t) if value is not None else None, t)
             if is_out:
-                outputs.append((pos + 1, n, t))
+                outputs.append((pos + first_ordinal, name or n, t))
         return scope, outputs
 
     def run_cdc_proc(self, name: str, params, out: Output) -> None:
@@ -1201,7 +1207,8 @@ def _coerce(v, t: SqlType):
         if n == "bit":
             return bool(int(v)) if not isinstance(v, str) else v.strip() not in ("0", "false", "False")
         if n == "decimal":
-            return decimal.Decimal(str(v)).quantize(decimal.Decimal(1).scaleb(-t.scale)) if t.scale else decimal.Decimal(str(v)).to_integral_value()
+            with decimal.localcontext(decimal.Context(prec=80)):
+                return decimal.Decimal(str(v)).quantize(decimal.Decimal(1).scaleb(-t.scale))
         if n in ("float", "real"):
             return float(v)
         if n in ("varchar", "nvarchar", "char", "nchar"):

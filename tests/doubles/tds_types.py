@@ -175,8 +175,8 @@ class SqlType:
         if n == "real":
             return b"\x04" + struct.pack("<f", float(v))
         if n == "decimal":
-            d = decimal.Decimal(v)
-            units = int(d.scaleb(self.scale).to_integral_value(rounding=decimal.ROUND_HALF_UP))
+            with decimal.localcontext(decimal.Context(prec=80)):
+                units = int(decimal.Decimal(v).scaleb(self.scale).to_integral_value(rounding=decimal.ROUND_HALF_UP))
             size = _dec_len(self.precision)
             return bytes([size, 0 if units < 0 else 1]) + abs(units).to_bytes(size - 1, "little")
         if n in ("datetime", "smalldatetime"):
@@ -413,7 +413,8 @@ def read_value(r: Reader, w: WireType):
         return _decode_fixed(fixed, b)
     if tok in (DECIMALN, NUMERICN, DECIMAL, NUMERIC):
         units = _le_int(b[1:], False)
-        d = decimal.Decimal(units).scaleb(-w.scale)
+        with decimal.localcontext(decimal.Context(prec=80)):
+            d = decimal.Decimal(units).scaleb(-w.scale)
         return d if b[0] == 1 else -d
     if tok == GUID:
         return uuid.UUID(bytes_le=b)

@@ -149,13 +149,14 @@ def pg_literal(value, t: SqlType | None) -> str:
     if isinstance(value, bool) or name == "bit":
         return f"{int(bool(value))}::smallint"
     if isinstance(value, int) and name in (None, "tinyint", "smallint", "int", "bigint"):
-        return f"{value}::{pg_type(t) if t else ('integer' if -2**31 <= value < 2**31 else 'bigint')}"
+        # parenthesized: '::' binds tighter than a unary minus (-2147483648::integer overflows)
+        return f"({value})::{pg_type(t) if t else ('integer' if -2**31 <= value < 2**31 else 'bigint')}"
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             raise TranslateError(8023, "The incoming tabular data stream (TDS) remote procedure call (RPC) protocol stream is incorrect. Parameter has an invalid floating point value.")
-        return f"{value!r}::{'real' if name == 'real' else 'double precision'}"
+        return f"({value!r})::{'real' if name == 'real' else 'double precision'}"
     if isinstance(value, decimal.Decimal):
-        return f"{value}::numeric" if not t or t.name != "decimal" else f"{value}::numeric({t.precision},{t.scale})"
+        return f"({value})::numeric" if not t or t.name != "decimal" else f"({value})::numeric({t.precision},{t.scale})"
     if isinstance(value, (bytes, bytearray, memoryview)):
         return f"'\\x{bytes(value).hex()}'::bytea"
     if isinstance(value, uuid.UUID):
@@ -274,6 +275,9 @@ class Translation:
         self.returning = ""
 
 
+_RENAMED_FUNCTIONS = {"DATALENGTH": "octet_length", "NEWSEQUENTIALID": "gen_random_uuid",
+                      "SYSDATETIME": "localtimestamp", "SYSUTCDATETIME": "localtimestamp", "GETUTCDATE": "localtimestamp"}
+
 _CDC_BINARY10 = {"fn_cdc_get_max_lsn", "fn_cdc_get_min_lsn", "fn_cdc_increment_lsn", "fn_cdc_decrement_lsn",
                  "fn_cdc_map_time_to_lsn"}
 
@@ -390,6 +394,8 @@ def _rewrite(tree: exp.Expression, tr: Translation, binder: Binder) -> exp.Expre
             if node.this.startswith(NONAME):
                 return node
             return exp.Identifier(this=node.this.lower(), quoted=node.quoted)
+        if isinstance(node, exp.Anonymous) and node.name.upper() in _RENAMED_FUNCTIONS:
+            return exp.Anonymous(this=_RENAMED_FUNCTIONS[node.name.upper()], expressions=node.expressions)
         if isinstance(node, exp.HexString):
             return exp.cast(exp.Literal.string("\\x" + node.this.lower()), "bytea")
         if isinstance(node, exp.Ordered) and isinstance(node.parent, (exp.PrimaryKey, exp.UniqueColumnConstraint,

@@ -1,0 +1,493 @@
+"""Conformance of the SQL Server double (tests/doubles/, test code only) with independent real TDS clients:
+FreeTDS `tsql` (TDSVER=7.4), pymssql (FreeTDS inside), pytds (pure Python) and go-mssqldb (a Go program,
+tests/clients/go-mssql). Each test checks what a client relies on: rows and types round-tripping, error
+numbers and texts, transaction state, encryption, cancel, CDC rows. No switchyardd here."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "doubles"))
+
+from tds_fixtures import install_paths, running_double  # noqa: E402
+
+pytds = pytest.importorskip("pytds")
+pymssql = pytest.importorskip("pymssql")
+
+pytestmark = [pytest.mark.nosan, pytest.mark.timeout(60)]
+
+
+@pytest.fixture(scope="module")
+def dbl():
+    with running_double(cdc_delay=0.3) as d:
+        yield d
+
+
+# --- clients ----------------------------------------------------------------------------------------------
+
+def pyt(d, password=None, **kw):
+    kw.setdefault("autocommit", True)
+    kw.setdefault("timeout", 30)
+    return pytds.connect(d.host, port=d.port, user=kw.pop("user", d.user), password=password or d.password,
+                         login_timeout=10, **kw)
+
+
+def pym(d, password=None, **kw):
+    # pymssql 2.2 rejects tds_version="7.4"; without one FreeTDS takes TDSVER (7.4: checked in the double's log)
+    os.environ["TDSVER"] = "7.4"
+    return pymssql.connect(server=d.host, port=str(d.port), user=kw.pop("user", d.user),
+                           password=password or d.password, tds_version=None, login_timeout=10, timeout=30, **kw)
+
+
+def tsql(d, sql, password=None, user=None, encryption=None, tmp_path=None):
+    """Run sql (GO-separated batches) through tsql; returns (exit code, stdout + stderr)."""
+    env = dict(os.environ, TDSVER="7.4")
+    if encryption:
+        conf = os.path.join(str(tmp_path), "freetds.conf")
+        with open(conf, "w") as f:
+            f.write(f"[dbl]\n\thost = {d.host}\n\tport = {d.port}\n\ttds version = 7.4\n\tencryption = {encryption}\n")
+        env["FREETDSCONF"] = conf
+        target = ["-S", "dbl"]
+    else:
+        target = ["-H", d.host, "-p", str(d.port)]
+    r = subprocess.run(["tsql", *target, "-U", user or d.user, "-P", password or d.password],
+                       input=sql + "\ngo\nexit\n", env=env, capture_output=True, text=True, timeout=30)
+    return r.returncode, r.stdout + r.stderr
+
+
+def go(d, *args, opts="encrypt=disable", password=None):
+    dsn = f"sqlserver://{d.user}:{password or d.password}@{d.host}:{d.port}?database=master&{opts}"
+    r = subprocess.run([install_paths()["go_mssql"], "-dsn", dsn, *args], capture_output=True, text=True, timeout=30)
+    assert r.stdout.strip(), r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def login_mode(d, spid: int) -> str:
+    m = re.findall(rf"login spid={spid} .*?encryption=(\S+)", d.log())
+    return m[-1] if m else "?"
+
+
+def my_encryption(cur) -> tuple[str, int]:
+    cur.execute("SELECT encrypt_option, net_packet_size, session_id FROM sys.dm_exec_connections WHERE session_id = @@SPID")
+    return cur.fetchone()
+
+
+# --- login --------------------------------------------------------------------------------------------------
+
+def test_login_ok_and_wrong_password_every_client(dbl):
+    with pyt(dbl) as c:
+        cur = c.cursor()
+        cur.execute("SELECT @@VERSION, DB_NAME(), SUSER_SNAME()")
+        version, db, who = cur.fetchone()
+        assert version.startswith("Microsoft SQL Server") and db == "master" and who == dbl.user
+    with pytest.raises(pytds.Error) as e:
+        pyt(dbl, password="wrong")
+    assert e.value.msg_no == 18456 and str(e.value) == f"Login failed for user '{dbl.user}'."
+
+    with pym(dbl) as c:
+        cur = c.cursor()
+        cur.execute("SELECT 1 + 1")
+        assert cur.fetchone() == (2,)
+    assert re.search(r"tds=0x74000004 .*app='pymssql", dbl.log())
+    with pytest.raises(pymssql.OperationalError) as e:
+        pym(dbl, password="wrong")
+    assert "18456" in str(e.value) and f"Login failed for user '{dbl.user}'." in str(e.value)
+
+    rc, out = tsql(dbl, "SELECT 40 + 2 AS answer")
+    assert rc == 0 and re.search(r"answer\s*\n42\s*\n", out), out
+    rc, out = tsql(dbl, "SELECT 1", password="wrong")
+    assert rc != 0 and "Msg 18456 (severity 14, state 1)" in out and f"Login failed for user '{dbl.user}'." in out, out
+
+    assert go(dbl, "ping")["trancount"] == 0
+    r = go(dbl, "ping", password="wrong")
+    assert r["number"] == 18456 and r["class"] == 14 and r["error"].endswith(f"Login failed for user '{dbl.user}'.")
+    assert "login failed" in dbl.log()
+
+
+def test_unknown_login_and_database(dbl):
+    with pytest.raises(pytds.Error) as e:
+        pyt(dbl, user="nobody")
+    assert e.value.msg_no == 18456 and str(e.value) == "Login failed for user 'nobody'."
+    with pytest.raises(pytds.Error) as e:
+        pyt(dbl, database="nosuchdb")
+    assert e.value.msg_no in (4060, 18456)
+
+
+# --- encryption ---------------------------------------------------------------------------------------------
+
+def test_encryption_off_login_only_and_on(dbl, tmp_path):
+    with pyt(dbl) as c:                                            # pytds without a CA: ENCRYPT_NOT_SUP
+        opt, size, spid = my_encryption(c.cursor())
+        assert opt == "FALSE" and login_mode(dbl, spid) == "off"
+    with pyt(dbl, cafile=dbl.cert, validate_host=False) as c:      # TLS for the whole session
+        opt, size, spid = my_encryption(c.cursor())
+        assert opt == "TRUE" and login_mode(dbl, spid) == "on"
+    with pyt(dbl, cafile=dbl.cert, validate_host=False, enc_login_only=True) as c:
+        opt, size, spid = my_encryption(c.cursor())
+        assert opt == "FALSE" and login_mode(dbl, spid) == "login-only"
+
+    rc, out = tsql(dbl, "SELECT encrypt_option FROM sys.dm_exec_connections WHERE session_id = @@SPID")
+    assert rc == 0 and "FALSE" in out, out                         # FreeTDS default: encrypt the login only
+    rc, out = tsql(dbl, "SELECT encrypt_option FROM sys.dm_exec_connections WHERE session_id = @@SPID",
+                   encryption="require", tmp_path=tmp_path)
+    assert rc == 0 and "TRUE" in out, out
+
+    q = "SELECT encrypt_option FROM sys.dm_exec_connections WHERE session_id = @@SPID"
+    assert go(dbl, "query", q, opts="encrypt=disable")["rows"] == [["FALSE"]]
+    # login-only (go-mssqldb verifies the certificate even then: a self-signed one needs TrustServerCertificate)
+    assert go(dbl, "query", q, opts="encrypt=false&TrustServerCertificate=true")["rows"] == [["FALSE"]]
+    assert go(dbl, "query", q, opts="encrypt=true&TrustServerCertificate=true")["rows"] == [["TRUE"]]
+
+    with pym(dbl) as c:
+        cur = c.cursor()
+        cur.execute(q)
+        assert cur.fetchone() == ("FALSE",)
+    modes = re.findall(r"encryption=(\S+)", dbl.log())
+    assert {"off", "login-only", "on"} <= set(modes)
+
+
+def test_forced_encryption():
+    with running_double(force_encryption=True) as d:
+        with pytest.raises(Exception):                             # a client without TLS is turned away
+            pyt(d)
+        q = "SELECT encrypt_option FROM sys.dm_exec_connections WHERE session_id = @@SPID"
+        assert go(d, "query", q, opts="encrypt=false&TrustServerCertificate=true")["rows"] == [["TRUE"]]
+        with pyt(d, cafile=d.cert, validate_host=False, enc_login_only=True) as c:
+            assert my_encryption(c.cursor())[0] == "TRUE"
+
+
+def test_packet_size_negotiation_and_big_values(dbl):
+    big = "ü" * 300_000 + "end"
+    blob = bytes(range(256)) * 4000
+    with pyt(dbl, blocksize=32767) as c:
+        cur = c.cursor()
+        assert my_encryption(cur)[1] == 32767
+        cur.execute("CREATE TABLE big_values (id int PRIMARY KEY, t nvarchar(max), b varbinary(max), v varchar(max))")
+        cur.execute("INSERT INTO big_values VALUES (%s, %s, %s, %s)", (1, big, pytds.Binary(blob), "v" * 100_000))
+        cur.execute("SELECT t, b, v, LEN(t) FROM big_values WHERE id = 1")
+        t, b, v, n = cur.fetchone()
+        assert t == big and b == blob and v == "v" * 100_000 and n == len(big)
+    with pyt(dbl, blocksize=512) as c:                              # smallest packets: many per message
+        cur = c.cursor()
+        assert my_encryption(cur)[1] == 512
+        cur.execute("SELECT t FROM big_values WHERE id = 1")
+        assert cur.fetchone()[0] == big
+    assert go(dbl, "query", "SELECT DATALENGTH(b) FROM big_values")["rows"] == [[len(blob)]]
+
+
+# --- types -------------------------------------------------------------------------------------------------
+
+TYPES_DDL = """CREATE TABLE {name} (id int PRIMARY KEY, ti tinyint, si smallint, i int, bi bigint, b bit,
+    d decimal(12,3), n numeric(38,10), f float, r real, s nvarchar(40), vs varchar(40), vb varbinary(20),
+    tmax nvarchar(max), bmax varbinary(max), dt2 datetime2(7), dto datetimeoffset(7), dd date,
+    g uniqueidentifier, z int NULL)"""
+
+
+def test_types_round_trip_pytds_sp_executesql(dbl):
+    vals = (1, 255, -32768, -2147483648, 2**63 - 1, True, decimal.Decimal("-123456789.123"),
+            decimal.Decimal("1234567890123456789012345678.0123456789"), 2.5e-300, 1.5, "Grüße ✓ 日本",
+            "Latin-1 café", pytds.Binary(b"\x00\x01\xfe\xff"), "x" * 10_000, pytds.Binary(b"\x07" * 9000),
+            dt.datetime(1, 1, 1, 0, 0, 0, 1), dt.datetime(9999, 12, 31, 23, 59, 59, 999999,
+                                                          tzinfo=dt.timezone(dt.timedelta(hours=8, minutes=45))),
+            dt.date(2024, 2, 29), uuid.UUID("6F9619FF-8B86-D011-B42D-00C04FC964FF"), None)
+    nulls = (2,) + (None,) * (len(vals) - 1)
+    with pyt(dbl) as c:
+        cur = c.cursor()
+        cur.execute(TYPES_DDL.format(name="types_pytds"))
+        cur.execute("INSERT INTO types_pytds VALUES (%s)" % ", ".join(["%s"] * len(vals)), vals)
+        assert cur.rowcount == 1
+        cur.execute("INSERT INTO types_pytds VALUES (%s)" % ", ".join(["%s"] * len(nulls)), nulls)
+        cur.execute("SELECT * FROM types_pytds ORDER BY id")
+        names = [d[0] for d in cur.description]
+        assert names == ["id", "ti", "si", "i", "bi", "b", "d", "n", "f", "r", "s", "vs", "vb", "tmax", "bmax",
+                         "dt2", "dto", "dd", "g", "z"]
+        row, nullrow = cur.fetchall()
+        for name, want, got in zip(names, vals, row):
+            assert got == want, name
+        assert nullrow == nulls
+        # parameters in expressions and WHERE
+        cur.execute("SELECT COUNT(*) FROM types_pytds WHERE g = %s AND s = %s AND dd = %s",
+                    (vals[18], vals[10], vals[17]))
+        assert cur.fetchone() == (1,)
+        cur.execute("UPDATE types_pytds SET i = i + %s WHERE id IN (1, 2)", (5,))
+        assert cur.rowcount == 2
+        cur.execute("DELETE FROM types_pytds WHERE id = %s", (2,))
+        assert cur.rowcount == 1
+
+
+def test_types_round_trip_go(dbl):
+    r = go(dbl, "types")
+    assert r == {"b": True, "bi": 9000000000, "big_len": 40000, "big_ok": True, "d": "12345.678",
+                 "dd": "2001-01-02", "dt2": "2024-02-29T13:14:15.123456Z", "dto": "2024-02-29T13:14:15.654321+02:30",
+                 "f": 3.5e+100, "g": "6F9619FF-8B86-D011-B42D-00C04FC964FF", "n_valid": False, "r": 1.25,
+                 "s": "Grüße ✓", "si": -300, "ti": 200, "vb": "000102ff", "vs": "plain"}
+
+
+def test_types_round_trip_pymssql_literals(dbl):
+    with pym(dbl, autocommit=True) as c:
+        cur = c.cursor()
+        cur.execute(TYPES_DDL.format(name="types_pymssql"))
+        vals = (1, 7, 300, 70000, 5_000_000_000, True, decimal.Decimal("1.500"), decimal.Decimal("-0.0000000001"),
+                1.25, 0.5, "Grüße", "plain", b"\xde\xad\xbe\xef", "y" * 5000, b"\x01" * 3000,
+                dt.datetime(2024, 5, 6, 7, 8, 9, 123000), None, dt.date(2020, 1, 31),
+                None, None)
+        cur.execute("INSERT INTO types_pymssql VALUES (%s)" % ", ".join(["%s"] * len(vals)), vals)
+        cur.execute("SELECT * FROM types_pymssql")
+        row = cur.fetchone()
+        want = list(vals)
+        assert list(row) == want
+        cur.execute("SELECT CAST(1 AS bit), CAST(2 AS tinyint), CAST(N'6F9619FF-8B86-D011-B42D-00C04FC964FF' AS uniqueidentifier)")
+        assert cur.fetchone() == (True, 2, uuid.UUID("6F9619FF-8B86-D011-B42D-00C04FC964FF"))
+
+
+def test_tsql_crud(dbl):
+    rc, out = tsql(dbl, "CREATE TABLE tsql_t (id int PRIMARY KEY, name nvarchar(20), amount decimal(10,2))\ngo\n"
+                        "INSERT INTO tsql_t VALUES (1, N'alpha', 1.50), (2, N'beta', NULL)\ngo\n"
+                        "UPDATE tsql_t SET amount = 9.99 WHERE id = 2\ngo\n"
+                        "SELECT id, name, amount FROM tsql_t ORDER BY id")
+    assert rc == 0, out
+    assert "(2 rows affected)" in out
+    assert re.search(r"1\s+alpha\s+1\.50\s*\n2\s+beta\s+9\.99", out), out
+
+
+# --- parameters, prepared statements, procedures --------------------------------------------------------------
+
+def test_prepared_statements_by_id_and_by_name(dbl):
+    import pytds.tds_base as tb
+    with pyt(dbl) as c:
+        cur = c.cursor()
+        # sp_prepare (RPC by proc id 11), sp_execute (id 12), sp_unprepare and sp_prepexec by name
+        out = cur.callproc(tb.SP_PREPARE, (pytds.output(param_type="int", value=None), "@a int, @b nvarchar(10)",
+                                           "SELECT @a * 2 AS doubled, @b AS b"))
+        handle = out[0]
+        assert isinstance(handle, int) and handle > 0 and cur.get_proc_return_status() == 0
+        for i in range(3):
+            cur.callproc(tb.SP_EXECUTE, (handle, i, f"v{i}"))
+            assert cur.fetchall() == [(2 * i, f"v{i}")]
+        cur.callproc("sp_unprepare", (handle,))
+        with pytest.raises(pytds.Error) as e:
+            cur.callproc(tb.SP_EXECUTE, (handle, 1, "x"))
+        assert e.value.msg_no == 8179
+        out = cur.callproc("sp_prepexec", (pytds.output(param_type="int", value=None), "@x int", "SELECT @x + 1", 41))
+        assert cur.fetchall() == [(42,)]
+        cur.callproc(tb.SP_EXECUTE, (out[0], 99))
+        assert cur.fetchall() == [(100,)]
+        # sp_executesql with an OUTPUT parameter
+        out = cur.callproc(tb.SP_EXECUTESQL, ("SET @r = @a + 1", "@a int, @r int OUTPUT", 6,
+                                              pytds.output(param_type="int", value=None)))
+        assert out[-1] == 7
+    assert go(dbl, "prepared")["rows"] == [[1, "v0"], [2, "v1"], [3, "v2"]]
+
+
+def test_batch_statements_messages_identity_output(dbl):
+    with pyt(dbl) as c:
+        cur = c.cursor()
+        cur.execute("CREATE TABLE ident (id int IDENTITY(1,1) PRIMARY KEY, v nvarchar(10))")
+        cur.execute("INSERT INTO ident (v) OUTPUT inserted.id, inserted.v VALUES (N'a'), (N'b')")
+        assert cur.fetchall() == [(1, "a"), (2, "b")]
+        cur.execute("INSERT INTO ident (v) VALUES (N'c'); SELECT SCOPE_IDENTITY() AS id")
+        cur.nextset() if cur.description is None else None
+        assert cur.fetchall() == [(decimal.Decimal(3),)]
+        cur.execute("DELETE FROM ident OUTPUT deleted.v WHERE id = 1")
+        assert cur.fetchall() == [("a",)]
+        cur.execute("PRINT N'hello from the double'; SELECT TOP 1 [v] FROM [dbo].[ident] ORDER BY [ID] DESC")
+        assert cur.fetchall() == [("c",)]
+        assert any("hello from the double" in str(m) for m in cur.messages)
+    with pym(dbl, autocommit=True) as c:
+        cur = c.cursor()
+        cur.execute("SELECT v FROM ident ORDER BY id OFFSET 1 ROWS FETCH NEXT 1 ROWS ONLY")
+        assert cur.fetchall() == [("c",)]
+
+
+# --- transactions -----------------------------------------------------------------------------------------
+
+def test_transactions_every_client(dbl):
+    with pyt(dbl) as c:
+        c.cursor().execute("CREATE TABLE txn (id int PRIMARY KEY, who nvarchar(10))")
+    # pytds: autocommit off = transaction-manager requests (TM_BEGIN/COMMIT/ROLLBACK_XACT), descriptors in ALL_HEADERS
+    with pyt(dbl, autocommit=False) as c:
+        cur = c.cursor()
+        cur.execute("INSERT INTO txn VALUES (1, N'pytds')")
+        cur.execute("SELECT @@TRANCOUNT")
+        assert cur.fetchone() == (1,)
+        c.rollback()
+        cur.execute("INSERT INTO txn VALUES (2, N'pytds')")
+        c.commit()
+    # pymssql: BEGIN TRANSACTION batches (FreeTDS)
+    with pym(dbl) as c:
+        cur = c.cursor()
+        cur.execute("INSERT INTO txn VALUES (3, N'pymssql')")
+        c.rollback()
+        cur.execute("INSERT INTO txn VALUES (4, N'pymssql')")
+        c.commit()
+    # T-SQL nesting, @@TRANCOUNT, a statement-level error inside a transaction keeps it open
+    rc, out = tsql(dbl, "BEGIN TRAN\nINSERT INTO txn VALUES (5, N'tsql')\nBEGIN TRAN\nSELECT @@TRANCOUNT AS tc\n"
+                        "COMMIT\nSELECT @@TRANCOUNT AS tc\nINSERT INTO txn VALUES (5, N'dup')\nSELECT @@TRANCOUNT AS tc\n"
+                        "ROLLBACK\nSELECT @@TRANCOUNT AS tc")
+    assert re.findall(r"tc\s*\n(\d+)", out) == ["2", "1", "1", "0"], out
+    assert "Msg 2627" in out
+    r = go(dbl, "tx")
+    assert r == {"trancount_in_tx": 1, "ids": [2]}
+    with pyt(dbl) as c:
+        cur = c.cursor()
+        cur.execute("SELECT id FROM txn ORDER BY id")
+        assert [x[0] for x in cur.fetchall()] == [2, 4]
+        with pytest.raises(pytds.Error) as e:
+            cur.execute("COMMIT")
+        assert e.value.msg_no == 3902
+
+
+def test_uncommitted_rows_invisible_to_other_sessions(dbl):
+    with pyt(dbl) as a, pyt(dbl) as b:
+        a.cursor().execute("CREATE TABLE iso (id int PRIMARY KEY)")
+        ca, cb = a.cursor(), b.cursor()
+        ca.execute("BEGIN TRAN; INSERT INTO iso VALUES (1)")
+        cb.execute("SELECT COUNT(*) FROM iso")
+        assert cb.fetchone() == (0,)
+        ca.execute("COMMIT")
+        cb.execute("SELECT COUNT(*) FROM iso")
+        assert cb.fetchone() == (1,)
+
+
+# --- errors -----------------------------------------------------------------------------------------------
+
+def test_error_numbers_every_client(dbl):
+    with pyt(dbl) as c:
+        cur = c.cursor()
+        cur.execute("CREATE TABLE dup (id int PRIMARY KEY)")
+        cur.execute("INSERT INTO dup VALUES (1)")
+        with pytest.raises(pytds.IntegrityError) as e:
+            cur.execute("INSERT INTO dup VALUES (%s)", (1,))
+        assert e.value.msg_no == 2627 and e.value.severity == 14
+        assert str(e.value) == ("Violation of PRIMARY KEY constraint 'PK__dup'. Cannot insert duplicate key in "
+                                "object 'dbo.dup'. The duplicate key value is (1).")
+        with pytest.raises(pytds.ProgrammingError) as e:
+            cur.execute("SELECT * FROM no_such_table")
+        assert e.value.msg_no == 208 and str(e.value) == "Invalid object name 'no_such_table'."
+        with pytest.raises(pytds.ProgrammingError) as e:
+            cur.execute("SELEC 1")
+        assert e.value.msg_no == 102
+        with pytest.raises(pytds.Error) as e:
+            cur.execute("RAISERROR(N'custom failure', 16, 3)")
+        assert e.value.msg_no == 50000 and e.value.state == 3
+    with pym(dbl, autocommit=True) as c:
+        with pytest.raises(pymssql.IntegrityError) as e:
+            c.cursor().execute("INSERT INTO dup VALUES (1)")
+        assert e.value.args[0] == 2627
+    rc, out = tsql(dbl, "INSERT INTO dup VALUES (1)")
+    assert "Msg 2627 (severity 14, state 1)" in out, out
+    r = go(dbl, "dupkey")
+    assert r["number"] == 2627 and r["class"] == 14 and "Violation of PRIMARY KEY constraint" in r["error"]
+
+
+# --- cancel --------------------------------------------------------------------------------------------
+
+def test_cancel_long_query(dbl):
+    r = go(dbl, "cancel")
+    assert r["error"] == "context canceled" and r["seconds"] < 3 and r["after"] == 1 and r["after_error"] == "<nil>"
+    # pytds cancels (ATTENTION, then waits for DONE_ATTN) when its socket timeout strikes
+    with pyt(dbl, timeout=1) as c:
+        cur = c.cursor()
+        t0 = time.monotonic()
+        with pytest.raises(Exception) as e:
+            cur.execute("WAITFOR DELAY '00:00:10'")
+        assert "timed out" in str(e.value) and time.monotonic() - t0 < 5
+        cur.execute("SELECT 7")
+        assert cur.fetchone() == (7,)
+
+
+# --- databases, logins --------------------------------------------------------------------------------------
+
+def test_create_database_login_user(dbl):
+    with pyt(dbl) as c:
+        cur = c.cursor()
+        cur.execute("CREATE DATABASE appdb")
+        cur.execute("CREATE LOGIN app WITH PASSWORD = 'App-pw-1'")
+        cur.execute("USE appdb")
+        cur.execute("CREATE USER app FOR LOGIN app")
+        cur.execute("SELECT DB_NAME()")
+        assert cur.fetchone() == ("appdb",)
+        cur.execute("CREATE TABLE dbo.items (id int PRIMARY KEY)")
+        cur.execute("INSERT INTO appdb.dbo.items VALUES (1)")
+    with pyt(dbl, user="app", password="App-pw-1", database="appdb") as c:
+        cur = c.cursor()
+        cur.execute("SELECT id FROM items")
+        assert cur.fetchall() == [(1,)]
+    with pytest.raises(pytds.Error) as e:
+        pyt(dbl, user="app", password="nope")
+    assert e.value.msg_no == 18456 and str(e.value) == "Login failed for user 'app'."
+
+
+# --- change data capture -------------------------------------------------------------------------------------
+
+def test_cdc_changes_share_the_commit_lsn(dbl):
+    B = pytds.Binary
+    with pyt(dbl) as c:
+        cur = c.cursor()
+        cur.execute("CREATE DATABASE shop")
+        cur.execute("USE shop")
+        cur.execute("EXEC sys.sp_cdc_enable_db")
+        cur.execute("CREATE TABLE dbo.orders (id int NOT NULL PRIMARY KEY, item nvarchar(20), qty int)")
+        cur.execute("EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', @role_name = NULL")
+        cur.execute("SELECT sys.fn_cdc_get_min_lsn('dbo_orders'), sys.fn_cdc_get_min_lsn('nope')")
+        lo, missing = cur.fetchone()
+        assert len(lo) == 10 and missing == b"\0" * 10
+        cur.execute("BEGIN TRAN; INSERT INTO orders VALUES (1, N'apple', 1), (2, N'pear', 2); "
+                    "UPDATE orders SET qty = 5 WHERE id = 1; DELETE FROM orders WHERE id = 2; COMMIT")
+        cur.execute("BEGIN TRAN; INSERT INTO orders VALUES (9, N'lost', 9); ROLLBACK")
+        cur.execute("INSERT INTO orders VALUES (3, N'fig', 3)")
+        deadline = time.monotonic() + 10
+        rows = []
+        while time.monotonic() < deadline:               # capture is asynchronous, as SQL Server's job
+            cur.execute("SELECT sys.fn_cdc_get_max_lsn()")
+            hi = cur.fetchone()[0]
+            if hi > lo:
+                cur.execute("SELECT * FROM cdc.fn_cdc_get_all_changes_dbo_orders(%s, %s, N'all update old') "
+                            "ORDER BY __$start_lsn, __$seqval, __$operation", (B(lo), B(hi)))
+                rows = cur.fetchall()
+                if len(rows) == 6:
+                    break
+            time.sleep(0.1)
+        assert [d[0] for d in cur.description] == ["__$start_lsn", "__$seqval", "__$operation", "__$update_mask",
+                                                   "id", "item", "qty"]
+        ops = [(r[2], r[4], r[5], r[6]) for r in rows]
+        assert ops == [(2, 1, "apple", 1), (2, 2, "pear", 2), (3, 1, "apple", 1), (4, 1, "apple", 5),
+                       (1, 2, "pear", 2), (2, 3, "fig", 3)]
+        first_tx = {r[0] for r in rows[:5]}
+        assert len(first_tx) == 1 and rows[5][0] > rows[0][0]       # one LSN per transaction, in commit order
+        assert rows[2][1] == rows[3][1] and rows[3][3] == b"\x04"   # update images share __$seqval; mask = qty
+        assert rows[0][3] == b"\x07"
+        cur.execute("SELECT * FROM cdc.fn_cdc_get_all_changes_dbo_orders(%s, %s, N'all')", (B(lo), B(hi)))
+        assert [r[2] for r in cur.fetchall()] == [2, 2, 4, 1, 2]
+        cur.execute("SELECT start_lsn, tran_end_time FROM cdc.lsn_time_mapping ORDER BY start_lsn")
+        mapping = cur.fetchall()
+        assert [m[0] for m in mapping] == [rows[0][0], rows[5][0]]
+        cur.execute("SELECT sys.fn_cdc_map_lsn_to_time(%s), sys.fn_cdc_increment_lsn(%s)", (B(hi), B(hi)))
+        when, nxt = cur.fetchone()
+        assert when == mapping[-1][1] and int.from_bytes(nxt, "big") == int.from_bytes(hi, "big") + 1
+        # from the next LSN on: nothing new; a range past the maximum is SQL Server's error 313
+        cur.execute("SELECT COUNT(*) FROM cdc.fn_cdc_get_all_changes_dbo_orders(%s, %s, N'all')",
+                    (B(rows[5][0]), B(hi)))
+        assert cur.fetchone() == (1,)
+        with pytest.raises(pytds.Error) as e:
+            cur.execute("SELECT * FROM cdc.fn_cdc_get_all_changes_dbo_orders(%s, %s, N'all')", (B(lo), B(b"\xff" * 10)))
+        assert e.value.msg_no == 313
+        # cleanup raises the minimum LSN
+        cur.execute("EXEC sys.sp_cdc_cleanup_change_table @capture_instance = N'dbo_orders', @low_water_mark = %s",
+                    (B(rows[5][0]),))
+        cur.execute("SELECT sys.fn_cdc_get_min_lsn('dbo_orders')")
+        assert cur.fetchone()[0] == rows[5][0]
+        with pytest.raises(pytds.Error) as e:
+            cur.execute("SELECT * FROM cdc.fn_cdc_get_all_changes_dbo_orders(%s, %s, N'all')", (B(lo), B(hi)))
+        assert e.value.msg_no == 313
