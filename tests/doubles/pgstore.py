@@ -34,13 +34,14 @@ def _demote_and_die_with_parent(uid, gid):
 
     def fn():
         os.setpgid(0, 0)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)        # PR_SET_PDEATHSIG
-        if os.getppid() != parent:
-            os._exit(1)
         if uid is not None:
             os.setgroups([])
             os.setgid(gid)
             os.setuid(uid)
+        # after setuid: a change of credentials clears the parent-death signal
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)        # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os._exit(1)
     return fn
 
 

@@ -442,7 +442,9 @@ class Session:
         self.attention.clear()
         try:
             if ptype in (P.SQL_BATCH, P.RPC, P.TRANSACTION_MANAGER):
+                self.request_descriptor = None
                 self.read_all_headers(r)
+                self.check_descriptor()
             if ptype == P.SQL_BATCH:
                 text = payload[r.pos:].decode("utf-16-le", "replace")
                 self.run_batch(text, {}, out, in_proc=False)
@@ -475,6 +477,15 @@ class Session:
             if htype == 2:
                 self.request_descriptor = data[:8]
         r.pos = start + total
+
+    def check_descriptor(self) -> None:
+        """A request names the transaction it belongs to (ALL_HEADERS type 2): the descriptor of the last
+        ENVCHANGE begin, or zeros outside a transaction. SQL Server lets a mismatch pass in simple cases; the
+        double logs it so tests can see a client (or a proxy) that sends the wrong one."""
+        got = self.request_descriptor
+        if got is not None and got != self.descriptor:
+            print(f"sqlserver-double: spid {self.spid}: transaction descriptor mismatch: request {got.hex()}, "
+                  f"session {self.descriptor.hex()}", flush=True)
 
     def reset(self, skip_tran: bool, out: Output) -> None:
         if not skip_tran and self.trancount:

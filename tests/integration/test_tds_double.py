@@ -120,7 +120,7 @@ def test_unknown_login_and_database(dbl):
         pyt(dbl, user="nobody")
     assert e.value.msg_no == 18456 and str(e.value) == "Login failed for user 'nobody'."
     with pytest.raises(pytds.Error) as e:
-        pyt(dbl, database="nosuchdb")
+        pyt(dbl, database="nosuchdb", disable_connect_retry=True)
     assert e.value.msg_no in (4060, 18456)
 
 
@@ -491,3 +491,109 @@ def test_cdc_changes_share_the_commit_lsn(dbl):
         with pytest.raises(pytds.Error) as e:
             cur.execute("SELECT * FROM cdc.fn_cdc_get_all_changes_dbo_orders(%s, %s, N'all')", (B(lo), B(hi)))
         assert e.value.msg_no == 313
+
+
+# --- what the proxy will lean on -------------------------------------------------------------------------------
+
+def test_clients_echo_transaction_descriptors(dbl):
+    """Every request of the clients above carried the descriptor of the transaction the double announced
+    (ENVCHANGE begin) or zeros: the double logs any other value."""
+    with pyt(dbl, autocommit=False) as c:
+        cur = c.cursor()
+        for i in range(3):
+            cur.execute("SELECT @@TRANCOUNT")
+            assert cur.fetchone() == (1,)
+            c.commit()
+    assert "descriptor mismatch" not in dbl.log()
+
+
+def test_deadlock_is_error_1205_and_rolls_back(dbl):
+    import threading
+    with pyt(dbl) as c:
+        c.cursor().execute("CREATE TABLE dl (id int PRIMARY KEY, v int); INSERT INTO dl VALUES (1, 0), (2, 0)")
+    with pyt(dbl) as a, pyt(dbl) as b:
+        ca, cb = a.cursor(), b.cursor()
+        ca.execute("BEGIN TRAN; UPDATE dl SET v = 1 WHERE id = 1")
+        cb.execute("BEGIN TRAN; UPDATE dl SET v = 2 WHERE id = 2")
+        errors = {}
+
+        def run(name, cur, sql):
+            try:
+                cur.execute(sql)
+            except pytds.Error as e:
+                errors[name] = e
+        t = threading.Thread(target=run, args=("b", cb, "UPDATE dl SET v = 2 WHERE id = 1"))
+        t.start()
+        time.sleep(0.3)
+        run("a", ca, "UPDATE dl SET v = 1 WHERE id = 2")
+        t.join(10)
+        assert len(errors) == 1, errors
+        (victim_name, err), = errors.items()
+        assert err.msg_no == 1205 and "was deadlocked on lock resources" in str(err)
+        victim, winner = (ca, cb) if victim_name == "a" else (cb, ca)
+        victim.execute("SELECT @@TRANCOUNT")                 # SQL Server rolls the victim's transaction back
+        assert victim.fetchone() == (0,)
+        winner.execute("SELECT @@TRANCOUNT")
+        assert winner.fetchone() == (1,)
+        winner.execute("COMMIT")
+        winner.execute("SELECT v FROM dl ORDER BY id")
+        assert [r[0] for r in winner.fetchall()] == ([2, 2] if victim_name == "a" else [1, 1])
+
+
+def test_malformed_tds_closes_only_that_connection(dbl):
+    import socket
+    s = socket.create_connection((dbl.host, dbl.port), timeout=5)
+    s.sendall(b"\x12\x01\x00\x04garbage")          # packet length 4 < header size
+    s.settimeout(5)
+    assert s.recv(100) == b""                     # closed, no answer
+    s.close()
+    s = socket.create_connection((dbl.host, dbl.port), timeout=5)
+    s.sendall(b"\x10\x01\x00\x10\x00\x00\x01\x00" + b"\0" * 8)     # LOGIN7 before PRELOGIN
+    assert s.recv(100) == b""
+    s.close()
+    with pyt(dbl) as c:                           # the double still serves others
+        cur = c.cursor()
+        cur.execute("SELECT 1")
+        assert cur.fetchone() == (1,)
+
+
+def test_entry_point_and_parent_death():
+    """tests/doubles/sqlserver-double starts as the issue describes; SIGKILL of the double takes its
+    PostgreSQL with it (parent-death signal), so nothing outlives a killed test run."""
+    import signal
+    import socket
+    root = os.path.dirname(os.path.dirname(HERE))
+    import pathlib
+    import shutil
+    import tempfile
+    top = tempfile.mkdtemp(prefix="sy-mssql-")     # short, and reachable by the `postgres` user
+    os.chmod(top, 0o711)
+    data = pathlib.Path(top) / "data"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = subprocess.Popen([os.path.join(root, "tests", "doubles", "sqlserver-double"), "--listen",
+                          f"127.0.0.1:{port}", "--data", str(data), "--admin-user", "sa", "--admin-password",
+                          "Entry-pw-1"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                         start_new_session=True)
+    try:
+        line = p.stdout.readline()
+        assert line.split() == ["ready", "127.0.0.1", str(port)], line
+        with pytds.connect("127.0.0.1", port=port, user="sa", password="Entry-pw-1", autocommit=True) as c:
+            cur = c.cursor()
+            cur.execute("SELECT DB_NAME()")
+            assert cur.fetchone() == ("master",)
+        pg_pid = int(open(data / "pg" / "postmaster.pid").readline())
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait(5)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and os.path.exists(f"/proc/{pg_pid}") and \
+                open(f"/proc/{pg_pid}/stat").read().split(")")[1].split()[0] not in ("Z", "X"):
+            time.sleep(0.1)
+        assert not os.path.exists(f"/proc/{pg_pid}") or \
+            open(f"/proc/{pg_pid}/stat").read().split(")")[1].split()[0] in ("Z", "X")
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(5)
+        shutil.rmtree(top, ignore_errors=True)
