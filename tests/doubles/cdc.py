@@ -70,6 +70,23 @@ BEGIN
     RETURN NULL;
 END $$;
 
+CREATE VIEW sys.schemas AS
+    SELECT nspname::varchar(128) AS name, oid::int AS schema_id, 1 AS principal_id FROM pg_namespace
+    WHERE nspname NOT LIKE 'pg\_%' AND nspname NOT IN ('information_schema', 'sy_cdc', 'public');
+CREATE VIEW sys.tables AS
+    SELECT c.relname::varchar(128) AS name, c.oid::int AS object_id, c.relnamespace::int AS schema_id,
+        'U'::varchar(2) AS type, 'USER_TABLE'::varchar(60) AS type_desc, (n.nspname = 'cdc') AS is_ms_shipped,
+        EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = 'sy_cdc_capture') AS is_tracked_by_cdc
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p') AND n.nspname NOT LIKE 'pg\_%' AND n.nspname NOT IN ('information_schema', 'sy_cdc', 'sys');
+CREATE FUNCTION public.object_id(name text, kind text DEFAULT NULL) RETURNS integer LANGUAGE sql STABLE AS $$
+    SELECT to_regclass(CASE WHEN position('.' IN n) > 0 THEN n ELSE 'dbo.' || n END)::oid::int
+    FROM (SELECT lower(replace(replace(name, '[', ''), ']', '')) AS n) x $$;
+CREATE FUNCTION public.schema_name(id integer DEFAULT NULL) RETURNS varchar(128) LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN id IS NULL THEN 'dbo' ELSE (SELECT nspname::varchar(128) FROM pg_namespace WHERE oid = id) END $$;
+CREATE FUNCTION public.object_name(id integer) RETURNS varchar(128) LANGUAGE sql STABLE AS $$
+    SELECT relname::varchar(128) FROM pg_class WHERE oid = id $$;
+
 CREATE FUNCTION sys.sy_lsn_int(l bytea) RETURNS numeric LANGUAGE sql IMMUTABLE AS $$
     SELECT sum(get_byte(l, i)::numeric * (256::numeric ^ (length(l) - 1 - i))) FROM generate_series(0, length(l) - 1) i $$;
 CREATE FUNCTION sys.sy_int_lsn(v numeric) RETURNS bytea LANGUAGE plpgsql IMMUTABLE AS $$

@@ -297,7 +297,7 @@ class Session:
         self.prepared: dict[int, tuple[str, str]] = {}
         self.next_handle = 1
         self.vars: dict[str, tuple[object, SqlType | None]] = {}
-        self.last_identity = None
+        self.last_insert_table = None
         self.rowcount = 0
         self.queue: queue.Queue = queue.Queue()
         self.busy = threading.Lock()
@@ -624,7 +624,8 @@ class Session:
             if key == "@@ROWCOUNT":
                 return self.rowcount, SqlType("int")
             if key in ("@@IDENTITY", "SCOPE_IDENTITY"):
-                return (decimal.Decimal(self.last_identity) if self.last_identity is not None else None,
+                value = self.identity_value()
+                return (decimal.Decimal(value) if value is not None else None,
                         SqlType("decimal", precision=38, scale=0))
             if key == "@@SERVERNAME":
                 return T.SERVER_NAME, SqlType("nvarchar", length=128)
@@ -773,6 +774,17 @@ class Session:
         if re.match(r"^(CREATE\s+USER|DROP\s+USER|ALTER\s+USER|ALTER\s+ROLE|GRANT|DENY|REVOKE|EXEC\s+sp_addrolemember)\b", s, re.I):
             out.done(token, self.done_status(), 0, 0)     # users and permissions: accepted, not enforced
             return
+        m = re.match(r"^ALTER\s+DATABASE\s+\[?(\w+)\]?\s+SET\s+(READ_ONLY|READ_WRITE)(?:\s+WITH\s+(ROLLBACK\s+IMMEDIATE|NO_WAIT))?$", s, re.I)
+        if m:
+            self.set_read_only(m.group(1), m.group(2).upper() == "READ_ONLY", (m.group(3) or "").upper())
+            out.done(token, self.done_status(), 0, 0)
+            return
+        if re.match(r"^ALTER\s+DATABASE\b", s, re.I):
+            out.done(token, self.done_status(), 0, 0)       # other database options: accepted, no effect
+            return
+        if re.search(r"\bsys\s*\.\s*databases\b", s, re.I):
+            self.refresh_sys_databases()
+            s = re.sub(r"\bsys\s*\.\s*databases\b", "sy_sys_databases", s, flags=re.I)
         if re.search(r"\bsys\s*\.\s*dm_exec_connections\b", s, re.I):
             self.refresh_dm_exec_connections()
             s = re.sub(r"\bsys\s*\.\s*dm_exec_connections\b", "sy_dm_exec_connections", s, flags=re.I)
@@ -780,6 +792,53 @@ class Session:
             out.done(token, self.done_status(), 0, 0)
             return
         self.run_sql(s, scope, out, token)
+
+    def set_read_only(self, name: str, read_only: bool, option: str) -> None:
+        """ALTER DATABASE x SET READ_ONLY | READ_WRITE [WITH ROLLBACK IMMEDIATE | NO_WAIT]: other sessions of x
+        with an open transaction are disconnected with ROLLBACK IMMEDIATE, or the change fails (5070)."""
+        key = name.lower()
+        if key not in self.server.state["databases"]:
+            raise SqlError(911, f"Database '{name}' does not exist. Make sure that the name is entered correctly.", 16, 1)
+        with self.server.lock:
+            others = [x for x in self.server.sessions.values()
+                      if x is not self and x.db.lower() == key and x.trancount > 0]
+        if others and option != "ROLLBACK IMMEDIATE":
+            raise SqlError(5070, f"Database state cannot be changed while other users are using the database '{name}'", 16, 2)
+        for x in others:
+            x.kill()
+        with self.server.lock:
+            ro = set(self.server.state.setdefault("read_only", []))
+            (ro.add if read_only else ro.discard)(key)
+            self.server.state["read_only"] = sorted(ro)
+            self.server.save_state()
+
+    def kill(self) -> None:
+        """End this session from another one (its client sees the connection drop, its transaction rolls back)."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        if self.conn is not None:
+            try:
+                self.conn.cancel()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def refresh_sys_databases(self) -> None:
+        """sys.databases from the double's own list (a temp table, like sys.dm_exec_connections)."""
+        self.pg_statement("CREATE TEMP TABLE IF NOT EXISTS sy_sys_databases (name varchar(128), database_id integer, "
+                          "create_date timestamp(3), compatibility_level smallint, collation_name varchar(128), "
+                          "state_desc varchar(60), is_read_only boolean, recovery_model_desc varchar(60), "
+                          "snapshot_isolation_state smallint, is_read_committed_snapshot_on boolean, "
+                          "is_cdc_enabled boolean)", discard=True)
+        self.pg_statement("DELETE FROM sy_sys_databases", discard=True)
+        st = self.server.state
+        for i, key in enumerate(st["databases"]):
+            self.pg_statement(self.cur.mogrify(
+                "INSERT INTO sy_sys_databases VALUES (%s, %s, now(), 160, 'SQL_Latin1_General_CP1_CI_AS', 'ONLINE', "
+                "%s, 'FULL', 1, true, %s)",
+                (st.get("databases_display", {}).get(key, key), i + 1, key in st.get("read_only", []),
+                 key in st["cdc"])).decode(), discard=True)
 
     def refresh_dm_exec_connections(self) -> None:
         """sys.dm_exec_connections as a temp table of the live sessions (encrypt_option tells TLS use)."""
@@ -960,6 +1019,10 @@ class Session:
     def run_sql(self, stmt: str, scope: dict, out: Output, token: int) -> None:
         binder = Binder(self.lookup(scope))
         tr = translate(stmt, binder)
+        if tr.kind in ("insert", "update", "delete", "merge", "ddl") and \
+                self.db.lower() in self.server.state.get("read_only", []):
+            raise SqlError(3906, f'Failed to update database "{self.db}" because the database is read-only.', 16, 1,
+                           abort=False)
         if self.implicit and self.trancount == 0 and tr.kind in ("select", "insert", "update", "delete", "merge", "ddl"):
             self.begin(out)
         self.pg_statement(tr.sql)
@@ -980,22 +1043,36 @@ class Session:
             out.add(T.colmetadata(cols))
             for r in rows:
                 out.add(T.row(cols, [_to_wire(v, c.type) for v, c in zip(r, cols)]))
-        if tr.kind == "insert":
-            self.note_identity()
+        if tr.kind == "insert" and tr.target:
+            self.last_insert_table = tr.target
         self.rowcount = count
         curcmd = {"select": T.CMD_SELECT, "insert": T.CMD_INSERT, "update": T.CMD_UPDATE,
                   "delete": T.CMD_DELETE, "merge": T.CMD_UPDATE}.get(tr.kind, 0)
         counted = rows is not None or (tr.kind in ("insert", "update", "delete", "merge") and not self.nocount)
         out.done(token, self.done_status() | (T.DONE_COUNT if counted else 0), curcmd, count if counted else 0)
 
-    def note_identity(self) -> None:
+    def identity_value(self):
+        """SCOPE_IDENTITY(): the identity value the session's last INSERT generated (its table's sequence)."""
+        target = getattr(self, "last_insert_table", None)
+        if not target:
+            return None
         try:
-            self.pg_statement("SELECT lastval()")
-            self.last_identity = self.cur.fetchone()[0]
+            self.pg_statement(self.cur.mogrify(
+                "SELECT a.attname FROM pg_attribute a WHERE a.attrelid = to_regclass(%s) AND a.attidentity <> ''",
+                (f'"{target[0]}"."{target[1]}"',)).decode())
+            row = self.cur.fetchone()
             if self.trancount:
                 self.pg("RELEASE SAVEPOINT sy_stmt")
+            if not row:
+                return None
+            self.pg_statement(self.cur.mogrify("SELECT currval(pg_get_serial_sequence(%s, %s))",
+                                               (f'"{target[0]}"."{target[1]}"', row[0])).decode())
+            value = self.cur.fetchone()[0]
+            if self.trancount:
+                self.pg("RELEASE SAVEPOINT sy_stmt")
+            return value
         except SqlError:
-            pass
+            return None
 
     def comment_columns(self, schema: str, table: str, cols) -> None:
         for name, t, ident in cols:

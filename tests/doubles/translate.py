@@ -273,6 +273,7 @@ class Translation:
         self.names: list[str] | None = None   # result column names as SQL Server spells them
         self.create: tuple[str, str, list] | None = None   # (schema, table, [(name, SqlType, identity)])
         self.returning = ""
+        self.target: tuple[str, str] | None = None     # (schema, table) an INSERT writes to
 
 
 _RENAMED_FUNCTIONS = {"DATALENGTH": "octet_length", "NEWSEQUENTIALID": "gen_random_uuid",
@@ -319,6 +320,10 @@ def translate(stmt: str, binder: Binder) -> Translation:
     tr = Translation("", kind)
     if isinstance(tree, exp.Create) and (tree.args.get("kind") or "").upper() == "TABLE":
         tr.create = _create_columns(tree)
+    if isinstance(tree, exp.Insert):
+        target = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
+        if isinstance(target, exp.Table):
+            tr.target = ((target.db or "dbo").lower(), target.name.lower())
     tree = _rewrite(tree, tr, binder)
     sql = tree.sql(dialect="postgres")
     tr.sql = binder.unbind(sql)

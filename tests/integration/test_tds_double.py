@@ -597,3 +597,46 @@ def test_entry_point_and_parent_death():
             os.killpg(p.pid, signal.SIGKILL)
             p.wait(5)
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_catalog_views_and_read_only_fencing(dbl):
+    with pyt(dbl) as c, pyt(dbl) as other:
+        cur = c.cursor()
+        cur.execute("CREATE DATABASE fence")
+        cur.execute("USE fence")
+        cur.execute("EXEC sys.sp_cdc_enable_db")
+        cur.execute("CREATE TABLE dbo.acct (id int IDENTITY(1,1) PRIMARY KEY, v int)")
+        cur.execute("CREATE TABLE dbo.plain (id int PRIMARY KEY)")
+        cur.execute("EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'acct', @role_name = NULL")
+        cur.execute("SELECT name, is_cdc_enabled, is_read_only FROM sys.databases WHERE name IN (N'master', N'fence') "
+                    "ORDER BY name")
+        assert cur.fetchall() == [("fence", True, False), ("master", False, False)]
+        cur.execute("SELECT t.name, t.is_tracked_by_cdc FROM sys.tables t JOIN sys.schemas s "
+                    "ON s.schema_id = t.schema_id WHERE s.name = N'dbo' ORDER BY t.name")
+        assert cur.fetchall() == [("acct", True), ("plain", False)]
+        cur.execute("SELECT OBJECT_ID(N'dbo.acct'), OBJECT_ID(N'[dbo].[nope]')")
+        oid, none = cur.fetchone()
+        assert isinstance(oid, int) and none is None
+        # SCOPE_IDENTITY() is the table's identity even though CDC's trigger draws from its own sequences
+        cur.execute("INSERT INTO acct (v) VALUES (10); INSERT INTO acct (v) VALUES (20); SELECT SCOPE_IDENTITY()")
+        while cur.description is None:
+            cur.nextset()
+        assert cur.fetchone() == (decimal.Decimal(2),)
+        # fencing: READ_ONLY refuses writes (3906) and ends other sessions' open transactions
+        oc = other.cursor()
+        oc.execute("USE fence; BEGIN TRAN; INSERT INTO plain VALUES (1)")
+        with pytest.raises(pytds.Error) as e:
+            cur.execute("ALTER DATABASE fence SET READ_ONLY")
+        assert e.value.msg_no == 5070
+        cur.execute("ALTER DATABASE fence SET READ_ONLY WITH ROLLBACK IMMEDIATE")
+        with pytest.raises(Exception):
+            oc.execute("COMMIT")
+        with pytest.raises(pytds.Error) as e:
+            cur.execute("INSERT INTO plain VALUES (2)")
+        assert e.value.msg_no == 3906 and str(e.value) == 'Failed to update database "fence" because the database is read-only.'
+        cur.execute("SELECT is_read_only FROM sys.databases WHERE name = N'fence'")
+        assert cur.fetchone() == (True,)
+        cur.execute("ALTER DATABASE fence SET READ_WRITE")
+        cur.execute("INSERT INTO plain VALUES (2)")
+        cur.execute("SELECT id FROM plain")
+        assert cur.fetchall() == [(2,)]                  # the killed session's row was rolled back
