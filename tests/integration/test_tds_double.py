@@ -640,3 +640,30 @@ def test_catalog_views_and_read_only_fencing(dbl):
         cur.execute("INSERT INTO plain VALUES (2)")
         cur.execute("SELECT id FROM plain")
         assert cur.fetchall() == [(2,)]                  # the killed session's row was rolled back
+
+
+def test_cdc_lsn_follows_commit_order_not_begin_order(dbl):
+    B = pytds.Binary
+    with pyt(dbl) as c:
+        c.cursor().execute("CREATE DATABASE ordered; USE ordered; EXEC sys.sp_cdc_enable_db")
+    with pyt(dbl, database="ordered") as a, pyt(dbl, database="ordered") as b:
+        ca, cb = a.cursor(), b.cursor()
+        ca.execute("CREATE TABLE dbo.co (id int PRIMARY KEY, who nvarchar(5))")
+        ca.execute("EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'co', @role_name = NULL")
+        ca.execute("SELECT sys.fn_cdc_get_min_lsn('dbo_co')")
+        lo = ca.fetchone()[0]
+        ca.execute("BEGIN TRAN; INSERT INTO co VALUES (1, N'a')")      # began first ...
+        cb.execute("BEGIN TRAN; INSERT INTO co VALUES (2, N'b'); COMMIT")
+        ca.execute("INSERT INTO co VALUES (3, N'a'); COMMIT")          # ... committed last
+        deadline = time.monotonic() + 10
+        rows = []
+        while time.monotonic() < deadline and len(rows) < 3:
+            ca.execute("SELECT sys.fn_cdc_get_max_lsn()")
+            hi = ca.fetchone()[0]
+            if hi >= lo:
+                ca.execute("SELECT __$start_lsn, id FROM cdc.fn_cdc_get_all_changes_dbo_co(%s, %s, N'all') "
+                           "ORDER BY __$start_lsn, __$seqval", (B(lo), B(hi)))
+                rows = ca.fetchall()
+            time.sleep(0.1)
+        assert [r[1] for r in rows] == [2, 1, 3]
+        assert rows[0][0] < rows[1][0] == rows[2][0]
