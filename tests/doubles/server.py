@@ -28,7 +28,7 @@ import tds_packets as P
 import tds_tokens as T
 from pgstore import PgCluster
 from tds_types import Reader, SqlType, TypeError_, read_type_info, read_value
-from translate import (Binder, TranslateError, format_dto, split_batch, strip_comments, syntax_error, translate,
+from translate import (Binder, TranslateError, format_dto, split_batch, strip_comments, syntax_check, syntax_error, translate,
                        NONAME)
 
 VERSION_TEXT = ("Microsoft SQL Server 2022 (RTM-CU13) (KB5036432) - 16.0.4125.3 (X64) \n\tMay  1 2024 15:05:56 "
@@ -582,6 +582,7 @@ class Session:
         token = T.DONEINPROC_T if in_proc else T.DONE_T
         try:
             stmts = split_batch(text)
+            syntax_check(stmts)
         except TranslateError as e:
             out.add(T.error(e.number, e.state, e.klass, e.text))
             out.done(token, T.DONE_ERROR, 0, 0)
@@ -671,7 +672,7 @@ class Session:
         m = re.match(r"^ROLLBACK(?:\s+(?:TRAN|TRANSACTION|WORK)(?:\s+(\S+))?)?$", s, re.I)
         if m:
             sp = m.group(1)
-            self.rollback(out, sp if sp and sp.lower() not in () and self._is_savepoint(sp) else None)
+            self.rollback(out, sp if sp and self._is_savepoint(sp) else None)
             out.done(token, self.done_status(), 0, 0)
             return
         m = re.match(r"^SAVE\s+TRAN(?:SACTION)?\s+(\S+)$", s, re.I)
@@ -708,9 +709,7 @@ class Session:
                 self.implicit = m.group(2) == "ON"
             elif up.startswith("SET TRANSACTION ISOLATION LEVEL "):
                 level = up[len("SET TRANSACTION ISOLATION LEVEL "):].strip()
-                self.isolation = {"SNAPSHOT": "REPEATABLE READ"}.get(level, level)
-                if self.trancount == 0:
-                    pass
+                self.isolation = {"SNAPSHOT": "REPEATABLE READ"}.get(level, level)   # from the next BEGIN on
             out.done(token, self.done_status(), 0, 0)
             return
         m = re.match(r"^DECLARE\s+(.+)$", s, re.I | re.S)

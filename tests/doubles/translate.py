@@ -126,16 +126,35 @@ def split_batch(sql: str) -> list[str]:
     return [s.strip() for s in out if s.strip()]
 
 
+_PARSED_FIRST = re.compile(r"^\s*(SELECT|INSERT|UPDATE|MERGE|WITH|CREATE\s+TABLE|DELETE)\b", re.I)
+_DELETE_OUTPUT = re.compile(r"^\s*DELETE\s+(?:FROM\s+)?(\S+)\s+OUTPUT\s+(.*?)(\s+WHERE\s+.*)?$", re.I | re.S)
+
+
+def syntax_check(stmts: list[str]) -> None:
+    """SQL Server compiles a whole batch before running it: a syntax error anywhere (102) runs nothing."""
+    for stmt in stmts:
+        if _PARSED_FIRST.match(stmt) and not _DELETE_OUTPUT.match(stmt):
+            try:
+                sqlglot.parse(stmt, read="tsql")
+            except sqlglot.errors.ParseError as e:
+                errs = getattr(e, "errors", None) or [{}]
+                raise syntax_error((errs[0].get("highlight") or "").strip() or stmt.split()[0])
+
+
 def _continues(prev: str, text: str, pos: int) -> bool:
-    """A keyword at a line start that still belongs to the previous statement (INSERT ... SELECT, UNION SELECT,
-    WITH ... SELECT, IF ... BEGIN, BEGIN TRAN's own line)."""
-    p = prev.rstrip().upper()
-    word = text[pos:pos + 8].upper()
-    if word.startswith("SELECT") and (re.search(r"\b(UNION(\s+ALL)?|EXCEPT|INTERSECT|AS|IF|ELSE)$", p)
-                                      or re.match(r"^(INSERT|WITH)\b", p) and not re.search(r"\bVALUES\b|\bSELECT\b", p)):
-        return True
-    if re.search(r"\b(IF|ELSE)\b", p) and not re.search(r"\b(BEGIN|END)\b", p):
-        return bool(re.match(r"^IF\b.*\)$|^IF\b", p)) and not re.search(r"\b(ROLLBACK|COMMIT|DROP|SELECT|PRINT)\b.*$", p.split("\n")[-1] if "\n" in p else "")
+    """A statement keyword at a line start that still belongs to the statement before it: INSERT ... / SELECT,
+    ... UNION / SELECT, WITH cte AS (...) / SELECT, and the body of an IF whose condition ended the line."""
+    p = prev.strip().upper()
+    flat = p
+    while re.search(r"\([^()]*\)", flat):                    # drop parenthesized parts (EXISTS (SELECT ..))
+        flat = re.sub(r"\([^()]*\)", " ", flat)
+    if text[pos:pos + 6].upper() == "SELECT":
+        if re.search(r"\b(UNION(\s+ALL)?|EXCEPT|INTERSECT)$", p):
+            return True
+        if re.match(r"^(INSERT|WITH)\b", flat) and not re.search(r"\b(VALUES|SELECT)\b", flat):
+            return True
+    if re.match(r"^IF\b", p):
+        return not _STMT_START.search(flat, 2)            # no body yet: this keyword is the body
     return False
 
 
@@ -298,7 +317,7 @@ def _pg_datatype(dtype: exp.DataType) -> exp.Expression:
 def translate(stmt: str, binder: Binder) -> Translation:
     bound = binder.bind(stmt)
     returning = ""
-    m = re.match(r"^\s*DELETE\s+(?:FROM\s+)?(\S+)\s+OUTPUT\s+(.*?)(\s+WHERE\s+.*)?$", bound, re.I | re.S)
+    m = _DELETE_OUTPUT.match(bound)
     if m:
         bound = f"DELETE FROM {m.group(1)}{m.group(3) or ''}"
         returning = m.group(2)

@@ -375,9 +375,11 @@ def test_error_numbers_every_client(dbl):
         with pytest.raises(pytds.ProgrammingError) as e:
             cur.execute("SELECT * FROM no_such_table")
         assert e.value.msg_no == 208 and str(e.value) == "Invalid object name 'no_such_table'."
-        with pytest.raises(pytds.ProgrammingError) as e:
-            cur.execute("SELEC 1")
-        assert e.value.msg_no == 102
+        with pytest.raises(pytds.ProgrammingError) as e:       # compiled as a whole: nothing of it runs
+            cur.execute("INSERT INTO dup VALUES (2); SELECT * FROM dup WHERE")
+        assert e.value.msg_no == 102 and e.value.severity == 15
+        cur.execute("SELECT COUNT(*) FROM dup")
+        assert cur.fetchone() == (1,)
         with pytest.raises(pytds.Error) as e:
             cur.execute("RAISERROR(N'custom failure', 16, 3)")
         assert e.value.msg_no == 50000 and e.value.state == 3
