@@ -10,9 +10,12 @@ ordering, and the CDC table-valued functions."""
 
 from __future__ import annotations
 
+import collections
+import copy
 import datetime as dt
 import decimal
 import re
+import threading
 import uuid
 
 import sqlglot
@@ -314,8 +317,32 @@ def _pg_datatype(dtype: exp.DataType) -> exp.Expression:
     return exp.DataType.build(pg_type(_tsql_type(dtype)), dialect="postgres")
 
 
+_CACHE: "collections.OrderedDict[tuple, Translation]" = collections.OrderedDict()
+_CACHE_SIZE = 2000
+_CACHE_LOCK = threading.Lock()
+
+
 def translate(stmt: str, binder: Binder) -> Translation:
+    """Translate one statement. Parameterized statements repeat: the translation with its markers still in
+    place is cached, keyed by the bound text and the markers' types, and only the literals change."""
     bound = binder.bind(stmt)
+    key = (bound, tuple(t.sql() if t else None for _lit, t in binder.marks))
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None:
+            _CACHE.move_to_end(key)
+    if hit is None:
+        hit = _translate(bound, binder)
+        with _CACHE_LOCK:
+            _CACHE[key] = hit
+            if len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
+    tr = copy.copy(hit)
+    tr.sql = binder.unbind(hit.sql)
+    return tr
+
+
+def _translate(bound: str, binder: Binder) -> Translation:
     returning = ""
     m = _DELETE_OUTPUT.match(bound)
     if m:
@@ -344,8 +371,7 @@ def translate(stmt: str, binder: Binder) -> Translation:
         if isinstance(target, exp.Table):
             tr.target = ((target.db or "dbo").lower(), target.name.lower())
     tree = _rewrite(tree, tr, binder)
-    sql = tree.sql(dialect="postgres")
-    tr.sql = binder.unbind(sql)
+    tr.sql = tree.sql(dialect="postgres")          # markers still in: translate() puts the literals in
     return tr
 
 
