@@ -165,6 +165,9 @@ def test_forced_encryption():
         assert go(d, "query", q, opts="encrypt=false&TrustServerCertificate=true")["rows"] == [["TRUE"]]
         with pyt(d, cafile=d.cert, validate_host=False, enc_login_only=True) as c:
             assert my_encryption(c.cursor())[0] == "TRUE"
+        # FreeTDS asks for login-only encryption; the server's ON turns on TLS for the whole session
+        rc, out = tsql(d, "SELECT encrypt_option FROM sys.dm_exec_connections WHERE session_id = @@SPID")
+        assert rc == 0 and "TRUE" in out, out
 
 
 def test_packet_size_negotiation_and_big_values(dbl):
@@ -417,6 +420,7 @@ def test_create_database_login_user(dbl):
         cur.execute("CREATE DATABASE appdb")
         cur.execute("CREATE LOGIN app WITH PASSWORD = 'App-pw-1'")
         cur.execute("USE appdb")
+        assert c._conn.env.database == "appdb"          # the client followed ENVCHANGE(database)
         cur.execute("CREATE USER app FOR LOGIN app")
         cur.execute("SELECT DB_NAME()")
         assert cur.fetchone() == ("appdb",)
