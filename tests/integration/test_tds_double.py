@@ -262,6 +262,19 @@ def test_tsql_crud(dbl):
     assert rc == 0, out
     assert "(2 rows affected)" in out
     assert re.search(r"1\s+alpha\s+1\.50\s*\n2\s+beta\s+9\.99", out), out
+    # every common type as FreeTDS converts it to text (its default date format)
+    rc, out = tsql(dbl, "CREATE TABLE tsql_types (id int PRIMARY KEY, ti tinyint, si smallint, bi bigint, b bit, "
+                        "d decimal(12,3), f float, r real, s nvarchar(40), vs varchar(40), vb varbinary(20), "
+                        "mx nvarchar(max), dt2 datetime2(7), dto datetimeoffset(7), dd date, g uniqueidentifier, "
+                        "z int NULL)\ngo\n"
+                        "INSERT INTO tsql_types VALUES (1, 255, -32768, 9000000000, 1, -12.345, 2.5, 1.25, N'Grüße', "
+                        "'plain', 0x00ff10, N'max value', '2024-02-29 13:14:15.1234567', "
+                        "'2024-02-29 13:14:15.654321 +02:30', '2001-01-02', '6F9619FF-8B86-D011-B42D-00C04FC964FF', NULL)"
+                        "\ngo\nSELECT * FROM tsql_types")
+    assert rc == 0, out
+    assert ("1\t255\t-32768\t9000000000\t1\t-12.345\t2.5\t1.25\tGrüße\tplain\t00ff10\tmax value\t"
+            "Feb 29 2024 01:14PM\tFeb 29 2024 01:14PM\tJan  2 2001 12:00AM\t6F9619FF-8B86-D011-B42D-00C04FC964FF\tNULL"
+            ) in out, out
 
 
 # --- parameters, prepared statements, procedures --------------------------------------------------------------
