@@ -34,6 +34,16 @@ def dbl():
         yield d
 
 
+@pytest.fixture(autouse=True)
+def _double_log_on_failure(request):
+    """A failing test shows the tail of the module double's log (its 'Captured stdout teardown')."""
+    failed = request.session.testsfailed
+    yield
+    d = request.node.funcargs.get("dbl")
+    if d is not None and request.session.testsfailed > failed:
+        print("--- SQL Server double log (tail) ---\n" + "\n".join(d.log().splitlines()[-60:]))
+
+
 # --- clients ----------------------------------------------------------------------------------------------
 
 def pyt(d, password=None, **kw):
