@@ -293,6 +293,7 @@ class Session:
         self.descriptor = b"\0" * 8
         self.nocount = False
         self.implicit = False
+        self.xact_abort = False
         self.isolation = None
         self.prepared: dict[int, tuple[str, str]] = {}
         self.next_handle = 1
@@ -491,7 +492,7 @@ class Session:
         if not skip_tran and self.trancount:
             self.pg("ROLLBACK")
             self.trancount = 0
-        self.nocount = self.implicit = False
+        self.nocount = self.implicit = self.xact_abort = False
         self.vars.clear()
         if self.db.lower() != self.login_db.lower():
             self.use(self.login_db, None)
@@ -602,6 +603,8 @@ class Session:
                 return
 
     def statement_failed(self, e: SqlError, out: Output, token: int, line: int = 1) -> None:
+        if self.xact_abort and self.trancount:        # SET XACT_ABORT ON: any error ends the transaction
+            e.rollback = e.abort = True
         if e.rollback and self.trancount:
             try:
                 self.pg("ROLLBACK")
@@ -707,6 +710,8 @@ class Session:
                 self.nocount = m.group(2) == "ON"
             elif m and m.group(1) == "IMPLICIT_TRANSACTIONS":
                 self.implicit = m.group(2) == "ON"
+            elif m and m.group(1) == "XACT_ABORT":
+                self.xact_abort = m.group(2) == "ON"
             elif up.startswith("SET TRANSACTION ISOLATION LEVEL "):
                 level = up[len("SET TRANSACTION ISOLATION LEVEL "):].strip()
                 self.isolation = {"SNAPSHOT": "REPEATABLE READ"}.get(level, level)   # from the next BEGIN on

@@ -363,6 +363,10 @@ def test_transactions_every_client(dbl):
                         "ROLLBACK\nSELECT @@TRANCOUNT AS tc")
     assert re.findall(r"tc\s*\n(\d+)", out) == ["2", "1", "1", "0"], out
     assert "Msg 2627" in out
+    # SET XACT_ABORT ON: the same error ends the batch and rolls the transaction back
+    rc, out = tsql(dbl, "SET XACT_ABORT ON\nBEGIN TRAN\nINSERT INTO txn VALUES (6, N'xa')\n"
+                        "INSERT INTO txn VALUES (6, N'xa')\nSELECT 1 AS never\ngo\nSELECT @@TRANCOUNT AS tc")
+    assert "Msg 2627" in out and "never" not in out and re.findall(r"tc\s*\n(\d+)", out) == ["0"], out
     r = go(dbl, "tx")
     assert r == {"trancount_in_tx": 1, "ids": [2]}
     with pyt(dbl) as c:
