@@ -249,6 +249,10 @@ class Server:
             raise SqlError(911, f"Database '{db}' does not exist. Make sure that the name is entered correctly.", 16, 1)
         return psycopg2.connect(self.store.dsn(pgname), options="-c search_path=dbo,public -c TimeZone=UTC")
 
+    def display_name(self, db: str) -> str:
+        """A database's name as CREATE DATABASE spelled it (names compare without case)."""
+        return self.state.get("databases_display", {}).get(db.lower(), db)
+
     def new_descriptor(self) -> bytes:
         with self.lock:
             self.next_descriptor += 1
@@ -410,8 +414,7 @@ class Session:
         self.conn.autocommit = True
         self.cur = self.conn.cursor()
         self.user = login["name"]
-        self.db = self.login_db = self.server.state["databases_display"].get(db.lower(), db) \
-            if "databases_display" in self.server.state else db
+        self.db = self.login_db = self.server.display_name(db)
         size = l.packet_size or 4096
         size = max(512, min(size, P.MAX_PACKET_SIZE))
         out = [T.envchange_str(T.ENV_DATABASE, self.db, "master"),
@@ -841,7 +844,7 @@ class Session:
             self.pg_statement(self.cur.mogrify(
                 "INSERT INTO sy_sys_databases VALUES (%s, %s, now(), 160, 'SQL_Latin1_General_CP1_CI_AS', 'ONLINE', "
                 "%s, 'FULL', 1, true, %s)",
-                (st.get("databases_display", {}).get(key, key), i + 1, key in st.get("read_only", []),
+                (self.server.display_name(key), i + 1, key in st.get("read_only", []),
                  key in st["cdc"])).decode(), discard=True)
 
     def refresh_dm_exec_connections(self) -> None:
@@ -992,7 +995,7 @@ class Session:
         conn.autocommit = True
         self.conn.close()
         self.conn, self.cur = conn, conn.cursor()
-        self.db = self.server.state.get("databases_display", {}).get(name.lower(), name)
+        self.db = self.server.display_name(name)
         if out is not None:
             out.add(T.envchange_str(T.ENV_DATABASE, self.db, old))
             out.add(T.info(5701, f"Changed database context to '{self.db}'.", 1, 0))
