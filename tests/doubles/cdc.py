@@ -10,10 +10,8 @@ query on cdc.<ci>_CT (translate.py) guarded by cdc.sy_check_range (error 313 out
 
 from __future__ import annotations
 
-import json
 import struct
 import threading
-import time
 
 LSN_FILE = 0x00000027
 SEQ_FILE = 0x00000026
@@ -174,8 +172,7 @@ def enable_db(cur) -> None:
     cur.execute(ENABLE_DB_SQL)
 
 
-def enable_table(cur, db: str, schema: str, table: str, ci: str | None, role, supports_net: int,
-                 column_types: dict[str, str]) -> str:
+def enable_table(cur, db: str, schema: str, table: str, ci: str | None, role, supports_net: int) -> str:
     """Create capture instance ci (default schema_table) for schema.table: change table, trigger, row."""
     cur.execute("SELECT enabled FROM sy_cdc.state")
     if not cur.fetchone()[0]:

@@ -87,7 +87,7 @@ class Login7:
         clt_int, language, database = field(), field(), field()
         self.client_id = r.take(6)
         sspi = field()
-        _atch, _chpw = field(), field()
+        field(), field()                           # AtchDBFile, ChangePassword: unused
 
         def text(f, raw=False):
             off, ln = f

@@ -28,7 +28,7 @@ import tds_packets as P
 import tds_tokens as T
 from pgstore import PgCluster
 from tds_types import Reader, SqlType, TypeError_, read_type_info, read_value
-from translate import (Binder, TranslateError, format_dto, split_batch, strip_comments, syntax_check, syntax_error, translate,
+from translate import (Binder, TranslateError, format_dto, split_batch, syntax_check, syntax_error, translate,
                        NONAME)
 
 VERSION_TEXT = ("Microsoft SQL Server 2022 (RTM-CU13) (KB5036432) - 16.0.4125.3 (X64) \n\tMay  1 2024 15:05:56 "
@@ -329,7 +329,7 @@ class Session:
                 self.handle(ptype, status, payload)
         except (P.ProtocolError, lg.LoginError, TypeError_, ssl.SSLError) as e:
             print(f"sqlserver-double: spid {self.spid}: closing: {e!r}", flush=True)
-        except P.ConnectionClosed as e:
+        except P.ConnectionClosed:
             if os.environ.get("SY_DOUBLE_DEBUG"):
                 import traceback
                 traceback.print_exc()
@@ -549,15 +549,16 @@ class Session:
         kind = r.u16()
         if kind == 5:                               # TM_BEGIN_XACT
             iso = r.u8()
-            _name = r.b_varchar() if not r.at_end() else ""
+            if not r.at_end():
+                r.b_varchar()                       # transaction name: not kept
             self.begin(out, ISOLATION.get(iso))
         elif kind in (7, 8):                        # TM_COMMIT_XACT / TM_ROLLBACK_XACT
-            _name = r.b_varchar() if not r.at_end() else ""
+            if not r.at_end():
+                r.b_varchar()                       # transaction name: not kept
             flags = r.u8() if not r.at_end() else 0
             try:
                 if kind == 7:
-                    while self.trancount > 1:
-                        self.trancount -= 1
+                    self.trancount = min(self.trancount, 1)     # the request commits the whole nest
                     self.commit(out)
                 else:
                     self.rollback(out)
@@ -1129,7 +1130,7 @@ class Session:
                 proc = PROC_IDS.get(pid, f"proc#{pid}")
             else:
                 proc = r.take(2 * n).decode("utf-16-le")
-            _flags = r.u16()
+            r.u16()                                 # option flags (WITH RECOMPILE, NO_METADATA): ignored
             params = []
             while not r.at_end() and r.data[r.pos] not in (0xFF, 0x80, 0xFE):
                 name = r.b_varchar()
@@ -1244,7 +1245,7 @@ class Session:
                 schema = (args.get("source_schema") or (positional[0] if positional else "dbo")).lower()
                 table = (args.get("source_name") or positional[1]).lower()
                 cdc.enable_table(self.cur, self.db, schema, table, args.get("capture_instance"), args.get("role_name"),
-                                 int(args.get("supports_net_changes") or 0), {})
+                                 int(args.get("supports_net_changes") or 0))
                 self.server.catalog.forget()
             elif name == "sp_cdc_disable_table":
                 cdc.disable_table(self.cur, (args.get("source_schema") or "dbo").lower(),
