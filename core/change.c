@@ -1,6 +1,9 @@
 /* Change records <-> bytes: the spool payload of one change (core/change.h).
  *
- *   u8 version (2) | u8 kind | varint source_time_ms | text position | kind fields
+ *   u8 version | u8 kind | varint source_time_ms | text position | kind fields
+ * version 2 for a DDL record, 1 for every other kind (their encoding did not change in 2, so a daemon
+ * of format 1 can still read a spool that holds no DDL; DOCUMENT and PATCH values exist only in
+ * MongoDB spools, which such a daemon never had).
  *   text  = varint len | len bytes | NUL          (decoded strings are NUL-terminated in place)
  *   TABLE = varint table_id | text db | text table | varint n_columns |
  *           n x (text name | u8 source_type | u8 flags | u16 charset)
@@ -217,7 +220,7 @@ static int encode_ddl(const struct sy_change_ddl *d, struct sy_buf *out)
 int sy_change_encode(const struct sy_change *c, struct sy_buf *out)
 {
     sy_buf_reset(out);
-    put_u8(out, CHANGE_FORMAT_VERSION);
+    put_u8(out, c->kind == SY_CHANGE_DDL ? CHANGE_FORMAT_VERSION : CHANGE_FORMAT_V1);
     put_u8(out, (uint8_t)c->kind);
     sy_buf_put_varint(out, c->source_time_ms);
     if (sy_buf_put_text(out, c->position, c->position_len, false) != 0)
@@ -287,8 +290,9 @@ static bool scratch_values(struct sy_change_scratch *s, size_t n)
     return true;
 }
 
-/* LEB128, at most 10 bytes, no bits beyond 64. */
-uint64_t sy_rd_varint(struct sy_rd *r)
+/* LEB128 as the encoder writes it: at most 10 bytes, no bits beyond 64, no needless trailing zero
+ * group (so every value has one encoding and a decoded record re-encodes to the same bytes). */
+uint64_t sy_change_read_varint(struct sy_rd *r)
 {
     uint64_t v = 0;
     for (unsigned shift = 0; shift < 64; shift += 7) {
@@ -300,8 +304,13 @@ uint64_t sy_rd_varint(struct sy_rd *r)
             return 0;
         }
         v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80))
+        if (!(b & 0x80)) {
+            if (b == 0 && shift > 0) { /* overlong: "80 00" for 0 */
+                r->bad = true;
+                return 0;
+            }
             return v;
+        }
     }
     r->bad = true;
     return 0;
@@ -310,7 +319,7 @@ uint64_t sy_rd_varint(struct sy_rd *r)
 /* A count that must fit the remaining bytes at min_bytes each, and max. */
 static uint32_t rd_count(struct sy_rd *r, uint32_t max, size_t min_bytes)
 {
-    uint64_t n = sy_rd_varint(r);
+    uint64_t n = sy_change_read_varint(r);
     if (r->bad || n == 0 || n > max || n > sy_rd_left(r) / min_bytes) {
         r->bad = true;
         return 0;
@@ -318,9 +327,9 @@ static uint32_t rd_count(struct sy_rd *r, uint32_t max, size_t min_bytes)
     return (uint32_t)n;
 }
 
-const char *sy_rd_text(struct sy_rd *r, size_t *len_out, bool ident)
+const char *sy_change_read_text(struct sy_rd *r, size_t *len_out, bool ident)
 {
-    uint64_t len = sy_rd_varint(r);
+    uint64_t len = sy_change_read_varint(r);
     if (r->bad || len >= sy_rd_left(r)) { /* room for the NUL too */
         r->bad = true;
         return NULL;
@@ -344,12 +353,12 @@ static void rd_value(struct sy_rd *r, struct sy_value *v)
     case SY_VAL_NULL:
         break;
     case SY_VAL_INT: {
-        uint64_t z = sy_rd_varint(r);
+        uint64_t z = sy_change_read_varint(r);
         v->i = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
         break;
     }
     case SY_VAL_UINT:
-        v->u = sy_rd_varint(r);
+        v->u = sy_change_read_varint(r);
         break;
     case SY_VAL_FLOAT:
     case SY_VAL_DOUBLE: {
@@ -363,7 +372,7 @@ static void rd_value(struct sy_rd *r, struct sy_value *v)
     case SY_VAL_TEMPORAL:
     case SY_VAL_DOCUMENT:
     case SY_VAL_PATCH: {
-        uint64_t len = sy_rd_varint(r);
+        uint64_t len = sy_change_read_varint(r);
         if (r->bad || len > sy_rd_left(r)) {
             r->bad = true;
             return;
@@ -382,9 +391,9 @@ static void rd_value(struct sy_rd *r, struct sy_value *v)
 
 static void decode_table(struct sy_rd *r, struct sy_change_scratch *s, struct sy_change_table *t)
 {
-    t->table_id = sy_rd_varint(r);
-    t->db = sy_rd_text(r, &t->db_len, true);
-    t->table = sy_rd_text(r, &t->table_len, true);
+    t->table_id = sy_change_read_varint(r);
+    t->db = sy_change_read_text(r, &t->db_len, true);
+    t->table = sy_change_read_text(r, &t->table_len, true);
     t->n_columns = rd_count(r, SY_CHANGE_MAX_COLUMNS, COLUMN_MIN_BYTES);
     if (r->bad)
         return;
@@ -394,7 +403,7 @@ static void decode_table(struct sy_rd *r, struct sy_change_scratch *s, struct sy
     }
     for (uint32_t i = 0; i < t->n_columns && !r->bad; i++) {
         struct sy_column *c = &s->columns[i];
-        c->name = sy_rd_text(r, &c->name_len, true);
+        c->name = sy_change_read_text(r, &c->name_len, true);
         c->source_type = sy_rd_u8(r);
         c->flags = sy_rd_u8(r);
         c->charset = sy_rd_u16le(r);
@@ -404,7 +413,7 @@ static void decode_table(struct sy_rd *r, struct sy_change_scratch *s, struct sy
 
 static void decode_row(struct sy_rd *r, struct sy_change_scratch *s, struct sy_change_row *w)
 {
-    w->table_id = sy_rd_varint(r);
+    w->table_id = sy_change_read_varint(r);
     uint8_t op = sy_rd_u8(r);
     if (op != SY_ROW_INSERT && op != SY_ROW_UPDATE && op != SY_ROW_DELETE) {
         r->bad = true;
@@ -428,9 +437,9 @@ static void decode_row(struct sy_rd *r, struct sy_change_scratch *s, struct sy_c
 
 static void decode_ddl(struct sy_rd *r, struct sy_change_ddl *d, uint8_t version)
 {
-    d->db = sy_rd_text(r, &d->db_len, true);
-    d->sql = sy_rd_text(r, &d->sql_len, false);
-    uint64_t len = version == CHANGE_FORMAT_V1 ? sy_rd_left(r) : sy_rd_varint(r);
+    d->db = sy_change_read_text(r, &d->db_len, true);
+    d->sql = sy_change_read_text(r, &d->sql_len, false);
+    uint64_t len = version == CHANGE_FORMAT_V1 ? sy_rd_left(r) : sy_change_read_varint(r);
     if (r->bad || len > sy_rd_left(r)) {
         r->bad = true;
         return;
@@ -449,8 +458,8 @@ enum sy_parse sy_change_decode(const uint8_t *p, size_t n, struct sy_change_scra
     if (version != CHANGE_FORMAT_VERSION && version != CHANGE_FORMAT_V1)
         return SY_PARSE_BAD;
     uint8_t kind = sy_rd_u8(&r);
-    out->source_time_ms = sy_rd_varint(&r);
-    out->position = sy_rd_text(&r, &out->position_len, false);
+    out->source_time_ms = sy_change_read_varint(&r);
+    out->position = sy_change_read_text(&r, &out->position_len, false);
     if (r.bad)
         return SY_PARSE_BAD;
     switch (kind) {

@@ -56,7 +56,7 @@ struct sy_value {
     double d;
     const uint8_t *p;  /* ref: into the decoded record or the source event */
     size_t len;
-    uint16_t charset;  /* collation id for SY_VAL_STRING (0 = unknown: the column's) */
+    uint16_t charset;  /* collation id for SY_VAL_STRING (0 = unknown: the column's); 0 for DOCUMENT/PATCH */
 };
 
 /* Column flags in a TABLE record. */
@@ -96,7 +96,8 @@ struct sy_change_row {
 struct sy_change_ddl {
     const char *db;            /* default database of the statement ("" = none) */
     size_t db_len;
-    const char *sql;           /* the statement text (never logged whole) */
+    const char *sql;           /* the statement: SQL text for SQL engines; for MongoDB the command document
+                                  (BSON bytes; the text may hold NULs). Never logged whole */
     size_t sql_len;
     const uint8_t *context;    /* the source session's context the statement needs, encoded by the
                                   engine that wrote it and read back by the same engine's writer
@@ -136,8 +137,8 @@ void sy_buf_put_varint(struct sy_buf *b, uint64_t v);
 int sy_buf_put_text(struct sy_buf *b, const char *s, size_t len, bool ident) SY_MUST_CHECK;
 /* And their readers over a struct sy_rd (core/rd.h); r->bad on anything malformed. */
 struct sy_rd;
-uint64_t sy_rd_varint(struct sy_rd *r);
-const char *sy_rd_text(struct sy_rd *r, size_t *len_out, bool ident);
+uint64_t sy_change_read_varint(struct sy_rd *r);
+const char *sy_change_read_text(struct sy_rd *r, size_t *len_out, bool ident);
 
 /* Appends the encoding of c to out (cleared first). Values of ROW records are encoded with their
  * types; TABLE columns with names. Returns 0, or -1 on out of memory or a change that cannot be

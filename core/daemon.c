@@ -186,11 +186,12 @@ static void cmd_terminate(struct sy_admin_req *req, json_t *args, void *ctx)
     instance_cmd(req, args, ctx, sy_instance_terminate);
 }
 
+/* The engine's ops when its synchronization is built (sy_engine_can_sync), else NULL. */
 static const struct sy_engine_ops *find_engine(const struct daemon *d, enum sy_engine e)
 {
     for (size_t i = 0; d->engines[i] != NULL; i++)
         if (d->engines[i]->engine == e)
-            return d->engines[i];
+            return sy_engine_can_sync(d->engines[i]) ? d->engines[i] : NULL;
     return NULL;
 }
 
@@ -412,12 +413,17 @@ struct verify_job {
     struct event *done;
 };
 
-/* Whether the forward writer's applied position covers `position` (a source position, compared by
- * the engine's position ops); polls from 2 ms up to every 50 ms until timeout_ms (a short first wait narrows the window in which business
- * writes to a chunk can make the two sides differ). Runs on the verify thread. */
+/* Whether the forward writer's applied position covers `position` (a source position, compared by the
+ * engine's position ops); polls from 2 ms up to every 50 ms until timeout_ms (a short first wait narrows
+ * the window in which business writes to a chunk can make the two sides differ). Runs on the verify
+ * thread. */
 static bool verify_write_reached(void *arg, const char *position, int timeout_ms)
 {
     struct verify_job *job = arg;
+    if (!job->eng->position->covers(position, position)) { /* the engine cannot read it: waiting is useless */
+        sy_log_warn("pair %s: verify: cannot read source position '%s'", job->cfg->name, position);
+        return false;
+    }
     return sy_instance_write_reaches(job->forward, position, sy_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0),
                                      2, 50, NULL);
 }
@@ -454,7 +460,7 @@ static void cmd_verify(struct sy_admin_req *req, json_t *args, void *ctx)
     if (p == NULL)
         return;
     const struct sy_engine_ops *eng = find_engine(d, p->cfg->engine);
-    if (eng == NULL || eng->sync == NULL || eng->sync->verify == NULL) {
+    if (eng == NULL || eng->sync->verify == NULL) {
         sy_admin_fail(req, "not_implemented", "engine %s has no verify yet", sy_engine_name(p->cfg->engine));
         return;
     }

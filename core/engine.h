@@ -62,7 +62,10 @@ struct sy_failover_ops {
                  size_t poslen, char *err, size_t errlen);
     /* Whether ep answers within about timeout_ms (failover is refused while the business DB does). */
     bool (*alive)(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, int timeout_ms);
-    /* The tail's transactions with their changes (capture/mariadb_tail.h). NULL: not built. */
+    /* The tail's transactions with their changes, into out: {"transactions": [{"position": the
+     * transaction's position (what the ack ledger is compared with), "tables": [names], "rows": [{"table",
+     * "op", "key"}], ...engine fields}], "tables": [...], "rows": count}; the same object goes to
+     * tail_revert and, on export, to the file (MariaDB: capture/mariadb_tail.h). NULL: not built. */
     int (*tail_read)(const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, const char *from_position,
                      json_t *out, char *err, size_t errlen);
     /* Undoes a tail read by tail_read on ep, newest first (replay/mariadb_tail_revert.h). */
@@ -70,7 +73,8 @@ struct sy_failover_ops {
                        json_t *result, char *err, size_t errlen);
 };
 
-/* One engine. A part left NULL is not built yet: the commands that need it answer not_implemented. */
+/* One engine. A part left NULL is not built yet: the commands that need it answer not_implemented
+ * (the daemon asks the sy_engine_can_* checks below before calling anything). */
 struct sy_engine_ops {
     enum sy_engine engine;
     const struct sy_sync_ops *sync;
@@ -81,5 +85,32 @@ struct sy_engine_ops {
     void (*library_init)(void);
     void (*library_end)(void);
 };
+
+/* What the core needs for instances (forward, reverse, precheck, create-reverse, lag): the modules,
+ * the precheck and reading/comparing positions. The daemon treats an engine without them as having no
+ * synchronization at all. */
+static inline bool sy_engine_can_sync(const struct sy_engine_ops *e)
+{
+    return e != NULL && e->sync != NULL && e->sync->collection != NULL && e->sync->write != NULL &&
+           e->sync->precheck != NULL && e->position != NULL && e->position->current != NULL &&
+           e->position->covers != NULL;
+}
+
+/* What a switchover, switchback or failover needs besides synchronization. */
+static inline bool sy_engine_can_switch(const struct sy_engine_ops *e)
+{
+    return sy_engine_can_sync(e) && e->failover != NULL && e->failover->fence != NULL && e->failover->alive != NULL;
+}
+
+/* A failover's tail: found once the business DB is back (counted), and resolved (reverted). */
+static inline bool sy_engine_can_count_tail(const struct sy_engine_ops *e)
+{
+    return sy_engine_can_switch(e) && e->position->tail_count != NULL;
+}
+
+static inline bool sy_engine_can_resolve_tail(const struct sy_engine_ops *e)
+{
+    return sy_engine_can_count_tail(e) && e->failover->tail_revert != NULL;
+}
 
 #endif

@@ -1,5 +1,5 @@
-/* The fence keeper: one thread per pair that keeps the passive side read_only (fence_passive = on)
- * and, once at start, makes sure the active side is writable — so a restart after a crash in the
+/* The fence keeper: one thread per pair that keeps the passive side fenced (fence_passive = on;
+ * MariaDB: read_only) and, once at start, makes sure the active side is writable — so a restart after a crash in the
  * middle of a switch ends with exactly one side active and unfenced, whatever step it died at. A
  * side that does not answer (the business DB after a failover) is fenced as soon as it is back.
  * It leaves the sides alone while a switch runs (the switch fences and unfences them itself). */
@@ -39,7 +39,8 @@ static bool keeper_round(struct sy_pair *p, bool *active_done)
     if (!__atomic_load_n(&p->switching, __ATOMIC_ACQUIRE)) {
         enum sy_side active = p->active_side, passive = active == SY_SIDE_DR ? SY_SIDE_BUSINESS : SY_SIDE_DR;
         if (!*active_done) {
-            if (p->eng->failover->fence(p->cfg, side_ep(p, active), false, KEEPER_WAIT_MS, NULL, 0, err, sizeof err) == 0) {
+            if (p->eng->failover->fence(p->cfg, side_ep(p, active), false, KEEPER_WAIT_MS, NULL, 0, err,
+                                        sizeof err) == 0) {
                 *active_done = true;
                 sy_log_info("pair %s: %s side (active) is writable", p->cfg->name, sy_side_name(active));
             } else {
@@ -48,9 +49,10 @@ static bool keeper_round(struct sy_pair *p, bool *active_done)
             }
         }
         if (p->cfg->fence_passive) {
-            if (p->eng->failover->fence(p->cfg, side_ep(p, passive), true, KEEPER_WAIT_MS, NULL, 0, err, sizeof err) == 0) {
+            if (p->eng->failover->fence(p->cfg, side_ep(p, passive), true, KEEPER_WAIT_MS, NULL, 0, err,
+                                        sizeof err) == 0) {
                 if (p->fence_error[0] != '\0')
-                    sy_log_info("pair %s: %s side (passive) is fenced (read_only)", p->cfg->name,
+                    sy_log_info("pair %s: %s side (passive) is fenced", p->cfg->name,
                                 sy_side_name(passive));
                 p->fence_error[0] = '\0';
             } else {
@@ -78,7 +80,7 @@ static void *keeper_main(void *arg)
 
 int sy_fence_keeper_start(struct sy_pair *p)
 {
-    if (p->eng == NULL || p->eng->failover == NULL || p->eng->failover->fence == NULL)
+    if (!sy_engine_can_switch(p->eng))
         return 0;
     p->keeper_stop = 0;
     if (pthread_create(&p->keeper, NULL, keeper_main, p) != 0)

@@ -1,4 +1,4 @@
-/* Keeps the passive side of a pair fenced (read_only) and the active side writable after a start;
+/* Keeps the passive side of a pair fenced (MariaDB: read_only) and the active side writable after a start;
  * see fence_keeper.c. */
 #ifndef SY_FENCE_KEEPER_H
 #define SY_FENCE_KEEPER_H

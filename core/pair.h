@@ -79,7 +79,7 @@ struct sy_pair {
     struct sy_instance *forward;     /* owned: NULL when the pair synchronizes nothing (no objects) */
     struct sy_instance *reverse;     /* owned: created by create-reverse */
     const struct sy_engine_ops *eng; /* ref: the engine's synchronization (NULL: none built) */
-    /* fencing: the keeper thread keeps the passive side read_only (fence_passive) */
+    /* fencing: the keeper thread keeps the passive side fenced (fence_passive) */
     pthread_mutex_t fence_lock;      /* held around every fencing change and the flip of active_side */
     pthread_t keeper;
     bool keeper_running;

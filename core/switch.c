@@ -9,8 +9,9 @@
  *     2 warm       every session gets a connection on `to` with its state (proxy)
  *     3 hold       new requests wait; open transactions run to their end, rolled back after
  *                  txn_drain_ms; user variables copied once sessions are quiet
- *     4 fence      `from` read_only (waits for commits in flight), its final position; drain: the
- *                  write's low-watermark reaches it; the ack ledger must be inside what was drained
+ *     4 fence      `from` fenced (MariaDB: read_only; waits for commits in flight), its final
+ *                  position; drain: the write's low-watermark reaches it; the ack ledger must be
+ *                  inside what was drained
  *     5 flip       stop that write, unfence `to`, persist the new epoch, swap every session
  *     6 start      the write of the other instance; release
  *   Any failure before the epoch is persisted rolls back: restart the write, unfence `from`, drop the
@@ -560,8 +561,8 @@ static int run_failover(struct sy_switch *sw)
                     "it first)",
                     p->cfg->business.host, p->cfg->business.port);
     if (alive) {
-        if (p->eng->failover->fence(p->cfg, side_ep(p, SY_SIDE_BUSINESS), true, 2000, sw->final_pos, sizeof sw->final_pos,
-                           err, sizeof err) != 0)
+        if (p->eng->failover->fence(p->cfg, side_ep(p, SY_SIDE_BUSINESS), true, 2000, sw->final_pos,
+                                    sizeof sw->final_pos, err, sizeof err) != 0)
             return fail(sw, "fence_failed", "--force: cannot fence the business side: %s", err);
         sw->fenced = true;
     }
@@ -681,10 +682,15 @@ static int preconditions(struct sy_switch *sw, const char **code, char *msg, siz
         snprintf(msg, msglen, "a switch of %s is already running", name);
         return -1;
     }
-    if (p->eng == NULL || p->eng->failover == NULL || p->eng->failover->fence == NULL || p->forward == NULL) {
-        *code = p->eng == NULL ? "not_implemented" : "unknown_instance";
-        snprintf(msg, msglen, "%s has no forward instance (no objects configured, or the engine has no "
-                              "synchronization yet): nothing to switch with", name);
+    if (!sy_engine_can_switch(p->eng)) {
+        *code = "not_implemented";
+        snprintf(msg, msglen, "engine %s cannot switch yet (%s)", sy_engine_name(p->cfg->engine),
+                 p->eng == NULL ? "no synchronization" : "no fencing");
+        return -1;
+    }
+    if (p->forward == NULL) {
+        *code = "unknown_instance";
+        snprintf(msg, msglen, "%s has no forward instance (no objects configured): nothing to switch with", name);
         return -1;
     }
     enum sy_side want = sw->kind == SW_SWITCHBACK ? SY_SIDE_DR : SY_SIDE_BUSINESS;

@@ -1,6 +1,6 @@
 /* The unreplicated tail of a failover: business transactions after the last one the forward collector
  * spooled. While the business DB is down the tail is "pending"; a timer looks for it every second and,
- * once it answers, a thread fences it (read_only: nothing more lands there), reads its position and the
+ * once it answers, a thread fences it (nothing more lands there), reads its position and the
  * tail's transactions from its binlog (GTIDs, tables, keys, row images; engine's tail_read). The tail is
  * reported in status as "open" with how many of its transactions the ack ledger saw acknowledged to
  * clients; the full detail is kept in state_dir/pairs/<pair>.tail.json. Nothing is applied anywhere until
@@ -85,7 +85,8 @@ static void *find_thread(void *arg)
         pthread_mutex_unlock(&p->fence_lock);
         if (j->rc == 0 && p->eng->failover->tail_read != NULL) {
             j->detail = json_object();
-            if (p->eng->failover->tail_read(p->cfg, &p->cfg->business, j->collected, j->detail, j->err, sizeof j->err) != 0) {
+            if (p->eng->failover->tail_read(p->cfg, &p->cfg->business, j->collected, j->detail, j->err,
+                                            sizeof j->err) != 0) {
                 json_decref(j->detail);
                 j->detail = NULL;
                 j->rc = -1;
@@ -206,7 +207,7 @@ static void on_tail_timer(evutil_socket_t fd, short what, void *arg)
 
 int sy_tail_watch_start(struct sy_pair *p)
 {
-    if (p->eng == NULL || p->eng->position == NULL || p->eng->position->tail_count == NULL)
+    if (!sy_engine_can_count_tail(p->eng))
         return 0;
     p->tail_timer = event_new(p->base, -1, EV_PERSIST, on_tail_timer, p);
     struct timeval tv = { TAIL_POLL_MS / 1000, (TAIL_POLL_MS % 1000) * 1000 };
@@ -282,7 +283,7 @@ void sy_tail_resolve(struct sy_pair *p, struct sy_admin_req *req, const char *ex
                                               "is not known yet (status shows it once it is)", p->cfg->name);
         return;
     }
-    if (p->eng->failover->tail_revert == NULL) {
+    if (!sy_engine_can_resolve_tail(p->eng)) {
         sy_admin_fail(req, "not_implemented", "engine %s cannot revert a tail yet", sy_engine_name(p->cfg->engine));
         return;
     }

@@ -18,11 +18,11 @@ bool sy_mariadb_ddl_context_decode(const uint8_t *p, size_t n, struct sy_mariadb
 {
     struct sy_rd r = sy_rd_make(p, n);
     memset(out, 0, sizeof *out);
-    out->sql_mode = sy_rd_varint(&r);
+    out->sql_mode = sy_change_read_varint(&r);
     out->charset_client = sy_rd_u16le(&r);
     out->collation_connection = sy_rd_u16le(&r);
     out->collation_server = sy_rd_u16le(&r);
-    out->time_zone = sy_rd_text(&r, &out->time_zone_len, true);
+    out->time_zone = sy_change_read_text(&r, &out->time_zone_len, true);
     if (r.bad || sy_rd_left(&r) != 0) {
         memset(out, 0, sizeof *out);
         out->time_zone = "";

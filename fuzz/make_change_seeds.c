@@ -11,21 +11,26 @@
 
 static const char *out_dir = "fuzz/corpus/fuzz_change";
 
+static void emit_bytes(const char *name, const uint8_t *p, size_t len)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", out_dir, name);
+    FILE *f = fopen(path, "wb");
+    if (f == NULL || fwrite(p, 1, len, f) != len || fclose(f) != 0) {
+        perror(path);
+        exit(1);
+    }
+}
+
 static void emit(const char *name, const struct sy_change *c)
 {
     struct sy_buf b;
-    char path[512];
     sy_buf_init(&b);
     if (sy_change_encode(c, &b) != 0) {
         fprintf(stderr, "%s: cannot encode\n", name);
         exit(1);
     }
-    snprintf(path, sizeof path, "%s/%s", out_dir, name);
-    FILE *f = fopen(path, "wb");
-    if (f == NULL || fwrite(b.p, 1, b.len, f) != b.len || fclose(f) != 0) {
-        perror(path);
-        exit(1);
-    }
+    emit_bytes(name, b.p, b.len);
     sy_buf_fini(&b);
 }
 
@@ -126,5 +131,25 @@ int main(int argc, char **argv)
     c.u.ddl.context_len = context.len;
     emit("ddl", &c);
     sy_buf_fini(&context);
+
+    /* a DDL record of format 1 (its session fields where the context is now, no length): still read */
+    static const uint8_t ddl_v1[] = { 1, SY_CHANGE_DDL, 0, 0, 0, 1, 'd', 0, 4, 'D', 'R', 'O', 'P', 0, 0x85, 0x01,
+                                      33, 0, 224, 0, 8, 0, 6, 'S', 'Y', 'S', 'T', 'E', 'M', 0 };
+    emit_bytes("ddl_format1", ddl_v1, sizeof ddl_v1);
+
+    /* MongoDB: {_id} and the document / an update description */
+    static const uint8_t id_doc[] = { 14, 0, 0, 0, 0x10, '_', 'i', 'd', 0, 7, 0, 0, 0, 0 };
+    static const uint8_t doc[] = { 5, 0, 0, 0, 0 };
+    struct sy_value mbefore[2] = { { .type = SY_VAL_DOCUMENT, .p = id_doc, .len = sizeof id_doc },
+                                   { .type = SY_VAL_DOCUMENT, .p = doc, .len = sizeof doc } };
+    struct sy_value mafter[2] = { { .type = SY_VAL_DOCUMENT, .p = id_doc, .len = sizeof id_doc },
+                                  { .type = SY_VAL_PATCH, .p = doc, .len = sizeof doc } };
+    c = base(SY_CHANGE_ROW, "");
+    c.u.row.table_id = 9;
+    c.u.row.n_columns = 2;
+    c.u.row.op = SY_ROW_UPDATE;
+    c.u.row.before = mbefore;
+    c.u.row.after = mafter;
+    emit("row_documents", &c);
     return 0;
 }

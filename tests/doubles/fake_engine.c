@@ -425,15 +425,23 @@ static const struct sy_position_ops fake_position = {
     .poll_close = poll_close,
     .tail_count = tail_count,
 };
-static const struct sy_failover_ops fake_failover = {
+static const struct sy_failover_ops fake_failover_ops = {
     .fence = fence, .alive = alive, .tail_read = tail_read, .tail_revert = tail_revert,
 };
 
 const struct sy_engine_ops fake_engine = {
-    .engine = SY_ENGINE_MARIADB,
+    .engine = SY_ENGINE_MONGODB, /* any engine but MariaDB: nothing in core/ may care */
     .sync = &fake_sync,
     .position = &fake_position,
-    .failover = &fake_failover,
+    .failover = &fake_failover_ops,
+};
+
+/* The same engine without fencing (a server that cannot be made read-only, as FerretDB): switches
+ * must answer not_implemented, synchronization must work. */
+const struct sy_engine_ops fake_engine_without_failover = {
+    .engine = SY_ENGINE_MONGODB,
+    .sync = &fake_sync,
+    .position = &fake_position,
 };
 
 /* ---- the proxy part (on the loop) ------------------------------------------------------------------ */
@@ -578,7 +586,7 @@ static json_t *client_errors(void *state)
 }
 
 const struct sy_proxy_protocol fake_proxy = {
-    .engine = SY_ENGINE_MARIADB,
+    .engine = SY_ENGINE_MONGODB, /* any engine but MariaDB: nothing in core/ may care */
     .start = proxy_start,
     .stop = proxy_stop,
     .client_count = client_count,

@@ -83,6 +83,8 @@ uint64_t fake_count_origin(enum fake_side side, char origin);
 bool fake_fenced(enum fake_side side);
 
 extern const struct sy_engine_ops fake_engine;
+extern const struct sy_engine_ops fake_engine_without_failover;
+/* Which engine ops the next daemon_start hands the daemon (default &fake_engine). */
 extern const struct sy_proxy_protocol fake_proxy;
 
 #endif

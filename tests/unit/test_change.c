@@ -604,9 +604,59 @@ static void test_kind_names(void)
     CHECK(strcmp(sy_change_kind_name((enum sy_change_kind)42), "unknown") == 0);
 }
 
+/* A MongoDB collection as core/change.h maps it: `_id` and `doc` as BSON documents; an update as a patch.
+ * The codec carries the bytes as they are (BSON is validated by the engine that reads it). */
+static void test_documents(void)
+{
+    static const uint8_t id_doc[] = { 14, 0, 0, 0, 0x10, '_', 'i', 'd', 0, 7, 0, 0, 0, 0 }; /* {_id: 7} */
+    static const uint8_t doc[] = { 5, 0, 0, 0, 0 };                                         /* {} */
+    static const uint8_t patch[] = { 0, 1, 2, 0, 255 };                                     /* opaque here */
+    struct sy_value before[2] = { { .type = SY_VAL_DOCUMENT, .p = id_doc, .len = sizeof id_doc },
+                                  { .type = SY_VAL_NULL } };
+    struct sy_value after[2] = { { .type = SY_VAL_DOCUMENT, .p = id_doc, .len = sizeof id_doc },
+                                 { .type = SY_VAL_PATCH, .p = patch, .len = sizeof patch } };
+    struct sy_change c = simple(SY_CHANGE_ROW, 5, "");
+    c.u.row.table_id = 3;
+    c.u.row.n_columns = 2;
+    c.u.row.op = SY_ROW_UPDATE;
+    c.u.row.before = before;
+    c.u.row.after = after;
+    CHECK(roundtrip(&c, 1));
+    after[1] = (struct sy_value){ .type = SY_VAL_DOCUMENT, .p = doc, .len = sizeof doc };
+    c.u.row.op = SY_ROW_INSERT;
+    c.u.row.before = NULL;
+    CHECK(roundtrip(&c, 1));
+    after[1].len = 0; /* an empty value is still a value */
+    after[1].p = NULL;
+    CHECK(roundtrip(&c, 1));
+    after[1].len = 3; /* bytes promised, none given: refused */
+    struct sy_buf b;
+    sy_buf_init(&b);
+    CHECK(sy_change_encode(&c, &b) == -1);
+    sy_buf_fini(&b);
+}
+
+/* One encoding per value: an overlong varint ("80 00" for 0) is refused, so a decoded record always
+ * re-encodes to its own bytes. */
+static void test_overlong_varint(void)
+{
+    struct sy_change_scratch s;
+    struct sy_change d;
+    sy_change_scratch_init(&s);
+    static const uint8_t ok[] = { 1, 6, 0, 0, 0 }, overlong_time[] = { 1, 6, 0x80, 0x00, 0, 0 };
+    CHECK(sy_change_decode(ok, sizeof ok, &s, &d) == SY_PARSE_OK);
+    CHECK(sy_change_decode(overlong_time, sizeof overlong_time, &s, &d) == SY_PARSE_BAD);
+    static const uint8_t one_twenty_eight[] = { 1, 6, 0x80, 0x01, 0, 0 }; /* 128: two bytes needed */
+    CHECK(sy_change_decode(one_twenty_eight, sizeof one_twenty_eight, &s, &d) == SY_PARSE_OK &&
+          d.source_time_ms == 128);
+    sy_change_scratch_fini(&s);
+}
+
 int main(void)
 {
     test_simple_kinds();
+    test_documents();
+    test_overlong_varint();
     test_table();
     test_row_values();
     test_ddl();
