@@ -24,7 +24,7 @@ static inline void sy_failpoint(const char *name)
 /* SY_FAIL_STEPS=a,b,c: the first time step a is reached it fails (the caller returns an error, as if
  * the step had failed for real), then b the next time it is reached, and so on; once the list is used
  * up nothing fails. Tests use it to drive every rollback of a switch in one daemon's life. Only the
- * switch thread calls it. */
+ * switch thread calls it, or the loop while the switch thread waits for it (the flip). */
 static inline bool sy_failpoint_fails(const char *name)
 {
     static size_t next; /* index into the list of the step that fails next */

@@ -247,7 +247,12 @@ static void do_flip(struct sy_switch *sw)
         strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
         json_object_set_new(p->tail, "failover_at", json_string(when));
     }
-    sw->call_rc = sy_pair_set_active(p, sw->to, sw->call_err, sizeof sw->call_err);
+    if (sy_failpoint_fails("switch_fail_persist_epoch")) { /* on the loop while the switch thread waits */
+        sw->call_rc = -1;
+        snprintf(sw->call_err, sizeof sw->call_err, "failpoint switch_fail_persist_epoch");
+    } else {
+        sw->call_rc = sy_pair_set_active(p, sw->to, sw->call_err, sizeof sw->call_err);
+    }
     if (sw->call_rc != 0) {
         if (sw->kind == SW_FAILOVER)
             p->tail_state[0] = '\0';

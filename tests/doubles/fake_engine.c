@@ -2,27 +2,44 @@
  * in-memory logs. Test code only. */
 #include "tests/doubles/fake_engine.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "core/change.h"
 #include "core/instance.h"
 #include "core/spool.h"
 
-struct fake_world fake = { .mu = PTHREAD_MUTEX_INITIALIZER };
+struct fake_world *fake_world;
 
-void fake_reset(void)
+void fake_init(void)
 {
-    pthread_mutex_lock(&fake.mu);
-    memset(fake.db, 0, sizeof fake.db);
-    fake.precheck_fails = false;
-    fake.position_fails = false;
-    memset(&fake.proxy, 0, sizeof fake.proxy);
-    memset(&fake.calls, 0, sizeof fake.calls);
-    memset(fake.acked, 0, sizeof fake.acked);
+    fake_world = mmap(NULL, sizeof *fake_world, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (fake_world == MAP_FAILED) {
+        perror("mmap");
+        exit(2);
+    }
+    memset(fake_world, 0, sizeof *fake_world);
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&fake_world->mu, &a);
+    pthread_mutexattr_destroy(&a);
+}
+
+void fake_lock(void)
+{
+    if (pthread_mutex_lock(&fake.mu) == EOWNERDEAD)
+        pthread_mutex_consistent(&fake.mu);
+}
+
+void fake_unlock(void)
+{
     pthread_mutex_unlock(&fake.mu);
 }
 
@@ -30,40 +47,40 @@ static const char origin_of[2] = { 'B', 'D' };
 
 int fake_client_write(enum fake_side side)
 {
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     struct fake_db *db = &fake.db[side];
     int rc = db->down ? -1 : db->fenced || db->n >= FAKE_LOG_MAX ? 0 : 1;
     if (rc == 1) {
         db->log[db->n++] = origin_of[side];
         fake.acked[side] = db->n;
     }
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
     return rc;
 }
 
 uint64_t fake_log_length(enum fake_side side)
 {
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     uint64_t n = fake.db[side].n;
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
     return n;
 }
 
 uint64_t fake_count_origin(enum fake_side side, char origin)
 {
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     uint64_t k = 0;
     for (uint64_t i = 0; i < fake.db[side].n; i++)
         k += fake.db[side].log[i] == origin;
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
     return k;
 }
 
 bool fake_fenced(enum fake_side side)
 {
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     bool f = fake.db[side].fenced;
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
     return f;
 }
 
@@ -92,7 +109,7 @@ static void format_pos(uint64_t n, char *out, size_t outlen)
 static int current(const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, char *out, size_t outlen, char *err,
                    size_t errlen)
 {
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     int rc = 0;
     if (fake.db[side_of(src)].down || fake.position_fails) {
         snprintf(err, errlen, "fake %s is unreachable", side_of(src) == FAKE_DR ? "DR" : "business");
@@ -100,7 +117,7 @@ static int current(const struct sy_pair_cfg *cfg, const struct sy_endpoint *src,
     } else {
         format_pos(fake.db[side_of(src)].n, out, outlen);
     }
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
     return rc;
 }
 
@@ -137,7 +154,7 @@ static int tail_count(const char *collected, const char *now, const char *ledger
 static int fence(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, bool on, int wait_ms, char *pos,
                  size_t poslen, char *err, size_t errlen)
 {
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     struct fake_db *db = &fake.db[side_of(ep)];
     int *failures = on ? &db->fence_failures : &db->unfence_failures;
     int rc = 0;
@@ -158,15 +175,15 @@ static int fence(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, bo
         if (pos != NULL)
             format_pos(db->n, pos, poslen);
     }
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
     return rc;
 }
 
 static bool alive(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, int timeout_ms)
 {
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     bool up = !fake.db[side_of(ep)].down;
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
     return up;
 }
 
@@ -180,7 +197,7 @@ static int tail_read(const struct sy_pair_cfg *cfg, const struct sy_endpoint *sr
         return -1;
     }
     json_t *txns = json_array();
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     struct fake_db *db = &fake.db[side_of(src)];
     for (uint64_t i = from; i < db->n; i++) {
         char id[64];
@@ -189,7 +206,7 @@ static int tail_read(const struct sy_pair_cfg *cfg, const struct sy_endpoint *sr
                                               "rows", "table", "db.t", "op", "insert", "key", "id",
                                               (json_int_t)(i + 1)));
     }
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
     json_object_set_new(out, "from", json_string(from_position));
     json_object_set_new(out, "rows", json_integer((json_int_t)json_array_size(txns)));
     json_object_set_new(out, "tables", json_pack("[s]", "db.t"));
@@ -206,12 +223,12 @@ static int tail_revert(const struct sy_pair_cfg *cfg, const struct sy_endpoint *
         snprintf(err, errlen, "the tail has no start position");
         return -1;
     }
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     struct fake_db *db = &fake.db[side_of(ep)];
     uint64_t reverted = db->n > from ? db->n - from : 0;
     if (db->n > from)
         db->n = from;
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
     json_object_set_new(result, "reverted_transactions", json_integer((json_int_t)reverted));
     return 0;
 }
@@ -286,11 +303,11 @@ static void *collection_run(void *arg)
     sy_module_report_running(ctx->report);
     bool retrying = false;
     while (!stopping(ctx)) {
-        pthread_mutex_lock(&fake.mu);
+        fake_lock();
         bool down = fake.db[src].down;
         uint64_t n = fake.db[src].n;
         char origin = pos < n ? fake.db[src].log[pos] : 0;
-        pthread_mutex_unlock(&fake.mu);
+        fake_unlock();
         if (down) {
             if (!retrying)
                 sy_module_report_retrying(ctx->report, "source_unreachable", "fake source is down");
@@ -324,11 +341,11 @@ static void *write_run(void *arg)
     struct sy_module_ctx *ctx = arg;
     enum fake_side dst = side_of(ctx->dest), src = side_of(ctx->source);
     int dir = ctx->direction == SY_DIR_FORWARD ? 0 : 1;
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     uint64_t seq = fake.db[dst].ckpt_seq[dir];
     uint64_t pos = fake.db[dst].ckpt_pos[dir];
     bool has = fake.db[dst].has_ckpt[dir];
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
     if (has)
         report_position(ctx->report, seq, pos);
     sy_module_report_running(ctx->report);
@@ -336,9 +353,9 @@ static void *write_run(void *arg)
     sy_change_scratch_init(&s);
     bool retrying = false;
     while (!stopping(ctx)) {
-        pthread_mutex_lock(&fake.mu);
+        fake_lock();
         bool blocked = fake.db[dst].write_blocked, down = fake.db[dst].down;
-        pthread_mutex_unlock(&fake.mu);
+        fake_unlock();
         if (down && !retrying)
             sy_module_report_retrying(ctx->report, "dest_unreachable", "fake destination is down");
         else if (!down && retrying)
@@ -364,14 +381,14 @@ static void *write_run(void *arg)
         if (ch.kind != SY_CHANGE_TXN_COMMIT && ch.kind != SY_CHANGE_POSITION)
             continue;
         parse_pos(ch.position, &pos);
-        pthread_mutex_lock(&fake.mu);
+        fake_lock();
         struct fake_db *db = &fake.db[dst];
         if (ch.kind == SY_CHANGE_TXN_COMMIT && db->n < FAKE_LOG_MAX)
             db->log[db->n++] = origin_of[src];
         db->ckpt_seq[dir] = seq;
         db->ckpt_pos[dir] = pos;
         db->has_ckpt[dir] = true;
-        pthread_mutex_unlock(&fake.mu);
+        fake_unlock();
         report_position(ctx->report, seq, pos);
     }
     sy_change_scratch_fini(&s);
@@ -384,11 +401,11 @@ static void *initial_sync_run(void *arg)
     struct sy_module_ctx *ctx = arg;
     enum fake_side src = side_of(ctx->source), dst = side_of(ctx->dest);
     sy_module_report_running(ctx->report);
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     uint64_t n = fake.db[src].n;
     memcpy(fake.db[dst].log, fake.db[src].log, n);
     fake.db[dst].n = n;
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
     pthread_mutex_lock(&ctx->report->lock);
     ctx->report->done_rows = ctx->report->total_rows = n;
     format_pos(n, ctx->report->position, sizeof ctx->report->position);
@@ -399,9 +416,9 @@ static void *initial_sync_run(void *arg)
 
 static int precheck(const struct sy_pair_cfg *cfg, enum sy_direction dir, json_t *checks)
 {
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     bool fails = fake.precheck_fails;
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
     json_array_append_new(checks, json_pack("{s:s,s:s,s:s,s:s}", "name", "fake", "status", fails ? "fail" : "pass",
                                             "detail", fails ? "the test said so" : "ok", "fix",
                                             fails ? "fake_world.precheck_fails = false" : ""));
@@ -462,9 +479,9 @@ static void proxy_stop(void *state)
 
 static size_t client_count(void *state)
 {
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     size_t n = fake.proxy.sessions;
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
     return n;
 }
 
@@ -475,31 +492,34 @@ static json_t *clients_json(void *state)
 
 static void hold_changed(void *state, bool held)
 {
-    pthread_mutex_lock(&fake.mu);
-    if (held)
+    fake_lock();
+    if (held) {
         fake.calls.hold_on++;
-    else
+        fake.proxy.unmovable += fake.proxy.unmovable_at_hold;
+        fake.proxy.unmovable_at_hold = 0;
+    } else {
         fake.calls.hold_off++;
-    pthread_mutex_unlock(&fake.mu);
+    }
+    fake_unlock();
 }
 
 static void switch_warm(void *state, enum sy_side to, bool old_side_alive)
 {
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     fake.calls.warm++;
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
 }
 
 static void switch_progress(void *state, enum sy_side to, struct sy_switch_progress *out)
 {
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     *out = (struct sy_switch_progress){ .sessions = fake.proxy.sessions,
                                         .in_transaction = fake.proxy.in_transaction,
                                         .busy = fake.proxy.busy,
                                         .not_ready = fake.proxy.not_ready,
                                         .warm_failed = fake.proxy.warm_failed,
                                         .state_pending = fake.proxy.state_pending };
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
 }
 
 static json_t *session_list(size_t n, const char *what)
@@ -513,15 +533,15 @@ static json_t *session_list(size_t n, const char *what)
 
 static json_t *switch_failures(void *state)
 {
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     json_t *list = session_list(fake.proxy.warm_failed, "error");
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
     return list;
 }
 
 static size_t switch_abort_transactions(void *state)
 {
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     fake.calls.abort++;
     size_t n = fake.proxy.in_transaction;
     if (fake.proxy.abort_ends_transactions) {
@@ -530,50 +550,50 @@ static size_t switch_abort_transactions(void *state)
     } else {
         n = 0;
     }
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
     return n;
 }
 
 static json_t *switch_unmovable(void *state)
 {
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     json_t *list = session_list(fake.proxy.unmovable, "reason");
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
     return list;
 }
 
 static size_t switch_close_unmovable(void *state)
 {
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     fake.calls.close_unmovable++;
     size_t n = fake.proxy.unmovable;
     fake.proxy.unmovable = 0;
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
     return n;
 }
 
 static void switch_unwarm(void *state)
 {
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     fake.calls.unwarm++;
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
 }
 
 static size_t switch_flip(void *state, enum sy_side to)
 {
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     fake.calls.flip++;
     fake.calls.flipped_to = to;
     size_t n = fake.proxy.sessions;
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
     return n;
 }
 
 static void ack_ledger(void *state, enum sy_side side, char *out, size_t outlen)
 {
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     uint64_t n = fake.acked[side == SY_SIDE_DR ? FAKE_DR : FAKE_BUSINESS];
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
     if (n == 0)
         out[0] = '\0';
     else

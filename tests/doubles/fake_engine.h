@@ -48,6 +48,7 @@ struct fake_db {
 struct fake_proxy_knobs {
     size_t sessions, in_transaction, busy, not_ready, warm_failed, state_pending;
     size_t unmovable;       /* sessions reported unmovable (each {id, user, peer, reason}) */
+    size_t unmovable_at_hold; /* become unmovable when the pair is held (a LOCK TABLES that raced the hold) */
     bool abort_ends_transactions; /* switch_abort_transactions sets in_transaction to 0 */
 };
 
@@ -57,8 +58,10 @@ struct fake_proxy_calls {
     size_t aborted;         /* transactions the aborts rolled back */
 };
 
+/* Shared between the test process and the daemon processes it forks (MAP_SHARED), so a daemon can be
+ * killed and restarted while the "databases" live on. */
 struct fake_world {
-    pthread_mutex_t mu;     /* guards everything below */
+    pthread_mutex_t mu;     /* process-shared and robust (a killed daemon may hold it): fake_lock() */
     struct fake_db db[2];
     bool precheck_fails;
     bool position_fails;    /* position->current fails (the catch-up step cannot read it) */
@@ -67,10 +70,15 @@ struct fake_world {
     uint64_t acked[2];      /* per side: position after the last client write acknowledged there */
 };
 
-extern struct fake_world fake;
+extern struct fake_world *fake_world;
+#define fake (*fake_world)
 
-/* Resets the world: empty logs, nothing fenced or down, no knobs set. */
-void fake_reset(void);
+/* Maps a fresh shared world: empty logs, nothing fenced or down, no knobs set. Before any fork. */
+void fake_init(void);
+/* The world's lock (a daemon killed while holding it leaves it consistent: every change under it is a
+ * single step). */
+void fake_lock(void);
+void fake_unlock(void);
 
 /* A client transaction committed on a side: 1 (acknowledged: counted in that side's ack ledger),
  * 0 refused (fenced), -1 (down). */

@@ -513,7 +513,8 @@ def test_hold_timeout_rolls_back_and_the_running_transaction_keeps_going(daemon,
         done["rows"] = one(c, "SELECT SLEEP(2.5)")
     th = threading.Thread(target=slow)
     th.start()
-    time.sleep(0.3)
+    wait_for(lambda: q(b, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO = 'SELECT SLEEP(2.5)'")
+             == ((1,),), 10, "the transaction's SLEEP(2.5) running on business")
     r = d.admin("switchover", pair=pname)
     th.join(10)
     assert r["ok"] is False and r["error"]["code"] == "hold_timeout", r

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -34,8 +35,7 @@ static char dir[256];
 static const struct sy_engine_ops *engine_under_test = &fake_engine;
 static char sock_path[300];
 static struct sy_config cfg;
-static pthread_t daemon_thread;
-static int daemon_rc;
+static pid_t daemon_pid;
 
 static uint64_t now_ms(void)
 {
@@ -46,12 +46,27 @@ static uint64_t now_ms(void)
 
 /* ---- the daemon ---------------------------------------------------------------------------------- */
 
-static void *daemon_main(void *arg)
+static bool status_answers(void);
+
+/* The daemon runs in a process of its own (the world is shared memory), so it can be stopped, killed
+ * and started again on the same state dir while the "databases" live on. */
+static void daemon_spawn(void)
 {
-    static const struct sy_proxy_protocol *const protos[] = { &fake_proxy, NULL };
-    const struct sy_engine_ops *const engines[] = { engine_under_test, NULL };
-    daemon_rc = sy_daemon_run(&cfg, protos, engines);
-    return NULL;
+    fflush(NULL);
+    daemon_pid = fork();
+    if (daemon_pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlives the test */
+        static const struct sy_proxy_protocol *const protos[] = { &fake_proxy, NULL };
+        const struct sy_engine_ops *const engines[] = { engine_under_test, NULL };
+        sy_log_set_level(cfg.log_level);
+        _exit(sy_daemon_run(&cfg, protos, engines) == 0 ? 0 : 1);
+    }
+    /* ready once `status` answers (the socket file exists from bind(), before listen()) */
+    for (uint64_t t0 = now_ms(); !status_answers(); usleep(2000))
+        if (now_ms() - t0 > 5000) {
+            fprintf(stderr, "the daemon did not open its admin socket\n");
+            exit(2);
+        }
 }
 
 static json_t *admin(const char *cmd, const char *args);
@@ -93,21 +108,43 @@ static void daemon_start(const char *extra)
         exit(2);
     }
     sy_log_set_level(cfg.log_level);
-    pthread_create(&daemon_thread, NULL, daemon_main, NULL);
-    /* ready once `status` answers (the socket file exists from bind(), before listen(); the signal
-     * handlers are in place before the first request is read) */
-    for (uint64_t t0 = now_ms(); !status_answers(); usleep(2000))
-        if (now_ms() - t0 > 5000) {
-            fprintf(stderr, "the daemon did not open its admin socket\n");
-            exit(2);
-        }
+    daemon_spawn();
+}
+
+/* SIGTERM: the daemon exits 0 (true); false (and a CHECK failure) otherwise. */
+static bool daemon_term(void)
+{
+    kill(daemon_pid, SIGTERM);
+    int st = 0;
+    waitpid(daemon_pid, &st, 0);
+    bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    CHECK(ok);
+    return ok;
+}
+
+/* kill -9, or waits for a daemon that ended by itself (a failpoint): the exit status. */
+static int daemon_kill9(void)
+{
+    kill(daemon_pid, SIGKILL);
+    int st = 0;
+    waitpid(daemon_pid, &st, 0);
+    return st;
+}
+
+/* Waits for the daemon to end by itself (a failpoint aborted it): true when it did within timeout. */
+static bool daemon_died(int timeout_ms)
+{
+    for (uint64_t t0 = now_ms(); now_ms() - t0 < (uint64_t)timeout_ms; usleep(5000)) {
+        int st;
+        if (waitpid(daemon_pid, &st, WNOHANG) == daemon_pid)
+            return true;
+    }
+    return false;
 }
 
 static void daemon_stop(void)
 {
-    pthread_kill(daemon_thread, SIGTERM); /* libevent's handler wakes the loop from any thread */
-    pthread_join(daemon_thread, NULL);
-    CHECK(daemon_rc == 0);
+    daemon_term();
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
@@ -133,10 +170,11 @@ static json_t *admin(const char *cmd, const char *args)
         close(fd);
         return NULL;
     }
-    static char buf[1 << 20];
+    enum { BUF = 1 << 20 };
+    char *buf = malloc(BUF); /* two threads may ask at once */
     size_t len = 0;
-    while (len < sizeof buf - 1) {
-        ssize_t r = read(fd, buf + len, sizeof buf - 1 - len);
+    while (buf != NULL && len < BUF - 1) {
+        ssize_t r = read(fd, buf + len, BUF - 1 - len);
         if (r <= 0)
             break;
         len += (size_t)r;
@@ -144,9 +182,13 @@ static json_t *admin(const char *cmd, const char *args)
             break;
     }
     close(fd);
+    if (buf == NULL)
+        return NULL;
     buf[len] = '\0';
     json_error_t jerr;
-    return json_loads(buf, 0, &jerr);
+    json_t *reply = json_loads(buf, 0, &jerr);
+    free(buf);
+    return reply;
 }
 
 /* The error code of a reply ("" when it succeeded). */
@@ -284,17 +326,17 @@ static void check_rolled_back(const char *what, json_int_t epoch)
 
 static unsigned calls_unwarm(void)
 {
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     unsigned n = fake.calls.unwarm;
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
     return n;
 }
 
 #define KNOB(field, value)                                                                            \
     do {                                                                                              \
-        pthread_mutex_lock(&fake.mu);                                                                 \
+        fake_lock();                                                                 \
         field = (value);                                                                              \
-        pthread_mutex_unlock(&fake.mu);                                                               \
+        fake_unlock();                                                               \
     } while (0)
 
 static void *switchover_expecting_hold_timeout(void *arg)
@@ -340,9 +382,9 @@ static void group_switchover_rollbacks(void)
     CHECK(strcmp(code_of(r), "unmovable_sessions") == 0);
     CHECK(json_array_size(json_object_get(json_object_get(r, "error"), "ids")) == 2);
     json_decref(r);
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     CHECK(fake.calls.hold_on == 0); /* refused before the hold */
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
     check_rolled_back("unmovable", epoch);
     KNOB(fake.proxy.unmovable, 0);
 
@@ -373,6 +415,13 @@ static void group_switchover_rollbacks(void)
     KNOB(fake.proxy.busy, 0);
     check_rolled_back("busy", epoch);
 
+    /* a session becomes unmovable inside the hold (it raced it): refused, rolled back */
+    KNOB(fake.proxy.unmovable_at_hold, 1);
+    CHECK(expect("switchover", "{\"pair\":\"p\"}", "unmovable_sessions"));
+    CHECK(calls_unwarm() > unwarm);
+    KNOB(fake.proxy.unmovable, 0);
+    check_rolled_back("unmovable in the hold", epoch);
+
     /* state not copied (user variables) keeps the switch waiting, then hold_timeout */
     KNOB(fake.proxy.state_pending, 1);
     CHECK(expect("switchover", "{\"pair\":\"p\"}", "hold_timeout"));
@@ -383,9 +432,9 @@ static void group_switchover_rollbacks(void)
     KNOB(fake.proxy.in_transaction, 1);
     KNOB(fake.proxy.abort_ends_transactions, false);
     CHECK(expect("switchover", "{\"pair\":\"p\"}", "hold_timeout"));
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     CHECK(fake.calls.abort > 0);
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
     KNOB(fake.proxy.in_transaction, 0);
     check_rolled_back("transaction", epoch);
 
@@ -412,19 +461,19 @@ static void group_switchover_rollbacks(void)
 
     /* the ledger is ahead of what was drained: refused, nothing flips (the proxy claims an
      * acknowledgement beyond anything business ever logged) */
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     fake.acked[FAKE_BUSINESS] = fake.db[FAKE_BUSINESS].n + 1000;
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
     CHECK(expect("switchover", "{\"pair\":\"p\"}", "ledger_ahead_of_drain"));
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     fake.acked[FAKE_BUSINESS] = fake.db[FAKE_BUSINESS].n;
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
     check_rolled_back("ledger", epoch);
 
     /* nothing flipped in all that; then --force closes unmovable sessions and the switch goes through */
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     CHECK(fake.calls.flip == 0);
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
     KNOB(fake.proxy.unmovable, 3);
     json_t *done = admin("switchover", "{\"pair\":\"p\",\"force\":true}");
     CHECK(strcmp(code_of(done), "") == 0);
@@ -439,13 +488,13 @@ static void group_switchover_rollbacks(void)
 static void group_failpoint_rollbacks(void)
 {
     setenv("SY_FAIL_STEPS", "switch_fail_after_hold,switch_fail_after_quiesce,switch_fail_after_fence,"
-                            "switch_fail_after_drain,switch_fail_after_unfence", 1);
+                            "switch_fail_after_drain,switch_fail_after_unfence,switch_fail_persist_epoch", 1);
     daemon_start(NULL);
     set_up_pair();
     json_t *p = pair_status();
     json_int_t epoch = epoch_of(p);
     json_decref(p);
-    static const char *const steps[] = { "hold", "quiesce", "fence", "drain", "unfence" };
+    static const char *const steps[] = { "hold", "quiesce", "fence", "drain", "unfence", "persist epoch" };
     for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) {
         writes(FAKE_BUSINESS, 2);
         if (!expect("switchover", "{\"pair\":\"p\"}", "internal"))
@@ -468,6 +517,75 @@ static void group_failpoint_rollbacks(void)
     CHECK(wait_replicated(FAKE_BUSINESS, 'D', 4, 3000));
     CHECK(expect("switchback", "{\"pair\":\"p\"}", ""));
     unsetenv("SY_FAIL_STEPS");
+    daemon_stop();
+}
+
+/* Exactly one side active and writable (unfenced), the other fenced, and writes on the active side
+ * reaching the other: what a restart after any crash must end with. */
+static void check_one_side_active(const char *what)
+{
+    json_t *p = pair_status();
+    bool dr_active = strcmp(active_side(p), "dr") == 0;
+    json_decref(p);
+    enum fake_side active = dr_active ? FAKE_DR : FAKE_BUSINESS, passive = dr_active ? FAKE_BUSINESS : FAKE_DR;
+    bool ok = false;
+    for (uint64_t t0 = now_ms(); !ok && now_ms() - t0 < 3000; usleep(5000))
+        ok = !fake_fenced(active) && fake_fenced(passive);
+    if (!ok)
+        fprintf(stderr, "%s: active %s fenced %d, passive fenced %d\n", what, dr_active ? "dr" : "business",
+                fake_fenced(active), fake_fenced(passive));
+    CHECK(ok);
+    char origin = active == FAKE_DR ? 'D' : 'B';
+    uint64_t before = fake_count_origin(active, origin);
+    writes(active, 3);
+    CHECK(wait_replicated(passive, origin, before + 3, 3000));
+}
+
+/* Restarts on the same state dir: after SIGTERM, after kill -9 with writes landing while the daemon is
+ * down, and after a crash at each step of a switchover (SY_FAILPOINT): the instances resume from their
+ * spools and checkpoints (every write once), and exactly one side is active. */
+static void group_restarts(void)
+{
+    daemon_start(NULL);
+    set_up_pair();
+    CHECK(daemon_term());
+    writes(FAKE_BUSINESS, 7); /* while nobody collects */
+    daemon_spawn();
+    CHECK(wait_instance("forward", "running", 3000));
+    CHECK(instance_is("reverse", "collecting"));
+    CHECK(wait_replicated(FAKE_DR, 'B', fake_count_origin(FAKE_BUSINESS, 'B'), 3000));
+    daemon_kill9();
+    writes(FAKE_BUSINESS, 5);
+    daemon_spawn();
+    CHECK(wait_replicated(FAKE_DR, 'B', fake_count_origin(FAKE_BUSINESS, 'B'), 3000));
+    usleep(100 * 1000);
+    CHECK(fake_count_origin(FAKE_DR, 'B') == fake_count_origin(FAKE_BUSINESS, 'B')); /* nothing twice */
+    check_one_side_active("kill -9");
+
+    static const char *const steps[] = { "switch_after_hold", "switch_after_fence", "switch_after_drain",
+                                         "switch_after_stop_write", "switch_after_unfence", "switch_after_flip" };
+    for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) {
+        CHECK(daemon_term());
+        setenv("SY_FAILPOINT", steps[i], 1);
+        daemon_spawn();
+        unsetenv("SY_FAILPOINT");
+        CHECK(wait_instance("forward", "running", 3000) || wait_instance("reverse", "running", 10));
+        json_t *p = pair_status();
+        bool dr_active = strcmp(active_side(p), "dr") == 0;
+        json_decref(p);
+        json_t *r = admin(dr_active ? "switchback" : "switchover", "{\"pair\":\"p\"}");
+        CHECK(r == NULL || !json_is_true(json_object_get(r, "ok"))); /* the daemon died in the middle */
+        json_decref(r);
+        if (!daemon_died(3000)) {
+            fprintf(stderr, "%s: the daemon did not stop at the failpoint\n", steps[i]);
+            CHECK(false);
+            daemon_kill9();
+        }
+        daemon_spawn();
+        check_one_side_active(steps[i]);
+        CHECK(fake_count_origin(FAKE_DR, 'B') == fake_count_origin(FAKE_BUSINESS, 'B'));
+        CHECK(fake_count_origin(FAKE_DR, 'D') == fake_count_origin(FAKE_BUSINESS, 'D'));
+    }
     daemon_stop();
 }
 
@@ -509,9 +627,9 @@ static void group_switchover_and_back(void)
     CHECK(json_integer_value(json_object_get(res, "moved_clients")) == 5);
     CHECK(json_integer_value(json_object_get(res, "pause_ms")) >= 300); /* txn_drain_ms before the abort */
     json_decref(r);
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     CHECK(fake.calls.flip == 1 && fake.calls.flipped_to == SY_SIDE_DR);
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
     CHECK(fake_fenced(FAKE_BUSINESS) && !fake_fenced(FAKE_DR));
     CHECK(instance_is("forward", "collecting"));
     CHECK(wait_instance("reverse", "running", 2000));
@@ -559,13 +677,13 @@ static void group_failover(void)
     writes(FAKE_BUSINESS, 5);
     CHECK(wait_replicated(FAKE_DR, 'B', fake_count_origin(FAKE_BUSINESS, 'B'), 3000));
     /* business dies with two acknowledged commits the collector never read */
-    pthread_mutex_lock(&fake.mu);
+    fake_lock();
     struct fake_db *b = &fake.db[FAKE_BUSINESS];
     b->down = true;
     b->log[b->n++] = 'B';
     b->log[b->n++] = 'B';
     fake.acked[FAKE_BUSINESS] = b->n;
-    pthread_mutex_unlock(&fake.mu);
+    fake_unlock();
     json_t *r = admin("failover", "{\"pair\":\"p\"}");
     CHECK(strcmp(code_of(r), "") == 0);
     json_t *res = json_object_get(r, "result");
@@ -675,7 +793,7 @@ static bool run_group(const char *name, void (*fn)(void))
     if (pid == 0) {
         check_run_count = check_fail_count = 0; /* the parent's count of failed groups is not ours */
         alarm(90);                              /* a stuck daemon must not hang ctest */
-        fake_reset();
+        fake_init();
         fn();
         exit(check_fail_count == 0 ? 0 : 1);
     }
@@ -690,6 +808,7 @@ int main(void)
 {
     CHECK(run_group("switchover rollbacks", group_switchover_rollbacks));
     CHECK(run_group("failpoint rollbacks", group_failpoint_rollbacks));
+    CHECK(run_group("restarts", group_restarts));
     CHECK(run_group("engine without failover", group_engine_without_failover));
     CHECK(run_group("switchover and back", group_switchover_and_back));
     CHECK(run_group("failover", group_failover));
