@@ -425,6 +425,9 @@ def daemon(request, tmp_path):
             errors.append(str(e))
         for report in sorted(d.cwd.glob("tsan.*")):        # SY_TSAN: any report fails the test
             errors.append(f"ThreadSanitizer report {report}:\n{_tail(report, 200)}")
+        illegal = [ln for ln in d.log().splitlines() if "illegal transition" in ln]
+        if illegal:                                         # proxy/mysql_session.c sess_next[]: our bug
+            errors.append("switchyardd made an illegal session state transition:\n" + "\n".join(illegal[:10]))
     if errors:
         pytest.fail("\n\n".join(errors), pytrace=False)
 
