@@ -119,6 +119,14 @@ static void sql_stmts(const uint8_t *p, size_t n)
     struct sy_sql_effect e;
     sy_sql_effect(p, n, &e);
     REQUIRE(e.statements == count);
+    /* lock calls: forward only, names inside the text */
+    struct sy_sql_lock lk;
+    pos = 0;
+    for (size_t before = 0; sy_sql_next_lock(p, n, &pos, &lk); before = pos) {
+        REQUIRE(pos > before && pos <= n);
+        REQUIRE(lk.op <= SY_SQL_LOCK_RELEASE_ALL);
+        REQUIRE(lk.name_p == NULL || in_span(lk.name_p, lk.name_len, p, n));
+    }
 }
 
 static void kill_stmt(const uint8_t *p, size_t n)

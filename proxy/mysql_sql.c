@@ -362,6 +362,48 @@ bool sy_sql_next_name(const uint8_t *sql, size_t end, size_t *pos, struct sy_sql
     return true;
 }
 
+bool sy_sql_next_lock(const uint8_t *sql, size_t len, size_t *pos, struct sy_sql_lock *out)
+{
+    memset(out, 0, sizeof *out);
+    if (sql == NULL)
+        return false;
+    struct lex lx = { .s = sql, .len = len, .i = *pos };
+    struct token prev = { T_END, 0, 0 };
+    for (;;) {
+        struct token t = next_token(&lx);
+        if (t.t == T_END) {
+            *pos = len;
+            return false;
+        }
+        if (!tok_punct(&lx, t, '(') || prev.t != T_WORD) {
+            prev = t;
+            continue;
+        }
+        if (tok_is(&lx, prev, "get_lock"))
+            out->op = SY_SQL_LOCK_GET;
+        else if (tok_is(&lx, prev, "release_lock"))
+            out->op = SY_SQL_LOCK_RELEASE;
+        else if (tok_is(&lx, prev, "release_all_locks"))
+            out->op = SY_SQL_LOCK_RELEASE_ALL;
+        else {
+            prev = t;
+            continue;
+        }
+        *pos = lx.i; /* the arguments are read again from here: a call inside them is found too */
+        if (out->op == SY_SQL_LOCK_RELEASE_ALL)
+            return true;
+        struct token a = next_token(&lx), b = next_token(&lx);
+        char end = out->op == SY_SQL_LOCK_GET ? ',' : ')';
+        /* one literal and nothing else (an unterminated one runs to the end: no punctuation after it) */
+        if (a.t == T_STRING && a.len >= 2 && tok_punct(&lx, b, end)) {
+            out->name_p = sql + a.off + 1;
+            out->name_len = a.len - 2;
+            *pos = lx.i;
+        }
+        return true;
+    }
+}
+
 void sy_sql_effect(const uint8_t *sql, size_t len, struct sy_sql_effect *out)
 {
     sy_sql_effect_q(sql, len, SY_SQL_ESC_ALL, out);
@@ -372,6 +414,7 @@ static bool effects_agree(const struct sy_sql_effect *a, const struct sy_sql_eff
     return a->kind == b->kind && a->statements == b->statements && a->temp_tables == b->temp_tables &&
            a->lock_tables == b->lock_tables && a->unlock_tables == b->unlock_tables &&
            a->user_locks == b->user_locks && a->release_all_locks == b->release_all_locks &&
+           a->lock_calls == b->lock_calls &&
            a->xa_start == b->xa_start && a->xa_end == b->xa_end && a->tracking == b->tracking &&
            a->read == b->read && a->names_tables == b->names_tables;
 }
@@ -429,6 +472,7 @@ void sy_sql_effect_q(const uint8_t *sql, size_t len, enum sy_sql_quoting quoting
             out->user_locks = 0;
         }
         out->user_locks += (int)st.get_locks - (int)st.release_locks;
+        out->lock_calls = out->lock_calls || st.get_locks || st.release_locks || st.release_all_locks;
         out->tracking |= st.tracking;
     }
     out->read = all_read && out->statements > 0;

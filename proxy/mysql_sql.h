@@ -70,6 +70,22 @@ struct sy_sql_name {
  * statement's off + len); false at the end of the list. */
 bool sy_sql_next_name(const uint8_t *sql, size_t end, size_t *pos, struct sy_sql_name *out);
 
+/* A user-lock function call. */
+enum sy_sql_lock_op {
+    SY_SQL_LOCK_GET,         /* GET_LOCK(name, timeout) */
+    SY_SQL_LOCK_RELEASE,     /* RELEASE_LOCK(name) */
+    SY_SQL_LOCK_RELEASE_ALL, /* RELEASE_ALL_LOCKS() */
+};
+struct sy_sql_lock {
+    enum sy_sql_lock_op op;
+    const uint8_t *name_p;   /* the name between its quotes, as written (escapes not undone); NULL when the
+                                argument is anything but one string literal (a variable, CONCAT(...)) */
+    size_t name_len;
+};
+/* The next user-lock call of the text from *pos (start at 0), in text order, outside strings and
+ * comments (executable comments count); false when none is left. Default quoting (SY_SQL_ESC_ALL). */
+bool sy_sql_next_lock(const uint8_t *sql, size_t len, size_t *pos, struct sy_sql_lock *out);
+
 /* What a whole text does, statements folded in order (a batch that creates and drops a temporary
  * table nets to zero). `kind` is the first statement's; `statements` counts them. */
 struct sy_sql_effect {
@@ -79,6 +95,7 @@ struct sy_sql_effect {
     bool lock_tables, unlock_tables; /* the last of them wins: lock_tables set = held at the end */
     int user_locks;          /* GET_LOCK minus RELEASE_LOCK */
     bool release_all_locks;  /* RELEASE_ALL_LOCKS before any later GET_LOCK */
+    bool lock_calls;         /* any user-lock call: sy_sql_next_lock tells which locks */
     bool xa_start, xa_end;   /* the last of them wins */
     unsigned tracking;       /* SY_SQL_TRACK_* of every statement */
     bool read;               /* every statement is a read (and there is at least one) */

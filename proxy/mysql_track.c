@@ -1,5 +1,5 @@
 /* What a session holds that pins it to its side, read from its statements' text (proxy/mysql_sql.c):
- * temporary tables by name, LOCK TABLES, user locks (GET_LOCK count), XA. The server reports none of
+ * temporary tables by name, LOCK TABLES, user locks by name (GET_LOCK is recursive: counted per name), XA. The server reports none of
  * it, so the proxy errs on the side of pinning: what a statement starts (a table, a lock) counts from
  * the request on, what it ends (DROP, UNLOCK, RELEASE_LOCK, XA COMMIT) only once its reply carried no
  * error. A prepared statement's text is read again at each execute.
@@ -50,15 +50,11 @@ static ssize_t names_find(char **v, size_t n, const char *key)
     return -1;
 }
 
-/* Adds key (taking it) unless present. On allocation failure the session is pinned anyway. */
-static void names_add(struct sy_mysql_session *s, char ***v, size_t *n, size_t *cap, char *key)
+/* Appends key (taking it), duplicates too. On allocation failure the session is pinned anyway. */
+static void names_push(struct sy_mysql_session *s, char ***v, size_t *n, size_t *cap, char *key)
 {
     if (key == NULL) {
         s->pin_unknown = true;
-        return;
-    }
-    if (names_find(*v, *n, key) >= 0) {
-        free(key);
         return;
     }
     if (*n == *cap) {
@@ -73,6 +69,16 @@ static void names_add(struct sy_mysql_session *s, char ***v, size_t *n, size_t *
         *cap = nc;
     }
     (*v)[(*n)++] = key;
+}
+
+/* Adds key (taking it) unless present. */
+static void names_add(struct sy_mysql_session *s, char ***v, size_t *n, size_t *cap, char *key)
+{
+    if (key != NULL && names_find(*v, *n, key) >= 0) {
+        free(key);
+        return;
+    }
+    names_push(s, v, n, cap, key);
 }
 
 static void names_remove(char **v, size_t *n, const char *key)
@@ -91,6 +97,73 @@ static void names_clear(char **v, size_t *n)
     *n = 0;
 }
 
+/* ---- user locks by name -------------------------------------------------------------------------- *
+ * RELEASE_LOCK of a name the session does not hold returns NULL or 0 without an error: only names tell
+ * whether it ended anything. A name is compared as written (two spellings of one name keep the session
+ * pinned, never the reverse); a GET_LOCK whose name is no literal ends only with RELEASE_ALL_LOCKS. */
+
+/* A pending lock call: op ('G', 'R', 'U', 'A') followed by the name. */
+static char *lock_op_new(char op, const struct sy_sql_lock *lk)
+{
+    size_t n = lk->name_p ? lk->name_len : 0;
+    char *v = malloc(n + 2);
+    if (v != NULL) {
+        v[0] = op;
+        if (n > 0)
+            memcpy(v + 1, lk->name_p, n);
+        v[n + 1] = '\0';
+    }
+    return v;
+}
+
+static void lock_take(struct sy_mysql_session *s, const char *op)
+{
+    if (op[0] == 'U')
+        s->unnamed_locks++;
+    else
+        names_push(s, &s->user_locks, &s->n_user_locks, &s->cap_user_locks, strdup(op + 1));
+}
+
+/* A request's lock calls: what it takes is held from now on; all of them wait for its reply. */
+static void locks_request(struct sy_mysql_session *s, const uint8_t *sql, size_t len)
+{
+    size_t pos = 0;
+    struct sy_sql_lock lk;
+    while (sy_sql_next_lock(sql, len, &pos, &lk)) {
+        bool named = lk.name_p != NULL && memchr(lk.name_p, '\0', lk.name_len) == NULL;
+        char op = lk.op == SY_SQL_LOCK_RELEASE_ALL ? 'A' : lk.op == SY_SQL_LOCK_RELEASE ? 'R' : named ? 'G' : 'U';
+        if (op == 'R' && !named)
+            continue; /* which lock it releases is unknown: keep them all */
+        char *v = lock_op_new(op, &lk);
+        if (v == NULL) {
+            s->pin_unknown = true;
+            continue;
+        }
+        if (op == 'G' || op == 'U')
+            lock_take(s, v);
+        names_push(s, &s->pend_lock_ops, &s->n_pend_lock_ops, &s->cap_pend_lock_ops, v);
+    }
+}
+
+/* The request succeeded: its releases apply in order. Its takes were counted at the request; one after a
+ * RELEASE_ALL_LOCKS of the same text is counted again (that release ended everything before it). */
+static void locks_reply_ok(struct sy_mysql_session *s)
+{
+    bool after_all = false;
+    for (size_t i = 0; i < s->n_pend_lock_ops; i++) {
+        const char *op = s->pend_lock_ops[i];
+        if (op[0] == 'A') {
+            names_clear(s->user_locks, &s->n_user_locks);
+            s->unnamed_locks = 0;
+            after_all = true;
+        } else if (op[0] == 'R') {
+            names_remove(s->user_locks, &s->n_user_locks, op + 1); /* one of them: the lock is recursive */
+        } else if (after_all) {
+            lock_take(s, op);
+        }
+    }
+}
+
 /* ---- applying a statement text ------------------------------------------------------------------- */
 
 void sy_mysql_track_request(struct sy_mysql_session *s, const uint8_t *sql, size_t len)
@@ -107,10 +180,9 @@ void sy_mysql_track_request(struct sy_mysql_session *s, const uint8_t *sql, size
     if (e.xa_start)
         s->xa = true;
     s->pend_xa_end = e.xa_end;
-    s->pend_release_all = e.release_all_locks;
-    s->pend_locks_after = e.user_locks;
-    if (!e.release_all_locks && e.user_locks > 0)
-        s->user_locks += (unsigned)e.user_locks; /* held from the request on */
+    names_clear(s->pend_lock_ops, &s->n_pend_lock_ops);
+    if (e.lock_calls)
+        locks_request(s, sql, len);
     names_clear(s->pend_drops, &s->n_pend_drops);
     if (!e.names_tables)
         return; /* the usual case: one pass over the text was enough */
@@ -180,16 +252,11 @@ void sy_mysql_track_reply(struct sy_mysql_session *s, bool failed)
             s->locked_tables = false;
         if (s->pend_xa_end)
             s->xa = false;
-        if (s->pend_release_all)
-            s->user_locks = s->pend_locks_after > 0 ? (unsigned)s->pend_locks_after : 0;
-        else if (s->pend_locks_after < 0)
-            s->user_locks = s->user_locks > (unsigned)-s->pend_locks_after
-                                ? s->user_locks - (unsigned)-s->pend_locks_after
-                                : 0;
+        locks_reply_ok(s);
     }
     names_clear(s->pend_drops, &s->n_pend_drops);
-    s->pend_unlock = s->pend_xa_end = s->pend_release_all = false;
-    s->pend_locks_after = 0;
+    names_clear(s->pend_lock_ops, &s->n_pend_lock_ops);
+    s->pend_unlock = s->pend_xa_end = false;
 }
 
 void sy_mysql_track_pins_clear(struct sy_mysql_session *s)
@@ -197,9 +264,10 @@ void sy_mysql_track_pins_clear(struct sy_mysql_session *s)
     names_clear(s->temp_names, &s->n_temp);
     names_clear(s->pend_drops, &s->n_pend_drops);
     s->locked_tables = s->xa = s->pin_unknown = s->pin_ambiguous = false;
-    s->user_locks = 0;
-    s->pend_unlock = s->pend_xa_end = s->pend_release_all = false;
-    s->pend_locks_after = 0;
+    names_clear(s->user_locks, &s->n_user_locks);
+    names_clear(s->pend_lock_ops, &s->n_pend_lock_ops);
+    s->unnamed_locks = 0;
+    s->pend_unlock = s->pend_xa_end = false;
 }
 
 void sy_mysql_track_free(struct sy_mysql_session *s)
@@ -207,8 +275,10 @@ void sy_mysql_track_free(struct sy_mysql_session *s)
     sy_mysql_track_pins_clear(s);
     free(s->temp_names);
     free(s->pend_drops);
+    free(s->user_locks);
+    free(s->pend_lock_ops);
     free(s->client_track_vars);
-    s->temp_names = s->pend_drops = NULL;
+    s->temp_names = s->pend_drops = s->user_locks = s->pend_lock_ops = NULL;
     s->client_track_vars = NULL;
 }
 
@@ -218,7 +288,7 @@ const char *sy_mysql_session_pinned(const struct sy_mysql_session *s)
         return "temporary tables";
     if (s->locked_tables)
         return "LOCK TABLES";
-    if (s->user_locks > 0)
+    if (s->n_user_locks > 0 || s->unnamed_locks > 0)
         return "user locks (GET_LOCK)";
     if (s->xa)
         return "an XA transaction";

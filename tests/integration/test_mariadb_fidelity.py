@@ -245,6 +245,41 @@ def test_pins_end_only_when_they_really_end(switchable):
     c.close()
 
 
+def test_user_locks_are_tracked_by_name(switchable):
+    """RELEASE_LOCK of a lock the session does not hold ends nothing (the server answers NULL, no error): it
+    used to lower the count of GET_LOCK calls and let a session that still held a lock move. Locks are now
+    followed by name, recursively, with RELEASE_ALL_LOCKS in order within a batch."""
+    d, pname, db = switchable
+    c = app_conn(d, db, client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS)
+    reason = lambda: [x["unmovable_reason"] for x in d.admin_ok("clients", pair=pname)["clients"]]  # noqa: E731
+    pinned = ["user locks (GET_LOCK)"]
+
+    def batch(sql):
+        with c.cursor() as cur:
+            cur.execute(sql)
+            while cur.nextset():
+                pass
+
+    assert one(c, "SELECT GET_LOCK('a', 0)") == ((1,),)
+    assert one(c, "SELECT RELEASE_LOCK('nothing')") == ((None,),)   # not held: ends nothing
+    assert reason() == pinned
+    assert one(c, "SELECT GET_LOCK('a', 0), RELEASE_LOCK('a')") == ((1, 1),)  # taken twice, released once
+    assert reason() == pinned
+    assert one(c, "SELECT RELEASE_LOCK('a')") == ((1,),)
+    assert reason() == [None]
+    batch("SELECT GET_LOCK('x', 0), GET_LOCK('y', 0); DO RELEASE_ALL_LOCKS(); SELECT GET_LOCK('z', 0)")
+    assert reason() == pinned                                         # z, taken after the release
+    assert one(c, "SELECT RELEASE_LOCK('x'), RELEASE_LOCK('z')") == ((None, 1),)
+    assert reason() == [None]
+    assert one(c, "SELECT GET_LOCK(CONCAT('j', 1), 0)") == ((1,),)  # no literal name: which one is unknown
+    one(c, "SELECT RELEASE_LOCK('j1')")
+    assert reason() == pinned
+    one(c, "DO RELEASE_ALL_LOCKS()")
+    assert reason() == [None]
+    assert d.admin_ok("switchover", pair=pname)["moved_clients"] == 1
+    c.close()
+
+
 def test_prepared_statements_pin_on_execute(switchable, cclients):
     d, pname, db = switchable
     c = cclients(d.port)

@@ -107,6 +107,40 @@ static void test_locks_and_tracking(void)
     CHECK(!first("SET sql_mode = ''").tracking);
 }
 
+/* The user-lock calls of a text, as "G:name R:name A U:" (U/V: GET/RELEASE of a name not spelled out). */
+static const char *lock_calls(const char *sql)
+{
+    static char out[256];
+    size_t pos = 0, n = 0;
+    struct sy_sql_lock lk;
+    out[0] = '\0';
+    while (sy_sql_next_lock((const uint8_t *)sql, strlen(sql), &pos, &lk) && n < sizeof out - 1) {
+        const char *tag = lk.op == SY_SQL_LOCK_RELEASE_ALL ? "A"
+                        : lk.op == SY_SQL_LOCK_GET        ? (lk.name_p ? "G:" : "U:")
+                                                           : (lk.name_p ? "R:" : "V:");
+        n += (size_t)snprintf(out + n, sizeof out - n, "%s%s%.*s", n ? " " : "", tag, (int)lk.name_len,
+                              lk.name_p ? (const char *)lk.name_p : "");
+    }
+    return out;
+}
+
+static void test_lock_names(void)
+{
+    CHECK(strcmp(lock_calls("SELECT GET_LOCK('a', 1), RELEASE_LOCK(\"b\")"), "G:a R:b") == 0);
+    CHECK(strcmp(lock_calls("DO RELEASE_ALL_LOCKS(); SELECT get_lock ( 'job-7' , 0)"), "A G:job-7") == 0);
+    CHECK(strcmp(lock_calls("SELECT GET_LOCK(CONCAT('job-', id), 0), RELEASE_LOCK(@n)"), "U: V:") == 0);
+    CHECK(strcmp(lock_calls("SELECT GET_LOCK('a' 'b', 0)"), "U:") == 0);      /* adjacent literals: not one */
+    CHECK(strcmp(lock_calls("SELECT GET_LOCK('it''s', 0)"), "G:it''s") == 0); /* as written */
+    CHECK(strcmp(lock_calls("SELECT 'GET_LOCK(1)', `release_lock`(1) /* GET_LOCK('x',1) */"), "") == 0);
+    CHECK(strcmp(lock_calls("/*!100000 SELECT RELEASE_LOCK('e') */"), "R:e") == 0);
+    CHECK(strcmp(lock_calls("SELECT GET_LOCK('unterminated, 0)"), "U:") == 0);
+    CHECK(strcmp(lock_calls("SELECT RELEASE_LOCK(GET_LOCK('n', 0))"), "V: G:n") == 0); /* nested: both seen */
+    size_t pos = 0;
+    struct sy_sql_lock lk;
+    CHECK(!sy_sql_next_lock(NULL, 0, &pos, &lk));
+    CHECK(!sy_sql_next_lock((const uint8_t *)"SELECT GET_LOCK('a', 0)", 15, &pos, &lk)); /* length honoured */
+}
+
 static void test_batches(void)
 {
     const char *sql = "CREATE TEMPORARY TABLE a (x INT); INSERT INTO a VALUES (';'); /* ; */ DROP TEMPORARY "
@@ -260,6 +294,7 @@ int main(void)
 {
     test_kinds();
     test_locks_and_tracking();
+    test_lock_names();
     test_batches();
     test_compound();
     test_names();
