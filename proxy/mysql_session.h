@@ -170,6 +170,9 @@ struct sy_mysql_session {
     size_t n_pend_drops, cap_pend_drops;
     bool pend_unlock, pend_xa_end;       /* ends the request in flight applies if it succeeds */
     bool pend_drops_known;               /* an "Unknown table" error left in pend_drops only what was dropped */
+    struct sess_var *sql_prepared;       /* owned: PREPARE name FROM 'text' (SQL level), by name in lower case;
+                                            value NULL when the text was no literal or too long */
+    size_t n_sql_prepared, cap_sql_prepared;
     char **pend_lock_ops;                /* owned: the request in flight's lock calls in order, replayed if it
                                             succeeds: "G"/"R" + name, "U" (GET, no literal name), "A" (all) */
     size_t n_pend_lock_ops, cap_pend_lock_ops;

@@ -241,6 +241,73 @@ static enum sy_sql_kind classify(const struct lex *lx, const struct token *w, si
     return SY_SQL_OTHER;
 }
 
+static bool is_name(struct token t)
+{
+    return t.t == T_WORD || t.t == T_IDENT;
+}
+
+/* PREPARE name FROM text, EXECUTE name | IMMEDIATE text, DEALLOCATE | DROP PREPARE name. */
+static void prepared_stmt(const struct lex *lx, const struct token *h, size_t n, struct sy_sql_stmt *out)
+{
+    if (n >= 3 && tok_is(lx, h[0], "prepare") && is_name(h[1]) && tok_is(lx, h[2], "from")) {
+        out->kind = SY_SQL_PREPARE;
+        out->name_off = h[1].off;
+        out->name_len = h[1].len;
+        if (n >= 4 && h[3].t == T_STRING && h[3].len >= 2) {
+            out->text_off = h[3].off;
+            out->text_len = h[3].len;
+        }
+    } else if (n >= 2 && tok_is(lx, h[0], "execute") && is_name(h[1])) {
+        if (n >= 3 && tok_is(lx, h[1], "immediate") && h[1].t == T_WORD && h[2].t != T_PUNCT) {
+            out->kind = SY_SQL_EXECUTE_TEXT;
+            if (h[2].t == T_STRING && h[2].len >= 2) {
+                out->text_off = h[2].off;
+                out->text_len = h[2].len;
+            }
+            return;
+        }
+        out->kind = SY_SQL_EXECUTE;
+        out->name_off = h[1].off;
+        out->name_len = h[1].len;
+    } else if (n >= 3 && (tok_is(lx, h[0], "deallocate") || tok_is(lx, h[0], "drop")) &&
+               tok_is(lx, h[1], "prepare") && is_name(h[2])) {
+        out->kind = SY_SQL_DEALLOCATE;
+        out->name_off = h[2].off;
+        out->name_len = h[2].len;
+    }
+}
+
+size_t sy_sql_unquote(const uint8_t *lit, size_t n, uint8_t *out)
+{
+    if (n < 2)
+        return 0;
+    uint8_t q = lit[0];
+    size_t o = 0, end = lit[n - 1] == q ? n - 1 : n; /* an unterminated one runs to the end */
+    for (size_t i = 1; i < end; i++) {
+        uint8_t c = lit[i];
+        if (c == q && i + 1 < end && lit[i + 1] == q) {
+            i++;
+        } else if (c == '\\' && i + 1 < end) {
+            c = lit[++i];
+            switch (c) {
+            case '0': c = 0; break;
+            case 'n': c = '\n'; break;
+            case 'r': c = '\r'; break;
+            case 't': c = '\t'; break;
+            case 'b': c = '\b'; break;
+            case 'Z': c = 0x1A; break;
+            case '%':
+            case '_':
+                out[o++] = '\\'; /* kept as written: LIKE wildcards */
+                break;
+            default: break;
+            }
+        }
+        out[o++] = c;
+    }
+    return o;
+}
+
 bool sy_sql_next(const uint8_t *sql, size_t len, size_t *pos, struct sy_sql_stmt *out)
 {
     return sy_sql_next_q(sql, len, pos, SY_SQL_ESC_ALL, out);
@@ -257,6 +324,8 @@ bool sy_sql_next_q(const uint8_t *sql, size_t len, size_t *pos, enum sy_sql_quot
     bool compound = false, flush = false, with_read = false, not_read = false;
     unsigned depth = 0, commas = 0;
     struct token prev = { T_END, 0, 0 }, prev2 = { T_END, 0, 0 };
+    struct token head[4]; /* the first tokens, of any type: PREPARE / EXECUTE / DEALLOCATE */
+    size_t n_head = 0;
     size_t end = 0;
     bool started = false;
     for (;;) {
@@ -271,6 +340,8 @@ bool sy_sql_next_q(const uint8_t *sql, size_t len, size_t *pos, enum sy_sql_quot
             lx.i = t.off + 1;
             break;
         }
+        if (n_head < 4)
+            head[n_head++] = t;
         end = t.t == T_IDENT ? lx.i : t.off + t.len;
         if (n_lead < LEAD_MAX && t.t == T_WORD) {
             lead[n_lead++] = t;
@@ -320,6 +391,7 @@ bool sy_sql_next_q(const uint8_t *sql, size_t len, size_t *pos, enum sy_sql_quot
     out->kind = classify(&lx, lead, n_lead, &out->names_off);
     if (with_read)
         out->kind = SY_SQL_LOCK_TABLES;
+    prepared_stmt(&lx, head, n_head, out);
     if (out->kind == SY_SQL_TEMP_DROP || out->kind == SY_SQL_DROP_TABLE)
         out->tables = commas + 1;
     static const char *const reads[] = { "select", "with", "values", "show", "desc", "describe", "explain" };
@@ -414,7 +486,7 @@ static bool effects_agree(const struct sy_sql_effect *a, const struct sy_sql_eff
     return a->kind == b->kind && a->statements == b->statements && a->temp_tables == b->temp_tables &&
            a->lock_tables == b->lock_tables && a->unlock_tables == b->unlock_tables &&
            a->user_locks == b->user_locks && a->release_all_locks == b->release_all_locks &&
-           a->lock_calls == b->lock_calls &&
+           a->lock_calls == b->lock_calls && a->prepared_sql == b->prepared_sql &&
            a->xa_start == b->xa_start && a->xa_end == b->xa_end && a->tracking == b->tracking &&
            a->read == b->read && a->names_tables == b->names_tables;
 }
@@ -445,6 +517,8 @@ void sy_sql_effect_q(const uint8_t *sql, size_t len, enum sy_sql_quoting quoting
         all_read = all_read && st.read;
         out->names_tables = out->names_tables || st.kind == SY_SQL_TEMP_CREATE || st.kind == SY_SQL_TEMP_DROP ||
                             st.kind == SY_SQL_DROP_TABLE;
+        out->prepared_sql = out->prepared_sql || st.kind == SY_SQL_PREPARE || st.kind == SY_SQL_EXECUTE ||
+                            st.kind == SY_SQL_EXECUTE_TEXT || st.kind == SY_SQL_DEALLOCATE;
         if (out->statements++ == 0)
             out->kind = st.kind;
         switch (st.kind) {

@@ -26,6 +26,10 @@ enum sy_sql_kind {
     SY_SQL_COMMIT,        /* COMMIT [WORK] ... */
     SY_SQL_ROLLBACK,      /* ROLLBACK [WORK] ... but not ROLLBACK TO SAVEPOINT */
     SY_SQL_CALL,          /* CALL proc(...) */
+    SY_SQL_PREPARE,       /* PREPARE name FROM 'text' | @var: `name`, `text` (when a literal) */
+    SY_SQL_EXECUTE,       /* EXECUTE name [USING ...]: `name` */
+    SY_SQL_EXECUTE_TEXT,  /* EXECUTE IMMEDIATE 'text': `text` */
+    SY_SQL_DEALLOCATE,    /* DEALLOCATE PREPARE name | DROP PREPARE name: `name` */
 };
 
 /* How backslashes and double quotes read: the server's sql_mode decides (NO_BACKSLASH_ESCAPES,
@@ -53,7 +57,15 @@ struct sy_sql_stmt {
     bool read;               /* a plain read: SELECT / WITH / VALUES / SHOW / DESCRIBE / EXPLAIN without
                                 FOR UPDATE, LOCK IN SHARE MODE, INTO, NEXTVAL/SETVAL, ANALYZE or a lock
                                 function; it may finish on a side that was fenced meanwhile */
+    size_t name_off, name_len; /* PREPARE, EXECUTE, DEALLOCATE: the statement name (without backquotes) */
+    size_t text_off, text_len; /* PREPARE, EXECUTE_TEXT: the text's literal, quotes included (text_len 0:
+                                  not a literal - a variable or an expression); see sy_sql_unquote */
 };
+
+/* The value of a string literal (lit[0] is its quote, n includes both quotes) as the server reads it in
+ * the default sql_mode: doubled quotes and backslash escapes undone. Writes at most n bytes to out;
+ * returns how many. */
+size_t sy_sql_unquote(const uint8_t *lit, size_t n, uint8_t *out);
 
 /* The statement starting at *pos (an offset into sql); moves *pos past it and its ';'. Returns
  * false when only whitespace and comments are left. */
@@ -100,6 +112,7 @@ struct sy_sql_effect {
     unsigned tracking;       /* SY_SQL_TRACK_* of every statement */
     bool read;               /* every statement is a read (and there is at least one) */
     bool names_tables;       /* a statement creates or drops tables by name (sy_sql_next_name) */
+    bool prepared_sql;       /* a PREPARE / EXECUTE / DEALLOCATE statement (names and texts: sy_sql_next) */
 };
 void sy_sql_effect(const uint8_t *sql, size_t len, struct sy_sql_effect *out);
 void sy_sql_effect_q(const uint8_t *sql, size_t len, enum sy_sql_quoting quoting, struct sy_sql_effect *out);

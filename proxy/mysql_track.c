@@ -164,12 +164,178 @@ static void locks_reply_ok(struct sy_mysql_session *s)
     }
 }
 
+/* ---- SQL-level prepared statements ---------------------------------------------------------------- *
+ * PREPARE s FROM 'CREATE TEMPORARY TABLE ...' pins nothing; EXECUTE s does what the text does. The texts
+ * prepared from a literal are kept by name, and a request is read with each EXECUTE replaced by its
+ * text (EXECUTE IMMEDIATE 'text' by its text). A text from a variable or an expression is not known. */
+
+static ssize_t sql_prepared_find(const struct sy_mysql_session *s, const char *name)
+{
+    for (size_t i = 0; i < s->n_sql_prepared; i++)
+        if (strcmp(s->sql_prepared[i].name, name) == 0)
+            return (ssize_t)i;
+    return -1;
+}
+
+static void sql_prepared_forget(struct sy_mysql_session *s, const char *name)
+{
+    ssize_t i = sql_prepared_find(s, name);
+    if (i < 0)
+        return;
+    free(s->sql_prepared[i].name);
+    free(s->sql_prepared[i].value);
+    s->sql_prepared[i] = s->sql_prepared[--s->n_sql_prepared];
+}
+
+/* name and text are taken; text NULL: not known. The server forgets the old statement of the name even
+ * when the new PREPARE fails. */
+static void sql_prepared_set(struct sy_mysql_session *s, char *name, char *text)
+{
+    sql_prepared_forget(s, name);
+    if (s->n_sql_prepared == s->cap_sql_prepared) {
+        size_t cap = s->cap_sql_prepared ? s->cap_sql_prepared * 2 : 4;
+        struct sess_var *nv = realloc(s->sql_prepared, cap * sizeof *nv);
+        if (nv == NULL) {
+            free(name);
+            free(text);
+            s->pin_unknown = true;
+            return;
+        }
+        s->sql_prepared = nv;
+        s->cap_sql_prepared = cap;
+    }
+    s->sql_prepared[s->n_sql_prepared++] = (struct sess_var){ .name = name, .value = text };
+}
+
+static void sql_prepared_clear(struct sy_mysql_session *s)
+{
+    for (size_t i = 0; i < s->n_sql_prepared; i++) {
+        free(s->sql_prepared[i].name);
+        free(s->sql_prepared[i].value);
+    }
+    s->n_sql_prepared = 0;
+}
+
+/* A statement name as the server compares it: case-insensitive. */
+static char *stmt_name(const uint8_t *p, size_t n)
+{
+    char *v = malloc(n + 1);
+    if (v == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        v[i] = (char)(p[i] >= 'A' && p[i] <= 'Z' ? p[i] - 'A' + 'a' : p[i]);
+    v[n] = '\0';
+    return v;
+}
+
+/* The value of a literal as a C string; NULL when it has a NUL byte, is too long or memory is short. */
+static char *literal_text(const uint8_t *lit, size_t n)
+{
+    if (n == 0 || n > SESS_MAX_TRACKED_SQL)
+        return NULL;
+    char *v = malloc(n + 1);
+    if (v == NULL)
+        return NULL;
+    size_t len = sy_sql_unquote(lit, n, (uint8_t *)v);
+    v[len] = '\0';
+    if (memchr(v, '\0', len) != NULL) {
+        free(v);
+        return NULL;
+    }
+    return v;
+}
+
+static bool buf_add(char **buf, size_t *len, size_t *cap, const void *p, size_t n)
+{
+    if (*len + n + 1 > *cap) {
+        size_t nc = (*len + n + 1) * 2;
+        char *nb = realloc(*buf, nc);
+        if (nb == NULL)
+            return false;
+        *buf = nb;
+        *cap = nc;
+    }
+    memcpy(*buf + *len, p, n);
+    *len += n;
+    (*buf)[*len] = '\0';
+    return true;
+}
+
+/* The text as the server runs it (see above), PREPARE and DEALLOCATE recorded on the way in order; NULL
+ * when memory is short. */
+static char *sql_prepared_expand(struct sy_mysql_session *s, const uint8_t *sql, size_t len, size_t *out_len)
+{
+    char *buf = NULL;
+    size_t n = 0, cap = 0, pos = 0;
+    struct sy_sql_stmt st;
+    bool ok = true;
+    while (ok && sy_sql_next(sql, len, &pos, &st)) {
+        const char *piece = (const char *)sql + st.off;
+        size_t plen = st.len;
+        char *own = NULL, *name = NULL;
+        if (st.kind == SY_SQL_PREPARE || st.kind == SY_SQL_EXECUTE || st.kind == SY_SQL_DEALLOCATE) {
+            name = stmt_name(sql + st.name_off, st.name_len);
+            ok = name != NULL;
+        }
+        if (ok && st.kind == SY_SQL_PREPARE) {
+            sql_prepared_set(s, name, st.text_len ? literal_text(sql + st.text_off, st.text_len) : NULL);
+            name = NULL;
+        } else if (ok && st.kind == SY_SQL_DEALLOCATE) {
+            sql_prepared_forget(s, name);
+        } else if (ok && st.kind == SY_SQL_EXECUTE) {
+            ssize_t i = sql_prepared_find(s, name);
+            if (i >= 0 && s->sql_prepared[i].value != NULL) {
+                piece = s->sql_prepared[i].value;
+                plen = strlen(piece);
+            }
+        } else if (st.kind == SY_SQL_EXECUTE_TEXT && st.text_len > 0 &&
+                   (own = literal_text(sql + st.text_off, st.text_len)) != NULL) {
+            piece = own;
+            plen = strlen(own);
+        }
+        /* a newline first: a text may end in a -- comment */
+        ok = ok && buf_add(&buf, &n, &cap, piece, plen) && buf_add(&buf, &n, &cap, "\n;\n", 3);
+        free(own);
+        free(name);
+    }
+    if (!ok) {
+        free(buf);
+        return NULL;
+    }
+    *out_len = n;
+    return buf;
+}
+
 /* ---- applying a statement text ------------------------------------------------------------------- */
+
+static void track_text(struct sy_mysql_session *s, const uint8_t *sql, size_t len, const struct sy_sql_effect *e,
+                       bool clear);
 
 void sy_mysql_track_request(struct sy_mysql_session *s, const uint8_t *sql, size_t len)
 {
     struct sy_sql_effect e;
     bool clear = sy_sql_effect_any_mode(sql, len, &e);
+    if (!e.prepared_sql) {
+        track_text(s, sql, len, &e, clear);
+        return;
+    }
+    size_t n = 0;
+    char *run = sql_prepared_expand(s, sql, len, &n);
+    if (run == NULL) {
+        s->pin_unknown = true; /* out of memory: what it runs is not known */
+        track_text(s, sql, len, &e, clear);
+        return;
+    }
+    bool clear_run = sy_sql_effect_any_mode((const uint8_t *)run, n, &e);
+    track_text(s, (const uint8_t *)run, n, &e, clear && clear_run);
+    free(run);
+}
+
+/* What a text starts and ends (e: its effect; clear: it reads the same under every quoting mode). */
+static void track_text(struct sy_mysql_session *s, const uint8_t *sql, size_t len, const struct sy_sql_effect *ep,
+                       bool clear)
+{
+    struct sy_sql_effect e = *ep;
     s->req_read = e.read && !s->in_txn && (s->status & SY_STATUS_AUTOCOMMIT);
     s->resync_names |= e.tracking;
     if (!clear)
@@ -268,6 +434,7 @@ void sy_mysql_track_pins_clear(struct sy_mysql_session *s)
     names_clear(s->pend_lock_ops, &s->n_pend_lock_ops);
     s->unnamed_locks = 0;
     s->pend_unlock = s->pend_xa_end = false;
+    sql_prepared_clear(s); /* COM_RESET_CONNECTION and COM_CHANGE_USER end them too */
 }
 
 void sy_mysql_track_free(struct sy_mysql_session *s)
@@ -277,6 +444,8 @@ void sy_mysql_track_free(struct sy_mysql_session *s)
     free(s->pend_drops);
     free(s->user_locks);
     free(s->pend_lock_ops);
+    free(s->sql_prepared);
+    s->sql_prepared = NULL;
     free(s->client_track_vars);
     s->temp_names = s->pend_drops = s->user_locks = s->pend_lock_ops = NULL;
     s->client_track_vars = NULL;

@@ -46,6 +46,14 @@ def tcp_sockets() -> list:
     return rows
 
 
+def batch(c, sql):
+    """A multi-statement text, every result read."""
+    with c.cursor() as cur:
+        cur.execute(sql)
+        while cur.nextset():
+            pass
+
+
 class CClient:
     """tests/clients/sy_test_client in script mode: one Connector/C connection driven line by line."""
 
@@ -254,12 +262,6 @@ def test_user_locks_are_tracked_by_name(switchable):
     reason = lambda: [x["unmovable_reason"] for x in d.admin_ok("clients", pair=pname)["clients"]]  # noqa: E731
     pinned = ["user locks (GET_LOCK)"]
 
-    def batch(sql):
-        with c.cursor() as cur:
-            cur.execute(sql)
-            while cur.nextset():
-                pass
-
     assert one(c, "SELECT GET_LOCK('a', 0)") == ((1,),)
     assert one(c, "SELECT RELEASE_LOCK('nothing')") == ((None,),)   # not held: ends nothing
     assert reason() == pinned
@@ -267,7 +269,7 @@ def test_user_locks_are_tracked_by_name(switchable):
     assert reason() == pinned
     assert one(c, "SELECT RELEASE_LOCK('a')") == ((1,),)
     assert reason() == [None]
-    batch("SELECT GET_LOCK('x', 0), GET_LOCK('y', 0); DO RELEASE_ALL_LOCKS(); SELECT GET_LOCK('z', 0)")
+    batch(c, "SELECT GET_LOCK('x', 0), GET_LOCK('y', 0); DO RELEASE_ALL_LOCKS(); SELECT GET_LOCK('z', 0)")
     assert reason() == pinned                                         # z, taken after the release
     assert one(c, "SELECT RELEASE_LOCK('x'), RELEASE_LOCK('z')") == ((None, 1),)
     assert reason() == [None]
@@ -275,6 +277,34 @@ def test_user_locks_are_tracked_by_name(switchable):
     one(c, "SELECT RELEASE_LOCK('j1')")
     assert reason() == pinned
     one(c, "DO RELEASE_ALL_LOCKS()")
+    assert reason() == [None]
+    assert d.admin_ok("switchover", pair=pname)["moved_clients"] == 1
+    c.close()
+
+
+def test_sql_prepared_statements_pin_like_their_text(switchable):
+    """PREPARE s FROM 'CREATE TEMPORARY TABLE ...' then EXECUTE s created a temporary table the proxy did
+    not see: the session moved without it. The text of a statement prepared from a literal counts at each
+    EXECUTE, as if sent directly; EXECUTE IMMEDIATE 'text' too."""
+    d, pname, db = switchable
+    c = app_conn(d, db, client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS)
+    reason = lambda: [x["unmovable_reason"] for x in d.admin_ok("clients", pair=pname)["clients"]]  # noqa: E731
+
+    one(c, "PREPARE p1 FROM 'CREATE TEMPORARY TABLE pt (a INT)'")
+    assert reason() == [None]                                   # prepared, not yet run
+    one(c, "EXECUTE p1")
+    assert reason() == ["temporary tables"]
+    one(c, 'PREPARE p2 FROM "DROP TEMPORARY TABLE pt"')
+    one(c, "EXECUTE P2")                                        # statement names are case-insensitive
+    assert reason() == [None]
+    one(c, "DEALLOCATE PREPARE p1")
+    one(c, "EXECUTE IMMEDIATE 'SELECT GET_LOCK(''imm'', 0)'")
+    assert reason() == ["user locks (GET_LOCK)"]
+    one(c, "DO RELEASE_LOCK('imm')")
+    assert reason() == [None]
+    batch(c, "PREPARE p3 FROM 'LOCK TABLES t READ'; EXECUTE p3; DEALLOCATE PREPARE p3")
+    assert reason() == ["LOCK TABLES"]
+    one(c, "UNLOCK TABLES")
     assert reason() == [None]
     assert d.admin_ok("switchover", pair=pname)["moved_clients"] == 1
     c.close()

@@ -141,6 +141,47 @@ static void test_lock_names(void)
     CHECK(!sy_sql_next_lock((const uint8_t *)"SELECT GET_LOCK('a', 0)", 15, &pos, &lk)); /* length honoured */
 }
 
+/* The statement's name, its text's value ("" when none), "kind:name:text". */
+static const char *prepared(const char *sql)
+{
+    static char out[256];
+    struct sy_sql_stmt st = first(sql);
+    uint8_t text[128] = "";
+    size_t tn = st.text_len && st.text_len <= sizeof text ? sy_sql_unquote((const uint8_t *)sql + st.text_off,
+                                                                          st.text_len, text)
+                                                           : 0;
+    snprintf(out, sizeof out, "%d:%.*s:%.*s", (int)st.kind, (int)st.name_len, sql + st.name_off, (int)tn, text);
+    return out;
+}
+
+static void test_prepared_sql(void)
+{
+    char want[128];
+    snprintf(want, sizeof want, "%d:s1:CREATE TEMPORARY TABLE t (a INT)", SY_SQL_PREPARE);
+    CHECK(strcmp(prepared("PREPARE s1 FROM 'CREATE TEMPORARY TABLE t (a INT)'"), want) == 0);
+    snprintf(want, sizeof want, "%d:S 2:it's \"x\"\n", SY_SQL_PREPARE);
+    CHECK(strcmp(prepared("/* c */ prepare `S 2` from 'it''s \\\"x\\\"\\n'"), want) == 0);
+    snprintf(want, sizeof want, "%d:s3:", SY_SQL_PREPARE);                /* from a variable: no text */
+    CHECK(strcmp(prepared("PREPARE s3 FROM @sql"), want) == 0);
+    snprintf(want, sizeof want, "%d:s1:", SY_SQL_EXECUTE);
+    CHECK(strcmp(prepared("EXECUTE s1 USING @a, @b"), want) == 0);
+    snprintf(want, sizeof want, "%d::DROP TEMPORARY TABLE t", SY_SQL_EXECUTE_TEXT);
+    CHECK(strcmp(prepared("EXECUTE IMMEDIATE \"DROP TEMPORARY TABLE t\""), want) == 0);
+    snprintf(want, sizeof want, "%d::", SY_SQL_EXECUTE_TEXT);
+    CHECK(strcmp(prepared("EXECUTE IMMEDIATE CONCAT('SELECT ', 1)"), want) == 0);
+    snprintf(want, sizeof want, "%d:s1:", SY_SQL_DEALLOCATE);
+    CHECK(strcmp(prepared("DEALLOCATE PREPARE s1"), want) == 0);
+    CHECK(strcmp(prepared("DROP PREPARE s1"), want) == 0);
+    CHECK(first("PREPARE").kind == SY_SQL_OTHER && first("EXECUTE").kind == SY_SQL_OTHER);
+    CHECK(first("DROP TABLE prepare").kind == SY_SQL_DROP_TABLE);
+    CHECK(effect("SELECT 1; EXECUTE s").prepared_sql && !effect("SELECT 'EXECUTE s'").prepared_sql);
+    uint8_t out[16];
+    CHECK(sy_sql_unquote((const uint8_t *)"'ab", 3, out) == 2 && memcmp(out, "ab", 2) == 0); /* unterminated */
+    CHECK(sy_sql_unquote((const uint8_t *)"'\\%\\_\\0'", 8, out) == 5 && memcmp(out, "\\%\\_", 4) == 0 &&
+          out[4] == 0);
+    CHECK(sy_sql_unquote((const uint8_t *)"'", 1, out) == 0);
+}
+
 static void test_batches(void)
 {
     const char *sql = "CREATE TEMPORARY TABLE a (x INT); INSERT INTO a VALUES (';'); /* ; */ DROP TEMPORARY "
@@ -295,6 +336,7 @@ int main(void)
     test_kinds();
     test_locks_and_tracking();
     test_lock_names();
+    test_prepared_sql();
     test_batches();
     test_compound();
     test_names();
