@@ -193,18 +193,19 @@ static enum sy_sql_kind classify(const struct lex *lx, const struct token *w, si
     if (tok_is(lx, w[0], "create")) {
         if (i + 1 < n && tok_is(lx, w[i], "or") && tok_is(lx, w[i + 1], "replace"))
             i += 2;
-        if (i + 1 < n && tok_is(lx, w[i], "temporary") && tok_is(lx, w[i + 1], "table")) {
+        if (i + 1 < n && tok_is(lx, w[i], "temporary") &&
+            (tok_is(lx, w[i + 1], "table") || tok_is(lx, w[i + 1], "sequence"))) {
             *names_off = names_after(w, n, i + 1, lx);
             return SY_SQL_TEMP_CREATE;
         }
         return SY_SQL_OTHER;
     }
     if (tok_is(lx, w[0], "drop")) {
-        if (n >= 3 && tok_is(lx, w[1], "temporary") && tok_is(lx, w[2], "table")) {
+        if (n >= 3 && tok_is(lx, w[1], "temporary") && (tok_is(lx, w[2], "table") || tok_is(lx, w[2], "sequence"))) {
             *names_off = names_after(w, n, 2, lx);
             return SY_SQL_TEMP_DROP;
         }
-        if (n >= 2 && tok_is(lx, w[1], "table")) {
+        if (n >= 2 && (tok_is(lx, w[1], "table") || tok_is(lx, w[1], "sequence"))) {
             *names_off = names_after(w, n, 1, lx);
             return SY_SQL_DROP_TABLE;
         }

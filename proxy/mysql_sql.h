@@ -16,9 +16,9 @@
 
 enum sy_sql_kind {
     SY_SQL_OTHER,
-    SY_SQL_TEMP_CREATE,   /* CREATE [OR REPLACE] TEMPORARY TABLE */
-    SY_SQL_TEMP_DROP,     /* DROP TEMPORARY TABLE a[, b...]: `tables` says how many */
-    SY_SQL_DROP_TABLE,    /* DROP TABLE a[, b...]: drops a temporary table of that name first, if any */
+    SY_SQL_TEMP_CREATE,   /* CREATE [OR REPLACE] TEMPORARY TABLE | SEQUENCE (a sequence is a table) */
+    SY_SQL_TEMP_DROP,     /* DROP TEMPORARY TABLE | SEQUENCE a[, b...]: `tables` says how many */
+    SY_SQL_DROP_TABLE,    /* DROP TABLE | SEQUENCE a[, b...]: drops a temporary one of that name first */
     SY_SQL_LOCK_TABLES,   /* LOCK TABLE(S), FLUSH TABLES ... WITH READ LOCK, BACKUP LOCK */
     SY_SQL_UNLOCK_TABLES, /* UNLOCK TABLE(S), BACKUP UNLOCK */
     SY_SQL_XA_START,      /* XA START | XA BEGIN */

@@ -1,5 +1,6 @@
 /* What a session holds that pins it to its side, read from its statements' text (proxy/mysql_sql.c):
- * temporary tables by name, LOCK TABLES, user locks by name (GET_LOCK is recursive: counted per name), XA. The server reports none of
+ * temporary tables and sequences by name, LOCK TABLES, user locks by name (GET_LOCK is recursive: counted
+ * per name), XA. The server reports none of
  * it, so the proxy errs on the side of pinning: what a statement starts (a table, a lock) counts from
  * the request on, what it ends (DROP, UNLOCK, RELEASE_LOCK, XA COMMIT) only once its reply carried no
  * error. A prepared statement's text is read again at each execute.

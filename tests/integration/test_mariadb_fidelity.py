@@ -310,6 +310,24 @@ def test_sql_prepared_statements_pin_like_their_text(switchable):
     c.close()
 
 
+def test_temporary_sequences_pin(switchable):
+    """A temporary sequence is session state the other side does not have: a switch moved such a session
+    and lost it (the proxy did not see it). It pins the session, like a temporary table, until dropped."""
+    d, pname, db = switchable
+    c = app_conn(d, db)
+    reason = lambda: [x["unmovable_reason"] for x in d.admin_ok("clients", pair=pname)["clients"]]  # noqa: E731
+    one(c, "CREATE TEMPORARY SEQUENCE sq START WITH 10")
+    assert one(c, "SELECT NEXTVAL(sq)") == ((10,),)
+    assert reason() == ["temporary tables"]
+    one(c, "DROP TEMPORARY SEQUENCE sq")
+    assert reason() == [None]
+    one(c, "CREATE TEMPORARY SEQUENCE sq2")
+    one(c, "DROP SEQUENCE sq2")                                 # drops the temporary one
+    assert reason() == [None]
+    assert d.admin_ok("switchover", pair=pname)["moved_clients"] == 1
+    c.close()
+
+
 def test_prepared_statements_pin_on_execute(switchable, cclients):
     d, pname, db = switchable
     c = cclients(d.port)

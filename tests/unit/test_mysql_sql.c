@@ -182,6 +182,24 @@ static void test_prepared_sql(void)
     CHECK(sy_sql_unquote((const uint8_t *)"'", 1, out) == 0);
 }
 
+static void test_temporary_sequences(void)
+{
+    struct sy_sql_stmt st = first("CREATE OR REPLACE TEMPORARY SEQUENCE IF NOT EXISTS sq START WITH 5");
+    CHECK(st.kind == SY_SQL_TEMP_CREATE && st.names_off > 0);
+    CHECK(first("create temporary sequence s1").kind == SY_SQL_TEMP_CREATE);
+    CHECK(first("CREATE SEQUENCE s1").kind == SY_SQL_OTHER);
+    CHECK(first("DROP TEMPORARY SEQUENCE IF EXISTS s1, s2").kind == SY_SQL_TEMP_DROP);
+    CHECK(first("DROP TEMPORARY SEQUENCE IF EXISTS s1, s2").tables == 2);
+    CHECK(first("DROP SEQUENCE s1").kind == SY_SQL_DROP_TABLE);
+    CHECK(effect("CREATE TEMPORARY SEQUENCE s1; DROP TEMPORARY SEQUENCE s1").temp_tables == 0);
+    const char *sql = "CREATE TEMPORARY SEQUENCE `my seq` INCREMENT BY 2";
+    st = first(sql);
+    size_t np = st.names_off;
+    struct sy_sql_name nm;
+    CHECK(sy_sql_next_name((const uint8_t *)sql, st.off + st.len, &np, &nm) && nm.name_len == 6 &&
+          memcmp(nm.name_p, "my seq", 6) == 0);
+}
+
 static void test_batches(void)
 {
     const char *sql = "CREATE TEMPORARY TABLE a (x INT); INSERT INTO a VALUES (';'); /* ; */ DROP TEMPORARY "
@@ -337,6 +355,7 @@ int main(void)
     test_locks_and_tracking();
     test_lock_names();
     test_prepared_sql();
+    test_temporary_sequences();
     test_batches();
     test_compound();
     test_names();
