@@ -112,7 +112,7 @@ static void sql_stmts(const uint8_t *p, size_t n)
     struct sy_sql_stmt st;
     while (sy_sql_next(p, n, &pos, &st)) {
         REQUIRE(st.off >= prev_end && st.off + st.len <= n && pos <= n && pos >= st.off + st.len);
-        REQUIRE(st.kind >= SY_SQL_OTHER && st.kind <= SY_SQL_DEALLOCATE);
+        REQUIRE(st.kind >= SY_SQL_OTHER && st.kind <= SY_SQL_HANDLER_CLOSE);
         REQUIRE(st.name_len == 0 || (st.name_off >= st.off && st.name_off + st.name_len <= st.off + st.len));
         REQUIRE(st.text_len == 0 || (st.text_len >= 2 && st.text_off >= st.off && st.text_off + st.text_len <= n));
         if (st.text_len > 0) {

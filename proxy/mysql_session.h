@@ -155,6 +155,8 @@ struct sy_mysql_session {
     char **temp_names;                   /* owned: temporary tables, "schema" 0x1F "name" */
     size_t n_temp, cap_temp;
     bool locked_tables;                  /* LOCK TABLES / FLUSH ... WITH READ LOCK / BACKUP LOCK */
+    char **handlers;                     /* owned: open HANDLERs by name as written (alias, else table) */
+    size_t n_handlers, cap_handlers;
     char **user_locks;                   /* owned: user locks held, by name as written; a name taken n
                                             times is here n times (GET_LOCK is recursive) */
     size_t n_user_locks, cap_user_locks;
@@ -173,6 +175,8 @@ struct sy_mysql_session {
     struct sess_var *sql_prepared;       /* owned: PREPARE name FROM 'text' (SQL level), by name in lower case;
                                             value NULL when the text was no literal or too long */
     size_t n_sql_prepared, cap_sql_prepared;
+    char **pend_closes;                  /* owned: HANDLERs the request in flight closes */
+    size_t n_pend_closes, cap_pend_closes;
     char **pend_lock_ops;                /* owned: the request in flight's lock calls in order, replayed if it
                                             succeeds: "G"/"R" + name, "U" (GET, no literal name), "A" (all) */
     size_t n_pend_lock_ops, cap_pend_lock_ops;

@@ -278,6 +278,31 @@ static void prepared_stmt(const struct lex *lx, const struct token *h, size_t n,
     }
 }
 
+/* HANDLER [db.]t OPEN [[AS] alias] | HANDLER name CLOSE: the handler's name. */
+static void handler_stmt(const struct lex *lx, const struct token *h, size_t n, struct sy_sql_stmt *out)
+{
+    if (n < 3 || !tok_is(lx, h[0], "handler") || !is_name(h[1]))
+        return;
+    size_t at = 2, name = 1;
+    if (n >= 5 && tok_punct(lx, h[2], '.') && is_name(h[3])) {
+        at = 4;
+        name = 3;
+    }
+    if (at < n && tok_is(lx, h[at], "open") && h[at].t == T_WORD) {
+        out->kind = SY_SQL_HANDLER_OPEN;
+        if (at + 2 < n && tok_is(lx, h[at + 1], "as") && is_name(h[at + 2]))
+            name = at + 2;
+        else if (at + 1 < n && is_name(h[at + 1]))
+            name = at + 1;
+    } else if (at < n && tok_is(lx, h[at], "close") && h[at].t == T_WORD) {
+        out->kind = SY_SQL_HANDLER_CLOSE;
+    } else {
+        return;
+    }
+    out->name_off = h[name].off;
+    out->name_len = h[name].len;
+}
+
 size_t sy_sql_unquote(const uint8_t *lit, size_t n, uint8_t *out)
 {
     if (n < 2)
@@ -325,7 +350,7 @@ bool sy_sql_next_q(const uint8_t *sql, size_t len, size_t *pos, enum sy_sql_quot
     bool compound = false, flush = false, with_read = false, not_read = false;
     unsigned depth = 0, commas = 0;
     struct token prev = { T_END, 0, 0 }, prev2 = { T_END, 0, 0 };
-    struct token head[4]; /* the first tokens, of any type: PREPARE / EXECUTE / DEALLOCATE */
+    struct token head[8]; /* the first tokens, of any type: PREPARE / EXECUTE / DEALLOCATE / HANDLER */
     size_t n_head = 0;
     size_t end = 0;
     bool started = false;
@@ -341,7 +366,7 @@ bool sy_sql_next_q(const uint8_t *sql, size_t len, size_t *pos, enum sy_sql_quot
             lx.i = t.off + 1;
             break;
         }
-        if (n_head < 4)
+        if (n_head < 8)
             head[n_head++] = t;
         end = t.t == T_IDENT ? lx.i : t.off + t.len;
         if (n_lead < LEAD_MAX && t.t == T_WORD) {
@@ -393,6 +418,7 @@ bool sy_sql_next_q(const uint8_t *sql, size_t len, size_t *pos, enum sy_sql_quot
     if (with_read)
         out->kind = SY_SQL_LOCK_TABLES;
     prepared_stmt(&lx, head, n_head, out);
+    handler_stmt(&lx, head, n_head, out);
     if (out->kind == SY_SQL_TEMP_DROP || out->kind == SY_SQL_DROP_TABLE)
         out->tables = commas + 1;
     static const char *const reads[] = { "select", "with", "values", "show", "desc", "describe", "explain" };
@@ -487,7 +513,7 @@ static bool effects_agree(const struct sy_sql_effect *a, const struct sy_sql_eff
     return a->kind == b->kind && a->statements == b->statements && a->temp_tables == b->temp_tables &&
            a->lock_tables == b->lock_tables && a->unlock_tables == b->unlock_tables &&
            a->user_locks == b->user_locks && a->release_all_locks == b->release_all_locks &&
-           a->lock_calls == b->lock_calls && a->prepared_sql == b->prepared_sql &&
+           a->lock_calls == b->lock_calls && a->prepared_sql == b->prepared_sql && a->handlers == b->handlers &&
            a->xa_start == b->xa_start && a->xa_end == b->xa_end && a->tracking == b->tracking &&
            a->read == b->read && a->names_tables == b->names_tables;
 }
@@ -520,6 +546,7 @@ void sy_sql_effect_q(const uint8_t *sql, size_t len, enum sy_sql_quoting quoting
                             st.kind == SY_SQL_DROP_TABLE;
         out->prepared_sql = out->prepared_sql || st.kind == SY_SQL_PREPARE || st.kind == SY_SQL_EXECUTE ||
                             st.kind == SY_SQL_EXECUTE_TEXT || st.kind == SY_SQL_DEALLOCATE;
+        out->handlers = out->handlers || st.kind == SY_SQL_HANDLER_OPEN || st.kind == SY_SQL_HANDLER_CLOSE;
         if (out->statements++ == 0)
             out->kind = st.kind;
         switch (st.kind) {

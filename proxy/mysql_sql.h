@@ -30,6 +30,8 @@ enum sy_sql_kind {
     SY_SQL_EXECUTE,       /* EXECUTE name [USING ...]: `name` */
     SY_SQL_EXECUTE_TEXT,  /* EXECUTE IMMEDIATE 'text': `text` */
     SY_SQL_DEALLOCATE,    /* DEALLOCATE PREPARE name | DROP PREPARE name: `name` */
+    SY_SQL_HANDLER_OPEN,  /* HANDLER [db.]t OPEN [[AS] alias]: `name` is the handler's (alias, else t) */
+    SY_SQL_HANDLER_CLOSE, /* HANDLER name CLOSE: `name` */
 };
 
 /* How backslashes and double quotes read: the server's sql_mode decides (NO_BACKSLASH_ESCAPES,
@@ -57,7 +59,8 @@ struct sy_sql_stmt {
     bool read;               /* a plain read: SELECT / WITH / VALUES / SHOW / DESCRIBE / EXPLAIN without
                                 FOR UPDATE, LOCK IN SHARE MODE, INTO, NEXTVAL/SETVAL, ANALYZE or a lock
                                 function; it may finish on a side that was fenced meanwhile */
-    size_t name_off, name_len; /* PREPARE, EXECUTE, DEALLOCATE: the statement name (without backquotes) */
+    size_t name_off, name_len; /* PREPARE, EXECUTE, DEALLOCATE: the statement name; HANDLER_*: the handler
+                                  name (without backquotes) */
     size_t text_off, text_len; /* PREPARE, EXECUTE_TEXT: the text's literal, quotes included (text_len 0:
                                   not a literal - a variable or an expression); see sy_sql_unquote */
 };
@@ -113,6 +116,7 @@ struct sy_sql_effect {
     bool read;               /* every statement is a read (and there is at least one) */
     bool names_tables;       /* a statement creates or drops tables by name (sy_sql_next_name) */
     bool prepared_sql;       /* a PREPARE / EXECUTE / DEALLOCATE statement (names and texts: sy_sql_next) */
+    bool handlers;           /* a HANDLER ... OPEN / CLOSE statement (names: sy_sql_next) */
 };
 void sy_sql_effect(const uint8_t *sql, size_t len, struct sy_sql_effect *out);
 void sy_sql_effect_q(const uint8_t *sql, size_t len, enum sy_sql_quoting quoting, struct sy_sql_effect *out);

@@ -1,6 +1,6 @@
 /* What a session holds that pins it to its side, read from its statements' text (proxy/mysql_sql.c):
  * temporary tables and sequences by name, LOCK TABLES, user locks by name (GET_LOCK is recursive: counted
- * per name), XA. The server reports none of
+ * per name), open HANDLERs by name, XA. The server reports none of
  * it, so the proxy errs on the side of pinning: what a statement starts (a table, a lock) counts from
  * the request on, what it ends (DROP, UNLOCK, RELEASE_LOCK, XA COMMIT) only once its reply carried no
  * error. A prepared statement's text is read again at each execute.
@@ -351,11 +351,22 @@ static void track_text(struct sy_mysql_session *s, const uint8_t *sql, size_t le
     if (e.lock_calls)
         locks_request(s, sql, len);
     names_clear(s->pend_drops, &s->n_pend_drops);
-    if (!e.names_tables)
+    names_clear(s->pend_closes, &s->n_pend_closes);
+    if (!e.names_tables && !e.handlers)
         return; /* the usual case: one pass over the text was enough */
     size_t pos = 0;
     struct sy_sql_stmt st;
     while (sy_sql_next(sql, len, &pos, &st)) {
+        if (st.kind == SY_SQL_HANDLER_OPEN) { /* open from the request on (a second OPEN of a name fails) */
+            names_add(s, &s->handlers, &s->n_handlers, &s->cap_handlers, strndup((const char *)sql + st.name_off,
+                                                                                 st.name_len));
+            continue;
+        }
+        if (st.kind == SY_SQL_HANDLER_CLOSE) {
+            names_add(s, &s->pend_closes, &s->n_pend_closes, &s->cap_pend_closes,
+                      strndup((const char *)sql + st.name_off, st.name_len));
+            continue;
+        }
         if (st.kind != SY_SQL_TEMP_CREATE && st.kind != SY_SQL_TEMP_DROP && st.kind != SY_SQL_DROP_TABLE)
             continue;
         size_t np = st.names_off, end = st.off + st.len;
@@ -420,8 +431,11 @@ void sy_mysql_track_reply(struct sy_mysql_session *s, bool failed)
         if (s->pend_xa_end)
             s->xa = false;
         locks_reply_ok(s);
+        for (size_t i = 0; i < s->n_pend_closes; i++)
+            names_remove(s->handlers, &s->n_handlers, s->pend_closes[i]);
     }
     names_clear(s->pend_drops, &s->n_pend_drops);
+    names_clear(s->pend_closes, &s->n_pend_closes);
     names_clear(s->pend_lock_ops, &s->n_pend_lock_ops);
     s->pend_unlock = s->pend_xa_end = false;
 }
@@ -433,6 +447,8 @@ void sy_mysql_track_pins_clear(struct sy_mysql_session *s)
     s->locked_tables = s->xa = s->pin_unknown = s->pin_ambiguous = false;
     names_clear(s->user_locks, &s->n_user_locks);
     names_clear(s->pend_lock_ops, &s->n_pend_lock_ops);
+    names_clear(s->handlers, &s->n_handlers);
+    names_clear(s->pend_closes, &s->n_pend_closes);
     s->unnamed_locks = 0;
     s->pend_unlock = s->pend_xa_end = false;
     sql_prepared_clear(s); /* COM_RESET_CONNECTION and COM_CHANGE_USER end them too */
@@ -446,7 +462,10 @@ void sy_mysql_track_free(struct sy_mysql_session *s)
     free(s->user_locks);
     free(s->pend_lock_ops);
     free(s->sql_prepared);
+    free(s->handlers);
+    free(s->pend_closes);
     s->sql_prepared = NULL;
+    s->handlers = s->pend_closes = NULL;
     free(s->client_track_vars);
     s->temp_names = s->pend_drops = s->user_locks = s->pend_lock_ops = NULL;
     s->client_track_vars = NULL;
@@ -458,6 +477,8 @@ const char *sy_mysql_session_pinned(const struct sy_mysql_session *s)
         return "temporary tables";
     if (s->locked_tables)
         return "LOCK TABLES";
+    if (s->n_handlers > 0)
+        return "an open HANDLER";
     if (s->n_user_locks > 0 || s->unnamed_locks > 0)
         return "user locks (GET_LOCK)";
     if (s->xa)

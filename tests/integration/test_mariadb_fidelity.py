@@ -328,6 +328,24 @@ def test_temporary_sequences_pin(switchable):
     c.close()
 
 
+def test_open_handlers_pin(switchable):
+    """An open HANDLER (and its read position) is session state the other side does not have: a switch
+    moved such a session and lost it (the proxy did not see it). It pins the session until closed."""
+    d, pname, db = switchable
+    c = app_conn(d, db)
+    reason = lambda: [x["unmovable_reason"] for x in d.admin_ok("clients", pair=pname)["clients"]]  # noqa: E731
+    one(c, "HANDLER t OPEN AS h")
+    assert one(c, "HANDLER h READ FIRST") == ((1, "one"),)
+    assert reason() == ["an open HANDLER"]
+    with pytest.raises(pymysql.err.MySQLError):
+        one(c, "HANDLER nosuch CLOSE")
+    assert reason() == ["an open HANDLER"]
+    one(c, "HANDLER h CLOSE")
+    assert reason() == [None]
+    assert d.admin_ok("switchover", pair=pname)["moved_clients"] == 1
+    c.close()
+
+
 def test_prepared_statements_pin_on_execute(switchable, cclients):
     d, pname, db = switchable
     c = cclients(d.port)

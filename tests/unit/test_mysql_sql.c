@@ -200,6 +200,33 @@ static void test_temporary_sequences(void)
           memcmp(nm.name_p, "my seq", 6) == 0);
 }
 
+static void test_handlers(void)
+{
+    struct sy_sql_stmt st;
+    /* HANDLER: the handler's name is its alias, else the table's (without the schema) */
+    static const struct {
+        const char *sql;
+        enum sy_sql_kind kind;
+        const char *name;
+    } h[] = {
+        { "HANDLER t1 OPEN", SY_SQL_HANDLER_OPEN, "t1" },
+        { "handler db.t1 open", SY_SQL_HANDLER_OPEN, "t1" },
+        { "HANDLER `db`.`t 1` OPEN AS h1", SY_SQL_HANDLER_OPEN, "h1" },
+        { "HANDLER t1 OPEN h2", SY_SQL_HANDLER_OPEN, "h2" },
+        { "/* x */ HANDLER h2 CLOSE", SY_SQL_HANDLER_CLOSE, "h2" },
+        { "HANDLER h2 READ FIRST", SY_SQL_OTHER, "" },
+        { "HANDLER", SY_SQL_OTHER, "" },
+        { "SELECT 'HANDLER t OPEN'", SY_SQL_OTHER, "" },
+    };
+    for (size_t i = 0; i < sizeof h / sizeof h[0]; i++) {
+        st = first(h[i].sql);
+        CHECK(st.kind == h[i].kind && st.name_len == strlen(h[i].name) &&
+              memcmp(h[i].sql + st.name_off, h[i].name, st.name_len) == 0);
+    }
+    CHECK(effect("SELECT 1; HANDLER t OPEN").handlers && !effect("SELECT 1").handlers);
+}
+
+
 static void test_batches(void)
 {
     const char *sql = "CREATE TEMPORARY TABLE a (x INT); INSERT INTO a VALUES (';'); /* ; */ DROP TEMPORARY "
@@ -356,6 +383,7 @@ int main(void)
     test_lock_names();
     test_prepared_sql();
     test_temporary_sequences();
+    test_handlers();
     test_batches();
     test_compound();
     test_names();
