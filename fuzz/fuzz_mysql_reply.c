@@ -112,13 +112,28 @@ static void sql_stmts(const uint8_t *p, size_t n)
     struct sy_sql_stmt st;
     while (sy_sql_next(p, n, &pos, &st)) {
         REQUIRE(st.off >= prev_end && st.off + st.len <= n && pos <= n && pos >= st.off + st.len);
-        REQUIRE(st.kind >= SY_SQL_OTHER && st.kind <= SY_SQL_CALL);
+        REQUIRE(st.kind >= SY_SQL_OTHER && st.kind <= SY_SQL_HANDLER_CLOSE);
+        REQUIRE(st.name_len == 0 || (st.name_off >= st.off && st.name_off + st.name_len <= st.off + st.len));
+        REQUIRE(st.text_len == 0 || (st.text_len >= 2 && st.text_off >= st.off && st.text_off + st.text_len <= n));
+        if (st.text_len > 0) {
+            uint8_t *v = malloc(st.text_len);
+            REQUIRE(v != NULL && sy_sql_unquote(p + st.text_off, st.text_len, v) <= st.text_len - 1);
+            free(v);
+        }
         prev_end = st.off + st.len;
         count++;
     }
     struct sy_sql_effect e;
     sy_sql_effect(p, n, &e);
     REQUIRE(e.statements == count);
+    /* lock calls: forward only, names inside the text */
+    struct sy_sql_lock lk;
+    pos = 0;
+    for (size_t before = 0; sy_sql_next_lock(p, n, &pos, &lk); before = pos) {
+        REQUIRE(pos > before && pos <= n);
+        REQUIRE(lk.op <= SY_SQL_LOCK_RELEASE_ALL);
+        REQUIRE(lk.name_p == NULL || in_span(lk.name_p, lk.name_len, p, n));
+    }
 }
 
 static void kill_stmt(const uint8_t *p, size_t n)

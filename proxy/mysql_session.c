@@ -370,18 +370,47 @@ void sy_mysql_session_move_bytes(struct sy_mysql_session *s, struct evbuffer *sr
     }
 }
 
+/* Backpressure ends when the paused side's peer is back under low water. libevent says so through a
+ * write callback only while its write event is armed, and a direct write (sy_mysql_session_flush) that
+ * took everything disarms it: so every flush looks too, or the paused side would never be read again (a
+ * compressed client's inflated frame of up to 16 MiB moves to the backend at once and a fast server can
+ * take it in one flush: the rest of a request with no reply - COM_STMT_SEND_LONG_DATA - then waited
+ * forever). True when reading resumed (and more may be queued now). */
+static bool client_bp_lift(struct sy_mysql_session *s)
+{
+    if (!s->client_bp || s->state == SS_CLOSING || s->backend == NULL ||
+        !sy_relay_drained(evbuffer_get_length(bufferevent_get_output(sy_mysql_conn_bev(s->backend)))))
+        return false;
+    s->client_bp = false;
+    sy_mysql_session_client_read_update(s);
+    sy_mysql_relay_client(s);
+    return true;
+}
+
+static bool backend_bp_lift(struct sy_mysql_session *s)
+{
+    if (!s->backend_bp || s->state == SS_CLOSING || !sy_relay_drained(client_pending(s)))
+        return false;
+    s->backend_bp = false;
+    backend_read_update(s);
+    sy_mysql_relay_backend(s);
+    return true;
+}
+
 /* ---- direct writes (proxy/relay.h) ------------------------------------------------------------- */
 
 void sy_mysql_session_flush(struct sy_mysql_session *s)
 {
-    if (!s->direct || s->state == SS_CLOSING)
-        return;
-    client_push(s);
-    sy_relay_flush(s->client);
-    /* The backend's bufferevent is ours only between logins (mysql_conn drives it while connecting,
-     * logging in or running the session-setup query). */
-    if (s->backend && SESS_STATE(s)->relaying)
-        sy_relay_flush(sy_mysql_conn_bev(s->backend));
+    do {
+        if (!s->direct || s->state == SS_CLOSING)
+            return;
+        client_push(s);
+        sy_relay_flush(s->client);
+        /* The backend's bufferevent is ours only between logins (mysql_conn drives it while connecting,
+         * logging in or running the session-setup query). */
+        if (s->backend && SESS_STATE(s)->relaying)
+            sy_relay_flush(sy_mysql_conn_bev(s->backend));
+    } while (client_bp_lift(s) || backend_bp_lift(s)); /* bytes moved again: write them too */
 }
 
 /* A write callback: output drained -> stop watching writability (plain sockets). */
@@ -412,12 +441,8 @@ static void on_client_write(struct bufferevent *bev, void *arg)
         }
         return;
     }
-    if (s->backend_bp && sy_relay_drained(client_pending(s))) {
-        s->backend_bp = false;
-        backend_read_update(s);
-        sy_mysql_relay_backend(s);
+    if (backend_bp_lift(s))
         sy_mysql_session_flush(s);
-    }
     write_drained(s, bev);
 }
 
@@ -461,12 +486,8 @@ void sy_mysql_session_on_backend_read(struct bufferevent *bev, void *arg)
 void sy_mysql_session_on_backend_write(struct bufferevent *bev, void *arg)
 {
     struct sy_mysql_session *s = arg;
-    if (s->client_bp && sy_relay_drained(evbuffer_get_length(bufferevent_get_output(bev)))) {
-        s->client_bp = false;
-        sy_mysql_session_client_read_update(s);
-        sy_mysql_relay_client(s);
+    if (client_bp_lift(s))
         sy_mysql_session_flush(s);
-    }
     write_drained(s, bev);
 }
 

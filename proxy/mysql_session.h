@@ -155,7 +155,12 @@ struct sy_mysql_session {
     char **temp_names;                   /* owned: temporary tables, "schema" 0x1F "name" */
     size_t n_temp, cap_temp;
     bool locked_tables;                  /* LOCK TABLES / FLUSH ... WITH READ LOCK / BACKUP LOCK */
-    unsigned user_locks;                 /* GET_LOCK calls minus RELEASE_LOCK calls */
+    char **handlers;                     /* owned: open HANDLERs by name as written (alias, else table) */
+    size_t n_handlers, cap_handlers;
+    char **user_locks;                   /* owned: user locks held, by name as written; a name taken n
+                                            times is here n times (GET_LOCK is recursive) */
+    size_t n_user_locks, cap_user_locks;
+    unsigned unnamed_locks;              /* GET_LOCK of a name that is no literal: only RELEASE_ALL_LOCKS ends it */
     bool xa;                             /* XA START seen, XA COMMIT / ROLLBACK not yet */
     bool req_read;                       /* the request in flight is an autocommit read (it may finish on
                                             the old side while the others move: see flip_due) */
@@ -165,9 +170,16 @@ struct sy_mysql_session {
     bool pin_ambiguous;                  /* a statement read differently under other quoting sql_modes */                    /* the proxy lost track (out of memory, variables unreadable) */
     char **pend_drops;                   /* owned: temporary tables the request in flight drops */
     size_t n_pend_drops, cap_pend_drops;
-    bool pend_unlock, pend_xa_end, pend_release_all; /* ends the request in flight applies if it succeeds */
+    bool pend_unlock, pend_xa_end;       /* ends the request in flight applies if it succeeds */
     bool pend_drops_known;               /* an "Unknown table" error left in pend_drops only what was dropped */
-    int pend_locks_after;                /* user locks the request in flight takes (< 0: releases) */
+    struct sess_var *sql_prepared;       /* owned: PREPARE name FROM 'text' (SQL level), by name in lower case;
+                                            value NULL when the text was no literal or too long */
+    size_t n_sql_prepared, cap_sql_prepared;
+    char **pend_closes;                  /* owned: HANDLERs the request in flight closes */
+    size_t n_pend_closes, cap_pend_closes;
+    char **pend_lock_ops;                /* owned: the request in flight's lock calls in order, replayed if it
+                                            succeeds: "G"/"R" + name, "U" (GET, no literal name), "A" (all) */
+    size_t n_pend_lock_ops, cap_pend_lock_ops;
     /* the client's own session-tracking settings (mysql_track.c) */
     unsigned resync_names;               /* SY_SQL_TRACK_* a statement set: read the variables back */
     unsigned resync_names_now;           /* those of the read-back in flight */

@@ -193,18 +193,19 @@ static enum sy_sql_kind classify(const struct lex *lx, const struct token *w, si
     if (tok_is(lx, w[0], "create")) {
         if (i + 1 < n && tok_is(lx, w[i], "or") && tok_is(lx, w[i + 1], "replace"))
             i += 2;
-        if (i + 1 < n && tok_is(lx, w[i], "temporary") && tok_is(lx, w[i + 1], "table")) {
+        if (i + 1 < n && tok_is(lx, w[i], "temporary") &&
+            (tok_is(lx, w[i + 1], "table") || tok_is(lx, w[i + 1], "sequence"))) {
             *names_off = names_after(w, n, i + 1, lx);
             return SY_SQL_TEMP_CREATE;
         }
         return SY_SQL_OTHER;
     }
     if (tok_is(lx, w[0], "drop")) {
-        if (n >= 3 && tok_is(lx, w[1], "temporary") && tok_is(lx, w[2], "table")) {
+        if (n >= 3 && tok_is(lx, w[1], "temporary") && (tok_is(lx, w[2], "table") || tok_is(lx, w[2], "sequence"))) {
             *names_off = names_after(w, n, 2, lx);
             return SY_SQL_TEMP_DROP;
         }
-        if (n >= 2 && tok_is(lx, w[1], "table")) {
+        if (n >= 2 && (tok_is(lx, w[1], "table") || tok_is(lx, w[1], "sequence"))) {
             *names_off = names_after(w, n, 1, lx);
             return SY_SQL_DROP_TABLE;
         }
@@ -241,6 +242,98 @@ static enum sy_sql_kind classify(const struct lex *lx, const struct token *w, si
     return SY_SQL_OTHER;
 }
 
+static bool is_name(struct token t)
+{
+    return t.t == T_WORD || t.t == T_IDENT;
+}
+
+/* PREPARE name FROM text, EXECUTE name | IMMEDIATE text, DEALLOCATE | DROP PREPARE name. */
+static void prepared_stmt(const struct lex *lx, const struct token *h, size_t n, struct sy_sql_stmt *out)
+{
+    if (n >= 3 && tok_is(lx, h[0], "prepare") && is_name(h[1]) && tok_is(lx, h[2], "from")) {
+        out->kind = SY_SQL_PREPARE;
+        out->name_off = h[1].off;
+        out->name_len = h[1].len;
+        if (n >= 4 && h[3].t == T_STRING && h[3].len >= 2) {
+            out->text_off = h[3].off;
+            out->text_len = h[3].len;
+        }
+    } else if (n >= 2 && tok_is(lx, h[0], "execute") && is_name(h[1])) {
+        if (n >= 3 && tok_is(lx, h[1], "immediate") && h[1].t == T_WORD && h[2].t != T_PUNCT) {
+            out->kind = SY_SQL_EXECUTE_TEXT;
+            if (h[2].t == T_STRING && h[2].len >= 2) {
+                out->text_off = h[2].off;
+                out->text_len = h[2].len;
+            }
+            return;
+        }
+        out->kind = SY_SQL_EXECUTE;
+        out->name_off = h[1].off;
+        out->name_len = h[1].len;
+    } else if (n >= 3 && (tok_is(lx, h[0], "deallocate") || tok_is(lx, h[0], "drop")) &&
+               tok_is(lx, h[1], "prepare") && is_name(h[2])) {
+        out->kind = SY_SQL_DEALLOCATE;
+        out->name_off = h[2].off;
+        out->name_len = h[2].len;
+    }
+}
+
+/* HANDLER [db.]t OPEN [[AS] alias] | HANDLER name CLOSE: the handler's name. */
+static void handler_stmt(const struct lex *lx, const struct token *h, size_t n, struct sy_sql_stmt *out)
+{
+    if (n < 3 || !tok_is(lx, h[0], "handler") || !is_name(h[1]))
+        return;
+    size_t at = 2, name = 1;
+    if (n >= 5 && tok_punct(lx, h[2], '.') && is_name(h[3])) {
+        at = 4;
+        name = 3;
+    }
+    if (at < n && tok_is(lx, h[at], "open") && h[at].t == T_WORD) {
+        out->kind = SY_SQL_HANDLER_OPEN;
+        if (at + 2 < n && tok_is(lx, h[at + 1], "as") && is_name(h[at + 2]))
+            name = at + 2;
+        else if (at + 1 < n && is_name(h[at + 1]))
+            name = at + 1;
+    } else if (at < n && tok_is(lx, h[at], "close") && h[at].t == T_WORD) {
+        out->kind = SY_SQL_HANDLER_CLOSE;
+    } else {
+        return;
+    }
+    out->name_off = h[name].off;
+    out->name_len = h[name].len;
+}
+
+size_t sy_sql_unquote(const uint8_t *lit, size_t n, uint8_t *out)
+{
+    if (n < 2)
+        return 0;
+    uint8_t q = lit[0];
+    size_t o = 0, end = lit[n - 1] == q ? n - 1 : n; /* an unterminated one runs to the end */
+    for (size_t i = 1; i < end; i++) {
+        uint8_t c = lit[i];
+        if (c == q && i + 1 < end && lit[i + 1] == q) {
+            i++;
+        } else if (c == '\\' && i + 1 < end) {
+            c = lit[++i];
+            switch (c) {
+            case '0': c = 0; break;
+            case 'n': c = '\n'; break;
+            case 'r': c = '\r'; break;
+            case 't': c = '\t'; break;
+            case 'b': c = '\b'; break;
+            case 'Z': c = 0x1A; break;
+            case '%':
+            case '_':
+                out[o++] = '\\'; /* kept as written: LIKE wildcards */
+                break;
+            default: break;
+            }
+        }
+        out[o++] = c;
+    }
+    return o;
+}
+
 bool sy_sql_next(const uint8_t *sql, size_t len, size_t *pos, struct sy_sql_stmt *out)
 {
     return sy_sql_next_q(sql, len, pos, SY_SQL_ESC_ALL, out);
@@ -257,6 +350,8 @@ bool sy_sql_next_q(const uint8_t *sql, size_t len, size_t *pos, enum sy_sql_quot
     bool compound = false, flush = false, with_read = false, not_read = false;
     unsigned depth = 0, commas = 0;
     struct token prev = { T_END, 0, 0 }, prev2 = { T_END, 0, 0 };
+    struct token head[8]; /* the first tokens, of any type: PREPARE / EXECUTE / DEALLOCATE / HANDLER */
+    size_t n_head = 0;
     size_t end = 0;
     bool started = false;
     for (;;) {
@@ -271,6 +366,8 @@ bool sy_sql_next_q(const uint8_t *sql, size_t len, size_t *pos, enum sy_sql_quot
             lx.i = t.off + 1;
             break;
         }
+        if (n_head < 8)
+            head[n_head++] = t;
         end = t.t == T_IDENT ? lx.i : t.off + t.len;
         if (n_lead < LEAD_MAX && t.t == T_WORD) {
             lead[n_lead++] = t;
@@ -320,6 +417,8 @@ bool sy_sql_next_q(const uint8_t *sql, size_t len, size_t *pos, enum sy_sql_quot
     out->kind = classify(&lx, lead, n_lead, &out->names_off);
     if (with_read)
         out->kind = SY_SQL_LOCK_TABLES;
+    prepared_stmt(&lx, head, n_head, out);
+    handler_stmt(&lx, head, n_head, out);
     if (out->kind == SY_SQL_TEMP_DROP || out->kind == SY_SQL_DROP_TABLE)
         out->tables = commas + 1;
     static const char *const reads[] = { "select", "with", "values", "show", "desc", "describe", "explain" };
@@ -362,6 +461,48 @@ bool sy_sql_next_name(const uint8_t *sql, size_t end, size_t *pos, struct sy_sql
     return true;
 }
 
+bool sy_sql_next_lock(const uint8_t *sql, size_t len, size_t *pos, struct sy_sql_lock *out)
+{
+    memset(out, 0, sizeof *out);
+    if (sql == NULL)
+        return false;
+    struct lex lx = { .s = sql, .len = len, .i = *pos };
+    struct token prev = { T_END, 0, 0 };
+    for (;;) {
+        struct token t = next_token(&lx);
+        if (t.t == T_END) {
+            *pos = len;
+            return false;
+        }
+        if (!tok_punct(&lx, t, '(') || prev.t != T_WORD) {
+            prev = t;
+            continue;
+        }
+        if (tok_is(&lx, prev, "get_lock"))
+            out->op = SY_SQL_LOCK_GET;
+        else if (tok_is(&lx, prev, "release_lock"))
+            out->op = SY_SQL_LOCK_RELEASE;
+        else if (tok_is(&lx, prev, "release_all_locks"))
+            out->op = SY_SQL_LOCK_RELEASE_ALL;
+        else {
+            prev = t;
+            continue;
+        }
+        *pos = lx.i; /* the arguments are read again from here: a call inside them is found too */
+        if (out->op == SY_SQL_LOCK_RELEASE_ALL)
+            return true;
+        struct token a = next_token(&lx), b = next_token(&lx);
+        char end = out->op == SY_SQL_LOCK_GET ? ',' : ')';
+        /* one literal and nothing else (an unterminated one runs to the end: no punctuation after it) */
+        if (a.t == T_STRING && a.len >= 2 && tok_punct(&lx, b, end)) {
+            out->name_p = sql + a.off + 1;
+            out->name_len = a.len - 2;
+            *pos = lx.i;
+        }
+        return true;
+    }
+}
+
 void sy_sql_effect(const uint8_t *sql, size_t len, struct sy_sql_effect *out)
 {
     sy_sql_effect_q(sql, len, SY_SQL_ESC_ALL, out);
@@ -372,6 +513,7 @@ static bool effects_agree(const struct sy_sql_effect *a, const struct sy_sql_eff
     return a->kind == b->kind && a->statements == b->statements && a->temp_tables == b->temp_tables &&
            a->lock_tables == b->lock_tables && a->unlock_tables == b->unlock_tables &&
            a->user_locks == b->user_locks && a->release_all_locks == b->release_all_locks &&
+           a->lock_calls == b->lock_calls && a->prepared_sql == b->prepared_sql && a->handlers == b->handlers &&
            a->xa_start == b->xa_start && a->xa_end == b->xa_end && a->tracking == b->tracking &&
            a->read == b->read && a->names_tables == b->names_tables;
 }
@@ -402,6 +544,9 @@ void sy_sql_effect_q(const uint8_t *sql, size_t len, enum sy_sql_quoting quoting
         all_read = all_read && st.read;
         out->names_tables = out->names_tables || st.kind == SY_SQL_TEMP_CREATE || st.kind == SY_SQL_TEMP_DROP ||
                             st.kind == SY_SQL_DROP_TABLE;
+        out->prepared_sql = out->prepared_sql || st.kind == SY_SQL_PREPARE || st.kind == SY_SQL_EXECUTE ||
+                            st.kind == SY_SQL_EXECUTE_TEXT || st.kind == SY_SQL_DEALLOCATE;
+        out->handlers = out->handlers || st.kind == SY_SQL_HANDLER_OPEN || st.kind == SY_SQL_HANDLER_CLOSE;
         if (out->statements++ == 0)
             out->kind = st.kind;
         switch (st.kind) {
@@ -429,6 +574,7 @@ void sy_sql_effect_q(const uint8_t *sql, size_t len, enum sy_sql_quoting quoting
             out->user_locks = 0;
         }
         out->user_locks += (int)st.get_locks - (int)st.release_locks;
+        out->lock_calls = out->lock_calls || st.get_locks || st.release_locks || st.release_all_locks;
         out->tracking |= st.tracking;
     }
     out->read = all_read && out->statements > 0;

@@ -16,9 +16,9 @@
 
 enum sy_sql_kind {
     SY_SQL_OTHER,
-    SY_SQL_TEMP_CREATE,   /* CREATE [OR REPLACE] TEMPORARY TABLE */
-    SY_SQL_TEMP_DROP,     /* DROP TEMPORARY TABLE a[, b...]: `tables` says how many */
-    SY_SQL_DROP_TABLE,    /* DROP TABLE a[, b...]: drops a temporary table of that name first, if any */
+    SY_SQL_TEMP_CREATE,   /* CREATE [OR REPLACE] TEMPORARY TABLE | SEQUENCE (a sequence is a table) */
+    SY_SQL_TEMP_DROP,     /* DROP TEMPORARY TABLE | SEQUENCE a[, b...]: `tables` says how many */
+    SY_SQL_DROP_TABLE,    /* DROP TABLE | SEQUENCE a[, b...]: drops a temporary one of that name first */
     SY_SQL_LOCK_TABLES,   /* LOCK TABLE(S), FLUSH TABLES ... WITH READ LOCK, BACKUP LOCK */
     SY_SQL_UNLOCK_TABLES, /* UNLOCK TABLE(S), BACKUP UNLOCK */
     SY_SQL_XA_START,      /* XA START | XA BEGIN */
@@ -26,6 +26,12 @@ enum sy_sql_kind {
     SY_SQL_COMMIT,        /* COMMIT [WORK] ... */
     SY_SQL_ROLLBACK,      /* ROLLBACK [WORK] ... but not ROLLBACK TO SAVEPOINT */
     SY_SQL_CALL,          /* CALL proc(...) */
+    SY_SQL_PREPARE,       /* PREPARE name FROM 'text' | @var: `name`, `text` (when a literal) */
+    SY_SQL_EXECUTE,       /* EXECUTE name [USING ...]: `name` */
+    SY_SQL_EXECUTE_TEXT,  /* EXECUTE IMMEDIATE 'text': `text` */
+    SY_SQL_DEALLOCATE,    /* DEALLOCATE PREPARE name | DROP PREPARE name: `name` */
+    SY_SQL_HANDLER_OPEN,  /* HANDLER [db.]t OPEN [[AS] alias]: `name` is the handler's (alias, else t) */
+    SY_SQL_HANDLER_CLOSE, /* HANDLER name CLOSE: `name` */
 };
 
 /* How backslashes and double quotes read: the server's sql_mode decides (NO_BACKSLASH_ESCAPES,
@@ -53,7 +59,16 @@ struct sy_sql_stmt {
     bool read;               /* a plain read: SELECT / WITH / VALUES / SHOW / DESCRIBE / EXPLAIN without
                                 FOR UPDATE, LOCK IN SHARE MODE, INTO, NEXTVAL/SETVAL, ANALYZE or a lock
                                 function; it may finish on a side that was fenced meanwhile */
+    size_t name_off, name_len; /* PREPARE, EXECUTE, DEALLOCATE: the statement name; HANDLER_*: the handler
+                                  name (without backquotes) */
+    size_t text_off, text_len; /* PREPARE, EXECUTE_TEXT: the text's literal, quotes included (text_len 0:
+                                  not a literal - a variable or an expression); see sy_sql_unquote */
 };
+
+/* The value of a string literal (lit[0] is its quote, n includes both quotes) as the server reads it in
+ * the default sql_mode: doubled quotes and backslash escapes undone. Writes at most n bytes to out;
+ * returns how many. */
+size_t sy_sql_unquote(const uint8_t *lit, size_t n, uint8_t *out);
 
 /* The statement starting at *pos (an offset into sql); moves *pos past it and its ';'. Returns
  * false when only whitespace and comments are left. */
@@ -70,6 +85,22 @@ struct sy_sql_name {
  * statement's off + len); false at the end of the list. */
 bool sy_sql_next_name(const uint8_t *sql, size_t end, size_t *pos, struct sy_sql_name *out);
 
+/* A user-lock function call. */
+enum sy_sql_lock_op {
+    SY_SQL_LOCK_GET,         /* GET_LOCK(name, timeout) */
+    SY_SQL_LOCK_RELEASE,     /* RELEASE_LOCK(name) */
+    SY_SQL_LOCK_RELEASE_ALL, /* RELEASE_ALL_LOCKS() */
+};
+struct sy_sql_lock {
+    enum sy_sql_lock_op op;
+    const uint8_t *name_p;   /* the name between its quotes, as written (escapes not undone); NULL when the
+                                argument is anything but one string literal (a variable, CONCAT(...)) */
+    size_t name_len;
+};
+/* The next user-lock call of the text from *pos (start at 0), in text order, outside strings and
+ * comments (executable comments count); false when none is left. Default quoting (SY_SQL_ESC_ALL). */
+bool sy_sql_next_lock(const uint8_t *sql, size_t len, size_t *pos, struct sy_sql_lock *out);
+
 /* What a whole text does, statements folded in order (a batch that creates and drops a temporary
  * table nets to zero). `kind` is the first statement's; `statements` counts them. */
 struct sy_sql_effect {
@@ -79,10 +110,13 @@ struct sy_sql_effect {
     bool lock_tables, unlock_tables; /* the last of them wins: lock_tables set = held at the end */
     int user_locks;          /* GET_LOCK minus RELEASE_LOCK */
     bool release_all_locks;  /* RELEASE_ALL_LOCKS before any later GET_LOCK */
+    bool lock_calls;         /* any user-lock call: sy_sql_next_lock tells which locks */
     bool xa_start, xa_end;   /* the last of them wins */
     unsigned tracking;       /* SY_SQL_TRACK_* of every statement */
     bool read;               /* every statement is a read (and there is at least one) */
     bool names_tables;       /* a statement creates or drops tables by name (sy_sql_next_name) */
+    bool prepared_sql;       /* a PREPARE / EXECUTE / DEALLOCATE statement (names and texts: sy_sql_next) */
+    bool handlers;           /* a HANDLER ... OPEN / CLOSE statement (names: sy_sql_next) */
 };
 void sy_sql_effect(const uint8_t *sql, size_t len, struct sy_sql_effect *out);
 void sy_sql_effect_q(const uint8_t *sql, size_t len, enum sy_sql_quoting quoting, struct sy_sql_effect *out);

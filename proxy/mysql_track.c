@@ -1,5 +1,6 @@
 /* What a session holds that pins it to its side, read from its statements' text (proxy/mysql_sql.c):
- * temporary tables by name, LOCK TABLES, user locks (GET_LOCK count), XA. The server reports none of
+ * temporary tables and sequences by name, LOCK TABLES, user locks by name (GET_LOCK is recursive: counted
+ * per name), open HANDLERs by name, XA. The server reports none of
  * it, so the proxy errs on the side of pinning: what a statement starts (a table, a lock) counts from
  * the request on, what it ends (DROP, UNLOCK, RELEASE_LOCK, XA COMMIT) only once its reply carried no
  * error. A prepared statement's text is read again at each execute.
@@ -50,15 +51,11 @@ static ssize_t names_find(char **v, size_t n, const char *key)
     return -1;
 }
 
-/* Adds key (taking it) unless present. On allocation failure the session is pinned anyway. */
-static void names_add(struct sy_mysql_session *s, char ***v, size_t *n, size_t *cap, char *key)
+/* Appends key (taking it), duplicates too. On allocation failure the session is pinned anyway. */
+static void names_push(struct sy_mysql_session *s, char ***v, size_t *n, size_t *cap, char *key)
 {
     if (key == NULL) {
         s->pin_unknown = true;
-        return;
-    }
-    if (names_find(*v, *n, key) >= 0) {
-        free(key);
         return;
     }
     if (*n == *cap) {
@@ -73,6 +70,16 @@ static void names_add(struct sy_mysql_session *s, char ***v, size_t *n, size_t *
         *cap = nc;
     }
     (*v)[(*n)++] = key;
+}
+
+/* Adds key (taking it) unless present. */
+static void names_add(struct sy_mysql_session *s, char ***v, size_t *n, size_t *cap, char *key)
+{
+    if (key != NULL && names_find(*v, *n, key) >= 0) {
+        free(key);
+        return;
+    }
+    names_push(s, v, n, cap, key);
 }
 
 static void names_remove(char **v, size_t *n, const char *key)
@@ -91,12 +98,245 @@ static void names_clear(char **v, size_t *n)
     *n = 0;
 }
 
+/* ---- user locks by name -------------------------------------------------------------------------- *
+ * RELEASE_LOCK of a name the session does not hold returns NULL or 0 without an error: only names tell
+ * whether it ended anything. A name is compared as written (two spellings of one name keep the session
+ * pinned, never the reverse); a GET_LOCK whose name is no literal ends only with RELEASE_ALL_LOCKS. */
+
+/* A pending lock call: op ('G', 'R', 'U', 'A') followed by the name. */
+static char *lock_op_new(char op, const struct sy_sql_lock *lk)
+{
+    size_t n = lk->name_p ? lk->name_len : 0;
+    char *v = malloc(n + 2);
+    if (v != NULL) {
+        v[0] = op;
+        if (n > 0)
+            memcpy(v + 1, lk->name_p, n);
+        v[n + 1] = '\0';
+    }
+    return v;
+}
+
+static void lock_take(struct sy_mysql_session *s, const char *op)
+{
+    if (op[0] == 'U')
+        s->unnamed_locks++;
+    else
+        names_push(s, &s->user_locks, &s->n_user_locks, &s->cap_user_locks, strdup(op + 1));
+}
+
+/* A request's lock calls: what it takes is held from now on; all of them wait for its reply. */
+static void locks_request(struct sy_mysql_session *s, const uint8_t *sql, size_t len)
+{
+    size_t pos = 0;
+    struct sy_sql_lock lk;
+    while (sy_sql_next_lock(sql, len, &pos, &lk)) {
+        bool named = lk.name_p != NULL && memchr(lk.name_p, '\0', lk.name_len) == NULL;
+        char op = lk.op == SY_SQL_LOCK_RELEASE_ALL ? 'A' : lk.op == SY_SQL_LOCK_RELEASE ? 'R' : named ? 'G' : 'U';
+        if (op == 'R' && !named)
+            continue; /* which lock it releases is unknown: keep them all */
+        char *v = lock_op_new(op, &lk);
+        if (v == NULL) {
+            s->pin_unknown = true;
+            continue;
+        }
+        if (op == 'G' || op == 'U')
+            lock_take(s, v);
+        names_push(s, &s->pend_lock_ops, &s->n_pend_lock_ops, &s->cap_pend_lock_ops, v);
+    }
+}
+
+/* The request succeeded: its releases apply in order. Its takes were counted at the request; one after a
+ * RELEASE_ALL_LOCKS of the same text is counted again (that release ended everything before it). */
+static void locks_reply_ok(struct sy_mysql_session *s)
+{
+    bool after_all = false;
+    for (size_t i = 0; i < s->n_pend_lock_ops; i++) {
+        const char *op = s->pend_lock_ops[i];
+        if (op[0] == 'A') {
+            names_clear(s->user_locks, &s->n_user_locks);
+            s->unnamed_locks = 0;
+            after_all = true;
+        } else if (op[0] == 'R') {
+            names_remove(s->user_locks, &s->n_user_locks, op + 1); /* one of them: the lock is recursive */
+        } else if (after_all) {
+            lock_take(s, op);
+        }
+    }
+}
+
+/* ---- SQL-level prepared statements ---------------------------------------------------------------- *
+ * PREPARE s FROM 'CREATE TEMPORARY TABLE ...' pins nothing; EXECUTE s does what the text does. The texts
+ * prepared from a literal are kept by name, and a request is read with each EXECUTE replaced by its
+ * text (EXECUTE IMMEDIATE 'text' by its text). A text from a variable or an expression is not known. */
+
+static ssize_t sql_prepared_find(const struct sy_mysql_session *s, const char *name)
+{
+    for (size_t i = 0; i < s->n_sql_prepared; i++)
+        if (strcmp(s->sql_prepared[i].name, name) == 0)
+            return (ssize_t)i;
+    return -1;
+}
+
+static void sql_prepared_forget(struct sy_mysql_session *s, const char *name)
+{
+    ssize_t i = sql_prepared_find(s, name);
+    if (i < 0)
+        return;
+    free(s->sql_prepared[i].name);
+    free(s->sql_prepared[i].value);
+    s->sql_prepared[i] = s->sql_prepared[--s->n_sql_prepared];
+}
+
+/* name and text are taken; text NULL: not known. The server forgets the old statement of the name even
+ * when the new PREPARE fails. */
+static void sql_prepared_set(struct sy_mysql_session *s, char *name, char *text)
+{
+    sql_prepared_forget(s, name);
+    if (s->n_sql_prepared == s->cap_sql_prepared) {
+        size_t cap = s->cap_sql_prepared ? s->cap_sql_prepared * 2 : 4;
+        struct sess_var *nv = realloc(s->sql_prepared, cap * sizeof *nv);
+        if (nv == NULL) {
+            free(name);
+            free(text);
+            s->pin_unknown = true;
+            return;
+        }
+        s->sql_prepared = nv;
+        s->cap_sql_prepared = cap;
+    }
+    s->sql_prepared[s->n_sql_prepared++] = (struct sess_var){ .name = name, .value = text };
+}
+
+static void sql_prepared_clear(struct sy_mysql_session *s)
+{
+    for (size_t i = 0; i < s->n_sql_prepared; i++) {
+        free(s->sql_prepared[i].name);
+        free(s->sql_prepared[i].value);
+    }
+    s->n_sql_prepared = 0;
+}
+
+/* A statement name as the server compares it: case-insensitive. */
+static char *stmt_name(const uint8_t *p, size_t n)
+{
+    char *v = malloc(n + 1);
+    if (v == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        v[i] = (char)(p[i] >= 'A' && p[i] <= 'Z' ? p[i] - 'A' + 'a' : p[i]);
+    v[n] = '\0';
+    return v;
+}
+
+/* The value of a literal as a C string; NULL when it has a NUL byte, is too long or memory is short. */
+static char *literal_text(const uint8_t *lit, size_t n)
+{
+    if (n == 0 || n > SESS_MAX_TRACKED_SQL)
+        return NULL;
+    char *v = malloc(n + 1);
+    if (v == NULL)
+        return NULL;
+    size_t len = sy_sql_unquote(lit, n, (uint8_t *)v);
+    v[len] = '\0';
+    if (memchr(v, '\0', len) != NULL) {
+        free(v);
+        return NULL;
+    }
+    return v;
+}
+
+static bool buf_add(char **buf, size_t *len, size_t *cap, const void *p, size_t n)
+{
+    if (*len + n + 1 > *cap) {
+        size_t nc = (*len + n + 1) * 2;
+        char *nb = realloc(*buf, nc);
+        if (nb == NULL)
+            return false;
+        *buf = nb;
+        *cap = nc;
+    }
+    memcpy(*buf + *len, p, n);
+    *len += n;
+    (*buf)[*len] = '\0';
+    return true;
+}
+
+/* The text as the server runs it (see above), PREPARE and DEALLOCATE recorded on the way in order; NULL
+ * when memory is short. */
+static char *sql_prepared_expand(struct sy_mysql_session *s, const uint8_t *sql, size_t len, size_t *out_len)
+{
+    char *buf = NULL;
+    size_t n = 0, cap = 0, pos = 0;
+    struct sy_sql_stmt st;
+    bool ok = true;
+    while (ok && sy_sql_next(sql, len, &pos, &st)) {
+        const char *piece = (const char *)sql + st.off;
+        size_t plen = st.len;
+        char *own = NULL, *name = NULL;
+        if (st.kind == SY_SQL_PREPARE || st.kind == SY_SQL_EXECUTE || st.kind == SY_SQL_DEALLOCATE) {
+            name = stmt_name(sql + st.name_off, st.name_len);
+            ok = name != NULL;
+        }
+        if (ok && st.kind == SY_SQL_PREPARE) {
+            sql_prepared_set(s, name, st.text_len ? literal_text(sql + st.text_off, st.text_len) : NULL);
+            name = NULL;
+        } else if (ok && st.kind == SY_SQL_DEALLOCATE) {
+            sql_prepared_forget(s, name);
+        } else if (ok && st.kind == SY_SQL_EXECUTE) {
+            ssize_t i = sql_prepared_find(s, name);
+            if (i >= 0 && s->sql_prepared[i].value != NULL) {
+                piece = s->sql_prepared[i].value;
+                plen = strlen(piece);
+            }
+        } else if (st.kind == SY_SQL_EXECUTE_TEXT && st.text_len > 0 &&
+                   (own = literal_text(sql + st.text_off, st.text_len)) != NULL) {
+            piece = own;
+            plen = strlen(own);
+        }
+        /* a newline first: a text may end in a -- comment */
+        ok = ok && buf_add(&buf, &n, &cap, piece, plen) && buf_add(&buf, &n, &cap, "\n;\n", 3);
+        free(own);
+        free(name);
+    }
+    if (!ok) {
+        free(buf);
+        return NULL;
+    }
+    *out_len = n;
+    return buf;
+}
+
 /* ---- applying a statement text ------------------------------------------------------------------- */
+
+static void track_text(struct sy_mysql_session *s, const uint8_t *sql, size_t len, const struct sy_sql_effect *e,
+                       bool clear);
 
 void sy_mysql_track_request(struct sy_mysql_session *s, const uint8_t *sql, size_t len)
 {
     struct sy_sql_effect e;
     bool clear = sy_sql_effect_any_mode(sql, len, &e);
+    if (!e.prepared_sql) {
+        track_text(s, sql, len, &e, clear);
+        return;
+    }
+    size_t n = 0;
+    char *run = sql_prepared_expand(s, sql, len, &n);
+    if (run == NULL) {
+        s->pin_unknown = true; /* out of memory: what it runs is not known */
+        track_text(s, sql, len, &e, clear);
+        return;
+    }
+    bool clear_run = sy_sql_effect_any_mode((const uint8_t *)run, n, &e);
+    track_text(s, (const uint8_t *)run, n, &e, clear && clear_run);
+    free(run);
+}
+
+/* What a text starts and ends (e: its effect; clear: it reads the same under every quoting mode). */
+static void track_text(struct sy_mysql_session *s, const uint8_t *sql, size_t len, const struct sy_sql_effect *ep,
+                       bool clear)
+{
+    struct sy_sql_effect e = *ep;
     s->req_read = e.read && !s->in_txn && (s->status & SY_STATUS_AUTOCOMMIT);
     s->resync_names |= e.tracking;
     if (!clear)
@@ -107,16 +347,26 @@ void sy_mysql_track_request(struct sy_mysql_session *s, const uint8_t *sql, size
     if (e.xa_start)
         s->xa = true;
     s->pend_xa_end = e.xa_end;
-    s->pend_release_all = e.release_all_locks;
-    s->pend_locks_after = e.user_locks;
-    if (!e.release_all_locks && e.user_locks > 0)
-        s->user_locks += (unsigned)e.user_locks; /* held from the request on */
+    names_clear(s->pend_lock_ops, &s->n_pend_lock_ops);
+    if (e.lock_calls)
+        locks_request(s, sql, len);
     names_clear(s->pend_drops, &s->n_pend_drops);
-    if (!e.names_tables)
+    names_clear(s->pend_closes, &s->n_pend_closes);
+    if (!e.names_tables && !e.handlers)
         return; /* the usual case: one pass over the text was enough */
     size_t pos = 0;
     struct sy_sql_stmt st;
     while (sy_sql_next(sql, len, &pos, &st)) {
+        if (st.kind == SY_SQL_HANDLER_OPEN) { /* open from the request on (a second OPEN of a name fails) */
+            names_add(s, &s->handlers, &s->n_handlers, &s->cap_handlers, strndup((const char *)sql + st.name_off,
+                                                                                 st.name_len));
+            continue;
+        }
+        if (st.kind == SY_SQL_HANDLER_CLOSE) {
+            names_add(s, &s->pend_closes, &s->n_pend_closes, &s->cap_pend_closes,
+                      strndup((const char *)sql + st.name_off, st.name_len));
+            continue;
+        }
         if (st.kind != SY_SQL_TEMP_CREATE && st.kind != SY_SQL_TEMP_DROP && st.kind != SY_SQL_DROP_TABLE)
             continue;
         size_t np = st.names_off, end = st.off + st.len;
@@ -180,16 +430,14 @@ void sy_mysql_track_reply(struct sy_mysql_session *s, bool failed)
             s->locked_tables = false;
         if (s->pend_xa_end)
             s->xa = false;
-        if (s->pend_release_all)
-            s->user_locks = s->pend_locks_after > 0 ? (unsigned)s->pend_locks_after : 0;
-        else if (s->pend_locks_after < 0)
-            s->user_locks = s->user_locks > (unsigned)-s->pend_locks_after
-                                ? s->user_locks - (unsigned)-s->pend_locks_after
-                                : 0;
+        locks_reply_ok(s);
+        for (size_t i = 0; i < s->n_pend_closes; i++)
+            names_remove(s->handlers, &s->n_handlers, s->pend_closes[i]);
     }
     names_clear(s->pend_drops, &s->n_pend_drops);
-    s->pend_unlock = s->pend_xa_end = s->pend_release_all = false;
-    s->pend_locks_after = 0;
+    names_clear(s->pend_closes, &s->n_pend_closes);
+    names_clear(s->pend_lock_ops, &s->n_pend_lock_ops);
+    s->pend_unlock = s->pend_xa_end = false;
 }
 
 void sy_mysql_track_pins_clear(struct sy_mysql_session *s)
@@ -197,9 +445,13 @@ void sy_mysql_track_pins_clear(struct sy_mysql_session *s)
     names_clear(s->temp_names, &s->n_temp);
     names_clear(s->pend_drops, &s->n_pend_drops);
     s->locked_tables = s->xa = s->pin_unknown = s->pin_ambiguous = false;
-    s->user_locks = 0;
-    s->pend_unlock = s->pend_xa_end = s->pend_release_all = false;
-    s->pend_locks_after = 0;
+    names_clear(s->user_locks, &s->n_user_locks);
+    names_clear(s->pend_lock_ops, &s->n_pend_lock_ops);
+    names_clear(s->handlers, &s->n_handlers);
+    names_clear(s->pend_closes, &s->n_pend_closes);
+    s->unnamed_locks = 0;
+    s->pend_unlock = s->pend_xa_end = false;
+    sql_prepared_clear(s); /* COM_RESET_CONNECTION and COM_CHANGE_USER end them too */
 }
 
 void sy_mysql_track_free(struct sy_mysql_session *s)
@@ -207,8 +459,15 @@ void sy_mysql_track_free(struct sy_mysql_session *s)
     sy_mysql_track_pins_clear(s);
     free(s->temp_names);
     free(s->pend_drops);
+    free(s->user_locks);
+    free(s->pend_lock_ops);
+    free(s->sql_prepared);
+    free(s->handlers);
+    free(s->pend_closes);
+    s->sql_prepared = NULL;
+    s->handlers = s->pend_closes = NULL;
     free(s->client_track_vars);
-    s->temp_names = s->pend_drops = NULL;
+    s->temp_names = s->pend_drops = s->user_locks = s->pend_lock_ops = NULL;
     s->client_track_vars = NULL;
 }
 
@@ -218,7 +477,9 @@ const char *sy_mysql_session_pinned(const struct sy_mysql_session *s)
         return "temporary tables";
     if (s->locked_tables)
         return "LOCK TABLES";
-    if (s->user_locks > 0)
+    if (s->n_handlers > 0)
+        return "an open HANDLER";
+    if (s->n_user_locks > 0 || s->unnamed_locks > 0)
         return "user locks (GET_LOCK)";
     if (s->xa)
         return "an XA transaction";

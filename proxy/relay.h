@@ -4,8 +4,10 @@
  *
  * Backpressure: bytes move from one side's input to the other side's output; when that output holds
  * more than SY_RELAY_HIGH_WATER, reading the first side stops (the kernel's buffers then push back on
- * the peer), and it starts again once the output has drained to half (a write watermark at that level
- * calls the session back). Nothing is ever dropped or buffered without bound.
+ * the peer), and it starts again once the output has drained to half: a write watermark at that level
+ * calls the session back, but only while the write event is armed - a direct write that takes everything
+ * disarms it, so the session must also look after each flush (mysql_session.c: sy_mysql_session_flush).
+ * Nothing is ever dropped or buffered without bound.
  *
  * Direct writes: once a session relays, the bytes produced while handling a read are written straight
  * to a plain TCP socket at the end of that callback (one write per batch); libevent's write event (two

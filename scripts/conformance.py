@@ -5,6 +5,7 @@ test, plus a pooled application workload through 10 switches (issue 13, "Conform
     /usr/bin/python3 scripts/conformance.py --build build                  # everything (~4 min; ~0.5 min more the first time)
     /usr/bin/python3 scripts/conformance.py --build build --only go        # one part: go, mysqlclient, workload
     /usr/bin/python3 scripts/conformance.py --build build --switches 4 --keep
+    /usr/bin/python3 scripts/conformance.py --build build --only go --go-run '^TestLongData$'   # some go tests
 
 Suites (each run twice against the same business server: straight to its port, then through the proxy):
   go           go-sql-driver/mysql v1.9.3's own `go test` (the module from the Go module proxy, copied to a
@@ -222,9 +223,11 @@ def go_excluded(known: dict) -> list:
 GO_RUN_TIMEOUT = "150s"        # the whole binary; it takes 15-40 s. A hang panics it; see run_go.
 
 
-def _go_attempt(binary: Path, env: dict, skip: list, out: Path) -> tuple:
+def _go_attempt(binary: Path, env: dict, skip: list, out: Path, only: str | None) -> tuple:
     cmd = [GO, "tool", "test2json", "-p", "mysql", binary, "-test.v=test2json", "-test.count=1",
            f"-test.timeout={GO_RUN_TIMEOUT}"]
+    if only:
+        cmd.append(f"-test.run={only}")
     if skip:
         cmd.append("-test.skip=^(" + "|".join(sorted(set(skip))) + ")$")
     with open(out, "w") as f:
@@ -255,7 +258,7 @@ def _go_attempt(binary: Path, env: dict, skip: list, out: Path) -> tuple:
     return r, outcomes, text, unfinished
 
 
-def run_go(binary: Path, addr: str, label: str, work: Path, known: dict) -> dict:
+def run_go(binary: Path, addr: str, label: str, work: Path, known: dict, only: str | None = None) -> dict:
     """The suite in one test binary. A test that hangs (or panics) ends the binary (-test.timeout) and
     every test after it: its top-level test is then marked incomplete (its subtests that had finished
     keep their outcome) and the binary runs again skipping it, until it gets through (at most 4 runs)."""
@@ -266,7 +269,7 @@ def run_go(binary: Path, addr: str, label: str, work: Path, known: dict) -> dict
     outcomes, text, hung, stderr, rc = {}, {}, [], "", 0
     t0 = time.monotonic()
     for attempt in range(4):
-        r, o, tx, unfinished = _go_attempt(binary, env, skip, work / f"go-{label}-{attempt}.json")
+        r, o, tx, unfinished = _go_attempt(binary, env, skip, work / f"go-{label}-{attempt}.json", only)
         rc, stderr = r.returncode, r.stderr[-2000:]
         for t, v in o.items():
             outcomes.setdefault(t, v)
@@ -545,6 +548,9 @@ def main() -> int:
     ap.add_argument("--build", default=str(ROOT / "build"))
     ap.add_argument("--only", action="append", choices=("go", "mysqlclient", "workload"))
     ap.add_argument("--switches", type=int, default=10)
+    ap.add_argument("--go-run", metavar="REGEX",
+                    help="only the go tests matching REGEX (go test -run); listed differences of tests not run "
+                         "are reported as not seen")
     ap.add_argument("--results-dir", default=str(ROOT / "bench" / "results"))
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs, raw suite output)")
     a = ap.parse_args()
@@ -586,7 +592,7 @@ def main() -> int:
                         for s in servers:
                             fresh_db(s, "gotest" if suite == "go" else "mysqldb_test")
                         say(f"{suite} suite {label} ({HOST}:{port}) ...")
-                        res[label] = (run_go(go_bin, f"{HOST}:{port}", label, work, known) if suite == "go"
+                        res[label] = (run_go(go_bin, f"{HOST}:{port}", label, work, known, a.go_run) if suite == "go"
                                       else run_mysqlclient(mc_env, port, label, work))
                         if not res[label]["outcomes"]:
                             raise ConformanceError(f"{suite} {label}: no test outcomes:\n{res[label]['stderr']}")

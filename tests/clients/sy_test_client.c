@@ -9,7 +9,10 @@
  *   execute        execute the last prepared statement (no parameters); rows like query
  *   bulk T FIRST N INSERT INTO T (id, v) VALUES (?, ?) for ids FIRST..FIRST+N-1 as one array execute
  *                  (COM_STMT_BULK_EXECUTE when the server offers it); the statement is kept: `bulk`
- *                  again with the same T re-executes it ("bulk_ok N" or "ERROR ...") */
+ *                  again with the same T re-executes it ("bulk_ok N" or "ERROR ...")
+ *   longdata N [K] execute the last prepared statement (one parameter) with N bytes 'a'..'z' (cycling) sent
+ *                  first as COM_STMT_SEND_LONG_DATA in K calls (default 1; one call of more than 16 MiB
+ *                  is one request in several packets, which gets no reply): "longdata_ok affected N" */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -269,6 +272,37 @@ static void run_bulk(MYSQL *m, MYSQL_STMT **bst, const char *table, int first, u
     free(lens);
 }
 
+/* The last prepared statement (one parameter) executed with n bytes sent as long data in k pieces. */
+static void run_longdata(MYSQL_STMT *st, size_t n, unsigned k)
+{
+    char *data = malloc(n ? n : 1);
+    if (data == NULL) {
+        printf("ERROR out of memory\n");
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        data[i] = (char)('a' + i % 26);
+    MYSQL_BIND b;
+    memset(&b, 0, sizeof b);
+    b.buffer_type = MYSQL_TYPE_LONG_BLOB; /* no buffer: the value is what was sent as long data */
+    if (mysql_stmt_bind_param(st, &b) != 0)
+        goto err;
+    for (unsigned i = 0; i < k; i++) {
+        size_t from = n / k * i, to = i + 1 == k ? n : n / k * (i + 1);
+        if (mysql_stmt_send_long_data(st, 0, data + from, to - from) != 0)
+            goto err;
+    }
+    if (mysql_stmt_execute(st) != 0 || mysql_stmt_store_result(st) != 0)
+        goto err;
+    printf("longdata_ok affected %llu\n", (unsigned long long)mysql_stmt_affected_rows(st));
+    mysql_stmt_free_result(st);
+    free(data);
+    return;
+err:
+    printf("ERROR %u %s %s\n", mysql_stmt_errno(st), mysql_stmt_sqlstate(st), mysql_stmt_error(st));
+    free(data);
+}
+
 static int run_script(MYSQL *m)
 {
     char line[8192];
@@ -304,6 +338,14 @@ static int run_script(MYSQL *m)
                 while (mysql_stmt_next_result(st) == 0)
                     mysql_stmt_free_result(st);
             }
+        } else if (strncmp(line, "longdata ", 9) == 0 && st != NULL) {
+            unsigned long long n;
+            unsigned k = 1;
+            int got = sscanf(line + 9, "%llu %u", &n, &k);
+            if (got >= 1 && k > 0 && n <= (1ull << 30))
+                run_longdata(st, (size_t)n, k);
+            else
+                printf("ERROR usage: longdata N [K]\n");
         } else if (strncmp(line, "bulk ", 5) == 0) {
             char table[200];
             int first;
@@ -338,6 +380,10 @@ int main(int argc, char **argv)
     mysql_optionsv(m, MYSQL_OPT_LOCAL_INFILE, &local_infile);
     if (getenv("SY_TEST_COMPRESS") != NULL) /* the compressed protocol (CLIENT_COMPRESS) */
         mysql_optionsv(m, MYSQL_OPT_COMPRESS, NULL);
+    const char *rt = getenv("SY_TEST_READ_TIMEOUT"); /* seconds: a reply that never comes is an error (2013) */
+    unsigned int read_timeout = rt ? (unsigned)atoi(rt) : 0;
+    if (read_timeout > 0)
+        mysql_optionsv(m, MYSQL_OPT_READ_TIMEOUT, &read_timeout);
     if (!mysql_real_connect(m, argv[1], argv[3], argv[4], NULL, (unsigned)atoi(argv[2]), NULL, CLIENT_MULTI_STATEMENTS))
         return fail(m, "connect");
     int rc = 1;

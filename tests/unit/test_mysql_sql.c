@@ -107,6 +107,126 @@ static void test_locks_and_tracking(void)
     CHECK(!first("SET sql_mode = ''").tracking);
 }
 
+/* The user-lock calls of a text, as "G:name R:name A U:" (U/V: GET/RELEASE of a name not spelled out). */
+static const char *lock_calls(const char *sql)
+{
+    static char out[256];
+    size_t pos = 0, n = 0;
+    struct sy_sql_lock lk;
+    out[0] = '\0';
+    while (sy_sql_next_lock((const uint8_t *)sql, strlen(sql), &pos, &lk) && n < sizeof out - 1) {
+        const char *tag = lk.op == SY_SQL_LOCK_RELEASE_ALL ? "A"
+                        : lk.op == SY_SQL_LOCK_GET        ? (lk.name_p ? "G:" : "U:")
+                                                           : (lk.name_p ? "R:" : "V:");
+        n += (size_t)snprintf(out + n, sizeof out - n, "%s%s%.*s", n ? " " : "", tag, (int)lk.name_len,
+                              lk.name_p ? (const char *)lk.name_p : "");
+    }
+    return out;
+}
+
+static void test_lock_names(void)
+{
+    CHECK(strcmp(lock_calls("SELECT GET_LOCK('a', 1), RELEASE_LOCK(\"b\")"), "G:a R:b") == 0);
+    CHECK(strcmp(lock_calls("DO RELEASE_ALL_LOCKS(); SELECT get_lock ( 'job-7' , 0)"), "A G:job-7") == 0);
+    CHECK(strcmp(lock_calls("SELECT GET_LOCK(CONCAT('job-', id), 0), RELEASE_LOCK(@n)"), "U: V:") == 0);
+    CHECK(strcmp(lock_calls("SELECT GET_LOCK('a' 'b', 0)"), "U:") == 0);      /* adjacent literals: not one */
+    CHECK(strcmp(lock_calls("SELECT GET_LOCK('it''s', 0)"), "G:it''s") == 0); /* as written */
+    CHECK(strcmp(lock_calls("SELECT 'GET_LOCK(1)', `release_lock`(1) /* GET_LOCK('x',1) */"), "") == 0);
+    CHECK(strcmp(lock_calls("/*!100000 SELECT RELEASE_LOCK('e') */"), "R:e") == 0);
+    CHECK(strcmp(lock_calls("SELECT GET_LOCK('unterminated, 0)"), "U:") == 0);
+    CHECK(strcmp(lock_calls("SELECT RELEASE_LOCK(GET_LOCK('n', 0))"), "V: G:n") == 0); /* nested: both seen */
+    size_t pos = 0;
+    struct sy_sql_lock lk;
+    CHECK(!sy_sql_next_lock(NULL, 0, &pos, &lk));
+    CHECK(!sy_sql_next_lock((const uint8_t *)"SELECT GET_LOCK('a', 0)", 15, &pos, &lk)); /* length honoured */
+}
+
+/* The statement's name, its text's value ("" when none), "kind:name:text". */
+static const char *prepared(const char *sql)
+{
+    static char out[256];
+    struct sy_sql_stmt st = first(sql);
+    uint8_t text[128] = "";
+    size_t tn = st.text_len && st.text_len <= sizeof text ? sy_sql_unquote((const uint8_t *)sql + st.text_off,
+                                                                          st.text_len, text)
+                                                           : 0;
+    snprintf(out, sizeof out, "%d:%.*s:%.*s", (int)st.kind, (int)st.name_len, sql + st.name_off, (int)tn, text);
+    return out;
+}
+
+static void test_prepared_sql(void)
+{
+    char want[128];
+    snprintf(want, sizeof want, "%d:s1:CREATE TEMPORARY TABLE t (a INT)", SY_SQL_PREPARE);
+    CHECK(strcmp(prepared("PREPARE s1 FROM 'CREATE TEMPORARY TABLE t (a INT)'"), want) == 0);
+    snprintf(want, sizeof want, "%d:S 2:it's \"x\"\n", SY_SQL_PREPARE);
+    CHECK(strcmp(prepared("/* c */ prepare `S 2` from 'it''s \\\"x\\\"\\n'"), want) == 0);
+    snprintf(want, sizeof want, "%d:s3:", SY_SQL_PREPARE);                /* from a variable: no text */
+    CHECK(strcmp(prepared("PREPARE s3 FROM @sql"), want) == 0);
+    snprintf(want, sizeof want, "%d:s1:", SY_SQL_EXECUTE);
+    CHECK(strcmp(prepared("EXECUTE s1 USING @a, @b"), want) == 0);
+    snprintf(want, sizeof want, "%d::DROP TEMPORARY TABLE t", SY_SQL_EXECUTE_TEXT);
+    CHECK(strcmp(prepared("EXECUTE IMMEDIATE \"DROP TEMPORARY TABLE t\""), want) == 0);
+    snprintf(want, sizeof want, "%d::", SY_SQL_EXECUTE_TEXT);
+    CHECK(strcmp(prepared("EXECUTE IMMEDIATE CONCAT('SELECT ', 1)"), want) == 0);
+    snprintf(want, sizeof want, "%d:s1:", SY_SQL_DEALLOCATE);
+    CHECK(strcmp(prepared("DEALLOCATE PREPARE s1"), want) == 0);
+    CHECK(strcmp(prepared("DROP PREPARE s1"), want) == 0);
+    CHECK(first("PREPARE").kind == SY_SQL_OTHER && first("EXECUTE").kind == SY_SQL_OTHER);
+    CHECK(first("DROP TABLE prepare").kind == SY_SQL_DROP_TABLE);
+    CHECK(effect("SELECT 1; EXECUTE s").prepared_sql && !effect("SELECT 'EXECUTE s'").prepared_sql);
+    uint8_t out[16];
+    CHECK(sy_sql_unquote((const uint8_t *)"'ab", 3, out) == 2 && memcmp(out, "ab", 2) == 0); /* unterminated */
+    CHECK(sy_sql_unquote((const uint8_t *)"'\\%\\_\\0'", 8, out) == 5 && memcmp(out, "\\%\\_", 4) == 0 &&
+          out[4] == 0);
+    CHECK(sy_sql_unquote((const uint8_t *)"'", 1, out) == 0);
+}
+
+static void test_temporary_sequences(void)
+{
+    struct sy_sql_stmt st = first("CREATE OR REPLACE TEMPORARY SEQUENCE IF NOT EXISTS sq START WITH 5");
+    CHECK(st.kind == SY_SQL_TEMP_CREATE && st.names_off > 0);
+    CHECK(first("create temporary sequence s1").kind == SY_SQL_TEMP_CREATE);
+    CHECK(first("CREATE SEQUENCE s1").kind == SY_SQL_OTHER);
+    CHECK(first("DROP TEMPORARY SEQUENCE IF EXISTS s1, s2").kind == SY_SQL_TEMP_DROP);
+    CHECK(first("DROP TEMPORARY SEQUENCE IF EXISTS s1, s2").tables == 2);
+    CHECK(first("DROP SEQUENCE s1").kind == SY_SQL_DROP_TABLE);
+    CHECK(effect("CREATE TEMPORARY SEQUENCE s1; DROP TEMPORARY SEQUENCE s1").temp_tables == 0);
+    const char *sql = "CREATE TEMPORARY SEQUENCE `my seq` INCREMENT BY 2";
+    st = first(sql);
+    size_t np = st.names_off;
+    struct sy_sql_name nm;
+    CHECK(sy_sql_next_name((const uint8_t *)sql, st.off + st.len, &np, &nm) && nm.name_len == 6 &&
+          memcmp(nm.name_p, "my seq", 6) == 0);
+}
+
+static void test_handlers(void)
+{
+    struct sy_sql_stmt st;
+    /* HANDLER: the handler's name is its alias, else the table's (without the schema) */
+    static const struct {
+        const char *sql;
+        enum sy_sql_kind kind;
+        const char *name;
+    } h[] = {
+        { "HANDLER t1 OPEN", SY_SQL_HANDLER_OPEN, "t1" },
+        { "handler db.t1 open", SY_SQL_HANDLER_OPEN, "t1" },
+        { "HANDLER `db`.`t 1` OPEN AS h1", SY_SQL_HANDLER_OPEN, "h1" },
+        { "HANDLER t1 OPEN h2", SY_SQL_HANDLER_OPEN, "h2" },
+        { "/* x */ HANDLER h2 CLOSE", SY_SQL_HANDLER_CLOSE, "h2" },
+        { "HANDLER h2 READ FIRST", SY_SQL_OTHER, "" },
+        { "HANDLER", SY_SQL_OTHER, "" },
+        { "SELECT 'HANDLER t OPEN'", SY_SQL_OTHER, "" },
+    };
+    for (size_t i = 0; i < sizeof h / sizeof h[0]; i++) {
+        st = first(h[i].sql);
+        CHECK(st.kind == h[i].kind && st.name_len == strlen(h[i].name) &&
+              memcmp(h[i].sql + st.name_off, h[i].name, st.name_len) == 0);
+    }
+    CHECK(effect("SELECT 1; HANDLER t OPEN").handlers && !effect("SELECT 1").handlers);
+}
+
+
 static void test_batches(void)
 {
     const char *sql = "CREATE TEMPORARY TABLE a (x INT); INSERT INTO a VALUES (';'); /* ; */ DROP TEMPORARY "
@@ -260,6 +380,10 @@ int main(void)
 {
     test_kinds();
     test_locks_and_tracking();
+    test_lock_names();
+    test_prepared_sql();
+    test_temporary_sequences();
+    test_handlers();
     test_batches();
     test_compound();
     test_names();
