@@ -223,12 +223,48 @@ static void on_warm_prepared(struct sy_mysql_conn *c, const struct sy_mysql_resu
     warm_prepare_next(s);
 }
 
+static void warm_sql_prepare_next(struct sy_mysql_session *s);
+
+static void on_warm_sql_prepared(struct sy_mysql_conn *c, const struct sy_mysql_result *res, void *arg)
+{
+    struct sy_mysql_session *s = arg;
+    if (!res->ok) {
+        char detail[700];
+        snprintf(detail, sizeof detail, "%s: %s",
+                 s->warm_next < s->n_sql_prepared ? s->sql_prepared[s->warm_next].name : "?", res->err_msg);
+        warm_fail(s, "PREPARE of an SQL prepared statement", detail);
+        return;
+    }
+    s->warm_next++;
+    warm_sql_prepare_next(s);
+}
+
+/* SQL-level prepared statements (PREPARE name FROM 'text'), by their text as a hex literal: the same bytes
+ * whatever sql_mode says about quotes and backslashes. One whose text is not known pins the session. */
+static void warm_sql_prepare_next(struct sy_mysql_session *s)
+{
+    if (s->warm_next >= s->n_sql_prepared || s->sql_prepared[s->warm_next].value == NULL) {
+        warm_done(s);
+        return;
+    }
+    struct sy_buf sql;
+    sy_buf_init(&sql);
+    add(&sql, "PREPARE ");
+    sy_mariadb_add_ident(&sql, s->sql_prepared[s->warm_next].name);
+    add(&sql, " FROM ");
+    add_value(&sql, s->sql_prepared[s->warm_next].value, NULL, false);
+    const char *why;
+    if (!warm_send(s, &sql, on_warm_sql_prepared, &why))
+        warm_fail(s, "PREPARE of an SQL prepared statement", why);
+}
+
 static void warm_prepare_next(struct sy_mysql_session *s)
 {
     while (s->warm_next < s->n_stmts && s->stmts[s->warm_next].sql == NULL)
         s->warm_next++; /* too long to keep: the server will answer "unknown prepared statement" */
     if (s->warm_next >= s->n_stmts) {
-        warm_done(s);
+        s->warm_next = 0; /* now the SQL-level ones */
+        warm_sql_prepare_next(s);
         return;
     }
     if (sy_mysql_conn_prepare(s->warm, s->stmts[s->warm_next].sql, on_warm_prepared, s) != 0)

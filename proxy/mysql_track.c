@@ -183,6 +183,7 @@ static void sql_prepared_forget(struct sy_mysql_session *s, const char *name)
     ssize_t i = sql_prepared_find(s, name);
     if (i < 0)
         return;
+    sy_mysql_track_warm_outdated(s); /* a warm connection has it prepared */
     free(s->sql_prepared[i].name);
     free(s->sql_prepared[i].value);
     s->sql_prepared[i] = s->sql_prepared[--s->n_sql_prepared];
@@ -193,6 +194,7 @@ static void sql_prepared_forget(struct sy_mysql_session *s, const char *name)
 static void sql_prepared_set(struct sy_mysql_session *s, char *name, char *text)
 {
     sql_prepared_forget(s, name);
+    sy_mysql_track_warm_outdated(s); /* a warm connection lacks it */
     if (s->n_sql_prepared == s->cap_sql_prepared) {
         size_t cap = s->cap_sql_prepared ? s->cap_sql_prepared * 2 : 4;
         struct sess_var *nv = realloc(s->sql_prepared, cap * sizeof *nv);
@@ -489,6 +491,9 @@ const char *sy_mysql_session_pinned(const struct sy_mysql_session *s)
         return "a statement whose meaning depends on sql_mode's quoting (backslashes inside quotes)";
     if (s->pin_unknown)
         return "state the proxy could not follow (out of memory)";
+    for (size_t i = 0; i < s->n_sql_prepared; i++)
+        if (s->sql_prepared[i].value == NULL)
+            return "a prepared statement whose text the proxy did not see (PREPARE ... FROM a variable)";
     if ((s->status & SY_STATUS_CURSOR_EXISTS) && s->cursors_used)
         return "an open cursor";
     if (s->state == SS_INFILE)

@@ -5,6 +5,7 @@ proxy, and where it matters compares with the same client connected directly."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
@@ -752,3 +753,43 @@ def test_a_session_the_server_ends_is_closed_at_once(switchable, mariadb_pair):
     wait_for(lambda: "ESTAB" not in proxy_end(), 15, "the proxy closed the client whose session the server ended")
     with pytest.raises(pymysql.err.OperationalError):
         one(c, "SELECT 1")
+
+
+def test_sql_prepared_statements_survive_a_switch(switchable, mariadb_pair):
+    """PREPARE ... FROM 'text' (SQL-level prepared statements, as ORMs and stored scripts use them) is session
+    state like a protocol-level prepare: after a switchover and a switchback, EXECUTE still runs it, with the
+    same text (including quotes, a backslash and non-ASCII), and DEALLOCATE ends it. One prepared from a user
+    variable cannot be repeated from a literal the proxy saw: such a session is reported unmovable."""
+    d, pname, db = switchable
+    c = app_conn(d, db)
+    one(c, "CREATE TABLE sp (id INT PRIMARY KEY, v VARCHAR(40))")
+    one(c, "PREPARE ins FROM 'INSERT INTO sp VALUES (?, ?)'")
+    one(c, "PREPARE sel FROM 'SELECT CONCAT(''it''''s '', ?, '' \\\\ é'')'")
+    one(c, "SET @i = 1, @v = 'before'")
+    one(c, "EXECUTE ins USING @i, @v")
+    before = one(c, "EXECUTE sel USING @v")
+    r = d.admin_ok("switchover", pair=pname)
+    assert r["active_side"] == "dr" and r["moved_clients"] >= 1, r
+    one(c, "SET @i = 2, @v = 'after'")
+    one(c, "EXECUTE ins USING @i, @v")                            # on DR now
+    assert one(c, "EXECUTE sel USING @v") == ((before[0][0].replace("before", "after"),),)
+    assert q(mariadb_pair.dr, "SELECT v FROM sp WHERE id = 2", db) == (("after",),)
+    one(c, "DEALLOCATE PREPARE sel")
+    r = d.admin_ok("switchback", pair=pname)
+    assert r["active_side"] == "business", r
+    one(c, "SET @i = 3")
+    one(c, "EXECUTE ins USING @i, @v")
+    assert q(mariadb_pair.business, "SELECT COUNT(*) FROM sp", db) == ((3,),)
+    with pytest.raises(pymysql.err.MySQLError) as e:
+        one(c, "EXECUTE sel USING @v")                            # deallocated: gone on this side too
+    assert e.value.args[0] == 1243, e.value.args                  # ER_UNKNOWN_STMT_HANDLER, as directly
+    one(c, "SET @txt = 'SELECT 1'")
+    one(c, "PREPARE fromvar FROM @txt")
+    r = d.admin("switchover", pair=pname)
+    assert r["ok"] is False and r["error"]["code"] == "unmovable_sessions", r
+    assert "prepared" in json.dumps(r["error"]["sessions"]), r
+    one(c, "DEALLOCATE PREPARE fromvar")
+    d.admin_ok("switchover", pair=pname)
+    one(c, "SET @i = 4")
+    one(c, "EXECUTE ins USING @i, @v")                            # moved again
+    assert q(mariadb_pair.dr, "SELECT v FROM sp WHERE id = 4", db) == (("after",),)
