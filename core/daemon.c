@@ -364,6 +364,10 @@ static void cmd_create_reverse(struct sy_admin_req *req, json_t *args, void *ctx
     struct sy_pair *p = pair_arg(req, args, d);
     if (p == NULL)
         return;
+    if (find_engine(d, p->cfg->engine) == NULL) {
+        sy_admin_fail(req, "not_implemented", "engine %s has no synchronization yet", sy_engine_name(p->cfg->engine));
+        return;
+    }
     if (p->forward == NULL) {
         sy_admin_fail(req, "unknown_instance",
                       "%s has no forward instance (no objects configured): a reverse instance belongs to one",

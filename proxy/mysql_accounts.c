@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/queue.h>
 
 #include <openssl/crypto.h>
@@ -40,6 +41,9 @@ struct sy_mysql_accounts {
     char server_version[SY_MYSQL_VERSION_MAX];
     uint8_t server_collation;
     uint64_t server_caps;
+    bool track_known;                 /* the server's default session tracking: */
+    char track_vars[1024];            /* @@global.session_track_system_variables */
+    bool track_schema, track_state;   /* @@global.session_track_schema / _state_change */
 };
 
 static void free_rows(struct sy_mysql_accounts *a)
@@ -123,6 +127,15 @@ const struct sy_mysql_account *sy_mysql_accounts_find(const struct sy_mysql_acco
 bool sy_mysql_accounts_loaded(const struct sy_mysql_accounts *a)
 {
     return a->loaded;
+}
+
+bool sy_mysql_accounts_track_defaults(const struct sy_mysql_accounts *a, const char **vars, bool *schema,
+                                      bool *state)
+{
+    *vars = a->track_vars;
+    *schema = a->track_schema;
+    *state = a->track_state;
+    return a->track_known;
 }
 
 const char *sy_mysql_accounts_server_version(const struct sy_mysql_accounts *a)
@@ -216,11 +229,15 @@ static void query_rows(struct sy_mysql_accounts *a)
 static void on_whoami(struct sy_mysql_conn *c, const struct sy_mysql_result *res, void *arg)
 {
     struct sy_mysql_accounts *a = arg;
-    if (!res->ok || res->n_rows != 1 || res->n_cols != 1 || res->cells[0] == NULL) {
+    if (!res->ok || res->n_rows != 1 || res->n_cols != 4 || res->cells[0] == NULL) {
         load_failed(a, res->ok ? "unexpected reply to USER()" : res->err_msg);
         return;
     }
     snprintf(a->host_name, sizeof a->host_name, "%s", res->cells[0]);
+    a->track_known = res->cells[1] != NULL && strlen(res->cells[1]) < sizeof a->track_vars;
+    snprintf(a->track_vars, sizeof a->track_vars, "%s", a->track_known ? res->cells[1] : "");
+    a->track_schema = res->cells[2] != NULL && (strcmp(res->cells[2], "1") == 0 || strcasecmp(res->cells[2], "ON") == 0);
+    a->track_state = res->cells[3] != NULL && (strcmp(res->cells[3], "1") == 0 || strcasecmp(res->cells[3], "ON") == 0);
     snprintf(a->host_ip, sizeof a->host_ip, "%s", sy_mysql_conn_local_ip(c));
     query_rows(a);
 }
@@ -241,7 +258,10 @@ static void on_login(struct sy_mysql_conn *c, const uint8_t *err, size_t err_len
     snprintf(a->server_version, sizeof a->server_version, "%s", g->server_version);
     a->server_collation = g->collation;
     a->server_caps = g->caps;
-    if (sy_mysql_conn_query(c, "SELECT SUBSTRING_INDEX(USER(),'@',-1)", on_whoami, a) != 0)
+    if (sy_mysql_conn_query(c,
+                            "SELECT SUBSTRING_INDEX(USER(),'@',-1), @@global.session_track_system_variables, "
+                            "@@global.session_track_schema, @@global.session_track_state_change",
+                            on_whoami, a) != 0)
         load_failed(a, "admin connection busy");
 }
 

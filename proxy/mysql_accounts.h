@@ -33,6 +33,10 @@ bool sy_mysql_accounts_loaded(const struct sy_mysql_accounts *a);
 const char *sy_mysql_accounts_server_version(const struct sy_mysql_accounts *a);
 uint8_t sy_mysql_accounts_server_collation(const struct sy_mysql_accounts *a);
 uint64_t sy_mysql_accounts_server_caps(const struct sy_mysql_accounts *a);
+/* The server's default session tracking (its globals, read at the cache's first load): what a client that
+ * never set its own sees directly. false before they are known. */
+bool sy_mysql_accounts_track_defaults(const struct sy_mysql_accounts *a, const char **vars, bool *schema,
+                                      bool *state);
 
 /* Reload; cb is called once, never from inside this call, unless cancelled first. */
 struct sy_mysql_accounts_wait *sy_mysql_accounts_refresh(struct sy_mysql_accounts *a, sy_mysql_accounts_cb cb,

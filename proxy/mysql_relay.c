@@ -621,7 +621,8 @@ static void forward_ok(struct sy_mysql_session *s, uint8_t seq, uint8_t header, 
                        const struct sy_mysql_ok *ok)
 {
     bool hide_all = !(s->caps & SY_CAP_SESSION_TRACK) && (s->backend_caps & SY_CAP_SESSION_TRACK);
-    bool filter = (s->caps & SY_CAP_SESSION_TRACK) && s->client_track_set && ok->state_p != NULL;
+    /* what the client's own tracking settings show, or the server's defaults when it set none */
+    bool filter = (s->caps & SY_CAP_SESSION_TRACK) && ok->state_p != NULL;
     if (!hide_all && !filter) {
         sy_mysql_session_client_packet(s, seq, p, n);
         return;

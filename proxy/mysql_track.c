@@ -16,6 +16,7 @@
 
 #include "core/comma_list.h"
 #include "core/log.h"
+#include "proxy/mysql_accounts.h"
 #include "proxy/mysql_session.h"
 #include "proxy/mysql_sql.h"
 
@@ -706,6 +707,16 @@ static bool in_list(const char *list, const uint8_t *name, size_t nlen)
 size_t sy_mysql_track_filter(const struct sy_mysql_session *s, const uint8_t *state, size_t len, uint8_t *out,
                              size_t cap)
 {
+    /* the client's own settings, else the server's defaults (what it would see directly) */
+    const char *vars = "";
+    bool show_schema = false, show_state = false;
+    if (s->client_track_set) {
+        vars = s->client_track_vars ? s->client_track_vars : "";
+        show_schema = s->client_track_schema;
+        show_state = s->client_track_state;
+    } else if (!sy_mysql_accounts_track_defaults(s->px->accounts, &vars, &show_schema, &show_state)) {
+        return (size_t)-1; /* not known: the caller passes the block on as it is */
+    }
     struct sy_rd rd = sy_rd_make(state, len);
     struct sy_wr w = sy_wr_make(out, cap);
     struct sy_mysql_track t;
@@ -713,16 +724,16 @@ size_t sy_mysql_track_filter(const struct sy_mysql_session *s, const uint8_t *st
     while (sy_mysql_track_next(&rd, &t) == 1) {
         struct sy_wr d = sy_wr_make(data, sizeof data);
         if (t.type == SY_TRACK_SYSTEM_VARIABLES) {
-            if (!in_list(s->client_track_vars ? s->client_track_vars : "", t.name_p, t.name_len))
+            if (!in_list(vars, t.name_p, t.name_len))
                 continue;
             sy_mysql_lenenc_str_put(&d, t.name_p, t.name_len);
             sy_mysql_lenenc_str_put(&d, t.value_p, t.value_len);
         } else if (t.type == SY_TRACK_SCHEMA) {
-            if (!s->client_track_schema)
+            if (!show_schema)
                 continue;
             sy_mysql_lenenc_str_put(&d, t.name_p, t.name_len);
         } else {
-            if (t.type == SY_TRACK_STATE_CHANGE && !s->client_track_state)
+            if (t.type == SY_TRACK_STATE_CHANGE && !show_state)
                 continue;
             sy_wr_bytes(&d, t.name_p, t.name_len);
         }

@@ -94,9 +94,9 @@ static void daemon_start(const char *extra)
     snprintf(ini, sizeof ini,
              "[switchyard]\nadmin_socket = %s\nstate_dir = %s/state\nlog_level = warn\n"
              "[pair p]\nengine = mongodb\nlisten = 127.0.0.1:0\nbusiness = 127.0.0.1:1\ndr = 127.0.0.1:2\n"
-             "admin_user = fake\nobjects = db.*\nfence_passive = on\nswitchover_max_lag_ms = 200\n"
-             "txn_drain_ms = 300\ndrain_timeout_ms = 1500\nmax_hold_ms = 1000\nretry_seconds = 2\n%s",
-             sock_path, dir, extra ? extra : "");
+             "admin_user = fake\nobjects = db.*\nswitchover_max_lag_ms = 200\n"
+             "txn_drain_ms = 300\ndrain_timeout_ms = 1500\nmax_hold_ms = 1000\nretry_seconds = 2\n%s%s",
+             sock_path, dir, extra && strstr(extra, "fence_passive") ? "" : "fence_passive = on\n", extra ? extra : "");
     snprintf(path, sizeof path, "%s/switchyard.ini", dir);
     FILE *f = fopen(path, "w");
     if (f == NULL || fputs(ini, f) < 0 || fclose(f) != 0) {
@@ -666,6 +666,68 @@ static void group_switchover_and_back(void)
     daemon_stop();
 }
 
+/* fence_passive = off: nothing fences the passive side, and a switchover leaves the old side writable. */
+static void group_fence_passive_off(void)
+{
+    daemon_start("fence_passive = off\n");
+    writes(FAKE_BUSINESS, 3);
+    CHECK(wait_instance("forward", "running", 5000));
+    CHECK(expect("create-reverse", "{\"pair\":\"p\"}", ""));
+    CHECK(wait_instance("reverse", "collecting", 3000));
+    usleep(1200 * 1000); /* a fence keeper round: it must leave DR alone */
+    CHECK(!fake_fenced(FAKE_DR) && !fake_fenced(FAKE_BUSINESS));
+    CHECK(expect("switchover", "{\"pair\":\"p\"}", ""));
+    CHECK(!fake_fenced(FAKE_BUSINESS) && !fake_fenced(FAKE_DR)); /* the old side unfenced after the flip */
+    writes(FAKE_DR, 2);
+    CHECK(wait_replicated(FAKE_BUSINESS, 'D', 2, 3000));
+    daemon_stop();
+}
+
+/* The failover's drain: a forward write that cannot apply its spool within drain_timeout_ms, and a
+ * forward instance that failed: refused, nothing flipped; then the warm step's own timeout (sessions
+ * that never get a connection on DR: 10 s). */
+static void group_failover_drain_and_warm(void)
+{
+    daemon_start(NULL);
+    set_up_pair();
+    json_t *p = pair_status();
+    json_int_t epoch = epoch_of(p);
+    json_decref(p);
+    /* three transactions collected into the spool but not applied (DR's writer stuck), then business dies */
+    KNOB(fake.db[FAKE_DR].write_blocked, true);
+    writes(FAKE_BUSINESS, 3);
+    char want[64];
+    snprintf(want, sizeof want, "fake:%llu", (unsigned long long)fake_log_length(FAKE_BUSINESS));
+    bool collected = false;
+    for (uint64_t w = now_ms(); !collected && now_ms() - w < 3000; usleep(5000)) {
+        json_t *st = pair_status();
+        json_t *fw = json_array_get(json_object_get(st, "instances"), 0);
+        collected = strcmp(json_string_value(json_object_get(json_object_get(fw, "collection"), "position")) ?: "",
+                           want) == 0;
+        json_decref(st);
+    }
+    CHECK(collected);
+    KNOB(fake.db[FAKE_BUSINESS].down, true);
+    uint64_t t0 = now_ms();
+    CHECK(expect("failover", "{\"pair\":\"p\"}", "drain_timeout"));
+    CHECK(now_ms() - t0 >= 1400);
+    p = pair_status();
+    CHECK(strcmp(active_side(p), "business") == 0 && epoch_of(p) == epoch && !json_is_true(json_object_get(p, "held")));
+    json_decref(p);
+    KNOB(fake.db[FAKE_DR].write_blocked, false);
+    KNOB(fake.db[FAKE_BUSINESS].down, false);
+    CHECK(wait_instance("forward", "running", 5000));
+    CHECK(wait_replicated(FAKE_DR, 'B', fake_count_origin(FAKE_BUSINESS, 'B'), 3000));
+
+    KNOB(fake.proxy.not_ready, 1);
+    t0 = now_ms();
+    CHECK(expect("switchover", "{\"pair\":\"p\"}", "hold_timeout"));
+    CHECK(now_ms() - t0 >= 9900);
+    KNOB(fake.proxy.not_ready, 0);
+    check_rolled_back("warm timeout", epoch);
+    daemon_stop();
+}
+
 /* Failover: refused while business answers; with business down, the spool is applied, DR active,
  * the tail pending until business is back. */
 static void group_failover(void)
@@ -812,6 +874,8 @@ int main(void)
     CHECK(run_group("engine without failover", group_engine_without_failover));
     CHECK(run_group("switchover and back", group_switchover_and_back));
     CHECK(run_group("failover", group_failover));
+    CHECK(run_group("fence_passive off", group_fence_passive_off));
+    CHECK(run_group("failover drain, warm timeout", group_failover_drain_and_warm));
     CHECK(run_group("instances", group_instances));
     return CHECK_DONE();
 }
