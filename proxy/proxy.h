@@ -9,6 +9,7 @@
 #include "core/pair.h"
 
 extern const struct sy_proxy_protocol sy_mysql_protocol;
+extern const struct sy_proxy_protocol sy_mongo_protocol;
 extern const struct sy_proxy_protocol *const sy_proxy_protocols[];
 
 /* Binds ep (port 0 = any free port), writes the bound "host:port" into bound. */
