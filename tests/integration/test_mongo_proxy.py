@@ -162,8 +162,10 @@ def test_pymongo4_same_results_and_stays_on_proxy(mongo_daemon, ferretdb_pair, a
     b = ferretdb_pair.business
     d = mongo_daemon()
     kw = {"server_api": ServerApi("1")} if api == "server_api" else {}
+    t0 = time.monotonic()
     with mclient(b, b.host, b.port, directConnection=True, **kw) as c:
         direct = workload(c)
+    print(f"workload direct ({api}): {time.monotonic() - t0:.2f}s")
     t0 = time.monotonic()
     with mclient(b, "127.0.0.1", d.port, **kw) as c:
         proxied = workload(c)
@@ -419,6 +421,47 @@ def test_hold_waits_and_release_completes(mongo_daemon, ferretdb_pair):
     finally:
         for c in clients:
             c.close()
+
+
+def test_hold_bounded_by_max_hold_ms(mongo_daemon, ferretdb_pair):
+    """Without a release, the core ends the hold after max_hold_ms and the waiting request completes."""
+    b = ferretdb_pair.business
+    d = mongo_daemon(max_hold_ms=700)
+    with mclient(b, "127.0.0.1", d.port, maxPoolSize=1) as c:
+        assert c.admin.command("ping")["ok"] == 1.0
+        assert d.ctl("hold", "demo").returncode == 0
+        t0 = time.monotonic()
+        assert c.admin.command("ping")["ok"] == 1.0
+        waited = time.monotonic() - t0
+    assert 0.5 <= waited < 5.0, waited
+    assert d.pair_status()["held"] is False
+
+
+def test_unreachable_backend_closes_the_client_only(mongo_daemon, ferretdb_pair):
+    """The active side does not accept connections: each client's connection closes (pymongo reports the
+    server unreachable, as it would directly) with a log line naming the side; the daemon keeps answering."""
+    b = ferretdb_pair.business
+    with socket.socket() as s:                       # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    d = mongo_daemon(business=dead)
+    with mclient(b, "127.0.0.1", d.port, serverSelectionTimeoutMS=1500) as c:
+        with pytest.raises(pymongo.errors.ServerSelectionTimeoutError):
+            c.admin.command("ping")
+    assert "cannot connect to the business server" in d.log()
+    assert d.pair_status()["clients"] == 0
+    errs = d.admin_ok("status")
+    assert errs["pairs"][0]["engine"] == "mongodb"
+
+
+def test_wildcard_listen_advertises_the_address_reached(mongo_daemon, ferretdb_pair):
+    """listen = 0.0.0.0:0: hello names the local address each client reached, never 0.0.0.0."""
+    b = ferretdb_pair.business
+    d = mongo_daemon(listen="0.0.0.0:0")
+    with mclient(b, "127.0.0.1", d.port) as c:
+        hello = c.admin.command("hello")
+        assert hello["hosts"] == [f"127.0.0.1:{d.port}"] and hello["me"] == f"127.0.0.1:{d.port}"
+        assert c.nodes == frozenset({("127.0.0.1", d.port)})
 
 
 # --- libmongoc ----------------------------------------------------------------------------------------------
