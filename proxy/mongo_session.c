@@ -519,7 +519,7 @@ static int hello_reply(struct sy_mongo_session *s, const uint8_t *p, size_t len,
         struct sy_mongo_msg m;
         if (sy_mongo_msg_parse(p, len, &m, err, sizeof err) != 0)
             goto bad;
-        auth_reply(s, m.body, m.body_len, true);
+        auth_reply(s, m.body, m.body_len, true);   /* after the first reply auth_started is false */
         if (sy_mongo_hello_rewrite(m.body, m.body_len, s->advertised, &doc) != 0) {
             bson_destroy(&doc);
             snprintf(err, sizeof err, "hello reply body does not parse");
@@ -610,7 +610,7 @@ static void backend_frame(struct sy_mongo_session *s, struct evbuffer *in, size_
     bool more = (flags & SY_MONGO_MSG_MORE_TO_COME) != 0;
     int32_t response_to = first ? s->req_client_id : hdr.response_to; /* exhaust: the client saw that id */
     struct evbuffer *out = bufferevent_get_output(s->client);
-    if (first && s->req_kind == REQ_HELLO) {
+    if (s->req_kind == REQ_HELLO) {            /* streaming hello (exhaust): every reply names servers */
         const uint8_t *whole = evbuffer_pullup(in, (ev_ssize_t)len);
         if (whole == NULL || hello_reply(s, whole, len, response_to, out) != 0)
             return;

@@ -380,6 +380,113 @@ def test_bad_frames_close_only_that_connection(mongo_daemon, ferretdb_pair):
     assert "OP_COMPRESSED" in log and "exceeds maxMessageSizeBytes" in log and "checksum" in log
 
 
+class ScriptedServer:
+    """A loopback server speaking what real MongoDB does and FerretDB does not (a test double for the wire
+    paths FerretDB cannot show): hello names other hosts and offers compression; a hello with exhaustAllowed
+    streams three replies (moreToCome on the first two, ids 100..102, a checksum on the last); a moreToCome
+    request gets no reply; any other command gets {ok: 1} with a checksum."""
+
+    def __init__(self):
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(8)
+        self.port = self.lsock.getsockname()[1]
+        self.received = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self):
+        self.lsock.close()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    HELLO = {"ismaster": True, "isWritablePrimary": True, "setName": "rs9", "hosts": ["10.9.9.9:27017"],
+             "me": "10.9.9.9:27017", "primary": "10.9.9.9:27017", "compression": ["zlib"],
+             "maxWireVersion": 17, "minWireVersion": 0, "maxMessageSizeBytes": 48000000, "ok": 1.0}
+
+    @staticmethod
+    def reply(rid, rto, body, flags=0, checksum=False):
+        doc = bson.encode(body)
+        if checksum:
+            flags |= 1
+        length = 16 + 4 + 1 + len(doc) + (4 if checksum else 0)
+        msg = struct.pack("<iiiiI", length, rid, rto, OP_MSG, flags) + b"\x00" + doc
+        return msg + (struct.pack("<I", crc32c(msg)) if checksum else b"")
+
+    def _serve(self, c):
+        with c:
+            while True:
+                f = read_frame(c)
+                if f is None:
+                    return
+                rid, _, op, body = f
+                if op == OP_QUERY:
+                    doc = bson.encode(self.HELLO)
+                    c.sendall(struct.pack("<iiiiiqii", 36 + len(doc), 50, rid, OP_REPLY, 0, 0, 0, 1) + doc)
+                    continue
+                flags = struct.unpack_from("<I", body, 0)[0]
+                cmd = msg_body(body)
+                self.received.append((rid, flags, next(iter(cmd))))
+                if flags & 2:
+                    continue                                     # moreToCome: MongoDB never answers
+                if next(iter(cmd)) in ("hello", "isMaster", "ismaster") and flags & (1 << 16):
+                    c.sendall(self.reply(100, rid, self.HELLO, flags=2) + self.reply(101, 100, self.HELLO, flags=2)
+                              + self.reply(102, 101, self.HELLO, checksum=True))
+                elif next(iter(cmd)) in ("hello", "isMaster", "ismaster"):
+                    c.sendall(self.reply(60, rid, self.HELLO))
+                else:
+                    c.sendall(self.reply(70, rid, {"ok": 1.0, "n": 1}, checksum=True))
+
+
+def test_mongodb_wire_behaviours_against_a_scripted_server(mongo_daemon, ferretdb_pair):
+    """What real MongoDB does on the wire and FerretDB does not, against a scripted server: a streaming
+    (exhaust) hello's three replies all reach the client with the topology rewritten, responseTo chained
+    (the first mapped to the client's id, the others the server's reply ids), moreToCome kept on the first
+    two, the server's checksum stripped from the last; a moreToCome request that gets no reply does not
+    hold the session (the next command is answered); the proxy's request ids are its own."""
+    srv = ScriptedServer()
+    try:
+        d = mongo_daemon(business=f"127.0.0.1:{srv.port}", dr=f"127.0.0.1:{srv.port}")
+        me = f"127.0.0.1:{d.port}"
+        s = raw(d)
+        s.sendall(op_msg({"hello": 1, "topologyVersion": {"counter": 0}, "maxAwaitTimeMS": 10000, "$db": "admin"},
+                         request_id=5000, flags=1 << 16))
+        got = [read_frame(s) for _ in range(3)]
+        assert [(rid, rto) for rid, rto, _, _ in got] == [(100, 5000), (101, 100), (102, 101)]
+        flags = [struct.unpack_from("<I", body, 0)[0] for _, _, _, body in got]
+        assert flags == [2, 2, 0], flags
+        for _, _, op, body in got:
+            h = msg_body(body)
+            assert op == OP_MSG and h["hosts"] == [me] and h["me"] == me and h["primary"] == me
+            assert "compression" not in h and h["setName"] == "rs9"
+        s.sendall(op_msg({"insert": "c", "documents": [{"_id": 1}], "writeConcern": {"w": 0}, "$db": "x"},
+                         request_id=5001, flags=2))
+        s.sendall(op_msg({"ping": 1, "$db": "admin"}, request_id=5002))
+        rid, rto, op, body = read_frame(s)
+        assert rto == 5002 and msg_body(body) == {"ok": 1.0, "n": 1}
+        assert struct.unpack_from("<I", body, 0)[0] == 0                  # checksum stripped, frame consistent
+        ids = [r[0] for r in srv.received]
+        assert ids == sorted(ids) and 5000 not in ids, srv.received     # the proxy's own ids, in order
+        s.close()
+        # the legacy handshake (OP_QUERY -> OP_REPLY) is rewritten too
+        s = raw(d)
+        q = bson.encode({"isMaster": 1})
+        s.sendall(struct.pack("<iiiii", 16 + 4 + 11 + 8 + len(q), 9, 0, OP_QUERY, 0) + b"admin.$cmd\x00"
+                  + struct.pack("<ii", 0, -1) + q)
+        rid, rto, op, body = read_frame(s)
+        assert op == OP_REPLY and rto == 9
+        h = bson.decode(body[20:])
+        assert h["hosts"] == [me] and h["me"] == me and "compression" not in h
+        s.close()
+    finally:
+        srv.close()
+
+
 # --- hold / release -----------------------------------------------------------------------------------------
 
 
