@@ -487,6 +487,38 @@ def test_mongodb_wire_behaviours_against_a_scripted_server(mongo_daemon, ferretd
         srv.close()
 
 
+def test_metrics_of_a_mongodb_pair(mongo_daemon, ferretdb_pair):
+    """/metrics: client connections by side and the proxy's own errors by reason (unsupported: answered,
+    bad_frame: closed)."""
+    import urllib.request
+    b = ferretdb_pair.business
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        mport = s.getsockname()[1]
+    d = mongo_daemon(global_opts={"metrics": f"127.0.0.1:{mport}"})
+
+    def scrape():
+        with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10) as r:
+            return {ln.rsplit(" ", 1)[0]: float(ln.rsplit(" ", 1)[1])
+                    for ln in r.read().decode().splitlines() if ln and not ln.startswith("#")}
+
+    with mclient(b, "127.0.0.1", d.port, maxPoolSize=1) as c:
+        c.admin.command("ping")
+        s = raw(d)
+        s.sendall(struct.pack("<iiii", 25, 3, 0, OP_COMPRESSED) + struct.pack("<iiB", OP_MSG, 0, 0))
+        assert read_frame(s)[2] == OP_MSG and closed(s)
+        s.close()
+        s = raw(d)
+        s.sendall(struct.pack("<i", 3) + b"junk" * 4)
+        assert closed(s)
+        s.close()
+        m = wait_until(lambda: (lambda m: m if m.get('switchyard_client_errors_total{pair="demo",reason="bad_frame"}') == 1
+                                else None)(scrape()), what="bad_frame counted")
+        assert m['switchyard_client_errors_total{pair="demo",reason="unsupported"}'] == 1
+        assert m['switchyard_client_connections{pair="demo",side="business"}'] >= 1
+        assert m['switchyard_client_connections{pair="demo",side="dr"}'] == 0
+
+
 # --- hold / release -----------------------------------------------------------------------------------------
 
 
