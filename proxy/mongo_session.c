@@ -225,12 +225,14 @@ static void session_flush(struct sy_mongo_session *s)
             sy_relay_flush(s->backend);
         bool again = false;
         if (s->client_bp && sy_relay_drained(backend_pending(s))) {
+            sy_log_debug("%s: client reads resumed", s->label);
             s->client_bp = false;
             client_read_update(s);
             process_client(s);
             again = true;
         }
         if (s->state != MS_CLOSING && s->backend_bp && sy_relay_drained(client_pending(s))) {
+            sy_log_debug("%s: server reads resumed", s->label);
             s->backend_bp = false;
             backend_read_update(s);
             process_backend(s);
@@ -244,6 +246,7 @@ static void session_flush(struct sy_mongo_session *s)
 static void to_backend_done(struct sy_mongo_session *s)
 {
     if (sy_relay_over(backend_pending(s))) {
+        sy_log_debug("%s: client reads paused: %zu bytes queued to the server", s->label, backend_pending(s));
         s->client_bp = true;
         client_read_update(s);
     }
@@ -252,6 +255,7 @@ static void to_backend_done(struct sy_mongo_session *s)
 static void to_client_done(struct sy_mongo_session *s)
 {
     if (sy_relay_over(client_pending(s))) {
+        sy_log_debug("%s: server reads paused: %zu bytes queued to the client", s->label, client_pending(s));
         s->backend_bp = true;
         backend_read_update(s);
     }
