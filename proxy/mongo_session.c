@@ -14,6 +14,7 @@
  * closed; unknown required OP_MSG flag bits: error); a frame it cannot trust closes the connection.
  * Sessions end through close_session() and are freed by the proxy's reaper on a later loop turn. */
 #include <netdb.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -284,11 +285,16 @@ static void header_put(uint8_t *p, size_t len, int32_t request_id, int32_t respo
     put32(p + 12, (uint32_t)op);
 }
 
+/* The next id of a sequence: 1..INT32_MAX, then 1 again (0 and negatives are never used). */
+static int32_t next_id(int32_t *seq)
+{
+    *seq = *seq >= INT32_MAX || *seq < 0 ? 1 : *seq + 1;
+    return *seq;
+}
+
 static int32_t own_id(struct sy_mongo_session *s)
 {
-    if (++s->next_own_id <= 0)
-        s->next_own_id = 1;
-    return s->next_own_id;
+    return next_id(&s->next_own_id);
 }
 
 /* An OP_MSG error reply {ok: 0, errmsg, code, codeName} to the client's request `response_to`. */
@@ -316,9 +322,7 @@ static void bad_frame(struct sy_mongo_session *s, const char *from, const char *
 
 static int32_t backend_id(struct sy_mongo_session *s)
 {
-    if (++s->next_backend_id <= 0)
-        s->next_backend_id = 1;
-    return s->next_backend_id;
+    return next_id(&s->next_backend_id);
 }
 
 /* Notes a login step of the request about to be forwarded. */
