@@ -3,8 +3,9 @@
  *   client --frame--> [sy_mongo_frame, parse, checksum stripped, our request id] --> backend
  *   client <--reply-- [responseTo mapped back; hello/isMaster topology rewritten]  <-- backend
  *
- * One request with a reply is in flight at a time (drivers never pipeline); the next waits in the client's
- * input. A request sent with moreToCome (w:0) expects no reply: FerretDB answers it anyway (MongoDB does
+ * Client messages are taken whole (parsed and validated before they move); replies stream through as they
+ * arrive, except hello and login replies, which are read whole to be inspected. One request with a reply
+ * is in flight at a time (drivers never pipeline); the next waits in the client's input. A request sent with moreToCome (w:0) expects no reply: FerretDB answers it anyway (MongoDB does
  * not), so a reply that matches no request in flight is dropped, never passed on (the client would read it
  * as the answer to its next request). Replies with moreToCome (exhaust) keep the request open until one
  * without it. Logins (saslStart/saslContinue/speculativeAuthenticate) are passed through to the server,
@@ -75,6 +76,12 @@ struct sy_mongo_session {
     int32_t req_backend_id;              /* ours: the backend's reply answers it */
     int32_t exhaust_next;                /* != 0: a reply had moreToCome; the next answers this id */
     enum req_kind req_kind;
+    /* the reply being streamed (or dropped) from the backend */
+    size_t resp_left;                    /* its bytes still to move (or drop) */
+    uint32_t resp_tail;                  /* then bytes to drop: the server's checksum */
+    bool resp_discard;                   /* nobody waits for it: dropped */
+    bool resp_more;                      /* it has moreToCome: the request stays open after it */
+    int32_t resp_id;                     /* its requestID (the next exhaust reply answers it) */
     struct sy_mongo_auth_req auth;       /* login step in flight; user kept from saslStart to its end */
     bool auth_started;                   /* auth holds a conversation that has not ended */
     /* who logged in (through the server) */
@@ -591,10 +598,32 @@ static void auth_step_reply(struct sy_mongo_session *s, const uint8_t *p, size_t
     }
 }
 
-/* Handles the whole frame (len bytes) at the front of the backend's input. */
-static void backend_frame(struct sy_mongo_session *s, struct evbuffer *in, size_t len)
+static bool reply_continue(struct sy_mongo_session *s, struct evbuffer *in);
+
+/* A reply has been relayed (or dropped) to its end. */
+static void reply_end(struct sy_mongo_session *s)
+{
+    if (s->resp_discard) {
+        s->resp_discard = false;
+        return;
+    }
+    if (s->resp_more) {
+        s->exhaust_next = s->resp_id;       /* the next reply answers this one (exhaust) */
+    } else {
+        s->exhaust_next = 0;
+        set_state(s, MS_IDLE);
+    }
+}
+
+/* Starts the reply whose header is at the front of the backend's input (len bytes in all, `have` of them
+ * there). Returns false to wait for more bytes. Replies nobody waits for are dropped; hello and login
+ * replies are handled whole; the others stream through: header and flagBits rewritten now, the rest
+ * moved as it arrives (resp_left), a checksum dropped at the end (resp_tail). */
+static bool reply_start(struct sy_mongo_session *s, struct evbuffer *in, size_t len, size_t have)
 {
     size_t head = len >= SY_MONGO_HDR_LEN + 4 ? SY_MONGO_HDR_LEN + 4 : SY_MONGO_HDR_LEN;
+    if (have < head)
+        return false;
     const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)head);
     struct sy_mongo_header hdr = { (int32_t)get32(p), (int32_t)get32(p + 4), (int32_t)get32(p + 8),
                                    (int32_t)get32(p + 12) };
@@ -605,46 +634,78 @@ static void backend_frame(struct sy_mongo_session *s, struct evbuffer *in, size_
         s->dropped_replies++;
         sy_log_debug("%s: reply %d to our request %d dropped (no request waits for it)", s->label,
                      (int)hdr.request_id, (int)hdr.response_to);
-        evbuffer_drain(in, len);
-        return;
+        s->resp_discard = true;
+        s->resp_left = len;
+        s->resp_tail = 0;
+        return true;
     }
     if (hdr.op_code != SY_MONGO_OP_MSG && hdr.op_code != SY_MONGO_OP_REPLY) {
         char err[120];
         snprintf(err, sizeof err, "reply with opcode %d (%s)", (int)hdr.op_code, sy_mongo_op_name(hdr.op_code));
         bad_frame(s, "server", err);
-        return;
+        return false;
     }
     uint32_t flags = hdr.op_code == SY_MONGO_OP_MSG && head > SY_MONGO_HDR_LEN ? get32(p + SY_MONGO_HDR_LEN) : 0;
-    bool more = (flags & SY_MONGO_MSG_MORE_TO_COME) != 0;
     int32_t response_to = first ? s->req_client_id : hdr.response_to; /* exhaust: the client saw that id */
     struct evbuffer *out = bufferevent_get_output(s->client);
+    s->resp_more = (flags & SY_MONGO_MSG_MORE_TO_COME) != 0;
+    s->resp_id = hdr.request_id;
+    bool whole = s->req_kind == REQ_HELLO || (first && s->req_kind == REQ_AUTH);
+    if (whole && have < len)
+        return false;
     if (s->req_kind == REQ_HELLO) {            /* streaming hello (exhaust): every reply names servers */
-        const uint8_t *whole = evbuffer_pullup(in, (ev_ssize_t)len);
-        if (whole == NULL || hello_reply(s, whole, len, response_to, out) != 0)
-            return;
+        const uint8_t *w = evbuffer_pullup(in, (ev_ssize_t)len);
+        if (w == NULL || hello_reply(s, w, len, response_to, out) != 0)
+            return false;
         evbuffer_drain(in, len);
-    } else {
-        if (first && s->req_kind == REQ_AUTH) {
-            const uint8_t *whole = evbuffer_pullup(in, (ev_ssize_t)len);
-            if (whole != NULL)
-                auth_step_reply(s, whole, len);
-        }
-        if (hdr.op_code == SY_MONGO_OP_MSG) {
-            bool cks = (flags & SY_MONGO_MSG_CHECKSUM) != 0 && len >= SY_MONGO_HDR_LEN + 8;
-            uint8_t f[4];
-            put32(f, flags & ~SY_MONGO_MSG_CHECKSUM);  /* responseTo changed: the checksum would not hold */
-            forward(s, in, len, f, 4, cks ? 4 : 0, hdr.request_id, response_to, hdr.op_code, out);
-        } else {
-            forward(s, in, len, NULL, 0, 0, hdr.request_id, response_to, hdr.op_code, out);
-        }
+        reply_end(s);
+        to_client_done(s);
+        return true;
     }
-    if (more) {
-        s->exhaust_next = hdr.request_id;
-    } else {
-        s->exhaust_next = 0;
-        set_state(s, MS_IDLE);
+    if (whole) {
+        const uint8_t *w = evbuffer_pullup(in, (ev_ssize_t)len);
+        if (w != NULL)
+            auth_step_reply(s, w, len);
     }
-    to_client_done(s);
+    /* the new header (and flagBits without checksumPresent: responseTo changed, the checksum would not
+     * hold); the body follows as it arrives */
+    bool cks = (flags & SY_MONGO_MSG_CHECKSUM) != 0 && len >= SY_MONGO_HDR_LEN + 8;
+    uint8_t h[SY_MONGO_HDR_LEN + 4];
+    header_put(h, len - (cks ? 4 : 0), hdr.request_id, response_to, hdr.op_code);
+    if (head > SY_MONGO_HDR_LEN)
+        put32(h + SY_MONGO_HDR_LEN, hdr.op_code == SY_MONGO_OP_MSG ? flags & ~SY_MONGO_MSG_CHECKSUM : flags);
+    evbuffer_add(out, h, head);
+    evbuffer_drain(in, head);
+    s->resp_left = len - head - (cks ? 4 : 0);
+    s->resp_tail = cks ? 4 : 0;
+    reply_continue(s, in);                     /* what is there already; ends a header-only reply */
+    return true;
+}
+
+/* Moves (or drops) what is there of the reply in progress; true when it ended. */
+static bool reply_continue(struct sy_mongo_session *s, struct evbuffer *in)
+{
+    size_t n = evbuffer_get_length(in);
+    size_t k = n < s->resp_left ? n : (size_t)s->resp_left;
+    if (k > 0) {
+        if (s->resp_discard)
+            evbuffer_drain(in, k);
+        else
+            evbuffer_remove_buffer(in, bufferevent_get_output(s->client), k);
+        s->resp_left -= k;
+        n -= k;
+    }
+    if (s->resp_left == 0 && s->resp_tail > 0) {
+        size_t t = n < s->resp_tail ? n : s->resp_tail;
+        evbuffer_drain(in, t);
+        s->resp_tail -= (uint32_t)t;
+    }
+    if (!s->resp_discard)
+        to_client_done(s);
+    if (s->resp_left > 0 || s->resp_tail > 0)
+        return false;
+    reply_end(s);
+    return true;
 }
 
 static void process_backend(struct sy_mongo_session *s)
@@ -653,22 +714,26 @@ static void process_backend(struct sy_mongo_session *s)
         return;
     struct evbuffer *in = bufferevent_get_input(s->backend);
     while (s->state != MS_CLOSING && !s->backend_bp) {
+        if (s->resp_left > 0 || s->resp_tail > 0) {
+            if (!reply_continue(s, in))
+                break;
+            continue;
+        }
         size_t n = evbuffer_get_length(in);
-        if (n < 4)
+        if (n < SY_MONGO_HDR_LEN)
             break;
-        size_t want = n < SY_MONGO_HDR_LEN ? n : SY_MONGO_HDR_LEN;
-        const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)want);
+        const uint8_t *p = evbuffer_pullup(in, SY_MONGO_HDR_LEN);
         struct sy_mongo_header hdr;
         size_t len = 0;
         char err[200];
-        enum sy_parse rc = sy_mongo_frame(p, n, SY_MONGO_MAX_MESSAGE, &hdr, &len, err, sizeof err);
-        if (rc == SY_PARSE_BAD) {
+        /* the length's bounds from the header alone: AGAIN only means the body is still on its way */
+        if (sy_mongo_frame(p, SY_MONGO_HDR_LEN, SY_MONGO_MAX_MESSAGE, &hdr, &len, err, sizeof err) == SY_PARSE_BAD) {
             bad_frame(s, "server", err);
             return;
         }
-        if (rc == SY_PARSE_AGAIN)
+        len = get32(p);
+        if (!reply_start(s, in, len, n))
             break;
-        backend_frame(s, in, len);
     }
     if (s->state == MS_IDLE)
         process_client(s);

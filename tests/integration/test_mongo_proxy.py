@@ -439,6 +439,11 @@ class ScriptedServer:
                               + self.reply(102, 101, self.HELLO, checksum=True))
                 elif next(iter(cmd)) in ("hello", "isMaster", "ismaster"):
                     c.sendall(self.reply(60, rid, self.HELLO))
+                elif next(iter(cmd)) == "dribble":                   # 7 bytes at a time, checksum last
+                    m = self.reply(80, rid, {"ok": 1.0, "v": "d" * 300}, checksum=True)
+                    for i in range(0, len(m), 7):
+                        c.sendall(m[i:i + 7])
+                        time.sleep(0.002)
                 else:
                     c.sendall(self.reply(70, rid, {"ok": 1.0, "n": 1}, checksum=True))
 
@@ -448,7 +453,8 @@ def test_mongodb_wire_behaviours_against_a_scripted_server(mongo_daemon, ferretd
     (exhaust) hello's three replies all reach the client with the topology rewritten, responseTo chained
     (the first mapped to the client's id, the others the server's reply ids), moreToCome kept on the first
     two, the server's checksum stripped from the last; a moreToCome request that gets no reply does not
-    hold the session (the next command is answered); the proxy's request ids are its own."""
+    hold the session (the next command is answered); a reply arriving 7 bytes at a time streams through
+    whole; the proxy's request ids are its own."""
     srv = ScriptedServer()
     try:
         d = mongo_daemon(business=f"127.0.0.1:{srv.port}", dr=f"127.0.0.1:{srv.port}")
@@ -470,6 +476,11 @@ def test_mongodb_wire_behaviours_against_a_scripted_server(mongo_daemon, ferretd
         rid, rto, op, body = read_frame(s)
         assert rto == 5002 and msg_body(body) == {"ok": 1.0, "n": 1}
         assert struct.unpack_from("<I", body, 0)[0] == 0                  # checksum stripped, frame consistent
+        # a reply that arrives 7 bytes at a time (header split, checksum split) is relayed whole and right
+        s.sendall(op_msg({"dribble": 1, "$db": "admin"}, request_id=5003))
+        rid, rto, op, body = read_frame(s)
+        assert rto == 5003 and msg_body(body) == {"ok": 1.0, "v": "d" * 300}
+        assert struct.unpack_from("<I", body, 0)[0] == 0 and len(body) == 4 + 1 + len(bson.encode(msg_body(body)))
         ids = [r[0] for r in srv.received]
         assert ids == sorted(ids) and 5000 not in ids, srv.received     # the proxy's own ids, in order
         s.close()
