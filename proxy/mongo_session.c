@@ -5,8 +5,8 @@
  *
  * Client messages are taken whole (parsed and validated before they move); replies stream through as they
  * arrive, except hello and login replies, which are read whole to be inspected. One request with a reply
- * is in flight at a time (drivers never pipeline); the next waits in the client's input. A request sent with moreToCome (w:0) expects no reply: FerretDB answers it anyway (MongoDB does
- * not), so a reply that matches no request in flight is dropped, never passed on (the client would read it
+ * is in flight at a time (drivers never pipeline); the next waits in the client's input. A request sent
+ * with moreToCome (w:0) expects no reply: FerretDB answers it anyway (MongoDB does not), so a reply that matches no request in flight is dropped, never passed on (the client would read it
  * as the answer to its next request). Replies with moreToCome (exhaust) keep the request open until one
  * without it. Logins (saslStart/saslContinue/speculativeAuthenticate) are passed through to the server,
  * which decides; the session only notes who logged in. Such a session is bound to its backend: sessions
@@ -450,7 +450,8 @@ static void client_frame(struct sy_mongo_session *s, struct evbuffer *in, size_t
         size_t db_len = 0;
         const uint8_t *cmd_doc;
         size_t cmd_len;
-        if (sy_mongo_ns_is_cmd(q.ns, q.ns_len, &db_len) && sy_mongo_query_command(q.query, q.query_len, &cmd_doc, &cmd_len)) {
+        if (sy_mongo_ns_is_cmd(q.ns, q.ns_len, &db_len) &&
+            sy_mongo_query_command(q.query, q.query_len, &cmd_doc, &cmd_len)) {
             const char *cmd = sy_mongo_cmd_name(cmd_doc, cmd_len);
             kind = auth_request(s, cmd_doc, cmd_len, q.ns, db_len, cmd != NULL && sy_mongo_is_hello(cmd));
         }
@@ -813,7 +814,8 @@ static void on_backend_event(struct bufferevent *bev, short what, void *arg)
     char why[400];
     if (!s->backend_connected)
         snprintf(why, sizeof why, "cannot connect to the %s server %s:%u (%s)", sy_side_name(s->side), ep->host,
-                 ep->port, (what & BEV_EVENT_TIMEOUT) ? "timed out" : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+                 ep->port,
+                 (what & BEV_EVENT_TIMEOUT) ? "timed out" : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
     else
         snprintf(why, sizeof why, "the %s server closed the connection%s", sy_side_name(s->side),
                  s->state == MS_BUSY ? " during a request" : "");
@@ -896,9 +898,10 @@ void sy_mongo_session_accept(struct sy_mongo_proxy *px, evutil_socket_t fd, cons
     }
     if (px->tls != NULL) {
         SSL *ssl = SSL_new(px->tls);
-        struct bufferevent *f = ssl ? bufferevent_openssl_filter_new(px->base, s->client, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                                     BEV_OPT_CLOSE_ON_FREE)
-                                    : NULL;
+        struct bufferevent *f = NULL;
+        if (ssl != NULL)
+            f = bufferevent_openssl_filter_new(px->base, s->client, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                               BEV_OPT_CLOSE_ON_FREE);
         if (f == NULL) {
             if (ssl)
                 SSL_free(ssl);

@@ -356,7 +356,8 @@ def test_bad_frames_close_only_that_connection(mongo_daemon, ferretdb_pair):
                      struct.pack("<iiii", 48000001, 1, 0, OP_MSG),
                      op_msg({"ping": 1, "$db": "admin"}, checksum=True, crc=0x12345678),
                      struct.pack("<iiii", 20, 1, 0, 2002) + b"\0\0\0\0",
-                     struct.pack("<iiiiI", 31, 1, 0, OP_MSG, 0) + b"\x00" + struct.pack("<i", 100) + b"\x02x\x00\x00\x00\x00",
+                     struct.pack("<iiiiI", 31, 1, 0, OP_MSG, 0) + b"\x00" + struct.pack("<i", 100)
+                     + b"\x02x\x00\x00\x00\x00",
                      op_msg({"ping": 1, "$db": "admin"})[:16] + b"\xff" * 40):
             s = raw(d)
             s.sendall(junk)
@@ -523,9 +524,10 @@ def test_metrics_of_a_mongodb_pair(mongo_daemon, ferretdb_pair):
         s.sendall(struct.pack("<i", 3) + b"junk" * 4)
         assert closed(s)
         s.close()
-        m = wait_until(lambda: (lambda m: m if m.get('switchyard_client_errors_total{pair="demo",reason="bad_frame"}') == 1
-                                else None)(scrape()), what="bad_frame counted")
-        assert m['switchyard_client_errors_total{pair="demo",reason="unsupported"}'] == 1
+        key = 'switchyard_client_errors_total{pair="demo",reason="%s"}'
+        m = wait_until(lambda: (lambda m: m if m.get(key % "bad_frame") == 1 else None)(scrape()),
+                       what="bad_frame counted")
+        assert m[key % "unsupported"] == 1
         assert m['switchyard_client_connections{pair="demo",side="business"}'] >= 1
         assert m['switchyard_client_connections{pair="demo",side="dr"}'] == 0
 

@@ -97,7 +97,8 @@ static void test_auth_steps(void)
 
     bson_t *going = BCON_NEW("conversationId", BCON_INT32(1), "done", BCON_BOOL(false), "ok", BCON_DOUBLE(1));
     bson_t *done = BCON_NEW("conversationId", BCON_INT32(1), "done", BCON_BOOL(true), "ok", BCON_DOUBLE(1));
-    bson_t *failed = BCON_NEW("ok", BCON_DOUBLE(0), "code", BCON_INT32(18), "errmsg", BCON_UTF8("Authentication failed."));
+    bson_t *failed = BCON_NEW("ok", BCON_DOUBLE(0), "code", BCON_INT32(18), "errmsg",
+                              BCON_UTF8("Authentication failed."));
     CHECK(sy_mongo_auth_reply(bson_get_data(going), going->len, false) == 0);
     CHECK(sy_mongo_auth_reply(bson_get_data(done), done->len, false) == 1);
     CHECK(sy_mongo_auth_reply(bson_get_data(failed), failed->len, false) == -1);
