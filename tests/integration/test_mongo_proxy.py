@@ -708,6 +708,38 @@ def test_unreachable_backend_closes_the_client_only(mongo_daemon, ferretdb_pair)
     assert errs["pairs"][0]["engine"] == "mongodb"
 
 
+def test_server_killed_then_back(mongo_daemon, ferretdb_pair):
+    """The active server dies under idle sessions: their client connections close (counted lost_connection),
+    the driver reports the server unreachable, the daemon keeps serving; once the server is back (same
+    port), the same client works again through new sessions."""
+    b = ferretdb_pair.business
+    d = mongo_daemon()
+    try:
+        with mclient(b, "127.0.0.1", d.port, serverSelectionTimeoutMS=2000) as c:
+            c[DB].kill.replace_one({"_id": 1}, {"_id": 1, "v": "before"}, upsert=True)
+            assert proxy_sessions(d)
+            b.kill9()
+            wait_until(lambda: not proxy_sessions(d), what="sessions closed with their server")
+            with pytest.raises(pymongo.errors.PyMongoError):
+                c[DB].kill.find_one({"_id": 1})
+            assert "the business server closed the connection" in d.log()
+            b.start()
+            assert wait_until(lambda: _find(c), timeout=20, what="a read after the restart") == {"_id": 1, "v": "before"}
+            assert c.nodes == frozenset({("127.0.0.1", d.port)})
+        errs = d.admin_ok("status")["pairs"][0]
+        assert errs["clients"] == 0
+    finally:
+        if not b.is_alive():
+            b.start()
+
+
+def _find(c):
+    try:
+        return c[DB].kill.find_one({"_id": 1})
+    except pymongo.errors.PyMongoError:
+        return None
+
+
 def test_wildcard_listen_advertises_the_address_reached(mongo_daemon, ferretdb_pair):
     """listen = 0.0.0.0:0: hello names the local address each client reached, never 0.0.0.0."""
     b = ferretdb_pair.business
