@@ -672,6 +672,10 @@ def test_hold_waits_and_release_completes(mongo_daemon, ferretdb_pair):
         assert results == {0: {"_id": 0, "v": 0}, 1: {"_id": 1, "v": 1}}
         assert all(at >= released_at for _, at in done)
         assert [s["state"] for s in proxy_sessions(d)].count("HELD") == 0
+        # released in accept order (the daemon's debug log: one "HELD -> IDLE" per session, by id)
+        resumed = [int(ln.split(" M-")[1].split()[0]) for ln in d.log().splitlines() if "HELD -> IDLE" in ln]
+        held_ids = sorted(s["id"] for s in held)
+        assert resumed == held_ids, (resumed, held_ids)
     finally:
         for c in clients:
             c.close()
