@@ -6,8 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/err.h>
-
 #include "core/log.h"
 #include "proxy/proxy.h"
 
@@ -31,25 +29,6 @@ static void on_warm(void *arg, const char *err)
     struct sy_mysql_proxy *px = arg;
     if (err)
         sy_log_warn("pair %s: %s (clients will be refused until it answers)", px->pair->cfg->name, err);
-}
-
-static SSL_CTX *tls_context(const struct sy_pair_cfg *cfg, char *err, size_t errlen)
-{
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    if (ctx == NULL) {
-        snprintf(err, errlen, "TLS: cannot create context");
-        return NULL;
-    }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1 ||
-        SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
-        char why[256];
-        ERR_error_string_n(ERR_get_error(), why, sizeof why);
-        snprintf(err, errlen, "tls_cert %s / tls_key %s: %s", cfg->tls_cert, cfg->tls_key, why);
-        SSL_CTX_free(ctx);
-        return NULL;
-    }
-    return ctx;
 }
 
 static void proxy_stop(void *state)
@@ -95,7 +74,7 @@ static void *proxy_start(struct sy_pair *pair, char *err, size_t errlen)
         return NULL;
     }
     sy_mysql_accounts_set_endpoint(px->accounts, sy_pair_active_endpoint(pair));
-    if (pair->cfg->tls_cert[0] != '\0' && (px->tls = tls_context(pair->cfg, err, errlen)) == NULL) {
+    if (pair->cfg->tls_cert[0] != '\0' && (px->tls = sy_tls_server_context(pair->cfg, err, errlen)) == NULL) {
         proxy_stop(px);
         return NULL;
     }

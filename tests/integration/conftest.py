@@ -5,6 +5,7 @@ Run with Debian's interpreter:  /usr/bin/python3 -m pytest tests/integration
   A test that kills one need not restart it: the next test using the pair finds it restarted.
 - `daemon` (function): factory starting build/switchyardd on an ini written in tmp_path; every daemon is
   stopped at teardown and must exit 0 on SIGTERM (unless the test killed it or observed its exit).
+- `mongo_daemon` (function): the same for an `engine = mongodb` pair in front of `ferretdb_pair`.
 - `connect` (function): PyMySQL connections to a server or through a daemon, closed at teardown.
 - `real_client` (function): real Java (JDBC) / Go (database/sql) client processes (clients.py), driven one
   command at a time, closed at teardown.
@@ -430,6 +431,20 @@ def daemon(request, tmp_path):
             errors.append("switchyardd made an illegal session state transition:\n" + "\n".join(illegal[:10]))
     if errors:
         pytest.fail("\n\n".join(errors), pytrace=False)
+
+
+@pytest.fixture
+def mongo_daemon(daemon, ferretdb_pair):
+    """Factory: mongo_daemon(**daemon_kw) -> Daemon with an `engine = mongodb` pair in front of the
+    ferretdb_pair fixture's servers (business, dr); anything else as for `daemon`."""
+
+    def factory(**kw) -> Daemon:
+        kw.setdefault("engine", "mongodb")
+        kw.setdefault("business", ferretdb_pair.business)
+        kw.setdefault("dr", ferretdb_pair.dr)
+        return daemon(**kw)
+
+    return factory
 
 
 @pytest.fixture

@@ -1,0 +1,997 @@
+/* One MongoDB client session: one backend connection to the active side, and a frame-by-frame relay:
+ *
+ *   client --frame--> [sy_mongo_frame, parse, checksum stripped, our request id] --> backend
+ *   client <--reply-- [responseTo mapped back; hello/isMaster topology rewritten]  <-- backend
+ *
+ * Client messages are taken whole (parsed and validated before they move); replies stream through as they
+ * arrive, except hello and login replies, which are read whole to be inspected. One request with a reply
+ * is in flight at a time (drivers never pipeline); the next waits in the client's input. A request sent
+ * with moreToCome (w:0) expects no reply: FerretDB answers it anyway (MongoDB does not), so a reply that matches no request in flight is dropped, never passed on (the client would read it
+ * as the answer to its next request). Replies with moreToCome (exhaust) keep the request open until one
+ * without it. Logins (saslStart/saslContinue/speculativeAuthenticate) are passed through to the server,
+ * which decides; the session only notes who logged in. Such a session is bound to its backend: sessions
+ * cannot move between sides yet (SCRAM pass-through is the next step, docs/mongodb.md).
+ * The proxy answers itself only what it refuses with a trustworthy header (OP_COMPRESSED: error, then
+ * closed; unknown required OP_MSG flag bits: error); a frame it cannot trust closes the connection.
+ * Sessions end through close_session() and are freed by the proxy's reaper on a later loop turn. */
+#include <netdb.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include "core/log.h"
+#include "proxy/mongo_cmd.h"
+#include "proxy/mongo_proxy.h"
+#include "proxy/mongo_wire.h"
+#include "proxy/relay.h"
+
+#define SESS_FLUSH_MS 5000          /* how long a closed session's final error may take to be read */
+#define SESS_CONNECT_S 10           /* backend connect timeout */
+#define SESS_MAX_READ (256u << 10)  /* bytes read per callback (libevent's default is 16 KiB) */
+
+/* What the session waits for. */
+enum sess_state {
+    MS_CONNECTING, /* backend connect in progress: client bytes wait in its input */
+    MS_IDLE,       /* no request with a reply in flight */
+    MS_BUSY,       /* a request was forwarded, its reply is not complete */
+    MS_HELD,       /* pair held: the next request waits (reading paused) until release */
+    MS_CLOSING,    /* closed; freed by the reaper */
+    MS__COUNT
+};
+
+static const char *const sess_state_names[MS__COUNT] = { "CONNECTING", "IDLE", "BUSY", "HELD", "CLOSING" };
+
+/* What the reply in flight needs from the session beyond its header. */
+enum req_kind {
+    REQ_PLAIN, /* streamed through */
+    REQ_HELLO, /* hello/isMaster: topology rewritten (and a speculative login noted) */
+    REQ_AUTH,  /* a login step: its outcome noted */
+};
+
+struct sy_mongo_session {
+    TAILQ_ENTRY(sy_mongo_session) link;  /* in px->sessions, then px->closing */
+    struct sy_mongo_proxy *px;           /* ref: owns the session */
+    uint32_t id;                         /* `clients` id, log label */
+    enum sess_state state;
+    char peer[80];                       /* "127.0.0.1:51234" */
+    char label[160];                     /* "orders M-3 127.0.0.1:51234" for logs */
+    char advertised[300];                /* the address hello replies name: the listen address (or, for a
+                                            wildcard listen, the local address this client reached) */
+    bool tls;                            /* client is an OpenSSL filter over the socket */
+    struct bufferevent *client;          /* owned */
+    struct bufferevent *backend;         /* owned; NULL once closed */
+    bool backend_connected;
+    enum sy_side side;                   /* where the backend connection is */
+    int32_t next_backend_id;             /* the proxy's request ids on this backend connection (from 1) */
+    int32_t next_own_id;                 /* request ids of the replies the proxy writes itself */
+    /* the request in flight (MS_BUSY) */
+    int32_t req_client_id;               /* the client's requestID: the reply's responseTo */
+    int32_t req_backend_id;              /* ours: the backend's reply answers it */
+    int32_t exhaust_next;                /* != 0: a reply had moreToCome; the next answers this id */
+    enum req_kind req_kind;
+    /* the reply being streamed (or dropped) from the backend */
+    size_t resp_left;                    /* its bytes still to move (or drop) */
+    uint32_t resp_tail;                  /* then bytes to drop: the server's checksum */
+    bool resp_discard;                   /* nobody waits for it: dropped */
+    bool resp_more;                      /* it has moreToCome: the request stays open after it */
+    int32_t resp_id;                     /* its requestID (the next exhaust reply answers it) */
+    struct sy_mongo_auth_req auth;       /* login step in flight; user kept from saslStart to its end */
+    bool auth_started;                   /* auth holds a conversation that has not ended */
+    /* who logged in (through the server) */
+    bool logged_in;
+    char user[SY_MONGO_USER_MAX + 1];
+    char auth_db[65];
+    char mechanism[32];
+    uint64_t held_since_ms;              /* when MS_HELD began */
+    uint64_t requests;                   /* requests forwarded */
+    uint64_t dropped_replies;            /* backend replies no request waited for (moreToCome) */
+    bool client_bp;                      /* client reads paused: backend output over high water */
+    bool backend_bp;                     /* backend reads paused: client output over high water */
+    uint64_t flush_deadline_ms;          /* MS_CLOSING with a final error queued: freed by then at the latest */
+    bool client_gone;                    /* MS_CLOSING: the client socket ended */
+};
+
+static void process_client(struct sy_mongo_session *s);
+static void process_backend(struct sy_mongo_session *s);
+
+/* ---- state, closing ------------------------------------------------------------------------------ */
+
+static void set_state(struct sy_mongo_session *s, enum sess_state to)
+{
+    sy_log_debug("%s: %s -> %s", s->label, sess_state_names[s->state], sess_state_names[to]);
+    s->state = to;
+}
+
+static void reap_soon(struct sy_mongo_proxy *px)
+{
+    static const struct timeval now = { 0, 0 };
+    evtimer_add(px->reaper, &now);
+}
+
+static size_t client_pending(const struct sy_mongo_session *s)
+{
+    return s->client ? sy_relay_pending(s->client, NULL) : 0;
+}
+
+static size_t backend_pending(const struct sy_mongo_session *s)
+{
+    return s->backend ? sy_relay_pending(s->backend, NULL) : 0;
+}
+
+/* The one way a session ends. With `flush`, what is queued for the client (a final error) is still
+ * written, for at most SESS_FLUSH_MS. The backend connection stops at once (freed with the session). */
+static void close_session(struct sy_mongo_session *s, const char *why, bool flush, enum sy_mongo_err_reason reason)
+{
+    if (s->state == MS_CLOSING)
+        return;
+    struct sy_mongo_proxy *px = s->px;
+    sy_log_info("%s: closed (%s)", s->label, why);
+    if (reason < SY_MERR__COUNT)
+        px->client_errors[reason]++;
+    set_state(s, MS_CLOSING);
+    if (s->backend) {
+        bufferevent_setcb(s->backend, NULL, NULL, NULL, NULL);
+        bufferevent_disable(s->backend, EV_READ | EV_WRITE);
+    }
+    s->flush_deadline_ms = 0;
+    if (s->client) {
+        bufferevent_disable(s->client, EV_READ);
+        if (flush && client_pending(s) > 0) {
+            s->flush_deadline_ms = sy_now_ms() + SESS_FLUSH_MS;
+            bufferevent_enable(s->client, EV_WRITE); /* on_client_write wakes the reaper once drained */
+        } else {
+            bufferevent_disable(s->client, EV_WRITE);
+        }
+    }
+    TAILQ_REMOVE(&px->sessions, s, link);
+    px->n_sessions--;
+    TAILQ_INSERT_TAIL(&px->closing, s, link);
+    reap_soon(px);
+}
+
+void sy_mongo_session_close(struct sy_mongo_session *s, const char *why, enum sy_mongo_err_reason reason)
+{
+    close_session(s, why, false, reason);
+}
+
+static void session_free(struct sy_mongo_session *s)
+{
+    if (s->client)
+        bufferevent_free(s->client);
+    if (s->backend)
+        bufferevent_free(s->backend);
+    free(s);
+}
+
+/* The reaper (a zero timer: the next loop turn after a close) frees closed sessions whose last bytes
+ * reached the client, whose client is gone, or whose flush deadline passed. `all`: everything now. */
+void sy_mongo_session_reap(struct sy_mongo_proxy *px, bool all)
+{
+    uint64_t now = sy_now_ms(), next = 0;
+    struct sy_mongo_session *s, *tmp;
+    for (s = TAILQ_FIRST(&px->closing); s != NULL; s = tmp) {
+        tmp = TAILQ_NEXT(s, link);
+        bool flushed = s->client == NULL || s->client_gone || client_pending(s) == 0;
+        if (all || flushed || now >= s->flush_deadline_ms) {
+            if (!flushed)
+                sy_log_info("%s: the client did not read its final error within %d ms: dropped", s->label,
+                            SESS_FLUSH_MS);
+            TAILQ_REMOVE(&px->closing, s, link);
+            session_free(s);
+        } else if (next == 0 || s->flush_deadline_ms < next) {
+            next = s->flush_deadline_ms;
+        }
+    }
+    if (next != 0) {
+        uint64_t wait = next > now ? next - now : 1;
+        struct timeval tv = { (time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000 };
+        evtimer_add(px->reaper, &tv);
+    }
+}
+
+/* ---- flow control ---------------------------------------------------------------------------------
+ * TODO(merge): proxy/relay.c here is a copy of main's (80e51e7); the merge keeps main's file. */
+
+/* Client reading is on unless: closing, held, its bytes could not go out (backend output over high
+ * water), or a request is in flight and more than high water of the next ones waits already. */
+static void client_read_update(struct sy_mongo_session *s)
+{
+    if (s->state == MS_CLOSING || s->client == NULL)
+        return;
+    bool off = s->client_bp || s->state == MS_HELD ||
+               (s->state != MS_IDLE && evbuffer_get_length(bufferevent_get_input(s->client)) > SY_RELAY_HIGH_WATER);
+    if (off)
+        bufferevent_disable(s->client, EV_READ);
+    else
+        bufferevent_enable(s->client, EV_READ);
+}
+
+static void backend_read_update(struct sy_mongo_session *s)
+{
+    if (s->state == MS_CLOSING || s->backend == NULL || !s->backend_connected)
+        return;
+    if (s->backend_bp)
+        bufferevent_disable(s->backend, EV_READ);
+    else
+        bufferevent_enable(s->backend, EV_READ);
+}
+
+/* Writes what is due straight to the sockets, then resumes a paused side whose peer's output drained
+ * (a direct write that took everything never runs libevent's write callback). */
+static void session_flush(struct sy_mongo_session *s)
+{
+    for (int round = 0; round < 64 && s->state != MS_CLOSING; round++) {
+        sy_relay_flush(s->client);
+        if (s->backend_connected)
+            sy_relay_flush(s->backend);
+        bool again = false;
+        if (s->client_bp && sy_relay_drained(backend_pending(s))) {
+            sy_log_debug("%s: client reads resumed", s->label);
+            s->client_bp = false;
+            client_read_update(s);
+            process_client(s);
+            again = true;
+        }
+        if (s->state != MS_CLOSING && s->backend_bp && sy_relay_drained(client_pending(s))) {
+            sy_log_debug("%s: server reads resumed", s->label);
+            s->backend_bp = false;
+            backend_read_update(s);
+            process_backend(s);
+            again = true;
+        }
+        if (!again)
+            return;
+    }
+}
+
+static void to_backend_done(struct sy_mongo_session *s)
+{
+    if (sy_relay_over(backend_pending(s))) {
+        sy_log_debug("%s: client reads paused: %zu bytes queued to the server", s->label, backend_pending(s));
+        s->client_bp = true;
+        client_read_update(s);
+    }
+}
+
+static void to_client_done(struct sy_mongo_session *s)
+{
+    if (sy_relay_over(client_pending(s))) {
+        sy_log_debug("%s: server reads paused: %zu bytes queued to the client", s->label, client_pending(s));
+        s->backend_bp = true;
+        backend_read_update(s);
+    }
+}
+
+/* ---- answers of the proxy itself --------------------------------------------------------------------- */
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void header_put(uint8_t *p, size_t len, int32_t request_id, int32_t response_to, int32_t op)
+{
+    put32(p, (uint32_t)len);
+    put32(p + 4, (uint32_t)request_id);
+    put32(p + 8, (uint32_t)response_to);
+    put32(p + 12, (uint32_t)op);
+}
+
+/* The next id of a sequence: 1..INT32_MAX, then 1 again (0 and negatives are never used). */
+static int32_t next_id(int32_t *seq)
+{
+    *seq = *seq >= INT32_MAX || *seq < 0 ? 1 : *seq + 1;
+    return *seq;
+}
+
+static int32_t own_id(struct sy_mongo_session *s)
+{
+    return next_id(&s->next_own_id);
+}
+
+/* An OP_MSG error reply {ok: 0, errmsg, code, codeName} to the client's request `response_to`. */
+static void client_error(struct sy_mongo_session *s, int32_t response_to, int32_t code, const char *code_name,
+                         const char *msg)
+{
+    bson_t doc;
+    sy_mongo_error_doc(&doc, code, code_name, msg);
+    uint8_t buf[2048];
+    size_t n = 0;
+    if (sy_mongo_msg_build(buf, sizeof buf, &n, own_id(s), response_to, 0, bson_get_data(&doc), doc.len, NULL, 0) == 0)
+        evbuffer_add(bufferevent_get_output(s->client), buf, n);
+    bson_destroy(&doc);
+}
+
+/* A frame that cannot be trusted: the connection closes (the daemon goes on serving the others). */
+static void bad_frame(struct sy_mongo_session *s, const char *from, const char *why)
+{
+    char msg[400];
+    snprintf(msg, sizeof msg, "bad frame from the %s: %s", from, why);
+    close_session(s, msg, false, SY_MERR_BAD_FRAME);
+}
+
+/* ---- requests ---------------------------------------------------------------------------------------- */
+
+static int32_t backend_id(struct sy_mongo_session *s)
+{
+    return next_id(&s->next_backend_id);
+}
+
+/* Notes a login step of the request about to be forwarded. */
+static enum req_kind auth_request(struct sy_mongo_session *s, const uint8_t *body, size_t len, const char *db,
+                                  size_t db_len, bool hello)
+{
+    struct sy_mongo_auth_req a;
+    sy_mongo_auth_classify(body, len, db, db_len, &a);
+    switch (a.step) {
+    case SY_AUTH_START:
+    case SY_AUTH_SPECULATIVE:
+        s->auth = a;
+        s->auth_started = true;
+        return hello ? REQ_HELLO : REQ_AUTH;
+    case SY_AUTH_CONTINUE:
+        return REQ_AUTH;
+    case SY_AUTH_LOGOUT:
+        s->logged_in = false;
+        s->user[0] = s->auth_db[0] = s->mechanism[0] = '\0';
+        return REQ_PLAIN;
+    default:
+        return hello ? REQ_HELLO : REQ_PLAIN;
+    }
+}
+
+/* The outcome of a login step's reply (body: the reply's command document). */
+static void auth_reply(struct sy_mongo_session *s, const uint8_t *body, size_t len, bool hello)
+{
+    if (!s->auth_started)
+        return;
+    int rc = sy_mongo_auth_reply(body, len, hello);
+    if (rc == 0)
+        return;
+    s->auth_started = false;
+    if (rc < 0) {
+        sy_log_info("%s: login of '%s' on %s refused by the server", s->label, s->auth.user, s->auth.db);
+        return;
+    }
+    s->logged_in = true;
+    snprintf(s->user, sizeof s->user, "%s", s->auth.user);
+    snprintf(s->auth_db, sizeof s->auth_db, "%s", s->auth.db);
+    snprintf(s->mechanism, sizeof s->mechanism, "%s", s->auth.mechanism);
+    sy_log_info("%s: logged in as '%s' (%s, %s) by the %s server", s->label, s->user, s->auth_db, s->mechanism,
+                sy_side_name(s->side));
+}
+
+/* Moves the frame at the front of `in` (len bytes) to `out` under a new header: the head_len bytes after
+ * the header are replaced by `head` (OP_MSG flagBits), the last drop_tail bytes (a checksum) dropped. */
+static void forward(struct sy_mongo_session *s, struct evbuffer *in, size_t len, const uint8_t *head, size_t head_len,
+                    size_t drop_tail, int32_t request_id, int32_t response_to, int32_t op, struct evbuffer *out)
+{
+    uint8_t h[SY_MONGO_HDR_LEN + 4];
+    header_put(h, len - drop_tail, request_id, response_to, op);
+    if (head_len > 0)
+        memcpy(h + SY_MONGO_HDR_LEN, head, head_len);
+    evbuffer_add(out, h, SY_MONGO_HDR_LEN + head_len);
+    evbuffer_drain(in, SY_MONGO_HDR_LEN + head_len);
+    evbuffer_remove_buffer(in, out, len - SY_MONGO_HDR_LEN - head_len - drop_tail);
+    if (drop_tail)
+        evbuffer_drain(in, drop_tail);
+}
+
+/* Handles the whole frame (len bytes) at the front of the client's input. */
+static void client_frame(struct sy_mongo_session *s, struct evbuffer *in, size_t len)
+{
+    uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)len);
+    char err[256];
+    if (p == NULL) {
+        close_session(s, "out of memory", false, SY_MERR__COUNT);
+        return;
+    }
+    struct sy_mongo_header hdr = { (int32_t)get32(p), (int32_t)get32(p + 4), (int32_t)get32(p + 8),
+                                   (int32_t)get32(p + 12) };
+    struct evbuffer *out = bufferevent_get_output(s->backend);
+    enum req_kind kind = REQ_PLAIN;
+    bool reply_due = true;
+    int32_t bid = backend_id(s);
+    switch (hdr.op_code) {
+    case SY_MONGO_OP_MSG: {
+        if (len < SY_MONGO_HDR_LEN + 5) {
+            bad_frame(s, "client", "OP_MSG shorter than its flagBits and a section");
+            return;
+        }
+        uint32_t flags = get32(p + SY_MONGO_HDR_LEN);
+        uint32_t unknown = flags & SY_MONGO_MSG_REQUIRED_MASK & ~SY_MONGO_MSG_KNOWN_REQUIRED;
+        if (unknown != 0) {
+            snprintf(err, sizeof err, "Switchyard: OP_MSG flagBits 0x%x has unknown required bits 0x%x", flags,
+                     unknown);
+            if (flags & SY_MONGO_MSG_MORE_TO_COME) {   /* no reply is read: nothing to tell it on */
+                close_session(s, err, false, SY_MERR_UNSUPPORTED);
+                return;
+            }
+            s->px->client_errors[SY_MERR_UNSUPPORTED]++;
+            sy_log_info("%s: %s: answered with an error", s->label, err);
+            client_error(s, hdr.request_id, 223, "IllegalOpMsgFlag", err);
+            evbuffer_drain(in, len);
+            return;
+        }
+        struct sy_mongo_msg m;
+        if (sy_mongo_msg_parse(p, len, &m, err, sizeof err) != 0) {
+            bad_frame(s, "client", err);
+            return;
+        }
+        reply_due = !(flags & SY_MONGO_MSG_MORE_TO_COME);
+        const char *cmd = sy_mongo_cmd_name(m.body, m.body_len);
+        kind = auth_request(s, m.body, m.body_len, NULL, 0, cmd != NULL && sy_mongo_is_hello(cmd));
+        uint8_t f[4];
+        put32(f, flags & ~SY_MONGO_MSG_CHECKSUM);   /* our header changes it: stripped, not recomputed */
+        forward(s, in, len, f, 4, m.checksum_present ? 4 : 0, bid, 0, SY_MONGO_OP_MSG, out);
+        break;
+    }
+    case SY_MONGO_OP_QUERY: {
+        struct sy_mongo_query q;
+        if (sy_mongo_query_parse(p, len, &q, err, sizeof err) != 0) {
+            bad_frame(s, "client", err);
+            return;
+        }
+        size_t db_len = 0;
+        const uint8_t *cmd_doc;
+        size_t cmd_len;
+        if (sy_mongo_ns_is_cmd(q.ns, q.ns_len, &db_len) &&
+            sy_mongo_query_command(q.query, q.query_len, &cmd_doc, &cmd_len)) {
+            const char *cmd = sy_mongo_cmd_name(cmd_doc, cmd_len);
+            kind = auth_request(s, cmd_doc, cmd_len, q.ns, db_len, cmd != NULL && sy_mongo_is_hello(cmd));
+        }
+        forward(s, in, len, NULL, 0, 0, bid, 0, SY_MONGO_OP_QUERY, out);
+        break;
+    }
+    case SY_MONGO_OP_COMPRESSED:
+        snprintf(err, sizeof err, "Switchyard: OP_COMPRESSED is not supported (the proxy does not offer "
+                                  "compression): connect without compressors");
+        client_error(s, hdr.request_id, 2, "BadValue", err);
+        evbuffer_drain(in, len);
+        close_session(s, "client sent OP_COMPRESSED: answered with an error", true, SY_MERR_UNSUPPORTED);
+        return;
+    default:
+        snprintf(err, sizeof err, "opcode %d (%s) is not relayed (only OP_MSG and OP_QUERY)", (int)hdr.op_code,
+                 sy_mongo_op_name(hdr.op_code));
+        bad_frame(s, "client", err);
+        return;
+    }
+    s->requests++;
+    if (reply_due) {
+        s->req_client_id = hdr.request_id;
+        s->req_backend_id = bid;
+        s->exhaust_next = 0;
+        s->req_kind = kind;
+        set_state(s, MS_BUSY);
+    }
+    to_backend_done(s);
+}
+
+/* Takes whole requests from the client's input while nothing is in flight. */
+static void process_client(struct sy_mongo_session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->client);
+    while (s->state == MS_IDLE && !s->client_bp) {
+        size_t n = evbuffer_get_length(in);
+        if (n == 0)
+            break;
+        if (s->px->pair->held) {                  /* a new request: it waits for the release */
+            s->held_since_ms = sy_now_ms();
+            set_state(s, MS_HELD);
+            break;
+        }
+        if (n < 4)
+            break;
+        size_t want = n < SY_MONGO_HDR_LEN ? n : SY_MONGO_HDR_LEN;
+        const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)want);
+        struct sy_mongo_header hdr;
+        size_t len = 0;
+        char err[200];
+        switch (sy_mongo_frame(p, n, SY_MONGO_MAX_MESSAGE, &hdr, &len, err, sizeof err)) {
+        case SY_PARSE_BAD:
+            bad_frame(s, "client", err);
+            return;
+        case SY_PARSE_AGAIN:
+            client_read_update(s);
+            return;
+        case SY_PARSE_OK:
+            break;
+        }
+        client_frame(s, in, len);
+    }
+    client_read_update(s);
+}
+
+/* ---- replies ------------------------------------------------------------------------------------------ */
+
+/* A hello/isMaster reply (whole, at p) rebuilt with the proxy as the only member; -1 when it does not
+ * parse (the session then closes: a driver would follow the server's own address). */
+static int hello_reply(struct sy_mongo_session *s, const uint8_t *p, size_t len, int32_t response_to,
+                       struct evbuffer *out)
+{
+    char err[256];
+    bson_t doc;
+    uint8_t *buf = NULL;
+    size_t need = 0;
+    int rc = -1;
+    struct sy_mongo_header hdr = { (int32_t)get32(p), (int32_t)get32(p + 4), (int32_t)get32(p + 8),
+                                   (int32_t)get32(p + 12) };
+    if (hdr.op_code == SY_MONGO_OP_MSG) {
+        struct sy_mongo_msg m;
+        if (sy_mongo_msg_parse(p, len, &m, err, sizeof err) != 0)
+            goto bad;
+        auth_reply(s, m.body, m.body_len, true);   /* after the first reply auth_started is false */
+        if (sy_mongo_hello_rewrite(m.body, m.body_len, s->advertised, &doc) != 0) {
+            bson_destroy(&doc);
+            snprintf(err, sizeof err, "hello reply body does not parse");
+            goto bad;
+        }
+        uint32_t flags = m.flags & ~SY_MONGO_MSG_CHECKSUM;
+        if (sy_mongo_msg_build(NULL, 0, &need, hdr.request_id, response_to, flags, bson_get_data(&doc), doc.len,
+                               m.seqs, m.nseqs) != 0 && need > 0 && (buf = malloc(need)) != NULL &&
+            sy_mongo_msg_build(buf, need, &need, hdr.request_id, response_to, flags, bson_get_data(&doc), doc.len,
+                               m.seqs, m.nseqs) == 0)
+            rc = 0;
+    } else if (hdr.op_code == SY_MONGO_OP_REPLY) {
+        struct sy_mongo_reply r;
+        if (sy_mongo_reply_parse(p, len, &r, err, sizeof err) != 0)
+            goto bad;
+        if (r.nreturned != 1) {
+            snprintf(err, sizeof err, "isMaster OP_REPLY with %d documents", (int)r.nreturned);
+            goto bad;
+        }
+        auth_reply(s, r.docs, r.docs_len, true);
+        if (sy_mongo_hello_rewrite(r.docs, r.docs_len, s->advertised, &doc) != 0) {
+            bson_destroy(&doc);
+            snprintf(err, sizeof err, "isMaster reply document does not parse");
+            goto bad;
+        }
+        if (sy_mongo_reply_build(NULL, 0, &need, hdr.request_id, response_to, r.flags, r.cursor_id, r.starting_from,
+                                 bson_get_data(&doc), doc.len, 1) != 0 && need > 0 && (buf = malloc(need)) != NULL &&
+            sy_mongo_reply_build(buf, need, &need, hdr.request_id, response_to, r.flags, r.cursor_id,
+                                 r.starting_from, bson_get_data(&doc), doc.len, 1) == 0)
+            rc = 0;
+    } else {
+        snprintf(err, sizeof err, "hello answered with %s", sy_mongo_op_name(hdr.op_code));
+        goto bad;
+    }
+    bson_destroy(&doc);
+    if (rc == 0)
+        evbuffer_add(out, buf, need);
+    else
+        snprintf(err, sizeof err, "rewritten hello reply does not fit (%zu bytes)", need);
+    free(buf);
+    if (rc == 0)
+        return 0;
+bad:
+    bad_frame(s, "server", err);
+    return -1;
+}
+
+/* The login step's reply, whole at p: its outcome. */
+static void auth_step_reply(struct sy_mongo_session *s, const uint8_t *p, size_t len)
+{
+    char err[256];
+    int32_t op = (int32_t)get32(p + 12);
+    if (op == SY_MONGO_OP_MSG) {
+        struct sy_mongo_msg m;
+        if (sy_mongo_msg_parse(p, len, &m, err, sizeof err) == 0)
+            auth_reply(s, m.body, m.body_len, false);
+    } else if (op == SY_MONGO_OP_REPLY) {
+        struct sy_mongo_reply r;
+        if (sy_mongo_reply_parse(p, len, &r, err, sizeof err) == 0 && r.nreturned == 1)
+            auth_reply(s, r.docs, r.docs_len, false);
+    }
+}
+
+static bool reply_continue(struct sy_mongo_session *s, struct evbuffer *in);
+
+/* A reply has been relayed (or dropped) to its end. */
+static void reply_end(struct sy_mongo_session *s)
+{
+    if (s->resp_discard) {
+        s->resp_discard = false;
+        return;
+    }
+    if (s->resp_more) {
+        s->exhaust_next = s->resp_id;       /* the next reply answers this one (exhaust) */
+    } else {
+        s->exhaust_next = 0;
+        set_state(s, MS_IDLE);
+    }
+}
+
+/* Starts the reply whose header is at the front of the backend's input (len bytes in all, `have` of them
+ * there). Returns false to wait for more bytes. Replies nobody waits for are dropped; hello and login
+ * replies are handled whole; the others stream through: header and flagBits rewritten now, the rest
+ * moved as it arrives (resp_left), a checksum dropped at the end (resp_tail). */
+static bool reply_start(struct sy_mongo_session *s, struct evbuffer *in, size_t len, size_t have)
+{
+    size_t head = len >= SY_MONGO_HDR_LEN + 4 ? SY_MONGO_HDR_LEN + 4 : SY_MONGO_HDR_LEN;
+    if (have < head)
+        return false;
+    const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)head);
+    struct sy_mongo_header hdr = { (int32_t)get32(p), (int32_t)get32(p + 4), (int32_t)get32(p + 8),
+                                   (int32_t)get32(p + 12) };
+    bool first = s->state == MS_BUSY && s->exhaust_next == 0 && hdr.response_to == s->req_backend_id;
+    bool cont = s->state == MS_BUSY && s->exhaust_next != 0 && hdr.response_to == s->exhaust_next;
+    if (!first && !cont) {
+        /* FerretDB answers moreToCome requests; nobody waits for that reply */
+        s->dropped_replies++;
+        sy_log_debug("%s: reply %d to our request %d dropped (no request waits for it)", s->label,
+                     (int)hdr.request_id, (int)hdr.response_to);
+        s->resp_discard = true;
+        s->resp_left = len;
+        s->resp_tail = 0;
+        return true;
+    }
+    if (hdr.op_code != SY_MONGO_OP_MSG && hdr.op_code != SY_MONGO_OP_REPLY) {
+        char err[120];
+        snprintf(err, sizeof err, "reply with opcode %d (%s)", (int)hdr.op_code, sy_mongo_op_name(hdr.op_code));
+        bad_frame(s, "server", err);
+        return false;
+    }
+    uint32_t flags = hdr.op_code == SY_MONGO_OP_MSG && head > SY_MONGO_HDR_LEN ? get32(p + SY_MONGO_HDR_LEN) : 0;
+    int32_t response_to = first ? s->req_client_id : hdr.response_to; /* exhaust: the client saw that id */
+    struct evbuffer *out = bufferevent_get_output(s->client);
+    s->resp_more = (flags & SY_MONGO_MSG_MORE_TO_COME) != 0;
+    s->resp_id = hdr.request_id;
+    bool whole = s->req_kind == REQ_HELLO || (first && s->req_kind == REQ_AUTH);
+    if (whole && have < len)
+        return false;
+    if (s->req_kind == REQ_HELLO) {            /* streaming hello (exhaust): every reply names servers */
+        const uint8_t *w = evbuffer_pullup(in, (ev_ssize_t)len);
+        if (w == NULL || hello_reply(s, w, len, response_to, out) != 0)
+            return false;
+        evbuffer_drain(in, len);
+        reply_end(s);
+        to_client_done(s);
+        return true;
+    }
+    if (whole) {
+        const uint8_t *w = evbuffer_pullup(in, (ev_ssize_t)len);
+        if (w != NULL)
+            auth_step_reply(s, w, len);
+    }
+    /* the new header (and flagBits without checksumPresent: responseTo changed, the checksum would not
+     * hold); the body follows as it arrives */
+    bool cks = (flags & SY_MONGO_MSG_CHECKSUM) != 0 && len >= SY_MONGO_HDR_LEN + 8;
+    uint8_t h[SY_MONGO_HDR_LEN + 4];
+    header_put(h, len - (cks ? 4 : 0), hdr.request_id, response_to, hdr.op_code);
+    if (head > SY_MONGO_HDR_LEN)
+        put32(h + SY_MONGO_HDR_LEN, hdr.op_code == SY_MONGO_OP_MSG ? flags & ~SY_MONGO_MSG_CHECKSUM : flags);
+    evbuffer_add(out, h, head);
+    evbuffer_drain(in, head);
+    s->resp_left = len - head - (cks ? 4 : 0);
+    s->resp_tail = cks ? 4 : 0;
+    reply_continue(s, in);                     /* what is there already; ends a header-only reply */
+    return true;
+}
+
+/* Moves (or drops) what is there of the reply in progress; true when it ended. */
+static bool reply_continue(struct sy_mongo_session *s, struct evbuffer *in)
+{
+    size_t n = evbuffer_get_length(in);
+    size_t k = n < s->resp_left ? n : (size_t)s->resp_left;
+    if (k > 0) {
+        if (s->resp_discard)
+            evbuffer_drain(in, k);
+        else
+            evbuffer_remove_buffer(in, bufferevent_get_output(s->client), k);
+        s->resp_left -= k;
+        n -= k;
+    }
+    if (s->resp_left == 0 && s->resp_tail > 0) {
+        size_t t = n < s->resp_tail ? n : s->resp_tail;
+        evbuffer_drain(in, t);
+        s->resp_tail -= (uint32_t)t;
+    }
+    if (!s->resp_discard)
+        to_client_done(s);
+    if (s->resp_left > 0 || s->resp_tail > 0)
+        return false;
+    reply_end(s);
+    return true;
+}
+
+static void process_backend(struct sy_mongo_session *s)
+{
+    if (s->backend == NULL || !s->backend_connected)
+        return;
+    struct evbuffer *in = bufferevent_get_input(s->backend);
+    while (s->state != MS_CLOSING && !s->backend_bp) {
+        if (s->resp_left > 0 || s->resp_tail > 0) {
+            if (!reply_continue(s, in))
+                break;
+            continue;
+        }
+        size_t n = evbuffer_get_length(in);
+        if (n < SY_MONGO_HDR_LEN)
+            break;
+        const uint8_t *p = evbuffer_pullup(in, SY_MONGO_HDR_LEN);
+        struct sy_mongo_header hdr;
+        size_t len = 0;
+        char err[200];
+        /* the length's bounds from the header alone: AGAIN only means the body is still on its way */
+        if (sy_mongo_frame(p, SY_MONGO_HDR_LEN, SY_MONGO_MAX_MESSAGE, &hdr, &len, err, sizeof err) == SY_PARSE_BAD) {
+            bad_frame(s, "server", err);
+            return;
+        }
+        len = get32(p);
+        if (!reply_start(s, in, len, n))
+            break;
+    }
+    if (s->state == MS_IDLE)
+        process_client(s);
+}
+
+/* ---- events ------------------------------------------------------------------------------------------ */
+
+static void on_client_read(struct bufferevent *bev, void *arg)
+{
+    struct sy_mongo_session *s = arg;
+    process_client(s);
+    session_flush(s);
+}
+
+static void on_client_write(struct bufferevent *bev, void *arg)
+{
+    struct sy_mongo_session *s = arg;
+    if (s->state == MS_CLOSING) {
+        if (client_pending(s) == 0)        /* a final error reached the socket: the session can go */
+            reap_soon(s->px);
+        return;
+    }
+    sy_relay_write_drained(bev);
+    session_flush(s);
+}
+
+static void on_client_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct sy_mongo_session *s = arg;
+    if (what & BEV_EVENT_CONNECTED)
+        return;
+    if (s->state == MS_CLOSING) {
+        s->client_gone = true;
+        reap_soon(s->px);
+        return;
+    }
+    if (what & BEV_EVENT_EOF)
+        close_session(s, s->state == MS_BUSY ? "client vanished mid-request" : "client disconnected", false,
+                      SY_MERR__COUNT);
+    else
+        close_session(s, s->tls ? "client socket or TLS error" : "client socket error", false, SY_MERR__COUNT);
+}
+
+static void on_backend_read(struct bufferevent *bev, void *arg)
+{
+    struct sy_mongo_session *s = arg;
+    process_backend(s);
+    session_flush(s);
+}
+
+static void on_backend_write(struct bufferevent *bev, void *arg)
+{
+    struct sy_mongo_session *s = arg;
+    sy_relay_write_drained(bev);
+    session_flush(s);
+}
+
+static void on_backend_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct sy_mongo_session *s = arg;
+    if (s->state == MS_CLOSING)
+        return;
+    const struct sy_endpoint *ep = s->side == SY_SIDE_BUSINESS ? &s->px->pair->cfg->business : &s->px->pair->cfg->dr;
+    if (what & BEV_EVENT_CONNECTED) {
+        evutil_socket_t fd = bufferevent_getfd(bev);
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        bufferevent_set_timeouts(bev, NULL, NULL);
+        s->backend_connected = true;
+        sy_log_debug("%s: connected to the %s server %s:%u", s->label, sy_side_name(s->side), ep->host, ep->port);
+        set_state(s, MS_IDLE);
+        backend_read_update(s);
+        process_client(s);
+        session_flush(s);
+        return;
+    }
+    char why[400];
+    if (!s->backend_connected)
+        snprintf(why, sizeof why, "cannot connect to the %s server %s:%u (%s)", sy_side_name(s->side), ep->host,
+                 ep->port,
+                 (what & BEV_EVENT_TIMEOUT) ? "timed out" : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    else
+        snprintf(why, sizeof why, "the %s server closed the connection%s", sy_side_name(s->side),
+                 s->state == MS_BUSY ? " during a request" : "");
+    /* The client sees its connection end, as it would connected directly. */
+    close_session(s, why, false, SY_MERR_LOST_CONNECTION);
+}
+
+/* ---- public ---------------------------------------------------------------------------------------------- */
+
+static bool wildcard_host(const char *h)
+{
+    return h[0] == '\0' || strcmp(h, "0.0.0.0") == 0 || strcmp(h, "::") == 0 || strcmp(h, "[::]") == 0;
+}
+
+static int backend_open(struct sy_mongo_session *s, char *err, size_t errlen)
+{
+    const struct sy_endpoint *ep = sy_pair_active_endpoint(s->px->pair);
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
+    struct addrinfo *res = NULL;
+    char port[8];
+    snprintf(port, sizeof port, "%u", ep->port);
+    int rc = getaddrinfo(ep->host, port, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "%s:%u: %s", ep->host, ep->port, gai_strerror(rc));
+        return -1;
+    }
+    s->side = s->px->pair->active_side;
+    s->backend = bufferevent_socket_new(s->px->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (s->backend == NULL) {
+        freeaddrinfo(res);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    bufferevent_setcb(s->backend, on_backend_read, on_backend_write, on_backend_event, s);
+    bufferevent_setwatermark(s->backend, EV_WRITE, SY_RELAY_LOW_WATER, 0);
+    bufferevent_set_max_single_read(s->backend, SESS_MAX_READ);
+    struct timeval tmo = { SESS_CONNECT_S, 0 };
+    bufferevent_set_timeouts(s->backend, NULL, &tmo);           /* the connect's timeout */
+    rc = bufferevent_socket_connect(s->backend, res->ai_addr, (int)res->ai_addrlen);
+    freeaddrinfo(res);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot connect to %s:%u", ep->host, ep->port);
+        return -1;
+    }
+    bufferevent_enable(s->backend, EV_READ | EV_WRITE);
+    return 0;
+}
+
+void sy_mongo_session_accept(struct sy_mongo_proxy *px, evutil_socket_t fd, const struct sockaddr *sa, int salen)
+{
+    struct sy_mongo_session *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        evutil_closesocket(fd);
+        return;
+    }
+    s->px = px;
+    s->id = px->next_id++;
+    if (px->next_id == 0)
+        px->next_id = 1;
+    char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
+    getnameinfo(sa, (socklen_t)salen, host, sizeof host, serv, sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV);
+    snprintf(s->peer, sizeof s->peer, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, serv);
+    snprintf(s->label, sizeof s->label, "%s M-%u %s", px->pair->cfg->name, s->id, s->peer);
+    snprintf(s->advertised, sizeof s->advertised, "%s", px->pair->listen_addr);
+    if (wildcard_host(px->pair->cfg->listen.host)) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+            getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, serv, sizeof serv,
+                        NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+            snprintf(s->advertised, sizeof s->advertised, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, serv);
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    s->client = bufferevent_socket_new(px->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (s->client == NULL) {
+        evutil_closesocket(fd);
+        free(s);
+        return;
+    }
+    if (px->tls != NULL) {
+        SSL *ssl = SSL_new(px->tls);
+        struct bufferevent *f = NULL;
+        if (ssl != NULL)
+            f = bufferevent_openssl_filter_new(px->base, s->client, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                               BEV_OPT_CLOSE_ON_FREE);
+        if (f == NULL) {
+            if (ssl)
+                SSL_free(ssl);
+            bufferevent_free(s->client);
+            free(s);
+            return;
+        }
+        s->client = f;
+        s->tls = true;
+    }
+    bufferevent_set_max_single_read(s->client, SESS_MAX_READ);
+    TAILQ_INSERT_TAIL(&px->sessions, s, link);
+    px->n_sessions++;
+    bufferevent_setcb(s->client, on_client_read, on_client_write, on_client_event, s);
+    bufferevent_setwatermark(s->client, EV_WRITE, SY_RELAY_LOW_WATER, 0);
+    bufferevent_enable(s->client, EV_READ | EV_WRITE);
+    sy_log_debug("%s: accepted%s", s->label, s->tls ? " (TLS)" : "");
+    char err[300];
+    if (backend_open(s, err, sizeof err) != 0)
+        close_session(s, err, false, SY_MERR_LOST_CONNECTION);
+}
+
+static void session_resume(struct sy_mongo_session *s)
+{
+    if (s->state != MS_HELD)
+        return;
+    set_state(s, MS_IDLE);
+    client_read_update(s);
+    process_client(s);
+    session_flush(s);
+}
+
+void sy_mongo_sessions_resume(struct sy_mongo_proxy *px)
+{
+    struct sy_mongo_session *s, *next;
+    for (s = TAILQ_FIRST(&px->sessions); s != NULL && !px->pair->held; s = next) {
+        next = TAILQ_NEXT(s, link);
+        session_resume(s); /* may close s: next was taken first */
+    }
+}
+
+struct sy_mongo_session *sy_mongo_session_first(struct sy_mongo_proxy *px)
+{
+    return TAILQ_FIRST(&px->sessions);
+}
+
+struct sy_mongo_session *sy_mongo_session_next(struct sy_mongo_session *s)
+{
+    return TAILQ_NEXT(s, link);
+}
+
+bool sy_mongo_session_busy(const struct sy_mongo_session *s)
+{
+    return s->state == MS_BUSY || s->state == MS_CONNECTING;
+}
+
+enum sy_side sy_mongo_session_side(const struct sy_mongo_session *s)
+{
+    return s->side;
+}
+
+static const char *unmovable_reason(const struct sy_mongo_session *s)
+{
+    return s->logged_in ? SY_MONGO_UNMOVABLE ": its login was passed through to the server (SCRAM pass-through "
+                                             "is not built yet)"
+                        : SY_MONGO_UNMOVABLE;
+}
+
+json_t *sy_mongo_session_unmovable_json(const struct sy_mongo_session *s, const char *key)
+{
+    return json_pack("{s:I,s:s,s:s,s:s}", "id", (json_int_t)s->id, "user", s->user, "peer", s->peer, key,
+                     unmovable_reason(s));
+}
+
+static json_t *session_json(const struct sy_mongo_session *s)
+{
+    uint64_t held = s->state == MS_HELD ? sy_now_ms() - s->held_since_ms : 0;
+    return json_pack("{s:I,s:s,s:s,s:s,s:b,s:I,s:b,s:s,s:s,s:s,s:s,s:s,s:b,s:I,s:I}", "id", (json_int_t)s->id, "user",
+                     s->user, "peer", s->peer, "side", sy_side_name(s->side), "in_transaction", 0, "held_ms",
+                     (json_int_t)held, "movable", 0, "unmovable_reason", unmovable_reason(s), "state",
+                     sess_state_names[s->state], "auth_db", s->auth_db, "mechanism", s->mechanism, "login",
+                     s->logged_in ? "passed_through" : "none", "tls", s->tls, "requests", (json_int_t)s->requests,
+                     "dropped_replies", (json_int_t)s->dropped_replies);
+}
+
+json_t *sy_mongo_sessions_json(struct sy_mongo_proxy *px)
+{
+    json_t *list = json_array();
+    struct sy_mongo_session *s;
+    TAILQ_FOREACH(s, &px->sessions, link)
+        json_array_append_new(list, session_json(s));
+    return list;
+}
