@@ -177,8 +177,10 @@ def test_pymongo4_same_results_and_stays_on_proxy(mongo_daemon, ferretdb_pair, a
         assert hello["setName"] == "rs0"
         sessions = proxy_sessions(d)
         assert sessions, "no session listed while the client is connected"
-        worker = [s for s in sessions if s["login"] == "passed_through"]
+        worker = [s for s in sessions if s["login"] == "scram_pass_through"]
         assert worker and all(s["user"] == b.admin_user and s["auth_db"] == "admin" for s in worker), sessions
+        assert all(s["mechanism"] == "SCRAM-SHA-256" and s["unmovable_reason"] == "mongodb sessions cannot move yet"
+                   for s in worker), worker
         assert sum(s["requests"] for s in worker) >= 3
         for s in sessions:
             assert s["movable"] is False and s["side"] == "business" and s["held_ms"] == 0
