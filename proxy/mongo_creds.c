@@ -31,6 +31,7 @@ struct sy_mongo_creds_wait {
     char user[SY_SCRAM_MAX_USER + 1];
     sy_mongo_creds_cb cb;          /* NULL: cancelled */
     void *arg;
+    uint64_t seq;                  /* order of asking: a read sent later serves it */
 };
 TAILQ_HEAD(creds_wait_list, sy_mongo_creds_wait);
 
@@ -39,6 +40,7 @@ struct creds_entry {
     char db[128];
     char user[SY_SCRAM_MAX_USER + 1];
     bool has[2];                       /* by enum sy_scram_hash */
+    uint64_t read_ms;                  /* when it was read (sy_now_ms) */
     struct sy_scram_cred cred[2];
 };
 
@@ -57,6 +59,8 @@ struct sy_mongo_creds {
     struct event *kick;                /* owned: pumps the queue from the loop */
     struct creds_wait_list queue;
     struct creds_entry *entries;
+    uint64_t next_seq;                 /* of waiters */
+    uint64_t sent_seq;                 /* next_seq when the usersInfo in flight was sent */
 };
 
 static void entry_free(struct creds_entry *e)
@@ -128,10 +132,10 @@ void sy_mongo_creds_free(struct sy_mongo_creds *c)
 }
 
 int sy_mongo_creds_find(struct sy_mongo_creds *c, const char *db, const char *user, enum sy_scram_hash h,
-                        struct sy_scram_cred *out)
+                        uint64_t max_age_ms, struct sy_scram_cred *out)
 {
     struct creds_entry *e = *entry_find(c, db, user);
-    if (e == NULL)
+    if (e == NULL || sy_now_ms() - e->read_ms > max_age_ms)
         return -1;
     if (!e->has[h])
         return 0;
@@ -165,6 +169,7 @@ struct sy_mongo_creds_wait *sy_mongo_creds_fetch(struct sy_mongo_creds *c, const
     snprintf(w->user, sizeof w->user, "%s", user);
     w->cb = cb;
     w->arg = arg;
+    w->seq = ++c->next_seq;
     TAILQ_INSERT_TAIL(&c->queue, w, link);
     kick(c);
     return w;
@@ -224,6 +229,7 @@ static void send_query(struct sy_mongo_creds *c)
         fail_all(c, "usersInfo does not fit");
         return;
     }
+    c->sent_seq = c->next_seq;
     c->st = CS_QUERY;
 }
 
@@ -357,6 +363,7 @@ static void users_reply(struct sy_mongo_creds *c, const uint8_t *body, size_t le
         *pp = e;
     }
     e->has[0] = e->has[1] = false;
+    e->read_ms = sy_now_ms();
     if (bson_iter_init_find(&it, &b, "users") && BSON_ITER_HOLDS_ARRAY(&it) && bson_iter_recurse(&it, &arr) &&
         bson_iter_next(&arr) && BSON_ITER_HOLDS_DOCUMENT(&arr)) {
         uint32_t dl = 0;
@@ -368,11 +375,27 @@ static void users_reply(struct sy_mongo_creds *c, const uint8_t *body, size_t le
     }
     sy_log_debug("%s: %s.%s read (SCRAM-SHA-1 %s, SCRAM-SHA-256 %s)", c->label, w->db, w->user,
                  e->has[SY_SCRAM_SHA1] ? "yes" : "no", e->has[SY_SCRAM_SHA256] ? "yes" : "no");
-    TAILQ_REMOVE(&c->queue, w, link);
+    /* served: the head and every waiter for the same user that asked before this read was sent */
+    struct creds_wait_list done;
+    TAILQ_INIT(&done);
+    struct sy_mongo_creds_wait *x, *nx;
+    char db[sizeof w->db], user[sizeof w->user];
+    snprintf(db, sizeof db, "%s", w->db);
+    snprintf(user, sizeof user, "%s", w->user);
+    for (x = TAILQ_FIRST(&c->queue); x != NULL; x = nx) {
+        nx = TAILQ_NEXT(x, link);
+        if (x->seq <= c->sent_seq && strcmp(x->db, db) == 0 && strcmp(x->user, user) == 0) {
+            TAILQ_REMOVE(&c->queue, x, link);
+            TAILQ_INSERT_TAIL(&done, x, link);
+        }
+    }
     c->st = CS_READY;
-    if (w->cb)
-        w->cb(w->arg, NULL);
-    free(w);
+    while ((x = TAILQ_FIRST(&done)) != NULL) {
+        TAILQ_REMOVE(&done, x, link);
+        if (x->cb)
+            x->cb(x->arg, NULL);
+        free(x);
+    }
     kick(c);
 }
 

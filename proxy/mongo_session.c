@@ -122,6 +122,7 @@ struct sy_mongo_session {
     struct scram_conv sc;                /* SCRAM pass-through conversation (secrets: wiped on free) */
     struct sy_mongo_creds_wait *cwait;   /* credential read in flight (MS_CREDS) */
     bool creds_failed;                   /* the last read failed: the waiting step is passed through */
+    bool creds_read;                     /* the read this login asked for has ended: its result is used */
     bool spec_own;                       /* the hello in flight: speculativeAuthenticate answered by the proxy */
     bool scram;                          /* logged in by the proxy (SCRAM pass-through): client_key holds */
     uint8_t client_key[SY_SCRAM_MAX_KEY];/* the logged-in user's ClientKey: memory only, wiped on free */
@@ -480,6 +481,7 @@ static void on_creds(void *arg, const char *err)
     if (s->state != MS_CREDS)
         return;
     s->creds_failed = err != NULL;
+    s->creds_read = err == NULL;
     set_state(s, MS_IDLE);
     process_client(s);
     session_flush(s);
@@ -490,7 +492,9 @@ static void on_creds(void *arg, const char *err)
 static int scram_cred(struct sy_mongo_session *s, const char *db, const char *user, enum sy_scram_hash mech,
                       struct sy_scram_cred *cred)
 {
-    int rc = sy_mongo_creds_find(s->px->creds, db, user, mech, cred);
+    /* read for this login: only what a read that started after the login asked brought in */
+    int rc = sy_mongo_creds_find(s->px->creds, db, user, mech, s->creds_read ? UINT64_MAX : 0, cred);
+    s->creds_read = false;
     if (rc >= 0) {
         s->creds_failed = false;
         return rc;
