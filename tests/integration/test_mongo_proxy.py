@@ -954,3 +954,21 @@ def test_scram_pass_through_libmongoc(mongo_daemon, ferretdb_pair, scram_users):
             outs.append(r.stdout)
         assert outs[1] == outs[0] and outs[1].rstrip().endswith("count 4")
     assert d.log().count("proof checked by the proxy") >= 2
+
+
+def test_scram_credentials_unreadable_falls_back_to_pass_through(mongo_daemon, ferretdb_pair, scram_users):
+    """admin_password wrong in the config: the proxy cannot read credentials, so the login is passed through
+    to the server as before (it still works, and a wrong password still gets the server's 18); the session
+    says so (login passed_through)."""
+    b = ferretdb_pair.business
+    d = mongo_daemon(admin_password="not-the-admin-password")
+    user, pw, mech = scram_users[0]
+    with mclient(b, "127.0.0.1", d.port, username=user, password=pw, authMechanism=mech) as c:
+        assert auth_users(c.admin.command("connectionStatus")) == [(user, "admin")]
+        mine = [s for s in proxy_sessions(d) if s["user"] == user]
+        assert mine and all(s["login"] == "passed_through" for s in mine), mine
+    with mclient(b, "127.0.0.1", d.port, username=user, password="wrong", authMechanism=mech) as c:
+        with pytest.raises(OperationFailure) as ei:
+            c.admin.command("ping")
+        assert ei.value.code == 18
+    assert "cannot read credentials" in d.log() and "admin_user login failed" in d.log()
