@@ -408,12 +408,14 @@ static void on_read(struct bufferevent *bev, void *arg)
         struct sy_mongo_header hdr;
         size_t len = 0;
         char err[300];
-        enum sy_parse pr = sy_mongo_frame(p, evbuffer_get_length(in), SY_MONGO_MAX_MESSAGE, &hdr, &len, err, sizeof err);
+        /* sy_mongo_frame reads only the 16 header bytes (contiguous at p); AGAIN: the body is on its way */
+        enum sy_parse pr = sy_mongo_frame(p, evbuffer_get_length(in), SY_MONGO_MAX_MESSAGE, &hdr, &len, err,
+                                          sizeof err);
         if (pr == SY_PARSE_BAD) {
             fail_all(c, err);
             return;
         }
-        if (pr == SY_PARSE_AGAIN || evbuffer_get_length(in) < len)
+        if (pr == SY_PARSE_AGAIN)
             return;
         p = evbuffer_pullup(in, (ev_ssize_t)len);
         struct sy_mongo_msg m;

@@ -1377,7 +1377,7 @@ struct sy_mongo_session *sy_mongo_session_next(struct sy_mongo_session *s)
 
 bool sy_mongo_session_busy(const struct sy_mongo_session *s)
 {
-    return s->state == MS_BUSY || s->state == MS_CONNECTING;
+    return s->state == MS_BUSY || s->state == MS_CONNECTING || s->state == MS_CREDS;
 }
 
 enum sy_side sy_mongo_session_side(const struct sy_mongo_session *s)
