@@ -493,7 +493,7 @@ static int scram_cred(struct sy_mongo_session *s, const char *db, const char *us
                       struct sy_scram_cred *cred)
 {
     /* read for this login: only what a read that started after the login asked brought in */
-    int rc = sy_mongo_creds_find(s->px->creds, db, user, mech, s->creds_read ? UINT64_MAX : 0, cred);
+    int rc = s->creds_read ? sy_mongo_creds_find(s->px->creds, db, user, mech, UINT64_MAX, cred) : -1;
     s->creds_read = false;
     if (rc >= 0) {
         s->creds_failed = false;
