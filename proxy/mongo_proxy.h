@@ -1,6 +1,6 @@
 /* The MongoDB proxy of one pair: its listener, client TLS context and sessions. Types shared by
  * mongo_proxy.c (pair level: sy_proxy_protocol, hold, switch hooks) and mongo_session.c (one client).
- * Sessions cannot move between sides yet (no SCRAM pass-through, no MongoDB sync): the switch hooks say so. */
+ * Sessions cannot move between sides yet (no MongoDB sync, no move of a session): the switch hooks say so. */
 #ifndef SY_MONGO_PROXY_H
 #define SY_MONGO_PROXY_H
 

@@ -8,9 +8,11 @@
  * is in flight at a time (drivers never pipeline); the next waits in the client's input. A request sent
  * with moreToCome (w:0) expects no reply: FerretDB answers it anyway (MongoDB does not), so a reply that matches no request in flight is dropped, never passed on (the client would read it
  * as the answer to its next request). Replies with moreToCome (exhaust) keep the request open until one
- * without it. Logins (saslStart/saslContinue/speculativeAuthenticate) are passed through to the server,
- * which decides; the session only notes who logged in. Such a session is bound to its backend: sessions
- * cannot move between sides yet (SCRAM pass-through is the next step, docs/mongodb.md).
+ * without it. SCRAM logins (saslStart/saslContinue/speculativeAuthenticate, SHA-256 and SHA-1) are the
+ * proxy's: it checks the client's proof against the user's stored credential (mongo_creds.c), keeps the
+ * recovered ClientKey and logs in on the backend from it (section "SCRAM pass-through"); other mechanisms are
+ * passed through to the server, which decides, and the session only notes who logged in. Sessions cannot
+ * move between sides yet (docs/mongodb.md).
  * The proxy answers itself only what it refuses with a trustworthy header (OP_COMPRESSED: error, then
  * closed; unknown required OP_MSG flag bits: error); a frame it cannot trust closes the connection.
  * Sessions end through close_session() and are freed by the proxy's reaper on a later loop turn. */

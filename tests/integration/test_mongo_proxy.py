@@ -1,6 +1,7 @@
 """The MongoDB proxy (engine = mongodb) in front of FerretDB v1.24.2, first step: one backend connection per
-client on the active side, frames relayed with the handshake's topology rewritten, logins passed through to
-the server. Through the proxy and direct, the same results with pymongo 4 (default OP_QUERY handshake and
+client on the active side, frames relayed with the handshake's topology rewritten, SCRAM logins checked by
+the proxy and repeated on the backend from ClientKey (SCRAM pass-through; other mechanisms passed through to
+the server). Through the proxy and direct, the same results with pymongo 4 (default OP_QUERY handshake and
 ServerApi("1") OP_MSG), pymongo 3.11 and libmongoc; clients stay on the proxy; w:0 writes; bad frames from a
 raw socket close only that connection; hold/release. Sessions cannot move yet: switches answer
 not_implemented (no MongoDB sync) and every session is listed as unmovable."""
@@ -972,3 +973,41 @@ def test_scram_credentials_unreadable_falls_back_to_pass_through(mongo_daemon, f
             c.admin.command("ping")
         assert ei.value.code == 18
     assert "cannot read credentials" in d.log() and "admin_user login failed" in d.log()
+
+
+def test_scram_replies_have_the_servers_layout(mongo_daemon, ferretdb_pair, scram_users):
+    """Raw frames, directly and through the proxy: the speculativeAuthenticate member of an OP_QUERY isMaster
+    reply, a saslStart reply and a wrong proof's error have the same fields in the same order, the payload
+    binary subtype 0 (bytes), and OP_REPLY the same flags."""
+    b = ferretdb_pair.business
+    d = mongo_daemon()
+    user = scram_users[0][0]
+    first = f"n,,n={user},r=abcdefghijklmnopqrstuvwx".encode()
+    got = []
+    for port in (b.port, d.port):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        q = bson.encode({"isMaster": 1, "speculativeAuthenticate": {
+            "saslStart": 1, "mechanism": "SCRAM-SHA-256", "payload": bson.binary.Binary(first), "db": "admin"}})
+        s.sendall(struct.pack("<iiiii", 16 + 4 + 11 + 8 + len(q), 9, 0, OP_QUERY, 0) + b"admin.$cmd\x00"
+                  + struct.pack("<ii", 0, -1) + q)
+        rid, rto, op, body = read_frame(s)
+        assert op == OP_REPLY and rto == 9
+        flags = struct.unpack_from("<i", body, 0)[0]
+        spec = bson.decode(body[20:])["speculativeAuthenticate"]
+        s.sendall(op_msg({"saslStart": 1, "mechanism": "SCRAM-SHA-256", "payload": bson.binary.Binary(first),
+                          "$db": "admin"}, request_id=10))
+        start = msg_body(read_frame(s)[3])
+        sf = start["payload"].decode()
+        assert isinstance(start["payload"], bytes) and sf.startswith("r=abcdefghijklmnopqrstuvwx"), start
+        nonce = dict(kv.split("=", 1) for kv in sf.split(","))["r"]
+        s.sendall(op_msg({"saslContinue": 1, "conversationId": start["conversationId"], "payload":
+                          bson.binary.Binary(f"c=biws,r={nonce},p=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".encode()),
+                          "$db": "admin"}, request_id=11))
+        bad = msg_body(read_frame(s)[3])
+        s.close()
+        got.append({"flags": flags, "spec": list(spec), "spec_payload": type(spec["payload"]).__name__,
+                     "spec_done": spec["done"], "start": list(start), "start_done": start["done"],
+                     "start_ok": start["ok"], "bad": bad, "bad_keys": list(bad)})
+    assert got[1] == got[0], got
+    assert got[1]["bad"] == {"ok": 0.0, "errmsg": "Authentication failed.", "code": 18,
+                             "codeName": "AuthenticationFailed"}
