@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "proxy/mongo_creds.h"
 #include "proxy/proxy.h"
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
@@ -38,6 +39,7 @@ static void proxy_stop(void *state)
     while ((s = TAILQ_FIRST(&px->sessions)) != NULL)
         sy_mongo_session_close(s, "switchyardd shutting down", SY_MERR__COUNT);
     sy_mongo_session_reap(px, true);
+    sy_mongo_creds_free(px->creds);
     if (px->reaper)
         event_free(px->reaper);
     if (px->resume)
@@ -61,7 +63,8 @@ static void *proxy_start(struct sy_pair *pair, char *err, size_t errlen)
     TAILQ_INIT(&px->closing);
     px->reaper = evtimer_new(px->base, on_reap, px);
     px->resume = evtimer_new(px->base, on_resume, px);
-    if (px->reaper == NULL || px->resume == NULL) {
+    px->creds = sy_mongo_creds_new(px->base, pair);
+    if (px->reaper == NULL || px->resume == NULL || px->creds == NULL) {
         snprintf(err, errlen, "out of memory");
         proxy_stop(px);
         return NULL;

@@ -1,6 +1,6 @@
 /* The MongoDB proxy of one pair: its listener, client TLS context and sessions. Types shared by
  * mongo_proxy.c (pair level: sy_proxy_protocol, hold, switch hooks) and mongo_session.c (one client).
- * Sessions cannot move between sides yet (no SCRAM pass-through, no MongoDB sync): the switch hooks say so. */
+ * Sessions cannot move between sides yet (no MongoDB sync, no move of a session): the switch hooks say so. */
 #ifndef SY_MONGO_PROXY_H
 #define SY_MONGO_PROXY_H
 
@@ -18,6 +18,7 @@
 #define SY_MONGO_UNMOVABLE "mongodb sessions cannot move yet"
 
 struct sy_mongo_session;
+struct sy_mongo_creds;
 TAILQ_HEAD(sy_mongo_session_list, sy_mongo_session);
 
 /* What the proxy did to a client itself, by reason (metrics switchyard_client_errors_total). */
@@ -41,6 +42,7 @@ struct sy_mongo_proxy {
     struct event *reaper;                    /* owned: frees closed sessions */
     struct event *resume;                    /* owned: lets held sessions through after a release */
     uint64_t client_errors[SY_MERR__COUNT];  /* by enum sy_mongo_err_reason */
+    struct sy_mongo_creds *creds;            /* owned: users' SCRAM credentials (SCRAM pass-through) */
 };
 
 /* Accepted client socket -> new session (backend connection to the active side started). */

@@ -8,9 +8,11 @@
  * is in flight at a time (drivers never pipeline); the next waits in the client's input. A request sent
  * with moreToCome (w:0) expects no reply: FerretDB answers it anyway (MongoDB does not), so a reply that matches no request in flight is dropped, never passed on (the client would read it
  * as the answer to its next request). Replies with moreToCome (exhaust) keep the request open until one
- * without it. Logins (saslStart/saslContinue/speculativeAuthenticate) are passed through to the server,
- * which decides; the session only notes who logged in. Such a session is bound to its backend: sessions
- * cannot move between sides yet (SCRAM pass-through is the next step, docs/mongodb.md).
+ * without it. SCRAM logins (saslStart/saslContinue/speculativeAuthenticate, SHA-256 and SHA-1) are the
+ * proxy's: it checks the client's proof against the user's stored credential (mongo_creds.c), keeps the
+ * recovered ClientKey and logs in on the backend from it (section "SCRAM pass-through"); other mechanisms are
+ * passed through to the server, which decides, and the session only notes who logged in. Sessions cannot
+ * move between sides yet (docs/mongodb.md).
  * The proxy answers itself only what it refuses with a trustworthy header (OP_COMPRESSED: error, then
  * closed; unknown required OP_MSG flag bits: error); a frame it cannot trust closes the connection.
  * Sessions end through close_session() and are freed by the proxy's reaper on a later loop turn. */
@@ -23,11 +25,16 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
 #include "core/log.h"
 #include "proxy/mongo_cmd.h"
+#include "proxy/mongo_creds.h"
+#include "proxy/mongo_login.h"
+#include "proxy/mongo_sasl.h"
 #include "proxy/mongo_proxy.h"
 #include "proxy/mongo_wire.h"
 #include "proxy/relay.h"
@@ -42,17 +49,47 @@ enum sess_state {
     MS_IDLE,       /* no request with a reply in flight */
     MS_BUSY,       /* a request was forwarded, its reply is not complete */
     MS_HELD,       /* pair held: the next request waits (reading paused) until release */
+    MS_CREDS,      /* a login step waits for the user's credential (the request stays in the client's input) */
     MS_CLOSING,    /* closed; freed by the reaper */
     MS__COUNT
 };
 
-static const char *const sess_state_names[MS__COUNT] = { "CONNECTING", "IDLE", "BUSY", "HELD", "CLOSING" };
+static const char *const sess_state_names[MS__COUNT] = { "CONNECTING", "IDLE", "BUSY", "HELD", "CREDS", "CLOSING" };
 
 /* What the reply in flight needs from the session beyond its header. */
 enum req_kind {
     REQ_PLAIN, /* streamed through */
     REQ_HELLO, /* hello/isMaster: topology rewritten (and a speculative login noted) */
     REQ_AUTH,  /* a login step: its outcome noted */
+    REQ_LOGIN, /* the proxy's own login on the backend (SCRAM pass-through): answered by the proxy */
+};
+
+/* Where the proxy's own SCRAM conversation with the client is. */
+enum scram_phase {
+    SC_NONE,
+    SC_SPECULATIVE, /* a hello's speculativeAuthenticate was answered: server-first goes into its reply */
+    SC_FIRST_SENT,  /* server-first sent: the client-final (proof) comes next */
+    SC_FINAL_SENT,  /* v= sent with done: false: the empty saslContinue comes next */
+};
+
+/* The proxy's server side of SCRAM with one client, then its client side on the backend (ClientKey). */
+struct scram_conv {
+    enum scram_phase phase;
+    enum sy_scram_hash mech;
+    bool skip_empty;                        /* saslStart options.skipEmptyExchange: done with v= */
+    int32_t conv_id;
+    char db[128];
+    char user[SY_SCRAM_MAX_USER + 1];
+    struct sy_scram_cred cred;              /* the user's stored credential (from the cache) */
+    struct sy_scram_client_first cf;        /* cf.bare points at `bare` */
+    char bare[SY_SCRAM_MAX_MSG];
+    char server_first[SY_SCRAM_MAX_MSG];
+    size_t server_first_len;
+    char combined_nonce[SY_SCRAM_MAX_NONCE * 2 + 1];
+    char server_final[SY_SCRAM_MAX_MSG];    /* v=...: what the client gets once the backend accepted */
+    size_t server_final_len;
+    struct sy_mongo_login backend;          /* the backend login from ClientKey */
+    int32_t client_op;                      /* the client's request opcode (reply as OP_MSG or OP_REPLY) */
 };
 
 struct sy_mongo_session {
@@ -84,6 +121,13 @@ struct sy_mongo_session {
     int32_t resp_id;                     /* its requestID (the next exhaust reply answers it) */
     struct sy_mongo_auth_req auth;       /* login step in flight; user kept from saslStart to its end */
     bool auth_started;                   /* auth holds a conversation that has not ended */
+    struct scram_conv sc;                /* SCRAM pass-through conversation (secrets: wiped on free) */
+    struct sy_mongo_creds_wait *cwait;   /* credential read in flight (MS_CREDS) */
+    bool creds_failed;                   /* the last read failed: the waiting step is passed through */
+    bool creds_read;                     /* the read this login asked for has ended: its result is used */
+    bool spec_own;                       /* the hello in flight: speculativeAuthenticate answered by the proxy */
+    bool scram;                          /* logged in by the proxy (SCRAM pass-through): client_key holds */
+    uint8_t client_key[SY_SCRAM_MAX_KEY];/* the logged-in user's ClientKey: memory only, wiped on free */
     /* who logged in (through the server) */
     bool logged_in;
     char user[SY_MONGO_USER_MAX + 1];
@@ -136,6 +180,8 @@ static void close_session(struct sy_mongo_session *s, const char *why, bool flus
     if (reason < SY_MERR__COUNT)
         px->client_errors[reason]++;
     set_state(s, MS_CLOSING);
+    sy_mongo_creds_cancel(s->cwait);
+    s->cwait = NULL;
     if (s->backend) {
         bufferevent_setcb(s->backend, NULL, NULL, NULL, NULL);
         bufferevent_disable(s->backend, EV_READ | EV_WRITE);
@@ -163,6 +209,9 @@ void sy_mongo_session_close(struct sy_mongo_session *s, const char *why, enum sy
 
 static void session_free(struct sy_mongo_session *s)
 {
+    sy_mongo_creds_cancel(s->cwait);
+    OPENSSL_cleanse(&s->sc, sizeof s->sc);
+    OPENSSL_cleanse(s->client_key, sizeof s->client_key);
     if (s->client)
         bufferevent_free(s->client);
     if (s->backend)
@@ -348,6 +397,8 @@ static enum req_kind auth_request(struct sy_mongo_session *s, const uint8_t *bod
         return REQ_AUTH;
     case SY_AUTH_LOGOUT:
         s->logged_in = false;
+        s->scram = false;
+        OPENSSL_cleanse(s->client_key, sizeof s->client_key);
         s->user[0] = s->auth_db[0] = s->mechanism[0] = '\0';
         return REQ_PLAIN;
     default:
@@ -369,11 +420,319 @@ static void auth_reply(struct sy_mongo_session *s, const uint8_t *body, size_t l
         return;
     }
     s->logged_in = true;
+    s->scram = false;
+    OPENSSL_cleanse(s->client_key, sizeof s->client_key);
     snprintf(s->user, sizeof s->user, "%s", s->auth.user);
     snprintf(s->auth_db, sizeof s->auth_db, "%s", s->auth.db);
     snprintf(s->mechanism, sizeof s->mechanism, "%s", s->auth.mechanism);
     sy_log_info("%s: logged in as '%s' (%s, %s) by the %s server", s->label, s->user, s->auth_db, s->mechanism,
                 sy_side_name(s->side));
+}
+
+/* ---- SCRAM pass-through ---------------------------------------------------------------------------------
+ * The proxy runs the server side of SCRAM with the client from the user's stored credential (the pair's
+ * credential cache), recovers ClientKey from the client's proof, logs in on the backend as the client side
+ * from ClientKey alone and checks the backend's signature with ServerKey; the client gets the proxy's own
+ * replies ({conversationId, done, payload}) and, for a wrong password or an unknown user, the server's own
+ * error (18 AuthenticationFailed "Authentication failed.", as FerretDB and MongoDB answer). */
+
+#define AUTH_FAILED_CODE 18
+#define AUTH_FAILED_NAME "AuthenticationFailed"
+#define AUTH_FAILED_MSG "Authentication failed."
+
+/* A command reply document to the client's request, as OP_MSG or (an OP_QUERY request) OP_REPLY. */
+static void client_doc(struct sy_mongo_session *s, int32_t response_to, int32_t client_op, const bson_t *doc)
+{
+    size_t cap = doc->len + 64, n = 0;
+    uint8_t *buf = malloc(cap);
+    int rc = -1;
+    if (buf != NULL)
+        rc = client_op == SY_MONGO_OP_QUERY
+                 ? sy_mongo_reply_build(buf, cap, &n, own_id(s), response_to, SY_MONGO_REPLY_AWAIT_CAPABLE, 0, 0,
+                                        bson_get_data(doc), doc->len, 1)
+                 : sy_mongo_msg_build(buf, cap, &n, own_id(s), response_to, 0, bson_get_data(doc), doc->len, NULL, 0);
+    if (rc == 0)
+        evbuffer_add(bufferevent_get_output(s->client), buf, n);
+    free(buf);
+}
+
+static void auth_failed(struct sy_mongo_session *s, int32_t response_to, int32_t client_op, const char *why)
+{
+    sy_log_info("%s: login of '%s' on %s refused: %s", s->label, s->sc.user, s->sc.db, why);
+    bson_t doc;
+    sy_mongo_error_doc(&doc, AUTH_FAILED_CODE, AUTH_FAILED_NAME, AUTH_FAILED_MSG);
+    client_doc(s, response_to, client_op, &doc);
+    bson_destroy(&doc);
+    OPENSSL_cleanse(&s->sc, sizeof s->sc);
+}
+
+static void sasl_reply(struct sy_mongo_session *s, int32_t response_to, int32_t client_op, bool done,
+                       const char *payload, size_t len)
+{
+    bson_t doc;
+    bson_init(&doc);
+    sy_mongo_sasl_reply_append(&doc, s->sc.conv_id, done, payload, len, true);
+    client_doc(s, response_to, client_op, &doc);
+    bson_destroy(&doc);
+}
+
+static void on_creds(void *arg, const char *err)
+{
+    struct sy_mongo_session *s = arg;
+    s->cwait = NULL;
+    if (s->state != MS_CREDS)
+        return;
+    s->creds_failed = err != NULL;
+    s->creds_read = err == NULL;
+    set_state(s, MS_IDLE);
+    process_client(s);
+    session_flush(s);
+}
+
+/* The user's credential for mech: 1 into *cred, 0 unknown (or no such mechanism), -1 cannot be read (the step
+ * is passed through), 2 the read started (MS_CREDS: the request is taken again when it ends). */
+static int scram_cred(struct sy_mongo_session *s, const char *db, const char *user, enum sy_scram_hash mech,
+                      struct sy_scram_cred *cred)
+{
+    /* read for this login: only what a read that started after the login asked brought in */
+    int rc = s->creds_read ? sy_mongo_creds_find(s->px->creds, db, user, mech, UINT64_MAX, cred) : -1;
+    s->creds_read = false;
+    if (rc >= 0) {
+        s->creds_failed = false;
+        return rc;
+    }
+    if (s->creds_failed) {
+        s->creds_failed = false;
+        return -1;
+    }
+    s->cwait = sy_mongo_creds_fetch(s->px->creds, db, user, on_creds, s);
+    if (s->cwait == NULL)
+        return -1;
+    set_state(s, MS_CREDS);
+    return 2;
+}
+
+/* Server side, first step: client-first (from saslStart or speculativeAuthenticate) -> server-first.
+ * Returns 1 ready (s->sc.phase set), 0 unknown user (s->sc.user/db set), -1 pass through, 2 waiting. */
+static int scram_begin(struct sy_mongo_session *s, const struct sy_mongo_sasl *sasl, const char *db)
+{
+    struct scram_conv *sc = &s->sc;
+    struct sy_scram_client_first cf;
+    char err[200];
+    if (sy_scram_client_first_parse(sasl->payload, sasl->payload_len, &cf, err, sizeof err) != 0 ||
+        cf.bare_len >= sizeof sc->bare || db[0] == '\0')
+        return -1;
+    struct sy_scram_cred cred;
+    int rc = scram_cred(s, db, cf.user, sasl->mech, &cred);
+    if (rc == 2 || rc < 0)
+        return rc;
+    OPENSSL_cleanse(sc, sizeof *sc);
+    sc->mech = sasl->mech;
+    sc->skip_empty = sasl->skip_empty_exchange;
+    sc->conv_id = 1;
+    snprintf(sc->db, sizeof sc->db, "%s", db);
+    snprintf(sc->user, sizeof sc->user, "%s", cf.user);
+    if (rc == 0)
+        return 0;
+    sc->cred = cred;
+    sc->cf = cf;
+    memcpy(sc->bare, cf.bare, cf.bare_len);
+    sc->cf.bare = sc->bare;
+    uint8_t r[24];
+    char nonce[64];
+    if (RAND_bytes(r, sizeof r) != 1 || sy_scram_b64_encode(r, sizeof r, nonce, sizeof nonce) == 0)
+        return -1;
+    sc->server_first_len = sy_scram_server_first_build(sc->server_first, sizeof sc->server_first, cf.nonce, nonce,
+                                                       &cred);
+    if (sc->server_first_len == 0)
+        return -1;
+    snprintf(sc->combined_nonce, sizeof sc->combined_nonce, "%s%s", cf.nonce, nonce);
+    return 1;
+}
+
+/* Sends the proxy's own login command to the backend; its reply comes back as REQ_LOGIN. */
+static void login_send(struct sy_mongo_session *s, const bson_t *cmd)
+{
+    size_t cap = cmd->len + 64, n = 0;
+    uint8_t *buf = malloc(cap);
+    int32_t bid = backend_id(s);
+    if (buf == NULL || sy_mongo_msg_build(buf, cap, &n, bid, 0, 0, bson_get_data(cmd), cmd->len, NULL, 0) != 0) {
+        free(buf);
+        close_session(s, "out of memory", false, SY_MERR__COUNT);
+        return;
+    }
+    evbuffer_add(bufferevent_get_output(s->backend), buf, n);
+    free(buf);
+    s->req_backend_id = bid;
+    s->exhaust_next = 0;
+    s->req_kind = REQ_LOGIN;
+    set_state(s, MS_BUSY);
+    to_backend_done(s);
+}
+
+/* A saslStart for SCRAM: true when the proxy took the request (answered, or waiting for the credential). */
+static bool scram_start(struct sy_mongo_session *s, struct evbuffer *in, size_t len, int32_t request_id,
+                        int32_t op, const uint8_t *body, size_t body_len, const char *db)
+{
+    struct sy_mongo_sasl sasl;
+    char err[200];
+    if (sy_mongo_sasl_parse(body, body_len, &sasl, err, sizeof err) != 0 || sasl.kind != SY_SASL_START ||
+        !sasl.has_mechanism)
+        return false;
+    int rc = scram_begin(s, &sasl, sasl.db[0] ? sasl.db : db);
+    if (rc < 0)
+        return false;
+    if (rc == 2)
+        return true;               /* the frame stays in `in`: taken again once the credential is read */
+    evbuffer_drain(in, len);
+    s->requests++;
+    s->sc.client_op = op;
+    if (rc == 0) {
+        auth_failed(s, request_id, op, "no such user (or no credential of that mechanism)");
+        return true;
+    }
+    s->sc.phase = SC_FIRST_SENT;
+    sasl_reply(s, request_id, op, false, s->sc.server_first, s->sc.server_first_len);
+    return true;
+}
+
+/* A saslContinue of the proxy's own conversation. */
+static void scram_continue(struct sy_mongo_session *s, struct evbuffer *in, size_t len, int32_t request_id,
+                           int32_t op, const uint8_t *body, size_t body_len)
+{
+    struct scram_conv *sc = &s->sc;
+    struct sy_mongo_sasl sasl;
+    char err[200];
+    int rc = sy_mongo_sasl_parse(body, body_len, &sasl, err, sizeof err);
+    s->requests++;
+    sc->client_op = op;
+    if (rc != 0 || sasl.kind != SY_SASL_CONTINUE || sasl.conversation_id != sc->conv_id) {
+        evbuffer_drain(in, len);
+        auth_failed(s, request_id, op, rc != 0 ? err : "not the conversation in progress");
+        return;
+    }
+    if (sc->phase == SC_FINAL_SENT) {
+        evbuffer_drain(in, len);
+        sc->phase = SC_NONE;
+        sasl_reply(s, request_id, op, true, "", 0);
+        OPENSSL_cleanse(sc, sizeof *sc);
+        return;
+    }
+    /* SC_FIRST_SENT: the proof */
+    struct sy_scram_client_final fin;
+    char auth[SY_SCRAM_MAX_MSG * 3 + 4];
+    uint8_t key[SY_SCRAM_MAX_KEY];
+    size_t auth_len = 0;
+    if (sy_scram_client_final_parse(sasl.payload, sasl.payload_len, &sc->cf, sc->combined_nonce, sc->mech, &fin, err,
+                                    sizeof err) != 0 ||
+        (auth_len = sy_scram_auth_message(auth, sizeof auth, sc->bare, sc->cf.bare_len, sc->server_first,
+                                          sc->server_first_len, fin.without_proof, fin.without_proof_len)) == 0) {
+        evbuffer_drain(in, len);
+        auth_failed(s, request_id, op, err);
+        return;
+    }
+    if (sy_scram_recover_client_key(&sc->cred, auth, auth_len, fin.proof, fin.proof_len, key) != 0) {
+        evbuffer_drain(in, len);
+        /* the password was wrong, or changed since the credential was read: read it again next time */
+        sy_mongo_creds_forget(s->px->creds, sc->db, sc->user);
+        auth_failed(s, request_id, op, "wrong proof (password)");
+        return;
+    }
+    sc->server_final_len = sy_scram_server_final_build(sc->server_final, sizeof sc->server_final, &sc->cred, auth,
+                                                       auth_len);
+    evbuffer_drain(in, len);
+    uint8_t r[24];
+    char nonce[64];
+    bson_t cmd;
+    if (sc->server_final_len == 0 || RAND_bytes(r, sizeof r) != 1 ||
+        sy_scram_b64_encode(r, sizeof r, nonce, sizeof nonce) == 0 ||
+        sy_mongo_login_start(&sc->backend, sc->mech, sc->user, sc->db, NULL, key, &sc->cred, nonce, &cmd) != 0) {
+        OPENSSL_cleanse(key, sizeof key);
+        auth_failed(s, request_id, op, "cannot build the backend login");
+        return;
+    }
+    memcpy(s->client_key, key, sizeof key);
+    OPENSSL_cleanse(key, sizeof key);
+    OPENSSL_cleanse(auth, sizeof auth);
+    s->req_client_id = request_id;
+    login_send(s, &cmd);
+    bson_destroy(&cmd);
+}
+
+/* The backend's reply to the proxy's own login step (whole at p). */
+static void login_reply(struct sy_mongo_session *s, const uint8_t *p, size_t len)
+{
+    struct scram_conv *sc = &s->sc;
+    struct sy_mongo_msg m;
+    char err[300];
+    int32_t code = 0;
+    bson_t next;
+    int rc = -1;
+    if (sy_mongo_msg_parse(p, len, &m, err, sizeof err) == 0)
+        rc = sy_mongo_login_step(&sc->backend, m.body, m.body_len, &next, &code, err, sizeof err);
+    if (rc == 0) {
+        login_send(s, &next);
+        bson_destroy(&next);
+        return;
+    }
+    set_state(s, MS_IDLE);
+    if (rc < 0) {
+        char why[400];
+        snprintf(why, sizeof why, "the %s server refused the login from the recovered key (%d: %s)",
+                 sy_side_name(s->side), (int)code, err);
+        OPENSSL_cleanse(s->client_key, sizeof s->client_key);
+        auth_failed(s, s->req_client_id, sc->client_op, why);
+        return;
+    }
+    s->logged_in = true;
+    s->scram = true;
+    s->auth_started = false;
+    snprintf(s->user, sizeof s->user, "%s", sc->user);
+    snprintf(s->auth_db, sizeof s->auth_db, "%s", sc->db);
+    snprintf(s->mechanism, sizeof s->mechanism, "%s", sy_scram_mech_name(sc->mech));
+    sy_log_info("%s: logged in as '%s' (%s, %s): proof checked by the proxy, the %s server accepted the login "
+                "from ClientKey", s->label, s->user, s->auth_db, s->mechanism, sy_side_name(s->side));
+    sy_mongo_login_wipe(&sc->backend);
+    bool done = sc->skip_empty;
+    sasl_reply(s, s->req_client_id, sc->client_op, done, sc->server_final, sc->server_final_len);
+    if (done)
+        OPENSSL_cleanse(sc, sizeof *sc);
+    else
+        sc->phase = SC_FINAL_SENT;
+}
+
+/* saslStart (SCRAM) and saslContinue of the proxy's conversation are the proxy's; true when it took the
+ * request (answered it, started the backend login, or waits for the credential). */
+static bool scram_intercept(struct sy_mongo_session *s, struct evbuffer *in, size_t len, int32_t request_id,
+                            int32_t op, const char *cmd, const uint8_t *body, size_t body_len, const char *db)
+{
+    if (strcmp(cmd, "saslStart") == 0)
+        return scram_start(s, in, len, request_id, op, body, body_len, db);
+    if (strcmp(cmd, "saslContinue") == 0 && (s->sc.phase == SC_FIRST_SENT || s->sc.phase == SC_FINAL_SENT)) {
+        scram_continue(s, in, len, request_id, op, body, body_len);
+        return true;
+    }
+    return false;
+}
+
+/* A hello/isMaster with speculativeAuthenticate for SCRAM: prepares the proxy's server-first for the reply.
+ * false: the request waits for the credential (MS_CREDS). */
+static bool scram_speculative(struct sy_mongo_session *s, const uint8_t *body, size_t body_len)
+{
+    struct sy_mongo_sasl sasl;
+    char err[200];
+    if (sy_mongo_sasl_speculative(body, body_len, &sasl, err, sizeof err) != 1 || !sasl.has_mechanism)
+        return true;
+    int rc = scram_begin(s, &sasl, sasl.db[0] ? sasl.db : "admin");
+    if (rc == 2)
+        return false;
+    if (rc == 1)
+        s->sc.phase = SC_SPECULATIVE;
+    else if (rc == 0)
+        sy_log_info("%s: speculative login of '%s' on %s: no such user: left to saslStart", s->label, s->sc.user,
+                    s->sc.db);
+    s->spec_own = rc >= 0;         /* the reply's speculativeAuthenticate is the proxy's (or none) */
+    return true;
 }
 
 /* Moves the frame at the front of `in` (len bytes) to `out` under a new header: the head_len bytes after
@@ -435,7 +794,16 @@ static void client_frame(struct sy_mongo_session *s, struct evbuffer *in, size_t
         }
         reply_due = !(flags & SY_MONGO_MSG_MORE_TO_COME);
         const char *cmd = sy_mongo_cmd_name(m.body, m.body_len);
-        kind = auth_request(s, m.body, m.body_len, NULL, 0, cmd != NULL && sy_mongo_is_hello(cmd));
+        bool hello = cmd != NULL && sy_mongo_is_hello(cmd);
+        s->spec_own = false;
+        if (reply_due && cmd != NULL && scram_intercept(s, in, len, hdr.request_id, SY_MONGO_OP_MSG, cmd, m.body,
+                                                        m.body_len, ""))
+            return;
+        if (reply_due && hello && !scram_speculative(s, m.body, m.body_len))
+            return;                                /* waits for the credential */
+        kind = auth_request(s, m.body, m.body_len, NULL, 0, hello);
+        if (s->spec_own)
+            s->auth_started = false;               /* the proxy's own conversation, not the server's */
         uint8_t f[4];
         put32(f, flags & ~SY_MONGO_MSG_CHECKSUM);   /* our header changes it: stripped, not recomputed */
         forward(s, in, len, f, 4, m.checksum_present ? 4 : 0, bid, 0, SY_MONGO_OP_MSG, out);
@@ -453,7 +821,18 @@ static void client_frame(struct sy_mongo_session *s, struct evbuffer *in, size_t
         if (sy_mongo_ns_is_cmd(q.ns, q.ns_len, &db_len) &&
             sy_mongo_query_command(q.query, q.query_len, &cmd_doc, &cmd_len)) {
             const char *cmd = sy_mongo_cmd_name(cmd_doc, cmd_len);
-            kind = auth_request(s, cmd_doc, cmd_len, q.ns, db_len, cmd != NULL && sy_mongo_is_hello(cmd));
+            bool hello = cmd != NULL && sy_mongo_is_hello(cmd);
+            char dbs[128];
+            snprintf(dbs, sizeof dbs, "%.*s", (int)db_len, q.ns);
+            s->spec_own = false;
+            if (cmd != NULL && scram_intercept(s, in, len, hdr.request_id, SY_MONGO_OP_QUERY, cmd, cmd_doc, cmd_len,
+                                               dbs))
+                return;
+            if (hello && !scram_speculative(s, cmd_doc, cmd_len))
+                return;
+            kind = auth_request(s, cmd_doc, cmd_len, q.ns, db_len, hello);
+            if (s->spec_own)
+                s->auth_started = false;
         }
         forward(s, in, len, NULL, 0, 0, bid, 0, SY_MONGO_OP_QUERY, out);
         break;
@@ -519,6 +898,31 @@ static void process_client(struct sy_mongo_session *s)
 
 /* ---- replies ------------------------------------------------------------------------------------------ */
 
+/* The proxy answered the hello's speculativeAuthenticate: the server's member (if any) is replaced by the
+ * proxy's {conversationId, done: false, payload: server-first}, or dropped for an unknown user (the client
+ * then sends saslStart and gets the error there, as from MongoDB). */
+static void hello_speculative(struct sy_mongo_session *s, bson_t *doc)
+{
+    if (!s->spec_own)
+        return;
+    s->spec_own = false;
+    bson_t out, sub;
+    bson_iter_t it;
+    bson_init(&out);
+    if (bson_iter_init(&it, doc))
+        while (bson_iter_next(&it))
+            if (strcmp(bson_iter_key(&it), "speculativeAuthenticate") != 0)
+                bson_append_iter(&out, NULL, 0, &it);
+    if (s->sc.phase == SC_SPECULATIVE) {
+        BSON_APPEND_DOCUMENT_BEGIN(&out, "speculativeAuthenticate", &sub);
+        sy_mongo_sasl_reply_append(&sub, s->sc.conv_id, false, s->sc.server_first, s->sc.server_first_len, false);
+        bson_append_document_end(&out, &sub);
+        s->sc.phase = SC_FIRST_SENT;
+    }
+    bson_destroy(doc);
+    bson_steal(doc, &out);
+}
+
 /* A hello/isMaster reply (whole, at p) rebuilt with the proxy as the only member; -1 when it does not
  * parse (the session then closes: a driver would follow the server's own address). */
 static int hello_reply(struct sy_mongo_session *s, const uint8_t *p, size_t len, int32_t response_to,
@@ -541,6 +945,7 @@ static int hello_reply(struct sy_mongo_session *s, const uint8_t *p, size_t len,
             snprintf(err, sizeof err, "hello reply body does not parse");
             goto bad;
         }
+        hello_speculative(s, &doc);
         uint32_t flags = m.flags & ~SY_MONGO_MSG_CHECKSUM;
         if (sy_mongo_msg_build(NULL, 0, &need, hdr.request_id, response_to, flags, bson_get_data(&doc), doc.len,
                                m.seqs, m.nseqs) != 0 && need > 0 && (buf = malloc(need)) != NULL &&
@@ -561,6 +966,7 @@ static int hello_reply(struct sy_mongo_session *s, const uint8_t *p, size_t len,
             snprintf(err, sizeof err, "isMaster reply document does not parse");
             goto bad;
         }
+        hello_speculative(s, &doc);
         if (sy_mongo_reply_build(NULL, 0, &need, hdr.request_id, response_to, r.flags, r.cursor_id, r.starting_from,
                                  bson_get_data(&doc), doc.len, 1) != 0 && need > 0 && (buf = malloc(need)) != NULL &&
             sy_mongo_reply_build(buf, need, &need, hdr.request_id, response_to, r.flags, r.cursor_id,
@@ -651,9 +1057,27 @@ static bool reply_start(struct sy_mongo_session *s, struct evbuffer *in, size_t 
     struct evbuffer *out = bufferevent_get_output(s->client);
     s->resp_more = (flags & SY_MONGO_MSG_MORE_TO_COME) != 0;
     s->resp_id = hdr.request_id;
-    bool whole = s->req_kind == REQ_HELLO || (first && s->req_kind == REQ_AUTH);
+    bool whole = s->req_kind == REQ_HELLO || (first && (s->req_kind == REQ_AUTH || s->req_kind == REQ_LOGIN));
     if (whole && have < len)
         return false;
+    if (s->req_kind == REQ_LOGIN) {            /* the proxy's own login: nothing goes to the client as is */
+        const uint8_t *w = evbuffer_pullup(in, (ev_ssize_t)len);
+        if (w == NULL || hdr.op_code != SY_MONGO_OP_MSG) {
+            bad_frame(s, "server", "login reply is not an OP_MSG");
+            return false;
+        }
+        uint8_t *copy = malloc(len);
+        if (copy == NULL) {
+            close_session(s, "out of memory", false, SY_MERR__COUNT);
+            return false;
+        }
+        memcpy(copy, w, len);
+        evbuffer_drain(in, len);
+        login_reply(s, copy, len);
+        free(copy);
+        to_client_done(s);
+        return true;
+    }
     if (s->req_kind == REQ_HELLO) {            /* streaming hello (exhaust): every reply names servers */
         const uint8_t *w = evbuffer_pullup(in, (ev_ssize_t)len);
         if (w == NULL || hello_reply(s, w, len, response_to, out) != 0)
@@ -955,7 +1379,7 @@ struct sy_mongo_session *sy_mongo_session_next(struct sy_mongo_session *s)
 
 bool sy_mongo_session_busy(const struct sy_mongo_session *s)
 {
-    return s->state == MS_BUSY || s->state == MS_CONNECTING;
+    return s->state == MS_BUSY || s->state == MS_CONNECTING || s->state == MS_CREDS;
 }
 
 enum sy_side sy_mongo_session_side(const struct sy_mongo_session *s)
@@ -965,9 +1389,10 @@ enum sy_side sy_mongo_session_side(const struct sy_mongo_session *s)
 
 static const char *unmovable_reason(const struct sy_mongo_session *s)
 {
-    return s->logged_in ? SY_MONGO_UNMOVABLE ": its login was passed through to the server (SCRAM pass-through "
-                                             "is not built yet)"
-                        : SY_MONGO_UNMOVABLE;
+    /* a SCRAM login can be repeated elsewhere from ClientKey; any other mechanism's cannot */
+    return s->logged_in && !s->scram ? SY_MONGO_UNMOVABLE ": its login was passed through to the server (mechanism "
+                                                          "the proxy cannot repeat)"
+                                     : SY_MONGO_UNMOVABLE;
 }
 
 json_t *sy_mongo_session_unmovable_json(const struct sy_mongo_session *s, const char *key)
@@ -983,7 +1408,7 @@ static json_t *session_json(const struct sy_mongo_session *s)
                      s->user, "peer", s->peer, "side", sy_side_name(s->side), "in_transaction", 0, "held_ms",
                      (json_int_t)held, "movable", 0, "unmovable_reason", unmovable_reason(s), "state",
                      sess_state_names[s->state], "auth_db", s->auth_db, "mechanism", s->mechanism, "login",
-                     s->logged_in ? "passed_through" : "none", "tls", s->tls, "requests", (json_int_t)s->requests,
+                     !s->logged_in ? "none" : s->scram ? "scram_pass_through" : "passed_through", "tls", s->tls, "requests", (json_int_t)s->requests,
                      "dropped_replies", (json_int_t)s->dropped_replies);
 }
 

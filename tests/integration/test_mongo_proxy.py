@@ -1,6 +1,7 @@
 """The MongoDB proxy (engine = mongodb) in front of FerretDB v1.24.2, first step: one backend connection per
-client on the active side, frames relayed with the handshake's topology rewritten, logins passed through to
-the server. Through the proxy and direct, the same results with pymongo 4 (default OP_QUERY handshake and
+client on the active side, frames relayed with the handshake's topology rewritten, SCRAM logins checked by
+the proxy and repeated on the backend from ClientKey (SCRAM pass-through; other mechanisms passed through to
+the server). Through the proxy and direct, the same results with pymongo 4 (default OP_QUERY handshake and
 ServerApi("1") OP_MSG), pymongo 3.11 and libmongoc; clients stay on the proxy; w:0 writes; bad frames from a
 raw socket close only that connection; hold/release. Sessions cannot move yet: switches answer
 not_implemented (no MongoDB sync) and every session is listed as unmovable."""
@@ -177,8 +178,10 @@ def test_pymongo4_same_results_and_stays_on_proxy(mongo_daemon, ferretdb_pair, a
         assert hello["setName"] == "rs0"
         sessions = proxy_sessions(d)
         assert sessions, "no session listed while the client is connected"
-        worker = [s for s in sessions if s["login"] == "passed_through"]
+        worker = [s for s in sessions if s["login"] == "scram_pass_through"]
         assert worker and all(s["user"] == b.admin_user and s["auth_db"] == "admin" for s in worker), sessions
+        assert all(s["mechanism"] == "SCRAM-SHA-256" and s["unmovable_reason"] == "mongodb sessions cannot move yet"
+                   for s in worker), worker
         assert sum(s["requests"] for s in worker) >= 3
         for s in sessions:
             assert s["movable"] is False and s["side"] == "business" and s["held_ms"] == 0
@@ -800,3 +803,211 @@ def test_client_tls(mongo_daemon, ferretdb_pair, tmp_path):
     s.sendall(op_msg({"hello": 1, "$db": "admin"}))
     assert closed(s)
     s.close()
+
+
+# --- SCRAM pass-through -------------------------------------------------------------------------------------
+# Application users created on business only: the proxy reads their stored credentials over admin_user,
+# checks the client's proof itself, then logs in on the backend from the recovered ClientKey.
+
+SCRAM_USERS = (("app256", "pw-256 ✓", "SCRAM-SHA-256"), ("app1", "pw-sha1", "SCRAM-SHA-1"))
+
+
+@pytest.fixture
+def scram_users(ferretdb_pair):
+    b = ferretdb_pair.business
+    for user, pw, mech in SCRAM_USERS:
+        b.create_user(user, pw, mechanisms=[mech])
+    yield SCRAM_USERS
+    for user, _, _ in SCRAM_USERS:
+        try:
+            b.drop_user(user)
+        except OperationFailure:
+            pass
+
+
+def auth_users(status: dict) -> list:
+    return [(u["user"], u["db"]) for u in status["authInfo"]["authenticatedUsers"]]
+
+
+@pytest.mark.parametrize("api", ["default", "server_api"])
+def test_scram_pass_through_pymongo4(mongo_daemon, ferretdb_pair, scram_users, api):
+    """pymongo 4 (default handshake: OP_QUERY isMaster with speculativeAuthenticate; ServerApi("1"): OP_MSG
+    hello, whose speculativeAuthenticate the proxy answers although FerretDB would not) logs in as a
+    SCRAM-SHA-256 and a SCRAM-SHA-1 user through the proxy: the proxy checked the proof (login
+    scram_pass_through, not passed_through), the backend connection is authenticated as that user
+    (connectionStatus, answered by the server), and the session works."""
+    b = ferretdb_pair.business
+    d = mongo_daemon()
+    kw = {"server_api": ServerApi("1")} if api == "server_api" else {}
+    for user, pw, mech in scram_users:
+        statuses = []
+        for host, port in ((b.host, b.port), ("127.0.0.1", d.port)):
+            with mclient(b, host, port, username=user, password=pw, authMechanism=mech,
+                         directConnection=(port == b.port), **kw) as c:
+                coll = c[DB][f"scram_{user}"]
+                coll.drop()
+                coll.insert_many([{"_id": i} for i in range(5)])
+                assert [x["_id"] for x in coll.find(sort=[("_id", 1)])] == list(range(5))
+                statuses.append(auth_users(c.admin.command("connectionStatus")))
+                if port == d.port:
+                    mine = [s for s in proxy_sessions(d) if s["user"] == user]
+                    assert mine and all(s["login"] == "scram_pass_through" and s["mechanism"] == mech and
+                                        s["auth_db"] == "admin" and
+                                        s["unmovable_reason"] == "mongodb sessions cannot move yet" for s in mine), mine
+        assert statuses[1] == statuses[0] == [(user, "admin")]
+    assert "proof checked by the proxy" in d.log()
+
+
+@pytest.mark.parametrize("api", ["default", "server_api"])
+def test_scram_wrong_password_and_unknown_user(mongo_daemon, ferretdb_pair, scram_users, api):
+    """Wrong password (both mechanisms) and an unknown user: code 18, AuthenticationFailed and the same
+    message as directly; the right password still works afterwards on the same proxy."""
+    b = ferretdb_pair.business
+    d = mongo_daemon()
+    kw = {"server_api": ServerApi("1")} if api == "server_api" else {}
+    cases = [(u, "wrong", m) for u, _, m in scram_users] + [("nobody", "x", "SCRAM-SHA-256"),
+                                                            ("nobody1", "x", "SCRAM-SHA-1")]
+    got = []
+    for host, port in ((b.host, b.port), ("127.0.0.1", d.port)):
+        errs = []
+        for user, pw, mech in cases:
+            with mclient(b, host, port, username=user, password=pw, authMechanism=mech,
+                         directConnection=(port == b.port), **kw) as c:
+                with pytest.raises(OperationFailure) as ei:
+                    c.admin.command("ping")
+                errs.append((ei.value.code, ei.value.details.get("errmsg"), ei.value.details.get("codeName")))
+        got.append(errs)
+    assert got[1] == got[0]
+    assert all(e == (18, "Authentication failed.", "AuthenticationFailed") for e in got[1]), got[1]
+    for user, pw, mech in scram_users:
+        with mclient(b, "127.0.0.1", d.port, username=user, password=pw, authMechanism=mech, **kw) as c:
+            assert c.admin.command("ping")["ok"] == 1.0
+
+
+def test_scram_password_change_and_new_user_seen_at_once(mongo_daemon, ferretdb_pair, scram_users):
+    """A user created after the proxy started logs in; after updateUser the new password works at once
+    and the old one gets 18 (credentials are read again per login, not served stale)."""
+    b = ferretdb_pair.business
+    d = mongo_daemon()
+    user, pw, mech = scram_users[0]
+    with mclient(b, "127.0.0.1", d.port, username=user, password=pw, authMechanism=mech) as c:
+        assert c.admin.command("ping")["ok"] == 1.0
+    with b.client() as c:
+        c.admin.command({"updateUser": user, "pwd": "changed-pw"})
+    with mclient(b, "127.0.0.1", d.port, username=user, password="changed-pw", authMechanism=mech) as c:
+        assert auth_users(c.admin.command("connectionStatus")) == [(user, "admin")]
+    with mclient(b, "127.0.0.1", d.port, username=user, password=pw, authMechanism=mech) as c:
+        with pytest.raises(OperationFailure) as ei:
+            c.admin.command("ping")
+        assert ei.value.code == 18
+
+
+PYMONGO3_SCRAM = """
+from bson import json_util
+out = []
+for user, pw, mech in ARGS["users"]:
+    c = pymongo.MongoClient(ARGS["host"], ARGS["port"], username=user, password=pw, authSource="admin",
+                            authMechanism=mech, serverSelectionTimeoutMS=10000)
+    coll = c.mproxy3["scram_" + user]
+    coll.drop()
+    coll.insert_many([{"_id": i} for i in range(4)])
+    st = c.admin.command("connectionStatus")["authInfo"]["authenticatedUsers"]
+    out.append([user, [x["_id"] for x in coll.find(sort=[("_id", 1)])], st])
+    try:
+        pymongo.MongoClient(ARGS["host"], ARGS["port"], username=user, password="wrong", authSource="admin",
+                            authMechanism=mech, serverSelectionTimeoutMS=10000).admin.command("ping")
+        out.append(None)
+    except pymongo.errors.OperationFailure as e:
+        out.append([e.code, e.details.get("errmsg"), e.details.get("codeName")])
+RESULT = json_util.dumps(out)
+"""
+
+
+def test_scram_pass_through_pymongo3(mongo_daemon, ferretdb_pair, scram_users):
+    """pymongo 3.11 (OP_QUERY isMaster with speculativeAuthenticate, OP_REPLY) as both users: the same as
+    directly, the wrong password's 18 included."""
+    b = ferretdb_pair.business
+    d = mongo_daemon()
+    args = {"users": [list(u) for u in scram_users]}
+    direct = sandbox.run_pymongo3(PYMONGO3_SCRAM, {**args, "host": b.host, "port": b.port}, timeout=120)
+    proxied = sandbox.run_pymongo3(PYMONGO3_SCRAM, {**args, "host": "127.0.0.1", "port": d.port}, timeout=120)
+    assert json.loads(proxied) == json.loads(direct)
+    out = json.loads(proxied)
+    assert out[1] == [18, "Authentication failed.", "AuthenticationFailed"]
+    assert sum(1 for s in proxy_sessions(d) if s["login"] == "scram_pass_through") == 0  # all closed by now
+    assert d.log().count("proof checked by the proxy") >= 2
+
+
+def test_scram_pass_through_libmongoc(mongo_daemon, ferretdb_pair, scram_users):
+    """libmongoc 1.23 logs in as both users (authMechanism in the URI) through the proxy: the same output as
+    directly."""
+    b = ferretdb_pair.business
+    d = mongo_daemon()
+    prog = BUILD_DIR / "sy_mongo_client"
+    from urllib.parse import quote
+    for user, pw, mech in scram_users:
+        outs = []
+        for port, extra in ((b.port, "&directConnection=true"), (d.port, "")):
+            uri = f"mongodb://{quote(user)}:{quote(pw)}@127.0.0.1:{port}/?authSource=admin&authMechanism={mech}{extra}"
+            r = subprocess.run([str(prog), uri, DB, f"cdriver_{user}", "4"], capture_output=True, text=True,
+                               timeout=60)
+            assert r.returncode == 0, r.stdout + r.stderr
+            outs.append(r.stdout)
+        assert outs[1] == outs[0] and outs[1].rstrip().endswith("count 4")
+    assert d.log().count("proof checked by the proxy") >= 2
+
+
+def test_scram_credentials_unreadable_falls_back_to_pass_through(mongo_daemon, ferretdb_pair, scram_users):
+    """admin_password wrong in the config: the proxy cannot read credentials, so the login is passed through
+    to the server as before (it still works, and a wrong password still gets the server's 18); the session
+    says so (login passed_through)."""
+    b = ferretdb_pair.business
+    d = mongo_daemon(admin_password="not-the-admin-password")
+    user, pw, mech = scram_users[0]
+    with mclient(b, "127.0.0.1", d.port, username=user, password=pw, authMechanism=mech) as c:
+        assert auth_users(c.admin.command("connectionStatus")) == [(user, "admin")]
+        mine = [s for s in proxy_sessions(d) if s["user"] == user]
+        assert mine and all(s["login"] == "passed_through" for s in mine), mine
+    with mclient(b, "127.0.0.1", d.port, username=user, password="wrong", authMechanism=mech) as c:
+        with pytest.raises(OperationFailure) as ei:
+            c.admin.command("ping")
+        assert ei.value.code == 18
+    assert "cannot read credentials" in d.log() and "admin_user login failed" in d.log()
+
+
+def test_scram_replies_have_the_servers_layout(mongo_daemon, ferretdb_pair, scram_users):
+    """Raw frames, directly and through the proxy: the speculativeAuthenticate member of an OP_QUERY isMaster
+    reply, a saslStart reply and a wrong proof's error have the same fields in the same order, the payload
+    binary subtype 0 (bytes), and OP_REPLY the same flags."""
+    b = ferretdb_pair.business
+    d = mongo_daemon()
+    user = scram_users[0][0]
+    first = f"n,,n={user},r=abcdefghijklmnopqrstuvwx".encode()
+    got = []
+    for port in (b.port, d.port):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        q = bson.encode({"isMaster": 1, "speculativeAuthenticate": {
+            "saslStart": 1, "mechanism": "SCRAM-SHA-256", "payload": bson.binary.Binary(first), "db": "admin"}})
+        s.sendall(struct.pack("<iiiii", 16 + 4 + 11 + 8 + len(q), 9, 0, OP_QUERY, 0) + b"admin.$cmd\x00"
+                  + struct.pack("<ii", 0, -1) + q)
+        rid, rto, op, body = read_frame(s)
+        assert op == OP_REPLY and rto == 9
+        flags = struct.unpack_from("<i", body, 0)[0]
+        spec = bson.decode(body[20:])["speculativeAuthenticate"]
+        s.sendall(op_msg({"saslStart": 1, "mechanism": "SCRAM-SHA-256", "payload": bson.binary.Binary(first),
+                          "$db": "admin"}, request_id=10))
+        start = msg_body(read_frame(s)[3])
+        sf = start["payload"].decode()
+        assert isinstance(start["payload"], bytes) and sf.startswith("r=abcdefghijklmnopqrstuvwx"), start
+        nonce = dict(kv.split("=", 1) for kv in sf.split(","))["r"]
+        s.sendall(op_msg({"saslContinue": 1, "conversationId": start["conversationId"], "payload":
+                          bson.binary.Binary(f"c=biws,r={nonce},p=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".encode()),
+                          "$db": "admin"}, request_id=11))
+        bad = msg_body(read_frame(s)[3])
+        s.close()
+        got.append({"flags": flags, "spec": list(spec), "spec_payload": type(spec["payload"]).__name__,
+                     "spec_done": spec["done"], "start": list(start), "start_done": start["done"],
+                     "start_ok": start["ok"], "bad": bad, "bad_keys": list(bad)})
+    assert got[1] == got[0], got
+    assert got[1]["bad"] == {"ok": 0.0, "errmsg": "Authentication failed.", "code": 18,
+                             "codeName": "AuthenticationFailed"}
