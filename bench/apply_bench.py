@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""Apply-speed benchmark: a native MariaDB replica (single SQL thread) vs Switchyard's forward instance
-catching up on the same pre-generated backlog, plus lag over time under a live load.
+"""Apply-speed benchmark: native MariaDB replicas (one SQL thread, and parallel replication optimistic and
+conservative) vs Switchyard's forward instance catching up on the same pre-generated backlog, plus lag over time
+under a live load.
 
     /usr/bin/python3 bench/apply_bench.py --build build            # 3 reps x 60 s backlog + 30 s live (~10 min*)
     /usr/bin/python3 bench/apply_bench.py --build build --quick    # smoke run: 1 rep x 10 s backlog + 30 s live
@@ -10,21 +11,28 @@ catching up on the same pre-generated backlog, plus lag over time under a live l
       (~34000 txns/s, apply_threads = 2, Nov 2026), native end to end in ~28 s: about 6 min in all.
 
 What it does (TESTING.md "Benchmarks": side by side in one run, >= 3 interleaved repetitions, no asserted timing):
-  1. four sandbox MariaDB servers (scripts/sandbox.py): business (index 0), the DR of the Switchyard pair
-     (index 1) and two native replicas of business (indexes 2 and 3: slave_parallel_threads=0, i.e. one SQL
-     thread, log_slave_updates=ON so that they binlog what they apply just as DR binlogs what Switchyard
+  1. six sandbox MariaDB servers (scripts/sandbox.py): business (index 0), the DR of the Switchyard pair
+     (index 1), two native replicas of business with one SQL thread (indexes 2 and 3, A and B:
+     slave_parallel_threads=0) and two with native parallel replication (indexes 4 and 5, C and D:
+     slave_parallel_threads = Switchyard's apply_threads (--apply-threads, default 2) and slave_parallel_mode
+     optimistic resp. conservative, as server options, i.e. set before any START SLAVE and checked at setup;
+     conservative parallelises what business group-committed together: sysbench's 4 threads commit
+     concurrently and business's binlog group commit batches them, the commits per group of each backlog are
+     reported from Binlog_commits / Binlog_group_commits). All four: log_slave_updates=ON so that they binlog what they apply just as DR binlogs what Switchyard
      writes; CHANGE MASTER TO ... MASTER_USE_GTID=slave_pos, gtid_slave_pos = business's position before
      sbtest exists). sbtest (4 tables x 20000 rows, sysbench prepare) is created on business; the replicas
      get it through replication, DR through Switchyard's initial sync (switchyardd is started after the
      prepare with `objects = sbtest.*`; the bench waits for state running and lag 0).
   2. per rep: every consumer is stopped (STOP SLAVE on both replicas, `switchyardctl pause bench/forward`),
      sysbench oltp_write_only runs --backlog-time seconds at 4 threads straight into business, and the target
-     is business's @@gtid_binlog_pos afterwards. Then the same backlog is caught up by three variants, one at
-     a time, in an order rotated each rep (each variant goes first once in 3 reps):
+     is business's @@gtid_binlog_pos afterwards. Then the same backlog is caught up by five variants, one at
+     a time, in an order rotated each rep (rep i starts with variant i mod 5):
        switchyard  `switchyardctl start bench/forward`: collection (binlog -> spool) and write (spool -> DR)
                    together, i.e. end to end; done when status write.position covers the target.
        native-e2e  replica A: START SLAVE (IO + SQL thread) from the stopped state: end to end as well;
                    done when @@gtid_slave_pos covers the target. The like-for-like comparison.
+       native-par-opt  replica C, the same end to end with parallel replication, slave_parallel_mode=optimistic.
+       native-par-cons replica D, the same with slave_parallel_mode=conservative.
        native-sql  replica B: before the timed runs START SLAVE IO_THREAD and wait until the whole backlog
                    is in its relay log (Master_Log_File/Read_Master_Log_Pos = business's SHOW MASTER STATUS);
                    then time START SLAVE SQL_THREAD until @@gtid_slave_pos covers the target: pure apply of
@@ -41,13 +49,15 @@ What it does (TESTING.md "Benchmarks": side by side in one run, >= 3 interleaved
      switchyardd, and the peak size of switchyardd's state_dir (the spool; spool_max_bytes = 8G here, since
      a 60 s backlog on a fast machine exceeds the 1G default and spool_full retries would distort the time).
   3. live load: switchyard (running) and replica A (START SLAVE) consume while sysbench oltp_write_only runs
-     --live-time seconds at --rate=200 tps, 4 threads (replica B stays stopped: fewer CPU competitors on these
+     --live-time seconds at --rate=200 tps, 4 threads (replicas B, C and D stay stopped: fewer CPU competitors on these
      shared cores). Every second: business GTID, native Seconds_Behind_Master and GTID distance, Switchyard
      write lag_ms / lag_events and GTID distance, switchyardd's VmRSS; then until both caught up. Checksums
      again afterwards.
   4. switchyardd's memory: VmRSS after the initial sync, peak sampled during catch-ups and the live run,
      VmHWM at the end.
-Prints the catch-up table (medians, ratio Switchyard/native, per-rep raw numbers) and the lag table, and
+Prints the catch-up table (medians, ratio Switchyard/native per variant, Switchyard against the BEST native
+end-to-end variant: per rep the fastest of native-e2e/-par-opt/-par-cons, JSON summary.ratio_vs_best_native;
+per-rep raw numbers) and the lag table, and
 writes everything as JSON to bench/results/apply-<timestamp>.json. Everything started here is stopped at
 the end, on exceptions, on Ctrl-C and on SIGTERM/SIGHUP (process handling of bench/common.py).
 Exit status 1 when a run failed or timed out, a checksum differed, switchyardd died or did not exit 0 on
@@ -85,10 +95,15 @@ SB_DB = "sbtest"
 SB_TABLES, SB_TABLE_SIZE, SB_THREADS = 4, 20000, 4
 LIVE_RATE = 200
 POLL_S = 0.1
-VARIANTS = ("switchyard", "native-e2e", "native-sql")
+VARIANTS = ("switchyard", "native-e2e", "native-par-opt", "native-par-cons", "native-sql")
+NATIVE_E2E = ("native-e2e", "native-par-opt", "native-par-cons")   # end to end: candidates for "best native"
+NATIVES = NATIVE_E2E + ("native-sql",)
 LABEL = {"switchyard": "switchyard (collect+write)",
          "native-e2e": "native e2e (IO+SQL thread)",
+         "native-par-opt": "native e2e parallel optimistic",
+         "native-par-cons": "native e2e parallel conservative",
          "native-sql": "native SQL thread only"}
+DEFAULT_APPLY_THREADS = 2  # Switchyard's default apply_threads (core/config.h)
 TARGET_RATIO = 1.5
 APPLY_THREADS = None  # --apply-threads: the writer's apply_threads (None: Switchyard's default)
 ON_CONFLICT = None    # --on-conflict: the pair's on_conflict (None: Switchyard's default, fail)
@@ -164,8 +179,15 @@ class Replica:
     def __init__(self, name: str, server, business):
         self.name, self.server, self.business = name, server, business
         self.conn = None
+        self.settings = {}
 
-    def setup(self, start_pos: str) -> None:
+    def setup(self, start_pos: str, expect: dict | None = None) -> None:
+        """expect: {variable: value} the server must have before its first START SLAVE (parallel settings)."""
+        got = self.server.sql("SELECT @@slave_parallel_threads, @@slave_parallel_mode")[0]
+        self.settings = {"slave_parallel_threads": int(got[0]), "slave_parallel_mode": str(got[1])}
+        for k, v in (expect or {}).items():
+            if str(self.settings[k]) != str(v):
+                raise BenchError(f"{self.name}: {k} is {self.settings[k]}, expected {v}")
         self.server.sql(f"SET GLOBAL gtid_slave_pos = '{start_pos}';"
                         f"CHANGE MASTER TO MASTER_HOST='{HOST}', MASTER_PORT={self.business.port}, "
                         f"MASTER_USER='{sandbox.ADMIN_USER}', MASTER_PASSWORD='{sandbox.ADMIN_PASSWORD}', "
@@ -416,6 +438,14 @@ def run_native_sql(rep: Replica, target: str, timeout: float) -> dict:
     return {"catchup_s": round(secs, 2)}
 
 
+def group_commits(conn) -> tuple:
+    """business's (Binlog_commits, Binlog_group_commits) counters."""
+    with conn.cursor() as cur:
+        cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('Binlog_commits', 'Binlog_group_commits')")
+        d = {k: int(v) for k, v in cur.fetchall()}
+    return d.get("Binlog_commits", 0), d.get("Binlog_group_commits", 0)
+
+
 def cpu_s(pid: int | None) -> float:
     """utime + stime of pid (all its threads) in seconds; 0 when it is gone."""
     try:
@@ -459,7 +489,7 @@ def summarize(reps: list) -> dict:
                 "txns_per_s": med(r.get("txns_per_s") for r in runs), "runs": len(runs),
                 "failed": sum(1 for r in reps if r["runs"].get(v, {}).get("failed")),
                 "checksum_mismatches": sum(1 for r in reps if r["runs"].get(v, {}).get("checksums_equal") is False)}
-    for base in ("native-e2e", "native-sql"):
+    for base in NATIVES:
         per_rep = [r["runs"][base]["catchup_s"] /
                    r["runs"]["switchyard"]["catchup_s"]
                    for r in reps
@@ -468,6 +498,26 @@ def summarize(reps: list) -> dict:
         s[f"ratio_vs_{base}"] = {"median_per_rep": med(per_rep), "per_rep": [round(x, 3) for x in per_rep],
                                  "of_medians": (s[base]["catchup_s"] / s["switchyard"]["catchup_s"]
                                                 if s[base]["catchup_s"] and s["switchyard"]["catchup_s"] else None)}
+    # against the best native end-to-end setting: per rep the fastest of NATIVE_E2E in that rep; and the
+    # variant with the lowest median catch-up (the ratio of medians against it)
+    per_rep, best_per_rep = [], []
+    for r in reps:
+        syr = r["runs"].get("switchyard", {})
+        ok = [(r["runs"][v]["catchup_s"], v) for v in NATIVE_E2E
+              if r["runs"].get(v, {}).get("catchup_s") and not r["runs"][v].get("failed")]
+        if ok and syr.get("catchup_s") and not syr.get("failed"):
+            secs, v = min(ok)
+            per_rep.append(secs / syr["catchup_s"])
+            best_per_rep.append(v)
+    meds = [(s[v]["catchup_s"], v) for v in NATIVE_E2E if s[v]["catchup_s"]]
+    best = min(meds)[1] if meds else None
+    s["best_native"] = best
+    s["ratio_vs_best_native"] = {
+        "variant": best, "median_per_rep": med(per_rep), "per_rep": [round(x, 3) for x in per_rep],
+        "best_per_rep": best_per_rep,
+        "of_medians": (s[best]["catchup_s"] / s["switchyard"]["catchup_s"]
+                       if best and s["switchyard"]["catchup_s"] else None),
+        "target": TARGET_RATIO}
     return s
 
 
@@ -478,7 +528,7 @@ def print_catchup(report: dict, args) -> None:
     print(f"\n== catch-up of the same backlog: oltp_write_only {args.backlog_time} s x {SB_THREADS} threads into "
           f"business (median {f(txns, '{:.0f}')} txns, {f(rows, '{:.0f}')} rows per backlog); {len(reps)} rep(s), "
           f"order rotated; medians ==")
-    hdr = (f"{'variant':<28} {'catch-up s':>10} {'rows/s':>9} {'txns/s':>8} {'Switchyard/this':>15} "
+    hdr = (f"{'variant':<32} {'catch-up s':>10} {'rows/s':>9} {'txns/s':>8} {'Switchyard/this':>15} "
            f"{'checksums':>9} {'failed':>6}")
     print(hdr)
     print("-" * len(hdr))
@@ -486,16 +536,25 @@ def print_catchup(report: dict, args) -> None:
         x = s[v]
         ratio = "-" if v == "switchyard" else f(s[f"ratio_vs_{v}"]["median_per_rep"])
         ok = f"{x['runs'] - x['checksum_mismatches']}/{x['runs']} ok"
-        print(f"{LABEL[v]:<28} {f(x['catchup_s'], '{:.1f}'):>10} {f(x['rows_per_s'], '{:.0f}'):>9} "
+        print(f"{LABEL[v]:<32} {f(x['catchup_s'], '{:.1f}'):>10} {f(x['rows_per_s'], '{:.0f}'):>9} "
               f"{f(x['txns_per_s'], '{:.0f}'):>8} {ratio:>15} {ok:>9} {x['failed']:>6}")
-    for base in ("native-e2e", "native-sql"):
+    for base in NATIVES:
         r = s[f"ratio_vs_{base}"]
         val = r["median_per_rep"]
         verdict = "-" if val is None else ("met" if val >= TARGET_RATIO else "NOT MET")
         print(f"  Switchyard / {base}: median of per-rep ratios {f(val)} (per rep {r['per_rep']}, ratio of medians "
               f"{f(r['of_medians'])}); target >= {TARGET_RATIO}x: {verdict}")
+    b = s.get("ratio_vs_best_native") or {}
+    val = b.get("median_per_rep")
+    verdict = "-" if val is None else ("met" if val >= TARGET_RATIO else "NOT MET")
+    print(f"  ** Switchyard / BEST native end to end ({b.get('variant') or '-'} by median catch-up): median of "
+          f"per-rep ratios {f(val)} (per rep {b.get('per_rep')}, best per rep {b.get('best_per_rep')}; ratio of "
+          f"medians {f(b.get('of_medians'))}); target >= {TARGET_RATIO}x: {verdict} **")
+    pt = ((report.get("native_settings") or {}).get("native-par-opt") or {}).get("slave_parallel_threads", "-")
     print("  ratio = native catch-up s / Switchyard catch-up s = Switchyard rows/s / native rows/s (same backlog)."
-          "\n  native e2e is the like-for-like variant (both read the binlog and apply); native SQL-only applies a"
+          "\n  native e2e variants are like-for-like (both read the binlog and apply; parallel ones with "
+          f"slave_parallel_threads = {pt})"
+          "\n  best native = the fastest end-to-end native variant per rep; native SQL-only applies a"
           "\n  relay log fetched beforehand, Switchyard has no apply-only mode (collect+write are always timed).")
     print("  per rep (raw):")
     for r in reps:
@@ -503,7 +562,8 @@ def print_catchup(report: dict, args) -> None:
               f"(Switchyard write events {r.get('rows_switchyard', '-')}, sysbench writes "
               f"{r['rows_sysbench']}, sysbench TPS "
               f"{f(r['sysbench'].get('tps'), '{:.0f}')}, ignored errors {r['sysbench'].get('errors')}); "
-              f"relay prefetch {f(r.get('prefetch', {}).get('prefetch_s'))} s")
+              f"relay prefetch {f(r.get('prefetch', {}).get('prefetch_s'))} s; binlog commits per group "
+              f"{f((r.get('group_commit') or {}).get('commits_per_group'))}")
         for i, v in enumerate(r["order"]):
             x = r["runs"].get(v, {})
             extra = ""
@@ -512,14 +572,14 @@ def print_catchup(report: dict, args) -> None:
                          f"{f((x.get('rss_peak_kib') or 0) / 1024, '{:.1f}')} MiB, state_dir peak "
                          f"{f((x.get('state_dir_peak_bytes') or 0) / 2**20, '{:.0f}')} MiB"
                          + (f", retrying seen: {x['retrying_seen']}" if x.get("retrying_seen") else ""))
-            elif v == "native-e2e":
+            elif v in NATIVE_E2E:
                 extra = f"IO thread done at {f(x.get('fetched_s'))} s"
             flag = f"  FAILED: {x.get('error')}" if x.get("failed") else ""
             if x.get("cpu_s"):
                 extra += ("; " if extra else "") + "CPU s " + ", ".join(
                     f"{'dest mariadbd' if k == 'dest' else k} {c:.1f}" for k, c in x["cpu_s"].items())
             cs = {True: "equal", False: "DIFFER", None: "-"}[x.get("checksums_equal")]
-            print(f"      #{i + 1} {LABEL[v]:<28} {f(x.get('catchup_s'), '{:.1f}'):>6} s  "
+            print(f"      #{i + 1} {LABEL[v]:<32} {f(x.get('catchup_s'), '{:.1f}'):>6} s  "
                   f"{f(x.get('rows_per_s'), '{:.0f}'):>7} rows/s  {f(x.get('txns_per_s'), '{:.0f}'):>6} txns/s  "
                   f"checksums {cs}  {extra}{flag}")
 
@@ -620,21 +680,40 @@ def main() -> int:
             rep_a, rep_b = stack.enter_context(sandbox.servers(
                 2, first_index=2, extra_args=["--slave-parallel-threads=0", "--log-slave-updates=ON",
                                               "--skip-slave-start", "--relay-log=relay"]))
+            # native parallel replication as peers: as many worker threads as Switchyard's apply_threads, set
+            # in the server options, i.e. before any START SLAVE (setup() checks them)
+            par_threads = APPLY_THREADS or DEFAULT_APPLY_THREADS
+            par_servers = {}
+            for i, (v, mode) in enumerate((("native-par-opt", "optimistic"), ("native-par-cons", "conservative"))):
+                par_servers[v] = stack.enter_context(sandbox.servers(
+                    1, first_index=4 + i, extra_args=[f"--slave-parallel-threads={par_threads}",
+                                                      f"--slave-parallel-mode={mode}", "--log-slave-updates=ON",
+                                                      "--skip-slave-start", "--relay-log=relay"]))[0]
+            rep_c, rep_d = par_servers["native-par-opt"], par_servers["native-par-cons"]
             conns = []
             stack.callback(lambda: [c.close() for c in conns])
             stack.callback(stop_all_children)             # LIFO: switchyardd/sysbench stop before the servers
             print(f"  MariaDB business {HOST}:{business.port}, dr {HOST}:{dr.port}, native replica A (e2e) "
-                  f"{HOST}:{rep_a.port}, native replica B (SQL-only) {HOST}:{rep_b.port}", flush=True)
+                  f"{HOST}:{rep_a.port}, native replica B (SQL-only) {HOST}:{rep_b.port}, native replica C "
+                  f"(parallel optimistic, {par_threads} threads) {HOST}:{rep_c.port}, native replica D (parallel "
+                  f"conservative, {par_threads} threads) {HOST}:{rep_d.port}", flush=True)
             report["servers"] = {"business": business.port, "dr": dr.port, "native_a": rep_a.port,
-                                 "native_b": rep_b.port}
+                                 "native_b": rep_b.port, "native_c": rep_c.port, "native_d": rep_d.port}
             bconn = connect(business)
             conns.append(bconn)
             start_pos = q1(bconn, "SELECT @@gtid_binlog_pos")[0]
             natives = {"native-e2e": Replica("replica A", rep_a, business),
+                       "native-par-opt": Replica("replica C", rep_c, business),
+                       "native-par-cons": Replica("replica D", rep_d, business),
                        "native-sql": Replica("replica B", rep_b, business)}
-            for r in natives.values():
-                r.setup(start_pos)
+            expect = {"native-e2e": {"slave_parallel_threads": 0}, "native-sql": {"slave_parallel_threads": 0},
+                      "native-par-opt": {"slave_parallel_threads": par_threads, "slave_parallel_mode": "optimistic"},
+                      "native-par-cons": {"slave_parallel_threads": par_threads,
+                                          "slave_parallel_mode": "conservative"}}
+            for v, r in natives.items():
+                r.setup(start_pos, expect[v])
                 conns.append(r.conn)
+            report["native_settings"] = {v: r.settings for v, r in natives.items()}
             business.sql(f"CREATE DATABASE {SB_DB}")
             t0 = time.monotonic()
             p = subprocess.run(sb_cmd(business.port, f"--threads={SB_THREADS}", "prepare"), capture_output=True,
@@ -659,13 +738,16 @@ def main() -> int:
                   f"{report['initial_sync'].get('total_rows')} rows ({report['initial_sync']['seconds']} s); "
                   f"RSS {mem['after_initial_sync_kib'] / 1024:.1f} MiB", flush=True)
             sums = checksums(business)
-            for name, dest in (("dr", dr), ("replica A", rep_a), ("replica B", rep_b)):
+            for name, dest in (("dr", dr), ("replica A", rep_a), ("replica B", rep_b), ("replica C", rep_c),
+                               ("replica D", rep_d)):
                 verify(name, sums, dest, business, problems, "initial copy")
-            dests = {"switchyard": dr, "native-e2e": rep_a, "native-sql": rep_b}
+            dests = {"switchyard": dr, "native-e2e": rep_a, "native-sql": rep_b, "native-par-opt": rep_c,
+                     "native-par-cons": rep_d}
 
             catchup_peak = 0
             for rep in range(args.reps):
-                rr = {"rep": rep, "order": list(VARIANTS[rep % 3:] + VARIANTS[:rep % 3]), "runs": {}}
+                nv = len(VARIANTS)
+                rr = {"rep": rep, "order": list(VARIANTS[rep % nv:] + VARIANTS[:rep % nv]), "runs": {}}
                 report["reps"].append(rr)
                 # 1. every consumer stopped
                 sy.ctl("pause", INSTANCE)
@@ -677,14 +759,22 @@ def main() -> int:
                 before_pos = q1(bconn, "SELECT @@gtid_binlog_pos")[0]
                 print(f"\n-- rep {rep + 1}/{args.reps}: backlog: oltp_write_only {args.backlog_time} s into business "
                       f"(consumers stopped)", flush=True)
+                gc0 = group_commits(bconn)
                 rr["sysbench"] = sysbench_run(business.port, args.backlog_time, work, f"backlog-{rep}")
+                gc1 = group_commits(bconn)
+                rr["group_commit"] = {"binlog_commits": gc1[0] - gc0[0], "binlog_group_commits": gc1[1] - gc0[1]}
+                rr["group_commit"]["commits_per_group"] = (
+                    round(rr["group_commit"]["binlog_commits"] / rr["group_commit"]["binlog_group_commits"], 3)
+                    if rr["group_commit"]["binlog_group_commits"] else None)
                 if rr["sysbench"]["failed"]:
                     raise BenchError(f"sysbench backlog run failed:\n{rr['sysbench'].get('output_tail')}")
                 target = q1(bconn, "SELECT @@gtid_binlog_pos")[0]
                 rr.update(target=target, txns=distance(before_pos, target), rows_sysbench=rr["sysbench"]["writes"])
                 sums = checksums(business)
                 print(f"   backlog: {rr['txns']} txns ({rr['sysbench']['tps']:.0f} TPS), business at {target}; "
-                      f"sysbench writes (1 row each) {rr['rows_sysbench']}", flush=True)
+                      f"sysbench writes (1 row each) {rr['rows_sysbench']}; binlog group commit: "
+                      f"{rr['group_commit']['binlog_commits']} commits in {rr['group_commit']['binlog_group_commits']}"
+                      f" groups ({f(rr['group_commit']['commits_per_group'])} per group)", flush=True)
                 rr["prefetch"] = prefetch_relay(natives["native-sql"], bconn, target, timeout)
                 print(f"   replica B relay log prefetched in {rr['prefetch']['prefetch_s']} s "
                       f"(Relay_Log_Space {rr['prefetch']['relay_log_space']})", flush=True)
@@ -698,14 +788,14 @@ def main() -> int:
                         if v == "switchyard":
                             res = run_switchyard(sy, target, timeout)
                             catchup_peak = max(catchup_peak, res["rss_peak_kib"])
-                        elif v == "native-e2e":
+                        elif v in NATIVE_E2E:
                             res = run_native_e2e(natives[v], target, timeout)
                         else:
                             res = run_native_sql(natives[v], target, timeout)
                     except BenchError as e:
                         res = {"failed": True, "error": str(e)}
                         problems.append({"where": f"rep {rep + 1} {v}", "error": str(e)})
-                        print(f"   {LABEL[v]:<28} FAILED: {e}", flush=True)
+                        print(f"   {LABEL[v]:<32} FAILED: {e}", flush=True)
                         rr["runs"][v] = res
                         if v == "switchyard":
                             sy.alive()                      # a dead daemon ends the bench
@@ -713,12 +803,12 @@ def main() -> int:
                     res["cpu_s"] = {k: round(cpu_s(pid) - cpu0[k], 2) for k, pid in pids.items()}
                     res.update(verify(v, sums, dests[v], business, problems, f"rep {rep + 1}"))
                     rr["runs"][v] = res
-                    print(f"   {LABEL[v]:<28} caught up in {res['catchup_s']:6.1f} s  checksums "
+                    print(f"   {LABEL[v]:<32} caught up in {res['catchup_s']:6.1f} s  checksums "
                           f"{'equal' if res['checksums_equal'] else 'DIFFER'}"
                           + (f"  (collector done at {f(res.get('collected_s'))} s, rows applied "
                              f"{res.get('rows_applied')}, RSS peak {res['rss_peak_kib'] / 1024:.1f} MiB)"
                              if v == "switchyard" else "")
-                          + (f"  (IO thread done at {f(res.get('fetched_s'))} s)" if v == "native-e2e" else ""),
+                          + (f"  (IO thread done at {f(res.get('fetched_s'))} s)" if v in NATIVE_E2E else ""),
                           flush=True)
                 syr = rr["runs"].get("switchyard", {})
                 rr["rows_switchyard"] = syr.get("rows_applied")
