@@ -8,7 +8,8 @@ under a live load.
     /usr/bin/python3 bench/apply_bench.py --build build --apply-threads 2   # the writer's apply_threads
     /usr/bin/python3 bench/apply_bench.py --build build --on-conflict overwrite   # the pair's on_conflict
     * on a 2-core box where business writes ~7300 TPS, Switchyard catches up a 60 s backlog in ~13 s
-      (~34000 txns/s, apply_threads = 2, Nov 2026), native end to end in ~28 s (parallel optimistic ~30 s, conservative ~44 s): about 11 min in all (Dec 2026).
+      (~34000 txns/s, apply_threads = 2, Nov 2026), native end to end in ~28 s
+      (parallel optimistic ~30 s, conservative ~44 s): about 11 min in all (Dec 2026).
 
 What it does (TESTING.md "Benchmarks": side by side in one run, >= 3 interleaved repetitions, no asserted timing):
   1. six sandbox MariaDB servers (scripts/sandbox.py): business (index 0), the DR of the Switchyard pair
