@@ -6,6 +6,7 @@ password log in on the other server. Frames pass through a recording tee (mongo_
 handshake's opcodes matter."""
 
 import base64
+import functools
 import socket
 import struct
 import time
@@ -13,6 +14,7 @@ import time
 import pytest
 
 import sandbox
+from helpers import wait_for
 from mongo_tee import MongoTee
 
 OP_REPLY, OP_QUERY, OP_MSG = 1, 2004, 2013
@@ -36,15 +38,8 @@ def ferretdb_pair():
             s.stop()
 
 
-def wait_until(pred, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
+# helpers.wait_for with this module's bound and polling interval
+wait_until = functools.partial(wait_for, timeout=10.0, interval=0.05)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ not_implemented (no MongoDB sync) and every session is listed as unmovable."""
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 import socket
@@ -22,6 +23,7 @@ import pytest
 
 import sandbox
 from conftest import BUILD_DIR
+from helpers import wait_for
 
 pymongo = sandbox.pymongo4()
 import bson  # noqa: E402  (pymongo 4's bson, from the same venv)
@@ -35,15 +37,8 @@ OP_REPLY, OP_QUERY, OP_COMPRESSED, OP_MSG = 1, 2004, 2012, 2013
 DB = "mproxy"
 
 
-def wait_until(pred, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
+# helpers.wait_for with this module's bound and polling interval
+wait_until = functools.partial(wait_for, timeout=10.0, interval=0.05)
 
 
 def mclient(server, host, port, **kw):
