@@ -5,6 +5,7 @@
 #include "core/engine.h"
 
 extern const struct sy_engine_ops sy_mariadb_engine;
+extern const struct sy_engine_ops sy_mongo_engine;
 
 /* NULL-terminated. */
 extern const struct sy_engine_ops *const sy_engines[];

@@ -1,0 +1,20 @@
+/* What capture/ offers the core for MongoDB pairs: the oplog collection module and positions
+ * (oplog timestamps, engine/mongo_client.h). */
+#ifndef SY_CAPTURE_MONGO_MODULES_H
+#define SY_CAPTURE_MONGO_MODULES_H
+
+#include "core/instance.h"
+
+extern const struct sy_module_ops sy_mongo_collection;
+
+/* The newest oplog entry's ts of src (blocking; worker threads only). */
+int sy_mongo_source_position(const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, char *out, size_t outlen,
+                             char *err, size_t errlen);
+/* Whether ts `have` is at or after ts `want`. */
+bool sy_mongo_position_covers(const char *have, const char *want);
+/* The source position over a client kept in *handle (opened on first use, dropped on error). */
+int sy_mongo_position_poll(void **handle, const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, char *out,
+                           size_t outlen, char *err, size_t errlen);
+void sy_mongo_position_poll_close(void *handle);
+
+#endif

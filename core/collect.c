@@ -1,0 +1,145 @@
+/* A collector's spool side (core/collect.h). */
+#include "core/collect.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/spool.h"
+
+#define COLLECT_MAX_BACKOFF_MS 2000
+
+uint64_t sy_wall_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
+}
+
+static bool stopping(const struct sy_collect *o)
+{
+    return __atomic_load_n(o->ctx->stop, __ATOMIC_ACQUIRE) != 0;
+}
+
+void sy_collect_init(struct sy_collect *o, struct sy_module_ctx *ctx)
+{
+    *o = (struct sy_collect){ .ctx = ctx };
+    sy_buf_init(&o->buf);
+}
+
+void sy_collect_fini(struct sy_collect *o)
+{
+    sy_collect_sync(o, true);
+    sy_buf_fini(&o->buf);
+}
+
+static void appended(struct sy_collect *o, const struct sy_change *ch, uint64_t seq, uint64_t rec_bytes)
+{
+    if (ch->kind == SY_CHANGE_TXN_BEGIN) {
+        o->in_txn = true;
+        o->txn_bytes = 0;
+    }
+    o->txn_bytes += rec_bytes;
+    if (ch->kind == SY_CHANGE_TXN_COMMIT || (ch->kind == SY_CHANGE_POSITION && !o->in_txn))
+        o->last_commit_seq = seq;
+    if (ch->kind == SY_CHANGE_TXN_COMMIT)
+        o->in_txn = false;
+    o->dirty = true;
+    pthread_mutex_lock(&o->ctx->report->lock);
+    o->ctx->report->spool_seq = seq;
+    pthread_mutex_unlock(&o->ctx->report->lock);
+}
+
+bool sy_collect_append(struct sy_collect *o, const struct sy_change *ch)
+{
+    if (sy_change_encode(ch, &o->buf) != 0) {
+        sy_module_report_failed(o->ctx->report, "encode_failed", "cannot encode a %s record",
+                                sy_change_kind_name(ch->kind));
+        return false;
+    }
+    uint64_t rec_bytes = sy_spool_record_bytes(o->buf.len);
+    if (o->too_large != NULL && o->too_large(o->too_large_arg, o, ch, rec_bytes, false))
+        return false;
+    int backoff = 100;
+    bool was_full = false;
+    for (;;) {
+        uint64_t seq;
+        char err[512];
+        enum sy_spool_rc rc = sy_spool_append(o->ctx->spool, (uint8_t)ch->kind, o->buf.p, o->buf.len, &seq, err,
+                                              sizeof err);
+        if (rc == SY_SPOOL_OK) {
+            if (was_full)
+                sy_module_report_running(o->ctx->report);
+            appended(o, ch, seq, rec_bytes);
+            return true;
+        }
+        if (rc == SY_SPOOL_ERROR) {
+            sy_module_report_failed(o->ctx->report, "spool_error", "%s", err);
+            return false;
+        }
+        if (o->too_large != NULL && o->too_large(o->too_large_arg, o, ch, rec_bytes, true))
+            return false;
+        was_full = true;
+        sy_module_report_retrying(o->ctx->report, "spool_full",
+                                  "spool is full (spool_max_bytes=%llu or the disk): waiting for the writer",
+                                  (unsigned long long)o->ctx->cfg->spool_max_bytes);
+        if (stopping(o))
+            return false;
+        usleep((useconds_t)backoff * 1000u);
+        if (backoff < COLLECT_MAX_BACKOFF_MS)
+            backoff *= 2;
+    }
+}
+
+void sy_collect_sync(struct sy_collect *o, bool force)
+{
+    uint64_t now = sy_wall_ms();
+    if (!o->dirty || (!force && now - o->last_sync_ms < SY_COLLECT_SYNC_MS))
+        return;
+    char err[256];
+    if (sy_spool_sync(o->ctx->spool, err, sizeof err) != SY_SPOOL_OK)
+        sy_log_warn("%s: spool sync: %s", o->ctx->instance_id, err);
+    o->dirty = false;
+    o->last_sync_ms = now;
+}
+
+static bool is_position_record(uint8_t type, void *arg)
+{
+    return type == SY_CHANGE_TXN_COMMIT || type == SY_CHANGE_POSITION;
+}
+
+int sy_collect_resume_position(struct sy_collect *o, char *out, size_t outlen)
+{
+    char err[512];
+    uint64_t seq = 0;
+    uint8_t type, *payload = NULL;
+    size_t len = 0;
+    snprintf(out, outlen, "%s", o->ctx->start_position ? o->ctx->start_position : "");
+    enum sy_spool_rc rc = sy_spool_find_last(o->ctx->spool, is_position_record, NULL, &seq, &type, &payload, &len,
+                                             err, sizeof err);
+    if (rc == SY_SPOOL_ERROR) {
+        sy_module_report_failed(o->ctx->report, "spool_error", "finding the last position in the spool: %s", err);
+        return -1;
+    }
+    if (rc != SY_SPOOL_OK)
+        return 0;
+    struct sy_change_scratch s;
+    struct sy_change ch;
+    sy_change_scratch_init(&s);
+    bool decoded = sy_change_decode(payload, len, &s, &ch) == SY_PARSE_OK;
+    if (decoded && ch.position_len > 0)
+        snprintf(out, outlen, "%.*s", (int)ch.position_len, ch.position);
+    sy_change_scratch_fini(&s);
+    free(payload);
+    if (!decoded) {
+        sy_module_report_failed(o->ctx->report, "spool_error", "spool record %llu: undecodable %s record",
+                                (unsigned long long)seq, sy_change_kind_name(type));
+        return -1;
+    }
+    o->last_commit_seq = seq;
+    return 0;
+}

@@ -1,0 +1,47 @@
+/* The spool side of a collection module, the same for every engine's collector: appending change
+ * records (on a full spool: report `spool_full`, wait for the writer to make room, never drop),
+ * syncing the spool at most every SY_COLLECT_SYNC_MS while records stream, and finding where a
+ * restarted collector resumes (the spool's last TXN_COMMIT/POSITION record, else the instance's start
+ * position). Used from the module's thread only. */
+#ifndef SY_COLLECT_H
+#define SY_COLLECT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/change.h"
+#include "core/instance.h"
+
+#define SY_COLLECT_SYNC_MS 100
+
+struct sy_collect {
+    struct sy_module_ctx *ctx;   /* ref */
+    struct sy_buf buf;           /* encoding scratch */
+    bool dirty;                  /* appended since the last sync */
+    uint64_t last_sync_ms;
+    bool in_txn;                 /* a TXN_BEGIN was appended, its TXN_COMMIT not yet */
+    uint64_t txn_bytes;          /* spool bytes of the open transaction's records so far */
+    uint64_t last_commit_seq;    /* seq of the last TXN_COMMIT/POSITION outside a transaction (0 = none):
+                                    the writer's checkpoint can reach it, so the spool can shrink to it */
+    /* Optional: whether the open transaction, with a next record of rec_bytes, can never fit under
+     * spool_max_bytes (full: the spool just refused it); reports failed itself when so. */
+    bool (*too_large)(void *arg, const struct sy_collect *o, const struct sy_change *ch, uint64_t rec_bytes,
+                      bool full);
+    void *too_large_arg;
+};
+
+void sy_collect_init(struct sy_collect *o, struct sy_module_ctx *ctx);
+void sy_collect_fini(struct sy_collect *o); /* syncs what is dirty */
+
+/* Appends one record; publishes the spool seq in the report. false: stopping, or failed (reported). */
+bool sy_collect_append(struct sy_collect *o, const struct sy_change *ch);
+void sy_collect_sync(struct sy_collect *o, bool force);
+
+/* Where to resume into out: the spool's last TXN_COMMIT/POSITION position, else ctx->start_position
+ * (may be ""). 0, or -1 (failed: reported). */
+int sy_collect_resume_position(struct sy_collect *o, char *out, size_t outlen);
+
+uint64_t sy_wall_ms(void);
+
+#endif

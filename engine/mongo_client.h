@@ -1,0 +1,48 @@
+/* Blocking libmongoc helpers shared by MongoDB's capture, replay and checks (module threads, the
+ * switch thread and admin job threads; never the loop): connect as the pair's admin account with
+ * timeouts, tell a network failure (retry later) from a server's answer, oplog positions, and the
+ * `objects` filter for namespaces. In engine/ because capture/ and replay/ both need them. */
+#ifndef SY_MONGO_CLIENT_H
+#define SY_MONGO_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <mongoc/mongoc.h>
+
+#include "core/config.h"
+
+#define SY_MONGO_DB "switchyard"   /* Switchyard's own database on each side (checkpoints, echo marks) */
+#define SY_MONGO_OPLOG "oplog.rs"  /* in database "local" */
+
+/* A client of ep logged in as cfg's admin account (SCRAM-SHA-256, authSource admin, a direct
+ * connection). timeout_ms bounds connecting, server selection and each socket read (0 = 10 s). The
+ * connection is proven with a `ping`; NULL + err ("host:port: why") on failure. */
+mongoc_client_t *sy_mongo_connect(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, int timeout_ms,
+                                  char *err, size_t errlen);
+
+/* Whether an error is about reaching the server (network, server selection, a socket timeout) rather
+ * than the server refusing what was asked: the former is retried. */
+bool sy_mongo_is_transient(const bson_error_t *e);
+
+/* Whether db.coll is synchronized by cfg->objects: never the system databases (admin, local, config),
+ * Switchyard's own, nor system.* collections. */
+bool sy_mongo_ns_synced(const struct sy_pair_cfg *cfg, const char *db, const char *coll);
+/* "db.coll" split at its first dot into db (at most dblen) and the collection (a pointer into ns).
+ * false when there is no dot or db is too long. */
+bool sy_mongo_ns_split(const char *ns, char *db, size_t dblen, const char **coll);
+
+/* Positions are oplog timestamps, as text "<seconds>:<increment>" ("1733241600:5"). */
+struct sy_mongo_ts {
+    uint32_t t, i;
+};
+bool sy_mongo_ts_parse(const char *s, struct sy_mongo_ts *out); /* false on anything else (also "") */
+void sy_mongo_ts_format(struct sy_mongo_ts ts, char *out, size_t outlen);
+int sy_mongo_ts_cmp(struct sy_mongo_ts a, struct sy_mongo_ts b);
+
+/* The newest (newest = true) or oldest entry's ts of local.oplog.rs: 1 found, 0 the oplog is empty,
+ * -1 with err (also when the oplog does not exist: FerretDB logs nothing without it). */
+int sy_mongo_oplog_edge(mongoc_client_t *c, bool newest, struct sy_mongo_ts *out, char *err, size_t errlen);
+
+#endif
