@@ -60,6 +60,9 @@ struct sy_failover_ops {
      * engine's servers cannot be fenced (no switchover: a flip without a fence could lose writes). */
     int (*fence)(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, bool on, int wait_ms, char *pos,
                  size_t poslen, char *err, size_t errlen);
+    /* Non-NULL: the engine's servers cannot be kept fenced while passive (fence_passive), and why; such
+     * pairs default to fence_passive = off and refuse it on (tools/switchyardd.c). */
+    const char *passive_fence_refused;
     /* Whether ep answers within about timeout_ms (failover is refused while the business DB does). */
     bool (*alive)(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, int timeout_ms);
     /* The tail's transactions with their changes, into out: {"transactions": [{"position": the
