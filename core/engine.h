@@ -48,7 +48,8 @@ struct sy_position_ops {
     void (*poll_close)(void *handle);
     /* The transactions between two positions of the same source (a failover's unreplicated tail): how
      * many, and how many of them at or below `ledger` (acknowledged to clients); ranges: a JSON array
-     * describing them. 0, or -1. */
+     * describing them. 0, or -1. NULL: positions alone cannot tell (oplog timestamps): the core counts
+     * the transactions tail_read lists instead, with `covers` against the ledger. */
     int (*tail_count)(const char *collected, const char *now, const char *ledger, uint64_t *transactions,
                       uint64_t *acknowledged, json_t *ranges);
 };
@@ -108,7 +109,7 @@ static inline bool sy_engine_can_switch(const struct sy_engine_ops *e)
 /* A failover's tail: found once the business DB is back (counted), and resolved (reverted). */
 static inline bool sy_engine_can_count_tail(const struct sy_engine_ops *e)
 {
-    return sy_engine_can_switch(e) && e->position->tail_count != NULL;
+    return sy_engine_can_switch(e) && (e->position->tail_count != NULL || e->failover->tail_read != NULL);
 }
 
 static inline bool sy_engine_can_resolve_tail(const struct sy_engine_ops *e)

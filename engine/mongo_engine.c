@@ -53,8 +53,8 @@ static const struct sy_failover_ops mongo_failover = {
                              "none); set fence_passive = off: a switch then relies on the proxy's hold, so clients "
                              "must reach the database only through switchyardd",
     .alive = sy_mongo_alive,
-    .tail_read = NULL,
-    .tail_revert = NULL,
+    .tail_read = sy_mongo_tail_read,
+    .tail_revert = sy_mongo_tail_revert,
 };
 
 static void mongo_library_init(void)

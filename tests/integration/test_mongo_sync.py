@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+import json
 import os
 import random
 import time
@@ -189,3 +190,65 @@ def test_fence_passive_on_is_refused_for_mongodb(mongo_daemon):
     log = d.log()
     assert "[pair fenced] fence_passive = on cannot be kept for engine mongodb" in log
     assert "set fence_passive = off" in log
+
+
+@pytest.mark.parametrize("decision", ["export", "discard"])
+def test_failover_tail_resolve_then_switchback(synced, ferretdb_pair, decision):
+    """kill -9 of the business FerretDB; failover to DR; when business comes back, the tail (written while the
+    forward collector was paused) is reported and nothing of it reaches DR; resolve-tail makes business equal
+    to DR for every key the tail touched (--export first writes the entries, 0600); the reverse write then
+    catches up and a switchback restores the forward direction with both sides equal."""
+    d, pname, db = synced
+    b, dr = ferretdb_pair
+    d.admin_ok("create-reverse", pair=pname)
+    with b.client() as c:
+        c[db].t.insert_one({"_id": 10, "v": "replicated"})
+    wait_until(lambda: count(dr, db, {"_id": 10}) == 1, what="forward applied")
+    d.admin_ok("pause", instance=f"{pname}/forward")
+    with b.client() as c:
+        c[db].t.insert_many([{"_id": 11, "v": "tail"}, {"_id": 12, "v": "tail"}])
+        c[db].t.update_one({"_id": 10}, {"$set": {"v": "changed in the tail"}})
+    r = d.admin("failover", pair=pname)
+    assert r["ok"] is False and r["error"]["code"] == "business_alive"
+    b.kill9()
+    try:
+        r = d.admin_ok("failover", pair=pname)
+        assert r["active_side"] == "dr" and r["tail"]["state"] == "pending", r
+        with dr.client() as c:
+            c[db].t.insert_one({"_id": 13, "v": "on DR after the failover"})
+        r = d.admin("switchback", pair=pname)
+        assert r["ok"] is False and r["error"]["code"] == "tail_unresolved"
+    finally:
+        b.start()
+    tail = wait_until(lambda: d.pair_status(pname).get("tail", {}).get("state") == "open" and
+                      d.pair_status(pname)["tail"], what="tail reported")
+    assert tail["transactions"] == 3, tail
+    assert [(x["tables"], x["keys"][0]["key"]) for x in tail["listed"]] == \
+        [([f"{db}.t"], {"_id": {"$numberInt": str(i)}}) for i in (11, 12, 10)], tail["listed"]  # canonical ext. JSON
+    assert count(dr, db, {"_id": {"$in": [11, 12]}}) == 0                # nothing applied silently
+    time.sleep(1.5)
+    assert count(b, db, {"_id": 13}) == 0                                 # no reverse write before the decision
+    export = d.cwd / "tail.json"
+    if decision == "export":
+        r = d.ctl("resolve-tail", pname, "--export", str(export))
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert oct(export.stat().st_mode & 0o777) == "0o600"
+        exported = json.loads(export.read_text())
+        assert [t["rows"][0].get("after", {}).get("v") for t in exported["transactions"]] == ["tail", "tail", None]
+        assert exported["transactions"][2]["rows"][0]["update"]["$set"]["v"] == "changed in the tail"
+    else:
+        r = d.admin_ok("resolve-tail", pair=pname, discard=True)
+        rev = r["tail"]["revert"]
+        assert rev["reverted_transactions"] == 3 and rev["deleted"] == 2 and rev["replaced"] == 1, rev
+        assert not export.exists()
+    assert count(b, db, {"_id": {"$in": [11, 12]}}) == 0                 # made equal to DR on business
+    with b.client() as c:
+        assert c[db].t.find_one({"_id": 10})["v"] == "replicated"
+    wait_until(lambda: count(b, db, {"_id": 13}) == 1, what="reverse caught up")
+    r = d.admin_ok("switchback", pair=pname)
+    assert r["active_side"] == "business"
+    with b.client() as c:
+        c[db].t.insert_one({"_id": 14, "v": "back on business"})
+    assert_equal_eventually(ferretdb_pair, db)
+    with b.client() as c:
+        assert sorted(x["_id"] for x in c[db].t.find()) == [1, 10, 13, 14]
