@@ -99,6 +99,11 @@ enum sy_parse sy_tds_msg_frame(const uint8_t *p, size_t n, size_t max_packet, si
             return SY_PARSE_BAD;
         }
         size_t body = (size_t)h.length - SY_TDS_HDR_LEN;
+        bool last = (h.status & SY_TDS_STATUS_EOM) || h.type == SY_TDS_ATTENTION;
+        if (body == 0 && !last) {      /* would let the wire grow without the payload limit ever striking */
+            snprintf(err, errlen, "empty %s packet before the end of its message", sy_tds_type_name(h.type));
+            return SY_PARSE_BAD;
+        }
         if (body > max_payload - m->payload_len) {   /* the claim, before waiting for its bytes */
             snprintf(err, errlen, "%s message longer than %zu bytes", sy_tds_type_name(m->type), max_payload);
             return SY_PARSE_BAD;
@@ -109,7 +114,7 @@ enum sy_parse sy_tds_msg_frame(const uint8_t *p, size_t n, size_t max_packet, si
         m->payload_len += body;
         off += h.length;
         m->wire_len = off;
-        if ((h.status & SY_TDS_STATUS_EOM) || h.type == SY_TDS_ATTENTION)
+        if (last)
             return SY_PARSE_OK;
     }
 }

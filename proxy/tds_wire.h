@@ -121,8 +121,9 @@ struct sy_tds_msg {
 };
 
 /* Reassembly: walks the packets at p up to the one with EOM. OK when that packet is whole (m filled),
- * AGAIN before, BAD on a bad length, a type change, or a payload above max_payload (checked as each
- * header arrives). An ATTENTION packet is always a message of its own. */
+ * AGAIN before, BAD on a bad length, a type change, an empty packet before the last (the wire is then at
+ * most 9 bytes per payload byte), or a payload above max_payload (checked as each header arrives). An
+ * ATTENTION packet is always a message of its own. */
 enum sy_parse sy_tds_msg_frame(const uint8_t *p, size_t n, size_t max_packet, size_t max_payload,
                                struct sy_tds_msg *m, char *err, size_t errlen) SY_MUST_CHECK;
 /* Copies the payloads of the message framed at p (m from sy_tds_msg_frame) to out (m->payload_len bytes). */

@@ -74,6 +74,10 @@ static void test_message_reassembly(void)
     /* ATTENTION is a message of its own, EOM or not */
     const uint8_t attn[8] = { SY_TDS_ATTENTION, 0, 0, 8, 0, 0, 1, 0 };
     CHECK(sy_tds_msg_frame(attn, 8, 4096, 100, &m, err, sizeof err) == SY_PARSE_OK && m.payload_len == 0);
+    /* empty packets before the last one: refused (nothing else would bound the wire) */
+    const uint8_t empties[24] = { 1, 0, 0, 8, 0, 0, 1, 0, 1, 0, 0, 8, 0, 0, 2, 0, 1, 1, 0, 8, 0, 0, 3, 0 };
+    CHECK(sy_tds_msg_frame(empties, 24, 4096, 100, &m, err, sizeof err) == SY_PARSE_BAD && strstr(err, "empty"));
+    CHECK(sy_tds_msg_frame(empties + 16, 8, 4096, 100, &m, err, sizeof err) == SY_PARSE_OK && m.payload_len == 0);
     /* an empty message is one packet */
     CHECK(sy_tds_msg_build(wire, sizeof wire, SY_TDS_TABULAR, 0, 512, NULL, 0) == 8 && wire[1] == SY_TDS_STATUS_EOM);
     CHECK(sy_tds_msg_build(wire, 100, SY_TDS_RPC, 0, 4096, payload, 200) == 0);  /* does not fit */
