@@ -5,13 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz/fuzz_require.h"
 #include "proxy/tds_wire.h"
-
-#define REQUIRE(c)                                                                                    \
-    do {                                                                                              \
-        if (!(c))                                                                                     \
-            abort();                                                                                  \
-    } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

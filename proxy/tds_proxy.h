@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "core/pair.h"
+#include "proxy/unmovable.h"
 
 /* Why every SQL Server session is unmovable in this step (switch_unmovable, `clients`). */
 #define SY_TDS_UNMOVABLE "sqlserver sessions cannot move yet"
@@ -29,6 +30,7 @@ enum sy_tds_err_reason {
 };
 
 struct sy_tds_proxy {
+    const struct sy_unmovable_ops *unmovable; /* ref: static; first member (proxy/unmovable.h) */
     struct sy_pair *pair;                  /* ref: owns us through proto_state */
     struct event_base *base;               /* ref: pair->base */
     struct evconnlistener *listener;       /* owned */

@@ -14,7 +14,6 @@
  * so a wrong password reaches the client as the server's own 18456. Client TLS is not built (PRELOGIN
  * answers ENCRYPT_NOT_SUP); sessions cannot move between sides yet (docs/sqlserver.md).
  * Sessions end through close_session() and are freed by the proxy's reaper on a later loop turn. */
-#include <netdb.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,9 +59,7 @@ struct sy_tds_session {
     enum sess_state state;
     char peer[80];                      /* "127.0.0.1:51234" */
     char label[160];                    /* "orders T-3 127.0.0.1:51234" for logs */
-    struct bufferevent *client;         /* owned */
-    struct bufferevent *backend;        /* owned */
-    bool backend_connected;
+    struct sy_relay_link io;            /* client and backend bufferevents (owned), backpressure */
     enum sy_side side;                  /* where the backend connection is */
     /* handshake */
     bool client_prelogin;               /* the client's PRELOGIN was read (TS_PRELOGIN) */
@@ -93,8 +90,6 @@ struct sy_tds_session {
     uint64_t attentions;                /* ATTENTION packets forwarded */
     uint64_t resets;                    /* requests with RESETCONNECTION(SKIPTRAN) */
     uint64_t held_since_ms;             /* when TS_HELD began */
-    bool client_bp;                     /* client reads paused: backend output over high water */
-    bool backend_bp;                    /* backend reads paused: client output over high water */
     uint64_t flush_deadline_ms;         /* TS_CLOSING with a final error queued: freed by then at the latest */
     bool client_gone;                   /* TS_CLOSING: the client socket ended */
 };
@@ -118,12 +113,7 @@ static void reap_soon(struct sy_tds_proxy *px)
 
 static size_t client_pending(const struct sy_tds_session *s)
 {
-    return s->client ? sy_relay_pending(s->client, NULL) : 0;
-}
-
-static size_t backend_pending(const struct sy_tds_session *s)
-{
-    return s->backend ? sy_relay_pending(s->backend, NULL) : 0;
+    return sy_relay_link_client_pending(&s->io);
 }
 
 /* The one way a session ends. With `flush`, what is queued for the client (a final error, a refused
@@ -139,18 +129,18 @@ static void close_session(struct sy_tds_session *s, const char *why, bool flush,
     set_state(s, TS_CLOSING);
     OPENSSL_cleanse(s->password, sizeof s->password);
     s->password_len = 0;
-    if (s->backend) {
-        bufferevent_setcb(s->backend, NULL, NULL, NULL, NULL);
-        bufferevent_disable(s->backend, EV_READ | EV_WRITE);
+    if (s->io.backend) {
+        bufferevent_setcb(s->io.backend, NULL, NULL, NULL, NULL);
+        bufferevent_disable(s->io.backend, EV_READ | EV_WRITE);
     }
     s->flush_deadline_ms = 0;
-    bufferevent_disable(s->client, EV_READ);
+    bufferevent_disable(s->io.client, EV_READ);
     if (flush && client_pending(s) > 0) {
         s->flush_deadline_ms = sy_now_ms() + SESS_FLUSH_MS;
-        sy_relay_flush(s->client);
-        bufferevent_enable(s->client, EV_WRITE); /* on_client_write wakes the reaper once drained */
+        sy_relay_flush(s->io.client);
+        bufferevent_enable(s->io.client, EV_WRITE); /* on_client_write wakes the reaper once drained */
     } else {
-        bufferevent_disable(s->client, EV_WRITE);
+        bufferevent_disable(s->io.client, EV_WRITE);
     }
     TAILQ_REMOVE(&px->sessions, s, link);
     px->n_sessions--;
@@ -166,9 +156,9 @@ void sy_tds_session_close(struct sy_tds_session *s, const char *why, enum sy_tds
 static void session_free(struct sy_tds_session *s)
 {
     OPENSSL_cleanse(s->password, sizeof s->password);
-    bufferevent_free(s->client);
-    if (s->backend)
-        bufferevent_free(s->backend);
+    bufferevent_free(s->io.client);
+    if (s->io.backend)
+        bufferevent_free(s->io.backend);
     free(s);
 }
 
@@ -206,68 +196,59 @@ static void client_read_update(struct sy_tds_session *s)
 {
     if (s->state == TS_CLOSING)
         return;
-    bool off = s->client_bp || s->state == TS_HELD ||
-               (s->state != TS_IDLE && evbuffer_get_length(bufferevent_get_input(s->client)) > SY_RELAY_HIGH_WATER);
+    bool off = s->io.client_bp || s->state == TS_HELD ||
+               (s->state != TS_IDLE && evbuffer_get_length(bufferevent_get_input(s->io.client)) > SY_RELAY_HIGH_WATER);
     if (off)
-        bufferevent_disable(s->client, EV_READ);
+        bufferevent_disable(s->io.client, EV_READ);
     else
-        bufferevent_enable(s->client, EV_READ);
+        bufferevent_enable(s->io.client, EV_READ);
 }
 
 static void backend_read_update(struct sy_tds_session *s)
 {
-    if (s->state == TS_CLOSING || s->backend == NULL || !s->backend_connected)
+    if (s->state == TS_CLOSING || s->io.backend == NULL || !s->io.backend_connected)
         return;
-    if (s->backend_bp)
-        bufferevent_disable(s->backend, EV_READ);
+    if (s->io.backend_bp)
+        bufferevent_disable(s->io.backend, EV_READ);
     else
-        bufferevent_enable(s->backend, EV_READ);
+        bufferevent_enable(s->io.backend, EV_READ);
 }
 
-/* Writes what is due straight to the sockets, then resumes a paused side whose peer's output drained
- * (a direct write that took everything never runs libevent's write callback). */
 static void session_flush(struct sy_tds_session *s)
 {
-    for (int round = 0; round < 64 && s->state != TS_CLOSING; round++) {
-        sy_relay_flush(s->client);
-        if (s->backend_connected)
-            sy_relay_flush(s->backend);
-        bool again = false;
-        if (s->client_bp && sy_relay_drained(backend_pending(s))) {
-            sy_log_debug("%s: client reads resumed", s->label);
-            s->client_bp = false;
-            client_read_update(s);
-            process_client(s);
-            again = true;
-        }
-        if (s->state != TS_CLOSING && s->backend_bp && sy_relay_drained(client_pending(s))) {
-            sy_log_debug("%s: server reads resumed", s->label);
-            s->backend_bp = false;
-            backend_read_update(s);
-            process_backend(s);
-            again = true;
-        }
-        if (!again)
-            return;
-    }
+    sy_relay_link_flush(&s->io);
 }
 
 static void to_backend_done(struct sy_tds_session *s)
 {
-    if (sy_relay_over(backend_pending(s))) {
-        sy_log_debug("%s: client reads paused: %zu bytes queued to the server", s->label, backend_pending(s));
-        s->client_bp = true;
+    if (sy_relay_link_backend_over(&s->io))
         client_read_update(s);
-    }
 }
 
 static void to_client_done(struct sy_tds_session *s)
 {
-    if (sy_relay_over(client_pending(s))) {
-        sy_log_debug("%s: server reads paused: %zu bytes queued to the client", s->label, client_pending(s));
-        s->backend_bp = true;
+    if (sy_relay_link_client_over(&s->io))
         backend_read_update(s);
-    }
+}
+
+/* sy_relay_link callbacks: a paused side may read again */
+static void client_resume(void *arg)
+{
+    struct sy_tds_session *s = arg;
+    client_read_update(s);
+    process_client(s);
+}
+
+static void backend_resume(void *arg)
+{
+    struct sy_tds_session *s = arg;
+    backend_read_update(s);
+    process_backend(s);
+}
+
+static bool session_closed(const void *arg)
+{
+    return ((const struct sy_tds_session *)arg)->state == TS_CLOSING;
 }
 
 /* ---- the proxy's own answers --------------------------------------------------------------------------- */
@@ -288,7 +269,7 @@ static void refuse_login(struct sy_tds_session *s, int32_t number, const char *m
                                         PROXY_SERVER_NAME, SY_TDS_DONE_ERROR);
     size_t w = n ? sy_tds_msg_build(wire, sizeof wire, SY_TDS_TABULAR, 0, SY_TDS_LOGIN_PACKET, tokens, n) : 0;
     if (w)
-        evbuffer_add(bufferevent_get_output(s->client), wire, w);
+        evbuffer_add(bufferevent_get_output(s->io.client), wire, w);
     close_session(s, why, true, SY_TERR_UNSUPPORTED);
 }
 
@@ -349,7 +330,7 @@ static void backend_prelogin_send(struct sy_tds_session *s)
     };
     uint8_t buf[128];
     size_t n = sy_tds_prelogin_build(buf, sizeof buf, opts, SY_ARRAY_LEN(opts));
-    send_message(s->backend, SY_TDS_PRELOGIN, buf, n);
+    send_message(s->io.backend, SY_TDS_PRELOGIN, buf, n);
 }
 
 /* Both PRELOGINs are in: the client gets the proxy's answer (the server's version, no encryption, MARS off). */
@@ -367,7 +348,7 @@ static void client_prelogin_answer(struct sy_tds_session *s)
         opts[nopts++] = (struct sy_tds_prelogin_opt){ SY_TDS_PL_FEDAUTHREQUIRED, &fedauth, 1 };
     uint8_t buf[128];
     size_t n = sy_tds_prelogin_build(buf, sizeof buf, opts, nopts);
-    send_message(s->client, SY_TDS_TABULAR, buf, n);
+    send_message(s->io.client, SY_TDS_TABULAR, buf, n);
     set_state(s, TS_LOGIN7);
 }
 
@@ -481,7 +462,7 @@ static void client_login7(struct sy_tds_session *s, struct evbuffer *in)
         close_session(s, "cannot build the server's LOGIN7", false, SY_TERR__COUNT);
         goto out;
     }
-    evbuffer_add(bufferevent_get_output(s->backend), wire, w);
+    evbuffer_add(bufferevent_get_output(s->io.backend), wire, w);
     sy_log_debug("%s: LOGIN7 of '%s' (app '%s', TDS 0x%08x, packet size %u) sent to the %s server", s->label, s->user,
                  s->app, (unsigned)l.tds_version, (unsigned)l.packet_size, sy_side_name(s->side));
     set_state(s, TS_LOGIN);
@@ -515,7 +496,7 @@ static void backend_login_reply(struct sy_tds_session *s, struct evbuffer *in)
         bad_packet(s, "server", why);
         return;
     }
-    evbuffer_remove_buffer(in, bufferevent_get_output(s->client), m.wire_len);
+    evbuffer_remove_buffer(in, bufferevent_get_output(s->io.client), m.wire_len);
     if (!r.loginack) {
         snprintf(why, sizeof why, "login of '%s' refused by the %s server: %d %s", s->user, sy_side_name(s->side),
                  r.has_error ? (int)r.error.number : 0, r.has_error ? r.error.message : "(no error token)");
@@ -600,8 +581,8 @@ static bool client_packet_start(struct sy_tds_session *s, struct evbuffer *in)
 
 static void relay_client(struct sy_tds_session *s, struct evbuffer *in)
 {
-    struct evbuffer *out = bufferevent_get_output(s->backend);
-    while (s->state != TS_CLOSING && !s->client_bp) {
+    struct evbuffer *out = bufferevent_get_output(s->io.backend);
+    while (s->state != TS_CLOSING && !s->io.client_bp) {
         if (s->c_left == 0) {
             if (evbuffer_get_length(in) < SY_TDS_HDR_LEN || !client_packet_start(s, in))
                 return;
@@ -636,9 +617,9 @@ static void tail_keep(struct sy_tds_session *s, struct evbuffer *in, size_t k)
 
 static void relay_backend(struct sy_tds_session *s, struct evbuffer *in)
 {
-    struct evbuffer *out = bufferevent_get_output(s->client);
+    struct evbuffer *out = bufferevent_get_output(s->io.client);
     char err[200];
-    while (s->state != TS_CLOSING && !s->backend_bp) {
+    while (s->state != TS_CLOSING && !s->io.backend_bp) {
         if (s->b_left == 0) {
             size_t n = evbuffer_get_length(in);
             if (n < SY_TDS_HDR_LEN)
@@ -684,7 +665,7 @@ static void relay_backend(struct sy_tds_session *s, struct evbuffer *in)
 
 static void process_client(struct sy_tds_session *s)
 {
-    struct evbuffer *in = bufferevent_get_input(s->client);
+    struct evbuffer *in = bufferevent_get_input(s->io.client);
     switch (s->state) {
     case TS_PRELOGIN:
         if (!s->client_prelogin)
@@ -705,9 +686,9 @@ static void process_client(struct sy_tds_session *s)
 
 static void process_backend(struct sy_tds_session *s)
 {
-    if (!s->backend_connected || s->state == TS_CLOSING)
+    if (!s->io.backend_connected || s->state == TS_CLOSING)
         return;
-    struct evbuffer *in = bufferevent_get_input(s->backend);
+    struct evbuffer *in = bufferevent_get_input(s->io.backend);
     if (s->state == TS_PRELOGIN && !s->backend_prelogin) {
         backend_prelogin(s, in);
     } else if (s->state == TS_LOGIN) {
@@ -782,11 +763,8 @@ static void on_backend_event(struct bufferevent *bev, short what, void *arg)
         return;
     const struct sy_endpoint *ep = s->side == SY_SIDE_BUSINESS ? &s->px->pair->cfg->business : &s->px->pair->cfg->dr;
     if (what & BEV_EVENT_CONNECTED) {
-        evutil_socket_t fd = bufferevent_getfd(bev);
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        bufferevent_set_timeouts(bev, NULL, NULL);
-        s->backend_connected = true;
+        sy_relay_backend_connected(bev);
+        s->io.backend_connected = true;
         sy_log_debug("%s: connected to the %s server %s:%u", s->label, sy_side_name(s->side), ep->host, ep->port);
         backend_prelogin_send(s);
         backend_read_update(s);
@@ -794,7 +772,7 @@ static void on_backend_event(struct bufferevent *bev, short what, void *arg)
         return;
     }
     char why[400];
-    if (!s->backend_connected)
+    if (!s->io.backend_connected)
         snprintf(why, sizeof why, "cannot connect to the %s server %s:%u (%s)", sy_side_name(s->side), ep->host,
                  ep->port,
                  (what & BEV_EVENT_TIMEOUT) ? "timed out" : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
@@ -809,36 +787,10 @@ static void on_backend_event(struct bufferevent *bev, short what, void *arg)
 
 static int backend_open(struct sy_tds_session *s, char *err, size_t errlen)
 {
-    const struct sy_endpoint *ep = sy_pair_active_endpoint(s->px->pair);
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
-    struct addrinfo *res = NULL;
-    char port[8];
-    snprintf(port, sizeof port, "%u", ep->port);
-    int rc = getaddrinfo(ep->host, port, &hints, &res);
-    if (rc != 0) {
-        snprintf(err, errlen, "%s:%u: %s", ep->host, ep->port, gai_strerror(rc));
-        return -1;
-    }
     s->side = s->px->pair->active_side;
-    s->backend = bufferevent_socket_new(s->px->base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (s->backend == NULL) {
-        freeaddrinfo(res);
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    bufferevent_setcb(s->backend, on_backend_read, on_backend_write, on_backend_event, s);
-    bufferevent_setwatermark(s->backend, EV_WRITE, SY_RELAY_LOW_WATER, 0);
-    bufferevent_set_max_single_read(s->backend, SESS_MAX_READ);
-    struct timeval tmo = { SESS_CONNECT_S, 0 };
-    bufferevent_set_timeouts(s->backend, NULL, &tmo);           /* the connect's timeout */
-    rc = bufferevent_socket_connect(s->backend, res->ai_addr, (int)res->ai_addrlen);
-    freeaddrinfo(res);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot connect to %s:%u", ep->host, ep->port);
-        return -1;
-    }
-    bufferevent_enable(s->backend, EV_READ | EV_WRITE);
-    return 0;
+    return sy_relay_backend_connect(s->px->base, sy_pair_active_endpoint(s->px->pair), SESS_CONNECT_S, SESS_MAX_READ,
+                                    on_backend_read, on_backend_write, on_backend_event, s, &s->io.backend, err,
+                                    errlen);
 }
 
 void sy_tds_session_accept(struct sy_tds_proxy *px, evutil_socket_t fd, const struct sockaddr *sa, int salen)
@@ -853,24 +805,24 @@ void sy_tds_session_accept(struct sy_tds_proxy *px, evutil_socket_t fd, const st
     if (px->next_id == 0)
         px->next_id = 1;
     s->packet_size = SY_TDS_MAX_PACKET;          /* until the login negotiates one */
-    char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
-    getnameinfo(sa, (socklen_t)salen, host, sizeof host, serv, sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV);
-    snprintf(s->peer, sizeof s->peer, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, serv);
+    sy_relay_addr_name(sa, (socklen_t)salen, s->peer, sizeof s->peer);
     snprintf(s->label, sizeof s->label, "%s T-%u %s", px->pair->cfg->name, s->id, s->peer);
+    s->io = (struct sy_relay_link){ .label = s->label, .session = s, .client_resume = client_resume,
+                                    .backend_resume = backend_resume, .closed = session_closed };
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    s->client = bufferevent_socket_new(px->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (s->client == NULL) {
+    s->io.client = bufferevent_socket_new(px->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (s->io.client == NULL) {
         evutil_closesocket(fd);
         free(s);
         return;
     }
-    bufferevent_set_max_single_read(s->client, SESS_MAX_READ);
+    bufferevent_set_max_single_read(s->io.client, SESS_MAX_READ);
     TAILQ_INSERT_TAIL(&px->sessions, s, link);
     px->n_sessions++;
-    bufferevent_setcb(s->client, on_client_read, on_client_write, on_client_event, s);
-    bufferevent_setwatermark(s->client, EV_WRITE, SY_RELAY_LOW_WATER, 0);
-    bufferevent_enable(s->client, EV_READ | EV_WRITE);
+    bufferevent_setcb(s->io.client, on_client_read, on_client_write, on_client_event, s);
+    bufferevent_setwatermark(s->io.client, EV_WRITE, SY_RELAY_LOW_WATER, 0);
+    bufferevent_enable(s->io.client, EV_READ | EV_WRITE);
     sy_log_debug("%s: accepted", s->label);
     char err[300];
     if (backend_open(s, err, sizeof err) != 0)
