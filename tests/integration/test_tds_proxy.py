@@ -361,8 +361,8 @@ def packet(ptype: int, payload: bytes, status: int = 1, length: int | None = Non
     return struct.pack(">BBHHBB", ptype, status, length if length is not None else 8 + len(payload), 0, 1, 0) + payload
 
 
-def prelogin() -> bytes:
-    opts = [(0, bytes([9, 0, 0, 0, 0, 0])), (1, b"\x02"), (4, b"\x00")]
+def prelogin(encryption: int = 2, mars: int = 0) -> bytes:
+    opts = [(0, bytes([9, 0, 0, 0, 0, 0])), (1, bytes([encryption])), (4, bytes([mars]))]
     head, body = b"", b""
     base = 5 * len(opts) + 1
     for tok, data in opts:
@@ -371,7 +371,16 @@ def prelogin() -> bytes:
     return packet(0x12, head + b"\xff" + body)
 
 
-def login7(user: str, password: str, packet_size: int = 4096) -> bytes:
+def prelogin_options(payload: bytes) -> dict:
+    opts, pos = {}, 0
+    while payload[pos] != 0xFF:
+        tok, off, ln = struct.unpack(">BHH", payload[pos:pos + 5])
+        opts[tok] = payload[off:off + ln]
+        pos += 5
+    return opts
+
+
+def login7(user: str, password: str, packet_size: int = 4096, flags2: int = 0x03) -> bytes:
     def obf(s):
         return bytes((((b & 0x0F) << 4) | (b >> 4)) ^ 0xA5 for b in s.encode("utf-16-le"))
     fields = [("host", "rawhost".encode("utf-16-le")), ("user", user.encode("utf-16-le")), ("pw", obf(password)),
@@ -384,7 +393,7 @@ def login7(user: str, password: str, packet_size: int = 4096) -> bytes:
         data += v
         off += len(v)
     tail = b"\0" * 6 + struct.pack("<HH", off, 0) + struct.pack("<HH", off, 0) + struct.pack("<HH", off, 0) + b"\0" * 4
-    body = (struct.pack("<IIIIII", 0, 0x74000004, packet_size, 7, 1, 0) + bytes([0xE0, 0x03, 0, 0])
+    body = (struct.pack("<IIIIII", 0, 0x74000004, packet_size, 7, 1, 0) + bytes([0xE0, flags2, 0, 0])
             + struct.pack("<iI", 0, 0x409) + table + tail)
     assert len(body) == fixed
     payload = body + data
@@ -439,6 +448,31 @@ def raw_logged_in(d, doubles, packet_size=4096, rcvbuf=0):
     reply = read_message(s)
     assert b"\xad" in reply                                    # LOGINACK
     return s
+
+
+def test_prelogin_answered_by_the_proxy(tds_daemon, doubles):
+    """The proxy's PRELOGIN answer: the server's VERSION (the double's 16.0.4218), ENCRYPT_NOT_SUP whatever
+    the client asked (client TLS is not built; a client that requires it is told so and gives up), MARS off
+    (logged when asked for); then a LOGIN7 asking for integrated authentication gets an ERROR with the
+    proxy's reason and the connection closes."""
+    d = tds_daemon()
+    for enc, mars in ((0, 0), (3, 1), (1, 0)):
+        with socket.create_connection(("127.0.0.1", d.port), timeout=10) as s:
+            s.sendall(prelogin(encryption=enc, mars=mars))
+            opts = prelogin_options(read_message(s))
+            assert opts[0] == bytes([16, 0, 0x10, 0x7A, 0, 0]) and opts[1] == b"\x02" and opts[4] == b"\x00", opts
+    assert "the client asked for MARS: answered off" in d.log()
+    assert "the client requires encryption: answered ENCRYPT_NOT_SUP" in d.log()
+    with socket.create_connection(("127.0.0.1", d.port), timeout=10) as s:
+        s.sendall(prelogin())
+        assert read_message(s)
+        s.sendall(login7("DOMAIN\\someone", "", flags2=0x83))     # fIntSecurity
+        reply = read_message(s)
+        assert reply[0] == 0xAA and struct.unpack("<i", reply[3:7])[0] == 18452
+        assert "integrated authentication is not supported".encode("utf-16-le") in reply
+        assert closed(s)
+    wait_until(lambda: "integrated (SSPI) login refused" in d.log(), what="the refusal logged")
+    assert d.admin_ok("status")["pairs"][0]["clients"] == 0
 
 
 @pytest.mark.parametrize("case", ["not_prelogin", "length_below_header", "length_over_limit", "garbage",
