@@ -2,8 +2,8 @@
  * hold/release and the `clients` listing. The switch hooks report the truth of this step: a session's
  * backend connection and its login belong to one side, so no session can move; the core has no SQL Server
  * synchronization either, so a switch is refused before it would ask (not_implemented). If the active side
- * changes anyway, sessions left on the old side close. Client TLS (carried inside PRELOGIN) is not built:
- * a pair with tls_cert is refused at start rather than served without the encryption it asks for. */
+ * changes anyway, sessions left on the old side close. With tls_cert/tls_key the pair's TLS context (TLS 1.2,
+ * as SQL Server offers it inside PRELOGIN) serves the sessions' encryption. */
 #include "proxy/tds_proxy.h"
 
 #include <stdio.h>
@@ -84,6 +84,8 @@ static void proxy_stop(void *state)
     while ((s = TAILQ_FIRST(&px->sessions)) != NULL)
         sy_tds_session_close(s, "switchyardd shutting down", SY_TERR__COUNT);
     sy_tds_session_reap(px, true);
+    if (px->tls)
+        SSL_CTX_free(px->tls);
     if (px->reaper)
         event_free(px->reaper);
     if (px->resume)
@@ -112,10 +114,17 @@ static void *proxy_start(struct sy_pair *pair, char *err, size_t errlen)
         return NULL;
     }
     if (pair->cfg->tls_cert[0] != '\0') {
-        snprintf(err, errlen, "not_implemented: engine sqlserver: client TLS (tls_cert, carried inside PRELOGIN) "
-                              "is not built yet; remove tls_cert/tls_key from the pair");
-        proxy_stop(px);
-        return NULL;
+        if ((px->tls = sy_tls_server_context(pair->cfg, err, errlen)) == NULL) {
+            proxy_stop(px);
+            return NULL;
+        }
+        /* TLS 1.2 at most, as SQL Server offers inside PRELOGIN: FreeTDS would strand a TLS 1.3 server's
+         * last handshake record in its PRELOGIN buffer */
+        SSL_CTX_set_max_proto_version(px->tls, TLS1_2_VERSION);
+        /* full handshakes only: the server then speaks last, so no client record follows the handshake's
+         * PRELOGIN packets before the proxy has put the TLS filter in place */
+        SSL_CTX_set_options(px->tls, SSL_OP_NO_TICKET);
+        SSL_CTX_set_session_cache_mode(px->tls, SSL_SESS_CACHE_OFF);
     }
     px->listener = sy_listener_open(px->base, &pair->cfg->listen, on_accept, px, pair->listen_addr,
                                     sizeof pair->listen_addr, err, errlen);

@@ -10,6 +10,7 @@
 
 #include <event2/listener.h>
 #include <jansson.h>
+#include <openssl/ssl.h>
 
 #include "core/pair.h"
 #include "proxy/unmovable.h"
@@ -34,6 +35,7 @@ struct sy_tds_proxy {
     struct sy_pair *pair;                  /* ref: owns us through proto_state */
     struct event_base *base;               /* ref: pair->base */
     struct evconnlistener *listener;       /* owned */
+    SSL_CTX *tls;                          /* owned; NULL = no client TLS (PRELOGIN answers ENCRYPT_NOT_SUP) */
     struct sy_tds_session_list sessions;   /* every live session, in accept order (release order) */
     struct sy_tds_session_list closing;    /* closed sessions the reaper frees on a later loop turn */
     size_t n_sessions;                     /* length of `sessions` */

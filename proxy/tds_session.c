@@ -11,8 +11,9 @@
  * the next waits in the client's input, except ATTENTION, which passes at once and keeps the session busy
  * until the server's DONE with DONE_ATTN. Responses stream through as they arrive. The login response is
  * read whole (its LOGINACK, ERROR, ENVCHANGE packet size and database are noted) and passed on unchanged,
- * so a wrong password reaches the client as the server's own 18456. Client TLS is not built (PRELOGIN
- * answers ENCRYPT_NOT_SUP); sessions cannot move between sides yet (docs/sqlserver.md).
+ * so a wrong password reaches the client as the server's own 18456. Client TLS (tls_cert): the handshake's
+ * records travel in PRELOGIN packets through memory BIOs, then a TLS filter over the socket for the whole
+ * session or the LOGIN7 only; the backend connection is plain. Sessions cannot move yet (docs/sqlserver.md).
  * Sessions end through close_session() and are freed by the proxy's reaper on a later loop turn. */
 #include <stdint.h>
 #include <stdio.h>
@@ -21,9 +22,13 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/bio.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "core/log.h"
 #include "proxy/relay.h"
@@ -40,6 +45,7 @@
 /* What the session waits for. */
 enum sess_state {
     TS_PRELOGIN, /* the client's PRELOGIN and the backend's PRELOGIN answer (both before answering) */
+    TS_TLS,      /* the client's TLS handshake, its records carried inside PRELOGIN packets */
     TS_LOGIN7,   /* PRELOGIN answered: the client's LOGIN7 */
     TS_LOGIN,    /* the proxy's LOGIN7 sent to the backend: its login response */
     TS_IDLE,     /* logged in, no request in flight */
@@ -49,8 +55,8 @@ enum sess_state {
     TS__COUNT
 };
 
-static const char *const sess_state_names[TS__COUNT] = { "PRELOGIN", "LOGIN7", "LOGIN", "IDLE",
-                                                         "BUSY",     "HELD",   "CLOSING" };
+static const char *const sess_state_names[TS__COUNT] = { "PRELOGIN", "TLS",  "LOGIN7", "LOGIN",
+                                                         "IDLE",     "BUSY", "HELD",   "CLOSING" };
 
 struct sy_tds_session {
     TAILQ_ENTRY(sy_tds_session) link;   /* in px->sessions, then px->closing */
@@ -65,6 +71,13 @@ struct sy_tds_session {
     bool client_prelogin;               /* the client's PRELOGIN was read (TS_PRELOGIN) */
     bool fedauth_asked;                 /* it had FEDAUTHREQUIRED: the answer carries the option too */
     bool backend_prelogin;              /* the backend's PRELOGIN answer was read */
+    int encryption;                     /* what PRELOGIN answered: SY_TDS_ENCRYPT_NOT_SUP (no TLS), _OFF (the
+                                           LOGIN7 only), _ON (the whole session) */
+    SSL *ssl;                           /* owned while the session holds it: the handshake (memory BIOs), and
+                                           for login-only encryption until the end (the filter does not own it) */
+    struct bufferevent *client_raw;     /* owned: the client's socket under a TLS filter that does not own it
+                                           (login-only encryption, until the login response); else NULL */
+    bool tls;                           /* the client's bytes go through TLS now */
     uint8_t server_version[6];          /* from the backend's PRELOGIN: our answer names the same */
     uint8_t password[2 * SY_TDS_LOGIN7_MAX_CHARS]; /* UTF-16LE, de-obfuscated: memory only, wiped on free */
     size_t password_len;
@@ -96,6 +109,9 @@ struct sy_tds_session {
 
 static void process_client(struct sy_tds_session *s);
 static void process_backend(struct sy_tds_session *s);
+static void on_client_read(struct bufferevent *bev, void *arg);
+static void on_client_write(struct bufferevent *bev, void *arg);
+static void on_client_event(struct bufferevent *bev, short what, void *arg);
 
 /* ---- state, closing ---------------------------------------------------------------------------------- */
 
@@ -156,7 +172,11 @@ void sy_tds_session_close(struct sy_tds_session *s, const char *why, enum sy_tds
 static void session_free(struct sy_tds_session *s)
 {
     OPENSSL_cleanse(s->password, sizeof s->password);
-    bufferevent_free(s->io.client);
+    bufferevent_free(s->io.client);      /* a filter over client_raw unlinks from it */
+    if (s->ssl)
+        SSL_free(s->ssl);
+    if (s->client_raw)
+        bufferevent_free(s->client_raw);
     if (s->io.backend)
         bufferevent_free(s->io.backend);
     free(s);
@@ -312,10 +332,12 @@ static int take_message(struct sy_tds_session *s, struct evbuffer *in, const cha
 
 static void send_message(struct bufferevent *to, uint8_t type, const uint8_t *payload, size_t len)
 {
-    uint8_t wire[PRELOGIN_MAX + 64];
-    size_t w = sy_tds_msg_build(wire, sizeof wire, type, 0, SY_TDS_LOGIN_PACKET, payload, len);
+    size_t cap = len + (len / (SY_TDS_LOGIN_PACKET - SY_TDS_HDR_LEN) + 1) * SY_TDS_HDR_LEN;
+    uint8_t *wire = malloc(cap);
+    size_t w = wire ? sy_tds_msg_build(wire, cap, type, 0, SY_TDS_LOGIN_PACKET, payload, len) : 0;
     if (w)
         evbuffer_add(bufferevent_get_output(to), wire, w);
+    free(wire);
 }
 
 /* The proxy's PRELOGIN to the backend: no encryption (not built for server connections yet), no MARS. */
@@ -338,7 +360,8 @@ static void client_prelogin_answer(struct sy_tds_session *s)
 {
     if (!s->client_prelogin || !s->backend_prelogin || s->state != TS_PRELOGIN)
         return;
-    static const uint8_t enc = SY_TDS_ENCRYPT_NOT_SUP, inst = 0, mars = 0, fedauth = 0;
+    static const uint8_t inst = 0, mars = 0, fedauth = 0;
+    const uint8_t enc = (uint8_t)s->encryption;
     struct sy_tds_prelogin_opt opts[6] = {
         { SY_TDS_PL_VERSION, s->server_version, 6 }, { SY_TDS_PL_ENCRYPTION, &enc, 1 },
         { SY_TDS_PL_INSTOPT, &inst, 1 }, { SY_TDS_PL_THREADID, NULL, 0 }, { SY_TDS_PL_MARS, &mars, 1 },
@@ -349,7 +372,22 @@ static void client_prelogin_answer(struct sy_tds_session *s)
     uint8_t buf[128];
     size_t n = sy_tds_prelogin_build(buf, sizeof buf, opts, nopts);
     send_message(s->io.client, SY_TDS_TABULAR, buf, n);
-    set_state(s, TS_LOGIN7);
+    if (s->encryption == SY_TDS_ENCRYPT_NOT_SUP) {
+        set_state(s, TS_LOGIN7);
+        return;
+    }
+    /* the handshake: records in PRELOGIN packets through memory BIOs, then a filter over the socket */
+    BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
+    s->ssl = rb && wb ? SSL_new(s->px->tls) : NULL;
+    if (s->ssl == NULL) {
+        BIO_free(rb);
+        BIO_free(wb);
+        close_session(s, "out of memory (TLS)", false, SY_TERR__COUNT);
+        return;
+    }
+    SSL_set_bio(s->ssl, rb, wb);
+    SSL_set_accept_state(s->ssl);
+    set_state(s, TS_TLS);
 }
 
 static void client_prelogin(struct sy_tds_session *s, struct evbuffer *in)
@@ -378,9 +416,15 @@ static void client_prelogin(struct sy_tds_session *s, struct evbuffer *in)
     } else {
         s->client_prelogin = true;
         s->fedauth_asked = cp.fedauth_required >= 0;
+        /* the server's answer (MS-TDS 2.2.6.5): NOT_SUP without a certificate or for a client without TLS,
+         * ON for a client that asks ON or REQ, OFF (the LOGIN7 only) for OFF */
         int enc = cp.encryption < 0 ? SY_TDS_ENCRYPT_OFF : cp.encryption & 0x0F;
-        if (enc == SY_TDS_ENCRYPT_ON || enc == SY_TDS_ENCRYPT_REQ)
-            sy_log_info("%s: the client requires encryption: answered ENCRYPT_NOT_SUP (client TLS is not built yet)",
+        if (s->px->tls == NULL || enc == SY_TDS_ENCRYPT_NOT_SUP)
+            s->encryption = SY_TDS_ENCRYPT_NOT_SUP;
+        else
+            s->encryption = enc == SY_TDS_ENCRYPT_OFF ? SY_TDS_ENCRYPT_OFF : SY_TDS_ENCRYPT_ON;
+        if (s->px->tls == NULL && (enc == SY_TDS_ENCRYPT_ON || enc == SY_TDS_ENCRYPT_REQ))
+            sy_log_info("%s: the client requires encryption: answered ENCRYPT_NOT_SUP (the pair has no tls_cert)",
                         s->label);
         if (cp.mars == 1)
             sy_log_info("%s: the client asked for MARS: answered off (the proxy does not support MARS)", s->label);
@@ -413,6 +457,113 @@ static void backend_prelogin(struct sy_tds_session *s, struct evbuffer *in)
         client_prelogin_answer(s);
     }
     free(pl);
+}
+
+/* ---- TLS inside PRELOGIN --------------------------------------------------------------------------------- */
+
+static void tls_failed(struct sy_tds_session *s, const char *what)
+{
+    char why[300], ossl[200] = "";
+    unsigned long e = ERR_get_error();
+    if (e)
+        ERR_error_string_n(e, ossl, sizeof ossl);
+    ERR_clear_error();
+    snprintf(why, sizeof why, "TLS handshake failed: %s%s%s", what, ossl[0] ? ": " : "", ossl);
+    close_session(s, why, false, SY_TERR_BAD_PACKET);
+}
+
+/* The handshake is done: the client's bufferevent becomes a TLS filter over its socket. With login-only
+ * encryption the filter does not own the socket's bufferevent or the SSL (tls_off() drops it later). */
+static void tls_established(struct sy_tds_session *s)
+{
+    if (BIO_ctrl_pending(SSL_get_rbio(s->ssl)) > 0) {
+        tls_failed(s, "client data arrived with its last handshake record");
+        return;
+    }
+    bool whole = s->encryption == SY_TDS_ENCRYPT_ON;
+    struct bufferevent *raw = s->io.client;
+    struct bufferevent *f = bufferevent_openssl_filter_new(s->px->base, raw, s->ssl, BUFFEREVENT_SSL_OPEN,
+                                                           whole ? BEV_OPT_CLOSE_ON_FREE : 0);
+    if (f == NULL) {
+        close_session(s, "out of memory (TLS filter)", false, SY_TERR__COUNT);
+        return;
+    }
+    if (whole)
+        s->ssl = NULL;      /* the filter owns the SSL and the socket's bufferevent */
+    else
+        s->client_raw = raw;
+    s->io.client = f;
+    s->tls = true;
+    bufferevent_set_max_single_read(f, SESS_MAX_READ);
+    bufferevent_setcb(f, on_client_read, on_client_write, on_client_event, s);
+    bufferevent_setwatermark(f, EV_WRITE, SY_RELAY_LOW_WATER, 0);
+    bufferevent_enable(f, EV_READ | EV_WRITE);
+    sy_log_debug("%s: TLS established (%s, %s)", s->label, SSL_get_version(bufferevent_openssl_get_ssl(f)),
+                 whole ? "whole session" : "login only");
+    set_state(s, TS_LOGIN7);
+}
+
+/* Login-only encryption: the LOGIN7 went through TLS, the rest of the session is plain (as SQL Server does
+ * after ENCRYPT_OFF). Called outside the filter's callbacks, before the login response is written. */
+static void tls_off(struct sy_tds_session *s)
+{
+    struct bufferevent *f = s->io.client;
+    s->io.client = s->client_raw;
+    s->client_raw = NULL;
+    bufferevent_free(f);                 /* unlinks from the socket's bufferevent, leaves the SSL to us */
+    s->tls = false;
+    bufferevent_setcb(s->io.client, on_client_read, on_client_write, on_client_event, s);
+    bufferevent_setwatermark(s->io.client, EV_WRITE, SY_RELAY_LOW_WATER, 0);
+    bufferevent_enable(s->io.client, EV_READ | EV_WRITE);
+}
+
+/* Handshake records from the client's PRELOGIN packets into the SSL object, its answers back the same way. */
+static void client_tls_handshake(struct sy_tds_session *s, struct evbuffer *in)
+{
+    char err[200];
+    size_t n;
+    while ((n = evbuffer_get_length(in)) >= SY_TDS_HDR_LEN) {
+        struct sy_tds_hdr h;
+        const uint8_t *p = evbuffer_pullup(in, SY_TDS_HDR_LEN);
+        if (sy_tds_hdr_parse(p, SY_TDS_HDR_LEN, SY_TDS_MAX_PACKET, &h, err, sizeof err) != SY_PARSE_OK) {
+            bad_packet(s, "client", err);
+            return;
+        }
+        if (h.type != SY_TDS_PRELOGIN) {
+            snprintf(err, sizeof err, "%s (0x%02x) packet during the TLS handshake", sy_tds_type_name(h.type),
+                     (unsigned)h.type);
+            bad_packet(s, "client", err);
+            return;
+        }
+        if (n < h.length)
+            break;
+        p = evbuffer_pullup(in, h.length);
+        int body = h.length - SY_TDS_HDR_LEN;
+        if (body > 0 && BIO_write(SSL_get_rbio(s->ssl), p + SY_TDS_HDR_LEN, body) != body) {
+            close_session(s, "out of memory (TLS)", false, SY_TERR__COUNT);
+            return;
+        }
+        evbuffer_drain(in, h.length);
+    }
+    ERR_clear_error();
+    int rc = SSL_do_handshake(s->ssl);
+    int why = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(s->ssl, rc);
+    BIO *wb = SSL_get_wbio(s->ssl);
+    size_t out = BIO_ctrl_pending(wb);
+    if (out > 0) {
+        uint8_t *buf = malloc(out);
+        if (buf == NULL || BIO_read(wb, buf, (int)out) != (int)out) {
+            free(buf);
+            close_session(s, "out of memory (TLS)", false, SY_TERR__COUNT);
+            return;
+        }
+        send_message(s->io.client, SY_TDS_PRELOGIN, buf, out);
+        free(buf);
+    }
+    if (why == SSL_ERROR_NONE)
+        tls_established(s);
+    else if (why != SSL_ERROR_WANT_READ)
+        tls_failed(s, "the client's records");
 }
 
 /* ---- LOGIN7 ---------------------------------------------------------------------------------------------- */
@@ -496,6 +647,8 @@ static void backend_login_reply(struct sy_tds_session *s, struct evbuffer *in)
         bad_packet(s, "server", why);
         return;
     }
+    if (s->client_raw != NULL)
+        tls_off(s);                      /* login-only encryption: the response goes out plain */
     evbuffer_remove_buffer(in, bufferevent_get_output(s->io.client), m.wire_len);
     if (!r.loginack) {
         snprintf(why, sizeof why, "login of '%s' refused by the %s server: %d %s", s->user, sy_side_name(s->side),
@@ -671,6 +824,9 @@ static void process_client(struct sy_tds_session *s)
         if (!s->client_prelogin)
             client_prelogin(s, in);
         break;
+    case TS_TLS:
+        client_tls_handshake(s, in);
+        break;
     case TS_LOGIN7:
         client_login7(s, in);
         break;
@@ -739,7 +895,7 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
         close_session(s, s->state == TS_BUSY ? "client vanished mid-request" : "client disconnected", false,
                       SY_TERR__COUNT);
     else
-        close_session(s, "client socket error", false, SY_TERR__COUNT);
+        close_session(s, s->tls ? "client socket or TLS error" : "client socket error", false, SY_TERR__COUNT);
 }
 
 static void on_backend_read(struct bufferevent *bev, void *arg)
@@ -805,6 +961,7 @@ void sy_tds_session_accept(struct sy_tds_proxy *px, evutil_socket_t fd, const st
     if (px->next_id == 0)
         px->next_id = 1;
     s->packet_size = SY_TDS_MAX_PACKET;          /* until the login negotiates one */
+    s->encryption = SY_TDS_ENCRYPT_NOT_SUP;      /* until PRELOGIN is answered */
     sy_relay_addr_name(sa, (socklen_t)salen, s->peer, sizeof s->peer);
     snprintf(s->label, sizeof s->label, "%s T-%u %s", px->pair->cfg->name, s->id, s->peer);
     s->io = (struct sy_relay_link){ .label = s->label, .session = s, .client_resume = client_resume,
@@ -879,11 +1036,12 @@ static json_t *session_json(const struct sy_tds_session *s)
     uint64_t held = s->state == TS_HELD ? sy_now_ms() - s->held_since_ms : 0;
     char tds[16];
     snprintf(tds, sizeof tds, "0x%08x", (unsigned)s->tds_version);
-    return json_pack("{s:I,s:s,s:s,s:s,s:b,s:I,s:b,s:s,s:s,s:s,s:s,s:s,s:I,s:b,s:I,s:I,s:I}", "id",
+    const char *enc = s->encryption == SY_TDS_ENCRYPT_ON ? "on" : s->encryption == SY_TDS_ENCRYPT_OFF ? "login-only" : "off";
+    return json_pack("{s:I,s:s,s:s,s:s,s:b,s:I,s:b,s:s,s:s,s:s,s:s,s:s,s:I,s:b,s:s,s:I,s:I,s:I}", "id",
                      (json_int_t)s->id, "user", s->user, "peer", s->peer, "side", sy_side_name(s->side),
                      "in_transaction", 0, "held_ms", (json_int_t)held, "movable", 0, "unmovable_reason",
                      SY_TDS_UNMOVABLE, "state", sess_state_names[s->state], "database", s->database, "app", s->app,
-                     "tds_version", tds, "packet_size", (json_int_t)(s->logged_in ? s->packet_size : 0), "tls", 0,
+                     "tds_version", tds, "packet_size", (json_int_t)(s->logged_in ? s->packet_size : 0), "tls", s->tls, "encryption", enc,
                      "requests", (json_int_t)s->requests, "attentions", (json_int_t)s->attentions, "resets",
                      (json_int_t)s->resets);
 }

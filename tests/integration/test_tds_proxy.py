@@ -127,15 +127,77 @@ def test_sqlserver_pair_starts_a_listener(tds_daemon):
         assert r["ok"] is False and r["error"]["code"] == "not_implemented", (cmd, r)
 
 
-def test_tls_cert_refused_until_built(tds_daemon, tmp_path):
-    """Client TLS inside PRELOGIN is not built: a pair asking for it does not start (rather than serving
-    without the encryption it configured)."""
-    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=localhost"], check=True, capture_output=True)
-    d = tds_daemon(tls_cert=str(cert), tls_key=str(key), wait=False)
-    assert d.wait(30) != 0
-    assert "not_implemented: engine sqlserver: client TLS" in d.log()
+                    str(cert), "-days", "2", "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
+    return str(cert), str(key)
+
+
+def tsql_conf(t: Target, sql, tmp_path, encryption, password=None):
+    conf = tmp_path / "freetds.conf"
+    conf.write_text(f"[px]\n\thost = {t.host}\n\tport = {t.port}\n\ttds version = 7.4\n\tencryption = {encryption}\n")
+    env = dict(os.environ, TDSVER="7.4", FREETDSCONF=str(conf))
+    r = subprocess.run(["tsql", "-S", "px", "-U", t.user, "-P", password or t.password], input=sql + "\ngo\nexit\n",
+                       env=env, capture_output=True, text=True, timeout=60)
+    return r.returncode, r.stdout + r.stderr
+
+
+def test_client_tls_inside_prelogin(tds_daemon, doubles, tls_files, tmp_path):
+    """With tls_cert/tls_key the proxy answers PRELOGIN as SQL Server does (ON for a client asking ON/REQ, OFF =
+    the LOGIN7 only for a client asking OFF, NOT_SUP for one without TLS) and runs the TLS 1.2 handshake inside
+    PRELOGIN packets, then TLS on the socket (whole session) or plain again after LOGIN7 (login only). pytds,
+    tsql and go-mssqldb in every mode; a 2 MB value each way through TLS; a wrong password over TLS."""
+    cert, key = tls_files
+    d = tds_daemon(tls_cert=cert, tls_key=key)
+    t = proxied(d, doubles)
+    big = "ä" * 1_000_000
+
+    def check(c, encryption, tls):
+        cur = c.cursor()
+        cur.execute("SELECT %s, 40 + 2", (big,))
+        assert cur.fetchone() == (big, 42)
+        (s,) = [x for x in sessions(d) if x["state"] == "IDLE"]
+        assert s["encryption"] == encryption and s["tls"] is tls, s
+
+    with pyt(t, cafile=cert, validate_host=False) as c:            # ON: TLS for the whole session
+        check(c, "on", True)
+    with pyt(t, cafile=cert, validate_host=False, enc_login_only=True) as c:   # OFF: the LOGIN7 only
+        check(c, "login-only", False)
+    with pyt(t) as c:                                              # pytds without a CA: NOT_SUP
+        check(c, "off", False)
+    assert "TLS established (TLSv1.2, whole session)" in d.log()
+    assert "TLS established (TLSv1.2, login only)" in d.log()
+    with pytest.raises(pytds.Error) as e:
+        pyt(t, password=BAD_PW, cafile=cert, validate_host=False)
+    assert e.value.msg_no == 18456 and str(e.value) == f"Login failed for user '{t.user}'."
+
+    for mode in ("request", "require"):                            # FreeTDS: login only, whole session
+        rc, out = tsql_conf(t, "SELECT 40 + 2 AS answer", tmp_path, mode)
+        assert rc == 0 and re.search(r"answer\s*\n42\s*\n", out), (mode, out)
+    q = "SELECT 6 * 7"
+    for opts in ("encrypt=true&TrustServerCertificate=true", "encrypt=false&TrustServerCertificate=true",
+                 "encrypt=disable"):
+        dsn = f"sqlserver://{t.user}:{t.password}@{t.host}:{t.port}?database=master&{opts}"
+        r = subprocess.run([install_paths()["go_mssql"], "-dsn", dsn, "query", q], capture_output=True, text=True,
+                           timeout=60)
+        assert json.loads(r.stdout.strip().splitlines()[-1])["rows"] == [[42]], (opts, r.stdout, r.stderr)
+    assert "TLS handshake failed" not in d.log()
+    # the answer to a raw PRELOGIN, then a handshake record that is not TLS: that connection closes
+    for enc, want in ((1, b"\x01"), (3, b"\x01"), (0, b"\x00"), (2, b"\x02")):
+        with socket.create_connection(("127.0.0.1", d.port), timeout=10) as s:
+            s.sendall(prelogin(encryption=enc))
+            assert prelogin_options(read_message(s))[1] == want, enc
+            if enc == 1:
+                s.sendall(packet(0x12, b"\x16\x03\x01\x00\x05hello"))
+                assert closed(s)
+    wait_until(lambda: "closed (TLS handshake failed: the client's records" in d.log(), what="the handshake failure")
+    other = pyt(t, cafile=cert, validate_host=False)
+    other.cursor().execute("SELECT 1")
+    other.close()
 
 
 # --- same results through the proxy and direct ------------------------------------------------------------
