@@ -10,6 +10,7 @@
 #include <event2/event.h>
 
 #include "core/log.h"
+#include "core/pair.h"
 
 bool sy_relay_is_plain(struct bufferevent *bev)
 {
@@ -103,6 +104,49 @@ void sy_relay_link_flush(struct sy_relay_link *l)
         if (!again)
             return;
     }
+}
+
+void sy_relay_link_close(struct sy_relay_link *l, bool flush, uint64_t flush_ms)
+{
+    if (l->backend) {
+        bufferevent_setcb(l->backend, NULL, NULL, NULL, NULL);
+        bufferevent_disable(l->backend, EV_READ | EV_WRITE);
+    }
+    l->flush_deadline_ms = 0;
+    l->flush_ms = flush_ms;
+    if (l->client == NULL)
+        return;
+    bufferevent_disable(l->client, EV_READ);
+    if (flush && sy_relay_link_client_pending(l) > 0) {
+        l->flush_deadline_ms = sy_now_ms() + flush_ms;
+        sy_relay_flush(l->client);
+        bufferevent_enable(l->client, EV_WRITE); /* the session's write callback wakes its reaper once drained */
+    } else {
+        bufferevent_disable(l->client, EV_WRITE);
+    }
+}
+
+bool sy_relay_link_reapable(const struct sy_relay_link *l, bool all, uint64_t now_ms, uint64_t *next)
+{
+    bool flushed = l->client == NULL || l->client_gone || sy_relay_link_client_pending(l) == 0;
+    if (all || flushed || now_ms >= l->flush_deadline_ms) {
+        if (!flushed)
+            sy_log_info("%s: the client did not read its final error within %llu ms: dropped", l->label,
+                        (unsigned long long)l->flush_ms);
+        return true;
+    }
+    if (*next == 0 || l->flush_deadline_ms < *next)
+        *next = l->flush_deadline_ms;
+    return false;
+}
+
+void sy_relay_reaper_arm(struct event *reaper, uint64_t next, uint64_t now_ms)
+{
+    if (next == 0)
+        return;
+    uint64_t wait = next > now_ms ? next - now_ms : 1;
+    struct timeval tv = { (time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000 };
+    evtimer_add(reaper, &tv);
 }
 
 int sy_relay_backend_connect(struct event_base *base, const struct sy_endpoint *ep, int timeout_s, size_t max_read,

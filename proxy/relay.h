@@ -18,11 +18,13 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 
 #include "core/config.h"
 
@@ -71,6 +73,10 @@ struct sy_relay_link {
     void (*client_resume)(void *session);  /* client_bp was cleared: update reading, take what waits */
     void (*backend_resume)(void *session); /* backend_bp was cleared: the same for the backend */
     bool (*closed)(const void *session);   /* the session closed meanwhile: nothing more to do */
+    /* once closed (sy_relay_link_close) */
+    uint64_t flush_deadline_ms;    /* a final message still queued for the client: freed by then at the latest */
+    uint64_t flush_ms;             /* the bound that deadline came from (logged when it strikes) */
+    bool client_gone;              /* the client's socket ended: nothing more can be written */
 };
 
 /* Bytes on their way to the client / to the backend (0 without that bufferevent). */
@@ -80,6 +86,16 @@ size_t sy_relay_link_backend_pending(const struct sy_relay_link *l);
  * (backend's) reading must now pause (the flag is set; the session updates its reading). */
 bool sy_relay_link_backend_over(struct sy_relay_link *l);
 bool sy_relay_link_client_over(struct sy_relay_link *l);
+/* The link's part of closing a session: the backend stops at once (callbacks cleared, no reading or
+ * writing); the client stops reading and, with `flush` and bytes still queued for it (a final error), keeps
+ * writing them for at most flush_ms (flush_deadline_ms set; the session's reaper frees it once drained). */
+void sy_relay_link_close(struct sy_relay_link *l, bool flush, uint64_t flush_ms);
+/* Whether a closed session may be freed now (`all`: shutdown): its last bytes reached the client, the
+ * client is gone, or the deadline passed (logged: dropped). Otherwise *next is lowered to its deadline. */
+bool sy_relay_link_reapable(const struct sy_relay_link *l, bool all, uint64_t now_ms, uint64_t *next);
+/* Arms a reaper timer for the earliest deadline `next` (0: nothing waits). */
+void sy_relay_reaper_arm(struct event *reaper, uint64_t next, uint64_t now_ms);
+
 /* Writes what is due straight to the sockets, then resumes a paused side whose peer's output drained (a
  * direct write that took everything never runs libevent's write callback), until nothing changes. */
 void sy_relay_link_flush(struct sy_relay_link *l);

@@ -103,8 +103,6 @@ struct sy_tds_session {
     uint64_t attentions;                /* ATTENTION packets forwarded */
     uint64_t resets;                    /* requests with RESETCONNECTION(SKIPTRAN) */
     uint64_t held_since_ms;             /* when TS_HELD began */
-    uint64_t flush_deadline_ms;         /* TS_CLOSING with a final error queued: freed by then at the latest */
-    bool client_gone;                   /* TS_CLOSING: the client socket ended */
 };
 
 static void process_client(struct sy_tds_session *s);
@@ -145,19 +143,7 @@ static void close_session(struct sy_tds_session *s, const char *why, bool flush,
     set_state(s, TS_CLOSING);
     OPENSSL_cleanse(s->password, sizeof s->password);
     s->password_len = 0;
-    if (s->io.backend) {
-        bufferevent_setcb(s->io.backend, NULL, NULL, NULL, NULL);
-        bufferevent_disable(s->io.backend, EV_READ | EV_WRITE);
-    }
-    s->flush_deadline_ms = 0;
-    bufferevent_disable(s->io.client, EV_READ);
-    if (flush && client_pending(s) > 0) {
-        s->flush_deadline_ms = sy_now_ms() + SESS_FLUSH_MS;
-        sy_relay_flush(s->io.client);
-        bufferevent_enable(s->io.client, EV_WRITE); /* on_client_write wakes the reaper once drained */
-    } else {
-        bufferevent_disable(s->io.client, EV_WRITE);
-    }
+    sy_relay_link_close(&s->io, flush, SESS_FLUSH_MS);
     TAILQ_REMOVE(&px->sessions, s, link);
     px->n_sessions--;
     TAILQ_INSERT_TAIL(&px->closing, s, link);
@@ -190,22 +176,12 @@ void sy_tds_session_reap(struct sy_tds_proxy *px, bool all)
     struct sy_tds_session *s, *tmp;
     for (s = TAILQ_FIRST(&px->closing); s != NULL; s = tmp) {
         tmp = TAILQ_NEXT(s, link);
-        bool flushed = s->client_gone || client_pending(s) == 0;
-        if (all || flushed || now >= s->flush_deadline_ms) {
-            if (!flushed)
-                sy_log_info("%s: the client did not read its final message within %d ms: dropped", s->label,
-                            SESS_FLUSH_MS);
+        if (sy_relay_link_reapable(&s->io, all, now, &next)) {
             TAILQ_REMOVE(&px->closing, s, link);
             session_free(s);
-        } else if (next == 0 || s->flush_deadline_ms < next) {
-            next = s->flush_deadline_ms;
         }
     }
-    if (next != 0) {
-        uint64_t wait = next > now ? next - now : 1;
-        struct timeval tv = { (time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000 };
-        evtimer_add(px->reaper, &tv);
-    }
+    sy_relay_reaper_arm(px->reaper, next, now);
 }
 
 /* ---- flow control (proxy/relay.h) ------------------------------------------------------------------- */
@@ -887,7 +863,7 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
 {
     struct sy_tds_session *s = arg;
     if (s->state == TS_CLOSING) {
-        s->client_gone = true;
+        s->io.client_gone = true;
         reap_soon(s->px);
         return;
     }
