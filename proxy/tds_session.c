@@ -279,8 +279,9 @@ static int take_message(struct sy_tds_session *s, struct evbuffer *in, const cha
     if (n < SY_TDS_HDR_LEN)
         return 0;
     char err[200];
-    /* the whole message is at most max_payload plus a header per 512-byte packet: pulled up in one piece */
-    size_t have = n;
+    /* pulled up in one piece: every packet but the last carries a byte at least (sy_tds_msg_frame), so a
+     * message within max_payload spans at most 9 bytes per payload byte plus the last header */
+    size_t have = n < 9 * max_payload + SY_TDS_HDR_LEN ? n : 9 * max_payload + SY_TDS_HDR_LEN;
     uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)have);
     if (p == NULL) {
         close_session(s, "out of memory", false, SY_TERR__COUNT);
