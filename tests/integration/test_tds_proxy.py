@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -604,6 +605,37 @@ def test_malformed_tds_closes_only_that_connection(tds_daemon, doubles, case):
         if s:
             s.close()
         other.close()
+
+
+def test_metrics_count_what_the_proxy_did(tds_daemon, doubles):
+    """switchyard_client_errors_total for a sqlserver pair: bad_packet (a connection closed on bad input),
+    unsupported (an integrated login refused); client connections by side."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        mport = s.getsockname()[1]
+    d = tds_daemon(global_opts={"metrics": f"127.0.0.1:{mport}"})
+
+    def scrape():
+        with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10) as r:
+            return {ln.rsplit(" ", 1)[0]: float(ln.rsplit(" ", 1)[1])
+                    for ln in r.read().decode().splitlines() if ln and not ln.startswith("#")}
+
+    with pyt(proxied(d, doubles)) as c:
+        c.cursor().execute("SELECT 1")
+        with socket.create_connection(("127.0.0.1", d.port), timeout=10) as s:
+            s.sendall(packet(0x01, b"x"))                       # not PRELOGIN
+            assert closed(s)
+        with socket.create_connection(("127.0.0.1", d.port), timeout=10) as s:
+            s.sendall(prelogin())
+            assert read_message(s)
+            s.sendall(login7("someone", "", flags2=0x83))
+            assert read_message(s)[0] == 0xAA and closed(s)
+        key = 'switchyard_client_errors_total{pair="demo",reason="%s"}'
+        m = wait_until(lambda: (lambda m: m if m.get(key % "unsupported") == 1 else None)(scrape()),
+                       what="unsupported counted")
+        assert m[key % "bad_packet"] == 1 and m[key % "lost_connection"] == 0 and m[key % "forced_close"] == 0
+        assert m['switchyard_client_connections{pair="demo",side="business"}'] == 1
+        assert m['switchyard_client_connections{pair="demo",side="dr"}'] == 0
 
 
 # --- hold / release, clients ----------------------------------------------------------------------------------
