@@ -1,7 +1,7 @@
 /* One SQL Server (TDS) client session: one backend connection to the active side, a login the proxy does
  * itself, then a packet-by-packet relay:
  *
- *   client --PRELOGIN--> [answered by the proxy: no encryption, MARS off]  backend <--PRELOGIN-- proxy
+ *   client --PRELOGIN--> [answered by the proxy: TLS as configured, MARS off]  backend <--PRELOGIN-- proxy
  *   client --LOGIN7----> [password kept in memory] --LOGIN7 rebuilt-------> backend
  *   client <--LOGINACK/ENVCHANGE/ERROR (the server's login response, as sent)-- backend
  *   client <--packets--> [headers checked; message ends and attention acks noted] <--packets--> backend
@@ -62,7 +62,7 @@ struct sy_tds_session {
     TAILQ_ENTRY(sy_tds_session) link;   /* in px->sessions, then px->closing */
     struct sy_tds_proxy *px;            /* ref: owns the session */
     uint32_t id;                        /* `clients` id, log label */
-    enum sess_state state;
+    enum sess_state state;              /* changed only through set_state() (logged) */
     char peer[80];                      /* "127.0.0.1:51234" */
     char label[160];                    /* "orders T-3 127.0.0.1:51234" for logs */
     struct sy_relay_link io;            /* client and backend bufferevents (owned), backpressure */

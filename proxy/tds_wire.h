@@ -136,12 +136,12 @@ size_t sy_tds_msg_build(uint8_t *out, size_t cap, uint8_t type, uint16_t spid, s
 /* ---- PRELOGIN ---------------------------------------------------------------------------------------- */
 
 struct sy_tds_prelogin {
-    bool has_version;
+    bool has_version;        /* VERSION present (version valid) */
     uint8_t version[6];      /* major, minor, build (BE u16), sub-build (BE u16) */
     int encryption;          /* SY_TDS_ENCRYPT_* (the low nibble; 0x80 = client certificate), -1 absent */
     const uint8_t *instopt;  /* instance name (NUL-terminated on the wire), NULL absent */
     size_t instopt_len;
-    bool has_threadid;
+    bool has_threadid;       /* THREADID with 4 bytes (clients may send it empty) */
     uint32_t threadid;
     int mars;                /* 0/1, -1 absent */
     bool has_traceid;        /* 36 bytes: connection id (16) + activity id (16) + sequence (4) */
@@ -155,8 +155,8 @@ enum sy_parse sy_tds_prelogin_parse(const uint8_t *p, size_t n, struct sy_tds_pr
                                     size_t errlen) SY_MUST_CHECK;
 
 struct sy_tds_prelogin_opt {
-    uint8_t token;
-    const uint8_t *data;
+    uint8_t token;         /* SY_TDS_PL_* */
+    const uint8_t *data;   /* ref: len bytes (NULL when len is 0) */
     uint16_t len;
 };
 /* The option table + data for opts (terminator added). Returns bytes written, 0 when it does not fit. */
@@ -189,12 +189,12 @@ struct sy_tds_login7 {
     uint32_t length;          /* the LOGIN7 structure's own length field (<= the payload) */
     uint32_t tds_version;     /* 0x74000004 = 7.4 (sent little-endian in LOGIN7) */
     uint32_t packet_size;     /* what the client asks for (0: the server's default) */
-    uint32_t client_prog_ver;
-    uint32_t client_pid;
-    uint32_t connection_id;
-    uint8_t flags1, flags2, type_flags, flags3;
-    int32_t client_timezone;
-    uint32_t client_lcid;
+    uint32_t client_prog_ver; /* the client library's version, carried as is */
+    uint32_t client_pid;      /* the client's process id, carried as is */
+    uint32_t connection_id;   /* 0 for a new connection */
+    uint8_t flags1, flags2, type_flags, flags3; /* OptionFlags1..3, TypeFlags: SY_TDS_LOGIN7_FLAG* */
+    int32_t client_timezone;  /* minutes from UTC, carried as is */
+    uint32_t client_lcid;     /* the client's locale (collation), carried as is */
     uint8_t client_id[6];     /* the client's MAC address */
     struct sy_tds_span str[SY_L7__COUNT];  /* UTF-16LE, in the payload */
     struct sy_tds_span sspi;               /* integrated authentication blob (bytes) */
@@ -235,22 +235,22 @@ enum sy_parse sy_tds_token_next(const uint8_t *p, size_t n, struct sy_tds_token 
                                 size_t errlen) SY_MUST_CHECK;
 
 struct sy_tds_error {
-    int32_t number;
+    int32_t number;        /* 18456, 208, ... */
     uint8_t state;
     uint8_t klass;         /* severity */
     char message[512];     /* UTF-8, truncated */
-    char server[130];
-    char proc[130];
-    int32_t line;
+    char server[130];      /* the server's name (UTF-8) */
+    char proc[130];        /* the procedure's, "" for a batch */
+    int32_t line;          /* in the batch or procedure */
 };
 /* ERROR and INFO tokens (same layout). */
 enum sy_parse sy_tds_error_parse(const struct sy_tds_token *t, struct sy_tds_error *e) SY_MUST_CHECK;
 
 struct sy_tds_loginack {
-    uint8_t interface;
-    uint32_t tds_version;  /* as sent (big-endian in LOGINACK): 0x74000004 */
-    char prog_name[130];
-    uint8_t prog_version[4];
+    uint8_t interface;       /* 1 = SQL */
+    uint32_t tds_version;    /* as sent (big-endian in LOGINACK): 0x74000004 */
+    char prog_name[130];     /* "Microsoft SQL Server" (UTF-8) */
+    uint8_t prog_version[4]; /* major, minor, build high, build low */
 };
 enum sy_parse sy_tds_loginack_parse(const struct sy_tds_token *t, struct sy_tds_loginack *a) SY_MUST_CHECK;
 
@@ -262,9 +262,9 @@ struct sy_tds_envchange {
 enum sy_parse sy_tds_envchange_parse(const struct sy_tds_token *t, struct sy_tds_envchange *e) SY_MUST_CHECK;
 
 struct sy_tds_done {
-    uint16_t status;
-    uint16_t curcmd;
-    uint64_t rows;
+    uint16_t status;       /* SY_TDS_DONE_* bits (MORE 0x1, ERROR 0x2, INXACT 0x4, COUNT 0x10, ATTN 0x20) */
+    uint16_t curcmd;       /* the statement's kind (SELECT 0xC1, ...) */
+    uint64_t rows;         /* valid with DONE_COUNT */
 };
 enum sy_parse sy_tds_done_parse(const struct sy_tds_token *t, struct sy_tds_done *d) SY_MUST_CHECK;
 
