@@ -27,7 +27,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (sy_tds_loginack_parse(&t, &a) == SY_PARSE_OK)
             REQUIRE(strlen(a.prog_name) < sizeof a.prog_name);
         if (sy_tds_envchange_parse(&t, &ev) == SY_PARSE_OK)
-            REQUIRE(ev.new_value.len == 0 || (ev.new_value.p >= t.body && ev.new_value.p + ev.new_value.len <= t.body + t.len));
+            REQUIRE(ev.new_value.len == 0 ||
+                    (ev.new_value.p >= t.body && ev.new_value.p + ev.new_value.len <= t.body + t.len));
         (void)sy_tds_done_parse(&t, &d);
         off += used;
     }

@@ -14,7 +14,9 @@
  * so a wrong password reaches the client as the server's own 18456. Client TLS (tls_cert): the handshake's
  * records travel in PRELOGIN packets through memory BIOs, then a TLS filter over the socket for the whole
  * session or the LOGIN7 only; the backend connection is plain. Sessions cannot move yet (docs/sqlserver.md).
- * Sessions end through close_session() and are freed by the proxy's reaper on a later loop turn. */
+ * The login (PRELOGIN, TLS, LOGIN7, the backend login) is tds_login.c's; this file has the session's life,
+ * flow control and the relay. Sessions end through close_session() and are freed by the proxy's reaper
+ * on a later loop turn. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,88 +24,20 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/bio.h>
 #include <openssl/crypto.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include "core/log.h"
-#include "proxy/relay.h"
-#include "proxy/tds_proxy.h"
-#include "proxy/tds_wire.h"
+#include "proxy/tds_session.h"
 
 #define SESS_FLUSH_MS 5000              /* how long a closed session's final error may take to be read */
 #define SESS_CONNECT_S 10               /* backend connect timeout */
 #define SESS_MAX_READ (256u << 10)      /* bytes read per callback (libevent's default is 16 KiB) */
-#define PRELOGIN_MAX 4096u              /* PRELOGIN payload accepted (clients send < 100 bytes) */
-#define LOGIN_REPLY_MAX (1u << 20)      /* login response payload read whole */
-#define PROXY_SERVER_NAME "switchyard"  /* server name of the errors the proxy answers itself */
-
-/* What the session waits for. */
-enum sess_state {
-    TS_PRELOGIN, /* the client's PRELOGIN and the backend's PRELOGIN answer (both before answering) */
-    TS_TLS,      /* the client's TLS handshake, its records carried inside PRELOGIN packets */
-    TS_LOGIN7,   /* PRELOGIN answered: the client's LOGIN7 */
-    TS_LOGIN,    /* the proxy's LOGIN7 sent to the backend: its login response */
-    TS_IDLE,     /* logged in, no request in flight */
-    TS_BUSY,     /* a request (or an ATTENTION) was forwarded, its response is not complete */
-    TS_HELD,     /* pair held: the next request waits (reading paused) until release */
-    TS_CLOSING,  /* closed; freed by the reaper */
-    TS__COUNT
-};
 
 static const char *const sess_state_names[TS__COUNT] = { "PRELOGIN", "TLS",  "LOGIN7", "LOGIN",
                                                          "IDLE",     "BUSY", "HELD",   "CLOSING" };
-
-struct sy_tds_session {
-    TAILQ_ENTRY(sy_tds_session) link;   /* in px->sessions, then px->closing */
-    struct sy_tds_proxy *px;            /* ref: owns the session */
-    uint32_t id;                        /* `clients` id, log label */
-    enum sess_state state;              /* changed only through set_state() (logged) */
-    char peer[80];                      /* "127.0.0.1:51234" */
-    char label[160];                    /* "orders T-3 127.0.0.1:51234" for logs */
-    struct sy_relay_link io;            /* client and backend bufferevents (owned), backpressure */
-    enum sy_side side;                  /* where the backend connection is */
-    /* handshake */
-    bool client_prelogin;               /* the client's PRELOGIN was read (TS_PRELOGIN) */
-    bool fedauth_asked;                 /* it had FEDAUTHREQUIRED: the answer carries the option too */
-    bool backend_prelogin;              /* the backend's PRELOGIN answer was read */
-    int encryption;                     /* what PRELOGIN answered: SY_TDS_ENCRYPT_NOT_SUP (no TLS), _OFF (the
-                                           LOGIN7 only), _ON (the whole session) */
-    SSL *ssl;                           /* owned while the session holds it: the handshake (memory BIOs), and
-                                           for login-only encryption until the end (the filter does not own it) */
-    struct bufferevent *client_raw;     /* owned: the client's socket under a TLS filter that does not own it
-                                           (login-only encryption, until the login response); else NULL */
-    bool tls;                           /* the client's bytes go through TLS now */
-    uint8_t server_version[6];          /* from the backend's PRELOGIN: our answer names the same */
-    uint8_t password[2 * SY_TDS_LOGIN7_MAX_CHARS]; /* UTF-16LE, de-obfuscated: memory only, wiped on free */
-    size_t password_len;
-    /* who logged in */
-    bool logged_in;
-    char user[260];
-    char database[260];                 /* the login's database (ENVCHANGE), later changes not tracked */
-    char app[260];
-    uint32_t tds_version;               /* what the client's LOGIN7 asked (the server's LOGINACK answers) */
-    size_t packet_size;                 /* negotiated (ENVCHANGE 4): the limit of the client's packets */
-    /* relay: where each direction stands inside a packet and a message */
-    size_t c_left;                      /* bytes of the client's current packet still to forward */
-    bool c_in_msg;                      /* a client message started (no EOM yet) */
-    uint8_t c_msg_type;
-    bool c_eom;                         /* the current client packet ends its message */
-    bool c_ignored;                     /* ... with IGNORE: no response comes */
-    size_t b_left;                      /* bytes of the server's current packet still to forward */
-    bool b_eom;                         /* the current server packet ends its message */
-    uint8_t b_tail[SY_TDS_DONE_LEN];    /* last payload bytes of the server's current message */
-    size_t b_tail_len;
-    bool attention;                     /* an ATTENTION was forwarded: busy until the server acknowledges */
-    uint64_t requests;                  /* request messages forwarded */
-    uint64_t attentions;                /* ATTENTION packets forwarded */
-    uint64_t resets;                    /* requests with RESETCONNECTION(SKIPTRAN) */
-    uint64_t held_since_ms;             /* when TS_HELD began */
-};
 
 static void process_client(struct sy_tds_session *s);
 static void process_backend(struct sy_tds_session *s);
@@ -113,7 +47,7 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg);
 
 /* ---- state, closing ---------------------------------------------------------------------------------- */
 
-static void set_state(struct sy_tds_session *s, enum sess_state to)
+static void set_state(struct sy_tds_session *s, enum sy_tds_sess_state to)
 {
     sy_log_debug("%s: %s -> %s", s->label, sess_state_names[s->state], sess_state_names[to]);
     s->state = to;
@@ -192,8 +126,8 @@ static void client_read_update(struct sy_tds_session *s)
 {
     if (s->state == TS_CLOSING)
         return;
-    bool off = s->io.client_bp || s->state == TS_HELD ||
-               (s->state != TS_IDLE && evbuffer_get_length(bufferevent_get_input(s->io.client)) > SY_RELAY_HIGH_WATER);
+    size_t waiting = evbuffer_get_length(bufferevent_get_input(s->io.client));
+    bool off = s->io.client_bp || s->state == TS_HELD || (s->state != TS_IDLE && waiting > SY_RELAY_HIGH_WATER);
     if (off)
         bufferevent_disable(s->io.client, EV_READ);
     else
@@ -257,390 +191,34 @@ static void bad_packet(struct sy_tds_session *s, const char *from, const char *w
     close_session(s, msg, false, SY_TERR_BAD_PACKET);
 }
 
-/* A login the proxy refuses itself: ERROR + DONE(ERROR) in a TABULAR message, then closed once written. */
-static void refuse_login(struct sy_tds_session *s, int32_t number, const char *msg, const char *why)
+/* ---- for the login (tds_session.h) ------------------------------------------------------------------- */
+
+void sy_tds_session_set_state(struct sy_tds_session *s, enum sy_tds_sess_state to)
 {
-    uint8_t tokens[2600], wire[2700];
-    size_t n = sy_tds_error_reply_build(tokens, sizeof tokens, SY_TDS_TOK_ERROR, number, 1, 14, msg,
-                                        PROXY_SERVER_NAME, SY_TDS_DONE_ERROR);
-    size_t w = n ? sy_tds_msg_build(wire, sizeof wire, SY_TDS_TABULAR, 0, SY_TDS_LOGIN_PACKET, tokens, n) : 0;
-    if (w)
-        evbuffer_add(bufferevent_get_output(s->io.client), wire, w);
-    close_session(s, why, true, SY_TERR_UNSUPPORTED);
+    set_state(s, to);
 }
 
-/* Takes the whole message at the front of `in` (payload copied to a malloc'd buffer the caller frees):
- * 1 taken, 0 not whole yet, -1 closed (bad). The wire bytes are zeroed before they are drained when
- * `wipe` (a LOGIN7 holds the password). */
-static int take_message(struct sy_tds_session *s, struct evbuffer *in, const char *from, size_t max_payload,
-                        bool wipe, struct sy_tds_msg *m, uint8_t **payload)
+void sy_tds_session_end(struct sy_tds_session *s, const char *why, bool flush, enum sy_tds_err_reason reason)
 {
-    size_t n = evbuffer_get_length(in);
-    if (n < SY_TDS_HDR_LEN)
-        return 0;
-    char err[200];
-    /* pulled up in one piece: every packet but the last carries a byte at least (sy_tds_msg_frame), so a
-     * message within max_payload spans at most 9 bytes per payload byte plus the last header */
-    size_t have = n < 9 * max_payload + SY_TDS_HDR_LEN ? n : 9 * max_payload + SY_TDS_HDR_LEN;
-    uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)have);
-    if (p == NULL) {
-        close_session(s, "out of memory", false, SY_TERR__COUNT);
-        return -1;
-    }
-    enum sy_parse pr = sy_tds_msg_frame(p, have, SY_TDS_MAX_PACKET, max_payload, m, err, sizeof err);
-    if (pr == SY_PARSE_BAD) {
-        bad_packet(s, from, err);
-        return -1;
-    }
-    if (pr == SY_PARSE_AGAIN)
-        return 0;
-    *payload = malloc(m->payload_len ? m->payload_len : 1);
-    if (*payload == NULL) {
-        close_session(s, "out of memory", false, SY_TERR__COUNT);
-        return -1;
-    }
-    sy_tds_msg_payload(p, m, *payload);
-    if (wipe)
-        OPENSSL_cleanse(p, m->wire_len);
-    return 1;
+    close_session(s, why, flush, reason);
 }
 
-/* ---- PRELOGIN ------------------------------------------------------------------------------------------- */
-
-static void send_message(struct bufferevent *to, uint8_t type, const uint8_t *payload, size_t len)
+void sy_tds_session_bad_packet(struct sy_tds_session *s, const char *from, const char *why)
 {
-    size_t cap = len + (len / (SY_TDS_LOGIN_PACKET - SY_TDS_HDR_LEN) + 1) * SY_TDS_HDR_LEN;
-    uint8_t *wire = malloc(cap);
-    size_t w = wire ? sy_tds_msg_build(wire, cap, type, 0, SY_TDS_LOGIN_PACKET, payload, len) : 0;
-    if (w)
-        evbuffer_add(bufferevent_get_output(to), wire, w);
-    free(wire);
+    bad_packet(s, from, why);
 }
 
-/* The proxy's PRELOGIN to the backend: no encryption (not built for server connections yet), no MARS. */
-static void backend_prelogin_send(struct sy_tds_session *s)
+void sy_tds_session_client_attach(struct sy_tds_session *s, struct bufferevent *bev)
 {
-    static const uint8_t version[6] = { 1, 0, 0, 0, 0, 0 };
-    static const uint8_t enc = SY_TDS_ENCRYPT_NOT_SUP, inst = 0, mars = 0;
-    uint8_t thread[4] = { 0, 0, 0, 0 };
-    const struct sy_tds_prelogin_opt opts[] = {
-        { SY_TDS_PL_VERSION, version, 6 }, { SY_TDS_PL_ENCRYPTION, &enc, 1 }, { SY_TDS_PL_INSTOPT, &inst, 1 },
-        { SY_TDS_PL_THREADID, thread, 4 }, { SY_TDS_PL_MARS, &mars, 1 },
-    };
-    uint8_t buf[128];
-    size_t n = sy_tds_prelogin_build(buf, sizeof buf, opts, SY_ARRAY_LEN(opts));
-    send_message(s->io.backend, SY_TDS_PRELOGIN, buf, n);
+    s->io.client = bev;
+    bufferevent_set_max_single_read(bev, SESS_MAX_READ);
+    bufferevent_setcb(bev, on_client_read, on_client_write, on_client_event, s);
+    bufferevent_setwatermark(bev, EV_WRITE, SY_RELAY_LOW_WATER, 0);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
-/* Both PRELOGINs are in: the client gets the proxy's answer (the server's version, no encryption, MARS off). */
-static void client_prelogin_answer(struct sy_tds_session *s)
+void sy_tds_session_to_client_done(struct sy_tds_session *s)
 {
-    if (!s->client_prelogin || !s->backend_prelogin || s->state != TS_PRELOGIN)
-        return;
-    static const uint8_t inst = 0, mars = 0, fedauth = 0;
-    const uint8_t enc = (uint8_t)s->encryption;
-    struct sy_tds_prelogin_opt opts[6] = {
-        { SY_TDS_PL_VERSION, s->server_version, 6 }, { SY_TDS_PL_ENCRYPTION, &enc, 1 },
-        { SY_TDS_PL_INSTOPT, &inst, 1 }, { SY_TDS_PL_THREADID, NULL, 0 }, { SY_TDS_PL_MARS, &mars, 1 },
-    };
-    size_t nopts = 5;
-    if (s->fedauth_asked)
-        opts[nopts++] = (struct sy_tds_prelogin_opt){ SY_TDS_PL_FEDAUTHREQUIRED, &fedauth, 1 };
-    uint8_t buf[128];
-    size_t n = sy_tds_prelogin_build(buf, sizeof buf, opts, nopts);
-    send_message(s->io.client, SY_TDS_TABULAR, buf, n);
-    if (s->encryption == SY_TDS_ENCRYPT_NOT_SUP) {
-        set_state(s, TS_LOGIN7);
-        return;
-    }
-    /* the handshake: records in PRELOGIN packets through memory BIOs, then a filter over the socket */
-    BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
-    s->ssl = rb && wb ? SSL_new(s->px->tls) : NULL;
-    if (s->ssl == NULL) {
-        BIO_free(rb);
-        BIO_free(wb);
-        close_session(s, "out of memory (TLS)", false, SY_TERR__COUNT);
-        return;
-    }
-    SSL_set_bio(s->ssl, rb, wb);
-    SSL_set_accept_state(s->ssl);
-    set_state(s, TS_TLS);
-}
-
-static void client_prelogin(struct sy_tds_session *s, struct evbuffer *in)
-{
-    size_t n = evbuffer_get_length(in);
-    if (n == 0)
-        return;
-    const uint8_t *first = evbuffer_pullup(in, 1);
-    if (first[0] == 0x16) {
-        bad_packet(s, "client", "a TLS handshake before PRELOGIN (TDS 8.0 strict encryption is not supported)");
-        return;
-    }
-    struct sy_tds_msg m;
-    uint8_t *pl = NULL;
-    int rc = take_message(s, in, "client", PRELOGIN_MAX, false, &m, &pl);
-    if (rc <= 0)
-        return;
-    evbuffer_drain(in, m.wire_len);
-    char err[200];
-    struct sy_tds_prelogin cp;
-    if (m.type != SY_TDS_PRELOGIN) {
-        snprintf(err, sizeof err, "expected PRELOGIN, got %s (0x%02x)", sy_tds_type_name(m.type), (unsigned)m.type);
-        bad_packet(s, "client", err);
-    } else if (sy_tds_prelogin_parse(pl, m.payload_len, &cp, err, sizeof err) != SY_PARSE_OK) {
-        bad_packet(s, "client", err);
-    } else {
-        s->client_prelogin = true;
-        s->fedauth_asked = cp.fedauth_required >= 0;
-        /* the server's answer (MS-TDS 2.2.6.5): NOT_SUP without a certificate or for a client without TLS,
-         * ON for a client that asks ON or REQ, OFF (the LOGIN7 only) for OFF */
-        int enc = cp.encryption < 0 ? SY_TDS_ENCRYPT_OFF : cp.encryption & 0x0F;
-        if (s->px->tls == NULL || enc == SY_TDS_ENCRYPT_NOT_SUP)
-            s->encryption = SY_TDS_ENCRYPT_NOT_SUP;
-        else
-            s->encryption = enc == SY_TDS_ENCRYPT_OFF ? SY_TDS_ENCRYPT_OFF : SY_TDS_ENCRYPT_ON;
-        if (s->px->tls == NULL && (enc == SY_TDS_ENCRYPT_ON || enc == SY_TDS_ENCRYPT_REQ))
-            sy_log_info("%s: the client requires encryption: answered ENCRYPT_NOT_SUP (the pair has no tls_cert)",
-                        s->label);
-        if (cp.mars == 1)
-            sy_log_info("%s: the client asked for MARS: answered off (the proxy does not support MARS)", s->label);
-        client_prelogin_answer(s);
-    }
-    free(pl);
-}
-
-static void backend_prelogin(struct sy_tds_session *s, struct evbuffer *in)
-{
-    struct sy_tds_msg m;
-    uint8_t *pl = NULL;
-    if (take_message(s, in, "server", PRELOGIN_MAX, false, &m, &pl) <= 0)
-        return;
-    evbuffer_drain(in, m.wire_len);
-    char err[200], why[300];
-    struct sy_tds_prelogin sp;
-    if (m.type != SY_TDS_TABULAR || sy_tds_prelogin_parse(pl, m.payload_len, &sp, err, sizeof err) != SY_PARSE_OK) {
-        if (m.type != SY_TDS_TABULAR)
-            snprintf(err, sizeof err, "PRELOGIN answered with %s", sy_tds_type_name(m.type));
-        bad_packet(s, "server", err);
-    } else if (sp.encryption == SY_TDS_ENCRYPT_REQ || sp.encryption == SY_TDS_ENCRYPT_ON) {
-        snprintf(why, sizeof why, "the %s server requires encryption; the proxy's server connections do not "
-                 "encrypt yet", sy_side_name(s->side));
-        close_session(s, why, false, SY_TERR_LOST_CONNECTION);
-    } else {
-        s->backend_prelogin = true;
-        if (sp.has_version)
-            memcpy(s->server_version, sp.version, 6);
-        client_prelogin_answer(s);
-    }
-    free(pl);
-}
-
-/* ---- TLS inside PRELOGIN --------------------------------------------------------------------------------- */
-
-static void tls_failed(struct sy_tds_session *s, const char *what)
-{
-    char why[300], ossl[200] = "";
-    unsigned long e = ERR_get_error();
-    if (e)
-        ERR_error_string_n(e, ossl, sizeof ossl);
-    ERR_clear_error();
-    snprintf(why, sizeof why, "TLS handshake failed: %s%s%s", what, ossl[0] ? ": " : "", ossl);
-    close_session(s, why, false, SY_TERR_BAD_PACKET);
-}
-
-/* The handshake is done: the client's bufferevent becomes a TLS filter over its socket. With login-only
- * encryption the filter does not own the socket's bufferevent or the SSL (tls_off() drops it later). */
-static void tls_established(struct sy_tds_session *s)
-{
-    if (BIO_ctrl_pending(SSL_get_rbio(s->ssl)) > 0) {
-        tls_failed(s, "client data arrived with its last handshake record");
-        return;
-    }
-    bool whole = s->encryption == SY_TDS_ENCRYPT_ON;
-    struct bufferevent *raw = s->io.client;
-    struct bufferevent *f = bufferevent_openssl_filter_new(s->px->base, raw, s->ssl, BUFFEREVENT_SSL_OPEN,
-                                                           whole ? BEV_OPT_CLOSE_ON_FREE : 0);
-    if (f == NULL) {
-        close_session(s, "out of memory (TLS filter)", false, SY_TERR__COUNT);
-        return;
-    }
-    if (whole)
-        s->ssl = NULL;      /* the filter owns the SSL and the socket's bufferevent */
-    else
-        s->client_raw = raw;
-    s->io.client = f;
-    s->tls = true;
-    bufferevent_set_max_single_read(f, SESS_MAX_READ);
-    bufferevent_setcb(f, on_client_read, on_client_write, on_client_event, s);
-    bufferevent_setwatermark(f, EV_WRITE, SY_RELAY_LOW_WATER, 0);
-    bufferevent_enable(f, EV_READ | EV_WRITE);
-    sy_log_debug("%s: TLS established (%s, %s)", s->label, SSL_get_version(bufferevent_openssl_get_ssl(f)),
-                 whole ? "whole session" : "login only");
-    set_state(s, TS_LOGIN7);
-}
-
-/* Login-only encryption: the LOGIN7 went through TLS, the rest of the session is plain (as SQL Server does
- * after ENCRYPT_OFF). Called outside the filter's callbacks, before the login response is written. */
-static void tls_off(struct sy_tds_session *s)
-{
-    struct bufferevent *f = s->io.client;
-    s->io.client = s->client_raw;
-    s->client_raw = NULL;
-    bufferevent_free(f);                 /* unlinks from the socket's bufferevent, leaves the SSL to us */
-    s->tls = false;
-    bufferevent_setcb(s->io.client, on_client_read, on_client_write, on_client_event, s);
-    bufferevent_setwatermark(s->io.client, EV_WRITE, SY_RELAY_LOW_WATER, 0);
-    bufferevent_enable(s->io.client, EV_READ | EV_WRITE);
-}
-
-/* Handshake records from the client's PRELOGIN packets into the SSL object, its answers back the same way. */
-static void client_tls_handshake(struct sy_tds_session *s, struct evbuffer *in)
-{
-    char err[200];
-    size_t n;
-    while ((n = evbuffer_get_length(in)) >= SY_TDS_HDR_LEN) {
-        struct sy_tds_hdr h;
-        const uint8_t *p = evbuffer_pullup(in, SY_TDS_HDR_LEN);
-        if (sy_tds_hdr_parse(p, SY_TDS_HDR_LEN, SY_TDS_MAX_PACKET, &h, err, sizeof err) != SY_PARSE_OK) {
-            bad_packet(s, "client", err);
-            return;
-        }
-        if (h.type != SY_TDS_PRELOGIN) {
-            snprintf(err, sizeof err, "%s (0x%02x) packet during the TLS handshake", sy_tds_type_name(h.type),
-                     (unsigned)h.type);
-            bad_packet(s, "client", err);
-            return;
-        }
-        if (n < h.length)
-            break;
-        p = evbuffer_pullup(in, h.length);
-        int body = h.length - SY_TDS_HDR_LEN;
-        if (body > 0 && BIO_write(SSL_get_rbio(s->ssl), p + SY_TDS_HDR_LEN, body) != body) {
-            close_session(s, "out of memory (TLS)", false, SY_TERR__COUNT);
-            return;
-        }
-        evbuffer_drain(in, h.length);
-    }
-    ERR_clear_error();
-    int rc = SSL_do_handshake(s->ssl);
-    int why = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(s->ssl, rc);
-    BIO *wb = SSL_get_wbio(s->ssl);
-    size_t out = BIO_ctrl_pending(wb);
-    if (out > 0) {
-        uint8_t *buf = malloc(out);
-        if (buf == NULL || BIO_read(wb, buf, (int)out) != (int)out) {
-            free(buf);
-            close_session(s, "out of memory (TLS)", false, SY_TERR__COUNT);
-            return;
-        }
-        send_message(s->io.client, SY_TDS_PRELOGIN, buf, out);
-        free(buf);
-    }
-    if (why == SSL_ERROR_NONE)
-        tls_established(s);
-    else if (why != SSL_ERROR_WANT_READ)
-        tls_failed(s, "the client's records");
-}
-
-/* ---- LOGIN7 ---------------------------------------------------------------------------------------------- */
-
-static void client_login7(struct sy_tds_session *s, struct evbuffer *in)
-{
-    struct sy_tds_msg m;
-    uint8_t *pl = NULL;
-    if (take_message(s, in, "client", SY_TDS_LOGIN7_MAX, true, &m, &pl) <= 0)
-        return;
-    evbuffer_drain(in, m.wire_len);
-    char err[200];
-    struct sy_tds_login7 l;
-    uint8_t *out = NULL, *wire = NULL;
-    size_t cap = m.payload_len + 64, wcap = cap + (cap / 504 + 1) * SY_TDS_HDR_LEN;
-    if (m.type != SY_TDS_LOGIN7) {
-        snprintf(err, sizeof err, "expected LOGIN7, got %s (0x%02x)", sy_tds_type_name(m.type), (unsigned)m.type);
-        bad_packet(s, "client", err);
-        goto out;
-    }
-    if (sy_tds_login7_parse(pl, m.payload_len, &l, err, sizeof err) != SY_PARSE_OK) {
-        bad_packet(s, "client", err);
-        goto out;
-    }
-    sy_tds_utf16_to_utf8(l.str[SY_L7_USERNAME].p, l.str[SY_L7_USERNAME].len, s->user, sizeof s->user);
-    sy_tds_utf16_to_utf8(l.str[SY_L7_APPNAME].p, l.str[SY_L7_APPNAME].len, s->app, sizeof s->app);
-    s->tds_version = l.tds_version;
-    if ((l.flags2 & SY_TDS_LOGIN7_FLAG2_INTSECURITY) || l.sspi.len > 0) {
-        refuse_login(s, 18452, "Login failed: switchyard relays SQL Server authentication only (integrated "
-                     "authentication is not supported).", "integrated (SSPI) login refused");
-        goto out;
-    }
-    if (l.feature_ext.len > 0 && l.feature_ext.p[0] == SY_TDS_FEATURE_FEDAUTH) {
-        refuse_login(s, 18456, "Login failed: switchyard relays SQL Server authentication only (federated "
-                     "authentication is not supported).", "federated login refused");
-        goto out;
-    }
-    const struct sy_tds_span *pw = &l.str[SY_L7_PASSWORD];
-    sy_tds_password_decode(pw->p, pw->len, s->password);
-    s->password_len = pw->len;
-    out = malloc(cap);
-    wire = malloc(wcap);
-    size_t n = 0, w = 0;
-    if (out != NULL && wire != NULL && (n = sy_tds_login7_build(out, cap, &l, s->password, s->password_len)) > 0)
-        w = sy_tds_msg_build(wire, wcap, SY_TDS_LOGIN7, 0, SY_TDS_LOGIN_PACKET, out, n);
-    if (w == 0) {
-        close_session(s, "cannot build the server's LOGIN7", false, SY_TERR__COUNT);
-        goto out;
-    }
-    evbuffer_add(bufferevent_get_output(s->io.backend), wire, w);
-    sy_log_debug("%s: LOGIN7 of '%s' (app '%s', TDS 0x%08x, packet size %u) sent to the %s server", s->label, s->user,
-                 s->app, (unsigned)l.tds_version, (unsigned)l.packet_size, sy_side_name(s->side));
-    set_state(s, TS_LOGIN);
-out:
-    if (out)
-        OPENSSL_cleanse(out, cap);
-    if (wire)
-        OPENSSL_cleanse(wire, wcap);
-    OPENSSL_cleanse(pl, m.payload_len);
-    free(out);
-    free(wire);
-    free(pl);
-}
-
-/* The server's login response (whole): passed on as it came; logged in when it has a LOGINACK. */
-static void backend_login_reply(struct sy_tds_session *s, struct evbuffer *in)
-{
-    struct sy_tds_msg m;
-    uint8_t *pl = NULL;
-    if (take_message(s, in, "server", LOGIN_REPLY_MAX, false, &m, &pl) <= 0)
-        return;
-    char err[200], why[800];
-    struct sy_tds_login_result r;
-    enum sy_parse pr = m.type == SY_TDS_TABULAR ? sy_tds_login_result_scan(pl, m.payload_len, &r, err, sizeof err)
-                                                : SY_PARSE_BAD;
-    free(pl);
-    if (m.type != SY_TDS_TABULAR)
-        snprintf(err, sizeof err, "login answered with %s", sy_tds_type_name(m.type));
-    if (pr != SY_PARSE_OK) {
-        snprintf(why, sizeof why, "cannot read the login response: %s", err);
-        bad_packet(s, "server", why);
-        return;
-    }
-    if (s->client_raw != NULL)
-        tls_off(s);                      /* login-only encryption: the response goes out plain */
-    evbuffer_remove_buffer(in, bufferevent_get_output(s->io.client), m.wire_len);
-    if (!r.loginack) {
-        snprintf(why, sizeof why, "login of '%s' refused by the %s server: %d %s", s->user, sy_side_name(s->side),
-                 r.has_error ? (int)r.error.number : 0, r.has_error ? r.error.message : "(no error token)");
-        OPENSSL_cleanse(s->password, sizeof s->password);
-        close_session(s, why, true, SY_TERR__COUNT);
-        return;
-    }
-    s->logged_in = true;
-    s->packet_size = r.packet_size ? r.packet_size : SY_TDS_LOGIN_PACKET;
-    snprintf(s->database, sizeof s->database, "%s", r.database);
-    sy_log_info("%s: logged in as '%s' (database %s, packet size %zu, %s TDS 0x%08x) on the %s server", s->label,
-                s->user, s->database, s->packet_size, r.ack.prog_name, (unsigned)r.ack.tds_version,
-                sy_side_name(s->side));
-    set_state(s, TS_IDLE);
     to_client_done(s);
 }
 
@@ -667,13 +245,14 @@ static bool client_packet_start(struct sy_tds_session *s, struct evbuffer *in)
         return false;
     }
     if (h.type != SY_TDS_ATTENTION && !request_type(h.type)) {
-        snprintf(err, sizeof err, "%s (0x%02x) packet after the login", sy_tds_type_name(h.type), (unsigned)h.type);
+        snprintf(err, sizeof err, "%s (0x%02x) packet after the login", sy_tds_type_name(h.type),
+                 (unsigned)h.type);
         bad_packet(s, "client", err);
         return false;
     }
     if (s->c_in_msg && h.type != s->c_msg_type && h.type != SY_TDS_ATTENTION) {
-        snprintf(err, sizeof err, "packet type changed inside a message (0x%02x -> 0x%02x)", (unsigned)s->c_msg_type,
-                 (unsigned)h.type);
+        snprintf(err, sizeof err, "packet type changed inside a message (0x%02x -> 0x%02x)",
+                 (unsigned)s->c_msg_type, (unsigned)h.type);
         bad_packet(s, "client", err);
         return false;
     }
@@ -755,13 +334,14 @@ static void relay_backend(struct sy_tds_session *s, struct evbuffer *in)
             if (n < SY_TDS_HDR_LEN)
                 return;
             struct sy_tds_hdr h;
-            if (sy_tds_hdr_parse(evbuffer_pullup(in, SY_TDS_HDR_LEN), SY_TDS_HDR_LEN, SY_TDS_MAX_PACKET, &h, err, sizeof err) !=
-                SY_PARSE_OK) {
+            const uint8_t *p = evbuffer_pullup(in, SY_TDS_HDR_LEN);
+            if (sy_tds_hdr_parse(p, SY_TDS_HDR_LEN, SY_TDS_MAX_PACKET, &h, err, sizeof err) != SY_PARSE_OK) {
                 bad_packet(s, "server", err);
                 return;
             }
             if (h.type != SY_TDS_TABULAR) {
-                snprintf(err, sizeof err, "%s (0x%02x) packet in a response", sy_tds_type_name(h.type), (unsigned)h.type);
+                snprintf(err, sizeof err, "%s (0x%02x) packet in a response", sy_tds_type_name(h.type),
+                         (unsigned)h.type);
                 bad_packet(s, "server", err);
                 return;
             }
@@ -798,14 +378,9 @@ static void process_client(struct sy_tds_session *s)
     struct evbuffer *in = bufferevent_get_input(s->io.client);
     switch (s->state) {
     case TS_PRELOGIN:
-        if (!s->client_prelogin)
-            client_prelogin(s, in);
-        break;
     case TS_TLS:
-        client_tls_handshake(s, in);
-        break;
     case TS_LOGIN7:
-        client_login7(s, in);
+        sy_tds_login_client_input(s, in);
         break;
     case TS_IDLE:
     case TS_BUSY:
@@ -822,10 +397,8 @@ static void process_backend(struct sy_tds_session *s)
     if (!s->io.backend_connected || s->state == TS_CLOSING)
         return;
     struct evbuffer *in = bufferevent_get_input(s->io.backend);
-    if (s->state == TS_PRELOGIN && !s->backend_prelogin) {
-        backend_prelogin(s, in);
-    } else if (s->state == TS_LOGIN) {
-        backend_login_reply(s, in);
+    if (s->state == TS_PRELOGIN || s->state == TS_LOGIN) {
+        sy_tds_login_server_input(s, in);
     } else if (s->state == TS_IDLE || s->state == TS_BUSY || s->state == TS_HELD) {
         relay_backend(s, in);
     } else if (evbuffer_get_length(in) > 0 && s->state != TS_CLOSING) {
@@ -894,12 +467,13 @@ static void on_backend_event(struct bufferevent *bev, short what, void *arg)
     struct sy_tds_session *s = arg;
     if (s->state == TS_CLOSING)
         return;
-    const struct sy_endpoint *ep = s->side == SY_SIDE_BUSINESS ? &s->px->pair->cfg->business : &s->px->pair->cfg->dr;
+    const struct sy_pair_cfg *cfg = s->px->pair->cfg;
+    const struct sy_endpoint *ep = s->side == SY_SIDE_BUSINESS ? &cfg->business : &cfg->dr;
     if (what & BEV_EVENT_CONNECTED) {
         sy_relay_backend_connected(bev);
         s->io.backend_connected = true;
         sy_log_debug("%s: connected to the %s server %s:%u", s->label, sy_side_name(s->side), ep->host, ep->port);
-        backend_prelogin_send(s);
+        sy_tds_login_start(s);
         backend_read_update(s);
         session_flush(s);
         return;
@@ -921,9 +495,9 @@ static void on_backend_event(struct bufferevent *bev, short what, void *arg)
 static int backend_open(struct sy_tds_session *s, char *err, size_t errlen)
 {
     s->side = s->px->pair->active_side;
-    return sy_relay_backend_connect(s->px->base, sy_pair_active_endpoint(s->px->pair), SESS_CONNECT_S, SESS_MAX_READ,
-                                    on_backend_read, on_backend_write, on_backend_event, s, &s->io.backend, err,
-                                    errlen);
+    return sy_relay_backend_connect(s->px->base, sy_pair_active_endpoint(s->px->pair), SESS_CONNECT_S,
+                                    SESS_MAX_READ, on_backend_read, on_backend_write, on_backend_event, s,
+                                    &s->io.backend, err, errlen);
 }
 
 void sy_tds_session_accept(struct sy_tds_proxy *px, evutil_socket_t fd, const struct sockaddr *sa, int salen)
@@ -951,12 +525,9 @@ void sy_tds_session_accept(struct sy_tds_proxy *px, evutil_socket_t fd, const st
         free(s);
         return;
     }
-    bufferevent_set_max_single_read(s->io.client, SESS_MAX_READ);
     TAILQ_INSERT_TAIL(&px->sessions, s, link);
     px->n_sessions++;
-    bufferevent_setcb(s->io.client, on_client_read, on_client_write, on_client_event, s);
-    bufferevent_setwatermark(s->io.client, EV_WRITE, SY_RELAY_LOW_WATER, 0);
-    bufferevent_enable(s->io.client, EV_READ | EV_WRITE);
+    sy_tds_session_client_attach(s, s->io.client);
     sy_log_debug("%s: accepted", s->label);
     char err[300];
     if (backend_open(s, err, sizeof err) != 0)
@@ -1013,12 +584,15 @@ static json_t *session_json(const struct sy_tds_session *s)
     uint64_t held = s->state == TS_HELD ? sy_now_ms() - s->held_since_ms : 0;
     char tds[16];
     snprintf(tds, sizeof tds, "0x%08x", (unsigned)s->tds_version);
-    const char *enc = s->encryption == SY_TDS_ENCRYPT_ON ? "on" : s->encryption == SY_TDS_ENCRYPT_OFF ? "login-only" : "off";
+    const char *enc = s->encryption == SY_TDS_ENCRYPT_ON    ? "on"
+                      : s->encryption == SY_TDS_ENCRYPT_OFF ? "login-only"
+                                                            : "off";
     return json_pack("{s:I,s:s,s:s,s:s,s:b,s:I,s:b,s:s,s:s,s:s,s:s,s:s,s:I,s:b,s:s,s:I,s:I,s:I}", "id",
                      (json_int_t)s->id, "user", s->user, "peer", s->peer, "side", sy_side_name(s->side),
                      "in_transaction", 0, "held_ms", (json_int_t)held, "movable", 0, "unmovable_reason",
                      SY_TDS_UNMOVABLE, "state", sess_state_names[s->state], "database", s->database, "app", s->app,
-                     "tds_version", tds, "packet_size", (json_int_t)(s->logged_in ? s->packet_size : 0), "tls", s->tls, "encryption", enc,
+                     "tds_version", tds, "packet_size", (json_int_t)(s->logged_in ? s->packet_size : 0), "tls",
+                     s->tls, "encryption", enc,
                      "requests", (json_int_t)s->requests, "attentions", (json_int_t)s->attentions, "resets",
                      (json_int_t)s->resets);
 }

@@ -216,7 +216,8 @@ enum sy_parse sy_tds_prelogin_parse(const uint8_t *p, size_t n, struct sy_tds_pr
             break; /* NONCEOPT and later options: carried, not read */
         }
         if (!ok) {
-            snprintf(err, errlen, "PRELOGIN option 0x%02x has a bad size or value (%zu bytes)", (unsigned)tok, len);
+            snprintf(err, errlen, "PRELOGIN option 0x%02x has a bad size or value (%zu bytes)", (unsigned)tok,
+                     len);
             return SY_PARSE_BAD;
         }
         if (++pl->n_options > 64) {
@@ -331,8 +332,8 @@ enum sy_parse sy_tds_login7_parse(const uint8_t *p, size_t n, struct sy_tds_logi
         if (cch == 0)
             continue;
         if (cch > SY_TDS_LOGIN7_MAX_CHARS || off < fixed || off > len || 2 * cch > len - off) {
-            snprintf(err, errlen, "LOGIN7 string field %d (%zu chars at %zu) outside the %zu-byte structure", i, cch,
-                     off, len);
+            snprintf(err, errlen, "LOGIN7 string field %d (%zu chars at %zu) outside the %zu-byte structure", i,
+                     cch, off, len);
             return SY_PARSE_BAD;
         }
         l->str[i].p = p + off;
@@ -399,7 +400,8 @@ size_t sy_tds_login7_build(uint8_t *out, size_t cap, const struct sy_tds_login7 
     out[24] = l->flags1;
     out[25] = l->flags2;
     out[26] = l->type_flags;
-    out[27] = ext ? (uint8_t)(l->flags3 | SY_TDS_LOGIN7_FLAG3_EXTENSION) : (uint8_t)(l->flags3 & ~SY_TDS_LOGIN7_FLAG3_EXTENSION);
+    out[27] = ext ? (uint8_t)(l->flags3 | SY_TDS_LOGIN7_FLAG3_EXTENSION)
+                  : (uint8_t)(l->flags3 & ~SY_TDS_LOGIN7_FLAG3_EXTENSION);
     put_le32(out + 28, (uint32_t)l->client_timezone);
     put_le32(out + 32, l->client_lcid);
     memcpy(out + L7_CLIENT_ID_POS, l->client_id, 6);
