@@ -112,23 +112,28 @@ int sy_mongo_ts_cmp(struct sy_mongo_ts a, struct sy_mongo_ts b)
 
 int sy_mongo_oplog_edge(mongoc_client_t *c, bool newest, struct sy_mongo_ts *out, char *err, size_t errlen)
 {
+    /* Natural order without a sort: FerretDB loads the whole collection into memory for any explicit sort
+     * ($natural included) and pushes a limit down only without one. So the oldest entry is one row, and
+     * the newest is the last of a streamed read (projected to ts). */
     mongoc_collection_t *coll = mongoc_client_get_collection(c, "local", SY_MONGO_OPLOG);
-    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, sort;
-    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
-    BSON_APPEND_INT32(&sort, "$natural", newest ? -1 : 1);
-    bson_append_document_end(&opts, &sort);
-    BSON_APPEND_INT64(&opts, "limit", 1);
-    bson_t proj;
+    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, proj;
+    if (!newest)
+        BSON_APPEND_INT64(&opts, "limit", 1);
+    else
+        BSON_APPEND_INT32(&opts, "batchSize", 10000);
     BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
     BSON_APPEND_INT32(&proj, "ts", 1);
     bson_append_document_end(&opts, &proj);
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
     const bson_t *doc;
     int rc = 0;
-    if (mongoc_cursor_next(cur, &doc)) {
+    while (rc >= 0 && mongoc_cursor_next(cur, &doc)) {
         bson_iter_t it;
         if (bson_iter_init_find(&it, doc, "ts") && BSON_ITER_HOLDS_TIMESTAMP(&it)) {
-            bson_iter_timestamp(&it, &out->t, &out->i);
+            struct sy_mongo_ts ts;
+            bson_iter_timestamp(&it, &ts.t, &ts.i);
+            if (rc == 0 || sy_mongo_ts_cmp(ts, *out) > 0)
+                *out = ts;
             rc = 1;
         } else {
             snprintf(err, errlen, "local.oplog.rs: an entry without a timestamp `ts`");
@@ -136,7 +141,7 @@ int sy_mongo_oplog_edge(mongoc_client_t *c, bool newest, struct sy_mongo_ts *out
         }
     }
     bson_error_t e;
-    if (rc == 0 && mongoc_cursor_error(cur, &e)) {
+    if (rc >= 0 && mongoc_cursor_error(cur, &e)) {
         snprintf(err, errlen, "reading local.oplog.rs: %s", e.message);
         rc = -1;
     }

@@ -12,6 +12,51 @@
 #include "core/log.h"
 #include "proxy/mongo_creds.h"
 #include "proxy/proxy.h"
+#include "proxy/unmovable.h"
+
+/* ---- switches: nothing can move yet (proxy/unmovable.c) ------------------------------------------------ */
+
+static void *ops_first(void *state)
+{
+    return sy_mongo_session_first(state);
+}
+
+static void *ops_next(void *session)
+{
+    return sy_mongo_session_next(session);
+}
+
+static bool ops_busy(const void *session)
+{
+    return sy_mongo_session_busy(session);
+}
+
+static enum sy_side ops_side(const void *session)
+{
+    return sy_mongo_session_side(session);
+}
+
+static json_t *ops_describe(const void *session, const char *key)
+{
+    return sy_mongo_session_unmovable_json(session, key);
+}
+
+static void ops_close(void *session, const char *why)
+{
+    sy_mongo_session_close(session, why, SY_MERR_FORCED_CLOSE);
+}
+
+static const struct sy_unmovable_ops unmovable_ops = {
+    .reason = SY_MONGO_UNMOVABLE,
+    .first = ops_first,
+    .next = ops_next,
+    .busy = ops_busy,
+    .side = ops_side,
+    .describe = ops_describe,
+    .force_close = ops_close,
+};
+
+/* ---- the pair's proxy ------------------------------------------------------------------------------------ */
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
@@ -56,6 +101,7 @@ static void *proxy_start(struct sy_pair *pair, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    px->unmovable = &unmovable_ops;
     px->pair = pair;
     px->base = pair->base;
     px->next_id = 1;
@@ -101,86 +147,6 @@ static void proxy_hold_changed(void *state, bool held)
     }
 }
 
-/* ---- switches: nothing can move yet --------------------------------------------------------------- */
-
-static void px_warm(void *state, enum sy_side to, bool old_side_alive)
-{
-    /* No connection on the other side can carry a session yet: switch_progress counts them as failed. */
-}
-
-static void px_progress(void *state, enum sy_side to, struct sy_switch_progress *out)
-{
-    struct sy_mongo_proxy *px = state;
-    memset(out, 0, sizeof *out);
-    for (struct sy_mongo_session *s = sy_mongo_session_first(px); s != NULL; s = sy_mongo_session_next(s)) {
-        out->sessions++;
-        if (sy_mongo_session_busy(s))
-            out->busy++;
-        if (sy_mongo_session_side(s) != to)
-            out->warm_failed++;
-    }
-}
-
-static json_t *session_list(struct sy_mongo_proxy *px, const char *key)
-{
-    json_t *list = json_array();
-    for (struct sy_mongo_session *s = sy_mongo_session_first(px); s != NULL; s = sy_mongo_session_next(s))
-        json_array_append_new(list, sy_mongo_session_unmovable_json(s, key));
-    return list;
-}
-
-static json_t *px_failures(void *state)
-{
-    return session_list(state, "error");
-}
-
-static size_t px_abort(void *state)
-{
-    return 0; /* transactions are not tracked yet (FerretDB rejects them: startTransaction -> 9) */
-}
-
-static json_t *px_unmovable(void *state)
-{
-    return session_list(state, "reason");
-}
-
-static size_t close_sessions(struct sy_mongo_proxy *px, bool only_other_side, enum sy_side side, const char *why)
-{
-    size_t n = 0;
-    struct sy_mongo_session *s, *next;
-    for (s = sy_mongo_session_first(px); s != NULL; s = next) {
-        next = sy_mongo_session_next(s);
-        if (only_other_side && sy_mongo_session_side(s) == side)
-            continue;
-        sy_mongo_session_close(s, why, SY_MERR_FORCED_CLOSE);
-        n++;
-    }
-    return n;
-}
-
-static size_t px_close_unmovable(void *state)
-{
-    return close_sessions(state, false, SY_SIDE_BUSINESS,
-                          "closed by a forced switch: " SY_MONGO_UNMOVABLE);
-}
-
-static void px_unwarm(void *state)
-{
-}
-
-static size_t px_flip(void *state, enum sy_side to)
-{
-    /* A session left on the old side would keep writing there: it ends instead. None moved. */
-    close_sessions(state, true, to, "the active side changed and " SY_MONGO_UNMOVABLE);
-    return 0;
-}
-
-static void px_ledger(void *state, enum sy_side side, char *out, size_t outlen)
-{
-    if (outlen > 0)
-        out[0] = '\0'; /* not tracked yet: no acknowledged position is claimed */
-}
-
 static json_t *px_client_errors(void *state)
 {
     struct sy_mongo_proxy *px = state;
@@ -199,14 +165,14 @@ const struct sy_proxy_protocol sy_mongo_protocol = {
     .client_count = proxy_client_count,
     .clients_json = proxy_clients_json,
     .hold_changed = proxy_hold_changed,
-    .switch_warm = px_warm,
-    .switch_progress = px_progress,
-    .switch_failures = px_failures,
-    .switch_abort_transactions = px_abort,
-    .switch_unmovable = px_unmovable,
-    .switch_close_unmovable = px_close_unmovable,
-    .switch_unwarm = px_unwarm,
-    .switch_flip = px_flip,
-    .ack_ledger = px_ledger,
+    .switch_warm = sy_unmovable_warm,
+    .switch_progress = sy_unmovable_progress,
+    .switch_failures = sy_unmovable_failures,
+    .switch_abort_transactions = sy_unmovable_abort,
+    .switch_unmovable = sy_unmovable_list,
+    .switch_close_unmovable = sy_unmovable_close_all,
+    .switch_unwarm = sy_unmovable_unwarm,
+    .switch_flip = sy_unmovable_flip,
+    .ack_ledger = sy_unmovable_ledger,
     .client_errors = px_client_errors,
 };

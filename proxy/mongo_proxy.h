@@ -13,6 +13,7 @@
 #include <openssl/ssl.h>
 
 #include "core/pair.h"
+#include "proxy/unmovable.h"
 
 /* Why every MongoDB session is unmovable in this step (switch_unmovable, `clients`). */
 #define SY_MONGO_UNMOVABLE "mongodb sessions cannot move yet"
@@ -31,6 +32,7 @@ enum sy_mongo_err_reason {
 };
 
 struct sy_mongo_proxy {
+    const struct sy_unmovable_ops *unmovable; /* ref: static; first member (proxy/unmovable.h) */
     struct sy_pair *pair;                    /* ref: owns us through proto_state */
     struct event_base *base;                 /* ref: pair->base */
     struct evconnlistener *listener;         /* owned */
