@@ -4,6 +4,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 mongoc_client_t *sy_mongo_connect(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, int timeout_ms,
@@ -165,4 +166,66 @@ int sy_mongo_oplog_edge(mongoc_client_t *c, bool newest, struct sy_mongo_ts *out
     }
     mongoc_collection_destroy(coll);
     return rc;
+}
+
+static bool db_has_pattern(const struct sy_pair_cfg *cfg, const char *db)
+{
+    for (size_t i = 0; i < cfg->n_objects; i++)
+        if (strcmp(cfg->objects[i].db, db) == 0)
+            return true;
+    return false;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+char **sy_mongo_synced_collections(mongoc_client_t *c, const struct sy_pair_cfg *cfg, bson_error_t *e, char *err,
+                                   size_t errlen)
+{
+    memset(e, 0, sizeof *e);
+    char **dbs = mongoc_client_get_database_names_with_opts(c, NULL, e);
+    if (dbs == NULL) {
+        snprintf(err, errlen, "listing databases: %s", e->message);
+        return NULL;
+    }
+    size_t n = 0, cap = 16;
+    char **out = bson_malloc0(cap * sizeof *out);
+    bool ok = true;
+    for (size_t d = 0; ok && dbs[d] != NULL; d++) {
+        if (!db_has_pattern(cfg, dbs[d]))
+            continue;
+        mongoc_database_t *db = mongoc_client_get_database(c, dbs[d]);
+        bson_t opts = BSON_INITIALIZER, filter;
+        BSON_APPEND_DOCUMENT_BEGIN(&opts, "filter", &filter);
+        BSON_APPEND_UTF8(&filter, "type", "collection");
+        bson_append_document_end(&opts, &filter);
+        char **names = mongoc_database_get_collection_names_with_opts(db, &opts, e);
+        bson_destroy(&opts);
+        mongoc_database_destroy(db);
+        if (names == NULL) {
+            snprintf(err, errlen, "listing the collections of %s: %s", dbs[d], e->message);
+            ok = false;
+            break;
+        }
+        for (size_t i = 0; names[i] != NULL; i++) {
+            if (!sy_mongo_ns_synced(cfg, dbs[d], names[i]))
+                continue;
+            if (n + 1 >= cap) {
+                cap *= 2;
+                out = bson_realloc(out, cap * sizeof *out);
+            }
+            out[n++] = bson_strdup_printf("%s.%s", dbs[d], names[i]);
+            out[n] = NULL;
+        }
+        bson_strfreev(names);
+    }
+    bson_strfreev(dbs);
+    if (!ok) {
+        bson_strfreev(out);
+        return NULL;
+    }
+    qsort(out, n, sizeof *out, cmp_names);
+    return out;
 }

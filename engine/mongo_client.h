@@ -33,6 +33,13 @@ bool sy_mongo_ns_synced(const struct sy_pair_cfg *cfg, const char *db, const cha
  * false when there is no dot or db is too long. */
 bool sy_mongo_ns_split(const char *ns, char *db, size_t dblen, const char **coll);
 
+/* The collections of c that cfg synchronizes (listDatabases, then listCollections of each database
+ * with a pattern in `objects`; views left out; sy_mongo_ns_synced), as "db.coll" sorted by name,
+ * NULL-terminated: free with bson_strfreev. NULL with *e (sy_mongo_is_transient tells a lost server)
+ * and err on failure. */
+char **sy_mongo_synced_collections(mongoc_client_t *c, const struct sy_pair_cfg *cfg, bson_error_t *e, char *err,
+                                   size_t errlen);
+
 /* Positions are oplog timestamps, as text "<seconds>:<increment>" ("1733241600:5"). */
 struct sy_mongo_ts {
     uint32_t t, i;

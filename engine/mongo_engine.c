@@ -4,13 +4,14 @@
 #include <mongoc/mongoc.h>
 
 #include "capture/mongo_modules.h"
+#include "capture/mongo_precheck.h"
 #include "engine/engines.h"
 
 static const struct sy_sync_ops mongo_sync = {
     .initial_sync = NULL,
     .collection = NULL,
     .write = NULL,
-    .precheck = NULL,
+    .precheck = sy_mongo_precheck,
     .verify = NULL,
 };
 
