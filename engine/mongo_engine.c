@@ -6,9 +6,10 @@
 #include "capture/mongo_modules.h"
 #include "capture/mongo_precheck.h"
 #include "engine/engines.h"
+#include "replay/mongo_initial_sync.h"
 
 static const struct sy_sync_ops mongo_sync = {
-    .initial_sync = NULL,
+    .initial_sync = &sy_mongo_initial_sync,
     .collection = NULL,
     .write = NULL,
     .precheck = sy_mongo_precheck,
