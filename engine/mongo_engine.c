@@ -7,13 +7,14 @@
 #include "capture/mongo_precheck.h"
 #include "engine/engines.h"
 #include "replay/mongo_initial_sync.h"
+#include "replay/mongo_verify.h"
 
 static const struct sy_sync_ops mongo_sync = {
     .initial_sync = &sy_mongo_initial_sync,
     .collection = NULL,
     .write = NULL,
     .precheck = sy_mongo_precheck,
-    .verify = NULL,
+    .verify = sy_mongo_verify,
 };
 
 static const struct sy_position_ops mongo_position = {
