@@ -105,10 +105,7 @@ static void add_check(struct run *r, const char *name, const char *status, const
 
 static void add_skipped(struct run *r, const char *name, const char *why, const char *see)
 {
-    char detail[1024], fix[128];
-    snprintf(detail, sizeof detail, "skipped: %s", why);
-    snprintf(fix, sizeof fix, "fix %s first, then run the precheck again", see);
-    add_check(r, name, "warn", detail, fix);
+    sy_check_add_skipped(r->checks, name, why, see);
 }
 
 /* ---- one side of the pair ----------------------------------------------------------------------- */

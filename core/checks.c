@@ -1,6 +1,7 @@
 /* A precheck's result list (core/checks.h). */
 #include "core/checks.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,4 +33,12 @@ bool sy_check_add(json_t *checks, const char *name, const char *status, const ch
         json_object_set_new(o, "fix", sy_json_text(fix));
     json_array_append_new(checks, o);
     return strcmp(status, "fail") == 0;
+}
+
+void sy_check_add_skipped(json_t *checks, const char *name, const char *why, const char *see)
+{
+    char detail[1024], fix[128];
+    snprintf(detail, sizeof detail, "skipped: %s", why);
+    snprintf(fix, sizeof fix, "fix %s first, then run the precheck again", see);
+    sy_check_add(checks, name, "warn", detail, fix);
 }

@@ -11,6 +11,9 @@
 /* Appends one check; fix is left out for "pass". Returns whether the status is "fail". */
 bool sy_check_add(json_t *checks, const char *name, const char *status, const char *detail, const char *fix);
 
+/* A check that could not run because of an earlier one: warn "skipped: <why>", fix "fix <see> first". */
+void sy_check_add_skipped(json_t *checks, const char *name, const char *why, const char *see);
+
 /* A JSON string of s; bytes jansson refuses (invalid UTF-8 in a server's error text, a latin1 name)
  * become '?'. Never NULL unless out of memory. */
 json_t *sy_json_text(const char *s);
