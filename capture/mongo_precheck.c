@@ -42,10 +42,7 @@ static void add_check(struct run *r, const char *name, const char *status, const
 
 static void add_skipped(struct run *r, const char *name, const char *why, const char *see)
 {
-    char detail[700], fix[128];
-    snprintf(detail, sizeof detail, "skipped: %s", why);
-    snprintf(fix, sizeof fix, "fix %s first, then run the precheck again", see);
-    add_check(r, name, "warn", detail, fix);
+    sy_check_add_skipped(r->checks, name, why, see);
 }
 
 static void add_skipped_side(struct run *r, const char *name, const struct side *s)
@@ -160,30 +157,24 @@ static void check_oplog(struct run *r, struct side *s)
     }
     snprintf(fix, sizeof fix, "on %s: db.getSiblingDB(\"local\").createCollection(\"oplog.rs\", {capped: true, "
              "size: 1073741824}) (FerretDB logs inserts, updates and deletes only once it exists)", s->label);
-    mongoc_database_t *local = mongoc_client_get_database(s->c, "local");
-    bson_t opts = BSON_INITIALIZER, filter;
-    BSON_APPEND_DOCUMENT_BEGIN(&opts, "filter", &filter);
-    BSON_APPEND_UTF8(&filter, "name", SY_MONGO_OPLOG);
-    bson_append_document_end(&opts, &filter);
-    mongoc_cursor_t *cur = mongoc_database_find_collections_with_opts(local, &opts);
-    const bson_t *doc;
-    bool found = mongoc_cursor_next(cur, &doc);
+    bson_t doc;
     bson_error_t e;
+    int found = sy_mongo_collection_info(s->c, "local", SY_MONGO_OPLOG, &doc, &e);
     /* both sides whatever the direction: an instance collects from each (forward, then reverse) */
     const char *role = strcmp(s->name, "business") == 0 ? "the forward instance collects from it"
                                                          : "a reverse instance collects from it";
-    if (!found && mongoc_cursor_error(cur, &e)) {
+    if (found < 0) {
         snprintf(detail, sizeof detail, "%s: cannot list local's collections: %s", s->label, e.message);
         add_check(r, name, "fail", detail, "make sure admin_user can read the local database");
-    } else if (!found) {
+    } else if (found == 0) {
         snprintf(detail, sizeof detail, "%s: local.oplog.rs does not exist: the server logs no changes (%s)",
                  s->label, role);
         add_check(r, name, "fail", detail, fix);
     } else {
         bson_iter_t it, f;
-        bool capped = bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, "options.capped", &f) &&
+        bool capped = bson_iter_init(&it, &doc) && bson_iter_find_descendant(&it, "options.capped", &f) &&
                       bson_iter_as_bool(&f);
-        int64_t size = field_number(doc, "options.size");
+        int64_t size = field_number(&doc, "options.size");
         if (!capped) {
             snprintf(detail, sizeof detail, "%s: local.oplog.rs is not capped (%s)", s->label, role);
             add_check(r, name, "fail", detail, "drop it and create it capped");
@@ -198,9 +189,7 @@ static void check_oplog(struct run *r, struct side *s)
             add_check(r, name, "pass", detail, NULL);
         }
     }
-    mongoc_cursor_destroy(cur);
-    bson_destroy(&opts);
-    mongoc_database_destroy(local);
+    bson_destroy(&doc);
 }
 
 static bool name_in(char **names, const char *name)

@@ -229,3 +229,40 @@ char **sy_mongo_synced_collections(mongoc_client_t *c, const struct sy_pair_cfg 
     qsort(out, n, sizeof *out, cmp_names);
     return out;
 }
+
+int sy_mongo_collection_info(mongoc_client_t *c, const char *db, const char *name, bson_t *out, bson_error_t *e)
+{
+    mongoc_database_t *d = mongoc_client_get_database(c, db);
+    bson_t opts = BSON_INITIALIZER, filter;
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "filter", &filter);
+    BSON_APPEND_UTF8(&filter, "name", name);
+    bson_append_document_end(&opts, &filter);
+    mongoc_cursor_t *cur = mongoc_database_find_collections_with_opts(d, &opts);
+    const bson_t *doc;
+    int rc = 0;
+    if (mongoc_cursor_next(cur, &doc)) {
+        bson_copy_to(doc, out);
+        rc = 1;
+    } else {
+        bson_init(out);
+        if (mongoc_cursor_error(cur, e))
+            rc = -1;
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(&opts);
+    mongoc_database_destroy(d);
+    return rc;
+}
+
+mongoc_cursor_t *sy_mongo_find_in_id_order(mongoc_collection_t *coll, int32_t batch_size)
+{
+    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, sort;
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
+    BSON_APPEND_INT32(&sort, "_id", 1);
+    bson_append_document_end(&opts, &sort);
+    BSON_APPEND_INT32(&opts, "batchSize", batch_size);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+    bson_destroy(&filter);
+    bson_destroy(&opts);
+    return cur;
+}

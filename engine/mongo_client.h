@@ -39,6 +39,12 @@ bool sy_mongo_ns_split(const char *ns, char *db, size_t dblen, const char **coll
  * and err on failure. */
 char **sy_mongo_synced_collections(mongoc_client_t *c, const struct sy_pair_cfg *cfg, bson_error_t *e, char *err,
                                    size_t errlen);
+/* listCollections of db filtered by name: 1 with *out = its entry ({name, type, options, ...}), 0 when
+ * there is none (*out empty), -1 with *e. *out is initialized in every case: bson_destroy it. */
+int sy_mongo_collection_info(mongoc_client_t *c, const char *db, const char *name, bson_t *out, bson_error_t *e);
+
+/* A find of every document of coll in _id order, batch_size per reply (a scan to copy or compare). */
+mongoc_cursor_t *sy_mongo_find_in_id_order(mongoc_collection_t *coll, int32_t batch_size);
 
 /* Positions are oplog timestamps, as text "<seconds>:<increment>" ("1733241600:5"). */
 struct sy_mongo_ts {

@@ -42,10 +42,7 @@ static bool stopping(const struct isync *s)
 
 static void progress(struct isync *s)
 {
-    pthread_mutex_lock(&s->ctx->report->lock);
-    s->ctx->report->done_rows = s->done;
-    s->ctx->report->total_rows = s->total;
-    pthread_mutex_unlock(&s->ctx->report->lock);
+    sy_module_report_progress(s->ctx->report, s->done, s->total);
 }
 
 /* Records why the attempt fails ("reading db.c on the source: <why>"); -1. */
@@ -122,12 +119,7 @@ static int copy_documents(struct isync *s, const char *db, const char *coll, con
 {
     mongoc_collection_t *from = mongoc_client_get_collection(s->src, db, coll);
     mongoc_collection_t *to = mongoc_client_get_collection(s->dst, db, coll);
-    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, sort;
-    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
-    BSON_APPEND_INT32(&sort, "_id", 1);
-    bson_append_document_end(&opts, &sort);
-    BSON_APPEND_INT32(&opts, "batchSize", COPY_BATCH);
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(from, &filter, &opts, NULL);
+    mongoc_cursor_t *cur = sy_mongo_find_in_id_order(from, COPY_BATCH);
     bson_t bulk_opts = BSON_INITIALIZER;
     BSON_APPEND_BOOL(&bulk_opts, "ordered", false);
     mongoc_bulk_operation_t *bulk = NULL;
@@ -174,8 +166,6 @@ static int copy_documents(struct isync *s, const char *db, const char *coll, con
         mongoc_bulk_operation_destroy(bulk);
     bson_destroy(&bulk_opts);
     mongoc_cursor_destroy(cur);
-    bson_destroy(&filter);
-    bson_destroy(&opts);
     mongoc_collection_destroy(from);
     mongoc_collection_destroy(to);
     return rc;
@@ -184,33 +174,24 @@ static int copy_documents(struct isync *s, const char *db, const char *coll, con
 /* The source collection's options (capped, size, ...), as listCollections gives them. */
 static int source_options(struct isync *s, const char *db, const char *coll, const char *ns, bson_t *out)
 {
-    mongoc_database_t *d = mongoc_client_get_database(s->src, db);
-    bson_t opts = BSON_INITIALIZER, filter;
-    BSON_APPEND_DOCUMENT_BEGIN(&opts, "filter", &filter);
-    BSON_APPEND_UTF8(&filter, "name", coll);
-    bson_append_document_end(&opts, &filter);
-    mongoc_cursor_t *cur = mongoc_database_find_collections_with_opts(d, &opts);
-    const bson_t *doc;
+    bson_t info;
     bson_error_t e;
-    int rc = 0;
     bson_init(out);
-    if (mongoc_cursor_next(cur, &doc)) {
-        bson_iter_t it;
-        if (bson_iter_init_find(&it, doc, "options") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
-            const uint8_t *data;
-            uint32_t len;
-            bson_iter_document(&it, &len, &data);
-            bson_t o;
-            if (bson_init_static(&o, data, len))
-                bson_copy_to_excluding_noinit(&o, out, "idIndex", NULL); /* createCollection refuses it */
-        }
-    } else if (mongoc_cursor_error(cur, &e)) {
-        rc = failed(s, &e, "listing", ns, "on the source");
+    if (sy_mongo_collection_info(s->src, db, coll, &info, &e) < 0) {
+        bson_destroy(&info);
+        return failed(s, &e, "listing", ns, "on the source");
     }
-    mongoc_cursor_destroy(cur);
-    bson_destroy(&opts);
-    mongoc_database_destroy(d);
-    return rc;
+    bson_iter_t it;
+    if (bson_iter_init_find(&it, &info, "options") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+        const uint8_t *data;
+        uint32_t len;
+        bson_iter_document(&it, &len, &data);
+        bson_t o;
+        if (bson_init_static(&o, data, len))
+            bson_copy_to_excluding_noinit(&o, out, "idIndex", NULL); /* createCollection refuses it */
+    }
+    bson_destroy(&info);
+    return 0;
 }
 
 /* The destination's collection made afresh: dropped, created with the source's options, indexes. */
@@ -375,10 +356,7 @@ static void *isync_main(void *arg)
         if (rc == 0) {
             sy_log_info("%s: initial synchronization copied %llu document(s)", s->ctx->instance_id,
                         (unsigned long long)s->done);
-            pthread_mutex_lock(&s->ctx->report->lock);
-            snprintf(s->ctx->report->position, sizeof s->ctx->report->position, "%s", s->position);
-            s->ctx->report->initial_sync_done = true;
-            pthread_mutex_unlock(&s->ctx->report->lock);
+            sy_module_report_sync_done(s->ctx->report, s->position);
             break;
         }
         if (rc == 1 || stopping(s))

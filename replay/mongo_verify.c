@@ -397,13 +397,8 @@ static int scan(struct verify *v, const char *db, const char *name, struct coll_
 {
     mongoc_collection_t *src = mongoc_client_get_collection(v->src, db, name);
     mongoc_collection_t *dst = mongoc_client_get_collection(v->dst, db, name);
-    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, sort;
-    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
-    BSON_APPEND_INT32(&sort, "_id", 1);
-    bson_append_document_end(&opts, &sort);
-    BSON_APPEND_INT32(&opts, "batchSize", CHUNK_DOCS);
-    mongoc_cursor_t *cs = mongoc_collection_find_with_opts(src, &filter, &opts, NULL);
-    mongoc_cursor_t *cd = mongoc_collection_find_with_opts(dst, &filter, &opts, NULL);
+    mongoc_cursor_t *cs = sy_mongo_find_in_id_order(src, CHUNK_DOCS);
+    mongoc_cursor_t *cd = sy_mongo_find_in_id_order(dst, CHUNK_DOCS);
     const bson_t *a = NULL, *b = NULL;
     bool more_a = mongoc_cursor_next(cs, &a), more_b = mongoc_cursor_next(cd, &b);
     struct chunk ch = { 0 };
@@ -455,8 +450,6 @@ static int scan(struct verify *v, const char *db, const char *name, struct coll_
     chunk_reset(&ch, NULL);
     mongoc_cursor_destroy(cs);
     mongoc_cursor_destroy(cd);
-    bson_destroy(&filter);
-    bson_destroy(&opts);
     mongoc_collection_destroy(src);
     mongoc_collection_destroy(dst);
     return rc;
@@ -465,19 +458,12 @@ static int scan(struct verify *v, const char *db, const char *name, struct coll_
 /* Whether dr has the collection: 1 yes, 0 no, -1 error. */
 static int dr_has(struct verify *v, const char *db, const char *name)
 {
-    mongoc_database_t *d = mongoc_client_get_database(v->dst, db);
-    bson_t opts = BSON_INITIALIZER, filter;
-    BSON_APPEND_DOCUMENT_BEGIN(&opts, "filter", &filter);
-    BSON_APPEND_UTF8(&filter, "name", name);
-    bson_append_document_end(&opts, &filter);
+    bson_t info;
     bson_error_t e;
-    char **names = mongoc_database_get_collection_names_with_opts(d, &opts, &e);
-    int rc = names == NULL ? -1 : names[0] != NULL;
-    if (names == NULL)
+    int rc = sy_mongo_collection_info(v->dst, db, name, &info, &e);
+    bson_destroy(&info);
+    if (rc < 0)
         snprintf(v->err, sizeof v->err, "dr: listing the collections of %s: %s", db, e.message);
-    bson_strfreev(names);
-    bson_destroy(&opts);
-    mongoc_database_destroy(d);
     return rc;
 }
 

@@ -6,6 +6,7 @@ is named by its _id). Each test works in a database of its own on the session's 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import uuid
 
@@ -51,6 +52,14 @@ def users(server):
         return {u["_id"]: u for u in c.admin["system.users"].find()}
 
 
+def drop_user_on_both(pair, user):
+    for s in pair:
+        try:
+            s.drop_user(user)
+        except OperationFailure:
+            pass
+
+
 def load(server, db, n=2500):
     with server.client() as c:
         c[db].orders.insert_many([{"_id": i, "v": i * 2, "s": "x" * (i % 50), "nested": {"a": [i, str(i)]}}
@@ -71,6 +80,27 @@ def start(mongo_daemon, db, wait_running=True, **kw):
     return d, pname
 
 
+def prepared(mongo_daemon, ferretdb_pair, db, **kw):
+    """A few documents in db on business and a daemon whose forward instance synchronizes db.*."""
+    load(ferretdb_pair.business, db, n=10)
+    return start(mongo_daemon, db, wait_running=False, **kw)
+
+
+@contextlib.contextmanager
+def oplog_dropped(server, size_bytes=None):
+    """server without its local.oplog.rs (or with one of size_bytes) for the block; the usual one after."""
+    with server.client() as c:
+        c.local.drop_collection("oplog.rs")
+    try:
+        if size_bytes:
+            server.create_oplog(size_bytes=size_bytes)
+        yield
+    finally:
+        with server.client() as c:
+            c.local.drop_collection("oplog.rs")
+        server.create_oplog()
+
+
 def assert_copied(business, dr, db):
     for coll in ("orders", "capped", "mixed"):
         assert docs(dr, db, coll) == docs(business, db, coll), coll
@@ -82,9 +112,7 @@ def assert_copied(business, dr, db):
 # ---- precheck ---------------------------------------------------------------------------------------------
 
 def test_precheck_passes_and_names_each_check(mongo_daemon, ferretdb_pair, fresh):
-    business, dr = ferretdb_pair
-    load(business, fresh, n=10)
-    d, pname = start(mongo_daemon, fresh, wait_running=False)
+    d, pname = prepared(mongo_daemon, ferretdb_pair, fresh)
     r = precheck(d, pname)
     by = checks_by_name(r)
     assert r["passed"] is True, r
@@ -108,12 +136,9 @@ def test_precheck_passes_and_names_each_check(mongo_daemon, ferretdb_pair, fresh
 
 
 def test_precheck_missing_oplog_fails_naming_it(mongo_daemon, ferretdb_pair, fresh):
-    business, dr = ferretdb_pair
-    load(business, fresh, n=10)
-    d, pname = start(mongo_daemon, fresh, wait_running=False)
-    with dr.client() as c:
-        c.local.drop_collection("oplog.rs")
-    try:
+    dr = ferretdb_pair.dr
+    d, pname = prepared(mongo_daemon, ferretdb_pair, fresh)
+    with oplog_dropped(dr):
         r = precheck(d, pname)
         by = checks_by_name(r)
         assert r["passed"] is False
@@ -125,31 +150,18 @@ def test_precheck_missing_oplog_fails_naming_it(mongo_daemon, ferretdb_pair, fre
         # the reverse direction collects from DR: failed there too
         rr = precheck(d, pname, "reverse")
         assert rr["passed"] is False and checks_by_name(rr)["dr_oplog"]["status"] == "fail"
-    finally:
-        dr.create_oplog()
     assert precheck(d, pname)["passed"] is True
 
 
 def test_precheck_small_oplog_warns(mongo_daemon, ferretdb_pair, fresh):
-    business, dr = ferretdb_pair
-    load(business, fresh, n=10)
-    d, pname = start(mongo_daemon, fresh, wait_running=False)
-    with dr.client() as c:
-        c.local.drop_collection("oplog.rs")
-    try:
-        dr.create_oplog(size_bytes=8 << 20)
+    d, pname = prepared(mongo_daemon, ferretdb_pair, fresh)
+    with oplog_dropped(ferretdb_pair.dr, size_bytes=8 << 20):
         by = checks_by_name(precheck(d, pname))
         assert by["dr_oplog"]["status"] == "warn" and "8 MB" in by["dr_oplog"]["detail"], by["dr_oplog"]
-    finally:
-        with dr.client() as c:
-            c.local.drop_collection("oplog.rs")
-        dr.create_oplog()
 
 
 def test_precheck_fence_passive_on_fails(mongo_daemon, ferretdb_pair, fresh):
-    business, _ = ferretdb_pair
-    load(business, fresh, n=10)
-    d, pname = start(mongo_daemon, fresh, wait_running=False, fence_passive=True)
+    d, pname = prepared(mongo_daemon, ferretdb_pair, fresh, fence_passive=True)
     r = precheck(d, pname)
     f = checks_by_name(r)["fencing"]
     assert r["passed"] is False and f["status"] == "fail", f
@@ -160,9 +172,8 @@ def test_precheck_fence_passive_on_fails(mongo_daemon, ferretdb_pair, fresh):
 
 
 def test_precheck_missing_objects_warn(mongo_daemon, ferretdb_pair, fresh):
-    business, _ = ferretdb_pair
-    load(business, fresh, n=10)
-    d, pname = start(mongo_daemon, fresh, wait_running=False, objects=f"{fresh}.orders, {fresh}.nosuch, nodb{fresh}.*")
+    d, pname = prepared(mongo_daemon, ferretdb_pair, fresh,
+                        objects=f"{fresh}.orders, {fresh}.nosuch, nodb{fresh}.*")
     o = checks_by_name(precheck(d, pname))["object_collections"]
     assert o["status"] == "warn"
     assert f"collection {fresh}.nosuch" in o["detail"] and f"database nodb{fresh}" in o["detail"]
@@ -170,10 +181,9 @@ def test_precheck_missing_objects_warn(mongo_daemon, ferretdb_pair, fresh):
 
 def test_precheck_credentials_per_direction(mongo_daemon, ferretdb_pair, fresh):
     business, dr = ferretdb_pair
-    load(business, fresh, n=10)
     user = f"u{fresh}"
     business.create_user(user, "pw-1")
-    d, pname = start(mongo_daemon, fresh, wait_running=False)
+    d, pname = prepared(mongo_daemon, ferretdb_pair, fresh)
     try:
         fwd = checks_by_name(precheck(d, pname))["credentials"]
         assert fwd["status"] == "warn" and f"admin.{user}" in fwd["detail"], fwd
@@ -187,11 +197,7 @@ def test_precheck_credentials_per_direction(mongo_daemon, ferretdb_pair, fresh):
         cred = checks_by_name(precheck(d, pname, "reverse"))["credentials"]
         assert cred["status"] == "fail" and "different credentials" in cred["detail"], cred
     finally:
-        for s in (business, dr):
-            try:
-                s.drop_user(user)
-            except OperationFailure:
-                pass
+        drop_user_on_both(ferretdb_pair, user)
 
 
 # ---- initial synchronization -------------------------------------------------------------------------------
@@ -222,11 +228,7 @@ def test_initial_sync_copies_documents_indexes_and_users(mongo_daemon, ferretdb_
         assert f"admin.{user}" not in cred["detail"]
         assert "initial synchronization" in d.log() and "user(s) of admin.system.users copied" in d.log()
     finally:
-        for s in (business, dr):
-            try:
-                s.drop_user(user)
-            except OperationFailure:
-                pass
+        drop_user_on_both(ferretdb_pair, user)
 
 
 def test_initial_sync_kill9_midway_then_restart_ends_equal(mongo_daemon, ferretdb_pair, fresh):
@@ -257,19 +259,13 @@ def test_initial_sync_kill9_midway_then_restart_ends_equal(mongo_daemon, ferretd
 
 def test_initial_sync_fails_clearly_without_source_oplog(mongo_daemon, ferretdb_pair, fresh):
     """A copy whose position cannot be taken is not started: the precheck fails first, naming the oplog."""
-    business, _ = ferretdb_pair
-    load(business, fresh, n=10)
-    with business.client() as c:
-        c.local.drop_collection("oplog.rs")
-    try:
-        d, pname = start(mongo_daemon, fresh, wait_running=False)
+    with oplog_dropped(ferretdb_pair.business):
+        d, pname = prepared(mongo_daemon, ferretdb_pair, fresh)
         wait_state(d, pname, "precheck_failed")
         by = checks_by_name(precheck(d, pname))
         assert by["business_oplog"]["status"] == "fail"
         with ferretdb_pair.dr.client() as c:
             assert fresh not in c.list_database_names()       # nothing copied
-    finally:
-        business.create_oplog()
 
 
 # ---- verify -----------------------------------------------------------------------------------------------
