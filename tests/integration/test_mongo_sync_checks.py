@@ -183,7 +183,8 @@ def test_precheck_credentials_per_direction(mongo_daemon, ferretdb_pair, fresh):
     business, dr = ferretdb_pair
     user = f"u{fresh}"
     business.create_user(user, "pw-1")
-    d, pname = prepared(mongo_daemon, ferretdb_pair, fresh)
+    # fence_passive = on fails the instance's own precheck: no initial sync copies the user meanwhile
+    d, pname = prepared(mongo_daemon, ferretdb_pair, fresh, fence_passive=True)
     try:
         fwd = checks_by_name(precheck(d, pname))["credentials"]
         assert fwd["status"] == "warn" and f"admin.{user}" in fwd["detail"], fwd
