@@ -7,12 +7,13 @@
 #include "capture/mongo_precheck.h"
 #include "engine/engines.h"
 #include "replay/mongo_initial_sync.h"
+#include "replay/mongo_modules.h"
 #include "replay/mongo_verify.h"
 
 static const struct sy_sync_ops mongo_sync = {
     .initial_sync = &sy_mongo_initial_sync,
-    .collection = NULL,
-    .write = NULL,
+    .collection = &sy_mongo_collection,
+    .write = &sy_mongo_write,
     .precheck = sy_mongo_precheck,
     .verify = sy_mongo_verify,
 };
@@ -23,6 +24,13 @@ static const struct sy_position_ops mongo_position = {
     .poll = sy_mongo_position_poll,
     .poll_close = sy_mongo_position_poll_close,
     .tail_count = NULL,
+};
+
+static const struct sy_failover_ops mongo_failover = {
+    .fence = sy_mongo_fence,
+    .alive = sy_mongo_alive,
+    .tail_read = NULL,
+    .tail_revert = NULL,
 };
 
 static void mongo_library_init(void)
@@ -39,7 +47,7 @@ const struct sy_engine_ops sy_mongo_engine = {
     .engine = SY_ENGINE_MONGODB,
     .sync = &mongo_sync,
     .position = &mongo_position,
-    .failover = NULL,
+    .failover = &mongo_failover,
     .library_init = mongo_library_init,
     .library_end = mongo_library_end,
 };

@@ -1,0 +1,735 @@
+/* Incremental Write for MongoDB: the write module's thread reads the instance's spool in batches of
+ * whole source transactions and applies them to the destination, idempotently by `_id`:
+ *
+ *   INSERT / UPDATE with the whole document  ->  replace by _id, upsert
+ *   UPDATE with a patch (a real MongoDB's `$v: 1` operators)  ->  update by _id
+ *   DELETE                                    ->  delete by _id
+ *
+ * A batch (up to WR_BATCH_ROWS rows) is split by hash(namespace, _id) over `apply_threads` workers,
+ * each with its own client, applying its share in spool order as ordered bulk writes (so one key's
+ * changes keep their order and different keys run in parallel). Before the batch an echo mark with the
+ * batch's fingerprints goes into the destination's capped switchyard.echo (engine/mongo_echo.h): the
+ * opposite collector drops those entries when it reads them. After the batch the checkpoint document
+ * {_id: instance, seq, position} in switchyard.checkpoints moves past it. FerretDB has no transactions,
+ * so a kill between the batch and its checkpoint applies the batch again at restart — harmless, since
+ * every operation is idempotent by `_id`, and the end state is the source's.
+ *
+ * Conflicts: an UPDATE whose document is missing is upserted (counted in `conflicts`); with
+ * on_conflict = fail it stops the instance (conflict), except for batches that a restart applies again
+ * (records up to the spool's end when the writer started: they may have been applied before).
+ * A `$v: 2` diff (MongoDB 5+) is not applied yet: the instance fails naming the entry (unsupported_update).
+ * Transient errors end the session; it starts again from the checkpoint with backoff. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/change.h"
+#include "core/collect.h"
+#include "core/failpoint.h"
+#include "core/instance.h"
+#include "core/log.h"
+#include "core/spool.h"
+#include "engine/mongo_client.h"
+#include "engine/mongo_echo.h"
+#include "replay/mongo_modules.h"
+
+#define WR_TIMEOUT_MS 10000
+#define WR_BATCH_ROWS 1000
+#define WR_BATCH_BYTES (16u << 20)
+#define WR_MAX_WORKERS 64
+#define WR_MAX_BACKOFF_MS 2000
+#define WR_WAIT_MS 200
+#define CHECKPOINTS "checkpoints"
+
+struct op {
+    size_t ns;              /* index into batch.ns */
+    enum sy_row_op kind;
+    bool patch;
+    bson_t *id;             /* owned: {_id: value} */
+    bson_t *doc;            /* owned: the document or the patch; NULL for a delete */
+    uint64_t seq;           /* its spool record */
+};
+
+struct batch {
+    struct op *ops;
+    size_t n, cap;
+    char **ns;              /* owned "db.coll" strings */
+    size_t n_ns, cap_ns;
+    uint64_t bytes;
+    uint64_t last_seq;      /* the last record consumed (a TXN_COMMIT or POSITION) */
+    char position[1024];    /* its position */
+    uint64_t source_time_ms;
+};
+
+struct writer;
+
+struct worker {
+    struct writer *w;
+    int id;
+    mongoc_client_t *client;    /* owned */
+    pthread_t thread;
+    int rc;                     /* 0, 1 transient, -1 failed */
+    char reason[64], err[1024];
+    uint64_t upserted_updates;  /* UPDATEs that found no document, this batch */
+    const struct op *conflict;  /* the first of them */
+};
+
+struct writer {
+    struct sy_module_ctx *ctx;
+    const struct sy_pair_cfg *cfg;
+    mongoc_client_t *ctl;       /* owned: marks and the checkpoint */
+    struct worker *workers;
+    int n_workers;
+    uint64_t next_seq;          /* next spool record to read */
+    uint64_t durable_seq;       /* the checkpoint's seq */
+    uint64_t reapply_to;        /* records up to it may have been applied before this start */
+    char position[1024];
+    uint64_t rows, conflicts, source_time_ms;
+    struct batch b;
+    struct sy_change_scratch scratch;
+    /* a source transaction being read: its rows are added to the batch only at its commit */
+    bool in_txn;
+    size_t txn_first_op;
+    char table_ns[512];
+    bool table_synced;
+    bool failed;
+    char err[1024];
+};
+
+static bool stopping(const struct writer *w)
+{
+    return __atomic_load_n(w->ctx->stop, __ATOMIC_ACQUIRE) != 0;
+}
+
+static void fail(struct writer *w, const char *reason, const char *fmt, ...) SY_PRINTF(3, 4);
+static void fail(struct writer *w, const char *reason, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w->err, sizeof w->err, fmt, ap);
+    va_end(ap);
+    w->failed = true;
+    sy_module_report_failed(w->ctx->report, reason, "%s", w->err);
+}
+
+/* ---- the batch --------------------------------------------------------------------------------------- */
+
+static void ops_free_from(struct batch *b, size_t from)
+{
+    for (size_t i = from; i < b->n; i++) {
+        bson_destroy(b->ops[i].id);
+        if (b->ops[i].doc)
+            bson_destroy(b->ops[i].doc);
+    }
+    b->n = from;
+}
+
+static void batch_clear(struct batch *b)
+{
+    ops_free_from(b, 0);
+    for (size_t i = 0; i < b->n_ns; i++)
+        free(b->ns[i]);
+    b->n_ns = 0;
+    b->bytes = 0;
+}
+
+static void batch_free(struct batch *b)
+{
+    batch_clear(b);
+    free(b->ops);
+    free(b->ns);
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap * 2 : 64;
+    while (n < need)
+        n *= 2;
+    void *q = realloc(*p, n * size);
+    if (q == NULL)
+        return -1;
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+static long ns_index(struct batch *b, const char *ns)
+{
+    for (size_t i = 0; i < b->n_ns; i++)
+        if (strcmp(b->ns[i], ns) == 0)
+            return (long)i;
+    if (grow((void **)&b->ns, &b->cap_ns, b->n_ns + 1, sizeof *b->ns) != 0 || (b->ns[b->n_ns] = strdup(ns)) == NULL)
+        return -1;
+    return (long)b->n_ns++;
+}
+
+static bool doc_value(const struct sy_value *v, bson_t **out)
+{
+    *out = NULL;
+    if (v->type != SY_VAL_DOCUMENT && v->type != SY_VAL_PATCH)
+        return false;
+    *out = bson_new_from_data(v->p, v->len);
+    return *out != NULL && bson_validate(*out, BSON_VALIDATE_NONE, NULL);
+}
+
+/* A ROW record into the batch. false: failed (reported). */
+static bool add_row(struct writer *w, const struct sy_change_row *r, uint64_t seq)
+{
+    if (!w->table_synced)
+        return true;
+    if (r->n_columns != 2) {
+        fail(w, "bad_record", "spool record %llu: a MongoDB row has 2 columns, not %u", (unsigned long long)seq,
+             r->n_columns);
+        return false;
+    }
+    const struct sy_value *key = r->after ? &r->after[0] : &r->before[0];
+    struct op op = { .kind = r->op, .seq = seq };
+    long ns = ns_index(&w->b, w->table_ns);
+    bool ok = ns >= 0 && doc_value(key, &op.id);
+    if (ok && r->op != SY_ROW_DELETE) {
+        ok = doc_value(&r->after[1], &op.doc);
+        op.patch = r->after[1].type == SY_VAL_PATCH;
+    }
+    if (!ok || grow((void **)&w->b.ops, &w->b.cap, w->b.n + 1, sizeof *w->b.ops) != 0) {
+        if (op.id)
+            bson_destroy(op.id);
+        if (op.doc)
+            bson_destroy(op.doc);
+        fail(w, "bad_record", "spool record %llu: an undecodable document (or out of memory)",
+             (unsigned long long)seq);
+        return false;
+    }
+    if (op.patch) {
+        bson_iter_t it;
+        if (bson_iter_init_find(&it, op.doc, "$v") && bson_iter_as_int64(&it) >= 2) {
+            fail(w, "unsupported_update",
+                 "%s: source change at %s is a $v:%lld update diff, which this writer does not apply yet",
+                 w->table_ns, w->position, (long long)bson_iter_as_int64(&it));
+            bson_destroy(op.id);
+            bson_destroy(op.doc);
+            return false;
+        }
+    }
+    op.ns = (size_t)ns;
+    w->b.ops[w->b.n++] = op;
+    w->b.bytes += op.id->len + (op.doc ? op.doc->len : 0);
+    return true;
+}
+
+/* One spool record. 1: the batch is complete enough to apply (a commit past the limits); 0: go on;
+ * -1: failed (reported). */
+static int add_record(struct writer *w, uint8_t type, const uint8_t *p, size_t len, uint64_t seq)
+{
+    struct sy_change ch;
+    if (sy_change_decode(p, len, &w->scratch, &ch) != SY_PARSE_OK) {
+        fail(w, "bad_record", "spool record %llu: undecodable", (unsigned long long)seq);
+        return -1;
+    }
+    switch (ch.kind) {
+    case SY_CHANGE_TXN_BEGIN:
+        if (w->in_txn) /* a transaction the collector never finished (it restarted): drop it */
+            ops_free_from(&w->b, w->txn_first_op);
+        w->in_txn = true;
+        w->txn_first_op = w->b.n;
+        w->table_synced = false;
+        return 0;
+    case SY_CHANGE_TABLE: {
+        const struct sy_change_table *t = &ch.u.table;
+        snprintf(w->table_ns, sizeof w->table_ns, "%.*s.%.*s", (int)t->db_len, t->db, (int)t->table_len, t->table);
+        w->table_synced = true;
+        return 0;
+    }
+    case SY_CHANGE_ROW:
+        if (!w->in_txn)
+            return 0;
+        return add_row(w, &ch.u.row, seq) ? 0 : -1;
+    case SY_CHANGE_DDL:
+        return 0; /* not produced for MongoDB */
+    case SY_CHANGE_TXN_COMMIT:
+    case SY_CHANGE_POSITION:
+        if (ch.kind == SY_CHANGE_TXN_COMMIT)
+            w->in_txn = false;
+        else if (w->in_txn)
+            return 0;
+        w->b.last_seq = seq;
+        snprintf(w->b.position, sizeof w->b.position, "%.*s", (int)ch.position_len, ch.position);
+        if (ch.source_time_ms)
+            w->b.source_time_ms = ch.source_time_ms;
+        return w->b.n >= WR_BATCH_ROWS || w->b.bytes >= WR_BATCH_BYTES ? 1 : 0;
+    }
+    return 0;
+}
+
+/* ---- applying ---------------------------------------------------------------------------------------- */
+
+static int worker_of(const struct writer *w, const struct batch *b, const struct op *op)
+{
+    if (w->n_workers == 1)
+        return 0;
+    uint64_t h = sy_mongo_hash(b->ns[op->ns], strlen(b->ns[op->ns]), 0);
+    h = sy_mongo_hash(bson_get_data(op->id), op->id->len, h);
+    return (int)(h % (uint64_t)w->n_workers);
+}
+
+static void worker_error(struct worker *wk, const bson_error_t *e, const char *ns)
+{
+    wk->rc = sy_mongo_is_transient(e) ? 1 : -1;
+    snprintf(wk->reason, sizeof wk->reason, "%s", wk->rc > 0 ? "destination_unreachable" : "destination_refused");
+    snprintf(wk->err, sizeof wk->err, "%s:%u %s: %s", wk->w->ctx->dest->host, wk->w->ctx->dest->port, ns, e->message);
+}
+
+/* Counts the UPDATEs among run[0..n) that found no document (the bulk reply's `upserted`). An upsert is
+ * known by its _id, not its index: FerretDB numbers `upserted[].index` among the upserts instead of the
+ * statements (measured). The first statement of the run on that _id is the one that created it. */
+static void note_upserts(struct worker *wk, const bson_t *reply, const struct op *const *run, size_t n)
+{
+    bson_iter_t it, arr, one;
+    if (!bson_iter_init_find(&it, reply, "upserted") || !BSON_ITER_HOLDS_ARRAY(&it) || !bson_iter_recurse(&it, &arr))
+        return;
+    while (bson_iter_next(&arr)) {
+        if (!BSON_ITER_HOLDS_DOCUMENT(&arr) || !bson_iter_recurse(&arr, &one) || !bson_iter_find(&one, "_id"))
+            continue;
+        bson_t id = BSON_INITIALIZER;
+        bson_append_iter(&id, "_id", 3, &one);
+        for (size_t i = 0; i < n; i++) {
+            const struct op *op = run[i];
+            if (op->id->len != id.len || memcmp(bson_get_data(op->id), bson_get_data(&id), id.len) != 0)
+                continue;
+            if (op->kind == SY_ROW_UPDATE) {
+                wk->upserted_updates++;
+                if (wk->conflict == NULL)
+                    wk->conflict = op;
+            }
+            break;
+        }
+        bson_destroy(&id);
+    }
+}
+
+/* Applies this worker's share of the batch, in order, one ordered bulk write per run of one namespace. */
+static void apply_share(struct worker *wk)
+{
+    struct writer *w = wk->w;
+    const struct batch *b = &w->b;
+    const struct op **run = malloc(b->n * sizeof *run);
+    if (run == NULL && b->n > 0) {
+        wk->rc = -1;
+        snprintf(wk->reason, sizeof wk->reason, "out_of_memory");
+        snprintf(wk->err, sizeof wk->err, "out of memory");
+        return;
+    }
+    size_t i = 0;
+    while (i < b->n && wk->rc == 0) {
+        while (i < b->n && worker_of(w, b, &b->ops[i]) != wk->id)
+            i++;
+        if (i == b->n)
+            break;
+        size_t ns = b->ops[i].ns, n = 0;
+        char db[128];
+        const char *coll;
+        if (!sy_mongo_ns_split(b->ns[ns], db, sizeof db, &coll)) {
+            wk->rc = -1;
+            snprintf(wk->reason, sizeof wk->reason, "bad_record");
+            snprintf(wk->err, sizeof wk->err, "namespace '%s' has no collection", b->ns[ns]);
+            break;
+        }
+        mongoc_collection_t *c = mongoc_client_get_collection(wk->client, db, coll);
+        bson_t bulk_opts = BSON_INITIALIZER;
+        BSON_APPEND_BOOL(&bulk_opts, "ordered", true);
+        mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(c, &bulk_opts);
+        bson_t upsert = BSON_INITIALIZER;
+        BSON_APPEND_BOOL(&upsert, "upsert", true);
+        bson_error_t e;
+        bool ok = true;
+        for (; i < b->n && ok; i++) {
+            const struct op *op = &b->ops[i];
+            if (worker_of(w, b, op) != wk->id)
+                continue;
+            if (op->ns != ns)
+                break;
+            if (op->kind == SY_ROW_DELETE)
+                ok = mongoc_bulk_operation_remove_one_with_opts(bulk, op->id, NULL, &e);
+            else if (op->patch) {
+                bson_t update = BSON_INITIALIZER;
+                bson_iter_t it;
+                bson_iter_init(&it, op->doc);
+                while (bson_iter_next(&it))
+                    if (strcmp(bson_iter_key(&it), "$v") != 0)
+                        bson_append_iter(&update, NULL, 0, &it);
+                ok = mongoc_bulk_operation_update_one_with_opts(bulk, op->id, &update, &upsert, &e);
+                bson_destroy(&update);
+            } else {
+                ok = mongoc_bulk_operation_replace_one_with_opts(bulk, op->id, op->doc, &upsert, &e);
+            }
+            run[n++] = op;
+        }
+        bson_t reply;
+        if (ok && n > 0) {
+            ok = mongoc_bulk_operation_execute(bulk, &reply, &e) != 0;
+            if (ok)
+                note_upserts(wk, &reply, run, n);
+            bson_destroy(&reply);
+        }
+        if (!ok)
+            worker_error(wk, &e, b->ns[ns]);
+        bson_destroy(&upsert);
+        bson_destroy(&bulk_opts);
+        mongoc_bulk_operation_destroy(bulk);
+        mongoc_collection_destroy(c);
+    }
+    free(run);
+}
+
+static void *worker_main(void *arg)
+{
+    apply_share(arg);
+    return NULL;
+}
+
+/* The batch's echo mark, before any of its changes. 0, or 1 (transient) / -1 with w->err. */
+static int write_mark(struct writer *w)
+{
+    bson_t mark = BSON_INITIALIZER, fp;
+    BSON_APPEND_DATE_TIME(&mark, "at", (int64_t)sy_wall_ms());
+    BSON_APPEND_UTF8(&mark, "from", w->ctx->instance_id);
+    BSON_APPEND_ARRAY_BEGIN(&mark, "fp", &fp);
+    for (size_t i = 0; i < w->b.n; i++) {
+        const struct op *op = &w->b.ops[i];
+        uint64_t h = op->kind == SY_ROW_DELETE || op->patch ? 0
+                                                           : sy_mongo_hash(bson_get_data(op->doc), op->doc->len, 0);
+        uint64_t f = sy_mongo_echo_fingerprint(w->b.ns[op->ns], bson_get_data(op->id), op->id->len,
+                                               op->kind == SY_ROW_DELETE, h);
+        const char *key;
+        char keybuf[16];
+        bson_uint32_to_string((uint32_t)i, &key, keybuf, sizeof keybuf);
+        BSON_APPEND_INT64(&fp, key, (int64_t)f);
+    }
+    bson_append_array_end(&mark, &fp);
+    mongoc_collection_t *c = mongoc_client_get_collection(w->ctl, SY_MONGO_DB, SY_MONGO_ECHO_COLL);
+    bson_error_t e;
+    bool ok = mongoc_collection_insert_one(c, &mark, NULL, NULL, &e);
+    mongoc_collection_destroy(c);
+    bson_destroy(&mark);
+    if (ok)
+        return 0;
+    snprintf(w->err, sizeof w->err, "%s:%u: writing the echo mark: %s", w->ctx->dest->host, w->ctx->dest->port,
+             e.message);
+    return sy_mongo_is_transient(&e) ? 1 : -1;
+}
+
+static int write_checkpoint(struct writer *w, uint64_t seq, const char *position)
+{
+    mongoc_collection_t *c = mongoc_client_get_collection(w->ctl, SY_MONGO_DB, CHECKPOINTS);
+    bson_t sel = BSON_INITIALIZER, doc = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&sel, "_id", w->ctx->instance_id);
+    BSON_APPEND_UTF8(&doc, "_id", w->ctx->instance_id);
+    BSON_APPEND_INT64(&doc, "seq", (int64_t)seq);
+    BSON_APPEND_UTF8(&doc, "position", position);
+    BSON_APPEND_DATE_TIME(&doc, "at", (int64_t)sy_wall_ms());
+    BSON_APPEND_BOOL(&opts, "upsert", true);
+    bson_error_t e;
+    bool ok = mongoc_collection_replace_one(c, &sel, &doc, &opts, NULL, &e);
+    bson_destroy(&sel);
+    bson_destroy(&doc);
+    bson_destroy(&opts);
+    mongoc_collection_destroy(c);
+    if (!ok) {
+        snprintf(w->err, sizeof w->err, "%s:%u: writing the checkpoint: %s", w->ctx->dest->host, w->ctx->dest->port,
+                 e.message);
+        return sy_mongo_is_transient(&e) ? 1 : -1;
+    }
+    w->durable_seq = seq;
+    char terr[256];
+    if (sy_spool_truncate_below(w->ctx->spool, seq, terr, sizeof terr) != SY_SPOOL_OK)
+        sy_log_warn("%s: spool truncate: %s", w->ctx->instance_id, terr);
+    return 0;
+}
+
+static void publish(struct writer *w)
+{
+    uint64_t last = sy_spool_last_seq(w->ctx->spool);
+    struct sy_module_report *r = w->ctx->report;
+    pthread_mutex_lock(&r->lock);
+    snprintf(r->position, sizeof r->position, "%s", w->position);
+    r->spool_seq = w->durable_seq;
+    r->events = w->rows;
+    r->conflicts = w->conflicts;
+    r->lag_events = last > w->durable_seq ? last - w->durable_seq : 0;
+    if (last <= w->durable_seq)
+        r->lag_ms = 0;
+    else if (w->source_time_ms)
+        r->lag_ms = (int64_t)(sy_wall_ms() > w->source_time_ms ? sy_wall_ms() - w->source_time_ms : 0);
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* Applies the batch and moves the checkpoint past it. 0, 1 (transient: w->err), -1 (failed: reported). */
+static int apply_batch(struct writer *w)
+{
+    int rc = 0;
+    if (w->b.n > 0) {
+        if ((rc = write_mark(w)) != 0)
+            goto out;
+        sy_failpoint("mongo_write_after_mark");
+        for (int i = 0; i < w->n_workers; i++) {
+            struct worker *wk = &w->workers[i];
+            wk->rc = 0;
+            wk->upserted_updates = 0;
+            wk->conflict = NULL;
+        }
+        int started = 0;
+        for (int i = 1; i < w->n_workers; i++)
+            if (pthread_create(&w->workers[i].thread, NULL, worker_main, &w->workers[i]) == 0)
+                started = i;
+            else
+                apply_share(&w->workers[i]);
+        apply_share(&w->workers[0]);
+        for (int i = 1; i <= started; i++)
+            pthread_join(w->workers[i].thread, NULL);
+        for (int i = 0; i < w->n_workers; i++) {
+            struct worker *wk = &w->workers[i];
+            if (wk->rc < 0) {
+                fail(w, wk->reason, "%s", wk->err);
+                return -1;
+            }
+            if (wk->rc > 0 && rc == 0) {
+                rc = 1;
+                snprintf(w->err, sizeof w->err, "%s", wk->err);
+            }
+        }
+        if (rc != 0)
+            goto out;
+        sy_failpoint("mongo_write_before_checkpoint");
+        for (int i = 0; i < w->n_workers; i++) {
+            struct worker *wk = &w->workers[i];
+            w->conflicts += wk->upserted_updates;
+            if (wk->conflict != NULL && w->cfg->on_conflict == SY_ON_CONFLICT_FAIL &&
+                wk->conflict->seq > w->reapply_to) {
+                char *id = bson_as_relaxed_extended_json(wk->conflict->id, NULL);
+                fail(w, "conflict",
+                     "%s: the source updated document %s, which the destination does not have (it was inserted "
+                     "as the source has it; on_conflict = overwrite accepts such changes)",
+                     w->b.ns[wk->conflict->ns], id ? id : "?");
+                bson_free(id);
+                return -1;
+            }
+        }
+        w->rows += w->b.n;
+    }
+    if (w->b.last_seq > w->durable_seq) {
+        if ((rc = write_checkpoint(w, w->b.last_seq, w->b.position)) != 0)
+            goto out;
+        snprintf(w->position, sizeof w->position, "%s", w->b.position);
+        if (w->b.source_time_ms)
+            w->source_time_ms = w->b.source_time_ms;
+    }
+    w->next_seq = w->b.last_seq + 1;
+    publish(w);
+out:
+    batch_clear(&w->b);
+    w->in_txn = false;
+    return rc;
+}
+
+/* ---- the session ------------------------------------------------------------------------------------- */
+
+static int read_checkpoint(struct writer *w)
+{
+    mongoc_collection_t *c = mongoc_client_get_collection(w->ctl, SY_MONGO_DB, CHECKPOINTS);
+    bson_t filter = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&filter, "_id", w->ctx->instance_id);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, &filter, NULL, NULL);
+    const bson_t *doc;
+    uint64_t seq = 0;
+    char position[1024] = "";
+    bool have = mongoc_cursor_next(cur, &doc);
+    if (have) {
+        bson_iter_t it;
+        if (bson_iter_init_find(&it, doc, "seq"))
+            seq = (uint64_t)bson_iter_as_int64(&it);
+        if (bson_iter_init_find(&it, doc, "position") && BSON_ITER_HOLDS_UTF8(&it))
+            snprintf(position, sizeof position, "%s", bson_iter_utf8(&it, NULL));
+    }
+    bson_error_t e;
+    int rc = 0;
+    if (!have && mongoc_cursor_error(cur, &e)) {
+        snprintf(w->err, sizeof w->err, "%s:%u: reading the checkpoint: %s", w->ctx->dest->host, w->ctx->dest->port,
+                 e.message);
+        rc = sy_mongo_is_transient(&e) ? 1 : -1;
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(&filter);
+    mongoc_collection_destroy(c);
+    if (rc != 0)
+        return rc;
+    uint64_t last = sy_spool_last_seq(w->ctx->spool), first = sy_spool_first_seq(w->ctx->spool);
+    if (have && seq > last) {
+        /* an earlier history of an instance with this name (terminated, created again): not ours */
+        sy_log_warn("%s: the destination's checkpoint (spool record %llu) is past this spool's end (%llu): it "
+                    "belongs to an earlier instance and is ignored",
+                    w->ctx->instance_id, (unsigned long long)seq, (unsigned long long)last);
+        have = false;
+        seq = 0;
+    }
+    if (!have)
+        snprintf(position, sizeof position, "%s", w->ctx->start_position ? w->ctx->start_position : "");
+    if (first > seq + 1 && first != 0) {
+        fail(w, "spool_error", "the spool starts at record %llu but the checkpoint is at %llu: records are missing",
+             (unsigned long long)first, (unsigned long long)seq);
+        return -1;
+    }
+    w->durable_seq = seq;
+    w->next_seq = seq + 1;
+    w->reapply_to = last;
+    snprintf(w->position, sizeof w->position, "%s", position);
+    return 0;
+}
+
+/* The capped echo collection on the destination (created once; "already exists" is fine). */
+static int ensure_echo(struct writer *w)
+{
+    mongoc_database_t *db = mongoc_client_get_database(w->ctl, SY_MONGO_DB);
+    bson_t opts = BSON_INITIALIZER;
+    BSON_APPEND_BOOL(&opts, "capped", true);
+    BSON_APPEND_INT64(&opts, "size", SY_MONGO_ECHO_BYTES);
+    bson_error_t e;
+    mongoc_collection_t *c = mongoc_database_create_collection(db, SY_MONGO_ECHO_COLL, &opts, &e);
+    int rc = 0;
+    if (c != NULL)
+        mongoc_collection_destroy(c);
+    else if (e.code != 48) { /* NamespaceExists */
+        snprintf(w->err, sizeof w->err, "%s:%u: creating %s.%s: %s", w->ctx->dest->host, w->ctx->dest->port,
+                 SY_MONGO_DB, SY_MONGO_ECHO_COLL, e.message);
+        rc = sy_mongo_is_transient(&e) ? 1 : -1;
+    }
+    bson_destroy(&opts);
+    mongoc_database_destroy(db);
+    return rc;
+}
+
+static void session_close(struct writer *w)
+{
+    for (int i = 0; i < w->n_workers; i++)
+        if (w->workers[i].client != NULL) {
+            mongoc_client_destroy(w->workers[i].client);
+            w->workers[i].client = NULL;
+        }
+    if (w->ctl != NULL) {
+        mongoc_client_destroy(w->ctl);
+        w->ctl = NULL;
+    }
+}
+
+static int session_open(struct writer *w)
+{
+    if ((w->ctl = sy_mongo_connect(w->cfg, w->ctx->dest, WR_TIMEOUT_MS, w->err, sizeof w->err)) == NULL)
+        return 1;
+    int rc = ensure_echo(w);
+    if (rc == 0)
+        rc = read_checkpoint(w);
+    for (int i = 0; i < w->n_workers && rc == 0; i++)
+        if ((w->workers[i].client = sy_mongo_connect(w->cfg, w->ctx->dest, WR_TIMEOUT_MS, w->err, sizeof w->err)) ==
+            NULL)
+            rc = 1;
+    return rc;
+}
+
+/* Reads and applies until stopped or an error. 1: transient (w->err); -1: failed (reported). */
+static int apply_session(struct writer *w)
+{
+    while (!stopping(w)) {
+        uint8_t type;
+        const uint8_t *p;
+        size_t len;
+        char err[512];
+        uint64_t seq = w->next_seq;
+        enum sy_spool_rc rc = SY_SPOOL_OK;
+        for (;;) {
+            /* wait for more only while the batch holds nothing complete to apply */
+            rc = sy_spool_read(w->ctx->spool, seq, &type, &p, &len, w->b.last_seq >= w->next_seq ? 0 : WR_WAIT_MS,
+                               err, sizeof err);
+            if (rc != SY_SPOOL_OK)
+                break;
+            int full = add_record(w, type, p, len, seq);
+            if (full < 0)
+                return -1;
+            seq++;
+            if (full > 0)
+                break;
+        }
+        if (rc == SY_SPOOL_ERROR) {
+            fail(w, "spool_error", "%s", err);
+            return -1;
+        }
+        /* a transaction read only in part waits for its end: apply up to the last complete one */
+        if (w->in_txn)
+            ops_free_from(&w->b, w->txn_first_op);
+        if (w->b.last_seq >= w->next_seq) {
+            int arc = apply_batch(w);
+            if (arc != 0)
+                return arc;
+        } else {
+            batch_clear(&w->b);
+            w->in_txn = false;
+        }
+    }
+    return 0;
+}
+
+static void *writer_main(void *arg)
+{
+    struct writer *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return NULL;
+    w->ctx = arg;
+    w->cfg = w->ctx->cfg;
+    sy_change_scratch_init(&w->scratch);
+    w->n_workers = w->cfg->apply_threads < 1 ? 1 : w->cfg->apply_threads > WR_MAX_WORKERS ? WR_MAX_WORKERS
+                                                                                           : w->cfg->apply_threads;
+    w->workers = calloc((size_t)w->n_workers, sizeof *w->workers);
+    if (w->workers == NULL) {
+        fail(w, "out_of_memory", "out of memory");
+        w->n_workers = 0;
+    }
+    for (int i = 0; i < w->n_workers; i++)
+        w->workers[i] = (struct worker){ .w = w, .id = i };
+    int backoff = 100;
+    while (!stopping(w) && !w->failed) {
+        w->err[0] = '\0';
+        int rc = session_open(w);
+        if (rc < 0) {
+            if (!w->failed)
+                fail(w, "destination_refused", "%s", w->err);
+            break;
+        }
+        if (rc == 0) {
+            backoff = 100;
+            sy_module_report_running(w->ctx->report);
+            publish(w);
+            rc = apply_session(w);
+        }
+        session_close(w);
+        batch_clear(&w->b);
+        w->in_txn = false;
+        if (rc < 0 && !w->failed)
+            fail(w, "destination_refused", "%s", w->err);
+        if (rc <= 0 || stopping(w))
+            break;
+        sy_module_report_retrying(w->ctx->report, "destination_unreachable", "%s", w->err);
+        for (int waited = 0; waited < backoff && !stopping(w); waited += 50)
+            usleep(50 * 1000);
+        if (backoff < WR_MAX_BACKOFF_MS)
+            backoff *= 2;
+    }
+    session_close(w);
+    batch_free(&w->b);
+    sy_change_scratch_fini(&w->scratch);
+    free(w->workers);
+    free(w);
+    return NULL;
+}
+
+const struct sy_module_ops sy_mongo_write = { "write", writer_main };
