@@ -447,8 +447,9 @@ static void check_credentials(struct run *r, struct side *b, struct side *d)
     users_free(&ud);
 }
 
-/* FerretDB has no read-only switch (no fsyncLock, no read_only; docs/mongodb.md), and the engine has
- * no fence: a switch relies on the proxy's hold alone. */
+/* FerretDB has no read-only switch (no fsyncLock, no read_only; docs/mongodb.md), and the engine's fence
+ * fences nothing (capture/mongo_fence.c): a switch relies on the proxy's hold alone. The config refuses
+ * fence_passive = on for a mongodb pair (core/config.c); the check fails on it too, should it get here. */
 static void check_fencing(struct run *r)
 {
     char fix[300];

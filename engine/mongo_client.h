@@ -15,6 +15,9 @@
 
 #define SY_MONGO_DB "switchyard"   /* Switchyard's own database on each side (checkpoints, echo marks) */
 #define SY_MONGO_OPLOG "oplog.rs"  /* in database "local" */
+/* In SY_MONGO_DB on a destination: the writer's checkpoint per instance, {_id: "pair/direction", seq,
+ * position} (replay/mongo_writer.c); a new initial copy removes its instance's. */
+#define SY_MONGO_CHECKPOINTS "checkpoints"
 
 /* A client of ep logged in as cfg's admin account (SCRAM-SHA-256, authSource admin, a direct
  * connection). timeout_ms bounds connecting, server selection and each socket read (0 = 10 s). The

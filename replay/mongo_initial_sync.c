@@ -290,6 +290,22 @@ static int copy_users(struct isync *s)
     return rc;
 }
 
+/* A new copy starts a new history of the instance: a checkpoint an earlier one left on the destination
+ * (terminated, created again) must not make the writer skip records of the new spool. */
+static int forget_checkpoint(struct isync *s)
+{
+    mongoc_collection_t *c = mongoc_client_get_collection(s->dst, SY_MONGO_DB, SY_MONGO_CHECKPOINTS);
+    bson_t sel = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&sel, "_id", s->ctx->instance_id);
+    bson_error_t e;
+    int rc = 0;
+    if (!mongoc_collection_delete_one(c, &sel, NULL, NULL, &e))
+        rc = failed(s, &e, "clearing", SY_MONGO_DB "." SY_MONGO_CHECKPOINTS, "on the destination");
+    bson_destroy(&sel);
+    mongoc_collection_destroy(c);
+    return rc;
+}
+
 /* One attempt: 0 done, 1 stopped, -1 failed (s->transient: retry). */
 static int attempt(struct isync *s)
 {
@@ -301,7 +317,7 @@ static int attempt(struct isync *s)
         snprintf(s->err, sizeof s->err, "%s: %s", s->src == NULL ? "source" : "destination", err);
         return -1; /* an unreachable side or a refused login: retried within retry_seconds */
     }
-    if (take_position(s) != 0 || copy_users(s) != 0)
+    if (forget_checkpoint(s) != 0 || take_position(s) != 0 || copy_users(s) != 0)
         return -1;
     bson_error_t e;
     char **colls = sy_mongo_synced_collections(s->src, s->cfg, &e, err, sizeof err);
