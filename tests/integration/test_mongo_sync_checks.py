@@ -19,8 +19,6 @@ pymongo = sandbox.pymongo4()
 from bson import json_util  # noqa: E402  (pymongo 4's bson, from the same venv)
 from pymongo.errors import OperationFailure  # noqa: E402
 
-# FerretDB cannot be made read-only: a pair is only usable with fence_passive = off (the precheck says so)
-NO_FENCE = {"fence_passive": False}
 wait_until = functools.partial(wait_for, timeout=60.0, interval=0.05)
 
 
@@ -74,7 +72,7 @@ def load(server, db, n=2500):
 
 def start(mongo_daemon, db, wait_running=True, **kw):
     pname = f"p{db}"
-    d = mongo_daemon(pair=pname, **{"objects": f"{db}.*", **NO_FENCE, **kw})
+    d = mongo_daemon(pair=pname, **{"objects": f"{db}.*", **kw})
     if wait_running:
         wait_state(d, pname, "running")
     return d, pname
@@ -160,15 +158,11 @@ def test_precheck_small_oplog_warns(mongo_daemon, ferretdb_pair, fresh):
         assert by["dr_oplog"]["status"] == "warn" and "8 MB" in by["dr_oplog"]["detail"], by["dr_oplog"]
 
 
-def test_precheck_fence_passive_on_fails(mongo_daemon, ferretdb_pair, fresh):
-    d, pname = prepared(mongo_daemon, ferretdb_pair, fresh, fence_passive=True)
-    r = precheck(d, pname)
-    f = checks_by_name(r)["fencing"]
-    assert r["passed"] is False and f["status"] == "fail", f
-    assert "fence_passive = on" in f["detail"] and "read-only" in f["detail"]
-    assert "fence_passive = off" in f["fix"]
-    # the forward instance does not start copying on a failed precheck
-    assert wait_state(d, pname, "precheck_failed")["state"] == "precheck_failed"
+def test_fence_passive_on_is_refused_for_a_mongodb_pair(mongo_daemon, ferretdb_pair, fresh):
+    """The precheck's fencing check fails for fence_passive = on; the config refuses it before (core/config.c)."""
+    d = mongo_daemon(pair=f"p{fresh}", objects=f"{fresh}.*", fence_passive=True, wait=False)
+    assert d.wait(30) != 0
+    assert "fence_passive = on cannot be kept for engine mongodb" in d.log()
 
 
 def test_precheck_missing_objects_warn(mongo_daemon, ferretdb_pair, fresh):
@@ -183,8 +177,8 @@ def test_precheck_credentials_per_direction(mongo_daemon, ferretdb_pair, fresh):
     business, dr = ferretdb_pair
     user = f"u{fresh}"
     business.create_user(user, "pw-1")
-    # fence_passive = on fails the instance's own precheck: no initial sync copies the user meanwhile
-    d, pname = prepared(mongo_daemon, ferretdb_pair, fresh, fence_passive=True)
+    # no objects: no forward instance, so no initial sync copies the user meanwhile
+    d, pname = prepared(mongo_daemon, ferretdb_pair, fresh, objects=None)
     try:
         fwd = checks_by_name(precheck(d, pname))["credentials"]
         assert fwd["status"] == "warn" and f"admin.{user}" in fwd["detail"], fwd
