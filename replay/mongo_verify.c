@@ -8,10 +8,11 @@
  *     documents, (from, to] in _id order, the same bounds for DR's documents; each side's chunk gets a
  *     hash of its document bytes as stored (FNV-1a 64 over length + bytes, in _id order) and a count.
  *     The merge notes each _id whose bytes differ or that one side lacks;
- *  3. a chunk whose counts or hashes differ is narrowed to those _ids, which are read again by _id on
- *     business, then — once the writer has applied a position read after that — on DR, up to RECHECKS
- *     times: writes still flowing make a document differ for a moment; one that still differs after
- *     the writer caught up each time is listed (`confirmed`).
+ *  3. a chunk whose counts or hashes differ is narrowed to those _ids; after the scan all of a
+ *     collection's are read again by _id on business, then — once the writer has applied a position
+ *     read after that — on DR, up to RECHECKS times: writes still flowing make a document differ for a
+ *     moment; one that still differs after the writer caught up each time is listed (`confirmed`).
+ *     One position read per round, not per chunk: on FerretDB each costs a scan of the oplog.
  * Reads only, on both sides; never logs document data. */
 #include "replay/mongo_verify.h"
 
@@ -30,7 +31,8 @@
 #define WAIT_AFTER_TIMEOUT_MS 2000 /* once a wait timed out: the writer is stuck, do not wait long again */
 #define MAX_LISTED 100             /* mismatching chunks listed per collection */
 #define MAX_IDS 10                 /* differing _ids listed per chunk */
-#define MAX_TRACKED 1000           /* differing _ids read again per chunk; more: the chunk is simply listed */
+#define MAX_TRACKED 1000           /* differing _ids noted per chunk; more: the chunk is simply listed */
+#define MAX_TRACKED_ALL 10000      /* differing _ids read again per collection */
 #define TIMEOUT_MS 120000          /* connect and each socket read */
 
 struct verify {
@@ -310,86 +312,145 @@ static int read_ids(struct verify *v, mongoc_collection_t *coll, const char *sid
     return rc;
 }
 
-/* Step 3 for one chunk: reads its differing _ids again until they are equal or RECHECKS ran out. The
- * chunk's counts follow what was found. *confirmed: the writer reached business's position each time.
- * 0 or -1. */
-static int recheck(struct verify *v, mongoc_collection_t *src, mongoc_collection_t *dst, struct chunk *ch,
-                   bool *confirmed)
-{
-    *confirmed = true;
-    bson_t **a = bson_malloc0((ch->n_diffs + 1) * sizeof *a), **b = bson_malloc0((ch->n_diffs + 1) * sizeof *b);
-    int rc = 0;
-    for (int round = 0; round < RECHECKS && ch->n_diffs > 0 && rc == 0; round++) {
-        char pos[64];
-        if (read_ids(v, src, "business", ch, a) != 0 || business_position(v, pos, sizeof pos) != 0)
-            rc = -1;
-        else if (!reached(v, pos, v->wait_ms))
-            *confirmed = false;
-        if (rc == 0 && read_ids(v, dst, "dr", ch, b) != 0)
-            rc = -1;
-        size_t kept = 0;
-        for (size_t i = 0; i < ch->n_diffs; i++) {
-            struct diff *d = &ch->diffs[i];
-            bool same = a[i] != NULL && b[i] != NULL ? bson_equal(a[i], b[i]) : a[i] == b[i];
-            if (rc == 0) {
-                ch->src_rows += (uint64_t)(a[i] != NULL) - (uint64_t)d->on_src;
-                ch->dst_rows += (uint64_t)(b[i] != NULL) - (uint64_t)d->on_dst;
-                d->on_src = a[i] != NULL;
-                d->on_dst = b[i] != NULL;
-            }
-            if (rc == 0 && same)
-                bson_destroy(&d->id);
-            else
-                ch->diffs[kept++] = *d;
-            if (a[i])
-                bson_destroy(a[i]);
-            if (b[i])
-                bson_destroy(b[i]);
-            a[i] = b[i] = NULL;
-        }
-        ch->n_diffs = kept;
-    }
-    bson_free(a);
-    bson_free(b);
-    return rc;
-}
-
 /* ---- one collection ----------------------------------------------------------------------------- */
 
 struct coll_result {
     const char *status;
-    uint64_t src_rows, dst_rows, chunks, bad;
-    json_t *mismatches;  /* owned until put in the result */
+    uint64_t src_rows, dst_rows, chunks;
+    struct chunk *pending;   /* owned: chunks that differed in the scan (bounds copied), to read again */
+    size_t n_pending, cap_pending;
+    size_t tracked;          /* differing _ids held in pending, at most MAX_TRACKED_ALL */
+    bool confirmed;          /* every recheck came after the writer reached business's position */
+    json_t *mismatches;      /* owned until put in the result */
+    uint64_t bad;            /* chunks still differing after the rechecks */
     char detail[1200];
 };
 
-/* Closes a chunk: rechecks it if it differs, lists it if a difference is left. 0 or -1. */
-static int chunk_close(struct verify *v, mongoc_collection_t *src, mongoc_collection_t *dst, struct chunk *ch,
-                       struct coll_result *r)
+/* Closes a chunk of the scan: counted; kept for step 3 when it differs. */
+static void chunk_close(struct chunk *ch, struct coll_result *r)
 {
     r->chunks++;
-    bool differs = ch->src_rows != ch->dst_rows || ch->src_hash != ch->dst_hash || ch->n_diffs || ch->untracked;
-    bool confirmed = false;
-    if (differs && ch->untracked == 0) {
-        if (recheck(v, src, dst, ch, &confirmed) != 0)
-            return -1;
-        differs = ch->n_diffs > 0;
-    }
     r->src_rows += ch->src_rows;
     r->dst_rows += ch->dst_rows;
-    if (!differs)
-        return 0;
-    r->status = "mismatch";
-    if (r->bad++ >= MAX_LISTED)
-        return 0;
-    json_t *ids = json_array();
-    for (size_t i = 0; i < ch->n_diffs && i < MAX_IDS; i++)
-        json_array_append_new(ids, id_json(&ch->diffs[i].id));
-    json_array_append_new(r->mismatches,
-                          json_pack("{s:o,s:o,s:I,s:I,s:b,s:o}", "from", id_json(ch->lo), "to", id_json(ch->hi),
-                                    "business_rows", (json_int_t)ch->src_rows, "dr_rows", (json_int_t)ch->dst_rows,
-                                    "confirmed", confirmed && ch->untracked == 0, "ids", ids));
-    return 0;
+    if (ch->src_rows == ch->dst_rows && ch->src_hash == ch->dst_hash && ch->n_diffs == 0 && ch->untracked == 0)
+        return;
+    if (r->n_pending == r->cap_pending) {
+        r->cap_pending = r->cap_pending ? r->cap_pending * 2 : 8;
+        r->pending = bson_realloc(r->pending, r->cap_pending * sizeof *r->pending);
+    }
+    struct chunk *p = &r->pending[r->n_pending++];
+    *p = *ch; /* the differing _ids move; the bounds are copied (the next chunk's lo is this hi) */
+    p->lo = ch->lo ? bson_copy(ch->lo) : NULL;
+    p->hi = ch->hi ? bson_copy(ch->hi) : NULL;
+    if (r->tracked + p->n_diffs > MAX_TRACKED_ALL) { /* too many to read again: listed as found */
+        p->untracked += p->n_diffs;
+        for (size_t i = 0; i < p->n_diffs; i++)
+            bson_destroy(&p->diffs[i].id);
+        p->n_diffs = 0;
+    }
+    r->tracked += p->n_diffs;
+    ch->diffs = NULL;
+    ch->n_diffs = ch->cap = 0;
+}
+
+/* One chunk's differing documents after both sides were read again (a: business, b: dr): equal ones are
+ * dropped, the counts follow what was found. rc != 0: the reads failed, only a and b are freed. */
+static void recheck_chunk(struct chunk *ch, struct coll_result *r, bson_t **a, bson_t **b, int rc)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < ch->n_diffs; i++) {
+        struct diff *d = &ch->diffs[i];
+        bool same = a[i] != NULL && b[i] != NULL ? bson_equal(a[i], b[i]) : a[i] == b[i];
+        if (rc == 0) {
+            /* modulo 2^64: adding 0 - 1 takes one away when the document is gone now */
+            uint64_t ds = (uint64_t)(a[i] != NULL) - (uint64_t)d->on_src;
+            uint64_t dd = (uint64_t)(b[i] != NULL) - (uint64_t)d->on_dst;
+            ch->src_rows += ds;
+            ch->dst_rows += dd;
+            r->src_rows += ds;
+            r->dst_rows += dd;
+            d->on_src = a[i] != NULL;
+            d->on_dst = b[i] != NULL;
+        }
+        if (rc == 0 && same)
+            bson_destroy(&d->id);
+        else
+            ch->diffs[kept++] = *d;
+        if (a[i])
+            bson_destroy(a[i]);
+        if (b[i])
+            bson_destroy(b[i]);
+    }
+    ch->n_diffs = kept;
+}
+
+/* Step 3: the differing _ids of every pending chunk read again on business, then — once the writer
+ * reached a position read after that — on DR, up to RECHECKS times (one position read per round: on
+ * FerretDB it costs a scan of the oplog). 0 or -1. */
+static int recheck(struct verify *v, mongoc_collection_t *src, mongoc_collection_t *dst, struct coll_result *r)
+{
+    r->confirmed = true;
+    int rc = 0;
+    for (int round = 0; round < RECHECKS && rc == 0; round++) {
+        size_t n = 0;
+        for (size_t k = 0; k < r->n_pending; k++)
+            n += r->pending[k].n_diffs;
+        if (n == 0)
+            break;
+        bson_t ***a = bson_malloc0(r->n_pending * sizeof *a), ***b = bson_malloc0(r->n_pending * sizeof *b);
+        for (size_t k = 0; k < r->n_pending; k++) {
+            a[k] = bson_malloc0((r->pending[k].n_diffs + 1) * sizeof **a);
+            b[k] = bson_malloc0((r->pending[k].n_diffs + 1) * sizeof **b);
+        }
+        char pos[64];
+        for (size_t k = 0; k < r->n_pending && rc == 0; k++)
+            if (r->pending[k].n_diffs > 0)
+                rc = read_ids(v, src, "business", &r->pending[k], a[k]);
+        if (rc == 0 && business_position(v, pos, sizeof pos) != 0)
+            rc = -1;
+        if (rc == 0 && !reached(v, pos, v->wait_ms))
+            r->confirmed = false;
+        for (size_t k = 0; k < r->n_pending && rc == 0; k++)
+            if (r->pending[k].n_diffs > 0)
+                rc = read_ids(v, dst, "dr", &r->pending[k], b[k]);
+        for (size_t k = 0; k < r->n_pending; k++) {
+            recheck_chunk(&r->pending[k], r, a[k], b[k], rc);
+            bson_free(a[k]);
+            bson_free(b[k]);
+        }
+        bson_free(a);
+        bson_free(b);
+    }
+    return rc;
+}
+
+/* The chunks still differing after step 3, listed; the pending list freed. */
+static void list_pending(struct coll_result *r)
+{
+    for (size_t k = 0; k < r->n_pending; k++) {
+        struct chunk *ch = &r->pending[k];
+        if (ch->n_diffs > 0 || ch->untracked > 0) {
+            /* a difference the writer may still close is not called a mismatch (as MariaDB's verify) */
+            if (r->confirmed || ch->untracked > 0)
+                r->status = "mismatch";
+            else if (strcmp(r->status, "ok") == 0)
+                r->status = "not_caught_up";
+            if (r->bad++ < MAX_LISTED) {
+                json_t *ids = json_array();
+                for (size_t i = 0; i < ch->n_diffs && i < MAX_IDS; i++)
+                    json_array_append_new(ids, id_json(&ch->diffs[i].id));
+                json_array_append_new(r->mismatches,
+                                      json_pack("{s:o,s:o,s:I,s:I,s:b,s:o}", "from", id_json(ch->lo), "to",
+                                                id_json(ch->hi), "business_rows", (json_int_t)ch->src_rows,
+                                                "dr_rows", (json_int_t)ch->dst_rows, "confirmed",
+                                                r->confirmed && ch->untracked == 0, "ids", ids));
+            }
+        }
+        chunk_reset(ch, NULL);
+    }
+    bson_free(r->pending);
+    r->pending = NULL;
+    r->n_pending = r->cap_pending = 0;
 }
 
 /* Step 2: both sides in _id order, merged. 0 or -1 (v->err). */
@@ -430,7 +491,7 @@ static int scan(struct verify *v, const char *db, const char *name, struct coll_
             more_b = mongoc_cursor_next(cd, &b);
         if (ch.hi != NULL && (more_a || more_b)) {
             bson_t *lo = ch.hi;
-            rc = chunk_close(v, src, dst, &ch, r);
+            chunk_close(&ch, r);
             ch.hi = NULL;
             chunk_reset(&ch, lo);
         }
@@ -445,9 +506,12 @@ static int scan(struct verify *v, const char *db, const char *name, struct coll_
             bson_destroy(ch.hi);
             ch.hi = NULL;
         }
-        rc = chunk_close(v, src, dst, &ch, r);
+        chunk_close(&ch, r);
     }
     chunk_reset(&ch, NULL);
+    if (rc == 0)
+        rc = recheck(v, src, dst, r);
+    list_pending(r);
     mongoc_cursor_destroy(cs);
     mongoc_cursor_destroy(cd);
     mongoc_collection_destroy(src);
@@ -494,6 +558,9 @@ static int verify_collection(struct verify *v, const char *ns, bool caught_up, j
     if (r.bad > MAX_LISTED)
         snprintf(r.detail, sizeof r.detail, "%llu mismatching chunk(s), the first %d listed",
                  (unsigned long long)r.bad, MAX_LISTED);
+    if (strcmp(r.status, "not_caught_up") == 0 && r.detail[0] == '\0')
+        snprintf(r.detail, sizeof r.detail, "%llu chunk(s) differ, but the forward writer did not reach business's "
+                 "position in time to confirm it", (unsigned long long)r.bad);
     if (strcmp(r.status, "ok") == 0 && !caught_up) {
         r.status = "not_caught_up"; /* equal now, but what business had at the start is not proven on dr */
         snprintf(r.detail, sizeof r.detail, "the forward writer did not reach business's position in time");

@@ -17,7 +17,8 @@
  * "business_rows", "dr_rows", "confirmed", "ids"}], "detail"?}]}. A chunk is (from, to] in _id order
  * (bounds as relaxed extended JSON, null = unbounded); ids: up to 10 differing _ids (extended JSON);
  * confirmed: each of them still differed after the forward writer had applied a business position
- * read after business was read again (false: the writer did not get there in time).
+ * read after business was read again (false: the writer did not get there in time, and the status is
+ * not_caught_up unless another chunk is a confirmed mismatch).
  * write_reached(arg, position, timeout_ms) as in core/engine.h. Returns 0 (mismatches included:
  * `clean` is the verdict); -1 a side could not be used (err); -2 objects_filter is malformed or
  * matches no synchronized collection (err). */
