@@ -3,8 +3,8 @@ client on the active side, frames relayed with the handshake's topology rewritte
 the proxy and repeated on the backend from ClientKey (SCRAM pass-through; other mechanisms passed through to
 the server). Through the proxy and direct, the same results with pymongo 4 (default OP_QUERY handshake and
 ServerApi("1") OP_MSG), pymongo 3.11 and libmongoc; clients stay on the proxy; w:0 writes; bad frames from a
-raw socket close only that connection; hold/release. Sessions cannot move yet: switches answer
-not_implemented (no MongoDB sync) and every session is listed as unmovable."""
+raw socket close only that connection; hold/release. Sessions cannot move yet: every session is listed as
+unmovable."""
 
 from __future__ import annotations
 
@@ -135,15 +135,16 @@ def proxy_sessions(d):
 
 
 def test_mongodb_pair_starts_a_listener(mongo_daemon, ferretdb_pair):
-    """engine = mongodb is no longer refused: status shows the pair and its listener; what needs MongoDB
-    synchronization (not built) answers not_implemented."""
+    """engine = mongodb is no longer refused: status shows the pair and its listener; a pair without `objects`
+    has no forward instance, so switches answer as they do for MariaDB (unknown_instance)."""
     d = mongo_daemon()
     p = d.pair_status()
     assert p["engine"] == "mongodb" and p["active_side"] == "business" and p["clients"] == 0
     assert p["listen"].startswith("127.0.0.1:") and d.port > 0
-    for cmd in ("switchover", "failover", "switchback", "precheck", "verify"):
+    for cmd in ("switchover", "failover", "switchback"):
         r = d.admin(cmd, pair="demo")
-        assert r["ok"] is False and r["error"]["code"] == "not_implemented", (cmd, r)
+        assert r["ok"] is False and r["error"]["code"] == "unknown_instance", (cmd, r)
+        assert r["error"]["message"] == "demo has no forward instance (no objects configured): nothing to switch with"
 
 
 # --- same results through the proxy and direct ------------------------------------------------------------
