@@ -266,3 +266,24 @@ mongoc_cursor_t *sy_mongo_find_in_id_order(mongoc_collection_t *coll, int32_t ba
     bson_destroy(&opts);
     return cur;
 }
+
+int sy_mongo_copy_overlap_end(mongoc_client_t *dst, const char *instance_id, struct sy_mongo_ts *end, bson_error_t *e)
+{
+    mongoc_collection_t *c = mongoc_client_get_collection(dst, SY_MONGO_DB, SY_MONGO_COPIES);
+    bson_t filter = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&filter, "_id", instance_id);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, &filter, NULL, NULL);
+    const bson_t *doc;
+    int rc = 0;
+    if (mongoc_cursor_next(cur, &doc)) {
+        bson_iter_t it;
+        rc = bson_iter_init_find(&it, doc, "end") && BSON_ITER_HOLDS_UTF8(&it) &&
+             sy_mongo_ts_parse(bson_iter_utf8(&it, NULL), end);
+    } else if (mongoc_cursor_error(cur, e)) {
+        rc = -1;
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(&filter);
+    mongoc_collection_destroy(c);
+    return rc;
+}

@@ -18,6 +18,12 @@
 /* In SY_MONGO_DB on a destination: the writer's checkpoint per instance, {_id: "pair/direction", seq,
  * position} (replay/mongo_writer.c); a new initial copy removes its instance's. */
 #define SY_MONGO_CHECKPOINTS "checkpoints"
+/* In SY_MONGO_DB on a destination: the forward instance's last initial copy, {_id: "pair/forward", start,
+ * end} (positions as text; replay/mongo_initial_sync.c). The copy has no snapshot: it ran while the
+ * source took writes, so the oplog entries in (start, end] may meet documents the copy already shows in
+ * a later state (an update of a document since deleted, a delete of one never copied). A writer applies
+ * them as overwrites, not conflicts; after `end` a conflict is real. */
+#define SY_MONGO_COPIES "initial_sync"
 
 /* A client of ep logged in as cfg's admin account (SCRAM-SHA-256, authSource admin, a direct
  * connection). timeout_ms bounds connecting, server selection and each socket read (0 = 10 s). The
@@ -56,6 +62,10 @@ struct sy_mongo_ts {
 bool sy_mongo_ts_parse(const char *s, struct sy_mongo_ts *out); /* false on anything else (also "") */
 void sy_mongo_ts_format(struct sy_mongo_ts ts, char *out, size_t outlen);
 int sy_mongo_ts_cmp(struct sy_mongo_ts a, struct sy_mongo_ts b);
+
+/* The end of the copy's overlap for instance_id on dst (SY_MONGO_COPIES): 1 with *end, 0 when there is
+ * none (no copy, or one that did not finish), -1 with *e. */
+int sy_mongo_copy_overlap_end(mongoc_client_t *dst, const char *instance_id, struct sy_mongo_ts *end, bson_error_t *e);
 
 /* The newest (newest = true) or oldest entry's ts of local.oplog.rs: 1 found, 0 the oplog is empty,
  * -1 with err (also when the oplog does not exist: FerretDB logs nothing without it). */

@@ -298,17 +298,54 @@ static int copy_users(struct isync *s)
 }
 
 /* A new copy starts a new history of the instance: a checkpoint an earlier one left on the destination
- * (terminated, created again) must not make the writer skip records of the new spool. */
-static int forget_checkpoint(struct isync *s)
+ * (terminated, created again) must not make the writer skip records of the new spool, and the record
+ * of an earlier copy's overlap (SY_MONGO_COPIES) goes until this copy is done. */
+static int forget_history(struct isync *s)
 {
-    mongoc_collection_t *c = mongoc_client_get_collection(s->dst, SY_MONGO_DB, SY_MONGO_CHECKPOINTS);
-    bson_t sel = BSON_INITIALIZER;
+    static const char *const colls[] = { SY_MONGO_CHECKPOINTS, SY_MONGO_COPIES };
+    int rc = 0;
+    for (size_t i = 0; i < 2 && rc == 0; i++) {
+        mongoc_collection_t *c = mongoc_client_get_collection(s->dst, SY_MONGO_DB, colls[i]);
+        bson_t sel = BSON_INITIALIZER;
+        BSON_APPEND_UTF8(&sel, "_id", s->ctx->instance_id);
+        bson_error_t e;
+        if (!mongoc_collection_delete_one(c, &sel, NULL, NULL, &e))
+            rc = failed(s, &e, "clearing", colls[i], "in " SY_MONGO_DB " on the destination");
+        bson_destroy(&sel);
+        mongoc_collection_destroy(c);
+    }
+    return rc;
+}
+
+/* After the copy: the source's newest ts now ends the overlap (engine/mongo_client.h, SY_MONGO_COPIES),
+ * recorded on the destination for the writer. */
+static int record_overlap(struct isync *s)
+{
+    struct sy_mongo_ts end = { 0, 0 };
+    char err[600];
+    if (sy_mongo_oplog_edge(s->src, true, &end, err, sizeof err) < 0) {
+        snprintf(s->err, sizeof s->err, "source position after the copy: %s", err);
+        return -1;
+    }
+    char text[64];
+    sy_mongo_ts_format(end, text, sizeof text);
+    mongoc_collection_t *c = mongoc_client_get_collection(s->dst, SY_MONGO_DB, SY_MONGO_COPIES);
+    bson_t sel = BSON_INITIALIZER, doc = BSON_INITIALIZER, opts = BSON_INITIALIZER;
     BSON_APPEND_UTF8(&sel, "_id", s->ctx->instance_id);
+    BSON_APPEND_UTF8(&doc, "_id", s->ctx->instance_id);
+    BSON_APPEND_UTF8(&doc, "start", s->position);
+    BSON_APPEND_UTF8(&doc, "end", text);
+    BSON_APPEND_BOOL(&opts, "upsert", true);
     bson_error_t e;
     int rc = 0;
-    if (!mongoc_collection_delete_one(c, &sel, NULL, NULL, &e))
-        rc = failed(s, &e, "clearing", SY_MONGO_DB "." SY_MONGO_CHECKPOINTS, "on the destination");
+    if (!mongoc_collection_replace_one(c, &sel, &doc, &opts, NULL, &e))
+        rc = failed(s, &e, "recording the copy's overlap in", SY_MONGO_DB "." SY_MONGO_COPIES, "on the destination");
+    else
+        sy_log_info("%s: the copy overlaps the oplog from %s to %s: entries up to %s may meet documents it "
+                    "already shows changed", s->ctx->instance_id, s->position, text, text);
     bson_destroy(&sel);
+    bson_destroy(&doc);
+    bson_destroy(&opts);
     mongoc_collection_destroy(c);
     return rc;
 }
@@ -324,7 +361,7 @@ static int attempt(struct isync *s)
         snprintf(s->err, sizeof s->err, "%s: %s", s->src == NULL ? "source" : "destination", err);
         return -1; /* an unreachable side or a refused login: retried within retry_seconds */
     }
-    if (forget_checkpoint(s) != 0 || take_position(s) != 0 || copy_users(s) != 0)
+    if (forget_history(s) != 0 || take_position(s) != 0 || copy_users(s) != 0)
         return -1;
     bson_error_t e;
     char **colls = sy_mongo_synced_collections(s->src, s->cfg, &e, err, sizeof err);
@@ -360,7 +397,7 @@ static int attempt(struct isync *s)
             rc = copy_documents(s, db, coll, colls[i]);
     }
     bson_strfreev(colls);
-    return rc;
+    return rc == 0 ? record_overlap(s) : rc;
 }
 
 static void *isync_main(void *arg)

@@ -222,6 +222,12 @@ def test_initial_sync_copies_documents_indexes_and_users(mongo_daemon, ferretdb_
         cred = checks_by_name(precheck(d, pname))["credentials"]
         assert f"admin.{user}" not in cred["detail"]
         assert "initial synchronization" in d.log() and "user(s) of admin.system.users copied" in d.log()
+        # the copy's overlap with the oplog, for the writer: (start, end], start = where collection began
+        with dr.client() as c:
+            rec = c.switchyard.initial_sync.find_one({"_id": f"{pname}/forward"})
+        assert rec is not None and f"incremental from {rec['start']}" in d.log()
+        ts = lambda p: tuple(int(x) for x in p.split(":"))  # noqa: E731
+        assert ts(rec["end"]) >= ts(rec["start"])
     finally:
         drop_user_on_both(ferretdb_pair, user)
 
