@@ -13,8 +13,11 @@ struct out {
     bool any_set, any_unset;
 };
 
+/* prefix.field into path; false when too long or the field name is empty (an update cannot name it). */
 static bool join(char *path, size_t cap, const char *prefix, const char *field, size_t flen)
 {
+    if (flen == 0)
+        return false;
     int n = prefix[0] ? snprintf(path, cap, "%s.%.*s", prefix, (int)flen, field)
                       : snprintf(path, cap, "%.*s", (int)flen, field);
     return n > 0 && (size_t)n < cap;
@@ -33,7 +36,7 @@ static bool fields(bson_iter_t *it, const char *prefix, bool unset, struct out *
     while (bson_iter_next(&sub)) {
         char path[PATH_MAX_LEN];
         if (!join(path, sizeof path, prefix, bson_iter_key(&sub), bson_iter_key_len(&sub))) {
-            *why = "a field path longer than 4096 bytes";
+            *why = "an empty field name or a path longer than 4096 bytes";
             return false;
         }
         if (unset) {
@@ -91,7 +94,7 @@ static bool walk(const bson_t *diff, const char *prefix, bool array, int depth, 
             if ((k[0] == 'u' || k[0] == 's') && klen > 1 && strspn(k + 1, "0123456789") == klen - 1) {
                 char path[PATH_MAX_LEN];
                 if (!join(path, sizeof path, prefix, k + 1, klen - 1)) {
-                    *why = "a field path longer than 4096 bytes";
+                    *why = "an empty field name or a path longer than 4096 bytes";
                     return false;
                 }
                 if (k[0] == 'u') {
@@ -114,7 +117,7 @@ static bool walk(const bson_t *diff, const char *prefix, bool array, int depth, 
         } else if (k[0] == 's' && klen > 1) {
             char path[PATH_MAX_LEN];
             if (!join(path, sizeof path, prefix, k + 1, klen - 1)) {
-                *why = "a field path longer than 4096 bytes";
+                *why = "an empty field name or a path longer than 4096 bytes";
                 return false;
             }
             if (!sub_diff(&it, path, depth, o, why))
