@@ -3,6 +3,8 @@
  * them answer not_implemented. */
 #include <mongoc/mongoc.h>
 
+#include "core/log.h"
+
 #include "capture/mongo_modules.h"
 #include "capture/mongo_precheck.h"
 #include "engine/engines.h"
@@ -36,9 +38,20 @@ static const struct sy_failover_ops mongo_failover = {
     .tail_revert = sy_mongo_tail_revert,
 };
 
+/* libmongoc's own log lines into ours: it warns on every client destroy that FerretDB refuses
+ * `endSessions` (code 59), which is noise; errors stay warnings. */
+static void mongo_log(mongoc_log_level_t level, const char *domain, const char *message, void *arg)
+{
+    if (level <= MONGOC_LOG_LEVEL_ERROR)
+        sy_log_warn("libmongoc %s: %s", domain, message);
+    else
+        sy_log_debug("libmongoc %s: %s", domain, message);
+}
+
 static void mongo_library_init(void)
 {
     mongoc_init(); /* before any thread uses libmongoc */
+    mongoc_log_set_handler(mongo_log, NULL);
 }
 
 static void mongo_library_end(void)
