@@ -1,8 +1,6 @@
 /* The MongoDB engine's proxy for one pair (sy_proxy_protocol): listener, client TLS context, the session
- * registry, hold/release and the `clients` listing. The switch hooks report the truth of this step: a
- * session's backend connection and its login (passed through to the server) belong to one side, so no
- * session can move; the core has no MongoDB synchronization either, so a switch is refused before it
- * would ask (not_implemented). If the active side changes anyway, sessions left on the old side close. */
+ * registry, hold/release and the `clients` listing. A switch's part (warm connections, the flip) is
+ * proxy/mongo_switch.c. */
 #include "proxy/mongo_proxy.h"
 
 #include <stdio.h>
@@ -11,6 +9,7 @@
 
 #include "core/log.h"
 #include "proxy/mongo_creds.h"
+#include "proxy/mongo_session.h"
 #include "proxy/proxy.h"
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
@@ -40,6 +39,7 @@ static void proxy_stop(void *state)
         sy_mongo_session_close(s, "switchyardd shutting down", SY_MERR__COUNT);
     sy_mongo_session_reap(px, true);
     sy_mongo_creds_free(px->creds);
+    sy_mongo_track_fini(&px->track);
     if (px->reaper)
         event_free(px->reaper);
     if (px->resume)
@@ -101,79 +101,7 @@ static void proxy_hold_changed(void *state, bool held)
     }
 }
 
-/* ---- switches: nothing can move yet --------------------------------------------------------------- */
-
-static void px_warm(void *state, enum sy_side to, bool old_side_alive)
-{
-    /* No connection on the other side can carry a session yet: switch_progress counts them as failed. */
-}
-
-static void px_progress(void *state, enum sy_side to, struct sy_switch_progress *out)
-{
-    struct sy_mongo_proxy *px = state;
-    memset(out, 0, sizeof *out);
-    for (struct sy_mongo_session *s = sy_mongo_session_first(px); s != NULL; s = sy_mongo_session_next(s)) {
-        out->sessions++;
-        if (sy_mongo_session_busy(s))
-            out->busy++;
-        if (sy_mongo_session_side(s) != to)
-            out->warm_failed++;
-    }
-}
-
-static json_t *session_list(struct sy_mongo_proxy *px, const char *key)
-{
-    json_t *list = json_array();
-    for (struct sy_mongo_session *s = sy_mongo_session_first(px); s != NULL; s = sy_mongo_session_next(s))
-        json_array_append_new(list, sy_mongo_session_unmovable_json(s, key));
-    return list;
-}
-
-static json_t *px_failures(void *state)
-{
-    return session_list(state, "error");
-}
-
-static size_t px_abort(void *state)
-{
-    return 0; /* transactions are not tracked yet (FerretDB rejects them: startTransaction -> 9) */
-}
-
-static json_t *px_unmovable(void *state)
-{
-    return session_list(state, "reason");
-}
-
-static size_t close_sessions(struct sy_mongo_proxy *px, bool only_other_side, enum sy_side side, const char *why)
-{
-    size_t n = 0;
-    struct sy_mongo_session *s, *next;
-    for (s = sy_mongo_session_first(px); s != NULL; s = next) {
-        next = sy_mongo_session_next(s);
-        if (only_other_side && sy_mongo_session_side(s) == side)
-            continue;
-        sy_mongo_session_close(s, why, SY_MERR_FORCED_CLOSE);
-        n++;
-    }
-    return n;
-}
-
-static size_t px_close_unmovable(void *state)
-{
-    return close_sessions(state, false, SY_SIDE_BUSINESS,
-                          "closed by a forced switch: " SY_MONGO_UNMOVABLE);
-}
-
-static void px_unwarm(void *state)
-{
-}
-
-static size_t px_flip(void *state, enum sy_side to)
-{
-    /* A session left on the old side would keep writing there: it ends instead. None moved. */
-    close_sessions(state, true, to, "the active side changed and " SY_MONGO_UNMOVABLE);
-    return 0;
-}
+/* ---- switches: proxy/mongo_switch.c ------------------------------------------------------------------ */
 
 static void px_ledger(void *state, enum sy_side side, char *out, size_t outlen)
 {
@@ -199,14 +127,14 @@ const struct sy_proxy_protocol sy_mongo_protocol = {
     .client_count = proxy_client_count,
     .clients_json = proxy_clients_json,
     .hold_changed = proxy_hold_changed,
-    .switch_warm = px_warm,
-    .switch_progress = px_progress,
-    .switch_failures = px_failures,
-    .switch_abort_transactions = px_abort,
-    .switch_unmovable = px_unmovable,
-    .switch_close_unmovable = px_close_unmovable,
-    .switch_unwarm = px_unwarm,
-    .switch_flip = px_flip,
+    .switch_warm = sy_mongo_switch_warm,
+    .switch_progress = sy_mongo_switch_progress,
+    .switch_failures = sy_mongo_switch_failures,
+    .switch_abort_transactions = sy_mongo_switch_abort_transactions,
+    .switch_unmovable = sy_mongo_switch_unmovable,
+    .switch_close_unmovable = sy_mongo_switch_close_unmovable,
+    .switch_unwarm = sy_mongo_switch_unwarm,
+    .switch_flip = sy_mongo_switch_flip,
     .ack_ledger = px_ledger,
     .client_errors = px_client_errors,
 };

@@ -86,6 +86,7 @@ static void close_session(struct sy_mongo_session *s, const char *why, bool flus
     set_state(s, MS_CLOSING);
     sy_mongo_creds_cancel(s->cwait);
     s->cwait = NULL;
+    sy_mongo_warm_free(s);
     if (s->backend) {
         bufferevent_setcb(s->backend, NULL, NULL, NULL, NULL);
         bufferevent_disable(s->backend, EV_READ | EV_WRITE);
@@ -114,8 +115,10 @@ void sy_mongo_session_close(struct sy_mongo_session *s, const char *why, enum sy
 static void session_free(struct sy_mongo_session *s)
 {
     sy_mongo_creds_cancel(s->cwait);
+    sy_mongo_warm_free(s);
     OPENSSL_cleanse(&s->sc, sizeof s->sc);
     OPENSSL_cleanse(s->client_key, sizeof s->client_key);
+    OPENSSL_cleanse(&s->cred, sizeof s->cred);
     if (s->client)
         bufferevent_free(s->client);
     if (s->backend)
@@ -302,7 +305,9 @@ static enum req_kind auth_request(struct sy_mongo_session *s, const uint8_t *bod
     case SY_AUTH_LOGOUT:
         s->logged_in = false;
         s->scram = false;
+        s->login_gen++;
         OPENSSL_cleanse(s->client_key, sizeof s->client_key);
+        OPENSSL_cleanse(&s->cred, sizeof s->cred);
         s->user[0] = s->auth_db[0] = s->mechanism[0] = '\0';
         return REQ_PLAIN;
     default:
@@ -325,7 +330,9 @@ static void auth_reply(struct sy_mongo_session *s, const uint8_t *body, size_t l
     }
     s->logged_in = true;
     s->scram = false;
+    s->login_gen++;
     OPENSSL_cleanse(s->client_key, sizeof s->client_key);
+    OPENSSL_cleanse(&s->cred, sizeof s->cred);
     snprintf(s->user, sizeof s->user, "%s", s->auth.user);
     snprintf(s->auth_db, sizeof s->auth_db, "%s", s->auth.db);
     snprintf(s->mechanism, sizeof s->mechanism, "%s", s->auth.mechanism);
@@ -590,6 +597,9 @@ static void login_reply(struct sy_mongo_session *s, const uint8_t *p, size_t len
     }
     s->logged_in = true;
     s->scram = true;
+    s->scram_mech = sc->mech;
+    s->cred = sc->cred;
+    s->login_gen++;
     s->auth_started = false;
     snprintf(s->user, sizeof s->user, "%s", sc->user);
     snprintf(s->auth_db, sizeof s->auth_db, "%s", sc->db);
@@ -637,6 +647,163 @@ static bool scram_speculative(struct sy_mongo_session *s, const uint8_t *body, s
                     s->sc.db);
     s->spec_own = rc >= 0;         /* the reply's speculativeAuthenticate is the proxy's (or none) */
     return true;
+}
+
+
+/* ---- cursors and transactions (proxy/mongo_track.h) ----------------------------------------------------
+ * Per pair, not per connection (a driver sends getMore and a transaction's next command over any pooled
+ * connection). A cursor opened on the other side before a switch (stale) is never forwarded: getMore gets
+ * 43 CursorNotFound with Switchyard's message, killCursors the server's answer for ids it does not know
+ * (cursorsNotFound) — a killCursors naming live ids too is forwarded without the stale ones. A command of a
+ * transaction a switch rolled back gets 251 NoSuchTransaction + TransientTransactionError. */
+
+/* Sends the proxy's own reply document to the client's OP_MSG request. */
+static void answer(struct sy_mongo_session *s, struct evbuffer *in, size_t len, int32_t request_id, bson_t *doc)
+{
+    evbuffer_drain(in, len);
+    s->requests++;
+    client_doc(s, request_id, SY_MONGO_OP_MSG, doc);
+    bson_destroy(doc);
+}
+
+/* Notes what the request (an OP_MSG expecting a reply) does to tracked state. Returns 1 when the proxy took
+ * it (answered, or forwarded a rebuilt killCursors), 0 to forward it as is with *kind. */
+static int track_request(struct sy_mongo_session *s, struct evbuffer *in, size_t len, int32_t request_id,
+                         const struct sy_mongo_msg *m, enum req_kind *kind)
+{
+    struct sy_mongo_track *t = &s->px->track;
+    struct sy_mongo_req_info r;
+    bson_t doc;
+    uint64_t now = sy_now_ms();
+    if (!sy_mongo_req_info_parse(m->body, m->body_len, &r))
+        return 0;
+    if (r.has_lsid && r.has_txn) {
+        struct sy_mongo_txn *x = sy_mongo_txn_find(t, r.lsid);
+        if (x != NULL && x->aborted && x->txn_number == r.txn_number && r.autocommit_false) {
+            sy_log_info("%s: transaction %lld was rolled back by a switch: answered with a "
+                        "TransientTransactionError", s->label, (long long)r.txn_number);
+            if (r.kind == SY_MREQ_COMMIT || r.kind == SY_MREQ_ABORT)
+                sy_mongo_txn_end(t, r.lsid);
+            sy_mongo_txn_aborted_doc(&doc, r.txn_number);
+            answer(s, in, len, request_id, &doc);
+            return 1;
+        }
+        if (r.kind == SY_MREQ_COMMIT || r.kind == SY_MREQ_ABORT || !r.autocommit_false)
+            sy_mongo_txn_end(t, r.lsid);      /* ended (a new txnNumber ends the last one too) */
+        else if (sy_mongo_txn_begin(t, r.lsid, r.txn_number, s->id, now) != 0)
+            sy_log_warn("%s: out of memory: transaction not tracked", s->label);
+    }
+    s->req_cursor_id = 0;
+    s->req_txn_start = r.has_lsid && r.has_txn && r.autocommit_false && r.start_transaction;
+    if (s->req_txn_start) {                   /* refused (FerretDB: 9) -> not open: the reply says */
+        memcpy(s->req_lsid, r.lsid, SY_MONGO_LSID_LEN);
+        *kind = REQ_TRACKED;
+    }
+    if (r.kind == SY_MREQ_CURSOR) {
+        *kind = REQ_TRACKED;
+    } else if (r.kind == SY_MREQ_GET_MORE) {
+        struct sy_mongo_cursor *c = sy_mongo_cursor_find(t, r.cursor_id);
+        if (c != NULL && c->state == SY_MCUR_STALE) {
+            sy_log_info("%s: getMore on cursor %lld of the other side: answered with CursorNotFound", s->label,
+                        (long long)r.cursor_id);
+            sy_mongo_cursor_drop(t, r.cursor_id);
+            sy_mongo_cursor_gone_doc(&doc, r.cursor_id);
+            answer(s, in, len, request_id, &doc);
+            return 1;
+        }
+        s->req_cursor_id = r.cursor_id;
+        *kind = REQ_TRACKED;
+    } else if (r.kind == SY_MREQ_KILL) {
+        int64_t stale[SY_MONGO_KILL_MAX];
+        size_t n_stale = 0;
+        for (size_t i = 0; i < r.n_kill; i++) {
+            struct sy_mongo_cursor *c = sy_mongo_cursor_find(t, r.kill_ids[i]);
+            if (c != NULL && c->state == SY_MCUR_STALE)
+                stale[n_stale++] = r.kill_ids[i];
+            sy_mongo_cursor_drop(t, r.kill_ids[i]);
+        }
+        if (n_stale == 0)
+            return 0;
+        if (n_stale == r.n_kill && !r.kill_more) {
+            sy_mongo_kill_gone_doc(&doc, stale, n_stale);
+            answer(s, in, len, request_id, &doc);
+            return 1;
+        }
+        /* some are this side's: forwarded without the other side's ids */
+        bson_t body;
+        uint8_t *buf = NULL;
+        size_t need = 0;
+        int32_t bid = backend_id(s);
+        uint32_t flags = m->flags & ~SY_MONGO_MSG_CHECKSUM;
+        if (sy_mongo_kill_filter(m->body, m->body_len, stale, n_stale, &body) == 0 &&
+            sy_mongo_msg_build(NULL, 0, &need, bid, 0, flags, bson_get_data(&body), body.len, m->seqs,
+                               m->nseqs) != 0 && need > 0 && (buf = malloc(need)) != NULL &&
+            sy_mongo_msg_build(buf, need, &need, bid, 0, flags, bson_get_data(&body), body.len, m->seqs,
+                               m->nseqs) == 0) {
+            evbuffer_add(bufferevent_get_output(s->backend), buf, need);
+            evbuffer_drain(in, len);
+            s->requests++;
+            s->req_client_id = request_id;
+            s->req_backend_id = bid;
+            s->exhaust_next = 0;
+            s->req_kind = REQ_PLAIN;
+            set_state(s, MS_BUSY);
+            to_backend_done(s);
+        } else {
+            close_session(s, "out of memory", false, SY_MERR__COUNT);
+        }
+        free(buf);
+        bson_destroy(&body);
+        return 1;
+    }
+    return 0;
+}
+
+/* A tracked request's reply (whole at p): the cursor it opened, continued or ended; a transaction the
+ * server refused to start. */
+static void track_reply(struct sy_mongo_session *s, const uint8_t *p, size_t len)
+{
+    struct sy_mongo_track *t = &s->px->track;
+    struct sy_mongo_msg m;
+    char err[200];
+    int64_t id = 0;
+    bool ok = false;
+    if ((int32_t)get32(p + 12) != SY_MONGO_OP_MSG || sy_mongo_msg_parse(p, len, &m, err, sizeof err) != 0)
+        return;
+    int has = sy_mongo_reply_cursor(m.body, m.body_len, &id, &ok);
+    if (s->req_txn_start && !ok) {
+        sy_mongo_txn_end(t, s->req_lsid);               /* the server refused to start it */
+        s->req_txn_start = false;
+    }
+    if (s->req_cursor_id != 0 && (has != 1 || id != s->req_cursor_id)) {
+        sy_mongo_cursor_drop(t, s->req_cursor_id);     /* exhausted, or the server does not know it */
+    }
+    if (has == 1 && id != 0 && sy_mongo_cursor_open(t, id, s->id, sy_now_ms()) != 0)
+        sy_log_warn("%s: out of memory: cursor %lld not tracked", s->label, (long long)id);
+}
+
+/* While the pair is held: whether the whole request at p continues what a switch waits for (a getMore or
+ * killCursors of an open cursor, a command of an open transaction), so that it may go on. */
+static bool continues_open_work(struct sy_mongo_session *s, const uint8_t *p, size_t len)
+{
+    struct sy_mongo_msg m;
+    struct sy_mongo_req_info r;
+    char err[200];
+    if ((int32_t)get32(p + 12) != SY_MONGO_OP_MSG || sy_mongo_msg_parse(p, len, &m, err, sizeof err) != 0 ||
+        !sy_mongo_req_info_parse(m.body, m.body_len, &r))
+        return false;
+    struct sy_mongo_track *t = &s->px->track;
+    if (r.kind == SY_MREQ_GET_MORE) {
+        struct sy_mongo_cursor *c = sy_mongo_cursor_find(t, r.cursor_id);
+        return c != NULL && c->state == SY_MCUR_OPEN;
+    }
+    if (r.kind == SY_MREQ_KILL)
+        return true;                                    /* only ends things */
+    if (r.has_lsid && r.has_txn && r.autocommit_false) {
+        struct sy_mongo_txn *x = sy_mongo_txn_find(t, r.lsid);
+        return x != NULL && !x->aborted && x->txn_number == r.txn_number;
+    }
+    return false;
 }
 
 /* Moves the frame at the front of `in` (len bytes) to `out` under a new header: the head_len bytes after
@@ -706,6 +873,8 @@ static void client_frame(struct sy_mongo_session *s, struct evbuffer *in, size_t
         if (reply_due && hello && !scram_speculative(s, m.body, m.body_len))
             return;                                /* waits for the credential */
         kind = auth_request(s, m.body, m.body_len, NULL, 0, hello);
+        if (reply_due && kind == REQ_PLAIN && track_request(s, in, len, hdr.request_id, &m, &kind) != 0)
+            return;                                /* answered, or forwarded rebuilt (bid is skipped) */
         if (s->spec_own)
             s->auth_started = false;               /* the proxy's own conversation, not the server's */
         uint8_t f[4];
@@ -765,6 +934,22 @@ static void client_frame(struct sy_mongo_session *s, struct evbuffer *in, size_t
     to_backend_done(s);
 }
 
+/* While held: whether the request at the front of `in` (n bytes there) may go on (continues_open_work);
+ * one still arriving waits (it is looked at again when the session resumes). */
+static bool held_may_pass(struct sy_mongo_session *s, struct evbuffer *in, size_t n)
+{
+    if (n < SY_MONGO_HDR_LEN)
+        return false;
+    const uint8_t *p = evbuffer_pullup(in, SY_MONGO_HDR_LEN);
+    struct sy_mongo_header hdr;
+    size_t len = 0;
+    char err[200];
+    if (sy_mongo_frame(p, n, SY_MONGO_MAX_MESSAGE, &hdr, &len, err, sizeof err) != SY_PARSE_OK)
+        return false;
+    p = evbuffer_pullup(in, (ev_ssize_t)len);
+    return p != NULL && continues_open_work(s, p, len);
+}
+
 /* Takes whole requests from the client's input while nothing is in flight. */
 static void process_client(struct sy_mongo_session *s)
 {
@@ -773,13 +958,13 @@ static void process_client(struct sy_mongo_session *s)
         size_t n = evbuffer_get_length(in);
         if (n == 0)
             break;
-        if (s->px->pair->held) {                  /* a new request: it waits for the release */
+        if (n < 4)
+            break;
+        if (s->px->pair->held && !held_may_pass(s, in, n)) {  /* a new request: it waits for the release */
             s->held_since_ms = sy_now_ms();
             set_state(s, MS_HELD);
             break;
         }
-        if (n < 4)
-            break;
         size_t want = n < SY_MONGO_HDR_LEN ? n : SY_MONGO_HDR_LEN;
         const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)want);
         struct sy_mongo_header hdr;
@@ -916,6 +1101,11 @@ static void reply_end(struct sy_mongo_session *s)
 {
     if (s->resp_discard) {
         s->resp_discard = false;
+        if (s->internal_done) {             /* the proxy's own command is answered: the session is idle */
+            s->internal_done = false;
+            s->exhaust_next = 0;
+            set_state(s, MS_IDLE);
+        }
         return;
     }
     if (s->resp_more) {
@@ -940,6 +1130,13 @@ static bool reply_start(struct sy_mongo_session *s, struct evbuffer *in, size_t 
                                    (int32_t)get32(p + 12) };
     bool first = s->state == MS_BUSY && s->exhaust_next == 0 && hdr.response_to == s->req_backend_id;
     bool cont = s->state == MS_BUSY && s->exhaust_next != 0 && hdr.response_to == s->exhaust_next;
+    if (first && s->req_kind == REQ_INTERNAL) {  /* the proxy's own command: nothing goes to the client */
+        s->resp_discard = true;
+        s->internal_done = true;
+        s->resp_left = len;
+        s->resp_tail = 0;
+        return true;
+    }
     if (!first && !cont) {
         /* FerretDB answers moreToCome requests; nobody waits for that reply */
         s->dropped_replies++;
@@ -961,7 +1158,8 @@ static bool reply_start(struct sy_mongo_session *s, struct evbuffer *in, size_t 
     struct evbuffer *out = bufferevent_get_output(s->client);
     s->resp_more = (flags & SY_MONGO_MSG_MORE_TO_COME) != 0;
     s->resp_id = hdr.request_id;
-    bool whole = s->req_kind == REQ_HELLO || (first && (s->req_kind == REQ_AUTH || s->req_kind == REQ_LOGIN));
+    bool whole = s->req_kind == REQ_HELLO || s->req_kind == REQ_TRACKED ||
+                 (first && (s->req_kind == REQ_AUTH || s->req_kind == REQ_LOGIN));
     if (whole && have < len)
         return false;
     if (s->req_kind == REQ_LOGIN) {            /* the proxy's own login: nothing goes to the client as is */
@@ -993,7 +1191,9 @@ static bool reply_start(struct sy_mongo_session *s, struct evbuffer *in, size_t 
     }
     if (whole) {
         const uint8_t *w = evbuffer_pullup(in, (ev_ssize_t)len);
-        if (w != NULL)
+        if (w != NULL && s->req_kind == REQ_TRACKED)
+            track_reply(s, w, len);
+        else if (w != NULL)
             auth_step_reply(s, w, len);
     }
     /* the new header (and flagBits without checksumPresent: responseTo changed, the checksum would not
@@ -1291,29 +1491,86 @@ enum sy_side sy_mongo_session_side(const struct sy_mongo_session *s)
     return s->side;
 }
 
-static const char *unmovable_reason(const struct sy_mongo_session *s)
+bool sy_mongo_session_movable(const struct sy_mongo_session *s)
 {
     /* a SCRAM login can be repeated elsewhere from ClientKey; any other mechanism's cannot */
-    return s->logged_in && !s->scram ? SY_MONGO_UNMOVABLE ": its login was passed through to the server (mechanism "
-                                                          "the proxy cannot repeat)"
-                                     : SY_MONGO_UNMOVABLE;
+    return !s->logged_in || s->scram;
+}
+
+const char *sy_mongo_session_unmovable_reason(const struct sy_mongo_session *s)
+{
+    return sy_mongo_session_movable(s) ? ""
+                                       : "its login was passed through to the server (mechanism the proxy cannot "
+                                         "repeat on the other side)";
 }
 
 json_t *sy_mongo_session_unmovable_json(const struct sy_mongo_session *s, const char *key)
 {
     return json_pack("{s:I,s:s,s:s,s:s}", "id", (json_int_t)s->id, "user", s->user, "peer", s->peer, key,
-                     unmovable_reason(s));
+                     sy_mongo_session_unmovable_reason(s));
+}
+
+void sy_mongo_session_adopt_backend(struct sy_mongo_session *s, struct bufferevent *bev, enum sy_side side,
+                                    int32_t next_id)
+{
+    if (s->backend) {
+        bufferevent_setcb(s->backend, NULL, NULL, NULL, NULL);
+        bufferevent_free(s->backend);          /* not inside its own callback: a switch's loop call */
+    }
+    s->backend = bev;
+    s->backend_connected = true;
+    s->backend_bp = false;
+    s->side = side;
+    s->next_backend_id = next_id;
+    s->exhaust_next = 0;
+    s->resp_left = 0;
+    s->resp_tail = 0;
+    s->resp_discard = false;
+    s->internal_done = false;
+    bufferevent_setcb(bev, on_backend_read, on_backend_write, on_backend_event, s);
+    bufferevent_setwatermark(bev, EV_WRITE, SY_RELAY_LOW_WATER, 0);
+    bufferevent_set_max_single_read(bev, SESS_MAX_READ);
+    bufferevent_set_timeouts(bev, NULL, NULL);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    if (s->client_bp) {                        /* its bytes were waiting for the old connection */
+        s->client_bp = false;
+        client_read_update(s);
+    }
+}
+
+int sy_mongo_session_internal(struct sy_mongo_session *s, const bson_t *cmd)
+{
+    if (s->state != MS_IDLE && s->state != MS_HELD)
+        return -1;
+    size_t cap = cmd->len + 64, n = 0;
+    uint8_t *buf = malloc(cap);
+    int32_t bid = backend_id(s);
+    if (buf == NULL || sy_mongo_msg_build(buf, cap, &n, bid, 0, 0, bson_get_data(cmd), cmd->len, NULL, 0) != 0) {
+        free(buf);
+        return -1;
+    }
+    evbuffer_add(bufferevent_get_output(s->backend), buf, n);
+    free(buf);
+    s->req_backend_id = bid;
+    s->exhaust_next = 0;
+    s->req_kind = REQ_INTERNAL;
+    set_state(s, MS_BUSY);                     /* back to IDLE when its reply is dropped; then held again */
+    session_flush(s);
+    return 0;
 }
 
 static json_t *session_json(const struct sy_mongo_session *s)
 {
     uint64_t held = s->state == MS_HELD ? sy_now_ms() - s->held_since_ms : 0;
-    return json_pack("{s:I,s:s,s:s,s:s,s:b,s:I,s:b,s:s,s:s,s:s,s:s,s:s,s:b,s:I,s:I}", "id", (json_int_t)s->id, "user",
-                     s->user, "peer", s->peer, "side", sy_side_name(s->side), "in_transaction", 0, "held_ms",
-                     (json_int_t)held, "movable", 0, "unmovable_reason", unmovable_reason(s), "state",
-                     sess_state_names[s->state], "auth_db", s->auth_db, "mechanism", s->mechanism, "login",
-                     !s->logged_in ? "none" : s->scram ? "scram_pass_through" : "passed_through", "tls", s->tls, "requests", (json_int_t)s->requests,
-                     "dropped_replies", (json_int_t)s->dropped_replies);
+    const struct sy_mongo_track *t = &s->px->track;
+    return json_pack("{s:I,s:s,s:s,s:s,s:b,s:I,s:I,s:b,s:s,s:s,s:s,s:s,s:s,s:b,s:I,s:I}", "id", (json_int_t)s->id,
+                     "user", s->user, "peer", s->peer, "side", sy_side_name(s->side), "in_transaction",
+                     sy_mongo_txns_open(t, s->id) > 0, "open_cursors", (json_int_t)sy_mongo_cursors_open(t, s->id),
+                     "held_ms", (json_int_t)held, "movable", sy_mongo_session_movable(s), "unmovable_reason",
+                     sy_mongo_session_unmovable_reason(s), "state", sess_state_names[s->state], "auth_db",
+                     s->auth_db, "mechanism", s->mechanism, "login",
+                     !s->logged_in ? "none" : s->scram ? "scram_pass_through" : "passed_through", "tls", s->tls,
+                     "requests", (json_int_t)s->requests, "dropped_replies", (json_int_t)s->dropped_replies);
 }
 
 json_t *sy_mongo_sessions_json(struct sy_mongo_proxy *px)

@@ -13,6 +13,8 @@
 #include "proxy/mongo_proxy.h"
 #include "proxy/mongo_scram.h"
 
+struct sy_mongo_warm;
+
 /* What the session waits for. */
 enum sess_state {
     MS_CONNECTING, /* backend connect in progress: client bytes wait in its input */
@@ -30,6 +32,9 @@ enum req_kind {
     REQ_HELLO, /* hello/isMaster: topology rewritten (and a speculative login noted) */
     REQ_AUTH,  /* a login step: its outcome noted */
     REQ_LOGIN, /* the proxy's own login on the backend (SCRAM pass-through): answered by the proxy */
+    REQ_TRACKED,  /* the reply is read whole for what it opens or ends: a cursor (find, aggregate,
+                     listCollections, listIndexes, getMore), a transaction's start (refused: not open) */
+    REQ_INTERNAL, /* the proxy's own command (a switch's abortTransaction): its reply is dropped */
 };
 
 /* Where the proxy's own SCRAM conversation with the client is. */
@@ -95,6 +100,11 @@ struct sy_mongo_session {
     bool creds_read;                     /* the read this login asked for has ended: its result is used */
     bool spec_own;                       /* the hello in flight: speculativeAuthenticate answered by the proxy */
     bool scram;                          /* logged in by the proxy (SCRAM pass-through): client_key holds */
+    enum sy_scram_hash scram_mech;       /* with scram: the mechanism the client logged in with */
+    struct sy_scram_cred cred;           /* with scram: the user's credential (its ServerKey checks the other
+                                            side's signature when a switch logs in there); wiped on free */
+    uint32_t login_gen;                  /* bumped by every login and logout: a warm connection logged in
+                                            under an older one is prepared again */
     uint8_t client_key[SY_SCRAM_MAX_KEY];/* the logged-in user's ClientKey: memory only, wiped on free */
     /* who logged in (through the server) */
     bool logged_in;
@@ -108,6 +118,39 @@ struct sy_mongo_session {
     bool backend_bp;                     /* backend reads paused: client output over high water */
     uint64_t flush_deadline_ms;          /* MS_CLOSING with a final error queued: freed by then at the latest */
     bool client_gone;                    /* MS_CLOSING: the client socket ended */
+    int64_t req_cursor_id;               /* REQ_TRACKED for a getMore: its cursor (0 for any other request) */
+    bool req_txn_start;                  /* REQ_TRACKED: the request started a transaction (lsid: req_lsid) */
+    uint8_t req_lsid[SY_MONGO_LSID_LEN];
+    bool internal_done;                  /* the dropped reply being read answered a REQ_INTERNAL */
+    struct sy_mongo_warm *warm;          /* owned (proxy/mongo_switch.c): a switch's connection on the other
+                                            side; NULL when none */
 };
+
+/* ---- proxy/mongo_session.c, for proxy/mongo_switch.c ---- */
+
+/* Whether s can move: a login passed through to the server (not SCRAM) cannot be repeated elsewhere. */
+bool sy_mongo_session_movable(const struct sy_mongo_session *s);
+/* Why s cannot move ("" when it can). */
+const char *sy_mongo_session_unmovable_reason(const struct sy_mongo_session *s);
+/* The flip: s's backend connection becomes bev (connected, on `side`, our next request id next_id); the old
+ * one is closed. s is idle. */
+void sy_mongo_session_adopt_backend(struct sy_mongo_session *s, struct bufferevent *bev, enum sy_side side,
+                                    int32_t next_id);
+/* Sends the proxy's own command on s's backend (s idle); its reply is dropped. -1 when s is not idle. */
+int sy_mongo_session_internal(struct sy_mongo_session *s, const bson_t *cmd);
+
+/* ---- proxy/mongo_switch.c ---- */
+
+/* Frees s's warm connection (NULL-safe). */
+void sy_mongo_warm_free(struct sy_mongo_session *s);
+/* The switch hooks of sy_mongo_protocol (core/pair.h). */
+void sy_mongo_switch_warm(void *state, enum sy_side to, bool old_side_alive);
+void sy_mongo_switch_progress(void *state, enum sy_side to, struct sy_switch_progress *out);
+json_t *sy_mongo_switch_failures(void *state);
+size_t sy_mongo_switch_abort_transactions(void *state);
+json_t *sy_mongo_switch_unmovable(void *state);
+size_t sy_mongo_switch_close_unmovable(void *state);
+void sy_mongo_switch_unwarm(void *state);
+size_t sy_mongo_switch_flip(void *state, enum sy_side to);
 
 #endif

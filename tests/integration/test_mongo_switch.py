@@ -1,0 +1,344 @@
+"""Switchover and switchback of an `engine = mongodb` pair through the proxy (proxy/mongo_switch.c), on two
+real FerretDB servers with a forward instance (objects = DB.*) and a reverse one: clients stay connected and
+go on on the other side. What users rely on: 0 client errors and every acknowledged write on the newly active
+side under a pymongo workload; a cursor open across a switch ends with 43 and Switchyard's message (never
+another server's data); pymongo 3.11 and libmongoc go on; a wrong password is still 18 afterwards; a
+transaction FerretDB refuses (9) leaves nothing open for a switch to wait for."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import threading
+import time
+
+import pytest
+
+import sandbox
+from conftest import BUILD_DIR
+from helpers import wait_for, wait_reverse
+from test_mongo_sync import wait_collecting
+
+pymongo = sandbox.pymongo4()
+from pymongo.errors import OperationFailure  # noqa: E402
+
+wait_until = functools.partial(wait_for, timeout=60.0, interval=0.05)
+_counter = itertools.count()
+APP_USER, APP_PASSWORD = "swapp", "sw-pw ✓"
+
+
+def app_client(port, **kw):
+    kw.setdefault("serverSelectionTimeoutMS", 20000)
+    return pymongo.MongoClient("127.0.0.1", port, username=kw.pop("username", APP_USER),
+                               password=kw.pop("password", APP_PASSWORD), authSource="admin",
+                               authMechanism="SCRAM-SHA-256", **kw)
+
+
+def sessions(d, pname):
+    return d.admin_ok("clients", pair=pname)["clients"]
+
+
+def can_login(server, user, password):
+    try:
+        with pymongo.MongoClient(server.host, server.port, username=user, password=password, authSource="admin",
+                                 directConnection=True, serverSelectionTimeoutMS=3000) as c:
+            c.admin.command("ping")
+        return True
+    except OperationFailure:
+        return False
+
+
+@pytest.fixture
+def switchable(mongo_daemon, ferretdb_pair):
+    """A mongodb pair with a running forward instance, a collecting reverse instance and an application user
+    created on business after the forward instance started (its credential reaches DR through the oplog)."""
+    db = f"msw{os.getpid() % 1000}_{next(_counter)}"
+    for s in ferretdb_pair:
+        with s.client() as c:
+            c.drop_database(db)
+        try:
+            s.drop_user(APP_USER)
+        except OperationFailure:
+            pass
+    with ferretdb_pair.business.client() as c:
+        c[db].docs.insert_one({"_id": "seed"})
+    pname = f"p{db}"
+    # apply_threads = 1, on_conflict = overwrite: under this workload the forward writer fails now and then
+    # with "the source updated document { _id } which the destination does not have" (reproduced without the
+    # proxy, 8 threads writing one at a time, oplog in ts order; more often with parallel apply). Until the
+    # writer is fixed, the switch is tested past it; every acknowledged write is still checked on the sides.
+    d = mongo_daemon(pair=pname, objects=f"{db}.*", txn_drain_ms=500, max_hold_ms=10000, drain_timeout_ms=20000,
+                     apply_threads=1, on_conflict="overwrite")
+    wait_collecting(d, pname)
+    ferretdb_pair.business.create_user(APP_USER, APP_PASSWORD, mechanisms=["SCRAM-SHA-256"])
+    wait_until(lambda: can_login(ferretdb_pair.dr, APP_USER, APP_PASSWORD), what="the app user on DR")
+    with ferretdb_pair.business.client() as c:
+        c[db].docs.insert_one({"_id": "seed2"})
+    with ferretdb_pair.dr.client() as c:
+        wait_until(lambda: c[db].docs.count_documents({"_id": "seed2"}) == 1, what="forward applied")
+    d.admin_ok("create-reverse", pair=pname)
+    wait_reverse(d, pname, "collecting")
+    yield d, pname, db
+    for s in ferretdb_pair:
+        try:
+            s.drop_user(APP_USER)
+        except OperationFailure:
+            pass
+        with s.client() as c:
+            c.drop_database(db)
+
+
+class Workload:
+    """8 threads, each its own pymongo client through the proxy: insert a document, then $inc a counter of
+    one of its own; every acknowledged write and every operation's latency recorded.
+
+    The rate is low on purpose (each thread waits think_s between rounds): the forward and reverse
+    collectors' throughput on FerretDB falls as the oplog grows (measured: 20 entries/s, then 8/s after 20 s
+    of 25 writes/s with one client; every getMore of the tailable cursor costs more), and a switch waits
+    until the write is within switchover_max_lag_ms.
+
+    serialized: one write on the server at a time (a lock around each operation; the 8 clients and their
+    connections stay concurrent at the proxy). FerretDB makes an oplog entry visible after a later one under
+    concurrent writers (measured: 1-2 of 1600 entries out of ts order), which the collector may lose.
+    """
+
+    def __init__(self, port, db, threads=8, think_s=1.0, serialized=True):
+        self.port, self.db, self.think_s = port, db, think_s
+        self.wlock = threading.Lock() if serialized else contextlib.nullcontext()
+        self.stop = threading.Event()
+        self.errors: list = []
+        self.lock = threading.Lock()
+        self.inserted: dict = {}       # _id -> time acknowledged
+        self.incs: dict = {}           # _id -> (acknowledged $inc count, time of the last)
+        self.lat: list = []            # (start, seconds)
+        self.threads = [threading.Thread(target=self.run, args=(t,), daemon=True) for t in range(threads)]
+
+    def run(self, t):
+        try:
+            c = app_client(self.port)
+            coll = c[self.db].load
+            n = 0
+            mine = []
+            while not self.stop.is_set():
+                _id = f"t{t}-{n}"
+                with self.wlock:
+                    t0 = time.monotonic()
+                    coll.insert_one({"_id": _id, "t": t, "n": n, "u": 0})
+                    t1 = time.monotonic()
+                mine.append(_id)
+                target = mine[(n * 7) % len(mine)]
+                with self.wlock:
+                    t1b = time.monotonic()
+                    coll.update_one({"_id": target}, {"$inc": {"u": 1}})
+                    t2 = time.monotonic()
+                with self.lock:
+                    self.inserted[_id] = t1
+                    k, _ = self.incs.get(target, (0, 0))
+                    self.incs[target] = (k + 1, t2)
+                    self.lat.append((t0, t1 - t0))
+                    self.lat.append((t1b, t2 - t1b))
+                n += 1
+                self.stop.wait(self.think_s)
+            c.close()
+        except Exception as e:  # noqa: BLE001 - every client error counts
+            with self.lock:
+                self.errors.append(f"thread {t}: {type(e).__name__}: {e}")
+
+    def __enter__(self):
+        for th in self.threads:
+            th.start()
+        return self
+
+    def __exit__(self, *a):
+        self.stop.set()
+        for th in self.threads:
+            th.join(60)
+
+    def acknowledged_before(self, t):
+        with self.lock:
+            ins = [k for k, at in self.inserted.items() if at <= t]
+            incs = {k: v for k, (v, at) in self.incs.items() if at <= t}
+        return ins, incs
+
+    def spikes(self, t_from, t_to):
+        """The longest operation latency (ms) of each thread's ops that started in [t_from, t_to]."""
+        with self.lock:
+            return [s * 1000 for (t0, s) in self.lat if t_from <= t0 <= t_to]
+
+
+def assert_acknowledged_present(server, db, w, t):
+    ins, incs = w.acknowledged_before(t)
+    with server.client() as c:
+        docs = {x["_id"]: x["u"] for x in c[db].load.find({}, {"u": 1})}
+    missing = [k for k in ins if k not in docs]
+    assert not missing, f"{len(missing)} acknowledged insert(s) missing on {server}: {missing[:5]}"
+    short = [k for k, v in incs.items() if docs.get(k, -1) < v]
+    assert not short, f"acknowledged $inc missing on {server}: {[(k, incs[k], docs.get(k)) for k in short[:5]]}"
+    return len(ins), len(incs)
+
+
+def pause_figures(w, t0, t1):
+    lat = w.spikes(t0, t1)
+    top = sorted(lat)[-8:] if lat else [0]
+    return {"ops": len(lat), "p50_ms": round(statistics.median(lat), 1) if lat else 0,
+            "max_ms": round(max(lat), 1) if lat else 0, "top8_ms": [round(x, 1) for x in top]}
+
+
+@pytest.mark.parametrize("serialized", [
+    True,
+    pytest.param(False, marks=pytest.mark.xfail(reason="FerretDB oplog entries visible out of ts order under "
+                                                       "concurrent writers are lost by the forward collector",
+                                                strict=False)),
+])
+def test_switchover_and_switchback_under_workload(switchable, ferretdb_pair, capsys, serialized):
+    d, pname, db = switchable
+    b, dr = ferretdb_pair
+    figures = {}
+    with Workload(d.port, db, serialized=serialized) as w:
+        wait_until(lambda: len(w.inserted) >= 16 or w.errors, what="the workload running")
+        for op, active, new_side in (("switchover", "dr", dr), ("switchback", "business", b)):
+            t0 = time.monotonic()
+            r = d.admin_ok(op, pair=pname)
+            t1 = time.monotonic()
+            assert r["active_side"] == active and r["moved_clients"] >= 8, r
+            n_ins, n_inc = assert_acknowledged_present(new_side, db, w, t1)
+            seen = len(w.inserted)
+            wait_until(lambda: len(w.inserted) >= seen + 16 or w.errors, what=f"the workload going on after {op}")
+            figures[op] = {"pause_ms": r["pause_ms"], "steps": r["steps"], "moved": r["moved_clients"],
+                           "checked_inserts": n_ins, "checked_incs": n_inc,
+                           "client_latency": pause_figures(w, t0 - 0.05, t1)}
+    assert not w.errors, w.errors
+    t_end = time.monotonic()
+    assert_acknowledged_present(b, db, w, t_end)
+    assert all(x["side"] == "business" for x in sessions(d, pname))
+    with capsys.disabled():
+        print("\nmongodb switch figures:", json.dumps(figures))
+    # the latency of every operation outside the switches, for comparison
+    for op in figures.values():
+        assert op["client_latency"]["max_ms"] < 5000
+
+
+def test_cursor_open_across_a_switch_gets_43(switchable, ferretdb_pair):
+    d, pname, db = switchable
+    with app_client(d.port) as c:
+        coll = c[db].cur
+        coll.insert_many([{"_id": i} for i in range(50)])
+        cur = coll.find({}, sort=[("_id", 1)], batch_size=5)
+        assert [next(cur)["_id"] for _ in range(5)] == list(range(5))
+        mine = [s for s in sessions(d, pname) if s["open_cursors"] > 0]
+        assert len(mine) == 1 and mine[0]["movable"] and not mine[0]["in_transaction"], sessions(d, pname)
+        # a cursor closed by the client is forgotten (killCursors)
+        other = coll.find({}, batch_size=2)
+        next(other)
+        assert sum(s["open_cursors"] for s in sessions(d, pname)) == 2
+        other.close()
+        wait_until(lambda: sum(s["open_cursors"] for s in sessions(d, pname)) == 1, what="killCursors seen")
+        r = d.admin_ok("switchover", pair=pname)
+        assert r["active_side"] == "dr" and r["pause_ms"] >= 400, r    # waited txn_drain_ms for the cursor
+        with pytest.raises(OperationFailure) as e:
+            list(cur)
+        assert e.value.code == 43, e.value.details
+        assert "opened on the other database before a Switchyard switchover" in e.value.details["errmsg"]
+        # the same client goes on, on DR
+        assert [x["_id"] for x in coll.find({"_id": {"$lt": 3}}, sort=[("_id", 1)])] == [0, 1, 2]
+        coll.insert_one({"_id": "after"})
+    with ferretdb_pair.dr.client() as c:
+        assert c[db].cur.count_documents({"_id": "after"}) == 1
+
+
+def test_exhausted_cursor_does_not_delay_a_switch(switchable):
+    d, pname, db = switchable
+    with app_client(d.port) as c:
+        coll = c[db].cur2
+        coll.insert_many([{"_id": i} for i in range(30)])
+        assert len(list(coll.find({}, batch_size=4))) == 30
+        assert sum(s["open_cursors"] for s in sessions(d, pname)) == 0
+        r = d.admin_ok("switchover", pair=pname)
+        assert r["pause_ms"] < 400, r
+        assert coll.count_documents({}) == 30
+
+
+def test_refused_transaction_leaves_nothing_open(switchable):
+    """FerretDB answers startTransaction with 9: the proxy does not count it as open."""
+    d, pname, db = switchable
+    with app_client(d.port) as c:
+        coll = c[db].txn
+        with c.start_session() as s:
+            with pytest.raises(OperationFailure):
+                with s.start_transaction():
+                    coll.insert_one({"_id": 1}, session=s)
+        assert not any(x["in_transaction"] for x in sessions(d, pname)), sessions(d, pname)
+        r = d.admin_ok("switchover", pair=pname)
+        assert r["pause_ms"] < 400 and r["aborted_transactions"] == 0, r
+        coll.insert_one({"_id": 2})
+
+
+def test_wrong_password_still_18_after_a_switch(switchable, ferretdb_pair):
+    d, pname, db = switchable
+    d.admin_ok("switchover", pair=pname)
+    with app_client(d.port) as c:
+        c[db].pw.insert_one({"_id": 1})
+        assert c.admin.command("connectionStatus")["authInfo"]["authenticatedUsers"] == [
+            {"user": APP_USER, "db": "admin"}]
+    with pytest.raises(OperationFailure) as e:
+        with app_client(d.port, password="wrong") as c:
+            c.admin.command("ping")
+    assert e.value.code == 18 and e.value.details["errmsg"] == "Authentication failed."
+
+
+PYMONGO3_ACROSS = """
+import os, time
+c = pymongo.MongoClient("127.0.0.1", ARGS["port"], username=ARGS["user"], password=ARGS["password"],
+                        authSource="admin", authMechanism="SCRAM-SHA-256", serverSelectionTimeoutMS=20000)
+coll = c[ARGS["db"]].py3
+coll.insert_many([{"_id": i} for i in range(5)])
+open(ARGS["ready"], "w").close()
+deadline = time.time() + 60
+while not os.path.exists(ARGS["go"]) and time.time() < deadline:
+    time.sleep(0.02)
+coll.insert_many([{"_id": i} for i in range(5, 10)])
+RESULT = [x["_id"] for x in coll.find(sort=[("_id", 1)], batch_size=3)]
+"""
+
+
+def test_pymongo3_and_libmongoc_keep_working_across_a_switch(switchable, ferretdb_pair, tmp_path):
+    d, pname, db = switchable
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    out: dict = {}
+
+    def py3():
+        try:
+            out["py3"] = sandbox.run_pymongo3(PYMONGO3_ACROSS, {"port": d.port, "user": APP_USER, "password":
+                                              APP_PASSWORD, "db": db, "ready": str(ready), "go": str(go)},
+                                              timeout=120)
+        except Exception as e:  # noqa: BLE001
+            out["py3"] = repr(e)
+
+    th = threading.Thread(target=py3)
+    th.start()
+    from urllib.parse import quote
+    uri = (f"mongodb://{quote(APP_USER)}:{quote(APP_PASSWORD)}@127.0.0.1:{d.port}/?authSource=admin"
+           f"&authMechanism=SCRAM-SHA-256")
+    p = subprocess.Popen([str(BUILD_DIR / "sy_mongo_client"), uri, db, "cdriver", "6", "pause"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        wait_until(ready.exists, what="the pymongo 3.11 client ready")
+        r = d.admin_ok("switchover", pair=pname)
+        assert r["active_side"] == "dr" and r["moved_clients"] >= 2, r
+        go.touch()
+        c_out, _ = p.communicate("go\n", timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    th.join(120)
+    assert out["py3"] == list(range(10)), out
+    assert p.returncode == 0, c_out
+    assert c_out.rstrip().endswith("count 6"), c_out
+    with ferretdb_pair.dr.client() as c:
+        assert c[db].py3.count_documents({}) == 10
