@@ -2,8 +2,8 @@
  * handshake, SCRAM and server selection), inserts N documents into DB.COLL (dropped first), reads them back
  * in _id order in batches of 3 and prints each as canonical extended JSON, one per line, then "count N".
  *   sy_mongo_client URI DB COLL N [pause]
- * With `pause` it prints "ready" after the inserts and waits for a line on stdin before reading back (a test
- * switches the pair meanwhile: the same client goes on on the other side).
+ * With `pause` it prints "ready" once connected and logged in (the collection dropped) and waits for a line on
+ * stdin before inserting (a test switches the pair meanwhile: the same client goes on on the other side).
  * Exits 1 with "ERROR what: domain.code message" on any failure. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +41,15 @@ int main(int argc, char **argv)
         rc = fail("drop", &err);
         goto out;
     }
+    if (argc == 6) {
+        char line[16];
+        printf("ready\n");
+        fflush(stdout);
+        if (fgets(line, sizeof line, stdin) == NULL) {
+            rc = 2;
+            goto out;
+        }
+    }
     for (int i = 0; i < n; i++) {
         bson_t *doc = BCON_NEW("_id", BCON_INT32(i), "name", BCON_UTF8("libmongoc \xc3\xa9t\xc3\xa9"), "sq",
                                BCON_INT64((int64_t)i * i), "nested", "{", "ok", BCON_BOOL(i % 2 == 0), "}");
@@ -48,15 +57,6 @@ int main(int argc, char **argv)
         bson_destroy(doc);
         if (!ok) {
             rc = fail("insert", &err);
-            goto out;
-        }
-    }
-    if (argc == 6) {
-        char line[16];
-        printf("ready\n");
-        fflush(stdout);
-        if (fgets(line, sizeof line, stdin) == NULL) {
-            rc = 2;
             goto out;
         }
     }
