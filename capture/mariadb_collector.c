@@ -32,6 +32,7 @@
 #include "capture/binlog_ddl.h"
 #include "capture/mariadb_modules.h"
 #include "core/change.h"
+#include "core/collect.h"
 #include "engine/mariadb_gtid_set.h"
 #include "core/instance.h"
 #include "core/log.h"
@@ -41,7 +42,6 @@
 #define COLL_TIMEOUT_S 5
 #define COLL_MAX_BACKOFF_MS 2000
 #define POSITION_EVERY_MS 1000   /* skipped transactions: a POSITION record at most this often */
-#define SYNC_EVERY_MS 100        /* spool fdatasync at most this often while events stream */
 #define MAX_TABLE_MAPS 256
 
 struct collector {
@@ -60,19 +60,13 @@ struct collector {
     uint64_t txn_time_ms;
     bool txn_echo;                       /* written by Switchyard's writer: skip */
     bool txn_begun;                      /* TXN_BEGIN appended (something in it is synchronized) */
-    uint64_t txn_bytes;                  /* spool bytes of this transaction's records so far */
-    uint64_t last_commit_seq;            /* spool seq of the last TXN_COMMIT/POSITION outside a transaction
-                                            (0 = none): the writer's checkpoint can reach it, so the spool
-                                            can shrink to the segment holding it */
     uint64_t txn_tables_sent[MAX_TABLE_MAPS]; /* table ids whose TABLE record this txn carries */
     size_t n_tables_sent;
     struct sy_binlog_table_map maps[MAX_TABLE_MAPS];
     size_t n_maps;
     bool skipped_since_position;         /* skipped transactions since the last POSITION/COMMIT */
     uint64_t last_position_ms;
-    uint64_t last_sync_ms;
-    bool dirty;                          /* appended since the last sync */
-    struct sy_buf buf;                   /* encoding scratch */
+    struct sy_collect out;               /* the spool side (core/collect.h) */
     uint8_t *inflate_buf;                /* owned: compressed events */
     size_t inflate_cap;
     struct sy_value *before, *after;     /* owned: per-row value arrays */
@@ -80,13 +74,6 @@ struct collector {
     uint64_t events;
     char err[1024];
 };
-
-static uint64_t wall_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
-}
 
 static bool stopping(const struct collector *c)
 {
@@ -100,15 +87,17 @@ static bool stopping(const struct collector *c)
  * transaction (whole segments: sy_spool_bytes_kept_from), and applies nothing of the transaction before
  * its commit is spooled. full: the spool just refused the record (else only a record larger than the
  * cap counts). Reports failed (transaction_too_large) when so. */
-static bool txn_too_large(struct collector *c, const struct sy_change *ch, uint64_t rec_bytes, bool full)
+static bool txn_too_large(void *arg, const struct sy_collect *o, const struct sy_change *ch, uint64_t rec_bytes,
+                          bool full)
 {
+    struct collector *c = arg;
     uint64_t max = c->cfg->spool_max_bytes, held = 0;
     if (max == 0)
         return false;
     if (rec_bytes <= max) {
         if (!full || !c->txn_begun || ch->kind == SY_CHANGE_TXN_BEGIN)
             return false;
-        held = sy_spool_bytes_kept_from(c->ctx->spool, c->last_commit_seq);
+        held = sy_spool_bytes_kept_from(c->ctx->spool, o->last_commit_seq);
         if (held + rec_bytes <= max)
             return false;
     }
@@ -119,77 +108,9 @@ static bool txn_too_large(struct collector *c, const struct sy_change *ch, uint6
                             "spool_max_bytes above the largest source transaction, restart switchyardd and "
                             "start the instance",
                             c->txn_gtid.domain, c->txn_gtid.server, (unsigned long long)c->txn_gtid.seq,
-                            (unsigned long long)c->txn_bytes, (unsigned long long)rec_bytes,
+                            (unsigned long long)o->txn_bytes, (unsigned long long)rec_bytes,
                             (unsigned long long)max, (unsigned long long)held);
     return true;
-}
-
-/* Keeps what txn_too_large needs to know after record seq (of rec_bytes) was appended. */
-static void appended(struct collector *c, const struct sy_change *ch, uint64_t seq, uint64_t rec_bytes)
-{
-    if (ch->kind == SY_CHANGE_TXN_BEGIN)
-        c->txn_bytes = 0;
-    c->txn_bytes += rec_bytes;
-    if (ch->kind == SY_CHANGE_TXN_COMMIT || (ch->kind == SY_CHANGE_POSITION && !c->txn_begun))
-        c->last_commit_seq = seq;
-}
-
-/* Appends; on a full spool reports retrying and waits for room (never drops). false = stopping/error. */
-static bool append(struct collector *c, const struct sy_change *ch)
-{
-    if (sy_change_encode(ch, &c->buf) != 0) {
-        sy_module_report_failed(c->ctx->report, "encode_failed", "cannot encode a %s record",
-                                sy_change_kind_name(ch->kind));
-        return false;
-    }
-    uint64_t rec_bytes = sy_spool_record_bytes(c->buf.len);
-    if (txn_too_large(c, ch, rec_bytes, false))
-        return false;
-    int backoff = 100;
-    bool was_full = false;
-    for (;;) {
-        uint64_t seq;
-        char err[512];
-        enum sy_spool_rc rc = sy_spool_append(c->ctx->spool, (uint8_t)ch->kind, c->buf.p, c->buf.len, &seq, err,
-                                              sizeof err);
-        if (rc == SY_SPOOL_OK) {
-            if (was_full)
-                sy_module_report_running(c->ctx->report);
-            appended(c, ch, seq, rec_bytes);
-            c->dirty = true;
-            pthread_mutex_lock(&c->ctx->report->lock);
-            c->ctx->report->spool_seq = seq;
-            pthread_mutex_unlock(&c->ctx->report->lock);
-            return true;
-        }
-        if (rc == SY_SPOOL_ERROR) {
-            sy_module_report_failed(c->ctx->report, "spool_error", "%s", err);
-            return false;
-        }
-        if (txn_too_large(c, ch, rec_bytes, true))
-            return false;
-        was_full = true;
-        sy_module_report_retrying(c->ctx->report, "spool_full",
-                                  "spool is full (spool_max_bytes=%llu or the disk): waiting for the writer",
-                                  (unsigned long long)c->cfg->spool_max_bytes);
-        if (stopping(c))
-            return false;
-        usleep((useconds_t)backoff * 1000u);
-        if (backoff < COLL_MAX_BACKOFF_MS)
-            backoff *= 2;
-    }
-}
-
-static void sync_spool(struct collector *c, bool force)
-{
-    uint64_t now = wall_ms();
-    if (!c->dirty || (!force && now - c->last_sync_ms < SYNC_EVERY_MS))
-        return;
-    char err[256];
-    if (sy_spool_sync(c->ctx->spool, err, sizeof err) != SY_SPOOL_OK)
-        sy_log_warn("%s: spool sync: %s", c->ctx->instance_id, err);
-    c->dirty = false;
-    c->last_sync_ms = now;
 }
 
 static void publish_position(struct collector *c)
@@ -209,8 +130,8 @@ static bool append_position(struct collector *c)
     struct sy_change ch = { .kind = SY_CHANGE_POSITION, .source_time_ms = c->txn_time_ms, .position = text,
                             .position_len = strlen(text) };
     c->skipped_since_position = false;
-    c->last_position_ms = wall_ms();
-    return append(c, &ch);
+    c->last_position_ms = sy_wall_ms();
+    return sy_collect_append(&c->out, &ch);
 }
 
 /* ---- transactions -------------------------------------------------------------------------------- */
@@ -230,6 +151,7 @@ static void txn_start(struct collector *c, const struct sy_binlog_gtid *g, const
     c->txn_time_ms = (uint64_t)h->timestamp * 1000u;
     c->txn_echo = h->server_id == c->cfg->writer_tag;
     c->txn_begun = false;
+    c->out.in_txn = false; /* one begun before a reconnect is read again whole */
     c->n_tables_sent = 0;
     maps_clear(c);
 }
@@ -244,7 +166,7 @@ static bool txn_begin_record(struct collector *c)
     struct sy_change ch = { .kind = SY_CHANGE_TXN_BEGIN, .source_time_ms = c->txn_time_ms, .position = id,
                             .position_len = strlen(id) };
     c->txn_begun = true;
-    return append(c, &ch);
+    return sy_collect_append(&c->out, &ch);
 }
 
 /* The transaction committed in the binlog: its position is part of the collected position now. */
@@ -261,12 +183,12 @@ static bool txn_commit(struct collector *c)
         sy_gtid_set_format(&c->pos, text, sizeof text);
         struct sy_change ch = { .kind = SY_CHANGE_TXN_COMMIT, .source_time_ms = c->txn_time_ms, .position = text,
                                 .position_len = strlen(text) };
-        ok = append(c, &ch);
+        ok = sy_collect_append(&c->out, &ch);
         c->skipped_since_position = false;
-        c->last_position_ms = wall_ms();
+        c->last_position_ms = sy_wall_ms();
     } else {
         c->skipped_since_position = true;
-        if (wall_ms() - c->last_position_ms >= POSITION_EVERY_MS)
+        if (sy_wall_ms() - c->last_position_ms >= POSITION_EVERY_MS)
             ok = append_position(c);
     }
     publish_position(c);
@@ -331,7 +253,7 @@ static bool send_table(struct collector *c, const struct sy_binlog_table_map *tm
     ch.u.table = (struct sy_change_table){ .table_id = tm->table_id, .db = tm->db, .db_len = strlen(tm->db),
                                            .table = tm->table, .table_len = strlen(tm->table),
                                            .n_columns = tm->n_columns, .columns = cols };
-    bool ok = append(c, &ch);
+    bool ok = sy_collect_append(&c->out, &ch);
     free(cols);
     if (ok && c->n_tables_sent < MAX_TABLE_MAPS)
         c->txn_tables_sent[c->n_tables_sent++] = tm->table_id;
@@ -392,7 +314,7 @@ static bool on_rows(struct collector *c, uint8_t type, const struct sy_binlog_bo
         ch.u.row = (struct sy_change_row){ .table_id = tm->table_id, .op = rows.op, .n_columns = tm->n_columns,
                                            .before = rows.op == SY_ROW_INSERT ? NULL : c->before,
                                            .after = rows.op == SY_ROW_DELETE ? NULL : c->after };
-        ok = append(c, &ch);
+        ok = sy_collect_append(&c->out, &ch);
     }
     if (ok && pr == SY_PARSE_BAD) {
         sy_module_report_failed(c->ctx->report, "bad_event", "%s.%s: malformed row image at %u-%u-%llu: %s", tm->db,
@@ -475,7 +397,7 @@ static bool on_query(struct collector *c, const struct sy_binlog_body *b)
                                        .context = context.p, .context_len = context.len };
     sy_log_info("%s: DDL %s at %u-%u-%llu", c->ctx->instance_id, what, c->txn_gtid.domain, c->txn_gtid.server,
                 (unsigned long long)c->txn_gtid.seq);
-    bool ok = append(c, &ch);
+    bool ok = sy_collect_append(&c->out, &ch);
     sy_buf_fini(&context);
     return ok;
 }
@@ -515,7 +437,7 @@ static bool on_event(struct collector *c, const uint8_t *p, size_t n)
     }
     c->events++;
     if (h.timestamp) {
-        int64_t lag = (int64_t)wall_ms() - (int64_t)h.timestamp * 1000;
+        int64_t lag = (int64_t)sy_wall_ms() - (int64_t)h.timestamp * 1000;
         pthread_mutex_lock(&c->ctx->report->lock);
         c->ctx->report->lag_ms = lag < 0 ? 0 : lag;
         c->ctx->report->source_time_ms = (uint64_t)h.timestamp * 1000u;
@@ -576,44 +498,12 @@ static bool on_event(struct collector *c, const uint8_t *p, size_t n)
     }
 }
 
-static bool is_position_record(uint8_t type, void *arg)
-{
-    return type == SY_CHANGE_TXN_COMMIT || type == SY_CHANGE_POSITION;
-}
-
-/* The position to start from: the spool's last TXN_COMMIT/POSITION (found from the spool's tail), else
- * the instance's start position. */
+/* The position to start from: the spool's last TXN_COMMIT/POSITION, else the instance's start position. */
 static int load_position(struct collector *c)
 {
-    const char *from = c->ctx->start_position;
-    char found[1024] = "", err[512];
-    uint64_t seq = 0;
-    uint8_t type, *payload = NULL;
-    size_t len = 0;
-    enum sy_spool_rc rc = sy_spool_find_last(c->ctx->spool, is_position_record, NULL, &seq, &type, &payload, &len,
-                                             err, sizeof err);
-    if (rc == SY_SPOOL_ERROR) {
-        sy_module_report_failed(c->ctx->report, "spool_error", "finding the last position in the spool: %s", err);
+    char from[1024];
+    if (sy_collect_resume_position(&c->out, from, sizeof from) != 0)
         return -1;
-    }
-    if (rc == SY_SPOOL_OK) {
-        struct sy_change_scratch s;
-        struct sy_change ch;
-        sy_change_scratch_init(&s);
-        bool decoded = sy_change_decode(payload, len, &s, &ch) == SY_PARSE_OK;
-        if (decoded)
-            snprintf(found, sizeof found, "%.*s", (int)ch.position_len, ch.position);
-        sy_change_scratch_fini(&s);
-        free(payload);
-        if (!decoded) {
-            sy_module_report_failed(c->ctx->report, "spool_error", "spool record %llu: undecodable %s record",
-                                    (unsigned long long)seq, sy_change_kind_name(type));
-            return -1;
-        }
-        c->last_commit_seq = seq;
-    }
-    if (found[0])
-        from = found;
     if (!sy_gtid_set_parse(from, strlen(from), &c->pos)) {
         sy_module_report_failed(c->ctx->report, "bad_position", "cannot parse the start position '%s'", from);
         return -1;
@@ -699,15 +589,13 @@ static void collect(struct collector *c)
         if (rc > 0) {
             sy_module_report_retrying(c->ctx->report, "source_unreachable", "%s", c->err);
             disconnect(c);
-            for (int waited = 0; waited < backoff && !stopping(c); waited += 50)
-                usleep(50 * 1000);
-            if (backoff < COLL_MAX_BACKOFF_MS)
-                backoff *= 2;
+            sy_module_backoff(c->ctx, &backoff, COLL_MAX_BACKOFF_MS);
             continue;
         }
         /* A partial transaction from before a reconnect is re-read whole: forget it. */
         c->in_txn = false;
         c->txn_begun = false;
+        c->out.in_txn = false;
         bool streaming = false;
         while (!stopping(c)) {
             c->ev = mariadb_rpl_fetch(c->rpl, c->ev);
@@ -719,7 +607,7 @@ static void collect(struct collector *c)
                          c->ctx->source->port, pos[0] ? pos : "(start)", me,
                          me ? mysql_error(c->conn) : mariadb_rpl_error(c->rpl));
                 if (me == 1236) { /* the position was purged or never existed: never skip, fail */
-                    sync_spool(c, true);
+                    sy_collect_sync(&c->out, true);
                     disconnect(c);
                     sy_module_report_failed(c->ctx->report, "position_unavailable", "%s", c->err);
                     return;
@@ -740,13 +628,13 @@ static void collect(struct collector *c)
                 len--;
             }
             if (!on_event(c, raw, len)) {
-                sync_spool(c, true);
+                sy_collect_sync(&c->out, true);
                 disconnect(c);
                 return; /* failed: reported */
             }
-            sync_spool(c, false);
+            sy_collect_sync(&c->out, false);
         }
-        sync_spool(c, true);
+        sy_collect_sync(&c->out, true);
         disconnect(c);
         if (!stopping(c)) {
             if (c->txn_begun)
@@ -766,15 +654,16 @@ static void *collector_main(void *arg)
     c->cfg = c->ctx->cfg;
     c->has_crc = true;
     c->sock_slot = -1;
-    c->last_position_ms = wall_ms();
-    sy_buf_init(&c->buf);
+    c->last_position_ms = sy_wall_ms();
+    sy_collect_init(&c->out, c->ctx);
+    c->out.too_large = txn_too_large;
+    c->out.too_large_arg = c;
     mysql_thread_init();
     if (load_position(c) == 0)
         collect(c);
-    sync_spool(c, true);
     disconnect(c);
     maps_clear(c);
-    sy_buf_fini(&c->buf);
+    sy_collect_fini(&c->out);
     free(c->inflate_buf);
     free(c->before);
     free(c->after);

@@ -14,14 +14,20 @@
  * replacement logs the document itself) or, for a real MongoDB's partial update (`$v: 1` operators or a
  * `$v: 2` diff), as SY_VAL_PATCH holding the entry's `o` for the writer to apply.
  *
- * Resuming: the cursor starts at the position's entry itself (`ts >= position`) and the first entry
- * must be that one — proof that nothing between was dropped from the capped oplog; otherwise the
+ * Reading: the collector polls `find({ts: {$gt: position}})` in $natural order, reads it to its end, and
+ * polls again after COLL_POLL_MS when nothing was new. It does not use a tailable awaitData cursor:
+ * FerretDB 1.24's implements getMore by running the query again and skipping to the last record it
+ * returned, and a getMore cut by maxAwaitTimeMS in the middle of a batch loses the entries it had read
+ * (the record it skips to has moved past them) — measured: documents missing on DR under load. A plain
+ * query per poll carries no server-side state; it also costs less than FerretDB's awaitData loop, which
+ * runs the same query every 10 ms. On real MongoDB a tailable cursor would be the better choice.
+ *
+ * Resuming: the first query starts at the position's entry itself (`ts >= position`) and that entry
+ * must come first — proof that nothing between was dropped from the capped oplog; otherwise the
  * instance fails (position_unavailable) naming the position and the oplog's oldest entry, never skips.
  * ("0:0" — an oplog that was empty when the instance began — has no entry to check.) FerretDB can
  * deliver an entry twice (docs/mongodb.md): only entries with ts greater than the last one taken count.
- * FerretDB keeps a tailable cursor open only when its first batch is full, so the first batch asks for
- * one entry and later ones for up to COLL_BATCH. The cursor's awaitData wait is COLL_AWAIT_MS, which
- * also bounds how long a stop waits (libmongoc keeps its sockets to itself). */
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +42,7 @@
 #include "engine/mongo_echo.h"
 
 #define COLL_TIMEOUT_MS 10000
-#define COLL_AWAIT_MS 300
+#define COLL_POLL_MS 50
 #define COLL_BATCH 1000
 #define COLL_MAX_BACKOFF_MS 2000
 #define POSITION_EVERY_MS 1000
@@ -298,7 +304,10 @@ static mongoc_cursor_t *open_cursor(struct collector *c)
     bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, child;
     if (c->pos.t != 0 || c->pos.i != 0) {
         BSON_APPEND_DOCUMENT_BEGIN(&filter, "ts", &child);
-        BSON_APPEND_TIMESTAMP(&child, "$gte", c->pos.t, c->pos.i);
+        if (c->resume_checked)
+            BSON_APPEND_TIMESTAMP(&child, "$gt", c->pos.t, c->pos.i);
+        else
+            BSON_APPEND_TIMESTAMP(&child, "$gte", c->pos.t, c->pos.i);
         bson_append_document_end(&filter, &child);
     } else {
         c->resume_checked = true;
@@ -306,86 +315,77 @@ static mongoc_cursor_t *open_cursor(struct collector *c)
     BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &child);
     BSON_APPEND_INT32(&child, "$natural", 1);
     bson_append_document_end(&opts, &child);
-    BSON_APPEND_BOOL(&opts, "tailable", true);
-    BSON_APPEND_BOOL(&opts, "awaitData", true);
-    BSON_APPEND_INT32(&opts, "batchSize", 1);
+    BSON_APPEND_INT32(&opts, "batchSize", COLL_BATCH);
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(oplog, &filter, &opts, NULL);
-    mongoc_cursor_set_max_await_time_ms(cur, COLL_AWAIT_MS);
     bson_destroy(&filter);
     bson_destroy(&opts);
     mongoc_collection_destroy(oplog);
     return cur;
 }
 
-/* Reads until the cursor ends or breaks: 0 = reopen; 1 = retry later (transient, c->err); -1 = failed. */
+/* Nothing at or after the position: its entry is gone (or the oplog is empty). -1 failed; 1 retry. */
+static int resume_lost(struct collector *c)
+{
+    struct sy_mongo_ts oldest = { 0, 0 };
+    char why[256];
+    int have = sy_mongo_oplog_edge(c->client, false, &oldest, why, sizeof why);
+    if (have < 0) {
+        snprintf(c->err, sizeof c->err, "oplog of %s:%u: %s", c->ctx->source->host, c->ctx->source->port, why);
+        return 1;
+    }
+    sy_module_report_failed(c->ctx->report, "position_unavailable",
+                            "the oplog of %s:%u no longer holds the entry at %u:%u (%s%u:%u): changes after it may "
+                            "be lost to this instance; run its initial sync again (terminate, start)",
+                            c->ctx->source->host, c->ctx->source->port, c->pos.t, c->pos.i,
+                            have ? "its oldest entry is " : "it is empty; ", oldest.t, oldest.i);
+    return -1;
+}
+
+/* Polls until stopped or an error: 1 = retry later (transient, c->err); -1 = failed (reported). */
 static int tail(struct collector *c)
 {
-    mongoc_cursor_t *cur = open_cursor(c);
-    const bson_t *doc;
-    bool first = true;
-    int rc = 0;
+    bool reported_running = false;
     while (!stopping(c)) {
-        if (mongoc_cursor_next(cur, &doc)) {
-            if (first) {
-                first = false;
-                mongoc_cursor_set_batch_size(cur, COLL_BATCH);
-                sy_module_report_running(c->ctx->report);
-            }
+        mongoc_cursor_t *cur = open_cursor(c);
+        const bson_t *doc;
+        size_t n = 0;
+        int rc = 0;
+        while (!stopping(c) && mongoc_cursor_next(cur, &doc)) {
+            n++;
             if (!on_entry(c, doc)) {
                 rc = -1;
                 break;
             }
             sy_collect_sync(&c->out, false);
-            continue;
         }
         bson_error_t e;
-        if (mongoc_cursor_error(cur, &e)) {
+        if (rc == 0 && mongoc_cursor_error(cur, &e)) {
             snprintf(c->err, sizeof c->err, "oplog of %s:%u: %s", c->ctx->source->host, c->ctx->source->port,
                      e.message);
-            rc = sy_mongo_is_transient(&e) ? 1 : 0;
-            if (rc == 0)
-                sy_log_info("%s: %s: the cursor is opened again", c->ctx->instance_id, c->err);
-            break;
+            rc = 1;
         }
-        if (first) {
-            /* nothing at or after the position: the position's entry is gone, or the oplog is empty */
-            if (!c->resume_checked) {
-                struct sy_mongo_ts oldest = { 0, 0 };
-                char why[256];
-                int have = sy_mongo_oplog_edge(c->client, false, &oldest, why, sizeof why);
-                if (have < 0) {
-                    snprintf(c->err, sizeof c->err, "oplog of %s:%u: %s", c->ctx->source->host, c->ctx->source->port,
-                             why);
-                    rc = 1;
-                    break;
-                }
-                sy_module_report_failed(c->ctx->report, "position_unavailable",
-                                        "the oplog of %s:%u no longer holds the entry at %u:%u (%s%u:%u): changes "
-                                        "after it may be lost to this instance; run its initial sync again "
-                                        "(terminate, start)",
-                                        c->ctx->source->host, c->ctx->source->port, c->pos.t, c->pos.i,
-                                        have ? "its oldest entry is " : "it is empty; ", oldest.t, oldest.i);
-                rc = -1;
-                break;
-            }
-            usleep(COLL_AWAIT_MS * 1000); /* an empty oplog: no cursor stays open on it */
-            break;
+        mongoc_cursor_destroy(cur);
+        if (rc == 0 && n == 0 && !c->resume_checked)
+            rc = resume_lost(c);
+        if (rc != 0)
+            return rc;
+        if (!reported_running) {
+            reported_running = true;
+            sy_module_report_running(c->ctx->report);
         }
-        if (!mongoc_cursor_more(cur))
-            break; /* the server ended the cursor: open it again from the position */
-        /* idle: caught up */
+        if (n > 0)
+            continue;
+        /* caught up */
         pthread_mutex_lock(&c->ctx->report->lock);
         c->ctx->report->lag_ms = 0;
         pthread_mutex_unlock(&c->ctx->report->lock);
         if (c->skipped_since_position && !c->out.in_txn && sy_wall_ms() - c->last_position_ms >= POSITION_EVERY_MS &&
-            !append_position(c)) {
-            rc = -1;
-            break;
-        }
+            !append_position(c))
+            return -1;
         sy_collect_sync(&c->out, true);
+        usleep(COLL_POLL_MS * 1000);
     }
-    mongoc_cursor_destroy(cur);
-    return rc;
+    return 0;
 }
 
 static void collect(struct collector *c)
@@ -405,21 +405,14 @@ static void collect(struct collector *c)
         }
         int rc = c->client != NULL ? tail(c) : 1;
         sy_collect_sync(&c->out, true);
-        if (rc < 0)
-            return; /* failed: reported */
-        if (rc == 0)
-            continue;
-        if (stopping(c))
-            return;
+        if (rc <= 0 || stopping(c))
+            return; /* stopped, or failed (reported) */
         sy_module_report_retrying(c->ctx->report, "source_unreachable", "%s", c->err);
         if (c->client != NULL) {
             mongoc_client_destroy(c->client);
             c->client = NULL;
         }
-        for (int waited = 0; waited < backoff && !stopping(c); waited += 50)
-            usleep(50 * 1000);
-        if (backoff < COLL_MAX_BACKOFF_MS)
-            backoff *= 2;
+        sy_module_backoff(c->ctx, &backoff, COLL_MAX_BACKOFF_MS);
     }
 }
 

@@ -19,6 +19,9 @@ void sy_mongo_position_poll_close(void *handle);
 /* A switch's fence (capture/mongo_fence.c: nothing is fenced; on: the side's final position). */
 int sy_mongo_fence(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, bool on, int wait_ms, char *pos,
                    size_t poslen, char *err, size_t errlen);
+/* A failover's tail: the source's oplog entries after from_position (capture/mongo_tail.c). */
+int sy_mongo_tail_read(const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, const char *from_position,
+                       json_t *out, char *err, size_t errlen);
 /* Whether ep accepts the admin login and answers a ping within about timeout_ms. */
 bool sy_mongo_alive(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, int timeout_ms);
 

@@ -734,19 +734,7 @@ static void validate(struct cfg_load *ld)
                     p->name);
             return;
         }
-        if (p->engine == SY_ENGINE_MONGODB) {
-            /* nothing can make a MongoDB-protocol server read-only for everyone but Switchyard's writer */
-            if (p->fence_passive && line_of(ld, i, "fence_passive") != 0) {
-                ld_fail(ld, line_of(ld, i, "fence_passive"),
-                        "[pair %s] fence_passive = on cannot be kept for engine mongodb: the server offers no "
-                        "read-only switch that spares Switchyard's writer (FerretDB has none); set fence_passive = "
-                        "off (a switch then relies on the proxy's hold: clients must reach the database only "
-                        "through switchyardd)",
-                        p->name);
-                return;
-            }
-            c->pairs[i].fence_passive = false;
-        }
+        c->pairs[i].fence_passive_set = line_of(ld, i, "fence_passive") != 0;
         for (size_t j = 0; j < i && p->listen.port != 0; j++) {
             if (c->pairs[j].listen.port == p->listen.port) {
                 ld_fail(ld, line_of(ld, i, "listen"),

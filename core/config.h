@@ -40,7 +40,8 @@ struct sy_pair_cfg {
     struct sy_object_pattern objects[SY_MAX_OBJECTS];
     size_t n_objects;                    /* 0 = nothing synchronized yet */
     int retry_seconds;                   /* default 720, 1..86400 */
-    bool fence_passive;                  /* default on */
+    bool fence_passive;                  /* default on (off for engines that cannot fence: tools/switchyardd.c) */
+    bool fence_passive_set;              /* the key was in the file */
     int switchover_max_lag_ms;           /* default 1000, 0..3600000 */
     int txn_drain_ms;                    /* default 2000, 0..3600000 */
     int drain_timeout_ms;                /* default 5000, 1..3600000 */

@@ -48,7 +48,8 @@ struct sy_position_ops {
     void (*poll_close)(void *handle);
     /* The transactions between two positions of the same source (a failover's unreplicated tail): how
      * many, and how many of them at or below `ledger` (acknowledged to clients); ranges: a JSON array
-     * describing them. 0, or -1. */
+     * describing them. 0, or -1. NULL: positions alone cannot tell (oplog timestamps): the core counts
+     * the transactions tail_read lists instead, with `covers` against the ledger. */
     int (*tail_count)(const char *collected, const char *now, const char *ledger, uint64_t *transactions,
                       uint64_t *acknowledged, json_t *ranges);
 };
@@ -60,6 +61,9 @@ struct sy_failover_ops {
      * engine's servers cannot be fenced (no switchover: a flip without a fence could lose writes). */
     int (*fence)(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, bool on, int wait_ms, char *pos,
                  size_t poslen, char *err, size_t errlen);
+    /* Non-NULL: the engine's servers cannot be kept fenced while passive (fence_passive), and why; such
+     * pairs default to fence_passive = off and refuse it on (tools/switchyardd.c). */
+    const char *passive_fence_refused;
     /* Whether ep answers within about timeout_ms (failover is refused while the business DB does). */
     bool (*alive)(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, int timeout_ms);
     /* The tail's transactions with their changes, into out: {"transactions": [{"position": the
@@ -105,7 +109,7 @@ static inline bool sy_engine_can_switch(const struct sy_engine_ops *e)
 /* A failover's tail: found once the business DB is back (counted), and resolved (reverted). */
 static inline bool sy_engine_can_count_tail(const struct sy_engine_ops *e)
 {
-    return sy_engine_can_switch(e) && e->position->tail_count != NULL;
+    return sy_engine_can_switch(e) && (e->position->tail_count != NULL || e->failover->tail_read != NULL);
 }
 
 static inline bool sy_engine_can_resolve_tail(const struct sy_engine_ops *e)

@@ -154,6 +154,14 @@ enum sy_instance_state sy_instance_state(const struct sy_instance *in)
 
 /* ---- reports ----------------------------------------------------------------------------------- */
 
+void sy_module_backoff(const struct sy_module_ctx *ctx, int *backoff_ms, int max_ms)
+{
+    for (int waited = 0; waited < *backoff_ms && !__atomic_load_n(ctx->stop, __ATOMIC_ACQUIRE); waited += 50)
+        usleep(50 * 1000);
+    if (*backoff_ms < max_ms)
+        *backoff_ms *= 2;
+}
+
 void sy_module_report_init(struct sy_module_report *r)
 {
     memset(r, 0, sizeof *r);

@@ -100,6 +100,10 @@ struct sy_module_ctx {
 int sy_module_socket_watch(const struct sy_module_ctx *ctx, int fd);
 void sy_module_socket_drop(const struct sy_module_ctx *ctx, int slot); /* slot -1: nothing */
 
+/* A module thread's retry wait: sleeps *backoff_ms in 50 ms steps (returning early once the module is told
+ * to stop), then doubles *backoff_ms up to max_ms. */
+void sy_module_backoff(const struct sy_module_ctx *ctx, int *backoff_ms, int max_ms);
+
 /* A module = a thread body. run() returns when *ctx->stop is set or it FAILED for good. */
 struct sy_module_ops {
     const char *name;    /* "collection", "write", "initial_sync" */

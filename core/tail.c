@@ -147,6 +147,28 @@ static void summarize(struct sy_pair *p, const json_t *detail, const char *ledge
     json_object_set_new(p->tail, "rows", json_integer(json_integer_value(json_object_get(detail, "rows"))));
 }
 
+/* How many transactions the tail holds, and how many the ledger saw acknowledged: from the positions when
+ * the engine can tell, else from the transactions tail_read listed. */
+static int count(struct sy_pair *p, const json_t *detail, const char *collected, const char *now, const char *ledger,
+                 uint64_t *n, uint64_t *acked, json_t *ranges)
+{
+    if (p->eng->position->tail_count != NULL)
+        return p->eng->position->tail_count(collected, now, ledger, n, acked, ranges);
+    json_t *txns = json_object_get(detail, "transactions");
+    if (!json_is_array(txns))
+        return -1;
+    size_t i;
+    json_t *txn;
+    *n = *acked = 0;
+    json_array_foreach(txns, i, txn) {
+        const char *position = json_string_value(json_object_get(txn, "position")) ?: "";
+        (*n)++;
+        if (ledger[0] != '\0' && p->eng->position->covers(ledger, position))
+            (*acked)++;
+    }
+    return 0;
+}
+
 static void on_found(evutil_socket_t fd, short what, void *arg)
 {
     struct tail_job *j = arg;
@@ -160,7 +182,7 @@ static void on_found(evutil_socket_t fd, short what, void *arg)
         uint64_t n = 0, acked = 0;
         json_t *ranges = json_array();
         char err[1024], path[1200];
-        if (p->eng->position->tail_count(collected, j->position, ledger, &n, &acked, ranges) != 0) {
+        if (count(p, j->detail, collected, j->position, ledger, &n, &acked, ranges) != 0) {
             sy_log_error("pair %s: cannot compare positions %s and %s", p->cfg->name, collected, j->position);
             json_decref(ranges);
         } else {

@@ -49,9 +49,12 @@ static const struct sy_position_ops mongo_position = {
 
 static const struct sy_failover_ops mongo_failover = {
     .fence = sy_mongo_fence,
+    .passive_fence_refused = "the server offers no read-only switch that spares Switchyard's writer (FerretDB has "
+                             "none); set fence_passive = off: a switch then relies on the proxy's hold, so clients "
+                             "must reach the database only through switchyardd",
     .alive = sy_mongo_alive,
-    .tail_read = NULL,
-    .tail_revert = NULL,
+    .tail_read = sy_mongo_tail_read,
+    .tail_revert = sy_mongo_tail_revert,
 };
 
 static void mongo_library_init(void)

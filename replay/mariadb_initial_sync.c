@@ -610,10 +610,7 @@ static void *isync_main(void *arg)
             break;
         }
         sy_module_report_retrying(s->ctx->report, "unreachable", "%s (the copy starts again)", s->err);
-        for (int waited = 0; waited < backoff && !stopping(s); waited += 50)
-            usleep(50 * 1000);
-        if (backoff < 2000)
-            backoff *= 2;
+        sy_module_backoff(s->ctx, &backoff, 2000);
         if (stopping(s))
             break;
         sy_module_report_running(s->ctx->report);

@@ -1257,10 +1257,7 @@ static void *writer_main(void *arg)
         if (rc <= 0 || stopping(w))
             break;
         sy_module_report_retrying(w->ctx->report, "destination_unreachable", "%s", w->ctl.err);
-        for (int waited = 0; waited < backoff && !stopping(w); waited += 50)
-            usleep(50 * 1000);
-        if (backoff < WR_MAX_BACKOFF_MS)
-            backoff *= 2;
+        sy_module_backoff(w->ctx, &backoff, WR_MAX_BACKOFF_MS);
     }
     workers_stop(w);
     fifo_free(w);

@@ -2,7 +2,7 @@
  * whole source transactions and applies them to the destination, idempotently by `_id`:
  *
  *   INSERT / UPDATE with the whole document  ->  replace by _id, upsert
- *   UPDATE with a patch (a real MongoDB's `$v: 1` operators)  ->  update by _id
+ *   UPDATE with a patch (a real MongoDB's `$v: 1` operators or `$v: 2` diff)  ->  update by _id
  *   DELETE                                    ->  delete by _id
  *
  * A batch (up to WR_BATCH_ROWS rows) is split by hash(namespace, _id) over `apply_threads` workers,
@@ -17,7 +17,8 @@
  * Conflicts: an UPDATE whose document is missing is upserted (counted in `conflicts`); with
  * on_conflict = fail it stops the instance (conflict), except for batches that a restart applies again
  * (records up to the spool's end when the writer started: they may have been applied before).
- * A `$v: 2` diff (MongoDB 5+) is not applied yet: the instance fails naming the entry (unsupported_update).
+ * A `$v: 2` diff (MongoDB 5+) is applied as the update it stands for (engine/mongo_diff.h); one that
+ * cannot be (an array resized) fails the instance naming it (unsupported_update).
  * Transient errors end the session; it starts again from the checkpoint with backoff. */
 #include <pthread.h>
 #include <stdio.h>
@@ -32,6 +33,7 @@
 #include "core/log.h"
 #include "core/spool.h"
 #include "engine/mongo_client.h"
+#include "engine/mongo_diff.h"
 #include "engine/mongo_echo.h"
 #include "replay/mongo_modules.h"
 
@@ -206,12 +208,22 @@ static bool add_row(struct writer *w, const struct sy_change_row *r, uint64_t se
     if (op.patch) {
         bson_iter_t it;
         if (bson_iter_init_find(&it, op.doc, "$v") && bson_iter_as_int64(&it) >= 2) {
-            fail(w, "unsupported_update",
-                 "%s: source change at %s is a $v:%lld update diff, which this writer does not apply yet",
-                 w->table_ns, w->position, (long long)bson_iter_as_int64(&it));
-            bson_destroy(op.id);
+            /* MongoDB 5+: a diff, applied as the update it stands for */
+            bson_t update;
+            const char *why = "";
+            bool translated = sy_mongo_diff_to_update(op.doc, &update, &why);
+            bool empty = update.len <= 5;
             bson_destroy(op.doc);
-            return false;
+            op.doc = translated && !empty ? bson_copy(&update) : NULL;
+            bson_destroy(&update);
+            if (op.doc == NULL) {
+                bson_destroy(op.id);
+                if (translated && empty)
+                    return true; /* an empty diff: nothing to do */
+                fail(w, "unsupported_update", "%s: spool record %llu holds a $v:2 update diff with %s",
+                     w->table_ns, (unsigned long long)seq, why);
+                return false;
+            }
         }
     }
     op.ns = (size_t)ns;
@@ -719,10 +731,7 @@ static void *writer_main(void *arg)
         if (rc <= 0 || stopping(w))
             break;
         sy_module_report_retrying(w->ctx->report, "destination_unreachable", "%s", w->err);
-        for (int waited = 0; waited < backoff && !stopping(w); waited += 50)
-            usleep(50 * 1000);
-        if (backoff < WR_MAX_BACKOFF_MS)
-            backoff *= 2;
+        sy_module_backoff(w->ctx, &backoff, WR_MAX_BACKOFF_MS);
     }
     session_close(w);
     batch_free(&w->b);

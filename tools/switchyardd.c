@@ -65,6 +65,27 @@ static int detach(const char *state_dir)
     return 0;
 }
 
+/* What an engine cannot do shapes its pairs' defaults: servers that cannot be kept fenced get
+ * fence_passive = off, and refuse it set on. */
+static int apply_engine_limits(struct sy_config *cfg, const char *path)
+{
+    for (size_t i = 0; i < cfg->n_pairs; i++) {
+        struct sy_pair_cfg *p = &cfg->pairs[i];
+        for (size_t e = 0; sy_engines[e] != NULL; e++) {
+            const struct sy_failover_ops *f = sy_engines[e]->failover;
+            if (sy_engines[e]->engine != p->engine || f == NULL || f->passive_fence_refused == NULL)
+                continue;
+            if (p->fence_passive && p->fence_passive_set) {
+                fprintf(stderr, "switchyardd: %s: [pair %s] fence_passive = on cannot be kept for engine %s: %s\n",
+                        path, p->name, sy_engine_name(p->engine), f->passive_fence_refused);
+                return -1;
+            }
+            p->fence_passive = false;
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -101,6 +122,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "switchyardd: %s\n", err);
         return 1;
     }
+    if (apply_engine_limits(&config, path) != 0)
+        return 1;
     sy_log_set_level(config.log_level);
     raise_nofile();
     if (!foreground && detach(config.state_dir) != 0)

@@ -135,15 +135,16 @@ def proxy_sessions(d):
 
 
 def test_mongodb_pair_starts_a_listener(mongo_daemon, ferretdb_pair):
-    """engine = mongodb is no longer refused: status shows the pair and its listener; what needs MongoDB
-    synchronization (not built) answers not_implemented."""
+    """engine = mongodb is no longer refused: status shows the pair and its listener; a pair without `objects`
+    has no forward instance, so switches answer as they do for MariaDB (unknown_instance)."""
     d = mongo_daemon()
     p = d.pair_status()
     assert p["engine"] == "mongodb" and p["active_side"] == "business" and p["clients"] == 0
     assert p["listen"].startswith("127.0.0.1:") and d.port > 0
-    for cmd in ("switchover", "failover", "switchback", "precheck", "verify"):
+    for cmd in ("switchover", "failover", "switchback"):
         r = d.admin(cmd, pair="demo")
-        assert r["ok"] is False and r["error"]["code"] == "not_implemented", (cmd, r)
+        assert r["ok"] is False and r["error"]["code"] == "unknown_instance", (cmd, r)
+        assert r["error"]["message"] == "demo has no forward instance (no objects configured): nothing to switch with"
 
 
 # --- same results through the proxy and direct ------------------------------------------------------------

@@ -8,13 +8,15 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+import json
 import os
 import random
+import time
 
 import pytest
 
 import sandbox
-from helpers import instance, wait_for, wait_state
+from helpers import instance, reverse, wait_for, wait_reverse, wait_state
 
 pymongo = sandbox.pymongo4()
 import bson  # noqa: E402
@@ -111,3 +113,142 @@ def test_forward_survives_kill9_at_failpoints(mongo_daemon, ferretdb_pair, fresh
     wait_state(d, pname, "running")
     workload(ferretdb_pair.business, fresh, 50, 4)
     assert_equal_eventually(ferretdb_pair, fresh)
+
+
+# ---- the reverse instance (DR -> business): the rules of ARCHITECTURE.md, as for MariaDB -----------------
+
+@pytest.fixture
+def synced(mongo_daemon, ferretdb_pair, fresh):
+    """A pair whose forward instance runs on this test's own database."""
+    pname = f"p{fresh}"
+    d = mongo_daemon(pair=pname, objects=f"{fresh}.*")
+    wait_collecting(d, pname)
+    with ferretdb_pair.business.client() as c:
+        c[fresh].t.insert_one({"_id": 1, "v": "from business"})
+    with ferretdb_pair.dr.client() as c:
+        wait_until(lambda: c[fresh].t.count_documents({}) == 1, what="the first document on DR")
+    return d, pname, fresh
+
+
+def count(server, db, flt=None):
+    with server.client() as c:
+        return c[db].t.count_documents(flt or {})
+
+
+def test_reverse_collects_from_creation_writes_after_start(synced, ferretdb_pair):
+    d, pname, db = synced
+    b, dr = ferretdb_pair
+    with dr.client() as c:
+        c[db].t.insert_one({"_id": 100, "v": "dr before"})  # before creation: never synchronized
+    r = d.admin_ok("create-reverse", pair=pname)
+    assert r["instance"] == f"{pname}/reverse" and r["state"] == "collecting"
+    st = reverse(d, pname)
+    assert st["state"] == "collecting" and st["write"]["state"] == "stopped"
+    with dr.client() as c:
+        c[db].t.insert_one({"_id": 101, "v": "dr after"})  # after creation: collected ...
+    wait_until(lambda: reverse(d, pname)["collection"]["spool_seq"] > 0, what="collected")
+    time.sleep(0.5)
+    assert count(b, db, {"_id": 101}) == 0                      # ... but not written yet
+    assert d.ctl("start", f"{pname}/reverse").returncode == 0
+    wait_reverse(d, pname, "running")
+    wait_until(lambda: count(b, db, {"_id": 101}) == 1, what="written after start")
+    assert count(b, db, {"_id": 100}) == 0
+
+
+def test_echo_suppression_both_directions(synced, ferretdb_pair):
+    """Both directions collect and write at once: a document written on one side crosses once and never comes
+    back (the writers' echo marks), and the users' credentials written by the forward writer stay put."""
+    d, pname, db = synced
+    b, dr = ferretdb_pair
+    d.admin_ok("create-reverse", pair=pname)
+    assert d.ctl("start", f"{pname}/reverse").returncode == 0
+    wait_reverse(d, pname, "running")
+    with b.client() as c:
+        for i in range(2, 30):
+            c[db].t.insert_one({"_id": i, "v": f"b{i}"})
+    with dr.client() as c:
+        for i in range(500, 510):
+            c[db].t.insert_one({"_id": i, "v": f"d{i}"})
+    with b.client() as c:
+        c[db].t.update_many({"_id": {"$lt": 10}}, {"$set": {"plus": True}})
+    want = 1 + 28 + 10
+    wait_until(lambda: count(b, db) == want and digest(b, db) == digest(dr, db), what="both sides equal")
+    time.sleep(1.5)  # an echo would come back as a second apply
+    fw, rv = instance(d, pname), reverse(d, pname)
+    assert fw["state"] == "running" and rv["state"] == "running", (fw, rv)
+    assert rv["write"]["events"] == 10                                  # only the DR-local documents went back
+    assert fw["write"]["events"] == 1 + 28 + 9                          # business's (9 updated), none twice
+    assert fw["last_error"] is None and rv["last_error"] is None
+    assert digest(b, db) == digest(dr, db)
+
+
+def test_fence_passive_on_is_refused_for_mongodb(mongo_daemon):
+    """FerretDB cannot be made read-only for everyone but Switchyard's writer: a mongodb pair defaults to
+    fence_passive = off, and setting it on is a configuration error that says why."""
+    d = mongo_daemon(pair="fenced", fence_passive=True, wait=False)
+    assert d.wait(30) == 1
+    log = d.log()
+    assert "[pair fenced] fence_passive = on cannot be kept for engine mongodb" in log
+    assert "set fence_passive = off" in log
+
+
+@pytest.mark.parametrize("decision", ["export", "discard"])
+def test_failover_tail_resolve_then_switchback(synced, ferretdb_pair, decision):
+    """kill -9 of the business FerretDB; failover to DR; when business comes back, the tail (written while the
+    forward collector was paused) is reported and nothing of it reaches DR; resolve-tail makes business equal
+    to DR for every key the tail touched (--export first writes the entries, 0600); the reverse write then
+    catches up and a switchback restores the forward direction with both sides equal."""
+    d, pname, db = synced
+    b, dr = ferretdb_pair
+    d.admin_ok("create-reverse", pair=pname)
+    with b.client() as c:
+        c[db].t.insert_one({"_id": 10, "v": "replicated"})
+    wait_until(lambda: count(dr, db, {"_id": 10}) == 1, what="forward applied")
+    d.admin_ok("pause", instance=f"{pname}/forward")
+    with b.client() as c:
+        c[db].t.insert_many([{"_id": 11, "v": "tail"}, {"_id": 12, "v": "tail"}])
+        c[db].t.update_one({"_id": 10}, {"$set": {"v": "changed in the tail"}})
+    r = d.admin("failover", pair=pname)
+    assert r["ok"] is False and r["error"]["code"] == "business_alive"
+    b.kill9()
+    try:
+        r = d.admin_ok("failover", pair=pname)
+        assert r["active_side"] == "dr" and r["tail"]["state"] == "pending", r
+        with dr.client() as c:
+            c[db].t.insert_one({"_id": 13, "v": "on DR after the failover"})
+        r = d.admin("switchback", pair=pname)
+        assert r["ok"] is False and r["error"]["code"] == "tail_unresolved"
+    finally:
+        b.start()
+    tail = wait_until(lambda: d.pair_status(pname).get("tail", {}).get("state") == "open" and
+                      d.pair_status(pname)["tail"], what="tail reported")
+    assert tail["transactions"] == 3, tail
+    assert [(x["tables"], x["keys"][0]["key"]) for x in tail["listed"]] == \
+        [([f"{db}.t"], {"_id": {"$numberInt": str(i)}}) for i in (11, 12, 10)], tail["listed"]  # canonical ext. JSON
+    assert count(dr, db, {"_id": {"$in": [11, 12]}}) == 0                # nothing applied silently
+    time.sleep(1.5)
+    assert count(b, db, {"_id": 13}) == 0                                 # no reverse write before the decision
+    export = d.cwd / "tail.json"
+    if decision == "export":
+        r = d.ctl("resolve-tail", pname, "--export", str(export))
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert oct(export.stat().st_mode & 0o777) == "0o600"
+        exported = json.loads(export.read_text())
+        assert [t["rows"][0].get("after", {}).get("v") for t in exported["transactions"]] == ["tail", "tail", None]
+        assert exported["transactions"][2]["rows"][0]["update"]["$set"]["v"] == "changed in the tail"
+    else:
+        r = d.admin_ok("resolve-tail", pair=pname, discard=True)
+        rev = r["tail"]["revert"]
+        assert rev["reverted_transactions"] == 3 and rev["deleted"] == 2 and rev["replaced"] == 1, rev
+        assert not export.exists()
+    assert count(b, db, {"_id": {"$in": [11, 12]}}) == 0                 # made equal to DR on business
+    with b.client() as c:
+        assert c[db].t.find_one({"_id": 10})["v"] == "replicated"
+    wait_until(lambda: count(b, db, {"_id": 13}) == 1, what="reverse caught up")
+    r = d.admin_ok("switchback", pair=pname)
+    assert r["active_side"] == "business"
+    with b.client() as c:
+        c[db].t.insert_one({"_id": 14, "v": "back on business"})
+    assert_equal_eventually(ferretdb_pair, db)
+    with b.client() as c:
+        assert sorted(x["_id"] for x in c[db].t.find()) == [1, 10, 13, 14]
