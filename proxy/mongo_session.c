@@ -248,11 +248,27 @@ static void header_put(uint8_t *p, size_t len, int32_t request_id, int32_t respo
     put32(p + 12, (uint32_t)op);
 }
 
-/* The next id of a sequence: 1..INT32_MAX, then 1 again (0 and negatives are never used). */
-static int32_t next_id(int32_t *seq)
+int32_t sy_mongo_next_id(int32_t *seq)
 {
     *seq = *seq >= INT32_MAX || *seq < 0 ? 1 : *seq + 1;
     return *seq;
+}
+
+static int32_t next_id(int32_t *seq)
+{
+    return sy_mongo_next_id(seq);
+}
+
+int sy_mongo_cmd_send(struct bufferevent *bev, int32_t request_id, const bson_t *cmd)
+{
+    size_t cap = cmd->len + 64, n = 0;
+    uint8_t *buf = malloc(cap);
+    int rc = -1;
+    if (buf != NULL &&
+        sy_mongo_msg_build(buf, cap, &n, request_id, 0, 0, bson_get_data(cmd), cmd->len, NULL, 0) == 0)
+        rc = evbuffer_add(bufferevent_get_output(bev), buf, n);
+    free(buf);
+    return rc;
 }
 
 static int32_t own_id(struct sy_mongo_session *s)
@@ -464,16 +480,11 @@ static int scram_begin(struct sy_mongo_session *s, const struct sy_mongo_sasl *s
 /* Sends the proxy's own login command to the backend; its reply comes back as REQ_LOGIN. */
 static void login_send(struct sy_mongo_session *s, const bson_t *cmd)
 {
-    size_t cap = cmd->len + 64, n = 0;
-    uint8_t *buf = malloc(cap);
     int32_t bid = backend_id(s);
-    if (buf == NULL || sy_mongo_msg_build(buf, cap, &n, bid, 0, 0, bson_get_data(cmd), cmd->len, NULL, 0) != 0) {
-        free(buf);
+    if (sy_mongo_cmd_send(s->backend, bid, cmd) != 0) {
         close_session(s, "out of memory", false, SY_MERR__COUNT);
         return;
     }
-    evbuffer_add(bufferevent_get_output(s->backend), buf, n);
-    free(buf);
     s->req_backend_id = bid;
     s->exhaust_next = 0;
     s->req_kind = REQ_LOGIN;
@@ -1358,9 +1369,10 @@ static bool wildcard_host(const char *h)
     return h[0] == '\0' || strcmp(h, "0.0.0.0") == 0 || strcmp(h, "::") == 0 || strcmp(h, "[::]") == 0;
 }
 
-static int backend_open(struct sy_mongo_session *s, char *err, size_t errlen)
+struct bufferevent *sy_mongo_bev_connect(struct event_base *base, const struct sy_endpoint *ep,
+                                         bufferevent_data_cb on_read, bufferevent_data_cb on_write,
+                                         bufferevent_event_cb on_event, void *arg, char *err, size_t errlen)
 {
-    const struct sy_endpoint *ep = sy_pair_active_endpoint(s->px->pair);
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
     struct addrinfo *res = NULL;
     char port[8];
@@ -1368,28 +1380,36 @@ static int backend_open(struct sy_mongo_session *s, char *err, size_t errlen)
     int rc = getaddrinfo(ep->host, port, &hints, &res);
     if (rc != 0) {
         snprintf(err, errlen, "%s:%u: %s", ep->host, ep->port, gai_strerror(rc));
-        return -1;
+        return NULL;
     }
-    s->side = s->px->pair->active_side;
-    s->backend = bufferevent_socket_new(s->px->base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (s->backend == NULL) {
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL) {
         freeaddrinfo(res);
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return NULL;
     }
-    bufferevent_setcb(s->backend, on_backend_read, on_backend_write, on_backend_event, s);
-    bufferevent_setwatermark(s->backend, EV_WRITE, SY_RELAY_LOW_WATER, 0);
-    bufferevent_set_max_single_read(s->backend, SESS_MAX_READ);
+    bufferevent_setcb(bev, on_read, on_write, on_event, arg);
+    bufferevent_setwatermark(bev, EV_WRITE, SY_RELAY_LOW_WATER, 0);
+    bufferevent_set_max_single_read(bev, SESS_MAX_READ);
     struct timeval tmo = { SESS_CONNECT_S, 0 };
-    bufferevent_set_timeouts(s->backend, NULL, &tmo);           /* the connect's timeout */
-    rc = bufferevent_socket_connect(s->backend, res->ai_addr, (int)res->ai_addrlen);
+    bufferevent_set_timeouts(bev, NULL, &tmo);                  /* the connect's timeout */
+    rc = bufferevent_socket_connect(bev, res->ai_addr, (int)res->ai_addrlen);
     freeaddrinfo(res);
     if (rc != 0) {
+        bufferevent_free(bev);
         snprintf(err, errlen, "cannot connect to %s:%u", ep->host, ep->port);
-        return -1;
+        return NULL;
     }
-    bufferevent_enable(s->backend, EV_READ | EV_WRITE);
-    return 0;
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    return bev;
+}
+
+static int backend_open(struct sy_mongo_session *s, char *err, size_t errlen)
+{
+    s->side = s->px->pair->active_side;
+    s->backend = sy_mongo_bev_connect(s->px->base, sy_pair_active_endpoint(s->px->pair), on_backend_read,
+                                      on_backend_write, on_backend_event, s, err, errlen);
+    return s->backend != NULL ? 0 : -1;
 }
 
 void sy_mongo_session_accept(struct sy_mongo_proxy *px, evutil_socket_t fd, const struct sockaddr *sa, int salen)
@@ -1542,15 +1562,9 @@ int sy_mongo_session_internal(struct sy_mongo_session *s, const bson_t *cmd)
 {
     if (s->state != MS_IDLE && s->state != MS_HELD)
         return -1;
-    size_t cap = cmd->len + 64, n = 0;
-    uint8_t *buf = malloc(cap);
     int32_t bid = backend_id(s);
-    if (buf == NULL || sy_mongo_msg_build(buf, cap, &n, bid, 0, 0, bson_get_data(cmd), cmd->len, NULL, 0) != 0) {
-        free(buf);
+    if (sy_mongo_cmd_send(s->backend, bid, cmd) != 0)
         return -1;
-    }
-    evbuffer_add(bufferevent_get_output(s->backend), buf, n);
-    free(buf);
     s->req_backend_id = bid;
     s->exhaust_next = 0;
     s->req_kind = REQ_INTERNAL;

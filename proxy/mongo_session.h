@@ -139,6 +139,16 @@ void sy_mongo_session_adopt_backend(struct sy_mongo_session *s, struct buffereve
 /* Sends the proxy's own command on s's backend (s idle); its reply is dropped. -1 when s is not idle. */
 int sy_mongo_session_internal(struct sy_mongo_session *s, const bson_t *cmd);
 
+/* A bufferevent connecting to ep (SESS_CONNECT_S timeout, write low water, read size) with these callbacks;
+ * NULL with err filled. */
+struct bufferevent *sy_mongo_bev_connect(struct event_base *base, const struct sy_endpoint *ep,
+                                         bufferevent_data_cb on_read, bufferevent_data_cb on_write,
+                                         bufferevent_event_cb on_event, void *arg, char *err, size_t errlen);
+/* The next request id of a sequence: 1..INT32_MAX, then 1 again (0 and negatives are never used). */
+int32_t sy_mongo_next_id(int32_t *seq);
+/* Queues cmd as an OP_MSG (no flags) with request_id on bev's output; -1 out of memory. */
+int sy_mongo_cmd_send(struct bufferevent *bev, int32_t request_id, const bson_t *cmd) SY_MUST_CHECK;
+
 /* ---- proxy/mongo_switch.c ---- */
 
 /* Frees s's warm connection (NULL-safe). */

@@ -16,7 +16,6 @@
  *   unwarm  a switch rolled back: the warm connections are dropped, cursors waited for again.
  *
  * A session whose login was passed through to the server (not SCRAM) cannot move; --force closes it. */
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
@@ -32,8 +31,6 @@
 #include "core/log.h"
 #include "proxy/mongo_session.h"
 #include "proxy/mongo_wire.h"
-
-#define WARM_CONNECT_S 10
 
 enum warm_state {
     W_CONNECTING, /* TCP connect to the other side in progress */
@@ -91,23 +88,11 @@ static void warm_fail(struct sy_mongo_warm *w, const char *fmt, ...)
     sy_mongo_login_wipe(&w->login);
 }
 
-static int32_t warm_id(struct sy_mongo_warm *w)
-{
-    w->next_id = w->next_id >= INT32_MAX || w->next_id < 0 ? 1 : w->next_id + 1;
-    return w->next_id;
-}
-
 static int warm_send(struct sy_mongo_warm *w, const bson_t *cmd)
 {
-    size_t cap = cmd->len + 64, n = 0;
-    uint8_t *buf = malloc(cap);
-    int32_t id = warm_id(w);
-    if (buf == NULL || sy_mongo_msg_build(buf, cap, &n, id, 0, 0, bson_get_data(cmd), cmd->len, NULL, 0) != 0) {
-        free(buf);
+    int32_t id = sy_mongo_next_id(&w->next_id);
+    if (sy_mongo_cmd_send(w->bev, id, cmd) != 0)
         return -1;
-    }
-    evbuffer_add(bufferevent_get_output(w->bev), buf, n);
-    free(buf);
     w->login_id = id;
     return 0;
 }
@@ -205,31 +190,10 @@ static void warm_open(struct sy_mongo_session *s, enum sy_side to)
     w->side = to;
     w->state = W_CONNECTING;
     w->login_gen = s->login_gen;
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
-    struct addrinfo *res = NULL;
-    char port[8];
-    snprintf(port, sizeof port, "%u", ep->port);
-    int rc = getaddrinfo(ep->host, port, &hints, &res);
-    if (rc != 0) {
-        warm_fail(w, "the %s server: %s", sy_side_name(w->side), gai_strerror(rc));
-        return;
-    }
-    w->bev = bufferevent_socket_new(s->px->base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (w->bev == NULL) {
-        freeaddrinfo(res);
-        warm_fail(w, "the %s server: %s", sy_side_name(w->side), "out of memory");
-        return;
-    }
-    bufferevent_setcb(w->bev, on_warm_read, NULL, on_warm_event, w);
-    struct timeval tmo = { WARM_CONNECT_S, 0 };
-    bufferevent_set_timeouts(w->bev, NULL, &tmo);
-    rc = bufferevent_socket_connect(w->bev, res->ai_addr, (int)res->ai_addrlen);
-    freeaddrinfo(res);
-    if (rc != 0) {
-        warm_fail(w, "the %s server: %s", sy_side_name(w->side), "cannot connect");
-        return;
-    }
-    bufferevent_enable(w->bev, EV_READ | EV_WRITE);
+    char err[300];
+    w->bev = sy_mongo_bev_connect(s->px->base, ep, on_warm_read, NULL, on_warm_event, w, err, sizeof err);
+    if (w->bev == NULL)
+        warm_fail(w, "the %s server: %s", sy_side_name(w->side), err);
 }
 
 /* ---- the hooks ------------------------------------------------------------------------------------------ */

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxy/mongo_wire.h"
+
 static int64_t iter_int(const bson_iter_t *it, bool *ok)
 {
     *ok = true;
@@ -281,11 +283,7 @@ void sy_mongo_txn_aborted_doc(bson_t *out, int64_t txn_number)
              "Switchyard: transaction %" PRId64 " was aborted because the database was switched over while it was "
              "open (it ran past txn_drain_ms): none of its writes were committed; run the transaction again",
              txn_number);
-    bson_init(out);
-    BSON_APPEND_DOUBLE(out, "ok", 0.0);
-    BSON_APPEND_UTF8(out, "errmsg", msg);
-    BSON_APPEND_INT32(out, "code", 251);
-    BSON_APPEND_UTF8(out, "codeName", "NoSuchTransaction");
+    sy_mongo_error_doc(out, 251, "NoSuchTransaction", msg);
     bson_t labels;
     BSON_APPEND_ARRAY_BEGIN(out, "errorLabels", &labels);
     BSON_APPEND_UTF8(&labels, "0", "TransientTransactionError");
@@ -299,11 +297,7 @@ void sy_mongo_cursor_gone_doc(bson_t *out, int64_t id)
              "cursor id %" PRId64 " was opened on the other database before a Switchyard switchover and cannot "
              "continue there: run the query again",
              id);
-    bson_init(out);
-    BSON_APPEND_DOUBLE(out, "ok", 0.0);
-    BSON_APPEND_UTF8(out, "errmsg", msg);
-    BSON_APPEND_INT32(out, "code", 43);
-    BSON_APPEND_UTF8(out, "codeName", "CursorNotFound");
+    sy_mongo_error_doc(out, 43, "CursorNotFound", msg);
 }
 
 void sy_mongo_kill_gone_doc(bson_t *out, const int64_t *ids, size_t n)
