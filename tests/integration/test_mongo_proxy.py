@@ -963,6 +963,9 @@ def test_scram_credentials_unreadable_falls_back_to_pass_through(mongo_daemon, f
         assert auth_users(c.admin.command("connectionStatus")) == [(user, "admin")]
         mine = [s for s in proxy_sessions(d) if s["user"] == user]
         assert mine and all(s["login"] == "passed_through" for s in mine), mine
+        # such a login cannot be repeated on the other side: the session cannot move in a switch
+        assert all(s["movable"] is False and "passed through to the server" in s["unmovable_reason"]
+                   for s in mine), mine
     with mclient(b, "127.0.0.1", d.port, username=user, password="wrong", authMechanism=mech) as c:
         with pytest.raises(OperationFailure) as ei:
             c.admin.command("ping")

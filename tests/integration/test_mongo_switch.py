@@ -371,3 +371,35 @@ def test_pymongo3_and_libmongoc_keep_working_across_a_switch(switchable, ferretd
     with ferretdb_pair.dr.client() as c:              # written after the switch: on DR directly
         assert c[db].py3.count_documents({"_id": {"$gte": 5}}) == 5
         assert c[db].cdriver.count_documents({}) == 6
+
+
+def test_user_with_another_salt_on_dr_refuses_the_switch(switchable, ferretdb_pair):
+    """A user whose password was set again on DR (same password, another salt: updateUser makes a new one)
+    has another credential there: the proxy's login on DR from ClientKey is refused, the switchover is refused
+    naming the session, and the client goes on on business."""
+    d, pname, db = switchable
+    user, pw = "swsalt", "salt-pw"
+    ferretdb_pair.business.create_user(user, pw, mechanisms=["SCRAM-SHA-256"])
+    wait_until(lambda: can_login(ferretdb_pair.dr, user, pw), what="the user copied to DR")
+    with ferretdb_pair.dr.client() as c:
+        c.admin.command({"updateUser": user, "pwd": pw, "mechanisms": ["SCRAM-SHA-256"]})
+    b_cred = ferretdb_pair.business.user_credentials(user)["credentials"]["SCRAM-SHA-256"]
+    dr_cred = ferretdb_pair.dr.user_credentials(user)["credentials"]["SCRAM-SHA-256"]
+    assert b_cred["salt"] != dr_cred["salt"]
+    try:
+        with app_client(d.port, username=user, password=pw) as c:
+            c[db].salt.insert_one({"_id": 1})
+            reply = d.admin("switchover", pair=pname)
+            assert reply["ok"] is False and reply["error"]["code"] == "unmovable_sessions", reply
+            assert "refused the login from ClientKey" in reply["error"]["message"], reply
+            assert any(x["user"] == user for x in reply["error"]["sessions"]), reply
+            assert d.pair_status(pname)["active_side"] == "business"
+            c[db].salt.insert_one({"_id": 2})           # the same client goes on on business
+            assert c[db].salt.count_documents({}) == 2
+            assert all(x["side"] == "business" for x in sessions(d, pname))
+    finally:
+        for s in ferretdb_pair:
+            try:
+                s.drop_user(user)
+            except OperationFailure:
+                pass
