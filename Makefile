@@ -61,7 +61,7 @@ fuzz-short: build-fuzz
 integration: build test-clients mongo-tools tds-double
 	@SY_BUILD_DIR=$(CURDIR)/$(BUILD) $(PYTEST) tests/integration
 
-integration-asan: build-asan test-clients mongo-tools
+integration-asan: build-asan test-clients mongo-tools tds-double
 	@SY_BUILD_DIR=$(CURDIR)/$(ASAN) SY_SANITIZED=1 $(PYTEST) -m "not nosan and not soak" tests/integration
 
 # ThreadSanitizer: the tests marked `tsan` (pytest.ini), which run every kind of thread the daemon has.

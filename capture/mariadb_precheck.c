@@ -18,6 +18,7 @@
 #include <mysql.h>
 #include <mysqld_error.h>
 
+#include "core/checks.h"
 #include "engine/mariadb_client.h"
 
 #define CONNECT_TIMEOUT_S 5
@@ -95,45 +96,16 @@ struct run {
     bool failed;                   /* a check with status "fail" was added */
 };
 
-/* jansson refuses invalid UTF-8 (a server's error text, a latin1 table name): replace such bytes. */
-static json_t *json_text(const char *s)
-{
-    json_t *j = json_string(s);
-    if (j != NULL)
-        return j;
-    char *copy = strdup(s);
-    if (copy == NULL)
-        return json_string("");
-    for (char *p = copy; *p; p++)
-        if ((unsigned char)*p >= 0x80 || (unsigned char)*p < 0x20)
-            *p = '?';
-    j = json_string(copy);
-    free(copy);
-    return j;
-}
-
 static void add_check(struct run *r, const char *name, const char *status, const char *detail,
                       const char *fix)
 {
-    json_t *o = json_object();
-    if (o == NULL)
-        return;
-    json_object_set_new(o, "name", json_string(name));
-    json_object_set_new(o, "status", json_string(status));
-    json_object_set_new(o, "detail", json_text(detail));
-    if (fix != NULL && strcmp(status, "pass") != 0)
-        json_object_set_new(o, "fix", json_text(fix));
-    json_array_append_new(r->checks, o);
-    if (strcmp(status, "fail") == 0)
+    if (sy_check_add(r->checks, name, status, detail, fix))
         r->failed = true;
 }
 
 static void add_skipped(struct run *r, const char *name, const char *why, const char *see)
 {
-    char detail[1024], fix[128];
-    snprintf(detail, sizeof detail, "skipped: %s", why);
-    snprintf(fix, sizeof fix, "fix %s first, then run the precheck again", see);
-    add_check(r, name, "warn", detail, fix);
+    sy_check_add_skipped(r->checks, name, why, see);
 }
 
 /* ---- one side of the pair ----------------------------------------------------------------------- */

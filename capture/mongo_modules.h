@@ -12,10 +12,6 @@ int sy_mongo_source_position(const struct sy_pair_cfg *cfg, const struct sy_endp
                              char *err, size_t errlen);
 /* Whether ts `have` is at or after ts `want`. */
 bool sy_mongo_position_covers(const char *have, const char *want);
-/* The source position over a client kept in *handle (opened on first use, dropped on error). */
-int sy_mongo_position_poll(void **handle, const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, char *out,
-                           size_t outlen, char *err, size_t errlen);
-void sy_mongo_position_poll_close(void *handle);
 /* A switch's fence (capture/mongo_fence.c: nothing is fenced; on: the side's final position). */
 int sy_mongo_fence(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, bool on, int wait_ms, char *pos,
                    size_t poslen, char *err, size_t errlen);

@@ -1,5 +1,6 @@
 /* The MongoDB source's positions: the newest oplog entry's `ts` (where a new reverse instance starts
- * collecting, and what lag polls), and comparing two of them. */
+ * collecting), and comparing two of them. No lag poll: finding the newest entry reads the whole oplog on
+ * FerretDB (any sort is done in memory), so lag comes from the collector's own reports. */
 #include <stdio.h>
 #include <string.h>
 
@@ -19,7 +20,7 @@ static int newest(mongoc_client_t *c, char *out, size_t outlen, char *err, size_
 int sy_mongo_source_position(const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, char *out, size_t outlen,
                              char *err, size_t errlen)
 {
-    mongoc_client_t *c = sy_mongo_connect(cfg, src, 5000, err, errlen);
+    mongoc_client_t *c = sy_mongo_connect(cfg, src, 30000, err, errlen);
     if (c == NULL)
         return -1;
     int rc = newest(c, out, outlen, err, errlen);
@@ -31,25 +32,4 @@ bool sy_mongo_position_covers(const char *have, const char *want)
 {
     struct sy_mongo_ts h, w;
     return sy_mongo_ts_parse(have, &h) && sy_mongo_ts_parse(want, &w) && sy_mongo_ts_cmp(h, w) >= 0;
-}
-
-int sy_mongo_position_poll(void **handle, const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, char *out,
-                           size_t outlen, char *err, size_t errlen)
-{
-    mongoc_client_t *c = *handle;
-    if (c == NULL && (c = sy_mongo_connect(cfg, src, 2000, err, errlen)) == NULL)
-        return -1;
-    *handle = c;
-    if (newest(c, out, outlen, err, errlen) != 0) {
-        mongoc_client_destroy(c);
-        *handle = NULL; /* reconnect next time */
-        return -1;
-    }
-    return 0;
-}
-
-void sy_mongo_position_poll_close(void *handle)
-{
-    if (handle != NULL)
-        mongoc_client_destroy(handle);
 }

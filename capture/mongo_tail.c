@@ -79,14 +79,12 @@ int sy_mongo_tail_read(const struct sy_pair_cfg *cfg, const struct sy_endpoint *
     size_t rows = 0;
     if (rc == 0) {
         mongoc_collection_t *oplog = mongoc_client_get_collection(c, "local", SY_MONGO_OPLOG);
-        bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, child, range;
+        bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, range;
         BSON_APPEND_DOCUMENT_BEGIN(&filter, "ts", &range);
         BSON_APPEND_TIMESTAMP(&range, "$gt", from.t, from.i);
         BSON_APPEND_TIMESTAMP(&range, "$lte", to.t, to.i);
         bson_append_document_end(&filter, &range);
-        BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &child);
-        BSON_APPEND_INT32(&child, "$natural", 1);
-        bson_append_document_end(&opts, &child);
+        /* natural order without a sort (FerretDB sorts in memory: capture/mongo_collector.c) */
         mongoc_cursor_t *cur = mongoc_collection_find_with_opts(oplog, &filter, &opts, NULL);
         const bson_t *e;
         struct sy_mongo_ts last = from;

@@ -183,6 +183,22 @@ void sy_module_report_running(struct sy_module_report *r)
     pthread_mutex_unlock(&r->lock);
 }
 
+void sy_module_report_progress(struct sy_module_report *r, uint64_t done_rows, uint64_t total_rows)
+{
+    pthread_mutex_lock(&r->lock);
+    r->done_rows = done_rows;
+    r->total_rows = total_rows;
+    pthread_mutex_unlock(&r->lock);
+}
+
+void sy_module_report_sync_done(struct sy_module_report *r, const char *position)
+{
+    pthread_mutex_lock(&r->lock);
+    snprintf(r->position, sizeof r->position, "%s", position);
+    r->initial_sync_done = true;
+    pthread_mutex_unlock(&r->lock);
+}
+
 static void report_set(struct sy_module_report *r, enum sy_module_state st, const char *reason, const char *fmt,
                        va_list ap)
 {

@@ -69,6 +69,10 @@ void sy_module_report_running(struct sy_module_report *r);
 void sy_module_report_retrying(struct sy_module_report *r, const char *reason, const char *fmt, ...)
     SY_PRINTF(3, 4);
 void sy_module_report_failed(struct sy_module_report *r, const char *reason, const char *fmt, ...) SY_PRINTF(3, 4);
+/* Initial synchronization: rows copied so far of about total_rows; then done, with the source position
+ * the collection starts from. */
+void sy_module_report_progress(struct sy_module_report *r, uint64_t done_rows, uint64_t total_rows);
+void sy_module_report_sync_done(struct sy_module_report *r, const char *position);
 
 struct sy_instance;
 struct sy_module_sockets;

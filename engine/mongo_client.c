@@ -4,6 +4,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 mongoc_client_t *sy_mongo_connect(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, int timeout_ms,
@@ -112,23 +113,28 @@ int sy_mongo_ts_cmp(struct sy_mongo_ts a, struct sy_mongo_ts b)
 
 int sy_mongo_oplog_edge(mongoc_client_t *c, bool newest, struct sy_mongo_ts *out, char *err, size_t errlen)
 {
+    /* Natural order without a sort: FerretDB loads the whole collection into memory for any explicit sort
+     * ($natural included) and pushes a limit down only without one. So the oldest entry is one row, and
+     * the newest is the last of a streamed read (projected to ts). */
     mongoc_collection_t *coll = mongoc_client_get_collection(c, "local", SY_MONGO_OPLOG);
-    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, sort;
-    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
-    BSON_APPEND_INT32(&sort, "$natural", newest ? -1 : 1);
-    bson_append_document_end(&opts, &sort);
-    BSON_APPEND_INT64(&opts, "limit", 1);
-    bson_t proj;
+    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, proj;
+    if (!newest)
+        BSON_APPEND_INT64(&opts, "limit", 1);
+    else
+        BSON_APPEND_INT32(&opts, "batchSize", 10000);
     BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
     BSON_APPEND_INT32(&proj, "ts", 1);
     bson_append_document_end(&opts, &proj);
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
     const bson_t *doc;
     int rc = 0;
-    if (mongoc_cursor_next(cur, &doc)) {
+    while (rc >= 0 && mongoc_cursor_next(cur, &doc)) {
         bson_iter_t it;
         if (bson_iter_init_find(&it, doc, "ts") && BSON_ITER_HOLDS_TIMESTAMP(&it)) {
-            bson_iter_timestamp(&it, &out->t, &out->i);
+            struct sy_mongo_ts ts;
+            bson_iter_timestamp(&it, &ts.t, &ts.i);
+            if (rc == 0 || sy_mongo_ts_cmp(ts, *out) > 0)
+                *out = ts;
             rc = 1;
         } else {
             snprintf(err, errlen, "local.oplog.rs: an entry without a timestamp `ts`");
@@ -136,7 +142,7 @@ int sy_mongo_oplog_edge(mongoc_client_t *c, bool newest, struct sy_mongo_ts *out
         }
     }
     bson_error_t e;
-    if (rc == 0 && mongoc_cursor_error(cur, &e)) {
+    if (rc >= 0 && mongoc_cursor_error(cur, &e)) {
         snprintf(err, errlen, "reading local.oplog.rs: %s", e.message);
         rc = -1;
     }
@@ -164,5 +170,125 @@ int sy_mongo_oplog_edge(mongoc_client_t *c, bool newest, struct sy_mongo_ts *out
         bson_destroy(&names_opts);
     }
     mongoc_collection_destroy(coll);
+    return rc;
+}
+
+static bool db_has_pattern(const struct sy_pair_cfg *cfg, const char *db)
+{
+    for (size_t i = 0; i < cfg->n_objects; i++)
+        if (strcmp(cfg->objects[i].db, db) == 0)
+            return true;
+    return false;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+char **sy_mongo_synced_collections(mongoc_client_t *c, const struct sy_pair_cfg *cfg, bson_error_t *e, char *err,
+                                   size_t errlen)
+{
+    memset(e, 0, sizeof *e);
+    char **dbs = mongoc_client_get_database_names_with_opts(c, NULL, e);
+    if (dbs == NULL) {
+        snprintf(err, errlen, "listing databases: %s", e->message);
+        return NULL;
+    }
+    size_t n = 0, cap = 16;
+    char **out = bson_malloc0(cap * sizeof *out);
+    bool ok = true;
+    for (size_t d = 0; ok && dbs[d] != NULL; d++) {
+        if (!db_has_pattern(cfg, dbs[d]))
+            continue;
+        mongoc_database_t *db = mongoc_client_get_database(c, dbs[d]);
+        bson_t opts = BSON_INITIALIZER, filter;
+        BSON_APPEND_DOCUMENT_BEGIN(&opts, "filter", &filter);
+        BSON_APPEND_UTF8(&filter, "type", "collection");
+        bson_append_document_end(&opts, &filter);
+        char **names = mongoc_database_get_collection_names_with_opts(db, &opts, e);
+        bson_destroy(&opts);
+        mongoc_database_destroy(db);
+        if (names == NULL) {
+            snprintf(err, errlen, "listing the collections of %s: %s", dbs[d], e->message);
+            ok = false;
+            break;
+        }
+        for (size_t i = 0; names[i] != NULL; i++) {
+            if (!sy_mongo_ns_synced(cfg, dbs[d], names[i]))
+                continue;
+            if (n + 1 >= cap) {
+                cap *= 2;
+                out = bson_realloc(out, cap * sizeof *out);
+            }
+            out[n++] = bson_strdup_printf("%s.%s", dbs[d], names[i]);
+            out[n] = NULL;
+        }
+        bson_strfreev(names);
+    }
+    bson_strfreev(dbs);
+    if (!ok) {
+        bson_strfreev(out);
+        return NULL;
+    }
+    qsort(out, n, sizeof *out, cmp_names);
+    return out;
+}
+
+int sy_mongo_collection_info(mongoc_client_t *c, const char *db, const char *name, bson_t *out, bson_error_t *e)
+{
+    mongoc_database_t *d = mongoc_client_get_database(c, db);
+    bson_t opts = BSON_INITIALIZER, filter;
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "filter", &filter);
+    BSON_APPEND_UTF8(&filter, "name", name);
+    bson_append_document_end(&opts, &filter);
+    mongoc_cursor_t *cur = mongoc_database_find_collections_with_opts(d, &opts);
+    const bson_t *doc;
+    int rc = 0;
+    if (mongoc_cursor_next(cur, &doc)) {
+        bson_copy_to(doc, out);
+        rc = 1;
+    } else {
+        bson_init(out);
+        if (mongoc_cursor_error(cur, e))
+            rc = -1;
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(&opts);
+    mongoc_database_destroy(d);
+    return rc;
+}
+
+mongoc_cursor_t *sy_mongo_find_in_id_order(mongoc_collection_t *coll, int32_t batch_size)
+{
+    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, sort;
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
+    BSON_APPEND_INT32(&sort, "_id", 1);
+    bson_append_document_end(&opts, &sort);
+    BSON_APPEND_INT32(&opts, "batchSize", batch_size);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+    bson_destroy(&filter);
+    bson_destroy(&opts);
+    return cur;
+}
+
+int sy_mongo_copy_overlap_end(mongoc_client_t *dst, const char *instance_id, struct sy_mongo_ts *end, bson_error_t *e)
+{
+    mongoc_collection_t *c = mongoc_client_get_collection(dst, SY_MONGO_DB, SY_MONGO_COPIES);
+    bson_t filter = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&filter, "_id", instance_id);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, &filter, NULL, NULL);
+    const bson_t *doc;
+    int rc = 0;
+    if (mongoc_cursor_next(cur, &doc)) {
+        bson_iter_t it;
+        rc = bson_iter_init_find(&it, doc, "end") && BSON_ITER_HOLDS_UTF8(&it) &&
+             sy_mongo_ts_parse(bson_iter_utf8(&it, NULL), end);
+    } else if (mongoc_cursor_error(cur, e)) {
+        rc = -1;
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(&filter);
+    mongoc_collection_destroy(c);
     return rc;
 }

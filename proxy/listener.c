@@ -9,7 +9,8 @@
 
 #include <openssl/err.h>
 
-const struct sy_proxy_protocol *const sy_proxy_protocols[] = { &sy_mysql_protocol, &sy_mongo_protocol, NULL };
+const struct sy_proxy_protocol *const sy_proxy_protocols[] = { &sy_mysql_protocol, &sy_mongo_protocol,
+                                                                &sy_tds_protocol, NULL };
 
 struct evconnlistener *sy_listener_open(struct event_base *base, const struct sy_endpoint *ep,
                                         evconnlistener_cb cb, void *arg, char *bound, size_t boundlen,

@@ -65,12 +65,7 @@ static void reap_soon(struct sy_mongo_proxy *px)
 
 static size_t client_pending(const struct sy_mongo_session *s)
 {
-    return s->client ? sy_relay_pending(s->client, NULL) : 0;
-}
-
-static size_t backend_pending(const struct sy_mongo_session *s)
-{
-    return s->backend ? sy_relay_pending(s->backend, NULL) : 0;
+    return sy_relay_link_client_pending(&s->io);
 }
 
 /* The one way a session ends. With `flush`, what is queued for the client (a final error) is still
@@ -87,20 +82,7 @@ static void close_session(struct sy_mongo_session *s, const char *why, bool flus
     sy_mongo_creds_cancel(s->cwait);
     s->cwait = NULL;
     sy_mongo_warm_free(s);
-    if (s->backend) {
-        bufferevent_setcb(s->backend, NULL, NULL, NULL, NULL);
-        bufferevent_disable(s->backend, EV_READ | EV_WRITE);
-    }
-    s->flush_deadline_ms = 0;
-    if (s->client) {
-        bufferevent_disable(s->client, EV_READ);
-        if (flush && client_pending(s) > 0) {
-            s->flush_deadline_ms = sy_now_ms() + SESS_FLUSH_MS;
-            bufferevent_enable(s->client, EV_WRITE); /* on_client_write wakes the reaper once drained */
-        } else {
-            bufferevent_disable(s->client, EV_WRITE);
-        }
-    }
+    sy_relay_link_close(&s->io, flush, SESS_FLUSH_MS);
     TAILQ_REMOVE(&px->sessions, s, link);
     px->n_sessions--;
     TAILQ_INSERT_TAIL(&px->closing, s, link);
@@ -119,10 +101,10 @@ static void session_free(struct sy_mongo_session *s)
     OPENSSL_cleanse(&s->sc, sizeof s->sc);
     OPENSSL_cleanse(s->client_key, sizeof s->client_key);
     OPENSSL_cleanse(&s->cred, sizeof s->cred);
-    if (s->client)
-        bufferevent_free(s->client);
-    if (s->backend)
-        bufferevent_free(s->backend);
+    if (s->io.client)
+        bufferevent_free(s->io.client);
+    if (s->io.backend)
+        bufferevent_free(s->io.backend);
     free(s);
 }
 
@@ -134,22 +116,12 @@ void sy_mongo_session_reap(struct sy_mongo_proxy *px, bool all)
     struct sy_mongo_session *s, *tmp;
     for (s = TAILQ_FIRST(&px->closing); s != NULL; s = tmp) {
         tmp = TAILQ_NEXT(s, link);
-        bool flushed = s->client == NULL || s->client_gone || client_pending(s) == 0;
-        if (all || flushed || now >= s->flush_deadline_ms) {
-            if (!flushed)
-                sy_log_info("%s: the client did not read its final error within %d ms: dropped", s->label,
-                            SESS_FLUSH_MS);
+        if (sy_relay_link_reapable(&s->io, all, now, &next)) {
             TAILQ_REMOVE(&px->closing, s, link);
             session_free(s);
-        } else if (next == 0 || s->flush_deadline_ms < next) {
-            next = s->flush_deadline_ms;
         }
     }
-    if (next != 0) {
-        uint64_t wait = next > now ? next - now : 1;
-        struct timeval tv = { (time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000 };
-        evtimer_add(px->reaper, &tv);
-    }
+    sy_relay_reaper_arm(px->reaper, next, now);
 }
 
 /* ---- flow control ---------------------------------------------------------------------------------
@@ -159,70 +131,63 @@ void sy_mongo_session_reap(struct sy_mongo_proxy *px, bool all)
  * water), or a request is in flight and more than high water of the next ones waits already. */
 static void client_read_update(struct sy_mongo_session *s)
 {
-    if (s->state == MS_CLOSING || s->client == NULL)
+    if (s->state == MS_CLOSING || s->io.client == NULL)
         return;
-    bool off = s->client_bp || s->state == MS_HELD ||
-               (s->state != MS_IDLE && evbuffer_get_length(bufferevent_get_input(s->client)) > SY_RELAY_HIGH_WATER);
+    bool off = s->io.client_bp || s->state == MS_HELD ||
+               (s->state != MS_IDLE && evbuffer_get_length(bufferevent_get_input(s->io.client)) > SY_RELAY_HIGH_WATER);
     if (off)
-        bufferevent_disable(s->client, EV_READ);
+        bufferevent_disable(s->io.client, EV_READ);
     else
-        bufferevent_enable(s->client, EV_READ);
+        bufferevent_enable(s->io.client, EV_READ);
 }
 
 static void backend_read_update(struct sy_mongo_session *s)
 {
-    if (s->state == MS_CLOSING || s->backend == NULL || !s->backend_connected)
+    if (s->state == MS_CLOSING || s->io.backend == NULL || !s->io.backend_connected)
         return;
-    if (s->backend_bp)
-        bufferevent_disable(s->backend, EV_READ);
+    if (s->io.backend_bp)
+        bufferevent_disable(s->io.backend, EV_READ);
     else
-        bufferevent_enable(s->backend, EV_READ);
+        bufferevent_enable(s->io.backend, EV_READ);
 }
 
 /* Writes what is due straight to the sockets, then resumes a paused side whose peer's output drained
  * (a direct write that took everything never runs libevent's write callback). */
 static void session_flush(struct sy_mongo_session *s)
 {
-    for (int round = 0; round < 64 && s->state != MS_CLOSING; round++) {
-        sy_relay_flush(s->client);
-        if (s->backend_connected)
-            sy_relay_flush(s->backend);
-        bool again = false;
-        if (s->client_bp && sy_relay_drained(backend_pending(s))) {
-            sy_log_debug("%s: client reads resumed", s->label);
-            s->client_bp = false;
-            client_read_update(s);
-            process_client(s);
-            again = true;
-        }
-        if (s->state != MS_CLOSING && s->backend_bp && sy_relay_drained(client_pending(s))) {
-            sy_log_debug("%s: server reads resumed", s->label);
-            s->backend_bp = false;
-            backend_read_update(s);
-            process_backend(s);
-            again = true;
-        }
-        if (!again)
-            return;
-    }
+    sy_relay_link_flush(&s->io);
 }
 
 static void to_backend_done(struct sy_mongo_session *s)
 {
-    if (sy_relay_over(backend_pending(s))) {
-        sy_log_debug("%s: client reads paused: %zu bytes queued to the server", s->label, backend_pending(s));
-        s->client_bp = true;
+    if (sy_relay_link_backend_over(&s->io))
         client_read_update(s);
-    }
 }
 
 static void to_client_done(struct sy_mongo_session *s)
 {
-    if (sy_relay_over(client_pending(s))) {
-        sy_log_debug("%s: server reads paused: %zu bytes queued to the client", s->label, client_pending(s));
-        s->backend_bp = true;
+    if (sy_relay_link_client_over(&s->io))
         backend_read_update(s);
-    }
+}
+
+/* sy_relay_link callbacks: a paused side may read again */
+static void client_resume(void *arg)
+{
+    struct sy_mongo_session *s = arg;
+    client_read_update(s);
+    process_client(s);
+}
+
+static void backend_resume(void *arg)
+{
+    struct sy_mongo_session *s = arg;
+    backend_read_update(s);
+    process_backend(s);
+}
+
+static bool session_closed(const void *arg)
+{
+    return ((const struct sy_mongo_session *)arg)->state == MS_CLOSING;
 }
 
 /* ---- answers of the proxy itself --------------------------------------------------------------------- */
@@ -285,7 +250,7 @@ static void client_error(struct sy_mongo_session *s, int32_t response_to, int32_
     uint8_t buf[2048];
     size_t n = 0;
     if (sy_mongo_msg_build(buf, sizeof buf, &n, own_id(s), response_to, 0, bson_get_data(&doc), doc.len, NULL, 0) == 0)
-        evbuffer_add(bufferevent_get_output(s->client), buf, n);
+        evbuffer_add(bufferevent_get_output(s->io.client), buf, n);
     bson_destroy(&doc);
 }
 
@@ -379,7 +344,7 @@ static void client_doc(struct sy_mongo_session *s, int32_t response_to, int32_t 
                                         bson_get_data(doc), doc->len, 1)
                  : sy_mongo_msg_build(buf, cap, &n, own_id(s), response_to, 0, bson_get_data(doc), doc->len, NULL, 0);
     if (rc == 0)
-        evbuffer_add(bufferevent_get_output(s->client), buf, n);
+        evbuffer_add(bufferevent_get_output(s->io.client), buf, n);
     free(buf);
 }
 
@@ -481,7 +446,7 @@ static int scram_begin(struct sy_mongo_session *s, const struct sy_mongo_sasl *s
 static void login_send(struct sy_mongo_session *s, const bson_t *cmd)
 {
     int32_t bid = backend_id(s);
-    if (sy_mongo_cmd_send(s->backend, bid, cmd) != 0) {
+    if (sy_mongo_cmd_send(s->io.backend, bid, cmd) != 0) {
         close_session(s, "out of memory", false, SY_MERR__COUNT);
         return;
     }
@@ -751,7 +716,7 @@ static int track_request(struct sy_mongo_session *s, struct evbuffer *in, size_t
                                m->nseqs) != 0 && need > 0 && (buf = malloc(need)) != NULL &&
             sy_mongo_msg_build(buf, need, &need, bid, 0, flags, bson_get_data(&body), body.len, m->seqs,
                                m->nseqs) == 0) {
-            evbuffer_add(bufferevent_get_output(s->backend), buf, need);
+            evbuffer_add(bufferevent_get_output(s->io.backend), buf, need);
             evbuffer_drain(in, len);
             s->requests++;
             s->req_client_id = request_id;
@@ -844,7 +809,7 @@ static void client_frame(struct sy_mongo_session *s, struct evbuffer *in, size_t
     }
     struct sy_mongo_header hdr = { (int32_t)get32(p), (int32_t)get32(p + 4), (int32_t)get32(p + 8),
                                    (int32_t)get32(p + 12) };
-    struct evbuffer *out = bufferevent_get_output(s->backend);
+    struct evbuffer *out = bufferevent_get_output(s->io.backend);
     enum req_kind kind = REQ_PLAIN;
     bool reply_due = true;
     int32_t bid = backend_id(s);
@@ -964,8 +929,8 @@ static bool held_may_pass(struct sy_mongo_session *s, struct evbuffer *in, size_
 /* Takes whole requests from the client's input while nothing is in flight. */
 static void process_client(struct sy_mongo_session *s)
 {
-    struct evbuffer *in = bufferevent_get_input(s->client);
-    while (s->state == MS_IDLE && !s->client_bp) {
+    struct evbuffer *in = bufferevent_get_input(s->io.client);
+    while (s->state == MS_IDLE && !s->io.client_bp) {
         size_t n = evbuffer_get_length(in);
         if (n == 0)
             break;
@@ -1166,7 +1131,7 @@ static bool reply_start(struct sy_mongo_session *s, struct evbuffer *in, size_t 
     }
     uint32_t flags = hdr.op_code == SY_MONGO_OP_MSG && head > SY_MONGO_HDR_LEN ? get32(p + SY_MONGO_HDR_LEN) : 0;
     int32_t response_to = first ? s->req_client_id : hdr.response_to; /* exhaust: the client saw that id */
-    struct evbuffer *out = bufferevent_get_output(s->client);
+    struct evbuffer *out = bufferevent_get_output(s->io.client);
     s->resp_more = (flags & SY_MONGO_MSG_MORE_TO_COME) != 0;
     s->resp_id = hdr.request_id;
     bool whole = s->req_kind == REQ_HELLO || s->req_kind == REQ_TRACKED ||
@@ -1231,7 +1196,7 @@ static bool reply_continue(struct sy_mongo_session *s, struct evbuffer *in)
         if (s->resp_discard)
             evbuffer_drain(in, k);
         else
-            evbuffer_remove_buffer(in, bufferevent_get_output(s->client), k);
+            evbuffer_remove_buffer(in, bufferevent_get_output(s->io.client), k);
         s->resp_left -= k;
         n -= k;
     }
@@ -1250,10 +1215,10 @@ static bool reply_continue(struct sy_mongo_session *s, struct evbuffer *in)
 
 static void process_backend(struct sy_mongo_session *s)
 {
-    if (s->backend == NULL || !s->backend_connected)
+    if (s->io.backend == NULL || !s->io.backend_connected)
         return;
-    struct evbuffer *in = bufferevent_get_input(s->backend);
-    while (s->state != MS_CLOSING && !s->backend_bp) {
+    struct evbuffer *in = bufferevent_get_input(s->io.backend);
+    while (s->state != MS_CLOSING && !s->io.backend_bp) {
         if (s->resp_left > 0 || s->resp_tail > 0) {
             if (!reply_continue(s, in))
                 break;
@@ -1306,7 +1271,7 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_CONNECTED)
         return;
     if (s->state == MS_CLOSING) {
-        s->client_gone = true;
+        s->io.client_gone = true;
         reap_soon(s->px);
         return;
     }
@@ -1338,11 +1303,8 @@ static void on_backend_event(struct bufferevent *bev, short what, void *arg)
         return;
     const struct sy_endpoint *ep = s->side == SY_SIDE_BUSINESS ? &s->px->pair->cfg->business : &s->px->pair->cfg->dr;
     if (what & BEV_EVENT_CONNECTED) {
-        evutil_socket_t fd = bufferevent_getfd(bev);
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        bufferevent_set_timeouts(bev, NULL, NULL);
-        s->backend_connected = true;
+        sy_relay_backend_connected(bev);
+        s->io.backend_connected = true;
         sy_log_debug("%s: connected to the %s server %s:%u", s->label, sy_side_name(s->side), ep->host, ep->port);
         set_state(s, MS_IDLE);
         backend_read_update(s);
@@ -1351,7 +1313,7 @@ static void on_backend_event(struct bufferevent *bev, short what, void *arg)
         return;
     }
     char why[400];
-    if (!s->backend_connected)
+    if (!s->io.backend_connected)
         snprintf(why, sizeof why, "cannot connect to the %s server %s:%u (%s)", sy_side_name(s->side), ep->host,
                  ep->port,
                  (what & BEV_EVENT_TIMEOUT) ? "timed out" : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
@@ -1369,47 +1331,12 @@ static bool wildcard_host(const char *h)
     return h[0] == '\0' || strcmp(h, "0.0.0.0") == 0 || strcmp(h, "::") == 0 || strcmp(h, "[::]") == 0;
 }
 
-struct bufferevent *sy_mongo_bev_connect(struct event_base *base, const struct sy_endpoint *ep,
-                                         bufferevent_data_cb on_read, bufferevent_data_cb on_write,
-                                         bufferevent_event_cb on_event, void *arg, char *err, size_t errlen)
-{
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
-    struct addrinfo *res = NULL;
-    char port[8];
-    snprintf(port, sizeof port, "%u", ep->port);
-    int rc = getaddrinfo(ep->host, port, &hints, &res);
-    if (rc != 0) {
-        snprintf(err, errlen, "%s:%u: %s", ep->host, ep->port, gai_strerror(rc));
-        return NULL;
-    }
-    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (bev == NULL) {
-        freeaddrinfo(res);
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    bufferevent_setcb(bev, on_read, on_write, on_event, arg);
-    bufferevent_setwatermark(bev, EV_WRITE, SY_RELAY_LOW_WATER, 0);
-    bufferevent_set_max_single_read(bev, SESS_MAX_READ);
-    struct timeval tmo = { SESS_CONNECT_S, 0 };
-    bufferevent_set_timeouts(bev, NULL, &tmo);                  /* the connect's timeout */
-    rc = bufferevent_socket_connect(bev, res->ai_addr, (int)res->ai_addrlen);
-    freeaddrinfo(res);
-    if (rc != 0) {
-        bufferevent_free(bev);
-        snprintf(err, errlen, "cannot connect to %s:%u", ep->host, ep->port);
-        return NULL;
-    }
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
-    return bev;
-}
-
 static int backend_open(struct sy_mongo_session *s, char *err, size_t errlen)
 {
     s->side = s->px->pair->active_side;
-    s->backend = sy_mongo_bev_connect(s->px->base, sy_pair_active_endpoint(s->px->pair), on_backend_read,
-                                      on_backend_write, on_backend_event, s, err, errlen);
-    return s->backend != NULL ? 0 : -1;
+    return sy_relay_backend_connect(s->px->base, sy_pair_active_endpoint(s->px->pair), SESS_CONNECT_S, SESS_MAX_READ,
+                                    on_backend_read, on_backend_write, on_backend_event, s, &s->io.backend, err,
+                                    errlen);
 }
 
 void sy_mongo_session_accept(struct sy_mongo_proxy *px, evutil_socket_t fd, const struct sockaddr *sa, int salen)
@@ -1423,23 +1350,21 @@ void sy_mongo_session_accept(struct sy_mongo_proxy *px, evutil_socket_t fd, cons
     s->id = px->next_id++;
     if (px->next_id == 0)
         px->next_id = 1;
-    char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
-    getnameinfo(sa, (socklen_t)salen, host, sizeof host, serv, sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV);
-    snprintf(s->peer, sizeof s->peer, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, serv);
+    sy_relay_addr_name(sa, (socklen_t)salen, s->peer, sizeof s->peer);
     snprintf(s->label, sizeof s->label, "%s M-%u %s", px->pair->cfg->name, s->id, s->peer);
+    s->io = (struct sy_relay_link){ .label = s->label, .session = s, .client_resume = client_resume,
+                                    .backend_resume = backend_resume, .closed = session_closed };
     snprintf(s->advertised, sizeof s->advertised, "%s", px->pair->listen_addr);
     if (wildcard_host(px->pair->cfg->listen.host)) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
-        if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
-            getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, serv, sizeof serv,
-                        NI_NUMERICHOST | NI_NUMERICSERV) == 0)
-            snprintf(s->advertised, sizeof s->advertised, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, serv);
+        if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+            sy_relay_addr_name((struct sockaddr *)&ss, sl, s->advertised, sizeof s->advertised);
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    s->client = bufferevent_socket_new(px->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (s->client == NULL) {
+    s->io.client = bufferevent_socket_new(px->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (s->io.client == NULL) {
         evutil_closesocket(fd);
         free(s);
         return;
@@ -1448,24 +1373,24 @@ void sy_mongo_session_accept(struct sy_mongo_proxy *px, evutil_socket_t fd, cons
         SSL *ssl = SSL_new(px->tls);
         struct bufferevent *f = NULL;
         if (ssl != NULL)
-            f = bufferevent_openssl_filter_new(px->base, s->client, ssl, BUFFEREVENT_SSL_ACCEPTING,
+            f = bufferevent_openssl_filter_new(px->base, s->io.client, ssl, BUFFEREVENT_SSL_ACCEPTING,
                                                BEV_OPT_CLOSE_ON_FREE);
         if (f == NULL) {
             if (ssl)
                 SSL_free(ssl);
-            bufferevent_free(s->client);
+            bufferevent_free(s->io.client);
             free(s);
             return;
         }
-        s->client = f;
+        s->io.client = f;
         s->tls = true;
     }
-    bufferevent_set_max_single_read(s->client, SESS_MAX_READ);
+    bufferevent_set_max_single_read(s->io.client, SESS_MAX_READ);
     TAILQ_INSERT_TAIL(&px->sessions, s, link);
     px->n_sessions++;
-    bufferevent_setcb(s->client, on_client_read, on_client_write, on_client_event, s);
-    bufferevent_setwatermark(s->client, EV_WRITE, SY_RELAY_LOW_WATER, 0);
-    bufferevent_enable(s->client, EV_READ | EV_WRITE);
+    bufferevent_setcb(s->io.client, on_client_read, on_client_write, on_client_event, s);
+    bufferevent_setwatermark(s->io.client, EV_WRITE, SY_RELAY_LOW_WATER, 0);
+    bufferevent_enable(s->io.client, EV_READ | EV_WRITE);
     sy_log_debug("%s: accepted%s", s->label, s->tls ? " (TLS)" : "");
     char err[300];
     if (backend_open(s, err, sizeof err) != 0)
@@ -1533,13 +1458,13 @@ json_t *sy_mongo_session_unmovable_json(const struct sy_mongo_session *s, const 
 void sy_mongo_session_adopt_backend(struct sy_mongo_session *s, struct bufferevent *bev, enum sy_side side,
                                     int32_t next_id)
 {
-    if (s->backend) {
-        bufferevent_setcb(s->backend, NULL, NULL, NULL, NULL);
-        bufferevent_free(s->backend);          /* not inside its own callback: a switch's loop call */
+    if (s->io.backend) {
+        bufferevent_setcb(s->io.backend, NULL, NULL, NULL, NULL);
+        bufferevent_free(s->io.backend);          /* not inside its own callback: a switch's loop call */
     }
-    s->backend = bev;
-    s->backend_connected = true;
-    s->backend_bp = false;
+    s->io.backend = bev;
+    s->io.backend_connected = true;
+    s->io.backend_bp = false;
     s->side = side;
     s->next_backend_id = next_id;
     s->exhaust_next = 0;
@@ -1552,8 +1477,8 @@ void sy_mongo_session_adopt_backend(struct sy_mongo_session *s, struct buffereve
     bufferevent_set_max_single_read(bev, SESS_MAX_READ);
     bufferevent_set_timeouts(bev, NULL, NULL);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
-    if (s->client_bp) {                        /* its bytes were waiting for the old connection */
-        s->client_bp = false;
+    if (s->io.client_bp) {                        /* its bytes were waiting for the old connection */
+        s->io.client_bp = false;
         client_read_update(s);
     }
 }
@@ -1563,7 +1488,7 @@ int sy_mongo_session_internal(struct sy_mongo_session *s, const bson_t *cmd)
     if (s->state != MS_IDLE && s->state != MS_HELD)
         return -1;
     int32_t bid = backend_id(s);
-    if (sy_mongo_cmd_send(s->backend, bid, cmd) != 0)
+    if (sy_mongo_cmd_send(s->io.backend, bid, cmd) != 0)
         return -1;
     s->req_backend_id = bid;
     s->exhaust_next = 0;

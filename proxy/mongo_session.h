@@ -12,6 +12,7 @@
 #include "proxy/mongo_login.h"
 #include "proxy/mongo_proxy.h"
 #include "proxy/mongo_scram.h"
+#include "proxy/relay.h"
 
 struct sy_mongo_warm;
 
@@ -75,9 +76,7 @@ struct sy_mongo_session {
     char advertised[300];                /* the address hello replies name: the listen address (or, for a
                                             wildcard listen, the local address this client reached) */
     bool tls;                            /* client is an OpenSSL filter over the socket */
-    struct bufferevent *client;          /* owned */
-    struct bufferevent *backend;         /* owned; NULL once closed */
-    bool backend_connected;
+    struct sy_relay_link io;             /* client and backend bufferevents (owned), backpressure */
     enum sy_side side;                   /* where the backend connection is */
     int32_t next_backend_id;             /* the proxy's request ids on this backend connection (from 1) */
     int32_t next_own_id;                 /* request ids of the replies the proxy writes itself */
@@ -114,10 +113,6 @@ struct sy_mongo_session {
     uint64_t held_since_ms;              /* when MS_HELD began */
     uint64_t requests;                   /* requests forwarded */
     uint64_t dropped_replies;            /* backend replies no request waited for (moreToCome) */
-    bool client_bp;                      /* client reads paused: backend output over high water */
-    bool backend_bp;                     /* backend reads paused: client output over high water */
-    uint64_t flush_deadline_ms;          /* MS_CLOSING with a final error queued: freed by then at the latest */
-    bool client_gone;                    /* MS_CLOSING: the client socket ended */
     int64_t req_cursor_id;               /* REQ_TRACKED for a getMore: its cursor (0 for any other request) */
     bool req_txn_start;                  /* REQ_TRACKED: the request started a transaction (lsid: req_lsid) */
     uint8_t req_lsid[SY_MONGO_LSID_LEN];
@@ -139,11 +134,6 @@ void sy_mongo_session_adopt_backend(struct sy_mongo_session *s, struct buffereve
 /* Sends the proxy's own command on s's backend (s idle); its reply is dropped. -1 when s is not idle. */
 int sy_mongo_session_internal(struct sy_mongo_session *s, const bson_t *cmd);
 
-/* A bufferevent connecting to ep (SESS_CONNECT_S timeout, write low water, read size) with these callbacks;
- * NULL with err filled. */
-struct bufferevent *sy_mongo_bev_connect(struct event_base *base, const struct sy_endpoint *ep,
-                                         bufferevent_data_cb on_read, bufferevent_data_cb on_write,
-                                         bufferevent_event_cb on_event, void *arg, char *err, size_t errlen);
 /* The next request id of a sequence: 1..INT32_MAX, then 1 again (0 and negatives are never used). */
 int32_t sy_mongo_next_id(int32_t *seq);
 /* Queues cmd as an OP_MSG (no flags) with request_id on bev's output; -1 out of memory. */

@@ -16,8 +16,6 @@
  *   unwarm  a switch rolled back: the warm connections are dropped, cursors waited for again.
  *
  * A session whose login was passed through to the server (not SCRAM) cannot move; --force closes it. */
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +29,10 @@
 #include "core/log.h"
 #include "proxy/mongo_session.h"
 #include "proxy/mongo_wire.h"
+#include "proxy/relay.h"
+
+#define WARM_CONNECT_S 10          /* connect timeout of a warm connection */
+#define WARM_MAX_READ (256u << 10) /* as the session's backend once it takes it over */
 
 enum warm_state {
     W_CONNECTING, /* TCP connect to the other side in progress */
@@ -155,10 +157,7 @@ static void on_warm_event(struct bufferevent *bev, short what, void *arg)
                                              : "connection closed");
         return;
     }
-    evutil_socket_t fd = bufferevent_getfd(bev);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    bufferevent_set_timeouts(bev, NULL, NULL);
+    sy_relay_backend_connected(bev);
     if (!(s->logged_in && s->scram)) {
         w->state = W_READY;                      /* nobody logged in: a connection is all it needs */
         return;
@@ -191,8 +190,8 @@ static void warm_open(struct sy_mongo_session *s, enum sy_side to)
     w->state = W_CONNECTING;
     w->login_gen = s->login_gen;
     char err[300];
-    w->bev = sy_mongo_bev_connect(s->px->base, ep, on_warm_read, NULL, on_warm_event, w, err, sizeof err);
-    if (w->bev == NULL)
+    if (sy_relay_backend_connect(s->px->base, ep, WARM_CONNECT_S, WARM_MAX_READ, on_warm_read, NULL, on_warm_event, w,
+                                 &w->bev, err, sizeof err) != 0)
         warm_fail(w, "the %s server: %s", sy_side_name(w->side), err);
 }
 

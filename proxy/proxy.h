@@ -10,6 +10,7 @@
 
 extern const struct sy_proxy_protocol sy_mysql_protocol;
 extern const struct sy_proxy_protocol sy_mongo_protocol;
+extern const struct sy_proxy_protocol sy_tds_protocol;
 extern const struct sy_proxy_protocol *const sy_proxy_protocols[];
 
 /* Binds ep (port 0 = any free port), writes the bound "host:port" into bound. */

@@ -1,7 +1,16 @@
-/* Byte relay helpers shared by every engine's sessions (proxy/relay.h). */
+/* Byte relay helpers shared by every engine's sessions (proxy/relay.h): direct writes, pending bytes,
+ * and for the sessions built on struct sy_relay_link the backpressure loop and the backend's connect. */
 #include "proxy/relay.h"
 
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+
 #include <event2/event.h>
+
+#include "core/log.h"
+#include "core/pair.h"
 
 bool sy_relay_is_plain(struct bufferevent *bev)
 {
@@ -40,4 +49,150 @@ size_t sy_relay_pending(struct bufferevent *bev, struct evbuffer *staged)
     for (struct bufferevent *b = bev; b != NULL; b = bufferevent_get_underlying(b))
         n += evbuffer_get_length(bufferevent_get_output(b));
     return n;
+}
+
+size_t sy_relay_link_client_pending(const struct sy_relay_link *l)
+{
+    return l->client ? sy_relay_pending(l->client, NULL) : 0;
+}
+
+size_t sy_relay_link_backend_pending(const struct sy_relay_link *l)
+{
+    return l->backend ? sy_relay_pending(l->backend, NULL) : 0;
+}
+
+bool sy_relay_link_backend_over(struct sy_relay_link *l)
+{
+    size_t n = sy_relay_link_backend_pending(l);
+    if (!sy_relay_over(n))
+        return false;
+    sy_log_debug("%s: client reads paused: %zu bytes queued to the server", l->label, n);
+    l->client_bp = true;
+    return true;
+}
+
+bool sy_relay_link_client_over(struct sy_relay_link *l)
+{
+    size_t n = sy_relay_link_client_pending(l);
+    if (!sy_relay_over(n))
+        return false;
+    sy_log_debug("%s: server reads paused: %zu bytes queued to the client", l->label, n);
+    l->backend_bp = true;
+    return true;
+}
+
+void sy_relay_link_flush(struct sy_relay_link *l)
+{
+    for (int round = 0; round < 64 && !l->closed(l->session); round++) {
+        if (l->client)
+            sy_relay_flush(l->client);
+        if (l->backend_connected)
+            sy_relay_flush(l->backend);
+        bool again = false;
+        if (l->client_bp && sy_relay_drained(sy_relay_link_backend_pending(l))) {
+            sy_log_debug("%s: client reads resumed", l->label);
+            l->client_bp = false;
+            l->client_resume(l->session);
+            again = true;
+        }
+        if (!l->closed(l->session) && l->backend_bp && sy_relay_drained(sy_relay_link_client_pending(l))) {
+            sy_log_debug("%s: server reads resumed", l->label);
+            l->backend_bp = false;
+            l->backend_resume(l->session);
+            again = true;
+        }
+        if (!again)
+            return;
+    }
+}
+
+void sy_relay_link_close(struct sy_relay_link *l, bool flush, uint64_t flush_ms)
+{
+    if (l->backend) {
+        bufferevent_setcb(l->backend, NULL, NULL, NULL, NULL);
+        bufferevent_disable(l->backend, EV_READ | EV_WRITE);
+    }
+    l->flush_deadline_ms = 0;
+    l->flush_ms = flush_ms;
+    if (l->client == NULL)
+        return;
+    bufferevent_disable(l->client, EV_READ);
+    if (flush && sy_relay_link_client_pending(l) > 0) {
+        l->flush_deadline_ms = sy_now_ms() + flush_ms;
+        sy_relay_flush(l->client);
+        bufferevent_enable(l->client, EV_WRITE); /* the session's write callback wakes its reaper once drained */
+    } else {
+        bufferevent_disable(l->client, EV_WRITE);
+    }
+}
+
+bool sy_relay_link_reapable(const struct sy_relay_link *l, bool all, uint64_t now_ms, uint64_t *next)
+{
+    bool flushed = l->client == NULL || l->client_gone || sy_relay_link_client_pending(l) == 0;
+    if (all || flushed || now_ms >= l->flush_deadline_ms) {
+        if (!flushed)
+            sy_log_info("%s: the client did not read its final error within %llu ms: dropped", l->label,
+                        (unsigned long long)l->flush_ms);
+        return true;
+    }
+    if (*next == 0 || l->flush_deadline_ms < *next)
+        *next = l->flush_deadline_ms;
+    return false;
+}
+
+void sy_relay_reaper_arm(struct event *reaper, uint64_t next, uint64_t now_ms)
+{
+    if (next == 0)
+        return;
+    uint64_t wait = next > now_ms ? next - now_ms : 1;
+    struct timeval tv = { (time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000 };
+    evtimer_add(reaper, &tv);
+}
+
+int sy_relay_backend_connect(struct event_base *base, const struct sy_endpoint *ep, int timeout_s, size_t max_read,
+                             bufferevent_data_cb rd, bufferevent_data_cb wr, bufferevent_event_cb ev, void *arg,
+                             struct bufferevent **out, char *err, size_t errlen)
+{
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
+    struct addrinfo *res = NULL;
+    char port[8];
+    snprintf(port, sizeof port, "%u", ep->port);
+    int rc = getaddrinfo(ep->host, port, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "%s:%u: %s", ep->host, ep->port, gai_strerror(rc));
+        return -1;
+    }
+    struct bufferevent *bev = *out = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL) {
+        freeaddrinfo(res);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    bufferevent_setcb(bev, rd, wr, ev, arg);
+    bufferevent_setwatermark(bev, EV_WRITE, SY_RELAY_LOW_WATER, 0);
+    bufferevent_set_max_single_read(bev, max_read);
+    struct timeval tmo = { timeout_s, 0 };
+    bufferevent_set_timeouts(bev, NULL, &tmo);           /* the connect's timeout */
+    rc = bufferevent_socket_connect(bev, res->ai_addr, (int)res->ai_addrlen);
+    freeaddrinfo(res);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot connect to %s:%u", ep->host, ep->port);
+        return -1;
+    }
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    return 0;
+}
+
+void sy_relay_backend_connected(struct bufferevent *bev)
+{
+    int one = 1;
+    setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    bufferevent_set_timeouts(bev, NULL, NULL);
+}
+
+void sy_relay_addr_name(const struct sockaddr *sa, socklen_t salen, char *out, size_t outlen)
+{
+    char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
+    getnameinfo(sa, salen, host, sizeof host, serv, sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV);
+    snprintf(out, outlen, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, serv);
 }

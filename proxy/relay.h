@@ -18,9 +18,15 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "core/config.h"
 
 #define SY_RELAY_HIGH_WATER (4u << 20) /* pause reading a side while the other's output holds more */
 #define SY_RELAY_LOW_WATER (SY_RELAY_HIGH_WATER / 2) /* resume once it has drained to this */
@@ -50,5 +56,59 @@ static inline bool sy_relay_drained(size_t queued)
 {
     return queued <= SY_RELAY_LOW_WATER;
 }
+
+/* ---- one session's two sides (the MongoDB and SQL Server sessions embed this) ---------------------- */
+
+/* A client session's bufferevents as the relay sees them: where bytes are queued and which side's reading
+ * is paused for backpressure. The session owns the bufferevents and frees them; the callbacks let the
+ * relay hand a side back to the session when it may read again. */
+struct sy_relay_link {
+    struct bufferevent *client;    /* owned by the session */
+    struct bufferevent *backend;   /* owned by the session; NULL when none */
+    bool backend_connected;        /* the backend's connect completed: its output may be written */
+    bool client_bp;                /* client reads paused: the backend's output is over high water */
+    bool backend_bp;               /* backend reads paused: the client's output is over high water */
+    const char *label;             /* ref: the session's log label */
+    void *session;                 /* the callbacks' argument */
+    void (*client_resume)(void *session);  /* client_bp was cleared: update reading, take what waits */
+    void (*backend_resume)(void *session); /* backend_bp was cleared: the same for the backend */
+    bool (*closed)(const void *session);   /* the session closed meanwhile: nothing more to do */
+    /* once closed (sy_relay_link_close) */
+    uint64_t flush_deadline_ms;    /* a final message still queued for the client: freed by then at the latest */
+    uint64_t flush_ms;             /* the bound that deadline came from (logged when it strikes) */
+    bool client_gone;              /* the client's socket ended: nothing more can be written */
+};
+
+/* Bytes on their way to the client / to the backend (0 without that bufferevent). */
+size_t sy_relay_link_client_pending(const struct sy_relay_link *l);
+size_t sy_relay_link_backend_pending(const struct sy_relay_link *l);
+/* After queueing toward the backend (client): true when the queue passed high water and the client's
+ * (backend's) reading must now pause (the flag is set; the session updates its reading). */
+bool sy_relay_link_backend_over(struct sy_relay_link *l);
+bool sy_relay_link_client_over(struct sy_relay_link *l);
+/* The link's part of closing a session: the backend stops at once (callbacks cleared, no reading or
+ * writing); the client stops reading and, with `flush` and bytes still queued for it (a final error), keeps
+ * writing them for at most flush_ms (flush_deadline_ms set; the session's reaper frees it once drained). */
+void sy_relay_link_close(struct sy_relay_link *l, bool flush, uint64_t flush_ms);
+/* Whether a closed session may be freed now (`all`: shutdown): its last bytes reached the client, the
+ * client is gone, or the deadline passed (logged: dropped). Otherwise *next is lowered to its deadline. */
+bool sy_relay_link_reapable(const struct sy_relay_link *l, bool all, uint64_t now_ms, uint64_t *next);
+/* Arms a reaper timer for the earliest deadline `next` (0: nothing waits). */
+void sy_relay_reaper_arm(struct event *reaper, uint64_t next, uint64_t now_ms);
+
+/* Writes what is due straight to the sockets, then resumes a paused side whose peer's output drained (a
+ * direct write that took everything never runs libevent's write callback), until nothing changes. */
+void sy_relay_link_flush(struct sy_relay_link *l);
+
+/* Starts a session's backend connection to ep: a socket bufferevent (stored in *out before connecting;
+ * the session frees it, also after a failure) with the callbacks, the write watermark at low water, reads
+ * of at most max_read bytes and a connect timeout. -1 with err filled when it cannot start. */
+int sy_relay_backend_connect(struct event_base *base, const struct sy_endpoint *ep, int timeout_s, size_t max_read,
+                             bufferevent_data_cb rd, bufferevent_data_cb wr, bufferevent_event_cb ev, void *arg,
+                             struct bufferevent **out, char *err, size_t errlen);
+/* The backend's connect completed: TCP_NODELAY, the connect timeout cleared. */
+void sy_relay_backend_connected(struct bufferevent *bev);
+/* "host:port" ("[v6]:port") of a numeric socket address ("?:?" when it cannot be named). */
+void sy_relay_addr_name(const struct sockaddr *sa, socklen_t salen, char *out, size_t outlen);
 
 #endif

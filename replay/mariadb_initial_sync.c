@@ -57,10 +57,7 @@ static bool stopping(const struct isync *s)
 
 static void progress(struct isync *s)
 {
-    pthread_mutex_lock(&s->ctx->report->lock);
-    s->ctx->report->done_rows = s->done;
-    s->ctx->report->total_rows = s->total;
-    pthread_mutex_unlock(&s->ctx->report->lock);
+    sy_module_report_progress(s->ctx->report, s->done, s->total);
 }
 
 /* Lists the synchronized base tables of the source with their columns and key. -1 on error. */
@@ -597,10 +594,7 @@ static void *isync_main(void *arg)
         sy_module_socket_drop(s->ctx, s->dst_slot);
         tables_free(s);
         if (rc == 0) {
-            pthread_mutex_lock(&s->ctx->report->lock);
-            snprintf(s->ctx->report->position, sizeof s->ctx->report->position, "%s", s->position);
-            s->ctx->report->initial_sync_done = true;
-            pthread_mutex_unlock(&s->ctx->report->lock);
+            sy_module_report_sync_done(s->ctx->report, s->position);
             break;
         }
         if (rc == 2 || stopping(s))

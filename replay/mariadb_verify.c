@@ -174,50 +174,6 @@ static void table_fini(struct vtable *t)
     free(t->hash);
 }
 
-/* Whether db.table passes the --objects filter ("db.table,db.*"); NULL passes everything. */
-static bool filter_match(const char *filter, const char *db, const char *table)
-{
-    if (filter == NULL)
-        return true;
-    const char *walk = filter, *p;
-    size_t n;
-    while (sy_comma_next(&walk, &p, &n)) {
-        const char *end = p + n;
-        const char *dot = memchr(p, '.', n);
-        if (dot && (size_t)(dot - p) == strlen(db) && strncmp(p, db, (size_t)(dot - p)) == 0) {
-            size_t tl = (size_t)(end - dot - 1);
-            if ((tl == 1 && dot[1] == '*') || (tl == strlen(table) && strncmp(dot + 1, table, tl) == 0))
-                return true;
-        }
-    }
-    return false;
-}
-
-/* Every entry is db.table or db.* with non-empty parts. */
-static bool filter_valid(const char *filter)
-{
-    const char *p = filter;
-    size_t entries = 0;
-    while (*p) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        if (*p == '\0')
-            break;
-        const char *e = p;
-        while (*e && *e != ',')
-            e++;
-        const char *end = e;
-        while (end > p && end[-1] == ' ')
-            end--;
-        const char *dot = memchr(p, '.', (size_t)(end - p));
-        if (dot == NULL || dot == p || dot + 1 == end)
-            return false;
-        entries++;
-        p = e;
-    }
-    return entries > 0;
-}
-
 /* The per-row hash: each column as "<octet length>:<bytes>", or its MD5 when big, or 'N' for NULL
  * (neither a digit nor hex: no two rows concatenate alike), then the first 64 bits of the MD5 of all.
  * CAST(.. AS BINARY) compares bytes, not the collation's idea of equal ('a' vs 'A', 'a' vs 'a '). */
@@ -390,7 +346,8 @@ static int list_tables(struct verify *v, const char *filter)
     }
     MYSQL_ROW row;
     while ((row = mysql_fetch_row(res)) != NULL)
-        if (row[0] && row[1] && sy_objects_match(v->cfg, row[0], row[1]) && filter_match(filter, row[0], row[1])) {
+        if (row[0] && row[1] && sy_objects_match(v->cfg, row[0], row[1]) &&
+            sy_objects_filter_match(filter, row[0], row[1])) {
             struct vtable *t = &v->tables[v->n_tables++];
             snprintf(t->db, sizeof t->db, "%s", row[0]);
             snprintf(t->table, sizeof t->table, "%s", row[1]);
@@ -889,7 +846,7 @@ static int run(struct verify *v, const char *filter, json_t *result)
 int sy_mariadb_verify(const struct sy_pair_cfg *cfg, const char *objects_filter, sy_verify_reached_fn write_reached,
                       void *arg, json_t *result, char *err, size_t errlen)
 {
-    if (objects_filter && !filter_valid(objects_filter)) {
+    if (objects_filter && !sy_objects_filter_valid(objects_filter)) {
         snprintf(err, errlen, "--objects wants db.table or db.* entries separated by commas, not '%s'",
                  objects_filter);
         return -2;

@@ -16,7 +16,8 @@
  *
  * Conflicts: an UPDATE whose document is missing is upserted (counted in `conflicts`); with
  * on_conflict = fail it stops the instance (conflict), except for batches that a restart applies again
- * (records up to the spool's end when the writer started: they may have been applied before).
+ * (records up to the spool's end when the writer started: they may have been applied before) and for
+ * source changes inside the initial copy's overlap (up to its `end`, engine/mongo_client.h).
  * A `$v: 2` diff (MongoDB 5+) is applied as the update it stands for (engine/mongo_diff.h); one that
  * cannot be (an array resized) fails the instance naming it (unsupported_update).
  * Transient errors end the session; it starts again from the checkpoint with backoff. */
@@ -43,7 +44,6 @@
 #define WR_MAX_WORKERS 64
 #define WR_MAX_BACKOFF_MS 2000
 #define WR_WAIT_MS 200
-#define CHECKPOINTS "checkpoints"
 
 struct op {
     size_t ns;              /* index into batch.ns */
@@ -52,6 +52,7 @@ struct op {
     bson_t *id;             /* owned: {_id: value} */
     bson_t *doc;            /* owned: the document or the patch; NULL for a delete */
     uint64_t seq;           /* its spool record */
+    struct sy_mongo_ts ts;  /* its source transaction's position */
 };
 
 struct batch {
@@ -87,6 +88,8 @@ struct writer {
     uint64_t next_seq;          /* next spool record to read */
     uint64_t durable_seq;       /* the checkpoint's seq */
     uint64_t reapply_to;        /* records up to it may have been applied before this start */
+    struct sy_mongo_ts overlap_end; /* source changes up to it overlap the initial copy (SY_MONGO_COPIES) */
+    struct sy_mongo_ts txn_ts;  /* the source transaction being read */
     char position[1024];
     uint64_t rows, conflicts, source_time_ms;
     struct batch b;
@@ -189,7 +192,7 @@ static bool add_row(struct writer *w, const struct sy_change_row *r, uint64_t se
         return false;
     }
     const struct sy_value *key = r->after ? &r->after[0] : &r->before[0];
-    struct op op = { .kind = r->op, .seq = seq };
+    struct op op = { .kind = r->op, .seq = seq, .ts = w->txn_ts };
     long ns = ns_index(&w->b, w->table_ns);
     bool ok = ns >= 0 && doc_value(key, &op.id);
     if (ok && r->op != SY_ROW_DELETE) {
@@ -247,6 +250,12 @@ static int add_record(struct writer *w, uint8_t type, const uint8_t *p, size_t l
             ops_free_from(&w->b, w->txn_first_op);
         w->in_txn = true;
         w->txn_first_op = w->b.n;
+        {
+            char pos[64];
+            snprintf(pos, sizeof pos, "%.*s", (int)(ch.position_len < 63 ? ch.position_len : 63), ch.position);
+            if (!sy_mongo_ts_parse(pos, &w->txn_ts))
+                w->txn_ts = (struct sy_mongo_ts){ 0, 0 };
+        }
         w->table_synced = false;
         return 0;
     case SY_CHANGE_TABLE: {
@@ -435,7 +444,7 @@ static int write_mark(struct writer *w)
 
 static int write_checkpoint(struct writer *w, uint64_t seq, const char *position)
 {
-    mongoc_collection_t *c = mongoc_client_get_collection(w->ctl, SY_MONGO_DB, CHECKPOINTS);
+    mongoc_collection_t *c = mongoc_client_get_collection(w->ctl, SY_MONGO_DB, SY_MONGO_CHECKPOINTS);
     bson_t sel = BSON_INITIALIZER, doc = BSON_INITIALIZER, opts = BSON_INITIALIZER;
     BSON_APPEND_UTF8(&sel, "_id", w->ctx->instance_id);
     BSON_APPEND_UTF8(&doc, "_id", w->ctx->instance_id);
@@ -519,7 +528,7 @@ static int apply_batch(struct writer *w)
             struct worker *wk = &w->workers[i];
             w->conflicts += wk->upserted_updates;
             if (wk->conflict != NULL && w->cfg->on_conflict == SY_ON_CONFLICT_FAIL &&
-                wk->conflict->seq > w->reapply_to) {
+                wk->conflict->seq > w->reapply_to && sy_mongo_ts_cmp(wk->conflict->ts, w->overlap_end) > 0) {
                 char *id = bson_as_relaxed_extended_json(wk->conflict->id, NULL);
                 fail(w, "conflict",
                      "%s: the source updated document %s, which the destination does not have (it was inserted "
@@ -550,7 +559,7 @@ out:
 
 static int read_checkpoint(struct writer *w)
 {
-    mongoc_collection_t *c = mongoc_client_get_collection(w->ctl, SY_MONGO_DB, CHECKPOINTS);
+    mongoc_collection_t *c = mongoc_client_get_collection(w->ctl, SY_MONGO_DB, SY_MONGO_CHECKPOINTS);
     bson_t filter = BSON_INITIALIZER;
     BSON_APPEND_UTF8(&filter, "_id", w->ctx->instance_id);
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(c, &filter, NULL, NULL);
@@ -596,6 +605,13 @@ static int read_checkpoint(struct writer *w)
     w->durable_seq = seq;
     w->next_seq = seq + 1;
     w->reapply_to = last;
+    w->overlap_end = (struct sy_mongo_ts){ 0, 0 };
+    if (w->ctx->direction == SY_DIR_FORWARD &&
+        sy_mongo_copy_overlap_end(w->ctl, w->ctx->instance_id, &w->overlap_end, &e) < 0) {
+        snprintf(w->err, sizeof w->err, "%s:%u: reading the initial copy's overlap: %s", w->ctx->dest->host,
+                 w->ctx->dest->port, e.message);
+        return sy_mongo_is_transient(&e) ? 1 : -1;
+    }
     snprintf(w->position, sizeof w->position, "%s", position);
     return 0;
 }

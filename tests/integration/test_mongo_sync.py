@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import random
+import threading
 import time
 
 import pytest
@@ -252,3 +253,47 @@ def test_failover_tail_resolve_then_switchback(synced, ferretdb_pair, decision):
     assert_equal_eventually(ferretdb_pair, db)
     with b.client() as c:
         assert sorted(x["_id"] for x in c[db].t.find()) == [1, 10, 13, 14]
+
+
+def test_initial_sync_while_business_writes(mongo_daemon, ferretdb_pair, fresh):
+    """The copy has no snapshot: business keeps inserting, updating and deleting during it; the oplog entries
+    that overlap the copy are applied as overwrites (no `conflict`), and DR ends equal."""
+    b, dr = ferretdb_pair
+    with b.client() as c:
+        c[fresh].docs.insert_many([{"_id": f"pre{i}", "n": i, "pad": "x" * 200} for i in range(3000)])
+    stop = threading.Event()
+    errors = []
+
+    def writer():
+        rnd = random.Random(7)
+        try:
+            with b.client() as c:
+                i = 0
+                while not stop.is_set():
+                    k = f"pre{rnd.randrange(3000)}"
+                    r = rnd.random()
+                    if r < 0.4:
+                        c[fresh].docs.update_one({"_id": k}, {"$set": {"n": -i}})
+                    elif r < 0.6:
+                        c[fresh].docs.delete_one({"_id": k})
+                    else:
+                        c[fresh].docs.insert_one({"_id": f"new{i}", "n": i})
+                    i += 1
+        except Exception as e:  # noqa: BLE001 (reported by the test)
+            errors.append(e)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        pname = f"p{fresh}"
+        d = mongo_daemon(pair=pname, objects=f"{fresh}.*")
+        wait_state(d, pname, "running", timeout=120)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        t.join(30)
+    assert errors == []
+    assert_equal_eventually(ferretdb_pair, fresh, timeout=120)
+    st = instance(d, pname)
+    assert st["state"] == "running" and st["last_error"] is None, st
+    assert st["initial_sync"]["done"] is True

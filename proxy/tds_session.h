@@ -1,0 +1,96 @@
+/* One SQL Server client session's state, shared by tds_session.c (lifecycle, relay, events) and
+ * tds_login.c (PRELOGIN, TLS inside PRELOGIN, LOGIN7, the backend login). Private to proxy/. */
+#ifndef SY_PROXY_TDS_SESSION_H
+#define SY_PROXY_TDS_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <openssl/ssl.h>
+
+#include "proxy/relay.h"
+#include "proxy/tds_proxy.h"
+#include "proxy/tds_wire.h"
+
+/* What the session waits for. */
+enum sy_tds_sess_state {
+    TS_PRELOGIN, /* the client's PRELOGIN and the backend's PRELOGIN answer (both before answering) */
+    TS_TLS,      /* the client's TLS handshake, its records carried inside PRELOGIN packets */
+    TS_LOGIN7,   /* PRELOGIN answered: the client's LOGIN7 */
+    TS_LOGIN,    /* the proxy's LOGIN7 sent to the backend: its login response */
+    TS_IDLE,     /* logged in, no request in flight */
+    TS_BUSY,     /* a request (or an ATTENTION) was forwarded, its response is not complete */
+    TS_HELD,     /* pair held: the next request waits (reading paused) until release */
+    TS_CLOSING,  /* closed; freed by the reaper */
+    TS__COUNT
+};
+
+struct sy_tds_session {
+    TAILQ_ENTRY(sy_tds_session) link;   /* in px->sessions, then px->closing */
+    struct sy_tds_proxy *px;            /* ref: owns the session */
+    uint32_t id;                        /* `clients` id, log label */
+    enum sy_tds_sess_state state;       /* changed only through set_state() (logged) */
+    char peer[80];                      /* "127.0.0.1:51234" */
+    char label[160];                    /* "orders T-3 127.0.0.1:51234" for logs */
+    struct sy_relay_link io;            /* client and backend bufferevents (owned), backpressure */
+    enum sy_side side;                  /* where the backend connection is */
+    /* handshake */
+    bool client_prelogin;               /* the client's PRELOGIN was read (TS_PRELOGIN) */
+    bool fedauth_asked;                 /* it had FEDAUTHREQUIRED: the answer carries the option too */
+    bool backend_prelogin;              /* the backend's PRELOGIN answer was read */
+    int encryption;                     /* what PRELOGIN answered: SY_TDS_ENCRYPT_NOT_SUP (no TLS), _OFF (the
+                                           LOGIN7 only), _ON (the whole session) */
+    SSL *ssl;                           /* owned while the session holds it: the handshake (memory BIOs), and
+                                           for login-only encryption until the end (the filter does not own it) */
+    struct bufferevent *client_raw;     /* owned: the client's socket under a TLS filter that does not own it
+                                           (login-only encryption, until the login response); else NULL */
+    bool tls;                           /* the client's bytes go through TLS now */
+    uint8_t server_version[6];          /* from the backend's PRELOGIN: our answer names the same */
+    uint8_t password[2 * SY_TDS_LOGIN7_MAX_CHARS]; /* UTF-16LE, de-obfuscated: memory only, wiped on free */
+    size_t password_len;
+    /* who logged in */
+    bool logged_in;
+    char user[260];
+    char database[260];                 /* the login's database (ENVCHANGE), later changes not tracked */
+    char app[260];
+    uint32_t tds_version;               /* what the client's LOGIN7 asked (the server's LOGINACK answers) */
+    size_t packet_size;                 /* negotiated (ENVCHANGE 4): the limit of the client's packets */
+    /* relay: where each direction stands inside a packet and a message */
+    size_t c_left;                      /* bytes of the client's current packet still to forward */
+    bool c_in_msg;                      /* a client message started (no EOM yet) */
+    uint8_t c_msg_type;
+    bool c_eom;                         /* the current client packet ends its message */
+    bool c_ignored;                     /* ... with IGNORE: no response comes */
+    size_t b_left;                      /* bytes of the server's current packet still to forward */
+    bool b_eom;                         /* the current server packet ends its message */
+    uint8_t b_tail[SY_TDS_DONE_LEN];    /* last payload bytes of the server's current message */
+    size_t b_tail_len;
+    bool attention;                     /* an ATTENTION was forwarded: busy until the server acknowledges */
+    uint64_t requests;                  /* request messages forwarded */
+    uint64_t attentions;                /* ATTENTION packets forwarded */
+    uint64_t resets;                    /* requests with RESETCONNECTION(SKIPTRAN) */
+    uint64_t held_since_ms;             /* when TS_HELD began */
+};
+
+/* ---- tds_session.c, for the login ---- */
+void sy_tds_session_set_state(struct sy_tds_session *s, enum sy_tds_sess_state to);
+/* The one way a session ends (see close_session); with `flush` a final message is still written. */
+void sy_tds_session_end(struct sy_tds_session *s, const char *why, bool flush, enum sy_tds_err_reason reason);
+/* Bytes that cannot be trusted from `from` ("client", "server"): closed with a log line. */
+void sy_tds_session_bad_packet(struct sy_tds_session *s, const char *from, const char *why);
+/* bev becomes the session's client side: its callbacks, watermark and read size, reading and writing on. */
+void sy_tds_session_client_attach(struct sy_tds_session *s, struct bufferevent *bev);
+/* After queueing toward the client: pauses the backend's reading past high water. */
+void sy_tds_session_to_client_done(struct sy_tds_session *s);
+
+/* ---- tds_login.c ---- */
+/* The backend connected: the proxy's PRELOGIN goes out. */
+void sy_tds_login_start(struct sy_tds_session *s);
+/* Client bytes in TS_PRELOGIN, TS_TLS, TS_LOGIN7. */
+void sy_tds_login_client_input(struct sy_tds_session *s, struct evbuffer *in);
+/* Backend bytes in TS_PRELOGIN (its PRELOGIN answer) and TS_LOGIN (the login response). */
+void sy_tds_login_server_input(struct sy_tds_session *s, struct evbuffer *in);
+
+#endif
