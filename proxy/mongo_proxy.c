@@ -1,8 +1,6 @@
 /* The MongoDB engine's proxy for one pair (sy_proxy_protocol): listener, client TLS context, the session
- * registry, hold/release and the `clients` listing. The switch hooks report the truth of this step: a
- * session's backend connection and its login (passed through to the server) belong to one side, so no
- * session can move; the core has no MongoDB synchronization either, so a switch is refused before it
- * would ask (not_implemented). If the active side changes anyway, sessions left on the old side close. */
+ * registry, hold/release and the `clients` listing. A switch's part (warm connections, the flip) is
+ * proxy/mongo_switch.c. */
 #include "proxy/mongo_proxy.h"
 
 #include <stdio.h>
@@ -11,52 +9,8 @@
 
 #include "core/log.h"
 #include "proxy/mongo_creds.h"
+#include "proxy/mongo_session.h"
 #include "proxy/proxy.h"
-#include "proxy/unmovable.h"
-
-/* ---- switches: nothing can move yet (proxy/unmovable.c) ------------------------------------------------ */
-
-static void *ops_first(void *state)
-{
-    return sy_mongo_session_first(state);
-}
-
-static void *ops_next(void *session)
-{
-    return sy_mongo_session_next(session);
-}
-
-static bool ops_busy(const void *session)
-{
-    return sy_mongo_session_busy(session);
-}
-
-static enum sy_side ops_side(const void *session)
-{
-    return sy_mongo_session_side(session);
-}
-
-static json_t *ops_describe(const void *session, const char *key)
-{
-    return sy_mongo_session_unmovable_json(session, key);
-}
-
-static void ops_close(void *session, const char *why)
-{
-    sy_mongo_session_close(session, why, SY_MERR_FORCED_CLOSE);
-}
-
-static const struct sy_unmovable_ops unmovable_ops = {
-    .reason = SY_MONGO_UNMOVABLE,
-    .first = ops_first,
-    .next = ops_next,
-    .busy = ops_busy,
-    .side = ops_side,
-    .describe = ops_describe,
-    .force_close = ops_close,
-};
-
-/* ---- the pair's proxy ------------------------------------------------------------------------------------ */
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
@@ -85,6 +39,7 @@ static void proxy_stop(void *state)
         sy_mongo_session_close(s, "switchyardd shutting down", SY_MERR__COUNT);
     sy_mongo_session_reap(px, true);
     sy_mongo_creds_free(px->creds);
+    sy_mongo_track_fini(&px->track);
     if (px->reaper)
         event_free(px->reaper);
     if (px->resume)
@@ -101,7 +56,6 @@ static void *proxy_start(struct sy_pair *pair, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    px->unmovable = &unmovable_ops;
     px->pair = pair;
     px->base = pair->base;
     px->next_id = 1;
@@ -147,6 +101,14 @@ static void proxy_hold_changed(void *state, bool held)
     }
 }
 
+/* ---- switches: proxy/mongo_switch.c ------------------------------------------------------------------ */
+
+static void px_ledger(void *state, enum sy_side side, char *out, size_t outlen)
+{
+    if (outlen > 0)
+        out[0] = '\0'; /* not tracked yet: no acknowledged position is claimed */
+}
+
 static json_t *px_client_errors(void *state)
 {
     struct sy_mongo_proxy *px = state;
@@ -165,14 +127,14 @@ const struct sy_proxy_protocol sy_mongo_protocol = {
     .client_count = proxy_client_count,
     .clients_json = proxy_clients_json,
     .hold_changed = proxy_hold_changed,
-    .switch_warm = sy_unmovable_warm,
-    .switch_progress = sy_unmovable_progress,
-    .switch_failures = sy_unmovable_failures,
-    .switch_abort_transactions = sy_unmovable_abort,
-    .switch_unmovable = sy_unmovable_list,
-    .switch_close_unmovable = sy_unmovable_close_all,
-    .switch_unwarm = sy_unmovable_unwarm,
-    .switch_flip = sy_unmovable_flip,
-    .ack_ledger = sy_unmovable_ledger,
+    .switch_warm = sy_mongo_switch_warm,
+    .switch_progress = sy_mongo_switch_progress,
+    .switch_failures = sy_mongo_switch_failures,
+    .switch_abort_transactions = sy_mongo_switch_abort_transactions,
+    .switch_unmovable = sy_mongo_switch_unmovable,
+    .switch_close_unmovable = sy_mongo_switch_close_unmovable,
+    .switch_unwarm = sy_mongo_switch_unwarm,
+    .switch_flip = sy_mongo_switch_flip,
+    .ack_ledger = px_ledger,
     .client_errors = px_client_errors,
 };

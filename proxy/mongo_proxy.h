@@ -1,6 +1,6 @@
 /* The MongoDB proxy of one pair: its listener, client TLS context and sessions. Types shared by
  * mongo_proxy.c (pair level: sy_proxy_protocol, hold, switch hooks) and mongo_session.c (one client).
- * Sessions cannot move between sides yet (no MongoDB sync, no move of a session): the switch hooks say so. */
+ * A switch moves sessions to the other side (proxy/mongo_switch.c). */
 #ifndef SY_MONGO_PROXY_H
 #define SY_MONGO_PROXY_H
 
@@ -13,10 +13,7 @@
 #include <openssl/ssl.h>
 
 #include "core/pair.h"
-#include "proxy/unmovable.h"
-
-/* Why every MongoDB session is unmovable in this step (switch_unmovable, `clients`). */
-#define SY_MONGO_UNMOVABLE "mongodb sessions cannot move yet"
+#include "proxy/mongo_track.h"
 
 struct sy_mongo_session;
 struct sy_mongo_creds;
@@ -32,7 +29,6 @@ enum sy_mongo_err_reason {
 };
 
 struct sy_mongo_proxy {
-    const struct sy_unmovable_ops *unmovable; /* ref: static; first member (proxy/unmovable.h) */
     struct sy_pair *pair;                    /* ref: owns us through proto_state */
     struct event_base *base;                 /* ref: pair->base */
     struct evconnlistener *listener;         /* owned */
@@ -45,6 +41,8 @@ struct sy_mongo_proxy {
     struct event *resume;                    /* owned: lets held sessions through after a release */
     uint64_t client_errors[SY_MERR__COUNT];  /* by enum sy_mongo_err_reason */
     struct sy_mongo_creds *creds;            /* owned: users' SCRAM credentials (SCRAM pass-through) */
+    struct sy_mongo_track track;             /* the pair's open cursors and transactions (proxy/mongo_track.h):
+                                                every session is on one side, so they are that side's */
 };
 
 /* Accepted client socket -> new session (backend connection to the active side started). */

@@ -16,6 +16,7 @@
  * The proxy answers itself only what it refuses with a trustworthy header (OP_COMPRESSED: error, then
  * closed; unknown required OP_MSG flag bits: error); a frame it cannot trust closes the connection.
  * Sessions end through close_session() and are freed by the proxy's reaper on a later loop turn. */
+#include <netdb.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@
 #include "proxy/mongo_login.h"
 #include "proxy/mongo_sasl.h"
 #include "proxy/mongo_proxy.h"
+#include "proxy/mongo_session.h"
 #include "proxy/mongo_wire.h"
 #include "proxy/relay.h"
 
@@ -42,98 +44,7 @@
 #define SESS_CONNECT_S 10           /* backend connect timeout */
 #define SESS_MAX_READ (256u << 10)  /* bytes read per callback (libevent's default is 16 KiB) */
 
-/* What the session waits for. */
-enum sess_state {
-    MS_CONNECTING, /* backend connect in progress: client bytes wait in its input */
-    MS_IDLE,       /* no request with a reply in flight */
-    MS_BUSY,       /* a request was forwarded, its reply is not complete */
-    MS_HELD,       /* pair held: the next request waits (reading paused) until release */
-    MS_CREDS,      /* a login step waits for the user's credential (the request stays in the client's input) */
-    MS_CLOSING,    /* closed; freed by the reaper */
-    MS__COUNT
-};
-
 static const char *const sess_state_names[MS__COUNT] = { "CONNECTING", "IDLE", "BUSY", "HELD", "CREDS", "CLOSING" };
-
-/* What the reply in flight needs from the session beyond its header. */
-enum req_kind {
-    REQ_PLAIN, /* streamed through */
-    REQ_HELLO, /* hello/isMaster: topology rewritten (and a speculative login noted) */
-    REQ_AUTH,  /* a login step: its outcome noted */
-    REQ_LOGIN, /* the proxy's own login on the backend (SCRAM pass-through): answered by the proxy */
-};
-
-/* Where the proxy's own SCRAM conversation with the client is. */
-enum scram_phase {
-    SC_NONE,
-    SC_SPECULATIVE, /* a hello's speculativeAuthenticate was answered: server-first goes into its reply */
-    SC_FIRST_SENT,  /* server-first sent: the client-final (proof) comes next */
-    SC_FINAL_SENT,  /* v= sent with done: false: the empty saslContinue comes next */
-};
-
-/* The proxy's server side of SCRAM with one client, then its client side on the backend (ClientKey). */
-struct scram_conv {
-    enum scram_phase phase;
-    enum sy_scram_hash mech;
-    bool skip_empty;                        /* saslStart options.skipEmptyExchange: done with v= */
-    int32_t conv_id;
-    char db[128];
-    char user[SY_SCRAM_MAX_USER + 1];
-    struct sy_scram_cred cred;              /* the user's stored credential (from the cache) */
-    struct sy_scram_client_first cf;        /* cf.bare points at `bare` */
-    char bare[SY_SCRAM_MAX_MSG];
-    char server_first[SY_SCRAM_MAX_MSG];
-    size_t server_first_len;
-    char combined_nonce[SY_SCRAM_MAX_NONCE * 2 + 1];
-    char server_final[SY_SCRAM_MAX_MSG];    /* v=...: what the client gets once the backend accepted */
-    size_t server_final_len;
-    struct sy_mongo_login backend;          /* the backend login from ClientKey */
-    int32_t client_op;                      /* the client's request opcode (reply as OP_MSG or OP_REPLY) */
-};
-
-struct sy_mongo_session {
-    TAILQ_ENTRY(sy_mongo_session) link;  /* in px->sessions, then px->closing */
-    struct sy_mongo_proxy *px;           /* ref: owns the session */
-    uint32_t id;                         /* `clients` id, log label */
-    enum sess_state state;
-    char peer[80];                       /* "127.0.0.1:51234" */
-    char label[160];                     /* "orders M-3 127.0.0.1:51234" for logs */
-    char advertised[300];                /* the address hello replies name: the listen address (or, for a
-                                            wildcard listen, the local address this client reached) */
-    bool tls;                            /* client is an OpenSSL filter over the socket */
-    struct sy_relay_link io;             /* client and backend bufferevents (owned), backpressure */
-    enum sy_side side;                   /* where the backend connection is */
-    int32_t next_backend_id;             /* the proxy's request ids on this backend connection (from 1) */
-    int32_t next_own_id;                 /* request ids of the replies the proxy writes itself */
-    /* the request in flight (MS_BUSY) */
-    int32_t req_client_id;               /* the client's requestID: the reply's responseTo */
-    int32_t req_backend_id;              /* ours: the backend's reply answers it */
-    int32_t exhaust_next;                /* != 0: a reply had moreToCome; the next answers this id */
-    enum req_kind req_kind;
-    /* the reply being streamed (or dropped) from the backend */
-    size_t resp_left;                    /* its bytes still to move (or drop) */
-    uint32_t resp_tail;                  /* then bytes to drop: the server's checksum */
-    bool resp_discard;                   /* nobody waits for it: dropped */
-    bool resp_more;                      /* it has moreToCome: the request stays open after it */
-    int32_t resp_id;                     /* its requestID (the next exhaust reply answers it) */
-    struct sy_mongo_auth_req auth;       /* login step in flight; user kept from saslStart to its end */
-    bool auth_started;                   /* auth holds a conversation that has not ended */
-    struct scram_conv sc;                /* SCRAM pass-through conversation (secrets: wiped on free) */
-    struct sy_mongo_creds_wait *cwait;   /* credential read in flight (MS_CREDS) */
-    bool creds_failed;                   /* the last read failed: the waiting step is passed through */
-    bool creds_read;                     /* the read this login asked for has ended: its result is used */
-    bool spec_own;                       /* the hello in flight: speculativeAuthenticate answered by the proxy */
-    bool scram;                          /* logged in by the proxy (SCRAM pass-through): client_key holds */
-    uint8_t client_key[SY_SCRAM_MAX_KEY];/* the logged-in user's ClientKey: memory only, wiped on free */
-    /* who logged in (through the server) */
-    bool logged_in;
-    char user[SY_MONGO_USER_MAX + 1];
-    char auth_db[65];
-    char mechanism[32];
-    uint64_t held_since_ms;              /* when MS_HELD began */
-    uint64_t requests;                   /* requests forwarded */
-    uint64_t dropped_replies;            /* backend replies no request waited for (moreToCome) */
-};
 
 static void process_client(struct sy_mongo_session *s);
 static void process_backend(struct sy_mongo_session *s);
@@ -170,6 +81,7 @@ static void close_session(struct sy_mongo_session *s, const char *why, bool flus
     set_state(s, MS_CLOSING);
     sy_mongo_creds_cancel(s->cwait);
     s->cwait = NULL;
+    sy_mongo_warm_free(s);
     sy_relay_link_close(&s->io, flush, SESS_FLUSH_MS);
     TAILQ_REMOVE(&px->sessions, s, link);
     px->n_sessions--;
@@ -185,8 +97,10 @@ void sy_mongo_session_close(struct sy_mongo_session *s, const char *why, enum sy
 static void session_free(struct sy_mongo_session *s)
 {
     sy_mongo_creds_cancel(s->cwait);
+    sy_mongo_warm_free(s);
     OPENSSL_cleanse(&s->sc, sizeof s->sc);
     OPENSSL_cleanse(s->client_key, sizeof s->client_key);
+    OPENSSL_cleanse(&s->cred, sizeof s->cred);
     if (s->io.client)
         bufferevent_free(s->io.client);
     if (s->io.backend)
@@ -210,7 +124,8 @@ void sy_mongo_session_reap(struct sy_mongo_proxy *px, bool all)
     sy_relay_reaper_arm(px->reaper, next, now);
 }
 
-/* ---- flow control (proxy/relay.h) -------------------------------------------------------------------- */
+/* ---- flow control ---------------------------------------------------------------------------------
+ * TODO(merge): proxy/relay.c here is a copy of main's (80e51e7); the merge keeps main's file. */
 
 /* Client reading is on unless: closing, held, its bytes could not go out (backend output over high
  * water), or a request is in flight and more than high water of the next ones waits already. */
@@ -236,6 +151,8 @@ static void backend_read_update(struct sy_mongo_session *s)
         bufferevent_enable(s->io.backend, EV_READ);
 }
 
+/* Writes what is due straight to the sockets, then resumes a paused side whose peer's output drained
+ * (a direct write that took everything never runs libevent's write callback). */
 static void session_flush(struct sy_mongo_session *s)
 {
     sy_relay_link_flush(&s->io);
@@ -296,11 +213,27 @@ static void header_put(uint8_t *p, size_t len, int32_t request_id, int32_t respo
     put32(p + 12, (uint32_t)op);
 }
 
-/* The next id of a sequence: 1..INT32_MAX, then 1 again (0 and negatives are never used). */
-static int32_t next_id(int32_t *seq)
+int32_t sy_mongo_next_id(int32_t *seq)
 {
     *seq = *seq >= INT32_MAX || *seq < 0 ? 1 : *seq + 1;
     return *seq;
+}
+
+static int32_t next_id(int32_t *seq)
+{
+    return sy_mongo_next_id(seq);
+}
+
+int sy_mongo_cmd_send(struct bufferevent *bev, int32_t request_id, const bson_t *cmd)
+{
+    size_t cap = cmd->len + 64, n = 0;
+    uint8_t *buf = malloc(cap);
+    int rc = -1;
+    if (buf != NULL &&
+        sy_mongo_msg_build(buf, cap, &n, request_id, 0, 0, bson_get_data(cmd), cmd->len, NULL, 0) == 0)
+        rc = evbuffer_add(bufferevent_get_output(bev), buf, n);
+    free(buf);
+    return rc;
 }
 
 static int32_t own_id(struct sy_mongo_session *s)
@@ -353,7 +286,9 @@ static enum req_kind auth_request(struct sy_mongo_session *s, const uint8_t *bod
     case SY_AUTH_LOGOUT:
         s->logged_in = false;
         s->scram = false;
+        s->login_gen++;
         OPENSSL_cleanse(s->client_key, sizeof s->client_key);
+        OPENSSL_cleanse(&s->cred, sizeof s->cred);
         s->user[0] = s->auth_db[0] = s->mechanism[0] = '\0';
         return REQ_PLAIN;
     default:
@@ -376,7 +311,9 @@ static void auth_reply(struct sy_mongo_session *s, const uint8_t *body, size_t l
     }
     s->logged_in = true;
     s->scram = false;
+    s->login_gen++;
     OPENSSL_cleanse(s->client_key, sizeof s->client_key);
+    OPENSSL_cleanse(&s->cred, sizeof s->cred);
     snprintf(s->user, sizeof s->user, "%s", s->auth.user);
     snprintf(s->auth_db, sizeof s->auth_db, "%s", s->auth.db);
     snprintf(s->mechanism, sizeof s->mechanism, "%s", s->auth.mechanism);
@@ -508,16 +445,11 @@ static int scram_begin(struct sy_mongo_session *s, const struct sy_mongo_sasl *s
 /* Sends the proxy's own login command to the backend; its reply comes back as REQ_LOGIN. */
 static void login_send(struct sy_mongo_session *s, const bson_t *cmd)
 {
-    size_t cap = cmd->len + 64, n = 0;
-    uint8_t *buf = malloc(cap);
     int32_t bid = backend_id(s);
-    if (buf == NULL || sy_mongo_msg_build(buf, cap, &n, bid, 0, 0, bson_get_data(cmd), cmd->len, NULL, 0) != 0) {
-        free(buf);
+    if (sy_mongo_cmd_send(s->io.backend, bid, cmd) != 0) {
         close_session(s, "out of memory", false, SY_MERR__COUNT);
         return;
     }
-    evbuffer_add(bufferevent_get_output(s->io.backend), buf, n);
-    free(buf);
     s->req_backend_id = bid;
     s->exhaust_next = 0;
     s->req_kind = REQ_LOGIN;
@@ -641,6 +573,9 @@ static void login_reply(struct sy_mongo_session *s, const uint8_t *p, size_t len
     }
     s->logged_in = true;
     s->scram = true;
+    s->scram_mech = sc->mech;
+    s->cred = sc->cred;
+    s->login_gen++;
     s->auth_started = false;
     snprintf(s->user, sizeof s->user, "%s", sc->user);
     snprintf(s->auth_db, sizeof s->auth_db, "%s", sc->db);
@@ -688,6 +623,163 @@ static bool scram_speculative(struct sy_mongo_session *s, const uint8_t *body, s
                     s->sc.db);
     s->spec_own = rc >= 0;         /* the reply's speculativeAuthenticate is the proxy's (or none) */
     return true;
+}
+
+
+/* ---- cursors and transactions (proxy/mongo_track.h) ----------------------------------------------------
+ * Per pair, not per connection (a driver sends getMore and a transaction's next command over any pooled
+ * connection). A cursor opened on the other side before a switch (stale) is never forwarded: getMore gets
+ * 43 CursorNotFound with Switchyard's message, killCursors the server's answer for ids it does not know
+ * (cursorsNotFound) — a killCursors naming live ids too is forwarded without the stale ones. A command of a
+ * transaction a switch rolled back gets 251 NoSuchTransaction + TransientTransactionError. */
+
+/* Sends the proxy's own reply document to the client's OP_MSG request. */
+static void answer(struct sy_mongo_session *s, struct evbuffer *in, size_t len, int32_t request_id, bson_t *doc)
+{
+    evbuffer_drain(in, len);
+    s->requests++;
+    client_doc(s, request_id, SY_MONGO_OP_MSG, doc);
+    bson_destroy(doc);
+}
+
+/* Notes what the request (an OP_MSG expecting a reply) does to tracked state. Returns 1 when the proxy took
+ * it (answered, or forwarded a rebuilt killCursors), 0 to forward it as is with *kind. */
+static int track_request(struct sy_mongo_session *s, struct evbuffer *in, size_t len, int32_t request_id,
+                         const struct sy_mongo_msg *m, enum req_kind *kind)
+{
+    struct sy_mongo_track *t = &s->px->track;
+    struct sy_mongo_req_info r;
+    bson_t doc;
+    uint64_t now = sy_now_ms();
+    if (!sy_mongo_req_info_parse(m->body, m->body_len, &r))
+        return 0;
+    if (r.has_lsid && r.has_txn) {
+        struct sy_mongo_txn *x = sy_mongo_txn_find(t, r.lsid);
+        if (x != NULL && x->aborted && x->txn_number == r.txn_number && r.autocommit_false) {
+            sy_log_info("%s: transaction %lld was rolled back by a switch: answered with a "
+                        "TransientTransactionError", s->label, (long long)r.txn_number);
+            if (r.kind == SY_MREQ_COMMIT || r.kind == SY_MREQ_ABORT)
+                sy_mongo_txn_end(t, r.lsid);
+            sy_mongo_txn_aborted_doc(&doc, r.txn_number);
+            answer(s, in, len, request_id, &doc);
+            return 1;
+        }
+        if (r.kind == SY_MREQ_COMMIT || r.kind == SY_MREQ_ABORT || !r.autocommit_false)
+            sy_mongo_txn_end(t, r.lsid);      /* ended (a new txnNumber ends the last one too) */
+        else if (sy_mongo_txn_begin(t, r.lsid, r.txn_number, s->id, now) != 0)
+            sy_log_warn("%s: out of memory: transaction not tracked", s->label);
+    }
+    s->req_cursor_id = 0;
+    s->req_txn_start = r.has_lsid && r.has_txn && r.autocommit_false && r.start_transaction;
+    if (s->req_txn_start) {                   /* refused (FerretDB: 9) -> not open: the reply says */
+        memcpy(s->req_lsid, r.lsid, SY_MONGO_LSID_LEN);
+        *kind = REQ_TRACKED;
+    }
+    if (r.kind == SY_MREQ_CURSOR) {
+        *kind = REQ_TRACKED;
+    } else if (r.kind == SY_MREQ_GET_MORE) {
+        struct sy_mongo_cursor *c = sy_mongo_cursor_find(t, r.cursor_id);
+        if (c != NULL && c->state == SY_MCUR_STALE) {
+            sy_log_info("%s: getMore on cursor %lld of the other side: answered with CursorNotFound", s->label,
+                        (long long)r.cursor_id);
+            sy_mongo_cursor_drop(t, r.cursor_id);
+            sy_mongo_cursor_gone_doc(&doc, r.cursor_id);
+            answer(s, in, len, request_id, &doc);
+            return 1;
+        }
+        s->req_cursor_id = r.cursor_id;
+        *kind = REQ_TRACKED;
+    } else if (r.kind == SY_MREQ_KILL) {
+        int64_t stale[SY_MONGO_KILL_MAX];
+        size_t n_stale = 0;
+        for (size_t i = 0; i < r.n_kill; i++) {
+            struct sy_mongo_cursor *c = sy_mongo_cursor_find(t, r.kill_ids[i]);
+            if (c != NULL && c->state == SY_MCUR_STALE)
+                stale[n_stale++] = r.kill_ids[i];
+            sy_mongo_cursor_drop(t, r.kill_ids[i]);
+        }
+        if (n_stale == 0)
+            return 0;
+        if (n_stale == r.n_kill && !r.kill_more) {
+            sy_mongo_kill_gone_doc(&doc, stale, n_stale);
+            answer(s, in, len, request_id, &doc);
+            return 1;
+        }
+        /* some are this side's: forwarded without the other side's ids */
+        bson_t body;
+        uint8_t *buf = NULL;
+        size_t need = 0;
+        int32_t bid = backend_id(s);
+        uint32_t flags = m->flags & ~SY_MONGO_MSG_CHECKSUM;
+        if (sy_mongo_kill_filter(m->body, m->body_len, stale, n_stale, &body) == 0 &&
+            sy_mongo_msg_build(NULL, 0, &need, bid, 0, flags, bson_get_data(&body), body.len, m->seqs,
+                               m->nseqs) != 0 && need > 0 && (buf = malloc(need)) != NULL &&
+            sy_mongo_msg_build(buf, need, &need, bid, 0, flags, bson_get_data(&body), body.len, m->seqs,
+                               m->nseqs) == 0) {
+            evbuffer_add(bufferevent_get_output(s->io.backend), buf, need);
+            evbuffer_drain(in, len);
+            s->requests++;
+            s->req_client_id = request_id;
+            s->req_backend_id = bid;
+            s->exhaust_next = 0;
+            s->req_kind = REQ_PLAIN;
+            set_state(s, MS_BUSY);
+            to_backend_done(s);
+        } else {
+            close_session(s, "out of memory", false, SY_MERR__COUNT);
+        }
+        free(buf);
+        bson_destroy(&body);
+        return 1;
+    }
+    return 0;
+}
+
+/* A tracked request's reply (whole at p): the cursor it opened, continued or ended; a transaction the
+ * server refused to start. */
+static void track_reply(struct sy_mongo_session *s, const uint8_t *p, size_t len)
+{
+    struct sy_mongo_track *t = &s->px->track;
+    struct sy_mongo_msg m;
+    char err[200];
+    int64_t id = 0;
+    bool ok = false;
+    if ((int32_t)get32(p + 12) != SY_MONGO_OP_MSG || sy_mongo_msg_parse(p, len, &m, err, sizeof err) != 0)
+        return;
+    int has = sy_mongo_reply_cursor(m.body, m.body_len, &id, &ok);
+    if (s->req_txn_start && !ok) {
+        sy_mongo_txn_end(t, s->req_lsid);               /* the server refused to start it */
+        s->req_txn_start = false;
+    }
+    if (s->req_cursor_id != 0 && (has != 1 || id != s->req_cursor_id)) {
+        sy_mongo_cursor_drop(t, s->req_cursor_id);     /* exhausted, or the server does not know it */
+    }
+    if (has == 1 && id != 0 && sy_mongo_cursor_open(t, id, s->id, sy_now_ms()) != 0)
+        sy_log_warn("%s: out of memory: cursor %lld not tracked", s->label, (long long)id);
+}
+
+/* While the pair is held: whether the whole request at p continues what a switch waits for (a getMore or
+ * killCursors of an open cursor, a command of an open transaction), so that it may go on. */
+static bool continues_open_work(struct sy_mongo_session *s, const uint8_t *p, size_t len)
+{
+    struct sy_mongo_msg m;
+    struct sy_mongo_req_info r;
+    char err[200];
+    if ((int32_t)get32(p + 12) != SY_MONGO_OP_MSG || sy_mongo_msg_parse(p, len, &m, err, sizeof err) != 0 ||
+        !sy_mongo_req_info_parse(m.body, m.body_len, &r))
+        return false;
+    struct sy_mongo_track *t = &s->px->track;
+    if (r.kind == SY_MREQ_GET_MORE) {
+        struct sy_mongo_cursor *c = sy_mongo_cursor_find(t, r.cursor_id);
+        return c != NULL && c->state == SY_MCUR_OPEN;
+    }
+    if (r.kind == SY_MREQ_KILL)
+        return true;                                    /* only ends things */
+    if (r.has_lsid && r.has_txn && r.autocommit_false) {
+        struct sy_mongo_txn *x = sy_mongo_txn_find(t, r.lsid);
+        return x != NULL && !x->aborted && x->txn_number == r.txn_number;
+    }
+    return false;
 }
 
 /* Moves the frame at the front of `in` (len bytes) to `out` under a new header: the head_len bytes after
@@ -757,6 +849,8 @@ static void client_frame(struct sy_mongo_session *s, struct evbuffer *in, size_t
         if (reply_due && hello && !scram_speculative(s, m.body, m.body_len))
             return;                                /* waits for the credential */
         kind = auth_request(s, m.body, m.body_len, NULL, 0, hello);
+        if (reply_due && kind == REQ_PLAIN && track_request(s, in, len, hdr.request_id, &m, &kind) != 0)
+            return;                                /* answered, or forwarded rebuilt (bid is skipped) */
         if (s->spec_own)
             s->auth_started = false;               /* the proxy's own conversation, not the server's */
         uint8_t f[4];
@@ -816,6 +910,22 @@ static void client_frame(struct sy_mongo_session *s, struct evbuffer *in, size_t
     to_backend_done(s);
 }
 
+/* While held: whether the request at the front of `in` (n bytes there) may go on (continues_open_work);
+ * one still arriving waits (it is looked at again when the session resumes). */
+static bool held_may_pass(struct sy_mongo_session *s, struct evbuffer *in, size_t n)
+{
+    if (n < SY_MONGO_HDR_LEN)
+        return false;
+    const uint8_t *p = evbuffer_pullup(in, SY_MONGO_HDR_LEN);
+    struct sy_mongo_header hdr;
+    size_t len = 0;
+    char err[200];
+    if (sy_mongo_frame(p, n, SY_MONGO_MAX_MESSAGE, &hdr, &len, err, sizeof err) != SY_PARSE_OK)
+        return false;
+    p = evbuffer_pullup(in, (ev_ssize_t)len);
+    return p != NULL && continues_open_work(s, p, len);
+}
+
 /* Takes whole requests from the client's input while nothing is in flight. */
 static void process_client(struct sy_mongo_session *s)
 {
@@ -824,13 +934,13 @@ static void process_client(struct sy_mongo_session *s)
         size_t n = evbuffer_get_length(in);
         if (n == 0)
             break;
-        if (s->px->pair->held) {                  /* a new request: it waits for the release */
+        if (n < 4)
+            break;
+        if (s->px->pair->held && !held_may_pass(s, in, n)) {  /* a new request: it waits for the release */
             s->held_since_ms = sy_now_ms();
             set_state(s, MS_HELD);
             break;
         }
-        if (n < 4)
-            break;
         size_t want = n < SY_MONGO_HDR_LEN ? n : SY_MONGO_HDR_LEN;
         const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)want);
         struct sy_mongo_header hdr;
@@ -967,6 +1077,11 @@ static void reply_end(struct sy_mongo_session *s)
 {
     if (s->resp_discard) {
         s->resp_discard = false;
+        if (s->internal_done) {             /* the proxy's own command is answered: the session is idle */
+            s->internal_done = false;
+            s->exhaust_next = 0;
+            set_state(s, MS_IDLE);
+        }
         return;
     }
     if (s->resp_more) {
@@ -991,6 +1106,13 @@ static bool reply_start(struct sy_mongo_session *s, struct evbuffer *in, size_t 
                                    (int32_t)get32(p + 12) };
     bool first = s->state == MS_BUSY && s->exhaust_next == 0 && hdr.response_to == s->req_backend_id;
     bool cont = s->state == MS_BUSY && s->exhaust_next != 0 && hdr.response_to == s->exhaust_next;
+    if (first && s->req_kind == REQ_INTERNAL) {  /* the proxy's own command: nothing goes to the client */
+        s->resp_discard = true;
+        s->internal_done = true;
+        s->resp_left = len;
+        s->resp_tail = 0;
+        return true;
+    }
     if (!first && !cont) {
         /* FerretDB answers moreToCome requests; nobody waits for that reply */
         s->dropped_replies++;
@@ -1012,7 +1134,8 @@ static bool reply_start(struct sy_mongo_session *s, struct evbuffer *in, size_t 
     struct evbuffer *out = bufferevent_get_output(s->io.client);
     s->resp_more = (flags & SY_MONGO_MSG_MORE_TO_COME) != 0;
     s->resp_id = hdr.request_id;
-    bool whole = s->req_kind == REQ_HELLO || (first && (s->req_kind == REQ_AUTH || s->req_kind == REQ_LOGIN));
+    bool whole = s->req_kind == REQ_HELLO || s->req_kind == REQ_TRACKED ||
+                 (first && (s->req_kind == REQ_AUTH || s->req_kind == REQ_LOGIN));
     if (whole && have < len)
         return false;
     if (s->req_kind == REQ_LOGIN) {            /* the proxy's own login: nothing goes to the client as is */
@@ -1044,7 +1167,9 @@ static bool reply_start(struct sy_mongo_session *s, struct evbuffer *in, size_t 
     }
     if (whole) {
         const uint8_t *w = evbuffer_pullup(in, (ev_ssize_t)len);
-        if (w != NULL)
+        if (w != NULL && s->req_kind == REQ_TRACKED)
+            track_reply(s, w, len);
+        else if (w != NULL)
             auth_step_reply(s, w, len);
     }
     /* the new header (and flagBits without checksumPresent: responseTo changed, the checksum would not
@@ -1311,29 +1436,80 @@ enum sy_side sy_mongo_session_side(const struct sy_mongo_session *s)
     return s->side;
 }
 
-static const char *unmovable_reason(const struct sy_mongo_session *s)
+bool sy_mongo_session_movable(const struct sy_mongo_session *s)
 {
     /* a SCRAM login can be repeated elsewhere from ClientKey; any other mechanism's cannot */
-    return s->logged_in && !s->scram ? SY_MONGO_UNMOVABLE ": its login was passed through to the server (mechanism "
-                                                          "the proxy cannot repeat)"
-                                     : SY_MONGO_UNMOVABLE;
+    return !s->logged_in || s->scram;
+}
+
+const char *sy_mongo_session_unmovable_reason(const struct sy_mongo_session *s)
+{
+    return sy_mongo_session_movable(s) ? ""
+                                       : "its login was passed through to the server (mechanism the proxy cannot "
+                                         "repeat on the other side)";
 }
 
 json_t *sy_mongo_session_unmovable_json(const struct sy_mongo_session *s, const char *key)
 {
     return json_pack("{s:I,s:s,s:s,s:s}", "id", (json_int_t)s->id, "user", s->user, "peer", s->peer, key,
-                     unmovable_reason(s));
+                     sy_mongo_session_unmovable_reason(s));
+}
+
+void sy_mongo_session_adopt_backend(struct sy_mongo_session *s, struct bufferevent *bev, enum sy_side side,
+                                    int32_t next_id)
+{
+    if (s->io.backend) {
+        bufferevent_setcb(s->io.backend, NULL, NULL, NULL, NULL);
+        bufferevent_free(s->io.backend);          /* not inside its own callback: a switch's loop call */
+    }
+    s->io.backend = bev;
+    s->io.backend_connected = true;
+    s->io.backend_bp = false;
+    s->side = side;
+    s->next_backend_id = next_id;
+    s->exhaust_next = 0;
+    s->resp_left = 0;
+    s->resp_tail = 0;
+    s->resp_discard = false;
+    s->internal_done = false;
+    bufferevent_setcb(bev, on_backend_read, on_backend_write, on_backend_event, s);
+    bufferevent_setwatermark(bev, EV_WRITE, SY_RELAY_LOW_WATER, 0);
+    bufferevent_set_max_single_read(bev, SESS_MAX_READ);
+    bufferevent_set_timeouts(bev, NULL, NULL);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    if (s->io.client_bp) {                        /* its bytes were waiting for the old connection */
+        s->io.client_bp = false;
+        client_read_update(s);
+    }
+}
+
+int sy_mongo_session_internal(struct sy_mongo_session *s, const bson_t *cmd)
+{
+    if (s->state != MS_IDLE && s->state != MS_HELD)
+        return -1;
+    int32_t bid = backend_id(s);
+    if (sy_mongo_cmd_send(s->io.backend, bid, cmd) != 0)
+        return -1;
+    s->req_backend_id = bid;
+    s->exhaust_next = 0;
+    s->req_kind = REQ_INTERNAL;
+    set_state(s, MS_BUSY);                     /* back to IDLE when its reply is dropped; then held again */
+    session_flush(s);
+    return 0;
 }
 
 static json_t *session_json(const struct sy_mongo_session *s)
 {
     uint64_t held = s->state == MS_HELD ? sy_now_ms() - s->held_since_ms : 0;
-    return json_pack("{s:I,s:s,s:s,s:s,s:b,s:I,s:b,s:s,s:s,s:s,s:s,s:s,s:b,s:I,s:I}", "id", (json_int_t)s->id, "user",
-                     s->user, "peer", s->peer, "side", sy_side_name(s->side), "in_transaction", 0, "held_ms",
-                     (json_int_t)held, "movable", 0, "unmovable_reason", unmovable_reason(s), "state",
-                     sess_state_names[s->state], "auth_db", s->auth_db, "mechanism", s->mechanism, "login",
-                     !s->logged_in ? "none" : s->scram ? "scram_pass_through" : "passed_through", "tls", s->tls, "requests", (json_int_t)s->requests,
-                     "dropped_replies", (json_int_t)s->dropped_replies);
+    const struct sy_mongo_track *t = &s->px->track;
+    return json_pack("{s:I,s:s,s:s,s:s,s:b,s:I,s:I,s:b,s:s,s:s,s:s,s:s,s:s,s:b,s:I,s:I}", "id", (json_int_t)s->id,
+                     "user", s->user, "peer", s->peer, "side", sy_side_name(s->side), "in_transaction",
+                     sy_mongo_txns_open(t, s->id) > 0, "open_cursors", (json_int_t)sy_mongo_cursors_open(t, s->id),
+                     "held_ms", (json_int_t)held, "movable", sy_mongo_session_movable(s), "unmovable_reason",
+                     sy_mongo_session_unmovable_reason(s), "state", sess_state_names[s->state], "auth_db",
+                     s->auth_db, "mechanism", s->mechanism, "login",
+                     !s->logged_in ? "none" : s->scram ? "scram_pass_through" : "passed_through", "tls", s->tls,
+                     "requests", (json_int_t)s->requests, "dropped_replies", (json_int_t)s->dropped_replies);
 }
 
 json_t *sy_mongo_sessions_json(struct sy_mongo_proxy *px)

@@ -1,10 +1,13 @@
 /* A real libmongoc client for tests/integration/test_mongo_proxy.py: connects with URI (libmongoc's own
  * handshake, SCRAM and server selection), inserts N documents into DB.COLL (dropped first), reads them back
  * in _id order in batches of 3 and prints each as canonical extended JSON, one per line, then "count N".
- *   sy_mongo_client URI DB COLL N
+ *   sy_mongo_client URI DB COLL N [pause]
+ * With `pause` it prints "ready" once connected and logged in (the collection dropped) and waits for a line on
+ * stdin before inserting (a test switches the pair meanwhile: the same client goes on on the other side).
  * Exits 1 with "ERROR what: domain.code message" on any failure. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <mongoc/mongoc.h>
 
@@ -16,8 +19,8 @@ static int fail(const char *what, const bson_error_t *e)
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: sy_mongo_client URI DB COLL N\n");
+    if (argc != 5 && !(argc == 6 && strcmp(argv[5], "pause") == 0)) {
+        fprintf(stderr, "usage: sy_mongo_client URI DB COLL N [pause]\n");
         return 2;
     }
     int rc = 1, n = atoi(argv[4]);
@@ -37,6 +40,15 @@ int main(int argc, char **argv)
     if (!mongoc_collection_drop(coll, &err) && err.code != 26) {   /* 26: NamespaceNotFound */
         rc = fail("drop", &err);
         goto out;
+    }
+    if (argc == 6) {
+        char line[16];
+        printf("ready\n");
+        fflush(stdout);
+        if (fgets(line, sizeof line, stdin) == NULL) {
+            rc = 2;
+            goto out;
+        }
     }
     for (int i = 0; i < n; i++) {
         bson_t *doc = BCON_NEW("_id", BCON_INT32(i), "name", BCON_UTF8("libmongoc \xc3\xa9t\xc3\xa9"), "sq",

@@ -3,8 +3,8 @@ client on the active side, frames relayed with the handshake's topology rewritte
 the proxy and repeated on the backend from ClientKey (SCRAM pass-through; other mechanisms passed through to
 the server). Through the proxy and direct, the same results with pymongo 4 (default OP_QUERY handshake and
 ServerApi("1") OP_MSG), pymongo 3.11 and libmongoc; clients stay on the proxy; w:0 writes; bad frames from a
-raw socket close only that connection; hold/release. Sessions cannot move yet: every session is listed as
-unmovable."""
+raw socket close only that connection; hold/release. Switches (sessions moving to the other side) are
+tests/integration/test_mongo_switch.py."""
 
 from __future__ import annotations
 
@@ -176,12 +176,11 @@ def test_pymongo4_same_results_and_stays_on_proxy(mongo_daemon, ferretdb_pair, a
         assert sessions, "no session listed while the client is connected"
         worker = [s for s in sessions if s["login"] == "scram_pass_through"]
         assert worker and all(s["user"] == b.admin_user and s["auth_db"] == "admin" for s in worker), sessions
-        assert all(s["mechanism"] == "SCRAM-SHA-256" and s["unmovable_reason"] == "mongodb sessions cannot move yet"
-                   for s in worker), worker
+        assert all(s["mechanism"] == "SCRAM-SHA-256" and s["unmovable_reason"] == "" for s in worker), worker
         assert sum(s["requests"] for s in worker) >= 3
         for s in sessions:
-            assert s["movable"] is False and s["side"] == "business" and s["held_ms"] == 0
-            assert s["unmovable_reason"].startswith("mongodb sessions cannot move yet")
+            assert s["movable"] is True and s["side"] == "business" and s["held_ms"] == 0
+            assert s["unmovable_reason"] == "" and s["in_transaction"] is False
     print(f"workload through the proxy ({api}): {time.monotonic() - t0:.2f}s")
     assert proxied == direct
 
@@ -849,7 +848,7 @@ def test_scram_pass_through_pymongo4(mongo_daemon, ferretdb_pair, scram_users, a
                     mine = [s for s in proxy_sessions(d) if s["user"] == user]
                     assert mine and all(s["login"] == "scram_pass_through" and s["mechanism"] == mech and
                                         s["auth_db"] == "admin" and
-                                        s["unmovable_reason"] == "mongodb sessions cannot move yet" for s in mine), mine
+                                        s["movable"] and s["unmovable_reason"] == "" for s in mine), mine
         assert statuses[1] == statuses[0] == [(user, "admin")]
     assert "proof checked by the proxy" in d.log()
 
@@ -964,6 +963,9 @@ def test_scram_credentials_unreadable_falls_back_to_pass_through(mongo_daemon, f
         assert auth_users(c.admin.command("connectionStatus")) == [(user, "admin")]
         mine = [s for s in proxy_sessions(d) if s["user"] == user]
         assert mine and all(s["login"] == "passed_through" for s in mine), mine
+        # such a login cannot be repeated on the other side: the session cannot move in a switch
+        assert all(s["movable"] is False and "passed through to the server" in s["unmovable_reason"]
+                   for s in mine), mine
     with mclient(b, "127.0.0.1", d.port, username=user, password="wrong", authMechanism=mech) as c:
         with pytest.raises(OperationFailure) as ei:
             c.admin.command("ping")
