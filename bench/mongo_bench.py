@@ -576,16 +576,16 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=8, help="client processes")
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--docs", type=int, default=10000, help="documents in benchdb.items")
-    ap.add_argument("--burst", type=int, default=None, help="apply burst documents (50000; --quick 10000)")
-    ap.add_argument("--batch", type=int, default=1000, help="insert_many batch size")
+    ap.add_argument("--burst", type=int, default=None, help="apply burst documents (2000; --quick 500)")
+    ap.add_argument("--batch", type=int, default=100, help="insert_many batch size")
     ap.add_argument("--apply-reps", type=int, default=None, help="apply reps (3; --quick 1)")
     ap.add_argument("--apply-timeout", type=float, default=600, help="seconds for DR to be level")
     ap.add_argument("--apply-threads", type=int, default=None, help="the pair's apply_threads (default: "
                     "switchyardd's, 2)")
     ap.add_argument("--stall", type=float, default=None, help="give up when DR's count and the writer's events "
-                    "have not moved for S s (60; --quick 30)")
+                    "have not moved for S s (60; --quick 20)")
     ap.add_argument("--switches", type=int, default=None, help="switchovers/switchbacks (20; --quick 4)")
-    ap.add_argument("--rate", type=float, default=100, help="inserts/s of all switchover clients together (the "
+    ap.add_argument("--rate", type=float, default=40, help="inserts/s of all switchover clients together (the "
                     "writer's upserts must keep up: a switch waits for lag <= switchover_max_lag_ms)")
     ap.add_argument("--gap", type=float, default=2, help="seconds between a switch's answer and the next call")
     ap.add_argument("--baseline", type=float, default=None, help="load seconds before the first switch (5; --quick 3)")
@@ -597,9 +597,9 @@ def main() -> int:
     args.reps = args.reps if args.reps is not None else (2 if q else 3)
     args.time = args.time if args.time is not None else (3 if q else 15)
     args.warmup = args.warmup if args.warmup is not None else (1 if q else 3)
-    args.burst = args.burst if args.burst is not None else (10000 if q else 50000)
+    args.burst = args.burst if args.burst is not None else (500 if q else 2000)
     args.apply_reps = args.apply_reps if args.apply_reps is not None else (1 if q else 3)
-    args.stall = args.stall if args.stall is not None else (30 if q else 60)
+    args.stall = args.stall if args.stall is not None else (20 if q else 60)
     args.switches = args.switches if args.switches is not None else (4 if q else 20)
     args.baseline = args.baseline if args.baseline is not None else (3 if q else 5)
     args.workloads = [w for w in args.workloads.split(",") if w]
