@@ -576,7 +576,8 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=8, help="client processes")
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--docs", type=int, default=10000, help="documents in benchdb.items")
-    ap.add_argument("--burst", type=int, default=None, help="apply burst documents (2000; --quick 500)")
+    ap.add_argument("--burst", type=int, default=None, help="apply burst documents (500: the writer stalls "
+                    "on FerretDB from ~1000, bench/README.md)")
     ap.add_argument("--batch", type=int, default=100, help="insert_many batch size")
     ap.add_argument("--apply-reps", type=int, default=None, help="apply reps (3; --quick 1)")
     ap.add_argument("--apply-timeout", type=float, default=600, help="seconds for DR to be level")
@@ -597,7 +598,7 @@ def main() -> int:
     args.reps = args.reps if args.reps is not None else (2 if q else 3)
     args.time = args.time if args.time is not None else (3 if q else 15)
     args.warmup = args.warmup if args.warmup is not None else (1 if q else 3)
-    args.burst = args.burst if args.burst is not None else (500 if q else 2000)
+    args.burst = args.burst if args.burst is not None else 500
     args.apply_reps = args.apply_reps if args.apply_reps is not None else (1 if q else 3)
     args.stall = args.stall if args.stall is not None else (20 if q else 60)
     args.switches = args.switches if args.switches is not None else (4 if q else 20)
