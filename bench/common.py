@@ -121,6 +121,13 @@ def admin_request(sock, cmd: str, timeout: float = 10, **args) -> dict:
     return json.loads(buf)
 
 
+def rotated(items: tuple, rep: int) -> list:
+    """(index in the rep, item) in rep's order: items rotated by rep, so each runs first once in len(items)
+    reps (interleaved repetitions; TESTING.md "Benchmarks")."""
+    k = rep % len(items)
+    return list(enumerate(items[k:] + items[:k]))
+
+
 def tail(path: Path, lines: int = 30) -> str:
     """The last lines of a text file, or a note that it does not exist."""
     try:

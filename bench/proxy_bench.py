@@ -46,7 +46,7 @@ from datetime import datetime
 from pathlib import Path
 
 from common import (ROOT, Interrupted, interrupt_on_term_signals, on_crash, on_interrupt, raise_nofile,
-                    remove_work_dir, report_problems, spawn, stop, stop_all_children, switchyard_log_summary,
+                    remove_work_dir, report_problems, rotated, spawn, stop, stop_all_children, switchyard_log_summary,
                     tail, tool_version, write_report)
 import sandbox  # common put scripts/ on sys.path
 
@@ -142,7 +142,7 @@ class HAProxy:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     break
-                if greeting_via(self.port):
+                if self.ready():
                     return self
                 time.sleep(0.05)
             last = tail(self.log)
@@ -151,6 +151,10 @@ class HAProxy:
             if "ddress already in use" not in last and "cannot bind" not in last:
                 break
         raise RuntimeError(f"haproxy did not start:\n{last}")
+
+    def ready(self) -> bool:
+        """HAProxy relays to the server: a MariaDB greeting comes back through it."""
+        return greeting_via(self.port)
 
     def stop(self) -> int | None:
         """Soft stop (SIGUSR1: exits 0 once no connection is left); SIGKILL after 10 s."""
@@ -162,6 +166,11 @@ class HAProxy:
 # --- switchyardd ----------------------------------------------------------------------------------------
 
 class Switchyard:
+    """switchyardd in front of business (one pair named bench, log_level=warn); subclasses change ENGINE, the
+    ini (config) and what proves the listener is up (ready)."""
+
+    ENGINE = "mariadb"
+
     def __init__(self, build: Path, work: Path, business, dr):
         self.daemon = build / "switchyardd"
         self.ctl_bin = build / "switchyardctl"
@@ -180,7 +189,7 @@ class Switchyard:
                 "log_level    = warn\n"
                 "\n"
                 "[pair bench]\n"
-                "engine         = mariadb\n"
+                f"engine         = {self.ENGINE}\n"
                 f"listen         = {HOST}:0\n"
                 f"business       = {HOST}:{self.business.port}\n"
                 f"dr             = {HOST}:{self.dr.port}\n"
@@ -212,13 +221,17 @@ class Switchyard:
                 st = st.get("result", st)
                 listen = st["pairs"][0]["listen"]
                 self.port = int(listen.rsplit(":", 1)[1])
-                if self.port and greeting_via(self.port):
+                if self.port and self.ready():
                     return self
             except (RuntimeError, ValueError, KeyError, IndexError, OSError, subprocess.SubprocessError) as e:
                 last = e
             if time.monotonic() > deadline:
                 raise RuntimeError(f"switchyardd not ready after 30 s (last: {last!r}):\n{tail(self.log)}")
             time.sleep(0.1)
+
+    def ready(self) -> bool:
+        """The listener relays to the server: a MariaDB greeting comes back through it."""
+        return greeting_via(self.port)
 
     def stop(self) -> int | None:
         rc = stop(self.proc, timeout=20)
@@ -627,8 +640,7 @@ def main() -> int:
                     if w["failed"] or (t != "direct" and w["reconnects"]):
                         problems.append({"where": f"{wl} warm-up via {t}", "run": w})
                 for rep in range(args.reps):
-                    order = TARGETS[rep % len(TARGETS):] + TARGETS[:rep % len(TARGETS)]
-                    for i, t in enumerate(order):
+                    for i, t in rotated(TARGETS, rep):
                         check_alive()
                         res = run_sysbench(wl, ports[t], args.time, args.threads, work, f"{wl}-{rep}-{t}")
                         res.update(rep=rep, order=i)
