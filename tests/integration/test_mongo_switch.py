@@ -20,6 +20,8 @@ import time
 import pytest
 
 import sandbox
+from test_ferretdb_sandbox import ferretdb_pair  # noqa: F401 (fixture: this module's own servers; a
+# shared pair's oplog filled by other modules makes every oplog read slow: FerretDB reads it whole)
 from conftest import BUILD_DIR
 from helpers import wait_for, wait_reverse
 from test_mongo_sync import wait_collecting

@@ -17,6 +17,8 @@ import time
 import pytest
 
 import sandbox
+from test_ferretdb_sandbox import ferretdb_pair  # noqa: F401 (fixture: this module's own servers; a
+# shared pair's oplog filled by other modules makes every oplog read slow: FerretDB reads it whole)
 from helpers import instance, reverse, wait_for, wait_reverse, wait_state
 
 pymongo = sandbox.pymongo4()
