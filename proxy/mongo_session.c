@@ -143,12 +143,8 @@ static void client_read_update(struct sy_mongo_session *s)
 
 static void backend_read_update(struct sy_mongo_session *s)
 {
-    if (s->state == MS_CLOSING || s->io.backend == NULL || !s->io.backend_connected)
-        return;
-    if (s->io.backend_bp)
-        bufferevent_disable(s->io.backend, EV_READ);
-    else
-        bufferevent_enable(s->io.backend, EV_READ);
+    if (s->state != MS_CLOSING)
+        sy_relay_link_backend_read_update(&s->io);
 }
 
 /* Writes what is due straight to the sockets, then resumes a paused side whose peer's output drained

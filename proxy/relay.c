@@ -81,6 +81,16 @@ bool sy_relay_link_client_over(struct sy_relay_link *l)
     return true;
 }
 
+void sy_relay_link_backend_read_update(struct sy_relay_link *l)
+{
+    if (l->backend == NULL || !l->backend_connected)
+        return;
+    if (l->backend_bp)
+        bufferevent_disable(l->backend, EV_READ);
+    else
+        bufferevent_enable(l->backend, EV_READ);
+}
+
 void sy_relay_link_flush(struct sy_relay_link *l)
 {
     for (int round = 0; round < 64 && !l->closed(l->session); round++) {

@@ -86,6 +86,8 @@ size_t sy_relay_link_backend_pending(const struct sy_relay_link *l);
  * (backend's) reading must now pause (the flag is set; the session updates its reading). */
 bool sy_relay_link_backend_over(struct sy_relay_link *l);
 bool sy_relay_link_client_over(struct sy_relay_link *l);
+/* Backend reading on or off as backpressure says (nothing without a connected backend). */
+void sy_relay_link_backend_read_update(struct sy_relay_link *l);
 /* The link's part of closing a session: the backend stops at once (callbacks cleared, no reading or
  * writing); the client stops reading and, with `flush` and bytes still queued for it (a final error), keeps
  * writing them for at most flush_ms (flush_deadline_ms set; the session's reaper frees it once drained). */

@@ -136,12 +136,8 @@ static void client_read_update(struct sy_tds_session *s)
 
 static void backend_read_update(struct sy_tds_session *s)
 {
-    if (s->state == TS_CLOSING || s->io.backend == NULL || !s->io.backend_connected)
-        return;
-    if (s->io.backend_bp)
-        bufferevent_disable(s->io.backend, EV_READ);
-    else
-        bufferevent_enable(s->io.backend, EV_READ);
+    if (s->state != TS_CLOSING)
+        sy_relay_link_backend_read_update(&s->io);
 }
 
 static void session_flush(struct sy_tds_session *s)
