@@ -44,6 +44,7 @@
 #include "core/instance.h"
 #include "core/log.h"
 #include "engine/mongo_client.h"
+#include "engine/mongo_acks.h"
 #include "engine/mongo_echo.h"
 
 #define COLL_TIMEOUT_MS 30000  /* a poll reads the whole oplog on FerretDB */
@@ -66,6 +67,7 @@ struct collector {
                                       WINDOW_S seconds: a poll reads the window again and skips them */
     size_t seen_cap, seen_n;
     struct sy_mongo_echo *echo;    /* owned */
+    struct sy_mongo_acks *acks;    /* ref: the source side's ack ledger (engine/mongo_acks.h) */
     bool skipped_since_position;
     uint64_t last_position_ms;
     uint64_t events;
@@ -243,10 +245,29 @@ static bool on_change(struct collector *c, const struct entry *e, const char *db
         ok = true;
     } else {
         ok = append_change(c, e, db, coll, &id, doc, patch);
+        if (ok && c->acks != NULL)
+            sy_mongo_acks_taken(c->acks, sy_mongo_doc_key(e->ns, bson_get_data(&id), id.len), e->ts.t, e->ts.i,
+                                sy_wall_ms());
     }
     bson_destroy(&id);
     return ok;
 }
+
+#ifdef SY_FAILPOINTS
+/* SY_LOSE_OPLOG_ENTRY=db.coll: the first entry of that namespace this process reads is dropped, as FerretDB
+ * acknowledges a write whose oplog entry it could not write (tests of the ack ledger). */
+static bool lose_entry(const char *ns)
+{
+    static int lost;
+    const char *want = getenv("SY_LOSE_OPLOG_ENTRY");
+    return want != NULL && strcmp(want, ns) == 0 && __atomic_exchange_n(&lost, 1, __ATOMIC_ACQ_REL) == 0;
+}
+#else
+static bool lose_entry(const char *ns)
+{
+    return false;
+}
+#endif
 
 /* ---- the window of taken entries ---------------------------------------------------------------------- */
 
@@ -340,7 +361,11 @@ static bool on_entry(struct collector *c, const bson_t *doc)
         c->skipped_since_position = true;
     } else if (split && (e.op == 'i' || e.op == 'u' || e.op == 'd') &&
                (strcmp(e.ns, USERS_NS) == 0 || sy_mongo_ns_synced(c->cfg, db, coll))) {
-        ok = on_change(c, &e, db, coll);
+        if (lose_entry(e.ns))
+            sy_log_warn("%s: SY_LOSE_OPLOG_ENTRY: oplog entry %u:%u on %s dropped", c->ctx->instance_id, e.ts.t,
+                        e.ts.i, e.ns);
+        else
+            ok = on_change(c, &e, db, coll);
     } else {
         c->skipped_since_position = true;
     }
@@ -506,10 +531,15 @@ static void *collector_main(void *arg)
     c->last_position_ms = sy_wall_ms();
     sy_collect_init(&c->out, c->ctx);
     c->echo = sy_mongo_echo_new();
+    c->acks = sy_mongo_acks_of(c->cfg->name, c->ctx->direction == SY_DIR_FORWARD ? SY_SIDE_BUSINESS : SY_SIDE_DR);
+    if (c->acks != NULL)
+        sy_mongo_acks_arm(c->acks, true);
     if (c->echo == NULL)
         sy_module_report_failed(c->ctx->report, "out_of_memory", "out of memory");
     else if (load_position(c) == 0)
         collect(c);
+    if (c->acks != NULL)
+        sy_mongo_acks_arm(c->acks, false);
     sy_collect_fini(&c->out);
     if (c->client != NULL)
         mongoc_client_destroy(c->client);

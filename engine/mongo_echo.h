@@ -32,6 +32,11 @@ uint64_t sy_mongo_hash(const void *p, size_t len, uint64_t seed); /* FNV-1a 64 *
  * put of unknown content. */
 uint64_t sy_mongo_echo_fingerprint(const char *ns, const uint8_t *id, size_t id_len, bool del, uint64_t doc_hash);
 
+/* Which document a change is about: hash(ns, {_id: value} bytes); never 0. The ack ledger's key
+ * (engine/mongo_acks.h): the proxy's view of an acknowledged write and the collector's of its oplog entry
+ * meet on it. */
+uint64_t sy_mongo_doc_key(const char *ns, const uint8_t *id, size_t id_len);
+
 struct sy_mongo_echo;
 struct sy_mongo_echo *sy_mongo_echo_new(void);
 void sy_mongo_echo_free(struct sy_mongo_echo *e);
