@@ -49,6 +49,7 @@
 
 #define COLL_TIMEOUT_MS 30000  /* a poll reads the whole oplog on FerretDB */
 #define COLL_POLL_MS 100
+#define COLL_HURRY_POLL_MS 2    /* while a switch waits for its fence mark */
 #define COLL_BATCH 1000
 #define COLL_MAX_BACKOFF_MS 2000
 #define POSITION_EVERY_MS 1000
@@ -144,10 +145,16 @@ static bool entry_parse(const bson_t *doc, struct entry *e)
 }
 
 /* {_id: value} of the document the entry changes: from o2 for an update, else from o. */
+/* The part of an entry that names its document's _id: o2 of an update, o otherwise (NULL: none). */
+static const bson_t *id_holder(const struct entry *e)
+{
+    return e->op == 'u' ? (e->has_o2 ? &e->o2 : NULL) : &e->o;
+}
+
 static bool entry_id(const struct entry *e, bson_t *id)
 {
     bson_iter_t it;
-    const bson_t *from = e->op == 'u' ? (e->has_o2 ? &e->o2 : NULL) : &e->o;
+    const bson_t *from = id_holder(e);
     if (from == NULL || !bson_iter_init_find(&it, from, "_id"))
         return false;
     bson_init(id);
@@ -214,6 +221,15 @@ static bool append_change(struct collector *c, const struct entry *e, const char
     ch = (struct sy_change){ .kind = SY_CHANGE_TXN_COMMIT, .source_time_ms = e->wall_ms, .position = text,
                              .position_len = strlen(text) };
     return sy_collect_append(&c->out, &ch);
+}
+
+/* Whether an entry of SY_MONGO_FENCE_COLL is this pair's mark (_id = the pair's name). */
+static bool is_own_mark(const struct collector *c, const struct entry *e)
+{
+    bson_iter_t it;
+    const bson_t *from = id_holder(e);
+    return from != NULL && bson_iter_init_find(&it, from, "_id") && BSON_ITER_HOLDS_UTF8(&it) &&
+           strcmp(bson_iter_utf8(&it, NULL), c->cfg->name) == 0;
 }
 
 /* A change to a synchronized namespace: spooled, unless the echo ledger says the opposite writer made it. */
@@ -355,7 +371,13 @@ static bool on_entry(struct collector *c, const bson_t *doc)
     const char *coll;
     bool split = sy_mongo_ns_split(e.ns, db, sizeof db, &coll);
     bool ok = true;
-    if (split && e.op == 'i' && strcmp(db, SY_MONGO_DB) == 0 && strcmp(coll, SY_MONGO_ECHO_COLL) == 0) {
+    if (split && strcmp(db, SY_MONGO_DB) == 0 && strcmp(coll, SY_MONGO_FENCE_COLL) == 0 && is_own_mark(c, &e)) {
+        /* a switch's fence mark: the position that covers it goes to the writer now, not within a second */
+        c->skipped_since_position = true;
+        c->last_position_ms = 0;
+        if (c->acks != NULL)
+            sy_mongo_acks_hurry(c->acks, 0);
+    } else if (split && e.op == 'i' && strcmp(db, SY_MONGO_DB) == 0 && strcmp(coll, SY_MONGO_ECHO_COLL) == 0) {
         if (sy_mongo_echo_add_mark(c->echo, &e.o, sy_wall_ms()) != 0)
             sy_log_warn("%s: an unreadable echo mark at %u:%u: ignored", c->ctx->instance_id, e.ts.t, e.ts.i);
         c->skipped_since_position = true;
@@ -465,7 +487,8 @@ static int tail(struct collector *c)
             !append_position(c))
             return -1;
         sy_collect_sync(&c->out, true);
-        usleep(COLL_POLL_MS * 1000);
+        usleep((c->acks != NULL && sy_mongo_acks_hurried(c->acks, sy_wall_ms()) ? COLL_HURRY_POLL_MS : COLL_POLL_MS) *
+               1000);
     }
     return 0;
 }

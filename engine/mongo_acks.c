@@ -18,6 +18,7 @@ struct sy_mongo_acks {
     struct sy_fp_multiset taken;     /* taken, not acknowledged (yet): payload = ts as t << 32 | i */
     uint64_t ledger;                 /* newest ts matched (t << 32 | i), 0 = none */
     uint64_t acked, matched, unproven;
+    uint64_t hurry_until_ms;
     char pair[64];
     enum sy_side side;
     struct sy_mongo_acks *next;
@@ -120,6 +121,21 @@ void sy_mongo_acks_taken(struct sy_mongo_acks *a, uint64_t key, uint32_t t, uint
     else if (sy_fp_multiset_add(&a->taken, key, ts, now_ms + SY_MONGO_ACK_TAKEN_TTL_MS, now_ms) != 0)
         sy_log_warn("pair %s: out of memory in the ack ledger", a->pair);
     pthread_mutex_unlock(&a->lock);
+}
+
+void sy_mongo_acks_hurry(struct sy_mongo_acks *a, uint64_t until_ms)
+{
+    pthread_mutex_lock(&a->lock);
+    a->hurry_until_ms = until_ms;
+    pthread_mutex_unlock(&a->lock);
+}
+
+bool sy_mongo_acks_hurried(struct sy_mongo_acks *a, uint64_t now_ms)
+{
+    pthread_mutex_lock(&a->lock);
+    bool yes = a->hurry_until_ms > now_ms;
+    pthread_mutex_unlock(&a->lock);
+    return yes;
 }
 
 void sy_mongo_acks_ledger(struct sy_mongo_acks *a, char *out, size_t outlen, struct sy_mongo_acks_stats *st)

@@ -21,7 +21,8 @@
  * incomplete (its text says so, and it covers nothing) until the collector restarts. Writes the proxy cannot
  * tie to one document (an update or delete by another filter, several statements of which some changed
  * nothing) are counted `unproven`: they precede the switch's fence mark like every acknowledged write, but
- * this ledger does not prove them. Thread-safe: the proxy calls from the loop, a collector from its thread. */
+ * this ledger does not prove them. The same per-side state carries a switch's wish that the collector poll
+ * fast (hurry) while it waits for the fence mark. Thread-safe: the proxy calls from the loop, a collector from its thread. */
 #ifndef SY_MONGO_ACKS_H
 #define SY_MONGO_ACKS_H
 
@@ -50,6 +51,11 @@ void sy_mongo_acks_acked(struct sy_mongo_acks *a, const uint64_t *keys, size_t n
 void sy_mongo_acks_op_time(struct sy_mongo_acks *a, uint32_t t, uint32_t i);
 /* The collector: an oplog entry of document `key` at ts t:i was taken. */
 void sy_mongo_acks_taken(struct sy_mongo_acks *a, uint64_t key, uint32_t t, uint32_t i, uint64_t now_ms);
+
+/* A switch waits for this side's collector to read its fence mark: poll fast until until_ms (0: no more).
+ * The collector calls sy_mongo_acks_hurry(a, 0) once it has taken the mark. */
+void sy_mongo_acks_hurry(struct sy_mongo_acks *a, uint64_t until_ms);
+bool sy_mongo_acks_hurried(struct sy_mongo_acks *a, uint64_t now_ms);
 
 struct sy_mongo_acks_stats {
     uint64_t acked, matched, unproven;
