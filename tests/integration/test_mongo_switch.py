@@ -444,3 +444,67 @@ def test_acknowledged_write_missing_from_the_oplog_refuses_the_switch(mongo_daem
             r = d.admin_ok("switchover", pair=pname)
             assert r["active_side"] == "dr" and re.fullmatch(r"\d+:\d+", r["ack_ledger_position"]), r
             assert c[db].lost.find_one({"_id": 1}) == {"_id": 1, "v": 2}
+
+
+def test_failover_under_workload_every_ack_on_dr_or_in_the_tail(switchable, ferretdb_pair, tmp_path):
+    """kill -9 of the business FerretDB under 4 pymongo writers through the proxy; failover: the clients go on
+    on DR (they retry after errors while business is dead), and every insert acknowledged to them is on DR or
+    in the exported tail (business's oplog entries the forward instance never collected). The failover's ack
+    ledger names what was acknowledged and not collected."""
+    d, pname, db = switchable
+    b, dr = ferretdb_pair
+    acked: dict = {}                  # _id -> "before" | "after" (the failover command's return)
+    errors: list = []
+    phase = {"now": "before"}
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def writer(t):
+        c = app_client(d.port, serverSelectionTimeoutMS=30000, retryWrites=False)
+        n = 0
+        while not stop.is_set():
+            _id = f"f{t}-{n}"
+            n += 1
+            try:
+                c[db].fo.insert_one({"_id": _id})
+                with lock:
+                    acked[_id] = phase["now"]
+            except Exception as e:  # noqa: BLE001 - expected while business is dead; counted
+                with lock:
+                    errors.append(f"{type(e).__name__}: {e}")
+                stop.wait(0.05)
+            stop.wait(0.01)
+        c.close()
+
+    threads = [threading.Thread(target=writer, args=(t,), daemon=True) for t in range(4)]
+    for th in threads:
+        th.start()
+    try:
+        wait_until(lambda: len(acked) >= 80, what="the writers running")
+        b.kill9()
+        time.sleep(0.3)
+        r = d.admin_ok("failover", pair=pname)
+        phase["now"] = "after"
+        assert r["active_side"] == "dr", r
+        ledger = r["ack_ledger_position"]
+        wait_until(lambda: sum(1 for v in acked.values() if v == "after") >= 40, what="the writers going on, on DR")
+    finally:
+        stop.set()
+        for th in threads:
+            th.join(30)
+        b.start()
+    tail = wait_until(lambda: d.pair_status(pname).get("tail", {}).get("state") == "open" and
+                      d.pair_status(pname)["tail"], what="tail reported")
+    export = tmp_path / "tail.json"
+    res = d.ctl("resolve-tail", pname, "--export", str(export))
+    assert res.returncode == 0, res.stdout + res.stderr
+    in_tail = {row["after"]["_id"] for t in json.loads(export.read_text())["transactions"] for row in t["rows"]
+               if row.get("after")}
+    with dr.client() as c:
+        on_dr = {x["_id"] for x in c[db].fo.find({}, {"_id": 1})}
+    lost = sorted(k for k in acked if k not in on_dr and k not in in_tail)
+    print(f"\nfailover: {len(acked)} acknowledged ({sum(v == 'after' for v in acked.values())} after), "
+          f"{len(errors)} client errors while business was dead, tail {tail['transactions']} transaction(s), "
+          f"ack ledger {ledger!r}")
+    assert not lost, f"acknowledged inserts neither on DR nor in the tail: {lost[:20]}"
+    assert all(k in on_dr for k, v in acked.items() if v == "after")
