@@ -95,7 +95,7 @@ static const struct cfg_key pair_keys[] = {
     { "backend_ca", CFG_STR, PK(backend_ca), "", 0, 0, NULL, 0, 0 },
     { "collector_server_id", CFG_U32, PK(collector_server_id), "4001", 1, UINT32_MAX, NULL, 0, 0 },
     { "writer_tag", CFG_U32, PK(writer_tag), "4002", 1, UINT32_MAX, NULL, 0, 0 },
-    { "apply_threads", CFG_INT, PK(apply_threads), "2", 1, 64, NULL, 0, 0 },
+    { "apply_threads", CFG_INT, PK(apply_threads), "2", 1, SY_APPLY_THREADS_MAX, NULL, 0, 0 },
 };
 
 #define MAX_KEYS 32 /* per section; key_line[] below is sized by it */

@@ -27,6 +27,7 @@ struct sy_object_pattern {
 };
 
 #define SY_MAX_OBJECTS 256
+#define SY_APPLY_THREADS_MAX 64  /* apply_threads is 1..this (checked at load: writers size their tables by it) */
 
 struct sy_pair_cfg {
     char name[64];                       /* from "[pair NAME]": [A-Za-z0-9_-]+ */
@@ -55,7 +56,7 @@ struct sy_pair_cfg {
     char backend_ca[512];                /* required when backend_tls = verify */
     uint32_t collector_server_id;        /* default 4001, 1..4294967295 */
     uint32_t writer_tag;                 /* default 4002, 1..4294967295 */
-    int apply_threads;                   /* default 2, 1..64: writer connections applying in parallel */
+    int apply_threads;                   /* default 2, 1..SY_APPLY_THREADS_MAX: writer connections in parallel */
 };
 
 #define SY_MAX_PAIRS 64

@@ -10,15 +10,19 @@ struct sy_mongo_echo {
     struct sy_fp_multiset fps;
 };
 
-uint64_t sy_mongo_hash(const void *p, size_t len, uint64_t seed)
+uint64_t sy_mongo_hash_more(uint64_t h, const void *p, size_t len)
 {
     const uint8_t *b = p;
-    uint64_t h = 1469598103934665603ULL ^ seed;
     for (size_t i = 0; i < len; i++) {
         h ^= b[i];
         h *= 1099511628211ULL;
     }
     return h;
+}
+
+uint64_t sy_mongo_hash(const void *p, size_t len, uint64_t seed)
+{
+    return sy_mongo_hash_more(1469598103934665603ULL ^ seed, p, len);
 }
 
 uint64_t sy_mongo_echo_fingerprint(const char *ns, const uint8_t *id, size_t id_len, bool del, uint64_t doc_hash)

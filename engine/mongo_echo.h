@@ -28,6 +28,7 @@
 #define SY_MONGO_ECHO_TTL_MS (120 * 1000)
 
 uint64_t sy_mongo_hash(const void *p, size_t len, uint64_t seed); /* FNV-1a 64 */
+uint64_t sy_mongo_hash_more(uint64_t h, const void *p, size_t len); /* FNV-1a 64 continued from h */
 /* The fingerprint of one change: id = the {_id: value} document's bytes; doc_hash 0 for a delete or a
  * put of unknown content. */
 uint64_t sy_mongo_echo_fingerprint(const char *ns, const uint8_t *id, size_t id_len, bool del, uint64_t doc_hash);
