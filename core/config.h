@@ -61,6 +61,14 @@ struct sy_pair_cfg {
 
 #define SY_MAX_PAIRS 64
 
+/* [cluster]: several switchyardd coordinated through etcd (docs/cluster.md). etcd "" = one node alone. */
+struct sy_cluster_cfg {
+    char etcd[512];                 /* comma list of http://host:port endpoints of one etcd cluster */
+    char node[64];                  /* this node's name (default: the host name) */
+    int lease_ttl_ms;               /* default 5000, 2000..60000: the node's registration outlives it by this */
+    int line;                       /* of [cluster]; 0 = no such section */
+};
+
 struct sy_config {
     char path[512];                 /* the file it came from */
     char admin_socket[108];         /* default /run/switchyard/admin.sock (sun_path limit) */
@@ -70,6 +78,7 @@ struct sy_config {
     struct sy_endpoint metrics;     /* optional */
     struct sy_pair_cfg pairs[SY_MAX_PAIRS];
     size_t n_pairs;
+    struct sy_cluster_cfg cluster;
 };
 
 /* Parses and validates `path` into *out (overwritten). 0 on success; -1 with "file:line: ..." in err.
