@@ -321,10 +321,11 @@ def proxy_part(args, work: Path, business, dr, report: dict, problems: list) -> 
         r["cpu_per_s"] = {k: round((cpu1[k] - cpu0[k]) / el, 2) for k in cpu1}
         r["cpu_per_s"]["clients"] = round(fl.cpu_s / el, 2)
         if r["ops"]:                                  # CPU per op: less noisy than ops/s on busy shared cores
-            r["double_cpu_us_per_op"] = round((cpu1["double"] - cpu0["double"] + cpu1["postgres"]
-                                               - cpu0["postgres"]) / r["ops"] * 1e6, 1)
+            us = {k: (cpu1[k] - cpu0[k]) / r["ops"] * 1e6 for k in cpu1}
+            r["double_py_cpu_us_per_op"] = round(us["double"], 1)          # the interpreter alone (one GIL)
+            r["double_cpu_us_per_op"] = round(us["double"] + us["postgres"], 1)
             if t != "direct":                         # the proxy's own cost
-                r["proxy_cpu_us_per_op"] = round((cpu1[t] - cpu0[t]) / r["ops"] * 1e6, 1)
+                r["proxy_cpu_us_per_op"] = round(us[t], 1)
         if wl == "insert":
             admin_exec(business, f"DROP TABLE dbo.{table}", DB)
         if r["errors"] or r["setup_errors"]:
@@ -354,7 +355,7 @@ def proxy_part(args, work: Path, business, dr, report: dict, problems: list) -> 
         for t, rs in by_t.items():
             if t in summary[wl]:
                 summary[wl][t]["cpu_per_s"] = {k: med([r["cpu_per_s"][k] for r in rs]) for k in rs[0]["cpu_per_s"]}
-                for k in ("double_cpu_us_per_op", "proxy_cpu_us_per_op"):
+                for k in ("double_py_cpu_us_per_op", "double_cpu_us_per_op", "proxy_cpu_us_per_op"):
                     summary[wl][t][k] = med([r.get(k) for r in rs])
     out["double_bound"] = print_proxy(summary, args)
     out["haproxy_exit"] = hp.stop()
@@ -386,6 +387,12 @@ def print_proxy(summary: dict, args) -> dict:
                 c = m[t]["cpu_per_s"]
                 print(f"    {t:<11} clients {f(c['clients'])}  double {f(c['double'])}  postgres "
                       f"{f(c['postgres'])}  proxy {f(c[t]) if t != 'direct' else '-'}")
+        py_us = med([m[t]["double_py_cpu_us_per_op"] for t in m])
+        px = {t: m[t]["proxy_cpu_us_per_op"] for t in TARGETS[1:] if t in m}
+        if py_us:
+            print(f"  the double's interpreter spends {py_us:.0f} us of CPU per op (one GIL: at most ~{1e6 / py_us:.0f} "
+                  f"ops/s with a core to itself), the proxy {f(px.get('haproxy'), '{:.0f}')} us (HAProxy) and "
+                  f"{f(px.get('switchyard'), '{:.0f}')} us (switchyardd)")
         ops = [m[t]["ops_per_s"] for t in TARGETS if t in m and m[t]["ops_per_s"]]
         if len(ops) == len(TARGETS) and max(ops) / min(ops) <= SAME_PACE:
             bound[wl] = True
@@ -393,6 +400,14 @@ def print_proxy(summary: dict, args) -> dict:
                   f"(Python, one interpreter) and the Python clients set the pace here, not the proxy; the ops/s "
                   f"ratios do not measure the proxy's cost (its CPU per op does)")
     return bound
+
+
+def loaded_note(load_start) -> None:
+    now, n = os.getloadavg(), os.cpu_count() or 1
+    if max(load_start[0], now[0]) > n:
+        print(f"\n  note: load average {load_start[0]:.1f} at the start, {now[0]:.1f} now, on {n} cores: this bench's "
+              f"processes got a fraction of the cores, so ops/s and their ratios swing from run to run; the CPU per "
+              f"op (us/op) depends much less on the load", flush=True)
 
 
 # --- part 2: switchover pause under load ----------------------------------------------------------------
@@ -582,6 +597,7 @@ def main() -> int:
             try:
                 if "proxy" not in skip:
                     proxy_part(args, work, business, dr, report, problems)
+                    loaded_note(report["host"]["loadavg_start"])
                 if "switchover" not in skip:
                     switch_part(args, work, business, dr, report, problems)
             except BaseException:
