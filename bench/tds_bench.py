@@ -2,8 +2,8 @@
 """SQL Server (TDS) benchmark: the proxy data path (pytds straight to the SQL Server double vs through HAProxy
 vs through switchyardd) and the switchover pause under load (once SQL Server switches exist).
 
-    /usr/bin/python3 bench/tds_bench.py --build build            # 3 reps x 15 s per target and workload (~6 min)
-    /usr/bin/python3 bench/tds_bench.py --build build --quick    # smoke run: 2 reps x 3 s (~2 min)
+    /usr/bin/python3 bench/tds_bench.py --build build            # 3 reps x 15 s per target and workload (~8 min)
+    /usr/bin/python3 bench/tds_bench.py --build build --quick    # smoke run: 2 reps x 3 s, 4 switches (~2.5 min)
 
 Issue 15's "Benchmark" (TESTING.md "Benchmarks": side by side in one run, >= 3 interleaved repetitions, no
 asserted timing). Two SQL Server doubles (tests/doubles/: a Python TDS server over PostgreSQL), business and
@@ -542,7 +542,7 @@ def summarize_switches(out, fleet, t0, t_base_end, res, sy, business, dr, proble
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", default=str(ROOT / "build"), help="build dir with switchyardd and switchyardctl")
-    ap.add_argument("--quick", action="store_true", help="smoke run (~2 min)")
+    ap.add_argument("--quick", action="store_true", help="smoke run (~2.5 min)")
     ap.add_argument("--reps", type=int, default=None, help="proxy reps (3; --quick 2)")
     ap.add_argument("--time", type=float, default=None, help="seconds per proxy run (15; --quick 3)")
     ap.add_argument("--warmup", type=float, default=None, help="warm-up seconds per target (3; --quick 1)")
