@@ -74,6 +74,18 @@ static void cmd_status(struct sy_admin_req *req, json_t *args, void *ctx)
     sy_admin_ok(req, out);
 }
 
+/* What this node applied, for its cluster registration: every pair's epoch and active side. */
+static json_t *cluster_state(void *arg)
+{
+    struct daemon *d = arg;
+    json_t *pairs = json_object();
+    for (size_t i = 0; i < d->n_started; i++)
+        json_object_set_new(pairs, d->pairs[i].cfg->name,
+                            json_pack("{s:I,s:s}", "epoch", (json_int_t)d->pairs[i].epoch, "active",
+                                      sy_side_name(d->pairs[i].active_side)));
+    return json_pack("{s:o}", "pairs", pairs);
+}
+
 static void cmd_clients(struct sy_admin_req *req, json_t *args, void *ctx)
 {
     struct sy_pair *p = pair_arg(req, args, ctx);
@@ -655,7 +667,8 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
         sy_log_error("%s", err);
         goto out;
     }
-    if (cfg->cluster.line != 0 && (d.cluster = sy_cluster_start(d.base, cfg, err, sizeof err)) == NULL) {
+    if (cfg->cluster.line != 0 &&
+        (d.cluster = sy_cluster_start(d.base, cfg, cluster_state, &d, err, sizeof err)) == NULL) {
         sy_log_error("%s:%d: [cluster]: %s", cfg->path, cfg->cluster.line, err);
         goto out;
     }
