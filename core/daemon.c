@@ -20,6 +20,7 @@
 #include "core/switch.h"
 #include "core/tail.h"
 #include "core/metrics.h"
+#include "core/console.h"
 
 struct daemon {
     const struct sy_config *cfg;  /* ref: main's */
@@ -27,6 +28,7 @@ struct daemon {
     struct event_base *base;      /* owned */
     struct sy_admin *admin;       /* owned */
     struct sy_metrics *metrics;   /* owned; NULL unless `metrics` is set */
+    struct sy_console *console;   /* owned; NULL unless `console` is set */
     struct sy_pair *pairs;        /* owned array of cfg->n_pairs */
     size_t n_started;             /* pairs[0..n_started) were started and must be stopped */
 };
@@ -650,6 +652,11 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
         sy_log_error("%s", err);
         goto out;
     }
+    if (cfg->has_console && (d.console = sy_console_open(d.base, &cfg->console, cfg->console_token_file, d.admin,
+                                                         err, sizeof err)) == NULL) {
+        sy_log_error("%s", err);
+        goto out;
+    }
     sigterm = evsignal_new(d.base, SIGTERM, on_signal, &d);
     sigint = evsignal_new(d.base, SIGINT, on_signal, &d);
     event_add(sigterm, NULL);
@@ -684,6 +691,7 @@ out:
     if (sigint)
         event_free(sigint);
     sy_metrics_close(d.metrics);
+    sy_console_close(d.console);
     sy_admin_close(d.admin);
     for (size_t i = 0; i < d.n_started; i++) {
         sy_fence_keeper_stop(&d.pairs[i]);

@@ -1,0 +1,143 @@
+"""The web console (`console`, `console_token_file`) over HTTP: reading needs nothing, an action needs the token in
+`Authorization: Bearer`, a wrong or missing token is 403 and changes nothing, and the answers are the admin socket's
+own (the console runs the same commands)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import urllib.error
+import urllib.request
+
+import pytest
+
+from test_forward_mariadb import fresh  # noqa: F401 (fixture)
+from helpers import wait_reverse, wait_state
+
+TOKEN = "s3cret-console-token-0123456789"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(port, path, body=None, token=None, method=None):
+    """(status, parsed JSON or text) of one request to the console."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            code, ctype, raw = r.status, r.headers["Content-Type"], r.read()
+    except urllib.error.HTTPError as e:
+        code, ctype, raw = e.code, e.headers["Content-Type"], e.read()
+    return code, (json.loads(raw) if ctype and ctype.startswith("application/json") else raw.decode())
+
+
+def token_file(tmp_path, mode=0o600, text=TOKEN + "\n"):
+    p = tmp_path / "console.token"
+    p.write_text(text)
+    os.chmod(p, mode)
+    return str(p)
+
+
+def console_daemon(daemon, tmp_path, fresh, token=True, **kw):  # noqa: F811
+    port = free_port()
+    opts = {"console": f"127.0.0.1:{port}"}
+    if token:
+        opts["console_token_file"] = token_file(tmp_path)
+    pname = f"c{fresh}"
+    return daemon(pair=pname, objects=f"{fresh}.*", global_opts=opts, **kw), pname, port
+
+
+def test_console_reads_freely_and_acts_only_with_the_token(daemon, mariadb_pair, fresh, tmp_path):  # noqa: F811
+    mariadb_pair.business.sql("CREATE TABLE t (id INT PRIMARY KEY)", database=fresh)
+    d, pname, port = console_daemon(daemon, tmp_path, fresh)
+    wait_state(d, pname, "running")
+
+    code, page = http(port, "/")
+    assert code == 200 and "Data Synchronization Tasks" in page and "<script>" in page
+    assert "http://" not in page.replace("http://www.w3.org", "") and "https://" not in page  # no external asset
+
+    # Reading: the admin socket's own answer, no token needed.
+    code, doc = http(port, "/api/status")
+    assert code == 200 and doc["ok"] is True
+    assert [p["name"] for p in doc["result"]["pairs"]] == [p["name"] for p in d.status()["pairs"]]
+    assert doc["result"]["pairs"][0]["instances"][0]["state"] == "running"
+    code, doc = http(port, f"/api/clients?pair={pname}")
+    assert code == 200 and doc["result"]["pair"] == pname and doc["result"]["clients"] == []
+    code, doc = http(port, "/api/status?pair=nosuch")
+    assert code == 404 and doc["error"]["code"] == "unknown_pair"
+    code, doc = http(port, "/api/create-reverse")                      # an action is never a GET
+    assert code == 405
+
+    # Actions without the token, or with a wrong one: 403, and nothing was done.
+    for tok in (None, "wrong", TOKEN + "x", TOKEN[:-1], ""):
+        code, doc = http(port, "/api/create-reverse", {"pair": pname}, token=tok)
+        assert code == 403 and doc["error"]["code"] == "forbidden", tok
+    code, doc = http(port, "/api/switchover", {"pair": pname}, token="wrong")
+    assert code == 403
+    code, doc = http(port, "/api/terminate", {"instance": f"{pname}/forward"}, token="wrong")
+    assert code == 403                                                  # not even "unknown" without the token
+    st = d.pair_status(pname)
+    assert [i["direction"] for i in st["instances"]] == ["forward"]
+    assert st["active_side"] == "business" and st["epoch"] == 1
+    assert "console: create-reverse from 127.0.0.1" in d.log() and "refused: missing or wrong token" in d.log()
+    assert TOKEN not in d.log()
+
+    # With the token: the same commands as the admin socket, with their answers and refusals.
+    code, doc = http(port, "/api/terminate", {"instance": f"{pname}/forward"}, token=TOKEN)
+    assert code == 404 and doc["error"]["code"] == "unknown_command"    # not offered on the console
+    code, doc = http(port, "/api/create-reverse", {"pair": pname}, token=TOKEN)
+    assert code == 200 and doc["ok"] is True and doc["result"]["instance"] == f"{pname}/reverse"
+    wait_reverse(d, pname, "collecting")
+    code, doc = http(port, "/api/create-reverse", {"pair": pname}, token=TOKEN)
+    assert code == 409 and doc["error"]["code"] == "reverse_exists"
+    code, doc = http(port, "/api/switchover", "not an object", token=TOKEN)
+    assert code == 400 and doc["error"]["code"] == "bad_request"
+    code, doc = http(port, "/api/switchover", {"pair": pname}, token=TOKEN)
+    assert code == 200, doc
+    assert doc["result"]["active_side"] == "dr" and doc["result"]["epoch"] == 2 and "pause_ms" in doc["result"]
+    assert d.pair_status(pname)["active_side"] == "dr"
+    code, doc = http(port, "/api/status")
+    assert doc["result"]["pairs"][0]["last_switch"]["operation"] == "switchover"
+
+
+def test_console_token_file_readable_by_others_is_refused_at_start(daemon, tmp_path):
+    port = free_port()
+    d = daemon(business="127.0.0.1:1", dr="127.0.0.1:2", wait=False,
+               global_opts={"console": f"127.0.0.1:{port}",
+                            "console_token_file": token_file(tmp_path, mode=0o644)})
+    assert d.wait() != 0
+    assert "must be 0600" in d.log() and "mode 0644" in d.log()
+
+
+def test_console_token_file_must_not_be_empty_or_missing(daemon, tmp_path):
+    port = free_port()
+    d = daemon(business="127.0.0.1:1", dr="127.0.0.1:2", wait=False,
+               global_opts={"console": f"127.0.0.1:{port}", "console_token_file": token_file(tmp_path, text="\n")})
+    assert d.wait() != 0 and "empty" in d.log()
+    d = daemon(business="127.0.0.1:1", dr="127.0.0.1:2", wait=False,
+               global_opts={"console": f"127.0.0.1:{port}", "console_token_file": str(tmp_path / "nope")})
+    assert d.wait() != 0 and "No such file" in d.log()
+    d = daemon(business="127.0.0.1:1", dr="127.0.0.1:2", wait=False,
+               global_opts={"console_token_file": token_file(tmp_path)})
+    assert d.wait() != 0 and "console_token_file: needs `console`" in d.log()
+
+
+def test_console_without_token_file_is_read_only(daemon, mariadb_pair, fresh, tmp_path):  # noqa: F811
+    mariadb_pair.business.sql("CREATE TABLE t (id INT PRIMARY KEY)", database=fresh)
+    d, pname, port = console_daemon(daemon, tmp_path, fresh, token=False)
+    code, doc = http(port, "/api/status")
+    assert code == 200 and doc["ok"]
+    code, doc = http(port, "/api/hold", {"pair": pname}, token="anything")
+    assert code == 403 and "read-only" in doc["error"]["message"]
+    assert d.pair_status(pname)["held"] is False
+    code, _ = http(port, "/nothing-here")
+    assert code == 404
