@@ -1,6 +1,7 @@
 /* Pair runtime: persisted epoch and active side, the hold timer, and the pair's status entry.
  * The engine's proxy is reached only through pair->proto (core never includes proxy/). */
 #include "core/pair.h"
+#include "core/switch.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -197,6 +198,8 @@ json_t *sy_pair_status_json(const struct sy_pair *p)
                           sy_side_name(p->active_side), "epoch", (json_int_t)p->epoch, "held", p->held, "clients",
                           (json_int_t)p->proto->client_count(p->proto_state), "instances", instances);
     json_object_set_new(o, "switching", json_boolean(p->op != NULL));
+    if (p->op != NULL)
+        json_object_set_new(o, "switch", sy_switch_progress_json(p->op));
     if (p->last_switch)
         json_object_set(o, "last_switch", p->last_switch);
     if (p->tail_state[0]) {
