@@ -18,6 +18,7 @@ from test_forward_mariadb import fresh  # noqa: F401 (fixture)
 from helpers import app_conn, app_user, one, reverse, wait_state
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="python3-selenium (scripts/install-deps.sh)")
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -89,13 +90,26 @@ def test_console_in_chromium_create_reverse_and_switchover(daemon, mariadb_pair,
     wait = WebDriverWait(br, 60, poll_frequency=0.2)
     br.get(f"http://127.0.0.1:{port}/")
 
+    # Auto refresh redraws the tasks view every 2 s: an element found just before a redraw is stale, so each
+    # read or click is retried on a fresh lookup (as a user's second click would be).
+    def fresh_el(css, fn):
+        for _ in range(20):
+            try:
+                els = br.find_elements(By.CSS_SELECTOR, css)
+                return fn(els[0]) if els else None
+            except StaleElementReferenceException:
+                continue
+        raise AssertionError(f"{css} kept going stale")
+
     def status_text(direction):
-        els = br.find_elements(By.CSS_SELECTOR, f'tr[data-instance="{pname}/{direction}"] td.status')
-        return els[0].text if els else None
+        return fresh_el(f'tr[data-instance="{pname}/{direction}"] td.status', lambda e: e.text)
+
+    def pair_text(cls):
+        return fresh_el(f'section[data-pair="{pname}"] .{cls}', lambda e: e.text)
 
     def click_action(action, confirm=True, **sel):
         key, val = next(iter(sel.items()))
-        br.find_element(By.CSS_SELECTOR, f'button[data-action="{action}"][data-{key}="{val}"]').click()
+        assert fresh_el(f'button[data-action="{action}"][data-{key}="{val}"]', lambda e: e.click() or True)
         wait.until(lambda _: br.find_element(By.ID, "confirm").get_attribute("open") is not None)
         assert br.find_element(By.ID, "confirm-note").text          # the Note box says what will happen
         br.find_element(By.ID, "confirm-ok" if confirm else "confirm-cancel").click()
@@ -106,7 +120,7 @@ def test_console_in_chromium_create_reverse_and_switchover(daemon, mariadb_pair,
         f.send_keys(t)
 
     wait.until(lambda _: status_text("forward") == "Running")
-    assert br.find_element(By.CSS_SELECTOR, f'section[data-pair="{pname}"] .active-side').text == "business"
+    assert pair_text("active-side") == "business"
 
     # Cancel in the dialog sends nothing.
     click_action("pause", confirm=False, instance=f"{pname}/forward")
@@ -130,15 +144,15 @@ def test_console_in_chromium_create_reverse_and_switchover(daemon, mariadb_pair,
     try:
         wait.until(lambda _: load.n >= 20)
         click_action("switchover", pair=pname)
-        wait.until(lambda _: br.find_element(By.CSS_SELECTOR, f'section[data-pair="{pname}"] .active-side').text == "dr")
+        wait.until(lambda _: pair_text("active-side") == "dr")
         n_at_flip = load.n
         wait.until(lambda _: load.n >= n_at_flip + 20)
     finally:
         load.close()
     assert load.errors == 0, getattr(load, "last", None)
     assert "switchover: done" in br.find_element(By.ID, "result").text.lower()
-    assert br.find_element(By.CSS_SELECTOR, f'section[data-pair="{pname}"] .epoch').text == "2"
-    wait.until(lambda _: "Last switchover" in br.find_element(By.CSS_SELECTOR, f'section[data-pair="{pname}"] .switch').text)
+    assert pair_text("epoch") == "2"
+    wait.until(lambda _: "Last switchover" in (pair_text("switch") or ""))
     st = d.pair_status(pname)
     assert st["active_side"] == "dr" and st["epoch"] == 2
     wait.until(lambda _: status_text("reverse") == "Running")
