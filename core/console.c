@@ -16,12 +16,14 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "core/log.h"
+#include "core/tls.h"
 
 #define CONSOLE_BODY_MAX (64u * 1024)  /* an action's args are a few fields */
 #define CONSOLE_HEADERS_MAX (16u * 1024)
@@ -35,6 +37,7 @@ struct sy_console {
     struct sy_admin *admin;     /* ref: the daemon's; outlives the console */
     bool has_token;             /* false: every action is refused (read-only console) */
     unsigned char token_sha[32];/* SHA-256 of the token: compared in constant time, whatever its length */
+    SSL_CTX *tls;               /* owned; NULL = plain HTTP */
 };
 
 /* One command in flight for one HTTP request: a switch may answer seconds later, after the browser left. */
@@ -319,16 +322,28 @@ static void on_request(struct evhttp_request *req, void *arg)
     evbuffer_free(b);
 }
 
-struct sy_console *sy_console_open(struct event_base *base, const struct sy_endpoint *ep, const char *token_file,
-                                   struct sy_admin *admin, char *err, size_t errlen)
+/* evhttp asks for each accepted connection's bufferevent: a TLS one when the console has a certificate. */
+static struct bufferevent *tls_bev(struct event_base *base, void *arg)
 {
+    struct sy_console *c = arg;
+    SSL *ssl = SSL_new(c->tls);
+    if (ssl == NULL)
+        return NULL;
+    return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+}
+
+struct sy_console *sy_console_open(struct event_base *base, const struct sy_config *cfg, struct sy_admin *admin,
+                                   char *err, size_t errlen)
+{
+    const struct sy_endpoint *ep = &cfg->console;
+    const char *token_file = cfg->console_token_file;
     struct sy_console *c = calloc(1, sizeof *c);
     if (c == NULL) {
         snprintf(err, errlen, "console: out of memory");
         return NULL;
     }
     c->admin = admin;
-    if (token_file != NULL && token_file[0] != '\0') {
+    if (token_file[0] != '\0') {
         char token[TOKEN_MAX + 1];
         if (sy_console_token_load(token_file, token, sizeof token, err, errlen) != 0) {
             free(c);
@@ -337,6 +352,12 @@ struct sy_console *sy_console_open(struct event_base *base, const struct sy_endp
         sha256(token, strlen(token), c->token_sha);
         OPENSSL_cleanse(token, sizeof token);
         c->has_token = true;
+    }
+    if (cfg->console_tls_cert[0] != '\0' &&
+        (c->tls = sy_tls_server_ctx_new(cfg->console_tls_cert, cfg->console_tls_key, "console_", err, errlen)) ==
+            NULL) {
+        sy_console_close(c);
+        return NULL;
     }
     if ((c->http = evhttp_new(base)) == NULL) {
         snprintf(err, errlen, "console: out of memory");
@@ -348,12 +369,14 @@ struct sy_console *sy_console_open(struct event_base *base, const struct sy_endp
     evhttp_set_max_headers_size(c->http, CONSOLE_HEADERS_MAX);
     evhttp_set_timeout(c->http, 120); /* a switch may take its max_hold_ms and more before it answers */
     evhttp_set_gencb(c->http, on_request, c);
+    if (c->tls)
+        evhttp_set_bevcb(c->http, tls_bev, c);
     if (evhttp_bind_socket(c->http, ep->host, ep->port) != 0) {
         snprintf(err, errlen, "console: cannot listen on %s:%u", ep->host, ep->port);
         sy_console_close(c);
         return NULL;
     }
-    sy_log_info("console on http://%s:%u/ (%s)", ep->host, ep->port,
+    sy_log_info("console on %s://%s:%u/ (%s)", c->tls ? "https" : "http", ep->host, ep->port,
                 c->has_token ? "actions need the token" : "read-only: no console_token_file");
     return c;
 }
@@ -364,6 +387,7 @@ void sy_console_close(struct sy_console *c)
         return;
     if (c->http)
         evhttp_free(c->http);
+    SSL_CTX_free(c->tls);
     OPENSSL_cleanse(c->token_sha, sizeof c->token_sha);
     free(c);
 }

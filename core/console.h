@@ -14,10 +14,11 @@
 
 struct sy_console;
 
-/* Reads and checks the token file now: it must be a regular file of mode 0600 (or stricter) owned by
- * us, with one non-empty line. token_file "" = read-only console. NULL with err on failure. */
-struct sy_console *sy_console_open(struct event_base *base, const struct sy_endpoint *ep, const char *token_file,
-                                   struct sy_admin *admin, char *err, size_t errlen);
+/* Listens on cfg->console. Reads and checks cfg->console_token_file now: it must be a regular file of mode
+ * 0600 (or stricter) owned by us, with one non-empty line ("" = read-only console). With console_tls_cert
+ * and console_tls_key it speaks HTTPS only. NULL with err on failure. */
+struct sy_console *sy_console_open(struct event_base *base, const struct sy_config *cfg, struct sy_admin *admin,
+                                   char *err, size_t errlen);
 void sy_console_close(struct sy_console *c); /* NULL-safe */
 
 /* 0600 and owned by this uid; the token is the first line, trailing blanks removed. 0 or -1 with err.

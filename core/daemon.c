@@ -652,8 +652,7 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
         sy_log_error("%s", err);
         goto out;
     }
-    if (cfg->has_console && (d.console = sy_console_open(d.base, &cfg->console, cfg->console_token_file, d.admin,
-                                                         err, sizeof err)) == NULL) {
+    if (cfg->has_console && (d.console = sy_console_open(d.base, cfg, d.admin, err, sizeof err)) == NULL) {
         sy_log_error("%s", err);
         goto out;
     }

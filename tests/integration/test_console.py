@@ -4,6 +4,7 @@ own (the console runs the same commands)."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -24,7 +25,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def http(port, path, body=None, token=None, method=None):
+def request(port, path, body=None, token=None, method=None):
     """(status, parsed JSON or text) of one request to the console."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
@@ -47,9 +48,9 @@ def token_file(tmp_path, mode=0o600, text=TOKEN + "\n"):
     return str(p)
 
 
-def console_daemon(daemon, tmp_path, fresh, token=True, **kw):  # noqa: F811
+def console_daemon(daemon, tmp_path, fresh, token=True, extra=None, **kw):  # noqa: F811
     port = free_port()
-    opts = {"console": f"127.0.0.1:{port}"}
+    opts = {"console": f"127.0.0.1:{port}", **(extra or {})}
     if token:
         opts["console_token_file"] = token_file(tmp_path)
     pname = f"c{fresh}"
@@ -61,29 +62,29 @@ def test_console_reads_freely_and_acts_only_with_the_token(daemon, mariadb_pair,
     d, pname, port = console_daemon(daemon, tmp_path, fresh)
     wait_state(d, pname, "running")
 
-    code, page = http(port, "/")
+    code, page = request(port, "/")
     assert code == 200 and "Data Synchronization Tasks" in page and "<script>" in page
     assert "http://" not in page.replace("http://www.w3.org", "") and "https://" not in page  # no external asset
 
     # Reading: the admin socket's own answer, no token needed.
-    code, doc = http(port, "/api/status")
+    code, doc = request(port, "/api/status")
     assert code == 200 and doc["ok"] is True
     assert [p["name"] for p in doc["result"]["pairs"]] == [p["name"] for p in d.status()["pairs"]]
     assert doc["result"]["pairs"][0]["instances"][0]["state"] == "running"
-    code, doc = http(port, f"/api/clients?pair={pname}")
+    code, doc = request(port, f"/api/clients?pair={pname}")
     assert code == 200 and doc["result"]["pair"] == pname and doc["result"]["clients"] == []
-    code, doc = http(port, "/api/status?pair=nosuch")
+    code, doc = request(port, "/api/status?pair=nosuch")
     assert code == 404 and doc["error"]["code"] == "unknown_pair"
-    code, doc = http(port, "/api/create-reverse")                      # an action is never a GET
+    code, doc = request(port, "/api/create-reverse")                      # an action is never a GET
     assert code == 405
 
     # Actions without the token, or with a wrong one: 403, and nothing was done.
     for tok in (None, "wrong", TOKEN + "x", TOKEN[:-1], ""):
-        code, doc = http(port, "/api/create-reverse", {"pair": pname}, token=tok)
+        code, doc = request(port, "/api/create-reverse", {"pair": pname}, token=tok)
         assert code == 403 and doc["error"]["code"] == "forbidden", tok
-    code, doc = http(port, "/api/switchover", {"pair": pname}, token="wrong")
+    code, doc = request(port, "/api/switchover", {"pair": pname}, token="wrong")
     assert code == 403
-    code, doc = http(port, "/api/terminate", {"instance": f"{pname}/forward"}, token="wrong")
+    code, doc = request(port, "/api/terminate", {"instance": f"{pname}/forward"}, token="wrong")
     assert code == 403                                                  # not even "unknown" without the token
     st = d.pair_status(pname)
     assert [i["direction"] for i in st["instances"]] == ["forward"]
@@ -92,20 +93,20 @@ def test_console_reads_freely_and_acts_only_with_the_token(daemon, mariadb_pair,
     assert TOKEN not in d.log()
 
     # With the token: the same commands as the admin socket, with their answers and refusals.
-    code, doc = http(port, "/api/terminate", {"instance": f"{pname}/forward"}, token=TOKEN)
+    code, doc = request(port, "/api/terminate", {"instance": f"{pname}/forward"}, token=TOKEN)
     assert code == 404 and doc["error"]["code"] == "unknown_command"    # not offered on the console
-    code, doc = http(port, "/api/create-reverse", {"pair": pname}, token=TOKEN)
+    code, doc = request(port, "/api/create-reverse", {"pair": pname}, token=TOKEN)
     assert code == 200 and doc["ok"] is True and doc["result"]["instance"] == f"{pname}/reverse"
     wait_reverse(d, pname, "collecting")
-    code, doc = http(port, "/api/create-reverse", {"pair": pname}, token=TOKEN)
+    code, doc = request(port, "/api/create-reverse", {"pair": pname}, token=TOKEN)
     assert code == 409 and doc["error"]["code"] == "reverse_exists"
-    code, doc = http(port, "/api/switchover", "not an object", token=TOKEN)
+    code, doc = request(port, "/api/switchover", "not an object", token=TOKEN)
     assert code == 400 and doc["error"]["code"] == "bad_request"
-    code, doc = http(port, "/api/switchover", {"pair": pname}, token=TOKEN)
+    code, doc = request(port, "/api/switchover", {"pair": pname}, token=TOKEN)
     assert code == 200, doc
     assert doc["result"]["active_side"] == "dr" and doc["result"]["epoch"] == 2 and "pause_ms" in doc["result"]
     assert d.pair_status(pname)["active_side"] == "dr"
-    code, doc = http(port, "/api/status")
+    code, doc = request(port, "/api/status")
     assert doc["result"]["pairs"][0]["last_switch"]["operation"] == "switchover"
 
 
@@ -134,10 +135,51 @@ def test_console_token_file_must_not_be_empty_or_missing(daemon, tmp_path):
 def test_console_without_token_file_is_read_only(daemon, mariadb_pair, fresh, tmp_path):  # noqa: F811
     mariadb_pair.business.sql("CREATE TABLE t (id INT PRIMARY KEY)", database=fresh)
     d, pname, port = console_daemon(daemon, tmp_path, fresh, token=False)
-    code, doc = http(port, "/api/status")
+    code, doc = request(port, "/api/status")
     assert code == 200 and doc["ok"]
-    code, doc = http(port, "/api/hold", {"pair": pname}, token="anything")
+    code, doc = request(port, "/api/hold", {"pair": pname}, token="anything")
     assert code == 403 and "read-only" in doc["error"]["message"]
     assert d.pair_status(pname)["held"] is False
-    code, _ = http(port, "/nothing-here")
+    code, _ = request(port, "/nothing-here")
     assert code == 404
+
+
+def test_console_over_tls(daemon, mariadb_pair, fresh, tmp_path):  # noqa: F811
+    """console_tls_cert/console_tls_key: HTTPS only; the token rule is the same over it."""
+    import ssl
+    import subprocess
+    cert, key = tmp_path / "console.pem", tmp_path / "console.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    mariadb_pair.business.sql("CREATE TABLE t (id INT PRIMARY KEY)", database=fresh)
+    d, pname, port = console_daemon(daemon, tmp_path, fresh, extra={"console_tls_cert": str(cert),
+                                                                     "console_tls_key": str(key)})
+    ctx = ssl.create_default_context(cafile=str(cert))
+
+    def https(path, body=None, token=None):
+        req = urllib.request.Request(f"https://127.0.0.1:{port}{path}",
+                                     data=json.dumps(body).encode() if body is not None else None)
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=30, context=ctx) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    code, doc = https("/api/status")
+    assert code == 200 and doc["result"]["pairs"][0]["name"] == pname
+    assert https("/api/hold", {"pair": pname}, token="wrong")[0] == 403
+    code, doc = https("/api/hold", {"pair": pname}, token=TOKEN)
+    assert code == 200 and doc["result"]["held"] is True
+    assert https("/api/release", {"pair": pname}, token=TOKEN)[0] == 200
+    with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):  # no plain HTTP
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=10).read()
+    assert "console on https://127.0.0.1" in d.log()
+
+
+def test_console_tls_key_without_cert_is_refused(daemon, tmp_path):
+    d = daemon(business="127.0.0.1:1", dr="127.0.0.1:2", wait=False,
+               global_opts={"console": f"127.0.0.1:{free_port()}", "console_tls_key": str(tmp_path / "k")})
+    assert d.wait() != 0 and "console_tls_cert and console_tls_key go together" in d.log()
