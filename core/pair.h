@@ -67,6 +67,7 @@ struct sy_proxy_protocol {
 #define SY_SWITCH_KINDS 3          /* switchover, switchback, failover */
 #define SY_SWITCH_OUTCOMES 3       /* done, refused (nothing started), rolled_back (started, undone) */
 #define SY_PAUSE_BUCKETS 12
+#define SY_SWITCH_HISTORY 20       /* switches kept for `status` (switch_history), since the daemon started */
 /* Switch counts for /metrics (core/switch.c counts, core/metrics.c prints); loop thread only. */
 struct sy_switch_stats {
     uint64_t outcomes[SY_SWITCH_KINDS][SY_SWITCH_OUTCOMES];
@@ -100,6 +101,8 @@ struct sy_pair {
     struct sy_switch *op;            /* the switch in progress (owned by core/switch.c), NULL when none */
     json_t *last_switch;             /* owned: result of the last switch (status) */
     struct sy_switch_stats switch_stats;
+    json_t *switch_history;          /* owned: the last SY_SWITCH_HISTORY switches done or rolled back,
+                                        newest first ({at, operation, outcome, pause_ms | error, steps...}) */
     /* failover: business transactions the forward collector had not spooled (persisted) */
     char tail_state[16];             /* "" none | "pending" (business not back) | "open" (reported, undecided) */
     json_t *tail;                    /* owned: what is known about the tail (persisted) */

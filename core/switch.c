@@ -68,6 +68,22 @@ const char *const sy_switch_outcome_names[SY_SWITCH_OUTCOMES] = { "done", "refus
 const double sy_switch_pause_buckets_s[SY_PAUSE_BUCKETS] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                                              0.5,   1,    2.5,   5,    10,  30 };
 
+/* Keeps entry (owned) at the head of the pair's switch_history, at most SY_SWITCH_HISTORY long. */
+static void remember_switch(struct sy_pair *p, json_t *entry)
+{
+    char at[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(at, sizeof at, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    json_object_set_new(entry, "at", json_string(at));
+    if (p->switch_history == NULL)
+        p->switch_history = json_array();
+    json_array_insert_new(p->switch_history, 0, entry);
+    while (json_array_size(p->switch_history) > SY_SWITCH_HISTORY)
+        json_array_remove(p->switch_history, SY_SWITCH_HISTORY);
+}
+
 static void count_switch(struct sy_pair *p, enum sw_kind kind, enum sw_outcome outcome, uint64_t pause_ms)
 {
     struct sy_switch_stats *st = &p->switch_stats;
@@ -687,6 +703,8 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
         json_t *detail = sw->detail ? json_incref(sw->detail) : json_object();
         json_object_set(detail, "steps", sw->steps);
         count_switch(p, sw->kind, SW_ROLLED_BACK, 0);
+        remember_switch(p, json_pack("{s:s,s:s,s:s,s:s,s:O}", "operation", kind_names[sw->kind], "outcome",
+                                     "rolled_back", "error", sw->code, "message", sw->msg, "steps", sw->steps));
         sy_admin_fail_with(sw->req, sw->code, detail, "%s", sw->msg);
         switch_free(sw);
         return;
@@ -705,6 +723,9 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
                 p->cfg->name, kind_names[sw->kind], sy_side_name(p->active_side), (unsigned long long)p->epoch,
                 (unsigned long long)(sw->t_release - sw->t_hold), sw->moved, sw->aborted);
     count_switch(p, sw->kind, SW_DONE, sw->t_release - sw->t_hold);
+    json_t *entry = json_deep_copy(res);
+    json_object_set_new(entry, "outcome", json_string("done"));
+    remember_switch(p, entry);
     json_decref(p->last_switch);
     p->last_switch = json_deep_copy(res);
     sy_admin_ok(sw->req, res);

@@ -8,13 +8,14 @@ import http.client
 import json
 import os
 import socket
+import threading
 import urllib.error
 import urllib.request
 
 import pytest
 
 from test_forward_mariadb import fresh  # noqa: F401 (fixture)
-from helpers import wait_reverse, wait_state
+from helpers import app_conn, app_user, one, wait_for, wait_reverse, wait_state
 
 TOKEN = "s3cret-console-token-0123456789"
 
@@ -183,3 +184,42 @@ def test_console_tls_key_without_cert_is_refused(daemon, tmp_path):
     d = daemon(business="127.0.0.1:1", dr="127.0.0.1:2", wait=False,
                global_opts={"console": f"127.0.0.1:{free_port()}", "console_tls_key": str(tmp_path / "k")})
     assert d.wait() != 0 and "console_tls_cert and console_tls_key go together" in d.log()
+
+
+def test_console_status_shows_a_running_switch_and_keeps_a_history(daemon, mariadb_pair, fresh, tmp_path):  # noqa: F811
+    """While a switch waits for an open transaction (txn_drain_ms), status says which step it passed; after it,
+    switch_history has it."""
+    mariadb_pair.business.sql("CREATE TABLE t (id INT PRIMARY KEY)", database=fresh)
+    app_user(mariadb_pair, fresh)
+    d, pname, port = console_daemon(daemon, tmp_path, fresh, txn_drain_ms=1500)
+    wait_state(d, pname, "running")
+    d.admin_ok("create-reverse", pair=pname)
+    wait_reverse(d, pname, "collecting")
+    assert "switch_history" not in d.pair_status(pname)
+    c = app_conn(d, fresh)
+    c.begin()
+    one(c, "INSERT INTO t VALUES (1)")              # open: the hold waits txn_drain_ms for it
+
+    def pair():
+        return request(port, "/api/status")[1]["result"]["pairs"][0]
+
+    out = {}
+    th = threading.Thread(target=lambda: out.update(r=request(port, "/api/switchover", {"pair": pname}, token=TOKEN)))
+    th.start()
+    try:
+        running = wait_for(lambda: (pair().get("switch") or {}).get("last_step") == "warm" and pair(), 10,
+                           "status showing the switch past its warm step")
+        assert running["switching"] is True and running["switch"]["operation"] == "switchover"
+        assert 0 <= running["switch"]["elapsed_ms"] < 10000
+    finally:
+        th.join(60)
+    code, doc = out["r"]
+    assert code == 200 and doc["result"]["aborted_transactions"] == 1, doc
+    c.rollback()
+    c.close()
+    done = pair()
+    assert done["switching"] is False and "switch" not in done
+    h = done["switch_history"]
+    assert [(x["operation"], x["outcome"], x["aborted_transactions"]) for x in h] == [("switchover", "done", 1)]
+    assert h[0]["pause_ms"] == doc["result"]["pause_ms"] and h[0]["at"].endswith("Z")
+    assert set(h[0]["steps"]) >= {"catch_up_ms", "warm_ms", "quiesce_ms", "fence_ms", "drain_ms", "flip_ms"}

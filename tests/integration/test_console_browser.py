@@ -39,7 +39,7 @@ def browser():
     if not chromium or not driver:
         pytest.fail("chromium and chromium-driver are missing: run scripts/install-deps.sh", pytrace=False)
     o = webdriver.ChromeOptions()
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,700",
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,820",
               "--disable-extensions", "--no-first-run"):
         o.add_argument(a)
     o.binary_location = chromium
@@ -157,6 +157,9 @@ def test_console_in_chromium_create_reverse_and_switchover(daemon, mariadb_pair,
     assert st["active_side"] == "dr" and st["epoch"] == 2
     wait.until(lambda _: status_text("reverse") == "Running")
     br.find_element(By.ID, "result-close").click()
+    assert fresh_el(f'button[data-history="{pname}"]', lambda e: e.click() or True)
+    wait.until(lambda _: "done" in (pair_text("history") or ""))
+    assert "switchover" in pair_text("history")
     shot = tmp_path / "console.png"
     br.save_screenshot(str(shot))
     assert shot.stat().st_size > 10000
