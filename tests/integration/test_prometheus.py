@@ -1,7 +1,8 @@
 """Prometheus for real: Debian's prometheus scrapes switchyardd with contrib/prometheus/prometheus.yml's job
 (honor_labels), and what it stored is read back through its HTTP API (/api/v1/query): the series exist with
 the labels users write queries with, and follow a switchover (active side, epoch, clients, the pause histogram,
-switch counters). The shipped alert rules pass `promtool check rules` and their unit tests."""
+switch counters); every query of contrib/grafana/switchyard.json finds data. The shipped alert rules pass
+`promtool check rules` and their unit tests."""
 
 from __future__ import annotations
 
@@ -15,13 +16,15 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import pymysql
 import pytest
 
 import sandbox
 from test_forward_mariadb import fresh  # noqa: F401 (fixture)
-from helpers import app_conn, app_user, one, wait_for, wait_reverse, wait_state
+from helpers import APP_USER, app_conn, app_user, one, wait_for, wait_reverse, wait_state
 
 CONTRIB = Path(__file__).resolve().parents[2] / "contrib" / "prometheus"
+DASHBOARD = CONTRIB.parent / "grafana" / "switchyard.json"
 
 
 def free_port():
@@ -142,6 +145,17 @@ def test_prometheus_scrapes_series_that_follow_a_switchover(daemon, mariadb_pair
     rules = {r["name"]: r for g in groups for r in g["rules"]}
     assert "SwitchyardInstanceFailed" in rules and "SwitchyardLagHigh" in rules
     assert all(r["state"] == "inactive" for r in rules.values()), {n: r["state"] for n, r in rules.items()}
+
+    # Every query of the shipped Grafana dashboard is valid PromQL and finds data for this pair.
+    with pytest.raises(pymysql.err.OperationalError):       # one client error, so that series exists too
+        pymysql.connect(host="127.0.0.1", port=d.port, user=APP_USER, password="wrong", database=fresh)
+    wait_for(lambda: q(f'switchyard_client_errors_total{{pair="{pname}"}}'), 30, "the client error scraped")
+    dash = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    assert len(exprs) >= 12
+    for e in exprs:
+        res = q(e.replace("$pair", pname))
+        assert res, f"dashboard query finds nothing: {e}"
     c.close()
 
 
