@@ -186,6 +186,7 @@ def test_console_tls_key_without_cert_is_refused(daemon, tmp_path):
     assert d.wait() != 0 and "console_tls_cert and console_tls_key go together" in d.log()
 
 
+@pytest.mark.tsan  # status reads the step a switch thread has just passed
 def test_console_status_shows_a_running_switch_and_keeps_a_history(daemon, mariadb_pair, fresh, tmp_path):  # noqa: F811
     """While a switch waits for an open transaction (txn_drain_ms), status says which step it passed; after it,
     switch_history has it."""
