@@ -122,6 +122,13 @@ def test_console_in_chromium_create_reverse_and_switchover(daemon, mariadb_pair,
     wait.until(lambda _: status_text("forward") == "Running")
     assert pair_text("active-side") == "business"
 
+    # View Details: the forward precheck's checks, each with its status.
+    assert fresh_el(f'button[data-details="{pname}/forward"]', lambda e: e.click() or True)
+    wait.until(lambda _: fresh_el("tr.details", lambda e: e.text) is not None)
+    assert "pass" in fresh_el("tr.details", lambda e: e.text)
+    assert fresh_el(f'button[data-details="{pname}/forward"]', lambda e: e.click() or True)   # and closed again
+    wait.until(lambda _: fresh_el("tr.details", lambda e: e.text) is None)
+
     # Cancel in the dialog sends nothing.
     click_action("pause", confirm=False, instance=f"{pname}/forward")
     time.sleep(0.5)
