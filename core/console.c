@@ -10,7 +10,9 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -38,6 +40,8 @@ struct sy_console {
     bool has_token;             /* false: every action is refused (read-only console) */
     unsigned char token_sha[32];/* SHA-256 of the token: compared in constant time, whatever its length */
     SSL_CTX *tls;               /* owned; NULL = plain HTTP */
+    bool loopback;              /* bound to a loopback address: only loopback Host headers are served */
+    uint16_t port;              /* the bound port, for the Host check */
 };
 
 /* One command in flight for one HTTP request: a switch may answer seconds later, after the browser left. */
@@ -292,9 +296,34 @@ static void on_api(struct sy_console *c, struct evhttp_request *req, const char 
     json_decref(args);
 }
 
+/* DNS rebinding: a web page elsewhere may resolve its own name to 127.0.0.1 and read a loopback console
+ * with the visitor's browser. Such requests carry that name in Host; a loopback console answers only
+ * requests addressed to a loopback name (and the bound port). */
+static bool host_ok(const struct sy_console *c, struct evhttp_request *req)
+{
+    if (!c->loopback)
+        return true;
+    const char *host = evhttp_find_header(evhttp_request_get_input_headers(req), "Host");
+    if (host == NULL)
+        return false;
+    static const char *const names[] = { "127.0.0.1", "localhost", "[::1]" };
+    for (size_t i = 0; i < SY_ARRAY_LEN(names); i++) {
+        char want[64];
+        snprintf(want, sizeof want, "%s:%u", names[i], (unsigned)c->port);
+        if (strcasecmp(host, want) == 0 || strcasecmp(host, names[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     struct sy_console *c = arg;
+    if (!host_ok(c, req)) {
+        send_error(req, 421, "Misdirected Request", "bad_host",
+                   "this console answers requests for 127.0.0.1, localhost or [::1] only");
+        return;
+    }
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
     if (path == NULL)
         path = "/";
@@ -343,6 +372,9 @@ struct sy_console *sy_console_open(struct event_base *base, const struct sy_conf
         return NULL;
     }
     c->admin = admin;
+    c->port = ep->port;
+    c->loopback = strcmp(ep->host, "localhost") == 0 || strncmp(ep->host, "127.", 4) == 0 ||
+                  strcmp(ep->host, "::1") == 0 || strcmp(ep->host, "[::1]") == 0;
     if (token_file[0] != '\0') {
         char token[TOKEN_MAX + 1];
         if (sy_console_token_load(token_file, token, sizeof token, err, errlen) != 0) {

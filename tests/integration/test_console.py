@@ -26,10 +26,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def request(port, path, body=None, token=None, method=None):
+def request(port, path, body=None, token=None, method=None, host=None):
     """(status, parsed JSON or text) of one request to the console."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
+    if host is not None:
+        req.add_header("Host", host)
     if data is not None:
         req.add_header("Content-Type", "application/json")
     if token is not None:
@@ -78,6 +80,11 @@ def test_console_reads_freely_and_acts_only_with_the_token(daemon, mariadb_pair,
     assert code == 404 and doc["error"]["code"] == "unknown_pair"
     code, doc = request(port, "/api/create-reverse")                      # an action is never a GET
     assert code == 405
+    # DNS rebinding: a loopback console answers only requests addressed to a loopback name.
+    assert request(port, "/api/status", host=f"localhost:{port}")[0] == 200
+    code, doc = request(port, "/api/status", host=f"attacker.example:{port}")
+    assert code == 421 and doc["error"]["code"] == "bad_host"
+    assert request(port, "/", host="attacker.example")[0] == 421
 
     # Actions without the token, or with a wrong one: 403, and nothing was done.
     for tok in (None, "wrong", TOKEN + "x", TOKEN[:-1], ""):
