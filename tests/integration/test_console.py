@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -231,3 +232,43 @@ def test_console_status_shows_a_running_switch_and_keeps_a_history(daemon, maria
     assert [(x["operation"], x["outcome"], x["aborted_transactions"]) for x in h] == [("switchover", "done", 1)]
     assert h[0]["pause_ms"] == doc["result"]["pause_ms"] and h[0]["at"].endswith("Z")
     assert set(h[0]["steps"]) >= {"catch_up_ms", "warm_ms", "quiesce_ms", "fence_ms", "drain_ms", "flip_ms"}
+
+
+def test_ctl_switchover_progress_and_status_watch(daemon, mariadb_pair, fresh, tmp_path):  # noqa: F811
+    """switchyardctl switchover --progress prints the steps as they pass (stderr), the result stays alone on
+    stdout; status --watch prints the status again every second (plain when not a terminal)."""
+    import subprocess
+    from conftest import SWITCHYARDCTL
+    mariadb_pair.business.sql("CREATE TABLE t (id INT PRIMARY KEY)", database=fresh)
+    app_user(mariadb_pair, fresh)
+    d, pname, port = console_daemon(daemon, tmp_path, fresh, token=False, txn_drain_ms=1500)
+    wait_state(d, pname, "running")
+    d.admin_ok("create-reverse", pair=pname)
+    wait_reverse(d, pname, "collecting")
+    c = app_conn(d, fresh)
+    c.begin()
+    one(c, "INSERT INTO t VALUES (1)")              # the hold waits txn_drain_ms for it: time to see steps
+    r = d.ctl("--json", "switchover", pname, "--progress")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["aborted_transactions"] == 1        # stdout: the result only
+    lines = r.stderr.splitlines()
+    assert f"switchover {pname}: warm done" in "\n".join(lines), r.stderr
+    assert all(ln.startswith(f"switchover {pname}: ") and " done (" in ln for ln in lines), r.stderr
+    assert len(lines) == len(set(ln.split(" done")[0] for ln in lines))   # each step once
+    c.rollback()
+    c.close()
+    assert d.ctl("status", "--progress").returncode == 2             # not a status option
+    assert d.ctl("switchover", pname, "--watch").returncode == 2
+
+    p = subprocess.Popen([str(SWITCHYARDCTL), "-s", d.admin_socket, "status", pname, "--watch"],
+                         stdout=subprocess.PIPE, text=True, env=d.env)
+    try:
+        out = ""
+        deadline = time.monotonic() + 20
+        while out.count(f"{pname}/forward") < 2 and time.monotonic() < deadline:
+            out += p.stdout.readline()
+        assert out.count(f"{pname}/forward") >= 2, out                  # drawn twice
+        assert "\033[" not in out                                       # not a terminal: no escapes
+    finally:
+        p.kill()
+        p.wait()
