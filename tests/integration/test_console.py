@@ -194,20 +194,28 @@ def test_console_tls_key_without_cert_is_refused(daemon, tmp_path):
     assert d.wait() != 0 and "console_tls_cert and console_tls_key go together" in d.log()
 
 
+def switch_waiting_on_a_transaction(daemon, mariadb_pair, fresh, tmp_path, **kw):  # noqa: F811
+    """A pair ready to switch (forward running, reverse collecting, txn_drain_ms = 1.5 s) and an application
+    connection inside a transaction: a switchover now waits those 1.5 s in its hold, time to watch it.
+    Returns (daemon, pair name, console port, the connection)."""
+    mariadb_pair.business.sql("CREATE TABLE t (id INT PRIMARY KEY)", database=fresh)
+    app_user(mariadb_pair, fresh)
+    d, pname, port = console_daemon(daemon, tmp_path, fresh, txn_drain_ms=1500, **kw)
+    wait_state(d, pname, "running")
+    d.admin_ok("create-reverse", pair=pname)
+    wait_reverse(d, pname, "collecting")
+    c = app_conn(d, fresh)
+    c.begin()
+    one(c, "INSERT INTO t VALUES (1)")
+    return d, pname, port, c
+
+
 @pytest.mark.tsan  # status reads the step a switch thread has just passed
 def test_console_status_shows_a_running_switch_and_keeps_a_history(daemon, mariadb_pair, fresh, tmp_path):  # noqa: F811
     """While a switch waits for an open transaction (txn_drain_ms), status says which step it passed; after it,
     switch_history has it."""
-    mariadb_pair.business.sql("CREATE TABLE t (id INT PRIMARY KEY)", database=fresh)
-    app_user(mariadb_pair, fresh)
-    d, pname, port = console_daemon(daemon, tmp_path, fresh, txn_drain_ms=1500)
-    wait_state(d, pname, "running")
-    d.admin_ok("create-reverse", pair=pname)
-    wait_reverse(d, pname, "collecting")
+    d, pname, port, c = switch_waiting_on_a_transaction(daemon, mariadb_pair, fresh, tmp_path)
     assert "switch_history" not in d.pair_status(pname)
-    c = app_conn(d, fresh)
-    c.begin()
-    one(c, "INSERT INTO t VALUES (1)")              # open: the hold waits txn_drain_ms for it
 
     def pair():
         return request(port, "/api/status")[1]["result"]["pairs"][0]
@@ -239,15 +247,7 @@ def test_ctl_switchover_progress_and_status_watch(daemon, mariadb_pair, fresh, t
     stdout; status --watch prints the status again every second (plain when not a terminal)."""
     import subprocess
     from conftest import SWITCHYARDCTL
-    mariadb_pair.business.sql("CREATE TABLE t (id INT PRIMARY KEY)", database=fresh)
-    app_user(mariadb_pair, fresh)
-    d, pname, port = console_daemon(daemon, tmp_path, fresh, token=False, txn_drain_ms=1500)
-    wait_state(d, pname, "running")
-    d.admin_ok("create-reverse", pair=pname)
-    wait_reverse(d, pname, "collecting")
-    c = app_conn(d, fresh)
-    c.begin()
-    one(c, "INSERT INTO t VALUES (1)")              # the hold waits txn_drain_ms for it: time to see steps
+    d, pname, port, c = switch_waiting_on_a_transaction(daemon, mariadb_pair, fresh, tmp_path, token=False)
     r = d.ctl("--json", "switchover", pname, "--progress")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["aborted_transactions"] == 1        # stdout: the result only
@@ -277,15 +277,7 @@ def test_ctl_switchover_progress_and_status_watch(daemon, mariadb_pair, fresh, t
 def test_console_client_gone_before_a_long_reply(daemon, mariadb_pair, fresh, tmp_path):  # noqa: F811
     """A browser that closes its connection while a switchover runs: the switch completes, its reply is dropped,
     the console goes on serving (and under ASan the daemon exits clean: nothing freed twice or leaked)."""
-    mariadb_pair.business.sql("CREATE TABLE t (id INT PRIMARY KEY)", database=fresh)
-    app_user(mariadb_pair, fresh)
-    d, pname, port = console_daemon(daemon, tmp_path, fresh, txn_drain_ms=1500)
-    wait_state(d, pname, "running")
-    d.admin_ok("create-reverse", pair=pname)
-    wait_reverse(d, pname, "collecting")
-    c = app_conn(d, fresh)
-    c.begin()
-    one(c, "INSERT INTO t VALUES (1)")              # the switch waits txn_drain_ms: the client leaves meanwhile
+    d, pname, port, c = switch_waiting_on_a_transaction(daemon, mariadb_pair, fresh, tmp_path)
     body = json.dumps({"pair": pname}).encode()
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.sendall(b"POST /api/switchover HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
