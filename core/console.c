@@ -52,7 +52,7 @@ struct console_call {
 
 /* Read from the page: what the console lets through without a token, and what it lets through with one.
  * The commands themselves (and their refusals) are the admin socket's. */
-static const char *const read_cmds[] = { "status", "clients", "help" };
+static const char *const read_cmds[] = { "status", "clients", "help", "lag-history" };
 static const char *const action_cmds[] = { "precheck",   "create-reverse", "pause",        "start",
                                            "switchover", "switchback",     "failover",     "verify",
                                            "resolve-tail", "hold",         "release" };

@@ -16,6 +16,7 @@
 
 #include "core/admin.h"
 #include "core/cluster.h"
+#include "core/collect.h"
 #include "core/log.h"
 #include "core/state_file.h"
 #include "core/fence_keeper.h"
@@ -154,6 +155,26 @@ static struct sy_instance *instance_arg(struct sy_admin_req *req, json_t *args, 
         sy_admin_fail(req, "unknown_instance", "no instance '%s'%s", id,
                       slash && strcmp(slash + 1, "forward") == 0 ? " (the pair has no objects to synchronize)" : "");
     return in;
+}
+
+static void cmd_lag_history(struct sy_admin_req *req, json_t *args, void *ctx)
+{
+    struct sy_instance *in = instance_arg(req, args, ctx);
+    if (in != NULL)
+        sy_admin_ok(req, sy_instance_lag_history_json(in));
+}
+
+/* Every SY_LAG_SAMPLE_S: each instance's write lag into its hour of history (lag-history, the console). */
+static void on_lag_sample(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    uint64_t now = sy_wall_ms();
+    for (size_t i = 0; i < d->n_started; i++) {
+        if (d->pairs[i].forward != NULL)
+            sy_instance_sample_lag(d->pairs[i].forward, now);
+        if (d->pairs[i].reverse != NULL)
+            sy_instance_sample_lag(d->pairs[i].reverse, now);
+    }
 }
 
 typedef int (*instance_op_fn)(struct sy_instance *, const char **, char *, size_t);
@@ -594,6 +615,7 @@ static const struct sy_admin_cmd pair_cmds[] = {
     { "switchback", "switchback PAIR : drain reverse, flip to business", cmd_switchback },
     { "resolve-tail", "resolve-tail PAIR --export FILE | --discard : decide the unreplicated tail", cmd_resolve_tail },
     { "verify", "verify PAIR [--objects ...] : row counts and chunked checksums", cmd_verify },
+    { "lag-history", "lag-history INSTANCE : the write's lag over the last hour", cmd_lag_history },
 };
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -617,7 +639,7 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
     char err[1024] = "";
     int status = 1;
     struct daemon d = { .cfg = cfg, .engines = engines };
-    struct event *sigterm = NULL, *sigint = NULL;
+    struct event *sigterm = NULL, *sigint = NULL, *lag_sampler = NULL;
     signal(SIGPIPE, SIG_IGN);
     evthread_use_pthreads();
     d.base = event_base_new();
@@ -679,6 +701,13 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
         sy_log_error("%s", err);
         goto out;
     }
+    struct timeval every = { SY_LAG_SAMPLE_S, 0 };
+    lag_sampler = event_new(d.base, -1, EV_PERSIST, on_lag_sample, &d);
+    if (lag_sampler == NULL || event_add(lag_sampler, &every) != 0) {
+        sy_log_error("out of memory");
+        goto out;
+    }
+    event_active(lag_sampler, 0, 0);                /* a first sample now */
     sigterm = evsignal_new(d.base, SIGTERM, on_signal, &d);
     sigint = evsignal_new(d.base, SIGINT, on_signal, &d);
     event_add(sigterm, NULL);
@@ -711,6 +740,8 @@ out:
         fflush(NULL);
         _exit(1);
     }
+    if (lag_sampler)
+        event_free(lag_sampler);
     if (sigterm)
         event_free(sigterm);
     if (sigint)

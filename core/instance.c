@@ -71,8 +71,15 @@ struct settle_waiter {
     void *arg;
 };
 
+#define LAG_SAMPLES 360                      /* an hour of write lag at SY_LAG_SAMPLE_S */
+
 struct sy_instance {
     struct sy_pair *pair;                    /* ref */
+    struct {                                 /* the write's lag over the last hour (the console's chart) */
+        uint64_t at_ms[LAG_SAMPLES];
+        int64_t lag_ms[LAG_SAMPLES];         /* -1: not known (not running) */
+        size_t n, next;
+    } lag_history;
     enum sy_direction dir;
     const struct sy_engine_ops *eng;    /* ref: static */
     char id[96];                             /* "orders/forward" */
@@ -1082,6 +1089,34 @@ static json_t *module_json(struct sy_instance *in, struct module *m, const char 
         json_object_set_new(o, "lag_ms", json_null());
     pthread_mutex_unlock(&m->report.lock);
     return o;
+}
+
+void sy_instance_sample_lag(struct sy_instance *in, uint64_t wall_ms)
+{
+    if (in->mod[MOD_WRITE].ops == NULL)
+        return;
+    json_t *w = module_json(in, &in->mod[MOD_WRITE], "rows_per_s");
+    json_t *lag = json_object_get(w, "lag_ms");
+    size_t i = in->lag_history.next;
+    in->lag_history.at_ms[i] = wall_ms;
+    in->lag_history.lag_ms[i] = json_is_integer(lag) && in->state == SY_INST_RUNNING ? json_integer_value(lag) : -1;
+    in->lag_history.next = (i + 1) % LAG_SAMPLES;
+    if (in->lag_history.n < LAG_SAMPLES)
+        in->lag_history.n++;
+    json_decref(w);
+}
+
+json_t *sy_instance_lag_history_json(const struct sy_instance *in)
+{
+    json_t *samples = json_array();
+    size_t n = in->lag_history.n, first = (in->lag_history.next + LAG_SAMPLES - n) % LAG_SAMPLES;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = (first + k) % LAG_SAMPLES;
+        int64_t v = in->lag_history.lag_ms[i];
+        json_array_append_new(samples, json_pack("[I,o]", (json_int_t)in->lag_history.at_ms[i],
+                                                 v < 0 ? json_null() : json_integer((json_int_t)v)));
+    }
+    return json_pack("{s:s,s:i,s:o}", "instance", in->id, "interval_s", SY_LAG_SAMPLE_S, "samples", samples);
 }
 
 json_t *sy_instance_status_json(struct sy_instance *in)

@@ -134,6 +134,13 @@ bool sy_instance_writing(const struct sy_instance *in);
 
 json_t *sy_instance_status_json(struct sy_instance *in);
 const char *sy_instance_id(const struct sy_instance *in);
+
+/* The write's lag over the last hour, one sample every SY_LAG_SAMPLE_S (the daemon's timer calls
+ * sy_instance_sample_lag; loop thread): {"instance", "interval_s", "samples": [[unix_ms, lag_ms|null]...]},
+ * null while the instance is not running. */
+#define SY_LAG_SAMPLE_S 10
+void sy_instance_sample_lag(struct sy_instance *in, uint64_t wall_ms);
+json_t *sy_instance_lag_history_json(const struct sy_instance *in);
 const struct sy_pair *sy_instance_pair(const struct sy_instance *in);
 /* The snake_case reason of the current state ("" none); set_reason persists one (e.g. "failover" for
  * an instance a failover paused, so a restart can tell it from an operator's pause). */

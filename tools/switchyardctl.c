@@ -83,6 +83,7 @@ static const struct ctl_cmd ctl_cmds[] = {
     { "verify", "PAIR [--objects db.table,db.*]", "row counts and checksums on both sides",
       ARG_PAIR, OPT_OBJECTS, PRINT_FIELDS, true },
     { "clients", "PAIR", "client sessions of the pair", ARG_PAIR, 0, PRINT_CLIENTS, false },
+    { "lag-history", "INSTANCE", "the write's lag over the last hour", ARG_INSTANCE, 0, PRINT_FIELDS, false },
     { "help", "[COMMAND]", "this list (needs no daemon)", ARG_COMMAND_OPTIONAL, 0, PRINT_LOCAL, false },
 };
 

@@ -79,6 +79,14 @@ def test_console_reads_freely_and_acts_only_with_the_token(daemon, mariadb_pair,
     assert code == 200 and doc["result"]["pair"] == pname and doc["result"]["clients"] == []
     code, doc = request(port, "/api/status?pair=nosuch")
     assert code == 404 and doc["error"]["code"] == "unknown_pair"
+    # the write's lag over the last hour (the chart): a first sample at start, one every interval_s after
+    code, doc = request(port, f"/api/lag-history?instance={pname}/forward")
+    assert code == 200 and doc["result"]["instance"] == f"{pname}/forward" and doc["result"]["interval_s"] == 10
+    samples = doc["result"]["samples"]
+    assert samples and all(len(s) == 2 and s[0] > 1.7e12 and (s[1] is None or s[1] >= 0) for s in samples), samples
+    assert d.ctl("lag-history", f"{pname}/forward").returncode == 0
+    code, doc = request(port, f"/api/lag-history?instance={pname}/reverse")
+    assert code == 404 and doc["error"]["code"] == "unknown_instance"
     code, doc = request(port, "/api/create-reverse")                      # an action is never a GET
     assert code == 405
     # DNS rebinding: a loopback console answers only requests addressed to a loopback name.

@@ -21,7 +21,7 @@ CTL = os.path.join(os.environ.get("SY_BUILD_DIR", "/work/main/build"), "switchya
 pytestmark = pytest.mark.timeout(60)
 
 COMMANDS = ["status", "precheck", "create-reverse", "pause", "start", "terminate", "switchover", "failover",
-            "switchback", "resolve-tail", "hold", "release", "verify", "clients", "help"]
+            "switchback", "resolve-tail", "hold", "release", "verify", "clients", "lag-history", "help"]
 
 STATUS = {"pairs": [
     {"name": "orders", "engine": "mariadb", "listen": "127.0.0.1:6033", "active_side": "business", "epoch": 3,
