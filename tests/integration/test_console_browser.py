@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from test_forward_mariadb import fresh  # noqa: F401 (fixture)
-from helpers import app_conn, app_user, one, reverse, wait_state
+from helpers import APP_PASSWORD, APP_USER, app_conn, app_user, one, reverse, wait_for, wait_state
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="python3-selenium (scripts/install-deps.sh)")
 from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
@@ -121,6 +122,14 @@ def test_console_in_chromium_create_reverse_and_switchover(daemon, mariadb_pair,
 
     wait.until(lambda _: status_text("forward") == "Running")
     assert pair_text("active-side") == "business"
+    # sysbench's tables, made through the proxy, reach DR through the forward instance
+    sb = ["--db-driver=mysql", "--mysql-host=127.0.0.1", f"--mysql-port={d.port}", f"--mysql-user={APP_USER}",
+          f"--mysql-password={APP_PASSWORD}", f"--mysql-db={fresh}", "--tables=2", "--table-size=200"]
+    r = subprocess.run(["sysbench", "oltp_read_write", *sb, "prepare"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    wait_for(lambda: mariadb_pair.dr.sql("SELECT COUNT(*) FROM sbtest2", database=fresh) == [["200"]]
+             if mariadb_pair.dr.sql(f"SHOW TABLES FROM `{fresh}` LIKE 'sbtest2'") else False,
+             timeout=60, what="sysbench's tables on DR")
 
     # View Details: the forward precheck's checks, each with its status.
     assert fresh_el(f'button[data-details="{pname}/forward"]', lambda e: e.click() or True)
@@ -146,8 +155,11 @@ def test_console_in_chromium_create_reverse_and_switchover(daemon, mariadb_pair,
     click_action("create-reverse", pair=pname)
     wait.until(lambda _: status_text("reverse") == "Collecting")
 
-    # Switchover under a small load: the active side flips, the client sees no error.
+    # Switchover under sysbench oltp_read_write and an insert client: the active side flips, no client error.
     load = Load(d, fresh)
+    bench = subprocess.Popen(["sysbench", "oltp_read_write", *sb, "--threads=2", "--time=0", "--events=0",
+                              "--report-interval=0", "run"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
     try:
         wait.until(lambda _: load.n >= 20)
         click_action("switchover", pair=pname)
@@ -156,7 +168,10 @@ def test_console_in_chromium_create_reverse_and_switchover(daemon, mariadb_pair,
         wait.until(lambda _: load.n >= n_at_flip + 20)
     finally:
         load.close()
+        bench.terminate()
+        out, _ = bench.communicate(timeout=30)
     assert load.errors == 0, getattr(load, "last", None)
+    assert "FATAL" not in out and "error" not in out.lower().replace("errors:", ""), out[-2000:]
     assert "switchover: done" in br.find_element(By.ID, "result").text.lower()
     assert pair_text("epoch") == "2"
     wait.until(lambda _: "Last switchover" in (pair_text("switch") or ""))
