@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -66,6 +67,7 @@ struct collector {
     size_t n_maps;
     bool skipped_since_position;         /* skipped transactions since the last POSITION/COMMIT */
     uint64_t last_position_ms;
+    bool commit_unsynced;                /* commit_wait: a commit/POSITION appended, the spool not yet fsync'd */
     struct sy_collect out;               /* the spool side (core/collect.h) */
     uint8_t *inflate_buf;                /* owned: compressed events */
     size_t inflate_cap;
@@ -188,9 +190,12 @@ static bool txn_commit(struct collector *c)
         c->last_position_ms = sy_wall_ms();
     } else {
         c->skipped_since_position = true;
-        if (sy_wall_ms() - c->last_position_ms >= POSITION_EVERY_MS)
+        /* commit_wait: a commit the proxy holds may be this skipped one: its position must become
+         * durable now, not within POSITION_EVERY_MS */
+        if (sy_collect_commit_wait(&c->out) || sy_wall_ms() - c->last_position_ms >= POSITION_EVERY_MS)
             ok = append_position(c);
     }
+    c->commit_unsynced = true;
     publish_position(c);
     return ok;
 }
@@ -529,6 +534,13 @@ static void disconnect(struct collector *c)
     c->sock_slot = -1;
 }
 
+/* Whether bytes of the binlog stream wait in the socket (events Connector/C has not read yet). */
+static bool stream_waiting(const struct collector *c)
+{
+    int n = 0;
+    return c->conn != NULL && ioctl(mysql_get_socket(c->conn), FIONREAD, &n) == 0 && n > 0;
+}
+
 /* 0 = streaming; 1 = retry later (transient); -1 = failed for good (reported). */
 static int connect_dump(struct collector *c)
 {
@@ -632,7 +644,12 @@ static void collect(struct collector *c)
                 disconnect(c);
                 return; /* failed: reported */
             }
-            sy_collect_sync(&c->out, false);
+            /* commit_wait: fsync at a commit unless more of the stream is already waiting (then the
+             * next commit syncs both: a group fsync, at most SY_COLLECT_SYNC_MS apart either way) */
+            bool sync_now = c->commit_unsynced && sy_collect_commit_wait(&c->out) && !stream_waiting(c);
+            if (sync_now)
+                c->commit_unsynced = false;
+            sy_collect_sync(&c->out, sync_now);
         }
         sy_collect_sync(&c->out, true);
         disconnect(c);
