@@ -53,6 +53,7 @@ def test_config_refuses_commit_wait_it_cannot_keep(daemon):
     assert "commit_wait_timeout_ms" in d.log(), d.log()[-2000:]
 
 
+@pytest.mark.tsan
 def test_collected_failover_under_load_leaves_no_acknowledged_transaction_in_the_tail(daemon, mariadb_pair,
                                                                                     fresh):  # noqa: F811
     """Acknowledged inserts through the proxy from 4 clients; kill -9 of business's mariadbd; failover. Every
@@ -106,6 +107,7 @@ def test_collected_failover_under_load_leaves_no_acknowledged_transaction_in_the
         d.admin_ok("resolve-tail", pair=pname, discard=True)
 
 
+@pytest.mark.tsan
 def test_degrade_releases_after_the_timeout_and_recovers_when_the_collector_catches_up(daemon, mariadb_pair,
                                                                                       fresh):  # noqa: F811
     port = free_port()
