@@ -190,9 +190,11 @@ static bool txn_commit(struct collector *c)
         c->last_position_ms = sy_wall_ms();
     } else {
         c->skipped_since_position = true;
-        /* commit_wait: a commit the proxy holds may be this skipped one: its position must become
-         * durable now, not within POSITION_EVERY_MS */
-        if (sy_collect_commit_wait(&c->out) || sy_wall_ms() - c->last_position_ms >= POSITION_EVERY_MS)
+        /* commit_wait: a commit the proxy holds may be this skipped one (objects not synchronized): its
+         * position must become durable now, not within POSITION_EVERY_MS. Never a client's: our own
+         * writer's (echo), which no client waits for */
+        if ((sy_collect_commit_wait(&c->out) && !c->txn_echo) ||
+            sy_wall_ms() - c->last_position_ms >= POSITION_EVERY_MS)
             ok = append_position(c);
     }
     c->commit_unsynced = true;
