@@ -86,6 +86,7 @@ bench: build mongo-tools
 	$(PY) bench/apply_bench.py --build $(CURDIR)/$(BUILD) || rc=1; \
 	$(PY) bench/switchover_bench.py --build $(CURDIR)/$(BUILD) || rc=1; \
 	$(PY) bench/mongo_bench.py --build $(CURDIR)/$(BUILD) || rc=1; \
+	$(PY) bench/commit_wait_bench.py --build $(CURDIR)/$(BUILD) || rc=1; \
 	exit $$rc
 
 soak: build mongo-tools
