@@ -128,6 +128,8 @@ def test_degrade_releases_after_the_timeout_and_recovers_when_the_collector_catc
     assert m[f'switchyard_commit_wait_timeouts_total{{pair="{pname}"}}'] == 1
     assert m[f'switchyard_commit_wait_wait_seconds_count{{pair="{pname}"}}'] >= 2
     assert "commit_wait degraded to off" in d.log()
+    text = d.ctl("status", pname).stdout
+    assert f"{pname} commit_wait: collected DEGRADED (commits not held), fallback degrade after 400 ms" in text, text
     took = _timed(c, "INSERT INTO t VALUES (4, 'degraded: not held')")
     assert took < 0.3, took
     assert _cw(d, pname)["timeouts"] == 1
