@@ -215,3 +215,26 @@ def test_applied_waits_until_dr_has_the_row(daemon, mariadb_pair, fresh):  # noq
     wait_for(lambda: q(dr, "SELECT v FROM t WHERE id = 12", fresh) == (("locked on DR",),), 30, "applied later")
     assert _cw(d, pname)["mode"] == "applied" and _cw(d, pname)["errors"] == 1
     assert forward(d, pname)["state"] == "running"
+
+
+def test_after_a_switchover_commits_wait_for_the_reverse_collector(daemon, mariadb_pair, fresh):  # noqa: F811
+    """DR active: a commit's OK waits for the reverse instance's spool; with the reverse instance paused it
+    times out (fallback error), which proves the wait is against the collector of the active side."""
+    b, dr = mariadb_pair
+    d, pname = _setup(daemon, mariadb_pair, fresh, reverse=True, commit_wait="collected",
+                      commit_wait_fallback="error", commit_wait_timeout_ms=800, txn_drain_ms=500)
+    c = app_conn(d, fresh)
+    one(c, "INSERT INTO t VALUES (2, 'on business')")
+    assert d.admin_ok("switchover", pair=pname)["active_side"] == "dr"
+    waits = _cw(d, pname)["waits"]
+    one(c, "INSERT INTO t VALUES (3, 'on DR, collected by the reverse instance')")
+    cw = _cw(d, pname)
+    assert cw["waits"] == waits + 1 and cw["timeouts"] == 0, cw
+    wait_for(lambda: q(b, "SELECT COUNT(*) FROM t WHERE id = 3", fresh) == ((1,),), 30, "reverse write")
+    d.admin_ok("pause", instance=f"{pname}/reverse")
+    wait_reverse(d, pname, "paused")
+    with pytest.raises(pymysql.err.OperationalError) as ei:
+        one(c, "INSERT INTO t VALUES (4, 'not collected')")
+    assert ei.value.args[0] == 1180 and "durable on dr but was not confirmed collected for business" in \
+        ei.value.args[1], ei.value.args
+    assert q(dr, "SELECT COUNT(*) FROM t WHERE id = 4", fresh) == ((1,),)
