@@ -28,6 +28,7 @@
 
 #include <mysql.h>
 #include <mariadb_rpl.h>
+#include <ma_pvio.h>
 
 #include "capture/binlog_codec.h"
 #include "capture/binlog_ddl.h"
@@ -536,11 +537,18 @@ static void disconnect(struct collector *c)
     c->sock_slot = -1;
 }
 
-/* Whether bytes of the binlog stream wait in the socket (events Connector/C has not read yet). */
+/* Whether more of the binlog stream is already here: in Connector/C's read-ahead cache (it reads up to
+ * 16 KiB at a time, so several events may wait there with the socket empty; ma_pvio.h is an installed
+ * header of Connector/C 3.x) or in the socket. */
 static bool stream_waiting(const struct collector *c)
 {
+    if (c->conn == NULL)
+        return false;
+    const MARIADB_PVIO *pv = c->conn->net.pvio;
+    if (pv != NULL && pv->cache != NULL && pv->cache_pos < pv->cache + pv->cache_size)
+        return true;
     int n = 0;
-    return c->conn != NULL && ioctl(mysql_get_socket(c->conn), FIONREAD, &n) == 0 && n > 0;
+    return ioctl(mysql_get_socket(c->conn), FIONREAD, &n) == 0 && n > 0;
 }
 
 /* 0 = streaming; 1 = retry later (transient); -1 = failed for good (reported). */
