@@ -80,13 +80,14 @@ demo: build
 	@scripts/demo.sh $(CURDIR)/$(BUILD)
 
 # The benchmarks all run even when an earlier one fails; the target fails if any did.
-bench: build mongo-tools
+bench: build mongo-tools tds-double
 	@rc=0; \
 	$(PY) bench/proxy_bench.py --build $(CURDIR)/$(BUILD) || rc=1; \
 	$(PY) bench/apply_bench.py --build $(CURDIR)/$(BUILD) || rc=1; \
 	$(PY) bench/switchover_bench.py --build $(CURDIR)/$(BUILD) || rc=1; \
 	$(PY) bench/mongo_bench.py --build $(CURDIR)/$(BUILD) || rc=1; \
 	$(PY) bench/commit_wait_bench.py --build $(CURDIR)/$(BUILD) || rc=1; \
+	$(PY) bench/tds_bench.py --build $(CURDIR)/$(BUILD) || rc=1; \
 	exit $$rc
 
 soak: build mongo-tools

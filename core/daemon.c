@@ -14,6 +14,7 @@
 #include <event2/thread.h>
 
 #include "core/admin.h"
+#include "core/cluster.h"
 #include "core/log.h"
 #include "core/state_file.h"
 #include "core/fence_keeper.h"
@@ -29,6 +30,7 @@ struct daemon {
     struct sy_metrics *metrics;   /* owned; NULL unless `metrics` is set */
     struct sy_pair *pairs;        /* owned array of cfg->n_pairs */
     size_t n_started;             /* pairs[0..n_started) were started and must be stopped */
+    struct sy_cluster *cluster;   /* owned; NULL without [cluster] */
 };
 
 static struct sy_pair *find_pair(struct daemon *d, const char *name)
@@ -66,7 +68,10 @@ static void cmd_status(struct sy_admin_req *req, json_t *args, void *ctx)
         sy_admin_fail(req, "unknown_pair", "no pair named '%s'", name);
         return;
     }
-    sy_admin_ok(req, json_pack("{s:o}", "pairs", pairs));
+    json_t *out = json_pack("{s:o}", "pairs", pairs);
+    if (d->cluster != NULL)
+        json_object_set_new(out, "cluster", sy_cluster_status_json(d->cluster));
+    sy_admin_ok(req, out);
 }
 
 static void cmd_clients(struct sy_admin_req *req, json_t *args, void *ctx)
@@ -650,6 +655,10 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
         sy_log_error("%s", err);
         goto out;
     }
+    if (cfg->cluster.line != 0 && (d.cluster = sy_cluster_start(d.base, cfg, err, sizeof err)) == NULL) {
+        sy_log_error("%s:%d: [cluster]: %s", cfg->path, cfg->cluster.line, err);
+        goto out;
+    }
     sigterm = evsignal_new(d.base, SIGTERM, on_signal, &d);
     sigint = evsignal_new(d.base, SIGINT, on_signal, &d);
     event_add(sigterm, NULL);
@@ -683,6 +692,7 @@ out:
         event_free(sigterm);
     if (sigint)
         event_free(sigint);
+    sy_cluster_stop(d.cluster, 1000);
     sy_metrics_close(d.metrics);
     sy_admin_close(d.admin);
     for (size_t i = 0; i < d.n_started; i++) {

@@ -388,6 +388,23 @@ static void print_pair_notes(const json_t *p)
     free(name);
 }
 
+/* `cluster: node n1, etcd ok (http://...), nodes n1 n2 n3` (+ the error while etcd does not answer). */
+static void print_cluster(const json_t *c)
+{
+    if (!json_is_object(c))
+        return;
+    printf("\ncluster: node %s, etcd %s (%s), nodes", json_string_value(json_object_get(c, "node")) ?: "?",
+           json_string_value(json_object_get(c, "etcd")) ?: "?", json_string_value(json_object_get(c, "endpoint")) ?: "?");
+    size_t i;
+    json_t *n;
+    json_array_foreach(json_object_get(c, "nodes"), i, n)
+        printf(" %s", json_string_value(json_object_get(n, "node")) ?: "?");
+    printf("\n");
+    const char *err = json_string_value(json_object_get(c, "error"));
+    if (err != NULL && err[0] != '\0')
+        printf("  error: %s\n", err);
+}
+
 static void print_status(const json_t *result)
 {
     static const char *const hdr[] = { "NAME", "ENGINE", "LISTEN", "ACTIVE", "EPOCH", "HELD", "CLIENTS" };
@@ -410,6 +427,7 @@ static void print_status(const json_t *result)
         print_instances(p);
         print_pair_notes(p);
     }
+    print_cluster(json_object_get(result, "cluster"));
 }
 
 static void print_clients(const json_t *result)
