@@ -22,7 +22,10 @@ struct sy_cluster {
     struct event *tick;           /* owned */
     char node[64];
     char key[160];                /* SY_CLUSTER_PREFIX "nodes/" node */
-    char value[512];              /* this node's JSON */
+    json_t *me;                   /* owned: this node's registration without "pairs" */
+    char value[8192];             /* the registration last put (or being put) */
+    sy_cluster_state_fn state_fn;
+    void *state_arg;
     int ttl_s;
     int64_t lease;                /* 0: none */
     bool registered;              /* the key is put under the current lease */
@@ -164,9 +167,28 @@ static void list_nodes(struct sy_cluster *c)
         c->listing = true;
 }
 
+/* This node's registration now; true when it differs from the one put. */
+static bool refresh_value(struct sy_cluster *c)
+{
+    json_t *v = json_deep_copy(c->me);
+    json_t *st = c->state_fn != NULL ? c->state_fn(c->state_arg) : NULL;
+    if (v != NULL && json_is_object(st))
+        json_object_update(v, st);
+    json_decref(st);
+    char *text = v != NULL ? json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(v);
+    bool changed = text != NULL && strcmp(text, c->value) != 0;
+    if (changed)
+        snprintf(c->value, sizeof c->value, "%s", text);
+    free(text);
+    return changed;
+}
+
 static void tick(evutil_socket_t fd, short what, void *arg)
 {
     struct sy_cluster *c = arg;
+    if (refresh_value(c))
+        c->registered = false;            /* put again with what changed (an epoch) */
     if (!c->busy) {
         json_t *body = NULL;
         char id[32];
@@ -187,7 +209,8 @@ static void tick(evutil_socket_t fd, short what, void *arg)
         list_nodes(c);
 }
 
-struct sy_cluster *sy_cluster_start(struct event_base *base, const struct sy_config *cfg, char *err, size_t errlen)
+struct sy_cluster *sy_cluster_start(struct event_base *base, const struct sy_config *cfg, sy_cluster_state_fn state,
+                                    void *state_arg, char *err, size_t errlen)
 {
     const struct sy_cluster_cfg *k = &cfg->cluster;
     struct sy_cluster *c = calloc(1, sizeof *c);
@@ -212,12 +235,16 @@ struct sy_cluster *sy_cluster_start(struct event_base *base, const struct sy_con
     char started[32];
     time_t now = time(NULL);
     strftime(started, sizeof started, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-    json_t *v = json_pack("{s:s,s:I,s:s,s:s}", "node", k->node, "pid", (json_int_t)getpid(), "admin_socket",
-                          cfg->admin_socket, "started", started);
-    char *text = v != NULL ? json_dumps(v, JSON_COMPACT) : NULL;
-    json_decref(v);
-    snprintf(c->value, sizeof c->value, "%s", text ? text : "{}");
-    free(text);
+    c->state_fn = state;
+    c->state_arg = state_arg;
+    c->me = json_pack("{s:s,s:I,s:s,s:s}", "node", k->node, "pid", (json_int_t)getpid(), "admin_socket",
+                      cfg->admin_socket, "started", started);
+    if (c->me == NULL) {
+        snprintf(err, errlen, "out of memory");
+        sy_cluster_stop(c, 0);
+        return NULL;
+    }
+    refresh_value(c);
     struct timeval tv = { period_ms / 1000, (period_ms % 1000) * 1000 };
     event_add(c->tick, &tv);
     event_active(c->tick, 0, 0);
@@ -252,6 +279,7 @@ void sy_cluster_stop(struct sy_cluster *c, int timeout_ms)
     if (c->tick != NULL)
         event_free(c->tick);
     json_decref(c->nodes);
+    json_decref(c->me);
     free(c);
 }
 

@@ -17,13 +17,18 @@
 
 struct sy_cluster;
 
+/* What this node has applied, published in its registration: {"pairs": {NAME: {"epoch", "active"}}}; asked
+ * for at every tick (the key is put again when it changed). New reference. */
+typedef json_t *(*sy_cluster_state_fn)(void *arg);
+
 /* Starts registering (asynchronously: etcd may be down now; the node keeps trying). NULL: out of memory or
  * no usable endpoint (err). */
-struct sy_cluster *sy_cluster_start(struct event_base *base, const struct sy_config *cfg, char *err, size_t errlen);
+struct sy_cluster *sy_cluster_start(struct event_base *base, const struct sy_config *cfg, sy_cluster_state_fn state,
+                                    void *state_arg, char *err, size_t errlen);
 /* Revokes the lease (best effort, bounded: the loop turns up to timeout_ms) and frees. */
 void sy_cluster_stop(struct sy_cluster *c, int timeout_ms);
 /* {"node", "etcd": "ok"|"unreachable"|"connecting", "endpoint", "error", "lease_id", "lease_ttl_s",
- *  "registered", "nodes": [{"node", "pid", "admin_socket", "started"}...]} */
+ *  "registered", "nodes": [{"node", "pid", "admin_socket", "started", "pairs": {NAME: {"epoch", "active"}}}]} */
 json_t *sy_cluster_status_json(const struct sy_cluster *c);
 
 #endif

@@ -74,6 +74,10 @@ static const struct cfg_key global_keys[] = {
     { "state_dir", CFG_STR, GK(state_dir), "/var/lib/switchyard", 0, 0, NULL, 0, CFG_NONEMPTY },
     { "log_level", CFG_ENUM, GK(log_level), "info", 0, 0, log_level_names, 0, 0 },
     { "metrics", CFG_ENDPOINT, GK(metrics), NULL, 0, 0, NULL, 0, 0 }, /* has_metrics: set after the parse */
+    { "console", CFG_ENDPOINT, GK(console), NULL, 0, 0, NULL, 0, 0 }, /* has_console: set after the parse */
+    { "console_token_file", CFG_STR, GK(console_token_file), "", 0, 0, NULL, 0, 0 },
+    { "console_tls_cert", CFG_STR, GK(console_tls_cert), "", 0, 0, NULL, 0, 0 },
+    { "console_tls_key", CFG_STR, GK(console_tls_key), "", 0, 0, NULL, 0, 0 },
 };
 
 static const struct cfg_key cluster_keys[] = {
@@ -782,6 +786,19 @@ static void validate(struct cfg_load *ld)
         return;
     const struct cfg_key *mk = key_find(global_keys, SY_ARRAY_LEN(global_keys), "metrics");
     c->has_metrics = mk != NULL && ld->global_key_line[mk - global_keys] != 0;
+    const struct cfg_key *ck = key_find(global_keys, SY_ARRAY_LEN(global_keys), "console");
+    c->has_console = ck != NULL && ld->global_key_line[ck - global_keys] != 0;
+    const struct cfg_key *tk = key_find(global_keys, SY_ARRAY_LEN(global_keys), "console_token_file");
+    if (!c->has_console && c->console_token_file[0] != '\0') {
+        ld_fail(ld, ld->global_key_line[tk - global_keys], "[switchyard] console_token_file: needs `console`");
+        return;
+    }
+    if ((c->console_tls_cert[0] != '\0') != (c->console_tls_key[0] != '\0')) {
+        const struct cfg_key *one = key_find(global_keys, SY_ARRAY_LEN(global_keys),
+                                             c->console_tls_cert[0] ? "console_tls_cert" : "console_tls_key");
+        ld_fail(ld, ld->global_key_line[one - global_keys], "[switchyard] console_tls_cert and console_tls_key go together");
+        return;
+    }
 
     for (size_t i = 0; i < c->n_pairs && ld->err_line == 0; i++) {
         const struct sy_pair_cfg *p = &c->pairs[i];

@@ -83,6 +83,11 @@ struct sy_config {
     enum sy_log_level log_level;    /* default info */
     bool has_metrics;
     struct sy_endpoint metrics;     /* optional */
+    bool has_console;
+    struct sy_endpoint console;     /* optional: the web console (core/console.c) */
+    char console_token_file[512];   /* "" = the console is read-only; read once at start, must be 0600 */
+    char console_tls_cert[512];     /* "" = plain HTTP; with console_tls_key: HTTPS only */
+    char console_tls_key[512];
     struct sy_pair_cfg pairs[SY_MAX_PAIRS];
     size_t n_pairs;
     struct sy_cluster_cfg cluster;

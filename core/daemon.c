@@ -21,6 +21,7 @@
 #include "core/switch.h"
 #include "core/tail.h"
 #include "core/metrics.h"
+#include "core/console.h"
 
 struct daemon {
     const struct sy_config *cfg;  /* ref: main's */
@@ -28,6 +29,7 @@ struct daemon {
     struct event_base *base;      /* owned */
     struct sy_admin *admin;       /* owned */
     struct sy_metrics *metrics;   /* owned; NULL unless `metrics` is set */
+    struct sy_console *console;   /* owned; NULL unless `console` is set */
     struct sy_pair *pairs;        /* owned array of cfg->n_pairs */
     size_t n_started;             /* pairs[0..n_started) were started and must be stopped */
     struct sy_cluster *cluster;   /* owned; NULL without [cluster] */
@@ -72,6 +74,18 @@ static void cmd_status(struct sy_admin_req *req, json_t *args, void *ctx)
     if (d->cluster != NULL)
         json_object_set_new(out, "cluster", sy_cluster_status_json(d->cluster));
     sy_admin_ok(req, out);
+}
+
+/* What this node applied, for its cluster registration: every pair's epoch and active side. */
+static json_t *cluster_state(void *arg)
+{
+    struct daemon *d = arg;
+    json_t *pairs = json_object();
+    for (size_t i = 0; i < d->n_started; i++)
+        json_object_set_new(pairs, d->pairs[i].cfg->name,
+                            json_pack("{s:I,s:s}", "epoch", (json_int_t)d->pairs[i].epoch, "active",
+                                      sy_side_name(d->pairs[i].active_side)));
+    return json_pack("{s:o}", "pairs", pairs);
 }
 
 static void cmd_clients(struct sy_admin_req *req, json_t *args, void *ctx)
@@ -655,8 +669,13 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
         sy_log_error("%s", err);
         goto out;
     }
-    if (cfg->cluster.line != 0 && (d.cluster = sy_cluster_start(d.base, cfg, err, sizeof err)) == NULL) {
+    if (cfg->cluster.line != 0 &&
+        (d.cluster = sy_cluster_start(d.base, cfg, cluster_state, &d, err, sizeof err)) == NULL) {
         sy_log_error("%s:%d: [cluster]: %s", cfg->path, cfg->cluster.line, err);
+        goto out;
+    }
+    if (cfg->has_console && (d.console = sy_console_open(d.base, cfg, d.admin, err, sizeof err)) == NULL) {
+        sy_log_error("%s", err);
         goto out;
     }
     sigterm = evsignal_new(d.base, SIGTERM, on_signal, &d);
@@ -694,6 +713,7 @@ out:
         event_free(sigint);
     sy_cluster_stop(d.cluster, 1000);
     sy_metrics_close(d.metrics);
+    sy_console_close(d.console);
     sy_admin_close(d.admin);
     for (size_t i = 0; i < d.n_started; i++) {
         sy_fence_keeper_stop(&d.pairs[i]);

@@ -49,8 +49,11 @@ def test_nodes_see_each_other_and_one_etcd_member_lost_changes_nothing(daemon, e
         wait_for(lambda: nodes(d) == ["n1", "n2"], what="both nodes listed", timeout=20)
         c = cluster(d)
         assert c["etcd"] == "ok" and c["registered"] and c["error"] == "", c
-    me = {n["node"]: n for n in cluster(d1)["nodes"]}["n1"]
-    assert me["pid"] == d1.pid and me["admin_socket"] == d1.admin_socket, me
+    seen = {n["node"]: n for n in cluster(d1)["nodes"]}
+    assert seen["n1"]["pid"] == d1.pid and seen["n1"]["admin_socket"] == d1.admin_socket, seen
+    # each node publishes the epoch and active side it applied, per pair
+    assert seen["n1"]["pairs"] == {"cn1": {"epoch": d1.pair_status("cn1")["epoch"], "active": "business"}}, seen
+    assert seen["n2"]["pairs"] == {"cn2": {"epoch": d2.pair_status("cn2")["epoch"], "active": "business"}}, seen
     first = etcd[0]
     first.kill9()                                       # the endpoint both talk to first
     try:
