@@ -9,7 +9,7 @@ TSAN      ?= build-tsan
 FUZZBUILD ?= build-fuzz
 PYTEST     = $(PY) -m pytest -p no:cacheprovider
 
-.PHONY: all deps test-clients mongo-tools tds-double build build-asan build-tsan build-fuzz unit fuzz-short integration integration-asan \
+.PHONY: install all deps test-clients mongo-tools tds-double build build-asan build-tsan build-fuzz unit fuzz-short integration integration-asan \
         integration-tsan test demo bench soak fuzz conformance clean
 
 all: build
@@ -75,6 +75,12 @@ integration-tsan: build-tsan test-clients mongo-tools
 	@SY_BUILD_DIR=$(CURDIR)/$(TSAN) SY_TSAN=1 $(PYTEST) -m "tsan and not soak" tests/integration
 
 test: unit fuzz-short integration integration-asan integration-tsan
+
+# Installs into PREFIX (default /usr/local): switchyardd (sbin), switchyardctl (bin), man pages, a sample config
+# (share/doc/switchyard) and the systemd unit (lib/systemd/system, Type=notify). DESTDIR is honoured.
+PREFIX ?= /usr/local
+install: build
+	@cmake --install $(BUILD) --prefix $(PREFIX)
 
 demo: build
 	@scripts/demo.sh $(CURDIR)/$(BUILD)

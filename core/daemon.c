@@ -12,6 +12,7 @@
 
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <systemd/sd-daemon.h>
 
 #include "core/admin.h"
 #include "core/cluster.h"
@@ -683,9 +684,12 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
     event_add(sigterm, NULL);
     event_add(sigint, NULL);
     sy_log_info("switchyardd ready: admin socket %s, %zu pair(s)", cfg->admin_socket, cfg->n_pairs);
+    sd_notifyf(0, "READY=1\nSTATUS=ready: admin socket %s, %zu pair(s)\nMAINPID=%d", cfg->admin_socket,
+               cfg->n_pairs, (int)getpid()); /* systemd Type=notify; nothing without NOTIFY_SOCKET */
     event_base_dispatch(d.base);
     status = 0;
 out:
+    sd_notify(0, "STOPPING=1");
     sy_admin_shutdown(d.admin);
     sy_switch_shutdown();
     for (int waited = 0; sy_admin_jobs() > 0 && waited < 120000; waited += 10) {

@@ -11,7 +11,7 @@ set -eu
 REQUIRED="build-essential cmake pkg-config clang libclang-rt-14-dev libevent-dev libssl-dev libmariadb-dev
 libmongoc-dev libbson-dev freetds-dev freetds-bin libinih-dev libjansson-dev mariadb-server mariadb-client
 sysbench haproxy python3-pymysql python3-pytest python3-pytest-timeout python3-pymongo python3-venv zlib1g-dev libdeflate-dev openssl
-postgresql-15 python3-psycopg2 python3-pymssql python3-tds etcd-server
+postgresql-15 python3-psycopg2 python3-pymssql python3-tds etcd-server libsystemd-dev groff-base
 chromium chromium-driver python3-selenium prometheus"
 OPTIONAL="linux-perf strace"
 
