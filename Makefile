@@ -92,6 +92,7 @@ bench: build mongo-tools tds-double
 	$(PY) bench/apply_bench.py --build $(CURDIR)/$(BUILD) || rc=1; \
 	$(PY) bench/switchover_bench.py --build $(CURDIR)/$(BUILD) || rc=1; \
 	$(PY) bench/mongo_bench.py --build $(CURDIR)/$(BUILD) || rc=1; \
+	$(PY) bench/commit_wait_bench.py --build $(CURDIR)/$(BUILD) || rc=1; \
 	$(PY) bench/tds_bench.py --build $(CURDIR)/$(BUILD) || rc=1; \
 	exit $$rc
 

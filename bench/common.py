@@ -145,6 +145,16 @@ def tool_version(cmd) -> str:
         return "?"
 
 
+def run_report(args, **extra) -> dict:
+    """The start of a bench's JSON report: when, the arguments, the host, sysbench's and mariadbd's versions,
+    then `extra` (the bench's own lists: runs, problems, ...)."""
+    return {"started": datetime.now().astimezone().isoformat(timespec="seconds"), "args": vars(args),
+            "host": {"nproc": os.cpu_count(), "loadavg_start": os.getloadavg(), "uname": " ".join(os.uname())},
+            "versions": {"sysbench": tool_version(["sysbench", "--version"]),
+                         "mariadbd": tool_version([shutil.which("mariadbd") or "/usr/sbin/mariadbd", "--version"])},
+            **extra}
+
+
 # --- end of a run ---------------------------------------------------------------------------------------
 
 def switchyard_log_summary(sy, report: dict, problems: list, level: str) -> None:

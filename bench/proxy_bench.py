@@ -289,6 +289,7 @@ def parse_sysbench(out: str) -> dict:
         "lat_avg_ms": _num(r"^\s*avg:\s+([\d.]+)", out),
         "lat_max_ms": _num(r"^\s*max:\s+([\d.]+)", out),
         "sysbench_p95_ms": _num(r"^\s*95th percentile:\s+([\d.]+)", out),
+        "p50_ms": hist_percentile(hist, 50),
         "p95_ms": hist_percentile(hist, 95),
         "p99_ms": hist_percentile(hist, 99),
         "hist_events": sum(c for _, c in hist),

@@ -21,12 +21,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <mysql.h>
 #include <mariadb_rpl.h>
+#include <ma_pvio.h>
 
 #include "capture/binlog_codec.h"
 #include "capture/binlog_ddl.h"
@@ -66,6 +68,7 @@ struct collector {
     size_t n_maps;
     bool skipped_since_position;         /* skipped transactions since the last POSITION/COMMIT */
     uint64_t last_position_ms;
+    bool commit_unsynced;                /* commit_wait: a commit/POSITION appended, the spool not yet fsync'd */
     struct sy_collect out;               /* the spool side (core/collect.h) */
     uint8_t *inflate_buf;                /* owned: compressed events */
     size_t inflate_cap;
@@ -188,9 +191,14 @@ static bool txn_commit(struct collector *c)
         c->last_position_ms = sy_wall_ms();
     } else {
         c->skipped_since_position = true;
-        if (sy_wall_ms() - c->last_position_ms >= POSITION_EVERY_MS)
+        /* commit_wait: a commit the proxy holds may be this skipped one (objects not synchronized): its
+         * position must become durable now, not within POSITION_EVERY_MS. Never a client's: our own
+         * writer's (echo), which no client waits for */
+        if ((sy_collect_commit_wait(&c->out) && !c->txn_echo) ||
+            sy_wall_ms() - c->last_position_ms >= POSITION_EVERY_MS)
             ok = append_position(c);
     }
+    c->commit_unsynced = true;
     publish_position(c);
     return ok;
 }
@@ -529,6 +537,20 @@ static void disconnect(struct collector *c)
     c->sock_slot = -1;
 }
 
+/* Whether more of the binlog stream is already here: in Connector/C's read-ahead cache (it reads up to
+ * 16 KiB at a time, so several events may wait there with the socket empty; ma_pvio.h is an installed
+ * header of Connector/C 3.x) or in the socket. */
+static bool stream_waiting(const struct collector *c)
+{
+    if (c->conn == NULL)
+        return false;
+    const MARIADB_PVIO *pv = c->conn->net.pvio;
+    if (pv != NULL && pv->cache != NULL && pv->cache_pos < pv->cache + pv->cache_size)
+        return true;
+    int n = 0;
+    return ioctl(mysql_get_socket(c->conn), FIONREAD, &n) == 0 && n > 0;
+}
+
 /* 0 = streaming; 1 = retry later (transient); -1 = failed for good (reported). */
 static int connect_dump(struct collector *c)
 {
@@ -632,7 +654,12 @@ static void collect(struct collector *c)
                 disconnect(c);
                 return; /* failed: reported */
             }
-            sy_collect_sync(&c->out, false);
+            /* commit_wait: fsync at a commit unless more of the stream is already waiting (then the
+             * next commit syncs both: a group fsync, at most SY_COLLECT_SYNC_MS apart either way) */
+            bool sync_now = c->commit_unsynced && sy_collect_commit_wait(&c->out) && !stream_waiting(c);
+            if (sync_now)
+                c->commit_unsynced = false;
+            sy_collect_sync(&c->out, sync_now);
         }
         sy_collect_sync(&c->out, true);
         disconnect(c);

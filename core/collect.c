@@ -8,6 +8,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "core/commit_wait.h"
 #include "core/log.h"
 #include "core/spool.h"
 
@@ -44,8 +45,10 @@ static void appended(struct sy_collect *o, const struct sy_change *ch, uint64_t 
         o->txn_bytes = 0;
     }
     o->txn_bytes += rec_bytes;
-    if (ch->kind == SY_CHANGE_TXN_COMMIT || (ch->kind == SY_CHANGE_POSITION && !o->in_txn))
+    if (ch->kind == SY_CHANGE_TXN_COMMIT || (ch->kind == SY_CHANGE_POSITION && !o->in_txn)) {
         o->last_commit_seq = seq;
+        snprintf(o->last_commit_pos, sizeof o->last_commit_pos, "%.*s", (int)ch->position_len, ch->position);
+    }
     if (ch->kind == SY_CHANGE_TXN_COMMIT)
         o->in_txn = false;
     o->dirty = true;
@@ -101,10 +104,18 @@ void sy_collect_sync(struct sy_collect *o, bool force)
     if (!o->dirty || (!force && now - o->last_sync_ms < SY_COLLECT_SYNC_MS))
         return;
     char err[256];
-    if (sy_spool_sync(o->ctx->spool, err, sizeof err) != SY_SPOOL_OK)
+    bool synced = sy_spool_sync(o->ctx->spool, err, sizeof err) == SY_SPOOL_OK;
+    if (!synced)
         sy_log_warn("%s: spool sync: %s", o->ctx->instance_id, err);
     o->dirty = false;
     o->last_sync_ms = now;
+    if (synced && o->last_commit_pos[0] != '\0') /* never published when the fsync failed */
+        sy_commit_wait_publish(o->ctx->commit_wait, o->ctx->source_side, false, o->last_commit_pos);
+}
+
+bool sy_collect_commit_wait(const struct sy_collect *o)
+{
+    return o->ctx->cfg->commit_wait != SY_COMMIT_WAIT_OFF;
 }
 
 static bool is_position_record(uint8_t type, void *arg)
@@ -131,8 +142,12 @@ int sy_collect_resume_position(struct sy_collect *o, char *out, size_t outlen)
     struct sy_change ch;
     sy_change_scratch_init(&s);
     bool decoded = sy_change_decode(payload, len, &s, &ch) == SY_PARSE_OK;
-    if (decoded && ch.position_len > 0)
+    if (decoded && ch.position_len > 0) {
         snprintf(out, outlen, "%.*s", (int)ch.position_len, ch.position);
+        /* read back from the spool: durable (commit_wait) */
+        snprintf(o->last_commit_pos, sizeof o->last_commit_pos, "%s", out);
+        sy_commit_wait_publish(o->ctx->commit_wait, o->ctx->source_side, false, out);
+    }
     sy_change_scratch_fini(&s);
     free(payload);
     if (!decoded) {

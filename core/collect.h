@@ -24,6 +24,8 @@ struct sy_collect {
     uint64_t txn_bytes;          /* spool bytes of the open transaction's records so far */
     uint64_t last_commit_seq;    /* seq of the last TXN_COMMIT/POSITION outside a transaction (0 = none):
                                     the writer's checkpoint can reach it, so the spool can shrink to it */
+    char last_commit_pos[1024];  /* source position of that record: once synced, it is the durable
+                                    position published for commit_wait (sy_commit_wait_publish) */
     /* Optional: whether the open transaction, with a next record of rec_bytes, can never fit under
      * spool_max_bytes (full: the spool just refused it); reports failed itself when so. */
     bool (*too_large)(void *arg, const struct sy_collect *o, const struct sy_change *ch, uint64_t rec_bytes,
@@ -36,7 +38,12 @@ void sy_collect_fini(struct sy_collect *o); /* syncs what is dirty */
 
 /* Appends one record; publishes the spool seq in the report. false: stopping, or failed (reported). */
 bool sy_collect_append(struct sy_collect *o, const struct sy_change *ch);
+/* fsyncs the spool when dirty and force or SY_COLLECT_SYNC_MS passed; then publishes the position of
+ * the last complete transaction as durable (commit_wait). */
 void sy_collect_sync(struct sy_collect *o, bool force);
+/* Whether the pair waits for collections (commit_wait != off): a collector then syncs at each commit
+ * when nothing more is waiting to be read, and records a POSITION for each skipped transaction. */
+bool sy_collect_commit_wait(const struct sy_collect *o);
 
 /* Where to resume into out: the spool's last TXN_COMMIT/POSITION position, else ctx->start_position
  * (may be ""). 0, or -1 (failed: reported). */

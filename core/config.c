@@ -53,11 +53,15 @@ _Static_assert(sizeof(enum sy_engine) == sizeof(int), "enum sy_engine stored as 
 _Static_assert(sizeof(enum sy_backend_tls) == sizeof(int), "enum sy_backend_tls stored as int");
 _Static_assert(sizeof(enum sy_on_conflict) == sizeof(int), "enum sy_on_conflict stored as int");
 _Static_assert(sizeof(enum sy_log_level) == sizeof(int), "enum sy_log_level stored as int");
+_Static_assert(sizeof(enum sy_commit_wait_mode) == sizeof(int), "enum sy_commit_wait_mode stored as int");
+_Static_assert(sizeof(enum sy_commit_wait_fallback) == sizeof(int), "enum sy_commit_wait_fallback stored as int");
 
 static const char *const engine_names[] = { "mariadb", "mongodb", "sqlserver", "mysql", NULL };
 static const char *const log_level_names[] = { "error", "warn", "info", "debug", NULL };
 static const char *const backend_tls_names[] = { "off", "on", "verify", NULL };
 static const char *const on_conflict_names[] = { "fail", "overwrite", NULL };
+static const char *const commit_wait_names[] = { "off", "collected", "applied", NULL };
+static const char *const commit_wait_fallback_names[] = { "degrade", "error", NULL };
 
 #define FSIZE(type, m) sizeof(((type *)0)->m)
 #define GK(m) offsetof(struct sy_config, m), FSIZE(struct sy_config, m)
@@ -107,6 +111,10 @@ static const struct cfg_key pair_keys[] = {
     { "collector_server_id", CFG_U32, PK(collector_server_id), "4001", 1, UINT32_MAX, NULL, 0, 0 },
     { "writer_tag", CFG_U32, PK(writer_tag), "4002", 1, UINT32_MAX, NULL, 0, 0 },
     { "apply_threads", CFG_INT, PK(apply_threads), "2", 1, SY_APPLY_THREADS_MAX, NULL, 0, 0 },
+    { "commit_wait", CFG_ENUM, PK(commit_wait), "off", 0, 0, commit_wait_names, 0, 0 },
+    { "commit_wait_timeout_ms", CFG_INT, PK(commit_wait_timeout_ms), "1000", 1, MS_MAX, NULL, 0, 0 },
+    { "commit_wait_fallback", CFG_ENUM, PK(commit_wait_fallback), "degrade", 0, 0, commit_wait_fallback_names, 0,
+      0 },
 };
 
 #define MAX_KEYS 32 /* per section; key_line[] below is sized by it */
@@ -809,6 +817,17 @@ static void validate(struct cfg_load *ld)
         }
         if (p->backend_tls == SY_BACKEND_TLS_VERIFY && p->backend_ca[0] == '\0') {
             ld_fail(ld, line_of(ld, i, "backend_tls"), "[pair %s] backend_tls: verify needs backend_ca",
+                    p->name);
+            return;
+        }
+        if (p->commit_wait != SY_COMMIT_WAIT_OFF && p->engine != SY_ENGINE_MARIADB) {
+            ld_fail(ld, line_of(ld, i, "commit_wait"),
+                    "[pair %s] commit_wait: only engine = mariadb can hold a commit's OK (use off)", p->name);
+            return;
+        }
+        if (p->commit_wait != SY_COMMIT_WAIT_OFF && p->n_objects == 0) {
+            ld_fail(ld, line_of(ld, i, "commit_wait"),
+                    "[pair %s] commit_wait: needs objects (nothing is collected for DR without them; use off)",
                     p->name);
             return;
         }

@@ -14,6 +14,10 @@ enum sy_engine { SY_ENGINE_MARIADB, SY_ENGINE_MONGODB, SY_ENGINE_SQLSERVER, SY_E
 enum sy_backend_tls { SY_BACKEND_TLS_OFF, SY_BACKEND_TLS_ON, SY_BACKEND_TLS_VERIFY };
 enum sy_on_conflict { SY_ON_CONFLICT_FAIL, SY_ON_CONFLICT_OVERWRITE };
 enum sy_log_level { SY_LOG_ERROR, SY_LOG_WARN, SY_LOG_INFO, SY_LOG_DEBUG };
+/* What the proxy waits for before passing a commit's OK on (zero-RPO mode, core/commit_wait.h). */
+enum sy_commit_wait_mode { SY_COMMIT_WAIT_OFF, SY_COMMIT_WAIT_COLLECTED, SY_COMMIT_WAIT_APPLIED };
+/* What a commit gets when commit_wait_timeout_ms passes first. */
+enum sy_commit_wait_fallback { SY_COMMIT_WAIT_DEGRADE, SY_COMMIT_WAIT_ERROR };
 
 struct sy_endpoint {
     char host[256]; /* literal address or name; "127.0.0.1" */
@@ -57,6 +61,9 @@ struct sy_pair_cfg {
     uint32_t collector_server_id;        /* default 4001, 1..4294967295 */
     uint32_t writer_tag;                 /* default 4002, 1..4294967295 */
     int apply_threads;                   /* default 2, 1..SY_APPLY_THREADS_MAX: writer connections in parallel */
+    enum sy_commit_wait_mode commit_wait; /* default off; collected/applied: MariaDB pairs with objects */
+    int commit_wait_timeout_ms;          /* default 1000, 1..3600000: then commit_wait_fallback */
+    enum sy_commit_wait_fallback commit_wait_fallback; /* default degrade */
 };
 
 #define SY_MAX_PAIRS 64

@@ -746,6 +746,8 @@ struct sy_instance *sy_instance_open(struct sy_pair *pair, enum sy_direction dir
             .report = &m->report,
             .stop = &m->stop,
             .sockets = &m->sockets,
+            .commit_wait = &pair->commit_wait,
+            .source_side = dir == SY_DIR_FORWARD ? SY_SIDE_BUSINESS : SY_SIDE_DR,
         };
     }
     sy_lag_init(&in->lag);

@@ -91,6 +91,9 @@ struct sy_module_ctx {
     struct sy_module_report *report;   /* ref: this module's report */
     volatile int *stop;                /* set to 1 by the loop: the thread returns soon */
     struct sy_module_sockets *sockets; /* ref: the sockets a stop may shut down (sy_module_socket_watch) */
+    struct sy_commit_wait *commit_wait; /* ref: the pair's; collection publishes its durable spool position
+                                           there, write its checkpoint (sy_commit_wait_publish) */
+    int source_side;                   /* enum sy_side the instance reads from (forward: business) */
 };
 
 /* A module thread publishes each database socket it blocks on, right after connecting: a stop that

@@ -3,6 +3,7 @@
 #include "core/metrics.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,59 @@ static void instances(struct evbuffer *b, const char *pair, json_t *list, const 
                  rows ? "switchyard_rows_applied_total" : "switchyard_conflicts_overwritten_total", pair, id,
                  (long long)json_integer_value(v));
         }
+    }
+}
+
+/* switchyard_commit_wait_*: only pairs with commit_wait on (collected / applied). */
+static void commit_wait(struct evbuffer *b, struct sy_pair *pairs, size_t n)
+{
+    static const struct {
+        const char *name, *type, *help;
+        size_t offset;
+    } counters[] = {
+        { "switchyard_commit_wait_waits_total", "counter", "commits whose OK was checked against the position",
+          offsetof(struct sy_commit_wait, waits) },
+        { "switchyard_commit_wait_timeouts_total", "counter", "waits that reached commit_wait_timeout_ms",
+          offsetof(struct sy_commit_wait, timeouts) },
+        { "switchyard_commit_wait_errors_total", "counter", "timeouts answered with an error (fallback = error)",
+          offsetof(struct sy_commit_wait, errors) },
+        { "switchyard_commit_wait_degraded_total", "counter", "times the pair degraded to off (fallback = degrade)",
+          offsetof(struct sy_commit_wait, degraded_count) },
+        { "switchyard_commit_wait_waiting", "gauge", "sessions holding a commit's OK now",
+          offsetof(struct sy_commit_wait, waiting) },
+    };
+    for (size_t k = 0; k < SY_ARRAY_LEN(counters); k++) {
+        header(b, counters[k].name, counters[k].type, counters[k].help);
+        for (size_t i = 0; i < n; i++) {
+            const struct sy_commit_wait *cw = &pairs[i].commit_wait;
+            if (pairs[i].cfg->commit_wait != SY_COMMIT_WAIT_OFF)
+                line(b, "%s{pair=\"%s\"} %llu", counters[k].name, pairs[i].cfg->name,
+                     (unsigned long long)*(const uint64_t *)((const char *)cw + counters[k].offset));
+        }
+    }
+    header(b, "switchyard_commit_wait_degraded", "gauge", "1 while commit_wait is degraded to off");
+    for (size_t i = 0; i < n; i++)
+        if (pairs[i].cfg->commit_wait != SY_COMMIT_WAIT_OFF)
+            line(b, "switchyard_commit_wait_degraded{pair=\"%s\"} %d", pairs[i].cfg->name,
+                 pairs[i].commit_wait.degraded);
+    header(b, "switchyard_commit_wait_wait_seconds", "histogram", "how long commits' OKs were held");
+    for (size_t i = 0; i < n; i++) {
+        const struct sy_commit_wait *cw = &pairs[i].commit_wait;
+        if (pairs[i].cfg->commit_wait == SY_COMMIT_WAIT_OFF)
+            continue;
+        uint64_t cum = 0;
+        for (size_t j = 0; j <= SY_COMMIT_WAIT_BUCKETS; j++) {
+            cum += cw->wait_buckets[j];
+            if (j < SY_COMMIT_WAIT_BUCKETS)
+                line(b, "switchyard_commit_wait_wait_seconds_bucket{pair=\"%s\",le=\"%g\"} %llu", pairs[i].cfg->name,
+                     sy_commit_wait_bucket_s[j], (unsigned long long)cum);
+            else
+                line(b, "switchyard_commit_wait_wait_seconds_bucket{pair=\"%s\",le=\"+Inf\"} %llu", pairs[i].cfg->name,
+                     (unsigned long long)cum);
+        }
+        line(b, "switchyard_commit_wait_wait_seconds_sum{pair=\"%s\"} %.6f", pairs[i].cfg->name, cw->wait_seconds_sum);
+        line(b, "switchyard_commit_wait_wait_seconds_count{pair=\"%s\"} %llu", pairs[i].cfg->name,
+             (unsigned long long)cum);
     }
 }
 
@@ -212,6 +266,7 @@ static void on_metrics(struct evhttp_request *req, void *arg)
                  (long long)json_integer_value(v));
         json_decref(errs);
     }
+    commit_wait(b, m->pairs, n);
     for (size_t i = 0; i < n; i++)
         json_decref(status[i]);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain; version=0.0.4");

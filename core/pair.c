@@ -123,8 +123,14 @@ int sy_pair_start(struct sy_pair *p, const struct sy_pair_cfg *cfg, const struct
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    if (sy_commit_wait_init(&p->commit_wait, cfg, base, err, errlen) != 0) {
+        event_free(p->hold_timer);
+        p->hold_timer = NULL;
+        return -1;
+    }
     p->proto_state = p->proto->start(p, err, errlen);
     if (p->proto_state == NULL) {
+        sy_commit_wait_fini(&p->commit_wait);
         event_free(p->hold_timer);
         p->hold_timer = NULL;
         return -1;
@@ -144,6 +150,7 @@ void sy_pair_stop(struct sy_pair *p)
     if (p->proto && p->proto_state)
         p->proto->stop(p->proto_state);
     p->proto_state = NULL;
+    sy_commit_wait_fini(&p->commit_wait); /* after the module threads that publish into it are joined */
     if (p->hold_timer)
         event_free(p->hold_timer);
     p->hold_timer = NULL;
@@ -200,6 +207,8 @@ json_t *sy_pair_status_json(const struct sy_pair *p)
                           sy_side_name(p->active_side), "epoch", (json_int_t)p->epoch, "held", p->held, "clients",
                           (json_int_t)p->proto->client_count(p->proto_state), "instances", instances);
     json_object_set_new(o, "switching", json_boolean(p->op != NULL));
+    if (p->commit_wait.wake != NULL)
+        json_object_set_new(o, "commit_wait", sy_commit_wait_status_json(&p->commit_wait));
     if (p->op != NULL)
         json_object_set_new(o, "switch", sy_switch_progress_json(p->op));
     if (p->last_switch)

@@ -11,6 +11,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "core/commit_wait.h"
 #include "core/config.h"
 #include "core/parse.h"
 
@@ -108,6 +109,7 @@ struct sy_pair {
     json_t *tail;                    /* owned: what is known about the tail (persisted) */
     struct event *tail_timer;        /* owned by core/tail.c: looks for the business DB while "pending" */
     bool tail_job;                   /* a tail thread runs */
+    struct sy_commit_wait commit_wait; /* positions held commits wait for, published by module threads */
 };
 
 /* Loads the persisted epoch/side (or creates epoch 1, business), starts the proxy.

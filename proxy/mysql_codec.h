@@ -241,6 +241,7 @@ size_t sy_mysql_ok_encode(const struct sy_mysql_ok *ok, uint8_t header, uint64_t
                           size_t cap);
 
 #define SY_ER_CONNECTION_KILLED 1927 /* the server's "Connection was killed" */
+#define SY_ER_ERROR_DURING_COMMIT 1180 /* "Got error during COMMIT": commit_wait's fallback = error */
 
 struct sy_mysql_err {
     uint16_t code;

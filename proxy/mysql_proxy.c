@@ -38,6 +38,7 @@ static void proxy_stop(void *state)
         return;
     if (px->listener)
         evconnlistener_free(px->listener);
+    sy_mysql_cw_stop(px);
     struct sy_mysql_session *s;
     while ((s = TAILQ_FIRST(&px->sessions)) != NULL)
         sy_mysql_session_close(s, "switchyardd shutting down");
@@ -65,6 +66,7 @@ static void *proxy_start(struct sy_pair *pair, char *err, size_t errlen)
     px->next_id = SY_MYSQL_FIRST_SESSION_ID;
     TAILQ_INIT(&px->sessions);
     TAILQ_INIT(&px->closing);
+    TAILQ_INIT(&px->cw_waiters);
     px->reaper = evtimer_new(px->base, on_reap, px);
     px->resume = evtimer_new(px->base, on_resume, px);
     px->accounts = sy_mysql_accounts_new(px->base, pair->cfg->name, pair->cfg);
@@ -84,6 +86,7 @@ static void *proxy_start(struct sy_pair *pair, char *err, size_t errlen)
         proxy_stop(px);
         return NULL;
     }
+    sy_mysql_cw_start(px);
     /* Warm the account cache (and learn the server's version for our greeting). */
     sy_mysql_accounts_refresh(px->accounts, on_warm, px);
     return px;
@@ -153,7 +156,7 @@ static json_t *px_client_errors(void *state)
 {
     struct sy_mysql_proxy *px = state;
     static const char *const names[SY_ERR__COUNT] = { "auth", "aborted_transaction", "forced_close",
-                                                      "lost_connection", "other" };
+                                                      "lost_connection", "other", "commit_wait_timeout" };
     json_t *o = json_object();
     for (int i = 0; i < SY_ERR__COUNT; i++)
         json_object_set_new(o, names[i], json_integer((json_int_t)px->client_errors[i]));

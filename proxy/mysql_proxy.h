@@ -22,7 +22,7 @@ TAILQ_HEAD(sy_mysql_session_list, sy_mysql_session);
 
 /* Errors the proxy answered itself, by reason (metrics). */
 enum sy_mysql_err_reason { SY_ERR_AUTH, SY_ERR_ABORTED_TXN, SY_ERR_FORCED_CLOSE, SY_ERR_LOST_CONNECTION, SY_ERR_OTHER,
-                           SY_ERR__COUNT };
+                           SY_ERR_COMMIT_WAIT, SY_ERR__COUNT };
 
 struct sy_mysql_proxy {
     struct sy_pair *pair;                    /* ref: owns us through proto_state */
@@ -41,7 +41,16 @@ struct sy_mysql_proxy {
     uint64_t client_errors[SY_ERR__COUNT];   /* by enum sy_mysql_err_reason */
     struct sy_gtid_set ack_ledger[2];        /* per side (enum sy_side): highest last_gtid acknowledged to
                                                 any client, per domain */
+    /* commit_wait (mysql_commit_wait.c) */
+    struct sy_mysql_session_list cw_waiters; /* sessions holding an OK (linked by cw_link), oldest first */
+    bool cw_recover_armed;                   /* degraded: cw_recover_target was taken */
+    struct sy_gtid_set cw_recover_target;    /* degraded: the ack ledger at cw_recover_ms; covered by the
+                                                position within commit_wait_timeout_ms = caught up */
+    uint64_t cw_recover_ms;
 };
+/* commit_wait: hooks the pair's wake-up (proxy start) / unhooks it (stop). */
+void sy_mysql_cw_start(struct sy_mysql_proxy *px);
+void sy_mysql_cw_stop(struct sy_mysql_proxy *px);
 
 /* Accepted client socket -> new session (greeting sent). */
 void sy_mysql_session_accept(struct sy_mysql_proxy *px, evutil_socket_t fd, const struct sockaddr *sa, int salen);

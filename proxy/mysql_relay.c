@@ -585,6 +585,53 @@ void sy_mysql_relay_client(struct sy_mysql_session *s)
 
 /* ---- replies ----------------------------------------------------------------------------------- */
 
+static void finish_reply(struct sy_mysql_session *s);
+static void forward_ok(struct sy_mysql_session *s, uint8_t seq, uint8_t header, const uint8_t *p, size_t n,
+                       const struct sy_mysql_ok *ok);
+
+/* commit_wait (mysql_commit_wait.c) ends a held OK: passed on (ok), or replaced by ERR 1180 with errmsg. */
+void sy_mysql_relay_cw_done(struct sy_mysql_session *s, bool ok, const char *errmsg)
+{
+    if (s->state == SS_CLOSING || s->backend == NULL)
+        return;
+    struct evbuffer *in = bufferevent_get_input(sy_mysql_conn_bev(s->backend));
+    uint8_t hb[4];
+    struct sy_mysql_hdr hdr;
+    if (evbuffer_copyout(in, hb, 4) < 4) { /* our bug: the held packet must be there */
+        sy_mysql_session_lose(s, "commit_wait: the held reply is gone");
+        return;
+    }
+    sy_mysql_hdr_parse(hb, 4, &hdr);
+    const uint8_t *pk = evbuffer_pullup(in, (ssize_t)(4 + hdr.len));
+    struct sy_mysql_ok okp;
+    if (pk == NULL || sy_mysql_ok_parse(pk + 4, hdr.len, s->backend_caps, &okp) != SY_PARSE_OK) {
+        sy_mysql_session_lose(s, "commit_wait: the held reply is gone");
+        return;
+    }
+    bool final = s->cw_final;
+    if (ok) {
+        sy_mysql_track_ack(s);
+        forward_ok(s, hdr.seq, pk[4], pk + 4, hdr.len, &okp);
+        evbuffer_drain(in, 4 + hdr.len);
+    } else {
+        s->cw_gtid_new = false; /* the client was not told OK: not acknowledged */
+        evbuffer_drain(in, 4 + hdr.len);
+        if (!final) {
+            /* more results of a multi-statement request follow on the backend: the client cannot be
+             * given them after an error, so the session ends with it */
+            sy_mysql_session_fail(s, hdr.seq, SY_ER_ERROR_DURING_COMMIT, "HY000", errmsg);
+            return;
+        }
+        sy_mysql_session_client_err(s, hdr.seq, SY_ER_ERROR_DURING_COMMIT, "HY000", errmsg);
+    }
+    if (final)
+        finish_reply(s);
+    else
+        sy_mysql_relay_backend(s);
+    if (s->state != SS_CLOSING)
+        sy_mysql_session_flush(s);
+}
+
 static void finish_reply(struct sy_mysql_session *s)
 {
     s->in_txn = (s->status & SY_STATUS_IN_TRANS) != 0;
@@ -658,7 +705,7 @@ static void forward_ok(struct sy_mysql_session *s, uint8_t seq, uint8_t header, 
 
 void sy_mysql_relay_backend(struct sy_mysql_session *s)
 {
-    if (s->state == SS_CLOSING || s->backend == NULL)
+    if (s->state == SS_CLOSING || s->backend == NULL || s->cw_waiting)
         return;
     struct evbuffer *in = bufferevent_get_input(sy_mysql_conn_bev(s->backend));
     struct evbuffer *out = sy_mysql_session_client_out(s);
@@ -725,7 +772,11 @@ void sy_mysql_relay_backend(struct sy_mysql_session *s)
             }
             if (pkt.kind == SY_PKT_OK) {
                 s->status = pkt.ok.status;
+                s->cw_gtid_new = false;
                 sy_mysql_track_ok(s, &pkt.ok);
+                if (s->cw_gtid_new && sy_mysql_cw_hold(s, step == SY_STEP_DONE && s->resp_left == 0))
+                    return; /* commit_wait: the OK stays in `in`; sy_mysql_relay_cw_done goes on */
+                sy_mysql_track_ack(s);
                 forward_ok(s, hdr.seq, pk[4], pk + 4, hdr.len, &pkt.ok);
                 evbuffer_drain(in, 4 + hdr.len);
             } else {

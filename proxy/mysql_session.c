@@ -169,6 +169,7 @@ static void close_session(struct sy_mysql_session *s, const char *why, bool flus
     if (s->state == SS_CLOSING)
         return;
     sy_log_info("%s: closed (%s)", s->label, why);
+    sy_mysql_cw_cancel(s); /* a held OK never reaches the client */
     sy_mysql_session_set_state(s, SS_CLOSING);
     struct sy_mysql_proxy *px = s->px;
     sy_mysql_session_release_conn(px, s->backend);
@@ -208,6 +209,7 @@ static void session_free(struct sy_mysql_session *s)
         evbuffer_free(s->zout);
     if (s->drained_ev)
         event_free(s->drained_ev);
+    sy_mysql_cw_free(s);
     sy_mysql_conn_free(s->backend); /* released at close already: NULL here */
     sy_mysql_conn_free(s->warm);
     OPENSSL_cleanse(s->stage1, sizeof s->stage1);
@@ -275,6 +277,8 @@ static enum sy_mysql_err_reason err_reason(uint16_t code)
         return SY_ERR_FORCED_CLOSE;
     case 2013:
         return SY_ERR_LOST_CONNECTION;
+    case SY_ER_ERROR_DURING_COMMIT:
+        return SY_ERR_COMMIT_WAIT;
     default:
         return SY_ERR_OTHER;
     }

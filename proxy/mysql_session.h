@@ -135,6 +135,16 @@ struct sy_mysql_session {
     struct sess_var *vars;               /* owned: tracked session variables, as last reported */
     size_t n_vars, cap_vars;
     char last_gtid[64];                  /* this session's last acknowledged commit */
+    /* commit_wait (mysql_commit_wait.c) */
+    bool cw_gtid_new;                    /* the OK just tracked moved last_gtid to cw_gtid: not yet in the ack
+                                            ledger (sy_mysql_track_ack puts it there when the OK is passed on) */
+    struct sy_gtid cw_gtid;
+    bool cw_waiting;                     /* that OK waits, undrained, at the head of the backend's input; in
+                                            px->cw_waiters; the backend is not read meanwhile */
+    bool cw_final;                       /* the held OK ends the reply */
+    uint64_t cw_since_ms;                /* monotonic, when the wait began */
+    struct event *cw_timer;              /* owned: commit_wait_timeout_ms of the wait */
+    TAILQ_ENTRY(sy_mysql_session) cw_link; /* in px->cw_waiters while cw_waiting */
     /* switch support (mysql_switch.c) */
     struct sy_mysql_conn *warm;          /* owned: logged in on warm_side with this session's state */
     enum sess_warm warm_state;
@@ -272,8 +282,10 @@ void sy_mysql_track_free(struct sy_mysql_session *s);
 void sy_mysql_track_vars_clear(struct sy_mysql_session *s);
 /* The session's state changed: a warm connection built before no longer matches it. */
 void sy_mysql_track_warm_outdated(struct sy_mysql_session *s);
-/* Schema, variables and the ack ledger from an OK's session-state block. */
+/* Schema and variables from an OK's session-state block; a new last_gtid is noted in cw_gtid. */
 void sy_mysql_track_ok(struct sy_mysql_session *s, const struct sy_mysql_ok *ok);
+/* The OK noted by sy_mysql_track_ok goes to the client: its GTID enters the ack ledger. */
+void sy_mysql_track_ack(struct sy_mysql_session *s);
 /* After a reply, when a statement named the tracking settings: reads the session's variables back and
  * sets the proxy's tracking again (internal queries); true when started (the session is INTERNAL). */
 bool sy_mysql_track_resync(struct sy_mysql_session *s);
@@ -281,6 +293,18 @@ bool sy_mysql_track_resync(struct sy_mysql_session *s);
  * rebuilt in cap. */
 size_t sy_mysql_track_filter(const struct sy_mysql_session *s, const uint8_t *state, size_t len, uint8_t *out,
                              size_t cap);
+
+/* ---- mysql_commit_wait.c ---------------------------------------------------------------------- */
+
+/* An OK that moved last_gtid (s->cw_gtid) arrived: whether it must wait for the pair's commit_wait
+ * position (then the session is in px->cw_waiters and the caller leaves the packet in the backend's
+ * input and returns). final: the OK ends the reply. */
+bool sy_mysql_cw_hold(struct sy_mysql_session *s, bool final);
+/* The session closes: its wait ends without an answer. */
+void sy_mysql_cw_cancel(struct sy_mysql_session *s);
+void sy_mysql_cw_free(struct sy_mysql_session *s);
+/* mysql_relay.c: the held OK is passed on (ok) or replaced by an error. */
+void sy_mysql_relay_cw_done(struct sy_mysql_session *s, bool ok, const char *errmsg);
 
 /* ---- mysql_switch.c ---------------------------------------------------------------------------- */
 

@@ -570,7 +570,8 @@ void sy_mysql_track_ok(struct sy_mysql_session *s, const struct sy_mysql_ok *ok)
             if (gtid && t.value_len > 0) {
                 struct sy_gtid g;
                 if (sy_gtid_parse((const char *)t.value_p, t.value_len, &g)) {
-                    sy_gtid_set_advance(&s->px->ack_ledger[s->side], &g);
+                    s->cw_gtid = g; /* the ledger takes it once the OK is passed on (sy_mysql_track_ack) */
+                    s->cw_gtid_new = true;
                     snprintf(s->last_gtid, sizeof s->last_gtid, "%.*s", (int)t.value_len,
                              (const char *)t.value_p);
                 }
@@ -579,6 +580,14 @@ void sy_mysql_track_ok(struct sy_mysql_session *s, const struct sy_mysql_ok *ok)
     }
     if (rc < 0)
         sy_log_warn("%s: malformed session-state block ignored", s->label);
+}
+
+void sy_mysql_track_ack(struct sy_mysql_session *s)
+{
+    if (!s->cw_gtid_new)
+        return;
+    s->cw_gtid_new = false;
+    sy_gtid_set_advance(&s->px->ack_ledger[s->side], &s->cw_gtid);
 }
 
 /* ---- the client's own tracking settings ----------------------------------------------------------- */

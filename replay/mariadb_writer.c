@@ -38,6 +38,7 @@
 #include <mysql.h>
 
 #include "core/change.h"
+#include "core/commit_wait.h"
 #include "core/failpoint.h"
 #include "core/instance.h"
 #include "core/log.h"
@@ -564,6 +565,9 @@ static void publish(struct writer *w)
     else if (w->txn_time_ms)
         r->lag_ms = (int64_t)(wall_ms() > w->txn_time_ms ? wall_ms() - w->txn_time_ms : 0);
     pthread_mutex_unlock(&r->lock);
+    /* commit_wait = applied: everything up to the position is committed on the destination */
+    if (w->position[0] != '\0')
+        sy_commit_wait_publish(w->ctx->commit_wait, w->ctx->source_side, true, w->position);
 }
 
 static int gc_add(struct writer *w, uint64_t seq)

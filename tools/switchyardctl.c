@@ -350,7 +350,7 @@ static void print_instances(const json_t *pair)
     table_fini(&t);
 }
 
-/* A switch running, the last one, a failover's unreplicated tail: one line each. */
+/* A switch running, the last one, commit_wait when on, a failover's unreplicated tail: one line each. */
 static void print_pair_notes(const json_t *p)
 {
     char *name = fmt_field(p, "name", false);
@@ -364,6 +364,20 @@ static void print_pair_notes(const json_t *p)
                json_number_value(json_object_get(last, "moved_clients")), json_number_value(json_object_get(last, "epoch")));
         free(op);
         free(side);
+    }
+    const json_t *cw = json_object_get(p, "commit_wait");
+    const char *mode = json_string_value(json_object_get(cw, "mode"));
+    if (mode != NULL && strcmp(mode, "off") != 0) {
+        double sum = json_number_value(json_object_get(cw, "wait_seconds_sum"));
+        double waits = json_number_value(json_object_get(cw, "waits"));
+        printf("%s commit_wait: %s%s, fallback %s after %.0f ms; %.0f waits (mean %.2f ms), %.0f waiting, "
+               "%.0f timeouts, %.0f errors, degraded %.0f time(s)\n", name, mode,
+               json_is_true(json_object_get(cw, "degraded")) ? " DEGRADED (commits not held)" : "",
+               json_string_value(json_object_get(cw, "fallback")) ?: "?",
+               json_number_value(json_object_get(cw, "timeout_ms")), waits, waits > 0 ? sum * 1000.0 / waits : 0.0,
+               json_number_value(json_object_get(cw, "waiting")), json_number_value(json_object_get(cw, "timeouts")),
+               json_number_value(json_object_get(cw, "errors")),
+               json_number_value(json_object_get(cw, "degraded_count")));
     }
     const json_t *tail = json_object_get(p, "tail");
     if (json_is_object(tail)) {

@@ -88,7 +88,11 @@ static const char contract_ini[] =
     "backend_tls   = off                          ; off | on | verify (with backend_ca)\n"
     "backend_ca    = /etc/ssl/certs/ca.pem\n"
     "collector_server_id = 4001                   ; MariaDB: replica id the binlog collectors register with\n"
-    "writer_tag    = 4002                         ; MariaDB: server_id Switchyard's writer sessions carry\n";
+    "writer_tag    = 4002                         ; MariaDB: server_id Switchyard's writer sessions carry\n"
+    "commit_wait   = off                          ; off | collected | applied: hold each commit's OK until DR side "
+    "has it\n"
+    "commit_wait_timeout_ms = 1000                ; then commit_wait_fallback applies\n"
+    "commit_wait_fallback = degrade               ; degrade (log, metric, status flag) | error\n";
 
 /* The required keys of a pair; lines 2-6 after its header. */
 #define PAIR_REQ                                                                                            \
@@ -134,6 +138,9 @@ static void test_contract_example(void)
     CHECK(strcmp(p->backend_ca, "/etc/ssl/certs/ca.pem") == 0); /* kept even with backend_tls = off */
     CHECK(p->collector_server_id == 4001);
     CHECK(p->writer_tag == 4002);
+    CHECK(p->commit_wait == SY_COMMIT_WAIT_OFF);
+    CHECK(p->commit_wait_timeout_ms == 1000);
+    CHECK(p->commit_wait_fallback == SY_COMMIT_WAIT_DEGRADE);
 
     sy_config_wipe(cfg);
     static const char zero[sizeof p->admin_password];
@@ -436,6 +443,22 @@ static void test_cross_checks(void)
                 "[pair b]\nengine = sqlserver\nlisten = 127.0.0.1:6034\nbusiness = h:1\ndr = h:2\n"
                 "admin_user = u\n");
     CHECK(cfg->n_pairs == 2 && cfg->pairs[1].engine == SY_ENGINE_SQLSERVER && cfg->pairs[1].line == 7);
+    /* commit_wait: only MariaDB pairs, and only with something collected for DR */
+    CHECK_LOADS("[pair orders]\n" PAIR_REQ "objects = shop.*\ncommit_wait = applied\ncommit_wait_fallback = error\n"
+                "commit_wait_timeout_ms = 250\n");
+    CHECK(cfg->pairs[0].commit_wait == SY_COMMIT_WAIT_APPLIED &&
+          cfg->pairs[0].commit_wait_fallback == SY_COMMIT_WAIT_ERROR && cfg->pairs[0].commit_wait_timeout_ms == 250);
+    CHECK_FAILS("[pair orders]\n" PAIR_REQ "commit_wait = collected\n",
+                ":7: [pair orders] commit_wait: needs objects (nothing is collected for DR without them; use off)");
+    CHECK_FAILS("[pair orders]\nengine = mongodb\nlisten = 127.0.0.1:6033\nbusiness = h:1\ndr = h:2\n"
+                "admin_user = u\nobjects = a.*\ncommit_wait = collected\n",
+                ":8: [pair orders] commit_wait: only engine = mariadb can hold a commit's OK (use off)");
+    CHECK_FAILS("[pair orders]\n" PAIR_REQ "commit_wait = always\n",
+                ":7: [pair orders] commit_wait: \"always\" is not one of off, collected, applied");
+    CHECK_FAILS("[pair orders]\n" PAIR_REQ "commit_wait_timeout_ms = 0\n",
+                ":7: [pair orders] commit_wait_timeout_ms: must be between 1 and 3600000");
+    CHECK_FAILS("[pair orders]\n" PAIR_REQ "commit_wait_fallback = ignore\n",
+                ":7: [pair orders] commit_wait_fallback: \"ignore\" is not one of degrade, error");
 }
 
 static void test_objects(void)
