@@ -7,6 +7,8 @@
 //   sy_node_mongo.js crud URI DB   CRUD, a sorted cursor read in batches of 20 (getMore count from command
 //                                  monitoring), an aggregation, the authenticated users
 //   sy_node_mongo.js ping URI      {ok: true} or the server's error (a wrong password: code 18)
+//   sy_node_mongo.js set URI DB COLL ID   updateOne({_id: ID}, {$set: {v: 1}}), ID a JSON value (a small
+//                                  integer is a JS number: the driver sends it as an int32)
 //   sy_node_mongo.js loop URI DB W W concurrent writers (insert a document, then $inc it), "ready" once each has
 //                                  written, until a line "stop" on stdin: the acknowledged _ids and every error
 'use strict';
@@ -89,6 +91,19 @@ async function ping(uri) {
     }
 }
 
+async function set(uri, dbName, coll, id) {
+    const c = client(uri);
+    try {
+        await c.connect();
+        const r = await c.db(dbName).collection(coll).updateOne({ _id: JSON.parse(id) }, { $set: { v: 1 } });
+        out({ ok: true, matched: r.matchedCount, modified: r.modifiedCount });
+    } catch (e) {
+        out(errorOf(e));
+    } finally {
+        await c.close();
+    }
+}
+
 async function loop(uri, dbName, writers) {
     const c = client(uri, { maxPoolSize: writers });
     await c.connect();
@@ -132,15 +147,17 @@ async function loop(uri, dbName, writers) {
 }
 
 async function main() {
-    const [mode, uri, db, n] = process.argv.slice(2);
+    const [mode, uri, db, n, id] = process.argv.slice(2);
     if (mode === 'crud' && db)
         await crud(uri, db);
     else if (mode === 'ping' && uri)
         await ping(uri);
+    else if (mode === 'set' && id !== undefined)
+        await set(uri, db, n, id);
     else if (mode === 'loop' && db)
         await loop(uri, db, Math.max(1, parseInt(n || '4', 10)));
     else {
-        process.stderr.write('usage: sy_node_mongo.js crud URI DB | ping URI | loop URI DB WRITERS\n');
+        process.stderr.write('usage: sy_node_mongo.js crud URI DB | ping URI | set URI DB COLL ID | loop URI DB WRITERS\n');
         process.exit(2);
     }
 }
