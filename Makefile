@@ -17,8 +17,8 @@ all: build
 deps:
 	@scripts/install-deps.sh
 
-# The real Java (JDBC) and Go (database/sql) clients of tests/clients, cached outside the repo by version and
-# source hash: ~30 s the first time on a machine, ~0.3 s after (tests/integration/clients.py drives them).
+# The real Java (JDBC), Go (database/sql) and Node.js (mongodb driver) clients of tests/clients, cached outside
+# the repo by version and source hash: ~40 s the first time on a machine, ~0.3 s after.
 test-clients: deps
 	@scripts/install-test-clients.sh
 

@@ -1,14 +1,16 @@
 #!/bin/sh
-# Build the real-client test drivers of tests/clients/ (Java JDBC + HikariCP, Go database/sql) into a cache
+# Build the real-client test drivers of tests/clients/ (Java JDBC + HikariCP, Go database/sql, the Node.js
+# MongoDB driver) into a cache
 # outside the repo, keyed by the toolchain versions and a hash of the client sources, so `make test` pays the
 # build once per machine and a source or version change rebuilds by itself. Installs a missing JDK, Maven or
 # Go first (apt; Go falls back to a newer toolchain module when Debian's is older than go.mod needs). Nothing
 # is written in the repo. Drivers come from Maven Central (~/.m2) and the Go module proxy (module cache), so
-# after the first fetch a rebuild works offline.
+# after the first fetch a rebuild works offline. Node's packages come from the npm registry (npm ci from the
+# committed package-lock.json; ~/.npm caches them).
 #
 #   scripts/install-test-clients.sh                 build what is missing, print one summary line
-#   scripts/install-test-clients.sh --print-paths   the same, then print  java=/path  and  go=/path
-#   scripts/install-test-clients.sh --only java|go  one of the two
+#   scripts/install-test-clients.sh --print-paths   the same, then print  java=/path  go=/path  node=/path
+#   scripts/install-test-clients.sh --only java|go|node  one of the three
 # Cache root: $SY_TEST_CLIENTS_CACHE (default /var/cache/switchyard/test-clients). $SY_GO picks a go binary.
 set -eu
 
@@ -25,12 +27,12 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --print-paths) PRINT=1 ;;
         --only) shift; ONLY=${1:-} ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "install-test-clients: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
 done
-case "$ONLY" in ""|java|go) ;; *) echo "install-test-clients: --only java|go" >&2; exit 2 ;; esac
+case "$ONLY" in ""|java|go|node) ;; *) echo "install-test-clients: --only java|go|node" >&2; exit 2 ;; esac
 
 say() { printf 'test-clients: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -61,6 +63,14 @@ hash_of() {
         printf '%s\n' "${f#"$ROOT"/}"
         sha256sum <"$f"
     done | sha256sum | cut -c1-16
+}
+
+# publish TMP DIR: a finished build in TMP becomes the cache entry DIR (complete, readable by all) at once.
+publish() {
+    chmod 755 "$1"                             # mktemp made it 0700
+    touch "$1/.complete"
+    rm -rf "$2"
+    mv "$1" "$2"
 }
 
 mkdir -p "$CACHE" 2>/dev/null || $SUDO mkdir -p "$CACHE"
@@ -117,10 +127,7 @@ EOF
     chmod 755 "$tmp/sy-java-client"
     ls "$tmp/lib" >"$tmp/VERSIONS"
     rm -rf "$log" "$tmp/pom"
-    chmod 755 "$tmp"                           # mktemp made it 0700
-    touch "$tmp/.complete"
-    rm -rf "$dir"
-    mv "$tmp" "$dir"
+    publish "$tmp" "$dir"
     JAVA_STATE="built"
 }
 
@@ -185,21 +192,62 @@ go_client() {
     fi
     printf '%s\ngithub.com/go-sql-driver/mysql %s\n' "$gov" "$drv" >"$tmp/VERSIONS"
     rm -rf "$log" "$tmp/src"
-    chmod 755 "$tmp"
-    touch "$tmp/.complete"
-    rm -rf "$dir"
-    mv "$tmp" "$dir"
+    publish "$tmp" "$dir"
     GO_STATE="built"
+}
+
+# --- Node.js: the `mongodb` driver by npm ci from the committed lock file; Debian's nodejs + npm if missing -----
+node_client() {
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        apt_install nodejs npm
+    fi
+    node_bin=$(readlink -f "$(command -v node)")
+    nodev=$("$node_bin" --version)
+    nsrc="$SRC/node-mongo"
+    drv=$(sed -n 's/^[[:space:]]*"mongodb": "\([^"]*\)".*/\1/p' "$nsrc/package.json")
+    key="$nodev-mongodb${drv:-unknown}-$(hash_of "$nsrc/package.json" "$nsrc/package-lock.json" \
+                                                     "$nsrc/sy_node_mongo.js" "$SELF")"
+    dir="$CACHE/node-$key"
+    NODE_CLIENT="$dir/sy-node-mongo"
+    if [ -f "$dir/.complete" ]; then
+        NODE_STATE="cached"
+        return
+    fi
+    tmp=$(mktemp -d "$CACHE/.node-build.XXXXXX")
+    log="$tmp/build.log"
+    cp "$nsrc/package.json" "$nsrc/package-lock.json" "$nsrc/sy_node_mongo.js" "$tmp/"
+    # Offline first (every package already in ~/.npm after the first fetch), then online.
+    if ! (cd "$tmp" && npm ci --offline --no-audit --no-fund --omit=dev) >"$log" 2>&1 &&
+       ! (cd "$tmp" && npm ci --no-audit --no-fund --omit=dev) >>"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        rm -rf "$tmp"
+        die "npm ci failed on tests/clients/node-mongo (npm registry reachable? ~/.npm writable?)"
+    fi
+    cat >"$tmp/sy-node-mongo" <<EOF
+#!/bin/sh
+# Built by scripts/install-test-clients.sh from tests/clients/node-mongo (node $nodev, mongodb $drv)
+exec "$node_bin" "\$(dirname "\$0")/sy_node_mongo.js" "\$@"
+EOF
+    chmod 755 "$tmp/sy-node-mongo"
+    printf 'node %s\nmongodb %s\n' "$nodev" "$drv" >"$tmp/VERSIONS"
+    rm -f "$log"
+    publish "$tmp" "$dir"
+    NODE_STATE="built"
 }
 
 JAVA_STATE=skipped
 GO_STATE=skipped
+NODE_STATE=skipped
 JAVA_PATH=
 GO_PATH=
-[ "$ONLY" = go ] || java_client
-[ "$ONLY" = java ] || go_client
-say "java $JAVA_STATE${JAVA_PATH:+ ($JAVA_PATH)}, go $GO_STATE${GO_PATH:+ ($GO_PATH)}"
+NODE_CLIENT=
+if [ -z "$ONLY" ] || [ "$ONLY" = java ]; then java_client; fi
+if [ -z "$ONLY" ] || [ "$ONLY" = go ]; then go_client; fi
+if [ -z "$ONLY" ] || [ "$ONLY" = node ]; then node_client; fi
+say "java $JAVA_STATE${JAVA_PATH:+ ($JAVA_PATH)}, go $GO_STATE${GO_PATH:+ ($GO_PATH)}," \
+    "node $NODE_STATE${NODE_CLIENT:+ ($NODE_CLIENT)}"
 if [ "$PRINT" = 1 ]; then
     [ -z "$JAVA_PATH" ] || printf 'java=%s\n' "$JAVA_PATH"
     [ -z "$GO_PATH" ] || printf 'go=%s\n' "$GO_PATH"
+    [ -z "$NODE_CLIENT" ] || printf 'node=%s\n' "$NODE_CLIENT"
 fi
