@@ -49,7 +49,8 @@
 
 #define COLL_TIMEOUT_MS 30000  /* a poll reads the whole oplog on FerretDB */
 #define COLL_POLL_MS 100
-#define COLL_HURRY_POLL_MS 2    /* while a switch waits for its fence mark */
+#define COLL_HURRY_POLL_MS 10   /* while a switch waits for its fence mark (each poll reads the whole oplog
+                                   on FerretDB: faster only loads the server) */
 #define COLL_BATCH 1000
 #define COLL_MAX_BACKOFF_MS 2000
 #define POSITION_EVERY_MS 1000
@@ -261,9 +262,9 @@ static bool on_change(struct collector *c, const struct entry *e, const char *db
         ok = true;
     } else {
         ok = append_change(c, e, db, coll, &id, doc, patch);
-        if (ok && c->acks != NULL)
-            sy_mongo_acks_taken(c->acks, sy_mongo_doc_key(e->ns, bson_get_data(&id), id.len), e->ts.t, e->ts.i,
-                                sy_wall_ms());
+        bson_iter_t idv;
+        if (ok && c->acks != NULL && bson_iter_init_find(&idv, &id, "_id"))
+            sy_mongo_acks_taken(c->acks, sy_mongo_id_key(e->ns, &idv), e->ts.t, e->ts.i, sy_wall_ms());
     }
     bson_destroy(&id);
     return ok;
@@ -376,7 +377,7 @@ static bool on_entry(struct collector *c, const bson_t *doc)
         c->skipped_since_position = true;
         c->last_position_ms = 0;
         if (c->acks != NULL)
-            sy_mongo_acks_hurry(c->acks, 0);
+            sy_mongo_acks_mark_taken(c->acks, e.ts.t, e.ts.i);
     } else if (split && e.op == 'i' && strcmp(db, SY_MONGO_DB) == 0 && strcmp(coll, SY_MONGO_ECHO_COLL) == 0) {
         if (sy_mongo_echo_add_mark(c->echo, &e.o, sy_wall_ms()) != 0)
             sy_log_warn("%s: an unreadable echo mark at %u:%u: ignored", c->ctx->instance_id, e.ts.t, e.ts.i);

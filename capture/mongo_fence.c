@@ -35,29 +35,36 @@ static bool mark_ts(const bson_t *reply, struct sy_mongo_ts *ts)
 }
 
 /* The fence's connection to each side of each pair, kept between switches: a new one (TCP, hello, SCRAM)
- * was most of the fence's time inside the hold. Only a pair's switch thread uses its own (one switch per
- * pair at a time); the table itself is shared. Never freed: it lives as long as the process. */
+ * was most of the fence's time inside the hold. A switch and a failover tail's read may fence the same side
+ * from two threads, so each connection has its own lock, held while it is used. A connection made with a
+ * longer timeout than the caller allows now is replaced. Never freed: it lives as long as the process. */
 struct kept {
     char pair[sizeof ((struct sy_pair_cfg *)0)->name];
     bool dr;
+    pthread_mutex_t lock;
     mongoc_client_t *c;
+    int timeout_ms;                   /* the socket timeout c was made with */
 };
 static pthread_mutex_t kept_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct kept kept[2 * SY_MAX_PAIRS];
 
-static mongoc_client_t **kept_client(const struct sy_pair_cfg *cfg, bool dr)
+/* The side's entry, locked (sy_mongo_fence unlocks it); NULL when the table is full. */
+static struct kept *kept_take(const struct sy_pair_cfg *cfg, bool dr)
 {
-    mongoc_client_t **out = NULL;
+    struct kept *out = NULL;
     pthread_mutex_lock(&kept_lock);
     for (size_t i = 0; i < sizeof kept / sizeof kept[0] && out == NULL; i++) {
         if (kept[i].pair[0] == '\0') {
             snprintf(kept[i].pair, sizeof kept[i].pair, "%s", cfg->name);
             kept[i].dr = dr;
+            pthread_mutex_init(&kept[i].lock, NULL);
         }
         if (kept[i].dr == dr && strcmp(kept[i].pair, cfg->name) == 0)
-            out = &kept[i].c;
+            out = &kept[i];
     }
     pthread_mutex_unlock(&kept_lock);
+    if (out != NULL)
+        pthread_mutex_lock(&out->lock);
     return out;
 }
 
@@ -103,26 +110,38 @@ int sy_mongo_fence(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, 
     struct sy_mongo_acks *acks = sy_mongo_acks_of(cfg->name, dr ? SY_SIDE_DR : SY_SIDE_BUSINESS);
     if (acks != NULL)
         sy_mongo_acks_hurry(acks, sy_wall_ms() + FENCE_HURRY_MS);
-    mongoc_client_t **c = kept_client(cfg, dr);
+    struct kept *k = kept_take(cfg, dr);
+    int timeout = wait_ms > 1000 ? wait_ms : 1000;
     struct sy_mongo_ts ts = { 0, 0 };
     int rc = -1;
     snprintf(err, errlen, "out of memory");
-    for (int attempt = 0; c != NULL && attempt < 2 && rc != 0; attempt++) {
-        bool reused = *c != NULL;
-        if (!reused && (*c = sy_mongo_connect(cfg, ep, wait_ms > 1000 ? wait_ms : 1000, err, errlen)) == NULL)
+    if (k != NULL && k->c != NULL && k->timeout_ms > timeout) {
+        mongoc_client_destroy(k->c);          /* it could block longer than this caller may wait */
+        k->c = NULL;
+    }
+    for (int attempt = 0; k != NULL && attempt < 2 && rc != 0; attempt++) {
+        bool reused = k->c != NULL;
+        if (!reused && (k->c = sy_mongo_connect(cfg, ep, timeout, err, errlen)) == NULL)
             break;
-        rc = write_mark(*c, cfg, ep, &ts, err, errlen);
+        if (!reused)
+            k->timeout_ms = timeout;
+        rc = write_mark(k->c, cfg, ep, &ts, err, errlen);
         if (rc != 0) {                        /* a kept connection may have gone stale: one new try */
-            mongoc_client_destroy(*c);
-            *c = NULL;
+            mongoc_client_destroy(k->c);
+            k->c = NULL;
             if (!reused)
                 break;
         }
     }
-    if (rc == 0)
+    if (k != NULL)
+        pthread_mutex_unlock(&k->lock);
+    if (rc == 0) {
         sy_mongo_ts_format(ts, pos, poslen);
-    else if (acks != NULL)
+        if (acks != NULL)
+            sy_mongo_acks_hurry_for(acks, ts.t, ts.i);
+    } else if (acks != NULL) {
         sy_mongo_acks_hurry(acks, 0);
+    }
     return rc;
 }
 

@@ -7,6 +7,8 @@ struct sy_fp_slot {
     uint64_t fp;      /* 0 = empty */
     uint32_t count;
     uint64_t expires_ms;
+    uint64_t since_ms; /* when the oldest copy counted was added */
+    uint64_t last_ms;  /* when the newest was */
     uint64_t payload;
 };
 
@@ -78,8 +80,24 @@ int sy_fp_multiset_add(struct sy_fp_multiset *m, uint64_t fp, uint64_t payload, 
         *s = (struct sy_fp_slot){ .fp = fp };
         m->used++;
     }
-    if (s->count == 0 || payload > s->payload)
+    /* copies that expired, or were added longer ago than this copy lives, are not revived by it */
+    uint64_t life = expires_ms > now_ms ? expires_ms - now_ms : 0;
+    if (!alive(s, now_ms)) {
+        m->count -= s->count;
+        s->count = 0;
+    } else if (now_ms - s->since_ms >= life) { /* only the newest of the old copies stays, if it is recent */
+        uint32_t keep = now_ms - s->last_ms < life ? 1 : 0;
+        m->count -= s->count - keep;
+        s->count = keep;
+        s->since_ms = s->last_ms;
+    }
+    if (s->count == 0) {
+        s->since_ms = now_ms;
         s->payload = payload;
+    } else if (payload > s->payload) {
+        s->payload = payload;
+    }
+    s->last_ms = now_ms;
     s->count++;
     s->expires_ms = expires_ms;
     m->count++;

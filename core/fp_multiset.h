@@ -22,7 +22,10 @@ struct sy_fp_multiset {
 
 int sy_fp_multiset_init(struct sy_fp_multiset *m) SY_MUST_CHECK; /* -1 out of memory */
 void sy_fp_multiset_fini(struct sy_fp_multiset *m);
-/* One more of fp, alive until expires_ms; payload kept as the largest given. -1 out of memory. */
+/* One more of fp, alive until expires_ms; payload kept as the largest given. One expiry per fingerprint: the
+ * copies already counted are dropped when they expired, and when the oldest was added longer ago than this
+ * copy's lifetime all but the newest (if within it) are (a fingerprint added again and again keeps no copy
+ * much older than its lifetime). -1 out of memory. */
 int sy_fp_multiset_add(struct sy_fp_multiset *m, uint64_t fp, uint64_t payload, uint64_t expires_ms,
                        uint64_t now_ms) SY_MUST_CHECK;
 /* Takes one live fp (its payload into *payload when not NULL); false when there is none. */

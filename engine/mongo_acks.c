@@ -19,6 +19,7 @@ struct sy_mongo_acks {
     uint64_t ledger;                 /* newest ts matched (t << 32 | i), 0 = none */
     uint64_t acked, matched, unproven;
     uint64_t hurry_until_ms;
+    uint64_t hurry_mark;             /* the fence mark's ts (t << 32 | i) the hurry waits for; 0: not known */
     char pair[64];
     enum sy_side side;
     struct sy_mongo_acks *next;
@@ -127,6 +128,22 @@ void sy_mongo_acks_hurry(struct sy_mongo_acks *a, uint64_t until_ms)
 {
     pthread_mutex_lock(&a->lock);
     a->hurry_until_ms = until_ms;
+    a->hurry_mark = 0;
+    pthread_mutex_unlock(&a->lock);
+}
+
+void sy_mongo_acks_hurry_for(struct sy_mongo_acks *a, uint32_t t, uint32_t i)
+{
+    pthread_mutex_lock(&a->lock);
+    a->hurry_mark = (uint64_t)t << 32 | i;
+    pthread_mutex_unlock(&a->lock);
+}
+
+void sy_mongo_acks_mark_taken(struct sy_mongo_acks *a, uint32_t t, uint32_t i)
+{
+    pthread_mutex_lock(&a->lock);
+    if (a->hurry_mark != 0 && ((uint64_t)t << 32 | i) >= a->hurry_mark)
+        a->hurry_until_ms = 0;
     pthread_mutex_unlock(&a->lock);
 }
 

@@ -45,6 +45,8 @@ struct sy_mongo_acks *sy_mongo_acks_of(const char *pair, enum sy_side side);
 void sy_mongo_acks_arm(struct sy_mongo_acks *a, bool on);
 bool sy_mongo_acks_armed(struct sy_mongo_acks *a);
 
+/* now_ms arguments are wall-clock ms (sy_wall_ms), the same for every caller: the collector's takes expire
+ * by it. */
 /* The proxy: writes acknowledged to a client, by document key; `unproven` more it could not tie to one. */
 void sy_mongo_acks_acked(struct sy_mongo_acks *a, const uint64_t *keys, size_t n, size_t unproven, uint64_t now_ms);
 /* The proxy: a write reply's operationTime (a server that has it). */
@@ -52,10 +54,13 @@ void sy_mongo_acks_op_time(struct sy_mongo_acks *a, uint32_t t, uint32_t i);
 /* The collector: an oplog entry of document `key` at ts t:i was taken. */
 void sy_mongo_acks_taken(struct sy_mongo_acks *a, uint64_t key, uint32_t t, uint32_t i, uint64_t now_ms);
 
-/* A switch waits for this side's collector to read its fence mark: poll fast until until_ms (0: no more).
- * The collector calls sy_mongo_acks_hurry(a, 0) once it has taken the mark. */
+/* A switch waits for this side's collector to read its fence mark: poll fast until until_ms (0: no more),
+ * or until the collector takes a mark at or after t:i (sy_mongo_acks_mark_taken; set once the fence knows
+ * its mark's timestamp: an older mark read late does not end the hurry). */
 void sy_mongo_acks_hurry(struct sy_mongo_acks *a, uint64_t until_ms);
+void sy_mongo_acks_hurry_for(struct sy_mongo_acks *a, uint32_t t, uint32_t i);
 bool sy_mongo_acks_hurried(struct sy_mongo_acks *a, uint64_t now_ms);
+void sy_mongo_acks_mark_taken(struct sy_mongo_acks *a, uint32_t t, uint32_t i);
 
 struct sy_mongo_acks_stats {
     uint64_t acked, matched, unproven;

@@ -1,6 +1,7 @@
 /* The echo ledger (engine/mongo_echo.h): a multiset of fingerprints with expiry (core/fp_multiset.h). */
 #include "engine/mongo_echo.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +41,56 @@ uint64_t sy_mongo_doc_key(const char *ns, const uint8_t *id, size_t id_len)
     uint64_t h = sy_mongo_hash(ns, strlen(ns) + 1, 0);
     h = sy_mongo_hash(id, id_len, h);
     return h == 0 ? 1 : h;
+}
+
+/* value at it under key, with equal numbers written alike: int32, int64 and integral doubles as int64, inside
+ * documents and arrays too (the server matches {_id: 7} with a stored NumberLong(7)). */
+static void append_canonical(bson_t *out, const char *key, int key_len, const bson_iter_t *it)
+{
+    bson_iter_t sub;
+    bson_t child;
+    double d;
+    switch (bson_iter_type(it)) {
+    case BSON_TYPE_INT32:
+        bson_append_int64(out, key, key_len, bson_iter_int32(it));
+        break;
+    case BSON_TYPE_INT64:
+        bson_append_int64(out, key, key_len, bson_iter_int64(it));
+        break;
+    case BSON_TYPE_DOUBLE:
+        d = bson_iter_double(it);
+        if (isfinite(d) && d >= -9.0e18 && d <= 9.0e18 && d == trunc(d))
+            bson_append_int64(out, key, key_len, (int64_t)d);
+        else
+            bson_append_double(out, key, key_len, d);
+        break;
+    case BSON_TYPE_DOCUMENT:
+    case BSON_TYPE_ARRAY:
+        if (!bson_iter_recurse(it, &sub))
+            break;
+        if (BSON_ITER_HOLDS_ARRAY(it))
+            bson_append_array_begin(out, key, key_len, &child);
+        else
+            bson_append_document_begin(out, key, key_len, &child);
+        while (bson_iter_next(&sub))
+            append_canonical(&child, bson_iter_key(&sub), -1, &sub);
+        if (BSON_ITER_HOLDS_ARRAY(it))
+            bson_append_array_end(out, &child);
+        else
+            bson_append_document_end(out, &child);
+        break;
+    default:
+        bson_append_iter(out, key, key_len, it);
+    }
+}
+
+uint64_t sy_mongo_id_key(const char *ns, const bson_iter_t *id)
+{
+    bson_t doc = BSON_INITIALIZER;
+    append_canonical(&doc, "_id", 3, id);
+    uint64_t k = sy_mongo_doc_key(ns, bson_get_data(&doc), doc.len);
+    bson_destroy(&doc);
+    return k;
 }
 
 struct sy_mongo_echo *sy_mongo_echo_new(void)

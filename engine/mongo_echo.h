@@ -37,6 +37,9 @@ uint64_t sy_mongo_echo_fingerprint(const char *ns, const uint8_t *id, size_t id_
  * (engine/mongo_acks.h): the proxy's view of an acknowledged write and the collector's of its oplog entry
  * meet on it. */
 uint64_t sy_mongo_doc_key(const char *ns, const uint8_t *id, size_t id_len);
+/* The ack ledger's key of the document whose _id value is at id: equal numbers of different BSON types give
+ * the same key (the server matches them; the proxy sees the client's type, the oplog the stored one). */
+uint64_t sy_mongo_id_key(const char *ns, const bson_iter_t *id);
 
 struct sy_mongo_echo;
 struct sy_mongo_echo *sy_mongo_echo_new(void);

@@ -30,6 +30,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
+#include "core/collect.h"
 #include "core/log.h"
 #include "engine/mongo_acks.h"
 #include "engine/mongo_client.h"
@@ -669,7 +670,7 @@ static void note_write_reply(struct sy_mongo_session *s, const uint8_t *body, si
         if (a.has_op_time)
             sy_mongo_acks_op_time(acks, a.op_t, a.op_i);
         else
-            sy_mongo_acks_acked(acks, keys, a.n_keys, a.unproven, sy_now_ms());
+            sy_mongo_acks_acked(acks, keys, a.n_keys, a.unproven, sy_wall_ms()); /* the collector's clock */
     }
     free(keys);
     sy_mongo_write_fini(w);

@@ -23,12 +23,7 @@ static uint64_t key_of(const struct sy_mongo_write *w, const bson_iter_t *it)
 {
     char ns[sizeof w->db + sizeof w->coll + 1];
     snprintf(ns, sizeof ns, "%s.%s", w->db, w->coll);
-    bson_t id = BSON_INITIALIZER;
-    uint64_t k = 0;
-    if (bson_append_iter(&id, "_id", 3, it))
-        k = sy_mongo_doc_key(ns, bson_get_data(&id), id.len);
-    bson_destroy(&id);
-    return k;
+    return sy_mongo_id_key(ns, it);
 }
 
 /* Whether a filter is exactly {_id: value} with value a plain value (not an operator document). */
@@ -153,7 +148,7 @@ static int64_t count_of(const bson_t *r, const char *name)
     if (!bson_iter_init_find(&it, r, name) || !BSON_ITER_HOLDS_NUMBER(&it))
         return 0;
     int64_t v = bson_iter_as_int64(&it);
-    return v < 0 ? 0 : v;
+    return v < 0 ? 0 : v > (int64_t)1 << 40 ? (int64_t)1 << 40 : v;
 }
 
 /* The statement indexes of an array of {index, ...} (writeErrors, upserted) as a bitmap over w->n; the

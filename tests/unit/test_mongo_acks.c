@@ -2,6 +2,7 @@
  * insert_one/insert_many/update_one/bulk_write/delete_one shapes, in the body or a kind-1 section),
  * engine/mongo_acks.c (acknowledgements matched with taken oplog entries in either order, pending writes
  * covered by no position, operationTime) and core/fp_multiset.c under them. */
+#include <math.h>
 #include <string.h>
 
 #include "capture/mongo_modules.h"
@@ -19,12 +20,29 @@ static struct sy_mongo_msg msg_of(const bson_t *body)
     return m;
 }
 
-static uint64_t key_int(const char *ns, int32_t id)
+static uint64_t key_of(const char *ns, bson_t *d) /* d = {_id: ...}, destroyed */
 {
-    bson_t *d = BCON_NEW("_id", BCON_INT32(id));
-    uint64_t k = sy_mongo_doc_key(ns, bson_get_data(d), d->len);
+    bson_iter_t it;
+    uint64_t k = bson_iter_init_find(&it, d, "_id") ? sy_mongo_id_key(ns, &it) : 0;
     bson_destroy(d);
     return k;
+}
+
+static uint64_t key_int(const char *ns, int32_t id)
+{
+    return key_of(ns, BCON_NEW("_id", BCON_INT32(id)));
+}
+
+/* equal numbers of any BSON type are one document (the server matches them) */
+static void test_canonical_keys(void)
+{
+    uint64_t k7 = key_int("a.b", 7);
+    CHECK(k7 == key_of("a.b", BCON_NEW("_id", BCON_INT64(7))) && k7 == key_of("a.b", BCON_NEW("_id", BCON_DOUBLE(7.0))));
+    CHECK(k7 != key_of("a.b", BCON_NEW("_id", BCON_UTF8("7"))) && k7 != key_of("a.b", BCON_NEW("_id", BCON_DOUBLE(7.5))));
+    CHECK(k7 != key_int("a.c", 7) && k7 != key_int("a.b", 8));
+    CHECK(key_of("a.b", BCON_NEW("_id", "{", "x", BCON_INT64(1), "y", "[", BCON_INT32(2), "]", "}")) ==
+          key_of("a.b", BCON_NEW("_id", "{", "x", BCON_INT32(1), "y", "[", BCON_DOUBLE(2.0), "]", "}")));
+    CHECK(key_of("a.b", BCON_NEW("_id", BCON_DOUBLE(NAN))) != 0);  /* no undefined conversion */
 }
 
 static void test_insert(void)
@@ -158,6 +176,14 @@ static void test_multiset(void)
     CHECK(sy_fp_multiset_take(&m, 5, 1, &p) && p == 10);
     CHECK(!sy_fp_multiset_take(&m, 5, 100, &p));          /* expired */
     CHECK(sy_fp_multiset_take(&m, 0, 1, NULL));
+    /* expired copies are not revived by a later add; nor do copies older than a lifetime outlive it */
+    CHECK(sy_fp_multiset_add(&m, 9, 0, 120, 0) == 0 && sy_fp_multiset_add(&m, 9, 0, 120, 0) == 0);
+    CHECK(sy_fp_multiset_add(&m, 9, 0, 320, 200) == 0);
+    CHECK(sy_fp_multiset_take(&m, 9, 201, NULL) && !sy_fp_multiset_take(&m, 9, 202, NULL));
+    CHECK(sy_fp_multiset_add(&m, 10, 0, 100, 0) == 0 && sy_fp_multiset_add(&m, 10, 0, 190, 90) == 0);
+    CHECK(sy_fp_multiset_add(&m, 10, 0, 280, 180) == 0);   /* the first (at 0) is older than 100: dropped */
+    CHECK(sy_fp_multiset_take(&m, 10, 181, NULL) && sy_fp_multiset_take(&m, 10, 182, NULL)); /* at 90, at 180 */
+    CHECK(!sy_fp_multiset_take(&m, 10, 183, NULL));
     for (uint64_t i = 1; i <= 5000; i++)                    /* grows, sweeping the dead */
         CHECK(sy_fp_multiset_add(&m, i * 7919, i, 1000 + i, 200) == 0);
     for (uint64_t i = 1; i <= 5000; i++)
@@ -204,6 +230,7 @@ static void test_ledger(void)
 
 int main(void)
 {
+    test_canonical_keys();
     test_insert();
     test_update_delete();
     test_multiset();
