@@ -493,6 +493,7 @@ static void apply_share(struct worker *wk)
         worker_error(wk, rc, err);
         return;
     }
+    sy_failpoint("sqlserver_write_after_commit");
     wk->ckpt = b->last_seq;
 }
 
