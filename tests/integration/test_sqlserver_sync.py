@@ -306,3 +306,29 @@ def test_precheck_names_what_is_missing(tds_daemon, doubles, fresh):
     assert checks["dr_cdc_database"]["status"] == "fail", checks
     assert "sp_cdc_enable_db" in checks["dr_cdc_database"]["fix"]
     assert checks["business_cdc_database"]["status"] == "pass"
+
+
+def test_verify_counts_and_chunked_checksums(tds_daemon, doubles, fresh):
+    """verify: clean after the copy and a workload (orders in 3 chunks of initial_sync_chunk_rows = 20 keys, the
+    copy in chunks of 20 too); a row changed and one deleted directly on DR make their chunk a confirmed
+    mismatch, the other chunks stay ok."""
+    b, dr = doubles
+    values = ", ".join(f"({i}, N'c{i}', {i}.25, NULL, NULL)" for i in range(1, 51))
+    execute(b, f"INSERT INTO dbo.orders (id, customer, amount, placed, note) VALUES {values}", fresh)
+    d = tds_daemon(fresh, initial_sync_chunk_rows=20)
+    wait_collecting(d)
+    assert_equal_eventually(doubles, fresh)
+    r = d.admin_ok("verify", pair="demo")
+    assert r["clean"] is True, r
+    t = {x["table"]: x for x in r["tables"]}
+    assert t[f"{fresh}.orders"]["status"] == "ok" and t[f"{fresh}.orders"]["chunks"] == 3, r
+    assert t[f"{fresh}.orders"]["business_rows"] == t[f"{fresh}.orders"]["dr_rows"] == 50, r
+    execute(dr, "UPDATE dbo.orders SET customer = N'changed on dr' WHERE id = 30", fresh)
+    execute(dr, "DELETE FROM dbo.orders WHERE id = 31", fresh)
+    r = d.admin_ok("verify", pair="demo")
+    assert r["clean"] is False, r
+    o = {x["table"]: x for x in r["tables"]}[f"{fresh}.orders"]
+    assert o["status"] == "mismatch" and o["business_rows"] == o["dr_rows"] + 1, o
+    assert len(o["mismatches"]) == 1 and o["mismatches"][0]["confirmed"] is True, o
+    m = o["mismatches"][0]
+    assert m["business_rows"] == m["dr_rows"] + 1 and "20" in m["from"] and "40" in m["to"], o
