@@ -553,7 +553,8 @@ static int poll_once(struct collector *c)
     for (size_t i = 0; i < c->n_rows; i++)
         if (c->rows[i].op != 0)
             sy_tds_values_fix(&c->values[c->rows[i].vals], c->tables[c->rows[i].table].n_cols, &c->arena);
-    qsort(c->rows, c->n_rows, sizeof *c->rows, row_cmp);
+    if (c->n_rows > 1) /* qsort(NULL, 0, ...) is undefined */
+        qsort(c->rows, c->n_rows, sizeof *c->rows, row_cmp);
     for (size_t i = 0; i < c->n_rows;) {
         size_t j = i + 1;
         while (j < c->n_rows && sy_lsn_cmp(&c->rows[j].lsn, &c->rows[i].lsn) == 0)

@@ -409,7 +409,7 @@ void sy_tds_values_fix(struct sy_value *v, size_t n, const struct sy_buf *scratc
         if (v[i].p == NULL && v[i].i > 0 &&
             (v[i].type == SY_VAL_DECIMAL || v[i].type == SY_VAL_STRING || v[i].type == SY_VAL_TEMPORAL ||
              v[i].type == SY_VAL_BLOB)) {
-            v[i].p = scratch->p + (v[i].i - 1);
+            v[i].p = scratch->p != NULL ? scratch->p + (v[i].i - 1) : NULL; /* NULL: nothing added, len 0 */
             v[i].i = 0;
         }
 }
