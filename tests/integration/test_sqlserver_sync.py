@@ -181,9 +181,11 @@ def test_initial_and_forward_sync_after_random_workload(tds_daemon, doubles, fre
     workload(b, fresh, 120, 2)
     want = assert_equal_eventually(doubles, fresh)
     assert want["orders"] and want["lines"]
-    st = instance(d, "demo")
+    st = wait_until(lambda: (s := instance(d, "demo"))["write"]["lag_events"] == 0 and s, what="writer caught up")
     assert st["last_error"] is None, st
     assert st["write"]["conflicts_overwritten"] == 0, st
+    assert len(st["write"]["position"]) == 20 and st["write"]["position"] <= st["collection"]["position"], st
+    assert st["collection"]["lag_ms"] >= 0 and st["write"]["lag_ms"] == 0, st
 
 
 @pytest.mark.parametrize("failpoint", ["sqlserver_write_before_commit", "sqlserver_write_after_commit"])
