@@ -9,7 +9,7 @@ TSAN      ?= build-tsan
 FUZZBUILD ?= build-fuzz
 PYTEST     = $(PY) -m pytest -p no:cacheprovider
 
-.PHONY: all deps test-clients mongo-tools tds-double build build-asan build-tsan build-fuzz unit fuzz-short integration integration-asan \
+.PHONY: install all deps test-clients mongo-tools tds-double build build-asan build-tsan build-fuzz unit fuzz-short integration integration-asan \
         integration-tsan test demo bench soak fuzz conformance clean
 
 all: build
@@ -76,16 +76,23 @@ integration-tsan: build-tsan test-clients mongo-tools
 
 test: unit fuzz-short integration integration-asan integration-tsan
 
+# Installs into PREFIX (default /usr/local): switchyardd (sbin), switchyardctl (bin), man pages, a sample config
+# (share/doc/switchyard) and the systemd unit (lib/systemd/system, Type=notify). DESTDIR is honoured.
+PREFIX ?= /usr/local
+install: build
+	@cmake --install $(BUILD) --prefix $(PREFIX)
+
 demo: build
 	@scripts/demo.sh $(CURDIR)/$(BUILD)
 
 # The benchmarks all run even when an earlier one fails; the target fails if any did.
-bench: build mongo-tools
+bench: build mongo-tools tds-double
 	@rc=0; \
 	$(PY) bench/proxy_bench.py --build $(CURDIR)/$(BUILD) || rc=1; \
 	$(PY) bench/apply_bench.py --build $(CURDIR)/$(BUILD) || rc=1; \
 	$(PY) bench/switchover_bench.py --build $(CURDIR)/$(BUILD) || rc=1; \
 	$(PY) bench/mongo_bench.py --build $(CURDIR)/$(BUILD) || rc=1; \
+	$(PY) bench/tds_bench.py --build $(CURDIR)/$(BUILD) || rc=1; \
 	exit $$rc
 
 soak: build mongo-tools

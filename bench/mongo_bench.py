@@ -498,7 +498,7 @@ def apply_part(args, work: Path, report: dict, problems: list) -> None:
 
 # --- part 3: switchover pause under load ----------------------------------------------------------------
 
-def switch_part(args, sy: MongoSwitchyard, report: dict, problems: list) -> None:
+def switch_part(args, sy: MongoSwitchyard, sides, report: dict, problems: list) -> None:
     out = report["switchover"]
     print(f"\n-- switchover under load: {args.clients} pymongo insert clients through :{sy.port} at {args.rate:g} "
           f"inserts/s in all, {args.switches} switches", flush=True)
@@ -520,7 +520,10 @@ def switch_part(args, sy: MongoSwitchyard, report: dict, problems: list) -> None
         time.sleep(args.baseline)
         t_base_end = time.monotonic()
         for i in range(args.switches):
+            # FerretDB reads its oplog whole for any query (~0.1 ms an entry): fence-to-drain follows its size
+            entries = {name: oplog_entries(s) for name, s in zip(("business", "dr"), sides)}
             rec = sw.do_switch(sy, i, None)
+            rec["oplog_entries"] = entries
             rec["t_sent"] = round(time.monotonic() - t0 - rec["call_ms"] / 1000, 3)
             rec["t_answer"] = round(time.monotonic() - t0, 3)
             recs.append(rec)
@@ -531,6 +534,7 @@ def switch_part(args, sy: MongoSwitchyard, report: dict, problems: list) -> None
                     break
                 problems.append({"where": f"switch {i + 1} ({rec['cmd']})", "error": rec["error"]})
             sw.print_switch(rec)
+            print(f"        oplog entries before it: business {entries['business']}, dr {entries['dr']}", flush=True)
             time.sleep(args.gap)
     finally:
         res = fleet.finish()
@@ -637,7 +641,7 @@ def main() -> int:
             apply_part(args, work, report, problems)
         if "switchover" not in skip:
             with fresh_pair(args, work, "switch", report["switchover"], problems) as (business, dr, sy):
-                switch_part(args, sy, report, problems)
+                switch_part(args, sy, (business, dr), report, problems)
     except (KeyboardInterrupt, Interrupted) as e:
         rc = on_interrupt("mongo_bench", e, report)
     except Exception as e:  # noqa: BLE001 - still write what we have

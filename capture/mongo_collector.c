@@ -44,10 +44,12 @@
 #include "core/instance.h"
 #include "core/log.h"
 #include "engine/mongo_client.h"
+#include "engine/mongo_acks.h"
 #include "engine/mongo_echo.h"
 
 #define COLL_TIMEOUT_MS 30000  /* a poll reads the whole oplog on FerretDB */
 #define COLL_POLL_MS 100
+#define COLL_HURRY_POLL_MS 2    /* while a switch waits for its fence mark */
 #define COLL_BATCH 1000
 #define COLL_MAX_BACKOFF_MS 2000
 #define POSITION_EVERY_MS 1000
@@ -66,6 +68,7 @@ struct collector {
                                       WINDOW_S seconds: a poll reads the window again and skips them */
     size_t seen_cap, seen_n;
     struct sy_mongo_echo *echo;    /* owned */
+    struct sy_mongo_acks *acks;    /* ref: the source side's ack ledger (engine/mongo_acks.h) */
     bool skipped_since_position;
     uint64_t last_position_ms;
     uint64_t events;
@@ -142,10 +145,16 @@ static bool entry_parse(const bson_t *doc, struct entry *e)
 }
 
 /* {_id: value} of the document the entry changes: from o2 for an update, else from o. */
+/* The part of an entry that names its document's _id: o2 of an update, o otherwise (NULL: none). */
+static const bson_t *id_holder(const struct entry *e)
+{
+    return e->op == 'u' ? (e->has_o2 ? &e->o2 : NULL) : &e->o;
+}
+
 static bool entry_id(const struct entry *e, bson_t *id)
 {
     bson_iter_t it;
-    const bson_t *from = e->op == 'u' ? (e->has_o2 ? &e->o2 : NULL) : &e->o;
+    const bson_t *from = id_holder(e);
     if (from == NULL || !bson_iter_init_find(&it, from, "_id"))
         return false;
     bson_init(id);
@@ -214,6 +223,15 @@ static bool append_change(struct collector *c, const struct entry *e, const char
     return sy_collect_append(&c->out, &ch);
 }
 
+/* Whether an entry of SY_MONGO_FENCE_COLL is this pair's mark (_id = the pair's name). */
+static bool is_own_mark(const struct collector *c, const struct entry *e)
+{
+    bson_iter_t it;
+    const bson_t *from = id_holder(e);
+    return from != NULL && bson_iter_init_find(&it, from, "_id") && BSON_ITER_HOLDS_UTF8(&it) &&
+           strcmp(bson_iter_utf8(&it, NULL), c->cfg->name) == 0;
+}
+
 /* A change to a synchronized namespace: spooled, unless the echo ledger says the opposite writer made it. */
 static bool on_change(struct collector *c, const struct entry *e, const char *db, const char *coll)
 {
@@ -243,10 +261,29 @@ static bool on_change(struct collector *c, const struct entry *e, const char *db
         ok = true;
     } else {
         ok = append_change(c, e, db, coll, &id, doc, patch);
+        if (ok && c->acks != NULL)
+            sy_mongo_acks_taken(c->acks, sy_mongo_doc_key(e->ns, bson_get_data(&id), id.len), e->ts.t, e->ts.i,
+                                sy_wall_ms());
     }
     bson_destroy(&id);
     return ok;
 }
+
+#ifdef SY_FAILPOINTS
+/* SY_LOSE_OPLOG_ENTRY=db.coll: the first entry of that namespace this process reads is dropped, as FerretDB
+ * acknowledges a write whose oplog entry it could not write (tests of the ack ledger). */
+static bool lose_entry(const char *ns)
+{
+    static int lost;
+    const char *want = getenv("SY_LOSE_OPLOG_ENTRY");
+    return want != NULL && strcmp(want, ns) == 0 && __atomic_exchange_n(&lost, 1, __ATOMIC_ACQ_REL) == 0;
+}
+#else
+static bool lose_entry(const char *ns)
+{
+    return false;
+}
+#endif
 
 /* ---- the window of taken entries ---------------------------------------------------------------------- */
 
@@ -334,13 +371,23 @@ static bool on_entry(struct collector *c, const bson_t *doc)
     const char *coll;
     bool split = sy_mongo_ns_split(e.ns, db, sizeof db, &coll);
     bool ok = true;
-    if (split && e.op == 'i' && strcmp(db, SY_MONGO_DB) == 0 && strcmp(coll, SY_MONGO_ECHO_COLL) == 0) {
+    if (split && strcmp(db, SY_MONGO_DB) == 0 && strcmp(coll, SY_MONGO_FENCE_COLL) == 0 && is_own_mark(c, &e)) {
+        /* a switch's fence mark: the position that covers it goes to the writer now, not within a second */
+        c->skipped_since_position = true;
+        c->last_position_ms = 0;
+        if (c->acks != NULL)
+            sy_mongo_acks_hurry(c->acks, 0);
+    } else if (split && e.op == 'i' && strcmp(db, SY_MONGO_DB) == 0 && strcmp(coll, SY_MONGO_ECHO_COLL) == 0) {
         if (sy_mongo_echo_add_mark(c->echo, &e.o, sy_wall_ms()) != 0)
             sy_log_warn("%s: an unreadable echo mark at %u:%u: ignored", c->ctx->instance_id, e.ts.t, e.ts.i);
         c->skipped_since_position = true;
     } else if (split && (e.op == 'i' || e.op == 'u' || e.op == 'd') &&
                (strcmp(e.ns, USERS_NS) == 0 || sy_mongo_ns_synced(c->cfg, db, coll))) {
-        ok = on_change(c, &e, db, coll);
+        if (lose_entry(e.ns))
+            sy_log_warn("%s: SY_LOSE_OPLOG_ENTRY: oplog entry %u:%u on %s dropped", c->ctx->instance_id, e.ts.t,
+                        e.ts.i, e.ns);
+        else
+            ok = on_change(c, &e, db, coll);
     } else {
         c->skipped_since_position = true;
     }
@@ -440,7 +487,8 @@ static int tail(struct collector *c)
             !append_position(c))
             return -1;
         sy_collect_sync(&c->out, true);
-        usleep(COLL_POLL_MS * 1000);
+        usleep((c->acks != NULL && sy_mongo_acks_hurried(c->acks, sy_wall_ms()) ? COLL_HURRY_POLL_MS : COLL_POLL_MS) *
+               1000);
     }
     return 0;
 }
@@ -497,10 +545,15 @@ static void *collector_main(void *arg)
     c->last_position_ms = sy_wall_ms();
     sy_collect_init(&c->out, c->ctx);
     c->echo = sy_mongo_echo_new();
+    c->acks = sy_mongo_acks_of(c->cfg->name, c->ctx->direction == SY_DIR_FORWARD ? SY_SIDE_BUSINESS : SY_SIDE_DR);
+    if (c->acks != NULL)
+        sy_mongo_acks_arm(c->acks, true);
     if (c->echo == NULL)
         sy_module_report_failed(c->ctx->report, "out_of_memory", "out of memory");
     else if (load_position(c) == 0)
         collect(c);
+    if (c->acks != NULL)
+        sy_mongo_acks_arm(c->acks, false);
     sy_collect_fini(&c->out);
     if (c->client != NULL)
         mongoc_client_destroy(c->client);

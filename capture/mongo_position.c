@@ -28,8 +28,13 @@ int sy_mongo_source_position(const struct sy_pair_cfg *cfg, const struct sy_endp
     return rc;
 }
 
+/* `have` may be an ack ledger that names writes it has not seen in the oplog (engine/mongo_acks.h,
+ * "sec:inc and N ..."): as `want` it is covered by nothing; as `have` (a failover's tail: which entries
+ * were acknowledged) its position counts. */
 bool sy_mongo_position_covers(const char *have, const char *want)
 {
     struct sy_mongo_ts h, w;
-    return sy_mongo_ts_parse(have, &h) && sy_mongo_ts_parse(want, &w) && sy_mongo_ts_cmp(h, w) >= 0;
+    char head[32];
+    snprintf(head, sizeof head, "%.*s", (int)strcspn(have, " "), have);
+    return sy_mongo_ts_parse(head, &h) && sy_mongo_ts_parse(want, &w) && sy_mongo_ts_cmp(h, w) >= 0;
 }

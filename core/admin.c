@@ -51,7 +51,9 @@ struct admin_conn {
 };
 
 struct sy_admin_req {
-    struct admin_conn *conn;  /* ref: counted in conn->pending */
+    struct admin_conn *conn;  /* ref: counted in conn->pending; NULL for a call (sy_admin_call) */
+    sy_admin_reply_fn reply;  /* a call's answer goes here instead (the console's HTTP transport) */
+    void *reply_arg;
     char cmd[64];             /* for logs */
 };
 
@@ -89,6 +91,12 @@ static void send_line(struct admin_conn *c, json_t *reply)
 static void req_finish(struct sy_admin_req *req, json_t *reply)
 {
     struct admin_conn *c = req->conn;
+    if (c == NULL) {
+        req->reply(reply, req->reply_arg);
+        json_decref(reply);
+        free(req);
+        return;
+    }
     send_line(c, reply);
     json_decref(reply);
     c->pending--;
@@ -170,6 +178,47 @@ void sy_admin_register(struct sy_admin *a, const struct sy_admin_cmd *cmds, size
     a->tables[a->n_tables++] = (struct admin_table){ cmds, n, ctx };
 }
 
+/* Runs command `name` for req, whichever transport it came by: the one dispatch of every command. */
+static void run(struct sy_admin *a, struct sy_admin_req *req, const char *name, json_t *args)
+{
+    snprintf(req->cmd, sizeof req->cmd, "%s", name);
+    if (a->shutting_down) { /* no new worker thread may start once shutdown counts them */
+        sy_admin_fail(req, "shutting_down", "switchyardd is shutting down: '%s' was not run", name);
+        return;
+    }
+    json_t *empty = NULL;
+    if (args == NULL)
+        args = empty = json_object();
+    for (size_t t = 0; t < a->n_tables; t++) {
+        for (size_t i = 0; i < a->tables[t].n; i++) {
+            const struct sy_admin_cmd *cmd = &a->tables[t].cmds[i];
+            if (strcmp(cmd->name, name) == 0) {
+                sy_log_debug("admin: %s", name);
+                cmd->fn(req, args, a->tables[t].ctx);
+                json_decref(empty);
+                return;
+            }
+        }
+    }
+    sy_admin_fail(req, "unknown_command", "unknown command '%s' (try: help)", name);
+    json_decref(empty);
+}
+
+void sy_admin_call(struct sy_admin *a, const char *name, json_t *args, sy_admin_reply_fn reply, void *arg)
+{
+    struct sy_admin_req *req = calloc(1, sizeof *req);
+    if (req == NULL) {
+        json_t *oom = json_pack("{s:b,s:{s:s,s:s}}", "ok", 0, "error", "code", "internal", "message",
+                                "out of memory");
+        reply(oom, arg);
+        json_decref(oom);
+        return;
+    }
+    req->reply = reply;
+    req->reply_arg = arg;
+    run(a, req, name, args);
+}
+
 static void dispatch(struct admin_conn *c, const char *line, size_t len)
 {
     struct sy_admin_req *req = calloc(1, sizeof *req);
@@ -194,29 +243,7 @@ static void dispatch(struct admin_conn *c, const char *line, size_t len)
         json_decref(doc);
         return;
     }
-    snprintf(req->cmd, sizeof req->cmd, "%s", name);
-    if (c->admin->shutting_down) { /* no new worker thread may start once shutdown counts them */
-        sy_admin_fail(req, "shutting_down", "switchyardd is shutting down: '%s' was not run", name);
-        json_decref(doc);
-        return;
-    }
-    json_t *empty = NULL;
-    if (args == NULL)
-        args = empty = json_object();
-    for (size_t t = 0; t < c->admin->n_tables; t++) {
-        for (size_t i = 0; i < c->admin->tables[t].n; i++) {
-            const struct sy_admin_cmd *cmd = &c->admin->tables[t].cmds[i];
-            if (strcmp(cmd->name, name) == 0) {
-                sy_log_debug("admin: %s", name);
-                cmd->fn(req, args, c->admin->tables[t].ctx);
-                json_decref(empty);
-                json_decref(doc);
-                return;
-            }
-        }
-    }
-    sy_admin_fail(req, "unknown_command", "unknown command '%s' (try: help)", name);
-    json_decref(empty);
+    run(c->admin, req, name, args);
     json_decref(doc);
 }
 

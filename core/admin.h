@@ -32,6 +32,12 @@ void sy_admin_shutdown(struct sy_admin *a);
 /* cmds must outlive the admin socket (static tables). */
 void sy_admin_register(struct sy_admin *a, const struct sy_admin_cmd *cmds, size_t n, void *ctx);
 
+/* Another transport (the web console) runs a command through the same dispatch: reply gets the whole
+ * reply object ({"ok":true,"result":...} or {"ok":false,"error":...}, borrowed) exactly once, now or
+ * later on the loop. args may be NULL. */
+typedef void (*sy_admin_reply_fn)(json_t *reply, void *arg);
+void sy_admin_call(struct sy_admin *a, const char *name, json_t *args, sy_admin_reply_fn reply, void *arg);
+
 /* Answer a request; takes ownership of result (may be NULL = {}). Frees req. */
 void sy_admin_ok(struct sy_admin_req *req, json_t *result);
 void sy_admin_fail(struct sy_admin_req *req, const char *code, const char *fmt, ...) SY_PRINTF(3, 4);

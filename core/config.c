@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <ini.h>
 #include <openssl/crypto.h>
@@ -69,6 +70,16 @@ static const struct cfg_key global_keys[] = {
     { "state_dir", CFG_STR, GK(state_dir), "/var/lib/switchyard", 0, 0, NULL, 0, CFG_NONEMPTY },
     { "log_level", CFG_ENUM, GK(log_level), "info", 0, 0, log_level_names, 0, 0 },
     { "metrics", CFG_ENDPOINT, GK(metrics), NULL, 0, 0, NULL, 0, 0 }, /* has_metrics: set after the parse */
+    { "console", CFG_ENDPOINT, GK(console), NULL, 0, 0, NULL, 0, 0 }, /* has_console: set after the parse */
+    { "console_token_file", CFG_STR, GK(console_token_file), "", 0, 0, NULL, 0, 0 },
+    { "console_tls_cert", CFG_STR, GK(console_tls_cert), "", 0, 0, NULL, 0, 0 },
+    { "console_tls_key", CFG_STR, GK(console_tls_key), "", 0, 0, NULL, 0, 0 },
+};
+
+static const struct cfg_key cluster_keys[] = {
+    { "etcd", CFG_STR, GK(cluster.etcd), NULL, 0, 0, NULL, 0, CFG_REQUIRED | CFG_NONEMPTY },
+    { "node", CFG_STR, GK(cluster.node), "", 0, 0, NULL, 0, 0 },
+    { "lease_ttl_ms", CFG_INT, GK(cluster.lease_ttl_ms), "5000", 2000, 60000, NULL, 0, 0 },
 };
 
 static const struct cfg_key pair_keys[] = {
@@ -95,14 +106,15 @@ static const struct cfg_key pair_keys[] = {
     { "backend_ca", CFG_STR, PK(backend_ca), "", 0, 0, NULL, 0, 0 },
     { "collector_server_id", CFG_U32, PK(collector_server_id), "4001", 1, UINT32_MAX, NULL, 0, 0 },
     { "writer_tag", CFG_U32, PK(writer_tag), "4002", 1, UINT32_MAX, NULL, 0, 0 },
-    { "apply_threads", CFG_INT, PK(apply_threads), "2", 1, 64, NULL, 0, 0 },
+    { "apply_threads", CFG_INT, PK(apply_threads), "2", 1, SY_APPLY_THREADS_MAX, NULL, 0, 0 },
 };
 
 #define MAX_KEYS 32 /* per section; key_line[] below is sized by it */
 _Static_assert(SY_ARRAY_LEN(global_keys) <= MAX_KEYS, "global_keys fits key_line");
 _Static_assert(SY_ARRAY_LEN(pair_keys) <= MAX_KEYS, "pair_keys fits key_line");
+_Static_assert(SY_ARRAY_LEN(cluster_keys) <= MAX_KEYS, "cluster_keys fits key_line");
 
-enum cfg_sect { SECT_NONE, SECT_GLOBAL, SECT_PAIR };
+enum cfg_sect { SECT_NONE, SECT_GLOBAL, SECT_PAIR, SECT_CLUSTER };
 
 /* Parse state shared by the line reader and the inih handler. inih reads exactly one line per reader
  * call and handles it before asking for the next, so `lineno` and `sect` always describe the line the
@@ -119,6 +131,7 @@ struct cfg_load {
     bool cont;                      /* the current line continues last_key */
     int global_line;                /* line of [switchyard]; 0 = not seen */
     int global_key_line[MAX_KEYS];  /* line where each global key was set; 0 = not set */
+    int cluster_key_line[MAX_KEYS]; /* the same for [cluster] */
     int pair_key_line[SY_MAX_PAIRS][MAX_KEYS];
     int read_errno;                 /* errno of a failed read; 0 = none */
     int err_line;                   /* 0 = no error yet; else the first error and its line */
@@ -527,8 +540,19 @@ static void section_open(struct cfg_load *ld, char *s)
         snprintf(ld->label, sizeof ld->label, "[switchyard]");
         return;
     }
+    if (strcmp(in, "cluster") == 0) {
+        if (ld->cfg->cluster.line != 0) {
+            ld_fail(ld, ld->lineno, "duplicate section [cluster] (first on line %d)", ld->cfg->cluster.line);
+            return;
+        }
+        ld->cfg->cluster.line = ld->lineno;
+        ld->sect = SECT_CLUSTER;
+        ld->pair = NULL;
+        snprintf(ld->label, sizeof ld->label, "[cluster]");
+        return;
+    }
     if (strncmp(in, "pair", 4) != 0 || (in[4] != '\0' && !is_blank(in[4]))) {
-        ld_fail(ld, ld->lineno, "unknown section [%s] (expected [switchyard] or [pair NAME])", in);
+        ld_fail(ld, ld->lineno, "unknown section [%s] (expected [switchyard], [cluster] or [pair NAME])", in);
         return;
     }
     const char *name = in + 4;
@@ -651,8 +675,11 @@ static int on_ini_key(void *user, const char *section, const char *name, const c
     (void)section;
     if (ld->err_line != 0)
         return 0;
-    const struct cfg_key *keys = ld->sect == SECT_PAIR ? pair_keys : global_keys;
-    size_t nkeys = ld->sect == SECT_PAIR ? SY_ARRAY_LEN(pair_keys) : SY_ARRAY_LEN(global_keys);
+    const struct cfg_key *keys = ld->sect == SECT_PAIR ? pair_keys : ld->sect == SECT_CLUSTER ? cluster_keys
+                                                                                             : global_keys;
+    size_t nkeys = ld->sect == SECT_PAIR      ? SY_ARRAY_LEN(pair_keys)
+                   : ld->sect == SECT_CLUSTER ? SY_ARRAY_LEN(cluster_keys)
+                                              : SY_ARRAY_LEN(global_keys);
     void *base = ld->sect == SECT_PAIR ? (void *)ld->pair : (void *)ld->cfg;
     char why[400];
 
@@ -683,8 +710,9 @@ static int on_ini_key(void *user, const char *section, const char *name, const c
         ld_fail(ld, ld->lineno, "%s unknown key '%s'", ld->label, name);
         return 0;
     }
-    int *key_line = ld->sect == SECT_PAIR ? ld->pair_key_line[ld->pair - ld->cfg->pairs]
-                                          : ld->global_key_line;
+    int *key_line = ld->sect == SECT_PAIR      ? ld->pair_key_line[ld->pair - ld->cfg->pairs]
+                    : ld->sect == SECT_CLUSTER ? ld->cluster_key_line
+                                               : ld->global_key_line;
     size_t idx = (size_t)(k - keys);
     if (key_line[idx] != 0) {
         ld_fail(ld, ld->lineno, "%s duplicate key '%s' (first set on line %d)", ld->label, name,
@@ -708,11 +736,61 @@ static int line_of(const struct cfg_load *ld, size_t pair, const char *key)
     return k ? ld->pair_key_line[pair][k - pair_keys] : 0;
 }
 
+/* [cluster]: etcd endpoints are http://host:port (the JSON gateway; no TLS yet), the node a name. */
+static void validate_cluster(struct cfg_load *ld)
+{
+    struct sy_cluster_cfg *k = &ld->cfg->cluster;
+    if (k->line == 0)
+        return;
+    if (ld->cluster_key_line[0] == 0) {
+        ld_fail(ld, k->line, "[cluster] missing required key 'etcd'");
+        return;
+    }
+    char list[sizeof k->etcd];
+    snprintf(list, sizeof list, "%s", k->etcd);
+    char *save = NULL;
+    for (char *u = strtok_r(list, ",", &save); u != NULL; u = strtok_r(NULL, ",", &save)) {
+        while (is_blank(*u))
+            u++;
+        struct sy_endpoint ep;
+        if (strncmp(u, "http://", 7) != 0 || sy_endpoint_parse(u + 7, false, &ep) != 0) {
+            ld_fail(ld, ld->cluster_key_line[0], "[cluster] etcd: '%s' is not http://host:port (https is not "
+                    "supported yet)", u);
+            return;
+        }
+    }
+    if (k->node[0] == '\0' && gethostname(k->node, sizeof k->node - 1) != 0)
+        snprintf(k->node, sizeof k->node, "switchyard");
+    for (const char *s = k->node; *s; s++) {
+        if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' && *s != '.') {
+            ld_fail(ld, ld->cluster_key_line[1] ? ld->cluster_key_line[1] : k->line,
+                    "[cluster] node: '%s' is not a name (letters, digits, '-', '_', '.')", k->node);
+            return;
+        }
+    }
+}
+
 static void validate(struct cfg_load *ld)
 {
     struct sy_config *c = ld->cfg;
+    validate_cluster(ld);
+    if (ld->err_line != 0)
+        return;
     const struct cfg_key *mk = key_find(global_keys, SY_ARRAY_LEN(global_keys), "metrics");
     c->has_metrics = mk != NULL && ld->global_key_line[mk - global_keys] != 0;
+    const struct cfg_key *ck = key_find(global_keys, SY_ARRAY_LEN(global_keys), "console");
+    c->has_console = ck != NULL && ld->global_key_line[ck - global_keys] != 0;
+    const struct cfg_key *tk = key_find(global_keys, SY_ARRAY_LEN(global_keys), "console_token_file");
+    if (!c->has_console && c->console_token_file[0] != '\0') {
+        ld_fail(ld, ld->global_key_line[tk - global_keys], "[switchyard] console_token_file: needs `console`");
+        return;
+    }
+    if ((c->console_tls_cert[0] != '\0') != (c->console_tls_key[0] != '\0')) {
+        const struct cfg_key *one = key_find(global_keys, SY_ARRAY_LEN(global_keys),
+                                             c->console_tls_cert[0] ? "console_tls_cert" : "console_tls_key");
+        ld_fail(ld, ld->global_key_line[one - global_keys], "[switchyard] console_tls_cert and console_tls_key go together");
+        return;
+    }
 
     for (size_t i = 0; i < c->n_pairs && ld->err_line == 0; i++) {
         const struct sy_pair_cfg *p = &c->pairs[i];
@@ -763,6 +841,7 @@ int sy_config_load(const char *path, struct sy_config *out, char *err, size_t er
     }
     memcpy(out->path, path, strlen(path) + 1);
     apply_defaults(out, global_keys, SY_ARRAY_LEN(global_keys));
+    apply_defaults(out, cluster_keys, SY_ARRAY_LEN(cluster_keys));
 
     ld = calloc(1, sizeof *ld); /* ~13 KiB of line numbers and buffers: not on the caller's stack */
     if (ld == NULL) {

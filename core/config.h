@@ -27,6 +27,7 @@ struct sy_object_pattern {
 };
 
 #define SY_MAX_OBJECTS 256
+#define SY_APPLY_THREADS_MAX 64  /* apply_threads is 1..this (checked at load: writers size their tables by it) */
 
 struct sy_pair_cfg {
     char name[64];                       /* from "[pair NAME]": [A-Za-z0-9_-]+ */
@@ -55,10 +56,18 @@ struct sy_pair_cfg {
     char backend_ca[512];                /* required when backend_tls = verify */
     uint32_t collector_server_id;        /* default 4001, 1..4294967295 */
     uint32_t writer_tag;                 /* default 4002, 1..4294967295 */
-    int apply_threads;                   /* default 2, 1..64: writer connections applying in parallel */
+    int apply_threads;                   /* default 2, 1..SY_APPLY_THREADS_MAX: writer connections in parallel */
 };
 
 #define SY_MAX_PAIRS 64
+
+/* [cluster]: several switchyardd coordinated through etcd (docs/cluster.md). etcd "" = one node alone. */
+struct sy_cluster_cfg {
+    char etcd[512];                 /* comma list of http://host:port endpoints of one etcd cluster */
+    char node[64];                  /* this node's name (default: the host name) */
+    int lease_ttl_ms;               /* default 5000, 2000..60000: the node's registration outlives it by this */
+    int line;                       /* of [cluster]; 0 = no such section */
+};
 
 struct sy_config {
     char path[512];                 /* the file it came from */
@@ -67,8 +76,14 @@ struct sy_config {
     enum sy_log_level log_level;    /* default info */
     bool has_metrics;
     struct sy_endpoint metrics;     /* optional */
+    bool has_console;
+    struct sy_endpoint console;     /* optional: the web console (core/console.c) */
+    char console_token_file[512];   /* "" = the console is read-only; read once at start, must be 0600 */
+    char console_tls_cert[512];     /* "" = plain HTTP; with console_tls_key: HTTPS only */
+    char console_tls_key[512];
     struct sy_pair_cfg pairs[SY_MAX_PAIRS];
     size_t n_pairs;
+    struct sy_cluster_cfg cluster;
 };
 
 /* Parses and validates `path` into *out (overwritten). 0 on success; -1 with "file:line: ..." in err.

@@ -12,8 +12,10 @@
 
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <systemd/sd-daemon.h>
 
 #include "core/admin.h"
+#include "core/cluster.h"
 #include "core/comma_list.h"
 #include "core/log.h"
 #include "core/state_file.h"
@@ -21,6 +23,7 @@
 #include "core/switch.h"
 #include "core/tail.h"
 #include "core/metrics.h"
+#include "core/console.h"
 
 struct daemon {
     const struct sy_config *cfg;  /* ref: main's */
@@ -28,8 +31,10 @@ struct daemon {
     struct event_base *base;      /* owned */
     struct sy_admin *admin;       /* owned */
     struct sy_metrics *metrics;   /* owned; NULL unless `metrics` is set */
+    struct sy_console *console;   /* owned; NULL unless `console` is set */
     struct sy_pair *pairs;        /* owned array of cfg->n_pairs */
     size_t n_started;             /* pairs[0..n_started) were started and must be stopped */
+    struct sy_cluster *cluster;   /* owned; NULL without [cluster] */
 };
 
 static struct sy_pair *find_pair(struct daemon *d, const char *name)
@@ -67,7 +72,22 @@ static void cmd_status(struct sy_admin_req *req, json_t *args, void *ctx)
         sy_admin_fail(req, "unknown_pair", "no pair named '%s'", name);
         return;
     }
-    sy_admin_ok(req, json_pack("{s:o}", "pairs", pairs));
+    json_t *out = json_pack("{s:o}", "pairs", pairs);
+    if (d->cluster != NULL)
+        json_object_set_new(out, "cluster", sy_cluster_status_json(d->cluster));
+    sy_admin_ok(req, out);
+}
+
+/* What this node applied, for its cluster registration: every pair's epoch and active side. */
+static json_t *cluster_state(void *arg)
+{
+    struct daemon *d = arg;
+    json_t *pairs = json_object();
+    for (size_t i = 0; i < d->n_started; i++)
+        json_object_set_new(pairs, d->pairs[i].cfg->name,
+                            json_pack("{s:I,s:s}", "epoch", (json_int_t)d->pairs[i].epoch, "active",
+                                      sy_side_name(d->pairs[i].active_side)));
+    return json_pack("{s:o}", "pairs", pairs);
 }
 
 static void cmd_clients(struct sy_admin_req *req, json_t *args, void *ctx)
@@ -669,14 +689,26 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
         sy_log_error("%s", err);
         goto out;
     }
+    if (cfg->cluster.line != 0 &&
+        (d.cluster = sy_cluster_start(d.base, cfg, cluster_state, &d, err, sizeof err)) == NULL) {
+        sy_log_error("%s:%d: [cluster]: %s", cfg->path, cfg->cluster.line, err);
+        goto out;
+    }
+    if (cfg->has_console && (d.console = sy_console_open(d.base, cfg, d.admin, err, sizeof err)) == NULL) {
+        sy_log_error("%s", err);
+        goto out;
+    }
     sigterm = evsignal_new(d.base, SIGTERM, on_signal, &d);
     sigint = evsignal_new(d.base, SIGINT, on_signal, &d);
     event_add(sigterm, NULL);
     event_add(sigint, NULL);
     sy_log_info("switchyardd ready: admin socket %s, %zu pair(s)", cfg->admin_socket, cfg->n_pairs);
+    sd_notifyf(0, "READY=1\nSTATUS=ready: admin socket %s, %zu pair(s)\nMAINPID=%d", cfg->admin_socket,
+               cfg->n_pairs, (int)getpid()); /* systemd Type=notify; nothing without NOTIFY_SOCKET */
     event_base_dispatch(d.base);
     status = 0;
 out:
+    sd_notify(0, "STOPPING=1");
     sy_admin_shutdown(d.admin);
     sy_switch_shutdown();
     for (int waited = 0; sy_admin_jobs() > 0 && waited < 120000; waited += 10) {
@@ -702,7 +734,9 @@ out:
         event_free(sigterm);
     if (sigint)
         event_free(sigint);
+    sy_cluster_stop(d.cluster, 1000);
     sy_metrics_close(d.metrics);
+    sy_console_close(d.console);
     sy_admin_close(d.admin);
     for (size_t i = 0; i < d.n_started; i++) {
         sy_fence_keeper_stop(&d.pairs[i]);

@@ -1099,6 +1099,8 @@ json_t *sy_instance_status_json(struct sy_instance *in)
                             json_pack("{s:I,s:I,s:b}", "done_rows", (json_int_t)done, "total_rows", (json_int_t)total,
                                       "done", in->initial_sync_done));
     json_object_set_new(o, "last_error", in->last_error[0] ? json_string(in->last_error) : json_null());
+    if (in->spool)
+        json_object_set_new(o, "spool_bytes", json_integer((json_int_t)sy_spool_bytes(in->spool)));
     if (in->reason[0])
         json_object_set_new(o, "reason", json_string(in->reason));
     if (in->state == SY_INST_STOPPING)

@@ -12,6 +12,7 @@
 
 #include "core/instance.h"
 #include "core/log.h"
+#include "core/switch.h"
 
 struct sy_metrics {
     struct evhttp *http;     /* owned */
@@ -70,6 +71,89 @@ static void instances(struct evbuffer *b, const char *pair, json_t *list, const 
     }
 }
 
+/* One gauge per instance from a status field (module NULL: the instance's own field). */
+static void per_instance(struct evbuffer *b, struct sy_pair *pairs, size_t n, json_t *const *status, const char *name,
+                         const char *help, const char *module, const char *key)
+{
+    header(b, name, "gauge", help);
+    for (size_t i = 0; i < n; i++) {
+        size_t k;
+        json_t *in;
+        json_array_foreach(json_object_get(status[i], "instances"), k, in) {
+            json_t *v = json_object_get(module ? json_object_get(in, module) : in, key);
+            const char *id = json_string_value(json_object_get(in, "id"));
+            if (json_is_integer(v))
+                line(b, "%s{pair=\"%s\",instance=\"%s\"} %lld", name, pairs[i].cfg->name, id,
+                     (long long)json_integer_value(v));
+            else
+                line(b, "%s{pair=\"%s\",instance=\"%s\"} %.3f", name, pairs[i].cfg->name, id, json_number_value(v));
+        }
+    }
+}
+
+/* Per instance: spool size, apply rate and lag in events per module (the status fields of the same names). */
+static void instance_extras(struct evbuffer *b, struct sy_pair *pairs, size_t n, json_t *const *status)
+{
+    static const char *const mods[] = { "collection", "write" };
+    per_instance(b, pairs, n, status, "switchyard_spool_bytes",
+                 "bytes the instance's spool holds on disk (spool_max_bytes caps it)", NULL, "spool_bytes");
+    per_instance(b, pairs, n, status, "switchyard_apply_rows_per_second",
+                 "rows the write module applied per second, last second", "write", "rows_per_s");
+    header(b, "switchyard_instance_lag_events", "gauge", "events behind the source, per module");
+    for (size_t i = 0; i < n; i++) {
+        size_t k;
+        json_t *in;
+        json_array_foreach(json_object_get(status[i], "instances"), k, in)
+            for (size_t m = 0; m < 2; m++)
+                line(b, "switchyard_instance_lag_events{pair=\"%s\",instance=\"%s\",module=\"%s\"} %lld",
+                     pairs[i].cfg->name, json_string_value(json_object_get(in, "id")), mods[m],
+                     (long long)json_integer_value(json_object_get(json_object_get(in, mods[m]), "lag_events")));
+    }
+    header(b, "switchyard_active_side", "gauge", "1 for the side that receives client traffic");
+    for (size_t i = 0; i < n; i++)
+        for (int side = 0; side < 2; side++)
+            line(b, "switchyard_active_side{pair=\"%s\",side=\"%s\"} %d", pairs[i].cfg->name,
+                 side ? "dr" : "business", (pairs[i].active_side == SY_SIDE_DR) == side);
+    header(b, "switchyard_epoch", "gauge", "the pair's epoch: bumped by every change of active side");
+    for (size_t i = 0; i < n; i++)
+        line(b, "switchyard_epoch{pair=\"%s\"} %llu", pairs[i].cfg->name, (unsigned long long)pairs[i].epoch);
+    header(b, "switchyard_failover_tail_unresolved", "gauge",
+           "1 while the unreplicated tail of a failover waits for resolve-tail (pending or open)");
+    for (size_t i = 0; i < n; i++)
+        line(b, "switchyard_failover_tail_unresolved{pair=\"%s\"} %d", pairs[i].cfg->name,
+             pairs[i].tail_state[0] != '\0');
+}
+
+/* Switches by kind and outcome, and a histogram of the pause of those done (core/switch.c counts them). */
+static void switches(struct evbuffer *b, struct sy_pair *pairs, size_t n)
+{
+    header(b, "switchyard_switches_total", "counter",
+           "switches asked for, by kind and outcome (done, refused: nothing started, rolled_back)");
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < SY_SWITCH_KINDS; k++)
+            for (size_t o = 0; o < SY_SWITCH_OUTCOMES; o++)
+                line(b, "switchyard_switches_total{pair=\"%s\",kind=\"%s\",outcome=\"%s\"} %llu", pairs[i].cfg->name,
+                     sy_switch_kind_names[k], sy_switch_outcome_names[o],
+                     (unsigned long long)pairs[i].switch_stats.outcomes[k][o]);
+    header(b, "switchyard_switch_pause_seconds", "histogram", "how long clients were held, per switch done");
+    for (size_t i = 0; i < n; i++) {
+        const struct sy_switch_stats *st = &pairs[i].switch_stats;
+        const char *pn = pairs[i].cfg->name;
+        for (size_t k = 0; k < SY_SWITCH_KINDS; k++) {
+            const char *kn = sy_switch_kind_names[k];
+            for (size_t j = 0; j < SY_PAUSE_BUCKETS; j++)
+                line(b, "switchyard_switch_pause_seconds_bucket{pair=\"%s\",kind=\"%s\",le=\"%g\"} %llu", pn, kn,
+                     sy_switch_pause_buckets_s[j], (unsigned long long)st->pause_le[k][j]);
+            line(b, "switchyard_switch_pause_seconds_bucket{pair=\"%s\",kind=\"%s\",le=\"+Inf\"} %llu", pn, kn,
+                 (unsigned long long)st->pause_count[k]);
+            line(b, "switchyard_switch_pause_seconds_sum{pair=\"%s\",kind=\"%s\"} %.3f", pn, kn,
+                 (double)st->pause_sum_ms[k] / 1000.0);
+            line(b, "switchyard_switch_pause_seconds_count{pair=\"%s\",kind=\"%s\"} %llu", pn, kn,
+                 (unsigned long long)st->pause_count[k]);
+        }
+    }
+}
+
 static void on_metrics(struct evhttp_request *req, void *arg)
 {
     struct sy_metrics *m = arg;
@@ -115,6 +199,8 @@ static void on_metrics(struct evhttp_request *req, void *arg)
             line(b, "switchyard_switchover_pause_seconds{pair=\"%s\"} %.3f", m->pairs[i].cfg->name,
                  (double)json_integer_value(json_object_get(last, "pause_ms")) / 1000.0);
     }
+    switches(b, m->pairs, n);
+    instance_extras(b, m->pairs, n, status);
     header(b, "switchyard_client_errors_total", "counter", "errors the proxy answered itself, by reason");
     for (size_t i = 0; i < n; i++) {
         struct sy_pair *p = &m->pairs[i];

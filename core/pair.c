@@ -1,6 +1,7 @@
 /* Pair runtime: persisted epoch and active side, the hold timer, and the pair's status entry.
  * The engine's proxy is reached only through pair->proto (core never includes proxy/). */
 #include "core/pair.h"
+#include "core/switch.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -150,6 +151,8 @@ void sy_pair_stop(struct sy_pair *p)
     p->tail = NULL;
     json_decref(p->last_switch);
     p->last_switch = NULL;
+    json_decref(p->switch_history);
+    p->switch_history = NULL;
 }
 
 void sy_pair_hold(struct sy_pair *p)
@@ -197,8 +200,12 @@ json_t *sy_pair_status_json(const struct sy_pair *p)
                           sy_side_name(p->active_side), "epoch", (json_int_t)p->epoch, "held", p->held, "clients",
                           (json_int_t)p->proto->client_count(p->proto_state), "instances", instances);
     json_object_set_new(o, "switching", json_boolean(p->op != NULL));
+    if (p->op != NULL)
+        json_object_set_new(o, "switch", sy_switch_progress_json(p->op));
     if (p->last_switch)
         json_object_set(o, "last_switch", p->last_switch);
+    if (p->switch_history)
+        json_object_set(o, "switch_history", p->switch_history);
     if (p->tail_state[0]) {
         json_t *t = p->tail ? json_deep_copy(p->tail) : json_object();
         json_object_set_new(t, "state", json_string(p->tail_state));

@@ -64,6 +64,18 @@ struct sy_proxy_protocol {
     json_t *(*client_errors)(void *state);
 };
 
+#define SY_SWITCH_KINDS 3          /* switchover, switchback, failover */
+#define SY_SWITCH_OUTCOMES 3       /* done, refused (nothing started), rolled_back (started, undone) */
+#define SY_PAUSE_BUCKETS 12
+#define SY_SWITCH_HISTORY 20       /* switches kept for `status` (switch_history), since the daemon started */
+/* Switch counts for /metrics (core/switch.c counts, core/metrics.c prints); loop thread only. */
+struct sy_switch_stats {
+    uint64_t outcomes[SY_SWITCH_KINDS][SY_SWITCH_OUTCOMES];
+    uint64_t pause_le[SY_SWITCH_KINDS][SY_PAUSE_BUCKETS]; /* done switches with pause <= bucket i (cumulative) */
+    uint64_t pause_count[SY_SWITCH_KINDS];
+    uint64_t pause_sum_ms[SY_SWITCH_KINDS];
+};
+
 struct sy_pair {
     const struct sy_pair_cfg *cfg;   /* ref: owned by the daemon's struct sy_config */
     const char *state_dir;           /* ref: the daemon's state_dir */
@@ -88,6 +100,9 @@ struct sy_pair {
     char fence_error[512];           /* last fencing error the keeper logged (logged once) */
     struct sy_switch *op;            /* the switch in progress (owned by core/switch.c), NULL when none */
     json_t *last_switch;             /* owned: result of the last switch (status) */
+    struct sy_switch_stats switch_stats;
+    json_t *switch_history;          /* owned: the last SY_SWITCH_HISTORY switches done or rolled back,
+                                        newest first ({at, operation, outcome, pause_ms | error, steps...}) */
     /* failover: business transactions the forward collector had not spooled (persisted) */
     char tail_state[16];             /* "" none | "pending" (business not back) | "open" (reported, undecided) */
     json_t *tail;                    /* owned: what is known about the tail (persisted) */

@@ -62,6 +62,40 @@ static bool shutting_down(void)
 
 enum sw_kind { SW_SWITCHOVER, SW_SWITCHBACK, SW_FAILOVER };
 static const char *const kind_names[] = { "switchover", "switchback", "failover" };
+const char *const sy_switch_kind_names[SY_SWITCH_KINDS] = { "switchover", "switchback", "failover" };
+enum sw_outcome { SW_DONE, SW_REFUSED, SW_ROLLED_BACK };
+const char *const sy_switch_outcome_names[SY_SWITCH_OUTCOMES] = { "done", "refused", "rolled_back" };
+const double sy_switch_pause_buckets_s[SY_PAUSE_BUCKETS] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                             0.5,   1,    2.5,   5,    10,  30 };
+
+/* Keeps entry (owned) at the head of the pair's switch_history, at most SY_SWITCH_HISTORY long. */
+static void remember_switch(struct sy_pair *p, json_t *entry)
+{
+    char at[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(at, sizeof at, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    json_object_set_new(entry, "at", json_string(at));
+    if (p->switch_history == NULL)
+        p->switch_history = json_array();
+    json_array_insert_new(p->switch_history, 0, entry);
+    while (json_array_size(p->switch_history) > SY_SWITCH_HISTORY)
+        json_array_remove(p->switch_history, SY_SWITCH_HISTORY);
+}
+
+static void count_switch(struct sy_pair *p, enum sw_kind kind, enum sw_outcome outcome, uint64_t pause_ms)
+{
+    struct sy_switch_stats *st = &p->switch_stats;
+    st->outcomes[kind][outcome]++;
+    if (outcome != SW_DONE)
+        return;
+    for (size_t i = 0; i < SY_PAUSE_BUCKETS; i++)
+        if ((double)pause_ms / 1000.0 <= sy_switch_pause_buckets_s[i])
+            st->pause_le[kind][i]++;
+    st->pause_count[kind]++;
+    st->pause_sum_ms[kind] += pause_ms;
+}
 
 struct sy_switch {
     struct sy_pair *p;
@@ -89,6 +123,7 @@ struct sy_switch {
     struct sy_switch_progress prog;
     json_t *list;                   /* result of the last list-returning loop call */
     json_t *steps;                  /* per-step milliseconds */
+    const char *last_step;          /* static name of the last step done ("" before); atomic: status reads it */
     int call_rc;
     char call_err[600];
 };
@@ -120,6 +155,19 @@ static void step_done(struct sy_switch *sw, const char *name)
     uint64_t t = now_ms();
     json_object_set_new(sw->steps, name, json_integer((json_int_t)(t - sw->t_step)));
     sw->t_step = t;
+    __atomic_store_n(&sw->last_step, name, __ATOMIC_RELEASE);
+}
+
+json_t *sy_switch_progress_json(const struct sy_switch *sw)
+{
+    const char *step = __atomic_load_n(&sw->last_step, __ATOMIC_ACQUIRE);
+    char name[32];
+    snprintf(name, sizeof name, "%s", step ? step : "");
+    char *ms = strstr(name, "_ms");
+    if (ms)
+        *ms = '\0';
+    return json_pack("{s:s,s:s,s:I}", "operation", kind_names[sw->kind], "last_step", name, "elapsed_ms",
+                     (json_int_t)(now_ms() - sw->t_start));
 }
 
 /* ---- running on the loop --------------------------------------------------------------------- */
@@ -654,6 +702,9 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
         sy_log_warn("pair %s: %s refused: %s: %s", p->cfg->name, kind_names[sw->kind], sw->code, sw->msg);
         json_t *detail = sw->detail ? json_incref(sw->detail) : json_object();
         json_object_set(detail, "steps", sw->steps);
+        count_switch(p, sw->kind, SW_ROLLED_BACK, 0);
+        remember_switch(p, json_pack("{s:s,s:s,s:s,s:s,s:O}", "operation", kind_names[sw->kind], "outcome",
+                                     "rolled_back", "error", sw->code, "message", sw->msg, "steps", sw->steps));
         sy_admin_fail_with(sw->req, sw->code, detail, "%s", sw->msg);
         switch_free(sw);
         return;
@@ -671,6 +722,10 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
                 "transaction(s) aborted",
                 p->cfg->name, kind_names[sw->kind], sy_side_name(p->active_side), (unsigned long long)p->epoch,
                 (unsigned long long)(sw->t_release - sw->t_hold), sw->moved, sw->aborted);
+    count_switch(p, sw->kind, SW_DONE, sw->t_release - sw->t_hold);
+    json_t *entry = json_deep_copy(res);
+    json_object_set_new(entry, "outcome", json_string("done"));
+    remember_switch(p, entry);
     json_decref(p->last_switch);
     p->last_switch = json_deep_copy(res);
     sy_admin_ok(sw->req, res);
@@ -805,6 +860,7 @@ static void switch_start(struct sy_pair *p, struct sy_admin_req *req, enum sw_ki
     const char *code = "bad_state";
     char msg[700];
     if (preconditions(sw, &code, msg, sizeof msg) != 0) {
+        count_switch(p, kind, SW_REFUSED, 0);
         sy_admin_fail(req, code, "%s", msg);
         switch_free(sw);
         return;

@@ -21,4 +21,11 @@ json_t *sy_switch_readiness(struct sy_pair *p);
  * flip). Switch threads read the flag atomically (the loop and they share nothing else for it). */
 void sy_switch_shutdown(void);
 
+/* The running switch's progress for `status` ("switch": {operation, last_step, elapsed_ms}); loop thread. */
+json_t *sy_switch_progress_json(const struct sy_switch *sw);
+/* Upper bounds (seconds) of the switch pause histogram's buckets (+Inf not included), and its names. */
+extern const double sy_switch_pause_buckets_s[SY_PAUSE_BUCKETS];
+extern const char *const sy_switch_kind_names[SY_SWITCH_KINDS];
+extern const char *const sy_switch_outcome_names[SY_SWITCH_OUTCOMES];
+
 #endif

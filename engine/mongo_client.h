@@ -15,6 +15,8 @@
 
 #define SY_MONGO_DB "switchyard"   /* Switchyard's own database on each side (checkpoints, echo marks) */
 #define SY_MONGO_OPLOG "oplog.rs"  /* in database "local" */
+/* In SY_MONGO_DB on each side: a switch's fence mark per pair, {_id: pair, ts} (capture/mongo_fence.c). */
+#define SY_MONGO_FENCE_COLL "fence"
 /* In SY_MONGO_DB on a destination: the writer's checkpoint per instance, {_id: "pair/direction", seq,
  * position} (replay/mongo_writer.c); a new initial copy removes its instance's. */
 #define SY_MONGO_CHECKPOINTS "checkpoints"

@@ -28,9 +28,15 @@
 #define SY_MONGO_ECHO_TTL_MS (120 * 1000)
 
 uint64_t sy_mongo_hash(const void *p, size_t len, uint64_t seed); /* FNV-1a 64 */
+uint64_t sy_mongo_hash_more(uint64_t h, const void *p, size_t len); /* FNV-1a 64 continued from h */
 /* The fingerprint of one change: id = the {_id: value} document's bytes; doc_hash 0 for a delete or a
  * put of unknown content. */
 uint64_t sy_mongo_echo_fingerprint(const char *ns, const uint8_t *id, size_t id_len, bool del, uint64_t doc_hash);
+
+/* Which document a change is about: hash(ns, {_id: value} bytes); never 0. The ack ledger's key
+ * (engine/mongo_acks.h): the proxy's view of an acknowledged write and the collector's of its oplog entry
+ * meet on it. */
+uint64_t sy_mongo_doc_key(const char *ns, const uint8_t *id, size_t id_len);
 
 struct sy_mongo_echo;
 struct sy_mongo_echo *sy_mongo_echo_new(void);

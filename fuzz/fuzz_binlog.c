@@ -12,12 +12,7 @@
 
 #include "capture/binlog_codec.h"
 #include "capture/binlog_ddl.h"
-
-#define REQUIRE(c)                                                                                    \
-    do {                                                                                              \
-        if (!(c))                                                                                     \
-            abort();                                                                                  \
-    } while (0)
+#include "fuzz/fuzz_require.h"
 
 static struct sy_binlog_table_map g_map;   /* the current TABLE_MAP (owned), zeroed when none */
 static uint8_t *g_inflate;                 /* grown by sy_binlog_inflate, kept across inputs */

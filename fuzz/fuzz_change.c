@@ -10,12 +10,7 @@
 
 #include "core/change.h"
 #include "engine/mariadb_ddl_context.h"
-
-#define REQUIRE(c)                                                                                    \
-    do {                                                                                              \
-        if (!(c))                                                                                     \
-            abort();                                                                                  \
-    } while (0)
+#include "fuzz/fuzz_require.h"
 
 static const uint8_t *span_p;
 static size_t span_n;

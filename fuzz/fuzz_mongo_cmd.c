@@ -8,12 +8,7 @@
 
 #include "proxy/mongo_cmd.h"
 #include "proxy/mongo_wire.h"
-
-#define REQUIRE(c)                                                                                    \
-    do {                                                                                              \
-        if (!(c))                                                                                     \
-            abort();                                                                                  \
-    } while (0)
+#include "fuzz/fuzz_require.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -11,12 +11,7 @@
 
 #include "proxy/mongo_sasl.h"
 #include "proxy/mongo_wire.h"
-
-#define REQUIRE(c)                                                                                    \
-    do {                                                                                              \
-        if (!(c))                                                                                     \
-            abort();                                                                                  \
-    } while (0)
+#include "fuzz/fuzz_require.h"
 
 static void check_msg_roundtrip(const struct sy_mongo_msg *m)
 {

@@ -7,12 +7,7 @@
 #include <string.h>
 
 #include "proxy/mongo_wire.h"
-
-#define REQUIRE(c)                                                                                    \
-    do {                                                                                              \
-        if (!(c))                                                                                     \
-            abort();                                                                                  \
-    } while (0)
+#include "fuzz/fuzz_require.h"
 
 static void put32(uint8_t *p, uint32_t v)
 {

@@ -11,12 +11,7 @@
 #include <string.h>
 
 #include "proxy/mongo_scram.h"
-
-#define REQUIRE(c)                                                                                    \
-    do {                                                                                              \
-        if (!(c))                                                                                     \
-            abort();                                                                                  \
-    } while (0)
+#include "fuzz/fuzz_require.h"
 
 static const struct sy_scram_cred cred = {
     SY_SCRAM_SHA256, 4096, { 1, 2, 3, 4 }, 4, { 0x11 }, { 0x22 },

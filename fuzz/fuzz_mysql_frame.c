@@ -9,12 +9,7 @@
 #include <string.h>
 
 #include "proxy/mysql_codec.h"
-
-#define REQUIRE(c)                                                                                    \
-    do {                                                                                              \
-        if (!(c))                                                                                     \
-            abort();                                                                                  \
-    } while (0)
+#include "fuzz/fuzz_require.h"
 
 /* An OK the tracker decoded re-encodes to something that decodes the same. */
 static void check_ok_roundtrip(const struct sy_mysql_ok *ok, uint8_t header, uint64_t caps)

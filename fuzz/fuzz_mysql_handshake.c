@@ -6,12 +6,7 @@
 #include <string.h>
 
 #include "proxy/mysql_codec.h"
-
-#define REQUIRE(c)                                                                                    \
-    do {                                                                                              \
-        if (!(c))                                                                                     \
-            abort();                                                                                  \
-    } while (0)
+#include "fuzz/fuzz_require.h"
 
 static uint8_t enc[1 << 17];   /* larger than any input libFuzzer sends here (-max_len) plus slack */
 

@@ -9,12 +9,7 @@
 #include "proxy/mysql_auth.h"
 #include "proxy/mysql_codec.h"
 #include "proxy/mysql_sql.h"
-
-#define REQUIRE(c)                                                                                    \
-    do {                                                                                              \
-        if (!(c))                                                                                     \
-            abort();                                                                                  \
-    } while (0)
+#include "fuzz/fuzz_require.h"
 
 static uint8_t enc[1 << 17];
 static char text[1 << 17];

@@ -1,13 +1,13 @@
 /* TCP listeners for client-facing proxies: resolve, bind (port 0 = ephemeral), report the address; the
  * server TLS context of a pair's tls_cert/tls_key. */
 #include "proxy/proxy.h"
+#include "core/tls.h"
 
 #include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <string.h>
 
-#include <openssl/err.h>
 
 const struct sy_proxy_protocol *const sy_proxy_protocols[] = { &sy_mysql_protocol, &sy_mongo_protocol,
                                                                 &sy_tds_protocol, NULL };
@@ -48,19 +48,5 @@ struct evconnlistener *sy_listener_open(struct event_base *base, const struct sy
 
 SSL_CTX *sy_tls_server_context(const struct sy_pair_cfg *cfg, char *err, size_t errlen)
 {
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    if (ctx == NULL) {
-        snprintf(err, errlen, "TLS: cannot create context");
-        return NULL;
-    }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1 ||
-        SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
-        char why[256];
-        ERR_error_string_n(ERR_get_error(), why, sizeof why);
-        snprintf(err, errlen, "tls_cert %s / tls_key %s: %s", cfg->tls_cert, cfg->tls_key, why);
-        SSL_CTX_free(ctx);
-        return NULL;
-    }
-    return ctx;
+    return sy_tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, "", err, errlen);
 }

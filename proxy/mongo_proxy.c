@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "engine/mongo_acks.h"
 #include "proxy/mongo_creds.h"
 #include "proxy/mongo_session.h"
 #include "proxy/proxy.h"
@@ -64,7 +65,10 @@ static void *proxy_start(struct sy_pair *pair, char *err, size_t errlen)
     px->reaper = evtimer_new(px->base, on_reap, px);
     px->resume = evtimer_new(px->base, on_resume, px);
     px->creds = sy_mongo_creds_new(px->base, pair);
-    if (px->reaper == NULL || px->resume == NULL || px->creds == NULL) {
+    px->acks[SY_SIDE_BUSINESS] = sy_mongo_acks_of(pair->cfg->name, SY_SIDE_BUSINESS);
+    px->acks[SY_SIDE_DR] = sy_mongo_acks_of(pair->cfg->name, SY_SIDE_DR);
+    if (px->reaper == NULL || px->resume == NULL || px->creds == NULL || px->acks[SY_SIDE_BUSINESS] == NULL ||
+        px->acks[SY_SIDE_DR] == NULL) {
         snprintf(err, errlen, "out of memory");
         proxy_stop(px);
         return NULL;
@@ -105,8 +109,8 @@ static void proxy_hold_changed(void *state, bool held)
 
 static void px_ledger(void *state, enum sy_side side, char *out, size_t outlen)
 {
-    if (outlen > 0)
-        out[0] = '\0'; /* not tracked yet: no acknowledged position is claimed */
+    struct sy_mongo_proxy *px = state;
+    sy_mongo_acks_ledger(px->acks[side], out, outlen, NULL);
 }
 
 static json_t *px_client_errors(void *state)

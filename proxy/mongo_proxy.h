@@ -15,6 +15,8 @@
 #include "core/pair.h"
 #include "proxy/mongo_track.h"
 
+struct sy_mongo_acks;
+
 struct sy_mongo_session;
 struct sy_mongo_creds;
 TAILQ_HEAD(sy_mongo_session_list, sy_mongo_session);
@@ -41,6 +43,7 @@ struct sy_mongo_proxy {
     struct event *resume;                    /* owned: lets held sessions through after a release */
     uint64_t client_errors[SY_MERR__COUNT];  /* by enum sy_mongo_err_reason */
     struct sy_mongo_creds *creds;            /* owned: users' SCRAM credentials (SCRAM pass-through) */
+    struct sy_mongo_acks *acks[2];           /* ref: the ack ledger of each side (engine/mongo_acks.h) */
     struct sy_mongo_track track;             /* the pair's open cursors and transactions (proxy/mongo_track.h):
                                                 every session is on one side, so they are that side's */
 };

@@ -31,6 +31,9 @@
 #include <netinet/tcp.h>
 
 #include "core/log.h"
+#include "engine/mongo_acks.h"
+#include "engine/mongo_client.h"
+#include "engine/mongo_echo.h"
 #include "proxy/mongo_cmd.h"
 #include "proxy/mongo_creds.h"
 #include "proxy/mongo_login.h"
@@ -98,6 +101,7 @@ static void session_free(struct sy_mongo_session *s)
 {
     sy_mongo_creds_cancel(s->cwait);
     sy_mongo_warm_free(s);
+    sy_mongo_write_fini(&s->req_write);
     OPENSSL_cleanse(&s->sc, sizeof s->sc);
     OPENSSL_cleanse(s->client_key, sizeof s->client_key);
     OPENSSL_cleanse(&s->cred, sizeof s->cred);
@@ -638,6 +642,39 @@ static void answer(struct sy_mongo_session *s, struct evbuffer *in, size_t len, 
     bson_destroy(doc);
 }
 
+/* A write to a synchronized collection while a collector reads this side: kept in s->req_write until its
+ * reply says what was acknowledged (the ack ledger, engine/mongo_acks.h). */
+static bool note_write(struct sy_mongo_session *s, const struct sy_mongo_msg *m)
+{
+    sy_mongo_write_fini(&s->req_write);
+    if (!sy_mongo_acks_armed(s->px->acks[s->side]))
+        return false;
+    int rc = sy_mongo_write_parse(m, &s->req_write);
+    if (rc == 1 && sy_mongo_ns_synced(s->px->pair->cfg, s->req_write.db, s->req_write.coll))
+        return true;
+    sy_mongo_write_fini(&s->req_write);
+    return false;
+}
+
+/* The reply (an OP_MSG body) of the write in s->req_write, into the ledger. */
+static void note_write_reply(struct sy_mongo_session *s, const uint8_t *body, size_t len)
+{
+    struct sy_mongo_write *w = &s->req_write;
+    struct sy_mongo_write_ack a;
+    uint64_t *keys = calloc(w->n + 1, sizeof *keys);
+    if (keys == NULL) {
+        sy_log_warn("%s: out of memory: a write's acknowledgement not in the ack ledger", s->label);
+    } else if (sy_mongo_write_acked(w, body, len, keys, &a)) {
+        struct sy_mongo_acks *acks = s->px->acks[s->side];
+        if (a.has_op_time)
+            sy_mongo_acks_op_time(acks, a.op_t, a.op_i);
+        else
+            sy_mongo_acks_acked(acks, keys, a.n_keys, a.unproven, sy_now_ms());
+    }
+    free(keys);
+    sy_mongo_write_fini(w);
+}
+
 /* Notes what the request (an OP_MSG expecting a reply) does to tracked state. Returns 1 when the proxy took
  * it (answered, or forwarded a rebuilt killCursors), 0 to forward it as is with *kind. */
 static int track_request(struct sy_mongo_session *s, struct evbuffer *in, size_t len, int32_t request_id,
@@ -666,6 +703,8 @@ static int track_request(struct sy_mongo_session *s, struct evbuffer *in, size_t
             sy_log_warn("%s: out of memory: transaction not tracked", s->label);
     }
     s->req_cursor_id = 0;
+    if (note_write(s, m))
+        *kind = REQ_TRACKED;
     s->req_txn_start = r.has_lsid && r.has_txn && r.autocommit_false && r.start_transaction;
     if (s->req_txn_start) {                   /* refused (FerretDB: 9) -> not open: the reply says */
         memcpy(s->req_lsid, r.lsid, SY_MONGO_LSID_LEN);
@@ -740,8 +779,12 @@ static void track_reply(struct sy_mongo_session *s, const uint8_t *p, size_t len
     char err[200];
     int64_t id = 0;
     bool ok = false;
-    if ((int32_t)get32(p + 12) != SY_MONGO_OP_MSG || sy_mongo_msg_parse(p, len, &m, err, sizeof err) != 0)
+    if ((int32_t)get32(p + 12) != SY_MONGO_OP_MSG || sy_mongo_msg_parse(p, len, &m, err, sizeof err) != 0) {
+        sy_mongo_write_fini(&s->req_write);
         return;
+    }
+    if (s->req_write.op != SY_MWRITE_NONE)
+        note_write_reply(s, m.body, m.body_len);
     int has = sy_mongo_reply_cursor(m.body, m.body_len, &id, &ok);
     if (s->req_txn_start && !ok) {
         sy_mongo_txn_end(t, s->req_lsid);               /* the server refused to start it */

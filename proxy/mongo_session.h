@@ -12,6 +12,7 @@
 #include "proxy/mongo_login.h"
 #include "proxy/mongo_proxy.h"
 #include "proxy/mongo_scram.h"
+#include "proxy/mongo_write.h"
 #include "proxy/relay.h"
 
 struct sy_mongo_warm;
@@ -116,6 +117,7 @@ struct sy_mongo_session {
     int64_t req_cursor_id;               /* REQ_TRACKED for a getMore: its cursor (0 for any other request) */
     bool req_txn_start;                  /* REQ_TRACKED: the request started a transaction (lsid: req_lsid) */
     uint8_t req_lsid[SY_MONGO_LSID_LEN];
+    struct sy_mongo_write req_write;     /* REQ_TRACKED: the write in flight (its documents: the ack ledger) */
     bool internal_done;                  /* the dropped reply being read answered a REQ_INTERNAL */
     struct sy_mongo_warm *warm;          /* owned (proxy/mongo_switch.c): a switch's connection on the other
                                             side; NULL when none */

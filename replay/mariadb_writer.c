@@ -49,7 +49,7 @@
 #include "replay/mariadb_modules.h"
 
 #define WR_MAX_BACKOFF_MS 2000
-#define WR_MAX_WORKERS 64
+#define WR_MAX_WORKERS SY_APPLY_THREADS_MAX
 #define WR_GROUP_MAX_TXNS 512        /* source transactions per destination transaction */
 #define WR_GROUP_MAX_ROWS 4000
 #define WR_INFLIGHT_MAX_TXNS 8192    /* read ahead of the watermark at most this much */
@@ -1208,8 +1208,7 @@ static void *writer_main(void *arg)
     sy_apply_conn_init(&w->ctl, w->ctx);
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->coord_cv, NULL);
-    w->n_workers = w->cfg->apply_threads < 1 ? 1 : w->cfg->apply_threads > WR_MAX_WORKERS ? WR_MAX_WORKERS
-                                                                                           : w->cfg->apply_threads;
+    w->n_workers = w->cfg->apply_threads; /* 1..WR_MAX_WORKERS: core/config.c */
     w->workers = calloc((size_t)w->n_workers, sizeof *w->workers);
     if (w->workers == NULL) {
         fail(w, "out_of_memory", "out of memory");

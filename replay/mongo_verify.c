@@ -24,6 +24,7 @@
 #include "core/comma_list.h"
 #include "core/log.h"
 #include "engine/mongo_client.h"
+#include "engine/mongo_echo.h"
 
 #define CHUNK_DOCS 1000
 #define RECHECKS 3                 /* reads by _id after the scan found a difference */
@@ -173,20 +174,11 @@ static int cmp_value(const bson_iter_t *a, const bson_iter_t *b)
     }
 }
 
-static uint64_t fnv1a(uint64_t h, const uint8_t *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 static uint64_t hash_doc(uint64_t h, const bson_t *doc)
 {
     uint8_t len[4] = { (uint8_t)doc->len, (uint8_t)(doc->len >> 8), (uint8_t)(doc->len >> 16),
                        (uint8_t)(doc->len >> 24) };
-    return fnv1a(fnv1a(h, len, 4), bson_get_data(doc), doc->len);
+    return sy_mongo_hash_more(sy_mongo_hash_more(h, len, 4), bson_get_data(doc), doc->len);
 }
 
 /* {"_id": value} of a document (empty when it has none: never for a stored document). */

@@ -42,7 +42,7 @@
 #define WR_TIMEOUT_MS 60000   /* a batch of updates costs ~4 ms a document on FerretDB */
 #define WR_BATCH_ROWS 500
 #define WR_BATCH_BYTES (16u << 20)
-#define WR_MAX_WORKERS 64
+#define WR_MAX_WORKERS SY_APPLY_THREADS_MAX
 #define WR_MAX_BACKOFF_MS 2000
 #define WR_WAIT_MS 200
 
@@ -722,8 +722,7 @@ static void *writer_main(void *arg)
     w->ctx = arg;
     w->cfg = w->ctx->cfg;
     sy_change_scratch_init(&w->scratch);
-    w->n_workers = w->cfg->apply_threads < 1 ? 1 : w->cfg->apply_threads > WR_MAX_WORKERS ? WR_MAX_WORKERS
-                                                                                           : w->cfg->apply_threads;
+    w->n_workers = w->cfg->apply_threads; /* 1..WR_MAX_WORKERS: core/config.c */
     w->workers = calloc((size_t)w->n_workers, sizeof *w->workers);
     if (w->workers == NULL) {
         fail(w, "out_of_memory", "out of memory");

@@ -3,13 +3,16 @@
 # Idempotent and quick: one dpkg-query; apt is not touched at all when everything is present, and
 # `apt-get update` runs only when something is missing. Never starts services (a temporary
 # policy-rc.d answers 101 while apt runs). linux-perf is optional: its absence is a warning.
+# chromium, chromium-driver and python3-selenium drive the web console in tests/integration/test_console_browser.py;
+# prometheus scrapes switchyardd in test_prometheus.py (and brings promtool for contrib/prometheus/alerts.yml).
 # Tests run with /usr/bin/python3 (Debian's, which sees python3-pymysql etc.), not a pyenv python3 on PATH.
 set -eu
 
 REQUIRED="build-essential cmake pkg-config clang libclang-rt-14-dev libevent-dev libssl-dev libmariadb-dev
 libmongoc-dev libbson-dev freetds-dev freetds-bin libinih-dev libjansson-dev mariadb-server mariadb-client
 sysbench haproxy python3-pymysql python3-pytest python3-pytest-timeout python3-pymongo python3-venv zlib1g-dev libdeflate-dev openssl
-postgresql-15 python3-psycopg2 python3-pymssql python3-tds"
+postgresql-15 python3-psycopg2 python3-pymssql python3-tds etcd-server libsystemd-dev groff-base
+chromium chromium-driver python3-selenium prometheus"
 OPTIONAL="linux-perf strace"
 
 # Prints the packages of "$@" that are not fully installed.

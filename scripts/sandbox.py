@@ -781,6 +781,98 @@ class FerretDB(_ServerProcess):
         return r["users"][0]
 
 
+class EtcdMember(_ServerProcess):
+    """One member of a throwaway etcd cluster (Debian's etcd-server 3.4) in /tmp/sy-e-XXXXXXXX: loopback, a
+    client port (`port`, the v3 JSON gateway) and a peer port, its own process group, killed with its parent.
+    start_etcd_cluster() makes the members; a member started alone (restart) rejoins its cluster."""
+
+    PROGRAM = "etcd"
+
+    def __init__(self, name: str, cluster: str, *, port: int, peer_port: int, host: str = "127.0.0.1",
+                 ready_timeout: float = READY_TIMEOUT_S):
+        self.name, self.cluster, self.host = name, cluster, host
+        self.port, self.peer_port = port, peer_port
+        self.ready_timeout = ready_timeout
+        self.persist = False
+        self.dir: str | None = None
+        self.pid: int | None = None
+        self._proc: subprocess.Popen | None = None
+        self._port_fixed = True
+        self._log_offset = 0
+        self.started_once = False
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def _marker(self) -> str:
+        return f"--data-dir={self.dir}/data"
+
+    @property
+    def _log_file(self) -> str:
+        return os.path.join(self.dir, "etcd.log")
+
+    _out_file = _log_file
+
+    def __repr__(self) -> str:
+        return f"EtcdMember({self.name} {self.url} pid={self.pid} dir={self.dir})"
+
+    def _prepare(self) -> None:
+        if self.dir is None:
+            self.dir = tempfile.mkdtemp(prefix="sy-e-", dir="/tmp")
+        _live.add(self)
+
+    def _args(self) -> list:
+        state = "existing" if self.started_once else "new"
+        return ["etcd", f"--name={self.name}", self._marker,
+                f"--listen-client-urls=http://{self.host}:{self.port}",
+                f"--advertise-client-urls=http://{self.host}:{self.port}",
+                f"--listen-peer-urls=http://{self.host}:{self.peer_port}",
+                f"--initial-advertise-peer-urls=http://{self.host}:{self.peer_port}",
+                f"--initial-cluster={self.cluster}", f"--initial-cluster-state={state}",
+                "--initial-cluster-token=switchyard-tests", "--log-level=warn", "--logger=zap"]
+
+    def _answers(self) -> bool:
+        import urllib.request
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=1) as r:
+                return json.loads(r.read()).get("health") == "true"
+        except Exception:  # noqa: BLE001 - not yet
+            return False
+
+    def _bootstrap(self) -> None:
+        self.started_once = True
+
+    def _remove_dir(self) -> None:
+        if self.dir and os.path.basename(self.dir).startswith("sy-e-"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir = None
+        _live.discard(self)
+
+
+def start_etcd_cluster(n: int = 3) -> list:
+    """n etcd members on loopback (free ports), all spawned before any is waited for (a member answers
+    /health only with a quorum). All or nothing."""
+    ports = [(free_port(), free_port()) for _ in range(n)]
+    cluster = ",".join(f"e{i}=http://127.0.0.1:{pp}" for i, (_, pp) in enumerate(ports))
+    members = [EtcdMember(f"e{i}", cluster, port=cp, peer_port=pp) for i, (cp, pp) in enumerate(ports)]
+    _install_handlers()
+    try:
+        for m in members:
+            m._prepare()
+            m._spawn()
+        for m in members:
+            m._await_ready()
+            m._bootstrap()
+    except BaseException:
+        for m in members:
+            with contextlib.suppress(Exception):
+                m.stop()
+        raise
+    return members
+
+
 def start_ferretdb_pair(**opts) -> list:
     """[business, dr]: two FerretDB servers (indexes 0 and 1) with local.oplog.rs created on each.
     All or nothing: if one fails, both are stopped before the error propagates."""

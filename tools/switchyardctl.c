@@ -36,6 +36,8 @@ enum {
     OPT_EXPORT = 1u << 2,      /* resolve-tail: FILE, sent absolute */
     OPT_DISCARD = 1u << 3,     /* resolve-tail: exclusive with --export */
     OPT_OBJECTS = 1u << 4,     /* verify: "db.table,db.*" as typed */
+    OPT_PROGRESS = 1u << 5,    /* switches: print each step as it passes (stderr; never sent) */
+    OPT_WATCH = 1u << 6,       /* status: redraw every second until interrupted (never sent) */
 };
 
 /* The single positional argument a command takes. */
@@ -59,8 +61,8 @@ struct ctl_cmd {
 };
 
 static const struct ctl_cmd ctl_cmds[] = {
-    { "status", "[PAIR]", "pairs, instances, state, lag, positions", ARG_PAIR_OPTIONAL, 0, PRINT_STATUS,
-      false },
+    { "status", "[PAIR] [--watch]", "pairs, instances, state, lag, positions", ARG_PAIR_OPTIONAL, OPT_WATCH,
+      PRINT_STATUS, false },
     { "precheck", "PAIR [--direction forward|reverse|switchover]", "run the checks: pass/fail/warn + fix",
       ARG_PAIR, OPT_DIRECTION, PRINT_PRECHECK, false },
     { "create-reverse", "PAIR", "create the reverse instance (collecting)", ARG_PAIR, 0, PRINT_FIELDS,
@@ -68,10 +70,12 @@ static const struct ctl_cmd ctl_cmds[] = {
     { "pause", "INSTANCE", "pause; keeps position and spool", ARG_INSTANCE, 0, PRINT_FIELDS, false },
     { "start", "INSTANCE", "start/resume; reverse: start its write", ARG_INSTANCE, 0, PRINT_FIELDS, false },
     { "terminate", "INSTANCE", "end an instance for good", ARG_INSTANCE, 0, PRINT_FIELDS, false },
-    { "switchover", "PAIR [--force]", "planned switch to the other side", ARG_PAIR, OPT_FORCE, PRINT_FIELDS,
-      true },
-    { "failover", "PAIR [--force]", "business DB down: flip to DR", ARG_PAIR, OPT_FORCE, PRINT_FIELDS, true },
-    { "switchback", "PAIR", "drain reverse, flip back to business", ARG_PAIR, 0, PRINT_FIELDS, true },
+    { "switchover", "PAIR [--force] [--progress]", "planned switch to the other side", ARG_PAIR,
+      OPT_FORCE | OPT_PROGRESS, PRINT_FIELDS, true },
+    { "failover", "PAIR [--force] [--progress]", "business DB down: flip to DR", ARG_PAIR, OPT_FORCE | OPT_PROGRESS,
+      PRINT_FIELDS, true },
+    { "switchback", "PAIR [--progress]", "drain reverse, flip back to business", ARG_PAIR, OPT_PROGRESS,
+      PRINT_FIELDS, true },
     { "resolve-tail", "PAIR --export FILE | --discard", "decide the unreplicated tail of a failover",
       ARG_PAIR, OPT_EXPORT | OPT_DISCARD, PRINT_FIELDS, false },
     { "hold", "PAIR", "queue new client requests (max_hold_ms)", ARG_PAIR, 0, PRINT_FIELDS, false },
@@ -92,7 +96,8 @@ static const struct ctl_opt_def ctl_opt_defs[] = {
     { "-s", 0, true }, { "--socket", 0, true }, { "--json", 0, false }, { "--timeout", 0, true },
     { "-h", 0, false }, { "--help", 0, false },
     { "--direction", OPT_DIRECTION, true }, { "--force", OPT_FORCE, false }, { "--export", OPT_EXPORT, true },
-    { "--discard", OPT_DISCARD, false }, { "--objects", OPT_OBJECTS, true },
+    { "--discard", OPT_DISCARD, false }, { "--objects", OPT_OBJECTS, true }, { "--progress", OPT_PROGRESS, false },
+    { "--watch", OPT_WATCH, false },
 };
 
 /* The parsed command line. Strings are refs into argv. */
@@ -374,6 +379,23 @@ static void print_pair_notes(const json_t *p)
     free(name);
 }
 
+/* `cluster: node n1, etcd ok (http://...), nodes n1 n2 n3` (+ the error while etcd does not answer). */
+static void print_cluster(const json_t *c)
+{
+    if (!json_is_object(c))
+        return;
+    printf("\ncluster: node %s, etcd %s (%s), nodes", json_string_value(json_object_get(c, "node")) ?: "?",
+           json_string_value(json_object_get(c, "etcd")) ?: "?", json_string_value(json_object_get(c, "endpoint")) ?: "?");
+    size_t i;
+    json_t *n;
+    json_array_foreach(json_object_get(c, "nodes"), i, n)
+        printf(" %s", json_string_value(json_object_get(n, "node")) ?: "?");
+    printf("\n");
+    const char *err = json_string_value(json_object_get(c, "error"));
+    if (err != NULL && err[0] != '\0')
+        printf("  error: %s\n", err);
+}
+
 static void print_status(const json_t *result)
 {
     static const char *const hdr[] = { "NAME", "ENGINE", "LISTEN", "ACTIVE", "EPOCH", "HELD", "CLIENTS" };
@@ -396,6 +418,7 @@ static void print_status(const json_t *result)
         print_instances(p);
         print_pair_notes(p);
     }
+    print_cluster(json_object_get(result, "cluster"));
 }
 
 static void print_clients(const json_t *result)
@@ -506,6 +529,8 @@ static void print_help(FILE *f)
           "  --json               print the result as one JSON document (on failure: the error object)\n"
           "  --timeout SEC        stop waiting for the reply after SEC seconds, 0 = never (default 30;\n"
           "                       never for switchover, failover and switchback)\n"
+          "  --progress           switchover/switchback/failover: print each step as it passes (stderr)\n"
+          "  --watch              status: again every second until Ctrl-C (redrawn on a terminal)\n"
           "  -h, --help           this help\n\n"
           "exit status: 0 ok, 1 the command failed, 2 usage error, 3 cannot reach switchyardd\n"
           "             (3 also when no reply came in time: the command may still have run)\n",
@@ -933,6 +958,67 @@ static int print_reply(const struct ctl_cmd *c, const struct ctl_opts *o, const 
     return CTL_EXIT_FAILED;
 }
 
+/* What one request/reply exchange holds, released (fd < 0 and NULLs are skipped). */
+static void call_free(int fd, json_t *reply, json_t *req, char *reply_s, char *line, char *req_s)
+{
+    if (fd >= 0)
+        close(fd);
+    json_decref(reply);
+    json_decref(req);
+    free(reply_s);
+    free(line);
+    free(req_s);
+}
+
+/* The pair's entry of a status asked on a connection of its own (NULL if none came back in 2 s). */
+static json_t *pair_status(const char *socket, const char *pair)
+{
+    json_t *req = json_pack("{s:s,s:{s:s}}", "cmd", "status", "args", "pair", pair);
+    char *req_s = req ? json_dumps(req, JSON_COMPACT) : NULL, *line = NULL, *reply_s = NULL;
+    json_t *reply = NULL, *p = NULL;
+    size_t len = 0;
+    if (req_s == NULL)
+        die_oom();
+    line = xasprintf("%s\n", req_s);
+    int fd = ctl_send(socket, line, strlen(line), 2000);
+    if (fd >= 0 && ctl_recv_line(fd, 2000, &reply_s, &len) == READ_OK &&
+        (reply = json_loadb(reply_s, len, 0, NULL)) != NULL)
+        p = json_incref(json_array_get(json_object_get(json_object_get(reply, "result"), "pairs"), 0));
+    call_free(fd, reply, req, reply_s, line, req_s);
+    return p;
+}
+
+/* --progress: until the reply is readable on fd, asks status every 200 ms and prints each step the switch
+ * has passed, once, to stderr (stdout keeps the result alone). Returns what is left of timeout_ms. */
+static int wait_with_progress(int fd, const struct ctl_opts *o, const char *pair, int timeout_ms)
+{
+    int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
+    char shown[64] = "";
+    while (true) {
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        int pr = poll(&pfd, 1, 200);
+        if (pr != 0 && !(pr < 0 && errno == EINTR))
+            break;                                   /* the reply (or an error ctl_recv_line will see) */
+        if (deadline && now_ms() >= deadline)
+            return 1;                                /* ctl_recv_line times out at once */
+        json_t *p = pair_status(o->socket, pair);
+        const json_t *sw = json_object_get(p, "switch");
+        const char *step = json_string_value(json_object_get(sw, "last_step"));
+        if (step != NULL && step[0] != '\0' && strcmp(step, shown) != 0) {
+            char *name = clean_dup(step);
+            fprintf(stderr, "%s %s: %s done (%lld ms)\n", json_string_value(json_object_get(sw, "operation")) ?: "switch",
+                    pair, name, (long long)json_integer_value(json_object_get(sw, "elapsed_ms")));
+            free(name);
+            snprintf(shown, sizeof shown, "%s", step);
+        }
+        json_decref(p);
+    }
+    if (!deadline)
+        return 0;
+    int64_t left = deadline - now_ms();
+    return left > 0 ? (int)left : 1;
+}
+
 /* One request, one reply. Returns the exit code. */
 static int ctl_call(const struct ctl_cmd *c, const struct ctl_opts *o, json_t *args)
 {
@@ -952,6 +1038,8 @@ static int ctl_call(const struct ctl_cmd *c, const struct ctl_opts *o, json_t *a
                 errno == EAGAIN ? "timed out" : strerror(errno));
         goto out;
     }
+    if (o->seen & OPT_PROGRESS)
+        timeout_ms = wait_with_progress(fd, o, json_string_value(json_object_get(args, "pair")), timeout_ms);
     switch (ctl_recv_line(fd, timeout_ms, &reply_s, &reply_len)) {
     case READ_OK:
         break;
@@ -979,14 +1067,32 @@ static int ctl_call(const struct ctl_cmd *c, const struct ctl_opts *o, json_t *a
     }
     rc = print_reply(c, o, reply);
 out:
-    if (fd >= 0)
-        close(fd);
-    json_decref(reply);
-    json_decref(req);
-    free(reply_s);
-    free(line);
-    free(req_s);
+    call_free(fd, reply, req, reply_s, line, req_s);
     return rc;
+}
+
+/* status --watch: the status again every second until interrupted (or until a call fails: its exit code).
+ * On a terminal each one replaces the last (clear screen + a time line); otherwise they follow each other,
+ * separated by a blank line, plain as without --watch. */
+static int watch(const struct ctl_cmd *c, const struct ctl_opts *o, json_t *args)
+{
+    bool tty = isatty(STDOUT_FILENO);
+    for (bool first = true;; first = false) {
+        if (tty) {
+            time_t now = time(NULL);
+            char at[32];
+            strftime(at, sizeof at, "%H:%M:%S", localtime(&now));
+            printf("\033[H\033[2J%s  switchyardctl status (every 1 s, Ctrl-C to stop)\n\n", at);
+        } else if (!first) {
+            putchar('\n');
+        }
+        int rc = ctl_call(c, o, args);
+        if (rc != CTL_EXIT_OK)
+            return rc;
+        if (fflush(stdout) != 0)
+            return CTL_EXIT_FAILED;
+        sleep(1);
+    }
 }
 
 /* `help`, `help COMMAND`, `COMMAND --help`: local, exit 0 (2 for an unknown COMMAND). */
@@ -1047,6 +1153,8 @@ int main(int argc, char **argv)
         rc = usage_error(c, err);
     else if (rc != CTL_EXIT_OK)
         fprintf(stderr, "switchyardctl: %s\n", err);
+    else if (o.seen & OPT_WATCH)
+        rc = watch(c, &o, args);
     else
         rc = ctl_call(c, &o, args);
     json_decref(args);

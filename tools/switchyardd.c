@@ -1,5 +1,7 @@
-/* switchyardd -c switchyard.ini [--foreground]: loads and validates the config, raises the open-file
- * limit, detaches unless --foreground (logging then goes to state_dir/switchyardd.log), and runs. */
+/* switchyardd -c switchyard.ini [--foreground | --check-config]: loads and validates the config (and with
+ * --check-config stops there), raises the open-file limit, detaches unless --foreground (logging then goes to
+ * state_dir/switchyardd.log), and runs. Under systemd (Type=notify, --foreground) it reports READY=1 once
+ * the admin socket and every listener are open, and STOPPING=1 when it begins to stop (core/daemon.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -20,7 +22,7 @@ static struct sy_config config; /* large: static, not on the stack */
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: switchyardd -c switchyard.ini [--foreground]\n");
+    fprintf(f, "usage: switchyardd -c switchyard.ini [--foreground | --check-config]\n");
 }
 
 static void raise_nofile(void)
@@ -91,19 +93,23 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         { "config", required_argument, NULL, 'c' },
         { "foreground", no_argument, NULL, 'f' },
+        { "check-config", no_argument, NULL, 'k' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     const char *path = NULL;
-    bool foreground = false;
+    bool foreground = false, check_only = false;
     int c;
-    while ((c = getopt_long(argc, argv, "c:fh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:fkh", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             path = optarg;
             break;
         case 'f':
             foreground = true;
+            break;
+        case 'k':
+            check_only = true;
             break;
         case 'h':
             usage(stdout);
@@ -124,6 +130,11 @@ int main(int argc, char **argv)
     }
     if (apply_engine_limits(&config, path) != 0)
         return 1;
+    if (check_only) {
+        printf("%s: OK (%zu pair(s)%s)\n", path, config.n_pairs, config.cluster.line ? ", [cluster]" : "");
+        sy_config_wipe(&config);
+        return 0;
+    }
     sy_log_set_level(config.log_level);
     raise_nofile();
     if (!foreground && detach(config.state_dir) != 0)

@@ -159,7 +159,7 @@ def test_help_lists_every_command_without_daemon(argv, tmpdir_short):
 def test_help_for_one_command():
     r = ctl("help", "switchover")
     assert r.returncode == 0
-    assert r.stdout.splitlines()[0] == "usage: switchyardctl [-s SOCKET] [--json] switchover PAIR [--force]"
+    assert r.stdout.splitlines()[0] == "usage: switchyardctl [-s SOCKET] [--json] switchover PAIR [--force] [--progress]"
 
 
 @pytest.mark.parametrize("argv", [

@@ -12,6 +12,7 @@ import functools
 import itertools
 import json
 import os
+import re
 import statistics
 import subprocess
 import threading
@@ -55,8 +56,8 @@ def can_login(server, user, password):
         return False
 
 
-@pytest.fixture
-def switchable(mongo_daemon, ferretdb_pair):
+@contextlib.contextmanager
+def switchable_pair(mongo_daemon, ferretdb_pair, env_of=lambda db: None, **pair_keys):
     """A mongodb pair with a running forward instance, a collecting reverse instance and an application user
     created on business after the forward instance started (its credential reaches DR through the oplog)."""
     db = f"msw{os.getpid() % 1000}_{next(_counter)}"
@@ -70,7 +71,8 @@ def switchable(mongo_daemon, ferretdb_pair):
     with ferretdb_pair.business.client() as c:
         c[db].docs.insert_one({"_id": "seed"})
     pname = f"p{db}"
-    d = mongo_daemon(pair=pname, objects=f"{db}.*", txn_drain_ms=500, max_hold_ms=10000, drain_timeout_ms=20000)
+    d = mongo_daemon(pair=pname, objects=f"{db}.*", txn_drain_ms=500, max_hold_ms=10000, drain_timeout_ms=20000,
+                     env=env_of(db), **pair_keys)
     wait_collecting(d, pname)
     ferretdb_pair.business.create_user(APP_USER, APP_PASSWORD, mechanisms=["SCRAM-SHA-256"])
     wait_until(lambda: can_login(ferretdb_pair.dr, APP_USER, APP_PASSWORD), what="the app user on DR")
@@ -88,6 +90,12 @@ def switchable(mongo_daemon, ferretdb_pair):
             pass
         with s.client() as c:
             c.drop_database(db)
+
+
+@pytest.fixture
+def switchable(mongo_daemon, ferretdb_pair):
+    with switchable_pair(mongo_daemon, ferretdb_pair) as s:
+        yield s
 
 
 class Workload:
@@ -225,6 +233,8 @@ def test_switchover_and_switchback_under_workload(switchable, ferretdb_pair, cap
             assert reply.get("ok"), reply
             r = reply["result"]
             assert r["active_side"] == active and r["moved_clients"] >= 8, r
+            # the ack ledger: every write acknowledged through the proxy was read from the oplog and drained
+            assert re.fullmatch(r"\d+:\d+", r["ack_ledger_position"]), r
             missing, short, n_ins, n_inc = acknowledged_missing(new_side, db, w, t1)
             if missing or short:
                 lost.append({"after": op, "missing_inserts": missing[:10], "short_incs": short[:10],
@@ -398,3 +408,103 @@ def test_user_with_another_salt_on_dr_refuses_the_switch(switchable, ferretdb_pa
                 s.drop_user(user)
             except OperationFailure:
                 pass
+
+
+def test_acknowledged_write_missing_from_the_oplog_refuses_the_switch(mongo_daemon, ferretdb_pair):
+    """FerretDB acknowledges a write whose oplog entry it could not store (it logs the error and answers ok):
+    the ack ledger (engine/mongo_acks.h) sees an acknowledged document the collector never read, and the switch
+    refuses to flip instead of losing it. The lost entry is simulated: SY_LOSE_OPLOG_ENTRY makes the collector
+    drop the first entry of one collection. The operator's repair: write the document again (on_conflict =
+    overwrite: DR never had it, which the default policy would stop the writer for), then restart the forward
+    instance, which begins a new ledger."""
+    with switchable_pair(mongo_daemon, ferretdb_pair, env_of=lambda db: {"SY_LOSE_OPLOG_ENTRY": f"{db}.lost"},
+                         on_conflict="overwrite") as (d, pname, db):
+        with app_client(d.port) as c:
+            c[db].lost.insert_one({"_id": 1, "v": 1})            # acknowledged; its entry is dropped
+            c[db].docs.insert_one({"_id": "after"})
+            with ferretdb_pair.dr.client() as drc:
+                wait_until(lambda: drc[db].docs.count_documents({"_id": "after"}) == 1, what="forward applied")
+                assert drc[db].lost.count_documents({}) == 0
+            r = d.admin("switchover", pair=pname)
+            assert r["ok"] is False and r["error"]["code"] == "ledger_ahead_of_drain", r
+            assert "1 acknowledged write(s) not yet read from the oplog" in r["error"]["message"], r
+            assert d.pair_status(pname)["active_side"] == "business"
+            c[db].docs.insert_one({"_id": "still-on-business"})  # the clients go on, on business
+            with ferretdb_pair.business.client() as bc:
+                assert bc[db].docs.count_documents({"_id": "still-on-business"}) == 1
+            c[db].lost.update_one({"_id": 1}, {"$set": {"v": 2}})  # its new entry carries the document
+            with ferretdb_pair.dr.client() as drc:
+                wait_until(lambda: drc[db].lost.find_one({"_id": 1}) == {"_id": 1, "v": 2}, what="the document on DR")
+            r = d.admin("switchover", pair=pname)                 # still refused: the ledger remembers
+            assert r["ok"] is False and r["error"]["code"] == "ledger_ahead_of_drain", r
+            d.admin_ok("pause", instance=f"{pname}/forward")
+            d.admin_ok("start", instance=f"{pname}/forward")
+            wait_collecting(d, pname)
+            c[db].docs.insert_one({"_id": "after-restart"})
+            r = d.admin_ok("switchover", pair=pname)
+            assert r["active_side"] == "dr" and re.fullmatch(r"\d+:\d+", r["ack_ledger_position"]), r
+            assert c[db].lost.find_one({"_id": 1}) == {"_id": 1, "v": 2}
+
+
+def test_failover_under_workload_every_ack_on_dr_or_in_the_tail(switchable, ferretdb_pair, tmp_path):
+    """kill -9 of the business FerretDB under 4 pymongo writers through the proxy; failover: the clients go on
+    on DR (they retry after errors while business is dead), and every insert acknowledged to them is on DR or
+    in the exported tail (business's oplog entries the forward instance never collected). The failover's ack
+    ledger names what was acknowledged and not collected."""
+    d, pname, db = switchable
+    b, dr = ferretdb_pair
+    acked: dict = {}                  # _id -> "before" | "after" (the failover command's return)
+    errors: list = []
+    phase = {"now": "before"}
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def writer(t):
+        c = app_client(d.port, serverSelectionTimeoutMS=30000, retryWrites=False)
+        n = 0
+        while not stop.is_set():
+            _id = f"f{t}-{n}"
+            n += 1
+            try:
+                c[db].fo.insert_one({"_id": _id})
+                with lock:
+                    acked[_id] = phase["now"]
+            except Exception as e:  # noqa: BLE001 - expected while business is dead; counted
+                with lock:
+                    errors.append(f"{type(e).__name__}: {e}")
+                stop.wait(0.05)
+            stop.wait(0.01)
+        c.close()
+
+    threads = [threading.Thread(target=writer, args=(t,), daemon=True) for t in range(4)]
+    for th in threads:
+        th.start()
+    try:
+        wait_until(lambda: len(acked) >= 80, what="the writers running")
+        b.kill9()
+        time.sleep(0.3)
+        r = d.admin_ok("failover", pair=pname)
+        phase["now"] = "after"
+        assert r["active_side"] == "dr", r
+        ledger = r["ack_ledger_position"]
+        wait_until(lambda: sum(1 for v in acked.values() if v == "after") >= 40, what="the writers going on, on DR")
+    finally:
+        stop.set()
+        for th in threads:
+            th.join(30)
+        b.start()
+    tail = wait_until(lambda: d.pair_status(pname).get("tail", {}).get("state") == "open" and
+                      d.pair_status(pname)["tail"], what="tail reported")
+    export = tmp_path / "tail.json"
+    res = d.ctl("resolve-tail", pname, "--export", str(export))
+    assert res.returncode == 0, res.stdout + res.stderr
+    in_tail = {row["after"]["_id"] for t in json.loads(export.read_text())["transactions"] for row in t["rows"]
+               if row.get("after")}
+    with dr.client() as c:
+        on_dr = {x["_id"] for x in c[db].fo.find({}, {"_id": 1})}
+    lost = sorted(k for k in acked if k not in on_dr and k not in in_tail)
+    print(f"\nfailover: {len(acked)} acknowledged ({sum(v == 'after' for v in acked.values())} after), "
+          f"{len(errors)} client errors while business was dead, tail {tail['transactions']} transaction(s), "
+          f"ack ledger {ledger!r}")
+    assert not lost, f"acknowledged inserts neither on DR nor in the tail: {lost[:20]}"
+    assert all(k in on_dr for k, v in acked.items() if v == "after")

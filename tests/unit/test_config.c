@@ -213,8 +213,8 @@ static void test_structure_errors(void)
     CHECK_FAILS("[switchyard]\n[pair a]\n" PAIR_REQ "[switchyard]\n",
                 ":8: duplicate section [switchyard] (first on line 1)");
     CHECK_FAILS("[switchyard]\n[pairs]\nengine = mariadb\n",
-                ":2: unknown section [pairs] (expected [switchyard] or [pair NAME])");
-    CHECK_FAILS("[global]\n", ":1: unknown section [global] (expected [switchyard] or [pair NAME])");
+                ":2: unknown section [pairs] (expected [switchyard], [cluster] or [pair NAME])");
+    CHECK_FAILS("[global]\n", ":1: unknown section [global] (expected [switchyard], [cluster] or [pair NAME])");
     CHECK_FAILS("[pair]\n", ":1: [pair] needs a name: [pair NAME]");
     CHECK_FAILS("[pair a.b]\n", ":1: [pair a.b]: a pair name is 1 to 63 letters, digits, _ or -");
     CHECK_FAILS("[pair orders\n", ":1: section header without ']'");

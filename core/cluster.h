@@ -1,0 +1,34 @@
+/* This switchyardd as one node of several ([cluster] etcd = ...; docs/cluster.md): registered in etcd under
+ * a lease it keeps alive, and the other nodes seen there. First step of issue 12: membership only (status
+ * shows every node and whether etcd answers); the shared epoch, the coordinated switch and the sync's
+ * single owner build on it. Loop thread only. */
+#ifndef SY_CLUSTER_H
+#define SY_CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "core/config.h"
+
+#define SY_CLUSTER_PREFIX "/switchyard/"
+
+struct sy_cluster;
+
+/* What this node has applied, published in its registration: {"pairs": {NAME: {"epoch", "active"}}}; asked
+ * for at every tick (the key is put again when it changed). New reference. */
+typedef json_t *(*sy_cluster_state_fn)(void *arg);
+
+/* Starts registering (asynchronously: etcd may be down now; the node keeps trying). NULL: out of memory or
+ * no usable endpoint (err). */
+struct sy_cluster *sy_cluster_start(struct event_base *base, const struct sy_config *cfg, sy_cluster_state_fn state,
+                                    void *state_arg, char *err, size_t errlen);
+/* Revokes the lease (best effort, bounded: the loop turns up to timeout_ms) and frees. */
+void sy_cluster_stop(struct sy_cluster *c, int timeout_ms);
+/* {"node", "etcd": "ok"|"unreachable"|"connecting", "endpoint", "error", "lease_id", "lease_ttl_s",
+ *  "registered", "nodes": [{"node", "pid", "admin_socket", "started", "pairs": {NAME: {"epoch", "active"}}}]} */
+json_t *sy_cluster_status_json(const struct sy_cluster *c);
+
+#endif

@@ -1,0 +1,212 @@
+/* The MongoDB ack ledger: proxy/mongo_write.c (which documents a reply proves written, for pymongo's
+ * insert_one/insert_many/update_one/bulk_write/delete_one shapes, in the body or a kind-1 section),
+ * engine/mongo_acks.c (acknowledgements matched with taken oplog entries in either order, pending writes
+ * covered by no position, operationTime) and core/fp_multiset.c under them. */
+#include <string.h>
+
+#include "capture/mongo_modules.h"
+#include "core/fp_multiset.h"
+#include "engine/mongo_acks.h"
+#include "engine/mongo_echo.h"
+#include "proxy/mongo_write.h"
+#include "tests/unit/check.h"
+
+static struct sy_mongo_msg msg_of(const bson_t *body)
+{
+    struct sy_mongo_msg m = { 0 };
+    m.body = bson_get_data(body);
+    m.body_len = body->len;
+    return m;
+}
+
+static uint64_t key_int(const char *ns, int32_t id)
+{
+    bson_t *d = BCON_NEW("_id", BCON_INT32(id));
+    uint64_t k = sy_mongo_doc_key(ns, bson_get_data(d), d->len);
+    bson_destroy(d);
+    return k;
+}
+
+static void test_insert(void)
+{
+    /* insert_many as pymongo 4 sends it: documents in a kind-1 section */
+    bson_t *body = BCON_NEW("insert", BCON_UTF8("orders"), "ordered", BCON_BOOL(true), "$db", BCON_UTF8("shop"));
+    uint8_t docs[256];
+    size_t off = 0;
+    for (int i = 1; i <= 3; i++) {
+        bson_t *d = i == 2 ? BCON_NEW("x", BCON_INT32(i)) : BCON_NEW("_id", BCON_INT32(i), "x", BCON_INT32(i));
+        memcpy(docs + off, bson_get_data(d), d->len);
+        off += d->len;
+        bson_destroy(d);
+    }
+    struct sy_mongo_msg m = msg_of(body);
+    m.seqs[0] = (struct sy_mongo_seq){ .id = "documents", .id_len = 9, .docs = docs, .len = off, .ndocs = 3 };
+    m.nseqs = 1;
+    struct sy_mongo_write w;
+    CHECK(sy_mongo_write_parse(&m, &w) == 1);
+    CHECK(w.op == SY_MWRITE_INSERT && w.n == 3 && strcmp(w.db, "shop") == 0 && strcmp(w.coll, "orders") == 0);
+    CHECK(w.keys[0] == key_int("shop.orders", 1) && w.keys[1] == 0 && w.keys[2] == key_int("shop.orders", 3));
+
+    uint64_t keys[3];
+    struct sy_mongo_write_ack a;
+    bson_t *r = BCON_NEW("n", BCON_INT32(3), "ok", BCON_DOUBLE(1.0));
+    CHECK(sy_mongo_write_acked(&w, bson_get_data(r), r->len, keys, &a));
+    CHECK(a.n_keys == 2 && keys[0] == w.keys[0] && keys[1] == w.keys[2] && a.unproven == 1 && !a.has_op_time);
+    bson_destroy(r);
+
+    /* ordered, the second fails (duplicate key): only the first was written */
+    r = BCON_NEW("n", BCON_INT32(1), "writeErrors", "[", "{", "index", BCON_INT32(1), "code", BCON_INT32(11000), "}",
+                 "]", "ok", BCON_DOUBLE(1.0));
+    CHECK(sy_mongo_write_acked(&w, bson_get_data(r), r->len, keys, &a) && a.n_keys == 1 && keys[0] == w.keys[0]);
+    bson_destroy(r);
+    /* counts that do not add up prove nothing */
+    r = BCON_NEW("n", BCON_INT32(2), "ok", BCON_INT32(1));
+    CHECK(sy_mongo_write_acked(&w, bson_get_data(r), r->len, keys, &a) && a.n_keys == 0 && a.unproven == 2);
+    bson_destroy(r);
+    /* a failed command acknowledges nothing; a w:0-like {ok:1} without n neither */
+    r = BCON_NEW("ok", BCON_DOUBLE(0), "errmsg", BCON_UTF8("no"), "code", BCON_INT32(13));
+    CHECK(sy_mongo_write_acked(&w, bson_get_data(r), r->len, keys, &a) && a.n_keys == 0 && a.unproven == 0);
+    bson_destroy(r);
+    /* operationTime (MongoDB) */
+    r = BCON_NEW("n", BCON_INT32(3), "operationTime", BCON_TIMESTAMP(1733250000, 7), "ok", BCON_DOUBLE(1.0));
+    CHECK(sy_mongo_write_acked(&w, bson_get_data(r), r->len, keys, &a) && a.has_op_time && a.op_t == 1733250000 &&
+          a.op_i == 7);
+    bson_destroy(r);
+    sy_mongo_write_fini(&w);
+    bson_destroy(body);
+
+    /* in a transaction: not looked at; not a write: 0; no $db: malformed */
+    body = BCON_NEW("insert", BCON_UTF8("orders"), "autocommit", BCON_BOOL(false), "$db", BCON_UTF8("shop"));
+    m = msg_of(body);
+    CHECK(sy_mongo_write_parse(&m, &w) == 0 && w.op == SY_MWRITE_NONE);
+    bson_destroy(body);
+    body = BCON_NEW("find", BCON_UTF8("orders"), "$db", BCON_UTF8("shop"));
+    m = msg_of(body);
+    CHECK(sy_mongo_write_parse(&m, &w) == 0);
+    bson_destroy(body);
+    body = BCON_NEW("insert", BCON_UTF8("orders"), "documents", "[", "{", "_id", BCON_INT32(1), "}", "]");
+    m = msg_of(body);
+    CHECK(sy_mongo_write_parse(&m, &w) == -1 && w.op == SY_MWRITE_NONE && w.keys == NULL);
+    bson_destroy(body);
+}
+
+static void test_update_delete(void)
+{
+    /* bulk_write: two updates by _id (one an upsert), one by another filter */
+    bson_t *body = BCON_NEW("update", BCON_UTF8("orders"), "updates", "[",
+                            "{", "q", "{", "_id", BCON_INT32(1), "}", "u", "{", "$set", "{", "x", BCON_INT32(2), "}",
+                            "}", "}",
+                            "{", "q", "{", "_id", BCON_INT32(5), "}", "u", "{", "x", BCON_INT32(5), "}", "upsert",
+                            BCON_BOOL(true), "}",
+                            "]", "$db", BCON_UTF8("shop"));
+    struct sy_mongo_msg m = msg_of(body);
+    struct sy_mongo_write w;
+    CHECK(sy_mongo_write_parse(&m, &w) == 1 && w.op == SY_MWRITE_UPDATE && w.n == 2);
+    uint64_t keys[2];
+    struct sy_mongo_write_ack a;
+    bson_t *r = BCON_NEW("n", BCON_INT32(2), "nModified", BCON_INT32(1), "upserted", "[", "{", "index",
+                         BCON_INT32(1), "_id", BCON_INT32(5), "}", "]", "ok", BCON_DOUBLE(1.0));
+    CHECK(sy_mongo_write_acked(&w, bson_get_data(r), r->len, keys, &a));
+    CHECK(a.n_keys == 2 && keys[0] == key_int("shop.orders", 1) && keys[1] == key_int("shop.orders", 5));
+    bson_destroy(r);
+    /* the first changed nothing (nModified 0): its document is not claimed, the upsert is */
+    r = BCON_NEW("n", BCON_INT32(2), "nModified", BCON_INT32(0), "upserted", "[", "{", "index", BCON_INT32(1), "_id",
+                 BCON_INT32(5), "}", "]", "ok", BCON_DOUBLE(1.0));
+    CHECK(sy_mongo_write_acked(&w, bson_get_data(r), r->len, keys, &a));
+    CHECK(a.n_keys == 1 && keys[0] == key_int("shop.orders", 5) && a.unproven == 0);
+    bson_destroy(r);
+    sy_mongo_write_fini(&w);
+    bson_destroy(body);
+
+    /* update_many by another filter; an operator on _id: not one document */
+    body = BCON_NEW("update", BCON_UTF8("orders"), "updates", "[",
+                    "{", "q", "{", "x", BCON_INT32(1), "}", "u", "{", "$inc", "{", "x", BCON_INT32(1), "}", "}",
+                    "multi", BCON_BOOL(true), "}",
+                    "{", "q", "{", "_id", "{", "$in", "[", BCON_INT32(1), "]", "}", "}", "u", "{", "y", BCON_INT32(1),
+                    "}", "}", "]", "$db", BCON_UTF8("shop"));
+    m = msg_of(body);
+    CHECK(sy_mongo_write_parse(&m, &w) == 1 && w.n == 2 && w.keys[0] == 0 && w.keys[1] == 0);
+    r = BCON_NEW("n", BCON_INT32(7), "nModified", BCON_INT32(6), "ok", BCON_DOUBLE(1.0));
+    CHECK(sy_mongo_write_acked(&w, bson_get_data(r), r->len, keys, &a) && a.n_keys == 0 && a.unproven == 6);
+    bson_destroy(r);
+    sy_mongo_write_fini(&w);
+    bson_destroy(body);
+
+    /* delete_one by _id, an embedded-document _id */
+    body = BCON_NEW("delete", BCON_UTF8("orders"), "deletes", "[", "{", "q", "{", "_id", "{", "a", BCON_INT32(1),
+                    "}", "}", "limit", BCON_INT32(1), "}", "]", "$db", BCON_UTF8("shop"));
+    m = msg_of(body);
+    CHECK(sy_mongo_write_parse(&m, &w) == 1 && w.op == SY_MWRITE_DELETE && w.n == 1 && w.keys[0] != 0);
+    r = BCON_NEW("n", BCON_INT32(1), "ok", BCON_DOUBLE(1.0));
+    CHECK(sy_mongo_write_acked(&w, bson_get_data(r), r->len, keys, &a) && a.n_keys == 1 && keys[0] == w.keys[0]);
+    bson_destroy(r);
+    r = BCON_NEW("n", BCON_INT32(0), "ok", BCON_DOUBLE(1.0)); /* nothing to delete: nothing written */
+    CHECK(sy_mongo_write_acked(&w, bson_get_data(r), r->len, keys, &a) && a.n_keys == 0 && a.unproven == 0);
+    bson_destroy(r);
+    sy_mongo_write_fini(&w);
+    bson_destroy(body);
+}
+
+static void test_multiset(void)
+{
+    struct sy_fp_multiset m;
+    CHECK(sy_fp_multiset_init(&m) == 0);
+    uint64_t p = 0;
+    CHECK(!sy_fp_multiset_take(&m, 5, 0, &p));
+    CHECK(sy_fp_multiset_add(&m, 5, 10, 100, 0) == 0 && sy_fp_multiset_add(&m, 5, 7, 100, 0) == 0);
+    CHECK(sy_fp_multiset_add(&m, 0, 1, 100, 0) == 0 && m.count == 3);
+    CHECK(sy_fp_multiset_take(&m, 5, 1, &p) && p == 10);
+    CHECK(!sy_fp_multiset_take(&m, 5, 100, &p));          /* expired */
+    CHECK(sy_fp_multiset_take(&m, 0, 1, NULL));
+    for (uint64_t i = 1; i <= 5000; i++)                    /* grows, sweeping the dead */
+        CHECK(sy_fp_multiset_add(&m, i * 7919, i, 1000 + i, 200) == 0);
+    for (uint64_t i = 1; i <= 5000; i++)
+        CHECK(sy_fp_multiset_take(&m, i * 7919, 300, &p) && p == i);
+    sy_fp_multiset_fini(&m);
+}
+
+static void test_ledger(void)
+{
+    struct sy_mongo_acks *a = sy_mongo_acks_of("unit", SY_SIDE_BUSINESS);
+    CHECK(a != NULL && a == sy_mongo_acks_of("unit", SY_SIDE_BUSINESS) && a != sy_mongo_acks_of("unit", SY_SIDE_DR));
+    char out[200];
+    struct sy_mongo_acks_stats st;
+    uint64_t k1 = key_int("shop.orders", 1), k2 = key_int("shop.orders", 2);
+    sy_mongo_acks_acked(a, &k1, 1, 0, 0);                  /* no collector reads the side: not noted */
+    sy_mongo_acks_ledger(a, out, sizeof out, &st);
+    CHECK(out[0] == '\0' && st.acked == 0);
+    sy_mongo_acks_arm(a, true);
+    sy_mongo_acks_acked(a, &k1, 1, 2, 10);                  /* acknowledged before the collector took it */
+    sy_mongo_acks_ledger(a, out, sizeof out, &st);
+    CHECK(strcmp(out, "0:0 and 1 acknowledged write(s) not yet read from the oplog") == 0);
+    CHECK(st.pending == 1 && st.unproven == 2);
+    CHECK(!sy_mongo_position_covers("1733250000:9", out));  /* no drained position covers it */
+    sy_mongo_acks_taken(a, k2, 1733250000, 3, 20);          /* another client's write */
+    sy_mongo_acks_taken(a, k1, 1733250000, 4, 20);
+    sy_mongo_acks_ledger(a, out, sizeof out, &st);
+    CHECK(strcmp(out, "1733250000:4") == 0 && st.pending == 0 && st.matched == 1);
+    CHECK(sy_mongo_position_covers("1733250000:9", out) && !sy_mongo_position_covers("1733250000:3", out));
+    sy_mongo_acks_taken(a, k1, 1733250001, 1, 30);          /* taken before its acknowledgement */
+    sy_mongo_acks_acked(a, &k1, 1, 0, 40);
+    sy_mongo_acks_ledger(a, out, sizeof out, NULL);
+    CHECK(strcmp(out, "1733250001:1") == 0);
+    sy_mongo_acks_acked(a, &k1, 1, 0, 50);                  /* a second write of it: its entry is not taken */
+    sy_mongo_acks_ledger(a, out, sizeof out, NULL);
+    CHECK(strcmp(out, "1733250001:1 and 1 acknowledged write(s) not yet read from the oplog") == 0);
+    /* as a failover tail's ledger: the proven part counts */
+    CHECK(sy_mongo_position_covers(out, "1733250001:1") && !sy_mongo_position_covers(out, "1733250001:2"));
+    sy_mongo_acks_op_time(a, 1733250009, 2);
+    sy_mongo_acks_taken(a, k1, 1733250002, 1, 60);
+    sy_mongo_acks_ledger(a, out, sizeof out, NULL);
+    CHECK(strcmp(out, "1733250009:2") == 0);
+    sy_mongo_acks_arm(a, false);
+}
+
+int main(void)
+{
+    test_insert();
+    test_update_delete();
+    test_multiset();
+    test_ledger();
+    return CHECK_DONE();
+}
