@@ -45,7 +45,7 @@ struct isync {
     char **keys;                   /* owned */
     int *key_cols;                 /* owned: result column of each key */
     size_t n_keys;
-    struct sy_buf insert, values, scratch, where, last_key;
+    struct sy_buf insert, scratch, last_key; /* the chunk's INSERTs, row values' text, where the next chunk starts */
     const char *table;
     uint64_t chunk_rows, in_stmt;
     struct sy_value *vals;         /* owned: one row */
@@ -516,9 +516,7 @@ static void *isync_main(void *arg)
     s->cfg = s->ctx->cfg;
     s->src_watch = s->dst_watch = -1;
     sy_buf_init(&s->insert);
-    sy_buf_init(&s->values);
     sy_buf_init(&s->scratch);
-    sy_buf_init(&s->where);
     sy_buf_init(&s->last_key);
     {
         struct sy_buf b;
@@ -563,9 +561,7 @@ out:
     free(s->key_cols);
     free(s->vals);
     sy_buf_fini(&s->insert);
-    sy_buf_fini(&s->values);
     sy_buf_fini(&s->scratch);
-    sy_buf_fini(&s->where);
     sy_buf_fini(&s->last_key);
     free(s);
     return NULL;
