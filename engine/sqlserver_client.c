@@ -257,7 +257,8 @@ static bool is_temporal(int type)
            type == SYBMSTIME || type == SYBMSDATETIME2;
 }
 
-/* A temporal column as "YYYY-MM-DD hh:mm:ss.fffffff" (date or time alone for those types). */
+/* A temporal column as "YYYY-MM-DD hh:mm:ss.fffffff" (date or time alone for those types; datetime and
+ * smalldatetime with milliseconds, the most their text form may carry). */
 static bool temporal_text(struct sy_tds *t, int col, int type, char *out, size_t outlen)
 {
     DBDATEREC2 d;
@@ -268,6 +269,9 @@ static bool temporal_text(struct sy_tds *t, int col, int type, char *out, size_t
         n = snprintf(out, outlen, "%04d-%02d-%02d", d.year, d.month, d.day);
     else if (type == SYBMSTIME)
         n = snprintf(out, outlen, "%02d:%02d:%02d.%07d", d.hour, d.minute, d.second, d.nanosecond / 100);
+    else if (type != SYBMSDATETIME2) /* datetime/smalldatetime: SQL Server refuses more than 3 fraction digits */
+        n = snprintf(out, outlen, "%04d-%02d-%02d %02d:%02d:%02d.%03d", d.year, d.month, d.day, d.hour, d.minute,
+                     d.second, d.nanosecond / 1000000);
     else
         n = snprintf(out, outlen, "%04d-%02d-%02d %02d:%02d:%02d.%07d", d.year, d.month, d.day, d.hour, d.minute,
                      d.second, d.nanosecond / 100);

@@ -76,7 +76,7 @@ int64_t sy_tds_col_int(struct sy_tds *t, int col); /* integer types (0 for NULL/
 /* The column's value as a change record carries it (core/change.h): integers and bit -> INT, float/real ->
  * DOUBLE, decimal/numeric/money -> DECIMAL text, (n)char/(n)varchar/text/uniqueidentifier -> STRING (UTF-8),
  * binary/varbinary/image -> BLOB, date/time/datetime/datetime2 -> TEMPORAL "YYYY-MM-DD hh:mm:ss.fffffff"
- * (date: the date part, time: the time part), datetimeoffset -> STRING as the server's text. Text made
+ * (date: the date part, time: the time part, datetime/smalldatetime: 3 fraction digits), datetimeoffset -> STRING as the server's text. Text made
  * here lives in scratch (appended; pointers stay valid only until scratch grows: call sy_tds_values_fix
  * after the last column). false on a type it cannot carry (name in err). */
 bool sy_tds_col_value(struct sy_tds *t, int col, struct sy_value *v, struct sy_buf *scratch, char *err,

@@ -32,7 +32,7 @@ _counter = itertools.count()
 
 TABLES = {
     "orders": "id int NOT NULL PRIMARY KEY, customer nvarchar(40) NOT NULL, amount decimal(12,2) NULL, "
-              "placed datetime2 NULL, note nvarchar(max) NULL",
+              "placed datetime2 NULL, note nvarchar(max) NULL, created datetime NULL",
     "lines": "order_id int NOT NULL, line int NOT NULL, sku varchar(20) NOT NULL, qty bigint NOT NULL, "
              "price float NULL, blob varbinary(64) NULL, flag bit NULL, PRIMARY KEY (order_id, line)",
 }
@@ -112,8 +112,8 @@ def workload(d, db, n, seed, start=0):
                 if r < 0.45 or not ids:
                     nxt += 1
                     oid = seed * 100000 + nxt
-                    cur.execute("INSERT INTO dbo.orders (id, customer, amount, placed, note) VALUES "
-                                "(%s, %s, %s, '2026-12-03 10:11:12.1234567', %s)",
+                    cur.execute("INSERT INTO dbo.orders (id, customer, amount, placed, note, created) VALUES "
+                                "(%s, %s, %s, '2026-12-03 10:11:12.1234567', %s, '2026-12-03 10:11:12.127')",
                                 (oid, f"cüst'{nxt}", f"{rnd.randint(0, 99999) / 100:.2f}",
                                  None if rnd.random() < 0.3 else "x" * rnd.randint(0, 300)))
                     for ln in range(rnd.randint(0, 3)):
