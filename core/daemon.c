@@ -17,6 +17,7 @@
 #include "core/admin.h"
 #include "core/cluster.h"
 #include "core/collect.h"
+#include "core/comma_list.h"
 #include "core/log.h"
 #include "core/state_file.h"
 #include "core/fence_keeper.h"
@@ -473,11 +474,24 @@ static bool verify_write_reached(void *arg, const char *position, int timeout_ms
                                      2, 50, NULL);
 }
 
+/* The engine's verify with what is the same for every engine around it: the log lines and elapsed_ms. */
 static void *verify_thread(void *arg)
 {
     struct verify_job *job = arg;
+    const char *name = job->cfg->name;
+    uint64_t t0 = sy_now_ms();
+    sy_log_info("pair %s: verify started%s%s", name, job->objects ? " for " : "", job->objects ? job->objects : "");
     job->rc = job->eng->sync->verify(job->cfg, job->objects, verify_write_reached, job, job->result, job->err,
                                 sizeof job->err);
+    uint64_t ms = sy_now_ms() - t0;
+    if (job->rc == 0) {
+        json_object_set_new(job->result, "elapsed_ms", json_integer((json_int_t)ms));
+        sy_log_info("pair %s: verify done in %llu ms: %zu table(s), %s", name, (unsigned long long)ms,
+                    json_array_size(json_object_get(job->result, "tables")),
+                    json_is_true(json_object_get(job->result, "clean")) ? "clean" : "NOT clean");
+    } else {
+        sy_log_warn("pair %s: verify failed after %llu ms: %s", name, (unsigned long long)ms, job->err);
+    }
     event_active(job->done, 0, 0);
     sy_admin_job_end(); /* last touch of shared state */
     return NULL;
@@ -520,6 +534,11 @@ static void cmd_verify(struct sy_admin_req *req, json_t *args, void *ctx)
         return;
     }
     const char *objects = sy_admin_arg_str(args, "objects");
+    if (objects && !sy_objects_filter_valid(objects)) {
+        sy_admin_fail(req, "bad_request", "--objects wants db.table (MongoDB: db.collection) or db.* entries "
+                      "separated by commas, not '%s'", objects);
+        return;
+    }
     struct verify_job *job = calloc(1, sizeof *job);
     if (job == NULL) {
         sy_admin_fail(req, "internal", "out of memory");

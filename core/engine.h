@@ -25,7 +25,8 @@ struct sy_sync_ops {
     /* Runs the precheck (a worker thread); fills checks (JSON array of {name, status: pass|fail|warn,
      * detail, fix}). Returns 0 when nothing failed. */
     int (*precheck)(const struct sy_pair_cfg *cfg, enum sy_direction dir, json_t *checks);
-    /* `verify` (a worker thread): fills result; write_reached(arg, position, timeout_ms) says whether
+    /* `verify` (a worker thread; the daemon has checked the objects filter's syntax, logs the start and
+     * end and adds elapsed_ms): fills result; write_reached(arg, position, timeout_ms) says whether
      * the forward writer has applied a source position. 0; -1 (err) failed; -2 (err) bad objects
      * filter. NULL: not built for this engine. See replay/mariadb_verify.h. */
     int (*verify)(const struct sy_pair_cfg *cfg, const char *objects,

@@ -572,13 +572,6 @@ static int verify_collection(struct verify *v, const char *ns, bool caught_up, j
 
 /* ---- the command -------------------------------------------------------------------------------- */
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static int run(struct verify *v, const char *filter, json_t *result)
 {
     char err[700];
@@ -633,25 +626,10 @@ int sy_mongo_verify(const struct sy_pair_cfg *cfg, const char *objects_filter,
                     bool (*write_reached)(void *arg, const char *position, int timeout_ms), void *arg,
                     json_t *result, char *err, size_t errlen)
 {
-    if (objects_filter && !sy_objects_filter_valid(objects_filter)) {
-        snprintf(err, errlen, "--objects wants db.collection or db.* entries separated by commas, not '%s'",
-                 objects_filter);
-        return -2;
-    }
     struct verify v = { .cfg = cfg, .reached = write_reached, .arg = arg, .wait_ms = WAIT_MS };
-    uint64_t t0 = mono_ms();
-    sy_log_info("pair %s: verify started%s%s", cfg->name, objects_filter ? " for " : "",
-                objects_filter ? objects_filter : "");
     int rc = run(&v, objects_filter, result);
-    uint64_t ms = mono_ms() - t0;
-    if (rc == 0) {
-        json_object_set_new(result, "elapsed_ms", json_integer((json_int_t)ms));
-        sy_log_info("pair %s: verify done in %llu ms: %s", cfg->name, (unsigned long long)ms,
-                    json_is_true(json_object_get(result, "clean")) ? "clean" : "NOT clean");
-    } else {
+    if (rc != 0)
         snprintf(err, errlen, "%s", v.err);
-        sy_log_warn("pair %s: verify failed after %llu ms: %s", cfg->name, (unsigned long long)ms, v.err);
-    }
     if (v.src != NULL)
         mongoc_client_destroy(v.src);
     if (v.dst != NULL)
