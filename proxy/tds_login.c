@@ -383,6 +383,10 @@ static void backend_login_reply(struct sy_tds_session *s, struct evbuffer *in)
     struct sy_tds_login_result r;
     enum sy_parse pr = m.type == SY_TDS_TABULAR ? sy_tds_login_result_scan(pl, m.payload_len, &r, err, sizeof err)
                                                 : SY_PARSE_BAD;
+    if (pr == SY_PARSE_OK && r.loginack) {
+        snprintf(s->database, sizeof s->database, "%s", r.database);
+        sy_tds_session_track_login(s, pl, m.payload_len);
+    }
     free(pl);
     if (m.type != SY_TDS_TABULAR)
         snprintf(err, sizeof err, "login answered with %s", sy_tds_type_name(m.type));
@@ -403,7 +407,6 @@ static void backend_login_reply(struct sy_tds_session *s, struct evbuffer *in)
     }
     s->logged_in = true;
     s->packet_size = r.packet_size ? r.packet_size : SY_TDS_LOGIN_PACKET;
-    snprintf(s->database, sizeof s->database, "%s", r.database);
     sy_log_info("%s: logged in as '%s' (database %s, packet size %zu, %s TDS 0x%08x) on the %s server", s->label,
                 s->user, s->database, s->packet_size, r.ack.prog_name, (unsigned)r.ack.tds_version,
                 sy_side_name(s->side));

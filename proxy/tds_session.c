@@ -99,6 +99,10 @@ static void session_free(struct sy_tds_session *s)
         bufferevent_free(s->client_raw);
     if (s->io.backend)
         bufferevent_free(s->io.backend);
+    sy_tds_track_fini(&s->track);
+    sy_tds_rsp_scan_fini(&s->scan);
+    if (s->scanbuf)
+        evbuffer_free(s->scanbuf);
     free(s);
 }
 
@@ -218,11 +222,135 @@ void sy_tds_session_to_client_done(struct sy_tds_session *s)
     to_client_done(s);
 }
 
+/* ---- tracking (tds_track.h) ------------------------------------------------------------------------------ */
+
+/* Feeds the scanned bytes' complete tokens to the tracker; a token the scan does not know ends the scan of
+ * this response and tracking (the session stays on its server). */
+static void scan_run(struct sy_tds_session *s)
+{
+    size_t n = evbuffer_get_length(s->scanbuf), off = 0;
+    if (n == 0)
+        return;
+    const uint8_t *p = evbuffer_pullup(s->scanbuf, -1);
+    char err[200];
+    while (off < n && !s->scan_off) {
+        struct sy_tds_rsp_ev ev;
+        size_t used = 0;
+        enum sy_parse pr = sy_tds_rsp_step(&s->scan, p + off, n - off, &used, &ev, err, sizeof err);
+        if (pr == SY_PARSE_AGAIN) {
+            if (n - off <= SY_TDS_TOKEN_TRACK_MAX)
+                break;
+            snprintf(err, sizeof err, "a response token over %u bytes", SY_TDS_TOKEN_TRACK_MAX);
+            pr = SY_PARSE_BAD;
+        }
+        if (pr == SY_PARSE_BAD) {
+            sy_log_info("%s: response not tracked (%s): the session stays on the %s side", s->label, err,
+                        sy_side_name(s->side));
+            sy_tds_track_lose(&s->track, err);
+            s->scan_off = true;
+            break;
+        }
+        sy_tds_track_event(&s->track, &ev);
+        off += used;
+    }
+    evbuffer_drain(s->scanbuf, s->scan_off ? n : off);
+}
+
+/* A server message ended (EOM): the request's response is complete. */
+static void scan_end(struct sy_tds_session *s)
+{
+    if (!s->scan_off && evbuffer_get_length(s->scanbuf) > 0)
+        sy_tds_track_lose(&s->track, "a response ended inside a token");
+    evbuffer_drain(s->scanbuf, evbuffer_get_length(s->scanbuf));
+    s->scan_off = false;
+    s->scan.ncols = 0;
+    sy_tds_track_response_end(&s->track);
+}
+
+void sy_tds_session_track_login(struct sy_tds_session *s, const uint8_t *p, size_t n)
+{
+    sy_tds_track_init(&s->track, s->database, "");
+    evbuffer_add(s->scanbuf, p, n);
+    scan_run(s);
+    scan_end(s);
+    snprintf(s->language, sizeof s->language, "%s", s->track.language);
+}
+
+/* The client's request message (whole, framed at p) is about to be forwarded: tracked (and, once moved,
+ * rewritten for the new server: then *rebuilt holds the packets to send instead). */
+static void track_request(struct sy_tds_session *s, const uint8_t *p, const struct sy_tds_msg *m)
+{
+    if (s->track.lost[0])
+        return;
+    uint8_t *pl = malloc(m->payload_len ? m->payload_len : 1);
+    if (pl == NULL) {
+        sy_tds_track_lose(&s->track, "out of memory");
+        return;
+    }
+    sy_tds_msg_payload(p, m, pl);
+    struct sy_tds_req q;
+    char err[200];
+    if (sy_tds_req_parse(pl, m->payload_len, m->type, &q, err, sizeof err) != SY_PARSE_OK) {
+        sy_log_info("%s: request not tracked (%s): the session stays on the %s side", s->label, err,
+                    sy_side_name(s->side));
+        sy_tds_track_lose(&s->track, err);
+    } else {
+        sy_tds_track_request(&s->track, pl, m->payload_len, &q);
+    }
+    free(pl);
+}
+
+/* The status of the last packet of the message framed at p (IGNORE lives there). */
+static uint8_t msg_last_status(const uint8_t *p, const struct sy_tds_msg *m)
+{
+    size_t off = 0;
+    uint8_t st = 0;
+    for (uint32_t i = 0; i < m->packets && off + SY_TDS_HDR_LEN <= m->wire_len; i++) {
+        st = p[off + 1];
+        off += (size_t)p[off + 2] << 8 | p[off + 3];
+    }
+    return st;
+}
+
 /* ---- relay ------------------------------------------------------------------------------------------------ */
 
 static bool request_type(uint8_t t)
 {
     return t == SY_TDS_SQL_BATCH || t == SY_TDS_RPC || t == SY_TDS_BULK_LOAD || t == SY_TDS_TRANSACTION_MANAGER;
+}
+
+/* A request message starting in `in`: read whole (tracked, then forwarded) when it is at most
+ * SY_TDS_REQ_TRACK_MAX bytes: 0 when forwarded or still incomplete (c_left stays 0), 1 when it is larger and
+ * streams (not tracked: the session can no longer move), -1 when the connection was closed. */
+static int request_whole(struct sy_tds_session *s, struct evbuffer *in)
+{
+    size_t n = evbuffer_get_length(in);
+    const uint8_t *p = evbuffer_pullup(in, -1);
+    struct sy_tds_msg m;
+    char err[200];
+    enum sy_parse pr = sy_tds_msg_frame(p, n, s->packet_size, SY_TDS_REQ_TRACK_MAX, &m, err, sizeof err);
+    if (pr == SY_PARSE_AGAIN)
+        return 0;
+    if (pr == SY_PARSE_BAD) {
+        if (sy_tds_msg_frame(p, n, s->packet_size, SIZE_MAX, &m, err, sizeof err) == SY_PARSE_BAD) {
+            bad_packet(s, "client", err);
+            return -1;
+        }
+        sy_tds_track_lose(&s->track, "a request over 4 MiB");
+        return 1;
+    }
+    bool ignored = (msg_last_status(p, &m) & SY_TDS_STATUS_IGNORE) != 0;
+    if (!ignored)
+        track_request(s, p, &m);
+    if (m.status & (SY_TDS_STATUS_RESETCONNECTION | SY_TDS_STATUS_RESETCONNECTIONSKIPTRAN))
+        s->resets++;
+    evbuffer_remove_buffer(in, bufferevent_get_output(s->io.backend), m.wire_len);
+    if (!ignored) {
+        s->requests++;
+        set_state(s, TS_BUSY);
+    }
+    to_backend_done(s);
+    return 0;
 }
 
 /* The next client packet's header: false when it must wait (held, a request in flight) or was refused. */
@@ -272,6 +400,11 @@ static bool client_packet_start(struct sy_tds_session *s, struct evbuffer *in)
         }
         if (s->state == TS_HELD)
             set_state(s, TS_IDLE);
+        if (h.type != SY_TDS_BULK_LOAD) {
+            int r = request_whole(s, in);
+            if (r <= 0)
+                return false;                     /* forwarded whole (r 0: waits for the rest, -1: closed) */
+        }
         s->c_in_msg = true;
         s->c_msg_type = h.type;
         if (h.status & (SY_TDS_STATUS_RESETCONNECTION | SY_TDS_STATUS_RESETCONNECTIONSKIPTRAN))
@@ -348,6 +481,19 @@ static void relay_backend(struct sy_tds_session *s, struct evbuffer *in)
         size_t n = evbuffer_get_length(in), k = n < s->b_left ? n : s->b_left;
         if (k > 0) {
             tail_keep(s, in, k);
+            if (!s->scan_off) {
+                struct evbuffer_ptr pos;
+                evbuffer_ptr_set(in, &pos, 0, EVBUFFER_PTR_SET);
+                uint8_t *dst = NULL;
+                struct evbuffer_iovec v;
+                if (evbuffer_reserve_space(s->scanbuf, k, &v, 1) == 1 && v.iov_len >= k) {
+                    dst = v.iov_base;
+                    evbuffer_copyout_from(in, &pos, dst, k);
+                    v.iov_len = k;
+                    evbuffer_commit_space(s->scanbuf, &v, 1);
+                }
+                scan_run(s);
+            }
             evbuffer_remove_buffer(in, out, k);
             s->b_left -= k;
         }
@@ -356,6 +502,7 @@ static void relay_backend(struct sy_tds_session *s, struct evbuffer *in)
             return;
         if (!s->b_eom)
             continue;
+        scan_end(s);
         /* a response complete; with an ATTENTION out, only its acknowledgement ends the wait */
         bool ack = s->b_tail_len == SY_TDS_DONE_LEN && sy_tds_is_attention_ack(s->b_tail);
         s->b_tail_len = 0;
@@ -508,6 +655,12 @@ void sy_tds_session_accept(struct sy_tds_proxy *px, evutil_socket_t fd, const st
     if (px->next_id == 0)
         px->next_id = 1;
     s->packet_size = SY_TDS_MAX_PACKET;          /* until the login negotiates one */
+    s->scanbuf = evbuffer_new();
+    if (s->scanbuf == NULL) {
+        evutil_closesocket(fd);
+        free(s);
+        return;
+    }
     s->encryption = SY_TDS_ENCRYPT_NOT_SUP;      /* until PRELOGIN is answered */
     sy_relay_addr_name(sa, (socklen_t)salen, s->peer, sizeof s->peer);
     snprintf(s->label, sizeof s->label, "%s T-%u %s", px->pair->cfg->name, s->id, s->peer);
@@ -518,6 +671,7 @@ void sy_tds_session_accept(struct sy_tds_proxy *px, evutil_socket_t fd, const st
     s->io.client = bufferevent_socket_new(px->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (s->io.client == NULL) {
         evutil_closesocket(fd);
+        evbuffer_free(s->scanbuf);
         free(s);
         return;
     }
@@ -569,28 +723,53 @@ enum sy_side sy_tds_session_side(const struct sy_tds_session *s)
     return s->side;
 }
 
+/* Why s cannot move now (NULL: it can). */
+static const char *session_unmovable(const struct sy_tds_session *s, char *buf, size_t len)
+{
+    if (!s->logged_in)
+        return "logging in";
+    if (sy_tds_track_unmovable(&s->track, buf, len))
+        return buf;
+    return SY_TDS_UNMOVABLE;                     /* tracked, but the move itself is not built yet */
+}
+
 json_t *sy_tds_session_unmovable_json(const struct sy_tds_session *s, const char *key)
 {
+    char buf[200];
     return json_pack("{s:I,s:s,s:s,s:s}", "id", (json_int_t)s->id, "user", s->user, "peer", s->peer, key,
-                     SY_TDS_UNMOVABLE);
+                     session_unmovable(s, buf, sizeof buf));
 }
 
 static json_t *session_json(const struct sy_tds_session *s)
 {
     uint64_t held = s->state == TS_HELD ? sy_now_ms() - s->held_since_ms : 0;
-    char tds[16];
+    char tds[16], buf[200];
     snprintf(tds, sizeof tds, "0x%08x", (unsigned)s->tds_version);
     const char *enc = s->encryption == SY_TDS_ENCRYPT_ON    ? "on"
                       : s->encryption == SY_TDS_ENCRYPT_OFF ? "login-only"
                                                             : "off";
-    return json_pack("{s:I,s:s,s:s,s:s,s:b,s:I,s:b,s:s,s:s,s:s,s:s,s:s,s:I,s:b,s:s,s:I,s:I,s:I}", "id",
-                     (json_int_t)s->id, "user", s->user, "peer", s->peer, "side", sy_side_name(s->side),
-                     "in_transaction", 0, "held_ms", (json_int_t)held, "movable", 0, "unmovable_reason",
-                     SY_TDS_UNMOVABLE, "state", sess_state_names[s->state], "database", s->database, "app", s->app,
-                     "tds_version", tds, "packet_size", (json_int_t)(s->logged_in ? s->packet_size : 0), "tls",
-                     s->tls, "encryption", enc,
-                     "requests", (json_int_t)s->requests, "attentions", (json_int_t)s->attentions, "resets",
-                     (json_int_t)s->resets);
+    const char *why = session_unmovable(s, buf, sizeof buf);
+    json_t *sets = json_array();
+    for (unsigned i = 0; i < s->track.n_sets; i++)
+        json_array_append_new(sets, json_string(s->track.sets[i].stmt));
+    json_t *o = json_pack("{s:I,s:s,s:s,s:s,s:b,s:I,s:b,s:s?,s:s,s:s,s:s,s:s,s:s,s:I,s:b,s:s,s:I,s:I,s:I}", "id",
+                          (json_int_t)s->id, "user", s->user, "peer", s->peer, "side", sy_side_name(s->side),
+                          "in_transaction", s->track.in_txn, "held_ms", (json_int_t)held, "movable", why == NULL,
+                          "unmovable_reason", why, "state", sess_state_names[s->state], "database",
+                          s->logged_in ? s->track.database : s->database, "language", s->track.language, "app",
+                          s->app, "tds_version", tds, "packet_size", (json_int_t)(s->logged_in ? s->packet_size : 0),
+                          "tls", s->tls, "encryption", enc, "requests", (json_int_t)s->requests, "attentions",
+                          (json_int_t)s->attentions, "resets", (json_int_t)s->resets);
+    if (o == NULL) {
+        json_decref(sets);
+        return NULL;
+    }
+    json_object_set_new(o, "set_options", sets);
+    json_object_set_new(o, "prepared", json_integer((json_int_t)s->track.n_preps));
+    json_object_set_new(o, "temp_tables", json_integer(s->track.n_temp));
+    json_object_set_new(o, "open_cursors", json_integer(s->track.n_cursors));
+    json_object_set_new(o, "applocks", json_integer(s->track.n_applocks));
+    return o;
 }
 
 json_t *sy_tds_sessions_json(struct sy_tds_proxy *px)

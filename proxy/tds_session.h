@@ -12,6 +12,7 @@
 
 #include "proxy/relay.h"
 #include "proxy/tds_proxy.h"
+#include "proxy/tds_track.h"
 #include "proxy/tds_wire.h"
 
 /* What the session waits for. */
@@ -53,7 +54,8 @@ struct sy_tds_session {
     /* who logged in */
     bool logged_in;
     char user[260];
-    char database[260];                 /* the login's database (ENVCHANGE), later changes not tracked */
+    char database[260];                 /* the login's database (ENVCHANGE); the current one is track.database */
+    char language[130];                 /* the login's language (ENVCHANGE) */
     char app[260];
     uint32_t tds_version;               /* what the client's LOGIN7 asked (the server's LOGINACK answers) */
     size_t packet_size;                 /* negotiated (ENVCHANGE 4): the limit of the client's packets */
@@ -72,6 +74,11 @@ struct sy_tds_session {
     uint64_t attentions;                /* ATTENTION packets forwarded */
     uint64_t resets;                    /* requests with RESETCONNECTION(SKIPTRAN) */
     uint64_t held_since_ms;             /* when TS_HELD began */
+    /* tracking (tds_track.h): what a move must restore, what pins the session to its server */
+    struct sy_tds_track track;          /* from the login response on; track.lost set = unmovable */
+    struct sy_tds_rsp_scan scan;        /* the server's current response: its column types */
+    struct evbuffer *scanbuf;           /* owned: response bytes not yet scanned (an incomplete token) */
+    bool scan_off;                      /* the current response is not scanned (tracking lost in it) */
 };
 
 /* ---- tds_session.c, for the login ---- */
@@ -82,6 +89,8 @@ void sy_tds_session_end(struct sy_tds_session *s, const char *why, bool flush, e
 void sy_tds_session_bad_packet(struct sy_tds_session *s, const char *from, const char *why);
 /* bev becomes the session's client side: its callbacks, watermark and read size, reading and writing on. */
 void sy_tds_session_client_attach(struct sy_tds_session *s, struct bufferevent *bev);
+/* The login response (whole TABULAR payload) starts the session's tracking. */
+void sy_tds_session_track_login(struct sy_tds_session *s, const uint8_t *p, size_t n);
 /* After queueing toward the client: pauses the backend's reading past high water. */
 void sy_tds_session_to_client_done(struct sy_tds_session *s);
 
