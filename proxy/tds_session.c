@@ -77,6 +77,7 @@ static void close_session(struct sy_tds_session *s, const char *why, bool flush,
     set_state(s, TS_CLOSING);
     OPENSSL_cleanse(s->password, sizeof s->password);
     s->password_len = 0;
+    sy_tds_warm_free(s);
     sy_relay_link_close(&s->io, flush, SESS_FLUSH_MS);
     TAILQ_REMOVE(&px->sessions, s, link);
     px->n_sessions--;
@@ -99,6 +100,11 @@ static void session_free(struct sy_tds_session *s)
         bufferevent_free(s->client_raw);
     if (s->io.backend)
         bufferevent_free(s->io.backend);
+    sy_tds_warm_free(s);
+    if (s->login7) {
+        OPENSSL_cleanse(s->login7, s->login7_len);
+        free(s->login7);
+    }
     sy_tds_track_fini(&s->track);
     sy_tds_rsp_scan_fini(&s->scan);
     if (s->scanbuf)
@@ -276,28 +282,36 @@ void sy_tds_session_track_login(struct sy_tds_session *s, const uint8_t *p, size
     snprintf(s->language, sizeof s->language, "%s", s->track.language);
 }
 
-/* The client's request message (whole, framed at p) is about to be forwarded: tracked (and, once moved,
- * rewritten for the new server: then *rebuilt holds the packets to send instead). */
-static void track_request(struct sy_tds_session *s, const uint8_t *p, const struct sy_tds_msg *m)
+/* The client's request message (whole, framed at p) is about to be forwarded: tracked, and once the session
+ * moved, remapped for the new server (handles, descriptor): then the rewritten payload is returned (owned by
+ * the caller), else NULL. */
+static uint8_t *track_request(struct sy_tds_session *s, const uint8_t *p, const struct sy_tds_msg *m)
 {
     if (s->track.lost[0])
-        return;
+        return NULL;
     uint8_t *pl = malloc(m->payload_len ? m->payload_len : 1);
     if (pl == NULL) {
         sy_tds_track_lose(&s->track, "out of memory");
-        return;
+        return NULL;
     }
     sy_tds_msg_payload(p, m, pl);
     struct sy_tds_req q;
     char err[200];
+    bool rewritten = false;
     if (sy_tds_req_parse(pl, m->payload_len, m->type, &q, err, sizeof err) != SY_PARSE_OK) {
         sy_log_info("%s: request not tracked (%s): the session stays on the %s side", s->label, err,
                     sy_side_name(s->side));
         sy_tds_track_lose(&s->track, err);
     } else {
+        if (s->moved && sy_tds_req_remap(pl, m->payload_len, &q, &s->track) > 0)
+            rewritten = true;
         sy_tds_track_request(&s->track, pl, m->payload_len, &q);
     }
-    free(pl);
+    if (!rewritten) {
+        free(pl);
+        return NULL;
+    }
+    return pl;
 }
 
 /* The status of the last packet of the message framed at p (IGNORE lives there). */
@@ -310,6 +324,85 @@ static uint8_t msg_last_status(const uint8_t *p, const struct sy_tds_msg *m)
         off += (size_t)p[off + 2] << 8 | p[off + 3];
     }
     return st;
+}
+
+/* ---- the proxy's own requests and answers (switches) ---------------------------------------------------- */
+
+#define PROXY_SERVER_NAME "switchyard"
+#define TXN_ABORTED_TEXT "Transaction rolled back by switchyard: the database moved to the other side (switchover) " \
+                         "while it was open past txn_drain_ms. Rerun the transaction."
+
+static void to_client_message(struct sy_tds_session *s, const uint8_t *tokens, size_t n)
+{
+    uint8_t wire[4096];
+    size_t w = sy_tds_msg_build(wire, sizeof wire, SY_TDS_TABULAR, 0, s->packet_size, tokens, n);
+    if (w > 0)
+        evbuffer_add(bufferevent_get_output(s->io.client), wire, w);
+    to_client_done(s);
+}
+
+/* The answer to the first request after a switch rolled its transaction back: 1205 (drivers retry a deadlock
+ * victim), the ENVCHANGE rollback of the descriptor the client knows (its transaction is gone), DONE(ERROR). */
+static void answer_txn_aborted(struct sy_tds_session *s)
+{
+    uint8_t tok[1200];
+    size_t n = sy_tds_error_reply_build(tok, sizeof tok - 16, SY_TDS_TOK_ERROR, 1205, 51, 13, TXN_ABORTED_TEXT,
+                                        PROXY_SERVER_NAME, SY_TDS_DONE_ERROR);
+    if (n < SY_TDS_DONE_LEN)
+        return;
+    uint8_t done[SY_TDS_DONE_LEN];
+    memcpy(done, tok + n - SY_TDS_DONE_LEN, SY_TDS_DONE_LEN);
+    uint8_t *e = tok + n - SY_TDS_DONE_LEN;
+    e[0] = SY_TDS_TOK_ENVCHANGE;
+    e[1] = 11;
+    e[2] = 0;
+    e[3] = SY_TDS_ENV_ROLLBACK_TRAN;
+    e[4] = 0;                                     /* new value: none */
+    e[5] = 8;
+    for (int i = 0; i < 8; i++)
+        e[6 + i] = (uint8_t)(s->aborted_desc >> (8 * i));
+    memcpy(e + 14, done, SY_TDS_DONE_LEN);
+    to_client_message(s, tok, n + 14);
+    sy_log_info("%s: request answered with 1205: its transaction was rolled back by the switch", s->label);
+}
+
+static void send_internal_rollback(struct sy_tds_session *s)
+{
+    uint8_t payload[256], wire[300];
+    size_t n = sy_tds_batch_build(payload, sizeof payload, "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION", s->track.desc);
+    size_t w = n ? sy_tds_msg_build(wire, sizeof wire, SY_TDS_SQL_BATCH, 0, s->packet_size, payload, n) : 0;
+    if (w == 0) {
+        close_session(s, "cannot build the rollback", false, SY_TERR__COUNT);
+        return;
+    }
+    evbuffer_add(bufferevent_get_output(s->io.backend), wire, w);
+    s->internal = true;
+    set_state(s, TS_BUSY);
+    to_backend_done(s);
+}
+
+void sy_tds_session_abort_transaction(struct sy_tds_session *s)
+{
+    s->txn_aborted = true;
+    s->aborted_desc = s->track.desc;
+    sy_log_info("%s: transaction still open after txn_drain_ms: rolled back on the %s side", s->label,
+                sy_side_name(s->side));
+    if (s->state == TS_IDLE || s->state == TS_HELD)
+        send_internal_rollback(s);
+    else
+        s->rollback_pending = true;
+}
+
+void sy_tds_session_fatal(struct sy_tds_session *s, const char *msg)
+{
+    if (s->state == TS_IDLE || s->state == TS_HELD) {          /* not inside a response the client reads */
+        uint8_t tok[1200];
+        size_t n = sy_tds_error_reply_build(tok, sizeof tok, SY_TDS_TOK_ERROR, 50000, 1, 20, msg, PROXY_SERVER_NAME,
+                                            SY_TDS_DONE_ERROR);
+        if (n > 0)
+            to_client_message(s, tok, n);
+    }
+    close_session(s, msg, true, SY_TERR_FORCED_CLOSE);
 }
 
 /* ---- relay ------------------------------------------------------------------------------------------------ */
@@ -340,11 +433,34 @@ static int request_whole(struct sy_tds_session *s, struct evbuffer *in)
         return 1;
     }
     bool ignored = (msg_last_status(p, &m) & SY_TDS_STATUS_IGNORE) != 0;
-    if (!ignored)
-        track_request(s, p, &m);
+    if (!ignored && s->txn_aborted) {
+        evbuffer_drain(in, m.wire_len);
+        s->txn_aborted = false;
+        s->requests++;
+        answer_txn_aborted(s);
+        s->c_local = true;                        /* answered: the next request may follow at once */
+        return 0;
+    }
+    uint8_t *rw = ignored ? NULL : track_request(s, p, &m);
     if (m.status & (SY_TDS_STATUS_RESETCONNECTION | SY_TDS_STATUS_RESETCONNECTIONSKIPTRAN))
         s->resets++;
-    evbuffer_remove_buffer(in, bufferevent_get_output(s->io.backend), m.wire_len);
+    if (rw != NULL) {                             /* moved: handles or descriptor rewritten for this server */
+        size_t cap = m.payload_len + (m.payload_len / (s->packet_size - SY_TDS_HDR_LEN) + 1) * SY_TDS_HDR_LEN;
+        uint8_t *wire = malloc(cap);
+        size_t w = wire ? sy_tds_msg_build(wire, cap, m.type, 0, s->packet_size, rw, m.payload_len) : 0;
+        free(rw);
+        if (w == 0) {
+            free(wire);
+            close_session(s, "out of memory", false, SY_TERR__COUNT);
+            return -1;
+        }
+        wire[1] |= m.status & (SY_TDS_STATUS_RESETCONNECTION | SY_TDS_STATUS_RESETCONNECTIONSKIPTRAN);
+        evbuffer_drain(in, m.wire_len);
+        evbuffer_add(bufferevent_get_output(s->io.backend), wire, w);
+        free(wire);
+    } else {
+        evbuffer_remove_buffer(in, bufferevent_get_output(s->io.backend), m.wire_len);
+    }
     if (!ignored) {
         s->requests++;
         set_state(s, TS_BUSY);
@@ -390,7 +506,7 @@ static bool client_packet_start(struct sy_tds_session *s, struct evbuffer *in)
     } else if (!s->c_in_msg) {
         if (s->state == TS_BUSY)
             return false;                         /* the next request waits for the response in flight */
-        if (s->px->pair->held) {
+        if (s->px->pair->held && !s->track.in_txn) {  /* an open transaction runs to its end */
             if (s->state != TS_HELD) {
                 s->held_since_ms = sy_now_ms();
                 set_state(s, TS_HELD);
@@ -422,8 +538,14 @@ static void relay_client(struct sy_tds_session *s, struct evbuffer *in)
     struct evbuffer *out = bufferevent_get_output(s->io.backend);
     while (s->state != TS_CLOSING && !s->io.client_bp) {
         if (s->c_left == 0) {
-            if (evbuffer_get_length(in) < SY_TDS_HDR_LEN || !client_packet_start(s, in))
+            if (evbuffer_get_length(in) < SY_TDS_HDR_LEN)
                 return;
+            if (!client_packet_start(s, in)) {
+                if (!s->c_local)
+                    return;
+                s->c_local = false;               /* answered by the proxy: look at the next one */
+                continue;
+            }
         }
         size_t n = evbuffer_get_length(in), k = n < s->c_left ? n : s->c_left;
         if (k == 0)
@@ -474,7 +596,10 @@ static void relay_backend(struct sy_tds_session *s, struct evbuffer *in)
                 bad_packet(s, "server", err);
                 return;
             }
-            evbuffer_remove_buffer(in, out, SY_TDS_HDR_LEN);
+            if (s->internal)
+                evbuffer_drain(in, SY_TDS_HDR_LEN);
+            else
+                evbuffer_remove_buffer(in, out, SY_TDS_HDR_LEN);
             s->b_left = h.length - SY_TDS_HDR_LEN;
             s->b_eom = (h.status & SY_TDS_STATUS_EOM) != 0;
         }
@@ -494,7 +619,10 @@ static void relay_backend(struct sy_tds_session *s, struct evbuffer *in)
                 }
                 scan_run(s);
             }
-            evbuffer_remove_buffer(in, out, k);
+            if (s->internal)
+                evbuffer_drain(in, k);
+            else
+                evbuffer_remove_buffer(in, out, k);
             s->b_left -= k;
         }
         to_client_done(s);
@@ -511,8 +639,17 @@ static void relay_backend(struct sy_tds_session *s, struct evbuffer *in)
         if (ack)
             sy_log_debug("%s: ATTENTION acknowledged by the server", s->label);
         s->attention = false;
+        if (s->internal) {
+            s->internal = false;
+            sy_log_debug("%s: the proxy's own request done (%s)", s->label,
+                         s->track.in_txn ? "still in a transaction" : "no transaction");
+        }
         if (s->state == TS_BUSY)
             set_state(s, TS_IDLE);
+        if (s->rollback_pending) {
+            s->rollback_pending = false;
+            send_internal_rollback(s);
+        }
     }
 }
 
@@ -703,6 +840,23 @@ void sy_tds_sessions_resume(struct sy_tds_proxy *px)
     }
 }
 
+void sy_tds_session_adopt_backend(struct sy_tds_session *s, struct bufferevent *bev, enum sy_side side)
+{
+    s->side = side;
+    s->moved = true;
+    s->b_left = 0;
+    s->b_tail_len = 0;
+    evbuffer_drain(s->scanbuf, evbuffer_get_length(s->scanbuf));
+    s->scan_off = false;
+    s->scan.ncols = 0;
+    s->track.in_txn = false;                      /* nothing of the old connection's transaction came along */
+    s->track.desc = 0;
+    if (sy_relay_link_adopt_backend(&s->io, bev, SESS_MAX_READ, on_backend_read, on_backend_write, on_backend_event))
+        client_read_update(s);
+    sy_log_info("%s: moved to the %s side (database %s, %u SET option(s), %zu prepared statement(s))", s->label,
+                sy_side_name(side), s->track.database, s->track.n_sets, s->track.n_preps);
+}
+
 struct sy_tds_session *sy_tds_session_first(struct sy_tds_proxy *px)
 {
     return TAILQ_FIRST(&px->sessions);
@@ -723,14 +877,18 @@ enum sy_side sy_tds_session_side(const struct sy_tds_session *s)
     return s->side;
 }
 
-/* Why s cannot move now (NULL: it can). */
-static const char *session_unmovable(const struct sy_tds_session *s, char *buf, size_t len)
+const char *sy_tds_session_unmovable_reason(const struct sy_tds_session *s, char *buf, size_t len)
 {
     if (!s->logged_in)
         return "logging in";
     if (sy_tds_track_unmovable(&s->track, buf, len))
         return buf;
-    return SY_TDS_UNMOVABLE;                     /* tracked, but the move itself is not built yet */
+    return NULL;
+}
+
+static const char *session_unmovable(const struct sy_tds_session *s, char *buf, size_t len)
+{
+    return sy_tds_session_unmovable_reason(s, buf, len);
 }
 
 json_t *sy_tds_session_unmovable_json(const struct sy_tds_session *s, const char *key)

@@ -257,6 +257,7 @@ enum sy_parse sy_tds_rsp_step(struct sy_tds_rsp_scan *sc, const uint8_t *p, size
         if (pr != SY_PARSE_OK)
             return pr;
         *used = u;
+        ev->tok = t;
         if (t.type == SY_TDS_TOK_ENVCHANGE) {
             ev->kind = SY_TRSP_ENVCHANGE;
             if (sy_tds_envchange_parse(&t, &ev->env) != SY_PARSE_OK) {
@@ -474,6 +475,7 @@ static void prep_remove(struct sy_tds_track *tr, int32_t handle)
         return;
     prep_free(p);
     *p = tr->preps[--tr->n_preps];
+    tr->gen++;
 }
 
 static uint8_t *dup_bytes(const uint8_t *p, size_t n)
@@ -569,9 +571,11 @@ void sy_tds_track_event(struct sy_tds_track *tr, const struct sy_tds_rsp_ev *ev)
         switch (e->type) {
         case SY_TDS_ENV_DATABASE:
             sy_tds_utf16_to_utf8(e->new_value.p, e->new_value.len, tr->database, sizeof tr->database);
+            tr->gen++;
             break;
         case SY_TDS_ENV_LANGUAGE:
             sy_tds_utf16_to_utf8(e->new_value.p, e->new_value.len, tr->language, sizeof tr->language);
+            tr->gen++;
             break;
         case SY_TDS_ENV_COLLATION:
             if (e->new_value.len == 5) {
@@ -598,6 +602,7 @@ void sy_tds_track_event(struct sy_tds_track *tr, const struct sy_tds_rsp_ev *ev)
             break;
         case SY_TDS_ENV_RESET_ACK:
             reset_session(tr);
+            tr->gen++;
             break;
         default:
             break;
@@ -625,6 +630,7 @@ void sy_tds_track_event(struct sy_tds_track *tr, const struct sy_tds_rsp_ev *ev)
                 }
                 tr->preps[tr->n_preps++] = (struct sy_tds_prep){ ev->rv_value, ev->rv_value, pd->def, pd->def_len,
                                                                  pd->handle_param, pd->handle_param_len };
+                tr->gen++;
                 pd->def = NULL;                                   /* owned by the entry now */
                 pd->handle_param = NULL;
             }
@@ -790,6 +796,7 @@ static void set_record(struct sy_tds_track *tr, const char *name, const char *st
         snprintf(tr->sets[i].name, sizeof tr->sets[i].name, "%s", name);
     }
     snprintf(tr->sets[i].stmt, sizeof tr->sets[i].stmt, "%s", stmt);
+    tr->gen++;
 }
 
 static void set_forget(struct sy_tds_track *tr, const char *name)
@@ -798,6 +805,7 @@ static void set_forget(struct sy_tds_track *tr, const char *name)
         if (strcmp(tr->sets[i].name, name) == 0) {
             memmove(&tr->sets[i], &tr->sets[i + 1], (tr->n_sets - i - 1) * sizeof tr->sets[0]);
             tr->n_sets--;
+            tr->gen++;
             return;
         }
 }

@@ -56,6 +56,7 @@ struct sy_tds_rsp_ev {
     struct sy_tds_envchange env; /* ENVCHANGE: spans into the scanned bytes */
     int32_t error;               /* ERROR: its number */
     struct sy_tds_done done;     /* DONE, DONEPROC, DONEINPROC */
+    struct sy_tds_token tok;     /* ERROR, INFO, ENVCHANGE, DONE*: the token (sy_tds_error_parse ...) */
     bool rv_int;                 /* RETURNVALUE: a non-NULL 4-byte int (a prepared handle) */
     int32_t rv_value;
 };
@@ -144,6 +145,7 @@ struct sy_tds_track {
     char lost[160];              /* sticky: why tracking stopped ("" = tracking) */
     struct sy_tds_prep *preps;   /* owned */
     size_t n_preps, cap_preps;
+    uint32_t gen;                /* bumped by every change a move restores (database, language, SET, prepared) */
     struct sy_tds_pending pend[SY_TDS_RPC_MAX]; /* the request in flight's RPC calls */
     unsigned n_pend, pend_at;    /* calls, and the one whose response is being read (DONEPROC advances) */
 };

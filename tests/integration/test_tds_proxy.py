@@ -4,8 +4,8 @@ encryption, MARS off); the login done by the proxy from the client's LOGIN7 (pas
 server's own answer passed on; then packets relayed both ways. Through the proxy and direct, the same results
 with FreeTDS `tsql`, pymssql and pytds: queries, RPC with parameters, transactions, errors with their numbers,
 results over many packets, a wrong password (18456 with the server's text), ATTENTION; malformed TDS closes
-only that connection; hold/release; `clients`. Sessions cannot move yet: switches answer not_implemented (no
-SQL Server sync) and every session is listed as unmovable."""
+only that connection; hold/release; `clients` with the session state the proxy tracks for a move (switches
+themselves are tests/integration/test_tds_switch.py's: they need the SQL Server sync)."""
 
 from __future__ import annotations
 
@@ -691,7 +691,7 @@ def test_clients_listing_and_unmovable(tds_daemon, doubles):
         (s,) = sessions(d)
         assert s["user"] == doubles[0].user and s["side"] == "business" and s["state"] == "IDLE"
         assert s["database"] == "master" and s["packet_size"] == 8192 and s["app"] == "sy-listing"
-        assert s["movable"] is False and s["unmovable_reason"] == "sqlserver sessions cannot move yet"
+        assert s["movable"] is True and s["unmovable_reason"] is None
         assert s["in_transaction"] is False and s["tds_version"] == "0x74000004" and s["requests"] >= 1
         assert re.match(r"127\.0\.0\.1:\d+$", s["peer"]) and s["tls"] is False
         assert d.pair_status()["clients"] == 1
@@ -777,7 +777,7 @@ def test_clients_track_database_set_options_and_transactions(tds_daemon, doubles
         assert s["database"] == "trackdb" and s["in_transaction"] is False
         assert s["set_options"] == ["SET XACT_ABORT ON", "SET DATEFORMAT dmy",
                                     "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"], s
-        assert s["movable"] is False and s["unmovable_reason"] == "sqlserver sessions cannot move yet", s
+        assert s["movable"] is True and s["unmovable_reason"] is None, s
         cur.execute("SELECT * FROM tr ORDER BY id; BEGIN TRANSACTION")
         assert len(cur.fetchall()) == 2
         s = session_of(d, "sy-track")
@@ -836,4 +836,5 @@ def test_clients_unmovable_markers(tds_daemon, doubles, sql, reason):
                 cur.execute("DROP TABLE #work")
             except pytds.Error:
                 pass
-            assert session_of(d, "sy-pin")["unmovable_reason"] == "sqlserver sessions cannot move yet"
+            s = session_of(d, "sy-pin")
+            assert s["movable"] is True and s["unmovable_reason"] is None, s
