@@ -606,18 +606,17 @@ static void relay_backend(struct sy_tds_session *s, struct evbuffer *in)
         size_t n = evbuffer_get_length(in), k = n < s->b_left ? n : s->b_left;
         if (k > 0) {
             tail_keep(s, in, k);
-            if (!s->scan_off) {
-                struct evbuffer_ptr pos;
-                evbuffer_ptr_set(in, &pos, 0, EVBUFFER_PTR_SET);
-                uint8_t *dst = NULL;
+            if (!s->scan_off) {                   /* a copy for the scan: the bytes go on unchanged */
                 struct evbuffer_iovec v;
-                if (evbuffer_reserve_space(s->scanbuf, k, &v, 1) == 1 && v.iov_len >= k) {
-                    dst = v.iov_base;
-                    evbuffer_copyout_from(in, &pos, dst, k);
+                if (evbuffer_reserve_space(s->scanbuf, (ev_ssize_t)k, &v, 1) == 1 && v.iov_len >= k) {
+                    evbuffer_copyout(in, v.iov_base, k);
                     v.iov_len = k;
                     evbuffer_commit_space(s->scanbuf, &v, 1);
+                    scan_run(s);
+                } else {
+                    sy_tds_track_lose(&s->track, "out of memory");
+                    s->scan_off = true;
                 }
-                scan_run(s);
             }
             if (s->internal)
                 evbuffer_drain(in, k);
