@@ -6,6 +6,7 @@
 
 extern const struct sy_engine_ops sy_mariadb_engine;
 extern const struct sy_engine_ops sy_mongo_engine;
+extern const struct sy_engine_ops sy_sqlserver_engine;
 
 /* NULL-terminated. */
 extern const struct sy_engine_ops *const sy_engines[];

@@ -77,6 +77,40 @@ CREATE VIEW sys.tables AS
         EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = 'sy_cdc_capture') AS is_tracked_by_cdc
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p') AND n.nspname NOT LIKE 'pg\_%' AND n.nspname NOT IN ('information_schema', 'sy_cdc', 'sys');
+CREATE VIEW sys.types AS
+    SELECT v.name::varchar(128) AS name, v.id::smallint AS system_type_id, v.id::int AS user_type_id,
+        v.len::smallint AS max_length, v.prec::smallint AS "precision", v.sc::smallint AS scale
+    FROM (VALUES ('tinyint', 48, 1, 3, 0), ('smallint', 52, 2, 5, 0), ('int', 56, 4, 10, 0), ('bigint', 127, 8, 19, 0),
+        ('bit', 104, 1, 1, 0), ('decimal', 106, 17, 38, 38), ('numeric', 108, 17, 38, 38), ('float', 62, 8, 53, 0),
+        ('real', 59, 4, 24, 0), ('money', 60, 8, 19, 4), ('smallmoney', 122, 4, 10, 4), ('char', 175, 8000, 0, 0),
+        ('varchar', 167, 8000, 0, 0), ('nchar', 239, 8000, 0, 0), ('nvarchar', 231, 8000, 0, 0),
+        ('binary', 173, 8000, 0, 0), ('varbinary', 165, 8000, 0, 0), ('date', 40, 3, 10, 0), ('time', 41, 5, 16, 7),
+        ('datetime2', 42, 8, 27, 7), ('datetimeoffset', 43, 10, 34, 7), ('datetime', 61, 8, 23, 3),
+        ('smalldatetime', 58, 4, 16, 0), ('uniqueidentifier', 36, 16, 0, 0), ('text', 35, 16, 0, 0),
+        ('ntext', 99, 16, 0, 0), ('image', 34, 16, 0, 0), ('xml', 241, -1, 0, 0)) v(name, id, len, prec, sc);
+-- sys.columns from the SQL Server declarations the double keeps in column comments ('nvarchar(40)|Name')
+CREATE VIEW sys.columns AS
+    SELECT a.attrelid::int AS object_id, split_part(d.c, '|', 2)::varchar(128) AS name, a.attnum::int AS column_id,
+        t.system_type_id, t.user_type_id,
+        (CASE WHEN d.arg = 'max' THEN -1
+              WHEN t.name IN ('nchar', 'nvarchar') THEN 2 * d.arg::int
+              WHEN t.name IN ('char', 'varchar', 'binary', 'varbinary') THEN d.arg::int
+              WHEN t.name IN ('decimal', 'numeric') THEN (CASE WHEN split_part(d.arg, ',', 1)::int <= 9 THEN 5
+                  WHEN split_part(d.arg, ',', 1)::int <= 19 THEN 9 WHEN split_part(d.arg, ',', 1)::int <= 28 THEN 13
+                  ELSE 17 END)
+              ELSE t.max_length END)::smallint AS max_length,
+        (CASE WHEN t.name IN ('decimal', 'numeric') THEN split_part(d.arg, ',', 1)::int
+              ELSE t."precision" END)::smallint AS "precision",
+        (CASE WHEN t.name IN ('decimal', 'numeric') THEN split_part(d.arg, ',', 2)::int
+              WHEN t.name IN ('datetime2', 'datetimeoffset', 'time') THEN coalesce(d.arg::int, 7)
+              ELSE t.scale END)::smallint AS scale,
+        (NOT a.attnotnull) AS is_nullable, (a.attidentity <> '') AS is_identity
+    FROM pg_attribute a
+    CROSS JOIN LATERAL (SELECT col_description(a.attrelid, a.attnum) AS c) c0
+    CROSS JOIN LATERAL (SELECT c0.c AS c, lower(regexp_replace(split_part(c0.c, '|', 1), '\(.*$', '')) AS tname,
+                        substring(split_part(c0.c, '|', 1) FROM '\((.*)\)') AS arg) d
+    JOIN sys.types t ON t.name = d.tname
+    WHERE a.attnum > 0 AND NOT a.attisdropped AND c0.c LIKE '%|%';
 CREATE FUNCTION public.object_id(name text, kind text DEFAULT NULL) RETURNS integer LANGUAGE sql STABLE AS $$
     SELECT to_regclass(CASE WHEN position('.' IN n) > 0 THEN n ELSE 'dbo.' || n END)::oid::int
     FROM (SELECT lower(replace(replace(name, '[', ''), ']', '')) AS n) x $$;

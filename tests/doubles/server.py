@@ -1010,6 +1010,9 @@ class Session:
             if inside:
                 self.pg("SAVEPOINT sy_stmt")
             self.pg(sql)
+            # the statement's own count: the RELEASE below would overwrite cur.rowcount (DML inside a
+            # transaction then reported 0 rows in DONE and @@ROWCOUNT, unlike SQL Server)
+            self.pg_rowcount = self.cur.rowcount
             if inside:
                 if discard or self.cur.description is None:
                     self.pg("RELEASE SAVEPOINT sy_stmt")
@@ -1039,7 +1042,7 @@ class Session:
             rows = self.cur.fetchall()
             if self.trancount:
                 self.pg("RELEASE SAVEPOINT sy_stmt")
-        count = self.cur.rowcount if self.cur.rowcount >= 0 else 0
+        count = self.pg_rowcount if self.pg_rowcount >= 0 else 0
         if rows is not None:
             count = len(rows)
         if tr.create:

@@ -117,13 +117,13 @@ def sessions(d):
 # --- the pair ----------------------------------------------------------------------------------------------
 
 def test_sqlserver_pair_starts_a_listener(tds_daemon):
-    """engine = sqlserver is no longer refused: status shows the pair and its listener; what needs SQL Server
-    synchronization (not built) answers not_implemented, as for a MongoDB pair."""
+    """engine = sqlserver is no longer refused: status shows the pair and its listener; switches (no fence yet)
+    and verify answer not_implemented (synchronization: tests/integration/test_sqlserver_sync.py)."""
     d = tds_daemon()
     p = d.pair_status()
     assert p["engine"] == "sqlserver" and p["active_side"] == "business" and p["clients"] == 0
     assert p["listen"].startswith("127.0.0.1:") and d.port > 0
-    for cmd in ("switchover", "failover", "switchback", "precheck", "verify"):
+    for cmd in ("switchover", "failover", "switchback", "verify"):
         r = d.admin(cmd, pair="demo")
         assert r["ok"] is False and r["error"]["code"] == "not_implemented", (cmd, r)
 

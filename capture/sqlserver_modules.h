@@ -1,0 +1,19 @@
+/* What capture/ offers the core for SQL Server pairs: the CDC collection module, positions (CDC LSNs as
+ * 20 hex digits, engine/sqlserver_lsn.h), the precheck and the fence stubs. */
+#ifndef SY_CAPTURE_SQLSERVER_MODULES_H
+#define SY_CAPTURE_SQLSERVER_MODULES_H
+
+#include <jansson.h>
+
+#include "core/instance.h"
+
+extern const struct sy_module_ops sy_sqlserver_collection;
+
+/* Where a collection of src would start now (engine/sqlserver_cdc.h, sy_tds_start_position). */
+int sy_sqlserver_source_position(const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, char *out,
+                                 size_t outlen, char *err, size_t errlen);
+bool sy_sqlserver_position_covers(const char *have, const char *want);
+/* The precheck (capture/sqlserver_precheck.c). */
+int sy_sqlserver_precheck(const struct sy_pair_cfg *cfg, enum sy_direction dir, json_t *checks);
+
+#endif

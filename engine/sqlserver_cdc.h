@@ -1,0 +1,38 @@
+/* SQL Server change data capture as Switchyard reads it, shared by capture/ (the collector, positions,
+ * the precheck) and replay/ (the initial sync's start position): the capture instances of the pair's
+ * tables and the position a collection can start from. Blocking (db-lib); module and job threads only. */
+#ifndef SY_SQLSERVER_CDC_H
+#define SY_SQLSERVER_CDC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "engine/sqlserver_client.h"
+#include "engine/sqlserver_lsn.h"
+
+struct sy_tds_ci {
+    char name[130];   /* capture instance ("dbo_orders") */
+    char schema[130];
+    char table[130];
+    bool echo;        /* switchyard.echo: the writers' marker table */
+    struct sy_lsn min;/* sys.fn_cdc_get_min_lsn(name) when read */
+};
+
+/* The capture instances of the synchronized tables of cfg (one per table: the one named schema_table
+ * when a table has two, else the first by name) and of switchyard.echo, into *out (malloc'd, *n).
+ * missing (may be NULL): a malloc'd ", "-separated list of synchronized tables without one ("" none).
+ * Whether the database has CDC at all: *db_enabled. */
+enum sy_tds_rc sy_tds_capture_instances(struct sy_tds *t, const struct sy_pair_cfg *cfg, struct sy_tds_ci **out,
+                                        size_t *n, char **missing, bool *db_enabled, char *err, size_t errlen);
+
+/* A binary(10) scalar (an LSN function) into *out. */
+enum sy_tds_rc sy_tds_lsn_query(struct sy_tds *t, const char *sql, struct sy_lsn *out, char *err, size_t errlen);
+
+/* Where a new collection of this source starts so that it misses nothing committed from now on:
+ * sys.fn_cdc_get_max_lsn(), raised to just below each synchronized capture instance's minimum LSN (a
+ * capture instance enabled after the last captured commit starts above it; nothing before it was ever
+ * captured for it). As LSN text. */
+enum sy_tds_rc sy_tds_start_position(struct sy_tds *t, const struct sy_pair_cfg *cfg, char out[SY_LSN_TEXT],
+                                     char *err, size_t errlen);
+
+#endif
