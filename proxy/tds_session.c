@@ -387,10 +387,12 @@ void sy_tds_session_abort_transaction(struct sy_tds_session *s)
     s->aborted_desc = s->track.desc;
     sy_log_info("%s: transaction still open after txn_drain_ms: rolled back on the %s side", s->label,
                 sy_side_name(s->side));
-    if (s->state == TS_IDLE || s->state == TS_HELD)
+    if (s->state == TS_IDLE || s->state == TS_HELD) {
         send_internal_rollback(s);
-    else
+        session_flush(s);                         /* a switch's loop call: no session callback flushes it */
+    } else {
         s->rollback_pending = true;
+    }
 }
 
 void sy_tds_session_fatal(struct sy_tds_session *s, const char *msg)
