@@ -440,7 +440,7 @@ static int request_whole(struct sy_tds_session *s, struct evbuffer *in)
         s->txn_aborted = false;
         s->requests++;
         answer_txn_aborted(s);
-        s->c_local = true;                        /* answered: the next request may follow at once */
+        s->c_next = true;                         /* answered: the next request may follow at once */
         return 0;
     }
     uint8_t *rw = ignored ? NULL : track_request(s, p, &m);
@@ -468,6 +468,7 @@ static int request_whole(struct sy_tds_session *s, struct evbuffer *in)
         set_state(s, TS_BUSY);
     }
     to_backend_done(s);
+    s->c_next = true;                             /* an ATTENTION right behind it passes at once */
     return 0;
 }
 
@@ -543,9 +544,9 @@ static void relay_client(struct sy_tds_session *s, struct evbuffer *in)
             if (evbuffer_get_length(in) < SY_TDS_HDR_LEN)
                 return;
             if (!client_packet_start(s, in)) {
-                if (!s->c_local)
+                if (!s->c_next)
                     return;
-                s->c_local = false;               /* answered by the proxy: look at the next one */
+                s->c_next = false;                /* a whole request taken: look at the next packet */
                 continue;
             }
         }

@@ -91,7 +91,8 @@ struct sy_tds_session {
     uint64_t aborted_desc;              /* ... the descriptor the client knows that transaction by */
     bool rollback_pending;              /* the rollback goes to the server once the response in flight ends */
     bool internal;                      /* the request in flight is the proxy's: its response is not relayed */
-    bool c_local;                       /* the client's last request was answered by the proxy itself */
+    bool c_next;                        /* a whole request was taken (forwarded or answered by the proxy): the
+                                           relay looks at the next packet (an ATTENTION passes at once) */
 };
 
 /* ---- tds_session.c, for the login ---- */

@@ -117,15 +117,18 @@ def sessions(d):
 # --- the pair ----------------------------------------------------------------------------------------------
 
 def test_sqlserver_pair_starts_a_listener(tds_daemon):
-    """engine = sqlserver is no longer refused: status shows the pair and its listener; switches (no fence yet)
-    and verify answer not_implemented (synchronization: tests/integration/test_sqlserver_sync.py)."""
+    """engine = sqlserver is no longer refused: status shows the pair and its listener; a pair without objects
+    has nothing to switch with (switches: tests/integration/test_tds_switch.py); verify answers
+    not_implemented (synchronization: tests/integration/test_sqlserver_sync.py)."""
     d = tds_daemon()
     p = d.pair_status()
     assert p["engine"] == "sqlserver" and p["active_side"] == "business" and p["clients"] == 0
     assert p["listen"].startswith("127.0.0.1:") and d.port > 0
-    for cmd in ("switchover", "failover", "switchback", "verify"):
+    for cmd in ("switchover", "failover", "switchback"):
         r = d.admin(cmd, pair="demo")
-        assert r["ok"] is False and r["error"]["code"] == "not_implemented", (cmd, r)
+        assert r["ok"] is False and r["error"]["code"] in ("unknown_instance", "bad_state"), (cmd, r)
+    r = d.admin("verify", pair="demo")
+    assert r["ok"] is False and r["error"]["code"] == "not_implemented", r
 
 
 @pytest.fixture(scope="module")
@@ -392,6 +395,42 @@ def test_attention_cancels_a_long_query(tds_daemon, doubles):
         s = sessions(d)
         assert len(s) == 1 and s[0]["attentions"] == 1 and s[0]["state"] == "IDLE"
     assert "ATTENTION acknowledged by the server" in d.log()
+
+
+def test_attention_sent_during_a_hold_cancels_after_release(tds_daemon, doubles):
+    """A request held by `hold` and the ATTENTION its client sends when its timeout strikes wait together;
+    on release the request goes to the server and the ATTENTION right behind it at once (not after the
+    request's 5 s): the server acknowledges, the client gets its timeout, the session goes on."""
+    d = tds_daemon()
+    with pyt(proxied(d, doubles), timeout=1) as c:
+        cur = c.cursor()
+        cur.execute("SELECT 1")
+        cur.fetchall()
+        before = sessions(d)[0]["attentions"]
+        assert d.ctl("hold", "demo").returncode == 0
+        out = {}
+
+        def run():
+            t0 = time.monotonic()
+            try:
+                cur.execute("WAITFOR DELAY '00:00:05'")
+                out["result"] = "completed"
+            except Exception as e:  # noqa: BLE001 - the timeout is what is expected
+                out["result"] = str(e)
+            out["done"] = time.monotonic()
+
+        th = threading.Thread(target=run)
+        th.start()
+        wait_until(lambda: [x["state"] for x in sessions(d)] == ["HELD"], what="the held request")
+        time.sleep(1.5)                                         # pytds' timeout: its ATTENTION is sent
+        released = time.monotonic()
+        assert d.ctl("release", "demo").returncode == 0
+        th.join(15)
+        assert "timed out" in out["result"] and out["done"] - released < 3, (out, out["done"] - released)
+        cur.execute("SELECT 7")
+        assert cur.fetchone() == (7,)
+        (s,) = sessions(d)
+        assert s["attentions"] == before + 1 and s["state"] == "IDLE", s
 
 
 def go(t: Target, *args, password=None):
