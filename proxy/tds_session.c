@@ -366,19 +366,25 @@ static void answer_txn_aborted(struct sy_tds_session *s)
     sy_log_info("%s: request answered with 1205: its transaction was rolled back by the switch", s->label);
 }
 
-static void send_internal_rollback(struct sy_tds_session *s)
+/* The proxy's own batch (its response is read, tracked and not relayed). */
+static void send_internal(struct sy_tds_session *s, const char *sql)
 {
     uint8_t payload[256], wire[300];
-    size_t n = sy_tds_batch_build(payload, sizeof payload, "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION", s->track.desc);
+    size_t n = sy_tds_batch_build(payload, sizeof payload, sql, s->track.desc);
     size_t w = n ? sy_tds_msg_build(wire, sizeof wire, SY_TDS_SQL_BATCH, 0, s->packet_size, payload, n) : 0;
     if (w == 0) {
-        close_session(s, "cannot build the rollback", false, SY_TERR__COUNT);
+        close_session(s, "cannot build the proxy's own request", false, SY_TERR__COUNT);
         return;
     }
     evbuffer_add(bufferevent_get_output(s->io.backend), wire, w);
     s->internal = true;
     set_state(s, TS_BUSY);
     to_backend_done(s);
+}
+
+static void send_internal_rollback(struct sy_tds_session *s)
+{
+    send_internal(s, "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION");
 }
 
 void sy_tds_session_abort_transaction(struct sy_tds_session *s)
@@ -393,6 +399,16 @@ void sy_tds_session_abort_transaction(struct sy_tds_session *s)
     } else {
         s->rollback_pending = true;
     }
+}
+
+void sy_tds_session_end_empty_transaction(struct sy_tds_session *s)
+{
+    s->begin_pending = true;
+    s->moved = true;                              /* the client's descriptor is remapped from now on */
+    send_internal_rollback(s);
+    session_flush(s);
+    sy_log_debug("%s: its empty transaction rolled back for the switch (begun again at its next request)",
+                 s->label);
 }
 
 void sy_tds_session_fatal(struct sy_tds_session *s, const char *msg)
@@ -435,6 +451,14 @@ static int request_whole(struct sy_tds_session *s, struct evbuffer *in)
         return 1;
     }
     bool ignored = (msg_last_status(p, &m) & SY_TDS_STATUS_IGNORE) != 0;
+    if (!ignored && s->begin_pending) {
+        /* moved inside an empty transaction: one begins on this server first; the request waits in the
+         * input and is taken when that response is in (its descriptor then remapped to the new one) */
+        s->begin_pending = false;
+        send_internal(s, "BEGIN TRANSACTION");
+        sy_log_debug("%s: its empty transaction begun again on the %s side", s->label, sy_side_name(s->side));
+        return 0;
+    }
     if (!ignored && s->txn_aborted) {
         evbuffer_drain(in, m.wire_len);
         s->txn_aborted = false;
@@ -509,7 +533,7 @@ static bool client_packet_start(struct sy_tds_session *s, struct evbuffer *in)
     } else if (!s->c_in_msg) {
         if (s->state == TS_BUSY)
             return false;                         /* the next request waits for the response in flight */
-        if (s->px->pair->held && !s->track.in_txn) {  /* an open transaction runs to its end */
+        if (s->px->pair->held && !(s->track.in_txn && !s->track.txn_empty)) { /* an open one runs to its end */
             if (s->state != TS_HELD) {
                 s->held_since_ms = sy_now_ms();
                 set_state(s, TS_HELD);
@@ -851,7 +875,9 @@ void sy_tds_session_adopt_backend(struct sy_tds_session *s, struct bufferevent *
     evbuffer_drain(s->scanbuf, evbuffer_get_length(s->scanbuf));
     s->scan_off = false;
     s->scan.ncols = 0;
+    s->begin_pending = s->begin_pending || (s->track.in_txn && s->track.txn_empty && !s->txn_aborted);
     s->track.in_txn = false;                      /* nothing of the old connection's transaction came along */
+    s->track.txn_empty = false;
     s->track.desc = 0;
     if (sy_relay_link_adopt_backend(&s->io, bev, SESS_MAX_READ, on_backend_read, on_backend_write, on_backend_event))
         client_read_update(s);
@@ -914,7 +940,7 @@ static json_t *session_json(const struct sy_tds_session *s)
         json_array_append_new(sets, json_string(s->track.sets[i].stmt));
     json_t *o = json_pack("{s:I,s:s,s:s,s:s,s:b,s:I,s:b,s:s?,s:s,s:s,s:s,s:s,s:s,s:I,s:b,s:s,s:I,s:I,s:I}", "id",
                           (json_int_t)s->id, "user", s->user, "peer", s->peer, "side", sy_side_name(s->side),
-                          "in_transaction", s->track.in_txn, "held_ms", (json_int_t)held, "movable", why == NULL,
+                          "in_transaction", s->track.in_txn || s->begin_pending, "held_ms", (json_int_t)held, "movable", why == NULL,
                           "unmovable_reason", why, "state", sess_state_names[s->state], "database",
                           s->logged_in ? s->track.database : s->database, "language", s->track.language, "app",
                           s->app, "tds_version", tds, "packet_size", (json_int_t)(s->logged_in ? s->packet_size : 0),

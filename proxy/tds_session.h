@@ -90,6 +90,8 @@ struct sy_tds_session {
                                            answered by the proxy (1205 + ENVCHANGE rollback) */
     uint64_t aborted_desc;              /* ... the descriptor the client knows that transaction by */
     bool rollback_pending;              /* the rollback goes to the server once the response in flight ends */
+    bool begin_pending;                 /* moved inside an empty transaction: the proxy begins one on the new
+                                           server before the client's next request (its descriptor remapped) */
     bool internal;                      /* the request in flight is the proxy's: its response is not relayed */
     bool c_next;                        /* a whole request was taken (forwarded or answered by the proxy): the
                                            relay looks at the next packet (an ATTENTION passes at once) */
@@ -115,6 +117,9 @@ void sy_tds_session_fatal(struct sy_tds_session *s, const char *msg);
 /* txn_drain_ms spent: rolls the session's transaction back on its server (now when idle, else after the
  * response in flight); its next request gets 1205. */
 void sy_tds_session_abort_transaction(struct sy_tds_session *s);
+/* A switch holds the pair: the session's empty transaction is rolled back on its server now and begun
+ * again (on whichever server it is then) before the client's next request, its descriptor remapped. */
+void sy_tds_session_end_empty_transaction(struct sy_tds_session *s);
 /* The flip: bev (connected and logged in on `side`, state restored) becomes the session's backend. */
 void sy_tds_session_adopt_backend(struct sy_tds_session *s, struct bufferevent *bev, enum sy_side side);
 

@@ -400,11 +400,14 @@ static bool movable(const struct sy_tds_session *s)
 
 void sy_tds_switch_warm(void *state, enum sy_side to, bool old_side_alive)
 {
-    (void)old_side_alive;                         /* nothing is read from the old side */
     struct sy_tds_proxy *px = state;
     for (struct sy_tds_session *s = sy_tds_session_first(px); s != NULL; s = sy_tds_session_next(s)) {
         if (s->side == to || !movable(s))
             continue;
+        /* held now: an empty transaction (pytds' commit-and-begin) ends on the old side at once (a fence may
+         * disconnect sessions with open transactions); the client's next request begins one anew */
+        if (px->pair->held && old_side_alive && s->track.in_txn && s->track.txn_empty && !sy_tds_session_busy(s))
+            sy_tds_session_end_empty_transaction(s);
         struct sy_tds_warm *w = s->warm;
         if (w != NULL && w->state != W_FAILED && (w->side != to || w->gen != s->track.gen))
             sy_tds_warm_free(s);                  /* its state changed since, or another switch */
@@ -421,8 +424,8 @@ void sy_tds_switch_progress(void *state, enum sy_side to, struct sy_switch_progr
         out->sessions++;
         if (sy_tds_session_busy(s))
             out->busy++;
-        if (s->track.in_txn && !s->txn_aborted)
-            out->in_transaction++;
+        if (s->track.in_txn && !s->track.txn_empty && !s->txn_aborted)
+            out->in_transaction++;                /* an empty one (commit-and-begin) is begun anew at the flip */
         if (s->side == to || !movable(s))
             continue;
         if (s->warm != NULL && s->warm->state == W_FAILED)
@@ -448,7 +451,7 @@ size_t sy_tds_switch_abort_transactions(void *state)
     struct sy_tds_proxy *px = state;
     size_t n = 0;
     for (struct sy_tds_session *s = sy_tds_session_first(px); s != NULL; s = sy_tds_session_next(s)) {
-        if (!s->track.in_txn || s->txn_aborted)
+        if (!s->track.in_txn || s->track.txn_empty || s->txn_aborted)
             continue;
         sy_tds_session_abort_transaction(s);
         n++;

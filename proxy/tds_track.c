@@ -489,6 +489,8 @@ static uint8_t *dup_bytes(const uint8_t *p, size_t n)
 void sy_tds_track_request(struct sy_tds_track *tr, const uint8_t *p, size_t n, const struct sy_tds_req *q)
 {
     pending_clear(tr);
+    tr->txn_empty = false;                                        /* whatever it does, it may use the transaction */
+    tr->req_tm = q->type == SY_TDS_TRANSACTION_MANAGER;
     if (q->type == SY_TDS_SQL_BATCH) {
         sy_tds_track_batch(tr, p + q->body_off, n - q->body_off);
         return;
@@ -585,6 +587,7 @@ void sy_tds_track_event(struct sy_tds_track *tr, const struct sy_tds_rsp_ev *ev)
             break;
         case SY_TDS_ENV_BEGIN_TRAN:
             tr->in_txn = true;
+            tr->txn_empty = tr->req_tm;                           /* a TM request runs no statement after it */
             tr->desc = 0;
             for (size_t i = 0; i < e->new_value.len && i < 8; i++)
                 tr->desc |= (uint64_t)e->new_value.p[i] << (8 * i);
@@ -593,6 +596,7 @@ void sy_tds_track_event(struct sy_tds_track *tr, const struct sy_tds_rsp_ev *ev)
         case SY_TDS_ENV_ROLLBACK_TRAN:
         case 17:                                                  /* transaction ended */
             tr->in_txn = false;
+            tr->txn_empty = false;
             tr->desc = 0;
             tr->distributed = false;
             break;
@@ -648,6 +652,7 @@ void sy_tds_track_event(struct sy_tds_track *tr, const struct sy_tds_rsp_ev *ev)
 void sy_tds_track_response_end(struct sy_tds_track *tr)
 {
     pending_clear(tr);
+    tr->req_tm = false;
 }
 
 bool sy_tds_track_unmovable(const struct sy_tds_track *tr, char *why, size_t len)

@@ -134,6 +134,9 @@ struct sy_tds_track {
     uint8_t collation[5];        /* ENVCHANGE 7 (SQL collation bytes) */
     bool has_collation;
     bool in_txn;                 /* between ENVCHANGE begin and commit/rollback */
+    bool txn_empty;              /* ... begun by a TRANSACTION_MANAGER request (pytds' commit-and-begin) and
+                                    no request since: nothing in it, a switch may begin it anew elsewhere */
+    bool req_tm;                 /* the request in flight is a TRANSACTION_MANAGER request */
     uint64_t desc;               /* the backend's current transaction descriptor (0 outside one) */
     unsigned n_sets;
     struct sy_tds_set sets[SY_TDS_SET_MAX]; /* in the order first set */

@@ -43,6 +43,15 @@ def doubles():
         yield business, dr
 
 
+@pytest.fixture(autouse=True)
+def _double_logs_on_failure(request):
+    failed = request.session.testsfailed
+    yield
+    if "doubles" in request.fixturenames and request.session.testsfailed > failed:
+        for name, srv in zip(("business", "dr"), request.getfixturevalue("doubles")):
+            print(f"--- {name} double log (tail) ---\n" + "\n".join(srv.log().splitlines()[-40:]))
+
+
 def connect(srv, db=None, autocommit=True, port=None, **kw):
     return pytds.connect(server=srv.host if port is None else "127.0.0.1", port=port or srv.port, user=srv.user,
                          password=srv.password, database=db, autocommit=autocommit, login_timeout=10, timeout=30,
@@ -89,8 +98,11 @@ def switchable(daemon, doubles):
 
 
 class Workload:
-    """8 pytds clients through the proxy (autocommit): each inserts a row, then updates one of its own in a
-    short transaction sent as one batch; every acknowledged write and every operation's latency recorded."""
+    """8 pytds clients through the proxy: each inserts a row, then updates one of its own; every acknowledged
+    write and every operation's latency recorded. Half of them run as pytds does by default (autocommit off:
+    each write then commit(), which commits and begins the next transaction at once, so such a session is
+    always inside an empty transaction between writes); the others in autocommit, the update in a short
+    transaction sent as one batch."""
 
     def __init__(self, port, srv, db, threads=8, think_s=0.05):
         self.port, self.srv, self.db, self.think_s = port, srv, db, think_s
@@ -104,17 +116,24 @@ class Workload:
 
     def run(self, t):
         try:
-            c = connect(self.srv, self.db, port=self.port)
+            auto = t % 2 == 0
+            c = connect(self.srv, self.db, port=self.port, autocommit=auto)
             cur = c.cursor()
             n, mine = 0, []
             while not self.stop.is_set():
                 rid = f"t{t}-{n}"
                 t0 = time.monotonic()
                 cur.execute("INSERT INTO dbo.load (id, t, u) VALUES (%s, %s, 0)", (rid, t))
+                if not auto:
+                    c.commit()
                 t1 = time.monotonic()
                 mine.append(rid)
                 target = mine[(n * 7) % len(mine)]
-                cur.execute("BEGIN TRANSACTION; UPDATE dbo.load SET u = u + 1 WHERE id = %s; COMMIT", (target,))
+                if auto:
+                    cur.execute("BEGIN TRANSACTION; UPDATE dbo.load SET u = u + 1 WHERE id = %s; COMMIT", (target,))
+                else:
+                    cur.execute("UPDATE dbo.load SET u = u + 1 WHERE id = %s", (target,))
+                    c.commit()
                 t2 = time.monotonic()
                 with self.lock:
                     self.inserted[rid] = t1
@@ -180,6 +199,8 @@ def test_switchover_and_switchback_under_workload(switchable, doubles, capsys):
                            "client_worst_max_ms": round(max(lat), 1) if lat else None}
     assert not w.errors, w.errors
     assert all(s["side"] == "business" for s in sessions(d, pname))
+    for srv in doubles:      # every request carried the descriptor of its server's transaction (remapped)
+        assert "descriptor mismatch" not in srv.log(), srv.log()[-3000:]
     with capsys.disabled():
         print("\nsqlserver switch figures:", json.dumps(figures))
     assert not lost, f"acknowledged writes missing on the new side after a switch: {lost}"
