@@ -322,8 +322,35 @@ static void test_reset_connection(void)
     sy_tds_track_fini(&tr);
 }
 
+/* pytds' commit-and-begin: a transaction begun by a TM request is empty until the next request. */
+static void test_empty_transaction(void)
+{
+    struct sy_tds_track tr;
+    sy_tds_track_init(&tr, "master", "us_english");
+    struct buf tm = { .n = 0 };
+    all_headers(&tm, 0x11);
+    u16(&tm, 7); u8(&tm, 0); u8(&tm, 1); u8(&tm, 0);        /* TM_COMMIT_XACT, no name, fBeginXact */
+    struct sy_tds_req q;
+    CHECK(sy_tds_req_parse(tm.b, tm.n, SY_TDS_TRANSACTION_MANAGER, &q, err, sizeof err) == SY_PARSE_OK &&
+          q.tm_request == 7 && q.desc == 0x11);
+    sy_tds_track_request(&tr, tm.b, tm.n, &q);
+    struct buf rs = { .n = 0 };
+    envchange_txn(&rs, 9, 0x11);
+    envchange_txn(&rs, 8, 0x12);
+    done(&rs, 0xFD, 0, 0);
+    CHECK(scan_all(&tr, rs.b, rs.n) == 3 && tr.in_txn && tr.txn_empty && tr.desc == 0x12);
+    batch(&tr, "SELECT 1");
+    CHECK(tr.in_txn && !tr.txn_empty);
+    struct buf bt = { .n = 0 };                              /* BEGIN TRAN in a batch: not empty */
+    envchange_txn(&bt, 10, 0x12);
+    envchange_txn(&bt, 8, 0x13);
+    CHECK(scan_all(&tr, bt.b, bt.n) == 2 && tr.in_txn && !tr.txn_empty);
+    sy_tds_track_fini(&tr);
+}
+
 int main(void)
 {
+    test_empty_transaction();
     test_result_set_between_transaction_changes();
     test_unknown_token_and_huge_column_count();
     test_prepared_handles_and_remap();
