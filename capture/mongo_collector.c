@@ -477,17 +477,8 @@ static void collect(struct collector *c)
 static int load_position(struct collector *c)
 {
     char from[1024];
-    if (sy_collect_resume_position(&c->out, from, sizeof from) != 0)
+    if (sy_collect_start_position(&c->out, sy_mongo_source_position, from, sizeof from) != 0)
         return -1;
-    while (from[0] == '\0' &&
-           sy_mongo_source_position(c->cfg, c->ctx->source, from, sizeof from, c->err, sizeof c->err) != 0) {
-        from[0] = '\0';
-        sy_module_report_retrying(c->ctx->report, "source_unreachable", "reading the start position: %s", c->err);
-        for (int waited = 0; waited < COLL_MAX_BACKOFF_MS && !stopping(c); waited += 50)
-            usleep(50 * 1000);
-        if (stopping(c))
-            return -1;
-    }
     if (!sy_mongo_ts_parse(from, &c->pos)) {
         sy_module_report_failed(c->ctx->report, "bad_position", "cannot parse the start position '%s'", from);
         return -1;

@@ -443,6 +443,40 @@ static bool append_txn(struct collector *c, size_t from, size_t to)
     return true;
 }
 
+/* The opposite writer creates switchyard.echo (and its capture instance) when it first starts, maybe
+ * after this session read the capture instances: looked for again before every poll that has something
+ * to read and does not know it yet. The writer enables it before committing anything marked, so a marked
+ * transaction at or below the max LSN read before this look is always recognised. 0, 1, -1. */
+static int refresh_echo(struct collector *c)
+{
+    for (size_t i = 0; i < c->n_tables; i++)
+        if (c->tables[i].ci.echo)
+            return 0;
+    char name[200];
+    int rc = rc_of(c,
+                   sy_tds_scalar(c->t,
+                                 "SELECT capture_instance FROM cdc.change_tables WHERE capture_instance = '" SY_TDS_ECHO_CI "'",
+                                 name, sizeof name, c->err, sizeof c->err),
+                   "reading the capture instances");
+    if (rc != 0 || name[0] == '\0')
+        return rc;
+    struct table *v = realloc(c->tables, (c->n_tables + 1) * sizeof *v);
+    if (v == NULL) {
+        sy_module_report_failed(c->ctx->report, "out_of_memory", "out of memory");
+        return -1;
+    }
+    c->tables = v;
+    c->tables[c->n_tables] = (struct table){ .ci = { .echo = true } };
+    snprintf(c->tables[c->n_tables].ci.name, sizeof c->tables[c->n_tables].ci.name, "%s", SY_TDS_ECHO_CI);
+    snprintf(c->tables[c->n_tables].ci.schema, sizeof c->tables[c->n_tables].ci.schema, "%s", SY_TDS_SCHEMA);
+    snprintf(c->tables[c->n_tables].ci.table, sizeof c->tables[c->n_tables].ci.table, "%s", SY_TDS_ECHO);
+    c->n_tables++;
+    sy_log_info("%s: the writers' echo marker table switchyard.echo has change data capture now: transactions "
+                "holding a marker are dropped",
+                c->ctx->instance_id);
+    return 0;
+}
+
 /* One poll. 0 = read something, 2 = nothing new; 1 transient (c->err); -1 failed (reported). */
 static int poll_once(struct collector *c)
 {
@@ -456,6 +490,8 @@ static int poll_once(struct collector *c)
         return rc;
     if (sy_lsn_cmp(&max, &c->pos) <= 0)
         return 2;
+    if ((rc = refresh_echo(c)) != 0)
+        return rc;
     sy_lsn_format(&c->pos, ph);
     sy_lsn_format(&max, mh);
     if ((rc = rc_of(c, sy_tds_query(c->t, "SELECT SYSDATETIME()", on_now, c, c->err, sizeof c->err),
@@ -589,17 +625,8 @@ static void collect(struct collector *c)
 static int load_position(struct collector *c)
 {
     char from[1024];
-    if (sy_collect_resume_position(&c->out, from, sizeof from) != 0)
+    if (sy_collect_start_position(&c->out, sy_sqlserver_source_position, from, sizeof from) != 0)
         return -1;
-    while (from[0] == '\0' &&
-           sy_sqlserver_source_position(c->cfg, c->ctx->source, from, sizeof from, c->err, sizeof c->err) != 0) {
-        from[0] = '\0';
-        sy_module_report_retrying(c->ctx->report, "source_unreachable", "reading the start position: %s", c->err);
-        for (int waited = 0; waited < COLL_MAX_BACKOFF_MS && !stopping(c); waited += 50)
-            usleep(50 * 1000);
-        if (stopping(c))
-            return -1;
-    }
     if (!sy_lsn_parse(from, &c->pos)) {
         sy_module_report_failed(c->ctx->report, "bad_position", "cannot parse the start position '%s'", from);
         return -1;

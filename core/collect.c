@@ -143,3 +143,22 @@ int sy_collect_resume_position(struct sy_collect *o, char *out, size_t outlen)
     o->last_commit_seq = seq;
     return 0;
 }
+
+int sy_collect_start_position(struct sy_collect *o,
+                              int (*current)(const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, char *out,
+                                             size_t outlen, char *err, size_t errlen),
+                              char *out, size_t outlen)
+{
+    char err[1024];
+    if (sy_collect_resume_position(o, out, outlen) != 0)
+        return -1;
+    while (out[0] == '\0' && current(o->ctx->cfg, o->ctx->source, out, outlen, err, sizeof err) != 0) {
+        out[0] = '\0';
+        sy_module_report_retrying(o->ctx->report, "source_unreachable", "reading the start position: %s", err);
+        for (int waited = 0; waited < COLLECT_MAX_BACKOFF_MS && !stopping(o); waited += 50)
+            usleep(50 * 1000);
+        if (stopping(o))
+            return -1;
+    }
+    return 0;
+}

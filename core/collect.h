@@ -42,6 +42,15 @@ void sy_collect_sync(struct sy_collect *o, bool force);
  * (may be ""). 0, or -1 (failed: reported). */
 int sy_collect_resume_position(struct sy_collect *o, char *out, size_t outlen);
 
+/* sy_collect_resume_position, and when that is "" (no initial sync, nothing spooled): the source's
+ * current position from current(ctx->cfg, ctx->source, ...) (the engine's sy_position_ops.current),
+ * retried every 2 s while it fails (the module reports retrying source_unreachable). 0, or -1 (failed:
+ * reported; or stopped). */
+int sy_collect_start_position(struct sy_collect *o,
+                              int (*current)(const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, char *out,
+                                             size_t outlen, char *err, size_t errlen),
+                              char *out, size_t outlen);
+
 uint64_t sy_wall_ms(void);
 
 #endif

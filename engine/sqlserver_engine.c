@@ -1,18 +1,20 @@
 /* The SQL Server engine put together: CDC collection, positions and the precheck from capture/, write and
- * initial sync from replay/, db-lib's set-up from engine/sqlserver_client.h. Parts still NULL are not
- * built yet (core/engine.h): verify and the failover tail answer not_implemented. */
+ * initial sync and verify from replay/, db-lib's set-up from engine/sqlserver_client.h, the fence from
+ * engine/sqlserver_fence.c. Parts still NULL are not built yet (core/engine.h): the failover tail answers
+ * not_implemented. */
 #include "capture/sqlserver_modules.h"
 #include "engine/engines.h"
 #include "engine/sqlserver_client.h"
 #include "engine/sqlserver_fence.h"
 #include "replay/sqlserver_modules.h"
+#include "replay/sqlserver_verify.h"
 
 static const struct sy_sync_ops sqlserver_sync = {
     .initial_sync = &sy_sqlserver_initial_sync,
     .collection = &sy_sqlserver_collection,
     .write = &sy_sqlserver_write,
     .precheck = sy_sqlserver_precheck,
-    .verify = NULL,
+    .verify = sy_sqlserver_verify,
 };
 
 static const struct sy_position_ops sqlserver_position = {

@@ -43,6 +43,7 @@
 #include "core/log.h"
 #include "engine/mariadb_client.h"
 #include "core/spool.h"
+#include "core/write.h"
 #include "replay/mariadb_apply.h"
 #include "replay/mariadb_checkpoint.h"
 #include "replay/mariadb_modules.h"
@@ -551,19 +552,7 @@ static void publish(struct writer *w)
         conflicts += w->workers[i].conflicts;
     }
     pthread_mutex_unlock(&w->mu);
-    uint64_t last_seq = sy_spool_last_seq(w->ctx->spool);
-    struct sy_module_report *r = w->ctx->report;
-    pthread_mutex_lock(&r->lock);
-    snprintf(r->position, sizeof r->position, "%s", w->position);
-    r->spool_seq = w->watermark;
-    r->events = rows;
-    r->conflicts = conflicts;
-    r->lag_events = last_seq > w->watermark ? last_seq - w->watermark : 0;
-    if (last_seq <= w->watermark)
-        r->lag_ms = 0;
-    else if (w->txn_time_ms)
-        r->lag_ms = (int64_t)(wall_ms() > w->txn_time_ms ? wall_ms() - w->txn_time_ms : 0);
-    pthread_mutex_unlock(&r->lock);
+    sy_write_report(w->ctx, w->position, w->watermark, rows, conflicts, w->txn_time_ms);
 }
 
 static int gc_add(struct writer *w, uint64_t seq)

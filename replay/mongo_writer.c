@@ -33,6 +33,7 @@
 #include "core/instance.h"
 #include "core/log.h"
 #include "core/spool.h"
+#include "core/write.h"
 #include "engine/mongo_client.h"
 #include "engine/mongo_diff.h"
 #include "engine/mongo_echo.h"
@@ -285,6 +286,18 @@ static int add_record(struct writer *w, uint8_t type, const uint8_t *p, size_t l
     return 0;
 }
 
+static int add_record_cb(void *arg, uint8_t type, const uint8_t *p, size_t len, uint64_t seq)
+{
+    return add_record(arg, type, p, len, seq);
+}
+
+/* Whether the batch holds a complete source transaction (then reading stops waiting for more). */
+static bool batch_complete(void *arg)
+{
+    const struct writer *w = arg;
+    return w->b.last_seq >= w->next_seq;
+}
+
 /* ---- applying ---------------------------------------------------------------------------------------- */
 
 static int worker_of(const struct writer *w, const struct batch *b, const struct op *op)
@@ -492,19 +505,7 @@ static int write_checkpoint(struct writer *w, uint64_t seq, const char *position
 
 static void publish(struct writer *w)
 {
-    uint64_t last = sy_spool_last_seq(w->ctx->spool);
-    struct sy_module_report *r = w->ctx->report;
-    pthread_mutex_lock(&r->lock);
-    snprintf(r->position, sizeof r->position, "%s", w->position);
-    r->spool_seq = w->durable_seq;
-    r->events = w->rows;
-    r->conflicts = w->conflicts;
-    r->lag_events = last > w->durable_seq ? last - w->durable_seq : 0;
-    if (last <= w->durable_seq)
-        r->lag_ms = 0;
-    else if (w->source_time_ms)
-        r->lag_ms = (int64_t)(sy_wall_ms() > w->source_time_ms ? sy_wall_ms() - w->source_time_ms : 0);
-    pthread_mutex_unlock(&r->lock);
+    sy_write_report(w->ctx, w->position, w->durable_seq, w->rows, w->conflicts, w->source_time_ms);
 }
 
 /* Applies the batch and moves the checkpoint past it. 0, 1 (transient: w->err), -1 (failed: reported). */
@@ -689,26 +690,12 @@ static int session_open(struct writer *w)
 static int apply_session(struct writer *w)
 {
     while (!stopping(w)) {
-        uint8_t type;
-        const uint8_t *p;
-        size_t len;
         char err[512];
         uint64_t seq = w->next_seq;
-        enum sy_spool_rc rc = SY_SPOOL_OK;
-        for (;;) {
-            /* wait for more only while the batch holds nothing complete to apply */
-            rc = sy_spool_read(w->ctx->spool, seq, &type, &p, &len, w->b.last_seq >= w->next_seq ? 0 : WR_WAIT_MS,
-                               err, sizeof err);
-            if (rc != SY_SPOOL_OK)
-                break;
-            int full = add_record(w, type, p, len, seq);
-            if (full < 0)
-                return -1;
-            seq++;
-            if (full > 0)
-                break;
-        }
-        if (rc == SY_SPOOL_ERROR) {
+        int rc = sy_write_fill(w->ctx->spool, &seq, WR_WAIT_MS, batch_complete, add_record_cb, w, err, sizeof err);
+        if (rc == -1)
+            return -1;
+        if (rc == -2) {
             fail(w, "spool_error", "%s", err);
             return -1;
         }

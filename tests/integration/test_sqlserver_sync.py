@@ -184,3 +184,151 @@ def test_initial_and_forward_sync_after_random_workload(tds_daemon, doubles, fre
     st = instance(d, "demo")
     assert st["last_error"] is None, st
     assert st["write"]["conflicts_overwritten"] == 0, st
+
+
+@pytest.mark.parametrize("failpoint", ["sqlserver_write_before_commit", "sqlserver_write_after_commit"])
+def test_forward_resumes_after_kill9_nothing_applied_twice(tds_daemon, doubles, fresh, failpoint):
+    """switchyardd dies (a failpoint's _exit, as kill -9) before or right after a worker's commit; restarted, DR
+    ends equal to business. on_conflict = fail with the same apply_threads: an INSERT applied a second time
+    would find its row and fail the instance (conflict), so a clean run proves each change applied once."""
+    b, dr = doubles
+    d = tds_daemon(fresh, env={"SY_FAILPOINT": failpoint})
+    wait_collecting(d)
+    nxt = workload(b, fresh, 40, 3)
+    assert d.wait(60) != 0, "the failpoint should have stopped switchyardd"
+    nxt = workload(b, fresh, 40, 3, start=nxt)          # more while it is down
+    d.env.pop("SY_FAILPOINT", None)
+    d.restart()
+    wait_state(d, "demo", "running")
+    workload(b, fresh, 20, 3, start=nxt)
+    assert_equal_eventually(doubles, fresh)
+    st = instance(d, "demo")
+    assert st["state"] == "running" and st["last_error"] is None, st
+    assert st["write"]["conflicts_overwritten"] == 0, st
+
+
+def test_forward_resumes_after_plain_kill9(tds_daemon, doubles, fresh):
+    b, dr = doubles
+    d = tds_daemon(fresh)
+    wait_collecting(d)
+    nxt = workload(b, fresh, 30, 4)
+    d.kill9()
+    nxt = workload(b, fresh, 30, 4, start=nxt)
+    d.restart()
+    wait_state(d, "demo", "running")
+    assert_equal_eventually(doubles, fresh)
+    st = instance(d, "demo")
+    assert st["last_error"] is None and st["write"]["conflicts_overwritten"] == 0, st
+
+
+def lsn_of(d, db, sql):
+    with connect(d, db) as c, c.cursor() as cur:
+        cur.execute(sql)
+        return cur.fetchone()[0].hex()
+
+
+def test_position_below_min_lsn_fails_naming_both(tds_daemon, doubles, fresh):
+    """CDC cleanup raised the capture instance's minimum LSN past the paused instance's position: start
+    fails the collection with position_unavailable naming both LSNs; nothing is skipped."""
+    b, dr = doubles
+    d = tds_daemon(fresh)
+    wait_collecting(d)
+    execute(b, "INSERT INTO dbo.orders (id, customer) VALUES (1, N'a')", fresh)
+    wait_until(lambda: rows(dr, fresh, "orders"), what="the first row on DR")
+    assert d.ctl("pause", "demo/forward").returncode == 0
+    wait_state(d, "demo", "paused")
+    saved = instance(d, "demo")["collection"]["position"]
+    execute(b, "INSERT INTO dbo.orders (id, customer) VALUES (2, N'b')", fresh)
+    wait_until(lambda: lsn_of(b, fresh, "SELECT sys.fn_cdc_get_max_lsn()") > saved, what="captured")
+    mx = lsn_of(b, fresh, "SELECT sys.fn_cdc_get_max_lsn()")
+    execute(b, f"EXEC sys.sp_cdc_cleanup_change_table @capture_instance = N'dbo_orders', @low_water_mark = 0x{mx}",
+            fresh)
+    assert lsn_of(b, fresh, "SELECT sys.fn_cdc_get_min_lsn('dbo_orders')") == mx
+    assert d.ctl("start", "demo/forward").returncode == 0
+    st = wait_state(d, "demo", "failed")
+    assert st.get("reason") == "position_unavailable", st
+    text = st["last_error"]
+    assert saved in text and mx in text and "dbo_orders" in text, st
+    assert [r[0] for r in rows(dr, fresh, "orders")] == [1]     # row 2 was not skipped into DR either
+
+
+def test_echo_suppression_both_directions(tds_daemon, doubles, fresh):
+    """Both directions collect and write: rows written on either side cross once and never come back (the
+    writers' switchyard.echo markers in their own transactions)."""
+    b, dr = doubles
+    d = tds_daemon(fresh)
+    wait_collecting(d)
+    execute(b, "INSERT INTO dbo.orders (id, customer) VALUES (1, N'first')", fresh)
+    wait_until(lambda: rows(dr, fresh, "orders"), what="the first row on DR")
+    r = d.admin_ok("create-reverse", pair="demo")
+    assert r["state"] == "collecting", r
+    assert d.ctl("start", "demo/reverse").returncode == 0
+    wait_reverse(d, "demo", "running")
+    with connect(b, fresh, autocommit=False) as c:
+        cur = c.cursor()
+        for i in range(2, 30):
+            cur.execute("INSERT INTO dbo.orders (id, customer) VALUES (%s, %s)", (i, f"b{i}"))
+            c.commit()
+    with connect(dr, fresh, autocommit=False) as c:
+        cur = c.cursor()
+        for i in range(500, 510):
+            cur.execute("INSERT INTO dbo.orders (id, customer) VALUES (%s, %s)", (i, f"d{i}"))
+            c.commit()
+    execute(b, "UPDATE dbo.orders SET note = N'plus' WHERE id < 10", fresh)
+    try:
+        wait_until(lambda: len(rows(b, fresh, "orders")) == 39 and rows(b, fresh, "orders") == rows(dr, fresh, "orders"),
+                   what="both sides equal")
+    except AssertionError:
+        bo, do = set(rows(b, fresh, "orders")), set(rows(dr, fresh, "orders"))
+        print("business only", sorted(bo - do), "dr only", sorted(do - bo), instance(d, "demo"), reverse(d, "demo"))
+        raise
+    time.sleep(2.0)  # an echo would come back as a second apply
+    fw, rv = instance(d, "demo"), reverse(d, "demo")
+    assert fw["state"] == "running" and rv["state"] == "running", (fw, rv)
+    assert rv["write"]["events"] == 10, rv                    # only the DR-local rows went back
+    assert fw["write"]["events"] == 1 + 28 + 9, fw            # business's rows (9 updated), none twice
+    assert fw["last_error"] is None and rv["last_error"] is None
+    assert rows(b, fresh, "orders") == rows(dr, fresh, "orders")
+
+
+def test_precheck_names_what_is_missing(tds_daemon, doubles, fresh):
+    """A table without a primary key and without CDC: the precheck fails naming it; so does a DR database
+    without CDC."""
+    b, dr = doubles
+    execute(b, "CREATE TABLE dbo.nokey (a int NULL, b nvarchar(10) NULL)", fresh)
+    execute(dr, "EXEC sys.sp_cdc_disable_db", fresh)
+    d = tds_daemon(fresh)
+    r = d.admin("precheck", pair="demo")
+    print(r)
+    checks = {c["name"]: c for c in r["result"]["checks"]}
+    assert checks["source_keys"]["status"] == "fail" and "dbo.nokey" in checks["source_keys"]["detail"], checks
+    assert checks["source_cdc_tables"]["status"] == "fail" and "dbo.nokey" in checks["source_cdc_tables"]["detail"]
+    assert checks["dr_cdc_database"]["status"] == "fail", checks
+    assert "sp_cdc_enable_db" in checks["dr_cdc_database"]["fix"]
+    assert checks["business_cdc_database"]["status"] == "pass"
+
+
+def test_verify_counts_and_chunked_checksums(tds_daemon, doubles, fresh):
+    """verify: clean after the copy and a workload (orders in 3 chunks of initial_sync_chunk_rows = 20 keys, the
+    copy in chunks of 20 too); a row changed and one deleted directly on DR make their chunk a confirmed
+    mismatch, the other chunks stay ok."""
+    b, dr = doubles
+    values = ", ".join(f"({i}, N'c{i}', {i}.25, NULL, NULL)" for i in range(1, 51))
+    execute(b, f"INSERT INTO dbo.orders (id, customer, amount, placed, note) VALUES {values}", fresh)
+    d = tds_daemon(fresh, initial_sync_chunk_rows=20)
+    wait_collecting(d)
+    assert_equal_eventually(doubles, fresh)
+    r = d.admin_ok("verify", pair="demo")
+    assert r["clean"] is True, r
+    t = {x["table"]: x for x in r["tables"]}
+    assert t[f"{fresh}.orders"]["status"] == "ok" and t[f"{fresh}.orders"]["chunks"] == 3, r
+    assert t[f"{fresh}.orders"]["business_rows"] == t[f"{fresh}.orders"]["dr_rows"] == 50, r
+    execute(dr, "UPDATE dbo.orders SET customer = N'changed on dr' WHERE id = 30", fresh)
+    execute(dr, "DELETE FROM dbo.orders WHERE id = 31", fresh)
+    r = d.admin_ok("verify", pair="demo")
+    assert r["clean"] is False, r
+    o = {x["table"]: x for x in r["tables"]}[f"{fresh}.orders"]
+    assert o["status"] == "mismatch" and o["business_rows"] == o["dr_rows"] + 1, o
+    assert len(o["mismatches"]) == 1 and o["mismatches"][0]["confirmed"] is True, o
+    m = o["mismatches"][0]
+    assert m["business_rows"] == m["dr_rows"] + 1 and "20" in m["from"] and "40" in m["to"], o
