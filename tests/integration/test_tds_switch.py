@@ -3,7 +3,8 @@ SQL Server doubles with a forward instance (objects = DB.*) and a reverse one: p
 go on on the other side. What users rely on: 0 client errors and every acknowledged write on the newly active
 side under an 8-client workload; a transaction that ends within txn_drain_ms moves, one that does not is rolled
 back with 1205 and Switchyard's retry text (its COMMIT then fails, nothing of it anywhere); prepared statements
-work before and after; a session holding a temp table refuses the switch and `--force` closes it naming why.
+work before and after; database and SET options follow the session; a session holding a temp table refuses
+the switch and `--force` closes it naming why.
 
 Needs the SQL Server synchronization (forward/reverse instance, fence): while the daemon answers a switch with
 not_implemented, every test here is skipped saying so."""
@@ -279,6 +280,28 @@ def test_prepared_statements_before_and_after_a_switch(switchable, doubles):
     with connect(doubles[1], db) as c, c.cursor() as cur:
         cur.execute("SELECT id FROM dbo.load WHERE t = 5 ORDER BY id")
         assert [x[0] for x in cur.fetchall()] == ["p-after", "p-before"]
+
+
+def test_session_state_restored_after_a_switch(switchable, doubles):
+    """What a session changed is there on DR after the move: the database it switched to with USE and a SET
+    option (NOCOUNT ON: no row count in DONE)."""
+    d, pname, db = switchable
+    with connect(doubles[0], None, port=d.port) as c, c.cursor() as cur:
+        cur.execute(f"USE {db}")
+        cur.execute("SET NOCOUNT ON")
+        cur.execute("UPDATE dbo.load SET u = u WHERE id = N'seed'")
+        assert cur.rowcount == -1
+        r = d.admin_ok("switchover", pair=pname)
+        assert r["moved_clients"] == 1, r
+        (s,) = sessions(d, pname)
+        assert s["side"] == "dr" and s["database"] == db and s["set_options"] == ["SET NOCOUNT ON"], s
+        cur.execute("SELECT DB_NAME(), COUNT(*) FROM dbo.load WHERE id = N'seed'")
+        assert cur.fetchone() == (db, 1)
+        cur.execute("UPDATE dbo.load SET u = u WHERE id = N'seed'")
+        assert cur.rowcount == -1                                 # NOCOUNT still on, on DR
+        cur.execute("SET NOCOUNT OFF")
+        cur.execute("UPDATE dbo.load SET u = u WHERE id = N'seed'")
+        assert cur.rowcount == 1
 
 
 def test_temp_table_session_refuses_and_force_closes_it(switchable, doubles):
