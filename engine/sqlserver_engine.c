@@ -1,9 +1,11 @@
 /* The SQL Server engine put together: CDC collection, positions and the precheck from capture/, write and
- * initial sync and verify from replay/, db-lib's set-up from engine/sqlserver_client.h. Parts still NULL
- * are not built yet (core/engine.h): fencing, failover and the tail answer not_implemented. */
+ * initial sync and verify from replay/, db-lib's set-up from engine/sqlserver_client.h, the fence from
+ * engine/sqlserver_fence.c. Parts still NULL are not built yet (core/engine.h): the failover tail answers
+ * not_implemented. */
 #include "capture/sqlserver_modules.h"
 #include "engine/engines.h"
 #include "engine/sqlserver_client.h"
+#include "engine/sqlserver_fence.h"
 #include "replay/sqlserver_modules.h"
 #include "replay/sqlserver_verify.h"
 
@@ -23,12 +25,13 @@ static const struct sy_position_ops sqlserver_position = {
     .tail_count = NULL,
 };
 
-/* No fence yet: a switch needs one, so switchover/failover answer not_implemented. */
+/* The fence (engine/sqlserver_fence.c, provisional): READ_ONLY, which also stops Switchyard's own writer, so
+ * the passive side is not kept fenced. No tail yet: failover's tail answers not_implemented. */
 static const struct sy_failover_ops sqlserver_failover = {
-    .fence = NULL,
+    .fence = sy_sqlserver_fence,
     .passive_fence_refused = "fencing the passive SQL Server side is not built yet (the double supports ALTER DATABASE "
                              "... SET READ_ONLY, which would also stop Switchyard's writer); set fence_passive = off",
-    .alive = NULL,
+    .alive = sy_sqlserver_alive,
     .tail_read = NULL,
     .tail_revert = NULL,
 };

@@ -5,6 +5,9 @@
   fuzz/corpus/fuzz_tds_prelogin/  FreeTDS's PRELOGIN, the double's answer, one with FEDAUTHREQUIRED + MARS
   fuzz/corpus/fuzz_tds_login7/    LOGIN7 with and without FeatureExt
   fuzz/corpus/fuzz_tds_tokens/    the double's login response, a refused login, ENVCHANGE transactions, DONE_ATTN
+  fuzz/corpus/fuzz_tds_track/     (first byte: 0 response, 1 SQL_BATCH, 2 RPC, 3 TRANSACTION_MANAGER) a result set
+                                  of many types between begin/commit, sp_prepare's RETURNVALUE; a SET/#temp
+                                  batch, sp_prepare + sp_execute RPCs, a TM begin
 Run with Debian's interpreter: /usr/bin/python3 fuzz/make_tds_seeds.py (deterministic; rewrites its files)."""
 import os
 import struct
@@ -14,6 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "doubles"))
 import login as lg  # noqa: E402
 import tds_tokens as T  # noqa: E402
+from tds_types import SqlType  # noqa: E402
 
 FREETDS_PRELOGIN = bytes.fromhex("00001a000601002000010200210" "00c03002d0004040031000" "1ff090000000000004d5353514c53657276657200e56f000000")
 
@@ -68,6 +72,33 @@ def main():
             "transactions": T.env_begin(b"\1" * 8) + T.env_end(T.ENV_COMMIT_TRAN, b"\1" * 8) + T.env_reset_ack()
                             + T.done(T.DONE_MORE | T.DONE_COUNT, T.CMD_SELECT, 3) + T.done(T.DONE_ATTN),
         },
+    }
+    cols = [T.Column(n, SqlType.parse(t)) for n, t in
+            [("id", "int"), ("name", "nvarchar(20)"), ("body", "nvarchar(max)"), ("price", "decimal(10,2)"),
+             ("at", "datetime2(3)"), ("u", "uniqueidentifier"), ("b", "varbinary(max)"), ("f", "float")]]
+    import datetime as dt
+    import decimal
+    import uuid
+    rows = [(1, "a", "x" * 5000, decimal.Decimal("1.25"), dt.datetime(2026, 1, 2, 3, 4, 5), uuid.UUID(int=7),
+             b"\1" * 300, 1.5), (2, None, None, None, None, None, None, None)]
+    hdr = struct.pack("<IIH", 22, 18, 2) + b"\0" * 8 + struct.pack("<I", 1)
+
+    def nvarchar_param(text):
+        v = text.encode("utf-16-le")
+        return b"\0\0\xe7" + struct.pack("<H", 8000) + b"\x09\x04\xd0\x00\x34" + struct.pack("<H", len(v)) + v
+    prepare = (b"\xff\xff" + struct.pack("<HH", 11, 0) + b"\0\x01\x26\x04\x00" + nvarchar_param("@a int")
+               + nvarchar_param("select @a"))
+    execute = b"\xff\xff" + struct.pack("<HH", 12, 0) + b"\0\0\x26\x04\x04" + struct.pack("<i", 1) \
+        + b"\0\0\x26\x04\x04" + struct.pack("<i", 5)
+    seeds["fuzz_tds_track"] = {
+        "result_set": b"\0" + T.env_begin(b"\1" * 8) + T.colmetadata(cols)
+        + b"".join(T.row(cols, r) for r in rows) + T.done(T.DONE_COUNT, T.CMD_SELECT, 2)
+        + T.env_end(T.ENV_COMMIT_TRAN, b"\1" * 8) + T.done(),
+        "prepare_answer": b"\0" + T.returnvalue(0, "", SqlType("int"), 1) + T.doneproc(),
+        "batch": b"\1" + hdr + "SET ANSI_NULLS OFF; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE\n"
+        "CREATE TABLE #t (a int) /* SET NOCOUNT ON */ DECLARE c CURSOR FOR SELECT 1".encode("utf-16-le"),
+        "rpc": b"\2" + hdr + prepare + b"\x80" + execute,
+        "tm_begin": b"\3" + hdr + struct.pack("<HB", 5, 0) + b"\0",
     }
     seeds["fuzz_tds_packet"] = {
         "prelogin": packets(0x12, FREETDS_PRELOGIN, 4096),

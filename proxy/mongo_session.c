@@ -1498,13 +1498,6 @@ json_t *sy_mongo_session_unmovable_json(const struct sy_mongo_session *s, const 
 void sy_mongo_session_adopt_backend(struct sy_mongo_session *s, struct bufferevent *bev, enum sy_side side,
                                     int32_t next_id)
 {
-    if (s->io.backend) {
-        bufferevent_setcb(s->io.backend, NULL, NULL, NULL, NULL);
-        bufferevent_free(s->io.backend);          /* not inside its own callback: a switch's loop call */
-    }
-    s->io.backend = bev;
-    s->io.backend_connected = true;
-    s->io.backend_bp = false;
     s->side = side;
     s->next_backend_id = next_id;
     s->exhaust_next = 0;
@@ -1512,15 +1505,9 @@ void sy_mongo_session_adopt_backend(struct sy_mongo_session *s, struct buffereve
     s->resp_tail = 0;
     s->resp_discard = false;
     s->internal_done = false;
-    bufferevent_setcb(bev, on_backend_read, on_backend_write, on_backend_event, s);
-    bufferevent_setwatermark(bev, EV_WRITE, SY_RELAY_LOW_WATER, 0);
-    bufferevent_set_max_single_read(bev, SESS_MAX_READ);
-    bufferevent_set_timeouts(bev, NULL, NULL);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
-    if (s->io.client_bp) {                        /* its bytes were waiting for the old connection */
-        s->io.client_bp = false;
+    /* the old connection freed (a switch's loop call, not its own callback); its bytes were waiting for it */
+    if (sy_relay_link_adopt_backend(&s->io, bev, SESS_MAX_READ, on_backend_read, on_backend_write, on_backend_event))
         client_read_update(s);
-    }
 }
 
 int sy_mongo_session_internal(struct sy_mongo_session *s, const bson_t *cmd)

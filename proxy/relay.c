@@ -200,6 +200,26 @@ void sy_relay_backend_connected(struct bufferevent *bev)
     bufferevent_set_timeouts(bev, NULL, NULL);
 }
 
+bool sy_relay_link_adopt_backend(struct sy_relay_link *l, struct bufferevent *bev, size_t max_read,
+                                 bufferevent_data_cb rd, bufferevent_data_cb wr, bufferevent_event_cb ev)
+{
+    if (l->backend) {
+        bufferevent_setcb(l->backend, NULL, NULL, NULL, NULL);
+        bufferevent_free(l->backend);
+    }
+    l->backend = bev;
+    l->backend_connected = true;
+    l->backend_bp = false;
+    bufferevent_setcb(bev, rd, wr, ev, l->session);
+    bufferevent_setwatermark(bev, EV_WRITE, SY_RELAY_LOW_WATER, 0);
+    bufferevent_set_max_single_read(bev, max_read);
+    bufferevent_set_timeouts(bev, NULL, NULL);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    bool paused = l->client_bp;
+    l->client_bp = false;
+    return paused;
+}
+
 void sy_relay_addr_name(const struct sockaddr *sa, socklen_t salen, char *out, size_t outlen)
 {
     char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";

@@ -110,6 +110,12 @@ int sy_relay_backend_connect(struct event_base *base, const struct sy_endpoint *
                              struct bufferevent **out, char *err, size_t errlen);
 /* The backend's connect completed: TCP_NODELAY, the connect timeout cleared. */
 void sy_relay_backend_connected(struct bufferevent *bev);
+/* A switch's flip: bev (connected, logged in on the other side) replaces the link's backend, which is freed
+ * (never from inside its own callback), with the session's callbacks, the write watermark, reads of at most
+ * max_read bytes, reading and writing on. Returns true when the client's reading was paused for the old
+ * backend's output (the flag is cleared: the session updates its reading). */
+bool sy_relay_link_adopt_backend(struct sy_relay_link *l, struct bufferevent *bev, size_t max_read,
+                                 bufferevent_data_cb rd, bufferevent_data_cb wr, bufferevent_event_cb ev);
 /* "host:port" ("[v6]:port") of a numeric socket address ("?:?" when it cannot be named). */
 void sy_relay_addr_name(const struct sockaddr *sa, socklen_t salen, char *out, size_t outlen);
 

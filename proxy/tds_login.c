@@ -87,8 +87,8 @@ static void send_message(struct bufferevent *to, uint8_t type, const uint8_t *pa
     free(wire);
 }
 
-/* The proxy's PRELOGIN to the backend: no encryption (not built for server connections yet), no MARS. */
-void sy_tds_login_start(struct sy_tds_session *s)
+/* The proxy's PRELOGIN to a server: no encryption (not built for server connections yet), no MARS. */
+void sy_tds_login_prelogin_send(struct bufferevent *to)
 {
     static const uint8_t version[6] = { 1, 0, 0, 0, 0, 0 };
     static const uint8_t enc = SY_TDS_ENCRYPT_NOT_SUP, inst = 0, mars = 0;
@@ -99,7 +99,28 @@ void sy_tds_login_start(struct sy_tds_session *s)
     };
     uint8_t buf[128];
     size_t n = sy_tds_prelogin_build(buf, sizeof buf, opts, SY_ARRAY_LEN(opts));
-    send_message(s->io.backend, SY_TDS_PRELOGIN, buf, n);
+    send_message(to, SY_TDS_PRELOGIN, buf, n);
+}
+
+void sy_tds_login_start(struct sy_tds_session *s)
+{
+    sy_tds_login_prelogin_send(s->io.backend);
+}
+
+int sy_tds_login_prelogin_check(const uint8_t *p, size_t n, uint8_t type, struct sy_tds_prelogin *sp, char *err,
+                                size_t errlen)
+{
+    if (type != SY_TDS_TABULAR) {
+        snprintf(err, errlen, "PRELOGIN answered with %s", sy_tds_type_name(type));
+        return -1;
+    }
+    if (sy_tds_prelogin_parse(p, n, sp, err, errlen) != SY_PARSE_OK)
+        return -1;
+    if (sp->encryption == SY_TDS_ENCRYPT_REQ || sp->encryption == SY_TDS_ENCRYPT_ON) {
+        snprintf(err, errlen, "the server requires encryption; the proxy's server connections do not encrypt yet");
+        return 1;
+    }
+    return 0;
 }
 
 /* Both PRELOGINs are in: the client gets the proxy's answer (the server's version, no encryption, MARS off). */
@@ -191,12 +212,10 @@ static void backend_prelogin(struct sy_tds_session *s, struct evbuffer *in)
     evbuffer_drain(in, m.wire_len);
     char err[200], why[300];
     struct sy_tds_prelogin sp;
-    if (m.type != SY_TDS_TABULAR ||
-        sy_tds_prelogin_parse(pl, m.payload_len, &sp, err, sizeof err) != SY_PARSE_OK) {
-        if (m.type != SY_TDS_TABULAR)
-            snprintf(err, sizeof err, "PRELOGIN answered with %s", sy_tds_type_name(m.type));
+    int rc = sy_tds_login_prelogin_check(pl, m.payload_len, m.type, &sp, err, sizeof err);
+    if (rc < 0) {
         sy_tds_session_bad_packet(s, "server", err);
-    } else if (sp.encryption == SY_TDS_ENCRYPT_REQ || sp.encryption == SY_TDS_ENCRYPT_ON) {
+    } else if (rc > 0) {
         snprintf(why, sizeof why, "the %s server requires encryption; the proxy's server connections do not "
                  "encrypt yet", sy_side_name(s->side));
         sy_tds_session_end(s, why, false, SY_TERR_LOST_CONNECTION);
@@ -321,8 +340,6 @@ static void client_login7(struct sy_tds_session *s, struct evbuffer *in)
     evbuffer_drain(in, m.wire_len);
     char err[200];
     struct sy_tds_login7 l;
-    uint8_t *out = NULL, *wire = NULL;
-    size_t cap = m.payload_len + 64, wcap = cap + (cap / 504 + 1) * SY_TDS_HDR_LEN;
     if (m.type != SY_TDS_LOGIN7) {
         snprintf(err, sizeof err, "expected LOGIN7, got %s (0x%02x)", sy_tds_type_name(m.type), (unsigned)m.type);
         sy_tds_session_bad_packet(s, "client", err);
@@ -348,28 +365,52 @@ static void client_login7(struct sy_tds_session *s, struct evbuffer *in)
     const struct sy_tds_span *pw = &l.str[SY_L7_PASSWORD];
     sy_tds_password_decode(pw->p, pw->len, s->password);
     s->password_len = pw->len;
-    out = malloc(cap);
-    wire = malloc(wcap);
-    size_t n = 0, w = 0;
-    if (out != NULL && wire != NULL && (n = sy_tds_login7_build(out, cap, &l, s->password, s->password_len)) > 0)
-        w = sy_tds_msg_build(wire, wcap, SY_TDS_LOGIN7, 0, SY_TDS_LOGIN_PACKET, out, n);
-    if (w == 0) {
-        sy_tds_session_end(s, "cannot build the server's LOGIN7", false, SY_TERR__COUNT);
+    /* kept to log in on the other side in a switch: the password field's bytes blanked in the copy (the
+     * password itself is in s->password; sy_tds_login7_build takes it from there) */
+    free(s->login7);
+    s->login7 = malloc(m.payload_len ? m.payload_len : 1);
+    if (s->login7 == NULL) {
+        sy_tds_session_end(s, "out of memory", false, SY_TERR__COUNT);
         goto out;
     }
-    evbuffer_add(bufferevent_get_output(s->io.backend), wire, w);
+    memcpy(s->login7, pl, m.payload_len);
+    memset(s->login7 + (pw->p - pl), 0, pw->len);
+    s->login7_len = m.payload_len;
+    if (sy_tds_login_login7_send(s, s->io.backend, err, sizeof err) != 0) {
+        sy_tds_session_end(s, err, false, SY_TERR__COUNT);
+        goto out;
+    }
     sy_log_debug("%s: LOGIN7 of '%s' (app '%s', TDS 0x%08x, packet size %u) sent to the %s server", s->label,
                  s->user, s->app, (unsigned)l.tds_version, (unsigned)l.packet_size, sy_side_name(s->side));
     sy_tds_session_set_state(s, TS_LOGIN);
 out:
+    OPENSSL_cleanse(pl, m.payload_len);
+    free(pl);
+}
+
+int sy_tds_login_login7_send(struct sy_tds_session *s, struct bufferevent *to, char *err, size_t errlen)
+{
+    struct sy_tds_login7 l;
+    if (s->login7 == NULL || sy_tds_login7_parse(s->login7, s->login7_len, &l, err, errlen) != SY_PARSE_OK) {
+        snprintf(err, errlen, "no LOGIN7 kept for the session");
+        return -1;
+    }
+    size_t cap = s->login7_len + s->password_len + 64, wcap = cap + (cap / 504 + 1) * SY_TDS_HDR_LEN;
+    uint8_t *out = malloc(cap), *wire = malloc(wcap);
+    size_t n = 0, w = 0;
+    if (out != NULL && wire != NULL && (n = sy_tds_login7_build(out, cap, &l, s->password, s->password_len)) > 0)
+        w = sy_tds_msg_build(wire, wcap, SY_TDS_LOGIN7, 0, SY_TDS_LOGIN_PACKET, out, n);
+    if (w > 0)
+        evbuffer_add(bufferevent_get_output(to), wire, w);
+    else
+        snprintf(err, errlen, "cannot build the server's LOGIN7");
     if (out)
         OPENSSL_cleanse(out, cap);
     if (wire)
         OPENSSL_cleanse(wire, wcap);
-    OPENSSL_cleanse(pl, m.payload_len);
     free(out);
     free(wire);
-    free(pl);
+    return w > 0 ? 0 : -1;
 }
 
 /* The server's login response (whole): passed on as it came; logged in when it has a LOGINACK. */
@@ -383,6 +424,10 @@ static void backend_login_reply(struct sy_tds_session *s, struct evbuffer *in)
     struct sy_tds_login_result r;
     enum sy_parse pr = m.type == SY_TDS_TABULAR ? sy_tds_login_result_scan(pl, m.payload_len, &r, err, sizeof err)
                                                 : SY_PARSE_BAD;
+    if (pr == SY_PARSE_OK && r.loginack) {
+        snprintf(s->database, sizeof s->database, "%s", r.database);
+        sy_tds_session_track_login(s, pl, m.payload_len);
+    }
     free(pl);
     if (m.type != SY_TDS_TABULAR)
         snprintf(err, sizeof err, "login answered with %s", sy_tds_type_name(m.type));
@@ -403,7 +448,6 @@ static void backend_login_reply(struct sy_tds_session *s, struct evbuffer *in)
     }
     s->logged_in = true;
     s->packet_size = r.packet_size ? r.packet_size : SY_TDS_LOGIN_PACKET;
-    snprintf(s->database, sizeof s->database, "%s", r.database);
     sy_log_info("%s: logged in as '%s' (database %s, packet size %zu, %s TDS 0x%08x) on the %s server", s->label,
                 s->user, s->database, s->packet_size, r.ack.prog_name, (unsigned)r.ack.tds_version,
                 sy_side_name(s->side));

@@ -1,9 +1,7 @@
 /* The SQL Server engine's proxy for one pair (sy_proxy_protocol): listener, the session registry,
- * hold/release and the `clients` listing. The switch hooks report the truth of this step: a session's
- * backend connection and its login belong to one side, so no session can move; the core has no SQL Server
- * synchronization either, so a switch is refused before it would ask (not_implemented). If the active side
- * changes anyway, sessions left on the old side close. With tls_cert/tls_key the pair's TLS context (TLS 1.2,
- * as SQL Server offers it inside PRELOGIN) serves the sessions' encryption. */
+ * hold/release and the `clients` listing; the switch hooks are tds_switch.c's (sessions move with their
+ * tracked state, tds_track.h). With tls_cert/tls_key the pair's TLS context (TLS 1.2, as SQL Server offers it
+ * inside PRELOGIN) serves the sessions' encryption. */
 #include "proxy/tds_proxy.h"
 
 #include <stdio.h>
@@ -12,49 +10,7 @@
 
 #include "core/log.h"
 #include "proxy/proxy.h"
-#include "proxy/unmovable.h"
-
-/* ---- switches: nothing can move yet (proxy/unmovable.c) ------------------------------------------------ */
-
-static void *ops_first(void *state)
-{
-    return sy_tds_session_first(state);
-}
-
-static void *ops_next(void *session)
-{
-    return sy_tds_session_next(session);
-}
-
-static bool ops_busy(const void *session)
-{
-    return sy_tds_session_busy(session);
-}
-
-static enum sy_side ops_side(const void *session)
-{
-    return sy_tds_session_side(session);
-}
-
-static json_t *ops_describe(const void *session, const char *key)
-{
-    return sy_tds_session_unmovable_json(session, key);
-}
-
-static void ops_close(void *session, const char *why)
-{
-    sy_tds_session_close(session, why, SY_TERR_FORCED_CLOSE);
-}
-
-static const struct sy_unmovable_ops unmovable_ops = {
-    .reason = SY_TDS_UNMOVABLE,
-    .first = ops_first,
-    .next = ops_next,
-    .busy = ops_busy,
-    .side = ops_side,
-    .describe = ops_describe,
-    .force_close = ops_close,
-};
+#include "proxy/tds_session.h"
 
 /* ---- the pair's proxy ------------------------------------------------------------------------------------ */
 
@@ -100,7 +56,6 @@ static void *proxy_start(struct sy_pair *pair, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    px->unmovable = &unmovable_ops;
     px->pair = pair;
     px->base = pair->base;
     px->next_id = 1;
@@ -172,14 +127,14 @@ const struct sy_proxy_protocol sy_tds_protocol = {
     .client_count = proxy_client_count,
     .clients_json = proxy_clients_json,
     .hold_changed = proxy_hold_changed,
-    .switch_warm = sy_unmovable_warm,
-    .switch_progress = sy_unmovable_progress,
-    .switch_failures = sy_unmovable_failures,
-    .switch_abort_transactions = sy_unmovable_abort,
-    .switch_unmovable = sy_unmovable_list,
-    .switch_close_unmovable = sy_unmovable_close_all,
-    .switch_unwarm = sy_unmovable_unwarm,
-    .switch_flip = sy_unmovable_flip,
-    .ack_ledger = sy_unmovable_ledger,
+    .switch_warm = sy_tds_switch_warm,
+    .switch_progress = sy_tds_switch_progress,
+    .switch_failures = sy_tds_switch_failures,
+    .switch_abort_transactions = sy_tds_switch_abort_transactions,
+    .switch_unmovable = sy_tds_switch_unmovable,
+    .switch_close_unmovable = sy_tds_switch_close_unmovable,
+    .switch_unwarm = sy_tds_switch_unwarm,
+    .switch_flip = sy_tds_switch_flip,
+    .ack_ledger = sy_tds_switch_ack_ledger,
     .client_errors = px_client_errors,
 };

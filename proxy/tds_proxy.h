@@ -1,6 +1,5 @@
 /* The SQL Server (TDS) proxy of one pair: its listener and sessions. Types shared by tds_proxy.c (pair
- * level: sy_proxy_protocol, hold, switch hooks) and tds_session.c (one client). Sessions cannot move
- * between sides yet (no SQL Server sync, no move of a session): the switch hooks say so. */
+ * level: sy_proxy_protocol, hold), tds_switch.c (switch hooks) and tds_session.c (one client). */
 #ifndef SY_TDS_PROXY_H
 #define SY_TDS_PROXY_H
 
@@ -13,10 +12,6 @@
 #include <openssl/ssl.h>
 
 #include "core/pair.h"
-#include "proxy/unmovable.h"
-
-/* Why every SQL Server session is unmovable in this step (switch_unmovable, `clients`). */
-#define SY_TDS_UNMOVABLE "sqlserver sessions cannot move yet"
 
 struct sy_tds_session;
 TAILQ_HEAD(sy_tds_session_list, sy_tds_session);
@@ -31,7 +26,6 @@ enum sy_tds_err_reason {
 };
 
 struct sy_tds_proxy {
-    const struct sy_unmovable_ops *unmovable; /* ref: static; first member (proxy/unmovable.h) */
     struct sy_pair *pair;                  /* ref: owns us through proto_state */
     struct event_base *base;               /* ref: pair->base */
     struct evconnlistener *listener;       /* owned */

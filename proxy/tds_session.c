@@ -77,6 +77,7 @@ static void close_session(struct sy_tds_session *s, const char *why, bool flush,
     set_state(s, TS_CLOSING);
     OPENSSL_cleanse(s->password, sizeof s->password);
     s->password_len = 0;
+    sy_tds_warm_free(s);
     sy_relay_link_close(&s->io, flush, SESS_FLUSH_MS);
     TAILQ_REMOVE(&px->sessions, s, link);
     px->n_sessions--;
@@ -99,6 +100,15 @@ static void session_free(struct sy_tds_session *s)
         bufferevent_free(s->client_raw);
     if (s->io.backend)
         bufferevent_free(s->io.backend);
+    sy_tds_warm_free(s);
+    if (s->login7) {
+        OPENSSL_cleanse(s->login7, s->login7_len);
+        free(s->login7);
+    }
+    sy_tds_track_fini(&s->track);
+    sy_tds_rsp_scan_fini(&s->scan);
+    if (s->scanbuf)
+        evbuffer_free(s->scanbuf);
     free(s);
 }
 
@@ -218,11 +228,272 @@ void sy_tds_session_to_client_done(struct sy_tds_session *s)
     to_client_done(s);
 }
 
+/* ---- tracking (tds_track.h) ------------------------------------------------------------------------------ */
+
+/* Feeds the scanned bytes' complete tokens to the tracker; a token the scan does not know ends the scan of
+ * this response and tracking (the session stays on its server). */
+static void scan_run(struct sy_tds_session *s)
+{
+    size_t n = evbuffer_get_length(s->scanbuf), off = 0;
+    if (n == 0)
+        return;
+    const uint8_t *p = evbuffer_pullup(s->scanbuf, -1);
+    char err[200];
+    while (off < n && !s->scan_off) {
+        struct sy_tds_rsp_ev ev;
+        size_t used = 0;
+        enum sy_parse pr = sy_tds_rsp_step(&s->scan, p + off, n - off, &used, &ev, err, sizeof err);
+        if (pr == SY_PARSE_AGAIN) {
+            if (n - off <= SY_TDS_TOKEN_TRACK_MAX)
+                break;
+            snprintf(err, sizeof err, "a response token over %u bytes", SY_TDS_TOKEN_TRACK_MAX);
+            pr = SY_PARSE_BAD;
+        }
+        if (pr == SY_PARSE_BAD) {
+            sy_log_info("%s: response not tracked (%s): the session stays on the %s side", s->label, err,
+                        sy_side_name(s->side));
+            sy_tds_track_lose(&s->track, err);
+            s->scan_off = true;
+            break;
+        }
+        sy_tds_track_event(&s->track, &ev);
+        off += used;
+    }
+    evbuffer_drain(s->scanbuf, s->scan_off ? n : off);
+}
+
+/* A server message ended (EOM): the request's response is complete. */
+static void scan_end(struct sy_tds_session *s)
+{
+    if (!s->scan_off && evbuffer_get_length(s->scanbuf) > 0)
+        sy_tds_track_lose(&s->track, "a response ended inside a token");
+    evbuffer_drain(s->scanbuf, evbuffer_get_length(s->scanbuf));
+    s->scan_off = false;
+    s->scan.ncols = 0;
+    sy_tds_track_response_end(&s->track);
+}
+
+void sy_tds_session_track_login(struct sy_tds_session *s, const uint8_t *p, size_t n)
+{
+    sy_tds_track_init(&s->track, s->database, "");
+    evbuffer_add(s->scanbuf, p, n);
+    scan_run(s);
+    scan_end(s);
+    snprintf(s->language, sizeof s->language, "%s", s->track.language);
+}
+
+/* The client's request message (whole, framed at p) is about to be forwarded: tracked, and once the session
+ * moved, remapped for the new server (handles, descriptor): then the rewritten payload is returned (owned by
+ * the caller), else NULL. */
+static uint8_t *track_request(struct sy_tds_session *s, const uint8_t *p, const struct sy_tds_msg *m)
+{
+    if (s->track.lost[0])
+        return NULL;
+    uint8_t *pl = malloc(m->payload_len ? m->payload_len : 1);
+    if (pl == NULL) {
+        sy_tds_track_lose(&s->track, "out of memory");
+        return NULL;
+    }
+    sy_tds_msg_payload(p, m, pl);
+    struct sy_tds_req q;
+    char err[200];
+    bool rewritten = false;
+    if (sy_tds_req_parse(pl, m->payload_len, m->type, &q, err, sizeof err) != SY_PARSE_OK) {
+        sy_log_info("%s: request not tracked (%s): the session stays on the %s side", s->label, err,
+                    sy_side_name(s->side));
+        sy_tds_track_lose(&s->track, err);
+    } else {
+        if (s->moved && sy_tds_req_remap(pl, m->payload_len, &q, &s->track) > 0)
+            rewritten = true;
+        sy_tds_track_request(&s->track, pl, m->payload_len, &q);
+    }
+    if (!rewritten) {
+        free(pl);
+        return NULL;
+    }
+    return pl;
+}
+
+/* The status of the last packet of the message framed at p (IGNORE lives there). */
+static uint8_t msg_last_status(const uint8_t *p, const struct sy_tds_msg *m)
+{
+    size_t off = 0;
+    uint8_t st = 0;
+    for (uint32_t i = 0; i < m->packets && off + SY_TDS_HDR_LEN <= m->wire_len; i++) {
+        st = p[off + 1];
+        off += (size_t)p[off + 2] << 8 | p[off + 3];
+    }
+    return st;
+}
+
+/* ---- the proxy's own requests and answers (switches) ---------------------------------------------------- */
+
+#define PROXY_SERVER_NAME "switchyard"
+#define TXN_ABORTED_TEXT "Transaction rolled back by switchyard: the database moved to the other side (switchover) " \
+                         "while it was open past txn_drain_ms. Rerun the transaction."
+
+static void to_client_message(struct sy_tds_session *s, const uint8_t *tokens, size_t n)
+{
+    uint8_t wire[4096];
+    size_t w = sy_tds_msg_build(wire, sizeof wire, SY_TDS_TABULAR, 0, s->packet_size, tokens, n);
+    if (w > 0)
+        evbuffer_add(bufferevent_get_output(s->io.client), wire, w);
+    to_client_done(s);
+}
+
+/* The answer to the first request after a switch rolled its transaction back: 1205 (drivers retry a deadlock
+ * victim), the ENVCHANGE rollback of the descriptor the client knows (its transaction is gone), DONE(ERROR). */
+static void answer_txn_aborted(struct sy_tds_session *s)
+{
+    uint8_t tok[1200];
+    size_t n = sy_tds_error_reply_build(tok, sizeof tok - 16, SY_TDS_TOK_ERROR, 1205, 51, 13, TXN_ABORTED_TEXT,
+                                        PROXY_SERVER_NAME, SY_TDS_DONE_ERROR);
+    if (n < SY_TDS_DONE_LEN)
+        return;
+    uint8_t done[SY_TDS_DONE_LEN];
+    memcpy(done, tok + n - SY_TDS_DONE_LEN, SY_TDS_DONE_LEN);
+    uint8_t *e = tok + n - SY_TDS_DONE_LEN;
+    e[0] = SY_TDS_TOK_ENVCHANGE;
+    e[1] = 11;
+    e[2] = 0;
+    e[3] = SY_TDS_ENV_ROLLBACK_TRAN;
+    e[4] = 0;                                     /* new value: none */
+    e[5] = 8;
+    for (int i = 0; i < 8; i++)
+        e[6 + i] = (uint8_t)(s->aborted_desc >> (8 * i));
+    memcpy(e + 14, done, SY_TDS_DONE_LEN);
+    to_client_message(s, tok, n + 14);
+    sy_log_info("%s: request answered with 1205: its transaction was rolled back by the switch", s->label);
+}
+
+/* The proxy's own batch (its response is read, tracked and not relayed). */
+static void send_internal(struct sy_tds_session *s, const char *sql)
+{
+    uint8_t payload[256], wire[300];
+    size_t n = sy_tds_batch_build(payload, sizeof payload, sql, s->track.desc);
+    size_t w = n ? sy_tds_msg_build(wire, sizeof wire, SY_TDS_SQL_BATCH, 0, s->packet_size, payload, n) : 0;
+    if (w == 0) {
+        close_session(s, "cannot build the proxy's own request", false, SY_TERR__COUNT);
+        return;
+    }
+    evbuffer_add(bufferevent_get_output(s->io.backend), wire, w);
+    s->internal = true;
+    set_state(s, TS_BUSY);
+    to_backend_done(s);
+}
+
+static void send_internal_rollback(struct sy_tds_session *s)
+{
+    send_internal(s, "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION");
+}
+
+void sy_tds_session_abort_transaction(struct sy_tds_session *s)
+{
+    s->txn_aborted = true;
+    s->aborted_desc = s->track.desc;
+    sy_log_info("%s: transaction still open after txn_drain_ms: rolled back on the %s side", s->label,
+                sy_side_name(s->side));
+    if (s->state == TS_IDLE || s->state == TS_HELD) {
+        send_internal_rollback(s);
+        session_flush(s);                         /* a switch's loop call: no session callback flushes it */
+    } else {
+        s->rollback_pending = true;
+    }
+}
+
+void sy_tds_session_end_empty_transaction(struct sy_tds_session *s)
+{
+    s->begin_pending = true;
+    s->moved = true;                              /* the client's descriptor is remapped from now on */
+    send_internal_rollback(s);
+    session_flush(s);
+    sy_log_debug("%s: its empty transaction rolled back for the switch (begun again at its next request)",
+                 s->label);
+}
+
+void sy_tds_session_fatal(struct sy_tds_session *s, const char *msg)
+{
+    if (s->state == TS_IDLE || s->state == TS_HELD) {          /* not inside a response the client reads */
+        uint8_t tok[1200];
+        size_t n = sy_tds_error_reply_build(tok, sizeof tok, SY_TDS_TOK_ERROR, 50000, 1, 20, msg, PROXY_SERVER_NAME,
+                                            SY_TDS_DONE_ERROR);
+        if (n > 0)
+            to_client_message(s, tok, n);
+    }
+    close_session(s, msg, true, SY_TERR_FORCED_CLOSE);
+}
+
 /* ---- relay ------------------------------------------------------------------------------------------------ */
 
 static bool request_type(uint8_t t)
 {
     return t == SY_TDS_SQL_BATCH || t == SY_TDS_RPC || t == SY_TDS_BULK_LOAD || t == SY_TDS_TRANSACTION_MANAGER;
+}
+
+/* A request message starting in `in`: read whole (tracked, then forwarded) when it is at most
+ * SY_TDS_REQ_TRACK_MAX bytes: 0 when forwarded or still incomplete (c_left stays 0), 1 when it is larger and
+ * streams (not tracked: the session can no longer move), -1 when the connection was closed. */
+static int request_whole(struct sy_tds_session *s, struct evbuffer *in)
+{
+    size_t n = evbuffer_get_length(in);
+    const uint8_t *p = evbuffer_pullup(in, -1);
+    struct sy_tds_msg m;
+    char err[200];
+    enum sy_parse pr = sy_tds_msg_frame(p, n, s->packet_size, SY_TDS_REQ_TRACK_MAX, &m, err, sizeof err);
+    if (pr == SY_PARSE_AGAIN)
+        return 0;
+    if (pr == SY_PARSE_BAD) {
+        if (sy_tds_msg_frame(p, n, s->packet_size, SIZE_MAX, &m, err, sizeof err) == SY_PARSE_BAD) {
+            bad_packet(s, "client", err);
+            return -1;
+        }
+        sy_tds_track_lose(&s->track, "a request over 4 MiB");
+        return 1;
+    }
+    bool ignored = (msg_last_status(p, &m) & SY_TDS_STATUS_IGNORE) != 0;
+    if (!ignored && s->begin_pending) {
+        /* moved inside an empty transaction: one begins on this server first; the request waits in the
+         * input and is taken when that response is in (its descriptor then remapped to the new one) */
+        s->begin_pending = false;
+        send_internal(s, "BEGIN TRANSACTION");
+        sy_log_debug("%s: its empty transaction begun again on the %s side", s->label, sy_side_name(s->side));
+        return 0;
+    }
+    if (!ignored && s->txn_aborted) {
+        evbuffer_drain(in, m.wire_len);
+        s->txn_aborted = false;
+        s->requests++;
+        answer_txn_aborted(s);
+        s->c_next = true;                         /* answered: the next request may follow at once */
+        return 0;
+    }
+    uint8_t *rw = ignored ? NULL : track_request(s, p, &m);
+    if (m.status & (SY_TDS_STATUS_RESETCONNECTION | SY_TDS_STATUS_RESETCONNECTIONSKIPTRAN))
+        s->resets++;
+    if (rw != NULL) {                             /* moved: handles or descriptor rewritten for this server */
+        size_t cap = m.payload_len + (m.payload_len / (s->packet_size - SY_TDS_HDR_LEN) + 1) * SY_TDS_HDR_LEN;
+        uint8_t *wire = malloc(cap);
+        size_t w = wire ? sy_tds_msg_build(wire, cap, m.type, 0, s->packet_size, rw, m.payload_len) : 0;
+        free(rw);
+        if (w == 0) {
+            free(wire);
+            close_session(s, "out of memory", false, SY_TERR__COUNT);
+            return -1;
+        }
+        wire[1] |= m.status & (SY_TDS_STATUS_RESETCONNECTION | SY_TDS_STATUS_RESETCONNECTIONSKIPTRAN);
+        evbuffer_drain(in, m.wire_len);
+        evbuffer_add(bufferevent_get_output(s->io.backend), wire, w);
+        free(wire);
+    } else {
+        evbuffer_remove_buffer(in, bufferevent_get_output(s->io.backend), m.wire_len);
+    }
+    if (!ignored) {
+        s->requests++;
+        set_state(s, TS_BUSY);
+    }
+    to_backend_done(s);
+    s->c_next = true;                             /* an ATTENTION right behind it passes at once */
+    return 0;
 }
 
 /* The next client packet's header: false when it must wait (held, a request in flight) or was refused. */
@@ -262,7 +533,7 @@ static bool client_packet_start(struct sy_tds_session *s, struct evbuffer *in)
     } else if (!s->c_in_msg) {
         if (s->state == TS_BUSY)
             return false;                         /* the next request waits for the response in flight */
-        if (s->px->pair->held) {
+        if (s->px->pair->held && !(s->track.in_txn && !s->track.txn_empty)) { /* an open one runs to its end */
             if (s->state != TS_HELD) {
                 s->held_since_ms = sy_now_ms();
                 set_state(s, TS_HELD);
@@ -272,6 +543,11 @@ static bool client_packet_start(struct sy_tds_session *s, struct evbuffer *in)
         }
         if (s->state == TS_HELD)
             set_state(s, TS_IDLE);
+        if (h.type != SY_TDS_BULK_LOAD) {
+            int r = request_whole(s, in);
+            if (r <= 0)
+                return false;                     /* forwarded whole (r 0: waits for the rest, -1: closed) */
+        }
         s->c_in_msg = true;
         s->c_msg_type = h.type;
         if (h.status & (SY_TDS_STATUS_RESETCONNECTION | SY_TDS_STATUS_RESETCONNECTIONSKIPTRAN))
@@ -289,8 +565,14 @@ static void relay_client(struct sy_tds_session *s, struct evbuffer *in)
     struct evbuffer *out = bufferevent_get_output(s->io.backend);
     while (s->state != TS_CLOSING && !s->io.client_bp) {
         if (s->c_left == 0) {
-            if (evbuffer_get_length(in) < SY_TDS_HDR_LEN || !client_packet_start(s, in))
+            if (evbuffer_get_length(in) < SY_TDS_HDR_LEN)
                 return;
+            if (!client_packet_start(s, in)) {
+                if (!s->c_next)
+                    return;
+                s->c_next = false;                /* a whole request taken: look at the next packet */
+                continue;
+            }
         }
         size_t n = evbuffer_get_length(in), k = n < s->c_left ? n : s->c_left;
         if (k == 0)
@@ -341,14 +623,32 @@ static void relay_backend(struct sy_tds_session *s, struct evbuffer *in)
                 bad_packet(s, "server", err);
                 return;
             }
-            evbuffer_remove_buffer(in, out, SY_TDS_HDR_LEN);
+            if (s->internal)
+                evbuffer_drain(in, SY_TDS_HDR_LEN);
+            else
+                evbuffer_remove_buffer(in, out, SY_TDS_HDR_LEN);
             s->b_left = h.length - SY_TDS_HDR_LEN;
             s->b_eom = (h.status & SY_TDS_STATUS_EOM) != 0;
         }
         size_t n = evbuffer_get_length(in), k = n < s->b_left ? n : s->b_left;
         if (k > 0) {
             tail_keep(s, in, k);
-            evbuffer_remove_buffer(in, out, k);
+            if (!s->scan_off) {                   /* a copy for the scan: the bytes go on unchanged */
+                struct evbuffer_iovec v;
+                if (evbuffer_reserve_space(s->scanbuf, (ev_ssize_t)k, &v, 1) == 1 && v.iov_len >= k) {
+                    evbuffer_copyout(in, v.iov_base, k);
+                    v.iov_len = k;
+                    evbuffer_commit_space(s->scanbuf, &v, 1);
+                    scan_run(s);
+                } else {
+                    sy_tds_track_lose(&s->track, "out of memory");
+                    s->scan_off = true;
+                }
+            }
+            if (s->internal)
+                evbuffer_drain(in, k);
+            else
+                evbuffer_remove_buffer(in, out, k);
             s->b_left -= k;
         }
         to_client_done(s);
@@ -356,6 +656,7 @@ static void relay_backend(struct sy_tds_session *s, struct evbuffer *in)
             return;
         if (!s->b_eom)
             continue;
+        scan_end(s);
         /* a response complete; with an ATTENTION out, only its acknowledgement ends the wait */
         bool ack = s->b_tail_len == SY_TDS_DONE_LEN && sy_tds_is_attention_ack(s->b_tail);
         s->b_tail_len = 0;
@@ -364,8 +665,17 @@ static void relay_backend(struct sy_tds_session *s, struct evbuffer *in)
         if (ack)
             sy_log_debug("%s: ATTENTION acknowledged by the server", s->label);
         s->attention = false;
+        if (s->internal) {
+            s->internal = false;
+            sy_log_debug("%s: the proxy's own request done (%s)", s->label,
+                         s->track.in_txn ? "still in a transaction" : "no transaction");
+        }
         if (s->state == TS_BUSY)
             set_state(s, TS_IDLE);
+        if (s->rollback_pending) {
+            s->rollback_pending = false;
+            send_internal_rollback(s);
+        }
     }
 }
 
@@ -508,6 +818,12 @@ void sy_tds_session_accept(struct sy_tds_proxy *px, evutil_socket_t fd, const st
     if (px->next_id == 0)
         px->next_id = 1;
     s->packet_size = SY_TDS_MAX_PACKET;          /* until the login negotiates one */
+    s->scanbuf = evbuffer_new();
+    if (s->scanbuf == NULL) {
+        evutil_closesocket(fd);
+        free(s);
+        return;
+    }
     s->encryption = SY_TDS_ENCRYPT_NOT_SUP;      /* until PRELOGIN is answered */
     sy_relay_addr_name(sa, (socklen_t)salen, s->peer, sizeof s->peer);
     snprintf(s->label, sizeof s->label, "%s T-%u %s", px->pair->cfg->name, s->id, s->peer);
@@ -518,6 +834,7 @@ void sy_tds_session_accept(struct sy_tds_proxy *px, evutil_socket_t fd, const st
     s->io.client = bufferevent_socket_new(px->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (s->io.client == NULL) {
         evutil_closesocket(fd);
+        evbuffer_free(s->scanbuf);
         free(s);
         return;
     }
@@ -549,6 +866,25 @@ void sy_tds_sessions_resume(struct sy_tds_proxy *px)
     }
 }
 
+void sy_tds_session_adopt_backend(struct sy_tds_session *s, struct bufferevent *bev, enum sy_side side)
+{
+    s->side = side;
+    s->moved = true;
+    s->b_left = 0;
+    s->b_tail_len = 0;
+    evbuffer_drain(s->scanbuf, evbuffer_get_length(s->scanbuf));
+    s->scan_off = false;
+    s->scan.ncols = 0;
+    s->begin_pending = s->begin_pending || (s->track.in_txn && s->track.txn_empty && !s->txn_aborted);
+    s->track.in_txn = false;                      /* nothing of the old connection's transaction came along */
+    s->track.txn_empty = false;
+    s->track.desc = 0;
+    if (sy_relay_link_adopt_backend(&s->io, bev, SESS_MAX_READ, on_backend_read, on_backend_write, on_backend_event))
+        client_read_update(s);
+    sy_log_info("%s: moved to the %s side (database %s, %u SET option(s), %zu prepared statement(s))", s->label,
+                sy_side_name(side), s->track.database, s->track.n_sets, s->track.n_preps);
+}
+
 struct sy_tds_session *sy_tds_session_first(struct sy_tds_proxy *px)
 {
     return TAILQ_FIRST(&px->sessions);
@@ -569,28 +905,57 @@ enum sy_side sy_tds_session_side(const struct sy_tds_session *s)
     return s->side;
 }
 
+const char *sy_tds_session_unmovable_reason(const struct sy_tds_session *s, char *buf, size_t len)
+{
+    if (!s->logged_in)
+        return "logging in";
+    if (sy_tds_track_unmovable(&s->track, buf, len))
+        return buf;
+    return NULL;
+}
+
+static const char *session_unmovable(const struct sy_tds_session *s, char *buf, size_t len)
+{
+    return sy_tds_session_unmovable_reason(s, buf, len);
+}
+
 json_t *sy_tds_session_unmovable_json(const struct sy_tds_session *s, const char *key)
 {
+    char buf[200];
     return json_pack("{s:I,s:s,s:s,s:s}", "id", (json_int_t)s->id, "user", s->user, "peer", s->peer, key,
-                     SY_TDS_UNMOVABLE);
+                     session_unmovable(s, buf, sizeof buf));
 }
 
 static json_t *session_json(const struct sy_tds_session *s)
 {
     uint64_t held = s->state == TS_HELD ? sy_now_ms() - s->held_since_ms : 0;
-    char tds[16];
+    char tds[16], buf[200];
     snprintf(tds, sizeof tds, "0x%08x", (unsigned)s->tds_version);
     const char *enc = s->encryption == SY_TDS_ENCRYPT_ON    ? "on"
                       : s->encryption == SY_TDS_ENCRYPT_OFF ? "login-only"
                                                             : "off";
-    return json_pack("{s:I,s:s,s:s,s:s,s:b,s:I,s:b,s:s,s:s,s:s,s:s,s:s,s:I,s:b,s:s,s:I,s:I,s:I}", "id",
-                     (json_int_t)s->id, "user", s->user, "peer", s->peer, "side", sy_side_name(s->side),
-                     "in_transaction", 0, "held_ms", (json_int_t)held, "movable", 0, "unmovable_reason",
-                     SY_TDS_UNMOVABLE, "state", sess_state_names[s->state], "database", s->database, "app", s->app,
-                     "tds_version", tds, "packet_size", (json_int_t)(s->logged_in ? s->packet_size : 0), "tls",
-                     s->tls, "encryption", enc,
-                     "requests", (json_int_t)s->requests, "attentions", (json_int_t)s->attentions, "resets",
-                     (json_int_t)s->resets);
+    const char *why = session_unmovable(s, buf, sizeof buf);
+    json_t *sets = json_array();
+    for (unsigned i = 0; i < s->track.n_sets; i++)
+        json_array_append_new(sets, json_string(s->track.sets[i].stmt));
+    json_t *o = json_pack("{s:I,s:s,s:s,s:s,s:b,s:I,s:b,s:s?,s:s,s:s,s:s,s:s,s:s,s:I,s:b,s:s,s:I,s:I,s:I}", "id",
+                          (json_int_t)s->id, "user", s->user, "peer", s->peer, "side", sy_side_name(s->side),
+                          "in_transaction", s->track.in_txn || s->begin_pending, "held_ms", (json_int_t)held, "movable", why == NULL,
+                          "unmovable_reason", why, "state", sess_state_names[s->state], "database",
+                          s->logged_in ? s->track.database : s->database, "language", s->track.language, "app",
+                          s->app, "tds_version", tds, "packet_size", (json_int_t)(s->logged_in ? s->packet_size : 0),
+                          "tls", s->tls, "encryption", enc, "requests", (json_int_t)s->requests, "attentions",
+                          (json_int_t)s->attentions, "resets", (json_int_t)s->resets);
+    if (o == NULL) {
+        json_decref(sets);
+        return NULL;
+    }
+    json_object_set_new(o, "set_options", sets);
+    json_object_set_new(o, "prepared", json_integer((json_int_t)s->track.n_preps));
+    json_object_set_new(o, "temp_tables", json_integer(s->track.n_temp));
+    json_object_set_new(o, "open_cursors", json_integer(s->track.n_cursors));
+    json_object_set_new(o, "applocks", json_integer(s->track.n_applocks));
+    return o;
 }
 
 json_t *sy_tds_sessions_json(struct sy_tds_proxy *px)

@@ -443,7 +443,9 @@ class Session:
         if status & (P.RESET_CONNECTION | P.RESET_CONNECTION_SKIP_TRAN):
             self.reset(skip_tran=bool(status & P.RESET_CONNECTION_SKIP_TRAN), out=out)
         r = Reader(payload)
-        self.attention.clear()
+        # no attention.clear() here: an ATTENTION read right behind this request (the reader thread set the
+        # flag, its queue item waits) must cancel it, as SQL Server does; the flag is cleared when that item
+        # is answered with DONE_ATTN (run)
         try:
             if ptype in (P.SQL_BATCH, P.RPC, P.TRANSACTION_MANAGER):
                 self.request_descriptor = None

@@ -4,8 +4,8 @@ encryption, MARS off); the login done by the proxy from the client's LOGIN7 (pas
 server's own answer passed on; then packets relayed both ways. Through the proxy and direct, the same results
 with FreeTDS `tsql`, pymssql and pytds: queries, RPC with parameters, transactions, errors with their numbers,
 results over many packets, a wrong password (18456 with the server's text), ATTENTION; malformed TDS closes
-only that connection; hold/release; `clients`. Sessions cannot move yet: switches answer not_implemented (no
-SQL Server sync) and every session is listed as unmovable."""
+only that connection; hold/release; `clients` with the session state the proxy tracks for a move (switches
+themselves are tests/integration/test_tds_switch.py's: they need the SQL Server sync)."""
 
 from __future__ import annotations
 
@@ -117,15 +117,16 @@ def sessions(d):
 # --- the pair ----------------------------------------------------------------------------------------------
 
 def test_sqlserver_pair_starts_a_listener(tds_daemon):
-    """engine = sqlserver is no longer refused: status shows the pair and its listener; switches (no fence yet)
-    answer not_implemented (synchronization: tests/integration/test_sqlserver_sync.py)."""
+    """engine = sqlserver is no longer refused: status shows the pair and its listener; a pair without objects
+    has nothing to switch with (switches: tests/integration/test_tds_switch.py; synchronization:
+    tests/integration/test_sqlserver_sync.py)."""
     d = tds_daemon()
     p = d.pair_status()
     assert p["engine"] == "sqlserver" and p["active_side"] == "business" and p["clients"] == 0
     assert p["listen"].startswith("127.0.0.1:") and d.port > 0
     for cmd in ("switchover", "failover", "switchback"):
         r = d.admin(cmd, pair="demo")
-        assert r["ok"] is False and r["error"]["code"] == "not_implemented", (cmd, r)
+        assert r["ok"] is False and r["error"]["code"] in ("unknown_instance", "bad_state"), (cmd, r)
 
 
 @pytest.fixture(scope="module")
@@ -392,6 +393,42 @@ def test_attention_cancels_a_long_query(tds_daemon, doubles):
         s = sessions(d)
         assert len(s) == 1 and s[0]["attentions"] == 1 and s[0]["state"] == "IDLE"
     assert "ATTENTION acknowledged by the server" in d.log()
+
+
+def test_attention_sent_during_a_hold_cancels_after_release(tds_daemon, doubles):
+    """A request held by `hold` and the ATTENTION its client sends when its timeout strikes wait together;
+    on release the request goes to the server and the ATTENTION right behind it at once (not after the
+    request's 5 s): the server acknowledges, the client gets its timeout, the session goes on."""
+    d = tds_daemon()
+    with pyt(proxied(d, doubles), timeout=1) as c:
+        cur = c.cursor()
+        cur.execute("SELECT 1")
+        cur.fetchall()
+        before = sessions(d)[0]["attentions"]
+        assert d.ctl("hold", "demo").returncode == 0
+        out = {}
+
+        def run():
+            t0 = time.monotonic()
+            try:
+                cur.execute("WAITFOR DELAY '00:00:05'")
+                out["result"] = "completed"
+            except Exception as e:  # noqa: BLE001 - the timeout is what is expected
+                out["result"] = str(e)
+            out["done"] = time.monotonic()
+
+        th = threading.Thread(target=run)
+        th.start()
+        wait_until(lambda: [x["state"] for x in sessions(d)] == ["HELD"], what="the held request")
+        time.sleep(1.5)                                         # pytds' timeout: its ATTENTION is sent
+        released = time.monotonic()
+        assert d.ctl("release", "demo").returncode == 0
+        th.join(15)
+        assert "timed out" in out["result"] and out["done"] - released < 3, (out, out["done"] - released)
+        cur.execute("SELECT 7")
+        assert cur.fetchone() == (7,)
+        (s,) = sessions(d)
+        assert s["attentions"] == before + 1 and s["state"] == "IDLE", s
 
 
 def go(t: Target, *args, password=None):
@@ -691,7 +728,7 @@ def test_clients_listing_and_unmovable(tds_daemon, doubles):
         (s,) = sessions(d)
         assert s["user"] == doubles[0].user and s["side"] == "business" and s["state"] == "IDLE"
         assert s["database"] == "master" and s["packet_size"] == 8192 and s["app"] == "sy-listing"
-        assert s["movable"] is False and s["unmovable_reason"] == "sqlserver sessions cannot move yet"
+        assert s["movable"] is True and s["unmovable_reason"] is None
         assert s["in_transaction"] is False and s["tds_version"] == "0x74000004" and s["requests"] >= 1
         assert re.match(r"127\.0\.0\.1:\d+$", s["peer"]) and s["tls"] is False
         assert d.pair_status()["clients"] == 1
@@ -745,3 +782,96 @@ def test_slow_reader_backpressure_and_reset(tds_daemon, doubles):
 
 # ALL_HEADERS with a transaction descriptor header (0, outstanding requests 1), as SQL_BATCH requires (TDS 7.2+)
 ALL_HEADERS = struct.pack("<IIHQI", 22, 18, 2, 0, 1)
+
+
+# --- session tracking (what a move must restore, what pins a session) -----------------------------------------
+
+def session_of(d, app):
+    (s,) = [s for s in sessions(d) if s["app"] == app]
+    return s
+
+
+def test_clients_track_database_set_options_and_transactions(tds_daemon, doubles):
+    """`clients` follows the server's ENVCHANGEs and the SET options a session changed: USE, SET ..., a
+    transaction opened after a result set of many types and NULL rows (the scan walks every row to see the
+    ENVCHANGE behind it) and closed again, the transaction pytds opens itself (autocommit off)."""
+    d = tds_daemon()
+    with pyt(direct(doubles)) as c:
+        try:
+            c.cursor().execute("CREATE DATABASE trackdb")
+        except pytds.Error:
+            pass                                                # left by an earlier run of the module
+    with pyt(proxied(d, doubles), appname="sy-track") as c:
+        cur = c.cursor()
+        cur.execute("SET XACT_ABORT ON; SET DATEFORMAT dmy\nset transaction isolation level serializable")
+        cur.execute("USE trackdb")
+        cur.execute("IF OBJECT_ID('tr') IS NOT NULL DROP TABLE tr")
+        cur.execute("CREATE TABLE tr (id int PRIMARY KEY, name nvarchar(20), body nvarchar(max), "
+                    "price decimal(10,2), at datetime2(3), u uniqueidentifier, b varbinary(max))")
+        cur.execute("INSERT INTO tr VALUES (1, N'a', REPLICATE(N'x', 9000), 1.25, '2026-01-02 03:04:05', "
+                    "NEWID(), 0x0102), (2, NULL, NULL, NULL, NULL, NULL, NULL)")
+        s = session_of(d, "sy-track")
+        assert s["database"] == "trackdb" and s["in_transaction"] is False
+        assert s["set_options"] == ["SET XACT_ABORT ON", "SET DATEFORMAT dmy",
+                                    "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"], s
+        assert s["movable"] is True and s["unmovable_reason"] is None, s
+        cur.execute("SELECT * FROM tr ORDER BY id; BEGIN TRANSACTION")
+        assert len(cur.fetchall()) == 2
+        s = session_of(d, "sy-track")
+        assert s["in_transaction"] is True, s
+        cur.execute("ROLLBACK")
+        assert session_of(d, "sy-track")["in_transaction"] is False
+    with pyt(proxied(d, doubles), appname="sy-track2", autocommit=False, database="trackdb") as c:
+        cur = c.cursor()
+        cur.execute("UPDATE tr SET name = N'b' WHERE id = 1")
+        assert session_of(d, "sy-track2")["in_transaction"] is True
+        c.commit()                                          # pytds commits and begins the next one at once
+        cur.execute("SELECT @@TRANCOUNT")
+        assert session_of(d, "sy-track2")["in_transaction"] is (cur.fetchone()[0] > 0)
+
+
+def test_clients_track_prepared_handles(tds_daemon, doubles):
+    """sp_prepare / sp_prepexec handles come from the server's RETURNVALUE and leave with sp_unprepare."""
+    from pytds import tds_base
+    d = tds_daemon()
+    with pyt(proxied(d, doubles), appname="sy-prep") as c:
+        cur = c.cursor()
+        h1 = cur.callproc(tds_base.SP_PREPARE, (pytds.output(param_type="int"), "@a int", "SELECT @a + 1", 1))[0]
+        h2 = cur.callproc(tds_base.InternalProc(13, "sp_prepexec"),
+                          (pytds.output(param_type="int"), "@a int", "SELECT @a * 2", 21))[0]
+        assert cur.fetchall() == [(42,)]
+        assert isinstance(h1, int) and isinstance(h2, int) and h1 != h2
+        assert session_of(d, "sy-prep")["prepared"] == 2
+        cur.callproc(tds_base.SP_EXECUTE, (h1, 41))
+        assert cur.fetchall() == [(42,)]
+        cur.callproc(tds_base.InternalProc(15, "sp_unprepare"), (h1,))
+        s = session_of(d, "sy-prep")
+        assert s["prepared"] == 1 and s["requests"] >= 4
+
+
+@pytest.mark.parametrize("sql, reason", [
+    ("CREATE TABLE #work (a int)", "temporary table #work"),
+    ("EXEC sp_getapplock @Resource = 'r', @LockMode = 'Exclusive', @LockOwner = 'Session'",
+     "application lock (sp_getapplock)"),
+    ("DECLARE c1 CURSOR FOR SELECT 1", "open server cursor"),
+    ("BEGIN DISTRIBUTED TRANSACTION", "distributed transaction"),
+])
+def test_clients_unmovable_markers(tds_daemon, doubles, sql, reason):
+    """What pins a session to its server is named in `clients` (the request is what counts: the double does
+    not run all of these, SQL Server would); what undoes it makes the session tracked-only again."""
+    d = tds_daemon()
+    with pyt(proxied(d, doubles), appname="sy-pin") as c:
+        cur = c.cursor()
+        try:
+            cur.execute(sql)
+        except pytds.Error:
+            pass                                                # the double's own limits (README)
+        s = session_of(d, "sy-pin")
+        assert s["movable"] is False and s["unmovable_reason"] == reason, s
+        if reason.startswith("temporary"):
+            try:
+                cur.execute("DROP TABLE #work")
+            except pytds.Error:
+                pass
+            s = session_of(d, "sy-pin")
+            assert s["movable"] is True and s["unmovable_reason"] is None, s

@@ -1,0 +1,333 @@
+"""Switchover and switchback of an `engine = sqlserver` pair through the TDS proxy (proxy/tds_switch.c), on two
+SQL Server doubles with a forward instance (objects = DB.*) and a reverse one: pytds clients stay connected and
+go on on the other side. What users rely on: 0 client errors and every acknowledged write on the newly active
+side under an 8-client workload; a transaction that ends within txn_drain_ms moves, one that does not is rolled
+back with 1205 and Switchyard's retry text (its COMMIT then fails, nothing of it anywhere); prepared statements
+work before and after; database and SET options follow the session; a session holding a temp table refuses
+the switch and `--force` closes it naming why.
+
+Needs the SQL Server synchronization (forward/reverse instance, fence): while the daemon answers a switch with
+not_implemented, every test here is skipped saying so."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+
+import pytest
+
+from helpers import wait_for, wait_reverse, wait_state
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "doubles"))
+
+from tds_fixtures import running_double  # noqa: E402
+
+pytds = pytest.importorskip("pytds")
+from pytds import tds_base  # noqa: E402
+
+pytestmark = [pytest.mark.timeout(120)]
+
+wait_until = functools.partial(wait_for, timeout=40.0, interval=0.05)
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def doubles():
+    with running_double(cdc_delay=0.2) as business, running_double(cdc_delay=0.2) as dr:
+        yield business, dr
+
+
+@pytest.fixture(autouse=True)
+def _double_logs_on_failure(request):
+    failed = request.session.testsfailed
+    yield
+    if "doubles" in request.fixturenames and request.session.testsfailed > failed:
+        for name, srv in zip(("business", "dr"), request.getfixturevalue("doubles")):
+            print(f"--- {name} double log (tail) ---\n" + "\n".join(srv.log().splitlines()[-40:]))
+
+
+def connect(srv, db=None, autocommit=True, port=None, **kw):
+    return pytds.connect(server=srv.host if port is None else "127.0.0.1", port=port or srv.port, user=srv.user,
+                         password=srv.password, database=db, autocommit=autocommit, login_timeout=10, timeout=30,
+                         disable_connect_retry=True, **kw)
+
+
+def execute(srv, sql, db=None):
+    with connect(srv, db) as c, c.cursor() as cur:
+        cur.execute(sql)
+
+
+def sessions(d, pname):
+    return d.admin_ok("clients", pair=pname)["clients"]
+
+
+@pytest.fixture
+def switchable(daemon, doubles):
+    """A sqlserver pair with a running forward instance and a collecting reverse instance over a database of
+    its own (CDC on both sides, table `load` on business)."""
+    business, dr = doubles
+    db = f"tsw{os.getpid() % 1000}_{next(_counter)}"
+    for s in doubles:
+        execute(s, f"CREATE DATABASE {db}")
+        execute(s, "EXEC sys.sp_cdc_enable_db", db)
+    execute(business, "CREATE TABLE dbo.load (id nvarchar(40) NOT NULL PRIMARY KEY, t int NOT NULL, u int NOT NULL)",
+            db)
+    execute(business, "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'load', "
+                      "@role_name = NULL", db)
+    execute(business, "INSERT INTO dbo.load VALUES (N'seed', 0, 0)", db)
+    pname = f"p{db}"
+    d = daemon(pair=pname, engine="sqlserver", business=f"{business.host}:{business.port}",
+               dr=f"{dr.host}:{dr.port}", admin_user=business.user, admin_password=business.password,
+               objects=f"{db}.*", txn_drain_ms=500, max_hold_ms=10000, drain_timeout_ms=20000)
+    probe = d.admin("switchover", pair=pname)
+    if not probe.get("ok") and probe["error"]["code"] == "not_implemented":
+        pytest.skip(f"the SQL Server sync cannot switch yet: {probe['error']['message']}")
+    wait_state(d, pname, "running")
+    with connect(dr, db) as c, c.cursor() as cur:
+        wait_until(lambda: cur.execute("SELECT COUNT(*) FROM dbo.load") or cur.fetchone()[0] == 1,
+                   what="forward applied the seed")
+    d.admin_ok("create-reverse", pair=pname)
+    wait_reverse(d, pname, "collecting")
+    yield d, pname, db
+
+
+class Workload:
+    """8 pytds clients through the proxy: each inserts a row, then updates one of its own; every acknowledged
+    write and every operation's latency recorded. Half of them run as pytds does by default (autocommit off:
+    each write then commit(), which commits and begins the next transaction at once, so such a session is
+    always inside an empty transaction between writes); the others in autocommit, the update in a short
+    transaction sent as one batch."""
+
+    def __init__(self, port, srv, db, threads=8, think_s=0.05):
+        self.port, self.srv, self.db, self.think_s = port, srv, db, think_s
+        self.stop = threading.Event()
+        self.errors: list = []
+        self.lock = threading.Lock()
+        self.inserted: dict = {}
+        self.updates: dict = {}        # id -> (acknowledged update count, time of the last)
+        self.lat: list = []
+        self.threads = [threading.Thread(target=self.run, args=(t,), daemon=True) for t in range(threads)]
+
+    def run(self, t):
+        try:
+            auto = t % 2 == 0
+            c = connect(self.srv, self.db, port=self.port, autocommit=auto)
+            cur = c.cursor()
+            n, mine = 0, []
+            while not self.stop.is_set():
+                rid = f"t{t}-{n}"
+                t0 = time.monotonic()
+                cur.execute("INSERT INTO dbo.load (id, t, u) VALUES (%s, %s, 0)", (rid, t))
+                if not auto:
+                    c.commit()
+                t1 = time.monotonic()
+                mine.append(rid)
+                target = mine[(n * 7) % len(mine)]
+                if auto:
+                    cur.execute("BEGIN TRANSACTION; UPDATE dbo.load SET u = u + 1 WHERE id = %s; COMMIT", (target,))
+                else:
+                    cur.execute("UPDATE dbo.load SET u = u + 1 WHERE id = %s", (target,))
+                    c.commit()
+                t2 = time.monotonic()
+                with self.lock:
+                    self.inserted[rid] = t1
+                    k, _ = self.updates.get(target, (0, 0))
+                    self.updates[target] = (k + 1, t2)
+                    self.lat += [(t, t0, t1 - t0), (t, t1, t2 - t1)]
+                n += 1
+                self.stop.wait(self.think_s)
+            c.close()
+        except Exception as e:  # noqa: BLE001 - every client error counts
+            with self.lock:
+                self.errors.append(f"client {t}: {type(e).__name__}: {e}")
+
+    def __enter__(self):
+        for th in self.threads:
+            th.start()
+        return self
+
+    def __exit__(self, *a):
+        self.stop.set()
+        for th in self.threads:
+            th.join(60)
+
+    def missing_on(self, srv, t):
+        with self.lock:
+            ins = [k for k, at in self.inserted.items() if at <= t]
+            ups = {k: v for k, (v, at) in self.updates.items() if at <= t}
+        with connect(srv, self.db) as c, c.cursor() as cur:
+            cur.execute("SELECT id, u FROM dbo.load")
+            rows = dict(cur.fetchall())
+        return [k for k in ins if k not in rows], [(k, v, rows.get(k)) for k, v in ups.items() if rows.get(k, -1) < v]
+
+    def worst(self, t_from, t_to):
+        w: dict = {}
+        with self.lock:
+            for (t, t0, sec) in self.lat:
+                if t0 <= t_to and t0 + sec >= t_from:
+                    w[t] = max(w.get(t, 0.0), sec * 1000)
+        return list(w.values())
+
+
+def test_switchover_and_switchback_under_workload(switchable, doubles, capsys):
+    d, pname, db = switchable
+    business, dr = doubles
+    figures, lost = {}, []
+    with Workload(d.port, business, db) as w:
+        wait_until(lambda: len(w.inserted) >= 40 or w.errors, what="the workload running")
+        for op, active, new_side in (("switchover", "dr", dr), ("switchback", "business", business)):
+            t0 = time.monotonic()
+            reply = d.admin(op, pair=pname)
+            t1 = time.monotonic()
+            assert reply.get("ok"), reply
+            r = reply["result"]
+            assert r["active_side"] == active and r["moved_clients"] >= 8, r
+            missing, short = w.missing_on(new_side, t1)
+            if missing or short:
+                lost.append({"after": op, "missing_inserts": missing[:10], "short_updates": short[:10]})
+            seen = len(w.inserted)
+            wait_until(lambda: len(w.inserted) >= seen + 40 or w.errors, what=f"the workload going on after {op}")
+            lat = w.worst(t0, t1)
+            figures[op] = {"pause_ms": r["pause_ms"], "steps": r["steps"], "moved": r["moved_clients"],
+                           "client_worst_p50_ms": round(statistics.median(lat), 1) if lat else None,
+                           "client_worst_max_ms": round(max(lat), 1) if lat else None}
+    assert not w.errors, w.errors
+    assert all(s["side"] == "business" for s in sessions(d, pname))
+    for srv in doubles:      # every request carried the descriptor of its server's transaction (remapped)
+        assert "descriptor mismatch" not in srv.log(), srv.log()[-3000:]
+    with capsys.disabled():
+        print("\nsqlserver switch figures:", json.dumps(figures))
+    assert not lost, f"acknowledged writes missing on the new side after a switch: {lost}"
+
+
+def test_transaction_ending_within_txn_drain_moves(switchable, doubles):
+    """Open when the switch holds the pair, committed within txn_drain_ms: it runs to its end on business (its
+    statements are not held), the session moves, its rows are on DR."""
+    d, pname, db = switchable
+    with connect(doubles[0], db, port=d.port) as c, c.cursor() as cur:
+        cur.execute("BEGIN TRANSACTION; INSERT INTO dbo.load VALUES (N'tx1', 1, 0)")
+        assert [s["in_transaction"] for s in sessions(d, pname)] == [True]
+        result = {}
+        th = threading.Thread(target=lambda: result.update(r=d.admin("switchover", pair=pname)))
+        th.start()
+        wait_until(lambda: d.pair_status(pname).get("held") or "hold" in d.log(), what="the hold")
+        time.sleep(0.1)
+        cur.execute("INSERT INTO dbo.load VALUES (N'tx2', 1, 0)")
+        cur.execute("COMMIT")
+        th.join(60)
+        assert result["r"].get("ok"), result
+        assert result["r"]["result"]["aborted_transactions"] == 0, result
+        cur.execute("SELECT COUNT(*) FROM dbo.load WHERE id IN (N'tx1', N'tx2')")
+        assert cur.fetchone()[0] == 2
+        assert [s["side"] for s in sessions(d, pname)] == ["dr"]
+
+
+def test_transaction_past_txn_drain_is_rolled_back_with_1205(switchable, doubles):
+    """Still open after txn_drain_ms: rolled back on business by the proxy; the client's next statement gets
+    1205 with the retry text and the ENVCHANGE rollback, its COMMIT then fails (3902): nothing of it anywhere."""
+    d, pname, db = switchable
+    with connect(doubles[0], db, port=d.port) as c, c.cursor() as cur:
+        cur.execute("BEGIN TRANSACTION; INSERT INTO dbo.load VALUES (N'lost1', 1, 0)")
+        r = d.admin_ok("switchover", pair=pname)
+        assert r["aborted_transactions"] == 1 and r["moved_clients"] == 1, r
+        with pytest.raises(pytds.Error) as e:
+            cur.execute("INSERT INTO dbo.load VALUES (N'lost2', 1, 0)")
+        assert "Rerun the transaction" in str(e.value) and "switchover" in str(e.value), e.value
+        assert e.value.msg_no == 1205, e.value
+        with pytest.raises(pytds.Error) as e:
+            cur.execute("COMMIT")
+        assert e.value.msg_no == 3902, e.value                          # answered by DR: no transaction there
+        cur.execute("INSERT INTO dbo.load VALUES (N'after', 1, 0)")     # the session goes on, on DR
+    for srv in doubles:
+        with connect(srv, db) as c, c.cursor() as cur:
+            cur.execute("SELECT id FROM dbo.load WHERE id LIKE N'lost%'")
+            assert cur.fetchall() == []
+    with connect(doubles[1], db) as c, c.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM dbo.load WHERE id = N'after'")
+        assert cur.fetchone()[0] == 1
+
+
+def test_prepared_statements_before_and_after_a_switch(switchable, doubles):
+    """Handles from sp_prepare / sp_prepexec before the switch execute after it (the proxy prepared them again
+    on DR and maps the handles); a statement prepared after it gets a handle no old one collides with."""
+    d, pname, db = switchable
+    with connect(doubles[0], db, port=d.port) as c, c.cursor() as cur:
+        h1 = cur.callproc(tds_base.SP_PREPARE, (pytds.output(param_type="int"), "@a int", "SELECT @a + 1", 1))[0]
+        h0 = cur.callproc(tds_base.SP_PREPARE, (pytds.output(param_type="int"), "@a int", "SELECT @a", 1))[0]
+        cur.callproc(tds_base.InternalProc(15, "sp_unprepare"), (h0,))
+        h2 = cur.callproc(tds_base.InternalProc(13, "sp_prepexec"),
+                          (pytds.output(param_type="int"), "@i nvarchar(40)",
+                           "INSERT INTO dbo.load (id, t, u) VALUES (@i, 5, 0)", "p-before"))[0]
+        r = d.admin_ok("switchover", pair=pname)
+        assert r["moved_clients"] == 1, r
+        cur.callproc(tds_base.SP_EXECUTE, (h1, 41))
+        assert cur.fetchall() == [(42,)]
+        cur.callproc(tds_base.SP_EXECUTE, (h2, "p-after"))
+        h3 = cur.callproc(tds_base.SP_PREPARE, (pytds.output(param_type="int"), "@a int", "SELECT @a * 3", 1))[0]
+        assert h3 not in (h1, h2), (h1, h2, h3)
+        cur.callproc(tds_base.SP_EXECUTE, (h3, 5))
+        assert cur.fetchall() == [(15,)]
+        cur.callproc(tds_base.SP_EXECUTE, (h1, 1))
+        assert cur.fetchall() == [(2,)]
+        assert sessions(d, pname)[0]["prepared"] == 3
+    with connect(doubles[1], db) as c, c.cursor() as cur:
+        cur.execute("SELECT id FROM dbo.load WHERE t = 5 ORDER BY id")
+        assert [x[0] for x in cur.fetchall()] == ["p-after", "p-before"]
+
+
+def test_session_state_restored_after_a_switch(switchable, doubles):
+    """What a session changed is there on DR after the move: the database it switched to with USE and a SET
+    option (NOCOUNT ON: no row count in DONE)."""
+    d, pname, db = switchable
+    with connect(doubles[0], None, port=d.port) as c, c.cursor() as cur:
+        cur.execute(f"USE {db}")
+        cur.execute("SET NOCOUNT ON")
+        cur.execute("UPDATE dbo.load SET u = u WHERE id = N'seed'")
+        assert cur.rowcount == -1
+        r = d.admin_ok("switchover", pair=pname)
+        assert r["moved_clients"] == 1, r
+        (s,) = sessions(d, pname)
+        assert s["side"] == "dr" and s["database"] == db and s["set_options"] == ["SET NOCOUNT ON"], s
+        cur.execute("SELECT DB_NAME(), COUNT(*) FROM dbo.load WHERE id = N'seed'")
+        assert cur.fetchone() == (db, 1)
+        cur.execute("UPDATE dbo.load SET u = u WHERE id = N'seed'")
+        assert cur.rowcount == -1                                 # NOCOUNT still on, on DR
+        cur.execute("SET NOCOUNT OFF")
+        cur.execute("UPDATE dbo.load SET u = u WHERE id = N'seed'")
+        assert cur.rowcount == 1
+
+
+def test_temp_table_session_refuses_and_force_closes_it(switchable, doubles):
+    d, pname, db = switchable
+    pinned = connect(doubles[0], db, port=d.port)
+    other = connect(doubles[0], db, port=d.port)
+    try:
+        try:
+            pinned.cursor().execute("CREATE TABLE #work (a int)")
+        except pytds.Error:
+            pass                                    # the double has no temp tables; SQL Server would create it
+        r = d.admin("switchover", pair=pname)
+        assert r["ok"] is False and r["error"]["code"] == "unmovable_sessions", r
+        assert "temporary table #work" in json.dumps(r["error"]), r
+        assert d.pair_status(pname)["active_side"] == "business"
+        r = d.admin_ok("switchover", pair=pname, force=True)
+        assert r["active_side"] == "dr" and r["moved_clients"] == 1 and r["closed_unmovable"] == 1, r
+        with pytest.raises(Exception) as e:
+            pinned.cursor().execute("SELECT 1")
+        assert "forced switch" in str(e.value) and "temporary table #work" in str(e.value), e.value
+        cur = other.cursor()
+        cur.execute("SELECT 1")
+        assert cur.fetchone()[0] == 1
+    finally:
+        for c in (pinned, other):
+            try:
+                c.close()
+            except Exception:  # noqa: BLE001
+                pass
