@@ -307,7 +307,16 @@ static void print_instance_notes(const json_t *inst, const char *id)
         double done = json_number_value(json_object_get(sync, "done_rows"));
         double pct = done * 100.0 / total;
         pct = pct < 0 ? 0 : pct > 100 ? 100 : pct;
-        printf("%s initial sync: %.0f/%.0f rows (%d%%)\n", id, done, total, (int)pct);
+        if (isatty(STDOUT_FILENO)) {            /* people get a bar; scripts keep the plain line */
+            char bar[21];
+            int filled = (int)(pct / 5);
+            for (int k = 0; k < 20; k++)
+                bar[k] = k < filled ? '#' : '.';
+            bar[20] = '\0';
+            printf("%s initial sync: [%s] %.0f/%.0f rows (%d%%)\n", id, bar, done, total, (int)pct);
+        } else {
+            printf("%s initial sync: %.0f/%.0f rows (%d%%)\n", id, done, total, (int)pct);
+        }
     }
     const json_t *err = json_object_get(inst, "last_error");
     if (err != NULL && !json_is_null(err)) {

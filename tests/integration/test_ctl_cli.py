@@ -262,6 +262,29 @@ def test_status_table(admin):
     assert r.stderr == ""
 
 
+def test_status_on_a_terminal_draws_the_initial_sync_as_a_bar(admin):
+    """On a TTY (a pty here) the initial sync gets a progress bar; piped output stays the plain line above."""
+    import pty
+    admin.ok(STATUS)
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.run([CTL, "-s", admin.path, "status"], stdout=slave, stderr=subprocess.PIPE, timeout=30)
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(master)
+    assert p.returncode == 0, p.stderr
+    assert "crm/forward initial sync: [#########...........] 45000/100000 rows (45%)" in out.decode(), out
+
+
 def test_status_tolerates_missing_fields(admin):
     admin.ok({"pairs": [{"name": "x", "instances": [{"id": "x/forward"}]}, {}]})
     r = ctl("status", sock=admin.path)
