@@ -319,6 +319,15 @@ static bool host_ok(const struct sy_console *c, struct evhttp_request *req)
 static void on_request(struct evhttp_request *req, void *arg)
 {
     struct sy_console *c = arg;
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evhttp_request_get_connection(req));
+    if (c->tls != NULL && (bev == NULL || bufferevent_openssl_get_ssl(bev) == NULL)) {
+        /* libevent falls back to a plain socket when our TLS bufferevent could not be made (out of memory):
+         * nothing but a refusal goes out in clear */
+        sy_log_warn("console: a connection without TLS on an HTTPS console refused");
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        evhttp_send_error(req, HTTP_BADREQUEST, "TLS required");
+        return;
+    }
     if (!host_ok(c, req)) {
         send_error(req, 421, "Misdirected Request", "bad_host",
                    "this console answers requests for 127.0.0.1, localhost or [::1] only");
@@ -399,7 +408,9 @@ struct sy_console *sy_console_open(struct event_base *base, const struct sy_conf
     evhttp_set_allowed_methods(c->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
     evhttp_set_max_body_size(c->http, CONSOLE_BODY_MAX);
     evhttp_set_max_headers_size(c->http, CONSOLE_HEADERS_MAX);
-    evhttp_set_timeout(c->http, 120); /* a switch may take its max_hold_ms and more before it answers */
+    /* an idle connection (reset by every byte read) goes after 10 s: slow clients cannot pile up; a request
+     * waiting for a long switch is not idle-timed (libevent stops reading once its body is in) */
+    evhttp_set_timeout(c->http, 10);
     evhttp_set_gencb(c->http, on_request, c);
     if (c->tls)
         evhttp_set_bevcb(c->http, tls_bev, c);

@@ -637,6 +637,12 @@ static const struct sy_admin_cmd pair_cmds[] = {
     { "lag-history", "lag-history INSTANCE : the write's lag over the last hour", cmd_lag_history },
 };
 
+static void on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+    sy_log_warn("SIGHUP: reloading the configuration is not supported (nothing changed): restart switchyardd "
+                "to apply a change");
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct daemon *d = arg;
@@ -658,7 +664,7 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
     char err[1024] = "";
     int status = 1;
     struct daemon d = { .cfg = cfg, .engines = engines };
-    struct event *sigterm = NULL, *sigint = NULL, *lag_sampler = NULL;
+    struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL, *lag_sampler = NULL;
     signal(SIGPIPE, SIG_IGN);
     evthread_use_pthreads();
     d.base = event_base_new();
@@ -729,6 +735,8 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
     event_active(lag_sampler, 0, 0);                /* a first sample now */
     sigterm = evsignal_new(d.base, SIGTERM, on_signal, &d);
     sigint = evsignal_new(d.base, SIGINT, on_signal, &d);
+    sighup = evsignal_new(d.base, SIGHUP, on_sighup, &d);   /* pgbouncer's users send HUP to reload */
+    event_add(sighup, NULL);
     event_add(sigterm, NULL);
     event_add(sigint, NULL);
     sy_log_info("switchyardd ready: admin socket %s, %zu pair(s)", cfg->admin_socket, cfg->n_pairs);
@@ -765,6 +773,8 @@ out:
         event_free(sigterm);
     if (sigint)
         event_free(sigint);
+    if (sighup)
+        event_free(sighup);
     sy_cluster_stop(d.cluster, 1000);
     sy_metrics_close(d.metrics);
     sy_console_close(d.console);

@@ -291,6 +291,7 @@ struct sy_metrics *sy_metrics_open(struct event_base *base, const struct sy_endp
     m->pairs = pairs;
     m->n_pairs = n_pairs;
     evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+    evhttp_set_timeout(m->http, 10);          /* slow or idle scrapers' connections do not pile up */
     evhttp_set_cb(m->http, "/metrics", on_metrics, m);
     evhttp_set_gencb(m->http, on_other, m);
     if (evhttp_bind_socket(m->http, ep->host, ep->port) != 0) {

@@ -296,6 +296,11 @@ void sy_tail_resolve(struct sy_pair *p, struct sy_admin_req *req, const char *ex
         sy_admin_fail(req, "bad_request", "resolve-tail wants exactly one of --export FILE or --discard");
         return;
     }
+    if (export_path != NULL && export_path[0] != '/') {
+        sy_admin_fail(req, "bad_request", "--export wants an absolute path (a relative one would land in "
+                      "switchyardd's working directory): '%s'", export_path);
+        return;
+    }
     if (p->tail_state[0] == '\0') {
         sy_admin_fail(req, "bad_state", "%s has no unresolved failover tail", p->cfg->name);
         return;

@@ -11,7 +11,11 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "core/config.h"
+#include "core/console.h"
+#include "core/tls.h"
 #include "core/daemon.h"
 #include "core/log.h"
 #include "core/state_file.h"
@@ -88,6 +92,37 @@ static int apply_engine_limits(struct sy_config *cfg, const char *path)
     return 0;
 }
 
+/* --check-config: the files the config names are read as the daemon will read them at start (as the user
+ * it runs as: the token file's owner is checked), so a systemd ExecStartPre catches them. */
+static int check_files(const struct sy_config *cfg, char *err, size_t errlen)
+{
+    if (cfg->console_token_file[0] != '\0') {
+        char token[600];
+        int rc = sy_console_token_load(cfg->console_token_file, token, sizeof token, err, errlen);
+        OPENSSL_cleanse(token, sizeof token);
+        if (rc != 0)
+            return -1;
+    }
+    SSL_CTX *ctx;
+    if (cfg->console_tls_cert[0] != '\0') {
+        if ((ctx = sy_tls_server_ctx_new(cfg->console_tls_cert, cfg->console_tls_key, "console_", err, errlen)) == NULL)
+            return -1;
+        SSL_CTX_free(ctx);
+    }
+    for (size_t i = 0; i < cfg->n_pairs; i++) {
+        const struct sy_pair_cfg *p = &cfg->pairs[i];
+        if (p->tls_cert[0] == '\0')
+            continue;
+        char what[200];
+        if ((ctx = sy_tls_server_ctx_new(p->tls_cert, p->tls_key, "", what, sizeof what)) == NULL) {
+            snprintf(err, errlen, "[pair %s] %s", p->name, what);
+            return -1;
+        }
+        SSL_CTX_free(ctx);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -131,9 +166,13 @@ int main(int argc, char **argv)
     if (apply_engine_limits(&config, path) != 0)
         return 1;
     if (check_only) {
-        printf("%s: OK (%zu pair(s)%s)\n", path, config.n_pairs, config.cluster.line ? ", [cluster]" : "");
+        int rc = check_files(&config, err, sizeof err);
+        if (rc == 0)
+            printf("%s: OK (%zu pair(s)%s)\n", path, config.n_pairs, config.cluster.line ? ", [cluster]" : "");
+        else
+            fprintf(stderr, "switchyardd: %s: %s\n", path, err);
         sy_config_wipe(&config);
-        return 0;
+        return rc == 0 ? 0 : 1;
     }
     sy_log_set_level(config.log_level);
     raise_nofile();
