@@ -34,6 +34,11 @@ void sy_log(enum sy_log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* one event, one line: control bytes from the outside (a URL, a client's user name, a server's error)
+     * cannot forge or split log lines */
+    for (char *c = msg; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
     struct timeval tv;
     gettimeofday(&tv, NULL);
     struct tm tm;

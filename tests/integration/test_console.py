@@ -79,6 +79,11 @@ def test_console_reads_freely_and_acts_only_with_the_token(daemon, mariadb_pair,
     assert code == 200 and doc["result"]["pair"] == pname and doc["result"]["clients"] == []
     code, doc = request(port, "/api/status?pair=nosuch")
     assert code == 404 and doc["error"]["code"] == "unknown_pair"
+    # a name from the URL cannot forge a log line
+    code, doc = request(port, "/api/status?pair=x%0a2026-01-01T00:00:00.000Z%20ERROR%20forged")
+    assert code == 404
+    assert not any(ln.startswith("2026-01-01T00:00:00.000Z ERROR forged") for ln in d.log().splitlines())
+    assert "x?2026-01-01T00:00:00.000Z ERROR forged" in d.log()
     # the write's lag over the last hour (the chart): a first sample at start, one every interval_s after
     code, doc = request(port, f"/api/lag-history?instance={pname}/forward")
     assert code == 200 and doc["result"]["instance"] == f"{pname}/forward" and doc["result"]["interval_s"] == 10
