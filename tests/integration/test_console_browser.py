@@ -18,6 +18,9 @@ import pytest
 from test_forward_mariadb import fresh  # noqa: F401 (fixture)
 from helpers import APP_PASSWORD, APP_USER, app_conn, app_user, one, reverse, wait_for, wait_state
 
+pytestmark = pytest.mark.nosan   # the console API and its daemon paths run under ASan in test_console.py; here a browser only adds time
+
+
 webdriver = pytest.importorskip("selenium.webdriver", reason="python3-selenium (scripts/install-deps.sh)")
 from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402

@@ -23,6 +23,9 @@ import sandbox
 from test_forward_mariadb import fresh  # noqa: F401 (fixture)
 from helpers import APP_USER, app_conn, app_user, one, wait_for, wait_reverse, wait_state
 
+pytestmark = pytest.mark.nosan   # the metrics paths run under ASan in test_metrics.py; here Prometheus only adds time
+
+
 CONTRIB = Path(__file__).resolve().parents[2] / "contrib" / "prometheus"
 DASHBOARD = CONTRIB.parent / "grafana" / "switchyard.json"
 
