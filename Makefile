@@ -7,7 +7,7 @@ BUILD     ?= build
 ASAN      ?= build-asan
 TSAN      ?= build-tsan
 FUZZBUILD ?= build-fuzz
-PYTEST     = $(PY) -m pytest -p no:cacheprovider
+PYTEST     = $(PY) -m pytest -p no:cacheprovider --durations=15
 
 .PHONY: install all deps test-clients mongo-tools tds-double build build-asan build-tsan build-fuzz unit fuzz-short integration integration-asan \
         integration-tsan test demo bench soak fuzz conformance clean

@@ -380,8 +380,8 @@ def test_overwrite_applies_a_backlog_and_counts_each_conflict(daemon, mariadb_pa
 
 
 def test_a_large_transaction_goes_in_parts_and_a_late_conflict_undoes_all_of_it(daemon, mariadb_pair, fresh):
-    """A transaction of 230k rows is rendered and sent in parts (bounded memory); parts apply in order
-    (a key inserted in one part, updated in a later one, deleted in a third). A conflict in the last part
+    """A transaction of 163k row changes is rendered and sent in parts of 65536 (bounded memory); parts apply
+    in order (a key inserted in the first part, updated in the second, deleted in the third: ids up to ~61k). A conflict in the last part
     rolls the whole transaction back: DR shows none of it, the error names the row; repaired, it applies."""
     b, dr = mariadb_pair
     b.sql("CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)", database=fresh)
@@ -390,7 +390,7 @@ def test_a_large_transaction_goes_in_parts_and_a_late_conflict_undoes_all_of_it(
     c = conn(b, fresh)
     c.begin()
     with c.cursor() as cur:
-        cur.execute("INSERT INTO t SELECT seq, 0 FROM seq_1_to_100000")
+        cur.execute("INSERT INTO t SELECT seq, 0 FROM seq_1_to_70000")
         cur.execute("UPDATE t SET v = v + id")
         cur.execute("DELETE FROM t WHERE id % 3 = 0")
         cur.execute("INSERT INTO t VALUES (200000, 1)")

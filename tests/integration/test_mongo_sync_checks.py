@@ -234,10 +234,10 @@ def test_initial_sync_copies_documents_indexes_and_users(mongo_daemon, ferretdb_
 
 def test_initial_sync_kill9_midway_then_restart_ends_equal(mongo_daemon, ferretdb_pair, fresh):
     business, dr = ferretdb_pair
-    n = 20000
+    n = 10000
     with business.client() as c:
-        for lo in range(0, n, 10000):
-            c[fresh].big.insert_many([{"_id": i, "p": "y" * 200} for i in range(lo, lo + 10000)])
+        for lo in range(0, n, 5000):
+            c[fresh].big.insert_many([{"_id": i, "p": "y" * 200} for i in range(lo, lo + 5000)])
     d, pname = start(mongo_daemon, fresh, wait_running=False)
     st = wait_until(lambda: (lambda i: i if 0 < i.get("initial_sync", {}).get("done_rows", 0) < n else None)(
         instance(d, pname)), what="the copy under way")
