@@ -126,7 +126,23 @@ def split_batch(sql: str) -> list[str]:
             line_start = False
         cur.append(s)
     out.append("".join(cur))
-    return [s.strip() for s in out if s.strip()]
+    return [part for s in out if s.strip() for part in _split_after_tran_control(s.strip())]
+
+
+# COMMIT/ROLLBACK [TRAN|TRANSACTION|WORK] (or IF @@TRANCOUNT > 0 ... of them) and SET <option> ON|OFF end
+# where a statement keyword follows on the same line: a keyword is never a transaction name or an option.
+# mssql-jdbc's setAutoCommit(true) sends "set implicit_transactions off IF @@TRANCOUNT > 0 COMMIT TRAN " as one line.
+_TRAN_CONTROL_THEN = re.compile(
+    r"^((?:IF\s+@@TRANCOUNT\s*>\s*0\s+)?(?:COMMIT|ROLLBACK)(?:\s+(?:TRAN|TRANSACTION|WORK))?|"
+    r"SET\s+\w+(?:\s*,\s*\w+)*\s+(?:ON|OFF))\s+(?=" +
+    _STMT_START.pattern + r")(.*)$", re.I | re.S)
+
+
+def _split_after_tran_control(stmt: str) -> list[str]:
+    m = _TRAN_CONTROL_THEN.match(stmt)
+    if not m:
+        return [stmt]
+    return [m.group(1)] + _split_after_tran_control(m.group(2).strip())
 
 
 _PARSED_FIRST = re.compile(r"^\s*(SELECT|INSERT|UPDATE|MERGE|WITH|CREATE\s+TABLE|DELETE)\b", re.I)

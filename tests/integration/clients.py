@@ -7,7 +7,8 @@
     c.query("SELECT * FROM nope")         # {"ok": False, "code": 1146, "sqlstate": "42S02", "message": ...}
     c.close()
 
-kind: "java-mariadb" (MariaDB Connector/J), "java-mysql" (MySQL Connector/J), "go" (go-sql-driver/mysql).
+kind: "java-mariadb" (MariaDB Connector/J), "java-mysql" (MySQL Connector/J), "java-mssql" (Microsoft's
+mssql-jdbc, TDS), "go" (go-sql-driver/mysql).
 The programs (tests/clients/, protocol in tests/clients/README.md) are built and cached by
 scripts/install-test-clients.sh; the first RealClient of a session runs it, which is quick once built. An
 SQL error is a reply with ok False, never an exception; a client that cannot be built or started, dies, breaks
@@ -33,7 +34,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import sandbox  # noqa: E402
 
 INSTALL = ROOT / "scripts" / "install-test-clients.sh"
-KINDS = ("java-mariadb", "java-mysql", "go")
+KINDS = ("java-mariadb", "java-mysql", "java-mssql", "go")
 INSTALL_TIMEOUT_S = 900.0            # a cold build fetches jars and modules: ~30 s here, allow slow mirrors
 START_TIMEOUT_S = 60.0               # process start + connect (+ pool fill) until the ready line
 COMMAND_TIMEOUT_S = 30.0
@@ -82,6 +83,14 @@ def _argv(kind: str, host: str, port: int, user: str, password: str, database: s
         params.update({k: _param(v) for k, v in (extra or {}).items()})
         url = f"jdbc:{driver}://{host}:{port}/{db}?{urlencode(params)}"
         argv = [paths["java"], "--driver", driver, "--url", url, "--user", user, "--password", password,
+                "--pool", str(pool)]
+    elif kind == "java-mssql":
+        # SQL Server's URL: properties after ';'. No TLS to the proxy or the double unless a test asks;
+        # prepared statements are sp_prepexec/sp_execute (mssql-jdbc's default prepareMethod).
+        params = {"databaseName": database or "master", "encrypt": "false", "loginTimeout": "10"}
+        params.update({k: _param(v) for k, v in (extra or {}).items()})
+        url = f"jdbc:sqlserver://{host}:{port};" + ";".join(f"{k}={v}" for k, v in params.items())
+        argv = [paths["java"], "--driver", "mssql", "--url", url, "--user", user, "--password", password,
                 "--pool", str(pool)]
     elif kind == "go":
         params = {"timeout": "10s"}     # interpolateParams stays false: Prepare is server-side

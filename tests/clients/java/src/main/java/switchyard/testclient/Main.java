@@ -1,5 +1,6 @@
 /*
- * sy-java-client: a real JDBC client (MariaDB Connector/J or MySQL Connector/J, optionally behind HikariCP)
+ * sy-java-client: a real JDBC client (MariaDB Connector/J, MySQL Connector/J or Microsoft's mssql-jdbc, optionally
+ * behind HikariCP)
  * driven one JSON command per line on stdin, one JSON reply per line on stdout (tests/clients/README.md;
  * tests/integration/clients.py drives it). It holds N connections: one from the driver itself, or N checked
  * out of a Hikari pool and pinned, so a test decides which connection each command runs on. It does not retry
@@ -135,10 +136,10 @@ public final class Main {
             }
         }
         if (url == null) {
-            throw new UsageError("need --url jdbc:mariadb://... or jdbc:mysql://...");
+            throw new UsageError("need --url jdbc:mariadb://..., jdbc:mysql://... or jdbc:sqlserver://...");
         }
-        if (!driverName.equals("mariadb") && !driverName.equals("mysql")) {
-            throw new UsageError("--driver is mariadb or mysql, not " + driverName);
+        if (!driverName.equals("mariadb") && !driverName.equals("mysql") && !driverName.equals("mssql")) {
+            throw new UsageError("--driver is mariadb, mysql or mssql, not " + driverName);
         }
         if (pool < 0) {
             throw new UsageError("--pool is 0 (a single connection) or a pool size");
@@ -146,7 +147,11 @@ public final class Main {
     }
 
     private String driverClass() {
-        return driverName.equals("mariadb") ? "org.mariadb.jdbc.Driver" : "com.mysql.cj.jdbc.Driver";
+        switch (driverName) {
+            case "mariadb": return "org.mariadb.jdbc.Driver";
+            case "mssql": return "com.microsoft.sqlserver.jdbc.SQLServerDriver";
+            default: return "com.mysql.cj.jdbc.Driver";
+        }
     }
 
     /** Connects (or fills the pool) and answers the ready line. */
