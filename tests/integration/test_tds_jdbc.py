@@ -17,7 +17,8 @@ import pytest
 from helpers import wait_for
 from test_tds_switch import connect, doubles, execute, sessions, switchable  # noqa: F401 (fixtures)
 
-pytestmark = [pytest.mark.timeout(180)]
+# nosan: the proxy paths a JVM client drives run under ASan in test_tds_proxy.py and test_tds_switch.py
+pytestmark = [pytest.mark.timeout(180), pytest.mark.nosan]
 
 _counter = itertools.count()
 
