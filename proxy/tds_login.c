@@ -461,14 +461,16 @@ void sy_tds_login_client_input(struct sy_tds_session *s, struct evbuffer *in)
         client_prelogin(s, in);
     else if (s->state == TS_TLS)
         client_tls_handshake(s, in);
-    else if (s->state == TS_LOGIN7)
-        client_login7(s, in);
+    else if (s->state == TS_LOGIN7 && s->backend_prelogin)
+        client_login7(s, in);   /* else it waits for the server's PRELOGIN answer (a login pointed anew) */
 }
 
 void sy_tds_login_server_input(struct sy_tds_session *s, struct evbuffer *in)
 {
-    if (s->state == TS_PRELOGIN && !s->backend_prelogin)
+    /* the server's PRELOGIN answer first, also when the client is further on (a switch pointed its login at
+     * a new server after the client's PRELOGIN was answered): nothing else is read before it */
+    if (!s->backend_prelogin && s->state <= TS_LOGIN)
         backend_prelogin(s, in);
-    else if (s->state == TS_LOGIN)
+    if (s->backend_prelogin && s->state == TS_LOGIN)
         backend_login_reply(s, in);
 }

@@ -703,8 +703,8 @@ static void process_backend(struct sy_tds_session *s)
     if (!s->io.backend_connected || s->state == TS_CLOSING)
         return;
     struct evbuffer *in = bufferevent_get_input(s->io.backend);
-    if (s->state == TS_PRELOGIN || s->state == TS_LOGIN) {
-        sy_tds_login_server_input(s, in);
+    if (s->state == TS_PRELOGIN || s->state == TS_LOGIN || (!s->backend_prelogin && s->state < TS_LOGIN)) {
+        sy_tds_login_server_input(s, in);     /* (a login pointed at a new server: its PRELOGIN answer) */
     } else if (s->state == TS_IDLE || s->state == TS_BUSY || s->state == TS_HELD) {
         relay_backend(s, in);
     } else if (evbuffer_get_length(in) > 0 && s->state != TS_CLOSING) {
@@ -842,9 +842,50 @@ void sy_tds_session_accept(struct sy_tds_proxy *px, evutil_socket_t fd, const st
     px->n_sessions++;
     sy_tds_session_client_attach(s, s->io.client);
     sy_log_debug("%s: accepted", s->label);
+    if (px->pair->held) {
+        /* a switch may be moving the pair: the login goes to whichever side is active when the hold ends (the
+         * client's PRELOGIN waits for the server's, as it would for a slow server) */
+        s->backend_deferred = true;
+        s->side = px->pair->active_side;
+        sy_log_debug("%s: the pair is held: its server connection waits for the release", s->label);
+        return;
+    }
     char err[300];
     if (backend_open(s, err, sizeof err) != 0)
         close_session(s, err, false, SY_TERR_LOST_CONNECTION);
+}
+
+bool sy_tds_session_login_unsent(const struct sy_tds_session *s)
+{
+    return s->backend_deferred || s->state == TS_PRELOGIN || s->state == TS_TLS || s->state == TS_LOGIN7;
+}
+
+/* Drops the backend connection (nothing of the login went to it but the proxy's PRELOGIN) and opens one to
+ * the active side; its PRELOGIN answer is read again (the client's was answered once, or is answered now). */
+static void backend_reopen(struct sy_tds_session *s)
+{
+    if (s->io.backend != NULL) {
+        bufferevent_setcb(s->io.backend, NULL, NULL, NULL, NULL);
+        bufferevent_free(s->io.backend);
+        s->io.backend = NULL;
+    }
+    s->io.backend_connected = false;
+    s->io.backend_bp = false;
+    s->backend_prelogin = false;
+    s->backend_deferred = false;
+    char err[300];
+    if (backend_open(s, err, sizeof err) != 0)
+        close_session(s, err, false, SY_TERR_LOST_CONNECTION);
+}
+
+void sy_tds_session_login_repoint(struct sy_tds_session *s)
+{
+    if (s->backend_deferred) {
+        s->side = s->px->pair->active_side;           /* connects at the release */
+        return;
+    }
+    sy_log_info("%s: logging in: its login goes to the %s side", s->label, sy_side_name(s->px->pair->active_side));
+    backend_reopen(s);
 }
 
 static void session_resume(struct sy_tds_session *s)
@@ -862,6 +903,12 @@ void sy_tds_sessions_resume(struct sy_tds_proxy *px)
     struct sy_tds_session *s, *next;
     for (s = TAILQ_FIRST(&px->sessions); s != NULL && !px->pair->held; s = next) {
         next = TAILQ_NEXT(s, link);
+        if (s->backend_deferred && s->state != TS_CLOSING) {
+            sy_log_debug("%s: the hold ended: connecting to the %s side", s->label,
+                         sy_side_name(px->pair->active_side));
+            backend_reopen(s); /* may close s */
+            continue;
+        }
         session_resume(s); /* may close s: next was taken first */
     }
 }

@@ -36,7 +36,9 @@ struct sy_tds_session {
     char peer[80];                      /* "127.0.0.1:51234" */
     char label[160];                    /* "orders T-3 127.0.0.1:51234" for logs */
     struct sy_relay_link io;            /* client and backend bufferevents (owned), backpressure */
-    enum sy_side side;                  /* where the backend connection is */
+    enum sy_side side;                  /* where the backend connection is (or will be: backend_deferred) */
+    bool backend_deferred;              /* accepted while the pair was held: the backend connection is opened
+                                           (to the side then active) when the hold ends */
     /* handshake */
     bool client_prelogin;               /* the client's PRELOGIN was read (TS_PRELOGIN) */
     bool fedauth_asked;                 /* it had FEDAUTHREQUIRED: the answer carries the option too */
@@ -120,6 +122,12 @@ void sy_tds_session_abort_transaction(struct sy_tds_session *s);
 /* A switch holds the pair: the session's empty transaction is rolled back on its server now and begun
  * again (on whichever server it is then) before the client's next request, its descriptor remapped. */
 void sy_tds_session_end_empty_transaction(struct sy_tds_session *s);
+/* The session's login has not reached a server yet (its backend is deferred, or the client's LOGIN7 has not
+ * been sent): a switch need not wait for it and need not warm it; the flip points it at the new side. */
+bool sy_tds_session_login_unsent(const struct sy_tds_session *s);
+/* The flip, for such a session: its login goes to the now active side (a new backend connection, the proxy's
+ * PRELOGIN again; a deferred one connects when the hold ends). */
+void sy_tds_session_login_repoint(struct sy_tds_session *s);
 /* The flip: bev (connected and logged in on `side`, state restored) becomes the session's backend. */
 void sy_tds_session_adopt_backend(struct sy_tds_session *s, struct bufferevent *bev, enum sy_side side);
 

@@ -422,8 +422,8 @@ void sy_tds_switch_progress(void *state, enum sy_side to, struct sy_switch_progr
     memset(out, 0, sizeof *out);
     for (struct sy_tds_session *s = sy_tds_session_first(px); s != NULL; s = sy_tds_session_next(s)) {
         out->sessions++;
-        if (sy_tds_session_busy(s))
-            out->busy++;
+        if (sy_tds_session_busy(s) && !sy_tds_session_login_unsent(s))
+            out->busy++;                          /* a login still with the client is pointed anew at the flip */
         if (s->track.in_txn && !s->track.txn_empty && !s->txn_aborted)
             out->in_transaction++;                /* an empty one (commit-and-begin) is begun anew at the flip */
         if (s->side == to || !movable(s))
@@ -504,6 +504,10 @@ size_t sy_tds_switch_flip(void *state, enum sy_side to)
         next = sy_tds_session_next(s);
         if (s->side == to)
             continue;
+        if (sy_tds_session_login_unsent(s)) {
+            sy_tds_session_login_repoint(s);
+            continue;
+        }
         struct sy_tds_warm *w = s->warm;
         char buf[200];
         const char *why = sy_tds_session_unmovable_reason(s, buf, sizeof buf);

@@ -254,6 +254,61 @@ def test_transaction_past_txn_drain_is_rolled_back_with_1205(switchable, doubles
         assert cur.fetchone()[0] == 1
 
 
+def test_logins_during_a_hold_and_a_switch_land_on_the_active_side(switchable, doubles):
+    """A client that connects while the pair is held logs in when the hold ends, on the side then active; a
+    connection still in its login (here one that sent nothing yet) neither delays nor fails a switch and logs
+    in on the new side; clients that keep connecting through a switchover get 0 errors."""
+    import socket
+    d, pname, db = switchable
+    business, dr = doubles
+    d.admin_ok("hold", pair=pname)
+    got = {}
+    th = threading.Thread(target=lambda: got.update(c=connect(business, db, port=d.port)))
+    th.start()
+    time.sleep(0.5)
+    assert th.is_alive(), "the login finished while the pair was held"
+    assert [c["state"] for c in sessions(d, pname)] == ["PRELOGIN"]
+    d.admin_ok("release", pair=pname)
+    th.join(20)
+    with got["c"] as c, c.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM dbo.load")
+    silent = socket.create_connection(("127.0.0.1", d.port))    # accepted, its PRELOGIN not sent yet
+    errors, acked, stop = [], [], threading.Event()
+
+    def reconnecting(t):
+        n = 0
+        while not stop.is_set():
+            try:
+                with connect(business, db, port=d.port) as c, c.cursor() as cur:
+                    cur.execute("INSERT INTO dbo.load VALUES (%s, %s, 0)", (f"l{t}-{n}", t))
+                    c.commit()
+                acked.append(f"l{t}-{n}")
+            except Exception as e:  # noqa: BLE001 - every client error counts
+                errors.append(f"{type(e).__name__}: {e}")
+                return
+            n += 1
+    workers = [threading.Thread(target=reconnecting, args=(t,), daemon=True) for t in range(3)]
+    try:
+        for w in workers:
+            w.start()
+        wait_until(lambda: len(acked) >= 20 or errors, what="connecting clients")
+        r = d.admin_ok("switchover", pair=pname)
+        assert r["active_side"] == "dr" and r["pause_ms"] < 5000, r
+        seen = len(acked)
+        wait_until(lambda: len(acked) >= seen + 20 or errors, what="connecting clients after the switch")
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(30)
+    assert not errors, errors
+    with connect(dr, db) as c, c.cursor() as cur:
+        cur.execute("SELECT id FROM dbo.load WHERE id LIKE N'l%'")
+        assert set(acked) <= {row[0] for row in cur.fetchall()}
+    # the connection that was silent through the switch did not delay it; its login would now go to DR
+    assert [(c["state"], c["side"]) for c in sessions(d, pname)] == [("PRELOGIN", "dr")]
+    silent.close()
+
+
 def test_prepared_statements_before_and_after_a_switch(switchable, doubles):
     """Handles from sp_prepare / sp_prepexec before the switch execute after it (the proxy prepared them again
     on DR and maps the handles); a statement prepared after it gets a handle no old one collides with."""
