@@ -1009,11 +1009,11 @@ static bool held_hello(struct sy_mongo_session *s, struct evbuffer *in, size_t l
         bson_destroy(&doc);
         return false;
     }
+    sy_log_debug("%s: %s answered by the proxy during the hold", s->label, cmd);  /* cmd is in `in` */
     evbuffer_drain(in, len);
     s->requests++;
     client_doc(s, request_id, op, &doc);
     bson_destroy(&doc);
-    sy_log_debug("%s: %s answered by the proxy during the hold", s->label, cmd);
     return true;
 }
 
