@@ -1,7 +1,8 @@
 /* libFuzzer target: proxy/mongo_cmd.c over any document the wire codecs accept (the session only hands it
  * validated documents, so the input must pass sy_mongo_doc_check first). Input = [selector][document]:
  * the hello rewrite (and the hold's own hello answer) must produce a valid document naming the address;
- * the OP_QUERY unwrap must point inside the input; the login classification and reply checks must not read outside it. */
+ * the OP_QUERY unwrap must point inside the input; the login classification and reply checks must not read
+ * outside it. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

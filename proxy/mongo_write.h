@@ -44,8 +44,8 @@ struct sy_mongo_write {
     uint64_t fam_replace_hash; /* with fam_replace_diff: the replacement's elements hashed, _id aside */
 };
 
-/* 1: an insert, update, delete or findAndModify (w filled; sy_mongo_write_fini after); 0: anything else, or a write this
- * ledger does not look at; -1: malformed or out of memory. w->op is SY_MWRITE_NONE unless 1. */
+/* 1: an insert, update, delete or findAndModify (w filled; sy_mongo_write_fini after); 0: anything else, or
+ * a write this ledger does not look at; -1: malformed or out of memory. w->op is SY_MWRITE_NONE unless 1. */
 int sy_mongo_write_parse(const struct sy_mongo_msg *m, struct sy_mongo_write *w) SY_MUST_CHECK;
 void sy_mongo_write_fini(struct sy_mongo_write *w);
 

@@ -215,7 +215,8 @@ static void test_find_and_modify(void)
                        BCON_INT32(9), "}", "value", BCON_NULL, "ok", BCON_DOUBLE(1.0)), &k, &unp) == 1 && k == k9);
     /* an operator update of an existing document: the reply cannot say whether it changed anything */
     CHECK(fam(BCON_NEW("findAndModify", BCON_UTF8("orders"), "query", "{", "_id", BCON_INT32(9), "}", "update",
-                       "{", "$set", "{", "x", BCON_INT32(1), "}", "}", "new", BCON_BOOL(true), "$db", BCON_UTF8("shop")),
+                       "{", "$set", "{", "x", BCON_INT32(1), "}", "}", "new", BCON_BOOL(true), "$db",
+                       BCON_UTF8("shop")),
               BCON_NEW("lastErrorObject", "{", "n", BCON_INT32(1), "updatedExisting", BCON_BOOL(true), "}", "value",
                        "{", "_id", BCON_INT32(9), "x", BCON_INT32(1), "}", "ok", BCON_DOUBLE(1.0)), &k, &unp) == 0 &&
           unp == 1);
