@@ -30,7 +30,11 @@ of the oplog scan it whole, so an oplog filled by an earlier part slows a later 
      If the first switch answers an error (sessions not movable yet, lag, ...), it prints "switchover:
      skipped (<the daemon's message>)" and goes on. Otherwise: pause p50/max from each reply's pause_ms, the
      clients' max latency around switches vs the baseline's, and client errors (issue 10's goal: p50 <= 100
-     ms, max <= 300 ms, 0 errors; a client error is a problem of the run).
+     ms, max <= 300 ms, 0 errors; a client error is a problem of the run). Each switch prints its steps
+     (the daemon's step timings) and the oplog's size before it: on FerretDB the drain follows that size.
+     With --oplog-max N the part runs again on a fresh pair whose local.oplog.rs is capped at N entries too
+     (FerretDB --test-capped-cleanup-interval=1s trims it): the operator's way to keep FerretDB's oplog
+     reads short (docs/mongodb.md), side by side with the default oplog in one run.
 Everything lands in bench/results/mongo-<timestamp>.json. The cores are shared by FerretDB, the proxies and
 the client processes (and whatever else runs): compare ratios within a run, not absolute numbers across runs.
 Exit status 1 when a run had errors or a problem was found (the report is still written).
@@ -404,11 +408,14 @@ def wait_level(sy: MongoSwitchyard, dr, ns: str, n: int, timeout: float, stall: 
 
 
 @contextlib.contextmanager
-def fresh_pair(args, work: Path, label: str, section: dict, problems: list, daemon: bool = True):
+def fresh_pair(args, work: Path, label: str, section: dict, problems: list, daemon: bool = True,
+               oplog_max: int | None = None):
     """A FerretDB pair of its own (an empty oplog: the collector's reads of it scan it whole, see README) with
     USER on business and, with daemon, switchyardd whose forward instance runs on benchdb.* (log_level=info).
+    oplog_max: local.oplog.rs capped at that many entries too, trimmed by FerretDB every second.
     Yields (business, dr, switchyard or None); stops all of it after."""
-    servers, sy = sandbox.start_ferretdb_pair(), None
+    small = {"oplog_max": oplog_max, "extra_args": ["--test-capped-cleanup-interval=1s"]} if oplog_max else {}
+    servers, sy = sandbox.start_ferretdb_pair(**small), None
     try:
         business, dr = servers
         business.create_user(USER, PASSWORD)
@@ -498,8 +505,7 @@ def apply_part(args, work: Path, report: dict, problems: list) -> None:
 
 # --- part 3: switchover pause under load ----------------------------------------------------------------
 
-def switch_part(args, sy: MongoSwitchyard, sides, report: dict, problems: list) -> None:
-    out = report["switchover"]
+def switch_part(args, sy: MongoSwitchyard, sides, out: dict, problems: list) -> None:
     print(f"\n-- switchover under load: {args.clients} pymongo insert clients through :{sy.port} at {args.rate:g} "
           f"inserts/s in all, {args.switches} switches", flush=True)
     r = sy.admin("create-reverse", pair=PAIR)
@@ -595,6 +601,8 @@ def main() -> int:
     ap.add_argument("--gap", type=float, default=2, help="seconds between a switch's answer and the next call")
     ap.add_argument("--baseline", type=float, default=None, help="load seconds before the first switch (5; --quick 3)")
     ap.add_argument("--skip", default="", help="parts to skip: proxy,apply,switchover")
+    ap.add_argument("--oplog-max", type=int, default=0, help="run the switchover part again on a pair whose "
+                    "local.oplog.rs is capped at this many entries (FerretDB trims it every second; 0: not run)")
     ap.add_argument("--results-dir", default=str(ROOT / "bench" / "results"))
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (switchyardd and haproxy logs)")
     args = ap.parse_args()
@@ -640,8 +648,14 @@ def main() -> int:
         if "apply" not in skip:
             apply_part(args, work, report, problems)
         if "switchover" not in skip:
-            with fresh_pair(args, work, "switch", report["switchover"], problems) as (business, dr, sy):
-                switch_part(args, sy, (business, dr), report, problems)
+            # with --oplog-max, the same part again on a pair whose oplog FerretDB keeps that short
+            for key, omax in [("switchover", None)] + ([("switchover_oplog_max", args.oplog_max)]
+                                                      if args.oplog_max else []):
+                report.setdefault(key, {"switches": []})["oplog_max"] = omax
+                print(f"\n== switchover part, local.oplog.rs capped at {omax or 'size only'} "
+                      f"{'entries (trimmed every 1 s)' if omax else ''}", flush=True)
+                with fresh_pair(args, work, key, report[key], problems, oplog_max=omax) as (business, dr, sy):
+                    switch_part(args, sy, (business, dr), report[key], problems)
     except (KeyboardInterrupt, Interrupted) as e:
         rc = on_interrupt("mongo_bench", e, report)
     except Exception as e:  # noqa: BLE001 - still write what we have

@@ -271,13 +271,22 @@ static bool on_change(struct collector *c, const struct entry *e, const char *db
 }
 
 #ifdef SY_FAILPOINTS
-/* SY_LOSE_OPLOG_ENTRY=db.coll: the first entry of that namespace this process reads is dropped, as FerretDB
- * acknowledges a write whose oplog entry it could not write (tests of the ack ledger). */
+/* SY_LOSE_OPLOG_ENTRY=db.coll[,db.coll...] (up to 8): the first entry of each namespace this process reads
+ * is dropped, as FerretDB acknowledges a write whose oplog entry it could not write (tests of the ack
+ * ledger). */
 static bool lose_entry(const char *ns)
 {
-    static int lost;
+    static int lost[8];
     const char *want = getenv("SY_LOSE_OPLOG_ENTRY");
-    return want != NULL && strcmp(want, ns) == 0 && __atomic_exchange_n(&lost, 1, __ATOMIC_ACQ_REL) == 0;
+    size_t n = strlen(ns);
+    for (int i = 0; want != NULL && *want != '\0' && i < 8; i++) {
+        const char *end = strchr(want, ',');
+        size_t len = end != NULL ? (size_t)(end - want) : strlen(want);
+        if (len == n && strncmp(want, ns, n) == 0)
+            return __atomic_exchange_n(&lost[i], 1, __ATOMIC_ACQ_REL) == 0;
+        want = end != NULL ? end + 1 : "";
+    }
+    return false;
 }
 #else
 static bool lose_entry(const char *ns)

@@ -1,7 +1,8 @@
 /* libFuzzer target: proxy/mongo_cmd.c over any document the wire codecs accept (the session only hands it
  * validated documents, so the input must pass sy_mongo_doc_check first). Input = [selector][document]:
- * the hello rewrite must produce a valid document naming the address; the OP_QUERY unwrap must point
- * inside the input; the login classification and reply checks must not read outside it. */
+ * the hello rewrite (and the hold's own hello answer) must produce a valid document naming the address;
+ * the OP_QUERY unwrap must point inside the input; the login classification and reply checks must not read
+ * outside it. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         REQUIRE(out.len <= n + 3 * (16 + sizeof "127.0.0.1:6000") + 16);
     }
     bson_destroy(&out);
+    if (sy_mongo_hello_cached(doc, n, "127.0.0.1:6000", sel & 1, 1, &out) == 0) {   /* the hold's answer */
+        bson_iter_t it;
+        REQUIRE(bson_iter_init(&it, &out));
+        while (bson_iter_next(&it))
+            REQUIRE(strcmp(bson_iter_key(&it), "speculativeAuthenticate") != 0 &&
+                    strcmp(bson_iter_key(&it), "saslSupportedMechs") != 0);
+        REQUIRE(it.err_off == 0);
+    }
+    bson_destroy(&out);
+    (void)sy_mongo_hello_logs_in(doc, n);
     const uint8_t *cmd = NULL;
     size_t cmd_len = 0;
     if (sy_mongo_query_command(doc, n, &cmd, &cmd_len))

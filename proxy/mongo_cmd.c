@@ -20,7 +20,22 @@ static bool topology_key(const char *k)
     return false;
 }
 
-int sy_mongo_hello_rewrite(const uint8_t *doc, size_t len, const char *addr, bson_t *out)
+/* Members of a hello reply that answer one client's request only: its login (the proxy's own hello answer
+ * leaves them out) and the writable-primary flag, named after the command asked. */
+static bool per_request_key(const char *k)
+{
+    static const char *const keys[] = { "speculativeAuthenticate", "saslSupportedMechs", "isWritablePrimary",
+                                        "ismaster", "localTime", NULL };
+    for (size_t i = 0; keys[i]; i++)
+        if (strcmp(k, keys[i]) == 0)
+            return true;
+    return false;
+}
+
+/* The topology rewrite; with `cached` the per-request members are left out too, and *primary says whether
+ * the server said it is the writable primary. */
+static int hello_rewrite(const uint8_t *doc, size_t len, const char *addr, bool cached, bool *primary, bool *ok,
+                         bson_t *out)
 {
     bson_t in;
     bson_iter_t it;
@@ -34,7 +49,11 @@ int sy_mongo_hello_rewrite(const uint8_t *doc, size_t len, const char *addr, bso
             member = true;
         if (strcmp(k, "hosts") == 0)
             had_hosts = true;
-        if (topology_key(k))
+        if (cached && (strcmp(k, "isWritablePrimary") == 0 || strcmp(k, "ismaster") == 0))
+            *primary = *primary || bson_iter_as_bool(&it);
+        if (cached && strcmp(k, "ok") == 0)
+            *ok = bson_iter_as_bool(&it);
+        if (topology_key(k) || (cached && per_request_key(k)))
             continue;
         if (!bson_append_iter(out, NULL, 0, &it))
             return -1;
@@ -52,6 +71,35 @@ int sy_mongo_hello_rewrite(const uint8_t *doc, size_t len, const char *addr, bso
         BSON_APPEND_UTF8(out, "primary", addr);
     }
     return 0;
+}
+
+int sy_mongo_hello_rewrite(const uint8_t *doc, size_t len, const char *addr, bson_t *out)
+{
+    return hello_rewrite(doc, len, addr, false, NULL, NULL, out);
+}
+
+int sy_mongo_hello_cached(const uint8_t *doc, size_t len, const char *addr, bool legacy, int64_t now_ms,
+                          bson_t *out)
+{
+    bool primary = false, ok = false;
+    if (hello_rewrite(doc, len, addr, true, &primary, &ok, out) != 0 || !ok)
+        return -1;
+    BSON_APPEND_BOOL(out, legacy ? "ismaster" : "isWritablePrimary", primary);
+    BSON_APPEND_DATE_TIME(out, "localTime", now_ms);
+    return 0;
+}
+
+bool sy_mongo_hello_logs_in(const uint8_t *cmd, size_t len)
+{
+    bson_t b;
+    bson_iter_t it;
+    if (!bson_init_static(&b, cmd, len) || !bson_iter_init(&it, &b))
+        return true;
+    while (bson_iter_next(&it))
+        if (strcmp(bson_iter_key(&it), "speculativeAuthenticate") == 0 ||
+            strcmp(bson_iter_key(&it), "saslSupportedMechs") == 0)
+            return true;
+    return it.err_off != 0;
 }
 
 bool sy_mongo_query_command(const uint8_t *q, size_t q_len, const uint8_t **cmd, size_t *cmd_len)

@@ -20,6 +20,17 @@
  * out is initialized here (bson_destroy it). -1 when doc is not a valid document. */
 int sy_mongo_hello_rewrite(const uint8_t *doc, size_t len, const char *addr, bson_t *out) SY_MUST_CHECK;
 
+/* The proxy's own answer to a hello/isMaster while the pair is held (proxy/mongo_session.c): the last reply
+ * of the server (doc, as received) rewritten as above, without what answered one client's login
+ * (speculativeAuthenticate, saslSupportedMechs), the writable-primary flag under the name the request's
+ * command uses (`ismaster` for isMaster: `legacy`; `isWritablePrimary` for hello) and localTime = now_ms.
+ * out is initialized here (bson_destroy it). -1 when doc does not parse or is not an ok reply. */
+int sy_mongo_hello_cached(const uint8_t *doc, size_t len, const char *addr, bool legacy, int64_t now_ms,
+                          bson_t *out) SY_MUST_CHECK;
+/* Whether a hello/isMaster request starts a login (speculativeAuthenticate, saslSupportedMechs): its answer
+ * depends on the user, so the proxy does not answer it from a cached reply (true for a malformed one). */
+bool sy_mongo_hello_logs_in(const uint8_t *cmd, size_t len);
+
 /* The command document of an OP_QUERY on db.$cmd: the query itself, or its `$query`/`query` member when a
  * driver wrapped it (read preference). *cmd / *cmd_len point into q. false when not a document. */
 bool sy_mongo_query_command(const uint8_t *q, size_t q_len, const uint8_t **cmd, size_t *cmd_len);

@@ -40,6 +40,8 @@ static void proxy_stop(void *state)
         sy_mongo_session_close(s, "switchyardd shutting down", SY_MERR__COUNT);
     sy_mongo_session_reap(px, true);
     sy_mongo_creds_free(px->creds);
+    free(px->hello[0]);
+    free(px->hello[1]);
     sy_mongo_track_fini(&px->track);
     if (px->reaper)
         event_free(px->reaper);

@@ -46,6 +46,10 @@ struct sy_mongo_proxy {
     struct sy_mongo_acks *acks[2];           /* ref: the ack ledger of each side (engine/mongo_acks.h) */
     struct sy_mongo_track track;             /* the pair's open cursors and transactions (proxy/mongo_track.h):
                                                 every session is on one side, so they are that side's */
+    uint8_t *hello[2];                       /* owned: the last ok hello/isMaster reply document each side's
+                                                server sent (as received; NULL before the first): a held
+                                                session's hello is answered from it (sy_mongo_hello_cached) */
+    size_t hello_len[2];                     /* their lengths */
 };
 
 /* Accepted client socket -> new session (backend connection to the active side started). */

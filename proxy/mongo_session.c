@@ -951,9 +951,11 @@ static void client_frame(struct sy_mongo_session *s, struct evbuffer *in, size_t
 }
 
 /* While held: whether the request at the front of `in` (n bytes there) may go on (continues_open_work);
- * one still arriving waits (it is looked at again when the session resumes). */
-static bool held_may_pass(struct sy_mongo_session *s, struct evbuffer *in, size_t n)
+ * one still arriving waits (it is looked at again when the session resumes). *whole: its length once it
+ * is all there (0 before). */
+static bool held_may_pass(struct sy_mongo_session *s, struct evbuffer *in, size_t n, size_t *whole)
 {
+    *whole = 0;
     if (n < SY_MONGO_HDR_LEN)
         return false;
     const uint8_t *p = evbuffer_pullup(in, SY_MONGO_HDR_LEN);
@@ -963,7 +965,56 @@ static bool held_may_pass(struct sy_mongo_session *s, struct evbuffer *in, size_
     if (sy_mongo_frame(p, n, SY_MONGO_MAX_MESSAGE, &hdr, &len, err, sizeof err) != SY_PARSE_OK)
         return false;
     p = evbuffer_pullup(in, (ev_ssize_t)len);
+    *whole = p != NULL ? len : 0;
     return p != NULL && continues_open_work(s, p, len);
+}
+
+/* While held: a hello/isMaster at the front of `in` (len bytes, whole) that does not start a login is
+ * answered by the proxy from the last reply of this side's server (the other side's before this one
+ * answered any), so drivers' heartbeats and new connections' handshakes go on during a switch without
+ * reaching the backend. true when answered (and drained). */
+static bool held_hello(struct sy_mongo_session *s, struct evbuffer *in, size_t len)
+{
+    struct sy_mongo_proxy *px = s->px;
+    enum sy_side side = px->hello[s->side] != NULL ? s->side : (enum sy_side)!s->side;
+    const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)len);
+    const uint8_t *cmd_doc = NULL;
+    size_t cmd_len = 0;
+    char err[200];
+    if (px->hello[side] == NULL || p == NULL)
+        return false;
+    int32_t op = (int32_t)get32(p + 12), request_id = (int32_t)get32(p + 4);
+    if (op == SY_MONGO_OP_MSG) {
+        struct sy_mongo_msg m;
+        if (sy_mongo_msg_parse(p, len, &m, err, sizeof err) != 0 || (m.flags & SY_MONGO_MSG_MORE_TO_COME) ||
+            (m.flags & SY_MONGO_MSG_REQUIRED_MASK & ~SY_MONGO_MSG_KNOWN_REQUIRED))
+            return false;                        /* answered (or refused) after the release, as now */
+        cmd_doc = m.body;
+        cmd_len = m.body_len;
+    } else if (op == SY_MONGO_OP_QUERY) {
+        struct sy_mongo_query q;
+        size_t db_len = 0;
+        if (sy_mongo_query_parse(p, len, &q, err, sizeof err) != 0 || !sy_mongo_ns_is_cmd(q.ns, q.ns_len, &db_len) ||
+            !sy_mongo_query_command(q.query, q.query_len, &cmd_doc, &cmd_len))
+            return false;
+    } else {
+        return false;
+    }
+    const char *cmd = sy_mongo_cmd_name(cmd_doc, cmd_len);
+    if (cmd == NULL || !sy_mongo_is_hello(cmd) || sy_mongo_hello_logs_in(cmd_doc, cmd_len))
+        return false;
+    bson_t doc;
+    if (sy_mongo_hello_cached(px->hello[side], px->hello_len[side], s->advertised, strcmp(cmd, "hello") != 0,
+                              (int64_t)sy_wall_ms(), &doc) != 0) {
+        bson_destroy(&doc);
+        return false;
+    }
+    sy_log_debug("%s: %s answered by the proxy during the hold", s->label, cmd);  /* cmd is in `in` */
+    evbuffer_drain(in, len);
+    s->requests++;
+    client_doc(s, request_id, op, &doc);
+    bson_destroy(&doc);
+    return true;
 }
 
 /* Takes whole requests from the client's input while nothing is in flight. */
@@ -976,7 +1027,10 @@ static void process_client(struct sy_mongo_session *s)
             break;
         if (n < 4)
             break;
-        if (s->px->pair->held && !held_may_pass(s, in, n)) {  /* a new request: it waits for the release */
+        size_t whole = 0;
+        if (s->px->pair->held && !held_may_pass(s, in, n, &whole)) {  /* a new request: waits for the release */
+            if (whole > 0 && held_hello(s, in, whole))
+                continue;                                      /* a heartbeat: answered by the proxy */
             s->held_since_ms = sy_now_ms();
             set_state(s, MS_HELD);
             break;
@@ -1028,6 +1082,22 @@ static void hello_speculative(struct sy_mongo_session *s, bson_t *doc)
     bson_steal(doc, &out);
 }
 
+/* Keeps a server's hello reply document (as received) as its side's latest, for the hold (held_hello). */
+static void hello_keep(struct sy_mongo_session *s, const uint8_t *doc, size_t len)
+{
+    struct sy_mongo_proxy *px = s->px;
+    bson_t b;
+    bson_iter_t it;
+    if (!bson_init_static(&b, doc, len) || !bson_iter_init_find(&it, &b, "ok") || !bson_iter_as_bool(&it))
+        return;
+    uint8_t *copy = px->hello_len[s->side] == len ? px->hello[s->side] : realloc(px->hello[s->side], len);
+    if (copy == NULL)
+        return;                                  /* the older one stays */
+    memcpy(copy, doc, len);
+    px->hello[s->side] = copy;
+    px->hello_len[s->side] = len;
+}
+
 /* A hello/isMaster reply (whole, at p) rebuilt with the proxy as the only member; -1 when it does not
  * parse (the session then closes: a driver would follow the server's own address). */
 static int hello_reply(struct sy_mongo_session *s, const uint8_t *p, size_t len, int32_t response_to,
@@ -1045,6 +1115,7 @@ static int hello_reply(struct sy_mongo_session *s, const uint8_t *p, size_t len,
         if (sy_mongo_msg_parse(p, len, &m, err, sizeof err) != 0)
             goto bad;
         auth_reply(s, m.body, m.body_len, true);   /* after the first reply auth_started is false */
+        hello_keep(s, m.body, m.body_len);
         if (sy_mongo_hello_rewrite(m.body, m.body_len, s->advertised, &doc) != 0) {
             bson_destroy(&doc);
             snprintf(err, sizeof err, "hello reply body does not parse");
@@ -1066,6 +1137,7 @@ static int hello_reply(struct sy_mongo_session *s, const uint8_t *p, size_t len,
             goto bad;
         }
         auth_reply(s, r.docs, r.docs_len, true);
+        hello_keep(s, r.docs, r.docs_len);
         if (sy_mongo_hello_rewrite(r.docs, r.docs_len, s->advertised, &doc) != 0) {
             bson_destroy(&doc);
             snprintf(err, sizeof err, "isMaster reply document does not parse");

@@ -60,6 +60,80 @@ static uint64_t statement_key(const struct sy_mongo_write *w, const uint8_t *doc
     return key_of(w, &id);
 }
 
+/* FNV-1a 64 over a document's elements other than _id (their bytes as stored): equal for documents whose
+ * fields other than _id are the same bytes in the same order. */
+static uint64_t hash_without_id(const uint8_t *doc, size_t len)
+{
+    bson_t d;
+    bson_iter_t it;
+    uint64_t h = 1469598103934665603ULL;
+    if (!bson_init_static(&d, doc, len) || !bson_iter_init(&it, &d))
+        return 0;
+    while (bson_iter_next(&it)) {
+        if (strcmp(bson_iter_key(&it), "_id") == 0)
+            continue;
+        uint32_t off = bson_iter_offset(&it), next = it.next_off;
+        for (uint32_t i = off; i < next && i < len; i++) {
+            h ^= doc[i];
+            h *= 1099511628211ULL;
+        }
+    }
+    return h;
+}
+
+static bool empty_doc(const bson_iter_t *it)
+{
+    bson_iter_t sub;
+    return !BSON_ITER_HOLDS_DOCUMENT(it) || !bson_iter_recurse(it, &sub) || !bson_iter_next(&sub);
+}
+
+/* findAndModify {findAndModify: coll, query, remove, update, new, upsert, fields, $db}: w->n = 1. */
+static int fam_parse(bson_t *b, struct sy_mongo_write *w)
+{
+    bson_iter_t it;
+    bool returns_new = false, replacement = false;
+    const uint8_t *upd = NULL;
+    uint32_t upd_len = 0;
+    uint64_t key = 0;
+    if (!bson_iter_init(&it, b))
+        return -1;
+    bson_iter_next(&it);
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        if (strcmp(k, "query") == 0 && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+            uint32_t qlen;
+            const uint8_t *qdata;
+            bson_t q;
+            bson_iter_t id;
+            bson_iter_document(&it, &qlen, &qdata);
+            if (bson_init_static(&q, qdata, qlen) && filter_is_id(&q, &id))
+                key = key_of(w, &id);
+        } else if (strcmp(k, "remove") == 0) {
+            w->fam_remove = bson_iter_as_bool(&it);
+        } else if (strcmp(k, "new") == 0) {
+            returns_new = bson_iter_as_bool(&it);
+        } else if (strcmp(k, "fields") == 0) {
+            w->fam_projected = !empty_doc(&it);
+        } else if (strcmp(k, "update") == 0 && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+            bson_iter_t sub;
+            bson_iter_document(&it, &upd_len, &upd);
+            replacement = !bson_iter_recurse(&it, &sub) || !bson_iter_next(&sub) || bson_iter_key(&sub)[0] != '$';
+        }
+    }
+    if (upd != NULL && replacement && !returns_new) {
+        bson_t u;
+        bson_iter_t id;
+        w->fam_replace_diff = bson_init_static(&u, upd, upd_len) && !bson_iter_init_find(&id, &u, "_id");
+        w->fam_replace_hash = w->fam_replace_diff ? hash_without_id(upd, upd_len) : 0;
+    }
+    w->keys = malloc(sizeof *w->keys);
+    if (w->keys == NULL)
+        return -1;
+    w->keys[0] = key;
+    w->n = 1;
+    return 1;
+}
+
 static int add_statement(struct sy_mongo_write *w, const uint8_t *doc, size_t len, size_t *cap)
 {
     if (w->n == *cap) {
@@ -88,6 +162,8 @@ int sy_mongo_write_parse(const struct sy_mongo_msg *m, struct sy_mongo_write *w)
             stmts = WRITES[i].statements;
             w->op = WRITES[i].op;
         }
+    if (strcmp(bson_iter_key(&it), "findAndModify") == 0 || strcmp(bson_iter_key(&it), "findandmodify") == 0)
+        w->op = SY_MWRITE_FAM;
     if (w->op == SY_MWRITE_NONE || !BSON_ITER_HOLDS_UTF8(&it)) {
         w->op = SY_MWRITE_NONE;
         return 0;
@@ -106,6 +182,11 @@ int sy_mongo_write_parse(const struct sy_mongo_msg *m, struct sy_mongo_write *w)
     if (in_transaction || w->db[0] == '\0') {
         w->op = SY_MWRITE_NONE;
         return in_transaction ? 0 : -1;
+    }
+    if (w->op == SY_MWRITE_FAM) {
+        if (fam_parse(&b, w) == 1)
+            return 1;
+        goto fail;
     }
     size_t cap = 0;
     if (bson_iter_init_find(&it, &b, stmts) && BSON_ITER_HOLDS_ARRAY(&it) && bson_iter_recurse(&it, &arr)) {
@@ -187,6 +268,48 @@ static size_t upserted_keys(const struct sy_mongo_write *w, const bson_t *r, uin
     return at;
 }
 
+/* findAndModify's reply {lastErrorObject: {n, updatedExisting, upserted}, value}: at most one key. */
+static void fam_acked(const struct sy_mongo_write *w, const bson_t *r, uint64_t *keys, struct sy_mongo_write_ack *out)
+{
+    bson_iter_t it, leo, v, id;
+    bson_t le = BSON_INITIALIZER, value = BSON_INITIALIZER;
+    uint32_t len;
+    const uint8_t *data;
+    if (!bson_iter_init_find(&it, r, "lastErrorObject") || !BSON_ITER_HOLDS_DOCUMENT(&it))
+        return;
+    bson_iter_document(&it, &len, &data);
+    if (!bson_init_static(&le, data, len) || count_of(&le, "n") != 1)
+        return;                                        /* nothing matched: nothing written */
+    if (bson_iter_init_find(&leo, &le, "upserted")) {
+        keys[0] = key_of(w, &leo);
+        out->n_keys = 1;
+        return;
+    }
+    bool has_value = bson_iter_init_find(&v, r, "value") && BSON_ITER_HOLDS_DOCUMENT(&v);
+    if (has_value) {
+        bson_iter_document(&v, &len, &data);
+        has_value = bson_init_static(&value, data, len);
+    }
+    bool value_id = has_value && !w->fam_projected && bson_iter_init_find(&id, &value, "_id");
+    bool changed = false;
+    if (w->fam_remove) {
+        changed = true;
+    } else if (w->fam_replace_diff && has_value && !w->fam_projected && bson_iter_init_find(&leo, &le,
+                                                                                         "updatedExisting") &&
+               bson_iter_as_bool(&leo)) {
+        changed = hash_without_id(data, len) != w->fam_replace_hash;
+    }
+    if (changed && value_id) {
+        keys[0] = key_of(w, &id);
+        out->n_keys = 1;
+    } else if (changed && w->keys[0] != 0) {
+        keys[0] = w->keys[0];
+        out->n_keys = 1;
+    } else {
+        out->unproven = 1;
+    }
+}
+
 bool sy_mongo_write_acked(const struct sy_mongo_write *w, const uint8_t *reply, size_t len, uint64_t *keys,
                           struct sy_mongo_write_ack *out)
 {
@@ -201,6 +324,11 @@ bool sy_mongo_write_acked(const struct sy_mongo_write *w, const uint8_t *reply, 
     }
     if (!bson_iter_init_find(&it, &r, "ok") || !BSON_ITER_HOLDS_NUMBER(&it) || bson_iter_as_int64(&it) != 1)
         return true;                                   /* failed: nothing acknowledged */
+    if (w->op == SY_MWRITE_FAM) {
+        if (w->n >= 1)
+            fam_acked(w, &r, keys, out);
+        return true;
+    }
     uint8_t *err = calloc(w->n + 1, 1), *ups = calloc(w->n + 1, 1);
     if (err == NULL || ups == NULL) {
         free(err);

@@ -753,12 +753,14 @@ class FerretDB(_ServerProcess):
         with self.client() as c:
             return c[db].command(cmd, **kw)
 
-    def create_oplog(self, size_bytes: int = OPLOG_SIZE_BYTES) -> None:
-        """Create the capped local.oplog.rs (FerretDB then logs inserts, updates, deletes); idempotent."""
+    def create_oplog(self, size_bytes: int = OPLOG_SIZE_BYTES, max_docs: int | None = None) -> None:
+        """Create the capped local.oplog.rs (FerretDB then logs inserts, updates, deletes); idempotent.
+        max_docs: also capped by entries (FerretDB trims the oldest every --test-capped-cleanup-interval)."""
         with self.client() as c:
             if "oplog.rs" in c.local.list_collection_names():
                 return
-            c.local.create_collection("oplog.rs", capped=True, size=size_bytes)
+            kw = {"max": max_docs} if max_docs else {}
+            c.local.create_collection("oplog.rs", capped=True, size=size_bytes, **kw)
 
     def create_user(self, name: str, password: str, mechanisms=None, db: str = "admin") -> None:
         """createUser with no roles (FerretDB 1.24 rejects roles: code 238); SCRAM-SHA-256 and -1 by default."""
@@ -873,9 +875,9 @@ def start_etcd_cluster(n: int = 3) -> list:
     return members
 
 
-def start_ferretdb_pair(**opts) -> list:
-    """[business, dr]: two FerretDB servers (indexes 0 and 1) with local.oplog.rs created on each.
-    All or nothing: if one fails, both are stopped before the error propagates."""
+def start_ferretdb_pair(oplog_max: int | None = None, **opts) -> list:
+    """[business, dr]: two FerretDB servers (indexes 0 and 1) with local.oplog.rs created on each (capped by
+    entries too with oplog_max). All or nothing: if one fails, both are stopped before the error propagates."""
     servers_ = [FerretDB(i, **opts) for i in range(2)]
     if not opts.get("persist"):
         _install_handlers()
@@ -883,7 +885,7 @@ def start_ferretdb_pair(**opts) -> list:
         for s in servers_:
             s.start()
         for s in servers_:
-            s.create_oplog()
+            s.create_oplog(max_docs=oplog_max)
     except BaseException:
         for s in servers_:
             with contextlib.suppress(Exception):

@@ -693,6 +693,66 @@ def test_hold_bounded_by_max_hold_ms(mongo_daemon, ferretdb_pair):
     assert d.pair_status()["held"] is False
 
 
+def test_hello_answered_during_a_hold(mongo_daemon, ferretdb_pair):
+    """During a hold the proxy answers hello/isMaster itself (the last reply of the server, rewritten): a
+    pymongo 4 client's heartbeats (every 500 ms) go on and the server stays selectable through a 3 s hold,
+    a new connection's handshake (OP_QUERY isMaster, as pymongo opens) is answered, and the operation sent
+    during the hold completes after the release."""
+    from pymongo import monitoring
+
+    class Beats(monitoring.ServerHeartbeatListener):
+        def __init__(self):
+            self.ok, self.failed = [], []
+
+        def started(self, event):
+            pass
+
+        def succeeded(self, event):
+            self.ok.append(time.monotonic())
+
+        def failed(self, event):
+            self.failed.append((time.monotonic(), repr(event.reply)))
+
+    b = ferretdb_pair.business
+    d = mongo_daemon()
+    beats = Beats()
+    with mclient(b, "127.0.0.1", d.port, maxPoolSize=1, heartbeatFrequencyMS=500,
+                 event_listeners=[beats]) as c:
+        c[DB].hellohold.replace_one({"_id": 1}, {"_id": 1, "v": 1}, upsert=True)
+        assert d.ctl("hold", "demo").returncode == 0
+        held_at = time.monotonic()
+        result, done = [], []
+
+        def op():
+            result.append(c[DB].hellohold.find_one({"_id": 1}))
+            done.append(time.monotonic())
+
+        t = threading.Thread(target=op)
+        t.start()
+        wait_until(lambda: any(s["state"] == "HELD" for s in proxy_sessions(d)), what="the find held")
+        with socket.create_connection(("127.0.0.1", d.port), timeout=5) as s:   # a new connection's handshake
+            q = bson.encode({"isMaster": 1, "helloOk": True, "client": {"driver": {"name": "raw"}}})
+            body = struct.pack("<i", 0) + b"admin.$cmd\0" + struct.pack("<ii", 0, -1) + q
+            s.sendall(struct.pack("<iiii", 16 + len(body), 77, 0, OP_QUERY) + body)
+            _, rto, op_code, payload = read_frame(s)
+            assert (rto, op_code) == (77, OP_REPLY)
+            reply = bson.decode(payload[20:])
+            assert reply["ok"] == 1.0 and reply["ismaster"] is True, reply
+            assert reply["hosts"] == [f"127.0.0.1:{d.port}"] and "saslSupportedMechs" not in reply
+        time.sleep(3.0)
+        during = [at for at in beats.ok if at > held_at]
+        desc = c.topology_description.server_descriptions()[("127.0.0.1", d.port)]
+        assert not done, "the find went through during the hold"
+        assert len(during) >= 3, (len(during), beats.failed)
+        assert desc.server_type_name == "RSPrimary", desc
+        assert d.pair_status()["held"] is True
+        assert d.ctl("release", "demo").returncode == 0
+        t.join(10)
+        assert result == [{"_id": 1, "v": 1}]
+        assert beats.failed == []
+    assert "answered by the proxy during the hold" in d.log()
+
+
 def test_unreachable_backend_closes_the_client_only(mongo_daemon, ferretdb_pair):
     """The active side does not accept connections: each client's connection closes (pymongo reports the
     server unreachable, as it would directly) with a log line naming the side; the daemon keeps answering."""

@@ -416,22 +416,30 @@ def test_acknowledged_write_missing_from_the_oplog_refuses_the_switch(mongo_daem
     refuses to flip instead of losing it. The lost entry is simulated: SY_LOSE_OPLOG_ENTRY makes the collector
     drop the first entry of one collection. The operator's repair: write the document again (on_conflict =
     overwrite: DR never had it, which the default policy would stop the writer for), then restart the forward
-    instance, which begins a new ledger."""
-    with switchable_pair(mongo_daemon, ferretdb_pair, env_of=lambda db: {"SY_LOSE_OPLOG_ENTRY": f"{db}.lost"},
-                         on_conflict="overwrite") as (d, pname, db):
+    instance, which begins a new ledger. A findAndModify (an upsert, whose _id its reply's
+    lastErrorObject.upserted names) is in the ledger too."""
+    env = lambda db: {"SY_LOSE_OPLOG_ENTRY": f"{db}.famlost,{db}.lost"}  # noqa: E731
+    with switchable_pair(mongo_daemon, ferretdb_pair, env_of=env, on_conflict="overwrite") as (d, pname, db):
         with app_client(d.port) as c:
+            def refused_after(coll, marker, pending):
+                """The write to coll is on business, its entry dropped: the switch is refused."""
+                c[db].docs.insert_one({"_id": marker})
+                with ferretdb_pair.dr.client() as drc:
+                    wait_until(lambda: drc[db].docs.count_documents({"_id": marker}) == 1, what="forward applied")
+                    assert drc[db][coll].count_documents({}) == 0
+                r = d.admin("switchover", pair=pname)
+                assert r["ok"] is False and r["error"]["code"] == "ledger_ahead_of_drain", r
+                assert f"{pending} acknowledged write(s) not yet read from the oplog" in r["error"]["message"], r
+
+            assert c[db].famlost.find_one_and_update({"_id": 1}, {"$set": {"v": 1}}, upsert=True) is None
+            refused_after("famlost", "after-fam", 1)
             c[db].lost.insert_one({"_id": 1, "v": 1})            # acknowledged; its entry is dropped
-            c[db].docs.insert_one({"_id": "after"})
-            with ferretdb_pair.dr.client() as drc:
-                wait_until(lambda: drc[db].docs.count_documents({"_id": "after"}) == 1, what="forward applied")
-                assert drc[db].lost.count_documents({}) == 0
-            r = d.admin("switchover", pair=pname)
-            assert r["ok"] is False and r["error"]["code"] == "ledger_ahead_of_drain", r
-            assert "1 acknowledged write(s) not yet read from the oplog" in r["error"]["message"], r
+            refused_after("lost", "after", 2)
             assert d.pair_status(pname)["active_side"] == "business"
             c[db].docs.insert_one({"_id": "still-on-business"})  # the clients go on, on business
             with ferretdb_pair.business.client() as bc:
                 assert bc[db].docs.count_documents({"_id": "still-on-business"}) == 1
+            c[db].famlost.replace_one({"_id": 1}, {"v": 2})
             c[db].lost.update_one({"_id": 1}, {"$set": {"v": 2}})  # its new entry carries the document
             with ferretdb_pair.dr.client() as drc:
                 wait_until(lambda: drc[db].lost.find_one({"_id": 1}) == {"_id": 1, "v": 2}, what="the document on DR")
@@ -446,6 +454,7 @@ def test_acknowledged_write_missing_from_the_oplog_refuses_the_switch(mongo_daem
             r = d.admin_ok("switchover", pair=pname)
             assert r["active_side"] == "dr" and re.fullmatch(r"\d+:\d+", r["ack_ledger_position"]), r
             assert c[db].lost.find_one({"_id": 1}) == {"_id": 1, "v": 2}
+            assert c[db].famlost.find_one({"_id": 1}) == {"_id": 1, "v": 2}
 
 
 def test_failover_under_workload_every_ack_on_dr_or_in_the_tail(switchable, ferretdb_pair, tmp_path):

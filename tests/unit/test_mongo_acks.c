@@ -1,5 +1,6 @@
 /* The MongoDB ack ledger: proxy/mongo_write.c (which documents a reply proves written, for pymongo's
- * insert_one/insert_many/update_one/bulk_write/delete_one shapes, in the body or a kind-1 section),
+ * insert_one/insert_many/update_one/bulk_write/delete_one and find_one_and_* shapes, in the body or a kind-1
+ * section),
  * engine/mongo_acks.c (acknowledgements matched with taken oplog entries in either order, pending writes
  * covered by no position, operationTime) and core/fp_multiset.c under them. */
 #include <math.h>
@@ -165,6 +166,88 @@ static void test_update_delete(void)
     bson_destroy(body);
 }
 
+/* fam: findAndModify request + reply; returns n_keys (keys[0] the key), *unproven */
+static size_t fam(bson_t *body, bson_t *reply, uint64_t *key, size_t *unproven)
+{
+    struct sy_mongo_msg m = msg_of(body);
+    struct sy_mongo_write w;
+    struct sy_mongo_write_ack a = { 0 };
+    uint64_t keys[1] = { 0 };
+    CHECK(sy_mongo_write_parse(&m, &w) == 1 && w.op == SY_MWRITE_FAM && w.n == 1);
+    CHECK(sy_mongo_write_acked(&w, bson_get_data(reply), reply->len, keys, &a));
+    CHECK(a.n_keys <= 1);
+    *key = keys[0];
+    *unproven = a.unproven;
+    sy_mongo_write_fini(&w);
+    bson_destroy(body);
+    bson_destroy(reply);
+    return a.n_keys;
+}
+
+static void test_find_and_modify(void)
+{
+    uint64_t k;
+    size_t unp;
+    uint64_t k9 = key_int("shop.orders", 9);
+    /* find_one_and_delete by another filter: the reply's value names the document */
+    CHECK(fam(BCON_NEW("findAndModify", BCON_UTF8("orders"), "query", "{", "x", BCON_INT32(1), "}", "remove",
+                       BCON_BOOL(true), "$db", BCON_UTF8("shop")),
+              BCON_NEW("lastErrorObject", "{", "n", BCON_INT32(1), "}", "value", "{", "_id", BCON_INT32(9), "x",
+                       BCON_INT32(1), "}", "ok", BCON_DOUBLE(1.0)), &k, &unp) == 1 && k == k9);
+    /* nothing matched: nothing written */
+    CHECK(fam(BCON_NEW("findAndModify", BCON_UTF8("orders"), "query", "{", "x", BCON_INT32(1), "}", "remove",
+                       BCON_BOOL(true), "$db", BCON_UTF8("shop")),
+              BCON_NEW("lastErrorObject", "{", "n", BCON_INT32(0), "}", "value", BCON_NULL, "ok", BCON_DOUBLE(1.0)),
+              &k, &unp) == 0 && unp == 0);
+    /* a projection hiding _id: the {_id: value} query names it; another query proves nothing */
+    CHECK(fam(BCON_NEW("findandmodify", BCON_UTF8("orders"), "query", "{", "_id", BCON_INT32(9), "}", "remove",
+                       BCON_BOOL(true), "fields", "{", "_id", BCON_INT32(0), "}", "$db", BCON_UTF8("shop")),
+              BCON_NEW("lastErrorObject", "{", "n", BCON_INT32(1), "}", "value", "{", "x", BCON_INT32(1), "}", "ok",
+                       BCON_DOUBLE(1.0)), &k, &unp) == 1 && k == k9);
+    CHECK(fam(BCON_NEW("findAndModify", BCON_UTF8("orders"), "query", "{", "x", BCON_INT32(1), "}", "remove",
+                       BCON_BOOL(true), "fields", "{", "_id", BCON_INT32(0), "}", "$db", BCON_UTF8("shop")),
+              BCON_NEW("lastErrorObject", "{", "n", BCON_INT32(1), "}", "value", "{", "x", BCON_INT32(1), "}", "ok",
+                       BCON_DOUBLE(1.0)), &k, &unp) == 0 && unp == 1);
+    /* an upsert: lastErrorObject.upserted (value null: new false) */
+    CHECK(fam(BCON_NEW("findAndModify", BCON_UTF8("orders"), "query", "{", "x", BCON_INT32(3), "}", "update", "{",
+                       "$inc", "{", "n", BCON_INT32(1), "}", "}", "upsert", BCON_BOOL(true), "$db", BCON_UTF8("shop")),
+              BCON_NEW("lastErrorObject", "{", "n", BCON_INT32(1), "updatedExisting", BCON_BOOL(false), "upserted",
+                       BCON_INT32(9), "}", "value", BCON_NULL, "ok", BCON_DOUBLE(1.0)), &k, &unp) == 1 && k == k9);
+    /* an operator update of an existing document: the reply cannot say whether it changed anything */
+    CHECK(fam(BCON_NEW("findAndModify", BCON_UTF8("orders"), "query", "{", "_id", BCON_INT32(9), "}", "update",
+                       "{", "$set", "{", "x", BCON_INT32(1), "}", "}", "new", BCON_BOOL(true), "$db",
+                       BCON_UTF8("shop")),
+              BCON_NEW("lastErrorObject", "{", "n", BCON_INT32(1), "updatedExisting", BCON_BOOL(true), "}", "value",
+                       "{", "_id", BCON_INT32(9), "x", BCON_INT32(1), "}", "ok", BCON_DOUBLE(1.0)), &k, &unp) == 0 &&
+          unp == 1);
+    /* find_one_and_replace, document before: proven when it differs from the replacement, not when equal */
+    CHECK(fam(BCON_NEW("findAndModify", BCON_UTF8("orders"), "query", "{", "x", BCON_INT32(1), "}", "update", "{",
+                       "x", BCON_INT32(2), "}", "$db", BCON_UTF8("shop")),
+              BCON_NEW("lastErrorObject", "{", "n", BCON_INT32(1), "updatedExisting", BCON_BOOL(true), "}", "value",
+                       "{", "_id", BCON_INT32(9), "x", BCON_INT32(1), "}", "ok", BCON_DOUBLE(1.0)), &k, &unp) == 1 &&
+          k == k9);
+    CHECK(fam(BCON_NEW("findAndModify", BCON_UTF8("orders"), "query", "{", "x", BCON_INT32(1), "}", "update", "{",
+                       "x", BCON_INT32(1), "}", "$db", BCON_UTF8("shop")),
+              BCON_NEW("lastErrorObject", "{", "n", BCON_INT32(1), "updatedExisting", BCON_BOOL(true), "}", "value",
+                       "{", "_id", BCON_INT32(9), "x", BCON_INT32(1), "}", "ok", BCON_DOUBLE(1.0)), &k, &unp) == 0 &&
+          unp == 1);
+    /* ... with the document after (new: true), or a replacement naming _id: not proven */
+    CHECK(fam(BCON_NEW("findAndModify", BCON_UTF8("orders"), "query", "{", "x", BCON_INT32(1), "}", "update", "{",
+                       "x", BCON_INT32(2), "}", "new", BCON_BOOL(true), "$db", BCON_UTF8("shop")),
+              BCON_NEW("lastErrorObject", "{", "n", BCON_INT32(1), "updatedExisting", BCON_BOOL(true), "}", "value",
+                       "{", "_id", BCON_INT32(9), "x", BCON_INT32(2), "}", "ok", BCON_DOUBLE(1.0)), &k, &unp) == 0);
+    CHECK(fam(BCON_NEW("findAndModify", BCON_UTF8("orders"), "query", "{", "x", BCON_INT32(1), "}", "update", "{",
+                       "_id", BCON_INT32(9), "x", BCON_DOUBLE(1.0), "}", "$db", BCON_UTF8("shop")),
+              BCON_NEW("lastErrorObject", "{", "n", BCON_INT32(1), "updatedExisting", BCON_BOOL(true), "}", "value",
+                       "{", "_id", BCON_INT32(9), "x", BCON_INT32(1), "}", "ok", BCON_DOUBLE(1.0)), &k, &unp) == 0);
+    /* a refused one (ok: 0) and a reply without lastErrorObject: nothing */
+    CHECK(fam(BCON_NEW("findAndModify", BCON_UTF8("orders"), "query", "{", "}", "remove", BCON_BOOL(true), "$db",
+                       BCON_UTF8("shop")),
+              BCON_NEW("ok", BCON_DOUBLE(0.0), "errmsg", BCON_UTF8("x")), &k, &unp) == 0 && unp == 0);
+    CHECK(fam(BCON_NEW("findAndModify", BCON_UTF8("orders"), "remove", BCON_BOOL(true), "$db", BCON_UTF8("shop")),
+              BCON_NEW("value", "{", "_id", BCON_INT32(9), "}", "ok", BCON_DOUBLE(1.0)), &k, &unp) == 0 && unp == 0);
+}
+
 static void test_multiset(void)
 {
     struct sy_fp_multiset m;
@@ -233,6 +316,7 @@ int main(void)
     test_canonical_keys();
     test_insert();
     test_update_delete();
+    test_find_and_modify();
     test_multiset();
     test_ledger();
     return CHECK_DONE();

@@ -54,6 +54,53 @@ static void test_hello_rewrite_standalone_and_garbage(void)
     bson_destroy(&out);
 }
 
+/* The hold's own answer: a reply FerretDB gave to one client's authenticating isMaster, reused for a
+ * monitor's hello: the login members gone, the primary flag named after the command asked, ok required. */
+static void test_hello_cached(void)
+{
+    bson_t *in = BCON_NEW("ismaster", BCON_BOOL(true), "setName", BCON_UTF8("rs0"), "hosts", "[",
+                          BCON_UTF8("127.0.0.1:27017"), "]", "saslSupportedMechs", "[", BCON_UTF8("SCRAM-SHA-256"),
+                          "]", "speculativeAuthenticate", "{", "conversationId", BCON_INT32(1), "}",
+                          "localTime", BCON_DATE_TIME(5), "maxWireVersion", BCON_INT32(21), "ok", BCON_DOUBLE(1.0));
+    bson_t out;
+    bson_iter_t it;
+    CHECK(sy_mongo_hello_cached(bson_get_data(in), in->len, "127.0.0.1:6000", false, 1234, &out) == 0);
+    CHECK(!has(&out, "saslSupportedMechs") && !has(&out, "speculativeAuthenticate") && !has(&out, "ismaster"));
+    CHECK(bson_iter_init_find(&it, &out, "isWritablePrimary") && bson_iter_as_bool(&it));
+    CHECK(bson_iter_init_find(&it, &out, "localTime") && bson_iter_date_time(&it) == 1234);
+    CHECK(strcmp(str_of(&out, "primary"), "127.0.0.1:6000") == 0 && has(&out, "maxWireVersion"));
+    bson_destroy(&out);
+    CHECK(sy_mongo_hello_cached(bson_get_data(in), in->len, "h:1", true, 1, &out) == 0);
+    CHECK(bson_iter_init_find(&it, &out, "ismaster") && bson_iter_as_bool(&it) && !has(&out, "isWritablePrimary"));
+    bson_destroy(&out);
+    bson_destroy(in);
+    /* a secondary stays one; a failed reply is never reused */
+    bson_t *sec = BCON_NEW("isWritablePrimary", BCON_BOOL(false), "secondary", BCON_BOOL(true), "ok",
+                           BCON_DOUBLE(1.0));
+    CHECK(sy_mongo_hello_cached(bson_get_data(sec), sec->len, "h:1", true, 1, &out) == 0);
+    CHECK(bson_iter_init_find(&it, &out, "ismaster") && !bson_iter_as_bool(&it));
+    bson_destroy(&out);
+    bson_t *failed = BCON_NEW("ok", BCON_DOUBLE(0.0), "errmsg", BCON_UTF8("x"));
+    CHECK(sy_mongo_hello_cached(bson_get_data(failed), failed->len, "h:1", false, 1, &out) == -1);
+    bson_destroy(&out);
+    static const uint8_t bad[] = { 9, 0, 0, 0, 0x10, 'a', 0, 1, 0 };
+    CHECK(sy_mongo_hello_cached(bad, sizeof bad, "h:1", false, 1, &out) == -1);
+    bson_destroy(&out);
+    /* which requests it may answer: not one that starts a login */
+    bson_t *monitor = BCON_NEW("hello", BCON_INT32(1), "helloOk", BCON_BOOL(true));
+    bson_t *login = BCON_NEW("isMaster", BCON_INT32(1), "saslSupportedMechs", BCON_UTF8("admin.u"));
+    bson_t *spec = BCON_NEW("isMaster", BCON_INT32(1), "speculativeAuthenticate", "{", "}");
+    CHECK(!sy_mongo_hello_logs_in(bson_get_data(monitor), monitor->len));
+    CHECK(sy_mongo_hello_logs_in(bson_get_data(login), login->len));
+    CHECK(sy_mongo_hello_logs_in(bson_get_data(spec), spec->len));
+    CHECK(sy_mongo_hello_logs_in(bad, sizeof bad));
+    bson_destroy(monitor);
+    bson_destroy(login);
+    bson_destroy(spec);
+    bson_destroy(sec);
+    bson_destroy(failed);
+}
+
 static void test_query_command_unwrap(void)
 {
     bson_t *plain = BCON_NEW("isMaster", BCON_INT32(1));
@@ -117,6 +164,7 @@ int main(void)
 {
     test_hello_rewrite_replica_set();
     test_hello_rewrite_standalone_and_garbage();
+    test_hello_cached();
     test_query_command_unwrap();
     test_auth_steps();
     return CHECK_DONE();
