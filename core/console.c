@@ -30,6 +30,7 @@
 #define CONSOLE_BODY_MAX (64u * 1024)  /* an action's args are a few fields */
 #define CONSOLE_HEADERS_MAX (16u * 1024)
 #define TOKEN_MAX 512
+#define TOKEN_MIN 16            /* 16 random bytes base64: 128 bits; 16 characters of any kind: no less */
 
 extern const unsigned char sy_console_page[];
 extern const size_t sy_console_page_len;
@@ -105,6 +106,11 @@ int sy_console_token_load(const char *path, char *out, size_t outlen, char *err,
     }
     if (buf[0] == '\0') {
         snprintf(err, errlen, "console_token_file %s: empty (one line, the token)", path);
+        goto out;
+    }
+    if (strlen(buf) < TOKEN_MIN) {
+        snprintf(err, errlen, "console_token_file %s: the token is %zu bytes; it needs at least %d (a guessable token "
+                 "opens every action: head -c 32 /dev/urandom | base64 > %s)", path, strlen(buf), TOKEN_MIN, path);
         goto out;
     }
     if (strlen(buf) >= outlen) {

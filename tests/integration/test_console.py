@@ -141,11 +141,14 @@ def test_console_token_file_readable_by_others_is_refused_at_start(daemon, tmp_p
     assert "must be 0600" in d.log() and "mode 0644" in d.log()
 
 
-def test_console_token_file_must_not_be_empty_or_missing(daemon, tmp_path):
+def test_console_token_file_must_not_be_empty_short_or_missing(daemon, tmp_path):
     port = free_port()
     d = daemon(business="127.0.0.1:1", dr="127.0.0.1:2", wait=False,
                global_opts={"console": f"127.0.0.1:{port}", "console_token_file": token_file(tmp_path, text="\n")})
     assert d.wait() != 0 and "empty" in d.log()
+    d = daemon(business="127.0.0.1:1", dr="127.0.0.1:2", wait=False,
+               global_opts={"console": f"127.0.0.1:{port}", "console_token_file": token_file(tmp_path, text="short\n")})
+    assert d.wait() != 0 and "the token is 5 bytes; it needs at least 16" in d.log()
     d = daemon(business="127.0.0.1:1", dr="127.0.0.1:2", wait=False,
                global_opts={"console": f"127.0.0.1:{port}", "console_token_file": str(tmp_path / "nope")})
     assert d.wait() != 0 and "No such file" in d.log()

@@ -59,7 +59,7 @@ def test_check_config(prefix, tmp_path):
     assert r.returncode == 2 and "usage:" in r.stderr
     # the files it names are read as at start: a token file others can read, a missing certificate
     tok = tmp_path / "token"
-    tok.write_text("secret-token\n")
+    tok.write_text("secret-token-of-24-bytes\n")
     tok.chmod(0o644)
     cfg = tmp_path / "console.ini"
     cfg.write_text(f"[switchyard]\nconsole = 127.0.0.1:8470\nconsole_token_file = {tok}\n")
