@@ -306,6 +306,7 @@ def test_conflict_inside_a_group_names_the_source_transaction(daemon, mariadb_pa
     wait_state(d, pname, "running")
 
 
+@pytest.mark.nosan  # the slowest two of this module under ASan; the writer's paths run under ASan in the kill -9 tests above
 def test_applied_ranges_after_kill9_and_an_older_applied_table(daemon, mariadb_pair, fresh):
     """switchyard.applied holds ranges of transactions (about one row per group, not one per transaction);
     a kill -9 with ranges above the low-watermark applies nothing twice; a table from before the range column
@@ -379,6 +380,7 @@ def test_overwrite_applies_a_backlog_and_counts_each_conflict(daemon, mariadb_pa
     assert instance(d, pname)["write"]["conflicts_overwritten"] == 5  # and no more
 
 
+@pytest.mark.nosan  # (the same)
 def test_a_large_transaction_goes_in_parts_and_a_late_conflict_undoes_all_of_it(daemon, mariadb_pair, fresh):
     """A transaction of 163k row changes is rendered and sent in parts of 65536 (bounded memory); parts apply
     in order (a key inserted in the first part, updated in the second, deleted in the third: ids up to ~61k). A conflict in the last part
