@@ -1,7 +1,7 @@
 /* The SQL Server engine put together: CDC collection, positions and the precheck from capture/, write and
  * initial sync and verify from replay/, db-lib's set-up from engine/sqlserver_client.h, the fence from
- * engine/sqlserver_fence.c. Parts still NULL are not built yet (core/engine.h): the failover tail answers
- * not_implemented. */
+ * engine/sqlserver_fence.c (DENY to the application's users). The failover's tail is not built yet (NULL:
+ * not_implemented), nor the lag poll (lag comes from the collector). */
 #include "capture/sqlserver_modules.h"
 #include "engine/engines.h"
 #include "engine/sqlserver_client.h"
@@ -25,12 +25,12 @@ static const struct sy_position_ops sqlserver_position = {
     .tail_count = NULL,
 };
 
-/* The fence (engine/sqlserver_fence.c, provisional): READ_ONLY, which also stops Switchyard's own writer, so
- * the passive side is not kept fenced. No tail yet: failover's tail answers not_implemented. */
+/* The fence (engine/sqlserver_fence.c): DENY INSERT, UPDATE, DELETE to the application's database users,
+ * which spares Switchyard's writer, so the passive side can be kept fenced. No tail yet: failover's tail
+ * answers not_implemented. */
 static const struct sy_failover_ops sqlserver_failover = {
     .fence = sy_sqlserver_fence,
-    .passive_fence_refused = "fencing the passive SQL Server side is not built yet (the double supports ALTER DATABASE "
-                             "... SET READ_ONLY, which would also stop Switchyard's writer); set fence_passive = off",
+    .passive_fence_refused = NULL,
     .alive = sy_sqlserver_alive,
     .tail_read = NULL,
     .tail_revert = NULL,

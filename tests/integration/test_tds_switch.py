@@ -4,7 +4,8 @@ go on on the other side. What users rely on: 0 client errors and every acknowled
 side under an 8-client workload; a transaction that ends within txn_drain_ms moves, one that does not is rolled
 back with 1205 and Switchyard's retry text (its COMMIT then fails, nothing of it anywhere); prepared statements
 work before and after; database and SET options follow the session; a session holding a temp table refuses
-the switch and `--force` closes it naming why.
+the switch and `--force` closes it naming why. The clients log in as an application user (db_datawriter) the
+fence denies on the passive side (fence_passive = on, engine/sqlserver_fence.c) while Switchyard's writer goes on.
 
 Needs the SQL Server synchronization (forward/reverse instance, fence): while the daemon answers a switch with
 not_implemented, every test here is skipped saying so."""
@@ -38,9 +39,14 @@ wait_until = functools.partial(wait_for, timeout=40.0, interval=0.05)
 _counter = itertools.count()
 
 
+APP_USER, APP_PASSWORD = "app", "App-pw-1"     # the application's login: a database user in db_datawriter
+
+
 @pytest.fixture(scope="module")
 def doubles():
     with running_double(cdc_delay=0.2) as business, running_double(cdc_delay=0.2) as dr:
+        for s in (business, dr):
+            execute(s, f"CREATE LOGIN {APP_USER} WITH PASSWORD = '{APP_PASSWORD}'")
         yield business, dr
 
 
@@ -53,9 +59,10 @@ def _double_logs_on_failure(request):
             print(f"--- {name} double log (tail) ---\n" + "\n".join(srv.log().splitlines()[-40:]))
 
 
-def connect(srv, db=None, autocommit=True, port=None, **kw):
-    return pytds.connect(server=srv.host if port is None else "127.0.0.1", port=port or srv.port, user=srv.user,
-                         password=srv.password, database=db, autocommit=autocommit, login_timeout=10, timeout=30,
+def connect(srv, db=None, autocommit=True, port=None, app=False, **kw):
+    user, password = (APP_USER, APP_PASSWORD) if app else (srv.user, srv.password)
+    return pytds.connect(server=srv.host if port is None else "127.0.0.1", port=port or srv.port, user=user,
+                         password=password, database=db, autocommit=autocommit, login_timeout=10, timeout=30,
                          disable_connect_retry=True, **kw)
 
 
@@ -77,6 +84,7 @@ def switchable(daemon, doubles):
     for s in doubles:
         execute(s, f"CREATE DATABASE {db}")
         execute(s, "EXEC sys.sp_cdc_enable_db", db)
+        execute(s, f"CREATE USER {APP_USER} FOR LOGIN {APP_USER}; ALTER ROLE db_datawriter ADD MEMBER {APP_USER}", db)
     execute(business, "CREATE TABLE dbo.load (id nvarchar(40) NOT NULL PRIMARY KEY, t int NOT NULL, u int NOT NULL)",
             db)
     execute(business, "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'load', "
@@ -118,7 +126,7 @@ class Workload:
     def run(self, t):
         try:
             auto = t % 2 == 0
-            c = connect(self.srv, self.db, port=self.port, autocommit=auto)
+            c = connect(self.srv, self.db, port=self.port, autocommit=auto, app=True)
             cur = c.cursor()
             n, mine = 0, []
             while not self.stop.is_set():
@@ -205,6 +213,51 @@ def test_switchover_and_switchback_under_workload(switchable, doubles, capsys):
     with capsys.disabled():
         print("\nsqlserver switch figures:", json.dumps(figures))
     assert not lost, f"acknowledged writes missing on the new side after a switch: {lost}"
+
+
+def app_write(srv, db, key):
+    """An INSERT by the application's user straight to srv: None, or the server's error."""
+    try:
+        with connect(srv, db, app=True) as c, c.cursor() as cur:
+            cur.execute("INSERT INTO dbo.load (id, t, u) VALUES (%s, 9, 0)", (key,))
+        return None
+    except pytds.Error as e:
+        return e
+
+
+def test_passive_side_fenced_writer_spared(switchable, doubles):
+    """fence_passive = on (the default): the passive side denies the application's user INSERT/UPDATE/DELETE with
+    SQL Server's error 229 while Switchyard's writer applies there; a switch moves the fence to the other side;
+    the precheck names the users a fence denies."""
+    d, pname, db = switchable
+    business, dr = doubles
+    denied = f"The INSERT permission was denied on the object 'load', database '{db}', schema 'dbo'."
+    e = wait_until(lambda: app_write(dr, db, "direct-dr"), what="the fence keeper fencing DR")
+    assert e.msg_no == 229 and str(e) == denied, e
+    assert app_write(business, db, "direct-b1") is None
+    with connect(dr, db) as c, c.cursor() as cur:              # the forward writer is not fenced out
+        wait_until(lambda: cur.execute("SELECT COUNT(*) FROM dbo.load WHERE id = N'direct-b1'") or cur.fetchone()[0],
+                   what="direct-b1 applied on fenced DR")
+    checks = {c["name"]: c for c in d.admin("precheck", pair=pname)["result"]["checks"]}
+    for side in ("business", "dr"):
+        assert checks[f"{side}_fence"]["status"] == "pass" and APP_USER in checks[f"{side}_fence"]["detail"], checks
+    d.admin_ok("switchover", pair=pname)
+    e = app_write(business, db, "direct-b2")
+    assert e is not None and e.msg_no == 229 and str(e) == denied, e
+    assert app_write(dr, db, "direct-dr2") is None
+    with connect(business, db) as c, c.cursor() as cur:        # the reverse writer applies on fenced business
+        wait_until(lambda: cur.execute("SELECT COUNT(*) FROM dbo.load WHERE id = N'direct-dr2'") or cur.fetchone()[0],
+                   what="direct-dr2 applied on fenced business")
+    d.admin_ok("switchback", pair=pname)
+    assert app_write(business, db, "direct-b3") is None
+    e = app_write(dr, db, "direct-dr3")
+    assert e is not None and e.msg_no == 229, e
+    with connect(dr, db) as c, c.cursor() as cur:              # the fence is recorded, the app's role untouched
+        cur.execute("SELECT principal FROM switchyard.fence ORDER BY principal")
+        assert cur.fetchall() == [(APP_USER,), ("guest",)]      # guest too: logins without a user enter as guest
+    with connect(business, db) as c, c.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM switchyard.fence")
+        assert cur.fetchone()[0] == 0
 
 
 def test_transaction_ending_within_txn_drain_moves(switchable, doubles):
@@ -331,3 +384,4 @@ def test_temp_table_session_refuses_and_force_closes_it(switchable, doubles):
                 c.close()
             except Exception:  # noqa: BLE001
                 pass
+
