@@ -1,7 +1,7 @@
 /* The SQL Server engine put together: CDC collection, positions and the precheck from capture/, write and
  * initial sync and verify from replay/, db-lib's set-up from engine/sqlserver_client.h, the fence from
- * engine/sqlserver_fence.c (DENY to the application's users). The failover's tail is not built yet (NULL:
- * not_implemented), nor the lag poll (lag comes from the collector). */
+ * engine/sqlserver_fence.c (DENY to the application's users), the failover's tail (capture/sqlserver_tail.c,
+ * replay/sqlserver_tail_revert.c). The lag poll is not built (lag comes from the collector). */
 #include "capture/sqlserver_modules.h"
 #include "engine/engines.h"
 #include "engine/sqlserver_client.h"
@@ -26,14 +26,14 @@ static const struct sy_position_ops sqlserver_position = {
 };
 
 /* The fence (engine/sqlserver_fence.c): DENY INSERT, UPDATE, DELETE to the application's database users,
- * which spares Switchyard's writer, so the passive side can be kept fenced. No tail yet: failover's tail
- * answers not_implemented. */
+ * which spares Switchyard's writer, so the passive side can be kept fenced. The failover's tail from CDC
+ * (capture/sqlserver_tail.c), reverted by copying DR's rows (replay/sqlserver_tail_revert.c). */
 static const struct sy_failover_ops sqlserver_failover = {
     .fence = sy_sqlserver_fence,
     .passive_fence_refused = NULL,
     .alive = sy_sqlserver_alive,
-    .tail_read = NULL,
-    .tail_revert = NULL,
+    .tail_read = sy_sqlserver_tail_read,
+    .tail_revert = sy_sqlserver_tail_revert,
 };
 
 const struct sy_engine_ops sy_sqlserver_engine = {

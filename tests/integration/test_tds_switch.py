@@ -385,3 +385,82 @@ def test_temp_table_session_refuses_and_force_closes_it(switchable, doubles):
             except Exception:  # noqa: BLE001
                 pass
 
+
+def test_failover_kill9_every_ack_on_dr_or_in_the_tail(switchable, doubles, tmp_path):
+    """kill -9 of the business double under 4 pytds writers (the application's user) through the proxy; failover:
+    the writers reconnect and go on on DR; every insert acknowledged to them is on DR or in the exported tail
+    (business's CDC changes the forward instance never collected); resolve-tail makes business equal DR; a
+    switchback works after. Last in this module: it restarts the module's business double."""
+    d, pname, db = switchable
+    business, dr = doubles
+    acked: dict = {}
+    errors: list = []
+    phase = {"now": "before"}
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def writer(t):
+        n, c = 0, None
+        while not stop.is_set():
+            key = f"f{t}-{n}"
+            n += 1
+            try:
+                if c is None:
+                    c = connect(business, db, port=d.port, app=True)
+                with c.cursor() as cur:
+                    cur.execute("INSERT INTO dbo.load (id, t, u) VALUES (%s, %s, 0)", (key, t))
+                with lock:
+                    acked[key] = phase["now"]
+            except Exception as e:  # noqa: BLE001 - expected while business is dead; counted
+                with lock:
+                    errors.append(f"{type(e).__name__}: {e}")
+                try:
+                    c.close()
+                except Exception:  # noqa: BLE001
+                    pass
+                c = None
+                stop.wait(0.1)
+            stop.wait(0.01)
+
+    threads = [threading.Thread(target=writer, args=(t,), daemon=True) for t in range(4)]
+    try:
+        list(map(threading.Thread.start, threads))
+        wait_until(lambda: len(acked) >= 80, what="the writers running")
+        business.kill9()
+        r = d.admin_ok("failover", pair=pname)
+        phase["now"] = "after"
+        assert r["active_side"] == "dr", r
+        wait_until(lambda: sum(1 for v in acked.values() if v == "after") >= 40, what="the writers going on, on DR")
+    finally:
+        stop.set()
+        [th.join(30) for th in threads]  # noqa: expression on purpose: every writer is done before the restart
+        business.start()
+    tail = wait_until(lambda: (d.pair_status(pname).get("tail") or {}).get("state") in ("open", None) and
+                      d.pair_status(pname).get("tail") or {}, what="the tail found")
+    in_tail: set = set()
+    if tail.get("state") == "open":
+        export = tmp_path / "tail.json"
+        res = d.ctl("resolve-tail", pname, "--export", str(export))
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert os.stat(export).st_mode & 0o777 == 0o600
+        detail = json.loads(export.read_text())
+        in_tail = {row["after"]["id"] for t in detail["transactions"] for row in t["rows"] if row.get("after")}
+    with connect(dr, db) as c, c.cursor() as cur:
+        cur.execute("SELECT id FROM dbo.load")
+        on_dr = {x[0] for x in cur.fetchall()}
+    lost = sorted(k for k in acked if k not in on_dr and k not in in_tail)
+    print(f"\nsqlserver failover: {len(acked)} acknowledged ({sum(v == 'after' for v in acked.values())} after), "
+          f"{len(in_tail)} in the tail, {len(errors)} client errors while business was dead")
+    assert not lost, f"acknowledged writes neither on DR nor in the tail: {lost[:20]}"
+
+    def same():
+        got = []
+        for srv in doubles:
+            with connect(srv, db) as c, c.cursor() as cur:
+                cur.execute("SELECT id, t, u FROM dbo.load ORDER BY id")
+                got.append(cur.fetchall())
+        return got[0] == got[1]
+    wait_until(same, what="business equal to DR after resolve-tail")
+    r = d.admin_ok("switchback", pair=pname)
+    assert r["active_side"] == "business", r
+    assert app_write(business, db, "after-switchback") is None
