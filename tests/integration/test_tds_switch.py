@@ -17,6 +17,7 @@ import itertools
 import json
 import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -28,7 +29,7 @@ from helpers import wait_for, wait_reverse, wait_state
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "doubles"))
 
-from tds_fixtures import running_double  # noqa: E402
+from tds_fixtures import install_paths, running_double  # noqa: E402
 
 pytds = pytest.importorskip("pytds")
 from pytds import tds_base  # noqa: E402
@@ -213,6 +214,45 @@ def test_switchover_and_switchback_under_workload(switchable, doubles, capsys):
     with capsys.disabled():
         print("\nsqlserver switch figures:", json.dumps(figures))
     assert not lost, f"acknowledged writes missing on the new side after a switch: {lost}"
+
+
+def test_go_pool_through_switchover_and_switchback(switchable, doubles, tmp_path):
+    """go-mssqldb's database/sql pool (4 connections shared by 8 goroutines: checkout, RESETCONNECTION on
+    reuse, every third write a BeginTx/Commit) as the application's user through the proxy, across a
+    switchover and a switchback: 0 errors, every acknowledged write on the side active at the end."""
+    d, pname, db = switchable
+    business, dr = doubles
+    stop = tmp_path / "stop"
+    dsn = f"sqlserver://{APP_USER}:{APP_PASSWORD}@127.0.0.1:{d.port}?database={db}&encrypt=disable"
+    proc = subprocess.Popen([install_paths()["go_mssql"], "-dsn", dsn, "pool", "-workers", "8", "-pool", "4",
+                             "-think-ms", "150", "-prefix", "g", "-until", str(stop)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+    def written(srv):
+        with connect(srv, db) as c, c.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM dbo.load WHERE id LIKE N'g%'")
+            return cur.fetchone()[0]
+    try:
+        for op, old, new in (("switchover", business, dr), ("switchback", dr, business)):
+            n = written(old)
+            wait_until(lambda: written(old) >= n + 40 or proc.poll() is not None, what=f"the pool writing before {op}")
+            r = d.admin_ok(op, pair=pname)
+            assert r["moved_clients"] >= 4, r
+            n = written(new)
+            wait_until(lambda: written(new) >= n + 40 or proc.poll() is not None, what=f"the pool writing after {op}")
+    finally:
+        stop.touch()
+        outs, errs = proc.communicate(timeout=60)
+    assert proc.returncode == 0, errs + outs
+    res = json.loads(outs)
+    assert res["errors"] == [] and res["conns"] <= 4, res["errors"][:10]
+    with connect(business, db) as c, c.cursor() as cur:
+        cur.execute("SELECT id, u FROM dbo.load WHERE id LIKE N'g%'")
+        rows = dict(cur.fetchall())
+    missing = [k for k in res["acked"] if k not in rows]
+    assert len(res["acked"]) >= 160 and not missing, (len(res["acked"]), missing[:10])
+    n_tx = [k for k in res["acked"] if int(k.split("-")[1]) % 3 == 2]
+    assert all(rows[k] == 1 for k in n_tx), [k for k in n_tx if rows[k] != 1][:10]
 
 
 def app_write(srv, db, key):
