@@ -180,6 +180,14 @@ enum sy_tds_rc sy_tds_mark_captured(struct sy_tds *t, const char *instance_lit, 
 {
     uint64_t n = mark_now_ms();
     enum sy_tds_rc rc = mark_write(t, instance_lit, n, err, errlen);
+    if (rc == SY_TDS_OK) {
+        /* ask for a log scan now rather than at the capture job's next one (the double's job waits its
+         * --cdc-delay). On a SQL Server whose Agent capture job is running, sp_cdc_scan is refused (one log
+         * reader per database, as for replication): ignored, the job's polling interval sets the wait there. */
+        char e2[300];
+        (void)sy_tds_exec(t, "EXEC sys.sp_cdc_scan @maxtrans = 500, @maxscans = 1, @continuous = 0", NULL, 0, NULL, e2,
+                          sizeof e2);
+    }
     for (int waited = 0; rc == SY_TDS_OK; waited += 20) {
         struct sy_lsn min;
         rc = sy_tds_lsn_query(t, "SELECT sys.fn_cdc_get_min_lsn('" SY_TDS_MARK_CI "')", &min, err, errlen);

@@ -1261,7 +1261,8 @@ class Session:
             elif name == "sp_unprepare":
                 self.prepared.pop(params[0][1], None)
             elif name in ("sp_cdc_enable_db", "sp_cdc_disable_db", "sp_cdc_enable_table", "sp_cdc_disable_table",
-                          "sp_cdc_cleanup_change_table", "sp_cdc_start_job", "sp_cdc_stop_job", "sp_cdc_help_change_data_capture"):
+                          "sp_cdc_cleanup_change_table", "sp_cdc_start_job", "sp_cdc_stop_job", "sp_cdc_help_change_data_capture",
+                          "sp_cdc_scan"):
                 self.run_cdc_proc(name, params, out)
             elif name == "sp_reset_connection":
                 self.reset(False, out)
@@ -1333,6 +1334,15 @@ class Session:
             elif name == "sp_cdc_cleanup_change_table":
                 cdc.cleanup(self.cur, args.get("capture_instance") or positional[0],
                             args.get("low_water_mark"))
+            elif name == "sp_cdc_scan":
+                # one log scan now, up to the last commit (SQL Server's sp_cdc_scan reads the log to its end;
+                # there it fails while the Agent's capture job scans the same database: README.md)
+                conn = self.server.pg_connect(self.db)
+                try:
+                    with conn, conn.cursor() as cur:
+                        cdc.capture_once(cur, 0.0)
+                finally:
+                    conn.close()
             elif name == "sp_cdc_disable_db":
                 with self.server.lock:
                     if self.db.lower() in self.server.state["cdc"]:
