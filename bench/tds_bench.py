@@ -272,7 +272,8 @@ def setup_doubles(business, dr, nrows: int) -> None:
     for d in (business, dr):
         admin_exec(d, f"CREATE LOGIN {USER} WITH PASSWORD = '{PASSWORD}'")
     admin_exec(business, f"CREATE DATABASE {DB}")
-    admin_exec(business, f"CREATE USER {USER} FOR LOGIN {USER}", DB)
+    admin_exec(business, f"CREATE USER {USER} FOR LOGIN {USER}; ALTER ROLE db_datareader ADD MEMBER {USER}; "
+                         f"ALTER ROLE db_datawriter ADD MEMBER {USER}", DB)     # the double enforces writes
     admin_exec(business, f"CREATE TABLE dbo.{ITEMS} (id int NOT NULL PRIMARY KEY, v nvarchar(100) NOT NULL)", DB)
     with connect(business.port, business.user, business.password, DB) as c, c.cursor() as cur:
         for i in range(0, nrows, 500):
@@ -434,7 +435,8 @@ def switch_part(args, work: Path, business, dr, report: dict, problems: list) ->
           f"{args.switches} switches", flush=True)
     for d in (business, dr):
         admin_exec(d, f"CREATE DATABASE {SW_DB}")
-        admin_exec(d, f"CREATE USER {USER} FOR LOGIN {USER}", SW_DB)
+        admin_exec(d, f"CREATE USER {USER} FOR LOGIN {USER}; ALTER ROLE db_datareader ADD MEMBER {USER}; "
+                      f"ALTER ROLE db_datawriter ADD MEMBER {USER}", SW_DB)   # fenced on the passive side
         admin_exec(d, "EXEC sys.sp_cdc_enable_db", SW_DB)
     insert_table(business, SW_DB, "t")
     admin_exec(business, "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N't', "
@@ -519,6 +521,9 @@ def summarize_switches(out, fleet, t0, t_base_end, res, sy, business, dr, proble
          "client_errors": res["errors"], "client_error_kinds": res["error_kinds"], "ops_per_s": res["ops_per_s"],
          "acked_inserts": len(fleet.acked), "acked_missing_on_active": len(missing),
          "moved_clients": [r.get("moved_clients") for r in recs if r["ok"]]}
+    steps = sorted({k for r in recs if r["ok"] for k in (r.get("steps") or {})})
+    a["steps_p50_ms"] = {k: med([r["steps"][k] for r in recs if r["ok"] and k in (r.get("steps") or {})])
+                         for k in steps}    # where the pause goes
     out["summary"] = a
     if res["errors"] or res["setup_errors"]:
         problems.append({"where": "switchover clients", "error": f"{res['errors']} client errors "
@@ -534,6 +539,7 @@ def summarize_switches(out, fleet, t0, t_base_end, res, sy, business, dr, proble
           f"{f(a['baseline_p99_ms'], '{:.2f}')}, max {f(a['baseline_max_ms'], '{:.1f}')} ms); client errors "
           f"{res['errors']}; {f(res['ops_per_s'], '{:.0f}')} inserts/s overall; acknowledged inserts missing on "
           f"the active side: {len(missing)} of {len(fleet.acked)}\n"
+          f"  steps p50 (ms): {' '.join(f'{k[:-3]} {v}' for k, v in a['steps_p50_ms'].items())}\n"
           f"  goal p50 <= {GOAL_P50_MS} ms, max <= {GOAL_MAX_MS} ms, 0 errors: {'met' if ok else 'NOT MET'}")
 
 

@@ -7,6 +7,10 @@
  *   source_tables             the synchronized tables that exist on the source (warn when none)
  *   source_keys               every synchronized table has a primary key
  *   source_cdc_tables         every synchronized table has a capture instance
+ *   <side>_fence              what fencing that side allows (engine/sqlserver_fence.c): admin_user may DENY
+ *                             (dbo, db_owner or db_securityadmin), the users a fence denies, a warning for
+ *                             those holding a database-scope GRANT of INSERT/UPDATE/DELETE (unfencing's
+ *                             REVOKE would remove it) and for fence_passive = off
  *   capture_job               a note: on a real SQL Server the Agent's capture and cleanup jobs must run,
  *                             with a retention longer than retry_seconds (not checkable on the double)
  * The source is business for the forward direction, DR for the reverse one. */
@@ -17,6 +21,7 @@
 #include "capture/sqlserver_modules.h"
 #include "core/checks.h"
 #include "engine/sqlserver_cdc.h"
+#include "engine/sqlserver_fence.h"
 
 struct side {
     const char *name;             /* "business" | "dr" */
@@ -25,12 +30,70 @@ struct side {
     char skip[600];
 };
 
+static void list(struct sy_buf *b, char **v)
+{
+    for (size_t i = 0; v != NULL && v[i] != NULL; i++)
+        sy_tds_addf(b, "%s%s", i ? ", " : "", v[i]);
+    if (v == NULL || v[0] == NULL)
+        sy_tds_addf(b, "none");
+}
+
 static bool add(json_t *checks, bool *failed, const char *name, const char *status, const char *detail,
                 const char *fix)
 {
     if (sy_check_add(checks, name, status, detail, fix))
         *failed = true;
     return true;
+}
+
+/* <side>_fence: what fencing this side allows (engine/sqlserver_fence.c). */
+static void check_fence(const struct sy_pair_cfg *cfg, struct side *s, json_t *checks, bool *failed)
+{
+    char name[64], err[600];
+    enum sy_tds_rc rc;
+    snprintf(name, sizeof name, "%s_fence", s->name);
+    char **admin = sy_sqlserver_fence_names(
+        s->t, "SELECT USER_NAME() WHERE USER_NAME() = 'dbo' OR EXISTS (SELECT 1 FROM sys.database_role_members m "
+              "JOIN sys.database_principals r ON r.principal_id = m.role_principal_id JOIN sys.database_principals u ON "
+              "u.principal_id = m.member_principal_id WHERE u.name = USER_NAME() AND r.name IN ('db_owner', "
+              "'db_securityadmin'))", &rc, err, sizeof err);
+    char **users = admin == NULL ? NULL : sy_sqlserver_fence_names(
+        s->t, "SELECT p.name FROM sys.database_principals p WHERE p.type IN ('S', 'U', 'G', 'E', 'X', 'C', 'K') AND "
+              "p.name NOT IN ('dbo', 'sys', 'INFORMATION_SCHEMA') AND p.name <> USER_NAME() ORDER BY p.name",
+        &rc, err, sizeof err);
+    char **granted = users == NULL ? NULL : sy_sqlserver_fence_names(
+        s->t, "SELECT DISTINCT p.name FROM sys.database_permissions d JOIN sys.database_principals p ON "
+              "p.principal_id = d.grantee_principal_id WHERE d.class = 0 AND d.state IN ('G', 'W') AND "
+              "d.permission_name IN ('INSERT', 'UPDATE', 'DELETE') AND p.name <> USER_NAME() ORDER BY p.name",
+        &rc, err, sizeof err);
+    struct sy_buf d;
+    sy_buf_init(&d);
+    if (granted == NULL) {
+        add(checks, failed, name, "fail", err, "let admin_user read sys.database_principals and sys.database_permissions");
+    } else if (admin[0] == NULL) {
+        sy_tds_addf(&d, "%s is neither dbo nor in db_owner or db_securityadmin: it cannot DENY writes to the "
+                    "application's users", cfg->admin_user);
+        add(checks, failed, name, cfg->fence_passive ? "fail" : "warn", sy_tds_sql(&d),
+            "ALTER ROLE db_owner ADD MEMBER [<admin_user's user>] (the writer needs it too)");
+    } else {
+        sy_tds_addf(&d, "a fence denies INSERT, UPDATE, DELETE (database scope) to: ");
+        list(&d, users);
+        sy_tds_addf(&d, "; sysadmin logins and the database owner cannot be denied: an application logging in as "
+                    "one of them is not fenced");
+        if (granted[0] != NULL) {
+            sy_tds_addf(&d, "; unfencing REVOKEs at database scope, which also removes the database-scope GRANT "
+                        "these users hold: ");
+            list(&d, granted);
+        }
+        if (!cfg->fence_passive)
+            sy_tds_addf(&d, "; fence_passive = off: the passive side takes the application's writes");
+        add(checks, failed, name, granted[0] != NULL || !cfg->fence_passive ? "warn" : "pass", sy_tds_sql(&d),
+            granted[0] != NULL ? "grant on SCHEMA::dbo or through db_datawriter instead of at database scope" : NULL);
+    }
+    sy_buf_fini(&d);
+    sy_tds_strv_free(admin);
+    sy_tds_strv_free(users);
+    sy_tds_strv_free(granted);
 }
 
 int sy_sqlserver_precheck(const struct sy_pair_cfg *cfg, enum sy_direction dir, json_t *checks)
@@ -66,6 +129,7 @@ int sy_sqlserver_precheck(const struct sy_pair_cfg *cfg, enum sy_direction dir, 
                 "run EXEC sys.sp_cdc_enable_db in the database");
         else
             add(checks, &failed, name, "pass", "change data capture is enabled", NULL);
+        check_fence(cfg, s, checks, &failed);
     }
     struct side *src = &sides[dir == SY_DIR_FORWARD ? 0 : 1];
     if (src->t == NULL) {

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+#include <unistd.h>
 
 struct ci_list {
     const struct sy_pair_cfg *cfg;
@@ -143,5 +145,77 @@ enum sy_tds_rc sy_tds_start_position(struct sy_tds *t, const struct sy_pair_cfg 
     free(cis);
     if (rc == SY_TDS_OK)
         sy_lsn_format(&max, out);
+    return rc;
+}
+
+static uint64_t mark_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static enum sy_tds_rc mark_write(struct sy_tds *t, const char *instance_lit, uint64_t n, char *err, size_t errlen)
+{
+    bool created;
+    char ci[200], sql[600];
+    enum sy_tds_rc rc = sy_tds_ensure_own_table(t, SY_TDS_MARK, "instance nvarchar(200) NOT NULL PRIMARY KEY, n bigint NOT NULL",
+                                                &created, err, errlen);
+    if (rc == SY_TDS_OK)
+        rc = sy_tds_scalar(t, "SELECT capture_instance FROM cdc.change_tables WHERE capture_instance = '" SY_TDS_MARK_CI "'",
+                           ci, sizeof ci, err, errlen);
+    if (rc == SY_TDS_OK && ci[0] == '\0')
+        rc = sy_tds_exec(t, "EXEC sys.sp_cdc_enable_table @source_schema = N'" SY_TDS_SCHEMA "', @source_name = N'" SY_TDS_MARK
+                            "', @role_name = NULL", NULL, 0, NULL, err, errlen);
+    if (rc != SY_TDS_OK)
+        return rc;
+    snprintf(sql, sizeof sql, "BEGIN TRANSACTION; DELETE FROM [%s].[%s] WHERE instance = %s; INSERT INTO [%s].[%s] "
+             "(instance, n) VALUES (%s, %llu); COMMIT TRANSACTION;", SY_TDS_SCHEMA, SY_TDS_MARK, instance_lit,
+             SY_TDS_SCHEMA, SY_TDS_MARK, instance_lit, (unsigned long long)n);
+    return sy_tds_exec(t, sql, NULL, 0, NULL, err, errlen);
+}
+
+enum sy_tds_rc sy_tds_mark_captured(struct sy_tds *t, const char *instance_lit, int wait_ms, bool (*stop)(void *arg),
+                                    void *arg, struct sy_lsn *at, struct sy_lsn *max, char *err, size_t errlen)
+{
+    uint64_t n = mark_now_ms();
+    enum sy_tds_rc rc = mark_write(t, instance_lit, n, err, errlen);
+    if (rc == SY_TDS_OK) {
+        /* ask for a log scan now rather than at the capture job's next one (the double's job waits its
+         * --cdc-delay). On a SQL Server whose Agent capture job is running, sp_cdc_scan is refused (one log
+         * reader per database, as for replication): ignored, the job's polling interval sets the wait there. */
+        char e2[300];
+        (void)sy_tds_exec(t, "EXEC sys.sp_cdc_scan @maxtrans = 500, @maxscans = 1, @continuous = 0", NULL, 0, NULL, e2,
+                          sizeof e2);
+    }
+    for (int waited = 0; rc == SY_TDS_OK; waited += 20) {
+        struct sy_lsn min;
+        rc = sy_tds_lsn_query(t, "SELECT sys.fn_cdc_get_min_lsn('" SY_TDS_MARK_CI "')", &min, err, errlen);
+        if (rc == SY_TDS_OK)
+            rc = sy_tds_lsn_query(t, "SELECT sys.fn_cdc_get_max_lsn()", max, err, errlen);
+        if (rc != SY_TDS_OK)
+            break;
+        if (sy_lsn_cmp(&min, max) <= 0 && !sy_lsn_is_zero(&min)) {
+            char mn[SY_LSN_TEXT], mx[SY_LSN_TEXT], sql[600];
+            sy_lsn_format(&min, mn);
+            sy_lsn_format(max, mx);
+            snprintf(sql, sizeof sql, "SELECT __$start_lsn FROM cdc.fn_cdc_get_all_changes_%s(0x%s, 0x%s, N'all') "
+                     "WHERE instance = %s AND n = %llu", SY_TDS_MARK_CI, mn, mx, instance_lit, (unsigned long long)n);
+            rc = sy_tds_lsn_query(t, sql, at, err, errlen);
+            if (rc == SY_TDS_OK && !sy_lsn_is_zero(at))
+                return SY_TDS_OK;
+        }
+        if (rc != SY_TDS_OK)
+            break;
+        if (waited >= wait_ms) {
+            snprintf(err, errlen, "the capture job did not capture the mark within %d ms: is it running?", wait_ms);
+            return SY_TDS_TRANSIENT;
+        }
+        if (stop != NULL && stop(arg)) {
+            snprintf(err, errlen, "stopped");
+            return SY_TDS_TRANSIENT;
+        }
+        usleep(20 * 1000);
+    }
     return rc;
 }

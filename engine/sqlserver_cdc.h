@@ -35,4 +35,15 @@ enum sy_tds_rc sy_tds_lsn_query(struct sy_tds *t, const char *sql, struct sy_lsn
 enum sy_tds_rc sy_tds_start_position(struct sy_tds *t, const struct sy_pair_cfg *cfg, char out[SY_LSN_TEXT],
                                      char *err, size_t errlen);
 
+/* A mark the capture job must reach: a row (instance_lit: a T-SQL literal naming who writes it, value =
+ * the wall clock in ms) committed into switchyard.initial_sync_mark (created and CDC-enabled when missing;
+ * read by no collector), then `sys.sp_cdc_scan` asked for a log scan now (its refusal ignored: a real server
+ * refuses it while the Agent's capture job runs), then polled every 20 ms until the capture job has captured it: *at = the mark's
+ * commit LSN, *max = sys.fn_cdc_get_max_lsn() at that moment (>= *at). Every transaction committed before
+ * the mark has an LSN below *at, captured or not before. Gives up after wait_ms (SY_TDS_TRANSIENT, err "the
+ * capture job did not capture ... is it running?") or when stop(arg) (non-NULL) says so (SY_TDS_TRANSIENT,
+ * err "stopped"). Shared by the initial sync's end of overlap and the switch's fence. */
+enum sy_tds_rc sy_tds_mark_captured(struct sy_tds *t, const char *instance_lit, int wait_ms, bool (*stop)(void *arg),
+                                    void *arg, struct sy_lsn *at, struct sy_lsn *max, char *err, size_t errlen);
+
 #endif

@@ -1,7 +1,7 @@
 /* The SQL Server engine put together: CDC collection, positions and the precheck from capture/, write and
  * initial sync and verify from replay/, db-lib's set-up from engine/sqlserver_client.h, the fence from
- * engine/sqlserver_fence.c. Parts still NULL are not built yet (core/engine.h): the failover tail answers
- * not_implemented. */
+ * engine/sqlserver_fence.c (DENY to the application's users), the failover's tail (capture/sqlserver_tail.c,
+ * replay/sqlserver_tail_revert.c). The lag poll is not built (lag comes from the collector). */
 #include "capture/sqlserver_modules.h"
 #include "engine/engines.h"
 #include "engine/sqlserver_client.h"
@@ -25,15 +25,15 @@ static const struct sy_position_ops sqlserver_position = {
     .tail_count = NULL,
 };
 
-/* The fence (engine/sqlserver_fence.c, provisional): READ_ONLY, which also stops Switchyard's own writer, so
- * the passive side is not kept fenced. No tail yet: failover's tail answers not_implemented. */
+/* The fence (engine/sqlserver_fence.c): DENY INSERT, UPDATE, DELETE to the application's database users,
+ * which spares Switchyard's writer, so the passive side can be kept fenced. The failover's tail from CDC
+ * (capture/sqlserver_tail.c), reverted by copying DR's rows (replay/sqlserver_tail_revert.c). */
 static const struct sy_failover_ops sqlserver_failover = {
     .fence = sy_sqlserver_fence,
-    .passive_fence_refused = "fencing the passive SQL Server side is not built yet (the double supports ALTER DATABASE "
-                             "... SET READ_ONLY, which would also stop Switchyard's writer); set fence_passive = off",
+    .passive_fence_refused = NULL,
     .alive = sy_sqlserver_alive,
-    .tail_read = NULL,
-    .tail_revert = NULL,
+    .tail_read = sy_sqlserver_tail_read,
+    .tail_revert = sy_sqlserver_tail_revert,
 };
 
 const struct sy_engine_ops sy_sqlserver_engine = {

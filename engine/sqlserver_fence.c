@@ -1,124 +1,193 @@
-/* Fencing a SQL Server side for a switch, and whether a side answers (core/engine.h sy_failover_ops).
- * Provisional and minimal (written on branch tds-move so the proxy's move can be tested end to end; the
- * SQL Server sync's owner may replace it): the pair's database is set READ_ONLY WITH ROLLBACK IMMEDIATE
- * (what the double supports; it also stops Switchyard's own writer, so a passive side is never kept
- * fenced: fence_passive stays off for sqlserver pairs, and the core unfences the old side after a switch).
+/* Fencing a SQL Server side (core/engine.h sy_failover_ops) and whether a side answers.
  *
- * The final position: a mark row committed on the side just before READ_ONLY (switchyard.initial_sync_mark,
- * CDC-enabled, read by no collector; instance N'fence'), then the capture job's max LSN once it has captured
- * the mark. Every transaction acknowledged to a client committed before the switch's hold, so before the
- * mark: its LSN is at or below the position. A writer bypassing the proxy that commits between the mark and
- * READ_ONLY (milliseconds) is still covered when the capture job has reached it by then, not otherwise. */
+ * A fenced database takes no INSERT, UPDATE or DELETE from the application and keeps taking Switchyard's
+ * writer: `DENY INSERT, UPDATE, DELETE TO [user]` at database scope for every database user but admin_user's
+ * own (and dbo, sys, INFORMATION_SCHEMA, which cannot be denied). A DENY wins over every GRANT, at any scope
+ * and through any role (db_owner and db_datawriter included); it does not apply to sysadmin members nor to
+ * the database owner (dbo), which is why an application logging in as one of those cannot be fenced (the
+ * precheck says so). READ_ONLY, the other way SQL Server offers, would stop the writer too. Each user denied
+ * is recorded in switchyard.fence in the same transaction as its DENY; unfencing REVOKEs exactly those (a DENY
+ * an operator gave a user before is left alone). A REVOKE removes whatever that user held at database scope:
+ * a database-scope GRANT of INSERT/UPDATE/DELETE to an application user would be lost (the precheck warns).
+ *
+ * The switch's fence (pos wanted): the DENYs, then a mark the capture job must reach (engine/sqlserver_cdc.h
+ * sy_tds_mark_captured); the final position is the capture job's max LSN then. Every write acknowledged to a
+ * client through the proxy committed before the switch's hold, so before the mark. Not stopped: a writer that
+ * bypasses the proxy and commits a transaction it began before the DENY (permissions are checked per
+ * statement), and writes through procedures or triggers owned by dbo (ownership chaining skips the check). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
+#include <strings.h>
 
 #include "core/log.h"
 #include "engine/sqlserver_cdc.h"
 #include "engine/sqlserver_client.h"
 #include "engine/sqlserver_fence.h"
 
+#define FENCE_TABLE "fence"
 #define FENCE_MARK_INSTANCE "N'fence'"
+#define FENCE_PERMS "INSERT, UPDATE, DELETE"
 
-static uint64_t wall_ms(void)
+/* The database users the fence denies and that are not denied yet (by anyone) at database scope. */
+#define UNFENCED_USERS                                                                                              \
+    "SELECT p.name FROM sys.database_principals p WHERE p.type IN ('S', 'U', 'G', 'E', 'X', 'C', 'K') AND "        \
+    "p.name NOT IN ('dbo', 'sys', 'INFORMATION_SCHEMA') AND p.name <> USER_NAME() AND NOT EXISTS (SELECT 1 FROM "  \
+    "sys.database_permissions d WHERE d.class = 0 AND d.grantee_principal_id = p.principal_id AND "                \
+    "d.permission_name = 'INSERT' AND d.state = 'D') ORDER BY p.name"
+
+struct names {
+    char **v;
+    size_t n, cap;
+    bool oom;
+};
+
+static int on_name(void *arg, struct sy_tds *t)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    struct names *l = arg;
+    char name[260];
+    if (!sy_tds_col_text(t, 1, name, sizeof name))
+        return 0;
+    if (l->n + 1 >= l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 8;
+        char **v = realloc(l->v, cap * sizeof *v);
+        if (v == NULL) {
+            l->oom = true;
+            return 0;
+        }
+        l->v = v;
+        l->cap = cap;
+    }
+    if ((l->v[l->n] = strdup(name)) == NULL)
+        l->oom = true;
+    else
+        l->v[++l->n] = NULL;
+    return 0;
 }
 
-/* Writes the mark; *n its value. */
-static enum sy_tds_rc mark_write(struct sy_tds *t, uint64_t *n, char *err, size_t errlen)
+char **sy_sqlserver_fence_names(struct sy_tds *t, const char *sql, enum sy_tds_rc *rc, char *err, size_t errlen)
+{
+    struct names l = { 0 };
+    *rc = sy_tds_query(t, sql, on_name, &l, err, errlen);
+    if (*rc == SY_TDS_OK && (l.oom || l.v == NULL)) {
+        if (l.oom) {
+            *rc = SY_TDS_REFUSED;
+            snprintf(err, errlen, "out of memory");
+        } else if ((l.v = calloc(1, sizeof *l.v)) == NULL) {
+            *rc = SY_TDS_REFUSED;
+            snprintf(err, errlen, "out of memory");
+        }
+    }
+    if (*rc != SY_TDS_OK) {
+        for (size_t i = 0; i < l.n; i++)
+            free(l.v[i]);
+        free(l.v);
+        return NULL;
+    }
+    return l.v;
+}
+
+/* N'name' with ' doubled. */
+static void name_literal(struct sy_buf *b, const char *name)
+{
+    struct sy_value v = { .type = SY_VAL_STRING, .p = (const uint8_t *)name, .len = strlen(name) };
+    sy_tds_literal(b, &v);
+}
+
+/* One user: recorded and denied in one transaction (or revoked and forgotten). */
+static enum sy_tds_rc fence_user(struct sy_tds *t, const char *name, bool on, char *err, size_t errlen)
+{
+    struct sy_buf q;
+    sy_buf_init(&q);
+    sy_tds_addf(&q, "BEGIN TRANSACTION; DELETE FROM [%s].[%s] WHERE principal = ", SY_TDS_SCHEMA, FENCE_TABLE);
+    name_literal(&q, name);
+    if (on) {
+        sy_tds_addf(&q, "; INSERT INTO [%s].[%s] (principal) VALUES (", SY_TDS_SCHEMA, FENCE_TABLE);
+        name_literal(&q, name);
+        sy_tds_addf(&q, "); DENY " FENCE_PERMS " TO ");
+    } else {
+        sy_tds_addf(&q, "; REVOKE " FENCE_PERMS " FROM ");
+    }
+    sy_tds_ident(&q, name, strlen(name));
+    sy_tds_addf(&q, "; COMMIT TRANSACTION;");
+    enum sy_tds_rc rc = sy_tds_exec(t, sy_tds_sql(&q), NULL, 0, NULL, err, errlen);
+    sy_buf_fini(&q);
+    return rc;
+}
+
+/* Runs fence_user over a list of names; a failure names the user. */
+static enum sy_tds_rc fence_users(struct sy_tds *t, char **names, bool on, char *err, size_t errlen)
+{
+    enum sy_tds_rc rc = SY_TDS_OK;
+    for (size_t i = 0; rc == SY_TDS_OK && names[i] != NULL; i++) {
+        char e[400];
+        rc = fence_user(t, names[i], on, e, sizeof e);
+        if (rc != SY_TDS_OK)
+            snprintf(err, errlen, "%s user %s: %s", on ? "denying writes to" : "revoking the fence of", names[i], e);
+        else
+            sy_log_info("sqlserver fence: %s user %s", on ? "denied writes to" : "revoked the fence of", names[i]);
+    }
+    return rc;
+}
+
+static enum sy_tds_rc apply(struct sy_tds *t, const char *db, bool on, char *err, size_t errlen)
 {
     bool created;
-    char ci[200];
-    enum sy_tds_rc rc = sy_tds_ensure_own_table(t, SY_TDS_MARK, "instance nvarchar(200) NOT NULL PRIMARY KEY, n bigint NOT NULL",
-                                                &created, err, errlen);
-    if (rc == SY_TDS_OK)
-        rc = sy_tds_scalar(t, "SELECT capture_instance FROM cdc.change_tables WHERE capture_instance = '" SY_TDS_MARK_CI "'",
-                           ci, sizeof ci, err, errlen);
-    if (rc == SY_TDS_OK && ci[0] == '\0')
-        rc = sy_tds_exec(t, "EXEC sys.sp_cdc_enable_table @source_schema = N'" SY_TDS_SCHEMA "', @source_name = N'" SY_TDS_MARK
-                            "', @role_name = NULL", NULL, 0, NULL, err, errlen);
+    enum sy_tds_rc rc = sy_tds_ensure_own_table(t, FENCE_TABLE, "principal nvarchar(128) NOT NULL PRIMARY KEY", &created,
+                                                err, errlen);
     if (rc != SY_TDS_OK)
         return rc;
-    *n = wall_ms();
-    char sql[400];
-    snprintf(sql, sizeof sql, "BEGIN TRANSACTION; DELETE FROM [%s].[%s] WHERE instance = %s; INSERT INTO [%s].[%s] "
-             "(instance, n) VALUES (%s, %llu); COMMIT TRANSACTION;", SY_TDS_SCHEMA, SY_TDS_MARK, FENCE_MARK_INSTANCE,
-             SY_TDS_SCHEMA, SY_TDS_MARK, FENCE_MARK_INSTANCE, (unsigned long long)*n);
-    return sy_tds_exec(t, sql, NULL, 0, NULL, err, errlen);
-}
-
-/* Waits (at most wait_ms) for the capture job to capture mark n; then *pos = its max LSN. */
-static int mark_wait(struct sy_tds *t, uint64_t n, int wait_ms, char *pos, size_t poslen, char *err, size_t errlen)
-{
-    for (int waited = 0;; waited += 20) {
-        struct sy_lsn min, max, at;
-        memset(&at, 0, sizeof at);
-        enum sy_tds_rc rc = sy_tds_lsn_query(t, "SELECT sys.fn_cdc_get_min_lsn('" SY_TDS_MARK_CI "')", &min, err, errlen);
+    char **names;
+    if (on) {
+        names = sy_sqlserver_fence_names(t, UNFENCED_USERS, &rc, err, errlen);
+    } else {
+        /* the users this fence denied; one dropped since has nothing left to revoke */
+        names = sy_sqlserver_fence_names(t, "SELECT f.principal FROM [" SY_TDS_SCHEMA "].[" FENCE_TABLE "] f WHERE "
+                                            "EXISTS (SELECT 1 FROM sys.database_principals p WHERE p.name = "
+                                            "f.principal) ORDER BY f.principal", &rc, err, errlen);
         if (rc == SY_TDS_OK)
-            rc = sy_tds_lsn_query(t, "SELECT sys.fn_cdc_get_max_lsn()", &max, err, errlen);
-        if (rc != SY_TDS_OK)
-            return -1;
-        if (sy_lsn_cmp(&min, &max) <= 0 && !sy_lsn_is_zero(&min)) {
-            char mn[SY_LSN_TEXT], mx[SY_LSN_TEXT], sql[400];
-            sy_lsn_format(&min, mn);
-            sy_lsn_format(&max, mx);
-            snprintf(sql, sizeof sql, "SELECT __$start_lsn FROM cdc.fn_cdc_get_all_changes_%s(0x%s, 0x%s, N'all') "
-                     "WHERE instance = %s AND n = %llu", SY_TDS_MARK_CI, mn, mx, FENCE_MARK_INSTANCE,
-                     (unsigned long long)n);
-            if (sy_tds_lsn_query(t, sql, &at, err, errlen) != SY_TDS_OK)
-                return -1;
-            if (!sy_lsn_is_zero(&at)) {
-                if (pos != NULL) {
-                    char text[SY_LSN_TEXT];
-                    sy_lsn_format(&max, text);
-                    snprintf(pos, poslen, "%s", text);
-                }
-                return 0;
-            }
-        }
-        if (waited >= wait_ms) {
-            snprintf(err, errlen, "the capture job did not capture the fence mark within %d ms: is it running?",
-                     wait_ms);
-            return -1;
-        }
-        usleep(20 * 1000);
+            rc = sy_tds_exec(t, "DELETE FROM [" SY_TDS_SCHEMA "].[" FENCE_TABLE "] WHERE NOT EXISTS (SELECT 1 FROM "
+                                "sys.database_principals p WHERE p.name = principal)", NULL, 0, NULL, err, errlen);
     }
+    if (rc == SY_TDS_OK)
+        rc = fence_users(t, names, on, err, errlen);
+    sy_tds_strv_free(names);
+    if (rc == SY_TDS_OK && !on) {
+        /* a database the earlier fence (READ_ONLY) left behind, e.g. by a crash in a switch */
+        char ro[8], sql[200];
+        rc = sy_tds_scalar(t, "SELECT is_read_only FROM sys.databases WHERE name = DB_NAME()", ro, sizeof ro, err,
+                           errlen);
+        snprintf(sql, sizeof sql, "ALTER DATABASE [%s] SET READ_WRITE", db);
+        if (rc == SY_TDS_OK && (strcmp(ro, "1") == 0 || strcasecmp(ro, "true") == 0))
+            rc = sy_tds_exec(t, sql, NULL, 0, NULL, err, errlen);
+    }
+    return rc;
 }
 
 int sy_sqlserver_fence(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, bool on, int wait_ms, char *pos,
                        size_t poslen, char *err, size_t errlen)
 {
-    char db[80], sql[300];
+    char db[80];
     enum sy_tds_rc rc;
     if (!sy_tds_pair_database(cfg, db, sizeof db, err, errlen))
         return -1;
     struct sy_tds *t = sy_tds_connect(cfg, ep, db, err, errlen, &rc);
     if (t == NULL)
         return -1;
-    int ret = -1;
-    uint64_t n = 0;
-    if (!on) {
-        snprintf(sql, sizeof sql, "ALTER DATABASE [%s] SET READ_WRITE", db);
-        ret = sy_tds_exec(t, sql, NULL, 0, NULL, err, errlen) == SY_TDS_OK ? 0 : -1;
-        goto out;
+    int ret = apply(t, db, on, err, errlen) == SY_TDS_OK ? 0 : -1;
+    if (ret == 0 && on && pos != NULL) {
+        struct sy_lsn at, max;
+        if (sy_tds_mark_captured(t, FENCE_MARK_INSTANCE, wait_ms, NULL, NULL, &at, &max, err, errlen) != SY_TDS_OK) {
+            char e2[300];
+            ret = -1;                            /* the switch does not unfence what it did not see fenced */
+            if (apply(t, db, false, e2, sizeof e2) != SY_TDS_OK)
+                sy_log_warn("sqlserver fence: %s:%u: cannot unfence after a failed fence: %s", ep->host, ep->port, e2);
+        } else {
+            char text[SY_LSN_TEXT];
+            sy_lsn_format(&max, text);
+            snprintf(pos, poslen, "%s", text);
+        }
     }
-    if (mark_write(t, &n, err, errlen) != SY_TDS_OK)
-        goto out;
-    snprintf(sql, sizeof sql, "ALTER DATABASE [%s] SET READ_ONLY WITH ROLLBACK IMMEDIATE", db);
-    if (sy_tds_exec(t, sql, NULL, 0, NULL, err, errlen) != SY_TDS_OK)
-        goto out;
-    if (mark_wait(t, n, wait_ms, pos, poslen, err, errlen) != 0) {
-        char e2[200];
-        snprintf(sql, sizeof sql, "ALTER DATABASE [%s] SET READ_WRITE", db);   /* the switch rolls back */
-        (void)sy_tds_exec(t, sql, NULL, 0, NULL, e2, sizeof e2);
-        goto out;
-    }
-    ret = 0;
-out:
     sy_tds_close(t);
     return ret;
 }

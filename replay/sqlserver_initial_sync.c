@@ -384,57 +384,24 @@ static int record_copy(struct isync *s, bool done, const char *end)
  * capture job has captured it. Every source transaction the copy may show committed before the mark, so
  * its LSN is at or below it; max_lsn alone would miss commits the capture job had not reached yet. The
  * mark is a row of switchyard.initial_sync_mark on the source (CDC-enabled, read by no collector). */
+static bool copy_stopping(void *arg)
+{
+    return stopping(arg);
+}
+
 static int copy_end(struct isync *s, char end[SY_LSN_TEXT])
 {
-    bool created;
-    char ci[200];
-    if (check(s, sy_tds_ensure_own_table(s->src, SY_TDS_MARK, "instance nvarchar(200) NOT NULL PRIMARY KEY, n bigint NOT NULL",
-                                         &created, s->err, sizeof s->err)) != 0 ||
-        check(s, sy_tds_scalar(s->src, "SELECT capture_instance FROM cdc.change_tables WHERE capture_instance = '" SY_TDS_MARK_CI "'",
-                               ci, sizeof ci, s->err, sizeof s->err)) != 0)
+    struct sy_lsn at, max;
+    char e[sizeof s->err];
+    enum sy_tds_rc rc = sy_tds_mark_captured(s->src, s->inst_lit, MARK_WAIT_MS, copy_stopping, s, &at, &max, e, sizeof e);
+    if (stopping(s))
         return -1;
-    if (ci[0] == '\0' &&
-        check(s, sy_tds_exec(s->src, "EXEC sys.sp_cdc_enable_table @source_schema = N'" SY_TDS_SCHEMA "', @source_name = N'" SY_TDS_MARK
-                                     "', @role_name = NULL",
-                             NULL, 0, NULL, s->err, sizeof s->err)) != 0)
-        return -1;
-    uint64_t n = sy_wall_ms();
-    struct sy_buf q;
-    sy_buf_init(&q);
-    sy_tds_addf(&q, "BEGIN TRANSACTION; DELETE FROM [%s].[%s] WHERE instance = %s; INSERT INTO [%s].[%s] (instance, n) VALUES (%s, %llu); COMMIT TRANSACTION;",
-                SY_TDS_SCHEMA, SY_TDS_MARK, s->inst_lit, SY_TDS_SCHEMA, SY_TDS_MARK, s->inst_lit, (unsigned long long)n);
-    int rc = check(s, sy_tds_exec(s->src, sy_tds_sql(&q), NULL, 0, NULL, s->err, sizeof s->err));
-    for (int waited = 0; rc == 0 && !stopping(s); waited += 100) {
-        struct sy_lsn min, max, at;
-        char mn[SY_LSN_TEXT], mx[SY_LSN_TEXT];
-        rc = check(s, sy_tds_lsn_query(s->src, "SELECT sys.fn_cdc_get_min_lsn('" SY_TDS_MARK_CI "')", &min, s->err, sizeof s->err));
-        if (rc == 0)
-            rc = check(s, sy_tds_lsn_query(s->src, "SELECT sys.fn_cdc_get_max_lsn()", &max, s->err, sizeof s->err));
-        if (rc != 0)
-            break;
-        if (sy_lsn_cmp(&min, &max) <= 0 && !sy_lsn_is_zero(&min)) {
-            sy_lsn_format(&min, mn);
-            sy_lsn_format(&max, mx);
-            sy_buf_reset(&q);
-            sy_tds_addf(&q, "SELECT __$start_lsn FROM cdc.fn_cdc_get_all_changes_%s(0x%s, 0x%s, N'all') WHERE instance = %s AND n = %llu",
-                        SY_TDS_MARK_CI, mn, mx, s->inst_lit, (unsigned long long)n);
-            rc = check(s, sy_tds_lsn_query(s->src, sy_tds_sql(&q), &at, s->err, sizeof s->err));
-            if (rc == 0 && !sy_lsn_is_zero(&at)) {
-                sy_lsn_format(&at, end);
-                break;
-            }
-        }
-        if (waited >= MARK_WAIT_MS) {
-            snprintf(s->err, sizeof s->err, "the capture job of %s:%u did not capture the copy's end mark within %d s: is it running?",
-                     s->ctx->source->host, s->ctx->source->port, MARK_WAIT_MS / 1000);
-            s->transient = true;
-            rc = -1;
-            break;
-        }
-        usleep(100 * 1000);
+    if (rc != SY_TDS_OK) {
+        snprintf(s->err, sizeof s->err, "%s:%u: the copy's end mark: %s", s->ctx->source->host, s->ctx->source->port, e);
+        return check(s, rc);
     }
-    sy_buf_fini(&q);
-    return stopping(s) ? -1 : rc;
+    sy_lsn_format(&at, end);
+    return 0;
 }
 
 static int attempt(struct isync *s)

@@ -304,7 +304,9 @@ def _update_mask(columns: list[str], changed: set[str] | None) -> bytes:
 
 
 def capture_once(cur, delay_s: float) -> int:
-    """Move committed transactions older than delay_s into the change tables; returns how many."""
+    """Move committed transactions older than delay_s into the change tables; returns how many. Inside the
+    caller's transaction, one scan at a time per database (the capture job and sys.sp_cdc_scan)."""
+    cur.execute("SELECT pg_advisory_xact_lock(715101)")
     cur.execute("SELECT enabled FROM sy_cdc.state")
     if not cur.fetchone()[0]:
         return 0

@@ -83,7 +83,7 @@ class PgCluster:
                 self.proc = subprocess.Popen(
                     [os.path.join(PG_BIN, "postgres"), "-D", self.pgdata, "-p", str(self.port),
                      "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.datadir}",
-                     "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+                     "-c", "fsync=off", "-c", "synchronous_commit=on", "-c", "full_page_writes=off",
                      "-c", "max_connections=300", "-c", "shared_buffers=32MB", "-c", "deadlock_timeout=200ms",
                      "-c", "max_prepared_transactions=0", "-c", "log_min_messages=warning",
                      "-c", "TimeZone=UTC", "-c", "DateStyle=ISO, MDY"],

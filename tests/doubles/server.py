@@ -24,6 +24,7 @@ import psycopg2.extensions
 
 import cdc
 import login as lg
+import perms as PM
 import tds_packets as P
 import tds_tokens as T
 from pgstore import PgCluster
@@ -236,6 +237,7 @@ class Server:
             t = psycopg2.connect(self.store.dsn(TEMPLATE_DB))
             t.autocommit = True
             t.cursor().execute(cdc.BASE_SQL)
+            t.cursor().execute(PM.BASE_SQL)
             t.close()
         if "master" not in have:
             cur.execute(f"CREATE DATABASE master TEMPLATE {TEMPLATE_DB}")
@@ -650,7 +652,7 @@ class Session:
             if key in ("SUSER_SNAME", "SUSER_NAME", "SYSTEM_USER"):
                 return self.user, SqlType("nvarchar", length=128)
             if key in ("USER_NAME", "CURRENT_USER"):
-                return "dbo", SqlType("nvarchar", length=128)
+                return self.perms().user()[1], SqlType("nvarchar", length=128)
             for k in (name, name.lower()):
                 if k in scope:
                     return scope[k]
@@ -781,8 +783,15 @@ class Session:
             self.alter_login(m.group(1).upper().split()[0], m.group(2), m.group(3))
             out.done(token, self.done_status(), 0, 0)
             return
-        if re.match(r"^(CREATE\s+USER|DROP\s+USER|ALTER\s+USER|ALTER\s+ROLE|GRANT|DENY|REVOKE|EXEC\s+sp_addrolemember)\b", s, re.I):
-            out.done(token, self.done_status(), 0, 0)     # users and permissions: accepted, not enforced
+        m = re.match(r"^ALTER\s+SERVER\s+ROLE\s+\[?sysadmin\]?\s+(ADD|DROP)\s+MEMBER\s+\[?([\w.]+)\]?$", s, re.I)
+        if m:
+            self.server_role(m.group(2), m.group(1).upper() == "ADD")
+            out.done(token, self.done_status(), 0, 0)
+            return
+        st = PM.statement(s)
+        if st is not None:
+            self.permission_statement(*st)
+            out.done(token, self.done_status(), 0, 0)
             return
         m = re.match(r"^ALTER\s+DATABASE\s+\[?(\w+)\]?\s+SET\s+(READ_ONLY|READ_WRITE)(?:\s+WITH\s+(ROLLBACK\s+IMMEDIATE|NO_WAIT))?$", s, re.I)
         if m:
@@ -802,6 +811,70 @@ class Session:
             out.done(token, self.done_status(), 0, 0)
             return
         self.run_sql(s, scope, out, token)
+
+    # --- users, roles, permissions (perms.py) ----------------------------------------------------------------
+    def is_sysadmin(self) -> bool:
+        u = self.user.lower()
+        return u == self.server.admin_user.lower() or u in self.server.state.get("sysadmin", [])
+
+    def perm_query(self, sql: str, args=()) -> list:
+        c = self.conn.cursor()          # the session's connection and transaction, not its result cursor
+        try:
+            c.execute(sql, args)
+            return c.fetchall() if c.description else []
+        except psycopg2.Error as e:
+            raise pg_error(e)
+        finally:
+            c.close()
+
+    def perms(self) -> PM.Permissions:
+        return PM.Permissions(self.perm_query, self.user, self.is_sysadmin())
+
+    def permission_statement(self, kind: str, m) -> None:
+        p = self.perms()
+        try:
+            if kind == "create_user":
+                if not p.may_administer():
+                    raise PM.PermError(15247, "User does not have permission to perform this action.", 16, 1)
+                stmts = p.create_user(m.group(1), None if m.group(3) else (m.group(2) or m.group(1)),
+                                      self.server.state["logins"])
+            elif kind == "create_role":
+                stmts = p.create_role(m.group(1))
+            elif kind == "drop":
+                stmts = p.drop_principal(m.group(2), bool(m.group(1)))
+            elif kind == "alter_role":
+                stmts = p.role_member(m.group(1), m.group(3), m.group(2).upper() == "ADD")
+            elif kind == "addrolemember":
+                stmts = p.role_member(m.group(2), m.group(3), m.group(1).lower() == "add")
+            elif kind == "permission":
+                stmts = p.permission_statement(m.string)
+            else:
+                stmts = []                                  # ALTER USER: accepted, no effect
+        except PM.PermError as e:
+            raise SqlError(e.number, e.text, e.klass, e.state, abort=False)
+        for sql, args in stmts:
+            self.pg_statement(self.cur.mogrify(sql, args).decode(), discard=True)
+
+    def check_write(self, tr, stmt: str) -> None:
+        perms = {"insert": ["INSERT"], "update": ["UPDATE"], "delete": ["DELETE"]}.get(tr.kind)
+        if tr.kind == "merge":
+            perms = [w for w in ("INSERT", "UPDATE", "DELETE") if re.search(rf"\bTHEN\s+{w}\b", stmt, re.I)]
+        try:
+            self.perms().check_write(self.db, tr.written[0], tr.written[1], perms or [])
+        except PM.PermError as e:
+            raise SqlError(e.number, e.text, e.klass, e.state, abort=False)
+
+    def server_role(self, login: str, add: bool) -> None:
+        if not self.is_sysadmin():
+            raise SqlError(15247, "User does not have permission to perform this action.", 16, 1, abort=False)
+        if login.lower() not in self.server.state["logins"]:
+            raise SqlError(15151, f"Cannot alter the server role 'sysadmin', because it does not exist or you do "
+                                  "not have permission.", 16, 1, abort=False)
+        with self.server.lock:
+            admins = set(self.server.state.setdefault("sysadmin", []))
+            (admins.add if add else admins.discard)(login.lower())
+            self.server.state["sysadmin"] = sorted(admins)
+            self.server.save_state()
 
     def set_read_only(self, name: str, read_only: bool, option: str) -> None:
         """ALTER DATABASE x SET READ_ONLY | READ_WRITE [WITH ROLLBACK IMMEDIATE | NO_WAIT]: other sessions of x
@@ -1036,6 +1109,8 @@ class Session:
                 self.db.lower() in self.server.state.get("read_only", []):
             raise SqlError(3906, f'Failed to update database "{self.db}" because the database is read-only.', 16, 1,
                            abort=False)
+        if tr.written is not None and not self.is_sysadmin():
+            self.check_write(tr, stmt)
         if self.implicit and self.trancount == 0 and tr.kind in ("select", "insert", "update", "delete", "merge", "ddl"):
             self.begin(out)
         self.pg_statement(tr.sql)
@@ -1186,7 +1261,8 @@ class Session:
             elif name == "sp_unprepare":
                 self.prepared.pop(params[0][1], None)
             elif name in ("sp_cdc_enable_db", "sp_cdc_disable_db", "sp_cdc_enable_table", "sp_cdc_disable_table",
-                          "sp_cdc_cleanup_change_table", "sp_cdc_start_job", "sp_cdc_stop_job", "sp_cdc_help_change_data_capture"):
+                          "sp_cdc_cleanup_change_table", "sp_cdc_start_job", "sp_cdc_stop_job", "sp_cdc_help_change_data_capture",
+                          "sp_cdc_scan"):
                 self.run_cdc_proc(name, params, out)
             elif name == "sp_reset_connection":
                 self.reset(False, out)
@@ -1258,6 +1334,15 @@ class Session:
             elif name == "sp_cdc_cleanup_change_table":
                 cdc.cleanup(self.cur, args.get("capture_instance") or positional[0],
                             args.get("low_water_mark"))
+            elif name == "sp_cdc_scan":
+                # one log scan now, up to the last commit (SQL Server's sp_cdc_scan reads the log to its end;
+                # there it fails while the Agent's capture job scans the same database: README.md)
+                conn = self.server.pg_connect(self.db)
+                try:
+                    with conn, conn.cursor() as cur:
+                        cdc.capture_once(cur, 0.0)
+                finally:
+                    conn.close()
             elif name == "sp_cdc_disable_db":
                 with self.server.lock:
                     if self.db.lower() in self.server.state["cdc"]:

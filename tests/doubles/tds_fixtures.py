@@ -64,10 +64,13 @@ class Double:
         self.args = extra_args
 
     def start(self) -> "Double":
+        """Starts the double; again after kill9(): same data, same port."""
         py = install_paths()["python"]
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.ready_file)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [py, os.path.join(HERE, "tds_server.py"), "--port", "0", "--data", self.data,
+                [py, os.path.join(HERE, "tds_server.py"), "--port", str(self.port), "--data", self.data,
                  "--admin-user", self.user, "--admin-password", self.password, "--ready-file", self.ready_file]
                 + self.args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, preexec_fn=_preexec())
@@ -91,6 +94,22 @@ class Double:
                 return f.read()
         except FileNotFoundError:
             return ""
+
+    def kill9(self) -> None:
+        """SIGKILL of the double's process group (its PostgreSQL dies with it); the data stays for start()."""
+        p, self.proc = self.proc, None
+        if p is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait(10)
+        pidfile = os.path.join(self.data, "pg", "postmaster.pid")
+        deadline = time.monotonic() + 10          # PostgreSQL's own processes end once their postmaster is gone
+        while time.monotonic() < deadline and os.path.exists(pidfile):
+            try:
+                os.kill(int(open(pidfile).readline()), 0)
+            except (ProcessLookupError, ValueError, OSError):
+                break
+            time.sleep(0.05)
 
     def stop(self) -> None:
         p, self.proc = self.proc, None

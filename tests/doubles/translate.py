@@ -312,6 +312,7 @@ class Translation:
         self.create: tuple[str, str, list] | None = None   # (schema, table, [(name, SqlType, identity)])
         self.returning = ""
         self.target: tuple[str, str] | None = None     # (schema, table) an INSERT writes to
+        self.written: tuple[str, str] | None = None    # (schema, table) an INSERT/UPDATE/DELETE/MERGE changes
 
 
 _RENAMED_FUNCTIONS = {"DATALENGTH": "octet_length", "NEWSEQUENTIALID": "gen_random_uuid",
@@ -386,6 +387,10 @@ def _translate(bound: str, binder: Binder) -> Translation:
         target = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
         if isinstance(target, exp.Table):
             tr.target = ((target.db or "dbo").lower(), target.name.lower())
+    if isinstance(tree, (exp.Insert, exp.Update, exp.Delete, exp.Merge)):
+        target = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
+        if isinstance(target, exp.Table):
+            tr.written = ((target.db or "dbo").lower(), target.name.lower())
     tree = _rewrite(tree, tr, binder)
     tr.sql = tree.sql(dialect="postgres")          # markers still in: translate() puts the literals in
     return tr

@@ -308,6 +308,8 @@ def test_precheck_names_what_is_missing(tds_daemon, doubles, fresh):
     assert checks["dr_cdc_database"]["status"] == "fail", checks
     assert "sp_cdc_enable_db" in checks["dr_cdc_database"]["fix"]
     assert checks["business_cdc_database"]["status"] == "pass"
+    # what fencing allows: admin_user (sa: sysadmin, so dbo) may DENY; the users a fence denies are named
+    assert checks["business_fence"]["status"] == "pass" and "guest" in checks["business_fence"]["detail"], checks
 
 
 def test_verify_counts_and_chunked_checksums(tds_daemon, doubles, fresh):

@@ -4,7 +4,8 @@ go on on the other side. What users rely on: 0 client errors and every acknowled
 side under an 8-client workload; a transaction that ends within txn_drain_ms moves, one that does not is rolled
 back with 1205 and Switchyard's retry text (its COMMIT then fails, nothing of it anywhere); prepared statements
 work before and after; database and SET options follow the session; a session holding a temp table refuses
-the switch and `--force` closes it naming why.
+the switch and `--force` closes it naming why. The clients log in as an application user (db_datawriter) the
+fence denies on the passive side (fence_passive = on, engine/sqlserver_fence.c) while Switchyard's writer goes on.
 
 Needs the SQL Server synchronization (forward/reverse instance, fence): while the daemon answers a switch with
 not_implemented, every test here is skipped saying so."""
@@ -16,6 +17,7 @@ import itertools
 import json
 import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -27,7 +29,7 @@ from helpers import wait_for, wait_reverse, wait_state
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "doubles"))
 
-from tds_fixtures import running_double  # noqa: E402
+from tds_fixtures import install_paths, running_double  # noqa: E402
 
 pytds = pytest.importorskip("pytds")
 from pytds import tds_base  # noqa: E402
@@ -38,9 +40,14 @@ wait_until = functools.partial(wait_for, timeout=40.0, interval=0.05)
 _counter = itertools.count()
 
 
+APP_USER, APP_PASSWORD = "app", "App-pw-1"     # the application's login: a database user in db_datawriter
+
+
 @pytest.fixture(scope="module")
 def doubles():
     with running_double(cdc_delay=0.2) as business, running_double(cdc_delay=0.2) as dr:
+        for s in (business, dr):
+            execute(s, f"CREATE LOGIN {APP_USER} WITH PASSWORD = '{APP_PASSWORD}'")
         yield business, dr
 
 
@@ -53,9 +60,10 @@ def _double_logs_on_failure(request):
             print(f"--- {name} double log (tail) ---\n" + "\n".join(srv.log().splitlines()[-40:]))
 
 
-def connect(srv, db=None, autocommit=True, port=None, **kw):
-    return pytds.connect(server=srv.host if port is None else "127.0.0.1", port=port or srv.port, user=srv.user,
-                         password=srv.password, database=db, autocommit=autocommit, login_timeout=10, timeout=30,
+def connect(srv, db=None, autocommit=True, port=None, app=False, **kw):
+    user, password = (APP_USER, APP_PASSWORD) if app else (srv.user, srv.password)
+    return pytds.connect(server=srv.host if port is None else "127.0.0.1", port=port or srv.port, user=user,
+                         password=password, database=db, autocommit=autocommit, login_timeout=10, timeout=30,
                          disable_connect_retry=True, **kw)
 
 
@@ -77,6 +85,7 @@ def switchable(daemon, doubles):
     for s in doubles:
         execute(s, f"CREATE DATABASE {db}")
         execute(s, "EXEC sys.sp_cdc_enable_db", db)
+        execute(s, f"CREATE USER {APP_USER} FOR LOGIN {APP_USER}; ALTER ROLE db_datawriter ADD MEMBER {APP_USER}", db)
     execute(business, "CREATE TABLE dbo.load (id nvarchar(40) NOT NULL PRIMARY KEY, t int NOT NULL, u int NOT NULL)",
             db)
     execute(business, "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'load', "
@@ -118,7 +127,7 @@ class Workload:
     def run(self, t):
         try:
             auto = t % 2 == 0
-            c = connect(self.srv, self.db, port=self.port, autocommit=auto)
+            c = connect(self.srv, self.db, port=self.port, autocommit=auto, app=True)
             cur = c.cursor()
             n, mine = 0, []
             while not self.stop.is_set():
@@ -205,6 +214,90 @@ def test_switchover_and_switchback_under_workload(switchable, doubles, capsys):
     with capsys.disabled():
         print("\nsqlserver switch figures:", json.dumps(figures))
     assert not lost, f"acknowledged writes missing on the new side after a switch: {lost}"
+
+
+def test_go_pool_through_switchover_and_switchback(switchable, doubles, tmp_path):
+    """go-mssqldb's database/sql pool (4 connections shared by 8 goroutines: checkout, RESETCONNECTION on
+    reuse, every third write a BeginTx/Commit) as the application's user through the proxy, across a
+    switchover and a switchback: 0 errors, every acknowledged write on the side active at the end."""
+    d, pname, db = switchable
+    business, dr = doubles
+    stop = tmp_path / "stop"
+    dsn = f"sqlserver://{APP_USER}:{APP_PASSWORD}@127.0.0.1:{d.port}?database={db}&encrypt=disable"
+    proc = subprocess.Popen([install_paths()["go_mssql"], "-dsn", dsn, "pool", "-workers", "8", "-pool", "4",
+                             "-think-ms", "150", "-prefix", "g", "-until", str(stop)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+    def written(srv):
+        with connect(srv, db) as c, c.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM dbo.load WHERE id LIKE N'g%'")
+            return cur.fetchone()[0]
+    try:
+        for op, old, new in (("switchover", business, dr), ("switchback", dr, business)):
+            n = written(old)
+            wait_until(lambda: written(old) >= n + 40 or proc.poll() is not None, what=f"the pool writing before {op}")
+            r = d.admin_ok(op, pair=pname)
+            assert r["moved_clients"] >= 4, r
+            n = written(new)
+            wait_until(lambda: written(new) >= n + 40 or proc.poll() is not None, what=f"the pool writing after {op}")
+    finally:
+        stop.touch()
+        outs, errs = proc.communicate(timeout=60)
+    assert proc.returncode == 0, errs + outs
+    res = json.loads(outs)
+    assert res["errors"] == [] and res["conns"] <= 4, res["errors"][:10]
+    with connect(business, db) as c, c.cursor() as cur:
+        cur.execute("SELECT id, u FROM dbo.load WHERE id LIKE N'g%'")
+        rows = dict(cur.fetchall())
+    missing = [k for k in res["acked"] if k not in rows]
+    assert len(res["acked"]) >= 160 and not missing, (len(res["acked"]), missing[:10])
+    n_tx = [k for k in res["acked"] if int(k.split("-")[1]) % 3 == 2]
+    assert all(rows[k] == 1 for k in n_tx), [k for k in n_tx if rows[k] != 1][:10]
+
+
+def app_write(srv, db, key):
+    """An INSERT by the application's user straight to srv: None, or the server's error."""
+    try:
+        with connect(srv, db, app=True) as c, c.cursor() as cur:
+            cur.execute("INSERT INTO dbo.load (id, t, u) VALUES (%s, 9, 0)", (key,))
+        return None
+    except pytds.Error as e:
+        return e
+
+
+def test_passive_side_fenced_writer_spared(switchable, doubles):
+    """fence_passive = on (the default): the passive side denies the application's user INSERT/UPDATE/DELETE with
+    SQL Server's error 229 while Switchyard's writer applies there; a switch moves the fence to the other side;
+    the precheck names the users a fence denies."""
+    d, pname, db = switchable
+    business, dr = doubles
+    denied = f"The INSERT permission was denied on the object 'load', database '{db}', schema 'dbo'."
+    e = wait_until(lambda: app_write(dr, db, "direct-dr"), what="the fence keeper fencing DR")
+    assert e.msg_no == 229 and str(e) == denied, e
+    assert app_write(business, db, "direct-b1") is None
+    with connect(dr, db) as c, c.cursor() as cur:              # the forward writer is not fenced out
+        wait_until(lambda: cur.execute("SELECT COUNT(*) FROM dbo.load WHERE id = N'direct-b1'") or cur.fetchone()[0],
+                   what="direct-b1 applied on fenced DR")
+    checks = {c["name"]: c for c in d.admin("precheck", pair=pname)["result"]["checks"]}
+    for side in ("business", "dr"):
+        assert checks[f"{side}_fence"]["status"] == "pass" and APP_USER in checks[f"{side}_fence"]["detail"], checks
+    d.admin_ok("switchover", pair=pname)
+    e = app_write(business, db, "direct-b2")
+    assert e is not None and e.msg_no == 229 and str(e) == denied, e
+    assert app_write(dr, db, "direct-dr2") is None
+    with connect(business, db) as c, c.cursor() as cur:        # the reverse writer applies on fenced business
+        wait_until(lambda: cur.execute("SELECT COUNT(*) FROM dbo.load WHERE id = N'direct-dr2'") or cur.fetchone()[0],
+                   what="direct-dr2 applied on fenced business")
+    d.admin_ok("switchback", pair=pname)
+    assert app_write(business, db, "direct-b3") is None
+    e = app_write(dr, db, "direct-dr3")
+    assert e is not None and e.msg_no == 229, e
+    with connect(dr, db) as c, c.cursor() as cur:              # the fence is recorded, the app's role untouched
+        cur.execute("SELECT principal FROM switchyard.fence ORDER BY principal")
+        assert cur.fetchall() == [(APP_USER,), ("guest",)]      # guest too: logins without a user enter as guest
+    with connect(business, db) as c, c.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM switchyard.fence")
+        assert cur.fetchone()[0] == 0
 
 
 def test_transaction_ending_within_txn_drain_moves(switchable, doubles):
@@ -386,3 +479,83 @@ def test_temp_table_session_refuses_and_force_closes_it(switchable, doubles):
                 c.close()
             except Exception:  # noqa: BLE001
                 pass
+
+
+def test_failover_kill9_every_ack_on_dr_or_in_the_tail(switchable, doubles, tmp_path):
+    """kill -9 of the business double under 4 pytds writers (the application's user) through the proxy; failover:
+    the writers reconnect and go on on DR; every insert acknowledged to them is on DR or in the exported tail
+    (business's CDC changes the forward instance never collected); resolve-tail makes business equal DR; a
+    switchback works after. Last in this module: it restarts the module's business double."""
+    d, pname, db = switchable
+    business, dr = doubles
+    acked: dict = {}
+    errors: list = []
+    phase = {"now": "before"}
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def writer(t):
+        n, c = 0, None
+        while not stop.is_set():
+            key = f"f{t}-{n}"
+            n += 1
+            try:
+                if c is None:
+                    c = connect(business, db, port=d.port, app=True)
+                with c.cursor() as cur:
+                    cur.execute("INSERT INTO dbo.load (id, t, u) VALUES (%s, %s, 0)", (key, t))
+                with lock:
+                    acked[key] = phase["now"]
+            except Exception as e:  # noqa: BLE001 - expected while business is dead; counted
+                with lock:
+                    errors.append(f"{type(e).__name__}: {e}")
+                try:
+                    c.close()
+                except Exception:  # noqa: BLE001
+                    pass
+                c = None
+                stop.wait(0.1)
+            stop.wait(0.01)
+
+    threads = [threading.Thread(target=writer, args=(t,), daemon=True) for t in range(4)]
+    try:
+        list(map(threading.Thread.start, threads))
+        wait_until(lambda: len(acked) >= 80, what="the writers running")
+        business.kill9()
+        r = d.admin_ok("failover", pair=pname)
+        phase["now"] = "after"
+        assert r["active_side"] == "dr", r
+        wait_until(lambda: sum(1 for v in acked.values() if v == "after") >= 40, what="the writers going on, on DR")
+    finally:
+        stop.set()
+        [th.join(30) for th in threads]  # noqa: expression on purpose: every writer is done before the restart
+        business.start()
+    tail = wait_until(lambda: (d.pair_status(pname).get("tail") or {}).get("state") in ("open", None) and
+                      d.pair_status(pname).get("tail") or {}, what="the tail found")
+    in_tail: set = set()
+    if tail.get("state") == "open":
+        export = tmp_path / "tail.json"
+        res = d.ctl("resolve-tail", pname, "--export", str(export))
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert os.stat(export).st_mode & 0o777 == 0o600
+        detail = json.loads(export.read_text())
+        in_tail = {row["after"]["id"] for t in detail["transactions"] for row in t["rows"] if row.get("after")}
+    with connect(dr, db) as c, c.cursor() as cur:
+        cur.execute("SELECT id FROM dbo.load")
+        on_dr = {x[0] for x in cur.fetchall()}
+    lost = sorted(k for k in acked if k not in on_dr and k not in in_tail)
+    print(f"\nsqlserver failover: {len(acked)} acknowledged ({sum(v == 'after' for v in acked.values())} after), "
+          f"{len(in_tail)} in the tail, {len(errors)} client errors while business was dead")
+    assert not lost, f"acknowledged writes neither on DR nor in the tail: {lost[:20]}"
+
+    def same():
+        got = []
+        for srv in doubles:
+            with connect(srv, db) as c, c.cursor() as cur:
+                cur.execute("SELECT id, t, u FROM dbo.load ORDER BY id")
+                got.append(cur.fetchall())
+        return got[0] == got[1]
+    wait_until(same, what="business equal to DR after resolve-tail")
+    r = d.admin_ok("switchback", pair=pname)
+    assert r["active_side"] == "business", r
+    assert app_write(business, db, "after-switchback") is None

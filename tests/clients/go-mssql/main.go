@@ -3,6 +3,7 @@
 // one JSON object on stdout; a SQL Server error exits 3 with {"error": text, "number": N}.
 //
 //	sy-go-mssql -dsn 'sqlserver://sa:pw@127.0.0.1:PORT?database=master&encrypt=disable' ping|types|tx|prepared|cancel|dupkey|query SQL
+//	sy-go-mssql -dsn URL pool [-workers 8 -pool 4 -prefix g -until FILE]   (pool.go: a pooled workload)
 package main
 
 import (
@@ -82,6 +83,8 @@ func main() {
 		var one int
 		err2 := conn.QueryRowContext(ctx, "SELECT 1").Scan(&one)
 		out(map[string]any{"error": fmt.Sprint(err), "seconds": el, "after": one, "after_error": fmt.Sprint(err2)})
+	case "pool":
+		pool(ctx, db, flag.Args()[1:])
 	case "query":
 		rows, err := db.QueryContext(ctx, flag.Arg(1))
 		must(err)
