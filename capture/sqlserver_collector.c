@@ -34,6 +34,7 @@
 #include "capture/sqlserver_modules.h"
 #include "core/change.h"
 #include "core/collect.h"
+#include "core/grow.h"
 #include "core/instance.h"
 #include "core/log.h"
 #include "engine/sqlserver_cdc.h"
@@ -94,21 +95,6 @@ struct collector {
 static bool stopping(const struct collector *c)
 {
     return __atomic_load_n(c->ctx->stop, __ATOMIC_ACQUIRE) != 0;
-}
-
-static int grow(void **p, size_t *cap, size_t need, size_t size)
-{
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap ? *cap * 2 : 256;
-    while (n < need)
-        n *= 2;
-    void *q = realloc(*p, n * size);
-    if (q == NULL)
-        return -1;
-    *p = q;
-    *cap = n;
-    return 0;
 }
 
 static void tables_free(struct collector *c)
@@ -239,7 +225,7 @@ static int on_time(void *arg, struct sy_tds *t)
     struct txtime x = { .end_ms = crack_ms(t, 2) };
     if (!sy_lsn_from_bytes(p, len, &x.lsn))
         return 0;
-    if (grow((void **)&c->times, &c->cap_times, c->n_times + 1, sizeof *c->times) != 0) {
+    if (sy_grow((void **)&c->times, &c->cap_times, c->n_times + 1, sizeof *c->times, 256) != 0) {
         snprintf(c->err, sizeof c->err, "out of memory");
         return 1;
     }
@@ -299,7 +285,7 @@ static int on_change_row(void *arg, struct sy_tds *t)
         const uint8_t *p = sy_tds_col_bytes(t, 1, &len);
         if (!sy_lsn_from_bytes(p, len, &r.lsn))
             return 0;
-        if (grow((void **)&c->rows, &c->cap_rows, c->n_rows + 1, sizeof *c->rows) != 0)
+        if (sy_grow((void **)&c->rows, &c->cap_rows, c->n_rows + 1, sizeof *c->rows, 256) != 0)
             goto oom;
         c->rows[c->n_rows++] = r;
         return 0;
@@ -320,8 +306,8 @@ static int on_change_row(void *arg, struct sy_tds *t)
     p = sy_tds_col_bytes(t, 2, &len);
     if (p != NULL)
         memcpy(r.seq, p, len < sizeof r.seq ? len : sizeof r.seq);
-    if (grow((void **)&c->rows, &c->cap_rows, c->n_rows + 1, sizeof *c->rows) != 0 ||
-        grow((void **)&c->values, &c->cap_values, c->n_values + tb->n_cols, sizeof *c->values) != 0)
+    if (sy_grow((void **)&c->rows, &c->cap_rows, c->n_rows + 1, sizeof *c->rows, 256) != 0 ||
+        sy_grow((void **)&c->values, &c->cap_values, c->n_values + tb->n_cols, sizeof *c->values, 256) != 0)
         goto oom;
     for (uint32_t i = 0; i < tb->n_cols; i++) {
         struct sy_value *v = &c->values[c->n_values + i];

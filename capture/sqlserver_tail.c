@@ -20,6 +20,7 @@
 
 #include "capture/sqlserver_modules.h"
 #include "core/change.h"
+#include "core/grow.h"
 #include "engine/sqlserver_cdc.h"
 
 #define META_COLS 4 /* __$start_lsn, __$seqval, __$operation, __$update_mask */
@@ -78,20 +79,6 @@ json_t *sy_sqlserver_value_json(const struct sy_value *v)
     }
 }
 
-/* Room for one more element in *v (n used of *cap); false when out of memory. */
-static bool grow(void **v, size_t *cap, size_t n, size_t size)
-{
-    if (n < *cap)
-        return true;
-    size_t c = *cap ? *cap * 2 : 64;
-    void *p = realloc(*v, c * size);
-    if (p == NULL)
-        return false;
-    *v = p;
-    *cap = c;
-    return true;
-}
-
 static int on_row(void *arg, struct sy_tds *t)
 {
     struct read *r = arg;
@@ -103,12 +90,12 @@ static int on_row(void *arg, struct sy_tds *t)
         return 1;
     }
     if (r->echo) {
-        if (!grow((void **)&r->echo_lsns, &r->cap_echo, r->n_echo, sizeof *r->echo_lsns))
+        if (sy_grow((void **)&r->echo_lsns, &r->cap_echo, r->n_echo + 1, sizeof *r->echo_lsns, 64) != 0)
             goto oom;
         r->echo_lsns[r->n_echo++] = lsn;
         return 0;
     }
-    if (!grow((void **)&r->v, &r->cap, r->n, sizeof *r->v))
+    if (sy_grow((void **)&r->v, &r->cap, r->n + 1, sizeof *r->v, 64) != 0)
         goto oom;
     struct entry *e = &r->v[r->n];
     memset(e, 0, sizeof *e);

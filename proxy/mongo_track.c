@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/grow.h"
 #include "proxy/mongo_wire.h"
 
 static int64_t iter_int(const bson_iter_t *it, bool *ok)
@@ -186,24 +187,11 @@ struct sy_mongo_cursor *sy_mongo_cursor_find(struct sy_mongo_track *t, int64_t i
     return NULL;
 }
 
-static int grow(void **arr, size_t *cap, size_t n, size_t elem)
-{
-    if (n < *cap)
-        return 0;
-    size_t nc = *cap ? *cap * 2 : 16;
-    void *p = realloc(*arr, nc * elem);
-    if (p == NULL)
-        return -1;
-    *arr = p;
-    *cap = nc;
-    return 0;
-}
-
 int sy_mongo_cursor_open(struct sy_mongo_track *t, int64_t id, uint32_t session, uint64_t now_ms)
 {
     struct sy_mongo_cursor *c = sy_mongo_cursor_find(t, id);
     if (c == NULL) {
-        if (grow((void **)&t->cursors, &t->cap_cursors, t->n_cursors, sizeof *t->cursors) != 0)
+        if (sy_grow((void **)&t->cursors, &t->cap_cursors, t->n_cursors + 1, sizeof *t->cursors, 16) != 0)
             return -1;
         c = &t->cursors[t->n_cursors++];
     }
@@ -250,7 +238,7 @@ int sy_mongo_txn_begin(struct sy_mongo_track *t, const uint8_t *lsid, int64_t tx
 {
     struct sy_mongo_txn *x = sy_mongo_txn_find(t, lsid);
     if (x == NULL) {
-        if (grow((void **)&t->txns, &t->cap_txns, t->n_txns, sizeof *t->txns) != 0)
+        if (sy_grow((void **)&t->txns, &t->cap_txns, t->n_txns + 1, sizeof *t->txns, 16) != 0)
             return -1;
         x = &t->txns[t->n_txns++];
     }

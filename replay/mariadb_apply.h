@@ -15,6 +15,7 @@
 
 #include "core/change.h"
 #include "core/instance.h"
+#include "core/grow.h"
 
 #define SY_APPLY_MAX_PLANS 1024
 
@@ -64,21 +65,6 @@ struct sy_apply_conn {
     uint64_t conflicts_overwritten;
     char err[1024];                   /* why the last call failed */
 };
-
-/* Room for element n of a growable array *arr (capacity *cap, doubling from `first`): 0, or -1
- * out of memory (array unchanged). */
-static inline int sy_apply_grow(void **arr, size_t *cap, size_t n, size_t elem, size_t first)
-{
-    if (n < *cap)
-        return 0;
-    size_t ncap = *cap ? *cap * 2 : first;
-    void *np = realloc(*arr, ncap * elem);
-    if (np == NULL)
-        return -1;
-    *arr = np;
-    *cap = ncap;
-    return 0;
-}
 
 /* Return codes of the apply calls: 0 ok, -1 transient (reconnect), -2 hard (err), -4 conflict (err
  * names table, key, source transaction and spool seq). */

@@ -255,7 +255,7 @@ static int plan_no(struct batch *b, const struct sy_apply_plan *p, uint32_t *out
             *out = (uint32_t)i;
             return 0;
         }
-    if (sy_apply_grow((void **)&b->plans, &b->cap_plans, b->n_plans, sizeof *b->plans, 16) != 0)
+    if (sy_grow((void **)&b->plans, &b->cap_plans, b->n_plans + 1, sizeof *b->plans, 16) != 0)
         return -1;
     *out = (uint32_t)b->n_plans;
     b->plans[b->n_plans++] = p;
@@ -411,7 +411,7 @@ static int render_chained(struct batch *b, const struct sy_apply_table *t, uint3
             o = c; /* else: another key with the same hash; the newer one takes the slot */
     }
     if (o == NULL) {
-        if (sy_apply_grow((void **)&b->ops, &b->cap_ops, b->n_ops, sizeof *b->ops, 256) != 0)
+        if (sy_grow((void **)&b->ops, &b->cap_ops, b->n_ops + 1, sizeof *b->ops, 256) != 0)
             return -3;
         o = &b->ops[b->n_ops];
         memset(o, 0, sizeof *o);
@@ -466,7 +466,7 @@ static int render_row(struct batch *b, const struct sy_change_row *r)
         return -3;
     if (chainable(t, r))
         return render_chained(b, t, plan, r);
-    if (sy_apply_grow((void **)&b->ops, &b->cap_ops, b->n_ops, sizeof *b->ops, 256) != 0)
+    if (sy_grow((void **)&b->ops, &b->cap_ops, b->n_ops + 1, sizeof *b->ops, 256) != 0)
         return -3;
     struct op *o = &b->ops[b->n_ops];
     memset(o, 0, sizeof *o);

@@ -386,7 +386,7 @@ int sy_apply_table(struct sy_apply_conn *w, const struct sy_change_table *t)
     int rc = plan_load(w, db, table, &p);
     if (rc != 0)
         return rc;
-    if (sy_apply_grow((void **)&w->tt, &w->cap_tt, w->n_tt, sizeof *w->tt, 16) != 0)
+    if (sy_grow((void **)&w->tt, &w->cap_tt, w->n_tt + 1, sizeof *w->tt, 16) != 0)
         return -2;
     struct sy_apply_table *tt = &w->tt[w->n_tt];
     tt->table_id = t->table_id;

@@ -185,7 +185,7 @@ static void txn_free(struct sy_apply_txn *tx)
 
 static int txn_add_rec(struct sy_apply_txn *tx, uint64_t seq, const uint8_t *p, size_t len)
 {
-    if (sy_apply_grow((void **)&tx->recs, &tx->cap_recs, tx->n_recs, sizeof *tx->recs, 8) != 0)
+    if (sy_grow((void **)&tx->recs, &tx->cap_recs, tx->n_recs + 1, sizeof *tx->recs, 8) != 0)
         return -1;
     if (tx->cap - tx->len < len) {
         size_t cap = tx->cap ? tx->cap : 512;
@@ -208,7 +208,7 @@ static int txn_add_key(struct sy_apply_txn *tx, uint64_t key)
     for (size_t i = tx->n_keys; i > 0 && i + 8 > tx->n_keys; i--) /* cheap dedup of the recent ones */
         if (tx->keys[i - 1] == key)
             return 0;
-    if (sy_apply_grow((void **)&tx->keys, &tx->cap_keys, tx->n_keys, sizeof *tx->keys, 8) != 0)
+    if (sy_grow((void **)&tx->keys, &tx->cap_keys, tx->n_keys + 1, sizeof *tx->keys, 8) != 0)
         return -1;
     tx->keys[tx->n_keys++] = key;
     return 0;
@@ -561,7 +561,7 @@ static void publish(struct writer *w)
 
 static int gc_add(struct writer *w, uint64_t seq)
 {
-    if (sy_apply_grow((void **)&w->gc, &w->cap_gc, w->n_gc, sizeof *w->gc, 1024) != 0)
+    if (sy_grow((void **)&w->gc, &w->cap_gc, w->n_gc + 1, sizeof *w->gc, 1024) != 0)
         return -1;
     w->gc[w->n_gc++] = seq;
     return 0;

@@ -30,6 +30,7 @@
 #include "core/change.h"
 #include "core/collect.h"
 #include "core/failpoint.h"
+#include "core/grow.h"
 #include "core/instance.h"
 #include "core/log.h"
 #include "core/spool.h"
@@ -148,27 +149,12 @@ static void batch_free(struct batch *b)
     free(b->ns);
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t size)
-{
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap ? *cap * 2 : 64;
-    while (n < need)
-        n *= 2;
-    void *q = realloc(*p, n * size);
-    if (q == NULL)
-        return -1;
-    *p = q;
-    *cap = n;
-    return 0;
-}
-
 static long ns_index(struct batch *b, const char *ns)
 {
     for (size_t i = 0; i < b->n_ns; i++)
         if (strcmp(b->ns[i], ns) == 0)
             return (long)i;
-    if (grow((void **)&b->ns, &b->cap_ns, b->n_ns + 1, sizeof *b->ns) != 0 || (b->ns[b->n_ns] = strdup(ns)) == NULL)
+    if (sy_grow((void **)&b->ns, &b->cap_ns, b->n_ns + 1, sizeof *b->ns, 64) != 0 || (b->ns[b->n_ns] = strdup(ns)) == NULL)
         return -1;
     return (long)b->n_ns++;
 }
@@ -200,7 +186,7 @@ static bool add_row(struct writer *w, const struct sy_change_row *r, uint64_t se
         ok = doc_value(&r->after[1], &op.doc);
         op.patch = r->after[1].type == SY_VAL_PATCH;
     }
-    if (!ok || grow((void **)&w->b.ops, &w->b.cap, w->b.n + 1, sizeof *w->b.ops) != 0) {
+    if (!ok || sy_grow((void **)&w->b.ops, &w->b.cap, w->b.n + 1, sizeof *w->b.ops, 64) != 0) {
         if (op.id)
             bson_destroy(op.id);
         if (op.doc)
