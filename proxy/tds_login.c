@@ -357,6 +357,14 @@ static void client_login7(struct sy_tds_session *s, struct evbuffer *in)
                      "authentication is not supported).", "integrated (SSPI) login refused");
         goto out;
     }
+    if (l.str[SY_L7_CHANGEPASSWORD].len > 0) {
+        /* relayed, it would change the password on one server only (logins are not synchronized), and the
+         * session could not log in on the other side after a switch */
+        refuse_login(s, 18456, "Login failed: switchyard does not relay a password change at login; change the "
+                     "password on both servers (ALTER LOGIN ... WITH PASSWORD) and log in with the new one.",
+                     "a password change at login refused");
+        goto out;
+    }
     if (l.feature_ext.len > 0 && l.feature_ext.p[0] == SY_TDS_FEATURE_FEDAUTH) {
         refuse_login(s, 18456, "Login failed: switchyard relays SQL Server authentication only (federated "
                      "authentication is not supported).", "federated login refused");
@@ -461,8 +469,9 @@ void sy_tds_login_client_input(struct sy_tds_session *s, struct evbuffer *in)
         client_prelogin(s, in);
     else if (s->state == TS_TLS)
         client_tls_handshake(s, in);
-    else if (s->state == TS_LOGIN7 && s->backend_prelogin)
-        client_login7(s, in);   /* else it waits for the server's PRELOGIN answer (a login pointed anew) */
+    else if (s->state == TS_LOGIN7 && s->backend_prelogin && !s->px->pair->held)
+        client_login7(s, in);   /* else it waits: for the server's PRELOGIN answer (a login pointed anew), or
+                                   for the hold's end (a switch may point it at the other side meanwhile) */
 }
 
 void sy_tds_login_server_input(struct sy_tds_session *s, struct evbuffer *in)

@@ -890,6 +890,11 @@ void sy_tds_session_login_repoint(struct sy_tds_session *s)
 
 static void session_resume(struct sy_tds_session *s)
 {
+    if (s->state == TS_LOGIN7) {                   /* its LOGIN7 waited for the hold's end */
+        process_client(s);
+        session_flush(s);
+        return;
+    }
     if (s->state != TS_HELD)
         return;
     set_state(s, TS_IDLE);

@@ -129,13 +129,19 @@ def split_batch(sql: str) -> list[str]:
     return [part for s in out if s.strip() for part in _split_after_tran_control(s.strip())]
 
 
-# COMMIT/ROLLBACK [TRAN|TRANSACTION|WORK] (or IF @@TRANCOUNT > 0 ... of them) and SET <option> ON|OFF end
-# where a statement keyword follows on the same line: a keyword is never a transaction name or an option.
-# mssql-jdbc's setAutoCommit(true) sends "set implicit_transactions off IF @@TRANCOUNT > 0 COMMIT TRAN " as one line.
+# COMMIT/ROLLBACK [TRAN|TRANSACTION|WORK [name]] (or IF @@TRANCOUNT > 0 ... of them), SET <option>[, ...] ON|OFF,
+# SET IDENTITY_INSERT <table> ON|OFF and SET TRANSACTION ISOLATION LEVEL <level> end where a statement keyword
+# follows on the same line: a keyword is never a transaction name, an option or a level (WITH after COMMIT is
+# its DELAYED_DURABILITY clause). mssql-jdbc's setAutoCommit(true) sends
+# "set implicit_transactions off IF @@TRANCOUNT > 0 COMMIT TRAN " as one line.
+_KEYWORD_AHEAD = r"(?=(?!WITH\b)" + _STMT_START.pattern + r")"
 _TRAN_CONTROL_THEN = re.compile(
-    r"^((?:IF\s+@@TRANCOUNT\s*>\s*0\s+)?(?:COMMIT|ROLLBACK)(?:\s+(?:TRAN|TRANSACTION|WORK))?|"
-    r"SET\s+\w+(?:\s*,\s*\w+)*\s+(?:ON|OFF))\s+(?=" +
-    _STMT_START.pattern + r")(.*)$", re.I | re.S)
+    r"^((?:IF\s+@@TRANCOUNT\s*>\s*0\s+)?(?:COMMIT|ROLLBACK)"
+    r"(?:\s+(?:TRAN|TRANSACTION|WORK)(?:\s+(?!" + _STMT_START.pattern + r")[\w@#]+)?)?"
+    r"|SET\s+IDENTITY_INSERT\s+[\w.\[\]\"#]+\s+(?:ON|OFF)"
+    r"|SET\s+TRANSACTION\s+ISOLATION\s+LEVEL\s+(?:READ\s+UNCOMMITTED|READ\s+COMMITTED|REPEATABLE\s+READ|SNAPSHOT"
+    r"|SERIALIZABLE)"
+    r"|SET\s+\w+(?:\s*,\s*\w+)*\s+(?:ON|OFF))\s+" + _KEYWORD_AHEAD + r"(.*)$", re.I | re.S)
 
 
 def _split_after_tran_control(stmt: str) -> list[str]:

@@ -700,3 +700,32 @@ def test_cdc_lsn_follows_commit_order_not_begin_order(dbl):
             time.sleep(0.1)
         assert [r[1] for r in rows] == [2, 1, 3]
         assert rows[0][0] < rows[1][0] == rows[2][0]
+
+
+# Statements SQL Server's parser ends without a ';' on the same line (real clients send such batches:
+# mssql-jdbc's setAutoCommit(true) is "set implicit_transactions off IF @@TRANCOUNT > 0 COMMIT TRAN ").
+SPLITS = {
+    "set implicit_transactions off IF @@TRANCOUNT > 0 COMMIT TRAN ":
+        ["set implicit_transactions off", "IF @@TRANCOUNT > 0 COMMIT TRAN"],
+    "IF @@TRANCOUNT > 0 COMMIT TRAN set implicit_transactions off ":
+        ["IF @@TRANCOUNT > 0 COMMIT TRAN", "set implicit_transactions off"],
+    "COMMIT TRAN WITH (DELAYED_DURABILITY = ON)": ["COMMIT TRAN WITH (DELAYED_DURABILITY = ON)"],
+    "SET IDENTITY_INSERT dbo.t ON INSERT INTO dbo.t VALUES (1)": ["SET IDENTITY_INSERT dbo.t ON",
+                                                                  "INSERT INTO dbo.t VALUES (1)"],
+    "SET TRANSACTION ISOLATION LEVEL READ COMMITTED SELECT 1": ["SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                                                                "SELECT 1"],
+    "COMMIT TRAN t1 SELECT 1": ["COMMIT TRAN t1", "SELECT 1"],
+    "COMMIT TRAN t1": ["COMMIT TRAN t1"],
+    "SET ANSI_NULLS, QUOTED_IDENTIFIER ON SELECT 1": ["SET ANSI_NULLS, QUOTED_IDENTIFIER ON", "SELECT 1"],
+    "UPDATE t SET a = 1": ["UPDATE t SET a = 1"],
+    "INSERT INTO t VALUES ('commit tran set x')": ["INSERT INTO t VALUES ('commit tran set x')"],
+}
+
+
+def test_batches_split_where_sql_server_ends_a_statement():
+    code = ("import json, sys; from translate import split_batch; "
+            "print(json.dumps({q: split_batch(q) for q in json.load(sys.stdin)}))")
+    r = subprocess.run([install_paths()["python"], "-c", code], input=json.dumps(list(SPLITS)), text=True,
+                       capture_output=True, timeout=60, cwd=os.path.join(os.path.dirname(HERE), "doubles"))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == SPLITS

@@ -431,8 +431,8 @@ def test_attention_sent_during_a_hold_cancels_after_release(tds_daemon, doubles)
         assert s["attentions"] == before + 1 and s["state"] == "IDLE", s
 
 
-def go(t: Target, *args, password=None):
-    dsn = f"sqlserver://{t.user}:{password or t.password}@{t.host}:{t.port}?database=master&encrypt=disable"
+def go(t: Target, *args, password=None, dsn_extra=""):
+    dsn = f"sqlserver://{t.user}:{password or t.password}@{t.host}:{t.port}?database=master&encrypt=disable{dsn_extra}"
     r = subprocess.run([install_paths()["go_mssql"], "-dsn", dsn, *args], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip(), r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -453,6 +453,10 @@ def test_go_mssqldb_same_results_through_proxy(tds_daemon, doubles):
     assert r["error"] == "context canceled" and r["seconds"] < 3 and r["after"] == 1 and r["after_error"] == "<nil>"
     r = go(via, "ping", password=BAD_PW)
     assert r["number"] == 18456 and r["error"].endswith(f"Login failed for user '{b.user}'.")
+    # a password change at login would change it on one server only: refused, saying so
+    r = go(via, "ping", dsn_extra="&change+password=N3w-passw0rd")
+    assert r["number"] == 18456 and "does not relay a password change at login" in r["error"], r
+    assert "N3w-passw0rd" not in d.log()
 
 
 # --- malformed TDS ---------------------------------------------------------------------------------------------

@@ -347,6 +347,52 @@ def test_transaction_past_txn_drain_is_rolled_back_with_1205(switchable, doubles
         assert cur.fetchone()[0] == 1
 
 
+class Login7Gate:
+    """A TCP relay in front of the proxy that keeps the client's LOGIN7 packets until open() is called: a
+    client whose PRELOGIN was answered before a hold sends its LOGIN7 during it."""
+
+    def __init__(self, port):
+        import socket
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(4)
+        self.port, self.target, self.gate = self.lsock.getsockname()[1], port, threading.Event()
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def open(self):
+        self.gate.set()
+
+    def accept(self):
+        import socket
+        c, _ = self.lsock.accept()
+        srv = socket.create_connection(("127.0.0.1", self.target))
+        threading.Thread(target=self.pipe, args=(c, srv, True), daemon=True).start()
+        threading.Thread(target=self.pipe, args=(srv, c, False), daemon=True).start()
+
+    def pipe(self, src, dst, gated):
+        buf = b""
+        try:
+            while data := src.recv(65536):
+                if not gated:
+                    dst.sendall(data)
+                    continue
+                buf += data
+                while len(buf) >= 8 and len(buf) >= int.from_bytes(buf[2:4], "big"):
+                    n = int.from_bytes(buf[2:4], "big")
+                    pkt, buf = buf[:n], buf[n:]
+                    if pkt[0] == 0x10:                                  # LOGIN7
+                        self.gate.wait(30)
+                    dst.sendall(pkt)
+        except OSError:
+            pass
+        import socket
+        for sock in (src, dst):                                         # one side ended: so does the other
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
 def test_logins_during_a_hold_and_a_switch_land_on_the_active_side(switchable, doubles):
     """A client that connects while the pair is held logs in when the hold ends, on the side then active; a
     connection still in its login (here one that sent nothing yet) neither delays nor fails a switch and logs
@@ -364,6 +410,19 @@ def test_logins_during_a_hold_and_a_switch_land_on_the_active_side(switchable, d
     d.admin_ok("release", pair=pname)
     th.join(20)
     with got["c"] as c, c.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM dbo.load")
+    # a LOGIN7 that arrives during a hold waits for its end (a switch could point it at the other side)
+    gate = Login7Gate(d.port)
+    th = threading.Thread(target=lambda: got.update(g=connect(business, db, port=gate.port)))
+    th.start()
+    wait_until(lambda: [c["state"] for c in sessions(d, pname)] == ["LOGIN7"], what="PRELOGIN answered")
+    d.admin_ok("hold", pair=pname)
+    gate.open()
+    time.sleep(0.5)
+    assert [c["state"] for c in sessions(d, pname)] == ["LOGIN7"], "a LOGIN7 went to a server during the hold"
+    d.admin_ok("release", pair=pname)
+    th.join(20)
+    with got["g"] as c, c.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM dbo.load")
     silent = socket.create_connection(("127.0.0.1", d.port))    # accepted, its PRELOGIN not sent yet
     errors, acked, stop = [], [], threading.Event()
