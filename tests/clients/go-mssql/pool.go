@@ -29,7 +29,8 @@ func pool(ctx context.Context, db *sql.DB, args []string) {
 	db.SetMaxOpenConns(*size)
 	db.SetMaxIdleConns(*size)
 	db.SetConnMaxLifetime(0)
-	// open the whole pool first: a login in the middle of a switch would make it refuse ("logging in")
+	// open the whole pool first, so every connection is a logged-in session the switch moves (a login during a
+	// switch waits for the hold and lands on the new side: tested in test_tds_switch.py)
 	var held []*sql.Conn
 	for i := 0; i < *size; i++ {
 		c, err := db.Conn(ctx)
