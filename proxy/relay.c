@@ -18,12 +18,14 @@ bool sy_relay_is_plain(struct bufferevent *bev)
     return bufferevent_get_underlying(bev) == NULL;
 }
 
-/* One write of out to fd: send() when the bytes are one piece (the usual OLTP reply or request: no iovec
- * to build or copy in), libevent's writev otherwise. What was taken is drained. */
+/* One write of out to fd: send() when the bytes are one piece (a request, a reply read in one go; no iovec
+ * to build or copy in), libevent's writev otherwise (one syscall for every piece: rows moved from the
+ * server's input plus an OK or EOF the proxy wrote itself). What was taken is drained. */
 static int write_out(struct evbuffer *out, evutil_socket_t fd)
 {
     struct evbuffer_iovec v;
-    if (evbuffer_peek(out, -1, NULL, &v, 1) != 1)
+    /* with a negative length evbuffer_peek stops when v is full: compare sizes, not its count */
+    if (evbuffer_peek(out, -1, NULL, &v, 1) < 1 || v.iov_len < evbuffer_get_length(out))
         return evbuffer_write(out, fd);
     ssize_t n = send(fd, v.iov_base, v.iov_len, MSG_NOSIGNAL);
     if (n > 0)
