@@ -83,7 +83,7 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (ROOT, Interrupted, interrupt_on_term_signals, on_crash, on_interrupt,  # noqa: E402
+from common import (ROOT, Interrupted, cpu_s, interrupt_on_term_signals, on_crash, on_interrupt,  # noqa: E402
                     remove_work_dir, report_problems, spawn, stop, stop_all_children, switchyard_log_summary,
                     tail, tool_version, write_report)
 import proxy_bench as pb  # noqa: E402
@@ -445,16 +445,6 @@ def group_commits(conn) -> tuple:
         cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('Binlog_commits', 'Binlog_group_commits')")
         d = {k: int(v) for k, v in cur.fetchall()}
     return d.get("Binlog_commits", 0), d.get("Binlog_group_commits", 0)
-
-
-def cpu_s(pid: int | None) -> float:
-    """utime + stime of pid (all its threads) in seconds; 0 when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, TypeError):
-        return 0.0
 
 
 def verify(name: str, business_sums: dict, dest, business, problems: list, where: str) -> dict:

@@ -121,6 +121,16 @@ def admin_request(sock, cmd: str, timeout: float = 10, **args) -> dict:
     return json.loads(buf)
 
 
+def cpu_s(pid: int | None) -> float:
+    """utime + stime of pid (all its threads) in seconds; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, TypeError):
+        return 0.0
+
+
 def rotated(items: tuple, rep: int) -> list:
     """(index in the rep, item) in rep's order: items rotated by rep, so each runs first once in len(items)
     reps (interleaved repetitions; TESTING.md "Benchmarks")."""

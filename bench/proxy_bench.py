@@ -45,7 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-from common import (ROOT, Interrupted, interrupt_on_term_signals, on_crash, on_interrupt, raise_nofile,
+from common import (ROOT, Interrupted, cpu_s, interrupt_on_term_signals, on_crash, on_interrupt, raise_nofile,
                     remove_work_dir, report_problems, rotated, spawn, stop, stop_all_children, switchyard_log_summary,
                     tail, tool_version, write_report)
 import sandbox  # common put scripts/ on sys.path
@@ -303,10 +303,14 @@ def sb_cmd(workload: str, port: int, *extra) -> list:
             f"--tables={SB_TABLES}", f"--table-size={SB_TABLE_SIZE}", *extra]
 
 
-def run_sysbench(workload: str, port: int, secs: int, threads: int, work: Path, label: str) -> dict:
+def run_sysbench(workload: str, port: int, secs: int, threads: int, work: Path, label: str,
+                 proxy_pid: int | None = None) -> dict:
+    """One sysbench run; with proxy_pid also the proxy's CPU seconds over it (utime + stime, 10 ms ticks) and
+    per query (the single loop's cost of a query, for the scaling projection in docs/architecture.md)."""
     cmd = sb_cmd(workload, port, f"--threads={threads}", f"--time={secs}", "--events=0", "--report-interval=0",
                  "--histogram=on", "--percentile=95", "run")
     outp = work / f"sb-{label}.out"
+    cpu0 = cpu_s(proxy_pid) if proxy_pid else None
     t0 = time.monotonic()
     with open(outp, "wb") as out:
         p = spawn(cmd, stdout=out, stderr=subprocess.STDOUT)
@@ -321,6 +325,10 @@ def run_sysbench(workload: str, port: int, secs: int, threads: int, work: Path, 
     r = parse_sysbench(text)
     r["rc"] = p.returncode
     r["wall_s"] = round(time.monotonic() - t0, 2)
+    if proxy_pid:
+        r["proxy_cpu_s"] = round(cpu_s(proxy_pid) - cpu0, 2)
+        q = r.get("queries")
+        r["proxy_us_per_query"] = round(r["proxy_cpu_s"] / q * 1e6, 1) if q else None
     r["failed"] = bool(timed_out or p.returncode != 0 or r["tps"] is None)
     if timed_out:
         r["failure"] = f"sysbench still running {secs + 120} s after start: killed"
@@ -457,7 +465,7 @@ def summarize(results: dict) -> dict:
     summary = {}
     for wl, by_target in results.items():
         m = {t: {"tps": med(runs, "tps"), "qps": med(runs, "qps"), "p95_ms": med(runs, "p95_ms"),
-                 "p99_ms": med(runs, "p99_ms"),
+                 "p99_ms": med(runs, "p99_ms"), "proxy_us_per_query": med(runs, "proxy_us_per_query"),
                  "errors": sum((r.get("errors") or 0) for r in runs),
                  "reconnects": sum((r.get("reconnects") or 0) for r in runs),
                  "failed_runs": sum(1 for r in runs if r["failed"]), "runs": len(runs)}
@@ -474,7 +482,8 @@ def print_tables(results: dict, summary: dict, args) -> None:
     for wl, m in summary.items():
         print(f"\n== {wl}: {args.threads} threads, {args.reps} reps x {args.time} s, interleaved; medians ==")
         hdr = (f"{'target':<11} {'TPS':>9} {'QPS':>10} {'p95 ms':>7} {'p99 ms':>7} {'TPS/direct':>10} "
-               f"{'TPS/HAProxy':>11} {'p99/HAProxy':>11} {'errors':>6} {'reconn':>6} {'failed':>6}")
+               f"{'TPS/HAProxy':>11} {'p99/HAProxy':>11} {'cpu us/q':>8} {'errors':>6} {'reconn':>6} "
+               f"{'failed':>6}")
         print(hdr)
         print("-" * len(hdr))
         for t in TARGETS:
@@ -483,8 +492,11 @@ def print_tables(results: dict, summary: dict, args) -> None:
             x = m[t]
             print(f"{t:<11} {f(x['tps'], '{:.1f}'):>9} {f(x['qps'], '{:.1f}'):>10} {f(x['p95_ms'], '{:.3f}'):>7} "
                   f"{f(x['p99_ms'], '{:.3f}'):>7} {f(x['tps_vs_direct']):>10} {f(x['tps_vs_haproxy']):>11} "
-                  f"{f(x['p99_vs_haproxy']):>11} {x['errors']:>6} {x['reconnects']:>6} "
+                  f"{f(x['p99_vs_haproxy']):>11} {f(x['proxy_us_per_query'], '{:.1f}'):>8} {x['errors']:>6} "
+                  f"{x['reconnects']:>6} "
                   f"{x['failed_runs']:>3}/{x['runs']}")
+        print("  cpu us/q = the proxy process's CPU (user + sys, all threads) per query (10 ms ticks: a 20 s "
+              "run\n  resolves it to well under 1 %)")
         print("  errors = sysbench's ignored errors (deadlock 1213, lock wait timeout 1205, 1020: retried by "
               "sysbench, inherent to\n  oltp_read_write); failed = runs that stopped on another error")
         print("  per rep (raw; 'sb p95' = sysbench's own 95th percentile, a cross-check of the histogram one):")
@@ -643,7 +655,8 @@ def main() -> int:
                 for rep in range(args.reps):
                     for i, t in rotated(TARGETS, rep):
                         check_alive()
-                        res = run_sysbench(wl, ports[t], args.time, args.threads, work, f"{wl}-{rep}-{t}")
+                        res = run_sysbench(wl, ports[t], args.time, args.threads, work, f"{wl}-{rep}-{t}",
+                                           pids.get(t))
                         res.update(rep=rep, order=i)
                         results[wl][t].append(res)
                         print(f"   rep {rep + 1}/{args.reps} {t:<11} TPS {f(res['tps'], '{:.1f}'):>9}  "

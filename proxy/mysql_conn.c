@@ -19,19 +19,26 @@
 #include <openssl/rand.h>
 
 #include "core/log.h"
+#include "proxy/relay.h"
 
 #define CONN_TIMEOUT_S 10            /* connect, login and internal queries */
 #define CONN_MAX_PACKET (64u << 20)  /* internal reads never need more */
+#define CONN_ERR_MAX 600             /* an ERR packet of ours (message up to 512 bytes) */
 
 enum conn_state { CS_CONNECTING, CS_GREETING, CS_AUTH, CS_IDLE, CS_QUERY, CS_FAILED };
 
 struct sy_mysql_conn {
     struct event_base *base;          /* ref */
     struct bufferevent *bev;          /* owned */
+    struct sy_relay_reader rd;        /* reads bev while a session relays (sy_mysql_conn_relay_start);
+                                         detached while this file drives bev (login, internal queries: those
+                                         need bev's read timeout) */
     enum conn_state state;
-    char label[128];                  /* "orders C-42 backend business 127.0.0.1:3306" */
-    struct sy_endpoint ep;            /* where we connect */
-    struct sy_mysql_login login;      /* owned copy: stage1 and attrs wiped/freed with the conn */
+    char *label;                      /* owned: "orders C-42 backend business 127.0.0.1:3306" */
+    char *host;                       /* owned: the endpoint we connect to (for its errors) ... */
+    uint16_t port;                    /* ... and its port */
+    struct sy_mysql_login *login;     /* owned copy while logging in (login_cb set): stage1 wiped and attrs
+                                         freed when the login ends (an idle connection keeps neither) */
     struct sy_mysql_greeting greeting;/* the server's */
     uint64_t caps;                    /* negotiated */
     uint8_t seq;                      /* last sequence id seen or sent */
@@ -41,10 +48,11 @@ struct sy_mysql_conn {
     sy_mysql_query_cb query_cb;       /* set while a query runs */
     void *arg;
     struct sy_mysql_resp resp;        /* tracker of the internal query's response */
-    struct sy_mysql_result result;    /* rows being collected */
+    struct sy_mysql_result *result;   /* owned while an internal query runs (query_cb set): rows being
+                                         collected; NULL otherwise */
     size_t rows_cap;
-    struct event *later;              /* owned: reports a failure outside of open() */
-    uint8_t pending_err[600];         /* the failure `later` reports */
+    struct event *later;              /* owned, made only when open() fails: reports it from the loop */
+    uint8_t *pending_err;             /* owned: the failure `later` reports */
     size_t pending_err_len;
 };
 
@@ -86,17 +94,33 @@ const char *sy_mysql_conn_local_ip(const struct sy_mysql_conn *c)
     return c->local_ip;
 }
 
+static void login_free(struct sy_mysql_conn *c)
+{
+    if (c->login == NULL)
+        return;
+    OPENSSL_cleanse(c->login->stage1, sizeof c->login->stage1);
+    free(c->login->attrs);
+    free(c->login);
+    c->login = NULL;
+}
+
 void sy_mysql_conn_free(struct sy_mysql_conn *c)
 {
     if (c == NULL)
         return;
+    sy_relay_reader_fini(&c->rd); /* before the bev: its socket closes with it */
     if (c->bev)
         bufferevent_free(c->bev);
     if (c->later)
         event_free(c->later);
-    sy_mysql_result_clear(&c->result);
-    OPENSSL_cleanse(c->login.stage1, sizeof c->login.stage1);
-    free(c->login.attrs);
+    if (c->result) {
+        sy_mysql_result_clear(c->result);
+        free(c->result);
+    }
+    login_free(c);
+    free(c->pending_err);
+    free(c->label);
+    free(c->host);
     free(c);
 }
 
@@ -105,6 +129,7 @@ static void login_done(struct sy_mysql_conn *c, const uint8_t *err, size_t err_l
 {
     sy_mysql_login_cb cb = c->login_cb;
     c->login_cb = NULL;
+    login_free(c); /* the secret is not kept past the login */
     if (err != NULL)
         c->state = CS_FAILED;
     else
@@ -118,10 +143,11 @@ static void query_done(struct sy_mysql_conn *c)
     sy_mysql_query_cb cb = c->query_cb;
     c->query_cb = NULL;
     if (c->state == CS_QUERY)
-        c->state = c->result.ok || c->result.err_code < 2000 ? CS_IDLE : CS_FAILED;
+        c->state = c->result->ok || c->result->err_code < 2000 ? CS_IDLE : CS_FAILED;
     bufferevent_set_timeouts(c->bev, NULL, NULL);
-    struct sy_mysql_result res = c->result;
-    memset(&c->result, 0, sizeof c->result);
+    struct sy_mysql_result res = *c->result;
+    free(c->result);
+    c->result = NULL;
     c->rows_cap = 0;
     if (cb)
         cb(c, &res, c->arg);
@@ -135,21 +161,21 @@ static void conn_fail(struct sy_mysql_conn *c, uint16_t code, const char *what)
     size_t len;
     if (code == 2003)
         len = sy_mysql_conn_make_err(err, sizeof err, code, "HY000", "Can't connect to server on '%s:%u' (%s)",
-                                     c->ep.host, c->ep.port, what);
+                                     c->host, c->port, what);
     else
         len = sy_mysql_conn_make_err(err, sizeof err, code, "HY000", "Lost connection to server at '%s:%u' (%s)",
-                                     c->ep.host, c->ep.port, what);
+                                     c->host, c->port, what);
     sy_log_warn("%s: %s", c->label, what);
     if (c->login_cb) {
         login_done(c, err, len);
     } else if (c->query_cb) {
         c->state = CS_FAILED;
-        sy_mysql_result_clear(&c->result);
-        c->result.ok = false;
-        c->result.err_code = code;
-        snprintf(c->result.err_state, sizeof c->result.err_state, "HY000");
-        snprintf(c->result.err_msg, sizeof c->result.err_msg, "Lost connection to server at '%s:%u' (%s)",
-                 c->ep.host, c->ep.port, what);
+        sy_mysql_result_clear(c->result);
+        c->result->ok = false;
+        c->result->err_code = code;
+        snprintf(c->result->err_state, sizeof c->result->err_state, "HY000");
+        snprintf(c->result->err_msg, sizeof c->result->err_msg, "Lost connection to server at '%s:%u' (%s)",
+                 c->host, c->port, what);
         query_done(c);
     } else {
         c->state = CS_FAILED;
@@ -168,9 +194,9 @@ static void send_packet(struct sy_mysql_conn *c, const uint8_t *payload, size_t 
 static void send_auth_response(struct sy_mysql_conn *c, const uint8_t *salt, size_t salt_len, uint8_t *out,
                                size_t *out_len)
 {
-    switch (c->login.auth) {
+    switch (c->login->auth) {
     case SY_LOGIN_STAGE1:
-        sy_mysql_native_scramble(c->login.stage1, salt, salt_len, out);
+        sy_mysql_native_scramble(c->login->stage1, salt, salt_len, out);
         *out_len = SY_SHA1_LEN;
         break;
     case SY_LOGIN_BOGUS:
@@ -195,7 +221,7 @@ static bool on_greeting(struct sy_mysql_conn *c, const uint8_t *p, size_t n)
         return true;
     }
     struct sy_mysql_hsresp *h = calloc(1, sizeof *h);
-    uint8_t *buf = malloc(4096 + c->login.attrs_len);
+    uint8_t *buf = malloc(4096 + c->login->attrs_len);
     if (h == NULL || buf == NULL) {
         free(h);
         free(buf);
@@ -203,9 +229,9 @@ static bool on_greeting(struct sy_mysql_conn *c, const uint8_t *p, size_t n)
         return true;
     }
     uint64_t required = SY_CAP_PROTOCOL_41 | SY_CAP_SECURE_CONNECTION | SY_CAP_PLUGIN_AUTH;
-    c->caps = (c->login.caps | required) & c->greeting.caps;
+    c->caps = (c->login->caps | required) & c->greeting.caps;
     c->caps &= ~(SY_CAP_SSL | SY_CAP_COMPRESS | SY_CAP_CONNECT_WITH_DB);
-    if (c->login.db[0] != '\0')
+    if (c->login->db[0] != '\0')
         c->caps |= SY_CAP_CONNECT_WITH_DB;
     if ((c->caps & required) != required) {
         free(h);
@@ -215,17 +241,17 @@ static bool on_greeting(struct sy_mysql_conn *c, const uint8_t *p, size_t n)
     }
     h->caps = c->caps;
     h->max_packet = 1u << 30;
-    h->collation = c->login.collation ? c->login.collation : c->greeting.collation;
-    snprintf(h->user, sizeof h->user, "%s", c->login.user);
+    h->collation = c->login->collation ? c->login->collation : c->greeting.collation;
+    snprintf(h->user, sizeof h->user, "%s", c->login->user);
     send_auth_response(c, c->greeting.salt, c->greeting.salt_len, h->auth, &h->auth_len);
-    if (c->login.db[0] != '\0') {
+    if (c->login->db[0] != '\0') {
         h->has_db = true;
-        snprintf(h->db, sizeof h->db, "%s", c->login.db);
+        snprintf(h->db, sizeof h->db, "%s", c->login->db);
     }
     snprintf(h->plugin, sizeof h->plugin, "mysql_native_password");
-    h->attrs_p = c->login.attrs;
-    h->attrs_len = c->login.attrs ? c->login.attrs_len : 0;
-    size_t len = sy_mysql_hsresp_encode(h, buf, 4096 + c->login.attrs_len);
+    h->attrs_p = c->login->attrs;
+    h->attrs_len = c->login->attrs ? c->login->attrs_len : 0;
+    size_t len = sy_mysql_hsresp_encode(h, buf, 4096 + c->login->attrs_len);
     OPENSSL_cleanse(h->auth, sizeof h->auth);
     free(h);
     if (len == 0) {
@@ -254,7 +280,7 @@ static bool on_auth_reply(struct sy_mysql_conn *c, const uint8_t *p, size_t n)
         login_done(c, p, n);
         return true;
     }
-    if (c->login.auth == SY_LOGIN_RELAY && c->relay_cb != NULL) {
+    if (c->login->auth == SY_LOGIN_RELAY && c->relay_cb != NULL) {
         /* an auth switch, more data, or a plugin's raw round (PAM dialog, GSSAPI tokens) */
         c->relay_cb(c, p, n, c->arg); /* answered through sy_mysql_conn_auth_answer */
         return false;
@@ -274,14 +300,14 @@ static bool on_auth_reply(struct sy_mysql_conn *c, const uint8_t *p, size_t n)
         err, sizeof err, 1251, "08004",
         "Switchyard: the server asks for authentication plugin '%s' for user '%s'; only mysql_native_password "
         "is supported through the proxy",
-        p[0] == 0xFE ? sw.plugin : "(more data)", c->login.user);
+        p[0] == 0xFE ? sw.plugin : "(more data)", c->login->user);
     login_done(c, err, len);
     return true;
 }
 
 static int add_row(struct sy_mysql_conn *c, const uint8_t *p, size_t n)
 {
-    struct sy_mysql_result *r = &c->result;
+    struct sy_mysql_result *r = c->result;
     if ((r->n_rows + 1) * r->n_cols > c->rows_cap) {
         size_t cap = c->rows_cap ? c->rows_cap * 2 : 64 * (r->n_cols ? r->n_cols : 1);
         char **cells = realloc(r->cells, cap * sizeof *cells);
@@ -326,25 +352,25 @@ static bool on_query_packet(struct sy_mysql_conn *c, const uint8_t *p, size_t n)
             conn_fail(c, 2027, "bad column count");
             return true;
         }
-        c->result.n_cols = (size_t)cols;
+        c->result->n_cols = (size_t)cols;
     } else if (pkt.kind == SY_PKT_DATA && before == SY_RESP_ROWS) {
         if (add_row(c, p, n) != 0) {
             conn_fail(c, 2027, "bad row");
             return true;
         }
     } else if (pkt.kind == SY_PKT_ERR) {
-        c->result.ok = false;
-        c->result.err_code = pkt.err.code;
-        snprintf(c->result.err_state, sizeof c->result.err_state, "%s", pkt.err.sqlstate);
-        snprintf(c->result.err_msg, sizeof c->result.err_msg, "%.*s", (int)pkt.err.msg_len, pkt.err.msg_p);
+        c->result->ok = false;
+        c->result->err_code = pkt.err.code;
+        snprintf(c->result->err_state, sizeof c->result->err_state, "%s", pkt.err.sqlstate);
+        snprintf(c->result->err_msg, sizeof c->result->err_msg, "%.*s", (int)pkt.err.msg_len, pkt.err.msg_p);
     } else if (pkt.kind == SY_PKT_OK) {
-        c->result.affected_rows += pkt.ok.affected_rows;
+        c->result->affected_rows += pkt.ok.affected_rows;
     } else if (pkt.kind == SY_PKT_PREPARE_OK) {
-        c->result.stmt_id = c->resp.stmt_id;
-        c->result.num_params = c->resp.num_params;
+        c->result->stmt_id = c->resp.stmt_id;
+        c->result->num_params = c->resp.num_params;
     }
     if (step == SY_STEP_DONE) {
-        c->result.status = c->resp.status;
+        c->result->status = c->resp.status;
         query_done(c);
         return true;
     }
@@ -446,6 +472,17 @@ void sy_mysql_conn_auth_answer(struct sy_mysql_conn *c, const uint8_t *p, size_t
         send_packet(c, p, n);
 }
 
+void sy_mysql_conn_relay_start(struct sy_mysql_conn *c)
+{
+    if (c->state == CS_IDLE)
+        sy_relay_reader_attach(&c->rd, c->bev); /* -1 (the bev reads itself) is only slower */
+}
+
+void sy_mysql_conn_read_enable(struct sy_mysql_conn *c, bool on)
+{
+    sy_relay_reader_enable(&c->rd, c->bev, on);
+}
+
 struct sy_mysql_conn *sy_mysql_conn_open(struct event_base *base, const struct sy_endpoint *ep,
                                          const struct sy_mysql_login *login, const char *label,
                                          sy_mysql_login_cb cb, void *arg)
@@ -454,23 +491,30 @@ struct sy_mysql_conn *sy_mysql_conn_open(struct event_base *base, const struct s
     if (c == NULL)
         return NULL;
     c->base = base;
-    c->ep = *ep;
-    c->login = *login;
-    c->login.attrs = NULL;
+    c->port = ep->port;
+    if ((c->host = strdup(ep->host)) == NULL || (c->label = strdup(label)) == NULL) {
+        free(c->host);
+        free(c);
+        return NULL;
+    }
+    if ((c->login = malloc(sizeof *c->login)) == NULL) {
+        sy_mysql_conn_free(c);
+        return NULL;
+    }
+    *c->login = *login;
+    c->login->attrs = NULL;
     c->login_cb = cb;
     c->arg = arg;
-    snprintf(c->label, sizeof c->label, "%s", label);
     if (login->attrs && login->attrs_len) {
-        c->login.attrs = malloc(login->attrs_len);
-        if (c->login.attrs == NULL) {
+        c->login->attrs = malloc(login->attrs_len);
+        if (c->login->attrs == NULL) {
             sy_mysql_conn_free(c);
             return NULL;
         }
-        memcpy(c->login.attrs, login->attrs, login->attrs_len);
+        memcpy(c->login->attrs, login->attrs, login->attrs_len);
     }
-    c->later = evtimer_new(base, on_later, c);
     c->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (c->later == NULL || c->bev == NULL) {
+    if (c->bev == NULL) {
         sy_mysql_conn_free(c);
         return NULL;
     }
@@ -484,9 +528,18 @@ struct sy_mysql_conn *sy_mysql_conn_open(struct event_base *base, const struct s
     snprintf(port, sizeof port, "%u", ep->port);
     int rc = getaddrinfo(ep->host, port, &hints, &res);
     if (rc != 0 || bufferevent_socket_connect(c->bev, res->ai_addr, (int)res->ai_addrlen) != 0) {
-        c->pending_err_len = sy_mysql_conn_make_err(c->pending_err, sizeof c->pending_err, 2003, "HY000",
+        const char *why = rc != 0 ? gai_strerror(rc) : strerror(errno);
+        c->later = evtimer_new(base, on_later, c);
+        c->pending_err = malloc(CONN_ERR_MAX);
+        if (c->later == NULL || c->pending_err == NULL) {
+            if (res)
+                freeaddrinfo(res);
+            sy_mysql_conn_free(c);
+            return NULL;
+        }
+        c->pending_err_len = sy_mysql_conn_make_err(c->pending_err, CONN_ERR_MAX, 2003, "HY000",
                                                     "Can't connect to server on '%s:%u' (%s)", ep->host,
-                                                    ep->port, rc != 0 ? gai_strerror(rc) : strerror(errno));
+                                                    ep->port, why);
         struct timeval now = { 0, 0 };
         evtimer_add(c->later, &now);
     }
@@ -499,6 +552,8 @@ static int conn_command(struct sy_mysql_conn *c, uint8_t cmd, const char *sql, s
 {
     if (c->state != CS_IDLE)
         return -1;
+    if (c->result == NULL && (c->result = calloc(1, sizeof *c->result)) == NULL)
+        return -1;
     size_t len = strlen(sql);
     uint8_t *buf = malloc(len + 1);
     if (buf == NULL)
@@ -508,13 +563,14 @@ static int conn_command(struct sy_mysql_conn *c, uint8_t cmd, const char *sql, s
     c->seq = 0xFF; /* send_packet pre-increments: the command goes out with sequence id 0 */
     send_packet(c, buf, len + 1);
     free(buf);
-    sy_mysql_result_clear(&c->result);
-    c->result.ok = true;
+    sy_mysql_result_clear(c->result);
+    c->result->ok = true;
     c->rows_cap = 0;
     sy_mysql_resp_start(&c->resp, cmd, c->caps);
     c->state = CS_QUERY;
     c->query_cb = cb;
     c->arg = arg;
+    sy_relay_reader_detach(&c->rd); /* this file reads it now, with a read timeout */
     bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
     struct timeval tmo = { CONN_TIMEOUT_S, 0 };
     bufferevent_set_timeouts(c->bev, &tmo, NULL);

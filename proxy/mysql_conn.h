@@ -77,6 +77,11 @@ uint16_t sy_mysql_conn_status(const struct sy_mysql_conn *c);
 /* What the server told us at connect and login. */
 const struct sy_mysql_greeting *sy_mysql_conn_greeting(const struct sy_mysql_conn *c);
 uint64_t sy_mysql_conn_caps(const struct sy_mysql_conn *c);     /* negotiated */
+/* A session relays over c from now on (logged in, idle): c's socket is read with one recv() per readiness
+ * (proxy/relay.h, reader) until c runs a query of its own again. */
+void sy_mysql_conn_relay_start(struct sy_mysql_conn *c);
+/* Reading c's socket on or off (through the reader while a session relays). */
+void sy_mysql_conn_read_enable(struct sy_mysql_conn *c, bool on);
 struct bufferevent *sy_mysql_conn_bev(struct sy_mysql_conn *c); /* ref: the caller may set callbacks
                                                                     while no query runs */
 /* The local address of the connection as the server sees it ("127.0.0.1"). */

@@ -104,7 +104,9 @@ void sy_mysql_session_take_backend(struct sy_mysql_session *s)
     bufferevent_setcb(bev, sy_mysql_session_on_backend_read, sy_mysql_session_on_backend_write, sy_mysql_session_on_backend_event, s);
     bufferevent_set_timeouts(bev, NULL, NULL);
     bufferevent_setwatermark(bev, EV_WRITE, SY_RELAY_LOW_WATER, 0);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    bufferevent_enable(bev, EV_WRITE);
+    sy_mysql_conn_relay_start(s->backend);
+    sy_mysql_conn_read_enable(s->backend, true);
 }
 
 void sy_mysql_login_on_init_done(struct sy_mysql_conn *c, const struct sy_mysql_result *res, void *arg)
@@ -119,8 +121,7 @@ void sy_mysql_login_on_init_done(struct sy_mysql_conn *c, const struct sy_mysql_
     s->status = res->status;
     s->in_txn = (s->status & SY_STATUS_IN_TRANS) != 0;
     sy_mysql_session_take_backend(s);
-    s->client_auth_len = 0;
-    OPENSSL_cleanse(s->client_auth, sizeof s->client_auth);
+    sy_mysql_session_auth_clear(s);
     if (s->login_reply_due) {
         s->login_reply_due = false;
         sy_log_info("%s: logged in as '%s' on %s side (backend thread %u)", s->label, s->user,
@@ -149,6 +150,7 @@ void sy_mysql_login_on_init_done(struct sy_mysql_conn *c, const struct sy_mysql_
     }
     sy_mysql_session_set_state(s, SS_IDLE);
     s->direct = true;
+    sy_relay_reader_attach(&s->client_rd, s->client); /* plain sockets only (-1: TLS, compression) */
     sy_mysql_relay_client(s);
     if (s->state != SS_CLOSING)
         sy_mysql_relay_backend(s);
@@ -317,10 +319,13 @@ void sy_mysql_login_handshake_response(struct sy_mysql_session *s, const uint8_t
     snprintf(s->label + strlen(s->label), sizeof s->label - strlen(s->label), " user=%s", s->user);
     bool other_plugin = (h->caps & SY_CAP_PLUGIN_AUTH) && h->plugin[0] != '\0' &&
                         strcmp(h->plugin, "mysql_native_password") != 0;
-    memcpy(s->client_auth, h->auth, h->auth_len);
-    s->client_auth_len = h->auth_len;
+    bool kept = sy_mysql_session_auth_set(s, h->auth, h->auth_len);
     OPENSSL_cleanse(h->auth, sizeof h->auth);
     free(h);
+    if (!kept) {
+        sy_mysql_session_close(s, "out of memory");
+        return;
+    }
     if (other_plugin) {
         /* AuthSwitchRequest: 0xFE, plugin name NUL, our salt NUL. */
         uint8_t buf[1 + 22 + SY_MYSQL_SALT_LEN + 1];

@@ -324,12 +324,12 @@ static void start_request(struct sy_mysql_session *s, struct evbuffer *in, struc
             sy_mysql_session_fail(s, (uint8_t)(hdr.seq + 1), 1043, "08S01", "Bad handshake (COM_CHANGE_USER)");
             return;
         }
-        snprintf(s->cu_user, sizeof s->cu_user, "%s", cu->user);
-        snprintf(s->cu_db, sizeof s->cu_db, "%s", cu->db);
-        s->cu_has_collation = cu->has_collation;
-        s->cu_collation = cu->collation;
-        memcpy(s->client_auth, cu->auth, cu->auth_len);
-        s->client_auth_len = cu->auth_len;
+        if (!sy_mysql_session_auth_set(s, cu->auth, cu->auth_len)) {
+            OPENSSL_cleanse(cu->auth, sizeof cu->auth);
+            free(cu);
+            sy_mysql_session_close(s, "out of memory");
+            return;
+        }
         if (cu->attrs_len > 0) {
             uint8_t *a = malloc(cu->attrs_len);
             if (a) {
@@ -339,16 +339,16 @@ static void start_request(struct sy_mysql_session *s, struct evbuffer *in, struc
                 s->attrs_len = cu->attrs_len;
             }
         }
+        /* Replayed as a fresh login as the new account: the server checks it, resets the session
+         * (as COM_CHANGE_USER does) and the proxy keeps the secret for later logins. */
+        snprintf(s->user, sizeof s->user, "%s", cu->user);
+        snprintf(s->schema, sizeof s->schema, "%s", cu->db);
+        if (cu->has_collation)
+            s->collation = (uint8_t)cu->collation;
         OPENSSL_cleanse(cu->auth, sizeof cu->auth);
         free(cu);
         evbuffer_drain(in, 4 + hdr.len);
-        /* Replayed as a fresh login as the new account: the server checks it, resets the session
-         * (as COM_CHANGE_USER does) and the proxy keeps the secret for later logins. */
         sy_mysql_session_set_state(s, SS_CHANGE_USER);
-        snprintf(s->user, sizeof s->user, "%s", s->cu_user);
-        snprintf(s->schema, sizeof s->schema, "%s", s->cu_db);
-        if (s->cu_has_collation)
-            s->collation = (uint8_t)s->cu_collation;
         sy_mysql_session_stmts_clear(s);
         sy_mysql_track_vars_clear(s);
         pins_reset(s);
@@ -489,9 +489,12 @@ void sy_mysql_relay_client(struct sy_mysql_session *s)
             if (s->state == SS_HANDSHAKE) {
                 sy_mysql_login_handshake_response(s, p, hdr.len);
             } else {
-                size_t n = hdr.len < SY_MYSQL_AUTH_MAX ? hdr.len : SY_MYSQL_AUTH_MAX;
-                memcpy(s->client_auth, p, n);
-                s->client_auth_len = n;
+                if (!sy_mysql_session_auth_set(s, p, hdr.len)) {
+                    OPENSSL_cleanse(p, hdr.len);
+                    free(p);
+                    sy_mysql_session_close(s, "out of memory");
+                    return;
+                }
                 sy_mysql_login_start_auth(s);
             }
             OPENSSL_cleanse(p, hdr.len);

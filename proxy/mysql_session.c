@@ -102,6 +102,28 @@ bool sy_mysql_session_set_state(struct sy_mysql_session *s, enum sess_state to)
     return true;
 }
 
+bool sy_mysql_session_auth_set(struct sy_mysql_session *s, const uint8_t *p, size_t n)
+{
+    sy_mysql_session_auth_clear(s);
+    if (n > SY_MYSQL_AUTH_MAX)
+        n = SY_MYSQL_AUTH_MAX;
+    if ((s->client_auth = malloc(n ? n : 1)) == NULL)
+        return false;
+    memcpy(s->client_auth, p, n);
+    s->client_auth_len = n;
+    return true;
+}
+
+void sy_mysql_session_auth_clear(struct sy_mysql_session *s)
+{
+    if (s->client_auth != NULL) {
+        OPENSSL_cleanse(s->client_auth, s->client_auth_len ? s->client_auth_len : 1);
+        free(s->client_auth);
+    }
+    s->client_auth = NULL;
+    s->client_auth_len = 0;
+}
+
 void sy_mysql_session_stmt_free(struct sess_stmt *st)
 {
     free(st->types);
@@ -145,7 +167,8 @@ void sy_mysql_session_release_conn(struct sy_mysql_proxy *px, struct sy_mysql_co
         return;
     sy_mysql_conn_detach(c);
     bufferevent_setcb(sy_mysql_conn_bev(c), NULL, NULL, NULL, NULL); /* not the session's any more */
-    bufferevent_disable(sy_mysql_conn_bev(c), EV_READ | EV_WRITE);
+    sy_mysql_conn_read_enable(c, false);
+    bufferevent_disable(sy_mysql_conn_bev(c), EV_WRITE);
     if (px->n_dead == px->cap_dead) {
         size_t cap = px->cap_dead ? px->cap_dead * 2 : 16;
         struct sy_mysql_conn **nd = realloc(px->dead, cap * sizeof *nd);
@@ -180,7 +203,7 @@ static void close_session(struct sy_mysql_session *s, const char *why, bool flus
     s->wait = NULL;
     s->flush_deadline_ms = 0;
     if (s->client) {
-        bufferevent_disable(s->client, EV_READ);
+        sy_relay_reader_enable(&s->client_rd, s->client, false);
         client_push(s);
         if (flush && client_pending(s) > 0) {
             s->flush_deadline_ms = sy_now_ms() + SESS_FLUSH_MS;
@@ -203,6 +226,7 @@ void sy_mysql_session_close(struct sy_mysql_session *s, const char *why)
 
 static void session_free(struct sy_mysql_session *s)
 {
+    sy_relay_reader_fini(&s->client_rd); /* before the bev: its socket closes with it */
     if (s->client)
         bufferevent_free(s->client);
     if (s->zout)
@@ -213,9 +237,10 @@ static void session_free(struct sy_mysql_session *s)
     sy_mysql_conn_free(s->backend); /* released at close already: NULL here */
     sy_mysql_conn_free(s->warm);
     OPENSSL_cleanse(s->stage1, sizeof s->stage1);
-    OPENSSL_cleanse(s->client_auth, sizeof s->client_auth);
+    sy_mysql_session_auth_clear(s);
     free(s->attrs);
     free(s->pending_prepare_sql);
+    free(s->warm_error);
     sy_mysql_session_stmts_clear(s);
     free(s->stmts);
     sy_mysql_track_vars_clear(s);
@@ -335,9 +360,9 @@ void sy_mysql_session_client_read_update(struct sy_mysql_session *s)
     if (s->state == SS_CLOSING)
         return;
     if (s->client_bp || s->state == SS_HELD) {
-        bufferevent_disable(s->client, EV_READ);
+        sy_relay_reader_enable(&s->client_rd, s->client, false);
     } else {
-        bufferevent_enable(s->client, EV_READ);
+        sy_relay_reader_enable(&s->client_rd, s->client, true);
         if (s->compressed) {
             /* frames that reached the socket while reading was off: a filter only looks at them when more
              * arrive, which may be never (the client sent everything). Inflate them now; the caller goes on
@@ -353,10 +378,7 @@ static void backend_read_update(struct sy_mysql_session *s)
 {
     if (s->state == SS_CLOSING || s->backend == NULL)
         return;
-    if (s->backend_bp)
-        bufferevent_disable(sy_mysql_conn_bev(s->backend), EV_READ);
-    else
-        bufferevent_enable(sy_mysql_conn_bev(s->backend), EV_READ);
+    sy_mysql_conn_read_enable(s->backend, !s->backend_bp);
 }
 
 /* Moves n bytes from src to dst; pauses reading src's side when dst is over high water. */

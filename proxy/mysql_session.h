@@ -13,6 +13,7 @@
 #include "proxy/mysql_codec.h"
 #include "proxy/mysql_conn.h"
 #include "proxy/mysql_proxy.h"
+#include "proxy/relay.h"
 
 /* What the session waits for. */
 enum sess_state {
@@ -84,6 +85,7 @@ struct sy_mysql_session {
     char peer[80];                       /* "127.0.0.1:51234" */
     char label[160];                     /* "orders C-1000000001 127.0.0.1:51234" for logs */
     struct bufferevent *client;          /* owned; an OpenSSL filter over the socket once TLS is up */
+    struct sy_relay_reader client_rd;    /* reads a plain client socket once the session relays (s->direct) */
     struct sy_mysql_conn *backend;       /* owned; its bufferevent is driven by us once logged in */
     struct sy_mysql_accounts_wait *wait; /* owned registration while in SS_LOOKUP / CHANGE_USER */
     enum sy_side side;                   /* which DB the backend is on */
@@ -102,7 +104,8 @@ struct sy_mysql_session {
                                             cannot log the session in elsewhere, so it is pinned */
     enum sess_state relay_return;        /* SS_LOGIN or SS_CHANGE_USER, after the client's answer */
     uint8_t stage1[SY_SHA1_LEN];         /* secret: SHA1(password); wiped on free */
-    uint8_t client_auth[SY_MYSQL_AUTH_MAX]; /* scramble being verified; wiped after use */
+    uint8_t *client_auth;                /* owned: the scramble being verified (sy_mysql_session_auth_set),
+                                            wiped and freed once used: an idle session keeps none */
     size_t client_auth_len;
     bool refreshed;                      /* the account cache was reloaded for this login already */
     uint8_t seq;                         /* last sequence id received from the client */
@@ -153,7 +156,7 @@ struct sy_mysql_session {
     bool uservars_done;                  /* user variables were copied (needs a quiet session) */
     bool uservars_copying;               /* a copy is in flight (read on the backend, set on warm) */
     size_t warm_next;                    /* next statement to re-prepare while building */
-    char warm_error[400];
+    char *warm_error;                    /* owned: why the warm connection failed (WARM_FAILED), else NULL */
     bool txn_aborted;                    /* the proxy rolled the transaction back: 1213 until ROLLBACK */
     bool abort_due;                      /* roll back once the statement in flight ends */
     bool ids_mapped;                     /* statements were re-prepared: client ids != backend ids */
@@ -196,11 +199,6 @@ struct sy_mysql_session {
     bool client_track_set;               /* the client chose its own: filter what it is shown */
     char *client_track_vars;             /* owned: its session_track_system_variables list */
     bool client_track_schema, client_track_state;
-    /* COM_CHANGE_USER in progress */
-    char cu_user[SY_MYSQL_NAME_MAX];
-    char cu_db[SY_MYSQL_DB_MAX];
-    uint16_t cu_collation;
-    bool cu_has_collation;
 };
 
 
@@ -229,6 +227,11 @@ void sy_mysql_session_on_socket_out(struct evbuffer *buf, const struct evbuffer_
 void sy_mysql_session_rearm_client(struct sy_mysql_session *s);
 void sy_mysql_session_flush(struct sy_mysql_session *s);
 void sy_mysql_session_stmt_free(struct sess_stmt *st);
+/* Keeps the client's auth response (at most SY_MYSQL_AUTH_MAX bytes) for the login to verify; false when out
+ * of memory (the caller closes the session: an empty response must never stand in for it). */
+bool sy_mysql_session_auth_set(struct sy_mysql_session *s, const uint8_t *p, size_t n);
+/* Wipes and frees it. */
+void sy_mysql_session_auth_clear(struct sy_mysql_session *s);
 void sy_mysql_session_stmts_clear(struct sy_mysql_session *s);
 void sy_mysql_session_on_backend_read(struct bufferevent *bev, void *arg);
 void sy_mysql_session_on_backend_write(struct bufferevent *bev, void *arg);

@@ -102,18 +102,27 @@ static const struct sy_endpoint *side_endpoint(const struct sy_mysql_session *s,
     return side == SY_SIDE_DR ? &s->px->pair->cfg->dr : &s->px->pair->cfg->business;
 }
 
+/* Why the warm connection failed ("" when it did not, or when that could not be kept). */
+static const char *warm_error(const struct sy_mysql_session *s)
+{
+    return s->warm_error ? s->warm_error : "";
+}
+
 /* what: the step that failed; detail: why. */
 static void warm_fail(struct sy_mysql_session *s, const char *what, const char *detail)
 {
     s->warm_state = WARM_FAILED;
-    snprintf(s->warm_error, sizeof s->warm_error, "%s: %s", what, detail);
+    char why[400];
+    snprintf(why, sizeof why, "%s: %s", what, detail);
+    free(s->warm_error);
+    s->warm_error = strdup(why); /* kept only after a failure: an idle session holds none */
     sy_log_warn("%s: cannot prepare the session on the %s side: %s", s->label, sy_side_name(s->warm_side),
-                s->warm_error);
+                why);
     if (s->state == SS_RECONNECT) {
         char msg[600];
         snprintf(msg, sizeof msg, "Switchyard: lost connection to the database server; reconnecting on the %s side "
                                   "failed: %s",
-                 sy_side_name(s->warm_side), s->warm_error);
+                 sy_side_name(s->warm_side), why);
         sy_mysql_session_fail(s, (uint8_t)(s->seq + 1), 2013, "HY000", msg);
     }
 }
@@ -336,7 +345,8 @@ static void warm_build(struct sy_mysql_session *s, enum sy_side side)
     s->warm_stale = false;
     s->uservars_done = false;
     s->uservars_copying = false;
-    s->warm_error[0] = '\0';
+    free(s->warm_error);
+    s->warm_error = NULL;
     struct sy_mysql_login login;
     sy_mysql_session_login(s, &login);
     char label[220];
@@ -438,7 +448,7 @@ static void finish_flip_now(struct sy_mysql_session *s)
     if (s->warm_state != WARM_READY || s->warm_side != active || s->warm_stale || !s->uservars_done) {
         char msg[600];
         snprintf(msg, sizeof msg, "Switchyard: the session could not be moved to the %s side%s%s",
-                 sy_side_name(active), s->warm_error[0] ? ": " : "", s->warm_error);
+                 sy_side_name(active), warm_error(s)[0] ? ": " : "", warm_error(s));
         sy_mysql_session_fail(s, (uint8_t)(s->seq + 1), 1927, "08S01", msg);
         return;
     }
@@ -546,7 +556,7 @@ json_t *sy_mysql_switch_failures(struct sy_mysql_proxy *px)
     TAILQ_FOREACH(s, &px->sessions, link)
         if (s->warm_state == WARM_FAILED)
             json_array_append_new(list, json_pack("{s:I,s:s,s:s}", "id", (json_int_t)s->id, "user", s->user, "error",
-                                                  s->warm_error));
+                                                  warm_error(s)));
     return list;
 }
 
@@ -638,7 +648,7 @@ size_t sy_mysql_switch_flip(struct sy_mysql_proxy *px, enum sy_side to)
         if (!ready || !(sy_mysql_session_quiet(s) || s->backend_lost)) {
             char msg[600];
             snprintf(msg, sizeof msg, "Switchyard: the session could not be moved to the %s side%s%s",
-                     sy_side_name(to), s->warm_error[0] ? ": " : "", s->warm_error);
+                     sy_side_name(to), warm_error(s)[0] ? ": " : "", warm_error(s));
             sy_mysql_session_fail(s, 1, 2013, "HY000", msg);
             continue;
         }

@@ -529,7 +529,7 @@ static bool var_set(struct sy_mysql_session *s, const uint8_t *name, size_t nlen
         }
     }
     if (s->n_vars == s->cap_vars) {
-        size_t cap = s->cap_vars ? s->cap_vars * 2 : 16;
+        size_t cap = s->cap_vars ? s->cap_vars * 2 : 4; /* a login leaves a few (the tracking settings) */
         struct sess_var *nv = realloc(s->vars, cap * sizeof *nv);
         if (nv == NULL)
             return true;

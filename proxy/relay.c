@@ -2,6 +2,7 @@
  * and for the sessions built on struct sy_relay_link the backpressure loop and the backend's connect. */
 #include "proxy/relay.h"
 
+#include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -17,6 +18,21 @@ bool sy_relay_is_plain(struct bufferevent *bev)
     return bufferevent_get_underlying(bev) == NULL;
 }
 
+/* One write of out to fd: send() when the bytes are one piece (a request, a reply read in one go; no iovec
+ * to build or copy in), libevent's writev otherwise (one syscall for every piece: rows moved from the
+ * server's input plus an OK or EOF the proxy wrote itself). What was taken is drained. */
+static int write_out(struct evbuffer *out, evutil_socket_t fd)
+{
+    struct evbuffer_iovec v;
+    /* with a negative length evbuffer_peek stops when v is full: compare sizes, not its count */
+    if (evbuffer_peek(out, -1, NULL, &v, 1) < 1 || v.iov_len < evbuffer_get_length(out))
+        return evbuffer_write(out, fd);
+    ssize_t n = send(fd, v.iov_base, v.iov_len, MSG_NOSIGNAL);
+    if (n > 0)
+        evbuffer_drain(out, (size_t)n);
+    return (int)n;
+}
+
 void sy_relay_flush(struct bufferevent *bev)
 {
     if (!sy_relay_is_plain(bev)) {
@@ -28,7 +44,7 @@ void sy_relay_flush(struct bufferevent *bev)
      * and so do we. */
     evbuffer_unfreeze(out, 1);
     while (evbuffer_get_length(out) > 0)
-        if (evbuffer_write(out, bufferevent_getfd(bev)) <= 0)
+        if (write_out(out, bufferevent_getfd(bev)) <= 0)
             break; /* EAGAIN, or an error libevent will report once the write event runs */
     evbuffer_freeze(out, 1);
     if (evbuffer_get_length(out) > 0)
@@ -41,6 +57,105 @@ void sy_relay_write_drained(struct bufferevent *bev)
 {
     if (sy_relay_is_plain(bev) && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
         bufferevent_disable(bev, EV_WRITE);
+}
+
+/* ---- reader ---------------------------------------------------------------------------------------- */
+
+static void reader_on_read(evutil_socket_t fd, short what, void *arg)
+{
+    static _Thread_local uint8_t buf[SY_RELAY_READ_MAX];
+    struct sy_relay_reader *r = arg;
+    struct bufferevent *bev = r->bev;
+    (void)what;
+    if (bev == NULL)
+        return;
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    bufferevent_data_cb rd = NULL;
+    bufferevent_event_cb evcb = NULL;
+    void *cbarg = NULL;
+    bufferevent_getcb(bev, &rd, NULL, &evcb, &cbarg);
+    short ev = BEV_EVENT_READING;
+    if (n > 0) {
+        /* a socket bufferevent keeps its input's end frozen; its own read path unfreezes around the read,
+         * and so do we */
+        struct evbuffer *in = bufferevent_get_input(bev);
+        evbuffer_unfreeze(in, 0);
+        int rc = evbuffer_add(in, buf, (size_t)n);
+        evbuffer_freeze(in, 0);
+        if (rc == 0) {
+            if (rd)
+                rd(bev, cbarg); /* may detach r or release the bev's owner: nothing touches them after */
+            return;
+        }
+        ev |= BEV_EVENT_ERROR; /* out of memory: as libevent reports a failed read */
+    } else if (n == 0) {
+        ev |= BEV_EVENT_EOF;
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+        return;
+    } else {
+        ev |= BEV_EVENT_ERROR;
+    }
+    event_del(r->ev); /* as libevent does after EOF or an error: reading stays off until enabled again */
+    if (evcb)
+        evcb(bev, ev, cbarg);
+}
+
+int sy_relay_reader_attach(struct sy_relay_reader *r, struct bufferevent *bev)
+{
+    if (r->bev == bev)
+        return 0;
+    sy_relay_reader_detach(r);
+    if (!sy_relay_is_plain(bev) || bufferevent_getfd(bev) < 0)
+        return -1;
+    if (r->ev != NULL && event_get_fd(r->ev) != bufferevent_getfd(bev)) {
+        event_free(r->ev);
+        r->ev = NULL;
+    }
+    if (r->ev == NULL && (r->ev = event_new(bufferevent_get_base(bev), bufferevent_getfd(bev),
+                                            EV_READ | EV_PERSIST, reader_on_read, r)) == NULL)
+        return -1;
+    bool on = (bufferevent_get_enabled(bev) & EV_READ) != 0;
+    bufferevent_disable(bev, EV_READ);
+    r->bev = bev;
+    if (on)
+        event_add(r->ev, NULL);
+    return 0;
+}
+
+void sy_relay_reader_detach(struct sy_relay_reader *r)
+{
+    if (r->bev == NULL)
+        return;
+    bool on = event_pending(r->ev, EV_READ, NULL) != 0;
+    event_del(r->ev);
+    struct bufferevent *bev = r->bev;
+    r->bev = NULL;
+    if (on)
+        bufferevent_enable(bev, EV_READ);
+}
+
+void sy_relay_reader_enable(struct sy_relay_reader *r, struct bufferevent *bev, bool on)
+{
+    if (r->bev != NULL && r->bev == bev) {
+        if (on)
+            event_add(r->ev, NULL); /* no syscall when it is already added */
+        else
+            event_del(r->ev);
+    } else if (on) {
+        bufferevent_enable(bev, EV_READ);
+    } else {
+        bufferevent_disable(bev, EV_READ);
+    }
+}
+
+void sy_relay_reader_fini(struct sy_relay_reader *r)
+{
+    if (r->ev) {
+        event_del(r->ev);
+        event_free(r->ev);
+    }
+    r->ev = NULL;
+    r->bev = NULL;
 }
 
 size_t sy_relay_pending(struct bufferevent *bev, struct evbuffer *staged)

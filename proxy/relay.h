@@ -57,6 +57,35 @@ static inline bool sy_relay_drained(size_t queued)
     return queued <= SY_RELAY_LOW_WATER;
 }
 
+/* ---- reading a plain socket ourselves ----------------------------------------------------------------
+ *
+ * libevent 2.1's socket bufferevent reads with ioctl(FIONREAD) and then readv() of at most 4096 bytes:
+ * two syscalls per read, and a reply of 10 KiB takes three reads (and so three writes on to the peer).
+ * A reader replaces that while a session relays: one recv() of up to SY_RELAY_READ_MAX bytes (the bev's
+ * max single read does not apply) into a per-thread buffer, appended to the bev's input, then the
+ * bev's own read callback - or its event callback with BEV_EVENT_READING | EOF/ERROR - whatever callbacks
+ * the bev has at that moment, so the code above it does not change. While attached, the bev's own EV_READ
+ * stays off and reading goes on and off through sy_relay_reader_enable; detached, the bev reads itself
+ * again (its read timeouts only work then: attach only where none is set). A bev under a filter (TLS,
+ * compression) is never attached: the filter reads it. The input evbuffer holds only what was read and
+ * not yet consumed (no reservation left behind: an idle session keeps no read buffer). */
+#define SY_RELAY_READ_MAX (64u << 10)
+
+struct sy_relay_reader {
+    struct event *ev;          /* owned: EV_READ | EV_PERSIST on bev's socket; NULL before the first attach */
+    struct bufferevent *bev;   /* ref: the bev whose reads this does while attached; NULL when detached */
+};
+
+/* Takes over reading of bev (plain, connected): its EV_READ state moves to the reader. -1 (nothing
+ * changed, the bev keeps reading itself) when bev is not plain or the event cannot be made. */
+int sy_relay_reader_attach(struct sy_relay_reader *r, struct bufferevent *bev);
+/* Gives reading back to the bev (its EV_READ as the reader's was). Nothing when not attached. */
+void sy_relay_reader_detach(struct sy_relay_reader *r);
+/* Reading of bev on or off: through the reader when attached to bev, else the bev's own EV_READ. */
+void sy_relay_reader_enable(struct sy_relay_reader *r, struct bufferevent *bev, bool on);
+/* Detaches and frees the event (before the bev is freed: its fd closes with it). */
+void sy_relay_reader_fini(struct sy_relay_reader *r);
+
 /* ---- one session's two sides (the MongoDB and SQL Server sessions embed this) ---------------------- */
 
 /* A client session's bufferevents as the relay sees them: where bytes are queued and which side's reading
