@@ -673,7 +673,8 @@ def test_hold_waits_and_release_completes(mongo_daemon, ferretdb_pair):
         # released in accept order (the daemon's debug log: one "HELD -> IDLE" per session, by id)
         resumed = [int(ln.split(" M-")[1].split()[0]) for ln in d.log().splitlines() if "HELD -> IDLE" in ln]
         held_ids = sorted(s["id"] for s in held)
-        assert resumed == held_ids, (resumed, held_ids)
+        # (a driver's monitoring connection may be held and released too, after the listing above)
+        assert [i for i in resumed if i in held_ids] == held_ids, (resumed, held_ids)
     finally:
         for c in clients:
             c.close()
