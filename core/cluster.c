@@ -27,6 +27,7 @@ struct sy_cluster {
     sy_cluster_state_fn state_fn;
     void *state_arg;
     int ttl_s;
+    int period_ms;                /* lease_ttl_ms / 3: the tick */
     int64_t lease;                /* 0: none */
     bool registered;              /* the key is put under the current lease */
     bool busy;                    /* a grant / put / keepalive in flight */
@@ -221,6 +222,7 @@ struct sy_cluster *sy_cluster_start(struct event_base *base, const struct sy_con
     c->base = base;
     c->ttl_s = (k->lease_ttl_ms + 999) / 1000;
     int period_ms = k->lease_ttl_ms / 3;
+    c->period_ms = period_ms;
     c->etcd = sy_etcd_new(base, k->etcd, period_ms, err, errlen);
     c->tick = event_new(base, -1, EV_PERSIST, tick, c);
     c->nodes = json_array();
@@ -290,4 +292,19 @@ json_t *sy_cluster_status_json(const struct sy_cluster *c)
     return json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:b,s:O}", "node", c->node, "etcd", state_name(c->state), "endpoint",
                      sy_etcd_endpoint(c->etcd), "error", c->error, "lease_id", lease, "lease_ttl_s", c->ttl_s,
                      "registered", c->registered, "nodes", c->nodes);
+}
+
+struct sy_etcd *sy_cluster_etcd(const struct sy_cluster *c)
+{
+    return c->etcd;
+}
+
+int sy_cluster_period_ms(const struct sy_cluster *c)
+{
+    return c->period_ms;
+}
+
+const char *sy_cluster_node(const struct sy_cluster *c)
+{
+    return c->node;
 }

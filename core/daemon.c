@@ -19,6 +19,7 @@
 #include "core/collect.h"
 #include "core/comma_list.h"
 #include "core/log.h"
+#include "core/shared_epoch.h"
 #include "core/state_file.h"
 #include "core/fence_keeper.h"
 #include "core/switch.h"
@@ -619,6 +620,13 @@ static void resolve_writes(struct sy_pair *p)
                     (unsigned long long)p->epoch, sy_instance_id(out_of_active));
 }
 
+/* The pair applied a new epoch of the cluster's: the writes follow it here as after a restart. */
+static void on_epoch_applied(void *arg, struct sy_pair *p, bool side_changed)
+{
+    if (side_changed && p->forward != NULL)
+        resolve_writes(p);
+}
+
 static const struct sy_admin_cmd pair_cmds[] = {
     { "status", "status [PAIR] : pairs, active side, epoch, instances, lag", cmd_status },
     { "clients", "clients PAIR : client sessions (id, user, peer, side, in_transaction, held_ms)", cmd_clients },
@@ -701,7 +709,10 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
             }
             resolve_writes(&d.pairs[i]);
         }
-        if (sy_tail_watch_start(&d.pairs[i]) != 0 || sy_fence_keeper_start(&d.pairs[i]) != 0) {
+        /* In a cluster, only the node that runs the pair's synchronization keeps the sides fenced: a node
+         * applying a new epoch a moment late must not fence the side just made active. */
+        bool keeper = cfg->cluster.line == 0 || d.pairs[i].forward != NULL;
+        if (sy_tail_watch_start(&d.pairs[i]) != 0 || (keeper && sy_fence_keeper_start(&d.pairs[i]) != 0)) {
             sy_log_error("pair %s: cannot start the fence keeper", cfg->pairs[i].name);
             goto out;
         }
@@ -722,6 +733,11 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
         sy_log_error("%s:%d: [cluster]: %s", cfg->path, cfg->cluster.line, err);
         goto out;
     }
+    for (size_t i = 0; d.cluster != NULL && i < d.n_started; i++)
+        if ((d.pairs[i].shared = sy_shared_epoch_start(d.cluster, &d.pairs[i], on_epoch_applied, &d)) == NULL) {
+            sy_log_error("out of memory");
+            goto out;
+        }
     if (cfg->has_console && (d.console = sy_console_open(d.base, cfg, d.admin, err, sizeof err)) == NULL) {
         sy_log_error("%s", err);
         goto out;
@@ -775,6 +791,10 @@ out:
         event_free(sigint);
     if (sighup)
         event_free(sighup);
+    for (size_t i = 0; i < d.n_started; i++) {
+        sy_shared_epoch_free(d.pairs[i].shared);
+        d.pairs[i].shared = NULL;
+    }
     sy_cluster_stop(d.cluster, 1000);
     sy_metrics_close(d.metrics);
     sy_console_close(d.console);

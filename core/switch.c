@@ -44,6 +44,7 @@
 #include "core/engine.h"
 #include "core/instance.h"
 #include "core/log.h"
+#include "core/shared_epoch.h"
 
 #define SW_WARM_TIMEOUT_MS 10000  /* step 2 (before the hold: nobody waits on it) */
 #define SW_ALIVE_TIMEOUT_MS 1500  /* failover: does the business DB still answer? */
@@ -111,6 +112,7 @@ struct sy_switch {
     pthread_cond_t cv;
     void (*call_fn)(struct sy_switch *);
     bool call_done;
+    bool call_async;                /* call_fn's work ends in a callback, which calls call_end() */
     /* outcome */
     const char *code;               /* NULL = success */
     char msg[1200];
@@ -172,21 +174,32 @@ json_t *sy_switch_progress_json(const struct sy_switch *sw)
 
 /* ---- running on the loop --------------------------------------------------------------------- */
 
-static void on_call(evutil_socket_t fd, short what, void *arg)
+static void call_end(struct sy_switch *sw)
 {
-    struct sy_switch *sw = arg;
-    sw->call_fn(sw);
     pthread_mutex_lock(&sw->mu);
     sw->call_done = true;
     pthread_cond_signal(&sw->cv);
     pthread_mutex_unlock(&sw->mu);
 }
 
-/* Runs fn(sw) on the loop thread and waits for it. */
-static void loop_call(struct sy_switch *sw, void (*fn)(struct sy_switch *))
+static void on_call(evutil_socket_t fd, short what, void *arg)
+{
+    struct sy_switch *sw = arg;
+    sw->call_fn(sw);
+    if (sw->call_async)
+        return;                     /* its callback ends the call */
+    pthread_mutex_lock(&sw->mu);
+    sw->call_done = true;
+    pthread_cond_signal(&sw->cv);
+    pthread_mutex_unlock(&sw->mu);
+}
+
+/* Runs fn(sw) on the loop thread and waits for it (async: until what it started calls call_end()). */
+static void loop_call_until(struct sy_switch *sw, void (*fn)(struct sy_switch *), bool async)
 {
     pthread_mutex_lock(&sw->mu);
     sw->call_fn = fn;
+    sw->call_async = async;
     sw->call_done = false;
     pthread_mutex_unlock(&sw->mu);
     event_active(sw->call_ev, 0, 0);
@@ -194,6 +207,11 @@ static void loop_call(struct sy_switch *sw, void (*fn)(struct sy_switch *))
     while (!sw->call_done)
         pthread_cond_wait(&sw->cv, &sw->mu);
     pthread_mutex_unlock(&sw->mu);
+}
+
+static void loop_call(struct sy_switch *sw, void (*fn)(struct sy_switch *))
+{
+    loop_call_until(sw, fn, false);
 }
 
 static void do_unmovable(struct sy_switch *sw)
@@ -277,6 +295,20 @@ static void do_pause_forward(struct sy_switch *sw)
         sw->write_stopped = true;
         sy_instance_set_reason(sw->draining, "failover"); /* a restart before the flip resumes it */
     }
+}
+
+static void on_epoch_cas(void *arg, int rc, const char *err)
+{
+    struct sy_switch *sw = arg;
+    sw->call_rc = rc;
+    snprintf(sw->call_err, sizeof sw->call_err, "%s", err ? err : "");
+    call_end(sw);
+}
+
+/* In a cluster: the cluster's epoch moves first, by compare-and-swap (asynchronous: ends in on_epoch_cas). */
+static void do_epoch_cas(struct sy_switch *sw)
+{
+    sy_shared_epoch_cas(sw->p->shared, sw->p->epoch + 1, sw->to, on_epoch_cas, sw);
 }
 
 /* The flip itself: persisted epoch first, then every session. Caller holds fence_lock. */
@@ -534,6 +566,14 @@ static int flip(struct sy_switch *sw)
         pthread_mutex_unlock(&p->fence_lock);
         return fail(sw, "internal", "failpoint switch_fail_after_unfence");
     }
+    if (p->shared != NULL) {
+        loop_call_until(sw, do_epoch_cas, true);
+        if (sw->call_rc != 0) {
+            pthread_mutex_unlock(&p->fence_lock);
+            return fail(sw, "bad_state", "%s", sw->call_err);
+        }
+        sy_failpoint("switch_after_epoch_cas");
+    }
     loop_call(sw, do_flip);
     pthread_mutex_unlock(&p->fence_lock);
     if (sw->call_rc != 0)
@@ -746,6 +786,12 @@ static int preconditions(struct sy_switch *sw, const char **code, char *msg, siz
         *code = "not_implemented";
         snprintf(msg, msglen, "engine %s cannot switch yet (%s)", sy_engine_name(p->cfg->engine),
                  p->eng == NULL ? "no synchronization" : "no fencing");
+        return -1;
+    }
+    char why[400];
+    if (p->shared != NULL && !sy_shared_epoch_is_current(p->shared, why, sizeof why)) {
+        *code = "bad_state";
+        snprintf(msg, msglen, "%s: %s", name, why);
         return -1;
     }
     if (p->forward == NULL) {

@@ -1,17 +1,23 @@
-"""Several switchyardd as one cluster through a real etcd (issue 12, first step: membership). Three etcd
+"""Several switchyardd as one cluster through a real etcd (issue 12: membership, the shared epoch). Three etcd
 members (Debian's etcd-server 3.4) on loopback; each node registers under a lease it keeps alive
 (core/cluster.c) and lists the nodes it sees in `status`. What users rely on: every node sees the others;
 losing one etcd member changes nothing; a killed node leaves the list within its lease, a stopped one at
-once; a node that lost etcd says so and comes back by itself."""
+once; a node that lost etcd says so and comes back by itself. The pair's epoch lives in etcd
+(core/shared_epoch.c): a switch moves it by compare-and-swap, every node applies it and routes new
+sessions to the side it says, a node started late adopts it."""
 
 from __future__ import annotations
 
+import base64
+import json
 import time
+import urllib.request
 
 import pytest
 
 import sandbox
-from helpers import wait_for
+from helpers import app_conn, app_user, one, q, wait_for, wait_reverse, wait_state
+from test_forward_mariadb import fresh  # noqa: F401 (fixture)
 
 TTL_MS = 2000
 
@@ -37,6 +43,41 @@ def cluster(d):
 
 def nodes(d):
     return sorted(n["node"] for n in cluster(d)["nodes"])
+
+
+def etcd_call(etcd, path, body):
+    """One request to the first etcd member that answers (the test's own view of the cluster)."""
+    for m in etcd:
+        try:
+            req = urllib.request.Request(m.url + path, data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=3) as r:
+                return json.loads(r.read())
+        except OSError:
+            continue
+    raise AssertionError("no etcd member answers")
+
+
+def b64(s):
+    return base64.b64encode(s.encode()).decode()
+
+
+def etcd_get(etcd, key):
+    kvs = etcd_call(etcd, "/v3/kv/range", {"key": b64(key)}).get("kvs") or []
+    return json.loads(base64.b64decode(kvs[0]["value"])) if kvs else None
+
+
+def etcd_put(etcd, key, text):
+    etcd_call(etcd, "/v3/kv/put", {"key": b64(key), "value": b64(text)})
+
+
+def shared(d, pname):
+    return d.pair_status(pname).get("shared_epoch", {})
+
+
+def applied(d, pname):
+    p = d.pair_status(pname)
+    return p["epoch"], p["active_side"]
 
 
 def node_daemon(daemon, etcd, node):
@@ -108,3 +149,81 @@ def test_cluster_config_errors(daemon, section, message):
     d = daemon(pair="cfg", extra_ini=section, wait=False)
     assert d.wait(30) != 0
     assert message in d.log(), d.log()
+
+
+def test_every_node_follows_the_shared_epoch(daemon, etcd, mariadb_pair, fresh):  # noqa: F811
+    """One node runs the synchronization, two only proxy; a switchover and a switchback on the first move
+    the epoch in etcd and every node applies it: new sessions through any node write on the new side, and
+    every node's registration shows the epoch it applied. A node started later (its own state says epoch
+    1, business) adopts the cluster's. Losing the etcd member the watches stream from changes nothing."""
+    b, dr = mariadb_pair
+    b.sql("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))", database=fresh)
+    app_user(mariadb_pair, fresh)
+    pname = f"e{fresh}"
+    key = f"/switchyard/pairs/{pname}/active"
+    owner = daemon(pair=pname, objects=f"{fresh}.*", txn_drain_ms=500, max_hold_ms=5000,
+                   extra_ini=cluster_ini(etcd, "sync1"))
+    proxies = [daemon(pair=pname, extra_ini=cluster_ini(etcd, n)) for n in ("px2", "px3")]
+    nodes = [owner] + proxies
+    wait_state(owner, pname, "running")
+    owner.admin_ok("create-reverse", pair=pname)
+    wait_reverse(owner, pname, "collecting")
+    for d in nodes:
+        wait_for(lambda: shared(d, pname).get("epoch") == 1 and shared(d, pname)["watch"] == "ok", 20,
+                 "the shared epoch read and watched")
+    assert etcd_get(etcd, key) == {"epoch": 1, "side": "business"}
+
+    def all_on(epoch, side):
+        for d in nodes:
+            wait_for(lambda: applied(d, pname) == (epoch, side), 15, f"{d} on epoch {epoch} ({side})")
+        regs = lambda: {n["node"]: n["pairs"].get(pname) for n in cluster(owner)["nodes"] if pname in n["pairs"]}
+        wait_for(lambda: regs() == {n: {"epoch": epoch, "active": side} for n in ("sync1", "px2", "px3")}, 15,
+                 "every node's registration shows the epoch it applied")
+
+    r = owner.admin_ok("switchover", pair=pname)
+    assert r["active_side"] == "dr" and r["epoch"] == 2, r
+    assert etcd_get(etcd, key) == {"epoch": 2, "side": "dr"}
+    all_on(2, "dr")
+    for i, d in enumerate(nodes):                       # new sessions through every node write on DR
+        c = app_conn(d, fresh)
+        one(c, f"INSERT INTO t VALUES ({10 + i}, 'dr via {i}')")
+        c.close()
+    assert q(dr, "SELECT COUNT(*) FROM t WHERE id >= 10", fresh) == ((3,),)
+    assert q(b, "SELECT @@global.read_only")[0][0] == 1       # written on DR, not on the fenced business side
+
+    late = daemon(pair=pname, extra_ini=cluster_ini(etcd, "late4"))     # its own state: epoch 1, business
+    wait_for(lambda: applied(late, pname) == (2, "dr"), 15, "the late node adopts the cluster's epoch")
+    assert etcd_get(etcd, key) == {"epoch": 2, "side": "dr"}          # created only if absent
+    assert late.stop() == 0
+
+    first = etcd[0]
+    first.kill9()                                       # the member every stream started on
+    try:
+        for d in proxies:
+            wait_for(lambda: "watch of " + key in d.log() and shared(d, pname)["watch"] == "ok", 15,
+                     "the watch made again on another member")
+        r = owner.admin_ok("switchback", pair=pname)
+        assert r["active_side"] == "business" and r["epoch"] == 3, r
+        all_on(3, "business")
+        for i, d in enumerate(nodes):
+            c = app_conn(d, fresh)
+            one(c, f"INSERT INTO t VALUES ({20 + i}, 'business via {i}')")
+            c.close()
+        assert q(b, "SELECT COUNT(*) FROM t WHERE id >= 20", fresh) == ((3,),)
+    finally:
+        first.start()
+    wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", fresh) == ((6,),), 30, "forward applied after switchback")
+    # a proxy-only node cannot coordinate a switch yet (it has no synchronization)
+    assert proxies[0].admin("switchover", pair=pname)["error"]["code"] == "unknown_instance"
+
+
+def test_a_malformed_shared_epoch_is_reported_and_ignored(daemon, etcd):
+    d = node_daemon(daemon, etcd, "m1")
+    key = "/switchyard/pairs/cm1/active"
+    wait_for(lambda: shared(d, "cm1").get("epoch") == 1 and shared(d, "cm1")["watch"] == "ok", 20, "watched")
+    etcd_put(etcd, key, '{"epoch": "two", "side": "dr"}')
+    s = wait_for(lambda: "malformed" in shared(d, "cm1")["error"] and shared(d, "cm1"), 10, "reported")
+    assert key in s["error"] and "keeping epoch 1" in s["error"], s
+    assert applied(d, "cm1") == (1, "business")
+    etcd_put(etcd, key, '{"epoch": 4, "side": "business"}')             # a good value again: applied
+    wait_for(lambda: applied(d, "cm1") == (4, "business") and shared(d, "cm1")["error"] == "", 10, "applied")
