@@ -299,12 +299,25 @@ struct sy_etcd *sy_cluster_etcd(const struct sy_cluster *c)
     return c->etcd;
 }
 
-int sy_cluster_period_ms(const struct sy_cluster *c)
+struct event *sy_cluster_ticker_new(const struct sy_cluster *c, event_callback_fn cb, void *arg)
 {
-    return c->period_ms;
+    struct event *ev = event_new(c->base, -1, EV_PERSIST, cb, arg);
+    struct timeval tv = { c->period_ms / 1000, (c->period_ms % 1000) * 1000 };
+    if (ev == NULL || event_add(ev, &tv) != 0) {
+        if (ev != NULL)
+            event_free(ev);
+        return NULL;
+    }
+    event_active(ev, 0, 0);
+    return ev;
 }
 
 const char *sy_cluster_node(const struct sy_cluster *c)
 {
     return c->node;
+}
+
+int64_t sy_cluster_lease(const struct sy_cluster *c)
+{
+    return c->registered ? c->lease : 0;
 }

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <event2/event.h>
 #include <jansson.h>
@@ -32,10 +33,15 @@ void sy_cluster_stop(struct sy_cluster *c, int timeout_ms);
 json_t *sy_cluster_status_json(const struct sy_cluster *c);
 
 struct sy_etcd;
-/* The node's etcd client (ref: owned by c) and the period of its ticks (lease_ttl / 3), for what builds on
- * membership (core/shared_epoch.c). */
+/* The node's etcd client (ref: owned by c), for what builds on membership (core/shared_epoch.c,
+ * core/cluster_switch.c). */
 struct sy_etcd *sy_cluster_etcd(const struct sy_cluster *c);
-int sy_cluster_period_ms(const struct sy_cluster *c);
+/* A persistent timer calling cb(arg) every period of the node's ticks (lease_ttl / 3), and once right away.
+ * NULL: out of memory. */
+struct event *sy_cluster_ticker_new(const struct sy_cluster *c, event_callback_fn cb, void *arg);
 const char *sy_cluster_node(const struct sy_cluster *c);
+/* The lease this node's keys live under (0: none granted now). */
+int64_t sy_cluster_lease(const struct sy_cluster *c);
+
 
 #endif

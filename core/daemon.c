@@ -20,6 +20,7 @@
 #include "core/comma_list.h"
 #include "core/log.h"
 #include "core/shared_epoch.h"
+#include "core/cluster_switch.h"
 #include "core/state_file.h"
 #include "core/fence_keeper.h"
 #include "core/switch.h"
@@ -627,6 +628,12 @@ static void on_epoch_applied(void *arg, struct sy_pair *p, bool side_changed)
         resolve_writes(p);
 }
 
+/* Another node coordinates a switch of this pair: this node takes part. */
+static void on_cluster_hold(void *arg, struct sy_pair *p, const char *id, enum sy_side to, uint64_t from_epoch)
+{
+    sy_switch_participate(p, id, to, from_epoch);
+}
+
 static const struct sy_admin_cmd pair_cmds[] = {
     { "status", "status [PAIR] : pairs, active side, epoch, instances, lag", cmd_status },
     { "clients", "clients PAIR : client sessions (id, user, peer, side, in_transaction, held_ms)", cmd_clients },
@@ -734,7 +741,8 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
         goto out;
     }
     for (size_t i = 0; d.cluster != NULL && i < d.n_started; i++)
-        if ((d.pairs[i].shared = sy_shared_epoch_start(d.cluster, &d.pairs[i], on_epoch_applied, &d)) == NULL) {
+        if ((d.pairs[i].shared = sy_shared_epoch_start(d.cluster, &d.pairs[i], on_epoch_applied, &d)) == NULL ||
+            (d.pairs[i].cswitch = sy_cluster_switch_start(d.cluster, &d.pairs[i], on_cluster_hold, &d)) == NULL) {
             sy_log_error("out of memory");
             goto out;
         }
@@ -792,7 +800,9 @@ out:
     if (sighup)
         event_free(sighup);
     for (size_t i = 0; i < d.n_started; i++) {
+        sy_cluster_switch_free(d.pairs[i].cswitch);
         sy_shared_epoch_free(d.pairs[i].shared);
+        d.pairs[i].cswitch = NULL;
         d.pairs[i].shared = NULL;
     }
     sy_cluster_stop(d.cluster, 1000);

@@ -250,6 +250,7 @@ const char *sy_etcd_endpoint(const struct sy_etcd *e)
 struct sy_etcd_watch {
     struct sy_etcd *e;                /* ref: the client whose endpoints it uses */
     char key[160];
+    bool prefix;                      /* every key under key */
     int64_t next_rev;                 /* the revision to watch from: the last event's + 1 */
     sy_etcd_watch_fn fn;
     void *arg;
@@ -300,7 +301,7 @@ static void watch_line(struct sy_etcd_watch *w, const char *line, size_t len)
             continue;                      /* seen on the stream before this one */
         w->next_rev = rev + 1;
         const char *type = json_string_value(json_object_get(ev, "type"));
-        w->fn(w->arg, type != NULL && strcmp(type, "DELETE") == 0 ? NULL : kv, rev);
+        w->fn(w->arg, kv, type != NULL && strcmp(type, "DELETE") == 0, rev);
     }
     json_decref(o);
 }
@@ -354,6 +355,10 @@ static void watch_open(evutil_socket_t fd, short what, void *arg)
     char rev[32];
     snprintf(rev, sizeof rev, "%" PRId64, w->next_rev);
     json_t *body = k ? json_pack("{s:{s:s,s:s}}", "create_request", "key", k, "start_revision", rev) : NULL;
+    char *end = w->prefix ? sy_etcd_prefix_end_b64(w->key) : NULL;
+    if (end != NULL)
+        json_object_set_new(json_object_get(body, "create_request"), "range_end", json_string(end));
+    free(end);
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     free(k);
     json_decref(body);
@@ -381,13 +386,25 @@ static void watch_open(evutil_socket_t fd, short what, void *arg)
     w->req = req;
 }
 
-struct sy_etcd_watch *sy_etcd_watch_start(struct sy_etcd *e, const char *key, int64_t from_revision,
+char *sy_etcd_prefix_end_b64(const char *key)
+{
+    char end[200];
+    size_t n = strlen(key);
+    if (n == 0 || n >= sizeof end)
+        return NULL;
+    memcpy(end, key, n);
+    end[n - 1]++;                          /* our keys end in a printable byte: no carry */
+    return sy_etcd_b64(end, n);
+}
+
+struct sy_etcd_watch *sy_etcd_watch_start(struct sy_etcd *e, const char *key, bool prefix, int64_t from_revision,
                                           sy_etcd_watch_fn fn, void *arg)
 {
     struct sy_etcd_watch *w = calloc(1, sizeof *w);
     if (w == NULL)
         return NULL;
-    *w = (struct sy_etcd_watch){ .e = e, .next_rev = from_revision, .fn = fn, .arg = arg, .at = e->cur };
+    *w = (struct sy_etcd_watch){ .e = e, .prefix = prefix, .next_rev = from_revision, .fn = fn, .arg = arg,
+                                 .at = e->cur };
     snprintf(w->key, sizeof w->key, "%s", key);
     w->pending = evbuffer_new();
     w->again = evtimer_new(e->base, watch_open, w);

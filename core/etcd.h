@@ -7,7 +7,9 @@
 #ifndef SY_ETCD_H
 #define SY_ETCD_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <event2/event.h>
 #include <jansson.h>
@@ -33,15 +35,18 @@ char *sy_etcd_unb64(const char *s, size_t *len);
 /* The endpoint the last answer came from ("http://h:p"). */
 const char *sy_etcd_endpoint(const struct sy_etcd *e);
 
-/* A watch of one key (POST /v3/watch: a streaming answer, one JSON object a line) on a connection of its
- * own. fn(arg, kv, mod_revision) for every change from from_revision on: kv is the event's key-value
- * (borrowed; its "value" is base64) or NULL when the key was deleted. A watch that ends (the member died,
+/* A watch of one key, or of every key under it when prefix (POST /v3/watch: a streaming answer, one JSON
+ * object a line) on a connection of its own. fn(arg, kv, deleted, mod_revision) for every change from
+ * from_revision on: kv is the event's key-value (borrowed; "key" and "value" are base64; no value when
+ * deleted). A watch that ends (the member died,
  * the stream was cut or timed out) is made again on the next endpoint from the revision after the last
  * event seen, a little later: no event is skipped, none is seen twice. */
-typedef void (*sy_etcd_watch_fn)(void *arg, json_t *kv, int64_t mod_revision);
+typedef void (*sy_etcd_watch_fn)(void *arg, json_t *kv, bool deleted, int64_t mod_revision);
 struct sy_etcd_watch;
-struct sy_etcd_watch *sy_etcd_watch_start(struct sy_etcd *e, const char *key, int64_t from_revision,
+struct sy_etcd_watch *sy_etcd_watch_start(struct sy_etcd *e, const char *key, bool prefix, int64_t from_revision,
                                           sy_etcd_watch_fn fn, void *arg);
+/* The range_end that makes [key, end) every key starting with key (etcd's "prefix + 1"), base64. */
+char *sy_etcd_prefix_end_b64(const char *key);
 /* Makes the watch again from from_revision (a poll saw a newer revision than the stream delivered). */
 void sy_etcd_watch_restart(struct sy_etcd_watch *w, int64_t from_revision);
 /* The revision the stream waits for next (every change before it was delivered). */

@@ -103,7 +103,8 @@ int sy_pair_set_active(struct sy_pair *p, enum sy_side to, char *err, size_t err
     return set_and_save(p, p->epoch + 1, to, "", err, errlen);
 }
 
-int sy_pair_adopt(struct sy_pair *p, uint64_t epoch, enum sy_side side, char *err, size_t errlen)
+int sy_pair_adopt(struct sy_pair *p, uint64_t epoch, enum sy_side side, size_t *moved_out, char *err,
+                  size_t errlen)
 {
     enum sy_side was = p->active_side;
     if (set_and_save(p, epoch, side, " (the cluster's)", err, errlen) != 0)
@@ -111,6 +112,8 @@ int sy_pair_adopt(struct sy_pair *p, uint64_t epoch, enum sy_side side, char *er
     if (was != side) {
         size_t moved = p->proto->switch_flip(p->proto_state, side);
         sy_log_info("pair %s: %zu session(s) moved to the %s side", p->cfg->name, moved, sy_side_name(side));
+        if (moved_out != NULL)
+            *moved_out = moved;
     }
     return 0;
 }

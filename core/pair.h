@@ -112,6 +112,7 @@ struct sy_pair {
     struct sy_commit_wait commit_wait; /* positions held commits wait for, published by module threads */
     struct sy_shared_epoch *shared;  /* owned by the daemon: the cluster's epoch of this pair; NULL without
                                         [cluster] (then the persisted epoch alone decides) */
+    struct sy_cluster_switch *cswitch; /* owned by the daemon: one switch for every node; NULL without [cluster] */
 };
 
 /* Loads the persisted epoch/side (or creates epoch 1, business), starts the proxy.
@@ -125,8 +126,10 @@ void sy_pair_stop(struct sy_pair *p);
 int sy_pair_set_active(struct sy_pair *p, enum sy_side to, char *err, size_t errlen) SY_MUST_CHECK;
 /* Applies an epoch decided elsewhere (the cluster's, core/shared_epoch.c): persisted first, then the pair;
  * when the side changed, sessions move (those not prepared on the new side get an error) and new backend
- * connections go to the new side. Caller holds fence_lock; loop thread. */
-int sy_pair_adopt(struct sy_pair *p, uint64_t epoch, enum sy_side side, char *err, size_t errlen) SY_MUST_CHECK;
+ * connections go to the new side (*moved, when not NULL: how many moved). Caller holds fence_lock; loop
+ * thread. */
+int sy_pair_adopt(struct sy_pair *p, uint64_t epoch, enum sy_side side, size_t *moved, char *err,
+                  size_t errlen) SY_MUST_CHECK;
 /* Persists the failover tail state (with the epoch file). */
 int sy_pair_save(struct sy_pair *p, char *err, size_t errlen) SY_MUST_CHECK;
 /* A hold for a switch: like sy_pair_hold but bounded by the switch itself, not the pair's timer. */

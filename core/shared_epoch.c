@@ -69,7 +69,7 @@ static void apply(struct sy_shared_epoch *s)
     }
     bool side_changed = p->active_side != s->side;
     char err[512];
-    int rc = sy_pair_adopt(p, s->epoch, s->side, err, sizeof err);
+    int rc = sy_pair_adopt(p, s->epoch, s->side, NULL, err, sizeof err);
     pthread_mutex_unlock(&p->fence_lock);
     if (rc != 0) {
         snprintf(s->error, sizeof s->error, "cannot apply epoch %" PRIu64 ": %s", s->epoch, err);
@@ -78,6 +78,11 @@ static void apply(struct sy_shared_epoch *s)
     }
     if (s->applied != NULL)
         s->applied(s->arg, p, side_changed);
+}
+
+void sy_shared_epoch_apply(struct sy_shared_epoch *s)
+{
+    apply(s);
 }
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)
@@ -117,9 +122,9 @@ static void seen(struct sy_shared_epoch *s, json_t *kv, int64_t rev)
     apply(s);
 }
 
-static void on_event(void *arg, json_t *kv, int64_t rev)
+static void on_event(void *arg, json_t *kv, bool deleted, int64_t rev)
 {
-    seen(arg, kv, rev);
+    seen(arg, deleted ? NULL : kv, rev);
 }
 
 static void on_read(void *arg, json_t *reply, const char *err)
@@ -162,7 +167,7 @@ static void on_read(void *arg, json_t *reply, const char *err)
     }
     apply(s);                                     /* also what could not be applied before (a switch ran) */
     if (s->watch == NULL && s->known)
-        s->watch = sy_etcd_watch_start(s->etcd, s->key, s->mod_rev + 1, on_event, s);
+        s->watch = sy_etcd_watch_start(s->etcd, s->key, false, s->mod_rev + 1, on_event, s);
 }
 
 /* Creates the key from this node's epoch if it is absent, else reads it: one transaction. */
@@ -193,16 +198,12 @@ struct sy_shared_epoch *sy_shared_epoch_start(struct sy_cluster *c, struct sy_pa
     s->applied = applied;
     s->arg = arg;
     snprintf(s->key, sizeof s->key, "%spairs/%s/active", SY_CLUSTER_PREFIX, p->cfg->name);
-    s->tick = event_new(p->base, -1, EV_PERSIST, on_tick, s);
     s->retry = evtimer_new(p->base, on_retry, s);
-    if (s->tick == NULL || s->retry == NULL) {
+    s->tick = s->retry != NULL ? sy_cluster_ticker_new(c, on_tick, s) : NULL;
+    if (s->tick == NULL) {
         sy_shared_epoch_free(s);
         return NULL;
     }
-    int ms = sy_cluster_period_ms(c);
-    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-    event_add(s->tick, &tv);
-    event_active(s->tick, 0, 0);
     return s;
 }
 
@@ -287,6 +288,13 @@ void sy_shared_epoch_cas(struct sy_shared_epoch *s, uint64_t epoch, enum sy_side
         s->cas_done = NULL;
         done(arg, -1, "out of memory");
     }
+}
+
+bool sy_shared_epoch_seen(const struct sy_shared_epoch *s, uint64_t *epoch, enum sy_side *side)
+{
+    *epoch = s->epoch;
+    *side = s->side;
+    return s->known;
 }
 
 json_t *sy_shared_epoch_status_json(const struct sy_shared_epoch *s)

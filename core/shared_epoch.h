@@ -34,6 +34,11 @@ bool sy_shared_epoch_is_current(const struct sy_shared_epoch *s, char *why, size
 void sy_shared_epoch_cas(struct sy_shared_epoch *s, uint64_t epoch, enum sy_side side, sy_shared_epoch_cas_fn done,
                          void *arg);
 
+/* Applies the cluster's epoch now if the pair's differs (a switch of this node's own just ended). */
+void sy_shared_epoch_apply(struct sy_shared_epoch *s);
+/* The cluster's epoch last seen (false: not read yet). */
+bool sy_shared_epoch_seen(const struct sy_shared_epoch *s, uint64_t *epoch, enum sy_side *side);
+
 /* {"epoch", "side", "revision", "watch": "ok"|"connecting", "error"} for the pair's `status` entry. */
 json_t *sy_shared_epoch_status_json(const struct sy_shared_epoch *s);
 

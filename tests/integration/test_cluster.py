@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
+import threading
 import time
 import urllib.request
 
 import pytest
 
 import sandbox
+import pymysql
 from helpers import app_conn, app_user, one, q, wait_for, wait_reverse, wait_state
 from test_forward_mariadb import fresh  # noqa: F401 (fixture)
 
@@ -69,6 +73,14 @@ def etcd_get(etcd, key):
 
 def etcd_put(etcd, key, text):
     etcd_call(etcd, "/v3/kv/put", {"key": b64(key), "value": b64(text)})
+
+
+def etcd_has_leader(etcd):
+    try:                                                # a write needs a leader
+        etcd_put(etcd, "/switchyard-test/probe", "x")
+        return True
+    except (AssertionError, OSError):
+        return False
 
 
 def shared(d, pname):
@@ -202,6 +214,7 @@ def test_every_node_follows_the_shared_epoch(daemon, etcd, mariadb_pair, fresh):
         for d in proxies:
             wait_for(lambda: "watch of " + key in d.log() and shared(d, pname)["watch"] == "ok", 15,
                      "the watch made again on another member")
+        wait_for(lambda: etcd_has_leader(etcd), 15, "the two members left elected a leader")
         r = owner.admin_ok("switchback", pair=pname)
         assert r["active_side"] == "business" and r["epoch"] == 3, r
         all_on(3, "business")
@@ -215,6 +228,105 @@ def test_every_node_follows_the_shared_epoch(daemon, etcd, mariadb_pair, fresh):
     wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", fresh) == ((6,),), 30, "forward applied after switchback")
     # a proxy-only node cannot coordinate a switch yet (it has no synchronization)
     assert proxies[0].admin("switchover", pair=pname)["error"]["code"] == "unknown_instance"
+
+
+def cluster_of_three(daemon, etcd, mariadb_pair, db, pname, max_hold_ms=5000):
+    """One node with the pair's synchronization (running forward, collecting reverse), two proxy-only nodes."""
+    mariadb_pair.business.sql("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))", database=db)
+    app_user(mariadb_pair, db)
+    keys = dict(txn_drain_ms=500, max_hold_ms=max_hold_ms)
+    owner = daemon(pair=pname, objects=f"{db}.*", extra_ini=cluster_ini(etcd, f"{pname}-s1"), **keys)
+    proxies = [daemon(pair=pname, extra_ini=cluster_ini(etcd, f"{pname}-p{i}"), **keys) for i in (2, 3)]
+    wait_state(owner, pname, "running")
+    owner.admin_ok("create-reverse", pair=pname)
+    wait_reverse(owner, pname, "collecting")
+    for d in [owner] + proxies:
+        wait_for(lambda: shared(d, pname).get("epoch") == 1 and shared(d, pname)["watch"] == "ok", 20,
+                 "the shared epoch read and watched")
+    return owner, proxies
+
+
+def test_one_switch_for_every_node_under_load(daemon, etcd, mariadb_pair, fresh):  # noqa: F811
+    """Clients spread over three nodes write all along; a switchover and a switchback coordinated by the
+    node with the sync hold every node, merge their ack ledgers and flip them all: 0 client errors, every
+    acknowledged write on both sides afterwards, every node on the new side when the command answers."""
+    b, dr = mariadb_pair
+    pname = f"l{fresh}"
+    owner, proxies = cluster_of_three(daemon, etcd, mariadb_pair, fresh, pname)
+    nodes = [owner] + proxies
+    stop, acked, errors = threading.Event(), [], []
+
+    def loader(d, k):
+        c, i = None, k * 100000
+        while not stop.is_set():
+            try:
+                c = c or app_conn(d, fresh, connect_timeout=5, read_timeout=15)
+                one(c, "INSERT INTO t VALUES (%s, 'load')", (i,))
+                acked.append(i)
+            except pymysql.err.MySQLError as e:
+                errors.append((k, e.args[0], str(e.args[1:])))
+                c = None
+            i += 1
+            time.sleep(0.002)
+    workers = [threading.Thread(target=loader, args=(d, 2 * n + j)) for n, d in enumerate(nodes) for j in (1, 2)]
+    for w in workers:
+        w.start()
+    try:
+        time.sleep(1.0)
+        for epoch, side, cmd in ((2, "dr", "switchover"), (3, "business", "switchback")):
+            r = owner.admin_ok(cmd, pair=pname)
+            assert r["active_side"] == side and r["epoch"] == epoch and "cluster_hold_ms" in r["steps"], r
+            for d in nodes:                              # the coordinator awaited their "flipped"
+                assert applied(d, pname) == (epoch, side), d
+            n = len(acked)
+            wait_for(lambda: len(acked) > n + 30, 30, "clients go on after the switch")
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(30)
+    assert errors == [], errors[:5]
+    for d in proxies:                                   # each took part: held, acknowledged, flipped
+        hist = d.pair_status(pname)["switch_history"]
+        assert [h["outcome"] for h in hist] == ["done", "done"], hist
+    want = set(acked)
+    for side in (b, dr):
+        wait_for(lambda: want <= {r[0] for r in q(side, "SELECT id FROM t", fresh)}, 30,
+                 f"every acknowledged write on {side}")
+    assert q(b, "SELECT @@global.read_only")[0][0] == 0 and q(dr, "SELECT @@global.read_only")[0][0] == 1
+
+
+def test_a_node_that_does_not_acknowledge_rolls_the_switch_back_everywhere(daemon, etcd, mariadb_pair,
+                                                                           fresh):  # noqa: F811
+    b, dr = mariadb_pair
+    pname = f"r{fresh}"
+    owner, proxies = cluster_of_three(daemon, etcd, mariadb_pair, fresh, pname, max_hold_ms=2000)
+    key = f"/switchyard/pairs/{pname}/active"
+    stuck = proxies[1]
+    os.kill(stuck.pid, signal.SIGSTOP)
+    try:
+        r = owner.admin("switchover", pair=pname)
+    finally:
+        os.kill(stuck.pid, signal.SIGCONT)
+    assert r["ok"] is False and r["error"]["code"] == "hold_timeout", r
+    assert f"{pname}-p3" in r["error"]["message"] and "rolled back on every node" in r["error"]["message"], r
+    assert etcd_get(etcd, key) == {"epoch": 1, "side": "business"}
+    for d in [owner] + proxies:
+        wait_for(lambda: applied(d, pname) == (1, "business") and not d.pair_status(pname)["held"] and
+                 not d.pair_status(pname)["switching"], 15, f"{d} released on the business side")
+    hist = proxies[0].pair_status(pname)["switch_history"]
+    assert hist[0]["outcome"] == "rolled_back", hist
+    assert q(b, "SELECT @@global.read_only")[0][0] == 0 and q(dr, "SELECT @@global.read_only")[0][0] == 1
+    for i, d in enumerate([owner] + proxies):           # every node writes on business again
+        c = app_conn(d, fresh)
+        one(c, f"INSERT INTO t VALUES ({i}, 'after')")
+        c.close()
+    assert q(b, "SELECT COUNT(*) FROM t", fresh) == ((3,),)
+    # nothing stuck: the lock is gone, the next switch takes every node along
+    wait_for(lambda: len(cluster(owner)["nodes"]) >= 3 and cluster(stuck)["registered"], 15, "back")
+    r = owner.admin_ok("switchover", pair=pname)
+    assert r["epoch"] == 2
+    for d in [owner] + proxies:
+        assert applied(d, pname) == (2, "dr")
 
 
 def test_a_malformed_shared_epoch_is_reported_and_ignored(daemon, etcd):
