@@ -70,12 +70,26 @@ static int64_t int_field(json_t *o, const char *name)
 
 static void tick(evutil_socket_t fd, short what, void *arg);
 
+/* etcd forgot the lease (it expired while this node could not reach etcd, or was paused): the next tick
+ * grants a new one and registers again. */
+static bool lease_gone(struct sy_cluster *c, const char *err)
+{
+    if (strstr(err, "requested lease not found") == NULL)
+        return false;
+    sy_log_warn("cluster: lease %" PRId64 " expired: registering node %s again", c->lease, c->node);
+    c->lease = 0;
+    c->registered = false;
+    event_active(c->tick, 0, 0);
+    return true;
+}
+
 static void on_put(void *arg, json_t *reply, const char *err)
 {
     struct sy_cluster *c = arg;
     c->busy = false;
     if (reply == NULL) {
-        set_failed(c, "registering", err);
+        if (!lease_gone(c, err))
+            set_failed(c, "registering", err);
         return;
     }
     set_ok(c);
@@ -120,7 +134,8 @@ static void on_keepalive(void *arg, json_t *reply, const char *err)
     struct sy_cluster *c = arg;
     c->busy = false;
     if (reply == NULL) {
-        set_failed(c, "keeping the lease alive", err);
+        if (!lease_gone(c, err))
+            set_failed(c, "keeping the lease alive", err);
         return;
     }
     set_ok(c);
@@ -315,6 +330,11 @@ struct event *sy_cluster_ticker_new(const struct sy_cluster *c, event_callback_f
 const char *sy_cluster_node(const struct sy_cluster *c)
 {
     return c->node;
+}
+
+int sy_cluster_lease_ttl_ms(const struct sy_cluster *c)
+{
+    return c->ttl_s * 1000;
 }
 
 int64_t sy_cluster_lease(const struct sy_cluster *c)

@@ -40,6 +40,8 @@ struct sy_etcd *sy_cluster_etcd(const struct sy_cluster *c);
  * NULL: out of memory. */
 struct event *sy_cluster_ticker_new(const struct sy_cluster *c, event_callback_fn cb, void *arg);
 const char *sy_cluster_node(const struct sy_cluster *c);
+/* The lease's TTL in milliseconds (what etcd granted, else lease_ttl_ms rounded up to seconds). */
+int sy_cluster_lease_ttl_ms(const struct sy_cluster *c);
 /* The lease this node's keys live under (0: none granted now). */
 int64_t sy_cluster_lease(const struct sy_cluster *c);
 

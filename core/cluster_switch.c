@@ -7,11 +7,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <time.h>
 
 #include "core/cluster.h"
 #include "core/etcd.h"
 #include "core/log.h"
+
+struct step;
 
 struct sy_cluster_switch {
     struct sy_cluster *c;              /* ref: the daemon's */
@@ -33,10 +36,12 @@ struct sy_cluster_switch {
     json_t *acks;                      /* owned: {node: {"phase", "ledger", "error"}} of id */
     enum sy_side to;                   /* of id */
     uint64_t from_epoch;               /* of id */
+    LIST_HEAD(, step) steps;           /* owned: the etcd steps in flight */
 };
 
 /* One etcd step in flight (a coordinator's, a participant's, a refusal's: several may overlap). */
 struct step {
+    LIST_ENTRY(step) link;
     struct sy_cluster_switch *cs;
     sy_cluster_switch_done_fn done;
     void *arg;
@@ -164,6 +169,7 @@ struct sy_cluster_switch *sy_cluster_switch_start(struct sy_cluster *c, struct s
     cs->hold_arg = arg;
     snprintf(cs->prefix, sizeof cs->prefix, "%spairs/%s/switch/", SY_CLUSTER_PREFIX, p->cfg->name);
     snprintf(cs->lock, sizeof cs->lock, "%spairs/%s/lock", SY_CLUSTER_PREFIX, p->cfg->name);
+    LIST_INIT(&cs->steps);
     cs->acks = json_object();
     cs->expect = json_array();
     cs->tick = sy_cluster_ticker_new(c, on_tick, cs);
@@ -178,6 +184,13 @@ void sy_cluster_switch_free(struct sy_cluster_switch *cs)
 {
     if (cs == NULL)
         return;
+    struct step *st;
+    while ((st = LIST_FIRST(&cs->steps)) != NULL) {   /* their answers will not call back */
+        sy_etcd_forget(cs->etcd, st);
+        LIST_REMOVE(st, link);
+        free(st);
+    }
+    sy_etcd_forget(cs->etcd, cs);
     sy_etcd_watch_free(cs->watch);
     if (cs->tick != NULL)
         event_free(cs->tick);
@@ -190,8 +203,11 @@ void sy_cluster_switch_free(struct sy_cluster_switch *cs)
 
 static void step_done(struct step *st, int rc, const char *err)
 {
-    st->done(st->arg, rc, err);
+    LIST_REMOVE(st, link);
+    sy_cluster_switch_done_fn done = st->done;
+    void *arg = st->arg;
     free(st);
+    done(arg, rc, err);
 }
 
 static void on_txn(void *arg, json_t *reply, const char *err)
@@ -222,14 +238,19 @@ static void send_txn(struct sy_cluster_switch *cs, json_t *body, const char *wha
                      void *arg)
 {
     struct step *st = malloc(sizeof *st);
-    if (st != NULL)
+    if (st != NULL) {
         *st = (struct step){ .cs = cs, .done = done, .arg = arg, .what = what };
+        LIST_INSERT_HEAD(&cs->steps, st, link);
+    }
     if (st == NULL || body == NULL) {
         json_decref(body);
+        if (st != NULL)
+            LIST_REMOVE(st, link);
         free(st);
     } else if (sy_etcd_post(cs->etcd, "/v3/kv/txn", body, on_txn, st) == 0) {
         return;
     } else {
+        LIST_REMOVE(st, link);
         free(st);
     }
     char msg[200];
@@ -251,18 +272,13 @@ static json_t *put_state(struct sy_cluster_switch *cs, const char *phase)
 }
 
 /* begin, second half: the node list just read decides who must acknowledge; then the lock and the hold. */
-struct begin {
-    struct sy_cluster_switch *cs;
-    sy_cluster_switch_done_fn done;
-    void *arg;
-};
-
 static void on_nodes(void *arg, json_t *reply, const char *err)
 {
-    struct begin *b = arg;
+    struct step *b = arg;
     struct sy_cluster_switch *cs = b->cs;
     sy_cluster_switch_done_fn done = b->done;
     void *done_arg = b->arg;
+    LIST_REMOVE(b, link);
     free(b);
     char msg[600];
     if (reply == NULL) {
@@ -322,16 +338,17 @@ void sy_cluster_switch_begin(struct sy_cluster_switch *cs, enum sy_side to, uint
     json_t *body = k && end ? json_pack("{s:s,s:s}", "key", k, "range_end", end) : NULL;
     free(k);
     free(end);
-    struct begin *b = malloc(sizeof *b);
-    if (b != NULL)
-        *b = (struct begin){ .cs = cs, .done = done, .arg = arg };
+    struct step *b = malloc(sizeof *b);
     if (b == NULL || body == NULL) {
         json_decref(body);
         free(b);
         done(arg, -1, "out of memory");
         return;
     }
+    *b = (struct step){ .cs = cs, .done = done, .arg = arg, .what = "reading the nodes" };
+    LIST_INSERT_HEAD(&cs->steps, b, link);
     if (sy_etcd_post(cs->etcd, "/v3/kv/range", body, on_nodes, b) != 0) {
+        LIST_REMOVE(b, link);
         free(b);
         done(arg, -1, "out of memory");
     }

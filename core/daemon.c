@@ -126,6 +126,11 @@ static void cmd_release(struct sy_admin_req *req, json_t *args, void *ctx)
     struct sy_pair *p = pair_arg(req, args, ctx);
     if (p == NULL || refuse_while_switching(req, p))
         return;
+    if (p->cut_off) {
+        sy_admin_fail(req, "bad_state", "%s is held because this node lost etcd for longer than its lease (the "
+                      "active side may have changed): it is released when etcd answers", p->cfg->name);
+        return;
+    }
     uint64_t held_ms = p->held ? sy_now_ms() - p->hold_started_ms : 0;
     bool was_held = p->held;
     sy_pair_release(p, "release command");

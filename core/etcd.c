@@ -99,6 +99,14 @@ void sy_etcd_free(struct sy_etcd *e)
     free(e);
 }
 
+void sy_etcd_forget(struct sy_etcd *e, const void *arg)
+{
+    struct call *c;
+    TAILQ_FOREACH(c, &e->calls, link)
+        if (c->arg == arg)
+            c->done = NULL;                 /* on_answer frees it without calling back */
+}
+
 static void send_call(struct call *c);
 
 /* Ends a call: its callback (unless detached), then it is freed. */

@@ -24,6 +24,9 @@ struct sy_etcd *sy_etcd_new(struct event_base *base, const char *endpoints, int 
 /* Pending requests are dropped without their callbacks. */
 void sy_etcd_free(struct sy_etcd *e);
 
+/* The requests in flight whose callback argument is arg will not call back (arg is being freed). */
+void sy_etcd_forget(struct sy_etcd *e, const void *arg);
+
 /* POSTs body (stolen) to path ("/v3/kv/put"); done(arg, ...) later, on the loop, exactly once (unless
  * the client is freed first). -1 when it cannot even be queued (out of memory): done is not called. */
 int sy_etcd_post(struct sy_etcd *e, const char *path, json_t *body, sy_etcd_done done, void *arg);

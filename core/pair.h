@@ -63,6 +63,10 @@ struct sy_proxy_protocol {
     void (*ack_ledger)(void *state, enum sy_side side, char *out, size_t outlen);
     /* Errors the proxy answered itself: {"reason": count, ...} (metrics). */
     json_t *(*client_errors)(void *state);
+    /* A cluster node cut off from etcd (core/shared_epoch.c): every session whose request (or login) has
+     * waited at least held_ms gets msg as an error and is closed; how many. NULL: the engine's held
+     * sessions wait until etcd answers again. */
+    size_t (*fail_held)(void *state, uint64_t held_ms, const char *msg);
 };
 
 #define SY_SWITCH_KINDS 3          /* switchover, switchback, failover */
@@ -113,6 +117,8 @@ struct sy_pair {
     struct sy_shared_epoch *shared;  /* owned by the daemon: the cluster's epoch of this pair; NULL without
                                         [cluster] (then the persisted epoch alone decides) */
     struct sy_cluster_switch *cswitch; /* owned by the daemon: one switch for every node; NULL without [cluster] */
+    bool cut_off;                    /* held because etcd did not answer for longer than the lease: the active
+                                        side may have changed without this node (released once it answers) */
 };
 
 /* Loads the persisted epoch/side (or creates epoch 1, business), starts the proxy.

@@ -2,7 +2,12 @@
  * (creating it at first from this node's persisted epoch); a watch streams its changes in between. What
  * etcd says wins: a node applies it unless a switch of its own is running (that switch moves the key itself,
  * by compare-and-swap, before it flips). A revision the watch missed (a paused member) is caught by the
- * next read, which makes the watch again from there. */
+ * next read, which makes the watch again from there.
+ *
+ * Cut off: when no read answered for longer than the lease, the rest of the cluster may switch without
+ * this node (its registration expired), so it stops starting anything: the pair is held (new requests and
+ * logins wait), and a request held max_hold_ms gets a clear error (the engine's fail_held). The first read
+ * that answers again, once the node is registered again, applies the cluster's epoch and releases. */
 #include "core/shared_epoch.h"
 
 #include <inttypes.h>
@@ -15,6 +20,7 @@
 #include "core/log.h"
 
 #define APPLY_RETRY_MS 20          /* the fence lock was busy (the fence keeper at work) */
+#define CUT_OFF_CHECK_MS 100       /* how often a node checks whether it is cut off from etcd */
 
 struct sy_shared_epoch {
     struct sy_pair *p;                 /* ref: the daemon's */
@@ -28,6 +34,9 @@ struct sy_shared_epoch {
     struct sy_etcd_watch *watch;       /* owned; made once the key was read */
     struct event *tick;                /* owned: reads the key every period */
     struct event *retry;               /* owned: applies again soon (fence lock busy) */
+    struct event *check;               /* owned: the cut-off check, every CUT_OFF_CHECK_MS */
+    struct sy_cluster *c;              /* ref: the daemon's */
+    uint64_t last_ok_ms;               /* monotonic: the last read etcd answered (start: when started) */
     bool reading;                      /* a read (or create) in flight */
     sy_shared_epoch_applied_fn applied;
     void *arg;
@@ -135,6 +144,7 @@ static void on_read(void *arg, json_t *reply, const char *err)
         snprintf(s->error, sizeof s->error, "reading %s: %s", s->key, err);
         return;
     }
+    s->last_ok_ms = sy_now_ms();
     int64_t rev;
     if (json_is_true(json_object_get(reply, "succeeded"))) {      /* created with this node's epoch */
         rev = int_field(json_object_get(reply, "header"), "revision");
@@ -166,6 +176,14 @@ static void on_read(void *arg, json_t *reply, const char *err)
         }
     }
     apply(s);                                     /* also what could not be applied before (a switch ran) */
+    struct sy_pair *p = s->p;
+    if (p->cut_off && s->known && p->epoch == s->epoch && p->active_side == s->side && sy_cluster_lease(s->c) != 0) {
+        /* registered again too: a coordinator waits for this node's acknowledgement from now on */
+        p->cut_off = false;
+        sy_log_warn("pair %s: etcd answers again: epoch %" PRIu64 " (%s side) applied, releasing", p->cfg->name,
+                    p->epoch, sy_side_name(p->active_side));
+        sy_pair_release(p, "etcd answers again");
+    }
     if (s->watch == NULL && s->known)
         s->watch = sy_etcd_watch_start(s->etcd, s->key, false, s->mod_rev + 1, on_event, s);
 }
@@ -187,6 +205,31 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         s->reading = true;
 }
 
+static void on_check(evutil_socket_t fd, short what, void *arg)
+{
+    struct sy_shared_epoch *s = arg;
+    struct sy_pair *p = s->p;
+    uint64_t now = sy_now_ms(), ttl = (uint64_t)sy_cluster_lease_ttl_ms(s->c);
+    if (!p->cut_off && now - s->last_ok_ms > ttl && p->op == NULL) {
+        p->cut_off = true;                         /* a switch of this node's own ends by its own deadline */
+        sy_log_warn("pair %s: etcd did not answer for %llu ms, longer than the lease (%llu ms): the active side may "
+                    "change without this node: holding new requests (at most max_hold_ms=%d ms each, then an "
+                    "error) until etcd answers", p->cfg->name, (unsigned long long)(now - s->last_ok_ms),
+                    (unsigned long long)ttl, p->cfg->max_hold_ms);
+        sy_pair_hold_for_switch(p);
+    }
+    if (p->cut_off && p->proto->fail_held != NULL) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "Switchyard: this proxy has lost etcd for %llu ms (longer than its lease): the "
+                 "active database may have changed, so the request was held max_hold_ms=%d ms and refused; retry "
+                 "through another proxy or later", (unsigned long long)(now - s->last_ok_ms), p->cfg->max_hold_ms);
+        size_t n = p->proto->fail_held(p->proto_state, (uint64_t)p->cfg->max_hold_ms, msg);
+        if (n > 0)
+            sy_log_warn("pair %s: etcd unreachable: %zu held session(s) refused after max_hold_ms=%d ms",
+                        p->cfg->name, n, p->cfg->max_hold_ms);
+    }
+}
+
 struct sy_shared_epoch *sy_shared_epoch_start(struct sy_cluster *c, struct sy_pair *p,
                                               sy_shared_epoch_applied_fn applied, void *arg)
 {
@@ -198,9 +241,13 @@ struct sy_shared_epoch *sy_shared_epoch_start(struct sy_cluster *c, struct sy_pa
     s->applied = applied;
     s->arg = arg;
     snprintf(s->key, sizeof s->key, "%spairs/%s/active", SY_CLUSTER_PREFIX, p->cfg->name);
+    s->c = c;
+    s->last_ok_ms = sy_now_ms();
     s->retry = evtimer_new(p->base, on_retry, s);
-    s->tick = s->retry != NULL ? sy_cluster_ticker_new(c, on_tick, s) : NULL;
-    if (s->tick == NULL) {
+    s->check = event_new(p->base, -1, EV_PERSIST, on_check, s);
+    struct timeval every = { 0, CUT_OFF_CHECK_MS * 1000 };
+    s->tick = s->retry != NULL && s->check != NULL ? sy_cluster_ticker_new(c, on_tick, s) : NULL;
+    if (s->tick == NULL || event_add(s->check, &every) != 0) {
         sy_shared_epoch_free(s);
         return NULL;
     }
@@ -211,11 +258,14 @@ void sy_shared_epoch_free(struct sy_shared_epoch *s)
 {
     if (s == NULL)
         return;
+    sy_etcd_forget(s->etcd, s);
     sy_etcd_watch_free(s->watch);
     if (s->tick != NULL)
         event_free(s->tick);
     if (s->retry != NULL)
         event_free(s->retry);
+    if (s->check != NULL)
+        event_free(s->check);
     free(s);
 }
 
@@ -299,8 +349,9 @@ bool sy_shared_epoch_seen(const struct sy_shared_epoch *s, uint64_t *epoch, enum
 
 json_t *sy_shared_epoch_status_json(const struct sy_shared_epoch *s)
 {
-    json_t *o = json_pack("{s:s,s:s}", "watch", s->watch ? sy_etcd_watch_state(s->watch) : "connecting", "error",
-                          s->error);
+    json_t *o = json_pack("{s:s,s:s,s:b,s:I}", "watch", s->watch ? sy_etcd_watch_state(s->watch) : "connecting",
+                          "error", s->error, "cut_off", s->p->cut_off, "unanswered_ms",
+                          (json_int_t)(sy_now_ms() - s->last_ok_ms));
     if (s->known) {
         char rev[32];
         snprintf(rev, sizeof rev, "%" PRId64, s->mod_rev);

@@ -2,7 +2,8 @@
  * /switchyard/pairs/<pair>/active = {"epoch", "side"}, created at first start if absent (a transaction
  * comparing its create_revision with 0), moved only by a transaction comparing its mod_revision. Every node
  * watches it and applies what it says to its pair (persisted epoch, active side, sessions): new backend
- * connections go where the epoch this node applied says. Loop thread only. */
+ * connections go where the epoch this node applied says. A node that etcd does not answer for longer than
+ * its lease holds the pair (cut off) until it does. Loop thread only. */
 #ifndef SY_SHARED_EPOCH_H
 #define SY_SHARED_EPOCH_H
 
@@ -39,7 +40,8 @@ void sy_shared_epoch_apply(struct sy_shared_epoch *s);
 /* The cluster's epoch last seen (false: not read yet). */
 bool sy_shared_epoch_seen(const struct sy_shared_epoch *s, uint64_t *epoch, enum sy_side *side);
 
-/* {"epoch", "side", "revision", "watch": "ok"|"connecting", "error"} for the pair's `status` entry. */
+/* {"epoch", "side", "revision", "watch": "ok"|"connecting", "error", "cut_off", "unanswered_ms"} for the
+ * pair's `status` entry. */
 json_t *sy_shared_epoch_status_json(const struct sy_shared_epoch *s);
 
 #endif

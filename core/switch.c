@@ -1053,6 +1053,12 @@ static int preconditions(struct sy_switch *sw, const char **code, char *msg, siz
         return -1;
     }
     char why[400];
+    if (p->cut_off) {
+        *code = "bad_state";
+        snprintf(msg, msglen, "%s: this node lost etcd for longer than its lease: it cannot coordinate a switch "
+                 "until etcd answers", name);
+        return -1;
+    }
     if (p->shared != NULL && !sy_shared_epoch_is_current(p->shared, why, sizeof why)) {
         *code = "bad_state";
         snprintf(msg, msglen, "%s: %s", name, why);
@@ -1161,8 +1167,10 @@ static void on_refusal_acked(void *arg, int rc, const char *err)
 static int participant_preconditions(struct sy_switch *sw, char *msg, size_t msglen)
 {
     struct sy_pair *p = sw->p;
-    if (p->op != NULL) {
-        snprintf(msg, msglen, "a switch of %s is already running on this node", p->cfg->name);
+    if (p->op != NULL || p->cut_off) {
+        snprintf(msg, msglen, p->op != NULL ? "a switch of %s is already running on this node"
+                                            : "this node lost etcd for longer than its lease (%s is held)",
+                 p->cfg->name);
         return -1;
     }
     if (p->epoch != sw->from_epoch || p->active_side != sw->from) {

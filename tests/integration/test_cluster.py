@@ -329,6 +329,50 @@ def test_a_node_that_does_not_acknowledge_rolls_the_switch_back_everywhere(daemo
         assert applied(d, pname) == (2, "dr")
 
 
+def test_a_node_cut_off_from_etcd_holds_never_writes_to_the_passive_side_and_rejoins(daemon, etcd, mariadb_pair,
+                                                                                    fresh):  # noqa: F811
+    """A proxy whose only etcd endpoint is paused (the cluster keeps its quorum): past its lease it holds
+    new requests, and one held max_hold_ms gets a clear error; meanwhile the others switch to DR without it.
+    Its held write never reached either side. When etcd answers again it applies the new epoch, releases and
+    writes on DR."""
+    b, dr = mariadb_pair
+    pname = f"c{fresh}"
+    owner, (px2, _) = cluster_of_three(daemon, etcd, mariadb_pair, fresh, pname, max_hold_ms=1500)
+    lone = etcd[2]
+    cut = daemon(pair=pname, txn_drain_ms=500, max_hold_ms=1500,
+                 extra_ini=cluster_ini(etcd[2:], f"{pname}-cut"))
+    wait_for(lambda: shared(cut, pname).get("watch") == "ok", 20, "the cut-off node watches")
+    c = app_conn(cut, fresh, read_timeout=30)
+    one(c, "INSERT INTO t VALUES (1, 'before')")
+    os.kill(lone.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: shared(cut, pname)["cut_off"] and cut.pair_status(pname)["held"], 15, "cut off: held")
+        t0 = time.monotonic()
+        with pytest.raises(pymysql.err.MySQLError) as e:
+            one(c, "INSERT INTO t VALUES (2, 'while cut off')")
+        held_s = time.monotonic() - t0
+        assert e.value.args[0] == 1927 and "lost etcd" in e.value.args[1] and "max_hold_ms=1500" in e.value.args[1], e.value
+        assert 1.4 < held_s < 10, held_s                  # held its max_hold_ms, then refused
+        assert cut.admin("release", pair=pname)["error"]["code"] == "bad_state"
+        # the others switch without it once its registration expired
+        wait_for(lambda: f"{pname}-cut" not in nodes(owner), 15, "its lease expired")
+        r = owner.admin_ok("switchover", pair=pname)
+        assert r["epoch"] == 2 and applied(px2, pname) == (2, "dr")
+        assert applied(cut, pname) == (1, "business") and cut.pair_status(pname)["held"]
+    finally:
+        os.kill(lone.pid, signal.SIGCONT)
+    wait_for(lambda: applied(cut, pname) == (2, "dr") and not cut.pair_status(pname)["held"], 20,
+             "etcd back: the new epoch applied, released")
+    assert not shared(cut, pname)["cut_off"]
+    for side in (b, dr):                                 # the refused write reached no side
+        assert q(side, "SELECT COUNT(*) FROM t WHERE id = 2", fresh) == ((0,),)
+    c2 = app_conn(cut, fresh)
+    one(c2, "INSERT INTO t VALUES (3, 'after')")
+    c2.close()
+    assert q(dr, "SELECT v FROM t WHERE id = 3", fresh) == (("after",),)
+    wait_for(lambda: f"{pname}-cut" in nodes(owner), 15, "registered again")
+
+
 def test_a_malformed_shared_epoch_is_reported_and_ignored(daemon, etcd):
     d = node_daemon(daemon, etcd, "m1")
     key = "/switchyard/pairs/cm1/active"
