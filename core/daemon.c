@@ -127,8 +127,9 @@ static void cmd_release(struct sy_admin_req *req, json_t *args, void *ctx)
     if (p == NULL || refuse_while_switching(req, p))
         return;
     if (p->cut_off) {
-        sy_admin_fail(req, "bad_state", "%s is held because this node lost etcd for longer than its lease (the "
-                      "active side may have changed): it is released when etcd answers", p->cfg->name);
+        sy_admin_fail(req, "bad_state", "%s is held until etcd confirms the cluster's epoch (this node has just "
+                      "started, or lost etcd for longer than its lease): it is released when etcd answers",
+                      p->cfg->name);
         return;
     }
     uint64_t held_ms = p->held ? sy_now_ms() - p->hold_started_ms : 0;
@@ -719,11 +720,13 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
                     goto out;
                 }
             }
-            resolve_writes(&d.pairs[i]);
+            if (cfg->cluster.line == 0)
+                resolve_writes(&d.pairs[i]); /* a cluster's: once etcd confirmed the epoch (on_epoch_applied) */
         }
         /* In a cluster, only the node that runs the pair's synchronization keeps the sides fenced: a node
          * applying a new epoch a moment late must not fence the side just made active. */
         bool keeper = cfg->cluster.line == 0 || d.pairs[i].forward != NULL;
+        d.pairs[i].cut_off = cfg->cluster.line != 0;  /* until etcd confirms the epoch (core/shared_epoch.c) */
         if (sy_tail_watch_start(&d.pairs[i]) != 0 || (keeper && sy_fence_keeper_start(&d.pairs[i]) != 0)) {
             sy_log_error("pair %s: cannot start the fence keeper", cfg->pairs[i].name);
             goto out;

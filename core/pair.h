@@ -117,8 +117,10 @@ struct sy_pair {
     struct sy_shared_epoch *shared;  /* owned by the daemon: the cluster's epoch of this pair; NULL without
                                         [cluster] (then the persisted epoch alone decides) */
     struct sy_cluster_switch *cswitch; /* owned by the daemon: one switch for every node; NULL without [cluster] */
-    bool cut_off;                    /* held because etcd did not answer for longer than the lease: the active
-                                        side may have changed without this node (released once it answers) */
+    bool cut_off;                    /* held because etcd has not confirmed the cluster's epoch (at start) or did
+                                        not answer for longer than the lease: the active side may have changed
+                                        without this node (released once it answers). Written on the loop, read
+                                        atomically by the fence keeper, which leaves the sides alone meanwhile */
 };
 
 /* Loads the persisted epoch/side (or creates epoch 1, business), starts the proxy.

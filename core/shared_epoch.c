@@ -4,7 +4,8 @@
  * by compare-and-swap, before it flips). A revision the watch missed (a paused member) is caught by the
  * next read, which makes the watch again from there.
  *
- * Cut off: when no read answered for longer than the lease, the rest of the cluster may switch without
+ * Cut off: at start until the first read answers (the persisted epoch may be stale), and when no read
+ * answered for longer than the lease, the rest of the cluster may switch without
  * this node (its registration expired), so it stops starting anything: the pair is held (new requests and
  * logins wait), and a request held max_hold_ms gets a clear error (the engine's fail_held). The first read
  * that answers again, once the node is registered again, applies the cluster's epoch and releases. */
@@ -37,6 +38,7 @@ struct sy_shared_epoch {
     struct event *check;               /* owned: the cut-off check, every CUT_OFF_CHECK_MS */
     struct sy_cluster *c;              /* ref: the daemon's */
     uint64_t last_ok_ms;               /* monotonic: the last read etcd answered (start: when started) */
+    bool confirmed;                    /* the cluster's epoch was applied once since the start */
     bool reading;                      /* a read (or create) in flight */
     sy_shared_epoch_applied_fn applied;
     void *arg;
@@ -178,11 +180,14 @@ static void on_read(void *arg, json_t *reply, const char *err)
     apply(s);                                     /* also what could not be applied before (a switch ran) */
     struct sy_pair *p = s->p;
     if (p->cut_off && s->known && p->epoch == s->epoch && p->active_side == s->side && sy_cluster_lease(s->c) != 0) {
-        /* registered again too: a coordinator waits for this node's acknowledgement from now on */
-        p->cut_off = false;
-        sy_log_warn("pair %s: etcd answers again: epoch %" PRIu64 " (%s side) applied, releasing", p->cfg->name,
-                    p->epoch, sy_side_name(p->active_side));
-        sy_pair_release(p, "etcd answers again");
+        /* registered (again) too: a coordinator waits for this node's acknowledgement from now on */
+        __atomic_store_n(&p->cut_off, false, __ATOMIC_RELEASE);
+        sy_log_info("pair %s: etcd answers: the cluster's epoch %" PRIu64 " (%s side) applied, releasing",
+                    p->cfg->name, p->epoch, sy_side_name(p->active_side));
+        sy_pair_release(p, "etcd answers");
+        if (!s->confirmed && s->applied != NULL)
+            s->applied(s->arg, p, true);           /* the writes follow the confirmed epoch */
+        s->confirmed = true;
     }
     if (s->watch == NULL && s->known)
         s->watch = sy_etcd_watch_start(s->etcd, s->key, false, s->mod_rev + 1, on_event, s);
@@ -211,7 +216,7 @@ static void on_check(evutil_socket_t fd, short what, void *arg)
     struct sy_pair *p = s->p;
     uint64_t now = sy_now_ms(), ttl = (uint64_t)sy_cluster_lease_ttl_ms(s->c);
     if (!p->cut_off && now - s->last_ok_ms > ttl && p->op == NULL) {
-        p->cut_off = true;                         /* a switch of this node's own ends by its own deadline */
+        __atomic_store_n(&p->cut_off, true, __ATOMIC_RELEASE); /* a switch of this node's own ends by its own deadline */
         sy_log_warn("pair %s: etcd did not answer for %llu ms, longer than the lease (%llu ms): the active side may "
                     "change without this node: holding new requests (at most max_hold_ms=%d ms each, then an "
                     "error) until etcd answers", p->cfg->name, (unsigned long long)(now - s->last_ok_ms),
@@ -243,6 +248,9 @@ struct sy_shared_epoch *sy_shared_epoch_start(struct sy_cluster *c, struct sy_pa
     snprintf(s->key, sizeof s->key, "%spairs/%s/active", SY_CLUSTER_PREFIX, p->cfg->name);
     s->c = c;
     s->last_ok_ms = sy_now_ms();
+    /* Until etcd confirms the epoch, this node does not know the active side: held like a node cut off. */
+    __atomic_store_n(&p->cut_off, true, __ATOMIC_RELEASE);
+    sy_pair_hold_for_switch(p);
     s->retry = evtimer_new(p->base, on_retry, s);
     s->check = event_new(p->base, -1, EV_PERSIST, on_check, s);
     struct timeval every = { 0, CUT_OFF_CHECK_MS * 1000 };

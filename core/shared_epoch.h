@@ -17,12 +17,14 @@
 struct sy_cluster;
 struct sy_shared_epoch;
 
-/* The node applied a new epoch from etcd (side_changed: the active side moved too). */
+/* The node applied a new epoch from etcd (side_changed: the active side moved too), or confirmed the
+ * cluster's epoch for the first time since it started (side_changed true: resolve the writes now). */
 typedef void (*sy_shared_epoch_applied_fn)(void *arg, struct sy_pair *p, bool side_changed);
 /* The outcome of sy_shared_epoch_cas: 0, or -1 with err. */
 typedef void (*sy_shared_epoch_cas_fn)(void *arg, int rc, const char *err);
 
-/* Starts reading (creating if absent) and watching the pair's key. NULL: out of memory. */
+/* Starts reading (creating if absent) and watching the pair's key; the pair is held until the first read
+ * answers. NULL: out of memory. */
 struct sy_shared_epoch *sy_shared_epoch_start(struct sy_cluster *c, struct sy_pair *p,
                                               sy_shared_epoch_applied_fn applied, void *arg);
 void sy_shared_epoch_free(struct sy_shared_epoch *s);   /* NULL-safe; before the cluster stops */

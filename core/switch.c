@@ -1055,8 +1055,8 @@ static int preconditions(struct sy_switch *sw, const char **code, char *msg, siz
     char why[400];
     if (p->cut_off) {
         *code = "bad_state";
-        snprintf(msg, msglen, "%s: this node lost etcd for longer than its lease: it cannot coordinate a switch "
-                 "until etcd answers", name);
+        snprintf(msg, msglen, "%s: this node has not confirmed the cluster's epoch with etcd (just started, or "
+                 "etcd unreachable for longer than its lease): no switch until etcd answers", name);
         return -1;
     }
     if (p->shared != NULL && !sy_shared_epoch_is_current(p->shared, why, sizeof why)) {
@@ -1169,7 +1169,7 @@ static int participant_preconditions(struct sy_switch *sw, char *msg, size_t msg
     struct sy_pair *p = sw->p;
     if (p->op != NULL || p->cut_off) {
         snprintf(msg, msglen, p->op != NULL ? "a switch of %s is already running on this node"
-                                            : "this node lost etcd for longer than its lease (%s is held)",
+                                            : "this node has not confirmed the cluster's epoch (%s is held)",
                  p->cfg->name);
         return -1;
     }

@@ -87,6 +87,12 @@ def shared(d, pname):
     return d.pair_status(pname).get("shared_epoch", {})
 
 
+def confirmed(d, pname, epoch):
+    """The node read the cluster's epoch, applied it, watches it, and released the hold of its start."""
+    s = shared(d, pname)
+    return s.get("epoch") == epoch and s["watch"] == "ok" and not s["cut_off"] and not d.pair_status(pname)["held"]
+
+
 def applied(d, pname):
     p = d.pair_status(pname)
     return p["epoch"], p["active_side"]
@@ -181,8 +187,7 @@ def test_every_node_follows_the_shared_epoch(daemon, etcd, mariadb_pair, fresh):
     owner.admin_ok("create-reverse", pair=pname)
     wait_reverse(owner, pname, "collecting")
     for d in nodes:
-        wait_for(lambda: shared(d, pname).get("epoch") == 1 and shared(d, pname)["watch"] == "ok", 20,
-                 "the shared epoch read and watched")
+        wait_for(lambda: confirmed(d, pname, 1), 20, "the shared epoch confirmed and watched")
     assert etcd_get(etcd, key) == {"epoch": 1, "side": "business"}
 
     def all_on(epoch, side):
@@ -230,19 +235,22 @@ def test_every_node_follows_the_shared_epoch(daemon, etcd, mariadb_pair, fresh):
     assert proxies[0].admin("switchover", pair=pname)["error"]["code"] == "unknown_instance"
 
 
-def cluster_of_three(daemon, etcd, mariadb_pair, db, pname, max_hold_ms=5000):
+def cluster_of_three(daemon, etcd, mariadb_pair, db, pname, max_hold_ms=5000, owner_env=None):
     """One node with the pair's synchronization (running forward, collecting reverse), two proxy-only nodes."""
     mariadb_pair.business.sql("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))", database=db)
     app_user(mariadb_pair, db)
     keys = dict(txn_drain_ms=500, max_hold_ms=max_hold_ms)
-    owner = daemon(pair=pname, objects=f"{db}.*", extra_ini=cluster_ini(etcd, f"{pname}-s1"), **keys)
+    owner = daemon(pair=pname, objects=f"{db}.*", extra_ini=cluster_ini(etcd, f"{pname}-s1"), env=owner_env,
+                   **keys)
     proxies = [daemon(pair=pname, extra_ini=cluster_ini(etcd, f"{pname}-p{i}"), **keys) for i in (2, 3)]
     wait_state(owner, pname, "running")
     owner.admin_ok("create-reverse", pair=pname)
     wait_reverse(owner, pname, "collecting")
     for d in [owner] + proxies:
-        wait_for(lambda: shared(d, pname).get("epoch") == 1 and shared(d, pname)["watch"] == "ok", 20,
-                 "the shared epoch read and watched")
+        wait_for(lambda: confirmed(d, pname, 1), 20, "the shared epoch confirmed and watched")
+    b, dr = mariadb_pair                                # the last test may have left DR active
+    wait_for(lambda: q(b, "SELECT @@global.read_only")[0][0] == 0 and q(dr, "SELECT @@global.read_only")[0][0] == 1,
+             20, "the fence keeper made business writable")
     return owner, proxies
 
 
@@ -329,6 +337,44 @@ def test_a_node_that_does_not_acknowledge_rolls_the_switch_back_everywhere(daemo
         assert applied(d, pname) == (2, "dr")
 
 
+@pytest.mark.parametrize("failpoint, epoch, side", [("switch_after_cluster_hold", 1, "business"),
+                                                   ("switch_after_epoch_cas", 2, "dr")])
+def test_kill9_of_the_coordinator_mid_switch_leaves_one_side_active_everywhere(daemon, etcd, mariadb_pair, fresh,
+                                                                               failpoint, epoch, side):  # noqa: F811
+    """The coordinator dies with every node held (before the epoch moved: all release on business) or just
+    after its compare-and-swap (all flip to DR); restarted, it adopts the cluster's epoch, its writes and
+    the fencing follow it: exactly one side writable, every node on it, a client of a proxy never noticed."""
+    b, dr = mariadb_pair
+    pname = f"k{fresh}"
+    owner, proxies = cluster_of_three(daemon, etcd, mariadb_pair, fresh, pname, owner_env={"SY_FAILPOINT": failpoint})
+    c = app_conn(proxies[0], fresh)
+    one(c, "INSERT INTO t VALUES (1, 'before')")
+    with pytest.raises(ConnectionError):
+        owner.admin("switchover", pair=pname)           # the coordinator dies at the failpoint
+    assert owner.wait(30) != 0
+    for d in proxies:
+        wait_for(lambda: applied(d, pname) == (epoch, side) and not d.pair_status(pname)["held"], 20,
+                 f"{d} on epoch {epoch} ({side}), released")
+    one(c, "INSERT INTO t VALUES (2, 'during')")       # the same session: held, then on the side in force
+    owner.env.pop("SY_FAILPOINT", None)
+    owner.restart()
+    wait_for(lambda: confirmed(owner, pname, epoch), 20, "the restarted coordinator adopts the cluster's epoch")
+    assert applied(owner, pname) == (epoch, side) and etcd_get(etcd, f"/switchyard/pairs/{pname}/active") == \
+        {"epoch": epoch, "side": side}
+    act, pas = (dr, b) if side == "dr" else (b, dr)
+    wait_for(lambda: q(act, "SELECT @@global.read_only")[0][0] == 0 and q(pas, "SELECT @@global.read_only")[0][0] == 1,
+             30, "exactly one side writable")
+    writing = lambda: sorted(i["direction"] for i in owner.pair_status(pname)["instances"] if i["state"] == "running")
+    wait_for(lambda: writing() == (["reverse"] if side == "dr" else ["forward"]), 30, "the write out of the active side")
+    for i, d in enumerate([owner] + proxies):
+        c2 = app_conn(d, fresh)
+        one(c2, f"INSERT INTO t VALUES ({10 + i}, 'after')")
+        c2.close()
+    assert q(act, "SELECT COUNT(*) FROM t", fresh) == ((5,),)
+    wait_for(lambda: q(pas, "SELECT COUNT(*) FROM t", fresh) == ((5,),), 30, "every row on the passive side too")
+    wait_for(lambda: etcd_get(etcd, f"/switchyard/pairs/{pname}/lock") is None, 10, "the dead coordinator's lock gone")
+
+
 def test_a_node_cut_off_from_etcd_holds_never_writes_to_the_passive_side_and_rejoins(daemon, etcd, mariadb_pair,
                                                                                     fresh):  # noqa: F811
     """A proxy whose only etcd endpoint is paused (the cluster keeps its quorum): past its lease it holds
@@ -341,7 +387,7 @@ def test_a_node_cut_off_from_etcd_holds_never_writes_to_the_passive_side_and_rej
     lone = etcd[2]
     cut = daemon(pair=pname, txn_drain_ms=500, max_hold_ms=1500,
                  extra_ini=cluster_ini(etcd[2:], f"{pname}-cut"))
-    wait_for(lambda: shared(cut, pname).get("watch") == "ok", 20, "the cut-off node watches")
+    wait_for(lambda: confirmed(cut, pname, 1), 20, "the cut-off node watches")
     c = app_conn(cut, fresh, read_timeout=30)
     one(c, "INSERT INTO t VALUES (1, 'before')")
     os.kill(lone.pid, signal.SIGSTOP)
