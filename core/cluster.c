@@ -30,7 +30,9 @@ struct sy_cluster {
     int period_ms;                /* lease_ttl_ms / 3: the tick */
     int64_t lease;                /* 0: none */
     bool registered;              /* the key is put under the current lease */
-    bool busy;                    /* a grant / put / keepalive in flight */
+    bool busy;                    /* a grant / put in flight */
+    bool keeping;                 /* a keepalive in flight (a put does not renew the lease: both go on) */
+    int64_t keeping_lease;        /* the lease that keepalive is for (its answer about an older one is moot) */
     bool listing;                 /* a range in flight */
     enum etcd_state state;
     char error[300];
@@ -132,7 +134,9 @@ static void on_grant(void *arg, json_t *reply, const char *err)
 static void on_keepalive(void *arg, json_t *reply, const char *err)
 {
     struct sy_cluster *c = arg;
-    c->busy = false;
+    c->keeping = false;
+    if (c->keeping_lease != c->lease)
+        return;                           /* the lease was replaced meanwhile */
     if (reply == NULL) {
         if (!lease_gone(c, err))
             set_failed(c, "keeping the lease alive", err);
@@ -206,19 +210,21 @@ static void tick(evutil_socket_t fd, short what, void *arg)
     if (refresh_value(c))
         c->registered = false;            /* put again with what changed (an epoch) */
     if (!c->busy) {
-        json_t *body = NULL;
-        char id[32];
-        snprintf(id, sizeof id, "%" PRId64, c->lease);
         if (c->lease == 0) {
-            body = json_pack("{s:i}", "TTL", c->ttl_s);
+            json_t *body = json_pack("{s:i}", "TTL", c->ttl_s);
             if (body != NULL && sy_etcd_post(c->etcd, "/v3/lease/grant", body, on_grant, c) == 0)
                 c->busy = true;
         } else if (!c->registered) {
-            put_node(c);
-        } else {
-            body = json_pack("{s:s}", "ID", id);
-            if (body != NULL && sy_etcd_post(c->etcd, "/v3/lease/keepalive", body, on_keepalive, c) == 0)
-                c->busy = true;
+            put_node(c);                  /* the epoch changed: every tick may put, the keepalive goes on */
+        }
+    }
+    if (!c->keeping && c->lease != 0) {
+        char id[32];
+        snprintf(id, sizeof id, "%" PRId64, c->lease);
+        json_t *body = json_pack("{s:s}", "ID", id);
+        if (body != NULL && sy_etcd_post(c->etcd, "/v3/lease/keepalive", body, on_keepalive, c) == 0) {
+            c->keeping = true;
+            c->keeping_lease = c->lease;
         }
     }
     if (!c->listing)

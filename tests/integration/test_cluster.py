@@ -429,3 +429,23 @@ def test_a_malformed_shared_epoch_is_reported_and_ignored(daemon, etcd):
     assert applied(d, "cm1") == (1, "business")
     etcd_put(etcd, key, '{"epoch": 4, "side": "business"}')             # a good value again: applied
     wait_for(lambda: applied(d, "cm1") == (4, "business") and shared(d, "cm1")["error"] == "", 10, "applied")
+
+
+def test_a_node_whose_epoch_keeps_changing_keeps_its_lease(daemon, etcd):
+    """Every change of the epoch it applied puts the node's registration again; a put does not renew a
+    lease, so the keepalives must go on meanwhile (found by bench/cluster_bench.py: switches a second apart
+    expired the participants' leases and the next switch failed)."""
+    d = node_daemon(daemon, etcd, "busy1")
+    key = "/switchyard/pairs/cbusy1/active"
+    wait_for(lambda: confirmed(d, "cbusy1", 1), 20, "confirmed")
+    lease = cluster(d)["lease_id"]
+    t_end = time.monotonic() + 3 * TTL_MS / 1000
+    epoch = 1
+    while time.monotonic() < t_end:                     # a new epoch about every 200 ms, for three leases
+        epoch += 1
+        etcd_put(etcd, key, json.dumps({"epoch": epoch, "side": "business"}))
+        time.sleep(0.2)
+    wait_for(lambda: applied(d, "cbusy1") == (epoch, "business"), 10, "the last epoch applied")
+    c = cluster(d)
+    assert c["lease_id"] == lease and c["registered"], c
+    assert "expired" not in d.log()
