@@ -400,6 +400,8 @@ def test_a_node_cut_off_from_etcd_holds_never_writes_to_the_passive_side_and_rej
         assert e.value.args[0] == 1927 and "lost etcd" in e.value.args[1] and "max_hold_ms=1500" in e.value.args[1], e.value
         assert 1.4 < held_s < 10, held_s                  # held its max_hold_ms, then refused
         assert cut.admin("release", pair=pname)["error"]["code"] == "bad_state"
+        assert f"{pname}: cluster epoch 1 (business side" in cut.ctl("status").stdout
+        assert "CUT OFF: held, etcd unanswered for" in cut.ctl("status").stdout
         # the others switch without it once its registration expired
         wait_for(lambda: f"{pname}-cut" not in nodes(owner), 15, "its lease expired")
         r = owner.admin_ok("switchover", pair=pname)
