@@ -60,7 +60,8 @@ static json_t *put_op(const char *key, json_t *v, int64_t lease)
     json_decref(v);
     char *k = b64(key), *val = text ? b64(text) : NULL, l[32];
     snprintf(l, sizeof l, "%" PRId64, lease);
-    json_t *op = k && val ? json_pack("{s:{s:s,s:s,s:s}}", "request_put", "key", k, "value", val, "lease", l) : NULL;
+    json_t *op = k && val ? json_pack("{s:{s:s,s:s,s:s}}", "request_put", "key", k, "value", val, "lease", l)
+                          : NULL;
     free(text);
     free(k);
     free(val);
@@ -138,7 +139,8 @@ static void on_read(void *arg, json_t *reply, const char *err)
     if (reply == NULL || cs->watch != NULL)
         return;
     const char *rev = json_string_value(json_object_get(json_object_get(reply, "header"), "revision"));
-    cs->watch = sy_etcd_watch_start(cs->etcd, cs->prefix, true, (rev ? strtoll(rev, NULL, 10) : 0) + 1, on_event, cs);
+    int64_t from = (rev ? strtoll(rev, NULL, 10) : 0) + 1;
+    cs->watch = sy_etcd_watch_start(cs->etcd, cs->prefix, true, from, on_event, cs);
     if (cs->watch != NULL)
         event_del(cs->tick);
 }
@@ -224,7 +226,8 @@ static void on_txn(void *arg, json_t *reply, const char *err)
         json_t *range = json_object_get(json_array_get(json_object_get(reply, "responses"), 0), "response_range");
         json_t *v = value_of(json_array_get(json_object_get(range, "kvs"), 0));
         snprintf(msg, sizeof msg, "a switch of %s coordinated by %s (%s) is running", cs->p->cfg->name,
-                 json_string_value(json_object_get(v, "node")) ?: "?", json_string_value(json_object_get(v, "id")) ?: "?");
+                 json_string_value(json_object_get(v, "node")) ?: "?",
+                 json_string_value(json_object_get(v, "id")) ?: "?");
         json_decref(v);
         cs->id[0] = '\0';
         step_done(st, -1, msg);
@@ -373,7 +376,8 @@ bool sy_cluster_switch_acked(struct sy_cluster_switch *cs, const char *phase, js
                      json_string_value(json_object_get(ack, "error")) ?: "no reason given");
             return false;
         }
-        bool ok = got != NULL && (strcmp(got, phase) == 0 || (strcmp(phase, "held") == 0 && strcmp(got, "flipped") == 0));
+        bool ok = got != NULL && (strcmp(got, phase) == 0 ||
+                                  (strcmp(phase, "held") == 0 && strcmp(got, "flipped") == 0));
         if (ok && ledgers != NULL && json_is_string(json_object_get(ack, "ledger")))
             json_array_append(*ledgers, json_object_get(ack, "ledger"));
         if (!ok && off < msglen) {

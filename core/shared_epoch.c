@@ -179,7 +179,8 @@ static void on_read(void *arg, json_t *reply, const char *err)
     }
     apply(s);                                     /* also what could not be applied before (a switch ran) */
     struct sy_pair *p = s->p;
-    if (p->cut_off && s->known && p->epoch == s->epoch && p->active_side == s->side && sy_cluster_lease(s->c) != 0) {
+    if (p->cut_off && s->known && p->epoch == s->epoch && p->active_side == s->side &&
+        sy_cluster_lease(s->c) != 0) {
         /* registered (again) too: a coordinator waits for this node's acknowledgement from now on */
         __atomic_store_n(&p->cut_off, false, __ATOMIC_RELEASE);
         sy_log_info("pair %s: etcd answers: the cluster's epoch %" PRIu64 " (%s side) applied, releasing",
@@ -216,7 +217,8 @@ static void on_check(evutil_socket_t fd, short what, void *arg)
     struct sy_pair *p = s->p;
     uint64_t now = sy_now_ms(), ttl = (uint64_t)sy_cluster_lease_ttl_ms(s->c);
     if (!p->cut_off && now - s->last_ok_ms > ttl && p->op == NULL) {
-        __atomic_store_n(&p->cut_off, true, __ATOMIC_RELEASE); /* a switch of this node's own ends by its own deadline */
+        /* (a switch of this node's own ends by its own deadline first) */
+        __atomic_store_n(&p->cut_off, true, __ATOMIC_RELEASE);
         sy_log_warn("pair %s: etcd did not answer for %llu ms, longer than the lease (%llu ms): the active side may "
                     "change without this node: holding new requests (at most max_hold_ms=%d ms each, then an "
                     "error) until etcd answers", p->cfg->name, (unsigned long long)(now - s->last_ok_ms),

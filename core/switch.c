@@ -693,7 +693,8 @@ static void do_cluster_acked_held(struct sy_switch *sw)
 static void do_cluster_acked_flipped(struct sy_switch *sw)
 {
     bool refused;
-    sw->call_rc = sy_cluster_switch_acked(sw->p->cswitch, "flipped", NULL, &refused, sw->cmsg, sizeof sw->cmsg) ? 0 : -1;
+    sw->call_rc =
+        sy_cluster_switch_acked(sw->p->cswitch, "flipped", NULL, &refused, sw->cmsg, sizeof sw->cmsg) ? 0 : -1;
 }
 
 /* Coordinator: the pair's lock, then the hold published to every node. */
@@ -958,7 +959,9 @@ static void *switch_main(void *arg)
     struct sy_switch *sw = arg;
     sy_log_info("pair %s: %s from %s to %s started", sw->p->cfg->name, kind_names[sw->kind], sy_side_name(sw->from),
                 sy_side_name(sw->to));
-    int rc = sw->kind == SW_FAILOVER ? run_failover(sw) : sw->kind == SW_PARTICIPATE ? run_participate(sw) : run_switchover(sw);
+    int rc = sw->kind == SW_FAILOVER      ? run_failover(sw)
+             : sw->kind == SW_PARTICIPATE ? run_participate(sw)
+                                          : run_switchover(sw);
     if (rc != 0 && sw->kind == SW_PARTICIPATE)
         participate_rollback(sw);
     else if (rc != 0)
