@@ -27,9 +27,12 @@ struct sy_cluster {
     sy_cluster_state_fn state_fn;
     void *state_arg;
     int ttl_s;
+    int period_ms;                /* lease_ttl_ms / 3: the tick */
     int64_t lease;                /* 0: none */
     bool registered;              /* the key is put under the current lease */
-    bool busy;                    /* a grant / put / keepalive in flight */
+    bool busy;                    /* a grant / put in flight */
+    bool keeping;                 /* a keepalive in flight (a put does not renew the lease: both go on) */
+    int64_t keeping_lease;        /* the lease that keepalive is for (its answer about an older one is moot) */
     bool listing;                 /* a range in flight */
     enum etcd_state state;
     char error[300];
@@ -69,12 +72,26 @@ static int64_t int_field(json_t *o, const char *name)
 
 static void tick(evutil_socket_t fd, short what, void *arg);
 
+/* etcd forgot the lease (it expired while this node could not reach etcd, or was paused): the next tick
+ * grants a new one and registers again. */
+static bool lease_gone(struct sy_cluster *c, const char *err)
+{
+    if (strstr(err, "requested lease not found") == NULL)
+        return false;
+    sy_log_warn("cluster: lease %" PRId64 " expired: registering node %s again", c->lease, c->node);
+    c->lease = 0;
+    c->registered = false;
+    event_active(c->tick, 0, 0);
+    return true;
+}
+
 static void on_put(void *arg, json_t *reply, const char *err)
 {
     struct sy_cluster *c = arg;
     c->busy = false;
     if (reply == NULL) {
-        set_failed(c, "registering", err);
+        if (!lease_gone(c, err))
+            set_failed(c, "registering", err);
         return;
     }
     set_ok(c);
@@ -117,9 +134,12 @@ static void on_grant(void *arg, json_t *reply, const char *err)
 static void on_keepalive(void *arg, json_t *reply, const char *err)
 {
     struct sy_cluster *c = arg;
-    c->busy = false;
+    c->keeping = false;
+    if (c->keeping_lease != c->lease)
+        return;                           /* the lease was replaced meanwhile */
     if (reply == NULL) {
-        set_failed(c, "keeping the lease alive", err);
+        if (!lease_gone(c, err))
+            set_failed(c, "keeping the lease alive", err);
         return;
     }
     set_ok(c);
@@ -190,19 +210,21 @@ static void tick(evutil_socket_t fd, short what, void *arg)
     if (refresh_value(c))
         c->registered = false;            /* put again with what changed (an epoch) */
     if (!c->busy) {
-        json_t *body = NULL;
-        char id[32];
-        snprintf(id, sizeof id, "%" PRId64, c->lease);
         if (c->lease == 0) {
-            body = json_pack("{s:i}", "TTL", c->ttl_s);
+            json_t *body = json_pack("{s:i}", "TTL", c->ttl_s);
             if (body != NULL && sy_etcd_post(c->etcd, "/v3/lease/grant", body, on_grant, c) == 0)
                 c->busy = true;
         } else if (!c->registered) {
-            put_node(c);
-        } else {
-            body = json_pack("{s:s}", "ID", id);
-            if (body != NULL && sy_etcd_post(c->etcd, "/v3/lease/keepalive", body, on_keepalive, c) == 0)
-                c->busy = true;
+            put_node(c);                  /* the epoch changed: every tick may put, the keepalive goes on */
+        }
+    }
+    if (!c->keeping && c->lease != 0) {
+        char id[32];
+        snprintf(id, sizeof id, "%" PRId64, c->lease);
+        json_t *body = json_pack("{s:s}", "ID", id);
+        if (body != NULL && sy_etcd_post(c->etcd, "/v3/lease/keepalive", body, on_keepalive, c) == 0) {
+            c->keeping = true;
+            c->keeping_lease = c->lease;
         }
     }
     if (!c->listing)
@@ -221,6 +243,7 @@ struct sy_cluster *sy_cluster_start(struct event_base *base, const struct sy_con
     c->base = base;
     c->ttl_s = (k->lease_ttl_ms + 999) / 1000;
     int period_ms = k->lease_ttl_ms / 3;
+    c->period_ms = period_ms;
     c->etcd = sy_etcd_new(base, k->etcd, period_ms, err, errlen);
     c->tick = event_new(base, -1, EV_PERSIST, tick, c);
     c->nodes = json_array();
@@ -290,4 +313,37 @@ json_t *sy_cluster_status_json(const struct sy_cluster *c)
     return json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:b,s:O}", "node", c->node, "etcd", state_name(c->state), "endpoint",
                      sy_etcd_endpoint(c->etcd), "error", c->error, "lease_id", lease, "lease_ttl_s", c->ttl_s,
                      "registered", c->registered, "nodes", c->nodes);
+}
+
+struct sy_etcd *sy_cluster_etcd(const struct sy_cluster *c)
+{
+    return c->etcd;
+}
+
+struct event *sy_cluster_ticker_new(const struct sy_cluster *c, event_callback_fn cb, void *arg)
+{
+    struct event *ev = event_new(c->base, -1, EV_PERSIST, cb, arg);
+    struct timeval tv = { c->period_ms / 1000, (c->period_ms % 1000) * 1000 };
+    if (ev == NULL || event_add(ev, &tv) != 0) {
+        if (ev != NULL)
+            event_free(ev);
+        return NULL;
+    }
+    event_active(ev, 0, 0);
+    return ev;
+}
+
+const char *sy_cluster_node(const struct sy_cluster *c)
+{
+    return c->node;
+}
+
+int sy_cluster_lease_ttl_ms(const struct sy_cluster *c)
+{
+    return c->ttl_s * 1000;
+}
+
+int64_t sy_cluster_lease(const struct sy_cluster *c)
+{
+    return c->registered ? c->lease : 0;
 }

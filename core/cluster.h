@@ -1,12 +1,13 @@
 /* This switchyardd as one node of several ([cluster] etcd = ...; docs/cluster.md): registered in etcd under
- * a lease it keeps alive, and the other nodes seen there. First step of issue 12: membership only (status
- * shows every node and whether etcd answers); the shared epoch, the coordinated switch and the sync's
- * single owner build on it. Loop thread only. */
+ * a lease it keeps alive, and the other nodes seen there (status shows every node, the epochs it applied and
+ * whether etcd answers). The shared epoch (core/shared_epoch.c) builds on it; the coordinated switch and
+ * the sync's single owner are still to come. Loop thread only. */
 #ifndef SY_CLUSTER_H
 #define SY_CLUSTER_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <event2/event.h>
 #include <jansson.h>
@@ -30,5 +31,19 @@ void sy_cluster_stop(struct sy_cluster *c, int timeout_ms);
 /* {"node", "etcd": "ok"|"unreachable"|"connecting", "endpoint", "error", "lease_id", "lease_ttl_s",
  *  "registered", "nodes": [{"node", "pid", "admin_socket", "started", "pairs": {NAME: {"epoch", "active"}}}]} */
 json_t *sy_cluster_status_json(const struct sy_cluster *c);
+
+struct sy_etcd;
+/* The node's etcd client (ref: owned by c), for what builds on membership (core/shared_epoch.c,
+ * core/cluster_switch.c). */
+struct sy_etcd *sy_cluster_etcd(const struct sy_cluster *c);
+/* A persistent timer calling cb(arg) every period of the node's ticks (lease_ttl / 3), and once right away.
+ * NULL: out of memory. */
+struct event *sy_cluster_ticker_new(const struct sy_cluster *c, event_callback_fn cb, void *arg);
+const char *sy_cluster_node(const struct sy_cluster *c);
+/* The lease's TTL in milliseconds (what etcd granted, else lease_ttl_ms rounded up to seconds). */
+int sy_cluster_lease_ttl_ms(const struct sy_cluster *c);
+/* The lease this node's keys live under (0: none granted now). */
+int64_t sy_cluster_lease(const struct sy_cluster *c);
+
 
 #endif

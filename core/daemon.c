@@ -19,6 +19,8 @@
 #include "core/collect.h"
 #include "core/comma_list.h"
 #include "core/log.h"
+#include "core/shared_epoch.h"
+#include "core/cluster_switch.h"
 #include "core/state_file.h"
 #include "core/fence_keeper.h"
 #include "core/switch.h"
@@ -124,6 +126,12 @@ static void cmd_release(struct sy_admin_req *req, json_t *args, void *ctx)
     struct sy_pair *p = pair_arg(req, args, ctx);
     if (p == NULL || refuse_while_switching(req, p))
         return;
+    if (p->cut_off) {
+        sy_admin_fail(req, "bad_state", "%s is held until etcd confirms the cluster's epoch (this node has just "
+                      "started, or lost etcd for longer than its lease): it is released when etcd answers",
+                      p->cfg->name);
+        return;
+    }
     uint64_t held_ms = p->held ? sy_now_ms() - p->hold_started_ms : 0;
     bool was_held = p->held;
     sy_pair_release(p, "release command");
@@ -619,6 +627,19 @@ static void resolve_writes(struct sy_pair *p)
                     (unsigned long long)p->epoch, sy_instance_id(out_of_active));
 }
 
+/* The pair applied a new epoch of the cluster's: the writes follow it here as after a restart. */
+static void on_epoch_applied(void *arg, struct sy_pair *p, bool side_changed)
+{
+    if (side_changed && p->forward != NULL)
+        resolve_writes(p);
+}
+
+/* Another node coordinates a switch of this pair: this node takes part. */
+static void on_cluster_hold(void *arg, struct sy_pair *p, const char *id, enum sy_side to, uint64_t from_epoch)
+{
+    sy_switch_participate(p, id, to, from_epoch);
+}
+
 static const struct sy_admin_cmd pair_cmds[] = {
     { "status", "status [PAIR] : pairs, active side, epoch, instances, lag", cmd_status },
     { "clients", "clients PAIR : client sessions (id, user, peer, side, in_transaction, held_ms)", cmd_clients },
@@ -699,9 +720,14 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
                     goto out;
                 }
             }
-            resolve_writes(&d.pairs[i]);
+            if (cfg->cluster.line == 0)
+                resolve_writes(&d.pairs[i]); /* a cluster's: once etcd confirmed the epoch (on_epoch_applied) */
         }
-        if (sy_tail_watch_start(&d.pairs[i]) != 0 || sy_fence_keeper_start(&d.pairs[i]) != 0) {
+        /* In a cluster, only the node that runs the pair's synchronization keeps the sides fenced: a node
+         * applying a new epoch a moment late must not fence the side just made active. */
+        bool keeper = cfg->cluster.line == 0 || d.pairs[i].forward != NULL;
+        d.pairs[i].cut_off = cfg->cluster.line != 0;  /* until etcd confirms the epoch (core/shared_epoch.c) */
+        if (sy_tail_watch_start(&d.pairs[i]) != 0 || (keeper && sy_fence_keeper_start(&d.pairs[i]) != 0)) {
             sy_log_error("pair %s: cannot start the fence keeper", cfg->pairs[i].name);
             goto out;
         }
@@ -722,6 +748,12 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
         sy_log_error("%s:%d: [cluster]: %s", cfg->path, cfg->cluster.line, err);
         goto out;
     }
+    for (size_t i = 0; d.cluster != NULL && i < d.n_started; i++)
+        if ((d.pairs[i].shared = sy_shared_epoch_start(d.cluster, &d.pairs[i], on_epoch_applied, &d)) == NULL ||
+            (d.pairs[i].cswitch = sy_cluster_switch_start(d.cluster, &d.pairs[i], on_cluster_hold, &d)) == NULL) {
+            sy_log_error("out of memory");
+            goto out;
+        }
     if (cfg->has_console && (d.console = sy_console_open(d.base, cfg, d.admin, err, sizeof err)) == NULL) {
         sy_log_error("%s", err);
         goto out;
@@ -775,6 +807,12 @@ out:
         event_free(sigint);
     if (sighup)
         event_free(sighup);
+    for (size_t i = 0; i < d.n_started; i++) {
+        sy_cluster_switch_free(d.pairs[i].cswitch);
+        sy_shared_epoch_free(d.pairs[i].shared);
+        d.pairs[i].cswitch = NULL;
+        d.pairs[i].shared = NULL;
+    }
     sy_cluster_stop(d.cluster, 1000);
     sy_metrics_close(d.metrics);
     sy_console_close(d.console);

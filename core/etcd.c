@@ -1,6 +1,7 @@
 /* The etcd v3 JSON-gateway client (core/etcd.h). */
 #include "core/etcd.h"
 
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +97,14 @@ void sy_etcd_free(struct sy_etcd *e)
     while ((c = TAILQ_FIRST(&e->calls)) != NULL)
         call_free(c);
     free(e);
+}
+
+void sy_etcd_forget(struct sy_etcd *e, const void *arg)
+{
+    struct call *c;
+    TAILQ_FOREACH(c, &e->calls, link)
+        if (c->arg == arg)
+            c->done = NULL;                 /* on_answer frees it without calling back */
 }
 
 static void send_call(struct call *c);
@@ -239,4 +248,216 @@ char *sy_etcd_unb64(const char *s, size_t *len)
 const char *sy_etcd_endpoint(const struct sy_etcd *e)
 {
     return e->ep[e->cur].url;
+}
+
+/* ---- watch -------------------------------------------------------------------------------------- */
+
+#define WATCH_RETRY_MS 200          /* after a stream ended: etcd members restart in about a second */
+#define WATCH_IDLE_S 60             /* a stream silent this long is made again (a paused member) */
+
+struct sy_etcd_watch {
+    struct sy_etcd *e;                /* ref: the client whose endpoints it uses */
+    char key[160];
+    bool prefix;                      /* every key under key */
+    int64_t next_rev;                 /* the revision to watch from: the last event's + 1 */
+    sy_etcd_watch_fn fn;
+    void *arg;
+    size_t at;                        /* the endpoint of the stream */
+    struct evhttp_connection *conn;   /* owned: the stream's own connection (NULL between streams) */
+    struct evhttp_request *req;       /* ref: libevent's, the stream in flight (NULL when none) */
+    struct evbuffer *pending;         /* owned: bytes of a line not complete yet */
+    struct event *again;              /* owned: makes the stream again */
+    bool created;                     /* etcd answered the create request of this stream */
+};
+
+static void watch_schedule(struct sy_etcd_watch *w, int ms)
+{
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+    evtimer_add(w->again, &tv);
+}
+
+static void watch_line(struct sy_etcd_watch *w, const char *line, size_t len)
+{
+    json_error_t je;
+    json_t *o = json_loadb(line, len, 0, &je);
+    json_t *res = json_object_get(o, "result");
+    if (res == NULL) {
+        sy_log_warn("etcd: watch of %s: an answer that is not a watch result: %.200s", w->key, line);
+        json_decref(o);
+        return;
+    }
+    if (json_is_true(json_object_get(res, "created")))
+        w->created = true;
+    if (json_is_true(json_object_get(res, "canceled"))) {
+        /* compacted past next_rev, or the member is going away: a new stream from where we are */
+        sy_log_warn("etcd: watch of %s canceled: %s", w->key,
+                    json_string_value(json_object_get(res, "cancel_reason")) ?: "no reason given");
+        w->created = false;
+        json_t *compact = json_object_get(res, "compact_revision");
+        const char *cs = json_string_value(compact);
+        int64_t c = cs ? strtoll(cs, NULL, 10) : json_integer_value(compact);
+        if (c > w->next_rev)
+            w->next_rev = c;
+    }
+    json_t *ev;
+    size_t i;
+    json_array_foreach(json_object_get(res, "events"), i, ev) {
+        json_t *kv = json_object_get(ev, "kv");
+        const char *rs = json_string_value(json_object_get(kv, "mod_revision"));
+        int64_t rev = rs ? strtoll(rs, NULL, 10) : 0;
+        if (rev < w->next_rev)
+            continue;                      /* seen on the stream before this one */
+        w->next_rev = rev + 1;
+        const char *type = json_string_value(json_object_get(ev, "type"));
+        w->fn(w->arg, kv, type != NULL && strcmp(type, "DELETE") == 0, rev);
+    }
+    json_decref(o);
+}
+
+static void on_watch_chunk(struct evhttp_request *req, void *arg)
+{
+    struct sy_etcd_watch *w = arg;
+    evbuffer_add_buffer(w->pending, evhttp_request_get_input_buffer(req));
+    for (;;) {
+        size_t len;
+        char *line = evbuffer_readln(w->pending, &len, EVBUFFER_EOL_LF);
+        if (line == NULL)
+            break;
+        if (len > 0)
+            watch_line(w, line, len);
+        free(line);
+    }
+    if (evbuffer_get_length(w->pending) > (1u << 20)) {  /* no line a megabyte long is a watch answer */
+        sy_log_warn("etcd: watch of %s: an answer line over 1 MiB: making the watch again", w->key);
+        evbuffer_drain(w->pending, evbuffer_get_length(w->pending));
+        evhttp_cancel_request(req);
+        w->req = NULL;
+        w->created = false;
+        watch_schedule(w, WATCH_RETRY_MS);
+    }
+}
+
+static void on_watch_end(struct evhttp_request *req, void *arg)
+{
+    struct sy_etcd_watch *w = arg;
+    int code = req != NULL ? evhttp_request_get_response_code(req) : 0;
+    sy_log_debug("etcd: watch of %s on %s ended (HTTP %d): again from revision %" PRId64, w->key,
+                 w->e->ep[w->at].url, code, w->next_rev);
+    w->req = NULL;
+    w->created = false;
+    w->at = (w->at + 1) % w->e->n_ep;     /* a member that cut the stream may be going away */
+    watch_schedule(w, WATCH_RETRY_MS);
+}
+
+static void watch_open(evutil_socket_t fd, short what, void *arg)
+{
+    struct sy_etcd_watch *w = arg;
+    if (w->req != NULL)
+        return;
+    if (w->conn != NULL)
+        evhttp_connection_free(w->conn);  /* no request on it any more */
+    evbuffer_drain(w->pending, evbuffer_get_length(w->pending));
+    struct endpoint *x = &w->e->ep[w->at];
+    w->conn = evhttp_connection_base_new(w->e->base, NULL, x->host, (ev_uint16_t)x->port);
+    char *k = sy_etcd_b64(w->key, strlen(w->key));
+    char rev[32];
+    snprintf(rev, sizeof rev, "%" PRId64, w->next_rev);
+    json_t *body = k ? json_pack("{s:{s:s,s:s}}", "create_request", "key", k, "start_revision", rev) : NULL;
+    char *end = w->prefix ? sy_etcd_prefix_end_b64(w->key) : NULL;
+    if (end != NULL)
+        json_object_set_new(json_object_get(body, "create_request"), "range_end", json_string(end));
+    free(end);
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    free(k);
+    json_decref(body);
+    struct evhttp_request *req = w->conn != NULL && text != NULL ? evhttp_request_new(on_watch_end, w) : NULL;
+    if (req == NULL) {
+        free(text);
+        watch_schedule(w, WATCH_RETRY_MS);
+        return;
+    }
+    struct timeval tv = { WATCH_IDLE_S, 0 };
+    evhttp_connection_set_timeout_tv(w->conn, &tv);
+    evhttp_connection_set_retries(w->conn, 0);
+    evhttp_request_set_chunked_cb(req, on_watch_chunk);
+    char host[96];
+    snprintf(host, sizeof host, "%s:%u", x->host, x->port);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Host", host);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+    evbuffer_add(evhttp_request_get_output_buffer(req), text, strlen(text));
+    free(text);
+    if (evhttp_make_request(w->conn, req, EVHTTP_REQ_POST, "/v3/watch") != 0) {
+        w->at = (w->at + 1) % w->e->n_ep;
+        watch_schedule(w, WATCH_RETRY_MS);
+        return;
+    }
+    w->req = req;
+}
+
+char *sy_etcd_prefix_end_b64(const char *key)
+{
+    char end[200];
+    size_t n = strlen(key);
+    if (n == 0 || n >= sizeof end)
+        return NULL;
+    memcpy(end, key, n);
+    end[n - 1]++;                          /* our keys end in a printable byte: no carry */
+    return sy_etcd_b64(end, n);
+}
+
+struct sy_etcd_watch *sy_etcd_watch_start(struct sy_etcd *e, const char *key, bool prefix, int64_t from_revision,
+                                          sy_etcd_watch_fn fn, void *arg)
+{
+    struct sy_etcd_watch *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return NULL;
+    *w = (struct sy_etcd_watch){ .e = e, .prefix = prefix, .next_rev = from_revision, .fn = fn, .arg = arg,
+                                 .at = e->cur };
+    snprintf(w->key, sizeof w->key, "%s", key);
+    w->pending = evbuffer_new();
+    w->again = evtimer_new(e->base, watch_open, w);
+    if (w->pending == NULL || w->again == NULL) {
+        sy_etcd_watch_free(w);
+        return NULL;
+    }
+    watch_schedule(w, 0);
+    return w;
+}
+
+void sy_etcd_watch_restart(struct sy_etcd_watch *w, int64_t from_revision)
+{
+    if (from_revision > w->next_rev)
+        w->next_rev = from_revision;
+    if (w->req != NULL) {
+        evhttp_cancel_request(w->req);   /* its end callback is not called */
+        w->req = NULL;
+    }
+    w->created = false;
+    w->at = w->e->cur;                    /* the endpoint that answered the poll */
+    watch_schedule(w, 0);
+}
+
+int64_t sy_etcd_watch_next_revision(const struct sy_etcd_watch *w)
+{
+    return w->next_rev;
+}
+
+const char *sy_etcd_watch_state(const struct sy_etcd_watch *w)
+{
+    return w->req != NULL && w->created ? "ok" : "connecting";
+}
+
+void sy_etcd_watch_free(struct sy_etcd_watch *w)
+{
+    if (w == NULL)
+        return;
+    if (w->req != NULL)
+        evhttp_cancel_request(w->req);
+    if (w->conn != NULL)
+        evhttp_connection_free(w->conn);
+    if (w->again != NULL)
+        event_free(w->again);
+    if (w->pending != NULL)
+        evbuffer_free(w->pending);
+    free(w);
 }

@@ -2,11 +2,14 @@
  * base64), asynchronous on the daemon's loop through libevent's evhttp. One connection per endpoint; a
  * request that fails on one (no connection, timeout, a 5xx answer) is sent to the next, each endpoint at
  * most once, before its callback hears the error. etcd's own answers (a 4xx with {"error"...}) are errors
- * too. Loop thread only. */
+ * too. A watch (sy_etcd_watch_start) streams the changes of one key on a connection of its own. Loop
+ * thread only. */
 #ifndef SY_ETCD_H
 #define SY_ETCD_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <event2/event.h>
 #include <jansson.h>
@@ -21,6 +24,9 @@ struct sy_etcd *sy_etcd_new(struct event_base *base, const char *endpoints, int 
 /* Pending requests are dropped without their callbacks. */
 void sy_etcd_free(struct sy_etcd *e);
 
+/* The requests in flight whose callback argument is arg will not call back (arg is being freed). */
+void sy_etcd_forget(struct sy_etcd *e, const void *arg);
+
 /* POSTs body (stolen) to path ("/v3/kv/put"); done(arg, ...) later, on the loop, exactly once (unless
  * the client is freed first). -1 when it cannot even be queued (out of memory): done is not called. */
 int sy_etcd_post(struct sy_etcd *e, const char *path, json_t *body, sy_etcd_done done, void *arg);
@@ -31,5 +37,26 @@ char *sy_etcd_b64(const char *s, size_t len);
 char *sy_etcd_unb64(const char *s, size_t *len);
 /* The endpoint the last answer came from ("http://h:p"). */
 const char *sy_etcd_endpoint(const struct sy_etcd *e);
+
+/* A watch of one key, or of every key under it when prefix (POST /v3/watch: a streaming answer, one JSON
+ * object a line) on a connection of its own. fn(arg, kv, deleted, mod_revision) for every change from
+ * from_revision on: kv is the event's key-value (borrowed; "key" and "value" are base64; no value when
+ * deleted). A watch that ends (the member died,
+ * the stream was cut or timed out) is made again on the next endpoint from the revision after the last
+ * event seen, a little later: no event is skipped, none is seen twice. */
+typedef void (*sy_etcd_watch_fn)(void *arg, json_t *kv, bool deleted, int64_t mod_revision);
+struct sy_etcd_watch;
+struct sy_etcd_watch *sy_etcd_watch_start(struct sy_etcd *e, const char *key, bool prefix, int64_t from_revision,
+                                          sy_etcd_watch_fn fn, void *arg);
+/* The range_end that makes [key, end) every key starting with key (etcd's "prefix + 1"), base64. */
+char *sy_etcd_prefix_end_b64(const char *key);
+/* Makes the watch again from from_revision (a poll saw a newer revision than the stream delivered). */
+void sy_etcd_watch_restart(struct sy_etcd_watch *w, int64_t from_revision);
+/* The revision the stream waits for next (every change before it was delivered). */
+int64_t sy_etcd_watch_next_revision(const struct sy_etcd_watch *w);
+/* "ok" (the stream is open and created), or "connecting". */
+const char *sy_etcd_watch_state(const struct sy_etcd_watch *w);
+/* NULL-safe; before sy_etcd_free of its client. fn is not called again. */
+void sy_etcd_watch_free(struct sy_etcd_watch *w);
 
 #endif

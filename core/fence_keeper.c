@@ -2,7 +2,8 @@
  * MariaDB: read_only) and, once at start, makes sure the active side is writable — so a restart after a crash in the
  * middle of a switch ends with exactly one side active and unfenced, whatever step it died at. A
  * side that does not answer (the business DB after a failover) is fenced as soon as it is back.
- * It leaves the sides alone while a switch runs (the switch fences and unfences them itself). */
+ * It leaves the sides alone while a switch runs (the switch fences and unfences them itself), and in a
+ * cluster while this node has not confirmed the cluster's epoch (p->cut_off): it may not know the active side. */
 #include "core/fence_keeper.h"
 
 #include <stdio.h>
@@ -30,13 +31,15 @@ static const struct sy_endpoint *side_ep(const struct sy_pair *p, enum sy_side s
     return s == SY_SIDE_DR ? &p->cfg->dr : &p->cfg->business;
 }
 
-/* One round; true when everything it wanted is done. */
-static bool keeper_round(struct sy_pair *p, bool *active_done)
+/* One round; true when everything it wanted is done. *unconfirmed: the sides were left alone because the
+ * cluster's epoch is not confirmed. */
+static bool keeper_round(struct sy_pair *p, bool *active_done, bool *unconfirmed)
 {
     bool ok = true;
     char err[512];
     pthread_mutex_lock(&p->fence_lock);
-    if (!__atomic_load_n(&p->switching, __ATOMIC_ACQUIRE)) {
+    *unconfirmed = __atomic_load_n(&p->cut_off, __ATOMIC_ACQUIRE);
+    if (!__atomic_load_n(&p->switching, __ATOMIC_ACQUIRE) && !*unconfirmed) {
         enum sy_side active = p->active_side, passive = active == SY_SIDE_DR ? SY_SIDE_BUSINESS : SY_SIDE_DR;
         if (!*active_done) {
             if (p->eng->failover->fence(p->cfg, side_ep(p, active), false, KEEPER_WAIT_MS, NULL, 0, err,
@@ -68,10 +71,12 @@ static bool keeper_round(struct sy_pair *p, bool *active_done)
 static void *keeper_main(void *arg)
 {
     struct sy_pair *p = arg;
-    bool active_done = false;
+    bool active_done = false, unconfirmed = false;
     while (!__atomic_load_n(&p->keeper_stop, __ATOMIC_ACQUIRE)) {
-        keeper_round(p, &active_done);
-        for (int waited = 0; waited < KEEPER_PERIOD_MS && !__atomic_load_n(&p->keeper_stop, __ATOMIC_ACQUIRE);
+        keeper_round(p, &active_done, &unconfirmed);
+        /* unconfirmed: again soon, so the sides are set right as soon as the cluster's epoch is confirmed */
+        for (int waited = 0; waited < (unconfirmed ? 50 : KEEPER_PERIOD_MS) &&
+                             !__atomic_load_n(&p->keeper_stop, __ATOMIC_ACQUIRE);
              waited += 50)
             usleep(50 * 1000);
     }

@@ -9,6 +9,7 @@
 
 #include "core/instance.h"
 #include "core/log.h"
+#include "core/shared_epoch.h"
 #include "core/state_file.h"
 
 uint64_t sy_now_ms(void)
@@ -79,19 +80,41 @@ int sy_pair_save(struct sy_pair *p, char *err, size_t errlen)
     return rc;
 }
 
-int sy_pair_set_active(struct sy_pair *p, enum sy_side to, char *err, size_t errlen)
+/* Persists {epoch, to} and only then makes it the pair's. */
+static int set_and_save(struct sy_pair *p, uint64_t epoch, enum sy_side to, const char *why, char *err,
+                        size_t errlen)
 {
     enum sy_side was = p->active_side;
-    uint64_t epoch = p->epoch;
+    uint64_t old = p->epoch;
     p->active_side = to;
-    p->epoch = epoch + 1;
+    p->epoch = epoch;
     if (sy_pair_save(p, err, errlen) != 0) {
         p->active_side = was;
-        p->epoch = epoch;
+        p->epoch = old;
         return -1;
     }
-    sy_log_info("pair %s: epoch %llu: %s side is active (%s:%u)", p->cfg->name, (unsigned long long)p->epoch,
+    sy_log_info("pair %s: epoch %llu%s: %s side is active (%s:%u)", p->cfg->name, (unsigned long long)p->epoch, why,
                 sy_side_name(to), sy_pair_active_endpoint(p)->host, sy_pair_active_endpoint(p)->port);
+    return 0;
+}
+
+int sy_pair_set_active(struct sy_pair *p, enum sy_side to, char *err, size_t errlen)
+{
+    return set_and_save(p, p->epoch + 1, to, "", err, errlen);
+}
+
+int sy_pair_adopt(struct sy_pair *p, uint64_t epoch, enum sy_side side, size_t *moved_out, char *err,
+                  size_t errlen)
+{
+    enum sy_side was = p->active_side;
+    if (set_and_save(p, epoch, side, " (the cluster's)", err, errlen) != 0)
+        return -1;
+    if (was != side) {
+        size_t moved = p->proto->switch_flip(p->proto_state, side);
+        sy_log_info("pair %s: %zu session(s) moved to the %s side", p->cfg->name, moved, sy_side_name(side));
+        if (moved_out != NULL)
+            *moved_out = moved;
+    }
     return 0;
 }
 
@@ -207,6 +230,8 @@ json_t *sy_pair_status_json(const struct sy_pair *p)
                           sy_side_name(p->active_side), "epoch", (json_int_t)p->epoch, "held", p->held, "clients",
                           (json_int_t)p->proto->client_count(p->proto_state), "instances", instances);
     json_object_set_new(o, "switching", json_boolean(p->op != NULL));
+    if (p->shared != NULL)
+        json_object_set_new(o, "shared_epoch", sy_shared_epoch_status_json(p->shared));
     if (p->commit_wait.wake != NULL)
         json_object_set_new(o, "commit_wait", sy_commit_wait_status_json(&p->commit_wait));
     if (p->op != NULL)

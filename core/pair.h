@@ -63,6 +63,10 @@ struct sy_proxy_protocol {
     void (*ack_ledger)(void *state, enum sy_side side, char *out, size_t outlen);
     /* Errors the proxy answered itself: {"reason": count, ...} (metrics). */
     json_t *(*client_errors)(void *state);
+    /* A cluster node cut off from etcd (core/shared_epoch.c): every session whose request (or login) has
+     * waited at least held_ms gets msg as an error and is closed; how many. NULL: the engine's held
+     * sessions wait until etcd answers again. */
+    size_t (*fail_held)(void *state, uint64_t held_ms, const char *msg);
 };
 
 #define SY_SWITCH_KINDS 3          /* switchover, switchback, failover */
@@ -110,6 +114,13 @@ struct sy_pair {
     struct event *tail_timer;        /* owned by core/tail.c: looks for the business DB while "pending" */
     bool tail_job;                   /* a tail thread runs */
     struct sy_commit_wait commit_wait; /* positions held commits wait for, published by module threads */
+    struct sy_shared_epoch *shared;  /* owned by the daemon: the cluster's epoch of this pair; NULL without
+                                        [cluster] (then the persisted epoch alone decides) */
+    struct sy_cluster_switch *cswitch; /* owned by the daemon: one switch for every node; NULL without [cluster] */
+    bool cut_off;                    /* held because etcd has not confirmed the cluster's epoch (at start) or did
+                                        not answer for longer than the lease: the active side may have changed
+                                        without this node (released once it answers). Written on the loop, read
+                                        atomically by the fence keeper, which leaves the sides alone meanwhile */
 };
 
 /* Loads the persisted epoch/side (or creates epoch 1, business), starts the proxy.
@@ -121,6 +132,12 @@ void sy_pair_stop(struct sy_pair *p);
 /* Persists a new epoch with `to` active (write temp + fsync + rename) and only then changes the pair.
  * Caller holds fence_lock. */
 int sy_pair_set_active(struct sy_pair *p, enum sy_side to, char *err, size_t errlen) SY_MUST_CHECK;
+/* Applies an epoch decided elsewhere (the cluster's, core/shared_epoch.c): persisted first, then the pair;
+ * when the side changed, sessions move (those not prepared on the new side get an error) and new backend
+ * connections go to the new side (*moved, when not NULL: how many moved). Caller holds fence_lock; loop
+ * thread. */
+int sy_pair_adopt(struct sy_pair *p, uint64_t epoch, enum sy_side side, size_t *moved, char *err,
+                  size_t errlen) SY_MUST_CHECK;
 /* Persists the failover tail state (with the epoch file). */
 int sy_pair_save(struct sy_pair *p, char *err, size_t errlen) SY_MUST_CHECK;
 /* A hold for a switch: like sy_pair_hold but bounded by the switch itself, not the pair's timer. */

@@ -22,6 +22,12 @@
  *   hold, warm on DR, flip, release; the tail is computed once the business DB answers again
  *   (core/tail.c) and the reverse write starts after `resolve-tail`.
  *
+ * In a cluster (p->cswitch; docs/cluster.md, core/cluster_switch.h) the coordinator publishes the hold to
+ * every node after step 2, waits for their acknowledgements after step 3, checks their ack ledgers in
+ * step 4 and moves the cluster's epoch by compare-and-swap before its own in step 5; a missing
+ * acknowledgement rolls back everywhere. A participant (SW_PARTICIPATE) runs steps 2-3, acknowledges
+ * with its ack ledger and flips when the cluster's epoch moves (or releases on abort).
+ *
  * Stopping a write (or pausing the forward instance) only begins on the loop; this thread then waits
  * until the instance is no longer `stopping` (wait_settled): a module thread stuck on a lock or on a
  * black-holed server never stalls the loop, and nothing after the stop runs before its threads are
@@ -44,6 +50,8 @@
 #include "core/engine.h"
 #include "core/instance.h"
 #include "core/log.h"
+#include "core/shared_epoch.h"
+#include "core/cluster_switch.h"
 
 #define SW_WARM_TIMEOUT_MS 10000  /* step 2 (before the hold: nobody waits on it) */
 #define SW_ALIVE_TIMEOUT_MS 1500  /* failover: does the business DB still answer? */
@@ -60,8 +68,10 @@ static bool shutting_down(void)
     return __atomic_load_n(&switch_shutdown, __ATOMIC_ACQUIRE) != 0;
 }
 
-enum sw_kind { SW_SWITCHOVER, SW_SWITCHBACK, SW_FAILOVER };
-static const char *const kind_names[] = { "switchover", "switchback", "failover" };
+/* SW_PARTICIPATE: this node's part in a switch another node coordinates (a cluster; not counted in the
+ * switch metrics, which are the coordinator's). */
+enum sw_kind { SW_SWITCHOVER, SW_SWITCHBACK, SW_FAILOVER, SW_PARTICIPATE };
+static const char *const kind_names[] = { "switchover", "switchback", "failover", "cluster switch" };
 const char *const sy_switch_kind_names[SY_SWITCH_KINDS] = { "switchover", "switchback", "failover" };
 enum sw_outcome { SW_DONE, SW_REFUSED, SW_ROLLED_BACK };
 const char *const sy_switch_outcome_names[SY_SWITCH_OUTCOMES] = { "done", "refused", "rolled_back" };
@@ -87,6 +97,8 @@ static void remember_switch(struct sy_pair *p, json_t *entry)
 static void count_switch(struct sy_pair *p, enum sw_kind kind, enum sw_outcome outcome, uint64_t pause_ms)
 {
     struct sy_switch_stats *st = &p->switch_stats;
+    if (kind >= SY_SWITCH_KINDS)
+        return;
     st->outcomes[kind][outcome]++;
     if (outcome != SW_DONE)
         return;
@@ -111,6 +123,7 @@ struct sy_switch {
     pthread_cond_t cv;
     void (*call_fn)(struct sy_switch *);
     bool call_done;
+    bool call_async;                /* call_fn's work ends in a callback, which calls call_end() */
     /* outcome */
     const char *code;               /* NULL = success */
     char msg[1200];
@@ -126,6 +139,14 @@ struct sy_switch {
     const char *last_step;          /* static name of the last step done ("" before); atomic: status reads it */
     int call_rc;
     char call_err[600];
+    /* cluster (p->cswitch): the switch every node takes part in */
+    char cid[96];                   /* the switch's id (participant: the coordinator's) */
+    uint64_t from_epoch;            /* the epoch it switches from */
+    bool cbegun;                    /* coordinator: lock taken, hold published */
+    bool acked;                     /* participant: its "held" acknowledgement is in etcd */
+    json_t *ledgers;                /* coordinator: the participants' ack ledgers */
+    char cmsg[600];                 /* the last cluster step's text */
+    const char *outcome;            /* participant: "flip", "abort", "gone", NULL = none yet */
 };
 
 static uint64_t now_ms(void)
@@ -172,21 +193,32 @@ json_t *sy_switch_progress_json(const struct sy_switch *sw)
 
 /* ---- running on the loop --------------------------------------------------------------------- */
 
-static void on_call(evutil_socket_t fd, short what, void *arg)
+static void call_end(struct sy_switch *sw)
 {
-    struct sy_switch *sw = arg;
-    sw->call_fn(sw);
     pthread_mutex_lock(&sw->mu);
     sw->call_done = true;
     pthread_cond_signal(&sw->cv);
     pthread_mutex_unlock(&sw->mu);
 }
 
-/* Runs fn(sw) on the loop thread and waits for it. */
-static void loop_call(struct sy_switch *sw, void (*fn)(struct sy_switch *))
+static void on_call(evutil_socket_t fd, short what, void *arg)
+{
+    struct sy_switch *sw = arg;
+    sw->call_fn(sw);
+    if (sw->call_async)
+        return;                     /* its callback ends the call */
+    pthread_mutex_lock(&sw->mu);
+    sw->call_done = true;
+    pthread_cond_signal(&sw->cv);
+    pthread_mutex_unlock(&sw->mu);
+}
+
+/* Runs fn(sw) on the loop thread and waits for it (async: until what it started calls call_end()). */
+static void loop_call_until(struct sy_switch *sw, void (*fn)(struct sy_switch *), bool async)
 {
     pthread_mutex_lock(&sw->mu);
     sw->call_fn = fn;
+    sw->call_async = async;
     sw->call_done = false;
     pthread_mutex_unlock(&sw->mu);
     event_active(sw->call_ev, 0, 0);
@@ -194,6 +226,11 @@ static void loop_call(struct sy_switch *sw, void (*fn)(struct sy_switch *))
     while (!sw->call_done)
         pthread_cond_wait(&sw->cv, &sw->mu);
     pthread_mutex_unlock(&sw->mu);
+}
+
+static void loop_call(struct sy_switch *sw, void (*fn)(struct sy_switch *))
+{
+    loop_call_until(sw, fn, false);
 }
 
 static void do_unmovable(struct sy_switch *sw)
@@ -277,6 +314,20 @@ static void do_pause_forward(struct sy_switch *sw)
         sw->write_stopped = true;
         sy_instance_set_reason(sw->draining, "failover"); /* a restart before the flip resumes it */
     }
+}
+
+static void on_epoch_cas(void *arg, int rc, const char *err)
+{
+    struct sy_switch *sw = arg;
+    sw->call_rc = rc;
+    snprintf(sw->call_err, sizeof sw->call_err, "%s", err ? err : "");
+    call_end(sw);
+}
+
+/* In a cluster: the cluster's epoch moves first, by compare-and-swap (asynchronous: ends in on_epoch_cas). */
+static void do_epoch_cas(struct sy_switch *sw)
+{
+    sy_shared_epoch_cas(sw->p->shared, sw->p->epoch + 1, sw->to, on_epoch_cas, sw);
 }
 
 /* The flip itself: persisted epoch first, then every session. Caller holds fence_lock. */
@@ -509,6 +560,15 @@ static int fence_and_drain(struct sy_switch *sw)
         return fail(sw, "ledger_ahead_of_drain",
                     "clients were acknowledged %s but only %s was drained to the %s side: refusing to flip",
                     sw->ledger, sw->drained, sy_side_name(sw->to));
+    json_t *l;
+    size_t i;
+    json_array_foreach(sw->ledgers, i, l) {         /* the other nodes' clients too */
+        const char *pos = json_string_value(l);
+        if (pos != NULL && pos[0] != '\0' && !p->eng->position->covers(sw->drained, pos))
+            return fail(sw, "ledger_ahead_of_drain",
+                        "clients of another node were acknowledged %s but only %s was drained to the %s side: "
+                        "refusing to flip", pos, sw->drained, sy_side_name(sw->to));
+    }
     sy_failpoint("switch_after_drain");
     return 0;
 }
@@ -534,6 +594,14 @@ static int flip(struct sy_switch *sw)
         pthread_mutex_unlock(&p->fence_lock);
         return fail(sw, "internal", "failpoint switch_fail_after_unfence");
     }
+    if (p->shared != NULL) {
+        loop_call_until(sw, do_epoch_cas, true);
+        if (sw->call_rc != 0) {
+            pthread_mutex_unlock(&p->fence_lock);
+            return fail(sw, "bad_state", "%s", sw->call_err);
+        }
+        sy_failpoint("switch_after_epoch_cas");
+    }
     loop_call(sw, do_flip);
     pthread_mutex_unlock(&p->fence_lock);
     if (sw->call_rc != 0)
@@ -543,14 +611,20 @@ static int flip(struct sy_switch *sw)
     return 0;
 }
 
+static void cluster_end(struct sy_switch *sw);
+static void cluster_rollback(struct sy_switch *sw);
+
 /* Undoes what was done before the flip. */
 static void rollback(struct sy_switch *sw)
 {
     struct sy_pair *p = sw->p;
     char err[512];
-    if (sw->flipped)
+    if (sw->flipped) {
+        cluster_end(sw);                            /* the epoch moved: the others apply it */
         return;
+    }
     sy_log_warn("pair %s: %s refused (%s): rolling back", p->cfg->name, kind_names[sw->kind], sw->code);
+    cluster_rollback(sw);
     if (sw->write_stopped) {
         wait_settled(sw, sw->draining);
         loop_call(sw, do_restart_write);
@@ -568,6 +642,216 @@ static void rollback(struct sy_switch *sw)
     loop_call(sw, do_unwarm_release);
 }
 
+/* ---- one switch for every node (a cluster) ---------------------------------------------------- */
+
+#define SW_FLIPPED_WAIT_MS 2000     /* coordinator: how long the other nodes' "flipped" acks are awaited */
+#define SW_GONE_GRACE_MS 1000       /* participant: the coordinator's keys vanished; the epoch may follow */
+
+static void on_cluster_step(void *arg, int rc, const char *err)
+{
+    struct sy_switch *sw = arg;
+    sw->call_rc = rc;
+    snprintf(sw->cmsg, sizeof sw->cmsg, "%s", err ? err : "");
+    call_end(sw);
+}
+
+static void do_cluster_begin(struct sy_switch *sw)
+{
+    sy_cluster_switch_begin(sw->p->cswitch, sw->to, sw->p->epoch, on_cluster_step, sw);
+}
+
+static void do_cluster_abort(struct sy_switch *sw)
+{
+    sy_cluster_switch_abort(sw->p->cswitch, on_cluster_step, sw);
+}
+
+static void do_cluster_finish(struct sy_switch *sw)
+{
+    sy_cluster_switch_finish(sw->p->cswitch, on_cluster_step, sw);
+}
+
+static const char *ack_phase(const struct sy_switch *sw)
+{
+    return sw->flipped ? "flipped" : sw->code != NULL ? "refused" : "held";
+}
+
+static void do_cluster_ack(struct sy_switch *sw)
+{
+    sy_cluster_switch_ack(sw->p->cswitch, sw->cid, ack_phase(sw), sw->ledger, sw->code ? sw->msg : "",
+                          on_cluster_step, sw);
+}
+
+static void do_cluster_acked_held(struct sy_switch *sw)
+{
+    json_decref(sw->ledgers);
+    sw->ledgers = NULL;
+    bool refused;
+    sw->call_rc = sy_cluster_switch_acked(sw->p->cswitch, "held", &sw->ledgers, &refused, sw->cmsg,
+                                          sizeof sw->cmsg) ? 0 : refused ? -2 : -1;
+}
+
+static void do_cluster_acked_flipped(struct sy_switch *sw)
+{
+    bool refused;
+    sw->call_rc =
+        sy_cluster_switch_acked(sw->p->cswitch, "flipped", NULL, &refused, sw->cmsg, sizeof sw->cmsg) ? 0 : -1;
+}
+
+/* Coordinator: the pair's lock, then the hold published to every node. */
+static int cluster_begin(struct sy_switch *sw)
+{
+    if (sw->p->cswitch == NULL)
+        return 0;
+    loop_call_until(sw, do_cluster_begin, true);
+    if (sw->call_rc != 0)
+        return fail(sw, "bad_state", "%s", sw->cmsg);
+    sw->cbegun = true;
+    snprintf(sw->cid, sizeof sw->cid, "%s", sy_cluster_switch_id(sw->p->cswitch));
+    sy_failpoint("switch_after_cluster_hold");
+    return 0;
+}
+
+/* Coordinator: until every other node is held, quiet and prepared (it acknowledged with its ack ledger),
+ * within half of max_hold_ms: the rest is for fencing, draining and the flip. */
+static int cluster_wait_held(struct sy_switch *sw)
+{
+    if (!sw->cbegun)
+        return 0;
+    uint64_t deadline = sw->t_hold + (uint64_t)sw->p->cfg->max_hold_ms / 2;
+    for (;;) {
+        loop_call(sw, do_cluster_acked_held);
+        if (sw->call_rc == 0)
+            break;
+        if (sw->call_rc == -2)
+            return fail(sw, "hold_timeout", "switch %s: %s", sw->cid, sw->cmsg);
+        if (now_ms() >= deadline || shutting_down())
+            return fail(sw, "hold_timeout", "switch %s: node(s) %s did not acknowledge the hold within %d ms "
+                        "(max_hold_ms/2): rolled back on every node", sw->cid, sw->cmsg, sw->p->cfg->max_hold_ms / 2);
+        usleep(1000);
+    }
+    step_done(sw, "cluster_hold_ms");
+    return 0;
+}
+
+/* Coordinator, after its own release: the other nodes flip on the epoch's change; their acks are awaited
+ * a moment (for the log), then the switch's keys and the lock go. */
+static void cluster_end(struct sy_switch *sw)
+{
+    if (!sw->cbegun)
+        return;
+    uint64_t deadline = now_ms() + SW_FLIPPED_WAIT_MS;
+    for (;;) {
+        loop_call(sw, do_cluster_acked_flipped);
+        if (sw->call_rc == 0)
+            break;
+        if (now_ms() >= deadline) {
+            sy_log_warn("pair %s: switch %s: node(s) %s did not acknowledge the flip within %d ms (they apply the "
+                        "epoch when they see it)", sw->p->cfg->name, sw->cid, sw->cmsg, SW_FLIPPED_WAIT_MS);
+            break;
+        }
+        usleep(1000);
+    }
+    loop_call_until(sw, do_cluster_finish, true);
+    if (sw->call_rc != 0)
+        sy_log_warn("pair %s: switch %s: %s (the lock goes with this node's lease)", sw->p->cfg->name, sw->cid,
+                    sw->cmsg);
+    sw->cbegun = false;
+    step_done(sw, "cluster_release_ms");
+}
+
+/* Coordinator, rolling back: every node releases on the old side. */
+static void cluster_rollback(struct sy_switch *sw)
+{
+    if (!sw->cbegun)
+        return;
+    loop_call_until(sw, do_cluster_abort, true);
+    if (sw->call_rc != 0)
+        sy_log_error("pair %s: switch %s: %s (the other nodes release when their hold ends)", sw->p->cfg->name,
+                     sw->cid, sw->cmsg);
+    loop_call_until(sw, do_cluster_finish, true);
+    sw->cbegun = false;
+}
+
+static void do_outcome(struct sy_switch *sw)
+{
+    uint64_t epoch;
+    enum sy_side side;
+    const char *phase = sy_cluster_switch_phase(sw->p->cswitch, sw->cid);
+    if (sy_shared_epoch_seen(sw->p->shared, &epoch, &side) && epoch > sw->from_epoch)
+        sw->outcome = side == sw->to ? "flip" : "moved";
+    else
+        sw->outcome = strcmp(phase, "hold") == 0 ? NULL : phase;
+}
+
+static void do_adopt(struct sy_switch *sw)
+{
+    uint64_t epoch;
+    enum sy_side side;
+    sy_shared_epoch_seen(sw->p->shared, &epoch, &side);
+    sw->call_rc = sy_pair_adopt(sw->p, epoch, side, &sw->moved, sw->call_err, sizeof sw->call_err);
+    if (sw->call_rc == 0)
+        sw->flipped = true;
+}
+
+/* A participant: hold, warm and quiesce like the coordinator, acknowledge with the ack ledger, then flip
+ * when the cluster's epoch moves to `to` — or release on the old side on abort, when the coordinator's
+ * keys vanish without the epoch moving, or at max_hold_ms. */
+static int run_participate(struct sy_switch *sw)
+{
+    if (warm(sw) != 0)
+        return -1;
+    step_done(sw, "warm_ms");
+    loop_call(sw, do_hold);
+    if (quiesce(sw) != 0)
+        return -1;
+    step_done(sw, "quiesce_ms");
+    loop_call(sw, do_ledger);
+    sy_failpoint("switch_participant_before_ack");
+    loop_call_until(sw, do_cluster_ack, true);
+    if (sw->call_rc != 0)
+        return fail(sw, "bad_state", "%s", sw->cmsg);
+    sw->acked = true;
+    uint64_t gone_at = 0;
+    for (;;) {
+        loop_call(sw, do_outcome);
+        if (sw->outcome != NULL && strcmp(sw->outcome, "flip") == 0)
+            break;
+        if (sw->outcome != NULL && strcmp(sw->outcome, "moved") == 0)
+            return fail(sw, "bad_state", "the cluster's epoch moved to the other side than this switch's");
+        if (sw->outcome != NULL && strcmp(sw->outcome, "abort") == 0)
+            return fail(sw, "bad_state", "the coordinator aborted switch %s", sw->cid);
+        if (sw->outcome != NULL && gone_at == 0)
+            gone_at = now_ms();
+        if (gone_at != 0 && now_ms() >= gone_at + SW_GONE_GRACE_MS)
+            return fail(sw, "bad_state", "the coordinator of switch %s is gone and the epoch did not move", sw->cid);
+        if (now_ms() >= hold_deadline(sw) || shutting_down())
+            return fail(sw, "hold_timeout", "switch %s: the epoch did not move within max_hold_ms=%d ms", sw->cid,
+                        sw->p->cfg->max_hold_ms);
+        usleep(1000);
+    }
+    pthread_mutex_lock(&sw->p->fence_lock);
+    loop_call(sw, do_adopt);
+    pthread_mutex_unlock(&sw->p->fence_lock);
+    if (sw->call_rc != 0)
+        return fail(sw, "internal", "cannot apply the cluster's epoch: %s", sw->call_err);
+    step_done(sw, "flip_ms");
+    loop_call(sw, do_start_and_release);
+    loop_call_until(sw, do_cluster_ack, true);      /* "flipped": best effort (the coordinator only logs) */
+    return 0;
+}
+
+static void participate_rollback(struct sy_switch *sw)
+{
+    if (sw->flipped)
+        return;
+    sy_log_warn("pair %s: cluster switch %s: %s: releasing on the %s side", sw->p->cfg->name, sw->cid, sw->msg,
+                sy_side_name(sw->from));
+    loop_call(sw, do_outcome);
+    if (sw->outcome == NULL)                        /* still held by the coordinator: tell it at once */
+        loop_call_until(sw, do_cluster_ack, true);  /* "refused" */
+    loop_call(sw, do_unwarm_release);
+}
+
 static int run_switchover(struct sy_switch *sw)
 {
     if (catch_up(sw) != 0)
@@ -576,6 +860,8 @@ static int run_switchover(struct sy_switch *sw)
     if (warm(sw) != 0)
         return -1;
     step_done(sw, "warm_ms");
+    if (cluster_begin(sw) != 0)
+        return -1;
     loop_call(sw, do_hold);
     sy_failpoint("switch_after_hold");
     if (sy_failpoint_fails("switch_fail_after_hold"))
@@ -587,6 +873,8 @@ static int run_switchover(struct sy_switch *sw)
     step_done(sw, "quiesce_ms");
     if (sy_failpoint_fails("switch_fail_after_quiesce"))
         return fail(sw, "internal", "failpoint switch_fail_after_quiesce");
+    if (cluster_wait_held(sw) != 0)
+        return -1;
     if (fence_and_drain(sw) != 0)
         return -1;
     if (sy_failpoint_fails("switch_fail_after_drain"))
@@ -595,6 +883,7 @@ static int run_switchover(struct sy_switch *sw)
         return -1;
     loop_call(sw, do_start_and_release);
     step_done(sw, "start_release_ms");
+    cluster_end(sw);
     char err[512];
     if (!sw->p->cfg->fence_passive &&
         sw->p->eng->failover->fence(sw->p->cfg, side_ep(sw->p, sw->from), false, 2000, NULL, 0, err, sizeof err) != 0)
@@ -670,8 +959,12 @@ static void *switch_main(void *arg)
     struct sy_switch *sw = arg;
     sy_log_info("pair %s: %s from %s to %s started", sw->p->cfg->name, kind_names[sw->kind], sy_side_name(sw->from),
                 sy_side_name(sw->to));
-    int rc = sw->kind == SW_FAILOVER ? run_failover(sw) : run_switchover(sw);
-    if (rc != 0)
+    int rc = sw->kind == SW_FAILOVER      ? run_failover(sw)
+             : sw->kind == SW_PARTICIPATE ? run_participate(sw)
+                                          : run_switchover(sw);
+    if (rc != 0 && sw->kind == SW_PARTICIPATE)
+        participate_rollback(sw);
+    else if (rc != 0)
         rollback(sw);
     event_active(sw->done_ev, 0, 0);
     sy_admin_job_end(); /* last touch of shared state */
@@ -689,6 +982,7 @@ static void switch_free(struct sy_switch *sw)
     json_decref(sw->list);
     json_decref(sw->detail);
     json_decref(sw->steps);
+    json_decref(sw->ledgers);
     free(sw);
 }
 
@@ -698,6 +992,19 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
     struct sy_pair *p = sw->p;
     p->op = NULL;
     __atomic_store_n(&p->switching, 0, __ATOMIC_RELEASE);
+    if (sw->kind == SW_PARTICIPATE) {               /* nobody asked: the log and the history tell */
+        if (sw->code == NULL)
+            sy_log_info("pair %s: cluster switch %s done: %s side active, epoch %llu, pause %llu ms, %zu client(s) "
+                        "moved", p->cfg->name, sw->cid, sy_side_name(p->active_side), (unsigned long long)p->epoch,
+                        (unsigned long long)(sw->t_release - sw->t_hold), sw->moved);
+        remember_switch(p, json_pack("{s:s,s:s,s:s,s:s,s:s,s:O}", "operation", kind_names[sw->kind], "id", sw->cid,
+                                     "outcome", sw->code ? "rolled_back" : "done", "error", sw->code ? sw->code : "",
+                                     "message", sw->code ? sw->msg : "", "steps", sw->steps));
+        switch_free(sw);
+        if (p->shared != NULL)
+            sy_shared_epoch_apply(p->shared);       /* an epoch that moved meanwhile */
+        return;
+    }
     if (sw->code != NULL) {
         sy_log_warn("pair %s: %s refused: %s: %s", p->cfg->name, kind_names[sw->kind], sw->code, sw->msg);
         json_t *detail = sw->detail ? json_incref(sw->detail) : json_object();
@@ -746,6 +1053,18 @@ static int preconditions(struct sy_switch *sw, const char **code, char *msg, siz
         *code = "not_implemented";
         snprintf(msg, msglen, "engine %s cannot switch yet (%s)", sy_engine_name(p->cfg->engine),
                  p->eng == NULL ? "no synchronization" : "no fencing");
+        return -1;
+    }
+    char why[400];
+    if (p->cut_off) {
+        *code = "bad_state";
+        snprintf(msg, msglen, "%s: this node has not confirmed the cluster's epoch with etcd (just started, or "
+                 "etcd unreachable for longer than its lease): no switch until etcd answers", name);
+        return -1;
+    }
+    if (p->shared != NULL && !sy_shared_epoch_is_current(p->shared, why, sizeof why)) {
+        *code = "bad_state";
+        snprintf(msg, msglen, "%s: %s", name, why);
         return -1;
     }
     if (p->forward == NULL) {
@@ -841,11 +1160,38 @@ json_t *sy_switch_readiness(struct sy_pair *p)
     return checks;
 }
 
-static void switch_start(struct sy_pair *p, struct sy_admin_req *req, enum sw_kind kind, bool force)
+/* A participant refused before it started: the coordinator hears it at once (best effort). */
+static void on_refusal_acked(void *arg, int rc, const char *err)
+{
+    if (rc != 0)
+        sy_log_warn("cluster switch: cannot tell the coordinator this node refuses: %s", err);
+}
+
+static int participant_preconditions(struct sy_switch *sw, char *msg, size_t msglen)
+{
+    struct sy_pair *p = sw->p;
+    if (p->op != NULL || p->cut_off) {
+        snprintf(msg, msglen, p->op != NULL ? "a switch of %s is already running on this node"
+                                            : "this node has not confirmed the cluster's epoch (%s is held)",
+                 p->cfg->name);
+        return -1;
+    }
+    if (p->epoch != sw->from_epoch || p->active_side != sw->from) {
+        snprintf(msg, msglen, "this node applied epoch %llu (%s side active), not the switch's %llu (%s)",
+                 (unsigned long long)p->epoch, sy_side_name(p->active_side), (unsigned long long)sw->from_epoch,
+                 sy_side_name(sw->from));
+        return -1;
+    }
+    return 0;
+}
+
+static void switch_start(struct sy_pair *p, struct sy_admin_req *req, enum sw_kind kind, bool force,
+                         const char *cid, enum sy_side to, uint64_t from_epoch)
 {
     struct sy_switch *sw = calloc(1, sizeof *sw);
     if (sw == NULL) {
-        sy_admin_fail(req, "internal", "out of memory");
+        if (req != NULL)
+            sy_admin_fail(req, "internal", "out of memory");
         return;
     }
     sw->p = p;
@@ -854,12 +1200,24 @@ static void switch_start(struct sy_pair *p, struct sy_admin_req *req, enum sw_ki
     sw->force = force;
     sw->from = p->active_side;
     sw->to = p->active_side == SY_SIDE_DR ? SY_SIDE_BUSINESS : SY_SIDE_DR;
+    if (kind == SW_PARTICIPATE) {
+        sw->to = to;
+        sw->from = to == SY_SIDE_DR ? SY_SIDE_BUSINESS : SY_SIDE_DR;
+        sw->from_epoch = from_epoch;
+        snprintf(sw->cid, sizeof sw->cid, "%s", cid);
+    }
     pthread_mutex_init(&sw->mu, NULL);
     pthread_cond_init(&sw->cv, NULL);
     sw->steps = json_object();
     const char *code = "bad_state";
     char msg[700];
-    if (preconditions(sw, &code, msg, sizeof msg) != 0) {
+    if (kind == SW_PARTICIPATE && participant_preconditions(sw, msg, sizeof msg) != 0) {
+        sy_log_warn("pair %s: cluster switch %s refused: %s", p->cfg->name, cid, msg);
+        sy_cluster_switch_ack(p->cswitch, cid, "refused", "", msg, on_refusal_acked, NULL);
+        switch_free(sw);
+        return;
+    }
+    if (kind != SW_PARTICIPATE && preconditions(sw, &code, msg, sizeof msg) != 0) {
         count_switch(p, kind, SW_REFUSED, 0);
         sy_admin_fail(req, code, "%s", msg);
         switch_free(sw);
@@ -876,7 +1234,8 @@ static void switch_start(struct sy_pair *p, struct sy_admin_req *req, enum sw_ki
         sy_admin_job_end();
         p->op = NULL;
         __atomic_store_n(&p->switching, 0, __ATOMIC_RELEASE);
-        sy_admin_fail(req, "internal", "cannot start the %s", kind_names[kind]);
+        if (req != NULL)
+            sy_admin_fail(req, "internal", "cannot start the %s", kind_names[kind]);
         switch_free(sw);
         return;
     }
@@ -885,15 +1244,20 @@ static void switch_start(struct sy_pair *p, struct sy_admin_req *req, enum sw_ki
 
 void sy_switch_switchover(struct sy_pair *p, struct sy_admin_req *req, bool force)
 {
-    switch_start(p, req, SW_SWITCHOVER, force);
+    switch_start(p, req, SW_SWITCHOVER, force, NULL, SY_SIDE_BUSINESS, 0);
 }
 
 void sy_switch_switchback(struct sy_pair *p, struct sy_admin_req *req, bool force)
 {
-    switch_start(p, req, SW_SWITCHBACK, force);
+    switch_start(p, req, SW_SWITCHBACK, force, NULL, SY_SIDE_BUSINESS, 0);
 }
 
 void sy_switch_failover(struct sy_pair *p, struct sy_admin_req *req, bool force)
 {
-    switch_start(p, req, SW_FAILOVER, force);
+    switch_start(p, req, SW_FAILOVER, force, NULL, SY_SIDE_BUSINESS, 0);
+}
+
+void sy_switch_participate(struct sy_pair *p, const char *id, enum sy_side to, uint64_t from_epoch)
+{
+    switch_start(p, NULL, SW_PARTICIPATE, false, id, to, from_epoch);
 }

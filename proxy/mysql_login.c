@@ -173,6 +173,7 @@ void sy_mysql_login_backend(struct sy_mysql_session *s, int auth_kind)
     if (s->px->pair->held && s->state != SS_CHANGE_USER) {
         /* a switch may be about to change the active side: log in where it ends */
         s->parked_auth = auth_kind;
+        s->held_since_ms = sy_now_ms();
         sy_mysql_session_set_state(s, SS_PARKED);
         return;
     }

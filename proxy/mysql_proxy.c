@@ -152,6 +152,11 @@ static size_t px_flip(void *state, enum sy_side to)
     return sy_mysql_switch_flip(state, to);
 }
 
+static size_t px_fail_held(void *state, uint64_t held_ms, const char *msg)
+{
+    return sy_mysql_sessions_fail_held(state, held_ms, msg);
+}
+
 static json_t *px_client_errors(void *state)
 {
     struct sy_mysql_proxy *px = state;
@@ -185,4 +190,5 @@ const struct sy_proxy_protocol sy_mysql_protocol = {
     .switch_flip = px_flip,
     .ack_ledger = px_ledger,
     .client_errors = px_client_errors,
+    .fail_held = px_fail_held,
 };

@@ -62,6 +62,8 @@ void sy_mysql_session_release_conn(struct sy_mysql_proxy *px, struct sy_mysql_co
 void sy_mysql_session_close(struct sy_mysql_session *s, const char *why);
 /* After a release: lets every held session's queued request through, in accept order. */
 void sy_mysql_sessions_resume(struct sy_mysql_proxy *px);
+/* Closes, with msg as error 1927 (70100), every session held (a request or a login) for held_ms or more. */
+size_t sy_mysql_sessions_fail_held(struct sy_mysql_proxy *px, uint64_t held_ms, const char *msg);
 /* `clients` listing: one object per live session. */
 json_t *sy_mysql_sessions_json(struct sy_mysql_proxy *px);
 /* The session with this client-visible id, or NULL. */

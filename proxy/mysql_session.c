@@ -698,6 +698,22 @@ void sy_mysql_sessions_resume(struct sy_mysql_proxy *px)
     }
 }
 
+size_t sy_mysql_sessions_fail_held(struct sy_mysql_proxy *px, uint64_t held_ms, const char *msg)
+{
+    size_t n = 0;
+    uint64_t now = sy_now_ms();
+    struct sy_mysql_session *s, *next;
+    for (s = TAILQ_FIRST(&px->sessions); s != NULL; s = next) {
+        next = TAILQ_NEXT(s, link);
+        if ((s->state != SS_HELD && s->state != SS_PARKED) || now - s->held_since_ms < held_ms)
+            continue;
+        /* a held command's answer is its packet 1; a parked login's, the packet after the client's reply */
+        fail_session(s, s->state == SS_HELD ? 1 : 2, 1927, "70100", msg);
+        n++;
+    }
+    return n;
+}
+
 static json_t *session_json(const struct sy_mysql_session *s)
 {
     uint64_t held = s->state == SS_HELD ? sy_now_ms() - s->held_since_ms : 0;

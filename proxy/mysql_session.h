@@ -120,7 +120,7 @@ struct sy_mysql_session {
     uint8_t fwd_seq;                     /* sequence id of the last request packet sent to the backend */
     uint64_t resp_left;                  /* bytes of the current server packet still to forward */
     bool resp_done_after_stream;         /* the streaming packet ends the reply */
-    uint64_t held_since_ms;              /* when SS_HELD began */
+    uint64_t held_since_ms;              /* when SS_HELD (or SS_PARKED) began */
     bool direct;                         /* logged in: plain sockets are written directly (see flush) */
     bool compressed;                     /* client is a compression filter (CLIENT_COMPRESS) from login on */
     struct evbuffer *zout;               /* owned, compressed sessions: client bytes until client_push() */

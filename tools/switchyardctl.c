@@ -420,6 +420,33 @@ static void print_cluster(const json_t *c)
         printf("  error: %s\n", err);
 }
 
+/* `  orders: cluster epoch 3 (dr side, revision 41), watch ok` per pair of a cluster node; CUT OFF while the
+ * node holds because etcd has not confirmed the epoch. */
+static void print_shared_epochs(const json_t *pairs)
+{
+    size_t i;
+    json_t *p;
+    json_array_foreach(pairs, i, p) {
+        const json_t *s = json_object_get(p, "shared_epoch");
+        if (!json_is_object(s))
+            continue;
+        const char *name = json_string_value(json_object_get(p, "name")) ?: "?";
+        if (json_is_integer(json_object_get(s, "epoch")))
+            printf("  %s: cluster epoch %lld (%s side, revision %s), watch %s", name,
+                   (long long)json_integer_value(json_object_get(s, "epoch")),
+                   json_string_value(json_object_get(s, "side")) ?: "?",
+                   json_string_value(json_object_get(s, "revision")) ?: "?",
+                   json_string_value(json_object_get(s, "watch")) ?: "?");
+        else
+            printf("  %s: cluster epoch not read yet", name);
+        if (json_is_true(json_object_get(s, "cut_off")))
+            printf(", CUT OFF: held, etcd unanswered for %lld ms",
+                   (long long)json_integer_value(json_object_get(s, "unanswered_ms")));
+        const char *err = json_string_value(json_object_get(s, "error"));
+        printf("%s%s\n", err && err[0] ? ", error: " : "", err && err[0] ? err : "");
+    }
+}
+
 static void print_status(const json_t *result)
 {
     static const char *const hdr[] = { "NAME", "ENGINE", "LISTEN", "ACTIVE", "EPOCH", "HELD", "CLIENTS" };
@@ -443,6 +470,7 @@ static void print_status(const json_t *result)
         print_pair_notes(p);
     }
     print_cluster(json_object_get(result, "cluster"));
+    print_shared_epochs(pairs);
 }
 
 static void print_clients(const json_t *result)

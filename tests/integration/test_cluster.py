@@ -1,17 +1,27 @@
-"""Several switchyardd as one cluster through a real etcd (issue 12, first step: membership). Three etcd
+"""Several switchyardd as one cluster through a real etcd (issue 12: membership, the shared epoch). Three etcd
 members (Debian's etcd-server 3.4) on loopback; each node registers under a lease it keeps alive
 (core/cluster.c) and lists the nodes it sees in `status`. What users rely on: every node sees the others;
 losing one etcd member changes nothing; a killed node leaves the list within its lease, a stopped one at
-once; a node that lost etcd says so and comes back by itself."""
+once; a node that lost etcd says so and comes back by itself. The pair's epoch lives in etcd
+(core/shared_epoch.c): a switch moves it by compare-and-swap, every node applies it and routes new
+sessions to the side it says, a node started late adopts it."""
 
 from __future__ import annotations
 
+import base64
+import json
+import os
+import signal
+import threading
 import time
+import urllib.request
 
 import pytest
 
 import sandbox
-from helpers import wait_for
+import pymysql
+from helpers import app_conn, app_user, one, q, wait_for, wait_reverse, wait_state
+from test_forward_mariadb import fresh  # noqa: F401 (fixture)
 
 TTL_MS = 2000
 
@@ -37,6 +47,55 @@ def cluster(d):
 
 def nodes(d):
     return sorted(n["node"] for n in cluster(d)["nodes"])
+
+
+def etcd_call(etcd, path, body):
+    """One request to the first etcd member that answers (the test's own view of the cluster)."""
+    for m in etcd:
+        try:
+            req = urllib.request.Request(m.url + path, data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=3) as r:
+                return json.loads(r.read())
+        except OSError:
+            continue
+    raise AssertionError("no etcd member answers")
+
+
+def b64(s):
+    return base64.b64encode(s.encode()).decode()
+
+
+def etcd_get(etcd, key):
+    kvs = etcd_call(etcd, "/v3/kv/range", {"key": b64(key)}).get("kvs") or []
+    return json.loads(base64.b64decode(kvs[0]["value"])) if kvs else None
+
+
+def etcd_put(etcd, key, text):
+    etcd_call(etcd, "/v3/kv/put", {"key": b64(key), "value": b64(text)})
+
+
+def etcd_has_leader(etcd):
+    try:                                                # a write needs a leader
+        etcd_put(etcd, "/switchyard-test/probe", "x")
+        return True
+    except (AssertionError, OSError):
+        return False
+
+
+def shared(d, pname):
+    return d.pair_status(pname).get("shared_epoch", {})
+
+
+def confirmed(d, pname, epoch):
+    """The node read the cluster's epoch, applied it, watches it, and released the hold of its start."""
+    s = shared(d, pname)
+    return s.get("epoch") == epoch and s["watch"] == "ok" and not s["cut_off"] and not d.pair_status(pname)["held"]
+
+
+def applied(d, pname):
+    p = d.pair_status(pname)
+    return p["epoch"], p["active_side"]
 
 
 def node_daemon(daemon, etcd, node):
@@ -108,3 +167,287 @@ def test_cluster_config_errors(daemon, section, message):
     d = daemon(pair="cfg", extra_ini=section, wait=False)
     assert d.wait(30) != 0
     assert message in d.log(), d.log()
+
+
+def test_every_node_follows_the_shared_epoch(daemon, etcd, mariadb_pair, fresh):  # noqa: F811
+    """One node runs the synchronization, two only proxy; a switchover and a switchback on the first move
+    the epoch in etcd and every node applies it: new sessions through any node write on the new side, and
+    every node's registration shows the epoch it applied. A node started later (its own state says epoch
+    1, business) adopts the cluster's. Losing the etcd member the watches stream from changes nothing."""
+    b, dr = mariadb_pair
+    b.sql("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))", database=fresh)
+    app_user(mariadb_pair, fresh)
+    pname = f"e{fresh}"
+    key = f"/switchyard/pairs/{pname}/active"
+    owner = daemon(pair=pname, objects=f"{fresh}.*", txn_drain_ms=500, max_hold_ms=5000,
+                   extra_ini=cluster_ini(etcd, "sync1"))
+    proxies = [daemon(pair=pname, extra_ini=cluster_ini(etcd, n)) for n in ("px2", "px3")]
+    nodes = [owner] + proxies
+    wait_state(owner, pname, "running")
+    owner.admin_ok("create-reverse", pair=pname)
+    wait_reverse(owner, pname, "collecting")
+    for d in nodes:
+        wait_for(lambda: confirmed(d, pname, 1), 20, "the shared epoch confirmed and watched")
+    assert etcd_get(etcd, key) == {"epoch": 1, "side": "business"}
+
+    def all_on(epoch, side):
+        for d in nodes:
+            wait_for(lambda: applied(d, pname) == (epoch, side), 15, f"{d} on epoch {epoch} ({side})")
+        regs = lambda: {n["node"]: n["pairs"].get(pname) for n in cluster(owner)["nodes"] if pname in n["pairs"]}
+        wait_for(lambda: regs() == {n: {"epoch": epoch, "active": side} for n in ("sync1", "px2", "px3")}, 15,
+                 "every node's registration shows the epoch it applied")
+
+    r = owner.admin_ok("switchover", pair=pname)
+    assert r["active_side"] == "dr" and r["epoch"] == 2, r
+    assert etcd_get(etcd, key) == {"epoch": 2, "side": "dr"}
+    all_on(2, "dr")
+    for i, d in enumerate(nodes):                       # new sessions through every node write on DR
+        c = app_conn(d, fresh)
+        one(c, f"INSERT INTO t VALUES ({10 + i}, 'dr via {i}')")
+        c.close()
+    assert q(dr, "SELECT COUNT(*) FROM t WHERE id >= 10", fresh) == ((3,),)
+    assert q(b, "SELECT @@global.read_only")[0][0] == 1       # written on DR, not on the fenced business side
+
+    late = daemon(pair=pname, extra_ini=cluster_ini(etcd, "late4"))     # its own state: epoch 1, business
+    wait_for(lambda: applied(late, pname) == (2, "dr"), 15, "the late node adopts the cluster's epoch")
+    assert etcd_get(etcd, key) == {"epoch": 2, "side": "dr"}          # created only if absent
+    assert late.stop() == 0
+
+    first = etcd[0]
+    first.kill9()                                       # the member every stream started on
+    try:
+        for d in proxies:
+            wait_for(lambda: "watch of " + key in d.log() and shared(d, pname)["watch"] == "ok", 15,
+                     "the watch made again on another member")
+        wait_for(lambda: etcd_has_leader(etcd), 15, "the two members left elected a leader")
+        r = owner.admin_ok("switchback", pair=pname)
+        assert r["active_side"] == "business" and r["epoch"] == 3, r
+        all_on(3, "business")
+        for i, d in enumerate(nodes):
+            c = app_conn(d, fresh)
+            one(c, f"INSERT INTO t VALUES ({20 + i}, 'business via {i}')")
+            c.close()
+        assert q(b, "SELECT COUNT(*) FROM t WHERE id >= 20", fresh) == ((3,),)
+    finally:
+        first.start()
+    wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", fresh) == ((6,),), 30, "forward applied after switchback")
+    # a proxy-only node cannot coordinate a switch yet (it has no synchronization)
+    assert proxies[0].admin("switchover", pair=pname)["error"]["code"] == "unknown_instance"
+
+
+def cluster_of_three(daemon, etcd, mariadb_pair, db, pname, max_hold_ms=5000, owner_env=None):
+    """One node with the pair's synchronization (running forward, collecting reverse), two proxy-only nodes."""
+    mariadb_pair.business.sql("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))", database=db)
+    app_user(mariadb_pair, db)
+    keys = dict(txn_drain_ms=500, max_hold_ms=max_hold_ms)
+    owner = daemon(pair=pname, objects=f"{db}.*", extra_ini=cluster_ini(etcd, f"{pname}-s1"), env=owner_env,
+                   **keys)
+    proxies = [daemon(pair=pname, extra_ini=cluster_ini(etcd, f"{pname}-p{i}"), **keys) for i in (2, 3)]
+    wait_state(owner, pname, "running")
+    owner.admin_ok("create-reverse", pair=pname)
+    wait_reverse(owner, pname, "collecting")
+    for d in [owner] + proxies:
+        wait_for(lambda: confirmed(d, pname, 1), 20, "the shared epoch confirmed and watched")
+    b, dr = mariadb_pair                                # the last test may have left DR active
+    wait_for(lambda: q(b, "SELECT @@global.read_only")[0][0] == 0 and q(dr, "SELECT @@global.read_only")[0][0] == 1,
+             20, "the fence keeper made business writable")
+    return owner, proxies
+
+
+def test_one_switch_for_every_node_under_load(daemon, etcd, mariadb_pair, fresh):  # noqa: F811
+    """Clients spread over three nodes write all along; a switchover and a switchback coordinated by the
+    node with the sync hold every node, merge their ack ledgers and flip them all: 0 client errors, every
+    acknowledged write on both sides afterwards, every node on the new side when the command answers."""
+    b, dr = mariadb_pair
+    pname = f"l{fresh}"
+    owner, proxies = cluster_of_three(daemon, etcd, mariadb_pair, fresh, pname)
+    nodes = [owner] + proxies
+    stop, acked, errors = threading.Event(), [], []
+
+    def loader(d, k):
+        c, i = None, k * 100000
+        while not stop.is_set():
+            try:
+                c = c or app_conn(d, fresh, connect_timeout=5, read_timeout=15)
+                one(c, "INSERT INTO t VALUES (%s, 'load')", (i,))
+                acked.append(i)
+            except pymysql.err.MySQLError as e:
+                errors.append((k, e.args[0], str(e.args[1:])))
+                c = None
+            i += 1
+            time.sleep(0.002)
+    workers = [threading.Thread(target=loader, args=(d, 2 * n + j)) for n, d in enumerate(nodes) for j in (1, 2)]
+    for w in workers:
+        w.start()
+    try:
+        time.sleep(1.0)
+        for epoch, side, cmd in ((2, "dr", "switchover"), (3, "business", "switchback")):
+            r = owner.admin_ok(cmd, pair=pname)
+            assert r["active_side"] == side and r["epoch"] == epoch and "cluster_hold_ms" in r["steps"], r
+            for d in nodes:                              # the coordinator awaited their "flipped"
+                assert applied(d, pname) == (epoch, side), d
+            n = len(acked)
+            wait_for(lambda: len(acked) > n + 30, 30, "clients go on after the switch")
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(30)
+    assert errors == [], errors[:5]
+    for d in proxies:                                   # each took part: held, acknowledged, flipped
+        hist = d.pair_status(pname)["switch_history"]
+        assert [h["outcome"] for h in hist] == ["done", "done"], hist
+    want = set(acked)
+    for side in (b, dr):
+        wait_for(lambda: want <= {r[0] for r in q(side, "SELECT id FROM t", fresh)}, 30,
+                 f"every acknowledged write on {side}")
+    assert q(b, "SELECT @@global.read_only")[0][0] == 0 and q(dr, "SELECT @@global.read_only")[0][0] == 1
+
+
+def test_a_node_that_does_not_acknowledge_rolls_the_switch_back_everywhere(daemon, etcd, mariadb_pair,
+                                                                           fresh):  # noqa: F811
+    b, dr = mariadb_pair
+    pname = f"r{fresh}"
+    owner, proxies = cluster_of_three(daemon, etcd, mariadb_pair, fresh, pname, max_hold_ms=2000)
+    key = f"/switchyard/pairs/{pname}/active"
+    stuck = proxies[1]
+    os.kill(stuck.pid, signal.SIGSTOP)
+    try:
+        r = owner.admin("switchover", pair=pname)
+    finally:
+        os.kill(stuck.pid, signal.SIGCONT)
+    assert r["ok"] is False and r["error"]["code"] == "hold_timeout", r
+    assert f"{pname}-p3" in r["error"]["message"] and "rolled back on every node" in r["error"]["message"], r
+    assert etcd_get(etcd, key) == {"epoch": 1, "side": "business"}
+    for d in [owner] + proxies:
+        wait_for(lambda: applied(d, pname) == (1, "business") and not d.pair_status(pname)["held"] and
+                 not d.pair_status(pname)["switching"], 15, f"{d} released on the business side")
+    hist = proxies[0].pair_status(pname)["switch_history"]
+    assert hist[0]["outcome"] == "rolled_back", hist
+    assert q(b, "SELECT @@global.read_only")[0][0] == 0 and q(dr, "SELECT @@global.read_only")[0][0] == 1
+    for i, d in enumerate([owner] + proxies):           # every node writes on business again
+        c = app_conn(d, fresh)
+        one(c, f"INSERT INTO t VALUES ({i}, 'after')")
+        c.close()
+    assert q(b, "SELECT COUNT(*) FROM t", fresh) == ((3,),)
+    # nothing stuck: the lock is gone, the next switch takes every node along
+    wait_for(lambda: len(cluster(owner)["nodes"]) >= 3 and cluster(stuck)["registered"], 15, "back")
+    r = owner.admin_ok("switchover", pair=pname)
+    assert r["epoch"] == 2
+    for d in [owner] + proxies:
+        assert applied(d, pname) == (2, "dr")
+
+
+@pytest.mark.parametrize("failpoint, epoch, side", [("switch_after_cluster_hold", 1, "business"),
+                                                   ("switch_after_epoch_cas", 2, "dr")])
+def test_kill9_of_the_coordinator_mid_switch_leaves_one_side_active_everywhere(daemon, etcd, mariadb_pair, fresh,
+                                                                               failpoint, epoch, side):  # noqa: F811
+    """The coordinator dies with every node held (before the epoch moved: all release on business) or just
+    after its compare-and-swap (all flip to DR); restarted, it adopts the cluster's epoch, its writes and
+    the fencing follow it: exactly one side writable, every node on it, a client of a proxy never noticed."""
+    b, dr = mariadb_pair
+    pname = f"k{fresh}"
+    owner, proxies = cluster_of_three(daemon, etcd, mariadb_pair, fresh, pname, owner_env={"SY_FAILPOINT": failpoint})
+    c = app_conn(proxies[0], fresh)
+    one(c, "INSERT INTO t VALUES (1, 'before')")
+    with pytest.raises(ConnectionError):
+        owner.admin("switchover", pair=pname)           # the coordinator dies at the failpoint
+    assert owner.wait(30) != 0
+    for d in proxies:
+        wait_for(lambda: applied(d, pname) == (epoch, side) and not d.pair_status(pname)["held"], 20,
+                 f"{d} on epoch {epoch} ({side}), released")
+    one(c, "INSERT INTO t VALUES (2, 'during')")       # the same session: held, then on the side in force
+    owner.env.pop("SY_FAILPOINT", None)
+    owner.restart()
+    wait_for(lambda: confirmed(owner, pname, epoch), 20, "the restarted coordinator adopts the cluster's epoch")
+    assert applied(owner, pname) == (epoch, side) and etcd_get(etcd, f"/switchyard/pairs/{pname}/active") == \
+        {"epoch": epoch, "side": side}
+    act, pas = (dr, b) if side == "dr" else (b, dr)
+    wait_for(lambda: q(act, "SELECT @@global.read_only")[0][0] == 0 and q(pas, "SELECT @@global.read_only")[0][0] == 1,
+             30, "exactly one side writable")
+    writing = lambda: sorted(i["direction"] for i in owner.pair_status(pname)["instances"] if i["state"] == "running")
+    wait_for(lambda: writing() == (["reverse"] if side == "dr" else ["forward"]), 30, "the write out of the active side")
+    for i, d in enumerate([owner] + proxies):
+        c2 = app_conn(d, fresh)
+        one(c2, f"INSERT INTO t VALUES ({10 + i}, 'after')")
+        c2.close()
+    assert q(act, "SELECT COUNT(*) FROM t", fresh) == ((5,),)
+    wait_for(lambda: q(pas, "SELECT COUNT(*) FROM t", fresh) == ((5,),), 30, "every row on the passive side too")
+    wait_for(lambda: etcd_get(etcd, f"/switchyard/pairs/{pname}/lock") is None, 10, "the dead coordinator's lock gone")
+
+
+def test_a_node_cut_off_from_etcd_holds_never_writes_to_the_passive_side_and_rejoins(daemon, etcd, mariadb_pair,
+                                                                                    fresh):  # noqa: F811
+    """A proxy whose only etcd endpoint is paused (the cluster keeps its quorum): past its lease it holds
+    new requests, and one held max_hold_ms gets a clear error; meanwhile the others switch to DR without it.
+    Its held write never reached either side. When etcd answers again it applies the new epoch, releases and
+    writes on DR."""
+    b, dr = mariadb_pair
+    pname = f"c{fresh}"
+    owner, (px2, _) = cluster_of_three(daemon, etcd, mariadb_pair, fresh, pname, max_hold_ms=1500)
+    lone = etcd[2]
+    cut = daemon(pair=pname, txn_drain_ms=500, max_hold_ms=1500,
+                 extra_ini=cluster_ini(etcd[2:], f"{pname}-cut"))
+    wait_for(lambda: confirmed(cut, pname, 1), 20, "the cut-off node watches")
+    c = app_conn(cut, fresh, read_timeout=30)
+    one(c, "INSERT INTO t VALUES (1, 'before')")
+    os.kill(lone.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: shared(cut, pname)["cut_off"] and cut.pair_status(pname)["held"], 15, "cut off: held")
+        t0 = time.monotonic()
+        with pytest.raises(pymysql.err.MySQLError) as e:
+            one(c, "INSERT INTO t VALUES (2, 'while cut off')")
+        held_s = time.monotonic() - t0
+        assert e.value.args[0] == 1927 and "lost etcd" in e.value.args[1] and "max_hold_ms=1500" in e.value.args[1], e.value
+        assert 1.4 < held_s < 10, held_s                  # held its max_hold_ms, then refused
+        assert cut.admin("release", pair=pname)["error"]["code"] == "bad_state"
+        assert f"{pname}: cluster epoch 1 (business side" in cut.ctl("status").stdout
+        assert "CUT OFF: held, etcd unanswered for" in cut.ctl("status").stdout
+        # the others switch without it once its registration expired
+        wait_for(lambda: f"{pname}-cut" not in nodes(owner), 15, "its lease expired")
+        r = owner.admin_ok("switchover", pair=pname)
+        assert r["epoch"] == 2 and applied(px2, pname) == (2, "dr")
+        assert applied(cut, pname) == (1, "business") and cut.pair_status(pname)["held"]
+    finally:
+        os.kill(lone.pid, signal.SIGCONT)
+    wait_for(lambda: applied(cut, pname) == (2, "dr") and not cut.pair_status(pname)["held"], 20,
+             "etcd back: the new epoch applied, released")
+    assert not shared(cut, pname)["cut_off"]
+    for side in (b, dr):                                 # the refused write reached no side
+        assert q(side, "SELECT COUNT(*) FROM t WHERE id = 2", fresh) == ((0,),)
+    c2 = app_conn(cut, fresh)
+    one(c2, "INSERT INTO t VALUES (3, 'after')")
+    c2.close()
+    assert q(dr, "SELECT v FROM t WHERE id = 3", fresh) == (("after",),)
+    wait_for(lambda: f"{pname}-cut" in nodes(owner), 15, "registered again")
+
+
+def test_a_malformed_shared_epoch_is_reported_and_ignored(daemon, etcd):
+    d = node_daemon(daemon, etcd, "m1")
+    key = "/switchyard/pairs/cm1/active"
+    wait_for(lambda: shared(d, "cm1").get("epoch") == 1 and shared(d, "cm1")["watch"] == "ok", 20, "watched")
+    etcd_put(etcd, key, '{"epoch": "two", "side": "dr"}')
+    s = wait_for(lambda: "malformed" in shared(d, "cm1")["error"] and shared(d, "cm1"), 10, "reported")
+    assert key in s["error"] and "keeping epoch 1" in s["error"], s
+    assert applied(d, "cm1") == (1, "business")
+    etcd_put(etcd, key, '{"epoch": 4, "side": "business"}')             # a good value again: applied
+    wait_for(lambda: applied(d, "cm1") == (4, "business") and shared(d, "cm1")["error"] == "", 10, "applied")
+
+
+def test_a_node_whose_epoch_keeps_changing_keeps_its_lease(daemon, etcd):
+    """Every change of the epoch it applied puts the node's registration again; a put does not renew a
+    lease, so the keepalives must go on meanwhile (found by bench/cluster_bench.py: switches a second apart
+    expired the participants' leases and the next switch failed)."""
+    d = node_daemon(daemon, etcd, "busy1")
+    key = "/switchyard/pairs/cbusy1/active"
+    wait_for(lambda: confirmed(d, "cbusy1", 1), 20, "confirmed")
+    lease = cluster(d)["lease_id"]
+    t_end = time.monotonic() + 3 * TTL_MS / 1000
+    epoch = 1
+    while time.monotonic() < t_end:                     # a new epoch about every 200 ms, for three leases
+        epoch += 1
+        etcd_put(etcd, key, json.dumps({"epoch": epoch, "side": "business"}))
+        time.sleep(0.2)
+    wait_for(lambda: applied(d, "cbusy1") == (epoch, "business"), 10, "the last epoch applied")
+    c = cluster(d)
+    assert c["lease_id"] == lease and c["registered"], c
+    assert "expired" not in d.log()
