@@ -209,7 +209,7 @@ def test_entry_landing_late_reaches_dr(synced, ferretdb_pair):
     with dr.client() as c:
         wait_until(lambda: c[db].t.count_documents({"_id": "late"}) == 1, timeout=20, what="the late entry on DR")
     log = d.log()
-    assert f"oplog entry {late}:999999 on {db}.t landed " in log and "taken by the 60 s sweep (1 such" in log, log[-3000:]
+    assert f"oplog entry {late}:999999 on {db}.t landed " in log and "taken by the 30 s sweep (1 such" in log, log[-3000:]
     assert instance(d, pname)["last_error"] is None
 
 
