@@ -23,12 +23,27 @@
  * runs the same query every 10 ms. On real MongoDB a tailable cursor would be the better choice.
  *
  * Order: FerretDB stores an entry after a newer one now and then under concurrent writes (its `ts` is taken
- * before the entry is inserted; measured: 1 in 1600 with 8 writers), so `ts` order and natural order
- * differ. Each poll therefore reads the last WINDOW_S seconds again and takes what it has not taken yet
- * (a set of the window's `ts`), and a transaction commits at the newest `ts` taken, which keeps the
- * spooled positions monotonic. An entry landing more than WINDOW_S late would be missed (not seen).
+ * before the entry is inserted; measured: 1 in 1600 with 8 writers; bench/mongo_oplog_lateness.py: 1 in
+ * 20000 the latest 2-6 ms behind, at a load average of 8-17 on 2 cores), so `ts` order and natural order differ. Each
+ * poll therefore reads the last WINDOW_S seconds again and takes what it has not taken yet (a set of the
+ * `ts` taken in the last SWEEP_S seconds), and a transaction commits at the newest `ts` taken, which keeps
+ * the spooled positions monotonic. Every SWEEP_EVERY_MS a poll reads SWEEP_S back instead (a sweep), so an
+ * entry landing up to about SWEEP_S - SWEEP_EVERY_MS late is still taken; one only a sweep found is a
+ * warning in the log (with the counts of late entries and the latest lateness, by the entries' `wall`), one
+ * close to SWEEP_S an error (others as late may have landed beyond it: never seen). A late entry's
+ * lateness is in the debug line. The cost: FerretDB reads the whole oplog for either filter (docs/mongodb.md),
+ * a sweep decodes and sends the SWEEP_S seconds' entries (measured at 12-15k entries: a poll of 2 s, 30 s or
+ * 60 s took 2.0-3.2 s each, the difference within the noise of the whole read).
  *
- * Resuming and reach: after a restart the collector takes only entries after its position (the floor).
+ * Resuming and reach: after a restart the collector takes only entries after its position (the floor). An
+ * entry with an older `ts` that lands after the last poll of the previous run is not taken (the checkpoint is
+ * one `ts`, not the set). Reading SWEEP_S back before the floor on resume was considered and left out: it
+ * would take again entries already applied, and although an insert or whole-document update is applied as
+ * an upsert by _id (idempotent), the ack ledger matches a taken entry with an acknowledged write by its
+ * document's key alone (engine/mongo_acks.h: an old entry taken again would prove a newer write it is not),
+ * an echo whose echo mark lies before the re-read would be spooled back to the other side, and a real
+ * MongoDB's partial update ($inc) is not idempotent. The exposure is the entries in flight at the stop
+ * (measured lateness: milliseconds).
  * After every poll the capped oplog's oldest entry (one row: cheap) must be at or before the position
  * the poll started from — proof that nothing between was dropped unread; otherwise the instance fails
  * (position_unavailable) naming both, never skips. FerretDB can deliver an entry twice: the set skips it.
@@ -54,7 +69,9 @@
 #define COLL_BATCH 1000
 #define COLL_MAX_BACKOFF_MS 2000
 #define POSITION_EVERY_MS 1000
-#define WINDOW_S 2              /* how late an entry may land behind a newer one (FerretDB) */
+#define WINDOW_S 2              /* every poll reads again the entries this many seconds behind the newest */
+#define SWEEP_S 30              /* every SWEEP_EVERY_MS a poll reads back this far instead (a sweep) */
+#define SWEEP_EVERY_MS 10000
 
 #define USERS_NS "admin.system.users"
 
@@ -64,9 +81,12 @@ struct collector {
     struct sy_collect out;
     mongoc_client_t *client;       /* owned */
     struct sy_mongo_ts pos;        /* the newest ts taken (spooled or skipped) */
+    uint64_t pos_wall_ms;          /* the wall clock of the entry at pos */
     struct sy_mongo_ts floor;      /* where this run resumed: entries at or before it were taken before */
+    struct sy_mongo_ts fast_from;  /* this poll's fast window starts after it (WINDOW_S behind pos) */
+    uint64_t last_sweep_ms;
     uint64_t *seen;                /* owned: open-addressing set of the ts (t << 32 | i) taken in the last
-                                      WINDOW_S seconds: a poll reads the window again and skips them */
+                                      SWEEP_S seconds: a poll reads them again and skips them */
     size_t seen_cap, seen_n;
     struct sy_mongo_echo *echo;    /* owned */
     struct sy_mongo_acks *acks;    /* ref: the source side's ack ledger (engine/mongo_acks.h) */
@@ -74,6 +94,8 @@ struct collector {
     uint64_t last_position_ms;
     uint64_t events;
     uint64_t echoes;
+    uint64_t late, late_max_ms;    /* entries that landed behind a newer one; the latest of them (ms) */
+    uint64_t swept;                /* entries only a sweep found (behind the fast window) */
     char err[1024];
 };
 
@@ -317,11 +339,11 @@ static void seen_put(uint64_t *v, size_t cap, uint64_t key)
     v[i] = key;
 }
 
-/* Rebuilds the set with the keys not older than WINDOW_S + 1 seconds before pos, in a table at least
+/* Rebuilds the set with the keys not older than SWEEP_S + 1 seconds before pos, in a table at least
  * twice their number. */
 static int seen_rebuild(struct collector *c, size_t want)
 {
-    uint64_t min = c->pos.t > WINDOW_S + 1 ? (uint64_t)(c->pos.t - WINDOW_S - 1) << 32 : 0;
+    uint64_t min = c->pos.t > SWEEP_S + 1 ? (uint64_t)(c->pos.t - SWEEP_S - 1) << 32 : 0;
     size_t live = 0;
     for (size_t i = 0; i < c->seen_cap; i++)
         live += c->seen[i] != 0 && c->seen[i] >= min;
@@ -350,6 +372,34 @@ static int seen_add(struct collector *c, uint64_t key)
     return 0;
 }
 
+/* An entry that landed behind a newer one (its ts is older than pos): how late, by the entries' wall clocks.
+ * Behind the fast window it was found by a sweep only: loud. Close to the sweep's reach, others as late may
+ * have landed beyond it, unseen: an error in the log (nothing can tell which). */
+static void on_late(struct collector *c, const struct entry *e)
+{
+    uint64_t ms = c->pos_wall_ms > e->wall_ms ? c->pos_wall_ms - e->wall_ms : 0;
+    c->late++;
+    if (ms > c->late_max_ms)
+        c->late_max_ms = ms;
+    if (sy_mongo_ts_cmp(e->ts, c->fast_from) > 0) {
+        sy_log_debug("%s: oplog entry %u:%u landed after %u:%u, %llu ms late", c->ctx->instance_id, e->ts.t, e->ts.i,
+                     c->pos.t, c->pos.i, (unsigned long long)ms);
+        return;
+    }
+    c->swept++;
+    if (ms + SWEEP_EVERY_MS + 2000 >= SWEEP_S * 1000u)
+        sy_log_error("%s: oplog entry %u:%u on %s landed %llu ms after %u:%u, close to the %d s the collector reads "
+                     "back: an entry landing later than that is never seen, some may have been missed",
+                     c->ctx->instance_id, e->ts.t, e->ts.i, e->ns, (unsigned long long)ms, c->pos.t, c->pos.i,
+                     SWEEP_S);
+    else
+        sy_log_warn("%s: oplog entry %u:%u on %s landed %llu ms after %u:%u, behind the %d s window of every poll: "
+                    "taken by the %d s sweep (%llu such, %llu late entries, the latest %llu ms)",
+                    c->ctx->instance_id, e->ts.t, e->ts.i, e->ns, (unsigned long long)ms, c->pos.t, c->pos.i, WINDOW_S,
+                    SWEEP_S, (unsigned long long)c->swept, (unsigned long long)c->late,
+                    (unsigned long long)c->late_max_ms);
+}
+
 static bool on_entry(struct collector *c, const bson_t *doc)
 {
     struct entry e;
@@ -366,11 +416,12 @@ static bool on_entry(struct collector *c, const bson_t *doc)
         return false;
     }
     if (sy_mongo_ts_cmp(e.ts, c->pos) < 0)
-        sy_log_debug("%s: oplog entry %u:%u landed after %u:%u", c->ctx->instance_id, e.ts.t, e.ts.i, c->pos.t,
-                     c->pos.i);
+        on_late(c, &e);
     c->events++;
-    if (sy_mongo_ts_cmp(e.ts, c->pos) > 0)
+    if (sy_mongo_ts_cmp(e.ts, c->pos) > 0) {
         c->pos = e.ts;
+        c->pos_wall_ms = e.wall_ms;
+    }
     int64_t lag = (int64_t)sy_wall_ms() - (int64_t)e.wall_ms;
     pthread_mutex_lock(&c->ctx->report->lock);
     c->ctx->report->lag_ms = lag < 0 ? 0 : lag;
@@ -409,14 +460,25 @@ static bool on_entry(struct collector *c, const bson_t *doc)
 
 /* ---- the cursor -------------------------------------------------------------------------------------- */
 
+static struct sy_mongo_ts behind(const struct collector *c, uint32_t s)
+{
+    struct sy_mongo_ts from = { c->pos.t > s ? c->pos.t - s : 0, 0 };
+    return sy_mongo_ts_cmp(from, c->floor) < 0 ? c->floor : from;
+}
+
+/* A poll: the last WINDOW_S seconds again (an entry can land behind a newer one), or SWEEP_S seconds when a
+ * sweep is due; never before the floor. */
 static mongoc_cursor_t *open_cursor(struct collector *c)
 {
     mongoc_collection_t *oplog = mongoc_client_get_collection(c->client, "local", SY_MONGO_OPLOG);
     bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, child;
-    /* the last WINDOW_S seconds again (an entry can land behind a newer one), never before the floor */
-    struct sy_mongo_ts from = { c->pos.t > WINDOW_S ? c->pos.t - WINDOW_S : 0, 0 };
-    if (sy_mongo_ts_cmp(from, c->floor) < 0)
-        from = c->floor;
+    c->fast_from = behind(c, WINDOW_S);
+    struct sy_mongo_ts from = c->fast_from;
+    uint64_t now = sy_wall_ms();
+    if (now - c->last_sweep_ms >= SWEEP_EVERY_MS) {
+        c->last_sweep_ms = now;
+        from = behind(c, SWEEP_S);
+    }
     if (from.t != 0 || from.i != 0) {
         BSON_APPEND_DOCUMENT_BEGIN(&filter, "ts", &child);
         BSON_APPEND_TIMESTAMP(&child, "$gt", from.t, from.i);

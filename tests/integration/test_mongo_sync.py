@@ -5,6 +5,7 @@ own changes are never collected back (echo suppression with both directions coll
 
 from __future__ import annotations
 
+import datetime
 import functools
 import hashlib
 import itertools
@@ -183,6 +184,33 @@ def test_echo_suppression_both_directions(synced, ferretdb_pair):
     assert fw["write"]["events"] == 1 + 28 + 9                          # business's (9 updated), none twice
     assert fw["last_error"] is None and rv["last_error"] is None
     assert digest(b, db) == digest(dr, db)
+
+
+def test_entry_landing_late_reaches_dr(synced, ferretdb_pair):
+    """FerretDB takes an entry's ts before storing it, so under load an entry lands behind newer ones. One that
+    lands 5 s behind the newest (more than the 2 s every poll reads again), shaped like FerretDB's own and
+    written into business's oplog directly (nothing can delay FerretDB's own insert), still reaches DR: the
+    collector's periodic sweep reads further back, and says so in the log."""
+    d, pname, db = synced
+    b, dr = ferretdb_pair
+    with b.client() as c:
+        oplog = c.local["oplog.rs"]
+        first = max(e["ts"].time for e in oplog.find({"ns": f"{db}.t"}, {"ts": 1}))
+        wait_until(lambda: c[db].t.insert_one({"v": "newer"}) and
+                   max(e["ts"].time for e in oplog.find({"ns": f"{db}.t"}, {"ts": 1})) >= first + 7,
+                   interval=0.5, what="the newest entry 7 s after the first")  # the late one must follow the floor
+        newest = max(e["ts"].time for e in oplog.find({"ns": f"{db}.t"}, {"ts": 1}))
+        wait_until(lambda: int(instance(d, pname)["collection"]["position"].split(":")[0]) >= newest,
+                   what="the collector at the newest entry")
+        late = newest - 5
+        oplog.insert_one({"_id": bson.ObjectId(), "op": "i", "ns": f"{db}.t", "ts": bson.Timestamp(late, 999999),
+                          "o": {"_id": "late", "v": "landed 5 s late"}, "t": 1, "v": 2,
+                          "wall": datetime.datetime.fromtimestamp(late, datetime.timezone.utc)})
+    with dr.client() as c:
+        wait_until(lambda: c[db].t.count_documents({"_id": "late"}) == 1, timeout=20, what="the late entry on DR")
+    log = d.log()
+    assert f"oplog entry {late}:999999 on {db}.t landed " in log and "taken by the 30 s sweep (1 such" in log, log[-3000:]
+    assert instance(d, pname)["last_error"] is None
 
 
 def test_fence_passive_on_is_refused_for_mongodb(mongo_daemon):
