@@ -36,18 +36,23 @@
     "sys.database_permissions d WHERE d.class = 0 AND d.grantee_principal_id = p.principal_id AND "                \
     "d.permission_name = 'INSERT' AND d.state = 'D') ORDER BY p.name"
 
+/* A sysname is up to 128 UTF-16 code units: at most 4 bytes of UTF-8 each. */
+#define SYSNAME_UTF8 (4 * 128 + 1)
+
 struct names {
     char **v;
     size_t n, cap;
-    bool oom;
+    bool oom, unreadable;
 };
 
 static int on_name(void *arg, struct sy_tds *t)
 {
     struct names *l = arg;
-    char name[260];
-    if (!sy_tds_col_text(t, 1, name, sizeof name))
-        return 0;
+    char name[SYSNAME_UTF8];
+    if (!sy_tds_col_text(t, 1, name, sizeof name)) {
+        l->unreadable = true;    /* a user skipped here would stay writable on a fenced side */
+        return 1;
+    }
     if (l->n + 1 >= l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 8;
         char **v = realloc(l->v, cap * sizeof *v);
@@ -69,7 +74,10 @@ char **sy_sqlserver_fence_names(struct sy_tds *t, const char *sql, enum sy_tds_r
 {
     struct names l = { 0 };
     *rc = sy_tds_query(t, sql, on_name, &l, err, errlen);
-    if (*rc == SY_TDS_OK && (l.oom || l.v == NULL)) {
+    if (l.unreadable) {
+        *rc = SY_TDS_REFUSED;
+        snprintf(err, errlen, "a name longer than a sysname (%d bytes of UTF-8) or not text", SYSNAME_UTF8 - 1);
+    } else if (*rc == SY_TDS_OK && (l.oom || l.v == NULL)) {
         if (l.oom) {
             *rc = SY_TDS_REFUSED;
             snprintf(err, errlen, "out of memory");
