@@ -107,7 +107,9 @@ static enum sy_tds_rc fence_user(struct sy_tds *t, const char *name, bool on, ch
 {
     struct sy_buf q;
     sy_buf_init(&q);
-    sy_tds_addf(&q, "BEGIN TRANSACTION; DELETE FROM [%s].[%s] WHERE principal = ", SY_TDS_SCHEMA, FENCE_TABLE);
+    /* XACT_ABORT: on SQL Server a failed DENY does not abort the batch otherwise, and the record would commit */
+    sy_tds_addf(&q, "SET XACT_ABORT ON; BEGIN TRANSACTION; DELETE FROM [%s].[%s] WHERE principal = ", SY_TDS_SCHEMA,
+                FENCE_TABLE);
     name_literal(&q, name);
     if (on) {
         sy_tds_addf(&q, "; INSERT INTO [%s].[%s] (principal) VALUES (", SY_TDS_SCHEMA, FENCE_TABLE);
