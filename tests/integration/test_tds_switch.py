@@ -293,11 +293,47 @@ def test_passive_side_fenced_writer_spared(switchable, doubles):
     e = app_write(dr, db, "direct-dr3")
     assert e is not None and e.msg_no == 229, e
     with connect(dr, db) as c, c.cursor() as cur:              # the fence is recorded, the app's role untouched
-        cur.execute("SELECT principal FROM switchyard.fence ORDER BY principal")
+        cur.execute("SELECT DISTINCT principal FROM switchyard.fence ORDER BY principal")
         assert cur.fetchall() == [(APP_USER,), ("guest",)]      # guest too: logins without a user enter as guest
     with connect(business, db) as c, c.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM switchyard.fence")
         assert cur.fetchone()[0] == 0
+
+
+def test_fence_denies_only_what_is_missing_and_revokes_only_its_own(switchable, doubles):
+    """A user with an operator's DENY INSERT only is denied UPDATE and DELETE by the fence too, and keeps its DENY
+    INSERT after unfencing; a user whose name is a full sysname of 3-byte UTF-8 characters is fenced too."""
+    d, pname, db = switchable
+    business, dr = doubles
+    user, long_user = f"part{db}", "\u4e2d" * 128
+    execute(business, f"CREATE LOGIN {user} WITH PASSWORD = '{APP_PASSWORD}'")
+    execute(business, f"CREATE USER {user} FOR LOGIN {user}; ALTER ROLE db_datawriter ADD MEMBER {user}; "
+                      f"DENY INSERT TO {user}; CREATE USER [{long_user}] WITHOUT LOGIN", db)
+
+    def denied(name):
+        with connect(business, db) as c, c.cursor() as cur:
+            cur.execute("SELECT d.permission_name FROM sys.database_permissions d JOIN sys.database_principals p ON "
+                        "p.principal_id = d.grantee_principal_id WHERE d.class = 0 AND d.state = 'D' AND p.name = %s "
+                        "ORDER BY d.permission_name", (name,))
+            return [r[0] for r in cur.fetchall()]
+
+    def part_write(sql):
+        try:
+            with pytds.connect(server="127.0.0.1", port=business.port, user=user, password=APP_PASSWORD, database=db,
+                               autocommit=True, login_timeout=10, timeout=30, disable_connect_retry=True) as c, \
+                    c.cursor() as cur:
+                cur.execute(sql)
+            return None
+        except pytds.Error as e:
+            return e
+    d.admin_ok("switchover", pair=pname)                      # business fenced
+    for sql in ("UPDATE dbo.load SET u = u + 1 WHERE id = N'seed'", "DELETE FROM dbo.load WHERE id = N'none'"):
+        e = part_write(sql)
+        assert e is not None and e.msg_no == 229, (sql, e)
+    assert denied(long_user) == ["DELETE", "INSERT", "UPDATE"]
+    d.admin_ok("switchback", pair=pname)                      # business unfenced
+    assert denied(user) == ["INSERT"] and denied(long_user) == []
+    assert part_write("UPDATE dbo.load SET u = u + 1 WHERE id = N'seed'") is None
 
 
 def test_transaction_ending_within_txn_drain_moves(switchable, doubles):
