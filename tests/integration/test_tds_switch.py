@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from helpers import wait_for, wait_reverse, wait_state
+from helpers import reverse, wait_for, wait_reverse, wait_state
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "doubles"))
@@ -557,10 +557,16 @@ def test_failover_kill9_every_ack_on_dr_or_in_the_tail(switchable, doubles, tmp_
     try:
         list(map(threading.Thread.start, threads))
         wait_until(lambda: len(acked) >= 80, what="the writers running")
+        # right before the kill, out of the capture job's reach (--cdc-delay 0.2 s): an insert the tail must hold,
+        # and an update of the seed row that DR then deletes after the failover (the reverse writer must apply
+        # that delete on the reverted business without a conflict)
+        with connect(business, db) as c, c.cursor() as cur:
+            cur.execute("UPDATE dbo.load SET u = 7 WHERE id = N'seed'; INSERT INTO dbo.load VALUES (N'tail-probe', 9, 0)")
         business.kill9()
         r = d.admin_ok("failover", pair=pname)
         phase["now"] = "after"
         assert r["active_side"] == "dr", r
+        execute(dr, "DELETE FROM dbo.load WHERE id = N'seed'", db)
         wait_until(lambda: sum(1 for v in acked.values() if v == "after") >= 40, what="the writers going on, on DR")
     finally:
         stop.set()
@@ -568,14 +574,14 @@ def test_failover_kill9_every_ack_on_dr_or_in_the_tail(switchable, doubles, tmp_
         business.start()
     tail = wait_until(lambda: (d.pair_status(pname).get("tail") or {}).get("state") in ("open", None) and
                       d.pair_status(pname).get("tail") or {}, what="the tail found")
-    in_tail: set = set()
-    if tail.get("state") == "open":
-        export = tmp_path / "tail.json"
-        res = d.ctl("resolve-tail", pname, "--export", str(export))
-        assert res.returncode == 0, res.stdout + res.stderr
-        assert os.stat(export).st_mode & 0o777 == 0o600
-        detail = json.loads(export.read_text())
-        in_tail = {row["after"]["id"] for t in detail["transactions"] for row in t["rows"] if row.get("after")}
+    assert tail.get("state") == "open", tail
+    export = tmp_path / "tail.json"
+    res = d.ctl("resolve-tail", pname, "--export", str(export))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert os.stat(export).st_mode & 0o777 == 0o600
+    detail = json.loads(export.read_text())
+    in_tail = {row["after"]["id"] for t in detail["transactions"] for row in t["rows"] if row.get("after")}
+    assert {"tail-probe", "seed"} <= in_tail, sorted(in_tail)
     with connect(dr, db) as c, c.cursor() as cur:
         cur.execute("SELECT id FROM dbo.load")
         on_dr = {x[0] for x in cur.fetchall()}
@@ -592,6 +598,10 @@ def test_failover_kill9_every_ack_on_dr_or_in_the_tail(switchable, doubles, tmp_
                 got.append(cur.fetchall())
         return got[0] == got[1]
     wait_until(same, what="business equal to DR after resolve-tail")
+    assert (reverse(d, pname) or {}).get("state") not in ("failed", None), reverse(d, pname)
+    with connect(business, db) as c, c.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM dbo.load WHERE id IN (N'seed', N'tail-probe')")
+        assert cur.fetchone()[0] == 0                         # DR's delete applied, the tail's insert reverted
     r = d.admin_ok("switchback", pair=pname)
     assert r["active_side"] == "business", r
     assert app_write(business, db, "after-switchback") is None
