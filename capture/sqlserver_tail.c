@@ -150,12 +150,15 @@ static json_t *key_of(const json_t *image, char **keys)
     return k;
 }
 
+static int lsn_cmp(const void *a, const void *b)
+{
+    return sy_lsn_cmp(a, b);
+}
+
+/* r->echo_lsns sorted (build): a binary search, so a tail of N rows and E echo transactions costs N log E. */
 static bool is_echo(const struct read *r, const struct sy_lsn *lsn)
 {
-    for (size_t i = 0; i < r->n_echo; i++)
-        if (sy_lsn_cmp(&r->echo_lsns[i], lsn) == 0)
-            return true;
-    return false;
+    return r->n_echo > 0 && bsearch(lsn, r->echo_lsns, r->n_echo, sizeof *r->echo_lsns, lsn_cmp) != NULL;
 }
 
 /* The sorted entries as transactions into out. keys[i]: the key columns of table i. */
@@ -166,6 +169,8 @@ static void build(struct read *r, char ***keys, json_t *out)
     struct sy_lsn cur;
     memset(&cur, 0xff, sizeof cur);
     qsort(r->v, r->n, sizeof *r->v, entry_cmp);
+    if (r->n_echo > 1)
+        qsort(r->echo_lsns, r->n_echo, sizeof *r->echo_lsns, lsn_cmp);
     for (size_t i = 0; i < r->n; i++) {
         struct entry *e = &r->v[i];
         if (is_echo(r, &e->lsn))
