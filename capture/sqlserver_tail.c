@@ -168,7 +168,8 @@ static void build(struct read *r, char ***keys, json_t *out)
     json_int_t nrows = 0;
     struct sy_lsn cur;
     memset(&cur, 0xff, sizeof cur);
-    qsort(r->v, r->n, sizeof *r->v, entry_cmp);
+    if (r->n > 1)
+        qsort(r->v, r->n, sizeof *r->v, entry_cmp);          /* r->v is NULL when the tail is empty */
     if (r->n_echo > 1)
         qsort(r->echo_lsns, r->n_echo, sizeof *r->echo_lsns, lsn_cmp);
     for (size_t i = 0; i < r->n; i++) {
