@@ -8,8 +8,9 @@
  * precheck says so). READ_ONLY, the other way SQL Server offers, would stop the writer too. Each user denied
  * is recorded in switchyard.fence (one row per user and permission) in the same transaction as its DENY; a user
  * that already holds a database-scope DENY of some of the three (an operator's) is denied only the others;
- * unfencing REVOKEs exactly what was recorded (an operator's own DENY is left alone). A REVOKE removes whatever that user held at database scope:
- * a database-scope GRANT of INSERT/UPDATE/DELETE to an application user would be lost (the precheck warns).
+ * unfencing REVOKEs exactly what was recorded (an operator's own DENY is left alone). A REVOKE removes whatever
+ * that user held at database scope: a database-scope GRANT of INSERT/UPDATE/DELETE to an application user would
+ * be lost (the precheck warns).
  *
  * The switch's fence (pos wanted): the DENYs, then a mark the capture job must reach (engine/sqlserver_cdc.h
  * sy_tds_mark_captured); the final position is the capture job's max LSN then. Every write acknowledged to a

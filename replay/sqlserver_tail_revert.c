@@ -240,7 +240,8 @@ static int row_stmts(struct revert *rv, const struct sy_pair_cfg *cfg, const jso
         return -1;
     }
     if (!ins && (!json_is_object(before) || json_object_size(before) == 0)) {
-        snprintf(err, errlen, "tail row of table %s: a%s without its before image", table, upd ? "n update" : " delete");
+        snprintf(err, errlen, "tail row of table %s: a%s without its before image", table,
+                 upd ? "n update" : " delete");
         return -1;
     }
     const struct table *tb = table_of(rv, dot + 1, err, errlen);

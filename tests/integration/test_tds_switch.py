@@ -561,7 +561,8 @@ def test_failover_kill9_every_ack_on_dr_or_in_the_tail(switchable, doubles, tmp_
         # and an update of the seed row that DR then deletes after the failover (the reverse writer must apply
         # that delete on the reverted business without a conflict)
         with connect(business, db) as c, c.cursor() as cur:
-            cur.execute("UPDATE dbo.load SET u = 7 WHERE id = N'seed'; INSERT INTO dbo.load VALUES (N'tail-probe', 9, 0)")
+            cur.execute("UPDATE dbo.load SET u = 7 WHERE id = N'seed'; "
+                        "INSERT INTO dbo.load VALUES (N'tail-probe', 9, 0)")
         business.kill9()
         r = d.admin_ok("failover", pair=pname)
         phase["now"] = "after"
