@@ -150,12 +150,15 @@ static json_t *key_of(const json_t *image, char **keys)
     return k;
 }
 
+static int lsn_cmp(const void *a, const void *b)
+{
+    return sy_lsn_cmp(a, b);
+}
+
+/* r->echo_lsns sorted (build): a binary search, so a tail of N rows and E echo transactions costs N log E. */
 static bool is_echo(const struct read *r, const struct sy_lsn *lsn)
 {
-    for (size_t i = 0; i < r->n_echo; i++)
-        if (sy_lsn_cmp(&r->echo_lsns[i], lsn) == 0)
-            return true;
-    return false;
+    return r->n_echo > 0 && bsearch(lsn, r->echo_lsns, r->n_echo, sizeof *r->echo_lsns, lsn_cmp) != NULL;
 }
 
 /* The sorted entries as transactions into out. keys[i]: the key columns of table i. */
@@ -165,7 +168,10 @@ static void build(struct read *r, char ***keys, json_t *out)
     json_int_t nrows = 0;
     struct sy_lsn cur;
     memset(&cur, 0xff, sizeof cur);
-    qsort(r->v, r->n, sizeof *r->v, entry_cmp);
+    if (r->n > 1)
+        qsort(r->v, r->n, sizeof *r->v, entry_cmp);          /* r->v is NULL when the tail is empty */
+    if (r->n_echo > 1)
+        qsort(r->echo_lsns, r->n_echo, sizeof *r->echo_lsns, lsn_cmp);
     for (size_t i = 0; i < r->n; i++) {
         struct entry *e = &r->v[i];
         if (is_echo(r, &e->lsn))
@@ -217,6 +223,32 @@ static void build(struct read *r, char ***keys, json_t *out)
     json_object_set_new(out, "rows", json_integer(nrows));
 }
 
+/* Whether ci's minimum LSN above the collected position means changes after it were lost to CDC cleanup
+ * (true, err naming both LSNs, as the collector's position_unavailable does), not that the instance was created
+ * after it (its create_date later than the position's commit time). A query failure is true with err too. */
+static bool lost_to_cleanup(struct sy_tds *t, const struct sy_tds_ci *ci, const char *from_position,
+                            enum sy_tds_rc *rc, char *err, size_t errlen)
+{
+    char minh[SY_LSN_TEXT], out[16];
+    struct sy_buf q;
+    sy_buf_init(&q);
+    sy_tds_addf(&q, "SELECT COUNT(*) FROM cdc.change_tables WHERE capture_instance = ");
+    struct sy_value v = { .type = SY_VAL_STRING, .p = (const uint8_t *)ci->name, .len = strlen(ci->name) };
+    sy_tds_literal(&q, &v);
+    sy_tds_addf(&q, " AND create_date > sys.fn_cdc_map_lsn_to_time(0x%s)", from_position);
+    *rc = sy_tds_scalar(t, sy_tds_sql(&q), out, sizeof out, err, errlen);
+    sy_buf_fini(&q);
+    if (*rc != SY_TDS_OK)
+        return true;
+    if (strcmp(out, "0") != 0)
+        return false;
+    sy_lsn_format(&ci->min, minh);
+    snprintf(err, errlen, "capture instance %s no longer reaches back to LSN %s (its minimum LSN is %s): business "
+             "changes after the collected position may be lost to CDC cleanup; the tail cannot be read whole",
+             ci->name, from_position, minh);
+    return true;
+}
+
 int sy_sqlserver_tail_read(const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, const char *from_position,
                            json_t *out, char *err, size_t errlen)
 {
@@ -264,6 +296,9 @@ int sy_sqlserver_tail_read(const struct sy_pair_cfg *cfg, const struct sy_endpoi
             struct sy_lsn lo = sy_lsn_cmp(&cis[i].min, &from) > 0 ? cis[i].min : from;
             if (sy_lsn_is_zero(&cis[i].min) || sy_lsn_cmp(&lo, &max) > 0)
                 continue;
+            if (!cis[i].echo && from_position[0] != '\0' && sy_lsn_cmp(&cis[i].min, &from) > 0 &&
+                lost_to_cleanup(t, &cis[i], fromhex, &rc, err, errlen))
+                goto out;
             char lohex[SY_LSN_TEXT], name[300];
             sy_lsn_format(&lo, lohex);
             snprintf(name, sizeof name, "%s.%s", r.db, cis[i].table);

@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/pair.h"
+
 struct ci_list {
     const struct sy_pair_cfg *cfg;
     struct sy_tds_ci *v;
@@ -188,7 +190,9 @@ enum sy_tds_rc sy_tds_mark_captured(struct sy_tds *t, const char *instance_lit, 
         (void)sy_tds_exec(t, "EXEC sys.sp_cdc_scan @maxtrans = 500, @maxscans = 1, @continuous = 0", NULL, 0, NULL, e2,
                           sizeof e2);
     }
-    for (int waited = 0; rc == SY_TDS_OK; waited += 20) {
+    /* a deadline, not a count of sleeps: each round runs two or three queries, which take time of their own */
+    uint64_t deadline = sy_now_ms() + (uint64_t)(wait_ms > 0 ? wait_ms : 0);
+    while (rc == SY_TDS_OK) {
         struct sy_lsn min;
         rc = sy_tds_lsn_query(t, "SELECT sys.fn_cdc_get_min_lsn('" SY_TDS_MARK_CI "')", &min, err, errlen);
         if (rc == SY_TDS_OK)
@@ -207,7 +211,7 @@ enum sy_tds_rc sy_tds_mark_captured(struct sy_tds *t, const char *instance_lit, 
         }
         if (rc != SY_TDS_OK)
             break;
-        if (waited >= wait_ms) {
+        if (sy_now_ms() >= deadline) {
             snprintf(err, errlen, "the capture job did not capture the mark within %d ms: is it running?", wait_ms);
             return SY_TDS_TRANSIENT;
         }

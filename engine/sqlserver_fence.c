@@ -6,9 +6,11 @@
  * and through any role (db_owner and db_datawriter included); it does not apply to sysadmin members nor to
  * the database owner (dbo), which is why an application logging in as one of those cannot be fenced (the
  * precheck says so). READ_ONLY, the other way SQL Server offers, would stop the writer too. Each user denied
- * is recorded in switchyard.fence in the same transaction as its DENY; unfencing REVOKEs exactly those (a DENY
- * an operator gave a user before is left alone). A REVOKE removes whatever that user held at database scope:
- * a database-scope GRANT of INSERT/UPDATE/DELETE to an application user would be lost (the precheck warns).
+ * is recorded in switchyard.fence (one row per user and permission) in the same transaction as its DENY; a user
+ * that already holds a database-scope DENY of some of the three (an operator's) is denied only the others;
+ * unfencing REVOKEs exactly what was recorded (an operator's own DENY is left alone). A REVOKE removes whatever
+ * that user held at database scope: a database-scope GRANT of INSERT/UPDATE/DELETE to an application user would
+ * be lost (the precheck warns).
  *
  * The switch's fence (pos wanted): the DENYs, then a mark the capture job must reach (engine/sqlserver_cdc.h
  * sy_tds_mark_captured); the final position is the capture job's max LSN then. Every write acknowledged to a
@@ -27,27 +29,33 @@
 
 #define FENCE_TABLE "fence"
 #define FENCE_MARK_INSTANCE "N'fence'"
-#define FENCE_PERMS "INSERT, UPDATE, DELETE"
 
-/* The database users the fence denies and that are not denied yet (by anyone) at database scope. */
+static const char *const fence_perms[] = { "INSERT", "UPDATE", "DELETE" };
+
+/* The database users the fence denies that lack a database-scope DENY of any of INSERT/UPDATE/DELETE. */
 #define UNFENCED_USERS                                                                                              \
     "SELECT p.name FROM sys.database_principals p WHERE p.type IN ('S', 'U', 'G', 'E', 'X', 'C', 'K') AND "        \
-    "p.name NOT IN ('dbo', 'sys', 'INFORMATION_SCHEMA') AND p.name <> USER_NAME() AND NOT EXISTS (SELECT 1 FROM "  \
+    "p.name NOT IN ('dbo', 'sys', 'INFORMATION_SCHEMA') AND p.name <> USER_NAME() AND (SELECT COUNT(*) FROM "      \
     "sys.database_permissions d WHERE d.class = 0 AND d.grantee_principal_id = p.principal_id AND "                \
-    "d.permission_name = 'INSERT' AND d.state = 'D') ORDER BY p.name"
+    "d.permission_name IN ('INSERT', 'UPDATE', 'DELETE') AND d.state = 'D') < 3 ORDER BY p.name"
+
+/* A sysname is up to 128 UTF-16 code units: at most 4 bytes of UTF-8 each. */
+#define SYSNAME_UTF8 (4 * 128 + 1)
 
 struct names {
     char **v;
     size_t n, cap;
-    bool oom;
+    bool oom, unreadable;
 };
 
 static int on_name(void *arg, struct sy_tds *t)
 {
     struct names *l = arg;
-    char name[260];
-    if (!sy_tds_col_text(t, 1, name, sizeof name))
-        return 0;
+    char name[SYSNAME_UTF8];
+    if (!sy_tds_col_text(t, 1, name, sizeof name)) {
+        l->unreadable = true;    /* a user skipped here would stay writable on a fenced side */
+        return 1;
+    }
     if (l->n + 1 >= l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 8;
         char **v = realloc(l->v, cap * sizeof *v);
@@ -69,7 +77,10 @@ char **sy_sqlserver_fence_names(struct sy_tds *t, const char *sql, enum sy_tds_r
 {
     struct names l = { 0 };
     *rc = sy_tds_query(t, sql, on_name, &l, err, errlen);
-    if (*rc == SY_TDS_OK && (l.oom || l.v == NULL)) {
+    if (l.unreadable) {
+        *rc = SY_TDS_REFUSED;
+        snprintf(err, errlen, "a name longer than a sysname (%d bytes of UTF-8) or not text", SYSNAME_UTF8 - 1);
+    } else if (*rc == SY_TDS_OK && (l.oom || l.v == NULL)) {
         if (l.oom) {
             *rc = SY_TDS_REFUSED;
             snprintf(err, errlen, "out of memory");
@@ -94,24 +105,65 @@ static void name_literal(struct sy_buf *b, const char *name)
     sy_tds_literal(b, &v);
 }
 
-/* One user: recorded and denied in one transaction (or revoked and forgotten). */
+/* The permissions (of fence_perms) sql lists as a ", "-joined T-SQL list into out, those it does not list when
+ * missing; false with rc/err when the query fails. */
+static bool perm_list(struct sy_tds *t, const char *sql, bool missing, struct sy_buf *out, enum sy_tds_rc *rc,
+                      char *err, size_t errlen)
+{
+    char **have = sy_sqlserver_fence_names(t, sql, rc, err, errlen);
+    if (have == NULL)
+        return false;
+    for (size_t i = 0; i < sizeof fence_perms / sizeof *fence_perms; i++) {
+        bool listed = false;
+        for (size_t k = 0; have[k] != NULL && !listed; k++)
+            listed = strcmp(have[k], fence_perms[i]) == 0;
+        if (listed != missing)
+            sy_tds_addf(out, "%s%s", out->len ? ", " : "", fence_perms[i]);
+    }
+    sy_tds_strv_free(have);
+    return true;
+}
+
+/* One user. Fencing: the permissions it holds no database-scope DENY of are recorded (one row each) and denied
+ * in one transaction. Unfencing: those recorded are revoked and forgotten; an operator's own DENY stays. */
 static enum sy_tds_rc fence_user(struct sy_tds *t, const char *name, bool on, char *err, size_t errlen)
 {
-    struct sy_buf q;
+    struct sy_buf q, perms;
+    enum sy_tds_rc rc = SY_TDS_OK;
     sy_buf_init(&q);
-    sy_tds_addf(&q, "BEGIN TRANSACTION; DELETE FROM [%s].[%s] WHERE principal = ", SY_TDS_SCHEMA, FENCE_TABLE);
+    sy_buf_init(&perms);
+    if (on)
+        sy_tds_addf(&q, "SELECT d.permission_name FROM sys.database_permissions d JOIN sys.database_principals p ON "
+                    "p.principal_id = d.grantee_principal_id WHERE d.class = 0 AND d.state = 'D' AND p.name = ");
+    else
+        sy_tds_addf(&q, "SELECT permission FROM [%s].[%s] WHERE principal = ", SY_TDS_SCHEMA, FENCE_TABLE);
     name_literal(&q, name);
-    if (on) {
-        sy_tds_addf(&q, "; INSERT INTO [%s].[%s] (principal) VALUES (", SY_TDS_SCHEMA, FENCE_TABLE);
+    if (!perm_list(t, sy_tds_sql(&q), on, &perms, &rc, err, errlen) || perms.len == 0)
+        goto out;
+    sy_buf_reset(&q);
+    /* XACT_ABORT: on SQL Server a failed DENY does not abort the batch otherwise, and the record would commit */
+    sy_tds_addf(&q, "SET XACT_ABORT ON; BEGIN TRANSACTION;");
+    for (size_t i = 0; i < sizeof fence_perms / sizeof *fence_perms; i++) {
+        if (strstr(sy_tds_sql(&perms), fence_perms[i]) == NULL)
+            continue;
+        sy_tds_addf(&q, " DELETE FROM [%s].[%s] WHERE principal = ", SY_TDS_SCHEMA, FENCE_TABLE);
         name_literal(&q, name);
-        sy_tds_addf(&q, "); DENY " FENCE_PERMS " TO ");
-    } else {
-        sy_tds_addf(&q, "; REVOKE " FENCE_PERMS " FROM ");
+        sy_tds_addf(&q, " AND permission = N'%s';", fence_perms[i]);
+        if (on) {
+            sy_tds_addf(&q, " INSERT INTO [%s].[%s] (principal, permission) VALUES (", SY_TDS_SCHEMA, FENCE_TABLE);
+            name_literal(&q, name);
+            sy_tds_addf(&q, ", N'%s');", fence_perms[i]);
+        }
     }
+    sy_tds_addf(&q, on ? " DENY %s TO " : " REVOKE %s FROM ", sy_tds_sql(&perms));
     sy_tds_ident(&q, name, strlen(name));
     sy_tds_addf(&q, "; COMMIT TRANSACTION;");
-    enum sy_tds_rc rc = sy_tds_exec(t, sy_tds_sql(&q), NULL, 0, NULL, err, errlen);
+    rc = sy_tds_exec(t, sy_tds_sql(&q), NULL, 0, NULL, err, errlen);
+    if (rc == SY_TDS_OK)
+        sy_log_info("sqlserver fence: %s user %s: %s", on ? "denied" : "revoked the fence's", name, sy_tds_sql(&perms));
+out:
     sy_buf_fini(&q);
+    sy_buf_fini(&perms);
     return rc;
 }
 
@@ -124,8 +176,6 @@ static enum sy_tds_rc fence_users(struct sy_tds *t, char **names, bool on, char 
         rc = fence_user(t, names[i], on, e, sizeof e);
         if (rc != SY_TDS_OK)
             snprintf(err, errlen, "%s user %s: %s", on ? "denying writes to" : "revoking the fence of", names[i], e);
-        else
-            sy_log_info("sqlserver fence: %s user %s", on ? "denied writes to" : "revoked the fence of", names[i]);
     }
     return rc;
 }
@@ -133,8 +183,9 @@ static enum sy_tds_rc fence_users(struct sy_tds *t, char **names, bool on, char 
 static enum sy_tds_rc apply(struct sy_tds *t, const char *db, bool on, char *err, size_t errlen)
 {
     bool created;
-    enum sy_tds_rc rc = sy_tds_ensure_own_table(t, FENCE_TABLE, "principal nvarchar(128) NOT NULL PRIMARY KEY", &created,
-                                                err, errlen);
+    enum sy_tds_rc rc = sy_tds_ensure_own_table(t, FENCE_TABLE, "principal nvarchar(128) NOT NULL, permission "
+                                                "nvarchar(10) NOT NULL, PRIMARY KEY (principal, permission)",
+                                                &created, err, errlen);
     if (rc != SY_TDS_OK)
         return rc;
     char **names;
@@ -142,8 +193,8 @@ static enum sy_tds_rc apply(struct sy_tds *t, const char *db, bool on, char *err
         names = sy_sqlserver_fence_names(t, UNFENCED_USERS, &rc, err, errlen);
     } else {
         /* the users this fence denied; one dropped since has nothing left to revoke */
-        names = sy_sqlserver_fence_names(t, "SELECT f.principal FROM [" SY_TDS_SCHEMA "].[" FENCE_TABLE "] f WHERE "
-                                            "EXISTS (SELECT 1 FROM sys.database_principals p WHERE p.name = "
+        names = sy_sqlserver_fence_names(t, "SELECT DISTINCT f.principal FROM [" SY_TDS_SCHEMA "].[" FENCE_TABLE
+                                            "] f WHERE EXISTS (SELECT 1 FROM sys.database_principals p WHERE p.name = "
                                             "f.principal) ORDER BY f.principal", &rc, err, errlen);
         if (rc == SY_TDS_OK)
             rc = sy_tds_exec(t, "DELETE FROM [" SY_TDS_SCHEMA "].[" FENCE_TABLE "] WHERE NOT EXISTS (SELECT 1 FROM "

@@ -4,6 +4,8 @@
  *   sy_tail_tool revert host=H port=P user=U password=W writer_tag=N tail=FILE
  *                                                                   -> the result JSON on stdout
  *   sy_tail_tool export tail=FILE path=PATH
+ * engine=sqlserver (read, revert): the SQL Server ones (capture/sqlserver_tail.c, replay/sqlserver_tail_revert.c;
+ * from= an LSN) for tests/integration/test_sqlserver_sync.py against the double.
  * Exit 0 on success; 1 with "ERROR: ..." on stderr (revert prints its result first). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,9 +15,12 @@
 #include <mysql.h>
 
 #include "capture/mariadb_tail.h"
+#include "capture/sqlserver_modules.h"
 #include "core/config.h"
 #include "core/tail_export.h"
+#include "engine/sqlserver_client.h"
 #include "replay/mariadb_tail_revert.h"
+#include "replay/sqlserver_modules.h"
 
 static const char *arg(int argc, char **argv, const char *name, const char *def)
 {
@@ -75,10 +80,15 @@ int main(int argc, char **argv)
         return fail("bad objects");
     char err[2048];
     int rc = 1;
+    bool tds = strcmp(arg(argc, argv, "engine", "mariadb"), "sqlserver") == 0;
     mysql_library_init(0, NULL, NULL);
+    if (tds)
+        sy_tds_library_init();
     if (strcmp(cmd, "read") == 0) {
         json_t *out = json_object();
-        if (sy_mariadb_tail_read(&cfg, &ep, arg(argc, argv, "from", ""), out, err, sizeof err) == 0) {
+        const char *from = arg(argc, argv, "from", "");
+        if ((tds ? sy_sqlserver_tail_read(&cfg, &ep, from, out, err, sizeof err)
+                 : sy_mariadb_tail_read(&cfg, &ep, from, out, err, sizeof err)) == 0) {
             print_json(out);
             rc = 0;
         } else {
@@ -93,7 +103,8 @@ int main(int argc, char **argv)
             rc = fail(err);
         } else if (strcmp(cmd, "revert") == 0) {
             json_t *result = json_object();
-            int r = sy_mariadb_tail_revert(&cfg, &ep, tail, result, err, sizeof err);
+            int r = tds ? sy_sqlserver_tail_revert(&cfg, &ep, tail, result, err, sizeof err)
+                        : sy_mariadb_tail_revert(&cfg, &ep, tail, result, err, sizeof err);
             print_json(result);
             rc = r == 0 ? 0 : fail(err);
             json_decref(result);

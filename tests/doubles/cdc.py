@@ -104,7 +104,8 @@ CREATE VIEW sys.columns AS
         (CASE WHEN t.name IN ('decimal', 'numeric') THEN split_part(d.arg, ',', 2)::int
               WHEN t.name IN ('datetime2', 'datetimeoffset', 'time') THEN coalesce(d.arg::int, 7)
               ELSE t.scale END)::smallint AS scale,
-        (NOT a.attnotnull) AS is_nullable, (a.attidentity <> '') AS is_identity
+        (NOT a.attnotnull) AS is_nullable,
+        (a.attidentity <> '')::int::smallint AS is_identity, 0::smallint AS is_computed  -- bit: comparable with 1
     FROM pg_attribute a
     CROSS JOIN LATERAL (SELECT col_description(a.attrelid, a.attnum) AS c) c0
     CROSS JOIN LATERAL (SELECT c0.c AS c, lower(regexp_replace(split_part(c0.c, '|', 1), '\(.*$', '')) AS tname,

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import os
 import random
+import subprocess
 import sys
 import time
 
@@ -252,6 +254,59 @@ def test_position_below_min_lsn_fails_naming_both(tds_daemon, doubles, fresh):
     text = st["last_error"]
     assert saved in text and mx in text and "dbo_orders" in text, st
     assert [r[0] for r in rows(dr, fresh, "orders")] == [1]     # row 2 was not skipped into DR either
+
+
+def tail_tool(srv, db, *args):
+    from conftest import BUILD_DIR
+    r = subprocess.run([str(BUILD_DIR / "sy_tail_tool"), *args, "engine=sqlserver", f"host={srv.host}",
+                        f"port={srv.port}", f"user={srv.user}", f"password={srv.password}", f"objects={db}.*"],
+                       capture_output=True, text=True, timeout=120)
+    return r.returncode, (json.loads(r.stdout) if r.stdout.strip() else None), r.stderr
+
+
+def test_tail_revert_with_before_images_and_tail_lost_to_cleanup(doubles, fresh, tmp_path):
+    """replay/sqlserver_tail_revert.c through tests/clients/sy_tail_tool: an insert, an update and a delete on a
+    table with an identity column and on one without are undone with the tail's before images, newest first
+    (business back as it was at the tail's start); then CDC cleanup past the tail's start makes reading that
+    tail fail naming both LSNs instead of returning less."""
+    b = doubles[0]
+    execute(b, "CREATE TABLE dbo.ident (id int IDENTITY(1,1) NOT NULL PRIMARY KEY, v nvarchar(20) NULL)", fresh)
+    execute(b, "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'ident', @role_name = NULL",
+            fresh)
+    execute(b, "INSERT INTO dbo.orders (id, customer, amount) VALUES (1, N'a', 1.50), (2, N'b', 2.25); "
+               "INSERT INTO dbo.ident (v) VALUES (N'x'), (N'y')", fresh)
+
+    def state():
+        with connect(b, fresh) as c, c.cursor() as cur:
+            cur.execute("SELECT id, customer, amount FROM dbo.orders ORDER BY id")
+            o = [tuple(r) for r in cur.fetchall()]
+            cur.execute("SELECT id, v FROM dbo.ident ORDER BY id")
+            return o, [tuple(r) for r in cur.fetchall()]
+
+    def read(frm):
+        rc, out, err = tail_tool(b, fresh, "read", f"from={frm}")
+        assert rc == 0, err
+        return out
+    start = wait_until(lambda: (t := read("")) and t["rows"] == 4 and t, what="the seed captured")["to"]
+    before = state()
+    execute(b, "INSERT INTO dbo.orders (id, customer) VALUES (3, N'c'); UPDATE dbo.orders SET customer = N'z', "
+               "amount = 9.99 WHERE id = 1; DELETE FROM dbo.orders WHERE id = 2; INSERT INTO dbo.ident (v) VALUES "
+               "(N'w'); UPDATE dbo.ident SET v = N'q' WHERE id = 1; DELETE FROM dbo.ident WHERE id = 2", fresh)
+    execute(b, "UPDATE dbo.orders SET customer = N'zz' WHERE id = 1", fresh)     # a second transaction on a key
+    tail = wait_until(lambda: (t := read(start)) and t["rows"] == 7 and t, what="the tail captured")
+    assert state() != before
+    path = tmp_path / "tail.json"
+    path.write_text(json.dumps(tail))
+    rc, res, err = tail_tool(b, fresh, "revert", f"tail={path}")
+    assert rc == 0, err
+    assert res == {"reverted_transactions": len(tail["transactions"]), "reverted_rows": 7}, res
+    assert state() == before
+    wait_until(lambda: lsn_of(b, fresh, "SELECT sys.fn_cdc_get_max_lsn()") > tail["to"], what="the revert captured")
+    mx = lsn_of(b, fresh, "SELECT sys.fn_cdc_get_max_lsn()")
+    execute(b, f"EXEC sys.sp_cdc_cleanup_change_table @capture_instance = N'dbo_orders', @low_water_mark = 0x{mx}",
+            fresh)
+    rc, _, err = tail_tool(b, fresh, "read", f"from={start}")
+    assert rc == 1 and "dbo_orders" in err and start in err and mx in err, err
 
 
 def test_echo_suppression_both_directions(tds_daemon, doubles, fresh):
