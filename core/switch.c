@@ -892,6 +892,8 @@ static int run_switchover(struct sy_switch *sw)
     return 0;
 }
 
+static int drain_forward_spool(struct sy_switch *sw, bool alive, uint64_t deadline);
+
 static int run_failover(struct sy_switch *sw)
 {
     struct sy_pair *p = sw->p;
@@ -914,16 +916,53 @@ static int run_failover(struct sy_switch *sw)
      * right now is stopping first. */
     wait_settled(sw, sw->draining);
     loop_call(sw, do_resume_forward);
-    /* Everything the forward collector spooled reaches DR (and, when fenced, everything there is). */
+    /* Everything the forward collector spooled reaches DR (and, when fenced, everything there is). The
+     * collector can still spool events it had already received from the dead server (the client library's
+     * read-ahead) after the check: so the forward instance is paused, then checked again, and resumed to
+     * apply what came late. The tail then starts exactly where DR's applied position ends. */
     uint64_t deadline = now_ms() + (uint64_t)p->cfg->drain_timeout_ms;
+    for (;;) {
+        if (drain_forward_spool(sw, alive, deadline) != 0)
+            return -1;
+        loop_call(sw, do_pause_forward);
+        if (sw->call_rc != 0)
+            return fail(sw, "bad_state", "cannot pause %s: %s", sy_instance_id(sw->draining), sw->call_err);
+        wait_settled(sw, sw->draining);
+        struct sy_instance_progress pr;
+        sy_instance_progress(sw->draining, &pr);
+        if (pr.applied_seq >= pr.collected_seq) {
+            snprintf(sw->drained, sizeof sw->drained, "%s", pr.applied);
+            break;
+        }
+        sy_log_info("pair %s: failover: %llu record(s) spooled after the drain: applying them too", p->cfg->name,
+                    (unsigned long long)(pr.collected_seq - pr.applied_seq));
+        loop_call(sw, do_resume_forward);
+    }
+    step_done(sw, "drain_ms");
+    loop_call(sw, do_ledger);
+    loop_call(sw, do_hold);
+    loop_call(sw, do_warm);
+    if (quiesce(sw) != 0)
+        return -1;
+    step_done(sw, "quiesce_ms");
+    if (flip(sw) != 0)
+        return -1;
+    loop_call(sw, do_start_and_release);
+    step_done(sw, "start_release_ms");
+    return 0;
+}
+
+/* Until the forward instance's writer has applied everything its collector spooled (and the collector
+ * reached the fenced business side's final position when that side still answers): 0, or -1 failed. */
+static int drain_forward_spool(struct sy_switch *sw, bool alive, uint64_t deadline)
+{
+    struct sy_pair *p = sw->p;
     for (;;) {
         struct sy_instance_progress pr;
         sy_instance_progress(sw->draining, &pr);
         bool collected = !alive || (pr.collected[0] && p->eng->position->covers(pr.collected, sw->final_pos));
-        if (collected && pr.applied_seq >= pr.collected_seq) {
-            snprintf(sw->drained, sizeof sw->drained, "%s", pr.applied);
-            break;
-        }
+        if (collected && pr.applied_seq >= pr.collected_seq)
+            return 0;
         if (pr.write_state == SY_MOD_FAILED || pr.state == SY_INST_FAILED)
             return fail(sw, "bad_state", "%s failed before its spool was applied: %s", sy_instance_id(sw->draining),
                         pr.error);
@@ -938,18 +977,6 @@ static int run_failover(struct sy_switch *sw)
                         (unsigned long long)pr.collected_seq);
         usleep(2000);
     }
-    step_done(sw, "drain_ms");
-    loop_call(sw, do_ledger);
-    loop_call(sw, do_hold);
-    loop_call(sw, do_warm);
-    if (quiesce(sw) != 0)
-        return -1;
-    step_done(sw, "quiesce_ms");
-    if (flip(sw) != 0)
-        return -1;
-    loop_call(sw, do_start_and_release);
-    step_done(sw, "start_release_ms");
-    return 0;
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------------------ */
