@@ -109,6 +109,8 @@ static void publish_position(struct collector *c)
     pthread_mutex_lock(&c->ctx->report->lock);
     sy_mongo_ts_format(c->pos, c->ctx->report->position, sizeof c->ctx->report->position);
     c->ctx->report->events = c->events;
+    c->ctx->report->late_events = c->late;
+    c->ctx->report->late_max_ms = c->late_max_ms;
     pthread_mutex_unlock(&c->ctx->report->lock);
 }
 

@@ -1085,6 +1085,10 @@ static json_t *module_json(struct sy_instance *in, struct module *m, const char 
                           rate_key, m->running ? m->per_s : 0.0);
     if (m == &in->mod[MOD_WRITE])
         json_object_set_new(o, "conflicts_overwritten", json_integer((json_int_t)m->report.conflicts));
+    else {
+        json_object_set_new(o, "late_events", json_integer((json_int_t)m->report.late_events));
+        json_object_set_new(o, "late_max_ms", json_integer((json_int_t)m->report.late_max_ms));
+    }
     if (polled >= 0)
         json_object_set_new(o, "lag_ms", json_integer((json_int_t)polled));
     else if (m->report.lag_ms < 0)

@@ -53,6 +53,9 @@ struct sy_module_report {
     uint64_t conflicts;          /* writer: changes that did not fit and were overwritten / ignored
                                     (on_conflict = overwrite; monotonic) */
     uint64_t source_time_ms;     /* source timestamp of the last event handled (wall clock, ms) */
+    uint64_t late_events;        /* collector: entries that landed in the log behind a newer one (MongoDB's
+                                    oplog on FerretDB), taken late; late_max_ms: the latest of them */
+    uint64_t late_max_ms;
     int64_t lag_ms;              /* -1 = unknown */
     uint64_t lag_events;
     uint64_t done_rows, total_rows; /* initial sync progress */

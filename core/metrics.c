@@ -153,6 +153,10 @@ static void instance_extras(struct evbuffer *b, struct sy_pair *pairs, size_t n,
                  "bytes the instance's spool holds on disk (spool_max_bytes caps it)", NULL, "spool_bytes");
     per_instance(b, pairs, n, status, "switchyard_apply_rows_per_second",
                  "rows the write module applied per second, last second", "write", "rows_per_s");
+    per_instance(b, pairs, n, status, "switchyard_collection_late_events",
+                 "log entries the collection took after a newer one had landed (MongoDB on FerretDB: oplog entries "
+                 "stored late), since start",
+                 "collection", "late_events");
     header(b, "switchyard_instance_lag_events", "gauge", "events behind the source, per module");
     for (size_t i = 0; i < n; i++) {
         size_t k;

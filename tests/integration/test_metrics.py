@@ -51,6 +51,7 @@ def test_metrics_follow_state_lag_clients_errors_and_switches(daemon, mariadb_pa
     assert m[f'switchyard_client_errors_total{{pair="{pname}",reason="auth"}}'] == 1
     assert 0 <= m[f'switchyard_instance_lag_seconds{{pair="{pname}",instance="{fw}",module="write"}}'] < 30
     assert m[f'switchyard_conflicts_overwritten_total{{pair="{pname}",instance="{fw}"}}'] == 0  # on_conflict = fail
+    assert m[f'switchyard_collection_late_events{{pair="{pname}",instance="{fw}"}}'] == 0  # a binlog has none
     d.admin_ok("create-reverse", pair=pname)
     wait_reverse(d, pname, "collecting")
     r = d.admin_ok("switchover", pair=pname)

@@ -210,7 +210,9 @@ def test_entry_landing_late_reaches_dr(synced, ferretdb_pair):
         wait_until(lambda: c[db].t.count_documents({"_id": "late"}) == 1, timeout=20, what="the late entry on DR")
     log = d.log()
     assert f"oplog entry {late}:999999 on {db}.t landed " in log and "taken by the 30 s sweep (1 such" in log, log[-3000:]
-    assert instance(d, pname)["last_error"] is None
+    fw = instance(d, pname)
+    assert fw["last_error"] is None
+    assert fw["collection"]["late_events"] >= 1 and fw["collection"]["late_max_ms"] >= 4000, fw["collection"]
 
 
 def test_fence_passive_on_is_refused_for_mongodb(mongo_daemon):
