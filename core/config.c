@@ -78,6 +78,7 @@ static const struct cfg_key global_keys[] = {
     { "console_token_file", CFG_STR, GK(console_token_file), "", 0, 0, NULL, 0, 0 },
     { "console_tls_cert", CFG_STR, GK(console_tls_cert), "", 0, 0, NULL, 0, 0 },
     { "console_tls_key", CFG_STR, GK(console_tls_key), "", 0, 0, NULL, 0, 0 },
+    { "proxy_threads", CFG_INT, GK(proxy_threads), "1", 1, 64, NULL, 0, 0 },
 };
 
 static const struct cfg_key cluster_keys[] = {
