@@ -16,6 +16,7 @@ static int order[4][100];
 static int n_order[4];
 static pthread_t ran_on[4];
 static atomic_int posted_done;
+static atomic_int wrong_thread; /* CHECK counts in plain globals: workers only note, main checks */
 
 struct item {
     int worker, value;
@@ -24,7 +25,8 @@ struct item {
 static void record(void *arg)
 {
     struct item *it = arg;
-    CHECK(sy_loop_pool_on_worker(pool, it->worker));
+    if (!sy_loop_pool_on_worker(pool, it->worker))
+        atomic_fetch_add(&wrong_thread, 1);
     order[it->worker][n_order[it->worker]++] = it->value;
     free(it);
     atomic_fetch_add(&posted_done, 1);
@@ -47,7 +49,8 @@ static void relay(void *arg)
 {
     struct item *it = arg;
     it->worker = 1;
-    CHECK(sy_loop_pool_post(pool, 1, record, it));
+    if (!sy_loop_pool_post(pool, 1, record, it))
+        atomic_fetch_add(&wrong_thread, 1);
 }
 
 int main(void)
@@ -110,5 +113,6 @@ int main(void)
     sy_loop_pool_free(pool);
     CHECK(atomic_load(&posted_done) == 400 + 1 + 10);
     sy_loop_pool_free(NULL);
+    CHECK(atomic_load(&wrong_thread) == 0);
     return CHECK_DONE();
 }
