@@ -90,6 +90,5 @@ json_t *sy_mysql_switch_unmovable(struct sy_mysql_proxy *px);
 size_t sy_mysql_switch_close_unmovable(struct sy_mysql_proxy *px);
 void sy_mysql_switch_unwarm(struct sy_mysql_proxy *px);
 size_t sy_mysql_switch_flip(struct sy_mysql_proxy *px, enum sy_side to);
-void sy_mysql_switch_ledger(struct sy_mysql_proxy *px, enum sy_side side, char *out, size_t outlen);
 
 #endif
