@@ -11,6 +11,18 @@
 
 #include "core/pair.h"
 
+int sy_tds_cdc_order_cmp(const struct sy_tds_cdc_key *a, const struct sy_tds_cdc_key *b)
+{
+    int d = sy_lsn_cmp(&a->lsn, &b->lsn);
+    if (d == 0)
+        d = memcmp(a->seq, b->seq, sizeof a->seq);
+    if (d == 0)
+        d = (a->op > b->op) - (a->op < b->op);
+    if (d == 0)
+        d = (a->table > b->table) - (a->table < b->table);
+    return d;
+}
+
 struct ci_list {
     const struct sy_pair_cfg *cfg;
     struct sy_tds_ci *v;

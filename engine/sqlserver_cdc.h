@@ -18,6 +18,21 @@ struct sy_tds_ci {
     struct sy_lsn min;/* sys.fn_cdc_get_min_lsn(name) when read */
 };
 
+/* Where a change row stands in CDC's order, as both readers of change rows (the collector and the
+ * unreplicated tail) sort the rows of several capture instances merged: commit LSN (__$start_lsn), then
+ * __$seqval (the change's order inside its transaction), then __$operation (1 delete, 2 insert, 3 an
+ * update's before image, 4 its after image: before first), then the capture instance read (a stable last
+ * key: qsort is not stable, and nothing else may tell two rows apart). */
+struct sy_tds_cdc_key {
+    struct sy_lsn lsn;
+    uint8_t seq[SY_LSN_BYTES]; /* __$seqval, binary(10); zero-padded when shorter */
+    int op;
+    uint32_t table;            /* index of the capture instance the row was read from */
+};
+
+/* The one CDC row order: <0, 0, >0 as a sorts before, with or after b. */
+int sy_tds_cdc_order_cmp(const struct sy_tds_cdc_key *a, const struct sy_tds_cdc_key *b);
+
 /* The capture instances of the synchronized tables of cfg (one per table: the one named schema_table
  * when a table has two, else the first by name) and of switchyard.echo, into *out (malloc'd, *n).
  * missing (may be NULL): a malloc'd ", "-separated list of synchronized tables without one ("" none).
