@@ -488,9 +488,15 @@ static int poll_once(struct collector *c)
     sy_lsn_format(&to, th);
     for (size_t i = 0; i < c->n_tables && !stopping(c); i++) {
         struct table *tb = &c->tables[i];
-        snprintf(sql, sizeof sql, "SELECT sys.fn_cdc_get_min_lsn('%s')", tb->ci.name);
-        if ((rc = rc_of(c, sy_tds_lsn_query(c->t, sql, &tb->ci.min, c->err, sizeof c->err), "reading a minimum LSN")) !=
-            0)
+        struct sy_buf q;
+        sy_buf_init(&q);
+        sy_tds_addf(&q, "SELECT sys.fn_cdc_get_min_lsn(");
+        sy_tds_cdc_ci_literal(&q, tb->ci.name);
+        sy_tds_addf(&q, ")");
+        rc = rc_of(c, sy_tds_lsn_query(c->t, sy_tds_sql(&q), &tb->ci.min, c->err, sizeof c->err),
+                   "reading a minimum LSN");
+        sy_buf_fini(&q);
+        if (rc != 0)
             return rc;
         struct sy_lsn a = from;
         if (sy_lsn_cmp(&tb->ci.min, &from) > 0) {
@@ -511,17 +517,18 @@ static int poll_once(struct collector *c)
             continue;
         char ah[SY_LSN_TEXT];
         sy_lsn_format(&a, ah);
-        snprintf(sql, sizeof sql,
-                 "SELECT * FROM cdc.fn_cdc_get_all_changes_%s(0x%s, 0x%s, N'all update old') ORDER BY __$start_lsn, "
-                 "__$seqval, __$operation",
-                 tb->ci.name, ah, th);
+        sy_buf_init(&q);
+        sy_tds_addf(&q, "SELECT * FROM ");
+        sy_tds_cdc_fn(&q, "fn_cdc_get_all_changes_", tb->ci.name);
+        sy_tds_addf(&q, "(0x%s, 0x%s, N'all update old') ORDER BY __$start_lsn, __$seqval, __$operation", ah, th);
         c->reading = (uint32_t)i;
-        enum sy_tds_rc q = sy_tds_query(c->t, sql, on_change_row, c, c->err, sizeof c->err);
-        if (q == SY_TDS_REFUSED && strstr(c->err, "out of memory") != NULL) {
+        enum sy_tds_rc qrc = sy_tds_query(c->t, sy_tds_sql(&q), on_change_row, c, c->err, sizeof c->err);
+        sy_buf_fini(&q);
+        if (qrc == SY_TDS_REFUSED && strstr(c->err, "out of memory") != NULL) {
             sy_module_report_failed(c->ctx->report, "out_of_memory", "%s", c->err);
             return -1;
         }
-        if ((rc = rc_of(c, q, "reading changes")) != 0)
+        if ((rc = rc_of(c, qrc, "reading changes")) != 0)
             return rc;
     }
     if (stopping(c))

@@ -304,9 +304,13 @@ int sy_sqlserver_tail_read(const struct sy_pair_cfg *cfg, const struct sy_endpoi
                 goto out;
             r.table = i;
             r.echo = cis[i].echo;
-            snprintf(sql, sizeof sql, "SELECT * FROM cdc.fn_cdc_get_all_changes_%s(0x%s, 0x%s, N'all update old')",
-                     cis[i].name, lohex, maxhex);
-            rc = sy_tds_query(t, sql, on_row, &r, err, errlen);
+            struct sy_buf q;
+            sy_buf_init(&q);
+            sy_tds_addf(&q, "SELECT * FROM ");
+            sy_tds_cdc_fn(&q, "fn_cdc_get_all_changes_", cis[i].name);
+            sy_tds_addf(&q, "(0x%s, 0x%s, N'all update old')", lohex, maxhex);
+            rc = sy_tds_query(t, sy_tds_sql(&q), on_row, &r, err, errlen);
+            sy_buf_fini(&q);
             if (rc == SY_TDS_OK && r.err[0] != '\0') {
                 snprintf(err, errlen, "%s", r.err);
                 goto out;

@@ -33,6 +33,14 @@ struct sy_tds_cdc_key {
 /* The one CDC row order: <0, 0, >0 as a sorts before, with or after b. */
 int sy_tds_cdc_order_cmp(const struct sy_tds_cdc_key *a, const struct sy_tds_cdc_key *b);
 
+/* A capture instance's CDC function, bracket-quoted (a ']' doubled) so that any name works, one with a
+ * space, a quote or a bracket too: fn "fn_cdc_get_all_changes_", ci "dbo_orders o'k]" appends
+ * cdc.[fn_cdc_get_all_changes_dbo_orders o'k]]]. */
+void sy_tds_cdc_fn(struct sy_buf *b, const char *fn, const char *ci);
+
+/* A capture instance's name as an N'...' literal (a quote doubled), for sys.fn_cdc_get_min_lsn(...). */
+void sy_tds_cdc_ci_literal(struct sy_buf *b, const char *ci);
+
 /* The capture instances of the synchronized tables of cfg (one per table: the one named schema_table
  * when a table has two, else the first by name) and of switchyard.echo, into *out (malloc'd, *n).
  * missing (may be NULL): a malloc'd ", "-separated list of synchronized tables without one ("" none).

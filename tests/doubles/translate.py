@@ -21,6 +21,7 @@ import uuid
 import sqlglot
 from sqlglot import exp
 
+import cdc
 from tds_types import SqlType, TypeError_
 
 NONAME = "__sy_noname_"
@@ -497,14 +498,15 @@ def _cdc_functions(tree):
         if isinstance(node, exp.Table) and isinstance(node.this, (exp.Anonymous,)):
             fn = node.this
             name = fn.name.lower()
-            m = re.match(r"fn_cdc_get_(all|net)_changes_(\w+)$", name)
+            m = re.match(r"fn_cdc_get_(all|net)_changes_(.+)$", name, re.S)  # any name, as cdc.[...] quotes it
             if m and node.db.lower() == "cdc":
                 ci = m.group(2)
                 a, b, mode = (fn.expressions + [None, None, None])[:3]
                 if mode is None:
                     raise TranslateError(313, f"An insufficient number of arguments were supplied for the procedure or function cdc.fn_cdc_get_{m.group(1)}_changes_{ci}.")
+                lit = ci.replace("'", "''")
                 q = sqlglot.parse_one(
-                    f'SELECT t.* FROM cdc."{ci}_ct" AS t WHERE cdc.sy_check_range(\'{ci}\', sy_a, sy_b) '
+                    f"SELECT t.* FROM {cdc.change_table(ci)} AS t WHERE cdc.sy_check_range('{lit}', sy_a, sy_b) "
                     f"AND t.__$start_lsn >= sy_a AND t.__$start_lsn <= sy_b "
                     f"AND (t.__$operation <> 3 OR sy_m = 'all update old')", read="postgres")
                 args = {"sy_a": a, "sy_b": b, "sy_m": mode}

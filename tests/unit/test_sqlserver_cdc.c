@@ -86,8 +86,28 @@ static void test_merge_of_two_instances(void)
                   (sy_tds_cdc_order_cmp(&v[i].k, &v[j].k) == 0) == (i == j));
 }
 
+/* A capture instance's CDC function and its name as a literal, for any name (tests/integration
+ * test_capture_instance_name_with_space_quote_and_bracket runs them against the double). */
+static void test_capture_instance_quoting(void)
+{
+    struct sy_buf b;
+    sy_buf_init(&b);
+    sy_tds_cdc_fn(&b, "fn_cdc_get_all_changes_", "dbo_orders o'k]");
+    CHECK(strcmp(sy_tds_sql(&b), "cdc.[fn_cdc_get_all_changes_dbo_orders o'k]]]") == 0);
+    sy_buf_fini(&b);
+    sy_buf_init(&b);
+    sy_tds_cdc_fn(&b, "fn_cdc_get_all_changes_", "dbo_orders");
+    CHECK(strcmp(sy_tds_sql(&b), "cdc.[fn_cdc_get_all_changes_dbo_orders]") == 0);
+    sy_buf_fini(&b);
+    sy_buf_init(&b);
+    sy_tds_cdc_ci_literal(&b, "dbo_orders o'k]");
+    CHECK(strcmp(sy_tds_sql(&b), "N'dbo_orders o''k]'") == 0);
+    sy_buf_fini(&b);
+}
+
 int main(void)
 {
+    test_capture_instance_quoting();
     test_keys_in_priority_order();
     test_seqval_compares_as_bytes();
     test_extreme_ops_and_tables_do_not_overflow();
