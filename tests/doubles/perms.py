@@ -27,7 +27,8 @@ CREATE TABLE sys.sy_permissions (class smallint NOT NULL, major_id int NOT NULL,
     PRIMARY KEY (class, major_id, grantee_principal_id, permission_name));
 CREATE VIEW sys.database_principals AS
     SELECT name::varchar(128) AS name, principal_id, type::char(1) AS type,
-        (CASE type WHEN 'S' THEN 'SQL_USER' WHEN 'R' THEN 'DATABASE_ROLE' ELSE 'OTHER' END)::varchar(60) AS type_desc,
+        (CASE type WHEN 'S' THEN 'SQL_USER' WHEN 'R' THEN 'DATABASE_ROLE' WHEN 'A' THEN 'APPLICATION_ROLE'
+            ELSE 'OTHER' END)::varchar(60) AS type_desc,
         default_schema::varchar(128) AS default_schema_name, (principal_id >= 16384) AS is_fixed_role
     FROM sys.sy_principals;
 CREATE VIEW sys.database_role_members AS SELECT role_principal_id, member_principal_id FROM sys.sy_role_members;
@@ -145,6 +146,16 @@ class Permissions:
         return [("INSERT INTO sys.sy_principals (principal_id, name, type) "
                  "VALUES (nextval('sys.sy_principal_id'), %s, 'R')", (name,))]
 
+    def create_approle(self, name: str) -> list[tuple[str, tuple]]:
+        """CREATE APPLICATION ROLE (type 'A'): shown in sys.database_principals; sp_setapprole is not
+        implemented (no session takes its permissions in the double)."""
+        if not self.may_administer():
+            raise PermError(15247, "User does not have permission to perform this action.", 16, 1)
+        if self.query("SELECT 1 FROM sys.sy_principals WHERE lower(name) = lower(%s)", (name,)):
+            raise PermError(15023, f"User, group, or role '{name}' already exists in the current database.", 16, 1)
+        return [("INSERT INTO sys.sy_principals (principal_id, name, type, default_schema) "
+                 "VALUES (nextval('sys.sy_principal_id'), %s, 'A', 'dbo')", (name,))]
+
     def drop_principal(self, name: str, if_exists: bool) -> list[tuple[str, tuple]]:
         rows = self.query("SELECT principal_id FROM sys.sy_principals WHERE lower(name) = lower(%s)", (name,))
         if not rows:
@@ -230,7 +241,9 @@ def statement(text: str):
             ("create_user", r"^CREATE\s+USER\s+" + _NAME + r"(?:\s+(?:FOR|FROM)\s+LOGIN\s+" + _NAME +
              r"|\s+(WITHOUT)\s+LOGIN)?(?:\s+WITH\s+.*)?$"),
             ("create_role", r"^CREATE\s+ROLE\s+" + _NAME + r"(?:\s+AUTHORIZATION\s+\S+)?$"),
-            ("drop", r"^DROP\s+(?:USER|ROLE)\s+(IF\s+EXISTS\s+)?" + _NAME + r"$"),
+            ("create_approle", r"^CREATE\s+APPLICATION\s+ROLE\s+" + _NAME + r"\s+WITH\s+PASSWORD\s*=\s*N?'(?:[^']|'')*'"
+                               r"(?:\s*,\s*DEFAULT_SCHEMA\s*=\s*\S+)?$"),
+            ("drop", r"^DROP\s+(?:USER|ROLE|APPLICATION\s+ROLE)\s+(IF\s+EXISTS\s+)?" + _NAME + r"$"),
             ("alter_role", r"^ALTER\s+ROLE\s+" + _NAME + r"\s+(ADD|DROP)\s+MEMBER\s+" + _NAME + r"$"),
             ("addrolemember", r"^EXEC(?:UTE)?\s+(?:sys\.)?sp_(add|drop)rolemember\s+(?:@rolename\s*=\s*)?N?'([^']+)'"
                               r"\s*,\s*(?:@membername\s*=\s*)?N?'([^']+)'$"),

@@ -840,6 +840,8 @@ class Session:
                                       self.server.state["logins"])
             elif kind == "create_role":
                 stmts = p.create_role(m.group(1))
+            elif kind == "create_approle":
+                stmts = p.create_approle(m.group(1))
             elif kind == "drop":
                 stmts = p.drop_principal(m.group(2), bool(m.group(1)))
             elif kind == "alter_role":

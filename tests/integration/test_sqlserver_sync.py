@@ -397,6 +397,13 @@ def test_precheck_names_what_is_missing(tds_daemon, doubles, fresh):
     assert checks["business_cdc_database"]["status"] == "pass"
     # what fencing allows: admin_user (sa: sysadmin, so dbo) may DENY; the users a fence denies are named
     assert checks["business_fence"]["status"] == "pass" and "guest" in checks["business_fence"]["detail"], checks
+    # an application role: sp_setapprole gives a session the role's permissions, which no DENY to users reaches
+    execute(b, "CREATE APPLICATION ROLE [billing app] WITH PASSWORD = N'Appr0le!pw'", fresh)
+    checks = {c["name"]: c for c in d.admin("precheck", pair="demo")["result"]["checks"]}
+    fence = checks["business_fence"]
+    assert fence["status"] == "warn" and "application roles" in fence["detail"], fence
+    assert "billing app" in fence["detail"] and "sp_setapprole" in fence["detail"] and fence["fix"], fence
+    assert checks["dr_fence"]["status"] == "pass", checks      # none on DR
 
 
 def test_verify_counts_and_chunked_checksums(tds_daemon, doubles, fresh):
