@@ -41,6 +41,7 @@ _counter = itertools.count()
 
 
 APP_USER, APP_PASSWORD = "app", "App-pw-1"     # the application's login: a database user in db_datawriter
+                                               # and db_datareader
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,8 @@ def switchable(daemon, doubles):
     for s in doubles:
         execute(s, f"CREATE DATABASE {db}")
         execute(s, "EXEC sys.sp_cdc_enable_db", db)
-        execute(s, f"CREATE USER {APP_USER} FOR LOGIN {APP_USER}; ALTER ROLE db_datawriter ADD MEMBER {APP_USER}", db)
+        execute(s, f"CREATE USER {APP_USER} FOR LOGIN {APP_USER}; ALTER ROLE db_datawriter ADD MEMBER {APP_USER}; "
+                     f"ALTER ROLE db_datareader ADD MEMBER {APP_USER}", db)   # it reads too (SELECT is checked)
     execute(business, "CREATE TABLE dbo.load (id nvarchar(40) NOT NULL PRIMARY KEY, t int NOT NULL, u int NOT NULL)",
             db)
     execute(business, "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'load', "
