@@ -818,6 +818,9 @@ class Session:
         if re.search(r"\bsys\s*\.\s*dm_exec_connections\b", s, re.I):
             self.refresh_dm_exec_connections()
             s = re.sub(r"\bsys\s*\.\s*dm_exec_connections\b", "sy_dm_exec_connections", s, flags=re.I)
+        if re.search(r"\bsys\s*\.\s*dm_exec_sessions\b", s, re.I):
+            self.refresh_dm_exec_sessions()
+            s = re.sub(r"\bsys\s*\.\s*dm_exec_sessions\b", "sy_dm_exec_sessions", s, flags=re.I)
         if re.match(r"^SET\s+IDENTITY_INSERT\b", s, re.I):
             out.done(token, self.done_status(), 0, 0)
             return
@@ -998,6 +1001,23 @@ class Session:
                 "INSERT INTO sy_dm_exec_connections VALUES (%s, %s, 'TCP', 'TSQL', 1946157060, %s, 'SQL', %s, %s, "
                 "%s, %s, %s)", (x.spid, x.connect_time, "TRUE" if x.encrypted else "FALSE", x.t.packet_size,
                                 peer[0], peer[1], self.server.host, self.server.port)).decode(), discard=True)
+
+    def refresh_dm_exec_sessions(self) -> None:
+        """sys.dm_exec_sessions (session_id, login_name, program_name, status, is_user_process) as a temp table
+        of the live logged-in sessions; database_name: the double's addition (SQL Server has database_id)."""
+        self.pg_statement("CREATE TEMP TABLE IF NOT EXISTS sy_dm_exec_sessions (session_id integer, "
+                          "login_name varchar(128), program_name varchar(128), status varchar(30), "
+                          "is_user_process integer, database_name varchar(128))", discard=True)
+        self.pg_statement("DELETE FROM sy_dm_exec_sessions", discard=True)
+        with self.server.lock:
+            sessions = list(self.server.sessions.values())
+        for x in sessions:
+            if not x.user:
+                continue
+            self.pg_statement(self.cur.mogrify(
+                "INSERT INTO sy_dm_exec_sessions VALUES (%s, %s, %s, %s, 1, %s)",
+                (x.spid, x.user, getattr(x, "appname", "") or "", "running" if x is self else "sleeping",
+                 x.db)).decode(), discard=True)
 
     def _is_savepoint(self, name: str) -> bool:
         return name.lower() in getattr(self, "savepoints", set())
