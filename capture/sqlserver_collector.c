@@ -54,10 +54,7 @@ struct table {                   /* a capture instance's table, as its change ro
 };
 
 struct crow {                    /* one change row read in this poll */
-    struct sy_lsn lsn;
-    uint8_t seq[10];
-    int op;
-    uint32_t table;              /* index into tables */
+    struct sy_tds_cdc_key k;     /* table: index into tables */
     size_t vals;                 /* index of its first value in values */
 };
 
@@ -280,10 +277,10 @@ static int on_change_row(void *arg, struct sy_tds *t)
     struct collector *c = arg;
     struct table *tb = reading(c);
     if (tb->ci.echo) { /* only its transaction matters */
-        struct crow r = { .table = c->reading, .op = 0 };
+        struct crow r = { .k = { .table = c->reading, .op = 0 } };
         size_t len;
         const uint8_t *p = sy_tds_col_bytes(t, 1, &len);
-        if (!sy_lsn_from_bytes(p, len, &r.lsn))
+        if (!sy_lsn_from_bytes(p, len, &r.k.lsn))
             return 0;
         if (sy_grow((void **)&c->rows, &c->cap_rows, c->n_rows + 1, sizeof *c->rows, 256) != 0)
             goto oom;
@@ -296,16 +293,16 @@ static int on_change_row(void *arg, struct sy_tds *t)
         snprintf(c->err, sizeof c->err, "capture instance %s changed its columns", tb->ci.name);
         return 1;
     }
-    struct crow r = { .table = c->reading, .op = (int)sy_tds_col_int(t, 3), .vals = c->n_values };
+    struct crow r = { .k = { .table = c->reading, .op = (int)sy_tds_col_int(t, 3) }, .vals = c->n_values };
     size_t len;
     const uint8_t *p = sy_tds_col_bytes(t, 1, &len);
-    if (!sy_lsn_from_bytes(p, len, &r.lsn)) {
+    if (!sy_lsn_from_bytes(p, len, &r.k.lsn)) {
         snprintf(c->err, sizeof c->err, "capture instance %s: __$start_lsn is not binary(10)", tb->ci.name);
         return 1;
     }
     p = sy_tds_col_bytes(t, 2, &len);
     if (p != NULL)
-        memcpy(r.seq, p, len < sizeof r.seq ? len : sizeof r.seq);
+        memcpy(r.k.seq, p, len < sizeof r.k.seq ? len : sizeof r.k.seq);
     if (sy_grow((void **)&c->rows, &c->cap_rows, c->n_rows + 1, sizeof *c->rows, 256) != 0 ||
         sy_grow((void **)&c->values, &c->cap_values, c->n_values + tb->n_cols, sizeof *c->values, 256) != 0)
         goto oom;
@@ -332,17 +329,10 @@ oom:
     return 1;
 }
 
+/* CDC's order, as the tail's (engine/sqlserver_cdc.h). */
 static int row_cmp(const void *a, const void *b)
 {
-    const struct crow *x = a, *y = b;
-    int d = sy_lsn_cmp(&x->lsn, &y->lsn);
-    if (d == 0)
-        d = memcmp(x->seq, y->seq, sizeof x->seq);
-    if (d == 0)
-        d = x->op - y->op;
-    if (d == 0)
-        d = (int)x->table - (int)y->table;
-    return d;
+    return sy_tds_cdc_order_cmp(&((const struct crow *)a)->k, &((const struct crow *)b)->k);
 }
 
 static int64_t end_ms_of(const struct collector *c, const struct sy_lsn *lsn)
@@ -365,13 +355,13 @@ static int64_t end_ms_of(const struct collector *c, const struct sy_lsn *lsn)
 static bool append_txn(struct collector *c, size_t from, size_t to)
 {
     for (size_t i = from; i < to; i++)
-        if (c->tables[c->rows[i].table].ci.echo) {
+        if (c->tables[c->rows[i].k.table].ci.echo) {
             c->skipped_since_position = true; /* the opposite writer's: dropped whole */
             return true;
         }
     char text[SY_LSN_TEXT];
-    sy_lsn_format(&c->rows[from].lsn, text);
-    int64_t end = end_ms_of(c, &c->rows[from].lsn);
+    sy_lsn_format(&c->rows[from].k.lsn, text);
+    int64_t end = end_ms_of(c, &c->rows[from].k.lsn);
     int64_t lag = end && c->source_now_ms ? c->source_now_ms - end : 0;
     uint64_t stime = sy_wall_ms() - (uint64_t)(lag > 0 ? lag : 0);
     struct sy_change ch = { .kind = SY_CHANGE_TXN_BEGIN, .source_time_ms = stime, .position = text,
@@ -381,12 +371,12 @@ static bool append_txn(struct collector *c, size_t from, size_t to)
     uint64_t described = 0; /* tables described in this transaction (bit per table, first 64; else always) */
     for (size_t i = from; i < to; i++) {
         const struct crow *r = &c->rows[i];
-        const struct table *tb = &c->tables[r->table];
-        if (r->table >= 64 || !(described & (1ull << r->table))) {
-            if (r->table < 64)
-                described |= 1ull << r->table;
+        const struct table *tb = &c->tables[r->k.table];
+        if (r->k.table >= 64 || !(described & (1ull << r->k.table))) {
+            if (r->k.table < 64)
+                described |= 1ull << r->k.table;
             ch = (struct sy_change){ .kind = SY_CHANGE_TABLE, .source_time_ms = stime };
-            ch.u.table = (struct sy_change_table){ .table_id = r->table + 1, .db = c->db, .db_len = strlen(c->db),
+            ch.u.table = (struct sy_change_table){ .table_id = r->k.table + 1, .db = c->db, .db_len = strlen(c->db),
                                                    .table = tb->ci.table, .table_len = strlen(tb->ci.table),
                                                    .n_columns = tb->n_cols, .columns = tb->cols };
             if (!sy_collect_append(&c->out, &ch))
@@ -394,25 +384,25 @@ static bool append_txn(struct collector *c, size_t from, size_t to)
         }
         const struct sy_value *vals = &c->values[r->vals], *before = NULL, *after = NULL;
         enum sy_row_op op;
-        if (r->op == 2) {
+        if (r->k.op == 2) {
             op = SY_ROW_INSERT;
             after = vals;
-        } else if (r->op == 1) {
+        } else if (r->k.op == 1) {
             op = SY_ROW_DELETE;
             before = vals;
-        } else if (r->op == 3 && i + 1 < to && c->rows[i + 1].op == 4 && c->rows[i + 1].table == r->table &&
-                   memcmp(c->rows[i + 1].seq, r->seq, sizeof r->seq) == 0) {
+        } else if (r->k.op == 3 && i + 1 < to && c->rows[i + 1].k.op == 4 && c->rows[i + 1].k.table == r->k.table &&
+                   memcmp(c->rows[i + 1].k.seq, r->k.seq, sizeof r->k.seq) == 0) {
             op = SY_ROW_UPDATE;
             before = vals;
             after = &c->values[c->rows[++i].vals];
         } else {
             sy_module_report_failed(c->ctx->report, "bad_change",
                                     "capture instance %s at %s: operation %d without its pair", tb->ci.name, text,
-                                    r->op);
+                                    r->k.op);
             return false;
         }
         ch = (struct sy_change){ .kind = SY_CHANGE_ROW, .source_time_ms = stime };
-        ch.u.row = (struct sy_change_row){ .table_id = r->table + 1, .op = op, .n_columns = tb->n_cols,
+        ch.u.row = (struct sy_change_row){ .table_id = r->k.table + 1, .op = op, .n_columns = tb->n_cols,
                                            .before = before, .after = after };
         if (!sy_collect_append(&c->out, &ch))
             return false;
@@ -498,9 +488,15 @@ static int poll_once(struct collector *c)
     sy_lsn_format(&to, th);
     for (size_t i = 0; i < c->n_tables && !stopping(c); i++) {
         struct table *tb = &c->tables[i];
-        snprintf(sql, sizeof sql, "SELECT sys.fn_cdc_get_min_lsn('%s')", tb->ci.name);
-        if ((rc = rc_of(c, sy_tds_lsn_query(c->t, sql, &tb->ci.min, c->err, sizeof c->err), "reading a minimum LSN")) !=
-            0)
+        struct sy_buf q;
+        sy_buf_init(&q);
+        sy_tds_addf(&q, "SELECT sys.fn_cdc_get_min_lsn(");
+        sy_tds_cdc_ci_literal(&q, tb->ci.name);
+        sy_tds_addf(&q, ")");
+        rc = rc_of(c, sy_tds_lsn_query(c->t, sy_tds_sql(&q), &tb->ci.min, c->err, sizeof c->err),
+                   "reading a minimum LSN");
+        sy_buf_fini(&q);
+        if (rc != 0)
             return rc;
         struct sy_lsn a = from;
         if (sy_lsn_cmp(&tb->ci.min, &from) > 0) {
@@ -521,33 +517,34 @@ static int poll_once(struct collector *c)
             continue;
         char ah[SY_LSN_TEXT];
         sy_lsn_format(&a, ah);
-        snprintf(sql, sizeof sql,
-                 "SELECT * FROM cdc.fn_cdc_get_all_changes_%s(0x%s, 0x%s, N'all update old') ORDER BY __$start_lsn, "
-                 "__$seqval, __$operation",
-                 tb->ci.name, ah, th);
+        sy_buf_init(&q);
+        sy_tds_addf(&q, "SELECT * FROM ");
+        sy_tds_cdc_fn(&q, "fn_cdc_get_all_changes_", tb->ci.name);
+        sy_tds_addf(&q, "(0x%s, 0x%s, N'all update old') ORDER BY __$start_lsn, __$seqval, __$operation", ah, th);
         c->reading = (uint32_t)i;
-        enum sy_tds_rc q = sy_tds_query(c->t, sql, on_change_row, c, c->err, sizeof c->err);
-        if (q == SY_TDS_REFUSED && strstr(c->err, "out of memory") != NULL) {
+        enum sy_tds_rc qrc = sy_tds_query(c->t, sy_tds_sql(&q), on_change_row, c, c->err, sizeof c->err);
+        sy_buf_fini(&q);
+        if (qrc == SY_TDS_REFUSED && strstr(c->err, "out of memory") != NULL) {
             sy_module_report_failed(c->ctx->report, "out_of_memory", "%s", c->err);
             return -1;
         }
-        if ((rc = rc_of(c, q, "reading changes")) != 0)
+        if ((rc = rc_of(c, qrc, "reading changes")) != 0)
             return rc;
     }
     if (stopping(c))
         return 0;
     for (size_t i = 0; i < c->n_rows; i++)
-        if (c->rows[i].op != 0)
-            sy_tds_values_fix(&c->values[c->rows[i].vals], c->tables[c->rows[i].table].n_cols, &c->arena);
+        if (c->rows[i].k.op != 0)
+            sy_tds_values_fix(&c->values[c->rows[i].vals], c->tables[c->rows[i].k.table].n_cols, &c->arena);
     if (c->n_rows > 1) /* qsort(NULL, 0, ...) is undefined */
         qsort(c->rows, c->n_rows, sizeof *c->rows, row_cmp);
     for (size_t i = 0; i < c->n_rows;) {
         size_t j = i + 1;
-        while (j < c->n_rows && sy_lsn_cmp(&c->rows[j].lsn, &c->rows[i].lsn) == 0)
+        while (j < c->n_rows && sy_lsn_cmp(&c->rows[j].k.lsn, &c->rows[i].k.lsn) == 0)
             j++;
         if (!append_txn(c, i, j))
             return -1;
-        c->pos = c->rows[i].lsn;
+        c->pos = c->rows[i].k.lsn;
         sy_collect_sync(&c->out, false);
         i = j;
     }

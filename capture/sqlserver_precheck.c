@@ -10,7 +10,8 @@
  *   <side>_fence              what fencing that side allows (engine/sqlserver_fence.c): admin_user may DENY
  *                             (dbo, db_owner or db_securityadmin), the users a fence denies, a warning for
  *                             those holding a database-scope GRANT of INSERT/UPDATE/DELETE (unfencing's
- *                             REVOKE would remove it) and for fence_passive = off
+ *                             REVOKE would remove it), for application roles (sp_setapprole: a DENY to
+ *                             users does not reach them) and for fence_passive = off
  *   capture_job               a note: on a real SQL Server the Agent's capture and cleanup jobs must run,
  *                             with a retention longer than retry_seconds (not checkable on the double)
  * The source is business for the forward direction, DR for the reverse one. */
@@ -66,9 +67,11 @@ static void check_fence(const struct sy_pair_cfg *cfg, struct side *s, json_t *c
               "p.principal_id = d.grantee_principal_id WHERE d.class = 0 AND d.state IN ('G', 'W') AND "
               "d.permission_name IN ('INSERT', 'UPDATE', 'DELETE') AND p.name <> USER_NAME() ORDER BY p.name",
         &rc, err, sizeof err);
+    char **approles = granted == NULL ? NULL : sy_sqlserver_fence_names(
+        s->t, "SELECT p.name FROM sys.database_principals p WHERE p.type = 'A' ORDER BY p.name", &rc, err, sizeof err);
     struct sy_buf d;
     sy_buf_init(&d);
-    if (granted == NULL) {
+    if (granted == NULL || approles == NULL) {
         add(checks, failed, name, "fail", err, "let admin_user read sys.database_principals and sys.database_permissions");
     } else if (admin[0] == NULL) {
         sy_tds_addf(&d, "%s is neither dbo nor in db_owner or db_securityadmin: it cannot DENY writes to the "
@@ -85,15 +88,27 @@ static void check_fence(const struct sy_pair_cfg *cfg, struct side *s, json_t *c
                         "these users hold: ");
             list(&d, granted);
         }
+        if (approles[0] != NULL) {
+            sy_tds_addf(&d, "; application roles are not fenced: a session that activates one (sp_setapprole) "
+                        "writes with the role's permissions, which the fence's DENY to users does not touch: ");
+            list(&d, approles);
+        }
         if (!cfg->fence_passive)
             sy_tds_addf(&d, "; fence_passive = off: the passive side takes the application's writes");
-        add(checks, failed, name, granted[0] != NULL || !cfg->fence_passive ? "warn" : "pass", sy_tds_sql(&d),
-            granted[0] != NULL ? "grant on SCHEMA::dbo or through db_datawriter instead of at database scope" : NULL);
+        const char *fix = NULL;
+        if (granted[0] != NULL)
+            fix = "grant on SCHEMA::dbo or through db_datawriter instead of at database scope";
+        else if (approles[0] != NULL)
+            fix = "drop the application roles the application does not use, or keep applications that use one "
+                  "away from the passive side (DENY INSERT, UPDATE, DELETE to the role there)";
+        add(checks, failed, name, granted[0] != NULL || approles[0] != NULL || !cfg->fence_passive ? "warn" : "pass",
+            sy_tds_sql(&d), fix);
     }
     sy_buf_fini(&d);
     sy_tds_strv_free(admin);
     sy_tds_strv_free(users);
     sy_tds_strv_free(granted);
+    sy_tds_strv_free(approles);
 }
 
 int sy_sqlserver_precheck(const struct sy_pair_cfg *cfg, enum sy_direction dir, json_t *checks)

@@ -26,11 +26,9 @@
 #define META_COLS 4 /* __$start_lsn, __$seqval, __$operation, __$update_mask */
 
 struct entry {
-    struct sy_lsn lsn;
-    uint8_t seq[SY_LSN_BYTES];
-    int op;               /* CDC's: 1 delete, 2 insert, 3 update before, 4 update after */
+    struct sy_tds_cdc_key k; /* op: 1 delete, 2 insert, 3 update before, 4 update after; table: index into
+                              * the read's table names */
     json_t *image;        /* owned: {column: value} */
-    size_t table;         /* index into the read's table names */
 };
 
 struct read {
@@ -99,12 +97,12 @@ static int on_row(void *arg, struct sy_tds *t)
         goto oom;
     struct entry *e = &r->v[r->n];
     memset(e, 0, sizeof *e);
-    e->lsn = lsn;
+    e->k.lsn = lsn;
     p = sy_tds_col_bytes(t, 2, &len);
     if (p != NULL && len == SY_LSN_BYTES)
-        memcpy(e->seq, p, len);
-    e->op = (int)sy_tds_col_int(t, 3);
-    e->table = r->table;
+        memcpy(e->k.seq, p, len);
+    e->k.op = (int)sy_tds_col_int(t, 3);
+    e->k.table = (uint32_t)r->table;
     if ((e->image = json_object()) == NULL)
         goto oom;
     r->n++;
@@ -132,14 +130,10 @@ oom:
     return 1;
 }
 
-/* CDC's order: commit LSN, then __$seqval, then operation (an update's before image first). */
+/* CDC's order, as the collector's (engine/sqlserver_cdc.h). */
 static int entry_cmp(const void *a, const void *b)
 {
-    const struct entry *x = a, *y = b;
-    int d = sy_lsn_cmp(&x->lsn, &y->lsn);
-    if (d == 0)
-        d = memcmp(x->seq, y->seq, sizeof x->seq);
-    return d ? d : x->op - y->op;
+    return sy_tds_cdc_order_cmp(&((const struct entry *)a)->k, &((const struct entry *)b)->k);
 }
 
 static json_t *key_of(const json_t *image, char **keys)
@@ -174,29 +168,29 @@ static void build(struct read *r, char ***keys, json_t *out)
         qsort(r->echo_lsns, r->n_echo, sizeof *r->echo_lsns, lsn_cmp);
     for (size_t i = 0; i < r->n; i++) {
         struct entry *e = &r->v[i];
-        if (is_echo(r, &e->lsn))
+        if (is_echo(r, &e->k.lsn))
             continue;
-        if (txn == NULL || sy_lsn_cmp(&cur, &e->lsn) != 0) {
+        if (txn == NULL || sy_lsn_cmp(&cur, &e->k.lsn) != 0) {
             char text[SY_LSN_TEXT];
-            sy_lsn_format(&e->lsn, text);
-            cur = e->lsn;
+            sy_lsn_format(&e->k.lsn, text);
+            cur = e->k.lsn;
             ttables = json_array();
             rows = json_array();
             txn = json_pack("{s:s,s:s,s:o,s:o}", "position", text, "lsn", text, "tables", ttables, "rows", rows);
             json_array_append_new(txns, txn);
         }
-        const char *table = r->tables[e->table];
+        const char *table = r->tables[e->k.table];
         json_t *row = NULL;
-        if (e->op == 2) {
+        if (e->k.op == 2) {
             row = json_pack("{s:s,s:s,s:o,s:n,s:O}", "table", table, "op", "insert", "key",
-                            key_of(e->image, keys[e->table]), "before", "after", e->image);
-        } else if (e->op == 1) {
+                            key_of(e->image, keys[e->k.table]), "before", "after", e->image);
+        } else if (e->k.op == 1) {
             row = json_pack("{s:s,s:s,s:o,s:O,s:n}", "table", table, "op", "delete", "key",
-                            key_of(e->image, keys[e->table]), "before", e->image, "after");
-        } else if (e->op == 3 && i + 1 < r->n && r->v[i + 1].op == 4 && r->v[i + 1].table == e->table &&
-                   sy_lsn_cmp(&e->lsn, &r->v[i + 1].lsn) == 0 && memcmp(e->seq, r->v[i + 1].seq, sizeof e->seq) == 0) {
+                            key_of(e->image, keys[e->k.table]), "before", e->image, "after");
+        } else if (e->k.op == 3 && i + 1 < r->n && r->v[i + 1].k.op == 4 && r->v[i + 1].k.table == e->k.table &&
+                   sy_lsn_cmp(&e->k.lsn, &r->v[i + 1].k.lsn) == 0 && memcmp(e->k.seq, r->v[i + 1].k.seq, sizeof e->k.seq) == 0) {
             struct entry *after = &r->v[++i];
-            json_t *k = key_of(after->image, keys[e->table]), *old = key_of(e->image, keys[e->table]);
+            json_t *k = key_of(after->image, keys[e->k.table]), *old = key_of(e->image, keys[e->k.table]);
             row = json_pack("{s:s,s:s,s:o,s:O,s:O}", "table", table, "op", "update", "key", k, "before", e->image,
                             "after", after->image);
             if (row != NULL && !json_equal(k, old))
@@ -310,9 +304,13 @@ int sy_sqlserver_tail_read(const struct sy_pair_cfg *cfg, const struct sy_endpoi
                 goto out;
             r.table = i;
             r.echo = cis[i].echo;
-            snprintf(sql, sizeof sql, "SELECT * FROM cdc.fn_cdc_get_all_changes_%s(0x%s, 0x%s, N'all update old')",
-                     cis[i].name, lohex, maxhex);
-            rc = sy_tds_query(t, sql, on_row, &r, err, errlen);
+            struct sy_buf q;
+            sy_buf_init(&q);
+            sy_tds_addf(&q, "SELECT * FROM ");
+            sy_tds_cdc_fn(&q, "fn_cdc_get_all_changes_", cis[i].name);
+            sy_tds_addf(&q, "(0x%s, 0x%s, N'all update old')", lohex, maxhex);
+            rc = sy_tds_query(t, sy_tds_sql(&q), on_row, &r, err, errlen);
+            sy_buf_fini(&q);
             if (rc == SY_TDS_OK && r.err[0] != '\0') {
                 snprintf(err, errlen, "%s", r.err);
                 goto out;

@@ -78,6 +78,7 @@ static const struct cfg_key global_keys[] = {
     { "console_token_file", CFG_STR, GK(console_token_file), "", 0, 0, NULL, 0, 0 },
     { "console_tls_cert", CFG_STR, GK(console_tls_cert), "", 0, 0, NULL, 0, 0 },
     { "console_tls_key", CFG_STR, GK(console_tls_key), "", 0, 0, NULL, 0, 0 },
+    { "console_max_connections", CFG_INT, GK(console_max_connections), "32", 1, 10000, NULL, 0, 0 },
     { "proxy_threads", CFG_INT, GK(proxy_threads), "1", 1, 64, NULL, 0, 0 },
 };
 
@@ -779,6 +780,12 @@ static void validate_cluster(struct cfg_load *ld)
     }
 }
 
+bool sy_host_is_loopback(const char *host)
+{
+    return strcasecmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+           strcmp(host, "[::1]") == 0;
+}
+
 static void validate(struct cfg_load *ld)
 {
     struct sy_config *c = ld->cfg;
@@ -792,6 +799,13 @@ static void validate(struct cfg_load *ld)
     const struct cfg_key *tk = key_find(global_keys, SY_ARRAY_LEN(global_keys), "console_token_file");
     if (!c->has_console && c->console_token_file[0] != '\0') {
         ld_fail(ld, ld->global_key_line[tk - global_keys], "[switchyard] console_token_file: needs `console`");
+        return;
+    }
+    if (c->has_console && c->console_token_file[0] == '\0' && !sy_host_is_loopback(c->console.host)) {
+        ld_fail(ld, ld->global_key_line[ck - global_keys],
+                "[switchyard] console = %s:%u is reachable from other machines: it needs console_token_file (every "
+                "request, reads too, then needs the token), or bind it to 127.0.0.1",
+                c->console.host[0] ? c->console.host : "*", (unsigned)c->console.port);
         return;
     }
     if ((c->console_tls_cert[0] != '\0') != (c->console_tls_key[0] != '\0')) {

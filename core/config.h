@@ -88,6 +88,7 @@ struct sy_config {
     char console_token_file[512];   /* "" = the console is read-only; read once at start, must be 0600 */
     char console_tls_cert[512];     /* "" = plain HTTP; with console_tls_key: HTTPS only */
     char console_tls_key[512];
+    int console_max_connections;    /* open console connections at most; beyond: 503 too_many_connections */
     int proxy_threads;              /* 1..64, default 1: worker event loops of the MariaDB proxies (1 = the
                                        proxies run on the main loop, core/loop_pool.h) */
     struct sy_pair_cfg pairs[SY_MAX_PAIRS];
@@ -106,6 +107,9 @@ int sy_config_load(const char *path, struct sy_config *out, char *err, size_t er
 const char *sy_engine_name(enum sy_engine e);
 const char *sy_log_level_name(enum sy_log_level l);
 /* "127.0.0.1:6033" or "[::1]:6033" -> endpoint; -1 when malformed. allow_port0 for listen. */
+/* Whether host names this machine's loopback only (localhost, 127.0.0.0/8, ::1): a console bound anywhere
+ * else is reachable from other machines, so it needs console_token_file and the token on every request. */
+bool sy_host_is_loopback(const char *host);
 int sy_endpoint_parse(const char *s, bool allow_port0, struct sy_endpoint *out) SY_MUST_CHECK;
 
 /* Wipes secrets (admin passwords) before the struct is freed or reused. */

@@ -1,9 +1,13 @@
 /* See console.h. Routes:
  *   GET  /                 the page (core/console_page.html, embedded at build time: no external asset)
- *   GET  /api/CMD?k=v...   read-only commands (status, clients, help); query keys become string args
+ *   GET  /api/CMD?k=v...   read-only commands (status, clients, help); query keys become string args;
+ *                          need the token too when the console is bound beyond loopback
  *   POST /api/CMD          actions; body = the command's args as a JSON object; needs the token
  * The answer is the admin socket's reply object as is ({"ok":...}); the HTTP status says the same thing
- * (200 ok, 400 bad_request, 403 token, 404 unknown, 409 refused by the command). HTTP parsing is evhttp's. */
+ * (200 ok, 400 bad_request, 403 token, 404 unknown, 409 refused by the command, 503 too_many_connections).
+ * A console bound beyond loopback without console_token_file does not start. At most console_max_connections
+ * connections are served at once (counted from a connection's first request to its close); a request on
+ * one more is answered 503 and its connection closed. HTTP parsing is evhttp's. */
 #include "core/console.h"
 
 #include <errno.h>
@@ -35,8 +39,18 @@
 extern const unsigned char sy_console_page[];
 extern const size_t sy_console_page_len;
 
+/* A connection being served (from its first request to its close): evhttp calls its close callback once. */
+struct console_conn {
+    struct sy_console *c;              /* ref */
+    struct evhttp_connection *evcon;   /* ref: evhttp's */
+    struct console_call *call;         /* ref: the command in flight on it, NULL when none */
+    struct console_conn *next;
+};
+
 struct sy_console {
     struct evhttp *http;        /* owned */
+    struct console_conn *conns; /* owned: the connections being served */
+    int n_conns, max_conns;
     struct sy_admin *admin;     /* ref: the daemon's; outlives the console */
     bool has_token;             /* false: every action is refused (read-only console) */
     unsigned char token_sha[32];/* SHA-256 of the token: compared in constant time, whatever its length */
@@ -48,7 +62,7 @@ struct sy_console {
 /* One command in flight for one HTTP request: a switch may answer seconds later, after the browser left. */
 struct console_call {
     struct evhttp_request *req;        /* ref: NULL once its connection closed (the reply is then dropped) */
-    struct evhttp_connection *evcon;   /* ref: whose close callback points at this call until the reply */
+    struct console_conn *conn;         /* ref: its connection, which points back until the reply; NULL once closed */
 };
 
 /* Read from the page: what the console lets through without a token, and what it lets through with one.
@@ -182,15 +196,50 @@ static void send_error(struct evhttp_request *req, int code, const char *reason,
 
 static void on_conn_close(struct evhttp_connection *evcon, void *arg)
 {
-    struct console_call *call = arg;
-    call->req = NULL;
+    struct console_conn *cc = arg;
+    struct sy_console *c = cc->c;
+    (void)evcon;
+    if (cc->call != NULL) {       /* a command still running: its reply has nowhere to go */
+        cc->call->req = NULL;
+        cc->call->conn = NULL;
+    }
+    for (struct console_conn **p = &c->conns; *p != NULL; p = &(*p)->next)
+        if (*p == cc) {
+            *p = cc->next;
+            break;
+        }
+    c->n_conns--;
+    free(cc);
+}
+
+/* The served connection of req: known, newly counted, or NULL when console_max_connections are open already
+ * (or out of memory). */
+static struct console_conn *conn_of(struct sy_console *c, struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    for (struct console_conn *cc = c->conns; cc != NULL; cc = cc->next)
+        if (cc->evcon == evcon)
+            return cc;
+    if (evcon == NULL || c->n_conns >= c->max_conns)
+        return NULL;
+    struct console_conn *cc = calloc(1, sizeof *cc);
+    if (cc == NULL)
+        return NULL;
+    cc->c = c;
+    cc->evcon = evcon;
+    cc->next = c->conns;
+    c->conns = cc;
+    c->n_conns++;
+    evhttp_connection_set_closecb(evcon, on_conn_close, cc);
+    return cc;
 }
 
 static void on_reply(json_t *reply, void *arg)
 {
     struct console_call *call = arg;
     if (call->req != NULL) {
-        evhttp_connection_set_closecb(call->evcon, NULL, NULL);
+        if (call->conn != NULL)
+            call->conn->call = NULL;
         int code = 200;
         const char *reason = "OK";
         if (!json_is_true(json_object_get(reply, "ok"))) {
@@ -220,8 +269,9 @@ static void call_cmd(struct sy_console *c, struct evhttp_request *req, const cha
         return;
     }
     call->req = req;
-    call->evcon = evhttp_request_get_connection(req);
-    evhttp_connection_set_closecb(call->evcon, on_conn_close, call);
+    call->conn = conn_of(c, req);    /* known: on_request counted it */
+    if (call->conn != NULL)
+        call->conn->call = call;
     sy_admin_call(c->admin, name, args, on_reply, call);
 }
 
@@ -257,6 +307,16 @@ static void on_api(struct sy_console *c, struct evhttp_request *req, const char 
             send_error(req, action ? 405 : 404, action ? "Method Not Allowed" : "Not Found",
                        action ? "bad_request" : "unknown_command",
                        action ? "actions are POST requests" : "no such console command");
+            return;
+        }
+        if (!c->loopback && !token_ok(c, req)) {   /* reachable from other machines: status is no one else's */
+            char peer[300];
+            peer_of(req, peer, sizeof peer);
+            sy_log_warn("console: %s from %s refused: missing or wrong token (a console bound beyond loopback "
+                        "needs it for reads too)", name, peer);
+            send_error(req, 403, "Forbidden", "forbidden",
+                       "this console is reachable from other machines: reads need the console token too "
+                       "(Authorization: Bearer ...)");
             return;
         }
         json_t *args = query_args(req);
@@ -334,6 +394,16 @@ static void on_request(struct evhttp_request *req, void *arg)
         evhttp_send_error(req, HTTP_BADREQUEST, "TLS required");
         return;
     }
+    if (conn_of(c, req) == NULL) {
+        sy_log_warn("console: a request refused: console_max_connections (%d) connections are open", c->max_conns);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+        json_t *doc = json_pack("{s:b,s:s,s:s}", "ok", 0, "error", "too_many_connections", "message",
+                                "the console serves console_max_connections connections at once; try again");
+        send_json(req, 503, "Service Unavailable", doc);
+        json_decref(doc);
+        return;
+    }
     if (!host_ok(c, req)) {
         send_error(req, 421, "Misdirected Request", "bad_host",
                    "this console answers requests for 127.0.0.1, localhost or [::1] only");
@@ -388,8 +458,15 @@ struct sy_console *sy_console_open(struct event_base *base, const struct sy_conf
     }
     c->admin = admin;
     c->port = ep->port;
-    c->loopback = strcmp(ep->host, "localhost") == 0 || strncmp(ep->host, "127.", 4) == 0 ||
-                  strcmp(ep->host, "::1") == 0 || strcmp(ep->host, "[::1]") == 0;
+    c->max_conns = cfg->console_max_connections > 0 ? cfg->console_max_connections : 32;
+    c->loopback = sy_host_is_loopback(ep->host);
+    if (!c->loopback && token_file[0] == '\0') { /* config validation says so first; never serve it anyway */
+        snprintf(err, errlen, "console = %s:%u is reachable from other machines: it needs console_token_file "
+                 "(every request, reads too, then needs the token), or bind it to 127.0.0.1",
+                 ep->host[0] ? ep->host : "*", (unsigned)ep->port);
+        free(c);
+        return NULL;
+    }
     if (token_file[0] != '\0') {
         char token[TOKEN_MAX + 1];
         if (sy_console_token_load(token_file, token, sizeof token, err, errlen) != 0) {
@@ -425,8 +502,10 @@ struct sy_console *sy_console_open(struct event_base *base, const struct sy_conf
         sy_console_close(c);
         return NULL;
     }
-    sy_log_info("console on %s://%s:%u/ (%s)", c->tls ? "https" : "http", ep->host, ep->port,
-                c->has_token ? "actions need the token" : "read-only: no console_token_file");
+    sy_log_info("console on %s://%s:%u/ (%s; at most %d connections)", c->tls ? "https" : "http", ep->host, ep->port,
+                !c->loopback ? "beyond loopback: every request needs the token"
+                             : c->has_token ? "actions need the token" : "read-only: no console_token_file",
+                c->max_conns);
     return c;
 }
 
@@ -435,7 +514,16 @@ void sy_console_close(struct sy_console *c)
     if (c == NULL)
         return;
     if (c->http)
-        evhttp_free(c->http);
+        evhttp_free(c->http);        /* closes every connection: on_conn_close frees c->conns */
+    while (c->conns != NULL) {       /* any left (a connection evhttp freed without its close callback) */
+        struct console_conn *cc = c->conns;
+        c->conns = cc->next;
+        if (cc->call != NULL) {
+            cc->call->req = NULL;
+            cc->call->conn = NULL;
+        }
+        free(cc);
+    }
     SSL_CTX_free(c->tls);
     OPENSSL_cleanse(c->token_sha, sizeof c->token_sha);
     free(c);

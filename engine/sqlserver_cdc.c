@@ -11,6 +11,34 @@
 
 #include "core/pair.h"
 
+int sy_tds_cdc_order_cmp(const struct sy_tds_cdc_key *a, const struct sy_tds_cdc_key *b)
+{
+    int d = sy_lsn_cmp(&a->lsn, &b->lsn);
+    if (d == 0)
+        d = memcmp(a->seq, b->seq, sizeof a->seq);
+    if (d == 0)
+        d = (a->op > b->op) - (a->op < b->op);
+    if (d == 0)
+        d = (a->table > b->table) - (a->table < b->table);
+    return d;
+}
+
+void sy_tds_cdc_fn(struct sy_buf *b, const char *fn, const char *ci)
+{
+    sy_buf_add(b, "cdc.[", 5);
+    for (const char *p = fn; *p; p++) /* fn: our own constant, but quoted the same way */
+        sy_buf_add(b, *p == ']' ? "]]" : p, *p == ']' ? 2 : 1);
+    for (const char *p = ci; *p; p++)
+        sy_buf_add(b, *p == ']' ? "]]" : p, *p == ']' ? 2 : 1);
+    sy_buf_add(b, "]", 1);
+}
+
+void sy_tds_cdc_ci_literal(struct sy_buf *b, const char *ci)
+{
+    struct sy_value v = { .type = SY_VAL_STRING, .p = (const uint8_t *)ci, .len = strlen(ci) };
+    sy_tds_literal(b, &v);
+}
+
 struct ci_list {
     const struct sy_pair_cfg *cfg;
     struct sy_tds_ci *v;
@@ -94,9 +122,13 @@ enum sy_tds_rc sy_tds_capture_instances(struct sy_tds *t, const struct sy_pair_c
             snprintf(err, errlen, "out of memory");
         }
         for (size_t i = 0; rc == SY_TDS_OK && i < l.n; i++) {
-            char sql[300];
-            snprintf(sql, sizeof sql, "SELECT sys.fn_cdc_get_min_lsn('%s')", l.v[i].name);
-            rc = sy_tds_lsn_query(t, sql, &l.v[i].min, err, errlen);
+            struct sy_buf q;
+            sy_buf_init(&q);
+            sy_tds_addf(&q, "SELECT sys.fn_cdc_get_min_lsn(");
+            sy_tds_cdc_ci_literal(&q, l.v[i].name);
+            sy_tds_addf(&q, ")");
+            rc = sy_tds_lsn_query(t, sy_tds_sql(&q), &l.v[i].min, err, errlen);
+            sy_buf_fini(&q);
         }
     }
     if (rc == SY_TDS_OK && missing != NULL) {
@@ -200,12 +232,17 @@ enum sy_tds_rc sy_tds_mark_captured(struct sy_tds *t, const char *instance_lit, 
         if (rc != SY_TDS_OK)
             break;
         if (sy_lsn_cmp(&min, max) <= 0 && !sy_lsn_is_zero(&min)) {
-            char mn[SY_LSN_TEXT], mx[SY_LSN_TEXT], sql[600];
+            char mn[SY_LSN_TEXT], mx[SY_LSN_TEXT];
             sy_lsn_format(&min, mn);
             sy_lsn_format(max, mx);
-            snprintf(sql, sizeof sql, "SELECT __$start_lsn FROM cdc.fn_cdc_get_all_changes_%s(0x%s, 0x%s, N'all') "
-                     "WHERE instance = %s AND n = %llu", SY_TDS_MARK_CI, mn, mx, instance_lit, (unsigned long long)n);
-            rc = sy_tds_lsn_query(t, sql, at, err, errlen);
+            struct sy_buf q;
+            sy_buf_init(&q);
+            sy_tds_addf(&q, "SELECT __$start_lsn FROM ");
+            sy_tds_cdc_fn(&q, "fn_cdc_get_all_changes_", SY_TDS_MARK_CI);
+            sy_tds_addf(&q, "(0x%s, 0x%s, N'all') WHERE instance = %s AND n = %llu", mn, mx, instance_lit,
+                        (unsigned long long)n);
+            rc = sy_tds_lsn_query(t, sy_tds_sql(&q), at, err, errlen);
+            sy_buf_fini(&q);
             if (rc == SY_TDS_OK && !sy_lsn_is_zero(at))
                 return SY_TDS_OK;
         }

@@ -18,6 +18,29 @@ struct sy_tds_ci {
     struct sy_lsn min;/* sys.fn_cdc_get_min_lsn(name) when read */
 };
 
+/* Where a change row stands in CDC's order, as both readers of change rows (the collector and the
+ * unreplicated tail) sort the rows of several capture instances merged: commit LSN (__$start_lsn), then
+ * __$seqval (the change's order inside its transaction), then __$operation (1 delete, 2 insert, 3 an
+ * update's before image, 4 its after image: before first), then the capture instance read (a stable last
+ * key: qsort is not stable, and nothing else may tell two rows apart). */
+struct sy_tds_cdc_key {
+    struct sy_lsn lsn;
+    uint8_t seq[SY_LSN_BYTES]; /* __$seqval, binary(10); zero-padded when shorter */
+    int op;
+    uint32_t table;            /* index of the capture instance the row was read from */
+};
+
+/* The one CDC row order: <0, 0, >0 as a sorts before, with or after b. */
+int sy_tds_cdc_order_cmp(const struct sy_tds_cdc_key *a, const struct sy_tds_cdc_key *b);
+
+/* A capture instance's CDC function, bracket-quoted (a ']' doubled) so that any name works, one with a
+ * space, a quote or a bracket too: fn "fn_cdc_get_all_changes_", ci "dbo_orders o'k]" appends
+ * cdc.[fn_cdc_get_all_changes_dbo_orders o'k]]]. */
+void sy_tds_cdc_fn(struct sy_buf *b, const char *fn, const char *ci);
+
+/* A capture instance's name as an N'...' literal (a quote doubled), for sys.fn_cdc_get_min_lsn(...). */
+void sy_tds_cdc_ci_literal(struct sy_buf *b, const char *ci);
+
 /* The capture instances of the synchronized tables of cfg (one per table: the one named schema_table
  * when a table has two, else the first by name) and of switchyard.echo, into *out (malloc'd, *n).
  * missing (may be NULL): a malloc'd ", "-separated list of synchronized tables without one ("" none).

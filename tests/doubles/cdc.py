@@ -237,7 +237,7 @@ def enable_table(cur, db: str, schema: str, table: str, ci: str | None, role, su
                    ORDER BY a.attnum""", (f'"{schema}"."{table}"',))
     cols = cur.fetchall()
     defs = ", ".join(f'"{n}" {t}' for n, t, _c in cols)
-    ct = f'cdc."{ci}_ct"'
+    ct = change_table(ci)
     cur.execute(f'CREATE TABLE {ct} ("__$start_lsn" bytea NOT NULL, "__$seqval" bytea NOT NULL, '
                 f'"__$operation" integer NOT NULL, "__$update_mask" bytea, {defs})')
     for n, t in (("__$start_lsn", "binary(10)"), ("__$seqval", "binary(10)"), ("__$operation", "int"),
@@ -258,6 +258,12 @@ def enable_table(cur, db: str, schema: str, table: str, ci: str | None, role, su
     return ci
 
 
+def change_table(ci: str) -> str:
+    """The change table of capture instance ci as a quoted PostgreSQL name: a capture instance may hold a
+    space, a quote, a bracket or a double quote (SQL Server's cdc.[<ci>_CT])."""
+    return 'cdc."' + (ci + "_ct").replace('"', '""') + '"'
+
+
 def _install_trigger(cur, schema, table) -> None:
     cur.execute("SELECT array_agg(capture_instance ORDER BY capture_instance) FROM cdc.change_tables "
                 "WHERE source_schema = %s AND source_name = %s", (schema, table))
@@ -273,7 +279,7 @@ def disable_table(cur, schema, table, ci) -> None:
     cur.execute("SELECT capture_instance FROM cdc.change_tables WHERE source_schema = %s AND source_name = %s "
                 "AND (%s = 'all' OR capture_instance = %s)", (schema, table, (ci or "all").lower(), (ci or "").lower()))
     for (name,) in cur.fetchall():
-        cur.execute(f'DROP TABLE IF EXISTS cdc."{name}_ct"')
+        cur.execute(f'DROP TABLE IF EXISTS {change_table(name)}')
         cur.execute("DELETE FROM cdc.change_tables WHERE capture_instance = %s", (name,))
         cur.execute("DELETE FROM sy_cdc.pending WHERE ci = %s", (name,))
     _install_trigger(cur, schema, table)
@@ -289,7 +295,7 @@ def cleanup(cur, ci: str, low_water_mark: bytes | None) -> None:
     if low_water_mark is None:
         cur.execute("SELECT sys.fn_cdc_get_max_lsn()")
         low_water_mark = bytes(cur.fetchone()[0])
-    cur.execute(f'DELETE FROM cdc."{ci}_ct" WHERE "__$start_lsn" < %s', (low_water_mark,))
+    cur.execute(f'DELETE FROM {change_table(ci)} WHERE "__$start_lsn" < %s', (low_water_mark,))
     cur.execute("UPDATE cdc.change_tables SET start_lsn = greatest(start_lsn, %s) WHERE capture_instance = %s",
                 (low_water_mark, ci))
 
@@ -333,7 +339,7 @@ def capture_once(cur, delay_s: float) -> int:
             mask = _update_mask(columns, set(changed) if op in (3, 4) else None)
             collist = ", ".join(f'r."{c}"' for c in columns)
             names = ", ".join(f'"{c}"' for c in columns)
-            cur.execute(f'INSERT INTO cdc."{ci}_ct" ("__$start_lsn", "__$seqval", "__$operation", '
+            cur.execute(f'INSERT INTO {change_table(ci)} ("__$start_lsn", "__$seqval", "__$operation", '
                         f'"__$update_mask", {names}) SELECT %s, %s, %s, %s, {collist} '
                         f'FROM jsonb_populate_record(NULL::"{schema}"."{table}", %s::jsonb) r',
                         (start, seqval(grp), op, mask, data))

@@ -1,10 +1,13 @@
 """Database users, roles and permissions of the SQL Server double, kept per database in PostgreSQL tables (so
 GRANT/DENY/REVOKE are transactional, as in SQL Server) and shown as sys.database_principals,
-sys.database_role_members and sys.database_permissions. Enforced: INSERT, UPDATE and DELETE on tables (error 229
-class 14), as SQL Server decides them: a DENY at the object, its schema or the database, to the user, a role it
-is in or public, wins over any GRANT; members of sysadmin and the database owner (user dbo) are never checked
-(DENY does not apply to them); db_owner and db_datawriter members may write unless denied; db_denydatawriter
-members may not. Not enforced: SELECT, EXECUTE, DDL, column permissions, ownership chains (README.md)."""
+sys.database_role_members and sys.database_permissions. Enforced: database access (a login without a user of
+its own enters as guest only where guest holds CONNECT: master, tempdb, msdb, or after GRANT CONNECT TO guest;
+else 916, or 4060 at login), and SELECT, INSERT, UPDATE and DELETE on tables (error 229 class 14), as SQL Server
+decides them: a DENY at the object, its schema or the database, to the user, a role it is in or public, wins over
+any GRANT; members of sysadmin and the database owner (user dbo) are never checked (DENY does not apply to them);
+db_owner members may read and write unless denied, db_datareader members read, db_datawriter members write;
+db_denydatareader / db_denydatawriter members may not. Not enforced: EXECUTE, DDL, column permissions, SELECT
+on the target of an UPDATE/DELETE's own WHERE, ownership chains (README.md)."""
 
 from __future__ import annotations
 
@@ -27,7 +30,8 @@ CREATE TABLE sys.sy_permissions (class smallint NOT NULL, major_id int NOT NULL,
     PRIMARY KEY (class, major_id, grantee_principal_id, permission_name));
 CREATE VIEW sys.database_principals AS
     SELECT name::varchar(128) AS name, principal_id, type::char(1) AS type,
-        (CASE type WHEN 'S' THEN 'SQL_USER' WHEN 'R' THEN 'DATABASE_ROLE' ELSE 'OTHER' END)::varchar(60) AS type_desc,
+        (CASE type WHEN 'S' THEN 'SQL_USER' WHEN 'R' THEN 'DATABASE_ROLE' WHEN 'A' THEN 'APPLICATION_ROLE'
+            ELSE 'OTHER' END)::varchar(60) AS type_desc,
         default_schema::varchar(128) AS default_schema_name, (principal_id >= 16384) AS is_fixed_role
     FROM sys.sy_principals;
 CREATE VIEW sys.database_role_members AS SELECT role_principal_id, member_principal_id FROM sys.sy_role_members;
@@ -44,6 +48,8 @@ CREATE VIEW sys.database_permissions AS
 """
 
 DB_OWNER, DB_SECURITYADMIN, DB_DATAWRITER, DB_DENYDATAWRITER = 16384, 16386, 16391, 16393
+DB_DATAREADER, DB_DENYDATAREADER = 16390, 16392
+GUEST_DATABASES = {"master", "tempdb", "msdb"}    # guest holds CONNECT there (SQL Server's defaults)
 CLASS_DATABASE, CLASS_OBJECT, CLASS_SCHEMA = 0, 1, 3
 _UNGRANTABLE = {"dbo", "sys", "information_schema"}
 _NAME = r"\[?([\w#$@ ]+?)\]?"
@@ -64,20 +70,26 @@ class Permissions:
     """One session's view of the current database's principals; query(sql, args) -> rows runs in the session's
     own PostgreSQL connection (and transaction); sysadmin: whether the session's login is in sysadmin."""
 
-    def __init__(self, query, login: str, sysadmin: bool):
-        self.query, self.login, self.sysadmin = query, login, sysadmin
+    def __init__(self, query, login: str, sysadmin: bool, db: str = "master"):
+        self.query, self.login, self.sysadmin, self.db = query, login, sysadmin, db
 
     # --- who the session is ------------------------------------------------------------------------------
     def user(self) -> tuple[int, str]:
-        """(principal_id, name) of the session's database user. A sysadmin login is dbo in every database. A
-        login without a user here is treated as dbo too (SQL Server refuses it with 916 unless guest may
-        connect: a gap of the double, README.md)."""
-        if not self.sysadmin:
-            rows = self.query("SELECT principal_id, name FROM sys.sy_principals WHERE lower(login) = lower(%s) "
-                              "AND type <> 'R'", (self.login,))
-            if rows:
-                return rows[0][0], rows[0][1]
-        return 1, "dbo"
+        """(principal_id, name) of the session's database user. A sysadmin login is dbo in every database; any
+        other login is its own user here, else guest when guest holds CONNECT (granted in master and tempdb,
+        revoked elsewhere, as in SQL Server), else it has no access (PermError 916, as SQL Server's USE says)."""
+        if self.sysadmin:
+            return 1, "dbo"
+        rows = self.query("SELECT principal_id, name FROM sys.sy_principals WHERE lower(login) = lower(%s) "
+                          "AND type <> 'R'", (self.login,))
+        if rows:
+            return rows[0][0], rows[0][1]
+        if self.db.lower() in GUEST_DATABASES or self.query(
+                "SELECT 1 FROM sys.sy_permissions WHERE class = 0 AND grantee_principal_id = 2 AND "
+                "permission_name = 'CONNECT' AND state IN ('G', 'W')"):
+            return 2, "guest"
+        raise PermError(916, f'The server principal "{self.login}" is not able to access the database "{self.db}" '
+                             "under the current security context.", 14, 1)
 
     def _roles(self, uid: int) -> set[int]:
         seen, todo = {0}, [uid]
@@ -92,6 +104,12 @@ class Permissions:
 
     # --- enforcement ---------------------------------------------------------------------------------------
     def check_write(self, db: str, schema: str, table: str, perms: list[str]) -> None:
+        self.check_table(db, schema, table, perms, DB_DATAWRITER, DB_DENYDATAWRITER)
+
+    def check_read(self, db: str, schema: str, table: str) -> None:
+        self.check_table(db, schema, table, ["SELECT"], DB_DATAREADER, DB_DENYDATAREADER)
+
+    def check_table(self, db: str, schema: str, table: str, perms: list[str], role: int, deny_role: int) -> None:
         uid, _ = self.user()
         if uid == 1:
             return
@@ -107,8 +125,8 @@ class Permissions:
                 "SELECT state FROM sys.sy_permissions WHERE permission_name = %s AND grantee_principal_id = ANY(%s) "
                 "AND ((class = 0) OR (class = 3 AND major_id = %s) OR (class = 1 AND major_id = %s))",
                 (perm, sorted(principals), sch, obj))}
-            denied = "D" in states or DB_DENYDATAWRITER in principals
-            granted = bool(states & {"G", "W"}) or DB_OWNER in principals or DB_DATAWRITER in principals
+            denied = "D" in states or deny_role in principals
+            granted = bool(states & {"G", "W"}) or DB_OWNER in principals or role in principals
             if denied or not granted:
                 raise PermError(229, f"The {perm} permission was denied on the object '{shown}', database '{db}', "
                                      f"schema '{schema}'.", 14, 5)
@@ -144,6 +162,16 @@ class Permissions:
             raise PermError(15023, f"User, group, or role '{name}' already exists in the current database.", 16, 1)
         return [("INSERT INTO sys.sy_principals (principal_id, name, type) "
                  "VALUES (nextval('sys.sy_principal_id'), %s, 'R')", (name,))]
+
+    def create_approle(self, name: str) -> list[tuple[str, tuple]]:
+        """CREATE APPLICATION ROLE (type 'A'): shown in sys.database_principals; sp_setapprole is not
+        implemented (no session takes its permissions in the double)."""
+        if not self.may_administer():
+            raise PermError(15247, "User does not have permission to perform this action.", 16, 1)
+        if self.query("SELECT 1 FROM sys.sy_principals WHERE lower(name) = lower(%s)", (name,)):
+            raise PermError(15023, f"User, group, or role '{name}' already exists in the current database.", 16, 1)
+        return [("INSERT INTO sys.sy_principals (principal_id, name, type, default_schema) "
+                 "VALUES (nextval('sys.sy_principal_id'), %s, 'A', 'dbo')", (name,))]
 
     def drop_principal(self, name: str, if_exists: bool) -> list[tuple[str, tuple]]:
         rows = self.query("SELECT principal_id FROM sys.sy_principals WHERE lower(name) = lower(%s)", (name,))
@@ -230,7 +258,9 @@ def statement(text: str):
             ("create_user", r"^CREATE\s+USER\s+" + _NAME + r"(?:\s+(?:FOR|FROM)\s+LOGIN\s+" + _NAME +
              r"|\s+(WITHOUT)\s+LOGIN)?(?:\s+WITH\s+.*)?$"),
             ("create_role", r"^CREATE\s+ROLE\s+" + _NAME + r"(?:\s+AUTHORIZATION\s+\S+)?$"),
-            ("drop", r"^DROP\s+(?:USER|ROLE)\s+(IF\s+EXISTS\s+)?" + _NAME + r"$"),
+            ("create_approle", r"^CREATE\s+APPLICATION\s+ROLE\s+" + _NAME + r"\s+WITH\s+PASSWORD\s*=\s*N?'(?:[^']|'')*'"
+                               r"(?:\s*,\s*DEFAULT_SCHEMA\s*=\s*\S+)?$"),
+            ("drop", r"^DROP\s+(?:USER|ROLE|APPLICATION\s+ROLE)\s+(IF\s+EXISTS\s+)?" + _NAME + r"$"),
             ("alter_role", r"^ALTER\s+ROLE\s+" + _NAME + r"\s+(ADD|DROP)\s+MEMBER\s+" + _NAME + r"$"),
             ("addrolemember", r"^EXEC(?:UTE)?\s+(?:sys\.)?sp_(add|drop)rolemember\s+(?:@rolename\s*=\s*)?N?'([^']+)'"
                               r"\s*,\s*(?:@membername\s*=\s*)?N?'([^']+)'$"),

@@ -417,6 +417,16 @@ class Session:
         self.cur = self.conn.cursor()
         self.user = login["name"]
         self.db = self.login_db = self.server.display_name(db)
+        if self.access_denied(self.conn, self.db) is not None:     # no user here, guest may not connect
+            print(f"sqlserver-double: login failed spid={self.spid} user={l.username!r} db={self.db!r}: no access",
+                  flush=True)
+            first = (T.error(4060, 1, 11, f'Cannot open database "{self.db}" requested by the login. The login '
+                                          "failed.") if l.database else
+                     T.error(4064, 1, 11, "Cannot open user default database. Login failed."))
+            self.send(first + T.error(18456, 1, 14, f"Login failed for user '{l.username}'.") + T.done(T.DONE_ERROR))
+            self.conn.close()
+            self.conn = self.cur = None
+            return False
         size = l.packet_size or 4096
         size = max(512, min(size, P.MAX_PACKET_SIZE))
         out = [T.envchange_str(T.ENV_DATABASE, self.db, "master"),
@@ -714,6 +724,7 @@ class Session:
             return
         m = re.match(r"^SET\s+(\w+)\s+(ON|OFF)$", up)
         if m or up.startswith("SET "):
+            self.check_set_options(up)
             if m and m.group(1) == "NOCOUNT":
                 self.nocount = m.group(2) == "ON"
             elif m and m.group(1) == "IMPLICIT_TRANSACTIONS":
@@ -807,10 +818,32 @@ class Session:
         if re.search(r"\bsys\s*\.\s*dm_exec_connections\b", s, re.I):
             self.refresh_dm_exec_connections()
             s = re.sub(r"\bsys\s*\.\s*dm_exec_connections\b", "sy_dm_exec_connections", s, flags=re.I)
+        if re.search(r"\bsys\s*\.\s*dm_exec_sessions\b", s, re.I):
+            self.refresh_dm_exec_sessions()
+            s = re.sub(r"\bsys\s*\.\s*dm_exec_sessions\b", "sy_dm_exec_sessions", s, flags=re.I)
         if re.match(r"^SET\s+IDENTITY_INSERT\b", s, re.I):
             out.done(token, self.done_status(), 0, 0)
             return
         self.run_sql(s, scope, out, token)
+
+    # SQL Server's SET options (docs: SET statements); anything else is error 195, as SQL Server answers
+    SET_OPTIONS = {
+        "ANSI_DEFAULTS", "ANSI_NULL_DFLT_OFF", "ANSI_NULL_DFLT_ON", "ANSI_NULLS", "ANSI_PADDING", "ANSI_WARNINGS",
+        "ARITHABORT", "ARITHIGNORE", "CONCAT_NULL_YIELDS_NULL", "CONTEXT_INFO", "CURSOR_CLOSE_ON_COMMIT",
+        "DATEFIRST", "DATEFORMAT", "DEADLOCK_PRIORITY", "FIPS_FLAGGER", "FMTONLY", "FORCEPLAN", "IDENTITY_INSERT",
+        "IMPLICIT_TRANSACTIONS", "LANGUAGE", "LOCK_TIMEOUT", "NOCOUNT", "NOEXEC", "NUMERIC_ROUNDABORT", "OFFSETS",
+        "PARSEONLY", "QUERY_GOVERNOR_COST_LIMIT", "QUOTED_IDENTIFIER", "REMOTE_PROC_TRANSACTIONS", "ROWCOUNT",
+        "SHOWPLAN_ALL", "SHOWPLAN_TEXT", "SHOWPLAN_XML", "STATISTICS", "TEXTSIZE", "TRANSACTION", "XACT_ABORT",
+        "NO_BROWSETABLE", "RESULT_SET_CACHING"}
+
+    def check_set_options(self, up: str) -> None:
+        """SET A [, B ...] ON|OFF or SET A value: every option name must be one SQL Server knows (error 195)."""
+        body = up[3:].strip()
+        m = re.match(r"^([\w\s,]+?)\s+(ON|OFF)$", body)
+        names = [n.strip() for n in m.group(1).split(",")] if m and "," in m.group(1) else [body.split()[0] if body else ""]
+        for n in names:
+            if n not in self.SET_OPTIONS:
+                raise SqlError(195, f"'{n}' is not a recognized SET option.", 15, 1)
 
     # --- users, roles, permissions (perms.py) ----------------------------------------------------------------
     def is_sysadmin(self) -> bool:
@@ -828,7 +861,23 @@ class Session:
             c.close()
 
     def perms(self) -> PM.Permissions:
-        return PM.Permissions(self.perm_query, self.user, self.is_sysadmin())
+        return PM.Permissions(self.perm_query, self.user, self.is_sysadmin(), self.db)
+
+    def access_denied(self, conn, db: str) -> PM.PermError | None:
+        """Whether this session's login may enter db through conn (its own user, or guest where guest holds
+        CONNECT): None, or the 916 PermError SQL Server answers a USE with."""
+        def query(sql, args=()):
+            c = conn.cursor()
+            try:
+                c.execute(sql, args)
+                return c.fetchall() if c.description else []
+            finally:
+                c.close()
+        try:
+            PM.Permissions(query, self.user, self.is_sysadmin(), db).user()
+        except PM.PermError as e:
+            return e
+        return None
 
     def permission_statement(self, kind: str, m) -> None:
         p = self.perms()
@@ -840,6 +889,8 @@ class Session:
                                       self.server.state["logins"])
             elif kind == "create_role":
                 stmts = p.create_role(m.group(1))
+            elif kind == "create_approle":
+                stmts = p.create_approle(m.group(1))
             elif kind == "drop":
                 stmts = p.drop_principal(m.group(2), bool(m.group(1)))
             elif kind == "alter_role":
@@ -861,6 +912,14 @@ class Session:
             perms = [w for w in ("INSERT", "UPDATE", "DELETE") if re.search(rf"\bTHEN\s+{w}\b", stmt, re.I)]
         try:
             self.perms().check_write(self.db, tr.written[0], tr.written[1], perms or [])
+        except PM.PermError as e:
+            raise SqlError(e.number, e.text, e.klass, e.state, abort=False)
+
+    def check_read(self, tr) -> None:
+        try:
+            p = self.perms()
+            for schema, table in sorted(tr.read):
+                p.check_read(self.db, schema, table)
         except PM.PermError as e:
             raise SqlError(e.number, e.text, e.klass, e.state, abort=False)
 
@@ -942,6 +1001,23 @@ class Session:
                 "INSERT INTO sy_dm_exec_connections VALUES (%s, %s, 'TCP', 'TSQL', 1946157060, %s, 'SQL', %s, %s, "
                 "%s, %s, %s)", (x.spid, x.connect_time, "TRUE" if x.encrypted else "FALSE", x.t.packet_size,
                                 peer[0], peer[1], self.server.host, self.server.port)).decode(), discard=True)
+
+    def refresh_dm_exec_sessions(self) -> None:
+        """sys.dm_exec_sessions (session_id, login_name, program_name, status, is_user_process) as a temp table
+        of the live logged-in sessions; database_name: the double's addition (SQL Server has database_id)."""
+        self.pg_statement("CREATE TEMP TABLE IF NOT EXISTS sy_dm_exec_sessions (session_id integer, "
+                          "login_name varchar(128), program_name varchar(128), status varchar(30), "
+                          "is_user_process integer, database_name varchar(128))", discard=True)
+        self.pg_statement("DELETE FROM sy_dm_exec_sessions", discard=True)
+        with self.server.lock:
+            sessions = list(self.server.sessions.values())
+        for x in sessions:
+            if not x.user:
+                continue
+            self.pg_statement(self.cur.mogrify(
+                "INSERT INTO sy_dm_exec_sessions VALUES (%s, %s, %s, %s, 1, %s)",
+                (x.spid, x.user, getattr(x, "appname", "") or "", "running" if x is self else "sleeping",
+                 x.db)).decode(), discard=True)
 
     def _is_savepoint(self, name: str) -> bool:
         return name.lower() in getattr(self, "savepoints", set())
@@ -1069,6 +1145,10 @@ class Session:
         old = self.db
         conn = self.server.pg_connect(name)
         conn.autocommit = True
+        denied = self.access_denied(conn, self.server.display_name(name))
+        if denied is not None:
+            conn.close()
+            raise SqlError(denied.number, denied.text, denied.klass, denied.state)
         self.conn.close()
         self.conn, self.cur = conn, conn.cursor()
         self.db = self.server.display_name(name)
@@ -1111,6 +1191,8 @@ class Session:
                            abort=False)
         if tr.written is not None and not self.is_sysadmin():
             self.check_write(tr, stmt)
+        if tr.read and not self.is_sysadmin():
+            self.check_read(tr)
         if self.implicit and self.trancount == 0 and tr.kind in ("select", "insert", "update", "delete", "merge", "ddl"):
             self.begin(out)
         self.pg_statement(tr.sql)

@@ -21,6 +21,7 @@ import uuid
 import sqlglot
 from sqlglot import exp
 
+import cdc
 from tds_types import SqlType, TypeError_
 
 NONAME = "__sy_noname_"
@@ -319,6 +320,8 @@ class Translation:
         self.returning = ""
         self.target: tuple[str, str] | None = None     # (schema, table) an INSERT writes to
         self.written: tuple[str, str] | None = None    # (schema, table) an INSERT/UPDATE/DELETE/MERGE changes
+        self.read: set[tuple[str, str]] = set()        # (schema, table) it reads: SELECT permission (not the
+                                                       # target of an UPDATE/DELETE's own WHERE)
 
 
 _RENAMED_FUNCTIONS = {"DATALENGTH": "octet_length", "NEWSEQUENTIALID": "gen_random_uuid",
@@ -397,9 +400,29 @@ def _translate(bound: str, binder: Binder) -> Translation:
         target = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
         if isinstance(target, exp.Table):
             tr.written = ((target.db or "dbo").lower(), target.name.lower())
+    tr.read = _tables_read(tree, tr.written)
     tree = _rewrite(tree, tr, binder)
     tr.sql = tree.sql(dialect="postgres")          # markers still in: translate() puts the literals in
     return tr
+
+
+def _tables_read(tree, written) -> set[tuple[str, str]]:
+    """The user tables a statement reads (the checks skip names that are no table of the database: catalog
+    views, CDC functions, temp tables), without CTE names and without the statement's own write target."""
+    if not isinstance(tree, (exp.Select, exp.Union, exp.Insert, exp.Update, exp.Delete, exp.Merge)):
+        return set()
+    ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
+    out = set()
+    for t in tree.find_all(exp.Table):
+        if not isinstance(t.this, exp.Identifier) or t.catalog and t.catalog.lower() in ("master", "tempdb"):
+            continue
+        schema, name = (t.db or "dbo").lower(), t.name.lower()
+        if (not t.db and name in ctes) or schema in ("sys", "cdc", "information_schema") or name.startswith("#"):
+            continue
+        out.add((schema, name))
+    if written is not None:
+        out.discard(written)
+    return out
 
 
 def _create_columns(tree: exp.Create):
@@ -497,14 +520,15 @@ def _cdc_functions(tree):
         if isinstance(node, exp.Table) and isinstance(node.this, (exp.Anonymous,)):
             fn = node.this
             name = fn.name.lower()
-            m = re.match(r"fn_cdc_get_(all|net)_changes_(\w+)$", name)
+            m = re.match(r"fn_cdc_get_(all|net)_changes_(.+)$", name, re.S)  # any name, as cdc.[...] quotes it
             if m and node.db.lower() == "cdc":
                 ci = m.group(2)
                 a, b, mode = (fn.expressions + [None, None, None])[:3]
                 if mode is None:
                     raise TranslateError(313, f"An insufficient number of arguments were supplied for the procedure or function cdc.fn_cdc_get_{m.group(1)}_changes_{ci}.")
+                lit = ci.replace("'", "''")
                 q = sqlglot.parse_one(
-                    f'SELECT t.* FROM cdc."{ci}_ct" AS t WHERE cdc.sy_check_range(\'{ci}\', sy_a, sy_b) '
+                    f"SELECT t.* FROM {cdc.change_table(ci)} AS t WHERE cdc.sy_check_range('{lit}', sy_a, sy_b) "
                     f"AND t.__$start_lsn >= sy_a AND t.__$start_lsn <= sy_b "
                     f"AND (t.__$operation <> 3 OR sy_m = 'all update old')", read="postgres")
                 args = {"sy_a": a, "sy_b": b, "sy_m": mode}

@@ -1,6 +1,8 @@
-"""The web console (`console`, `console_token_file`) over HTTP: reading needs nothing, an action needs the token in
-`Authorization: Bearer`, a wrong or missing token is 403 and changes nothing, and the answers are the admin socket's
-own (the console runs the same commands)."""
+"""The web console (`console`, `console_token_file`, `console_max_connections`) over HTTP: reading a loopback console
+needs nothing, an action needs the token in `Authorization: Bearer`, a wrong or missing token is 403 and changes
+nothing, and the answers are the admin socket's own (the console runs the same commands). A console bound beyond
+loopback needs the token for reads too and does not start without console_token_file; connections beyond
+console_max_connections are answered 503."""
 
 from __future__ import annotations
 
@@ -167,6 +169,63 @@ def test_console_without_token_file_is_read_only(daemon, mariadb_pair, fresh, tm
     assert d.pair_status(pname)["held"] is False
     code, _ = request(port, "/nothing-here")
     assert code == 404
+
+
+def test_console_beyond_loopback_needs_a_token_file_and_the_token_for_reads(daemon, tmp_path):
+    """console = 0.0.0.0:PORT is reachable from other machines: without console_token_file switchyardd refuses to
+    start, naming why; with it, status and the other reads need the token as actions do (the page itself, which
+    holds no data, does not)."""
+    port = free_port()
+    d = daemon(business="127.0.0.1:1", dr="127.0.0.1:2", wait=False, global_opts={"console": f"0.0.0.0:{port}"})
+    assert d.wait() != 0
+    assert "console = 0.0.0.0:%d is reachable from other machines: it needs console_token_file" % port in d.log()
+    d = daemon(business="127.0.0.1:1", dr="127.0.0.1:2",
+               global_opts={"console": f"0.0.0.0:{port}", "console_token_file": token_file(tmp_path)})
+    for path in ("/api/status", "/api/clients?pair=demo", "/api/help", "/api/lag-history?instance=demo/forward"):
+        for tok in (None, "wrong", TOKEN[:-1]):
+            code, doc = request(port, path, token=tok)
+            assert code == 403 and doc["error"]["code"] == "forbidden" and "reads need" in doc["error"]["message"], \
+                (path, tok, doc)
+    code, doc = request(port, "/api/status", token=TOKEN)
+    assert code == 200 and doc["ok"] and doc["result"]["pairs"][0]["name"] == "demo", doc
+    code, doc = request(port, "/api/status", host=f"console.example:{port}", token=TOKEN)   # any Host name
+    assert code == 200, doc
+    code, page = request(port, "/")
+    assert code == 200 and "<script>" in page
+    assert "refused: missing or wrong token (a console bound beyond loopback needs it for reads too)" in d.log()
+    assert TOKEN not in d.log()
+
+
+def test_console_max_connections_answers_503_beyond_it(daemon, tmp_path):
+    """console_max_connections = 2: two keep-alive connections are served, a request on a third is answered
+    503 {"error": "too_many_connections"} and that connection closed; once one of the two closes, a new one is
+    served. Default: 32."""
+    port = free_port()
+    d = daemon(business="127.0.0.1:1", dr="127.0.0.1:2",
+               global_opts={"console": f"127.0.0.1:{port}", "console_max_connections": 2})
+
+    def get(conn):
+        conn.request("GET", "/api/status")
+        r = conn.getresponse()
+        return r.status, json.loads(r.read())
+    held = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(2)]
+    for c in held:
+        code, doc = get(c)
+        assert code == 200 and doc["ok"], doc
+    extra = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    code, doc = get(extra)
+    assert code == 503 and doc["error"] == "too_many_connections", doc
+    extra.close()
+    for c in held:                                   # the two served connections go on being served
+        assert get(c)[0] == 200
+    held.pop().close()
+    fresh_conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    wait_for(lambda: get(fresh_conn)[0] == 200 or (fresh_conn.close() and False), timeout=10, interval=0.1,
+             what="a connection served again once one closed")
+    assert "console_max_connections (2) connections are open" in d.log()
+    assert "at most 2 connections" in d.log()
+    d2 = daemon(business="127.0.0.1:1", dr="127.0.0.1:2", global_opts={"console": f"127.0.0.1:{free_port()}"})
+    assert "at most 32 connections" in d2.log()
 
 
 def test_console_over_tls(daemon, mariadb_pair, fresh, tmp_path):  # noqa: F811

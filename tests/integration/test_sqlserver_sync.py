@@ -309,6 +309,38 @@ def test_tail_revert_with_before_images_and_tail_lost_to_cleanup(doubles, fresh,
     assert rc == 1 and "dbo_orders" in err and start in err and mx in err, err
 
 
+ODD_CI = "dbo_orders o'k]"       # a space, a quote and a bracket: cdc.[fn_cdc_get_all_changes_dbo_orders o'k]]]
+
+
+def test_capture_instance_name_with_space_quote_and_bracket(tds_daemon, doubles, fresh):
+    """A capture instance named with a space, a quote and a closing bracket: the collector, the initial sync's
+    start position and the unreplicated tail bracket-quote its CDC function and quote its name as a literal,
+    so its changes reach DR and the tail; unquoted, the collector failed on the first poll that read it."""
+    b, dr = doubles
+    execute(b, "CREATE TABLE dbo.odd (id int NOT NULL PRIMARY KEY, v nvarchar(20) NULL)", fresh)
+    lit = ODD_CI.replace("'", "''")
+    execute(b, f"EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'odd', @role_name = NULL, "
+               f"@capture_instance = N'{lit}'", fresh)
+    execute(b, "INSERT INTO dbo.odd (id, v) VALUES (1, N'one'), (2, N'two')", fresh)
+    d = tds_daemon(fresh)
+    wait_collecting(d)
+    execute(b, "INSERT INTO dbo.odd (id, v) VALUES (3, N'three'); UPDATE dbo.odd SET v = N'uno' WHERE id = 1; "
+               "DELETE FROM dbo.odd WHERE id = 2", fresh)
+    execute(b, "INSERT INTO dbo.orders (id, customer) VALUES (1, N'a')", fresh)
+
+    def odd(srv):
+        with connect(srv, fresh) as c, c.cursor() as cur:
+            cur.execute("SELECT id, v FROM dbo.odd ORDER BY id")
+            return [tuple(r) for r in cur.fetchall()]
+    wait_until(lambda: odd(dr) == [(1, "uno"), (3, "three")] and rows(dr, fresh, "orders"), what="dbo.odd on DR")
+    st = instance(d, "demo")
+    assert st["state"] == "running" and st["last_error"] is None, st
+    rc, tail, err = tail_tool(b, fresh, "read", "from=")
+    assert rc == 0, err
+    ops = [(r["table"].split(".")[-1], r["op"]) for t in tail["transactions"] for r in t["rows"]]
+    assert ops.count(("odd", "insert")) == 3 and ("odd", "update") in ops and ("odd", "delete") in ops, ops
+
+
 def test_echo_suppression_both_directions(tds_daemon, doubles, fresh):
     """Both directions collect and write: rows written on either side cross once and never come back (the
     writers' switchyard.echo markers in their own transactions)."""
@@ -365,6 +397,13 @@ def test_precheck_names_what_is_missing(tds_daemon, doubles, fresh):
     assert checks["business_cdc_database"]["status"] == "pass"
     # what fencing allows: admin_user (sa: sysadmin, so dbo) may DENY; the users a fence denies are named
     assert checks["business_fence"]["status"] == "pass" and "guest" in checks["business_fence"]["detail"], checks
+    # an application role: sp_setapprole gives a session the role's permissions, which no DENY to users reaches
+    execute(b, "CREATE APPLICATION ROLE [billing app] WITH PASSWORD = N'Appr0le!pw'", fresh)
+    checks = {c["name"]: c for c in d.admin("precheck", pair="demo")["result"]["checks"]}
+    fence = checks["business_fence"]
+    assert fence["status"] == "warn" and "application roles" in fence["detail"], fence
+    assert "billing app" in fence["detail"] and "sp_setapprole" in fence["detail"] and fence["fix"], fence
+    assert checks["dr_fence"]["status"] == "pass", checks      # none on DR
 
 
 def test_verify_counts_and_chunked_checksums(tds_daemon, doubles, fresh):

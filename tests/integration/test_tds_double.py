@@ -453,6 +453,7 @@ def test_create_database_login_user(dbl):
         assert cur.fetchone() == ("appdb",)
         cur.execute("CREATE TABLE dbo.items (id int PRIMARY KEY)")
         cur.execute("INSERT INTO appdb.dbo.items VALUES (1)")
+        cur.execute("GRANT SELECT ON dbo.items TO app")          # a user reads only what it was granted
     with pyt(dbl, user="app", password="App-pw-1", database="appdb") as c:
         cur = c.cursor()
         cur.execute("SELECT id FROM items")
@@ -460,6 +461,60 @@ def test_create_database_login_user(dbl):
     with pytest.raises(pytds.Error) as e:
         pyt(dbl, user="app", password="nope")
     assert e.value.msg_no == 18456 and str(e.value) == "Login failed for user 'app'."
+
+
+def test_access_and_permissions_as_strict_as_sql_server(dbl):
+    """A login without a user in a database is refused there (4060 + 18456 at login, 916 on USE) unless guest
+    may connect; guest is guest, not dbo (no writes, no reads without a grant); SELECT needs a permission
+    (db_datareader, a GRANT; a DENY wins); an unknown SET option is error 195."""
+    with pyt(dbl) as c:
+        cur = c.cursor()
+        cur.execute("CREATE DATABASE strictdb")
+        cur.execute("CREATE LOGIN lonely WITH PASSWORD = 'Lonely-pw-1'")
+        cur.execute("CREATE LOGIN reader WITH PASSWORD = 'Reader-pw-1'")
+        cur.execute("USE strictdb")
+        cur.execute("CREATE TABLE dbo.t (id int PRIMARY KEY); INSERT INTO dbo.t VALUES (1)")
+        cur.execute("CREATE USER reader FOR LOGIN reader")
+    with pytest.raises(pytds.Error) as e:
+        pyt(dbl, user="lonely", password="Lonely-pw-1", database="strictdb")
+    assert e.value.msg_no == 18456 and str(e.value) == ('Cannot open database "strictdb" requested by the login. '
+                                                      "The login failed. Login failed for user 'lonely'."), e.value
+    with pyt(dbl, user="lonely", password="Lonely-pw-1") as c:     # master: guest may connect
+        cur = c.cursor()
+        cur.execute("SELECT USER_NAME()")
+        assert cur.fetchone() == ("guest",)
+        with pytest.raises(pytds.Error) as e:
+            cur.execute("USE strictdb")
+        assert e.value.msg_no == 916 and '"lonely" is not able to access the database "strictdb"' in str(e.value)
+        with pytest.raises(pytds.Error) as e:
+            cur.execute("SET NO_SUCH_OPTION ON")
+        assert e.value.msg_no == 195 and str(e.value) == "'NO_SUCH_OPTION' is not a recognized SET option."
+        cur.execute("SET ANSI_NULLS, QUOTED_IDENTIFIER ON; SET TEXTSIZE 2147483647; SET LOCK_TIMEOUT 1000")
+    with pyt(dbl) as c:
+        c.cursor().execute("USE strictdb; GRANT CONNECT TO guest")
+    with pyt(dbl, user="lonely", password="Lonely-pw-1", database="strictdb") as c:
+        cur = c.cursor()
+        cur.execute("SELECT USER_NAME()")
+        assert cur.fetchone() == ("guest",)
+        for sql, perm in (("SELECT id FROM dbo.t", "SELECT"), ("INSERT INTO dbo.t VALUES (2)", "INSERT")):
+            with pytest.raises(pytds.Error) as e:
+                cur.execute(sql)
+            assert e.value.msg_no == 229 and f"The {perm} permission was denied on the object 't'" in str(e.value)
+    with pyt(dbl, user="reader", password="Reader-pw-1", database="strictdb") as c:
+        cur = c.cursor()
+        with pytest.raises(pytds.Error) as e:
+            cur.execute("SELECT t.id FROM dbo.t AS t JOIN dbo.t AS u ON u.id = t.id")
+        assert e.value.msg_no == 229, e.value
+        cur.execute("SELECT name FROM sys.tables")              # catalog views stay readable
+        with pyt(dbl) as a:
+            a.cursor().execute("USE strictdb; ALTER ROLE db_datareader ADD MEMBER reader")
+        cur.execute("SELECT id FROM dbo.t")
+        assert cur.fetchall() == [(1,)]
+        with pyt(dbl) as a:
+            a.cursor().execute("USE strictdb; DENY SELECT ON dbo.t TO reader")
+        with pytest.raises(pytds.Error) as e:
+            cur.execute("SELECT id FROM dbo.t")
+        assert e.value.msg_no == 229, e.value
 
 
 # --- change data capture -------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import functools
 import itertools
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -41,6 +42,7 @@ _counter = itertools.count()
 
 
 APP_USER, APP_PASSWORD = "app", "App-pw-1"     # the application's login: a database user in db_datawriter
+                                               # and db_datareader
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +87,8 @@ def switchable(daemon, doubles):
     for s in doubles:
         execute(s, f"CREATE DATABASE {db}")
         execute(s, "EXEC sys.sp_cdc_enable_db", db)
-        execute(s, f"CREATE USER {APP_USER} FOR LOGIN {APP_USER}; ALTER ROLE db_datawriter ADD MEMBER {APP_USER}", db)
+        execute(s, f"CREATE USER {APP_USER} FOR LOGIN {APP_USER}; ALTER ROLE db_datawriter ADD MEMBER {APP_USER}; "
+                     f"ALTER ROLE db_datareader ADD MEMBER {APP_USER}", db)   # it reads too (SELECT is checked)
     execute(business, "CREATE TABLE dbo.load (id nvarchar(40) NOT NULL PRIMARY KEY, t int NOT NULL, u int NOT NULL)",
             db)
     execute(business, "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'load', "
@@ -219,7 +222,12 @@ def test_switchover_and_switchback_under_workload(switchable, doubles, capsys):
 def test_go_pool_through_switchover_and_switchback(switchable, doubles, tmp_path):
     """go-mssqldb's database/sql pool (4 connections shared by 8 goroutines: checkout, RESETCONNECTION on
     reuse, every third write a BeginTx/Commit) as the application's user through the proxy, across a
-    switchover and a switchback: 0 errors, every acknowledged write on the side active at the end."""
+    switchover and a switchback: 0 errors, every acknowledged write on the side active at the end, and the
+    same 4 connections all along, measured outside the pool: 4 logins of the application's user at the double
+    before the first switch, 4 client sessions open at the proxy with the same ids before and after each
+    switch, 4 of its sessions open at the double of the active side and none left on the other (database/sql
+    silently retries a statement on a new connection when one breaks: errors == [] alone would not show a
+    dropped session, and the pool's own count of open connections cannot exceed its maximum)."""
     d, pname, db = switchable
     business, dr = doubles
     stop = tmp_path / "stop"
@@ -232,20 +240,42 @@ def test_go_pool_through_switchover_and_switchback(switchable, doubles, tmp_path
         with connect(srv, db) as c, c.cursor() as cur:
             cur.execute("SELECT COUNT(*) FROM dbo.load WHERE id LIKE N'g%'")
             return cur.fetchone()[0]
+
+    def logins(srv):          # the application user's logins into this database, as the double logged them
+        return len(re.findall(rf"^sqlserver-double: login spid=\d+ user={APP_USER} db={db} ", srv.log(), re.M))
+
+    def open_at(srv):         # the application user's sessions open at the double, in this database
+        with connect(srv) as c, c.cursor() as cur:
+            cur.execute(f"SELECT COUNT(*) FROM sys.dm_exec_sessions WHERE login_name = N'{APP_USER}' AND "
+                        f"database_name = N'{db}'")
+            return cur.fetchone()[0]
+
+    def pool_sessions():      # the pool's client sessions open at the proxy: {id: side}
+        return {s["id"]: s["side"] for s in sessions(d, pname) if s["user"] == APP_USER}
     try:
+        ids = None
         for op, old, new in (("switchover", business, dr), ("switchback", dr, business)):
             n = written(old)
             wait_until(lambda: written(old) >= n + 40 or proc.poll() is not None, what=f"the pool writing before {op}")
+            if ids is None:
+                assert logins(business) == 4, logins(business)
+            open_now = pool_sessions()
+            assert len(open_now) == 4 and (ids is None or set(open_now) == ids), open_now
+            ids = set(open_now)
+            wait_until(lambda: (open_at(old), open_at(new)) == (4, 0), what=f"4 pool sessions on one side before {op}")
             r = d.admin_ok(op, pair=pname)
             assert r["moved_clients"] >= 4, r
             n = written(new)
             wait_until(lambda: written(new) >= n + 40 or proc.poll() is not None, what=f"the pool writing after {op}")
+        open_now = pool_sessions()
+        assert set(open_now) == ids and set(open_now.values()) == {"business"}, open_now
+        wait_until(lambda: (open_at(business), open_at(dr)) == (4, 0), what="4 pool sessions on business at the end")
     finally:
         stop.touch()
         outs, errs = proc.communicate(timeout=60)
     assert proc.returncode == 0, errs + outs
     res = json.loads(outs)
-    assert res["errors"] == [] and res["conns"] <= 4, res["errors"][:10]
+    assert res["errors"] == [] and res["conns"] == 4, (res["conns"], res["errors"][:10])
     with connect(business, db) as c, c.cursor() as cur:
         cur.execute("SELECT id, u FROM dbo.load WHERE id LIKE N'g%'")
         rows = dict(cur.fetchall())
