@@ -105,6 +105,7 @@ int main(void)
     CHECK(n_order[1] == 1 && order[1][0] == 100);
 
     /* free with posts still queued: they run before the stop (FIFO), nothing leaks */
+    n_order[2] = 0;
     for (int v = 0; v < 10; v++) {
         struct item *p = malloc(sizeof *p);
         *p = (struct item){ 2, v };
@@ -112,6 +113,7 @@ int main(void)
     }
     sy_loop_pool_free(pool);
     CHECK(atomic_load(&posted_done) == 400 + 1 + 10);
+    CHECK(n_order[2] == 10 && order[2][9] == 9);
     sy_loop_pool_free(NULL);
     CHECK(atomic_load(&wrong_thread) == 0);
     return CHECK_DONE();
