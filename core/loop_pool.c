@@ -101,7 +101,9 @@ struct sy_loop_pool *sy_loop_pool_new(int n, char *err, size_t errlen)
         w->index = i;
         pthread_mutex_init(&w->lock, NULL);
         pool->n = i + 1;
-        if ((w->base = event_base_new()) == NULL || (w->kick = event_new(w->base, -1, EV_PERSIST, run_jobs, w)) == NULL) {
+        w->base = event_base_new();
+        w->kick = w->base ? event_new(w->base, -1, EV_PERSIST, run_jobs, w) : NULL;
+        if (w->kick == NULL) {
             snprintf(err, errlen, "out of memory");
             sy_loop_pool_free(pool);
             return NULL;
