@@ -44,6 +44,9 @@ const char *sy_cluster_node(const struct sy_cluster *c);
 int sy_cluster_lease_ttl_ms(const struct sy_cluster *c);
 /* The lease this node's keys live under (0: none granted now). */
 int64_t sy_cluster_lease(const struct sy_cluster *c);
+/* Monotonic ms at which the request that last renewed the lease (grant or keepalive) was sent: etcd keeps
+ * the lease at least until this plus its TTL. 0: no lease. */
+uint64_t sy_cluster_lease_renewed_ms(const struct sy_cluster *c);
 
 
 #endif
