@@ -359,7 +359,8 @@ int64_t sy_cluster_lease(const struct sy_cluster *c)
     return c->registered ? c->lease : 0;
 }
 
-uint64_t sy_cluster_lease_renewed_ms(const struct sy_cluster *c)
+uint64_t sy_cluster_lease_renewed_ms(const struct sy_cluster *c, int64_t *lease)
 {
+    *lease = c->lease;
     return c->lease != 0 ? c->renewed_ms : 0;
 }

@@ -45,8 +45,9 @@ int sy_cluster_lease_ttl_ms(const struct sy_cluster *c);
 /* The lease this node's keys live under (0: none granted now). */
 int64_t sy_cluster_lease(const struct sy_cluster *c);
 /* Monotonic ms at which the request that last renewed the lease (grant or keepalive) was sent: etcd keeps
- * the lease at least until this plus its TTL. 0: no lease. */
-uint64_t sy_cluster_lease_renewed_ms(const struct sy_cluster *c);
+ * the lease at least until this plus its TTL. 0: no lease. *lease: the lease granted (registered or not:
+ * a put of the registration again does not change it). */
+uint64_t sy_cluster_lease_renewed_ms(const struct sy_cluster *c, int64_t *lease);
 
 
 #endif

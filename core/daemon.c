@@ -22,6 +22,7 @@
 #include "core/shared_epoch.h"
 #include "core/cluster_switch.h"
 #include "core/election.h"
+#include "core/cluster_admin.h"
 #include "core/takeover.h"
 #include "core/state_file.h"
 #include "core/fence_keeper.h"
@@ -40,6 +41,7 @@ struct daemon {
     struct sy_pair *pairs;        /* owned array of cfg->n_pairs */
     size_t n_started;             /* pairs[0..n_started) were started and must be stopped */
     struct sy_cluster *cluster;   /* owned; NULL without [cluster] */
+    struct sy_cluster_admin *cadmin; /* owned; NULL without [cluster]: commands for pairs owned elsewhere */
     struct event *owner_check;    /* owned (with elections): starts a takeover that failed or was deferred
                                      again, closes the instances of a node that stepped down during a switch */
 };
@@ -64,6 +66,32 @@ static struct sy_pair *pair_arg(struct sy_admin_req *req, json_t *args, struct d
     if (p == NULL)
         sy_admin_fail(req, "unknown_pair", "no pair named '%s'", name);
     return p;
+}
+
+/* In a cluster, a command that needs the pair's synchronization runs on the pair's owner: sent there when
+ * this node does not run the instances (true: req is answered later with the owner's reply). */
+static bool on_owner(struct daemon *d, struct sy_pair *p, struct sy_admin_req *req, json_t *args)
+{
+    return d->cadmin != NULL && sy_cluster_admin_forward(d->cadmin, p, req, args);
+}
+
+/* The pair an INSTANCE argument ("orders/forward") names, or NULL. */
+static struct sy_pair *instance_pair(struct daemon *d, json_t *args)
+{
+    const char *id = sy_admin_arg_str(args, "instance");
+    if (id == NULL)
+        return NULL;
+    const char *slash = strchr(id, '/');
+    char name[64];
+    snprintf(name, sizeof name, "%.*s", slash ? (int)(slash - id) : (int)strlen(id), id);
+    return find_pair(d, name);
+}
+
+/* An instance command whose pair is owned by another node: sent there (true). */
+static bool instance_on_owner(struct daemon *d, struct sy_admin_req *req, json_t *args)
+{
+    struct sy_pair *p = instance_pair(d, args);
+    return p != NULL && on_owner(d, p, req, args);
 }
 
 static void cmd_status(struct sy_admin_req *req, json_t *args, void *ctx)
@@ -172,6 +200,8 @@ static struct sy_instance *instance_arg(struct sy_admin_req *req, json_t *args, 
 
 static void cmd_lag_history(struct sy_admin_req *req, json_t *args, void *ctx)
 {
+    if (instance_on_owner(ctx, req, args))
+        return;
     struct sy_instance *in = instance_arg(req, args, ctx);
     if (in != NULL)
         sy_admin_ok(req, sy_instance_lag_history_json(in));
@@ -208,6 +238,8 @@ static void reply_when_settled(void *arg, struct sy_instance *in)
 
 static void instance_cmd(struct sy_admin_req *req, json_t *args, struct daemon *d, instance_op_fn op)
 {
+    if (instance_on_owner(d, req, args))
+        return;
     struct sy_instance *in = instance_arg(req, args, d);
     if (in == NULL || refuse_while_switching(req, sy_instance_pair(in)))
         return;
@@ -416,7 +448,7 @@ static void cmd_create_reverse(struct sy_admin_req *req, json_t *args, void *ctx
 {
     struct daemon *d = ctx;
     struct sy_pair *p = pair_arg(req, args, d);
-    if (p == NULL)
+    if (p == NULL || on_owner(d, p, req, args))
         return;
     if (find_engine(d, p->cfg->engine) == NULL) {
         sy_admin_fail(req, "not_implemented", "engine %s has no synchronization yet", sy_engine_name(p->cfg->engine));
@@ -528,7 +560,7 @@ static void cmd_verify(struct sy_admin_req *req, json_t *args, void *ctx)
 {
     struct daemon *d = ctx;
     struct sy_pair *p = pair_arg(req, args, d);
-    if (p == NULL)
+    if (p == NULL || on_owner(d, p, req, args))
         return;
     const struct sy_engine_ops *eng = find_engine(d, p->cfg->engine);
     if (eng == NULL || eng->sync->verify == NULL) {
@@ -578,28 +610,28 @@ static void cmd_verify(struct sy_admin_req *req, json_t *args, void *ctx)
 static void cmd_switchover(struct sy_admin_req *req, json_t *args, void *ctx)
 {
     struct sy_pair *p = pair_arg(req, args, ctx);
-    if (p != NULL)
+    if (p != NULL && !on_owner(ctx, p, req, args))
         sy_switch_switchover(p, req, sy_admin_arg_bool(args, "force"));
 }
 
 static void cmd_switchback(struct sy_admin_req *req, json_t *args, void *ctx)
 {
     struct sy_pair *p = pair_arg(req, args, ctx);
-    if (p != NULL)
+    if (p != NULL && !on_owner(ctx, p, req, args))
         sy_switch_switchback(p, req, sy_admin_arg_bool(args, "force"));
 }
 
 static void cmd_resolve_tail(struct sy_admin_req *req, json_t *args, void *ctx)
 {
     struct sy_pair *p = pair_arg(req, args, ctx);
-    if (p != NULL)
+    if (p != NULL && !on_owner(ctx, p, req, args))
         sy_tail_resolve(p, req, sy_admin_arg_str(args, "export"), sy_admin_arg_bool(args, "discard"));
 }
 
 static void cmd_failover(struct sy_admin_req *req, json_t *args, void *ctx)
 {
     struct sy_pair *p = pair_arg(req, args, ctx);
-    if (p != NULL)
+    if (p != NULL && !on_owner(ctx, p, req, args))
         sy_switch_failover(p, req, sy_admin_arg_bool(args, "force"));
 }
 
@@ -853,6 +885,10 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
             sy_log_error("out of memory");
             goto out;
         }
+    if (d.cluster != NULL && (d.cadmin = sy_cluster_admin_start(d.cluster, d.admin, d.pairs, d.n_started)) == NULL) {
+        sy_log_error("out of memory");
+        goto out;
+    }
     if (d.cluster != NULL) {
         struct timeval second = { 1, 0 };
         d.owner_check = event_new(d.base, -1, EV_PERSIST, on_owner_check, &d);
@@ -916,6 +952,7 @@ out:
         event_free(sighup);
     if (d.owner_check)
         event_free(d.owner_check);
+    sy_cluster_admin_free(d.cadmin);
     for (size_t i = 0; i < d.n_started; i++) {
         if (d.pairs[i].sync_open)
             close_instances(&d.pairs[i]);   /* before the lease goes: then another node may take over */

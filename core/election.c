@@ -50,13 +50,26 @@ static int64_t int_field(json_t *o, const char *name)
     return s != NULL ? strtoll(s, NULL, 10) : json_integer_value(v);   /* the gateway writes int64 as strings */
 }
 
+/* Whether the lease was renewed within 2/3 of its TTL (*lease: the lease granted now). An owner must be:
+ * past that, etcd may expire the lease and let another node win. */
+static bool lease_fresh(const struct sy_election *e, int64_t *lease, uint64_t *since_ms)
+{
+    uint64_t renewed = sy_cluster_lease_renewed_ms(e->c, lease), now = sy_now_ms();
+    *since_ms = renewed ? now - renewed : 0;
+    return *lease != 0 && renewed != 0 && now - renewed <= (uint64_t)sy_cluster_lease_ttl_ms(e->c) * 2 / 3;
+}
+
 static void become(struct sy_election *e, bool owner, const char *why)
 {
+    int64_t lease;
+    uint64_t since;
+    if (owner && !lease_fresh(e, &lease, &since))
+        return;          /* the key is this node's, but its lease may be about to expire: once renewed */
     if (e->owner == owner)
         return;
     e->owner = owner;
     if (owner) {
-        e->owner_lease = sy_cluster_lease(e->c);
+        e->owner_lease = lease;
         e->owner_since_ms = sy_now_ms();
         snprintf(e->owner_node, sizeof e->owner_node, "%s", sy_cluster_node(e->c));
         snprintf(e->owner_socket, sizeof e->owner_socket, "%s", e->admin_socket);
@@ -88,8 +101,9 @@ static void seen(struct sy_election *e, json_t *kv)
     snprintf(e->owner_socket, sizeof e->owner_socket, "%s",
              json_string_value(json_object_get(v, "admin_socket")) ?: "");
     json_decref(v);
-    int64_t lease = int_field(kv, "lease");
-    bool mine = strcmp(e->owner_node, sy_cluster_node(e->c)) == 0 && lease != 0 && lease == sy_cluster_lease(e->c);
+    int64_t lease = int_field(kv, "lease"), held = 0;
+    sy_cluster_lease_renewed_ms(e->c, &held);
+    bool mine = strcmp(e->owner_node, sy_cluster_node(e->c)) == 0 && lease != 0 && lease == held;
     if (mine && !e->owner)
         become(e, true, "its owner key names this node's lease");
     else if (!mine && e->owner) {
@@ -153,16 +167,17 @@ static void on_check(evutil_socket_t fd, short what, void *arg)
     struct sy_election *e = arg;
     if (!e->owner)
         return;
-    uint64_t renewed = sy_cluster_lease_renewed_ms(e->c), now = sy_now_ms();
-    uint64_t limit = (uint64_t)sy_cluster_lease_ttl_ms(e->c) * 2 / 3;
+    int64_t lease;
+    uint64_t since;
+    bool fresh = lease_fresh(e, &lease, &since);
     char why[200];
-    if (sy_cluster_lease(e->c) != e->owner_lease) {
+    if (lease != e->owner_lease) {
         snprintf(why, sizeof why, "its lease %" PRId64 " expired (etcd unreachable or the process paused)",
                  e->owner_lease);
         become(e, false, why);
-    } else if (renewed != 0 && now - renewed > limit) {
+    } else if (!fresh) {
         snprintf(why, sizeof why, "its lease was not renewed for %" PRIu64 " ms (2/3 of its TTL): etcd may give the "
-                 "synchronization to another node", now - renewed);
+                 "synchronization to another node", since);
         become(e, false, why);
     }
 }
