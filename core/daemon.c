@@ -768,9 +768,10 @@ static void on_epoch_applied(void *arg, struct sy_pair *p, bool side_changed)
 }
 
 /* Another node coordinates a switch of this pair: this node takes part. */
-static void on_cluster_hold(void *arg, struct sy_pair *p, const char *id, enum sy_side to, uint64_t from_epoch)
+static void on_cluster_hold(void *arg, struct sy_pair *p, const char *id, enum sy_side to, uint64_t from_epoch,
+                            bool failover)
 {
-    sy_switch_participate(p, id, to, from_epoch);
+    sy_switch_participate(p, id, to, from_epoch, failover);
 }
 
 static const struct sy_admin_cmd pair_cmds[] = {

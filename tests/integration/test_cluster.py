@@ -549,3 +549,29 @@ def test_one_node_owns_the_synchronization_and_another_takes_over_after_kill9(da
     r = new.admin_ok("verify", _timeout=120, pair=pname)
     assert r["clean"] is True, r
     assert "taken over from the destination's checkpoint" in new.log()
+
+
+def test_a_failover_flips_every_node_with_the_owner(daemon, etcd, mariadb_pair, fresh):  # noqa: F811
+    """`failover --force` given to a proxy-only node runs on the owner and goes through the cluster switch
+    (its hold marked "failover"): every node holds, prepares its sessions on DR and flips with the owner, so
+    an idle session of every node writes on DR afterwards without an error, and every node is on DR when
+    the command answers."""
+    b, dr = mariadb_pair
+    pname = f"f{fresh}"
+    owner, proxies = cluster_of_three(daemon, etcd, mariadb_pair, fresh, pname)
+    nodes = [owner] + proxies
+    conns = [app_conn(d, fresh) for d in nodes]
+    for i, c in enumerate(conns):
+        one(c, "INSERT INTO t VALUES (%s, 'before')", (i,))
+    wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", fresh) == ((3,),), 30, "forward applied")
+    r = proxies[0].admin_ok("failover", pair=pname, force=True)
+    assert r["active_side"] == "dr" and r["epoch"] == 2 and "cluster_hold_ms" in r["steps"], r
+    for d in nodes:
+        assert applied(d, pname) == (2, "dr"), d
+    for d in proxies:
+        hist = d.pair_status(pname)["switch_history"]
+        assert hist[0]["outcome"] == "done", hist
+    for i, c in enumerate(conns):                      # the same sessions, moved with their node: no error
+        one(c, "INSERT INTO t VALUES (%s, 'after the failover')", (10 + i,))
+    assert q(dr, "SELECT COUNT(*) FROM t WHERE id >= 10", fresh) == ((3,),)
+    assert q(b, "SELECT @@global.read_only")[0][0] == 1
