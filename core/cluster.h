@@ -1,7 +1,8 @@
 /* This switchyardd as one node of several ([cluster] etcd = ...; docs/cluster.md): registered in etcd under
  * a lease it keeps alive, and the other nodes seen there (status shows every node, the epochs it applied and
- * whether etcd answers). The shared epoch (core/shared_epoch.c) builds on it; the coordinated switch and
- * the sync's single owner are still to come. Loop thread only. */
+ * whether etcd answers). The shared epoch (core/shared_epoch.c), the switch for every node
+ * (core/cluster_switch.c), the sync's owner (core/election.c) and commands from any node
+ * (core/cluster_admin.c) build on it. Loop thread only. */
 #ifndef SY_CLUSTER_H
 #define SY_CLUSTER_H
 
