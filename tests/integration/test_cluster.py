@@ -575,3 +575,43 @@ def test_a_failover_flips_every_node_with_the_owner(daemon, etcd, mariadb_pair, 
         one(c, "INSERT INTO t VALUES (%s, 'after the failover')", (10 + i,))
     assert q(dr, "SELECT COUNT(*) FROM t WHERE id >= 10", fresh) == ((3,),)
     assert q(b, "SELECT @@global.read_only")[0][0] == 1
+
+
+def test_a_mongodb_proxy_cut_off_from_etcd_refuses_a_held_request_after_max_hold_ms(etcd, ferretdb_pair,
+                                                                                     mongo_daemon):
+    """As the MariaDB proxy (above): a MongoDB proxy whose only etcd endpoint is paused holds new requests, and
+    one held max_hold_ms gets the clear error (code 50 MaxTimeMSExpired: not a "not primary" code, which drivers
+    retry at once through the same proxy) and its connection is closed, instead of waiting until etcd
+    answers; the write reached no side. Back with etcd, a new connection writes."""
+    pymongo = sandbox.pymongo4()
+    b = ferretdb_pair.business
+    pname = "mcut"
+    cut = mongo_daemon(pair=pname, max_hold_ms=1500, txn_drain_ms=500, extra_ini=cluster_ini(etcd[2:], "mcut"))
+    wait_for(lambda: confirmed(cut, pname, 1), 20, "the node watches")
+    port = int(cut.pair_status(pname)["listen"].rsplit(":", 1)[1])
+    c = pymongo.MongoClient("127.0.0.1", port, username=b.admin_user, password=b.admin_password,
+                            authSource="admin", retryWrites=False, serverSelectionTimeoutMS=10000,
+                            socketTimeoutMS=30000)
+    coll = c["mcut_db"]["t"]
+    coll.delete_many({})
+    coll.insert_one({"_id": 1, "v": "before"})
+    lone = etcd[2]
+    os.kill(lone.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: shared(cut, pname)["cut_off"] and cut.pair_status(pname)["held"], 15, "cut off: held")
+        t0 = time.monotonic()
+        with pytest.raises(pymongo.errors.PyMongoError) as e:
+            coll.insert_one({"_id": 2, "v": "while cut off"})
+        held_s = time.monotonic() - t0
+        assert "lost etcd" in str(e.value) and "max_hold_ms=1500" in str(e.value), e.value
+        assert 1.4 < held_s < 10, held_s
+    finally:
+        os.kill(lone.pid, signal.SIGCONT)
+    wait_for(lambda: not shared(cut, pname)["cut_off"] and not cut.pair_status(pname)["held"], 20, "etcd back")
+    c.close()                                           # its pooled connection was closed by the proxy
+    c = pymongo.MongoClient("127.0.0.1", port, username=b.admin_user, password=b.admin_password,
+                            authSource="admin", serverSelectionTimeoutMS=10000)
+    coll = c["mcut_db"]["t"]
+    coll.insert_one({"_id": 3, "v": "after"})
+    assert sorted(d["_id"] for d in coll.find()) == [1, 3]
+    c.close()
