@@ -615,3 +615,26 @@ def test_a_mongodb_proxy_cut_off_from_etcd_refuses_a_held_request_after_max_hold
     coll.insert_one({"_id": 3, "v": "after"})
     assert sorted(d["_id"] for d in coll.find()) == [1, 3]
     c.close()
+
+
+def test_a_command_forwarded_to_an_owner_that_dies_mid_way_says_its_outcome_is_unknown(daemon, etcd, mariadb_pair,
+                                                                                       fresh):  # noqa: F811
+    """A switchover given to a proxy-only node runs on the owner, which dies (kill -9 at a failpoint) with every
+    node held: the proxy's caller gets owner_lost naming the dead owner and saying the outcome is unknown and
+    that the command was not sent again — not a hang, not a second run. The nodes release on business."""
+    pname = f"x{fresh}"
+    owner, proxies = cluster_of_three(daemon, etcd, mariadb_pair, fresh, pname,
+                                      owner_env={"SY_FAILPOINT": "switch_after_cluster_hold"})
+    t0 = time.monotonic()
+    r = proxies[0].admin("switchover", pair=pname)
+    assert r["ok"] is False and r["error"]["code"] == "owner_lost", r
+    assert f"{pname}-s1" in r["error"]["message"] and "outcome is unknown" in r["error"]["message"], r
+    assert time.monotonic() - t0 < 20
+    assert owner.wait(30) != 0
+    for d in proxies:
+        wait_for(lambda: applied(d, pname) == (1, "business") and not d.pair_status(pname)["held"], 20,
+                 f"{d} released on business")
+    prefix = f"/switchyard/pairs/{pname}/re"                # requests/ and replies/
+    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    left = lambda: etcd_call(etcd, "/v3/kv/range", {"key": b64(prefix), "range_end": b64(end)}).get("kvs") or []
+    wait_for(lambda: left() == [], 10, "the request's keys deleted")
