@@ -12,9 +12,11 @@ import base64
 import json
 import os
 import signal
+import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -638,3 +640,47 @@ def test_a_command_forwarded_to_an_owner_that_dies_mid_way_says_its_outcome_is_u
     end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
     left = lambda: etcd_call(etcd, "/v3/kv/range", {"key": b64(prefix), "range_end": b64(end)}).get("kvs") or []
     wait_for(lambda: left() == [], 10, "the request's keys deleted")
+
+
+def test_a_sql_server_proxy_cut_off_from_etcd_refuses_a_held_request_after_max_hold_ms(daemon, etcd):
+    """The same for a SQL Server proxy (the TDS double): a request held max_hold_ms gets an ERROR token with
+    the message and the connection is closed; a new connection works once etcd is back."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "doubles"))
+    from tds_fixtures import running_double
+    pytds = pytest.importorskip("pytds")
+    with running_double() as business, running_double() as dr:
+        pname = "tcut"
+        cut = daemon(pair=pname, engine="sqlserver", business=f"{business.host}:{business.port}",
+                     dr=f"{dr.host}:{dr.port}", admin_user=business.user, admin_password=business.password,
+                     max_hold_ms=1500, txn_drain_ms=500, extra_ini=cluster_ini(etcd[2:], "tcut"))
+        wait_for(lambda: confirmed(cut, pname, 1), 20, "the node watches")
+        port = int(cut.pair_status(pname)["listen"].rsplit(":", 1)[1])
+
+        def connect():
+            return pytds.connect(server="127.0.0.1", port=port, user=business.user, password=business.password,
+                                 autocommit=True, login_timeout=10, timeout=30, disable_connect_retry=True)
+        c = connect()
+        with c.cursor() as cur:
+            cur.execute("SELECT 1")
+            assert cur.fetchone()[0] == 1
+        lone = etcd[2]
+        os.kill(lone.pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: shared(cut, pname)["cut_off"] and cut.pair_status(pname)["held"], 15, "cut off: held")
+            t0 = time.monotonic()
+            with pytest.raises(Exception) as e:
+                with c.cursor() as cur:
+                    cur.execute("SELECT 2")
+                    cur.fetchone()
+            held_s = time.monotonic() - t0
+            assert "lost etcd" in str(e.value) and "max_hold_ms=1500" in str(e.value), e.value
+            assert 1.4 < held_s < 10, held_s
+        finally:
+            os.kill(lone.pid, signal.SIGCONT)
+        wait_for(lambda: not shared(cut, pname)["cut_off"] and not cut.pair_status(pname)["held"], 20, "etcd back")
+        c2 = connect()
+        with c2.cursor() as cur:
+            cur.execute("SELECT 3")
+            assert cur.fetchone()[0] == 3
+        c2.close()
+        assert cut.stop() == 0
