@@ -22,6 +22,7 @@
 
 #define POLL_MS 100
 #define FORWARD_TIMEOUT_MS (10 * 60 * 1000)   /* a verify of a large pair may take minutes */
+#define TAKEOVER_WAIT_MS 30000                /* an owner still taking its instances over: the command waits */
 
 struct forward {
     struct sy_cluster_admin *ca;       /* ref */
@@ -32,8 +33,9 @@ struct forward {
     char to[64];                       /* the owner it was sent to */
     char owner_key[200], req_key[240], reply_key[240];
     json_t *args;                      /* owned: the command's arguments */
+    struct sy_pair *p;                 /* ref: the daemon's */
     uint64_t started_ms;
-    struct event *poll;                /* owned: the next poll */
+    struct event *poll;                /* owned: the next poll (of the reply; of the owner while to is "") */
     bool busy;                         /* an etcd request in flight */
     struct forward *next;              /* in ca->forwards */
 };
@@ -46,7 +48,12 @@ struct pair_watch {
 
 struct served {
     struct sy_cluster_admin *ca;       /* ref */
+    struct sy_pair *p;                 /* ref */
     char reply_key[240];
+    char cmd[64];
+    json_t *args;                      /* owned */
+    uint64_t since_ms;                 /* monotonic: when it arrived */
+    struct event *retry;               /* owned: runs it once the instances are open (a takeover) */
 };
 
 struct sy_cluster_admin {
@@ -116,7 +123,7 @@ static void forward_end(struct forward *f, json_t *reply, const char *code, cons
     if (reply != NULL)
         sy_admin_answer(f->req, reply);
     else
-        sy_admin_fail(f->req, code, "%s", msg);
+        sy_admin_fail(f->req, code ? code : "internal", "%s", msg ? msg : "no reply");
     f->req = NULL;
     if (f->to[0]) {
         delete_key(f->ca, f->req_key);
@@ -184,11 +191,17 @@ static void on_poll_answer(void *arg, json_t *reply, const char *err)
     schedule_poll(f);
 }
 
+static void lookup_owner(struct forward *f);
+
 static void on_poll(evutil_socket_t fd, short what, void *arg)
 {
     struct forward *f = arg;
     if (f->busy)
         return;
+    if (f->to[0] == '\0') {
+        lookup_owner(f);
+        return;
+    }
     char *rk = sy_etcd_b64(f->reply_key, strlen(f->reply_key)), *ok = sy_etcd_b64(f->owner_key, strlen(f->owner_key));
     json_t *body = rk && ok ? json_pack("{s:[],s:[{s:{s:s}},{s:{s:s}}]}", "compare", "success", "request_range",
                                         "key", rk, "request_range", "key", ok)
@@ -216,6 +229,11 @@ static void on_sent(void *arg, json_t *reply, const char *err)
     schedule_poll(f);
 }
 
+static void on_local_reply(json_t *reply, void *arg)
+{
+    forward_end(arg, reply, NULL, NULL);
+}
+
 static void on_owner(void *arg, json_t *reply, const char *err)
 {
     struct forward *f = arg;
@@ -229,8 +247,13 @@ static void on_owner(void *arg, json_t *reply, const char *err)
     json_t *kv = json_array_get(json_object_get(reply, "kvs"), 0);
     json_t *v = kv ? kv_json(kv) : NULL;
     const char *node = json_string_value(json_object_get(v, "node"));
+    uint64_t waited = sy_now_ms() - f->started_ms;
     if (node == NULL || node[0] == '\0') {
         json_decref(v);
+        if (waited < 2 * (uint64_t)sy_cluster_lease_ttl_ms(f->ca->c)) {   /* an election may be under way */
+            schedule_poll(f);
+            return;
+        }
         snprintf(msg, sizeof msg, "no node owns the synchronization of %s now (an owner that died is replaced "
                  "within about a lease; or no node has the pair's objects): '%s' cannot run", f->pair, f->cmd);
         forward_end(f, NULL, "no_owner", msg);
@@ -238,8 +261,16 @@ static void on_owner(void *arg, json_t *reply, const char *err)
     }
     if (strcmp(node, sy_cluster_node(f->ca->c)) == 0) {
         json_decref(v);
-        snprintf(msg, sizeof msg, "this node was just elected owner of %s and is taking its instances over: "
-                 "send '%s' again in a moment", f->pair, f->cmd);
+        if (f->p->sync_open) {                     /* this node took the pair over meanwhile: run it here */
+            sy_admin_call(f->ca->a, f->cmd, f->args, on_local_reply, f);
+            return;
+        }
+        if (waited < TAKEOVER_WAIT_MS) {
+            schedule_poll(f);
+            return;
+        }
+        snprintf(msg, sizeof msg, "this node owns %s but has not opened its instances within %d s (see "
+                 "sync_owner.takeover_error in status): '%s' was not run", f->pair, TAKEOVER_WAIT_MS / 1000, f->cmd);
         forward_end(f, NULL, "bad_state", msg);
         return;
     }
@@ -253,6 +284,19 @@ static void on_owner(void *arg, json_t *reply, const char *err)
     free(text);
     if (body == NULL || sy_etcd_post(f->ca->etcd, "/v3/kv/put", body, on_sent, f) != 0) {
         f->to[0] = '\0';
+        forward_end(f, NULL, "internal", "out of memory");
+        return;
+    }
+    f->busy = true;
+}
+
+/* Reads the owner key (on_owner sends the request, waits, or answers). */
+static void lookup_owner(struct forward *f)
+{
+    char *k = sy_etcd_b64(f->owner_key, strlen(f->owner_key));
+    json_t *body = k ? json_pack("{s:s}", "key", k) : NULL;
+    free(k);
+    if (body == NULL || sy_etcd_post(f->ca->etcd, "/v3/kv/range", body, on_owner, f) != 0) {
         forward_end(f, NULL, "internal", "out of memory");
         return;
     }
@@ -279,20 +323,22 @@ bool sy_cluster_admin_forward(struct sy_cluster_admin *ca, struct sy_pair *p, st
     snprintf(f->owner_key, sizeof f->owner_key, "%spairs/%s/owner", SY_CLUSTER_PREFIX, f->pair);
     snprintf(f->req_key, sizeof f->req_key, "%spairs/%s/requests/%s", SY_CLUSTER_PREFIX, f->pair, f->id);
     snprintf(f->reply_key, sizeof f->reply_key, "%spairs/%s/replies/%s", SY_CLUSTER_PREFIX, f->pair, f->id);
+    f->p = p;
     f->next = ca->forwards;
     ca->forwards = f;
-    char *k = sy_etcd_b64(f->owner_key, strlen(f->owner_key));
-    json_t *body = k ? json_pack("{s:s}", "key", k) : NULL;
-    free(k);
-    if (body == NULL || sy_etcd_post(ca->etcd, "/v3/kv/range", body, on_owner, f) != 0) {
-        forward_end(f, NULL, "internal", "out of memory");
-        return true;
-    }
-    f->busy = true;
+    lookup_owner(f);
     return true;
 }
 
 /* ---- the owner ---------------------------------------------------------------------------------- */
+
+static void served_free(struct served *s)
+{
+    if (s->retry)
+        event_free(s->retry);
+    json_decref(s->args);
+    free(s);
+}
 
 static void on_served(json_t *reply, void *arg)
 {
@@ -302,7 +348,27 @@ static void on_served(json_t *reply, void *arg)
     free(text);
     if (body == NULL || sy_etcd_post(s->ca->etcd, "/v3/kv/put", body, ignore, s->ca) != 0)
         sy_log_error("cluster admin: cannot put the reply %s", s->reply_key);
-    free(s);
+    served_free(s);
+}
+
+/* Runs a request sent to this node once its instances are open (at once, unless a takeover runs). */
+static void serve(evutil_socket_t fd, short what, void *arg)
+{
+    struct served *s = arg;
+    if (s->p->sync_open) {
+        sy_admin_call(s->ca->a, s->cmd, s->args, on_served, s);
+        return;
+    }
+    if (sy_now_ms() - s->since_ms < TAKEOVER_WAIT_MS && s->retry != NULL) {
+        struct timeval tv = { 0, 200 * 1000 };
+        event_add(s->retry, &tv);
+        return;
+    }
+    json_t *r = json_pack("{s:b,s:{s:s,s:s}}", "ok", 0, "error", "code", "bad_state", "message",
+                          "the owner has not opened the pair's instances (a takeover that does not end: see "
+                          "sync_owner.takeover_error in its status): the command was not run");
+    on_served(r, s);
+    json_decref(r);
 }
 
 static void on_request(void *arg, json_t *kv, bool deleted, int64_t rev)
@@ -320,24 +386,21 @@ static void on_request(void *arg, json_t *kv, bool deleted, int64_t rev)
         return;
     }
     struct served *s = calloc(1, sizeof *s);
-    if (s == NULL) {
+    if (s == NULL || (s->retry = evtimer_new(pw->p->base, serve, s)) == NULL) {
+        free(s);
         json_decref(v);
         return;
     }
     s->ca = ca;
+    s->p = pw->p;
+    s->since_ms = sy_now_ms();
+    s->args = json_is_object(args) ? json_incref(args) : json_object();
+    snprintf(s->cmd, sizeof s->cmd, "%s", cmd);
     snprintf(s->reply_key, sizeof s->reply_key, "%spairs/%s/replies/%s", SY_CLUSTER_PREFIX, pw->p->cfg->name, id);
     sy_log_info("cluster admin: '%s' for %s from node %s (request %s)", cmd, pw->p->cfg->name,
                 json_string_value(json_object_get(v, "from")) ?: "?", id);
-    if (!pw->p->sync_open) {
-        json_t *r = json_pack("{s:b,s:{s:s,s:s}}", "ok", 0, "error", "code", "bad_state", "message",
-                              "this node owns the pair but is still taking its instances over: send the command "
-                              "again in a moment");
-        on_served(r, s);
-        json_decref(r);
-    } else {
-        sy_admin_call(ca->a, cmd, json_is_object(args) ? args : NULL, on_served, s);
-    }
     json_decref(v);
+    serve(-1, 0, s);
 }
 
 struct sy_cluster_admin *sy_cluster_admin_start(struct sy_cluster *c, struct sy_admin *a, struct sy_pair *pairs,
