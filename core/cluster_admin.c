@@ -138,6 +138,12 @@ static void schedule_poll(struct forward *f)
     event_add(f->poll, &tv);
 }
 
+/* The first key-value of a transaction's range response (NULL: none). */
+static json_t *first_kv(json_t *response)
+{
+    return json_array_get(json_object_get(json_object_get(response, "response_range"), "kvs"), 0);
+}
+
 static void on_poll_answer(void *arg, json_t *reply, const char *err)
 {
     struct forward *f = arg;
@@ -154,8 +160,7 @@ static void on_poll_answer(void *arg, json_t *reply, const char *err)
         return;
     }
     json_t *rs = json_object_get(reply, "responses");
-    json_t *answer = json_array_get(json_object_get(json_object_get(json_array_get(rs, 0), "response_range"), "kvs"), 0);
-    json_t *owner = json_array_get(json_object_get(json_object_get(json_array_get(rs, 1), "response_range"), "kvs"), 0);
+    json_t *answer = first_kv(json_array_get(rs, 0)), *owner = first_kv(json_array_get(rs, 1));
     if (answer != NULL) {
         json_t *v = kv_json(answer);
         if (json_is_object(v) && json_object_get(v, "ok") != NULL) {
