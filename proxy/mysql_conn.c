@@ -480,7 +480,32 @@ void sy_mysql_conn_relay_start(struct sy_mysql_conn *c)
 
 void sy_mysql_conn_read_enable(struct sy_mysql_conn *c, bool on)
 {
-    sy_relay_reader_enable(&c->rd, c->bev, on);
+    if (c->bev != NULL)
+        sy_relay_reader_enable(&c->rd, c->bev, on);
+    else if (!on && c->rd.ev != NULL)
+        event_del(c->rd.ev); /* asleep: its wake callback must not run any more */
+}
+
+int sy_mysql_conn_sleep(struct sy_mysql_conn *c, event_callback_fn wake, void *arg)
+{
+    if (c->state != CS_IDLE || c->bev == NULL || sy_relay_sleep(&c->rd, c->bev, wake, arg) != 0)
+        return -1;
+    c->bev = NULL;
+    return 0;
+}
+
+int sy_mysql_conn_wake(struct sy_mysql_conn *c)
+{
+    if (c->bev != NULL)
+        return 0;
+    if ((c->bev = sy_relay_wake(&c->rd)) == NULL)
+        return -1;
+    return 0;
+}
+
+bool sy_mysql_conn_asleep(const struct sy_mysql_conn *c)
+{
+    return c->bev == NULL && sy_relay_asleep(&c->rd);
 }
 
 struct sy_mysql_conn *sy_mysql_conn_open(struct event_base *base, const struct sy_endpoint *ep,
@@ -550,7 +575,7 @@ struct sy_mysql_conn *sy_mysql_conn_open(struct event_base *base, const struct s
 
 static int conn_command(struct sy_mysql_conn *c, uint8_t cmd, const char *sql, sy_mysql_query_cb cb, void *arg)
 {
-    if (c->state != CS_IDLE)
+    if (c->state != CS_IDLE || c->bev == NULL) /* asleep: its session wakes it first */
         return -1;
     if (c->result == NULL && (c->result = calloc(1, sizeof *c->result)) == NULL)
         return -1;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 
 #include "core/config.h"
 #include "proxy/mysql_auth.h"
@@ -80,6 +81,13 @@ uint64_t sy_mysql_conn_caps(const struct sy_mysql_conn *c);     /* negotiated */
 /* A session relays over c from now on (logged in, idle): c's socket is read with one recv() per readiness
  * (proxy/relay.h, reader) until c runs a query of its own again. */
 void sy_mysql_conn_relay_start(struct sy_mysql_conn *c);
+/* A relaying, idle conn with nothing buffered frees its bufferevent (proxy/relay.h, sleeping): wake(fd, what,
+ * arg) runs when the server sends anything or closes. -1 (nothing changed) when it cannot. */
+int sy_mysql_conn_sleep(struct sy_mysql_conn *c, event_callback_fn wake, void *arg) SY_MUST_CHECK;
+/* A new bufferevent on the socket (no callbacks; the reader reads, on): the session takes it over again.
+ * -1 when out of memory (still asleep). Nothing (0) when awake. */
+int sy_mysql_conn_wake(struct sy_mysql_conn *c) SY_MUST_CHECK;
+bool sy_mysql_conn_asleep(const struct sy_mysql_conn *c);
 /* Reading c's socket on or off (through the reader while a session relays). */
 void sy_mysql_conn_read_enable(struct sy_mysql_conn *c, bool on);
 struct bufferevent *sy_mysql_conn_bev(struct sy_mysql_conn *c); /* ref: the caller may set callbacks

@@ -166,9 +166,12 @@ void sy_mysql_session_release_conn(struct sy_mysql_proxy *px, struct sy_mysql_co
     if (c == NULL)
         return;
     sy_mysql_conn_detach(c);
-    bufferevent_setcb(sy_mysql_conn_bev(c), NULL, NULL, NULL, NULL); /* not the session's any more */
     sy_mysql_conn_read_enable(c, false);
-    bufferevent_disable(sy_mysql_conn_bev(c), EV_WRITE);
+    struct bufferevent *bev = sy_mysql_conn_bev(c); /* NULL asleep (a session that failed to wake) */
+    if (bev != NULL) {
+        bufferevent_setcb(bev, NULL, NULL, NULL, NULL); /* not the session's any more */
+        bufferevent_disable(bev, EV_WRITE);
+    }
     if (px->n_dead == px->cap_dead) {
         size_t cap = px->cap_dead ? px->cap_dead * 2 : 16;
         struct sy_mysql_conn **nd = realloc(px->dead, cap * sizeof *nd);
@@ -191,6 +194,8 @@ static void close_session(struct sy_mysql_session *s, const char *why, bool flus
 {
     if (s->state == SS_CLOSING)
         return;
+    if (!sy_mysql_relay_wake(s)) /* a sleeping session closes as an awake one */
+        sy_log_warn("%s: out of memory waking the idle session to close it", s->label);
     sy_log_info("%s: closed (%s)", s->label, why);
     sy_mysql_cw_cancel(s); /* a held OK never reaches the client */
     sy_mysql_session_set_state(s, SS_CLOSING);
@@ -346,6 +351,8 @@ void sy_mysql_session_lose(struct sy_mysql_session *s, const char *why)
 /* Closes after flushing an error the client can still read. */
 static void fail_session(struct sy_mysql_session *s, uint8_t seq, uint16_t code, const char *state, const char *msg)
 {
+    if (!sy_mysql_relay_wake(s)) /* asleep: its client bufferevent is built again for the error */
+        sy_log_warn("%s: out of memory waking the idle session to fail it", s->label);
     if (s->client && s->state != SS_CLOSING)
         sy_mysql_session_client_err(s, seq, code, state, msg);
     char why[700];
@@ -491,6 +498,10 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
     struct sy_mysql_session *s = arg;
     if (what & BEV_EVENT_CONNECTED)
         return;
+    if (what & BEV_EVENT_TIMEOUT) { /* the reader's idle period (SESS_SLEEP_MS): maybe sleep */
+        sy_mysql_relay_idle(s);
+        return;
+    }
     if (s->state == SS_CLOSING) {
         s->client_gone = true; /* nothing more can be flushed: free it */
         static const struct timeval now = { 0, 0 };
@@ -724,6 +735,7 @@ static json_t *session_json(const struct sy_mysql_session *s)
                           "schema", s->schema, "last_gtid", s->last_gtid, "prepared_statements", (json_int_t)s->n_stmts,
                           "backend_thread", (json_int_t)sy_mysql_session_backend_thread(s));
     json_object_set_new(o, "unmovable_reason", pinned ? json_string(pinned) : json_null());
+    json_object_set_new(o, "asleep", json_boolean(s->asleep)); /* idle without bufferevents (mysql_relay.c) */
     return o;
 }
 

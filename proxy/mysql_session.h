@@ -122,6 +122,8 @@ struct sy_mysql_session {
     bool resp_done_after_stream;         /* the streaming packet ends the reply */
     uint64_t held_since_ms;              /* when SS_HELD (or SS_PARKED) began */
     bool direct;                         /* logged in: plain sockets are written directly (see flush) */
+    bool asleep;                         /* idle without bufferevents (mysql_relay.c, sleeping): client is
+                                            NULL, backend's bev too; both readers watch the bare sockets */
     bool compressed;                     /* client is a compression filter (CLIENT_COMPRESS) from login on */
     struct evbuffer *zout;               /* owned, compressed sessions: client bytes until client_push() */
     struct event *drained_ev;            /* owned, compressed sessions: the socket's output shrank */
@@ -206,6 +208,7 @@ struct sy_mysql_session {
 
 #define SESS_MAX_TRACKED_SQL (1u << 20) /* prepared statement text kept for re-prepare */
 #define SESS_FLUSH_MS 5000              /* how long a closed session's final error may take to be read */
+#define SESS_SLEEP_MS 250               /* an idle plain session frees its bufferevents after this long */
 /* MariaDB extensions offered when the server offers them: progress reports (ERR 0xFFFF packets inside a
  * reply, followed by the tracker), bulk execute (statement ids mapped like any COM_STMT_*), extended type
  * info and metadata caching (the tracker reads the "metadata follows" byte). COM_MULTI is not offered. */
@@ -249,6 +252,11 @@ void sy_mysql_login_on_auth_packet(struct sy_mysql_conn *c, const uint8_t *p, si
 /* mysql_relay.c: processes what waits in the client's / the backend's input */
 void sy_mysql_relay_backend(struct sy_mysql_session *s);
 void sy_mysql_relay_client(struct sy_mysql_session *s);
+/* Nothing read from the client for SESS_SLEEP_MS: sleeps (frees both bufferevents) when the session may. */
+void sy_mysql_relay_idle(struct sy_mysql_session *s);
+/* Builds a sleeping session's bufferevents again (nothing when awake). false: out of memory (the caller
+ * closes the session; nothing else may use it). */
+bool sy_mysql_relay_wake(struct sy_mysql_session *s) SY_MUST_CHECK;
 
 /* ---- shared between mysql_session.c and mysql_switch.c ------------------------------------------ */
 
