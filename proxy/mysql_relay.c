@@ -341,8 +341,13 @@ static void start_request(struct sy_mysql_session *s, struct evbuffer *in, struc
         }
         /* Replayed as a fresh login as the new account: the server checks it, resets the session
          * (as COM_CHANGE_USER does) and the proxy keeps the secret for later logins. */
-        snprintf(s->user, sizeof s->user, "%s", cu->user);
-        snprintf(s->schema, sizeof s->schema, "%s", cu->db);
+        if (!sy_mysql_session_str_set(&s->user, SY_MYSQL_NAME_MAX, "%s", cu->user) ||
+            !sy_mysql_session_str_set(&s->schema, SY_MYSQL_DB_MAX, "%s", cu->db)) {
+            OPENSSL_cleanse(cu->auth, sizeof cu->auth);
+            free(cu);
+            sy_mysql_session_close(s, "out of memory");
+            return;
+        }
         if (cu->has_collation)
             s->collation = (uint8_t)cu->collation;
         OPENSSL_cleanse(cu->auth, sizeof cu->auth);

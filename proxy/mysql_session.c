@@ -15,6 +15,7 @@
  * until release. */
 #include <errno.h>
 #include <netdb.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +101,37 @@ bool sy_mysql_session_set_state(struct sy_mysql_session *s, enum sess_state to)
     sy_log_debug("%s: %s -> %s", s->label, SESS_STATE(s)->name, sy_mysql_sess_states[to].name);
     s->state = to;
     return true;
+}
+
+char sy_mysql_session_empty[1];
+
+bool sy_mysql_session_str_set(char **dst, size_t max, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return false;
+    size_t len = (size_t)n < max ? (size_t)n : max - 1;
+    char *p = sy_mysql_session_empty;
+    if (len > 0) {
+        if ((p = malloc(len + 1)) == NULL)
+            return false;
+        va_start(ap, fmt);
+        vsnprintf(p, len + 1, fmt, ap); /* fmt may read *dst: freed only after */
+        va_end(ap);
+    }
+    sy_mysql_session_str_free(dst);
+    *dst = p;
+    return true;
+}
+
+void sy_mysql_session_str_free(char **dst)
+{
+    if (*dst != sy_mysql_session_empty)
+        free(*dst);
+    *dst = NULL;
 }
 
 bool sy_mysql_session_auth_set(struct sy_mysql_session *s, const uint8_t *p, size_t n)
@@ -244,6 +276,11 @@ static void session_free(struct sy_mysql_session *s)
     OPENSSL_cleanse(s->stage1, sizeof s->stage1);
     sy_mysql_session_auth_clear(s);
     free(s->attrs);
+    sy_mysql_session_str_free(&s->label);
+    sy_mysql_session_str_free(&s->peer);
+    sy_mysql_session_str_free(&s->user);
+    sy_mysql_session_str_free(&s->schema);
+    sy_mysql_session_str_free(&s->relayed_plugin);
     free(s->pending_prepare_sql);
     free(s->warm_error);
     sy_mysql_session_stmts_clear(s);
@@ -652,14 +689,22 @@ void sy_mysql_session_accept(struct sy_mysql_proxy *px, evutil_socket_t fd, cons
         px->next_id = SY_MYSQL_FIRST_SESSION_ID;
     char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
     getnameinfo(sa, (socklen_t)salen, host, sizeof host, serv, sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV);
-    snprintf(s->peer, sizeof s->peer, "%s:%s", host, serv);
-    snprintf(s->label, sizeof s->label, "%s C-%u %s", px->pair->cfg->name, s->id, s->peer);
+    s->user = s->schema = sy_mysql_session_empty;
+    if (!sy_mysql_session_str_set(&s->peer, 80, "%s:%s", host, serv) ||
+        !sy_mysql_session_str_set(&s->label, 160, "%s C-%u %s", px->pair->cfg->name, s->id, s->peer)) {
+        sy_mysql_session_str_free(&s->peer);
+        evutil_closesocket(fd);
+        free(s);
+        return;
+    }
     s->status = SY_STATUS_AUTOCOMMIT;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     s->client = bufferevent_socket_new(px->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (s->client == NULL) {
         evutil_closesocket(fd);
+        sy_mysql_session_str_free(&s->peer);
+        sy_mysql_session_str_free(&s->label);
         free(s);
         return;
     }
