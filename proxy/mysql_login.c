@@ -125,7 +125,7 @@ void sy_mysql_login_on_init_done(struct sy_mysql_conn *c, const struct sy_mysql_
     if (s->login_reply_due) {
         s->login_reply_due = false;
         sy_log_info("%s: logged in as '%s' on %s side (backend thread %u)", s->label, s->user,
-                    sy_side_name(s->side), sy_mysql_conn_greeting(c)->thread_id);
+                    sy_side_name(s->side), sy_mysql_conn_thread_id(c));
         sy_mysql_session_client_ok(s, (uint8_t)(s->seq + 1));
         if ((s->caps & SY_CAP_COMPRESS) && !s->compressed) {
             /* the OK above goes out as it is; everything after it in frames */

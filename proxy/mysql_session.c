@@ -742,7 +742,7 @@ uint32_t sy_mysql_session_backend_thread(const struct sy_mysql_session *s)
 {
     if (s->backend == NULL || !SESS_STATE(s)->past_login)
         return 0;
-    return sy_mysql_conn_greeting(s->backend)->thread_id;
+    return sy_mysql_conn_thread_id(s->backend);
 }
 
 void sy_mysql_sessions_resume(struct sy_mysql_proxy *px)
