@@ -151,7 +151,7 @@ void sy_mysql_login_on_init_done(struct sy_mysql_conn *c, const struct sy_mysql_
     sy_mysql_session_set_state(s, SS_IDLE);
     s->direct = true;
     if (sy_relay_reader_attach(&s->client_rd, s->client) == 0) /* plain sockets only (-1: TLS, compression) */
-        sy_relay_reader_set_idle(&s->client_rd, SESS_SLEEP_MS);    /* idle that long: may sleep */
+        sy_relay_reader_set_idle(&s->client_rd, (unsigned)s->px->pair->cfg->idle_sleep_ms); /* then it may sleep */
     sy_mysql_relay_client(s);
     if (s->state != SS_CLOSING)
         sy_mysql_relay_backend(s);

@@ -837,7 +837,7 @@ void sy_mysql_relay_backend(struct sy_mysql_session *s)
 /* ---- sleeping: an idle plain session without bufferevents (proxy/relay.h) --------------------------
  *
  * Most sessions of a pool sit idle between requests, and their two bufferevents (~1.3 KiB each) are most of
- * what they cost. A plain session (no TLS, no compression) that read nothing for SESS_SLEEP_MS while idle,
+ * what they cost. A plain session (no TLS, no compression) that read nothing for idle_sleep_ms (250) while idle,
  * with nothing buffered either way and no transaction, hold, switch or commit_wait work pending, frees both:
  * the sockets stay open and each side's reader event watches its bare socket. The next byte from the client,
  * anything from the server (an ERR before a KILL's close, an EOF) or any wake from outside (a switch step,
@@ -883,7 +883,7 @@ void sy_mysql_relay_idle(struct sy_mysql_session *s)
     }
     s->client = NULL;
     s->asleep = true;
-    sy_log_debug("%s: asleep (idle %u ms)", s->label, SESS_SLEEP_MS);
+    sy_log_debug("%s: asleep (idle %d ms)", s->label, s->px->pair->cfg->idle_sleep_ms);
 }
 
 bool sy_mysql_relay_wake(struct sy_mysql_session *s)

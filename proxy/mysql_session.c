@@ -535,7 +535,7 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
     struct sy_mysql_session *s = arg;
     if (what & BEV_EVENT_CONNECTED)
         return;
-    if (what & BEV_EVENT_TIMEOUT) { /* the reader's idle period (SESS_SLEEP_MS): maybe sleep */
+    if (what & BEV_EVENT_TIMEOUT) { /* the reader's idle period (idle_sleep_ms): maybe sleep */
         sy_mysql_relay_idle(s);
         return;
     }

@@ -208,7 +208,6 @@ struct sy_mysql_session {
 
 #define SESS_MAX_TRACKED_SQL (1u << 20) /* prepared statement text kept for re-prepare */
 #define SESS_FLUSH_MS 5000              /* how long a closed session's final error may take to be read */
-#define SESS_SLEEP_MS 250               /* an idle plain session frees its bufferevents after this long */
 /* MariaDB extensions offered when the server offers them: progress reports (ERR 0xFFFF packets inside a
  * reply, followed by the tracker), bulk execute (statement ids mapped like any COM_STMT_*), extended type
  * info and metadata caching (the tracker reads the "metadata follows" byte). COM_MULTI is not offered. */
@@ -259,7 +258,7 @@ void sy_mysql_login_on_auth_packet(struct sy_mysql_conn *c, const uint8_t *p, si
 /* mysql_relay.c: processes what waits in the client's / the backend's input */
 void sy_mysql_relay_backend(struct sy_mysql_session *s);
 void sy_mysql_relay_client(struct sy_mysql_session *s);
-/* Nothing read from the client for SESS_SLEEP_MS: sleeps (frees both bufferevents) when the session may. */
+/* Nothing read from the client for the pair's idle_sleep_ms: sleeps (frees both bufferevents) when the session may. */
 void sy_mysql_relay_idle(struct sy_mysql_session *s);
 /* Builds a sleeping session's bufferevents again (nothing when awake). false: out of memory (the caller
  * closes the session; nothing else may use it). */

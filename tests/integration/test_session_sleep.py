@@ -1,4 +1,4 @@
-"""Idle MariaDB sessions sleep: a plain session idle for SESS_SLEEP_MS (250 ms) frees both of its bufferevents
+"""Idle MariaDB sessions sleep: a plain session idle for idle_sleep_ms (250 ms) frees both of its bufferevents
 and keeps only its sockets (proxy/mysql_relay.c, sleeping). What a user relies on is that nothing else
 changes: the next query, a transaction, a switchover, a KILL and a server that closes the connection all behave
 as for a session that never slept."""
@@ -46,12 +46,22 @@ def test_idle_session_sleeps_and_wakes_with_its_state(pair):
     c.close()
 
 
+def test_idle_sleep_ms_0_never_sleeps(daemon, mariadb_pair, fresh):  # noqa: F811
+    app_user(mariadb_pair, fresh)
+    pname = f"n{fresh}"
+    d = daemon(pair=pname, objects=f"{fresh}.*", idle_sleep_ms=0)
+    c = app_conn(d, fresh)
+    time.sleep(0.8)                                       # idle for more than the default 250 ms, on purpose
+    assert session_of(d, pname, c)["asleep"] is False
+    assert one(c, "SELECT 1") == ((1,),)
+
+
 def test_session_inside_a_transaction_stays_awake_and_commits(pair, mariadb_pair):
     d, pname, db = pair
     c = app_conn(d, db)
     c.begin()
     one(c, "INSERT INTO t VALUES (10, 'in txn')")
-    time.sleep(0.8)                                       # idle for more than SESS_SLEEP_MS, on purpose
+    time.sleep(0.8)                                       # idle for more than idle_sleep_ms, on purpose
     assert session_of(d, pname, c)["asleep"] is False and session_of(d, pname, c)["in_transaction"]
     one(c, "INSERT INTO t VALUES (11, 'in txn')")
     c.commit()
