@@ -66,16 +66,17 @@ static void reader_on_read(evutil_socket_t fd, short what, void *arg)
     static _Thread_local uint8_t buf[SY_RELAY_READ_MAX];
     struct sy_relay_reader *r = arg;
     struct bufferevent *bev = r->bev;
-    (void)what;
     if (bev == NULL)
         return;
     bufferevent_data_cb rd = NULL;
     bufferevent_event_cb evcb = NULL;
     void *cbarg = NULL;
     bufferevent_getcb(bev, &rd, NULL, &evcb, &cbarg);
-    ssize_t n = (what & EV_TIMEOUT) ? 0 : recv(fd, buf, sizeof buf, 0);
+    /* timed out and readable in the same loop turn: read (the idle period starts again) */
+    bool idle = (what & EV_TIMEOUT) && !(what & EV_READ);
+    ssize_t n = idle ? 0 : recv(fd, buf, sizeof buf, 0);
     short ev = BEV_EVENT_READING;
-    if (what & EV_TIMEOUT) {
+    if (idle) {
         /* nothing read for r->idle: told like a bev's read timeout, but reading stays on (EV_PERSIST
          * re-arms it); the callback may put the bev to sleep or free it */
         if (evcb)
