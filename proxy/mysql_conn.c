@@ -520,11 +520,6 @@ int sy_mysql_conn_wake(struct sy_mysql_conn *c)
     return 0;
 }
 
-bool sy_mysql_conn_asleep(const struct sy_mysql_conn *c)
-{
-    return c->bev == NULL && sy_relay_asleep(&c->rd);
-}
-
 struct sy_mysql_conn *sy_mysql_conn_open(struct event_base *base, const struct sy_endpoint *ep,
                                          const struct sy_mysql_login *login, const char *label,
                                          sy_mysql_login_cb cb, void *arg)

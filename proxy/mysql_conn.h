@@ -89,7 +89,6 @@ int sy_mysql_conn_sleep(struct sy_mysql_conn *c, event_callback_fn wake, void *a
 /* A new bufferevent on the socket (no callbacks; the reader reads, on): the session takes it over again.
  * -1 when out of memory (still asleep). Nothing (0) when awake. */
 int sy_mysql_conn_wake(struct sy_mysql_conn *c) SY_MUST_CHECK;
-bool sy_mysql_conn_asleep(const struct sy_mysql_conn *c);
 /* Reading c's socket on or off (through the reader while a session relays). */
 void sy_mysql_conn_read_enable(struct sy_mysql_conn *c, bool on);
 struct bufferevent *sy_mysql_conn_bev(struct sy_mysql_conn *c); /* ref: the caller may set callbacks
