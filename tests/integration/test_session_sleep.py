@@ -5,6 +5,7 @@ as for a session that never slept."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pymysql
@@ -68,6 +69,25 @@ def test_session_inside_a_transaction_stays_awake_and_commits(pair, mariadb_pair
     assert q(mariadb_pair.business, "SELECT id FROM t ORDER BY id", db) == ((10,), (11,))
     wait_asleep(d, pname, c)                              # once committed, it sleeps
     assert one(c, "SELECT COUNT(*) FROM t") == ((2,),)
+
+
+def test_a_sleeping_session_waits_out_a_hold(pair):
+    d, pname, db = pair
+    c = app_conn(d, db)
+    wait_asleep(d, pname, c)
+    assert d.admin_ok("hold", pair=pname)["held"] is True
+    done = {}
+
+    def request():
+        done["rows"] = one(c, "INSERT INTO t VALUES (30, 'after the hold')") is not None and one(c, "SELECT v FROM t")
+
+    t = threading.Thread(target=request)
+    t.start()
+    wait_for(lambda: (session_of(d, pname, c) or {}).get("state") == "HELD", 10, "the woken session held")
+    assert "rows" not in done
+    assert d.admin_ok("release", pair=pname)["was_held"] is True
+    t.join(10)
+    assert done["rows"] == (("after the hold",),)
 
 
 def test_kill_of_a_sleeping_session(pair):
