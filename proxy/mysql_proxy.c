@@ -114,6 +114,7 @@ static void proxy_hold_changed(void *state, bool held)
 
 static void px_warm(void *state, enum sy_side to, bool old_side_alive)
 {
+    sy_mysql_sessions_wake(state); /* a switch step uses their connections */
     sy_mysql_switch_warm(state, to, old_side_alive);
 }
 
@@ -129,6 +130,7 @@ static json_t *px_failures(void *state)
 
 static size_t px_abort(void *state)
 {
+    sy_mysql_sessions_wake(state); /* a switch step uses their connections */
     return sy_mysql_switch_abort_transactions(state);
 }
 
@@ -139,16 +141,19 @@ static json_t *px_unmovable(void *state)
 
 static size_t px_close_unmovable(void *state)
 {
+    sy_mysql_sessions_wake(state); /* a switch step uses their connections */
     return sy_mysql_switch_close_unmovable(state);
 }
 
 static void px_unwarm(void *state)
 {
+    sy_mysql_sessions_wake(state); /* a switch step uses their connections */
     sy_mysql_switch_unwarm(state);
 }
 
 static size_t px_flip(void *state, enum sy_side to)
 {
+    sy_mysql_sessions_wake(state); /* a switch step uses their connections */
     return sy_mysql_switch_flip(state, to);
 }
 
