@@ -3,6 +3,7 @@
 
     /usr/bin/python3 bench/cluster_bench.py --build build            # 3 reps x 3 setups x 4 switches (~4 min)
     /usr/bin/python3 bench/cluster_bench.py --build build --quick    # 3 reps x 3 setups x 2 switches
+    /usr/bin/python3 bench/cluster_bench.py --build build --idle 600 # + 600 idle sessions (3 x 200 in cluster3)
 
 Three setups, side by side in one run, the order rotated each rep (TESTING.md "Benchmarks"):
   single    one switchyardd, no [cluster]: every client on it (the pause as before issue 12)
@@ -10,8 +11,11 @@ Three setups, side by side in one run, the order rotated each rep (TESTING.md "B
   cluster3  three switchyardd with [cluster], one of them running the synchronization and coordinating: the
             same number of clients spread over the three (what coordinating three proxies adds)
 Each run starts its daemons on fresh state (initial sync of a small table), creates the reverse instance, lets
---clients PyMySQL clients insert (autocommit, one row at a time) and runs alternating switchover/switchback
-calls --gap seconds apart. pause_ms is the coordinator's (hold to release); for cluster3 the participants'
+--clients PyMySQL clients insert (autocommit, one row at a time) beside --idle sessions that only logged in (each
+one is warmed, held and moved by every switch: the pause grows with them), and runs alternating
+switchover/switchback calls --gap seconds apart. Every node may run the synchronization (objects on each: the
+election picks one, core/election.c); the switch commands go to node 0, which forwards them to the owner when
+it is not (core/cluster_admin.c). pause_ms is the coordinator's (hold to release); for cluster3 the participants'
 own pauses (their switch_history) are printed too. Client errors and acknowledged writes missing afterwards
 are counted (printed, never asserted). Timings are printed, never asserted; results also go to
 bench/results/cluster-<timestamp>.json.
@@ -88,11 +92,20 @@ def run_setup(setup, rep, args, build, work, business, dr, etcd) -> dict:
     pair = f"{setup}{rep}"
     n_nodes = 3 if setup == "cluster3" else 1
     cl = etcd if setup != "single" else None
-    nodes = [Node(build, work, f"{pair}-n{i}", pair, business, dr, i == 0, cl) for i in range(n_nodes)]
-    owner = nodes[0]
+    nodes = [Node(build, work, f"{pair}-n{i}", pair, business, dr, True, cl) for i in range(n_nodes)]
     out = {"setup": setup, "rep": rep, "pauses_ms": [], "participant_pauses_ms": [], "errors": [], "failed": []}
+    idle = []
     try:
-        owner.wait(lambda s: instance(s, "forward").get("state") == "running", "forward running")
+        owner = None
+        deadline = time.monotonic() + 120
+        while owner is None and time.monotonic() < deadline:   # the node the election chose runs the sync
+            for n in nodes:
+                with contextlib.suppress(OSError, KeyError, IndexError, ValueError):
+                    if instance(n.status(), "forward").get("state") == "running":
+                        owner = n
+            time.sleep(0.1)
+        if owner is None:
+            raise RuntimeError("no node runs the forward instance")
         r = owner.admin("create-reverse", pair=pair)
         if not r.get("ok"):
             raise RuntimeError(f"create-reverse: {r}")
@@ -100,6 +113,9 @@ def run_setup(setup, rep, args, build, work, business, dr, etcd) -> dict:
         for n in nodes:
             n.wait(lambda s: not s["held"] and not s.get("shared_epoch", {}).get("cut_off", False), "released")
         ports = [int(n.status()["listen"].rsplit(":", 1)[1]) for n in nodes]
+        for k in range(args.idle):                      # logged in, then silent: moved by every switch
+            idle.append(pymysql.connect(host="127.0.0.1", port=ports[k % len(ports)], user=APP_USER,
+                                        password=APP_PASSWORD, database=DB, autocommit=True, connect_timeout=10))
         stop_ev, acked = threading.Event(), []
         lock = threading.Lock()
 
@@ -126,7 +142,7 @@ def run_setup(setup, rep, args, build, work, business, dr, etcd) -> dict:
             time.sleep(1.0)
             for s in range(args.switches):
                 cmd = "switchover" if s % 2 == 0 else "switchback"
-                r = owner.admin(cmd, pair=pair)
+                r = nodes[0].admin(cmd, timeout=120, pair=pair)
                 if r.get("ok"):
                     out["pauses_ms"].append(r["result"]["pause_ms"])
                 else:
@@ -136,7 +152,9 @@ def run_setup(setup, rep, args, build, work, business, dr, etcd) -> dict:
             stop_ev.set()
             for t in threads:
                 t.join(30)
-        for n in nodes[1:]:
+        for n in nodes:
+            if n is owner:
+                continue
             out["participant_pauses_ms"] += [h.get("steps", {}).get("quiesce_ms", 0) +
                                              h.get("steps", {}).get("flip_ms", 0)
                                              for h in n.status().get("switch_history", []) if h["outcome"] == "done"]
@@ -148,7 +166,15 @@ def run_setup(setup, rep, args, build, work, business, dr, etcd) -> dict:
                 have = {row[0] for row in cur.fetchall()}
         out["acked"] = len(acked)
         out["acked_missing"] = len(set(acked) - have)
+        out["idle_alive"] = 0
+        for c in idle:                                  # every idle session still works, on the active side
+            with contextlib.suppress(pymysql.err.MySQLError):
+                c.ping(reconnect=False)
+                out["idle_alive"] += 1
     finally:
+        for c in idle:
+            with contextlib.suppress(Exception):
+                c.close()
         for n in reversed(nodes):
             stop(n.proc)
             n.log.close()
@@ -169,6 +195,7 @@ def main() -> int:
     ap.add_argument("--switches", type=int, default=4, help="per setup and rep")
     ap.add_argument("--clients", type=int, default=12)
     ap.add_argument("--gap", type=float, default=1.0)
+    ap.add_argument("--idle", type=int, default=0, help="idle sessions in all, spread over the nodes")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--results-dir", default=str(Path(__file__).resolve().parent / "results"))
     args = ap.parse_args()
@@ -198,7 +225,8 @@ def main() -> int:
                     runs.append(r)
                     print(f"  rep {rep + 1} {setup:9s} pauses {r['pauses_ms']} participants "
                           f"{r['participant_pauses_ms']} errors {len(r['errors'])} failed {len(r['failed'])} "
-                          f"acked {r['acked']} missing {r['acked_missing']}", flush=True)
+                          f"acked {r['acked']} missing {r['acked_missing']} idle alive {r['idle_alive']}/{args.idle}",
+                          flush=True)
     finally:
         for m in etcd:
             with contextlib.suppress(Exception):

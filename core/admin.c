@@ -138,6 +138,12 @@ void sy_admin_fail_with(struct sy_admin_req *req, const char *code, json_t *extr
     req_finish(req, json_pack("{s:b,s:o}", "ok", 0, "error", error));
 }
 
+void sy_admin_answer(struct sy_admin_req *req, json_t *reply)
+{
+    json_incref(reply);
+    req_finish(req, reply);
+}
+
 const char *sy_admin_req_cmd(const struct sy_admin_req *req)
 {
     return req->cmd;

@@ -45,6 +45,10 @@ void sy_admin_fail(struct sy_admin_req *req, const char *code, const char *fmt, 
 void sy_admin_fail_with(struct sy_admin_req *req, const char *code, json_t *extra, const char *fmt, ...)
     SY_PRINTF(4, 5);
 
+/* Answers with a whole reply object ({"ok":true,"result":...} or {"ok":false,"error":...}, borrowed) that
+ * another node gave (core/cluster_admin.c relays it). Frees req. */
+void sy_admin_answer(struct sy_admin_req *req, json_t *reply);
+
 /* The command's name as the client typed it. */
 const char *sy_admin_req_cmd(const struct sy_admin_req *req);
 

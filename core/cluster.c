@@ -13,6 +13,7 @@
 
 #include "core/etcd.h"
 #include "core/log.h"
+#include "core/pair.h"
 
 enum etcd_state { ETCD_CONNECTING, ETCD_OK, ETCD_UNREACHABLE };
 
@@ -33,6 +34,10 @@ struct sy_cluster {
     bool busy;                    /* a grant / put in flight */
     bool keeping;                 /* a keepalive in flight (a put does not renew the lease: both go on) */
     int64_t keeping_lease;        /* the lease that keepalive is for (its answer about an older one is moot) */
+    uint64_t keeping_sent_ms;     /* monotonic: when that keepalive (or the grant in flight) was sent */
+    uint64_t renewed_ms;          /* monotonic: when the request that last renewed the lease was sent (0: not
+                                     since the grant of the current one); etcd keeps it until at least this
+                                     plus its TTL (core/election.c steps down before) */
     bool listing;                 /* a range in flight */
     enum etcd_state state;
     char error[300];
@@ -128,6 +133,7 @@ static void on_grant(void *arg, json_t *reply, const char *err)
         return;
     }
     c->ttl_s = ttl;
+    c->renewed_ms = c->keeping_sent_ms;
     put_node(c);
 }
 
@@ -143,6 +149,8 @@ static void on_keepalive(void *arg, json_t *reply, const char *err)
         return;
     }
     set_ok(c);
+    if (int_field(json_object_get(reply, "result"), "TTL") > 0)
+        c->renewed_ms = c->keeping_sent_ms;
     if (int_field(json_object_get(reply, "result"), "TTL") <= 0) {
         sy_log_warn("cluster: lease %" PRId64 " expired: registering node %s again", c->lease, c->node);
         c->lease = 0;
@@ -212,6 +220,7 @@ static void tick(evutil_socket_t fd, short what, void *arg)
     if (!c->busy) {
         if (c->lease == 0) {
             json_t *body = json_pack("{s:i}", "TTL", c->ttl_s);
+            c->keeping_sent_ms = sy_now_ms();
             if (body != NULL && sy_etcd_post(c->etcd, "/v3/lease/grant", body, on_grant, c) == 0)
                 c->busy = true;
         } else if (!c->registered) {
@@ -222,7 +231,9 @@ static void tick(evutil_socket_t fd, short what, void *arg)
         char id[32];
         snprintf(id, sizeof id, "%" PRId64, c->lease);
         json_t *body = json_pack("{s:s}", "ID", id);
+        uint64_t sent = sy_now_ms();
         if (body != NULL && sy_etcd_post(c->etcd, "/v3/lease/keepalive", body, on_keepalive, c) == 0) {
+            c->keeping_sent_ms = sent;
             c->keeping = true;
             c->keeping_lease = c->lease;
         }
@@ -346,4 +357,10 @@ int sy_cluster_lease_ttl_ms(const struct sy_cluster *c)
 int64_t sy_cluster_lease(const struct sy_cluster *c)
 {
     return c->registered ? c->lease : 0;
+}
+
+uint64_t sy_cluster_lease_renewed_ms(const struct sy_cluster *c, int64_t *lease)
+{
+    *lease = c->lease;
+    return c->lease != 0 ? c->renewed_ms : 0;
 }

@@ -1,7 +1,8 @@
 /* This switchyardd as one node of several ([cluster] etcd = ...; docs/cluster.md): registered in etcd under
  * a lease it keeps alive, and the other nodes seen there (status shows every node, the epochs it applied and
- * whether etcd answers). The shared epoch (core/shared_epoch.c) builds on it; the coordinated switch and
- * the sync's single owner are still to come. Loop thread only. */
+ * whether etcd answers). The shared epoch (core/shared_epoch.c), the switch for every node
+ * (core/cluster_switch.c), the sync's owner (core/election.c) and commands from any node
+ * (core/cluster_admin.c) build on it. Loop thread only. */
 #ifndef SY_CLUSTER_H
 #define SY_CLUSTER_H
 
@@ -44,6 +45,10 @@ const char *sy_cluster_node(const struct sy_cluster *c);
 int sy_cluster_lease_ttl_ms(const struct sy_cluster *c);
 /* The lease this node's keys live under (0: none granted now). */
 int64_t sy_cluster_lease(const struct sy_cluster *c);
+/* Monotonic ms at which the request that last renewed the lease (grant or keepalive) was sent: etcd keeps
+ * the lease at least until this plus its TTL. 0: no lease. *lease: the lease granted (registered or not:
+ * a put of the registration again does not change it). */
+uint64_t sy_cluster_lease_renewed_ms(const struct sy_cluster *c, int64_t *lease);
 
 
 #endif

@@ -36,6 +36,7 @@ struct sy_cluster_switch {
     json_t *acks;                      /* owned: {node: {"phase", "ledger", "error"}} of id */
     enum sy_side to;                   /* of id */
     uint64_t from_epoch;               /* of id */
+    bool failover;                     /* of id: a failover (published as "kind") */
     LIST_HEAD(, step) steps;           /* owned: the etcd steps in flight */
 };
 
@@ -102,7 +103,8 @@ static void on_state(struct sy_cluster_switch *cs, const char *id, json_t *kv, b
         snprintf(cs->seen_phase, sizeof cs->seen_phase, "%s", phase);
         if (new_switch && strcmp(phase, "hold") == 0 && cs->hold != NULL)
             cs->hold(cs->hold_arg, cs->p, id, strcmp(to, "dr") == 0 ? SY_SIDE_DR : SY_SIDE_BUSINESS,
-                     (uint64_t)json_integer_value(from));
+                     (uint64_t)json_integer_value(from),
+                     strcmp(json_string_value(json_object_get(v, "kind")) ?: "", "failover") == 0);
     }
     json_decref(v);
 }
@@ -263,8 +265,9 @@ static void send_txn(struct sy_cluster_switch *cs, json_t *body, const char *wha
 
 static json_t *state_value(struct sy_cluster_switch *cs, const char *phase, enum sy_side to, uint64_t from_epoch)
 {
-    return json_pack("{s:s,s:s,s:s,s:s,s:I}", "id", cs->id, "coordinator", sy_cluster_node(cs->c), "phase", phase,
-                     "to", sy_side_name(to), "from_epoch", (json_int_t)from_epoch);
+    return json_pack("{s:s,s:s,s:s,s:s,s:I,s:s}", "id", cs->id, "coordinator", sy_cluster_node(cs->c), "phase",
+                     phase, "to", sy_side_name(to), "from_epoch", (json_int_t)from_epoch, "kind",
+                     cs->failover ? "failover" : "switch");
 }
 
 static json_t *put_state(struct sy_cluster_switch *cs, const char *phase)
@@ -325,7 +328,7 @@ static void on_nodes(void *arg, json_t *reply, const char *err)
     send_txn(cs, body, "taking the pair's switch lock in etcd", done, done_arg);
 }
 
-void sy_cluster_switch_begin(struct sy_cluster_switch *cs, enum sy_side to, uint64_t from_epoch,
+void sy_cluster_switch_begin(struct sy_cluster_switch *cs, enum sy_side to, uint64_t from_epoch, bool failover,
                              sy_cluster_switch_done_fn done, void *arg)
 {
     if (sy_cluster_lease(cs->c) == 0 || cs->watch == NULL) {
@@ -335,6 +338,7 @@ void sy_cluster_switch_begin(struct sy_cluster_switch *cs, enum sy_side to, uint
     }
     cs->to = to;
     cs->from_epoch = from_epoch;
+    cs->failover = failover;
     char from[160];
     snprintf(from, sizeof from, "%snodes/", SY_CLUSTER_PREFIX);
     char *k = b64(from), *end = sy_etcd_prefix_end_b64(from);

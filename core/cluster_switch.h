@@ -2,7 +2,7 @@
  * command reached (the coordinator) and every other node serving the pair (participants) agree on it.
  *   /switchyard/pairs/<pair>/lock                    {"id", "node"}: one switch at a time (coordinator's lease)
  *   /switchyard/pairs/<pair>/switch/<id>/state       {"id", "coordinator", "phase": "hold"|"abort", "to",
- *                                                     "from_epoch"} (coordinator's lease)
+ *                                                     "from_epoch", "kind": "switch"|"failover"} (coordinator's lease)
  *   /switchyard/pairs/<pair>/switch/<id>/ack/<node>  {"phase": "held"|"flipped"|"refused", "ledger", "error"}
  *                                                    (the participant's lease)
  * A coordinator that dies takes its lock and state with its lease: participants release on the old side,
@@ -22,8 +22,10 @@ struct sy_cluster;
 struct sy_cluster_switch;
 
 /* Another node published a hold for this pair: take part (core/switch.c). */
+/* failover: the coordinator fails over (the old side is dead): no transaction can end there, so take part
+ * as a failover does (open transactions are rolled back at once). */
 typedef void (*sy_cluster_switch_hold_fn)(void *arg, struct sy_pair *p, const char *id, enum sy_side to,
-                                          uint64_t from_epoch);
+                                          uint64_t from_epoch, bool failover);
 /* The outcome of an etcd step: 0, or -1 with err. */
 typedef void (*sy_cluster_switch_done_fn)(void *arg, int rc, const char *err);
 
@@ -35,7 +37,7 @@ void sy_cluster_switch_free(struct sy_cluster_switch *cs);   /* NULL-safe */
 /* ---- coordinator ---- */
 /* Takes the pair's lock and publishes the hold of a new switch to `to` from from_epoch; the nodes that must
  * acknowledge are those registered now with this pair (this one excepted). */
-void sy_cluster_switch_begin(struct sy_cluster_switch *cs, enum sy_side to, uint64_t from_epoch,
+void sy_cluster_switch_begin(struct sy_cluster_switch *cs, enum sy_side to, uint64_t from_epoch, bool failover,
                              sy_cluster_switch_done_fn done, void *arg);
 /* Whether every node that must has acknowledged `phase` ("held" / "flipped"); ledgers (new reference, may be
  * NULL) gets their ack ledgers; a node that refused: false, *refused set, why in msg. Else msg lists the

@@ -103,6 +103,7 @@ static const struct cfg_key pair_keys[] = {
     { "txn_drain_ms", CFG_INT, PK(txn_drain_ms), "2000", 0, MS_MAX, NULL, 0, 0 },
     { "drain_timeout_ms", CFG_INT, PK(drain_timeout_ms), "5000", 1, MS_MAX, NULL, 0, 0 },
     { "max_hold_ms", CFG_INT, PK(max_hold_ms), "10000", 1, MS_MAX, NULL, 0, 0 },
+    { "idle_sleep_ms", CFG_INT, PK(idle_sleep_ms), "250", 0, MS_MAX, NULL, 0, 0 },
     { "spool_max_bytes", CFG_SIZE, PK(spool_max_bytes), "1G", 1, SIZE_CAP, NULL, 0, 0 },
     { "initial_sync_chunk_rows", CFG_INT, PK(initial_sync_chunk_rows), "2000", 1, 1000000, NULL, 0, 0 },
     { "on_conflict", CFG_ENUM, PK(on_conflict), "fail", 0, 0, on_conflict_names, 0, 0 },

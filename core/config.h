@@ -51,6 +51,8 @@ struct sy_pair_cfg {
     int txn_drain_ms;                    /* default 2000, 0..3600000 */
     int drain_timeout_ms;                /* default 5000, 1..3600000 */
     int max_hold_ms;                     /* default 10000, 1..3600000 */
+    int idle_sleep_ms;                   /* default 250, 0..3600000 (0 = never): a plain MariaDB session idle this
+                                            long frees its bufferevents (proxy/mysql_relay.c, sleeping) */
     uint64_t spool_max_bytes;            /* default 1G; accepts K/M/G/T suffixes (powers of 1024) */
     int initial_sync_chunk_rows;         /* default 2000, 1..1000000: rows per SELECT of the initial copy */
     enum sy_on_conflict on_conflict;     /* default fail */

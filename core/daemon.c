@@ -22,6 +22,9 @@
 #include "core/loop_pool.h"
 #include "core/shared_epoch.h"
 #include "core/cluster_switch.h"
+#include "core/election.h"
+#include "core/cluster_admin.h"
+#include "core/takeover.h"
 #include "core/state_file.h"
 #include "core/fence_keeper.h"
 #include "core/switch.h"
@@ -41,6 +44,9 @@ struct daemon {
     struct sy_cluster *cluster;   /* owned; NULL without [cluster] */
     struct sy_loop_pool *pool;    /* owned: proxy_threads > 1 worker loops (the MariaDB proxies' sessions);
                                      freed after every pair stopped */
+    struct sy_cluster_admin *cadmin; /* owned; NULL without [cluster]: commands for pairs owned elsewhere */
+    struct event *owner_check;    /* owned (with elections): starts a takeover that failed or was deferred
+                                     again, closes the instances of a node that stepped down during a switch */
 };
 
 static struct sy_pair *find_pair(struct daemon *d, const char *name)
@@ -63,6 +69,32 @@ static struct sy_pair *pair_arg(struct sy_admin_req *req, json_t *args, struct d
     if (p == NULL)
         sy_admin_fail(req, "unknown_pair", "no pair named '%s'", name);
     return p;
+}
+
+/* In a cluster, a command that needs the pair's synchronization runs on the pair's owner: sent there when
+ * this node does not run the instances (true: req is answered later with the owner's reply). */
+static bool on_owner(struct daemon *d, struct sy_pair *p, struct sy_admin_req *req, json_t *args)
+{
+    return d->cadmin != NULL && sy_cluster_admin_forward(d->cadmin, p, req, args);
+}
+
+/* The pair an INSTANCE argument ("orders/forward") names, or NULL. */
+static struct sy_pair *instance_pair(struct daemon *d, json_t *args)
+{
+    const char *id = sy_admin_arg_str(args, "instance");
+    if (id == NULL)
+        return NULL;
+    const char *slash = strchr(id, '/');
+    char name[64];
+    snprintf(name, sizeof name, "%.*s", slash ? (int)(slash - id) : (int)strlen(id), id);
+    return find_pair(d, name);
+}
+
+/* An instance command whose pair is owned by another node: sent there (true). */
+static bool instance_on_owner(struct daemon *d, struct sy_admin_req *req, json_t *args)
+{
+    struct sy_pair *p = instance_pair(d, args);
+    return p != NULL && on_owner(d, p, req, args);
 }
 
 static void cmd_status(struct sy_admin_req *req, json_t *args, void *ctx)
@@ -171,6 +203,8 @@ static struct sy_instance *instance_arg(struct sy_admin_req *req, json_t *args, 
 
 static void cmd_lag_history(struct sy_admin_req *req, json_t *args, void *ctx)
 {
+    if (instance_on_owner(ctx, req, args))
+        return;
     struct sy_instance *in = instance_arg(req, args, ctx);
     if (in != NULL)
         sy_admin_ok(req, sy_instance_lag_history_json(in));
@@ -207,6 +241,8 @@ static void reply_when_settled(void *arg, struct sy_instance *in)
 
 static void instance_cmd(struct sy_admin_req *req, json_t *args, struct daemon *d, instance_op_fn op)
 {
+    if (instance_on_owner(d, req, args))
+        return;
     struct sy_instance *in = instance_arg(req, args, d);
     if (in == NULL || refuse_while_switching(req, sy_instance_pair(in)))
         return;
@@ -415,7 +451,7 @@ static void cmd_create_reverse(struct sy_admin_req *req, json_t *args, void *ctx
 {
     struct daemon *d = ctx;
     struct sy_pair *p = pair_arg(req, args, d);
-    if (p == NULL)
+    if (p == NULL || on_owner(d, p, req, args))
         return;
     if (find_engine(d, p->cfg->engine) == NULL) {
         sy_admin_fail(req, "not_implemented", "engine %s has no synchronization yet", sy_engine_name(p->cfg->engine));
@@ -527,7 +563,7 @@ static void cmd_verify(struct sy_admin_req *req, json_t *args, void *ctx)
 {
     struct daemon *d = ctx;
     struct sy_pair *p = pair_arg(req, args, d);
-    if (p == NULL)
+    if (p == NULL || on_owner(d, p, req, args))
         return;
     const struct sy_engine_ops *eng = find_engine(d, p->cfg->engine);
     if (eng == NULL || eng->sync->verify == NULL) {
@@ -577,28 +613,28 @@ static void cmd_verify(struct sy_admin_req *req, json_t *args, void *ctx)
 static void cmd_switchover(struct sy_admin_req *req, json_t *args, void *ctx)
 {
     struct sy_pair *p = pair_arg(req, args, ctx);
-    if (p != NULL)
+    if (p != NULL && !on_owner(ctx, p, req, args))
         sy_switch_switchover(p, req, sy_admin_arg_bool(args, "force"));
 }
 
 static void cmd_switchback(struct sy_admin_req *req, json_t *args, void *ctx)
 {
     struct sy_pair *p = pair_arg(req, args, ctx);
-    if (p != NULL)
+    if (p != NULL && !on_owner(ctx, p, req, args))
         sy_switch_switchback(p, req, sy_admin_arg_bool(args, "force"));
 }
 
 static void cmd_resolve_tail(struct sy_admin_req *req, json_t *args, void *ctx)
 {
     struct sy_pair *p = pair_arg(req, args, ctx);
-    if (p != NULL)
+    if (p != NULL && !on_owner(ctx, p, req, args))
         sy_tail_resolve(p, req, sy_admin_arg_str(args, "export"), sy_admin_arg_bool(args, "discard"));
 }
 
 static void cmd_failover(struct sy_admin_req *req, json_t *args, void *ctx)
 {
     struct sy_pair *p = pair_arg(req, args, ctx);
-    if (p != NULL)
+    if (p != NULL && !on_owner(ctx, p, req, args))
         sy_switch_failover(p, req, sy_admin_arg_bool(args, "force"));
 }
 
@@ -630,6 +666,103 @@ static void resolve_writes(struct sy_pair *p)
                     (unsigned long long)p->epoch, sy_instance_id(out_of_active));
 }
 
+/* Opens the pair's forward instance (and its reverse instance when one was created on this node). 0, or
+ * -1 after logging why. */
+static int open_instances(struct sy_pair *p)
+{
+    char err[1024];
+    p->forward = sy_instance_open(p, SY_DIR_FORWARD, p->eng, err, sizeof err);
+    if (p->forward == NULL) {
+        sy_log_error("pair %s: forward instance: %s", p->cfg->name, err);
+        return -1;
+    }
+    if (sy_instance_exists(p, SY_DIR_REVERSE)) {
+        p->reverse = sy_instance_open(p, SY_DIR_REVERSE, p->eng, err, sizeof err);
+        if (p->reverse == NULL) {
+            sy_log_error("pair %s: reverse instance: %s", p->cfg->name, err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* A node that is no longer the owner stops the instances here at once (their state stays on disk: a
+ * later takeover rebuilds it from the destination's checkpoint). Deferred while a switch uses them. */
+static void close_instances(struct sy_pair *p)
+{
+    if (p->op != NULL) {
+        sy_log_error("pair %s: no longer the owner, but a switch runs: the instances stop when it ends",
+                     p->cfg->name);
+        return;
+    }
+    sy_fence_keeper_stop(p);
+    sy_instance_close(p->reverse);
+    sy_instance_close(p->forward);
+    p->forward = p->reverse = NULL;
+    p->sync_open = false;
+    sy_log_info("pair %s: instances stopped on this node (not the owner)", p->cfg->name);
+}
+
+static void on_takeover_done(void *arg, struct sy_pair *p, int rc, const char *err)
+{
+    p->taking_over = false;
+    if (!sy_election_is_owner(p->election))
+        return;                                  /* stepped down meanwhile */
+    if (rc != 0) {
+        snprintf(p->takeover_error, sizeof p->takeover_error, "%s", err);
+        sy_log_warn("pair %s: takeover failed (tried again in a second): %s", p->cfg->name, err);
+        return;
+    }
+    p->takeover_error[0] = '\0';
+    if (open_instances(p) != 0) {
+        snprintf(p->takeover_error, sizeof p->takeover_error, "cannot open the instances (see the log)");
+        sy_instance_close(p->forward);
+        p->forward = NULL;
+        return;
+    }
+    p->sync_open = true;
+    if (!p->cut_off)
+        resolve_writes(p);                       /* else once the cluster's epoch is confirmed */
+    if (sy_fence_keeper_start(p) != 0)
+        sy_log_error("pair %s: cannot start the fence keeper", p->cfg->name);
+    sy_log_info("pair %s: this node runs the synchronization", p->cfg->name);
+}
+
+static void start_takeover(struct sy_pair *p)
+{
+    char err[512];
+    if (p->taking_over || p->sync_open || p->cut_off)
+        return;                                  /* cut off: the active side is not confirmed yet */
+    p->taking_over = true;
+    if (sy_takeover_start(p, on_takeover_done, NULL, err, sizeof err) != 0) {
+        p->taking_over = false;
+        snprintf(p->takeover_error, sizeof p->takeover_error, "%s", err);
+    }
+}
+
+/* The election of a pair's owner changed this node's part. */
+static void on_ownership(void *arg, struct sy_pair *p, bool owner)
+{
+    if (owner)
+        start_takeover(p);
+    else if (p->sync_open)
+        close_instances(p);
+}
+
+static void on_owner_check(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    for (size_t i = 0; i < d->n_started; i++) {
+        struct sy_pair *p = &d->pairs[i];
+        if (p->election == NULL)
+            continue;
+        if (sy_election_is_owner(p->election))
+            start_takeover(p);
+        else if (p->sync_open)
+            close_instances(p);
+    }
+}
+
 /* The pair applied a new epoch of the cluster's: the writes follow it here as after a restart. */
 static void on_epoch_applied(void *arg, struct sy_pair *p, bool side_changed)
 {
@@ -638,9 +771,10 @@ static void on_epoch_applied(void *arg, struct sy_pair *p, bool side_changed)
 }
 
 /* Another node coordinates a switch of this pair: this node takes part. */
-static void on_cluster_hold(void *arg, struct sy_pair *p, const char *id, enum sy_side to, uint64_t from_epoch)
+static void on_cluster_hold(void *arg, struct sy_pair *p, const char *id, enum sy_side to, uint64_t from_epoch,
+                            bool failover)
 {
-    sy_switch_participate(p, id, to, from_epoch);
+    sy_switch_participate(p, id, to, from_epoch, failover);
 }
 
 static const struct sy_admin_cmd pair_cmds[] = {
@@ -717,25 +851,16 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
         d.n_started = i + 1;
         const struct sy_engine_ops *eng = find_engine(&d, cfg->pairs[i].engine);
         d.pairs[i].eng = eng;
-        if (eng != NULL && cfg->pairs[i].n_objects > 0) {
-            d.pairs[i].forward = sy_instance_open(&d.pairs[i], SY_DIR_FORWARD, eng, err, sizeof err);
-            if (d.pairs[i].forward == NULL) {
-                sy_log_error("pair %s: forward instance: %s", cfg->pairs[i].name, err);
+        /* In a cluster the instances run on the node the pair's election chose (on_ownership) */
+        if (eng != NULL && cfg->pairs[i].n_objects > 0 && cfg->cluster.line == 0) {
+            if (open_instances(&d.pairs[i]) != 0)
                 goto out;
-            }
-            if (sy_instance_exists(&d.pairs[i], SY_DIR_REVERSE)) {
-                d.pairs[i].reverse = sy_instance_open(&d.pairs[i], SY_DIR_REVERSE, eng, err, sizeof err);
-                if (d.pairs[i].reverse == NULL) {
-                    sy_log_error("pair %s: reverse instance: %s", cfg->pairs[i].name, err);
-                    goto out;
-                }
-            }
-            if (cfg->cluster.line == 0)
-                resolve_writes(&d.pairs[i]); /* a cluster's: once etcd confirmed the epoch (on_epoch_applied) */
+            resolve_writes(&d.pairs[i]);
         }
-        /* In a cluster, only the node that runs the pair's synchronization keeps the sides fenced: a node
-         * applying a new epoch a moment late must not fence the side just made active. */
-        bool keeper = cfg->cluster.line == 0 || d.pairs[i].forward != NULL;
+        /* In a cluster, only the node that runs the pair's synchronization keeps the sides fenced (started
+         * by its takeover): a node applying a new epoch a moment late must not fence the side just made
+         * active. */
+        bool keeper = cfg->cluster.line == 0;
         d.pairs[i].cut_off = cfg->cluster.line != 0;  /* until etcd confirms the epoch (core/shared_epoch.c) */
         if (sy_tail_watch_start(&d.pairs[i]) != 0 || (keeper && sy_fence_keeper_start(&d.pairs[i]) != 0)) {
             sy_log_error("pair %s: cannot start the fence keeper", cfg->pairs[i].name);
@@ -764,6 +889,25 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
             sy_log_error("out of memory");
             goto out;
         }
+    for (size_t i = 0; d.cluster != NULL && i < d.n_started; i++)
+        if (d.pairs[i].eng != NULL && cfg->pairs[i].n_objects > 0 &&
+            (d.pairs[i].election = sy_election_start(d.cluster, &d.pairs[i], cfg->admin_socket, on_ownership,
+                                                     &d)) == NULL) {
+            sy_log_error("out of memory");
+            goto out;
+        }
+    if (d.cluster != NULL && (d.cadmin = sy_cluster_admin_start(d.cluster, d.admin, d.pairs, d.n_started)) == NULL) {
+        sy_log_error("out of memory");
+        goto out;
+    }
+    if (d.cluster != NULL) {
+        struct timeval second = { 1, 0 };
+        d.owner_check = event_new(d.base, -1, EV_PERSIST, on_owner_check, &d);
+        if (d.owner_check == NULL || event_add(d.owner_check, &second) != 0) {
+            sy_log_error("out of memory");
+            goto out;
+        }
+    }
     if (cfg->has_console && (d.console = sy_console_open(d.base, cfg, d.admin, err, sizeof err)) == NULL) {
         sy_log_error("%s", err);
         goto out;
@@ -817,7 +961,14 @@ out:
         event_free(sigint);
     if (sighup)
         event_free(sighup);
+    if (d.owner_check)
+        event_free(d.owner_check);
+    sy_cluster_admin_free(d.cadmin);
     for (size_t i = 0; i < d.n_started; i++) {
+        if (d.pairs[i].sync_open)
+            close_instances(&d.pairs[i]);   /* before the lease goes: then another node may take over */
+        sy_election_free(d.pairs[i].election);
+        d.pairs[i].election = NULL;
         sy_cluster_switch_free(d.pairs[i].cswitch);
         sy_shared_epoch_free(d.pairs[i].shared);
         d.pairs[i].cswitch = NULL;

@@ -17,6 +17,16 @@
 #include "core/config.h"
 #include "core/instance.h"
 
+/* Where a new owner of an instance resumes (core/takeover.c): the destination's checkpoint, not the spool
+ * (a cache of the source's log that the old owner kept on its own disk). */
+struct sy_takeover_point {
+    bool found;               /* the destination holds a checkpoint for the instance */
+    uint64_t spool_seq;       /* its low-watermark: the new spool continues at spool_seq + 1 */
+    char position[1024];      /* the source position after it: collection starts there */
+    char until[1024];         /* the source's position now: changes up to it may already be on the
+                                 destination (applied above the watermark): replayed idempotently */
+};
+
 /* Synchronization: the instance's modules and the checks around them. */
 struct sy_sync_ops {
     const struct sy_module_ops *initial_sync;   /* NULL: none */
@@ -32,6 +42,12 @@ struct sy_sync_ops {
     int (*verify)(const struct sy_pair_cfg *cfg, const char *objects,
                   bool (*write_reached)(void *arg, const char *position, int timeout_ms), void *arg, json_t *result,
                   char *err, size_t errlen);
+    /* A new owner takes the instance over (a worker thread): reads dest's checkpoint of instance_id and
+     * src's current position into out, and forgets what on dest was tied to the old owner's spool (the
+     * sequence numbers of transactions applied above the watermark). 0, or -1 with err. NULL: not built —
+     * the instance then starts from this node's own state. */
+    int (*takeover)(const struct sy_pair_cfg *cfg, const char *instance_id, const struct sy_endpoint *src,
+                    const struct sy_endpoint *dest, struct sy_takeover_point *out, char *err, size_t errlen);
 };
 
 /* Positions in a source's log. */

@@ -98,6 +98,7 @@ struct sy_instance {
     char start_position[1024];               /* persisted: where collection starts if the spool is empty;
                                                 changed under the write module's report lock, like
                                                 initial_sync_done */
+    char overwrite_until[1024];              /* persisted: set by a takeover (sy_module_ctx.overwrite_until) */
     char last_error[1024];                   /* persisted; "" = none */
     char reason[64];                         /* snake_case reason of the last error / retry */
     struct sy_spool *spool;                  /* owned */
@@ -240,9 +241,10 @@ static int persist(struct sy_instance *in)
 {
     char err[512];
     enum sy_instance_state st = in->state == SY_INST_STOPPING ? in->stop_target : in->state;
-    json_t *doc = json_pack("{s:s,s:b,s:b,s:s,s:s,s:s}", "state", state_names[st], "initial_sync_done",
+    json_t *doc = json_pack("{s:s,s:b,s:b,s:s,s:s,s:s,s:s}", "state", state_names[st], "initial_sync_done",
                             in->initial_sync_done, "write_enabled", in->write_enabled, "start_position",
-                            in->start_position, "last_error", in->last_error, "reason", in->reason);
+                            in->start_position, "last_error", in->last_error, "reason", in->reason,
+                            "overwrite_until", in->overwrite_until);
     int rc = sy_state_write_json(in->state_path, doc, err, sizeof err);
     json_decref(doc);
     if (rc != 0)
@@ -290,6 +292,8 @@ static int load(struct sy_instance *in, char *err, size_t errlen)
              json_string_value(json_object_get(doc, "start_position")) ?: "");
     snprintf(in->last_error, sizeof in->last_error, "%s", json_string_value(json_object_get(doc, "last_error")) ?: "");
     snprintf(in->reason, sizeof in->reason, "%s", json_string_value(json_object_get(doc, "reason")) ?: "");
+    snprintf(in->overwrite_until, sizeof in->overwrite_until, "%s",
+             json_string_value(json_object_get(doc, "overwrite_until")) ?: "");
     json_decref(doc);
     return 0;
 }
@@ -742,6 +746,7 @@ struct sy_instance *sy_instance_open(struct sy_pair *pair, enum sy_direction dir
             .dest = dir == SY_DIR_FORWARD ? &pair->cfg->dr : &pair->cfg->business,
             .state_dir = in->dir_path,
             .start_position = in->start_position,
+            .overwrite_until = in->overwrite_until,
             .spool = in->spool,
             .report = &m->report,
             .stop = &m->stop,
@@ -955,6 +960,47 @@ struct sy_instance *sy_instance_create_reverse(struct sy_pair *pair, const struc
     if (rc != 0)
         return NULL;
     return sy_instance_open(pair, SY_DIR_REVERSE, eng, err, errlen);
+}
+
+int sy_instance_prepare_takeover(const struct sy_pair *pair, enum sy_direction dir, const struct sy_takeover_point *pt,
+                                 bool write, bool *skipped, char *err, size_t errlen)
+{
+    struct sy_instance *in = calloc(1, sizeof *in);   /* only what persist() and load() use */
+    if (in == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int rc = -1;
+    *skipped = false;
+    snprintf(in->id, sizeof in->id, "%s/%s", pair->cfg->name, dir == SY_DIR_FORWARD ? "forward" : "reverse");
+    instance_dir(pair, dir, in->dir_path, sizeof in->dir_path);
+    snprintf(in->state_path, sizeof in->state_path, "%s/state.json", in->dir_path);
+    char spool_dir[1200];
+    snprintf(spool_dir, sizeof spool_dir, "%s/spool", in->dir_path);
+    if (sy_mkdirs(in->dir_path, err, errlen) != 0)
+        goto out;
+    int loaded = load(in, err, errlen);
+    if (loaded < 0)
+        goto out;
+    if (loaded == 0 && in->state == SY_INST_TERMINATED) {
+        *skipped = true;
+        rc = 0;
+        goto out;
+    }
+    if (sy_spool_reset(spool_dir, pt->spool_seq + 1, err, errlen) != 0)
+        goto out;
+    in->state = write ? SY_INST_RUNNING : SY_INST_COLLECTING;
+    in->initial_sync_done = true;
+    in->write_enabled = write;
+    snprintf(in->start_position, sizeof in->start_position, "%s", pt->position);
+    snprintf(in->overwrite_until, sizeof in->overwrite_until, "%s", pt->until);
+    in->last_error[0] = in->reason[0] = '\0';
+    rc = persist(in);
+    if (rc != 0)
+        snprintf(err, errlen, "cannot persist %s", in->state_path);
+out:
+    free(in);
+    return rc;
 }
 
 int sy_instance_destroy(struct sy_instance *in, char *err, size_t errlen)

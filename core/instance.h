@@ -88,6 +88,9 @@ struct sy_module_ctx {
     const struct sy_endpoint *source;  /* ref: business for forward */
     const struct sy_endpoint *dest;    /* ref */
     const char *state_dir;             /* instance's own dir: state_dir/instances/<pair>.<direction>/ */
+    const char *overwrite_until;       /* write: "" or a source position; changes up to it may already be on
+                                          the destination (a takeover): conflicts there are overwritten,
+                                          strict apply (on_conflict) after it */
     const char *start_position;        /* collection: where to start when the spool has no position yet
                                           (the initial sync's snapshot position) */
     struct sy_spool *spool;            /* ref: owned by the instance */
@@ -133,6 +136,13 @@ bool sy_instance_exists(const struct sy_pair *pair, enum sy_direction dir);
  * the state of a terminated one. NULL + err on failure. */
 struct sy_instance *sy_instance_create_reverse(struct sy_pair *pair, const struct sy_engine_ops *eng,
                                                const char *start_position, char *err, size_t errlen);
+/* Before a new owner opens the instance (core/takeover.c; the instance is not open on this node): its
+ * spool is emptied to continue at pt->spool_seq + 1, its collection starts at pt->position, conflicts up
+ * to pt->until are overwritten, and it runs (write: its write module runs too, else it only collects).
+ * A terminated instance is left alone (*skipped). 0, or -1 with err. */
+struct sy_takeover_point;
+int sy_instance_prepare_takeover(const struct sy_pair *pair, enum sy_direction dir, const struct sy_takeover_point *pt,
+                                 bool write, bool *skipped, char *err, size_t errlen);
 /* Removes a terminated instance's state directory (spool included). */
 int sy_instance_destroy(struct sy_instance *in, char *err, size_t errlen);
 /* Whether the write module runs (or retries): for rule 4, start forward refused while reverse writes. */

@@ -10,6 +10,7 @@
 #include "core/instance.h"
 #include "core/log.h"
 #include "core/shared_epoch.h"
+#include "core/election.h"
 #include "core/state_file.h"
 
 uint64_t sy_now_ms(void)
@@ -234,6 +235,14 @@ json_t *sy_pair_status_json(const struct sy_pair *p)
     json_object_set_new(o, "switching", json_boolean(p->op != NULL));
     if (p->shared != NULL)
         json_object_set_new(o, "shared_epoch", sy_shared_epoch_status_json(p->shared));
+    if (p->election != NULL) {
+        json_t *sync = sy_election_status_json(p->election);
+        json_object_set_new(sync, "taking_over", json_boolean(p->taking_over));
+        json_object_set_new(sync, "instances_open", json_boolean(p->sync_open));
+        if (p->takeover_error[0])
+            json_object_set_new(sync, "takeover_error", json_string(p->takeover_error));
+        json_object_set_new(o, "sync_owner", sync);
+    }
     if (p->commit_wait.wake != NULL)
         json_object_set_new(o, "commit_wait", sy_commit_wait_status_json(&p->commit_wait));
     if (p->op != NULL)

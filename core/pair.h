@@ -121,6 +121,11 @@ struct sy_pair {
     struct sy_commit_wait commit_wait; /* positions held commits wait for, published by module threads */
     struct sy_shared_epoch *shared;  /* owned by the daemon: the cluster's epoch of this pair; NULL without
                                         [cluster] (then the persisted epoch alone decides) */
+    struct sy_election *election;    /* owned by the daemon: who runs the instances; NULL without [cluster] or
+                                        without objects (then no instance runs here) */
+    bool taking_over;                /* the owner's takeover (core/takeover.c) runs: instances not open yet */
+    bool sync_open;                  /* with an election: this node opened the instances as their owner */
+    char takeover_error[512];        /* why the last takeover failed ("" none; retried) */
     struct sy_cluster_switch *cswitch; /* owned by the daemon: one switch for every node; NULL without [cluster] */
     bool cut_off;                    /* held because etcd has not confirmed the cluster's epoch (at start) or did
                                         not answer for longer than the lease: the active side may have changed

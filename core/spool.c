@@ -616,6 +616,46 @@ enum sy_spool_rc sy_spool_sync(struct sy_spool *s, char *err, size_t errlen)
 
 /* ---- state ---- */
 
+int sy_spool_reset(const char *dir, uint64_t next_seq, char *err, size_t errlen)
+{
+    if (next_seq == 0 || sy_mkdirs(dir, err, errlen) != 0) {
+        if (next_seq == 0)
+            snprintf(err, errlen, "spool %s: sequence numbers start at 1", dir);
+        return -1;
+    }
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        snprintf(err, errlen, "spool %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    struct dirent *e;
+    uint64_t first;
+    char path[PATH_MAX];
+    int rc = 0;
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        if (!parse_seg_name(e->d_name, &first))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) != 0) {
+            snprintf(err, errlen, "spool %s: removing %s: %s", dir, e->d_name, strerror(errno));
+            rc = -1;
+        }
+    }
+    closedir(d);
+    if (rc != 0)
+        return -1;
+    snprintf(path, sizeof path, "%s/%0*" PRIu64 "%s", dir, SEG_NAME_DIGITS, next_seq, SEG_SUFFIX);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && fsync(fd) == 0;
+    if (fd >= 0 && close(fd) != 0)
+        ok = false;
+    if (!ok || fsync_path(dir) != 0) {
+        snprintf(err, errlen, "spool %s: creating %s: %s", dir, path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 uint64_t sy_spool_last_seq(struct sy_spool *s)
 {
     pthread_mutex_lock(&s->mu);

@@ -74,6 +74,11 @@ uint64_t sy_spool_record_bytes(size_t len);
 /* Drops every segment whose records are all < seq (the write checkpoint). */
 enum sy_spool_rc sy_spool_truncate_below(struct sy_spool *s, uint64_t seq, char *err, size_t errlen);
 
+/* Empties the spool in dir (not open) so that its next record is next_seq: every segment goes, an empty
+ * one named next_seq stays (a new owner rebuilds the spool from the source's log, continuing the
+ * destination checkpoint's numbering; core/takeover.c). 0, or -1 with err. */
+int sy_spool_reset(const char *dir, uint64_t next_seq, char *err, size_t errlen);
+
 /* Wakes a reader blocked in sy_spool_read (shutdown, pause). */
 void sy_spool_wake(struct sy_spool *s);
 

@@ -147,7 +147,14 @@ struct sy_switch {
     json_t *ledgers;                /* coordinator: the participants' ack ledgers */
     char cmsg[600];                 /* the last cluster step's text */
     const char *outcome;            /* participant: "flip", "abort", "gone", NULL = none yet */
+    bool failover_hold;             /* participant: the coordinator fails over (the old side is dead) */
 };
+
+/* A failover, or a node's part in one: the old side is dead, no transaction can end there. */
+static bool is_failover(const struct sy_switch *sw)
+{
+    return sw->kind == SW_FAILOVER || sw->failover_hold;
+}
 
 static uint64_t now_ms(void)
 {
@@ -248,7 +255,7 @@ static void do_failures(struct sy_switch *sw)
 static void do_warm(struct sy_switch *sw)
 {
     struct sy_pair *p = sw->p;
-    p->proto->switch_warm(p->proto_state, sw->to, sw->kind != SW_FAILOVER);
+    p->proto->switch_warm(p->proto_state, sw->to, !is_failover(sw));
     p->proto->switch_progress(p->proto_state, sw->to, &sw->prog);
 }
 
@@ -502,9 +509,9 @@ static int warm(struct sy_switch *sw)
 static int quiesce(struct sy_switch *sw)
 {
     const struct sy_pair_cfg *cfg = sw->p->cfg;
-    uint64_t abort_at = sw->t_hold + (uint64_t)(sw->kind == SW_FAILOVER ? 0 : cfg->txn_drain_ms);
+    uint64_t abort_at = sw->t_hold + (uint64_t)(is_failover(sw) ? 0 : cfg->txn_drain_ms);
     for (;;) {
-        if (sw->kind != SW_FAILOVER && refuse_unmovable(sw) != 0)
+        if (!is_failover(sw) && refuse_unmovable(sw) != 0)
             return -1;
         loop_call(sw, do_warm);
         if (sw->prog.in_transaction > 0 && now_ms() >= abort_at)
@@ -515,7 +522,7 @@ static int quiesce(struct sy_switch *sw)
             sw->prog.state_pending == 0)
             return 0;
         if (now_ms() >= hold_deadline(sw) || shutting_down()) {
-            if (sw->kind == SW_FAILOVER)
+            if (is_failover(sw))
                 return 0; /* sessions stuck on the dead side get an error at the flip */
             return fail(sw, "hold_timeout",
                         "sessions did not settle within max_hold_ms=%d ms (%zu in a transaction, %zu busy, %zu "
@@ -657,7 +664,7 @@ static void on_cluster_step(void *arg, int rc, const char *err)
 
 static void do_cluster_begin(struct sy_switch *sw)
 {
-    sy_cluster_switch_begin(sw->p->cswitch, sw->to, sw->p->epoch, on_cluster_step, sw);
+    sy_cluster_switch_begin(sw->p->cswitch, sw->to, sw->p->epoch, sw->kind == SW_FAILOVER, on_cluster_step, sw);
 }
 
 static void do_cluster_abort(struct sy_switch *sw)
@@ -940,15 +947,20 @@ static int run_failover(struct sy_switch *sw)
     }
     step_done(sw, "drain_ms");
     loop_call(sw, do_ledger);
+    if (cluster_begin(sw) != 0)                     /* every node holds and prepares its sessions on DR */
+        return -1;
     loop_call(sw, do_hold);
     loop_call(sw, do_warm);
     if (quiesce(sw) != 0)
         return -1;
     step_done(sw, "quiesce_ms");
+    if (cluster_wait_held(sw) != 0)
+        return -1;
     if (flip(sw) != 0)
         return -1;
     loop_call(sw, do_start_and_release);
     step_done(sw, "start_release_ms");
+    cluster_end(sw);                                /* every node flipped with this one */
     return 0;
 }
 
@@ -1213,7 +1225,7 @@ static int participant_preconditions(struct sy_switch *sw, char *msg, size_t msg
 }
 
 static void switch_start(struct sy_pair *p, struct sy_admin_req *req, enum sw_kind kind, bool force,
-                         const char *cid, enum sy_side to, uint64_t from_epoch)
+                         const char *cid, enum sy_side to, uint64_t from_epoch, bool failover_hold)
 {
     struct sy_switch *sw = calloc(1, sizeof *sw);
     if (sw == NULL) {
@@ -1231,6 +1243,7 @@ static void switch_start(struct sy_pair *p, struct sy_admin_req *req, enum sw_ki
         sw->to = to;
         sw->from = to == SY_SIDE_DR ? SY_SIDE_BUSINESS : SY_SIDE_DR;
         sw->from_epoch = from_epoch;
+        sw->failover_hold = failover_hold;
         snprintf(sw->cid, sizeof sw->cid, "%s", cid);
     }
     pthread_mutex_init(&sw->mu, NULL);
@@ -1271,20 +1284,20 @@ static void switch_start(struct sy_pair *p, struct sy_admin_req *req, enum sw_ki
 
 void sy_switch_switchover(struct sy_pair *p, struct sy_admin_req *req, bool force)
 {
-    switch_start(p, req, SW_SWITCHOVER, force, NULL, SY_SIDE_BUSINESS, 0);
+    switch_start(p, req, SW_SWITCHOVER, force, NULL, SY_SIDE_BUSINESS, 0, false);
 }
 
 void sy_switch_switchback(struct sy_pair *p, struct sy_admin_req *req, bool force)
 {
-    switch_start(p, req, SW_SWITCHBACK, force, NULL, SY_SIDE_BUSINESS, 0);
+    switch_start(p, req, SW_SWITCHBACK, force, NULL, SY_SIDE_BUSINESS, 0, false);
 }
 
 void sy_switch_failover(struct sy_pair *p, struct sy_admin_req *req, bool force)
 {
-    switch_start(p, req, SW_FAILOVER, force, NULL, SY_SIDE_BUSINESS, 0);
+    switch_start(p, req, SW_FAILOVER, force, NULL, SY_SIDE_BUSINESS, 0, false);
 }
 
-void sy_switch_participate(struct sy_pair *p, const char *id, enum sy_side to, uint64_t from_epoch)
+void sy_switch_participate(struct sy_pair *p, const char *id, enum sy_side to, uint64_t from_epoch, bool failover)
 {
-    switch_start(p, NULL, SW_PARTICIPATE, false, id, to, from_epoch);
+    switch_start(p, NULL, SW_PARTICIPATE, false, id, to, from_epoch, failover);
 }

@@ -16,7 +16,7 @@ void sy_switch_failover(struct sy_pair *p, struct sy_admin_req *req, bool force)
 /* A cluster: this node's part in switch `id` another node coordinates (core/cluster_switch.h): hold, warm,
  * acknowledge, then flip when the cluster's epoch moves to `to` or release on the old side. A node that
  * cannot take part acknowledges "refused" at once. */
-void sy_switch_participate(struct sy_pair *p, const char *id, enum sy_side to, uint64_t from_epoch);
+void sy_switch_participate(struct sy_pair *p, const char *id, enum sy_side to, uint64_t from_epoch, bool failover);
 
 /* `precheck --direction switchover`: the checks that need no database (instances, lag, sessions);
  * the caller adds both directions' database checks. */

@@ -16,6 +16,7 @@ static const struct sy_sync_ops mariadb_sync = {
     .write = &sy_mariadb_write,
     .precheck = sy_mariadb_precheck,
     .verify = sy_mariadb_verify,
+    .takeover = sy_mariadb_takeover,
 };
 
 static const struct sy_position_ops mariadb_position = {

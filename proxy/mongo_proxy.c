@@ -115,6 +115,11 @@ static void px_ledger(void *state, enum sy_side side, char *out, size_t outlen)
     sy_mongo_acks_ledger(px->acks[side], out, outlen, NULL);
 }
 
+static size_t px_fail_held(void *state, uint64_t held_ms, const char *msg)
+{
+    return sy_mongo_sessions_fail_held(state, held_ms, msg);
+}
+
 static json_t *px_client_errors(void *state)
 {
     struct sy_mongo_proxy *px = state;
@@ -143,4 +148,5 @@ const struct sy_proxy_protocol sy_mongo_protocol = {
     .switch_flip = sy_mongo_switch_flip,
     .ack_ledger = px_ledger,
     .client_errors = px_client_errors,
+    .fail_held = px_fail_held,
 };

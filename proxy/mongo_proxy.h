@@ -60,6 +60,9 @@ void sy_mongo_session_reap(struct sy_mongo_proxy *px, bool all);
 void sy_mongo_session_close(struct sy_mongo_session *s, const char *why, enum sy_mongo_err_reason reason);
 /* After a release: lets every held session's waiting request through, in accept order. */
 void sy_mongo_sessions_resume(struct sy_mongo_proxy *px);
+/* A node cut off from etcd (sy_proxy_protocol.fail_held): each session whose request was held at least
+ * held_ms gets msg as an error reply (code 50 MaxTimeMSExpired) and is closed; how many. */
+size_t sy_mongo_sessions_fail_held(struct sy_mongo_proxy *px, uint64_t held_ms, const char *msg);
 /* `clients` listing: one object per live session. */
 json_t *sy_mongo_sessions_json(struct sy_mongo_proxy *px);
 /* Walks the live sessions in accept order (next is safe to take before closing s). */

@@ -1528,6 +1528,29 @@ void sy_mongo_sessions_resume(struct sy_mongo_proxy *px)
     }
 }
 
+size_t sy_mongo_sessions_fail_held(struct sy_mongo_proxy *px, uint64_t held_ms, const char *msg)
+{
+    size_t n = 0;
+    uint64_t now = sy_now_ms();
+    struct sy_mongo_session *s, *next;
+    for (s = TAILQ_FIRST(&px->sessions); s != NULL; s = next) {
+        next = TAILQ_NEXT(s, link);
+        if (s->state != MS_HELD || now - s->held_since_ms < held_ms)
+            continue;
+        /* the held request's requestID (bytes 4..7 of its header) is what the answer responds to */
+        struct evbuffer *in = bufferevent_get_input(s->io.client);
+        const uint8_t *h = evbuffer_get_length(in) >= 8 ? evbuffer_pullup(in, 8) : NULL;
+        if (h != NULL) {
+            int32_t id = (int32_t)((uint32_t)h[4] | (uint32_t)h[5] << 8 | (uint32_t)h[6] << 16 | (uint32_t)h[7] << 24);
+            /* not a "not primary" code: drivers retry those at once, through this proxy, held again */
+            client_error(s, id, 50, "MaxTimeMSExpired", msg);
+        }
+        close_session(s, "held max_hold_ms while this proxy lost etcd", true, SY_MERR_FORCED_CLOSE);
+        n++;
+    }
+    return n;
+}
+
 struct sy_mongo_session *sy_mongo_session_first(struct sy_mongo_proxy *px)
 {
     return TAILQ_FIRST(&px->sessions);

@@ -238,7 +238,7 @@ static void on_whoami(struct sy_mysql_conn *c, const struct sy_mysql_result *res
     snprintf(a->track_vars, sizeof a->track_vars, "%s", a->track_known ? res->cells[1] : "");
     a->track_schema = res->cells[2] != NULL && (strcmp(res->cells[2], "1") == 0 || strcasecmp(res->cells[2], "ON") == 0);
     a->track_state = res->cells[3] != NULL && (strcmp(res->cells[3], "1") == 0 || strcasecmp(res->cells[3], "ON") == 0);
-    snprintf(a->host_ip, sizeof a->host_ip, "%s", sy_mysql_conn_local_ip(c));
+    sy_mysql_conn_local_ip(c, a->host_ip, sizeof a->host_ip);
     query_rows(a);
 }
 

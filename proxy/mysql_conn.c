@@ -39,10 +39,13 @@ struct sy_mysql_conn {
     uint16_t port;                    /* ... and its port */
     struct sy_mysql_login *login;     /* owned copy while logging in (login_cb set): stage1 wiped and attrs
                                          freed when the login ends (an idle connection keeps neither) */
-    struct sy_mysql_greeting greeting;/* the server's */
+    struct sy_mysql_greeting *greeting; /* owned: the server's, from its greeting until a session relays over c
+                                         (sy_mysql_conn_relay_start): then only thread_id and greeting_status
+                                         below are kept */
+    uint32_t thread_id;               /* the greeting's: the connection id KILL uses */
+    uint16_t greeting_status;         /* the greeting's server status */
     uint64_t caps;                    /* negotiated */
     uint8_t seq;                      /* last sequence id seen or sent */
-    char local_ip[64];
     sy_mysql_login_cb login_cb;       /* called once, then NULL */
     sy_mysql_auth_relay_cb relay_cb;  /* SY_LOGIN_RELAY: the server's auth packets go there */
     sy_mysql_query_cb query_cb;       /* set while a query runs */
@@ -76,7 +79,7 @@ void sy_mysql_result_clear(struct sy_mysql_result *r)
 
 const struct sy_mysql_greeting *sy_mysql_conn_greeting(const struct sy_mysql_conn *c)
 {
-    return &c->greeting;
+    return c->greeting;
 }
 
 uint64_t sy_mysql_conn_caps(const struct sy_mysql_conn *c)
@@ -89,9 +92,18 @@ struct bufferevent *sy_mysql_conn_bev(struct sy_mysql_conn *c)
     return c->bev;
 }
 
-const char *sy_mysql_conn_local_ip(const struct sy_mysql_conn *c)
+uint32_t sy_mysql_conn_thread_id(const struct sy_mysql_conn *c)
 {
-    return c->local_ip;
+    return c->thread_id;
+}
+
+void sy_mysql_conn_local_ip(const struct sy_mysql_conn *c, char *out, size_t outlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    snprintf(out, outlen, "%s", "");
+    if (c->bev != NULL && getsockname(bufferevent_getfd(c->bev), (struct sockaddr *)&ss, &sl) == 0)
+        getnameinfo((struct sockaddr *)&ss, sl, out, (socklen_t)outlen, NULL, 0, NI_NUMERICHOST);
 }
 
 static void login_free(struct sy_mysql_conn *c)
@@ -118,6 +130,7 @@ void sy_mysql_conn_free(struct sy_mysql_conn *c)
         free(c->result);
     }
     login_free(c);
+    free(c->greeting);
     free(c->pending_err);
     free(c->label);
     free(c->host);
@@ -216,7 +229,11 @@ static bool on_greeting(struct sy_mysql_conn *c, const uint8_t *p, size_t n)
         login_done(c, p, n);
         return true;
     }
-    if (sy_mysql_greeting_parse(p, n, &c->greeting) != SY_PARSE_OK) {
+    if (c->greeting == NULL && (c->greeting = malloc(sizeof *c->greeting)) == NULL) {
+        conn_fail(c, 2013, "out of memory");
+        return true;
+    }
+    if (sy_mysql_greeting_parse(p, n, c->greeting) != SY_PARSE_OK) {
         conn_fail(c, 2013, "malformed greeting");
         return true;
     }
@@ -229,7 +246,9 @@ static bool on_greeting(struct sy_mysql_conn *c, const uint8_t *p, size_t n)
         return true;
     }
     uint64_t required = SY_CAP_PROTOCOL_41 | SY_CAP_SECURE_CONNECTION | SY_CAP_PLUGIN_AUTH;
-    c->caps = (c->login->caps | required) & c->greeting.caps;
+    c->thread_id = c->greeting->thread_id;
+    c->greeting_status = c->greeting->status;
+    c->caps = (c->login->caps | required) & c->greeting->caps;
     c->caps &= ~(SY_CAP_SSL | SY_CAP_COMPRESS | SY_CAP_CONNECT_WITH_DB);
     if (c->login->db[0] != '\0')
         c->caps |= SY_CAP_CONNECT_WITH_DB;
@@ -241,9 +260,9 @@ static bool on_greeting(struct sy_mysql_conn *c, const uint8_t *p, size_t n)
     }
     h->caps = c->caps;
     h->max_packet = 1u << 30;
-    h->collation = c->login->collation ? c->login->collation : c->greeting.collation;
+    h->collation = c->login->collation ? c->login->collation : c->greeting->collation;
     snprintf(h->user, sizeof h->user, "%s", c->login->user);
-    send_auth_response(c, c->greeting.salt, c->greeting.salt_len, h->auth, &h->auth_len);
+    send_auth_response(c, c->greeting->salt, c->greeting->salt_len, h->auth, &h->auth_len);
     if (c->login->db[0] != '\0') {
         h->has_db = true;
         snprintf(h->db, sizeof h->db, "%s", c->login->db);
@@ -424,10 +443,6 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct sy_mysql_conn *c = arg;
     if (what & BEV_EVENT_CONNECTED) {
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof ss;
-        if (getsockname(bufferevent_getfd(bev), (struct sockaddr *)&ss, &sl) == 0)
-            getnameinfo((struct sockaddr *)&ss, sl, c->local_ip, sizeof c->local_ip, NULL, 0, NI_NUMERICHOST);
         evutil_make_socket_nonblocking(bufferevent_getfd(bev));
         int one = 1;
         setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -476,11 +491,33 @@ void sy_mysql_conn_relay_start(struct sy_mysql_conn *c)
 {
     if (c->state == CS_IDLE)
         sy_relay_reader_attach(&c->rd, c->bev); /* -1 (the bev reads itself) is only slower */
+    free(c->greeting); /* a relayed session needs only its thread id and status (kept) */
+    c->greeting = NULL;
 }
 
 void sy_mysql_conn_read_enable(struct sy_mysql_conn *c, bool on)
 {
-    sy_relay_reader_enable(&c->rd, c->bev, on);
+    if (c->bev != NULL)
+        sy_relay_reader_enable(&c->rd, c->bev, on);
+    else if (!on && c->rd.ev != NULL)
+        event_del(c->rd.ev); /* asleep: its wake callback must not run any more */
+}
+
+int sy_mysql_conn_sleep(struct sy_mysql_conn *c, event_callback_fn wake, void *arg)
+{
+    if (c->state != CS_IDLE || c->bev == NULL || sy_relay_sleep(&c->rd, c->bev, wake, arg) != 0)
+        return -1;
+    c->bev = NULL;
+    return 0;
+}
+
+int sy_mysql_conn_wake(struct sy_mysql_conn *c)
+{
+    if (c->bev != NULL)
+        return 0;
+    if ((c->bev = sy_relay_wake(&c->rd)) == NULL)
+        return -1;
+    return 0;
 }
 
 struct sy_mysql_conn *sy_mysql_conn_open(struct event_base *base, const struct sy_endpoint *ep,
@@ -550,7 +587,7 @@ struct sy_mysql_conn *sy_mysql_conn_open(struct event_base *base, const struct s
 
 static int conn_command(struct sy_mysql_conn *c, uint8_t cmd, const char *sql, sy_mysql_query_cb cb, void *arg)
 {
-    if (c->state != CS_IDLE)
+    if (c->state != CS_IDLE || c->bev == NULL) /* asleep: its session wakes it first */
         return -1;
     if (c->result == NULL && (c->result = calloc(1, sizeof *c->result)) == NULL)
         return -1;
@@ -590,5 +627,5 @@ int sy_mysql_conn_prepare(struct sy_mysql_conn *c, const char *sql, sy_mysql_que
 
 uint16_t sy_mysql_conn_status(const struct sy_mysql_conn *c)
 {
-    return c->resp.has_status ? c->resp.status : c->greeting.status;
+    return c->resp.has_status ? c->resp.status : c->greeting_status;
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 
 #include "core/config.h"
 #include "proxy/mysql_auth.h"
@@ -74,18 +75,26 @@ int sy_mysql_conn_prepare(struct sy_mysql_conn *c, const char *sql, sy_mysql_que
 /* The server status after the last internal command (or the greeting's). */
 uint16_t sy_mysql_conn_status(const struct sy_mysql_conn *c);
 
-/* What the server told us at connect and login. */
+/* What the server told us at connect and login. The whole greeting only until a session relays over c
+ * (NULL after sy_mysql_conn_relay_start: an idle session keeps none); its thread id always. */
 const struct sy_mysql_greeting *sy_mysql_conn_greeting(const struct sy_mysql_conn *c);
+uint32_t sy_mysql_conn_thread_id(const struct sy_mysql_conn *c);
 uint64_t sy_mysql_conn_caps(const struct sy_mysql_conn *c);     /* negotiated */
 /* A session relays over c from now on (logged in, idle): c's socket is read with one recv() per readiness
  * (proxy/relay.h, reader) until c runs a query of its own again. */
 void sy_mysql_conn_relay_start(struct sy_mysql_conn *c);
+/* A relaying, idle conn with nothing buffered frees its bufferevent (proxy/relay.h, sleeping): wake(fd, what,
+ * arg) runs when the server sends anything or closes. -1 (nothing changed) when it cannot. */
+int sy_mysql_conn_sleep(struct sy_mysql_conn *c, event_callback_fn wake, void *arg) SY_MUST_CHECK;
+/* A new bufferevent on the socket (no callbacks; the reader reads, on): the session takes it over again.
+ * -1 when out of memory (still asleep). Nothing (0) when awake. */
+int sy_mysql_conn_wake(struct sy_mysql_conn *c) SY_MUST_CHECK;
 /* Reading c's socket on or off (through the reader while a session relays). */
 void sy_mysql_conn_read_enable(struct sy_mysql_conn *c, bool on);
 struct bufferevent *sy_mysql_conn_bev(struct sy_mysql_conn *c); /* ref: the caller may set callbacks
                                                                     while no query runs */
-/* The local address of the connection as the server sees it ("127.0.0.1"). */
-const char *sy_mysql_conn_local_ip(const struct sy_mysql_conn *c);
+/* The local address of the connection as the server sees it ("127.0.0.1"; "" when unknown). */
+void sy_mysql_conn_local_ip(const struct sy_mysql_conn *c, char *out, size_t outlen);
 
 void sy_mysql_result_clear(struct sy_mysql_result *r);
 

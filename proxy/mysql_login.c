@@ -125,7 +125,7 @@ void sy_mysql_login_on_init_done(struct sy_mysql_conn *c, const struct sy_mysql_
     if (s->login_reply_due) {
         s->login_reply_due = false;
         sy_log_info("%s: logged in as '%s' on %s side (backend thread %u)", s->label, s->user,
-                    sy_side_name(s->side), sy_mysql_conn_greeting(c)->thread_id);
+                    sy_side_name(s->side), sy_mysql_conn_thread_id(c));
         sy_mysql_session_client_ok(s, (uint8_t)(s->seq + 1));
         if ((s->caps & SY_CAP_COMPRESS) && !s->compressed) {
             /* the OK above goes out as it is; everything after it in frames */
@@ -150,7 +150,8 @@ void sy_mysql_login_on_init_done(struct sy_mysql_conn *c, const struct sy_mysql_
     }
     sy_mysql_session_set_state(s, SS_IDLE);
     s->direct = true;
-    sy_relay_reader_attach(&s->client_rd, s->client); /* plain sockets only (-1: TLS, compression) */
+    if (sy_relay_reader_attach(&s->client_rd, s->client) == 0) /* plain sockets only (-1: TLS, compression) */
+        sy_relay_reader_set_idle(&s->client_rd, (unsigned)s->px->pair->cfg->idle_sleep_ms); /* then it may sleep */
     sy_mysql_relay_client(s);
     if (s->state != SS_CLOSING)
         sy_mysql_relay_backend(s);
@@ -225,14 +226,17 @@ void sy_mysql_login_lookup(struct sy_mysql_session *s)
         if (!native) {
             /* ed25519 and other plugins: the server checks the client itself, through the proxy (the
              * proxy learns no secret, so the session cannot move: it is pinned) */
-            snprintf(s->relayed_plugin, sizeof s->relayed_plugin, "%s", acc->plugin);
+            if (!sy_mysql_session_str_set(&s->relayed_plugin, SY_MYSQL_PLUGIN_MAX, "%s", acc->plugin)) {
+                sy_mysql_session_fail(s, (uint8_t)(s->seq + 1), 2013, "HY000", "Switchyard: out of memory");
+                return;
+            }
             s->have_stage1 = false;
             sy_log_info("%s: account '%s'@'%s' uses '%s': its login is relayed to the server", s->label, acc->user,
                         acc->host, acc->plugin);
             sy_mysql_login_backend(s, SY_LOGIN_RELAY);
             return;
         }
-        s->relayed_plugin[0] = '\0';
+        sy_mysql_session_str_free(&s->relayed_plugin);
         uint8_t stage2[SY_SHA1_LEN];
         if (acc->auth_string[0] == '\0') {
             verified = s->client_auth_len == 0;
@@ -310,14 +314,19 @@ void sy_mysql_login_handshake_response(struct sy_mysql_session *s, const uint8_t
     s->backend_caps = (s->caps | SY_CAP_SESSION_TRACK) & ~(SY_CAP_SSL | SY_CAP_CONNECT_WITH_DB | SY_CAP_COMPRESS);
     s->collation = h->collation;
     s->max_packet = h->max_packet;
-    snprintf(s->user, sizeof s->user, "%s", h->user);
-    if (h->has_db)
-        snprintf(s->schema, sizeof s->schema, "%s", h->db);
+    if (!sy_mysql_session_str_set(&s->user, SY_MYSQL_NAME_MAX, "%s", h->user) ||
+        (h->has_db && !sy_mysql_session_str_set(&s->schema, SY_MYSQL_DB_MAX, "%s", h->db))) {
+        OPENSSL_cleanse(h->auth, sizeof h->auth);
+        free(h);
+        sy_mysql_session_close(s, "out of memory");
+        return;
+    }
     if (h->attrs_len > 0 && (s->attrs = malloc(h->attrs_len)) != NULL) {
         memcpy(s->attrs, h->attrs_p, h->attrs_len);
         s->attrs_len = h->attrs_len;
     }
-    snprintf(s->label + strlen(s->label), sizeof s->label - strlen(s->label), " user=%s", s->user);
+    if (!sy_mysql_session_str_set(&s->label, 160, "%s user=%s", s->label, s->user))
+        sy_log_debug("%s: out of memory naming the session's user in its label", s->label);
     bool other_plugin = (h->caps & SY_CAP_PLUGIN_AUTH) && h->plugin[0] != '\0' &&
                         strcmp(h->plugin, "mysql_native_password") != 0;
     bool kept = sy_mysql_session_auth_set(s, h->auth, h->auth_len);

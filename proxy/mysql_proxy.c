@@ -298,6 +298,7 @@ static void proxy_hold_changed(void *state, bool held)
 
 static void g_warm(struct sy_mysql_proxy *px, void *arg)
 {
+    sy_mysql_sessions_wake(px); /* a switch step uses their connections */
     struct gather *g = arg;
     sy_mysql_switch_warm(px, g->side, g->flag);
 }
@@ -351,6 +352,7 @@ static json_t *px_failures(void *state)
 
 static void g_abort(struct sy_mysql_proxy *px, void *arg)
 {
+    sy_mysql_sessions_wake(px); /* a switch step uses their connections */
     ((struct gather *)arg)->counts[px->worker] = sy_mysql_switch_abort_transactions(px);
 }
 
@@ -379,6 +381,7 @@ static json_t *px_unmovable(void *state)
 
 static void g_close_unmovable(struct sy_mysql_proxy *px, void *arg)
 {
+    sy_mysql_sessions_wake(px); /* a switch step uses their connections */
     ((struct gather *)arg)->counts[px->worker] = sy_mysql_switch_close_unmovable(px);
 }
 
@@ -393,6 +396,7 @@ static size_t px_close_unmovable(void *state)
 
 static void g_unwarm(struct sy_mysql_proxy *px, void *arg)
 {
+    sy_mysql_sessions_wake(px); /* a switch step uses their connections */
     sy_mysql_switch_unwarm(px);
 }
 
@@ -403,6 +407,7 @@ static void px_unwarm(void *state)
 
 static void g_flip(struct sy_mysql_proxy *px, void *arg)
 {
+    sy_mysql_sessions_wake(px); /* a switch step uses their connections */
     struct gather *g = arg;
     g->counts[px->worker] = sy_mysql_switch_flip(px, g->side);
 }

@@ -76,6 +76,8 @@ void sy_mysql_sessions_resume(struct sy_mysql_proxy *px);
 size_t sy_mysql_sessions_fail_held(struct sy_mysql_proxy *px, uint64_t held_ms, const char *msg);
 /* `clients` listing: one object per live session. */
 json_t *sy_mysql_sessions_json(struct sy_mysql_proxy *px);
+/* Wakes every sleeping session (mysql_relay.c): before a switch step touches their connections. */
+void sy_mysql_sessions_wake(struct sy_mysql_proxy *px);
 /* The session with this client-visible id, or NULL. */
 struct sy_mysql_session *sy_mysql_proxy_find_session(struct sy_mysql_proxy *px, uint32_t id);
 /* The backend thread id of a session (0 when it has no backend yet). */

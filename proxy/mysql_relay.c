@@ -381,8 +381,13 @@ static void start_request(struct sy_mysql_session *s, struct evbuffer *in, struc
         }
         /* Replayed as a fresh login as the new account: the server checks it, resets the session
          * (as COM_CHANGE_USER does) and the proxy keeps the secret for later logins. */
-        snprintf(s->user, sizeof s->user, "%s", cu->user);
-        snprintf(s->schema, sizeof s->schema, "%s", cu->db);
+        if (!sy_mysql_session_str_set(&s->user, SY_MYSQL_NAME_MAX, "%s", cu->user) ||
+            !sy_mysql_session_str_set(&s->schema, SY_MYSQL_DB_MAX, "%s", cu->db)) {
+            OPENSSL_cleanse(cu->auth, sizeof cu->auth);
+            free(cu);
+            sy_mysql_session_close(s, "out of memory");
+            return;
+        }
         if (cu->has_collation)
             s->collation = (uint8_t)cu->collation;
         OPENSSL_cleanse(cu->auth, sizeof cu->auth);
@@ -868,3 +873,88 @@ void sy_mysql_relay_backend(struct sy_mysql_session *s)
     }
 }
 
+
+/* ---- sleeping: an idle plain session without bufferevents (proxy/relay.h) --------------------------
+ *
+ * Most sessions of a pool sit idle between requests, and their two bufferevents (~1.3 KiB each) are most of
+ * what they cost. A plain session (no TLS, no compression) that read nothing for idle_sleep_ms (250) while idle,
+ * with nothing buffered either way and no transaction, hold, switch or commit_wait work pending, frees both:
+ * the sockets stay open and each side's reader event watches its bare socket. The next byte from the client,
+ * anything from the server (an ERR before a KILL's close, an EOF) or any wake from outside (a switch step,
+ * a close) builds them again, and the bytes that woke it are read on the next loop turn through the usual
+ * path: nothing above the bufferevents knows the session slept. Everything comes from the session's own
+ * event_base (the one its reader events were made on). */
+
+static bool may_sleep(const struct sy_mysql_session *s)
+{
+    return s->state == SS_IDLE && !s->asleep && s->direct && !s->compressed && s->client != NULL &&
+           s->client_rd.bev == s->client && s->backend != NULL && !s->backend_lost && s->probe == NULL &&
+           !s->in_txn && !s->txn_aborted && !s->abort_due && !s->flip_due && !s->cw_waiting &&
+           s->req_left == 0 && s->resp_left == 0 && s->discard_left == 0 && !s->req_continues &&
+           !s->discard_continues && !s->resp_done_after_stream && !s->client_bp && !s->backend_bp &&
+           s->warm == NULL && s->warm_state == WARM_NONE && !s->uservars_copying && s->wait == NULL &&
+           s->pending_prepare_sql == NULL && !s->pending_reset && !s->px->pair->held;
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    struct sy_mysql_session *s = arg;
+    (void)fd;
+    (void)what;
+    if (!sy_mysql_relay_wake(s))
+        sy_mysql_session_close(s, "out of memory waking the idle session");
+    /* what woke it is read on the next loop turn, by the readers of the new bufferevents */
+}
+
+void sy_mysql_relay_idle(struct sy_mysql_session *s)
+{
+    if (!may_sleep(s))
+        return;
+    if (sy_mysql_conn_sleep(s->backend, on_wake, s) != 0)
+        return;
+    if (sy_relay_sleep(&s->client_rd, s->client, on_wake, s) != 0) {
+        if (sy_mysql_conn_wake(s->backend) != 0) {
+            sy_mysql_session_close(s, "out of memory waking the idle session");
+            return;
+        }
+        sy_mysql_session_take_backend(s);
+        bufferevent_disable(sy_mysql_conn_bev(s->backend), EV_WRITE);
+        return;
+    }
+    s->client = NULL;
+    s->asleep = true;
+    sy_log_debug("%s: asleep (idle %d ms)", s->label, s->px->pair->cfg->idle_sleep_ms);
+}
+
+bool sy_mysql_relay_wake(struct sy_mysql_session *s)
+{
+    if (!s->asleep)
+        return true;
+    struct bufferevent *c = sy_relay_wake(&s->client_rd);
+    if (c == NULL) {
+        event_del(s->client_rd.ev); /* its fd closes when the session is freed */
+        s->asleep = false;
+        return false;
+    }
+    s->client = c;
+    s->asleep = false;
+    sy_mysql_session_rearm_client(s);
+    bufferevent_disable(c, EV_READ | EV_WRITE); /* the reader reads; a direct write arms EV_WRITE if needed */
+    if (sy_mysql_conn_wake(s->backend) != 0)
+        return false; /* the conn stays asleep: releasing it stops its event, freeing it closes its fd */
+    sy_mysql_session_take_backend(s);
+    bufferevent_disable(sy_mysql_conn_bev(s->backend), EV_WRITE);
+    sy_mysql_session_client_read_update(s);
+    sy_log_debug("%s: awake", s->label);
+    return true;
+}
+
+void sy_mysql_sessions_wake(struct sy_mysql_proxy *px)
+{
+    struct sy_mysql_session *s, *next;
+    for (s = TAILQ_FIRST(&px->sessions); s != NULL; s = next) {
+        next = TAILQ_NEXT(s, link);
+        if (!sy_mysql_relay_wake(s))
+            sy_mysql_session_close(s, "out of memory waking the idle session");
+    }
+}

@@ -15,6 +15,7 @@
  * until release. */
 #include <errno.h>
 #include <netdb.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,37 @@ bool sy_mysql_session_set_state(struct sy_mysql_session *s, enum sess_state to)
     return true;
 }
 
+char sy_mysql_session_empty[1];
+
+bool sy_mysql_session_str_set(char **dst, size_t max, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return false;
+    size_t len = (size_t)n < max ? (size_t)n : max - 1;
+    char *p = sy_mysql_session_empty;
+    if (len > 0) {
+        if ((p = malloc(len + 1)) == NULL)
+            return false;
+        va_start(ap, fmt);
+        vsnprintf(p, len + 1, fmt, ap); /* fmt may read *dst: freed only after */
+        va_end(ap);
+    }
+    sy_mysql_session_str_free(dst);
+    *dst = p;
+    return true;
+}
+
+void sy_mysql_session_str_free(char **dst)
+{
+    if (*dst != sy_mysql_session_empty)
+        free(*dst);
+    *dst = NULL;
+}
+
 bool sy_mysql_session_auth_set(struct sy_mysql_session *s, const uint8_t *p, size_t n)
 {
     sy_mysql_session_auth_clear(s);
@@ -166,9 +198,12 @@ void sy_mysql_session_release_conn(struct sy_mysql_proxy *px, struct sy_mysql_co
     if (c == NULL)
         return;
     sy_mysql_conn_detach(c);
-    bufferevent_setcb(sy_mysql_conn_bev(c), NULL, NULL, NULL, NULL); /* not the session's any more */
     sy_mysql_conn_read_enable(c, false);
-    bufferevent_disable(sy_mysql_conn_bev(c), EV_WRITE);
+    struct bufferevent *bev = sy_mysql_conn_bev(c); /* NULL asleep (a session that failed to wake) */
+    if (bev != NULL) {
+        bufferevent_setcb(bev, NULL, NULL, NULL, NULL); /* not the session's any more */
+        bufferevent_disable(bev, EV_WRITE);
+    }
     if (px->n_dead == px->cap_dead) {
         size_t cap = px->cap_dead ? px->cap_dead * 2 : 16;
         struct sy_mysql_conn **nd = realloc(px->dead, cap * sizeof *nd);
@@ -191,6 +226,8 @@ static void close_session(struct sy_mysql_session *s, const char *why, bool flus
 {
     if (s->state == SS_CLOSING)
         return;
+    if (!sy_mysql_relay_wake(s)) /* a sleeping session closes as an awake one */
+        sy_log_warn("%s: out of memory waking the idle session to close it", s->label);
     sy_log_info("%s: closed (%s)", s->label, why);
     sy_mysql_cw_cancel(s); /* a held OK never reaches the client */
     sy_mysql_session_set_state(s, SS_CLOSING);
@@ -239,6 +276,11 @@ static void session_free(struct sy_mysql_session *s)
     OPENSSL_cleanse(s->stage1, sizeof s->stage1);
     sy_mysql_session_auth_clear(s);
     free(s->attrs);
+    sy_mysql_session_str_free(&s->label);
+    sy_mysql_session_str_free(&s->peer);
+    sy_mysql_session_str_free(&s->user);
+    sy_mysql_session_str_free(&s->schema);
+    sy_mysql_session_str_free(&s->relayed_plugin);
     free(s->pending_prepare_sql);
     free(s->warm_error);
     sy_mysql_session_stmts_clear(s);
@@ -346,6 +388,8 @@ void sy_mysql_session_lose(struct sy_mysql_session *s, const char *why)
 /* Closes after flushing an error the client can still read. */
 static void fail_session(struct sy_mysql_session *s, uint8_t seq, uint16_t code, const char *state, const char *msg)
 {
+    if (!sy_mysql_relay_wake(s)) /* asleep: its client bufferevent is built again for the error */
+        sy_log_warn("%s: out of memory waking the idle session to fail it", s->label);
     if (s->client && s->state != SS_CLOSING)
         sy_mysql_session_client_err(s, seq, code, state, msg);
     char why[700];
@@ -491,6 +535,10 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
     struct sy_mysql_session *s = arg;
     if (what & BEV_EVENT_CONNECTED)
         return;
+    if (what & BEV_EVENT_TIMEOUT) { /* the reader's idle period (idle_sleep_ms): maybe sleep */
+        sy_mysql_relay_idle(s);
+        return;
+    }
     if (s->state == SS_CLOSING) {
         s->client_gone = true; /* nothing more can be flushed: free it */
         static const struct timeval now = { 0, 0 };
@@ -639,14 +687,22 @@ void sy_mysql_session_accept(struct sy_mysql_proxy *px, evutil_socket_t fd, cons
     s->id = sy_mysql_proxy_new_id(px);
     char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
     getnameinfo(sa, (socklen_t)salen, host, sizeof host, serv, sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV);
-    snprintf(s->peer, sizeof s->peer, "%s:%s", host, serv);
-    snprintf(s->label, sizeof s->label, "%s C-%u %s", px->pair->cfg->name, s->id, s->peer);
+    s->user = s->schema = sy_mysql_session_empty;
+    if (!sy_mysql_session_str_set(&s->peer, 80, "%s:%s", host, serv) ||
+        !sy_mysql_session_str_set(&s->label, 160, "%s C-%u %s", px->pair->cfg->name, s->id, s->peer)) {
+        sy_mysql_session_str_free(&s->peer);
+        evutil_closesocket(fd);
+        free(s);
+        return;
+    }
     s->status = SY_STATUS_AUTOCOMMIT;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     s->client = bufferevent_socket_new(px->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (s->client == NULL) {
         evutil_closesocket(fd);
+        sy_mysql_session_str_free(&s->peer);
+        sy_mysql_session_str_free(&s->label);
         free(s);
         return;
     }
@@ -693,7 +749,7 @@ uint32_t sy_mysql_session_backend_thread(const struct sy_mysql_session *s)
 {
     if (s->backend == NULL || !SESS_STATE(s)->past_login)
         return 0;
-    return sy_mysql_conn_greeting(s->backend)->thread_id;
+    return sy_mysql_conn_thread_id(s->backend);
 }
 
 void sy_mysql_sessions_resume(struct sy_mysql_proxy *px)
@@ -731,6 +787,7 @@ static json_t *session_json(const struct sy_mysql_session *s)
                           "schema", s->schema, "last_gtid", s->last_gtid, "prepared_statements", (json_int_t)s->n_stmts,
                           "backend_thread", (json_int_t)sy_mysql_session_backend_thread(s));
     json_object_set_new(o, "unmovable_reason", pinned ? json_string(pinned) : json_null());
+    json_object_set_new(o, "asleep", json_boolean(s->asleep)); /* idle without bufferevents (mysql_relay.c) */
     return o;
 }
 

@@ -82,8 +82,8 @@ struct sy_mysql_session {
     struct sy_mysql_proxy *px;           /* ref: owns the session */
     uint32_t id;                         /* connection id the client sees (greeting, KILL) */
     enum sess_state state;
-    char peer[80];                       /* "127.0.0.1:51234" */
-    char label[160];                     /* "orders C-1000000001 127.0.0.1:51234" for logs */
+    char *peer;                          /* owned (sy_mysql_session_str_set): "127.0.0.1:51234" */
+    char *label;                         /* owned: "orders C-1000000001 127.0.0.1:51234" for logs */
     struct bufferevent *client;          /* owned; an OpenSSL filter over the socket once TLS is up */
     struct sy_relay_reader client_rd;    /* reads a plain client socket once the session relays (s->direct) */
     struct sy_mysql_conn *backend;       /* owned; its bufferevent is driven by us once logged in */
@@ -94,14 +94,14 @@ struct sy_mysql_session {
     uint64_t backend_caps;               /* asked of the backend: client's + SESSION_TRACK */
     uint8_t collation;
     uint32_t max_packet;
-    char user[SY_MYSQL_NAME_MAX];
-    char schema[SY_MYSQL_DB_MAX];        /* current database ("" = none) */
+    char *user;                          /* owned, never NULL ("" until the handshake response) */
+    char *schema;                        /* owned, never NULL: current database ("" = none) */
     uint8_t *attrs;                      /* owned: client's connect attributes, replayed on logins */
     size_t attrs_len;
     bool have_stage1;                    /* stage1 below is valid (client proved the password) */
     bool empty_password;                 /* account has no password and the client sent none */
-    char relayed_plugin[SY_MYSQL_PLUGIN_MAX]; /* the login was relayed to the server (this plugin): the proxy
-                                            cannot log the session in elsewhere, so it is pinned */
+    char *relayed_plugin;                /* owned, NULL unless the login was relayed to the server (this
+                                            plugin): the proxy cannot log the session in elsewhere: pinned */
     enum sess_state relay_return;        /* SS_LOGIN or SS_CHANGE_USER, after the client's answer */
     uint8_t stage1[SY_SHA1_LEN];         /* secret: SHA1(password); wiped on free */
     uint8_t *client_auth;                /* owned: the scramble being verified (sy_mysql_session_auth_set),
@@ -124,6 +124,8 @@ struct sy_mysql_session {
     bool resp_done_after_stream;         /* the streaming packet ends the reply */
     uint64_t held_since_ms;              /* when SS_HELD (or SS_PARKED) began */
     bool direct;                         /* logged in: plain sockets are written directly (see flush) */
+    bool asleep;                         /* idle without bufferevents (mysql_relay.c, sleeping): client is
+                                            NULL, backend's bev too; both readers watch the bare sockets */
     bool compressed;                     /* client is a compression filter (CLIENT_COMPRESS) from login on */
     struct evbuffer *zout;               /* owned, compressed sessions: client bytes until client_push() */
     struct event *drained_ev;            /* owned, compressed sessions: the socket's output shrank */
@@ -229,6 +231,13 @@ void sy_mysql_session_on_socket_out(struct evbuffer *buf, const struct evbuffer_
 void sy_mysql_session_rearm_client(struct sy_mysql_session *s);
 void sy_mysql_session_flush(struct sy_mysql_session *s);
 void sy_mysql_session_stmt_free(struct sess_stmt *st);
+/* The session's string fields (label, peer, user, schema, relayed_plugin) are sized to their text, not
+ * to their protocol maximum (an idle session is mostly these): *dst becomes fmt's text, cut at max - 1
+ * bytes as the fixed arrays they replace did; false when out of memory (*dst unchanged). "" costs nothing
+ * (sy_mysql_session_empty). */
+extern char sy_mysql_session_empty[1];
+bool sy_mysql_session_str_set(char **dst, size_t max, const char *fmt, ...) SY_PRINTF(3, 4) SY_MUST_CHECK;
+void sy_mysql_session_str_free(char **dst);
 /* Keeps the client's auth response (at most SY_MYSQL_AUTH_MAX bytes) for the login to verify; false when out
  * of memory (the caller closes the session: an empty response must never stand in for it). */
 bool sy_mysql_session_auth_set(struct sy_mysql_session *s, const uint8_t *p, size_t n);
@@ -251,6 +260,11 @@ void sy_mysql_login_on_auth_packet(struct sy_mysql_conn *c, const uint8_t *p, si
 /* mysql_relay.c: processes what waits in the client's / the backend's input */
 void sy_mysql_relay_backend(struct sy_mysql_session *s);
 void sy_mysql_relay_client(struct sy_mysql_session *s);
+/* Nothing read from the client for the pair's idle_sleep_ms: sleeps (frees both bufferevents) when the session may. */
+void sy_mysql_relay_idle(struct sy_mysql_session *s);
+/* Builds a sleeping session's bufferevents again (nothing when awake). false: out of memory (the caller
+ * closes the session; nothing else may use it). */
+bool sy_mysql_relay_wake(struct sy_mysql_session *s) SY_MUST_CHECK;
 
 /* ---- shared between mysql_session.c and mysql_switch.c ------------------------------------------ */
 

@@ -506,7 +506,7 @@ void sy_mysql_switch_warm(struct sy_mysql_proxy *px, enum sy_side to, bool old_s
     TAILQ_FOREACH(s, &px->sessions, link) {
         if (!logged_in(s) && !s->backend_lost)
             continue;
-        if (s->relayed_plugin[0] != '\0' || s->flip_due)
+        if (s->relayed_plugin != NULL || s->flip_due)
             continue; /* a login that cannot be repeated (pinned), or a move still in progress */
         bool outdated = s->warm_state == WARM_NONE || s->warm_side != to ||
                         (s->warm_stale && s->warm_state != WARM_FAILED);
@@ -538,7 +538,7 @@ void sy_mysql_switch_progress(struct sy_mysql_proxy *px, enum sy_side to, struct
             out->reading++;
         else if (!sy_mysql_session_quiet(s) && !s->backend_lost)
             out->busy++;
-        if ((!logged_in(s) && !s->backend_lost) || s->relayed_plugin[0] != '\0')
+        if ((!logged_in(s) && !s->backend_lost) || s->relayed_plugin != NULL)
             continue;
         if (s->warm_state == WARM_FAILED)
             out->warm_failed++;

@@ -486,7 +486,7 @@ const char *sy_mysql_session_pinned(const struct sy_mysql_session *s)
         return "user locks (GET_LOCK)";
     if (s->xa)
         return "an XA transaction";
-    if (s->relayed_plugin[0] != '\0')
+    if (s->relayed_plugin != NULL)
         return "a login by another authentication plugin (the proxy cannot repeat it on the other side)";
     if (s->pin_ambiguous)
         return "a statement whose meaning depends on sql_mode's quoting (backslashes inside quotes)";
@@ -561,7 +561,9 @@ void sy_mysql_track_ok(struct sy_mysql_session *s, const struct sy_mysql_ok *ok)
     int rc;
     while ((rc = sy_mysql_track_next(&rd, &t)) == 1) {
         if (t.type == SY_TRACK_SCHEMA) {
-            snprintf(s->schema, sizeof s->schema, "%.*s", (int)t.name_len, (const char *)t.name_p);
+            if (!sy_mysql_session_str_set(&s->schema, SY_MYSQL_DB_MAX, "%.*s", (int)t.name_len,
+                                          (const char *)t.name_p))
+                s->pin_unknown = true; /* the schema is not known any more: the session cannot move */
             sy_mysql_track_warm_outdated(s);
         } else if (t.type == SY_TRACK_SYSTEM_VARIABLES) {
             bool gtid = t.name_len == 9 && memcmp(t.name_p, "last_gtid", 9) == 0;
@@ -652,9 +654,10 @@ static void on_resync_vars(struct sy_mysql_conn *c, const struct sy_mysql_result
             continue;
         int g = name[0] == '@';
         const char *bare = name + g;
-        if (name[0] == '\0')
-            snprintf(s->schema, sizeof s->schema, "%s", value ? value : "");
-        else if (strcmp(bare, "session_track_system_variables") == 0)
+        if (name[0] == '\0') {
+            if (!sy_mysql_session_str_set(&s->schema, SY_MYSQL_DB_MAX, "%s", value ? value : ""))
+                s->pin_unknown = true;
+        } else if (strcmp(bare, "session_track_system_variables") == 0)
             list[g] = value ? value : "";
         else if (strcmp(bare, "session_track_schema") == 0)
             schema[g] = is_on(value);

@@ -66,15 +66,23 @@ static void reader_on_read(evutil_socket_t fd, short what, void *arg)
     static _Thread_local uint8_t buf[SY_RELAY_READ_MAX];
     struct sy_relay_reader *r = arg;
     struct bufferevent *bev = r->bev;
-    (void)what;
     if (bev == NULL)
         return;
-    ssize_t n = recv(fd, buf, sizeof buf, 0);
     bufferevent_data_cb rd = NULL;
     bufferevent_event_cb evcb = NULL;
     void *cbarg = NULL;
     bufferevent_getcb(bev, &rd, NULL, &evcb, &cbarg);
+    /* timed out and readable in the same loop turn: read (the idle period starts again) */
+    bool idle = (what & EV_TIMEOUT) && !(what & EV_READ);
+    ssize_t n = idle ? 0 : recv(fd, buf, sizeof buf, 0);
     short ev = BEV_EVENT_READING;
+    if (idle) {
+        /* nothing read for r->idle: told like a bev's read timeout, but reading stays on (EV_PERSIST
+         * re-arms it); the callback may put the bev to sleep or free it */
+        if (evcb)
+            evcb(bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, cbarg);
+        return;
+    }
     if (n > 0) {
         /* a socket bufferevent keeps its input's end frozen; its own read path unfreezes around the read,
          * and so do we */
@@ -118,7 +126,7 @@ int sy_relay_reader_attach(struct sy_relay_reader *r, struct bufferevent *bev)
     bufferevent_disable(bev, EV_READ);
     r->bev = bev;
     if (on)
-        event_add(r->ev, NULL);
+        event_add(r->ev, r->idle);
     return 0;
 }
 
@@ -138,7 +146,7 @@ void sy_relay_reader_enable(struct sy_relay_reader *r, struct bufferevent *bev, 
 {
     if (r->bev != NULL && r->bev == bev) {
         if (on)
-            event_add(r->ev, NULL); /* no syscall when it is already added */
+            event_add(r->ev, r->idle); /* no syscall when it is already added (the idle timeout restarts) */
         else
             event_del(r->ev);
     } else if (on) {
@@ -151,11 +159,72 @@ void sy_relay_reader_enable(struct sy_relay_reader *r, struct bufferevent *bev, 
 void sy_relay_reader_fini(struct sy_relay_reader *r)
 {
     if (r->ev) {
+        bool asleep = sy_relay_asleep(r);
         event_del(r->ev);
+        if (asleep)
+            evutil_closesocket(event_get_fd(r->ev)); /* no bev owns it while asleep */
         event_free(r->ev);
     }
     r->ev = NULL;
     r->bev = NULL;
+}
+
+void sy_relay_reader_set_idle(struct sy_relay_reader *r, unsigned ms)
+{
+    if (r->bev == NULL || r->ev == NULL)
+        return;
+    const struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+    r->idle = ms ? event_base_init_common_timeout(event_get_base(r->ev), &tv) : NULL;
+    if (event_pending(r->ev, EV_READ, NULL)) {
+        event_del(r->ev); /* a NULL timeout would leave the old one armed */
+        event_add(r->ev, r->idle);
+    }
+}
+
+/* ---- sleeping ---------------------------------------------------------------------------------------- */
+
+bool sy_relay_asleep(const struct sy_relay_reader *r)
+{
+    return r->ev != NULL && r->bev == NULL && event_get_callback(r->ev) != reader_on_read;
+}
+
+int sy_relay_sleep(struct sy_relay_reader *r, struct bufferevent *bev, event_callback_fn wake, void *arg)
+{
+    if (r->bev == NULL || r->bev != bev || !sy_relay_is_plain(bev) ||
+        evbuffer_get_length(bufferevent_get_input(bev)) > 0 || evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+        return -1;
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    struct event_base *base = event_get_base(r->ev);
+    event_del(r->ev);
+    if (event_assign(r->ev, base, fd, EV_READ | EV_PERSIST, wake, arg) != 0) {
+        event_assign(r->ev, base, fd, EV_READ | EV_PERSIST, reader_on_read, r);
+        event_add(r->ev, r->idle);
+        return -1;
+    }
+    r->bev = NULL;
+    bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+    bufferevent_disable(bev, EV_READ | EV_WRITE);
+    bufferevent_setfd(bev, -1); /* the socket outlives it */
+    bufferevent_free(bev);
+    event_add(r->ev, NULL);
+    return 0;
+}
+
+struct bufferevent *sy_relay_wake(struct sy_relay_reader *r)
+{
+    if (!sy_relay_asleep(r))
+        return NULL;
+    evutil_socket_t fd = event_get_fd(r->ev);
+    struct event_base *base = event_get_base(r->ev);
+    struct bufferevent *bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL)
+        return NULL;
+    bufferevent_disable(bev, EV_READ | EV_WRITE);
+    event_del(r->ev);
+    event_assign(r->ev, base, fd, EV_READ | EV_PERSIST, reader_on_read, r); /* same base and fd: cannot fail */
+    r->bev = bev;
+    event_add(r->ev, r->idle);
+    return bev;
 }
 
 size_t sy_relay_pending(struct bufferevent *bev, struct evbuffer *staged)

@@ -72,8 +72,12 @@ static inline bool sy_relay_drained(size_t queued)
 #define SY_RELAY_READ_MAX (64u << 10)
 
 struct sy_relay_reader {
-    struct event *ev;          /* owned: EV_READ | EV_PERSIST on bev's socket; NULL before the first attach */
+    struct event *ev;          /* owned: EV_READ | EV_PERSIST on bev's socket; NULL before the first attach.
+                                  Asleep (sy_relay_sleep) it watches the bare socket for the wake instead */
     struct bufferevent *bev;   /* ref: the bev whose reads this does while attached; NULL when detached */
+    const struct timeval *idle;/* ref (a common timeout of ev's base) or NULL: nothing read for this long while
+                                  reading is on -> the bev's event callback gets BEV_EVENT_READING |
+                                  BEV_EVENT_TIMEOUT, and again each period until something is read */
 };
 
 /* Takes over reading of bev (plain, connected): its EV_READ state moves to the reader. -1 (nothing
@@ -83,8 +87,28 @@ int sy_relay_reader_attach(struct sy_relay_reader *r, struct bufferevent *bev);
 void sy_relay_reader_detach(struct sy_relay_reader *r);
 /* Reading of bev on or off: through the reader when attached to bev, else the bev's own EV_READ. */
 void sy_relay_reader_enable(struct sy_relay_reader *r, struct bufferevent *bev, bool on);
-/* Detaches and frees the event (before the bev is freed: its fd closes with it). */
+/* Detaches and frees the event (before the bev is freed: its fd closes with it; asleep, the reader owns the
+ * fd and closes it here). */
 void sy_relay_reader_fini(struct sy_relay_reader *r);
+/* The idle period (r->idle) from now on: `ms` on the base of r's event (a common timeout: cheap to re-arm at
+ * every read); 0 = none. Attached readers only (nothing happens otherwise). */
+void sy_relay_reader_set_idle(struct sy_relay_reader *r, unsigned ms);
+
+/* ---- sleeping: an idle connection without a bufferevent ------------------------------------------------
+ *
+ * A bufferevent with its two evbuffers costs ~1.3 KiB; a session idle between requests needs none of it.
+ * Sleeping frees the bev attached to r (plain, nothing in its input or output) but keeps its socket open:
+ * r's event then watches the bare socket and calls wake(fd, what, arg) when it becomes readable (data, EOF
+ * or an error: nothing is read). sy_relay_wake builds a new bev on the socket with the reader attached and
+ * reading on, and the data that woke it is read by the reader on the next loop turn (epoll is level-
+ * triggered), so the code above sees the same callbacks as if it had never slept. */
+
+/* -1 (nothing changed) when bev is not the attached, plain bev or has bytes buffered either way. */
+int sy_relay_sleep(struct sy_relay_reader *r, struct bufferevent *bev, event_callback_fn wake, void *arg);
+bool sy_relay_asleep(const struct sy_relay_reader *r);
+/* A new socket bev (no callbacks set, EV_READ and EV_WRITE off: the reader reads) on the sleeping socket,
+ * on the base of r's event; NULL when out of memory (still asleep: the fd stays with r). */
+struct bufferevent *sy_relay_wake(struct sy_relay_reader *r);
 
 /* ---- one session's two sides (the MongoDB and SQL Server sessions embed this) ---------------------- */
 

@@ -120,6 +120,11 @@ static json_t *px_client_errors(void *state)
     return o;
 }
 
+static size_t px_fail_held(void *state, uint64_t held_ms, const char *msg)
+{
+    return sy_tds_sessions_fail_held(state, held_ms, msg);
+}
+
 const struct sy_proxy_protocol sy_tds_protocol = {
     .engine = SY_ENGINE_SQLSERVER,
     .start = proxy_start,
@@ -135,6 +140,7 @@ const struct sy_proxy_protocol sy_tds_protocol = {
     .switch_close_unmovable = sy_tds_switch_close_unmovable,
     .switch_unwarm = sy_tds_switch_unwarm,
     .switch_flip = sy_tds_switch_flip,
+    .fail_held = px_fail_held,
     .ack_ledger = sy_tds_switch_ack_ledger,
     .client_errors = px_client_errors,
 };

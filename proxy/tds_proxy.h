@@ -47,6 +47,10 @@ void sy_tds_session_reap(struct sy_tds_proxy *px, bool all);
 void sy_tds_session_close(struct sy_tds_session *s, const char *why, enum sy_tds_err_reason reason);
 /* After a release: lets every held session's waiting request through, in accept order. */
 void sy_tds_sessions_resume(struct sy_tds_proxy *px);
+/* A node cut off from etcd (sy_proxy_protocol.fail_held): each session whose request was held at least
+ * held_ms gets msg as an ERROR token (50000, class 20) and is closed; how many. Logins waiting for the
+ * release keep waiting. */
+size_t sy_tds_sessions_fail_held(struct sy_tds_proxy *px, uint64_t held_ms, const char *msg);
 /* `clients` listing: one object per live session. */
 json_t *sy_tds_sessions_json(struct sy_tds_proxy *px);
 /* Walks the live sessions in accept order (next is safe to take before closing s). */

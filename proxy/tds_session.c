@@ -423,6 +423,21 @@ void sy_tds_session_fatal(struct sy_tds_session *s, const char *msg)
     close_session(s, msg, true, SY_TERR_FORCED_CLOSE);
 }
 
+size_t sy_tds_sessions_fail_held(struct sy_tds_proxy *px, uint64_t held_ms, const char *msg)
+{
+    size_t n = 0;
+    uint64_t now = sy_now_ms();
+    struct sy_tds_session *s, *next;
+    for (s = TAILQ_FIRST(&px->sessions); s != NULL; s = next) {
+        next = TAILQ_NEXT(s, link);
+        if (s->state != TS_HELD || now - s->held_since_ms < held_ms)
+            continue;
+        sy_tds_session_fatal(s, msg);              /* an ERROR token (50000, class 20), then closed */
+        n++;
+    }
+    return n;
+}
+
 /* ---- relay ------------------------------------------------------------------------------------------------ */
 
 static bool request_type(uint8_t t)

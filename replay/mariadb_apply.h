@@ -63,6 +63,8 @@ struct sy_apply_conn {
     struct sy_buf sql;                /* batched statement text (replay/mariadb_apply_batch.c) */
     uint64_t rows;                    /* rows applied (monotonic, read by the coordinator) */
     uint64_t conflicts_overwritten;
+    bool overwrite_txn;               /* the current transaction's conflicts are overwritten whatever on_conflict
+                                         says (a takeover's idempotent replay; set by the caller per transaction) */
     char err[1024];                   /* why the last call failed */
 };
 

@@ -436,7 +436,7 @@ int sy_apply_row(struct sy_apply_conn *w, const struct sy_change_row *r, uint64_
                  r->n_columns, t->n_src);
         return -2;
     }
-    bool overwrite = w->cfg->on_conflict == SY_ON_CONFLICT_OVERWRITE;
+    bool overwrite = w->cfg->on_conflict == SY_ON_CONFLICT_OVERWRITE || w->overwrite_txn;
     my_ulonglong affected = 0;
     int rc;
     const char *what;

@@ -7,4 +7,9 @@
 extern const struct sy_module_ops sy_mariadb_initial_sync;
 extern const struct sy_module_ops sy_mariadb_write;
 
+/* engine.h's sync->takeover (replay/mariadb_takeover.c). */
+struct sy_takeover_point;
+int sy_mariadb_takeover(const struct sy_pair_cfg *cfg, const char *instance_id, const struct sy_endpoint *src,
+                        const struct sy_endpoint *dest, struct sy_takeover_point *out, char *err, size_t errlen);
+
 #endif

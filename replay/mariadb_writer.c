@@ -43,6 +43,7 @@
 #include "core/instance.h"
 #include "core/log.h"
 #include "engine/mariadb_client.h"
+#include "engine/mariadb_gtid_set.h"
 #include "core/spool.h"
 #include "core/write.h"
 #include "replay/mariadb_apply.h"
@@ -132,6 +133,8 @@ struct writer {
     uint64_t n_read;                   /* transactions read (their `ord`) */
     uint64_t rows_before;              /* rows of earlier sessions */
     uint64_t conflicts_before;         /* conflicts overwritten in earlier sessions */
+    struct sy_gtid_set until;          /* ctx->overwrite_until parsed (has_until): a takeover's idempotent replay */
+    bool has_until;
     uint64_t txn_time_ms;
     bool failed;
 };
@@ -339,6 +342,15 @@ static void wake_others(struct writer *w, const struct worker *wk)
             pthread_cond_signal(&w->workers[i].cv);
 }
 
+/* Whether tx lies in a takeover's idempotent replay (core/takeover.h): at or before overwrite_until, where
+ * the old owner may have applied it already — a conflict there is overwritten, whatever on_conflict says. */
+static bool in_takeover_replay(const struct writer *w, const struct sy_apply_txn *tx)
+{
+    struct sy_gtid_set after;
+    return w->has_until && tx->position != NULL && sy_gtid_set_parse(tx->position, strlen(tx->position), &after) &&
+           sy_gtid_set_covers(&w->until, &after);
+}
+
 /* Applies the group row by row with prepared statements (exact conflict reports). */
 static int apply_rows(struct worker *wk, struct sy_apply_txn *const *txs, size_t n, char *reason, size_t rlen)
 {
@@ -346,6 +358,7 @@ static int apply_rows(struct worker *wk, struct sy_apply_txn *const *txs, size_t
     for (size_t k = 0; k < n; k++) {
         const struct sy_apply_txn *tx = txs[k];
         sy_apply_txn_reset(ac);
+        ac->overwrite_txn = in_takeover_replay(wk->w, tx);
         for (size_t i = 0; i < tx->n_recs; i++) {
             const struct sy_apply_rec *rec = &tx->recs[i];
             struct sy_change ch;
@@ -791,6 +804,7 @@ static int apply_barrier(struct writer *w, struct sy_apply_txn *tx)
         return 1;
     bool retry = tx->ddl_retry;
     sy_apply_txn_reset(c);
+    c->overwrite_txn = in_takeover_replay(w, tx);
     for (size_t i = 0; i < tx->n_recs; i++) {
         const struct sy_apply_rec *rec = &tx->recs[i];
         struct sy_change ch;
@@ -1186,6 +1200,8 @@ static int session_open(struct writer *w, uint64_t *pending_ddl)
             return rc;
         }
     }
+    w->has_until = w->ctx->overwrite_until != NULL && w->ctx->overwrite_until[0] != '\0' &&
+                   sy_gtid_set_parse(w->ctx->overwrite_until, strlen(w->ctx->overwrite_until), &w->until);
     w->abort = false;
     w->worker_rc = 0;
     w->worker_reason[0] = w->worker_err[0] = '\0';

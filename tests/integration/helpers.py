@@ -110,7 +110,9 @@ def one(c, sql, args=None):
 # ---- instances in status ----------------------------------------------------------------------------------
 
 def instance(d, pair_name):
-    return d.pair_status(pair_name)["instances"][0]
+    """The pair's first instance; in a cluster, {"state": "not_open"} until this node owns the sync."""
+    found = d.pair_status(pair_name)["instances"]
+    return found[0] if found else {"state": "not_open"}
 
 
 def wait_state(d, pair_name, state, timeout=60):

@@ -12,9 +12,11 @@ import base64
 import json
 import os
 import signal
+import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -220,6 +222,8 @@ def test_every_node_follows_the_shared_epoch(daemon, etcd, mariadb_pair, fresh):
             wait_for(lambda: "watch of " + key in d.log() and shared(d, pname)["watch"] == "ok", 15,
                      "the watch made again on another member")
         wait_for(lambda: etcd_has_leader(etcd), 15, "the two members left elected a leader")
+        # with a 2 s lease the owner may have stepped down while etcd elected a leader: it owns again soon
+        wait_for(lambda: sync_owner(owner, pname).get("instances_open"), 20, "the owner runs the sync")
         r = owner.admin_ok("switchback", pair=pname)
         assert r["active_side"] == "business" and r["epoch"] == 3, r
         all_on(3, "business")
@@ -231,8 +235,17 @@ def test_every_node_follows_the_shared_epoch(daemon, etcd, mariadb_pair, fresh):
     finally:
         first.start()
     wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", fresh) == ((6,),), 30, "forward applied after switchback")
-    # a proxy-only node cannot coordinate a switch yet (it has no synchronization)
-    assert proxies[0].admin("switchover", pair=pname)["error"]["code"] == "unknown_instance"
+    # a proxy-only node passes a switch to the owner (core/cluster_admin.c); switchyardctl works there too
+    r = proxies[0].admin_ok("switchover", pair=pname)
+    assert r["active_side"] == "dr" and r["epoch"] == 4, r
+    all_on(4, "dr")
+    out = proxies[1].ctl("--json", "switchback", pname, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["epoch"] == 5
+    all_on(5, "business")
+    assert proxies[0].admin("pause", instance=f"{pname}/forward")["result"]["state"] in ("paused", "stopping")
+    assert proxies[0].admin_ok("start", instance=f"{pname}/forward")["state"] == "running"
+    assert owner.admin("switchover", pair="nosuch")["error"]["code"] == "unknown_pair"
 
 
 def cluster_of_three(daemon, etcd, mariadb_pair, db, pname, max_hold_ms=5000, owner_env=None):
@@ -451,3 +464,223 @@ def test_a_node_whose_epoch_keeps_changing_keeps_its_lease(daemon, etcd):
     c = cluster(d)
     assert c["lease_id"] == lease and c["registered"], c
     assert "expired" not in d.log()
+
+
+def sync_owner(d, pname):
+    return d.pair_status(pname).get("sync_owner", {})
+
+
+def owners(nodes, pname):
+    return [d for d in nodes if sync_owner(d, pname).get("this_node_owns")]
+
+
+def running_forward(d, pname):
+    fw = [i for i in d.pair_status(pname)["instances"] if i["direction"] == "forward"]
+    return bool(fw) and fw[0]["state"] == "running"
+
+
+def electable_three(daemon, etcd, mariadb_pair, db, pname, max_hold_ms=5000):
+    """Three nodes that all may run the pair's synchronization (objects set on each): one is elected."""
+    mariadb_pair.business.sql("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))", database=db)
+    app_user(mariadb_pair, db)
+    nodes = [daemon(pair=pname, objects=f"{db}.*", txn_drain_ms=500, max_hold_ms=max_hold_ms,
+                    extra_ini=cluster_ini(etcd, f"{pname}-n{i}")) for i in (1, 2, 3)]
+    for d in nodes:
+        wait_for(lambda: confirmed(d, pname, 1), 20, "the shared epoch confirmed and watched")
+    owner = wait_for(lambda: len(owners(nodes, pname)) == 1 and owners(nodes, pname)[0], 20, "one owner")
+    wait_for(lambda: running_forward(owner, pname), 60, "the owner's forward instance running")
+    b, dr = mariadb_pair                                # the last test may have left DR active
+    wait_for(lambda: q(b, "SELECT @@global.read_only")[0][0] == 0 and q(dr, "SELECT @@global.read_only")[0][0] == 1,
+             20, "the fence keeper made business writable")
+    return owner, [d for d in nodes if d is not owner]
+
+
+def test_one_node_owns_the_synchronization_and_another_takes_over_after_kill9(daemon, etcd, mariadb_pair,
+                                                                            fresh):  # noqa: F811
+    """Three nodes may run the sync; one is elected (its key in etcd, the others run no instance). Clients of
+    the two others write all along; the owner is killed with -9: another node takes over within seconds,
+    resuming from DR's checkpoint (its own spool is empty), replays what the dead owner may have applied
+    idempotently and goes on: 0 client errors, the rows equal on both sides, verify ok."""
+    b, dr = mariadb_pair
+    pname = f"o{fresh}"
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname)
+    key = f"/switchyard/pairs/{pname}/owner"
+    assert etcd_get(etcd, key)["node"] == sync_owner(owner, pname)["owner"]
+    for d in others:
+        assert sync_owner(d, pname)["owner"] == sync_owner(owner, pname)["owner"]
+        assert d.pair_status(pname)["instances"] == []
+    stop, acked, errors = threading.Event(), [], []
+
+    def loader(d, k):
+        c, i = None, k * 100000
+        while not stop.is_set():
+            try:
+                c = c or app_conn(d, fresh, connect_timeout=5, read_timeout=15)
+                one(c, "INSERT INTO t VALUES (%s, 'load')", (i,))
+                if i % 3 == 0:
+                    one(c, "UPDATE t SET v = 'updated' WHERE id = %s", (i,))
+                acked.append(i)
+            except pymysql.err.MySQLError as e:
+                errors.append((k, e.args[0], str(e.args[1:])))
+                c = None
+            i += 1
+            time.sleep(0.002)
+    workers = [threading.Thread(target=loader, args=(d, 2 * n + j)) for n, d in enumerate(others) for j in (1, 2)]
+    for w in workers:
+        w.start()
+    try:
+        time.sleep(1.5)
+        owner.kill9()
+        t0 = time.monotonic()
+        new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
+        wait_for(lambda: running_forward(new, pname), 30, "the new owner's forward instance running")
+        takeover_s = time.monotonic() - t0
+        print(f"takeover {takeover_s:.2f} s after kill -9")
+        assert takeover_s < 15, takeover_s
+        n = len(acked)
+        wait_for(lambda: len(acked) > n + 50, 30, "clients go on")
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(30)
+    assert errors == [], errors[:5]
+    assert etcd_get(etcd, key)["node"] == sync_owner(new, pname)["owner"]
+    rows = lambda side: q(side, "SELECT id, v FROM t ORDER BY id", fresh)
+    wait_for(lambda: rows(dr) == rows(b), 60, "DR equals business")
+    assert set(acked) <= {r[0] for r in rows(dr)}
+    r = new.admin_ok("verify", _timeout=120, pair=pname)
+    assert r["clean"] is True, r
+    assert "taken over from the destination's checkpoint" in new.log()
+
+
+def test_a_failover_flips_every_node_with_the_owner(daemon, etcd, mariadb_pair, fresh):  # noqa: F811
+    """`failover --force` given to a proxy-only node runs on the owner and goes through the cluster switch
+    (its hold marked "failover"): every node holds, prepares its sessions on DR and flips with the owner, so
+    an idle session of every node writes on DR afterwards without an error, and every node is on DR when
+    the command answers."""
+    b, dr = mariadb_pair
+    pname = f"f{fresh}"
+    owner, proxies = cluster_of_three(daemon, etcd, mariadb_pair, fresh, pname)
+    nodes = [owner] + proxies
+    conns = [app_conn(d, fresh) for d in nodes]
+    for i, c in enumerate(conns):
+        one(c, "INSERT INTO t VALUES (%s, 'before')", (i,))
+    wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", fresh) == ((3,),), 30, "forward applied")
+    r = proxies[0].admin_ok("failover", pair=pname, force=True)
+    assert r["active_side"] == "dr" and r["epoch"] == 2 and "cluster_hold_ms" in r["steps"], r
+    for d in nodes:
+        assert applied(d, pname) == (2, "dr"), d
+    for d in proxies:
+        hist = d.pair_status(pname)["switch_history"]
+        assert hist[0]["outcome"] == "done", hist
+    for i, c in enumerate(conns):                      # the same sessions, moved with their node: no error
+        one(c, "INSERT INTO t VALUES (%s, 'after the failover')", (10 + i,))
+    assert q(dr, "SELECT COUNT(*) FROM t WHERE id >= 10", fresh) == ((3,),)
+    assert q(b, "SELECT @@global.read_only")[0][0] == 1
+
+
+def test_a_mongodb_proxy_cut_off_from_etcd_refuses_a_held_request_after_max_hold_ms(etcd, ferretdb_pair,
+                                                                                     mongo_daemon):
+    """As the MariaDB proxy (above): a MongoDB proxy whose only etcd endpoint is paused holds new requests, and
+    one held max_hold_ms gets the clear error (code 50 MaxTimeMSExpired: not a "not primary" code, which drivers
+    retry at once through the same proxy) and its connection is closed, instead of waiting until etcd
+    answers; the write reached no side. Back with etcd, a new connection writes."""
+    pymongo = sandbox.pymongo4()
+    b = ferretdb_pair.business
+    pname = "mcut"
+    cut = mongo_daemon(pair=pname, max_hold_ms=1500, txn_drain_ms=500, extra_ini=cluster_ini(etcd[2:], "mcut"))
+    wait_for(lambda: confirmed(cut, pname, 1), 20, "the node watches")
+    port = int(cut.pair_status(pname)["listen"].rsplit(":", 1)[1])
+    c = pymongo.MongoClient("127.0.0.1", port, username=b.admin_user, password=b.admin_password,
+                            authSource="admin", retryWrites=False, serverSelectionTimeoutMS=10000,
+                            socketTimeoutMS=30000)
+    coll = c["mcut_db"]["t"]
+    coll.delete_many({})
+    coll.insert_one({"_id": 1, "v": "before"})
+    lone = etcd[2]
+    os.kill(lone.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: shared(cut, pname)["cut_off"] and cut.pair_status(pname)["held"], 15, "cut off: held")
+        t0 = time.monotonic()
+        with pytest.raises(pymongo.errors.PyMongoError) as e:
+            coll.insert_one({"_id": 2, "v": "while cut off"})
+        held_s = time.monotonic() - t0
+        assert "lost etcd" in str(e.value) and "max_hold_ms=1500" in str(e.value), e.value
+        assert 1.4 < held_s < 10, held_s
+    finally:
+        os.kill(lone.pid, signal.SIGCONT)
+    wait_for(lambda: not shared(cut, pname)["cut_off"] and not cut.pair_status(pname)["held"], 20, "etcd back")
+    c.close()                                           # its pooled connection was closed by the proxy
+    c = pymongo.MongoClient("127.0.0.1", port, username=b.admin_user, password=b.admin_password,
+                            authSource="admin", serverSelectionTimeoutMS=10000)
+    coll = c["mcut_db"]["t"]
+    coll.insert_one({"_id": 3, "v": "after"})
+    assert sorted(d["_id"] for d in coll.find()) == [1, 3]
+    c.close()
+
+
+def test_a_command_forwarded_to_an_owner_that_dies_mid_way_says_its_outcome_is_unknown(daemon, etcd, mariadb_pair,
+                                                                                       fresh):  # noqa: F811
+    """A switchover given to a proxy-only node runs on the owner, which dies (kill -9 at a failpoint) with every
+    node held: the proxy's caller gets owner_lost naming the dead owner and saying the outcome is unknown and
+    that the command was not sent again — not a hang, not a second run. The nodes release on business."""
+    pname = f"x{fresh}"
+    owner, proxies = cluster_of_three(daemon, etcd, mariadb_pair, fresh, pname,
+                                      owner_env={"SY_FAILPOINT": "switch_after_cluster_hold"})
+    t0 = time.monotonic()
+    r = proxies[0].admin("switchover", pair=pname)
+    assert r["ok"] is False and r["error"]["code"] == "owner_lost", r
+    assert f"{pname}-s1" in r["error"]["message"] and "outcome is unknown" in r["error"]["message"], r
+    assert time.monotonic() - t0 < 20
+    assert owner.wait(30) != 0
+    for d in proxies:
+        wait_for(lambda: applied(d, pname) == (1, "business") and not d.pair_status(pname)["held"], 20,
+                 f"{d} released on business")
+    prefix = f"/switchyard/pairs/{pname}/re"                # requests/ and replies/
+    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    left = lambda: etcd_call(etcd, "/v3/kv/range", {"key": b64(prefix), "range_end": b64(end)}).get("kvs") or []
+    wait_for(lambda: left() == [], 10, "the request's keys deleted")
+
+
+def test_a_sql_server_proxy_cut_off_from_etcd_refuses_a_held_request_after_max_hold_ms(daemon, etcd):
+    """The same for a SQL Server proxy (the TDS double): a request held max_hold_ms gets an ERROR token with
+    the message and the connection is closed; a new connection works once etcd is back."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "doubles"))
+    from tds_fixtures import running_double
+    pytds = pytest.importorskip("pytds")
+    with running_double() as business, running_double() as dr:
+        pname = "tcut"
+        cut = daemon(pair=pname, engine="sqlserver", business=f"{business.host}:{business.port}",
+                     dr=f"{dr.host}:{dr.port}", admin_user=business.user, admin_password=business.password,
+                     max_hold_ms=1500, txn_drain_ms=500, extra_ini=cluster_ini(etcd[2:], "tcut"))
+        wait_for(lambda: confirmed(cut, pname, 1), 20, "the node watches")
+        port = int(cut.pair_status(pname)["listen"].rsplit(":", 1)[1])
+
+        def connect():
+            return pytds.connect(server="127.0.0.1", port=port, user=business.user, password=business.password,
+                                 autocommit=True, login_timeout=10, timeout=30, disable_connect_retry=True)
+        c = connect()
+        with c.cursor() as cur:
+            cur.execute("SELECT 1")
+            assert cur.fetchone()[0] == 1
+        lone = etcd[2]
+        os.kill(lone.pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: shared(cut, pname)["cut_off"] and cut.pair_status(pname)["held"], 15, "cut off: held")
+            t0 = time.monotonic()
+            with pytest.raises(Exception) as e:
+                with c.cursor() as cur:
+                    cur.execute("SELECT 2")
+                    cur.fetchone()
+            held_s = time.monotonic() - t0
+            assert "lost etcd" in str(e.value) and "max_hold_ms=1500" in str(e.value), e.value
+            assert 1.4 < held_s < 10, held_s
+        finally:
+            os.kill(lone.pid, signal.SIGCONT)
+        wait_for(lambda: not shared(cut, pname)["cut_off"] and not cut.pair_status(pname)["held"], 20, "etcd back")
+        c2 = connect()
+        with c2.cursor() as cur:
+            cur.execute("SELECT 3")
+            assert cur.fetchone()[0] == 3
+        c2.close()
+        assert cut.stop() == 0

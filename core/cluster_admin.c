@@ -1,0 +1,455 @@
+/* Admin commands forwarded to a pair's owner (core/cluster_admin.h).
+ *
+ *   asking node                                   owner (watches requests/ of the pairs it may own)
+ *   range owner -> "to" (none: no_owner)
+ *   put requests/<id> {to, cmd, args} ----------> runs cmd through the admin dispatch (sy_admin_call)
+ *   every POLL_MS: range replies/<id> + owner <--- put replies/<id> = the reply object
+ *     reply       -> answered, both keys deleted
+ *     owner gone or another node -> owner_lost (the outcome is unknown; nothing is sent again)
+ * A request names its owner ("to"): a node that was not asked, or owns the pair only since, never runs
+ * it, so a command whose owner died mid-way is never run twice. */
+#include "core/cluster_admin.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/cluster.h"
+#include "core/etcd.h"
+#include "core/log.h"
+
+#define POLL_MS 100
+#define FORWARD_TIMEOUT_MS (10 * 60 * 1000)   /* a verify of a large pair may take minutes */
+#define TAKEOVER_WAIT_MS 30000                /* an owner still taking its instances over: the command waits */
+
+struct forward {
+    struct sy_cluster_admin *ca;       /* ref */
+    struct sy_admin_req *req;          /* answered exactly once, then NULL */
+    char pair[64];
+    char cmd[64];
+    char id[80];
+    char to[64];                       /* the owner it was sent to */
+    char owner_key[200], req_key[240], reply_key[240];
+    json_t *args;                      /* owned: the command's arguments */
+    struct sy_pair *p;                 /* ref: the daemon's */
+    uint64_t started_ms;
+    struct event *poll;                /* owned: the next poll (of the reply; of the owner while to is "") */
+    bool busy;                         /* an etcd request in flight */
+    struct forward *next;              /* in ca->forwards */
+};
+
+struct pair_watch {
+    struct sy_cluster_admin *ca;       /* ref */
+    struct sy_pair *p;                 /* ref */
+    struct sy_etcd_watch *watch;       /* owned: requests/ of the pair */
+};
+
+struct served {
+    struct sy_cluster_admin *ca;       /* ref */
+    struct sy_pair *p;                 /* ref */
+    char reply_key[240];
+    char cmd[64];
+    json_t *args;                      /* owned */
+    uint64_t since_ms;                 /* monotonic: when it arrived */
+    struct event *retry;               /* owned: runs it once the instances are open (a takeover) */
+};
+
+struct sy_cluster_admin {
+    struct sy_cluster *c;              /* ref */
+    struct sy_etcd *etcd;              /* ref: owned by the cluster */
+    struct sy_admin *a;                /* ref */
+    struct pair_watch *watches;        /* owned: n */
+    size_t n;
+    struct forward *forwards;          /* owned: commands sent, not answered yet */
+    uint64_t next_id;
+};
+
+static json_t *kv_json(json_t *kv)
+{
+    size_t len = 0;
+    char *text = sy_etcd_unb64(json_string_value(json_object_get(kv, "value")) ?: "", &len);
+    json_t *v = text ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    return v;
+}
+
+static json_t *put_body(const char *key, const char *text, int64_t lease)
+{
+    char *k = sy_etcd_b64(key, strlen(key)), *v = sy_etcd_b64(text, strlen(text));
+    char l[32];
+    snprintf(l, sizeof l, "%" PRId64, lease);
+    json_t *body = k && v ? json_pack("{s:s,s:s,s:s}", "key", k, "value", v, "lease", l) : NULL;
+    free(k);
+    free(v);
+    return body;
+}
+
+static void ignore(void *arg, json_t *reply, const char *err)
+{
+    if (reply == NULL)
+        sy_log_debug("cluster admin: cleanup: %s", err);
+}
+
+static void delete_key(struct sy_cluster_admin *ca, const char *key)
+{
+    char *k = sy_etcd_b64(key, strlen(key));
+    json_t *body = k ? json_pack("{s:s}", "key", k) : NULL;
+    free(k);
+    if (body != NULL)
+        sy_etcd_post(ca->etcd, "/v3/kv/deleterange", body, ignore, ca);
+}
+
+/* ---- the asking node ---------------------------------------------------------------------------- */
+
+static void forward_free(struct forward *f)
+{
+    struct forward **pp = &f->ca->forwards;
+    while (*pp && *pp != f)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = f->next;
+    sy_etcd_forget(f->ca->etcd, f);
+    if (f->poll)
+        event_free(f->poll);
+    json_decref(f->args);
+    free(f);
+}
+
+/* The command's answer (reply NULL: fail with code and message); the keys go; f is freed. */
+static void forward_end(struct forward *f, json_t *reply, const char *code, const char *msg)
+{
+    if (reply != NULL)
+        sy_admin_answer(f->req, reply);
+    else
+        sy_admin_fail(f->req, code ? code : "internal", "%s", msg ? msg : "no reply");
+    f->req = NULL;
+    if (f->to[0]) {
+        delete_key(f->ca, f->req_key);
+        delete_key(f->ca, f->reply_key);
+    }
+    forward_free(f);
+}
+
+static void schedule_poll(struct forward *f)
+{
+    struct timeval tv = { 0, POLL_MS * 1000 };
+    event_add(f->poll, &tv);
+}
+
+/* The first key-value of a transaction's range response (NULL: none). */
+static json_t *first_kv(json_t *response)
+{
+    return json_array_get(json_object_get(json_object_get(response, "response_range"), "kvs"), 0);
+}
+
+static void on_poll_answer(void *arg, json_t *reply, const char *err)
+{
+    struct forward *f = arg;
+    f->busy = false;
+    char msg[700];
+    if (reply == NULL) {                           /* etcd did not answer: go on polling until the deadline */
+        if (sy_now_ms() - f->started_ms > FORWARD_TIMEOUT_MS) {
+            snprintf(msg, sizeof msg, "'%s' was sent to node %s, the owner of %s, but etcd did not answer for "
+                     "the reply: its outcome is unknown (check status): %s", f->cmd, f->to, f->pair, err);
+            forward_end(f, NULL, "owner_lost", msg);
+        } else {
+            schedule_poll(f);
+        }
+        return;
+    }
+    json_t *rs = json_object_get(reply, "responses");
+    json_t *answer = first_kv(json_array_get(rs, 0)), *owner = first_kv(json_array_get(rs, 1));
+    if (answer != NULL) {
+        json_t *v = kv_json(answer);
+        if (json_is_object(v) && json_object_get(v, "ok") != NULL) {
+            forward_end(f, v, NULL, NULL);
+        } else {
+            snprintf(msg, sizeof msg, "node %s answered '%s' with something that is not a reply", f->to, f->cmd);
+            forward_end(f, NULL, "internal", msg);
+        }
+        json_decref(v);
+        return;
+    }
+    json_t *ov = owner ? kv_json(owner) : NULL;
+    const char *now = json_string_value(json_object_get(ov, "node"));
+    if (now == NULL || strcmp(now, f->to) != 0) {
+        snprintf(msg, sizeof msg, "node %s, which owned the synchronization of %s, %s before answering '%s': its "
+                 "outcome is unknown (it was not sent again): check `status` on any node, then retry if needed",
+                 f->to, f->pair, now ? "lost it to node " : "stopped (its lease expired)", f->cmd);
+        if (now != NULL) {
+            size_t l = strlen(msg);
+            snprintf(msg + l, sizeof msg - l, " (now owned by %s)", now);
+        }
+        json_decref(ov);
+        forward_end(f, NULL, "owner_lost", msg);
+        return;
+    }
+    json_decref(ov);
+    if (sy_now_ms() - f->started_ms > FORWARD_TIMEOUT_MS) {
+        snprintf(msg, sizeof msg, "node %s, the owner of %s, did not answer '%s' within %d s: its outcome is "
+                 "unknown (check status)", f->to, f->pair, f->cmd, FORWARD_TIMEOUT_MS / 1000);
+        forward_end(f, NULL, "owner_lost", msg);
+        return;
+    }
+    schedule_poll(f);
+}
+
+static void lookup_owner(struct forward *f);
+
+static void on_poll(evutil_socket_t fd, short what, void *arg)
+{
+    struct forward *f = arg;
+    if (f->busy)
+        return;
+    if (f->to[0] == '\0') {
+        lookup_owner(f);
+        return;
+    }
+    char *rk = sy_etcd_b64(f->reply_key, strlen(f->reply_key)), *ok = sy_etcd_b64(f->owner_key, strlen(f->owner_key));
+    json_t *body = rk && ok ? json_pack("{s:[],s:[{s:{s:s}},{s:{s:s}}]}", "compare", "success", "request_range",
+                                        "key", rk, "request_range", "key", ok)
+                            : NULL;
+    free(rk);
+    free(ok);
+    if (body != NULL && sy_etcd_post(f->ca->etcd, "/v3/kv/txn", body, on_poll_answer, f) == 0)
+        f->busy = true;
+    else
+        schedule_poll(f);
+}
+
+static void on_sent(void *arg, json_t *reply, const char *err)
+{
+    struct forward *f = arg;
+    f->busy = false;
+    if (reply == NULL) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "cannot send '%s' to node %s, the owner of %s: %s", f->cmd, f->to, f->pair, err);
+        f->to[0] = '\0';                           /* nothing to delete */
+        forward_end(f, NULL, "owner_unreachable", msg);
+        return;
+    }
+    sy_log_info("cluster admin: '%s' for %s sent to its owner %s (request %s)", f->cmd, f->pair, f->to, f->id);
+    schedule_poll(f);
+}
+
+static void on_local_reply(json_t *reply, void *arg)
+{
+    forward_end(arg, reply, NULL, NULL);
+}
+
+static void on_owner(void *arg, json_t *reply, const char *err)
+{
+    struct forward *f = arg;
+    f->busy = false;
+    char msg[600];
+    if (reply == NULL) {
+        snprintf(msg, sizeof msg, "cannot find the owner of %s in etcd: %s", f->pair, err);
+        forward_end(f, NULL, "owner_unreachable", msg);
+        return;
+    }
+    json_t *kv = json_array_get(json_object_get(reply, "kvs"), 0);
+    json_t *v = kv ? kv_json(kv) : NULL;
+    const char *node = json_string_value(json_object_get(v, "node"));
+    uint64_t waited = sy_now_ms() - f->started_ms;
+    if (node == NULL || node[0] == '\0') {
+        json_decref(v);
+        if (waited < 2 * (uint64_t)sy_cluster_lease_ttl_ms(f->ca->c)) {   /* an election may be under way */
+            schedule_poll(f);
+            return;
+        }
+        snprintf(msg, sizeof msg, "no node owns the synchronization of %s now (an owner that died is replaced "
+                 "within about a lease; or no node has the pair's objects): '%s' cannot run", f->pair, f->cmd);
+        forward_end(f, NULL, "no_owner", msg);
+        return;
+    }
+    if (strcmp(node, sy_cluster_node(f->ca->c)) == 0) {
+        json_decref(v);
+        if (f->p->sync_open) {                     /* this node took the pair over meanwhile: run it here */
+            sy_admin_call(f->ca->a, f->cmd, f->args, on_local_reply, f);
+            return;
+        }
+        if (waited < TAKEOVER_WAIT_MS) {
+            schedule_poll(f);
+            return;
+        }
+        snprintf(msg, sizeof msg, "this node owns %s but has not opened its instances within %d s (see "
+                 "sync_owner.takeover_error in status): '%s' was not run", f->pair, TAKEOVER_WAIT_MS / 1000, f->cmd);
+        forward_end(f, NULL, "bad_state", msg);
+        return;
+    }
+    snprintf(f->to, sizeof f->to, "%s", node);
+    json_decref(v);
+    json_t *rq = json_pack("{s:s,s:s,s:s,s:s,s:O}", "id", f->id, "from", sy_cluster_node(f->ca->c), "to", f->to,
+                           "cmd", f->cmd, "args", f->args);
+    char *text = rq ? json_dumps(rq, JSON_COMPACT) : NULL;
+    json_decref(rq);
+    json_t *body = text ? put_body(f->req_key, text, sy_cluster_lease(f->ca->c)) : NULL;
+    free(text);
+    if (body == NULL || sy_etcd_post(f->ca->etcd, "/v3/kv/put", body, on_sent, f) != 0) {
+        f->to[0] = '\0';
+        forward_end(f, NULL, "internal", "out of memory");
+        return;
+    }
+    f->busy = true;
+}
+
+/* Reads the owner key (on_owner sends the request, waits, or answers). */
+static void lookup_owner(struct forward *f)
+{
+    char *k = sy_etcd_b64(f->owner_key, strlen(f->owner_key));
+    json_t *body = k ? json_pack("{s:s}", "key", k) : NULL;
+    free(k);
+    if (body == NULL || sy_etcd_post(f->ca->etcd, "/v3/kv/range", body, on_owner, f) != 0) {
+        forward_end(f, NULL, "internal", "out of memory");
+        return;
+    }
+    f->busy = true;
+}
+
+bool sy_cluster_admin_forward(struct sy_cluster_admin *ca, struct sy_pair *p, struct sy_admin_req *req, json_t *args)
+{
+    if (ca == NULL || p->sync_open)
+        return false;
+    struct forward *f = calloc(1, sizeof *f);
+    if (f == NULL || (f->poll = evtimer_new(p->base, on_poll, f)) == NULL) {
+        free(f);
+        sy_admin_fail(req, "internal", "out of memory");
+        return true;
+    }
+    f->ca = ca;
+    f->req = req;
+    f->args = args ? json_deep_copy(args) : json_object();
+    f->started_ms = sy_now_ms();
+    snprintf(f->pair, sizeof f->pair, "%s", p->cfg->name);
+    snprintf(f->cmd, sizeof f->cmd, "%s", sy_admin_req_cmd(req));
+    snprintf(f->id, sizeof f->id, "%s-%d-%" PRIu64, sy_cluster_node(ca->c), (int)getpid(), ++ca->next_id);
+    snprintf(f->owner_key, sizeof f->owner_key, "%spairs/%s/owner", SY_CLUSTER_PREFIX, f->pair);
+    snprintf(f->req_key, sizeof f->req_key, "%spairs/%s/requests/%s", SY_CLUSTER_PREFIX, f->pair, f->id);
+    snprintf(f->reply_key, sizeof f->reply_key, "%spairs/%s/replies/%s", SY_CLUSTER_PREFIX, f->pair, f->id);
+    f->p = p;
+    f->next = ca->forwards;
+    ca->forwards = f;
+    lookup_owner(f);
+    return true;
+}
+
+/* ---- the owner ---------------------------------------------------------------------------------- */
+
+static void served_free(struct served *s)
+{
+    if (s->retry)
+        event_free(s->retry);
+    json_decref(s->args);
+    free(s);
+}
+
+static void on_served(json_t *reply, void *arg)
+{
+    struct served *s = arg;
+    char *text = json_dumps(reply, JSON_COMPACT);
+    json_t *body = text ? put_body(s->reply_key, text, sy_cluster_lease(s->ca->c)) : NULL;
+    free(text);
+    if (body == NULL || sy_etcd_post(s->ca->etcd, "/v3/kv/put", body, ignore, s->ca) != 0)
+        sy_log_error("cluster admin: cannot put the reply %s", s->reply_key);
+    served_free(s);
+}
+
+/* Runs a request sent to this node once its instances are open (at once, unless a takeover runs). */
+static void serve(evutil_socket_t fd, short what, void *arg)
+{
+    struct served *s = arg;
+    if (s->p->sync_open) {
+        sy_admin_call(s->ca->a, s->cmd, s->args, on_served, s);
+        return;
+    }
+    if (sy_now_ms() - s->since_ms < TAKEOVER_WAIT_MS && s->retry != NULL) {
+        struct timeval tv = { 0, 200 * 1000 };
+        event_add(s->retry, &tv);
+        return;
+    }
+    json_t *r = json_pack("{s:b,s:{s:s,s:s}}", "ok", 0, "error", "code", "bad_state", "message",
+                          "the owner has not opened the pair's instances (a takeover that does not end: see "
+                          "sync_owner.takeover_error in its status): the command was not run");
+    on_served(r, s);
+    json_decref(r);
+}
+
+static void on_request(void *arg, json_t *kv, bool deleted, int64_t rev)
+{
+    struct pair_watch *pw = arg;
+    struct sy_cluster_admin *ca = pw->ca;
+    if (deleted)
+        return;
+    json_t *v = kv_json(kv);
+    const char *to = json_string_value(json_object_get(v, "to")), *id = json_string_value(json_object_get(v, "id"));
+    const char *cmd = json_string_value(json_object_get(v, "cmd"));
+    json_t *args = json_object_get(v, "args");
+    if (to == NULL || id == NULL || cmd == NULL || strcmp(to, sy_cluster_node(ca->c)) != 0 || strchr(id, '/')) {
+        json_decref(v);                            /* another node's (or not ours to read) */
+        return;
+    }
+    struct served *s = calloc(1, sizeof *s);
+    if (s == NULL || (s->retry = evtimer_new(pw->p->base, serve, s)) == NULL) {
+        free(s);
+        json_decref(v);
+        return;
+    }
+    s->ca = ca;
+    s->p = pw->p;
+    s->since_ms = sy_now_ms();
+    s->args = json_is_object(args) ? json_incref(args) : json_object();
+    snprintf(s->cmd, sizeof s->cmd, "%s", cmd);
+    snprintf(s->reply_key, sizeof s->reply_key, "%spairs/%s/replies/%s", SY_CLUSTER_PREFIX, pw->p->cfg->name, id);
+    sy_log_info("cluster admin: '%s' for %s from node %s (request %s)", cmd, pw->p->cfg->name,
+                json_string_value(json_object_get(v, "from")) ?: "?", id);
+    json_decref(v);
+    serve(-1, 0, s);
+}
+
+struct sy_cluster_admin *sy_cluster_admin_start(struct sy_cluster *c, struct sy_admin *a, struct sy_pair *pairs,
+                                                size_t n)
+{
+    struct sy_cluster_admin *ca = calloc(1, sizeof *ca);
+    if (ca == NULL || (ca->watches = calloc(n ? n : 1, sizeof *ca->watches)) == NULL) {
+        free(ca);
+        return NULL;
+    }
+    ca->c = c;
+    ca->etcd = sy_cluster_etcd(c);
+    ca->a = a;
+    ca->n = n;
+    for (size_t i = 0; i < n; i++) {
+        struct pair_watch *pw = &ca->watches[i];
+        pw->ca = ca;
+        pw->p = &pairs[i];
+        if (pairs[i].election == NULL)
+            continue;                              /* never the owner: nothing is sent here */
+        char key[240];
+        snprintf(key, sizeof key, "%spairs/%s/requests/", SY_CLUSTER_PREFIX, pairs[i].cfg->name);
+        if ((pw->watch = sy_etcd_watch_start(ca->etcd, key, true, 0, on_request, pw)) == NULL) {
+            sy_cluster_admin_free(ca);
+            return NULL;
+        }
+    }
+    return ca;
+}
+
+void sy_cluster_admin_free(struct sy_cluster_admin *ca)
+{
+    if (ca == NULL)
+        return;
+    while (ca->forwards != NULL) {
+        struct forward *f = ca->forwards;
+        sy_admin_fail(f->req, "shutting_down", "switchyardd is shutting down: the reply of node %s to '%s' will "
+                      "not be relayed (check status)", f->to[0] ? f->to : "?", f->cmd);
+        f->req = NULL;
+        forward_free(f);
+    }
+    for (size_t i = 0; i < ca->n; i++)
+        sy_etcd_watch_free(ca->watches[i].watch);
+    sy_etcd_forget(ca->etcd, ca);
+    free(ca->watches);
+    free(ca);
+}

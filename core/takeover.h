@@ -1,0 +1,22 @@
+/* A node that just became the owner of a pair's synchronization (core/election.c) takes its instances
+ * over: each one whose destination holds a checkpoint resumes from that checkpoint — not from this node's
+ * spool, a cache of the source's log the old owner kept on its own disk. The spool is emptied to continue
+ * the checkpoint's numbering, collection restarts at the checkpoint's source position, and the changes
+ * between it and the source's position now (some may be on the destination already, applied above the
+ * watermark) are replayed idempotently: conflicts there are overwritten, strict apply after. An instance
+ * whose destination has no checkpoint yet starts from this node's own state (precheck, copy). */
+#ifndef SY_TAKEOVER_H
+#define SY_TAKEOVER_H
+
+#include <stddef.h>
+
+#include "core/pair.h"
+
+/* rc 0: the instances' state on disk is ready to open; -1: err says why (retry later). */
+typedef void (*sy_takeover_done_fn)(void *arg, struct sy_pair *p, int rc, const char *err);
+
+/* Starts the takeover on a worker thread (it reads both databases); done(arg, ...) on the loop. The pair's
+ * instances must not be open on this node. 0, or -1 with err (done is not called). */
+int sy_takeover_start(struct sy_pair *p, sy_takeover_done_fn done, void *arg, char *err, size_t errlen);
+
+#endif
