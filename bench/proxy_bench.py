@@ -3,6 +3,7 @@
 
     /usr/bin/python3 bench/proxy_bench.py --build build            # 2 workloads x 3 targets x 3 reps x 20 s
     /usr/bin/python3 bench/proxy_bench.py --build build --quick    # smoke run: 5 s x 2 reps
+    /usr/bin/python3 bench/proxy_bench.py --build build --proxy-threads 2   # + switchyardd with 2 worker loops
 
 What it does (TESTING.md "Benchmarks": side by side in one run, >= 3 interleaved repetitions, no asserted timing):
   1. two sandbox MariaDB servers (scripts/sandbox.py): the business one everything talks to, and a DR one
@@ -16,6 +17,8 @@ What it does (TESTING.md "Benchmarks": side by side in one run, >= 3 interleaved
      own percentile (sysbench's own 95th is kept next to it as a cross-check).
   4. syscalls per forwarded query (switchyardd vs haproxy): `strace -c -f -p PID` around a 5 s
      oltp_point_select run; skipped with a note when strace is not installed.
+     With --proxy-threads N a second switchyardd (proxy_threads = N, its own pair on the same server) is a
+     fourth target, `switchyard_Nt`, in the same rotation: the single loop and N worker loops side by side.
   5. VmRSS of switchyardd (and of haproxy, for comparison) before and after opening 2000 idle client
      connections through it (PyMySQL, logged in; the target for switchyardd is <= 64 MiB).
 Prints one table per workload plus the raw per-rep numbers, and writes everything as JSON to
@@ -171,7 +174,8 @@ class Switchyard:
 
     ENGINE = "mariadb"
 
-    def __init__(self, build: Path, work: Path, business, dr):
+    def __init__(self, build: Path, work: Path, business, dr, proxy_threads: int = 1):
+        self.proxy_threads = proxy_threads
         self.daemon = build / "switchyardd"
         self.ctl_bin = build / "switchyardctl"
         self.work = work
@@ -187,6 +191,7 @@ class Switchyard:
                 f"admin_socket = {self.sock}\n"
                 f"state_dir    = {self.work / 'state'}\n"
                 "log_level    = warn\n"
+                + (f"proxy_threads = {self.proxy_threads}\n" if self.proxy_threads > 1 else "") +
                 "\n"
                 "[pair bench]\n"
                 f"engine         = {self.ENGINE}\n"
@@ -486,9 +491,7 @@ def print_tables(results: dict, summary: dict, args) -> None:
                f"{'failed':>6}")
         print(hdr)
         print("-" * len(hdr))
-        for t in TARGETS:
-            if t not in m:
-                continue
+        for t in m:
             x = m[t]
             print(f"{t:<11} {f(x['tps'], '{:.1f}'):>9} {f(x['qps'], '{:.1f}'):>10} {f(x['p95_ms'], '{:.3f}'):>7} "
                   f"{f(x['p99_ms'], '{:.3f}'):>7} {f(x['tps_vs_direct']):>10} {f(x['tps_vs_haproxy']):>11} "
@@ -501,7 +504,7 @@ def print_tables(results: dict, summary: dict, args) -> None:
               "sysbench, inherent to\n  oltp_read_write); failed = runs that stopped on another error")
         print("  per rep (raw; 'sb p95' = sysbench's own 95th percentile, a cross-check of the histogram one):")
         for rep in range(args.reps):
-            for t in TARGETS:
+            for t in results[wl]:
                 runs = [r for r in results[wl].get(t, []) if r["rep"] == rep]
                 for r in runs:
                     flag = "  FAILED rc=%s" % r["rc"] if r["failed"] else ""
@@ -567,6 +570,8 @@ def main() -> int:
     ap.add_argument("--time", type=int, default=None, help="seconds per sysbench run (default 20; --quick 5)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 5 s x 2 reps")
     ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--proxy-threads", type=int, default=1,
+                    help="N > 1: also a switchyardd with proxy_threads = N, side by side with the single loop")
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--idle-conns", type=int, default=2000)
     ap.add_argument("--strace-secs", type=int, default=5)
@@ -577,6 +582,8 @@ def main() -> int:
     args.reps = args.reps if args.reps is not None else (2 if args.quick else 3)
     args.time = args.time if args.time is not None else (5 if args.quick else 20)
     workloads = [w for w in args.workloads.split(",") if w]
+    mt = f"switchyard_{args.proxy_threads}t" if args.proxy_threads > 1 else None
+    targets = TARGETS + ((mt,) if mt else ())
     build = Path(args.build).resolve()
 
     interrupt_on_term_signals()                          # before sandbox: it leaves non-default handlers alone
@@ -603,9 +610,9 @@ def main() -> int:
     }
     problems = report["problems"]
     results = report["results"]
-    sy = hp = None
+    sy = hp = sy_mt = None
     rc = 0
-    print(f"proxy_bench: {len(workloads)} workloads x {len(TARGETS)} targets x {args.reps} reps x {args.time} s, "
+    print(f"proxy_bench: {len(workloads)} workloads x {len(targets)} targets x {args.reps} reps x {args.time} s, "
           f"{args.threads} threads; work dir {work}", flush=True)
     try:
         with sandbox.servers(2) as (business, dr):
@@ -625,7 +632,14 @@ def main() -> int:
             sy = Switchyard(build, work, business, dr).start()
             ports = {"direct": business.port, "haproxy": hp.port, "switchyard": sy.port}
             pids = {"haproxy": hp.proc.pid, "switchyard": sy.proc.pid}
-            report["targets"] = {"direct": f"{HOST}:{business.port}", "haproxy": f"{HOST}:{hp.port}",
+            if mt:
+                (work / mt).mkdir()
+                sy_mt = Switchyard(build, work / mt, business, dr, args.proxy_threads).start()
+                ports[mt], pids[mt] = sy_mt.port, sy_mt.proc.pid
+                report["targets"] = {mt: f"{HOST}:{sy_mt.port}"}
+                print(f"  {mt}: switchyardd {HOST}:{sy_mt.port} (pid {sy_mt.proc.pid}, "
+                      f"{thread_count(sy_mt.proc.pid)} threads)", flush=True)
+            report["targets"] = report.get("targets", {}) | {"direct": f"{HOST}:{business.port}", "haproxy": f"{HOST}:{hp.port}",
                                  "switchyard": f"{HOST}:{sy.port}"}
             report["haproxy_threads"] = thread_count(hp.proc.pid)
             report["switchyard_threads"] = thread_count(sy.proc.pid)
@@ -635,17 +649,17 @@ def main() -> int:
                   f"RSS {report['switchyard_rss_fresh_kib'] / 1024:.1f} MiB)", flush=True)
 
             def check_alive():
-                for name, obj in (("haproxy", hp), ("switchyard", sy)):
+                for name, obj in (("haproxy", hp), ("switchyard", sy)) + (((mt, sy_mt),) if mt else ()):
                     if obj.proc.poll() is not None:
                         raise RuntimeError(f"{name} exited with {obj.proc.returncode} during the benchmark:\n"
                                            f"{tail(obj.log)}")
 
             for wl in workloads:
-                results[wl] = {t: [] for t in TARGETS}
+                results[wl] = {t: [] for t in targets}
                 warm = min(3, args.time)
                 print(f"\n-- {wl}: warm-up {warm} s per target", flush=True)
                 report.setdefault("warmup", {})[wl] = {}
-                for t in TARGETS:
+                for t in targets:
                     w = run_sysbench(wl, ports[t], warm, args.threads, work, f"{wl}-warm-{t}")
                     report["warmup"][wl][t] = w
                     print(f"   warm-up {t:<11} TPS {f(w['tps'], '{:.1f}')}  err {w['errors']}"
@@ -653,7 +667,7 @@ def main() -> int:
                     if w["failed"] or (t != "direct" and w["reconnects"]):
                         problems.append({"where": f"{wl} warm-up via {t}", "run": w})
                 for rep in range(args.reps):
-                    for i, t in rotated(TARGETS, rep):
+                    for i, t in rotated(targets, rep):
                         check_alive()
                         res = run_sysbench(wl, ports[t], args.time, args.threads, work, f"{wl}-{rep}-{t}",
                                            pids.get(t))

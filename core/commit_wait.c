@@ -71,16 +71,19 @@ void sy_commit_wait_target(struct sy_commit_wait *cw, int source_side, char *out
 void sy_commit_wait_note_end(struct sy_commit_wait *cw, uint64_t wait_ms)
 {
     double s = (double)wait_ms / 1000.0;
-    cw->wait_seconds_sum += s;
     size_t b = 0;
     while (b < SY_COMMIT_WAIT_BUCKETS && s > sy_commit_wait_bucket_s[b])
         b++;
+    pthread_mutex_lock(&cw->lock);
+    cw->wait_seconds_sum += s;
     cw->wait_buckets[b]++;
+    pthread_mutex_unlock(&cw->lock);
 }
 
 json_t *sy_commit_wait_status_json(const struct sy_commit_wait *cw)
 {
     const struct sy_pair_cfg *c = cw->cfg;
+    pthread_mutex_lock((pthread_mutex_t *)&cw->lock);
     json_t *o = json_pack("{s:s,s:s,s:i,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "mode",
                           sy_commit_wait_mode_name(c->commit_wait), "fallback",
                           c->commit_wait_fallback == SY_COMMIT_WAIT_ERROR ? "error" : "degrade", "timeout_ms",
@@ -92,6 +95,7 @@ json_t *sy_commit_wait_status_json(const struct sy_commit_wait *cw)
     json_t *b = json_array();
     for (size_t i = 0; i <= SY_COMMIT_WAIT_BUCKETS; i++)
         json_array_append_new(b, json_integer((json_int_t)cw->wait_buckets[i]));
+    pthread_mutex_unlock((pthread_mutex_t *)&cw->lock);
     json_object_set_new(o, "wait_buckets", b);
     return o;
 }

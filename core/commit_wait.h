@@ -3,7 +3,8 @@
  * a write its applied position (the checkpoint), each keyed by the side the instance reads from. A
  * publish that changes something makes `wake` active (thread-safe: evthread_use_pthreads), so the
  * proxy re-checks its waiting sessions on the loop at once — nothing polls. Also the counters and the
- * degraded flag that status and metrics show; those are loop-only. The engine's proxy does the holding
+ * degraded flag that status and metrics show; those are under the lock too (with proxy_threads the proxy's
+ * worker loops count). The engine's proxy does the holding
  * (MariaDB: proxy/mysql_commit_wait.c) and compares positions. */
 #ifndef SY_COMMIT_WAIT_H
 #define SY_COMMIT_WAIT_H
@@ -23,14 +24,15 @@ extern const double sy_commit_wait_bucket_s[SY_COMMIT_WAIT_BUCKETS];
 
 struct sy_commit_wait {
     const struct sy_pair_cfg *cfg;  /* ref: the pair's */
-    pthread_mutex_t lock;           /* guards the positions and gen (module threads write, the loop reads) */
+    pthread_mutex_t lock;           /* guards the positions and gen (module threads write, the loop reads), and
+                                       everything below (the proxy's worker loops count, the loop reads) */
     char collected[2][1024];        /* per source side (enum sy_side): durable spool position, "" unknown */
     char applied[2][1024];          /* per source side: destination checkpoint's source position, "" unknown */
     uint64_t gen;                   /* bumped by every change of a position */
     struct event *wake;             /* owned: made active by a publish; runs on_progress on the loop */
     void (*on_progress)(void *arg); /* set by the engine's proxy (NULL: nobody waits) */
     void *on_progress_arg;
-    /* ---- loop only ---- */
+    /* ---- under lock ---- */
     bool degraded;                  /* fallback degrade fired: commits pass at once until caught up */
     uint64_t degraded_since_ms;     /* monotonic, when degraded */
     uint64_t waiting;               /* sessions holding an OK now */
@@ -57,7 +59,7 @@ void sy_commit_wait_publish(struct sy_commit_wait *cw, int source_side, bool app
 /* Loop: the position the pair's mode waits for on source_side (copied; "" unknown). */
 void sy_commit_wait_target(struct sy_commit_wait *cw, int source_side, char *out, size_t outlen);
 
-/* Loop: a wait ended after wait_ms (counts it into the histogram). */
+/* A wait ended after wait_ms (counts it into the histogram; takes the lock). */
 void sy_commit_wait_note_end(struct sy_commit_wait *cw, uint64_t wait_ms);
 
 /* The pair's "commit_wait" status object (mode, fallback, timeout_ms, degraded, counters). */

@@ -79,6 +79,7 @@ static const struct cfg_key global_keys[] = {
     { "console_tls_cert", CFG_STR, GK(console_tls_cert), "", 0, 0, NULL, 0, 0 },
     { "console_tls_key", CFG_STR, GK(console_tls_key), "", 0, 0, NULL, 0, 0 },
     { "console_max_connections", CFG_INT, GK(console_max_connections), "32", 1, 10000, NULL, 0, 0 },
+    { "proxy_threads", CFG_INT, GK(proxy_threads), "1", 1, 64, NULL, 0, 0 },
 };
 
 static const struct cfg_key cluster_keys[] = {

@@ -91,6 +91,8 @@ struct sy_config {
     char console_tls_cert[512];     /* "" = plain HTTP; with console_tls_key: HTTPS only */
     char console_tls_key[512];
     int console_max_connections;    /* open console connections at most; beyond: 503 too_many_connections */
+    int proxy_threads;              /* 1..64, default 1: worker event loops of the MariaDB proxies (1 = the
+                                       proxies run on the main loop, core/loop_pool.h) */
     struct sy_pair_cfg pairs[SY_MAX_PAIRS];
     size_t n_pairs;
     struct sy_cluster_cfg cluster;

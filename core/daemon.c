@@ -19,6 +19,7 @@
 #include "core/collect.h"
 #include "core/comma_list.h"
 #include "core/log.h"
+#include "core/loop_pool.h"
 #include "core/shared_epoch.h"
 #include "core/cluster_switch.h"
 #include "core/election.h"
@@ -41,6 +42,8 @@ struct daemon {
     struct sy_pair *pairs;        /* owned array of cfg->n_pairs */
     size_t n_started;             /* pairs[0..n_started) were started and must be stopped */
     struct sy_cluster *cluster;   /* owned; NULL without [cluster] */
+    struct sy_loop_pool *pool;    /* owned: proxy_threads > 1 worker loops (the MariaDB proxies' sessions);
+                                     freed after every pair stopped */
     struct sy_cluster_admin *cadmin; /* owned; NULL without [cluster]: commands for pairs owned elsewhere */
     struct event *owner_check;    /* owned (with elections): starts a takeover that failed or was deferred
                                      again, closes the instances of a node that stepped down during a switch */
@@ -832,9 +835,16 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
         sy_log_error("state_dir: %s", err);
         goto out;
     }
+    if (cfg->proxy_threads > 1) {
+        if ((d.pool = sy_loop_pool_new(cfg->proxy_threads, err, sizeof err)) == NULL) {
+            sy_log_error("proxy_threads: %s", err);
+            goto out;
+        }
+        sy_log_info("%d proxy threads", cfg->proxy_threads);
+    }
     for (size_t i = 0; i < cfg->n_pairs; i++) {
         if (sy_pair_start(&d.pairs[i], &cfg->pairs[i], find_proto(protos, cfg->pairs[i].engine), cfg->state_dir,
-                          d.base, err, sizeof err) != 0) {
+                          d.base, d.pool, err, sizeof err) != 0) {
             sy_log_error("%s:%d: [pair %s]: %s", cfg->path, cfg->pairs[i].line, cfg->pairs[i].name, err);
             goto out;
         }
@@ -974,6 +984,7 @@ out:
         sy_pair_stop(&d.pairs[i]);
     }
     free(d.pairs);
+    sy_loop_pool_free(d.pool); /* after the pairs: their proxies freed what they had on the workers */
     if (d.base)
         event_base_free(d.base);
     if (status == 0)

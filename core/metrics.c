@@ -90,6 +90,8 @@ static void commit_wait(struct evbuffer *b, struct sy_pair *pairs, size_t n)
         { "switchyard_commit_wait_waiting", "gauge", "sessions holding a commit's OK now",
           offsetof(struct sy_commit_wait, waiting) },
     };
+    for (size_t i = 0; i < n; i++) /* the proxy's worker loops count under it; one pair's at a time elsewhere */
+        pthread_mutex_lock(&pairs[i].commit_wait.lock);
     for (size_t k = 0; k < SY_ARRAY_LEN(counters); k++) {
         header(b, counters[k].name, counters[k].type, counters[k].help);
         for (size_t i = 0; i < n; i++) {
@@ -123,6 +125,8 @@ static void commit_wait(struct evbuffer *b, struct sy_pair *pairs, size_t n)
         line(b, "switchyard_commit_wait_wait_seconds_count{pair=\"%s\"} %llu", pairs[i].cfg->name,
              (unsigned long long)cum);
     }
+    for (size_t i = n; i-- > 0;)
+        pthread_mutex_unlock(&pairs[i].commit_wait.lock);
 }
 
 /* One gauge per instance from a status field (module NULL: the instance's own field). */

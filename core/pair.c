@@ -127,7 +127,8 @@ static void on_hold_timeout(evutil_socket_t fd, short what, void *arg)
 }
 
 int sy_pair_start(struct sy_pair *p, const struct sy_pair_cfg *cfg, const struct sy_proxy_protocol *proto,
-                  const char *state_dir, struct event_base *base, char *err, size_t errlen)
+                  const char *state_dir, struct event_base *base, struct sy_loop_pool *pool, char *err,
+                  size_t errlen)
 {
     memset(p, 0, sizeof *p);
     pthread_mutex_init(&p->fence_lock, NULL);
@@ -135,6 +136,7 @@ int sy_pair_start(struct sy_pair *p, const struct sy_pair_cfg *cfg, const struct
     p->proto = proto;
     p->state_dir = state_dir;
     p->base = base;
+    p->pool = pool;
     if (p->proto == NULL) {
         snprintf(err, errlen, "not_implemented: pair %s: engine %s is not built yet", cfg->name,
                  sy_engine_name(cfg->engine));

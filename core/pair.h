@@ -20,6 +20,7 @@ enum sy_side { SY_SIDE_BUSINESS, SY_SIDE_DR };
 struct sy_pair;
 struct sy_instance;
 struct sy_engine_ops;
+struct sy_loop_pool;
 
 /* Where the sessions stand during a switch (core/switch.c polls it). */
 struct sy_switch_progress {
@@ -85,9 +86,13 @@ struct sy_pair {
     const struct sy_pair_cfg *cfg;   /* ref: owned by the daemon's struct sy_config */
     const char *state_dir;           /* ref: the daemon's state_dir */
     struct event_base *base;         /* ref: the daemon's loop */
-    enum sy_side active_side;        /* which DB receives client traffic */
+    struct sy_loop_pool *pool;       /* ref: the daemon's proxy_threads worker loops; NULL = the proxy runs on
+                                        `base` (proxy_threads = 1, or an engine that uses none) */
+    _Atomic enum sy_side active_side;/* which DB receives client traffic; written on the loop, read by the
+                                        proxy's worker loops (atomic) */
     uint64_t epoch;                  /* bumped (and persisted first) on every change of active side */
-    bool held;                       /* new requests outside transactions wait */
+    _Atomic bool held;               /* new requests outside transactions wait; written on the loop, read by
+                                        the proxy's worker loops */
     uint64_t hold_started_ms;        /* monotonic, when held */
     struct event *hold_timer;        /* owned: releases after max_hold_ms */
     char listen_addr[300];           /* the address actually bound ("127.0.0.1:41234") */
@@ -131,7 +136,8 @@ struct sy_pair {
 /* Loads the persisted epoch/side (or creates epoch 1, business), starts the proxy.
  * proto NULL = the engine is not built: fails with "not_implemented: ...". */
 int sy_pair_start(struct sy_pair *p, const struct sy_pair_cfg *cfg, const struct sy_proxy_protocol *proto,
-                  const char *state_dir, struct event_base *base, char *err, size_t errlen) SY_MUST_CHECK;
+                  const char *state_dir, struct event_base *base, struct sy_loop_pool *pool, char *err,
+                  size_t errlen) SY_MUST_CHECK;
 void sy_pair_stop(struct sy_pair *p);
 
 /* Persists a new epoch with `to` active (write temp + fsync + rename) and only then changes the pair.

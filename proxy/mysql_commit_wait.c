@@ -7,18 +7,38 @@
  * holds nobody else. Each wait is bounded by commit_wait_timeout_ms; then commit_wait_fallback:
  * degrade = this and every waiting OK passes, the pair is `degraded` (commits pass at once) until the
  * position covers everything acknowledged at most commit_wait_timeout_ms earlier; error = this client
- * gets ERR 1180 (its transaction is committed on the source side, only not confirmed for DR). */
+ * gets ERR 1180 (its transaction is committed on the source side, only not confirmed for DR).
+ * With proxy_threads, each shard holds its own sessions' OKs on its loop; the pair's wake-up is passed on to
+ * every shard (mysql_fanout.c), the counters and the degraded flag are shared under the commit_wait lock, and
+ * the recovery check runs on the main loop against the ack ledger merged over shards. */
 #include <stdio.h>
 #include <string.h>
 
 #include <event2/event.h>
 
 #include "core/log.h"
+#include "proxy/mysql_fanout.h"
 #include "proxy/mysql_session.h"
 
 static struct sy_commit_wait *pair_cw(const struct sy_mysql_proxy *px)
 {
     return &px->pair->commit_wait;
+}
+
+/* The counters are shared by every shard's loop (and read by status and metrics): under the lock. */
+static void count(struct sy_commit_wait *cw, uint64_t *counter, int delta)
+{
+    pthread_mutex_lock(&cw->lock);
+    *counter += (uint64_t)(int64_t)delta;
+    pthread_mutex_unlock(&cw->lock);
+}
+
+static bool is_degraded(struct sy_commit_wait *cw)
+{
+    pthread_mutex_lock(&cw->lock);
+    bool d = cw->degraded;
+    pthread_mutex_unlock(&cw->lock);
+    return d;
 }
 
 /* The position the pair waits for on `side`, parsed; false when unknown or unreadable. */
@@ -44,7 +64,7 @@ static void wait_end(struct sy_mysql_session *s)
     s->cw_waiting = false;
     if (s->cw_timer)
         evtimer_del(s->cw_timer);
-    cw->waiting--;
+    count(cw, &cw->waiting, -1);
     uint64_t now = sy_now_ms();
     sy_commit_wait_note_end(cw, now > s->cw_since_ms ? now - s->cw_since_ms : 0);
 }
@@ -60,54 +80,66 @@ static const char *what_name(const struct sy_pair_cfg *c)
     return c->commit_wait == SY_COMMIT_WAIT_APPLIED ? "applied on the other side" : "collected for it";
 }
 
-/* Degraded: has the position caught up? It must cover the ack ledger as it stood at most
+/* Degraded: has the position caught up? It must cover the pair's ack ledger as it stood at most
  * commit_wait_timeout_ms ago — what a new wait would then most likely see within its timeout. */
-static void check_recovery(struct sy_mysql_proxy *px)
+void sy_mysql_cw_check_recovery(struct sy_mysql_fanout *f, const struct sy_gtid_set *ledger)
 {
-    struct sy_commit_wait *cw = pair_cw(px);
-    const struct sy_pair_cfg *c = px->pair->cfg;
-    enum sy_side side = px->pair->active_side;
+    struct sy_commit_wait *cw = &f->pair->commit_wait;
+    const struct sy_pair_cfg *c = f->pair->cfg;
+    enum sy_side side = f->pair->active_side;
     struct sy_gtid_set pos;
-    if (!target_of(px, side, &pos))
+    char text[1024];
+    sy_commit_wait_target(cw, side, text, sizeof text);
+    if (text[0] == '\0' || !sy_gtid_set_parse(text, strlen(text), &pos))
         return;
+    pthread_mutex_lock(&cw->lock);
+    bool degraded = cw->degraded;
+    uint64_t since = cw->degraded_since_ms;
+    pthread_mutex_unlock(&cw->lock);
+    if (!degraded)
+        return;
+    if (f->cw_recover_armed && f->cw_recover_for != since)
+        f->cw_recover_armed = false; /* degraded again since the target was taken */
     uint64_t now = sy_now_ms();
     for (int round = 0; round < 2; round++) {
-        if (!px->cw_recover_armed) {
-            px->cw_recover_target = px->ack_ledger[side];
-            px->cw_recover_ms = now;
-            px->cw_recover_armed = true;
+        if (!f->cw_recover_armed) {
+            f->cw_recover_target = *ledger;
+            f->cw_recover_ms = now;
+            f->cw_recover_for = since;
+            f->cw_recover_armed = true;
         }
-        if (!sy_gtid_set_covers(&pos, &px->cw_recover_target))
+        if (!sy_gtid_set_covers(&pos, &f->cw_recover_target))
             return;
-        if (now - px->cw_recover_ms <= (uint64_t)c->commit_wait_timeout_ms) {
+        if (now - f->cw_recover_ms <= (uint64_t)c->commit_wait_timeout_ms) {
+            pthread_mutex_lock(&cw->lock);
             cw->degraded = false;
             cw->recovered_count++;
-            px->cw_recover_armed = false;
+            pthread_mutex_unlock(&cw->lock);
+            f->cw_recover_armed = false;
             sy_log_info("pair %s: commit_wait = %s again after %llu ms degraded: everything acknowledged is %s",
-                        c->name, sy_commit_wait_mode_name(c->commit_wait),
-                        (unsigned long long)(now - cw->degraded_since_ms), what_name(c));
+                        c->name, sy_commit_wait_mode_name(c->commit_wait), (unsigned long long)(now - since),
+                        what_name(c));
             return;
         }
-        px->cw_recover_armed = false; /* an old target was reached: take today's and look again */
+        f->cw_recover_armed = false; /* an old target was reached: take today's and look again */
     }
 }
 
-/* A position moved (the wake event): release every wait it covers. */
-static void on_progress(void *arg)
+/* A position moved (the wake event, on this shard's loop): release every wait it covers; every wait once
+ * degraded (another shard may have degraded the pair). */
+void sy_mysql_cw_progress(struct sy_mysql_proxy *px)
 {
-    struct sy_mysql_proxy *px = arg;
     struct sy_gtid_set pos[2];
     bool known[2] = { target_of(px, SY_SIDE_BUSINESS, &pos[0]), target_of(px, SY_SIDE_DR, &pos[1]) };
+    bool degraded = is_degraded(pair_cw(px));
     struct sy_mysql_session *s = TAILQ_FIRST(&px->cw_waiters), *next;
     for (; s != NULL; s = next) {
         next = TAILQ_NEXT(s, cw_link); /* releasing s removes only s */
-        if (known[s->side] && covers_gtid(&pos[s->side], &s->cw_gtid)) {
-            pair_cw(px)->released++;
+        if (degraded || (known[s->side] && covers_gtid(&pos[s->side], &s->cw_gtid))) {
+            count(pair_cw(px), &pair_cw(px)->released, 1);
             release_ok(s);
         }
     }
-    if (pair_cw(px)->degraded)
-        check_recovery(px);
 }
 
 static void degrade(struct sy_mysql_proxy *px, struct sy_mysql_session *why)
@@ -116,10 +148,18 @@ static void degrade(struct sy_mysql_proxy *px, struct sy_mysql_session *why)
     const struct sy_pair_cfg *c = px->pair->cfg;
     char pos[1024];
     sy_commit_wait_target(cw, why->side, pos, sizeof pos);
-    cw->degraded = true;
-    cw->degraded_count++;
-    cw->degraded_since_ms = sy_now_ms();
-    px->cw_recover_armed = false;
+    pthread_mutex_lock(&cw->lock);
+    bool already = cw->degraded; /* another shard's wait degraded it a moment ago */
+    if (!already) {
+        cw->degraded = true;
+        cw->degraded_count++;
+        cw->degraded_since_ms = sy_now_ms();
+    }
+    pthread_mutex_unlock(&cw->lock);
+    if (already) {
+        sy_mysql_cw_progress(px);
+        return;
+    }
     sy_log_warn("pair %s: commit_wait degraded to off: %s's commit %u-%u-%llu was not %s within "
                 "commit_wait_timeout_ms=%d (position there: %s); commits are acknowledged without waiting "
                 "until the position catches up",
@@ -128,6 +168,7 @@ static void degrade(struct sy_mysql_proxy *px, struct sy_mysql_session *why)
     struct sy_mysql_session *s;
     while ((s = TAILQ_FIRST(&px->cw_waiters)) != NULL)
         release_ok(s);
+    sy_mysql_fanout_cw_wake_all(px->fan); /* the other shards' held OKs pass too */
 }
 
 static void on_timeout(evutil_socket_t fd, short what, void *arg)
@@ -138,12 +179,12 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
     const struct sy_pair_cfg *c = px->pair->cfg;
     if (!s->cw_waiting)
         return;
-    cw->timeouts++;
+    count(cw, &cw->timeouts, 1);
     if (c->commit_wait_fallback == SY_COMMIT_WAIT_DEGRADE) {
         degrade(px, s);
         return;
     }
-    cw->errors++;
+    count(cw, &cw->errors, 1);
     char msg[400];
     const char *other = s->side == SY_SIDE_BUSINESS ? "DR" : "business";
     snprintf(msg, sizeof msg,
@@ -163,12 +204,12 @@ bool sy_mysql_cw_hold(struct sy_mysql_session *s, bool final)
     struct sy_mysql_proxy *px = s->px;
     struct sy_commit_wait *cw = pair_cw(px);
     const struct sy_pair_cfg *c = px->pair->cfg;
-    if (c->commit_wait == SY_COMMIT_WAIT_OFF || cw->degraded || s->cw_waiting)
+    if (c->commit_wait == SY_COMMIT_WAIT_OFF || s->cw_waiting || is_degraded(cw))
         return false;
-    cw->waits++;
+    count(cw, &cw->waits, 1);
     struct sy_gtid_set pos;
     if (target_of(px, s->side, &pos) && covers_gtid(&pos, &s->cw_gtid)) {
-        cw->released++;
+        count(cw, &cw->released, 1);
         sy_commit_wait_note_end(cw, 0);
         return false;
     }
@@ -182,7 +223,7 @@ bool sy_mysql_cw_hold(struct sy_mysql_session *s, bool final)
     s->cw_final = final;
     s->cw_since_ms = sy_now_ms();
     TAILQ_INSERT_TAIL(&px->cw_waiters, s, cw_link);
-    cw->waiting++;
+    count(cw, &cw->waiting, 1);
     return true;
 }
 
@@ -200,20 +241,4 @@ void sy_mysql_cw_free(struct sy_mysql_session *s)
     if (s->cw_timer)
         event_free(s->cw_timer);
     s->cw_timer = NULL;
-}
-
-void sy_mysql_cw_start(struct sy_mysql_proxy *px)
-{
-    struct sy_commit_wait *cw = pair_cw(px);
-    cw->on_progress_arg = px;
-    cw->on_progress = on_progress;
-}
-
-void sy_mysql_cw_stop(struct sy_mysql_proxy *px)
-{
-    struct sy_commit_wait *cw = pair_cw(px);
-    if (cw->on_progress_arg == px) {
-        cw->on_progress = NULL;
-        cw->on_progress_arg = NULL;
-    }
 }

@@ -21,6 +21,7 @@
 #include "proxy/mysql_compress.h"
 #include "proxy/mysql_conn.h"
 #include "proxy/mysql_proxy.h"
+#include "proxy/mysql_fanout.h"
 #include "proxy/mysql_session.h"
 #include "proxy/mysql_sql.h"
 
@@ -98,27 +99,22 @@ static void backend_packet(struct sy_mysql_session *s, uint8_t seq, const uint8_
     evbuffer_add(out, payload, len);
 }
 
-/* KILL with a proxy connection id -> the backend thread of that session. */
-static bool rewrite_kill(struct sy_mysql_session *s, const uint8_t *p, size_t n, uint8_t seq)
+/* A KILL request's target id (COM_PROCESS_KILL's 4 bytes, or KILL [QUERY] <id> in a COM_QUERY). */
+static bool kill_parse(const uint8_t *p, size_t n, struct sy_mysql_kill *k)
 {
-    struct sy_mysql_kill k;
-    if (p[0] == SY_COM_PROCESS_KILL) {
-        if (n < 5)
-            return false;
-        k.id = (uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 | (uint32_t)p[4] << 24;
-    } else if (!sy_mysql_kill_parse(p + 1, n - 1, &k)) {
+    if (p[0] != SY_COM_PROCESS_KILL)
+        return sy_mysql_kill_parse(p + 1, n - 1, k);
+    if (n < 5)
         return false;
-    }
-    if (k.id < SY_MYSQL_FIRST_SESSION_ID)
-        return false; /* a backend thread id: the server decides */
-    struct sy_mysql_session *target = k.id <= UINT32_MAX ? sy_mysql_proxy_find_session(s->px, (uint32_t)k.id) : NULL;
-    uint32_t thread = target ? sy_mysql_session_backend_thread(target) : 0;
-    if (thread == 0 || target->side != s->side) {
-        char msg[64];
-        snprintf(msg, sizeof msg, "Unknown thread id: %llu", (unsigned long long)k.id);
-        sy_mysql_session_client_err(s, (uint8_t)(seq + 1), 1094, "HY000", msg);
-        return true;
-    }
+    memset(k, 0, sizeof *k);
+    k->id = (uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 | (uint32_t)p[4] << 24;
+    return true;
+}
+
+/* Sends the KILL to the backend with the proxy id replaced by the target's backend thread. */
+static bool kill_send(struct sy_mysql_session *s, const uint8_t *p, size_t n, uint8_t seq,
+                      const struct sy_mysql_kill *k, uint32_t thread)
+{
     uint8_t buf[256];
     size_t len;
     if (p[0] == SY_COM_PROCESS_KILL) {
@@ -129,20 +125,64 @@ static bool rewrite_kill(struct sy_mysql_session *s, const uint8_t *p, size_t n,
         buf[4] = (uint8_t)(thread >> 24);
         len = 5;
     } else {
-        int m = snprintf((char *)buf + 1, sizeof buf - 1, "%.*s%u%.*s", (int)k.id_off, (const char *)p + 1, thread,
-                         (int)(n - 1 - k.id_off - k.id_len), (const char *)p + 1 + k.id_off + k.id_len);
+        int m = snprintf((char *)buf + 1, sizeof buf - 1, "%.*s%u%.*s", (int)k->id_off, (const char *)p + 1, thread,
+                         (int)(n - 1 - k->id_off - k->id_len), (const char *)p + 1 + k->id_off + k->id_len);
         if (m < 0 || (size_t)m >= sizeof buf - 1)
             return false;
         buf[0] = SY_COM_QUERY;
         len = 1 + (size_t)m;
     }
-    sy_log_info("%s: KILL%s %llu -> backend thread %u", s->label, k.query_only ? " QUERY" : "",
-                (unsigned long long)k.id, thread);
+    sy_log_info("%s: KILL%s %llu -> backend thread %u", s->label, k->query_only ? " QUERY" : "",
+                (unsigned long long)k->id, thread);
     backend_packet(s, seq, buf, len);
+    return true;
+}
+
+static void kill_unknown(struct sy_mysql_session *s, uint64_t id, uint8_t seq)
+{
+    char msg[64];
+    snprintf(msg, sizeof msg, "Unknown thread id: %llu", (unsigned long long)id);
+    sy_mysql_session_client_err(s, (uint8_t)(seq + 1), 1094, "HY000", msg);
+}
+
+/* KILL with a proxy connection id -> the backend thread of that session (asked of its worker loop when
+ * another one has it: the session is BUSY until sy_mysql_relay_kill_answer). */
+static bool rewrite_kill(struct sy_mysql_session *s, const uint8_t *p, size_t n, uint8_t seq)
+{
+    struct sy_mysql_kill k;
+    if (!kill_parse(p, n, &k))
+        return false;
+    if (k.id < SY_MYSQL_FIRST_SESSION_ID)
+        return false; /* a backend thread id: the server decides */
+    uint32_t thread = 0;
+    enum sy_side side = s->side;
+    int found = k.id <= UINT32_MAX ? sy_mysql_fanout_kill_target(s, (uint32_t)k.id, p, n, seq, &thread, &side) : 0;
+    if (found != 2 && (thread == 0 || side != s->side)) {
+        kill_unknown(s, k.id, seq);
+        return true;
+    }
+    if (found != 2 && !kill_send(s, p, n, seq, &k, thread))
+        return false;
     s->cmd = p[0];
     sy_mysql_resp_start(&s->resp, p[0], s->backend_caps);
     sy_mysql_session_set_state(s, SS_BUSY);
     return true;
+}
+
+void sy_mysql_relay_kill_answer(struct sy_mysql_session *s, const uint8_t *p, size_t n, uint8_t seq, uint32_t thread,
+                                enum sy_side side)
+{
+    struct sy_mysql_kill k;
+    bool parsed = kill_parse(p, n, &k);
+    if (!parsed || thread == 0 || side != s->side) {
+        sy_mysql_session_set_state(s, SS_IDLE);
+        kill_unknown(s, parsed ? k.id : 0, seq);
+        sy_mysql_session_kick(s);
+        return;
+    }
+    if (!kill_send(s, p, n, seq, &k, thread))
+        backend_packet(s, seq, p, n); /* no room to rewrite: as written, the server decides */
+    sy_mysql_session_flush(s);
 }
 
 /* How many payload bytes of a request we inspect before forwarding it. */

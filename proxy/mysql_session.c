@@ -684,9 +684,7 @@ void sy_mysql_session_accept(struct sy_mysql_proxy *px, evutil_socket_t fd, cons
         return;
     }
     s->px = px;
-    s->id = px->next_id++;
-    if (px->next_id < SY_MYSQL_FIRST_SESSION_ID)
-        px->next_id = SY_MYSQL_FIRST_SESSION_ID;
+    s->id = sy_mysql_proxy_new_id(px);
     char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
     getnameinfo(sa, (socklen_t)salen, host, sizeof host, serv, sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV);
     s->user = s->schema = sy_mysql_session_empty;
@@ -727,6 +725,15 @@ static void session_resume(struct sy_mysql_session *s)
     sy_mysql_session_client_read_update(s);
     sy_mysql_relay_client(s);
     sy_mysql_session_flush(s);
+}
+
+uint32_t sy_mysql_proxy_new_id(struct sy_mysql_proxy *px)
+{
+    uint32_t id = px->next_id;
+    px->next_id += px->id_step;
+    if (px->next_id < SY_MYSQL_FIRST_SESSION_ID) /* wrapped: start over, still naming this shard */
+        px->next_id = SY_MYSQL_FIRST_SESSION_ID + (uint32_t)px->worker;
+    return id;
 }
 
 struct sy_mysql_session *sy_mysql_proxy_find_session(struct sy_mysql_proxy *px, uint32_t id)

@@ -657,8 +657,3 @@ size_t sy_mysql_switch_flip(struct sy_mysql_proxy *px, enum sy_side to)
     }
     return moved;
 }
-
-void sy_mysql_switch_ledger(struct sy_mysql_proxy *px, enum sy_side side, char *out, size_t outlen)
-{
-    sy_gtid_set_format(&px->ack_ledger[side], out, outlen);
-}

@@ -379,7 +379,8 @@ def daemon(request, tmp_path):
       business/dr   sandbox servers or "host:port" strings (default: the mariadb_pair fixture's)
       pair_keys     override or add [pair NAME] keys (None drops a key; True/False -> on/off); defaults:
                     engine=mariadb listen=127.0.0.1:0 admin_user/admin_password retry_seconds=3
-      global_opts   override [switchyard] keys (admin_socket, state_dir, log_level=debug)
+      global_opts   override [switchyard] keys (admin_socket, state_dir, log_level=debug; proxy_threads from
+                    $SY_PROXY_THREADS when set, so a whole file can run over worker loops)
       extra_ini     raw text appended to the ini (more pairs, deliberate mistakes)
       env           extra environment, e.g. {"SY_FAILPOINT": "after_epoch_persist"}
       wait=False    return right after spawning (config-error tests: d.wait() then d.log())
@@ -399,6 +400,8 @@ def daemon(request, tmp_path):
         sock_dir = tempfile.mkdtemp(prefix="sy-d-", dir="/tmp")          # admin socket path must be short
         admin_socket = os.path.join(sock_dir, "admin.sock")
         glob = {"admin_socket": admin_socket, "state_dir": str(work / "state"), "log_level": "debug"}
+        if os.environ.get("SY_PROXY_THREADS"):   # run any test's daemons with worker loops (proxy_threads)
+            glob["proxy_threads"] = int(os.environ["SY_PROXY_THREADS"])
         glob.update(global_opts or {})
         password = getattr(business, "admin_password", ADMIN_PASSWORD)
         keys = {"engine": "mariadb", "listen": "127.0.0.1:0", "business": _endpoint(business),

@@ -173,6 +173,7 @@ static void test_defaults(void)
     CHECK(p->backend_ca[0] == '\0');
     CHECK(p->collector_server_id == 4001);
     CHECK(p->writer_tag == 4002);
+    CHECK(c->proxy_threads == 1);
 
     /* Zero pairs: the daemon only serves its admin socket. An empty file is a valid config too. */
     CHECK_LOADS("[switchyard]\nlog_level = debug\n");
@@ -325,6 +326,13 @@ static void test_values(void)
                 ":2: [pair s] spool_max_bytes: must be between 1 and 1024T");
     CHECK_FAILS("[pair s]\nspool_max_bytes = 99999999999999999999T\n",
                 ":2: [pair s] spool_max_bytes: must be between 1 and 1024T");
+
+    CHECK_LOADS("[switchyard]\nproxy_threads = 64\n");
+    CHECK(cfg->proxy_threads == 64);
+    CHECK_LOADS("[switchyard]\nproxy_threads = 4\n");
+    CHECK(cfg->proxy_threads == 4);
+    CHECK_FAILS("[switchyard]\nproxy_threads = 0\n", ":2: [switchyard] proxy_threads: must be between 1 and 64");
+    CHECK_FAILS("[switchyard]\nproxy_threads = 65\n", ":2: [switchyard] proxy_threads: must be between 1 and 64");
 
     static const char *const trues[] = { "on", "true", "yes", "1", "ON", "True" };
     static const char *const falses[] = { "off", "false", "no", "0", "No" };
