@@ -77,31 +77,32 @@ void sy_mysql_fanout_cw_wake_all(struct sy_mysql_fanout *f)
             event_active(f->shards[i]->cw_wake, 0, 0);
 }
 
-struct ledger_arg {
+struct sy_mysql_ledger_scratch {
     enum sy_side side;
     struct sy_gtid_set sets[SY_MYSQL_MAX_SHARDS];
 };
 
+struct sy_mysql_ledger_scratch *sy_mysql_fanout_ledger_scratch_new(void)
+{
+    return calloc(1, sizeof(struct sy_mysql_ledger_scratch));
+}
+
 static void ledger_of(struct sy_mysql_proxy *px, void *arg)
 {
-    struct ledger_arg *a = arg;
+    struct sy_mysql_ledger_scratch *a = arg;
     a->sets[px->worker] = px->ack_ledger[a->side];
 }
 
 void sy_mysql_fanout_ledger(struct sy_mysql_fanout *f, enum sy_side side, struct sy_gtid_set *out)
 {
-    struct ledger_arg *a = calloc(1, sizeof *a);
+    struct sy_mysql_ledger_scratch *a = f->ledger_scratch; /* allocated at start: a switch never lacks it */
     memset(out, 0, sizeof *out);
-    if (a == NULL) {
-        sy_log_error("pair %s: out of memory merging the ack ledger", f->pair->cfg->name);
-        return;
-    }
+    memset(a, 0, sizeof *a);
     a->side = side;
     sy_mysql_fanout_each(f, ledger_of, a);
     for (int i = 0; i < f->n; i++)
         for (size_t k = 0; k < a->sets[i].n; k++)
             sy_gtid_set_advance(out, &a->sets[i].v[k]);
-    free(a);
 }
 
 /* ---- KILL across shards --------------------------------------------------------------------------- */

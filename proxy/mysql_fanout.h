@@ -32,6 +32,10 @@ struct sy_mysql_fanout {
     struct sy_gtid_set cw_recover_target;    /* the ack ledger at cw_recover_ms; covered by the position within
                                                 commit_wait_timeout_ms = caught up */
     uint64_t cw_recover_ms;
+    /* owned scratch of the main loop's fan-outs, allocated at start so that no switch step, ack ledger merge
+       or listing can fail (and skip the step, or read as "nothing acknowledged") for want of memory */
+    struct sy_mysql_gather *gather;          /* mysql_proxy.c's per-shard results */
+    struct sy_mysql_ledger_scratch *ledger_scratch; /* the shards' ledgers while they merge */
 };
 
 /* Main loop: runs fn(shard, arg) on every shard's loop, in parallel, and returns when all have run. */
@@ -40,6 +44,8 @@ void sy_mysql_fanout_each(struct sy_mysql_fanout *f, void (*fn)(struct sy_mysql_
 void sy_mysql_fanout_accept(struct sy_mysql_fanout *f, evutil_socket_t fd, const struct sockaddr *sa, int salen);
 /* Any shard: wakes every shard's commit_wait (degraded: their held OKs pass too). Never waits. */
 void sy_mysql_fanout_cw_wake_all(struct sy_mysql_fanout *f);
+/* The scratch sy_mysql_fanout_ledger uses (NULL when out of memory); the caller owns it, freed with free(). */
+struct sy_mysql_ledger_scratch *sy_mysql_fanout_ledger_scratch_new(void);
 /* Main loop: the pair's ack ledger of a side, merged over the shards. */
 void sy_mysql_fanout_ledger(struct sy_mysql_fanout *f, enum sy_side side, struct sy_gtid_set *out);
 

@@ -125,6 +125,18 @@ static void shard_warm(struct sy_mysql_proxy *px, void *arg)
     sy_mysql_accounts_refresh(px->accounts, on_warm, px);
 }
 
+/* Per-shard results of a fan-out, joined on the main loop. */
+struct sy_mysql_gather {
+    enum sy_side side;
+    bool flag;
+    uint64_t n;
+    const char *msg;
+    size_t counts[SY_MYSQL_MAX_SHARDS];
+    json_t *lists[SY_MYSQL_MAX_SHARDS];
+    struct sy_switch_progress prog[SY_MYSQL_MAX_SHARDS];
+    uint64_t errors[SY_MYSQL_MAX_SHARDS][SY_ERR__COUNT];
+};
+
 /* ---- the protocol ---------------------------------------------------------------------------------- */
 
 static void proxy_stop(void *state)
@@ -159,6 +171,8 @@ static void proxy_stop(void *state)
     }
     if (f->tls)
         SSL_CTX_free(f->tls);
+    free(f->gather);
+    free(f->ledger_scratch);
     free(f);
 }
 
@@ -172,6 +186,13 @@ static void *proxy_start(struct sy_pair *pair, char *err, size_t errlen)
     f->pair = pair;
     f->pool = pair->pool;
     f->n = f->pool ? sy_loop_pool_size(f->pool) : 1;
+    f->gather = calloc(1, sizeof *f->gather);
+    f->ledger_scratch = sy_mysql_fanout_ledger_scratch_new();
+    if (f->gather == NULL || f->ledger_scratch == NULL) {
+        snprintf(err, errlen, "out of memory");
+        proxy_stop(f);
+        return NULL;
+    }
     if (pair->cfg->tls_cert[0] != '\0' && (f->tls = sy_tls_server_context(pair->cfg, err, errlen)) == NULL) {
         proxy_stop(f);
         return NULL;
@@ -194,32 +215,21 @@ static void *proxy_start(struct sy_pair *pair, char *err, size_t errlen)
     return f;
 }
 
-/* Per-shard results of a fan-out, joined on the main loop. */
-struct gather {
-    enum sy_side side;
-    bool flag;
-    uint64_t n;
-    const char *msg;
-    size_t counts[SY_MYSQL_MAX_SHARDS];
-    json_t *lists[SY_MYSQL_MAX_SHARDS];
-    struct sy_switch_progress prog[SY_MYSQL_MAX_SHARDS];
-    uint64_t errors[SY_MYSQL_MAX_SHARDS][SY_ERR__COUNT];
-};
 
-static struct gather *gather_new(void)
+/* The fan-out's results, cleared: allocated with the proxy, so a switch step never fails to allocate it (and
+ * never skips a step for want of it). Main loop only, one fan-out at a time. */
+static struct sy_mysql_gather *gather_new(void *state)
 {
-    struct gather *g = calloc(1, sizeof *g);
-    if (g == NULL)
-        sy_log_error("out of memory gathering from the proxy's shards");
+    struct sy_mysql_gather *g = ((struct sy_mysql_fanout *)state)->gather;
+    memset(g, 0, sizeof *g);
     return g;
 }
 
-static size_t gather_sum(struct gather *g, int n)
+static size_t gather_sum(struct sy_mysql_gather *g, int n)
 {
     size_t sum = 0;
     for (int i = 0; i < n; i++)
         sum += g->counts[i];
-    free(g);
     return sum;
 }
 
@@ -231,7 +241,7 @@ static int by_id(const void *a, const void *b)
 }
 
 /* The shards' lists as one array (sorted by id, i.e. accept order, when `sort`). */
-static json_t *gather_list(struct gather *g, int n, bool sort)
+static json_t *gather_list(struct sy_mysql_gather *g, int n, bool sort)
 {
     json_t *all = json_array();
     for (int i = 0; i < n; i++) {
@@ -239,7 +249,6 @@ static json_t *gather_list(struct gather *g, int n, bool sort)
             json_array_extend(all, g->lists[i]);
         json_decref(g->lists[i]);
     }
-    free(g);
     size_t len = json_array_size(all);
     if (!sort || n == 1 || len < 2)
         return all;
@@ -258,28 +267,24 @@ static json_t *gather_list(struct gather *g, int n, bool sort)
 
 static void g_count(struct sy_mysql_proxy *px, void *arg)
 {
-    ((struct gather *)arg)->counts[px->worker] = px->n_sessions;
+    ((struct sy_mysql_gather *)arg)->counts[px->worker] = px->n_sessions;
 }
 
 static size_t proxy_client_count(void *state)
 {
-    struct gather *g = gather_new();
-    if (g == NULL)
-        return 0;
+    struct sy_mysql_gather *g = gather_new(state);
     sy_mysql_fanout_each(state, g_count, g);
     return gather_sum(g, ((struct sy_mysql_fanout *)state)->n);
 }
 
 static void g_clients(struct sy_mysql_proxy *px, void *arg)
 {
-    ((struct gather *)arg)->lists[px->worker] = sy_mysql_sessions_json(px);
+    ((struct sy_mysql_gather *)arg)->lists[px->worker] = sy_mysql_sessions_json(px);
 }
 
 static json_t *proxy_clients_json(void *state)
 {
-    struct gather *g = gather_new();
-    if (g == NULL)
-        return json_array();
+    struct sy_mysql_gather *g = gather_new(state);
     sy_mysql_fanout_each(state, g_clients, g);
     return gather_list(g, ((struct sy_mysql_fanout *)state)->n, true);
 }
@@ -299,19 +304,21 @@ static void proxy_hold_changed(void *state, bool held)
 static void g_warm(struct sy_mysql_proxy *px, void *arg)
 {
     sy_mysql_sessions_wake(px); /* a switch step uses their connections */
-    struct gather *g = arg;
+    struct sy_mysql_gather *g = arg;
     sy_mysql_switch_warm(px, g->side, g->flag);
 }
 
 static void px_warm(void *state, enum sy_side to, bool old_side_alive)
 {
-    struct gather g = { .side = to, .flag = old_side_alive };
-    sy_mysql_fanout_each(state, g_warm, &g);
+    struct sy_mysql_gather *g = gather_new(state);
+    g->side = to;
+    g->flag = old_side_alive;
+    sy_mysql_fanout_each(state, g_warm, g);
 }
 
 static void g_progress(struct sy_mysql_proxy *px, void *arg)
 {
-    struct gather *g = arg;
+    struct sy_mysql_gather *g = arg;
     sy_mysql_switch_progress(px, g->side, &g->prog[px->worker]);
 }
 
@@ -319,9 +326,7 @@ static void px_progress(void *state, enum sy_side to, struct sy_switch_progress 
 {
     struct sy_mysql_fanout *f = state;
     memset(out, 0, sizeof *out);
-    struct gather *g = gather_new();
-    if (g == NULL)
-        return;
+    struct sy_mysql_gather *g = gather_new(state);
     g->side = to;
     sy_mysql_fanout_each(f, g_progress, g);
     for (int i = 0; i < f->n; i++) {
@@ -333,19 +338,16 @@ static void px_progress(void *state, enum sy_side to, struct sy_switch_progress 
         out->warm_failed += g->prog[i].warm_failed;
         out->state_pending += g->prog[i].state_pending;
     }
-    free(g);
 }
 
 static void g_failures(struct sy_mysql_proxy *px, void *arg)
 {
-    ((struct gather *)arg)->lists[px->worker] = sy_mysql_switch_failures(px);
+    ((struct sy_mysql_gather *)arg)->lists[px->worker] = sy_mysql_switch_failures(px);
 }
 
 static json_t *px_failures(void *state)
 {
-    struct gather *g = gather_new();
-    if (g == NULL)
-        return json_array();
+    struct sy_mysql_gather *g = gather_new(state);
     sy_mysql_fanout_each(state, g_failures, g);
     return gather_list(g, ((struct sy_mysql_fanout *)state)->n, true);
 }
@@ -353,28 +355,24 @@ static json_t *px_failures(void *state)
 static void g_abort(struct sy_mysql_proxy *px, void *arg)
 {
     sy_mysql_sessions_wake(px); /* a switch step uses their connections */
-    ((struct gather *)arg)->counts[px->worker] = sy_mysql_switch_abort_transactions(px);
+    ((struct sy_mysql_gather *)arg)->counts[px->worker] = sy_mysql_switch_abort_transactions(px);
 }
 
 static size_t px_abort(void *state)
 {
-    struct gather *g = gather_new();
-    if (g == NULL)
-        return 0;
+    struct sy_mysql_gather *g = gather_new(state);
     sy_mysql_fanout_each(state, g_abort, g);
     return gather_sum(g, ((struct sy_mysql_fanout *)state)->n);
 }
 
 static void g_unmovable(struct sy_mysql_proxy *px, void *arg)
 {
-    ((struct gather *)arg)->lists[px->worker] = sy_mysql_switch_unmovable(px);
+    ((struct sy_mysql_gather *)arg)->lists[px->worker] = sy_mysql_switch_unmovable(px);
 }
 
 static json_t *px_unmovable(void *state)
 {
-    struct gather *g = gather_new();
-    if (g == NULL)
-        return json_array();
+    struct sy_mysql_gather *g = gather_new(state);
     sy_mysql_fanout_each(state, g_unmovable, g);
     return gather_list(g, ((struct sy_mysql_fanout *)state)->n, true);
 }
@@ -382,14 +380,12 @@ static json_t *px_unmovable(void *state)
 static void g_close_unmovable(struct sy_mysql_proxy *px, void *arg)
 {
     sy_mysql_sessions_wake(px); /* a switch step uses their connections */
-    ((struct gather *)arg)->counts[px->worker] = sy_mysql_switch_close_unmovable(px);
+    ((struct sy_mysql_gather *)arg)->counts[px->worker] = sy_mysql_switch_close_unmovable(px);
 }
 
 static size_t px_close_unmovable(void *state)
 {
-    struct gather *g = gather_new();
-    if (g == NULL)
-        return 0;
+    struct sy_mysql_gather *g = gather_new(state);
     sy_mysql_fanout_each(state, g_close_unmovable, g);
     return gather_sum(g, ((struct sy_mysql_fanout *)state)->n);
 }
@@ -408,15 +404,13 @@ static void px_unwarm(void *state)
 static void g_flip(struct sy_mysql_proxy *px, void *arg)
 {
     sy_mysql_sessions_wake(px); /* a switch step uses their connections */
-    struct gather *g = arg;
+    struct sy_mysql_gather *g = arg;
     g->counts[px->worker] = sy_mysql_switch_flip(px, g->side);
 }
 
 static size_t px_flip(void *state, enum sy_side to)
 {
-    struct gather *g = gather_new();
-    if (g == NULL)
-        return 0;
+    struct sy_mysql_gather *g = gather_new(state);
     g->side = to;
     sy_mysql_fanout_each(state, g_flip, g);
     return gather_sum(g, ((struct sy_mysql_fanout *)state)->n);
@@ -424,15 +418,13 @@ static size_t px_flip(void *state, enum sy_side to)
 
 static void g_fail_held(struct sy_mysql_proxy *px, void *arg)
 {
-    struct gather *g = arg;
+    struct sy_mysql_gather *g = arg;
     g->counts[px->worker] = sy_mysql_sessions_fail_held(px, g->n, g->msg);
 }
 
 static size_t px_fail_held(void *state, uint64_t held_ms, const char *msg)
 {
-    struct gather *g = gather_new();
-    if (g == NULL)
-        return 0;
+    struct sy_mysql_gather *g = gather_new(state);
     g->n = held_ms;
     g->msg = msg;
     sy_mysql_fanout_each(state, g_fail_held, g);
@@ -441,7 +433,7 @@ static size_t px_fail_held(void *state, uint64_t held_ms, const char *msg)
 
 static void g_errors(struct sy_mysql_proxy *px, void *arg)
 {
-    memcpy(((struct gather *)arg)->errors[px->worker], px->client_errors, sizeof px->client_errors);
+    memcpy(((struct sy_mysql_gather *)arg)->errors[px->worker], px->client_errors, sizeof px->client_errors);
 }
 
 static json_t *px_client_errors(void *state)
@@ -450,14 +442,11 @@ static json_t *px_client_errors(void *state)
     static const char *const names[SY_ERR__COUNT] = { "auth", "aborted_transaction", "forced_close",
                                                       "lost_connection", "other", "commit_wait_timeout" };
     uint64_t sum[SY_ERR__COUNT] = { 0 };
-    struct gather *g = gather_new();
-    if (g != NULL) {
-        sy_mysql_fanout_each(f, g_errors, g);
-        for (int i = 0; i < f->n; i++)
-            for (int r = 0; r < SY_ERR__COUNT; r++)
-                sum[r] += g->errors[i][r];
-        free(g);
-    }
+    struct sy_mysql_gather *g = gather_new(f);
+    sy_mysql_fanout_each(f, g_errors, g);
+    for (int i = 0; i < f->n; i++)
+        for (int r = 0; r < SY_ERR__COUNT; r++)
+            sum[r] += g->errors[i][r];
     json_t *o = json_object();
     for (int i = 0; i < SY_ERR__COUNT; i++)
         json_object_set_new(o, names[i], json_integer((json_int_t)sum[i]));

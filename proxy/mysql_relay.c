@@ -893,7 +893,11 @@ static bool may_sleep(const struct sy_mysql_session *s)
            s->req_left == 0 && s->resp_left == 0 && s->discard_left == 0 && !s->req_continues &&
            !s->discard_continues && !s->resp_done_after_stream && !s->client_bp && !s->backend_bp &&
            s->warm == NULL && s->warm_state == WARM_NONE && !s->uservars_copying && s->wait == NULL &&
-           s->pending_prepare_sql == NULL && !s->pending_reset && !s->px->pair->held;
+           s->pending_prepare_sql == NULL && !s->pending_reset && !s->px->pair->held &&
+           /* checked before either side sleeps: a client with half a packet would otherwise cost the backend a
+              free and a rebuild every idle_sleep_ms */
+           evbuffer_get_length(bufferevent_get_input(s->client)) == 0 &&
+           evbuffer_get_length(bufferevent_get_output(s->client)) == 0;
 }
 
 static void on_wake(evutil_socket_t fd, short what, void *arg)
