@@ -91,6 +91,9 @@ struct sy_module_ctx {
     const char *overwrite_until;       /* write: "" or a source position; changes up to it may already be on
                                           the destination (a takeover): conflicts there are overwritten,
                                           strict apply (on_conflict) after it */
+    uint64_t owner_token;              /* write: the cluster owner's fencing token (the owner key's
+                                          create_revision), 0 without a cluster: a destination that names
+                                          a higher one fences the writer (replay/mariadb_fence.h) */
     const char *start_position;        /* collection: where to start when the spool has no position yet
                                           (the initial sync's snapshot position) */
     struct sy_spool *spool;            /* ref: owned by the instance */

@@ -118,6 +118,8 @@ struct sy_pair {
                                         [cluster] (then the persisted epoch alone decides) */
     struct sy_election *election;    /* owned by the daemon: who runs the instances; NULL without [cluster] or
                                         without objects (then no instance runs here) */
+    uint64_t owner_token;            /* with an election: this node's fencing token as owner (set before the
+                                        takeover starts, read by it and by the instances' writers); 0 else */
     bool taking_over;                /* the owner's takeover (core/takeover.c) runs: instances not open yet */
     bool sync_open;                  /* with an election: this node opened the instances as their owner */
     char takeover_error[512];        /* why the last takeover failed ("" none; retried) */
