@@ -479,12 +479,14 @@ def running_forward(d, pname):
     return bool(fw) and fw[0]["state"] == "running"
 
 
-def electable_three(daemon, etcd, mariadb_pair, db, pname, max_hold_ms=5000):
-    """Three nodes that all may run the pair's synchronization (objects set on each): one is elected."""
+def electable_three(daemon, etcd, mariadb_pair, db, pname, max_hold_ms=5000, env_of=None):
+    """Three nodes that all may run the pair's synchronization (objects set on each): one is elected.
+    env_of(i): extra environment of node i (1..3)."""
     mariadb_pair.business.sql("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))", database=db)
     app_user(mariadb_pair, db)
     nodes = [daemon(pair=pname, objects=f"{db}.*", txn_drain_ms=500, max_hold_ms=max_hold_ms,
-                    extra_ini=cluster_ini(etcd, f"{pname}-n{i}")) for i in (1, 2, 3)]
+                    extra_ini=cluster_ini(etcd, f"{pname}-n{i}"), env=env_of(i) if env_of else None)
+             for i in (1, 2, 3)]
     for d in nodes:
         wait_for(lambda: confirmed(d, pname, 1), 20, "the shared epoch confirmed and watched")
     owner = wait_for(lambda: len(owners(nodes, pname)) == 1 and owners(nodes, pname)[0], 20, "one owner")
@@ -551,6 +553,54 @@ def test_one_node_owns_the_synchronization_and_another_takes_over_after_kill9(da
     r = new.admin_ok("verify", _timeout=120, pair=pname)
     assert r["clean"] is True, r
     assert "taken over from the destination's checkpoint" in new.log()
+
+
+def test_an_old_owner_resumed_after_a_takeover_is_fenced_at_the_destination(daemon, etcd, mariadb_pair, fresh,
+                                                                           tmp_path):  # noqa: F811
+    """The owner's apply worker has taken a transaction of a hot row (v = 'stale') but not applied it (the
+    failpoint writer_group_taken holds it there); the owner is SIGSTOPped past its lease, another node takes
+    over, replays that transaction and applies a newer one (v = 'newer'). On SIGCONT the old worker applies
+    its stale after-image at once — before its step-down check can stop it — but its commit finds the new
+    owner's token in DR's checkpoint row: rolled back, the old owner says it lost the pair and runs no
+    instance, DR keeps 'newer' (equal to business, verify clean), and no client saw an error."""
+    b, dr = mariadb_pair
+    pname = f"x{fresh}"
+    stall = {i: tmp_path / f"stall-n{i}" for i in (1, 2, 3)}
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname, env_of=lambda i: {
+        "SY_STALL_POINT": "writer_group_taken", "SY_STALL_FILE": str(stall[i])})
+    me = stall[int(sync_owner(owner, pname)["owner"].rsplit("-n", 1)[1])]
+    c = app_conn(others[0], fresh)                    # through a node that stays up: no client error
+    one(c, "INSERT INTO t VALUES (1, 'v0')")
+    v = lambda side: q(side, "SELECT v FROM t WHERE id = 1", fresh)
+    wait_for(lambda: v(dr) == (("v0",),), 30, "forward applied")
+    me.touch()
+    one(c, "UPDATE t SET v = 'stale' WHERE id = 1")
+    wait_for(lambda: "failpoint writer_group_taken: stalled" in owner.log(), 30, "the owner's worker holds a group")
+    assert v(dr) == (("v0",),)
+    os.kill(owner.pid, signal.SIGSTOP)
+    try:
+        new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 30, "another node owns")
+        wait_for(lambda: running_forward(new, pname), 30, "the new owner's forward instance running")
+        wait_for(lambda: v(dr) == (("stale",),), 30, "the new owner replayed the stale transaction")
+        one(c, "UPDATE t SET v = 'newer' WHERE id = 1")
+        wait_for(lambda: v(dr) == (("newer",),), 30, "the new owner applied the newer value")
+        me.unlink()                                    # the old worker goes on the moment it runs again
+    finally:
+        os.kill(owner.pid, signal.SIGCONT)
+    wait_for(lambda: "failpoint writer_group_taken: released" in owner.log(), 10, "the old worker released")
+    wait_for(lambda: f"lost ownership of pair {pname} to token" in owner.log(), 20, "the old owner fenced")
+    wait_for(lambda: not sync_owner(owner, pname).get("this_node_owns") and owner.pair_status(pname)["instances"]
+             == [], 20, "the old owner runs no instance")
+    token = sync_owner(new, pname)["owner_token"]
+    assert token > 0 and f"to token {token}" in owner.log()
+    one(c, "INSERT INTO t VALUES (2, 'after')")
+    rows = lambda side: q(side, "SELECT id, v FROM t ORDER BY id", fresh)
+    wait_for(lambda: rows(dr) == rows(b), 30, "DR equals business")
+    assert rows(dr) == ((1, "newer"), (2, "after"))
+    assert etcd_get(etcd, f"/switchyard/pairs/{pname}/owner")["node"] == sync_owner(new, pname)["owner"]
+    wait_for(lambda: running_forward(new, pname), 30, "the new owner's forward instance running")
+    r = new.admin_ok("verify", _timeout=120, pair=pname)
+    assert r["clean"] is True, r
 
 
 def test_a_failover_flips_every_node_with_the_owner(daemon, etcd, mariadb_pair, fresh):  # noqa: F811
