@@ -565,6 +565,12 @@ def test_an_old_owner_resumed_after_a_takeover_is_fenced_at_the_destination(daem
     instance, DR keeps 'newer' (equal to business, verify clean), and no client saw an error."""
     b, dr = mariadb_pair
     pname = f"x{fresh}"
+    # a DR of an install from before the owner token: the owner upgrades its checkpoint table on start
+    dr.sql("CREATE DATABASE IF NOT EXISTS switchyard")
+    dr.sql("CREATE TABLE IF NOT EXISTS switchyard.checkpoint (instance VARCHAR(128) NOT NULL PRIMARY KEY, "
+           "spool_seq BIGINT UNSIGNED NOT NULL, position TEXT NOT NULL, pending_ddl_seq BIGINT UNSIGNED NOT NULL "
+           "DEFAULT 0, updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB")
+    dr.sql("ALTER TABLE switchyard.checkpoint DROP COLUMN IF EXISTS owner_token")
     stall = {i: tmp_path / f"stall-n{i}" for i in (1, 2, 3)}
     owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname, env_of=lambda i: {
         "SY_STALL_POINT": "writer_group_taken", "SY_STALL_FILE": str(stall[i])})
@@ -596,6 +602,8 @@ def test_an_old_owner_resumed_after_a_takeover_is_fenced_at_the_destination(daem
     assert rows(dr) == ((1, "newer"), (2, "after"))
     token = sync_owner(new, pname)["owner_token"]
     assert token > 0 and f"lost ownership of pair {pname} to token {token}" in owner.log()
+    assert q(dr, "SELECT owner_token FROM switchyard.checkpoint WHERE instance = %s",
+             args=(f"{pname}/forward",)) == ((token,),)
     assert etcd_get(etcd, f"/switchyard/pairs/{pname}/owner")["node"] == sync_owner(new, pname)["owner"]
     wait_for(lambda: running_forward(new, pname), 30, "the new owner's forward instance running")
     r = new.admin_ok("verify", _timeout=120, pair=pname)
