@@ -711,6 +711,7 @@ static void on_takeover_done(void *arg, struct sy_pair *p, int rc, const char *e
         return;
     }
     p->takeover_error[0] = '\0';
+    atomic_store(&p->fence_report.fenced, false);
     if (open_instances(p) != 0) {
         snprintf(p->takeover_error, sizeof p->takeover_error, "cannot open the instances (see the log)");
         sy_instance_close(p->forward);

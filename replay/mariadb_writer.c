@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,7 @@
 #include "core/failpoint.h"
 #include "core/instance.h"
 #include "core/log.h"
+#include "core/pair.h"
 #include "engine/mariadb_client.h"
 #include "engine/mariadb_gtid_set.h"
 #include "core/spool.h"
@@ -174,6 +176,10 @@ static void fenced(struct writer *w, const char *why, uint64_t newer)
     if (w->fenced)
         return;
     w->fenced = true;
+    if (w->ctx->fence_report != NULL) {
+        atomic_store(&w->ctx->fence_report->lost_to_token, newer);
+        atomic_store(&w->ctx->fence_report->fenced, true);
+    }
     sy_log_error("%s: lost ownership of pair %s to token %llu (this writer's owner token %llu): %s; the write "
                  "stops and commits nothing more into the destination", w->ctx->instance_id, w->cfg->name,
                  (unsigned long long)newer, (unsigned long long)w->ctx->owner_token, why);

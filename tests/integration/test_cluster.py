@@ -602,6 +602,8 @@ def test_an_old_owner_resumed_after_a_takeover_is_fenced_at_the_destination(daem
     assert rows(dr) == ((1, "newer"), (2, "after"))
     token = sync_owner(new, pname)["owner_token"]
     assert token > 0 and f"lost ownership of pair {pname} to token {token}" in owner.log()
+    assert sync_owner(owner, pname)["fenced"] == {"lost_to_token": token}
+    assert "fenced" not in sync_owner(new, pname)
     assert q(dr, "SELECT owner_token FROM switchyard.checkpoint WHERE instance = %s",
              args=(f"{pname}/forward",)) == ((token,),)
     assert etcd_get(etcd, f"/switchyard/pairs/{pname}/owner")["node"] == sync_owner(new, pname)["owner"]
