@@ -562,7 +562,8 @@ def test_an_old_owner_resumed_after_a_takeover_is_fenced_at_the_destination(daem
     over, replays that transaction and applies a newer one (v = 'newer'). On SIGCONT the old worker applies
     its stale after-image at once — before its step-down check can stop it — but its commit finds the new
     owner's token in DR's checkpoint row: rolled back, the old owner says it lost the pair and runs no
-    instance, DR keeps 'newer' (equal to business, verify clean), and no client saw an error."""
+    instance, DR keeps 'newer' (equal to business, verify clean), and no client saw an error. Left alone, the
+    fenced node takes the pair over again (a higher token) and writes on."""
     b, dr = mariadb_pair
     pname = f"x{fresh}"
     # a DR of an install from before the owner token: the owner upgrades its checkpoint table on start
@@ -610,6 +611,14 @@ def test_an_old_owner_resumed_after_a_takeover_is_fenced_at_the_destination(daem
     wait_for(lambda: running_forward(new, pname), 30, "the new owner's forward instance running")
     r = new.admin_ok("verify", _timeout=120, pair=pname)
     assert r["clean"] is True, r
+    # the fenced node is not stuck: alone, it takes the pair over again from DR's checkpoint
+    for d in others:
+        d.stop()
+    wait_for(lambda: running_forward(owner, pname), 30, "the old owner owns and runs the pair again")
+    assert "fenced" not in sync_owner(owner, pname) and sync_owner(owner, pname)["owner_token"] > token
+    c2 = app_conn(owner, fresh)
+    one(c2, "UPDATE t SET v = 'back' WHERE id = 1")
+    wait_for(lambda: rows(dr) == rows(b) == ((1, "back"), (2, "after")), 30, "DR equals business again")
 
 
 def test_a_failover_flips_every_node_with_the_owner(daemon, etcd, mariadb_pair, fresh):  # noqa: F811
