@@ -87,8 +87,9 @@ int sy_mariadb_takeover(const struct sy_pair_cfg *cfg, const char *instance_id, 
     uint64_t held = row[2] ? strtoull(row[2], NULL, 10) : 0;
     if (out->owner_token != 0 && held > out->owner_token) {
         snprintf(err, errlen, "destination %s:%u: its checkpoint names owner token %llu, above this node's %llu: a "
-                 "newer owner took the pair over", dest->host, dest->port, (unsigned long long)held,
-                 (unsigned long long)out->owner_token);
+                 "newer owner took the pair over (or etcd was recreated from scratch, restarting its revisions: "
+                 "then set " SY_SCHEMA ".checkpoint.owner_token to 0 once no old owner runs)", dest->host,
+                 dest->port, (unsigned long long)held, (unsigned long long)out->owner_token);
         goto out;
     }
     if (out->owner_token != 0) {
