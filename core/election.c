@@ -35,8 +35,8 @@ struct sy_election {
     bool busy;                         /* a campaign in flight */
     bool owner;                        /* this node runs the pair's instances */
     int64_t owner_lease;               /* the lease this node's owner key lives under (owner only) */
-    int64_t owner_rev;                 /* the key's create_revision: this ownership's fencing token (owner only;
-                                          set just before become(true)) */
+    int64_t owner_rev;                 /* the key's create_revision: this ownership's fencing token
+                                          (owner only; set just before become(true)) */
     uint64_t owner_since_ms;           /* monotonic: when it won */
     char owner_node[64];               /* who owns, as last read ("" none known) */
     char owner_socket[256];
@@ -75,8 +75,8 @@ static void become(struct sy_election *e, bool owner, const char *why)
         e->owner_since_ms = sy_now_ms();
         snprintf(e->owner_node, sizeof e->owner_node, "%s", sy_cluster_node(e->c));
         snprintf(e->owner_socket, sizeof e->owner_socket, "%s", e->admin_socket);
-        sy_log_info("pair %s: this node (%s) owns the synchronization (lease %" PRId64 ", owner token %" PRId64
-                    "): %s", e->p->cfg->name, e->owner_node, e->owner_lease, e->owner_rev, why);
+        sy_log_info("pair %s: this node (%s) owns the synchronization (lease %" PRId64 ", owner token %"
+                    PRId64 "): %s", e->p->cfg->name, e->owner_node, e->owner_lease, e->owner_rev, why);
     } else {
         e->owner_lease = 0;
         e->owner_rev = 0;

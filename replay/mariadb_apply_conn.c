@@ -525,8 +525,8 @@ int sy_apply_checkpoint(struct sy_apply_conn *w, uint64_t spool_seq, const char 
 int sy_apply_fence(struct sy_apply_conn *w, bool exclusive)
 {
     char err[600];
-    int rc = sy_mariadb_fence_check(w->conn, w->ctx->instance_id, w->ctx->owner_token, exclusive, &w->fenced_by,
-                                    err, sizeof err);
+    int rc = sy_mariadb_fence_check(w->conn, w->ctx->instance_id, w->ctx->owner_token, exclusive,
+                                    &w->fenced_by, err, sizeof err);
     if (rc == 0)
         return 0;
     snprintf(w->err, sizeof w->err, "%s", err);

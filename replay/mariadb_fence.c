@@ -16,15 +16,15 @@ static int fit(int n, size_t outlen)
 
 int sy_mariadb_fence_read_sql(char *out, size_t outlen, const char *eid, bool exclusive)
 {
-    return fit(snprintf(out, outlen, "SELECT owner_token FROM " SY_SCHEMA ".checkpoint WHERE instance='%s' %s",
-                        eid, exclusive ? "FOR UPDATE" : "LOCK IN SHARE MODE"), outlen);
+    return fit(snprintf(out, outlen, "SELECT owner_token FROM " SY_SCHEMA ".checkpoint WHERE "
+                        "instance='%s' %s", eid, exclusive ? "FOR UPDATE" : "LOCK IN SHARE MODE"), outlen);
 }
 
 int sy_mariadb_fence_claim_sql(char *out, size_t outlen, const char *eid, uint64_t token)
 {
-    return fit(snprintf(out, outlen, "UPDATE " SY_SCHEMA ".checkpoint SET owner_token=%llu WHERE instance='%s' "
-                        "AND owner_token<=%llu", (unsigned long long)token, eid, (unsigned long long)token),
-               outlen);
+    return fit(snprintf(out, outlen, "UPDATE " SY_SCHEMA ".checkpoint SET owner_token=%llu WHERE "
+                        "instance='%s' AND owner_token<=%llu", (unsigned long long)token, eid,
+                        (unsigned long long)token), outlen);
 }
 
 bool sy_mariadb_fence_is_fenced(uint64_t token, bool row_found, uint64_t row_token)
@@ -61,8 +61,9 @@ int sy_mariadb_fence_check(MYSQL *m, const char *instance_id, uint64_t token, bo
         return 0;
     *newer = row_token;
     if (found)
-        snprintf(err, errlen, "the destination's checkpoint names owner token %llu, above this writer's %llu: "
-                 "another node took the pair over", (unsigned long long)row_token, (unsigned long long)token);
+        snprintf(err, errlen, "the destination's checkpoint names owner token %llu, above this writer's "
+                 "%llu: another node took the pair over", (unsigned long long)row_token,
+                 (unsigned long long)token);
     else
         snprintf(err, errlen, "the destination's checkpoint row is gone (this writer's owner token %llu): "
                  "another node started the instance again", (unsigned long long)token);

@@ -62,7 +62,8 @@ int sy_mariadb_takeover(const struct sy_pair_cfg *cfg, const char *instance_id, 
     /* an install from before the fencing token: upgrade (the writer does the same) */
     char has[8];
     if (sy_mariadb_value(m, has, sizeof has, &found, e, sizeof e, SY_MARIADB_CHECKPOINT_HAS_TOKEN_SQL) != 0 ||
-        (strcmp(has, "0") == 0 && sy_mariadb_exec(m, e, sizeof e, SY_MARIADB_CHECKPOINT_ADD_TOKEN_SQL) != 0) ||
+        (strcmp(has, "0") == 0 &&
+         sy_mariadb_exec(m, e, sizeof e, SY_MARIADB_CHECKPOINT_ADD_TOKEN_SQL) != 0) ||
         sy_mariadb_exec(m, e, sizeof e, "START TRANSACTION") != 0) {
         snprintf(err, errlen, "destination %s:%u: %s", dest->host, dest->port, e);
         goto out;
@@ -86,10 +87,10 @@ int sy_mariadb_takeover(const struct sy_pair_cfg *cfg, const char *instance_id, 
     snprintf(out->position, sizeof out->position, "%s", row[1] ? row[1] : "");
     uint64_t held = row[2] ? strtoull(row[2], NULL, 10) : 0;
     if (out->owner_token != 0 && held > out->owner_token) {
-        snprintf(err, errlen, "destination %s:%u: its checkpoint names owner token %llu, above this node's %llu: a "
-                 "newer owner took the pair over (or etcd was recreated from scratch, restarting its revisions: "
-                 "then set " SY_SCHEMA ".checkpoint.owner_token to 0 once no old owner runs)", dest->host,
-                 dest->port, (unsigned long long)held, (unsigned long long)out->owner_token);
+        snprintf(err, errlen, "destination %s:%u: its checkpoint names owner token %llu, above this node's "
+                 "%llu: a newer owner took the pair over (or etcd was recreated from scratch, restarting its "
+                 "revisions: then set " SY_SCHEMA ".checkpoint.owner_token to 0 once no old owner runs)",
+                 dest->host, dest->port, (unsigned long long)held, (unsigned long long)out->owner_token);
         goto out;
     }
     if (out->owner_token != 0) {

@@ -554,7 +554,8 @@ static void *worker_main(void *arg)
             if (w->worker_rc == 0) {
                 w->worker_rc = rc;
                 w->worker_fenced_by = wk->ac.fenced_by;
-                snprintf(w->worker_reason, sizeof w->worker_reason, "%s", rc == SY_APPLY_FENCED ? "fenced" : reason);
+                snprintf(w->worker_reason, sizeof w->worker_reason, "%s",
+                         rc == SY_APPLY_FENCED ? "fenced" : reason);
                 snprintf(w->worker_err, sizeof w->worker_err, "%s", wk->ac.err);
             }
             w->abort = true;
