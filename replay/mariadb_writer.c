@@ -657,6 +657,7 @@ static int flush_checkpoint(struct writer *w)
         return -1;
     if (w->watermark <= w->durable_seq && w->n_gc == 0)
         return 0;
+    sy_failpoint_stall("writer_checkpoint_flush");
     struct sy_apply_conn *c = &w->ctl;
     if (sy_apply_checkpoint(c, w->watermark, w->position, 0) != 0)
         return -1;

@@ -555,15 +555,19 @@ def test_one_node_owns_the_synchronization_and_another_takes_over_after_kill9(da
     assert "taken over from the destination's checkpoint" in new.log()
 
 
+@pytest.mark.parametrize("point", ["writer_group_taken", "writer_checkpoint_flush"])
 def test_an_old_owner_resumed_after_a_takeover_is_fenced_at_the_destination(daemon, etcd, mariadb_pair, fresh,
-                                                                           tmp_path):  # noqa: F811
-    """The owner's apply worker has taken a transaction of a hot row (v = 'stale') but not applied it (the
-    failpoint writer_group_taken holds it there); the owner is SIGSTOPped past its lease, another node takes
+                                                                           tmp_path, point):  # noqa: F811
+    """writer_group_taken: the owner's apply worker has taken a transaction of a hot row (v = 'stale') but not
+    applied it (the failpoint holds it there); the owner is SIGSTOPped past its lease, another node takes
     over, replays that transaction and applies a newer one (v = 'newer'). On SIGCONT the old worker applies
     its stale after-image at once — before its step-down check can stop it — but its commit finds the new
     owner's token in DR's checkpoint row: rolled back, the old owner says it lost the pair and runs no
     instance, DR keeps 'newer' (equal to business, verify clean), and no client saw an error. Left alone, the
-    fenced node takes the pair over again (a higher token) and writes on."""
+    fenced node takes the pair over again (a higher token) and writes on.
+    writer_checkpoint_flush: the same with the owner's control connection held just before it writes its
+    (older) checkpoint: on SIGCONT that write is fenced too, and DR's checkpoint keeps the new owner's
+    position."""
     b, dr = mariadb_pair
     pname = f"x{fresh}"
     # a DR of an install from before the owner token: the owner upgrades its checkpoint table on start
@@ -574,7 +578,7 @@ def test_an_old_owner_resumed_after_a_takeover_is_fenced_at_the_destination(daem
     dr.sql("ALTER TABLE switchyard.checkpoint DROP COLUMN IF EXISTS owner_token")
     stall = {i: tmp_path / f"stall-n{i}" for i in (1, 2, 3)}
     owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname, env_of=lambda i: {
-        "SY_STALL_POINT": "writer_group_taken", "SY_STALL_FILE": str(stall[i])})
+        "SY_STALL_POINT": point, "SY_STALL_FILE": str(stall[i])})
     me = stall[int(sync_owner(owner, pname)["owner"].rsplit("-n", 1)[1])]
     c = app_conn(others[0], fresh)                    # through a node that stays up: no client error
     one(c, "INSERT INTO t VALUES (1, 'v0')")
@@ -582,8 +586,11 @@ def test_an_old_owner_resumed_after_a_takeover_is_fenced_at_the_destination(daem
     wait_for(lambda: v(dr) == (("v0",),), 30, "forward applied")
     me.touch()
     one(c, "UPDATE t SET v = 'stale' WHERE id = 1")
-    wait_for(lambda: "failpoint writer_group_taken: stalled" in owner.log(), 30, "the owner's worker holds a group")
-    assert v(dr) == (("v0",),)
+    wait_for(lambda: f"failpoint {point}: stalled" in owner.log(), 30, "the owner's writer held at the failpoint")
+    if point == "writer_group_taken":
+        assert v(dr) == (("v0",),)
+    checkpoint = lambda: q(dr, "SELECT position FROM switchyard.checkpoint WHERE instance = %s",
+                           args=(f"{pname}/forward",))[0][0]
     os.kill(owner.pid, signal.SIGSTOP)
     try:
         new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 30, "another node owns")
@@ -591,12 +598,15 @@ def test_an_old_owner_resumed_after_a_takeover_is_fenced_at_the_destination(daem
         wait_for(lambda: v(dr) == (("stale",),), 30, "the new owner replayed the stale transaction")
         one(c, "UPDATE t SET v = 'newer' WHERE id = 1")
         wait_for(lambda: v(dr) == (("newer",),), 30, "the new owner applied the newer value")
-        me.unlink()                                    # the old worker goes on the moment it runs again
+        pos = q(b, "SELECT @@gtid_binlog_pos")[0][0]
+        wait_for(lambda: checkpoint() == pos, 30, "the new owner's checkpoint at business's position")
+        me.unlink()                                    # the old writer goes on the moment it runs again
     finally:
         os.kill(owner.pid, signal.SIGCONT)
-    wait_for(lambda: "failpoint writer_group_taken: released" in owner.log(), 10, "the old worker released")
+    wait_for(lambda: f"failpoint {point}: released" in owner.log(), 10, "the old writer released")
     wait_for(lambda: not sync_owner(owner, pname).get("this_node_owns") and owner.pair_status(pname)["instances"]
              == [], 20, "the old owner runs no instance")
+    assert checkpoint() == pos                         # without the fence: the old owner's older position
     one(c, "INSERT INTO t VALUES (2, 'after')")
     rows = lambda side: q(side, "SELECT id, v FROM t ORDER BY id", fresh)
     wait_for(lambda: rows(dr) == rows(b), 30, "DR equals business")   # without the fence: v = 'stale' on DR
