@@ -714,6 +714,7 @@ static void on_takeover_done(void *arg, struct sy_pair *p, int rc, const char *e
         return;
     }
     p->takeover_error[0] = '\0';
+    atomic_store(&p->fence_report.fenced, false);
     if (open_instances(p) != 0) {
         snprintf(p->takeover_error, sizeof p->takeover_error, "cannot open the instances (see the log)");
         sy_instance_close(p->forward);
@@ -734,6 +735,7 @@ static void start_takeover(struct sy_pair *p)
     if (p->taking_over || p->sync_open || p->cut_off)
         return;                                  /* cut off: the active side is not confirmed yet */
     p->taking_over = true;
+    p->owner_token = sy_election_owner_token(p->election);
     if (sy_takeover_start(p, on_takeover_done, NULL, err, sizeof err) != 0) {
         p->taking_over = false;
         snprintf(p->takeover_error, sizeof p->takeover_error, "%s", err);

@@ -35,6 +35,8 @@ struct sy_election {
     bool busy;                         /* a campaign in flight */
     bool owner;                        /* this node runs the pair's instances */
     int64_t owner_lease;               /* the lease this node's owner key lives under (owner only) */
+    int64_t owner_rev;                 /* the key's create_revision: this ownership's fencing token
+                                          (owner only; set just before become(true)) */
     uint64_t owner_since_ms;           /* monotonic: when it won */
     char owner_node[64];               /* who owns, as last read ("" none known) */
     char owner_socket[256];
@@ -73,10 +75,11 @@ static void become(struct sy_election *e, bool owner, const char *why)
         e->owner_since_ms = sy_now_ms();
         snprintf(e->owner_node, sizeof e->owner_node, "%s", sy_cluster_node(e->c));
         snprintf(e->owner_socket, sizeof e->owner_socket, "%s", e->admin_socket);
-        sy_log_info("pair %s: this node (%s) owns the synchronization (lease %" PRId64 "): %s", e->p->cfg->name,
-                    e->owner_node, e->owner_lease, why);
+        sy_log_info("pair %s: this node (%s) owns the synchronization (lease %" PRId64 ", owner token %"
+                    PRId64 "): %s", e->p->cfg->name, e->owner_node, e->owner_lease, e->owner_rev, why);
     } else {
         e->owner_lease = 0;
+        e->owner_rev = 0;
         sy_log_warn("pair %s: this node (%s) steps down as owner of the synchronization: %s", e->p->cfg->name,
                     sy_cluster_node(e->c), why);
     }
@@ -104,8 +107,10 @@ static void seen(struct sy_election *e, json_t *kv)
     int64_t lease = int_field(kv, "lease"), held = 0;
     sy_cluster_lease_renewed_ms(e->c, &held);
     bool mine = strcmp(e->owner_node, sy_cluster_node(e->c)) == 0 && lease != 0 && lease == held;
-    if (mine && !e->owner)
+    if (mine && !e->owner) {
+        e->owner_rev = int_field(kv, "create_revision");
         become(e, true, "its owner key names this node's lease");
+    }
     else if (!mine && e->owner) {
         char why[200];
         snprintf(why, sizeof why, "the owner key names node '%s' (lease %" PRId64 ")", e->owner_node, lease);
@@ -129,6 +134,8 @@ static void on_campaign(void *arg, json_t *reply, const char *err)
     e->error[0] = '\0';
     int64_t rev = int_field(json_object_get(reply, "header"), "revision");
     if (json_is_true(json_object_get(reply, "succeeded"))) {
+        if (!e->owner)
+            e->owner_rev = rev;                   /* the transaction created the key: its create_revision */
         become(e, true, "created its owner key");
     } else {
         json_t *range = json_object_get(json_array_get(json_object_get(reply, "responses"), 0), "response_range");
@@ -223,6 +230,11 @@ bool sy_election_is_owner(const struct sy_election *e)
     return e != NULL && e->owner;
 }
 
+uint64_t sy_election_owner_token(const struct sy_election *e)
+{
+    return e != NULL && e->owner && e->owner_rev > 0 ? (uint64_t)e->owner_rev : 0;
+}
+
 const char *sy_election_owner(const struct sy_election *e)
 {
     return e != NULL ? e->owner_node : "";
@@ -235,7 +247,8 @@ const char *sy_election_owner_socket(const struct sy_election *e)
 
 json_t *sy_election_status_json(const struct sy_election *e)
 {
-    return json_pack("{s:s?,s:b,s:I,s:s?}", "owner", e->owner_node[0] ? e->owner_node : NULL, "this_node_owns",
-                     e->owner, "since_ms", (json_int_t)(e->owner ? sy_now_ms() - e->owner_since_ms : 0), "error",
-                     e->error[0] ? e->error : NULL);
+    return json_pack("{s:s?,s:b,s:I,s:I,s:s?}", "owner", e->owner_node[0] ? e->owner_node : NULL,
+                     "this_node_owns", e->owner, "since_ms",
+                     (json_int_t)(e->owner ? sy_now_ms() - e->owner_since_ms : 0), "owner_token",
+                     (json_int_t)(e->owner ? e->owner_rev : 0), "error", e->error[0] ? e->error : NULL);
 }

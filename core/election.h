@@ -25,6 +25,9 @@ struct sy_election *sy_election_start(struct sy_cluster *c, struct sy_pair *p, c
 void sy_election_free(struct sy_election *e);   /* NULL-safe; before the cluster stops; no callback */
 
 bool sy_election_is_owner(const struct sy_election *e);
+/* The fencing token of this node's ownership: its owner key's create_revision, higher for every later
+ * owner (0 when not the owner). */
+uint64_t sy_election_owner_token(const struct sy_election *e);
 /* The owner's node name and admin socket as last read ("" when none is known). */
 const char *sy_election_owner(const struct sy_election *e);
 const char *sy_election_owner_socket(const struct sy_election *e);

@@ -20,6 +20,8 @@
 /* Where a new owner of an instance resumes (core/takeover.c): the destination's checkpoint, not the spool
  * (a cache of the source's log that the old owner kept on its own disk). */
 struct sy_takeover_point {
+    uint64_t owner_token;     /* in: the new owner's fencing token, written into the destination's
+                                 checkpoint before anything is read (an older writer commits nothing after) */
     bool found;               /* the destination holds a checkpoint for the instance */
     uint64_t spool_seq;       /* its low-watermark: the new spool continues at spool_seq + 1 */
     char position[1024];      /* the source position after it: collection starts there */

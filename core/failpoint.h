@@ -46,9 +46,25 @@ static inline bool sy_failpoint_fails(const char *name)
     }
     return false;
 }
+
+/* SY_STALL_POINT=name and SY_STALL_FILE=path: a thread that reaches step `name` while the file exists
+ * waits there (polling every 10 ms) until the file is removed, after saying so on stderr. Tests use it to
+ * hold a thread at an exact step (an apply worker with a group taken but not applied) while they pause
+ * the process or act around it. */
+static inline void sy_failpoint_stall(const char *name)
+{
+    const char *want = getenv("SY_STALL_POINT"), *path = getenv("SY_STALL_FILE");
+    if (want == NULL || path == NULL || strcmp(want, name) != 0 || access(path, F_OK) != 0)
+        return;
+    fprintf(stderr, "failpoint %s: stalled while %s exists\n", name, path);
+    while (access(path, F_OK) == 0)
+        usleep(10000);
+    fprintf(stderr, "failpoint %s: released\n", name);
+}
 #else
 #define sy_failpoint(name) ((void)0)
 #define sy_failpoint_fails(name) false
+#define sy_failpoint_stall(name) ((void)0)
 #endif
 
 #endif

@@ -747,6 +747,8 @@ struct sy_instance *sy_instance_open(struct sy_pair *pair, enum sy_direction dir
             .state_dir = in->dir_path,
             .start_position = in->start_position,
             .overwrite_until = in->overwrite_until,
+            .owner_token = pair->owner_token,
+            .fence_report = &pair->fence_report,
             .spool = in->spool,
             .report = &m->report,
             .stop = &m->stop,

@@ -79,6 +79,7 @@ void sy_module_report_sync_done(struct sy_module_report *r, const char *position
 
 struct sy_instance;
 struct sy_module_sockets;
+struct sy_fence_report;
 
 /* Everything a module needs to run; owned by the instance, valid while the module runs. */
 struct sy_module_ctx {
@@ -91,6 +92,9 @@ struct sy_module_ctx {
     const char *overwrite_until;       /* write: "" or a source position; changes up to it may already be on
                                           the destination (a takeover): conflicts there are overwritten,
                                           strict apply (on_conflict) after it */
+    uint64_t owner_token;              /* write: the cluster owner's fencing token (the owner key's
+                                          create_revision), 0 without a cluster: a destination that names
+                                          a higher one fences the writer (replay/mariadb_fence.h) */
     const char *start_position;        /* collection: where to start when the spool has no position yet
                                           (the initial sync's snapshot position) */
     struct sy_spool *spool;            /* ref: owned by the instance */
@@ -100,6 +104,7 @@ struct sy_module_ctx {
     struct sy_commit_wait *commit_wait; /* ref: the pair's; collection publishes its durable spool position
                                            there, write its checkpoint (sy_commit_wait_publish) */
     int source_side;                   /* enum sy_side the instance reads from (forward: business) */
+    struct sy_fence_report *fence_report; /* ref: the pair's; a fenced writer says so there */
 };
 
 /* A module thread publishes each database socket it blocks on, right after connecting: a stop that

@@ -241,6 +241,10 @@ json_t *sy_pair_status_json(const struct sy_pair *p)
         json_object_set_new(sync, "instances_open", json_boolean(p->sync_open));
         if (p->takeover_error[0])
             json_object_set_new(sync, "takeover_error", json_string(p->takeover_error));
+        if (atomic_load(&p->fence_report.fenced)) { /* until this node takes the pair over again */
+            json_int_t to = (json_int_t)atomic_load(&p->fence_report.lost_to_token);
+            json_object_set_new(sync, "fenced", json_pack("{s:I}", "lost_to_token", to));
+        }
         json_object_set_new(o, "sync_owner", sync);
     }
     if (p->commit_wait.wake != NULL)

@@ -5,6 +5,7 @@
 #define SY_PAIR_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -82,6 +83,13 @@ struct sy_switch_stats {
     uint64_t pause_sum_ms[SY_SWITCH_KINDS];
 };
 
+/* A writer fenced by a newer cluster owner says so here (replay/mariadb_fence.h): set by the writer's thread,
+ * read by the loop for status, cleared when this node takes the pair over again. */
+struct sy_fence_report {
+    _Atomic uint64_t lost_to_token;  /* the token the destination named (0: its checkpoint row was gone) */
+    atomic_bool fenced;              /* set after lost_to_token */
+};
+
 struct sy_pair {
     const struct sy_pair_cfg *cfg;   /* ref: owned by the daemon's struct sy_config */
     const char *state_dir;           /* ref: the daemon's state_dir */
@@ -123,6 +131,9 @@ struct sy_pair {
                                         [cluster] (then the persisted epoch alone decides) */
     struct sy_election *election;    /* owned by the daemon: who runs the instances; NULL without [cluster] or
                                         without objects (then no instance runs here) */
+    struct sy_fence_report fence_report; /* this node's writers lost the pair to a newer owner */
+    uint64_t owner_token;            /* with an election: this node's fencing token as owner (set before the
+                                        takeover starts, read by it and by the instances' writers); 0 else */
     bool taking_over;                /* the owner's takeover (core/takeover.c) runs: instances not open yet */
     bool sync_open;                  /* with an election: this node opened the instances as their owner */
     char takeover_error[512];        /* why the last takeover failed ("" none; retried) */

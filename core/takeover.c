@@ -26,6 +26,7 @@ struct takeover_job {
     struct sy_pair *p;           /* ref: the daemon's (outlives the job: shutdown waits for admin jobs) */
     enum sy_side active;         /* the pair's active side when the takeover began */
     bool reverse;                /* this node has the reverse instance's state */
+    uint64_t owner_token;        /* the pair's when the takeover began */
     sy_takeover_done_fn done;
     void *arg;
     struct event *done_ev;       /* owned: made active by the thread */
@@ -49,6 +50,7 @@ static int take_instance(struct takeover_job *job, enum sy_direction dir)
     const struct sy_endpoint *dest = dir == SY_DIR_FORWARD ? &cfg->dr : &cfg->business;
     struct sy_takeover_point pt;
     memset(&pt, 0, sizeof pt);
+    pt.owner_token = job->owner_token;
     if (p->eng->sync->takeover(cfg, id, src, dest, &pt, err, sizeof err) != 0) {
         snprintf(job->err, sizeof job->err, "%s: reading the checkpoint to resume from: %s", id, err);
         return -1;
@@ -103,6 +105,7 @@ int sy_takeover_start(struct sy_pair *p, sy_takeover_done_fn done, void *arg, ch
     job->p = p;
     job->active = p->active_side;
     job->reverse = sy_instance_exists(p, SY_DIR_REVERSE);
+    job->owner_token = p->owner_token;
     job->done = done;
     job->arg = arg;
     pthread_t th;

@@ -66,11 +66,14 @@ struct sy_apply_conn {
     bool overwrite_txn;               /* the current transaction's conflicts are overwritten whatever on_conflict
                                          says (a takeover's idempotent replay; set by the caller per transaction) */
     char err[1024];                   /* why the last call failed */
+    uint64_t fenced_by;               /* after SY_APPLY_FENCED: the owner token the destination names (0: its
+                                         checkpoint row is gone) */
 };
 
 /* Return codes of the apply calls: 0 ok, -1 transient (reconnect), -2 hard (err), -4 conflict (err
- * names table, key, source transaction and spool seq). */
-enum { SY_APPLY_TRANSIENT = -1, SY_APPLY_HARD = -2, SY_APPLY_CONFLICT = -4 };
+ * names table, key, source transaction and spool seq), -5 fenced: another cluster node owns the pair now
+ * (err, fenced_by; the transaction was rolled back; never retried). */
+enum { SY_APPLY_TRANSIENT = -1, SY_APPLY_HARD = -2, SY_APPLY_CONFLICT = -4, SY_APPLY_FENCED = -5 };
 
 void sy_apply_conn_init(struct sy_apply_conn *ac, const struct sy_module_ctx *ctx);
 void sy_apply_conn_fini(struct sy_apply_conn *ac);
@@ -95,6 +98,11 @@ uint64_t sy_apply_row_key(const struct sy_apply_table *t, const struct sy_value 
 int sy_apply_checkpoint(struct sy_apply_conn *ac, uint64_t spool_seq, const char *position,
                         uint64_t pending_ddl_seq);
 int sy_apply_commit(struct sy_apply_conn *ac);
+/* The owner token check (replay/mariadb_fence.h) of the transaction about to commit, with a shared lock
+ * (apply workers: they commit in parallel) or an exclusive one (the control connection, which updates the
+ * checkpoint row anyway). 0 may commit (always without a cluster); SY_APPLY_FENCED rolled back;
+ * SY_APPLY_TRANSIENT or SY_APPLY_HARD (err). */
+int sy_apply_fence(struct sy_apply_conn *ac, bool exclusive);
 void sy_apply_rollback(struct sy_apply_conn *ac);
 /* Runs a DDL record in its idempotent form; retry: it was pending at start (may have run). */
 int sy_apply_ddl(struct sy_apply_conn *ac, const struct sy_change_ddl *d, bool retry);

@@ -23,6 +23,7 @@
 #include "engine/mariadb_ddl_context.h"
 #include "replay/mariadb_apply.h"
 #include "replay/mariadb_checkpoint.h"
+#include "replay/mariadb_fence.h"
 
 #define WR_TIMEOUT_S 30
 
@@ -519,6 +520,20 @@ int sy_apply_checkpoint(struct sy_apply_conn *w, uint64_t spool_seq, const char 
     if (rc != 0)
         snprintf(w->err, sizeof w->err, "checkpoint: %s", err);
     return rc;
+}
+
+int sy_apply_fence(struct sy_apply_conn *w, bool exclusive)
+{
+    char err[600];
+    int rc = sy_mariadb_fence_check(w->conn, w->ctx->instance_id, w->ctx->owner_token, exclusive,
+                                    &w->fenced_by, err, sizeof err);
+    if (rc == 0)
+        return 0;
+    snprintf(w->err, sizeof w->err, "%s", err);
+    if (rc < 0)
+        return sy_mariadb_is_transient(mysql_errno(w->conn)) ? SY_APPLY_TRANSIENT : SY_APPLY_HARD;
+    sy_apply_rollback(w);
+    return SY_APPLY_FENCED;
 }
 
 void sy_apply_rollback(struct sy_apply_conn *w)

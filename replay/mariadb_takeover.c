@@ -2,7 +2,9 @@
  * to resume, the source's @@gtid_binlog_pos where the idempotent replay ends, and the destination forgets
  * the old owner's `applied` rows (their spool sequence numbers mean nothing in the new spool: the
  * transactions they name are collected again and replayed, conflicts overwritten) and its pending DDL
- * (above the checkpoint too: collected again and run in its IF [NOT] EXISTS form). */
+ * (above the checkpoint too: collected again and run in its IF [NOT] EXISTS form). In a cluster it first
+ * writes the new owner's fencing token into the checkpoint row, under the row's lock: the old owner's
+ * writer, if it still runs, commits nothing more into the destination (replay/mariadb_fence.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,7 @@
 #include "core/engine.h"
 #include "engine/mariadb_client.h"
 #include "replay/mariadb_checkpoint.h"
+#include "replay/mariadb_fence.h"
 #include "replay/mariadb_modules.h"
 
 #define TAKEOVER_TIMEOUT_S 5
@@ -56,8 +59,20 @@ int sy_mariadb_takeover(const struct sy_pair_cfg *cfg, const char *instance_id, 
         rc = 0;                       /* never written to: no checkpoint */
         goto out;
     }
+    /* an install from before the fencing token: upgrade (the writer does the same) */
+    char has[8];
+    if (sy_mariadb_value(m, has, sizeof has, &found, e, sizeof e, SY_MARIADB_CHECKPOINT_HAS_TOKEN_SQL) != 0 ||
+        (strcmp(has, "0") == 0 &&
+         sy_mariadb_exec(m, e, sizeof e, SY_MARIADB_CHECKPOINT_ADD_TOKEN_SQL) != 0) ||
+        sy_mariadb_exec(m, e, sizeof e, "START TRANSACTION") != 0) {
+        snprintf(err, errlen, "destination %s:%u: %s", dest->host, dest->port, e);
+        goto out;
+    }
+    /* the row stays locked until COMMIT: an older owner's writer commits nothing in between (it reads the
+     * token with a locking read before each commit), and nothing after (it finds the new token) */
     char sql[512];
-    snprintf(sql, sizeof sql, "SELECT spool_seq, position FROM " SY_SCHEMA ".checkpoint WHERE instance='%s'", eid);
+    snprintf(sql, sizeof sql, "SELECT spool_seq, position, owner_token FROM " SY_SCHEMA ".checkpoint WHERE "
+             "instance='%s' FOR UPDATE", eid);
     MYSQL_ROW row;
     if (mysql_real_query(m, sql, (unsigned long)strlen(sql)) != 0 || (res = mysql_store_result(m)) == NULL) {
         snprintf(err, errlen, "destination %s:%u: reading the checkpoint: %u %s", dest->host, dest->port,
@@ -70,8 +85,23 @@ int sy_mariadb_takeover(const struct sy_pair_cfg *cfg, const char *instance_id, 
     }
     out->spool_seq = row[0] ? strtoull(row[0], NULL, 10) : 0;
     snprintf(out->position, sizeof out->position, "%s", row[1] ? row[1] : "");
+    uint64_t held = row[2] ? strtoull(row[2], NULL, 10) : 0;
+    if (out->owner_token != 0 && held > out->owner_token) {
+        snprintf(err, errlen, "destination %s:%u: its checkpoint names owner token %llu, above this node's "
+                 "%llu: a newer owner took the pair over (or etcd was recreated from scratch, restarting its "
+                 "revisions: then set " SY_SCHEMA ".checkpoint.owner_token to 0 once no old owner runs)",
+                 dest->host, dest->port, (unsigned long long)held, (unsigned long long)out->owner_token);
+        goto out;
+    }
+    if (out->owner_token != 0) {
+        if (sy_mariadb_fence_claim_sql(sql, sizeof sql, eid, out->owner_token) < 0 ||
+            sy_mariadb_exec(m, e, sizeof e, "%s", sql) != 0) {
+            snprintf(err, errlen, "destination %s:%u: writing the owner token: %s", dest->host, dest->port, e);
+            goto out;
+        }
+    }
     /* the source's position before the destination forgets anything: every change up to it is replayed
-     * idempotently, whatever the old owner applied above its watermark */
+     * idempotently, whatever the old owner applied above its watermark (it can commit nothing more now) */
     if (source_position(cfg, src, out->until, sizeof out->until, e, sizeof e) != 0) {
         snprintf(err, errlen, "source %s:%u: reading its position: %s", src->host, src->port, e);
         goto out;

@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,12 +43,14 @@
 #include "core/failpoint.h"
 #include "core/instance.h"
 #include "core/log.h"
+#include "core/pair.h"
 #include "engine/mariadb_client.h"
 #include "engine/mariadb_gtid_set.h"
 #include "core/spool.h"
 #include "core/write.h"
 #include "replay/mariadb_apply.h"
 #include "replay/mariadb_checkpoint.h"
+#include "replay/mariadb_fence.h"
 #include "replay/mariadb_modules.h"
 
 #define WR_MAX_BACKOFF_MS 2000
@@ -111,6 +114,8 @@ struct writer {
     struct sy_apply_txn *done_head;    /* finished by workers, keys not yet released */
     bool abort;                        /* workers stop after their current group */
     int worker_rc;                     /* first worker failure: SY_APPLY_* */
+    uint64_t worker_fenced_by;         /* worker_rc SY_APPLY_FENCED: the token the destination names */
+    bool fenced;                       /* another node owns the pair: nothing more is committed (fenced()) */
     char worker_reason[32];
     char worker_err[1024];
     unsigned ddl_gen;
@@ -152,6 +157,7 @@ static bool stopping(const struct writer *w)
 }
 
 static void fail(struct writer *w, const char *reason, const char *fmt, ...) SY_PRINTF(3, 4);
+static void fenced(struct writer *w, const char *why, uint64_t newer);
 static void fail(struct writer *w, const char *reason, const char *fmt, ...)
 {
     char msg[1024];
@@ -161,6 +167,32 @@ static void fail(struct writer *w, const char *reason, const char *fmt, ...)
     va_end(ap);
     sy_module_report_failed(w->ctx->report, reason, "%s", msg);
     w->failed = true;
+}
+
+/* Another cluster node owns the pair now (replay/mariadb_fence.h): the transaction was rolled back; the
+ * write stops for good, never retried as a conflict or a lost connection. */
+static void fenced(struct writer *w, const char *why, uint64_t newer)
+{
+    if (w->fenced)
+        return;
+    w->fenced = true;
+    if (w->ctx->fence_report != NULL) {
+        atomic_store(&w->ctx->fence_report->lost_to_token, newer);
+        atomic_store(&w->ctx->fence_report->fenced, true);
+    }
+    sy_log_error("%s: lost ownership of pair %s to token %llu (this writer's owner token %llu): %s; the write "
+                 "stops and commits nothing more into the destination", w->ctx->instance_id, w->cfg->name,
+                 (unsigned long long)newer, (unsigned long long)w->ctx->owner_token, why);
+    fail(w, "fenced", "lost ownership of pair %s to token %llu: %s", w->cfg->name, (unsigned long long)newer, why);
+}
+
+/* The fence on the control connection before it commits: 0, or -1 (fenced and reported, or c->err). */
+static int ctl_fence(struct writer *w)
+{
+    int rc = sy_apply_fence(&w->ctl, true);
+    if (rc == SY_APPLY_FENCED)
+        fenced(w, w->ctl.err, w->ctl.fenced_by);
+    return rc == 0 ? 0 : -1;
 }
 
 /* ---- transactions ----------------------------------------------------------------------------- */
@@ -430,6 +462,7 @@ static int apply_group(struct worker *wk, struct sy_apply_txn *const *txs, size_
     struct group_ref g = { .wk = wk, .txs = txs, .n = n };
     for (int attempt = 0;; attempt++) {
         uint64_t rows0 = ac->rows, conflicts0 = ac->conflicts_overwritten;
+        sy_failpoint_stall("writer_group_taken");
         /* the batch applies a group only when nothing conflicts; a conflict sends the group row by row,
          * which fails naming it (on_conflict = fail) or overwrites and counts it (overwrite) */
         int rc = sy_apply_batch(ac, txs, n, group_ready, &g);
@@ -446,6 +479,8 @@ static int apply_group(struct worker *wk, struct sy_apply_txn *const *txs, size_
             rc = SY_APPLY_TRANSIENT;
         if (rc == 0)
             rc = record_applied(wk, txs, n);
+        if (rc == 0)
+            rc = sy_apply_fence(ac, false); /* shared lock: the workers commit in parallel */
         if (rc == 0) {
             sy_failpoint("writer_before_commit");
             rc = sy_apply_commit(ac) == 0 ? 0 : SY_APPLY_TRANSIENT;
@@ -518,7 +553,9 @@ static void *worker_main(void *arg)
         } else {
             if (w->worker_rc == 0) {
                 w->worker_rc = rc;
-                snprintf(w->worker_reason, sizeof w->worker_reason, "%s", reason);
+                w->worker_fenced_by = wk->ac.fenced_by;
+                snprintf(w->worker_reason, sizeof w->worker_reason, "%s",
+                         rc == SY_APPLY_FENCED ? "fenced" : reason);
                 snprintf(w->worker_err, sizeof w->worker_err, "%s", wk->ac.err);
             }
             w->abort = true;
@@ -616,8 +653,11 @@ static void collect_done(struct writer *w)
 /* Writes the watermark into the checkpoint row and deletes the applied rows it covers. */
 static int flush_checkpoint(struct writer *w)
 {
+    if (w->fenced)
+        return -1;
     if (w->watermark <= w->durable_seq && w->n_gc == 0)
         return 0;
+    sy_failpoint_stall("writer_checkpoint_flush");
     struct sy_apply_conn *c = &w->ctl;
     if (sy_apply_checkpoint(c, w->watermark, w->position, 0) != 0)
         return -1;
@@ -642,7 +682,7 @@ static int flush_checkpoint(struct writer *w)
         }
     }
     free(eid);
-    if (sy_apply_commit(c) != 0)
+    if (ctl_fence(w) != 0 || sy_apply_commit(c) != 0)
         return -1;
     w->durable_seq = w->watermark;
     w->n_gc = 0;
@@ -801,7 +841,7 @@ static int apply_barrier(struct writer *w, struct sy_apply_txn *tx)
     }
     struct sy_apply_conn *c = &w->ctl;
     if (flush_checkpoint(w) != 0)
-        return 1;
+        return w->fenced ? -1 : 1;
     bool retry = tx->ddl_retry;
     sy_apply_txn_reset(c);
     c->overwrite_txn = in_takeover_replay(w, tx);
@@ -822,8 +862,10 @@ static int apply_barrier(struct writer *w, struct sy_apply_txn *tx)
             break;
         case SY_CHANGE_DDL:
             if (!retry) {
-                if (sy_apply_checkpoint(c, w->watermark, w->position, rec->seq) != 0 || sy_apply_commit(c) != 0)
-                    return 1;
+                /* DDL commits by itself: the fence covers the "pending" mark just before it */
+                if (sy_apply_checkpoint(c, w->watermark, w->position, rec->seq) != 0 || ctl_fence(w) != 0 ||
+                    sy_apply_commit(c) != 0)
+                    return w->fenced ? -1 : 1;
             }
             rc = sy_apply_ddl(c, &ch.u.ddl, retry);
             retry = false;
@@ -848,8 +890,8 @@ static int apply_barrier(struct writer *w, struct sy_apply_txn *tx)
             return -1;
         }
     }
-    if (sy_apply_checkpoint(c, tx->commit_seq, tx->position, 0) != 0)
-        return 1;
+    if (sy_apply_checkpoint(c, tx->commit_seq, tx->position, 0) != 0 || ctl_fence(w) != 0)
+        return w->fenced ? -1 : 1;
     sy_failpoint("writer_before_commit");
     if (sy_apply_commit(c) != 0)
         return 1;
@@ -881,6 +923,13 @@ static int read_checkpoint(struct writer *w, uint64_t *pending_ddl)
     res = NULL;
     if (!ranges && sy_mariadb_exec(c->conn, err, sizeof err, SY_MARIADB_APPLIED_ADD_RANGES_SQL) != 0)
         goto out;
+    if (mysql_query(c->conn, SY_MARIADB_CHECKPOINT_HAS_TOKEN_SQL) != 0 || (res = mysql_store_result(c->conn)) == NULL)
+        goto out;
+    bool token_col = (row = mysql_fetch_row(res)) != NULL && row[0] && strtoull(row[0], NULL, 10) > 0;
+    mysql_free_result(res);
+    res = NULL;
+    if (!token_col && sy_mariadb_exec(c->conn, err, sizeof err, SY_MARIADB_CHECKPOINT_ADD_TOKEN_SQL) != 0)
+        goto out;
     if (mysql_real_query(c->conn, sql, (unsigned long)strlen(sql)) != 0 || (res = mysql_store_result(c->conn)) == NULL)
         goto out;
     row = mysql_fetch_row(res);
@@ -902,6 +951,18 @@ static int read_checkpoint(struct writer *w, uint64_t *pending_ddl)
                                "last_seq) <= %llu",
                                eid ? eid : "", (unsigned long long)w->watermark) != 0) {
         goto out;
+    }
+    if (w->ctx->owner_token != 0) {
+        /* the session claims the row for this owner (the takeover did already, or the row is new): a
+         * higher token there means another node owns the pair */
+        if (sy_mariadb_fence_claim_sql(sql, sizeof sql, eid ? eid : "", w->ctx->owner_token) < 0 ||
+            mysql_real_query(c->conn, sql, (unsigned long)strlen(sql)) != 0)
+            goto out;
+        if (mysql_affected_rows(c->conn) != 1) { /* CLIENT_FOUND_ROWS: matched rows */
+            if (ctl_fence(w) == 0)
+                fenced(w, "the destination's checkpoint names another owner", 0);
+            goto out;
+        }
     }
     snprintf(sql, sizeof sql, "SELECT spool_seq, last_seq FROM " SY_SCHEMA ".applied WHERE instance='%s' "
              "ORDER BY spool_seq", eid ? eid : "");
@@ -1052,6 +1113,10 @@ static int apply_session(struct writer *w, uint64_t pending_ddl)
             ret = wrc == SY_APPLY_TRANSIENT ? 1 : 2;
             break;
         }
+        if (w->fenced) { /* the control connection found it */
+            ret = -1;
+            break;
+        }
         if (w->blocked) {
             if (try_dispatch(w, w->blocked))
                 w->blocked = NULL;
@@ -1173,7 +1238,10 @@ end:
     txn_free(cur);
     workers_stop(w);
     collect_done(w);
-    if (ret == 2) {
+    if (ret == 2 && w->worker_rc == SY_APPLY_FENCED) {
+        fenced(w, w->worker_err, w->worker_fenced_by);
+        ret = -1;
+    } else if (ret == 2) {
         fail(w, w->worker_reason[0] ? w->worker_reason : "apply_failed", "%s", w->worker_err);
         ret = -1;
     } else if (ret == 1 && w->worker_err[0]) {
@@ -1262,7 +1330,7 @@ static void *writer_main(void *arg)
         w->conflicts_before += w->ctl.conflicts_overwritten;
         w->ctl.rows = w->ctl.conflicts_overwritten = 0;
         sy_apply_conn_close(&w->ctl);
-        if (rc <= 0 || stopping(w))
+        if (rc <= 0 || stopping(w) || w->failed)
             break;
         sy_module_report_retrying(w->ctx->report, "destination_unreachable", "%s", w->ctl.err);
         sy_module_backoff(w->ctx, &backoff, WR_MAX_BACKOFF_MS);

@@ -339,14 +339,18 @@ def test_applied_ranges_after_kill9_and_an_older_applied_table(daemon, mariadb_p
     assert q(dr, "SELECT SUM(n) FROM hot", fresh) == q(b, "SELECT SUM(n) FROM hot", fresh)
     wait_for(lambda: q(dr, "SELECT COUNT(*) FROM switchyard.applied WHERE instance = %s",
                        args=(f"{pname}/forward",))[0][0] == 0, 30, "applied rows deleted behind the watermark")
-    # an applied table of an older version: one row per transaction, no range column
+    # an applied table of an older version: one row per transaction, no range column; a checkpoint table
+    # from before the owner token (docs/cluster.md)
     d.stop()
     dr.sql("ALTER TABLE switchyard.applied DROP COLUMN last_seq")
+    dr.sql("ALTER TABLE switchyard.checkpoint DROP COLUMN owner_token")
     b.sql("UPDATE hot SET n = n + 5", database=fresh)
     d.restart()
     assert_equal_eventually(mariadb_pair, fresh, timeout=60)
     assert q(dr, "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'switchyard' AND "
                  "TABLE_NAME = 'applied' AND COLUMN_NAME = 'last_seq'")[0][0] == 1
+    assert q(dr, "SELECT owner_token FROM switchyard.checkpoint WHERE instance = %s",
+             args=(f"{pname}/forward",)) == ((0,),)     # no cluster: token 0
     wait_state(d, pname, "running")
 
 

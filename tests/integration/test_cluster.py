@@ -479,12 +479,14 @@ def running_forward(d, pname):
     return bool(fw) and fw[0]["state"] == "running"
 
 
-def electable_three(daemon, etcd, mariadb_pair, db, pname, max_hold_ms=5000):
-    """Three nodes that all may run the pair's synchronization (objects set on each): one is elected."""
+def electable_three(daemon, etcd, mariadb_pair, db, pname, max_hold_ms=5000, env_of=None):
+    """Three nodes that all may run the pair's synchronization (objects set on each): one is elected.
+    env_of(i): extra environment of node i (1..3)."""
     mariadb_pair.business.sql("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))", database=db)
     app_user(mariadb_pair, db)
     nodes = [daemon(pair=pname, objects=f"{db}.*", txn_drain_ms=500, max_hold_ms=max_hold_ms,
-                    extra_ini=cluster_ini(etcd, f"{pname}-n{i}")) for i in (1, 2, 3)]
+                    extra_ini=cluster_ini(etcd, f"{pname}-n{i}"), env=env_of(i) if env_of else None)
+             for i in (1, 2, 3)]
     for d in nodes:
         wait_for(lambda: confirmed(d, pname, 1), 20, "the shared epoch confirmed and watched")
     owner = wait_for(lambda: len(owners(nodes, pname)) == 1 and owners(nodes, pname)[0], 20, "one owner")
@@ -551,6 +553,82 @@ def test_one_node_owns_the_synchronization_and_another_takes_over_after_kill9(da
     r = new.admin_ok("verify", _timeout=120, pair=pname)
     assert r["clean"] is True, r
     assert "taken over from the destination's checkpoint" in new.log()
+
+
+@pytest.mark.parametrize("point", ["writer_group_taken", "writer_checkpoint_flush"])
+def test_an_old_owner_resumed_after_a_takeover_is_fenced_at_the_destination(daemon, etcd, mariadb_pair, fresh,
+                                                                           tmp_path, point):  # noqa: F811
+    """writer_group_taken: the owner's apply worker has taken a transaction of a hot row (v = 'stale') but not
+    applied it (the failpoint holds it there); the owner is SIGSTOPped past its lease, another node takes
+    over, replays that transaction and applies a newer one (v = 'newer'). On SIGCONT the old worker applies
+    its stale after-image at once — before its step-down check can stop it — but its commit finds the new
+    owner's token in DR's checkpoint row: rolled back, the old owner says it lost the pair and runs no
+    instance, DR keeps 'newer' (equal to business, verify clean), and no client saw an error. Left alone, the
+    fenced node takes the pair over again (a higher token) and writes on.
+    writer_checkpoint_flush: the same with the owner's control connection held just before it writes its
+    (older) checkpoint: on SIGCONT that write is fenced too, and DR's checkpoint keeps the new owner's
+    position."""
+    b, dr = mariadb_pair
+    pname = f"x{fresh}"
+    # a DR of an install from before the owner token: the owner upgrades its checkpoint table on start
+    dr.sql("CREATE DATABASE IF NOT EXISTS switchyard")
+    dr.sql("CREATE TABLE IF NOT EXISTS switchyard.checkpoint (instance VARCHAR(128) NOT NULL PRIMARY KEY, "
+           "spool_seq BIGINT UNSIGNED NOT NULL, position TEXT NOT NULL, pending_ddl_seq BIGINT UNSIGNED NOT NULL "
+           "DEFAULT 0, updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB")
+    dr.sql("ALTER TABLE switchyard.checkpoint DROP COLUMN IF EXISTS owner_token")
+    stall = {i: tmp_path / f"stall-n{i}" for i in (1, 2, 3)}
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname, env_of=lambda i: {
+        "SY_STALL_POINT": point, "SY_STALL_FILE": str(stall[i])})
+    me = stall[int(sync_owner(owner, pname)["owner"].rsplit("-n", 1)[1])]
+    c = app_conn(others[0], fresh)                    # through a node that stays up: no client error
+    one(c, "INSERT INTO t VALUES (1, 'v0')")
+    v = lambda side: q(side, "SELECT v FROM t WHERE id = 1", fresh)
+    wait_for(lambda: v(dr) == (("v0",),), 30, "forward applied")
+    me.touch()
+    one(c, "UPDATE t SET v = 'stale' WHERE id = 1")
+    wait_for(lambda: f"failpoint {point}: stalled" in owner.log(), 30, "the owner's writer held at the failpoint")
+    if point == "writer_group_taken":
+        assert v(dr) == (("v0",),)
+    checkpoint = lambda: q(dr, "SELECT position FROM switchyard.checkpoint WHERE instance = %s",
+                           args=(f"{pname}/forward",))[0][0]
+    os.kill(owner.pid, signal.SIGSTOP)
+    try:
+        new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 30, "another node owns")
+        wait_for(lambda: running_forward(new, pname), 30, "the new owner's forward instance running")
+        wait_for(lambda: v(dr) == (("stale",),), 30, "the new owner replayed the stale transaction")
+        one(c, "UPDATE t SET v = 'newer' WHERE id = 1")
+        wait_for(lambda: v(dr) == (("newer",),), 30, "the new owner applied the newer value")
+        pos = q(b, "SELECT @@gtid_binlog_pos")[0][0]
+        wait_for(lambda: checkpoint() == pos, 30, "the new owner's checkpoint at business's position")
+        me.unlink()                                    # the old writer goes on the moment it runs again
+    finally:
+        os.kill(owner.pid, signal.SIGCONT)
+    wait_for(lambda: f"failpoint {point}: released" in owner.log(), 10, "the old writer released")
+    wait_for(lambda: not sync_owner(owner, pname).get("this_node_owns") and owner.pair_status(pname)["instances"]
+             == [], 20, "the old owner runs no instance")
+    assert checkpoint() == pos                         # without the fence: the old owner's older position
+    one(c, "INSERT INTO t VALUES (2, 'after')")
+    rows = lambda side: q(side, "SELECT id, v FROM t ORDER BY id", fresh)
+    wait_for(lambda: rows(dr) == rows(b), 30, "DR equals business")   # without the fence: v = 'stale' on DR
+    assert rows(dr) == ((1, "newer"), (2, "after"))
+    token = sync_owner(new, pname)["owner_token"]
+    assert token > 0 and f"lost ownership of pair {pname} to token {token}" in owner.log()
+    assert sync_owner(owner, pname)["fenced"] == {"lost_to_token": token}
+    assert "fenced" not in sync_owner(new, pname)
+    assert q(dr, "SELECT owner_token FROM switchyard.checkpoint WHERE instance = %s",
+             args=(f"{pname}/forward",)) == ((token,),)
+    assert etcd_get(etcd, f"/switchyard/pairs/{pname}/owner")["node"] == sync_owner(new, pname)["owner"]
+    wait_for(lambda: running_forward(new, pname), 30, "the new owner's forward instance running")
+    r = new.admin_ok("verify", _timeout=120, pair=pname)
+    assert r["clean"] is True, r
+    # the fenced node is not stuck: alone, it takes the pair over again from DR's checkpoint
+    for d in others:
+        d.stop()
+    wait_for(lambda: running_forward(owner, pname), 30, "the old owner owns and runs the pair again")
+    assert "fenced" not in sync_owner(owner, pname) and sync_owner(owner, pname)["owner_token"] > token
+    c2 = app_conn(owner, fresh)
+    one(c2, "UPDATE t SET v = 'back' WHERE id = 1")
+    wait_for(lambda: rows(dr) == rows(b) == ((1, "back"), (2, "after")), 30, "DR equals business again")
 
 
 def test_a_failover_flips_every_node_with_the_owner(daemon, etcd, mariadb_pair, fresh):  # noqa: F811
