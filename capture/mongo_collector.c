@@ -639,7 +639,7 @@ static void take_over(struct collector *c)
     uint64_t *keys = NULL;
     size_t n = 0;
     char why[1400];
-    int rc = sy_mongo_taken_load(c->ctx->state_dir, c->pos, &after, &keys, &n, why, sizeof why);
+    int rc = sy_mongo_taken_load(c->ctx->state_dir, c->pos, true, &after, &keys, &n, why, sizeof why);
     sy_mongo_taken_remove(c->ctx->state_dir);
     if (rc < 0)
         sy_log_warn("%s: the set of entries taken before the stop is unusable (%s): resuming after the position "

@@ -81,7 +81,7 @@ int sy_mongo_tail_read(const struct sy_pair_cfg *cfg, const struct sy_endpoint *
     size_t n_taken = 0;
     char why[1400] = "";
     int have_set = collector_dir != NULL && collector_dir[0] != '\0'
-                       ? sy_mongo_taken_load(collector_dir, from, &after, &taken, &n_taken, why, sizeof why)
+                       ? sy_mongo_taken_load(collector_dir, from, false, &after, &taken, &n_taken, why, sizeof why)
                        : 0;
     if (have_set <= 0) {
         after = from;
@@ -126,7 +126,7 @@ int sy_mongo_tail_read(const struct sy_pair_cfg *cfg, const struct sy_endpoint *
             if (json_object_get(read, key) != NULL)
                 continue; /* delivered again */
             json_object_set_new(read, key, json_true());
-            if (sy_mongo_ts_cmp(ts, from) <= 0 && sy_mongo_taken_has(taken, n_taken, (uint64_t)ts.t << 32 | ts.i)) {
+            if (sy_mongo_taken_has(taken, n_taken, (uint64_t)ts.t << 32 | ts.i)) {
                 skipped++;
                 continue; /* the forward collector took it: on DR */
             }

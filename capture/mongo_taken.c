@@ -48,8 +48,8 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-int sy_mongo_taken_load(const char *dir, struct sy_mongo_ts position, struct sy_mongo_ts *after, uint64_t **keys,
-                        size_t *n, char *why, size_t whylen)
+int sy_mongo_taken_load(const char *dir, struct sy_mongo_ts from, bool up_to, struct sy_mongo_ts *after,
+                        uint64_t **keys, size_t *n, char *why, size_t whylen)
 {
     char path[1200], err[512];
     int missing = 0;
@@ -70,8 +70,8 @@ int sy_mongo_taken_load(const char *dir, struct sy_mongo_ts position, struct sy_
         json_decref(doc);
         return -1;
     }
-    if (sy_mongo_ts_cmp(pos, position) != 0) {
-        snprintf(why, whylen, "%s was left at %s, not at %u:%u", path, p, position.t, position.i);
+    if (up_to ? sy_mongo_ts_cmp(from, *after) < 0 || sy_mongo_ts_cmp(from, pos) > 0 : sy_mongo_ts_cmp(from, pos) != 0) {
+        snprintf(why, whylen, "%s was left at %s (exact after %s), not for %u:%u", path, p, a, from.t, from.i);
         json_decref(doc);
         return 0;
     }

@@ -12,6 +12,7 @@
 #ifndef SY_CAPTURE_MONGO_TAKEN_H
 #define SY_CAPTURE_MONGO_TAKEN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,10 +23,12 @@
 /* Writes the set (keys: t << 32 | i; zeros ignored; keys at or before after are left out). 0, or -1 (err). */
 int sy_mongo_taken_save(const char *dir, struct sy_mongo_ts position, struct sy_mongo_ts after, const uint64_t *keys,
                         size_t n, char *err, size_t errlen);
-/* Reads the set left at `position`: 1 with *after and *keys (sorted, malloc'd; *n of them), 0 none for this
- * position (missing, or another position: why), -1 unreadable (why). */
-int sy_mongo_taken_load(const char *dir, struct sy_mongo_ts position, struct sy_mongo_ts *after, uint64_t **keys,
-                        size_t *n, char *why, size_t whylen);
+/* Reads the set left at position `from` (up_to: at `from` or after it, `from` not before its `after`: a
+ * collector resuming from its spool's last position, which may be older than its last taken ts): 1 with
+ * *after and *keys (sorted, malloc'd; *n of them), 0 none for it (missing, or another position: why), -1
+ * unreadable (why). */
+int sy_mongo_taken_load(const char *dir, struct sy_mongo_ts from, bool up_to, struct sy_mongo_ts *after,
+                        uint64_t **keys, size_t *n, char *why, size_t whylen);
 /* Whether key is in a sorted set from sy_mongo_taken_load. */
 bool sy_mongo_taken_has(const uint64_t *keys, size_t n, uint64_t key);
 /* Removes the file (missing: fine). */
