@@ -35,14 +35,21 @@
  * a sweep decodes and sends the SWEEP_S seconds' entries (measured at 12-15k entries: a poll of 2 s, 30 s or
  * 60 s took 2.0-3.2 s each, the difference within the noise of the whole read).
  *
- * Resuming and reach: after a restart the collector takes only entries after its position (the floor). An
- * entry with an older `ts` that lands after the last poll of the previous run is not taken (the checkpoint is
- * one `ts`, not the set). Reading SWEEP_S back before the floor on resume was considered and left out: it
+ * Stopping and resuming (capture/mongo_taken.h): on a clean stop the collector leaves the set of ts it took
+ * since the point from which the set is exact (its floor, or SWEEP_S + 1 seconds before pos: seen_rebuild drops
+ * older keys), tied to pos, in its state directory. A failover's tail (capture/mongo_tail.c) reads business's
+ * oplog from that point and skips exactly those ts: an entry that landed behind a newer one after the last poll
+ * before business died has a ts older than the collected position, and only so is it in the tail (never on DR,
+ * never lost), while none the collector took is. A restart whose spool position lies within the set's range
+ * takes it over (take_over: the floor moves back to where the set is exact), so such an entry is taken then,
+ * and none taken before is taken again. Without the set (a crash, a failure) a restart takes only entries
+ * after its position (the floor) and the tail starts at the collected position, both saying so in the log.
+ * Reading back before the floor without the set was considered and left out: it
  * would take again entries already applied, and although an insert or whole-document update is applied as
  * an upsert by _id (idempotent), the ack ledger matches a taken entry with an acknowledged write by its
  * document's key alone (engine/mongo_acks.h: an old entry taken again would prove a newer write it is not),
  * an echo whose echo mark lies before the re-read would be spooled back to the other side, and a real
- * MongoDB's partial update ($inc) is not idempotent. The exposure is the entries in flight at the stop
+ * MongoDB's partial update ($inc) is not idempotent. The exposure is the entries in flight at a crash
  * (measured lateness: milliseconds).
  * After every poll the capped oplog's oldest entry (one row: cheap) must be at or before the position
  * the poll started from — proof that nothing between was dropped unread; otherwise the instance fails

@@ -1,11 +1,15 @@
 /* The unreplicated tail of a MongoDB source (ARCHITECTURE.md, "Failover"): after a failover to DR, the
- * business oplog entries after the last one the forward collector spooled, on synchronized namespaces
- * (and admin.system.users), up to the newest entry at the start of the read. One entry is one
+ * business oplog entries the forward collector never took, on synchronized namespaces (and
+ * admin.system.users), up to the newest entry at the start of the read: read from where the set of ts the
+ * collector left at its stop is exact (capture/mongo_taken.h), those ts skipped — an entry that landed
+ * behind a newer one after its last poll has a ts older than the collected position. Without the set, after
+ * the collected position alone (logged; "collected_set_missing" in the detail). One entry is one
  * "transaction" (MongoDB without transactions logs one entry per change). Values are canonical
  * extended JSON (lossless: `{"$numberLong": "5"}`, `{"$oid": ...}`), so an export can be replayed by
  * hand with any driver. Blocking: call it from a worker thread.
  *
- *   {"from": "1733241600:5", "to": "1733241700:2",
+ *   {"from": "1733241600:5" (collected), "to": "1733241700:2", "read_after": "1733241569:4294967295",
+ *    "collected_set": entries skipped as taken | null (no set), "collected_set_missing": why (no set),
  *    "transactions": [{"position": "1733241600:7", "wall": <ms>, "tables": ["db.coll"],
  *                      "rows": [{"table": "db.coll", "op": "insert"|"update"|"delete",
  *                                "key": {"_id": ...}, "after": {document} | null,
