@@ -560,3 +560,24 @@ def test_failover_tail_holds_an_entry_that_landed_behind_a_collected_one(mongo_d
         in_tail = [(row["table"], row["key"]) for t in detail["transactions"] for row in t["rows"]]
         assert in_tail == [(f"{db}.late", {"_id": "late"})], detail
         assert detail["collected_set"] is not None and detail["collected_set"] >= 1, detail  # "newer" skipped
+
+
+def test_restart_takes_an_entry_that_landed_behind_a_collected_one(mongo_daemon, ferretdb_pair):
+    """The same late entry across a clean restart of switchyardd: the collector left the ts it took behind at its
+    stop, the new one takes that set over and reads from before its position, so the entry that landed behind a
+    collected one after the last poll reaches DR (before, a restart took only entries after its position)."""
+    env = lambda db: {"SY_HIDE_OPLOG_NS": f"{db}.late"}  # noqa: E731
+    with switchable_pair(mongo_daemon, ferretdb_pair, env_of=env) as (d, pname, db):
+        b, dr = ferretdb_pair
+        with app_client(d.port) as c:
+            c[db].late.insert_one({"_id": "late"})       # its entry unseen by this collector
+            c[db].docs.insert_one({"_id": "newer"})      # a newer entry, collected and applied
+        with dr.client() as drc:
+            wait_until(lambda: drc[db].docs.count_documents({"_id": "newer"}) == 1, what="forward applied")
+            assert drc[db].late.count_documents({}) == 0
+            d.stop()
+            d.env.pop("SY_HIDE_OPLOG_NS")
+            d.start()
+            wait_collecting(d, pname)
+            wait_until(lambda: drc[db].late.count_documents({"_id": "late"}) == 1, what="the late entry on DR")
+        assert "resuming with the" in d.log_path.read_text()
