@@ -648,6 +648,7 @@ static void reader_fini(struct tail_reader *t)
 }
 
 int sy_mariadb_tail_read(const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, const char *from_position,
+                         const char *collector_dir,
                          json_t *out, char *err, size_t errlen)
 {
     struct tail_reader *t = calloc(1, sizeof *t);

@@ -60,6 +60,7 @@
  * 0, or -1 with err (unreachable source, a purged position, row images without FULL metadata / image,
  * timeout, malformed events, size cap). On -1, out may hold a partial result: discard it. */
 int sy_mariadb_tail_read(const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, const char *from_position,
+                         const char *collector_dir,
                          json_t *out, char *err, size_t errlen) SY_MUST_CHECK;
 
 #endif

@@ -35,14 +35,21 @@
  * a sweep decodes and sends the SWEEP_S seconds' entries (measured at 12-15k entries: a poll of 2 s, 30 s or
  * 60 s took 2.0-3.2 s each, the difference within the noise of the whole read).
  *
- * Resuming and reach: after a restart the collector takes only entries after its position (the floor). An
- * entry with an older `ts` that lands after the last poll of the previous run is not taken (the checkpoint is
- * one `ts`, not the set). Reading SWEEP_S back before the floor on resume was considered and left out: it
+ * Stopping and resuming (capture/mongo_taken.h): on a clean stop the collector leaves the set of ts it took
+ * since the point from which the set is exact (its floor, or SWEEP_S + 1 seconds before pos: seen_rebuild drops
+ * older keys), tied to pos, in its state directory. A failover's tail (capture/mongo_tail.c) reads business's
+ * oplog from that point and skips exactly those ts: an entry that landed behind a newer one after the last poll
+ * before business died has a ts older than the collected position, and only so is it in the tail (never on DR,
+ * never lost), while none the collector took is. A restart whose spool position lies within the set's range
+ * takes it over (take_over: the floor moves back to where the set is exact), so such an entry is taken then,
+ * and none taken before is taken again. Without the set (a crash, a failure) a restart takes only entries
+ * after its position (the floor) and the tail starts at the collected position, both saying so in the log.
+ * Reading back before the floor without the set was considered and left out: it
  * would take again entries already applied, and although an insert or whole-document update is applied as
  * an upsert by _id (idempotent), the ack ledger matches a taken entry with an acknowledged write by its
  * document's key alone (engine/mongo_acks.h: an old entry taken again would prove a newer write it is not),
  * an echo whose echo mark lies before the re-read would be spooled back to the other side, and a real
- * MongoDB's partial update ($inc) is not idempotent. The exposure is the entries in flight at the stop
+ * MongoDB's partial update ($inc) is not idempotent. The exposure is the entries in flight at a crash
  * (measured lateness: milliseconds).
  * After every poll the capped oplog's oldest entry (one row: cheap) must be at or before the position
  * the poll started from — proof that nothing between was dropped unread; otherwise the instance fails
@@ -54,6 +61,7 @@
 #include <unistd.h>
 
 #include "capture/mongo_modules.h"
+#include "capture/mongo_taken.h"
 #include "core/change.h"
 #include "core/collect.h"
 #include "core/instance.h"
@@ -96,6 +104,7 @@ struct collector {
     uint64_t echoes;
     uint64_t late, late_max_ms;    /* entries that landed behind a newer one; the latest of them (ms) */
     uint64_t swept;                /* entries only a sweep found (behind the fast window) */
+    bool failed;                   /* reported failed: no taken set is left behind */
     char err[1024];
 };
 
@@ -312,8 +321,21 @@ static bool lose_entry(const char *ns)
     }
     return false;
 }
+
+/* SY_HIDE_OPLOG_NS=db.coll: this process never sees the entries of that namespace, as if each landed
+ * (behind newer ones) after the collector's last poll (tests of the failover's tail). */
+static bool hide_entry(const char *ns)
+{
+    const char *want = getenv("SY_HIDE_OPLOG_NS");
+    return want != NULL && strcmp(want, ns) == 0;
+}
 #else
 static bool lose_entry(const char *ns)
+{
+    return false;
+}
+
+static bool hide_entry(const char *ns)
 {
     return false;
 }
@@ -411,6 +433,8 @@ static bool on_entry(struct collector *c, const bson_t *doc)
         return false;
     }
     uint64_t key = (uint64_t)e.ts.t << 32 | e.ts.i;
+    if (hide_entry(e.ns))
+        return true;
     if (sy_mongo_ts_cmp(e.ts, c->floor) <= 0 || seen_has(c, key))
         return true; /* taken before (this poll reads the window again; FerretDB delivers some twice) */
     if (seen_add(c, key) != 0) {
@@ -584,6 +608,8 @@ static void collect(struct collector *c)
         }
         int rc = c->client != NULL ? tail(c) : 1;
         sy_collect_sync(&c->out, true);
+        if (rc < 0)
+            c->failed = true;
         if (rc <= 0 || stopping(c))
             return; /* stopped, or failed (reported) */
         sy_module_report_retrying(c->ctx->report, "source_unreachable", "%s", c->err);
@@ -609,6 +635,58 @@ static int load_position(struct collector *c)
     return 0;
 }
 
+/* ---- the taken set across a stop (capture/mongo_taken.h) ------------------------------------------- */
+
+/* At the start: the set the previous run left at this position becomes this run's, and the floor moves back
+ * to where it is exact, so an entry that landed behind a newer one after that run's last poll is taken now
+ * and none it took is taken again. The file is removed either way: it describes the previous run only. */
+static void take_over(struct collector *c)
+{
+    struct sy_mongo_ts after;
+    uint64_t *keys = NULL;
+    size_t n = 0;
+    char why[1400];
+    int rc = sy_mongo_taken_load(c->ctx->state_dir, c->pos, true, &after, &keys, &n, why, sizeof why);
+    sy_mongo_taken_remove(c->ctx->state_dir);
+    if (rc < 0)
+        sy_log_warn("%s: the set of entries taken before the stop is unusable (%s): resuming after the position "
+                    "alone", c->ctx->instance_id, why);
+    if (rc <= 0)
+        return;
+    if (n > 0 && seen_rebuild(c, n) != 0) {
+        sy_log_warn("%s: out of memory for the %zu entries taken before the stop: resuming after the position alone",
+                    c->ctx->instance_id, n);
+        free(keys);
+        return;
+    }
+    for (size_t k = 0; k < n; k++)
+        if (keys[k] != 0 && !seen_has(c, keys[k])) {
+            seen_put(c->seen, c->seen_cap, keys[k]);
+            c->seen_n++;
+        }
+    free(keys);
+    if (sy_mongo_ts_cmp(after, c->floor) < 0)
+        c->floor = after;
+    sy_log_info("%s: resuming with the %zu entries taken after %u:%u before the stop: any other entry after it is "
+                "taken now", c->ctx->instance_id, n, after.t, after.i);
+}
+
+/* At a clean stop: the ts taken after the oldest point from which the set is exact (the floor, or SWEEP_S + 1
+ * seconds before pos: seen_rebuild drops older ones). A failed run leaves none (the next start or a failover's
+ * tail falls back to the position alone). */
+static void leave_taken(struct collector *c)
+{
+    struct sy_mongo_ts after = { 0, 0 };
+    if (c->pos.t >= SWEEP_S + 2)
+        after = (struct sy_mongo_ts){ c->pos.t - SWEEP_S - 2, UINT32_MAX };
+    if (sy_mongo_ts_cmp(after, c->floor) < 0)
+        after = c->floor;
+    char err[1024];
+    if (sy_mongo_taken_save(c->ctx->state_dir, c->pos, after, c->seen, c->seen_cap, err, sizeof err) != 0)
+        sy_log_warn("%s: cannot keep the entries taken before the stop: %s (a failover's tail then starts at the "
+                    "position alone)", c->ctx->instance_id, err);
+}
+
 static void *collector_main(void *arg)
 {
     struct collector *c = calloc(1, sizeof *c);
@@ -624,8 +702,12 @@ static void *collector_main(void *arg)
         sy_mongo_acks_arm(c->acks, true);
     if (c->echo == NULL)
         sy_module_report_failed(c->ctx->report, "out_of_memory", "out of memory");
-    else if (load_position(c) == 0)
+    else if (load_position(c) == 0) {
+        take_over(c);
         collect(c);
+        if (!c->failed)
+            leave_taken(c);
+    }
     if (c->acks != NULL)
         sy_mongo_acks_arm(c->acks, false);
     sy_collect_fini(&c->out);

@@ -17,6 +17,7 @@ int sy_mongo_fence(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, 
                    size_t poslen, char *err, size_t errlen);
 /* A failover's tail: the source's oplog entries after from_position (capture/mongo_tail.c). */
 int sy_mongo_tail_read(const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, const char *from_position,
+                       const char *collector_dir,
                        json_t *out, char *err, size_t errlen);
 /* Whether ep accepts the admin login and answers a ping within about timeout_ms. */
 bool sy_mongo_alive(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, int timeout_ms);

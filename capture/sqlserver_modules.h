@@ -19,6 +19,7 @@ int sy_sqlserver_precheck(const struct sy_pair_cfg *cfg, enum sy_direction dir, 
 /* The failover's unreplicated tail of src after from_position (capture/sqlserver_tail.c: the format). 0, or
  * -1 with err (out may then hold a partial result: discard it). */
 int sy_sqlserver_tail_read(const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, const char *from_position,
+                           const char *collector_dir,
                            json_t *out, char *err, size_t errlen);
 /* A change value as the tail writes it (NULL: out of memory). */
 struct sy_value;

@@ -244,6 +244,7 @@ static bool lost_to_cleanup(struct sy_tds *t, const struct sy_tds_ci *ci, const 
 }
 
 int sy_sqlserver_tail_read(const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, const char *from_position,
+                           const char *collector_dir,
                            json_t *out, char *err, size_t errlen)
 {
     struct read r = { .cfg = cfg };

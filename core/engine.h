@@ -88,9 +88,11 @@ struct sy_failover_ops {
     /* The tail's transactions with their changes, into out: {"transactions": [{"position": the
      * transaction's position (what the ack ledger is compared with), "tables": [names], "rows": [{"table",
      * "op", "key"}], ...engine fields}], "tables": [...], "rows": count}; the same object goes to
-     * tail_revert and, on export, to the file (MariaDB: capture/mariadb_tail.h). NULL: not built. */
+     * tail_revert and, on export, to the file (MariaDB: capture/mariadb_tail.h). collector_dir: the forward
+     * instance's state directory, where its collector may have left what it took near from_position (MongoDB:
+     * capture/mongo_taken.h). NULL: not built. */
     int (*tail_read)(const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, const char *from_position,
-                     json_t *out, char *err, size_t errlen);
+                     const char *collector_dir, json_t *out, char *err, size_t errlen);
     /* Undoes a tail read by tail_read on ep, newest first (replay/mariadb_tail_revert.h). */
     int (*tail_revert)(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, const json_t *tail,
                        json_t *result, char *err, size_t errlen);

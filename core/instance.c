@@ -933,7 +933,7 @@ bool sy_instance_writing(const struct sy_instance *in)
            (in->state == SY_INST_RUNNING || in->state == SY_INST_RETRYING || in->state == SY_INST_STOPPING);
 }
 
-static void instance_dir(const struct sy_pair *pair, enum sy_direction dir, char *out, size_t outlen)
+void sy_instance_dir(const struct sy_pair *pair, enum sy_direction dir, char *out, size_t outlen)
 {
     snprintf(out, outlen, "%s/instances/%s.%s", pair->state_dir, pair->cfg->name,
              dir == SY_DIR_FORWARD ? "forward" : "reverse");
@@ -942,7 +942,7 @@ static void instance_dir(const struct sy_pair *pair, enum sy_direction dir, char
 bool sy_instance_exists(const struct sy_pair *pair, enum sy_direction dir)
 {
     char path[1200];
-    instance_dir(pair, dir, path, sizeof path);
+    sy_instance_dir(pair, dir, path, sizeof path);
     strncat(path, "/state.json", sizeof path - strlen(path) - 1);
     return access(path, F_OK) == 0;
 }
@@ -951,7 +951,7 @@ struct sy_instance *sy_instance_create_reverse(struct sy_pair *pair, const struc
                                                const char *start_position, char *err, size_t errlen)
 {
     char dir[1200], path[1300];
-    instance_dir(pair, SY_DIR_REVERSE, dir, sizeof dir);
+    sy_instance_dir(pair, SY_DIR_REVERSE, dir, sizeof dir);
     if (sy_rmtree(dir, err, errlen) != 0 || sy_mkdirs(dir, err, errlen) != 0)
         return NULL;
     snprintf(path, sizeof path, "%s/state.json", dir);
@@ -975,7 +975,7 @@ int sy_instance_prepare_takeover(const struct sy_pair *pair, enum sy_direction d
     int rc = -1;
     *skipped = false;
     snprintf(in->id, sizeof in->id, "%s/%s", pair->cfg->name, dir == SY_DIR_FORWARD ? "forward" : "reverse");
-    instance_dir(pair, dir, in->dir_path, sizeof in->dir_path);
+    sy_instance_dir(pair, dir, in->dir_path, sizeof in->dir_path);
     snprintf(in->state_path, sizeof in->state_path, "%s/state.json", in->dir_path);
     char spool_dir[1200];
     snprintf(spool_dir, sizeof spool_dir, "%s/spool", in->dir_path);

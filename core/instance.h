@@ -134,6 +134,8 @@ struct sy_instance *sy_instance_open(struct sy_pair *pair, enum sy_direction dir
                                      const struct sy_engine_ops *eng, char *err, size_t errlen);
 void sy_instance_close(struct sy_instance *in); /* stops the threads (they resume at restart); NULL-safe */
 
+/* The instance's state directory (state_dir/instances/<pair>.<direction>), whether it exists or not. */
+void sy_instance_dir(const struct sy_pair *pair, enum sy_direction dir, char *out, size_t outlen);
 /* Whether a reverse instance was created for this pair before (its state survives restarts). */
 bool sy_instance_exists(const struct sy_pair *pair, enum sy_direction dir);
 /* Creates the reverse instance after its precheck passed: incremental only, collecting from

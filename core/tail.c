@@ -36,6 +36,7 @@ struct tail_job {
     char position[1024];           /* the business position after the job */
     char collected[1024];          /* find: the tail starts after it (copied on the loop: p->tail is the
                                       loop's) */
+    char collector_dir[1200];      /* find: the forward instance's state dir (engine's tail_read) */
     char err[1024];
     json_t *detail;                /* owned: tail_read's output (find) / input (resolve) */
     json_t *result;                /* owned: tail_revert's result */
@@ -85,8 +86,8 @@ static void *find_thread(void *arg)
         pthread_mutex_unlock(&p->fence_lock);
         if (j->rc == 0 && p->eng->failover->tail_read != NULL) {
             j->detail = json_object();
-            if (p->eng->failover->tail_read(p->cfg, &p->cfg->business, j->collected, j->detail, j->err,
-                                            sizeof j->err) != 0) {
+            if (p->eng->failover->tail_read(p->cfg, &p->cfg->business, j->collected, j->collector_dir,
+                                            j->detail, j->err, sizeof j->err) != 0) {
                 json_decref(j->detail);
                 j->detail = NULL;
                 j->rc = -1;
@@ -223,6 +224,7 @@ static void on_tail_timer(evutil_socket_t fd, short what, void *arg)
     j->p = p;
     snprintf(j->collected, sizeof j->collected, "%s",
              json_string_value(json_object_get(p->tail, "collected_position")) ?: "");
+    sy_instance_dir(p, SY_DIR_FORWARD, j->collector_dir, sizeof j->collector_dir);
     if (job_start(j, find_thread, on_found) != 0)
         job_free(j);
 }

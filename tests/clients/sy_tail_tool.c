@@ -87,8 +87,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "read") == 0) {
         json_t *out = json_object();
         const char *from = arg(argc, argv, "from", "");
-        if ((tds ? sy_sqlserver_tail_read(&cfg, &ep, from, out, err, sizeof err)
-                 : sy_mariadb_tail_read(&cfg, &ep, from, out, err, sizeof err)) == 0) {
+        if ((tds ? sy_sqlserver_tail_read(&cfg, &ep, from, "", out, err, sizeof err)
+                 : sy_mariadb_tail_read(&cfg, &ep, from, "", out, err, sizeof err)) == 0) {
             print_json(out);
             rc = 0;
         } else {

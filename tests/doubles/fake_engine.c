@@ -189,7 +189,7 @@ static bool alive(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, i
 
 /* The tail: every business client commit after from_position, one row each. */
 static int tail_read(const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, const char *from_position,
-                     json_t *out, char *err, size_t errlen)
+                     const char *collector_dir, json_t *out, char *err, size_t errlen)
 {
     uint64_t from;
     if (!parse_pos(from_position, &from)) {

@@ -522,3 +522,62 @@ def test_failover_under_workload_every_ack_on_dr_or_in_the_tail(switchable, ferr
           f"ack ledger {ledger!r}")
     assert not lost, f"acknowledged inserts neither on DR nor in the tail: {lost[:20]}"
     assert all(k in on_dr for k, v in acked.items() if v == "after")
+
+
+def test_failover_tail_holds_an_entry_that_landed_behind_a_collected_one(mongo_daemon, ferretdb_pair, tmp_path):
+    """FerretDB stores an oplog entry after a newer one now and then (its ts is taken before the insert): one that
+    lands after the forward collector's last poll has a ts older than the collected position, so it is not on DR,
+    and a tail read after that position alone would miss it — an acknowledged write lost. The collector leaves the
+    ts it took near its position behind when the failover pauses it (capture/mongo_taken.h), and the tail reads
+    from before the position and skips exactly those. Simulated: SY_HIDE_OPLOG_NS makes the collector never see
+    one collection's entries (as if each landed after its last poll); a newer entry is collected. The tail holds
+    the hidden insert (acknowledged, what the ack ledger names as not read) and not the collected one."""
+    env = lambda db: {"SY_HIDE_OPLOG_NS": f"{db}.late"}  # noqa: E731
+    with switchable_pair(mongo_daemon, ferretdb_pair, env_of=env) as (d, pname, db):
+        b, dr = ferretdb_pair
+        with app_client(d.port) as c:
+            c[db].late.insert_one({"_id": "late"})       # acknowledged; its entry unseen by the collector
+            c[db].docs.insert_one({"_id": "newer"})      # a newer entry, collected and applied
+        with dr.client() as drc:
+            wait_until(lambda: drc[db].docs.count_documents({"_id": "newer"}) == 1, what="forward applied")
+            assert drc[db].late.count_documents({}) == 0
+        b.kill9()
+        try:
+            r = d.admin_ok("failover", pair=pname)
+            assert r["active_side"] == "dr", r
+            assert r["ack_ledger_position"].endswith(" and 1 acknowledged write(s) not yet read from the oplog"), r
+        finally:
+            b.start()
+        wait_until(lambda: d.pair_status(pname).get("tail", {}).get("state") != "pending", what="the tail read")
+        tail = d.pair_status(pname).get("tail")
+        assert tail is not None and tail["state"] == "open", \
+            f"the tail is empty: the acknowledged insert 'late' is neither on DR nor in the tail ({tail})"
+        assert tail["transactions"] == 1 and tail["acknowledged"] == 1, tail
+        export = tmp_path / "tail.json"
+        res = d.ctl("resolve-tail", pname, "--export", str(export))
+        assert res.returncode == 0, res.stdout + res.stderr
+        detail = json.loads(export.read_text())
+        in_tail = [(row["table"], row["key"]) for t in detail["transactions"] for row in t["rows"]]
+        assert in_tail == [(f"{db}.late", {"_id": "late"})], detail
+        assert detail["collected_set"] is not None and detail["collected_set"] >= 1, detail  # "newer" skipped
+
+
+def test_restart_takes_an_entry_that_landed_behind_a_collected_one(mongo_daemon, ferretdb_pair):
+    """The same late entry across a clean restart of switchyardd: the collector left the ts it took behind at its
+    stop, the new one takes that set over and reads from before its position, so the entry that landed behind a
+    collected one after the last poll reaches DR (before, a restart took only entries after its position)."""
+    env = lambda db: {"SY_HIDE_OPLOG_NS": f"{db}.late"}  # noqa: E731
+    with switchable_pair(mongo_daemon, ferretdb_pair, env_of=env) as (d, pname, db):
+        b, dr = ferretdb_pair
+        with app_client(d.port) as c:
+            c[db].late.insert_one({"_id": "late"})       # its entry unseen by this collector
+            c[db].docs.insert_one({"_id": "newer"})      # a newer entry, collected and applied
+        with dr.client() as drc:
+            wait_until(lambda: drc[db].docs.count_documents({"_id": "newer"}) == 1, what="forward applied")
+            assert drc[db].late.count_documents({}) == 0
+            d.stop()
+            d.env.pop("SY_HIDE_OPLOG_NS")
+            d.start()
+            wait_collecting(d, pname)
+            wait_until(lambda: drc[db].late.count_documents({"_id": "late"}) == 1, what="the late entry on DR")
+        assert "resuming with the" in d.log_path.read_text()
