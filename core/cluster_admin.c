@@ -26,7 +26,7 @@
 #define POLL_MS 100
 #define FORWARD_TIMEOUT_MS (10 * 60 * 1000)   /* a verify of a large pair may take minutes */
 #define TAKEOVER_WAIT_MS 30000                /* an owner still taking its instances over: the command waits */
-#define SERVED_IDS 256                        /* request ids remembered as run (far more than are in flight) */
+#define SERVED_IDS 256                        /* request ids remembered as run (far more than in flight) */
 
 struct forward {
     struct sy_cluster_admin *ca;       /* ref */
@@ -429,8 +429,8 @@ static void take_request(struct pair_watch *pw, json_t *v)
     const char *to = json_string_value(json_object_get(v, "to")), *id = json_string_value(json_object_get(v, "id"));
     const char *cmd = json_string_value(json_object_get(v, "cmd"));
     json_t *args = json_object_get(v, "args");
-    if (to == NULL || id == NULL || cmd == NULL || strcmp(to, sy_cluster_node(ca->c)) != 0 || strchr(id, '/') ||
-        strlen(id) >= sizeof ca->served_ids[0])
+    if (to == NULL || id == NULL || cmd == NULL || strcmp(to, sy_cluster_node(ca->c)) != 0 ||
+        strchr(id, '/') || strlen(id) >= sizeof ca->served_ids[0])
         return;                                    /* another node's (or not ours to read) */
     if (!take_id(ca, id)) {
         sy_log_debug("cluster admin: request %s for %s seen again: it runs once", id, pw->p->cfg->name);
@@ -461,7 +461,7 @@ static void on_request(void *arg, json_t *kv, bool deleted, int64_t rev)
     const char *cr = json_string_value(json_object_get(kv, "create_revision"));
     const char *mr = json_string_value(json_object_get(kv, "mod_revision"));
     if (cr == NULL || mr == NULL || strcmp(cr, mr) != 0)
-        return;                                    /* the key put again: it was run (or skipped) when created */
+        return;                                    /* put again: run (or skipped) when it was created */
     json_t *v = kv_json(kv);
     take_request(arg, v);
     json_decref(v);
