@@ -30,7 +30,9 @@ struct sy_cluster {
     int ttl_s;
     int period_ms;                /* lease_ttl_ms / 3: the tick */
     int64_t lease;                /* 0: none */
-    bool registered;              /* the key is put under the current lease */
+    bool registered;              /* the key is put under the current lease (maybe with an older value:
+                                     the lease stays usable while a changed value is put again) */
+    bool stale;                   /* value changed since the last put was sent: put it again */
     bool busy;                    /* a grant / put in flight */
     bool keeping;                 /* a keepalive in flight (a put does not renew the lease: both go on) */
     int64_t keeping_lease;        /* the lease that keepalive is for (its answer about an older one is moot) */
@@ -95,8 +97,10 @@ static void on_put(void *arg, json_t *reply, const char *err)
     struct sy_cluster *c = arg;
     c->busy = false;
     if (reply == NULL) {
-        if (!lease_gone(c, err))
+        if (!lease_gone(c, err)) {
             set_failed(c, "registering", err);
+            c->stale = true;
+        }
         return;
     }
     set_ok(c);
@@ -113,8 +117,10 @@ static void put_node(struct sy_cluster *c)
     json_t *body = k && v ? json_pack("{s:s,s:s,s:s}", "key", k, "value", v, "lease", lease) : NULL;
     free(k);
     free(v);
-    if (body != NULL && sy_etcd_post(c->etcd, "/v3/kv/put", body, on_put, c) == 0)
+    if (body != NULL && sy_etcd_post(c->etcd, "/v3/kv/put", body, on_put, c) == 0) {
         c->busy = true;
+        c->stale = false;
+    }
 }
 
 static void on_grant(void *arg, json_t *reply, const char *err)
@@ -216,14 +222,14 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 {
     struct sy_cluster *c = arg;
     if (refresh_value(c))
-        c->registered = false;            /* put again with what changed (an epoch) */
+        c->stale = true;                  /* put again with what changed (an epoch); the lease stays usable */
     if (!c->busy) {
         if (c->lease == 0) {
             json_t *body = json_pack("{s:i}", "TTL", c->ttl_s);
             c->keeping_sent_ms = sy_now_ms();
             if (body != NULL && sy_etcd_post(c->etcd, "/v3/lease/grant", body, on_grant, c) == 0)
                 c->busy = true;
-        } else if (!c->registered) {
+        } else if (!c->registered || c->stale) {
             put_node(c);                  /* the epoch changed: every tick may put, the keepalive goes on */
         }
     }

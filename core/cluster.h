@@ -43,7 +43,8 @@ struct event *sy_cluster_ticker_new(const struct sy_cluster *c, event_callback_f
 const char *sy_cluster_node(const struct sy_cluster *c);
 /* The lease's TTL in milliseconds (what etcd granted, else lease_ttl_ms rounded up to seconds). */
 int sy_cluster_lease_ttl_ms(const struct sy_cluster *c);
-/* The lease this node's keys live under (0: none granted now). */
+/* The lease this node's keys live under (0: none granted now, or the node's key not put under it yet).
+ * It stays valid while a changed registration (an epoch) is put again. */
 int64_t sy_cluster_lease(const struct sy_cluster *c);
 /* Monotonic ms at which the request that last renewed the lease (grant or keepalive) was sent: etcd keeps
  * the lease at least until this plus its TTL. 0: no lease. *lease: the lease granted (registered or not:

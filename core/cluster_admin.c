@@ -7,7 +7,10 @@
  *     reply       -> answered, both keys deleted
  *     owner gone or another node -> owner_lost (the outcome is unknown; nothing is sent again)
  * A request names its owner ("to"): a node that was not asked, or owns the pair only since, never runs
- * it, so a command whose owner died mid-way is never run twice. */
+ * it, so a command whose owner died mid-way is never run twice. A request key is created once (a txn on
+ * create_revision 0: etcd.c sends a put that timed out to the next member) and the owner runs only
+ * creates, and each id once (ca->served_ids); after its watch was made again it reads requests/ for
+ * the ones the stream may have missed (compacted away). */
 #include "core/cluster_admin.h"
 
 #include <inttypes.h>
@@ -23,6 +26,7 @@
 #define POLL_MS 100
 #define FORWARD_TIMEOUT_MS (10 * 60 * 1000)   /* a verify of a large pair may take minutes */
 #define TAKEOVER_WAIT_MS 30000                /* an owner still taking its instances over: the command waits */
+#define SERVED_IDS 256                        /* request ids remembered as run (far more than in flight) */
 
 struct forward {
     struct sy_cluster_admin *ca;       /* ref */
@@ -54,6 +58,8 @@ struct served {
     json_t *args;                      /* owned */
     uint64_t since_ms;                 /* monotonic: when it arrived */
     struct event *retry;               /* owned: runs it once the instances are open (a takeover) */
+    bool running;                      /* in sy_admin_call: on_served frees it (ca NULL: ca was freed) */
+    struct served *next;               /* in ca->served */
 };
 
 struct sy_cluster_admin {
@@ -63,6 +69,9 @@ struct sy_cluster_admin {
     struct pair_watch *watches;        /* owned: n */
     size_t n;
     struct forward *forwards;          /* owned: commands sent, not answered yet */
+    struct served *served;             /* owned: requests taken, not answered yet */
+    char served_ids[SERVED_IDS][80];   /* the ids of the last requests taken (a ring): none runs twice */
+    size_t served_at;                  /* the next slot of served_ids */
     uint64_t next_id;
 };
 
@@ -285,9 +294,23 @@ static void on_owner(void *arg, json_t *reply, const char *err)
                            "cmd", f->cmd, "args", f->args);
     char *text = rq ? json_dumps(rq, JSON_COMPACT) : NULL;
     json_decref(rq);
-    json_t *body = text ? put_body(f->req_key, text, sy_cluster_lease(f->ca->c)) : NULL;
+    int64_t lease = sy_cluster_lease(f->ca->c);
+    if (lease == 0) {
+        free(text);
+        snprintf(msg, sizeof msg, "this node is not registered in etcd now (no lease): '%s' was not sent to "
+                 "node %s, the owner of %s", f->cmd, f->to, f->pair);
+        f->to[0] = '\0';
+        forward_end(f, NULL, "owner_unreachable", msg);
+        return;
+    }
+    json_t *put = text ? put_body(f->req_key, text, lease) : NULL;
     free(text);
-    if (body == NULL || sy_etcd_post(f->ca->etcd, "/v3/kv/put", body, on_sent, f) != 0) {
+    /* created only once: a put etcd.c sends again (the first may have been applied) changes nothing */
+    json_t *body = put ? json_pack("{s:[{s:O,s:s,s:s,s:s}],s:[{s:o}]}", "compare", "key",
+                                   json_object_get(put, "key"), "target", "CREATE", "create_revision", "0",
+                                   "result", "EQUAL", "success", "request_put", put)
+                       : NULL;
+    if (body == NULL || sy_etcd_post(f->ca->etcd, "/v3/kv/txn", body, on_sent, f) != 0) {
         f->to[0] = '\0';
         forward_end(f, NULL, "internal", "out of memory");
         return;
@@ -339,6 +362,13 @@ bool sy_cluster_admin_forward(struct sy_cluster_admin *ca, struct sy_pair *p, st
 
 static void served_free(struct served *s)
 {
+    if (s->ca != NULL) {
+        struct served **pp = &s->ca->served;
+        while (*pp && *pp != s)
+            pp = &(*pp)->next;
+        if (*pp)
+            *pp = s->next;
+    }
     if (s->retry)
         event_free(s->retry);
     json_decref(s->args);
@@ -348,6 +378,10 @@ static void served_free(struct served *s)
 static void on_served(json_t *reply, void *arg)
 {
     struct served *s = arg;
+    if (s->ca == NULL) {                           /* answered after sy_cluster_admin_free */
+        served_free(s);
+        return;
+    }
     char *text = json_dumps(reply, JSON_COMPACT);
     json_t *body = text ? put_body(s->reply_key, text, sy_cluster_lease(s->ca->c)) : NULL;
     free(text);
@@ -361,6 +395,7 @@ static void serve(evutil_socket_t fd, short what, void *arg)
 {
     struct served *s = arg;
     if (s->p->sync_open) {
+        s->running = true;
         sy_admin_call(s->ca->a, s->cmd, s->args, on_served, s);
         return;
     }
@@ -376,24 +411,34 @@ static void serve(evutil_socket_t fd, short what, void *arg)
     json_decref(r);
 }
 
-static void on_request(void *arg, json_t *kv, bool deleted, int64_t rev)
+/* true the first time id is seen (then it is remembered) */
+static bool take_id(struct sy_cluster_admin *ca, const char *id)
 {
-    struct pair_watch *pw = arg;
+    for (size_t i = 0; i < SERVED_IDS; i++)
+        if (strcmp(ca->served_ids[i], id) == 0)
+            return false;
+    snprintf(ca->served_ids[ca->served_at], sizeof ca->served_ids[0], "%s", id);
+    ca->served_at = (ca->served_at + 1) % SERVED_IDS;
+    return true;
+}
+
+/* Runs the request v (a requests/ value) if it is addressed to this node and was not taken before. */
+static void take_request(struct pair_watch *pw, json_t *v)
+{
     struct sy_cluster_admin *ca = pw->ca;
-    if (deleted)
-        return;
-    json_t *v = kv_json(kv);
     const char *to = json_string_value(json_object_get(v, "to")), *id = json_string_value(json_object_get(v, "id"));
     const char *cmd = json_string_value(json_object_get(v, "cmd"));
     json_t *args = json_object_get(v, "args");
-    if (to == NULL || id == NULL || cmd == NULL || strcmp(to, sy_cluster_node(ca->c)) != 0 || strchr(id, '/')) {
-        json_decref(v);                            /* another node's (or not ours to read) */
+    if (to == NULL || id == NULL || cmd == NULL || strcmp(to, sy_cluster_node(ca->c)) != 0 ||
+        strchr(id, '/') || strlen(id) >= sizeof ca->served_ids[0])
+        return;                                    /* another node's (or not ours to read) */
+    if (!take_id(ca, id)) {
+        sy_log_debug("cluster admin: request %s for %s seen again: it runs once", id, pw->p->cfg->name);
         return;
     }
     struct served *s = calloc(1, sizeof *s);
     if (s == NULL || (s->retry = evtimer_new(pw->p->base, serve, s)) == NULL) {
         free(s);
-        json_decref(v);
         return;
     }
     s->ca = ca;
@@ -402,10 +447,87 @@ static void on_request(void *arg, json_t *kv, bool deleted, int64_t rev)
     s->args = json_is_object(args) ? json_incref(args) : json_object();
     snprintf(s->cmd, sizeof s->cmd, "%s", cmd);
     snprintf(s->reply_key, sizeof s->reply_key, "%spairs/%s/replies/%s", SY_CLUSTER_PREFIX, pw->p->cfg->name, id);
+    s->next = ca->served;
+    ca->served = s;
     sy_log_info("cluster admin: '%s' for %s from node %s (request %s)", cmd, pw->p->cfg->name,
                 json_string_value(json_object_get(v, "from")) ?: "?", id);
-    json_decref(v);
     serve(-1, 0, s);
+}
+
+static void on_request(void *arg, json_t *kv, bool deleted, int64_t rev)
+{
+    if (deleted)
+        return;
+    const char *cr = json_string_value(json_object_get(kv, "create_revision"));
+    const char *mr = json_string_value(json_object_get(kv, "mod_revision"));
+    if (cr == NULL || mr == NULL || strcmp(cr, mr) != 0)
+        return;                                    /* put again: run (or skipped) when it was created */
+    json_t *v = kv_json(kv);
+    take_request(arg, v);
+    json_decref(v);
+}
+
+/* The key's last path element ("<id>" of ".../replies/<id>"), malloc'ed (NULL: none). */
+static char *kv_id(json_t *kv)
+{
+    size_t len = 0;
+    char *key = sy_etcd_unb64(json_string_value(json_object_get(kv, "key")) ?: "", &len);
+    char *slash = key ? strrchr(key, '/') : NULL;
+    char *id = slash ? strdup(slash + 1) : NULL;
+    free(key);
+    return id;
+}
+
+static void on_pending(void *arg, json_t *reply, const char *err)
+{
+    struct pair_watch *pw = arg;
+    if (reply == NULL) {
+        sy_log_warn("cluster admin: cannot read the requests of %s after its watch was made again: %s",
+                    pw->p->cfg->name, err);
+        return;
+    }
+    json_t *rs = json_object_get(reply, "responses");
+    json_t *reqs = json_object_get(json_object_get(json_array_get(rs, 0), "response_range"), "kvs");
+    json_t *replies = json_object_get(json_object_get(json_array_get(rs, 1), "response_range"), "kvs");
+    json_t *kv, *rkv;
+    size_t i, j;
+    json_array_foreach(reqs, i, kv) {
+        char *id = kv_id(kv);
+        bool answered = id == NULL;
+        json_array_foreach(replies, j, rkv) {
+            char *rid = answered ? NULL : kv_id(rkv);
+            answered = answered || (rid != NULL && strcmp(rid, id) == 0);
+            free(rid);
+        }
+        free(id);
+        if (answered)
+            continue;
+        json_t *v = kv_json(kv);
+        take_request(pw, v);
+        json_decref(v);
+    }
+}
+
+/* The requests/ watch was made again: a request it missed (compacted away) is read and run now. */
+static void on_watch_remade(void *arg)
+{
+    struct pair_watch *pw = arg;
+    char rq[240], rp[240];
+    snprintf(rq, sizeof rq, "%spairs/%s/requests/", SY_CLUSTER_PREFIX, pw->p->cfg->name);
+    snprintf(rp, sizeof rp, "%spairs/%s/replies/", SY_CLUSTER_PREFIX, pw->p->cfg->name);
+    char *k1 = sy_etcd_b64(rq, strlen(rq)), *e1 = sy_etcd_prefix_end_b64(rq);
+    char *k2 = sy_etcd_b64(rp, strlen(rp)), *e2 = sy_etcd_prefix_end_b64(rp);
+    json_t *body = k1 && e1 && k2 && e2
+                       ? json_pack("{s:[],s:[{s:{s:s,s:s}},{s:{s:s,s:s,s:b}}]}", "compare", "success",
+                                   "request_range", "key", k1, "range_end", e1,
+                                   "request_range", "key", k2, "range_end", e2, "keys_only", 1)
+                       : NULL;
+    free(k1);
+    free(e1);
+    free(k2);
+    free(e2);
+    if (body == NULL || sy_etcd_post(pw->ca->etcd, "/v3/kv/txn", body, on_pending, pw) != 0)
+        sy_log_error("cluster admin: cannot read the requests of %s: out of memory", pw->p->cfg->name);
 }
 
 struct sy_cluster_admin *sy_cluster_admin_start(struct sy_cluster *c, struct sy_admin *a, struct sy_pair *pairs,
@@ -432,6 +554,7 @@ struct sy_cluster_admin *sy_cluster_admin_start(struct sy_cluster *c, struct sy_
             sy_cluster_admin_free(ca);
             return NULL;
         }
+        sy_etcd_watch_on_remade(pw->watch, on_watch_remade);
     }
     return ca;
 }
@@ -447,8 +570,17 @@ void sy_cluster_admin_free(struct sy_cluster_admin *ca)
         f->req = NULL;
         forward_free(f);
     }
-    for (size_t i = 0; i < ca->n; i++)
+    while (ca->served != NULL) {
+        struct served *s = ca->served;
+        ca->served = s->next;
+        s->ca = NULL;                              /* unlinked: on_served frees it without a reply */
+        if (!s->running)
+            served_free(s);
+    }
+    for (size_t i = 0; i < ca->n; i++) {
+        sy_etcd_forget(ca->etcd, &ca->watches[i]);
         sy_etcd_watch_free(ca->watches[i].watch);
+    }
     sy_etcd_forget(ca->etcd, ca);
     free(ca->watches);
     free(ca);

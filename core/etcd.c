@@ -268,6 +268,8 @@ struct sy_etcd_watch {
     struct evbuffer *pending;         /* owned: bytes of a line not complete yet */
     struct event *again;              /* owned: makes the stream again */
     bool created;                     /* etcd answered the create request of this stream */
+    bool remade;                      /* a stream ended (or was canceled) since the last created one */
+    void (*on_remade)(void *arg);     /* NULL, or told when a stream made again is created */
 };
 
 static void watch_schedule(struct sy_etcd_watch *w, int ms)
@@ -286,13 +288,25 @@ static void watch_line(struct sy_etcd_watch *w, const char *line, size_t len)
         json_decref(o);
         return;
     }
-    if (json_is_true(json_object_get(res, "created")))
+    if (json_is_true(json_object_get(res, "created"))) {
         w->created = true;
+        /* from "now" (0): now is the created header's revision, so the next stream, whenever it is made,
+         * starts after it and loses no event put in between */
+        json_t *hr = json_object_get(json_object_get(res, "header"), "revision");
+        const char *hs = json_string_value(hr);
+        int64_t h = hs ? strtoll(hs, NULL, 10) : json_integer_value(hr);
+        if (w->next_rev == 0 && h > 0)
+            w->next_rev = h + 1;
+        if (w->remade && w->on_remade != NULL)
+            w->on_remade(w->arg);
+        w->remade = false;
+    }
     if (json_is_true(json_object_get(res, "canceled"))) {
         /* compacted past next_rev, or the member is going away: a new stream from where we are */
         sy_log_warn("etcd: watch of %s canceled: %s", w->key,
                     json_string_value(json_object_get(res, "cancel_reason")) ?: "no reason given");
         w->created = false;
+        w->remade = true;
         json_t *compact = json_object_get(res, "compact_revision");
         const char *cs = json_string_value(compact);
         int64_t c = cs ? strtoll(cs, NULL, 10) : json_integer_value(compact);
@@ -333,6 +347,7 @@ static void on_watch_chunk(struct evhttp_request *req, void *arg)
         evhttp_cancel_request(req);
         w->req = NULL;
         w->created = false;
+        w->remade = true;
         watch_schedule(w, WATCH_RETRY_MS);
     }
 }
@@ -345,6 +360,7 @@ static void on_watch_end(struct evhttp_request *req, void *arg)
                  w->e->ep[w->at].url, code, w->next_rev);
     w->req = NULL;
     w->created = false;
+    w->remade = true;
     w->at = (w->at + 1) % w->e->n_ep;     /* a member that cut the stream may be going away */
     watch_schedule(w, WATCH_RETRY_MS);
 }
@@ -433,8 +449,14 @@ void sy_etcd_watch_restart(struct sy_etcd_watch *w, int64_t from_revision)
         w->req = NULL;
     }
     w->created = false;
+    w->remade = true;
     w->at = w->e->cur;                    /* the endpoint that answered the poll */
     watch_schedule(w, 0);
+}
+
+void sy_etcd_watch_on_remade(struct sy_etcd_watch *w, void (*fn)(void *arg))
+{
+    w->on_remade = fn;
 }
 
 int64_t sy_etcd_watch_next_revision(const struct sy_etcd_watch *w)

@@ -43,7 +43,8 @@ const char *sy_etcd_endpoint(const struct sy_etcd *e);
  * from_revision on: kv is the event's key-value (borrowed; "key" and "value" are base64; no value when
  * deleted). A watch that ends (the member died,
  * the stream was cut or timed out) is made again on the next endpoint from the revision after the last
- * event seen, a little later: no event is skipped, none is seen twice. */
+ * event seen, a little later: no event is skipped, none is seen twice. A watch from revision 0 ("now")
+ * takes its first stream's created revision + 1 as where it goes on from. */
 typedef void (*sy_etcd_watch_fn)(void *arg, json_t *kv, bool deleted, int64_t mod_revision);
 struct sy_etcd_watch;
 struct sy_etcd_watch *sy_etcd_watch_start(struct sy_etcd *e, const char *key, bool prefix, int64_t from_revision,
@@ -52,6 +53,9 @@ struct sy_etcd_watch *sy_etcd_watch_start(struct sy_etcd *e, const char *key, bo
 char *sy_etcd_prefix_end_b64(const char *key);
 /* Makes the watch again from from_revision (a poll saw a newer revision than the stream delivered). */
 void sy_etcd_watch_restart(struct sy_etcd_watch *w, int64_t from_revision);
+/* fn(arg) once a stream made again (after one ended, was canceled or compacted) is created: events
+ * compacted away are lost, a caller that must not miss one reads the keys then. */
+void sy_etcd_watch_on_remade(struct sy_etcd_watch *w, void (*fn)(void *arg));
 /* The revision the stream waits for next (every change before it was delivered). */
 int64_t sy_etcd_watch_next_revision(const struct sy_etcd_watch *w);
 /* "ok" (the stream is open and created), or "connecting". */

@@ -762,3 +762,43 @@ def test_a_sql_server_proxy_cut_off_from_etcd_refuses_a_held_request_after_max_h
             assert cur.fetchone()[0] == 3
         c2.close()
         assert cut.stop() == 0
+
+
+def test_a_request_put_while_the_owners_watch_is_remade_is_served(daemon, etcd, mariadb_pair, fresh):  # noqa: F811
+    """The owner's requests/ watch starts at revision 0 ("from now") and, before its first event, is made
+    again at revision 0 whenever its stream ends (an etcd member died, or 60 s without an event): a request
+    put in between is never served and the asker waits FORWARD_TIMEOUT_MS (10 min)."""
+    pname = f"w{fresh}"
+    owner, proxies = cluster_of_three(daemon, etcd, mariadb_pair, fresh, pname)
+    to = sync_owner(owner, pname)["owner"]
+    st = [etcd_call([m], "/v3/maintenance/status", {}) for m in etcd]
+    if st[0]["leader"] == st[0]["header"]["member_id"]:      # keep a leader: only the watch's stream moves
+        etcd_call([etcd[0]], "/v3/maintenance/transfer-leadership", {"targetID": st[1]["header"]["member_id"]})
+        time.sleep(1)
+    req = lambda rid: etcd_put(etcd, f"/switchyard/pairs/{pname}/requests/{rid}", json.dumps(
+        {"id": rid, "from": "test", "to": to, "cmd": "lag-history", "args": {"instance": f"{pname}/forward"}}))
+    reply = lambda rid: etcd_get(etcd, f"/switchyard/pairs/{pname}/replies/{rid}")
+    first = etcd[0]
+    first.kill9()                                       # the member the owner's watches were made on
+    try:
+        req("gap")
+        time.sleep(2)
+        req("later")
+        wait_for(lambda: reply("later") is not None, 10, "the later request served")
+        assert reply("gap") is not None, "the request put while the watch was made again was never served"
+    finally:
+        first.start()
+
+
+def test_a_request_put_twice_runs_once(daemon, etcd, mariadb_pair, fresh):  # noqa: F811
+    """etcd.c re-sends a put that timed out (or was reset) to the next member: the first may have been applied.
+    The same request key put twice must not run the command twice."""
+    pname = f"d{fresh}"
+    owner, proxies = cluster_of_three(daemon, etcd, mariadb_pair, fresh, pname)
+    to = sync_owner(owner, pname)["owner"]
+    body = json.dumps({"id": "dup", "from": "test", "to": to, "cmd": "pause",
+                       "args": {"instance": f"{pname}/forward"}})
+    for _ in range(2):
+        etcd_put(etcd, f"/switchyard/pairs/{pname}/requests/dup", body)
+    time.sleep(3)
+    assert owner.log().count("(request dup)") == 1, owner.log().count("(request dup)")
