@@ -72,9 +72,15 @@ static struct sy_pair *pair_arg(struct sy_admin_req *req, json_t *args, struct d
 }
 
 /* In a cluster, a command that needs the pair's synchronization runs on the pair's owner: sent there when
- * this node does not run the instances (true: req is answered later with the owner's reply). */
+ * this node does not run the instances (true: req is answered later with the owner's reply). This node
+ * owning the pair but still taking it over never sends to itself: it answers bad_state at once. */
 static bool on_owner(struct daemon *d, struct sy_pair *p, struct sy_admin_req *req, json_t *args)
 {
+    if (d->cadmin != NULL && !p->sync_open && p->election != NULL && sy_election_is_owner(p->election)) {
+        sy_admin_fail(req, "bad_state", "pair %s: this node owns it but has not opened its instances yet "
+                      "(taking it over%s%s)", p->cfg->name, p->takeover_error[0] ? ": " : "", p->takeover_error);
+        return true;
+    }
     return d->cadmin != NULL && sy_cluster_admin_forward(d->cadmin, p, req, args);
 }
 

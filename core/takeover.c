@@ -1,11 +1,12 @@
 /* The takeover of a pair's instances by a new owner (core/takeover.h). One worker thread per takeover:
  *
  *   for forward (and reverse, when this node has its state):
- *     engine takeover(): dest's checkpoint {spool_seq, position}, src's position now (until), and dest
- *                        forgets the old owner's spool sequence numbers
+ *     engine takeover(): dest's checkpoint {spool_seq, position} (dest only: the source may be down), and
+ *                        dest forgets the old owner's spool sequence numbers
  *     no checkpoint      -> nothing to do: the instance starts from this node's state
  *     else               -> spool emptied to continue at spool_seq + 1, state running (its write runs when
- *                           its destination is the passive side) or collecting, overwrite_until = until
+ *                           its destination is the passive side) or collecting, overwrite_until = until (the
+ *                           writer reads the source position before its first change)
  *   done() on the loop: the daemon opens the instances.
  * Nothing here touches an open instance; the daemon opens them only after done(). */
 #include "core/takeover.h"

@@ -2,9 +2,11 @@
  * over: each one whose destination holds a checkpoint resumes from that checkpoint — not from this node's
  * spool, a cache of the source's log the old owner kept on its own disk. The spool is emptied to continue
  * the checkpoint's numbering, collection restarts at the checkpoint's source position, and the changes
- * between it and the source's position now (some may be on the destination already, applied above the
- * watermark) are replayed idempotently: conflicts there are overwritten, strict apply after. An instance
- * whose destination has no checkpoint yet starts from this node's own state (precheck, copy). */
+ * between it and the source's position when the writer first applies (some may be on the destination
+ * already, applied above the watermark) are replayed idempotently: conflicts there are overwritten, strict
+ * apply after. The takeover reads the destination only: it runs with the source down (a site lost with its
+ * owner node). An instance whose destination has no checkpoint yet starts from this node's own state
+ * (precheck, copy). */
 #ifndef SY_TAKEOVER_H
 #define SY_TAKEOVER_H
 

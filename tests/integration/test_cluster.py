@@ -762,3 +762,25 @@ def test_a_sql_server_proxy_cut_off_from_etcd_refuses_a_held_request_after_max_h
             assert cur.fetchone()[0] == 3
         c2.close()
         assert cut.stop() == 0
+
+
+def test_failover_after_the_owner_and_business_die_together(daemon, etcd, mariadb_pair, fresh):  # noqa: F811
+    """A site loss: the owner node and the business mariadbd die together. Another node wins the election;
+    a failover sent to it must run (business is dead: that is what failover is for)."""
+    b, dr = mariadb_pair
+    pname = f"r{fresh}"
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname)
+    c = app_conn(others[0], fresh)
+    one(c, "INSERT INTO t VALUES (1, 'v0')")
+    wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", fresh) == ((1,),), 30, "forward applied")
+    owner.kill9()
+    b.kill9()
+    try:
+        new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
+        time.sleep(3)
+        print("sync_owner:", sync_owner(new, pname))
+        r = new.admin("failover", pair=pname, force=True, _timeout=60)
+        print("failover:", r)
+        assert r["ok"] is True, r
+    finally:
+        b.start()
