@@ -90,7 +90,7 @@ static void *takeover_main(void *arg)
 static void on_done(evutil_socket_t fd, short what, void *arg)
 {
     struct takeover_job *job = arg;
-    job->done(job->arg, job->p, job->rc, job->err);
+    job->done(job->arg, job->p, job->owner_token, job->rc, job->err);
     event_free(job->done_ev);
     free(job);
 }
