@@ -20,6 +20,7 @@
 
 #include "core/admin.h"
 #include "core/engine.h"
+#include "core/failpoint.h"
 #include "core/instance.h"
 #include "core/log.h"
 
@@ -82,6 +83,7 @@ static void *takeover_main(void *arg)
     job->rc = take_instance(job, SY_DIR_FORWARD);
     if (job->rc == 0 && job->reverse)
         job->rc = take_instance(job, SY_DIR_REVERSE);
+    sy_failpoint_stall("takeover_taken"); /* tests: a slow takeover, its token claimed */
     event_active(job->done_ev, 0, 0);
     sy_admin_job_end(); /* last touch of shared state */
     return NULL;
