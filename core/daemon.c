@@ -78,7 +78,8 @@ static bool on_owner(struct daemon *d, struct sy_pair *p, struct sy_admin_req *r
 {
     if (d->cadmin != NULL && !p->sync_open && p->election != NULL && sy_election_is_owner(p->election)) {
         sy_admin_fail(req, "bad_state", "pair %s: this node owns it but has not opened its instances yet "
-                      "(taking it over%s%s)", p->cfg->name, p->takeover_error[0] ? ": " : "", p->takeover_error);
+                      "(taking it over%s%s)", p->cfg->name, p->takeover_error[0] ? ": " : "",
+                      p->takeover_error);
         return true;
     }
     return d->cadmin != NULL && sy_cluster_admin_forward(d->cadmin, p, req, args);

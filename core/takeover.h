@@ -17,7 +17,8 @@
 
 /* rc 0: the instances' state on disk is ready to open; -1: err says why (retry later). owner_token: the
  * fencing token the takeover claimed the destinations with (p->owner_token when it began). */
-typedef void (*sy_takeover_done_fn)(void *arg, struct sy_pair *p, uint64_t owner_token, int rc, const char *err);
+typedef void (*sy_takeover_done_fn)(void *arg, struct sy_pair *p, uint64_t owner_token, int rc,
+                                    const char *err);
 
 /* Starts the takeover on a worker thread (it reads both databases); done(arg, ...) on the loop. The pair's
  * instances must not be open on this node. 0, or -1 with err (done is not called). */

@@ -1090,12 +1090,14 @@ static int resolve_until(struct writer *w)
     char pos[1024], err[512];
     bool found = false;
     MYSQL *m = sy_mariadb_connect(w->ctx->source, w->cfg, 0, 5, NULL, err, sizeof err);
-    int rc = m ? sy_mariadb_value(m, pos, sizeof pos, &found, err, sizeof err, "SELECT @@gtid_binlog_pos") : -1;
-    if (m)
+    int rc = -1;
+    if (m != NULL) {
+        rc = sy_mariadb_value(m, pos, sizeof pos, &found, err, sizeof err, "SELECT @@gtid_binlog_pos");
         mysql_close(m);
+    }
     if (rc != 0) {
-        snprintf(w->ctl.err, sizeof w->ctl.err, "source %s:%u: reading its position (the end of the takeover's "
-                 "idempotent replay): %s", w->ctx->source->host, w->ctx->source->port, err);
+        snprintf(w->ctl.err, sizeof w->ctl.err, "source %s:%u: reading its position (the end of the "
+                 "takeover's idempotent replay): %s", w->ctx->source->host, w->ctx->source->port, err);
         return 1;
     }
     w->has_until = found && sy_gtid_set_parse(pos, strlen(pos), &w->until);
