@@ -72,9 +72,16 @@ static struct sy_pair *pair_arg(struct sy_admin_req *req, json_t *args, struct d
 }
 
 /* In a cluster, a command that needs the pair's synchronization runs on the pair's owner: sent there when
- * this node does not run the instances (true: req is answered later with the owner's reply). */
+ * this node does not run the instances (true: req is answered later with the owner's reply). This node
+ * owning the pair but still taking it over never sends to itself: it answers bad_state at once. */
 static bool on_owner(struct daemon *d, struct sy_pair *p, struct sy_admin_req *req, json_t *args)
 {
+    if (d->cadmin != NULL && !p->sync_open && p->election != NULL && sy_election_is_owner(p->election)) {
+        sy_admin_fail(req, "bad_state", "pair %s: this node owns it but has not opened its instances yet "
+                      "(taking it over%s%s)", p->cfg->name, p->takeover_error[0] ? ": " : "",
+                      p->takeover_error);
+        return true;
+    }
     return d->cadmin != NULL && sy_cluster_admin_forward(d->cadmin, p, req, args);
 }
 
@@ -703,11 +710,22 @@ static void close_instances(struct sy_pair *p)
     sy_log_info("pair %s: instances stopped on this node (not the owner)", p->cfg->name);
 }
 
-static void on_takeover_done(void *arg, struct sy_pair *p, int rc, const char *err)
+static void start_takeover(struct sy_pair *p);
+
+static void on_takeover_done(void *arg, struct sy_pair *p, uint64_t owner_token, int rc, const char *err)
 {
     p->taking_over = false;
     if (!sy_election_is_owner(p->election))
         return;                                  /* stepped down meanwhile */
+    if (owner_token != sy_election_owner_token(p->election)) {
+        /* lost and won again while it ran: another owner may have claimed the destinations in between
+         * (its token above this one would fence this node's writers): claimed again with the new token */
+        sy_log_info("pair %s: owner token changed during the takeover (%llu -> %llu): taken over again",
+                    p->cfg->name, (unsigned long long)owner_token,
+                    (unsigned long long)sy_election_owner_token(p->election));
+        start_takeover(p);
+        return;
+    }
     if (rc != 0) {
         snprintf(p->takeover_error, sizeof p->takeover_error, "%s", err);
         sy_log_warn("pair %s: takeover failed (tried again in a second): %s", p->cfg->name, err);

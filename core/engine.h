@@ -25,9 +25,15 @@ struct sy_takeover_point {
     bool found;               /* the destination holds a checkpoint for the instance */
     uint64_t spool_seq;       /* its low-watermark: the new spool continues at spool_seq + 1 */
     char position[1024];      /* the source position after it: collection starts there */
-    char until[1024];         /* the source's position now: changes up to it may already be on the
-                                 destination (applied above the watermark): replayed idempotently */
+    char until[1024];         /* a source position, or SY_UNTIL_FIRST_CHANGE: changes up to it may
+                                 already be on the destination (applied above the watermark): replayed
+                                 idempotently */
 };
+
+/* sy_takeover_point.until (and the instance's overwrite_until): the writer reads the source's position
+ * before it applies its first change. Any position read after the new owner's token claim bounds what an
+ * older owner applied; the source may be down during the takeover (nothing to apply then anyway). */
+#define SY_UNTIL_FIRST_CHANGE "(source position at the first change)"
 
 /* Synchronization: the instance's modules and the checks around them. */
 struct sy_sync_ops {

@@ -1,11 +1,12 @@
 /* The takeover of a pair's instances by a new owner (core/takeover.h). One worker thread per takeover:
  *
  *   for forward (and reverse, when this node has its state):
- *     engine takeover(): dest's checkpoint {spool_seq, position}, src's position now (until), and dest
- *                        forgets the old owner's spool sequence numbers
+ *     engine takeover(): dest's checkpoint {spool_seq, position} (dest only: the source may be down), and
+ *                        dest forgets the old owner's spool sequence numbers
  *     no checkpoint      -> nothing to do: the instance starts from this node's state
  *     else               -> spool emptied to continue at spool_seq + 1, state running (its write runs when
- *                           its destination is the passive side) or collecting, overwrite_until = until
+ *                           its destination is the passive side) or collecting, overwrite_until = until (the
+ *                           writer reads the source position before its first change)
  *   done() on the loop: the daemon opens the instances.
  * Nothing here touches an open instance; the daemon opens them only after done(). */
 #include "core/takeover.h"
@@ -19,6 +20,7 @@
 
 #include "core/admin.h"
 #include "core/engine.h"
+#include "core/failpoint.h"
 #include "core/instance.h"
 #include "core/log.h"
 
@@ -81,6 +83,7 @@ static void *takeover_main(void *arg)
     job->rc = take_instance(job, SY_DIR_FORWARD);
     if (job->rc == 0 && job->reverse)
         job->rc = take_instance(job, SY_DIR_REVERSE);
+    sy_failpoint_stall("takeover_taken"); /* tests: a slow takeover, its token claimed */
     event_active(job->done_ev, 0, 0);
     sy_admin_job_end(); /* last touch of shared state */
     return NULL;
@@ -89,7 +92,7 @@ static void *takeover_main(void *arg)
 static void on_done(evutil_socket_t fd, short what, void *arg)
 {
     struct takeover_job *job = arg;
-    job->done(job->arg, job->p, job->rc, job->err);
+    job->done(job->arg, job->p, job->owner_token, job->rc, job->err);
     event_free(job->done_ev);
     free(job);
 }

@@ -2,18 +2,23 @@
  * over: each one whose destination holds a checkpoint resumes from that checkpoint — not from this node's
  * spool, a cache of the source's log the old owner kept on its own disk. The spool is emptied to continue
  * the checkpoint's numbering, collection restarts at the checkpoint's source position, and the changes
- * between it and the source's position now (some may be on the destination already, applied above the
- * watermark) are replayed idempotently: conflicts there are overwritten, strict apply after. An instance
- * whose destination has no checkpoint yet starts from this node's own state (precheck, copy). */
+ * between it and the source's position when the writer first applies (some may be on the destination
+ * already, applied above the watermark) are replayed idempotently: conflicts there are overwritten, strict
+ * apply after. The takeover reads the destination only: it runs with the source down (a site lost with its
+ * owner node). An instance whose destination has no checkpoint yet starts from this node's own state
+ * (precheck, copy). */
 #ifndef SY_TAKEOVER_H
 #define SY_TAKEOVER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/pair.h"
 
-/* rc 0: the instances' state on disk is ready to open; -1: err says why (retry later). */
-typedef void (*sy_takeover_done_fn)(void *arg, struct sy_pair *p, int rc, const char *err);
+/* rc 0: the instances' state on disk is ready to open; -1: err says why (retry later). owner_token: the
+ * fencing token the takeover claimed the destinations with (p->owner_token when it began). */
+typedef void (*sy_takeover_done_fn)(void *arg, struct sy_pair *p, uint64_t owner_token, int rc,
+                                    const char *err);
 
 /* Starts the takeover on a worker thread (it reads both databases); done(arg, ...) on the loop. The pair's
  * instances must not be open on this node. 0, or -1 with err (done is not called). */

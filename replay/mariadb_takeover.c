@@ -1,5 +1,6 @@
 /* A new owner takes a MariaDB instance over (core/takeover.c): the destination's checkpoint row says where
- * to resume, the source's @@gtid_binlog_pos where the idempotent replay ends, and the destination forgets
+ * to resume (the idempotent replay ends at the source's @@gtid_binlog_pos, read by the writer before its
+ * first change: the takeover needs the destination only), and the destination forgets
  * the old owner's `applied` rows (their spool sequence numbers mean nothing in the new spool: the
  * transactions they name are collected again and replayed, conflicts overwritten) and its pending DDL
  * (above the checkpoint too: collected again and run in its IF [NOT] EXISTS form). In a cluster it first
@@ -16,19 +17,6 @@
 #include "replay/mariadb_modules.h"
 
 #define TAKEOVER_TIMEOUT_S 5
-
-/* The source's @@gtid_binlog_pos (every transaction in its binlog). 0, or -1 with err. */
-static int source_position(const struct sy_pair_cfg *cfg, const struct sy_endpoint *src, char *out, size_t outlen,
-                           char *err, size_t errlen)
-{
-    MYSQL *m = sy_mariadb_connect(src, cfg, 0, TAKEOVER_TIMEOUT_S, NULL, err, errlen);
-    if (m == NULL)
-        return -1;
-    bool found = false;
-    int rc = sy_mariadb_value(m, out, outlen, &found, err, errlen, "SELECT @@gtid_binlog_pos");
-    mysql_close(m);
-    return rc;
-}
 
 int sy_mariadb_takeover(const struct sy_pair_cfg *cfg, const char *instance_id, const struct sy_endpoint *src,
                         const struct sy_endpoint *dest, struct sy_takeover_point *out, char *err, size_t errlen)
@@ -100,12 +88,11 @@ int sy_mariadb_takeover(const struct sy_pair_cfg *cfg, const char *instance_id, 
             goto out;
         }
     }
-    /* the source's position before the destination forgets anything: every change up to it is replayed
-     * idempotently, whatever the old owner applied above its watermark (it can commit nothing more now) */
-    if (source_position(cfg, src, out->until, sizeof out->until, e, sizeof e) != 0) {
-        snprintf(err, errlen, "source %s:%u: reading its position: %s", src->host, src->port, e);
-        goto out;
-    }
+    /* the end of the idempotent replay is read from the source later, by the writer before it applies its
+     * first change (core/engine.h SY_UNTIL_FIRST_CHANGE): any position read after the claim above covers
+     * whatever the old owner applied, and the takeover needs the destination only (a site lost with its
+     * owner node) */
+    snprintf(out->until, sizeof out->until, "%s", SY_UNTIL_FIRST_CHANGE);
     if (sy_mariadb_exec(m, e, sizeof e, "DELETE FROM " SY_SCHEMA ".applied WHERE instance='%s'", eid) != 0 ||
         sy_mariadb_exec(m, e, sizeof e, "UPDATE " SY_SCHEMA ".checkpoint SET pending_ddl_seq = 0 WHERE instance='%s'",
                         eid) != 0 ||

@@ -40,6 +40,7 @@
 
 #include "core/change.h"
 #include "core/commit_wait.h"
+#include "core/engine.h"
 #include "core/failpoint.h"
 #include "core/instance.h"
 #include "core/log.h"
@@ -140,6 +141,8 @@ struct writer {
     uint64_t conflicts_before;         /* conflicts overwritten in earlier sessions */
     struct sy_gtid_set until;          /* ctx->overwrite_until parsed (has_until): a takeover's idempotent replay */
     bool has_until;
+    bool until_at_first_change;        /* overwrite_until is SY_UNTIL_FIRST_CHANGE: until is read from the
+                                          source before the first change is dispatched (resolve_until) */
     uint64_t txn_time_ms;
     bool failed;
 };
@@ -1076,6 +1079,34 @@ static int position_entry(struct writer *w, uint64_t seq, const char *pos, size_
 }
 
 /* 1 transient (reconnect), 0 stopping, -1 failed (reported). */
+/* A takeover that ran while the source was down (core/engine.h SY_UNTIL_FIRST_CHANGE): the idempotent
+ * replay ends at the source's position read now, before the first change is dispatched (the workers read
+ * until only for dispatched transactions). Read after the new owner's token claim, it covers whatever an
+ * older owner applied. 0, or 1 (transient: w->ctl.err). */
+static int resolve_until(struct writer *w)
+{
+    if (!w->until_at_first_change)
+        return 0;
+    char pos[1024], err[512];
+    bool found = false;
+    MYSQL *m = sy_mariadb_connect(w->ctx->source, w->cfg, 0, 5, NULL, err, sizeof err);
+    int rc = -1;
+    if (m != NULL) {
+        rc = sy_mariadb_value(m, pos, sizeof pos, &found, err, sizeof err, "SELECT @@gtid_binlog_pos");
+        mysql_close(m);
+    }
+    if (rc != 0) {
+        snprintf(w->ctl.err, sizeof w->ctl.err, "source %s:%u: reading its position (the end of the "
+                 "takeover's idempotent replay): %s", w->ctx->source->host, w->ctx->source->port, err);
+        return 1;
+    }
+    w->has_until = found && sy_gtid_set_parse(pos, strlen(pos), &w->until);
+    w->until_at_first_change = false;
+    sy_log_info("%s: changes up to %s are replayed idempotently (taken over)", w->ctx->instance_id,
+                found ? pos : "(none)");
+    return 0;
+}
+
 static int apply_session(struct writer *w, uint64_t pending_ddl)
 {
     struct sy_spool *sp = w->ctx->spool;
@@ -1152,6 +1183,10 @@ static int apply_session(struct writer *w, uint64_t pending_ddl)
         if (src != SY_SPOOL_OK) {
             fail(w, "spool_error", "%s", err);
             ret = -1;
+            break;
+        }
+        if (resolve_until(w) != 0) {
+            ret = 1;
             break;
         }
         struct sy_change ch;
@@ -1268,7 +1303,10 @@ static int session_open(struct writer *w, uint64_t *pending_ddl)
             return rc;
         }
     }
-    w->has_until = w->ctx->overwrite_until != NULL && w->ctx->overwrite_until[0] != '\0' &&
+    w->until_at_first_change = w->ctx->overwrite_until != NULL &&
+                               strcmp(w->ctx->overwrite_until, SY_UNTIL_FIRST_CHANGE) == 0;
+    w->has_until = !w->until_at_first_change && w->ctx->overwrite_until != NULL &&
+                   w->ctx->overwrite_until[0] != '\0' &&
                    sy_gtid_set_parse(w->ctx->overwrite_until, strlen(w->ctx->overwrite_until), &w->until);
     w->abort = false;
     w->worker_rc = 0;

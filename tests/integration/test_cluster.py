@@ -802,3 +802,60 @@ def test_a_request_put_twice_runs_once(daemon, etcd, mariadb_pair, fresh):  # no
         etcd_put(etcd, f"/switchyard/pairs/{pname}/requests/dup", body)
     time.sleep(3)
     assert owner.log().count("(request dup)") == 1, owner.log().count("(request dup)")
+
+
+def test_failover_after_the_owner_and_business_die_together(daemon, etcd, mariadb_pair, fresh):  # noqa: F811
+    """A site loss: the owner node and the business mariadbd die together. Another node wins the election;
+    a failover sent to it must run (business is dead: that is what failover is for)."""
+    b, dr = mariadb_pair
+    pname = f"r{fresh}"
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname)
+    c = app_conn(others[0], fresh)
+    one(c, "INSERT INTO t VALUES (1, 'v0')")
+    wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", fresh) == ((1,),), 30, "forward applied")
+    owner.kill9()
+    b.kill9()
+    try:
+        new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
+        time.sleep(3)
+        print("sync_owner:", sync_owner(new, pname))
+        r = new.admin("failover", pair=pname, force=True, _timeout=60)
+        print("failover:", r)
+        assert r["ok"] is True, r
+    finally:
+        b.start()
+
+
+def test_a_takeover_that_outlives_its_ownership_is_made_again_with_the_new_token(daemon, etcd, mariadb_pair, fresh,
+                                                                                 tmp_path):  # noqa: F811
+    """A slow takeover (held at the failpoint takeover_taken, its owner token T1 claimed in DR) on node X; X is
+    SIGSTOPped past its lease, Y wins and claims T2 (held too), Y dies, X runs again and wins the pair back
+    with T3 while its first takeover still runs. That takeover completing must not open writers with T1 (DR
+    names T2: fenced for good): it is made again with T3, and the forward instance writes into DR."""
+    b, dr = mariadb_pair
+    pname = f"s{fresh}"
+    stall = {i: tmp_path / f"stall-n{i}" for i in (1, 2, 3)}
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname, env_of=lambda i: {
+        "SY_STALL_POINT": "takeover_taken", "SY_STALL_FILE": str(stall[i])})
+    for f in stall.values():
+        f.touch()
+    owner.kill9()
+    x = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
+    y = [d for d in others if d is not x][0]
+    wait_for(lambda: "failpoint takeover_taken: stalled" in x.log(), 20, "X's takeover held")
+    t1 = sync_owner(x, pname)["owner_token"]
+    os.kill(x.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: "failpoint takeover_taken: stalled" in y.log(), 30, "Y owns, its takeover held")
+        y.kill9()
+    finally:
+        os.kill(x.pid, signal.SIGCONT)
+    wait_for(lambda: sync_owner(x, pname).get("this_node_owns") and sync_owner(x, pname)["owner_token"] > t1, 30,
+             "X owns the pair again, with a new token")
+    for f in stall.values():
+        f.unlink()
+    wait_for(lambda: running_forward(x, pname), 30, "X's forward instance running")
+    c = app_conn(x, fresh)
+    one(c, "INSERT INTO t VALUES (1, 'after')")
+    wait_for(lambda: q(dr, "SELECT v FROM t WHERE id = 1", fresh) == (("after",),), 30, "applied into DR")
+    assert "fenced" not in sync_owner(x, pname)
