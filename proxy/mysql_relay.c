@@ -212,6 +212,27 @@ static size_t inspect_len(struct sy_mysql_session *s, uint8_t cmd, uint32_t len)
     }
 }
 
+static void discard_request(struct sy_mysql_session *s, struct evbuffer *in, struct sy_mysql_hdr hdr);
+
+/* A statement id this session does not have (closed, reset away, never prepared) after a flip: the new
+ * side's statements have ids of their own, and one of them may carry it, so it is answered here as the
+ * server answers it (ER_UNKNOWN_STMT_HANDLER), or dropped where the server sends nothing. True: handled. */
+static bool unknown_stmt(struct sy_mysql_session *s, struct evbuffer *in, struct sy_mysql_hdr hdr, uint8_t cmd,
+                         uint32_t id)
+{
+    const char *fn = cmd == SY_COM_STMT_EXECUTE ? "mysqld_stmt_execute" :
+                     cmd == SY_COM_STMT_FETCH ? "mysqld_stmt_fetch" :
+                     cmd == SY_COM_STMT_RESET ? "mysqld_stmt_reset" :
+                     cmd == SY_COM_STMT_BULK_EXECUTE ? "mysqld_stmt_bulk_execute" : NULL;
+    discard_request(s, in, hdr);
+    if (fn != NULL) { /* COM_STMT_CLOSE and COM_STMT_SEND_LONG_DATA have no reply */
+        char msg[96];
+        snprintf(msg, sizeof msg, "Unknown prepared statement handler (%u) given to %s", id, fn);
+        sy_mysql_session_client_err(s, (uint8_t)(hdr.seq + 1), 1243, "HY000", msg);
+    }
+    return true;
+}
+
 /* After a flip the client's statement ids map to re-prepared ones: rewrites the id in the pulled-up
  * request (p, at least 5 bytes). An execute that relies on types bound on the old side gets them
  * inserted: then the packet is sent here and true returned. */
@@ -222,8 +243,10 @@ static bool stmt_request_map(struct sy_mysql_session *s, struct evbuffer *in, st
         return false;
     uint32_t id = (uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 | (uint32_t)p[4] << 24;
     struct sess_stmt *st = stmt_find(s, id);
+    if (st == NULL && id == UINT32_MAX)
+        return false; /* MariaDB's "the statement prepared last" (execute-direct): the server's own */
     if (st == NULL)
-        return false; /* unknown to us: the server answers "unknown prepared statement" */
+        return unknown_stmt(s, in, hdr, p[0], id);
     p[1] = (uint8_t)st->backend_id;
     p[2] = (uint8_t)(st->backend_id >> 8);
     p[3] = (uint8_t)(st->backend_id >> 16);

@@ -817,3 +817,63 @@ def test_sql_prepared_statements_survive_a_switch(switchable, mariadb_pair):
     one(c, "SET @i = 4")
     one(c, "EXECUTE ins USING @i, @v")                            # moved again
     assert q(mariadb_pair.dr, "SELECT v FROM sp WHERE id = 4", db) == (("after",),)
+
+
+def _stmt_prepare(c, sql):
+    """COM_STMT_PREPARE over a PyMySQL connection's socket (PyMySQL has no binary protocol): the statement id,
+    after reading the whole answer (no CLIENT_DEPRECATE_EOF: definitions end with an EOF each)."""
+    from pymysql.constants import COMMAND
+    c._execute_command(COMMAND.COM_STMT_PREPARE, sql)
+    head = c._read_packet()
+    data = head.get_all_data()
+    stmt_id = int.from_bytes(data[1:5], "little")
+    columns, params = int.from_bytes(data[5:7], "little"), int.from_bytes(data[7:9], "little")
+    for n in (params, columns):
+        if n:
+            for _ in range(n + 1):
+                c._read_packet()
+    return stmt_id
+
+
+def _stmt_execute(c, stmt_id):
+    """COM_STMT_EXECUTE of a statement without parameters: ("rows", n) or ("error", code, message)."""
+    from pymysql.constants import COMMAND
+    c._execute_command(COMMAND.COM_STMT_EXECUTE, stmt_id.to_bytes(4, "little") + b"\x00" + (1).to_bytes(4, "little"))
+    try:
+        first = c._read_packet()
+    except pymysql.err.MySQLError as e:
+        return ("error", e.args[0], e.args[1])
+    n = first.read_length_encoded_integer()
+    for _ in range(n + 1):
+        c._read_packet()                                        # column definitions, EOF
+    rows = 0
+    while not c._read_packet().is_eof_packet():
+        rows += 1
+    return ("rows", rows)
+
+
+def test_a_statement_reset_away_stays_unknown_after_a_switch(switchable, mariadb_pair):
+    """mysql-connector-python found it: a statement prepared, then freed by COM_RESET_CONNECTION (or closed),
+    is unknown to the server (1243); after a switch the session's remaining statements are prepared again on
+    the new side with ids of their own, and the old id, passed through unchanged, ran one of them instead."""
+    from pymysql.constants import COMMAND
+    d, pname, db = switchable
+    direct = mariadb_pair.business.connect(database=db)
+    expected = {}
+    for name, c in (("direct", direct), ("proxy", app_conn(d, db))):
+        gone = _stmt_prepare(c, "SELECT 1")
+        c._execute_command(0x1f, b"")                       # COM_RESET_CONNECTION
+        c._read_ok_packet()
+        kept = _stmt_prepare(c, "SELECT 2 UNION SELECT 3")
+        assert _stmt_execute(c, kept) == ("rows", 2)
+        if name == "direct":
+            expected = _stmt_execute(c, gone)
+            assert expected[:2] == ("error", 1243), expected
+            continue
+        assert _stmt_execute(c, gone) == expected
+        r = d.admin_ok("switchover", pair=pname)
+        assert r["active_side"] == "dr" and r["moved_clients"] >= 1, r
+        assert _stmt_execute(c, kept) == ("rows", 2)            # re-prepared on DR, under its client id
+        assert _stmt_execute(c, gone) == expected               # still unknown, with the server's own text
+        c.ping()
+        assert one(c, "SELECT @@server_id") == ((mariadb_pair.dr.server_id,),)
