@@ -343,8 +343,7 @@ def test_mysql_connector_python_pools_on_three_nodes_through_a_switchover_and_sw
             wait_for(lambda: len(acked) > n + 40, 30, "clients go on after the switch")
             sid = 10 if side == "business" else 11
             # reset: nothing comes back on the new side; kept: all of it (user variable, time zone, sql_mode)
-            states.append(idle_state())
-            assert states[-1] == [((None, "SYSTEM", 1, sid), (1, "+03:00", 0, sid), [(42,)], 1243)] * 3, states[-1]
+            states.append((cmd, idle_state(), [((None, "SYSTEM", 1, sid), (1, "+03:00", 0, sid), [(42,)], 1243)] * 3))
     finally:
         stop.set()
         for w in workers:
@@ -362,3 +361,7 @@ def test_mysql_connector_python_pools_on_three_nodes_through_a_switchover_and_sw
         wait_for(lambda: want.items() <= dict(q(side, "SELECT id, v FROM t", fresh)).items(), 30,
                  f"every acknowledged write on {side}")
     assert q(b, "SELECT @@global.read_only")[0][0] == 0 and q(dr, "SELECT @@global.read_only")[0][0] == 1
+    # last, after the load's checks: a statement the client prepared before COM_RESET_CONNECTION was
+    # deallocated by the server (1243 before the switch); after a switch it must not be executable again
+    bad = [(cmd, got) for cmd, got, want in states[1:] if got != want]
+    assert bad == [], bad
