@@ -62,7 +62,7 @@ integration: build test-clients mongo-tools tds-double
 	@SY_BUILD_DIR=$(CURDIR)/$(BUILD) $(PYTEST) tests/integration
 
 integration-asan: build-asan test-clients mongo-tools tds-double
-	@SY_BUILD_DIR=$(CURDIR)/$(ASAN) SY_SANITIZED=1 $(PYTEST) -m "not nosan and not soak" tests/integration
+	@SY_BUILD_DIR=$(CURDIR)/$(ASAN) SY_SANITIZED=1 $(PYTEST) -m "not nosan and not soak and not conformance" tests/integration
 
 # ThreadSanitizer: the tests marked `tsan` (pytest.ini), which run every kind of thread the daemon has.
 # Each daemon writes its reports to <test tmp dir>/daemonN/tsan.<pid>; a test whose daemon wrote one fails
@@ -104,9 +104,13 @@ fuzz: build-fuzz
 
 # Not part of `make test` (~4 min): go-sql-driver/mysql's and mysqlclient's own test suites run directly and
 # through switchyardd, compared per test (differences must be in conformance/known_differences.json), and a
-# database/sql pool workload through 10 switches (scripts/conformance.py; clients cached outside the repo).
+# database/sql pool workload through 10 switches (scripts/conformance.py; clients cached outside the repo);
+# then the tests marked `conformance` (more client implementations, e.g. mysql-connector-python on a 3-node
+# cluster: tests/integration/test_cluster_clients.py; scripts/install-mysql-connector-python.sh, ~10 s once).
 conformance: build test-clients
 	@$(PY) scripts/conformance.py --build $(CURDIR)/$(BUILD)
+	@scripts/install-mysql-connector-python.sh
+	@SY_BUILD_DIR=$(CURDIR)/$(BUILD) $(PYTEST) -m conformance tests/integration
 
 clean:
 	rm -rf $(BUILD) $(ASAN) $(TSAN) $(FUZZBUILD)
