@@ -366,6 +366,8 @@ static int group_ready(void *arg)
         pthread_cond_wait(&g->wk->cv, &w->mu);
     }
     pthread_mutex_unlock(&w->mu);
+    if (rc == 0) /* tests: a group taken and past the stop checks, its statements not sent yet */
+        sy_failpoint_stall("writer_group_taken");
     return rc;
 }
 
@@ -465,7 +467,6 @@ static int apply_group(struct worker *wk, struct sy_apply_txn *const *txs, size_
     struct group_ref g = { .wk = wk, .txs = txs, .n = n };
     for (int attempt = 0;; attempt++) {
         uint64_t rows0 = ac->rows, conflicts0 = ac->conflicts_overwritten;
-        sy_failpoint_stall("writer_group_taken");
         /* the batch applies a group only when nothing conflicts; a conflict sends the group row by row,
          * which fails naming it (on_conflict = fail) or overwrites and counts it (overwrite) */
         int rc = sy_apply_batch(ac, txs, n, group_ready, &g);

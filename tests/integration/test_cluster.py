@@ -559,9 +559,10 @@ def test_one_node_owns_the_synchronization_and_another_takes_over_after_kill9(da
 def test_an_old_owner_resumed_after_a_takeover_is_fenced_at_the_destination(daemon, etcd, mariadb_pair, fresh,
                                                                            tmp_path, point):  # noqa: F811
     """writer_group_taken: the owner's apply worker has taken a transaction of a hot row (v = 'stale') but not
-    applied it (the failpoint holds it there); the owner is SIGSTOPped past its lease, another node takes
+    applied it (the failpoint holds it past the worker's stop checks, before its first statement: a process
+    paused there); the owner is SIGSTOPped past its lease, another node takes
     over, replays that transaction and applies a newer one (v = 'newer'). On SIGCONT the old worker applies
-    its stale after-image at once — before its step-down check can stop it — but its commit finds the new
+    its stale after-image at once — its stop checks are behind it — but its commit finds the new
     owner's token in DR's checkpoint row: rolled back, the old owner says it lost the pair and runs no
     instance, DR keeps 'newer' (equal to business, verify clean), and no client saw an error. Left alone, the
     fenced node takes the pair over again (a higher token) and writes on.
