@@ -11,15 +11,8 @@
 
 #include <event2/thread.h>
 
-struct job {
-    struct job *next;
-    void (*fn)(void *arg);
-    void *arg;
-    struct waiter *done;          /* ref: a synchronous caller's, NULL for a post */
-};
-
 /* A synchronous caller waits here for `left` jobs to end. */
-struct waiter {
+struct sy_loop_waiter {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     int left;
@@ -33,7 +26,7 @@ struct worker {
     struct event_base *base;      /* owned */
     struct event *kick;           /* owned: runs the queued jobs on the worker */
     pthread_mutex_t lock;         /* guards head/tail */
-    struct job *head, *tail;      /* owned: FIFO */
+    struct sy_loop_job *head, *tail;      /* owned: FIFO */
 };
 
 struct sy_loop_pool {
@@ -45,19 +38,20 @@ static void run_jobs(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
     pthread_mutex_lock(&w->lock);
-    struct job *j = w->head;
+    struct sy_loop_job *j = w->head;
     w->head = w->tail = NULL;
     pthread_mutex_unlock(&w->lock);
     while (j != NULL) {
-        struct job *next = j->next;
+        struct sy_loop_job *next = j->next;
+        struct sy_loop_waiter *wt = j->done;
+        bool owned = j->pool_owned;     /* read first: a caller's job may be posted again by fn */
         j->fn(j->arg);
-        if (j->done != NULL) {
-            struct waiter *wt = j->done;   /* the job lives on the caller's stack: not touched after this */
+        if (wt != NULL) {                /* the job lives on the caller's stack: not touched after this */
             pthread_mutex_lock(&wt->lock);
             wt->left--;
             pthread_cond_broadcast(&wt->cond);
             pthread_mutex_unlock(&wt->lock);
-        } else {
+        } else if (owned) {
             free(j);
         }
         j = next;
@@ -71,7 +65,7 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static void enqueue(struct worker *w, struct job *j)
+static void enqueue(struct worker *w, struct sy_loop_job *j)
 {
     j->next = NULL;
     pthread_mutex_lock(&w->lock);
@@ -133,10 +127,10 @@ void sy_loop_pool_free(struct sy_loop_pool *pool)
             sy_loop_pool_run(pool, i, stop_loop, w->base);
             pthread_join(w->thread, NULL);
         }
-        struct job *j = w->head;
+        struct sy_loop_job *j = w->head;
         while (j != NULL) {        /* posted after the stop: never run */
-            struct job *next = j->next;
-            if (j->done == NULL)
+            struct sy_loop_job *next = j->next;
+            if (j->pool_owned)
                 free(j);
             j = next;
         }
@@ -166,16 +160,24 @@ bool sy_loop_pool_on_worker(const struct sy_loop_pool *pool, int i)
 
 bool sy_loop_pool_post(struct sy_loop_pool *pool, int i, void (*fn)(void *arg), void *arg)
 {
-    struct job *j = calloc(1, sizeof *j);
+    struct sy_loop_job *j = calloc(1, sizeof *j);
     if (j == NULL)
         return false;
     j->fn = fn;
     j->arg = arg;
+    j->pool_owned = true;
     enqueue(&pool->w[i], j);
     return true;
 }
 
-static void waiter_wait(struct waiter *wt)
+void sy_loop_pool_post_job(struct sy_loop_pool *pool, int i, struct sy_loop_job *job)
+{
+    job->done = NULL;
+    job->pool_owned = false;
+    enqueue(&pool->w[i], job);
+}
+
+static void waiter_wait(struct sy_loop_waiter *wt)
 {
     pthread_mutex_lock(&wt->lock);
     while (wt->left > 0)
@@ -191,10 +193,10 @@ void sy_loop_pool_run(struct sy_loop_pool *pool, int i, void (*fn)(void *arg), v
         fn(arg);
         return;
     }
-    struct waiter wt = { .left = 1 };
+    struct sy_loop_waiter wt = { .left = 1 };
     pthread_mutex_init(&wt.lock, NULL);
     pthread_cond_init(&wt.cond, NULL);
-    struct job j = { .fn = fn, .arg = arg, .done = &wt };
+    struct sy_loop_job j = { .fn = fn, .arg = arg, .done = &wt };
     enqueue(&pool->w[i], &j);
     waiter_wait(&wt);
 }
@@ -213,14 +215,14 @@ static void run_one(void *arg)
 
 void sy_loop_pool_run_all(struct sy_loop_pool *pool, void (*fn)(int i, void *arg), void *arg)
 {
-    struct waiter wt = { .left = pool->n };
+    struct sy_loop_waiter wt = { .left = pool->n };
     pthread_mutex_init(&wt.lock, NULL);
     pthread_cond_init(&wt.cond, NULL);
     struct all_arg args[64];
-    struct job jobs[64];
+    struct sy_loop_job jobs[64];
     for (int i = 0; i < pool->n; i++) {
         args[i] = (struct all_arg){ .fn = fn, .arg = arg, .i = i };
-        jobs[i] = (struct job){ .fn = run_one, .arg = &args[i], .done = &wt };
+        jobs[i] = (struct sy_loop_job){ .fn = run_one, .arg = &args[i], .done = &wt };
         enqueue(&pool->w[i], &jobs[i]);
     }
     waiter_wait(&wt);

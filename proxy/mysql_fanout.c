@@ -108,10 +108,12 @@ void sy_mysql_fanout_ledger(struct sy_mysql_fanout *f, enum sy_side side, struct
 /* ---- KILL across shards --------------------------------------------------------------------------- */
 
 struct kill_job {
+    struct sy_loop_job job;        /* posted to the target's shard, then back: never fails to post */
     struct sy_mysql_fanout *f;     /* ref */
     int from;                      /* the asking session's shard */
     uint32_t asker;                /* its connection id */
     uint32_t target;               /* the id KILL names */
+    uint8_t ticket;                /* the asker's kill_ticket when it asked */
     uint32_t thread;               /* answer: the target's backend thread (0 = no such session / none) */
     enum sy_side side;             /* answer: the target's side */
     uint8_t seq;
@@ -123,7 +125,7 @@ static void kill_answered(void *arg)
 {
     struct kill_job *j = arg;
     struct sy_mysql_session *s = sy_mysql_proxy_find_session(j->f->shards[j->from], j->asker);
-    if (s != NULL && s->kill_pending && s->state == SS_BUSY) {
+    if (s != NULL && s->kill_pending && s->state == SS_BUSY && s->kill_ticket == j->ticket) {
         s->kill_pending = false;
         sy_mysql_relay_kill_answer(s, j->pkt, j->n, j->seq, j->thread, j->side);
     }
@@ -137,8 +139,8 @@ static void kill_asked(void *arg)
     struct sy_mysql_session *t = sy_mysql_proxy_find_session(px, j->target);
     j->thread = t ? sy_mysql_session_backend_thread(t) : 0;
     j->side = t ? t->side : SY_SIDE_BUSINESS;
-    if (!sy_loop_pool_post(j->f->pool, j->from, kill_answered, j))
-        free(j); /* the asker's session stays BUSY until its client gives up: only when out of memory */
+    j->job.fn = kill_answered; /* the same job back to the asker's shard: nothing to allocate, cannot fail */
+    sy_loop_pool_post_job(j->f->pool, j->from, &j->job);
 }
 
 int sy_mysql_fanout_kill_target(struct sy_mysql_session *s, uint32_t id, const uint8_t *p, size_t n, uint8_t seq,
@@ -154,13 +156,12 @@ int sy_mysql_fanout_kill_target(struct sy_mysql_session *s, uint32_t id, const u
     }
     struct kill_job *j = calloc(1, sizeof *j + n);
     if (j == NULL)
-        return 0;
-    *j = (struct kill_job){ .f = f, .from = s->px->worker, .asker = s->id, .target = id, .seq = seq, .n = n };
+        return -1;
+    s->kill_ticket++;
+    *j = (struct kill_job){ .job = { .fn = kill_asked, .arg = j }, .f = f, .from = s->px->worker, .asker = s->id,
+                            .target = id, .ticket = s->kill_ticket, .seq = seq, .n = n };
     memcpy(j->pkt, p, n);
-    if (!sy_loop_pool_post(f->pool, shard, kill_asked, j)) {
-        free(j);
-        return 0;
-    }
+    sy_loop_pool_post_job(f->pool, shard, &j->job);
     s->kill_pending = true;
     return 2;
 }

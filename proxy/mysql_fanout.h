@@ -52,7 +52,8 @@ void sy_mysql_fanout_ledger(struct sy_mysql_fanout *f, enum sy_side side, struct
 /* KILL <id> from session s (on its shard's loop). A session of s's own shard is looked up at once: 1 with
  * *thread (its backend thread, 0 = none) and *side, or 0 when there is none. Another shard's: it is asked
  * by a post and 2 is returned; the answer comes back to s's loop as sy_mysql_relay_kill_answer(s, ...)
- * with the request packet (p, n, seq) copied here — unless s has closed by then. */
+ * with the request packet (p, n, seq) copied here — unless s has closed or its command ended by then
+ * (kill_ticket). -1: out of memory (nothing asked). */
 int sy_mysql_fanout_kill_target(struct sy_mysql_session *s, uint32_t id, const uint8_t *p, size_t n, uint8_t seq,
                                 uint32_t *thread, enum sy_side *side);
 /* mysql_relay.c: the answer to a KILL asked of another shard (s is SS_BUSY with kill_pending). */

@@ -157,6 +157,13 @@ static bool rewrite_kill(struct sy_mysql_session *s, const uint8_t *p, size_t n,
     uint32_t thread = 0;
     enum sy_side side = s->side;
     int found = k.id <= UINT32_MAX ? sy_mysql_fanout_kill_target(s, (uint32_t)k.id, p, n, seq, &thread, &side) : 0;
+    if (found < 0) { /* the server's own answer when it runs out of memory */
+        sy_mysql_session_client_err(s, (uint8_t)(seq + 1), 1041, "HY000",
+                                    "Out of memory; check if mysqld or some other process uses all available "
+                                    "memory; if not, you may have to use 'ulimit' to allow mysqld to use more "
+                                    "memory or you can add more swap space");
+        return true;
+    }
     if (found != 2 && (thread == 0 || side != s->side)) {
         kill_unknown(s, k.id, seq);
         return true;

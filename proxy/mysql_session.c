@@ -100,6 +100,8 @@ bool sy_mysql_session_set_state(struct sy_mysql_session *s, enum sess_state to)
         return false;
     sy_log_debug("%s: %s -> %s", s->label, SESS_STATE(s)->name, sy_mysql_sess_states[to].name);
     s->state = to;
+    if (to == SS_IDLE)
+        s->kill_pending = false; /* the command ended: a KILL answer still on its way is stale */
     return true;
 }
 

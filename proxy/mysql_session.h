@@ -113,7 +113,10 @@ struct sy_mysql_session {
     bool in_txn;                         /* status has IN_TRANS */
     uint8_t cmd;                         /* command in flight (SS_BUSY) */
     bool kill_pending;                   /* SS_BUSY with a KILL whose target another worker loop looks up
-                                            (mysql_fanout.c); nothing sent to the backend yet */
+                                            (mysql_fanout.c); nothing sent to the backend yet; cleared
+                                            when the session goes idle (whatever ended the command) */
+    uint8_t kill_ticket;                 /* numbers this session's cross-worker KILLs: an answer to an
+                                            older one (its command ended another way) is dropped */
     struct sy_mysql_resp resp;           /* tracker of the reply in flight */
     uint64_t req_left;                   /* bytes of the current client packet still to forward */
     uint64_t discard_left;               /* bytes of a request the proxy answered itself, still to drop */

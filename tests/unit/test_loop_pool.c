@@ -53,6 +53,28 @@ static void relay(void *arg)
         atomic_fetch_add(&wrong_thread, 1);
 }
 
+/* A message with its job inside, bounced 0 -> 3 -> 0 -> 3 ... by reposting the same job (KILL's ask and
+ * answer): the pool allocates nothing and never touches the job once its fn starts. */
+struct bounce {
+    struct sy_loop_job job;
+    int hops, on[8];
+    atomic_bool done;
+};
+
+static void bounce_hop(void *arg)
+{
+    struct bounce *b = arg;
+    int here = b->hops % 2 == 0 ? 0 : 3;
+    if (!sy_loop_pool_on_worker(pool, here))
+        atomic_fetch_add(&wrong_thread, 1);
+    b->on[b->hops++] = here;
+    if (b->hops == 8) {
+        atomic_store(&b->done, true);
+        return;
+    }
+    sy_loop_pool_post_job(pool, here == 0 ? 3 : 0, &b->job);
+}
+
 int main(void)
 {
     char err[256];
@@ -103,6 +125,15 @@ int main(void)
     sy_loop_pool_run(pool, 0, noop, &x);
     sy_loop_pool_run(pool, 1, noop, &x);
     CHECK(n_order[1] == 1 && order[1][0] == 100);
+
+    /* a caller-owned job posted again from its own fn, across workers */
+    struct bounce *b = calloc(1, sizeof *b);
+    b->job = (struct sy_loop_job){ .fn = bounce_hop, .arg = b };
+    sy_loop_pool_post_job(pool, 0, &b->job);
+    for (int spins = 0; !atomic_load(&b->done) && spins < 5000; spins++)
+        sy_loop_pool_run(pool, 0, noop, &x);
+    CHECK(atomic_load(&b->done) && b->hops == 8 && b->on[0] == 0 && b->on[1] == 3 && b->on[7] == 3);
+    free(b);
 
     /* free with posts still queued: they run before the stop (FIFO), nothing leaks */
     n_order[2] = 0;
