@@ -58,8 +58,12 @@ unit: build build-asan build-tsan
 fuzz-short: build-fuzz
 	@scripts/fuzz.sh $(FUZZBUILD) short
 
+# The plain pass runs on $(TEST_WORKERS) pytest-xdist workers (each with its own servers and daemons): the tests
+# wait on servers and timers far more than they compute (about a quarter of 2 cores serially), so two at a
+# time halve the pass. The sanitizer passes, CPU-bound, stay serial.
+TEST_WORKERS ?= 2
 integration: build test-clients mongo-tools tds-double
-	@SY_BUILD_DIR=$(CURDIR)/$(BUILD) $(PYTEST) tests/integration
+	@SY_BUILD_DIR=$(CURDIR)/$(BUILD) $(PYTEST) -n $(TEST_WORKERS) tests/integration
 
 integration-asan: build-asan test-clients mongo-tools tds-double
 	@SY_BUILD_DIR=$(CURDIR)/$(ASAN) SY_SANITIZED=1 $(PYTEST) -m "not nosan and not soak and not conformance" tests/integration

@@ -10,7 +10,7 @@ set -eu
 
 REQUIRED="build-essential cmake pkg-config clang libclang-rt-14-dev libevent-dev libssl-dev libmariadb-dev
 libmongoc-dev libbson-dev freetds-dev freetds-bin libinih-dev libjansson-dev mariadb-server mariadb-client
-sysbench haproxy python3-pymysql python3-pytest python3-pytest-timeout python3-pymongo python3-venv zlib1g-dev libdeflate-dev openssl
+sysbench haproxy python3-pymysql python3-pytest python3-pytest-timeout python3-pytest-xdist python3-pymongo python3-venv zlib1g-dev libdeflate-dev openssl
 postgresql-15 python3-psycopg2 python3-pymssql python3-tds etcd-server libsystemd-dev groff-base
 chromium chromium-driver python3-selenium prometheus"
 OPTIONAL="linux-perf strace"
@@ -95,8 +95,8 @@ fi
 rm -f "$log"
 
 # The test suite depends on these imports under Debian's interpreter; say so now rather than mid-suite.
-if ! /usr/bin/python3 -c 'import pymysql, pytest, pytest_timeout' 2>/dev/null; then
-    echo "deps: /usr/bin/python3 cannot import pymysql/pytest/pytest_timeout after install" >&2
+if ! /usr/bin/python3 -c 'import pymysql, pytest, pytest_timeout, xdist' 2>/dev/null; then
+    echo "deps: /usr/bin/python3 cannot import pymysql/pytest/pytest_timeout/xdist after install" >&2
     exit 1
 fi
 
