@@ -199,7 +199,9 @@ class Switchyard:
                 f"business       = {HOST}:{self.business.port}\n"
                 f"dr             = {HOST}:{self.dr.port}\n"
                 f"admin_user     = {sandbox.ADMIN_USER}\n"
-                f"admin_password = {sandbox.ADMIN_PASSWORD}\n")
+                f"admin_password = {sandbox.ADMIN_PASSWORD}\n"
+                f"tls_cert       = {self.work / 'proxy.pem'}\n"     # for the TLS idle row; plain clients
+                f"tls_key        = {self.work / 'proxy.key'}\n")    # never ask for it
 
     def ctl_json(self, *args, timeout: float = 10) -> dict:
         r = subprocess.run([str(self.ctl_bin), "-s", str(self.sock), "--json", *args], capture_output=True,
@@ -212,6 +214,9 @@ class Switchyard:
         for b in (self.daemon, self.ctl_bin):
             if not os.access(b, os.X_OK):
                 raise RuntimeError(f"{b} missing: cmake --build {b.parent} -j2")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                        "/CN=localhost", "-keyout", str(self.work / "proxy.key"), "-out", str(self.work / "proxy.pem")],
+                       check=True, capture_output=True, timeout=60)
         self.ini.write_text(self.config())
         with open(self.log, "ab") as log:
             self.proc = spawn([self.daemon, "-c", self.ini, "--foreground"], stdout=log, stderr=subprocess.STDOUT,
@@ -397,13 +402,14 @@ def strace_run(name: str, pid: int, port: int, secs: int, threads: int, work: Pa
 
 # --- idle connections -----------------------------------------------------------------------------------
 
-def idle_connections(name: str, pid: int, port: int, n: int) -> dict:
+def idle_connections(name: str, pid: int, port: int, n: int, tls_ca: Path | None = None) -> dict:
     import pymysql
+    tls = dict(ssl_ca=str(tls_ca), ssl_verify_cert=True, ssl_verify_identity=False) if tls_ca else {}
 
     def one(_):
         try:
             return pymysql.connect(host=HOST, port=port, user=SB_USER, password=SB_PASSWORD, database=SB_DB,
-                                   connect_timeout=60, read_timeout=60, write_timeout=60, autocommit=True)
+                                   connect_timeout=60, read_timeout=60, write_timeout=60, autocommit=True, **tls)
         except Exception as e:  # noqa: BLE001 - counted and reported
             return e
 
@@ -540,7 +546,7 @@ def print_strace(st: dict) -> None:
 
 def print_rss(rss: dict) -> None:
     print("\n== RSS with idle client connections (VmRSS from /proc/PID/status) ==")
-    for name in ("switchyard", "haproxy"):
+    for name in ("switchyard", "haproxy", "switchyard_tls"):
         r = rss.get(name)
         if r is None:
             continue
@@ -701,10 +707,17 @@ def main() -> int:
                     check_alive()
             print_strace(report["strace"])
 
-            # RSS with idle connections: one proxy at a time (the server allows 3000 connections)
-            for name in ("switchyard", "haproxy"):
+            # RSS with idle connections: one proxy at a time (the server allows 3000 connections); the TLS row
+            # is clients that TLS with switchyardd (HAProxy in TCP mode would only pass TLS through)
+            # on a fresh switchyardd of its own (the plain row's freed memory would be reused)
+            for name in ("switchyard", "haproxy", "switchyard_tls"):
                 try:
-                    r = idle_connections(name, pids[name], ports[name], args.idle_conns)
+                    ca = None
+                    if name == "switchyard_tls":
+                        (work / name).mkdir()
+                        sy_tls = Switchyard(build, work / name, business, dr).start()
+                        ports[name], pids[name], ca = sy_tls.port, sy_tls.proc.pid, sy_tls.work / "proxy.pem"
+                    r = idle_connections(name, pids[name], ports[name], args.idle_conns, ca)
                     report["rss"][name] = r
                     if r["connect_errors"] or r.get("sample_failed"):
                         problems.append({"where": f"idle connections via {name}", "result": r})
