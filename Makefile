@@ -98,6 +98,7 @@ bench: build mongo-tools tds-double
 	$(PY) bench/mongo_bench.py --build $(CURDIR)/$(BUILD) || rc=1; \
 	$(PY) bench/commit_wait_bench.py --build $(CURDIR)/$(BUILD) || rc=1; \
 	$(PY) bench/tds_bench.py --build $(CURDIR)/$(BUILD) || rc=1; \
+	$(PY) bench/cluster_bench.py --build $(CURDIR)/$(BUILD) --idle 600 || rc=1; \
 	exit $$rc
 
 soak: build mongo-tools
