@@ -693,6 +693,10 @@ static int open_instances(struct sy_pair *p)
     return 0;
 }
 
+#define STEP_DOWN_SLACK_MS 250      /* the writers' connections are cut this long before the lease may end */
+#define STEP_DOWN_MIN_GRACE_MS 100  /* ... but they always get this long to finish what they are at */
+#define STEP_DOWN_MAX_GRACE_MS 2000 /* the usual grace, when the lease is far from ending */
+
 /* A node that is no longer the owner stops the instances here at once (their state stays on disk: a
  * later takeover rebuilds it from the destination's checkpoint). Deferred while a switch uses them. */
 static void close_instances(struct sy_pair *p)
@@ -703,11 +707,22 @@ static void close_instances(struct sy_pair *p)
         return;
     }
     sy_fence_keeper_stop(p);
-    sy_instance_close(p->reverse);
-    sy_instance_close(p->forward);
+    /* Both instances stop together, and a writer still busy is cut (its transaction rolled back by the
+     * server) before etcd may expire this node's lease and let a new owner write: the usual 2 s grace is
+     * longer than the third of the TTL left after a step-down. */
+    uint64_t now = sy_now_ms(), ends = sy_election_lease_ends_ms(p->election);
+    uint64_t by = ends > now + STEP_DOWN_MIN_GRACE_MS + STEP_DOWN_SLACK_MS ? ends - STEP_DOWN_SLACK_MS
+                                                                           : now + STEP_DOWN_MIN_GRACE_MS;
+    if (by > now + STEP_DOWN_MAX_GRACE_MS)
+        by = now + STEP_DOWN_MAX_GRACE_MS;
+    sy_instance_stop_asking(p->reverse);
+    sy_instance_stop_asking(p->forward);
+    sy_instance_close_by(p->reverse, by);
+    sy_instance_close_by(p->forward, by);
     p->forward = p->reverse = NULL;
     p->sync_open = false;
-    sy_log_info("pair %s: instances stopped on this node (not the owner)", p->cfg->name);
+    sy_log_info("pair %s: instances stopped on this node (not the owner) in %llu ms", p->cfg->name,
+                (unsigned long long)(sy_now_ms() - now));
 }
 
 static void start_takeover(struct sy_pair *p);

@@ -230,6 +230,13 @@ bool sy_election_is_owner(const struct sy_election *e)
     return e != NULL && e->owner;
 }
 
+uint64_t sy_election_lease_ends_ms(const struct sy_election *e)
+{
+    int64_t lease = 0;
+    uint64_t renewed = e != NULL ? sy_cluster_lease_renewed_ms(e->c, &lease) : 0;
+    return renewed != 0 ? renewed + (uint64_t)sy_cluster_lease_ttl_ms(e->c) : 0;
+}
+
 uint64_t sy_election_owner_token(const struct sy_election *e)
 {
     return e != NULL && e->owner && e->owner_rev > 0 ? (uint64_t)e->owner_rev : 0;

@@ -28,6 +28,8 @@ bool sy_election_is_owner(const struct sy_election *e);
 /* The fencing token of this node's ownership: its owner key's create_revision, higher for every later
  * owner (0 when not the owner). */
 uint64_t sy_election_owner_token(const struct sy_election *e);
+/* When etcd may expire this node's lease at the earliest (sy_now_ms clock: last renewal + TTL); 0 unknown. */
+uint64_t sy_election_lease_ends_ms(const struct sy_election *e);
 /* The owner's node name and admin socket as last read ("" when none is known). */
 const char *sy_election_owner(const struct sy_election *e);
 const char *sy_election_owner_socket(const struct sy_election *e);

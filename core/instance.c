@@ -776,6 +776,17 @@ fail:
 
 void sy_instance_close(struct sy_instance *in)
 {
+    sy_instance_close_by(in, sy_now_ms() + STOP_GRACE_MS);
+}
+
+void sy_instance_stop_asking(struct sy_instance *in)
+{
+    if (in != NULL && in->spool != NULL)
+        modules_stop(in, SY_MOD_STOPPED);
+}
+
+void sy_instance_close_by(struct sy_instance *in, uint64_t deadline_ms)
+{
     if (in == NULL)
         return;
     if (in->poll)
@@ -788,8 +799,7 @@ void sy_instance_close(struct sy_instance *in)
     if (in->spool) {
         /* Closing (shutdown) may wait: the threads get the grace to finish cleanly, then are cut. */
         modules_stop(in, SY_MOD_STOPPED);
-        uint64_t t0 = sy_now_ms();
-        for (bool busy = true; busy && sy_now_ms() - t0 < STOP_GRACE_MS;) {
+        for (bool busy = true; busy && sy_now_ms() < deadline_ms;) {
             busy = false;
             for (int i = 0; i < MOD__COUNT; i++)
                 busy |= in->mod[i].running && !__atomic_load_n(&in->mod[i].done, __ATOMIC_ACQUIRE);
@@ -800,6 +810,12 @@ void sy_instance_close(struct sy_instance *in)
             struct module *m = &in->mod[i];
             if (!m->running)
                 continue;
+            if (!__atomic_load_n(&m->done, __ATOMIC_ACQUIRE) && !m->sockets.shut) {
+                size_t n = sockets_shut(&m->sockets);
+                sy_log_warn("%s: %s module still busy %llu ms after its stop: %zu database connection(s) shut "
+                            "down to end it", in->id, m->ops->name,
+                            (unsigned long long)(sy_now_ms() - m->stop_asked_ms), n);
+            }
             sockets_shut(&m->sockets);
             while (!__atomic_load_n(&m->done, __ATOMIC_ACQUIRE))
                 usleep(5 * 1000);

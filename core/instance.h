@@ -133,6 +133,11 @@ struct sy_module_ops {
 struct sy_instance *sy_instance_open(struct sy_pair *pair, enum sy_direction dir,
                                      const struct sy_engine_ops *eng, char *err, size_t errlen);
 void sy_instance_close(struct sy_instance *in); /* stops the threads (they resume at restart); NULL-safe */
+/* The same with the threads' grace ending at deadline_ms (sy_now_ms clock) instead of 2 s from now: past it
+ * their database connections are shut (an open transaction is rolled back by the server). */
+void sy_instance_close_by(struct sy_instance *in, uint64_t deadline_ms);
+/* Asks every module thread to stop and returns at once (a close follows): several instances stop together. */
+void sy_instance_stop_asking(struct sy_instance *in);
 
 /* The instance's state directory (state_dir/instances/<pair>.<direction>), whether it exists or not. */
 void sy_instance_dir(const struct sy_pair *pair, enum sy_direction dir, char *out, size_t outlen);

@@ -434,6 +434,57 @@ def test_a_node_cut_off_from_etcd_holds_never_writes_to_the_passive_side_and_rej
     wait_for(lambda: f"{pname}-cut" in nodes(owner), 15, "registered again")
 
 
+def log_ms(line):
+    """The monotonic-enough time of a daemon log line (its UTC timestamp), in ms."""
+    from datetime import datetime
+    return datetime.strptime(line[:23], "%Y-%m-%dT%H:%M:%S.%f").timestamp() * 1000
+
+
+def test_an_owner_cut_off_from_etcd_cuts_its_writer_before_its_lease_can_end(daemon, etcd, mariadb_pair, fresh,
+                                                                             tmp_path):  # noqa: F811
+    """The owner's only etcd member is paused while its apply worker is busy (held by a failpoint with a group
+    taken): it steps down at 2/3 of the 2 s TTL, and the worker's database connections are shut before etcd
+    can expire the lease and let another node write (the usual 2 s stop grace would end 1.3 s after it).
+    Released, the old worker writes nothing; the new owner takes over and DR equals business."""
+    b, dr = mariadb_pair
+    pname = f"g{fresh}"
+    b.sql("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))", database=fresh)
+    app_user(mariadb_pair, fresh)
+    stall = tmp_path / "stall"
+    keys = dict(pair=pname, objects=f"{fresh}.*", txn_drain_ms=500)
+    owner = daemon(extra_ini=cluster_ini(etcd[2:], f"{pname}-n1"),
+                   env={"SY_STALL_POINT": "writer_group_taken", "SY_STALL_FILE": str(stall)}, **keys)
+    wait_for(lambda: sync_owner(owner, pname).get("this_node_owns"), 20, "the first node owns")
+    wait_for(lambda: running_forward(owner, pname), 60, "its forward instance running")
+    others = [daemon(extra_ini=cluster_ini(etcd[:2], f"{pname}-n{i}"), **keys) for i in (2, 3)]
+    for d in others:
+        wait_for(lambda: confirmed(d, pname, 1), 20, "the shared epoch confirmed and watched")
+    c = app_conn(others[0], fresh)
+    stall.touch()
+    one(c, "INSERT INTO t VALUES (1, 'held')")
+    wait_for(lambda: "failpoint writer_group_taken: stalled" in owner.log(), 30, "the owner's worker held")
+    os.kill(etcd[2].pid, signal.SIGSTOP)
+    try:
+        # (the close waits for the held thread itself: the cut is what tells)
+        wait_for(lambda: "write module still busy" in owner.log(), 20, "the owner stepped down and cut its writer")
+        lines = owner.log().splitlines()
+        down = next(x for x in lines if "steps down as owner of the synchronization" in x)
+        cut = next(x for x in lines if "write module still busy" in x and "shut down to end it" in x)
+        assert f"{pname}/forward" in cut
+        # the step-down came at 2/3 of the TTL without renewal: the cut within the third left, minus slack
+        assert log_ms(cut) - log_ms(down) <= TTL_MS / 3, (down, cut)
+        stall.unlink()
+        wait_for(lambda: "failpoint writer_group_taken: released" in owner.log(), 10, "the old worker released")
+        wait_for(lambda: "instances stopped on this node (not the owner)" in owner.log(), 10, "the old owner stopped")
+        new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 30, "another node owns")
+        wait_for(lambda: running_forward(new, pname), 60, "the new owner's forward instance running")
+    finally:
+        os.kill(etcd[2].pid, signal.SIGCONT)
+    one(c, "INSERT INTO t VALUES (2, 'after')")
+    rows = lambda side: q(side, "SELECT id, v FROM t ORDER BY id", fresh)
+    wait_for(lambda: rows(dr) == rows(b) == ((1, "held"), (2, "after")), 30, "DR equals business")
+
+
 def test_a_malformed_shared_epoch_is_reported_and_ignored(daemon, etcd):
     d = node_daemon(daemon, etcd, "m1")
     key = "/switchyard/pairs/cm1/active"
