@@ -345,13 +345,14 @@ struct group_ref {
     struct worker *wk;
     struct sy_apply_txn *const *txs;
     size_t n;
+    bool ready;          /* group_ready said yes: past the stop checks, its statements may be sent */
 };
 
 /* Before a group's first statement is sent: waits until every transaction it depends on is
  * committed (its SQL was rendered meanwhile). 0, or -1 when the workers stop. */
 static int group_ready(void *arg)
 {
-    const struct group_ref *g = arg;
+    struct group_ref *g = arg;
     struct writer *w = g->wk->w;
     int rc = -1;
     pthread_mutex_lock(&w->mu);
@@ -368,6 +369,7 @@ static int group_ready(void *arg)
     pthread_mutex_unlock(&w->mu);
     if (rc == 0) /* tests: a group taken and past the stop checks, its statements not sent yet */
         sy_failpoint_stall("writer_group_taken");
+    g->ready = rc == 0;
     return rc;
 }
 
@@ -467,6 +469,7 @@ static int apply_group(struct worker *wk, struct sy_apply_txn *const *txs, size_
     struct group_ref g = { .wk = wk, .txs = txs, .n = n };
     for (int attempt = 0;; attempt++) {
         uint64_t rows0 = ac->rows, conflicts0 = ac->conflicts_overwritten;
+        g.ready = false;
         /* the batch applies a group only when nothing conflicts; a conflict sends the group row by row,
          * which fails naming it (on_conflict = fail) or overwrites and counts it (overwrite) */
         int rc = sy_apply_batch(ac, txs, n, group_ready, &g);
@@ -479,7 +482,9 @@ static int apply_group(struct worker *wk, struct sy_apply_txn *const *txs, size_
         } else if (rc != 0) {
             rc = SY_APPLY_TRANSIENT;
         }
-        if (rc == 0 && group_ready(&g) != 0) /* a group without statements */
+        /* a group without statements still waits for its dependencies; one whose statements went commits
+           even if a stop came meanwhile (the fence, not the stop, keeps a stale owner out) */
+        if (rc == 0 && !g.ready && group_ready(&g) != 0)
             rc = SY_APPLY_TRANSIENT;
         if (rc == 0)
             rc = record_applied(wk, txs, n);
@@ -552,9 +557,9 @@ static void *worker_main(void *arg)
                 w->done_head = group[i - 1];
             }
             wake_others(w, wk); /* a group may wait for this one */
-        } else if (w->abort) {
+        } else if (w->abort && rc != SY_APPLY_FENCED) {
             break; /* stopped while waiting for another worker: whoever set abort reports */
-        } else {
+        } else { /* a fence is reported even during a stop: the owner must learn it lost the pair */
             if (w->worker_rc == 0) {
                 w->worker_rc = rc;
                 w->worker_fenced_by = wk->ac.fenced_by;
@@ -1274,7 +1279,7 @@ end:
     txn_free(cur);
     workers_stop(w);
     collect_done(w);
-    if (ret == 2 && w->worker_rc == SY_APPLY_FENCED) {
+    if ((ret == 2 || ret == 0) && w->worker_rc == SY_APPLY_FENCED) { /* 0: fenced while stopping */
         fenced(w, w->worker_err, w->worker_fenced_by);
         ret = -1;
     } else if (ret == 2) {
