@@ -110,6 +110,13 @@ static void delete_key(struct sy_cluster_admin *ca, const char *key)
         sy_etcd_post(ca->etcd, "/v3/kv/deleterange", body, ignore, ca);
 }
 
+/* resolve-tail --export writes a file where it runs: never run for another node (the file would land on
+ * the owner's filesystem, at a path whoever can write to etcd chose). */
+static bool export_refused(const char *cmd, json_t *args)
+{
+    return strcmp(cmd, "resolve-tail") == 0 && json_object_get(args, "export") != NULL;
+}
+
 /* ---- the asking node ---------------------------------------------------------------------------- */
 
 static void forward_free(struct forward *f)
@@ -252,7 +259,7 @@ static void on_owner(void *arg, json_t *reply, const char *err)
 {
     struct forward *f = arg;
     f->busy = false;
-    char msg[600];
+    char msg[1200];
     if (reply == NULL) {
         snprintf(msg, sizeof msg, "cannot find the owner of %s in etcd: %s", f->pair, err);
         forward_end(f, NULL, "owner_unreachable", msg);
@@ -286,6 +293,17 @@ static void on_owner(void *arg, json_t *reply, const char *err)
         snprintf(msg, sizeof msg, "this node owns %s but has not opened its instances within %d s (see "
                  "sync_owner.takeover_error in status): '%s' was not run", f->pair, TAKEOVER_WAIT_MS / 1000, f->cmd);
         forward_end(f, NULL, "bad_state", msg);
+        return;
+    }
+    if (export_refused(f->cmd, f->args)) {
+        /* the owner would write the file on its own filesystem, under its uid: never what the caller asked */
+        const char *sock = json_string_value(json_object_get(v, "admin_socket"));
+        snprintf(msg, sizeof msg, "resolve-tail --export writes FILE on the node that runs it, and node %s owns "
+                 "the synchronization of %s (this node is %s): run it on node %s (switchyardctl -s %s "
+                 "resolve-tail %s --export FILE) or use --discard; nothing was sent", node, f->pair,
+                 sy_cluster_node(f->ca->c), node, sock && sock[0] ? sock : "<its admin socket>", f->pair);
+        json_decref(v);
+        forward_end(f, NULL, "bad_request", msg);
         return;
     }
     snprintf(f->to, sizeof f->to, "%s", node);
@@ -449,8 +467,18 @@ static void take_request(struct pair_watch *pw, json_t *v)
     snprintf(s->reply_key, sizeof s->reply_key, "%spairs/%s/replies/%s", SY_CLUSTER_PREFIX, pw->p->cfg->name, id);
     s->next = ca->served;
     ca->served = s;
-    sy_log_info("cluster admin: '%s' for %s from node %s (request %s)", cmd, pw->p->cfg->name,
-                json_string_value(json_object_get(v, "from")) ?: "?", id);
+    const char *from = json_string_value(json_object_get(v, "from")) ?: "?";
+    if (export_refused(cmd, s->args)) {
+        sy_log_warn("cluster admin: '%s --export' for %s from node %s (request %s) refused: a forwarded command "
+                    "never writes a file on this node", cmd, pw->p->cfg->name, from, id);
+        json_t *r = json_pack("{s:b,s:{s:s,s:s}}", "ok", 0, "error", "code", "bad_request", "message",
+                              "resolve-tail --export is never run for another node (it writes FILE on the node "
+                              "that runs it): run it on the owner's own admin socket, or use --discard");
+        on_served(r, s);
+        json_decref(r);
+        return;
+    }
+    sy_log_info("cluster admin: '%s' for %s from node %s (request %s)", cmd, pw->p->cfg->name, from, id);
     serve(-1, 0, s);
 }
 

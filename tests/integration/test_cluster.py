@@ -860,3 +860,28 @@ def test_a_takeover_that_outlives_its_ownership_is_made_again_with_the_new_token
     one(c, "INSERT INTO t VALUES (1, 'after')")
     wait_for(lambda: q(dr, "SELECT v FROM t WHERE id = 1", fresh) == (("after",),), 30, "applied into DR")
     assert "fenced" not in sync_owner(x, pname)
+
+
+def test_a_forwarded_resolve_tail_export_is_refused(daemon, etcd, mariadb_pair, fresh, tmp_path):  # noqa: F811
+    """`resolve-tail --export FILE` writes FILE where it runs. Given to a node that does not own the pair it
+    would run on the owner and write there (the caller's path on another machine, as the owner's uid): it is
+    refused, naming the owner node and its socket, and nothing is sent. A request put into etcd by hand (whoever
+    can write to etcd) with --export is refused by the owner too: no file is written."""
+    pname = f"t{fresh}"
+    owner, proxies = cluster_of_three(daemon, etcd, mariadb_pair, fresh, pname)
+    to = sync_owner(owner, pname)["owner"]
+    out = tmp_path / "tail.json"
+    r = proxies[0].admin("resolve-tail", pair=pname, export=str(out))
+    assert r["ok"] is False and r["error"]["code"] == "bad_request", r
+    msg = r["error"]["message"]
+    assert msg.startswith(f"resolve-tail --export writes FILE on the node that runs it, and node {to} owns the "
+                          f"synchronization of {pname} (this node is {pname}-p2): run it on node {to} "
+                          f"(switchyardctl -s {owner.admin_socket} resolve-tail {pname} --export FILE)"), msg
+    assert "cluster admin: 'resolve-tail'" not in owner.log()        # never sent
+    etcd_put(etcd, f"/switchyard/pairs/{pname}/requests/exp", json.dumps(
+        {"id": "exp", "from": "test", "to": to, "cmd": "resolve-tail", "args": {"pair": pname, "export": str(out)}}))
+    reply = wait_for(lambda: etcd_get(etcd, f"/switchyard/pairs/{pname}/replies/exp"), 10, "the owner's reply")
+    assert reply == {"ok": False, "error": {"code": "bad_request", "message": (
+        "resolve-tail --export is never run for another node (it writes FILE on the node that runs it): run it on "
+        "the owner's own admin socket, or use --discard")}}, reply
+    assert not out.exists()
