@@ -710,6 +710,8 @@ static void close_instances(struct sy_pair *p)
     sy_log_info("pair %s: instances stopped on this node (not the owner)", p->cfg->name);
 }
 
+#define TAKEOVER_WARN_MS 60000   /* a takeover failing again with the same error is logged this often */
+
 static void start_takeover(struct sy_pair *p);
 
 static void on_takeover_done(void *arg, struct sy_pair *p, uint64_t owner_token, int rc, const char *err)
@@ -727,10 +729,27 @@ static void on_takeover_done(void *arg, struct sy_pair *p, uint64_t owner_token,
         return;
     }
     if (rc != 0) {
+        /* tried again every second: logged when the error changes, else every TAKEOVER_WARN_MS */
+        char was[sizeof p->takeover_error];
+        snprintf(was, sizeof was, "%s", p->takeover_error);
         snprintf(p->takeover_error, sizeof p->takeover_error, "%s", err);
-        sy_log_warn("pair %s: takeover failed (tried again in a second): %s", p->cfg->name, err);
+        uint64_t now = sy_now_ms();
+        p->takeover_failures++;
+        if (strcmp(was, p->takeover_error) != 0)
+            sy_log_warn("pair %s: takeover failed (tried again every second; the same error is logged again "
+                        "every %d s): %s", p->cfg->name, TAKEOVER_WARN_MS / 1000, err);
+        else if (now - p->takeover_warned_ms >= TAKEOVER_WARN_MS)
+            sy_log_warn("pair %s: takeover still failing (%llu tries): %s", p->cfg->name,
+                        (unsigned long long)p->takeover_failures, err);
+        else
+            return;
+        p->takeover_warned_ms = now;
         return;
     }
+    if (p->takeover_failures > 0)
+        sy_log_info("pair %s: takeover done after %llu failed tries", p->cfg->name,
+                    (unsigned long long)p->takeover_failures);
+    p->takeover_failures = 0;
     p->takeover_error[0] = '\0';
     atomic_store(&p->fence_report.fenced, false);
     if (open_instances(p) != 0) {

@@ -599,6 +599,33 @@ static void fail_instance(struct sy_instance *in, const char *reason, const char
     stop_into(in, SY_INST_FAILED);
 }
 
+/* A takeover's idempotent replay (overwrite_until) ends once the writer applied past it: cleared then, so
+ * that a writer started again later applies strictly (on_conflict) instead of overwriting every conflict
+ * up to the source's position of that day. read: the bound the writer read at its first change (NULL:
+ * none new); applied: the writer's applied position. */
+static void until_progress(struct sy_instance *in, const char *read, const char *applied)
+{
+    if (in->overwrite_until[0] == '\0')
+        return;
+    bool at_first = strcmp(in->overwrite_until, SY_UNTIL_FIRST_CHANGE) == 0;
+    if (at_first && read == NULL)
+        return;                                   /* not read yet: no change applied since the takeover */
+    const char *until = at_first ? read : in->overwrite_until;
+    bool passed = until[0] == '\0' || (applied[0] != '\0' && in->eng->position->covers(applied, until));
+    if (!at_first && !passed)
+        return;
+    char was[1024];
+    snprintf(was, sizeof was, "%s", until);
+    struct sy_module_report *wr = &in->mod[MOD_WRITE].report;
+    pthread_mutex_lock(&wr->lock);                 /* the writer reads it at its session's start */
+    snprintf(in->overwrite_until, sizeof in->overwrite_until, "%s", passed ? "" : was);
+    pthread_mutex_unlock(&wr->lock);
+    if (passed)
+        sy_log_info("%s: the takeover's idempotent replay is over (applied up to %s): conflicts follow "
+                    "on_conflict again", in->id, was[0] ? was : "(nothing to replay)");
+    persist(in);
+}
+
 static void on_poll(evutil_socket_t fd, short what, void *arg)
 {
     struct sy_instance *in = arg;
@@ -643,7 +670,14 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
         snprintf(reason, sizeof reason, "%s", m->report.reason);
         snprintf(error, sizeof error, "%s", m->report.error);
         snprintf(position, sizeof position, "%s", m->report.position);
+        char until[1024] = "";
+        bool until_read = m->report.until_read;
+        if (until_read)
+            snprintf(until, sizeof until, "%s", m->report.until);
+        m->report.until_read = false;
         pthread_mutex_unlock(&m->report.lock);
+        if (i == MOD_WRITE)
+            until_progress(in, until_read ? until : NULL, position);
         if (st == SY_MOD_FAILED) {
             char msg[1200];
             snprintf(msg, sizeof msg, "%s: %s", m->ops->name, error);

@@ -63,6 +63,11 @@ struct sy_module_report {
     char reason[64];             /* snake_case: why RETRYING/FAILED ("spool_full", "dr_unreachable") */
     char error[1024];            /* human text for last_error */
     uint64_t retry_since_ms;     /* monotonic: when the current RETRYING began (0 = not retrying) */
+    char until[1024];            /* writer: the end of a takeover's idempotent replay, read from the source
+                                    at its first change (SY_UNTIL_FIRST_CHANGE resolved; "" nothing to
+                                    replay); valid while until_read */
+    bool until_read;             /* writer: set with until; the loop takes it (persists or clears the
+                                    instance's overwrite_until) and resets it */
 };
 
 void sy_module_report_init(struct sy_module_report *r);
@@ -91,7 +96,9 @@ struct sy_module_ctx {
     const char *state_dir;             /* instance's own dir: state_dir/instances/<pair>.<direction>/ */
     const char *overwrite_until;       /* write: "" or a source position; changes up to it may already be on
                                           the destination (a takeover): conflicts there are overwritten,
-                                          strict apply (on_conflict) after it */
+                                          strict apply (on_conflict) after it. The loop changes it (cleared
+                                          once the writer applied past it) under report->lock: read it
+                                          locked */
     uint64_t owner_token;              /* write: the cluster owner's fencing token (the owner key's
                                           create_revision), 0 without a cluster: a destination that names
                                           a higher one fences the writer (replay/mariadb_fence.h) */

@@ -1103,6 +1103,11 @@ static int resolve_until(struct writer *w)
     }
     w->has_until = found && sy_gtid_set_parse(pos, strlen(pos), &w->until);
     w->until_at_first_change = false;
+    struct sy_module_report *r = w->ctx->report;       /* the instance persists it, and clears it once passed */
+    pthread_mutex_lock(&r->lock);
+    snprintf(r->until, sizeof r->until, "%s", w->has_until ? pos : "");
+    r->until_read = true;
+    pthread_mutex_unlock(&r->lock);
     sy_log_info("%s: changes up to %s are replayed idempotently (taken over)", w->ctx->instance_id,
                 found ? pos : "(none)");
     return 0;
@@ -1304,11 +1309,13 @@ static int session_open(struct writer *w, uint64_t *pending_ddl)
             return rc;
         }
     }
-    w->until_at_first_change = w->ctx->overwrite_until != NULL &&
-                               strcmp(w->ctx->overwrite_until, SY_UNTIL_FIRST_CHANGE) == 0;
-    w->has_until = !w->until_at_first_change && w->ctx->overwrite_until != NULL &&
-                   w->ctx->overwrite_until[0] != '\0' &&
-                   sy_gtid_set_parse(w->ctx->overwrite_until, strlen(w->ctx->overwrite_until), &w->until);
+    char until[1024] = "";                             /* the loop clears it once passed: read it locked */
+    pthread_mutex_lock(&w->ctx->report->lock);
+    snprintf(until, sizeof until, "%s", w->ctx->overwrite_until ? w->ctx->overwrite_until : "");
+    pthread_mutex_unlock(&w->ctx->report->lock);
+    w->until_at_first_change = strcmp(until, SY_UNTIL_FIRST_CHANGE) == 0;
+    w->has_until = !w->until_at_first_change && until[0] != '\0' &&
+                   sy_gtid_set_parse(until, strlen(until), &w->until);
     w->abort = false;
     w->worker_rc = 0;
     w->worker_reason[0] = w->worker_err[0] = '\0';

@@ -22,7 +22,7 @@ import pytest
 
 import sandbox
 import pymysql
-from helpers import app_conn, app_user, one, q, wait_for, wait_reverse, wait_state
+from helpers import app_conn, app_user, forward, one, q, wait_for, wait_reverse, wait_state
 from test_forward_mariadb import fresh  # noqa: F401 (fixture)
 
 TTL_MS = 2000
@@ -885,3 +885,62 @@ def test_a_forwarded_resolve_tail_export_is_refused(daemon, etcd, mariadb_pair, 
         "resolve-tail --export is never run for another node (it writes FILE on the node that runs it): run it on "
         "the owner's own admin socket, or use --discard")}}, reply
     assert not out.exists()
+
+
+def test_a_failing_takeover_logs_its_error_once_not_every_second(daemon, etcd, mariadb_pair, fresh):  # noqa: F811
+    """A takeover that fails is tried again every second; its warning is logged when the error changes (and
+    again every 60 s), not every second: an operator reads one line, and status says the error all along.
+    Once it succeeds the log says after how many tries."""
+    b, dr = mariadb_pair
+    pname = f"l{fresh}"
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname)
+    inst = f"{pname}/forward"
+    wait_for(lambda: q(dr, "SELECT COUNT(*) FROM switchyard.checkpoint WHERE instance = %s", args=(inst,))
+             == ((1,),), 30, "the forward instance's checkpoint on DR")
+    dr.sql(f"UPDATE switchyard.checkpoint SET owner_token = 999999999999 WHERE instance = '{inst}'")
+    owner.kill9()
+    new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
+    err = wait_for(lambda: sync_owner(new, pname).get("takeover_error"), 20, "the takeover failing")
+    assert "its checkpoint names owner token 999999999999, above this node's" in err, err
+    time.sleep(5)                                        # five tries more
+    assert sync_owner(new, pname)["takeover_error"] == err
+    failed = [ln for ln in new.log().splitlines() if f"pair {pname}: takeover" in ln and "fail" in ln]
+    assert len(failed) == 1, failed
+    assert (f"pair {pname}: takeover failed (tried again every second; the same error is logged again every "
+            f"60 s): {err}") in failed[0], failed
+    dr.sql(f"UPDATE switchyard.checkpoint SET owner_token = 0 WHERE instance = '{inst}'")
+    wait_for(lambda: running_forward(new, pname), 30, "the takeover done")
+    assert "takeover_error" not in sync_owner(new, pname)
+    assert f"pair {pname}: takeover done after " in new.log()
+
+
+def test_the_takeovers_idempotent_replay_ends_once_the_writer_passes_it(daemon, etcd, mariadb_pair,
+                                                                        fresh):  # noqa: F811
+    """A takeover replays changes up to the source's position at the writer's first change idempotently
+    (conflicts overwritten, whatever on_conflict says). Once the writer applied past that position the
+    window is over for good: a writer started again later (pause, start) applies strictly, so a conflict
+    is a conflict (on_conflict = fail: the instance fails, DR's row is not overwritten) instead of being
+    overwritten silently up to the source's position of that day."""
+    b, dr = mariadb_pair
+    pname = f"u{fresh}"
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname)
+    owner.kill9()
+    new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
+    wait_for(lambda: running_forward(new, pname), 30, "the new owner's forward instance running")
+    c = app_conn(new, fresh)
+    one(c, "INSERT INTO t VALUES (1, 'after the takeover')")
+    wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", fresh) == ((1,),), 30, "applied into DR")
+    over = f"{pname}/forward: the takeover's idempotent replay is over"
+    deadline = time.monotonic() + 10                     # the log says when (it never did before the fix)
+    while over not in new.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    dr.sql("INSERT INTO t VALUES (2, 'only on dr')", database=fresh)   # a row that should not be there
+    new.admin_ok("pause", instance=f"{pname}/forward")
+    wait_for(lambda: forward(new, pname)["state"] == "paused", 20, "paused")
+    one(c, "INSERT INTO t VALUES (2, 'business')")
+    new.admin_ok("start", instance=f"{pname}/forward")
+    f = wait_for(lambda: forward(new, pname)["state"] == "failed" and forward(new, pname), 30,
+                 "the conflict fails the instance (on_conflict = fail)")
+    assert f["reason"] == "conflict" and "conflict on" in f["last_error"], f
+    assert q(dr, "SELECT v FROM t WHERE id = 2", fresh) == (("only on dr",),)
+    assert over in new.log()
