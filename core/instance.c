@@ -155,6 +155,11 @@ const char *sy_instance_id(const struct sy_instance *in)
     return in->id;
 }
 
+enum sy_direction sy_instance_direction(const struct sy_instance *in)
+{
+    return in->dir;
+}
+
 enum sy_instance_state sy_instance_state(const struct sy_instance *in)
 {
     return in->state;
@@ -999,8 +1004,9 @@ struct sy_instance *sy_instance_create_reverse(struct sy_pair *pair, const struc
 }
 
 int sy_instance_prepare_takeover(const struct sy_pair *pair, enum sy_direction dir, const struct sy_takeover_point *pt,
-                                 bool write, bool *skipped, char *err, size_t errlen)
+                                 bool write, const char *held, bool *skipped, char *err, size_t errlen)
 {
+    bool paused = strcmp(held, "paused") == 0, terminated = strcmp(held, "terminated") == 0;
     struct sy_instance *in = calloc(1, sizeof *in);   /* only what persist() and load() use */
     if (in == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -1018,14 +1024,27 @@ int sy_instance_prepare_takeover(const struct sy_pair *pair, enum sy_direction d
     int loaded = load(in, err, errlen);
     if (loaded < 0)
         goto out;
-    if (loaded == 0 && in->state == SY_INST_TERMINATED) {
+    if (terminated || (loaded == 0 && in->state == SY_INST_TERMINATED)) {
         *skipped = true;
+        if (in->state != SY_INST_TERMINATED) {       /* an operator terminated it on another owner */
+            in->state = SY_INST_TERMINATED;
+            rc = persist(in);
+        } else {
+            rc = 0;
+        }
+        goto out;
+    }
+    if (pt == NULL) {                                  /* no checkpoint: this node's own state ... */
         rc = 0;
+        if (paused && in->state != SY_INST_PAUSED) {   /* ... paused if an operator paused it elsewhere */
+            in->state = SY_INST_PAUSED;
+            rc = persist(in);
+        }
         goto out;
     }
     if (sy_spool_reset(spool_dir, pt->spool_seq + 1, err, errlen) != 0)
         goto out;
-    in->state = write ? SY_INST_RUNNING : SY_INST_COLLECTING;
+    in->state = paused ? SY_INST_PAUSED : write ? SY_INST_RUNNING : SY_INST_COLLECTING;
     in->initial_sync_done = true;
     in->write_enabled = write;
     snprintf(in->start_position, sizeof in->start_position, "%s", pt->position);

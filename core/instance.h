@@ -153,10 +153,13 @@ struct sy_instance *sy_instance_create_reverse(struct sy_pair *pair, const struc
 /* Before a new owner opens the instance (core/takeover.c; the instance is not open on this node): its
  * spool is emptied to continue at pt->spool_seq + 1, its collection starts at pt->position, conflicts up
  * to pt->until are overwritten, and it runs (write: its write module runs too, else it only collects).
- * A terminated instance is left alone (*skipped). 0, or -1 with err. */
+ * held: what an operator left it in, kept in etcd (core/cluster_held.h): "paused" (prepared the same, but
+ * paused), "terminated" (terminated here too), or "". pt NULL: the destination has no checkpoint: this
+ * node's own state stays, only paused or terminated as held says. A terminated instance is left alone
+ * (*skipped). 0, or -1 with err. */
 struct sy_takeover_point;
 int sy_instance_prepare_takeover(const struct sy_pair *pair, enum sy_direction dir, const struct sy_takeover_point *pt,
-                                 bool write, bool *skipped, char *err, size_t errlen);
+                                 bool write, const char *held, bool *skipped, char *err, size_t errlen);
 /* Removes a terminated instance's state directory (spool included). */
 int sy_instance_destroy(struct sy_instance *in, char *err, size_t errlen);
 /* Whether the write module runs (or retries): for rule 4, start forward refused while reverse writes. */
@@ -164,6 +167,7 @@ bool sy_instance_writing(const struct sy_instance *in);
 
 json_t *sy_instance_status_json(struct sy_instance *in);
 const char *sy_instance_id(const struct sy_instance *in);
+enum sy_direction sy_instance_direction(const struct sy_instance *in);
 
 /* The write's lag over the last hour, one sample every SY_LAG_SAMPLE_S (the daemon's timer calls
  * sy_instance_sample_lag; loop thread): {"instance", "interval_s", "samples": [[unix_ms, lag_ms|null]...]},

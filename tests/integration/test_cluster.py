@@ -944,3 +944,39 @@ def test_the_takeovers_idempotent_replay_ends_once_the_writer_passes_it(daemon, 
     assert f["reason"] == "conflict" and "conflict on" in f["last_error"], f
     assert q(dr, "SELECT v FROM t WHERE id = 2", fresh) == (("only on dr",),)
     assert over in new.log()
+
+
+@pytest.mark.parametrize("cmd, state", [("pause", "paused"), ("terminate", "terminated")])
+def test_an_instance_an_operator_paused_stays_so_after_a_takeover(daemon, etcd, mariadb_pair, fresh, cmd,
+                                                                  state):  # noqa: F811
+    """`pause` (or `terminate`) of the forward instance, given to a node that does not own the pair, is kept
+    in etcd (/switchyard/pairs/<pair>/instances/forward) before it is answered. The owner dies: the node
+    that takes the pair over opens the instance paused (terminated) — nothing reaches DR — instead of
+    running it again. A `start` runs it on the new owner and deletes the key."""
+    b, dr = mariadb_pair
+    pname = f"h{fresh}"
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname)
+    inst, key = f"{pname}/forward", f"/switchyard/pairs/{pname}/instances/forward"
+    c = app_conn(others[0], fresh)
+    one(c, "INSERT INTO t VALUES (1, 'before')")
+    count = lambda: q(dr, "SELECT COUNT(*) FROM t", fresh)[0][0]
+    wait_for(lambda: count() == 1, 30, "forward applied")
+    r = others[1].admin_ok(cmd, instance=inst)           # sent on to the owner
+    assert r == {"instance": inst, "state": state}, r
+    was = sync_owner(owner, pname)["owner"]
+    owner.kill9()
+    new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
+    wait_for(lambda: sync_owner(new, pname).get("instances_open"), 30, "the new owner opened the instances")
+    assert forward(new, pname)["state"] == state
+    assert etcd_get(etcd, key) == {"state": state, "node": was}
+    one(c, "INSERT INTO t VALUES (2, 'while held')")
+    time.sleep(2)                                         # what would have reached DR by now
+    assert forward(new, pname)["state"] == state and count() == 1
+    if state == "terminated":
+        assert f"{inst}: terminated by an operator (kept in etcd): not taken over" in new.log()
+        return
+    assert "it stays paused (an operator paused it: kept in etcd)" in new.log()
+    r = others[0].admin_ok("start", instance=inst)
+    assert r["state"] == "running", r
+    assert etcd_get(etcd, key) is None
+    wait_for(lambda: count() == 2, 30, "the started instance applies what was written meanwhile")
