@@ -871,6 +871,8 @@ static int apply_barrier(struct writer *w, struct sy_apply_txn *tx)
                     sy_apply_commit(c) != 0)
                     return w->fenced ? -1 : 1;
             }
+            if (!retry)
+                sy_failpoint_stall("writer_before_ddl"); /* tests: paused between the mark and the DDL */
             rc = sy_apply_ddl(c, &ch.u.ddl, retry);
             retry = false;
             pthread_mutex_lock(&w->mu);
@@ -967,6 +969,10 @@ static int read_checkpoint(struct writer *w, uint64_t *pending_ddl)
                 fenced(w, "the destination's checkpoint names another owner", 0);
             goto out;
         }
+        /* this connection runs the DDL: a takeover that finds one pending ends it (mariadb_fence.h) */
+        if (sy_mariadb_writer_lock_take(c->conn, w->ctx->instance_id, w->ctx->owner_token, 5, c->err,
+                                        sizeof c->err) != 0)
+            goto out;
     }
     snprintf(sql, sizeof sql, "SELECT spool_seq, last_seq FROM " SY_SCHEMA ".applied WHERE instance='%s' "
              "ORDER BY spool_seq", eid ? eid : "");

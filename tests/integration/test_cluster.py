@@ -980,3 +980,46 @@ def test_an_instance_an_operator_paused_stays_so_after_a_takeover(daemon, etcd, 
     assert r["state"] == "running", r
     assert etcd_get(etcd, key) is None
     wait_for(lambda: count() == 2, 30, "the started instance applies what was written meanwhile")
+
+
+def test_an_old_owners_pending_ddl_cannot_land_after_a_takeover(daemon, etcd, mariadb_pair, fresh,
+                                                                tmp_path):  # noqa: F811
+    """A DDL commits by itself: the fence checks the "pending" mark committed just before it, not the DDL. The
+    owner's writer is held between that mark and its DDL (ADD COLUMN x; failpoint writer_before_ddl), the
+    owner is SIGSTOPped past its lease, another node takes over (replays ADD COLUMN x) and applies a later
+    DROP COLUMN x. On SIGCONT the old writer must not run its ADD COLUMN x on DR after the new owner's DROP:
+    the takeover ended its control connection (it held the writer lock of its token) before forgetting
+    the pending mark. DR's table ends as business's: no column x, the same rows."""
+    b, dr = mariadb_pair
+    pname = f"g{fresh}"
+    stall = {i: tmp_path / f"stall-n{i}" for i in (1, 2, 3)}
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname, env_of=lambda i: {
+        "SY_STALL_POINT": "writer_before_ddl", "SY_STALL_FILE": str(stall[i])})
+    me = stall[int(sync_owner(owner, pname)["owner"].rsplit("-n", 1)[1])]
+    c = app_conn(others[0], fresh)
+    one(c, "INSERT INTO t VALUES (1, 'v0')")
+    rows = lambda side: q(side, "SELECT id, v FROM t ORDER BY id", fresh)
+    wait_for(lambda: rows(dr) == ((1, "v0"),), 30, "forward applied")
+    cols = lambda side: q(side, "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND "
+                                "TABLE_NAME = 't' ORDER BY ORDINAL_POSITION", args=(fresh,))
+    me.touch()
+    b.sql("ALTER TABLE t ADD COLUMN x INT", database=fresh)
+    wait_for(lambda: "failpoint writer_before_ddl: stalled" in owner.log(), 30, "the owner's DDL held")
+    assert cols(dr) == (("id",), ("v",))
+    os.kill(owner.pid, signal.SIGSTOP)
+    try:
+        new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 30, "another node owns")
+        wait_for(lambda: running_forward(new, pname), 30, "the new owner's forward instance running")
+        wait_for(lambda: cols(dr) == (("id",), ("v",), ("x",)), 30, "the new owner replayed ADD COLUMN x")
+        b.sql("ALTER TABLE t DROP COLUMN x", database=fresh)
+        wait_for(lambda: cols(dr) == (("id",), ("v",)), 30, "the new owner applied DROP COLUMN x")
+        me.unlink()                                    # the old writer goes on the moment it runs again
+    finally:
+        os.kill(owner.pid, signal.SIGCONT)
+    wait_for(lambda: "failpoint writer_before_ddl: released" in owner.log(), 10, "the old writer released")
+    wait_for(lambda: not sync_owner(owner, pname).get("this_node_owns") and owner.pair_status(pname)["instances"]
+             == [], 20, "the old owner runs no instance")
+    one(c, "INSERT INTO t VALUES (2, 'after')")
+    wait_for(lambda: rows(dr) == rows(b), 30, "DR equals business")
+    assert cols(dr) == cols(b) == (("id",), ("v",))   # without the kill: x is back on DR
+    assert f"{pname}/forward: a DDL was pending" in new.log() and "was ended before the takeover" in new.log()
