@@ -969,10 +969,21 @@ static int read_checkpoint(struct writer *w, uint64_t *pending_ddl)
                 fenced(w, "the destination's checkpoint names another owner", 0);
             goto out;
         }
-        /* this connection runs the DDL: a takeover that finds one pending ends it (mariadb_fence.h) */
-        if (sy_mariadb_writer_lock_take(c->conn, w->ctx->instance_id, w->ctx->owner_token, 5, c->err,
-                                        sizeof c->err) != 0)
+        /* this connection runs the DDL: a takeover that finds one pending ends it (mariadb_fence.h). A
+         * holder with this token is an earlier session of this very writer that the server still keeps
+         * (a connection cut without the server noticing): ended, then the lock is taken. */
+        unsigned long long stale = 0;
+        if (sy_mariadb_writer_lock_take(c->conn, w->ctx->instance_id, w->ctx->owner_token, 0, c->err,
+                                        sizeof c->err) != 0 &&
+            (sy_mariadb_writer_lock_end(c->conn, w->ctx->instance_id, w->ctx->owner_token, 5000, &stale, c->err,
+                                        sizeof c->err) != 0 ||
+             sy_mariadb_writer_lock_take(c->conn, w->ctx->instance_id, w->ctx->owner_token, 5, c->err,
+                                         sizeof c->err) != 0))
             goto out;
+        if (stale != 0)
+            sy_log_info("%s: an earlier session of this writer (connection %llu) still held its lock on the "
+                        "destination: ended", w->ctx->instance_id, stale);
+        c->err[0] = '\0';
     }
     snprintf(sql, sizeof sql, "SELECT spool_seq, last_seq FROM " SY_SCHEMA ".applied WHERE instance='%s' "
              "ORDER BY spool_seq", eid ? eid : "");

@@ -22,7 +22,7 @@ import pytest
 
 import sandbox
 import pymysql
-from helpers import app_conn, app_user, forward, one, q, wait_for, wait_reverse, wait_state
+from helpers import app_conn, app_user, conn, forward, one, q, wait_for, wait_reverse, wait_state
 from test_forward_mariadb import fresh  # noqa: F401 (fixture)
 
 TTL_MS = 2000
@@ -1023,3 +1023,39 @@ def test_an_old_owners_pending_ddl_cannot_land_after_a_takeover(daemon, etcd, ma
     wait_for(lambda: rows(dr) == rows(b), 30, "DR equals business")
     assert cols(dr) == cols(b) == (("id",), ("v",))   # without the kill: x is back on DR
     assert f"{pname}/forward: a DDL was pending" in new.log() and "was ended before the takeover" in new.log()
+
+
+def writer_lock_name(instance, token):
+    """replay/mariadb_fence.c sy_mariadb_writer_lock_name: FNV-1a 64 of the instance id, and the token."""
+    h = 1469598103934665603
+    for ch in instance.encode():
+        h = ((h ^ ch) * 1099511628211) % (1 << 64)
+    return f"switchyard_writer_{h:016x}_{token}"
+
+
+def test_a_writer_ends_an_earlier_session_of_its_own_that_still_holds_its_lock(daemon, etcd, mariadb_pair,
+                                                                               fresh):  # noqa: F811
+    """The writer's control connection holds a user lock named after its instance and owner token (how a
+    takeover finds an old owner's DDL connection). A connection of this writer that the server still keeps
+    (cut without the server noticing: it would hold the lock until wait_timeout, hours) must not keep the
+    writer from starting again: the writer ends it and runs."""
+    b, dr = mariadb_pair
+    pname = f"k{fresh}"
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname)
+    inst = f"{pname}/forward"
+    owner.admin_ok("pause", instance=inst)
+    stale = conn(dr)                                     # the same user as the writer's
+    with stale.cursor() as cur:
+        cur.execute("SELECT GET_LOCK(%s, 0), CONNECTION_ID()",
+                    (writer_lock_name(inst, sync_owner(owner, pname)["owner_token"]),))
+        got, stale_id = cur.fetchone()
+    assert got == 1
+    owner.admin_ok("start", instance=inst)
+    c = app_conn(owner, fresh)
+    one(c, "INSERT INTO t VALUES (1, 'after the start')")
+    wait_for(lambda: q(dr, "SELECT v FROM t WHERE id = 1", fresh) == (("after the start",),), 30,
+             "the started writer applies")
+    assert (f"{inst}: an earlier session of this writer (connection {stale_id}) still held its lock on the "
+            "destination: ended") in owner.log()
+    with pytest.raises(pymysql.err.MySQLError):
+        stale.ping(reconnect=False)
