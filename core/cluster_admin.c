@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "core/cluster.h"
+#include "core/election.h"
 #include "core/etcd.h"
 #include "core/log.h"
 
@@ -115,6 +116,14 @@ static void delete_key(struct sy_cluster_admin *ca, const char *key)
 static bool export_refused(const char *cmd, json_t *args)
 {
     return strcmp(cmd, "resolve-tail") == 0 && json_object_get(args, "export") != NULL;
+}
+
+/* Whether this node runs the pair's commands: it owns the pair and opened its instances. A node that
+ * stepped down keeps them open while a switch of its own still runs (core/daemon.c close_instances): its
+ * commands go to the new owner all the same. */
+static bool runs_here(const struct sy_pair *p)
+{
+    return p->sync_open && p->election != NULL && sy_election_is_owner(p->election);
 }
 
 /* ---- the asking node ---------------------------------------------------------------------------- */
@@ -282,7 +291,7 @@ static void on_owner(void *arg, json_t *reply, const char *err)
     }
     if (strcmp(node, sy_cluster_node(f->ca->c)) == 0) {
         json_decref(v);
-        if (f->p->sync_open) {                     /* this node took the pair over meanwhile: run it here */
+        if (runs_here(f->p)) {                     /* this node took the pair over meanwhile: run it here */
             sy_admin_call(f->ca->a, f->cmd, f->args, on_local_reply, f);
             return;
         }
@@ -351,7 +360,7 @@ static void lookup_owner(struct forward *f)
 
 bool sy_cluster_admin_forward(struct sy_cluster_admin *ca, struct sy_pair *p, struct sy_admin_req *req, json_t *args)
 {
-    if (ca == NULL || p->sync_open)
+    if (ca == NULL || runs_here(p))
         return false;
     struct forward *f = calloc(1, sizeof *f);
     if (f == NULL || (f->poll = evtimer_new(p->base, on_poll, f)) == NULL) {
@@ -412,9 +421,19 @@ static void on_served(json_t *reply, void *arg)
 static void serve(evutil_socket_t fd, short what, void *arg)
 {
     struct served *s = arg;
-    if (s->p->sync_open) {
+    if (runs_here(s->p)) {
         s->running = true;
         sy_admin_call(s->ca->a, s->cmd, s->args, on_served, s);
+        return;
+    }
+    if (s->p->sync_open) {                         /* stepped down, its switch still runs: not the owner */
+        char msg[400];
+        snprintf(msg, sizeof msg, "node %s no longer owns %s (it stepped down; its instances stop when its "
+                 "switch ends): '%s' was not run; give it again (it goes to the new owner)",
+                 sy_cluster_node(s->ca->c), s->p->cfg->name, s->cmd);
+        json_t *r = json_pack("{s:b,s:{s:s,s:s}}", "ok", 0, "error", "code", "owner_lost", "message", msg);
+        on_served(r, s);
+        json_decref(r);
         return;
     }
     if (sy_now_ms() - s->since_ms < TAKEOVER_WAIT_MS && s->retry != NULL) {

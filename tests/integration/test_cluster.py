@@ -1059,3 +1059,54 @@ def test_a_writer_ends_an_earlier_session_of_its_own_that_still_holds_its_lock(d
             "destination: ended") in owner.log()
     with pytest.raises(pymysql.err.MySQLError):
         stale.ping(reconnect=False)
+
+
+def test_a_node_that_stepped_down_mid_switch_sends_commands_to_the_new_owner(daemon, etcd, mariadb_pair, fresh,
+                                                                             tmp_path):  # noqa: F811
+    """An owner whose switch is held (failpoint switch_after_cluster_hold) is SIGSTOPped past its lease: another
+    node owns the pair. Run again, the old owner steps down but keeps its instances open until its switch ends.
+    Meanwhile a command given to it must run on the new owner (it is sent there), and a request addressed to
+    it through etcd is refused with owner_lost — not run on instances it no longer owns."""
+    pname = f"m{fresh}"
+    stall = {i: tmp_path / f"stall-n{i}" for i in (1, 2, 3)}
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname, env_of=lambda i: {
+        "SY_STALL_POINT": "switch_after_cluster_hold", "SY_STALL_FILE": str(stall[i])})
+    old_name = sync_owner(owner, pname)["owner"]
+    owner.admin_ok("create-reverse", pair=pname)
+    wait_reverse(owner, pname, "collecting")
+    me = stall[int(old_name.rsplit("-n", 1)[1])]
+    me.touch()
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=owner.admin("switchover", _timeout=120, pair=pname)))
+    t.start()
+    try:
+        wait_for(lambda: "failpoint switch_after_cluster_hold: stalled" in owner.log(), 30, "the switch held")
+        lease0 = cluster(owner)["lease_id"]
+        os.kill(owner.pid, signal.SIGSTOP)
+        try:
+            new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 30, "another node owns")
+        finally:
+            os.kill(owner.pid, signal.SIGCONT)
+        wait_for(lambda: "no longer the owner, but a switch runs" in owner.log(), 20, "the old owner stepped down")
+        assert sync_owner(owner, pname)["this_node_owns"] is False and sync_owner(owner, pname)["instances_open"]
+        new_name = sync_owner(new, pname)["owner"]
+        wait_for(lambda: cluster(owner)["registered"] and cluster(owner)["lease_id"] not in (0, lease0), 20,
+                 "registered again under a new lease")
+        def sent():                                        # its new registration may still settle
+            r = owner.admin("lag-history", instance=f"{pname}/forward")
+            return None if r.get("error", {}).get("code") == "owner_unreachable" else r
+        r = wait_for(sent, 20, "the command sent (not refused for a missing lease)")
+        assert f"cluster admin: 'lag-history' for {pname} from node {old_name}" in new.log(), r
+        etcd_put(etcd, f"/switchyard/pairs/{pname}/requests/late", json.dumps(
+            {"id": "late", "from": "test", "to": old_name, "cmd": "lag-history",
+             "args": {"instance": f"{pname}/forward"}}))
+        reply = wait_for(lambda: etcd_get(etcd, f"/switchyard/pairs/{pname}/replies/late"), 10, "the reply")
+        assert reply == {"ok": False, "error": {"code": "owner_lost", "message": (
+            f"node {old_name} no longer owns {pname} (it stepped down; its instances stop when its switch ends): "
+            "'lag-history' was not run; give it again (it goes to the new owner)")}}, reply
+        assert new_name != old_name
+    finally:
+        me.unlink(missing_ok=True)
+        t.join(120)
+    wait_for(lambda: owner.pair_status(pname)["instances"] == [], 30, "the old owner's instances closed")
+    wait_for(lambda: running_forward(new, pname), 30, "the new owner runs the forward instance")
