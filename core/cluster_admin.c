@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "core/cluster.h"
+#include "core/election.h"
 #include "core/etcd.h"
 #include "core/log.h"
 
@@ -108,6 +109,21 @@ static void delete_key(struct sy_cluster_admin *ca, const char *key)
     free(k);
     if (body != NULL)
         sy_etcd_post(ca->etcd, "/v3/kv/deleterange", body, ignore, ca);
+}
+
+/* resolve-tail --export writes a file where it runs: never run for another node (the file would land on
+ * the owner's filesystem, at a path whoever can write to etcd chose). */
+static bool export_refused(const char *cmd, json_t *args)
+{
+    return strcmp(cmd, "resolve-tail") == 0 && json_object_get(args, "export") != NULL;
+}
+
+/* Whether this node runs the pair's commands: it owns the pair and opened its instances. A node that
+ * stepped down keeps them open while a switch of its own still runs (core/daemon.c close_instances): its
+ * commands go to the new owner all the same. */
+static bool runs_here(const struct sy_pair *p)
+{
+    return p->sync_open && p->election != NULL && sy_election_is_owner(p->election);
 }
 
 /* ---- the asking node ---------------------------------------------------------------------------- */
@@ -252,7 +268,7 @@ static void on_owner(void *arg, json_t *reply, const char *err)
 {
     struct forward *f = arg;
     f->busy = false;
-    char msg[600];
+    char msg[1200];
     if (reply == NULL) {
         snprintf(msg, sizeof msg, "cannot find the owner of %s in etcd: %s", f->pair, err);
         forward_end(f, NULL, "owner_unreachable", msg);
@@ -275,7 +291,7 @@ static void on_owner(void *arg, json_t *reply, const char *err)
     }
     if (strcmp(node, sy_cluster_node(f->ca->c)) == 0) {
         json_decref(v);
-        if (f->p->sync_open) {                     /* this node took the pair over meanwhile: run it here */
+        if (runs_here(f->p)) {                     /* this node took the pair over meanwhile: run it here */
             sy_admin_call(f->ca->a, f->cmd, f->args, on_local_reply, f);
             return;
         }
@@ -286,6 +302,17 @@ static void on_owner(void *arg, json_t *reply, const char *err)
         snprintf(msg, sizeof msg, "this node owns %s but has not opened its instances within %d s (see "
                  "sync_owner.takeover_error in status): '%s' was not run", f->pair, TAKEOVER_WAIT_MS / 1000, f->cmd);
         forward_end(f, NULL, "bad_state", msg);
+        return;
+    }
+    if (export_refused(f->cmd, f->args)) {
+        /* the owner would write the file on its own filesystem, under its uid: never what the caller asked */
+        const char *sock = json_string_value(json_object_get(v, "admin_socket"));
+        snprintf(msg, sizeof msg, "resolve-tail --export writes FILE on the node that runs it, and node %s owns "
+                 "the synchronization of %s (this node is %s): run it on node %s (switchyardctl -s %s "
+                 "resolve-tail %s --export FILE) or use --discard; nothing was sent", node, f->pair,
+                 sy_cluster_node(f->ca->c), node, sock && sock[0] ? sock : "<its admin socket>", f->pair);
+        json_decref(v);
+        forward_end(f, NULL, "bad_request", msg);
         return;
     }
     snprintf(f->to, sizeof f->to, "%s", node);
@@ -333,7 +360,7 @@ static void lookup_owner(struct forward *f)
 
 bool sy_cluster_admin_forward(struct sy_cluster_admin *ca, struct sy_pair *p, struct sy_admin_req *req, json_t *args)
 {
-    if (ca == NULL || p->sync_open)
+    if (ca == NULL || runs_here(p))
         return false;
     struct forward *f = calloc(1, sizeof *f);
     if (f == NULL || (f->poll = evtimer_new(p->base, on_poll, f)) == NULL) {
@@ -394,9 +421,19 @@ static void on_served(json_t *reply, void *arg)
 static void serve(evutil_socket_t fd, short what, void *arg)
 {
     struct served *s = arg;
-    if (s->p->sync_open) {
+    if (runs_here(s->p)) {
         s->running = true;
         sy_admin_call(s->ca->a, s->cmd, s->args, on_served, s);
+        return;
+    }
+    if (s->p->sync_open) {                         /* stepped down, its switch still runs: not the owner */
+        char msg[400];
+        snprintf(msg, sizeof msg, "node %s no longer owns %s (it stepped down; its instances stop when its "
+                 "switch ends): '%s' was not run; give it again (it goes to the new owner)",
+                 sy_cluster_node(s->ca->c), s->p->cfg->name, s->cmd);
+        json_t *r = json_pack("{s:b,s:{s:s,s:s}}", "ok", 0, "error", "code", "owner_lost", "message", msg);
+        on_served(r, s);
+        json_decref(r);
         return;
     }
     if (sy_now_ms() - s->since_ms < TAKEOVER_WAIT_MS && s->retry != NULL) {
@@ -449,8 +486,18 @@ static void take_request(struct pair_watch *pw, json_t *v)
     snprintf(s->reply_key, sizeof s->reply_key, "%spairs/%s/replies/%s", SY_CLUSTER_PREFIX, pw->p->cfg->name, id);
     s->next = ca->served;
     ca->served = s;
-    sy_log_info("cluster admin: '%s' for %s from node %s (request %s)", cmd, pw->p->cfg->name,
-                json_string_value(json_object_get(v, "from")) ?: "?", id);
+    const char *from = json_string_value(json_object_get(v, "from")) ?: "?";
+    if (export_refused(cmd, s->args)) {
+        sy_log_warn("cluster admin: '%s --export' for %s from node %s (request %s) refused: a forwarded command "
+                    "never writes a file on this node", cmd, pw->p->cfg->name, from, id);
+        json_t *r = json_pack("{s:b,s:{s:s,s:s}}", "ok", 0, "error", "code", "bad_request", "message",
+                              "resolve-tail --export is never run for another node (it writes FILE on the node "
+                              "that runs it): run it on the owner's own admin socket, or use --discard");
+        on_served(r, s);
+        json_decref(r);
+        return;
+    }
+    sy_log_info("cluster admin: '%s' for %s from node %s (request %s)", cmd, pw->p->cfg->name, from, id);
     serve(-1, 0, s);
 }
 

@@ -24,6 +24,7 @@
 #include "core/cluster_switch.h"
 #include "core/election.h"
 #include "core/cluster_admin.h"
+#include "core/cluster_held.h"
 #include "core/takeover.h"
 #include "core/state_file.h"
 #include "core/fence_keeper.h"
@@ -232,21 +233,69 @@ static void on_lag_sample(evutil_socket_t fd, short what, void *arg)
 
 typedef int (*instance_op_fn)(struct sy_instance *, const char **, char *, size_t);
 
-static void reply_instance_state(void *arg, struct sy_instance *in)
+/* In a cluster, a pause, start or terminate is kept in etcd (core/cluster_held.h) before it is answered:
+ * a new owner keeps the instance paused or terminated. */
+struct held_put {
+    struct sy_admin_req *req;
+    json_t *reply;                 /* owned: the instance's state, answered once etcd has it */
+    char what[16];                 /* "paused", "terminated", "" (start: the key is deleted) */
+    char id[96];
+};
+
+static void on_held_put(void *arg, json_t *reply, const char *err)
 {
-    sy_admin_ok(arg, json_pack("{s:s,s:s}", "instance", sy_instance_id(in), "state",
-                               sy_instance_state_name(sy_instance_state(in))));
+    struct held_put *h = arg;
+    if (reply != NULL)
+        sy_admin_ok(h->req, h->reply);
+    else if (h->what[0])
+        sy_admin_fail(h->req, "etcd_unreachable", "%s is %s on this node, but etcd did not record it (%s): a node "
+                      "that takes the pair over would run it; start and %s it again once etcd answers", h->id,
+                      h->what, err, h->what[0] == 'p' ? "pause" : "terminate");
+    else
+        sy_admin_fail(h->req, "etcd_unreachable", "%s started on this node, but etcd did not record it (%s): a node "
+                      "that takes the pair over would keep it paused; pause and start it again once etcd answers",
+                      h->id, err);
+    if (reply == NULL)
+        json_decref(h->reply);
+    free(h);
 }
+
+static void reply_or_hold(struct sy_admin_req *req, struct sy_instance *in, const char *held)
+{
+    const struct sy_pair *p = sy_instance_pair(in);
+    json_t *reply = json_pack("{s:s,s:s}", "instance", sy_instance_id(in), "state",
+                              sy_instance_state_name(sy_instance_state(in)));
+    struct held_put *h = p->election != NULL ? calloc(1, sizeof *h) : NULL;
+    if (h == NULL) {
+        sy_admin_ok(req, reply);
+        return;
+    }
+    *h = (struct held_put){ .req = req, .reply = reply };
+    snprintf(h->what, sizeof h->what, "%s", held ? held : "");
+    snprintf(h->id, sizeof h->id, "%s", sy_instance_id(in));
+    if (sy_cluster_held_put(sy_election_etcd(p->election), p->cfg->name, sy_instance_direction(in), held,
+                            sy_election_node(p->election), on_held_put, h) != 0)
+        on_held_put(h, NULL, "out of memory");
+}
+
+struct settled_cmd {
+    struct sy_admin_req *req;
+    const char *held;              /* ref: a literal */
+};
 
 /* A pause or terminate whose threads are still finishing is answered once they are (the loop serves
  * everything else meanwhile); shutdown waits for it like for a worker thread. */
-static void reply_when_settled(void *arg, struct sy_instance *in)
+static void reply_held_when_settled(void *arg, struct sy_instance *in)
 {
-    reply_instance_state(arg, in);
+    struct settled_cmd *sc = arg;
+    reply_or_hold(sc->req, in, sc->held);
+    free(sc);
     sy_admin_job_end();
 }
 
-static void instance_cmd(struct sy_admin_req *req, json_t *args, struct daemon *d, instance_op_fn op)
+/* held: what the command leaves the instance in, kept in etcd ("paused", "terminated"; NULL: start) */
+static void instance_cmd(struct sy_admin_req *req, json_t *args, struct daemon *d, instance_op_fn op,
+                         const char *held)
 {
     if (instance_on_owner(d, req, args))
         return;
@@ -259,27 +308,29 @@ static void instance_cmd(struct sy_admin_req *req, json_t *args, struct daemon *
         sy_admin_fail(req, code, "%s", msg);
         return;
     }
-    if (sy_instance_state(in) != SY_INST_STOPPING) {
-        reply_instance_state(req, in);
+    struct settled_cmd *sc = sy_instance_state(in) == SY_INST_STOPPING ? calloc(1, sizeof *sc) : NULL;
+    if (sc == NULL) {
+        reply_or_hold(req, in, held);
         return;
     }
+    *sc = (struct settled_cmd){ .req = req, .held = held };
     sy_admin_job_begin();
-    sy_instance_when_settled(in, reply_when_settled, req);
+    sy_instance_when_settled(in, reply_held_when_settled, sc);
 }
 
 static void cmd_pause(struct sy_admin_req *req, json_t *args, void *ctx)
 {
-    instance_cmd(req, args, ctx, sy_instance_pause);
+    instance_cmd(req, args, ctx, sy_instance_pause, "paused");
 }
 
 static void cmd_start(struct sy_admin_req *req, json_t *args, void *ctx)
 {
-    instance_cmd(req, args, ctx, sy_instance_start);
+    instance_cmd(req, args, ctx, sy_instance_start, NULL);
 }
 
 static void cmd_terminate(struct sy_admin_req *req, json_t *args, void *ctx)
 {
-    instance_cmd(req, args, ctx, sy_instance_terminate);
+    instance_cmd(req, args, ctx, sy_instance_terminate, "terminated");
 }
 
 /* The engine's ops when its synchronization is built (sy_engine_can_sync), else NULL. */
@@ -422,6 +473,14 @@ static void *reverse_thread(void *arg)
     return NULL;
 }
 
+static void on_held_cleared(void *arg, json_t *reply, const char *err)
+{
+    struct sy_pair *p = arg;
+    if (reply == NULL)
+        sy_log_warn("pair %s: the new reverse instance runs, but etcd still says the one before was terminated "
+                    "(%s): a node that takes the pair over would terminate it", p->cfg->name, err);
+}
+
 static void on_reverse_done(evutil_socket_t fd, short what, void *arg)
 {
     struct reverse_job *job = arg;
@@ -442,6 +501,10 @@ static void on_reverse_done(evutil_socket_t fd, short what, void *arg)
             p->reverse = NULL;
         }
         p->reverse = sy_instance_create_reverse(p, job->eng, job->position, err, sizeof err);
+        if (p->reverse != NULL && p->election != NULL &&     /* a terminate of the one before is over */
+            sy_cluster_held_put(sy_election_etcd(p->election), p->cfg->name, SY_DIR_REVERSE, NULL,
+                                sy_election_node(p->election), on_held_cleared, p) != 0)
+            on_held_cleared(p, NULL, "out of memory");
         if (p->reverse == NULL)
             sy_admin_fail(job->req, "internal", "creating %s/reverse: %s", p->cfg->name, err);
         else
@@ -725,6 +788,8 @@ static void close_instances(struct sy_pair *p)
                 (unsigned long long)(sy_now_ms() - now));
 }
 
+#define TAKEOVER_WARN_MS 60000   /* a takeover failing again with the same error is logged this often */
+
 static void start_takeover(struct sy_pair *p);
 
 static void on_takeover_done(void *arg, struct sy_pair *p, uint64_t owner_token, int rc, const char *err)
@@ -742,10 +807,27 @@ static void on_takeover_done(void *arg, struct sy_pair *p, uint64_t owner_token,
         return;
     }
     if (rc != 0) {
+        /* tried again every second: logged when the error changes, else every TAKEOVER_WARN_MS */
+        char was[sizeof p->takeover_error];
+        snprintf(was, sizeof was, "%s", p->takeover_error);
         snprintf(p->takeover_error, sizeof p->takeover_error, "%s", err);
-        sy_log_warn("pair %s: takeover failed (tried again in a second): %s", p->cfg->name, err);
+        uint64_t now = sy_now_ms();
+        p->takeover_failures++;
+        if (strcmp(was, p->takeover_error) != 0)
+            sy_log_warn("pair %s: takeover failed (tried again every second; the same error is logged again "
+                        "every %d s): %s", p->cfg->name, TAKEOVER_WARN_MS / 1000, err);
+        else if (now - p->takeover_warned_ms >= TAKEOVER_WARN_MS)
+            sy_log_warn("pair %s: takeover still failing (%llu tries): %s", p->cfg->name,
+                        (unsigned long long)p->takeover_failures, err);
+        else
+            return;
+        p->takeover_warned_ms = now;
         return;
     }
+    if (p->takeover_failures > 0)
+        sy_log_info("pair %s: takeover done after %llu failed tries", p->cfg->name,
+                    (unsigned long long)p->takeover_failures);
+    p->takeover_failures = 0;
     p->takeover_error[0] = '\0';
     atomic_store(&p->fence_report.fenced, false);
     if (open_instances(p) != 0) {
@@ -762,16 +844,40 @@ static void on_takeover_done(void *arg, struct sy_pair *p, uint64_t owner_token,
     sy_log_info("pair %s: this node runs the synchronization", p->cfg->name);
 }
 
+/* What operators left the instances in (core/cluster_held.h): the takeover keeps them so. */
+static void on_held_read(void *arg, json_t *reply, const char *err)
+{
+    struct sy_pair *p = arg;
+    if (!sy_election_is_owner(p->election) || p->owner_token != sy_election_owner_token(p->election)) {
+        p->taking_over = false;                  /* stepped down (or lost and won again: read again) */
+        if (sy_election_is_owner(p->election))
+            start_takeover(p);
+        return;
+    }
+    if (reply == NULL) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "reading the paused and terminated instances of %s from etcd: %s", p->cfg->name,
+                 err);
+        on_takeover_done(NULL, p, p->owner_token, -1, msg);
+        return;
+    }
+    char fwd[16], rev[16], e[512];
+    sy_cluster_held_parse(reply, fwd, rev);
+    if (sy_takeover_start(p, fwd, rev, on_takeover_done, NULL, e, sizeof e) != 0) {
+        p->taking_over = false;
+        snprintf(p->takeover_error, sizeof p->takeover_error, "%s", e);
+    }
+}
+
 static void start_takeover(struct sy_pair *p)
 {
-    char err[512];
     if (p->taking_over || p->sync_open || p->cut_off)
         return;                                  /* cut off: the active side is not confirmed yet */
     p->taking_over = true;
     p->owner_token = sy_election_owner_token(p->election);
-    if (sy_takeover_start(p, on_takeover_done, NULL, err, sizeof err) != 0) {
+    if (sy_cluster_held_read(sy_election_etcd(p->election), p->cfg->name, on_held_read, p) != 0) {
         p->taking_over = false;
-        snprintf(p->takeover_error, sizeof p->takeover_error, "%s", err);
+        snprintf(p->takeover_error, sizeof p->takeover_error, "out of memory");
     }
 }
 

@@ -225,6 +225,16 @@ void sy_election_free(struct sy_election *e)
     free(e);
 }
 
+struct sy_etcd *sy_election_etcd(const struct sy_election *e)
+{
+    return e->etcd;
+}
+
+const char *sy_election_node(const struct sy_election *e)
+{
+    return sy_cluster_node(e->c);
+}
+
 bool sy_election_is_owner(const struct sy_election *e)
 {
     return e != NULL && e->owner;

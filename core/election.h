@@ -25,6 +25,10 @@ struct sy_election *sy_election_start(struct sy_cluster *c, struct sy_pair *p, c
 void sy_election_free(struct sy_election *e);   /* NULL-safe; before the cluster stops; no callback */
 
 bool sy_election_is_owner(const struct sy_election *e);
+/* The cluster's etcd client (the takeover reads the pair's paused instances with it). */
+struct sy_etcd *sy_election_etcd(const struct sy_election *e);
+/* This node's name. */
+const char *sy_election_node(const struct sy_election *e);
 /* The fencing token of this node's ownership: its owner key's create_revision, higher for every later
  * owner (0 when not the owner). */
 uint64_t sy_election_owner_token(const struct sy_election *e);

@@ -155,6 +155,11 @@ const char *sy_instance_id(const struct sy_instance *in)
     return in->id;
 }
 
+enum sy_direction sy_instance_direction(const struct sy_instance *in)
+{
+    return in->dir;
+}
+
 enum sy_instance_state sy_instance_state(const struct sy_instance *in)
 {
     return in->state;
@@ -599,6 +604,33 @@ static void fail_instance(struct sy_instance *in, const char *reason, const char
     stop_into(in, SY_INST_FAILED);
 }
 
+/* A takeover's idempotent replay (overwrite_until) ends once the writer applied past it: cleared then, so
+ * that a writer started again later applies strictly (on_conflict) instead of overwriting every conflict
+ * up to the source's position of that day. read: the bound the writer read at its first change (NULL:
+ * none new); applied: the writer's applied position. */
+static void until_progress(struct sy_instance *in, const char *read, const char *applied)
+{
+    if (in->overwrite_until[0] == '\0')
+        return;
+    bool at_first = strcmp(in->overwrite_until, SY_UNTIL_FIRST_CHANGE) == 0;
+    if (at_first && read == NULL)
+        return;                                   /* not read yet: no change applied since the takeover */
+    const char *until = at_first ? read : in->overwrite_until;
+    bool passed = until[0] == '\0' || (applied[0] != '\0' && in->eng->position->covers(applied, until));
+    if (!at_first && !passed)
+        return;
+    char was[1024];
+    snprintf(was, sizeof was, "%s", until);
+    struct sy_module_report *wr = &in->mod[MOD_WRITE].report;
+    pthread_mutex_lock(&wr->lock);                 /* the writer reads it at its session's start */
+    snprintf(in->overwrite_until, sizeof in->overwrite_until, "%s", passed ? "" : was);
+    pthread_mutex_unlock(&wr->lock);
+    if (passed)
+        sy_log_info("%s: the takeover's idempotent replay is over (applied up to %s): conflicts follow "
+                    "on_conflict again", in->id, was[0] ? was : "(nothing to replay)");
+    persist(in);
+}
+
 static void on_poll(evutil_socket_t fd, short what, void *arg)
 {
     struct sy_instance *in = arg;
@@ -643,7 +675,14 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
         snprintf(reason, sizeof reason, "%s", m->report.reason);
         snprintf(error, sizeof error, "%s", m->report.error);
         snprintf(position, sizeof position, "%s", m->report.position);
+        char until[1024] = "";
+        bool until_read = m->report.until_read;
+        if (until_read)
+            snprintf(until, sizeof until, "%s", m->report.until);
+        m->report.until_read = false;
         pthread_mutex_unlock(&m->report.lock);
+        if (i == MOD_WRITE)
+            until_progress(in, until_read ? until : NULL, position);
         if (st == SY_MOD_FAILED) {
             char msg[1200];
             snprintf(msg, sizeof msg, "%s: %s", m->ops->name, error);
@@ -981,8 +1020,9 @@ struct sy_instance *sy_instance_create_reverse(struct sy_pair *pair, const struc
 }
 
 int sy_instance_prepare_takeover(const struct sy_pair *pair, enum sy_direction dir, const struct sy_takeover_point *pt,
-                                 bool write, bool *skipped, char *err, size_t errlen)
+                                 bool write, const char *held, bool *skipped, char *err, size_t errlen)
 {
+    bool paused = strcmp(held, "paused") == 0, terminated = strcmp(held, "terminated") == 0;
     struct sy_instance *in = calloc(1, sizeof *in);   /* only what persist() and load() use */
     if (in == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -1000,14 +1040,27 @@ int sy_instance_prepare_takeover(const struct sy_pair *pair, enum sy_direction d
     int loaded = load(in, err, errlen);
     if (loaded < 0)
         goto out;
-    if (loaded == 0 && in->state == SY_INST_TERMINATED) {
+    if (terminated || (loaded == 0 && in->state == SY_INST_TERMINATED)) {
         *skipped = true;
+        if (in->state != SY_INST_TERMINATED) {       /* an operator terminated it on another owner */
+            in->state = SY_INST_TERMINATED;
+            rc = persist(in);
+        } else {
+            rc = 0;
+        }
+        goto out;
+    }
+    if (pt == NULL) {                                  /* no checkpoint: this node's own state ... */
         rc = 0;
+        if (paused && in->state != SY_INST_PAUSED) {   /* ... paused if an operator paused it elsewhere */
+            in->state = SY_INST_PAUSED;
+            rc = persist(in);
+        }
         goto out;
     }
     if (sy_spool_reset(spool_dir, pt->spool_seq + 1, err, errlen) != 0)
         goto out;
-    in->state = write ? SY_INST_RUNNING : SY_INST_COLLECTING;
+    in->state = paused ? SY_INST_PAUSED : write ? SY_INST_RUNNING : SY_INST_COLLECTING;
     in->initial_sync_done = true;
     in->write_enabled = write;
     snprintf(in->start_position, sizeof in->start_position, "%s", pt->position);

@@ -63,6 +63,11 @@ struct sy_module_report {
     char reason[64];             /* snake_case: why RETRYING/FAILED ("spool_full", "dr_unreachable") */
     char error[1024];            /* human text for last_error */
     uint64_t retry_since_ms;     /* monotonic: when the current RETRYING began (0 = not retrying) */
+    char until[1024];            /* writer: the end of a takeover's idempotent replay, read from the source
+                                    at its first change (SY_UNTIL_FIRST_CHANGE resolved; "" nothing to
+                                    replay); valid while until_read */
+    bool until_read;             /* writer: set with until; the loop takes it (persists or clears the
+                                    instance's overwrite_until) and resets it */
 };
 
 void sy_module_report_init(struct sy_module_report *r);
@@ -91,7 +96,9 @@ struct sy_module_ctx {
     const char *state_dir;             /* instance's own dir: state_dir/instances/<pair>.<direction>/ */
     const char *overwrite_until;       /* write: "" or a source position; changes up to it may already be on
                                           the destination (a takeover): conflicts there are overwritten,
-                                          strict apply (on_conflict) after it */
+                                          strict apply (on_conflict) after it. The loop changes it (cleared
+                                          once the writer applied past it) under report->lock: read it
+                                          locked */
     uint64_t owner_token;              /* write: the cluster owner's fencing token (the owner key's
                                           create_revision), 0 without a cluster: a destination that names
                                           a higher one fences the writer (replay/mariadb_fence.h) */
@@ -151,10 +158,13 @@ struct sy_instance *sy_instance_create_reverse(struct sy_pair *pair, const struc
 /* Before a new owner opens the instance (core/takeover.c; the instance is not open on this node): its
  * spool is emptied to continue at pt->spool_seq + 1, its collection starts at pt->position, conflicts up
  * to pt->until are overwritten, and it runs (write: its write module runs too, else it only collects).
- * A terminated instance is left alone (*skipped). 0, or -1 with err. */
+ * held: what an operator left it in, kept in etcd (core/cluster_held.h): "paused" (prepared the same, but
+ * paused), "terminated" (terminated here too), or "". pt NULL: the destination has no checkpoint: this
+ * node's own state stays, only paused or terminated as held says. A terminated instance is left alone
+ * (*skipped). 0, or -1 with err. */
 struct sy_takeover_point;
 int sy_instance_prepare_takeover(const struct sy_pair *pair, enum sy_direction dir, const struct sy_takeover_point *pt,
-                                 bool write, bool *skipped, char *err, size_t errlen);
+                                 bool write, const char *held, bool *skipped, char *err, size_t errlen);
 /* Removes a terminated instance's state directory (spool included). */
 int sy_instance_destroy(struct sy_instance *in, char *err, size_t errlen);
 /* Whether the write module runs (or retries): for rule 4, start forward refused while reverse writes. */
@@ -162,6 +172,7 @@ bool sy_instance_writing(const struct sy_instance *in);
 
 json_t *sy_instance_status_json(struct sy_instance *in);
 const char *sy_instance_id(const struct sy_instance *in);
+enum sy_direction sy_instance_direction(const struct sy_instance *in);
 
 /* The write's lag over the last hour, one sample every SY_LAG_SAMPLE_S (the daemon's timer calls
  * sy_instance_sample_lag; loop thread): {"instance", "interval_s", "samples": [[unix_ms, lag_ms|null]...]},

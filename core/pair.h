@@ -137,6 +137,8 @@ struct sy_pair {
     bool taking_over;                /* the owner's takeover (core/takeover.c) runs: instances not open yet */
     bool sync_open;                  /* with an election: this node opened the instances as their owner */
     char takeover_error[512];        /* why the last takeover failed ("" none; retried) */
+    uint64_t takeover_failures;      /* takeovers failed in a row (the log collapses them) */
+    uint64_t takeover_warned_ms;     /* monotonic: when the last "takeover failed" was logged */
     struct sy_cluster_switch *cswitch; /* owned by the daemon: one switch for every node; NULL without [cluster] */
     bool cut_off;                    /* held because etcd has not confirmed the cluster's epoch (at start) or did
                                         not answer for longer than the lease: the active side may have changed

@@ -715,6 +715,7 @@ static int cluster_begin(struct sy_switch *sw)
     sw->cbegun = true;
     snprintf(sw->cid, sizeof sw->cid, "%s", sy_cluster_switch_id(sw->p->cswitch));
     sy_failpoint("switch_after_cluster_hold");
+    sy_failpoint_stall("switch_after_cluster_hold"); /* tests: a switch that outlives its owner's lease */
     return 0;
 }
 

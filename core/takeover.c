@@ -6,7 +6,8 @@
  *     no checkpoint      -> nothing to do: the instance starts from this node's state
  *     else               -> spool emptied to continue at spool_seq + 1, state running (its write runs when
  *                           its destination is the passive side) or collecting, overwrite_until = until (the
- *                           writer reads the source position before its first change)
+ *                           writer reads the source position before its first change); paused or terminated
+ *                           instead when an operator left it so (kept in etcd: core/cluster_held.h)
  *   done() on the loop: the daemon opens the instances.
  * Nothing here touches an open instance; the daemon opens them only after done(). */
 #include "core/takeover.h"
@@ -29,6 +30,7 @@ struct takeover_job {
     enum sy_side active;         /* the pair's active side when the takeover began */
     bool reverse;                /* this node has the reverse instance's state */
     uint64_t owner_token;        /* the pair's when the takeover began */
+    char held[2][16];            /* per direction: "paused", "terminated" (an operator's, kept in etcd) or "" */
     sy_takeover_done_fn done;
     void *arg;
     struct event *done_ev;       /* owned: made active by the thread */
@@ -57,23 +59,24 @@ static int take_instance(struct takeover_job *job, enum sy_direction dir)
         snprintf(job->err, sizeof job->err, "%s: reading the checkpoint to resume from: %s", id, err);
         return -1;
     }
-    if (!pt.found) {
-        sy_log_info("%s: the destination has no checkpoint: the instance starts from this node's state", id);
-        return 0;
-    }
+    const char *held = job->held[dir == SY_DIR_FORWARD ? 0 : 1];
+    if (!pt.found)
+        sy_log_info("%s: the destination has no checkpoint: the instance starts from this node's state%s%s", id,
+                    held[0] ? ", " : "", held);
     /* the write runs into the passive side only */
     bool write = dir == SY_DIR_FORWARD ? job->active == SY_SIDE_BUSINESS : job->active == SY_SIDE_DR;
     bool skipped = false;
-    if (sy_instance_prepare_takeover(p, dir, &pt, write, &skipped, err, sizeof err) != 0) {
+    if (sy_instance_prepare_takeover(p, dir, pt.found ? &pt : NULL, write, held, &skipped, err, sizeof err) != 0) {
         snprintf(job->err, sizeof job->err, "%s: %s", id, err);
         return -1;
     }
     if (skipped)
-        sy_log_info("%s: terminated on this node: not taken over", id);
-    else
+        sy_log_info("%s: terminated%s: not taken over", id, held[0] ? " by an operator (kept in etcd)" : " on this node");
+    else if (pt.found)
         sy_log_info("%s: taken over from the destination's checkpoint (spool record %llu, position %s); changes up "
-                    "to %s are replayed idempotently%s", id, (unsigned long long)pt.spool_seq, pt.position,
-                    pt.until[0] ? pt.until : "(none)", write ? "" : "; it only collects (its destination is active)");
+                    "to %s are replayed idempotently%s%s", id, (unsigned long long)pt.spool_seq, pt.position,
+                    pt.until[0] ? pt.until : "(none)", write ? "" : "; it only collects (its destination is active)",
+                    held[0] ? "; it stays paused (an operator paused it: kept in etcd)" : "");
     return 0;
 }
 
@@ -97,7 +100,8 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
     free(job);
 }
 
-int sy_takeover_start(struct sy_pair *p, sy_takeover_done_fn done, void *arg, char *err, size_t errlen)
+int sy_takeover_start(struct sy_pair *p, const char *held_forward, const char *held_reverse, sy_takeover_done_fn done,
+                      void *arg, char *err, size_t errlen)
 {
     struct takeover_job *job = calloc(1, sizeof *job);
     if (job == NULL || (job->done_ev = event_new(p->base, -1, 0, on_done, job)) == NULL) {
@@ -109,6 +113,8 @@ int sy_takeover_start(struct sy_pair *p, sy_takeover_done_fn done, void *arg, ch
     job->active = p->active_side;
     job->reverse = sy_instance_exists(p, SY_DIR_REVERSE);
     job->owner_token = p->owner_token;
+    snprintf(job->held[0], sizeof job->held[0], "%s", held_forward ? held_forward : "");
+    snprintf(job->held[1], sizeof job->held[1], "%s", held_reverse ? held_reverse : "");
     job->done = done;
     job->arg = arg;
     pthread_t th;

@@ -21,7 +21,10 @@ typedef void (*sy_takeover_done_fn)(void *arg, struct sy_pair *p, uint64_t owner
                                     const char *err);
 
 /* Starts the takeover on a worker thread (it reads both databases); done(arg, ...) on the loop. The pair's
- * instances must not be open on this node. 0, or -1 with err (done is not called). */
-int sy_takeover_start(struct sy_pair *p, sy_takeover_done_fn done, void *arg, char *err, size_t errlen);
+ * instances must not be open on this node. held_forward, held_reverse: "paused", "terminated" (what an
+ * operator left the instance in, read from etcd: core/cluster_held.h) or "" / NULL. 0, or -1 with err
+ * (done is not called). */
+int sy_takeover_start(struct sy_pair *p, const char *held_forward, const char *held_reverse, sy_takeover_done_fn done,
+                      void *arg, char *err, size_t errlen);
 
 #endif

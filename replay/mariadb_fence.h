@@ -31,4 +31,20 @@ bool sy_mariadb_fence_is_fenced(uint64_t token, bool row_found, uint64_t row_tok
 int sy_mariadb_fence_check(MYSQL *m, const char *instance_id, uint64_t token, bool exclusive, uint64_t *newer,
                            char *err, size_t errlen);
 
+/* The user lock a writer's control connection (the one that runs DDL) holds for its owner token: a
+ * takeover that finds a DDL pending in the checkpoint row kills the connection holding the old token's
+ * lock (a DDL commits by itself: the fence cannot roll it back) and waits for it to end before the new
+ * owner runs anything. A name of at most 64 characters (MariaDB's limit) whatever the instance id. */
+void sy_mariadb_writer_lock_name(char *out, size_t outlen, const char *instance_id, uint64_t token);
+
+/* Takes the lock on m (waits up to wait_s: a previous session of this writer may still be ending). 0, or
+ * -1 with err. */
+int sy_mariadb_writer_lock_take(MYSQL *m, const char *instance_id, uint64_t token, int wait_s, char *err,
+                                size_t errlen);
+
+/* Ends the connection holding the writer lock of (instance_id, token), if any, and waits up to wait_ms for
+ * it to be gone. *killed: the connection id killed (0 none). 0, or -1 with err. */
+int sy_mariadb_writer_lock_end(MYSQL *m, const char *instance_id, uint64_t token, int wait_ms,
+                               unsigned long long *killed, char *err, size_t errlen);
+
 #endif

@@ -11,12 +11,14 @@
 #include <string.h>
 
 #include "core/engine.h"
+#include "core/log.h"
 #include "engine/mariadb_client.h"
 #include "replay/mariadb_checkpoint.h"
 #include "replay/mariadb_fence.h"
 #include "replay/mariadb_modules.h"
 
 #define TAKEOVER_TIMEOUT_S 5
+#define TAKEOVER_KILL_WAIT_MS 10000   /* an old owner's writer connection ended (KILL) must be gone by then */
 
 int sy_mariadb_takeover(const struct sy_pair_cfg *cfg, const char *instance_id, const struct sy_endpoint *src,
                         const struct sy_endpoint *dest, struct sy_takeover_point *out, char *err, size_t errlen)
@@ -59,8 +61,8 @@ int sy_mariadb_takeover(const struct sy_pair_cfg *cfg, const char *instance_id, 
     /* the row stays locked until COMMIT: an older owner's writer commits nothing in between (it reads the
      * token with a locking read before each commit), and nothing after (it finds the new token) */
     char sql[512];
-    snprintf(sql, sizeof sql, "SELECT spool_seq, position, owner_token FROM " SY_SCHEMA ".checkpoint WHERE "
-             "instance='%s' FOR UPDATE", eid);
+    snprintf(sql, sizeof sql, "SELECT spool_seq, position, owner_token, pending_ddl_seq FROM " SY_SCHEMA
+             ".checkpoint WHERE instance='%s' FOR UPDATE", eid);
     MYSQL_ROW row;
     if (mysql_real_query(m, sql, (unsigned long)strlen(sql)) != 0 || (res = mysql_store_result(m)) == NULL) {
         snprintf(err, errlen, "destination %s:%u: reading the checkpoint: %u %s", dest->host, dest->port,
@@ -80,6 +82,22 @@ int sy_mariadb_takeover(const struct sy_pair_cfg *cfg, const char *instance_id, 
                  "revisions: then set " SY_SCHEMA ".checkpoint.owner_token to 0 once no old owner runs)",
                  dest->host, dest->port, (unsigned long long)held, (unsigned long long)out->owner_token);
         goto out;
+    }
+    /* A DDL commits by itself, so the fence cannot undo one: an old owner that marked a DDL pending may be
+     * about to run it (paused between the mark and the DDL), and it would land after the new owner's
+     * later DDL. Its control connection holds the writer lock of its token: ended here, and waited for,
+     * before the pending mark is forgotten (a session it opens again claims the row: fenced). */
+    uint64_t pending = row[3] ? strtoull(row[3], NULL, 10) : 0;
+    if (out->owner_token != 0 && held != 0 && held != out->owner_token && pending != 0) {
+        unsigned long long killed = 0;
+        if (sy_mariadb_writer_lock_end(m, instance_id, held, TAKEOVER_KILL_WAIT_MS, &killed, e, sizeof e) != 0) {
+            snprintf(err, errlen, "destination %s:%u: %s", dest->host, dest->port, e);
+            goto out;
+        }
+        if (killed != 0)
+            sy_log_info("%s: a DDL was pending (spool record %llu): the old owner's writer connection %llu "
+                        "(owner token %llu) on %s:%u was ended before the takeover", instance_id,
+                        (unsigned long long)pending, killed, (unsigned long long)held, dest->host, dest->port);
     }
     if (out->owner_token != 0) {
         if (sy_mariadb_fence_claim_sql(sql, sizeof sql, eid, out->owner_token) < 0 ||

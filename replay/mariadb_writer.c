@@ -876,6 +876,8 @@ static int apply_barrier(struct writer *w, struct sy_apply_txn *tx)
                     sy_apply_commit(c) != 0)
                     return w->fenced ? -1 : 1;
             }
+            if (!retry)
+                sy_failpoint_stall("writer_before_ddl"); /* tests: paused between the mark and the DDL */
             rc = sy_apply_ddl(c, &ch.u.ddl, retry);
             retry = false;
             pthread_mutex_lock(&w->mu);
@@ -972,6 +974,21 @@ static int read_checkpoint(struct writer *w, uint64_t *pending_ddl)
                 fenced(w, "the destination's checkpoint names another owner", 0);
             goto out;
         }
+        /* this connection runs the DDL: a takeover that finds one pending ends it (mariadb_fence.h). A
+         * holder with this token is an earlier session of this very writer that the server still keeps
+         * (a connection cut without the server noticing): ended, then the lock is taken. */
+        unsigned long long stale = 0;
+        if (sy_mariadb_writer_lock_take(c->conn, w->ctx->instance_id, w->ctx->owner_token, 0, c->err,
+                                        sizeof c->err) != 0 &&
+            (sy_mariadb_writer_lock_end(c->conn, w->ctx->instance_id, w->ctx->owner_token, 5000, &stale, c->err,
+                                        sizeof c->err) != 0 ||
+             sy_mariadb_writer_lock_take(c->conn, w->ctx->instance_id, w->ctx->owner_token, 5, c->err,
+                                         sizeof c->err) != 0))
+            goto out;
+        if (stale != 0)
+            sy_log_info("%s: an earlier session of this writer (connection %llu) still held its lock on the "
+                        "destination: ended", w->ctx->instance_id, stale);
+        c->err[0] = '\0';
     }
     snprintf(sql, sizeof sql, "SELECT spool_seq, last_seq FROM " SY_SCHEMA ".applied WHERE instance='%s' "
              "ORDER BY spool_seq", eid ? eid : "");
@@ -1108,6 +1125,11 @@ static int resolve_until(struct writer *w)
     }
     w->has_until = found && sy_gtid_set_parse(pos, strlen(pos), &w->until);
     w->until_at_first_change = false;
+    struct sy_module_report *r = w->ctx->report;       /* the instance persists it, and clears it once passed */
+    pthread_mutex_lock(&r->lock);
+    snprintf(r->until, sizeof r->until, "%s", w->has_until ? pos : "");
+    r->until_read = true;
+    pthread_mutex_unlock(&r->lock);
     sy_log_info("%s: changes up to %s are replayed idempotently (taken over)", w->ctx->instance_id,
                 found ? pos : "(none)");
     return 0;
@@ -1309,11 +1331,13 @@ static int session_open(struct writer *w, uint64_t *pending_ddl)
             return rc;
         }
     }
-    w->until_at_first_change = w->ctx->overwrite_until != NULL &&
-                               strcmp(w->ctx->overwrite_until, SY_UNTIL_FIRST_CHANGE) == 0;
-    w->has_until = !w->until_at_first_change && w->ctx->overwrite_until != NULL &&
-                   w->ctx->overwrite_until[0] != '\0' &&
-                   sy_gtid_set_parse(w->ctx->overwrite_until, strlen(w->ctx->overwrite_until), &w->until);
+    char until[1024] = "";                             /* the loop clears it once passed: read it locked */
+    pthread_mutex_lock(&w->ctx->report->lock);
+    snprintf(until, sizeof until, "%s", w->ctx->overwrite_until ? w->ctx->overwrite_until : "");
+    pthread_mutex_unlock(&w->ctx->report->lock);
+    w->until_at_first_change = strcmp(until, SY_UNTIL_FIRST_CHANGE) == 0;
+    w->has_until = !w->until_at_first_change && until[0] != '\0' &&
+                   sy_gtid_set_parse(until, strlen(until), &w->until);
     w->abort = false;
     w->worker_rc = 0;
     w->worker_reason[0] = w->worker_err[0] = '\0';

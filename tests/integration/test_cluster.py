@@ -22,7 +22,7 @@ import pytest
 
 import sandbox
 import pymysql
-from helpers import app_conn, app_user, one, q, wait_for, wait_reverse, wait_state
+from helpers import app_conn, app_user, conn, forward, one, q, wait_for, wait_reverse, wait_state
 from test_forward_mariadb import fresh  # noqa: F401 (fixture)
 
 TTL_MS = 2000
@@ -911,3 +911,253 @@ def test_a_takeover_that_outlives_its_ownership_is_made_again_with_the_new_token
     one(c, "INSERT INTO t VALUES (1, 'after')")
     wait_for(lambda: q(dr, "SELECT v FROM t WHERE id = 1", fresh) == (("after",),), 30, "applied into DR")
     assert "fenced" not in sync_owner(x, pname)
+
+
+def test_a_forwarded_resolve_tail_export_is_refused(daemon, etcd, mariadb_pair, fresh, tmp_path):  # noqa: F811
+    """`resolve-tail --export FILE` writes FILE where it runs. Given to a node that does not own the pair it
+    would run on the owner and write there (the caller's path on another machine, as the owner's uid): it is
+    refused, naming the owner node and its socket, and nothing is sent. A request put into etcd by hand (whoever
+    can write to etcd) with --export is refused by the owner too: no file is written."""
+    pname = f"t{fresh}"
+    owner, proxies = cluster_of_three(daemon, etcd, mariadb_pair, fresh, pname)
+    to = sync_owner(owner, pname)["owner"]
+    out = tmp_path / "tail.json"
+    r = proxies[0].admin("resolve-tail", pair=pname, export=str(out))
+    assert r["ok"] is False and r["error"]["code"] == "bad_request", r
+    msg = r["error"]["message"]
+    assert msg.startswith(f"resolve-tail --export writes FILE on the node that runs it, and node {to} owns the "
+                          f"synchronization of {pname} (this node is {pname}-p2): run it on node {to} "
+                          f"(switchyardctl -s {owner.admin_socket} resolve-tail {pname} --export FILE)"), msg
+    assert "cluster admin: 'resolve-tail'" not in owner.log()        # never sent
+    etcd_put(etcd, f"/switchyard/pairs/{pname}/requests/exp", json.dumps(
+        {"id": "exp", "from": "test", "to": to, "cmd": "resolve-tail", "args": {"pair": pname, "export": str(out)}}))
+    reply = wait_for(lambda: etcd_get(etcd, f"/switchyard/pairs/{pname}/replies/exp"), 10, "the owner's reply")
+    assert reply == {"ok": False, "error": {"code": "bad_request", "message": (
+        "resolve-tail --export is never run for another node (it writes FILE on the node that runs it): run it on "
+        "the owner's own admin socket, or use --discard")}}, reply
+    assert not out.exists()
+
+
+def test_a_failing_takeover_logs_its_error_once_not_every_second(daemon, etcd, mariadb_pair, fresh):  # noqa: F811
+    """A takeover that fails is tried again every second; its warning is logged when the error changes (and
+    again every 60 s), not every second: an operator reads one line, and status says the error all along.
+    Once it succeeds the log says after how many tries."""
+    b, dr = mariadb_pair
+    pname = f"l{fresh}"
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname)
+    inst = f"{pname}/forward"
+    wait_for(lambda: q(dr, "SELECT COUNT(*) FROM switchyard.checkpoint WHERE instance = %s", args=(inst,))
+             == ((1,),), 30, "the forward instance's checkpoint on DR")
+    dr.sql(f"UPDATE switchyard.checkpoint SET owner_token = 999999999999 WHERE instance = '{inst}'")
+    owner.kill9()
+    new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
+    err = wait_for(lambda: sync_owner(new, pname).get("takeover_error"), 20, "the takeover failing")
+    assert "its checkpoint names owner token 999999999999, above this node's" in err, err
+    time.sleep(5)                                        # five tries more
+    assert sync_owner(new, pname)["takeover_error"] == err
+    failed = [ln for ln in new.log().splitlines() if f"pair {pname}: takeover" in ln and "fail" in ln]
+    assert len(failed) == 1, failed
+    assert (f"pair {pname}: takeover failed (tried again every second; the same error is logged again every "
+            f"60 s): {err}") in failed[0], failed
+    dr.sql(f"UPDATE switchyard.checkpoint SET owner_token = 0 WHERE instance = '{inst}'")
+    wait_for(lambda: running_forward(new, pname), 30, "the takeover done")
+    assert "takeover_error" not in sync_owner(new, pname)
+    assert f"pair {pname}: takeover done after " in new.log()
+
+
+def test_the_takeovers_idempotent_replay_ends_once_the_writer_passes_it(daemon, etcd, mariadb_pair,
+                                                                        fresh):  # noqa: F811
+    """A takeover replays changes up to the source's position at the writer's first change idempotently
+    (conflicts overwritten, whatever on_conflict says). Once the writer applied past that position the
+    window is over for good: a writer started again later (pause, start) applies strictly, so a conflict
+    is a conflict (on_conflict = fail: the instance fails, DR's row is not overwritten) instead of being
+    overwritten silently up to the source's position of that day."""
+    b, dr = mariadb_pair
+    pname = f"u{fresh}"
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname)
+    owner.kill9()
+    new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
+    wait_for(lambda: running_forward(new, pname), 30, "the new owner's forward instance running")
+    c = app_conn(new, fresh)
+    one(c, "INSERT INTO t VALUES (1, 'after the takeover')")
+    wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", fresh) == ((1,),), 30, "applied into DR")
+    over = f"{pname}/forward: the takeover's idempotent replay is over"
+    deadline = time.monotonic() + 10                     # the log says when (it never did before the fix)
+    while over not in new.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    dr.sql("INSERT INTO t VALUES (2, 'only on dr')", database=fresh)   # a row that should not be there
+    new.admin_ok("pause", instance=f"{pname}/forward")
+    wait_for(lambda: forward(new, pname)["state"] == "paused", 20, "paused")
+    one(c, "INSERT INTO t VALUES (2, 'business')")
+    new.admin_ok("start", instance=f"{pname}/forward")
+    f = wait_for(lambda: forward(new, pname)["state"] == "failed" and forward(new, pname), 30,
+                 "the conflict fails the instance (on_conflict = fail)")
+    assert f["reason"] == "conflict" and "conflict on" in f["last_error"], f
+    assert q(dr, "SELECT v FROM t WHERE id = 2", fresh) == (("only on dr",),)
+    assert over in new.log()
+
+
+@pytest.mark.parametrize("cmd, state", [("pause", "paused"), ("terminate", "terminated")])
+def test_an_instance_an_operator_paused_stays_so_after_a_takeover(daemon, etcd, mariadb_pair, fresh, cmd,
+                                                                  state):  # noqa: F811
+    """`pause` (or `terminate`) of the forward instance, given to a node that does not own the pair, is kept
+    in etcd (/switchyard/pairs/<pair>/instances/forward) before it is answered. The owner dies: the node
+    that takes the pair over opens the instance paused (terminated) — nothing reaches DR — instead of
+    running it again. A `start` runs it on the new owner and deletes the key."""
+    b, dr = mariadb_pair
+    pname = f"h{fresh}"
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname)
+    inst, key = f"{pname}/forward", f"/switchyard/pairs/{pname}/instances/forward"
+    c = app_conn(others[0], fresh)
+    one(c, "INSERT INTO t VALUES (1, 'before')")
+    count = lambda: q(dr, "SELECT COUNT(*) FROM t", fresh)[0][0]
+    wait_for(lambda: count() == 1, 30, "forward applied")
+    r = others[1].admin_ok(cmd, instance=inst)           # sent on to the owner
+    assert r == {"instance": inst, "state": state}, r
+    was = sync_owner(owner, pname)["owner"]
+    owner.kill9()
+    new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
+    wait_for(lambda: sync_owner(new, pname).get("instances_open"), 30, "the new owner opened the instances")
+    assert forward(new, pname)["state"] == state
+    assert etcd_get(etcd, key) == {"state": state, "node": was}
+    one(c, "INSERT INTO t VALUES (2, 'while held')")
+    time.sleep(2)                                         # what would have reached DR by now
+    assert forward(new, pname)["state"] == state and count() == 1
+    if state == "terminated":
+        assert f"{inst}: terminated by an operator (kept in etcd): not taken over" in new.log()
+        return
+    assert "it stays paused (an operator paused it: kept in etcd)" in new.log()
+    r = others[0].admin_ok("start", instance=inst)
+    assert r["state"] == "running", r
+    assert etcd_get(etcd, key) is None
+    wait_for(lambda: count() == 2, 30, "the started instance applies what was written meanwhile")
+
+
+def test_an_old_owners_pending_ddl_cannot_land_after_a_takeover(daemon, etcd, mariadb_pair, fresh,
+                                                                tmp_path):  # noqa: F811
+    """A DDL commits by itself: the fence checks the "pending" mark committed just before it, not the DDL. The
+    owner's writer is held between that mark and its DDL (ADD COLUMN x; failpoint writer_before_ddl), the
+    owner is SIGSTOPped past its lease, another node takes over (replays ADD COLUMN x) and applies a later
+    DROP COLUMN x. On SIGCONT the old writer must not run its ADD COLUMN x on DR after the new owner's DROP:
+    the takeover ended its control connection (it held the writer lock of its token) before forgetting
+    the pending mark. DR's table ends as business's: no column x, the same rows."""
+    b, dr = mariadb_pair
+    pname = f"g{fresh}"
+    stall = {i: tmp_path / f"stall-n{i}" for i in (1, 2, 3)}
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname, env_of=lambda i: {
+        "SY_STALL_POINT": "writer_before_ddl", "SY_STALL_FILE": str(stall[i])})
+    me = stall[int(sync_owner(owner, pname)["owner"].rsplit("-n", 1)[1])]
+    c = app_conn(others[0], fresh)
+    one(c, "INSERT INTO t VALUES (1, 'v0')")
+    rows = lambda side: q(side, "SELECT id, v FROM t ORDER BY id", fresh)
+    wait_for(lambda: rows(dr) == ((1, "v0"),), 30, "forward applied")
+    cols = lambda side: q(side, "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND "
+                                "TABLE_NAME = 't' ORDER BY ORDINAL_POSITION", args=(fresh,))
+    me.touch()
+    b.sql("ALTER TABLE t ADD COLUMN x INT", database=fresh)
+    wait_for(lambda: "failpoint writer_before_ddl: stalled" in owner.log(), 30, "the owner's DDL held")
+    assert cols(dr) == (("id",), ("v",))
+    os.kill(owner.pid, signal.SIGSTOP)
+    try:
+        new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 30, "another node owns")
+        wait_for(lambda: running_forward(new, pname), 30, "the new owner's forward instance running")
+        wait_for(lambda: cols(dr) == (("id",), ("v",), ("x",)), 30, "the new owner replayed ADD COLUMN x")
+        b.sql("ALTER TABLE t DROP COLUMN x", database=fresh)
+        wait_for(lambda: cols(dr) == (("id",), ("v",)), 30, "the new owner applied DROP COLUMN x")
+        me.unlink()                                    # the old writer goes on the moment it runs again
+    finally:
+        os.kill(owner.pid, signal.SIGCONT)
+    wait_for(lambda: "failpoint writer_before_ddl: released" in owner.log(), 10, "the old writer released")
+    wait_for(lambda: not sync_owner(owner, pname).get("this_node_owns") and owner.pair_status(pname)["instances"]
+             == [], 20, "the old owner runs no instance")
+    one(c, "INSERT INTO t VALUES (2, 'after')")
+    wait_for(lambda: rows(dr) == rows(b), 30, "DR equals business")
+    assert cols(dr) == cols(b) == (("id",), ("v",))   # without the kill: x is back on DR
+    assert f"{pname}/forward: a DDL was pending" in new.log() and "was ended before the takeover" in new.log()
+
+
+def writer_lock_name(instance, token):
+    """replay/mariadb_fence.c sy_mariadb_writer_lock_name: FNV-1a 64 of the instance id, and the token."""
+    h = 1469598103934665603
+    for ch in instance.encode():
+        h = ((h ^ ch) * 1099511628211) % (1 << 64)
+    return f"switchyard_writer_{h:016x}_{token}"
+
+
+def test_a_writer_ends_an_earlier_session_of_its_own_that_still_holds_its_lock(daemon, etcd, mariadb_pair,
+                                                                               fresh):  # noqa: F811
+    """The writer's control connection holds a user lock named after its instance and owner token (how a
+    takeover finds an old owner's DDL connection). A connection of this writer that the server still keeps
+    (cut without the server noticing: it would hold the lock until wait_timeout, hours) must not keep the
+    writer from starting again: the writer ends it and runs."""
+    b, dr = mariadb_pair
+    pname = f"k{fresh}"
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname)
+    inst = f"{pname}/forward"
+    owner.admin_ok("pause", instance=inst)
+    stale = conn(dr)                                     # the same user as the writer's
+    with stale.cursor() as cur:
+        cur.execute("SELECT GET_LOCK(%s, 0), CONNECTION_ID()",
+                    (writer_lock_name(inst, sync_owner(owner, pname)["owner_token"]),))
+        got, stale_id = cur.fetchone()
+    assert got == 1
+    owner.admin_ok("start", instance=inst)
+    c = app_conn(owner, fresh)
+    one(c, "INSERT INTO t VALUES (1, 'after the start')")
+    wait_for(lambda: q(dr, "SELECT v FROM t WHERE id = 1", fresh) == (("after the start",),), 30,
+             "the started writer applies")
+    assert (f"{inst}: an earlier session of this writer (connection {stale_id}) still held its lock on the "
+            "destination: ended") in owner.log()
+    with pytest.raises(pymysql.err.MySQLError):
+        stale.ping(reconnect=False)
+
+
+def test_a_node_that_stepped_down_mid_switch_sends_commands_to_the_new_owner(daemon, etcd, mariadb_pair, fresh,
+                                                                             tmp_path):  # noqa: F811
+    """An owner whose switch is held (failpoint switch_after_cluster_hold) is SIGSTOPped past its lease: another
+    node owns the pair. Run again, the old owner steps down but keeps its instances open until its switch ends.
+    Meanwhile a command given to it must run on the new owner (it is sent there), and a request addressed to
+    it through etcd is refused with owner_lost — not run on instances it no longer owns."""
+    pname = f"m{fresh}"
+    stall = {i: tmp_path / f"stall-n{i}" for i in (1, 2, 3)}
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname, env_of=lambda i: {
+        "SY_STALL_POINT": "switch_after_cluster_hold", "SY_STALL_FILE": str(stall[i])})
+    old_name = sync_owner(owner, pname)["owner"]
+    owner.admin_ok("create-reverse", pair=pname)
+    wait_reverse(owner, pname, "collecting")
+    me = stall[int(old_name.rsplit("-n", 1)[1])]
+    me.touch()
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=owner.admin("switchover", _timeout=120, pair=pname)))
+    t.start()
+    try:
+        wait_for(lambda: "failpoint switch_after_cluster_hold: stalled" in owner.log(), 30, "the switch held")
+        lease0 = cluster(owner)["lease_id"]
+        os.kill(owner.pid, signal.SIGSTOP)
+        try:
+            new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 30, "another node owns")
+        finally:
+            os.kill(owner.pid, signal.SIGCONT)
+        wait_for(lambda: "no longer the owner, but a switch runs" in owner.log(), 20, "the old owner stepped down")
+        assert sync_owner(owner, pname)["this_node_owns"] is False and sync_owner(owner, pname)["instances_open"]
+        new_name = sync_owner(new, pname)["owner"]
+        wait_for(lambda: cluster(owner)["registered"] and cluster(owner)["lease_id"] not in (0, lease0), 20,
+                 "registered again under a new lease")
+        def sent():                                        # its new registration may still settle
+            r = owner.admin("lag-history", instance=f"{pname}/forward")
+            return None if r.get("error", {}).get("code") == "owner_unreachable" else r
+        r = wait_for(sent, 20, "the command sent (not refused for a missing lease)")
+        assert f"cluster admin: 'lag-history' for {pname} from node {old_name}" in new.log(), r
+        etcd_put(etcd, f"/switchyard/pairs/{pname}/requests/late", json.dumps(
+            {"id": "late", "from": "test", "to": old_name, "cmd": "lag-history",
+             "args": {"instance": f"{pname}/forward"}}))
+        reply = wait_for(lambda: etcd_get(etcd, f"/switchyard/pairs/{pname}/replies/late"), 10, "the reply")
+        assert reply == {"ok": False, "error": {"code": "owner_lost", "message": (
+            f"node {old_name} no longer owns {pname} (it stepped down; its instances stop when its switch ends): "
+            "'lag-history' was not run; give it again (it goes to the new owner)")}}, reply
+        assert new_name != old_name
+    finally:
+        me.unlink(missing_ok=True)
+        t.join(120)
+    wait_for(lambda: owner.pair_status(pname)["instances"] == [], 30, "the old owner's instances closed")
+    wait_for(lambda: running_forward(new, pname), 30, "the new owner runs the forward instance")

@@ -1,0 +1,71 @@
+/* Paused and terminated instances kept in etcd across owners (core/cluster_held.h). One key a direction
+ * under the pair; no lease: it must outlive every node (a new owner reads it long after the old one died). */
+#include "core/cluster_held.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/cluster.h"
+
+static void held_key(char *out, size_t outlen, const char *pair, const char *dir)
+{
+    snprintf(out, outlen, "%spairs/%s/instances/%s", SY_CLUSTER_PREFIX, pair, dir);
+}
+
+int sy_cluster_held_put(struct sy_etcd *e, const char *pair, enum sy_direction dir, const char *held,
+                        const char *node, sy_etcd_done done, void *arg)
+{
+    char key[240];
+    held_key(key, sizeof key, pair, dir == SY_DIR_FORWARD ? "forward" : "reverse");
+    char *k = sy_etcd_b64(key, strlen(key)), *v = NULL;
+    json_t *body = NULL;
+    if (held != NULL) {
+        json_t *val = json_pack("{s:s,s:s}", "state", held, "node", node);
+        char *text = val ? json_dumps(val, JSON_COMPACT) : NULL;
+        json_decref(val);
+        v = text ? sy_etcd_b64(text, strlen(text)) : NULL;
+        free(text);
+        body = k && v ? json_pack("{s:s,s:s}", "key", k, "value", v) : NULL;
+    } else {
+        body = k ? json_pack("{s:s}", "key", k) : NULL;
+    }
+    free(k);
+    free(v);
+    if (body == NULL)
+        return -1;
+    return sy_etcd_post(e, held ? "/v3/kv/put" : "/v3/kv/deleterange", body, done, arg);
+}
+
+int sy_cluster_held_read(struct sy_etcd *e, const char *pair, sy_etcd_done done, void *arg)
+{
+    char key[240];
+    held_key(key, sizeof key, pair, "");
+    char *k = sy_etcd_b64(key, strlen(key)), *end = sy_etcd_prefix_end_b64(key);
+    json_t *body = k && end ? json_pack("{s:s,s:s}", "key", k, "range_end", end) : NULL;
+    free(k);
+    free(end);
+    return body != NULL ? sy_etcd_post(e, "/v3/kv/range", body, done, arg) : -1;
+}
+
+void sy_cluster_held_parse(json_t *reply, char forward[16], char reverse[16])
+{
+    forward[0] = reverse[0] = '\0';
+    json_t *kv;
+    size_t i;
+    json_array_foreach(json_object_get(reply, "kvs"), i, kv) {
+        size_t len = 0;
+        char *key = sy_etcd_unb64(json_string_value(json_object_get(kv, "key")) ?: "", &len);
+        char *text = sy_etcd_unb64(json_string_value(json_object_get(kv, "value")) ?: "", &len);
+        json_t *v = text ? json_loads(text, 0, NULL) : NULL;
+        const char *st = json_string_value(json_object_get(v, "state"));
+        const char *slash = key ? strrchr(key, '/') : NULL;
+        char *out = slash == NULL ? NULL : strcmp(slash, "/forward") == 0 ? forward
+                                         : strcmp(slash, "/reverse") == 0 ? reverse : NULL;
+        if (out != NULL && st != NULL && (strcmp(st, "paused") == 0 || strcmp(st, "terminated") == 0))
+            snprintf(out, 16, "%s", st);
+        json_decref(v);
+        free(text);
+        free(key);
+    }
+}
