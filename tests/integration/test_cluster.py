@@ -497,6 +497,45 @@ def electable_three(daemon, etcd, mariadb_pair, db, pname, max_hold_ms=5000, env
     return owner, [d for d in nodes if d is not owner]
 
 
+def kill9_owner_under_writes(nodes, pname, write, settle_s=1.5):
+    """Four writers (two per non-owner node) call write(node, k, i) in a loop; the elected owner is killed with
+    -9 after settle_s: returns (new owner, takeover seconds, acked ids, client errors). The caller compares
+    both sides afterwards."""
+    owner = wait_for(lambda: len(owners(nodes, pname)) == 1 and owners(nodes, pname)[0], 20, "one owner")
+    wait_for(lambda: running_forward(owner, pname), 60, "the owner's forward instance running")
+    others = [d for d in nodes if d is not owner]
+    stop, acked, errors = threading.Event(), [], []
+
+    def loader(d, k):
+        i = k * 100000
+        while not stop.is_set():
+            try:
+                write(d, k, i)
+                acked.append(i)
+            except Exception as e:                      # noqa: BLE001 (any client error counts)
+                errors.append((k, repr(e)))
+            i += 1
+            time.sleep(0.002)
+    workers = [threading.Thread(target=loader, args=(d, 2 * n + j)) for n, d in enumerate(others) for j in (1, 2)]
+    for w in workers:
+        w.start()
+    try:
+        time.sleep(settle_s)
+        owner.kill9()
+        t0 = time.monotonic()
+        new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
+        wait_for(lambda: running_forward(new, pname), 30, "the new owner's forward instance running")
+        takeover_s = time.monotonic() - t0
+        print(f"takeover {takeover_s:.2f} s after kill -9")
+        n = len(acked)
+        wait_for(lambda: len(acked) > n + 50, 30, "clients go on")
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(30)
+    return new, takeover_s, acked, errors
+
+
 def test_one_node_owns_the_synchronization_and_another_takes_over_after_kill9(daemon, etcd, mariadb_pair,
                                                                             fresh):  # noqa: F811
     """Three nodes may run the sync; one is elected (its key in etcd, the others run no instance). Clients of
@@ -511,40 +550,19 @@ def test_one_node_owns_the_synchronization_and_another_takes_over_after_kill9(da
     for d in others:
         assert sync_owner(d, pname)["owner"] == sync_owner(owner, pname)["owner"]
         assert d.pair_status(pname)["instances"] == []
-    stop, acked, errors = threading.Event(), [], []
+    conns = {}
 
-    def loader(d, k):
-        c, i = None, k * 100000
-        while not stop.is_set():
-            try:
-                c = c or app_conn(d, fresh, connect_timeout=5, read_timeout=15)
-                one(c, "INSERT INTO t VALUES (%s, 'load')", (i,))
-                if i % 3 == 0:
-                    one(c, "UPDATE t SET v = 'updated' WHERE id = %s", (i,))
-                acked.append(i)
-            except pymysql.err.MySQLError as e:
-                errors.append((k, e.args[0], str(e.args[1:])))
-                c = None
-            i += 1
-            time.sleep(0.002)
-    workers = [threading.Thread(target=loader, args=(d, 2 * n + j)) for n, d in enumerate(others) for j in (1, 2)]
-    for w in workers:
-        w.start()
-    try:
-        time.sleep(1.5)
-        owner.kill9()
-        t0 = time.monotonic()
-        new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
-        wait_for(lambda: running_forward(new, pname), 30, "the new owner's forward instance running")
-        takeover_s = time.monotonic() - t0
-        print(f"takeover {takeover_s:.2f} s after kill -9")
-        assert takeover_s < 15, takeover_s
-        n = len(acked)
-        wait_for(lambda: len(acked) > n + 50, 30, "clients go on")
-    finally:
-        stop.set()
-        for w in workers:
-            w.join(30)
+    def write(d, k, i):
+        try:
+            c = conns[k] = conns.get(k) or app_conn(d, fresh, connect_timeout=5, read_timeout=15)
+            one(c, "INSERT INTO t VALUES (%s, 'load')", (i,))
+            if i % 3 == 0:
+                one(c, "UPDATE t SET v = 'updated' WHERE id = %s", (i,))
+        except pymysql.err.MySQLError:
+            conns.pop(k, None)
+            raise
+    new, takeover_s, acked, errors = kill9_owner_under_writes([owner] + others, pname, write)
+    assert takeover_s < 15, takeover_s
     assert errors == [], errors[:5]
     assert etcd_get(etcd, key)["node"] == sync_owner(new, pname)["owner"]
     rows = lambda side: q(side, "SELECT id, v FROM t ORDER BY id", fresh)
@@ -860,3 +878,69 @@ def test_a_takeover_that_outlives_its_ownership_is_made_again_with_the_new_token
     one(c, "INSERT INTO t VALUES (1, 'after')")
     wait_for(lambda: q(dr, "SELECT v FROM t WHERE id = 1", fresh) == (("after",),), 30, "applied into DR")
     assert "fenced" not in sync_owner(x, pname)
+
+
+def test_a_sql_server_owner_killed_under_writes_is_taken_over_from_drs_checkpoint(daemon, etcd):
+    """Three nodes may run a SQL Server pair's sync (TDS doubles); clients of the two others write; the owner
+    is killed with -9: another node resumes from DR's switchyard.checkpoint rows (not its own empty state),
+    replays what the dead owner may have applied idempotently (on_conflict = fail: a conflict there would
+    fail the instance) and goes on: 0 client errors, the rows equal on both sides, DR's checkpoint names the
+    new owner's token."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "doubles"))
+    from tds_fixtures import running_double
+    pytds = pytest.importorskip("pytds")
+
+    def connect(host, port, user, password, db):
+        return pytds.connect(server=host, port=port, user=user, password=password, database=db, autocommit=True,
+                             login_timeout=10, timeout=30, disable_connect_retry=True)
+    db = "tko"
+    with running_double(cdc_delay=0.2) as business, running_double(cdc_delay=0.2) as dr:
+        def sql(side, text, database=db):
+            with connect(side.host, side.port, side.user, side.password, database) as c, c.cursor() as cur:
+                cur.execute(text)
+                return cur.fetchall() if cur.description else None
+        for side in (business, dr):
+            sql(side, f"CREATE DATABASE {db}", None)
+            sql(side, "EXEC sys.sp_cdc_enable_db")
+        sql(business, "CREATE TABLE dbo.t (id int NOT NULL PRIMARY KEY, v nvarchar(40) NOT NULL)")
+        sql(business, "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N't', @role_name = NULL")
+        pname = "tko"
+        nodes = [daemon(pair=pname, engine="sqlserver", business=f"{business.host}:{business.port}",
+                        dr=f"{dr.host}:{dr.port}", admin_user=business.user, admin_password=business.password,
+                        objects=f"{db}.*", apply_threads=2, on_conflict="fail", txn_drain_ms=500,
+                        extra_ini=cluster_ini(etcd, f"{pname}-n{i}")) for i in (1, 2, 3)]
+        conns = {}
+
+        def write(d, k, i):
+            c = conns.get(k)
+            if c is None:
+                port = int(d.pair_status(pname)["listen"].rsplit(":", 1)[1])
+                c = conns[k] = connect("127.0.0.1", port, business.user, business.password, db)
+            try:
+                with c.cursor() as cur:
+                    cur.execute("INSERT INTO dbo.t (id, v) VALUES (%s, N'load')", (i,))
+                    if i % 3 == 0:
+                        cur.execute("UPDATE dbo.t SET v = N'updated' WHERE id = %s", (i,))
+            except Exception:
+                conns.pop(k, None)
+                raise
+        new, takeover_s, acked, errors = kill9_owner_under_writes(nodes, pname, write)
+        for c in conns.values():
+            c.close()
+        assert errors == [], errors[:5]
+        rows = lambda side: sql(side, "SELECT id, v FROM dbo.t ORDER BY id")
+        wait_for(lambda: rows(dr) == rows(business), 60, "DR equals business")
+        assert set(acked) <= {r[0] for r in rows(dr)}
+        assert "taken over from the destination's checkpoint" in new.log()
+        assert "replayed idempotently (taken over)" in new.log()
+        fw = [i for i in new.pair_status(pname)["instances"] if i["direction"] == "forward"][0]
+        assert fw["state"] == "running" and fw["last_error"] is None, fw
+        assert fw["initial_sync"]["done_rows"] == 0, fw     # resumed, not copied all over again
+        token = sync_owner(new, pname)["owner_token"]
+        assert sql(dr, f"SELECT DISTINCT owner_token FROM switchyard.checkpoint WHERE instance = N'{pname}/forward'") \
+            == [(token,)]
+        assert takeover_s < 15, takeover_s
+        for d in nodes:
+            if d is not new and d.is_running():
+                assert d.stop() == 0
+        assert new.stop() == 0
