@@ -37,7 +37,6 @@
 #include "core/failpoint.h"
 #include "core/instance.h"
 #include "core/log.h"
-#include "core/pair.h"
 #include "core/spool.h"
 #include "core/write.h"
 #include "engine/sqlserver_cdc.h"
@@ -574,14 +573,9 @@ static void fenced(struct writer *w, const char *why)
                                                  sizeof err) == SY_TDS_OK)
         newer = strtoull(text, NULL, 10);
     sy_buf_fini(&b);
-    if (w->ctx->fence_report != NULL) {
-        atomic_store(&w->ctx->fence_report->lost_to_token, newer);
-        atomic_store(&w->ctx->fence_report->fenced, true);
-    }
-    sy_log_error("%s: lost ownership of pair %s to token %llu (this writer's owner token %llu): %s; the write "
-                 "stops and commits nothing more into the destination", w->ctx->instance_id, w->cfg->name,
-                 (unsigned long long)newer, (unsigned long long)w->ctx->owner_token, why);
-    fail(w, "fenced", "lost ownership of pair %s to token %llu: %s", w->cfg->name, (unsigned long long)newer, why);
+    snprintf(w->err, sizeof w->err, "%s", why);
+    w->failed = true;
+    sy_write_fenced(w->ctx, newer, why);
 }
 
 /* A takeover (core/engine.h SY_UNTIL_FIRST_CHANGE): the idempotent replay ends at the source's position
