@@ -931,11 +931,11 @@ def test_a_sql_server_owner_killed_under_writes_is_taken_over_from_drs_checkpoin
         rows = lambda side: sql(side, "SELECT id, v FROM dbo.t ORDER BY id")
         wait_for(lambda: rows(dr) == rows(business), 60, "DR equals business")
         assert set(acked) <= {r[0] for r in rows(dr)}
-        assert "taken over from the destination's checkpoint" in new.log()
-        assert "replayed idempotently (taken over)" in new.log()
         fw = [i for i in new.pair_status(pname)["instances"] if i["direction"] == "forward"][0]
         assert fw["state"] == "running" and fw["last_error"] is None, fw
         assert fw["initial_sync"]["done_rows"] == 0, fw     # resumed, not copied all over again
+        assert "taken over from the destination's checkpoint" in new.log()
+        assert "replayed idempotently (taken over)" in new.log()
         token = sync_owner(new, pname)["owner_token"]
         assert sql(dr, f"SELECT DISTINCT owner_token FROM switchyard.checkpoint WHERE instance = N'{pname}/forward'") \
             == [(token,)]
@@ -944,3 +944,54 @@ def test_a_sql_server_owner_killed_under_writes_is_taken_over_from_drs_checkpoin
             if d is not new and d.is_running():
                 assert d.stop() == 0
         assert new.stop() == 0
+
+
+def test_a_mongodb_owner_killed_under_writes_is_taken_over_from_drs_checkpoint(etcd, ferretdb_pair, mongo_daemon):
+    """The same for a MongoDB pair (FerretDB): another node resumes from DR's switchyard.checkpoints document
+    (its initial copy does not run again), replays what the dead owner may have applied idempotently (an
+    update of a missing document there is no conflict, on_conflict = fail) and goes on: 0 client errors, the
+    documents equal on both sides, DR's checkpoint names the new owner's token."""
+    pymongo = sandbox.pymongo4()
+    b, dr = ferretdb_pair
+    db, pname = "tkm", "tkm"
+    for s in (b, dr):
+        with s.client() as c:
+            c.drop_database(db)
+            c["switchyard"]["checkpoints"].delete_many({"_id": f"{pname}/forward"})
+            c["switchyard"]["initial_sync"].delete_many({"_id": f"{pname}/forward"})
+    nodes = [mongo_daemon(pair=pname, objects=f"{db}.*", on_conflict="fail", txn_drain_ms=500,
+                          extra_ini=cluster_ini(etcd, f"{pname}-n{i}")) for i in (1, 2, 3)]
+    clients = {}
+
+    def write(d, k, i):
+        c = clients.get(k)
+        if c is None:
+            port = int(d.pair_status(pname)["listen"].rsplit(":", 1)[1])
+            c = clients[k] = pymongo.MongoClient("127.0.0.1", port, username=b.admin_user,
+                                                 password=b.admin_password, authSource="admin",
+                                                 serverSelectionTimeoutMS=10000, socketTimeoutMS=30000)
+        coll = c[db]["t"]
+        coll.insert_one({"_id": i, "v": "load"})
+        if i % 3 == 0:
+            coll.update_one({"_id": i}, {"$set": {"v": "updated"}})
+    try:
+        new, takeover_s, acked, errors = kill9_owner_under_writes(nodes, pname, write)
+    finally:
+        for c in clients.values():
+            c.close()
+    assert errors == [], errors[:5]
+
+    def docs(side):
+        with side.client() as c:
+            return list(c[db]["t"].find().sort("_id", 1))
+    wait_for(lambda: docs(dr) == docs(b), 60, "DR equals business")
+    assert set(acked) <= {d["_id"] for d in docs(dr)}
+    fw = [i for i in new.pair_status(pname)["instances"] if i["direction"] == "forward"][0]
+    assert fw["state"] == "running" and fw["last_error"] is None, fw
+    assert fw["initial_sync"]["done_rows"] == 0, fw     # resumed, not copied all over again
+    assert "taken over from the destination's checkpoint" in new.log()
+    assert "replayed idempotently (taken over)" in new.log()
+    with dr.client() as c:
+        ckpt = c["switchyard"]["checkpoints"].find_one({"_id": f"{pname}/forward"})
+    assert ckpt["owner_token"] == sync_owner(new, pname)["owner_token"], ckpt
+    assert takeover_s < 15, takeover_s
