@@ -482,6 +482,7 @@ static void apply_share(struct worker *wk)
             wk->ckpt = b->last_seq;
         return;
     }
+    sy_failpoint_stall("sqlserver_write_share_taken"); /* tests: a writer paused with its share taken, unsent */
     sy_tds_addf(s, "UPDATE [%s].[%s] SET n = n + 1 WHERE instance = %s AND worker = %d;\n", SY_TDS_SCHEMA,
                 SY_TDS_ECHO, w->inst_lit, wk->id);
     checkpoint_sql(wk, s, true);

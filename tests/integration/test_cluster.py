@@ -880,23 +880,23 @@ def test_a_takeover_that_outlives_its_ownership_is_made_again_with_the_new_token
     assert "fenced" not in sync_owner(x, pname)
 
 
-def test_a_sql_server_owner_killed_under_writes_is_taken_over_from_drs_checkpoint(daemon, etcd):
-    """Three nodes may run a SQL Server pair's sync (TDS doubles); clients of the two others write; the owner
-    is killed with -9: another node resumes from DR's switchyard.checkpoint rows (not its own empty state),
-    replays what the dead owner may have applied idempotently (on_conflict = fail: a conflict there would
-    fail the instance) and goes on: 0 client errors, the rows equal on both sides, DR's checkpoint names the
-    new owner's token."""
+def tds_connect(host, port, user, password, db):
+    pytds = pytest.importorskip("pytds")
+    return pytds.connect(server=host, port=port, user=user, password=password, database=db, autocommit=True,
+                         login_timeout=10, timeout=30, disable_connect_retry=True)
+
+
+@pytest.fixture
+def tds_pair():
+    """Two TDS doubles (business, dr) with database tko, CDC on both, CDC-enabled dbo.t (id, v) on business;
+    and sql(side, text): one statement, its rows."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "doubles"))
     from tds_fixtures import running_double
-    pytds = pytest.importorskip("pytds")
-
-    def connect(host, port, user, password, db):
-        return pytds.connect(server=host, port=port, user=user, password=password, database=db, autocommit=True,
-                             login_timeout=10, timeout=30, disable_connect_retry=True)
+    pytest.importorskip("pytds")
     db = "tko"
     with running_double(cdc_delay=0.2) as business, running_double(cdc_delay=0.2) as dr:
         def sql(side, text, database=db):
-            with connect(side.host, side.port, side.user, side.password, database) as c, c.cursor() as cur:
+            with tds_connect(side.host, side.port, side.user, side.password, database) as c, c.cursor() as cur:
                 cur.execute(text)
                 return cur.fetchall() if cur.description else None
         for side in (business, dr):
@@ -904,47 +904,112 @@ def test_a_sql_server_owner_killed_under_writes_is_taken_over_from_drs_checkpoin
             sql(side, "EXEC sys.sp_cdc_enable_db")
         sql(business, "CREATE TABLE dbo.t (id int NOT NULL PRIMARY KEY, v nvarchar(40) NOT NULL)")
         sql(business, "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N't', @role_name = NULL")
-        pname = "tko"
-        nodes = [daemon(pair=pname, engine="sqlserver", business=f"{business.host}:{business.port}",
-                        dr=f"{dr.host}:{dr.port}", admin_user=business.user, admin_password=business.password,
-                        objects=f"{db}.*", apply_threads=2, on_conflict="fail", txn_drain_ms=500,
-                        extra_ini=cluster_ini(etcd, f"{pname}-n{i}")) for i in (1, 2, 3)]
-        conns = {}
+        yield business, dr, db, sql
 
-        def write(d, k, i):
-            c = conns.get(k)
-            if c is None:
-                port = int(d.pair_status(pname)["listen"].rsplit(":", 1)[1])
-                c = conns[k] = connect("127.0.0.1", port, business.user, business.password, db)
-            try:
-                with c.cursor() as cur:
-                    cur.execute("INSERT INTO dbo.t (id, v) VALUES (%s, N'load')", (i,))
-                    if i % 3 == 0:
-                        cur.execute("UPDATE dbo.t SET v = N'updated' WHERE id = %s", (i,))
-            except Exception:
-                conns.pop(k, None)
-                raise
-        new, takeover_s, acked, errors = kill9_owner_under_writes(nodes, pname, write)
-        for c in conns.values():
-            c.close()
-        assert errors == [], errors[:5]
-        rows = lambda side: sql(side, "SELECT id, v FROM dbo.t ORDER BY id")
-        wait_for(lambda: rows(dr) == rows(business), 60, "DR equals business")
-        assert set(acked) <= {r[0] for r in rows(dr)}
-        fw = [i for i in new.pair_status(pname)["instances"] if i["direction"] == "forward"][0]
-        assert fw["state"] == "running" and fw["last_error"] is None, fw
-        assert fw["initial_sync"]["done_rows"] == 0, fw     # resumed, not copied all over again
-        assert "taken over from the destination's checkpoint" in new.log()
-        assert "replayed idempotently (taken over)" in new.log()
-        token = sync_owner(new, pname)["owner_token"]
-        assert sql(dr, f"SELECT DISTINCT owner_token FROM switchyard.checkpoint WHERE instance = N'{pname}/forward'") \
-            == [(token,)]
-        assert takeover_s < 15, takeover_s
-        for d in nodes:
-            if d is not new and d.is_running():
-                assert d.stop() == 0
-        assert new.stop() == 0
 
+def tds_nodes(daemon, etcd, tds_pair, pname, env_of=None):
+    """Three nodes that may all run the SQL Server pair's sync (apply_threads 2, on_conflict = fail)."""
+    business, dr, db, _ = tds_pair
+    return [daemon(pair=pname, engine="sqlserver", business=f"{business.host}:{business.port}",
+                   dr=f"{dr.host}:{dr.port}", admin_user=business.user, admin_password=business.password,
+                   objects=f"{db}.*", apply_threads=2, on_conflict="fail", txn_drain_ms=500,
+                   extra_ini=cluster_ini(etcd, f"{pname}-n{i}"), env=env_of(i) if env_of else None)
+            for i in (1, 2, 3)]
+
+
+def tds_client(d, pname, tds_pair):
+    business, _, db, _ = tds_pair
+    port = int(d.pair_status(pname)["listen"].rsplit(":", 1)[1])
+    return tds_connect("127.0.0.1", port, business.user, business.password, db)
+
+
+def test_a_sql_server_owner_killed_under_writes_is_taken_over_from_drs_checkpoint(tds_pair, daemon, etcd):
+    """Three nodes may run a SQL Server pair's sync (TDS doubles); clients of the two others write; the owner
+    is killed with -9: another node resumes from DR's switchyard.checkpoint rows (not its own empty state),
+    replays what the dead owner may have applied idempotently (on_conflict = fail: a conflict there would
+    fail the instance) and goes on: 0 client errors, the rows equal on both sides, DR's checkpoint names the
+    new owner's token."""
+    business, dr, db, sql = tds_pair
+    pname = "tko"
+    nodes = tds_nodes(daemon, etcd, tds_pair, pname)
+    conns = {}
+
+    def write(d, k, i):
+        c = conns[k] = conns.get(k) or tds_client(d, pname, tds_pair)
+        try:
+            with c.cursor() as cur:
+                cur.execute("INSERT INTO dbo.t (id, v) VALUES (%s, N'load')", (i,))
+                if i % 3 == 0:
+                    cur.execute("UPDATE dbo.t SET v = N'updated' WHERE id = %s", (i,))
+        except Exception:
+            conns.pop(k, None)
+            raise
+    new, takeover_s, acked, errors = kill9_owner_under_writes(nodes, pname, write)
+    for c in conns.values():
+        c.close()
+    assert errors == [], errors[:5]
+    rows = lambda side: sql(side, "SELECT id, v FROM dbo.t ORDER BY id")
+    wait_for(lambda: rows(dr) == rows(business), 60, "DR equals business")
+    assert set(acked) <= {r[0] for r in rows(dr)}
+    fw = [i for i in new.pair_status(pname)["instances"] if i["direction"] == "forward"][0]
+    assert fw["state"] == "running" and fw["last_error"] is None, fw
+    assert fw["initial_sync"]["done_rows"] == 0, fw     # resumed, not copied all over again
+    assert "taken over from the destination's checkpoint" in new.log()
+    assert "replayed idempotently (taken over)" in new.log()
+    token = sync_owner(new, pname)["owner_token"]
+    assert sql(dr, f"SELECT DISTINCT owner_token FROM switchyard.checkpoint WHERE instance = N'{pname}/forward'") \
+        == [(token,)]
+    assert takeover_s < 15, takeover_s
+
+
+def test_an_old_sql_server_owner_resumed_after_a_takeover_is_fenced_at_the_destination(tds_pair, daemon, etcd,
+                                                                                      tmp_path):
+    """As MariaDB's: the owner's apply worker holds a stale image of a hot row, taken but not sent (failpoint
+    sqlserver_write_share_taken); the owner is SIGSTOPped past its lease, another node takes over, replays it
+    and applies a newer value. On SIGCONT the old worker sends its transaction at once, but its checkpoint
+    UPDATE finds the new owner's token (0 rows): rolled back, the old owner says it lost the pair, DR keeps
+    'newer' (equal to business), no client error. Without the fence DR ends with 'stale'."""
+    business, dr, db, sql = tds_pair
+    pname = "tkf"
+    point = "sqlserver_write_share_taken"
+    stall = {i: tmp_path / f"stall-n{i}" for i in (1, 2, 3)}
+    nodes = tds_nodes(daemon, etcd, tds_pair, pname, env_of=lambda i: {"SY_STALL_POINT": point,
+                                                                      "SY_STALL_FILE": str(stall[i])})
+    owner = wait_for(lambda: len(owners(nodes, pname)) == 1 and owners(nodes, pname)[0], 20, "one owner")
+    wait_for(lambda: running_forward(owner, pname), 60, "the owner's forward instance running")
+    others = [d for d in nodes if d is not owner]
+    me = stall[int(sync_owner(owner, pname)["owner"].rsplit("-n", 1)[1])]
+    c = tds_client(others[0], pname, tds_pair)              # through a node that stays up: no client error
+
+    def one(text):
+        with c.cursor() as cur:
+            cur.execute(text)
+    one("INSERT INTO dbo.t (id, v) VALUES (1, N'v0')")
+    v = lambda side: sql(side, "SELECT v FROM dbo.t WHERE id = 1")
+    wait_for(lambda: v(dr) == [("v0",)], 30, "forward applied")
+    me.touch()
+    one("UPDATE dbo.t SET v = N'stale' WHERE id = 1")
+    wait_for(lambda: f"failpoint {point}: stalled" in owner.log(), 30, "the owner's writer held at the failpoint")
+    os.kill(owner.pid, signal.SIGSTOP)
+    try:
+        new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 30, "another node owns")
+        wait_for(lambda: running_forward(new, pname), 30, "the new owner's forward instance running")
+        wait_for(lambda: v(dr) == [("stale",)], 30, "the new owner replayed the stale transaction")
+        one("UPDATE dbo.t SET v = N'newer' WHERE id = 1")
+        wait_for(lambda: v(dr) == [("newer",)], 30, "the new owner applied the newer value")
+        me.unlink()                                         # the old worker goes on the moment it runs again
+    finally:
+        os.kill(owner.pid, signal.SIGCONT)
+    wait_for(lambda: f"failpoint {point}: released" in owner.log(), 10, "the old writer released")
+    token = sync_owner(new, pname)["owner_token"]
+    wait_for(lambda: f"lost ownership of pair {pname} to token {token}" in owner.log(), 20, "the old writer fenced")
+    one("INSERT INTO dbo.t (id, v) VALUES (2, N'after')")
+    rows = lambda side: sql(side, "SELECT id, v FROM dbo.t ORDER BY id")
+    wait_for(lambda: rows(dr) == rows(business), 30, "DR equals business")   # without the fence: 'stale' on DR
+    assert rows(dr) == [(1, "newer"), (2, "after")]
+    assert sync_owner(owner, pname)["fenced"] == {"lost_to_token": token}
+    assert "fenced" not in sync_owner(new, pname)
+    c.close()
 
 def test_a_mongodb_owner_killed_under_writes_is_taken_over_from_drs_checkpoint(etcd, ferretdb_pair, mongo_daemon):
     """The same for a MongoDB pair (FerretDB): another node resumes from DR's switchyard.checkpoints document
