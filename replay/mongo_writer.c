@@ -595,6 +595,7 @@ static int apply_batch(struct writer *w)
 {
     int rc = 0;
     if (w->b.n > 0) {
+        sy_failpoint_stall("mongo_write_batch_taken"); /* tests: a writer paused with a batch taken */
         if ((rc = resolve_until(w)) != 0 || (rc = fence_check(w)) != 0 || (rc = write_mark(w)) != 0)
             goto out;
         sy_failpoint("mongo_write_after_mark");

@@ -962,6 +962,26 @@ def test_a_sql_server_owner_killed_under_writes_is_taken_over_from_drs_checkpoin
     assert takeover_s < 15, takeover_s
 
 
+def stop_owner_past_a_takeover(owner, others, pname, point, stall_file, replayed, write_newer, applied):
+    """The owner, its writer held at failpoint `point`, is SIGSTOPped past its lease; another node takes over,
+    replays the held change (replayed()) and applies a newer one (write_newer(), applied()); the owner runs
+    again with its writer released. Returns (new owner, its token) once the old owner says it lost the pair."""
+    os.kill(owner.pid, signal.SIGSTOP)
+    try:
+        new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 30, "another node owns")
+        wait_for(lambda: running_forward(new, pname), 30, "the new owner's forward instance running")
+        wait_for(replayed, 30, "the new owner replayed the stale change")
+        write_newer()
+        wait_for(applied, 30, "the new owner applied the newer value")
+        stall_file.unlink()                             # the old writer goes on the moment it runs again
+    finally:
+        os.kill(owner.pid, signal.SIGCONT)
+    wait_for(lambda: f"failpoint {point}: released" in owner.log(), 10, "the old writer released")
+    token = sync_owner(new, pname)["owner_token"]
+    wait_for(lambda: f"lost ownership of pair {pname} to token {token}" in owner.log(), 20, "the old writer fenced")
+    return new, token
+
+
 def test_an_old_sql_server_owner_resumed_after_a_takeover_is_fenced_at_the_destination(tds_pair, daemon, etcd,
                                                                                       tmp_path):
     """As MariaDB's: the owner's apply worker holds a stale image of a hot row, taken but not sent (failpoint
@@ -990,19 +1010,9 @@ def test_an_old_sql_server_owner_resumed_after_a_takeover_is_fenced_at_the_desti
     me.touch()
     one("UPDATE dbo.t SET v = N'stale' WHERE id = 1")
     wait_for(lambda: f"failpoint {point}: stalled" in owner.log(), 30, "the owner's writer held at the failpoint")
-    os.kill(owner.pid, signal.SIGSTOP)
-    try:
-        new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 30, "another node owns")
-        wait_for(lambda: running_forward(new, pname), 30, "the new owner's forward instance running")
-        wait_for(lambda: v(dr) == [("stale",)], 30, "the new owner replayed the stale transaction")
-        one("UPDATE dbo.t SET v = N'newer' WHERE id = 1")
-        wait_for(lambda: v(dr) == [("newer",)], 30, "the new owner applied the newer value")
-        me.unlink()                                         # the old worker goes on the moment it runs again
-    finally:
-        os.kill(owner.pid, signal.SIGCONT)
-    wait_for(lambda: f"failpoint {point}: released" in owner.log(), 10, "the old writer released")
-    token = sync_owner(new, pname)["owner_token"]
-    wait_for(lambda: f"lost ownership of pair {pname} to token {token}" in owner.log(), 20, "the old writer fenced")
+    new, token = stop_owner_past_a_takeover(owner, others, pname, point, me, lambda: v(dr) == [("stale",)],
+                                            lambda: one("UPDATE dbo.t SET v = N'newer' WHERE id = 1"),
+                                            lambda: v(dr) == [("newer",)])
     one("INSERT INTO dbo.t (id, v) VALUES (2, N'after')")
     rows = lambda side: sql(side, "SELECT id, v FROM dbo.t ORDER BY id")
     wait_for(lambda: rows(dr) == rows(business), 30, "DR equals business")   # without the fence: 'stale' on DR
@@ -1011,30 +1021,37 @@ def test_an_old_sql_server_owner_resumed_after_a_takeover_is_fenced_at_the_desti
     assert "fenced" not in sync_owner(new, pname)
     c.close()
 
+def mongo_nodes(mongo_daemon, etcd, ferretdb_pair, db, pname, env_of=None):
+    """Database db dropped on both FerretDB servers (and the instance's checkpoint and copy documents), then
+    three nodes that may all run the pair's sync (on_conflict = fail)."""
+    for s in ferretdb_pair:
+        with s.client() as c:
+            c.drop_database(db)
+            c["switchyard"]["checkpoints"].delete_many({"_id": f"{pname}/forward"})
+            c["switchyard"]["initial_sync"].delete_many({"_id": f"{pname}/forward"})
+    return [mongo_daemon(pair=pname, objects=f"{db}.*", on_conflict="fail", txn_drain_ms=500,
+                         extra_ini=cluster_ini(etcd, f"{pname}-n{i}"), env=env_of(i) if env_of else None)
+            for i in (1, 2, 3)]
+
+
+def mongo_client(d, pname, b):
+    port = int(d.pair_status(pname)["listen"].rsplit(":", 1)[1])
+    return sandbox.pymongo4().MongoClient("127.0.0.1", port, username=b.admin_user, password=b.admin_password,
+                                          authSource="admin", serverSelectionTimeoutMS=10000, socketTimeoutMS=30000)
+
+
 def test_a_mongodb_owner_killed_under_writes_is_taken_over_from_drs_checkpoint(etcd, ferretdb_pair, mongo_daemon):
     """The same for a MongoDB pair (FerretDB): another node resumes from DR's switchyard.checkpoints document
     (its initial copy does not run again), replays what the dead owner may have applied idempotently (an
     update of a missing document there is no conflict, on_conflict = fail) and goes on: 0 client errors, the
     documents equal on both sides, DR's checkpoint names the new owner's token."""
-    pymongo = sandbox.pymongo4()
     b, dr = ferretdb_pair
     db, pname = "tkm", "tkm"
-    for s in (b, dr):
-        with s.client() as c:
-            c.drop_database(db)
-            c["switchyard"]["checkpoints"].delete_many({"_id": f"{pname}/forward"})
-            c["switchyard"]["initial_sync"].delete_many({"_id": f"{pname}/forward"})
-    nodes = [mongo_daemon(pair=pname, objects=f"{db}.*", on_conflict="fail", txn_drain_ms=500,
-                          extra_ini=cluster_ini(etcd, f"{pname}-n{i}")) for i in (1, 2, 3)]
+    nodes = mongo_nodes(mongo_daemon, etcd, ferretdb_pair, db, pname)
     clients = {}
 
     def write(d, k, i):
-        c = clients.get(k)
-        if c is None:
-            port = int(d.pair_status(pname)["listen"].rsplit(":", 1)[1])
-            c = clients[k] = pymongo.MongoClient("127.0.0.1", port, username=b.admin_user,
-                                                 password=b.admin_password, authSource="admin",
-                                                 serverSelectionTimeoutMS=10000, socketTimeoutMS=30000)
+        c = clients[k] = clients.get(k) or mongo_client(d, pname, b)
         coll = c[db]["t"]
         coll.insert_one({"_id": i, "v": "load"})
         if i % 3 == 0:
@@ -1060,3 +1077,48 @@ def test_a_mongodb_owner_killed_under_writes_is_taken_over_from_drs_checkpoint(e
         ckpt = c["switchyard"]["checkpoints"].find_one({"_id": f"{pname}/forward"})
     assert ckpt["owner_token"] == sync_owner(new, pname)["owner_token"], ckpt
     assert takeover_s < 15, takeover_s
+
+
+def test_an_old_mongodb_owner_resumed_after_a_takeover_is_fenced_before_its_next_batch(etcd, ferretdb_pair,
+                                                                                        mongo_daemon, tmp_path):
+    """What the MongoDB fence covers (docs/cluster.md): the owner's writer holds a batch with a hot document's
+    stale image (failpoint mongo_write_batch_taken, before the batch's token read); the owner is SIGSTOPped
+    past its lease, another node takes over, replays it and applies a newer value. On SIGCONT the old writer
+    reads DR's checkpoint token before writing anything, finds the new owner's and stops: DR keeps 'newer'
+    (equal to business), the old owner says it lost the pair, no client error. Without the read DR ends with
+    'stale'."""
+    b, dr = ferretdb_pair
+    db, pname = "tkf", "tkf"
+    point = "mongo_write_batch_taken"
+    stall = {i: tmp_path / f"stall-n{i}" for i in (1, 2, 3)}
+    nodes = mongo_nodes(mongo_daemon, etcd, ferretdb_pair, db, pname, env_of=lambda i: {
+        "SY_STALL_POINT": point, "SY_STALL_FILE": str(stall[i])})
+    owner = wait_for(lambda: len(owners(nodes, pname)) == 1 and owners(nodes, pname)[0], 20, "one owner")
+    wait_for(lambda: running_forward(owner, pname), 60, "the owner's forward instance running")
+    others = [d for d in nodes if d is not owner]
+    me = stall[int(sync_owner(owner, pname)["owner"].rsplit("-n", 1)[1])]
+    client = mongo_client(others[0], pname, b)           # through a node that stays up: no client error
+    coll = client[db]["t"]
+
+    def v(side):
+        with side.client() as c:
+            d = c[db]["t"].find_one({"_id": 1})
+            return d and d["v"]
+    coll.insert_one({"_id": 1, "v": "v0"})
+    wait_for(lambda: v(dr) == "v0", 30, "forward applied")
+    me.touch()
+    coll.update_one({"_id": 1}, {"$set": {"v": "stale"}})
+    wait_for(lambda: f"failpoint {point}: stalled" in owner.log(), 30, "the owner's writer held at the failpoint")
+    new, token = stop_owner_past_a_takeover(owner, others, pname, point, me, lambda: v(dr) == "stale",
+                                            lambda: coll.update_one({"_id": 1}, {"$set": {"v": "newer"}}),
+                                            lambda: v(dr) == "newer")
+    coll.insert_one({"_id": 2, "v": "after"})
+
+    def docs(side):
+        with side.client() as c:
+            return list(c[db]["t"].find().sort("_id", 1))
+    wait_for(lambda: docs(dr) == docs(b), 30, "DR equals business")     # without the read: 'stale' on DR
+    assert docs(dr) == [{"_id": 1, "v": "newer"}, {"_id": 2, "v": "after"}]
+    assert sync_owner(owner, pname)["fenced"] == {"lost_to_token": token}
+    assert "fenced" not in sync_owner(new, pname)
+    client.close()
