@@ -4,6 +4,8 @@
 #include <stdio.h>
 
 #include "core/collect.h"
+#include "core/log.h"
+#include "core/pair.h"
 #include "core/spool.h"
 
 int sy_write_fill(struct sy_spool *spool, uint64_t *seq, int wait_ms, sy_write_complete_fn complete,
@@ -43,4 +45,17 @@ void sy_write_report(const struct sy_module_ctx *ctx, const char *position, uint
     else if (source_time_ms)
         r->lag_ms = (int64_t)(now > source_time_ms ? now - source_time_ms : 0);
     pthread_mutex_unlock(&r->lock);
+}
+
+void sy_write_fenced(const struct sy_module_ctx *ctx, uint64_t newer, const char *why)
+{
+    if (ctx->fence_report != NULL) {
+        atomic_store(&ctx->fence_report->lost_to_token, newer);
+        atomic_store(&ctx->fence_report->fenced, true);
+    }
+    sy_log_error("%s: lost ownership of pair %s to token %llu (this writer's owner token %llu): %s; the write "
+                 "stops and commits nothing more into the destination", ctx->instance_id, ctx->cfg->name,
+                 (unsigned long long)newer, (unsigned long long)ctx->owner_token, why);
+    sy_module_report_failed(ctx->report, "fenced", "lost ownership of pair %s to token %llu: %s", ctx->cfg->name,
+                            (unsigned long long)newer, why);
 }

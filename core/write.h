@@ -30,4 +30,9 @@ int sy_write_fill(struct sy_spool *spool, uint64_t *seq, int wait_ms, sy_write_c
 void sy_write_report(const struct sy_module_ctx *ctx, const char *position, uint64_t applied_seq, uint64_t rows,
                      uint64_t conflicts, uint64_t source_time_ms);
 
+/* Another cluster node owns the pair (a destination named a higher owner token than ctx->owner_token, or
+ * the checkpoint is gone): says so in the pair's status (sync_owner.fenced), logs it once as an error and
+ * fails the module with reason "fenced". The writer then stops for good and commits nothing more. */
+void sy_write_fenced(const struct sy_module_ctx *ctx, uint64_t newer, const char *why);
+
 #endif

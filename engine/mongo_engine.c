@@ -1,6 +1,6 @@
-/* The MongoDB engine put together: collection and positions from capture/, write, initial sync and
- * verify from replay/. Parts still NULL are not built yet (core/engine.h): the commands that need
- * them answer not_implemented. */
+/* The MongoDB engine put together: collection and positions from capture/, write, initial sync, verify
+ * and a new owner's takeover from replay/. Parts still NULL are not built yet (core/engine.h): the
+ * commands that need them answer not_implemented. */
 #include <mongoc/mongoc.h>
 
 #include "core/log.h"
@@ -18,6 +18,7 @@ static const struct sy_sync_ops mongo_sync = {
     .write = &sy_mongo_write,
     .precheck = sy_mongo_precheck,
     .verify = sy_mongo_verify,
+    .takeover = sy_mongo_takeover,
 };
 
 static const struct sy_position_ops mongo_position = {

@@ -1,7 +1,8 @@
 /* The SQL Server engine put together: CDC collection, positions and the precheck from capture/, write and
  * initial sync and verify from replay/, db-lib's set-up from engine/sqlserver_client.h, the fence from
  * engine/sqlserver_fence.c (DENY to the application's users), the failover's tail (capture/sqlserver_tail.c,
- * replay/sqlserver_tail_revert.c). The lag poll is not built (lag comes from the collector). */
+ * replay/sqlserver_tail_revert.c), a new owner's takeover (replay/sqlserver_takeover.c). The lag poll is not
+ * built (lag comes from the collector). */
 #include "capture/sqlserver_modules.h"
 #include "engine/engines.h"
 #include "engine/sqlserver_client.h"
@@ -15,6 +16,7 @@ static const struct sy_sync_ops sqlserver_sync = {
     .write = &sy_sqlserver_write,
     .precheck = sy_sqlserver_precheck,
     .verify = sy_sqlserver_verify,
+    .takeover = sy_sqlserver_takeover,
 };
 
 static const struct sy_position_ops sqlserver_position = {

@@ -179,14 +179,8 @@ static void fenced(struct writer *w, const char *why, uint64_t newer)
     if (w->fenced)
         return;
     w->fenced = true;
-    if (w->ctx->fence_report != NULL) {
-        atomic_store(&w->ctx->fence_report->lost_to_token, newer);
-        atomic_store(&w->ctx->fence_report->fenced, true);
-    }
-    sy_log_error("%s: lost ownership of pair %s to token %llu (this writer's owner token %llu): %s; the write "
-                 "stops and commits nothing more into the destination", w->ctx->instance_id, w->cfg->name,
-                 (unsigned long long)newer, (unsigned long long)w->ctx->owner_token, why);
-    fail(w, "fenced", "lost ownership of pair %s to token %llu: %s", w->cfg->name, (unsigned long long)newer, why);
+    w->failed = true;
+    sy_write_fenced(w->ctx, newer, why);
 }
 
 /* The fence on the control connection before it commits: 0, or -1 (fenced and reported, or c->err). */

@@ -29,6 +29,7 @@
 
 #include "core/change.h"
 #include "core/collect.h"
+#include "core/engine.h"
 #include "core/failpoint.h"
 #include "core/grow.h"
 #include "core/instance.h"
@@ -42,6 +43,8 @@
 
 #define WR_TIMEOUT_MS 60000   /* a batch of updates costs ~4 ms a document on FerretDB */
 #define WR_BATCH_ROWS 500
+#define WR_BULK_BY_ID 50      /* changes by _id per bulk write: FerretDB 1.24 never answers an ordered bulk of
+                                 more than about 100 upserts (measured: 99 in 0.12 s, 101 no reply in 20 s) */
 #define WR_BATCH_BYTES (16u << 20)
 #define WR_MAX_WORKERS SY_APPLY_THREADS_MAX
 #define WR_MAX_BACKOFF_MS 2000
@@ -91,6 +94,11 @@ struct writer {
     uint64_t durable_seq;       /* the checkpoint's seq */
     uint64_t reapply_to;        /* records up to it may have been applied before this start */
     struct sy_mongo_ts overlap_end; /* source changes up to it overlap the initial copy (SY_MONGO_COPIES) */
+    struct sy_mongo_ts until;   /* has_until: a takeover's idempotent replay ends there (ctx->overwrite_until) */
+    bool has_until;
+    bool until_at_first_change; /* overwrite_until is SY_UNTIL_FIRST_CHANGE: until is read from the source
+                                   before the first batch with changes (resolve_until) */
+    bool ckpt_exists;           /* the checkpoint document exists (read or written): gone = fenced */
     struct sy_mongo_ts txn_ts;  /* the source transaction being read */
     char position[1024];
     uint64_t rows, conflicts, source_time_ms;
@@ -321,7 +329,9 @@ static void note_upserts(struct worker *wk, const bson_t *reply, const struct op
                 continue;
             if (op->kind == SY_ROW_UPDATE) {
                 wk->upserted_updates++;
-                if (wk->conflict == NULL)
+                const struct writer *w = wk->w; /* a takeover's replay: overwritten, never a conflict */
+                bool replay = w->has_until && sy_mongo_ts_cmp(op->ts, w->until) <= 0;
+                if (wk->conflict == NULL && !replay)
                     wk->conflict = op;
             }
             break;
@@ -415,8 +425,11 @@ static void apply_share(struct worker *wk)
         mongoc_collection_t *c = mongoc_client_get_collection(wk->client, db, coll);
         bson_error_t e;
         bool ok = inserts && execute_run(wk, c, run, n, true, &e);
-        if (!ok && (!inserts || !sy_mongo_is_transient(&e)))
-            ok = execute_run(wk, c, run, n, false, &e);
+        if (!ok && (!inserts || !sy_mongo_is_transient(&e))) {
+            ok = true;
+            for (size_t k = 0; ok && k < n; k += WR_BULK_BY_ID)
+                ok = execute_run(wk, c, run + k, n - k < WR_BULK_BY_ID ? n - k : WR_BULK_BY_ID, false, &e);
+        }
         if (!ok)
             worker_error(wk, &e, b->ns[ns]);
         mongoc_collection_destroy(c);
@@ -461,15 +474,60 @@ static int write_mark(struct writer *w)
     return sy_mongo_is_transient(&e) ? 1 : -1;
 }
 
+/* Another node owns the pair (replay/mongo_takeover.c): nothing more is written into the destination;
+ * the write stops for good (never retried as a conflict or a lost connection). */
+static void fenced(struct writer *w, uint64_t newer, const char *why)
+{
+    snprintf(w->err, sizeof w->err, "%s", why);
+    w->failed = true;
+    sy_write_fenced(w->ctx, newer, why);
+}
+
+/* In a cluster, before a batch: the checkpoint document still names this owner (not a newer one). Not
+ * atomic with the batch (FerretDB v1 has no multi-document transactions): a takeover that claims the
+ * document after this check does not stop the batch; it stops the checkpoint after it, and every later
+ * batch. 0, 1 (transient: w->err), -1 (fenced: reported). */
+static int fence_check(struct writer *w)
+{
+    if (w->ctx->owner_token == 0)
+        return 0;
+    bool found = false;
+    uint64_t seq, held;
+    char pos[8];
+    bson_error_t e;
+    if (sy_mongo_checkpoint_read(w->ctl, w->ctx->instance_id, &found, &seq, pos, sizeof pos, &held, &e) != 0) {
+        snprintf(w->err, sizeof w->err, "%s:%u: reading the checkpoint's owner token: %s", w->ctx->dest->host,
+                 w->ctx->dest->port, e.message);
+        return sy_mongo_is_transient(&e) ? 1 : -1;
+    }
+    if (found && held > w->ctx->owner_token) {
+        fenced(w, held, "the destination's checkpoint names a newer owner");
+        return -1;
+    }
+    if (!found && w->ckpt_exists) {
+        fenced(w, 0, "the destination's checkpoint is gone: another node started the instance again");
+        return -1;
+    }
+    return 0;
+}
+
+/* The checkpoint document, replaced; in a cluster only while its owner_token is not above this writer's
+ * (one document: atomic). Then the upsert's insert meets the existing _id: duplicate key, fenced. */
 static int write_checkpoint(struct writer *w, uint64_t seq, const char *position)
 {
     mongoc_collection_t *c = mongoc_client_get_collection(w->ctl, SY_MONGO_DB, SY_MONGO_CHECKPOINTS);
     bson_t sel = BSON_INITIALIZER, doc = BSON_INITIALIZER, opts = BSON_INITIALIZER;
-    BSON_APPEND_UTF8(&sel, "_id", w->ctx->instance_id);
+    uint64_t token = w->ctx->owner_token;
+    if (token != 0)
+        sy_mongo_checkpoint_filter(&sel, w->ctx->instance_id, token);
+    else
+        BSON_APPEND_UTF8(&sel, "_id", w->ctx->instance_id);
     BSON_APPEND_UTF8(&doc, "_id", w->ctx->instance_id);
     BSON_APPEND_INT64(&doc, "seq", (int64_t)seq);
     BSON_APPEND_UTF8(&doc, "position", position);
     BSON_APPEND_DATE_TIME(&doc, "at", (int64_t)sy_wall_ms());
+    if (token != 0)
+        BSON_APPEND_INT64(&doc, "owner_token", (int64_t)token);
     BSON_APPEND_BOOL(&opts, "upsert", true);
     bson_error_t e;
     bool ok = mongoc_collection_replace_one(c, &sel, &doc, &opts, NULL, &e);
@@ -477,11 +535,21 @@ static int write_checkpoint(struct writer *w, uint64_t seq, const char *position
     bson_destroy(&doc);
     bson_destroy(&opts);
     mongoc_collection_destroy(c);
+    if (!ok && token != 0 && e.code == 11000) { /* DuplicateKey: the document names a newer owner */
+        bool found = false;
+        uint64_t s2, held = 0;
+        char pos[8];
+        bson_error_t e2;
+        sy_mongo_checkpoint_read(w->ctl, w->ctx->instance_id, &found, &s2, pos, sizeof pos, &held, &e2);
+        fenced(w, held, "the destination's checkpoint names a newer owner");
+        return -1;
+    }
     if (!ok) {
         snprintf(w->err, sizeof w->err, "%s:%u: writing the checkpoint: %s", w->ctx->dest->host, w->ctx->dest->port,
                  e.message);
         return sy_mongo_is_transient(&e) ? 1 : -1;
     }
+    w->ckpt_exists = true;
     w->durable_seq = seq;
     char terr[256];
     if (sy_spool_truncate_below(w->ctx->spool, seq, terr, sizeof terr) != SY_SPOOL_OK)
@@ -494,12 +562,41 @@ static void publish(struct writer *w)
     sy_write_report(w->ctx, w->position, w->durable_seq, w->rows, w->conflicts, w->source_time_ms);
 }
 
+/* A takeover (core/engine.h SY_UNTIL_FIRST_CHANGE): the idempotent replay ends at the source's newest oplog
+ * entry read now, before the first change is applied. Read after the new owner's token claim, it covers
+ * whatever an older owner applied. 0, or 1 (transient: w->err). */
+static int resolve_until(struct writer *w)
+{
+    if (!w->until_at_first_change)
+        return 0;
+    char err[512] = "", pos[64];
+    struct sy_mongo_ts ts = { 0, 0 };
+    int rc = -1;
+    mongoc_client_t *c = sy_mongo_connect(w->cfg, w->ctx->source, WR_TIMEOUT_MS, err, sizeof err);
+    if (c != NULL) {
+        rc = sy_mongo_oplog_edge(c, true, &ts, err, sizeof err);
+        mongoc_client_destroy(c);
+    }
+    if (rc < 0) {
+        snprintf(w->err, sizeof w->err, "source %s:%u: reading its position (the end of the takeover's idempotent "
+                 "replay): %s", w->ctx->source->host, w->ctx->source->port, err);
+        return 1;
+    }
+    w->until = ts;
+    w->has_until = true;
+    w->until_at_first_change = false;
+    sy_mongo_ts_format(ts, pos, sizeof pos);
+    sy_log_info("%s: changes up to %s are replayed idempotently (taken over)", w->ctx->instance_id, pos);
+    return 0;
+}
+
 /* Applies the batch and moves the checkpoint past it. 0, 1 (transient: w->err), -1 (failed: reported). */
 static int apply_batch(struct writer *w)
 {
     int rc = 0;
     if (w->b.n > 0) {
-        if ((rc = write_mark(w)) != 0)
+        sy_failpoint_stall("mongo_write_batch_taken"); /* tests: a writer paused with a batch taken */
+        if ((rc = resolve_until(w)) != 0 || (rc = fence_check(w)) != 0 || (rc = write_mark(w)) != 0)
             goto out;
         sy_failpoint("mongo_write_after_mark");
         for (int i = 0; i < w->n_workers; i++) {
@@ -534,7 +631,7 @@ static int apply_batch(struct writer *w)
         for (int i = 0; i < w->n_workers; i++) {
             struct worker *wk = &w->workers[i];
             w->conflicts += wk->upserted_updates;
-            if (wk->conflict != NULL && w->cfg->on_conflict == SY_ON_CONFLICT_FAIL &&
+            if (wk->conflict != NULL && w->cfg->on_conflict == SY_ON_CONFLICT_FAIL && !w->failed &&
                 wk->conflict->seq > w->reapply_to && sy_mongo_ts_cmp(wk->conflict->ts, w->overlap_end) > 0) {
                 char *id = bson_as_relaxed_extended_json(wk->conflict->id, NULL);
                 fail(w, "conflict",
@@ -566,6 +663,23 @@ out:
 
 static int read_checkpoint(struct writer *w)
 {
+    if (w->ctx->owner_token != 0) { /* the document names this owner (or a newer one: fenced) */
+        bool claimed = false, found = false;
+        uint64_t s2, held = 0;
+        char pos[8];
+        bson_error_t e;
+        if (sy_mongo_checkpoint_claim(w->ctl, w->ctx->instance_id, w->ctx->owner_token, &claimed, &e) != 0 ||
+            (!claimed &&
+             sy_mongo_checkpoint_read(w->ctl, w->ctx->instance_id, &found, &s2, pos, sizeof pos, &held, &e) != 0)) {
+            snprintf(w->err, sizeof w->err, "%s:%u: claiming the checkpoint: %s", w->ctx->dest->host,
+                     w->ctx->dest->port, e.message);
+            return sy_mongo_is_transient(&e) ? 1 : -1;
+        }
+        if (found) {
+            fenced(w, held, "the destination's checkpoint names a newer owner");
+            return -1;
+        }
+    }
     mongoc_collection_t *c = mongoc_client_get_collection(w->ctl, SY_MONGO_DB, SY_MONGO_CHECKPOINTS);
     bson_t filter = BSON_INITIALIZER;
     BSON_APPEND_UTF8(&filter, "_id", w->ctx->instance_id);
@@ -609,6 +723,7 @@ static int read_checkpoint(struct writer *w)
              (unsigned long long)first, (unsigned long long)seq);
         return -1;
     }
+    w->ckpt_exists = have;
     w->durable_seq = seq;
     w->next_seq = seq + 1;
     w->reapply_to = last;
@@ -708,6 +823,10 @@ static void *writer_main(void *arg)
     w->ctx = arg;
     w->cfg = w->ctx->cfg;
     sy_change_scratch_init(&w->scratch);
+    w->until_at_first_change = w->ctx->overwrite_until != NULL &&
+                               strcmp(w->ctx->overwrite_until, SY_UNTIL_FIRST_CHANGE) == 0;
+    w->has_until = !w->until_at_first_change && w->ctx->overwrite_until != NULL &&
+                   sy_mongo_ts_parse(w->ctx->overwrite_until, &w->until);
     w->n_workers = w->cfg->apply_threads; /* 1..WR_MAX_WORKERS: core/config.c */
     w->workers = calloc((size_t)w->n_workers, sizeof *w->workers);
     if (w->workers == NULL) {

@@ -6,6 +6,9 @@
 #include <jansson.h>
 
 #include "core/instance.h"
+#include "engine/sqlserver_client.h"
+
+struct sy_takeover_point;
 
 extern const struct sy_module_ops sy_sqlserver_write;
 extern const struct sy_module_ops sy_sqlserver_initial_sync;
@@ -13,5 +16,12 @@ extern const struct sy_module_ops sy_sqlserver_initial_sync;
 /* Makes business equal DR on every key a failover's tail touched (replay/sqlserver_tail_revert.c). */
 int sy_sqlserver_tail_revert(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, const json_t *tail,
                              json_t *result, char *err, size_t errlen);
+
+/* A new owner resumes from the destination's checkpoint (core/engine.h sy_sync_ops.takeover;
+ * replay/sqlserver_takeover.c). */
+int sy_sqlserver_takeover(const struct sy_pair_cfg *cfg, const char *instance_id, const struct sy_endpoint *src,
+                          const struct sy_endpoint *dest, struct sy_takeover_point *out, char *err, size_t errlen);
+/* Adds switchyard.checkpoint's owner_token column (the fencing token) to a table from before it. */
+enum sy_tds_rc sy_sqlserver_checkpoint_upgrade(struct sy_tds *t, char *err, size_t errlen);
 
 #endif

@@ -33,11 +33,13 @@
 
 #include "core/change.h"
 #include "core/collect.h"
+#include "core/engine.h"
 #include "core/failpoint.h"
 #include "core/instance.h"
 #include "core/log.h"
 #include "core/spool.h"
 #include "core/write.h"
+#include "engine/sqlserver_cdc.h"
 #include "engine/sqlserver_client.h"
 #include "engine/sqlserver_lsn.h"
 #include "replay/sqlserver_modules.h"
@@ -90,6 +92,7 @@ struct worker {
     int rc;                 /* 0, 1 transient, -1 failed */
     char reason[64], err[1024];
     uint64_t conflicts;     /* this batch, counted (overwrite) */
+    bool fenced;            /* its checkpoint UPDATE found a newer owner's token: rolled back */
     struct sy_buf sql;
     long *counts;
     size_t n_counts, cap_counts;
@@ -106,6 +109,10 @@ struct writer {
     uint64_t durable_seq;   /* every worker's checkpoint is at or past it */
     uint64_t reapply_to;    /* records up to it may have been applied before this start */
     struct sy_lsn overlap_end; /* source transactions up to it overlap the initial copy */
+    struct sy_lsn until;    /* has_until: a takeover's idempotent replay ends there (ctx->overwrite_until) */
+    bool has_until;
+    bool until_at_first_change; /* overwrite_until is SY_UNTIL_FIRST_CHANGE: until is read from the source
+                                   before the first batch with changes (resolve_until) */
     char position[1024];
     uint64_t rows, conflicts, source_time_ms;
     struct batch b;
@@ -393,7 +400,10 @@ static void worker_error(struct worker *wk, enum sy_tds_rc rc, const char *err)
     snprintf(wk->err, sizeof wk->err, "%s", err);
 }
 
-static void checkpoint_sql(struct worker *wk, struct sy_buf *b)
+/* The worker's checkpoint UPDATE. In a cluster it is the fence too: it moves only rows whose owner_token is
+ * not above this writer's (a newer owner's takeover wrote its own, under the same row locks), and
+ * `count` adds SELECT @@ROWCOUNT so that the caller sees whether it did. */
+static void checkpoint_sql(struct worker *wk, struct sy_buf *b, bool count)
 {
     struct writer *w = wk->w;
     sy_tds_addf(b, "UPDATE [%s].[%s] SET seq = %llu, position = '%s', workers = %d WHERE instance = %s",
@@ -401,7 +411,25 @@ static void checkpoint_sql(struct worker *wk, struct sy_buf *b)
                 w->inst_lit);
     if (!w->b.serial)
         sy_tds_addf(b, " AND worker = %d", wk->id);
+    if (w->ctx->owner_token != 0)
+        sy_tds_addf(b, " AND owner_token <= %llu", (unsigned long long)w->ctx->owner_token);
     sy_tds_addf(b, ";\n");
+    if (count && w->ctx->owner_token != 0)
+        sy_tds_addf(b, "SELECT @@ROWCOUNT;\n");
+}
+
+/* The checkpoint UPDATE moved no row: another node owns the pair (replay/sqlserver_takeover.c). The
+ * transaction is rolled back; the write stops for good. */
+static void worker_fenced(struct worker *wk)
+{
+    struct writer *w = wk->w;
+    char err[256];
+    sy_tds_exec(wk->t, "IF @@TRANCOUNT > 0 ROLLBACK", NULL, 0, NULL, err, sizeof err);
+    wk->rc = -1;
+    wk->fenced = true;
+    snprintf(wk->reason, sizeof wk->reason, "fenced");
+    snprintf(wk->err, sizeof wk->err, "the destination's checkpoint names an owner token above this writer's %llu "
+             "(or its row is gone): another node took the pair over", (unsigned long long)w->ctx->owner_token);
 }
 
 /* Whether this worker applies op now: its own by hash (all of them in a serial batch, worker 0), unless
@@ -442,17 +470,22 @@ static void apply_share(struct worker *wk)
         return;
     }
     if (mine == 0) { /* nothing of ours: the checkpoint alone */
-        checkpoint_sql(wk, s);
-        enum sy_tds_rc rc = sy_tds_exec(wk->t, sy_tds_sql(s), NULL, 0, NULL, err, sizeof err);
+        checkpoint_sql(wk, s, false);
+        long moved = -1;
+        size_t n_done = 0;
+        enum sy_tds_rc rc = sy_tds_exec(wk->t, sy_tds_sql(s), &moved, 1, &n_done, err, sizeof err);
         if (rc != SY_TDS_OK)
             worker_error(wk, rc, err);
+        else if (w->ctx->owner_token != 0 && n_done == 1 && moved == 0)
+            worker_fenced(wk);
         else
             wk->ckpt = b->last_seq;
         return;
     }
+    sy_failpoint_stall("sqlserver_write_share_taken"); /* tests: a writer paused with its share taken, unsent */
     sy_tds_addf(s, "UPDATE [%s].[%s] SET n = n + 1 WHERE instance = %s AND worker = %d;\n", SY_TDS_SCHEMA,
                 SY_TDS_ECHO, w->inst_lit, wk->id);
-    checkpoint_sql(wk, s);
+    checkpoint_sql(wk, s, true);
     if (s->oom) {
         wk->rc = -1;
         snprintf(wk->reason, sizeof wk->reason, "out_of_memory");
@@ -461,9 +494,14 @@ static void apply_share(struct worker *wk)
     }
     wk->n_counts = 0;
     enum sy_tds_rc rc = sy_tds_query(wk->t, sy_tds_sql(s), on_count, wk, err, sizeof err);
-    if (rc == SY_TDS_OK && wk->n_counts != mine) {
+    size_t want = mine + (w->ctx->owner_token != 0 ? 1 : 0); /* + the checkpoint's, in a cluster */
+    if (rc == SY_TDS_OK && wk->n_counts != want) {
         rc = SY_TDS_REFUSED;
         snprintf(err, sizeof err, "%zu row counts for %zu rows", wk->n_counts, mine);
+    }
+    if (rc == SY_TDS_OK && want > mine && wk->counts[mine] == 0) {
+        worker_fenced(wk);
+        return;
     }
     /* conflicts: an INSERT that found its row, an UPDATE or DELETE that found none */
     const struct op *conflict = NULL;
@@ -474,7 +512,8 @@ static void apply_share(struct worker *wk)
             continue;
         long n = wk->counts[k++];
         bool bad = op->kind == SY_ROW_INSERT ? n > 0 : n == 0;
-        if (!bad || op->seq <= w->reapply_to || sy_lsn_cmp(&op->lsn, &w->overlap_end) <= 0)
+        if (!bad || op->seq <= w->reapply_to || sy_lsn_cmp(&op->lsn, &w->overlap_end) <= 0 ||
+            (w->has_until && sy_lsn_cmp(&op->lsn, &w->until) <= 0)) /* a takeover's replay */
             continue;
         wk->conflicts++;
         if (conflict == NULL)
@@ -521,13 +560,63 @@ static void publish(struct writer *w)
     sy_write_report(w->ctx, w->position, w->durable_seq, w->rows, w->conflicts, w->source_time_ms);
 }
 
+/* Another node owns the pair: nothing more is committed into the destination; the write stops for good
+ * (never retried as a conflict or a lost connection) and the pair's status says so. */
+static void fenced(struct writer *w, const char *why)
+{
+    uint64_t newer = 0;
+    char text[32] = "", err[256];
+    struct sy_buf b;
+    sy_buf_init(&b);
+    sy_tds_addf(&b, "SELECT MAX(owner_token) FROM [%s].[%s] WHERE instance = %s", SY_TDS_SCHEMA, SY_TDS_CHECKPOINT,
+                w->inst_lit);
+    if (w->workers[0].t != NULL && sy_tds_scalar(w->workers[0].t, sy_tds_sql(&b), text, sizeof text, err,
+                                                 sizeof err) == SY_TDS_OK)
+        newer = strtoull(text, NULL, 10);
+    sy_buf_fini(&b);
+    snprintf(w->err, sizeof w->err, "%s", why);
+    w->failed = true;
+    sy_write_fenced(w->ctx, newer, why);
+}
+
+/* A takeover (core/engine.h SY_UNTIL_FIRST_CHANGE): the idempotent replay ends at the source's position
+ * read now, before the first change is applied. Read after the new owner's token claim, it covers
+ * whatever an older owner applied. 0, or 1 (transient: w->err). */
+static int resolve_until(struct writer *w)
+{
+    if (!w->until_at_first_change)
+        return 0;
+    char pos[SY_LSN_TEXT] = "", err[512] = "";
+    enum sy_tds_rc rc;
+    struct sy_tds *t = sy_tds_connect(w->cfg, w->ctx->source, w->db, err, sizeof err, &rc);
+    if (t != NULL) {
+        rc = sy_tds_start_position(t, w->cfg, pos, err, sizeof err);
+        sy_tds_close(t);
+    }
+    if (t == NULL || rc != SY_TDS_OK || !sy_lsn_parse(pos, &w->until)) {
+        snprintf(w->err, sizeof w->err, "source %s:%u: reading its position (the end of the takeover's idempotent "
+                 "replay): %s", w->ctx->source->host, w->ctx->source->port, err[0] ? err : pos);
+        return 1;
+    }
+    w->has_until = true;
+    w->until_at_first_change = false;
+    sy_log_info("%s: changes up to %s are replayed idempotently (taken over)", w->ctx->instance_id, pos);
+    return 0;
+}
+
 /* Applies the batch; every worker's checkpoint moves past it. 0, 1 (transient: w->err), -1 (reported). */
 static int apply_batch(struct writer *w)
 {
     int rc = 0;
+    if (w->b.n > 0 && (rc = resolve_until(w)) != 0) {
+        batch_clear(&w->b);
+        w->in_txn = false;
+        return rc;
+    }
     for (int i = 0; i < w->n_workers; i++) {
         w->workers[i].rc = 0;
         w->workers[i].conflicts = 0;
+        w->workers[i].fenced = false;
     }
     int started = 0;
     for (int i = 1; i < w->n_workers && !w->b.serial; i++)
@@ -541,8 +630,13 @@ static int apply_batch(struct writer *w)
     for (int i = 0; i < w->n_workers; i++) {
         struct worker *wk = &w->workers[i];
         w->conflicts += wk->conflicts;
-        if (wk->rc < 0) {
-            fail(w, wk->reason, "%s", wk->err);
+        if (wk->fenced) {
+            if (!w->failed)
+                fenced(w, wk->err);
+            rc = -1;
+        } else if (wk->rc < 0) {
+            if (!w->failed)
+                fail(w, wk->reason, "%s", wk->err);
             rc = -1;
         } else if (wk->rc > 0 && rc == 0) {
             rc = 1;
@@ -596,8 +690,11 @@ static int ensure_objects(struct writer *w, struct sy_tds *t)
     }
     rc = sy_tds_ensure_own_table(t, SY_TDS_CHECKPOINT,
                                  "instance nvarchar(200) NOT NULL, worker int NOT NULL, workers int NOT NULL, seq "
-                                 "bigint NOT NULL, position varchar(64) NOT NULL, PRIMARY KEY (instance, worker)",
+                                 "bigint NOT NULL, position varchar(64) NOT NULL, owner_token bigint NOT NULL DEFAULT 0, "
+                                 "PRIMARY KEY (instance, worker)",
                                  &created, err, sizeof err);
+    if (rc == SY_TDS_OK && !created) /* a table from before the fencing token */
+        rc = sy_sqlserver_checkpoint_upgrade(t, err, sizeof err);
     if (rc == SY_TDS_OK)
         rc = sy_tds_ensure_own_table(t, SY_TDS_ECHO,
                                      "instance nvarchar(200) NOT NULL, worker int NOT NULL, n bigint NOT NULL, "
@@ -658,12 +755,28 @@ static int read_checkpoints(struct writer *w, struct sy_tds *t)
     char err[1024];
     struct sy_buf *b = &w->tmp;
     struct ckpt_read r = { .n = 0 };
+    enum sy_tds_rc rc;
+    long claimed = -1;
+    uint64_t token = w->ctx->owner_token;
+    if (token != 0) { /* the rows name this owner (or a newer one: then this writer is fenced) */
+        size_t n_done = 0;
+        sy_buf_reset(b);
+        sy_tds_addf(b, "UPDATE [%s].[%s] SET owner_token = %llu WHERE instance = %s AND owner_token <= %llu",
+                    SY_TDS_SCHEMA, SY_TDS_CHECKPOINT, (unsigned long long)token, w->inst_lit,
+                    (unsigned long long)token);
+        if ((rc = sy_tds_exec(t, sy_tds_sql(b), &claimed, 1, &n_done, err, sizeof err)) != SY_TDS_OK)
+            return rc_of(w, rc, err);
+    }
     sy_buf_reset(b);
     sy_tds_addf(b, "SELECT worker, workers, seq, position FROM [%s].[%s] WHERE instance = %s ORDER BY worker",
                 SY_TDS_SCHEMA, SY_TDS_CHECKPOINT, w->inst_lit);
-    enum sy_tds_rc rc = sy_tds_query(t, sy_tds_sql(b), on_ckpt, &r, err, sizeof err);
+    rc = sy_tds_query(t, sy_tds_sql(b), on_ckpt, &r, err, sizeof err);
     if (rc != SY_TDS_OK)
         return rc_of(w, rc, err);
+    if (token != 0 && r.n > 0 && claimed == 0) {
+        fenced(w, "the destination's checkpoint names another owner");
+        return -1;
+    }
     uint64_t last = sy_spool_last_seq(w->ctx->spool), first = sy_spool_first_seq(w->ctx->spool);
     uint64_t low = UINT64_MAX;
     char low_pos[64] = "";
@@ -702,9 +815,9 @@ static int read_checkpoints(struct writer *w, struct sy_tds *t)
         sy_tds_addf(b, "BEGIN TRANSACTION; DELETE FROM [%s].[%s] WHERE instance = %s;\n", SY_TDS_SCHEMA,
                     SY_TDS_CHECKPOINT, w->inst_lit);
         for (int i = 0; i < w->n_workers; i++)
-            sy_tds_addf(b, "INSERT INTO [%s].[%s] (instance, worker, workers, seq, position) VALUES (%s, %d, %d, %llu, '%s');\n",
-                        SY_TDS_SCHEMA, SY_TDS_CHECKPOINT, w->inst_lit, i, w->n_workers, (unsigned long long)low,
-                        r.n ? low_pos : "");
+            sy_tds_addf(b, "INSERT INTO [%s].[%s] (instance, worker, workers, seq, position, owner_token) VALUES "
+                        "(%s, %d, %d, %llu, '%s', %llu);\n", SY_TDS_SCHEMA, SY_TDS_CHECKPOINT, w->inst_lit, i,
+                        w->n_workers, (unsigned long long)low, r.n ? low_pos : "", (unsigned long long)token);
         sy_tds_addf(b, "COMMIT TRANSACTION;");
         if ((rc = sy_tds_exec(t, sy_tds_sql(b), NULL, 0, NULL, err, sizeof err)) != SY_TDS_OK)
             return rc_of(w, rc, err);
@@ -818,6 +931,10 @@ static void *writer_main(void *arg)
         snprintf(w->inst_lit, sizeof w->inst_lit, "%s", sy_tds_sql(&b));
         sy_buf_fini(&b);
     }
+    w->until_at_first_change = w->ctx->overwrite_until != NULL &&
+                               strcmp(w->ctx->overwrite_until, SY_UNTIL_FIRST_CHANGE) == 0;
+    w->has_until = !w->until_at_first_change && w->ctx->overwrite_until != NULL &&
+                   sy_lsn_parse(w->ctx->overwrite_until, &w->until);
     w->n_workers = w->cfg->apply_threads < 1 ? 1 : w->cfg->apply_threads > WR_MAX_WORKERS ? WR_MAX_WORKERS
                                                                                            : w->cfg->apply_threads;
     w->workers = calloc((size_t)w->n_workers, sizeof *w->workers);

@@ -548,6 +548,45 @@ def electable_three(daemon, etcd, mariadb_pair, db, pname, max_hold_ms=5000, env
     return owner, [d for d in nodes if d is not owner]
 
 
+def kill9_owner_under_writes(nodes, pname, write, settle_s=1.5):
+    """Four writers (two per non-owner node) call write(node, k, i) in a loop; the elected owner is killed with
+    -9 after settle_s: returns (new owner, takeover seconds, acked ids, client errors). The caller compares
+    both sides afterwards."""
+    owner = wait_for(lambda: len(owners(nodes, pname)) == 1 and owners(nodes, pname)[0], 20, "one owner")
+    wait_for(lambda: running_forward(owner, pname), 60, "the owner's forward instance running")
+    others = [d for d in nodes if d is not owner]
+    stop, acked, errors = threading.Event(), [], []
+
+    def loader(d, k):
+        i = k * 100000
+        while not stop.is_set():
+            try:
+                write(d, k, i)
+                acked.append(i)
+            except Exception as e:                      # noqa: BLE001 (any client error counts)
+                errors.append((k, repr(e)))
+            i += 1
+            time.sleep(0.002)
+    workers = [threading.Thread(target=loader, args=(d, 2 * n + j)) for n, d in enumerate(others) for j in (1, 2)]
+    for w in workers:
+        w.start()
+    try:
+        time.sleep(settle_s)
+        owner.kill9()
+        t0 = time.monotonic()
+        new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
+        wait_for(lambda: running_forward(new, pname), 30, "the new owner's forward instance running")
+        takeover_s = time.monotonic() - t0
+        print(f"takeover {takeover_s:.2f} s after kill -9")
+        n = len(acked)
+        wait_for(lambda: len(acked) > n + 50, 30, "clients go on")
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(30)
+    return new, takeover_s, acked, errors
+
+
 def test_one_node_owns_the_synchronization_and_another_takes_over_after_kill9(daemon, etcd, mariadb_pair,
                                                                             fresh):  # noqa: F811
     """Three nodes may run the sync; one is elected (its key in etcd, the others run no instance). Clients of
@@ -562,40 +601,19 @@ def test_one_node_owns_the_synchronization_and_another_takes_over_after_kill9(da
     for d in others:
         assert sync_owner(d, pname)["owner"] == sync_owner(owner, pname)["owner"]
         assert d.pair_status(pname)["instances"] == []
-    stop, acked, errors = threading.Event(), [], []
+    conns = {}
 
-    def loader(d, k):
-        c, i = None, k * 100000
-        while not stop.is_set():
-            try:
-                c = c or app_conn(d, fresh, connect_timeout=5, read_timeout=15)
-                one(c, "INSERT INTO t VALUES (%s, 'load')", (i,))
-                if i % 3 == 0:
-                    one(c, "UPDATE t SET v = 'updated' WHERE id = %s", (i,))
-                acked.append(i)
-            except pymysql.err.MySQLError as e:
-                errors.append((k, e.args[0], str(e.args[1:])))
-                c = None
-            i += 1
-            time.sleep(0.002)
-    workers = [threading.Thread(target=loader, args=(d, 2 * n + j)) for n, d in enumerate(others) for j in (1, 2)]
-    for w in workers:
-        w.start()
-    try:
-        time.sleep(1.5)
-        owner.kill9()
-        t0 = time.monotonic()
-        new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
-        wait_for(lambda: running_forward(new, pname), 30, "the new owner's forward instance running")
-        takeover_s = time.monotonic() - t0
-        print(f"takeover {takeover_s:.2f} s after kill -9")
-        assert takeover_s < 15, takeover_s
-        n = len(acked)
-        wait_for(lambda: len(acked) > n + 50, 30, "clients go on")
-    finally:
-        stop.set()
-        for w in workers:
-            w.join(30)
+    def write(d, k, i):
+        try:
+            c = conns[k] = conns.get(k) or app_conn(d, fresh, connect_timeout=5, read_timeout=15)
+            one(c, "INSERT INTO t VALUES (%s, 'load')", (i,))
+            if i % 3 == 0:
+                one(c, "UPDATE t SET v = 'updated' WHERE id = %s", (i,))
+        except pymysql.err.MySQLError:
+            conns.pop(k, None)
+            raise
+    new, takeover_s, acked, errors = kill9_owner_under_writes([owner] + others, pname, write)
+    assert takeover_s < 15, takeover_s
     assert errors == [], errors[:5]
     assert etcd_get(etcd, key)["node"] == sync_owner(new, pname)["owner"]
     rows = lambda side: q(side, "SELECT id, v FROM t ORDER BY id", fresh)
@@ -1161,3 +1179,247 @@ def test_a_node_that_stepped_down_mid_switch_sends_commands_to_the_new_owner(dae
         t.join(120)
     wait_for(lambda: owner.pair_status(pname)["instances"] == [], 30, "the old owner's instances closed")
     wait_for(lambda: running_forward(new, pname), 30, "the new owner runs the forward instance")
+
+
+def tds_connect(host, port, user, password, db):
+    pytds = pytest.importorskip("pytds")
+    return pytds.connect(server=host, port=port, user=user, password=password, database=db, autocommit=True,
+                         login_timeout=10, timeout=30, disable_connect_retry=True)
+
+
+@pytest.fixture
+def tds_pair():
+    """Two TDS doubles (business, dr) with database tko, CDC on both, CDC-enabled dbo.t (id, v) on business;
+    and sql(side, text): one statement, its rows."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "doubles"))
+    from tds_fixtures import running_double
+    pytest.importorskip("pytds")
+    db = "tko"
+    with running_double(cdc_delay=0.2) as business, running_double(cdc_delay=0.2) as dr:
+        def sql(side, text, database=db):
+            with tds_connect(side.host, side.port, side.user, side.password, database) as c, c.cursor() as cur:
+                cur.execute(text)
+                return cur.fetchall() if cur.description else None
+        for side in (business, dr):
+            sql(side, f"CREATE DATABASE {db}", None)
+            sql(side, "EXEC sys.sp_cdc_enable_db")
+        sql(business, "CREATE TABLE dbo.t (id int NOT NULL PRIMARY KEY, v nvarchar(40) NOT NULL)")
+        sql(business, "EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N't', @role_name = NULL")
+        yield business, dr, db, sql
+
+
+def tds_nodes(daemon, etcd, tds_pair, pname, env_of=None):
+    """Three nodes that may all run the SQL Server pair's sync (apply_threads 2, on_conflict = fail)."""
+    business, dr, db, _ = tds_pair
+    return [daemon(pair=pname, engine="sqlserver", business=f"{business.host}:{business.port}",
+                   dr=f"{dr.host}:{dr.port}", admin_user=business.user, admin_password=business.password,
+                   objects=f"{db}.*", apply_threads=2, on_conflict="fail", txn_drain_ms=500,
+                   extra_ini=cluster_ini(etcd, f"{pname}-n{i}"), env=env_of(i) if env_of else None)
+            for i in (1, 2, 3)]
+
+
+def tds_client(d, pname, tds_pair):
+    business, _, db, _ = tds_pair
+    port = int(d.pair_status(pname)["listen"].rsplit(":", 1)[1])
+    return tds_connect("127.0.0.1", port, business.user, business.password, db)
+
+
+def test_a_sql_server_owner_killed_under_writes_is_taken_over_from_drs_checkpoint(tds_pair, daemon, etcd):
+    """Three nodes may run a SQL Server pair's sync (TDS doubles); clients of the two others write; the owner
+    is killed with -9: another node resumes from DR's switchyard.checkpoint rows (not its own empty state),
+    replays what the dead owner may have applied idempotently (on_conflict = fail: a conflict there would
+    fail the instance) and goes on: 0 client errors, the rows equal on both sides, DR's checkpoint names the
+    new owner's token."""
+    business, dr, db, sql = tds_pair
+    pname = "tko"
+    nodes = tds_nodes(daemon, etcd, tds_pair, pname)
+    conns = {}
+
+    def write(d, k, i):
+        c = conns[k] = conns.get(k) or tds_client(d, pname, tds_pair)
+        try:
+            with c.cursor() as cur:
+                cur.execute("INSERT INTO dbo.t (id, v) VALUES (%s, N'load')", (i,))
+                if i % 3 == 0:
+                    cur.execute("UPDATE dbo.t SET v = N'updated' WHERE id = %s", (i,))
+        except Exception:
+            conns.pop(k, None)
+            raise
+    new, takeover_s, acked, errors = kill9_owner_under_writes(nodes, pname, write)
+    for c in conns.values():
+        c.close()
+    assert errors == [], errors[:5]
+    rows = lambda side: sql(side, "SELECT id, v FROM dbo.t ORDER BY id")
+    wait_for(lambda: rows(dr) == rows(business), 60, "DR equals business")
+    assert set(acked) <= {r[0] for r in rows(dr)}
+    fw = [i for i in new.pair_status(pname)["instances"] if i["direction"] == "forward"][0]
+    assert fw["state"] == "running" and fw["last_error"] is None, fw
+    assert fw["initial_sync"]["done_rows"] == 0, fw     # resumed, not copied all over again
+    assert "taken over from the destination's checkpoint" in new.log()
+    assert "replayed idempotently (taken over)" in new.log()
+    token = sync_owner(new, pname)["owner_token"]
+    assert sql(dr, f"SELECT DISTINCT owner_token FROM switchyard.checkpoint WHERE instance = N'{pname}/forward'") \
+        == [(token,)]
+    assert takeover_s < 15, takeover_s
+
+
+def stop_owner_past_a_takeover(owner, others, pname, point, stall_file, replayed, write_newer, applied):
+    """The owner, its writer held at failpoint `point`, is SIGSTOPped past its lease; another node takes over,
+    replays the held change (replayed()) and applies a newer one (write_newer(), applied()); the owner runs
+    again with its writer released. Returns (new owner, its token) once the old owner says it lost the pair."""
+    os.kill(owner.pid, signal.SIGSTOP)
+    try:
+        new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 30, "another node owns")
+        wait_for(lambda: running_forward(new, pname), 30, "the new owner's forward instance running")
+        wait_for(replayed, 30, "the new owner replayed the stale change")
+        write_newer()
+        wait_for(applied, 30, "the new owner applied the newer value")
+        stall_file.unlink()                             # the old writer goes on the moment it runs again
+    finally:
+        os.kill(owner.pid, signal.SIGCONT)
+    wait_for(lambda: f"failpoint {point}: released" in owner.log(), 10, "the old writer released")
+    token = sync_owner(new, pname)["owner_token"]
+    wait_for(lambda: f"lost ownership of pair {pname} to token {token}" in owner.log(), 20, "the old writer fenced")
+    return new, token
+
+
+def test_an_old_sql_server_owner_resumed_after_a_takeover_is_fenced_at_the_destination(tds_pair, daemon, etcd,
+                                                                                      tmp_path):
+    """As MariaDB's: the owner's apply worker holds a stale image of a hot row, taken but not sent (failpoint
+    sqlserver_write_share_taken); the owner is SIGSTOPped past its lease, another node takes over, replays it
+    and applies a newer value. On SIGCONT the old worker sends its transaction at once, but its checkpoint
+    UPDATE finds the new owner's token (0 rows): rolled back, the old owner says it lost the pair, DR keeps
+    'newer' (equal to business), no client error. Without the fence DR ends with 'stale'."""
+    business, dr, db, sql = tds_pair
+    pname = "tkf"
+    point = "sqlserver_write_share_taken"
+    stall = {i: tmp_path / f"stall-n{i}" for i in (1, 2, 3)}
+    nodes = tds_nodes(daemon, etcd, tds_pair, pname, env_of=lambda i: {"SY_STALL_POINT": point,
+                                                                      "SY_STALL_FILE": str(stall[i])})
+    owner = wait_for(lambda: len(owners(nodes, pname)) == 1 and owners(nodes, pname)[0], 20, "one owner")
+    wait_for(lambda: running_forward(owner, pname), 60, "the owner's forward instance running")
+    others = [d for d in nodes if d is not owner]
+    me = stall[int(sync_owner(owner, pname)["owner"].rsplit("-n", 1)[1])]
+    c = tds_client(others[0], pname, tds_pair)              # through a node that stays up: no client error
+
+    def one(text):
+        with c.cursor() as cur:
+            cur.execute(text)
+    one("INSERT INTO dbo.t (id, v) VALUES (1, N'v0')")
+    v = lambda side: sql(side, "SELECT v FROM dbo.t WHERE id = 1")
+    wait_for(lambda: v(dr) == [("v0",)], 30, "forward applied")
+    me.touch()
+    one("UPDATE dbo.t SET v = N'stale' WHERE id = 1")
+    wait_for(lambda: f"failpoint {point}: stalled" in owner.log(), 30, "the owner's writer held at the failpoint")
+    new, token = stop_owner_past_a_takeover(owner, others, pname, point, me, lambda: v(dr) == [("stale",)],
+                                            lambda: one("UPDATE dbo.t SET v = N'newer' WHERE id = 1"),
+                                            lambda: v(dr) == [("newer",)])
+    one("INSERT INTO dbo.t (id, v) VALUES (2, N'after')")
+    rows = lambda side: sql(side, "SELECT id, v FROM dbo.t ORDER BY id")
+    wait_for(lambda: rows(dr) == rows(business), 30, "DR equals business")   # without the fence: 'stale' on DR
+    assert rows(dr) == [(1, "newer"), (2, "after")]
+    assert sync_owner(owner, pname)["fenced"] == {"lost_to_token": token}
+    assert "fenced" not in sync_owner(new, pname)
+    c.close()
+
+def mongo_nodes(mongo_daemon, etcd, ferretdb_pair, db, pname, env_of=None):
+    """Database db dropped on both FerretDB servers (and the instance's checkpoint and copy documents), then
+    three nodes that may all run the pair's sync (on_conflict = fail)."""
+    for s in ferretdb_pair:
+        with s.client() as c:
+            c.drop_database(db)
+            c["switchyard"]["checkpoints"].delete_many({"_id": f"{pname}/forward"})
+            c["switchyard"]["initial_sync"].delete_many({"_id": f"{pname}/forward"})
+    return [mongo_daemon(pair=pname, objects=f"{db}.*", on_conflict="fail", txn_drain_ms=500,
+                         extra_ini=cluster_ini(etcd, f"{pname}-n{i}"), env=env_of(i) if env_of else None)
+            for i in (1, 2, 3)]
+
+
+def mongo_client(d, pname, b):
+    port = int(d.pair_status(pname)["listen"].rsplit(":", 1)[1])
+    return sandbox.pymongo4().MongoClient("127.0.0.1", port, username=b.admin_user, password=b.admin_password,
+                                          authSource="admin", serverSelectionTimeoutMS=10000, socketTimeoutMS=30000)
+
+
+def test_a_mongodb_owner_killed_under_writes_is_taken_over_from_drs_checkpoint(etcd, ferretdb_pair, mongo_daemon):
+    """The same for a MongoDB pair (FerretDB): another node resumes from DR's switchyard.checkpoints document
+    (its initial copy does not run again), replays what the dead owner may have applied idempotently (an
+    update of a missing document there is no conflict, on_conflict = fail) and goes on: 0 client errors, the
+    documents equal on both sides, DR's checkpoint names the new owner's token."""
+    b, dr = ferretdb_pair
+    db, pname = "tkm", "tkm"
+    nodes = mongo_nodes(mongo_daemon, etcd, ferretdb_pair, db, pname)
+    clients = {}
+
+    def write(d, k, i):
+        c = clients[k] = clients.get(k) or mongo_client(d, pname, b)
+        coll = c[db]["t"]
+        coll.insert_one({"_id": i, "v": "load"})
+        if i % 3 == 0:
+            coll.update_one({"_id": i}, {"$set": {"v": "updated"}})
+    try:
+        new, takeover_s, acked, errors = kill9_owner_under_writes(nodes, pname, write)
+    finally:
+        for c in clients.values():
+            c.close()
+    assert errors == [], errors[:5]
+
+    def docs(side):
+        with side.client() as c:
+            return list(c[db]["t"].find().sort("_id", 1))
+    wait_for(lambda: docs(dr) == docs(b), 60, "DR equals business")
+    assert set(acked) <= {d["_id"] for d in docs(dr)}
+    fw = [i for i in new.pair_status(pname)["instances"] if i["direction"] == "forward"][0]
+    assert fw["state"] == "running" and fw["last_error"] is None, fw
+    assert fw["initial_sync"]["done_rows"] == 0, fw     # resumed, not copied all over again
+    assert "taken over from the destination's checkpoint" in new.log()
+    assert "replayed idempotently (taken over)" in new.log()
+    with dr.client() as c:
+        ckpt = c["switchyard"]["checkpoints"].find_one({"_id": f"{pname}/forward"})
+    assert ckpt["owner_token"] == sync_owner(new, pname)["owner_token"], ckpt
+    assert takeover_s < 15, takeover_s
+
+
+def test_an_old_mongodb_owner_resumed_after_a_takeover_is_fenced_before_its_next_batch(etcd, ferretdb_pair,
+                                                                                        mongo_daemon, tmp_path):
+    """What the MongoDB fence covers (docs/cluster.md): the owner's writer holds a batch with a hot document's
+    stale image (failpoint mongo_write_batch_taken, before the batch's token read); the owner is SIGSTOPped
+    past its lease, another node takes over, replays it and applies a newer value. On SIGCONT the old writer
+    reads DR's checkpoint token before writing anything, finds the new owner's and stops: DR keeps 'newer'
+    (equal to business), the old owner says it lost the pair, no client error. Without the read DR ends with
+    'stale'."""
+    b, dr = ferretdb_pair
+    db, pname = "tkf", "tkf"
+    point = "mongo_write_batch_taken"
+    stall = {i: tmp_path / f"stall-n{i}" for i in (1, 2, 3)}
+    nodes = mongo_nodes(mongo_daemon, etcd, ferretdb_pair, db, pname, env_of=lambda i: {
+        "SY_STALL_POINT": point, "SY_STALL_FILE": str(stall[i])})
+    owner = wait_for(lambda: len(owners(nodes, pname)) == 1 and owners(nodes, pname)[0], 20, "one owner")
+    wait_for(lambda: running_forward(owner, pname), 60, "the owner's forward instance running")
+    others = [d for d in nodes if d is not owner]
+    me = stall[int(sync_owner(owner, pname)["owner"].rsplit("-n", 1)[1])]
+    client = mongo_client(others[0], pname, b)           # through a node that stays up: no client error
+    coll = client[db]["t"]
+
+    def v(side):
+        with side.client() as c:
+            d = c[db]["t"].find_one({"_id": 1})
+            return d and d["v"]
+    coll.insert_one({"_id": 1, "v": "v0"})
+    wait_for(lambda: v(dr) == "v0", 30, "forward applied")
+    me.touch()
+    coll.update_one({"_id": 1}, {"$set": {"v": "stale"}})
+    wait_for(lambda: f"failpoint {point}: stalled" in owner.log(), 30, "the owner's writer held at the failpoint")
+    new, token = stop_owner_past_a_takeover(owner, others, pname, point, me, lambda: v(dr) == "stale",
+                                            lambda: coll.update_one({"_id": 1}, {"$set": {"v": "newer"}}),
+                                            lambda: v(dr) == "newer")
+    coll.insert_one({"_id": 2, "v": "after"})
+
+    def docs(side):
+        with side.client() as c:
+            return list(c[db]["t"].find().sort("_id", 1))
+    wait_for(lambda: docs(dr) == docs(b), 30, "DR equals business")     # without the read: 'stale' on DR
+    assert docs(dr) == [{"_id": 1, "v": "newer"}, {"_id": 2, "v": "after"}]
+    assert sync_owner(owner, pname)["fenced"] == {"lost_to_token": token}
+    assert "fenced" not in sync_owner(new, pname)
+    client.close()
