@@ -386,6 +386,19 @@ static bool execute_run(struct worker *wk, mongoc_collection_t *c, const struct 
  * replace-upsert, measured by bench/mongo_bench.py); if any of them finds its `_id` taken (a batch applied
  * again after a restart, the initial copy's overlap) the run is applied again by `_id`, which is idempotent
  * over the inserts that did land. */
+/* A stop (or a step-down: the lease may end soon) seen between two bulk writes: the rest of the batch is
+ * not sent; the batch is applied again, idempotently by `_id`, at the next start (its checkpoint did not
+ * move). No FerretDB socket can be cut from outside, so this is what bounds an old owner's writes. */
+static bool stop_seen(struct worker *wk)
+{
+    if (!stopping(wk->w))
+        return false;
+    wk->rc = 1;
+    snprintf(wk->reason, sizeof wk->reason, "stopped");
+    snprintf(wk->err, sizeof wk->err, "stopped before the batch ended (it is applied again at the next start)");
+    return true;
+}
+
 static void apply_share(struct worker *wk)
 {
     struct writer *w = wk->w;
@@ -398,7 +411,7 @@ static void apply_share(struct worker *wk)
         return;
     }
     size_t i = 0;
-    while (i < b->n && wk->rc == 0) {
+    while (i < b->n && wk->rc == 0 && !stop_seen(wk)) {
         while (i < b->n && worker_of(w, b, &b->ops[i]) != wk->id)
             i++;
         if (i == b->n)
@@ -427,7 +440,7 @@ static void apply_share(struct worker *wk)
         bool ok = inserts && execute_run(wk, c, run, n, true, &e);
         if (!ok && (!inserts || !sy_mongo_is_transient(&e))) {
             ok = true;
-            for (size_t k = 0; ok && k < n; k += WR_BULK_BY_ID)
+            for (size_t k = 0; ok && k < n && !stop_seen(wk); k += WR_BULK_BY_ID)
                 ok = execute_run(wk, c, run + k, n - k < WR_BULK_BY_ID ? n - k : WR_BULK_BY_ID, false, &e);
         }
         if (!ok)
