@@ -43,6 +43,9 @@ struct sy_election {
     sy_election_changed_fn changed;
     void *arg;
     char error[300];                   /* the last problem ("" none) */
+    bool stepped_down_stale;           /* this step-down is for a lease not renewed in time (the lease may still
+                                          hold): not for a key lost, replaced or another node's */
+    uint64_t lease_ends_ms;            /* at the last step-down: when its lease may end; 0 another may own now */
 };
 
 static int64_t int_field(json_t *o, const char *name)
@@ -59,6 +62,14 @@ static bool lease_fresh(const struct sy_election *e, int64_t *lease, uint64_t *s
     uint64_t renewed = sy_cluster_lease_renewed_ms(e->c, lease), now = sy_now_ms();
     *since_ms = renewed ? now - renewed : 0;
     return *lease != 0 && renewed != 0 && now - renewed <= (uint64_t)sy_cluster_lease_ttl_ms(e->c) * 2 / 3;
+}
+
+/* When etcd may expire the lease this node holds at the earliest: its last renewal + TTL (0 unknown). */
+static uint64_t lease_end(const struct sy_election *e)
+{
+    int64_t lease = 0;
+    uint64_t renewed = sy_cluster_lease_renewed_ms(e->c, &lease);
+    return renewed != 0 ? renewed + (uint64_t)sy_cluster_lease_ttl_ms(e->c) : 0;
 }
 
 static void become(struct sy_election *e, bool owner, const char *why)
@@ -80,6 +91,8 @@ static void become(struct sy_election *e, bool owner, const char *why)
     } else {
         e->owner_lease = 0;
         e->owner_rev = 0;
+        e->lease_ends_ms = e->stepped_down_stale ? lease_end(e) : 0;
+        e->stepped_down_stale = false;
         sy_log_warn("pair %s: this node (%s) steps down as owner of the synchronization: %s", e->p->cfg->name,
                     sy_cluster_node(e->c), why);
     }
@@ -185,6 +198,7 @@ static void on_check(evutil_socket_t fd, short what, void *arg)
     } else if (!fresh) {
         snprintf(why, sizeof why, "its lease was not renewed for %" PRIu64 " ms (2/3 of its TTL): etcd may give the "
                  "synchronization to another node", since);
+        e->stepped_down_stale = true;
         become(e, false, why);
     }
 }
@@ -242,9 +256,7 @@ bool sy_election_is_owner(const struct sy_election *e)
 
 uint64_t sy_election_lease_ends_ms(const struct sy_election *e)
 {
-    int64_t lease = 0;
-    uint64_t renewed = e != NULL ? sy_cluster_lease_renewed_ms(e->c, &lease) : 0;
-    return renewed != 0 ? renewed + (uint64_t)sy_cluster_lease_ttl_ms(e->c) : 0;
+    return e != NULL ? e->lease_ends_ms : 0;
 }
 
 uint64_t sy_election_owner_token(const struct sy_election *e)

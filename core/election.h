@@ -32,7 +32,10 @@ const char *sy_election_node(const struct sy_election *e);
 /* The fencing token of this node's ownership: its owner key's create_revision, higher for every later
  * owner (0 when not the owner). */
 uint64_t sy_election_owner_token(const struct sy_election *e);
-/* When etcd may expire this node's lease at the earliest (sy_now_ms clock: last renewal + TTL); 0 unknown. */
+/* After a step-down for a lease not renewed in time: when etcd may expire that lease at the earliest
+ * (sy_now_ms clock: last renewal + TTL), the time the old owner's writers must be cut by. 0 when the
+ * step-down came because the key was lost, replaced or names another node (another may write already: cut
+ * at once), or unknown. */
 uint64_t sy_election_lease_ends_ms(const struct sy_election *e);
 /* The owner's node name and admin socket as last read ("" when none is known). */
 const char *sy_election_owner(const struct sy_election *e);

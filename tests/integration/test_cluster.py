@@ -548,10 +548,11 @@ def electable_three(daemon, etcd, mariadb_pair, db, pname, max_hold_ms=5000, env
     return owner, [d for d in nodes if d is not owner]
 
 
-def kill9_owner_under_writes(nodes, pname, write, settle_s=1.5):
+def kill9_owner_under_writes(nodes, pname, write, settle_s=1.5, checkpointed=None):
     """Four writers (two per non-owner node) call write(node, k, i) in a loop; the elected owner is killed with
-    -9 after settle_s: returns (new owner, takeover seconds, acked ids, client errors). The caller compares
-    both sides afterwards."""
+    -9 after settle_s (and once checkpointed(), when given, says DR holds its checkpoint: a slow destination
+    may not have one yet, and the new owner would then rightly copy everything again): returns (new owner,
+    takeover seconds, acked ids, client errors). The caller compares both sides afterwards."""
     owner = wait_for(lambda: len(owners(nodes, pname)) == 1 and owners(nodes, pname)[0], 20, "one owner")
     wait_for(lambda: running_forward(owner, pname), 60, "the owner's forward instance running")
     others = [d for d in nodes if d is not owner]
@@ -572,6 +573,8 @@ def kill9_owner_under_writes(nodes, pname, write, settle_s=1.5):
         w.start()
     try:
         time.sleep(settle_s)
+        if checkpointed is not None:
+            wait_for(checkpointed, 60, "the owner's checkpoint on DR")
         owner.kill9()
         t0 = time.monotonic()
         new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
@@ -1358,7 +1361,10 @@ def test_a_mongodb_owner_killed_under_writes_is_taken_over_from_drs_checkpoint(e
         if i % 3 == 0:
             coll.update_one({"_id": i}, {"$set": {"v": "updated"}})
     try:
-        new, takeover_s, acked, errors = kill9_owner_under_writes(nodes, pname, write)
+        def checkpointed():
+            with dr.client() as c:
+                return c["switchyard"]["checkpoints"].find_one({"_id": f"{pname}/forward"}) is not None
+        new, takeover_s, acked, errors = kill9_owner_under_writes(nodes, pname, write, checkpointed=checkpointed)
     finally:
         for c in clients.values():
             c.close()
