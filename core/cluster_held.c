@@ -14,27 +14,44 @@ static void held_key(char *out, size_t outlen, const char *pair, const char *dir
 }
 
 int sy_cluster_held_put(struct sy_etcd *e, const char *pair, enum sy_direction dir, const char *held,
-                        const char *node, sy_etcd_done done, void *arg)
+                        const char *node, uint64_t owner_token, sy_etcd_done done, void *arg)
 {
-    char key[240];
+    char key[240], owner[240], rev[32];
     held_key(key, sizeof key, pair, dir == SY_DIR_FORWARD ? "forward" : "reverse");
-    char *k = sy_etcd_b64(key, strlen(key)), *v = NULL;
-    json_t *body = NULL;
+    snprintf(owner, sizeof owner, "%spairs/%s/owner", SY_CLUSTER_PREFIX, pair);
+    snprintf(rev, sizeof rev, "%llu", (unsigned long long)owner_token);
+    char *k = sy_etcd_b64(key, strlen(key)), *ok = sy_etcd_b64(owner, strlen(owner)), *v = NULL;
+    json_t *op = NULL;
     if (held != NULL) {
         json_t *val = json_pack("{s:s,s:s}", "state", held, "node", node);
         char *text = val ? json_dumps(val, JSON_COMPACT) : NULL;
         json_decref(val);
         v = text ? sy_etcd_b64(text, strlen(text)) : NULL;
         free(text);
-        body = k && v ? json_pack("{s:s,s:s}", "key", k, "value", v) : NULL;
+        op = k && v ? json_pack("{s:{s:s,s:s}}", "request_put", "key", k, "value", v) : NULL;
     } else {
-        body = k ? json_pack("{s:s}", "key", k) : NULL;
+        op = k ? json_pack("{s:{s:s}}", "request_delete_range", "key", k) : NULL;
     }
-    free(k);
-    free(v);
+    /* only while the owner key is still the one this node created (its token): a node that lost the pair
+     * meanwhile, or a request etcd.c sends again late, cannot undo what the new owner's operator did */
+    json_t *body = op && ok ? json_pack("{s:[{s:s,s:s,s:s,s:s}],s:[o],s:[]}", "compare", "key", ok, "target",
+                                        "CREATE", "result", "EQUAL", "create_revision", rev, "success", op, "failure")
+                            : NULL;
     if (body == NULL)
+        json_decref(op);
+    free(k);
+    free(ok);
+    free(v);
+    if (body == NULL || owner_token == 0) {
+        json_decref(body);
         return -1;
-    return sy_etcd_post(e, held ? "/v3/kv/put" : "/v3/kv/deleterange", body, done, arg);
+    }
+    return sy_etcd_post(e, "/v3/kv/txn", body, done, arg);
+}
+
+bool sy_cluster_held_recorded(json_t *reply)
+{
+    return json_is_true(json_object_get(reply, "succeeded"));
 }
 
 int sy_cluster_held_read(struct sy_etcd *e, const char *pair, sy_etcd_done done, void *arg)
@@ -62,8 +79,8 @@ void sy_cluster_held_parse(json_t *reply, char forward[16], char reverse[16])
         const char *slash = key ? strrchr(key, '/') : NULL;
         char *out = slash == NULL ? NULL : strcmp(slash, "/forward") == 0 ? forward
                                          : strcmp(slash, "/reverse") == 0 ? reverse : NULL;
-        if (out != NULL && st != NULL && (strcmp(st, "paused") == 0 || strcmp(st, "terminated") == 0))
-            snprintf(out, 16, "%s", st);
+        if (out != NULL)   /* a value not understood holds the instance: paused, never run by mistake */
+            snprintf(out, 16, "%s", st != NULL && strcmp(st, "terminated") == 0 ? "terminated" : "paused");
         json_decref(v);
         free(text);
         free(key);

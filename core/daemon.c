@@ -245,8 +245,12 @@ struct held_put {
 static void on_held_put(void *arg, json_t *reply, const char *err)
 {
     struct held_put *h = arg;
-    if (reply != NULL)
+    if (reply != NULL && sy_cluster_held_recorded(reply))
         sy_admin_ok(h->req, h->reply);
+    else if (reply != NULL || strcmp(err, "owner_lost") == 0)
+        sy_admin_fail(h->req, "owner_lost", "%s is %s on this node, but this node no longer owns the pair: etcd "
+                      "did not record it; give the command again (it goes to the new owner)", h->id,
+                      h->what[0] ? h->what : "started");
     else if (h->what[0])
         sy_admin_fail(h->req, "etcd_unreachable", "%s is %s on this node, but etcd did not record it (%s): a node "
                       "that takes the pair over would run it; start and %s it again once etcd answers", h->id,
@@ -273,8 +277,11 @@ static void reply_or_hold(struct sy_admin_req *req, struct sy_instance *in, cons
     *h = (struct held_put){ .req = req, .reply = reply };
     snprintf(h->what, sizeof h->what, "%s", held ? held : "");
     snprintf(h->id, sizeof h->id, "%s", sy_instance_id(in));
-    if (sy_cluster_held_put(sy_election_etcd(p->election), p->cfg->name, sy_instance_direction(in), held,
-                            sy_election_node(p->election), on_held_put, h) != 0)
+    uint64_t token = sy_election_owner_token(p->election);
+    if (token == 0)
+        on_held_put(h, NULL, "owner_lost");
+    else if (sy_cluster_held_put(sy_election_etcd(p->election), p->cfg->name, sy_instance_direction(in), held,
+                                 sy_election_node(p->election), token, on_held_put, h) != 0)
         on_held_put(h, NULL, "out of memory");
 }
 
@@ -476,7 +483,11 @@ static void *reverse_thread(void *arg)
 static void on_held_cleared(void *arg, json_t *reply, const char *err)
 {
     struct sy_pair *p = arg;
-    if (reply == NULL)
+    if (reply != NULL && !sy_cluster_held_recorded(reply))
+        sy_log_warn("pair %s: the new reverse instance runs, but this node no longer owns the pair: etcd still "
+                    "says the one before was terminated (a node that takes the pair over would terminate it)",
+                    p->cfg->name);
+    else if (reply == NULL)
         sy_log_warn("pair %s: the new reverse instance runs, but etcd still says the one before was terminated "
                     "(%s): a node that takes the pair over would terminate it", p->cfg->name, err);
 }
@@ -503,7 +514,8 @@ static void on_reverse_done(evutil_socket_t fd, short what, void *arg)
         p->reverse = sy_instance_create_reverse(p, job->eng, job->position, err, sizeof err);
         if (p->reverse != NULL && p->election != NULL &&     /* a terminate of the one before is over */
             sy_cluster_held_put(sy_election_etcd(p->election), p->cfg->name, SY_DIR_REVERSE, NULL,
-                                sy_election_node(p->election), on_held_cleared, p) != 0)
+                                sy_election_node(p->election), sy_election_owner_token(p->election),
+                                on_held_cleared, p) != 0)
             on_held_cleared(p, NULL, "out of memory");
         if (p->reverse == NULL)
             sy_admin_fail(job->req, "internal", "creating %s/reverse: %s", p->cfg->name, err);

@@ -1054,6 +1054,19 @@ def test_an_instance_an_operator_paused_stays_so_after_a_takeover(daemon, etcd, 
     wait_for(lambda: count() == 2, 30, "the started instance applies what was written meanwhile")
 
 
+def test_a_held_value_etcd_holds_but_switchyard_does_not_understand_keeps_the_instance_paused(
+        daemon, etcd, mariadb_pair, fresh):  # noqa: F811
+    """A held-state value that does not parse (written by hand, or by a later version) holds the instance:
+    the new owner opens it paused rather than run what an operator may have stopped."""
+    pname = f"h{fresh}"
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname)
+    etcd_put(etcd, f"/switchyard/pairs/{pname}/instances/forward", "{not json")
+    owner.kill9()
+    new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
+    wait_for(lambda: sync_owner(new, pname).get("instances_open"), 30, "the new owner opened the instances")
+    assert forward(new, pname)["state"] == "paused"
+
+
 def test_an_old_owners_pending_ddl_cannot_land_after_a_takeover(daemon, etcd, mariadb_pair, fresh,
                                                                 tmp_path):  # noqa: F811
     """A DDL commits by itself: the fence checks the "pending" mark committed just before it, not the DDL. The
