@@ -6,6 +6,7 @@
  * (above the checkpoint too: collected again and run in its IF [NOT] EXISTS form). In a cluster it first
  * writes the new owner's fencing token into the checkpoint row, under the row's lock: the old owner's
  * writer, if it still runs, commits nothing more into the destination (replay/mariadb_fence.h). */
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,76 @@
 
 #define TAKEOVER_TIMEOUT_S 5
 #define TAKEOVER_KILL_WAIT_MS 10000   /* an old owner's writer connection ended (KILL) must be gone by then */
+#define ROW_LOCK_PATIENCE_MS 1000     /* the checkpoint row's lock waited for this long: its holders are ended */
+#define ROW_LOCK_GIVE_UP_MS 10000     /* ... and the takeover fails (retried) after this long */
+
+/* Ends the connections whose transactions hold the lock `waiter` (a thread id) waits for: the checkpoint
+ * row of an instance this node now owns, so they are an older owner's writers (a worker paused between its
+ * fence read and its commit keeps the row's shared lock for as long as the server keeps its connection:
+ * hours). Through `watch`, a second connection. */
+static void end_row_lock_holders(MYSQL *watch, unsigned long waiter, const char *instance_id,
+                                 const struct sy_endpoint *dest)
+{
+    char sql[512], e[256];
+    snprintf(sql, sizeof sql, "SELECT DISTINCT b.trx_mysql_thread_id FROM information_schema.INNODB_LOCK_WAITS w "
+             "JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id "
+             "JOIN information_schema.INNODB_TRX r ON r.trx_id = w.requesting_trx_id "
+             "WHERE r.trx_mysql_thread_id = %lu", waiter);
+    MYSQL_RES *res = NULL;
+    if (mysql_real_query(watch, sql, (unsigned long)strlen(sql)) != 0 || (res = mysql_store_result(watch)) == NULL) {
+        sy_log_warn("%s: cannot see who holds the checkpoint row's lock on %s:%u: %u %s", instance_id, dest->host,
+                    dest->port, mysql_errno(watch), mysql_error(watch));
+        return;
+    }
+    MYSQL_ROW row;
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        unsigned long long id = row[0] ? strtoull(row[0], NULL, 10) : 0;
+        if (id == 0)
+            continue;
+        if (sy_mariadb_exec(watch, e, sizeof e, "KILL CONNECTION %llu", id) != 0)
+            sy_log_warn("%s: connection %llu holds the checkpoint row's lock on %s:%u and cannot be ended: %s",
+                        instance_id, id, dest->host, dest->port, e);
+        else
+            sy_log_warn("%s: connection %llu held the checkpoint row's lock on %s:%u (an older owner's writer, "
+                        "paused mid-commit): ended, its transaction rolled back", instance_id, id, dest->host,
+                        dest->port);
+    }
+    mysql_free_result(res);
+}
+
+/* The checkpoint row read FOR UPDATE (sql) even when an older owner's paused writer holds its lock: past
+ * ROW_LOCK_PATIENCE_MS the holders are ended. The result, or NULL with err. */
+static MYSQL_RES *lock_checkpoint_row(MYSQL *m, const struct sy_pair_cfg *cfg, const struct sy_endpoint *dest,
+                                      const char *instance_id, const char *sql, char *err, size_t errlen)
+{
+    MYSQL *watch = NULL;
+    MYSQL_RES *res = NULL;
+    bool ready = false;
+    if (mysql_send_query(m, sql, (unsigned long)strlen(sql)) != 0)
+        goto fail;
+    for (int waited = 0; !ready && waited < ROW_LOCK_GIVE_UP_MS; waited += 250) {
+        struct pollfd pfd = { .fd = (int)mysql_get_socket(m), .events = POLLIN };
+        ready = poll(&pfd, 1, 250) != 0; /* readable, or an error: the read says which */
+        if (!ready && waited + 250 >= ROW_LOCK_PATIENCE_MS) {
+            char e[256];
+            if (watch == NULL && (watch = sy_mariadb_connect(dest, cfg, 0, TAKEOVER_TIMEOUT_S, NULL, e, sizeof e)) == NULL)
+                sy_log_warn("%s: cannot open a second connection to %s:%u: %s", instance_id, dest->host, dest->port, e);
+            if (watch != NULL)
+                end_row_lock_holders(watch, mysql_thread_id(m), instance_id, dest);
+        }
+    }
+    if (mysql_read_query_result(m) != 0 || (res = mysql_store_result(m)) == NULL)
+        goto fail;
+    if (watch)
+        mysql_close(watch);
+    return res;
+fail:
+    snprintf(err, errlen, "destination %s:%u: reading the checkpoint: %u %s", dest->host, dest->port, mysql_errno(m),
+             mysql_error(m));
+    if (watch)
+        mysql_close(watch);
+    return NULL;
+}
 
 int sy_mariadb_takeover(const struct sy_pair_cfg *cfg, const char *instance_id, const struct sy_endpoint *src,
                         const struct sy_endpoint *dest, struct sy_takeover_point *out, char *err, size_t errlen)
@@ -64,11 +135,8 @@ int sy_mariadb_takeover(const struct sy_pair_cfg *cfg, const char *instance_id, 
     snprintf(sql, sizeof sql, "SELECT spool_seq, position, owner_token, pending_ddl_seq FROM " SY_SCHEMA
              ".checkpoint WHERE instance='%s' FOR UPDATE", eid);
     MYSQL_ROW row;
-    if (mysql_real_query(m, sql, (unsigned long)strlen(sql)) != 0 || (res = mysql_store_result(m)) == NULL) {
-        snprintf(err, errlen, "destination %s:%u: reading the checkpoint: %u %s", dest->host, dest->port,
-                 mysql_errno(m), mysql_error(m));
+    if ((res = lock_checkpoint_row(m, cfg, dest, instance_id, sql, err, errlen)) == NULL)
         goto out;
-    }
     if ((row = mysql_fetch_row(res)) == NULL) {
         rc = 0;
         goto out;

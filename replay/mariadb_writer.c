@@ -485,6 +485,7 @@ static int apply_group(struct worker *wk, struct sy_apply_txn *const *txs, size_
         if (rc == 0)
             rc = sy_apply_fence(ac, false); /* shared lock: the workers commit in parallel */
         if (rc == 0) {
+            sy_failpoint_stall("writer_fence_read"); /* tests: the checkpoint row's shared lock held */
             sy_failpoint("writer_before_commit");
             rc = sy_apply_commit(ac) == 0 ? 0 : SY_APPLY_TRANSIENT;
         }

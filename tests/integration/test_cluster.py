@@ -1054,6 +1054,40 @@ def test_an_instance_an_operator_paused_stays_so_after_a_takeover(daemon, etcd, 
     wait_for(lambda: count() == 2, 30, "the started instance applies what was written meanwhile")
 
 
+def test_a_takeover_ends_an_old_owner_paused_while_it_holds_the_checkpoint_rows_lock(daemon, etcd, mariadb_pair,
+                                                                                     fresh, tmp_path):  # noqa: F811
+    """The owner's apply worker has read the fencing token (a shared lock on DR's checkpoint row, held until
+    its commit) when the owner is SIGSTOPped past its lease. The server keeps that connection and its lock
+    for as long as it likes (wait_timeout: hours), so the new owner's takeover, which locks the row, would
+    wait and fail again and again: it ends the holder instead (KILL CONNECTION), takes the pair over and
+    applies on. Resumed, the old worker's commit fails with its connection; DR equals business."""
+    b, dr = mariadb_pair
+    pname = f"k{fresh}"
+    stall = {i: tmp_path / f"stall-n{i}" for i in (1, 2, 3)}
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname, env_of=lambda i: {
+        "SY_STALL_POINT": "writer_fence_read", "SY_STALL_FILE": str(stall[i])})
+    me = stall[int(sync_owner(owner, pname)["owner"].rsplit("-n", 1)[1])]
+    c = app_conn(others[0], fresh)
+    me.touch()
+    one(c, "INSERT INTO t VALUES (1, 'held')")
+    wait_for(lambda: "failpoint writer_fence_read: stalled" in owner.log(), 30, "the owner's worker holds the lock")
+    os.kill(owner.pid, signal.SIGSTOP)
+    try:
+        new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 30, "another node owns")
+        wait_for(lambda: running_forward(new, pname), 30, "the new owner's forward instance running")
+        assert "held the checkpoint row's lock" in new.log() and "ended, its transaction rolled back" in new.log()
+        one(c, "INSERT INTO t VALUES (2, 'after')")
+        rows = lambda side: q(side, "SELECT id, v FROM t ORDER BY id", fresh)
+        wait_for(lambda: rows(dr) == rows(b) == ((1, "held"), (2, "after")), 30, "DR equals business")
+        me.unlink()
+    finally:
+        os.kill(owner.pid, signal.SIGCONT)
+    wait_for(lambda: "failpoint writer_fence_read: released" in owner.log(), 10, "the old worker released")
+    wait_for(lambda: owner.pair_status(pname)["instances"] == [], 20, "the old owner runs no instance")
+    one(c, "INSERT INTO t VALUES (3, 'last')")
+    wait_for(lambda: rows(dr) == rows(b) == ((1, "held"), (2, "after"), (3, "last")), 30, "DR still equals business")
+
+
 def test_a_held_value_etcd_holds_but_switchyard_does_not_understand_keeps_the_instance_paused(
         daemon, etcd, mariadb_pair, fresh):  # noqa: F811
     """A held-state value that does not parse (written by hand, or by a later version) holds the instance:
