@@ -239,6 +239,7 @@ struct held_put {
     struct sy_admin_req *req;
     json_t *reply;                 /* owned: the instance's state, answered once etcd has it */
     char what[16];                 /* "paused", "terminated", "" (start: the key is deleted) */
+    bool created;                  /* create-reverse: the key of a terminated one before is deleted */
     char id[96];
 };
 
@@ -247,6 +248,11 @@ static void on_held_put(void *arg, json_t *reply, const char *err)
     struct held_put *h = arg;
     if (reply != NULL && sy_cluster_held_recorded(reply))
         sy_admin_ok(h->req, h->reply);
+    else if (h->created)
+        sy_admin_fail(h->req, reply != NULL ? "owner_lost" : "etcd_unreachable", "%s was created on this node, but "
+                      "etcd still says the one before was terminated (%s): a node that takes the pair over would "
+                      "terminate it; terminate it and create it again once etcd answers (on the owner)", h->id,
+                      reply != NULL ? "this node no longer owns the pair" : err);
     else if (reply != NULL || strcmp(err, "owner_lost") == 0)
         sy_admin_fail(h->req, "owner_lost", "%s is %s on this node, but this node no longer owns the pair: etcd "
                       "did not record it; give the command again (it goes to the new owner)", h->id,
@@ -264,17 +270,18 @@ static void on_held_put(void *arg, json_t *reply, const char *err)
     free(h);
 }
 
-static void reply_or_hold(struct sy_admin_req *req, struct sy_instance *in, const char *held)
+/* Answers reply (owned) once etcd recorded the instance's held state (held; NULL: deleted), at once
+ * outside a cluster. created: create-reverse's answer. */
+static void reply_after_held(struct sy_admin_req *req, struct sy_instance *in, const char *held, json_t *reply,
+                             bool created)
 {
     const struct sy_pair *p = sy_instance_pair(in);
-    json_t *reply = json_pack("{s:s,s:s}", "instance", sy_instance_id(in), "state",
-                              sy_instance_state_name(sy_instance_state(in)));
     struct held_put *h = p->election != NULL ? calloc(1, sizeof *h) : NULL;
     if (h == NULL) {
         sy_admin_ok(req, reply);
         return;
     }
-    *h = (struct held_put){ .req = req, .reply = reply };
+    *h = (struct held_put){ .req = req, .reply = reply, .created = created };
     snprintf(h->what, sizeof h->what, "%s", held ? held : "");
     snprintf(h->id, sizeof h->id, "%s", sy_instance_id(in));
     uint64_t token = sy_election_owner_token(p->election);
@@ -283,6 +290,12 @@ static void reply_or_hold(struct sy_admin_req *req, struct sy_instance *in, cons
     else if (sy_cluster_held_put(sy_election_etcd(p->election), p->cfg->name, sy_instance_direction(in), held,
                                  sy_election_node(p->election), token, on_held_put, h) != 0)
         on_held_put(h, NULL, "out of memory");
+}
+
+static void reply_or_hold(struct sy_admin_req *req, struct sy_instance *in, const char *held)
+{
+    reply_after_held(req, in, held, json_pack("{s:s,s:s}", "instance", sy_instance_id(in), "state",
+                                              sy_instance_state_name(sy_instance_state(in))), false);
 }
 
 struct settled_cmd {
@@ -480,18 +493,6 @@ static void *reverse_thread(void *arg)
     return NULL;
 }
 
-static void on_held_cleared(void *arg, json_t *reply, const char *err)
-{
-    struct sy_pair *p = arg;
-    if (reply != NULL && !sy_cluster_held_recorded(reply))
-        sy_log_warn("pair %s: the new reverse instance runs, but this node no longer owns the pair: etcd still "
-                    "says the one before was terminated (a node that takes the pair over would terminate it)",
-                    p->cfg->name);
-    else if (reply == NULL)
-        sy_log_warn("pair %s: the new reverse instance runs, but etcd still says the one before was terminated "
-                    "(%s): a node that takes the pair over would terminate it", p->cfg->name, err);
-}
-
 static void on_reverse_done(evutil_socket_t fd, short what, void *arg)
 {
     struct reverse_job *job = arg;
@@ -512,17 +513,13 @@ static void on_reverse_done(evutil_socket_t fd, short what, void *arg)
             p->reverse = NULL;
         }
         p->reverse = sy_instance_create_reverse(p, job->eng, job->position, err, sizeof err);
-        if (p->reverse != NULL && p->election != NULL &&     /* a terminate of the one before is over */
-            sy_cluster_held_put(sy_election_etcd(p->election), p->cfg->name, SY_DIR_REVERSE, NULL,
-                                sy_election_node(p->election), sy_election_owner_token(p->election),
-                                on_held_cleared, p) != 0)
-            on_held_cleared(p, NULL, "out of memory");
         if (p->reverse == NULL)
             sy_admin_fail(job->req, "internal", "creating %s/reverse: %s", p->cfg->name, err);
-        else
-            sy_admin_ok(job->req, json_pack("{s:s,s:s,s:s,s:O}", "instance", sy_instance_id(p->reverse), "state",
-                                            sy_instance_state_name(sy_instance_state(p->reverse)),
-                                            "start_position", job->position, "checks", job->checks));
+        else /* answered once etcd forgot a terminated one before (in a cluster) */
+            reply_after_held(job->req, p->reverse, NULL,
+                             json_pack("{s:s,s:s,s:s,s:O}", "instance", sy_instance_id(p->reverse), "state",
+                                       sy_instance_state_name(sy_instance_state(p->reverse)), "start_position",
+                                       job->position, "checks", job->checks), true);
     }
     json_decref(job->checks);
     event_free(job->done);

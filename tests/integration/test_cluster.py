@@ -1088,6 +1088,25 @@ def test_a_takeover_ends_an_old_owner_paused_while_it_holds_the_checkpoint_rows_
     wait_for(lambda: rows(dr) == rows(b) == ((1, "held"), (2, "after"), (3, "last")), 30, "DR still equals business")
 
 
+def test_create_reverse_answers_once_etcd_forgot_the_terminated_one_before(daemon, etcd, mariadb_pair,
+                                                                           fresh):  # noqa: F811
+    """A terminated reverse instance is kept in etcd (a new owner must not run it). create-reverse makes a new
+    one and answers only once that key is gone: a takeover right after the answer would otherwise terminate
+    the new instance."""
+    pname = f"r{fresh}"
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname)
+    key = f"/switchyard/pairs/{pname}/instances/reverse"
+    others[0].admin_ok("create-reverse", pair=pname)
+    wait_for(lambda: etcd_get(etcd, key) is None and any(
+        i["direction"] == "reverse" for i in owner.pair_status(pname)["instances"]), 20, "a reverse instance")
+    r = others[1].admin_ok("terminate", instance=f"{pname}/reverse")
+    assert r["state"] == "terminated", r
+    assert etcd_get(etcd, key)["state"] == "terminated"
+    r = others[0].admin_ok("create-reverse", pair=pname)
+    assert r["instance"] == f"{pname}/reverse" and r["state"] == "collecting", r
+    assert etcd_get(etcd, key) is None                    # gone before the answer
+
+
 def test_a_held_value_etcd_holds_but_switchyard_does_not_understand_keeps_the_instance_paused(
         daemon, etcd, mariadb_pair, fresh):  # noqa: F811
     """A held-state value that does not parse (written by hand, or by a later version) holds the instance:
