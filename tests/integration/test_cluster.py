@@ -543,6 +543,10 @@ def electable_three(daemon, etcd, mariadb_pair, db, pname, max_hold_ms=5000, env
     owner = wait_for(lambda: len(owners(nodes, pname)) == 1 and owners(nodes, pname)[0], 20, "one owner")
     wait_for(lambda: running_forward(owner, pname), 60, "the owner's forward instance running")
     b, dr = mariadb_pair                                # the last test may have left DR active
+    # a takeover resumes from DR's checkpoint: one killed before its first one leaves none (the new owner then
+    # rightly starts from its own state, and a test of the takeover would test nothing)
+    wait_for(lambda: q(dr, "SELECT COUNT(*) FROM switchyard.checkpoint WHERE instance = %s",
+                       args=(f"{pname}/forward",)) == ((1,),), 30, "the forward instance's checkpoint on DR")
     wait_for(lambda: q(b, "SELECT @@global.read_only")[0][0] == 0 and q(dr, "SELECT @@global.read_only")[0][0] == 1,
              20, "the fence keeper made business writable")
     return owner, [d for d in nodes if d is not owner]
