@@ -305,8 +305,9 @@ static void do_resume_forward(struct sy_switch *sw)
 {
     const char *code = "bad_state";
     enum sy_instance_state st = sy_instance_state(sw->draining);
+    sw->call_rc = 0;
     if ((st == SY_INST_FAILED || st == SY_INST_PAUSED) &&
-        sy_instance_start(sw->draining, &code, sw->call_err, sizeof sw->call_err) != 0)
+        (sw->call_rc = sy_instance_start(sw->draining, &code, sw->call_err, sizeof sw->call_err)) != 0)
         sy_log_warn("pair %s: failover: cannot restart %s to apply its spool: %s", sw->p->cfg->name,
                     sy_instance_id(sw->draining), sw->call_err);
 }
@@ -924,6 +925,7 @@ static int run_failover(struct sy_switch *sw)
      * right now is stopping first. */
     wait_settled(sw, sw->draining);
     loop_call(sw, do_resume_forward);
+    sy_failpoint_stall("failover_after_resume");
     /* Everything the forward collector spooled reaches DR (and, when fenced, everything there is). The
      * collector can still spool events it had already received from the dead server (the client library's
      * read-ahead) after the check: so the forward instance is paused, then checked again, and resumed to
@@ -976,9 +978,19 @@ static int drain_forward_spool(struct sy_switch *sw, bool alive, uint64_t deadli
         bool collected = !alive || (pr.collected[0] && p->eng->position->covers(pr.collected, sw->final_pos));
         if (collected && pr.applied_seq >= pr.collected_seq)
             return 0;
-        if (pr.write_state == SY_MOD_FAILED || pr.state == SY_INST_FAILED)
+        if (pr.write_state == SY_MOD_FAILED)
             return fail(sw, "bad_state", "%s failed before its spool was applied: %s", sy_instance_id(sw->draining),
                         pr.error);
+        if (!pr.write_running && (pr.state == SY_INST_STOPPING || pr.state == SY_INST_FAILED)) {
+            /* its collector spent retry_seconds on the dead business side meanwhile: the whole instance
+             * failed (or is stopping into failed) with the writer still applying; started again */
+            wait_settled(sw, sw->draining);
+            loop_call(sw, do_resume_forward);
+            if (sw->call_rc != 0)
+                return fail(sw, "bad_state", "%s stopped before its spool was applied and cannot start again: %s",
+                            sy_instance_id(sw->draining), sw->call_err);
+            continue;
+        }
         if (!pr.write_running && pr.applied_seq < pr.collected_seq)
             return fail(sw, "bad_state", "%s is %s with %llu spooled record(s) not applied: start it first",
                         sy_instance_id(sw->draining), sy_instance_state_name(pr.state),

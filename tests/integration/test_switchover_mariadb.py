@@ -402,6 +402,48 @@ def test_failover_after_forward_failed_and_empty_tail_resolves_itself(daemon, ma
     wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", fresh) == ((3,),), 30, "forward again")
 
 
+def test_forward_failing_during_the_failovers_drain_is_started_again(daemon, mariadb_pair, fresh, tmp_path):  # noqa: F811
+    """The forward collector spends retry_seconds on the dead business side while the failover waits for the
+    writer to apply the spool (CI: "forward is stopping with 3 spooled record(s) not applied"): the failover
+    starts the instance again and every spooled insert reaches DR."""
+    b, dr = mariadb_pair
+    b.sql("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))", database=fresh)
+    app_user(mariadb_pair, fresh)
+    pname = f"g{fresh}"
+    stall = tmp_path / "stall-failover"
+    stall.touch()
+    d = daemon(pair=pname, objects=f"{fresh}.*", retry_seconds=1,
+               env={"SY_STALL_POINT": "failover_after_resume", "SY_STALL_FILE": str(stall)})
+    wait_state(d, pname, "running")
+    c = app_conn(d, fresh)
+    one(c, "INSERT INTO t VALUES (1, 'applied')")
+    wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", fresh) == ((1,),), 30, "applied")
+    reply, th = {}, None
+    try:
+        with locked(dr, fresh, "SELECT * FROM t FOR UPDATE"):           # DR's writer waits on this lock
+            for i in (2, 3, 4):
+                one(c, "INSERT INTO t VALUES (%s, 'spooled, not applied')", (i,))
+
+            def spooled():
+                f = forward(d, pname)
+                return f["collection"]["spool_seq"] - f["write"]["spool_seq"] >= 3
+            wait_for(spooled, 10, "three inserts spooled, not applied")
+            b.kill9()
+            th = threading.Thread(target=lambda: reply.update(d.admin("failover", _timeout=120, pair=pname)))
+            th.start()
+            wait_for(lambda: "failpoint failover_after_resume: stalled" in d.log(), 30, "failover at its drain")
+            # the collector's retry window ends and the whole instance fails (its blocked writer cut)
+            wait_for(lambda: forward(d, pname)["state"] == "failed", 30, "forward failed meanwhile")
+        stall.unlink()
+        th.join(120)
+    finally:
+        stall.unlink(missing_ok=True)
+        b.start()
+    assert reply.get("ok") is True, reply
+    assert reply["result"]["active_side"] == "dr"
+    assert q(dr, "SELECT id FROM t ORDER BY id", fresh) == ((1,), (2,), (3,), (4,))
+
+
 @pytest.mark.tsan
 def test_precheck_direction_switchover(switchable, mariadb_pair):
     d, pname, db = switchable
