@@ -119,11 +119,11 @@ static bool export_refused(const char *cmd, json_t *args)
 }
 
 /* Whether this node runs the pair's commands: it owns the pair and opened its instances. A node that
- * stepped down keeps them open while a switch of its own still runs (core/daemon.c close_instances): its
- * commands go to the new owner all the same. */
+ * stepped down keeps the instance objects until their threads returned and a switch of its own ended
+ * (core/daemon.c close_instances): its commands go to the new owner all the same. */
 static bool runs_here(const struct sy_pair *p)
 {
-    return p->sync_open && p->election != NULL && sy_election_is_owner(p->election);
+    return p->sync_open && !p->sync_closing && p->election != NULL && sy_election_is_owner(p->election);
 }
 
 /* ---- the asking node ---------------------------------------------------------------------------- */
@@ -426,10 +426,10 @@ static void serve(evutil_socket_t fd, short what, void *arg)
         sy_admin_call(s->ca->a, s->cmd, s->args, on_served, s);
         return;
     }
-    if (s->p->sync_open) {                         /* stepped down, its switch still runs: not the owner */
+    if (s->p->sync_open) {                         /* stepped down, its instances closing: not the owner */
         char msg[400];
-        snprintf(msg, sizeof msg, "node %s no longer owns %s (it stepped down; its instances stop when its "
-                 "switch ends): '%s' was not run; give it again (it goes to the new owner)",
+        snprintf(msg, sizeof msg, "node %s no longer owns %s (it stepped down; its instances are closing): '%s' "
+                 "was not run; give it again (it goes to the new owner)",
                  sy_cluster_node(s->ca->c), s->p->cfg->name, s->cmd);
         json_t *r = json_pack("{s:b,s:{s:s,s:s}}", "ok", 0, "error", "code", "owner_lost", "message", msg);
         on_served(r, s);

@@ -77,7 +77,8 @@ static struct sy_pair *pair_arg(struct sy_admin_req *req, json_t *args, struct d
  * owning the pair but still taking it over never sends to itself: it answers bad_state at once. */
 static bool on_owner(struct daemon *d, struct sy_pair *p, struct sy_admin_req *req, json_t *args)
 {
-    if (d->cadmin != NULL && !p->sync_open && p->election != NULL && sy_election_is_owner(p->election)) {
+    if (d->cadmin != NULL && (!p->sync_open || p->sync_closing) && p->election != NULL &&
+        sy_election_is_owner(p->election)) {
         sy_admin_fail(req, "bad_state", "pair %s: this node owns it but has not opened its instances yet "
                       "(taking it over%s%s)", p->cfg->name, p->takeover_error[0] ? ": " : "",
                       p->takeover_error);
@@ -769,32 +770,69 @@ static int open_instances(struct sy_pair *p)
 #define STEP_DOWN_MIN_GRACE_MS 100  /* ... but they always get this long to finish what they are at */
 #define STEP_DOWN_MAX_GRACE_MS 2000 /* the usual grace, when the lease is far from ending */
 
-/* A node that is no longer the owner stops the instances here at once (their state stays on disk: a
- * later takeover rebuilds it from the destination's checkpoint). Deferred while a switch uses them. */
+/* The instances of a pair whose owner stepped down are closed once their threads returned and no switch
+ * uses them any more; this node may then take the pair over again. */
+static void finish_close(struct sy_pair *p)
+{
+    if (!p->sync_closing || p->op != NULL || !sy_instance_retired(p->forward) || !sy_instance_retired(p->reverse))
+        return;
+    sy_instance_close(p->reverse);                 /* their threads are done: does not wait */
+    sy_instance_close(p->forward);
+    p->forward = p->reverse = NULL;
+    p->sync_open = p->sync_closing = false;
+    sy_log_info("pair %s: instances closed on this node (not the owner) %llu ms after the step-down", p->cfg->name,
+                (unsigned long long)(sy_now_ms() - p->closing_since_ms));
+}
+
+static void on_retired(void *arg, struct sy_instance *in)
+{
+    finish_close(arg);
+}
+
+/* A node that is no longer the owner stops the instances at once without blocking the loop (several pairs
+ * step down together: each gets its own deadline, none waits for another's threads). Their state stays on
+ * disk: a later takeover rebuilds it from the destination's checkpoint. Writers still busy are cut (their
+ * transactions rolled back by the server) before etcd may expire this node's lease and let a new owner
+ * write: the usual 2 s grace is longer than the third of the TTL left after a step-down. A switch that
+ * still runs keeps the instance objects (its steps then fail: nothing starts them again) and they are
+ * closed once it ends (on_owner_check calls this again). */
 static void close_instances(struct sy_pair *p)
 {
-    if (p->op != NULL) {
-        sy_log_error("pair %s: no longer the owner, but a switch runs: the instances stop when it ends",
-                     p->cfg->name);
+    if (p->sync_closing) {
+        finish_close(p);
         return;
     }
     sy_fence_keeper_stop(p);
-    /* Both instances stop together, and a writer still busy is cut (its transaction rolled back by the
-     * server) before etcd may expire this node's lease and let a new owner write: the usual 2 s grace is
-     * longer than the third of the TTL left after a step-down. */
     uint64_t now = sy_now_ms(), ends = sy_election_lease_ends_ms(p->election);
     uint64_t by = ends > now + STEP_DOWN_MIN_GRACE_MS + STEP_DOWN_SLACK_MS ? ends - STEP_DOWN_SLACK_MS
                                                                            : now + STEP_DOWN_MIN_GRACE_MS;
     if (by > now + STEP_DOWN_MAX_GRACE_MS)
         by = now + STEP_DOWN_MAX_GRACE_MS;
+    p->sync_closing = true;
+    p->closing_since_ms = now;
+    if (p->op != NULL)
+        sy_log_error("pair %s: no longer the owner while a switch runs: its instances stop now and the switch "
+                     "fails", p->cfg->name);
+    if (p->reverse)
+        sy_instance_retire(p->reverse, by, on_retired, p);
+    if (p->forward)
+        sy_instance_retire(p->forward, by, on_retired, p);
+    finish_close(p);
+}
+
+/* At exit: the instances are closed now, on this thread (the loop no longer runs). */
+static void close_instances_now(struct sy_pair *p)
+{
+    uint64_t by = sy_now_ms() + STEP_DOWN_MAX_GRACE_MS;
+    if (p->sync_closing)
+        by = p->closing_since_ms + STEP_DOWN_MAX_GRACE_MS;   /* retiring: their deadline came already or soon */
+    sy_fence_keeper_stop(p);
     sy_instance_stop_asking(p->reverse);
     sy_instance_stop_asking(p->forward);
     sy_instance_close_by(p->reverse, by);
     sy_instance_close_by(p->forward, by);
     p->forward = p->reverse = NULL;
-    p->sync_open = false;
-    sy_log_info("pair %s: instances stopped on this node (not the owner) in %llu ms", p->cfg->name,
-                (unsigned long long)(sy_now_ms() - now));
+    p->sync_open = p->sync_closing = false;
 }
 
 #define TAKEOVER_WARN_MS 60000   /* a takeover failing again with the same error is logged this often */
@@ -1116,7 +1154,7 @@ out:
     sy_cluster_admin_free(d.cadmin);
     for (size_t i = 0; i < d.n_started; i++) {
         if (d.pairs[i].sync_open)
-            close_instances(&d.pairs[i]);   /* before the lease goes: then another node may take over */
+            close_instances_now(&d.pairs[i]);   /* before the lease goes: then another node may take over */
         sy_election_free(d.pairs[i].election);
         d.pairs[i].election = NULL;
         sy_cluster_switch_free(d.pairs[i].cswitch);

@@ -114,6 +114,15 @@ struct sy_instance {
     pthread_t lag_thread;
     bool lag_running;
     volatile int lag_stop;
+    struct {                                 /* sy_instance_retire: stopping for good, off the loop's back */
+        bool on;                             /* nothing starts the instance again (written on the loop with
+                                                __atomic stores: a switch thread reads it) */
+        bool reported;                       /* done() was called */
+        uint64_t by;                         /* sy_now_ms: busy modules' connections are shut then */
+        struct event *ev;                    /* owned: fires at `by` (and at once to check) */
+        void (*done)(void *arg, struct sy_instance *in);
+        void *arg;
+    } retire;
 };
 
 static const char *const state_names[] = {
@@ -516,9 +525,12 @@ static void stop_into(struct sy_instance *in, enum sy_instance_state to)
     call_waiters(in);
 }
 
+static void retire_check(struct sy_instance *in);
+
 static void on_module_done(evutil_socket_t fd, short what, void *arg)
 {
     settle(arg);
+    retire_check(arg);
 }
 
 void sy_instance_when_settled(struct sy_instance *in, void (*fn)(void *arg, struct sy_instance *in), void *arg)
@@ -565,6 +577,8 @@ static void begin_precheck(struct sy_instance *in)
 /* Starts what the current state needs. */
 static void run_state(struct sy_instance *in)
 {
+    if (in->retire.on)
+        return;
     switch (in->state) {
     case SY_INST_PRECHECKING:
         begin_precheck(in);
@@ -818,10 +832,96 @@ void sy_instance_close(struct sy_instance *in)
     sy_instance_close_by(in, sy_now_ms() + STOP_GRACE_MS);
 }
 
+/* Whether a module thread has not returned yet. */
+static bool threads_busy(struct sy_instance *in)
+{
+    bool busy = false;
+    for (int i = 0; i < MOD__COUNT; i++)
+        busy |= in->mod[i].running && !__atomic_load_n(&in->mod[i].done, __ATOMIC_ACQUIRE);
+    return busy;
+}
+
+/* Every module still busy after its stop has its database connections shut (its open transaction is
+ * rolled back by the server); logged once per module. */
+static void modules_cut(struct sy_instance *in)
+{
+    for (int i = 0; i < MOD__COUNT; i++) {
+        struct module *m = &in->mod[i];
+        if (!m->running || __atomic_load_n(&m->done, __ATOMIC_ACQUIRE) || m->sockets.shut)
+            continue;
+        size_t n = sockets_shut(&m->sockets);
+        sy_log_warn("%s: %s module still busy %llu ms after its stop: %zu database connection(s) shut down to "
+                    "end it", in->id, m->ops->name, (unsigned long long)(sy_now_ms() - m->stop_asked_ms), n);
+    }
+}
+
 void sy_instance_stop_asking(struct sy_instance *in)
 {
     if (in != NULL && in->spool != NULL)
         modules_stop(in, SY_MOD_STOPPED);
+}
+
+/* A retiring instance whose threads all returned: its owner is told (once). */
+static void retire_check(struct sy_instance *in)
+{
+    if (!in->retire.on || in->retire.reported)
+        return;
+    for (int i = 0; i < MOD__COUNT; i++) {
+        module_reap(in, i);
+        if (in->mod[i].running)
+            return;
+    }
+    in->retire.reported = true;
+    in->retire.done(in->retire.arg, in);
+}
+
+static void on_retire_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct sy_instance *in = arg;
+    modules_cut(in);
+    retire_check(in);
+}
+
+void sy_instance_retire(struct sy_instance *in, uint64_t deadline_ms, void (*done)(void *arg, struct sy_instance *in),
+                        void *arg)
+{
+    if (in->retire.on)
+        return;
+    __atomic_store_n(&in->retire.on, true, __ATOMIC_RELEASE);
+    in->retire.by = deadline_ms;
+    in->retire.done = done;
+    in->retire.arg = arg;
+    if (in->poll)
+        event_del(in->poll);                       /* no restart, no retry, no precheck outcome */
+    __atomic_store_n(&in->lag_stop, 1, __ATOMIC_RELEASE);
+    if (in->spool)
+        modules_stop(in, SY_MOD_STOPPED);
+    uint64_t now = sy_now_ms(), wait = deadline_ms > now ? deadline_ms - now : 0;
+    struct timeval tv = { (time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000 };
+    in->retire.ev = evtimer_new(in->pair->base, on_retire_deadline, in);
+    if (in->retire.ev == NULL || evtimer_add(in->retire.ev, &tv) != 0)
+        modules_cut(in);                           /* out of memory: no timer to wait for the deadline */
+    event_active(in->stopped_ev, 0, 0);            /* done() once the threads returned, maybe at once */
+}
+
+bool sy_instance_retiring(const struct sy_instance *in)
+{
+    return in != NULL && __atomic_load_n(&in->retire.on, __ATOMIC_ACQUIRE);
+}
+
+bool sy_instance_retired(const struct sy_instance *in)
+{
+    return in == NULL || in->retire.reported;
+}
+
+/* Commands on an instance this node no longer owns (a switch that still runs may ask). */
+static int refuse_retiring(const struct sy_instance *in, const char **code, char *msg, size_t msglen)
+{
+    if (!in->retire.on)
+        return 0;
+    *code = "owner_lost";
+    snprintf(msg, msglen, "%s is closing on this node: the node no longer owns %s", in->id, in->pair->cfg->name);
+    return -1;
 }
 
 void sy_instance_close_by(struct sy_instance *in, uint64_t deadline_ms)
@@ -830,6 +930,8 @@ void sy_instance_close_by(struct sy_instance *in, uint64_t deadline_ms)
         return;
     if (in->poll)
         event_free(in->poll);
+    if (in->retire.ev)
+        event_free(in->retire.ev);
     if (in->lag_running) {
         __atomic_store_n(&in->lag_stop, 1, __ATOMIC_RELEASE);
         pthread_join(in->lag_thread, NULL);
@@ -838,25 +940,11 @@ void sy_instance_close_by(struct sy_instance *in, uint64_t deadline_ms)
     if (in->spool) {
         /* Closing (shutdown) may wait: the threads get the grace to finish cleanly, then are cut. */
         modules_stop(in, SY_MOD_STOPPED);
-        for (bool busy = true; busy && sy_now_ms() < deadline_ms;) {
-            busy = false;
-            for (int i = 0; i < MOD__COUNT; i++)
-                busy |= in->mod[i].running && !__atomic_load_n(&in->mod[i].done, __ATOMIC_ACQUIRE);
-            if (busy)
-                usleep(5 * 1000);
-        }
+        while (threads_busy(in) && sy_now_ms() < deadline_ms)
+            usleep(5 * 1000);
+        modules_cut(in);
         for (int i = 0; i < MOD__COUNT; i++) {
-            struct module *m = &in->mod[i];
-            if (!m->running)
-                continue;
-            if (!__atomic_load_n(&m->done, __ATOMIC_ACQUIRE) && !m->sockets.shut) {
-                size_t n = sockets_shut(&m->sockets);
-                sy_log_warn("%s: %s module still busy %llu ms after its stop: %zu database connection(s) shut "
-                            "down to end it", in->id, m->ops->name,
-                            (unsigned long long)(sy_now_ms() - m->stop_asked_ms), n);
-            }
-            sockets_shut(&m->sockets);
-            while (!__atomic_load_n(&m->done, __ATOMIC_ACQUIRE))
+            while (in->mod[i].running && !__atomic_load_n(&in->mod[i].done, __ATOMIC_ACQUIRE))
                 usleep(5 * 1000);
             module_reap(in, i);
         }
@@ -913,6 +1001,10 @@ void sy_instance_progress(struct sy_instance *in, struct sy_instance_progress *o
 
 int sy_instance_skip_to(struct sy_instance *in, const char *position, char *err, size_t errlen)
 {
+    if (in->retire.on) {
+        snprintf(err, errlen, "%s is closing on this node: the node no longer owns %s", in->id, in->pair->cfg->name);
+        return -1;
+    }
     if (in->state != SY_INST_PAUSED) {
         snprintf(err, errlen, "%s is %s, not paused", in->id, state_names[in->state]);
         return -1;
@@ -940,6 +1032,8 @@ int sy_instance_skip_to(struct sy_instance *in, const char *position, char *err,
 
 int sy_instance_stop_write(struct sy_instance *in, const char **code, char *msg, size_t msglen)
 {
+    if (refuse_retiring(in, code, msg, msglen) != 0)
+        return -1;
     if (in->state != SY_INST_RUNNING && in->state != SY_INST_RETRYING && in->state != SY_INST_COLLECTING) {
         *code = "bad_state";
         snprintf(msg, msglen, "%s is %s: its write cannot be stopped", in->id, state_names[in->state]);
@@ -953,6 +1047,8 @@ int sy_instance_stop_write(struct sy_instance *in, const char **code, char *msg,
 
 int sy_instance_start_write(struct sy_instance *in, const char **code, char *msg, size_t msglen)
 {
+    if (refuse_retiring(in, code, msg, msglen) != 0)
+        return -1;
     if (in->state != SY_INST_COLLECTING && !(in->state == SY_INST_RETRYING && !in->write_enabled)) {
         *code = "bad_state";
         snprintf(msg, msglen, "%s is %s: only a collecting instance can start writing", in->id,
@@ -976,7 +1072,8 @@ bool sy_instance_write_reaches(struct sy_instance *in, const char *want, uint64_
         sy_instance_write_position(in, have, sizeof have);
         if (in->eng->position->covers(have, want))
             return true;
-        if (sy_now_ms() >= deadline_ms || (abort && __atomic_load_n(abort, __ATOMIC_ACQUIRE)))
+        if (sy_now_ms() >= deadline_ms || (abort && __atomic_load_n(abort, __ATOMIC_ACQUIRE)) ||
+            sy_instance_retiring(in))
             return false;
         usleep(nap * 1000);
     }
@@ -1086,6 +1183,8 @@ int sy_instance_destroy(struct sy_instance *in, char *err, size_t errlen)
 
 int sy_instance_pause(struct sy_instance *in, const char **code, char *msg, size_t msglen)
 {
+    if (refuse_retiring(in, code, msg, msglen) != 0)
+        return -1;
     if (in->state != SY_INST_RUNNING && in->state != SY_INST_RETRYING && in->state != SY_INST_COLLECTING &&
         in->state != SY_INST_INITIAL_SYNC && in->state != SY_INST_FAILED && in->state != SY_INST_STOPPING) {
         *code = "bad_state";
@@ -1100,6 +1199,8 @@ int sy_instance_pause(struct sy_instance *in, const char **code, char *msg, size
 
 int sy_instance_start(struct sy_instance *in, const char **code, char *msg, size_t msglen)
 {
+    if (refuse_retiring(in, code, msg, msglen) != 0)
+        return -1;
     if (in->dir == SY_DIR_FORWARD && in->pair->reverse && sy_instance_writing(in->pair->reverse)) {
         *code = "reverse_running";
         snprintf(msg, msglen, "%s writes to the business database: pause it (or switch back) before starting %s",
@@ -1142,6 +1243,8 @@ int sy_instance_start(struct sy_instance *in, const char **code, char *msg, size
 
 int sy_instance_terminate(struct sy_instance *in, const char **code, char *msg, size_t msglen)
 {
+    if (refuse_retiring(in, code, msg, msglen) != 0)
+        return -1;
     if (in->state == SY_INST_TERMINATED) {
         *code = "bad_state";
         snprintf(msg, msglen, "%s is already terminated", in->id);

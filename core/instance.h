@@ -145,6 +145,17 @@ void sy_instance_close(struct sy_instance *in); /* stops the threads (they resum
 void sy_instance_close_by(struct sy_instance *in, uint64_t deadline_ms);
 /* Asks every module thread to stop and returns at once (a close follows): several instances stop together. */
 void sy_instance_stop_asking(struct sy_instance *in);
+/* A step-down, without blocking the loop: every module is asked to stop now, and one still busy at
+ * deadline_ms (sy_now_ms clock) has its database connections shut; from now on nothing starts the
+ * instance again (its commands answer owner_lost) and its state machine is stopped. done(arg, in) is called
+ * on the loop once every thread returned; the owner then sy_instance_close()s it (which no longer waits).
+ * A second call does nothing. */
+void sy_instance_retire(struct sy_instance *in, uint64_t deadline_ms, void (*done)(void *arg, struct sy_instance *in),
+                        void *arg);
+/* Whether sy_instance_retire was called (any thread; false for NULL): waits on its write end. */
+bool sy_instance_retiring(const struct sy_instance *in);
+/* Whether a retiring instance's threads all returned (true for NULL). */
+bool sy_instance_retired(const struct sy_instance *in);
 
 /* The instance's state directory (state_dir/instances/<pair>.<direction>), whether it exists or not. */
 void sy_instance_dir(const struct sy_pair *pair, enum sy_direction dir, char *out, size_t outlen);

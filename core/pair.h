@@ -136,6 +136,8 @@ struct sy_pair {
                                         takeover starts, read by it and by the instances' writers); 0 else */
     bool taking_over;                /* the owner's takeover (core/takeover.c) runs: instances not open yet */
     bool sync_open;                  /* with an election: this node opened the instances as their owner */
+    bool sync_closing;               /* stepped down: the instances retire (core/daemon.c close_instances) */
+    uint64_t closing_since_ms;       /* sy_now_ms of that step-down */
     char takeover_error[1280];       /* why the last takeover failed ("" none; retried): fits its 1200 */
     uint64_t takeover_failures;      /* takeovers failed in a row (the log collapses them) */
     uint64_t takeover_warned_ms;     /* monotonic: when the last "takeover failed" was logged */

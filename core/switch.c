@@ -174,6 +174,15 @@ static int fail(struct sy_switch *sw, const char *code, const char *fmt, ...)
     vsnprintf(sw->msg, sizeof sw->msg, fmt, ap);
     va_end(ap);
     sw->code = code;
+    if (sy_instance_retiring(sw->draining)) {
+        /* the node stepped down as the pair's owner meanwhile (core/daemon.c close_instances): its instances
+         * stopped for good here, whatever the step that noticed says */
+        char was[sizeof sw->msg];
+        snprintf(was, sizeof was, "%s", sw->msg);
+        snprintf(sw->msg, sizeof sw->msg, "this node stopped owning %s during the switch (its instances are "
+                 "closing): rolled back; run it again (it goes to the new owner) [%s]", sw->p->cfg->name, was);
+        sw->code = "owner_lost";
+    }
     return -1;
 }
 

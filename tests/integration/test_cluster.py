@@ -473,9 +473,15 @@ def test_an_owner_cut_off_from_etcd_cuts_its_writer_before_its_lease_can_end(dae
         assert f"{pname}/forward" in cut
         # the step-down came at 2/3 of the TTL without renewal: the cut within the third left, minus slack
         assert log_ms(cut) - log_ms(down) <= TTL_MS / 3, (down, cut)
+        # the step-down does not wait for the held thread on the loop (other pairs' cuts, the clients and
+        # the admin socket would wait behind it): the node answers at once, the instances still closing
+        t0 = time.monotonic()
+        st = owner.admin("status", _timeout=5, pair=pname)
+        assert st["ok"] and time.monotonic() - t0 < 1.0, st
+        assert "instances closed on this node" not in owner.log()
         stall.unlink()
         wait_for(lambda: "failpoint writer_group_taken: released" in owner.log(), 10, "the old worker released")
-        wait_for(lambda: "instances stopped on this node (not the owner)" in owner.log(), 10, "the old owner stopped")
+        wait_for(lambda: "instances closed on this node (not the owner)" in owner.log(), 10, "the old owner closed")
         new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 30, "another node owns")
         wait_for(lambda: running_forward(new, pname), 60, "the new owner's forward instance running")
     finally:
@@ -1229,8 +1235,12 @@ def test_a_node_that_stepped_down_mid_switch_sends_commands_to_the_new_owner(dae
             new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 30, "another node owns")
         finally:
             os.kill(owner.pid, signal.SIGCONT)
-        wait_for(lambda: "no longer the owner, but a switch runs" in owner.log(), 20, "the old owner stepped down")
+        wait_for(lambda: "no longer the owner while a switch runs: its instances stop now" in owner.log(), 20,
+                 "the old owner stepped down")
         assert sync_owner(owner, pname)["this_node_owns"] is False and sync_owner(owner, pname)["instances_open"]
+        # its writers stopped at once, the switch still held (before: they wrote on until the switch ended)
+        wait_for(lambda: all(i["write"]["state"] == "stopped" and i["collection"]["state"] == "stopped"
+                             for i in owner.pair_status(pname)["instances"]), 10, "the old owner's modules stopped")
         new_name = sync_owner(new, pname)["owner"]
         wait_for(lambda: cluster(owner)["registered"] and cluster(owner)["lease_id"] not in (0, lease0), 20,
                  "registered again under a new lease")
@@ -1244,12 +1254,15 @@ def test_a_node_that_stepped_down_mid_switch_sends_commands_to_the_new_owner(dae
              "args": {"instance": f"{pname}/forward"}}))
         reply = wait_for(lambda: etcd_get(etcd, f"/switchyard/pairs/{pname}/replies/late"), 10, "the reply")
         assert reply == {"ok": False, "error": {"code": "owner_lost", "message": (
-            f"node {old_name} no longer owns {pname} (it stepped down; its instances stop when its switch ends): "
+            f"node {old_name} no longer owns {pname} (it stepped down; its instances are closing): "
             "'lag-history' was not run; give it again (it goes to the new owner)")}}, reply
         assert new_name != old_name
     finally:
         me.unlink(missing_ok=True)
         t.join(120)
+    # the held switch then failed at once (its writers gone), rolled back, said why
+    assert result["r"]["ok"] is False and result["r"]["error"]["code"] == "owner_lost", result
+    assert "this node stopped owning" in result["r"]["error"]["message"], result
     wait_for(lambda: owner.pair_status(pname)["instances"] == [], 30, "the old owner's instances closed")
     wait_for(lambda: running_forward(new, pname), 30, "the new owner runs the forward instance")
 
