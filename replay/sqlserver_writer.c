@@ -811,9 +811,32 @@ static int read_checkpoints(struct writer *w, struct sy_tds *t)
     for (int i = 0; i < w->n_workers; i++)
         w->workers[i].ckpt = same ? r.rows[i].seq : low;
     if (!same) { /* rows for this run's workers, all at the lowest checkpoint */
+        sy_failpoint_stall("sqlserver_checkpoint_rewrite");
         sy_buf_reset(b);
-        sy_tds_addf(b, "BEGIN TRANSACTION; DELETE FROM [%s].[%s] WHERE instance = %s;\n", SY_TDS_SCHEMA,
+        sy_tds_addf(b, "BEGIN TRANSACTION; DELETE FROM [%s].[%s] WHERE instance = %s", SY_TDS_SCHEMA,
                     SY_TDS_CHECKPOINT, w->inst_lit);
+        if (token != 0) {
+            /* fenced like the checkpoint updates: only rows no newer owner claimed go (those it did claim
+             * since this writer's claim stay, and this writer stops); a claim coming later waits for this
+             * transaction's locks and then claims the rows written here */
+            sy_tds_addf(b, " AND owner_token <= %llu", (unsigned long long)token);
+            if ((rc = sy_tds_exec(t, sy_tds_sql(b), NULL, 0, NULL, err, sizeof err)) != SY_TDS_OK)
+                return rc_of(w, rc, err);
+            char left[32] = "";
+            sy_buf_reset(b);
+            sy_tds_addf(b, "SELECT COUNT(*) FROM [%s].[%s] WHERE instance = %s", SY_TDS_SCHEMA, SY_TDS_CHECKPOINT,
+                        w->inst_lit);
+            if ((rc = sy_tds_scalar(t, sy_tds_sql(b), left, sizeof left, err, sizeof err)) != SY_TDS_OK)
+                return rc_of(w, rc, err);
+            if (strcmp(left, "0") != 0) {
+                sy_tds_exec(t, "IF @@TRANCOUNT > 0 ROLLBACK", NULL, 0, NULL, err, sizeof err);
+                fenced(w, "a newer owner claimed the destination's checkpoint before its rows were rewritten");
+                return -1;
+            }
+            sy_buf_reset(b);
+        } else {
+            sy_tds_addf(b, ";\n");
+        }
         for (int i = 0; i < w->n_workers; i++)
             sy_tds_addf(b, "INSERT INTO [%s].[%s] (instance, worker, workers, seq, position, owner_token) VALUES "
                         "(%s, %d, %d, %llu, '%s', %llu);\n", SY_TDS_SCHEMA, SY_TDS_CHECKPOINT, w->inst_lit, i,

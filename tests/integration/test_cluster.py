@@ -1408,6 +1408,68 @@ def test_an_old_sql_server_owner_resumed_after_a_takeover_is_fenced_at_the_desti
     assert "fenced" not in sync_owner(new, pname)
     c.close()
 
+def test_an_old_sql_server_owner_cannot_rewrite_drs_checkpoint_rows_a_newer_owner_claimed(tds_pair, daemon, etcd,
+                                                                                         tmp_path):
+    """A writer whose apply_threads differs from the rows on DR rewrites them (one per worker) after its claim.
+    The owner is held just before that rewrite (failpoint sqlserver_checkpoint_rewrite) and SIGSTOPped past its
+    lease; another node takes over and applies. On SIGCONT the old writer's rewrite deletes only rows no newer
+    owner claimed — none — so it stops, fenced, and DR's rows keep the new owner's token. Before, it deleted
+    the new owner's rows and wrote its own, with its older token, and was not fenced."""
+    business, dr, db, sql = tds_pair
+    pname = "tkr"
+    point = "sqlserver_checkpoint_rewrite"
+    first = daemon(pair=pname, engine="sqlserver", business=f"{business.host}:{business.port}",
+                   dr=f"{dr.host}:{dr.port}", admin_user=business.user, admin_password=business.password,
+                   objects=f"{db}.*", apply_threads=1, on_conflict="fail", txn_drain_ms=500,
+                   extra_ini=cluster_ini(etcd, f"{pname}-n0"))
+    wait_for(lambda: running_forward(first, pname), 60, "the first owner's forward instance running")
+    c = tds_client(first, pname, tds_pair)
+    with c.cursor() as cur:
+        cur.execute("INSERT INTO dbo.t (id, v) VALUES (1, N'one worker')")
+    c.close()
+    ckpt = lambda: sql(dr, f"SELECT workers, owner_token FROM switchyard.checkpoint WHERE instance = N'{pname}/forward'")
+    wait_for(lambda: sql(dr, "SELECT v FROM dbo.t WHERE id = 1") == [("one worker",)] and len(ckpt()) == 1, 30,
+             "applied by one worker")
+    stall = {i: tmp_path / f"stall-n{i}" for i in (1, 2)}
+    for f in stall.values():
+        f.touch()
+    nodes = [daemon(pair=pname, engine="sqlserver", business=f"{business.host}:{business.port}",
+                    dr=f"{dr.host}:{dr.port}", admin_user=business.user, admin_password=business.password,
+                    objects=f"{db}.*", apply_threads=2, on_conflict="fail", txn_drain_ms=500,
+                    extra_ini=cluster_ini(etcd, f"{pname}-n{i}"),
+                    env={"SY_STALL_POINT": point, "SY_STALL_FILE": str(stall[i])}) for i in (1, 2)]
+    for d in nodes:
+        wait_for(lambda: confirmed(d, pname, 1), 20, "the shared epoch confirmed and watched")
+    first.kill9()
+    held = wait_for(lambda: next((d for d in nodes if f"failpoint {point}: stalled" in d.log()), None), 60,
+                    "the new owner's writer held before its rewrite")
+    other = next(d for d in nodes if d is not held)
+    stall[nodes.index(other) + 1].unlink()
+    os.kill(held.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: owners([other], pname), 30, "the other node owns")
+        wait_for(lambda: running_forward(other, pname), 60, "its forward instance running")
+        c = tds_client(other, pname, tds_pair)
+        with c.cursor() as cur:
+            cur.execute("INSERT INTO dbo.t (id, v) VALUES (2, N'two workers')")
+        c.close()
+        wait_for(lambda: sql(dr, "SELECT COUNT(*) FROM dbo.t") == [(2,)], 30, "the other node applied")
+        stall[nodes.index(held) + 1].unlink()            # the old writer goes on the moment it runs again
+    finally:
+        os.kill(held.pid, signal.SIGCONT)
+    wait_for(lambda: f"failpoint {point}: released" in held.log(), 10, "the old writer released")
+    token = sync_owner(other, pname)["owner_token"]
+    wait_for(lambda: f"lost ownership of pair {pname} to token {token}" in held.log(), 20, "the old writer fenced")
+    assert ckpt() == [(2, token), (2, token)], ckpt()
+    c = tds_client(other, pname, tds_pair)
+    with c.cursor() as cur:
+        cur.execute("INSERT INTO dbo.t (id, v) VALUES (3, N'after')")
+    c.close()
+    rows = lambda side: sql(side, "SELECT id, v FROM dbo.t ORDER BY id")
+    wait_for(lambda: rows(dr) == rows(business), 30, "DR equals business")
+    assert ckpt() == [(2, token), (2, token)], ckpt()
+
+
 def mongo_nodes(mongo_daemon, etcd, ferretdb_pair, db, pname, env_of=None):
     """Database db dropped on both FerretDB servers (and the instance's checkpoint and copy documents), then
     three nodes that may all run the pair's sync (on_conflict = fail)."""
