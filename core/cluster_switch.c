@@ -413,18 +413,37 @@ void sy_cluster_switch_finish(struct sy_cluster_switch *cs, sy_cluster_switch_do
     send_txn(cs, body, "removing the switch's keys from etcd", done, arg);
 }
 
+void sy_cluster_switch_moved(const struct sy_cluster_switch *cs, uint64_t *moved, uint64_t *aborted)
+{
+    *moved = *aborted = 0;
+    json_t *name;
+    size_t i;
+    json_array_foreach(cs->expect, i, name) {
+        json_t *ack = json_object_get(cs->acks, json_string_value(name));
+        const char *got = json_string_value(json_object_get(ack, "phase"));
+        if (got == NULL || strcmp(got, "flipped") != 0)
+            continue;
+        json_int_t m = json_integer_value(json_object_get(ack, "moved"));     /* 0 from an older node */
+        json_int_t a = json_integer_value(json_object_get(ack, "aborted"));
+        *moved += m > 0 ? (uint64_t)m : 0;
+        *aborted += a > 0 ? (uint64_t)a : 0;
+    }
+}
+
 const char *sy_cluster_switch_id(const struct sy_cluster_switch *cs)
 {
     return cs->id;
 }
 
 void sy_cluster_switch_ack(struct sy_cluster_switch *cs, const char *id, const char *phase, const char *ledger,
-                           const char *error, sy_cluster_switch_done_fn done, void *arg)
+                           uint64_t moved, uint64_t aborted, const char *error, sy_cluster_switch_done_fn done,
+                           void *arg)
 {
     char key[400];
     snprintf(key, sizeof key, "%s%s/ack/%s", cs->prefix, id, sy_cluster_node(cs->c));
     json_t *body = json_pack("{s:[o]}", "success",
-                             put_op(key, json_pack("{s:s,s:s,s:s}", "phase", phase, "ledger", ledger, "error", error),
+                             put_op(key, json_pack("{s:s,s:s,s:I,s:I,s:s}", "phase", phase, "ledger", ledger, "moved",
+                                                   (json_int_t)moved, "aborted", (json_int_t)aborted, "error", error),
                                     sy_cluster_lease(cs->c)));
     send_txn(cs, body, "acknowledging the switch in etcd", done, arg);
 }

@@ -44,6 +44,9 @@ void sy_cluster_switch_begin(struct sy_cluster_switch *cs, enum sy_side to, uint
  * nodes still missing. */
 bool sy_cluster_switch_acked(struct sy_cluster_switch *cs, const char *phase, json_t **ledgers, bool *refused,
                              char *msg, size_t msglen);
+/* The sums of the client sessions the other nodes moved and of the transactions they aborted, from their
+ * "flipped" acknowledgements. */
+void sy_cluster_switch_moved(const struct sy_cluster_switch *cs, uint64_t *moved, uint64_t *aborted);
 /* Publishes the abort of the running switch (participants release on the old side). */
 void sy_cluster_switch_abort(struct sy_cluster_switch *cs, sy_cluster_switch_done_fn done, void *arg);
 /* Deletes the switch's keys and the lock. */
@@ -52,8 +55,10 @@ void sy_cluster_switch_finish(struct sy_cluster_switch *cs, sy_cluster_switch_do
 const char *sy_cluster_switch_id(const struct sy_cluster_switch *cs);
 
 /* ---- participant ---- */
+/* moved, aborted: the client sessions this node moved and the transactions it aborted (with "flipped"). */
 void sy_cluster_switch_ack(struct sy_cluster_switch *cs, const char *id, const char *phase, const char *ledger,
-                           const char *error, sy_cluster_switch_done_fn done, void *arg);
+                           uint64_t moved, uint64_t aborted, const char *error, sy_cluster_switch_done_fn done,
+                           void *arg);
 /* The coordinator's word on switch id: "hold", "abort", or "gone" (its state key was deleted: finished,
  * or its coordinator's lease expired). */
 const char *sy_cluster_switch_phase(const struct sy_cluster_switch *cs, const char *id);

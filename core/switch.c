@@ -133,6 +133,7 @@ struct sy_switch {
     uint64_t t_start, t_step, t_hold, t_release;
     char final_pos[1024], drained[1024], ledger[1024];
     size_t aborted, moved, forced_closed;
+    uint64_t moved_elsewhere, aborted_elsewhere; /* cluster: by the other nodes (their "flipped" acks) */
     struct sy_switch_progress prog;
     json_t *list;                   /* result of the last list-returning loop call */
     json_t *steps;                  /* per-step milliseconds */
@@ -694,8 +695,8 @@ static const char *ack_phase(const struct sy_switch *sw)
 
 static void do_cluster_ack(struct sy_switch *sw)
 {
-    sy_cluster_switch_ack(sw->p->cswitch, sw->cid, ack_phase(sw), sw->ledger, sw->code ? sw->msg : "",
-                          on_cluster_step, sw);
+    sy_cluster_switch_ack(sw->p->cswitch, sw->cid, ack_phase(sw), sw->ledger, sw->flipped ? sw->moved : 0,
+                          sw->flipped ? sw->aborted : 0, sw->code ? sw->msg : "", on_cluster_step, sw);
 }
 
 static void do_cluster_acked_held(struct sy_switch *sw)
@@ -712,6 +713,8 @@ static void do_cluster_acked_flipped(struct sy_switch *sw)
     bool refused;
     sw->call_rc =
         sy_cluster_switch_acked(sw->p->cswitch, "flipped", NULL, &refused, sw->cmsg, sizeof sw->cmsg) ? 0 : -1;
+    if (sw->call_rc == 0)
+        sy_cluster_switch_moved(sw->p->cswitch, &sw->moved_elsewhere, &sw->aborted_elsewhere);
 }
 
 /* Coordinator: the pair's lock, then the hold published to every node. */
@@ -1080,8 +1083,13 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
     json_t *res = json_pack("{s:s,s:s,s:s,s:I,s:s,s:s,s:I,s:I,s:I,s:O}", "pair", p->cfg->name, "operation",
                             kind_names[sw->kind], "active_side", sy_side_name(p->active_side), "pause_ms",
                             (json_int_t)(sw->t_release - sw->t_hold), "drained_position", sw->drained,
-                            "ack_ledger_position", sw->ledger, "aborted_transactions", (json_int_t)sw->aborted,
-                            "moved_clients", (json_int_t)sw->moved, "epoch", (json_int_t)p->epoch, "steps", sw->steps);
+                            "ack_ledger_position", sw->ledger, "aborted_transactions",
+                            (json_int_t)(sw->aborted + sw->aborted_elsewhere), "moved_clients",
+                            (json_int_t)(sw->moved + sw->moved_elsewhere), "epoch", (json_int_t)p->epoch, "steps",
+                            sw->steps);
+    if (p->cswitch != NULL)                         /* every node's sessions are counted above; these here */
+        json_object_set_new(res, "this_node", json_pack("{s:I,s:I}", "moved_clients", (json_int_t)sw->moved,
+                                                        "aborted_transactions", (json_int_t)sw->aborted));
     if (sw->forced_closed > 0)
         json_object_set_new(res, "closed_unmovable", json_integer((json_int_t)sw->forced_closed));
     if (sw->kind == SW_FAILOVER)
@@ -1089,7 +1097,8 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
     sy_log_info("pair %s: %s done: %s side active, epoch %llu, pause %llu ms, %zu client(s) moved, %zu "
                 "transaction(s) aborted",
                 p->cfg->name, kind_names[sw->kind], sy_side_name(p->active_side), (unsigned long long)p->epoch,
-                (unsigned long long)(sw->t_release - sw->t_hold), sw->moved, sw->aborted);
+                (unsigned long long)(sw->t_release - sw->t_hold), sw->moved + (size_t)sw->moved_elsewhere,
+                sw->aborted + (size_t)sw->aborted_elsewhere);
     count_switch(p, sw->kind, SW_DONE, sw->t_release - sw->t_hold);
     json_t *entry = json_deep_copy(res);
     json_object_set_new(entry, "outcome", json_string("done"));
@@ -1275,7 +1284,7 @@ static void switch_start(struct sy_pair *p, struct sy_admin_req *req, enum sw_ki
     char msg[700];
     if (kind == SW_PARTICIPATE && participant_preconditions(sw, msg, sizeof msg) != 0) {
         sy_log_warn("pair %s: cluster switch %s refused: %s", p->cfg->name, cid, msg);
-        sy_cluster_switch_ack(p->cswitch, cid, "refused", "", msg, on_refusal_acked, NULL);
+        sy_cluster_switch_ack(p->cswitch, cid, "refused", "", 0, 0, msg, on_refusal_acked, NULL);
         switch_free(sw);
         return;
     }

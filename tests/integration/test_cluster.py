@@ -297,6 +297,8 @@ def test_one_switch_for_every_node_under_load(daemon, etcd, mariadb_pair, fresh)
         for epoch, side, cmd in ((2, "dr", "switchover"), (3, "business", "switchback")):
             r = owner.admin_ok(cmd, pair=pname)
             assert r["active_side"] == side and r["epoch"] == epoch and "cluster_hold_ms" in r["steps"], r
+            # every node's sessions count (the participants' "flipped" acks carry theirs), two of them here
+            assert r["moved_clients"] == 6 and r["this_node"]["moved_clients"] == 2, r
             for d in nodes:                              # the coordinator awaited their "flipped"
                 assert applied(d, pname) == (epoch, side), d
             n = len(acked)
