@@ -84,12 +84,16 @@ bool sy_collect_append(struct sy_collect *o, const struct sy_change *ch)
             sy_module_report_failed(o->ctx->report, "spool_error", "%s", err);
             return false;
         }
-        if (o->too_large != NULL && o->too_large(o->too_large_arg, o, ch, rec_bytes, true))
+        if (rc == SY_SPOOL_FULL && o->too_large != NULL && o->too_large(o->too_large_arg, o, ch, rec_bytes, true))
             return false;
         was_full = true;
-        sy_module_report_retrying(o->ctx->report, "spool_full",
-                                  "spool is full (spool_max_bytes=%llu or the disk): waiting for the writer",
-                                  (unsigned long long)o->ctx->cfg->spool_max_bytes);
+        if (rc == SY_SPOOL_NO_SPACE)   /* the writer frees whole segments only: the operator must make room */
+            sy_module_report_retrying(o->ctx->report, "spool_full",
+                                      "the disk under the spool is full (%s): collection waits and goes on by "
+                                      "itself once there is room; free space on that file system", err);
+        else
+            sy_module_report_retrying(o->ctx->report, "spool_full",
+                                      "spool is full (%s): waiting for the writer to apply and free room", err);
         if (stopping(o))
             return false;
         usleep((useconds_t)backoff * 1000u);

@@ -471,18 +471,21 @@ void sy_spool_close(struct sy_spool *s)
 
 /* Starts segment `first` (empty) and makes it the one appended to. The previous one is made durable
  * first: sync only covers the newest segment. */
+/* 0, -1 with err, or -2 with err when the disk is full (ENOSPC, EDQUOT: room may come back). */
 static int start_segment(struct sy_spool *s, uint64_t first, char *err, size_t errlen)
 {
     char path[PATH_MAX];
     seg_path(s, first, path, sizeof path);
     if (s->wfd >= 0 && fdatasync(s->wfd) != 0) {
-        snprintf(err, errlen, "spool %s: fdatasync before starting %s: %s", s->dir, path, strerror(errno));
-        return -1;
+        int e = errno;
+        snprintf(err, errlen, "spool %s: fdatasync before starting %s: %s", s->dir, path, strerror(e));
+        return e == ENOSPC || e == EDQUOT ? -2 : -1;
     }
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
-        snprintf(err, errlen, "spool %s: create: %s", path, strerror(errno));
-        return -1;
+        int e = errno;
+        snprintf(err, errlen, "spool %s: create: %s", path, strerror(e));
+        return e == ENOSPC || e == EDQUOT ? -2 : -1;
     }
     pthread_mutex_lock(&s->mu);
     int rc = push_seg(s, first, 0);
@@ -535,8 +538,11 @@ enum sy_spool_rc sy_spool_append(struct sy_spool *s, uint8_t type, const void *p
     uint64_t seq = s->last_seq + 1, total = s->total_bytes;
     pthread_mutex_unlock(&s->mu);
 
-    if (s->wfd < 0 && start_segment(s, seq, err, errlen) != 0)
-        return SY_SPOOL_ERROR;
+    if (s->wfd < 0) {
+        int rc = start_segment(s, seq, err, errlen);
+        if (rc != 0)
+            return rc == -2 ? SY_SPOOL_NO_SPACE : SY_SPOOL_ERROR;
+    }
     if (s->max_bytes != 0 && total + rec_len > s->max_bytes) {
         /* Full. Move on to a new segment so that all that is written can be dropped once the writer
          * has applied it; best effort (the disk may be full too). */
@@ -546,8 +552,11 @@ enum sy_spool_rc sy_spool_append(struct sy_spool *s, uint8_t type, const void *p
                  s->max_bytes, total);
         return SY_SPOOL_FULL;
     }
-    if (s->wsize >= s->segment_bytes && start_segment(s, seq, err, errlen) != 0)
-        return SY_SPOOL_ERROR;
+    if (s->wsize >= s->segment_bytes) {
+        int rc = start_segment(s, seq, err, errlen);
+        if (rc != 0)
+            return rc == -2 ? SY_SPOOL_NO_SPACE : SY_SPOOL_ERROR;
+    }
 
     uint8_t hdr[REC_HDR_LEN];
     put_le32(hdr, (uint32_t)len);
@@ -572,7 +581,7 @@ enum sy_spool_rc sy_spool_append(struct sy_spool *s, uint8_t type, const void *p
             if (full && s->wsize > 0)
                 (void)start_segment(s, seq, err, errlen);  /* best effort, as above */
             snprintf(err, errlen, "spool %s: write: %s", s->dir, strerror(e));
-            return full ? SY_SPOOL_FULL : SY_SPOOL_ERROR;
+            return full ? SY_SPOOL_NO_SPACE : SY_SPOOL_ERROR;
         }
         written += (size_t)n;
         size_t adv = (size_t)n;

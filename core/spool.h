@@ -7,8 +7,8 @@
  * Sequence numbers start at 1 and have no gaps. Open recovers: a torn record at the very end of the
  * last segment (a crash mid-append) is truncated away; a CRC failure anywhere else is corruption and
  * fails the open naming segment and offset. The spool never holds more than max_bytes on disk: an
- * append that would exceed it (or hits ENOSPC) fails with SY_SPOOL_FULL and writes nothing, so the
- * collector can retry the same record later ("spool_full"). Records below the writer's checkpoint
+ * append that would exceed it fails with SY_SPOOL_FULL (one that hits ENOSPC with SY_SPOOL_NO_SPACE) and
+ * writes nothing, so the collector can retry the same record later ("spool_full"). Records below the writer's checkpoint
  * are dropped a whole segment at a time. Thread-safe for one appender and one reader. */
 #ifndef SY_SPOOL_H
 #define SY_SPOOL_H
@@ -24,7 +24,8 @@
 enum sy_spool_rc {
     SY_SPOOL_OK = 0,
     SY_SPOOL_EMPTY = 1,   /* reader: no record yet (wait, then try again) */
-    SY_SPOOL_FULL = 2,    /* append: max_bytes reached or the disk is full; nothing written */
+    SY_SPOOL_FULL = 2,    /* append: max_bytes reached; nothing written */
+    SY_SPOOL_NO_SPACE = 3, /* append: the disk under the spool is full (ENOSPC, EDQUOT); nothing written */
     SY_SPOOL_ERROR = -1,  /* I/O error or corruption: err says which file and offset */
 };
 

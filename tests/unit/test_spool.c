@@ -452,7 +452,7 @@ out:
     free(dir);
 }
 
-/* ENOSPC from write(): a segment that is /dev/full. FULL, nothing written. */
+/* ENOSPC from write(): a segment that is /dev/full. NO_SPACE, nothing written. */
 static void test_enospc(void)
 {
     char *dir = make_tmpdir();
@@ -466,10 +466,10 @@ static void test_enospc(void)
     CHECK(s != NULL);
     if (s != NULL) {
         uint64_t seq = 0;
-        CHECK(sy_spool_append(s, 1, "abc", 3, &seq, errbuf, sizeof errbuf) == SY_SPOOL_FULL);
+        CHECK(sy_spool_append(s, 1, "abc", 3, &seq, errbuf, sizeof errbuf) == SY_SPOOL_NO_SPACE);
         CHECK(strstr(errbuf, "No space left") != NULL);
         CHECK(sy_spool_last_seq(s) == 0 && sy_spool_bytes(s) == 0);
-        CHECK(sy_spool_append(s, 1, "abc", 3, &seq, errbuf, sizeof errbuf) == SY_SPOOL_FULL);
+        CHECK(sy_spool_append(s, 1, "abc", 3, &seq, errbuf, sizeof errbuf) == SY_SPOOL_NO_SPACE);
     }
     sy_spool_close(s);
 out:
