@@ -426,7 +426,8 @@ static void serve(evutil_socket_t fd, short what, void *arg)
         sy_admin_call(s->ca->a, s->cmd, s->args, on_served, s);
         return;
     }
-    if (s->p->sync_open) {                         /* stepped down, its instances closing: not the owner */
+    bool owner = s->p->election != NULL && sy_election_is_owner(s->p->election);
+    if (s->p->sync_open && !owner) {               /* stepped down, its instances closing: not the owner */
         char msg[400];
         snprintf(msg, sizeof msg, "node %s no longer owns %s (it stepped down; its instances are closing): '%s' "
                  "was not run; give it again (it goes to the new owner)",
@@ -436,6 +437,7 @@ static void serve(evutil_socket_t fd, short what, void *arg)
         json_decref(r);
         return;
     }
+    /* the owner taking the pair over (or closing the instances of its previous ownership first) */
     if (sy_now_ms() - s->since_ms < TAKEOVER_WAIT_MS && s->retry != NULL) {
         struct timeval tv = { 0, 200 * 1000 };
         event_add(s->retry, &tv);

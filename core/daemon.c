@@ -80,8 +80,9 @@ static bool on_owner(struct daemon *d, struct sy_pair *p, struct sy_admin_req *r
     if (d->cadmin != NULL && (!p->sync_open || p->sync_closing) && p->election != NULL &&
         sy_election_is_owner(p->election)) {
         sy_admin_fail(req, "bad_state", "pair %s: this node owns it but has not opened its instances yet "
-                      "(taking it over%s%s)", p->cfg->name, p->takeover_error[0] ? ": " : "",
-                      p->takeover_error);
+                      "(%s%s%s)", p->cfg->name,
+                      p->sync_closing ? "closing the instances of its previous ownership first" : "taking it over",
+                      p->takeover_error[0] ? ": " : "", p->takeover_error);
         return true;
     }
     return d->cadmin != NULL && sy_cluster_admin_forward(d->cadmin, p, req, args);
@@ -499,7 +500,11 @@ static void on_reverse_done(evutil_socket_t fd, short what, void *arg)
     struct reverse_job *job = arg;
     struct sy_pair *p = job->pair;
     char err[1024];
-    if (job->rc != 0) {
+    if (p->election != NULL && (!p->sync_open || p->sync_closing || !sy_election_is_owner(p->election))) {
+        /* stepped down during the precheck: nothing is created on a node that no longer owns the pair */
+        sy_admin_fail(job->req, "owner_lost", "this node stopped owning %s while the reverse precheck ran: "
+                      "nothing was created; give create-reverse again (it goes to the new owner)", p->cfg->name);
+    } else if (job->rc != 0) {
         sy_admin_fail_with(job->req, "precheck_failed", json_pack("{s:o}", "checks", job->checks),
                            "the reverse precheck of %s failed: nothing was created (see checks)", p->cfg->name);
         job->checks = NULL;
@@ -574,8 +579,11 @@ static void cmd_create_reverse(struct sy_admin_req *req, json_t *args, void *ctx
 
 /* verify: row counts and chunked checksums on both sides, blocking on a thread; each destination
  * chunk is read once the forward writer has applied the position the source chunk was read at. */
+static void finish_close(struct sy_pair *p);
+
 struct verify_job {
     struct sy_admin_req *req;
+    struct sy_pair *pair;               /* ref: its instance_users counts this job */
     const struct sy_pair_cfg *cfg;      /* ref: the pair's */
     struct sy_instance *forward;        /* ref: the pair's forward instance (write position) */
     const struct sy_engine_ops *eng;
@@ -636,6 +644,8 @@ static void on_verify_done(evutil_socket_t fd, short what, void *arg)
     json_decref(job->result);
     event_free(job->done);
     free(job->objects);
+    job->pair->instance_users--;
+    finish_close(job->pair);                        /* a step-down meanwhile waited for this job */
     free(job);
 }
 
@@ -671,7 +681,7 @@ static void cmd_verify(struct sy_admin_req *req, json_t *args, void *ctx)
         sy_admin_fail(req, "internal", "out of memory");
         return;
     }
-    *job = (struct verify_job){ .req = req, .cfg = p->cfg, .forward = p->forward, .eng = eng,
+    *job = (struct verify_job){ .req = req, .pair = p, .cfg = p->cfg, .forward = p->forward, .eng = eng,
                                 .objects = objects ? strdup(objects) : NULL, .result = json_object() };
     job->done = event_new(d->base, -1, 0, on_verify_done, job);
     pthread_t th;
@@ -687,6 +697,7 @@ static void cmd_verify(struct sy_admin_req *req, json_t *args, void *ctx)
         sy_admin_fail(req, "internal", "cannot start the verify");
         return;
     }
+    p->instance_users++;
     pthread_detach(th);
 }
 
@@ -770,18 +781,39 @@ static int open_instances(struct sy_pair *p)
 #define STEP_DOWN_MIN_GRACE_MS 100  /* ... but they always get this long to finish what they are at */
 #define STEP_DOWN_MAX_GRACE_MS 2000 /* the usual grace, when the lease is far from ending */
 
-/* The instances of a pair whose owner stepped down are closed once their threads returned and no switch
- * uses them any more; this node may then take the pair over again. */
+/* When a stepping-down owner's busy modules are cut: 250 ms before etcd may end its lease, never sooner than
+ * 100 ms from now, never later than the usual 2 s grace (a lease not stale: the key was lost, replaced or
+ * names another node, or this node exits: 100 ms). */
+static uint64_t step_down_by(const struct sy_pair *p)
+{
+    uint64_t now = sy_now_ms(), ends = sy_election_lease_ends_ms(p->election);
+    uint64_t by = ends > now + STEP_DOWN_MIN_GRACE_MS + STEP_DOWN_SLACK_MS ? ends - STEP_DOWN_SLACK_MS
+                                                                           : now + STEP_DOWN_MIN_GRACE_MS;
+    return by > now + STEP_DOWN_MAX_GRACE_MS ? now + STEP_DOWN_MAX_GRACE_MS : by;
+}
+
+static void start_takeover(struct sy_pair *p);
+
+/* The instances of a pair whose owner stepped down are closed once every thread that used them returned
+ * (modules, lag and precheck threads, the fence keeper, a verify) and no switch uses them; a node that owns
+ * the pair again then takes it over. Called when an instance's threads are done, every second
+ * (on_owner_check) and when a verify ends. */
 static void finish_close(struct sy_pair *p)
 {
-    if (!p->sync_closing || p->op != NULL || !sy_instance_retired(p->forward) || !sy_instance_retired(p->reverse))
+    if (!p->sync_closing || p->op != NULL || p->instance_users > 0 || !sy_fence_keeper_done(p) ||
+        !sy_instance_is_retired(p->forward) || !sy_instance_is_retired(p->reverse))
         return;
+    sy_fence_keeper_stop(p);                       /* returned already: does not wait */
     sy_instance_close(p->reverse);                 /* their threads are done: does not wait */
     sy_instance_close(p->forward);
     p->forward = p->reverse = NULL;
     p->sync_open = p->sync_closing = false;
-    sy_log_info("pair %s: instances closed on this node (not the owner) %llu ms after the step-down", p->cfg->name,
-                (unsigned long long)(sy_now_ms() - p->closing_since_ms));
+    bool again = sy_election_is_owner(p->election);
+    sy_log_info("pair %s: instances closed on this node %llu ms after its step-down%s", p->cfg->name,
+                (unsigned long long)(sy_now_ms() - p->closing_since_ms),
+                again ? " (it owns the pair again: taking it over)" : " (not the owner)");
+    if (again)
+        start_takeover(p);
 }
 
 static void on_retired(void *arg, struct sy_instance *in)
@@ -790,26 +822,23 @@ static void on_retired(void *arg, struct sy_instance *in)
 }
 
 /* A node that is no longer the owner stops the instances at once without blocking the loop (several pairs
- * step down together: each gets its own deadline, none waits for another's threads). Their state stays on
- * disk: a later takeover rebuilds it from the destination's checkpoint. Writers still busy are cut (their
- * transactions rolled back by the server) before etcd may expire this node's lease and let a new owner
- * write: the usual 2 s grace is longer than the third of the TTL left after a step-down. A switch that
- * still runs keeps the instance objects (its steps then fail: nothing starts them again) and they are
- * closed once it ends (on_owner_check calls this again). */
+ * step down together: each gets its own deadline, none waits for another's threads or its fence keeper).
+ * Their state stays on disk: a later takeover rebuilds it from the destination's checkpoint. Writers still
+ * busy are cut (their transactions rolled back by the server) before etcd may expire this node's lease and
+ * let a new owner write: the usual 2 s grace is longer than the third of the TTL left after a step-down. A
+ * switch that still runs keeps the instance objects (its steps fail at once: core/switch.c stop_now) and
+ * they are closed once it ended. */
 static void close_instances(struct sy_pair *p)
 {
     if (p->sync_closing) {
         finish_close(p);
         return;
     }
-    sy_fence_keeper_stop(p);
-    uint64_t now = sy_now_ms(), ends = sy_election_lease_ends_ms(p->election);
-    uint64_t by = ends > now + STEP_DOWN_MIN_GRACE_MS + STEP_DOWN_SLACK_MS ? ends - STEP_DOWN_SLACK_MS
-                                                                           : now + STEP_DOWN_MIN_GRACE_MS;
-    if (by > now + STEP_DOWN_MAX_GRACE_MS)
-        by = now + STEP_DOWN_MAX_GRACE_MS;
+    sy_fence_keeper_ask_stop(p);
+    uint64_t by = step_down_by(p);
     p->sync_closing = true;
-    p->closing_since_ms = now;
+    p->closing_since_ms = sy_now_ms();
+    p->closing_by = by;
     if (p->op != NULL)
         sy_log_error("pair %s: no longer the owner while a switch runs: its instances stop now and the switch "
                      "fails", p->cfg->name);
@@ -820,24 +849,24 @@ static void close_instances(struct sy_pair *p)
     finish_close(p);
 }
 
-/* At exit: the instances are closed now, on this thread (the loop no longer runs). */
+/* At exit: the instances are closed now, on this thread (the loop no longer runs, nor do the keepalives:
+ * the same deadline as a step-down's). */
 static void close_instances_now(struct sy_pair *p)
 {
-    uint64_t by = sy_now_ms() + STEP_DOWN_MAX_GRACE_MS;
-    if (p->sync_closing)
-        by = p->closing_since_ms + STEP_DOWN_MAX_GRACE_MS;   /* retiring: their deadline came already or soon */
-    sy_fence_keeper_stop(p);
+    uint64_t by = step_down_by(p);
+    if (p->sync_closing && p->closing_by < by)
+        by = p->closing_by;
+    sy_fence_keeper_ask_stop(p);
     sy_instance_stop_asking(p->reverse);
     sy_instance_stop_asking(p->forward);
     sy_instance_close_by(p->reverse, by);
     sy_instance_close_by(p->forward, by);
+    sy_fence_keeper_stop(p);
     p->forward = p->reverse = NULL;
     p->sync_open = p->sync_closing = false;
 }
 
 #define TAKEOVER_WARN_MS 60000   /* a takeover failing again with the same error is logged this often */
-
-static void start_takeover(struct sy_pair *p);
 
 static void on_takeover_done(void *arg, struct sy_pair *p, uint64_t owner_token, int rc, const char *err)
 {
@@ -944,6 +973,8 @@ static void on_owner_check(evutil_socket_t fd, short what, void *arg)
         struct sy_pair *p = &d->pairs[i];
         if (p->election == NULL)
             continue;
+        if (p->sync_closing)
+            finish_close(p);                        /* e.g. once a switch that used them ended */
         if (sy_election_is_owner(p->election))
             start_takeover(p);
         else if (p->sync_open)

@@ -80,6 +80,7 @@ static void *keeper_main(void *arg)
              waited += 50)
             usleep(50 * 1000);
     }
+    __atomic_store_n(&p->keeper_done, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -88,10 +89,21 @@ int sy_fence_keeper_start(struct sy_pair *p)
     if (!sy_engine_can_switch(p->eng))
         return 0;
     p->keeper_stop = 0;
+    p->keeper_done = 0;
     if (pthread_create(&p->keeper, NULL, keeper_main, p) != 0)
         return -1;
     p->keeper_running = true;
     return 0;
+}
+
+void sy_fence_keeper_ask_stop(struct sy_pair *p)
+{
+    __atomic_store_n(&p->keeper_stop, 1, __ATOMIC_RELEASE);
+}
+
+bool sy_fence_keeper_done(const struct sy_pair *p)
+{
+    return !p->keeper_running || __atomic_load_n(&p->keeper_done, __ATOMIC_ACQUIRE);
 }
 
 void sy_fence_keeper_stop(struct sy_pair *p)

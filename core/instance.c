@@ -114,6 +114,8 @@ struct sy_instance {
     pthread_t lag_thread;
     bool lag_running;
     volatile int lag_stop;
+    int lag_done;                            /* __atomic: the lag thread returned (joining it cannot block) */
+    int failed_by_write;                     /* __atomic: the last failure was the write module's own */
     struct {                                 /* sy_instance_retire: stopping for good, off the loop's back */
         bool on;                             /* nothing starts the instance again (written on the loop with
                                                 __atomic stores: a switch thread reads it) */
@@ -152,6 +154,11 @@ void sy_instance_set_reason(struct sy_instance *in, const char *reason)
 {
     snprintf(in->reason, sizeof in->reason, "%s", reason);
     persist(in);
+}
+
+const char *sy_instance_last_error(const struct sy_instance *in)
+{
+    return in->last_error;
 }
 
 const struct sy_pair *sy_instance_pair(const struct sy_instance *in)
@@ -555,6 +562,7 @@ static void *precheck_main(void *arg)
     in->precheck_rc = in->eng->sync->precheck(in->pair->cfg, in->dir, checks);
     in->precheck_out = checks; /* the loop takes it after the join */
     __atomic_store_n(&in->precheck_done, 1, __ATOMIC_RELEASE);
+    event_active(in->stopped_ev, 0, 0);  /* a retiring instance waits for this thread too */
     return NULL;
 }
 
@@ -610,8 +618,10 @@ static void run_state(struct sy_instance *in)
     }
 }
 
-static void fail_instance(struct sy_instance *in, const char *reason, const char *error)
+/* which: the module whose failure it is (MOD__COUNT: none in particular). */
+static void fail_instance(struct sy_instance *in, int which, const char *reason, const char *error)
 {
+    __atomic_store_n(&in->failed_by_write, which == MOD_WRITE, __ATOMIC_RELEASE);
     snprintf(in->reason, sizeof in->reason, "%s", reason);
     snprintf(in->last_error, sizeof in->last_error, "%s", error);
     modules_stop(in, SY_MOD_STOPPED);
@@ -700,7 +710,7 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
         if (st == SY_MOD_FAILED) {
             char msg[1200];
             snprintf(msg, sizeof msg, "%s: %s", m->ops->name, error);
-            fail_instance(in, reason, msg);
+            fail_instance(in, i, reason, msg);
             return;
         }
         if (st == SY_MOD_RETRYING) {
@@ -713,7 +723,7 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
                 char msg[1200];
                 snprintf(msg, sizeof msg, "%s: %s (retried for retry_seconds=%d)", m->ops->name, error,
                          in->pair->cfg->retry_seconds);
-                fail_instance(in, reason, msg);
+                fail_instance(in, i, reason, msg);
                 return;
             }
         }
@@ -811,8 +821,6 @@ struct sy_instance *sy_instance_open(struct sy_pair *pair, enum sy_direction dir
         };
     }
     sy_lag_init(&in->lag);
-    if (eng->position->poll && pthread_create(&in->lag_thread, NULL, lag_main, in) == 0)
-        in->lag_running = true;
     in->poll = event_new(pair->base, -1, EV_PERSIST, on_poll, in);
     in->stopped_ev = event_new(pair->base, -1, 0, on_module_done, in);
     struct timeval tv = { 0, POLL_MS * 1000 };
@@ -820,6 +828,9 @@ struct sy_instance *sy_instance_open(struct sy_pair *pair, enum sy_direction dir
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    /* after stopped_ev exists: the thread signals it as it returns */
+    if (eng->position->poll && pthread_create(&in->lag_thread, NULL, lag_main, in) == 0)
+        in->lag_running = true;
     run_state(in);
     return in;
 fail:
@@ -871,6 +882,10 @@ static void retire_check(struct sy_instance *in)
         if (in->mod[i].running)
             return;
     }
+    /* the close joins these two as well: they must have returned for it not to wait */
+    if ((in->lag_running && !__atomic_load_n(&in->lag_done, __ATOMIC_ACQUIRE)) ||
+        (in->precheck_running && !__atomic_load_n(&in->precheck_done, __ATOMIC_ACQUIRE)))
+        return;
     in->retire.reported = true;
     in->retire.done(in->retire.arg, in);
 }
@@ -904,12 +919,12 @@ void sy_instance_retire(struct sy_instance *in, uint64_t deadline_ms, void (*don
     event_active(in->stopped_ev, 0, 0);            /* done() once the threads returned, maybe at once */
 }
 
-bool sy_instance_retiring(const struct sy_instance *in)
+bool sy_instance_is_retiring(const struct sy_instance *in)
 {
     return in != NULL && __atomic_load_n(&in->retire.on, __ATOMIC_ACQUIRE);
 }
 
-bool sy_instance_retired(const struct sy_instance *in)
+bool sy_instance_is_retired(const struct sy_instance *in)
 {
     return in == NULL || in->retire.reported;
 }
@@ -996,6 +1011,7 @@ void sy_instance_progress(struct sy_instance *in, struct sy_instance_progress *o
     snprintf(out->error, sizeof out->error, "%s", w->report.error);
     pthread_mutex_unlock(&w->report.lock);
     out->write_running = __atomic_load_n(&w->running, __ATOMIC_ACQUIRE);
+    out->failed_by_write = __atomic_load_n(&in->failed_by_write, __ATOMIC_ACQUIRE);
     sy_instance_write_position(in, out->applied, sizeof out->applied);
 }
 
@@ -1073,7 +1089,7 @@ bool sy_instance_write_reaches(struct sy_instance *in, const char *want, uint64_
         if (in->eng->position->covers(have, want))
             return true;
         if (sy_now_ms() >= deadline_ms || (abort && __atomic_load_n(abort, __ATOMIC_ACQUIRE)) ||
-            sy_instance_retiring(in))
+            sy_instance_is_retiring(in))
             return false;
         usleep(nap * 1000);
     }
@@ -1212,6 +1228,7 @@ int sy_instance_start(struct sy_instance *in, const char **code, char *msg, size
     case SY_INST_FAILED:
         in->last_error[0] = '\0';
         in->reason[0] = '\0';
+        __atomic_store_n(&in->failed_by_write, 0, __ATOMIC_RELEASE);
         if (!in->initial_sync_done) {
             begin_precheck(in);
             return 0;
@@ -1279,6 +1296,8 @@ static void *lag_main(void *arg)
             usleep(50 * 1000);
     }
     in->eng->position->poll_close(handle);
+    __atomic_store_n(&in->lag_done, 1, __ATOMIC_RELEASE);
+    event_active(in->stopped_ev, 0, 0);  /* a retiring instance waits for this thread too */
     return NULL;
 }
 

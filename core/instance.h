@@ -153,9 +153,9 @@ void sy_instance_stop_asking(struct sy_instance *in);
 void sy_instance_retire(struct sy_instance *in, uint64_t deadline_ms, void (*done)(void *arg, struct sy_instance *in),
                         void *arg);
 /* Whether sy_instance_retire was called (any thread; false for NULL): waits on its write end. */
-bool sy_instance_retiring(const struct sy_instance *in);
+bool sy_instance_is_retiring(const struct sy_instance *in);
 /* Whether a retiring instance's threads all returned (true for NULL). */
-bool sy_instance_retired(const struct sy_instance *in);
+bool sy_instance_is_retired(const struct sy_instance *in);
 
 /* The instance's state directory (state_dir/instances/<pair>.<direction>), whether it exists or not. */
 void sy_instance_dir(const struct sy_pair *pair, enum sy_direction dir, char *out, size_t outlen);
@@ -195,6 +195,8 @@ const struct sy_pair *sy_instance_pair(const struct sy_instance *in);
 /* The snake_case reason of the current state ("" none); set_reason persists one (e.g. "failover" for
  * an instance a failover paused, so a restart can tell it from an operator's pause). */
 const char *sy_instance_reason(const struct sy_instance *in);
+/* Its last error ("" none). Loop thread only. */
+const char *sy_instance_last_error(const struct sy_instance *in);
 void sy_instance_set_reason(struct sy_instance *in, const char *reason);
 enum sy_instance_state sy_instance_state(const struct sy_instance *in);
 
@@ -211,6 +213,8 @@ struct sy_instance_progress {
     enum sy_instance_state state; /* SY_INST_STOPPING until every stop asked for is done */
     bool write_running;           /* the write module's thread runs (or is stopping, not joined yet) */
     enum sy_module_state write_state;
+    bool failed_by_write;         /* state FAILED (or stopping into it) because the write module failed or
+                                     spent its retry window (its report then says stopped) */
     uint64_t collected_seq;       /* last spool record the collection appended */
     uint64_t applied_seq;         /* last spool record the write applied (its checkpoint) */
     char collected[1024];         /* source position collected */

@@ -114,6 +114,7 @@ struct sy_pair {
     pthread_t keeper;
     bool keeper_running;
     volatile int keeper_stop;
+    int keeper_done;                 /* __atomic: the keeper thread returned (joining it cannot block) */
     volatile int switching;          /* a switch runs: the keeper leaves the sides alone */
     char fence_error[512];           /* last fencing error the keeper logged (logged once) */
     struct sy_switch *op;            /* the switch in progress (owned by core/switch.c), NULL when none */
@@ -138,6 +139,9 @@ struct sy_pair {
     bool sync_open;                  /* with an election: this node opened the instances as their owner */
     bool sync_closing;               /* stepped down: the instances retire (core/daemon.c close_instances) */
     uint64_t closing_since_ms;       /* sy_now_ms of that step-down */
+    uint64_t closing_by;             /* sy_now_ms: its busy modules are cut then */
+    int instance_users;              /* threads besides a switch's that use the instances (verify): they
+                                        are not freed meanwhile (loop only) */
     char takeover_error[1280];       /* why the last takeover failed ("" none; retried): fits its 1200 */
     uint64_t takeover_failures;      /* takeovers failed in a row (the log collapses them) */
     uint64_t takeover_warned_ms;     /* monotonic: when the last "takeover failed" was logged */

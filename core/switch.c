@@ -167,6 +167,18 @@ static const struct sy_endpoint *side_ep(const struct sy_pair *p, enum sy_side s
     return s == SY_SIDE_DR ? &p->cfg->dr : &p->cfg->business;
 }
 
+/* The node stopped owning the pair during the switch (core/daemon.c close_instances): its instances retire. */
+static bool stepped_down(const struct sy_switch *sw)
+{
+    return sy_instance_is_retiring(sw->draining) || sy_instance_is_retiring(sw->starting);
+}
+
+/* Whether a waiting step must end now: the daemon shuts down, or the node stepped down. */
+static bool stop_now(const struct sy_switch *sw)
+{
+    return shutting_down() || stepped_down(sw);
+}
+
 static int fail(struct sy_switch *sw, const char *code, const char *fmt, ...) SY_PRINTF(3, 4);
 static int fail(struct sy_switch *sw, const char *code, const char *fmt, ...)
 {
@@ -175,7 +187,7 @@ static int fail(struct sy_switch *sw, const char *code, const char *fmt, ...)
     vsnprintf(sw->msg, sizeof sw->msg, fmt, ap);
     va_end(ap);
     sw->code = code;
-    if (sy_instance_retiring(sw->draining)) {
+    if (stepped_down(sw)) {
         /* the node stepped down as the pair's owner meanwhile (core/daemon.c close_instances): its instances
          * stopped for good here, whatever the step that noticed says */
         char was[sizeof sw->msg];
@@ -322,6 +334,11 @@ static void do_resume_forward(struct sy_switch *sw)
                     sy_instance_id(sw->draining), sw->call_err);
 }
 
+static void do_last_error(struct sy_switch *sw)
+{
+    snprintf(sw->call_err, sizeof sw->call_err, "%s", sy_instance_last_error(sw->draining));
+}
+
 static void do_pause_forward(struct sy_switch *sw)
 {
     const char *code = "bad_state";
@@ -449,6 +466,8 @@ static int catch_up(struct sy_switch *sw)
     for (;;) {
         struct sy_instance_progress pr;
         sy_instance_progress(sw->draining, &pr);
+        if (stepped_down(sw))
+            return fail(sw, "owner_lost", "no longer the owner");
         if (pr.state != SY_INST_RUNNING)
             return fail(sw, "bad_state", "%s is %s, not running: %s", sy_instance_id(sw->draining),
                         sy_instance_state_name(pr.state), pr.error[0] ? pr.error : "start it first");
@@ -459,7 +478,7 @@ static int catch_up(struct sy_switch *sw)
             json_object_set_new(sw->steps, "catch_up_lag_ms", json_integer((json_int_t)(now_ms() - read_at)));
             return 0;
         }
-        if (now_ms() >= deadline || shutting_down())
+        if (now_ms() >= deadline || stop_now(sw))
             return fail(sw, "lag_too_high",
                         "%s is still more than switchover_max_lag_ms=%d ms behind the %s side after "
                         "drain_timeout_ms=%d ms (applied %s, %s at %s)",
@@ -509,7 +528,7 @@ static int warm(struct sy_switch *sw)
             return refuse_warm_failures(sw);
         if (sw->prog.not_ready == 0)
             return 0;
-        if (now_ms() >= deadline || shutting_down())
+        if (now_ms() >= deadline || stop_now(sw))
             return fail(sw, "hold_timeout", "%zu session(s) still have no connection on the %s side after %d ms",
                         sw->prog.not_ready, sy_side_name(sw->to), SW_WARM_TIMEOUT_MS);
         usleep(1000);
@@ -532,7 +551,7 @@ static int quiesce(struct sy_switch *sw)
         if (sw->prog.in_transaction == 0 && sw->prog.busy == 0 && sw->prog.not_ready == 0 &&
             sw->prog.state_pending == 0)
             return 0;
-        if (now_ms() >= hold_deadline(sw) || shutting_down()) {
+        if (now_ms() >= hold_deadline(sw) || stop_now(sw)) {
             if (is_failover(sw))
                 return 0; /* sessions stuck on the dead side get an error at the flip */
             return fail(sw, "hold_timeout",
@@ -548,6 +567,8 @@ static int fence_and_drain(struct sy_switch *sw)
 {
     struct sy_pair *p = sw->p;
     char err[512];
+    if (stepped_down(sw))                           /* a node that lost the pair touches no database */
+        return fail(sw, "owner_lost", "no longer the owner");
     uint64_t left = hold_deadline(sw) > now_ms() ? hold_deadline(sw) - now_ms() : 1;
     if (p->eng->failover->fence(p->cfg, side_ep(p, sw->from), true, (int)left, sw->final_pos, sizeof sw->final_pos, err,
                        sizeof err) != 0)
@@ -596,6 +617,8 @@ static int flip(struct sy_switch *sw)
 {
     struct sy_pair *p = sw->p;
     char err[512];
+    if (stepped_down(sw))
+        return fail(sw, "owner_lost", "no longer the owner");
     loop_call(sw, sw->kind == SW_FAILOVER ? do_pause_forward : do_stop_write);
     if (sw->call_rc != 0)
         return fail(sw, "bad_state", "cannot stop %s's write: %s", sy_instance_id(sw->draining), sw->call_err);
@@ -745,7 +768,7 @@ static int cluster_wait_held(struct sy_switch *sw)
             break;
         if (sw->call_rc == -2)
             return fail(sw, "hold_timeout", "switch %s: %s", sw->cid, sw->cmsg);
-        if (now_ms() >= deadline || shutting_down())
+        if (now_ms() >= deadline || stop_now(sw))
             return fail(sw, "hold_timeout", "switch %s: node(s) %s did not acknowledge the hold within %d ms "
                         "(max_hold_ms/2): rolled back on every node", sw->cid, sw->cmsg, sw->p->cfg->max_hold_ms / 2);
         usleep(1000);
@@ -845,7 +868,7 @@ static int run_participate(struct sy_switch *sw)
             gone_at = now_ms();
         if (gone_at != 0 && now_ms() >= gone_at + SW_GONE_GRACE_MS)
             return fail(sw, "bad_state", "the coordinator of switch %s is gone and the epoch did not move", sw->cid);
-        if (now_ms() >= hold_deadline(sw) || shutting_down())
+        if (now_ms() >= hold_deadline(sw) || stop_now(sw))
             return fail(sw, "hold_timeout", "switch %s: the epoch did not move within max_hold_ms=%d ms", sw->cid,
                         sw->p->cfg->max_hold_ms);
         usleep(1000);
@@ -984,19 +1007,30 @@ static int run_failover(struct sy_switch *sw)
 static int drain_forward_spool(struct sy_switch *sw, bool alive, uint64_t deadline)
 {
     struct sy_pair *p = sw->p;
+    uint64_t restarted_at = UINT64_MAX;             /* applied_seq when it was last started again */
     for (;;) {
         struct sy_instance_progress pr;
         sy_instance_progress(sw->draining, &pr);
         bool collected = !alive || (pr.collected[0] && p->eng->position->covers(pr.collected, sw->final_pos));
         if (collected && pr.applied_seq >= pr.collected_seq)
             return 0;
-        if (pr.write_state == SY_MOD_FAILED)
+        if (pr.write_state == SY_MOD_FAILED || pr.failed_by_write)
             return fail(sw, "bad_state", "%s failed before its spool was applied: %s", sy_instance_id(sw->draining),
                         pr.error);
-        if (!pr.write_running && (pr.state == SY_INST_STOPPING || pr.state == SY_INST_FAILED)) {
+        if (!pr.write_running && (pr.state == SY_INST_STOPPING || pr.state == SY_INST_FAILED) && !stop_now(sw) &&
+            now_ms() < deadline) {
             /* its collector spent retry_seconds on the dead business side meanwhile: the whole instance
-             * failed (or is stopping into failed) with the writer still applying; started again */
+             * failed (or is stopping into failed) with the writer still applying; started again — once more
+             * only if its writer applied something since the last start */
             wait_settled(sw, sw->draining);
+            loop_call(sw, do_last_error);
+            if (restarted_at != UINT64_MAX && pr.applied_seq == restarted_at)
+                return fail(sw, "bad_state", "%s failed again before applying more of its spool (%llu of %llu "
+                            "record(s) applied): %s", sy_instance_id(sw->draining),
+                            (unsigned long long)pr.applied_seq, (unsigned long long)pr.collected_seq, sw->call_err);
+            sy_log_info("pair %s: failover: %s stopped while its spool was applied (%s): started again",
+                        p->cfg->name, sy_instance_id(sw->draining), sw->call_err);
+            restarted_at = pr.applied_seq;
             loop_call(sw, do_resume_forward);
             if (sw->call_rc != 0)
                 return fail(sw, "bad_state", "%s stopped before its spool was applied and cannot start again: %s",
@@ -1007,7 +1041,7 @@ static int drain_forward_spool(struct sy_switch *sw, bool alive, uint64_t deadli
             return fail(sw, "bad_state", "%s is %s with %llu spooled record(s) not applied: start it first",
                         sy_instance_id(sw->draining), sy_instance_state_name(pr.state),
                         (unsigned long long)(pr.collected_seq - pr.applied_seq));
-        if (now_ms() >= deadline || shutting_down())
+        if (now_ms() >= deadline || stop_now(sw))
             return fail(sw, "drain_timeout",
                         "the forward spool was not applied to DR within drain_timeout_ms=%d (applied %llu of %llu)",
                         p->cfg->drain_timeout_ms, (unsigned long long)pr.applied_seq,
