@@ -1066,6 +1066,50 @@ def test_an_instance_an_operator_paused_stays_so_after_a_takeover(daemon, etcd, 
     wait_for(lambda: count() == 2, 30, "the started instance applies what was written meanwhile")
 
 
+def test_a_failover_rolled_back_leaves_an_operator_paused_instance_paused_for_the_next_owner(
+        daemon, etcd, mariadb_pair, fresh):  # noqa: F811
+    """An operator paused the forward instance (kept in etcd). A `failover --force` starts it to apply its
+    spool, then fails after DR was unfenced (SY_FAIL_STEPS) and rolls back: the instance is paused again, as
+    the operator left it and as etcd says, not left running. The owner is killed with -9: the next owner
+    opens it in the state the dead one had (before the fix: running on the dead owner, paused on the next
+    one), and the row written while it was paused reached DR through the failover's drain."""
+    b, dr = mariadb_pair
+    pname = f"h{fresh}"
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname,
+                                    env_of=lambda i: {"SY_FAIL_STEPS": "switch_fail_after_unfence"})
+    inst, key = f"{pname}/forward", f"/switchyard/pairs/{pname}/instances/forward"
+    c = app_conn(others[0], fresh)
+    one(c, "INSERT INTO t VALUES (1, 'before')")
+    count = lambda: q(dr, "SELECT COUNT(*) FROM t", fresh)[0][0]
+    wait_for(lambda: count() == 1, 30, "forward applied")
+    assert others[1].admin_ok("pause", instance=inst)["state"] == "paused"
+    was = sync_owner(owner, pname)["owner"]
+    assert etcd_get(etcd, key) == {"state": "paused", "node": was}
+    one(c, "INSERT INTO t VALUES (2, 'while paused')")
+    r = others[0].admin("failover", pair=pname, force=True)
+    assert r["ok"] is False and r["error"]["code"] == "internal" and "switch_fail_after_unfence" in \
+        r["error"]["message"], r
+    for d in [owner] + others:
+        wait_for(lambda: applied(d, pname) == (1, "business") and not d.pair_status(pname)["held"], 20,
+                 "every node released on business")
+    wait_for(lambda: q(b, "SELECT @@global.read_only")[0][0] == 0, 20, "business unfenced by the rollback")
+    assert count() == 2                                   # the failover's drain applied the spool
+    left = wait_for(lambda: forward(owner, pname)["state"] not in ("stopping", "precheck") and
+                    forward(owner, pname)["state"], 20, "the rollback settled")
+    assert etcd_get(etcd, key) == {"state": "paused", "node": was}
+    owner.kill9()
+    new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
+    wait_for(lambda: sync_owner(new, pname).get("instances_open"), 30, "the new owner opened the instances")
+    assert forward(new, pname)["state"] == left, (left, forward(new, pname))
+    assert left == "paused"                               # the operator's pause outlived the failover
+    one(c, "INSERT INTO t VALUES (3, 'after')")
+    time.sleep(2)                                         # what would have reached DR by now
+    assert count() == 2
+    others[0].admin_ok("start", instance=inst)
+    assert etcd_get(etcd, key) is None
+    wait_for(lambda: count() == 3, 30, "the started instance applies what was written meanwhile")
+
+
 def test_a_takeover_ends_an_old_owner_paused_while_it_holds_the_checkpoint_rows_lock(daemon, etcd, mariadb_pair,
                                                                                      fresh, tmp_path):  # noqa: F811
     """The owner's apply worker has read the fencing token (a shared lock on DR's checkpoint row, held until
