@@ -232,13 +232,11 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
         lookup_owner(f);
         return;
     }
-    char *rk = sy_etcd_b64(f->reply_key, strlen(f->reply_key)), *ok = sy_etcd_b64(f->owner_key, strlen(f->owner_key));
-    json_t *body = rk && ok ? json_pack("{s:[],s:[{s:{s:s}},{s:{s:s}}]}", "compare", "success", "request_range",
-                                        "key", rk, "request_range", "key", ok)
-                            : NULL;
-    free(rk);
-    free(ok);
-    if (body != NULL && sy_etcd_post(f->ca->etcd, "/v3/kv/txn", body, on_poll_answer, f) == 0)
+    struct sy_etcd_txn t;                       /* no compare: both reads, at one revision */
+    sy_etcd_txn_init(&t);
+    sy_etcd_txn_range(&t, SY_ETCD_SUCCESS, f->reply_key);
+    sy_etcd_txn_range(&t, SY_ETCD_SUCCESS, f->owner_key);
+    if (sy_etcd_txn_post(f->ca->etcd, &t, on_poll_answer, f) == 0)
         f->busy = true;
     else
         schedule_poll(f);
@@ -330,14 +328,13 @@ static void on_owner(void *arg, json_t *reply, const char *err)
         forward_end(f, NULL, "owner_unreachable", msg);
         return;
     }
-    json_t *put = text ? put_body(f->req_key, text, lease) : NULL;
-    free(text);
     /* created only once: a put etcd.c sends again (the first may have been applied) changes nothing */
-    json_t *body = put ? json_pack("{s:[{s:O,s:s,s:s,s:s}],s:[{s:o}]}", "compare", "key",
-                                   json_object_get(put, "key"), "target", "CREATE", "create_revision", "0",
-                                   "result", "EQUAL", "success", "request_put", put)
-                       : NULL;
-    if (body == NULL || sy_etcd_post(f->ca->etcd, "/v3/kv/txn", body, on_sent, f) != 0) {
+    struct sy_etcd_txn t;
+    sy_etcd_txn_init(&t);
+    sy_etcd_txn_compare(&t, f->req_key, SY_ETCD_CREATE, 0);
+    sy_etcd_txn_put(&t, SY_ETCD_SUCCESS, f->req_key, text, lease);
+    free(text);
+    if (sy_etcd_txn_post(f->ca->etcd, &t, on_sent, f) != 0) {
         f->to[0] = '\0';
         forward_end(f, NULL, "internal", "out of memory");
         return;

@@ -2,6 +2,7 @@
  * under the pair; no lease: it must outlive every node (a new owner reads it long after the old one died). */
 #include "core/cluster_held.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,37 +17,21 @@ static void held_key(char *out, size_t outlen, const char *pair, const char *dir
 int sy_cluster_held_put(struct sy_etcd *e, const char *pair, enum sy_direction dir, const char *held,
                         const char *node, uint64_t owner_token, sy_etcd_done done, void *arg)
 {
-    char key[240], owner[240], rev[32];
+    if (owner_token == 0 || owner_token > INT64_MAX)
+        return -1;
+    char key[240], owner[240];
     held_key(key, sizeof key, pair, dir == SY_DIR_FORWARD ? "forward" : "reverse");
     snprintf(owner, sizeof owner, "%spairs/%s/owner", SY_CLUSTER_PREFIX, pair);
-    snprintf(rev, sizeof rev, "%llu", (unsigned long long)owner_token);
-    char *k = sy_etcd_b64(key, strlen(key)), *ok = sy_etcd_b64(owner, strlen(owner)), *v = NULL;
-    json_t *op = NULL;
-    if (held != NULL) {
-        json_t *val = json_pack("{s:s,s:s}", "state", held, "node", node);
-        char *text = val ? json_dumps(val, JSON_COMPACT) : NULL;
-        json_decref(val);
-        v = text ? sy_etcd_b64(text, strlen(text)) : NULL;
-        free(text);
-        op = k && v ? json_pack("{s:{s:s,s:s}}", "request_put", "key", k, "value", v) : NULL;
-    } else {
-        op = k ? json_pack("{s:{s:s}}", "request_delete_range", "key", k) : NULL;
-    }
+    struct sy_etcd_txn t;
+    sy_etcd_txn_init(&t);
     /* only while the owner key is still the one this node created (its token): a node that lost the pair
      * meanwhile, or a request etcd.c sends again late, cannot undo what the new owner's operator did */
-    json_t *body = op && ok ? json_pack("{s:[{s:s,s:s,s:s,s:s}],s:[o],s:[]}", "compare", "key", ok, "target",
-                                        "CREATE", "result", "EQUAL", "create_revision", rev, "success", op, "failure")
-                            : NULL;
-    if (body == NULL)
-        json_decref(op);
-    free(k);
-    free(ok);
-    free(v);
-    if (body == NULL || owner_token == 0) {
-        json_decref(body);
-        return -1;
-    }
-    return sy_etcd_post(e, "/v3/kv/txn", body, done, arg);
+    sy_etcd_txn_compare(&t, owner, SY_ETCD_CREATE, (int64_t)owner_token);
+    if (held != NULL)
+        sy_etcd_txn_put_json(&t, SY_ETCD_SUCCESS, key, json_pack("{s:s,s:s}", "state", held, "node", node), 0);
+    else
+        sy_etcd_txn_delete(&t, SY_ETCD_SUCCESS, key, false);
+    return sy_etcd_txn_post(e, &t, done, arg);
 }
 
 bool sy_cluster_held_recorded(json_t *reply)

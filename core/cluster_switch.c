@@ -54,21 +54,6 @@ static char *b64(const char *s)
     return sy_etcd_b64(s, strlen(s));
 }
 
-/* {"request_put": {key, value, lease}} with value the compact JSON of v (stolen). */
-static json_t *put_op(const char *key, json_t *v, int64_t lease)
-{
-    char *text = v ? json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    json_decref(v);
-    char *k = b64(key), *val = text ? b64(text) : NULL, l[32];
-    snprintf(l, sizeof l, "%" PRId64, lease);
-    json_t *op = k && val ? json_pack("{s:{s:s,s:s,s:s}}", "request_put", "key", k, "value", val, "lease", l)
-                          : NULL;
-    free(text);
-    free(k);
-    free(val);
-    return op;
-}
-
 static json_t *value_of(json_t *kv)
 {
     size_t len = 0;
@@ -238,21 +223,18 @@ static void on_txn(void *arg, json_t *reply, const char *err)
     step_done(st, 0, NULL);
 }
 
-/* Sends a transaction (body stolen) whose answer ends the step. */
-static void send_txn(struct sy_cluster_switch *cs, json_t *body, const char *what, sy_cluster_switch_done_fn done,
-                     void *arg)
+/* Sends a transaction (consumed) whose answer ends the step. */
+static void send_txn(struct sy_cluster_switch *cs, struct sy_etcd_txn *t, const char *what,
+                     sy_cluster_switch_done_fn done, void *arg)
 {
     struct step *st = malloc(sizeof *st);
     if (st != NULL) {
         *st = (struct step){ .cs = cs, .done = done, .arg = arg, .what = what };
         LIST_INSERT_HEAD(&cs->steps, st, link);
     }
-    if (st == NULL || body == NULL) {
-        json_decref(body);
-        if (st != NULL)
-            LIST_REMOVE(st, link);
-        free(st);
-    } else if (sy_etcd_post(cs->etcd, "/v3/kv/txn", body, on_txn, st) == 0) {
+    if (st == NULL) {
+        json_decref(sy_etcd_txn_take(t));
+    } else if (sy_etcd_txn_post(cs->etcd, t, on_txn, st) == 0) {
         return;
     } else {
         LIST_REMOVE(st, link);
@@ -270,11 +252,12 @@ static json_t *state_value(struct sy_cluster_switch *cs, const char *phase, enum
                      cs->failover ? "failover" : "switch");
 }
 
-static json_t *put_state(struct sy_cluster_switch *cs, const char *phase)
+static void put_state(struct sy_cluster_switch *cs, struct sy_etcd_txn *t, const char *phase)
 {
     char key[300];
     snprintf(key, sizeof key, "%s%s/state", cs->prefix, cs->id);
-    return put_op(key, state_value(cs, phase, cs->to, cs->from_epoch), sy_cluster_lease(cs->c));
+    sy_etcd_txn_put_json(t, SY_ETCD_SUCCESS, key, state_value(cs, phase, cs->to, cs->from_epoch),
+                         sy_cluster_lease(cs->c));
 }
 
 /* begin, second half: the node list just read decides who must acknowledge; then the lock and the hold. */
@@ -313,19 +296,18 @@ static void on_nodes(void *arg, json_t *reply, const char *err)
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(cs->id, sizeof cs->id, "%s-%lld%03ld", sy_cluster_node(cs->c), (long long)ts.tv_sec,
              ts.tv_nsec / 1000000);
-    char *lk = b64(cs->lock);
-    json_t *body = lk ? json_pack("{s:[{s:s,s:s,s:s}],s:[o,o],s:[{s:{s:s}}]}", "compare", "key", lk, "target",
-                                  "CREATE", "create_revision", "0", "success",
-                                  put_op(cs->lock, json_pack("{s:s,s:s}", "id", cs->id, "node", sy_cluster_node(cs->c)),
-                                         lease),
-                                  put_state(cs, "hold"), "failure", "request_range", "key", lk)
-                      : NULL;
-    free(lk);
+    struct sy_etcd_txn t;
+    sy_etcd_txn_init(&t);
+    sy_etcd_txn_compare(&t, cs->lock, SY_ETCD_CREATE, 0);
+    sy_etcd_txn_put_json(&t, SY_ETCD_SUCCESS, cs->lock,
+                         json_pack("{s:s,s:s}", "id", cs->id, "node", sy_cluster_node(cs->c)), lease);
+    put_state(cs, &t, "hold");
+    sy_etcd_txn_range(&t, SY_ETCD_FAILURE, cs->lock);
     char *names = json_dumps(cs->expect, JSON_COMPACT);
     sy_log_info("pair %s: switch %s: publishing the hold; node(s) %s must acknowledge", cs->p->cfg->name, cs->id,
                 names ? names : "?");
     free(names);
-    send_txn(cs, body, "taking the pair's switch lock in etcd", done, done_arg);
+    send_txn(cs, &t, "taking the pair's switch lock in etcd", done, done_arg);
 }
 
 void sy_cluster_switch_begin(struct sy_cluster_switch *cs, enum sy_side to, uint64_t from_epoch, bool failover,
@@ -394,23 +376,22 @@ bool sy_cluster_switch_acked(struct sy_cluster_switch *cs, const char *phase, js
 
 void sy_cluster_switch_abort(struct sy_cluster_switch *cs, sy_cluster_switch_done_fn done, void *arg)
 {
-    json_t *body = json_pack("{s:[o]}", "success", put_state(cs, "abort"));
-    send_txn(cs, body, "publishing the switch's abort in etcd", done, arg);
+    struct sy_etcd_txn t;
+    sy_etcd_txn_init(&t);
+    put_state(cs, &t, "abort");
+    send_txn(cs, &t, "publishing the switch's abort in etcd", done, arg);
 }
 
 void sy_cluster_switch_finish(struct sy_cluster_switch *cs, sy_cluster_switch_done_fn done, void *arg)
 {
     char dir[300];
     snprintf(dir, sizeof dir, "%s%s/", cs->prefix, cs->id);
-    char *k = b64(dir), *end = sy_etcd_prefix_end_b64(dir), *lk = b64(cs->lock);
-    json_t *body = k && end && lk ? json_pack("{s:[{s:{s:s,s:s}},{s:{s:s}}]}", "success", "request_delete_range",
-                                              "key", k, "range_end", end, "request_delete_range", "key", lk)
-                                  : NULL;
-    free(k);
-    free(end);
-    free(lk);
+    struct sy_etcd_txn t;
+    sy_etcd_txn_init(&t);
+    sy_etcd_txn_delete(&t, SY_ETCD_SUCCESS, dir, true);
+    sy_etcd_txn_delete(&t, SY_ETCD_SUCCESS, cs->lock, false);
     cs->id[0] = '\0';
-    send_txn(cs, body, "removing the switch's keys from etcd", done, arg);
+    send_txn(cs, &t, "removing the switch's keys from etcd", done, arg);
 }
 
 void sy_cluster_switch_moved(const struct sy_cluster_switch *cs, uint64_t *moved, uint64_t *aborted)
@@ -441,11 +422,13 @@ void sy_cluster_switch_ack(struct sy_cluster_switch *cs, const char *id, const c
 {
     char key[400];
     snprintf(key, sizeof key, "%s%s/ack/%s", cs->prefix, id, sy_cluster_node(cs->c));
-    json_t *body = json_pack("{s:[o]}", "success",
-                             put_op(key, json_pack("{s:s,s:s,s:I,s:I,s:s}", "phase", phase, "ledger", ledger, "moved",
-                                                   (json_int_t)moved, "aborted", (json_int_t)aborted, "error", error),
-                                    sy_cluster_lease(cs->c)));
-    send_txn(cs, body, "acknowledging the switch in etcd", done, arg);
+    struct sy_etcd_txn t;
+    sy_etcd_txn_init(&t);
+    sy_etcd_txn_put_json(&t, SY_ETCD_SUCCESS, key,
+                         json_pack("{s:s,s:s,s:I,s:I,s:s}", "phase", phase, "ledger", ledger, "moved",
+                                   (json_int_t)moved, "aborted", (json_int_t)aborted, "error", error),
+                         sy_cluster_lease(cs->c));
+    send_txn(cs, &t, "acknowledging the switch in etcd", done, arg);
 }
 
 const char *sy_cluster_switch_phase(const struct sy_cluster_switch *cs, const char *id)

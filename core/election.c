@@ -164,20 +164,13 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     int64_t lease = sy_cluster_lease(e->c);
     if (e->busy || lease == 0)
         return;
-    json_t *val = json_pack("{s:s,s:s}", "node", sy_cluster_node(e->c), "admin_socket", e->admin_socket);
-    char *text = val ? json_dumps(val, JSON_COMPACT) : NULL;
-    json_decref(val);
-    char *k = sy_etcd_b64(e->key, strlen(e->key)), *v = text ? sy_etcd_b64(text, strlen(text)) : NULL;
-    free(text);
-    char lease_s[32];
-    snprintf(lease_s, sizeof lease_s, "%" PRId64, lease);
-    json_t *body = k && v ? json_pack("{s:[{s:s,s:s,s:s}],s:[{s:{s:s,s:s,s:s}}],s:[{s:{s:s}}]}", "compare", "key",
-                                      k, "target", "CREATE", "create_revision", "0", "success", "request_put", "key",
-                                      k, "value", v, "lease", lease_s, "failure", "request_range", "key", k)
-                          : NULL;
-    free(k);
-    free(v);
-    if (body != NULL && sy_etcd_post(e->etcd, "/v3/kv/txn", body, on_campaign, e) == 0)
+    struct sy_etcd_txn t;
+    sy_etcd_txn_init(&t);
+    sy_etcd_txn_compare(&t, e->key, SY_ETCD_CREATE, 0);
+    sy_etcd_txn_put_json(&t, SY_ETCD_SUCCESS, e->key, json_pack("{s:s,s:s}", "node", sy_cluster_node(e->c),
+                                                                "admin_socket", e->admin_socket), lease);
+    sy_etcd_txn_range(&t, SY_ETCD_FAILURE, e->key);
+    if (sy_etcd_txn_post(e->etcd, &t, on_campaign, e) == 0)
         e->busy = true;
 }
 

@@ -421,6 +421,116 @@ char *sy_etcd_prefix_end_b64(const char *key)
     return sy_etcd_b64(end, n);
 }
 
+/* ---- transactions ---------------------------------------------------------------------------- */
+
+static const char *const target_names[] = { [SY_ETCD_CREATE] = "CREATE", [SY_ETCD_MOD] = "MOD",
+                                            [SY_ETCD_VERSION] = "VERSION" };
+static const char *const target_fields[] = { [SY_ETCD_CREATE] = "create_revision", [SY_ETCD_MOD] = "mod_revision",
+                                             [SY_ETCD_VERSION] = "version" };
+static const char *const branch_names[] = { [SY_ETCD_SUCCESS] = "success", [SY_ETCD_FAILURE] = "failure" };
+
+void sy_etcd_txn_init(struct sy_etcd_txn *t)
+{
+    t->body = json_pack("{s:[],s:[],s:[]}", "compare", "success", "failure");
+    t->bad = t->body == NULL;
+}
+
+/* Appends item (stolen; NULL: it could not be made) to the body's list `list`. */
+static void txn_add(struct sy_etcd_txn *t, const char *list, json_t *item)
+{
+    if (item == NULL || t->bad) {
+        json_decref(item);
+        t->bad = true;
+        return;
+    }
+    if (json_array_append_new(json_object_get(t->body, list), item) != 0)
+        t->bad = true;
+}
+
+void sy_etcd_txn_compare(struct sy_etcd_txn *t, const char *key, enum sy_etcd_target target, int64_t n)
+{
+    char *k = sy_etcd_b64(key, strlen(key)), num[32];
+    snprintf(num, sizeof num, "%" PRId64, n);
+    txn_add(t, "compare", k ? json_pack("{s:s,s:s,s:s,s:s}", "key", k, "target", target_names[target], "result",
+                                        "EQUAL", target_fields[target], num)
+                            : NULL);
+    free(k);
+}
+
+/* Appends {op: {"key": base64 key}} to branch b: that inner object (borrowed, for more fields), or NULL
+ * when the transaction is bad. */
+static json_t *txn_op(struct sy_etcd_txn *t, enum sy_etcd_branch b, const char *op, const char *key)
+{
+    char *k = sy_etcd_b64(key, strlen(key));
+    json_t *inner = k ? json_pack("{s:s}", "key", k) : NULL;
+    free(k);
+    txn_add(t, branch_names[b], inner ? json_pack("{s:o}", op, inner) : NULL);
+    return t->bad ? NULL : inner;
+}
+
+/* o.field = s (base64'd when b64); no o, no s or no memory: the transaction is bad. */
+static void txn_field(struct sy_etcd_txn *t, json_t *o, const char *field, const char *s, bool b64)
+{
+    char *enc = s != NULL && b64 ? sy_etcd_b64(s, strlen(s)) : NULL;
+    const char *v = b64 ? enc : s;
+    if (o == NULL || v == NULL || json_object_set_new(o, field, json_string(v)) != 0)
+        t->bad = true;
+    free(enc);
+}
+
+void sy_etcd_txn_put(struct sy_etcd_txn *t, enum sy_etcd_branch b, const char *key, const char *value, int64_t lease)
+{
+    json_t *o = txn_op(t, b, "request_put", key);
+    txn_field(t, o, "value", value, true);
+    if (lease != 0) {
+        char l[32];
+        snprintf(l, sizeof l, "%" PRId64, lease);
+        txn_field(t, o, "lease", l, false);
+    }
+}
+
+void sy_etcd_txn_put_json(struct sy_etcd_txn *t, enum sy_etcd_branch b, const char *key, json_t *v, int64_t lease)
+{
+    char *text = v ? json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(v);
+    if (text == NULL)
+        t->bad = true;
+    else
+        sy_etcd_txn_put(t, b, key, text, lease);
+    free(text);
+}
+
+void sy_etcd_txn_delete(struct sy_etcd_txn *t, enum sy_etcd_branch b, const char *key, bool prefix)
+{
+    json_t *o = txn_op(t, b, "request_delete_range", key);
+    if (prefix) {
+        char *end = sy_etcd_prefix_end_b64(key);
+        txn_field(t, o, "range_end", end, false);
+        free(end);
+    }
+}
+
+void sy_etcd_txn_range(struct sy_etcd_txn *t, enum sy_etcd_branch b, const char *key)
+{
+    txn_op(t, b, "request_range", key);
+}
+
+json_t *sy_etcd_txn_take(struct sy_etcd_txn *t)
+{
+    json_t *body = t->bad ? NULL : t->body;
+    if (t->bad)
+        json_decref(t->body);
+    t->body = NULL;
+    t->bad = true;
+    return body;
+}
+
+int sy_etcd_txn_post(struct sy_etcd *e, struct sy_etcd_txn *t, sy_etcd_done done, void *arg)
+{
+    json_t *body = sy_etcd_txn_take(t);
+    return body != NULL ? sy_etcd_post(e, "/v3/kv/txn", body, done, arg) : -1;
+}
+
 struct sy_etcd_watch *sy_etcd_watch_start(struct sy_etcd *e, const char *key, bool prefix, int64_t from_revision,
                                           sy_etcd_watch_fn fn, void *arg)
 {

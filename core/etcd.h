@@ -38,6 +38,32 @@ char *sy_etcd_unb64(const char *s, size_t *len);
 /* The endpoint the last answer came from ("http://h:p"). */
 const char *sy_etcd_endpoint(const struct sy_etcd *e);
 
+/* A transaction (POST /v3/kv/txn) built step by step: if every compare holds, the success ops run, else the
+ * failure ops (in order; their answers in the reply's "responses"). Keys and values are plain text, base64'd
+ * here. A step that cannot be added (out of memory) makes the transaction bad, for good; sending a bad one
+ * fails without sending anything. init, the steps, then post (or take): each consumes the transaction. */
+enum sy_etcd_target { SY_ETCD_CREATE, SY_ETCD_MOD, SY_ETCD_VERSION };   /* create_revision, mod_revision, version */
+enum sy_etcd_branch { SY_ETCD_SUCCESS, SY_ETCD_FAILURE };
+struct sy_etcd_txn {
+    json_t *body;                      /* owned: {"compare": [...], "success": [...], "failure": [...]} */
+    bool bad;                          /* sticky: a step was lost; the transaction must not be sent */
+};
+void sy_etcd_txn_init(struct sy_etcd_txn *t);
+/* Compares key's create_revision (0: the key does not exist), mod_revision or version with n (EQUAL). */
+void sy_etcd_txn_compare(struct sy_etcd_txn *t, const char *key, enum sy_etcd_target target, int64_t n);
+/* Puts key = value under lease (0: none). */
+void sy_etcd_txn_put(struct sy_etcd_txn *t, enum sy_etcd_branch b, const char *key, const char *value, int64_t lease);
+/* Puts key = the compact JSON of v (stolen), its keys sorted. */
+void sy_etcd_txn_put_json(struct sy_etcd_txn *t, enum sy_etcd_branch b, const char *key, json_t *v, int64_t lease);
+/* Deletes key, or with prefix every key starting with it. */
+void sy_etcd_txn_delete(struct sy_etcd_txn *t, enum sy_etcd_branch b, const char *key, bool prefix);
+/* Reads key (the answer's "response_range" at the op's place in "responses"). */
+void sy_etcd_txn_range(struct sy_etcd_txn *t, enum sy_etcd_branch b, const char *key);
+/* The body to POST (the caller owns it), NULL when the transaction is bad. */
+json_t *sy_etcd_txn_take(struct sy_etcd_txn *t);
+/* Sends it as sy_etcd_post to /v3/kv/txn; -1 (done not called) when it is bad or cannot be queued. */
+int sy_etcd_txn_post(struct sy_etcd *e, struct sy_etcd_txn *t, sy_etcd_done done, void *arg);
+
 /* A watch of one key, or of every key under it when prefix (POST /v3/watch: a streaming answer, one JSON
  * object a line) on a connection of its own. fn(arg, kv, deleted, mod_revision) for every change from
  * from_revision on: kv is the event's key-value (borrowed; "key" and "value" are base64; no value when

@@ -57,14 +57,9 @@ static int64_t int_field(json_t *o, const char *name)
     return s != NULL ? strtoll(s, NULL, 10) : json_integer_value(v);   /* the gateway writes int64 as strings */
 }
 
-static char *value_text(uint64_t epoch, enum sy_side side)
+static json_t *value_of(uint64_t epoch, enum sy_side side)
 {
-    json_t *v = json_pack("{s:I,s:s}", "epoch", (json_int_t)epoch, "side", sy_side_name(side));
-    char *text = v ? json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    json_decref(v);
-    char *b = text ? sy_etcd_b64(text, strlen(text)) : NULL;
-    free(text);
-    return b;
+    return json_pack("{s:I,s:s}", "epoch", (json_int_t)epoch, "side", sy_side_name(side));
 }
 
 /* Applies etcd's epoch to the pair when it differs (loop; fence lock taken without waiting). */
@@ -200,14 +195,12 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     struct sy_shared_epoch *s = arg;
     if (s->reading)
         return;
-    char *k = sy_etcd_b64(s->key, strlen(s->key)), *v = value_text(s->p->epoch, s->p->active_side);
-    json_t *body = k && v ? json_pack("{s:[{s:s,s:s,s:s}],s:[{s:{s:s,s:s}}],s:[{s:{s:s}}]}", "compare", "key", k,
-                                      "target", "CREATE", "create_revision", "0", "success", "request_put", "key", k,
-                                      "value", v, "failure", "request_range", "key", k)
-                          : NULL;
-    free(k);
-    free(v);
-    if (body != NULL && sy_etcd_post(s->etcd, "/v3/kv/txn", body, on_read, s) == 0)
+    struct sy_etcd_txn t;
+    sy_etcd_txn_init(&t);
+    sy_etcd_txn_compare(&t, s->key, SY_ETCD_CREATE, 0);
+    sy_etcd_txn_put_json(&t, SY_ETCD_SUCCESS, s->key, value_of(s->p->epoch, s->p->active_side), 0);
+    sy_etcd_txn_range(&t, SY_ETCD_FAILURE, s->key);
+    if (sy_etcd_txn_post(s->etcd, &t, on_read, s) == 0)
         s->reading = true;
 }
 
@@ -331,20 +324,16 @@ void sy_shared_epoch_cas(struct sy_shared_epoch *s, uint64_t epoch, enum sy_side
         done(arg, -1, s->cas_done != NULL ? "a move of the cluster's epoch is in flight" : why);
         return;
     }
-    char *k = sy_etcd_b64(s->key, strlen(s->key)), *v = value_text(epoch, side);
-    char rev[32];
-    snprintf(rev, sizeof rev, "%" PRId64, s->mod_rev);
-    json_t *body = k && v ? json_pack("{s:[{s:s,s:s,s:s}],s:[{s:{s:s,s:s}}],s:[{s:{s:s}}]}", "compare", "key", k,
-                                      "target", "MOD", "mod_revision", rev, "success", "request_put", "key", k,
-                                      "value", v, "failure", "request_range", "key", k)
-                          : NULL;
-    free(k);
-    free(v);
+    struct sy_etcd_txn t;
+    sy_etcd_txn_init(&t);
+    sy_etcd_txn_compare(&t, s->key, SY_ETCD_MOD, s->mod_rev);
+    sy_etcd_txn_put_json(&t, SY_ETCD_SUCCESS, s->key, value_of(epoch, side), 0);
+    sy_etcd_txn_range(&t, SY_ETCD_FAILURE, s->key);
     s->cas_done = done;
     s->cas_arg = arg;
     s->cas_epoch = epoch;
     s->cas_side = side;
-    if (body == NULL || sy_etcd_post(s->etcd, "/v3/kv/txn", body, on_cas, s) != 0) {
+    if (sy_etcd_txn_post(s->etcd, &t, on_cas, s) != 0) {
         s->cas_done = NULL;
         done(arg, -1, "out of memory");
     }

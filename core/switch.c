@@ -20,7 +20,8 @@
  *   failover: the business side is dead: apply what the forward spool holds, pause the forward
  *   instance (its collector must not pick up the unreplicated tail when the business DB returns),
  *   hold, warm on DR, flip, release; the tail is computed once the business DB answers again
- *   (core/tail.c) and the reverse write starts after `resolve-tail`.
+ *   (core/tail.c) and the reverse write starts after `resolve-tail`. A forward instance an operator
+ *   paused runs only to apply its spool: a rolled-back failover pauses it again.
  *
  * In a cluster (p->cswitch; docs/cluster.md, core/cluster_switch.h) the coordinator publishes the hold to
  * every node after step 2, waits for their acknowledgements after step 3, checks their ack ledgers in
@@ -130,6 +131,9 @@ struct sy_switch {
     json_t *detail;                 /* extra error fields */
     /* progress */
     bool held, fenced, to_unfenced, write_stopped, flipped;
+    bool forward_held;              /* failover: the forward instance was paused when it began (an operator's
+                                       pause, kept in etcd in a cluster): it runs only to apply its spool and
+                                       is left paused whatever the outcome (a rollback pauses it again) */
     uint64_t t_start, t_step, t_hold, t_release;
     char final_pos[1024], drained[1024], ledger[1024];
     size_t aborted, moved, forced_closed;
@@ -347,7 +351,8 @@ static void do_pause_forward(struct sy_switch *sw)
         sw->call_rc = sy_instance_pause(sw->draining, &code, sw->call_err, sizeof sw->call_err);
     if (sw->call_rc == 0) {
         sw->write_stopped = true;
-        sy_instance_set_reason(sw->draining, "failover"); /* a restart before the flip resumes it */
+        if (!sw->forward_held)                             /* a restart before the flip resumes it ... */
+            sy_instance_set_reason(sw->draining, "failover"); /* ... unless an operator had paused it */
     }
 }
 
@@ -666,7 +671,16 @@ static void rollback(struct sy_switch *sw)
     }
     sy_log_warn("pair %s: %s refused (%s): rolling back", p->cfg->name, kind_names[sw->kind], sw->code);
     cluster_rollback(sw);
-    if (sw->write_stopped) {
+    if (sw->forward_held) {
+        /* the operator's pause outlives the failover that ran the instance to drain its spool: what the
+         * operator (and, in a cluster, etcd for the next owner: core/cluster_held.h) left it in */
+        wait_settled(sw, sw->draining);
+        loop_call(sw, do_pause_forward);
+        if (sw->call_rc != 0 && !sy_instance_retiring(sw->draining))   /* stepped down: closing, not running */
+            sy_log_error("pair %s: rollback: cannot pause %s again (an operator had paused it): %s", p->cfg->name,
+                         sy_instance_id(sw->draining), sw->call_err);
+        wait_settled(sw, sw->draining);
+    } else if (sw->write_stopped) {
         wait_settled(sw, sw->draining);
         loop_call(sw, do_restart_write);
     }
@@ -957,7 +971,8 @@ static int run_failover(struct sy_switch *sw)
     step_done(sw, "fence_ms");
     /* A forward instance that failed (its collector gave up on the dead business DB) or was paused still
      * has to apply its spool: started again, its writer does while the collector retries. One failing
-     * right now is stopping first. */
+     * right now is stopping first. One an operator paused is paused again in every outcome (the flip
+     * pauses it; so does a rollback): the operator's pause, kept in etcd for the next owner, stays true. */
     wait_settled(sw, sw->draining);
     loop_call(sw, do_resume_forward);
     sy_failpoint_stall("failover_after_resume");
@@ -1191,6 +1206,7 @@ static int preconditions(struct sy_switch *sw, const char **code, char *msg, siz
     }
     if (sw->kind == SW_FAILOVER) {
         sw->draining = p->forward;
+        sw->forward_held = sy_instance_state(p->forward) == SY_INST_PAUSED;
         sw->starting = p->reverse && sy_instance_state(p->reverse) == SY_INST_COLLECTING ? p->reverse : NULL;
         return 0;
     }

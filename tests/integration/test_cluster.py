@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import urllib.request
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -538,6 +539,29 @@ def running_forward(d, pname):
     return bool(fw) and fw[0]["state"] == "running"
 
 
+def elected(nodes, pname):
+    """(owner, the others) once one of nodes owns the pair and runs its forward instance."""
+    owner = wait_for(lambda: len(owners(nodes, pname)) == 1 and owners(nodes, pname)[0], 20, "one owner")
+    wait_for(lambda: running_forward(owner, pname), 60, "the owner's forward instance running")
+    return owner, [d for d in nodes if d is not owner]
+
+
+def stall_file(d):
+    """Node d's stall file (stalled_three): while it exists, d's thread at the stall point waits there."""
+    return Path(d.env["SY_STALL_FILE"])
+
+
+def stalled_three(make, tmp_path, point):
+    """Three nodes, each with the failpoint `point` armed on a stall file of its own (SY_STALL_POINT and
+    SY_STALL_FILE, core/failpoint.h: a thread that reaches `point` waits there while its node's file exists;
+    none exists yet). make(env_of=...) starts them with env_of(i) the environment of node i (1..3) and returns
+    (owner, others): electable_three with its other arguments bound, or elected() of tds_nodes / mongo_nodes.
+    Returns (owner, others, the owner's stall file)."""
+    files = {i: tmp_path / f"stall-n{i}" for i in (1, 2, 3)}
+    owner, others = make(env_of=lambda i: {"SY_STALL_POINT": point, "SY_STALL_FILE": str(files[i])})
+    return owner, others, stall_file(owner)
+
+
 def electable_three(daemon, etcd, mariadb_pair, db, pname, max_hold_ms=5000, env_of=None):
     """Three nodes that all may run the pair's synchronization (objects set on each): one is elected.
     env_of(i): extra environment of node i (1..3)."""
@@ -548,8 +572,7 @@ def electable_three(daemon, etcd, mariadb_pair, db, pname, max_hold_ms=5000, env
              for i in (1, 2, 3)]
     for d in nodes:
         wait_for(lambda: confirmed(d, pname, 1), 20, "the shared epoch confirmed and watched")
-    owner = wait_for(lambda: len(owners(nodes, pname)) == 1 and owners(nodes, pname)[0], 20, "one owner")
-    wait_for(lambda: running_forward(owner, pname), 60, "the owner's forward instance running")
+    owner, others = elected(nodes, pname)
     b, dr = mariadb_pair                                # the last test may have left DR active
     # a takeover resumes from DR's checkpoint: one killed before its first one leaves none (the new owner then
     # rightly starts from its own state, and a test of the takeover would test nothing)
@@ -557,7 +580,7 @@ def electable_three(daemon, etcd, mariadb_pair, db, pname, max_hold_ms=5000, env
                        args=(f"{pname}/forward",)) == ((1,),), 30, "the forward instance's checkpoint on DR")
     wait_for(lambda: q(b, "SELECT @@global.read_only")[0][0] == 0 and q(dr, "SELECT @@global.read_only")[0][0] == 1,
              20, "the fence keeper made business writable")
-    return owner, [d for d in nodes if d is not owner]
+    return owner, others
 
 
 def kill9_owner_under_writes(nodes, pname, write, settle_s=1.5, checkpointed=None):
@@ -565,9 +588,7 @@ def kill9_owner_under_writes(nodes, pname, write, settle_s=1.5, checkpointed=Non
     -9 after settle_s (and once checkpointed(), when given, says DR holds its checkpoint: a slow destination
     may not have one yet, and the new owner would then rightly copy everything again): returns (new owner,
     takeover seconds, acked ids, client errors). The caller compares both sides afterwards."""
-    owner = wait_for(lambda: len(owners(nodes, pname)) == 1 and owners(nodes, pname)[0], 20, "one owner")
-    wait_for(lambda: running_forward(owner, pname), 60, "the owner's forward instance running")
-    others = [d for d in nodes if d is not owner]
+    owner, others = elected(nodes, pname)
     stop, acked, errors = threading.Event(), [], []
 
     def loader(d, k):
@@ -661,10 +682,8 @@ def test_an_old_owner_resumed_after_a_takeover_is_fenced_at_the_destination(daem
            "spool_seq BIGINT UNSIGNED NOT NULL, position TEXT NOT NULL, pending_ddl_seq BIGINT UNSIGNED NOT NULL "
            "DEFAULT 0, updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB")
     dr.sql("ALTER TABLE switchyard.checkpoint DROP COLUMN IF EXISTS owner_token")
-    stall = {i: tmp_path / f"stall-n{i}" for i in (1, 2, 3)}
-    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname, env_of=lambda i: {
-        "SY_STALL_POINT": point, "SY_STALL_FILE": str(stall[i])})
-    me = stall[int(sync_owner(owner, pname)["owner"].rsplit("-n", 1)[1])]
+    three = partial(electable_three, daemon, etcd, mariadb_pair, fresh, pname)
+    owner, others, me = stalled_three(three, tmp_path, point)
     c = app_conn(others[0], fresh)                    # through a node that stays up: no client error
     one(c, "INSERT INTO t VALUES (1, 'v0')")
     v = lambda side: q(side, "SELECT v FROM t WHERE id = 1", fresh)
@@ -919,10 +938,10 @@ def test_a_takeover_that_outlives_its_ownership_is_made_again_with_the_new_token
     names T2: fenced for good): it is made again with T3, and the forward instance writes into DR."""
     b, dr = mariadb_pair
     pname = f"s{fresh}"
-    stall = {i: tmp_path / f"stall-n{i}" for i in (1, 2, 3)}
-    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname, env_of=lambda i: {
-        "SY_STALL_POINT": "takeover_taken", "SY_STALL_FILE": str(stall[i])})
-    for f in stall.values():
+    three = partial(electable_three, daemon, etcd, mariadb_pair, fresh, pname)
+    owner, others, _ = stalled_three(three, tmp_path, "takeover_taken")
+    stall = [stall_file(d) for d in [owner] + others]
+    for f in stall:
         f.touch()
     owner.kill9()
     x = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
@@ -937,7 +956,7 @@ def test_a_takeover_that_outlives_its_ownership_is_made_again_with_the_new_token
         os.kill(x.pid, signal.SIGCONT)
     wait_for(lambda: sync_owner(x, pname).get("this_node_owns") and sync_owner(x, pname)["owner_token"] > t1, 30,
              "X owns the pair again, with a new token")
-    for f in stall.values():
+    for f in stall:
         f.unlink()
     wait_for(lambda: running_forward(x, pname), 30, "X's forward instance running")
     c = app_conn(x, fresh)
@@ -1066,6 +1085,50 @@ def test_an_instance_an_operator_paused_stays_so_after_a_takeover(daemon, etcd, 
     wait_for(lambda: count() == 2, 30, "the started instance applies what was written meanwhile")
 
 
+def test_a_failover_rolled_back_leaves_an_operator_paused_instance_paused_for_the_next_owner(
+        daemon, etcd, mariadb_pair, fresh):  # noqa: F811
+    """An operator paused the forward instance (kept in etcd). A `failover --force` starts it to apply its
+    spool, then fails after DR was unfenced (SY_FAIL_STEPS) and rolls back: the instance is paused again, as
+    the operator left it and as etcd says, not left running. The owner is killed with -9: the next owner
+    opens it in the state the dead one had (before the fix: running on the dead owner, paused on the next
+    one), and the row written while it was paused reached DR through the failover's drain."""
+    b, dr = mariadb_pair
+    pname = f"h{fresh}"
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname,
+                                    env_of=lambda i: {"SY_FAIL_STEPS": "switch_fail_after_unfence"})
+    inst, key = f"{pname}/forward", f"/switchyard/pairs/{pname}/instances/forward"
+    c = app_conn(others[0], fresh)
+    one(c, "INSERT INTO t VALUES (1, 'before')")
+    count = lambda: q(dr, "SELECT COUNT(*) FROM t", fresh)[0][0]
+    wait_for(lambda: count() == 1, 30, "forward applied")
+    assert others[1].admin_ok("pause", instance=inst)["state"] == "paused"
+    was = sync_owner(owner, pname)["owner"]
+    assert etcd_get(etcd, key) == {"state": "paused", "node": was}
+    one(c, "INSERT INTO t VALUES (2, 'while paused')")
+    r = others[0].admin("failover", pair=pname, force=True)
+    assert r["ok"] is False and r["error"]["code"] == "internal" and "switch_fail_after_unfence" in \
+        r["error"]["message"], r
+    for d in [owner] + others:
+        wait_for(lambda: applied(d, pname) == (1, "business") and not d.pair_status(pname)["held"], 20,
+                 "every node released on business")
+    wait_for(lambda: q(b, "SELECT @@global.read_only")[0][0] == 0, 20, "business unfenced by the rollback")
+    assert count() == 2                                   # the failover's drain applied the spool
+    left = wait_for(lambda: forward(owner, pname)["state"] not in ("stopping", "precheck") and
+                    forward(owner, pname)["state"], 20, "the rollback settled")
+    assert etcd_get(etcd, key) == {"state": "paused", "node": was}
+    owner.kill9()
+    new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
+    wait_for(lambda: sync_owner(new, pname).get("instances_open"), 30, "the new owner opened the instances")
+    assert forward(new, pname)["state"] == left, (left, forward(new, pname))
+    assert left == "paused"                               # the operator's pause outlived the failover
+    one(c, "INSERT INTO t VALUES (3, 'after')")
+    time.sleep(2)                                         # what would have reached DR by now
+    assert count() == 2
+    others[0].admin_ok("start", instance=inst)
+    assert etcd_get(etcd, key) is None
+    wait_for(lambda: count() == 3, 30, "the started instance applies what was written meanwhile")
+
+
 def test_a_takeover_ends_an_old_owner_paused_while_it_holds_the_checkpoint_rows_lock(daemon, etcd, mariadb_pair,
                                                                                      fresh, tmp_path):  # noqa: F811
     """The owner's apply worker has read the fencing token (a shared lock on DR's checkpoint row, held until
@@ -1075,10 +1138,8 @@ def test_a_takeover_ends_an_old_owner_paused_while_it_holds_the_checkpoint_rows_
     applies on. Resumed, the old worker's commit fails with its connection; DR equals business."""
     b, dr = mariadb_pair
     pname = f"k{fresh}"
-    stall = {i: tmp_path / f"stall-n{i}" for i in (1, 2, 3)}
-    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname, env_of=lambda i: {
-        "SY_STALL_POINT": "writer_fence_read", "SY_STALL_FILE": str(stall[i])})
-    me = stall[int(sync_owner(owner, pname)["owner"].rsplit("-n", 1)[1])]
+    three = partial(electable_three, daemon, etcd, mariadb_pair, fresh, pname)
+    owner, others, me = stalled_three(three, tmp_path, "writer_fence_read")
     c = app_conn(others[0], fresh)
     me.touch()
     one(c, "INSERT INTO t VALUES (1, 'held')")
@@ -1142,10 +1203,8 @@ def test_an_old_owners_pending_ddl_cannot_land_after_a_takeover(daemon, etcd, ma
     the pending mark. DR's table ends as business's: no column x, the same rows."""
     b, dr = mariadb_pair
     pname = f"g{fresh}"
-    stall = {i: tmp_path / f"stall-n{i}" for i in (1, 2, 3)}
-    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname, env_of=lambda i: {
-        "SY_STALL_POINT": "writer_before_ddl", "SY_STALL_FILE": str(stall[i])})
-    me = stall[int(sync_owner(owner, pname)["owner"].rsplit("-n", 1)[1])]
+    three = partial(electable_three, daemon, etcd, mariadb_pair, fresh, pname)
+    owner, others, me = stalled_three(three, tmp_path, "writer_before_ddl")
     c = app_conn(others[0], fresh)
     one(c, "INSERT INTO t VALUES (1, 'v0')")
     rows = lambda side: q(side, "SELECT id, v FROM t ORDER BY id", fresh)
@@ -1218,13 +1277,11 @@ def test_a_node_that_stepped_down_mid_switch_sends_commands_to_the_new_owner(dae
     Meanwhile a command given to it must run on the new owner (it is sent there), and a request addressed to
     it through etcd is refused with owner_lost — not run on instances it no longer owns."""
     pname = f"m{fresh}"
-    stall = {i: tmp_path / f"stall-n{i}" for i in (1, 2, 3)}
-    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname, env_of=lambda i: {
-        "SY_STALL_POINT": "switch_after_cluster_hold", "SY_STALL_FILE": str(stall[i])})
+    three = partial(electable_three, daemon, etcd, mariadb_pair, fresh, pname)
+    owner, others, me = stalled_three(three, tmp_path, "switch_after_cluster_hold")
     old_name = sync_owner(owner, pname)["owner"]
     owner.admin_ok("create-reverse", pair=pname)
     wait_reverse(owner, pname, "collecting")
-    me = stall[int(old_name.rsplit("-n", 1)[1])]
     me.touch()
     result = {}
     t = threading.Thread(target=lambda: result.update(r=owner.admin("switchover", _timeout=120, pair=pname)))
@@ -1381,13 +1438,8 @@ def test_an_old_sql_server_owner_resumed_after_a_takeover_is_fenced_at_the_desti
     business, dr, db, sql = tds_pair
     pname = "tkf"
     point = "sqlserver_write_share_taken"
-    stall = {i: tmp_path / f"stall-n{i}" for i in (1, 2, 3)}
-    nodes = tds_nodes(daemon, etcd, tds_pair, pname, env_of=lambda i: {"SY_STALL_POINT": point,
-                                                                      "SY_STALL_FILE": str(stall[i])})
-    owner = wait_for(lambda: len(owners(nodes, pname)) == 1 and owners(nodes, pname)[0], 20, "one owner")
-    wait_for(lambda: running_forward(owner, pname), 60, "the owner's forward instance running")
-    others = [d for d in nodes if d is not owner]
-    me = stall[int(sync_owner(owner, pname)["owner"].rsplit("-n", 1)[1])]
+    owner, others, me = stalled_three(lambda env_of: elected(tds_nodes(daemon, etcd, tds_pair, pname,
+                                                                       env_of=env_of), pname), tmp_path, point)
     c = tds_client(others[0], pname, tds_pair)              # through a node that stays up: no client error
 
     def one(text):
@@ -1544,13 +1596,9 @@ def test_an_old_mongodb_owner_resumed_after_a_takeover_is_fenced_before_its_next
     b, dr = ferretdb_pair
     db, pname = "tkf", "tkf"
     point = "mongo_write_batch_taken"
-    stall = {i: tmp_path / f"stall-n{i}" for i in (1, 2, 3)}
-    nodes = mongo_nodes(mongo_daemon, etcd, ferretdb_pair, db, pname, env_of=lambda i: {
-        "SY_STALL_POINT": point, "SY_STALL_FILE": str(stall[i])})
-    owner = wait_for(lambda: len(owners(nodes, pname)) == 1 and owners(nodes, pname)[0], 20, "one owner")
-    wait_for(lambda: running_forward(owner, pname), 60, "the owner's forward instance running")
-    others = [d for d in nodes if d is not owner]
-    me = stall[int(sync_owner(owner, pname)["owner"].rsplit("-n", 1)[1])]
+    owner, others, me = stalled_three(lambda env_of: elected(mongo_nodes(mongo_daemon, etcd, ferretdb_pair, db,
+                                                                         pname, env_of=env_of), pname),
+                                      tmp_path, point)
     client = mongo_client(others[0], pname, b)           # through a node that stays up: no client error
     coll = client[db]["t"]
 
