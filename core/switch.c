@@ -676,7 +676,7 @@ static void rollback(struct sy_switch *sw)
          * operator (and, in a cluster, etcd for the next owner: core/cluster_held.h) left it in */
         wait_settled(sw, sw->draining);
         loop_call(sw, do_pause_forward);
-        if (sw->call_rc != 0 && !sy_instance_retiring(sw->draining))   /* stepped down: closing, not running */
+        if (sw->call_rc != 0 && !sy_instance_is_retiring(sw->draining))   /* stepped down: closing, not running */
             sy_log_error("pair %s: rollback: cannot pause %s again (an operator had paused it): %s", p->cfg->name,
                          sy_instance_id(sw->draining), sw->call_err);
         wait_settled(sw, sw->draining);
