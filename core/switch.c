@@ -152,6 +152,7 @@ struct sy_switch {
     json_t *ledgers;                /* coordinator: the participants' ack ledgers */
     char cmsg[600];                 /* the last cluster step's text */
     const char *outcome;            /* participant: "flip", "abort", "gone", NULL = none yet */
+    char outcome_buf[16];           /* the coordinator's phase, copied: the loop rewrites its own */
     bool failover_hold;             /* participant: the coordinator fails over (the old side is dead) */
 };
 
@@ -837,8 +838,12 @@ static void do_outcome(struct sy_switch *sw)
     const char *phase = sy_cluster_switch_phase(sw->p->cswitch, sw->cid);
     if (sy_shared_epoch_seen(sw->p->shared, &epoch, &side) && epoch > sw->from_epoch)
         sw->outcome = side == sw->to ? "flip" : "moved";
-    else
-        sw->outcome = strcmp(phase, "hold") == 0 ? NULL : phase;
+    else if (strcmp(phase, "hold") == 0)
+        sw->outcome = NULL;
+    else {   /* read on the switch thread after this returns, while the etcd watch may rewrite phase */
+        snprintf(sw->outcome_buf, sizeof sw->outcome_buf, "%s", phase);
+        sw->outcome = sw->outcome_buf;
+    }
 }
 
 static void do_adopt(struct sy_switch *sw)

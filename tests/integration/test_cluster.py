@@ -268,6 +268,7 @@ def cluster_of_three(daemon, etcd, mariadb_pair, db, pname, max_hold_ms=5000, ow
     return owner, proxies
 
 
+@pytest.mark.tsan  # threads: the switch thread, retiring instances, the etcd watch (a race found so)
 def test_one_switch_for_every_node_under_load(daemon, etcd, mariadb_pair, fresh):  # noqa: F811
     """Clients spread over three nodes write all along; a switchover and a switchback coordinated by the
     node with the sync hold every node, merge their ack ledgers and flip them all: 0 client errors, every
@@ -443,6 +444,7 @@ def log_ms(line):
     return datetime.strptime(line[:23], "%Y-%m-%dT%H:%M:%S.%f").timestamp() * 1000
 
 
+@pytest.mark.tsan  # threads: the switch thread, retiring instances, the etcd watch (a race found so)
 def test_an_owner_cut_off_from_etcd_cuts_its_writer_before_its_lease_can_end(daemon, etcd, mariadb_pair, fresh,
                                                                              tmp_path):  # noqa: F811
     """The owner's only etcd member is paused while its apply worker is busy (held by a failpoint with a group
@@ -623,6 +625,7 @@ def kill9_owner_under_writes(nodes, pname, write, settle_s=1.5, checkpointed=Non
     return new, takeover_s, acked, errors
 
 
+@pytest.mark.tsan  # threads: the switch thread, retiring instances, the etcd watch (a race found so)
 def test_one_node_owns_the_synchronization_and_another_takes_over_after_kill9(daemon, etcd, mariadb_pair,
                                                                             fresh):  # noqa: F811
     """Three nodes may run the sync; one is elected (its key in etcd, the others run no instance). Clients of
@@ -1270,6 +1273,7 @@ def test_a_writer_ends_an_earlier_session_of_its_own_that_still_holds_its_lock(d
         stale.ping(reconnect=False)
 
 
+@pytest.mark.tsan  # threads: the switch thread, retiring instances, the etcd watch (a race found so)
 def test_a_node_that_stepped_down_mid_switch_sends_commands_to_the_new_owner(daemon, etcd, mariadb_pair, fresh,
                                                                              tmp_path):  # noqa: F811
     """An owner whose switch is held (failpoint switch_after_cluster_hold) is SIGSTOPped past its lease: another
