@@ -25,6 +25,7 @@
 #include "core/election.h"
 #include "core/cluster_admin.h"
 #include "core/cluster_held.h"
+#include "core/cluster_tail.h"
 #include "core/takeover.h"
 #include "core/state_file.h"
 #include "core/fence_keeper.h"
@@ -921,6 +922,14 @@ static void on_takeover_done(void *arg, struct sy_pair *p, uint64_t owner_token,
 }
 
 /* What operators left the instances in (core/cluster_held.h): the takeover keeps them so. */
+/* A takeover's reads from etcd, in order: the held instances, then the failover's tail. */
+struct held_read {
+    struct sy_pair *p;
+    char forward[16], reverse[16];
+};
+
+static void on_tail_read(void *arg, json_t *reply, const char *err);
+
 static void on_held_read(void *arg, json_t *reply, const char *err)
 {
     struct sy_pair *p = arg;
@@ -937,12 +946,71 @@ static void on_held_read(void *arg, json_t *reply, const char *err)
         on_takeover_done(NULL, p, p->owner_token, -1, msg);
         return;
     }
-    char fwd[16], rev[16], e[512];
-    sy_cluster_held_parse(reply, fwd, rev);
-    if (sy_takeover_start(p, fwd, rev, on_takeover_done, NULL, e, sizeof e) != 0) {
+    struct held_read *h = calloc(1, sizeof *h);
+    if (h == NULL) {
+        on_takeover_done(NULL, p, p->owner_token, -1, "out of memory");
+        return;
+    }
+    h->p = p;
+    sy_cluster_held_parse(reply, h->forward, h->reverse);
+    if (sy_cluster_tail_read(sy_election_etcd(p->election), p->cfg->name, on_tail_read, h) != 0) {
+        free(h);
+        on_takeover_done(NULL, p, p->owner_token, -1, "out of memory");
+    }
+}
+
+/* A failover's tail kept in etcd (core/cluster_tail.h) is this node's now: pending (found anew once business
+ * answers), the forward instance paused until it is resolved. None there: a tail this node still kept from an
+ * earlier ownership was resolved by another owner since. */
+static void adopt_tail(struct sy_pair *p, json_t *tail, char forward_held[16])
+{
+    char err[512];
+    if (tail != NULL) {
+        json_decref(p->tail);
+        p->tail = tail;
+        snprintf(p->tail_state, sizeof p->tail_state, "pending");
+        if (strcmp(forward_held, "terminated") != 0)
+            snprintf(forward_held, 16, "failover");
+        sy_log_info("pair %s: the tail of the failover of %s (collected up to %s) is this node's to resolve: "
+                    "the forward instance stays paused until `resolve-tail`", p->cfg->name,
+                    json_string_value(json_object_get(tail, "failover_at")) ?: "?",
+                    json_string_value(json_object_get(tail, "collected_position")) ?: "?");
+    } else if (p->tail_state[0] != '\0') {
+        sy_log_info("pair %s: its failover's tail was resolved by another owner", p->cfg->name);
+        p->tail_state[0] = '\0';
+    } else {
+        return;
+    }
+    p->tail_gen_recorded = p->tail_gen;             /* etcd has it as it is now */
+    if (sy_pair_save(p, err, sizeof err) != 0)
+        sy_log_error("pair %s: %s", p->cfg->name, err);
+}
+
+static void on_tail_read(void *arg, json_t *reply, const char *err)
+{
+    struct held_read *h = arg;
+    struct sy_pair *p = h->p;
+    if (!sy_election_is_owner(p->election) || p->owner_token != sy_election_owner_token(p->election)) {
+        free(h);
+        p->taking_over = false;
+        if (sy_election_is_owner(p->election))
+            start_takeover(p);
+        return;
+    }
+    if (reply == NULL) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "reading the failover tail of %s from etcd: %s", p->cfg->name, err);
+        free(h);
+        on_takeover_done(NULL, p, p->owner_token, -1, msg);
+        return;
+    }
+    adopt_tail(p, sy_cluster_tail_parse(reply), h->forward);
+    char e[512];
+    if (sy_takeover_start(p, h->forward, h->reverse, on_takeover_done, NULL, e, sizeof e) != 0) {
         p->taking_over = false;
         snprintf(p->takeover_error, sizeof p->takeover_error, "%s", e);
     }
+    free(h);
 }
 
 static void start_takeover(struct sy_pair *p)

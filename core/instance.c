@@ -1135,7 +1135,9 @@ struct sy_instance *sy_instance_create_reverse(struct sy_pair *pair, const struc
 int sy_instance_prepare_takeover(const struct sy_pair *pair, enum sy_direction dir, const struct sy_takeover_point *pt,
                                  bool write, const char *held, bool *skipped, char *err, size_t errlen)
 {
-    bool paused = strcmp(held, "paused") == 0, terminated = strcmp(held, "terminated") == 0;
+    /* "failover": paused until a failover's tail, kept in etcd, is resolved (core/cluster_tail.h) */
+    bool failover = strcmp(held, "failover") == 0;
+    bool paused = failover || strcmp(held, "paused") == 0, terminated = strcmp(held, "terminated") == 0;
     struct sy_instance *in = calloc(1, sizeof *in);   /* only what persist() and load() use */
     if (in == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -1165,8 +1167,11 @@ int sy_instance_prepare_takeover(const struct sy_pair *pair, enum sy_direction d
     }
     if (pt == NULL) {                                  /* no checkpoint: this node's own state ... */
         rc = 0;
-        if (paused && in->state != SY_INST_PAUSED) {   /* ... paused if an operator paused it elsewhere */
+        if (paused && (in->state != SY_INST_PAUSED || failover)) {   /* ... paused if an operator paused it
+                                                                       (or a failover) elsewhere */
             in->state = SY_INST_PAUSED;
+            if (failover)
+                snprintf(in->reason, sizeof in->reason, "failover");
             rc = persist(in);
         }
         goto out;
@@ -1179,6 +1184,8 @@ int sy_instance_prepare_takeover(const struct sy_pair *pair, enum sy_direction d
     snprintf(in->start_position, sizeof in->start_position, "%s", pt->position);
     snprintf(in->overwrite_until, sizeof in->overwrite_until, "%s", pt->until);
     in->last_error[0] = in->reason[0] = '\0';
+    if (failover)
+        snprintf(in->reason, sizeof in->reason, "failover");
     rc = persist(in);
     if (rc != 0)
         snprintf(err, errlen, "cannot persist %s", in->state_path);

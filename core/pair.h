@@ -138,6 +138,9 @@ struct sy_pair {
     bool taking_over;                /* the owner's takeover (core/takeover.c) runs: instances not open yet */
     bool sync_open;                  /* with an election: this node opened the instances as their owner */
     bool sync_closing;               /* stepped down: the instances retire (core/daemon.c close_instances) */
+    unsigned tail_gen;               /* cluster: bumped when the failover tail changes (recorded or resolved) */
+    unsigned tail_gen_recorded;      /* ... the last generation etcd has (core/cluster_tail.h) */
+    bool tail_recording;             /* a put of it is in flight */
     uint64_t closing_since_ms;       /* sy_now_ms of that step-down */
     uint64_t closing_by;             /* sy_now_ms: its busy modules are cut then */
     int instance_users;              /* threads besides a switch's that use the instances (verify): they

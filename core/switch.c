@@ -53,6 +53,7 @@
 #include "core/log.h"
 #include "core/shared_epoch.h"
 #include "core/cluster_switch.h"
+#include "core/tail.h"
 
 #define SW_WARM_TIMEOUT_MS 10000  /* step 2 (before the hold: nobody waits on it) */
 #define SW_ALIVE_TIMEOUT_MS 1500  /* failover: does the business DB still answer? */
@@ -400,6 +401,10 @@ static void do_flip(struct sy_switch *sw)
     }
     sw->flipped = true;
     sw->moved = p->proto->switch_flip(p->proto_state, sw->to);
+    if (sw->kind == SW_FAILOVER) {                  /* a cluster keeps the tail in etcd: it outlives this node */
+        p->tail_gen++;
+        sy_tail_record(p);
+    }
 }
 
 static void do_start_and_release(struct sy_switch *sw)

@@ -18,6 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cluster_held.h"
+#include "core/cluster_tail.h"
+#include "core/election.h"
 #include "core/engine.h"
 #include "core/instance.h"
 #include "core/log.h"
@@ -99,6 +102,50 @@ static void *find_thread(void *arg)
     return NULL;
 }
 
+/* ---- the record in etcd (a cluster) -------------------------------------------------------------------- */
+
+/* Whether this node acts on the pair's tail: always alone; in a cluster only the owner with its instances
+ * open (a node that stepped down keeps a stale copy: it must neither fence business nor resolve). */
+static bool acts_on_tail(const struct sy_pair *p)
+{
+    return p->election == NULL || (sy_election_is_owner(p->election) && p->sync_open && !p->sync_closing);
+}
+
+struct tail_put {
+    struct sy_pair *p;
+    unsigned gen;
+};
+
+static void on_tail_put(void *arg, json_t *reply, const char *err)
+{
+    struct tail_put *tp = arg;
+    struct sy_pair *p = tp->p;
+    p->tail_recording = false;
+    if (reply != NULL && sy_cluster_held_recorded(reply))
+        p->tail_gen_recorded = tp->gen;
+    else
+        sy_log_warn("pair %s: cannot %s the failover's tail in etcd (tried again every second): %s", p->cfg->name,
+                    p->tail_state[0] ? "record" : "forget", reply == NULL ? err : "this node no longer owns the pair");
+    free(tp);
+}
+
+void sy_tail_record(struct sy_pair *p)
+{
+    if (p->election == NULL || p->tail_recording || p->tail_gen_recorded == p->tail_gen || !acts_on_tail(p))
+        return;
+    struct tail_put *tp = malloc(sizeof *tp);
+    if (tp == NULL)
+        return;
+    *tp = (struct tail_put){ .p = p, .gen = p->tail_gen };
+    p->tail_recording = true;
+    if (sy_cluster_tail_put(sy_election_etcd(p->election), p->cfg->name, p->tail_state[0] ? p->tail : NULL,
+                            sy_election_node(p->election), sy_election_owner_token(p->election), on_tail_put,
+                            tp) != 0) {
+        p->tail_recording = false;
+        free(tp);
+    }
+}
+
 /* Moves the forward collection past the tail and lets the reverse write start. */
 static int tail_close(struct sy_pair *p, const char *how, const char *position, char *err, size_t errlen)
 {
@@ -107,6 +154,8 @@ static int tail_close(struct sy_pair *p, const char *how, const char *position, 
         return -1;
     json_object_set_new(p->tail, "resolved", json_string(how));
     p->tail_state[0] = '\0';
+    p->tail_gen++;
+    sy_tail_record(p);                              /* forgotten in etcd (a cluster) */
     if (sy_pair_save(p, err, errlen) != 0)
         return -1;
     const char *code;
@@ -216,7 +265,9 @@ static void on_found(evutil_socket_t fd, short what, void *arg)
 static void on_tail_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct sy_pair *p = arg;
-    if (strcmp(p->tail_state, "pending") != 0 || p->tail_job || p->op != NULL || p->tail == NULL)
+    sy_tail_record(p);                              /* a put that failed before */
+    if (!acts_on_tail(p) || strcmp(p->tail_state, "pending") != 0 || p->tail_job || p->op != NULL ||
+        p->tail == NULL)
         return;
     struct tail_job *j = calloc(1, sizeof *j);
     if (j == NULL)

@@ -76,7 +76,8 @@ static int take_instance(struct takeover_job *job, enum sy_direction dir)
         sy_log_info("%s: taken over from the destination's checkpoint (spool record %llu, position %s); changes up "
                     "to %s are replayed idempotently%s%s", id, (unsigned long long)pt.spool_seq, pt.position,
                     pt.until[0] ? pt.until : "(none)", write ? "" : "; it only collects (its destination is active)",
-                    held[0] ? "; it stays paused (an operator paused it: kept in etcd)" : "");
+                    strcmp(held, "failover") == 0 ? "; it stays paused until the failover's tail is resolved (kept in etcd)"
+                    : held[0] ? "; it stays paused (an operator paused it: kept in etcd)" : "");
     return 0;
 }
 

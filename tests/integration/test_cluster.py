@@ -1628,3 +1628,45 @@ def test_an_old_mongodb_owner_resumed_after_a_takeover_is_fenced_before_its_next
     assert sync_owner(owner, pname)["fenced"] == {"lost_to_token": token}
     assert "fenced" not in sync_owner(new, pname)
     client.close()
+
+
+def test_a_failovers_tail_outlives_the_owner_that_ran_it(daemon, etcd, mariadb_pair, fresh):  # noqa: F811
+    """The owner fails over (business dead) with a transaction business committed that the forward collector
+    never spooled (the forward instance was paused): the tail. The owner is then killed before the tail is
+    resolved. The new owner must know the tail (kept in etcd): its forward instance stays paused for it, it
+    finds the tail once business answers, and `resolve-tail --discard` reverts it on business; the tail's row
+    never reaches DR. Before, the new owner knew of no tail and its forward instance collected business's
+    binlog from DR's checkpoint on: the tail would have been replayed into DR at the next switchback."""
+    b, dr = mariadb_pair
+    pname = f"u{fresh}"
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname)
+    c = app_conn(others[0], fresh)
+    one(c, "INSERT INTO t VALUES (1, 'replicated')")
+    wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", fresh) == ((1,),), 30, "forward applied")
+    others[0].admin_ok("pause", instance=f"{pname}/forward")
+    b.sql("INSERT INTO t VALUES (2, 'the tail')", database=fresh)           # committed, never collected
+    b.kill9()
+    try:
+        r = others[0].admin_ok("failover", pair=pname)
+        assert r["active_side"] == "dr", r
+        rec = wait_for(lambda: etcd_get(etcd, f"/switchyard/pairs/{pname}/tail"), 10, "the tail kept in etcd")
+        assert rec["collected_position"] and rec["node"] == sync_owner(owner, pname)["owner"], rec
+        owner.kill9()
+        new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
+        fw = wait_for(lambda: [i for i in new.pair_status(pname)["instances"] if i["direction"] == "forward"], 30,
+                      "the new owner's forward instance open")[0]
+        assert fw["state"] == "paused" and fw["reason"] == "failover", fw
+        assert new.pair_status(pname)["tail"]["state"] == "pending", new.pair_status(pname).get("tail")
+    finally:
+        b.start()
+    tail = wait_for(lambda: new.pair_status(pname)["tail"]["state"] == "open" and new.pair_status(pname)["tail"],
+                    60, "the tail found on business by the new owner")
+    assert tail["transactions"] == 1, tail
+    new.admin_ok("resolve-tail", pair=pname, discard=True)
+    wait_for(lambda: etcd_get(etcd, f"/switchyard/pairs/{pname}/tail") is None, 10, "the tail forgotten in etcd")
+    assert "tail" not in new.pair_status(pname)
+    assert q(b, "SELECT id FROM t ORDER BY id", fresh) == ((1,),)          # reverted on business
+    one(c, "INSERT INTO t VALUES (3, 'on DR')")
+    assert q(dr, "SELECT id FROM t ORDER BY id", fresh) == ((1,), (3,))    # the tail never reached DR
+    fw = [i for i in new.pair_status(pname)["instances"] if i["direction"] == "forward"][0]
+    assert fw["state"] == "collecting", fw

@@ -1,0 +1,62 @@
+/* A failover's tail kept in etcd across owners (core/cluster_tail.h). No lease: it must outlive every node. */
+#include "core/cluster_tail.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/cluster.h"
+
+static void tail_key(char *out, size_t outlen, const char *pair)
+{
+    snprintf(out, outlen, "%spairs/%s/tail", SY_CLUSTER_PREFIX, pair);
+}
+
+int sy_cluster_tail_put(struct sy_etcd *e, const char *pair, json_t *tail, const char *node, uint64_t owner_token,
+                        sy_etcd_done done, void *arg)
+{
+    if (owner_token == 0 || owner_token > INT64_MAX)
+        return -1;
+    char key[240], owner[240];
+    tail_key(key, sizeof key, pair);
+    snprintf(owner, sizeof owner, "%spairs/%s/owner", SY_CLUSTER_PREFIX, pair);
+    struct sy_etcd_txn t;
+    sy_etcd_txn_init(&t);
+    sy_etcd_txn_compare(&t, owner, SY_ETCD_CREATE, (int64_t)owner_token);
+    if (tail != NULL) {
+        json_t *v = json_pack("{s:O*,s:O*,s:O*,s:s}", "collected_position", json_object_get(tail, "collected_position"),
+                              "ack_ledger_position", json_object_get(tail, "ack_ledger_position"), "failover_at",
+                              json_object_get(tail, "failover_at"), "node", node);
+        sy_etcd_txn_put_json(&t, SY_ETCD_SUCCESS, key, v, 0);
+    } else {
+        sy_etcd_txn_delete(&t, SY_ETCD_SUCCESS, key, false);
+    }
+    return sy_etcd_txn_post(e, &t, done, arg);
+}
+
+int sy_cluster_tail_read(struct sy_etcd *e, const char *pair, sy_etcd_done done, void *arg)
+{
+    char key[240];
+    tail_key(key, sizeof key, pair);
+    char *k = sy_etcd_b64(key, strlen(key));
+    json_t *body = k ? json_pack("{s:s}", "key", k) : NULL;
+    free(k);
+    return body != NULL ? sy_etcd_post(e, "/v3/kv/range", body, done, arg) : -1;
+}
+
+json_t *sy_cluster_tail_parse(json_t *reply)
+{
+    json_t *kv = json_array_get(json_object_get(reply, "kvs"), 0);
+    if (kv == NULL)
+        return NULL;
+    size_t len = 0;
+    char *text = sy_etcd_unb64(json_string_value(json_object_get(kv, "value")) ?: "", &len);
+    json_t *v = text ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    if (!json_is_object(v)) {
+        json_decref(v);
+        v = json_object();       /* not understood: a tail all the same (pending, nothing collected) */
+    }
+    json_object_del(v, "node");
+    return v;
+}
