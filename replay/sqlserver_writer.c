@@ -560,20 +560,28 @@ static void publish(struct writer *w)
     sy_write_report(w->ctx, w->position, w->durable_seq, w->rows, w->conflicts, w->source_time_ms);
 }
 
+/* The highest owner token of the instance's checkpoint rows (0 when none) into *out. */
+static enum sy_tds_rc max_token(struct writer *w, struct sy_tds *t, uint64_t *out, char *err, size_t errlen)
+{
+    char text[32] = "";
+    struct sy_buf b;
+    sy_buf_init(&b);
+    sy_tds_addf(&b, "SELECT MAX(owner_token) FROM [%s].[%s] WHERE instance = %s", SY_TDS_SCHEMA, SY_TDS_CHECKPOINT,
+                w->inst_lit);
+    enum sy_tds_rc rc = sy_tds_scalar(t, sy_tds_sql(&b), text, sizeof text, err, errlen);
+    sy_buf_fini(&b);
+    *out = rc == SY_TDS_OK ? strtoull(text, NULL, 10) : 0;
+    return rc;
+}
+
 /* Another node owns the pair: nothing more is committed into the destination; the write stops for good
  * (never retried as a conflict or a lost connection) and the pair's status says so. */
 static void fenced(struct writer *w, const char *why)
 {
     uint64_t newer = 0;
-    char text[32] = "", err[256];
-    struct sy_buf b;
-    sy_buf_init(&b);
-    sy_tds_addf(&b, "SELECT MAX(owner_token) FROM [%s].[%s] WHERE instance = %s", SY_TDS_SCHEMA, SY_TDS_CHECKPOINT,
-                w->inst_lit);
-    if (w->workers[0].t != NULL && sy_tds_scalar(w->workers[0].t, sy_tds_sql(&b), text, sizeof text, err,
-                                                 sizeof err) == SY_TDS_OK)
-        newer = strtoull(text, NULL, 10);
-    sy_buf_fini(&b);
+    char err[256];
+    if (w->workers[0].t != NULL)
+        max_token(w, w->workers[0].t, &newer, err, sizeof err);
     snprintf(w->err, sizeof w->err, "%s", why);
     w->failed = true;
     sy_write_fenced(w->ctx, newer, why);
@@ -812,38 +820,36 @@ static int read_checkpoints(struct writer *w, struct sy_tds *t)
         w->workers[i].ckpt = same ? r.rows[i].seq : low;
     if (!same) { /* rows for this run's workers, all at the lowest checkpoint */
         sy_failpoint_stall("sqlserver_checkpoint_rewrite");
+        /* One batch, so that no lock is held across a round trip (a writer paused there would hold up every
+         * claim), and XACT_ABORT, so that any error rolls all of it back (not only its statement). In a
+         * cluster it is fenced like the checkpoint updates: the DELETE takes only rows no newer owner
+         * claimed. Rows a newer owner claimed are left, and they include worker 0 (an instance's rows are
+         * always workers 0..n-1 with one token: written together here, claimed together), so the INSERT of
+         * worker 0 fails on the primary key and the whole transaction is rolled back. A claim coming later
+         * waits for this transaction's locks and then claims the rows written here. */
         sy_buf_reset(b);
-        sy_tds_addf(b, "BEGIN TRANSACTION; DELETE FROM [%s].[%s] WHERE instance = %s", SY_TDS_SCHEMA,
-                    SY_TDS_CHECKPOINT, w->inst_lit);
-        if (token != 0) {
-            /* fenced like the checkpoint updates: only rows no newer owner claimed go (those it did claim
-             * since this writer's claim stay, and this writer stops); a claim coming later waits for this
-             * transaction's locks and then claims the rows written here */
+        sy_tds_addf(b, "SET XACT_ABORT ON;\nBEGIN TRANSACTION;\nDELETE FROM [%s].[%s] WHERE instance = %s",
+                    SY_TDS_SCHEMA, SY_TDS_CHECKPOINT, w->inst_lit);
+        if (token != 0)
             sy_tds_addf(b, " AND owner_token <= %llu", (unsigned long long)token);
-            if ((rc = sy_tds_exec(t, sy_tds_sql(b), NULL, 0, NULL, err, sizeof err)) != SY_TDS_OK)
-                return rc_of(w, rc, err);
-            char left[32] = "";
-            sy_buf_reset(b);
-            sy_tds_addf(b, "SELECT COUNT(*) FROM [%s].[%s] WHERE instance = %s", SY_TDS_SCHEMA, SY_TDS_CHECKPOINT,
-                        w->inst_lit);
-            if ((rc = sy_tds_scalar(t, sy_tds_sql(b), left, sizeof left, err, sizeof err)) != SY_TDS_OK)
-                return rc_of(w, rc, err);
-            if (strcmp(left, "0") != 0) {
-                sy_tds_exec(t, "IF @@TRANCOUNT > 0 ROLLBACK", NULL, 0, NULL, err, sizeof err);
-                fenced(w, "a newer owner claimed the destination's checkpoint before its rows were rewritten");
-                return -1;
-            }
-            sy_buf_reset(b);
-        } else {
-            sy_tds_addf(b, ";\n");
-        }
+        sy_tds_addf(b, ";\n");
         for (int i = 0; i < w->n_workers; i++)
             sy_tds_addf(b, "INSERT INTO [%s].[%s] (instance, worker, workers, seq, position, owner_token) VALUES "
                         "(%s, %d, %d, %llu, '%s', %llu);\n", SY_TDS_SCHEMA, SY_TDS_CHECKPOINT, w->inst_lit, i,
                         w->n_workers, (unsigned long long)low, r.n ? low_pos : "", (unsigned long long)token);
         sy_tds_addf(b, "COMMIT TRANSACTION;");
-        if ((rc = sy_tds_exec(t, sy_tds_sql(b), NULL, 0, NULL, err, sizeof err)) != SY_TDS_OK)
-            return rc_of(w, rc, err);
+        if ((rc = sy_tds_exec(t, sy_tds_sql(b), NULL, 0, NULL, err, sizeof err)) != SY_TDS_OK) {
+            if (rc == SY_TDS_TRANSIENT)
+                return rc_of(w, rc, err);
+            char e2[256];
+            sy_tds_exec(t, "IF @@TRANCOUNT > 0 ROLLBACK", NULL, 0, NULL, e2, sizeof e2);
+            uint64_t newer = 0;
+            if (token != 0 && max_token(w, t, &newer, e2, sizeof e2) == SY_TDS_OK && newer > token) {
+                fenced(w, "a newer owner claimed the destination's checkpoint before its rows were rewritten");
+                return -1;
+            }
+            return rc_of(w, rc, err); /* a genuine error, rolled back */
+        }
     }
     /* the echo rows (a transaction of echo rows only: dropped by the opposite collector) */
     sy_buf_reset(b);

@@ -1466,9 +1466,10 @@ def test_an_old_sql_server_owner_cannot_rewrite_drs_checkpoint_rows_a_newer_owne
                                                                                          tmp_path):
     """A writer whose apply_threads differs from the rows on DR rewrites them (one per worker) after its claim.
     The owner is held just before that rewrite (failpoint sqlserver_checkpoint_rewrite) and SIGSTOPped past its
-    lease; another node takes over and applies. On SIGCONT the old writer's rewrite deletes only rows no newer
-    owner claimed — none — so it stops, fenced, and DR's rows keep the new owner's token. Before, it deleted
-    the new owner's rows and wrote its own, with its older token, and was not fenced."""
+    lease; another node takes over and applies. On SIGCONT the old writer's rewrite (one batch under XACT_ABORT)
+    deletes only rows no newer owner claimed — none — so its INSERT of worker 0 hits the primary key, the
+    whole batch is rolled back and it stops, fenced; DR's rows keep the new owner's token. Before c5adb87 it
+    deleted the new owner's rows and wrote its own, with its older token, and was not fenced."""
     business, dr, db, sql = tds_pair
     pname = "tkr"
     point = "sqlserver_checkpoint_rewrite"
@@ -1514,6 +1515,7 @@ def test_an_old_sql_server_owner_cannot_rewrite_drs_checkpoint_rows_a_newer_owne
     wait_for(lambda: f"failpoint {point}: released" in held.log(), 10, "the old writer released")
     token = sync_owner(other, pname)["owner_token"]
     wait_for(lambda: f"lost ownership of pair {pname} to token {token}" in held.log(), 20, "the old writer fenced")
+    assert "before its rows were rewritten" in held.log()
     assert ckpt() == [(2, token), (2, token)], ckpt()
     c = tds_client(other, pname, tds_pair)
     with c.cursor() as cur:
