@@ -1526,6 +1526,56 @@ def test_an_old_sql_server_owner_cannot_rewrite_drs_checkpoint_rows_a_newer_owne
     assert ckpt() == [(2, token), (2, token)], ckpt()
 
 
+def test_a_sql_server_writer_claims_drs_checkpoint_rows_again_after_an_older_owners_rewrite(tds_pair, daemon, etcd,
+                                                                                           tmp_path):
+    """A new owner's writer claims DR's checkpoint rows (UPDATE ... SET owner_token = its token WHERE
+    owner_token <= it), then reads them; an older owner's rewrite of the rows (its DELETE ... owner_token <=
+    its token and INSERTs) commits in between. The claim found none of them (here: there were none, the new
+    owner's initial copy deleted the first owner's; on the MVCC double a claim that waited for the rewrite's
+    locks finds none either), and the rows read name the older owner. The writer claims again and runs.
+    Before, 0 rows claimed and rows read meant a newer owner: the NEWEST owner fenced itself for good.
+    The test plays the older owner (token: the first owner's), its rewrite sent while the new writer is held
+    between its claim and its read (failpoint sqlserver_checkpoint_claimed)."""
+    business, dr, db, sql = tds_pair
+    pname = "tkc"
+    inst = f"N'{pname}/forward'"
+    point = "sqlserver_checkpoint_claimed"
+    cfg = dict(pair=pname, engine="sqlserver", business=f"{business.host}:{business.port}",
+               dr=f"{dr.host}:{dr.port}", admin_user=business.user, admin_password=business.password,
+               objects=f"{db}.*", on_conflict="fail", txn_drain_ms=500)
+    first = daemon(**cfg, apply_threads=1, extra_ini=cluster_ini(etcd, f"{pname}-n0"))
+    wait_for(lambda: running_forward(first, pname), 60, "the first owner's forward instance running")
+    ckpt = lambda: sql(dr, f"SELECT worker, workers, owner_token FROM switchyard.checkpoint WHERE instance = {inst} "
+                           "ORDER BY worker")
+    wait_for(lambda: sql(dr, "SELECT OBJECT_ID('switchyard.checkpoint')") != [(None,)] and len(ckpt()) == 1, 30,
+             "the first owner's checkpoint row")
+    old = ckpt()[0][2]
+    stall = tmp_path / "stall"
+    stall.touch()
+    new = daemon(**cfg, apply_threads=2, extra_ini=cluster_ini(etcd, f"{pname}-n1"),
+                 env={"SY_STALL_POINT": point, "SY_STALL_FILE": str(stall)})
+    wait_for(lambda: confirmed(new, pname, 1), 20, "the shared epoch confirmed and watched")
+    first.kill9()
+    wait_for(lambda: f"failpoint {point}: stalled" in new.log(), 60, "the new writer held after its claim")
+    assert ckpt() == [], ckpt()                     # nothing claimed: the initial copy deleted the first owner's
+    token = sync_owner(new, pname)["owner_token"]
+    assert old < token
+    sql(dr, f"SET XACT_ABORT ON; BEGIN TRANSACTION; DELETE FROM switchyard.checkpoint WHERE instance = {inst} "
+            f"AND owner_token <= {old}; INSERT INTO switchyard.checkpoint (instance, worker, workers, seq, position, "
+            f"owner_token) VALUES ({inst}, 0, 1, 0, '', {old}); COMMIT TRANSACTION")
+    stall.unlink()
+    wait_for(lambda: ckpt() == [(0, 2, token), (1, 2, token)] or "lost ownership" in new.log(), 30,
+             "the rows claimed and rewritten")
+    assert "lost ownership" not in new.log()
+    assert f"rewritten by an older owner (token {old}) after this writer's claim: claimed again" in new.log()
+    c = tds_client(new, pname, tds_pair)
+    with c.cursor() as cur:
+        cur.execute("INSERT INTO dbo.t (id, v) VALUES (1, N'applied')")
+    c.close()
+    wait_for(lambda: sql(dr, "SELECT id, v FROM dbo.t") == [(1, "applied")], 30, "applied by the new owner")
+    assert ckpt() == [(0, 2, token), (1, 2, token)], ckpt()
+
+
 def mongo_nodes(mongo_daemon, etcd, ferretdb_pair, db, pname, env_of=None):
     """Database db dropped on both FerretDB servers (and the instance's checkpoint and copy documents), then
     three nodes that may all run the pair's sync (on_conflict = fail)."""
