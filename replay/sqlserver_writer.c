@@ -870,54 +870,54 @@ static int read_checkpoints(struct writer *w, struct sy_tds *t)
     w->reapply_to = same || r.n == 0 ? 0 : last;
     for (int i = 0; i < w->n_workers; i++)
         w->workers[i].ckpt = same ? r.rows[i].seq : low;
-    if (!same) { /* rows for this run's workers, all at the lowest checkpoint */
-        sy_failpoint_stall("sqlserver_checkpoint_rewrite");
-        /* One batch, so that no lock is held across a round trip (a writer paused there would hold up every
-         * claim), and XACT_ABORT, so that any error rolls all of it back (not only its statement). In a
-         * cluster it is fenced like the checkpoint updates: the DELETE takes only rows no newer owner
-         * claimed. Rows a newer owner claimed are left, and they include worker 0 (an instance's rows are
-         * always workers 0..n-1 with one token: written together here, claimed together), so the INSERT of
-         * worker 0 fails on the primary key and the whole transaction is rolled back. A claim coming later
-         * waits for this transaction's locks and then claims the rows written here. */
-        sy_buf_reset(b);
-        sy_tds_addf(b, "SET XACT_ABORT ON;\nBEGIN TRANSACTION;\nDELETE FROM [%s].[%s] WHERE instance = %s",
-                    SY_TDS_SCHEMA, SY_TDS_CHECKPOINT, w->inst_lit);
+    /* The rows' rewrite: the checkpoint rows for this run's workers (all at the lowest checkpoint, or as they
+     * are when the number of workers is the same) and their echo rows, in one transaction (the echo rows
+     * alone: dropped by the opposite collector). One batch, so that no lock is held across a round trip (a
+     * writer paused there would hold up every claim), and XACT_ABORT, so that any error rolls all of it back
+     * (not only its statement). In a cluster it is fenced like the checkpoint updates, also when the rows
+     * stay as they are (else an old owner would rewrite a newer owner's echo rows, and that owner's workers
+     * above this one's would mark nothing): the DELETE takes only rows no newer owner claimed. Rows a newer
+     * owner claimed are left, and they include worker 0 (an instance's rows are always workers 0..n-1 with
+     * one token: written together here, claimed together), so the INSERT of worker 0 fails on the primary
+     * key and the whole transaction is rolled back. A claim coming later waits for this transaction's locks
+     * and then claims the rows written here. */
+    sy_failpoint_stall("sqlserver_checkpoint_rewrite");
+    sy_buf_reset(b);
+    sy_tds_addf(b, "SET XACT_ABORT ON;\nBEGIN TRANSACTION;\n");
+    if (!same || token != 0) {
+        sy_tds_addf(b, "DELETE FROM [%s].[%s] WHERE instance = %s", SY_TDS_SCHEMA, SY_TDS_CHECKPOINT,
+                    w->inst_lit);
         if (token != 0)
             sy_tds_addf(b, " AND owner_token <= %llu", (unsigned long long)token);
         sy_tds_addf(b, ";\n");
         for (int i = 0; i < w->n_workers; i++)
             sy_tds_addf(b, "INSERT INTO [%s].[%s] (instance, worker, workers, seq, position, owner_token) VALUES "
                         "(%s, %d, %d, %llu, '%s', %llu);\n", SY_TDS_SCHEMA, SY_TDS_CHECKPOINT, w->inst_lit, i,
-                        w->n_workers, (unsigned long long)low, r.n ? low_pos : "", (unsigned long long)token);
-        sy_tds_addf(b, "COMMIT TRANSACTION;");
-        if ((rc = sy_tds_exec(t, sy_tds_sql(b), NULL, 0, NULL, err, sizeof err)) != SY_TDS_OK) {
-            if (rc == SY_TDS_TRANSIENT)
-                return rc_of(w, rc, err);
-            char e2[256];
-            struct token_range tr;
-            sy_tds_exec(t, "IF @@TRANCOUNT > 0 ROLLBACK", NULL, 0, NULL, e2, sizeof e2);
-            if (token != 0 && token_range(w, t, &tr, e2, sizeof e2) == SY_TDS_OK) {
-                if (tr.max > token) {
-                    fenced(w, "a newer owner claimed the destination's checkpoint before its rows were "
-                              "rewritten");
-                    return -1;
-                }
-                if (tr.n > 0 && tr.min < token) /* an older owner's rewrite committed after the read */
-                    rc = SY_TDS_TRANSIENT;      /* claimed again by the next session */
-            }
-            return rc_of(w, rc, err); /* else a genuine error, rolled back */
-        }
+                        w->n_workers, (unsigned long long)w->workers[i].ckpt,
+                        same ? r.rows[i].position : r.n ? low_pos : "", (unsigned long long)token);
     }
-    /* the echo rows (a transaction of echo rows only: dropped by the opposite collector) */
-    sy_buf_reset(b);
-    sy_tds_addf(b, "BEGIN TRANSACTION; DELETE FROM [%s].[%s] WHERE instance = %s AND worker >= %d;\n", SY_TDS_SCHEMA,
-                SY_TDS_ECHO, w->inst_lit, 0);
+    sy_tds_addf(b, "DELETE FROM [%s].[%s] WHERE instance = %s;\n", SY_TDS_SCHEMA, SY_TDS_ECHO, w->inst_lit);
     for (int i = 0; i < w->n_workers; i++)
         sy_tds_addf(b, "INSERT INTO [%s].[%s] (instance, worker, n) VALUES (%s, %d, 0);\n", SY_TDS_SCHEMA, SY_TDS_ECHO,
                     w->inst_lit, i);
     sy_tds_addf(b, "COMMIT TRANSACTION;");
-    if ((rc = sy_tds_exec(t, sy_tds_sql(b), NULL, 0, NULL, err, sizeof err)) != SY_TDS_OK)
-        return rc_of(w, rc, err);
+    if ((rc = sy_tds_exec(t, sy_tds_sql(b), NULL, 0, NULL, err, sizeof err)) != SY_TDS_OK) {
+        if (rc == SY_TDS_TRANSIENT)
+            return rc_of(w, rc, err);
+        char e2[256];
+        struct token_range tr;
+        sy_tds_exec(t, "IF @@TRANCOUNT > 0 ROLLBACK", NULL, 0, NULL, e2, sizeof e2);
+        if (token != 0 && token_range(w, t, &tr, e2, sizeof e2) == SY_TDS_OK) {
+            if (tr.max > token) {
+                fenced(w, "a newer owner claimed the destination's checkpoint before its rows were "
+                          "rewritten");
+                return -1;
+            }
+            if (tr.n > 0 && tr.min < token) /* an older owner's rewrite committed after the read */
+                rc = SY_TDS_TRANSIENT;      /* claimed again by the next session */
+        }
+        return rc_of(w, rc, err); /* else a genuine error, rolled back */
+    }
     /* the initial copy's overlap (forward) */
     memset(&w->overlap_end, 0, sizeof w->overlap_end);
     if (w->ctx->direction == SY_DIR_FORWARD) {
