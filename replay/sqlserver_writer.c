@@ -49,6 +49,8 @@
 #define WR_MAX_WORKERS 64
 #define WR_MAX_BACKOFF_MS 2000
 #define WR_WAIT_MS 200
+#define WR_CLAIM_TRIES 3        /* a session's claims of its checkpoint rows: again after an older owner's
+                                   rewrite committed past one (claim_checkpoints) */
 #define WR_MAX_TABLES 64        /* tables described in one source transaction */
 
 struct op {
@@ -560,23 +562,45 @@ static void publish(struct writer *w)
     sy_write_report(w->ctx, w->position, w->durable_seq, w->rows, w->conflicts, w->source_time_ms);
 }
 
+struct token_range {
+    long n;                 /* the instance's checkpoint rows */
+    uint64_t min, max;      /* their owner tokens (0 and 0 when there are none) */
+};
+
+static int on_token_range(void *arg, struct sy_tds *t)
+{
+    struct token_range *x = arg;
+    x->n = (long)sy_tds_col_int(t, 1);
+    x->min = (uint64_t)sy_tds_col_int(t, 2);
+    x->max = (uint64_t)sy_tds_col_int(t, 3);
+    return 0;
+}
+
+/* How many checkpoint rows the instance has, their lowest and highest owner token. */
+static enum sy_tds_rc token_range(struct writer *w, struct sy_tds *t, struct token_range *out, char *err,
+                                  size_t errlen)
+{
+    struct sy_buf b;
+    sy_buf_init(&b);
+    sy_tds_addf(&b, "SELECT COUNT(*), MIN(owner_token), MAX(owner_token) FROM [%s].[%s] WHERE instance = %s",
+                SY_TDS_SCHEMA, SY_TDS_CHECKPOINT, w->inst_lit);
+    *out = (struct token_range){ 0, 0, 0 };
+    enum sy_tds_rc rc = sy_tds_query(t, sy_tds_sql(&b), on_token_range, out, err, errlen);
+    sy_buf_fini(&b);
+    return rc;
+}
+
 /* Another node owns the pair: nothing more is committed into the destination; the write stops for good
  * (never retried as a conflict or a lost connection) and the pair's status says so. */
 static void fenced(struct writer *w, const char *why)
 {
-    uint64_t newer = 0;
-    char text[32] = "", err[256];
-    struct sy_buf b;
-    sy_buf_init(&b);
-    sy_tds_addf(&b, "SELECT MAX(owner_token) FROM [%s].[%s] WHERE instance = %s", SY_TDS_SCHEMA, SY_TDS_CHECKPOINT,
-                w->inst_lit);
-    if (w->workers[0].t != NULL && sy_tds_scalar(w->workers[0].t, sy_tds_sql(&b), text, sizeof text, err,
-                                                 sizeof err) == SY_TDS_OK)
-        newer = strtoull(text, NULL, 10);
-    sy_buf_fini(&b);
+    struct token_range tr = { 0, 0, 0 };
+    char err[256];
+    if (w->workers[0].t != NULL)
+        token_range(w, w->workers[0].t, &tr, err, sizeof err);
     snprintf(w->err, sizeof w->err, "%s", why);
     w->failed = true;
-    sy_write_fenced(w->ctx, newer, why);
+    sy_write_fenced(w->ctx, tr.max, why);
 }
 
 /* A takeover (core/engine.h SY_UNTIL_FIRST_CHANGE): the idempotent replay ends at the source's position
@@ -721,11 +745,17 @@ struct ckpt_row {
 struct ckpt_read {
     struct ckpt_row rows[WR_MAX_WORKERS];
     int n;
+    uint64_t min_token, max_token; /* of every row read, also those past WR_MAX_WORKERS */
 };
 
 static int on_ckpt(void *arg, struct sy_tds *t)
 {
     struct ckpt_read *r = arg;
+    uint64_t token = (uint64_t)sy_tds_col_int(t, 5);
+    if (r->n == 0 || token < r->min_token)
+        r->min_token = token;
+    if (token > r->max_token)
+        r->max_token = token;
     if (r->n == WR_MAX_WORKERS)
         return 0;
     struct ckpt_row *x = &r->rows[r->n++];
@@ -749,34 +779,64 @@ static int on_end_lsn(void *arg, struct sy_tds *t)
     return 0;
 }
 
+/* The session's claim (in a cluster) and its read of the instance's checkpoint rows into *r. The claim
+ * writes this owner's token into rows holding no higher one; the rows read then all name it, or a newer
+ * owner claimed them (fenced), or some name an older owner: its rewrite (DELETE and INSERTs) committed
+ * after the claim found none of its rows (there were none, or the claim waited for the rewrite's locks
+ * and, reading as of before it (MVCC: the test double, READ_COMMITTED_SNAPSHOT), skipped the rows deleted
+ * and did not see those inserted). That older owner can no longer touch rows once claimed, so the claim
+ * is made again. 0, 1 (transient: w->err) or -1 (reported). */
+static int claim_checkpoints(struct writer *w, struct sy_tds *t, struct ckpt_read *r)
+{
+    char err[1024];
+    struct sy_buf *b = &w->tmp;
+    enum sy_tds_rc rc;
+    uint64_t token = w->ctx->owner_token;
+    for (int tries = 1;; tries++) {
+        if (token != 0) {
+            sy_buf_reset(b);
+            sy_tds_addf(b, "UPDATE [%s].[%s] SET owner_token = %llu WHERE instance = %s AND owner_token <= %llu",
+                        SY_TDS_SCHEMA, SY_TDS_CHECKPOINT, (unsigned long long)token, w->inst_lit,
+                        (unsigned long long)token);
+            if ((rc = sy_tds_exec(t, sy_tds_sql(b), NULL, 0, NULL, err, sizeof err)) != SY_TDS_OK)
+                return rc_of(w, rc, err);
+            sy_failpoint_stall("sqlserver_checkpoint_claimed"); /* tests: an older owner's rewrite now */
+        }
+        *r = (struct ckpt_read){ .n = 0 };
+        sy_buf_reset(b);
+        sy_tds_addf(b, "SELECT worker, workers, seq, position, owner_token FROM [%s].[%s] "
+                    "WHERE instance = %s ORDER BY worker", SY_TDS_SCHEMA, SY_TDS_CHECKPOINT, w->inst_lit);
+        if ((rc = sy_tds_query(t, sy_tds_sql(b), on_ckpt, r, err, sizeof err)) != SY_TDS_OK)
+            return rc_of(w, rc, err);
+        if (token == 0 || r->n == 0 || (r->min_token == token && r->max_token == token))
+            return 0;
+        if (r->max_token > token) {
+            fenced(w, "the destination's checkpoint names another owner");
+            return -1;
+        }
+        if (tries == WR_CLAIM_TRIES) {
+            snprintf(w->err, sizeof w->err, "the destination's checkpoint rows still name an older owner "
+                     "token (%llu) after %d claims with this writer's %llu: rewritten after each",
+                     (unsigned long long)r->min_token, tries, (unsigned long long)token);
+            return 1;
+        }
+        sy_log_info("%s: the destination's checkpoint rows were rewritten by an older owner (token %llu) "
+                    "after this writer's claim: claimed again", w->ctx->instance_id,
+                    (unsigned long long)r->min_token);
+    }
+}
+
 /* The workers' checkpoints -> where each starts; rows for this run's workers written. */
 static int read_checkpoints(struct writer *w, struct sy_tds *t)
 {
     char err[1024];
     struct sy_buf *b = &w->tmp;
-    struct ckpt_read r = { .n = 0 };
+    struct ckpt_read r;
     enum sy_tds_rc rc;
-    long claimed = -1;
     uint64_t token = w->ctx->owner_token;
-    if (token != 0) { /* the rows name this owner (or a newer one: then this writer is fenced) */
-        size_t n_done = 0;
-        sy_buf_reset(b);
-        sy_tds_addf(b, "UPDATE [%s].[%s] SET owner_token = %llu WHERE instance = %s AND owner_token <= %llu",
-                    SY_TDS_SCHEMA, SY_TDS_CHECKPOINT, (unsigned long long)token, w->inst_lit,
-                    (unsigned long long)token);
-        if ((rc = sy_tds_exec(t, sy_tds_sql(b), &claimed, 1, &n_done, err, sizeof err)) != SY_TDS_OK)
-            return rc_of(w, rc, err);
-    }
-    sy_buf_reset(b);
-    sy_tds_addf(b, "SELECT worker, workers, seq, position FROM [%s].[%s] WHERE instance = %s ORDER BY worker",
-                SY_TDS_SCHEMA, SY_TDS_CHECKPOINT, w->inst_lit);
-    rc = sy_tds_query(t, sy_tds_sql(b), on_ckpt, &r, err, sizeof err);
-    if (rc != SY_TDS_OK)
-        return rc_of(w, rc, err);
-    if (token != 0 && r.n > 0 && claimed == 0) {
-        fenced(w, "the destination's checkpoint names another owner");
-        return -1;
-    }
+    int crc = claim_checkpoints(w, t, &r);
+    if (crc != 0)
+        return crc;
     uint64_t last = sy_spool_last_seq(w->ctx->spool), first = sy_spool_first_seq(w->ctx->spool);
     uint64_t low = UINT64_MAX;
     char low_pos[64] = "";
@@ -810,51 +870,54 @@ static int read_checkpoints(struct writer *w, struct sy_tds *t)
     w->reapply_to = same || r.n == 0 ? 0 : last;
     for (int i = 0; i < w->n_workers; i++)
         w->workers[i].ckpt = same ? r.rows[i].seq : low;
-    if (!same) { /* rows for this run's workers, all at the lowest checkpoint */
-        sy_failpoint_stall("sqlserver_checkpoint_rewrite");
-        sy_buf_reset(b);
-        sy_tds_addf(b, "BEGIN TRANSACTION; DELETE FROM [%s].[%s] WHERE instance = %s", SY_TDS_SCHEMA,
-                    SY_TDS_CHECKPOINT, w->inst_lit);
-        if (token != 0) {
-            /* fenced like the checkpoint updates: only rows no newer owner claimed go (those it did claim
-             * since this writer's claim stay, and this writer stops); a claim coming later waits for this
-             * transaction's locks and then claims the rows written here */
+    /* The rows' rewrite: the checkpoint rows for this run's workers (all at the lowest checkpoint, or as they
+     * are when the number of workers is the same) and their echo rows, in one transaction (the echo rows
+     * alone: dropped by the opposite collector). One batch, so that no lock is held across a round trip (a
+     * writer paused there would hold up every claim), and XACT_ABORT, so that any error rolls all of it back
+     * (not only its statement). In a cluster it is fenced like the checkpoint updates, also when the rows
+     * stay as they are (else an old owner would rewrite a newer owner's echo rows, and that owner's workers
+     * above this one's would mark nothing): the DELETE takes only rows no newer owner claimed. Rows a newer
+     * owner claimed are left, and they include worker 0 (an instance's rows are always workers 0..n-1 with
+     * one token: written together here, claimed together), so the INSERT of worker 0 fails on the primary
+     * key and the whole transaction is rolled back. A claim coming later waits for this transaction's locks
+     * and then claims the rows written here. */
+    sy_failpoint_stall("sqlserver_checkpoint_rewrite");
+    sy_buf_reset(b);
+    sy_tds_addf(b, "SET XACT_ABORT ON;\nBEGIN TRANSACTION;\n");
+    if (!same || token != 0) {
+        sy_tds_addf(b, "DELETE FROM [%s].[%s] WHERE instance = %s", SY_TDS_SCHEMA, SY_TDS_CHECKPOINT,
+                    w->inst_lit);
+        if (token != 0)
             sy_tds_addf(b, " AND owner_token <= %llu", (unsigned long long)token);
-            if ((rc = sy_tds_exec(t, sy_tds_sql(b), NULL, 0, NULL, err, sizeof err)) != SY_TDS_OK)
-                return rc_of(w, rc, err);
-            char left[32] = "";
-            sy_buf_reset(b);
-            sy_tds_addf(b, "SELECT COUNT(*) FROM [%s].[%s] WHERE instance = %s", SY_TDS_SCHEMA, SY_TDS_CHECKPOINT,
-                        w->inst_lit);
-            if ((rc = sy_tds_scalar(t, sy_tds_sql(b), left, sizeof left, err, sizeof err)) != SY_TDS_OK)
-                return rc_of(w, rc, err);
-            if (strcmp(left, "0") != 0) {
-                sy_tds_exec(t, "IF @@TRANCOUNT > 0 ROLLBACK", NULL, 0, NULL, err, sizeof err);
-                fenced(w, "a newer owner claimed the destination's checkpoint before its rows were rewritten");
-                return -1;
-            }
-            sy_buf_reset(b);
-        } else {
-            sy_tds_addf(b, ";\n");
-        }
+        sy_tds_addf(b, ";\n");
         for (int i = 0; i < w->n_workers; i++)
             sy_tds_addf(b, "INSERT INTO [%s].[%s] (instance, worker, workers, seq, position, owner_token) VALUES "
                         "(%s, %d, %d, %llu, '%s', %llu);\n", SY_TDS_SCHEMA, SY_TDS_CHECKPOINT, w->inst_lit, i,
-                        w->n_workers, (unsigned long long)low, r.n ? low_pos : "", (unsigned long long)token);
-        sy_tds_addf(b, "COMMIT TRANSACTION;");
-        if ((rc = sy_tds_exec(t, sy_tds_sql(b), NULL, 0, NULL, err, sizeof err)) != SY_TDS_OK)
-            return rc_of(w, rc, err);
+                        w->n_workers, (unsigned long long)w->workers[i].ckpt,
+                        same ? r.rows[i].position : r.n ? low_pos : "", (unsigned long long)token);
     }
-    /* the echo rows (a transaction of echo rows only: dropped by the opposite collector) */
-    sy_buf_reset(b);
-    sy_tds_addf(b, "BEGIN TRANSACTION; DELETE FROM [%s].[%s] WHERE instance = %s AND worker >= %d;\n", SY_TDS_SCHEMA,
-                SY_TDS_ECHO, w->inst_lit, 0);
+    sy_tds_addf(b, "DELETE FROM [%s].[%s] WHERE instance = %s;\n", SY_TDS_SCHEMA, SY_TDS_ECHO, w->inst_lit);
     for (int i = 0; i < w->n_workers; i++)
         sy_tds_addf(b, "INSERT INTO [%s].[%s] (instance, worker, n) VALUES (%s, %d, 0);\n", SY_TDS_SCHEMA, SY_TDS_ECHO,
                     w->inst_lit, i);
     sy_tds_addf(b, "COMMIT TRANSACTION;");
-    if ((rc = sy_tds_exec(t, sy_tds_sql(b), NULL, 0, NULL, err, sizeof err)) != SY_TDS_OK)
-        return rc_of(w, rc, err);
+    if ((rc = sy_tds_exec(t, sy_tds_sql(b), NULL, 0, NULL, err, sizeof err)) != SY_TDS_OK) {
+        if (rc == SY_TDS_TRANSIENT)
+            return rc_of(w, rc, err);
+        char e2[256];
+        struct token_range tr;
+        sy_tds_exec(t, "IF @@TRANCOUNT > 0 ROLLBACK", NULL, 0, NULL, e2, sizeof e2);
+        if (token != 0 && token_range(w, t, &tr, e2, sizeof e2) == SY_TDS_OK) {
+            if (tr.max > token) {
+                fenced(w, "a newer owner claimed the destination's checkpoint before its rows were "
+                          "rewritten");
+                return -1;
+            }
+            if (tr.n > 0 && tr.min < token) /* an older owner's rewrite committed after the read */
+                rc = SY_TDS_TRANSIENT;      /* claimed again by the next session */
+        }
+        return rc_of(w, rc, err); /* else a genuine error, rolled back */
+    }
     /* the initial copy's overlap (forward) */
     memset(&w->overlap_end, 0, sizeof w->overlap_end);
     if (w->ctx->direction == SY_DIR_FORWARD) {

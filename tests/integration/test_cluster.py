@@ -1367,6 +1367,16 @@ def tds_nodes(daemon, etcd, tds_pair, pname, env_of=None):
             for i in (1, 2, 3)]
 
 
+def tds_node(daemon, etcd, tds_pair, pname, node, apply_threads, env=None):
+    """A node (name pname-node) that may run the SQL Server pair's sync, with apply_threads workers
+    (on_conflict = fail)."""
+    business, dr, db, _ = tds_pair
+    return daemon(pair=pname, engine="sqlserver", business=f"{business.host}:{business.port}",
+                  dr=f"{dr.host}:{dr.port}", admin_user=business.user, admin_password=business.password,
+                  objects=f"{db}.*", apply_threads=apply_threads, on_conflict="fail", txn_drain_ms=500,
+                  extra_ini=cluster_ini(etcd, f"{pname}-{node}"), env=env)
+
+
 def tds_client(d, pname, tds_pair):
     business, _, db, _ = tds_pair
     port = int(d.pair_status(pname)["listen"].rsplit(":", 1)[1])
@@ -1466,20 +1476,11 @@ def test_an_old_sql_server_owner_resumed_after_a_takeover_is_fenced_at_the_desti
     assert "fenced" not in sync_owner(new, pname)
     c.close()
 
-def test_an_old_sql_server_owner_cannot_rewrite_drs_checkpoint_rows_a_newer_owner_claimed(tds_pair, daemon, etcd,
-                                                                                         tmp_path):
-    """A writer whose apply_threads differs from the rows on DR rewrites them (one per worker) after its claim.
-    The owner is held just before that rewrite (failpoint sqlserver_checkpoint_rewrite) and SIGSTOPped past its
-    lease; another node takes over and applies. On SIGCONT the old writer's rewrite deletes only rows no newer
-    owner claimed — none — so it stops, fenced, and DR's rows keep the new owner's token. Before, it deleted
-    the new owner's rows and wrote its own, with its older token, and was not fenced."""
-    business, dr, db, sql = tds_pair
-    pname = "tkr"
-    point = "sqlserver_checkpoint_rewrite"
-    first = daemon(pair=pname, engine="sqlserver", business=f"{business.host}:{business.port}",
-                   dr=f"{dr.host}:{dr.port}", admin_user=business.user, admin_password=business.password,
-                   objects=f"{db}.*", apply_threads=1, on_conflict="fail", txn_drain_ms=500,
-                   extra_ini=cluster_ini(etcd, f"{pname}-n0"))
+def one_worker_on_dr(daemon, etcd, tds_pair, pname):
+    """The pair's first owner (node n0, one worker) with row 1 applied: DR's checkpoint rows are one worker's.
+    Returns it and ckpt(): DR's checkpoint rows of the forward instance as (workers, owner_token)."""
+    _, dr, _, sql = tds_pair
+    first = tds_node(daemon, etcd, tds_pair, pname, "n0", 1)
     wait_for(lambda: running_forward(first, pname), 60, "the first owner's forward instance running")
     c = tds_client(first, pname, tds_pair)
     with c.cursor() as cur:
@@ -1488,14 +1489,26 @@ def test_an_old_sql_server_owner_cannot_rewrite_drs_checkpoint_rows_a_newer_owne
     ckpt = lambda: sql(dr, f"SELECT workers, owner_token FROM switchyard.checkpoint WHERE instance = N'{pname}/forward'")
     wait_for(lambda: sql(dr, "SELECT v FROM dbo.t WHERE id = 1") == [("one worker",)] and len(ckpt()) == 1, 30,
              "applied by one worker")
+    return first, ckpt
+
+
+def test_an_old_sql_server_owner_cannot_rewrite_drs_checkpoint_rows_a_newer_owner_claimed(tds_pair, daemon, etcd,
+                                                                                         tmp_path):
+    """A writer whose apply_threads differs from the rows on DR rewrites them (one per worker) after its claim.
+    The owner is held just before that rewrite (failpoint sqlserver_checkpoint_rewrite) and SIGSTOPped past its
+    lease; another node takes over and applies. On SIGCONT the old writer's rewrite (one batch under XACT_ABORT)
+    deletes only rows no newer owner claimed — none — so its INSERT of worker 0 hits the primary key, the
+    whole batch is rolled back and it stops, fenced; DR's rows keep the new owner's token. Before c5adb87 it
+    deleted the new owner's rows and wrote its own, with its older token, and was not fenced."""
+    business, dr, db, sql = tds_pair
+    pname = "tkr"
+    point = "sqlserver_checkpoint_rewrite"
+    first, ckpt = one_worker_on_dr(daemon, etcd, tds_pair, pname)
     stall = {i: tmp_path / f"stall-n{i}" for i in (1, 2)}
     for f in stall.values():
         f.touch()
-    nodes = [daemon(pair=pname, engine="sqlserver", business=f"{business.host}:{business.port}",
-                    dr=f"{dr.host}:{dr.port}", admin_user=business.user, admin_password=business.password,
-                    objects=f"{db}.*", apply_threads=2, on_conflict="fail", txn_drain_ms=500,
-                    extra_ini=cluster_ini(etcd, f"{pname}-n{i}"),
-                    env={"SY_STALL_POINT": point, "SY_STALL_FILE": str(stall[i])}) for i in (1, 2)]
+    nodes = [tds_node(daemon, etcd, tds_pair, pname, f"n{i}", 2,
+                      env={"SY_STALL_POINT": point, "SY_STALL_FILE": str(stall[i])}) for i in (1, 2)]
     for d in nodes:
         wait_for(lambda: confirmed(d, pname, 1), 20, "the shared epoch confirmed and watched")
     first.kill9()
@@ -1518,6 +1531,7 @@ def test_an_old_sql_server_owner_cannot_rewrite_drs_checkpoint_rows_a_newer_owne
     wait_for(lambda: f"failpoint {point}: released" in held.log(), 10, "the old writer released")
     token = sync_owner(other, pname)["owner_token"]
     wait_for(lambda: f"lost ownership of pair {pname} to token {token}" in held.log(), 20, "the old writer fenced")
+    assert "before its rows were rewritten" in held.log()
     assert ckpt() == [(2, token), (2, token)], ckpt()
     c = tds_client(other, pname, tds_pair)
     with c.cursor() as cur:
@@ -1526,6 +1540,107 @@ def test_an_old_sql_server_owner_cannot_rewrite_drs_checkpoint_rows_a_newer_owne
     rows = lambda side: sql(side, "SELECT id, v FROM dbo.t ORDER BY id")
     wait_for(lambda: rows(dr) == rows(business), 30, "DR equals business")
     assert ckpt() == [(2, token), (2, token)], ckpt()
+
+
+def take_over_held(daemon, etcd, tds_pair, pname, first, apply_threads, point, stall):
+    """Node n1 (apply_threads workers), its writer held at failpoint `point` while file `stall` exists, takes
+    the pair over from `first` (killed with -9). Returns it once its writer is held there."""
+    stall.touch()
+    d = tds_node(daemon, etcd, tds_pair, pname, "n1", apply_threads,
+                 env={"SY_STALL_POINT": point, "SY_STALL_FILE": str(stall)})
+    wait_for(lambda: confirmed(d, pname, 1), 20, "the shared epoch confirmed and watched")
+    first.kill9()
+    wait_for(lambda: f"failpoint {point}: stalled" in d.log(), 60, f"the new owner's writer held at {point}")
+    return d
+
+
+def test_an_old_sql_server_owner_cannot_rewrite_the_echo_rows_of_a_newer_owner(tds_pair, daemon, etcd, tmp_path):
+    """A writer rewrites its instance's switchyard.echo rows (one per worker) at its start, after its claim. The
+    owner (one worker, as the rows on DR: no checkpoint rewrite needed) is held there (failpoint
+    sqlserver_checkpoint_rewrite) and SIGSTOPped past its lease; a two-worker node takes over and applies.
+    On SIGCONT the old writer's rewrite, fenced with the checkpoint rows in one transaction, is rolled back:
+    it stops, fenced, and the new owner's echo rows (workers 0 and 1) stay, so every transaction of its
+    worker 1 still marks itself as an echo. Before, the echo rows were rewritten outside any fence: the old
+    writer left only worker 0's, and the new owner's worker 1 updated none (none of its transactions marked
+    as echoes)."""
+    business, dr, db, sql = tds_pair
+    pname = "tke"
+    inst = f"N'{pname}/forward'"
+    point = "sqlserver_checkpoint_rewrite"
+    first, ckpt = one_worker_on_dr(daemon, etcd, tds_pair, pname)
+    echo = lambda: dict(sql(dr, f"SELECT worker, n FROM switchyard.echo WHERE instance = {inst} ORDER BY worker"))
+    stall = tmp_path / "stall"
+    old = take_over_held(daemon, etcd, tds_pair, pname, first, 1, point, stall)
+    new = tds_node(daemon, etcd, tds_pair, pname, "n2", 2)
+    wait_for(lambda: confirmed(new, pname, 1), 20, "the shared epoch confirmed and watched")
+    os.kill(old.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: owners([new], pname), 30, "the two-worker node owns")
+        wait_for(lambda: running_forward(new, pname), 60, "its forward instance running")
+        token = sync_owner(new, pname)["owner_token"]
+        wait_for(lambda: ckpt() == [(2, token), (2, token)], 30, "the rows rewritten for two workers")
+        assert sorted(echo()) == [0, 1], echo()
+        stall.unlink()                                  # the old writer goes on the moment it runs again
+    finally:
+        os.kill(old.pid, signal.SIGCONT)
+    wait_for(lambda: f"failpoint {point}: released" in old.log(), 10, "the old writer released")
+    wait_for(lambda: f"lost ownership of pair {pname} to token {token}" in old.log() or sorted(echo()) != [0, 1], 20,
+             "the old writer fenced")
+    assert sorted(echo()) == [0, 1], echo()
+    assert f"lost ownership of pair {pname} to token {token}" in old.log()
+    assert ckpt() == [(2, token), (2, token)], ckpt()
+    before = echo()
+    c = tds_client(new, pname, tds_pair)
+    with c.cursor() as cur:
+        for i in range(10, 18):
+            cur.execute("INSERT INTO dbo.t (id, v) VALUES (%s, N'two workers')", (i,))
+    c.close()
+    rows = lambda side: sql(side, "SELECT id, v FROM dbo.t ORDER BY id")
+    wait_for(lambda: rows(dr) == rows(business), 30, "DR equals business")
+    after = echo()
+    assert sorted(after) == [0, 1] and all(after[w] > before[w] for w in (0, 1)), (before, after)
+
+
+def test_a_sql_server_writer_claims_drs_checkpoint_rows_again_after_an_older_owners_rewrite(tds_pair, daemon, etcd,
+                                                                                           tmp_path):
+    """A new owner's writer claims DR's checkpoint rows (UPDATE ... SET owner_token = its token WHERE
+    owner_token <= it), then reads them; an older owner's rewrite of the rows (its DELETE ... owner_token <=
+    its token and INSERTs) commits in between. The claim found none of them (here: there were none, the new
+    owner's initial copy deleted the first owner's; on the MVCC double a claim that waited for the rewrite's
+    locks finds none either), and the rows read name the older owner. The writer claims again and runs.
+    Before, 0 rows claimed and rows read meant a newer owner: the NEWEST owner fenced itself for good.
+    The test plays the older owner (token: the first owner's), its rewrite sent while the new writer is held
+    between its claim and its read (failpoint sqlserver_checkpoint_claimed)."""
+    business, dr, db, sql = tds_pair
+    pname = "tkc"
+    inst = f"N'{pname}/forward'"
+    point = "sqlserver_checkpoint_claimed"
+    first = tds_node(daemon, etcd, tds_pair, pname, "n0", 1)
+    wait_for(lambda: running_forward(first, pname), 60, "the first owner's forward instance running")
+    ckpt = lambda: sql(dr, f"SELECT worker, workers, owner_token FROM switchyard.checkpoint WHERE instance = {inst} "
+                           "ORDER BY worker")
+    wait_for(lambda: sql(dr, "SELECT OBJECT_ID('switchyard.checkpoint')") != [(None,)] and len(ckpt()) == 1, 30,
+             "the first owner's checkpoint row")
+    old = ckpt()[0][2]
+    stall = tmp_path / "stall"
+    new = take_over_held(daemon, etcd, tds_pair, pname, first, 2, point, stall)
+    assert ckpt() == [], ckpt()                     # nothing claimed: the initial copy deleted the first owner's
+    token = sync_owner(new, pname)["owner_token"]
+    assert old < token
+    sql(dr, f"SET XACT_ABORT ON; BEGIN TRANSACTION; DELETE FROM switchyard.checkpoint WHERE instance = {inst} "
+            f"AND owner_token <= {old}; INSERT INTO switchyard.checkpoint (instance, worker, workers, seq, position, "
+            f"owner_token) VALUES ({inst}, 0, 1, 0, '', {old}); COMMIT TRANSACTION")
+    stall.unlink()
+    wait_for(lambda: ckpt() == [(0, 2, token), (1, 2, token)] or "lost ownership" in new.log(), 30,
+             "the rows claimed and rewritten")
+    assert "lost ownership" not in new.log()
+    assert f"rewritten by an older owner (token {old}) after this writer's claim: claimed again" in new.log()
+    c = tds_client(new, pname, tds_pair)
+    with c.cursor() as cur:
+        cur.execute("INSERT INTO dbo.t (id, v) VALUES (1, N'applied')")
+    c.close()
+    wait_for(lambda: sql(dr, "SELECT id, v FROM dbo.t") == [(1, "applied")], 30, "applied by the new owner")
+    assert ckpt() == [(0, 2, token), (1, 2, token)], ckpt()
 
 
 def mongo_nodes(mongo_daemon, etcd, ferretdb_pair, db, pname, env_of=None):
