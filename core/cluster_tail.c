@@ -7,9 +7,16 @@
 
 #include "core/cluster.h"
 
-static void tail_key(char *out, size_t outlen, const char *pair)
+void sy_cluster_tail_key(char *out, size_t outlen, const char *pair)
 {
     snprintf(out, outlen, "%spairs/%s/tail", SY_CLUSTER_PREFIX, pair);
+}
+
+json_t *sy_cluster_tail_value(json_t *tail, const char *node)
+{
+    return json_pack("{s:O*,s:O*,s:O*,s:s}", "collected_position", json_object_get(tail, "collected_position"),
+                     "ack_ledger_position", json_object_get(tail, "ack_ledger_position"), "failover_at",
+                     json_object_get(tail, "failover_at"), "node", node);
 }
 
 int sy_cluster_tail_put(struct sy_etcd *e, const char *pair, json_t *tail, const char *node, uint64_t owner_token,
@@ -18,16 +25,13 @@ int sy_cluster_tail_put(struct sy_etcd *e, const char *pair, json_t *tail, const
     if (owner_token == 0 || owner_token > INT64_MAX)
         return -1;
     char key[240], owner[240];
-    tail_key(key, sizeof key, pair);
+    sy_cluster_tail_key(key, sizeof key, pair);
     snprintf(owner, sizeof owner, "%spairs/%s/owner", SY_CLUSTER_PREFIX, pair);
     struct sy_etcd_txn t;
     sy_etcd_txn_init(&t);
     sy_etcd_txn_compare(&t, owner, SY_ETCD_CREATE, (int64_t)owner_token);
     if (tail != NULL) {
-        json_t *v = json_pack("{s:O*,s:O*,s:O*,s:s}", "collected_position", json_object_get(tail, "collected_position"),
-                              "ack_ledger_position", json_object_get(tail, "ack_ledger_position"), "failover_at",
-                              json_object_get(tail, "failover_at"), "node", node);
-        sy_etcd_txn_put_json(&t, SY_ETCD_SUCCESS, key, v, 0);
+        sy_etcd_txn_put_json(&t, SY_ETCD_SUCCESS, key, sy_cluster_tail_value(tail, node), 0);
     } else {
         sy_etcd_txn_delete(&t, SY_ETCD_SUCCESS, key, false);
     }
@@ -37,7 +41,7 @@ int sy_cluster_tail_put(struct sy_etcd *e, const char *pair, json_t *tail, const
 int sy_cluster_tail_read(struct sy_etcd *e, const char *pair, sy_etcd_done done, void *arg)
 {
     char key[240];
-    tail_key(key, sizeof key, pair);
+    sy_cluster_tail_key(key, sizeof key, pair);
     char *k = sy_etcd_b64(key, strlen(key));
     json_t *body = k ? json_pack("{s:s}", "key", k) : NULL;
     free(k);

@@ -13,6 +13,11 @@
 
 #include "core/etcd.h"
 
+/* The key, and the value kept for a tail (new reference; node: the one that writes it). The failover puts it
+ * in the same transaction as its move of the cluster's epoch (core/shared_epoch.h): it exists exactly when
+ * that epoch moved. */
+void sy_cluster_tail_key(char *out, size_t outlen, const char *pair);
+json_t *sy_cluster_tail_value(json_t *tail, const char *node);
 /* tail: the record to keep (borrowed), or NULL to delete it. Written only while the pair's owner key is
  * the one created with owner_token (a node that lost the pair writes nothing: sy_cluster_held_recorded).
  * 0, or -1 (done not called). */

@@ -346,9 +346,24 @@ static void cmd_pause(struct sy_admin_req *req, json_t *args, void *ctx)
     instance_cmd(req, args, ctx, sy_instance_pause, "paused");
 }
 
+/* A forward instance started while a failover's tail is unresolved would collect that tail (and a
+ * switchback would replay it into DR): refused until resolve-tail decides. */
+static int start_unless_tail(struct sy_instance *in, const char **code, char *msg, size_t msglen)
+{
+    const struct sy_pair *p = sy_instance_pair(in);
+    if (sy_instance_direction(in) == SY_DIR_FORWARD && p->tail_state[0] != '\0') {
+        *code = "tail_unresolved";
+        snprintf(msg, msglen, "the unreplicated tail of the last failover of %s is %s: started now, %s would "
+                 "collect it; run `switchyardctl resolve-tail %s --export FILE | --discard` first", p->cfg->name,
+                 p->tail_state, sy_instance_id(in), p->cfg->name);
+        return -1;
+    }
+    return sy_instance_start(in, code, msg, msglen);
+}
+
 static void cmd_start(struct sy_admin_req *req, json_t *args, void *ctx)
 {
-    instance_cmd(req, args, ctx, sy_instance_start, NULL);
+    instance_cmd(req, args, ctx, start_unless_tail, NULL);
 }
 
 static void cmd_terminate(struct sy_admin_req *req, json_t *args, void *ctx)
@@ -801,7 +816,7 @@ static void start_takeover(struct sy_pair *p);
  * (on_owner_check) and when a verify ends. */
 static void finish_close(struct sy_pair *p)
 {
-    if (!p->sync_closing || p->op != NULL || p->instance_users > 0 || !sy_fence_keeper_done(p) ||
+    if (!p->sync_closing || p->op != NULL || p->instance_users > 0 || p->tail_job || !sy_fence_keeper_done(p) ||
         !sy_instance_is_retired(p->forward) || !sy_instance_is_retired(p->reverse))
         return;
     sy_fence_keeper_stop(p);                       /* returned already: does not wait */
@@ -965,11 +980,22 @@ static void on_held_read(void *arg, json_t *reply, const char *err)
 static void adopt_tail(struct sy_pair *p, json_t *tail, char forward_held[16])
 {
     char err[512];
+    const char *at = json_string_value(json_object_get(tail, "failover_at"));
+    if (tail != NULL && p->tail != NULL && json_object_get(p->tail, "resolved") != NULL && at != NULL &&
+        strcmp(at, json_string_value(json_object_get(p->tail, "failover_at")) ?: "") == 0) {
+        /* this node resolved that tail before and lost the pair before etcd forgot it: forgotten now */
+        sy_log_info("pair %s: the tail of the failover of %s was resolved on this node (%s): etcd forgets it",
+                    p->cfg->name, at, json_string_value(json_object_get(p->tail, "resolved")) ?: "?");
+        json_decref(tail);
+        p->tail_state[0] = '\0';
+        p->tail_gen_recorded = p->tail_gen++;       /* sy_tail_record deletes it once the instances are open */
+        return;
+    }
     if (tail != NULL) {
         json_decref(p->tail);
         p->tail = tail;
         snprintf(p->tail_state, sizeof p->tail_state, "pending");
-        if (strcmp(forward_held, "terminated") != 0)
+        if (forward_held[0] == '\0')                /* an operator's pause or terminate stays what it is */
             snprintf(forward_held, 16, "failover");
         sy_log_info("pair %s: the tail of the failover of %s (collected up to %s) is this node's to resolve: "
                     "the forward instance stays paused until `resolve-tail`", p->cfg->name,
@@ -1149,6 +1175,7 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
          * active. */
         bool keeper = cfg->cluster.line == 0;
         d.pairs[i].cut_off = cfg->cluster.line != 0;  /* until etcd confirms the epoch (core/shared_epoch.c) */
+        d.pairs[i].clustered = cfg->cluster.line != 0;
         if (sy_tail_watch_start(&d.pairs[i]) != 0 || (keeper && sy_fence_keeper_start(&d.pairs[i]) != 0)) {
             sy_log_error("pair %s: cannot start the fence keeper", cfg->pairs[i].name);
             goto out;
@@ -1252,6 +1279,7 @@ out:
         event_free(d.owner_check);
     sy_cluster_admin_free(d.cadmin);
     for (size_t i = 0; i < d.n_started; i++) {
+        sy_tail_watch_stop(&d.pairs[i]);        /* no tail work once the elections are gone */
         if (d.pairs[i].sync_open)
             close_instances_now(&d.pairs[i]);   /* before the lease goes: then another node may take over */
         sy_election_free(d.pairs[i].election);

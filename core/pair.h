@@ -138,6 +138,7 @@ struct sy_pair {
     bool taking_over;                /* the owner's takeover (core/takeover.c) runs: instances not open yet */
     bool sync_open;                  /* with an election: this node opened the instances as their owner */
     bool sync_closing;               /* stepped down: the instances retire (core/daemon.c close_instances) */
+    bool clustered;                  /* the daemon runs with [cluster] (whether or not this pair has an election) */
     unsigned tail_gen;               /* cluster: bumped when the failover tail changes (recorded or resolved) */
     unsigned tail_gen_recorded;      /* ... the last generation etcd has (core/cluster_tail.h) */
     bool tail_recording;             /* a put of it is in flight */

@@ -310,14 +310,18 @@ static void on_cas(void *arg, json_t *reply, const char *err)
     json_t *range = json_object_get(json_array_get(json_object_get(reply, "responses"), 0), "response_range");
     json_t *kv = json_array_get(json_object_get(range, "kvs"), 0);
     seen(s, kv, int_field(kv, "mod_revision"));
-    snprintf(msg, sizeof msg, "the cluster's epoch moved under this switch (%s was at revision %" PRId64 ", now "
+    if (int_field(kv, "mod_revision") == expected)
+        snprintf(msg, sizeof msg, "this node no longer owns %s (its owner key changed): the cluster's epoch was "
+                 "not moved", s->p->cfg->name);
+    else
+        snprintf(msg, sizeof msg, "the cluster's epoch moved under this switch (%s was at revision %" PRId64 ", now "
              "%" PRId64 ": epoch %" PRIu64 ", %s side)", s->key, expected, int_field(kv, "mod_revision"), s->epoch,
              sy_side_name(s->side));
     done(s->cas_arg, -1, msg);
 }
 
-void sy_shared_epoch_cas(struct sy_shared_epoch *s, uint64_t epoch, enum sy_side side, sy_shared_epoch_cas_fn done,
-                         void *arg)
+void sy_shared_epoch_cas(struct sy_shared_epoch *s, uint64_t epoch, enum sy_side side, uint64_t owner_token,
+                         const char *with_key, json_t *with_value, sy_shared_epoch_cas_fn done, void *arg)
 {
     char why[400];
     if (s->cas_done != NULL || !sy_shared_epoch_is_current(s, why, sizeof why)) {
@@ -327,7 +331,14 @@ void sy_shared_epoch_cas(struct sy_shared_epoch *s, uint64_t epoch, enum sy_side
     struct sy_etcd_txn t;
     sy_etcd_txn_init(&t);
     sy_etcd_txn_compare(&t, s->key, SY_ETCD_MOD, s->mod_rev);
+    if (owner_token != 0 && owner_token <= INT64_MAX) {
+        char owner[300];
+        snprintf(owner, sizeof owner, "%spairs/%s/owner", SY_CLUSTER_PREFIX, s->p->cfg->name);
+        sy_etcd_txn_compare(&t, owner, SY_ETCD_CREATE, (int64_t)owner_token);
+    }
     sy_etcd_txn_put_json(&t, SY_ETCD_SUCCESS, s->key, value_of(epoch, side), 0);
+    if (with_key != NULL && with_value != NULL)
+        sy_etcd_txn_put_json(&t, SY_ETCD_SUCCESS, with_key, json_incref(with_value), 0);
     sy_etcd_txn_range(&t, SY_ETCD_FAILURE, s->key);
     s->cas_done = done;
     s->cas_arg = arg;

@@ -32,10 +32,12 @@ void sy_shared_epoch_free(struct sy_shared_epoch *s);   /* NULL-safe; before the
 /* Whether etcd's epoch is known and is the one the pair applied (a switch may start from it); else
  * false with why. */
 bool sy_shared_epoch_is_current(const struct sy_shared_epoch *s, char *why, size_t whylen);
-/* Moves the key from the epoch last seen to {epoch, side} if nobody moved it since (its mod_revision);
- * done(arg, ...) once, later, on the loop. */
-void sy_shared_epoch_cas(struct sy_shared_epoch *s, uint64_t epoch, enum sy_side side, sy_shared_epoch_cas_fn done,
-                         void *arg);
+/* Moves the key from the epoch last seen to {epoch, side} if nobody moved it since (its mod_revision) and,
+ * owner_token != 0, only while the pair's owner key is the one created with it (a node that lost the pair
+ * moves nothing); with_key/with_value (borrowed; NULL: none) is put in the same transaction (a failover's
+ * tail: it exists exactly when the epoch moved). done(arg, ...) once, later, on the loop. */
+void sy_shared_epoch_cas(struct sy_shared_epoch *s, uint64_t epoch, enum sy_side side, uint64_t owner_token,
+                         const char *with_key, json_t *with_value, sy_shared_epoch_cas_fn done, void *arg);
 
 /* Applies the cluster's epoch now if the pair's differs (a switch of this node's own just ended). */
 void sy_shared_epoch_apply(struct sy_shared_epoch *s);

@@ -53,6 +53,8 @@
 #include "core/log.h"
 #include "core/shared_epoch.h"
 #include "core/cluster_switch.h"
+#include "core/cluster_tail.h"
+#include "core/election.h"
 #include "core/tail.h"
 
 #define SW_WARM_TIMEOUT_MS 10000  /* step 2 (before the hold: nobody waits on it) */
@@ -151,6 +153,7 @@ struct sy_switch {
     bool cbegun;                    /* coordinator: lock taken, hold published */
     bool acked;                     /* participant: its "held" acknowledgement is in etcd */
     json_t *ledgers;                /* coordinator: the participants' ack ledgers */
+    json_t *tail;                   /* failover: the tail's record, made before the epoch moves */
     char cmsg[600];                 /* the last cluster step's text */
     const char *outcome;            /* participant: "flip", "abort", "gone", NULL = none yet */
     char outcome_buf[16];           /* the coordinator's phase, copied: the loop rewrites its own */
@@ -367,9 +370,23 @@ static void on_epoch_cas(void *arg, int rc, const char *err)
 }
 
 /* In a cluster: the cluster's epoch moves first, by compare-and-swap (asynchronous: ends in on_epoch_cas). */
+/* In a cluster the epoch moves only while this node owns the pair, and a failover's tail record is put with
+ * it (core/cluster_tail.h): the record exists exactly when the failover moved the epoch. */
 static void do_epoch_cas(struct sy_switch *sw)
 {
-    sy_shared_epoch_cas(sw->p->shared, sw->p->epoch + 1, sw->to, on_epoch_cas, sw);
+    struct sy_pair *p = sw->p;
+    uint64_t token = p->election != NULL ? sy_election_owner_token(p->election) : 0;
+    char key[300];
+    sy_cluster_tail_key(key, sizeof key, p->cfg->name);
+    json_t *rec = sw->tail != NULL && p->election != NULL
+                      ? sy_cluster_tail_value(sw->tail, sy_election_node(p->election)) : NULL;
+    if (p->election != NULL && token == 0) {
+        on_epoch_cas(sw, -1, "this node no longer owns the pair: the cluster's epoch was not moved");
+        json_decref(rec);
+        return;
+    }
+    sy_shared_epoch_cas(p->shared, p->epoch + 1, sw->to, token, rec ? key : NULL, rec, on_epoch_cas, sw);
+    json_decref(rec);
 }
 
 /* The flip itself: persisted epoch first, then every session. Caller holds fence_lock. */
@@ -379,14 +396,9 @@ static void do_flip(struct sy_switch *sw)
     if (sw->kind == SW_FAILOVER) {
         snprintf(p->tail_state, sizeof p->tail_state, "pending");
         json_decref(p->tail);
-        struct sy_instance_progress fw;
-        sy_instance_progress(sw->draining, &fw);
-        p->tail = json_pack("{s:s,s:s,s:s}", "collected_position", fw.collected, "ack_ledger_position", sw->ledger,
-                            "failover_at", "");
-        time_t t = time(NULL);
-        char when[32];
-        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
-        json_object_set_new(p->tail, "failover_at", json_string(when));
+        p->tail = json_deep_copy(sw->tail);
+        if (p->shared != NULL)                      /* etcd has it: put with the epoch */
+            p->tail_gen_recorded = ++p->tail_gen;
     }
     if (sy_failpoint_fails("switch_fail_persist_epoch")) { /* on the loop while the switch thread waits */
         sw->call_rc = -1;
@@ -401,10 +413,6 @@ static void do_flip(struct sy_switch *sw)
     }
     sw->flipped = true;
     sw->moved = p->proto->switch_flip(p->proto_state, sw->to);
-    if (sw->kind == SW_FAILOVER) {                  /* a cluster keeps the tail in etcd: it outlives this node */
-        p->tail_gen++;
-        sy_tail_record(p);
-    }
 }
 
 static void do_start_and_release(struct sy_switch *sw)
@@ -646,6 +654,16 @@ static int flip(struct sy_switch *sw)
         pthread_mutex_unlock(&p->fence_lock);
         return fail(sw, "internal", "failpoint switch_fail_after_unfence");
     }
+    if (sw->kind == SW_FAILOVER) {                  /* the tail starts after what the collector spooled */
+        struct sy_instance_progress fw;
+        sy_instance_progress(sw->draining, &fw);
+        time_t t = time(NULL);
+        char when[32];
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+        json_decref(sw->tail);
+        sw->tail = json_pack("{s:s,s:s,s:s}", "collected_position", fw.collected, "ack_ledger_position", sw->ledger,
+                             "failover_at", when);
+    }
     if (p->shared != NULL) {
         loop_call_until(sw, do_epoch_cas, true);
         if (sw->call_rc != 0) {
@@ -756,8 +774,8 @@ static void do_cluster_acked_flipped(struct sy_switch *sw)
     bool refused;
     sw->call_rc =
         sy_cluster_switch_acked(sw->p->cswitch, "flipped", NULL, &refused, sw->cmsg, sizeof sw->cmsg) ? 0 : -1;
-    if (sw->call_rc == 0)
-        sy_cluster_switch_moved(sw->p->cswitch, &sw->moved_elsewhere, &sw->aborted_elsewhere);
+    /* those that flipped so far (a late node must not make the others count 0) */
+    sy_cluster_switch_moved(sw->p->cswitch, &sw->moved_elsewhere, &sw->aborted_elsewhere);
 }
 
 /* Coordinator: the pair's lock, then the hold published to every node. */
@@ -1106,6 +1124,7 @@ static void switch_free(struct sy_switch *sw)
     json_decref(sw->detail);
     json_decref(sw->steps);
     json_decref(sw->ledgers);
+    json_decref(sw->tail);
     free(sw);
 }
 

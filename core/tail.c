@@ -108,7 +108,9 @@ static void *find_thread(void *arg)
  * open (a node that stepped down keeps a stale copy: it must neither fence business nor resolve). */
 static bool acts_on_tail(const struct sy_pair *p)
 {
-    return p->election == NULL || (sy_election_is_owner(p->election) && p->sync_open && !p->sync_closing);
+    if (!p->clustered)
+        return true;
+    return p->election != NULL && sy_election_is_owner(p->election) && p->sync_open && !p->sync_closing;
 }
 
 struct tail_put {
@@ -146,12 +148,30 @@ void sy_tail_record(struct sy_pair *p)
     }
 }
 
-/* Moves the forward collection past the tail and lets the reverse write start. */
+static void on_held_forgotten(void *arg, json_t *reply, const char *err)
+{
+    struct sy_pair *p = arg;
+    if (reply == NULL || !sy_cluster_held_recorded(reply))
+        sy_log_warn("pair %s: etcd still says the forward instance is paused (an operator's pause the failover "
+                    "consumed): %s; a later takeover opens it paused — `start` it there", p->cfg->name,
+                    reply == NULL ? err : "this node no longer owns the pair");
+}
+
+/* Moves the forward collection past the tail (an operator's pause before the failover included: the failover
+ * ran the instance to drain its spool) and lets the reverse write start. */
 static int tail_close(struct sy_pair *p, const char *how, const char *position, char *err, size_t errlen)
 {
+    bool operator_paused = p->forward && sy_instance_state(p->forward) == SY_INST_PAUSED &&
+                           strcmp(sy_instance_reason(p->forward), "failover") != 0;
     if (p->forward && sy_instance_state(p->forward) == SY_INST_PAUSED &&
         sy_instance_skip_to(p->forward, position, err, errlen) != 0)
         return -1;
+    if (operator_paused && p->election != NULL &&       /* the failover consumed an operator's pause: etcd */
+        sy_cluster_held_put(sy_election_etcd(p->election), p->cfg->name, SY_DIR_FORWARD, NULL,  /* forgets it */
+                            sy_election_node(p->election), sy_election_owner_token(p->election), on_held_forgotten,
+                            p) != 0)
+        sy_log_warn("pair %s: cannot tell etcd that %s is no longer paused (out of memory)", p->cfg->name,
+                    sy_instance_id(p->forward));
     json_object_set_new(p->tail, "resolved", json_string(how));
     p->tail_state[0] = '\0';
     p->tail_gen++;
@@ -224,6 +244,10 @@ static void on_found(evutil_socket_t fd, short what, void *arg)
     struct tail_job *j = arg;
     struct sy_pair *p = j->p;
     p->tail_job = false;
+    if (!acts_on_tail(p)) {                          /* stepped down meanwhile: the new owner finds it */
+        job_free(j);
+        return;
+    }
     if (j->alive && j->rc != 0)
         sy_log_warn("pair %s: the business DB is back but its tail cannot be read yet: %s", p->cfg->name, j->err);
     if (j->alive && j->rc == 0 && strcmp(p->tail_state, "pending") == 0) {
@@ -267,8 +291,18 @@ static void on_tail_timer(evutil_socket_t fd, short what, void *arg)
     struct sy_pair *p = arg;
     sy_tail_record(p);                              /* a put that failed before */
     if (!acts_on_tail(p) || strcmp(p->tail_state, "pending") != 0 || p->tail_job || p->op != NULL ||
-        p->tail == NULL)
+        p->tail == NULL || p->active_side != SY_SIDE_DR)
         return;
+    const char *from = json_string_value(json_object_get(p->tail, "collected_position"));
+    if (from == NULL || from[0] == '\0') {          /* a record not understood: never "the whole log" */
+        static const char bad[] = "the failover's tail record has no collected position: it cannot be found; "
+                                  "the forward instance stays paused (see docs/cluster.md)";
+        if (json_object_get(p->tail, "error") == NULL) {     /* status shows it with the tail */
+            sy_log_error("pair %s: %s", p->cfg->name, bad);
+            json_object_set_new(p->tail, "error", json_string(bad));
+        }
+        return;
+    }
     struct tail_job *j = calloc(1, sizeof *j);
     if (j == NULL)
         return;
@@ -324,7 +358,11 @@ static void on_resolved(evutil_socket_t fd, short what, void *arg)
     p->tail_job = false;
     const char *how = j->export_path[0] ? "exported and reverted" : "discarded (reverted)";
     char err[1024];
-    if (j->rc == -2) {
+    if (!acts_on_tail(p)) {
+        sy_admin_fail(j->req, "owner_lost", "this node stopped owning %s while resolve-tail ran%s: nothing was "
+                      "recorded here; give resolve-tail again (it goes to the new owner, which finds the tail anew)",
+                      p->cfg->name, j->rc == 0 ? " (business was reverted)" : "");
+    } else if (j->rc == -2) {
         sy_admin_fail(j->req, "export_failed", "cannot export the tail: %s (nothing changed)", j->err);
     } else if (j->rc != 0) {
         sy_admin_fail_with(j->req, "revert_failed", json_pack("{s:O}", "result", j->result),

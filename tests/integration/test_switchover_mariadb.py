@@ -334,6 +334,9 @@ def test_failover_tail_resolve_then_switchback(switchable, mariadb_pair, decisio
         assert q(dr, "SELECT COUNT(*) FROM t WHERE id = 13", db) == ((1,),)
         r = d.admin("switchback", pair=pname)
         assert r["ok"] is False and r["error"]["code"] == "tail_unresolved"
+        r = d.admin("start", instance=f"{pname}/forward")     # it would collect the tail
+        assert r["ok"] is False and r["error"]["code"] == "tail_unresolved" and "resolve-tail" in \
+            r["error"]["message"], r
     finally:
         b.start()
     tail = wait_for(lambda: d.pair_status(pname).get("tail", {}).get("state") == "open" and
