@@ -541,10 +541,11 @@ def running_forward(d, pname):
     return bool(fw) and fw[0]["state"] == "running"
 
 
-def elected(nodes, pname):
-    """(owner, the others) once one of nodes owns the pair and runs its forward instance."""
+def elected(nodes, pname, ready=running_forward):
+    """(owner, the others) once one of nodes owns the pair and ready(owner, pname) says the instance that
+    writes runs there (the forward one unless told)."""
     owner = wait_for(lambda: len(owners(nodes, pname)) == 1 and owners(nodes, pname)[0], 20, "one owner")
-    wait_for(lambda: running_forward(owner, pname), 60, "the owner's forward instance running")
+    wait_for(lambda: ready(owner, pname), 60, "the owner's instance running")
     return owner, [d for d in nodes if d is not owner]
 
 
@@ -585,12 +586,13 @@ def electable_three(daemon, etcd, mariadb_pair, db, pname, max_hold_ms=5000, env
     return owner, others
 
 
-def kill9_owner_under_writes(nodes, pname, write, settle_s=1.5, checkpointed=None):
+def kill9_owner_under_writes(nodes, pname, write, settle_s=1.5, checkpointed=None, ready=running_forward):
     """Four writers (two per non-owner node) call write(node, k, i) in a loop; the elected owner is killed with
     -9 after settle_s (and once checkpointed(), when given, says DR holds its checkpoint: a slow destination
     may not have one yet, and the new owner would then rightly copy everything again): returns (new owner,
-    takeover seconds, acked ids, client errors). The caller compares both sides afterwards."""
-    owner, others = elected(nodes, pname)
+    takeover seconds, acked ids, client errors). ready(node, pname): the instance that writes runs there
+    (the forward one unless told). The caller compares both sides afterwards."""
+    owner, others = elected(nodes, pname, ready)
     stop, acked, errors = threading.Event(), [], []
 
     def loader(d, k):
@@ -613,7 +615,7 @@ def kill9_owner_under_writes(nodes, pname, write, settle_s=1.5, checkpointed=Non
         owner.kill9()
         t0 = time.monotonic()
         new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
-        wait_for(lambda: running_forward(new, pname), 30, "the new owner's forward instance running")
+        wait_for(lambda: ready(new, pname), 30, "the new owner's instance running")
         takeover_s = time.monotonic() - t0
         print(f"takeover {takeover_s:.2f} s after kill -9")
         n = len(acked)
@@ -623,6 +625,23 @@ def kill9_owner_under_writes(nodes, pname, write, settle_s=1.5, checkpointed=Non
         for w in workers:
             w.join(30)
     return new, takeover_s, acked, errors
+
+
+def insert_and_update(db):
+    """A write(node, k, i) for kill9_owner_under_writes: writer k inserts row i through node (one connection of
+    its own, made again after an error) and updates every third."""
+    conns = {}
+
+    def write(d, k, i):
+        try:
+            c = conns[k] = conns.get(k) or app_conn(d, db, connect_timeout=5, read_timeout=15)
+            one(c, "INSERT INTO t VALUES (%s, 'load')", (i,))
+            if i % 3 == 0:
+                one(c, "UPDATE t SET v = 'updated' WHERE id = %s", (i,))
+        except pymysql.err.MySQLError:
+            conns.pop(k, None)
+            raise
+    return write
 
 
 @pytest.mark.tsan  # threads: the switch thread, retiring instances, the etcd watch (a race found so)
@@ -640,18 +659,7 @@ def test_one_node_owns_the_synchronization_and_another_takes_over_after_kill9(da
     for d in others:
         assert sync_owner(d, pname)["owner"] == sync_owner(owner, pname)["owner"]
         assert d.pair_status(pname)["instances"] == []
-    conns = {}
-
-    def write(d, k, i):
-        try:
-            c = conns[k] = conns.get(k) or app_conn(d, fresh, connect_timeout=5, read_timeout=15)
-            one(c, "INSERT INTO t VALUES (%s, 'load')", (i,))
-            if i % 3 == 0:
-                one(c, "UPDATE t SET v = 'updated' WHERE id = %s", (i,))
-        except pymysql.err.MySQLError:
-            conns.pop(k, None)
-            raise
-    new, takeover_s, acked, errors = kill9_owner_under_writes([owner] + others, pname, write)
+    new, takeover_s, acked, errors = kill9_owner_under_writes([owner] + others, pname, insert_and_update(fresh))
     assert takeover_s < 15, takeover_s
     assert errors == [], errors[:5]
     assert etcd_get(etcd, key)["node"] == sync_owner(new, pname)["owner"]
