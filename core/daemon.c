@@ -534,7 +534,11 @@ static void on_reverse_done(evutil_socket_t fd, short what, void *arg)
             sy_instance_close(p->reverse);
             p->reverse = NULL;
         }
-        p->reverse = sy_instance_create_reverse(p, job->eng, job->position, err, sizeof err);
+        /* which creation: told apart from an older one's state by it */
+        char created[128];
+        snprintf(created, sizeof created, "%s@%llu", p->election ? sy_election_node(p->election) : "",
+                 (unsigned long long)sy_wall_ms());
+        p->reverse = sy_instance_create_reverse(p, job->eng, job->position, created, err, sizeof err);
         if (p->reverse == NULL)
             sy_admin_fail(job->req, "internal", "creating %s/reverse: %s", p->cfg->name, err);
         else /* answered once etcd forgot a terminated one before (in a cluster) */

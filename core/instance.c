@@ -99,6 +99,9 @@ struct sy_instance {
                                                 changed under the write module's report lock, like
                                                 initial_sync_done */
     char overwrite_until[1024];              /* persisted: set by a takeover (sy_module_ctx.overwrite_until) */
+    char created[128];                       /* persisted, reverse: which create-reverse made it
+                                                ("<node>@<unix ms>"; "" before it was kept): a takeover
+                                                compares it with etcd's record (core/cluster_held.h) */
     char last_error[1024];                   /* persisted; "" = none */
     char reason[64];                         /* snake_case reason of the last error / retry */
     struct sy_spool *spool;                  /* owned */
@@ -262,10 +265,10 @@ static int persist(struct sy_instance *in)
 {
     char err[512];
     enum sy_instance_state st = in->state == SY_INST_STOPPING ? in->stop_target : in->state;
-    json_t *doc = json_pack("{s:s,s:b,s:b,s:s,s:s,s:s,s:s}", "state", state_names[st], "initial_sync_done",
-                            in->initial_sync_done, "write_enabled", in->write_enabled, "start_position",
-                            in->start_position, "last_error", in->last_error, "reason", in->reason,
-                            "overwrite_until", in->overwrite_until);
+    json_t *doc = json_pack("{s:s,s:b,s:b,s:s,s:s,s:s,s:s,s:s}", "state", state_names[st],
+                            "initial_sync_done", in->initial_sync_done, "write_enabled", in->write_enabled,
+                            "start_position", in->start_position, "last_error", in->last_error, "reason",
+                            in->reason, "overwrite_until", in->overwrite_until, "created", in->created);
     int rc = sy_state_write_json(in->state_path, doc, err, sizeof err);
     json_decref(doc);
     if (rc != 0)
@@ -315,6 +318,7 @@ static int load(struct sy_instance *in, char *err, size_t errlen)
     snprintf(in->reason, sizeof in->reason, "%s", json_string_value(json_object_get(doc, "reason")) ?: "");
     snprintf(in->overwrite_until, sizeof in->overwrite_until, "%s",
              json_string_value(json_object_get(doc, "overwrite_until")) ?: "");
+    snprintf(in->created, sizeof in->created, "%s", json_string_value(json_object_get(doc, "created")) ?: "");
     json_decref(doc);
     return 0;
 }
@@ -1115,19 +1119,51 @@ bool sy_instance_exists(const struct sy_pair *pair, enum sy_direction dir)
     return access(path, F_OK) == 0;
 }
 
-struct sy_instance *sy_instance_create_reverse(struct sy_pair *pair, const struct sy_engine_ops *eng,
-                                               const char *start_position, char *err, size_t errlen)
+int sy_instance_reverse_make(const struct sy_pair *pair, const char *start_position, const char *created,
+                             bool write, char *err, size_t errlen)
 {
     char dir[1200], path[1300];
     sy_instance_dir(pair, SY_DIR_REVERSE, dir, sizeof dir);
     if (sy_rmtree(dir, err, errlen) != 0 || sy_mkdirs(dir, err, errlen) != 0)
-        return NULL;
+        return -1;
     snprintf(path, sizeof path, "%s/state.json", dir);
-    json_t *doc = json_pack("{s:s,s:b,s:b,s:s,s:s,s:s}", "state", "collecting", "initial_sync_done", 1,
-                            "write_enabled", 0, "start_position", start_position, "last_error", "", "reason", "");
-    int rc = sy_state_write_json(path, doc, err, errlen);
+    json_t *doc = json_pack("{s:s,s:b,s:b,s:s,s:s,s:s,s:s}", "state", write ? "running" : "collecting",
+                            "initial_sync_done", 1, "write_enabled", write, "start_position", start_position,
+                            "last_error", "", "reason", "", "created", created);
+    int rc = doc != NULL ? sy_state_write_json(path, doc, err, errlen) : -1;
+    if (doc == NULL)
+        snprintf(err, errlen, "out of memory");
     json_decref(doc);
-    if (rc != 0)
+    return rc;
+}
+
+int sy_instance_reverse_created(const struct sy_pair *pair, char *created, size_t createdlen,
+                                bool *terminated, char *err, size_t errlen)
+{
+    struct sy_instance *in = calloc(1, sizeof *in);   /* only what load() uses */
+    if (in == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    sy_instance_dir(pair, SY_DIR_REVERSE, in->dir_path, sizeof in->dir_path);
+    snprintf(in->state_path, sizeof in->state_path, "%s/state.json", in->dir_path);
+    int rc = load(in, err, errlen);
+    if (rc == 0) {
+        snprintf(created, createdlen, "%s", in->created);
+        *terminated = in->state == SY_INST_TERMINATED;
+        rc = 1;
+    } else if (rc == 1) {
+        rc = 0;
+    }
+    free(in);
+    return rc;
+}
+
+struct sy_instance *sy_instance_create_reverse(struct sy_pair *pair, const struct sy_engine_ops *eng,
+                                               const char *start_position, const char *created, char *err,
+                                               size_t errlen)
+{
+    if (sy_instance_reverse_make(pair, start_position, created, false, err, errlen) != 0)
         return NULL;
     return sy_instance_open(pair, SY_DIR_REVERSE, eng, err, errlen);
 }

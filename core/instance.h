@@ -163,9 +163,20 @@ void sy_instance_dir(const struct sy_pair *pair, enum sy_direction dir, char *ou
 bool sy_instance_exists(const struct sy_pair *pair, enum sy_direction dir);
 /* Creates the reverse instance after its precheck passed: incremental only, collecting from
  * start_position (the DR's position at creation), its write not started until `start`. Replaces
- * the state of a terminated one. NULL + err on failure. */
+ * the state of a terminated one. created: which creation this is (kept in its state; "<node>@<unix ms>",
+ * recorded in etcd too in a cluster). NULL + err on failure. */
 struct sy_instance *sy_instance_create_reverse(struct sy_pair *pair, const struct sy_engine_ops *eng,
-                                               const char *start_position, char *err, size_t errlen);
+                                               const char *start_position, const char *created, char *err,
+                                               size_t errlen);
+/* Writes the state of a new reverse instance (replacing whatever this node had), not opened: what
+ * create-reverse does, and what a takeover does from etcd's record on a node without that instance's state.
+ * write: its write runs (DR is active), else it only collects. 0, or -1 with err. */
+int sy_instance_reverse_make(const struct sy_pair *pair, const char *start_position, const char *created,
+                             bool write, char *err, size_t errlen);
+/* This node's reverse instance state, not opened: 1 with its creation (created, "" when made before it was
+ * kept) and whether it is terminated, 0 none, -1 err (a broken state file). */
+int sy_instance_reverse_created(const struct sy_pair *pair, char *created, size_t createdlen,
+                                bool *terminated, char *err, size_t errlen);
 /* Before a new owner opens the instance (core/takeover.c; the instance is not open on this node): its
  * spool is emptied to continue at pt->spool_seq + 1, its collection starts at pt->position, conflicts up
  * to pt->until are overwritten, and it runs (write: its write module runs too, else it only collects).
