@@ -1,7 +1,11 @@
-/* An operator's pause or terminate of an instance, kept in etcd so that it outlives the node that ran it:
- * `/switchyard/pairs/<pair>/instances/<forward|reverse>` = {"state": "paused"|"terminated", "node"}, put
- * (without a lease) by the owner when the command is done and deleted by `start` (and create-reverse); a
- * new owner reads them before its takeover and opens those instances paused or terminated. Loop only. */
+/* What outlives the node that ran a pair's instances, kept in etcd (without a lease) for the next owner:
+ * - an operator's pause or terminate of an instance: `/switchyard/pairs/<pair>/instances/<forward|reverse>`
+ *   = {"state": "paused"|"terminated", "node"}, put by the owner when the command is done and deleted by
+ *   `start` (and create-reverse); a new owner opens those instances paused or terminated;
+ * - the reverse instance's record: `/switchyard/pairs/<pair>/reverse` = {"start_position", "created",
+ *   "node"}, put by create-reverse, deleted by its terminate: a new owner without that instance's state
+ *   (or with another creation's) makes it from the record; one with no record makes and opens none.
+ * A new owner reads both before its takeover. Loop only. */
 #ifndef SY_CLUSTER_HELD_H
 #define SY_CLUSTER_HELD_H
 
@@ -17,10 +21,24 @@
 int sy_cluster_held_put(struct sy_etcd *e, const char *pair, enum sy_direction dir, const char *held,
                         const char *node, uint64_t owner_token, sy_etcd_done done, void *arg);
 bool sy_cluster_held_recorded(json_t *reply);
-/* Reads both keys of the pair; parse the reply with sy_cluster_held_parse. */
+/* create-reverse: puts the reverse instance's record (start_position: DR's position at creation; created:
+ * which creation, kept in the instance's state too) and deletes the key of a terminated one before, in one
+ * transaction guarded like sy_cluster_held_put's. A held "terminated" of the reverse instance deletes the
+ * record in its transaction. */
+int sy_cluster_reverse_put(struct sy_etcd *e, const char *pair, const char *start_position,
+                           const char *created, const char *node, uint64_t owner_token, sy_etcd_done done,
+                           void *arg);
+/* Reads every key above from one revision (one transaction); parse the reply with sy_cluster_held_parse. */
 int sy_cluster_held_read(struct sy_etcd *e, const char *pair, sy_etcd_done done, void *arg);
+
+struct sy_reverse_record {
+    int found;                 /* 1: the record (below); 0: no record; -1: a value not understood */
+    char start_position[1024]; /* DR's position when create-reverse ran: collection starts there */
+    char created[128];         /* "<node>@<unix ms>" of that create-reverse ("" for one made by hand) */
+};
 /* What the read said of each direction: "paused", "terminated" or "" (none); a value not understood reads
- * as "paused" (held until an operator starts it, never run by mistake). */
-void sy_cluster_held_parse(json_t *reply, char forward[16], char reverse[16]);
+ * as "paused" (held until an operator starts it, never run by mistake); and the reverse instance's record.
+ * 0, or -1 when the reply is not the read's (then nothing is known: the takeover fails and is retried). */
+int sy_cluster_held_parse(json_t *reply, char forward[16], char reverse[16], struct sy_reverse_record *rec);
 
 #endif

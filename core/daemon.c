@@ -242,7 +242,7 @@ struct held_put {
     struct sy_admin_req *req;
     json_t *reply;                 /* owned: the instance's state, answered once etcd has it */
     char what[16];                 /* "paused", "terminated", "" (start: the key is deleted) */
-    bool created;                  /* create-reverse: the key of a terminated one before is deleted */
+    bool created;                  /* create-reverse: its record put (and a terminated one's key deleted) */
     char id[96];
 };
 
@@ -252,9 +252,10 @@ static void on_held_put(void *arg, json_t *reply, const char *err)
     if (reply != NULL && sy_cluster_held_recorded(reply))
         sy_admin_ok(h->req, h->reply);
     else if (h->created)
-        sy_admin_fail(h->req, reply != NULL ? "owner_lost" : "etcd_unreachable", "%s was created on this node, but "
-                      "etcd still says the one before was terminated (%s): a node that takes the pair over would "
-                      "terminate it; terminate it and create it again once etcd answers (on the owner)", h->id,
+        sy_admin_fail(h->req, reply != NULL ? "owner_lost" : "etcd_unreachable", "%s was created on this "
+                      "node, but etcd did not record it (%s): a node that takes the pair over would not run "
+                      "it (and would keep a terminated one before terminated); terminate it and create it "
+                      "again once etcd answers (on the owner)", h->id,
                       reply != NULL ? "this node no longer owns the pair" : err);
     else if (reply != NULL || strcmp(err, "owner_lost") == 0)
         sy_admin_fail(h->req, "owner_lost", "%s is %s on this node, but this node no longer owns the pair: etcd "
@@ -274,9 +275,10 @@ static void on_held_put(void *arg, json_t *reply, const char *err)
 }
 
 /* Answers reply (owned) once etcd recorded the instance's held state (held; NULL: deleted), at once
- * outside a cluster. created: create-reverse's answer. */
+ * outside a cluster. made: create-reverse's answer, once etcd has the new instance's record (made:
+ * {start_position, created}) instead. */
 static void reply_after_held(struct sy_admin_req *req, struct sy_instance *in, const char *held, json_t *reply,
-                             bool created)
+                             const struct sy_reverse_record *made)
 {
     const struct sy_pair *p = sy_instance_pair(in);
     struct held_put *h = p->election != NULL ? calloc(1, sizeof *h) : NULL;
@@ -284,21 +286,25 @@ static void reply_after_held(struct sy_admin_req *req, struct sy_instance *in, c
         sy_admin_ok(req, reply);
         return;
     }
-    *h = (struct held_put){ .req = req, .reply = reply, .created = created };
+    *h = (struct held_put){ .req = req, .reply = reply, .created = made != NULL };
     snprintf(h->what, sizeof h->what, "%s", held ? held : "");
     snprintf(h->id, sizeof h->id, "%s", sy_instance_id(in));
     uint64_t token = sy_election_owner_token(p->election);
+    struct sy_etcd *e = sy_election_etcd(p->election);
+    const char *node = sy_election_node(p->election);
     if (token == 0)
         on_held_put(h, NULL, "owner_lost");
-    else if (sy_cluster_held_put(sy_election_etcd(p->election), p->cfg->name, sy_instance_direction(in), held,
-                                 sy_election_node(p->election), token, on_held_put, h) != 0)
+    else if ((made != NULL ? sy_cluster_reverse_put(e, p->cfg->name, made->start_position, made->created,
+                                                    node, token, on_held_put, h)
+                           : sy_cluster_held_put(e, p->cfg->name, sy_instance_direction(in), held, node,
+                                                 token, on_held_put, h)) != 0)
         on_held_put(h, NULL, "out of memory");
 }
 
 static void reply_or_hold(struct sy_admin_req *req, struct sy_instance *in, const char *held)
 {
     reply_after_held(req, in, held, json_pack("{s:s,s:s}", "instance", sy_instance_id(in), "state",
-                                              sy_instance_state_name(sy_instance_state(in))), false);
+                                              sy_instance_state_name(sy_instance_state(in))), NULL);
 }
 
 struct settled_cmd {
@@ -534,18 +540,19 @@ static void on_reverse_done(evutil_socket_t fd, short what, void *arg)
             sy_instance_close(p->reverse);
             p->reverse = NULL;
         }
-        /* which creation: told apart from an older one's state by it */
-        char created[128];
-        snprintf(created, sizeof created, "%s@%llu", p->election ? sy_election_node(p->election) : "",
-                 (unsigned long long)sy_wall_ms());
-        p->reverse = sy_instance_create_reverse(p, job->eng, job->position, created, err, sizeof err);
+        /* which creation: a node that takes the pair over tells its own state of an older one by it */
+        struct sy_reverse_record made = { .found = 1 };
+        snprintf(made.start_position, sizeof made.start_position, "%s", job->position);
+        snprintf(made.created, sizeof made.created, "%s@%llu",
+                 p->election ? sy_election_node(p->election) : "", (unsigned long long)sy_wall_ms());
+        p->reverse = sy_instance_create_reverse(p, job->eng, job->position, made.created, err, sizeof err);
         if (p->reverse == NULL)
             sy_admin_fail(job->req, "internal", "creating %s/reverse: %s", p->cfg->name, err);
-        else /* answered once etcd forgot a terminated one before (in a cluster) */
+        else /* answered once etcd has its record, and forgot a terminated one before (in a cluster) */
             reply_after_held(job->req, p->reverse, NULL,
                              json_pack("{s:s,s:s,s:s,s:O}", "instance", sy_instance_id(p->reverse), "state",
                                        sy_instance_state_name(sy_instance_state(p->reverse)), "start_position",
-                                       job->position, "checks", job->checks), true);
+                                       job->position, "checks", job->checks), &made);
     }
     json_decref(job->checks);
     event_free(job->done);
@@ -777,9 +784,9 @@ static void resolve_writes(struct sy_pair *p)
                     (unsigned long long)p->epoch, sy_instance_id(out_of_active));
 }
 
-/* Opens the pair's forward instance (and its reverse instance when one was created on this node). 0, or
- * -1 after logging why. */
-static int open_instances(struct sy_pair *p)
+/* Opens the pair's forward instance, and its reverse instance when `reverse` (outside a cluster: when one
+ * was created on this node; a takeover decides from etcd's record). 0, or -1 after logging why. */
+static int open_instances(struct sy_pair *p, bool reverse)
 {
     char err[1024];
     p->forward = sy_instance_open(p, SY_DIR_FORWARD, p->eng, err, sizeof err);
@@ -787,7 +794,7 @@ static int open_instances(struct sy_pair *p)
         sy_log_error("pair %s: forward instance: %s", p->cfg->name, err);
         return -1;
     }
-    if (sy_instance_exists(p, SY_DIR_REVERSE)) {
+    if (reverse) {
         p->reverse = sy_instance_open(p, SY_DIR_REVERSE, p->eng, err, sizeof err);
         if (p->reverse == NULL) {
             sy_log_error("pair %s: reverse instance: %s", p->cfg->name, err);
@@ -888,7 +895,8 @@ static void close_instances_now(struct sy_pair *p)
 
 #define TAKEOVER_WARN_MS 60000   /* a takeover failing again with the same error is logged this often */
 
-static void on_takeover_done(void *arg, struct sy_pair *p, uint64_t owner_token, int rc, const char *err)
+static void on_takeover_done(void *arg, struct sy_pair *p, uint64_t owner_token, int rc, const char *err,
+                             bool reverse)
 {
     p->taking_over = false;
     if (!sy_election_is_owner(p->election))
@@ -926,7 +934,7 @@ static void on_takeover_done(void *arg, struct sy_pair *p, uint64_t owner_token,
     p->takeover_failures = 0;
     p->takeover_error[0] = '\0';
     atomic_store(&p->fence_report.fenced, false);
-    if (open_instances(p) != 0) {
+    if (open_instances(p, reverse) != 0) {
         snprintf(p->takeover_error, sizeof p->takeover_error, "cannot open the instances (see the log)");
         sy_instance_close(p->forward);
         p->forward = NULL;
@@ -940,11 +948,13 @@ static void on_takeover_done(void *arg, struct sy_pair *p, uint64_t owner_token,
     sy_log_info("pair %s: this node runs the synchronization", p->cfg->name);
 }
 
-/* What operators left the instances in (core/cluster_held.h): the takeover keeps them so. */
-/* A takeover's reads from etcd, in order: the held instances, then the failover's tail. */
+/* A takeover's reads from etcd, in order: the held instances with the reverse instance's record
+ * (core/cluster_held.h), then the failover's tail: the takeover keeps the instances as operators left them,
+ * makes the reverse instance from its record, and adopts the tail. */
 struct held_read {
     struct sy_pair *p;
     char forward[16], reverse[16];
+    struct sy_reverse_record record;
 };
 
 static void on_tail_read(void *arg, json_t *reply, const char *err);
@@ -958,23 +968,28 @@ static void on_held_read(void *arg, json_t *reply, const char *err)
             start_takeover(p);
         return;
     }
-    if (reply == NULL) {
-        char msg[600];
-        snprintf(msg, sizeof msg, "reading the paused and terminated instances of %s from etcd: %s", p->cfg->name,
-                 err);
-        on_takeover_done(NULL, p, p->owner_token, -1, msg);
+    char fwd[16], rev[16];
+    struct sy_reverse_record record;
+    if (reply == NULL || sy_cluster_held_parse(reply, fwd, rev, &record) != 0) {
+        char msg[600];        /* never guessed: the takeover is tried again */
+        snprintf(msg, sizeof msg, "reading the paused and terminated instances and the reverse instance's "
+                 "record of %s from etcd: %s", p->cfg->name,
+                 reply == NULL ? err : "an answer that is not the read's");
+        on_takeover_done(NULL, p, p->owner_token, -1, msg, false);
         return;
     }
     struct held_read *h = calloc(1, sizeof *h);
     if (h == NULL) {
-        on_takeover_done(NULL, p, p->owner_token, -1, "out of memory");
+        on_takeover_done(NULL, p, p->owner_token, -1, "out of memory", false);
         return;
     }
     h->p = p;
-    sy_cluster_held_parse(reply, h->forward, h->reverse);
+    snprintf(h->forward, sizeof h->forward, "%s", fwd);
+    snprintf(h->reverse, sizeof h->reverse, "%s", rev);
+    h->record = record;
     if (sy_cluster_tail_read(sy_election_etcd(p->election), p->cfg->name, on_tail_read, h) != 0) {
         free(h);
-        on_takeover_done(NULL, p, p->owner_token, -1, "out of memory");
+        on_takeover_done(NULL, p, p->owner_token, -1, "out of memory", false);
     }
 }
 
@@ -1031,12 +1046,13 @@ static void on_tail_read(void *arg, json_t *reply, const char *err)
         char msg[600];
         snprintf(msg, sizeof msg, "reading the failover tail of %s from etcd: %s", p->cfg->name, err);
         free(h);
-        on_takeover_done(NULL, p, p->owner_token, -1, msg);
+        on_takeover_done(NULL, p, p->owner_token, -1, msg, false);
         return;
     }
     adopt_tail(p, sy_cluster_tail_parse(reply), h->forward);
     char e[512];
-    if (sy_takeover_start(p, h->forward, h->reverse, on_takeover_done, NULL, e, sizeof e) != 0) {
+    int rc = sy_takeover_start(p, h->forward, h->reverse, &h->record, on_takeover_done, NULL, e, sizeof e);
+    if (rc != 0) {
         p->taking_over = false;
         snprintf(p->takeover_error, sizeof p->takeover_error, "%s", e);
     }
@@ -1170,7 +1186,7 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
         d.pairs[i].eng = eng;
         /* In a cluster the instances run on the node the pair's election chose (on_ownership) */
         if (eng != NULL && cfg->pairs[i].n_objects > 0 && cfg->cluster.line == 0) {
-            if (open_instances(&d.pairs[i]) != 0)
+            if (open_instances(&d.pairs[i], sy_instance_exists(&d.pairs[i], SY_DIR_REVERSE)) != 0)
                 goto out;
             resolve_writes(&d.pairs[i]);
         }

@@ -1,6 +1,13 @@
 /* The takeover of a pair's instances by a new owner (core/takeover.h). One worker thread per takeover:
  *
- *   for forward (and reverse, when this node has its state):
+ *   reverse first made or left out by etcd's record of it (core/cluster_held.h, read before the takeover):
+ *     record, this node has no state of it (or another creation's) -> its state made from the record
+ *                               (collecting from the record's start position; running if DR is active)
+ *     record, this node has that creation's state                  -> that state
+ *     no record, an operator terminated it (kept in etcd)           -> this node's state, marked terminated
+ *     no record otherwise (terminated, or never recorded)           -> not opened: never resurrected
+ *     a record not understood                                       -> this node's state if it has one
+ *   for forward (and reverse, unless left out):
  *     engine takeover(): dest's checkpoint {spool_seq, position} (dest only: the source may be down), and
  *                        dest forgets the old owner's spool sequence numbers
  *     no checkpoint      -> nothing to do: the instance starts from this node's state
@@ -20,6 +27,7 @@
 #include <event2/event.h>
 
 #include "core/admin.h"
+#include "core/cluster_held.h"
 #include "core/engine.h"
 #include "core/failpoint.h"
 #include "core/instance.h"
@@ -28,7 +36,8 @@
 struct takeover_job {
     struct sy_pair *p;           /* ref: the daemon's (outlives the job: shutdown waits for admin jobs) */
     enum sy_side active;         /* the pair's active side when the takeover began */
-    bool reverse;                /* this node has the reverse instance's state */
+    bool reverse;                /* the reverse instance is taken over and opened (decided by the thread) */
+    struct sy_reverse_record record; /* etcd's record of the reverse instance */
     uint64_t owner_token;        /* the pair's when the takeover began */
     char held[2][16];            /* per direction: "paused", "terminated" (an operator's, kept in etcd) or "" */
     sy_takeover_done_fn done;
@@ -81,10 +90,56 @@ static int take_instance(struct takeover_job *job, enum sy_direction dir)
     return 0;
 }
 
+/* Whether the reverse instance is taken over (job->reverse), its state made from etcd's record when this
+ * node has none of that creation. 0, or -1 (job->err). */
+static int reverse_from_record(struct takeover_job *job)
+{
+    const struct sy_reverse_record *rec = &job->record;
+    const char *name = job->p->cfg->name;
+    char created[sizeof rec->created] = "", err[1024];
+    bool terminated = false;
+    int local = sy_instance_reverse_created(job->p, created, sizeof created, &terminated, err, sizeof err);
+    if (local < 0) {
+        snprintf(job->err, sizeof job->err, "%s/reverse: %s", name, err);
+        return -1;
+    }
+    job->reverse = local == 1;                  /* a record not understood, or terminated by an operator */
+    if (rec->found < 0)
+        sy_log_warn("%s/reverse: etcd's record of it is not understood: %s", name,
+                    local ? "this node's own state is taken over"
+                          : "this node has no state of it: not taken over");
+    if (rec->found < 0 || strcmp(job->held[1], "terminated") == 0)
+        return 0;
+    if (rec->found == 0) {
+        if (local == 1 && !terminated)
+            sy_log_warn("%s/reverse: this node has a state of it (created %s) but etcd has no record of it "
+                        "(terminated since, or its create-reverse was never recorded): not opened; "
+                        "create-reverse makes a new one", name,
+                        created[0] ? created : "before records were kept");
+        job->reverse = false;
+        return 0;
+    }
+    job->reverse = true;
+    if (local == 1 && strcmp(created, rec->created) == 0)
+        return 0;                               /* this node has that creation's state */
+    bool write = job->active == SY_SIDE_DR;
+    if (sy_instance_reverse_make(job->p, rec->start_position, rec->created, write, err, sizeof err) != 0) {
+        snprintf(job->err, sizeof job->err, "%s/reverse: making it from etcd's record: %s", name, err);
+        return -1;
+    }
+    sy_log_info("%s/reverse: made from etcd's record (created %s, collecting from %s%s)%s", name,
+                rec->created[0] ? rec->created : "by hand", rec->start_position, write ? ", writing" : "",
+                local != 1 ? "" : terminated ? ": this node's terminated one replaced"
+                                             : ": this node's older one replaced");
+    return 0;
+}
+
 static void *takeover_main(void *arg)
 {
     struct takeover_job *job = arg;
-    job->rc = take_instance(job, SY_DIR_FORWARD);
+    job->rc = reverse_from_record(job);
+    if (job->rc == 0)
+        job->rc = take_instance(job, SY_DIR_FORWARD);
     if (job->rc == 0 && job->reverse)
         job->rc = take_instance(job, SY_DIR_REVERSE);
     sy_failpoint_stall("takeover_taken"); /* tests: a slow takeover, its token claimed */
@@ -96,13 +151,14 @@ static void *takeover_main(void *arg)
 static void on_done(evutil_socket_t fd, short what, void *arg)
 {
     struct takeover_job *job = arg;
-    job->done(job->arg, job->p, job->owner_token, job->rc, job->err);
+    job->done(job->arg, job->p, job->owner_token, job->rc, job->err, job->reverse);
     event_free(job->done_ev);
     free(job);
 }
 
-int sy_takeover_start(struct sy_pair *p, const char *held_forward, const char *held_reverse, sy_takeover_done_fn done,
-                      void *arg, char *err, size_t errlen)
+int sy_takeover_start(struct sy_pair *p, const char *held_forward, const char *held_reverse,
+                      const struct sy_reverse_record *record, sy_takeover_done_fn done, void *arg, char *err,
+                      size_t errlen)
 {
     struct takeover_job *job = calloc(1, sizeof *job);
     if (job == NULL || (job->done_ev = event_new(p->base, -1, 0, on_done, job)) == NULL) {
@@ -112,7 +168,7 @@ int sy_takeover_start(struct sy_pair *p, const char *held_forward, const char *h
     }
     job->p = p;
     job->active = p->active_side;
-    job->reverse = sy_instance_exists(p, SY_DIR_REVERSE);
+    job->record = *record;
     job->owner_token = p->owner_token;
     snprintf(job->held[0], sizeof job->held[0], "%s", held_forward ? held_forward : "");
     snprintf(job->held[1], sizeof job->held[1], "%s", held_reverse ? held_reverse : "");

@@ -6,25 +6,31 @@
  * already, applied above the watermark) are replayed idempotently: conflicts there are overwritten, strict
  * apply after. The takeover reads the destination only: it runs with the source down (a site lost with its
  * owner node). An instance whose destination has no checkpoint yet starts from this node's own state
- * (precheck, copy). */
+ * (precheck, copy). The reverse instance is made from etcd's record of it on a node that has none of its
+ * state (core/cluster_held.h), and left out where etcd has no record: terminated is never resurrected. */
 #ifndef SY_TAKEOVER_H
 #define SY_TAKEOVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "core/pair.h"
 
-/* rc 0: the instances' state on disk is ready to open; -1: err says why (retry later). owner_token: the
- * fencing token the takeover claimed the destinations with (p->owner_token when it began). */
+/* rc 0: the instances' state on disk is ready to open (reverse: whether the reverse instance is opened too);
+ * -1: err says why (retry later). owner_token: the fencing token the takeover claimed the destinations
+ * with (p->owner_token when it began). */
 typedef void (*sy_takeover_done_fn)(void *arg, struct sy_pair *p, uint64_t owner_token, int rc,
-                                    const char *err);
+                                    const char *err, bool reverse);
+
+struct sy_reverse_record;
 
 /* Starts the takeover on a worker thread (it reads both databases); done(arg, ...) on the loop. The pair's
  * instances must not be open on this node. held_forward, held_reverse: "paused", "terminated" (what an
- * operator left the instance in, read from etcd: core/cluster_held.h) or "" / NULL. 0, or -1 with err
- * (done is not called). */
-int sy_takeover_start(struct sy_pair *p, const char *held_forward, const char *held_reverse, sy_takeover_done_fn done,
-                      void *arg, char *err, size_t errlen);
+ * operator left the instance in, read from etcd: core/cluster_held.h) or "" / NULL; record: etcd's record
+ * of the reverse instance (copied). 0, or -1 with err (done is not called). */
+int sy_takeover_start(struct sy_pair *p, const char *held_forward, const char *held_reverse,
+                      const struct sy_reverse_record *record, sy_takeover_done_fn done, void *arg, char *err,
+                      size_t errlen);
 
 #endif

@@ -23,7 +23,7 @@ import pytest
 
 import sandbox
 import pymysql
-from helpers import app_conn, app_user, conn, forward, one, q, wait_for, wait_reverse, wait_state
+from helpers import app_conn, app_user, conn, forward, one, q, reverse, wait_for, wait_reverse, wait_state
 from test_forward_mariadb import fresh  # noqa: F401 (fixture)
 
 TTL_MS = 2000
@@ -829,9 +829,10 @@ def test_a_command_forwarded_to_an_owner_that_dies_mid_way_says_its_outcome_is_u
     for d in proxies:
         wait_for(lambda: applied(d, pname) == (1, "business") and not d.pair_status(pname)["held"], 20,
                  f"{d} released on business")
-    prefix = f"/switchyard/pairs/{pname}/re"                # requests/ and replies/
-    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-    left = lambda: etcd_call(etcd, "/v3/kv/range", {"key": b64(prefix), "range_end": b64(end)}).get("kvs") or []
+    # requests/ and replies/ (not the pair's other keys: the reverse instance's record stays, say)
+    under = lambda d: etcd_call(etcd, "/v3/kv/range", {"key": b64(f"/switchyard/pairs/{pname}/{d}/"),
+                                                       "range_end": b64(f"/switchyard/pairs/{pname}/{d}0")})
+    left = lambda: (under("requests").get("kvs") or []) + (under("replies").get("kvs") or [])
     wait_for(lambda: left() == [], 10, "the request's keys deleted")
 
 
@@ -1189,6 +1190,113 @@ def test_create_reverse_answers_once_etcd_forgot_the_terminated_one_before(daemo
     r = others[0].admin_ok("create-reverse", pair=pname)
     assert r["instance"] == f"{pname}/reverse" and r["state"] == "collecting", r
     assert etcd_get(etcd, key) is None                    # gone before the answer
+
+
+def running_reverse(d, pname):
+    r = reverse(d, pname)
+    return bool(r) and r["state"] == "running"
+
+
+def test_a_reverse_instance_is_taken_over_by_a_node_that_did_not_create_it(daemon, etcd, mariadb_pair,
+                                                                          fresh):  # noqa: F811
+    """create-reverse runs on the owner only (the reverse instance's state lives there); etcd keeps what
+    another node needs to make it (/switchyard/pairs/<pair>/reverse: DR's start position, which creation).
+    After a switchover the reverse instance writes DR -> business; four clients of the two other nodes write
+    on DR all along and the owner is killed with -9: another node, which never had the reverse instance,
+    makes it from the record and takes it over from business's checkpoint: it runs there, 0 client errors,
+    every acknowledged write on both sides, the rows equal, nothing copied again."""
+    b, dr = mariadb_pair
+    pname = f"v{fresh}"
+    inst = f"{pname}/reverse"
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname)
+    c = app_conn(others[0], fresh)
+    one(c, "INSERT INTO t VALUES (1, 'before')")
+    wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", fresh) == ((1,),), 30, "forward applied")
+    created = others[0].admin_ok("create-reverse", pair=pname)          # sent on to the owner
+    assert created["state"] == "collecting", created
+    r = others[1].admin_ok("switchover", pair=pname)
+    assert r["active_side"] == "dr" and r["epoch"] == 2, r
+    wait_reverse(owner, pname, "running")
+    one(c, "INSERT INTO t VALUES (2, 'on dr')")
+    wait_for(lambda: q(b, "SELECT COUNT(*) FROM t", fresh) == ((2,),), 30, "reverse applied")
+    for d in others:
+        assert d.pair_status(pname)["instances"] == []                   # no state of it there
+    checkpointed = lambda: q(b, "SELECT COUNT(*) FROM switchyard.checkpoint WHERE instance = %s AND "
+                             "spool_seq > 0", args=(inst,)) == ((1,),)
+    new, takeover_s, acked, errors = kill9_owner_under_writes([owner] + others, pname, insert_and_update(fresh),
+                                                              checkpointed=checkpointed, ready=running_reverse)
+    assert takeover_s < 15, takeover_s
+    assert errors == [], errors[:5]
+    log = new.log()
+    assert f"{inst}: made from etcd's record (created {created_by(owner, pname)}" in log, log[-3000:]
+    assert f"{inst}: taken over from the destination's checkpoint" in log
+    rows = lambda side: q(side, "SELECT id, v FROM t ORDER BY id", fresh)
+    wait_for(lambda: rows(b) == rows(dr), 60, "business equals DR")
+    assert set(acked) | {1, 2} <= {r[0] for r in rows(b)}
+    fw = forward(new, pname)
+    assert fw["state"] == "collecting" and fw["initial_sync"]["done_rows"] == 0, fw
+    rec = etcd_get(etcd, f"/switchyard/pairs/{pname}/reverse")
+    assert rec["start_position"] == created["start_position"], rec
+    assert rec["node"] == created_by(owner, pname).split("@")[0], rec
+
+
+def created_by(d, pname):
+    """The creation the reverse instance's state of node d names (its state.json)."""
+    path = Path(d.cwd) / "state" / "instances" / f"{pname}.reverse" / "state.json"
+    return json.loads(path.read_text())["created"]
+
+
+def test_a_terminated_reverse_instance_is_not_made_again_by_a_takeover(daemon, etcd, mariadb_pair,
+                                                                      fresh):  # noqa: F811
+    """A reverse instance made on node A is taken over by B when A dies (from etcd's record); A comes back
+    with its own state of it, now stale. A `terminate` deletes the record in the transaction that keeps the
+    terminated state, and an operator even deletes that key. B dies with the third node stopped: A, the only
+    candidate, takes the pair over and does not open the reverse instance its state still says collecting:
+    etcd has no record of it. A new create-reverse on A; A dies: B, with its terminated state of the first
+    creation, makes the new one from etcd's record instead."""
+    dr = mariadb_pair.dr
+    pname = f"w{fresh}"
+    inst = f"{pname}/reverse"
+    rkey, hkey = f"/switchyard/pairs/{pname}/reverse", f"/switchyard/pairs/{pname}/instances/reverse"
+    a, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname)
+    others[0].admin_ok("create-reverse", pair=pname)
+    wait_reverse(a, pname, "collecting")
+    a.kill9()
+    new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
+    wait_reverse(new, pname, "collecting", 30)
+    third = next(d for d in others if d is not new)
+    a.start()
+    owner_name = sync_owner(new, pname)["owner"]
+    wait_for(lambda: confirmed(a, pname, 1) and sync_owner(a, pname).get("owner") == owner_name, 20,
+             "A back, not the owner")
+    assert etcd_get(etcd, rkey) is not None
+    r = a.admin_ok("terminate", instance=inst)                          # sent on to the owner
+    assert r["state"] == "terminated", r
+    assert etcd_get(etcd, rkey) is None and etcd_get(etcd, hkey)["state"] == "terminated"
+    etcd_call(etcd, "/v3/kv/deleterange", {"key": b64(hkey)})
+    os.kill(third.pid, signal.SIGSTOP)
+    try:
+        new.kill9()
+        owns = lambda: sync_owner(a, pname).get("this_node_owns") and sync_owner(a, pname).get("instances_open")
+        wait_for(owns, 30, "A owns the pair and opened its instances")
+        assert reverse(a, pname) is None, a.pair_status(pname)["instances"]
+        assert f"{inst}: this node has a state of it" in a.log() and "etcd has no record of it" in a.log()
+        c = app_conn(a, fresh)
+        one(c, "INSERT INTO t VALUES (1, 'forward')")
+        wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", fresh) == ((1,),), 30, "the forward instance runs")
+        assert reverse(a, pname) is None
+        a.admin_ok("create-reverse", pair=pname)
+        assert etcd_get(etcd, rkey)["created"] == created_by(a, pname) != created_by(new, pname)
+        new.start()
+        wait_for(lambda: confirmed(new, pname, 1) and sync_owner(new, pname).get("owner"), 20, "B back")
+        a.kill9()
+        owns = lambda: sync_owner(new, pname).get("this_node_owns") and sync_owner(new, pname).get("instances_open")
+        wait_for(owns, 30, "B owns the pair and opened its instances")
+        wait_reverse(new, pname, "collecting", 10)
+        assert f"{inst}: made from etcd's record (created {created_by(a, pname)}" in new.log()
+        assert "this node's terminated one replaced" in new.log()
+    finally:
+        os.kill(third.pid, signal.SIGCONT)
 
 
 def test_a_held_value_etcd_holds_but_switchyard_does_not_understand_keeps_the_instance_paused(
