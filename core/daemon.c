@@ -491,6 +491,18 @@ static void cmd_precheck(struct sy_admin_req *req, json_t *args, void *ctx)
     pthread_detach(th);
 }
 
+/* A reverse instance etcd records but this owner has not taken over yet (its takeover failed: retried):
+ * it exists, so create-reverse is refused (true: answered). */
+static bool reverse_not_taken_over(struct sy_admin_req *req, const struct sy_pair *p)
+{
+    if (!p->reverse_later && !p->reverse_taking_over)
+        return false;
+    sy_admin_fail(req, "reverse_exists", "%s/reverse exists but this node has not taken it over yet (tried "
+                  "again every second: %s)", p->cfg->name,
+                  p->takeover_error[0] ? p->takeover_error : "running");
+    return true;
+}
+
 /* create-reverse: precheck (reverse direction) and the DR position on a thread; the instance is
  * created on the loop only when the precheck passed (a failed precheck leaves nothing behind). */
 struct reverse_job {
@@ -535,7 +547,7 @@ static void on_reverse_done(evutil_socket_t fd, short what, void *arg)
     } else if (p->reverse != NULL && sy_instance_state(p->reverse) != SY_INST_TERMINATED) {
         sy_admin_fail(job->req, "reverse_exists", "%s/reverse already exists (%s)", p->cfg->name,
                       sy_instance_state_name(sy_instance_state(p->reverse)));
-    } else {
+    } else if (!reverse_not_taken_over(job->req, p)) {
         if (p->reverse) {
             sy_instance_close(p->reverse);
             p->reverse = NULL;
@@ -580,6 +592,8 @@ static void cmd_create_reverse(struct sy_admin_req *req, json_t *args, void *ctx
                       sy_instance_state_name(sy_instance_state(p->reverse)));
         return;
     }
+    if (reverse_not_taken_over(req, p))
+        return;
     struct reverse_job *job = calloc(1, sizeof *job);
     if (job == NULL) {
         sy_admin_fail(req, "internal", "out of memory");
@@ -895,8 +909,48 @@ static void close_instances_now(struct sy_pair *p)
 
 #define TAKEOVER_WARN_MS 60000   /* a takeover failing again with the same error is logged this often */
 
-static void on_takeover_done(void *arg, struct sy_pair *p, uint64_t owner_token, int rc, const char *err,
-                             bool reverse)
+/* A takeover (or a reverse instance's alone) failed: tried again every second, the error logged when it
+ * changes, else every TAKEOVER_WARN_MS. */
+static void takeover_failed(struct sy_pair *p, const char *err)
+{
+    char was[sizeof p->takeover_error];
+    snprintf(was, sizeof was, "%s", p->takeover_error);
+    snprintf(p->takeover_error, sizeof p->takeover_error, "%s", err);
+    uint64_t now = sy_now_ms();
+    p->takeover_failures++;
+    if (strcmp(was, p->takeover_error) != 0)
+        sy_log_warn("pair %s: takeover failed (tried again every second; the same error is logged again "
+                    "every %d s): %s", p->cfg->name, TAKEOVER_WARN_MS / 1000, err);
+    else if (now - p->takeover_warned_ms >= TAKEOVER_WARN_MS)
+        sy_log_warn("pair %s: takeover still failing (%llu tries): %s", p->cfg->name,
+                    (unsigned long long)p->takeover_failures, err);
+    else
+        return;
+    p->takeover_warned_ms = now;
+}
+
+static void takeover_succeeded(struct sy_pair *p)
+{
+    if (p->takeover_failures > 0)
+        sy_log_info("pair %s: takeover done after %llu failed tries", p->cfg->name,
+                    (unsigned long long)p->takeover_failures);
+    p->takeover_failures = 0;
+    p->takeover_error[0] = '\0';
+}
+
+/* The reverse instance's takeover failed (its destination, business, may be down with the old owner's
+ * site): the forward instance runs without it meanwhile, and it is taken over alone later. */
+static void reverse_later(struct sy_pair *p, const char *err)
+{
+    char msg[sizeof p->takeover_error];
+    snprintf(msg, sizeof msg, "the reverse instance is taken over later (the forward one runs): %.1100s",
+             err);
+    p->reverse_later = true;
+    takeover_failed(p, msg);
+}
+
+static void on_takeover_done(void *arg, struct sy_pair *p, uint64_t owner_token,
+                             const struct sy_takeover_result *r)
 {
     p->taking_over = false;
     if (!sy_election_is_owner(p->election))
@@ -910,31 +964,14 @@ static void on_takeover_done(void *arg, struct sy_pair *p, uint64_t owner_token,
         start_takeover(p);
         return;
     }
-    if (rc != 0) {
-        /* tried again every second: logged when the error changes, else every TAKEOVER_WARN_MS */
-        char was[sizeof p->takeover_error];
-        snprintf(was, sizeof was, "%s", p->takeover_error);
-        snprintf(p->takeover_error, sizeof p->takeover_error, "%s", err);
-        uint64_t now = sy_now_ms();
-        p->takeover_failures++;
-        if (strcmp(was, p->takeover_error) != 0)
-            sy_log_warn("pair %s: takeover failed (tried again every second; the same error is logged again "
-                        "every %d s): %s", p->cfg->name, TAKEOVER_WARN_MS / 1000, err);
-        else if (now - p->takeover_warned_ms >= TAKEOVER_WARN_MS)
-            sy_log_warn("pair %s: takeover still failing (%llu tries): %s", p->cfg->name,
-                        (unsigned long long)p->takeover_failures, err);
-        else
-            return;
-        p->takeover_warned_ms = now;
+    if (r->rc != 0) {
+        takeover_failed(p, r->err);
         return;
     }
-    if (p->takeover_failures > 0)
-        sy_log_info("pair %s: takeover done after %llu failed tries", p->cfg->name,
-                    (unsigned long long)p->takeover_failures);
-    p->takeover_failures = 0;
-    p->takeover_error[0] = '\0';
+    takeover_succeeded(p);
     atomic_store(&p->fence_report.fenced, false);
-    if (open_instances(p, reverse) != 0) {
+    p->reverse_later = false;
+    if (open_instances(p, r->reverse) != 0) {
         snprintf(p->takeover_error, sizeof p->takeover_error, "cannot open the instances (see the log)");
         sy_instance_close(p->forward);
         p->forward = NULL;
@@ -946,6 +983,37 @@ static void on_takeover_done(void *arg, struct sy_pair *p, uint64_t owner_token,
     if (sy_fence_keeper_start(p) != 0)
         sy_log_error("pair %s: cannot start the fence keeper", p->cfg->name);
     sy_log_info("pair %s: this node runs the synchronization", p->cfg->name);
+    if (r->reverse_later)
+        reverse_later(p, r->reverse_err);
+}
+
+/* The reverse instance taken over alone (reverse_later): opened while this node still runs the pair with
+ * the same token and no switch runs (else tried again). */
+static void on_reverse_takeover_done(void *arg, struct sy_pair *p, uint64_t owner_token,
+                                     const struct sy_takeover_result *r)
+{
+    p->reverse_taking_over = false;
+    if (!sy_election_is_owner(p->election) || !p->sync_open || p->sync_closing || p->op != NULL ||
+        owner_token != sy_election_owner_token(p->election))
+        return;
+    if (r->reverse_later) {
+        reverse_later(p, r->reverse_err);
+        return;
+    }
+    p->reverse_later = false;
+    takeover_succeeded(p);
+    if (!r->reverse)
+        return;                                   /* etcd no longer records one */
+    char err[1024];
+    p->reverse = sy_instance_open(p, SY_DIR_REVERSE, p->eng, err, sizeof err);
+    if (p->reverse == NULL) {
+        sy_log_error("pair %s: reverse instance: %s", p->cfg->name, err);
+        reverse_later(p, err);
+        return;
+    }
+    sy_log_info("pair %s: the reverse instance is taken over too", p->cfg->name);
+    if (!p->cut_off)
+        resolve_writes(p);
 }
 
 /* A takeover's reads from etcd, in order: the held instances with the reverse instance's record
@@ -975,12 +1043,14 @@ static void on_held_read(void *arg, json_t *reply, const char *err)
         snprintf(msg, sizeof msg, "reading the paused and terminated instances and the reverse instance's "
                  "record of %s from etcd: %s", p->cfg->name,
                  reply == NULL ? err : "an answer that is not the read's");
-        on_takeover_done(NULL, p, p->owner_token, -1, msg, false);
+        p->taking_over = false;
+        takeover_failed(p, msg);
         return;
     }
     struct held_read *h = calloc(1, sizeof *h);
     if (h == NULL) {
-        on_takeover_done(NULL, p, p->owner_token, -1, "out of memory", false);
+        p->taking_over = false;
+        takeover_failed(p, "out of memory");
         return;
     }
     h->p = p;
@@ -989,7 +1059,8 @@ static void on_held_read(void *arg, json_t *reply, const char *err)
     h->record = record;
     if (sy_cluster_tail_read(sy_election_etcd(p->election), p->cfg->name, on_tail_read, h) != 0) {
         free(h);
-        on_takeover_done(NULL, p, p->owner_token, -1, "out of memory", false);
+        p->taking_over = false;
+        takeover_failed(p, "out of memory");
     }
 }
 
@@ -1046,12 +1117,14 @@ static void on_tail_read(void *arg, json_t *reply, const char *err)
         char msg[600];
         snprintf(msg, sizeof msg, "reading the failover tail of %s from etcd: %s", p->cfg->name, err);
         free(h);
-        on_takeover_done(NULL, p, p->owner_token, -1, msg, false);
+        p->taking_over = false;
+        takeover_failed(p, msg);
         return;
     }
     adopt_tail(p, sy_cluster_tail_parse(reply), h->forward);
     char e[512];
-    int rc = sy_takeover_start(p, h->forward, h->reverse, &h->record, on_takeover_done, NULL, e, sizeof e);
+    int rc = sy_takeover_start(p, h->forward, h->reverse, &h->record, false, on_takeover_done, NULL, e,
+                               sizeof e);
     if (rc != 0) {
         p->taking_over = false;
         snprintf(p->takeover_error, sizeof p->takeover_error, "%s", e);
@@ -1059,10 +1132,43 @@ static void on_tail_read(void *arg, json_t *reply, const char *err)
     free(h);
 }
 
+/* The held keys and the record again, for a reverse instance taken over alone. */
+static void on_reverse_held_read(void *arg, json_t *reply, const char *err)
+{
+    struct sy_pair *p = arg;
+    char fwd[16], rev[16], e[512];
+    struct sy_reverse_record record;
+    if (!sy_election_is_owner(p->election) || !p->sync_open || p->sync_closing ||
+        p->owner_token != sy_election_owner_token(p->election)) {
+        p->reverse_taking_over = false;
+    } else if (reply == NULL || sy_cluster_held_parse(reply, fwd, rev, &record) != 0) {
+        p->reverse_taking_over = false;
+        reverse_later(p, reply == NULL ? err : "etcd's answer is not the read's");
+    } else if (sy_takeover_start(p, fwd, rev, &record, true, on_reverse_takeover_done, NULL, e, sizeof e) !=
+               0) {
+        p->reverse_taking_over = false;
+        reverse_later(p, e);
+    }
+}
+
+static void start_reverse_takeover(struct sy_pair *p)
+{
+    if (!p->reverse_later || p->reverse_taking_over || p->taking_over || !p->sync_open || p->sync_closing ||
+        p->op != NULL || p->cut_off)
+        return;
+    p->reverse_taking_over = true;
+    if (sy_cluster_held_read(sy_election_etcd(p->election), p->cfg->name, on_reverse_held_read, p) != 0) {
+        p->reverse_taking_over = false;
+        reverse_later(p, "out of memory");
+    }
+}
+
 static void start_takeover(struct sy_pair *p)
 {
-    if (p->taking_over || p->sync_open || p->cut_off)
-        return;                                  /* cut off: the active side is not confirmed yet */
+    /* cut off: the active side is not confirmed yet; a reverse instance's takeover alone still runs: it
+     * writes the state a new takeover would */
+    if (p->taking_over || p->reverse_taking_over || p->sync_open || p->cut_off)
+        return;
     p->taking_over = true;
     p->owner_token = sy_election_owner_token(p->election);
     if (sy_cluster_held_read(sy_election_etcd(p->election), p->cfg->name, on_held_read, p) != 0) {
@@ -1089,10 +1195,12 @@ static void on_owner_check(evutil_socket_t fd, short what, void *arg)
             continue;
         if (p->sync_closing)
             finish_close(p);                        /* e.g. once a switch that used them ended */
-        if (sy_election_is_owner(p->election))
+        if (sy_election_is_owner(p->election)) {
             start_takeover(p);
-        else if (p->sync_open)
+            start_reverse_takeover(p);
+        } else if (p->sync_open) {
             close_instances(p);
+        }
     }
 }
 

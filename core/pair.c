@@ -240,6 +240,8 @@ json_t *sy_pair_status_json(const struct sy_pair *p)
         json_object_set_new(sync, "taking_over", json_boolean(p->taking_over));
         json_object_set_new(sync, "instances_open", json_boolean(p->sync_open));
         json_object_set_new(sync, "instances_closing", json_boolean(p->sync_closing));
+        if (p->sync_open && p->reverse_later)
+            json_object_set_new(sync, "reverse_takeover_pending", json_true());
         if (p->takeover_error[0])
             json_object_set_new(sync, "takeover_error", json_string(p->takeover_error));
         if (atomic_load(&p->fence_report.fenced)) { /* until this node takes the pair over again */

@@ -146,6 +146,9 @@ struct sy_pair {
     uint64_t closing_by;             /* sy_now_ms: its busy modules are cut then */
     int instance_users;              /* threads besides a switch's that use the instances (verify): they
                                         are not freed meanwhile (loop only) */
+    bool reverse_later;              /* sync_open, but the reverse instance's takeover failed: retried alone
+                                        (core/takeover.h reverse_only); create-reverse is refused meanwhile */
+    bool reverse_taking_over;        /* that takeover runs (its thread writes the reverse instance's state) */
     char takeover_error[1280];       /* why the last takeover failed ("" none; retried): fits its 1200 */
     uint64_t takeover_failures;      /* takeovers failed in a row (the log collapses them) */
     uint64_t takeover_warned_ms;     /* monotonic: when the last "takeover failed" was logged */

@@ -1,13 +1,17 @@
 /* The takeover of a pair's instances by a new owner (core/takeover.h). One worker thread per takeover:
  *
- *   reverse first made or left out by etcd's record of it (core/cluster_held.h, read before the takeover):
+ *   forward first (below); then the reverse instance is made or left out by etcd's record of it
+ *   (core/cluster_held.h, read before the takeover):
  *     record, this node has no state of it (or another creation's) -> its state made from the record
  *                               (collecting from the record's start position; running if DR is active)
  *     record, this node has that creation's state                  -> that state
  *     no record, an operator terminated it (kept in etcd)           -> this node's state, marked terminated
  *     no record otherwise (terminated, or never recorded)           -> not opened: never resurrected
  *     a record not understood                                       -> this node's state if it has one
- *   for forward (and reverse, unless left out):
+ *   for forward, then reverse (unless left out; a reverse that fails does not fail the forward instance's
+ *   takeover: the forward one opens, the reverse one is taken over alone later, reverse_only — its
+ *   destination is business, which may be down with the site of a dead owner while a failover must run;
+ *   its write does not start before a failover's tail is resolved):
  *     engine takeover(): dest's checkpoint {spool_seq, position} (dest only: the source may be down), and
  *                        dest forgets the old owner's spool sequence numbers
  *     no checkpoint      -> nothing to do: the instance starts from this node's state
@@ -36,19 +40,20 @@
 struct takeover_job {
     struct sy_pair *p;           /* ref: the daemon's (outlives the job: shutdown waits for admin jobs) */
     enum sy_side active;         /* the pair's active side when the takeover began */
-    bool reverse;                /* the reverse instance is taken over and opened (decided by the thread) */
+    bool tail_pending;           /* a failover's tail is not resolved: the reverse write must not start */
+    bool reverse_only;           /* the forward instance is open already: only the reverse one */
+    bool reverse;                /* the reverse instance exists here (the thread decides, from the record) */
     struct sy_reverse_record record; /* etcd's record of the reverse instance */
     uint64_t owner_token;        /* the pair's when the takeover began */
     char held[2][16];            /* per direction: "paused", "terminated" (an operator's, kept in etcd) or "" */
     sy_takeover_done_fn done;
     void *arg;
     struct event *done_ev;       /* owned: made active by the thread */
-    int rc;
-    char err[1200];
+    struct sy_takeover_result res;
 };
 
-/* One instance; 0 or -1 (job->err). */
-static int take_instance(struct takeover_job *job, enum sy_direction dir)
+/* One instance; 0 or -1 (out). */
+static int take_instance(struct takeover_job *job, enum sy_direction dir, char *out, size_t outlen)
 {
     struct sy_pair *p = job->p;
     const struct sy_pair_cfg *cfg = p->cfg;
@@ -65,18 +70,19 @@ static int take_instance(struct takeover_job *job, enum sy_direction dir)
     memset(&pt, 0, sizeof pt);
     pt.owner_token = job->owner_token;
     if (p->eng->sync->takeover(cfg, id, src, dest, &pt, err, sizeof err) != 0) {
-        snprintf(job->err, sizeof job->err, "%s: reading the checkpoint to resume from: %s", id, err);
+        snprintf(out, outlen, "%s: reading the checkpoint to resume from: %s", id, err);
         return -1;
     }
     const char *held = job->held[dir == SY_DIR_FORWARD ? 0 : 1];
     if (!pt.found)
         sy_log_info("%s: the destination has no checkpoint: the instance starts from this node's state%s%s", id,
                     held[0] ? ", " : "", held);
-    /* the write runs into the passive side only */
-    bool write = dir == SY_DIR_FORWARD ? job->active == SY_SIDE_BUSINESS : job->active == SY_SIDE_DR;
+    /* the write runs into the passive side only; the reverse one not before a failover's tail is resolved */
+    bool write = dir == SY_DIR_FORWARD ? job->active == SY_SIDE_BUSINESS
+                                       : job->active == SY_SIDE_DR && !job->tail_pending;
     bool skipped = false;
     if (sy_instance_prepare_takeover(p, dir, pt.found ? &pt : NULL, write, held, &skipped, err, sizeof err) != 0) {
-        snprintf(job->err, sizeof job->err, "%s: %s", id, err);
+        snprintf(out, outlen, "%s: %s", id, err);
         return -1;
     }
     if (skipped)
@@ -91,8 +97,8 @@ static int take_instance(struct takeover_job *job, enum sy_direction dir)
 }
 
 /* Whether the reverse instance is taken over (job->reverse), its state made from etcd's record when this
- * node has none of that creation. 0, or -1 (job->err). */
-static int reverse_from_record(struct takeover_job *job)
+ * node has none of that creation. 0, or -1 (out). */
+static int reverse_from_record(struct takeover_job *job, char *out, size_t outlen)
 {
     const struct sy_reverse_record *rec = &job->record;
     const char *name = job->p->cfg->name;
@@ -100,7 +106,7 @@ static int reverse_from_record(struct takeover_job *job)
     bool terminated = false;
     int local = sy_instance_reverse_created(job->p, created, sizeof created, &terminated, err, sizeof err);
     if (local < 0) {
-        snprintf(job->err, sizeof job->err, "%s/reverse: %s", name, err);
+        snprintf(out, outlen, "%s/reverse: %s", name, err);
         return -1;
     }
     job->reverse = local == 1;                  /* a record not understood, or terminated by an operator */
@@ -122,9 +128,9 @@ static int reverse_from_record(struct takeover_job *job)
     job->reverse = true;
     if (local == 1 && strcmp(created, rec->created) == 0)
         return 0;                               /* this node has that creation's state */
-    bool write = job->active == SY_SIDE_DR;
+    bool write = job->active == SY_SIDE_DR && !job->tail_pending;
     if (sy_instance_reverse_make(job->p, rec->start_position, rec->created, write, err, sizeof err) != 0) {
-        snprintf(job->err, sizeof job->err, "%s/reverse: making it from etcd's record: %s", name, err);
+        snprintf(out, outlen, "%s/reverse: making it from etcd's record: %s", name, err);
         return -1;
     }
     sy_log_info("%s/reverse: made from etcd's record (created %s, collecting from %s%s)%s", name,
@@ -137,11 +143,16 @@ static int reverse_from_record(struct takeover_job *job)
 static void *takeover_main(void *arg)
 {
     struct takeover_job *job = arg;
-    job->rc = reverse_from_record(job);
-    if (job->rc == 0)
-        job->rc = take_instance(job, SY_DIR_FORWARD);
-    if (job->rc == 0 && job->reverse)
-        job->rc = take_instance(job, SY_DIR_REVERSE);
+    struct sy_takeover_result *r = &job->res;
+    if (!job->reverse_only)
+        r->rc = take_instance(job, SY_DIR_FORWARD, r->err, sizeof r->err);
+    if (r->rc == 0) {
+        char *e = r->reverse_err;
+        size_t elen = sizeof r->reverse_err;
+        r->reverse_later = reverse_from_record(job, e, elen) != 0 ||
+                           (job->reverse && take_instance(job, SY_DIR_REVERSE, e, elen) != 0);
+        r->reverse = job->reverse && !r->reverse_later;
+    }
     sy_failpoint_stall("takeover_taken"); /* tests: a slow takeover, its token claimed */
     event_active(job->done_ev, 0, 0);
     sy_admin_job_end(); /* last touch of shared state */
@@ -151,14 +162,14 @@ static void *takeover_main(void *arg)
 static void on_done(evutil_socket_t fd, short what, void *arg)
 {
     struct takeover_job *job = arg;
-    job->done(job->arg, job->p, job->owner_token, job->rc, job->err, job->reverse);
+    job->done(job->arg, job->p, job->owner_token, &job->res);
     event_free(job->done_ev);
     free(job);
 }
 
 int sy_takeover_start(struct sy_pair *p, const char *held_forward, const char *held_reverse,
-                      const struct sy_reverse_record *record, sy_takeover_done_fn done, void *arg, char *err,
-                      size_t errlen)
+                      const struct sy_reverse_record *record, bool reverse_only, sy_takeover_done_fn done,
+                      void *arg, char *err, size_t errlen)
 {
     struct takeover_job *job = calloc(1, sizeof *job);
     if (job == NULL || (job->done_ev = event_new(p->base, -1, 0, on_done, job)) == NULL) {
@@ -168,6 +179,8 @@ int sy_takeover_start(struct sy_pair *p, const char *held_forward, const char *h
     }
     job->p = p;
     job->active = p->active_side;
+    job->tail_pending = p->tail_state[0] != '\0';
+    job->reverse_only = reverse_only;
     job->record = *record;
     job->owner_token = p->owner_token;
     snprintf(job->held[0], sizeof job->held[0], "%s", held_forward ? held_forward : "");

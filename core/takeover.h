@@ -17,20 +17,29 @@
 
 #include "core/pair.h"
 
-/* rc 0: the instances' state on disk is ready to open (reverse: whether the reverse instance is opened too);
- * -1: err says why (retry later). owner_token: the fencing token the takeover claimed the destinations
- * with (p->owner_token when it began). */
-typedef void (*sy_takeover_done_fn)(void *arg, struct sy_pair *p, uint64_t owner_token, int rc,
-                                    const char *err, bool reverse);
+struct sy_takeover_result {
+    int rc;                /* 0: the forward instance's state on disk is ready to open (reverse_only: always);
+                              -1: err says why (retry later) */
+    bool reverse;          /* the reverse instance's state is ready to open too */
+    bool reverse_later;    /* the reverse instance's takeover failed (reverse_err; its destination, business,
+                              may be down): take it over alone later (reverse_only); the forward one opens */
+    char err[1200];
+    char reverse_err[1200];
+};
+/* owner_token: the fencing token the takeover claimed the destinations with (p->owner_token when it
+ * began). */
+typedef void (*sy_takeover_done_fn)(void *arg, struct sy_pair *p, uint64_t owner_token,
+                                    const struct sy_takeover_result *r);
 
 struct sy_reverse_record;
 
 /* Starts the takeover on a worker thread (it reads both databases); done(arg, ...) on the loop. The pair's
  * instances must not be open on this node. held_forward, held_reverse: "paused", "terminated" (what an
  * operator left the instance in, read from etcd: core/cluster_held.h) or "" / NULL; record: etcd's record
- * of the reverse instance (copied). 0, or -1 with err (done is not called). */
+ * of the reverse instance (copied). reverse_only: the forward instance is open (a reverse instance whose
+ * takeover failed before is taken over alone). 0, or -1 with err (done is not called). */
 int sy_takeover_start(struct sy_pair *p, const char *held_forward, const char *held_reverse,
-                      const struct sy_reverse_record *record, sy_takeover_done_fn done, void *arg, char *err,
-                      size_t errlen);
+                      const struct sy_reverse_record *record, bool reverse_only, sy_takeover_done_fn done,
+                      void *arg, char *err, size_t errlen);
 
 #endif
