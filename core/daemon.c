@@ -1027,15 +1027,23 @@ struct held_read {
 
 static void on_tail_read(void *arg, json_t *reply, const char *err);
 
+/* A takeover's etcd read answered after this node stepped down (or lost and won the pair again, with a new
+ * token): it ends here, and starts again from the first read when this node owns the pair. */
+static bool takeover_read_stale(struct sy_pair *p)
+{
+    if (sy_election_is_owner(p->election) && p->owner_token == sy_election_owner_token(p->election))
+        return false;
+    p->taking_over = false;
+    if (sy_election_is_owner(p->election))
+        start_takeover(p);
+    return true;
+}
+
 static void on_held_read(void *arg, json_t *reply, const char *err)
 {
     struct sy_pair *p = arg;
-    if (!sy_election_is_owner(p->election) || p->owner_token != sy_election_owner_token(p->election)) {
-        p->taking_over = false;                  /* stepped down (or lost and won again: read again) */
-        if (sy_election_is_owner(p->election))
-            start_takeover(p);
+    if (takeover_read_stale(p))
         return;
-    }
     char fwd[16], rev[16];
     struct sy_reverse_record record;
     if (reply == NULL || sy_cluster_held_parse(reply, fwd, rev, &record) != 0) {
@@ -1106,11 +1114,8 @@ static void on_tail_read(void *arg, json_t *reply, const char *err)
 {
     struct held_read *h = arg;
     struct sy_pair *p = h->p;
-    if (!sy_election_is_owner(p->election) || p->owner_token != sy_election_owner_token(p->election)) {
+    if (takeover_read_stale(p)) {
         free(h);
-        p->taking_over = false;
-        if (sy_election_is_owner(p->election))
-            start_takeover(p);
         return;
     }
     if (reply == NULL) {
@@ -1125,9 +1130,9 @@ static void on_tail_read(void *arg, json_t *reply, const char *err)
     char e[512];
     int rc = sy_takeover_start(p, h->forward, h->reverse, &h->record, false, on_takeover_done, NULL, e,
                                sizeof e);
-    if (rc != 0) {
+    if (rc != 0) {                                  /* as every other failure of the takeover's start */
         p->taking_over = false;
-        snprintf(p->takeover_error, sizeof p->takeover_error, "%s", e);
+        takeover_failed(p, e);
     }
     free(h);
 }
