@@ -35,18 +35,23 @@ static int guarded_init(struct sy_etcd_txn *t, const char *pair, uint64_t owner_
 }
 
 int sy_cluster_held_put(struct sy_etcd *e, const char *pair, enum sy_direction dir, const char *held,
-                        const char *node, uint64_t owner_token, sy_etcd_done done, void *arg)
+                        const char *node, uint64_t owner_token, int64_t record_rev, sy_etcd_done done, void *arg)
 {
     struct sy_etcd_txn t;
     if (guarded_init(&t, pair, owner_token) != 0)
         return -1;
     char key[240];
+    bool terminated = dir == SY_DIR_REVERSE && held != NULL && strcmp(held, "terminated") == 0;
+    if (terminated) {
+        reverse_key(key, sizeof key, pair);
+        sy_etcd_txn_compare(&t, key, SY_ETCD_MOD, record_rev);
+    }
     held_key(key, sizeof key, pair, dir == SY_DIR_FORWARD ? "forward" : "reverse");
     if (held != NULL)
         sy_etcd_txn_put_json(&t, SY_ETCD_SUCCESS, key, json_pack("{s:s,s:s}", "state", held, "node", node), 0);
     else
         sy_etcd_txn_delete(&t, SY_ETCD_SUCCESS, key, false);
-    if (dir == SY_DIR_REVERSE && held != NULL && strcmp(held, "terminated") == 0) {
+    if (terminated) {
         reverse_key(key, sizeof key, pair);    /* a terminated reverse instance is made by no later owner */
         sy_etcd_txn_delete(&t, SY_ETCD_SUCCESS, key, false);
     }
@@ -68,6 +73,12 @@ int sy_cluster_reverse_put(struct sy_etcd *e, const char *pair, const char *star
     held_key(key, sizeof key, pair, "reverse");  /* a terminated one before: forgotten with it */
     sy_etcd_txn_delete(&t, SY_ETCD_SUCCESS, key, false);
     return sy_etcd_txn_post(e, &t, done, arg);
+}
+
+int64_t sy_cluster_reverse_put_revision(json_t *reply)
+{
+    const char *rev = json_string_value(json_object_get(json_object_get(reply, "header"), "revision"));
+    return rev ? strtoll(rev, NULL, 10) : 0;
 }
 
 bool sy_cluster_held_recorded(json_t *reply)
@@ -92,12 +103,15 @@ int sy_cluster_held_read(struct sy_etcd *e, const char *pair, sy_etcd_done done,
     return sy_etcd_txn_post(e, &t, done, arg);
 }
 
-/* The value of the i-th range of the read, parsed (NULL: no key, or not JSON; *exists says which). */
-static json_t *read_value(json_t *reply, size_t i, bool *exists)
+/* The value of the i-th range of the read, parsed (NULL: no key, or not JSON; *exists says which), and its
+ * mod_revision (0: none). */
+static json_t *read_value(json_t *reply, size_t i, bool *exists, int64_t *mod_revision)
 {
     json_t *r = json_object_get(json_array_get(json_object_get(reply, "responses"), i), "response_range");
     json_t *kv = json_array_get(json_object_get(r, "kvs"), 0);
     *exists = kv != NULL;
+    const char *rev = json_string_value(json_object_get(kv, "mod_revision"));
+    *mod_revision = rev ? strtoll(rev, NULL, 10) : 0;
     size_t len = 0;
     char *text = kv ? sy_etcd_unb64(json_string_value(json_object_get(kv, "value")) ?: "", &len) : NULL;
     json_t *v = text ? json_loads(text, 0, NULL) : NULL;
@@ -114,15 +128,16 @@ int sy_cluster_held_parse(json_t *reply, char forward[16], char reverse[16], str
         return -1;
     char *held[] = { [READ_HELD_FORWARD] = forward, [READ_HELD_REVERSE] = reverse };
     bool exists;
+    int64_t rev;
     for (size_t i = READ_HELD_FORWARD; i <= READ_HELD_REVERSE; i++) {
-        json_t *v = read_value(reply, i, &exists);
+        json_t *v = read_value(reply, i, &exists, &rev);
         const char *st = json_string_value(json_object_get(v, "state"));
         bool terminated = st != NULL && strcmp(st, "terminated") == 0;
         if (exists)        /* a value not understood holds the instance: paused, never run by mistake */
             snprintf(held[i], 16, "%s", terminated ? "terminated" : "paused");
         json_decref(v);
     }
-    json_t *v = read_value(reply, READ_RECORD, &exists);
+    json_t *v = read_value(reply, READ_RECORD, &exists, &rec->mod_revision);
     const char *pos = json_string_value(json_object_get(v, "start_position"));
     const char *created = json_string_value(json_object_get(v, "created"));
     if (exists)

@@ -241,8 +241,7 @@ typedef int (*instance_op_fn)(struct sy_instance *, const char **, char *, size_
 struct held_put {
     struct sy_admin_req *req;
     json_t *reply;                 /* owned: the instance's state, answered once etcd has it */
-    char what[16];                 /* "paused", "terminated", "" (start: the key is deleted) */
-    bool created;                  /* create-reverse: its record put (and a terminated one's key deleted) */
+    char what[16];                 /* "paused", "" (start: the key is deleted) */
     char id[96];
 };
 
@@ -251,12 +250,6 @@ static void on_held_put(void *arg, json_t *reply, const char *err)
     struct held_put *h = arg;
     if (reply != NULL && sy_cluster_held_recorded(reply))
         sy_admin_ok(h->req, h->reply);
-    else if (h->created)
-        sy_admin_fail(h->req, reply != NULL ? "owner_lost" : "etcd_unreachable", "%s was created on this "
-                      "node, but etcd did not record it (%s): a node that takes the pair over would not run "
-                      "it (and would keep a terminated one before terminated); terminate it and create it "
-                      "again once etcd answers (on the owner)", h->id,
-                      reply != NULL ? "this node no longer owns the pair" : err);
     else if (reply != NULL || strcmp(err, "owner_lost") == 0)
         sy_admin_fail(h->req, "owner_lost", "%s is %s on this node, but this node no longer owns the pair: etcd "
                       "did not record it; give the command again (it goes to the new owner)", h->id,
@@ -264,7 +257,7 @@ static void on_held_put(void *arg, json_t *reply, const char *err)
     else if (h->what[0])
         sy_admin_fail(h->req, "etcd_unreachable", "%s is %s on this node, but etcd did not record it (%s): a node "
                       "that takes the pair over would run it; start and %s it again once etcd answers", h->id,
-                      h->what, err, h->what[0] == 'p' ? "pause" : "terminate");
+                      h->what, err, h->what);
     else
         sy_admin_fail(h->req, "etcd_unreachable", "%s started on this node, but etcd did not record it (%s): a node "
                       "that takes the pair over would keep it paused; pause and start it again once etcd answers",
@@ -274,11 +267,9 @@ static void on_held_put(void *arg, json_t *reply, const char *err)
     free(h);
 }
 
-/* Answers reply (owned) once etcd recorded the instance's held state (held; NULL: deleted), at once
- * outside a cluster. made: create-reverse's answer, once etcd has the new instance's record (made:
- * {start_position, created}) instead. */
-static void reply_after_held(struct sy_admin_req *req, struct sy_instance *in, const char *held, json_t *reply,
-                             const struct sy_reverse_record *made)
+/* Answers reply (owned) once etcd recorded the instance's held state (held: "paused"; NULL: deleted), at
+ * once outside a cluster. */
+static void reply_after_held(struct sy_admin_req *req, struct sy_instance *in, const char *held, json_t *reply)
 {
     const struct sy_pair *p = sy_instance_pair(in);
     struct held_put *h = p->election != NULL ? calloc(1, sizeof *h) : NULL;
@@ -286,7 +277,7 @@ static void reply_after_held(struct sy_admin_req *req, struct sy_instance *in, c
         sy_admin_ok(req, reply);
         return;
     }
-    *h = (struct held_put){ .req = req, .reply = reply, .created = made != NULL };
+    *h = (struct held_put){ .req = req, .reply = reply };
     snprintf(h->what, sizeof h->what, "%s", held ? held : "");
     snprintf(h->id, sizeof h->id, "%s", sy_instance_id(in));
     uint64_t token = sy_election_owner_token(p->election);
@@ -294,22 +285,31 @@ static void reply_after_held(struct sy_admin_req *req, struct sy_instance *in, c
     const char *node = sy_election_node(p->election);
     if (token == 0)
         on_held_put(h, NULL, "owner_lost");
-    else if ((made != NULL ? sy_cluster_reverse_put(e, p->cfg->name, made->start_position, made->created,
-                                                    node, token, on_held_put, h)
-                           : sy_cluster_held_put(e, p->cfg->name, sy_instance_direction(in), held, node,
-                                                 token, on_held_put, h)) != 0)
+    else if (sy_cluster_held_put(e, p->cfg->name, sy_instance_direction(in), held, node, token, 0, on_held_put,
+                                 h) != 0)
         on_held_put(h, NULL, "out of memory");
 }
 
-static void reply_or_hold(struct sy_admin_req *req, struct sy_instance *in, const char *held)
+static json_t *instance_state_json(const struct sy_instance *in)
 {
-    reply_after_held(req, in, held, json_pack("{s:s,s:s}", "instance", sy_instance_id(in), "state",
-                                              sy_instance_state_name(sy_instance_state(in))), NULL);
+    return json_pack("{s:s,s:s}", "instance", sy_instance_id(in), "state",
+                     sy_instance_state_name(sy_instance_state(in)));
+}
+
+/* Answers a command done on in: at once, or once etcd recorded what it left (held, with an election);
+ * recorded: etcd has it already. */
+static void answer_instance_cmd(struct sy_admin_req *req, struct sy_instance *in, const char *held, bool recorded)
+{
+    if (recorded || sy_instance_pair(in)->election == NULL)
+        sy_admin_ok(req, instance_state_json(in));
+    else
+        reply_after_held(req, in, held, instance_state_json(in));
 }
 
 struct settled_cmd {
     struct sy_admin_req *req;
     const char *held;              /* ref: a literal */
+    bool recorded;
 };
 
 /* A pause or terminate whose threads are still finishing is answered once they are (the loop serves
@@ -317,20 +317,15 @@ struct settled_cmd {
 static void reply_held_when_settled(void *arg, struct sy_instance *in)
 {
     struct settled_cmd *sc = arg;
-    reply_or_hold(sc->req, in, sc->held);
+    answer_instance_cmd(sc->req, in, sc->held, sc->recorded);
     free(sc);
     sy_admin_job_end();
 }
 
-/* held: what the command leaves the instance in, kept in etcd ("paused", "terminated"; NULL: start) */
-static void instance_cmd(struct sy_admin_req *req, json_t *args, struct daemon *d, instance_op_fn op,
-                         const char *held)
+/* Runs op on in and answers as answer_instance_cmd once its threads settled. */
+static void run_instance_op(struct sy_admin_req *req, struct sy_instance *in, instance_op_fn op, const char *held,
+                            bool recorded)
 {
-    if (instance_on_owner(d, req, args))
-        return;
-    struct sy_instance *in = instance_arg(req, args, d);
-    if (in == NULL || refuse_while_switching(req, sy_instance_pair(in)))
-        return;
     const char *code = "bad_state";
     char msg[512];
     if (op(in, &code, msg, sizeof msg) != 0) {
@@ -339,12 +334,24 @@ static void instance_cmd(struct sy_admin_req *req, json_t *args, struct daemon *
     }
     struct settled_cmd *sc = sy_instance_state(in) == SY_INST_STOPPING ? calloc(1, sizeof *sc) : NULL;
     if (sc == NULL) {
-        reply_or_hold(req, in, held);
+        answer_instance_cmd(req, in, held, recorded);
         return;
     }
-    *sc = (struct settled_cmd){ .req = req, .held = held };
+    *sc = (struct settled_cmd){ .req = req, .held = held, .recorded = recorded };
     sy_admin_job_begin();
     sy_instance_when_settled(in, reply_held_when_settled, sc);
+}
+
+/* held: what the command leaves the instance in, kept in etcd ("paused"; NULL: start) */
+static void instance_cmd(struct sy_admin_req *req, json_t *args, struct daemon *d, instance_op_fn op,
+                         const char *held)
+{
+    if (instance_on_owner(d, req, args))
+        return;
+    struct sy_instance *in = instance_arg(req, args, d);
+    if (in == NULL || refuse_while_switching(req, sy_instance_pair(in)))
+        return;
+    run_instance_op(req, in, op, held, false);
 }
 
 static void cmd_pause(struct sy_admin_req *req, json_t *args, void *ctx)
@@ -372,9 +379,102 @@ static void cmd_start(struct sy_admin_req *req, json_t *args, void *ctx)
     instance_cmd(req, args, ctx, start_unless_tail, NULL);
 }
 
+/* A terminate with an election is recorded in etcd first, then done: a terminated instance cannot be
+ * started again, so one done here but not recorded (etcd down) could not be given again, and a node taking
+ * the pair over would run it. Also for a reverse instance whose takeover is pending (not open here: its
+ * destination did not answer): the way out of a takeover that cannot succeed. */
+struct terminate_put {
+    struct sy_admin_req *req;
+    struct sy_pair *p;
+    enum sy_direction dir;
+    uint64_t owner_token;          /* the pair's when the command came */
+    char id[96];
+};
+
+static void takeover_succeeded(struct sy_pair *p);
+
+static void on_terminate_recorded(void *arg, json_t *reply, const char *err)
+{
+    struct terminate_put *t = arg;
+    struct sy_pair *p = t->p;
+    if (t->dir == SY_DIR_REVERSE)
+        p->reverse_writing = false;
+    if (reply == NULL || !sy_cluster_held_recorded(reply)) {
+        sy_admin_fail(t->req, reply != NULL ? "owner_lost" : "etcd_unreachable", "etcd did not record the "
+                      "terminate of %s (%s): nothing was terminated; give it again%s", t->id,
+                      reply == NULL ? err
+                      : t->dir == SY_DIR_REVERSE ? "this node no longer owns the pair, or the reverse instance's "
+                                                   "record changed meanwhile: another create-reverse"
+                                                 : "this node no longer owns the pair",
+                      reply == NULL ? " once etcd answers" : " (it goes to the owner); check status first");
+        free(t);
+        return;
+    }
+    struct sy_instance *in = t->dir == SY_DIR_FORWARD ? p->forward : p->reverse;
+    if (t->dir == SY_DIR_REVERSE) {
+        p->reverse_record_rev = 0;
+        if (p->reverse_later) {            /* its pending takeover ends: etcd no longer records it */
+            p->reverse_later = false;
+            takeover_succeeded(p);
+            sy_log_info("%s: terminated while its takeover was pending: not taken over", t->id);
+        }
+    }
+    const char *code;
+    char msg[512];
+    if (in == NULL || !p->sync_open || p->sync_closing || p->owner_token != t->owner_token ||
+        sy_instance_may_terminate(in, &code, msg, sizeof msg) != 0)
+        sy_admin_ok(t->req, json_pack("{s:s,s:s}", "instance", t->id, "state", "terminated"));
+    else
+        run_instance_op(t->req, in, sy_instance_terminate, NULL, true);
+    free(t);
+}
+
 static void cmd_terminate(struct sy_admin_req *req, json_t *args, void *ctx)
 {
-    instance_cmd(req, args, ctx, sy_instance_terminate, "terminated");
+    struct daemon *d = ctx;
+    struct sy_pair *p = instance_pair(d, args);
+    if (p == NULL || p->election == NULL) {
+        instance_cmd(req, args, d, sy_instance_terminate, NULL);
+        return;
+    }
+    if (on_owner(d, p, req, args))
+        return;
+    const char *slash = strchr(sy_admin_arg_str(args, "instance"), '/');
+    bool reverse = slash != NULL && strcmp(slash, "/reverse") == 0;
+    struct sy_instance *in = NULL;
+    if (!(reverse && p->reverse == NULL && p->reverse_later) && (in = instance_arg(req, args, d)) == NULL)
+        return;
+    if (refuse_while_switching(req, p))
+        return;
+    const char *code = "bad_state";
+    char msg[512];
+    if (in != NULL && sy_instance_may_terminate(in, &code, msg, sizeof msg) != 0) {
+        sy_admin_fail(req, code, "%s", msg);
+        return;
+    }
+    if (reverse && p->reverse_writing) {
+        sy_admin_fail(req, "bad_state", "a create-reverse or terminate of %s/reverse waits for etcd: give it "
+                      "again in a moment", p->cfg->name);
+        return;
+    }
+    struct terminate_put *t = calloc(1, sizeof *t);
+    if (t == NULL) {
+        sy_admin_fail(req, "internal", "out of memory");
+        return;
+    }
+    *t = (struct terminate_put){ .req = req, .p = p, .dir = reverse ? SY_DIR_REVERSE : SY_DIR_FORWARD,
+                                 .owner_token = p->owner_token };
+    snprintf(t->id, sizeof t->id, "%s/%s", p->cfg->name, reverse ? "reverse" : "forward");
+    if (sy_cluster_held_put(sy_election_etcd(p->election), p->cfg->name, t->dir, "terminated",
+                            sy_election_node(p->election), p->owner_token, reverse ? p->reverse_record_rev : 0,
+                            on_terminate_recorded, t) != 0) {
+        free(t);
+        sy_admin_fail(req, "owner_lost", "this node no longer owns %s: give terminate again (it goes to the "
+                      "new owner)", p->cfg->name);
+        return;
+    }
+    if (reverse)
+        p->reverse_writing = true;
 }
 
 /* The engine's ops when its synchronization is built (sy_engine_can_sync), else NULL. */
@@ -510,65 +610,145 @@ struct reverse_job {
     struct sy_pair *pair;
     const struct sy_engine_ops *eng;
     json_t *checks;
+    uint64_t owner_token;          /* the pair's when the command came (0: no election) */
     int rc;
     char position[1024];
     char err[512];
     int pos_rc;
+    int forget_rc;                 /* business forgot an earlier reverse instance's checkpoint: 0, -1, -2 */
+    char forget_err[1280];
     struct event *done;
 };
 
 static void *reverse_thread(void *arg)
 {
     struct reverse_job *job = arg;
-    job->rc = job->eng->sync->precheck(job->pair->cfg, SY_DIR_REVERSE, job->checks);
+    const struct sy_pair_cfg *cfg = job->pair->cfg;
+    job->rc = job->eng->sync->precheck(cfg, SY_DIR_REVERSE, job->checks);
     if (job->rc == 0)
-        job->pos_rc = job->eng->position->current(job->pair->cfg, &job->pair->cfg->dr, job->position,
-                                                 sizeof job->position, job->err, sizeof job->err);
+        job->pos_rc = job->eng->position->current(cfg, &cfg->dr, job->position, sizeof job->position, job->err,
+                                                 sizeof job->err);
+    /* before the new instance exists anywhere: its writer and a new owner's takeover must not resume from
+     * a terminated one's checkpoint (same id) */
+    if (job->rc == 0 && job->pos_rc == 0 && job->eng->sync->forget != NULL) {
+        char id[96];
+        snprintf(id, sizeof id, "%s/reverse", cfg->name);
+        job->forget_rc = job->eng->sync->forget(cfg, id, &cfg->business, job->owner_token, job->forget_err,
+                                                sizeof job->forget_err);
+    }
     event_active(job->done, 0, 0);
     sy_admin_job_end(); /* last touch of shared state */
     return NULL;
+}
+
+static void reverse_job_free(struct reverse_job *job)
+{
+    json_decref(job->checks);
+    event_free(job->done);
+    free(job);
+}
+
+/* Creates the reverse instance here (made: which creation, from where) and answers. */
+static void create_reverse_here(struct reverse_job *job, const struct sy_reverse_record *made)
+{
+    struct sy_pair *p = job->pair;
+    char err[1024];
+    if (p->reverse) {
+        sy_instance_close(p->reverse);
+        p->reverse = NULL;
+    }
+    p->reverse = sy_instance_create_reverse(p, job->eng, made->start_position, made->created, err, sizeof err);
+    if (p->reverse == NULL)
+        sy_admin_fail(job->req, "internal", "creating %s/reverse: %s%s", p->cfg->name, err,
+                      p->election ? " (etcd records it: a node that takes the pair over makes it; terminate it "
+                                    "to forget it)" : "");
+    else
+        sy_admin_ok(job->req, json_pack("{s:s,s:s,s:s,s:O}", "instance", sy_instance_id(p->reverse), "state",
+                                        sy_instance_state_name(sy_instance_state(p->reverse)), "start_position",
+                                        made->start_position, "checks", job->checks));
+}
+
+struct reverse_put {
+    struct reverse_job *job;
+    struct sy_reverse_record made;
+};
+
+/* With an election the new reverse instance's record is in etcd before the instance exists here: a node
+ * that takes the pair over makes it from the record, and one etcd does not record exists nowhere. */
+static void on_reverse_recorded(void *arg, json_t *reply, const char *err)
+{
+    struct reverse_put *rp = arg;
+    struct reverse_job *job = rp->job;
+    struct sy_pair *p = job->pair;
+    p->reverse_writing = false;
+    if (reply == NULL || !sy_cluster_held_recorded(reply)) {
+        sy_admin_fail(job->req, reply != NULL ? "owner_lost" : "etcd_unreachable", "etcd did not record the new "
+                      "%s/reverse (%s): nothing was created; give create-reverse again%s", p->cfg->name,
+                      reply != NULL ? "this node no longer owns the pair" : err,
+                      reply != NULL ? " (it goes to the new owner)" : " once etcd answers");
+    } else if (!p->sync_open || p->sync_closing || !sy_election_is_owner(p->election) ||
+               p->owner_token != job->owner_token) {
+        sy_admin_fail(job->req, "owner_lost", "etcd records the new %s/reverse (created %s), but this node "
+                      "stepped down before making it: the node that takes the pair over makes it from the record",
+                      p->cfg->name, rp->made.created);
+    } else {
+        p->reverse_record_rev = sy_cluster_reverse_put_revision(reply);
+        create_reverse_here(job, &rp->made);
+    }
+    reverse_job_free(job);
+    free(rp);
 }
 
 static void on_reverse_done(evutil_socket_t fd, short what, void *arg)
 {
     struct reverse_job *job = arg;
     struct sy_pair *p = job->pair;
-    char err[1024];
-    if (p->election != NULL && (!p->sync_open || p->sync_closing || !sy_election_is_owner(p->election))) {
+    p->reverse_writing = false;
+    if (p->election != NULL && (!p->sync_open || p->sync_closing || !sy_election_is_owner(p->election) ||
+                                p->owner_token != job->owner_token || job->forget_rc == -2)) {
         /* stepped down during the precheck: nothing is created on a node that no longer owns the pair */
-        sy_admin_fail(job->req, "owner_lost", "this node stopped owning %s while the reverse precheck ran: "
-                      "nothing was created; give create-reverse again (it goes to the new owner)", p->cfg->name);
+        sy_admin_fail(job->req, "owner_lost", "this node stopped owning %s while the reverse precheck ran%s%s: "
+                      "nothing was created; give create-reverse again (it goes to the new owner)", p->cfg->name,
+                      job->forget_rc == -2 ? ": " : "", job->forget_rc == -2 ? job->forget_err : "");
     } else if (job->rc != 0) {
         sy_admin_fail_with(job->req, "precheck_failed", json_pack("{s:o}", "checks", job->checks),
                            "the reverse precheck of %s failed: nothing was created (see checks)", p->cfg->name);
         job->checks = NULL;
     } else if (job->pos_rc != 0) {
         sy_admin_fail(job->req, "precheck_failed", "cannot read the DR position: %s", job->err);
+    } else if (job->forget_rc != 0) {
+        sy_admin_fail(job->req, "destination_unreachable", "cannot clear an earlier %s/reverse's checkpoint on "
+                      "business (a new reverse instance would resume from it): %s; nothing was created, give "
+                      "create-reverse again", p->cfg->name, job->forget_err);
     } else if (p->reverse != NULL && sy_instance_state(p->reverse) != SY_INST_TERMINATED) {
         sy_admin_fail(job->req, "reverse_exists", "%s/reverse already exists (%s)", p->cfg->name,
                       sy_instance_state_name(sy_instance_state(p->reverse)));
     } else if (!reverse_not_taken_over(job->req, p)) {
-        if (p->reverse) {
-            sy_instance_close(p->reverse);
-            p->reverse = NULL;
-        }
         /* which creation: a node that takes the pair over tells its own state of an older one by it */
+        struct reverse_put *rp = p->election ? calloc(1, sizeof *rp) : NULL;
         struct sy_reverse_record made = { .found = 1 };
         snprintf(made.start_position, sizeof made.start_position, "%s", job->position);
         snprintf(made.created, sizeof made.created, "%s@%llu",
                  p->election ? sy_election_node(p->election) : "", (unsigned long long)sy_wall_ms());
-        p->reverse = sy_instance_create_reverse(p, job->eng, job->position, made.created, err, sizeof err);
-        if (p->reverse == NULL)
-            sy_admin_fail(job->req, "internal", "creating %s/reverse: %s", p->cfg->name, err);
-        else /* answered once etcd has its record, and forgot a terminated one before (in a cluster) */
-            reply_after_held(job->req, p->reverse, NULL,
-                             json_pack("{s:s,s:s,s:s,s:O}", "instance", sy_instance_id(p->reverse), "state",
-                                       sy_instance_state_name(sy_instance_state(p->reverse)), "start_position",
-                                       job->position, "checks", job->checks), &made);
+        if (p->election == NULL) {
+            create_reverse_here(job, &made);
+        } else if (rp == NULL) {
+            sy_admin_fail(job->req, "internal", "out of memory");
+        } else {
+            /* the record, with the terminated one's key deleted, first (core/cluster_held.h) */
+            *rp = (struct reverse_put){ .job = job, .made = made };
+            if (sy_cluster_reverse_put(sy_election_etcd(p->election), p->cfg->name, made.start_position,
+                                       made.created, sy_election_node(p->election), job->owner_token,
+                                       on_reverse_recorded, rp) == 0) {
+                p->reverse_writing = true;
+                return;                            /* answered by on_reverse_recorded */
+            }
+            free(rp);
+            sy_admin_fail(job->req, "owner_lost", "this node no longer owns %s: nothing was created; give "
+                          "create-reverse again (it goes to the new owner)", p->cfg->name);
+        }
     }
-    json_decref(job->checks);
-    event_free(job->done);
-    free(job);
+    reverse_job_free(job);
 }
 
 static void cmd_create_reverse(struct sy_admin_req *req, json_t *args, void *ctx)
@@ -594,6 +774,11 @@ static void cmd_create_reverse(struct sy_admin_req *req, json_t *args, void *ctx
     }
     if (reverse_not_taken_over(req, p))
         return;
+    if (p->reverse_writing) {
+        sy_admin_fail(req, "bad_state", "a create-reverse or terminate of %s/reverse runs: give it again once it "
+                      "answered", p->cfg->name);
+        return;
+    }
     struct reverse_job *job = calloc(1, sizeof *job);
     if (job == NULL) {
         sy_admin_fail(req, "internal", "out of memory");
@@ -603,10 +788,13 @@ static void cmd_create_reverse(struct sy_admin_req *req, json_t *args, void *ctx
     job->pair = p;
     job->eng = find_engine(d, p->cfg->engine);
     job->checks = json_array();
+    job->owner_token = p->owner_token;
     job->done = event_new(d->base, -1, 0, on_reverse_done, job);
     pthread_t th;
     sy_admin_job_begin();
+    p->reverse_writing = true;
     if (job->eng == NULL || job->done == NULL || pthread_create(&th, NULL, reverse_thread, job) != 0) {
+        p->reverse_writing = false;
         sy_admin_job_end();
         if (job->done)
             event_free(job->done);
@@ -994,8 +1182,8 @@ static void on_reverse_takeover_done(void *arg, struct sy_pair *p, uint64_t owne
 {
     p->reverse_taking_over = false;
     if (!sy_election_is_owner(p->election) || !p->sync_open || p->sync_closing || p->op != NULL ||
-        owner_token != sy_election_owner_token(p->election))
-        return;
+        owner_token != sy_election_owner_token(p->election) || !p->reverse_later)
+        return;                                   /* !reverse_later: terminated meanwhile */
     if (r->reverse_later) {
         reverse_later(p, r->reverse_err);
         return;
@@ -1062,6 +1250,7 @@ static void on_held_read(void *arg, json_t *reply, const char *err)
         return;
     }
     h->p = p;
+    p->reverse_record_rev = record.found != 0 ? record.mod_revision : 0;
     snprintf(h->forward, sizeof h->forward, "%s", fwd);
     snprintf(h->reverse, sizeof h->reverse, "%s", rev);
     h->record = record;
@@ -1149,17 +1338,19 @@ static void on_reverse_held_read(void *arg, json_t *reply, const char *err)
     } else if (reply == NULL || sy_cluster_held_parse(reply, fwd, rev, &record) != 0) {
         p->reverse_taking_over = false;
         reverse_later(p, reply == NULL ? err : "etcd's answer is not the read's");
-    } else if (sy_takeover_start(p, fwd, rev, &record, true, on_reverse_takeover_done, NULL, e, sizeof e) !=
-               0) {
-        p->reverse_taking_over = false;
-        reverse_later(p, e);
+    } else {
+        p->reverse_record_rev = record.found != 0 ? record.mod_revision : 0;
+        if (sy_takeover_start(p, fwd, rev, &record, true, on_reverse_takeover_done, NULL, e, sizeof e) != 0) {
+            p->reverse_taking_over = false;
+            reverse_later(p, e);
+        }
     }
 }
 
 static void start_reverse_takeover(struct sy_pair *p)
 {
     if (!p->reverse_later || p->reverse_taking_over || p->taking_over || !p->sync_open || p->sync_closing ||
-        p->op != NULL || p->cut_off)
+        p->op != NULL || p->cut_off || p->reverse_writing)
         return;
     p->reverse_taking_over = true;
     if (sy_cluster_held_read(sy_election_etcd(p->election), p->cfg->name, on_reverse_held_read, p) != 0) {

@@ -1301,7 +1301,7 @@ int sy_instance_start(struct sy_instance *in, const char **code, char *msg, size
     }
 }
 
-int sy_instance_terminate(struct sy_instance *in, const char **code, char *msg, size_t msglen)
+int sy_instance_may_terminate(const struct sy_instance *in, const char **code, char *msg, size_t msglen)
 {
     if (refuse_retiring(in, code, msg, msglen) != 0)
         return -1;
@@ -1310,6 +1310,13 @@ int sy_instance_terminate(struct sy_instance *in, const char **code, char *msg, 
         snprintf(msg, msglen, "%s is already terminated", in->id);
         return -1;
     }
+    return 0;
+}
+
+int sy_instance_terminate(struct sy_instance *in, const char **code, char *msg, size_t msglen)
+{
+    if (sy_instance_may_terminate(in, code, msg, msglen) != 0)
+        return -1;
     modules_stop(in, SY_MOD_STOPPED);
     stop_into(in, SY_INST_TERMINATED);
     return 0;

@@ -252,6 +252,9 @@ int sy_instance_skip_to(struct sy_instance *in, const char *position, char *err,
 int sy_instance_pause(struct sy_instance *in, const char **code, char *msg, size_t msglen);
 int sy_instance_start(struct sy_instance *in, const char **code, char *msg, size_t msglen);
 int sy_instance_terminate(struct sy_instance *in, const char **code, char *msg, size_t msglen);
+/* What sy_instance_terminate would refuse, without doing anything (a cluster records a terminate in etcd
+ * before it is done). */
+int sy_instance_may_terminate(const struct sy_instance *in, const char **code, char *msg, size_t msglen);
 
 /* Calls fn(arg, in) on the loop once the instance is no longer `stopping` (at once if it is not), or
  * when it is closed. */

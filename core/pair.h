@@ -149,6 +149,11 @@ struct sy_pair {
     bool reverse_later;              /* sync_open, but the reverse instance's takeover failed: retried alone
                                         (core/takeover.h reverse_only); create-reverse is refused meanwhile */
     bool reverse_taking_over;        /* that takeover runs (its thread writes the reverse instance's state) */
+    bool reverse_writing;            /* a create-reverse (its thread clears business's checkpoint of an earlier
+                                        one, then etcd records it) or a terminate of the reverse instance waits
+                                        for an answer: another of them is refused meanwhile */
+    int64_t reverse_record_rev;      /* with an election: the mod_revision of etcd's record of the reverse
+                                        instance this node runs (0: none); its terminate compares it */
     char takeover_error[1280];       /* why the last takeover failed ("" none; retried): fits its 1200 */
     uint64_t takeover_failures;      /* takeovers failed in a row (the log collapses them) */
     uint64_t takeover_warned_ms;     /* monotonic: when the last "takeover failed" was logged */

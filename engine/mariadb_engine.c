@@ -17,6 +17,7 @@ static const struct sy_sync_ops mariadb_sync = {
     .precheck = sy_mariadb_precheck,
     .verify = sy_mariadb_verify,
     .takeover = sy_mariadb_takeover,
+    .forget = sy_mariadb_forget,
 };
 
 static const struct sy_position_ops mariadb_position = {

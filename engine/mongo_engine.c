@@ -19,6 +19,7 @@ static const struct sy_sync_ops mongo_sync = {
     .precheck = sy_mongo_precheck,
     .verify = sy_mongo_verify,
     .takeover = sy_mongo_takeover,
+    .forget = sy_mongo_forget,
 };
 
 static const struct sy_position_ops mongo_position = {

@@ -17,6 +17,7 @@ static const struct sy_sync_ops sqlserver_sync = {
     .precheck = sy_sqlserver_precheck,
     .verify = sy_sqlserver_verify,
     .takeover = sy_sqlserver_takeover,
+    .forget = sy_sqlserver_forget,
 };
 
 static const struct sy_position_ops sqlserver_position = {

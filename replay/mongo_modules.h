@@ -19,6 +19,10 @@ int sy_mongo_tail_revert(const struct sy_pair_cfg *cfg, const struct sy_endpoint
  * replay/mongo_takeover.c). */
 int sy_mongo_takeover(const struct sy_pair_cfg *cfg, const char *instance_id, const struct sy_endpoint *src,
                       const struct sy_endpoint *dest, struct sy_takeover_point *out, char *err, size_t errlen);
+/* A new instance of instance_id forgets an earlier one's checkpoint (core/engine.h sy_sync_ops.forget;
+ * replay/mongo_forget.c). */
+int sy_mongo_forget(const struct sy_pair_cfg *cfg, const char *instance_id, const struct sy_endpoint *dest,
+                    uint64_t owner_token, char *err, size_t errlen);
 /* The checkpoint document's filter for an owner with `token` (0: none checked): _id, and an owner_token
  * not above it or absent. Appended to filter. */
 void sy_mongo_checkpoint_filter(bson_t *filter, const char *instance_id, uint64_t token);

@@ -47,36 +47,51 @@ enum sy_tds_rc sy_sqlserver_checkpoint_upgrade(struct sy_tds *t, char *err, size
     return rc;
 }
 
+int sy_sqlserver_checkpoint_open(const struct sy_pair_cfg *cfg, const struct sy_endpoint *dest,
+                                 const char *instance_id, struct sy_tds **t, struct sy_buf *lit, bool *exists,
+                                 char *err, size_t errlen)
+{
+    char db[80], e[1024], id[32];
+    enum sy_tds_rc trc;
+    *exists = false;
+    if (!sy_tds_pair_database(cfg, db, sizeof db, err, errlen))
+        return -1;
+    if ((*t = sy_tds_connect(cfg, dest, db, e, sizeof e, &trc)) == NULL) {
+        snprintf(err, errlen, "destination: %s", e);
+        return -1;
+    }
+    struct sy_value v = { .type = SY_VAL_STRING, .p = (const uint8_t *)instance_id, .len = strlen(instance_id) };
+    sy_tds_literal(lit, &v);
+    if (sy_tds_scalar(*t, "SELECT OBJECT_ID('" SY_TDS_SCHEMA "." SY_TDS_CHECKPOINT "')", id, sizeof id, e,
+                      sizeof e) != SY_TDS_OK ||
+        (id[0] != '\0' && sy_sqlserver_checkpoint_upgrade(*t, e, sizeof e) != SY_TDS_OK)) {
+        snprintf(err, errlen, "destination %s:%u: %s", dest->host, dest->port, e);
+        return -1;
+    }
+    *exists = id[0] != '\0';       /* else never written to: no checkpoint */
+    return 0;
+}
+
 int sy_sqlserver_takeover(const struct sy_pair_cfg *cfg, const char *instance_id, const struct sy_endpoint *src,
                           const struct sy_endpoint *dest, struct sy_takeover_point *out, char *err, size_t errlen)
 {
     (void)src; /* the takeover needs the destination only (a site lost with its owner node) */
     int rc = -1;
-    char db[80], e[1024], id[32];
-    enum sy_tds_rc trc;
+    char e[1024];
     struct sy_tds *t = NULL;
     struct sy_buf b, lit;
+    bool exists;
     sy_buf_init(&b);
     sy_buf_init(&lit);
     out->found = false;
-    if (!sy_tds_pair_database(cfg, db, sizeof db, err, errlen))
+    if (sy_sqlserver_checkpoint_open(cfg, dest, instance_id, &t, &lit, &exists, err, errlen) != 0)
         goto done;
-    if ((t = sy_tds_connect(cfg, dest, db, e, sizeof e, &trc)) == NULL) {
-        snprintf(err, errlen, "destination: %s", e);
-        goto done;
-    }
-    struct sy_value v = { .type = SY_VAL_STRING, .p = (const uint8_t *)instance_id, .len = strlen(instance_id) };
-    sy_tds_literal(&lit, &v);
     const char *inst = sy_tds_sql(&lit);
-    if (sy_tds_scalar(t, "SELECT OBJECT_ID('" SY_TDS_SCHEMA "." SY_TDS_CHECKPOINT "')", id, sizeof id, e,
-                      sizeof e) != SY_TDS_OK)
-        goto failed;
-    if (id[0] == '\0') {
-        rc = 0;                     /* never written to: no checkpoint */
+    if (!exists) {
+        rc = 0;
         goto done;
     }
-    if (sy_sqlserver_checkpoint_upgrade(t, e, sizeof e) != SY_TDS_OK ||
-        sy_tds_exec(t, "SET XACT_ABORT ON; BEGIN TRANSACTION", NULL, 0, NULL, e, sizeof e) != SY_TDS_OK)
+    if (sy_tds_exec(t, "SET XACT_ABORT ON; BEGIN TRANSACTION", NULL, 0, NULL, e, sizeof e) != SY_TDS_OK)
         goto failed;
     /* the claim first: its row locks serialize it with an older owner's transactions (each moves its
      * worker's row), which commit either before it (at most the source position replayed up to) or not */

@@ -1322,6 +1322,144 @@ def test_a_terminated_reverse_instance_is_not_made_again_by_a_takeover(daemon, e
         os.kill(third.pid, signal.SIGCONT)
 
 
+def test_a_reverse_instance_created_again_is_not_taken_over_from_the_terminated_ones_checkpoint(
+        daemon, etcd, mariadb_pair, fresh):  # noqa: F811
+    """Reverse instance 1 writes DR -> business after a switchover (its checkpoint row on business, keyed
+    <pair>/reverse); switchback, terminate, a row written on DR directly, then create-reverse (2): rule 2,
+    nothing of DR from before its creation reaches business. The owner is killed with -9 before 2 writes
+    anything: the new owner makes 2 from etcd's record and must find no checkpoint for it. Before, it took 2
+    over from 1's row: collection resumed at 1's last DR position, and after the next switchover the row
+    written before 2's creation landed on business."""
+    b, dr = mariadb_pair
+    pname = f"x{fresh}"
+    inst = f"{pname}/reverse"
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname)
+    c = app_conn(others[0], fresh)
+    one(c, "INSERT INTO t VALUES (1, 'before')")
+    wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", fresh) == ((1,),), 30, "forward applied")
+    others[0].admin_ok("create-reverse", pair=pname)
+    assert others[1].admin_ok("switchover", pair=pname)["active_side"] == "dr"
+    wait_reverse(owner, pname, "running")
+    one(c, "INSERT INTO t VALUES (2, 'on dr')")
+    wait_for(lambda: q(b, "SELECT COUNT(*) FROM t", fresh) == ((2,),), 30, "reverse instance 1 applied")
+    assert q(b, "SELECT spool_seq > 0 FROM switchyard.checkpoint WHERE instance = %s", args=(inst,)) == ((1,),)
+    assert others[1].admin_ok("switchback", pair=pname)["active_side"] == "business"
+    others[0].admin_ok("terminate", instance=inst)
+    dr.sql("INSERT INTO t VALUES (9, 'on dr before creation 2')", database=fresh)
+    others[0].admin_ok("create-reverse", pair=pname)
+    assert q(b, "SELECT COUNT(*) FROM switchyard.checkpoint WHERE instance = %s", args=(inst,)) == ((0,),)
+    owner.kill9()
+    new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
+    wait_reverse(new, pname, "collecting", 30)
+    assert f"{inst}: the destination has no checkpoint" in new.log(), new.log()[-3000:]
+    assert new.admin_ok("switchover", pair=pname)["active_side"] == "dr"
+    wait_reverse(new, pname, "running")
+    one(c, "INSERT INTO t VALUES (3, 'on dr after creation 2')")
+    rows = lambda side: q(side, "SELECT id, v FROM t ORDER BY id", fresh)
+    wait_for(lambda: q(b, "SELECT COUNT(*) FROM t WHERE id = 3", fresh) == ((1,),), 30, "reverse instance 2 applied")
+    assert list(rows(b)) == [r for r in rows(dr) if r[0] != 9]
+
+
+def test_a_terminate_etcd_does_not_record_terminates_nothing(daemon, etcd, mariadb_pair, fresh):  # noqa: F811
+    """A terminate is recorded in etcd before it is done: a terminated instance cannot be started again, so
+    one done on the owner while etcd did not record it could not be given again (before, the answer said
+    "start and terminate it again", both refused), and a node taking the pair over would run it."""
+    pname = f"z{fresh}"
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname)
+    inst = f"{pname}/forward"
+    for m in etcd:
+        os.kill(m.pid, signal.SIGSTOP)
+    try:
+        r = owner.admin("terminate", instance=inst)
+    finally:
+        for m in etcd:
+            os.kill(m.pid, signal.SIGCONT)
+    assert r["ok"] is False and r["error"]["code"] == "etcd_unreachable", r
+    assert f"etcd did not record the terminate of {inst}" in r["error"]["message"], r
+    assert "nothing was terminated; give it again once etcd answers" in r["error"]["message"], r
+    new = wait_for(lambda: owners([owner] + others, pname) and owners([owner] + others, pname)[0], 30, "an owner")
+    wait_for(lambda: sync_owner(new, pname).get("instances_open"), 30, "its instances open")
+    assert forward(new, pname)["state"] != "terminated"
+    assert etcd_get(etcd, f"/switchyard/pairs/{pname}/instances/forward") is None
+    r = others[0].admin_ok("terminate", instance=inst)
+    assert r == {"instance": inst, "state": "terminated"}, r
+    assert etcd_get(etcd, f"/switchyard/pairs/{pname}/instances/forward")["state"] == "terminated"
+
+
+def test_a_create_reverse_etcd_does_not_record_creates_nothing(daemon, etcd, mariadb_pair, fresh):  # noqa: F811
+    """create-reverse puts etcd's record of the new reverse instance before it makes the instance: one etcd
+    did not record exists nowhere (before, it ran on the owner, invisible to a node taking the pair over)."""
+    pname = f"s{fresh}"
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname)
+    for m in etcd:
+        os.kill(m.pid, signal.SIGSTOP)
+    try:
+        r = owner.admin("create-reverse", pair=pname)
+        assert reverse(owner, pname) is None
+    finally:
+        for m in etcd:
+            os.kill(m.pid, signal.SIGCONT)
+    assert r["ok"] is False and r["error"]["code"] in ("etcd_unreachable", "owner_lost"), r
+    assert "nothing was created" in r["error"]["message"], r   # owner_lost: stepped down first (lease 2 s)
+    new = wait_for(lambda: owners([owner] + others, pname) and owners([owner] + others, pname)[0], 30, "an owner")
+    wait_for(lambda: sync_owner(new, pname).get("instances_open"), 30, "its instances open")
+    assert etcd_get(etcd, f"/switchyard/pairs/{pname}/reverse") is None
+    assert all(reverse(d, pname) is None for d in [owner] + others)
+
+
+def test_a_terminate_does_not_delete_another_creations_record(daemon, etcd, mariadb_pair, fresh):  # noqa: F811
+    """A terminate of the reverse instance deletes etcd's record of it only while the record is the one this
+    owner knows (its mod_revision): a terminate etcd.c sends again late, after a newer create-reverse, must
+    not delete that one's record (a new owner would then not make the new instance). Simulated by a record
+    put by hand: the terminate is refused and the record stays."""
+    pname = f"u{fresh}"
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname)
+    rkey = f"/switchyard/pairs/{pname}/reverse"
+    others[0].admin_ok("create-reverse", pair=pname)
+    rec = etcd_get(etcd, rkey)
+    newer = dict(rec, created="elsewhere@1")
+    etcd_put(etcd, rkey, json.dumps(newer))
+    r = others[1].admin("terminate", instance=f"{pname}/reverse")
+    assert r["ok"] is False and r["error"]["code"] == "owner_lost", r
+    assert "the reverse instance's record changed meanwhile" in r["error"]["message"], r
+    assert etcd_get(etcd, rkey) == newer
+    assert reverse(owner, pname)["state"] == "collecting"
+    etcd_put(etcd, rkey, json.dumps(rec))              # not this owner's record's revision either
+    assert others[1].admin("terminate", instance=f"{pname}/reverse")["ok"] is False
+
+
+def test_a_reverse_instance_whose_takeover_waits_for_business_can_be_terminated(daemon, etcd, mariadb_pair,
+                                                                               fresh):  # noqa: F811
+    """The owner and business die together: the new owner opens the forward instance and retries the reverse
+    one's takeover (its destination is business) every second. terminate is the way out: recorded in etcd
+    (the record deleted), the pending takeover ends, and a create-reverse works once business is back.
+    Before, terminate answered unknown_instance (nothing open) and create-reverse reverse_exists."""
+    b = mariadb_pair.business
+    pname = f"t{fresh}"
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname)
+    others[0].admin_ok("create-reverse", pair=pname)
+    wait_reverse(owner, pname, "collecting")
+    owner.kill9()
+    b.kill9()
+    try:
+        new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
+        wait_for(lambda: sync_owner(new, pname).get("instances_open"), 30, "the new owner opened its instances")
+        assert reverse(new, pname) is None and sync_owner(new, pname)["reverse_takeover_pending"]
+        r = others[0].admin_ok("terminate", instance=f"{pname}/reverse")
+        assert r == {"instance": f"{pname}/reverse", "state": "terminated"}, r
+        assert "reverse_takeover_pending" not in sync_owner(new, pname)
+        assert etcd_get(etcd, f"/switchyard/pairs/{pname}/reverse") is None
+        assert etcd_get(etcd, f"/switchyard/pairs/{pname}/instances/reverse")["state"] == "terminated"
+        assert f"{pname}/reverse: terminated while its takeover was pending" in new.log()
+    finally:
+        b.start()
+    time.sleep(3)                                       # the pending takeover was tried every second
+    assert reverse(new, pname) is None
+    assert "the reverse instance is taken over too" not in new.log()
+    r = others[1].admin_ok("create-reverse", pair=pname)
+    assert r["state"] == "collecting", r
+
+
 def test_a_held_value_etcd_holds_but_switchyard_does_not_understand_keeps_the_instance_paused(
         daemon, etcd, mariadb_pair, fresh):  # noqa: F811
     """A held-state value that does not parse (written by hand, or by a later version) holds the instance:

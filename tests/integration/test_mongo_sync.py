@@ -329,3 +329,33 @@ def test_initial_sync_while_business_writes(mongo_daemon, ferretdb_pair, fresh):
     st = instance(d, pname)
     assert st["state"] == "running" and st["last_error"] is None, st
     assert st["initial_sync"]["done"] is True
+
+
+def test_a_reverse_instance_created_again_starts_its_own_history(synced, ferretdb_pair):
+    """The reverse instance's checkpoint document on business is keyed by its id, which a new create-reverse
+    reuses: create-reverse deletes it before the answer, so the new writer does not resume from the
+    terminated one's seq (it skipped that many records of the new spool)."""
+    d, pname, db = synced
+    b, dr = ferretdb_pair
+    d.admin_ok("create-reverse", pair=pname)
+    assert d.ctl("start", f"{pname}/reverse").returncode == 0
+    wait_reverse(d, pname, "running")
+    with dr.client() as c:
+        for i in range(400, 410):
+            c[db].t.insert_one({"_id": i, "v": "first reverse"})
+    wait_until(lambda: count(b, db, {"v": "first reverse"}) == 10, what="the first reverse instance applied")
+    with b.client() as c:
+        old = c.switchyard.checkpoints.find_one({"_id": f"{pname}/reverse"})
+    assert old and old["seq"] >= 10, old
+    d.admin_ok("terminate", instance=f"{pname}/reverse")
+    d.admin_ok("create-reverse", pair=pname)
+    with b.client() as c:
+        assert c.switchyard.checkpoints.find_one({"_id": f"{pname}/reverse"}) is None
+    with dr.client() as c:
+        for i in range(500, 530):
+            c[db].t.insert_one({"_id": i, "v": "second reverse"})
+    wait_until(lambda: reverse(d, pname)["collection"]["spool_seq"] > old["seq"], what="collected past the old seq")
+    assert d.ctl("start", f"{pname}/reverse").returncode == 0
+    wait_reverse(d, pname, "running")
+    wait_until(lambda: count(b, db, {"v": "second reverse"}) == 30, what="every document of the second instance")
+    assert digest(b, db) == digest(dr, db)

@@ -262,3 +262,36 @@ def test_rule8_business_unreachable_reverse_retries_and_recovers(synced, mariadb
         b.start()
     wait_reverse(d, pname, "running", timeout=60)
     wait_for(lambda: q(b, "SELECT COUNT(*) FROM t WHERE id = 400", db) == ((1,),), 30, "applied after recovery")
+
+
+def test_a_reverse_instance_created_again_does_not_resume_from_the_terminated_ones_checkpoint(synced, mariadb_pair):
+    """The reverse instance's checkpoint row on business is keyed by its id (<pair>/reverse), which a new
+    create-reverse reuses: the new instance must start its own history. Before, its writer read the
+    terminated one's watermark and skipped that many records of the new spool: rows written on DR after the
+    second creation never reached business."""
+    d, pname, db = synced
+    b, dr = mariadb_pair
+    d.admin_ok("create-reverse", pair=pname)
+    d.admin_ok("start", instance=f"{pname}/reverse")
+    wait_reverse(d, pname, "running")
+    for i in range(10):
+        dr.sql(f"INSERT INTO t VALUES ({400 + i}, 'first reverse')", database=db)
+    wait_for(lambda: q(b, "SELECT COUNT(*) FROM t WHERE id BETWEEN 400 AND 409", db) == ((10,),), 30,
+             "the first reverse instance applied")
+    old = q(b, "SELECT spool_seq FROM switchyard.checkpoint WHERE instance = %s", None, (f"{pname}/reverse",))
+    assert old and old[0][0] >= 10, old
+    d.admin_ok("terminate", instance=f"{pname}/reverse")
+    d.admin_ok("create-reverse", pair=pname)
+    # forgotten before the answer: a takeover right after it would resume from nothing older
+    assert q(b, "SELECT COUNT(*) FROM switchyard.checkpoint WHERE instance = %s", None,
+             (f"{pname}/reverse",)) == ((0,),)
+    assert q(b, "SELECT COUNT(*) FROM switchyard.applied WHERE instance = %s", None,
+             (f"{pname}/reverse",)) == ((0,),)
+    for i in range(30):
+        dr.sql(f"INSERT INTO t VALUES ({500 + i}, 'second reverse')", database=db)
+    wait_for(lambda: reverse(d, pname)["collection"]["spool_seq"] > old[0][0], 30, "collected past the old watermark")
+    d.admin_ok("start", instance=f"{pname}/reverse")
+    wait_reverse(d, pname, "running")
+    wait_for(lambda: q(b, "SELECT COUNT(*) FROM t WHERE id BETWEEN 500 AND 529", db) == ((30,),), 30,
+             "every row of the second reverse instance on business")
+    assert q(b, "SELECT id, v FROM t ORDER BY id", db) == q(dr, "SELECT id, v FROM t ORDER BY id", db)

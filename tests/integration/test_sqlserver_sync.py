@@ -56,6 +56,12 @@ def execute(d, sql, db=None):
         cur.execute(sql)
 
 
+def scalar(d, sql, db=None):
+    with connect(d, db) as c, c.cursor() as cur:
+        cur.execute(sql)
+        return cur.fetchone()[0]
+
+
 def rows(d, db, table):
     key = "id" if table == "orders" else "order_id, line"
     with connect(d, db) as c, c.cursor() as cur:
@@ -430,3 +436,34 @@ def test_verify_counts_and_chunked_checksums(tds_daemon, doubles, fresh):
     assert len(o["mismatches"]) == 1 and o["mismatches"][0]["confirmed"] is True, o
     m = o["mismatches"][0]
     assert m["business_rows"] == m["dr_rows"] + 1 and "20" in m["from"] and "40" in m["to"], o
+
+
+def test_a_reverse_instance_created_again_starts_its_own_history(tds_daemon, doubles, fresh):
+    """The reverse instance's switchyard.checkpoint rows on business are keyed by its id, which a new
+    create-reverse reuses: create-reverse deletes them before the answer, so the new writer does not resume
+    its workers from the terminated one's sequence numbers (it skipped that many records of the new spool)."""
+    b, dr = doubles
+    d = tds_daemon(fresh)
+    wait_collecting(d)
+    d.admin_ok("create-reverse", pair="demo")
+    assert d.ctl("start", "demo/reverse").returncode == 0
+    wait_reverse(d, "demo", "running")
+    for i in range(400, 410):
+        execute(dr, f"INSERT INTO dbo.orders (id, customer) VALUES ({i}, N'first reverse')", fresh)
+    wait_until(lambda: len([r for r in rows(b, fresh, "orders") if r[0] >= 400]) == 10,
+               what="the first reverse instance applied")
+    ckpt = lambda: scalar(b, "SELECT COALESCE(MAX(seq), -1) FROM switchyard.checkpoint WHERE instance = 'demo/reverse'",
+                          fresh)
+    old = ckpt()
+    assert old >= 10, old
+    d.admin_ok("terminate", instance="demo/reverse")
+    d.admin_ok("create-reverse", pair="demo")
+    assert ckpt() == -1
+    for i in range(500, 530):
+        execute(dr, f"INSERT INTO dbo.orders (id, customer) VALUES ({i}, N'second reverse')", fresh)
+    wait_until(lambda: reverse(d, "demo")["collection"]["spool_seq"] > old, what="collected past the old checkpoint")
+    assert d.ctl("start", "demo/reverse").returncode == 0
+    wait_reverse(d, "demo", "running")
+    wait_until(lambda: len([r for r in rows(b, fresh, "orders") if r[0] >= 500]) == 30,
+               what="every row of the second reverse instance")
+    assert rows(b, fresh, "orders") == rows(dr, fresh, "orders")
