@@ -1128,7 +1128,7 @@ static void takeover_succeeded(struct sy_pair *p)
 
 /* The reverse instance's takeover failed (its destination, business, may be down with the old owner's
  * site): the forward instance runs without it meanwhile, and it is taken over alone later. */
-static void reverse_later(struct sy_pair *p, const char *err)
+static void take_reverse_over_later(struct sy_pair *p, const char *err)
 {
     char msg[sizeof p->takeover_error];
     snprintf(msg, sizeof msg, "the reverse instance is taken over later (the forward one runs): %.1100s",
@@ -1172,7 +1172,7 @@ static void on_takeover_done(void *arg, struct sy_pair *p, uint64_t owner_token,
         sy_log_error("pair %s: cannot start the fence keeper", p->cfg->name);
     sy_log_info("pair %s: this node runs the synchronization", p->cfg->name);
     if (r->reverse_later)
-        reverse_later(p, r->reverse_err);
+        take_reverse_over_later(p, r->reverse_err);
 }
 
 /* The reverse instance taken over alone (reverse_later): opened while this node still runs the pair with
@@ -1185,7 +1185,7 @@ static void on_reverse_takeover_done(void *arg, struct sy_pair *p, uint64_t owne
         owner_token != sy_election_owner_token(p->election) || !p->reverse_later)
         return;                                   /* !reverse_later: terminated meanwhile */
     if (r->reverse_later) {
-        reverse_later(p, r->reverse_err);
+        take_reverse_over_later(p, r->reverse_err);
         return;
     }
     p->reverse_later = false;
@@ -1196,7 +1196,7 @@ static void on_reverse_takeover_done(void *arg, struct sy_pair *p, uint64_t owne
     p->reverse = sy_instance_open(p, SY_DIR_REVERSE, p->eng, err, sizeof err);
     if (p->reverse == NULL) {
         sy_log_error("pair %s: reverse instance: %s", p->cfg->name, err);
-        reverse_later(p, err);
+        take_reverse_over_later(p, err);
         return;
     }
     sy_log_info("pair %s: the reverse instance is taken over too", p->cfg->name);
@@ -1337,12 +1337,12 @@ static void on_reverse_held_read(void *arg, json_t *reply, const char *err)
         p->reverse_taking_over = false;
     } else if (reply == NULL || sy_cluster_held_parse(reply, fwd, rev, &record) != 0) {
         p->reverse_taking_over = false;
-        reverse_later(p, reply == NULL ? err : "etcd's answer is not the read's");
+        take_reverse_over_later(p, reply == NULL ? err : "etcd's answer is not the read's");
     } else {
         p->reverse_record_rev = record.found != 0 ? record.mod_revision : 0;
         if (sy_takeover_start(p, fwd, rev, &record, true, on_reverse_takeover_done, NULL, e, sizeof e) != 0) {
             p->reverse_taking_over = false;
-            reverse_later(p, e);
+            take_reverse_over_later(p, e);
         }
     }
 }
@@ -1355,7 +1355,7 @@ static void start_reverse_takeover(struct sy_pair *p)
     p->reverse_taking_over = true;
     if (sy_cluster_held_read(sy_election_etcd(p->election), p->cfg->name, on_reverse_held_read, p) != 0) {
         p->reverse_taking_over = false;
-        reverse_later(p, "out of memory");
+        take_reverse_over_later(p, "out of memory");
     }
 }
 

@@ -1137,8 +1137,8 @@ int sy_instance_reverse_make(const struct sy_pair *pair, const char *start_posit
     return rc;
 }
 
-int sy_instance_reverse_created(const struct sy_pair *pair, char *created, size_t createdlen,
-                                bool *terminated, char *err, size_t errlen)
+int sy_instance_reverse_created(const struct sy_pair *pair, char *created, size_t createdlen, char *start_position,
+                                size_t startlen, bool *terminated, char *err, size_t errlen)
 {
     struct sy_instance *in = calloc(1, sizeof *in);   /* only what load() uses */
     if (in == NULL) {
@@ -1150,6 +1150,7 @@ int sy_instance_reverse_created(const struct sy_pair *pair, char *created, size_
     int rc = load(in, err, errlen);
     if (rc == 0) {
         snprintf(created, createdlen, "%s", in->created);
+        snprintf(start_position, startlen, "%s", in->start_position);
         *terminated = in->state == SY_INST_TERMINATED;
         rc = 1;
     } else if (rc == 1) {

@@ -102,12 +102,17 @@ static int reverse_from_record(struct takeover_job *job, char *out, size_t outle
 {
     const struct sy_reverse_record *rec = &job->record;
     const char *name = job->p->cfg->name;
-    char created[sizeof rec->created] = "", err[1024];
+    char created[sizeof rec->created] = "", start[sizeof rec->start_position] = "", err[1024];
     bool terminated = false;
-    int local = sy_instance_reverse_created(job->p, created, sizeof created, &terminated, err, sizeof err);
-    if (local < 0) {
-        snprintf(out, outlen, "%s/reverse: %s", name, err);
-        return -1;
+    int local = sy_instance_reverse_created(job->p, created, sizeof created, start, sizeof start, &terminated, err,
+                                            sizeof err);
+    if (local < 0) {                            /* a broken state file: replaced from the record, if any */
+        sy_log_warn("%s/reverse: this node's state of it cannot be read (%s): %s", name, err,
+                    rec->found == 1 ? "made again from etcd's record" : "not taken over");
+        if (rec->found != 1) {
+            job->reverse = false;
+            return 0;
+        }
     }
     job->reverse = local == 1;                  /* a record not understood, or terminated by an operator */
     if (rec->found < 0)
@@ -126,8 +131,11 @@ static int reverse_from_record(struct takeover_job *job, char *out, size_t outle
         return 0;
     }
     job->reverse = true;
-    if (local == 1 && strcmp(created, rec->created) == 0)
-        return 0;                               /* this node has that creation's state */
+    /* this node has that creation's state (one from before creations were kept, created "", is that of a
+     * record put by hand for it only if it starts where the record says: docs/cluster.md, Upgrading) */
+    if (local == 1 && strcmp(created, rec->created) == 0 &&
+        (created[0] != '\0' || strcmp(start, rec->start_position) == 0))
+        return 0;
     bool write = job->active == SY_SIDE_DR && !job->tail_pending;
     if (sy_instance_reverse_make(job->p, rec->start_position, rec->created, write, err, sizeof err) != 0) {
         snprintf(out, outlen, "%s/reverse: making it from etcd's record: %s", name, err);

@@ -1460,6 +1460,42 @@ def test_a_reverse_instance_whose_takeover_waits_for_business_can_be_terminated(
     assert r["state"] == "collecting", r
 
 
+@pytest.mark.parametrize("stale", ["unreadable", "before_records"])
+def test_a_takeover_makes_the_reverse_instance_from_the_record_over_a_stale_state(daemon, etcd, mariadb_pair,
+                                                                                  fresh, stale):  # noqa: F811
+    """Node B holds a reverse instance state that is not the recorded creation's: a state file that cannot be
+    read (before: B's takeover of the reverse instance failed every second, for good), or one from before
+    creations were kept (created "") that starts elsewhere than a record put by hand with created "" (the
+    upgrade recipe; before, that record matched any such state and B opened its stale one). The owner is
+    killed with the third node stopped: B makes the instance from etcd's record."""
+    pname = f"q{fresh}{stale[0]}"
+    owner, (b_node, third) = electable_three(daemon, etcd, mariadb_pair, fresh, pname)
+    rkey = f"/switchyard/pairs/{pname}/reverse"
+    others_created = owner.admin_ok("create-reverse", pair=pname)
+    if stale == "before_records":
+        rec = dict(etcd_get(etcd, rkey), created="", node="")
+        etcd_put(etcd, rkey, json.dumps(rec))
+    state = Path(b_node.cwd) / "state" / "instances" / f"{pname}.reverse" / "state.json"
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.write_text("{not json" if stale == "unreadable" else json.dumps(
+        {"state": "collecting", "initial_sync_done": 1, "write_enabled": False, "start_position": "0-1-1",
+         "last_error": "", "reason": "", "created": ""}))
+    os.kill(third.pid, signal.SIGSTOP)
+    try:
+        owner.kill9()
+        owns = lambda: sync_owner(b_node, pname).get("this_node_owns") and sync_owner(b_node, pname).get("instances_open")
+        wait_for(owns, 30, "B owns the pair and opened its instances")
+        wait_reverse(b_node, pname, "collecting", 30)
+        assert "reverse_takeover_pending" not in sync_owner(b_node, pname)
+        log = b_node.log()
+        assert f"{pname}/reverse: made from etcd's record" in log, log[-3000:]
+        if stale == "unreadable":
+            assert "this node's state of it cannot be read" in log
+        assert json.loads(state.read_text())["start_position"] == others_created["start_position"]
+    finally:
+        os.kill(third.pid, signal.SIGCONT)
+
+
 def test_a_held_value_etcd_holds_but_switchyard_does_not_understand_keeps_the_instance_paused(
         daemon, etcd, mariadb_pair, fresh):  # noqa: F811
     """A held-state value that does not parse (written by hand, or by a later version) holds the instance:
