@@ -399,14 +399,19 @@ static void on_terminate_recorded(void *arg, json_t *reply, const char *err)
     struct sy_pair *p = t->p;
     if (t->dir == SY_DIR_REVERSE)
         p->reverse_writing = false;
-    if (reply == NULL || !sy_cluster_held_recorded(reply)) {
-        sy_admin_fail(t->req, reply != NULL ? "owner_lost" : "etcd_unreachable", "etcd did not record the "
-                      "terminate of %s (%s): nothing was terminated; give it again%s", t->id,
-                      reply == NULL ? err
-                      : t->dir == SY_DIR_REVERSE ? "this node no longer owns the pair, or the reverse instance's "
-                                                   "record changed meanwhile: another create-reverse"
-                                                 : "this node no longer owns the pair",
-                      reply == NULL ? " once etcd answers" : " (it goes to the owner); check status first");
+    if (reply == NULL) {                   /* a request that timed out may still be applied later */
+        sy_admin_fail(t->req, "etcd_unreachable", "etcd did not answer the terminate of %s (%s): it was not "
+                      "terminated on this node, but etcd may still record it (then a node taking the pair over "
+                      "keeps it terminated); give it again once etcd answers", t->id, err);
+        free(t);
+        return;
+    }
+    if (!sy_cluster_held_recorded(reply)) {
+        sy_admin_fail(t->req, "owner_lost", "etcd did not record the terminate of %s (%s): nothing was terminated; "
+                      "check status and give it again (it goes to the owner)", t->id,
+                      t->dir == SY_DIR_REVERSE ? "this node no longer owns the pair, or the reverse instance's "
+                                                 "record changed meanwhile: another create-reverse"
+                                               : "this node no longer owns the pair");
         free(t);
         return;
     }
@@ -681,11 +686,14 @@ static void on_reverse_recorded(void *arg, json_t *reply, const char *err)
     struct reverse_job *job = rp->job;
     struct sy_pair *p = job->pair;
     p->reverse_writing = false;
-    if (reply == NULL || !sy_cluster_held_recorded(reply)) {
-        sy_admin_fail(job->req, reply != NULL ? "owner_lost" : "etcd_unreachable", "etcd did not record the new "
-                      "%s/reverse (%s): nothing was created; give create-reverse again%s", p->cfg->name,
-                      reply != NULL ? "this node no longer owns the pair" : err,
-                      reply != NULL ? " (it goes to the new owner)" : " once etcd answers");
+    if (reply == NULL) {                  /* a request that timed out may still be applied later */
+        sy_admin_fail(job->req, "etcd_unreachable", "etcd did not answer (%s): %s/reverse was not created on this "
+                      "node, but etcd may still record it (then a node taking the pair over makes it); give "
+                      "create-reverse again once etcd answers", err, p->cfg->name);
+    } else if (!sy_cluster_held_recorded(reply)) {
+        sy_admin_fail(job->req, "owner_lost", "etcd did not record the new %s/reverse (this node no longer owns "
+                      "the pair): nothing was created; give create-reverse again (it goes to the new owner)",
+                      p->cfg->name);
     } else if (!p->sync_open || p->sync_closing || !sy_election_is_owner(p->election) ||
                p->owner_token != job->owner_token) {
         sy_admin_fail(job->req, "owner_lost", "etcd records the new %s/reverse (created %s), but this node "
