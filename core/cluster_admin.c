@@ -561,18 +561,11 @@ static void on_watch_remade(void *arg)
     char rq[240], rp[240];
     snprintf(rq, sizeof rq, "%spairs/%s/requests/", SY_CLUSTER_PREFIX, pw->p->cfg->name);
     snprintf(rp, sizeof rp, "%spairs/%s/replies/", SY_CLUSTER_PREFIX, pw->p->cfg->name);
-    char *k1 = sy_etcd_b64(rq, strlen(rq)), *e1 = sy_etcd_prefix_end_b64(rq);
-    char *k2 = sy_etcd_b64(rp, strlen(rp)), *e2 = sy_etcd_prefix_end_b64(rp);
-    json_t *body = k1 && e1 && k2 && e2
-                       ? json_pack("{s:[],s:[{s:{s:s,s:s}},{s:{s:s,s:s,s:b}}]}", "compare", "success",
-                                   "request_range", "key", k1, "range_end", e1,
-                                   "request_range", "key", k2, "range_end", e2, "keys_only", 1)
-                       : NULL;
-    free(k1);
-    free(e1);
-    free(k2);
-    free(e2);
-    if (body == NULL || sy_etcd_post(pw->ca->etcd, "/v3/kv/txn", body, on_pending, pw) != 0)
+    struct sy_etcd_txn t;
+    sy_etcd_txn_init(&t);
+    sy_etcd_txn_range_prefix(&t, SY_ETCD_SUCCESS, rq, false);
+    sy_etcd_txn_range_prefix(&t, SY_ETCD_SUCCESS, rp, true);
+    if (sy_etcd_txn_post(pw->ca->etcd, &t, on_pending, pw) != 0)
         sy_log_error("cluster admin: cannot read the requests of %s: out of memory", pw->p->cfg->name);
 }
 

@@ -500,19 +500,32 @@ void sy_etcd_txn_put_json(struct sy_etcd_txn *t, enum sy_etcd_branch b, const ch
     free(text);
 }
 
+/* o.range_end: the end of key's prefix range. */
+static void txn_prefix_end(struct sy_etcd_txn *t, json_t *o, const char *key)
+{
+    char *end = sy_etcd_prefix_end_b64(key);
+    txn_field(t, o, "range_end", end, false);
+    free(end);
+}
+
 void sy_etcd_txn_delete(struct sy_etcd_txn *t, enum sy_etcd_branch b, const char *key, bool prefix)
 {
     json_t *o = txn_op(t, b, "request_delete_range", key);
-    if (prefix) {
-        char *end = sy_etcd_prefix_end_b64(key);
-        txn_field(t, o, "range_end", end, false);
-        free(end);
-    }
+    if (prefix)
+        txn_prefix_end(t, o, key);
 }
 
 void sy_etcd_txn_range(struct sy_etcd_txn *t, enum sy_etcd_branch b, const char *key)
 {
     txn_op(t, b, "request_range", key);
+}
+
+void sy_etcd_txn_range_prefix(struct sy_etcd_txn *t, enum sy_etcd_branch b, const char *prefix, bool keys_only)
+{
+    json_t *o = txn_op(t, b, "request_range", prefix);
+    txn_prefix_end(t, o, prefix);
+    if (keys_only && o != NULL && json_object_set_new(o, "keys_only", json_true()) != 0)
+        t->bad = true;
 }
 
 json_t *sy_etcd_txn_take(struct sy_etcd_txn *t)

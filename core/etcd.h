@@ -59,6 +59,8 @@ void sy_etcd_txn_put_json(struct sy_etcd_txn *t, enum sy_etcd_branch b, const ch
 void sy_etcd_txn_delete(struct sy_etcd_txn *t, enum sy_etcd_branch b, const char *key, bool prefix);
 /* Reads key (the answer's "response_range" at the op's place in "responses"). */
 void sy_etcd_txn_range(struct sy_etcd_txn *t, enum sy_etcd_branch b, const char *key);
+/* Reads every key starting with prefix; keys_only: without their values. */
+void sy_etcd_txn_range_prefix(struct sy_etcd_txn *t, enum sy_etcd_branch b, const char *prefix, bool keys_only);
 /* The body to POST (the caller owns it), NULL when the transaction is bad. */
 json_t *sy_etcd_txn_take(struct sy_etcd_txn *t);
 /* Sends it as sy_etcd_post to /v3/kv/txn; -1 (done not called) when it is bad or cannot be queued. */

@@ -64,10 +64,12 @@ static void test_compare_mod_then_delete(void)
     sy_etcd_txn_delete(&t, SY_ETCD_SUCCESS, "/dir/", true);      /* every key under it: range_end "/dir0" */
     sy_etcd_txn_delete(&t, SY_ETCD_SUCCESS, "/lock", false);
     sy_etcd_txn_put(&t, SY_ETCD_SUCCESS, "/plain", "text", 0);   /* no lease: none sent */
+    sy_etcd_txn_range_prefix(&t, SY_ETCD_FAILURE, "/req/", true); /* keys under it, without values */
     char *s = plain(sy_etcd_txn_take(&t));
     CHECK(s != NULL && strcmp(s, "{\"compare\":[{\"key\":\"/k\",\"mod_revision\":\"1234567890123\",\"result\":\"EQUAL\","
                                  "\"target\":\"MOD\"},{\"key\":\"/v\",\"result\":\"EQUAL\",\"target\":\"VERSION\","
-                                 "\"version\":\"3\"}],\"failure\":[],"
+                                 "\"version\":\"3\"}],\"failure\":[{\"request_range\":{\"key\":\"/req/\","
+                                 "\"keys_only\":true,\"range_end\":\"/req0\"}}],"
                                  "\"success\":[{\"request_delete_range\":{\"key\":\"/dir/\",\"range_end\":\"/dir0\"}},"
                                  "{\"request_delete_range\":{\"key\":\"/lock\"}},"
                                  "{\"request_put\":{\"key\":\"/plain\",\"value\":\"text\"}}]}") == 0);
