@@ -120,14 +120,31 @@ int sy_sqlserver_takeover(const struct sy_pair_cfg *cfg, const char *instance_id
                  dest->port, (unsigned long long)low.max_token, (unsigned long long)out->owner_token);
         goto done;
     }
+    /* the rows moved down, and claimed (again): on an MVCC server the claim above, once it waited for an
+     * older owner's rewrite of the rows (DELETE + INSERT), finds none of them, and the rows read here
+     * still name that owner, whose writer would go on committing until this owner's writer claims them */
     sy_buf_reset(&b);
-    sy_tds_addf(&b, "UPDATE [%s].[%s] SET seq = %llu, position = '%s' WHERE instance = %s; COMMIT TRANSACTION",
-                SY_TDS_SCHEMA, SY_TDS_CHECKPOINT, (unsigned long long)low.seq, low.position, inst);
+    sy_tds_addf(&b, "UPDATE [%s].[%s] SET seq = %llu, position = '%s'", SY_TDS_SCHEMA, SY_TDS_CHECKPOINT,
+                (unsigned long long)low.seq, low.position);
+    if (out->owner_token != 0)
+        sy_tds_addf(&b, ", owner_token = %llu", (unsigned long long)out->owner_token);
+    sy_tds_addf(&b, " WHERE instance = %s", inst);
+    if (out->owner_token != 0)
+        sy_tds_addf(&b, " AND owner_token <= %llu", (unsigned long long)out->owner_token);
     if (strchr(low.position, '\'') != NULL) { /* an LSN's text never holds one */
         snprintf(e, sizeof e, "its checkpoint's position is not an LSN");
         goto failed;
     }
-    if (sy_tds_exec(t, sy_tds_sql(&b), NULL, 0, NULL, e, sizeof e) != SY_TDS_OK)
+    long moved = -1;
+    size_t n_done = 0;
+    if (sy_tds_exec(t, sy_tds_sql(&b), &moved, 1, &n_done, e, sizeof e) != SY_TDS_OK)
+        goto failed;
+    if (n_done == 1 && moved >= 0 && moved < low.n) {
+        snprintf(err, errlen, "destination %s:%u: a newer owner claimed the checkpoint rows during the takeover "
+                 "(%ld of %d moved)", dest->host, dest->port, moved, low.n);
+        goto done;                  /* rolled back by the close */
+    }
+    if (sy_tds_exec(t, "COMMIT TRANSACTION", NULL, 0, NULL, e, sizeof e) != SY_TDS_OK)
         goto failed;
     out->spool_seq = low.seq;
     snprintf(out->position, sizeof out->position, "%s", low.position);

@@ -1966,6 +1966,51 @@ def test_a_sql_server_writer_claims_drs_checkpoint_rows_again_after_an_older_own
     assert ckpt() == [(0, 2, token), (1, 2, token)], ckpt()
 
 
+def test_a_sql_server_takeover_claims_rows_an_older_owner_rewrote_while_it_waited(tds_pair, daemon, etcd,
+                                                                                 tmp_path):
+    """A takeover claims DR's checkpoint rows (UPDATE ... SET owner_token = its token WHERE owner_token <= it)
+    before it reads them. On the MVCC double, a claim that waited for an older owner's rewrite of the rows
+    (DELETE + INSERT, committed after the claim began) finds none of them, and the rows it then reads name the
+    older owner: before, the takeover moved them down without its token, so the older owner's writer could go
+    on committing until the new writer claimed them. The takeover's own UPDATE claims them now. The test holds
+    such a rewrite open across the claim; the new node is held after its takeover (failpoint takeover_taken):
+    DR's rows name its token there."""
+    business, dr, db, sql = tds_pair
+    pname = "tkt"
+    inst = f"N'{pname}/forward'"
+    first, ckpt = one_worker_on_dr(daemon, etcd, tds_pair, pname)
+    old = ckpt()[0][1]
+    rows = sql(dr, f"SELECT worker, workers, seq, position FROM switchyard.checkpoint WHERE instance = {inst}")
+    hold = tds_connect(dr.host, dr.port, dr.user, dr.password, db)
+    cur = hold.cursor()
+    cur.execute("BEGIN TRANSACTION")
+    cur.execute(f"DELETE FROM switchyard.checkpoint WHERE instance = {inst} AND owner_token <= {old}")
+    for worker, workers, seq, position in rows:
+        cur.execute(f"INSERT INTO switchyard.checkpoint (instance, worker, workers, seq, position, owner_token) "
+                    f"VALUES ({inst}, {worker}, {workers}, {seq}, '{position}', {old})")
+    stall = tmp_path / "stall"
+    stall.touch()
+    new = tds_node(daemon, etcd, tds_pair, pname, "n1", 1,
+                   env={"SY_STALL_POINT": "takeover_taken", "SY_STALL_FILE": str(stall)})
+    try:
+        wait_for(lambda: confirmed(new, pname, 1), 20, "the shared epoch confirmed and watched")
+        first.kill9()
+        wait_for(lambda: sync_owner(new, pname).get("this_node_owns"), 20, "the new node owns the pair")
+        time.sleep(2)                                   # its claim waits for the rewrite's locks meanwhile
+        cur.execute("COMMIT TRANSACTION")
+        wait_for(lambda: "failpoint takeover_taken: stalled" in new.log(), 30, "the takeover done, held")
+        token = sync_owner(new, pname)["owner_token"]
+        assert old < token and ckpt() == [(1, token)], (old, token, ckpt())
+    finally:
+        hold.close()
+        stall.unlink()
+    c = tds_client(new, pname, tds_pair)
+    with c.cursor() as cur:
+        cur.execute("INSERT INTO dbo.t (id, v) VALUES (2, N'after the takeover')")
+    c.close()
+    wait_for(lambda: sql(dr, "SELECT id FROM dbo.t ORDER BY id") == [(1,), (2,)], 30, "applied by the new owner")
+
+
 def mongo_nodes(mongo_daemon, etcd, ferretdb_pair, db, pname, env_of=None):
     """Database db dropped on both FerretDB servers (and the instance's checkpoint and copy documents), then
     three nodes that may all run the pair's sync (on_conflict = fail)."""
