@@ -87,10 +87,11 @@ bool sy_collect_append(struct sy_collect *o, const struct sy_change *ch)
         if (rc == SY_SPOOL_FULL && o->too_large != NULL && o->too_large(o->too_large_arg, o, ch, rec_bytes, true))
             return false;
         was_full = true;
-        if (rc == SY_SPOOL_NO_SPACE)   /* the writer frees whole segments only: the operator must make room */
+        if (rc == SY_SPOOL_NO_SPACE)   /* the writer frees what it applied; the rest may be another's */
             sy_module_report_retrying(o->ctx->report, "spool_full",
                                       "the disk under the spool is full (%s): collection waits and goes on by "
-                                      "itself once there is room; free space on that file system", err);
+                                      "itself once there is room (the writer frees what it applied); free space "
+                                      "on that file system", err);
         else
             sy_module_report_retrying(o->ctx->report, "spool_full",
                                       "spool is full (%s): waiting for the writer to apply and free room", err);

@@ -9,7 +9,15 @@
  * record (last_seq, bytes) only after write() returned, so the reader never sees a partial record.
  * Segments are created lazily by the appender; the newest segment is never deleted, so its name keeps
  * the numbering even when it is empty. When the cap is reached, the appender starts a new (empty)
- * segment so that everything written so far becomes droppable by truncate_below. */
+ * segment so that everything written so far becomes droppable by truncate_below.
+ *
+ * A full disk (ENOSPC) can hold a transaction cut in two: its first records in a segment the writer cannot
+ * drop (it applies none of them before the commit record, which cannot be written). So while the disk is
+ * full, truncate_below also frees the applied prefix of the first segment: whole blocks from its start up
+ * to the first record still needed are punched out (fallocate PUNCH_HOLE, the file keeps its size). A
+ * first segment whose first block reads as zeros is such a one: open finds its first record again after the
+ * hole (a record with a good CRC and a plausible sequence number, within a block of the first byte that is
+ * not zero) and starts there — a few applied records kept in the hole's last block may come first. */
 #include "core/spool.h"
 
 #include <dirent.h>
@@ -34,10 +42,13 @@
 #define SEG_SUFFIX ".spool"
 #define DEFAULT_SEGMENT_BYTES (64ull << 20)
 #define SCAN_BUF_BYTES (1u << 20)           /* read-ahead of the open scan and the reader */
+#define PUNCH_BLOCK 4096u                   /* holes are punched in whole blocks of this size */
 
 struct seg {
     uint64_t first;  /* seq of its first record = its name */
-    uint64_t bytes;  /* valid bytes on disk (the newest one grows with appends) */
+    uint64_t bytes;  /* the end of its valid records (the newest one grows with appends) */
+    uint64_t base_off; /* where its first record still on disk starts (> 0: the applied prefix before it */
+    uint64_t base_seq; /*   was punched out, first segment only), and that record's seq */
 };
 
 /* Buffered reads over one segment file: a window [buf_off, buf_off + buf_len) of it. */
@@ -55,6 +66,10 @@ struct sy_spool {
     uint64_t max_bytes;        /* 0 = no cap */
     uint64_t segment_bytes;    /* roll to a new segment once the current one holds this much */
 
+    pthread_mutex_t punch_mu;  /* held while segment 0's applied prefix is punched out, and by whoever reads
+                                  it meanwhile (the reader, find_last); taken before mu */
+    int no_space;              /* __atomic: the last append hit a full disk */
+    bool punch_unsupported;    /* the file system cannot punch holes (truncating thread only) */
     pthread_mutex_t mu;        /* guards everything down to `wake_pending` */
     pthread_cond_t appended;   /* signalled by append and wake */
     struct seg *segs;          /* owned: ascending, contiguous seqs; the last one is appended to */
@@ -251,12 +266,16 @@ static int reserve_segs(struct sy_spool *s, size_t n)
     return 0;
 }
 
+static uint64_t seg_disk_bytes(const struct seg *sg)
+{
+    return sg->bytes - sg->base_off;
+}
+
 static int push_seg(struct sy_spool *s, uint64_t first, uint64_t bytes)
 {
     if (reserve_segs(s, s->n_segs + 1) != 0)
         return -1;
-    s->segs[s->n_segs].first = first;
-    s->segs[s->n_segs].bytes = bytes;
+    s->segs[s->n_segs] = (struct seg){ .first = first, .bytes = bytes, .base_seq = first };
     s->n_segs++;
     return 0;
 }
@@ -310,6 +329,52 @@ static int tail_is_zero(struct seg_rd *r, uint64_t off, uint64_t size, bool *zer
     return 0;
 }
 
+/* Whether record `seq` (>= first, within what a file of `size` can hold) starts at off with a good CRC. */
+static bool record_at(struct seg_rd *r, uint64_t off, uint64_t size, uint64_t first)
+{
+    const uint8_t *h = seg_rd_get(r, off, REC_HDR_LEN, size);
+    if (h == NULL)
+        return false;
+    uint32_t len = get_le32(h);
+    uint64_t seq = get_le64(h + 8);
+    if (len > SY_SPOOL_RECORD_MAX || size - off - REC_HDR_LEN < len || seq < first || seq - first > size / REC_HDR_LEN)
+        return false;
+    const uint8_t *rec = seg_rd_get(r, off, REC_HDR_LEN + (size_t)len, size);
+    return rec != NULL && record_crc(rec + 8, rec + REC_HDR_LEN, len) == get_le32(rec + 4);
+}
+
+/* The first segment's first block reads as zeros: its applied prefix was punched out (or it is corrupt).
+ * Finds its first record after the hole: the hole ends on a block boundary at or before it, and the record
+ * has a byte that is not zero within its header, so it starts within a block (plus a header) of the first
+ * byte that is not zero. 1 with *off and *seq, 0 none found (corrupt), -1 read error (errno). */
+static int find_base(struct seg_rd *r, uint64_t size, uint64_t first, uint64_t *off, uint64_t *seq)
+{
+    uint64_t z = 0;
+    for (bool found = false; !found && z < size;) {
+        size_t n = size - z > SCAN_BUF_BYTES ? SCAN_BUF_BYTES : (size_t)(size - z);
+        const uint8_t *p = seg_rd_get(r, z, n, size);
+        if (p == NULL)
+            return errno != 0 ? -1 : 0;
+        size_t i = 0;
+        while (i < n && p[i] == 0)
+            i++;
+        found = i < n;
+        z += i;
+    }
+    uint64_t from = z > REC_HDR_LEN ? z - REC_HDR_LEN : 0, to = z + PUNCH_BLOCK + REC_HDR_LEN;
+    for (uint64_t o = from; o <= to && o + REC_HDR_LEN <= size; o++) {
+        errno = 0;
+        if (record_at(r, o, size, first)) {
+            *off = o;
+            *seq = get_le64(seg_rd_get(r, o, REC_HDR_LEN, size) + 8);
+            return 1;
+        }
+        if (errno != 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* Verifies segment i record by record. Sets *valid_end to the offset after its last good record and
  * *next to the seq that follows it. In the newest segment, a torn record at the end (short, or a bad
  * CRC on a record that ends exactly at the end of the file or is followed by zeros only) ends the
@@ -327,6 +392,20 @@ static int scan_segment(struct sy_spool *s, size_t i, struct seg_rd *r, uint64_t
         return -1;
     }
     uint64_t size = (uint64_t)st.st_size, off = 0, seq = first;
+    const uint8_t *head = i == 0 && size >= PUNCH_BLOCK ? seg_rd_get(r, 0, PUNCH_BLOCK, size) : NULL;
+    if (head == NULL && errno != 0 && i == 0 && size >= PUNCH_BLOCK)
+        goto io_error;
+    if (head != NULL && all_zero(head, PUNCH_BLOCK)) {     /* its applied prefix punched out */
+        int found = find_base(r, size, first, &off, &seq);
+        if (found < 0)
+            goto io_error;
+        if (found == 0) {
+            snprintf(err, errlen, "spool %s: its start reads as zeros and no record follows (corrupt)", path);
+            return -1;
+        }
+        s->segs[i].base_off = off;
+        s->segs[i].base_seq = seq;
+    }
     while (off < size) {
         const char *why = NULL;
         const uint8_t *h = seg_rd_get(r, off, REC_HDR_LEN, size);
@@ -391,7 +470,7 @@ static int recover(struct sy_spool *s, char *err, size_t errlen)
         if (scan_segment(s, i, &r, &end, &expect, err, errlen) != 0)
             goto fail;
         s->segs[i].bytes = end;
-        s->total_bytes += end;
+        s->total_bytes += seg_disk_bytes(&s->segs[i]);
     }
     seg_rd_fini(&r);
     if (s->n_segs == 0)
@@ -446,6 +525,7 @@ struct sy_spool *sy_spool_open(const char *dir, uint64_t max_bytes, uint64_t seg
     pthread_cond_init(&s->appended, &ca);
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->punch_mu, NULL);
     if (recover(s, err, errlen) != 0) {
         sy_spool_close(s);
         return NULL;
@@ -462,6 +542,7 @@ void sy_spool_close(struct sy_spool *s)
     seg_rd_fini(&s->rd);
     pthread_cond_destroy(&s->appended);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->punch_mu);
     free(s->segs);
     free(s->dir);
     free(s);
@@ -516,8 +597,20 @@ static int undo_append(struct sy_spool *s)
     return 0;
 }
 
+static enum sy_spool_rc append_once(struct sy_spool *s, uint8_t type, const void *payload, size_t len,
+                                    uint64_t *seq_out, char *err, size_t errlen);
+
 enum sy_spool_rc sy_spool_append(struct sy_spool *s, uint8_t type, const void *payload, size_t len,
                                  uint64_t *seq_out, char *err, size_t errlen)
+{
+    enum sy_spool_rc rc = append_once(s, type, payload, len, seq_out, err, errlen);
+    if (rc == SY_SPOOL_OK || rc == SY_SPOOL_NO_SPACE)  /* truncate_below punches while the disk is full */
+        __atomic_store_n(&s->no_space, rc == SY_SPOOL_NO_SPACE, __ATOMIC_RELEASE);
+    return rc;
+}
+
+static enum sy_spool_rc append_once(struct sy_spool *s, uint8_t type, const void *payload, size_t len,
+                                    uint64_t *seq_out, char *err, size_t errlen)
 {
     if (s->broken) {
         snprintf(err, errlen, "spool %s: unusable after a failed append could not be undone", s->dir);
@@ -676,7 +769,7 @@ uint64_t sy_spool_last_seq(struct sy_spool *s)
 /* 0 when no record is on disk. */
 static uint64_t first_seq_locked(const struct sy_spool *s)
 {
-    return s->n_segs > 0 && s->segs[0].first <= s->last_seq ? s->segs[0].first : 0;
+    return s->n_segs > 0 && s->segs[0].base_seq <= s->last_seq ? s->segs[0].base_seq : 0;
 }
 
 uint64_t sy_spool_first_seq(struct sy_spool *s)
@@ -700,7 +793,7 @@ uint64_t sy_spool_bytes_kept_from(struct sy_spool *s, uint64_t seq)
     pthread_mutex_lock(&s->mu);
     uint64_t kept = 0;
     for (size_t i = s->n_segs; i-- > 0;) {
-        kept += s->segs[i].bytes;
+        kept += seg_disk_bytes(&s->segs[i]);
         if (s->segs[i].first <= seq)
             break;
     }
@@ -728,7 +821,7 @@ static int scan_for_last(struct sy_spool *s, struct seg_rd *r, const struct seg 
         snprintf(err, errlen, "spool %s: %s", path, strerror(errno));
         return -1;
     }
-    uint64_t off = 0, seq = sg->first;
+    uint64_t off = sg->base_off, seq = sg->base_seq;
     const char *why = NULL;
     while (off < sg->bytes) {
         const uint8_t *h = seg_rd_get(r, off, REC_HDR_LEN, sg->bytes);
@@ -769,6 +862,7 @@ enum sy_spool_rc sy_spool_find_last(struct sy_spool *s, bool (*want)(uint8_t typ
                                     uint64_t *seq_out, uint8_t *type_out, uint8_t **payload_out, size_t *len_out,
                                     char *err, size_t errlen)
 {
+    pthread_mutex_lock(&s->punch_mu);                 /* no punch under the scan */
     pthread_mutex_lock(&s->mu);
     size_t n = s->n_segs;
     struct seg *segs = n ? malloc(n * sizeof *segs) : NULL;
@@ -776,6 +870,7 @@ enum sy_spool_rc sy_spool_find_last(struct sy_spool *s, bool (*want)(uint8_t typ
         memcpy(segs, s->segs, n * sizeof *segs);
     pthread_mutex_unlock(&s->mu);
     if (n > 0 && segs == NULL) {
+        pthread_mutex_unlock(&s->punch_mu);
         snprintf(err, errlen, "spool %s: out of memory", s->dir);
         return SY_SPOOL_ERROR;
     }
@@ -810,6 +905,7 @@ enum sy_spool_rc sy_spool_find_last(struct sy_spool *s, bool (*want)(uint8_t typ
     }
     seg_rd_fini(&r);
     free(segs);
+    pthread_mutex_unlock(&s->punch_mu);
     return rc;
 }
 
@@ -825,6 +921,9 @@ static void deadline_after(struct timespec *ts, int ms)
         ts->tv_nsec -= 1000000000L;
     }
 }
+
+static enum sy_spool_rc read_record(struct sy_spool *s, uint64_t seq, uint8_t *type, const uint8_t **payload,
+                                    size_t *len, char *err, size_t errlen);
 
 enum sy_spool_rc sy_spool_read(struct sy_spool *s, uint64_t seq, uint8_t *type, const uint8_t **payload,
                                size_t *len, int wait_ms, char *err, size_t errlen)
@@ -851,6 +950,18 @@ enum sy_spool_rc sy_spool_read(struct sy_spool *s, uint64_t seq, uint8_t *type, 
             return SY_SPOOL_EMPTY;
         }
     }
+    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_lock(&s->punch_mu);                 /* no punch under the read */
+    enum sy_spool_rc rc = read_record(s, seq, type, payload, len, err, errlen);
+    pthread_mutex_unlock(&s->punch_mu);
+    return rc;
+}
+
+/* Reads record seq (appended: seq <= last_seq), punch_mu held. */
+static enum sy_spool_rc read_record(struct sy_spool *s, uint64_t seq, uint8_t *type, const uint8_t **payload,
+                                    size_t *len, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&s->mu);
     uint64_t first_on_disk = first_seq_locked(s);
     if (seq == 0 || first_on_disk == 0 || seq < first_on_disk) {
         pthread_mutex_unlock(&s->mu);
@@ -876,12 +987,12 @@ enum sy_spool_rc sy_spool_read(struct sy_spool *s, uint64_t seq, uint8_t *type, 
             snprintf(err, errlen, "spool %s: %s", path, strerror(errno));
             return SY_SPOOL_ERROR;
         }
-        s->rd_off = 0;
-        s->rd_next = sg.first;
+        s->rd_off = sg.base_off;
+        s->rd_next = sg.base_seq;
     }
-    if (seq < s->rd_next) {  /* backwards: rescan this segment from its start */
-        s->rd_off = 0;
-        s->rd_next = sg.first;
+    if (seq < s->rd_next || s->rd_off < sg.base_off) {  /* backwards: rescan this segment from its start */
+        s->rd_off = sg.base_off;
+        s->rd_next = sg.base_seq;
     }
     const char *why;
     for (;;) {
@@ -948,6 +1059,55 @@ static bool access_seg_gone(const struct sy_spool *s, uint64_t first)
     return access(path, F_OK) != 0 && errno == ENOENT;
 }
 
+/* While the disk is full: the first segment's records below seq (applied) are punched out in whole blocks,
+ * keeping the record seq itself (open finds the first record after the hole). Best effort: a file system
+ * that cannot punch holes, a read error or a scan in progress leaves it for the next call. */
+static void punch_applied(struct sy_spool *s, uint64_t seq)
+{
+    if (s->punch_unsupported || !__atomic_load_n(&s->no_space, __ATOMIC_ACQUIRE) ||
+        pthread_mutex_trylock(&s->punch_mu) != 0)
+        return;
+    pthread_mutex_lock(&s->mu);
+    bool any = s->n_segs > 0;
+    struct seg sg = any ? s->segs[0] : (struct seg){ 0 };
+    uint64_t last = s->n_segs > 1 ? s->segs[1].first - 1 : s->last_seq;  /* segment 0's last record */
+    pthread_mutex_unlock(&s->mu);
+    struct seg_rd r;
+    seg_rd_init(&r);
+    char path[PATH_MAX];
+    seg_path(s, sg.first, path, sizeof path);
+    uint64_t off = sg.base_off;
+    if (!any || seq <= sg.base_seq || seq > last || seg_rd_open(&r, path, sg.first) != 0)
+        goto out;
+    for (uint64_t at = sg.base_seq; at < seq; at++) {   /* the offset of record seq: headers only */
+        const uint8_t *h = seg_rd_get(&r, off, REC_HDR_LEN, sg.bytes);
+        if (h == NULL || get_le64(h + 8) != at)
+            goto out;
+        off += REC_HDR_LEN + (uint64_t)get_le32(h);
+    }
+    uint64_t end = off / PUNCH_BLOCK * PUNCH_BLOCK;
+    if (end <= sg.base_off / PUNCH_BLOCK * PUNCH_BLOCK)
+        goto out;                                       /* not a block more to free */
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        goto out;
+    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)end) != 0) {
+        s->punch_unsupported = errno == EOPNOTSUPP || errno == ENOSYS;
+        close(fd);
+        goto out;
+    }
+    (void)fdatasync(fd);
+    close(fd);
+    pthread_mutex_lock(&s->mu);
+    s->total_bytes -= off - s->segs[0].base_off;
+    s->segs[0].base_off = off;
+    s->segs[0].base_seq = seq;
+    pthread_mutex_unlock(&s->mu);
+out:
+    seg_rd_fini(&r);
+    pthread_mutex_unlock(&s->punch_mu);
+}
+
 enum sy_spool_rc sy_spool_truncate_below(struct sy_spool *s, uint64_t seq, char *err, size_t errlen)
 {
     /* Take the droppable prefix out of the index under the lock, unlink the files after it. */
@@ -965,7 +1125,7 @@ enum sy_spool_rc sy_spool_truncate_below(struct sy_spool *s, uint64_t seq, char 
         }
         memcpy(gone, s->segs, k * sizeof *gone);
         for (size_t i = 0; i < k; i++)
-            s->total_bytes -= s->segs[i].bytes;
+            s->total_bytes -= seg_disk_bytes(&s->segs[i]);
         memmove(s->segs, s->segs + k, (s->n_segs - k) * sizeof *s->segs);
         s->n_segs -= k;
     }
@@ -996,10 +1156,12 @@ enum sy_spool_rc sy_spool_truncate_below(struct sy_spool *s, uint64_t seq, char 
             memcpy(s->segs, gone + back, (k - back) * sizeof *s->segs);
             s->n_segs += k - back;
             for (size_t i = back; i < k; i++)
-                s->total_bytes += gone[i].bytes;
+                s->total_bytes += seg_disk_bytes(&gone[i]);
         }
         pthread_mutex_unlock(&s->mu);
     }
     free(gone);
+    if (rc == SY_SPOOL_OK)
+        punch_applied(s, seq);
     return rc;
 }

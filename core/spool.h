@@ -9,7 +9,8 @@
  * fails the open naming segment and offset. The spool never holds more than max_bytes on disk: an
  * append that would exceed it fails with SY_SPOOL_FULL (one that hits ENOSPC with SY_SPOOL_NO_SPACE) and
  * writes nothing, so the collector can retry the same record later ("spool_full"). Records below the writer's checkpoint
- * are dropped a whole segment at a time. Thread-safe for one appender and one reader. */
+ * are dropped a whole segment at a time, and while the disk is full the first segment's applied records are
+ * punched out too (core/spool.c). Thread-safe for one appender and one reader. */
 #ifndef SY_SPOOL_H
 #define SY_SPOOL_H
 
@@ -72,7 +73,8 @@ uint64_t sy_spool_bytes_kept_from(struct sy_spool *s, uint64_t seq);
 /* On-disk size of a record with a payload of len bytes (header included), as counted against max_bytes. */
 uint64_t sy_spool_record_bytes(size_t len);
 
-/* Drops every segment whose records are all < seq (the write checkpoint). */
+/* Drops every segment whose records are all < seq (the write checkpoint); while the last append met a full
+ * disk, also frees the first segment's records < seq in whole blocks (hole punching; best effort). */
 enum sy_spool_rc sy_spool_truncate_below(struct sy_spool *s, uint64_t seq, char *err, size_t errlen);
 
 /* Empties the spool in dir (not open) so that its next record is next_seq: every segment goes, an empty

@@ -477,6 +477,95 @@ out:
     free(dir);
 }
 
+static bool want_type_below_100(uint8_t type, void *arg)
+{
+    return type < 100;
+}
+
+/* Whether files in dir can have holes punched in them (else the punch test is skipped). */
+static bool can_punch(const char *dir)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/probe", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    static const char block[8192];
+    bool ok = fd >= 0 && write(fd, block, sizeof block) == (ssize_t)sizeof block &&
+              fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096) == 0;
+    if (fd >= 0)
+        close(fd);
+    unlink(path);
+    return ok;
+}
+
+static blkcnt_t blocks_of(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? st.st_blocks : -1;
+}
+
+/* A full disk can hold a transaction cut in two in a segment the writer cannot drop: while appends fail
+ * with ENOSPC (the next segment is /dev/full), truncate_below punches the first segment's applied records
+ * out (its blocks freed, the file keeps its size); the spool starts at the first record kept, also after a
+ * reopen, and appends go on once there is room again. */
+static void test_full_disk_punches_the_applied_prefix(void)
+{
+    char *dir = make_tmpdir();
+    char path[512], next[512];
+    seg_name(path, sizeof path, dir, 1);
+    seg_name(next, sizeof next, dir, 2001);
+    struct sy_spool *s = NULL;
+    if (!can_punch(dir) || access("/dev/full", W_OK) != 0) {
+        fprintf(stderr, "test_full_disk_punches_the_applied_prefix: no hole punching or /dev/full here (skipped)\n");
+        goto out;
+    }
+    s = sy_spool_open(dir, 0, 0, errbuf, sizeof errbuf);
+    CHECK(s != NULL && append_n(s, 1, 2000));
+    sy_spool_close(s);
+    CHECK(symlink("/dev/full", next) == 0);              /* the next append hits a full disk */
+    s = sy_spool_open(dir, 0, 0, errbuf, sizeof errbuf);
+    CHECK(s != NULL);
+    if (s == NULL)
+        goto out;
+    uint64_t seq = 0, before = sy_spool_bytes(s);
+    blkcnt_t blocks = blocks_of(path);
+    CHECK(sy_spool_truncate_below(s, 1500, errbuf, sizeof errbuf) == SY_SPOOL_OK);
+    CHECK(sy_spool_first_seq(s) == 1);                   /* the disk is not full: nothing punched */
+    CHECK(sy_spool_append(s, 1, "abc", 3, &seq, errbuf, sizeof errbuf) == SY_SPOOL_NO_SPACE);
+    CHECK(sy_spool_truncate_below(s, 1500, errbuf, sizeof errbuf) == SY_SPOOL_OK);
+    CHECK(sy_spool_first_seq(s) == 1500 && sy_spool_last_seq(s) == 2000);
+    CHECK(sy_spool_bytes(s) < before && blocks_of(path) < blocks && file_size(path) > 0);
+    CHECK(read_is(s, 1500) && read_is(s, 2000) && read_is(s, 1600));
+    uint8_t type;
+    const uint8_t *p;
+    size_t len;
+    CHECK(sy_spool_read(s, 1499, &type, &p, &len, 0, errbuf, sizeof errbuf) == SY_SPOOL_ERROR);
+    uint8_t *copy = NULL;                                /* a scan of the punched segment starts after the hole */
+    CHECK(sy_spool_find_last(s, want_type_below_100, NULL, &seq, &type, &copy, &len, errbuf, sizeof errbuf) ==
+              SY_SPOOL_OK && seq == 1891);
+    free(copy);
+    sy_spool_close(s);
+    CHECK(unlink(next) == 0);                            /* room again */
+    s = sy_spool_open(dir, 0, 0, errbuf, sizeof errbuf);
+    CHECK(s != NULL);
+    if (s == NULL) {
+        fprintf(stderr, "reopen: %s\n", errbuf);
+        goto out;
+    }
+    /* the first whole record after the hole: the applied ones between the block boundary and 1500 too */
+    uint64_t first = sy_spool_first_seq(s);
+    CHECK(first > 1500 - 4096 / REC_HDR && first <= 1500 && sy_spool_last_seq(s) == 2000);
+    CHECK(read_is(s, first) && read_is(s, 1500) && read_is(s, 1999));
+    CHECK(append_n(s, 2001, 2100));
+    sy_spool_close(s);
+    s = sy_spool_open(dir, 0, 0, errbuf, sizeof errbuf);
+    CHECK(s != NULL && sy_spool_first_seq(s) == first && sy_spool_last_seq(s) == 2100);
+    CHECK(s != NULL && read_is(s, 1500) && read_is(s, 2100));
+out:
+    sy_spool_close(s);
+    rm_rf(dir);
+    free(dir);
+}
+
 static void test_big_records(void)
 {
     char *dir = make_tmpdir();
@@ -731,6 +820,7 @@ int main(void)
     test_corruption();
     test_full();
     test_enospc();
+    test_full_disk_punches_the_applied_prefix();
     test_big_records();
     test_blocking_reader();
     test_find_last();
