@@ -40,20 +40,27 @@ def fill(mnt, leave: int) -> int:
     return size
 
 
-def test_a_full_disk_makes_the_forward_instance_wait_and_loses_nothing(small_disk, daemon, mariadb_pair,
-                                                                        fresh):  # noqa: F811
-    b, dr = mariadb_pair
-    b.sql("CREATE TABLE t (id INT PRIMARY KEY, pad VARCHAR(255))", database=fresh)
-    app_user(mariadb_pair, fresh)
-    pname = f"d{fresh}"
+def on_small_disk(small_disk, daemon, mariadb_pair, db, pname):
+    """A daemon whose state_dir is on the small disk, its forward instance running with one row applied, then
+    the disk filled up to 64 KiB. Returns it and an application connection."""
+    mariadb_pair.business.sql("CREATE TABLE t (id INT PRIMARY KEY, pad VARCHAR(255))", database=db)
+    app_user(mariadb_pair, db)
     state = small_disk / "state"
     state.mkdir()
-    d = daemon(pair=pname, objects=f"{fresh}.*", global_opts={"state_dir": str(state)})
+    d = daemon(pair=pname, objects=f"{db}.*", global_opts={"state_dir": str(state)})
     wait_state(d, pname, "running")
-    c = app_conn(d, fresh)
+    c = app_conn(d, db)
     one(c, "INSERT INTO t VALUES (0, 'before')")
-    assert_equal_eventually(mariadb_pair, fresh)
+    assert_equal_eventually(mariadb_pair, db)
     fill(small_disk, leave=64 * 1024)
+    return d, c
+
+
+def test_a_full_disk_makes_the_forward_instance_wait_and_loses_nothing(small_disk, daemon, mariadb_pair,
+                                                                        fresh):  # noqa: F811
+    dr = mariadb_pair.dr
+    pname = f"d{fresh}"
+    d, c = on_small_disk(small_disk, daemon, mariadb_pair, fresh, pname)
     # DR's writer held back (a DR transaction locks the table): nothing the spool holds can be dropped
     with locked(dr, fresh, "SELECT * FROM t FOR UPDATE"):
         for n in range(40):                      # ~40 x 20 rows of ~260 bytes: far more than 64 KiB
@@ -92,18 +99,8 @@ def test_a_full_disk_frees_the_applied_part_of_the_spool_by_itself(small_disk, d
     forward instance then waited for the operator for good. Now the spool punches the applied part of that
     segment out while the disk is full, and the instance goes on by itself: DR equals business with the
     filler still there."""
-    b, dr = mariadb_pair
-    b.sql("CREATE TABLE t (id INT PRIMARY KEY, pad VARCHAR(255))", database=fresh)
-    app_user(mariadb_pair, fresh)
     pname = f"e{fresh}"
-    state = small_disk / "state"
-    state.mkdir()
-    d = daemon(pair=pname, objects=f"{fresh}.*", global_opts={"state_dir": str(state)})
-    wait_state(d, pname, "running")
-    c = app_conn(d, fresh)
-    one(c, "INSERT INTO t VALUES (0, 'before')")
-    assert_equal_eventually(mariadb_pair, fresh)
-    fill(small_disk, leave=64 * 1024)
+    d, c = on_small_disk(small_disk, daemon, mariadb_pair, fresh, pname)
     for n in range(40):                          # ~40 x 20 rows of ~260 bytes: far more than 64 KiB
         one(c, f"INSERT INTO t SELECT seq + {1 + n * 20}, REPEAT('x', 255) FROM seq_1_to_20")
     assert_equal_eventually(mariadb_pair, fresh, timeout=120)
