@@ -2118,3 +2118,42 @@ def test_a_failovers_tail_outlives_the_owner_that_ran_it(daemon, etcd, mariadb_p
     # the failover consumed the operator's pause (it ran the instance to drain its spool): etcd forgets it too
     wait_for(lambda: etcd_get(etcd, f"/switchyard/pairs/{pname}/instances/forward") is None, 10,
              "the operator's pause forgotten in etcd")
+
+
+def test_a_cluster_failovers_tail_counts_writes_acknowledged_through_every_node(daemon, etcd, mariadb_pair,
+                                                                                 fresh):  # noqa: F811
+    """The forward instance paused (so nothing after it is collected), then two inserts acknowledged through
+    the owner's proxy, three through another node's and one committed on business directly (nobody was
+    told): business killed, `failover` given to the third node. The tail holds all six transactions, and
+    the five the clients saw acknowledged count as acknowledged, in status and in the tail record in etcd
+    (its ack_ledger_position is business's position after the last acknowledged one): the failover merges
+    every node's ack ledger, which reached it with the hold. Before, the tail used the owner's ledger only:
+    2 acknowledged, the three written through the other node counted as never acknowledged."""
+    b, dr = mariadb_pair
+    pname = f"k{fresh}"
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname)
+    one(app_conn(owner, fresh), "INSERT INTO t VALUES (0, 'replicated')")
+    wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", fresh) == ((1,),), 30, "forward applied")
+    owner.admin_ok("pause", instance=f"{pname}/forward")
+    via_owner, via_other = app_conn(owner, fresh), app_conn(others[0], fresh)
+    for i in (1, 2):
+        one(via_owner, "INSERT INTO t VALUES (%s, 'acknowledged by the owner')", (i,))
+    for i in (3, 4, 5):
+        one(via_other, "INSERT INTO t VALUES (%s, 'acknowledged by another node')", (i,))
+    acknowledged_up_to = q(b, "SELECT @@gtid_binlog_pos")[0][0]
+    b.sql("INSERT INTO t VALUES (6, 'nobody was told')", database=fresh)
+    b.kill9()
+    try:
+        r = others[1].admin_ok("failover", pair=pname)
+        assert r["active_side"] == "dr", r
+        rec = wait_for(lambda: etcd_get(etcd, f"/switchyard/pairs/{pname}/tail"), 10, "the tail kept in etcd")
+        assert rec["ack_ledger_position"] == acknowledged_up_to, rec
+    finally:
+        b.start()
+    tail = wait_for(lambda: owner.pair_status(pname)["tail"]["state"] == "open" and owner.pair_status(pname)["tail"],
+                    60, "the tail found on business")
+    assert (tail["transactions"], tail["acknowledged"]) == (6, 5), tail
+    assert tail["ack_ledger_position"] == acknowledged_up_to, tail
+    owner.admin_ok("resolve-tail", pair=pname, discard=True)
+    assert q(b, "SELECT id FROM t ORDER BY id", fresh) == ((0,),)          # reverted on business
+
