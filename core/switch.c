@@ -396,7 +396,9 @@ static void do_flip(struct sy_switch *sw)
     if (sw->kind == SW_FAILOVER) {
         snprintf(p->tail_state, sizeof p->tail_state, "pending");
         json_decref(p->tail);
-        p->tail = json_deep_copy(sw->tail);
+        json_t *pub = sy_cluster_tail_public(sw->tail);    /* the collector's file stays where it is here */
+        p->tail = json_deep_copy(pub);
+        json_decref(pub);
         if (p->shared != NULL)                      /* etcd has it: put with the epoch */
             p->tail_gen_recorded = ++p->tail_gen;
     }
@@ -684,6 +686,11 @@ static int flip(struct sy_switch *sw)
         json_decref(sw->tail);
         sw->tail = json_pack("{s:s,s:s,s:s}", "collected_position", fw.collected, "ack_ledger_position", sw->ledger,
                              "failover_at", when);
+        if (p->shared != NULL) {                    /* the next owner's tail read needs it too */
+            char dir[1200];
+            sy_instance_dir(p, SY_DIR_FORWARD, dir, sizeof dir);
+            sy_cluster_tail_collector_attach(sw->tail, dir, p->cfg->name);
+        }
     }
     if (p->shared != NULL) {
         loop_call_until(sw, do_epoch_cas, true);
