@@ -16,9 +16,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/instance.h"
 #include "engine/mongo_client.h"
 
-#define SY_MONGO_TAKEN_FILE "mongo_taken.json"
+#define SY_MONGO_TAKEN_FILE SY_INSTANCE_TAIL_FILE  /* a cluster failover carries it to the next owner */
 
 /* Writes the set (keys: t << 32 | i; zeros ignored; keys at or before after are left out). 0, or -1 (err). */
 int sy_mongo_taken_save(const char *dir, struct sy_mongo_ts position, struct sy_mongo_ts after, const uint64_t *keys,

@@ -4,8 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/cluster.h"
+#include "core/instance.h"
+#include "core/log.h"
+#include "core/state_file.h"
 
 void sy_cluster_tail_key(char *out, size_t outlen, const char *pair)
 {
@@ -14,9 +18,60 @@ void sy_cluster_tail_key(char *out, size_t outlen, const char *pair)
 
 json_t *sy_cluster_tail_value(json_t *tail, const char *node)
 {
-    return json_pack("{s:O*,s:O*,s:O*,s:s}", "collected_position", json_object_get(tail, "collected_position"),
-                     "ack_ledger_position", json_object_get(tail, "ack_ledger_position"), "failover_at",
-                     json_object_get(tail, "failover_at"), "node", node);
+    json_t *v = json_pack("{s:O*,s:O*,s:O*,s:s}", "collected_position", json_object_get(tail, "collected_position"),
+                          "ack_ledger_position", json_object_get(tail, "ack_ledger_position"), "failover_at",
+                          json_object_get(tail, "failover_at"), "node", node);
+    static const char *const carried[] = { "collector_state", "collector_state_dropped" };
+    for (size_t k = 0; v != NULL && k < sizeof carried / sizeof carried[0]; k++)
+        if (json_object_get(tail, carried[k]) != NULL)
+            json_object_set(v, carried[k], json_object_get(tail, carried[k]));
+    return v;
+}
+
+void sy_cluster_tail_collector_attach(json_t *tail, const char *instance_dir, const char *pair)
+{
+    char path[1300], err[512], why[700];
+    struct stat st;
+    int missing = 0;
+    snprintf(path, sizeof path, "%s/%s", instance_dir, SY_INSTANCE_TAIL_FILE);
+    if (stat(path, &st) != 0)
+        return;                                     /* none left (engine, crash, failed collector) */
+    if (st.st_size > SY_CLUSTER_TAIL_COLLECTOR_MAX) {
+        snprintf(why, sizeof why, "%s is %lld bytes, more than the %d a tail record carries", path,
+                 (long long)st.st_size, SY_CLUSTER_TAIL_COLLECTOR_MAX);
+    } else {
+        json_t *state = sy_state_read_json(path, &missing, err, sizeof err);
+        if (state != NULL) {
+            json_object_set_new(tail, "collector_state", state);
+            return;
+        }
+        snprintf(why, sizeof why, "%s: %s", path, missing ? "gone" : err);
+    }
+    sy_log_warn("pair %s: failover: the tail record in etcd goes without what the forward collector took near its "
+                "position (%s): another owner's tail read would start at the collected position alone",
+                pair, why);
+    json_object_set_new(tail, "collector_state_dropped", json_string(why));
+}
+
+int sy_cluster_tail_collector_restore(const json_t *state, const char *dir, char *err, size_t errlen)
+{
+    char path[1300];
+    snprintf(path, sizeof path, "%s/%s", dir, SY_INSTANCE_TAIL_FILE);
+    return sy_mkdirs(dir, err, errlen) == 0 && sy_state_write_json(path, state, err, errlen) == 0 ? 0 : -1;
+}
+
+void sy_cluster_tail_collector_remove(const char *dir)
+{
+    char err[512];
+    if (sy_rmtree(dir, err, sizeof err) != 0)
+        sy_log_warn("%s", err);
+}
+
+json_t *sy_cluster_tail_public(json_t *tail)
+{
+    json_t *t = json_copy(tail);
+    json_object_del(t, "collector_state");
+    return t;
 }
 
 int sy_cluster_tail_put(struct sy_etcd *e, const char *pair, json_t *tail, const char *node, uint64_t owner_token,

@@ -159,6 +159,10 @@ bool sy_instance_is_retired(const struct sy_instance *in);
 
 /* The instance's state directory (state_dir/instances/<pair>.<direction>), whether it exists or not. */
 void sy_instance_dir(const struct sy_pair *pair, enum sy_direction dir, char *out, size_t outlen);
+/* What a forward collector may leave in the instance's directory at a clean stop for a failover's tail
+ * (the engine's tail_read reads it from there; MongoDB: the set of ts taken near its position,
+ * capture/mongo_taken.h). A cluster failover carries it in its tail record (core/cluster_tail.h). */
+#define SY_INSTANCE_TAIL_FILE "mongo_taken.json"
 /* Whether a reverse instance was created for this pair before (its state survives restarts). */
 bool sy_instance_exists(const struct sy_pair *pair, enum sy_direction dir);
 /* Creates the reverse instance after its precheck passed: incremental only, collecting from

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/cluster_tail.h"
 #include "core/instance.h"
 #include "core/log.h"
 #include "core/shared_epoch.h"
@@ -74,8 +75,8 @@ int sy_pair_save(struct sy_pair *p, char *err, size_t errlen)
     pair_state_path(p, path, sizeof path);
     json_t *doc = json_pack("{s:I,s:s,s:s}", "epoch", (json_int_t)p->epoch, "active_side",
                             sy_side_name(p->active_side), "tail_state", p->tail_state);
-    if (p->tail)
-        json_object_set(doc, "tail", p->tail);
+    if (p->tail)          /* a record's collector_state is read from etcd again by a takeover */
+        json_object_set_new(doc, "tail", sy_cluster_tail_public(p->tail));
     int rc = sy_state_write_json(path, doc, err, errlen);
     json_decref(doc);
     return rc;
@@ -259,7 +260,7 @@ json_t *sy_pair_status_json(const struct sy_pair *p)
     if (p->switch_history)
         json_object_set(o, "switch_history", p->switch_history);
     if (p->tail_state[0]) {
-        json_t *t = p->tail ? json_deep_copy(p->tail) : json_object();
+        json_t *t = p->tail ? sy_cluster_tail_public(p->tail) : json_object();
         json_object_set_new(t, "state", json_string(p->tail_state));
         json_object_set_new(o, "tail", t);
     }

@@ -63,6 +63,10 @@ struct sy_proxy_protocol {
     size_t (*switch_flip)(void *state, enum sy_side to); /* after active_side changed: swaps; sessions moved */
     /* The ack ledger of a side: highest position acknowledged to any client there ("" = none). */
     void (*ack_ledger)(void *state, enum sy_side side, char *out, size_t outlen);
+    /* Merges `other`, another node's ack ledger of the same side (as its ack_ledger wrote it), into `into`
+     * (rewritten in place, at most intolen with the NUL): what the clients of either were told. Pure: any
+     * thread (a cluster failover's tail, core/switch.c). NULL: the engine's ledgers claim no position. */
+    void (*ack_ledger_merge)(char *into, size_t intolen, const char *other);
     /* Errors the proxy answered itself: {"reason": count, ...} (metrics). */
     json_t *(*client_errors)(void *state);
     /* A cluster node cut off from etcd (core/shared_epoch.c): every session whose request (or login) has

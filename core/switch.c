@@ -396,7 +396,9 @@ static void do_flip(struct sy_switch *sw)
     if (sw->kind == SW_FAILOVER) {
         snprintf(p->tail_state, sizeof p->tail_state, "pending");
         json_decref(p->tail);
-        p->tail = json_deep_copy(sw->tail);
+        json_t *pub = sy_cluster_tail_public(sw->tail);    /* the collector's file stays where it is here */
+        p->tail = json_deep_copy(pub);
+        json_decref(pub);
         if (p->shared != NULL)                      /* etcd has it: put with the epoch */
             p->tail_gen_recorded = ++p->tail_gen;
     }
@@ -631,6 +633,26 @@ static int fence_and_drain(struct sy_switch *sw)
     return 0;
 }
 
+/* A failover's ack ledger: this node's merged with every other node's (their "held" acknowledgements), so
+ * that the tail counts as acknowledged what the clients of any node were told. */
+static void merge_ledgers(struct sy_switch *sw)
+{
+    const struct sy_proxy_protocol *proto = sw->p->proto;
+    json_t *l;
+    size_t i;
+    if (proto->ack_ledger_merge == NULL)
+        return;
+    json_array_foreach(sw->ledgers, i, l) {
+        const char *other = json_string_value(l);
+        if (other == NULL || other[0] == '\0')
+            continue;
+        if (sw->ledger[0] == '\0')
+            snprintf(sw->ledger, sizeof sw->ledger, "%s", other);
+        else
+            proto->ack_ledger_merge(sw->ledger, sizeof sw->ledger, other);
+    }
+}
+
 /* Step 5: nothing before the persisted epoch is irreversible. */
 static int flip(struct sy_switch *sw)
 {
@@ -660,9 +682,15 @@ static int flip(struct sy_switch *sw)
         time_t t = time(NULL);
         char when[32];
         strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+        merge_ledgers(sw);
         json_decref(sw->tail);
         sw->tail = json_pack("{s:s,s:s,s:s}", "collected_position", fw.collected, "ack_ledger_position", sw->ledger,
                              "failover_at", when);
+        if (p->shared != NULL) {                    /* the next owner's tail read needs it too */
+            char dir[1200];
+            sy_instance_dir(p, SY_DIR_FORWARD, dir, sizeof dir);
+            sy_cluster_tail_collector_attach(sw->tail, dir, p->cfg->name);
+        }
     }
     if (p->shared != NULL) {
         loop_call_until(sw, do_epoch_cas, true);

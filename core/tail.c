@@ -39,7 +39,10 @@ struct tail_job {
     char position[1024];           /* the business position after the job */
     char collected[1024];          /* find: the tail starts after it (copied on the loop: p->tail is the
                                       loop's) */
-    char collector_dir[1200];      /* find: the forward instance's state dir (engine's tail_read) */
+    char collector_dir[1200];      /* find: where the forward collector's file is (engine's tail_read): its
+                                      instance dir, or where collector_state is written */
+    json_t *collector_state;       /* owned: find: the file from the tail record (another node's failover), or
+                                      NULL: this node's own is in the instance dir */
     char err[1024];
     json_t *detail;                /* owned: tail_read's output (find) / input (resolve) */
     json_t *result;                /* owned: tail_revert's result */
@@ -52,6 +55,7 @@ static void job_free(struct tail_job *j)
         event_free(j->done);
     json_decref(j->detail);
     json_decref(j->result);
+    json_decref(j->collector_state);
     free(j);
 }
 
@@ -88,6 +92,10 @@ static void *find_thread(void *arg)
                                sizeof j->err);
         pthread_mutex_unlock(&p->fence_lock);
         if (j->rc == 0 && p->eng->failover->tail_read != NULL) {
+            char err[512];
+            if (j->collector_state != NULL &&       /* without it: tail_read says what it misses */
+                sy_cluster_tail_collector_restore(j->collector_state, j->collector_dir, err, sizeof err) != 0)
+                sy_log_warn("pair %s: the tail record's collector state cannot be used: %s", p->cfg->name, err);
             j->detail = json_object();
             if (p->eng->failover->tail_read(p->cfg, &p->cfg->business, j->collected, j->collector_dir,
                                             j->detail, j->err, sizeof j->err) != 0) {
@@ -95,6 +103,8 @@ static void *find_thread(void *arg)
                 j->detail = NULL;
                 j->rc = -1;
             }
+            if (j->collector_state != NULL)
+                sy_cluster_tail_collector_remove(j->collector_dir);
         }
     }
     event_active(j->done, 0, 0);
@@ -309,7 +319,14 @@ static void on_tail_timer(evutil_socket_t fd, short what, void *arg)
     j->p = p;
     snprintf(j->collected, sizeof j->collected, "%s",
              json_string_value(json_object_get(p->tail, "collected_position")) ?: "");
-    sy_instance_dir(p, SY_DIR_FORWARD, j->collector_dir, sizeof j->collector_dir);
+    json_t *state = json_object_get(p->tail, "collector_state");   /* the record of another node's failover */
+    if (json_is_object(state)) {
+        snprintf(j->collector_dir, sizeof j->collector_dir, "%s/pairs/%s.tail-collector", p->state_dir,
+                 p->cfg->name);
+        j->collector_state = json_deep_copy(state);                 /* the thread's own */
+    } else {
+        sy_instance_dir(p, SY_DIR_FORWARD, j->collector_dir, sizeof j->collector_dir);
+    }
     if (job_start(j, find_thread, on_found) != 0)
         job_free(j);
 }
@@ -371,7 +388,8 @@ static void on_resolved(evutil_socket_t fd, short what, void *arg)
     } else if (tail_close(p, how, j->position, err, sizeof err) != 0) {
         sy_admin_fail(j->req, "internal", "%s", err);
     } else {
-        json_t *tail = json_deep_copy(p->tail);
+        json_t *pub = sy_cluster_tail_public(p->tail), *tail = json_deep_copy(pub);
+        json_decref(pub);
         json_object_set_new(tail, "revert", json_incref(j->result));
         if (j->export_path[0])
             json_object_set_new(tail, "file", json_string(j->export_path));

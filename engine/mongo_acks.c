@@ -155,20 +155,66 @@ bool sy_mongo_acks_hurried(struct sy_mongo_acks *a, uint64_t now_ms)
     return yes;
 }
 
-void sy_mongo_acks_ledger(struct sy_mongo_acks *a, char *out, size_t outlen, struct sy_mongo_acks_stats *st)
+#define LEDGER_INCOMPLETE " and an incomplete ledger"
+
+/* The ledger's text: "t:i", then what is pending or that it is incomplete ("" when there is nothing). */
+static void ledger_format(uint64_t ledger, size_t pending, bool incomplete, char *out, size_t outlen)
 {
-    pthread_mutex_lock(&a->lock);
     char ts[32] = "";
-    struct sy_mongo_ts at = { (uint32_t)(a->ledger >> 32), (uint32_t)a->ledger };
+    struct sy_mongo_ts at = { (uint32_t)(ledger >> 32), (uint32_t)ledger };
     sy_mongo_ts_format(at, ts, sizeof ts);
-    size_t pending = a->pending.count;
-    if (a->incomplete)
-        snprintf(out, outlen, "%s and an incomplete ledger (more than %u acknowledged writes were not read from the "
+    if (incomplete)
+        snprintf(out, outlen, "%s" LEDGER_INCOMPLETE " (more than %u acknowledged writes were not read from the "
                  "oplog)", ts, SY_MONGO_ACK_PENDING_MAX);
     else if (pending > 0)
         snprintf(out, outlen, "%s and %zu acknowledged write(s) not yet read from the oplog", ts, pending);
     else
-        snprintf(out, outlen, "%s", a->ledger != 0 ? ts : "");
+        snprintf(out, outlen, "%s", ledger != 0 ? ts : "");
+}
+
+/* ledger_format's text read back: false when it is not one. */
+static bool ledger_parse(const char *text, uint64_t *ledger, size_t *pending, bool *incomplete)
+{
+    char head[32];
+    struct sy_mongo_ts at = { 0, 0 };
+    size_t n = strcspn(text, " ");
+    *ledger = 0;
+    *pending = 0;
+    *incomplete = false;
+    if (text[0] == '\0')
+        return true;
+    if (n >= sizeof head)
+        return false;
+    snprintf(head, sizeof head, "%.*s", (int)n, text);
+    if (!sy_mongo_ts_parse(head, &at))
+        return false;
+    *ledger = (uint64_t)at.t << 32 | at.i;
+    const char *rest = text + n;
+    unsigned long long count = 0;
+    if (strncmp(rest, LEDGER_INCOMPLETE, strlen(LEDGER_INCOMPLETE)) == 0)
+        *incomplete = true;
+    else if (sscanf(rest, " and %llu acknowledged", &count) == 1)
+        *pending = (size_t)count;
+    else if (rest[0] != '\0')
+        return false;
+    return true;
+}
+
+void sy_mongo_acks_ledger_merge(char *into, size_t intolen, const char *other)
+{
+    uint64_t a, b;
+    size_t pa, pb;
+    bool ia, ib;
+    if (!ledger_parse(into, &a, &pa, &ia) || !ledger_parse(other, &b, &pb, &ib))
+        return;
+    ledger_format(a > b ? a : b, pa + pb, ia || ib, into, intolen);
+}
+
+void sy_mongo_acks_ledger(struct sy_mongo_acks *a, char *out, size_t outlen, struct sy_mongo_acks_stats *st)
+{
+    pthread_mutex_lock(&a->lock);
+    size_t pending = a->pending.count;
+    ledger_format(a->ledger, pending, a->incomplete, out, outlen);
     if (st != NULL)
         *st = (struct sy_mongo_acks_stats){ .acked = a->acked, .matched = a->matched, .unproven = a->unproven,
                                             .pending = pending, .incomplete = a->incomplete };

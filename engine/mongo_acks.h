@@ -69,5 +69,8 @@ struct sy_mongo_acks_stats {
 };
 /* The ledger position text ("" when no write was proven yet and none is pending) and counts. */
 void sy_mongo_acks_ledger(struct sy_mongo_acks *a, char *out, size_t outlen, struct sy_mongo_acks_stats *st);
+/* Another node's ledger text merged into `into` (rewritten in place): the newer position, the pending writes of
+ * both, incomplete if either is (a text neither wrote: `into` stays). Pure. */
+void sy_mongo_acks_ledger_merge(char *into, size_t intolen, const char *other);
 
 #endif

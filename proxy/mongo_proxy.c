@@ -147,6 +147,7 @@ const struct sy_proxy_protocol sy_mongo_protocol = {
     .switch_unwarm = sy_mongo_switch_unwarm,
     .switch_flip = sy_mongo_switch_flip,
     .ack_ledger = px_ledger,
+    .ack_ledger_merge = sy_mongo_acks_ledger_merge,
     .client_errors = px_client_errors,
     .fail_held = px_fail_held,
 };

@@ -460,6 +460,19 @@ static void px_ledger(void *state, enum sy_side side, char *out, size_t outlen)
     sy_gtid_set_format(&set, out, outlen);
 }
 
+/* Per domain, the later of the two (a ledger that does not parse leaves `into` as it is). */
+static void px_ledger_merge(char *into, size_t intolen, const char *other)
+{
+    struct sy_gtid_set a, b;
+    if (!sy_gtid_set_parse(into, strlen(into), &a) || !sy_gtid_set_parse(other, strlen(other), &b)) {
+        sy_log_warn("ack ledgers '%s' and '%s': not both GTID sets, not merged", into, other);
+        return;
+    }
+    for (size_t k = 0; k < b.n; k++)
+        sy_gtid_set_advance(&a, &b.v[k]);
+    sy_gtid_set_format(&a, into, intolen);
+}
+
 const struct sy_proxy_protocol sy_mysql_protocol = {
     .engine = SY_ENGINE_MARIADB,
     .start = proxy_start,
@@ -476,6 +489,7 @@ const struct sy_proxy_protocol sy_mysql_protocol = {
     .switch_unwarm = px_unwarm,
     .switch_flip = px_flip,
     .ack_ledger = px_ledger,
+    .ack_ledger_merge = px_ledger_merge,
     .client_errors = px_client_errors,
     .fail_held = px_fail_held,
 };

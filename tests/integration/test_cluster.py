@@ -2163,3 +2163,95 @@ def test_a_failovers_tail_outlives_the_owner_that_ran_it(daemon, etcd, mariadb_p
     # the failover consumed the operator's pause (it ran the instance to drain its spool): etcd forgets it too
     wait_for(lambda: etcd_get(etcd, f"/switchyard/pairs/{pname}/instances/forward") is None, 10,
              "the operator's pause forgotten in etcd")
+
+
+def test_a_cluster_failovers_tail_counts_writes_acknowledged_through_every_node(daemon, etcd, mariadb_pair,
+                                                                                 fresh):  # noqa: F811
+    """The forward instance paused (so nothing after it is collected), then two inserts acknowledged through
+    the owner's proxy, three through another node's and one committed on business directly (nobody was
+    told): business killed, `failover` given to the third node. The tail holds all six transactions, and
+    the five the clients saw acknowledged count as acknowledged, in status and in the tail record in etcd
+    (its ack_ledger_position is business's position after the last acknowledged one): the failover merges
+    every node's ack ledger, which reached it with the hold. Before, the tail used the owner's ledger only:
+    2 acknowledged, the three written through the other node counted as never acknowledged."""
+    b, dr = mariadb_pair
+    pname = f"k{fresh}"
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname)
+    one(app_conn(owner, fresh), "INSERT INTO t VALUES (0, 'replicated')")
+    wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", fresh) == ((1,),), 30, "forward applied")
+    owner.admin_ok("pause", instance=f"{pname}/forward")
+    via_owner, via_other = app_conn(owner, fresh), app_conn(others[0], fresh)
+    for i in (1, 2):
+        one(via_owner, "INSERT INTO t VALUES (%s, 'acknowledged by the owner')", (i,))
+    for i in (3, 4, 5):
+        one(via_other, "INSERT INTO t VALUES (%s, 'acknowledged by another node')", (i,))
+    acknowledged_up_to = q(b, "SELECT @@gtid_binlog_pos")[0][0]
+    b.sql("INSERT INTO t VALUES (6, 'nobody was told')", database=fresh)
+    b.kill9()
+    try:
+        r = others[1].admin_ok("failover", pair=pname)
+        assert r["active_side"] == "dr", r
+        rec = wait_for(lambda: etcd_get(etcd, f"/switchyard/pairs/{pname}/tail"), 10, "the tail kept in etcd")
+        assert rec["ack_ledger_position"] == acknowledged_up_to, rec
+    finally:
+        b.start()
+    tail = wait_for(lambda: owner.pair_status(pname)["tail"]["state"] == "open" and owner.pair_status(pname)["tail"],
+                    60, "the tail found on business")
+    assert (tail["transactions"], tail["acknowledged"]) == (6, 5), tail
+    assert tail["ack_ledger_position"] == acknowledged_up_to, tail
+    owner.admin_ok("resolve-tail", pair=pname, discard=True)
+    assert q(b, "SELECT id FROM t ORDER BY id", fresh) == ((0,),)          # reverted on business
+
+
+def test_a_mongodb_failovers_tail_keeps_the_late_entries_its_collector_knew_for_the_next_owner(
+        etcd, ferretdb_pair, mongo_daemon, tmp_path):
+    """FerretDB stores an oplog entry after a newer one now and then: one that lands after the forward
+    collector's last poll is older than the collected position, and only the set of ts the collector left at
+    the failover's pause (mongo_taken.json, on the node that ran it) puts it in the tail. The failover carries
+    that set in its tail record in etcd, and the owner is killed before `resolve-tail`: the new owner's tail
+    read uses the record's set as the old owner's file would have been used, so the acknowledged insert whose
+    entry the collector never saw is in the tail (exported, then reverted). Simulated as in
+    test_mongo_switch.py: SY_HIDE_OPLOG_NS hides one collection's entries from every node's collector. Before,
+    the new owner read the tail after the collected position alone: empty (it closed by itself), the insert
+    neither on DR nor in the tail."""
+    b, dr = ferretdb_pair
+    db, pname = "tlm", "tlm"
+    nodes = mongo_nodes(mongo_daemon, etcd, ferretdb_pair, db, pname,
+                        env_of=lambda i: {"SY_HIDE_OPLOG_NS": f"{db}.late"})
+    owner, others = elected(nodes, pname)
+    client = mongo_client(owner, pname, b)
+    try:
+        client[db].late.insert_one({"_id": "late"})        # acknowledged; its entry unseen by the collector
+        client[db].docs.insert_one({"_id": "newer"})       # a newer entry, collected and applied
+    finally:
+        client.close()
+    with dr.client() as drc:
+        wait_for(lambda: drc[db].docs.count_documents({"_id": "newer"}) == 1, 60, "forward applied")
+        assert drc[db].late.count_documents({}) == 0
+    b.kill9()
+    try:
+        r = others[0].admin_ok("failover", pair=pname)
+        assert r["active_side"] == "dr", r
+        rec = wait_for(lambda: etcd_get(etcd, f"/switchyard/pairs/{pname}/tail"), 10, "the tail kept in etcd")
+        assert rec["collector_state"]["position"] == rec["collected_position"], rec
+        assert rec["collector_state"]["taken"], rec                      # "newer" at least
+        owner.kill9()
+        new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
+        wait_for(lambda: new.pair_status(pname).get("tail", {}).get("state") == "pending", 30,
+                 "the tail this node's to find")
+        assert "collector_state" not in new.pair_status(pname)["tail"]  # status shows no set of ts
+    finally:
+        b.start()
+    wait_for(lambda: new.pair_status(pname).get("tail", {}).get("state") != "pending", 90, "the tail read")
+    tail = new.pair_status(pname).get("tail")
+    assert tail is not None and tail["state"] == "open", \
+        f"the tail is empty: the acknowledged insert 'late' is neither on DR nor in the tail ({tail})"
+    assert (tail["transactions"], tail["acknowledged"]) == (1, 1), tail
+    export = tmp_path / "tail.json"
+    new.admin_ok("resolve-tail", pair=pname, export=str(export))
+    detail = json.loads(export.read_text())
+    assert [(row["table"], row["key"]) for t in detail["transactions"] for row in t["rows"]] == \
+        [(f"{db}.late", {"_id": "late"})], detail
+    assert detail["collected_set"] >= 1, detail                      # "newer" skipped as taken
+    with b.client() as c:
+        assert c[db].late.count_documents({}) == 0                 # reverted on business

@@ -311,6 +311,27 @@ static void test_ledger(void)
     sy_mongo_acks_arm(a, false);
 }
 
+/* A cluster failover merges the other nodes' ledgers into its own (core/switch.c merge_ledgers). */
+static void test_ledger_merge(void)
+{
+    char out[200] = "";
+    sy_mongo_acks_ledger_merge(out, sizeof out, "1733250001:1");         /* none here: the other's */
+    CHECK(strcmp(out, "1733250001:1") == 0);
+    sy_mongo_acks_ledger_merge(out, sizeof out, "");
+    CHECK(strcmp(out, "1733250001:1") == 0);
+    sy_mongo_acks_ledger_merge(out, sizeof out, "1733250000:9 and 2 acknowledged write(s) not yet read from the oplog");
+    CHECK(strcmp(out, "1733250001:1 and 2 acknowledged write(s) not yet read from the oplog") == 0);
+    sy_mongo_acks_ledger_merge(out, sizeof out, "1733250003:1 and 1 acknowledged write(s) not yet read from the oplog");
+    CHECK(strcmp(out, "1733250003:1 and 3 acknowledged write(s) not yet read from the oplog") == 0);
+    sy_mongo_acks_ledger_merge(out, sizeof out, "0:0 and an incomplete ledger (more than 1048576 acknowledged "
+                                                "writes were not read from the oplog)");
+    CHECK(strncmp(out, "1733250003:1 and an incomplete ledger", 37) == 0);
+    char kept[200];
+    snprintf(kept, sizeof kept, "%s", out);
+    sy_mongo_acks_ledger_merge(out, sizeof out, "not a ledger");            /* not understood: unchanged */
+    CHECK(strcmp(out, kept) == 0);
+}
+
 int main(void)
 {
     test_canonical_keys();
@@ -319,5 +340,6 @@ int main(void)
     test_find_and_modify();
     test_multiset();
     test_ledger();
+    test_ledger_merge();
     return CHECK_DONE();
 }
