@@ -19,6 +19,8 @@ What it does (TESTING.md "Benchmarks": side by side in one run, >= 3 interleaved
      oltp_point_select run; skipped with a note when strace is not installed.
      With --proxy-threads N a second switchyardd (proxy_threads = N, its own pair on the same server) is a
      fourth target, `switchyard_Nt`, in the same rotation: the single loop and N worker loops side by side.
+     With --compare-build DIR the switchyardd of another build (e.g. the commit before a change) is one more
+     target, `switchyard_base`, in the same rotation: before and after measured in one run.
   5. VmRSS of switchyardd (and of haproxy, for comparison) before and after opening 2000 idle client
      connections through it (PyMySQL, logged in; the target for switchyardd is <= 64 MiB).
 Prints one table per workload plus the raw per-rep numbers, and writes everything as JSON to
@@ -492,14 +494,14 @@ def summarize(results: dict) -> dict:
 def print_tables(results: dict, summary: dict, args) -> None:
     for wl, m in summary.items():
         print(f"\n== {wl}: {args.threads} threads, {args.reps} reps x {args.time} s, interleaved; medians ==")
-        hdr = (f"{'target':<11} {'TPS':>9} {'QPS':>10} {'p95 ms':>7} {'p99 ms':>7} {'TPS/direct':>10} "
+        hdr = (f"{'target':<15} {'TPS':>9} {'QPS':>10} {'p95 ms':>7} {'p99 ms':>7} {'TPS/direct':>10} "
                f"{'TPS/HAProxy':>11} {'p99/HAProxy':>11} {'cpu us/q':>8} {'errors':>6} {'reconn':>6} "
                f"{'failed':>6}")
         print(hdr)
         print("-" * len(hdr))
         for t in m:
             x = m[t]
-            print(f"{t:<11} {f(x['tps'], '{:.1f}'):>9} {f(x['qps'], '{:.1f}'):>10} {f(x['p95_ms'], '{:.3f}'):>7} "
+            print(f"{t:<15} {f(x['tps'], '{:.1f}'):>9} {f(x['qps'], '{:.1f}'):>10} {f(x['p95_ms'], '{:.3f}'):>7} "
                   f"{f(x['p99_ms'], '{:.3f}'):>7} {f(x['tps_vs_direct']):>10} {f(x['tps_vs_haproxy']):>11} "
                   f"{f(x['p99_vs_haproxy']):>11} {f(x['proxy_us_per_query'], '{:.1f}'):>8} {x['errors']:>6} "
                   f"{x['reconnects']:>6} "
@@ -514,7 +516,7 @@ def print_tables(results: dict, summary: dict, args) -> None:
                 runs = [r for r in results[wl].get(t, []) if r["rep"] == rep]
                 for r in runs:
                     flag = "  FAILED rc=%s" % r["rc"] if r["failed"] else ""
-                    print(f"    rep {rep + 1} #{r['order'] + 1} {t:<11} TPS {f(r['tps'], '{:.1f}'):>9}  "
+                    print(f"    rep {rep + 1} #{r['order'] + 1} {t:<15} TPS {f(r['tps'], '{:.1f}'):>9}  "
                           f"QPS {f(r['qps'], '{:.1f}'):>10}  p95 {f(r['p95_ms'], '{:.3f}'):>6}  "
                           f"p99 {f(r['p99_ms'], '{:.3f}'):>6}  sb p95 {f(r['sysbench_p95_ms']):>6}  max {f(r['lat_max_ms']):>7}  "
                           f"err {r['errors'] if r['errors'] is not None else '-'}  "
@@ -526,7 +528,7 @@ def print_strace(st: dict) -> None:
     if st.get("skipped"):
         print(f"  skipped: {st['skipped']}")
         return
-    for name in ("haproxy", "switchyard"):
+    for name in ("haproxy", "switchyard", "switchyard_base"):
         s = st.get(name)
         if s is None:
             continue
@@ -578,6 +580,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--proxy-threads", type=int, default=1,
                     help="N > 1: also a switchyardd with proxy_threads = N, side by side with the single loop")
+    ap.add_argument("--compare-build", default=None,
+                    help="build dir of another switchyardd (e.g. before a change): target switchyard_base")
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--idle-conns", type=int, default=2000)
     ap.add_argument("--strace-secs", type=int, default=5)
@@ -589,7 +593,8 @@ def main() -> int:
     args.time = args.time if args.time is not None else (5 if args.quick else 20)
     workloads = [w for w in args.workloads.split(",") if w]
     mt = f"switchyard_{args.proxy_threads}t" if args.proxy_threads > 1 else None
-    targets = TARGETS + ((mt,) if mt else ())
+    base = "switchyard_base" if args.compare_build else None
+    targets = TARGETS + ((mt,) if mt else ()) + ((base,) if base else ())
     build = Path(args.build).resolve()
 
     interrupt_on_term_signals()                          # before sandbox: it leaves non-default handlers alone
@@ -616,7 +621,7 @@ def main() -> int:
     }
     problems = report["problems"]
     results = report["results"]
-    sy = hp = sy_mt = None
+    sy = hp = sy_mt = sy_base = None
     rc = 0
     print(f"proxy_bench: {len(workloads)} workloads x {len(targets)} targets x {args.reps} reps x {args.time} s, "
           f"{args.threads} threads; work dir {work}", flush=True)
@@ -645,6 +650,13 @@ def main() -> int:
                 report["targets"] = {mt: f"{HOST}:{sy_mt.port}"}
                 print(f"  {mt}: switchyardd {HOST}:{sy_mt.port} (pid {sy_mt.proc.pid}, "
                       f"{thread_count(sy_mt.proc.pid)} threads)", flush=True)
+            if base:
+                (work / base).mkdir()
+                sy_base = Switchyard(Path(args.compare_build).resolve(), work / base, business, dr).start()
+                ports[base], pids[base] = sy_base.port, sy_base.proc.pid
+                report["targets"] = report.get("targets", {}) | {base: f"{HOST}:{sy_base.port}"}
+                print(f"  {base}: switchyardd of {args.compare_build} {HOST}:{sy_base.port} "
+                      f"(pid {sy_base.proc.pid})", flush=True)
             report["targets"] = report.get("targets", {}) | {"direct": f"{HOST}:{business.port}", "haproxy": f"{HOST}:{hp.port}",
                                  "switchyard": f"{HOST}:{sy.port}"}
             report["haproxy_threads"] = thread_count(hp.proc.pid)
@@ -655,7 +667,8 @@ def main() -> int:
                   f"RSS {report['switchyard_rss_fresh_kib'] / 1024:.1f} MiB)", flush=True)
 
             def check_alive():
-                for name, obj in (("haproxy", hp), ("switchyard", sy)) + (((mt, sy_mt),) if mt else ()):
+                for name, obj in (("haproxy", hp), ("switchyard", sy)) + (((mt, sy_mt),) if mt else ()) + \
+                        (((base, sy_base),) if base else ()):
                     if obj.proc.poll() is not None:
                         raise RuntimeError(f"{name} exited with {obj.proc.returncode} during the benchmark:\n"
                                            f"{tail(obj.log)}")
@@ -679,7 +692,7 @@ def main() -> int:
                                            pids.get(t))
                         res.update(rep=rep, order=i)
                         results[wl][t].append(res)
-                        print(f"   rep {rep + 1}/{args.reps} {t:<11} TPS {f(res['tps'], '{:.1f}'):>9}  "
+                        print(f"   rep {rep + 1}/{args.reps} {t:<15} TPS {f(res['tps'], '{:.1f}'):>9}  "
                               f"p95 {f(res['p95_ms'], '{:.3f}')}  p99 {f(res['p99_ms'], '{:.3f}')}  err {res['errors']}  "
                               f"reconn {res['reconnects']}{'  FAILED rc=%s' % res['rc'] if res['failed'] else ''}",
                               flush=True)
@@ -697,7 +710,7 @@ def main() -> int:
             elif not shutil.which("strace"):
                 report["strace"] = {"skipped": "strace is not installed (Debian package strace)"}
             else:
-                for name in ("haproxy", "switchyard"):
+                for name in ("haproxy", "switchyard") + ((base,) if base else ()):
                     try:
                         report["strace"][name] = strace_run(name, pids[name], ports[name], args.strace_secs,
                                                             args.threads, work)

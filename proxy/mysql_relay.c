@@ -781,6 +781,50 @@ static void forward_ok(struct sy_mysql_session *s, uint8_t seq, uint8_t header, 
     free(state);
 }
 
+/* A run of packets that stream (rows, column definitions: nothing sy_mysql_resp_wants_whole wants) lying
+ * whole in the first chain of `in`: each is fed to the tracker exactly as the per-packet path below feeds it
+ * (its first byte), then the run moves to the client in one piece - one evbuffer move per read instead of one
+ * per row (a range select's 100 rows were 100 moves, each with its header copied out, both buffers'
+ * callbacks and a backpressure check). The run ends before a packet that must be pulled up whole, one not
+ * complete in the chain or a bad one (the per-packet path takes those), or after one that ends the reply or
+ * starts LOCAL INFILE (*step says which; else SY_STEP_MORE). Returns the bytes moved. */
+static size_t relay_stream_run(struct sy_mysql_session *s, struct evbuffer *in, struct evbuffer *out,
+                               enum sy_mysql_step *step)
+{
+    *step = SY_STEP_MORE;
+    struct evbuffer_iovec v;
+    if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+        return 0;
+    const uint8_t *p = v.iov_base;
+    size_t n = v.iov_len, off = 0;
+    while (n - off >= 4) {
+        struct sy_mysql_hdr hdr;
+        sy_mysql_hdr_parse(p + off, 4, &hdr);
+        if (n - off - 4 < hdr.len)
+            break;
+        uint8_t first = hdr.len > 0 ? p[off + 4] : 0;
+        if (!s->resp.continued && sy_mysql_resp_wants_whole(&s->resp, first, hdr.len))
+            break;
+        struct sy_mysql_resp before = s->resp;
+        struct sy_mysql_pkt pkt;
+        enum sy_mysql_step st = sy_mysql_resp_feed(&s->resp, p + off + 4, hdr.len > 0 ? 1 : 0, hdr.len, &pkt);
+        if (st == SY_STEP_BAD) {
+            s->resp = before; /* the per-packet path feeds it again and answers the error */
+            break;
+        }
+        off += 4 + (size_t)hdr.len;
+        if (s->resp.has_status)
+            s->status = s->resp.status;
+        if (st != SY_STEP_MORE) {
+            *step = st;
+            break;
+        }
+    }
+    if (off > 0)
+        sy_mysql_session_move_bytes(s, in, out, off, false);
+    return off;
+}
+
 void sy_mysql_relay_backend(struct sy_mysql_session *s)
 {
     if (s->state == SS_CLOSING || s->backend == NULL || s->cw_waiting)
@@ -790,6 +834,19 @@ void sy_mysql_relay_backend(struct sy_mysql_session *s)
     for (;;) {
         if (s->state == SS_CLOSING)
             return;
+        if (s->resp_left == 0 && !s->backend_bp && (s->state == SS_BUSY || s->state == SS_INFILE)) {
+            enum sy_mysql_step step;
+            if (relay_stream_run(s, in, out, &step) > 0) {
+                if (step == SY_STEP_INFILE) {
+                    sy_mysql_session_set_state(s, SS_INFILE);
+                    sy_mysql_relay_client(s);
+                } else if (step == SY_STEP_DONE) {
+                    finish_reply(s);
+                    return; /* as below */
+                }
+                continue;
+            }
+        }
         size_t avail = evbuffer_get_length(in);
         if (s->resp_left > 0) {
             if (avail == 0 || s->backend_bp)

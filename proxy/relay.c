@@ -49,13 +49,14 @@ void sy_relay_flush(struct bufferevent *bev)
     evbuffer_freeze(out, 1);
     if (evbuffer_get_length(out) > 0)
         bufferevent_enable(bev, EV_WRITE);
-    else
-        bufferevent_disable(bev, EV_WRITE); /* no-op (no syscall) when it was not armed */
+    else if (bufferevent_get_enabled(bev) & EV_WRITE)
+        bufferevent_disable(bev, EV_WRITE); /* looked at first: disabling takes the base's lock and an event_del */
 }
 
 void sy_relay_write_drained(struct bufferevent *bev)
 {
-    if (sy_relay_is_plain(bev) && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    if (sy_relay_is_plain(bev) && evbuffer_get_length(bufferevent_get_output(bev)) == 0 &&
+        (bufferevent_get_enabled(bev) & EV_WRITE))
         bufferevent_disable(bev, EV_WRITE);
 }
 
