@@ -351,6 +351,11 @@ static void instance_cmd(struct sy_admin_req *req, json_t *args, struct daemon *
     struct sy_instance *in = instance_arg(req, args, d);
     if (in == NULL || refuse_while_switching(req, sy_instance_pair(in)))
         return;
+    if (sy_instance_pair(in)->terminating[sy_instance_direction(in) == SY_DIR_FORWARD ? 0 : 1]) {
+        sy_admin_fail(req, "bad_state", "a terminate of %s waits for etcd: '%s' would undo it", sy_instance_id(in),
+                      sy_admin_req_cmd(req));
+        return;
+    }
     run_instance_op(req, in, op, held, false);
 }
 
@@ -397,16 +402,23 @@ static void on_terminate_recorded(void *arg, json_t *reply, const char *err)
 {
     struct terminate_put *t = arg;
     struct sy_pair *p = t->p;
+    p->terminating[t->dir == SY_DIR_FORWARD ? 0 : 1] = false;
     if (t->dir == SY_DIR_REVERSE)
         p->reverse_writing = false;
-    if (reply == NULL) {                   /* a request that timed out may still be applied later */
+    /* a reverse terminate etcd did not write because an earlier send of it (timed out, applied later)
+     * did: done all the same */
+    bool landed = reply != NULL && !sy_cluster_held_recorded(reply) && t->dir == SY_DIR_REVERSE &&
+                  sy_cluster_terminate_landed(reply);
+    if (landed)
+        sy_log_info("%s: etcd holds it terminated already (an earlier send of the terminate): done", t->id);
+    if (reply == NULL) {                        /* a request that timed out may still be applied later */
         sy_admin_fail(t->req, "etcd_unreachable", "etcd did not answer the terminate of %s (%s): it was not "
                       "terminated on this node, but etcd may still record it (then a node taking the pair over "
                       "keeps it terminated); give it again once etcd answers", t->id, err);
         free(t);
         return;
     }
-    if (!sy_cluster_held_recorded(reply)) {
+    if (!landed && !sy_cluster_held_recorded(reply)) {
         sy_admin_fail(t->req, "owner_lost", "etcd did not record the terminate of %s (%s): nothing was terminated; "
                       "check status and give it again (it goes to the owner)", t->id,
                       t->dir == SY_DIR_REVERSE ? "this node no longer owns the pair, or the reverse instance's "
@@ -416,8 +428,8 @@ static void on_terminate_recorded(void *arg, json_t *reply, const char *err)
         return;
     }
     struct sy_instance *in = t->dir == SY_DIR_FORWARD ? p->forward : p->reverse;
-    if (t->dir == SY_DIR_REVERSE) {
-        p->reverse_record_rev = 0;
+    if (t->dir == SY_DIR_REVERSE && p->owner_token == t->owner_token) {
+        p->reverse_record[0] = '\0';
         if (p->reverse_later) {            /* its pending takeover ends: etcd no longer records it */
             p->reverse_later = false;
             takeover_succeeded(p);
@@ -447,7 +459,10 @@ static void cmd_terminate(struct sy_admin_req *req, json_t *args, void *ctx)
     const char *slash = strchr(sy_admin_arg_str(args, "instance"), '/');
     bool reverse = slash != NULL && strcmp(slash, "/reverse") == 0;
     struct sy_instance *in = NULL;
-    if (!(reverse && p->reverse == NULL && p->reverse_later) && (in = instance_arg(req, args, d)) == NULL)
+    /* a reverse instance not open here that etcd may record (its takeover pending, or made after the record
+     * failed): terminated in etcd only */
+    bool recorded_only = reverse && p->reverse == NULL && (p->reverse_later || p->reverse_record[0] != '\0');
+    if (!recorded_only && (in = instance_arg(req, args, d)) == NULL)
         return;
     if (refuse_while_switching(req, p))
         return;
@@ -457,7 +472,7 @@ static void cmd_terminate(struct sy_admin_req *req, json_t *args, void *ctx)
         sy_admin_fail(req, code, "%s", msg);
         return;
     }
-    if (reverse && p->reverse_writing) {
+    if (p->terminating[reverse ? 1 : 0] || (reverse && p->reverse_writing)) {
         sy_admin_fail(req, "bad_state", "a create-reverse or terminate of %s/reverse waits for etcd: give it "
                       "again in a moment", p->cfg->name);
         return;
@@ -471,13 +486,14 @@ static void cmd_terminate(struct sy_admin_req *req, json_t *args, void *ctx)
                                  .owner_token = p->owner_token };
     snprintf(t->id, sizeof t->id, "%s/%s", p->cfg->name, reverse ? "reverse" : "forward");
     if (sy_cluster_held_put(sy_election_etcd(p->election), p->cfg->name, t->dir, "terminated",
-                            sy_election_node(p->election), p->owner_token, reverse ? p->reverse_record_rev : 0,
+                            sy_election_node(p->election), p->owner_token, reverse ? p->reverse_record : NULL,
                             on_terminate_recorded, t) != 0) {
         free(t);
         sy_admin_fail(req, "owner_lost", "this node no longer owns %s: give terminate again (it goes to the "
                       "new owner)", p->cfg->name);
         return;
     }
+    p->terminating[reverse ? 1 : 0] = true;
     if (reverse)
         p->reverse_writing = true;
 }
@@ -676,6 +692,7 @@ static void create_reverse_here(struct reverse_job *job, const struct sy_reverse
 struct reverse_put {
     struct reverse_job *job;
     struct sy_reverse_record made;
+    char *text;                    /* owned: the record as put */
 };
 
 /* With an election the new reverse instance's record is in etcd before the instance exists here: a node
@@ -700,10 +717,11 @@ static void on_reverse_recorded(void *arg, json_t *reply, const char *err)
                       "stepped down before making it: the node that takes the pair over makes it from the record",
                       p->cfg->name, rp->made.created);
     } else {
-        p->reverse_record_rev = sy_cluster_reverse_put_revision(reply);
+        snprintf(p->reverse_record, sizeof p->reverse_record, "%s", rp->text);
         create_reverse_here(job, &rp->made);
     }
     reverse_job_free(job);
+    free(rp->text);
     free(rp);
 }
 
@@ -715,9 +733,12 @@ static void on_reverse_done(evutil_socket_t fd, short what, void *arg)
     if (p->election != NULL && (!p->sync_open || p->sync_closing || !sy_election_is_owner(p->election) ||
                                 p->owner_token != job->owner_token || job->forget_rc == -2)) {
         /* stepped down during the precheck: nothing is created on a node that no longer owns the pair */
-        sy_admin_fail(job->req, "owner_lost", "this node stopped owning %s while the reverse precheck ran%s%s: "
-                      "nothing was created; give create-reverse again (it goes to the new owner)", p->cfg->name,
-                      job->forget_rc == -2 ? ": " : "", job->forget_rc == -2 ? job->forget_err : "");
+        if (job->forget_rc == -2)
+            sy_admin_fail(job->req, "owner_lost", "%s: nothing was created; give create-reverse again (it goes to "
+                          "the owner)", job->forget_err);
+        else
+            sy_admin_fail(job->req, "owner_lost", "this node stopped owning %s while the reverse precheck ran: "
+                          "nothing was created; give create-reverse again (it goes to the new owner)", p->cfg->name);
     } else if (job->rc != 0) {
         sy_admin_fail_with(job->req, "precheck_failed", json_pack("{s:o}", "checks", job->checks),
                            "the reverse precheck of %s failed: nothing was created (see checks)", p->cfg->name);
@@ -725,7 +746,7 @@ static void on_reverse_done(evutil_socket_t fd, short what, void *arg)
     } else if (job->pos_rc != 0) {
         sy_admin_fail(job->req, "precheck_failed", "cannot read the DR position: %s", job->err);
     } else if (job->forget_rc != 0) {
-        sy_admin_fail(job->req, "destination_unreachable", "cannot clear an earlier %s/reverse's checkpoint on "
+        sy_admin_fail(job->req, "checkpoint_not_cleared", "cannot clear an earlier %s/reverse's checkpoint on "
                       "business (a new reverse instance would resume from it): %s; nothing was created, give "
                       "create-reverse again", p->cfg->name, job->forget_err);
     } else if (p->reverse != NULL && sy_instance_state(p->reverse) != SY_INST_TERMINATED) {
@@ -744,13 +765,16 @@ static void on_reverse_done(evutil_socket_t fd, short what, void *arg)
             sy_admin_fail(job->req, "internal", "out of memory");
         } else {
             /* the record, with the terminated one's key deleted, first (core/cluster_held.h) */
-            *rp = (struct reverse_put){ .job = job, .made = made };
-            if (sy_cluster_reverse_put(sy_election_etcd(p->election), p->cfg->name, made.start_position,
-                                       made.created, sy_election_node(p->election), job->owner_token,
+            *rp = (struct reverse_put){ .job = job, .made = made,
+                                        .text = sy_cluster_reverse_text(made.start_position, made.created,
+                                                                        sy_election_node(p->election)) };
+            if (rp->text != NULL && strlen(rp->text) < sizeof p->reverse_record &&
+                sy_cluster_reverse_put(sy_election_etcd(p->election), p->cfg->name, rp->text, job->owner_token,
                                        on_reverse_recorded, rp) == 0) {
                 p->reverse_writing = true;
                 return;                            /* answered by on_reverse_recorded */
             }
+            free(rp->text);
             free(rp);
             sy_admin_fail(job->req, "owner_lost", "this node no longer owns %s: nothing was created; give "
                           "create-reverse again (it goes to the new owner)", p->cfg->name);
@@ -1258,7 +1282,7 @@ static void on_held_read(void *arg, json_t *reply, const char *err)
         return;
     }
     h->p = p;
-    p->reverse_record_rev = record.found != 0 ? record.mod_revision : 0;
+    snprintf(p->reverse_record, sizeof p->reverse_record, "%s", record.found != 0 ? record.text : "");
     snprintf(h->forward, sizeof h->forward, "%s", fwd);
     snprintf(h->reverse, sizeof h->reverse, "%s", rev);
     h->record = record;
@@ -1347,7 +1371,7 @@ static void on_reverse_held_read(void *arg, json_t *reply, const char *err)
         p->reverse_taking_over = false;
         take_reverse_over_later(p, reply == NULL ? err : "etcd's answer is not the read's");
     } else {
-        p->reverse_record_rev = record.found != 0 ? record.mod_revision : 0;
+        snprintf(p->reverse_record, sizeof p->reverse_record, "%s", record.found != 0 ? record.text : "");
         if (sy_takeover_start(p, fwd, rev, &record, true, on_reverse_takeover_done, NULL, e, sizeof e) != 0) {
             p->reverse_taking_over = false;
             take_reverse_over_later(p, e);

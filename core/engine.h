@@ -66,6 +66,10 @@ struct sy_sync_ops {
                   uint64_t owner_token, char *err, size_t errlen);
 };
 
+/* forget's -2 text: dest's checkpoint of instance_id names owner token held, above mine (core/takeover.c). */
+void sy_forget_newer_owner(char *err, size_t errlen, const struct sy_endpoint *dest, const char *instance_id,
+                           uint64_t held, uint64_t mine);
+
 /* Positions in a source's log. */
 struct sy_position_ops {
     /* The source's current position (MariaDB: @@gtid_binlog_pos): where a reverse instance starts

@@ -9,6 +9,7 @@
 #include <sys/queue.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <openssl/evp.h>
 
@@ -33,6 +34,9 @@ struct call {
     void *arg;
     size_t tries;                     /* endpoints tried */
     size_t at;                        /* the endpoint of the try in flight */
+    struct event *later;              /* owned: a request that could not be sent fails from the loop */
+    char later_err[300];
+    bool sending;                     /* inside evhttp_make_request (which may call on_answer at once) */
 };
 
 struct sy_etcd {
@@ -80,6 +84,8 @@ struct sy_etcd *sy_etcd_new(struct event_base *base, const char *endpoints, int 
 static void call_free(struct call *c)
 {
     TAILQ_REMOVE(&c->e->calls, c, link);
+    if (c->later != NULL)
+        event_free(c->later);
     free(c->body);
     free(c);
 }
@@ -117,6 +123,39 @@ static void finish(struct call *c, json_t *reply, const char *err)
     call_free(c);
 }
 
+/* No answer from the endpoint tried: the next one, or the call fails once every one was tried. */
+static void no_answer(struct call *c, const char *err)
+{
+    struct sy_etcd *e = c->e;
+    if (c->tries < e->n_ep) {
+        sy_log_debug("etcd: %s; trying the next endpoint", err);
+        e->cur = (c->at + 1) % e->n_ep;
+        send_call(c);
+        return;
+    }
+    finish(c, NULL, err);
+}
+
+static void on_failed_later(evutil_socket_t fd, short what, void *arg)
+{
+    struct call *c = arg;
+    char err[sizeof c->later_err];
+    snprintf(err, sizeof err, "%s", c->later_err);
+    no_answer(c, err);
+}
+
+/* A request that could not even be sent fails from the loop, never inside sy_etcd_post: a caller that
+ * sets its state after posting (a request in flight) must not find its callback already run. */
+static void fail_later(struct call *c, const char *err)
+{
+    snprintf(c->later_err, sizeof c->later_err, "%s", err);
+    static const struct timeval now = { 0, 0 };
+    if ((c->later != NULL || (c->later = evtimer_new(c->e->base, on_failed_later, c)) != NULL) &&
+        evtimer_add(c->later, &now) == 0)
+        return;
+    finish(c, NULL, err);                   /* out of memory: at once, as before */
+}
+
 static void on_answer(struct evhttp_request *req, void *arg)
 {
     struct call *c = arg;
@@ -132,13 +171,10 @@ static void on_answer(struct evhttp_request *req, void *arg)
             snprintf(err, sizeof err, "%s: no answer (connection refused, reset or timed out)", e->ep[c->at].url);
         else
             snprintf(err, sizeof err, "%s: HTTP %d", e->ep[c->at].url, code);
-        if (c->tries < e->n_ep) {
-            sy_log_debug("etcd: %s; trying the next endpoint", err);
-            e->cur = (c->at + 1) % e->n_ep;
-            send_call(c);
-            return;
-        }
-        finish(c, NULL, err);
+        if (c->sending)
+            fail_later(c, err);                 /* failed inside evhttp_make_request (a name not resolved) */
+        else
+            no_answer(c, err);
         return;
     }
     e->cur = c->at;
@@ -184,9 +220,10 @@ static void send_call(struct call *c)
     struct evhttp_request *req = x->conn != NULL ? evhttp_request_new(on_answer, c) : NULL;
     if (req == NULL) {
         snprintf(err, sizeof err, "%s: out of memory", x->url);
-        finish(c, NULL, err);
+        fail_later(c, err);
         return;
     }
+    c->sending = true;
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     char host[96];
     snprintf(host, sizeof host, "%s:%u", x->host, x->port);
@@ -196,8 +233,9 @@ static void send_call(struct call *c)
     if (evhttp_make_request(x->conn, req, EVHTTP_REQ_POST, c->path) != 0) {
         /* libevent freed req */
         snprintf(err, sizeof err, "%s: cannot send the request", x->url);
-        finish(c, NULL, err);
+        fail_later(c, err);
     }
+    c->sending = false;
 }
 
 int sy_etcd_post(struct sy_etcd *e, const char *path, json_t *body, sy_etcd_done done, void *arg)
@@ -455,6 +493,16 @@ void sy_etcd_txn_compare(struct sy_etcd_txn *t, const char *key, enum sy_etcd_ta
                                         "EQUAL", target_fields[target], num)
                             : NULL);
     free(k);
+}
+
+void sy_etcd_txn_compare_value(struct sy_etcd_txn *t, const char *key, const char *value)
+{
+    char *k = sy_etcd_b64(key, strlen(key)), *v = sy_etcd_b64(value, strlen(value));
+    txn_add(t, "compare", k && v ? json_pack("{s:s,s:s,s:s,s:s}", "key", k, "target", "VALUE", "result", "EQUAL",
+                                             "value", v)
+                                 : NULL);
+    free(k);
+    free(v);
 }
 
 /* Appends {op: {"key": base64 key}} to branch b: that inner object (borrowed, for more fields), or NULL

@@ -28,7 +28,8 @@ void sy_etcd_free(struct sy_etcd *e);
 void sy_etcd_forget(struct sy_etcd *e, const void *arg);
 
 /* POSTs body (stolen) to path ("/v3/kv/put"); done(arg, ...) later, on the loop, exactly once (unless
- * the client is freed first). -1 when it cannot even be queued (out of memory): done is not called. */
+ * the client is freed first) — never before this returns, also when the request cannot be sent. -1 when
+ * it cannot even be queued (out of memory): done is not called. */
 int sy_etcd_post(struct sy_etcd *e, const char *path, json_t *body, sy_etcd_done done, void *arg);
 
 /* base64 of a string (etcd keys and values), and back (NUL-terminated; NULL when not base64).
@@ -51,6 +52,8 @@ struct sy_etcd_txn {
 void sy_etcd_txn_init(struct sy_etcd_txn *t);
 /* Compares key's create_revision (0: the key does not exist), mod_revision or version with n (EQUAL). */
 void sy_etcd_txn_compare(struct sy_etcd_txn *t, const char *key, enum sy_etcd_target target, int64_t n);
+/* Compares key's value with value (EQUAL; a key that does not exist never matches). */
+void sy_etcd_txn_compare_value(struct sy_etcd_txn *t, const char *key, const char *value);
 /* Puts key = value under lease (0: none). */
 void sy_etcd_txn_put(struct sy_etcd_txn *t, enum sy_etcd_branch b, const char *key, const char *value, int64_t lease);
 /* Puts key = the compact JSON of v (stolen), its keys sorted. */

@@ -1148,6 +1148,14 @@ int sy_instance_reverse_created(const struct sy_pair *pair, char *created, size_
     sy_instance_dir(pair, SY_DIR_REVERSE, in->dir_path, sizeof in->dir_path);
     snprintf(in->state_path, sizeof in->state_path, "%s/state.json", in->dir_path);
     int rc = load(in, err, errlen);
+    if (rc < 0) {                                       /* the file, or what is in it? */
+        FILE *f = fopen(in->state_path, "r");
+        if (f != NULL) {
+            char c;
+            rc = fread(&c, 1, 1, f) == 1 || feof(f) ? -2 : -1;
+            fclose(f);
+        }
+    }
     if (rc == 0) {
         snprintf(created, createdlen, "%s", in->created);
         snprintf(start_position, startlen, "%s", in->start_position);

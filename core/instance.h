@@ -178,7 +178,8 @@ struct sy_instance *sy_instance_create_reverse(struct sy_pair *pair, const struc
 int sy_instance_reverse_make(const struct sy_pair *pair, const char *start_position, const char *created,
                              bool write, char *err, size_t errlen);
 /* This node's reverse instance state, not opened: 1 with its creation (created, "" when made before it was
- * kept), its start position and whether it is terminated, 0 none, -1 err (a broken state file). */
+ * kept), its start position and whether it is terminated, 0 none, -2 err (its content cannot be read: not
+ * JSON, an unknown state), -1 err (the file cannot be read: I/O, permissions, out of files). */
 int sy_instance_reverse_created(const struct sy_pair *pair, char *created, size_t createdlen, char *start_position,
                                 size_t startlen, bool *terminated, char *err, size_t errlen);
 /* Before a new owner opens the instance (core/takeover.c; the instance is not open on this node): its

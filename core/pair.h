@@ -156,8 +156,10 @@ struct sy_pair {
     bool reverse_writing;            /* a create-reverse (its thread clears business's checkpoint of an earlier
                                         one, then etcd records it) or a terminate of the reverse instance waits
                                         for an answer: another of them is refused meanwhile */
-    int64_t reverse_record_rev;      /* with an election: the mod_revision of etcd's record of the reverse
-                                        instance this node runs (0: none); its terminate compares it */
+    bool terminating[2];             /* per direction (forward, reverse): a terminate waits for etcd; pause,
+                                        start and switches are refused meanwhile (core/daemon.c) */
+    char reverse_record[2048];       /* with an election: etcd's record of the reverse instance this node runs
+                                        (its text; "": none known), compared by its terminate */
     char takeover_error[1280];       /* why the last takeover failed ("" none; retried): fits its 1200 */
     uint64_t takeover_failures;      /* takeovers failed in a row (the log collapses them) */
     uint64_t takeover_warned_ms;     /* monotonic: when the last "takeover failed" was logged */

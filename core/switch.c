@@ -1225,6 +1225,12 @@ static int preconditions(struct sy_switch *sw, const char **code, char *msg, siz
         snprintf(msg, msglen, "a switch of %s is already running", name);
         return -1;
     }
+    if (p->terminating[0] || p->terminating[1]) {   /* core/daemon.c: done when etcd answers */
+        *code = "bad_state";
+        snprintf(msg, msglen, "a terminate of %s/%s waits for etcd: switch once it answered", name,
+                 p->terminating[0] ? "forward" : "reverse");
+        return -1;
+    }
     if (!sy_engine_can_switch(p->eng)) {
         *code = "not_implemented";
         snprintf(msg, msglen, "engine %s cannot switch yet (%s)", sy_engine_name(p->cfg->engine),

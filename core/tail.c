@@ -178,7 +178,7 @@ static int tail_close(struct sy_pair *p, const char *how, const char *position, 
         return -1;
     if (operator_paused && p->election != NULL &&       /* the failover consumed an operator's pause: etcd */
         sy_cluster_held_put(sy_election_etcd(p->election), p->cfg->name, SY_DIR_FORWARD, NULL,  /* forgets it */
-                            sy_election_node(p->election), sy_election_owner_token(p->election), 0,
+                            sy_election_node(p->election), sy_election_owner_token(p->election), NULL,
                             on_held_forgotten, p) != 0)
         sy_log_warn("pair %s: cannot tell etcd that %s is no longer paused (out of memory)", p->cfg->name,
                     sy_instance_id(p->forward));

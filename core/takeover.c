@@ -52,6 +52,15 @@ struct takeover_job {
     struct sy_takeover_result res;
 };
 
+void sy_forget_newer_owner(char *err, size_t errlen, const struct sy_endpoint *dest, const char *instance_id,
+                           uint64_t held, uint64_t mine)
+{
+    snprintf(err, errlen, "destination %s:%u: the checkpoint of %s names owner token %llu, above this node's %llu: "
+             "a newer owner runs the pair (or etcd was recreated from scratch, restarting its revisions: then set "
+             "owner_token to 0 in that checkpoint once no old owner runs)", dest->host, dest->port, instance_id,
+             (unsigned long long)held, (unsigned long long)mine);
+}
+
 /* One instance; 0 or -1 (out). */
 static int take_instance(struct takeover_job *job, enum sy_direction dir, char *out, size_t outlen)
 {
@@ -106,7 +115,11 @@ static int reverse_from_record(struct takeover_job *job, char *out, size_t outle
     bool terminated = false;
     int local = sy_instance_reverse_created(job->p, created, sizeof created, start, sizeof start, &terminated, err,
                                             sizeof err);
-    if (local < 0) {                            /* a broken state file: replaced from the record, if any */
+    if (local == -1) {                          /* cannot read the file (I/O): tried again */
+        snprintf(out, outlen, "%s/reverse: %s", name, err);
+        return -1;
+    }
+    if (local < 0) {                            /* a state file whose content is broken: replaced from the record */
         sy_log_warn("%s/reverse: this node's state of it cannot be read (%s): %s", name, err,
                     rec->found == 1 ? "made again from etcd's record" : "not taken over");
         if (rec->found != 1) {

@@ -28,31 +28,34 @@ int sy_mariadb_forget(const struct sy_pair_cfg *cfg, const char *instance_id, co
         snprintf(err, errlen, "destination %s:%u: %s", dest->host, dest->port, m ? "out of memory" : e);
         goto out;
     }
-    if (sy_mariadb_value(m, v, sizeof v, &found, e, sizeof e,
+    char tables[8];
+    if (sy_mariadb_exec(m, e, sizeof e, "SET SESSION server_id=%u, innodb_lock_wait_timeout=%d", cfg->writer_tag,
+                        FORGET_TIMEOUT_S) != 0 ||
+        sy_mariadb_value(m, tables, sizeof tables, &found, e, sizeof e,
                          "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='" SY_SCHEMA
-                         "' AND TABLE_NAME IN ('checkpoint', 'applied')") != 0)
+                         "' AND TABLE_NAME IN ('checkpoint', 'applied')") != 0 ||
+        sy_mariadb_value(m, v, sizeof v, &found, e, sizeof e,
+                         "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='" SY_SCHEMA
+                         "' AND TABLE_NAME = 'checkpoint'") != 0)
         goto failed;
-    if (strcmp(v, "2") != 0) { /* never written to (the writer makes both tables at once) */
+    if (strcmp(v, "0") == 0) { /* never written to */
         rc = 0;
         goto out;
     }
+    bool applied = strcmp(tables, "2") == 0;        /* an install from before it has the checkpoint only */
     if (sy_mariadb_value(m, v, sizeof v, &found, e, sizeof e, SY_MARIADB_CHECKPOINT_HAS_TOKEN_SQL) != 0 ||
         (strcmp(v, "0") == 0 && sy_mariadb_exec(m, e, sizeof e, SY_MARIADB_CHECKPOINT_ADD_TOKEN_SQL) != 0) ||
-        sy_mariadb_exec(m, e, sizeof e, "SET SESSION server_id=%u, innodb_lock_wait_timeout=%d", cfg->writer_tag,
-                        FORGET_TIMEOUT_S) != 0 ||
         sy_mariadb_exec(m, e, sizeof e, "START TRANSACTION") != 0 ||
         sy_mariadb_value(m, v, sizeof v, &found, e, sizeof e,
                          "SELECT owner_token FROM " SY_SCHEMA ".checkpoint WHERE instance='%s' FOR UPDATE", eid) != 0)
         goto failed;
     uint64_t held = found ? strtoull(v, NULL, 10) : 0;
     if (owner_token != 0 && held > owner_token) {
-        snprintf(err, errlen, "destination %s:%u: the checkpoint of %s names owner token %llu, above this node's "
-                 "%llu: a newer owner runs it (this node no longer owns the pair)", dest->host, dest->port,
-                 instance_id, (unsigned long long)held, (unsigned long long)owner_token);
+        sy_forget_newer_owner(err, errlen, dest, instance_id, held, owner_token);
         rc = -2;
         goto out;
     }
-    if (sy_mariadb_exec(m, e, sizeof e, "DELETE FROM " SY_SCHEMA ".applied WHERE instance='%s'", eid) != 0 ||
+    if ((applied && sy_mariadb_exec(m, e, sizeof e, "DELETE FROM " SY_SCHEMA ".applied WHERE instance='%s'", eid) != 0) ||
         sy_mariadb_exec(m, e, sizeof e, "DELETE FROM " SY_SCHEMA ".checkpoint WHERE instance='%s'", eid) != 0 ||
         sy_mariadb_exec(m, e, sizeof e, "COMMIT") != 0)
         goto failed;

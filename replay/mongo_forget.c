@@ -39,9 +39,7 @@ int sy_mongo_forget(const struct sy_pair_cfg *cfg, const char *instance_id, cons
         (!found && !mongoc_collection_delete_one(copies, &id, NULL, NULL, &be))) {
         snprintf(err, errlen, "destination %s:%u: %s", dest->host, dest->port, be.message);
     } else if (found) { /* not deleted: its token is above this node's */
-        snprintf(err, errlen, "destination %s:%u: the checkpoint of %s names owner token %llu, above this node's "
-                 "%llu: a newer owner runs it (this node no longer owns the pair)", dest->host, dest->port,
-                 instance_id, (unsigned long long)held, (unsigned long long)owner_token);
+        sy_forget_newer_owner(err, errlen, dest, instance_id, held, owner_token);
         rc = -2;
     } else {
         rc = 0;

@@ -30,11 +30,13 @@ int sy_sqlserver_forget(const struct sy_pair_cfg *cfg, const char *instance_id, 
         rc = 0;
         goto done;
     }
-    /* one statement: all of the instance's rows, or none when a newer owner claimed them */
-    sy_tds_addf(&b, "DELETE FROM [%s].[%s] WHERE instance = %s", SY_TDS_SCHEMA, SY_TDS_CHECKPOINT, inst);
+    /* in one transaction: the rows no newer owner claimed (the DELETE's own predicate, which a claim that
+     * commits first makes it skip; never a subquery, which under READ_COMMITTED_SNAPSHOT reads the
+     * statement's snapshot), then none may be left — else every deleted row comes back */
+    sy_tds_addf(&b, "SET XACT_ABORT ON; BEGIN TRANSACTION; DELETE FROM [%s].[%s] WHERE instance = %s",
+                SY_TDS_SCHEMA, SY_TDS_CHECKPOINT, inst);
     if (owner_token != 0)
-        sy_tds_addf(&b, " AND NOT EXISTS (SELECT 1 FROM [%s].[%s] WHERE instance = %s AND owner_token > %llu)",
-                    SY_TDS_SCHEMA, SY_TDS_CHECKPOINT, inst, (unsigned long long)owner_token);
+        sy_tds_addf(&b, " AND owner_token <= %llu", (unsigned long long)owner_token);
     if (sy_tds_exec(t, sy_tds_sql(&b), NULL, 0, NULL, e, sizeof e) != SY_TDS_OK)
         goto failed;
     sy_buf_reset(&b);
@@ -43,12 +45,12 @@ int sy_sqlserver_forget(const struct sy_pair_cfg *cfg, const char *instance_id, 
     if (sy_tds_scalar(t, sy_tds_sql(&b), left, sizeof left, e, sizeof e) != SY_TDS_OK)
         goto failed;
     if (left[0] != '\0') {
-        snprintf(err, errlen, "destination %s:%u: the checkpoint of %s names owner token %s, above this node's "
-                 "%llu: a newer owner runs it (this node no longer owns the pair)", dest->host, dest->port,
-                 instance_id, left, (unsigned long long)owner_token);
+        sy_forget_newer_owner(err, errlen, dest, instance_id, strtoull(left, NULL, 10), owner_token);
         rc = -2;
-        goto done;
+        goto done;                  /* rolled back by the close */
     }
+    if (sy_tds_exec(t, "COMMIT TRANSACTION", NULL, 0, NULL, e, sizeof e) != SY_TDS_OK)
+        goto failed;
     rc = 0;
     goto done;
 failed:

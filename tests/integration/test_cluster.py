@@ -1360,33 +1360,55 @@ def test_a_reverse_instance_created_again_is_not_taken_over_from_the_terminated_
     assert list(rows(b)) == [r for r in rows(dr) if r[0] != 9]
 
 
-def test_a_terminate_etcd_does_not_record_terminates_nothing(daemon, etcd, mariadb_pair, fresh):  # noqa: F811
+@pytest.mark.parametrize("direction", ["forward", "reverse"])
+def test_a_terminate_etcd_does_not_record_terminates_nothing(daemon, etcd, mariadb_pair, fresh,
+                                                             direction):  # noqa: F811
     """A terminate is recorded in etcd before it is done: a terminated instance cannot be started again, so
     one done on the owner while etcd did not record it could not be given again (before, the answer said
     "start and terminate it again", both refused), and a node taking the pair over would run it. A request
     etcd did not answer may still be applied once etcd runs again: the answer says so, and giving the
     terminate again ends in the same state everywhere."""
-    pname = f"z{fresh}"
+    pname = f"z{fresh}{direction[0]}"
     owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname)
-    inst = f"{pname}/forward"
+    inst = f"{pname}/{direction}"
+    if direction == "reverse":
+        others[0].admin_ok("create-reverse", pair=pname)
+        wait_reverse(owner, pname, "collecting")
+    state = lambda d: ((forward if direction == "forward" else reverse)(d, pname) or {}).get("state")
+    answers = {}
     for m in etcd:
         os.kill(m.pid, signal.SIGSTOP)
     try:
-        r = owner.admin("terminate", instance=inst)
+        t = threading.Thread(target=lambda: answers.update(r=owner.admin("terminate", instance=inst)))
+        t.start()
+        # while it waits for etcd, what would undo it is refused (a pause after it would be kept instead)
+        wait_for(lambda: "admin: terminate" in owner.log(), 10, "the terminate received")
+        time.sleep(0.3)
+        answers["pause"] = owner.admin("pause", instance=inst)
+        answers["switch"] = owner.admin("switchover", pair=pname)
+        t.join(60)
+        r = answers["r"]
     finally:
         for m in etcd:
             os.kill(m.pid, signal.SIGCONT)
     assert r["ok"] is False and r["error"]["code"] == "etcd_unreachable", r
+    assert answers["pause"]["error"]["code"] == "bad_state", answers
+    assert f"a terminate of {inst} waits for etcd" in answers["pause"]["error"]["message"], answers
+    assert f"a terminate of {inst} waits for etcd" in answers["switch"]["error"]["message"], answers
     assert f"etcd did not answer the terminate of {inst}" in r["error"]["message"], r
     assert "it was not terminated on this node, but etcd may still record it" in r["error"]["message"], r
     new = wait_for(lambda: owners([owner] + others, pname) and owners([owner] + others, pname)[0], 30, "an owner")
     wait_for(lambda: sync_owner(new, pname).get("instances_open"), 30, "its instances open")
-    key = f"/switchyard/pairs/{pname}/instances/forward"
+    key = f"/switchyard/pairs/{pname}/instances/{direction}"
     landed = etcd_get(etcd, key) is not None             # the request applied once etcd ran again
-    assert forward(new, pname)["state"] == ("terminated" if landed else "running"), (landed, forward(new, pname))
+    running = "running" if direction == "forward" else "collecting"
+    if direction == "reverse" and not landed:
+        wait_reverse(new, pname, running, 30)
+    assert state(new) in (("terminated", None) if landed else (running,)), (landed, state(new))
     r = others[0].admin("terminate", instance=inst)
-    assert r["ok"] is not landed, r                      # landed: "already terminated"
-    assert etcd_get(etcd, key)["state"] == "terminated" and forward(new, pname)["state"] == "terminated"
+    assert r["ok"] is not landed, r                      # landed: "already terminated" (or no instance)
+    assert etcd_get(etcd, key)["state"] == "terminated" and state(new) in ("terminated", None)
+    assert etcd_get(etcd, f"/switchyard/pairs/{pname}/reverse") is None
 
 
 def test_a_create_reverse_etcd_does_not_record_creates_nothing(daemon, etcd, mariadb_pair, fresh):  # noqa: F811
@@ -1434,8 +1456,15 @@ def test_a_terminate_does_not_delete_another_creations_record(daemon, etcd, mari
     assert "the reverse instance's record changed meanwhile" in r["error"]["message"], r
     assert etcd_get(etcd, rkey) == newer
     assert reverse(owner, pname)["state"] == "collecting"
-    etcd_put(etcd, rkey, json.dumps(rec))              # not this owner's record's revision either
-    assert others[1].admin("terminate", instance=f"{pname}/reverse")["ok"] is False
+    # an earlier send of this terminate landed (timed out, applied later): the record gone, the held key
+    # terminated. The terminate given again finds what it would have written and is done — before, it was
+    # refused for good
+    etcd_call(etcd, "/v3/kv/deleterange", {"key": b64(rkey)})
+    etcd_put(etcd, f"/switchyard/pairs/{pname}/instances/reverse", json.dumps({"state": "terminated", "node": "x"}))
+    r = others[1].admin_ok("terminate", instance=f"{pname}/reverse")
+    assert r == {"instance": f"{pname}/reverse", "state": "terminated"}, r
+    assert reverse(owner, pname)["state"] == "terminated"
+    assert "etcd holds it terminated already" in owner.log()
 
 
 def test_a_reverse_instance_whose_takeover_waits_for_business_can_be_terminated(daemon, etcd, mariadb_pair,

@@ -1,7 +1,10 @@
 /* core/etcd.c: the transaction builder (sy_etcd_txn_*): the JSON-gateway body it makes, keys and values
- * base64'd, and a bad step that makes the whole transaction unsendable. */
+ * base64'd, and a bad step that makes the whole transaction unsendable; and a request that cannot even be
+ * sent failing from the loop, never inside sy_etcd_post. */
 #include <stdlib.h>
 #include <string.h>
+
+#include <event2/event.h>
 
 #include "core/etcd.h"
 #include "check.h"
@@ -94,8 +97,41 @@ static void test_a_lost_step_makes_it_unsendable(void)
     CHECK(sy_etcd_txn_take(&t) == NULL);
 }
 
+static int answers;
+static char answer_err[300];
+
+static void on_done(void *arg, json_t *reply, const char *err)
+{
+    answers++;
+    snprintf(answer_err, sizeof answer_err, "%s", reply == NULL && err != NULL ? err : "");
+    *(int *)arg = answers;
+}
+
+/* A name that does not resolve: the request cannot be sent at all. The callback runs later, from the loop
+ * (a caller that marks its request in flight after posting must not find it answered already). */
+static void test_a_request_that_cannot_be_sent_fails_from_the_loop(void)
+{
+    struct event_base *base = event_base_new();
+    char err[200];
+    struct sy_etcd *e = sy_etcd_new(base, "http://nonexistent.invalid:2379", 500, err, sizeof err);
+    CHECK(e != NULL);
+    if (e == NULL) {
+        event_base_free(base);
+        return;
+    }
+    int seen = 0;
+    CHECK(sy_etcd_post(e, "/v3/kv/range", json_pack("{s:s}", "key", "eA=="), on_done, &seen) == 0);
+    CHECK(seen == 0);                                              /* not inside the post */
+    for (int i = 0; i < 100 && seen == 0; i++)
+        event_base_loop(base, EVLOOP_ONCE);
+    CHECK(seen == 1 && answer_err[0] != '\0');
+    sy_etcd_free(e);
+    event_base_free(base);
+}
+
 int main(void)
 {
+    test_a_request_that_cannot_be_sent_fails_from_the_loop();
     test_create_if_absent_else_read();
     test_compare_mod_then_delete();
     test_a_lost_step_makes_it_unsendable();
