@@ -57,11 +57,12 @@ struct sy_sync_ops {
     int (*takeover)(const struct sy_pair_cfg *cfg, const char *instance_id, const struct sy_endpoint *src,
                     const struct sy_endpoint *dest, struct sy_takeover_point *out, char *err, size_t errlen);
     /* A new instance takes an id an earlier one had (create-reverse after a terminate; a worker thread,
-     * before the new instance exists anywhere): dest forgets what the earlier one left there (its
-     * checkpoint, what it applied above it) — else the new writer, or a new owner's takeover, would resume
-     * from the old watermark and skip the new spool's first records. Fenced: what names an owner token
-     * above owner_token (a newer owner) is kept and -2 returned. 0, -1 or -2 with err. NULL: the engine
-     * keeps nothing per instance on the destination. */
+     * before the new instance exists anywhere): dest forgets what the earlier one left there — else the new
+     * writer, or a new owner's takeover, would resume from the old watermark and skip the new spool's first
+     * records. The checkpoint is reset (record 0, no position: what writers and takeovers read as no
+     * history), not deleted: its owner token stays, at least owner_token, and still fences an older
+     * owner's writer. Fenced: what names an owner token above owner_token (a newer owner) is left and -2
+     * returned. 0, -1 or -2 with err. NULL: the engine keeps nothing per instance on the destination. */
     int (*forget)(const struct sy_pair_cfg *cfg, const char *instance_id, const struct sy_endpoint *dest,
                   uint64_t owner_token, char *err, size_t errlen);
 };

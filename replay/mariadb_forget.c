@@ -1,6 +1,8 @@
 /* A new instance of an id that an earlier one used (create-reverse after a terminate; core/engine.h
- * sy_sync_ops.forget): the destination forgets that one's checkpoint row and `applied` rows, in one
- * transaction under the row's lock. Left there, the new writer would resume from the old watermark —
+ * sy_sync_ops.forget): the destination forgets that one's `applied` rows and resets its checkpoint row (record
+ * 0, no position: no history; the owner token kept, at least this node's, so that an older owner's writer
+ * that opens a session now is fenced instead of starting a history of its own), in one transaction under the
+ * row's lock. Left there, the new writer would resume from the old watermark —
  * skipping the new spool's first records, or failing spool_mismatch — and a new owner's takeover would
  * resume the new instance from the old position. A row naming an owner token above this node's is a
  * newer owner's (this node lost the pair): kept. The session writes with the writer's tag, as the writer
@@ -56,7 +58,9 @@ int sy_mariadb_forget(const struct sy_pair_cfg *cfg, const char *instance_id, co
         goto out;
     }
     if ((applied && sy_mariadb_exec(m, e, sizeof e, "DELETE FROM " SY_SCHEMA ".applied WHERE instance='%s'", eid) != 0) ||
-        sy_mariadb_exec(m, e, sizeof e, "DELETE FROM " SY_SCHEMA ".checkpoint WHERE instance='%s'", eid) != 0 ||
+        sy_mariadb_exec(m, e, sizeof e, "UPDATE " SY_SCHEMA ".checkpoint SET spool_seq=0, position='', "
+                        "pending_ddl_seq=0, owner_token=GREATEST(owner_token, %llu), updated_at=NOW(6) WHERE "
+                        "instance='%s'", (unsigned long long)owner_token, eid) != 0 ||
         sy_mariadb_exec(m, e, sizeof e, "COMMIT") != 0)
         goto failed;
     rc = 0;

@@ -186,7 +186,7 @@ int sy_mariadb_takeover(const struct sy_pair_cfg *cfg, const char *instance_id, 
         snprintf(err, errlen, "destination %s:%u: %s", dest->host, dest->port, e);
         goto out;
     }
-    out->found = true;
+    out->found = out->position[0] != '\0';   /* reset by a new creation (forget): no history yet */
     rc = 0;
 out:
     if (res)

@@ -941,8 +941,9 @@ static int read_checkpoint(struct writer *w, uint64_t *pending_ddl)
     row = mysql_fetch_row(res);
     bool have = row != NULL;
     w->watermark = w->durable_seq = have && row[0] ? strtoull(row[0], NULL, 10) : 0;
-    /* no checkpoint yet: the destination holds what the copy (or creation) started from */
-    snprintf(w->position, sizeof w->position, "%s", have && row[1] ? row[1] : w->ctx->start_position);
+    /* no checkpoint yet (or one reset by a new creation: no position): the destination holds what the copy
+     * (or creation) started from */
+    snprintf(w->position, sizeof w->position, "%s", have && row[1] && row[1][0] ? row[1] : w->ctx->start_position);
     *pending_ddl = have && row[2] ? strtoull(row[2], NULL, 10) : 0;
     mysql_free_result(res);
     res = NULL;

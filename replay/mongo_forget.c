@@ -1,6 +1,7 @@
 /* A new instance of an id that an earlier one used (create-reverse after a terminate; core/engine.h
- * sy_sync_ops.forget): the destination forgets that one's checkpoint document (and an initial copy's
- * overlap record of the id). Left there, the new writer would resume from the old seq — skipping the new
+ * sy_sync_ops.forget): the destination resets that one's checkpoint document (seq 0, no position: no
+ * history; the owner token kept, at least this node's, so that an older owner's writer that opens a session
+ * now is fenced instead of starting a history of its own) and forgets an initial copy's overlap record. Left there, the new writer would resume from the old seq — skipping the new
  * spool's first records — and a new owner's takeover from the old position. A document naming an owner
  * token above this node's is a newer owner's (this node lost the pair): kept (the delete is conditional
  * on the token, atomic on one document). */
@@ -34,11 +35,19 @@ int sy_mongo_forget(const struct sy_pair_cfg *cfg, const char *instance_id, cons
     bool found = false;
     uint64_t seq = 0, held = 0;
     int rc = -1;
-    if (!mongoc_collection_delete_one(ckpt, &mine, NULL, NULL, &be) ||
-        sy_mongo_checkpoint_read(c, instance_id, &found, &seq, position, sizeof position, &held, &be) != 0 ||
-        (!found && !mongoc_collection_delete_one(copies, &id, NULL, NULL, &be))) {
+    bson_t reset = BSON_INITIALIZER, set;
+    BSON_APPEND_DOCUMENT_BEGIN(&reset, "$set", &set);
+    BSON_APPEND_INT64(&set, "seq", 0);
+    BSON_APPEND_UTF8(&set, "position", "");
+    if (owner_token != 0)
+        BSON_APPEND_INT64(&set, "owner_token", (int64_t)owner_token);
+    bson_append_document_end(&reset, &set);
+    bool ok = mongoc_collection_update_one(ckpt, &mine, &reset, NULL, NULL, &be);
+    bson_destroy(&reset);
+    if (!ok || sy_mongo_checkpoint_read(c, instance_id, &found, &seq, position, sizeof position, &held, &be) != 0 ||
+        !mongoc_collection_delete_one(copies, &id, NULL, NULL, &be)) {
         snprintf(err, errlen, "destination %s:%u: %s", dest->host, dest->port, be.message);
-    } else if (found) { /* not deleted: its token is above this node's */
+    } else if (found && (seq != 0 || position[0] != '\0')) { /* not reset: its token is above this node's */
         sy_forget_newer_owner(err, errlen, dest, instance_id, held, owner_token);
         rc = -2;
     } else {

@@ -729,7 +729,7 @@ static int read_checkpoint(struct writer *w)
         have = false;
         seq = 0;
     }
-    if (!have)
+    if (!have || position[0] == '\0')    /* none, or reset by a new creation (forget): no history yet */
         snprintf(position, sizeof position, "%s", w->ctx->start_position ? w->ctx->start_position : "");
     if (first > seq + 1 && first != 0) {
         fail(w, "spool_error", "the spool starts at record %llu but the checkpoint is at %llu: records are missing",

@@ -1347,7 +1347,11 @@ def test_a_reverse_instance_created_again_is_not_taken_over_from_the_terminated_
     others[0].admin_ok("terminate", instance=inst)
     dr.sql("INSERT INTO t VALUES (9, 'on dr before creation 2')", database=fresh)
     others[0].admin_ok("create-reverse", pair=pname)
-    assert q(b, "SELECT COUNT(*) FROM switchyard.checkpoint WHERE instance = %s", args=(inst,)) == ((0,),)
+    # reset, not deleted: the row keeps this owner's token, so an older owner's writer that opened a session
+    # now would be fenced instead of starting a history of its own under its lower token
+    token = sync_owner(owner, pname)["owner_token"]
+    assert q(b, "SELECT spool_seq, position, owner_token FROM switchyard.checkpoint WHERE instance = %s",
+             args=(inst,)) == ((0, "", token),)
     owner.kill9()
     new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
     wait_reverse(new, pname, "collecting", 30)
