@@ -608,6 +608,43 @@ static bool already_done(unsigned int e)
     }
 }
 
+
+/* The DDL's session character set and collations, as the source logged them: collation ids (the binlog's
+ * Q_CHARSET_CODE). SET takes a number only where it is a character set's default collation (utf8mb4's 224,
+ * utf8mb4_unicode_ci — the Node.js mysql2 driver's — is refused: "Unknown character set"), so the ids are
+ * resolved to names on the destination. 0, or -1 with err. */
+static int session_charsets(MYSQL *m, const struct sy_mariadb_ddl_context *ctx, char *err, size_t errlen)
+{
+    char sql[400];
+    snprintf(sql, sizeof sql, "SELECT ID, CHARACTER_SET_NAME, COLLATION_NAME FROM information_schema.COLLATIONS "
+             "WHERE ID IN (%u, %u, %u)", ctx->charset_client, ctx->collation_connection, ctx->collation_server);
+    MYSQL_RES *res = NULL;
+    if (mysql_real_query(m, sql, (unsigned long)strlen(sql)) != 0 || (res = mysql_store_result(m)) == NULL) {
+        snprintf(err, errlen, "%u %s", mysql_errno(m), mysql_error(m));
+        return -1;
+    }
+    char client[64] = "", connection[64] = "", server[64] = "";
+    MYSQL_ROW row;
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        unsigned id = row[0] ? (unsigned)strtoul(row[0], NULL, 10) : 0;
+        if (id == ctx->charset_client && row[1])
+            snprintf(client, sizeof client, "%s", row[1]);
+        if (id == ctx->collation_connection && row[2])
+            snprintf(connection, sizeof connection, "%s", row[2]);
+        if (id == ctx->collation_server && row[2])
+            snprintf(server, sizeof server, "%s", row[2]);
+    }
+    mysql_free_result(res);
+    if (!client[0] || !connection[0] || !server[0]) {
+        snprintf(err, errlen, "the destination knows none of the collation ids %u, %u, %u the source logged for the "
+                 "statement", ctx->charset_client, ctx->collation_connection, ctx->collation_server);
+        return -1;
+    }
+    /* names from information_schema: letters, digits and underscores only */
+    return sy_mariadb_exec(m, err, errlen, "SET SESSION character_set_client=%s, collation_connection=%s, "
+                           "collation_server=%s", client, connection, server);
+}
+
 /* -1 transient, -2 hard. retry: this DDL was pending at start (may have run already). */
 int sy_apply_ddl(struct sy_apply_conn *w, const struct sy_change_ddl *d, bool retry)
 {
@@ -638,10 +675,7 @@ int sy_apply_ddl(struct sy_apply_conn *w, const struct sy_change_ddl *d, bool re
     if ((db[0] && mysql_errno(w->conn) != 0 && mysql_errno(w->conn) != ER_BAD_DB_ERROR) ||
         sy_mariadb_exec(w->conn, err, sizeof err, "SET SESSION sql_mode=%llu%s%s%s", (unsigned long long)ctx.sql_mode,
                         tz[0] ? ", time_zone='" : "", tz[0] ? tz : "", tz[0] ? "'" : "") != 0 ||
-        (ctx.charset_client &&
-         sy_mariadb_exec(w->conn, err, sizeof err,
-                         "SET SESSION character_set_client=%u, collation_connection=%u, collation_server=%u",
-                         ctx.charset_client, ctx.collation_connection, ctx.collation_server) != 0)) {
+        (ctx.charset_client && session_charsets(w->conn, &ctx, err, sizeof err) != 0)) {
         snprintf(w->err, sizeof w->err, "DDL session setup: %s", err);
         free(sql);
         return sy_mariadb_is_transient(mysql_errno(w->conn)) ? -1 : -2;

@@ -11,6 +11,8 @@
 #   scripts/install-test-clients.sh                 build what is missing, print one summary line
 #   scripts/install-test-clients.sh --print-paths   the same, then print  java=/path  go=/path  node=/path
 #   scripts/install-test-clients.sh --only java|go|node  one of the three
+#   scripts/install-test-clients.sh --only node-mysql2   the Node.js mysql2 driver (make conformance only):
+#                                                   prints node-mysql2=/path with --print-paths
 # Cache root: $SY_TEST_CLIENTS_CACHE (default /var/cache/switchyard/test-clients). $SY_GO picks a go binary.
 set -eu
 
@@ -32,7 +34,7 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-case "$ONLY" in ""|java|go|node) ;; *) echo "install-test-clients: --only java|go|node" >&2; exit 2 ;; esac
+case "$ONLY" in ""|java|go|node|node-mysql2) ;; *) echo "install-test-clients: --only java|go|node|node-mysql2" >&2; exit 2 ;; esac
 
 say() { printf 'test-clients: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -196,43 +198,50 @@ go_client() {
     GO_STATE="built"
 }
 
-# --- Node.js: the `mongodb` driver by npm ci from the committed lock file; Debian's nodejs + npm if missing -----
-node_client() {
+# --- Node.js clients: a driver by npm ci from the committed lock file; Debian's nodejs + npm if missing --------
+# node_build DIR PACKAGE SCRIPT LAUNCHER: tests/clients/DIR (its package.json pins PACKAGE) into the cache; the
+# launcher's path in NODE_BUILT, "built" or "cached" in NODE_BUILT_STATE.
+node_build() {
     if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
         apt_install nodejs npm
     fi
     node_bin=$(readlink -f "$(command -v node)")
     nodev=$("$node_bin" --version)
-    nsrc="$SRC/node-mongo"
-    drv=$(sed -n 's/^[[:space:]]*"mongodb": "\([^"]*\)".*/\1/p' "$nsrc/package.json")
-    key="$nodev-mongodb${drv:-unknown}-$(hash_of "$nsrc/package.json" "$nsrc/package-lock.json" \
-                                                     "$nsrc/sy_node_mongo.js" "$SELF")"
+    nsrc="$SRC/$1"
+    drv=$(sed -n 's/^[[:space:]]*"'"$2"'": "\([^"]*\)".*/\1/p' "$nsrc/package.json")
+    key="$nodev-$2${drv:-unknown}-$(hash_of "$nsrc/package.json" "$nsrc/package-lock.json" "$nsrc/$3" "$SELF")"
     dir="$CACHE/node-$key"
-    NODE_CLIENT="$dir/sy-node-mongo"
+    NODE_BUILT="$dir/$4"
     if [ -f "$dir/.complete" ]; then
-        NODE_STATE="cached"
+        NODE_BUILT_STATE="cached"
         return
     fi
     tmp=$(mktemp -d "$CACHE/.node-build.XXXXXX")
     log="$tmp/build.log"
-    cp "$nsrc/package.json" "$nsrc/package-lock.json" "$nsrc/sy_node_mongo.js" "$tmp/"
+    cp "$nsrc/package.json" "$nsrc/package-lock.json" "$nsrc/$3" "$tmp/"
     # Offline first (every package already in ~/.npm after the first fetch), then online.
     if ! (cd "$tmp" && npm ci --offline --no-audit --no-fund --omit=dev) >"$log" 2>&1 &&
        ! (cd "$tmp" && npm ci --no-audit --no-fund --omit=dev) >>"$log" 2>&1; then
         tail -n 40 "$log" >&2
         rm -rf "$tmp"
-        die "npm ci failed on tests/clients/node-mongo (npm registry reachable? ~/.npm writable?)"
+        die "npm ci failed on tests/clients/$1 (npm registry reachable? ~/.npm writable?)"
     fi
-    cat >"$tmp/sy-node-mongo" <<EOF
+    cat >"$tmp/$4" <<EOF
 #!/bin/sh
-# Built by scripts/install-test-clients.sh from tests/clients/node-mongo (node $nodev, mongodb $drv)
-exec "$node_bin" "\$(dirname "\$0")/sy_node_mongo.js" "\$@"
+# Built by scripts/install-test-clients.sh from tests/clients/$1 (node $nodev, $2 $drv)
+exec "$node_bin" "\$(dirname "\$0")/$3" "\$@"
 EOF
-    chmod 755 "$tmp/sy-node-mongo"
-    printf 'node %s\nmongodb %s\n' "$nodev" "$drv" >"$tmp/VERSIONS"
+    chmod 755 "$tmp/$4"
+    printf 'node %s\n%s %s\n' "$nodev" "$2" "$drv" >"$tmp/VERSIONS"
     rm -f "$log"
     publish "$tmp" "$dir"
-    NODE_STATE="built"
+    NODE_BUILT_STATE="built"
+}
+
+node_client() {
+    node_build node-mongo mongodb sy_node_mongo.js sy-node-mongo
+    NODE_CLIENT=$NODE_BUILT
+    NODE_STATE=$NODE_BUILT_STATE
 }
 
 JAVA_STATE=skipped
@@ -244,6 +253,12 @@ NODE_CLIENT=
 if [ -z "$ONLY" ] || [ "$ONLY" = java ]; then java_client; fi
 if [ -z "$ONLY" ] || [ "$ONLY" = go ]; then go_client; fi
 if [ -z "$ONLY" ] || [ "$ONLY" = node ]; then node_client; fi
+if [ "$ONLY" = node-mysql2 ]; then
+    node_build node-mysql2 mysql2 sy_node_mysql2.js sy-node-mysql2
+    say "node-mysql2 $NODE_BUILT_STATE ($NODE_BUILT)"
+    [ "$PRINT" = 0 ] || printf 'node-mysql2=%s\n' "$NODE_BUILT"
+    exit 0
+fi
 say "java $JAVA_STATE${JAVA_PATH:+ ($JAVA_PATH)}, go $GO_STATE${GO_PATH:+ ($GO_PATH)}," \
     "node $NODE_STATE${NODE_CLIENT:+ ($NODE_CLIENT)}"
 if [ "$PRINT" = 1 ]; then

@@ -132,3 +132,17 @@ def reverse(d, pname):
 def wait_reverse(d, pname, state, timeout=60):
     return wait_for(lambda: (reverse(d, pname) or {}).get("state") == state and reverse(d, pname), timeout,
                     f"{pname}/reverse {state}")
+
+
+def installed_client(name):
+    """The launcher of a test client that scripts/install-test-clients.sh builds and caches outside the repo
+    (`--only NAME --print-paths`: its NAME=path line), built on first use."""
+    import subprocess
+    from conftest import ROOT
+    install = ROOT / "scripts" / "install-test-clients.sh"
+    r = subprocess.run([str(install), "--only", name, "--print-paths"], capture_output=True, text=True, timeout=600,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, f"{install} --only {name} failed:\n{r.stderr[-4000:]}"
+    paths = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+    assert paths.get(name), r.stdout
+    return paths[name]

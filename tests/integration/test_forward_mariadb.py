@@ -128,6 +128,35 @@ def test_forward_ddl_mid_stream_and_multi_statement(daemon, mariadb_pair, fresh)
     assert q(mariadb_pair.dr, "SHOW INDEX FROM t1 WHERE Key_name = 'iv'", fresh)
 
 
+@pytest.mark.parametrize("names", ["utf8mb4 COLLATE utf8mb4_unicode_ci", "latin1 COLLATE latin1_german2_ci",
+                                   "utf8mb4 COLLATE utf8mb4_bin"])
+def test_ddl_of_a_session_whose_collation_is_not_its_charsets_default(daemon, mariadb_pair, fresh, names):
+    """The binlog logs a DDL's session character set and collations as collation ids; `SET
+    character_set_client=<id>` takes only a character set's default collation, so the writer refused 224
+    (utf8mb4_unicode_ci: what Node.js mysql2 connects with) and the forward instance failed on the first CREATE
+    TABLE of such a session ("Unknown character set: '224'"). The ids are resolved to names on DR now."""
+    b = mariadb_pair.business
+    b.sql("CREATE TABLE t1 (id INT PRIMARY KEY)", database=fresh)
+    pname = f"p{fresh}"
+    d = daemon(pair=pname, objects=f"{fresh}.*")
+    wait_state(d, pname, "running")
+    c = conn(b, fresh)
+    with c.cursor() as cur:
+        cur.execute(f"SET NAMES {names}")
+        cur.execute("CREATE TABLE t2 (id INT PRIMARY KEY, s VARCHAR(20))")
+        cur.execute("INSERT INTO t2 VALUES (1, 'Straße')")
+        cur.execute("ALTER TABLE t2 ADD COLUMN u VARCHAR(20) DEFAULT 'ü'")
+    c.commit()
+    c.close()
+    assert_equal_eventually(mariadb_pair, fresh)
+    t2 = lambda side: q(side, "SELECT s, u, HEX(s), HEX(u) FROM t2", fresh)
+    wait_for(lambda: tables_of(mariadb_pair.dr, fresh) == ["t1", "t2"] and t2(mariadb_pair.dr) == t2(b), 30,
+             "t2 on DR as on business")
+    assert q(b, "SHOW CREATE TABLE t2", fresh)[0][1] == q(mariadb_pair.dr, "SHOW CREATE TABLE t2", fresh)[0][1]
+    st = instance(d, pname)
+    assert st["state"] == "running" and st["last_error"] is None, st
+
+
 def test_objects_filter_and_echo_free(daemon, mariadb_pair, fresh):
     """Only the configured objects travel; other databases and tables stay on business."""
     b = mariadb_pair.business

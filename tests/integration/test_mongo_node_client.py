@@ -15,27 +15,20 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import ROOT
-from helpers import wait_for
+from helpers import installed_client, wait_for
 from test_ferretdb_sandbox import ferretdb_pair  # noqa: F401 (fixture: this module's own servers)
 from test_mongo_switch import APP_PASSWORD, APP_USER, app_client, switchable_pair
 
 pytestmark = pytest.mark.nosan   # the proxy paths run under ASan with pymongo and libmongoc; a fourth driver only adds time
 
 
-INSTALL = ROOT / "scripts" / "install-test-clients.sh"
 RUN_TIMEOUT_S = 60.0
 
 
 @pytest.fixture(scope="module")
 def node_client():
     """The launcher of the Node.js client, built (~10 s once per machine) or found in the cache."""
-    r = subprocess.run([str(INSTALL), "--only", "node", "--print-paths"], capture_output=True, text=True,
-                       timeout=600, stdin=subprocess.DEVNULL)
-    assert r.returncode == 0, f"{INSTALL} --only node failed:\n{r.stderr[-4000:]}"
-    paths = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
-    assert paths.get("node"), r.stdout
-    return paths["node"]
+    return installed_client("node")
 
 
 @pytest.fixture
