@@ -146,8 +146,12 @@ enum sy_tds_rc sy_tds_capture_instances(struct sy_tds *t, const struct sy_pair_c
         *missing = strdup(sy_tds_sql(&b));
         sy_buf_fini(&b);
     }
-    if (rc != SY_TDS_OK) {
+    if (rc != SY_TDS_OK) {                  /* the tables' read failed after the list: nothing is returned */
         free(l.v);
+        if (missing != NULL) {
+            free(*missing);
+            *missing = NULL;
+        }
         return rc;
     }
     *out = l.v;
