@@ -57,7 +57,8 @@ int sy_mariadb_forget(const struct sy_pair_cfg *cfg, const char *instance_id, co
         rc = -2;
         goto out;
     }
-    if ((applied && sy_mariadb_exec(m, e, sizeof e, "DELETE FROM " SY_SCHEMA ".applied WHERE instance='%s'", eid) != 0) ||
+    if ((applied &&
+         sy_mariadb_exec(m, e, sizeof e, "DELETE FROM " SY_SCHEMA ".applied WHERE instance='%s'", eid) != 0) ||
         sy_mariadb_exec(m, e, sizeof e, "UPDATE " SY_SCHEMA ".checkpoint SET spool_seq=0, position='', "
                         "pending_ddl_seq=0, owner_token=GREATEST(owner_token, %llu), updated_at=NOW(6) WHERE "
                         "instance='%s'", (unsigned long long)owner_token, eid) != 0 ||
