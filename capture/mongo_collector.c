@@ -51,6 +51,17 @@
  * an echo whose echo mark lies before the re-read would be spooled back to the other side, and a real
  * MongoDB's partial update ($inc) is not idempotent. The exposure is the entries in flight at a crash
  * (measured lateness: milliseconds).
+ * A takeover by another node (core/takeover.h; ctx->takeover_replay) is different: the dead owner's set died
+ * with it, the new spool starts at the destination's checkpoint, and the writer replays idempotently up to the
+ * source's position anyway. An entry that landed behind a newer one just before the owner died (older than
+ * the checkpoint, never taken) would reach neither side's spool. So the new collector reads the source again
+ * from TAKEOVER_REWIND_S seconds before the checkpoint (rewind_for_takeover): entries up to the checkpoint are
+ * spooled again and applied again by _id in oplog order (a suffix of the oplog replayed in order ends at the
+ * same documents), except a partial update (not idempotent; a server that logs them, MongoDB, makes its
+ * entries visible in ts order, so none up to the checkpoint was missed there). They are not given to the ack
+ * ledger (an old entry would prove a newer acknowledged write of its document) and are not late. An entry
+ * missed so was more than TAKEOVER_REWIND_S late against the dead collector's last poll, which had read past
+ * the checkpoint: the same class as entries beyond the sweep.
  * After every poll the capped oplog's oldest entry (one row: cheap) must be at or before the position
  * the poll started from — proof that nothing between was dropped unread; otherwise the instance fails
  * (position_unavailable) naming both, never skips. FerretDB can deliver an entry twice: the set skips it.
@@ -80,6 +91,7 @@
 #define WINDOW_S 2              /* every poll reads again the entries this many seconds behind the newest */
 #define SWEEP_S 30              /* every SWEEP_EVERY_MS a poll reads back this far instead (a sweep) */
 #define SWEEP_EVERY_MS 10000
+#define TAKEOVER_REWIND_S 5     /* a takeover reads again this far before the checkpoint (see above) */
 
 #define USERS_NS "admin.system.users"
 
@@ -91,6 +103,9 @@ struct collector {
     struct sy_mongo_ts pos;        /* the newest ts taken (spooled or skipped) */
     uint64_t pos_wall_ms;          /* the wall clock of the entry at pos */
     struct sy_mongo_ts floor;      /* where this run resumed: entries at or before it were taken before */
+    struct sy_mongo_ts rewound_to; /* rewound: a takeover's start position; entries up to it are read again */
+    bool rewound;
+    uint64_t reread;               /* entries up to rewound_to taken again */
     struct sy_mongo_ts fast_from;  /* this poll's fast window starts after it (WINDOW_S behind pos) */
     uint64_t last_sweep_ms;
     uint64_t *seen;                /* owned: open-addressing set of the ts (t << 32 | i) taken in the last
@@ -142,6 +157,7 @@ struct entry {
     uint64_t wall_ms;
     bson_t o, o2;               /* views into the entry (o2 empty when absent) */
     bool has_o2;
+    bool reread;                /* up to a takeover's start position: maybe applied already (rewind_for_takeover) */
 };
 
 static bool view_doc(const bson_t *doc, const char *key, bson_t *out)
@@ -287,6 +303,11 @@ static bool on_change(struct collector *c, const struct entry *e, const char *db
             patch = true;
         }
     }
+    if (patch && e->reread) { /* not idempotent; never late on a server that logs it (see the top) */
+        bson_destroy(&id);
+        c->skipped_since_position = true;
+        return true;
+    }
     uint64_t h = doc != NULL && !patch ? sy_mongo_hash(bson_get_data(doc), doc->len, 0) : 0;
     bool ok;
     if (sy_mongo_echo_take(c->echo, e->ns, bson_get_data(&id), id.len, e->op == 'd', h, sy_wall_ms())) {
@@ -296,7 +317,7 @@ static bool on_change(struct collector *c, const struct entry *e, const char *db
     } else {
         ok = append_change(c, e, db, coll, &id, doc, patch);
         bson_iter_t idv;
-        if (ok && c->acks != NULL && bson_iter_init_find(&idv, &id, "_id"))
+        if (ok && c->acks != NULL && !e->reread && bson_iter_init_find(&idv, &id, "_id"))
             sy_mongo_acks_taken(c->acks, sy_mongo_id_key(e->ns, &idv), e->ts.t, e->ts.i, sy_wall_ms());
     }
     bson_destroy(&id);
@@ -441,7 +462,10 @@ static bool on_entry(struct collector *c, const bson_t *doc)
         sy_module_report_failed(c->ctx->report, "out_of_memory", "out of memory");
         return false;
     }
-    if (sy_mongo_ts_cmp(e.ts, c->pos) < 0)
+    e.reread = c->rewound && sy_mongo_ts_cmp(e.ts, c->rewound_to) <= 0;
+    if (e.reread)
+        c->reread++;
+    else if (sy_mongo_ts_cmp(e.ts, c->pos) < 0)
         on_late(c, &e);
     c->events++;
     if (sy_mongo_ts_cmp(e.ts, c->pos) > 0) {
@@ -574,6 +598,10 @@ static int tail(struct collector *c)
         if (!reported_running) {
             reported_running = true;
             sy_module_report_running(c->ctx->report);
+            if (c->rewound)
+                sy_log_info("%s: %llu oplog entries up to the takeover's start %u:%u read again (replayed "
+                            "idempotently)", c->ctx->instance_id, (unsigned long long)c->reread, c->rewound_to.t,
+                            c->rewound_to.i);
         }
         if (c->events != taken)
             continue;
@@ -640,7 +668,7 @@ static int load_position(struct collector *c)
 /* At the start: the set the previous run left at this position becomes this run's, and the floor moves back
  * to where it is exact, so an entry that landed behind a newer one after that run's last poll is taken now
  * and none it took is taken again. The file is removed either way: it describes the previous run only. */
-static void take_over(struct collector *c)
+static bool take_over(struct collector *c)
 {
     struct sy_mongo_ts after;
     uint64_t *keys = NULL;
@@ -652,12 +680,12 @@ static void take_over(struct collector *c)
         sy_log_warn("%s: the set of entries taken before the stop is unusable (%s): resuming after the position "
                     "alone", c->ctx->instance_id, why);
     if (rc <= 0)
-        return;
+        return false;
     if (n > 0 && seen_rebuild(c, n) != 0) {
         sy_log_warn("%s: out of memory for the %zu entries taken before the stop: resuming after the position alone",
                     c->ctx->instance_id, n);
         free(keys);
-        return;
+        return false;
     }
     for (size_t k = 0; k < n; k++)
         if (keys[k] != 0 && !seen_has(c, keys[k])) {
@@ -669,6 +697,22 @@ static void take_over(struct collector *c)
         c->floor = after;
     sy_log_info("%s: resuming with the %zu entries taken after %u:%u before the stop: any other entry after it is "
                 "taken now", c->ctx->instance_id, n, after.t, after.i);
+    return true;
+}
+
+/* A takeover's start without a set of this node's own (see the top): the floor moves TAKEOVER_REWIND_S
+ * seconds back; the first poll is a sweep, which reads from it. The position stays (the reach check and the
+ * spooled commit positions go by it); the capped oplog may begin after the floor (a young one): nothing is
+ * missing then. */
+static void rewind_for_takeover(struct collector *c)
+{
+    if (c->pos.t == 0 && c->pos.i == 0)
+        return;
+    c->rewound = true;
+    c->rewound_to = c->pos;
+    c->floor = (struct sy_mongo_ts){ c->pos.t > TAKEOVER_REWIND_S ? c->pos.t - TAKEOVER_REWIND_S : 0, 0 };
+    sy_log_info("%s: taken over at %u:%u: the oplog is read again from %u:%u (an entry the old owner's collector "
+                "may not have taken)", c->ctx->instance_id, c->pos.t, c->pos.i, c->floor.t, c->floor.i);
 }
 
 /* At a clean stop: the ts taken after the oldest point from which the set is exact (the floor, or SWEEP_S + 1
@@ -703,7 +747,8 @@ static void *collector_main(void *arg)
     if (c->echo == NULL)
         sy_module_report_failed(c->ctx->report, "out_of_memory", "out of memory");
     else if (load_position(c) == 0) {
-        take_over(c);
+        if (!take_over(c) && c->ctx->takeover_replay)
+            rewind_for_takeover(c);
         collect(c);
         if (!c->failed)
             leave_taken(c);
