@@ -23,6 +23,7 @@
 #include "core/shared_epoch.h"
 #include "core/cluster_switch.h"
 #include "core/election.h"
+#include "core/etcd.h"
 #include "core/cluster_admin.h"
 #include "core/cluster_held.h"
 #include "core/cluster_tail.h"
@@ -1177,7 +1178,14 @@ out:
             event_base_loop(d.base, EVLOOP_NONBLOCK);
         usleep(10 * 1000);
     }
-    if (d.base)
+    /* a terminate or create-reverse whose etcd put has not answered: answered now (it may still land) */
+    for (size_t i = 0; i < d.n_started; i++)
+        if (d.pairs[i].election != NULL) {
+            struct sy_etcd *etcd = sy_election_etcd(d.pairs[i].election);
+            sy_etcd_fail_now(etcd, on_terminate_recorded, "switchyardd is shutting down");
+            sy_etcd_fail_now(etcd, on_reverse_recorded, "switchyardd is shutting down");
+        }
+    for (int i = 0; i < 3 && d.base; i++)
         event_base_loop(d.base, EVLOOP_NONBLOCK); /* answer (and free) the commands that finished */
     if (sy_admin_jobs() > 0) {
         /* A thread still uses the pairs, the config, the loop and Connector/C: freeing them, or letting

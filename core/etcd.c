@@ -113,6 +113,20 @@ void sy_etcd_forget(struct sy_etcd *e, const void *arg)
             c->done = NULL;                 /* on_answer frees it without calling back */
 }
 
+void sy_etcd_fail_now(struct sy_etcd *e, sy_etcd_done done, const char *err)
+{
+    for (;;) {                              /* a callback may post: look again from the start each time */
+        struct call *c;
+        TAILQ_FOREACH(c, &e->calls, link)
+            if (c->done == done)
+                break;
+        if (c == NULL)
+            return;
+        c->done = NULL;                     /* the answer, if it comes, frees it without calling back */
+        done(c->arg, NULL, err);
+    }
+}
+
 static void send_call(struct call *c);
 
 /* Ends a call: its callback (unless detached), then it is freed. */

@@ -26,6 +26,9 @@ void sy_etcd_free(struct sy_etcd *e);
 
 /* The requests in flight whose callback argument is arg will not call back (arg is being freed). */
 void sy_etcd_forget(struct sy_etcd *e, const void *arg);
+/* The requests in flight with callback `done` call it now, as failed with err (a shutdown that will not
+ * wait for etcd: their callers answer whoever waits), and never again. */
+void sy_etcd_fail_now(struct sy_etcd *e, sy_etcd_done done, const char *err);
 
 /* POSTs body (stolen) to path ("/v3/kv/put"); done(arg, ...) later, on the loop, exactly once (unless
  * the client is freed first) — never before this returns, also when the request cannot be sent. -1 when

@@ -1448,6 +1448,41 @@ def test_a_create_reverse_etcd_does_not_record_creates_nothing(daemon, etcd, mar
         assert etcd_get(etcd, f"/switchyard/pairs/{pname}/reverse")["start_position"] == r["start_position"]
 
 
+@pytest.mark.parametrize("cmd", ["terminate", "create-reverse"])
+def test_a_shutdown_answers_a_command_whose_etcd_put_is_pending(daemon, etcd, mariadb_pair, fresh,
+                                                                cmd):  # noqa: F811
+    """terminate and create-reverse put their record in etcd before they act. A SIGTERM while etcd has not
+    answered yet (every member stopped) answers the command: nothing done here, etcd may still record it;
+    the daemon exits 0. Before, the admin connection was closed with no answer at all."""
+    pname = f"q{fresh}"
+    owner, others = electable_three(daemon, etcd, mariadb_pair, fresh, pname)
+    answer = {}
+
+    def ask():
+        try:
+            args = {"instance": f"{pname}/forward"} if cmd == "terminate" else {"pair": pname}
+            answer["reply"] = owner.admin(cmd, _timeout=30, **args)
+        except Exception as e:                          # noqa: BLE001 (the old code: the socket closed)
+            answer["error"] = repr(e)
+    for m in etcd:
+        os.kill(m.pid, signal.SIGSTOP)
+    try:
+        t = threading.Thread(target=ask)
+        t.start()
+        time.sleep(1)                                   # its put is in flight (etcd answers nothing)
+        assert t.is_alive(), answer                     # not answered yet
+        assert owner.stop() == 0
+        t.join(30)
+    finally:
+        for m in etcd:
+            os.kill(m.pid, signal.SIGCONT)
+    assert "reply" in answer, answer
+    r = answer["reply"]
+    assert r["ok"] is False and r["error"]["code"] == "etcd_unreachable", r
+    assert "switchyardd is shutting down" in r["error"]["message"], r
+    assert "etcd may still record it" in r["error"]["message"], r
+
+
 def test_a_terminate_does_not_delete_another_creations_record(daemon, etcd, mariadb_pair, fresh):  # noqa: F811
     """A terminate of the reverse instance deletes etcd's record of it only while the record is the one this
     owner knows (its mod_revision): a terminate etcd.c sends again late, after a newer create-reverse, must
