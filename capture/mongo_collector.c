@@ -51,17 +51,24 @@
  * an echo whose echo mark lies before the re-read would be spooled back to the other side, and a real
  * MongoDB's partial update ($inc) is not idempotent. The exposure is the entries in flight at a crash
  * (measured lateness: milliseconds).
- * A takeover by another node (core/takeover.h; ctx->takeover_replay) is different: the dead owner's set died
- * with it, the new spool starts at the destination's checkpoint, and the writer replays idempotently up to the
- * source's position anyway. An entry that landed behind a newer one just before the owner died (older than
- * the checkpoint, never taken) would reach neither side's spool. So the new collector reads the source again
- * from TAKEOVER_REWIND_S seconds before the checkpoint (rewind_for_takeover): entries up to the checkpoint are
- * spooled again and applied again by _id in oplog order (a suffix of the oplog replayed in order ends at the
- * same documents), except a partial update (not idempotent; a server that logs them, MongoDB, makes its
- * entries visible in ts order, so none up to the checkpoint was missed there). They are not given to the ack
- * ledger (an old entry would prove a newer acknowledged write of its document) and are not late. An entry
- * missed so was more than TAKEOVER_REWIND_S late against the dead collector's last poll, which had read past
- * the checkpoint: the same class as entries beyond the sweep.
+ * A takeover by another node (core/takeover.h) is different: the dead owner's set died with it, and the new
+ * spool starts at the destination's checkpoint C. An entry that landed behind a newer one just before the owner
+ * died (ts at or before C, never taken) would reach neither side. Neither ts order nor natural order tells it
+ * from entries already applied (FerretDB numbers its records before its insert waits for the database, so
+ * natural order is not the order in which entries became visible either). So a collector that starts a
+ * takeover's spool (ctx->takeover_replay, nothing spooled after its start yet) on FerretDB catches up first
+ * (not when its instance only collects: a document's later echo would be suppressed while the candidate
+ * waited for the switchback, which would then put the older state on the destination) (catch_up,
+ * capture/mongo_catch_up.h): it reads the entries of the CATCH_UP_S seconds up to C and keeps the newest per
+ * document, reads the entries after C and drops every one whose document has a newer entry there (that entry
+ * decides the document: it is collected next, or it is an echo the destination already has), and spools the
+ * rest before anything else: each the newest state of its document, applied by _id, idempotent for one the
+ * old owner had applied. A stop before it ends leaves the spool at C (every record it spools carries C), and
+ * the next start catches up again (no taken set is left meanwhile). They are not given to the ack ledger (armed at this start: an old entry would "prove" a
+ * newer acknowledged write of its document) and are not late. Partial updates are never candidates (not
+ * idempotent; a server that logs them, MongoDB, shows its entries in ts order: nothing is late there, and the
+ * catch-up is skipped). An entry more than CATCH_UP_S late against the dead collector's last poll (which had
+ * read past C) is still missed: the same class as one beyond the sweep. The floor stays C.
  * After every poll the capped oplog's oldest entry (one row: cheap) must be at or before the position
  * the poll started from — proof that nothing between was dropped unread; otherwise the instance fails
  * (position_unavailable) naming both, never skips. FerretDB can deliver an entry twice: the set skips it.
@@ -71,6 +78,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "capture/mongo_catch_up.h"
 #include "capture/mongo_modules.h"
 #include "capture/mongo_taken.h"
 #include "core/change.h"
@@ -91,7 +99,7 @@
 #define WINDOW_S 2              /* every poll reads again the entries this many seconds behind the newest */
 #define SWEEP_S 30              /* every SWEEP_EVERY_MS a poll reads back this far instead (a sweep) */
 #define SWEEP_EVERY_MS 10000
-#define TAKEOVER_REWIND_S 5     /* a takeover reads again this far before the checkpoint (see above) */
+#define CATCH_UP_S 5            /* a takeover looks this far before the checkpoint (see above) */
 
 #define USERS_NS "admin.system.users"
 
@@ -103,9 +111,7 @@ struct collector {
     struct sy_mongo_ts pos;        /* the newest ts taken (spooled or skipped) */
     uint64_t pos_wall_ms;          /* the wall clock of the entry at pos */
     struct sy_mongo_ts floor;      /* where this run resumed: entries at or before it were taken before */
-    struct sy_mongo_ts rewound_to; /* rewound: a takeover's start position; entries up to it are read again */
-    bool rewound;
-    uint64_t reread;               /* entries up to rewound_to taken again */
+    struct sy_mongo_catch_up *catch_up; /* owned: a takeover's catch-up not done yet (NULL: none) */
     struct sy_mongo_ts fast_from;  /* this poll's fast window starts after it (WINDOW_S behind pos) */
     uint64_t last_sweep_ms;
     uint64_t *seen;                /* owned: open-addressing set of the ts (t << 32 | i) taken in the last
@@ -157,7 +163,7 @@ struct entry {
     uint64_t wall_ms;
     bson_t o, o2;               /* views into the entry (o2 empty when absent) */
     bool has_o2;
-    bool reread;                /* up to a takeover's start position: maybe applied already (rewind_for_takeover) */
+    bool reread;                /* a takeover's catch-up: at or before its start, maybe applied already */
 };
 
 static bool view_doc(const bson_t *doc, const char *key, bson_t *out)
@@ -302,11 +308,6 @@ static bool on_change(struct collector *c, const struct entry *e, const char *db
             doc = &e->o;
             patch = true;
         }
-    }
-    if (patch && e->reread) { /* not idempotent; never late on a server that logs it (see the top) */
-        bson_destroy(&id);
-        c->skipped_since_position = true;
-        return true;
     }
     uint64_t h = doc != NULL && !patch ? sy_mongo_hash(bson_get_data(doc), doc->len, 0) : 0;
     bool ok;
@@ -462,10 +463,7 @@ static bool on_entry(struct collector *c, const bson_t *doc)
         sy_module_report_failed(c->ctx->report, "out_of_memory", "out of memory");
         return false;
     }
-    e.reread = c->rewound && sy_mongo_ts_cmp(e.ts, c->rewound_to) <= 0;
-    if (e.reread)
-        c->reread++;
-    else if (sy_mongo_ts_cmp(e.ts, c->pos) < 0)
+    if (sy_mongo_ts_cmp(e.ts, c->pos) < 0)
         on_late(c, &e);
     c->events++;
     if (sy_mongo_ts_cmp(e.ts, c->pos) > 0) {
@@ -567,10 +565,136 @@ static int check_reach(struct collector *c, struct sy_mongo_ts before)
     return -1;
 }
 
+/* A read of the oplog ended (rc: its own result): a cursor error makes it 1 (transient: c->err); cur is
+ * destroyed. */
+static int cursor_done(struct collector *c, mongoc_cursor_t *cur, int rc)
+{
+    bson_error_t e;
+    if (rc == 0 && mongoc_cursor_error(cur, &e)) {
+        snprintf(c->err, sizeof c->err, "oplog of %s:%u: %s", c->ctx->source->host, c->ctx->source->port,
+                 e.message);
+        rc = 1;
+    }
+    mongoc_cursor_destroy(cur);
+    return rc;
+}
+
+/* ---- a takeover's catch-up (see the top) ------------------------------------------------------------ */
+
+/* The document key of an entry the collector would spool as a change (i/u/d on a synchronized namespace or
+ * the users'). */
+static bool change_key(const struct collector *c, const struct entry *e, uint64_t *key)
+{
+    char db[128];
+    const char *coll;
+    bson_iter_t it;
+    const bson_t *from = id_holder(e);
+    if ((e->op != 'i' && e->op != 'u' && e->op != 'd') || !sy_mongo_ns_split(e->ns, db, sizeof db, &coll) ||
+        (strcmp(e->ns, USERS_NS) != 0 && !sy_mongo_ns_synced(c->cfg, db, coll)) || from == NULL ||
+        !bson_iter_init_find(&it, from, "_id"))
+        return false;
+    *key = sy_mongo_id_key(e->ns, &it);
+    return true;
+}
+
+/* One read for the catch-up: the entries in (from, floor] (candidates), or after from (up_to_floor false:
+ * they drop older candidates of their documents). 0, 1 (transient: c->err) or -1 (failed: reported). */
+static int catch_up_read(struct collector *c, struct sy_mongo_ts from, bool up_to_floor)
+{
+    mongoc_collection_t *oplog = mongoc_client_get_collection(c->client, "local", SY_MONGO_OPLOG);
+    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, child;
+    BSON_APPEND_DOCUMENT_BEGIN(&filter, "ts", &child);
+    BSON_APPEND_TIMESTAMP(&child, "$gt", from.t, from.i);
+    if (up_to_floor)
+        BSON_APPEND_TIMESTAMP(&child, "$lte", c->floor.t, c->floor.i);
+    bson_append_document_end(&filter, &child);
+    BSON_APPEND_INT32(&opts, "batchSize", COLL_BATCH);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(oplog, &filter, &opts, NULL);
+    const bson_t *doc;
+    int rc = 0;
+    while (rc == 0 && !stopping(c) && mongoc_cursor_next(cur, &doc)) {
+        struct entry e;
+        bson_t whole;
+        uint64_t key;
+        if (!entry_parse(doc, &e) || hide_entry(e.ns) || !change_key(c, &e, &key))
+            continue;
+        if (!up_to_floor)
+            sy_mongo_catch_up_seen(c->catch_up, key, e.ts.t, e.ts.i);
+        else if (sy_mongo_catch_up_put(c->catch_up, key, e.ts.t, e.ts.i,
+                                       e.op == 'u' && !update_is_whole(&e, &whole) ? NULL : doc) != 0) {
+            sy_module_report_failed(c->ctx->report, "out_of_memory", "out of memory");
+            rc = -1;
+        }
+    }
+    rc = cursor_done(c, cur, rc);
+    bson_destroy(&filter);
+    bson_destroy(&opts);
+    mongoc_collection_destroy(oplog);
+    return rc;
+}
+
+struct catch_up_take {
+    struct collector *c;
+    bool refused;                                    /* on_change failed (reported, or stopping) */
+};
+
+static bool catch_up_take(const bson_t *doc, void *arg)
+{
+    struct catch_up_take *t = arg;
+    struct entry e;
+    char db[128];
+    const char *coll;
+    if (!entry_parse(doc, &e) || !sy_mongo_ns_split(e.ns, db, sizeof db, &coll))
+        return true;                                 /* parsed before: cannot happen */
+    e.reread = true;
+    t->c->events++;
+    t->refused = !on_change(t->c, &e, db, coll);
+    return !t->refused;
+}
+
+/* Before the first poll of a takeover's spool: the newest states of documents that may have been missed
+ * are spooled first (the floor stays). 0 (done, or stopped: then again at the next start), 1 (transient:
+ * c->err) or -1 (failed: reported). */
+static int catch_up(struct collector *c)
+{
+    bool ferretdb = false;
+    bson_error_t be;
+    if (sy_mongo_is_ferretdb(c->client, &ferretdb, &be) != 0) {
+        snprintf(c->err, sizeof c->err, "%s:%u: buildInfo: %s", c->ctx->source->host, c->ctx->source->port,
+                 be.message);
+        return 1;
+    }
+    struct sy_mongo_ts from = { c->floor.t > CATCH_UP_S ? c->floor.t - CATCH_UP_S : 0, 0 };
+    int rc = 0;
+    if (ferretdb && (rc = catch_up_read(c, from, true)) == 0)
+        rc = catch_up_read(c, c->floor, false);
+    if (rc != 0 || stopping(c))
+        return rc;
+    size_t n = sy_mongo_catch_up_count(c->catch_up);
+    struct catch_up_take take = { .c = c };
+    if (!sy_mongo_catch_up_each(c->catch_up, catch_up_take, &take)) {
+        if (stopping(c))
+            return 0;
+        if (!take.refused)
+            sy_module_report_failed(c->ctx->report, "out_of_memory", "out of memory");
+        return -1;
+    }
+    if (ferretdb)
+        sy_log_info("%s: taken over at %u:%u: %zu document(s) whose newest oplog entry lies in the %d s up to it "
+                    "spooled again (an entry that landed late may have been taken by no owner)",
+                    c->ctx->instance_id, c->floor.t, c->floor.i, n, CATCH_UP_S);
+    sy_mongo_catch_up_free(c->catch_up);
+    c->catch_up = NULL;
+    return 0;
+}
+
 /* Polls until stopped or an error: 1 = retry later (transient, c->err); -1 = failed (reported). */
 static int tail(struct collector *c)
 {
     bool reported_running = false;
+    int caught = c->catch_up != NULL ? catch_up(c) : 0;
+    if (caught != 0)
+        return caught;
     while (!stopping(c)) {
         struct sy_mongo_ts before = c->pos;
         mongoc_cursor_t *cur = open_cursor(c);
@@ -584,13 +708,7 @@ static int tail(struct collector *c)
             }
             sy_collect_sync(&c->out, false);
         }
-        bson_error_t e;
-        if (rc == 0 && mongoc_cursor_error(cur, &e)) {
-            snprintf(c->err, sizeof c->err, "oplog of %s:%u: %s", c->ctx->source->host, c->ctx->source->port,
-                     e.message);
-            rc = 1;
-        }
-        mongoc_cursor_destroy(cur);
+        rc = cursor_done(c, cur, rc);
         if (rc == 0)
             rc = check_reach(c, before);
         if (rc != 0)
@@ -598,10 +716,6 @@ static int tail(struct collector *c)
         if (!reported_running) {
             reported_running = true;
             sy_module_report_running(c->ctx->report);
-            if (c->rewound)
-                sy_log_info("%s: %llu oplog entries up to the takeover's start %u:%u read again (replayed "
-                            "idempotently)", c->ctx->instance_id, (unsigned long long)c->reread, c->rewound_to.t,
-                            c->rewound_to.i);
         }
         if (c->events != taken)
             continue;
@@ -700,21 +814,6 @@ static bool take_over(struct collector *c)
     return true;
 }
 
-/* A takeover's start without a set of this node's own (see the top): the floor moves TAKEOVER_REWIND_S
- * seconds back; the first poll is a sweep, which reads from it. The position stays (the reach check and the
- * spooled commit positions go by it); the capped oplog may begin after the floor (a young one): nothing is
- * missing then. */
-static void rewind_for_takeover(struct collector *c)
-{
-    if (c->pos.t == 0 && c->pos.i == 0)
-        return;
-    c->rewound = true;
-    c->rewound_to = c->pos;
-    c->floor = (struct sy_mongo_ts){ c->pos.t > TAKEOVER_REWIND_S ? c->pos.t - TAKEOVER_REWIND_S : 0, 0 };
-    sy_log_info("%s: taken over at %u:%u: the oplog is read again from %u:%u (an entry the old owner's collector "
-                "may not have taken)", c->ctx->instance_id, c->pos.t, c->pos.i, c->floor.t, c->floor.i);
-}
-
 /* At a clean stop: the ts taken after the oldest point from which the set is exact (the floor, or SWEEP_S + 1
  * seconds before pos: seen_rebuild drops older ones). A failed run leaves none (the next start or a failover's
  * tail falls back to the position alone). */
@@ -747,10 +846,18 @@ static void *collector_main(void *arg)
     if (c->echo == NULL)
         sy_module_report_failed(c->ctx->report, "out_of_memory", "out of memory");
     else if (load_position(c) == 0) {
-        if (!take_over(c) && c->ctx->takeover_replay)
-            rewind_for_takeover(c);
-        collect(c);
-        if (!c->failed)
+        /* a takeover's spool with nothing after the takeover's start in it yet (a catch-up spools first, at
+         * that position: one cut by a stop is done again), and no set of this node's own */
+        struct sy_mongo_ts start;
+        bool catch_up = !take_over(c) && c->ctx->takeover_replay && c->ctx->start_position != NULL &&
+                        sy_mongo_ts_parse(c->ctx->start_position, &start) && sy_mongo_ts_cmp(start, c->pos) == 0 &&
+                        (c->pos.t != 0 || c->pos.i != 0);
+        if (catch_up && (c->catch_up = sy_mongo_catch_up_new()) == NULL) {
+            sy_module_report_failed(c->ctx->report, "out_of_memory", "out of memory");
+            c->failed = true;
+        } else
+            collect(c);
+        if (!c->failed && c->catch_up == NULL) /* a catch-up not done: the next start does it again */
             leave_taken(c);
     }
     if (c->acks != NULL)
@@ -759,6 +866,7 @@ static void *collector_main(void *arg)
     if (c->client != NULL)
         mongoc_client_destroy(c->client);
     sy_mongo_echo_free(c->echo);
+    sy_mongo_catch_up_free(c->catch_up);
     free(c->seen);
     free(c);
     return NULL;

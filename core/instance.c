@@ -413,7 +413,7 @@ static int module_start(struct sy_instance *in, int which)
     m->stop = 0;
     m->done = 0;
     m->stopping = false;
-    m->ctx.takeover_replay = in->overwrite_until[0] != '\0';
+    m->ctx.takeover_replay = in->overwrite_until[0] != '\0' && in->write_enabled;
     pthread_mutex_lock(&m->report.lock);
     m->report.state = SY_MOD_RUNNING;
     m->report.retry_since_ms = 0;

@@ -105,8 +105,9 @@ struct sy_module_ctx {
     const char *start_position;        /* collection: where to start when the spool has no position yet
                                           (the initial sync's snapshot position) */
     bool takeover_replay;              /* set at each start of the module: a takeover's idempotent replay
-                                          has not ended (overwrite_until set). Collection may then read the
-                                          source again a little before its position (capture/mongo_collector.c) */
+                                          has not ended (overwrite_until set) and the instance writes (its
+                                          destination is passive). Collection may then catch up on what the
+                                          old owner may have missed (capture/mongo_collector.c) */
     struct sy_spool *spool;            /* ref: owned by the instance */
     struct sy_module_report *report;   /* ref: this module's report */
     volatile int *stop;                /* set to 1 by the loop: the thread returns soon */

@@ -111,6 +111,18 @@ int sy_mongo_ts_cmp(struct sy_mongo_ts a, struct sy_mongo_ts b)
     return 0;
 }
 
+int sy_mongo_is_ferretdb(mongoc_client_t *c, bool *yes, bson_error_t *e)
+{
+    bson_t cmd = BSON_INITIALIZER, reply;
+    BSON_APPEND_INT32(&cmd, "buildInfo", 1);
+    bool ok = mongoc_client_command_simple(c, "admin", &cmd, NULL, &reply, e);
+    bson_iter_t it;
+    *yes = ok && bson_iter_init_find(&it, &reply, "ferretdbVersion");
+    bson_destroy(&reply);
+    bson_destroy(&cmd);
+    return ok ? 0 : -1;
+}
+
 int sy_mongo_oplog_edge(mongoc_client_t *c, bool newest, struct sy_mongo_ts *out, char *err, size_t errlen)
 {
     /* Natural order without a sort: FerretDB loads the whole collection into memory for any explicit sort

@@ -57,6 +57,9 @@ int sy_mongo_collection_info(mongoc_client_t *c, const char *db, const char *nam
 /* A find of every document of coll in _id order, batch_size per reply (a scan to copy or compare). */
 mongoc_cursor_t *sy_mongo_find_in_id_order(mongoc_collection_t *coll, int32_t batch_size);
 
+/* Whether the server is FerretDB (its buildInfo names a ferretdbVersion): 0 with *yes, or -1 with *e. */
+int sy_mongo_is_ferretdb(mongoc_client_t *c, bool *yes, bson_error_t *e);
+
 /* Positions are oplog timestamps, as text "<seconds>:<increment>" ("1733241600:5"). */
 struct sy_mongo_ts {
     uint32_t t, i;

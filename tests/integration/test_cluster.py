@@ -9,6 +9,7 @@ sessions to the side it says, a node started late adopts it."""
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import os
 import re
@@ -2152,53 +2153,69 @@ def test_a_mongodb_owner_killed_under_writes_is_taken_over_from_drs_checkpoint(e
     assert takeover_s < 15, takeover_s
 
 
-def test_a_mongodb_takeover_reads_the_oplog_again_before_drs_checkpoint(etcd, ferretdb_pair, mongo_daemon):
+def test_a_mongodb_takeover_catches_up_on_an_entry_that_landed_late_before_drs_checkpoint(
+        etcd, ferretdb_pair, mongo_daemon):
     """FerretDB stores an oplog entry after a newer one now and then. One that lands just before the owner dies,
     after its collector's last poll, is older than what DR's checkpoint covers and was taken by nobody: the new
     owner resumed after the checkpoint and the acknowledged write never reached DR (seen as a flaky DR one
-    change short). Simulated as in test_mongo_switch.py: SY_HIDE_OPLOG_NS hides one collection's entries from
-    the first owner's collector only (the other nodes start once it owns the pair); a newer entry is applied
-    (DR's checkpoint passes the hidden ones), the owner is killed at once, and the new owner reads the oplog
-    again from a few seconds before the checkpoint: the hidden documents reach DR, and nothing applied again
-    counts as a conflict (on_conflict = fail). Before, they never did."""
+    change short). Simulated by stopping the owner (SIGSTOP: its collector reads nothing more) and writing
+    entries shaped like FerretDB's into business's oplog directly, 2-3 s behind DR's checkpoint, then kill -9:
+    an insert of a new document ("late"), and a stale image of a document ("x") whose newer entry DR has.
+    The new owner catches up on the newest entry per document in the 5 s up to the checkpoint: "late" reaches
+    DR, "x" keeps its newest value (a plain re-read in oplog order would have put the stale image last), and
+    nothing applied again counts as a conflict (on_conflict = fail). Before, "late" never reached DR."""
+    sandbox.pymongo4()                                  # pymongo 4's bson on the path
+    import bson
     b, dr = ferretdb_pair
     db, pname = "tkr", "tkr"
-    for s in ferretdb_pair:
-        with s.client() as c:
-            c.drop_database(db)
-            c["switchyard"]["checkpoints"].delete_many({"_id": f"{pname}/forward"})
-            c["switchyard"]["initial_sync"].delete_many({"_id": f"{pname}/forward"})
-
-    def node(i, env=None):
-        return mongo_daemon(pair=pname, objects=f"{db}.*", on_conflict="fail", txn_drain_ms=500,
-                            extra_ini=cluster_ini(etcd, f"{pname}-n{i}"), env=env)
-    owner, _ = elected([node(1, {"SY_HIDE_OPLOG_NS": f"{db}.late"})], pname)
-    others = [node(2), node(3)]
-    for d in others:
-        wait_for(lambda: confirmed(d, pname, 1), 20, "the shared epoch confirmed and watched")
+    owner, others = elected(mongo_nodes(mongo_daemon, etcd, ferretdb_pair, db, pname), pname)
     client = mongo_client(others[0], pname, b)
     try:
-        client[db].late.insert_many([{"_id": i} for i in range(3)])   # acknowledged; entries unseen by the owner
-        client[db].docs.insert_one({"_id": "newer"})                    # a newer entry, collected and applied
-        with dr.client() as drc:
-            wait_for(lambda: drc[db].docs.count_documents({"_id": "newer"}) == 1, 60, "forward applied")
-            assert drc[db].late.count_documents({}) == 0
-        owner.kill9()
-        new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
-        client[db].docs.insert_one({"_id": "after"})
+        client[db].t.insert_one({"_id": "x", "v": "old"})
+        client[db].t.update_one({"_id": "x"}, {"$set": {"v": "newest"}})
+        client[db].t.insert_one({"_id": "newer"})
     finally:
         client.close()
+    with b.client() as c:
+        x_ts = max(e["ts"] for e in c.local["oplog.rs"].find({"ns": f"{db}.t", "o2._id": "x"}, {"ts": 1}))
+        newer_ts = next(c.local["oplog.rs"].find({"ns": f"{db}.t", "o._id": "newer"}, {"ts": 1}))["ts"]
 
-    def docs(side, coll):
+    def checkpoint():
+        with dr.client() as c:
+            doc = c["switchyard"]["checkpoints"].find_one({"_id": f"{pname}/forward"})
+            return doc and tuple(int(p) for p in doc["position"].split(":"))
+    wait_for(lambda: (checkpoint() or (0, 0)) >= (newer_ts.time, newer_ts.inc), 60, "DR's checkpoint past 'newer'")
+    os.kill(owner.pid, signal.SIGSTOP)                  # its collector takes nothing more
+    ckpt = checkpoint()
+    assert x_ts.time > ckpt[0] - 4, (x_ts, ckpt)         # x's newest entry lies in the 5 s before the checkpoint
+
+    def entry(op, ts, doc, o2=None):
+        e = {"_id": bson.ObjectId(), "op": op, "ns": f"{db}.t", "ts": ts, "o": doc, "t": 1, "v": 2,
+             "wall": datetime.datetime.fromtimestamp(ts.time, datetime.timezone.utc)}
+        if o2 is not None:
+            e["o2"] = o2
+        return e
+    with b.client() as c:
+        c.local["oplog.rs"].insert_many([
+            entry("i", bson.Timestamp(ckpt[0] - 2, 999999), {"_id": "late", "v": "landed late"}),
+            entry("u", bson.Timestamp(x_ts.time - 1, 999999), {"_id": "x", "v": "stale"},
+                  {"_id": "x"}),
+        ])
+    owner.kill9()
+    new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
+
+    def docs(side):
         with side.client() as c:
-            return list(c[db][coll].find().sort("_id", 1))
-    wait_for(lambda: docs(dr, "docs") == docs(b, "docs"), 60, "the new owner applies what came after")
-    fw = [i for i in new.pair_status(pname)["instances"] if i["direction"] == "forward"][0]
-    assert docs(dr, "late") == docs(b, "late") == [{"_id": i} for i in range(3)], \
-        f"the entries that landed behind a newer one before the owner died never reached DR ({fw})"
-    assert fw["state"] == "running" and fw["last_error"] is None, fw
+            return list(c[db]["t"].find().sort("_id", 1))
+    want = [{"_id": "late", "v": "landed late"}, {"_id": "newer"}, {"_id": "x", "v": "newest"}]
+    fw = lambda: [i for i in new.pair_status(pname)["instances"] if i["direction"] == "forward"][0]  # noqa: E731
+    deadline = time.monotonic() + 60
+    while docs(dr) != want:
+        assert time.monotonic() < deadline, f"DR {docs(dr)}, the new owner's forward {fw()}"
+        time.sleep(0.5)
+    assert fw()["state"] == "running" and fw()["last_error"] is None, fw()
     assert "taken over from the destination's checkpoint" in new.log()
-    assert re.search(r"oplog entries up to the takeover's start \d+:\d+ read again", new.log()), new.log()[-3000:]
+    assert re.search(r"document\(s\) whose newest oplog entry lies in the 5 s up to it spooled again", new.log())
 
 
 def test_an_old_mongodb_owner_resumed_after_a_takeover_is_fenced_before_its_next_batch(etcd, ferretdb_pair,
