@@ -250,22 +250,24 @@ struct held_put {
 static void on_held_put(void *arg, json_t *reply, const char *err)
 {
     struct held_put *h = arg;
-    if (reply != NULL && sy_cluster_held_recorded(reply))
+    if (reply != NULL && sy_cluster_held_recorded(reply)) {
         sy_admin_ok(h->req, h->reply);
-    else if (reply != NULL || strcmp(err, "owner_lost") == 0)
+        free(h);
+        return;
+    }
+    if (reply != NULL || strcmp(err, "owner_lost") == 0)
         sy_admin_fail(h->req, "owner_lost", "%s is %s on this node, but this node no longer owns the pair: etcd "
                       "did not record it; give the command again (it goes to the new owner)", h->id,
                       h->what[0] ? h->what : "started");
     else if (h->what[0])
         sy_admin_fail(h->req, "etcd_unreachable", "%s is %s on this node, but etcd did not record it (%s): a node "
-                      "that takes the pair over would run it; start and %s it again once etcd answers", h->id,
-                      h->what, err, h->what);
+                      "that takes the pair over would run it; give pause again once etcd answers", h->id, h->what,
+                      err);
     else
         sy_admin_fail(h->req, "etcd_unreachable", "%s started on this node, but etcd did not record it (%s): a node "
                       "that takes the pair over would keep it paused; pause and start it again once etcd answers",
                       h->id, err);
-    if (reply == NULL)
-        json_decref(h->reply);
+    json_decref(h->reply);
     free(h);
 }
 
@@ -1178,12 +1180,14 @@ out:
             event_base_loop(d.base, EVLOOP_NONBLOCK);
         usleep(10 * 1000);
     }
-    /* a terminate or create-reverse whose etcd put has not answered: answered now (it may still land) */
+    /* a pause, start, terminate or create-reverse whose etcd put has not answered: answered now (it may
+     * still land) */
     for (size_t i = 0; i < d.n_started; i++)
         if (d.pairs[i].election != NULL) {
             struct sy_etcd *etcd = sy_election_etcd(d.pairs[i].election);
             sy_etcd_fail_now(etcd, on_terminate_recorded, "switchyardd is shutting down");
             sy_etcd_fail_now(etcd, on_reverse_recorded, "switchyardd is shutting down");
+            sy_etcd_fail_now(etcd, on_held_put, "switchyardd is shutting down");
         }
     for (int i = 0; i < 3 && d.base; i++)
         event_base_loop(d.base, EVLOOP_NONBLOCK); /* answer (and free) the commands that finished */
