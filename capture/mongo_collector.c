@@ -63,8 +63,9 @@
  * document, reads the entries after C and drops every one whose document has a newer entry there (that entry
  * decides the document: it is collected next, or it is an echo the destination already has), and spools the
  * rest before anything else: each the newest state of its document, applied by _id, idempotent for one the
- * old owner had applied. A stop before it ends leaves the spool at C (every record it spools carries C), and
- * the next start catches up again (no taken set is left meanwhile). They are not given to the ack ledger (armed at this start: an old entry would "prove" a
+ * old owner had applied, in one transaction at C (a stop or a crash before its commit leaves the spool without
+ * a position after C: the writer drops the unfinished transaction, and the next start catches up again; no
+ * taken set is left meanwhile). They are not given to the ack ledger (armed at this start: an old entry would "prove" a
  * newer acknowledged write of its document) and are not late. Partial updates are never candidates (not
  * idempotent; a server that logs them, MongoDB, shows its entries in ts order: nothing is late there, and the
  * catch-up is skipped). An entry more than CATCH_UP_S late against the dead collector's last poll (which had
@@ -242,15 +243,20 @@ static bool update_is_whole(const struct entry *e, bson_t *doc)
     return bson_iter_init_find(&it, doc, "_id"); /* FerretDB's whole-document $set; MongoDB never sets _id */
 }
 
-static bool append_change(struct collector *c, const struct entry *e, const char *db, const char *coll,
-                          const bson_t *id, const bson_t *doc, bool patch)
+/* TXN_BEGIN (at: the transaction's own ts) or TXN_COMMIT (at: the position after it) of a spooled transaction. */
+static bool append_edge(struct collector *c, enum sy_change_kind kind, struct sy_mongo_ts at, uint64_t wall_ms)
 {
     char text[32];
-    sy_mongo_ts_format(e->ts, text, sizeof text);
-    struct sy_change ch = { .kind = SY_CHANGE_TXN_BEGIN, .source_time_ms = e->wall_ms, .position = text,
-                            .position_len = strlen(text) };
-    if (!sy_collect_append(&c->out, &ch))
-        return false;
+    sy_mongo_ts_format(at, text, sizeof text);
+    struct sy_change ch = { .kind = kind, .source_time_ms = wall_ms, .position = text, .position_len = strlen(text) };
+    return sy_collect_append(&c->out, &ch);
+}
+
+/* The TABLE and ROW records of one entry's change, inside a transaction. */
+static bool append_row(struct collector *c, const struct entry *e, const char *db, const char *coll,
+                       const bson_t *id, const bson_t *doc, bool patch)
+{
+    struct sy_change ch;
     static const struct sy_column columns[2] = {
         { .name = "_id", .name_len = 3, .flags = SY_COL_KEY },
         { .name = "doc", .name_len = 3, .flags = SY_COL_NULLABLE },
@@ -270,13 +276,18 @@ static bool append_change(struct collector *c, const struct entry *e, const char
     ch.u.row = (struct sy_change_row){ .table_id = 1, .op = op, .n_columns = 2,
                                        .before = op == SY_ROW_INSERT ? NULL : before,
                                        .after = op == SY_ROW_DELETE ? NULL : after };
-    if (!sy_collect_append(&c->out, &ch))
-        return false;
-    /* the position after it: the newest ts taken (an entry that landed late has an older ts of its own) */
-    sy_mongo_ts_format(c->pos, text, sizeof text);
-    ch = (struct sy_change){ .kind = SY_CHANGE_TXN_COMMIT, .source_time_ms = e->wall_ms, .position = text,
-                             .position_len = strlen(text) };
     return sy_collect_append(&c->out, &ch);
+}
+
+/* One entry as one transaction, committed at the newest ts taken (an entry that landed late has an older ts of
+ * its own); a catch-up's (e->reread) as rows of the catch-up's one transaction. */
+static bool append_change(struct collector *c, const struct entry *e, const char *db, const char *coll,
+                          const bson_t *id, const bson_t *doc, bool patch)
+{
+    if (e->reread)
+        return append_row(c, e, db, coll, id, doc, patch);
+    return append_edge(c, SY_CHANGE_TXN_BEGIN, e->ts, e->wall_ms) && append_row(c, e, db, coll, id, doc, patch) &&
+           append_edge(c, SY_CHANGE_TXN_COMMIT, c->pos, e->wall_ms);
 }
 
 /* Whether an entry of SY_MONGO_FENCE_COLL is this pair's mark (_id = the pair's name). */
@@ -670,18 +681,23 @@ static int catch_up(struct collector *c)
         rc = catch_up_read(c, c->floor, false);
     if (rc != 0 || stopping(c))
         return rc;
+    /* one transaction: the writer applies none of them before all are spooled (a stop or a crash cuts it:
+     * the writer drops a transaction never finished, and the next start catches up again) */
     size_t n = sy_mongo_catch_up_count(c->catch_up);
     struct catch_up_take take = { .c = c };
-    if (!sy_mongo_catch_up_each(c->catch_up, catch_up_take, &take)) {
-        if (stopping(c))
-            return 0;
-        if (!take.refused)
+    if (n > 0) {
+        bool begun = append_edge(c, SY_CHANGE_TXN_BEGIN, c->floor, 0);
+        bool listed = begun && sy_mongo_catch_up_each(c->catch_up, catch_up_take, &take);
+        if (begun && !listed && !take.refused && !stopping(c)) {   /* the list's own memory */
             sy_module_report_failed(c->ctx->report, "out_of_memory", "out of memory");
-        return -1;
+            return -1;
+        }
+        if (!listed || !append_edge(c, SY_CHANGE_TXN_COMMIT, c->pos, 0))
+            return stopping(c) ? 0 : -1;                            /* failed: reported by the spool */
     }
     if (ferretdb)
         sy_log_info("%s: taken over at %u:%u: %zu document(s) whose newest oplog entry lies in the %d s up to it "
-                    "spooled again (an entry that landed late may have been taken by no owner)",
+                    "sent again in one transaction (an entry that landed late may have been taken by no owner)",
                     c->ctx->instance_id, c->floor.t, c->floor.i, n, CATCH_UP_S);
     sy_mongo_catch_up_free(c->catch_up);
     c->catch_up = NULL;

@@ -1224,6 +1224,14 @@ int sy_instance_prepare_takeover(const struct sy_pair *pair, enum sy_direction d
     }
     if (sy_spool_reset(spool_dir, pt->spool_seq + 1, err, errlen) != 0)
         goto out;
+    /* what this node's collector took before its last stop (MongoDB) described the spool just emptied: a
+     * collector that took it over would skip the entries that spool held and the destination never got */
+    char taken[1300];
+    snprintf(taken, sizeof taken, "%s/%s", in->dir_path, SY_INSTANCE_TAIL_FILE);
+    if (unlink(taken) != 0 && errno != ENOENT) {
+        snprintf(err, errlen, "cannot remove %s: %s", taken, strerror(errno));
+        goto out;
+    }
     in->state = paused ? SY_INST_PAUSED : write ? SY_INST_RUNNING : SY_INST_COLLECTING;
     in->initial_sync_done = true;
     in->write_enabled = write;
