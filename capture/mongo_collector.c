@@ -754,7 +754,8 @@ static void collect(struct collector *c)
     int backoff = 100;
     while (!stopping(c)) {
         if (c->client == NULL) {
-            c->client = sy_mongo_connect(c->cfg, c->ctx->source, COLL_TIMEOUT_MS, c->err, sizeof c->err);
+            c->client = sy_mongo_connect_watched(c->cfg, c->ctx->source, COLL_TIMEOUT_MS, c->ctx, c->err,
+                                                 sizeof c->err);
             if (c->client != NULL) {
                 char pos[32];
                 sy_mongo_ts_format(c->pos, pos, sizeof pos);

@@ -1,6 +1,7 @@
 /* libmongoc helpers for module threads: admin connections, error classification, oplog positions
  * and the `objects` filter (engine/mongo_client.h). */
 #include "engine/mongo_client.h"
+#include "engine/mongo_stream.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -9,6 +10,12 @@
 
 mongoc_client_t *sy_mongo_connect(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, int timeout_ms,
                                   char *err, size_t errlen)
+{
+    return sy_mongo_connect_watched(cfg, ep, timeout_ms, NULL, err, errlen);
+}
+
+mongoc_client_t *sy_mongo_connect_watched(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep,
+                                          int timeout_ms, const struct sy_module_ctx *ctx, char *err, size_t errlen)
 {
     if (timeout_ms <= 0)
         timeout_ms = 10000;
@@ -36,6 +43,8 @@ mongoc_client_t *sy_mongo_connect(const struct sy_pair_cfg *cfg, const struct sy
     }
     mongoc_client_set_error_api(c, MONGOC_ERROR_API_VERSION_2);
     mongoc_client_set_appname(c, "switchyard");
+    if (ctx != NULL)
+        sy_mongo_watch_sockets(c, ctx);
     bson_t ping = BSON_INITIALIZER;
     BSON_APPEND_INT32(&ping, "ping", 1);
     bson_error_t e;

@@ -32,6 +32,11 @@
  * connection is proven with a `ping`; NULL + err ("host:port: why") on failure. */
 mongoc_client_t *sy_mongo_connect(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep, int timeout_ms,
                                   char *err, size_t errlen);
+/* The same for a module thread: the client's sockets are watched for ctx's module (engine/mongo_stream.h), so
+ * its stop can cut a call blocked on a server that stopped answering. */
+struct sy_module_ctx;
+mongoc_client_t *sy_mongo_connect_watched(const struct sy_pair_cfg *cfg, const struct sy_endpoint *ep,
+                                          int timeout_ms, const struct sy_module_ctx *ctx, char *err, size_t errlen);
 
 /* Whether an error is about reaching the server (network, server selection, a socket timeout) rather
  * than the server refusing what was asked: the former is retried. */

@@ -388,7 +388,8 @@ static bool execute_run(struct worker *wk, mongoc_collection_t *c, const struct 
  * over the inserts that did land. */
 /* A stop (or a step-down: the lease may end soon) seen between two bulk writes: the rest of the batch is
  * not sent; the batch is applied again, idempotently by `_id`, at the next start (its checkpoint did not
- * move). No FerretDB socket can be cut from outside, so this is what bounds an old owner's writes. */
+ * move). Besides this, a stop past its grace period cuts the writer's sockets (engine/mongo_stream.h): a bulk
+ * write already sent may still land whole or in part, then is applied again the same way. */
 static bool stop_seen(struct worker *wk)
 {
     if (!stopping(wk->w))
@@ -786,16 +787,21 @@ static void session_close(struct writer *w)
     }
 }
 
+/* A connection to the destination whose socket a stop can cut (engine/mongo_stream.h). */
+static mongoc_client_t *connect_dest(struct writer *w)
+{
+    return sy_mongo_connect_watched(w->cfg, w->ctx->dest, WR_TIMEOUT_MS, w->ctx, w->err, sizeof w->err);
+}
+
 static int session_open(struct writer *w)
 {
-    if ((w->ctl = sy_mongo_connect(w->cfg, w->ctx->dest, WR_TIMEOUT_MS, w->err, sizeof w->err)) == NULL)
+    if ((w->ctl = connect_dest(w)) == NULL)
         return 1;
     int rc = ensure_echo(w);
     if (rc == 0)
         rc = read_checkpoint(w);
     for (int i = 0; i < w->n_workers && rc == 0; i++)
-        if ((w->workers[i].client = sy_mongo_connect(w->cfg, w->ctx->dest, WR_TIMEOUT_MS, w->err, sizeof w->err)) ==
-            NULL)
+        if ((w->workers[i].client = connect_dest(w)) == NULL)
             rc = 1;
     return rc;
 }

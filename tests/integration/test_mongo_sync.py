@@ -12,6 +12,8 @@ import itertools
 import json
 import os
 import random
+import re
+import signal
 import threading
 import time
 
@@ -137,6 +139,31 @@ def synced(mongo_daemon, ferretdb_pair, fresh):
 def count(server, db, flt=None):
     with server.client() as c:
         return c[db].t.count_documents(flt or {})
+
+
+def test_a_stop_cuts_a_write_blocked_on_a_dr_that_stopped_answering(synced, ferretdb_pair):
+    """The forward writer's connections are watched for a stop as MariaDB's are (engine/mongo_stream.h): with
+    DR's FerretDB stopped (SIGSTOP) while the writer sends a change, a SIGTERM ends the daemon within seconds
+    (the writer's socket shut down), exit 0; the change reaches DR after a restart. Before, libmongoc gave no
+    socket to shut down and the stop waited out the writer's 60 s socket timeout."""
+    d, pname, db = synced
+    b, dr = ferretdb_pair
+    os.kill(dr.pid, signal.SIGSTOP)
+    try:
+        with b.client() as c:
+            c[db].t.insert_one({"_id": 2, "v": "sent while DR stopped"})
+        wait_until(lambda: instance(d, pname)["collection"]["events"] >= 2, what="the change collected")
+        time.sleep(2)                                   # the writer sends it and waits for DR's answer
+        t0 = time.monotonic()
+        assert d.stop() == 0
+        took = time.monotonic() - t0
+    finally:
+        os.kill(dr.pid, signal.SIGCONT)
+    assert took < 10, took
+    cut = re.search(r"write module still busy \d+ ms after its stop: (\d+) database connection", d.log())
+    assert cut and int(cut.group(1)) >= 1, d.log()[-2000:]
+    d.start()
+    wait_until(lambda: count(dr, db, {"_id": 2}) == 1, what="the change on DR after the restart")
 
 
 def test_reverse_collects_from_creation_writes_after_start(synced, ferretdb_pair):
