@@ -356,8 +356,9 @@ static int attempt(struct isync *s)
     s->done = s->total = 0;
     s->transient = true;
     char err[700];
-    if ((s->src = sy_mongo_connect(s->cfg, s->ctx->source, TIMEOUT_MS, err, sizeof err)) == NULL ||
-        (s->dst = sy_mongo_connect(s->cfg, s->ctx->dest, TIMEOUT_MS, err, sizeof err)) == NULL) {
+    /* watched: a stop cuts a copy blocked on a server that stopped answering (engine/mongo_stream.h) */
+    if ((s->src = sy_mongo_connect_watched(s->cfg, s->ctx->source, TIMEOUT_MS, s->ctx, err, sizeof err)) == NULL ||
+        (s->dst = sy_mongo_connect_watched(s->cfg, s->ctx->dest, TIMEOUT_MS, s->ctx, err, sizeof err)) == NULL) {
         snprintf(s->err, sizeof s->err, "%s: %s", s->src == NULL ? "source" : "destination", err);
         return -1; /* an unreachable side or a refused login: retried within retry_seconds */
     }

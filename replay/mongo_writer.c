@@ -586,7 +586,7 @@ static int resolve_until(struct writer *w)
     char err[512] = "", pos[64];
     struct sy_mongo_ts ts = { 0, 0 };
     int rc = -1;
-    mongoc_client_t *c = sy_mongo_connect(w->cfg, w->ctx->source, WR_TIMEOUT_MS, err, sizeof err);
+    mongoc_client_t *c = sy_mongo_connect_watched(w->cfg, w->ctx->source, WR_TIMEOUT_MS, w->ctx, err, sizeof err);
     if (c != NULL) {
         rc = sy_mongo_oplog_edge(c, true, &ts, err, sizeof err);
         mongoc_client_destroy(c);
