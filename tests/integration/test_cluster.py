@@ -14,19 +14,23 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
 import urllib.request
 from functools import partial
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 import sandbox
 import pymysql
-from helpers import app_conn, app_user, conn, forward, one, q, reverse, wait_for, wait_reverse, wait_state
+from helpers import (app_conn, app_user, conn, forward, installed_client, one, q, reverse, wait_for, wait_reverse,
+                     wait_state)
 from test_forward_mariadb import fresh  # noqa: F401 (fixture)
+from test_mongo_node_client import loop_result
 
 TTL_MS = 2000
 
@@ -2265,6 +2269,44 @@ def test_a_node_that_owns_a_mongodb_pair_again_collects_again_what_its_emptied_s
         wait_for(lambda: c[db].t.count_documents({"_id": "held"}) == 1, 60,
                  "'held' on DR (before: skipped as taken by the collector's set of before the takeover)")
     assert "taken over from the destination's checkpoint" in node.log()
+
+
+@pytest.mark.nosan      # the takeover runs under ASan with pymongo; a fourth driver only adds time
+def test_the_nodejs_mongodb_driver_writes_on_across_a_kill9_of_the_sync_owner(etcd, ferretdb_pair, mongo_daemon):
+    """The official Node.js MongoDB driver (tests/clients/node-mongo, its `loop` mode: 4 writers inserting a
+    document, then $inc-ing it) through a node that stays up while the node that owns the synchronization is
+    killed with -9 and another takes it over: 0 driver errors, every acknowledged insert and $inc on DR, DR
+    equal to business — a client not used with a cluster before (pymongo was)."""
+    b, dr = ferretdb_pair
+    db, pname = "tkn", "tkn"
+    node_client = installed_client("node")
+    owner, others = elected(mongo_nodes(mongo_daemon, etcd, ferretdb_pair, db, pname), pname)
+    port = int(others[0].pair_status(pname)["listen"].rsplit(":", 1)[1])
+    uri = (f"mongodb://{quote(b.admin_user, safe='')}:{quote(b.admin_password, safe='')}@127.0.0.1:{port}/"
+           f"?authSource=admin&authMechanism=SCRAM-SHA-256")
+    p = subprocess.Popen([node_client, "loop", uri, db, "4"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        time.sleep(1)
+        owner.kill9()
+        new = wait_for(lambda: owners(others, pname) and owners(others, pname)[0], 20, "another node owns")
+        wait_for(lambda: running_forward(new, pname), 30, "the new owner's forward instance running")
+        time.sleep(2)                                   # the loop goes on under the new owner
+    finally:
+        res = loop_result(p)
+    assert res["errors"] == [], res["errors"][:5]
+    inserted = [a for a in res["acked"] if not a.endswith("+inc")]
+    incremented = {a[:-4] for a in res["acked"] if a.endswith("+inc")}
+    assert len(inserted) > 20, len(inserted)
+
+    def docs(side):
+        with side.client() as c:
+            return {x["_id"]: x["n"] for x in c[db].nodeloop.find({}, {"n": 1})}
+    wait_for(lambda: docs(dr) == docs(b), 180, "DR equal to business")   # FerretDB: whole-oplog reads
+    on_dr = docs(dr)
+    assert not [a for a in inserted if a not in on_dr]
+    assert not [a for a in incremented if on_dr.get(a) != 1]
 
 
 def test_an_old_mongodb_owner_resumed_after_a_takeover_is_fenced_before_its_next_batch(etcd, ferretdb_pair,

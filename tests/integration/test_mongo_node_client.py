@@ -50,6 +50,19 @@ def run(node_client, *args):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def loop_result(p):
+    """Stops a running `loop` client p (Popen with pipes) and returns its result {ok, acked, errors}, asserting
+    it exited 0 (killed if it did not end)."""
+    try:
+        out, err = p.communicate("stop\n", timeout=RUN_TIMEOUT_S)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def test_crud_cursor_aggregation_same_as_direct_and_wrong_password_18(node_client, switchable, ferretdb_pair):  # noqa: F811
     d, _, db = switchable
     via = run(node_client, "crud", uri(d.port), db)
@@ -79,13 +92,8 @@ def test_write_loop_goes_on_across_a_switchover(node_client, switchable, ferretd
             n0 = c[db].nodeloop.count_documents({})
             wait_for(lambda: c[db].nodeloop.count_documents({}) >= n0 + 20, timeout=20.0, interval=0.05,
                      what="the Node.js loop writing on DR after the switch")
-        out, err = p.communicate("stop\n", timeout=RUN_TIMEOUT_S)
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    assert p.returncode == 0, err
-    res = json.loads(out.strip().splitlines()[-1])
+        res = loop_result(p)
     assert res["errors"] == [], res["errors"][:5]
     acked_ids = [a for a in res["acked"] if not a.endswith("+inc")]
     incs = {a[:-4] for a in res["acked"] if a.endswith("+inc")}
