@@ -361,6 +361,17 @@ void sy_module_socket_drop(const struct sy_module_ctx *ctx, int slot)
     pthread_mutex_unlock(&s->lock);
 }
 
+bool sy_module_sockets_shut(const struct sy_module_ctx *ctx)
+{
+    struct sy_module_sockets *s = ctx->sockets;
+    if (s == NULL)
+        return false;
+    pthread_mutex_lock(&s->lock);
+    bool shut = s->shut;
+    pthread_mutex_unlock(&s->lock);
+    return shut;
+}
+
 static void sockets_init(struct sy_module_sockets *s)
 {
     pthread_mutex_init(&s->lock, NULL);

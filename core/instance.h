@@ -128,6 +128,8 @@ struct sy_module_ctx {
  * its next stop check). */
 int sy_module_socket_watch(const struct sy_module_ctx *ctx, int fd);
 void sy_module_socket_drop(const struct sy_module_ctx *ctx, int slot); /* slot -1: nothing */
+/* Whether a stop already shut the module's sockets down (a connection made now would be shut at once). */
+bool sy_module_sockets_shut(const struct sy_module_ctx *ctx);
 
 /* A module thread's retry wait: sleeps *backoff_ms in 50 ms steps (returning early once the module is told
  * to stop), then doubles *backoff_ms up to max_ms. */
