@@ -457,6 +457,14 @@ static void on_late(struct collector *c, const struct entry *e)
                     (unsigned long long)c->late_max_ms);
 }
 
+/* Whether an entry is a change the collector spools: i/u/d on a synchronized namespace or the users' (db and
+ * coll: its namespace, split). */
+static bool is_synced_change(const struct collector *c, const struct entry *e, const char *db, const char *coll)
+{
+    return (e->op == 'i' || e->op == 'u' || e->op == 'd') &&
+           (strcmp(e->ns, USERS_NS) == 0 || sy_mongo_ns_synced(c->cfg, db, coll));
+}
+
 static bool on_entry(struct collector *c, const bson_t *doc)
 {
     struct entry e;
@@ -501,8 +509,7 @@ static bool on_entry(struct collector *c, const bson_t *doc)
         if (sy_mongo_echo_add_mark(c->echo, &e.o, sy_wall_ms()) != 0)
             sy_log_warn("%s: an unreadable echo mark at %u:%u: ignored", c->ctx->instance_id, e.ts.t, e.ts.i);
         c->skipped_since_position = true;
-    } else if (split && (e.op == 'i' || e.op == 'u' || e.op == 'd') &&
-               (strcmp(e.ns, USERS_NS) == 0 || sy_mongo_ns_synced(c->cfg, db, coll))) {
+    } else if (split && is_synced_change(c, &e, db, coll)) {
         if (lose_entry(e.ns))
             sy_log_warn("%s: SY_LOSE_OPLOG_ENTRY: oplog entry %u:%u on %s dropped", c->ctx->instance_id, e.ts.t,
                         e.ts.i, e.ns);
@@ -600,8 +607,7 @@ static bool change_key(const struct collector *c, const struct entry *e, uint64_
     const char *coll;
     bson_iter_t it;
     const bson_t *from = id_holder(e);
-    if ((e->op != 'i' && e->op != 'u' && e->op != 'd') || !sy_mongo_ns_split(e->ns, db, sizeof db, &coll) ||
-        (strcmp(e->ns, USERS_NS) != 0 && !sy_mongo_ns_synced(c->cfg, db, coll)) || from == NULL ||
+    if (!sy_mongo_ns_split(e->ns, db, sizeof db, &coll) || !is_synced_change(c, e, db, coll) || from == NULL ||
         !bson_iter_init_find(&it, from, "_id"))
         return false;
     *key = sy_mongo_id_key(e->ns, &it);

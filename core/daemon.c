@@ -1181,14 +1181,13 @@ out:
         usleep(10 * 1000);
     }
     /* a pause, start, terminate or create-reverse whose etcd put has not answered: answered now (it may
-     * still land) */
-    for (size_t i = 0; i < d.n_started; i++)
-        if (d.pairs[i].election != NULL) {
-            struct sy_etcd *etcd = sy_election_etcd(d.pairs[i].election);
-            sy_etcd_fail_now(etcd, on_terminate_recorded, "switchyardd is shutting down");
-            sy_etcd_fail_now(etcd, on_reverse_recorded, "switchyardd is shutting down");
-            sy_etcd_fail_now(etcd, on_held_put, "switchyardd is shutting down");
-        }
+     * still land); every pair's election shares the cluster's one etcd client */
+    if (d.cluster != NULL) {
+        struct sy_etcd *etcd = sy_cluster_etcd(d.cluster);
+        sy_etcd_fail_now(etcd, on_terminate_recorded, "switchyardd is shutting down");
+        sy_etcd_fail_now(etcd, on_reverse_recorded, "switchyardd is shutting down");
+        sy_etcd_fail_now(etcd, on_held_put, "switchyardd is shutting down");
+    }
     for (int i = 0; i < 3 && d.base; i++)
         event_base_loop(d.base, EVLOOP_NONBLOCK); /* answer (and free) the commands that finished */
     if (sy_admin_jobs() > 0) {
