@@ -14,7 +14,9 @@
  * A full disk (ENOSPC) can hold a transaction cut in two: its first records in a segment the writer cannot
  * drop (it applies none of them before the commit record, which cannot be written). So while the disk is
  * full, truncate_below also frees the applied prefix of the first segment: whole blocks from its start up
- * to the first record still needed are punched out (fallocate PUNCH_HOLE, the file keeps its size). A
+ * to the first record still needed are punched out (fallocate PUNCH_HOLE, the file keeps its size); an
+ * append that meets ENOSPC punches below the last truncation itself (the writer may have truncated all it
+ * applied before the disk filled, and then waits for records that cannot come). A
  * first segment whose first block reads as zeros is such a one: open finds its first record again after the
  * hole (a record with a good CRC and a plausible sequence number, within a block of the first byte that is
  * not zero) and starts there — a few applied records kept in the hole's last block may come first. */
@@ -69,13 +71,14 @@ struct sy_spool {
     pthread_mutex_t punch_mu;  /* held while segment 0's applied prefix is punched out, and by whoever reads
                                   it meanwhile (the reader, find_last); taken before mu */
     int no_space;              /* __atomic: the last append hit a full disk */
-    bool punch_unsupported;    /* the file system cannot punch holes (truncating thread only) */
+    int punch_unsupported;     /* __atomic: the file system cannot punch holes */
     pthread_mutex_t mu;        /* guards everything down to `wake_pending` */
     pthread_cond_t appended;   /* signalled by append and wake */
     struct seg *segs;          /* owned: ascending, contiguous seqs; the last one is appended to */
     size_t n_segs, cap_segs;
     uint64_t last_seq;         /* of the last appended record; 0 = none ever */
     uint64_t total_bytes;      /* sum of segs[].bytes */
+    uint64_t truncated_below;  /* the highest seq truncate_below was given: the records below it are applied */
     bool wake_pending;         /* sy_spool_wake() not yet seen by a read */
 
     /* Appender-only state (no lock: one appender thread). */
@@ -599,6 +602,7 @@ static int undo_append(struct sy_spool *s)
 
 static enum sy_spool_rc append_once(struct sy_spool *s, uint8_t type, const void *payload, size_t len,
                                     uint64_t *seq_out, char *err, size_t errlen);
+static void punch_applied(struct sy_spool *s, uint64_t seq);
 
 enum sy_spool_rc sy_spool_append(struct sy_spool *s, uint8_t type, const void *payload, size_t len,
                                  uint64_t *seq_out, char *err, size_t errlen)
@@ -606,6 +610,14 @@ enum sy_spool_rc sy_spool_append(struct sy_spool *s, uint8_t type, const void *p
     enum sy_spool_rc rc = append_once(s, type, payload, len, seq_out, err, errlen);
     if (rc == SY_SPOOL_OK || rc == SY_SPOOL_NO_SPACE)  /* truncate_below punches while the disk is full */
         __atomic_store_n(&s->no_space, rc == SY_SPOOL_NO_SPACE, __ATOMIC_RELEASE);
+    if (rc == SY_SPOOL_NO_SPACE) {
+        /* The writer may have truncated below all it applied before the disk filled, and now waits for
+         * records that cannot be appended: its next truncate_below would never come. Punch here. */
+        pthread_mutex_lock(&s->mu);
+        uint64_t applied_below = s->truncated_below;
+        pthread_mutex_unlock(&s->mu);
+        punch_applied(s, applied_below);
+    }
     return rc;
 }
 
@@ -1064,8 +1076,8 @@ static bool access_seg_gone(const struct sy_spool *s, uint64_t first)
  * that cannot punch holes, a read error or a scan in progress leaves it for the next call. */
 static void punch_applied(struct sy_spool *s, uint64_t seq)
 {
-    if (s->punch_unsupported || !__atomic_load_n(&s->no_space, __ATOMIC_ACQUIRE) ||
-        pthread_mutex_trylock(&s->punch_mu) != 0)
+    if (__atomic_load_n(&s->punch_unsupported, __ATOMIC_RELAXED) ||
+        !__atomic_load_n(&s->no_space, __ATOMIC_ACQUIRE) || pthread_mutex_trylock(&s->punch_mu) != 0)
         return;
     pthread_mutex_lock(&s->mu);
     bool any = s->n_segs > 0;
@@ -1092,7 +1104,7 @@ static void punch_applied(struct sy_spool *s, uint64_t seq)
     if (fd < 0)
         goto out;
     if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)end) != 0) {
-        s->punch_unsupported = errno == EOPNOTSUPP || errno == ENOSYS;
+        __atomic_store_n(&s->punch_unsupported, errno == EOPNOTSUPP || errno == ENOSYS, __ATOMIC_RELAXED);
         close(fd);
         goto out;
     }
@@ -1112,6 +1124,8 @@ enum sy_spool_rc sy_spool_truncate_below(struct sy_spool *s, uint64_t seq, char 
 {
     /* Take the droppable prefix out of the index under the lock, unlink the files after it. */
     pthread_mutex_lock(&s->mu);
+    if (seq > s->truncated_below)
+        s->truncated_below = seq;
     size_t k = 0;
     while (k + 1 < s->n_segs && s->segs[k + 1].first <= seq)  /* segment k's last seq < seq */
         k++;

@@ -74,7 +74,8 @@ uint64_t sy_spool_bytes_kept_from(struct sy_spool *s, uint64_t seq);
 uint64_t sy_spool_record_bytes(size_t len);
 
 /* Drops every segment whose records are all < seq (the write checkpoint); while the last append met a full
- * disk, also frees the first segment's records < seq in whole blocks (hole punching; best effort). */
+ * disk, also frees the first segment's records < seq in whole blocks (hole punching; best effort). An
+ * append that meets a full disk punches below the highest seq given here so far by itself. */
 enum sy_spool_rc sy_spool_truncate_below(struct sy_spool *s, uint64_t seq, char *err, size_t errlen);
 
 /* Empties the spool in dir (not open) so that its next record is next_seq: every segment goes, an empty

@@ -504,8 +504,8 @@ static blkcnt_t blocks_of(const char *path)
 }
 
 /* A full disk can hold a transaction cut in two in a segment the writer cannot drop: while appends fail
- * with ENOSPC (the next segment is /dev/full), truncate_below punches the first segment's applied records
- * out (its blocks freed, the file keeps its size); the spool starts at the first record kept, also after a
+ * with ENOSPC (the next segment is /dev/full), the failed append (and truncate_below) punches the first
+ * segment's applied records out (its blocks freed, the file keeps its size); the spool starts at the first record kept, also after a
  * reopen, and appends go on once there is room again. */
 static void test_full_disk_punches_the_applied_prefix(void)
 {
@@ -530,8 +530,10 @@ static void test_full_disk_punches_the_applied_prefix(void)
     blkcnt_t blocks = blocks_of(path);
     CHECK(sy_spool_truncate_below(s, 1500, errbuf, sizeof errbuf) == SY_SPOOL_OK);
     CHECK(sy_spool_first_seq(s) == 1);                   /* the disk is not full: nothing punched */
+    /* the writer truncated all it applied before the disk filled and calls no more: the append punches */
     CHECK(sy_spool_append(s, 1, "abc", 3, &seq, errbuf, sizeof errbuf) == SY_SPOOL_NO_SPACE);
-    CHECK(sy_spool_truncate_below(s, 1500, errbuf, sizeof errbuf) == SY_SPOOL_OK);
+    CHECK(sy_spool_first_seq(s) == 1500 && sy_spool_last_seq(s) == 2000);
+    CHECK(sy_spool_truncate_below(s, 1500, errbuf, sizeof errbuf) == SY_SPOOL_OK);   /* again: nothing more */
     CHECK(sy_spool_first_seq(s) == 1500 && sy_spool_last_seq(s) == 2000);
     CHECK(sy_spool_bytes(s) < before && blocks_of(path) < blocks && file_size(path) > 0);
     CHECK(read_is(s, 1500) && read_is(s, 2000) && read_is(s, 1600));
