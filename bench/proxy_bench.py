@@ -315,6 +315,14 @@ def sb_cmd(workload: str, port: int, *extra) -> list:
             f"--tables={SB_TABLES}", f"--table-size={SB_TABLE_SIZE}", *extra]
 
 
+def tcp_out_segments() -> int:
+    """The host's TCP segments sent (/proc/net/snmp Tcp OutSegs): on loopback every segment is also received,
+    so its delta over a run, per query, is the kernel TCP work a path costs (data and pure ACKs alike)."""
+    with open("/proc/net/snmp") as f:
+        rows = [ln.split() for ln in f if ln.startswith("Tcp:")]
+    return int(rows[1][rows[0].index("OutSegs")])
+
+
 def run_sysbench(workload: str, port: int, secs: int, threads: int, work: Path, label: str,
                  proxy_pid: int | None = None) -> dict:
     """One sysbench run; with proxy_pid also the proxy's CPU seconds over it (utime + stime, 10 ms ticks) and
@@ -323,6 +331,7 @@ def run_sysbench(workload: str, port: int, secs: int, threads: int, work: Path, 
                  "--histogram=on", "--percentile=95", "run")
     outp = work / f"sb-{label}.out"
     cpu0 = cpu_s(proxy_pid) if proxy_pid else None
+    segs0 = tcp_out_segments()
     t0 = time.monotonic()
     with open(outp, "wb") as out:
         p = spawn(cmd, stdout=out, stderr=subprocess.STDOUT)
@@ -337,6 +346,8 @@ def run_sysbench(workload: str, port: int, secs: int, threads: int, work: Path, 
     r = parse_sysbench(text)
     r["rc"] = p.returncode
     r["wall_s"] = round(time.monotonic() - t0, 2)
+    if r.get("queries"):
+        r["tcp_segments_per_query"] = round((tcp_out_segments() - segs0) / r["queries"], 2)
     if proxy_pid:
         r["proxy_cpu_s"] = round(cpu_s(proxy_pid) - cpu0, 2)
         q = r.get("queries")
@@ -479,6 +490,7 @@ def summarize(results: dict) -> dict:
     for wl, by_target in results.items():
         m = {t: {"tps": med(runs, "tps"), "qps": med(runs, "qps"), "p95_ms": med(runs, "p95_ms"),
                  "p99_ms": med(runs, "p99_ms"), "proxy_us_per_query": med(runs, "proxy_us_per_query"),
+                 "tcp_segments_per_query": med(runs, "tcp_segments_per_query"),
                  "errors": sum((r.get("errors") or 0) for r in runs),
                  "reconnects": sum((r.get("reconnects") or 0) for r in runs),
                  "failed_runs": sum(1 for r in runs if r["failed"]), "runs": len(runs)}
@@ -495,7 +507,7 @@ def print_tables(results: dict, summary: dict, args) -> None:
     for wl, m in summary.items():
         print(f"\n== {wl}: {args.threads} threads, {args.reps} reps x {args.time} s, interleaved; medians ==")
         hdr = (f"{'target':<15} {'TPS':>9} {'QPS':>10} {'p95 ms':>7} {'p99 ms':>7} {'TPS/direct':>10} "
-               f"{'TPS/HAProxy':>11} {'p99/HAProxy':>11} {'cpu us/q':>8} {'errors':>6} {'reconn':>6} "
+               f"{'TPS/HAProxy':>11} {'p99/HAProxy':>11} {'cpu us/q':>8} {'segs/q':>6} {'errors':>6} {'reconn':>6} "
                f"{'failed':>6}")
         print(hdr)
         print("-" * len(hdr))
@@ -503,11 +515,14 @@ def print_tables(results: dict, summary: dict, args) -> None:
             x = m[t]
             print(f"{t:<15} {f(x['tps'], '{:.1f}'):>9} {f(x['qps'], '{:.1f}'):>10} {f(x['p95_ms'], '{:.3f}'):>7} "
                   f"{f(x['p99_ms'], '{:.3f}'):>7} {f(x['tps_vs_direct']):>10} {f(x['tps_vs_haproxy']):>11} "
-                  f"{f(x['p99_vs_haproxy']):>11} {f(x['proxy_us_per_query'], '{:.1f}'):>8} {x['errors']:>6} "
+                  f"{f(x['p99_vs_haproxy']):>11} {f(x['proxy_us_per_query'], '{:.1f}'):>8} "
+                  f"{f(x['tcp_segments_per_query'], '{:.1f}'):>6} {x['errors']:>6} "
                   f"{x['reconnects']:>6} "
                   f"{x['failed_runs']:>3}/{x['runs']}")
         print("  cpu us/q = the proxy process's CPU (user + sys, all threads) per query (10 ms ticks: a 20 s "
               "run\n  resolves it to well under 1 %)")
+        print("  segs/q = TCP segments the host sent per query over the run (/proc/net/snmp OutSegs; on loopback "
+              "each is\n  also received): data and pure ACKs of every hop, client, proxy and server alike")
         print("  errors = sysbench's ignored errors (deadlock 1213, lock wait timeout 1205, 1020: retried by "
               "sysbench, inherent to\n  oltp_read_write); failed = runs that stopped on another error")
         print("  per rep (raw; 'sb p95' = sysbench's own 95th percentile, a cross-check of the histogram one):")
