@@ -555,11 +555,12 @@ static bool stream_waiting(const struct collector *c)
 static int connect_dump(struct collector *c)
 {
     unsigned int e = 0;
-    c->conn = sy_mariadb_connect(c->ctx->source, c->cfg, 0, COLL_TIMEOUT_S, &e, c->err, sizeof c->err);
+    /* a stop shuts it down, from the connect on: a binlog read (or a greeting) from a black-holed server
+     * would otherwise wait COLL_TIMEOUT_S */
+    c->conn = sy_mariadb_connect_watched(c->ctx->source, c->cfg, 0, COLL_TIMEOUT_S, c->ctx, &c->sock_slot, &e, c->err,
+                                         sizeof c->err);
     if (c->conn == NULL)
         return sy_mariadb_is_transient(e) || e == 0 ? 1 : -1;
-    /* a stop shuts it down: a binlog read on a black-holed server would otherwise wait COLL_TIMEOUT_S */
-    c->sock_slot = sy_module_socket_watch(c->ctx, mysql_get_socket(c->conn));
     char pos[1024];
     sy_gtid_set_format(&c->pos, pos, sizeof pos);
     char err[512];

@@ -51,6 +51,8 @@ struct daemon {
     struct sy_cluster_admin *cadmin; /* owned; NULL without [cluster]: commands for pairs owned elsewhere */
     struct event *owner_check;    /* owned (with elections): starts a takeover that failed or was deferred
                                      again, closes the instances of a node that stepped down during a switch */
+    struct sy_module_sockets *verify_sockets; /* owned: the database sockets of running `verify` commands,
+                                     shut down at the stop (a verify reads only: it is cut, not waited for) */
 };
 
 static struct sy_pair *find_pair(struct daemon *d, const char *name)
@@ -855,6 +857,8 @@ struct verify_job {
     int rc;
     char err[1024];
     struct event *done;
+    char watch_id[80];                  /* "<pair>/verify" (names are < 64), for the watch's log lines */
+    struct sy_module_ctx watch;         /* cfg, watch_id and the daemon's verify_sockets only */
 };
 
 /* Whether the forward writer's applied position covers `position` (a source position, compared by the
@@ -879,8 +883,13 @@ static void *verify_thread(void *arg)
     const char *name = job->cfg->name;
     uint64_t t0 = sy_now_ms();
     sy_log_info("pair %s: verify started%s%s", name, job->objects ? " for " : "", job->objects ? job->objects : "");
-    job->rc = job->eng->sync->verify(job->cfg, job->objects, verify_write_reached, job, job->result, job->err,
-                                sizeof job->err);
+    job->rc = job->eng->sync->verify(job->cfg, &job->watch, job->objects, verify_write_reached, job, job->result,
+                                     job->err, sizeof job->err);
+    if (job->rc != 0 && sy_module_sockets_shut(&job->watch)) {
+        char cause[sizeof job->err];
+        snprintf(cause, sizeof cause, "%s", job->err);
+        snprintf(job->err, sizeof job->err, "cut by switchyardd's shutdown (%s)", cause);
+    }
     uint64_t ms = sy_now_ms() - t0;
     if (job->rc == 0) {
         json_object_set_new(job->result, "elapsed_ms", json_integer((json_int_t)ms));
@@ -946,6 +955,8 @@ static void cmd_verify(struct sy_admin_req *req, json_t *args, void *ctx)
     }
     *job = (struct verify_job){ .req = req, .pair = p, .cfg = p->cfg, .forward = p->forward, .eng = eng,
                                 .objects = objects ? strdup(objects) : NULL, .result = json_object() };
+    snprintf(job->watch_id, sizeof job->watch_id, "%s/verify", p->cfg->name);
+    job->watch = (struct sy_module_ctx){ .cfg = p->cfg, .instance_id = job->watch_id, .sockets = d->verify_sockets };
     job->done = event_new(d->base, -1, 0, on_verify_done, job);
     pthread_t th;
     sy_admin_job_begin();
@@ -1064,7 +1075,8 @@ int sy_daemon_run(const struct sy_config *cfg, const struct sy_proxy_protocol *c
     evthread_use_pthreads();
     d.base = event_base_new();
     d.pairs = calloc(cfg->n_pairs ? cfg->n_pairs : 1, sizeof *d.pairs);
-    if (d.base == NULL || d.pairs == NULL) {
+    d.verify_sockets = sy_socket_set_new();
+    if (d.base == NULL || d.pairs == NULL || d.verify_sockets == NULL) {
         sy_log_error("out of memory");
         goto out;
     }
@@ -1172,6 +1184,9 @@ out:
     sd_notify(0, "STOPPING=1");
     sy_admin_shutdown(d.admin);
     sy_switch_shutdown();
+    size_t cut = sy_socket_set_shut(d.verify_sockets);
+    if (cut > 0)
+        sy_log_info("a verify was running: %zu database connection(s) shut down to end it", cut);
     for (int waited = 0; sy_admin_jobs() > 0 && waited < 120000; waited += 10) {
         if (waited == 0)
             sy_log_info("waiting for %d admin command(s) to finish", sy_admin_jobs());
@@ -1232,6 +1247,7 @@ out:
     }
     free(d.pairs);
     sy_loop_pool_free(d.pool); /* after the pairs: their proxies freed what they had on the workers */
+    sy_socket_set_free(d.verify_sockets); /* no admin command runs any more */
     if (d.base)
         event_base_free(d.base);
     if (status == 0)

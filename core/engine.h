@@ -46,8 +46,10 @@ struct sy_sync_ops {
     /* `verify` (a worker thread; the daemon has checked the objects filter's syntax, logs the start and
      * end and adds elapsed_ms): fills result; write_reached(arg, position, timeout_ms) says whether
      * the forward writer has applied a source position. 0; -1 (err) failed; -2 (err) bad objects
-     * filter. NULL: not built for this engine. See replay/mariadb_verify.h. */
-    int (*verify)(const struct sy_pair_cfg *cfg, const char *objects,
+     * filter. NULL: not built for this engine. See replay/mariadb_verify.h. watch: the connections'
+     * sockets are published there (sy_module_socket_watch): the daemon's stop shuts them down, which ends
+     * a verify blocked on a server that stopped answering. */
+    int (*verify)(const struct sy_pair_cfg *cfg, const struct sy_module_ctx *watch, const char *objects,
                   bool (*write_reached)(void *arg, const char *position, int timeout_ms), void *arg, json_t *result,
                   char *err, size_t errlen);
     /* A new owner takes the instance over (a worker thread): reads dest's checkpoint of instance_id and

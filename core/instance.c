@@ -406,6 +406,28 @@ static void sockets_reset(struct sy_module_sockets *s)
     pthread_mutex_unlock(&s->lock);
 }
 
+struct sy_module_sockets *sy_socket_set_new(void)
+{
+    struct sy_module_sockets *s = malloc(sizeof *s);
+    if (s != NULL)
+        sockets_init(s);
+    return s;
+}
+
+size_t sy_socket_set_shut(struct sy_module_sockets *s)
+{
+    return s != NULL ? sockets_shut(s) : 0;
+}
+
+void sy_socket_set_free(struct sy_module_sockets *s)
+{
+    if (s == NULL)
+        return;
+    sockets_reset(s);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
 /* The thread body around the engine's run(): says when it is done, as its last touch of the instance. */
 static void *module_main(void *arg)
 {

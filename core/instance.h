@@ -131,6 +131,14 @@ void sy_module_socket_drop(const struct sy_module_ctx *ctx, int slot); /* slot -
 /* Whether a stop already shut the module's sockets down (a connection made now would be shut at once). */
 bool sy_module_sockets_shut(const struct sy_module_ctx *ctx);
 
+/* A socket set outside any module, for threads that are not modules (an admin command's: `verify`), in a
+ * ctx that has only cfg, instance_id and sockets: the same watch, drop and shut as a module's. The daemon
+ * shuts it at its stop (sy_socket_set_shut: the number of sockets shut down); free only after every
+ * thread that watches through it ended. */
+struct sy_module_sockets *sy_socket_set_new(void);
+size_t sy_socket_set_shut(struct sy_module_sockets *s);
+void sy_socket_set_free(struct sy_module_sockets *s);
+
 /* A module thread's retry wait: sleeps *backoff_ms in 50 ms steps (returning early once the module is told
  * to stop), then doubles *backoff_ms up to max_ms. */
 void sy_module_backoff(const struct sy_module_ctx *ctx, int *backoff_ms, int max_ms);

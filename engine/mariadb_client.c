@@ -2,6 +2,8 @@
  * classification, identifier quoting, and the `objects` filter. */
 #include "engine/mariadb_client.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,28 +13,110 @@
 #include <errmsg.h>
 #include <mysqld_error.h>
 
-MYSQL *sy_mariadb_connect(const struct sy_endpoint *ep, const struct sy_pair_cfg *cfg, unsigned long flags,
-                          int timeout_s, unsigned int *mysql_errno_out, char *err, size_t errlen)
+#include "core/instance.h"
+
+static MYSQL *connection_new(int timeout_s)
 {
-    if (mysql_errno_out)
-        *mysql_errno_out = 0;
     MYSQL *m = mysql_init(NULL);
-    if (m == NULL) {
-        snprintf(err, errlen, "out of memory");
+    if (m == NULL)
         return NULL;
-    }
     unsigned int t = (unsigned int)timeout_s, proto = MYSQL_PROTOCOL_TCP;
     mysql_optionsv(m, MYSQL_OPT_CONNECT_TIMEOUT, &t);
     mysql_optionsv(m, MYSQL_OPT_READ_TIMEOUT, &t);
     mysql_optionsv(m, MYSQL_OPT_WRITE_TIMEOUT, &t);
     mysql_optionsv(m, MYSQL_OPT_PROTOCOL, &proto);
     mysql_optionsv(m, MYSQL_SET_CHARSET_NAME, "binary");
-    if (!mysql_real_connect(m, ep->host, cfg->admin_user, cfg->admin_password, NULL, ep->port, NULL, flags)) {
-        snprintf(err, errlen, "%s:%u: %u %s", ep->host, ep->port, mysql_errno(m), mysql_error(m));
-        if (mysql_errno_out)
-            *mysql_errno_out = mysql_errno(m);
-        mysql_close(m);
+    return m;
+}
+
+static MYSQL *connect_failed(MYSQL *m, const struct sy_endpoint *ep, unsigned int *mysql_errno_out, char *err,
+                             size_t errlen)
+{
+    snprintf(err, errlen, "%s:%u: %u %s", ep->host, ep->port, mysql_errno(m), mysql_error(m));
+    if (mysql_errno_out)
+        *mysql_errno_out = mysql_errno(m);
+    mysql_close(m);
+    return NULL;
+}
+
+MYSQL *sy_mariadb_connect(const struct sy_endpoint *ep, const struct sy_pair_cfg *cfg, unsigned long flags,
+                          int timeout_s, unsigned int *mysql_errno_out, char *err, size_t errlen)
+{
+    if (mysql_errno_out)
+        *mysql_errno_out = 0;
+    MYSQL *m = connection_new(timeout_s);
+    if (m == NULL) {
+        snprintf(err, errlen, "out of memory");
         return NULL;
+    }
+    if (!mysql_real_connect(m, ep->host, cfg->admin_user, cfg->admin_password, NULL, ep->port, NULL, flags))
+        return connect_failed(m, ep, mysql_errno_out, err, errlen);
+    return m;
+}
+
+/* One wait of a non-blocking connect: polls the socket for what the library asked (MYSQL_WAIT_*) and
+ * answers with what happened; an error or hang-up on the socket (a stop shut it down) is answered as
+ * readable and writable, so the library's next read or write sees it. */
+static int connect_wait(MYSQL *m, int want)
+{
+    struct pollfd p = { .fd = (int)mysql_get_socket(m), .events = 0 };
+    if (want & MYSQL_WAIT_READ)
+        p.events |= POLLIN;
+    if (want & MYSQL_WAIT_WRITE)
+        p.events |= POLLOUT;
+    if (want & MYSQL_WAIT_EXCEPT)
+        p.events |= POLLPRI;
+    int timeout = (want & MYSQL_WAIT_TIMEOUT) ? (int)mysql_get_timeout_value_ms(m) : -1;
+    int n;
+    do
+        n = poll(&p, 1, timeout);
+    while (n < 0 && errno == EINTR);
+    if (n == 0)
+        return MYSQL_WAIT_TIMEOUT;
+    int got = 0;
+    if (n < 0 || (p.revents & (POLLERR | POLLHUP | POLLNVAL)))
+        got |= MYSQL_WAIT_READ | MYSQL_WAIT_WRITE;
+    if (p.revents & POLLIN)
+        got |= MYSQL_WAIT_READ;
+    if (p.revents & POLLOUT)
+        got |= MYSQL_WAIT_WRITE;
+    if (p.revents & POLLPRI)
+        got |= MYSQL_WAIT_EXCEPT;
+    return got & (want | MYSQL_WAIT_READ | MYSQL_WAIT_WRITE);
+}
+
+MYSQL *sy_mariadb_connect_watched(const struct sy_endpoint *ep, const struct sy_pair_cfg *cfg, unsigned long flags,
+                                  int timeout_s, const struct sy_module_ctx *ctx, int *slot,
+                                  unsigned int *mysql_errno_out, char *err, size_t errlen)
+{
+    *slot = -1;
+    if (ctx == NULL)
+        return sy_mariadb_connect(ep, cfg, flags, timeout_s, mysql_errno_out, err, errlen);
+    if (mysql_errno_out)
+        *mysql_errno_out = 0;
+    if (sy_module_sockets_shut(ctx)) {
+        snprintf(err, errlen, "%s:%u: not connecting: stopping", ep->host, ep->port);
+        return NULL;
+    }
+    MYSQL *m = connection_new(timeout_s);
+    if (m == NULL || mysql_optionsv(m, MYSQL_OPT_NONBLOCK, 0) != 0) {
+        if (m != NULL)
+            mysql_close(m);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    MYSQL *ret = NULL;
+    int want = mysql_real_connect_start(&ret, m, ep->host, cfg->admin_user, cfg->admin_password, NULL, ep->port,
+                                        NULL, flags);
+    while (want != 0) {
+        if (*slot < 0 && (int)mysql_get_socket(m) >= 0)
+            *slot = sy_module_socket_watch(ctx, (int)mysql_get_socket(m)); /* shut at once if stopping */
+        want = mysql_real_connect_cont(&ret, m, connect_wait(m, want));
+    }
+    if (ret == NULL) {
+        sy_module_socket_drop(ctx, *slot);
+        *slot = -1;
+        return connect_failed(m, ep, mysql_errno_out, err, errlen);
     }
     return m;
 }

@@ -20,6 +20,20 @@
 MYSQL *sy_mariadb_connect(const struct sy_endpoint *ep, const struct sy_pair_cfg *cfg, unsigned long flags,
                           int timeout_s, unsigned int *mysql_errno_out, char *err, size_t errlen);
 
+struct sy_module_ctx;
+
+/* sy_mariadb_connect, with the socket published to ctx (sy_module_socket_watch) as soon as it exists:
+ * before the TCP connect completes and before the server's greeting is read, so a stop can cut a connect
+ * to a server that accepts connections but never answers (the kernel completes the handshake of a
+ * stopped mariadbd). Connector/C's non-blocking connect (MYSQL_OPT_NONBLOCK, mysql_real_connect_start/
+ * _cont) gives the socket while it waits; this thread polls it with the library's own timeouts. The
+ * connection then works with the blocking API as usual. *slot: the watch slot to drop after mysql_close
+ * (-1 on failure or when not watched). ctx NULL: as sy_mariadb_connect. Fails at once when ctx's
+ * sockets were already shut ("stopping"). */
+MYSQL *sy_mariadb_connect_watched(const struct sy_endpoint *ep, const struct sy_pair_cfg *cfg, unsigned long flags,
+                                  int timeout_s, const struct sy_module_ctx *ctx, int *slot,
+                                  unsigned int *mysql_errno_out, char *err, size_t errlen);
+
 /* Runs one statement (results, if any, are read and dropped). 0 or -1 with "errno: text" in err. */
 int sy_mariadb_exec(MYSQL *m, char *err, size_t errlen, const char *fmt, ...) SY_PRINTF(4, 5) SY_MUST_CHECK;
 

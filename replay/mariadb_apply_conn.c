@@ -799,11 +799,11 @@ void sy_apply_conn_fini(struct sy_apply_conn *w)
 int sy_apply_conn_open(struct sy_apply_conn *w)
 {
     unsigned int e = 0;
-    w->conn = sy_mariadb_connect(w->ctx->dest, w->cfg, CLIENT_FOUND_ROWS, WR_TIMEOUT_S, &e, w->err, sizeof w->err);
+    /* a stop that finds it still busy after its grace (a lock wait, a connect nobody answers) shuts it down */
+    w->conn = sy_mariadb_connect_watched(w->ctx->dest, w->cfg, CLIENT_FOUND_ROWS, WR_TIMEOUT_S, w->ctx, &w->sock_slot,
+                                         &e, w->err, sizeof w->err);
     if (w->conn == NULL)
         return e == 0 || sy_mariadb_is_transient(e) ? 1 : -1;
-    /* a stop that finds it still busy after its grace (a lock wait) shuts it down */
-    w->sock_slot = sy_module_socket_watch(w->ctx, mysql_get_socket(w->conn));
     char err[512];
     if (mysql_set_server_option(w->conn, MYSQL_OPTION_MULTI_STATEMENTS_ON) != 0 ||
         sy_mariadb_exec(w->conn, err, sizeof err,

@@ -523,14 +523,15 @@ static int attempt(struct isync *s)
 {
     unsigned int e = 0;
     s->done = s->total = 0;
-    s->src = sy_mariadb_connect(s->ctx->source, s->cfg, 0, IS_TIMEOUT_S, &e, s->err, sizeof s->err);
+    /* a stop may cut them, from the connect on */
+    s->src = sy_mariadb_connect_watched(s->ctx->source, s->cfg, 0, IS_TIMEOUT_S, s->ctx, &s->src_slot, &e, s->err,
+                                        sizeof s->err);
     if (s->src == NULL)
         return e == 0 || sy_mariadb_is_transient(e) ? 1 : -1;
-    s->src_slot = sy_module_socket_watch(s->ctx, mysql_get_socket(s->src)); /* a stop may cut it */
-    s->dst = sy_mariadb_connect(s->ctx->dest, s->cfg, 0, IS_TIMEOUT_S, &e, s->err, sizeof s->err);
+    s->dst = sy_mariadb_connect_watched(s->ctx->dest, s->cfg, 0, IS_TIMEOUT_S, s->ctx, &s->dst_slot, &e, s->err,
+                                        sizeof s->err);
     if (s->dst == NULL)
         return e == 0 || sy_mariadb_is_transient(e) ? 1 : -1;
-    s->dst_slot = sy_module_socket_watch(s->ctx, mysql_get_socket(s->dst));
     char err[512];
     if (sy_mariadb_exec(s->dst, err, sizeof err,
                         "SET SESSION server_id=%u, foreign_key_checks=0, unique_checks=0, autocommit=0, "

@@ -22,6 +22,7 @@
 #include <mysqld_error.h>
 
 #include "core/comma_list.h"
+#include "core/instance.h"
 #include "core/log.h"
 #include "engine/mariadb_client.h"
 #include "replay/mariadb_keyrange.h"
@@ -77,7 +78,9 @@ struct verify {
     bool source_is_business;                 /* names the JSON fields by side */
     sy_verify_reached_fn reached;
     void *arg;
+    const struct sy_module_ctx *watch;       /* ref: where the connections' sockets are published */
     MYSQL *src, *dst;                        /* owned */
+    int src_slot, dst_slot;                  /* their watch slots (-1: none) */
     struct vtable *tables;                   /* owned */
     size_t n_tables;
     int wait_ms;                             /* current budget for one wait */
@@ -782,12 +785,13 @@ static int verify_table(struct verify *v, struct vtable *t, json_t *tables, bool
 static int connect_sides(struct verify *v)
 {
     char err[512];
-    v->src = sy_mariadb_connect(v->source, v->cfg, 0, TIMEOUT_S, NULL, err, sizeof err);
+    /* a stop may cut them, from the connect on */
+    v->src = sy_mariadb_connect_watched(v->source, v->cfg, 0, TIMEOUT_S, v->watch, &v->src_slot, NULL, err, sizeof err);
     if (v->src == NULL) {
         snprintf(v->err, sizeof v->err, "%s: %s", side_of(v, true), err);
         return -1;
     }
-    v->dst = sy_mariadb_connect(v->dest, v->cfg, 0, TIMEOUT_S, NULL, err, sizeof err);
+    v->dst = sy_mariadb_connect_watched(v->dest, v->cfg, 0, TIMEOUT_S, v->watch, &v->dst_slot, NULL, err, sizeof err);
     if (v->dst == NULL) {
         snprintf(v->err, sizeof v->err, "%s: %s", side_of(v, false), err);
         return -1;
@@ -836,8 +840,8 @@ static int run(struct verify *v, const char *filter, json_t *result)
     return 0;
 }
 
-int sy_mariadb_verify(const struct sy_pair_cfg *cfg, const char *objects_filter, sy_verify_reached_fn write_reached,
-                      void *arg, json_t *result, char *err, size_t errlen)
+int sy_mariadb_verify(const struct sy_pair_cfg *cfg, const struct sy_module_ctx *watch, const char *objects_filter,
+                      sy_verify_reached_fn write_reached, void *arg, json_t *result, char *err, size_t errlen)
 {
     struct verify *v = calloc(1, sizeof *v);
     if (v == NULL) {
@@ -845,7 +849,8 @@ int sy_mariadb_verify(const struct sy_pair_cfg *cfg, const char *objects_filter,
         return -1;
     }
     *v = (struct verify){ .cfg = cfg, .source = &cfg->business, .dest = &cfg->dr, .source_is_business = true,
-                          .reached = write_reached, .arg = arg, .wait_ms = WAIT_MS };
+                          .watch = watch, .src_slot = -1, .dst_slot = -1, .reached = write_reached, .arg = arg,
+                          .wait_ms = WAIT_MS };
     mysql_thread_init();
     int rc = run(v, objects_filter, result);
     if (rc != 0)
@@ -853,6 +858,8 @@ int sy_mariadb_verify(const struct sy_pair_cfg *cfg, const char *objects_filter,
     for (size_t i = 0; i < v->n_tables; i++)
         table_fini(&v->tables[i]);
     free(v->tables);
+    sy_module_socket_drop(watch, v->src_slot);
+    sy_module_socket_drop(watch, v->dst_slot);
     if (v->src)
         mysql_close(v->src);
     if (v->dst)

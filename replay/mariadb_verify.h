@@ -12,6 +12,8 @@
 
 #include "core/config.h"
 
+struct sy_module_ctx;
+
 /* Asks whether the forward writer has applied at least `gtid_set` (a source position), waiting up
  * to timeout_ms. Called from the verifying thread. */
 typedef bool (*sy_verify_reached_fn)(void *arg, const char *gtid_set, int timeout_ms);
@@ -25,7 +27,7 @@ typedef bool (*sy_verify_reached_fn)(void *arg, const char *gtid_set, int timeou
  * DR caught up (false: business held locks on it too long to take them).
  * Returns 0 (mismatches included: `clean` is the verdict); -1 a database could not be used or a
  * query failed for good (err); -2 objects_filter is malformed or matches no synchronized table (err). */
-int sy_mariadb_verify(const struct sy_pair_cfg *cfg, const char *objects_filter, sy_verify_reached_fn write_reached,
-                      void *arg, json_t *result, char *err, size_t errlen);
+int sy_mariadb_verify(const struct sy_pair_cfg *cfg, const struct sy_module_ctx *watch, const char *objects_filter,
+                      sy_verify_reached_fn write_reached, void *arg, json_t *result, char *err, size_t errlen);
 
 #endif

@@ -40,6 +40,7 @@ struct verify {
     const struct sy_pair_cfg *cfg;                      /* ref */
     bool (*reached)(void *arg, const char *pos, int ms); /* NULL: do not wait */
     void *arg;
+    const struct sy_module_ctx *watch;                  /* ref: where the connections' sockets are published */
     mongoc_client_t *src, *dst;                         /* owned: business, dr */
     int wait_ms;                                        /* current budget for one wait */
     char err[1024];                                     /* fatal error: the verify fails */
@@ -575,8 +576,8 @@ static int verify_collection(struct verify *v, const char *ns, bool caught_up, j
 static int run(struct verify *v, const char *filter, json_t *result)
 {
     char err[700];
-    if ((v->src = sy_mongo_connect(v->cfg, &v->cfg->business, TIMEOUT_MS, err, sizeof err)) == NULL ||
-        (v->dst = sy_mongo_connect(v->cfg, &v->cfg->dr, TIMEOUT_MS, err, sizeof err)) == NULL) {
+    if ((v->src = sy_mongo_connect_watched(v->cfg, &v->cfg->business, TIMEOUT_MS, v->watch, err, sizeof err)) == NULL ||
+        (v->dst = sy_mongo_connect_watched(v->cfg, &v->cfg->dr, TIMEOUT_MS, v->watch, err, sizeof err)) == NULL) {
         snprintf(v->err, sizeof v->err, "%s: %s", v->src == NULL ? "business" : "dr", err);
         return -1;
     }
@@ -622,11 +623,11 @@ static int run(struct verify *v, const char *filter, json_t *result)
     return 0;
 }
 
-int sy_mongo_verify(const struct sy_pair_cfg *cfg, const char *objects_filter,
+int sy_mongo_verify(const struct sy_pair_cfg *cfg, const struct sy_module_ctx *watch, const char *objects_filter,
                     bool (*write_reached)(void *arg, const char *position, int timeout_ms), void *arg,
                     json_t *result, char *err, size_t errlen)
 {
-    struct verify v = { .cfg = cfg, .reached = write_reached, .arg = arg, .wait_ms = WAIT_MS };
+    struct verify v = { .cfg = cfg, .watch = watch, .reached = write_reached, .arg = arg, .wait_ms = WAIT_MS };
     int rc = run(&v, objects_filter, result);
     if (rc != 0)
         snprintf(err, errlen, "%s", v.err);

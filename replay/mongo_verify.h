@@ -11,6 +11,8 @@
 
 #include "core/config.h"
 
+struct sy_module_ctx;
+
 /* Fills `result` with the fields replay/mariadb_verify.h documents, a collection's "db.coll" under
  * "table": {"pair", "clean", "elapsed_ms", "tables": [{"table", "status": ok|mismatch|not_caught_up|
  * missing_on_dr|error, "business_rows", "dr_rows", "chunks", "mismatches": [{"from", "to",
@@ -22,7 +24,7 @@
  * write_reached(arg, position, timeout_ms) as in core/engine.h. Returns 0 (mismatches included:
  * `clean` is the verdict); -1 a side could not be used (err); -2 objects_filter is malformed or
  * matches no synchronized collection (err). */
-int sy_mongo_verify(const struct sy_pair_cfg *cfg, const char *objects_filter,
+int sy_mongo_verify(const struct sy_pair_cfg *cfg, const struct sy_module_ctx *watch, const char *objects_filter,
                     bool (*write_reached)(void *arg, const char *position, int timeout_ms), void *arg,
                     json_t *result, char *err, size_t errlen);
 

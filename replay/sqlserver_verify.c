@@ -20,6 +20,7 @@
 
 #include "core/change.h"
 #include "core/comma_list.h"
+#include "core/instance.h"
 #include "core/log.h"
 #include "engine/sqlserver_cdc.h"
 #include "engine/sqlserver_client.h"
@@ -32,7 +33,9 @@ struct verify {
     bool (*reached)(void *arg, const char *pos, int ms);
     void *arg;
     char db[80];
+    const struct sy_module_ctx *watch; /* ref: where the connections' sockets are published */
     struct sy_tds *src, *dst;
+    int src_slot, dst_slot;            /* their watch slots (-1: none) */
     char err[1024];
 };
 
@@ -298,11 +301,16 @@ static int run(struct verify *v, const char *filter, json_t *result)
 {
     enum sy_tds_rc rc;
     char err[1024];
-    if ((v->src = sy_tds_connect(v->cfg, &v->cfg->business, v->db, err, sizeof err, &rc)) == NULL ||
-        (v->dst = sy_tds_connect(v->cfg, &v->cfg->dr, v->db, err, sizeof err, &rc)) == NULL) {
+    if ((v->src = sy_tds_connect(v->cfg, &v->cfg->business, v->db, err, sizeof err, &rc)) == NULL) {
         snprintf(v->err, sizeof v->err, "%s", err);
         return -1;
     }
+    v->src_slot = sy_module_socket_watch(v->watch, sy_tds_fd(v->src)); /* a stop may cut it */
+    if ((v->dst = sy_tds_connect(v->cfg, &v->cfg->dr, v->db, err, sizeof err, &rc)) == NULL) {
+        snprintf(v->err, sizeof v->err, "%s", err);
+        return -1;
+    }
+    v->dst_slot = sy_module_socket_watch(v->watch, sy_tds_fd(v->dst));
     char **all = sy_tds_synced_tables(v->src, v->cfg, &rc, v->err, sizeof v->err);
     if (all == NULL)
         return -1;
@@ -336,16 +344,20 @@ static int run(struct verify *v, const char *filter, json_t *result)
     return 0;
 }
 
-int sy_sqlserver_verify(const struct sy_pair_cfg *cfg, const char *objects_filter,
+int sy_sqlserver_verify(const struct sy_pair_cfg *cfg, const struct sy_module_ctx *watch,
+                        const char *objects_filter,
                         bool (*write_reached)(void *arg, const char *position, int timeout_ms), void *arg,
                         json_t *result, char *err, size_t errlen)
 {
-    struct verify v = { .cfg = cfg, .reached = write_reached, .arg = arg };
+    struct verify v = { .cfg = cfg, .watch = watch, .src_slot = -1, .dst_slot = -1, .reached = write_reached,
+                        .arg = arg };
     if (!sy_tds_pair_database(cfg, v.db, sizeof v.db, err, errlen))
         return -2;
     int rc = run(&v, objects_filter, result);
     if (rc != 0)
         snprintf(err, errlen, "%s", v.err);
+    sy_module_socket_drop(watch, v.src_slot);
+    sy_module_socket_drop(watch, v.dst_slot);
     sy_tds_close(v.src);
     sy_tds_close(v.dst);
     return rc;

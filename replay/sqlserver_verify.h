@@ -11,12 +11,15 @@
 
 #include "core/config.h"
 
+struct sy_module_ctx;
+
 /* Fills `result` with the fields replay/mariadb_verify.h documents ({"pair", "clean", "elapsed_ms",
  * "tables": [{"table", "status": ok|mismatch|not_caught_up|missing_on_dr, "business_rows", "dr_rows",
  * "chunks", "mismatches": [{"from", "to", "business_rows", "dr_rows", "confirmed"}]}]}); a chunk's keys
  * are (from, to] as T-SQL literals, null = unbounded. Returns 0 (`clean` is the verdict); -1 a side could
  * not be used (err); -2 objects_filter is malformed or matches no synchronized table (err). */
-int sy_sqlserver_verify(const struct sy_pair_cfg *cfg, const char *objects_filter,
+int sy_sqlserver_verify(const struct sy_pair_cfg *cfg, const struct sy_module_ctx *watch,
+                        const char *objects_filter,
                         bool (*write_reached)(void *arg, const char *position, int timeout_ms), void *arg,
                         json_t *result, char *err, size_t errlen);
 

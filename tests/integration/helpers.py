@@ -5,6 +5,10 @@ and the test modules that own them."""
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import signal
+import threading
 import time
 
 import pymysql
@@ -146,3 +150,39 @@ def installed_client(name):
     paths = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
     assert paths.get(name), r.stdout
     return paths[name]
+
+
+def assert_a_stop_cuts_a_verify(d, pname, dr_pid: int) -> None:
+    """With DR's server stopped (SIGSTOP: the kernel accepts connections, nothing answers), a `verify`
+    blocks on DR; a SIGTERM then ends the daemon within seconds, exit 0: the stop shut the verify's
+    connections down (core/daemon.c verify_sockets), the log says so and why the verify failed, and the
+    command got that failure or no answer (the admin socket closed at the stop)."""
+    replies = []
+
+    def call():
+        try:
+            replies.append(d.admin("verify", _timeout=180, pair=pname))
+        except OSError as e:                             # the stop closed the admin socket (ConnectionError)
+            replies.append(e)
+
+    os.kill(dr_pid, signal.SIGSTOP)
+    try:
+        th = threading.Thread(target=call, daemon=True)
+        th.start()
+        wait_for(lambda: "verify started" in d.log(), 30, "the verify started")
+        time.sleep(1.5)                                  # it connects to DR and waits for its answer
+        assert th.is_alive()                             # still blocked: DR answers nothing
+        t0 = time.monotonic()
+        assert d.stop(timeout=60) == 0
+        took = time.monotonic() - t0
+    finally:
+        os.kill(dr_pid, signal.SIGCONT)
+    assert took < 15, took
+    log = d.log()
+    cut = re.search(r"a verify was running: (\d+) database connection\(s\) shut down", log)
+    assert cut and int(cut.group(1)) >= 1, log[-3000:]
+    assert re.search(rf"pair {pname}: verify failed after \d+ ms: cut by switchyardd's shutdown \(dr: ", log), \
+        log[-3000:]
+    th.join(10)
+    assert len(replies) == 1 and (isinstance(replies[0], OSError) or (
+        replies[0]["ok"] is False and "shutdown" in replies[0]["error"]["message"])), replies

@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 import sandbox
-from helpers import instance, wait_for, wait_state
+from helpers import assert_a_stop_cuts_a_verify, instance, wait_for, wait_state
 
 pymongo = sandbox.pymongo4()
 from bson import json_util  # noqa: E402  (pymongo 4's bson, from the same venv)
@@ -313,3 +313,16 @@ def test_verify_clean_then_names_a_document_changed_on_dr(mongo_daemon, ferretdb
     reply = d.admin("verify", _timeout=60, pair=pname, objects="nodot")
     assert reply["ok"] is False and reply["error"]["code"] == "bad_request"
     json_util.dumps(r)  # the result is plain JSON
+
+
+def test_a_stop_cuts_a_verify_blocked_on_a_dr_that_stopped_answering(mongo_daemon, ferretdb_pair, fresh):
+    """`verify` runs on a thread of its own, outside any module: its connections are published to a socket
+    set the daemon shuts down at its stop (core/daemon.c verify_sockets). With DR's FerretDB stopped
+    (SIGSTOP: the kernel accepts the connection, nothing answers), a verify blocks on its first read of DR;
+    a SIGTERM now ends the daemon within seconds, exit 0, and the verify says why it failed. Before, the
+    stop waited for the verify's 120 s socket timeout (and past the stop's 120 s wait for commands,
+    exited 1 without freeing)."""
+    business, dr = ferretdb_pair
+    load(business, fresh, n=10)
+    d, pname = start(mongo_daemon, fresh)
+    assert_a_stop_cuts_a_verify(d, pname, dr.pid)

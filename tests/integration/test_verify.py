@@ -15,7 +15,7 @@ import pytest
 
 # shared helpers and the per-test database fixture
 from test_forward_mariadb import fresh  # noqa: E402,F401
-from helpers import conn, q, wait_state
+from helpers import assert_a_stop_cuts_a_verify, conn, q, wait_state
 
 
 SCHEMA = [
@@ -360,3 +360,15 @@ def test_verify_key_types_partition_exactly(daemon, mariadb_pair, fresh):
     assert all(k is None or "-" in k and not k.startswith("0x") for k in (kl["from"], kl["to"])), kl
     kv = t[f"{fresh}.k_vbin"]["mismatches"][0]
     assert all(k is None or k.startswith("0x") for k in (kv["from"], kv["to"])), kv
+
+
+def test_a_stop_cuts_a_verify_connecting_to_a_dr_that_stopped_answering(daemon, mariadb_pair, fresh):
+    """A verify's connections are published from the connect on (engine/mariadb_client.h
+    sy_mariadb_connect_watched): with DR's mariadbd stopped (SIGSTOP: the kernel accepts the connection,
+    no greeting comes), the verify waits in its connect to DR; a SIGTERM ends the daemon within seconds,
+    exit 0, and the verify says why it failed. Before, the stop waited for the connect's 120 s timeout."""
+    b, dr = mariadb_pair
+    b.sql("CREATE TABLE t (id INT PRIMARY KEY, v INT)", database=fresh)
+    b.sql("INSERT INTO t VALUES (1, 1), (2, 2)", database=fresh)
+    d, pname = start(daemon, mariadb_pair, fresh)
+    assert_a_stop_cuts_a_verify(d, pname, dr.pid)
