@@ -53,6 +53,7 @@ struct daemon {
                                      again, closes the instances of a node that stepped down during a switch */
     struct sy_module_sockets *verify_sockets; /* owned: the database sockets of running `verify` commands,
                                      shut down at the stop (a verify reads only: it is cut, not waited for) */
+    int verify_stop;              /* __atomic: set at the stop: a verify waiting for the writer gives up */
 };
 
 static struct sy_pair *find_pair(struct daemon *d, const char *name)
@@ -859,6 +860,7 @@ struct verify_job {
     struct event *done;
     char watch_id[80];                  /* "<pair>/verify" (names are < 64), for the watch's log lines */
     struct sy_module_ctx watch;         /* cfg, watch_id and the daemon's verify_sockets only */
+    int *stop;                          /* ref: the daemon's verify_stop */
 };
 
 /* Whether the forward writer's applied position covers `position` (a source position, compared by the
@@ -873,7 +875,7 @@ static bool verify_write_reached(void *arg, const char *position, int timeout_ms
         return false;
     }
     return sy_instance_write_reaches(job->forward, position, sy_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0),
-                                     2, 50, NULL);
+                                     2, 50, job->stop);
 }
 
 /* The engine's verify with what is the same for every engine around it: the log lines and elapsed_ms. */
@@ -885,7 +887,7 @@ static void *verify_thread(void *arg)
     sy_log_info("pair %s: verify started%s%s", name, job->objects ? " for " : "", job->objects ? job->objects : "");
     job->rc = job->eng->sync->verify(job->cfg, &job->watch, job->objects, verify_write_reached, job, job->result,
                                      job->err, sizeof job->err);
-    if (job->rc != 0 && sy_module_sockets_shut(&job->watch)) {
+    if (job->rc == -1 && sy_module_sockets_shut(&job->watch)) {
         char cause[sizeof job->err];
         snprintf(cause, sizeof cause, "%s", job->err);
         snprintf(job->err, sizeof job->err, "cut by switchyardd's shutdown (%s)", cause);
@@ -957,6 +959,7 @@ static void cmd_verify(struct sy_admin_req *req, json_t *args, void *ctx)
                                 .objects = objects ? strdup(objects) : NULL, .result = json_object() };
     snprintf(job->watch_id, sizeof job->watch_id, "%s/verify", p->cfg->name);
     job->watch = (struct sy_module_ctx){ .cfg = p->cfg, .instance_id = job->watch_id, .sockets = d->verify_sockets };
+    job->stop = &d->verify_stop;
     job->done = event_new(d->base, -1, 0, on_verify_done, job);
     pthread_t th;
     sy_admin_job_begin();
@@ -1184,6 +1187,7 @@ out:
     sd_notify(0, "STOPPING=1");
     sy_admin_shutdown(d.admin);
     sy_switch_shutdown();
+    __atomic_store_n(&d.verify_stop, 1, __ATOMIC_RELEASE);
     size_t cut = sy_socket_set_shut(d.verify_sockets);
     if (cut > 0)
         sy_log_info("a verify was running: %zu database connection(s) shut down to end it", cut);

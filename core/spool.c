@@ -1111,9 +1111,13 @@ static void punch_applied(struct sy_spool *s, uint64_t seq)
     (void)fdatasync(fd);
     close(fd);
     pthread_mutex_lock(&s->mu);
-    s->total_bytes -= off - s->segs[0].base_off;
-    s->segs[0].base_off = off;
-    s->segs[0].base_seq = seq;
+    /* The appender punches while the writer may truncate: the segment read above may have been dropped
+     * meanwhile (its bytes already left total_bytes), and segs[0] be the next one. */
+    if (s->n_segs > 0 && s->segs[0].first == sg.first && s->segs[0].base_off == sg.base_off) {
+        s->total_bytes -= off - s->segs[0].base_off;
+        s->segs[0].base_off = off;
+        s->segs[0].base_seq = seq;
+    }
     pthread_mutex_unlock(&s->mu);
 out:
     seg_rd_fini(&r);

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include <errmsg.h>
 #include <mysqld_error.h>
@@ -54,10 +56,19 @@ MYSQL *sy_mariadb_connect(const struct sy_endpoint *ep, const struct sy_pair_cfg
     return m;
 }
 
+static uint64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
 /* One wait of a non-blocking connect: polls the socket for what the library asked (MYSQL_WAIT_*) and
  * answers with what happened; an error or hang-up on the socket (a stop shut it down) is answered as
- * readable and writable, so the library's next read or write sees it. */
-static int connect_wait(MYSQL *m, int want)
+ * readable and writable, so the library's next read or write sees it. Once the stop shut the module's
+ * sockets, or when nothing can be waited for, it answers a timeout: the library gives up (also on the
+ * addresses it has not tried yet). */
+static int connect_wait(MYSQL *m, int want, const struct sy_module_ctx *ctx)
 {
     struct pollfd p = { .fd = (int)mysql_get_socket(m), .events = 0 };
     if (want & MYSQL_WAIT_READ)
@@ -67,14 +78,19 @@ static int connect_wait(MYSQL *m, int want)
     if (want & MYSQL_WAIT_EXCEPT)
         p.events |= POLLPRI;
     int timeout = (want & MYSQL_WAIT_TIMEOUT) ? (int)mysql_get_timeout_value_ms(m) : -1;
-    int n;
-    do
-        n = poll(&p, 1, timeout);
-    while (n < 0 && errno == EINTR);
-    if (n == 0)
+    if (sy_module_sockets_shut(ctx) || (p.fd < 0 && timeout < 0))
         return MYSQL_WAIT_TIMEOUT;
+    uint64_t deadline = timeout >= 0 ? mono_ms() + (uint64_t)timeout : 0;
+    int n;
+    while ((n = poll(&p, 1, timeout)) < 0 && errno == EINTR)
+        if (timeout >= 0) {                            /* a signal: the rest of the time, not all of it */
+            uint64_t now = mono_ms();
+            timeout = now >= deadline ? 0 : (int)(deadline - now);
+        }
+    if (n <= 0)
+        return MYSQL_WAIT_TIMEOUT;                     /* the time is up, or poll failed: give up, not spin */
     int got = 0;
-    if (n < 0 || (p.revents & (POLLERR | POLLHUP | POLLNVAL)))
+    if (p.revents & (POLLERR | POLLHUP | POLLNVAL))
         got |= MYSQL_WAIT_READ | MYSQL_WAIT_WRITE;
     if (p.revents & POLLIN)
         got |= MYSQL_WAIT_READ;
@@ -83,6 +99,25 @@ static int connect_wait(MYSQL *m, int want)
     if (p.revents & POLLPRI)
         got |= MYSQL_WAIT_EXCEPT;
     return got & (want | MYSQL_WAIT_READ | MYSQL_WAIT_WRITE);
+}
+
+/* The socket a non-blocking connect currently uses, as published to ctx. The library tries a host's
+ * addresses in turn, each on a new socket that may get the same descriptor number: the socket is told by
+ * its inode, and a new one replaces the old in the watch list. */
+struct watched {
+    const struct sy_module_ctx *ctx;
+    int *slot;       /* the watch slot, -1: none */
+    ino_t ino;       /* the watched socket's inode */
+};
+
+static void watch_current(struct watched *w, int fd)
+{
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || (*w->slot >= 0 && st.st_ino == w->ino))
+        return;
+    sy_module_socket_drop(w->ctx, *w->slot);
+    *w->slot = sy_module_socket_watch(w->ctx, fd);
+    w->ino = st.st_ino;
 }
 
 MYSQL *sy_mariadb_connect_watched(const struct sy_endpoint *ep, const struct sy_pair_cfg *cfg, unsigned long flags,
@@ -99,25 +134,26 @@ MYSQL *sy_mariadb_connect_watched(const struct sy_endpoint *ep, const struct sy_
         return NULL;
     }
     MYSQL *m = connection_new(timeout_s);
-    if (m == NULL || mysql_optionsv(m, MYSQL_OPT_NONBLOCK, 0) != 0) {
+    if (m == NULL || mysql_options(m, MYSQL_OPT_NONBLOCK, NULL) != 0) {
         if (m != NULL)
             mysql_close(m);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     MYSQL *ret = NULL;
+    struct watched w = { .ctx = ctx, .slot = slot };
     int want = mysql_real_connect_start(&ret, m, ep->host, cfg->admin_user, cfg->admin_password, NULL, ep->port,
                                         NULL, flags);
     while (want != 0) {
-        if (*slot < 0 && (int)mysql_get_socket(m) >= 0)
-            *slot = sy_module_socket_watch(ctx, (int)mysql_get_socket(m)); /* shut at once if stopping */
-        want = mysql_real_connect_cont(&ret, m, connect_wait(m, want));
+        watch_current(&w, (int)mysql_get_socket(m));   /* shut at once if stopping */
+        want = mysql_real_connect_cont(&ret, m, connect_wait(m, want, ctx));
     }
     if (ret == NULL) {
         sy_module_socket_drop(ctx, *slot);
         *slot = -1;
         return connect_failed(m, ep, mysql_errno_out, err, errlen);
     }
+    watch_current(&w, (int)mysql_get_socket(m));       /* also when it never had to wait */
     return m;
 }
 

@@ -8,12 +8,14 @@
 #include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -505,8 +507,8 @@ static blkcnt_t blocks_of(const char *path)
 
 /* A full disk can hold a transaction cut in two in a segment the writer cannot drop: while appends fail
  * with ENOSPC (the next segment is /dev/full), the failed append (and truncate_below) punches the first
- * segment's applied records out (its blocks freed, the file keeps its size); the spool starts at the first record kept, also after a
- * reopen, and appends go on once there is room again. */
+ * segment's applied records out (its blocks freed, the file keeps its size); the spool starts at the first
+ * record kept, also after a reopen, and appends go on once there is room again. */
 static void test_full_disk_punches_the_applied_prefix(void)
 {
     char *dir = make_tmpdir();
@@ -564,6 +566,92 @@ static void test_full_disk_punches_the_applied_prefix(void)
     CHECK(s != NULL && read_is(s, 1500) && read_is(s, 2100));
 out:
     sy_spool_close(s);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* fallocate, interposed for the test below: with hold_punch set, the next call (a punch) waits until the
+ * test lets it go; every other call is the system's. */
+static sem_t punch_entered, punch_go;
+static atomic_int hold_punch;
+
+int fallocate(int fd, int mode, off_t offset, off_t len)
+{
+    if (atomic_exchange(&hold_punch, 0)) {
+        sem_post(&punch_entered);
+        sem_wait(&punch_go);
+    }
+    return (int)syscall(SYS_fallocate, fd, mode, offset, len);
+}
+
+struct full_append {
+    struct sy_spool *s;
+    enum sy_spool_rc rc;
+};
+
+static void *append_on_a_full_disk(void *arg)
+{
+    struct full_append *a = arg;
+    uint64_t seq = 0;
+    char err[256];
+    a->rc = sy_spool_append(a->s, 1, "abc", 3, &seq, err, sizeof err);
+    return NULL;
+}
+
+/* The appender punches on ENOSPC (below the last truncation) while the writer may truncate: a punch that
+ * read the first segment before the writer dropped it must not write its result into the next segment's
+ * index entry (its first record would read as corrupt, the byte count drop twice). The punch is held inside
+ * its fallocate while the writer truncates. */
+static void test_a_punch_racing_a_truncation_keeps_the_index(void)
+{
+    char *dir = make_tmpdir();
+    char next[512];
+    seg_name(next, sizeof next, dir, 2001);
+    struct sy_spool *s = NULL;
+    if (!can_punch(dir) || access("/dev/full", W_OK) != 0) {
+        fprintf(stderr, "test_a_punch_racing_a_truncation_keeps_the_index: no hole punching or /dev/full (skipped)\n");
+        goto out;
+    }
+    char pay[100];
+    memset(pay, 'x', sizeof pay);
+    uint64_t seg_bytes = (REC_HDR + sizeof pay) * 1000, seq = 0;
+    s = sy_spool_open(dir, 0, seg_bytes, errbuf, sizeof errbuf);
+    CHECK(s != NULL);
+    for (int i = 1; s != NULL && i <= 2000; i++)
+        CHECK(sy_spool_append(s, 1, pay, sizeof pay, &seq, errbuf, sizeof errbuf) == SY_SPOOL_OK);
+    sy_spool_close(s);
+    uint64_t firsts[4];
+    CHECK(count_segments(dir, firsts, 4) == 2 && firsts[0] == 1 && firsts[1] == 1001);
+    CHECK(symlink("/dev/full", next) == 0);              /* the next append hits a full disk */
+    s = sy_spool_open(dir, 0, seg_bytes, errbuf, sizeof errbuf);
+    CHECK(s != NULL);
+    if (s == NULL)
+        goto out;
+    CHECK(sy_spool_truncate_below(s, 500, errbuf, sizeof errbuf) == SY_SPOOL_OK);  /* before the disk filled */
+    sem_init(&punch_entered, 0, 0);
+    sem_init(&punch_go, 0, 0);
+    atomic_store(&hold_punch, 1);
+    struct full_append a = { .s = s, .rc = SY_SPOOL_OK };
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, append_on_a_full_disk, &a) == 0);
+    sem_wait(&punch_entered);                            /* the appender punches segment 1 below 500 */
+    CHECK(sy_spool_truncate_below(s, 1500, errbuf, sizeof errbuf) == SY_SPOOL_OK);  /* the writer drops it */
+    uint64_t bytes = sy_spool_bytes(s);
+    CHECK(sy_spool_first_seq(s) == 1001 && bytes == seg_bytes);
+    sem_post(&punch_go);
+    pthread_join(th, NULL);
+    CHECK(a.rc == SY_SPOOL_NO_SPACE);
+    CHECK(sy_spool_first_seq(s) == 1001 && sy_spool_last_seq(s) == 2000 && sy_spool_bytes(s) == bytes);
+    uint8_t type;
+    const uint8_t *p;
+    size_t len;
+    CHECK(sy_spool_read(s, 1001, &type, &p, &len, 0, errbuf, sizeof errbuf) == SY_SPOOL_OK && len == sizeof pay);
+    CHECK(sy_spool_read(s, 1500, &type, &p, &len, 0, errbuf, sizeof errbuf) == SY_SPOOL_OK && len == sizeof pay);
+    sem_destroy(&punch_entered);
+    sem_destroy(&punch_go);
+out:
+    sy_spool_close(s);
+    unlink(next);
     rm_rf(dir);
     free(dir);
 }
@@ -823,6 +911,7 @@ int main(void)
     test_full();
     test_enospc();
     test_full_disk_punches_the_applied_prefix();
+    test_a_punch_racing_a_truncation_keeps_the_index();
     test_big_records();
     test_blocking_reader();
     test_find_last();
