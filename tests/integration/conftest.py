@@ -363,11 +363,15 @@ def _ferretdb_pair_alive(request):
 
 @pytest.fixture(autouse=True)
 def _mariadb_pair_alive(request):
-    """Restart a pair server an earlier test killed, before a test that uses the pair runs."""
+    """Restart a pair server an earlier test killed, before a test that uses the pair runs; and business
+    writable again: a test that ended after a failover leaves it fenced (read_only), as the product should,
+    and a test that talks to business before its daemon makes it the active side would fail with 1290."""
     if "mariadb_pair" in request.fixturenames:
-        for s in request.getfixturevalue("mariadb_pair"):
+        pair = request.getfixturevalue("mariadb_pair")
+        for s in pair:
             if not s.is_alive():
                 s.start()
+        pair.business.sql("SET GLOBAL read_only = OFF")
 
 
 @pytest.fixture
