@@ -315,6 +315,7 @@ def test_verify_clean_then_names_a_document_changed_on_dr(mongo_daemon, ferretdb
     json_util.dumps(r)  # the result is plain JSON
 
 
+@pytest.mark.tsan
 def test_a_stop_cuts_a_verify_blocked_on_a_dr_that_stopped_answering(mongo_daemon, ferretdb_pair, fresh):
     """`verify` runs on a thread of its own, outside any module: its connections are published to a socket
     set the daemon shuts down at its stop (core/daemon.c verify_sockets). With DR's FerretDB stopped

@@ -362,6 +362,7 @@ def test_verify_key_types_partition_exactly(daemon, mariadb_pair, fresh):
     assert all(k is None or k.startswith("0x") for k in (kv["from"], kv["to"])), kv
 
 
+@pytest.mark.tsan
 def test_a_stop_cuts_a_verify_connecting_to_a_dr_that_stopped_answering(daemon, mariadb_pair, fresh):
     """A verify's connections are published from the connect on (engine/mariadb_client.h
     sy_mariadb_connect_watched): with DR's mariadbd stopped (SIGSTOP: the kernel accepts the connection,
