@@ -861,6 +861,7 @@ struct verify_job {
     char watch_id[80];                  /* "<pair>/verify" (names are < 64), for the watch's log lines */
     struct sy_module_ctx watch;         /* cfg, watch_id and the daemon's verify_sockets only */
     int *stop;                          /* ref: the daemon's verify_stop */
+    bool cut;                           /* a wait for the writer gave up because of the stop (verify thread) */
 };
 
 /* Whether the forward writer's applied position covers `position` (a source position, compared by the
@@ -874,8 +875,11 @@ static bool verify_write_reached(void *arg, const char *position, int timeout_ms
         sy_log_warn("pair %s: verify: cannot read source position '%s'", job->cfg->name, position);
         return false;
     }
-    return sy_instance_write_reaches(job->forward, position, sy_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0),
-                                     2, 50, job->stop);
+    uint64_t deadline = sy_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    bool reached = sy_instance_write_reaches(job->forward, position, deadline, 2, 50, job->stop);
+    if (!reached && __atomic_load_n(job->stop, __ATOMIC_ACQUIRE))
+        job->cut = true;                                 /* not the writer's fault: say so, not not_caught_up */
+    return reached;
 }
 
 /* The engine's verify with what is the same for every engine around it: the log lines and elapsed_ms. */
@@ -891,6 +895,9 @@ static void *verify_thread(void *arg)
         char cause[sizeof job->err];
         snprintf(cause, sizeof cause, "%s", job->err);
         snprintf(job->err, sizeof job->err, "cut by switchyardd's shutdown (%s)", cause);
+    } else if (job->rc == 0 && job->cut) {              /* its last wait ended by the stop: no verdict */
+        job->rc = -1;
+        snprintf(job->err, sizeof job->err, "cut by switchyardd's shutdown (while waiting for the forward writer)");
     }
     uint64_t ms = sy_now_ms() - t0;
     if (job->rc == 0) {

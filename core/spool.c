@@ -1126,7 +1126,10 @@ out:
 
 enum sy_spool_rc sy_spool_truncate_below(struct sy_spool *s, uint64_t seq, char *err, size_t errlen)
 {
-    /* Take the droppable prefix out of the index under the lock, unlink the files after it. */
+    /* Take the droppable prefix out of the index under the lock, unlink the files after it. punch_mu is
+     * held throughout: a punch (the appender's, on a full disk) never overlaps a drop, nor the putting back
+     * of a segment whose unlink failed (its index entry would not know the hole punched meanwhile). */
+    pthread_mutex_lock(&s->punch_mu);
     pthread_mutex_lock(&s->mu);
     if (seq > s->truncated_below)
         s->truncated_below = seq;
@@ -1138,6 +1141,7 @@ enum sy_spool_rc sy_spool_truncate_below(struct sy_spool *s, uint64_t seq, char 
         gone = malloc(k * sizeof *gone);
         if (gone == NULL) {
             pthread_mutex_unlock(&s->mu);
+            pthread_mutex_unlock(&s->punch_mu);
             snprintf(err, errlen, "spool %s: out of memory", s->dir);
             return SY_SPOOL_ERROR;
         }
@@ -1179,6 +1183,7 @@ enum sy_spool_rc sy_spool_truncate_below(struct sy_spool *s, uint64_t seq, char 
         pthread_mutex_unlock(&s->mu);
     }
     free(gone);
+    pthread_mutex_unlock(&s->punch_mu);
     if (rc == SY_SPOOL_OK)
         punch_applied(s, seq);
     return rc;

@@ -598,10 +598,19 @@ static void *append_on_a_full_disk(void *arg)
     return NULL;
 }
 
-/* The appender punches on ENOSPC (below the last truncation) while the writer may truncate: a punch that
- * read the first segment before the writer dropped it must not write its result into the next segment's
- * index entry (its first record would read as corrupt, the byte count drop twice). The punch is held inside
- * its fallocate while the writer truncates. */
+static void *truncate_below_1500(void *arg)
+{
+    struct full_append *a = arg;
+    char err[256];
+    a->rc = sy_spool_truncate_below(a->s, 1500, err, sizeof err);
+    return NULL;
+}
+
+/* The appender punches on ENOSPC (below the last truncation) while the writer may truncate: a truncation
+ * that comes while a punch reads the first segment waits for it, and the punch's result never lands in the
+ * next segment's index entry (its first record would read as corrupt, the byte count drop twice). The
+ * punch is held inside its fallocate while the writer truncates; then the truncation punches the next
+ * segment's applied records itself (the disk is still full). */
 static void test_a_punch_racing_a_truncation_keeps_the_index(void)
 {
     char *dir = make_tmpdir();
@@ -628,25 +637,38 @@ static void test_a_punch_racing_a_truncation_keeps_the_index(void)
     if (s == NULL)
         goto out;
     CHECK(sy_spool_truncate_below(s, 500, errbuf, sizeof errbuf) == SY_SPOOL_OK);  /* before the disk filled */
-    sem_init(&punch_entered, 0, 0);
-    sem_init(&punch_go, 0, 0);
+    CHECK(sem_init(&punch_entered, 0, 0) == 0 && sem_init(&punch_go, 0, 0) == 0);
     atomic_store(&hold_punch, 1);
-    struct full_append a = { .s = s, .rc = SY_SPOOL_OK };
-    pthread_t th;
-    CHECK(pthread_create(&th, NULL, append_on_a_full_disk, &a) == 0);
-    sem_wait(&punch_entered);                            /* the appender punches segment 1 below 500 */
-    CHECK(sy_spool_truncate_below(s, 1500, errbuf, sizeof errbuf) == SY_SPOOL_OK);  /* the writer drops it */
-    uint64_t bytes = sy_spool_bytes(s);
-    CHECK(sy_spool_first_seq(s) == 1001 && bytes == seg_bytes);
-    sem_post(&punch_go);
-    pthread_join(th, NULL);
-    CHECK(a.rc == SY_SPOOL_NO_SPACE);
-    CHECK(sy_spool_first_seq(s) == 1001 && sy_spool_last_seq(s) == 2000 && sy_spool_bytes(s) == bytes);
+    struct full_append app = { .s = s, .rc = SY_SPOOL_OK }, wr = { .s = s, .rc = SY_SPOOL_ERROR };
+    pthread_t appender, writer;
+    bool appending = pthread_create(&appender, NULL, append_on_a_full_disk, &app) == 0;
+    CHECK(appending);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    bool held = appending && sem_timedwait(&punch_entered, &until) == 0;   /* it punches segment 1 below 500 */
+    CHECK(held);
+    if (held) {
+        bool writing = pthread_create(&writer, NULL, truncate_below_1500, &wr) == 0;  /* the writer drops it */
+        CHECK(writing);
+        usleep(200 * 1000);                              /* the truncation comes while the punch runs */
+        sem_post(&punch_go);
+        if (writing)
+            pthread_join(writer, NULL);
+    } else {
+        atomic_store(&hold_punch, 0);
+    }
+    if (appending)
+        pthread_join(appender, NULL);
+    CHECK(app.rc == SY_SPOOL_NO_SPACE && wr.rc == SY_SPOOL_OK);
+    /* segment 1 gone; the truncation's own punch (the disk is still full) freed segment 1001's records < 1500 */
+    CHECK(sy_spool_first_seq(s) == 1500 && sy_spool_last_seq(s) == 2000);
+    CHECK(sy_spool_bytes(s) < seg_bytes && sy_spool_bytes(s) >= (REC_HDR + sizeof pay) * 501);
     uint8_t type;
     const uint8_t *p;
     size_t len;
-    CHECK(sy_spool_read(s, 1001, &type, &p, &len, 0, errbuf, sizeof errbuf) == SY_SPOOL_OK && len == sizeof pay);
     CHECK(sy_spool_read(s, 1500, &type, &p, &len, 0, errbuf, sizeof errbuf) == SY_SPOOL_OK && len == sizeof pay);
+    CHECK(sy_spool_read(s, 2000, &type, &p, &len, 0, errbuf, sizeof errbuf) == SY_SPOOL_OK && len == sizeof pay);
     sem_destroy(&punch_entered);
     sem_destroy(&punch_go);
 out:
