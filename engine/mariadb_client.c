@@ -10,12 +10,12 @@
 #include <stdlib.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include <errmsg.h>
 #include <mysqld_error.h>
 
 #include "core/instance.h"
+#include "core/pair.h"
 
 static MYSQL *connection_new(int timeout_s)
 {
@@ -56,13 +56,6 @@ MYSQL *sy_mariadb_connect(const struct sy_endpoint *ep, const struct sy_pair_cfg
     return m;
 }
 
-static uint64_t mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
-}
-
 /* One wait of a non-blocking connect: polls the socket for what the library asked (MYSQL_WAIT_*) and
  * answers with what happened; an error or hang-up on the socket (a stop shut it down) is answered as
  * readable and writable, so the library's next read or write sees it. Once the stop shut the module's
@@ -80,11 +73,11 @@ static int connect_wait(MYSQL *m, int want, const struct sy_module_ctx *ctx)
     int timeout = (want & MYSQL_WAIT_TIMEOUT) ? (int)mysql_get_timeout_value_ms(m) : -1;
     if (sy_module_sockets_shut(ctx) || (p.fd < 0 && timeout < 0))
         return MYSQL_WAIT_TIMEOUT;
-    uint64_t deadline = timeout >= 0 ? mono_ms() + (uint64_t)timeout : 0;
+    uint64_t deadline = timeout >= 0 ? sy_now_ms() + (uint64_t)timeout : 0;
     int n;
     while ((n = poll(&p, 1, timeout)) < 0 && errno == EINTR)
         if (timeout >= 0) {                            /* a signal: the rest of the time, not all of it */
-            uint64_t now = mono_ms();
+            uint64_t now = sy_now_ms();
             timeout = now >= deadline ? 0 : (int)(deadline - now);
         }
     if (n <= 0)
