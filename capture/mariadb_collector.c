@@ -35,6 +35,7 @@
 #include "capture/mariadb_modules.h"
 #include "core/change.h"
 #include "core/collect.h"
+#include "core/failpoint.h"
 #include "engine/mariadb_gtid_set.h"
 #include "core/instance.h"
 #include "core/log.h"
@@ -169,7 +170,9 @@ static bool txn_begin_record(struct collector *c)
     struct sy_change ch = { .kind = SY_CHANGE_TXN_BEGIN, .source_time_ms = c->txn_time_ms, .position = id,
                             .position_len = strlen(id) };
     c->txn_begun = true;
-    return sy_collect_append(&c->out, &ch);
+    bool ok = sy_collect_append(&c->out, &ch);
+    sy_failpoint_stall("collector_txn_begun"); /* tests: the source dies while the rest is on its way */
+    return ok;
 }
 
 /* The transaction committed in the binlog: its position is part of the collected position now. */

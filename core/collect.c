@@ -45,15 +45,19 @@ static void appended(struct sy_collect *o, const struct sy_change *ch, uint64_t 
         o->txn_bytes = 0;
     }
     o->txn_bytes += rec_bytes;
-    if (ch->kind == SY_CHANGE_TXN_COMMIT || (ch->kind == SY_CHANGE_POSITION && !o->in_txn)) {
+    /* A POSITION is never appended inside a transaction the collection is reading: one before it that is
+     * still open was left by a broken stream, and every writer drops it there (the source goes on past it). */
+    bool complete = ch->kind == SY_CHANGE_TXN_COMMIT || ch->kind == SY_CHANGE_POSITION;
+    if (complete) {
+        o->in_txn = false;
         o->last_commit_seq = seq;
         snprintf(o->last_commit_pos, sizeof o->last_commit_pos, "%.*s", (int)ch->position_len, ch->position);
     }
-    if (ch->kind == SY_CHANGE_TXN_COMMIT)
-        o->in_txn = false;
     o->dirty = true;
     pthread_mutex_lock(&o->ctx->report->lock);
     o->ctx->report->spool_seq = seq;
+    if (complete)
+        o->ctx->report->complete_seq = seq;
     pthread_mutex_unlock(&o->ctx->report->lock);
 }
 
@@ -141,8 +145,12 @@ int sy_collect_resume_position(struct sy_collect *o, char *out, size_t outlen)
         sy_module_report_failed(o->ctx->report, "spool_error", "finding the last position in the spool: %s", err);
         return -1;
     }
-    if (rc != SY_SPOOL_OK)
+    if (rc != SY_SPOOL_OK) {   /* nothing complete left to apply (what the writer applied is freed) */
+        pthread_mutex_lock(&o->ctx->report->lock);
+        o->ctx->report->complete_seq = 0;
+        pthread_mutex_unlock(&o->ctx->report->lock);
         return 0;
+    }
     struct sy_change_scratch s;
     struct sy_change ch;
     sy_change_scratch_init(&s);
@@ -161,6 +169,9 @@ int sy_collect_resume_position(struct sy_collect *o, char *out, size_t outlen)
         return -1;
     }
     o->last_commit_seq = seq;
+    pthread_mutex_lock(&o->ctx->report->lock);
+    o->ctx->report->complete_seq = seq;
+    pthread_mutex_unlock(&o->ctx->report->lock);
     return 0;
 }
 

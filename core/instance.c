@@ -1041,6 +1041,7 @@ void sy_instance_progress(struct sy_instance *in, struct sy_instance_progress *o
     struct module *c = &in->mod[MOD_COLL], *w = &in->mod[MOD_WRITE];
     pthread_mutex_lock(&c->report.lock);
     out->collected_seq = c->report.spool_seq;
+    out->complete_seq = c->report.complete_seq;
     snprintf(out->collected, sizeof out->collected, "%s", c->report.position);
     pthread_mutex_unlock(&c->report.lock);
     pthread_mutex_lock(&w->report.lock);
@@ -1076,6 +1077,10 @@ int sy_instance_skip_to(struct sy_instance *in, const char *position, char *err,
     if (rc != 0)
         return -1;
     sy_log_info("%s: collection continues at %s (spool record %llu)", in->id, position, (unsigned long long)seq);
+    struct sy_module_report *cr = &in->mod[MOD_COLL].report;
+    pthread_mutex_lock(&cr->lock);
+    cr->spool_seq = cr->complete_seq = seq;
+    pthread_mutex_unlock(&cr->lock);
     in->write_enabled = false;
     in->reason[0] = '\0';
     in->last_error[0] = '\0';

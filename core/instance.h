@@ -49,6 +49,8 @@ struct sy_module_report {
     enum sy_module_state state;  /* RUNNING, RETRYING (a database or the spool cannot be used), FAILED */
     char position[1024];         /* collector: source position collected; writer: applied */
     uint64_t spool_seq;          /* collector: last appended; writer: last applied (checkpoint) */
+    uint64_t complete_seq;       /* collector: the last record a writer can apply up to (a TXN_COMMIT or a
+                                    POSITION); records after it are a transaction not read whole yet */
     uint64_t events;             /* collector: events read; writer: rows applied (monotonic counters) */
     uint64_t conflicts;          /* writer: changes that did not fit and were overwritten / ignored
                                     (on_conflict = overwrite; monotonic) */
@@ -246,6 +248,8 @@ struct sy_instance_progress {
     bool failed_by_write;         /* state FAILED (or stopping into it) because the write module failed or
                                      spent its retry window (its report then says stopped) */
     uint64_t collected_seq;       /* last spool record the collection appended */
+    uint64_t complete_seq;        /* last one ending a transaction (or a POSITION): what the write can reach
+                                     while the source is gone mid-transaction (sy_module_report) */
     uint64_t applied_seq;         /* last spool record the write applied (its checkpoint) */
     char collected[1024];         /* source position collected */
     char applied[1024];           /* source position applied (sy_instance_write_position) */

@@ -1046,12 +1046,16 @@ static int run_failover(struct sy_switch *sw)
         wait_settled(sw, sw->draining);
         struct sy_instance_progress pr;
         sy_instance_progress(sw->draining, &pr);
-        if (pr.applied_seq >= pr.collected_seq) {
+        if (pr.applied_seq >= pr.complete_seq) {
+            if (pr.collected_seq > pr.complete_seq)
+                sy_log_info("pair %s: failover: the last %llu spooled record(s) are a transaction the %s side did "
+                            "not finish sending: not applied (it belongs to the tail)", p->cfg->name,
+                            (unsigned long long)(pr.collected_seq - pr.complete_seq), sy_side_name(sw->from));
             snprintf(sw->drained, sizeof sw->drained, "%s", pr.applied);
             break;
         }
         sy_log_info("pair %s: failover: %llu record(s) spooled after the drain: applying them too", p->cfg->name,
-                    (unsigned long long)(pr.collected_seq - pr.applied_seq));
+                    (unsigned long long)(pr.complete_seq - pr.applied_seq));
         loop_call(sw, do_resume_forward);
     }
     step_done(sw, "drain_ms");
@@ -1073,8 +1077,9 @@ static int run_failover(struct sy_switch *sw)
     return 0;
 }
 
-/* Until the forward instance's writer has applied everything its collector spooled (and the collector
- * reached the fenced business side's final position when that side still answers): 0, or -1 failed. */
+/* Until the forward instance's writer has applied every transaction its collector spooled whole (and the
+ * collector reached the fenced business side's final position when that side still answers): 0, or -1
+ * failed. A transaction a dead side did not finish sending can never be applied: it is part of the tail. */
 static int drain_forward_spool(struct sy_switch *sw, bool alive, uint64_t deadline)
 {
     struct sy_pair *p = sw->p;
@@ -1083,7 +1088,7 @@ static int drain_forward_spool(struct sy_switch *sw, bool alive, uint64_t deadli
         struct sy_instance_progress pr;
         sy_instance_progress(sw->draining, &pr);
         bool collected = !alive || (pr.collected[0] && p->eng->position->covers(pr.collected, sw->final_pos));
-        if (collected && pr.applied_seq >= pr.collected_seq)
+        if (collected && pr.applied_seq >= pr.complete_seq)
             return 0;
         if (pr.write_state == SY_MOD_FAILED || pr.failed_by_write)
             return fail(sw, "bad_state", "%s failed before its spool was applied: %s", sy_instance_id(sw->draining),
@@ -1098,7 +1103,7 @@ static int drain_forward_spool(struct sy_switch *sw, bool alive, uint64_t deadli
             if (restarted_at != UINT64_MAX && pr.applied_seq == restarted_at)
                 return fail(sw, "bad_state", "%s failed again before applying more of its spool (%llu of %llu "
                             "record(s) applied): %s", sy_instance_id(sw->draining),
-                            (unsigned long long)pr.applied_seq, (unsigned long long)pr.collected_seq, sw->call_err);
+                            (unsigned long long)pr.applied_seq, (unsigned long long)pr.complete_seq, sw->call_err);
             sy_log_info("pair %s: failover: %s stopped while its spool was applied (%s): started again",
                         p->cfg->name, sy_instance_id(sw->draining), sw->call_err);
             restarted_at = pr.applied_seq;
@@ -1108,15 +1113,15 @@ static int drain_forward_spool(struct sy_switch *sw, bool alive, uint64_t deadli
                             sy_instance_id(sw->draining), sw->call_err);
             continue;
         }
-        if (!pr.write_running && pr.applied_seq < pr.collected_seq)
+        if (!pr.write_running && pr.applied_seq < pr.complete_seq)
             return fail(sw, "bad_state", "%s is %s with %llu spooled record(s) not applied: start it first",
                         sy_instance_id(sw->draining), sy_instance_state_name(pr.state),
-                        (unsigned long long)(pr.collected_seq - pr.applied_seq));
+                        (unsigned long long)(pr.complete_seq - pr.applied_seq));
         if (now_ms() >= deadline || stop_now(sw))
             return fail(sw, "drain_timeout",
                         "the forward spool was not applied to DR within drain_timeout_ms=%d (applied %llu of %llu)",
                         p->cfg->drain_timeout_ms, (unsigned long long)pr.applied_seq,
-                        (unsigned long long)pr.collected_seq);
+                        (unsigned long long)pr.complete_seq);
         usleep(2000);
     }
 }

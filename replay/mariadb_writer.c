@@ -1277,7 +1277,12 @@ static int apply_session(struct writer *w, uint64_t pending_ddl)
             break;
         }
         case SY_CHANGE_POSITION:
-            if (cur == NULL && position_entry(w, seq, ch.position, ch.position_len, 0) != 0)
+            if (cur != NULL) { /* its source broke off mid-transaction and went on past it: dropped */
+                txn_free(cur);
+                cur = NULL;
+                sy_apply_txn_reset(&w->ctl);
+            }
+            if (position_entry(w, seq, ch.position, ch.position_len, 0) != 0)
                 rc = -2;
             break;
         }

@@ -351,10 +351,9 @@ static int add_record(struct writer *w, uint8_t type, const uint8_t *p, size_t l
         return 0; /* not produced for SQL Server */
     case SY_CHANGE_TXN_COMMIT:
     case SY_CHANGE_POSITION:
-        if (ch.kind == SY_CHANGE_TXN_COMMIT)
-            w->in_txn = false;
-        else if (w->in_txn)
-            return 0;
+        if (ch.kind == SY_CHANGE_POSITION && w->in_txn) /* its source broke off mid-transaction, went on past it */
+            ops_free_from(&w->b, w->txn_first_op);
+        w->in_txn = false;
         w->b.last_seq = seq;
         snprintf(w->b.position, sizeof w->b.position, "%.*s", (int)ch.position_len, ch.position);
         if (ch.source_time_ms)

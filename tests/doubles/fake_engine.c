@@ -243,7 +243,7 @@ static bool stopping(const struct sy_module_ctx *ctx)
 static void report_position(struct sy_module_report *r, uint64_t seq, uint64_t pos)
 {
     pthread_mutex_lock(&r->lock);
-    r->spool_seq = seq;
+    r->spool_seq = r->complete_seq = seq; /* the collection reports only after a whole transaction */
     format_pos(pos, r->position, sizeof r->position);
     r->events++;
     r->lag_ms = 0;

@@ -373,21 +373,29 @@ def test_failover_tail_resolve_then_switchback(switchable, mariadb_pair, decisio
     assert q(b, "SELECT id FROM t ORDER BY id", db) == ((1,), (10,), (13,), (14,))
 
 
+def _reversible_with_one_row(daemon, mariadb_pair, db, pname, v_type, **daemon_args):  # noqa: F811
+    """A daemon for table t (id, v v_type) with a running forward instance, a collecting reverse one and a
+    first row (1) applied to DR; returns it and an app connection through its proxy."""
+    b, dr = mariadb_pair
+    b.sql(f"CREATE TABLE t (id INT PRIMARY KEY, v {v_type})", database=db)
+    app_user(mariadb_pair, db)
+    d = daemon(pair=pname, objects=f"{db}.*", **daemon_args)
+    wait_state(d, pname, "running")
+    d.admin_ok("create-reverse", pair=pname)
+    wait_reverse(d, pname, "collecting")
+    c = app_conn(d, db)
+    one(c, "INSERT INTO t VALUES (1, 'spooled before the crash')")
+    wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", db) == ((1,),), 30, "applied")
+    return d, c
+
+
 def test_failover_after_forward_failed_and_empty_tail_resolves_itself(daemon, mariadb_pair, fresh):  # noqa: F811
     """The business DB is down for longer than retry_seconds (the forward instance is failed by then): failover
     still applies what was spooled; when business is back with nothing unreplicated, the tail closes by itself
     and the reverse write starts."""
     b, dr = mariadb_pair
-    b.sql("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))", database=fresh)
-    app_user(mariadb_pair, fresh)
     pname = f"f{fresh}"
-    d = daemon(pair=pname, objects=f"{fresh}.*", retry_seconds=2)
-    wait_state(d, pname, "running")
-    d.admin_ok("create-reverse", pair=pname)
-    wait_reverse(d, pname, "collecting")
-    c = app_conn(d, fresh)
-    one(c, "INSERT INTO t VALUES (1, 'spooled before the crash')")
-    wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t", fresh) == ((1,),), 30, "applied")
+    d, c = _reversible_with_one_row(daemon, mariadb_pair, fresh, pname, "VARCHAR(40)", retry_seconds=2)
     b.kill9()
     try:
         wait_state(d, pname, "failed", timeout=30)
@@ -445,6 +453,48 @@ def test_forward_failing_during_the_failovers_drain_is_started_again(daemon, mar
     assert reply.get("ok") is True, reply
     assert reply["result"]["active_side"] == "dr"
     assert q(dr, "SELECT id FROM t ORDER BY id", fresh) == ((1,), (2,), (3,), (4,))
+
+
+@pytest.mark.tsan
+def test_failover_when_business_died_while_sending_a_transaction(daemon, mariadb_pair, fresh, tmp_path):  # noqa: F811
+    """business is killed -9 while its binlog dump is halfway through a 40 MB transaction (the collector held
+    after the transaction's first record, the rest in flight): the forward spool ends with a transaction that
+    can never complete. The failover applies everything before it and succeeds (CI once: "drain_timeout ...
+    applied 23980 of 23983"); the cut transaction is the tail, nothing of it reaches DR, and once it is
+    discarded a switchback leaves both sides equal."""
+    b, dr = mariadb_pair
+    pname = f"h{fresh}"
+    stall = tmp_path / "stall-collector"
+    d, c = _reversible_with_one_row(daemon, mariadb_pair, fresh, pname, "MEDIUMTEXT",
+                                    env={"SY_STALL_POINT": "collector_txn_begun", "SY_STALL_FILE": str(stall)})
+    stall.touch()
+    try:
+        one(c, "INSERT INTO t SELECT seq, REPEAT('x', 20000) FROM seq_2_to_2001")   # one transaction, 40 MB
+        wait_for(lambda: "failpoint collector_txn_begun: stalled" in d.log(), 30, "the collector held in it")
+        b.kill9()
+        stall.unlink()
+        r = d.admin_ok("failover", pair=pname)
+        assert r["active_side"] == "dr", r
+        one(c, "INSERT INTO t VALUES (3, 'on DR')")
+    finally:
+        stall.unlink(missing_ok=True)
+        b.start()
+    assert f"pair {pname}: failover: the last" in d.log() and "not finish sending" in d.log()
+    assert q(dr, "SELECT id FROM t ORDER BY id", fresh) == ((1,), (3,))
+    tail = wait_for(lambda: d.pair_status(pname).get("tail", {}).get("state") == "open" and
+                    d.pair_status(pname)["tail"], 60, "tail reported")
+    assert tail["transactions"] == 1 and tail["acknowledged"] == 1, tail
+    r = d.admin_ok("resolve-tail", pair=pname, discard=True)
+    assert r["tail"]["revert"]["reverted_transactions"] == 1, r
+    wait_reverse(d, pname, "running")
+    wait_for(lambda: q(b, "SELECT id FROM t ORDER BY id", fresh) == ((1,), (3,)), 30, "reverse caught up")
+    assert d.admin_ok("switchback", pair=pname)["active_side"] == "business"
+    # the forward write passes the cut transaction at the POSITION resolve-tail spooled, with no new write
+    wait_for(lambda: (lambda f: f["write"]["spool_seq"] == f["collection"]["spool_seq"])(forward(d, pname)), 30,
+             "the forward write at the end of its spool")
+    one(c, "INSERT INTO t VALUES (4, 'back')")
+    assert_equal_eventually(mariadb_pair, fresh)
+    assert q(dr, "SELECT id FROM t ORDER BY id", fresh) == ((1,), (3,), (4,))
 
 
 @pytest.mark.tsan
