@@ -6,12 +6,12 @@
  *   GTID  QUERY(DDL on a synchronized object) ->  TXN_BEGIN, DDL, TXN_COMMIT
  *   anything skipped (echo, other objects)  ->  POSITION (batched), so checkpoints advance
  *
- * A transaction's records are written only once it commits in the binlog (they are buffered in
- * memory until then, spilled to the spool as they come when large), so a restart resumes from the
- * spool's last TXN_COMMIT/POSITION with no partial transaction behind it; the writer discards a
- * TXN_BEGIN without its commit. Events carrying server_id = writer_tag are Switchyard's own writes
- * (echo) and are skipped. STATEMENT-format DML or a non-FULL row image on a synchronized table, and
- * a DDL whose target cannot be determined, stop the instance with that reason. So does a transaction
+ * A transaction's records are appended as its events arrive; a restart (or a broken stream) resumes
+ * from the spool's last TXN_COMMIT/POSITION and reads the transaction again whole, and every writer
+ * drops a TXN_BEGIN left without its commit at the next TXN_BEGIN or POSITION. Events carrying
+ * server_id = writer_tag are Switchyard's own writes (echo) and are skipped. STATEMENT-format DML or a
+ * non-FULL row image on a synchronized table, and a DDL whose target cannot be determined, stop the
+ * instance with that reason. So does a transaction
  * that cannot fit under spool_max_bytes even once everything before it is applied and truncated: the
  * writer applies a transaction only whole, so waiting for room would wait forever
  * (transaction_too_large). */

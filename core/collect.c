@@ -47,8 +47,7 @@ static void appended(struct sy_collect *o, const struct sy_change *ch, uint64_t 
     o->txn_bytes += rec_bytes;
     /* A POSITION is never appended inside a transaction the collection is reading: one before it that is
      * still open was left by a broken stream, and every writer drops it there (the source goes on past it). */
-    bool complete = ch->kind == SY_CHANGE_TXN_COMMIT || ch->kind == SY_CHANGE_POSITION;
-    if (complete) {
+    if (sy_collect_ends_txn((uint8_t)ch->kind, NULL)) {
         o->in_txn = false;
         o->last_commit_seq = seq;
         snprintf(o->last_commit_pos, sizeof o->last_commit_pos, "%.*s", (int)ch->position_len, ch->position);
@@ -56,8 +55,6 @@ static void appended(struct sy_collect *o, const struct sy_change *ch, uint64_t 
     o->dirty = true;
     pthread_mutex_lock(&o->ctx->report->lock);
     o->ctx->report->spool_seq = seq;
-    if (complete)
-        o->ctx->report->complete_seq = seq;
     pthread_mutex_unlock(&o->ctx->report->lock);
 }
 
@@ -127,8 +124,9 @@ bool sy_collect_commit_wait(const struct sy_collect *o)
     return o->ctx->cfg->commit_wait != SY_COMMIT_WAIT_OFF;
 }
 
-static bool is_position_record(uint8_t type, void *arg)
+bool sy_collect_ends_txn(uint8_t type, void *arg)
 {
+    (void)arg;
     return type == SY_CHANGE_TXN_COMMIT || type == SY_CHANGE_POSITION;
 }
 
@@ -139,18 +137,17 @@ int sy_collect_resume_position(struct sy_collect *o, char *out, size_t outlen)
     uint8_t type, *payload = NULL;
     size_t len = 0;
     snprintf(out, outlen, "%s", o->ctx->start_position ? o->ctx->start_position : "");
-    enum sy_spool_rc rc = sy_spool_find_last(o->ctx->spool, is_position_record, NULL, &seq, &type, &payload, &len,
+    pthread_mutex_lock(&o->ctx->report->lock);   /* what is spooled already, before any new record */
+    o->ctx->report->spool_seq = sy_spool_last_seq(o->ctx->spool);
+    pthread_mutex_unlock(&o->ctx->report->lock);
+    enum sy_spool_rc rc = sy_spool_find_last(o->ctx->spool, sy_collect_ends_txn, NULL, &seq, &type, &payload, &len,
                                              err, sizeof err);
     if (rc == SY_SPOOL_ERROR) {
         sy_module_report_failed(o->ctx->report, "spool_error", "finding the last position in the spool: %s", err);
         return -1;
     }
-    if (rc != SY_SPOOL_OK) {   /* nothing complete left to apply (what the writer applied is freed) */
-        pthread_mutex_lock(&o->ctx->report->lock);
-        o->ctx->report->complete_seq = 0;
-        pthread_mutex_unlock(&o->ctx->report->lock);
+    if (rc != SY_SPOOL_OK)
         return 0;
-    }
     struct sy_change_scratch s;
     struct sy_change ch;
     sy_change_scratch_init(&s);
@@ -169,9 +166,6 @@ int sy_collect_resume_position(struct sy_collect *o, char *out, size_t outlen)
         return -1;
     }
     o->last_commit_seq = seq;
-    pthread_mutex_lock(&o->ctx->report->lock);
-    o->ctx->report->complete_seq = seq;
-    pthread_mutex_unlock(&o->ctx->report->lock);
     return 0;
 }
 

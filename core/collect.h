@@ -36,6 +36,11 @@ struct sy_collect {
 void sy_collect_init(struct sy_collect *o, struct sy_module_ctx *ctx);
 void sy_collect_fini(struct sy_collect *o); /* syncs what is dirty */
 
+/* Whether a record of this type ends what a writer can apply whole: a TXN_COMMIT, or a POSITION (never
+ * appended inside a transaction being spooled; an open one before it was cut off and is dropped). The
+ * predicate for sy_spool_find_last (arg unused). */
+bool sy_collect_ends_txn(uint8_t type, void *arg);
+
 /* Appends one record; publishes the spool seq in the report. false: stopping, or failed (reported). */
 bool sy_collect_append(struct sy_collect *o, const struct sy_change *ch);
 /* fsyncs the spool when dirty and force or SY_COLLECT_SYNC_MS passed; then publishes the position of

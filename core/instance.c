@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "core/change.h"
+#include "core/collect.h"
 #include "core/lag.h"
 #include "core/log.h"
 #include "core/state_file.h"
@@ -1041,7 +1042,6 @@ void sy_instance_progress(struct sy_instance *in, struct sy_instance_progress *o
     struct module *c = &in->mod[MOD_COLL], *w = &in->mod[MOD_WRITE];
     pthread_mutex_lock(&c->report.lock);
     out->collected_seq = c->report.spool_seq;
-    out->complete_seq = c->report.complete_seq;
     snprintf(out->collected, sizeof out->collected, "%s", c->report.position);
     pthread_mutex_unlock(&c->report.lock);
     pthread_mutex_lock(&w->report.lock);
@@ -1052,6 +1052,44 @@ void sy_instance_progress(struct sy_instance *in, struct sy_instance_progress *o
     out->write_running = __atomic_load_n(&w->running, __ATOMIC_ACQUIRE);
     out->failed_by_write = __atomic_load_n(&in->failed_by_write, __ATOMIC_ACQUIRE);
     sy_instance_write_position(in, out->applied, sizeof out->applied);
+}
+
+/* The collection cannot add to the transaction it was spooling: not running, failed, or its source gone. */
+static bool collection_cut_off(struct sy_instance *in)
+{
+    struct module *c = &in->mod[MOD_COLL];
+    pthread_mutex_lock(&c->report.lock);
+    bool cut = c->report.state == SY_MOD_FAILED || c->report.state == SY_MOD_STOPPED ||
+               (c->report.state == SY_MOD_RETRYING && strcmp(c->report.reason, "source_unreachable") == 0);
+    pthread_mutex_unlock(&c->report.lock);
+    return cut || !__atomic_load_n(&c->running, __ATOMIC_ACQUIRE);
+}
+
+int sy_instance_drain_target(struct sy_instance *in, struct sy_drain_target *t, char *err, size_t errlen)
+{
+    bool cut = collection_cut_off(in);     /* first: what it appended before saying so is on the spool */
+    uint64_t end = sy_spool_last_seq(in->spool);
+    t->seq = end;
+    t->open_records = 0;
+    if (!cut || end == 0)
+        return 0;
+    if (t->cached_end != end) {
+        uint64_t seq = 0;
+        uint8_t type, *payload = NULL;
+        size_t len = 0;
+        enum sy_spool_rc rc = sy_spool_find_last(in->spool, sy_collect_ends_txn, NULL, &seq, &type, &payload, &len,
+                                                 err, errlen);
+        free(payload);
+        if (rc == SY_SPOOL_ERROR)
+            return -1;
+        uint64_t first = sy_spool_first_seq(in->spool);
+        t->cached_end = end;
+        /* none on disk: nothing there can be applied (what was is applied and freed) */
+        t->cached_complete = rc == SY_SPOOL_OK ? seq : first ? first - 1 : end;
+    }
+    t->seq = t->cached_complete;
+    t->open_records = end - t->cached_complete;
+    return 0;
 }
 
 int sy_instance_skip_to(struct sy_instance *in, const char *position, char *err, size_t errlen)
@@ -1077,10 +1115,6 @@ int sy_instance_skip_to(struct sy_instance *in, const char *position, char *err,
     if (rc != 0)
         return -1;
     sy_log_info("%s: collection continues at %s (spool record %llu)", in->id, position, (unsigned long long)seq);
-    struct sy_module_report *cr = &in->mod[MOD_COLL].report;
-    pthread_mutex_lock(&cr->lock);
-    cr->spool_seq = cr->complete_seq = seq;
-    pthread_mutex_unlock(&cr->lock);
     in->write_enabled = false;
     in->reason[0] = '\0';
     in->last_error[0] = '\0';

@@ -49,8 +49,6 @@ struct sy_module_report {
     enum sy_module_state state;  /* RUNNING, RETRYING (a database or the spool cannot be used), FAILED */
     char position[1024];         /* collector: source position collected; writer: applied */
     uint64_t spool_seq;          /* collector: last appended; writer: last applied (checkpoint) */
-    uint64_t complete_seq;       /* collector: the last record a writer can apply up to (a TXN_COMMIT or a
-                                    POSITION); records after it are a transaction not read whole yet */
     uint64_t events;             /* collector: events read; writer: rows applied (monotonic counters) */
     uint64_t conflicts;          /* writer: changes that did not fit and were overwritten / ignored
                                     (on_conflict = overwrite; monotonic) */
@@ -248,14 +246,25 @@ struct sy_instance_progress {
     bool failed_by_write;         /* state FAILED (or stopping into it) because the write module failed or
                                      spent its retry window (its report then says stopped) */
     uint64_t collected_seq;       /* last spool record the collection appended */
-    uint64_t complete_seq;        /* last one ending a transaction (or a POSITION): what the write can reach
-                                     while the source is gone mid-transaction (sy_module_report) */
     uint64_t applied_seq;         /* last spool record the write applied (its checkpoint) */
     char collected[1024];         /* source position collected */
     char applied[1024];           /* source position applied (sy_instance_write_position) */
     char error[1024];             /* the write module's last error, "" none */
 };
 void sy_instance_progress(struct sy_instance *in, struct sy_instance_progress *out);
+
+/* What a drain waits for the write to apply: the spool's last record while the collection may still add to
+ * a transaction it is spooling; once it cannot (its module is not running, failed, or retrying because its
+ * source does not answer), the last TXN_COMMIT/POSITION on disk — the records after it are a transaction the
+ * source never finished sending (open_records), which no writer can apply. Reads the spool's tail once per
+ * new end (cached in *t: zero it before the first call). 0, or -1 with err. */
+struct sy_drain_target {
+    uint64_t seq;            /* the write is drained once its applied seq reaches it */
+    uint64_t open_records;   /* spooled after seq, never applicable */
+    uint64_t cached_end;     /* the spool end the cached last complete record was read at (0 = none) */
+    uint64_t cached_complete;
+};
+int sy_instance_drain_target(struct sy_instance *in, struct sy_drain_target *t, char *err, size_t errlen);
 
 /* Switches: stop / start only the write module (collections keep running). stop: the instance
  * becomes `collecting` (persisted at once) once the write's thread is done — `stopping` until then:

@@ -1006,7 +1006,8 @@ static int run_switchover(struct sy_switch *sw)
     return 0;
 }
 
-static int drain_forward_spool(struct sy_switch *sw, bool alive, uint64_t deadline);
+static int drain_forward_spool(struct sy_switch *sw, bool alive, uint64_t deadline, struct sy_drain_target *target);
+static int drain_target(struct sy_switch *sw, struct sy_drain_target *target);
 
 static int run_failover(struct sy_switch *sw)
 {
@@ -1037,25 +1038,28 @@ static int run_failover(struct sy_switch *sw)
      * read-ahead) after the check: so the forward instance is paused, then checked again, and resumed to
      * apply what came late. The tail then starts exactly where DR's applied position ends. */
     uint64_t deadline = now_ms() + (uint64_t)p->cfg->drain_timeout_ms;
+    struct sy_drain_target target = { 0 };
     for (;;) {
-        if (drain_forward_spool(sw, alive, deadline) != 0)
+        if (drain_forward_spool(sw, alive, deadline, &target) != 0)
             return -1;
         loop_call(sw, do_pause_forward);
         if (sw->call_rc != 0)
             return fail(sw, "bad_state", "cannot pause %s: %s", sy_instance_id(sw->draining), sw->call_err);
         wait_settled(sw, sw->draining);
+        if (drain_target(sw, &target) != 0)
+            return -1;
         struct sy_instance_progress pr;
         sy_instance_progress(sw->draining, &pr);
-        if (pr.applied_seq >= pr.complete_seq) {
-            if (pr.collected_seq > pr.complete_seq)
+        if (pr.applied_seq >= target.seq) {
+            if (target.open_records > 0)
                 sy_log_info("pair %s: failover: the last %llu spooled record(s) are a transaction the %s side did "
                             "not finish sending: not applied (it belongs to the tail)", p->cfg->name,
-                            (unsigned long long)(pr.collected_seq - pr.complete_seq), sy_side_name(sw->from));
+                            (unsigned long long)target.open_records, sy_side_name(sw->from));
             snprintf(sw->drained, sizeof sw->drained, "%s", pr.applied);
             break;
         }
         sy_log_info("pair %s: failover: %llu record(s) spooled after the drain: applying them too", p->cfg->name,
-                    (unsigned long long)(pr.complete_seq - pr.applied_seq));
+                    (unsigned long long)(target.seq - pr.applied_seq));
         loop_call(sw, do_resume_forward);
     }
     step_done(sw, "drain_ms");
@@ -1077,18 +1081,29 @@ static int run_failover(struct sy_switch *sw)
     return 0;
 }
 
+/* The forward spool's drain target now (sy_instance_drain_target): 0, or -1 failed. */
+static int drain_target(struct sy_switch *sw, struct sy_drain_target *target)
+{
+    char err[512];
+    if (sy_instance_drain_target(sw->draining, target, err, sizeof err) != 0)
+        return fail(sw, "internal", "reading %s's spool: %s", sy_instance_id(sw->draining), err);
+    return 0;
+}
+
 /* Until the forward instance's writer has applied every transaction its collector spooled whole (and the
  * collector reached the fenced business side's final position when that side still answers): 0, or -1
  * failed. A transaction a dead side did not finish sending can never be applied: it is part of the tail. */
-static int drain_forward_spool(struct sy_switch *sw, bool alive, uint64_t deadline)
+static int drain_forward_spool(struct sy_switch *sw, bool alive, uint64_t deadline, struct sy_drain_target *target)
 {
     struct sy_pair *p = sw->p;
     uint64_t restarted_at = UINT64_MAX;             /* applied_seq when it was last started again */
     for (;;) {
+        if (drain_target(sw, target) != 0)          /* first: applied only grows */
+            return -1;
         struct sy_instance_progress pr;
         sy_instance_progress(sw->draining, &pr);
         bool collected = !alive || (pr.collected[0] && p->eng->position->covers(pr.collected, sw->final_pos));
-        if (collected && pr.applied_seq >= pr.complete_seq)
+        if (collected && pr.applied_seq >= target->seq)
             return 0;
         if (pr.write_state == SY_MOD_FAILED || pr.failed_by_write)
             return fail(sw, "bad_state", "%s failed before its spool was applied: %s", sy_instance_id(sw->draining),
@@ -1103,7 +1118,7 @@ static int drain_forward_spool(struct sy_switch *sw, bool alive, uint64_t deadli
             if (restarted_at != UINT64_MAX && pr.applied_seq == restarted_at)
                 return fail(sw, "bad_state", "%s failed again before applying more of its spool (%llu of %llu "
                             "record(s) applied): %s", sy_instance_id(sw->draining),
-                            (unsigned long long)pr.applied_seq, (unsigned long long)pr.complete_seq, sw->call_err);
+                            (unsigned long long)pr.applied_seq, (unsigned long long)target->seq, sw->call_err);
             sy_log_info("pair %s: failover: %s stopped while its spool was applied (%s): started again",
                         p->cfg->name, sy_instance_id(sw->draining), sw->call_err);
             restarted_at = pr.applied_seq;
@@ -1113,15 +1128,15 @@ static int drain_forward_spool(struct sy_switch *sw, bool alive, uint64_t deadli
                             sy_instance_id(sw->draining), sw->call_err);
             continue;
         }
-        if (!pr.write_running && pr.applied_seq < pr.complete_seq)
+        if (!pr.write_running && pr.applied_seq < target->seq)
             return fail(sw, "bad_state", "%s is %s with %llu spooled record(s) not applied: start it first",
                         sy_instance_id(sw->draining), sy_instance_state_name(pr.state),
-                        (unsigned long long)(pr.complete_seq - pr.applied_seq));
+                        (unsigned long long)(target->seq - pr.applied_seq));
         if (now_ms() >= deadline || stop_now(sw))
             return fail(sw, "drain_timeout",
                         "the forward spool was not applied to DR within drain_timeout_ms=%d (applied %llu of %llu)",
                         p->cfg->drain_timeout_ms, (unsigned long long)pr.applied_seq,
-                        (unsigned long long)pr.complete_seq);
+                        (unsigned long long)target->seq);
         usleep(2000);
     }
 }

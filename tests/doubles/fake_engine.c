@@ -243,7 +243,7 @@ static bool stopping(const struct sy_module_ctx *ctx)
 static void report_position(struct sy_module_report *r, uint64_t seq, uint64_t pos)
 {
     pthread_mutex_lock(&r->lock);
-    r->spool_seq = r->complete_seq = seq; /* the collection reports only after a whole transaction */
+    r->spool_seq = seq;
     format_pos(pos, r->position, sizeof r->position);
     r->events++;
     r->lag_ms = 0;
@@ -294,6 +294,23 @@ static uint64_t resume_position(const struct sy_module_ctx *ctx)
     return pos;
 }
 
+/* After a transaction's TXN_BEGIN: waits while the source's hold_mid_txn knob is set; whether the rest of
+ * the transaction arrives (not lose_rest, not stopping). */
+static bool rest_arrives(const struct sy_module_ctx *ctx, enum fake_side src)
+{
+    for (;;) {
+        fake_lock();
+        bool hold = fake.db[src].hold_mid_txn, lose = fake.db[src].lose_rest;
+        fake.db[src].held_mid_txn = hold;
+        fake_unlock();
+        if (!hold)
+            return !lose && !stopping(ctx);
+        if (stopping(ctx))
+            return false;
+        usleep(1000);
+    }
+}
+
 static void *collection_run(void *arg)
 {
     struct sy_module_ctx *ctx = arg;
@@ -322,10 +339,20 @@ static void *collection_run(void *arg)
             usleep(1000);
             continue;
         }
-        int rc = origin == origin_of[src]
-                     ? (append(ctx, SY_CHANGE_TXN_BEGIN, pos, &seq) == 0 ? append(ctx, SY_CHANGE_TXN_COMMIT, pos + 1, &seq)
-                                                                         : -1)
-                     : append(ctx, SY_CHANGE_POSITION, pos + 1, &seq); /* echo of the other side's writer */
+        int rc;
+        if (origin == origin_of[src]) {
+            rc = append(ctx, SY_CHANGE_TXN_BEGIN, pos, &seq);
+            if (rc == 0 && !rest_arrives(ctx, src)) {
+                if (!stopping(ctx))
+                    sy_module_report_retrying(ctx->report, "source_unreachable", "fake source died mid-transaction");
+                retrying = true;
+                continue; /* read again from pos (a new TXN_BEGIN) once the source answers */
+            }
+            if (rc == 0)
+                rc = append(ctx, SY_CHANGE_TXN_COMMIT, pos + 1, &seq);
+        } else {
+            rc = append(ctx, SY_CHANGE_POSITION, pos + 1, &seq); /* echo of the other side's writer */
+        }
         if (rc != 0) {
             sy_module_report_failed(ctx->report, "spool_error", "cannot append to the spool");
             return NULL;

@@ -39,6 +39,11 @@ struct fake_db {
     int unfence_failures;   /* the next N unfence calls fail */
     bool stall_drain;       /* fencing this database lets one more client commit land first (in flight)
                                and then blocks the writer into the other one: the drain cannot finish */
+    bool hold_mid_txn;      /* a collector reading this database spools a transaction's TXN_BEGIN, then
+                               waits (running) while this is set, with held_mid_txn true */
+    bool held_mid_txn;
+    bool lose_rest;         /* once released, the rest of that transaction never arrives (the server died
+                               while sending it): its TXN_COMMIT is not spooled, the collector retries */
     /* writer checkpoints, per direction writing into this database (0 forward, 1 reverse) */
     uint64_t ckpt_seq[2];
     uint64_t ckpt_pos[2];

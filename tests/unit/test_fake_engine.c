@@ -788,6 +788,82 @@ static void group_failover(void)
     daemon_stop();
 }
 
+static bool held_mid_txn(enum fake_side side)
+{
+    for (uint64_t t0 = now_ms(); now_ms() - t0 < 3000; usleep(2000)) {
+        fake_lock();
+        bool held = fake.db[side].held_mid_txn;
+        fake_unlock();
+        if (held)
+            return true;
+    }
+    fprintf(stderr, "the collector never reached the held transaction\n");
+    return false;
+}
+
+static void *release_after_300ms(void *arg)
+{
+    usleep(300 * 1000);
+    KNOB(fake.db[FAKE_BUSINESS].hold_mid_txn, false);
+    return arg;
+}
+
+/* Business dies while its collector is inside a transaction. The rest of it already on its way (the
+ * collector still running, spooling it): the drain waits and DR gets it — a drain that stopped at the last
+ * complete record would pause the collector and cut it off. The rest never arriving (the collector
+ * retries): the failover applies everything before it and succeeds; the transaction is the tail. */
+static void group_failover_mid_transaction(void)
+{
+    daemon_start(NULL);
+    set_up_pair();
+    KNOB(fake.db[FAKE_BUSINESS].hold_mid_txn, true);
+    writes(FAKE_BUSINESS, 1);
+    CHECK(held_mid_txn(FAKE_BUSINESS));
+    KNOB(fake.db[FAKE_BUSINESS].down, true);
+    pthread_t th;
+    pthread_create(&th, NULL, release_after_300ms, NULL);
+    CHECK(expect("failover", "{\"pair\":\"p\"}", ""));
+    pthread_join(th, NULL);
+    CHECK(fake_count_origin(FAKE_DR, 'B') == fake_count_origin(FAKE_BUSINESS, 'B'));
+    KNOB(fake.db[FAKE_BUSINESS].down, false);
+    CHECK(wait_instance("reverse", "running", 5000)); /* an empty tail closes by itself */
+    writes(FAKE_DR, 1);
+    CHECK(expect("switchback", "{\"pair\":\"p\"}", ""));
+    CHECK(wait_instance("forward", "running", 5000));
+
+    uint64_t on_dr = fake_count_origin(FAKE_DR, 'B');
+    fake_lock();
+    fake.db[FAKE_BUSINESS].hold_mid_txn = true;
+    fake.db[FAKE_BUSINESS].lose_rest = true;
+    fake_unlock();
+    writes(FAKE_BUSINESS, 1);
+    CHECK(held_mid_txn(FAKE_BUSINESS));
+    fake_lock();
+    fake.db[FAKE_BUSINESS].down = true;
+    fake.db[FAKE_BUSINESS].hold_mid_txn = false;
+    fake_unlock();
+    json_t *r = admin("failover", "{\"pair\":\"p\"}");
+    CHECK(strcmp(code_of(r), "") == 0);
+    CHECK(strcmp(json_string_value(json_object_get(json_object_get(json_object_get(r, "result"), "tail"), "state"))
+                     ?: "", "pending") == 0);
+    json_decref(r);
+    CHECK(fake_count_origin(FAKE_DR, 'B') == on_dr); /* nothing of the cut transaction */
+    fake_lock();
+    fake.db[FAKE_BUSINESS].lose_rest = false;
+    fake.db[FAKE_BUSINESS].down = false;
+    fake_unlock();
+    json_t *tail = NULL;
+    for (uint64_t t0 = now_ms(); tail == NULL && now_ms() - t0 < 5000; usleep(20 * 1000)) {
+        json_t *p = pair_status();
+        if (strcmp(json_string_value(json_object_get(json_object_get(p, "tail"), "state")) ?: "", "open") == 0)
+            tail = json_incref(json_object_get(p, "tail"));
+        json_decref(p);
+    }
+    CHECK(tail != NULL && json_integer_value(json_object_get(tail, "transactions")) == 1);
+    json_decref(tail);
+    daemon_stop();
+}
+
 /* Instance transitions: precheck failure, pause / start, a write that retries while its database is
  * down, terminate, and the engine-less refusals. */
 static void group_instances(void)
@@ -876,6 +952,7 @@ int main(void)
     CHECK(run_group("failover", group_failover));
     CHECK(run_group("fence_passive off", group_fence_passive_off));
     CHECK(run_group("failover drain, warm timeout", group_failover_drain_and_warm));
+    CHECK(run_group("failover mid-transaction", group_failover_mid_transaction));
     CHECK(run_group("instances", group_instances));
     return CHECK_DONE();
 }
