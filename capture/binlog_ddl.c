@@ -12,8 +12,7 @@
 
 #define NAME_MAX_LEN 256
 
-/* Skips spaces and comments; returns the next word (letters, digits, _ , $ or a `quoted` name). */
-static const char *next_token(const char *p, const char *end, char *out, size_t outlen)
+const char *sy_ddl_next_token(const char *p, const char *end, char *out, size_t outlen)
 {
     for (;;) {
         while (p < end && isspace((unsigned char)*p))
@@ -63,18 +62,18 @@ void sy_ddl_first_word(const char *sql, size_t len, char *out, size_t outlen)
         return;
     out[0] = '\0';
     if (sql != NULL)
-        next_token(sql, sql + len, out, outlen);
+        sy_ddl_next_token(sql, sql + len, out, outlen);
 }
 
 /* "[db.]name" after the keyword; fills db (default when unqualified) and table. */
 static const char *qualified_name(const char *p, const char *end, const char *default_db, char *db, char *table)
 {
     char a[NAME_MAX_LEN], b[NAME_MAX_LEN], dot[4];
-    p = next_token(p, end, a, sizeof a);
+    p = sy_ddl_next_token(p, end, a, sizeof a);
     const char *save = p;
-    p = next_token(p, end, dot, sizeof dot);
+    p = sy_ddl_next_token(p, end, dot, sizeof dot);
     if (strcmp(dot, ".") == 0) {
-        p = next_token(p, end, b, sizeof b);
+        p = sy_ddl_next_token(p, end, b, sizeof b);
         snprintf(db, NAME_MAX_LEN, "%s", a);
         snprintf(table, NAME_MAX_LEN, "%s", b);
         return p;
@@ -108,7 +107,7 @@ enum sy_ddl_kind sy_ddl_classify(const char *sql, size_t len, const char *defaul
         return SY_DDL_NONE;
     const char *p = sql, *end = sql + len;
     char w1[64], w2[64], db[NAME_MAX_LEN], table[NAME_MAX_LEN];
-    p = next_token(p, end, w1, sizeof w1);
+    p = sy_ddl_next_token(p, end, w1, sizeof w1);
     if (is_word(w1, control, SY_ARRAY_LEN(control)))
         return SY_DDL_NONE;
     if (is_word(w1, dml, SY_ARRAY_LEN(dml))) {
@@ -120,42 +119,42 @@ enum sy_ddl_kind sy_ddl_classify(const char *sql, size_t len, const char *defaul
          truncate = strcasecmp(w1, "TRUNCATE") == 0;
     if (!create && !alter && !drop && !rename && !truncate)
         return SY_DDL_SKIP; /* GRANT, SET, FLUSH, ANALYZE ...: not schema of synchronized objects */
-    p = next_token(p, end, w2, sizeof w2);
+    p = sy_ddl_next_token(p, end, w2, sizeof w2);
     while (w2[0] && is_word(w2, modifiers, SY_ARRAY_LEN(modifiers)))
-        p = next_token(p, end, w2, sizeof w2);
+        p = sy_ddl_next_token(p, end, w2, sizeof w2);
     if (truncate && strcasecmp(w2, "TABLE") != 0) { /* TRUNCATE name */
-        p = next_token(sql, end, w1, sizeof w1);
+        p = sy_ddl_next_token(sql, end, w1, sizeof w1);
         snprintf(w2, sizeof w2, "TABLE");
     }
     if (strcasecmp(w2, "DATABASE") == 0 || strcasecmp(w2, "SCHEMA") == 0) {
         char name[NAME_MAX_LEN];
-        const char *q = next_token(p, end, name, sizeof name);
+        const char *q = sy_ddl_next_token(p, end, name, sizeof name);
         while (name[0] && is_word(name, ifs, SY_ARRAY_LEN(ifs)))
-            q = next_token(q, end, name, sizeof name);
+            q = sy_ddl_next_token(q, end, name, sizeof name);
         snprintf(what, whatlen, "%s DATABASE %s", w1, name);
         return m->db(m->arg, name) ? SY_DDL_SYNC : SY_DDL_SKIP;
     }
     if (strcasecmp(w2, "INDEX") == 0) { /* CREATE INDEX i ON t / DROP INDEX i ON t */
         char tok[NAME_MAX_LEN];
         do
-            p = next_token(p, end, tok, sizeof tok);
+            p = sy_ddl_next_token(p, end, tok, sizeof tok);
         while (p < end && strcasecmp(tok, "ON") != 0);
         if (strcasecmp(tok, "ON") != 0)
             return SY_DDL_UNKNOWN_TARGET;
         qualified_name(p, end, default_db, db, table);
     } else if (strcasecmp(w2, "TABLE") == 0 || strcasecmp(w2, "TABLES") == 0) {
         char tok[NAME_MAX_LEN];
-        const char *q = next_token(p, end, tok, sizeof tok);
+        const char *q = sy_ddl_next_token(p, end, tok, sizeof tok);
         while (tok[0] && is_word(tok, ifs, SY_ARRAY_LEN(ifs))) {
             p = q;
-            q = next_token(q, end, tok, sizeof tok);
+            q = sy_ddl_next_token(q, end, tok, sizeof tok);
         }
         p = qualified_name(p, end, default_db, db, table);
         /* DROP TABLE a, b / RENAME TABLE a TO b: every named table must agree */
         bool any = m->table(m->arg, db, table), all = any;
         for (;;) {
             char sep[NAME_MAX_LEN];
-            const char *q2 = next_token(p, end, sep, sizeof sep);
+            const char *q2 = sy_ddl_next_token(p, end, sep, sizeof sep);
             if (strcmp(sep, ",") != 0 && strcasecmp(sep, "TO") != 0)
                 break;
             char db2[NAME_MAX_LEN], t2[NAME_MAX_LEN];

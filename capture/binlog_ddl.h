@@ -28,6 +28,10 @@ struct sy_ddl_match {
 enum sy_ddl_kind sy_ddl_classify(const char *sql, size_t len, const char *default_db, const struct sy_ddl_match *m,
                                  char *what, size_t whatlen);
 
+/* Skips spaces and comments from p; the next token into out (truncated): a word (letters, digits, _ , $),
+ * a `quoted` name unquoted, or one punctuation character; "" at the end. Returns where it ends. */
+const char *sy_ddl_next_token(const char *p, const char *end, char *out, size_t outlen);
+
 /* The first word of sql (spaces and comments skipped), for BEGIN/COMMIT checks. */
 void sy_ddl_first_word(const char *sql, size_t len, char *out, size_t outlen);
 

@@ -32,6 +32,7 @@
 
 #include "capture/binlog_codec.h"
 #include "capture/binlog_ddl.h"
+#include "capture/binlog_savepoint.h"
 #include "capture/mariadb_modules.h"
 #include "core/change.h"
 #include "core/collect.h"
@@ -63,6 +64,8 @@ struct collector {
     uint64_t txn_time_ms;
     bool txn_echo;                       /* written by Switchyard's writer: skip */
     bool txn_begun;                      /* TXN_BEGIN appended (something in it is synchronized) */
+    uint64_t txn_begin_seq;              /* its spool seq */
+    struct sy_savepoints savepoints;     /* mark: the spool seq then (0: nothing spooled yet); aux: tables sent */
     uint64_t txn_tables_sent[MAX_TABLE_MAPS]; /* table ids whose TABLE record this txn carries */
     size_t n_tables_sent;
     struct sy_binlog_table_map maps[MAX_TABLE_MAPS];
@@ -157,6 +160,7 @@ static void txn_start(struct collector *c, const struct sy_binlog_gtid *g, const
     c->txn_begun = false;
     c->out.in_txn = false; /* one begun before a reconnect is read again whole */
     c->n_tables_sent = 0;
+    sy_savepoints_clear(&c->savepoints);
     maps_clear(c);
 }
 
@@ -171,12 +175,17 @@ static bool txn_begin_record(struct collector *c)
                             .position_len = strlen(id) };
     c->txn_begun = true;
     bool ok = sy_collect_append(&c->out, &ch);
+    c->txn_begin_seq = sy_spool_last_seq(c->ctx->spool);
     sy_failpoint_stall("collector_txn_begun"); /* tests: the source dies while the rest is on its way */
     return ok;
 }
 
-/* The transaction committed in the binlog: its position is part of the collected position now. */
-static bool txn_commit(struct collector *c)
+/* The transaction ended in the binlog: its position is part of the collected position now. Committed, or
+ * undone: a group that ends in a ROLLBACK statement, which MariaDB writes when a transaction that also changed
+ * a non-transactional table rolls back (or back to a savepoint set before anything else it did): what it
+ * did to transactional tables was undone, and what was spooled of it is dropped by a POSITION (every writer
+ * drops an open transaction there). */
+static bool txn_end(struct collector *c, bool undone)
 {
     if (!c->in_txn)
         return true;
@@ -184,7 +193,12 @@ static bool txn_commit(struct collector *c)
     sy_gtid_set_advance(&c->pos, &c->txn_gtid);
     maps_clear(c);
     bool ok = true;
-    if (c->txn_begun) {
+    if (c->txn_begun && undone) {
+        sy_log_info("%s: %u-%u-%llu ends in ROLLBACK in the binlog: its row changes were undone on the source, "
+                    "none is applied (a non-InnoDB table's would be lost: see the precheck's innodb_tables)",
+                    c->ctx->instance_id, c->txn_gtid.domain, c->txn_gtid.server, (unsigned long long)c->txn_gtid.seq);
+        ok = append_position(c);
+    } else if (c->txn_begun) {
         char text[1024];
         sy_gtid_set_format(&c->pos, text, sizeof text);
         struct sy_change ch = { .kind = SY_CHANGE_TXN_COMMIT, .source_time_ms = c->txn_time_ms, .position = text,
@@ -204,6 +218,11 @@ static bool txn_commit(struct collector *c)
     c->commit_unsynced = true;
     publish_position(c);
     return ok;
+}
+
+static bool txn_commit(struct collector *c)
+{
+    return txn_end(c, false);
 }
 
 /* ---- rows ---------------------------------------------------------------------------------------- */
@@ -337,6 +356,113 @@ static bool on_rows(struct collector *c, uint8_t type, const struct sy_binlog_bo
     return ok;
 }
 
+/* ---- savepoints ------------------------------------------------------------------------------------ */
+
+static bool savepoint_set(struct collector *c, const char *name)
+{
+    uint64_t mark = c->txn_begun ? sy_spool_last_seq(c->ctx->spool) : 0;
+    if (sy_savepoints_set(&c->savepoints, name, mark, c->n_tables_sent))
+        return true;
+    sy_module_report_failed(c->ctx->report, "out_of_memory", "out of memory keeping savepoint `%s`", name);
+    return false;
+}
+
+/* A chunk of spooled records copied for spooling again: [type u8][len u32 le][payload] each. */
+struct respool_chunk {
+    struct sy_buf buf;
+};
+
+#define RESPOOL_CHUNK_BYTES (4u << 20)
+
+static int respool_take(void *arg, uint64_t seq, uint8_t type, const uint8_t *payload, size_t len)
+{
+    (void)seq;
+    struct respool_chunk *k = arg;
+    sy_buf_add(&k->buf, &type, 1);
+    sy_buf_put_le(&k->buf, len, 4);
+    sy_buf_add(&k->buf, payload, len);
+    return k->buf.oom || k->buf.len >= RESPOOL_CHUNK_BYTES;
+}
+
+/* Spools the records from..to again, in chunks (the scan must not run while this thread appends). */
+static bool respool(struct collector *c, uint64_t from, uint64_t to)
+{
+    struct respool_chunk k;
+    struct sy_change_scratch s;
+    sy_buf_init(&k.buf);
+    sy_change_scratch_init(&s);
+    bool ok = true;
+    while (ok && from <= to) {
+        char err[512];
+        sy_buf_reset(&k.buf);
+        if (sy_spool_scan(c->ctx->spool, from, to, respool_take, &k, &from, err, sizeof err) != SY_SPOOL_OK) {
+            sy_module_report_failed(c->ctx->report, "spool_error", "reading back transaction %u-%u-%llu: %s",
+                                    c->txn_gtid.domain, c->txn_gtid.server, (unsigned long long)c->txn_gtid.seq,
+                                    err);
+            ok = false;
+            break;
+        }
+        if (k.buf.oom) {
+            sy_module_report_failed(c->ctx->report, "out_of_memory", "out of memory spooling a transaction again");
+            ok = false;
+            break;
+        }
+        for (size_t off = 0; ok && off < k.buf.len;) {
+            uint32_t len = (uint32_t)k.buf.p[off + 1] | (uint32_t)k.buf.p[off + 2] << 8 |
+                           (uint32_t)k.buf.p[off + 3] << 16 | (uint32_t)k.buf.p[off + 4] << 24;
+            struct sy_change ch;
+            if (sy_change_decode(k.buf.p + off + 5, len, &s, &ch) != SY_PARSE_OK) {
+                sy_module_report_failed(c->ctx->report, "spool_error", "a record of transaction %u-%u-%llu does "
+                                        "not decode when read back", c->txn_gtid.domain, c->txn_gtid.server,
+                                        (unsigned long long)c->txn_gtid.seq);
+                ok = false;
+                break;
+            }
+            ok = sy_collect_append(&c->out, &ch);
+            off += 5 + (size_t)len;
+        }
+    }
+    sy_change_scratch_fini(&s);
+    sy_buf_fini(&k.buf);
+    return ok;
+}
+
+/* ROLLBACK TO name inside the group: the source undid the row changes after the savepoint (they are in the
+ * binlog because the transaction also changed a non-transactional table). What was spooled after it is
+ * dropped: writers drop an open transaction at the next TXN_BEGIN or POSITION, so the transaction starts
+ * again with a new TXN_BEGIN and what came before the savepoint spooled again (or, nothing having been
+ * spooled before it, a POSITION at the position before the transaction). */
+static bool savepoint_rollback(struct collector *c, const char *name)
+{
+    const struct sy_savepoint *sp = sy_savepoints_rollback_to(&c->savepoints, name);
+    if (sp == NULL) {
+        sy_module_report_failed(c->ctx->report, "bad_event", "ROLLBACK TO savepoint `%s`, which transaction "
+                                "%u-%u-%llu never set in the binlog", name, c->txn_gtid.domain, c->txn_gtid.server,
+                                (unsigned long long)c->txn_gtid.seq);
+        return false;
+    }
+    uint64_t last = sy_spool_last_seq(c->ctx->spool), mark = sp->mark;
+    size_t tables = (size_t)sp->aux;
+    if (!c->txn_begun || mark == last)
+        return true; /* nothing spooled since */
+    sy_log_debug("%s: ROLLBACK TO `%s` in %u-%u-%llu: %llu spooled record(s) dropped", c->ctx->instance_id, name,
+                 c->txn_gtid.domain, c->txn_gtid.server, (unsigned long long)c->txn_gtid.seq,
+                 (unsigned long long)(last - (mark ? mark : c->txn_begin_seq - 1)));
+    c->txn_begun = false;
+    c->n_tables_sent = 0;
+    if (mark == 0)
+        return append_position(c);
+    uint64_t old_begin = c->txn_begin_seq;
+    if (!txn_begin_record(c) || !respool(c, old_begin + 1, mark))
+        return false;
+    c->n_tables_sent = tables;
+    uint64_t shift = c->txn_begin_seq - old_begin; /* what is left of the savepoints moved with its records */
+    for (size_t i = 0; i < c->savepoints.n; i++)
+        if (c->savepoints.v[i].mark != 0)
+            c->savepoints.v[i].mark += shift;
+    return true;
+}
+
 /* ---- DDL ----------------------------------------------------------------------------------------- */
 
 /* Which objects are synchronized, for capture/binlog_ddl.c. */
@@ -359,10 +485,23 @@ static bool on_query(struct collector *c, const struct sy_binlog_body *b)
     }
     char default_db[257];
     snprintf(default_db, sizeof default_db, "%.*s", (int)q.db_len, q.db);
-    char w[16];
+    char w[16], name[SY_SAVEPOINT_NAME_MAX];
+    switch (sy_savepoint_parse(q.sql, q.sql_len, name, sizeof name)) {
+    case SY_SAVEPOINT_SET:
+        return savepoint_set(c, name);
+    case SY_SAVEPOINT_ROLLBACK_TO:
+        return savepoint_rollback(c, name);
+    case SY_SAVEPOINT_RELEASE:
+        sy_savepoints_release(&c->savepoints, name);
+        return true;
+    case SY_SAVEPOINT_NONE:
+        break;
+    }
     sy_ddl_first_word(q.sql, q.sql_len, w, sizeof w);
-    if (strcasecmp(w, "COMMIT") == 0 || strcasecmp(w, "ROLLBACK") == 0)
+    if (strcasecmp(w, "COMMIT") == 0)
         return txn_commit(c); /* closes a non-transactional group; its changes happened */
+    if (strcasecmp(w, "ROLLBACK") == 0)
+        return txn_end(c, true);
     if (strcasecmp(w, "BEGIN") == 0 || c->txn_echo)
         return true;
     char what[600] = "";
@@ -495,7 +634,7 @@ static bool on_event(struct collector *c, const uint8_t *p, size_t n)
             if (sy_binlog_query_parse(&body, &q) == SY_PARSE_OK)
                 sy_ddl_first_word(q.sql, q.sql_len, w, sizeof w);
             if (strcasecmp(w, "BEGIN") != 0 && strcasecmp(w, "COMMIT") != 0 && strcasecmp(w, "ROLLBACK") != 0 &&
-                strcasecmp(w, "SAVEPOINT") != 0)
+                strcasecmp(w, "SAVEPOINT") != 0 && strcasecmp(w, "RELEASE") != 0)
                 ok = txn_commit(c);
         }
         return ok;
@@ -687,6 +826,7 @@ static void *collector_main(void *arg)
     c->sock_slot = -1;
     c->last_position_ms = sy_wall_ms();
     sy_collect_init(&c->out, c->ctx);
+    sy_savepoints_init(&c->savepoints);
     c->out.too_large = txn_too_large;
     c->out.too_large_arg = c;
     mysql_thread_init();
@@ -694,6 +834,7 @@ static void *collector_main(void *arg)
         collect(c);
     disconnect(c);
     maps_clear(c);
+    sy_savepoints_fini(&c->savepoints);
     sy_collect_fini(&c->out);
     free(c->inflate_buf);
     free(c->before);

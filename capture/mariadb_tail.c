@@ -19,6 +19,7 @@
 
 #include "capture/binlog_codec.h"
 #include "capture/binlog_ddl.h"
+#include "capture/binlog_savepoint.h"
 #include "engine/mariadb_gtid_set.h"
 #include "engine/mariadb_client.h"
 
@@ -53,6 +54,7 @@ struct tail_reader {
     uint32_t server_id;
     uint32_t timestamp;
     json_t *rows, *ddl, *tables;      /* owned: of the transaction being read */
+    struct sy_savepoints savepoints;  /* its savepoints: mark = rows then, aux = ddl then */
     struct sy_binlog_table_map maps[MAX_TABLE_MAPS];
     size_t n_maps;
     /* results */
@@ -246,6 +248,7 @@ static void txn_clear(struct tail_reader *t)
     json_decref(t->tables);
     t->rows = t->ddl = t->tables = NULL;
     t->in_txn = false;
+    sy_savepoints_clear(&t->savepoints);
     maps_clear(t);
 }
 
@@ -460,6 +463,44 @@ static bool match_db(void *arg, const char *db)
     return sy_objects_match_db(arg, db);
 }
 
+/* SAVEPOINT / ROLLBACK TO / RELEASE SAVEPOINT in a group (capture/binlog_savepoint.h): rows and DDL taken
+ * after a savepoint the source rolled back to are not part of the transaction. 1 handled, 0 not one of
+ * them, -1 failed (err). */
+static int on_savepoint(struct tail_reader *t, const struct sy_binlog_query *q)
+{
+    char name[SY_SAVEPOINT_NAME_MAX];
+    enum sy_savepoint_op op = sy_savepoint_parse(q->sql, q->sql_len, name, sizeof name);
+    if (op == SY_SAVEPOINT_NONE)
+        return 0;
+    if (!t->in_txn)
+        return 1;
+    if (op == SY_SAVEPOINT_RELEASE) {
+        sy_savepoints_release(&t->savepoints, name);
+        return 1;
+    }
+    if (op == SY_SAVEPOINT_SET) {
+        if (sy_savepoints_set(&t->savepoints, name, json_array_size(t->rows), json_array_size(t->ddl)))
+            return 1;
+        snprintf(t->err, sizeof t->err, "out of memory");
+        return -1;
+    }
+    const struct sy_savepoint *s = sy_savepoints_rollback_to(&t->savepoints, name);
+    if (s == NULL) {
+        char id[80];
+        gtid_text(&t->gtid, id, sizeof id);
+        snprintf(t->err, sizeof t->err, "ROLLBACK TO savepoint `%s`, which transaction %s never set in the binlog",
+                 name, id);
+        return -1;
+    }
+    for (size_t n = json_array_size(t->rows); n > s->mark; n--) {
+        json_array_remove(t->rows, n - 1);
+        t->n_rows--;
+    }
+    for (size_t n = json_array_size(t->ddl); n > s->aux; n--)
+        json_array_remove(t->ddl, n - 1);
+    return 1;
+}
+
 static int on_query(struct tail_reader *t, const struct sy_binlog_body *b)
 {
     struct sy_binlog_query q;
@@ -468,9 +509,17 @@ static int on_query(struct tail_reader *t, const struct sy_binlog_body *b)
         return -1;
     }
     char w[16];
+    int sp = on_savepoint(t, &q);
+    if (sp != 0)
+        return sp < 0 ? -1 : 0;
     sy_ddl_first_word(q.sql, q.sql_len, w, sizeof w);
+    if (strcasecmp(w, "ROLLBACK") == 0 && t->in_txn) { /* undone (capture/mariadb_collector.c, txn_end) */
+        t->n_rows -= json_array_size(t->rows);
+        json_array_clear(t->rows);
+        json_array_clear(t->ddl);
+    }
     if (strcasecmp(w, "COMMIT") == 0 || strcasecmp(w, "ROLLBACK") == 0)
-        return txn_commit(t); /* closes a non-transactional group too: its changes happened */
+        return txn_commit(t); /* COMMIT closes a non-transactional group too: its changes happened */
     if (strcasecmp(w, "BEGIN") == 0 || strcasecmp(w, "SAVEPOINT") == 0)
         return 0;
     if (strcasecmp(w, "XA") == 0) /* XA START/END: inside the group; XA COMMIT/ROLLBACK: a group of its own */
@@ -642,6 +691,7 @@ static void reader_fini(struct tail_reader *t)
     if (t->meta)
         mysql_close(t->meta);
     keys_free(t->keys);
+    sy_savepoints_fini(&t->savepoints);
     free(t->inflate_buf);
     free(t->before);
     free(t->after);

@@ -818,17 +818,19 @@ uint64_t sy_spool_record_bytes(size_t len)
     return REC_HDR_LEN + (uint64_t)len;
 }
 
-/* ---- finding the last record of some types ---- */
+/* ---- scans beside the reader and the appender: the last record of some types, a range ---- */
 
-/* Scans sg's records up to sg->bytes (structure and CRC), keeping the last one want() accepts in *found
- * (0 = none; *off its offset, *flen its payload length). 0, or -1 with err. */
-static int scan_for_last(struct sy_spool *s, struct seg_rd *r, const struct seg *sg,
-                         bool (*want)(uint8_t type, void *arg), void *arg, uint64_t *found, uint64_t *foff,
-                         uint32_t *flen, char *err, size_t errlen)
+/* Called for each record a segment scan meets (rec: header + payload, valid until the next read of r):
+ * true stops the scan after it. */
+typedef bool (*scan_visit_fn)(void *arg, uint64_t seq, uint64_t off, const uint8_t *rec, uint32_t len);
+
+/* Scans sg's records up to sg->bytes in order (structure and CRC), each handed to visit. 0, or -1 with
+ * err. */
+static int scan_records(struct sy_spool *s, struct seg_rd *r, const struct seg *sg, scan_visit_fn visit, void *arg,
+                        char *err, size_t errlen)
 {
     char path[PATH_MAX];
     seg_path(s, sg->first, path, sizeof path);
-    *found = 0;
     if (seg_rd_open(r, path, sg->first) != 0) {
         snprintf(err, errlen, "spool %s: %s", path, strerror(errno));
         return -1;
@@ -855,11 +857,8 @@ static int scan_for_last(struct sy_spool *s, struct seg_rd *r, const struct seg 
             why = "CRC mismatch (corrupt)";
             break;
         }
-        if (want(rec[16], arg)) {
-            *found = seq;
-            *foff = off;
-            *flen = n;
-        }
+        if (visit(arg, seq, off, rec, n))
+            break;
         off += REC_HDR_LEN + (uint64_t)n;
         seq++;
     }
@@ -870,36 +869,73 @@ static int scan_for_last(struct sy_spool *s, struct seg_rd *r, const struct seg 
     return 0;
 }
 
+struct last_wanted {
+    bool (*want)(uint8_t type, void *arg);
+    void *arg;
+    uint64_t found, off; /* found: its seq (0 = none) */
+    uint32_t len;
+};
+
+static bool keep_last_wanted(void *arg, uint64_t seq, uint64_t off, const uint8_t *rec, uint32_t len)
+{
+    struct last_wanted *lw = arg;
+    if (lw->want(rec[16], lw->arg)) {
+        lw->found = seq;
+        lw->off = off;
+        lw->len = len;
+    }
+    return false;
+}
+
+/* A scan's start: punching held off (punch_mu) until scan_end, a copy of the segment table (taken under mu;
+ * NULL when there are none) and a reader of its own. 0, or -1 with err (out of memory; nothing held). */
+static int scan_begin(struct sy_spool *s, struct seg **segs, size_t *n, struct seg_rd *r, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&s->punch_mu);
+    pthread_mutex_lock(&s->mu);
+    *n = s->n_segs;
+    *segs = *n ? malloc(*n * sizeof **segs) : NULL;
+    if (*segs)
+        memcpy(*segs, s->segs, *n * sizeof **segs);
+    pthread_mutex_unlock(&s->mu);
+    if (*n > 0 && *segs == NULL) {
+        pthread_mutex_unlock(&s->punch_mu);
+        snprintf(err, errlen, "spool %s: out of memory", s->dir);
+        return -1;
+    }
+    seg_rd_init(r);
+    return 0;
+}
+
+static void scan_end(struct sy_spool *s, struct seg *segs, struct seg_rd *r)
+{
+    seg_rd_fini(r);
+    free(segs);
+    pthread_mutex_unlock(&s->punch_mu);
+}
+
 enum sy_spool_rc sy_spool_find_last(struct sy_spool *s, bool (*want)(uint8_t type, void *arg), void *arg,
                                     uint64_t *seq_out, uint8_t *type_out, uint8_t **payload_out, size_t *len_out,
                                     char *err, size_t errlen)
 {
-    pthread_mutex_lock(&s->punch_mu);                 /* no punch under the scan */
-    pthread_mutex_lock(&s->mu);
-    size_t n = s->n_segs;
-    struct seg *segs = n ? malloc(n * sizeof *segs) : NULL;
-    if (segs)
-        memcpy(segs, s->segs, n * sizeof *segs);
-    pthread_mutex_unlock(&s->mu);
-    if (n > 0 && segs == NULL) {
-        pthread_mutex_unlock(&s->punch_mu);
-        snprintf(err, errlen, "spool %s: out of memory", s->dir);
-        return SY_SPOOL_ERROR;
-    }
+    size_t n;
+    struct seg *segs;
     struct seg_rd r;
-    seg_rd_init(&r);
+    if (scan_begin(s, &segs, &n, &r, err, errlen) != 0)
+        return SY_SPOOL_ERROR;
     enum sy_spool_rc rc = SY_SPOOL_EMPTY;
     for (size_t i = n; i-- > 0 && rc == SY_SPOOL_EMPTY;) {
-        uint64_t found = 0, off = 0;
-        uint32_t len = 0;
+        struct last_wanted lw = { .want = want, .arg = arg };
         if (segs[i].bytes == 0)
             continue;
-        if (scan_for_last(s, &r, &segs[i], want, arg, &found, &off, &len, err, errlen) != 0) {
+        if (scan_records(s, &r, &segs[i], keep_last_wanted, &lw, err, errlen) != 0) {
             rc = SY_SPOOL_ERROR;
             break;
         }
-        if (found == 0)
+        if (lw.found == 0)
             continue;
+        uint64_t found = lw.found, off = lw.off;
+        uint32_t len = lw.len;
         const uint8_t *rec = seg_rd_get(&r, off, REC_HDR_LEN + (size_t)len, segs[i].bytes);
         uint8_t *copy = rec ? malloc((size_t)len + 1) : NULL;
         if (copy == NULL) {
@@ -915,9 +951,62 @@ enum sy_spool_rc sy_spool_find_last(struct sy_spool *s, bool (*want)(uint8_t typ
         *len_out = len;
         rc = SY_SPOOL_OK;
     }
-    seg_rd_fini(&r);
-    free(segs);
-    pthread_mutex_unlock(&s->punch_mu);
+    scan_end(s, segs, &r);
+    return rc;
+}
+
+struct range_visit {
+    uint64_t to;
+    sy_spool_scan_fn fn;
+    void *arg;
+    uint64_t next;      /* the seq fn gets next */
+    bool ended;         /* fn stopped it, or `to` was handed over */
+    bool gap;           /* the record at `next` is not on disk */
+};
+
+static bool visit_range(void *arg, uint64_t seq, uint64_t off, const uint8_t *rec, uint32_t len)
+{
+    (void)off;
+    struct range_visit *rv = arg;
+    if (seq < rv->next)
+        return false;
+    if (seq != rv->next) {
+        rv->gap = true;
+        return true;
+    }
+    rv->next = seq + 1;
+    rv->ended = rv->fn(rv->arg, seq, rec[16], rec + REC_HDR_LEN, len) != 0 || seq == rv->to;
+    return rv->ended;
+}
+
+enum sy_spool_rc sy_spool_scan(struct sy_spool *s, uint64_t from, uint64_t to, sy_spool_scan_fn fn, void *arg,
+                               uint64_t *next, char *err, size_t errlen)
+{
+    *next = from;
+    if (from > to)
+        return SY_SPOOL_OK;
+    size_t n;
+    struct seg *segs;
+    struct seg_rd r;
+    if (scan_begin(s, &segs, &n, &r, err, errlen) != 0)
+        return SY_SPOOL_ERROR;
+    struct range_visit rv = { .to = to, .fn = fn, .arg = arg, .next = from };
+    enum sy_spool_rc rc = SY_SPOOL_OK;
+    for (size_t i = 0; i < n && !rv.ended && !rv.gap; i++) {
+        if (segs[i].bytes == 0 || (i + 1 < n && segs[i + 1].first <= from))
+            continue;
+        if (scan_records(s, &r, &segs[i], visit_range, &rv, err, errlen) != 0) {
+            rc = SY_SPOOL_ERROR;
+            break;
+        }
+    }
+    if (rc == SY_SPOOL_OK && !rv.ended) {
+        snprintf(err, errlen, "spool %s: record %" PRIu64 " is not on disk (wanted up to %" PRIu64 ")", s->dir,
+                 rv.next, to);
+        rc = SY_SPOOL_ERROR;
+    }
+    scan_end(s, segs, &r);
+    *next = rv.next;
     return rc;
 }
 

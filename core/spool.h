@@ -65,6 +65,14 @@ enum sy_spool_rc sy_spool_find_last(struct sy_spool *s, bool (*want)(uint8_t typ
                                     uint64_t *seq_out, uint8_t *type_out, uint8_t **payload_out, size_t *len_out,
                                     char *err, size_t errlen);
 
+/* Hands the records from..to to fn in order (payload valid during the call only); fn returns non-zero to
+ * stop after the record it got. *next = the seq fn would have got next. Like sy_spool_find_last, it reads
+ * with its own handle (safe beside the reader and the appender) and holds off hole punching while it
+ * runs, so fn must not append. OK, or ERROR (err: a record of the range is no longer on disk, or I/O). */
+typedef int (*sy_spool_scan_fn)(void *arg, uint64_t seq, uint8_t type, const uint8_t *payload, size_t len);
+enum sy_spool_rc sy_spool_scan(struct sy_spool *s, uint64_t from, uint64_t to, sy_spool_scan_fn fn, void *arg,
+                               uint64_t *next, char *err, size_t errlen);
+
 /* Bytes that sy_spool_truncate_below(seq) would keep: the segment holding seq and every later one (all of
  * them when seq precedes the first record). What the spool cannot shrink below while record seq and those
  * after it still wait to be applied. */

@@ -12,6 +12,7 @@
 
 #include "capture/binlog_codec.h"
 #include "capture/binlog_ddl.h"
+#include "capture/binlog_savepoint.h"
 #include "fuzz/fuzz_require.h"
 
 static struct sy_binlog_table_map g_map;   /* the current TABLE_MAP (owned), zeroed when none */
@@ -165,6 +166,23 @@ static void classify_query(const struct sy_binlog_query *q)
     REQUIRE(k >= SY_DDL_NONE && k <= SY_DDL_STATEMENT_DML && memchr(what, 0, sizeof what) != NULL);
     sy_ddl_first_word(q->sql, q->sql_len, word, sizeof word);
     REQUIRE(memchr(word, 0, sizeof word) != NULL);
+    /* savepoints: a statement names one (or none); the transaction's list stays consistent */
+    static struct sy_savepoints sps;
+    char name[SY_SAVEPOINT_NAME_MAX];
+    enum sy_savepoint_op op = sy_savepoint_parse(q->sql, q->sql_len, name, sizeof name);
+    REQUIRE(memchr(name, 0, sizeof name) != NULL && (op == SY_SAVEPOINT_NONE || name[0] != '\0'));
+    size_t before = sps.n;
+    if (op == SY_SAVEPOINT_SET) {
+        if (sps.n > 1000)
+            sy_savepoints_clear(&sps);
+        REQUIRE(sy_savepoints_set(&sps, name, q->sql_len, before));
+    } else if (op == SY_SAVEPOINT_ROLLBACK_TO) {
+        const struct sy_savepoint *sp = sy_savepoints_rollback_to(&sps, name);
+        REQUIRE(sp == NULL ? sps.n == before : sps.n <= before && sp == &sps.v[sps.n - 1]);
+    } else if (op == SY_SAVEPOINT_RELEASE) {
+        sy_savepoints_release(&sps, name);
+        REQUIRE(sps.n <= before);
+    }
 }
 
 static void parse_query(const struct sy_binlog_body *b)

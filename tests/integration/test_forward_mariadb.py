@@ -16,7 +16,7 @@ import pymysql
 import pytest
 
 from conftest import ADMIN_PASSWORD, ADMIN_USER
-from helpers import assert_equal_eventually, conn, instance, locked, q, tables_of, wait_for, wait_state
+from helpers import assert_equal_eventually, conn, forward, instance, locked, q, tables_of, wait_for, wait_state
 
 _counter = itertools.count()
 
@@ -169,6 +169,64 @@ def test_objects_filter_and_echo_free(daemon, mariadb_pair, fresh):
     b.sql("INSERT INTO skip_me VALUES (1)", database=fresh)
     wait_for(lambda: q(mariadb_pair.dr, f"SELECT COUNT(*) FROM {fresh}.keep") == ((2,),), 30, "keep copied")
     assert tables_of(mariadb_pair.dr, fresh) == ["keep"]
+
+
+SAVEPOINT_TRANSACTIONS = [
+    # rolled back after the first row: 2 and the UPDATE of 1 are undone, 3 stays
+    ["INSERT INTO t VALUES (1, 'one')", "SAVEPOINT a", "INSERT INTO t VALUES (2, 'undone')",
+     "UPDATE t SET v = 'undone' WHERE id = 1", "INSERT INTO log VALUES (1)", "ROLLBACK TO SAVEPOINT a",
+     "INSERT INTO t VALUES (3, 'three')"],
+    # nothing of t before the savepoint
+    ["SAVEPOINT a", "INSERT INTO t VALUES (4, 'undone')", "INSERT INTO log VALUES (2)", "ROLLBACK TO a",
+     "INSERT INTO t VALUES (5, 'five')"],
+    # nested, rolled back to the inner one and then the outer one; a name set twice
+    ["INSERT INTO t VALUES (6, 'six')", "SAVEPOINT a", "INSERT INTO t VALUES (7, 'undone')", "SAVEPOINT b",
+     "INSERT INTO t VALUES (8, 'undone')", "INSERT INTO log VALUES (3)", "ROLLBACK TO b",
+     "INSERT INTO t VALUES (9, 'undone')", "INSERT INTO log VALUES (4)", "ROLLBACK TO a",
+     "SAVEPOINT b", "INSERT INTO t VALUES (10, 'ten')", "INSERT INTO log VALUES (5)", "ROLLBACK TO b",
+     "INSERT INTO t VALUES (11, 'eleven')"],
+    # rolled back to a savepoint with nothing after it, then released
+    ["INSERT INTO t VALUES (12, 'twelve')", "INSERT INTO log VALUES (6)", "SAVEPOINT c", "ROLLBACK TO c",
+     "RELEASE SAVEPOINT c", "INSERT INTO t VALUES (13, 'thirteen')"],
+]
+
+
+def run_savepoint_transactions(conn_):
+    with conn_.cursor() as cur:
+        for txn in SAVEPOINT_TRANSACTIONS:
+            cur.execute("BEGIN")
+            for stmt in txn:
+                cur.execute(stmt)
+            cur.execute("COMMIT")
+        cur.execute("BEGIN")                           # a whole rollback: nothing of t is logged
+        cur.execute("INSERT INTO t VALUES (14, 'undone')")
+        cur.execute("INSERT INTO log VALUES (7)")
+        cur.execute("ROLLBACK")
+
+
+SAVEPOINT_ROWS = ((1, "one"), (3, "three"), (5, "five"), (6, "six"), (11, "eleven"), (12, "twelve"),
+                  (13, "thirteen"))
+
+
+def test_rolled_back_savepoints_next_to_a_nontransactional_change(daemon, mariadb_pair, fresh):
+    """Transactions that also change a MyISAM table and roll back to a savepoint: MariaDB then logs the row
+    events after the savepoint and a `ROLLBACK TO` instead of cutting them out. None of the undone rows
+    reaches DR (they did before: `ROLLBACK TO` was taken for the commit), what came before and after does:
+    nested savepoints, a name set twice, nothing before the savepoint, nothing after it."""
+    b, dr = mariadb_pair
+    b.sql("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))", database=fresh)
+    b.sql("CREATE TABLE log (id INT PRIMARY KEY) ENGINE=MyISAM", database=fresh)
+    pname = f"p{fresh}"
+    d = daemon(pair=pname, objects=f"{fresh}.t")
+    wait_state(d, pname, "running")
+    c = conn(b, fresh)
+    run_savepoint_transactions(c)
+    c.close()
+    assert q(b, "SELECT id, v FROM t ORDER BY id", fresh) == SAVEPOINT_ROWS
+    b.sql("INSERT INTO t VALUES (99, 'last')", database=fresh)
+    wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t WHERE id = 99", fresh) == ((1,),), 30, "the last row applied")
+    assert q(dr, "SELECT id, v FROM t ORDER BY id", fresh) == SAVEPOINT_ROWS + ((99, "last"),)
+    assert forward(d, pname)["state"] == "running"
 
 
 @pytest.mark.tsan

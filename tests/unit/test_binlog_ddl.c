@@ -1,8 +1,10 @@
 /* capture/binlog_ddl.c: which QUERY statements are DDL on synchronized objects ("sync.*" and
  * "mixed.keep" here), which are skipped, and which cannot be told. */
+#include <stdio.h>
 #include <string.h>
 
 #include "capture/binlog_ddl.h"
+#include "capture/binlog_savepoint.h"
 #include "tests/unit/check.h"
 
 static bool m_table(void *arg, const char *db, const char *table)
@@ -21,9 +23,55 @@ static enum sy_ddl_kind kind(const char *sql, const char *db, char *what, size_t
     return sy_ddl_classify(sql, strlen(sql), db, &m, what, whatlen);
 }
 
+static enum sy_savepoint_op sp(const char *sql, char *name, size_t namelen)
+{
+    return sy_savepoint_parse(sql, strlen(sql), name, namelen);
+}
+
+/* The statements MariaDB logs (SAVEPOINT `a`, ROLLBACK TO `a`) and what a client may type; the list keeps
+ * MySQL's rules: a name set again moves to the end, ROLLBACK TO keeps it and drops the later ones. */
+static void savepoints(void)
+{
+    char n[SY_SAVEPOINT_NAME_MAX], tiny[4];
+    CHECK(sp("SAVEPOINT `s1`", n, sizeof n) == SY_SAVEPOINT_SET && strcmp(n, "s1") == 0);
+    CHECK(sp("ROLLBACK TO `s1`", n, sizeof n) == SY_SAVEPOINT_ROLLBACK_TO && strcmp(n, "s1") == 0);
+    CHECK(sp("rollback work to savepoint `a``b`", n, sizeof n) == SY_SAVEPOINT_ROLLBACK_TO && strcmp(n, "a`b") == 0);
+    CHECK(sp("/* x */ ROLLBACK TO SAVEPOINT sp_2", n, sizeof n) == SY_SAVEPOINT_ROLLBACK_TO && strcmp(n, "sp_2") == 0);
+    CHECK(sp("ROLLBACK TO `savepoint`", n, sizeof n) == SY_SAVEPOINT_ROLLBACK_TO && strcmp(n, "savepoint") == 0);
+    CHECK(sp("RELEASE SAVEPOINT `s1`", n, sizeof n) == SY_SAVEPOINT_RELEASE && strcmp(n, "s1") == 0);
+    CHECK(sp("ROLLBACK", n, sizeof n) == SY_SAVEPOINT_NONE && n[0] == '\0');
+    CHECK(sp("ROLLBACK WORK", n, sizeof n) == SY_SAVEPOINT_NONE);
+    CHECK(sp("ROLLBACK TO", n, sizeof n) == SY_SAVEPOINT_NONE);
+    CHECK(sp("SAVEPOINT", n, sizeof n) == SY_SAVEPOINT_NONE);
+    CHECK(sp("COMMIT", n, sizeof n) == SY_SAVEPOINT_NONE);
+    CHECK(sp("RELEASE", n, sizeof n) == SY_SAVEPOINT_NONE);
+    CHECK(sp("SAVEPOINT `abcdef`", tiny, sizeof tiny) == SY_SAVEPOINT_SET && strcmp(tiny, "abc") == 0);
+    CHECK(sy_savepoint_parse(NULL, 0, n, sizeof n) == SY_SAVEPOINT_NONE);
+
+    struct sy_savepoints s;
+    sy_savepoints_init(&s);
+    CHECK(sy_savepoints_set(&s, "a", 10, 1) && sy_savepoints_set(&s, "b", 20, 2) && sy_savepoints_set(&s, "c", 30, 3));
+    CHECK(sy_savepoints_set(&s, "A", 40, 4) && s.n == 3 && strcmp(s.v[2].name, "A") == 0); /* a moved to the end */
+    const struct sy_savepoint *r = sy_savepoints_rollback_to(&s, "c");
+    CHECK(r != NULL && r->mark == 30 && s.n == 2 && strcmp(s.v[0].name, "b") == 0); /* A (set after c) gone */
+    CHECK(sy_savepoints_rollback_to(&s, "a") == NULL && s.n == 2);
+    sy_savepoints_release(&s, "b");
+    CHECK(s.n == 0);
+    for (int i = 0; i < 100; i++) {
+        char nm[16];
+        snprintf(nm, sizeof nm, "s%d", i);
+        CHECK(sy_savepoints_set(&s, nm, (uint64_t)i, 0));
+    }
+    CHECK(s.n == 100 && sy_savepoints_rollback_to(&s, "S7")->mark == 7 && s.n == 8);
+    sy_savepoints_clear(&s);
+    CHECK(s.n == 0);
+    sy_savepoints_fini(&s);
+}
+
 int main(void)
 {
     char what[600], w[16];
+    savepoints();
     CHECK(kind("BEGIN", "sync", what, sizeof what) == SY_DDL_NONE);
     CHECK(kind("  /* c */ COMMIT", "", what, sizeof what) == SY_DDL_NONE);
     CHECK(kind("ALTER TABLE t ADD c INT", "sync", what, sizeof what) == SY_DDL_SYNC);

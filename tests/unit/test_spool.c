@@ -925,6 +925,61 @@ out:
     free(dir);
 }
 
+/* ---- sy_spool_scan ---- */
+
+struct scan_seen {
+    uint64_t next;       /* the seq expected next */
+    uint64_t stop_at;    /* the callback stops after this one (0 = never) */
+    bool ok;
+};
+
+static int scan_check(void *arg, uint64_t seq, uint8_t type, const uint8_t *payload, size_t len)
+{
+    struct scan_seen *ss = arg;
+    uint8_t buf[128];
+    size_t wlen = payload_for(seq, buf);
+    if (seq != ss->next || type != (uint8_t)(seq & 0xff) || len != wlen || (len && memcmp(payload, buf, len) != 0))
+        ss->ok = false;
+    ss->next = seq + 1;
+    return seq == ss->stop_at;
+}
+
+/* A range across segments in order, a callback that stops early (the next seq to ask for), a range that
+ * begins below what truncation left (an error naming the record), and a range past the end. */
+static void test_scan(void)
+{
+    char *dir = make_tmpdir();
+    struct sy_spool *s = sy_spool_open(dir, 0, 300, errbuf, sizeof errbuf);
+    CHECK(s != NULL && append_n(s, 1, 65));
+    if (s == NULL)
+        goto out;
+    struct scan_seen ss = { .next = 3, .ok = true };
+    uint64_t next = 0;
+    CHECK(sy_spool_scan(s, 3, 61, scan_check, &ss, &next, errbuf, sizeof errbuf) == SY_SPOOL_OK);
+    CHECK(ss.ok && ss.next == 62 && next == 62);
+    ss = (struct scan_seen){ .next = 10, .stop_at = 20, .ok = true };
+    CHECK(sy_spool_scan(s, 10, 65, scan_check, &ss, &next, errbuf, sizeof errbuf) == SY_SPOOL_OK);
+    CHECK(ss.ok && next == 21);
+    ss = (struct scan_seen){ .next = 21, .ok = true };
+    CHECK(sy_spool_scan(s, next, 65, scan_check, &ss, &next, errbuf, sizeof errbuf) == SY_SPOOL_OK);
+    CHECK(ss.ok && next == 66);
+    CHECK(sy_spool_scan(s, 5, 4, scan_check, &ss, &next, errbuf, sizeof errbuf) == SY_SPOOL_OK && next == 5);
+    ss = (struct scan_seen){ .next = 60, .ok = true };
+    CHECK(sy_spool_scan(s, 60, 70, scan_check, &ss, &next, errbuf, sizeof errbuf) == SY_SPOOL_ERROR);
+    CHECK(strstr(errbuf, "record 66 is not on disk") != NULL);
+    CHECK(sy_spool_truncate_below(s, 30, errbuf, sizeof errbuf) == SY_SPOOL_OK && sy_spool_first_seq(s) > 1);
+    uint64_t first = sy_spool_first_seq(s);
+    ss = (struct scan_seen){ .next = 1, .ok = true };
+    CHECK(sy_spool_scan(s, 1, 40, scan_check, &ss, &next, errbuf, sizeof errbuf) == SY_SPOOL_ERROR);
+    CHECK(strstr(errbuf, "record 1 is not on disk") != NULL);
+    ss = (struct scan_seen){ .next = first, .ok = true };
+    CHECK(sy_spool_scan(s, first, 40, scan_check, &ss, &next, errbuf, sizeof errbuf) == SY_SPOOL_OK && ss.ok);
+out:
+    sy_spool_close(s);
+    rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     test_roundtrip_segments();
@@ -937,5 +992,6 @@ int main(void)
     test_big_records();
     test_blocking_reader();
     test_find_last();
+    test_scan();
     return CHECK_DONE();
 }
