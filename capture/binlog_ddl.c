@@ -12,7 +12,7 @@
 
 #define NAME_MAX_LEN 256
 
-const char *sy_ddl_next_token(const char *p, const char *end, char *out, size_t outlen)
+static const char *skip_space(const char *p, const char *end)
 {
     for (;;) {
         while (p < end && isspace((unsigned char)*p))
@@ -29,29 +29,53 @@ const char *sy_ddl_next_token(const char *p, const char *end, char *out, size_t 
                 p++;
             continue;
         }
-        break;
+        return p;
     }
+}
+
+/* A name quoted with q at p (a doubled q is one), unquoted into out (truncated); returns where it ends. */
+static const char *quoted(const char *p, const char *end, char q, char *out, size_t outlen)
+{
     size_t n = 0;
-    if (p < end && *p == '`') {
-        p++;
-        while (p < end && n + 1 < outlen) {
-            if (*p == '`') {
-                if (end - p >= 2 && p[1] == '`') {
-                    out[n++] = '`';
-                    p += 2;
-                    continue;
-                }
+    for (p++; p < end; p++) {
+        if (*p == q) {
+            if (end - p >= 2 && p[1] == q) {
+                p++;
+            } else {
                 p++;
                 break;
             }
-            out[n++] = *p++;
         }
-    } else {
-        while (p < end && (isalnum((unsigned char)*p) || *p == '_' || *p == '$') && n + 1 < outlen)
-            out[n++] = *p++;
-        if (n == 0 && p < end && n + 1 < outlen)
-            out[n++] = *p++; /* punctuation: one char */
+        if (n + 1 < outlen)
+            out[n++] = *p;
     }
+    out[n] = '\0';
+    return p;
+}
+
+const char *sy_ddl_next_token(const char *p, const char *end, char *out, size_t outlen)
+{
+    p = skip_space(p, end);
+    if (p < end && *p == '`')
+        return quoted(p, end, '`', out, outlen);
+    size_t n = 0;
+    while (p < end && (isalnum((unsigned char)*p) || *p == '_' || *p == '$') && n + 1 < outlen)
+        out[n++] = *p++;
+    if (n == 0 && p < end && n + 1 < outlen)
+        out[n++] = *p++; /* punctuation: one char */
+    out[n] = '\0';
+    return p;
+}
+
+const char *sy_ddl_name(const char *p, const char *end, char *out, size_t outlen)
+{
+    p = skip_space(p, end);
+    if (p < end && (*p == '`' || *p == '"'))
+        return quoted(p, end, *p, out, outlen);
+    size_t n = 0;
+    for (; p < end && (isalnum((unsigned char)*p) || *p == '_' || *p == '$' || (unsigned char)*p >= 0x80); p++)
+        if (n + 1 < outlen)
+            out[n++] = *p;
     out[n] = '\0';
     return p;
 }

@@ -32,6 +32,11 @@ enum sy_ddl_kind sy_ddl_classify(const char *sql, size_t len, const char *defaul
  * a `quoted` name unquoted, or one punctuation character; "" at the end. Returns where it ends. */
 const char *sy_ddl_next_token(const char *p, const char *end, char *out, size_t outlen);
 
+/* An identifier at p (spaces and comments skipped) into out (truncated): `quoted` or "quoted" (ANSI_QUOTES)
+ * unquoted, or bare (letters, digits, _ , $ and any byte >= 0x80); "" when there is none. Returns where it
+ * ends. */
+const char *sy_ddl_name(const char *p, const char *end, char *out, size_t outlen);
+
 /* The first word of sql (spaces and comments skipped), for BEGIN/COMMIT checks. */
 void sy_ddl_first_word(const char *sql, size_t len, char *out, size_t outlen);
 

@@ -28,7 +28,7 @@ enum sy_savepoint_op sy_savepoint_parse(const char *sql, size_t len, char *name,
             return SY_SAVEPOINT_NONE;
         const char *after_to = p;
         p = sy_ddl_next_token(p, end, w, sizeof w);
-        if (strcasecmp(w, "SAVEPOINT") != 0 || p[-1] == '`')
+        if (strcasecmp(w, "SAVEPOINT") != 0 || (p[-1] != 'T' && p[-1] != 't'))
             p = after_to; /* ROLLBACK TO name (`savepoint` quoted is a name) */
         op = SY_SAVEPOINT_ROLLBACK_TO;
     } else if (strcasecmp(w, "RELEASE") == 0) {
@@ -39,7 +39,7 @@ enum sy_savepoint_op sy_savepoint_parse(const char *sql, size_t len, char *name,
     } else {
         return SY_SAVEPOINT_NONE;
     }
-    sy_ddl_next_token(p, end, name, namelen);
+    sy_ddl_name(p, end, name, namelen);
     return name[0] != '\0' ? op : SY_SAVEPOINT_NONE;
 }
 

@@ -188,16 +188,40 @@ SAVEPOINT_TRANSACTIONS = [
     # rolled back to a savepoint with nothing after it, then released
     ["INSERT INTO t VALUES (12, 'twelve')", "INSERT INTO log VALUES (6)", "SAVEPOINT c", "ROLLBACK TO c",
      "RELEASE SAVEPOINT c", "INSERT INTO t VALUES (13, 'thirteen')"],
+    # a savepoint logged before anything synchronized (an InnoDB table outside objects first)
+    ["INSERT INTO other VALUES (1)", "SAVEPOINT a", "INSERT INTO t VALUES (20, 'undone')",
+     "INSERT INTO log VALUES (8)", "ROLLBACK TO a", "INSERT INTO t VALUES (21, 'twenty-one')"],
+    # a second synchronized table first used after the savepoint, rolled back, then used again
+    ["INSERT INTO t VALUES (30, 'thirty')", "SAVEPOINT a", "INSERT INTO t2 VALUES (1, 'undone')",
+     "INSERT INTO log VALUES (9)", "ROLLBACK TO a", "INSERT INTO t2 VALUES (2, 'two')"],
 ]
+# ANSI_QUOTES: MariaDB logs SAVEPOINT "a" / ROLLBACK TO "a"
+ANSI_SAVEPOINTS = ["INSERT INTO t VALUES (40, 'forty')", "SAVEPOINT a", "INSERT INTO t VALUES (41, 'undone')",
+                   "SAVEPOINT b", "INSERT INTO t VALUES (42, 'undone')", "INSERT INTO log VALUES (10)",
+                   "ROLLBACK TO a", "INSERT INTO t VALUES (43, 'forty-three')"]
+
+
+SAVEPOINT_TABLES = ["CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))",
+                    "CREATE TABLE t2 (id INT PRIMARY KEY, v VARCHAR(20))",
+                    "CREATE TABLE other (id INT PRIMARY KEY)",
+                    "CREATE TABLE log (id INT PRIMARY KEY) ENGINE=MyISAM"]
 
 
 def run_savepoint_transactions(conn_):
+    """SAVEPOINT_TRANSACTIONS, the ANSI_QUOTES one and a whole rollback, through conn_ (tables
+    SAVEPOINT_TABLES; t and t2 synchronized)."""
     with conn_.cursor() as cur:
         for txn in SAVEPOINT_TRANSACTIONS:
             cur.execute("BEGIN")
             for stmt in txn:
                 cur.execute(stmt)
             cur.execute("COMMIT")
+        cur.execute("SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')")
+        cur.execute("BEGIN")
+        for stmt in ANSI_SAVEPOINTS:
+            cur.execute(stmt)
+        cur.execute("COMMIT")
+        cur.execute("SET SESSION sql_mode = DEFAULT")
         cur.execute("BEGIN")                           # a whole rollback: nothing of t is logged
         cur.execute("INSERT INTO t VALUES (14, 'undone')")
         cur.execute("INSERT INTO log VALUES (7)")
@@ -205,7 +229,8 @@ def run_savepoint_transactions(conn_):
 
 
 SAVEPOINT_ROWS = ((1, "one"), (3, "three"), (5, "five"), (6, "six"), (11, "eleven"), (12, "twelve"),
-                  (13, "thirteen"))
+                  (13, "thirteen"), (21, "twenty-one"), (30, "thirty"), (40, "forty"), (43, "forty-three"))
+SAVEPOINT_T2_ROWS = ((2, "two"),)
 
 
 def test_rolled_back_savepoints_next_to_a_nontransactional_change(daemon, mariadb_pair, fresh):
@@ -214,18 +239,43 @@ def test_rolled_back_savepoints_next_to_a_nontransactional_change(daemon, mariad
     reaches DR (they did before: `ROLLBACK TO` was taken for the commit), what came before and after does:
     nested savepoints, a name set twice, nothing before the savepoint, nothing after it."""
     b, dr = mariadb_pair
-    b.sql("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))", database=fresh)
-    b.sql("CREATE TABLE log (id INT PRIMARY KEY) ENGINE=MyISAM", database=fresh)
+    for sql in SAVEPOINT_TABLES:
+        b.sql(sql, database=fresh)
     pname = f"p{fresh}"
-    d = daemon(pair=pname, objects=f"{fresh}.t")
+    d = daemon(pair=pname, objects=f"{fresh}.t,{fresh}.t2")
     wait_state(d, pname, "running")
     c = conn(b, fresh)
     run_savepoint_transactions(c)
     c.close()
     assert q(b, "SELECT id, v FROM t ORDER BY id", fresh) == SAVEPOINT_ROWS
+    assert q(b, "SELECT id, v FROM t2 ORDER BY id", fresh) == SAVEPOINT_T2_ROWS
     b.sql("INSERT INTO t VALUES (99, 'last')", database=fresh)
     wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t WHERE id = 99", fresh) == ((1,),), 30, "the last row applied")
     assert q(dr, "SELECT id, v FROM t ORDER BY id", fresh) == SAVEPOINT_ROWS + ((99, "last"),)
+    assert q(dr, "SELECT id, v FROM t2 ORDER BY id", fresh) == SAVEPOINT_T2_ROWS
+    assert forward(d, pname)["state"] == "running"
+
+
+def test_xa_transactions_reach_dr(daemon, mariadb_pair, fresh):
+    """XA: prepared then committed (its rows in a group whose GTID event carries the XID and that ends in
+    XA_PREPARE; XA COMMIT a group of its own) and committed in one phase reach DR, then a plain transaction."""
+    b, dr = mariadb_pair
+    b.sql("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))", database=fresh)
+    pname = f"p{fresh}"
+    d = daemon(pair=pname, objects=f"{fresh}.*")
+    wait_state(d, pname, "running")
+    c = conn(b, fresh)
+    with c.cursor() as cur:
+        for stmt in ["XA START 'x1'", "INSERT INTO t VALUES (1, 'two-phase')", "UPDATE t SET v = 'xa' WHERE id = 1",
+                     "XA END 'x1'", "XA PREPARE 'x1'", "XA COMMIT 'x1'",
+                     "XA START 'x2'", "INSERT INTO t VALUES (2, 'one phase')", "XA END 'x2'",
+                     "XA COMMIT 'x2' ONE PHASE", "INSERT INTO t VALUES (3, 'plain')"]:
+            cur.execute(stmt)
+    c.close()
+    want = ((1, "xa"), (2, "one phase"), (3, "plain"))
+    assert q(b, "SELECT id, v FROM t ORDER BY id", fresh) == want
+    wait_for(lambda: q(dr, "SELECT COUNT(*) FROM t WHERE id = 3", fresh) == ((1,),), 30, "the last row applied")
+    assert q(dr, "SELECT id, v FROM t ORDER BY id", fresh) == want
     assert forward(d, pname)["state"] == "running"
 
 

@@ -254,15 +254,18 @@ def test_tail_leaves_out_rows_rolled_back_to_a_savepoint(mariadb_pair, fresh):
     """Transactions that roll back to a savepoint after changing a MyISAM table carry the undone row events
     and a `ROLLBACK TO` in the binlog: the tail lists only the rows the transactions kept (before, the
     `ROLLBACK TO` ended the transaction there, so undone rows were listed and later kept ones missed)."""
-    from test_forward_mariadb import SAVEPOINT_ROWS, run_savepoint_transactions
+    from test_forward_mariadb import SAVEPOINT_ROWS, SAVEPOINT_T2_ROWS, SAVEPOINT_TABLES, run_savepoint_transactions
     b = mariadb_pair.business
-    b.sql("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))", database=fresh)
-    b.sql("CREATE TABLE log (id INT PRIMARY KEY) ENGINE=MyISAM", database=fresh)
+    for sql in SAVEPOINT_TABLES:
+        b.sql(sql, database=fresh)
     p = binlog_pos(b)
     c = conn(b, fresh)
     run_savepoint_transactions(c)
     c.close()
-    tail = read_tail(b, f"{fresh}.t", p)
-    listed = [(row["key"]["id"], row["after"]["v"]) for txn in tail["transactions"] for row in txn["rows"]]
-    assert listed == list(SAVEPOINT_ROWS), listed
-    assert tail["rows"] == len(SAVEPOINT_ROWS) and len(tail["transactions"]) == 4
+    tail = read_tail(b, f"{fresh}.t,{fresh}.t2", p)
+    listed = [(row["table"], row["key"]["id"], row["after"]["v"]) for txn in tail["transactions"]
+              for row in txn["rows"]]
+    want = [(f"{fresh}.t", i, v) for i, v in SAVEPOINT_ROWS if i < 30] + [(f"{fresh}.t", 30, "thirty")] + \
+        [(f"{fresh}.t2", i, v) for i, v in SAVEPOINT_T2_ROWS] + [(f"{fresh}.t", i, v) for i, v in SAVEPOINT_ROWS if i >= 40]
+    assert listed == want, listed
+    assert tail["rows"] == len(want) and len(tail["transactions"]) == 7

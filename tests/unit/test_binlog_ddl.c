@@ -39,6 +39,13 @@ static void savepoints(void)
     CHECK(sp("/* x */ ROLLBACK TO SAVEPOINT sp_2", n, sizeof n) == SY_SAVEPOINT_ROLLBACK_TO && strcmp(n, "sp_2") == 0);
     CHECK(sp("ROLLBACK TO `savepoint`", n, sizeof n) == SY_SAVEPOINT_ROLLBACK_TO && strcmp(n, "savepoint") == 0);
     CHECK(sp("RELEASE SAVEPOINT `s1`", n, sizeof n) == SY_SAVEPOINT_RELEASE && strcmp(n, "s1") == 0);
+    /* ANSI_QUOTES sessions (sql_mode=ORACLE too) get "quoted" names; sql_quote_show_create=0 bare ones */
+    CHECK(sp("SAVEPOINT \"a\"", n, sizeof n) == SY_SAVEPOINT_SET && strcmp(n, "a") == 0);
+    CHECK(sp("ROLLBACK TO \"b\"\"c\"", n, sizeof n) == SY_SAVEPOINT_ROLLBACK_TO && strcmp(n, "b\"c") == 0);
+    CHECK(sp("ROLLBACK TO \"savepoint\"", n, sizeof n) == SY_SAVEPOINT_ROLLBACK_TO && strcmp(n, "savepoint") == 0);
+    CHECK(sp("ROLLBACK TO SAVEPOINT \"x\"", n, sizeof n) == SY_SAVEPOINT_ROLLBACK_TO && strcmp(n, "x") == 0);
+    CHECK(sp("SAVEPOINT sp_\xc3\xa9t\xc3\xa9", n, sizeof n) == SY_SAVEPOINT_SET && strcmp(n, "sp_\xc3\xa9t\xc3\xa9") == 0);
+    CHECK(sp("SAVEPOINT `a long name cut`", tiny, sizeof tiny) == SY_SAVEPOINT_SET && strcmp(tiny, "a l") == 0);
     CHECK(sp("ROLLBACK", n, sizeof n) == SY_SAVEPOINT_NONE && n[0] == '\0');
     CHECK(sp("ROLLBACK WORK", n, sizeof n) == SY_SAVEPOINT_NONE);
     CHECK(sp("ROLLBACK TO", n, sizeof n) == SY_SAVEPOINT_NONE);
