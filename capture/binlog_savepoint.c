@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "capture/binlog_ddl.h"
+#include "core/grow.h"
 
 enum sy_savepoint_op sy_savepoint_parse(const char *sql, size_t len, char *name, size_t namelen)
 {
@@ -78,14 +79,8 @@ bool sy_savepoints_set(struct sy_savepoints *s, const char *name, uint64_t mark,
     size_t i = find(s, name);
     if (i != SIZE_MAX)
         drop_at(s, i);
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 8;
-        struct sy_savepoint *v = realloc(s->v, cap * sizeof *v);
-        if (v == NULL)
-            return false;
-        s->v = v;
-        s->cap = cap;
-    }
+    if (sy_grow((void **)&s->v, &s->cap, s->n + 1, sizeof *s->v, 8) != 0)
+        return false;
     struct sy_savepoint *sp = &s->v[s->n++];
     snprintf(sp->name, sizeof sp->name, "%s", name);
     sp->mark = mark;

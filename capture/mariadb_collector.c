@@ -40,6 +40,7 @@
 #include "engine/mariadb_gtid_set.h"
 #include "core/instance.h"
 #include "core/log.h"
+#include "core/rd.h"
 #include "engine/mariadb_client.h"
 #include "engine/mariadb_ddl_context.h"
 
@@ -367,51 +368,48 @@ static bool savepoint_set(struct collector *c, const char *name)
     return false;
 }
 
-/* A chunk of spooled records copied for spooling again: [type u8][len u32 le][payload] each. */
-struct respool_chunk {
-    struct sy_buf buf;
-};
-
 #define RESPOOL_CHUNK_BYTES (4u << 20)
 
+/* Copies a spooled record into a chunk (arg: struct sy_buf) to be spooled again: [len u32 le][payload]. */
 static int respool_take(void *arg, uint64_t seq, uint8_t type, const uint8_t *payload, size_t len)
 {
     (void)seq;
-    struct respool_chunk *k = arg;
-    sy_buf_add(&k->buf, &type, 1);
-    sy_buf_put_le(&k->buf, len, 4);
-    sy_buf_add(&k->buf, payload, len);
-    return k->buf.oom || k->buf.len >= RESPOOL_CHUNK_BYTES;
+    (void)type;
+    struct sy_buf *chunk = arg;
+    sy_buf_put_le(chunk, len, 4);
+    sy_buf_add(chunk, payload, len);
+    return chunk->oom || chunk->len >= RESPOOL_CHUNK_BYTES;
 }
 
 /* Spools the records from..to again, in chunks (the scan must not run while this thread appends). */
 static bool respool(struct collector *c, uint64_t from, uint64_t to)
 {
-    struct respool_chunk k;
+    struct sy_buf chunk;
     struct sy_change_scratch s;
-    sy_buf_init(&k.buf);
+    sy_buf_init(&chunk);
     sy_change_scratch_init(&s);
     bool ok = true;
     while (ok && from <= to) {
         char err[512];
-        sy_buf_reset(&k.buf);
-        if (sy_spool_scan(c->ctx->spool, from, to, respool_take, &k, &from, err, sizeof err) != SY_SPOOL_OK) {
+        sy_buf_reset(&chunk);
+        if (sy_spool_scan(c->ctx->spool, from, to, respool_take, &chunk, &from, err, sizeof err) != SY_SPOOL_OK) {
             sy_module_report_failed(c->ctx->report, "spool_error", "reading back transaction %u-%u-%llu: %s",
                                     c->txn_gtid.domain, c->txn_gtid.server, (unsigned long long)c->txn_gtid.seq,
                                     err);
             ok = false;
             break;
         }
-        if (k.buf.oom) {
+        if (chunk.oom) {
             sy_module_report_failed(c->ctx->report, "out_of_memory", "out of memory spooling a transaction again");
             ok = false;
             break;
         }
-        for (size_t off = 0; ok && off < k.buf.len;) {
-            uint32_t len = (uint32_t)k.buf.p[off + 1] | (uint32_t)k.buf.p[off + 2] << 8 |
-                           (uint32_t)k.buf.p[off + 3] << 16 | (uint32_t)k.buf.p[off + 4] << 24;
+        struct sy_rd r = sy_rd_make(chunk.p, chunk.len);
+        while (ok && sy_rd_left(&r) > 0) {
+            uint32_t len = sy_rd_u32le(&r);
+            const uint8_t *payload = sy_rd_take(&r, len);
             struct sy_change ch;
-            if (sy_change_decode(k.buf.p + off + 5, len, &s, &ch) != SY_PARSE_OK) {
+            if (payload == NULL || sy_change_decode(payload, len, &s, &ch) != SY_PARSE_OK) {
                 sy_module_report_failed(c->ctx->report, "spool_error", "a record of transaction %u-%u-%llu does "
                                         "not decode when read back", c->txn_gtid.domain, c->txn_gtid.server,
                                         (unsigned long long)c->txn_gtid.seq);
@@ -419,11 +417,10 @@ static bool respool(struct collector *c, uint64_t from, uint64_t to)
                 break;
             }
             ok = sy_collect_append(&c->out, &ch);
-            off += 5 + (size_t)len;
         }
     }
     sy_change_scratch_fini(&s);
-    sy_buf_fini(&k.buf);
+    sy_buf_fini(&chunk);
     return ok;
 }
 

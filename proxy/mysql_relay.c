@@ -16,6 +16,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "core/grow.h"
 #include "core/log.h"
 #include "proxy/mysql_codec.h"
 #include "proxy/mysql_compress.h"
@@ -44,14 +45,8 @@ static uint32_t stmt_add(struct sy_mysql_session *s, uint32_t backend_id, uint16
         while (stmt_find(s, id) != NULL)
             id = id == UINT32_MAX ? 1 : id + 1;
     sy_mysql_track_warm_outdated(s);
-    if (s->n_stmts == s->cap_stmts) {
-        size_t cap = s->cap_stmts ? s->cap_stmts * 2 : 8;
-        struct sess_stmt *ns = realloc(s->stmts, cap * sizeof *ns);
-        if (ns == NULL)
-            return id;
-        s->stmts = ns;
-        s->cap_stmts = cap;
-    }
+    if (sy_grow((void **)&s->stmts, &s->cap_stmts, s->n_stmts + 1, sizeof *s->stmts, 8) != 0)
+        return id;
     s->stmts[s->n_stmts++] = (struct sess_stmt){ .id = id, .backend_id = backend_id, .num_params = num_params,
                                                  .sql = s->pending_prepare_sql };
     s->pending_prepare_sql = NULL;
